@@ -1,0 +1,396 @@
+/* stcache's Raft consensus core: a deterministic protocol state machine.
+ *
+ * The core does no IO. It has no clock (time is a count of raft_tick() calls),
+ * no randomness of its own (election jitter comes from a seed given at
+ * creation), no threads and no syscalls. It is driven by its inputs:
+ *
+ *     raft_tick()                one logical clock step
+ *     raft_step(msg)             a message from a peer
+ *     raft_propose(data)         a new command for the replicated log
+ *     raft_propose_conf_change() a membership change
+ *     raft_read_index(ctx)       a linearizable read request
+ *     raft_transfer_leadership() hand leadership to another voter
+ *     raft_persisted()           the application's disk caught up (async)
+ *     raft_applied()             the state machine caught up
+ *     raft_snapshot_taken()      a state machine snapshot exists at an index
+ *     raft_report_unreachable(), raft_report_snapshot()  transport feedback
+ *
+ * and answers with a batch of work, the ready (struct raft_ready), in the
+ * spirit of etcd's Tick/Step/Ready/Advance. The application's loop is:
+ *
+ *     if (raft_has_ready(r)) {
+ *         struct raft_ready rd;
+ *         raft_ready_get(r, &rd);
+ *         1. if rd.snapshot: install it (state machine restore), durably
+ *         2. start persisting rd.hard_state (if rd.hard_state_changed) and
+ *            rd.entries (truncating any suffix from rd.entries[0].index): one
+ *            batch, one fdatasync (group commit)
+ *         3. send rd.msgs now (a leader's appends overlap its own disk write,
+ *            Raft thesis 10.2.1)
+ *         4. keep rd.msgs_after_persist (encode/copy them) and send them only
+ *            once step 2 is durable: votes and a follower's acknowledgements
+ *            of its own log must never precede the disk
+ *         5. apply rd.committed to the state machine; serve rd.reads once the
+ *            applied index reaches each read's index
+ *         6. raft_ready_ack(r, &rd): the batch's pointers become invalid
+ *     }
+ *     ... later, when the disk write of a ready completes:
+ *         raft_persisted(r, rd.persist_index, rd.persist_term)
+ *
+ * Readies must be persisted in the order they were produced. Several readies
+ * may be outstanding on the disk at once; raft_persisted() reports the newest
+ * that completed (it implies all earlier ones).
+ *
+ * "Committed" means durable on a quorum, the leader's own disk counted only
+ * through raft_persisted(), so a single-node cluster commits nothing before
+ * its fdatasync returns.
+ *
+ * Memory and ownership:
+ *   - Entry payloads are raft_buf slices: a refcounted owner plus (data, len)
+ *     into it, so one received frame can back many entries without copies.
+ *     The core takes its own references for what it keeps.
+ *   - Everything reachable from a struct raft_ready is owned by the core and
+ *     valid until raft_ready_ack(); take references (raft_buf_ref) to keep a
+ *     payload longer.
+ *   - Messages passed to raft_step() remain the caller's; the core references
+ *     what it keeps.
+ *   - Not thread-safe: one thread drives a struct raft, and only that thread
+ *     may take or drop raft_buf references.
+ *
+ * Errors are values: bad or stale peer input is dropped and counted
+ * (raft_stats), never fatal. Internal invariants are asserted.
+ */
+#ifndef STCACHE_RAFT_H
+#define STCACHE_RAFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stcache/errors.h"
+
+typedef uint64_t raft_id; /* node id; 0 means "none" */
+typedef uint64_t raft_term;
+typedef uint64_t raft_index;
+
+#define RAFT_NONE ((raft_id)0)
+/* Bounds on members and their opaque context (the application's addresses). */
+#define RAFT_MEMBERS_MAX 64
+#define RAFT_MEMBER_CONTEXT_MAX 192
+
+/* ---------------------------------------------------------------- buffers */
+
+/* Immutable reference-counted bytes. refs is single-threaded (see above). */
+struct raft_buf {
+    uint32_t refs;
+    uint32_t cap;
+    uint8_t data[];
+};
+
+/* Allocates a buffer of `cap` bytes with one reference; NULL on ENOMEM. */
+struct raft_buf *raft_buf_create(size_t cap);
+void raft_buf_ref(struct raft_buf *b);
+/* Drops one reference; frees at zero. NULL is a no-op. */
+void raft_buf_unref(struct raft_buf *b);
+
+/* --------------------------------------------------------------- entries */
+
+enum raft_entry_type {
+    RAFT_ENTRY_NORMAL = 1, /* application command */
+    RAFT_ENTRY_CONF = 2,   /* membership change, payload = raft_conf_change_encode() */
+    RAFT_ENTRY_NOOP = 3,   /* appended by every new leader (thesis 6.4, 8) */
+};
+
+struct raft_entry {
+    raft_term term;
+    raft_index index;
+    uint8_t type;          /* enum raft_entry_type */
+    struct raft_buf *buf;  /* owner of the payload bytes; NULL when len == 0 */
+    const uint8_t *data;   /* payload: points into buf->data */
+    uint32_t len;
+};
+
+/* ------------------------------------------------------------ membership */
+
+enum raft_role_in_conf { RAFT_VOTER = 1, RAFT_LEARNER = 2 };
+
+struct raft_member {
+    raft_id id;
+    uint8_t role; /* enum raft_role_in_conf */
+    /* Opaque to the core (the server keeps its peer and HTTP addresses here). */
+    uint16_t context_len;
+    char context[RAFT_MEMBER_CONTEXT_MAX];
+};
+
+struct raft_conf {
+    uint32_t n;
+    struct raft_member members[RAFT_MEMBERS_MAX];
+};
+
+enum raft_conf_op {
+    RAFT_CONF_ADD_VOTER = 1,   /* add as voter, or promote a learner */
+    RAFT_CONF_ADD_LEARNER = 2, /* add a non-voting member that receives the log */
+    RAFT_CONF_REMOVE = 3,      /* remove a voter or a learner */
+};
+
+struct raft_conf_change {
+    uint8_t op; /* enum raft_conf_op */
+    raft_id id;
+    uint16_t context_len;
+    char context[RAFT_MEMBER_CONTEXT_MAX];
+};
+
+/* Payload codec for RAFT_ENTRY_CONF entries (defined by the core: it must
+ * read them). encode returns the encoded size (<= RAFT_CONF_CHANGE_ENCODED_MAX). */
+#define RAFT_CONF_CHANGE_ENCODED_MAX (1 + 8 + 2 + RAFT_MEMBER_CONTEXT_MAX)
+size_t raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t *out);
+int raft_conf_change_decode(const uint8_t *data, size_t len, struct raft_conf_change *cc);
+
+/* Applies cc to conf (pure function); ST_EINVAL if it makes no sense
+ * (removing an absent member, too many members, ...). */
+int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc);
+const struct raft_member *raft_conf_find(const struct raft_conf *conf, raft_id id);
+size_t raft_conf_voters(const struct raft_conf *conf);
+
+/* ------------------------------------------------------------- snapshots */
+
+/* What the core knows of a snapshot: the bytes are the application's. */
+struct raft_snapshot_meta {
+    raft_index index; /* last entry covered */
+    raft_term term;   /* term of that entry */
+    struct raft_conf conf; /* membership as of index (DESIGN §3.3) */
+};
+
+/* ------------------------------------------------------------------ state */
+
+/* Must be durable before anything derived from it is sent. */
+struct raft_hard_state {
+    raft_term term;
+    raft_id vote;
+    raft_index commit; /* persisted so a restart is not needlessly stale (DESIGN §3.9) */
+};
+
+enum raft_role { RAFT_FOLLOWER = 0, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE, RAFT_LEADER };
+const char *raft_role_name(enum raft_role role);
+
+/* --------------------------------------------------------------- messages */
+
+enum raft_msg_type {
+    RAFT_MSG_APPEND = 1,        /* AppendEntries (also carries commit) */
+    RAFT_MSG_APPEND_RESP,       /* ack or reject with a conflict hint */
+    RAFT_MSG_VOTE,              /* RequestVote */
+    RAFT_MSG_VOTE_RESP,
+    RAFT_MSG_PREVOTE,           /* pre-vote (thesis 9.6), term = the term it would use */
+    RAFT_MSG_PREVOTE_RESP,
+    RAFT_MSG_HEARTBEAT,         /* carries commit and a read context */
+    RAFT_MSG_HEARTBEAT_RESP,
+    RAFT_MSG_SNAPSHOT,          /* InstallSnapshot: delivered once the bytes have arrived */
+    RAFT_MSG_TIMEOUT_NOW,       /* leadership transfer: campaign at once */
+    RAFT_MSG_READ_INDEX,        /* follower -> leader: give me a read index for ctx */
+    RAFT_MSG_READ_INDEX_RESP,   /* leader -> follower: index (0 and reject when refused) */
+    RAFT_MSG_PROPOSE,           /* follower -> leader: forwarded proposal entries */
+    RAFT_MSG_TYPE_MAX
+};
+const char *raft_msg_type_name(int type);
+
+struct raft_msg {
+    uint8_t type; /* enum raft_msg_type */
+    raft_id from;
+    raft_id to;
+    raft_term term;
+    /* APPEND: index/log_term of the entry before entries[0].
+     * VOTE/PREVOTE: the candidate's last index/log_term.
+     * APPEND_RESP: on success the last index matched; on reject, the index
+     *   that was rejected, with reject_hint/hint_term (fast backtracking).
+     * SNAPSHOT: unused (see snapshot). READ_INDEX_RESP: the read index. */
+    raft_index index;
+    raft_term log_term;
+    raft_index commit;
+    bool reject;
+    raft_index reject_hint; /* follower's last index, or first index of hint_term */
+    raft_term hint_term;    /* term of the conflicting entry at reject_hint (0: none) */
+    uint64_t context;       /* heartbeat round / read request context */
+    uint32_t n_entries;
+    struct raft_entry *entries;
+    struct raft_snapshot_meta *snapshot; /* SNAPSHOT only */
+};
+
+/* ----------------------------------------------------------------- ready */
+
+struct raft_read_state {
+    uint64_t context;  /* as given to raft_read_index() */
+    raft_index index;  /* serve once applied >= index */
+    int status;        /* 0, or ST_ENOTLEADER / ST_ETIMEDOUT ... when the read failed */
+};
+
+struct raft_ready {
+    /* Role/leader change since the last ready (leadership notifications). */
+    bool soft_state_changed;
+    enum raft_role role;
+    raft_id leader;
+    raft_term term;
+
+    bool hard_state_changed;
+    struct raft_hard_state hard_state;
+
+    /* Install before persisting entries; NULL when none. The log is empty up
+     * to snapshot->index afterwards. */
+    const struct raft_snapshot_meta *snapshot;
+
+    /* Entries to persist. If n_entries > 0, any persisted entry with index >=
+     * entries[0].index must be discarded first (suffix truncation). */
+    struct raft_entry *entries;
+    size_t n_entries;
+
+    /* The position to report to raft_persisted() once this ready is durable
+     * (0/0 when the ready persists nothing). */
+    raft_index persist_index;
+    raft_term persist_term;
+
+    struct raft_msg *msgs;              /* send at once */
+    size_t n_msgs;
+    struct raft_msg *msgs_after_persist; /* send only once this ready is durable */
+    size_t n_msgs_after_persist;
+
+    /* Committed entries to apply, in order. Never beyond what is durable locally. */
+    struct raft_entry *committed;
+    size_t n_committed;
+
+    struct raft_read_state *reads;
+    size_t n_reads;
+};
+
+/* ---------------------------------------------------------------- config */
+
+struct raft_config {
+    raft_id id;
+    uint64_t seed;               /* election jitter; the core's only randomness */
+    uint32_t election_ticks;     /* base election timeout; randomized in [e, 2e) */
+    uint32_t heartbeat_ticks;    /* leader heartbeat interval; < election_ticks */
+    bool pre_vote;
+    bool check_quorum;
+    bool lease_reads;            /* allow RAFT_READ_LEASE; requires check_quorum */
+    bool forward_proposals;      /* follower proposals go to the leader (else ST_ENOTLEADER) */
+    uint32_t inflight_msgs_max;  /* appends in flight per follower */
+    uint32_t msg_bytes_max;      /* payload bytes per append */
+    uint64_t uncommitted_bytes_max; /* leader refuses proposals past this (ST_EBUSY); 0 = no bound */
+    uint64_t trailing_entries;   /* entries kept behind a snapshot for lagging followers */
+    uint32_t reads_pending_max;  /* outstanding read requests (ST_EBUSY past it) */
+};
+
+/* Fills sensible defaults (election 10 ticks, heartbeat 1, pre-vote and
+ * check-quorum on, 4 appends in flight, 1 MiB per message, ...). */
+void raft_config_default(struct raft_config *cfg, raft_id id);
+
+/* What a node restarts from: everything it had made durable. */
+struct raft_bootstrap_state {
+    struct raft_hard_state hard_state;
+    const struct raft_snapshot_meta *snapshot; /* NULL if none */
+    /* Entries following the snapshot (or index 1), contiguous; the core takes
+     * references to their buffers. */
+    const struct raft_entry *entries;
+    size_t n_entries;
+    /* Membership for a brand-new cluster with no snapshot and no log (the
+     * bootstrap node, or every node of a static --peers start); NULL otherwise. */
+    const struct raft_conf *initial_conf;
+    raft_index applied; /* state machine already contains up to here (snapshot index) */
+};
+
+/* -------------------------------------------------------------------- API */
+
+struct raft;
+
+/* Creates a core from durable state. Returns 0 and *out, or ST_EINVAL
+ * (inconsistent state) / ST_ENOMEM. */
+int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state *st,
+                struct raft **out);
+void raft_destroy(struct raft *r);
+
+void raft_tick(struct raft *r);
+/* Feeds a peer message. Returns 0; ST_EPROTO/ST_ESTALE for dropped input
+ * (the message is ignored and counted, the core is unharmed). */
+int raft_step(struct raft *r, const struct raft_msg *m);
+
+/* Appends a command. On a leader returns 0 and the entry's index/term in
+ * *index, *term (either may be NULL). On a follower with forward_proposals,
+ * forwards and returns 0 with *index = 0. Otherwise ST_ENOTLEADER (see
+ * raft_leader()), ST_ETRANSFER during a transfer, ST_EBUSY past the
+ * uncommitted bound, ST_ETOOBIG past msg_bytes_max. The core references buf. */
+int raft_propose(struct raft *r, struct raft_buf *buf, const uint8_t *data, uint32_t len,
+                 raft_index *index, raft_term *term);
+
+/* Proposes a membership change (leader only). ST_ECONFCHANGE while another is
+ * uncommitted or before the leader committed an entry of its term
+ * (single-server change safety, Ongaro 2015); ST_EINVAL if it would not apply. */
+int raft_propose_conf_change(struct raft *r, const struct raft_conf_change *cc,
+                             raft_index *index);
+
+enum raft_read_mode { RAFT_READ_SAFE = 0, RAFT_READ_LEASE = 1 };
+/* Requests a linearizable read index; the answer arrives in a ready's reads
+ * with the same context. Works on followers (asks the leader). Returns 0,
+ * ST_ENOTLEADER when no leader is known, ST_EBUSY past reads_pending_max. */
+int raft_read_index(struct raft *r, uint64_t context, enum raft_read_mode mode);
+
+/* Leader only: catch `to` up and make it campaign. ST_EINVAL for a non-voter. */
+int raft_transfer_leadership(struct raft *r, raft_id to);
+
+/* Starts a campaign now (tests and tools). */
+int raft_campaign(struct raft *r);
+
+bool raft_has_ready(const struct raft *r);
+void raft_ready_get(struct raft *r, struct raft_ready *rd);
+void raft_ready_ack(struct raft *r, const struct raft_ready *rd);
+
+/* Everything up to (index, term) produced by readies so far is durable. */
+void raft_persisted(struct raft *r, raft_index index, raft_term term);
+/* The state machine has applied up to index (>= previous). */
+void raft_applied(struct raft *r, raft_index index);
+/* The application saved a snapshot at `index` (<= applied); the core keeps
+ * the meta for followers and compacts its log, keeping trailing_entries.
+ * Returns the first index still kept (the WAL may drop entries below it). */
+raft_index raft_snapshot_taken(struct raft *r, raft_index index);
+
+void raft_report_unreachable(struct raft *r, raft_id peer);
+void raft_report_snapshot(struct raft *r, raft_id peer, bool ok);
+
+/* ------------------------------------------------------------ inspection */
+
+raft_id raft_self(const struct raft *r);
+raft_id raft_leader(const struct raft *r);
+enum raft_role raft_role_get(const struct raft *r);
+raft_term raft_term_get(const struct raft *r);
+raft_index raft_commit_index(const struct raft *r);
+raft_index raft_applied_index(const struct raft *r);
+raft_index raft_first_index(const struct raft *r);
+raft_index raft_last_index(const struct raft *r);
+const struct raft_conf *raft_conf_get(const struct raft *r);
+const struct raft_snapshot_meta *raft_snapshot_get(const struct raft *r); /* NULL if none */
+/* Entry at index if held in memory, else NULL. */
+const struct raft_entry *raft_entry_get(const struct raft *r, raft_index index);
+
+enum raft_progress_state { RAFT_PROGRESS_PROBE = 0, RAFT_PROGRESS_REPLICATE, RAFT_PROGRESS_SNAPSHOT };
+struct raft_progress_info {
+    raft_id id;
+    raft_index match;
+    raft_index next;
+    uint8_t state;      /* enum raft_progress_state */
+    bool recent_active; /* heard from within the last election timeout */
+};
+/* Leader only: fills up to cap entries, returns the count. */
+size_t raft_progress_get(const struct raft *r, struct raft_progress_info *out, size_t cap);
+
+struct raft_stats {
+    uint64_t msgs_dropped;      /* malformed, misdirected or from unknown peers */
+    uint64_t msgs_stale;        /* lower term */
+    uint64_t leader_changes;
+    uint64_t elections_started;
+    uint64_t proposals;
+    uint64_t proposals_refused;
+    uint64_t reads_served;
+};
+void raft_stats_get(const struct raft *r, struct raft_stats *out);
+
+/* Asserts every internal invariant (debug and simulation builds). */
+void raft_check_invariants(const struct raft *r);
+
+#endif

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages stcache needs to build and test, if missing.
+# Idempotent; run as root (or with sudo available).
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build pkg-config clang libuv1-dev libhttp-parser-dev
+      libclang-rt-14-dev python3 curl iproute2 procps)
+if [ "${1:-}" = "--bench" ]; then pkgs+=(wrk etcd-server etcd-client); fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
