@@ -89,23 +89,25 @@ extern int st_test_failed;
     int st_tests_n;                                                                       \
     jmp_buf st_test_jmp;                                                                  \
     int st_test_failed;                                                                   \
+    static int st_run_one(int i)                                                          \
+    {                                                                                     \
+        st_test_failed = 0;                                                               \
+        fprintf(stderr, "[ RUN ] %s\n", st_tests[i].name);                                \
+        if (setjmp(st_test_jmp) == 0)                                                     \
+            st_tests[i].fn();                                                             \
+        fprintf(stderr, "[%s] %s\n", st_test_failed ? "FAIL " : "  OK ", st_tests[i].name); \
+        return st_test_failed;                                                            \
+    }                                                                                     \
     int main(int argc, char **argv)                                                       \
     {                                                                                     \
         int passed = 0, failed = 0;                                                       \
         for (int i = 0; i < st_tests_n; i++) {                                            \
             if (argc > 1 && strncmp(st_tests[i].name, argv[1], strlen(argv[1])) != 0)     \
                 continue;                                                                 \
-            st_test_failed = 0;                                                           \
-            fprintf(stderr, "[ RUN ] %s\n", st_tests[i].name);                            \
-            if (setjmp(st_test_jmp) == 0)                                                 \
-                st_tests[i].fn();                                                         \
-            if (st_test_failed) {                                                         \
+            if (st_run_one(i))                                                            \
                 failed++;                                                                 \
-                fprintf(stderr, "[FAIL ] %s\n", st_tests[i].name);                        \
-            } else {                                                                      \
+            else                                                                          \
                 passed++;                                                                 \
-                fprintf(stderr, "[  OK ] %s\n", st_tests[i].name);                        \
-            }                                                                             \
         }                                                                                 \
         printf("%d passed, %d failed\n", passed, failed);                                 \
         return failed ? 1 : (passed ? 0 : 1);                                             \
