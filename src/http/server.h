@@ -1,0 +1,209 @@
+/* A generic HTTP/1.1 server on libuv and http-parser.
+ *
+ * The server parses requests and hands each one to a handler callback; the
+ * handler completes it later (possibly many ms later, from the loop thread)
+ * with http_response_send(). Keep-alive and pipelining are supported:
+ * responses leave in request order even when handlers complete out of order.
+ *
+ * Request lifecycle (per connection, a ring of at most pipeline_max slots):
+ *
+ *   FREE --message begins--> PARSING --message complete--> HANDLER
+ *   HANDLER --http_response_send()--> READY --head of line--> WRITING --written--> FREE
+ *
+ * While every slot is in use the connection stops reading (back-pressure).
+ * Bad requests (malformed, too large) get a 4xx with a JSON body
+ * {"error":"...","code":<status>} and the connection closes after it.
+ *
+ * Ownership: a struct http_request is owned by the server; the handler borrows
+ * it from the handler call until it calls http_response_send() exactly once.
+ * It stays valid until then even if the client disconnects (the response is
+ * then discarded). Every request handed to the handler MUST be completed, also
+ * during shutdown: http_server_close() finishes only when all are.
+ *
+ * Memory: per-connection read buffer and per-slot head/body/response buffers
+ * are allocated on first use and reused; buffers grown for a large body or
+ * response above HTTP_BUF_KEEP_BYTES are released after use.
+ *
+ * Threading: everything runs on the loop thread. */
+#ifndef ST_HTTP_SERVER_H
+#define ST_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct http_server;
+
+/* Named http_verb (not http_method) to stay clear of http_parser.h. */
+enum http_verb {
+    HTTP_VERB_OTHER = 0,
+    HTTP_VERB_GET,
+    HTTP_VERB_HEAD,
+    HTTP_VERB_PUT,
+    HTTP_VERB_POST,
+    HTTP_VERB_DELETE,
+};
+
+struct http_request {
+    enum http_verb verb;
+    const char *method;       /* NUL-terminated, e.g. "GET" */
+    const char *path;         /* raw (still %-encoded), NUL-terminated, starts with '/' */
+    size_t path_len;
+    const char *query;        /* raw, after '?', NUL-terminated; NULL if no '?' */
+    size_t query_len;
+    const char *if_match;     /* header value, NUL-terminated; NULL if absent */
+    size_t if_match_len;
+    const char *if_none_match;
+    size_t if_none_match_len;
+    int has_content_length;
+    uint64_t content_length;
+    int keep_alive;           /* 0 if the connection closes after this response */
+    const uint8_t *body;      /* body_len bytes (never NULL, may be empty) */
+    size_t body_len;
+    void *user;               /* free for the handler */
+    struct http_server *server;
+};
+
+/* Called once per complete request, on the loop thread. The handler must
+ * eventually call http_response_send(req, ...) exactly once (it may do so
+ * before returning). */
+typedef void (*http_handler_cb)(struct http_request *req, void *ctx);
+/* Called when http_server_close() has finished: all handles closed, all
+ * pending requests completed, all memory released except the struct itself
+ * which the callback may free via http_server_destroy(). */
+typedef void (*http_server_closed_cb)(struct http_server *srv, void *ctx);
+
+struct http_server_config {
+    const char *host;            /* e.g. "127.0.0.1" or "0.0.0.0" */
+    uint16_t port;               /* 0 = ephemeral, see http_server_port() */
+    int backlog;                 /* listen backlog (default 511) */
+    uint32_t head_bytes_max;     /* request line + headers (default 16 KiB): 414/431 */
+    uint32_t headers_max;        /* header count (default 64): 431 */
+    uint64_t body_bytes_max;     /* (default 2 MiB): 413 */
+    uint32_t idle_timeout_ms;    /* close a connection without pending requests after this idle time (default 60000; 0 = never) */
+    uint32_t connections_max;    /* beyond this, new connections get 503 and are closed (default 1024) */
+    uint32_t pipeline_max;       /* requests in flight per connection (default 16, max 64) */
+    uint32_t read_buf_bytes;     /* per-connection read buffer (default 16 KiB) */
+};
+
+#define HTTP_BUF_KEEP_BYTES (64u * 1024u)
+
+struct http_server_stats {
+    uint64_t connections;          /* open now */
+    uint64_t connections_accepted;
+    uint64_t connections_rejected; /* over connections_max */
+    uint64_t requests;             /* handed to the handler */
+    uint64_t requests_bad;         /* answered 4xx by the server itself */
+    uint64_t responses_discarded;  /* completed after the client left */
+    uint64_t idle_closed;
+};
+
+void http_server_config_default(struct http_server_config *cfg);
+
+/* Allocates a server bound to cfg->host:cfg->port on `loop` and starts
+ * listening. cfg is copied (host too). Returns 0, ST_EINVAL, ST_ENOMEM or the
+ * translated bind/listen error. The caller owns *out: http_server_close() it,
+ * then http_server_destroy() it once closed_cb has run. */
+int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
+                       http_handler_cb handler, void *handler_ctx, struct http_server **out);
+
+/* The bound port (useful with port 0). */
+uint16_t http_server_port(const struct http_server *srv);
+
+/* Stops accepting, closes every connection (pending requests stay valid until
+ * completed; their responses are discarded) and calls closed_cb once all is
+ * released. Idempotent. */
+void http_server_close(struct http_server *srv, http_server_closed_cb closed_cb, void *ctx);
+
+/* Frees a server that is closed (closed_cb ran) or that never started. */
+void http_server_destroy(struct http_server *srv);
+
+void http_server_stats(const struct http_server *srv, struct http_server_stats *out);
+
+/* Completes a request. Copies everything; req is invalid afterwards.
+ * content_type may be NULL (no Content-Type). extra_headers: n "Name: value"
+ * pairs (no CR/LF allowed in them: such a header is dropped). For HEAD requests
+ * the body is not sent but Content-Length is. Returns 0, or ST_ENOMEM (the
+ * connection is then closed; req is still consumed). */
+struct http_header {
+    const char *name;
+    const char *value;
+};
+int http_response_send(struct http_request *req, int status, const char *content_type,
+                       const struct http_header *extra_headers, size_t n_extra,
+                       const void *body, size_t body_len);
+
+/* Completes a request with {"error":"<message>","code":<code>} (JSON-escaped). */
+int http_response_error(struct http_request *req, int status, int code, const char *message);
+
+/* 1 if the client connection of req is gone (the response will be discarded). */
+int http_request_orphaned(const struct http_request *req);
+
+/* Looks up any request header by name (case-insensitive). Returns the value
+ * (NUL-terminated) and its length, or NULL. Valid like req. */
+const char *http_request_header(const struct http_request *req, const char *name, size_t *len);
+
+/* Standard reason phrase ("Not Found"); "Unknown" for unknown codes. */
+const char *http_status_text(int status);
+
+/* ---- helpers ---- */
+
+/* Percent-decodes in[0..len) into out (room for len bytes; out may equal in).
+ * plus_as_space: 1 for query components ('+' -> ' '), 0 for path segments.
+ * Binary-safe (%00 gives a 0 byte). Returns 0 and sets *out_len, or ST_EINVAL
+ * for a malformed escape (% not followed by two hex digits). */
+int http_url_decode(const char *in, size_t len, int plus_as_space, uint8_t *out, size_t *out_len);
+
+/* Iterates a raw query string "a=1&b=%20x": on each call returns 1 and sets
+ * the raw (still encoded) name/value spans of the next parameter (value_len 0
+ * and value pointing past '=' or at the end if absent), or 0 at the end.
+ * *cursor starts at 0. Empty parameters ("&&") are skipped. */
+int http_query_next(const char *query, size_t query_len, size_t *cursor, const char **name,
+                    size_t *name_len, const char **value, size_t *value_len);
+
+/* Finds parameter `name` (compared with its decoded form) and returns its raw
+ * value span; 1 if found, 0 if not. */
+int http_query_get(const char *query, size_t query_len, const char *name, const char **value,
+                   size_t *value_len);
+
+/* A growable byte buffer (caller owns; http_buf_free releases). */
+struct http_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    int oom; /* set once an append failed; later appends are no-ops */
+};
+void http_buf_init(struct http_buf *b);
+void http_buf_free(struct http_buf *b);
+void http_buf_reset(struct http_buf *b); /* len = 0, oom = 0; keeps memory */
+void http_buf_append(struct http_buf *b, const void *data, size_t len);
+
+/* A small JSON writer into an http_buf. Commas are inserted automatically.
+ * Nesting depth is at most HTTP_JSON_DEPTH_MAX (deeper writes set err).
+ * Strings are binary-safe input: valid UTF-8 passes through, '"' '\\' and
+ * control characters are escaped (\n, \t, ... or \u00XX), and bytes that are
+ * not valid UTF-8 are written as \u00XX (the byte's Latin-1 code point). */
+#define HTTP_JSON_DEPTH_MAX 32
+struct http_json {
+    struct http_buf *out;
+    uint32_t depth;
+    uint64_t need_comma; /* bit d: level d already has an element */
+    int after_key;
+    int err;
+};
+void http_json_init(struct http_json *w, struct http_buf *out);
+void http_json_object_begin(struct http_json *w);
+void http_json_object_end(struct http_json *w);
+void http_json_array_begin(struct http_json *w);
+void http_json_array_end(struct http_json *w);
+void http_json_key(struct http_json *w, const char *key); /* NUL-terminated */
+void http_json_string(struct http_json *w, const void *s, size_t len);
+void http_json_cstr(struct http_json *w, const char *s);
+void http_json_uint(struct http_json *w, uint64_t v);
+void http_json_int(struct http_json *w, int64_t v);
+void http_json_bool(struct http_json *w, int v);
+void http_json_null(struct http_json *w);
+/* 0 if the document is complete and no error occurred, ST_EINVAL or ST_ENOMEM. */
+int http_json_finish(const struct http_json *w);
+
+#endif

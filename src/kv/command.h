@@ -1,0 +1,103 @@
+/* kv commands: the payload of a raft log entry that the state machine applies.
+ *
+ * A node builds a struct kv_command for a client request, encodes it with
+ * kv_command_encode() into the data of a raft entry, and every replica decodes
+ * and applies it with kv_apply() (kv.h). The byte format is written down in
+ * docs/KV.md; all integers are little-endian.
+ *
+ *   common header (32 bytes)
+ *     u8  format version (KV_COMMAND_VERSION)
+ *     u8  type        (enum kv_cmd_type)
+ *     u8  condition   (enum kv_cond)
+ *     u8  reserved    (0)
+ *     u32 reserved    (0)
+ *     u64 request id: node id of the proposer
+ *     u64 request id: sequence number at the proposer
+ *     u64 timestamp_ms: proposer's wall clock, assigned once at proposal
+ *   PUT    : u64 ttl_ms (0 = no expiry), u64 cond_version, u32 key_len, u32 value_len, key, value
+ *   DELETE : u64 cond_version, u32 key_len, key
+ *   PURGE_EXPIRED : u32 keys_max (0 = no bound)
+ *
+ * The timestamp is the only clock that enters the replicated state: a PUT with
+ * ttl_ms expires at timestamp_ms + ttl_ms; PURGE_EXPIRED deletes keys whose
+ * expiry <= its timestamp_ms. Conditions are evaluated when the entry applies.
+ *
+ * Limits. kv_command_decode() takes the configured limits (key_bytes_max,
+ * value_bytes_max). The node checks them when it accepts a client request.
+ * kv_apply() decodes with the hard limits only (KV_KEY_BYTES_HARD_MAX), so a
+ * replica whose local configuration differs never rejects an entry the others
+ * applied: determinism does not depend on local configuration. */
+#ifndef ST_KV_COMMAND_H
+#define ST_KV_COMMAND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KV_COMMAND_VERSION 1
+#define KV_COMMAND_HEADER_BYTES 32
+#define KV_KEY_BYTES_MAX_DEFAULT 1024u
+#define KV_VALUE_BYTES_MAX_DEFAULT (1024u * 1024u)
+/* Structural bounds enforced by every decode, whatever the configuration. */
+#define KV_KEY_BYTES_HARD_MAX 65535u
+#define KV_VALUE_BYTES_HARD_MAX (256u * 1024u * 1024u)
+
+enum kv_cmd_type {
+    KV_CMD_PUT = 1,
+    KV_CMD_DELETE = 2,
+    KV_CMD_PURGE_EXPIRED = 3,
+};
+
+enum kv_cond {
+    KV_COND_NONE = 0,
+    KV_COND_IF_VERSION = 1, /* applies only if the live key's version == cond_version */
+    KV_COND_IF_ABSENT = 2,  /* PUT only: applies only if the key is absent (or expired) */
+};
+
+/* Identifies a client request across forwarding: the proposer's node id and a
+ * sequence number unique at that node. Echoed in struct kv_result. */
+struct kv_request_id {
+    uint64_t node_id;
+    uint64_t seq;
+};
+
+/* A decoded or to-be-encoded command. key/value point into the caller's
+ * buffer (encode) or into the decoded bytes (decode): no copies are made. */
+struct kv_command {
+    enum kv_cmd_type type;
+    enum kv_cond cond;
+    struct kv_request_id req;
+    uint64_t timestamp_ms;
+    uint64_t ttl_ms;       /* PUT: 0 = never expires */
+    uint64_t cond_version; /* KV_COND_IF_VERSION only */
+    uint32_t keys_max;     /* PURGE_EXPIRED: max keys deleted by one entry, 0 = all */
+    const uint8_t *key;
+    uint32_t key_len;
+    const uint8_t *value;
+    uint32_t value_len;
+};
+
+struct kv_limits {
+    uint32_t key_bytes_max;   /* >= 1 */
+    uint32_t value_bytes_max;
+};
+
+/* Fills limits with the defaults above. */
+void kv_limits_default(struct kv_limits *limits);
+
+/* Bytes kv_command_encode() will write for cmd. */
+size_t kv_command_encoded_len(const struct kv_command *cmd);
+
+/* Encodes cmd into buf[0..cap). Returns 0 and sets *out_len, ST_EINVAL if cmd
+ * is not well formed (unknown type, a condition the type does not allow, a key
+ * of 0 bytes or above the hard limit), ST_ETOOBIG if cap is too small. */
+int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, size_t *out_len);
+
+/* Decodes data[0..len). limits may be NULL (hard limits only). On success
+ * fills *out, whose key/value point into data (valid while data is).
+ * Returns ST_EPROTO for any malformed input (bad version/type/condition,
+ * nonzero reserved bytes, lengths that disagree with len) and ST_ETOOBIG for a
+ * key or value above the limits. *out is unspecified on error. */
+int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *limits,
+                      struct kv_command *out);
+
+#endif

@@ -1,0 +1,165 @@
+/* kv: the replicated state machine of stcache.
+ *
+ * A hash table of binary-safe keys and values. Each key carries a version (the
+ * raft index of the entry that last wrote it: the HTTP ETag) and an optional
+ * absolute expiry time in ms (0 = none). The table resizes by incremental
+ * rehashing (two tables; every mutation migrates a few buckets) so no single
+ * operation stalls on a resize. An expiry heap ordered by (expiry, key) makes
+ * PURGE_EXPIRED cost O(purged * log n) and deterministic on every replica.
+ *
+ * Determinism: the same sequence of kv_apply() calls gives the same state and a
+ * byte-identical snapshot on every replica built with the same hash seed
+ * (struct kv_config.hash_seed; keep it equal cluster-wide). No local clock,
+ * configuration or randomness enters the state: time comes from the command
+ * timestamps in the log. A replica restored from a snapshot holds the same
+ * logical state but may iterate in another order; kv_digest() compares states
+ * independently of order.
+ *
+ * TTL semantics (docs/KV.md):
+ *   - PUT with ttl_ms > 0 sets expiry = command timestamp + ttl_ms.
+ *   - At apply, a key whose expiry <= the command's timestamp is treated as
+ *     absent by conditions and DELETE (and is removed when touched).
+ *   - PURGE_EXPIRED(now) deletes keys whose expiry <= now, the smallest
+ *     (expiry, key) first, at most keys_max of them.
+ *   - Reads (kv_get) treat a key whose expiry <= the reader's now_ms as absent,
+ *     even before the purge that deletes it has applied.
+ *
+ * Threading: none. A struct kv is used from one thread. */
+#ifndef ST_KV_KV_H
+#define ST_KV_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv/command.h"
+
+struct kv;
+
+struct kv_config {
+    uint64_t hash_seed;          /* must be equal on every replica; 0 is a valid seed */
+    uint32_t buckets_initial;    /* power of two >= 4; 0 = default (16) */
+    uint32_t rehash_buckets_per_op; /* buckets migrated per mutation; 0 = default (4) */
+};
+
+enum kv_status {
+    KV_STATUS_OK = 0,
+    KV_STATUS_PRECONDITION_FAILED = 1, /* condition not met; nothing changed */
+    KV_STATUS_NOT_FOUND = 2,           /* DELETE of an absent/expired key; nothing changed */
+};
+
+/* The outcome of one applied command, for the waiting client. */
+struct kv_result {
+    enum kv_status status;
+    enum kv_cmd_type type;
+    struct kv_request_id req;
+    /* OK: the index just applied (the key's new version for PUT).
+     * PRECONDITION_FAILED: the key's current version, 0 if absent.
+     * NOT_FOUND: 0. */
+    uint64_t version;
+    uint64_t purged;   /* PURGE_EXPIRED: keys deleted */
+    int purge_more;    /* PURGE_EXPIRED: 1 if keys_max stopped it with expired keys left */
+};
+
+/* A live entry as seen by kv_get(). Pointers stay valid until the next
+ * mutation of the kv (kv_apply, restore finish, kv_destroy). */
+struct kv_view {
+    const uint8_t *value;
+    size_t value_len;
+    uint64_t version;
+    uint64_t expire_at_ms; /* 0 = never */
+};
+
+struct kv_stats {
+    uint64_t keys;          /* live and not-yet-purged keys */
+    uint64_t keys_with_ttl;
+    uint64_t memory_bytes;  /* entries (allocator usable size) + bucket tables + expiry heap */
+    uint64_t buckets;       /* total of both tables */
+    int rehashing;
+    uint64_t applied_index; /* highest index passed to kv_apply or restored */
+};
+
+/* Fills cfg with defaults (seed 0). */
+void kv_config_default(struct kv_config *cfg);
+
+/* Allocates an empty kv. cfg may be NULL (defaults). The caller owns *out and
+ * frees it with kv_destroy(). Returns 0, ST_EINVAL, ST_ENOMEM. */
+int kv_create(const struct kv_config *cfg, struct kv **out);
+void kv_destroy(struct kv *kv);
+
+/* Applies the command data[0..len) (encoded by kv_command_encode) at raft index
+ * `index` (> 0). Returns 0 and fills *result (status OK, PRECONDITION_FAILED or
+ * NOT_FOUND: all deterministic outcomes), or:
+ *   ST_EPROTO  malformed command: nothing changed (every replica rejects it the
+ *              same way; the node may skip the entry), *result has the request
+ *              id zeroed;
+ *   ST_ENOMEM  out of memory: nothing changed; the replica can no longer follow
+ *              the log deterministically and should stop.
+ * `data` is not retained. */
+int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct kv_result *result);
+
+/* Looks up a key. Returns 0 and fills *out, or ST_ENOENT if the key is absent
+ * or expired (expiry <= now_ms). Does not modify the kv. */
+int kv_get(const struct kv *kv, const void *key, size_t key_len, uint64_t now_ms,
+           struct kv_view *out);
+
+void kv_stats(const struct kv *kv, struct kv_stats *out);
+
+/* Highest index applied or restored (0 for an empty kv). */
+uint64_t kv_applied_index(const struct kv *kv);
+
+/* Order-independent 64-bit digest of the logical state (keys, values,
+ * versions, expiries): equal states give equal digests whatever their history. */
+uint64_t kv_digest(const struct kv *kv);
+
+/* Does up to `buckets` steps of pending incremental rehash outside mutations
+ * (e.g. from an idle callback). Returns 1 if a rehash is still in progress. */
+int kv_rehash_step(struct kv *kv, uint32_t buckets);
+
+/* ---- snapshots (format in docs/KV.md) ----
+ *
+ * kv_snapshot_write() streams the whole state to write_cb in chunks of at most
+ * KV_SNAPSHOT_CHUNK_BYTES (plus single records larger than that, which are
+ * passed as several chunks): it never builds the snapshot in memory. The
+ * header records `applied_index` and `meta` (opaque to kv, at most
+ * KV_SNAPSHOT_META_BYTES_MAX; the node stores cluster membership there). The
+ * kv must not be mutated during the call. A nonzero return of write_cb stops
+ * the write and is returned as is. */
+#define KV_SNAPSHOT_VERSION 1
+#define KV_SNAPSHOT_CHUNK_BYTES (64u * 1024u)
+#define KV_SNAPSHOT_META_BYTES_MAX (64u * 1024u)
+
+typedef int (*kv_write_cb)(void *ctx, const void *data, size_t len);
+
+int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *meta,
+                      size_t meta_len, kv_write_cb write_cb, void *ctx);
+
+/* Streaming restore. kv_restore_begin() allocates a restore context; feed it
+ * the snapshot bytes in chunks of any size; kv_restore_finish() verifies the
+ * trailer (count and CRC32C) and only then replaces the kv's state (the old
+ * state is freed). On any error the kv keeps its previous state untouched.
+ *
+ *   begin --feed*--> finish (consumes the context, success or not)
+ *                \--> abort  (consumes the context)
+ *
+ * kv_restore_feed() returns 0, ST_ECORRUPT (bad magic, version, CRC, lengths),
+ * ST_ETOOBIG (meta or record over the hard limits) or ST_ENOMEM; after an error
+ * the context is poisoned (later feeds return the same error) and the caller
+ * must call kv_restore_abort() or kv_restore_finish() (which returns it). Only
+ * one restore may be in progress per kv; kv_apply must not be called while one
+ * is in progress. */
+struct kv_restore;
+
+struct kv_snapshot_info {
+    uint64_t applied_index;
+    uint64_t keys;
+    void *meta;        /* malloc'd copy, owned by the caller (free()); NULL if meta_len == 0 */
+    size_t meta_len;
+};
+
+int kv_restore_begin(struct kv *kv, struct kv_restore **out);
+int kv_restore_feed(struct kv_restore *r, const void *data, size_t len);
+/* On success fills *info (may be NULL: meta then discarded). */
+int kv_restore_finish(struct kv_restore *r, struct kv_snapshot_info *info);
+void kv_restore_abort(struct kv_restore *r);
+
+#endif
