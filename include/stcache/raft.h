@@ -291,7 +291,13 @@ struct raft_bootstrap_state {
     const struct raft_entry *entries;
     size_t n_entries;
     /* Membership for a brand-new cluster with no snapshot and no log (the
-     * bootstrap node, or every node of a static --peers start); NULL otherwise. */
+     * bootstrap node, or every node of a static --peers start); NULL otherwise.
+     * Like etcd's bootstrap, the core writes it into the log: one RAFT_ENTRY_CONF
+     * entry per member (ADD_VOTER/ADD_LEARNER with its context) at indexes 1..n,
+     * term 1, already committed, handed out in the first ready to persist and
+     * apply. Every node given the same initial_conf writes identical entries, and
+     * a node that joins later learns the membership from the log. Ignored when
+     * the snapshot or the entries are not empty (the log already holds it). */
     const struct raft_conf *initial_conf;
     raft_index applied; /* state machine already contains up to here (snapshot index) */
 };
