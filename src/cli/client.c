@@ -1,0 +1,1784 @@
+/* Client and admin subcommands of `stcache`: a blocking HTTP/1.1 client with
+ * endpoint failover, and the human / --json output of each command.
+ * See client.h for the command synopsis, exit codes and failover contract. */
+#include "cli/client.h"
+
+#include "stcache/errors.h"
+#include "util/assert.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Bounds. */
+#define CLI_RESPONSE_BYTES_MAX ((size_t)256 * 1024 * 1024) /* whole response, body included */
+#define CLI_STDIN_BYTES_MAX ((size_t)256 * 1024 * 1024)    /* a value read with "-" */
+#define CLI_TARGET_BYTES_MAX (64 * 1024)                   /* request line target */
+#define CLI_JSON_TOKENS_MAX 4096
+#define CLI_JSON_DEPTH_MAX 64
+#define CLI_TIMEOUT_MS_DEFAULT 10000
+#define CLI_CONNECT_TIMEOUT_MS_MAX 3000 /* a dead host must not eat the whole budget */
+#define CLI_ENDPOINTS_DEFAULT "127.0.0.1:8001"
+
+/* ------------------------------------------------------------------------ */
+/* URL encoding                                                              */
+/* ------------------------------------------------------------------------ */
+
+static bool url_unreserved(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+size_t cli_url_encoded_len(const void *src, size_t src_len)
+{
+    const uint8_t *s = src;
+    size_t n = 0;
+    for (size_t i = 0; i < src_len; i++)
+        n += url_unreserved(s[i]) ? 1 : 3;
+    return n;
+}
+
+int cli_url_encode(const void *src, size_t src_len, char *dst, size_t dst_cap,
+                   size_t *dst_len_out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const uint8_t *s = src;
+    size_t need = cli_url_encoded_len(src, src_len);
+    if (dst_cap < need + 1) {
+        if (dst_cap > 0)
+            dst[0] = '\0';
+        return ST_ETOOBIG;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < src_len; i++) {
+        if (url_unreserved(s[i])) {
+            dst[o++] = (char)s[i];
+        } else {
+            dst[o++] = '%';
+            dst[o++] = hex[s[i] >> 4];
+            dst[o++] = hex[s[i] & 15];
+        }
+    }
+    ST_ASSERT(o == need);
+    dst[o] = '\0';
+    if (dst_len_out)
+        *dst_len_out = o;
+    return 0;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int cli_url_decode(const char *src, size_t src_len, void *dst, size_t dst_cap,
+                   size_t *dst_len_out)
+{
+    uint8_t *d = dst;
+    size_t o = 0;
+    for (size_t i = 0; i < src_len; i++) {
+        uint8_t c = (uint8_t)src[i];
+        if (c == '%') {
+            if (src_len - i < 3)
+                return ST_EINVAL;
+            int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
+            if (hi < 0 || lo < 0)
+                return ST_EINVAL;
+            c = (uint8_t)(hi << 4 | lo);
+            i += 2;
+        }
+        if (o >= dst_cap)
+            return ST_ETOOBIG;
+        d[o++] = c;
+    }
+    if (dst_len_out)
+        *dst_len_out = o;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Endpoint lists                                                            */
+/* ------------------------------------------------------------------------ */
+
+static int endpoint_parse_one(const char *s, size_t len, struct cli_endpoint *out)
+{
+    while (len > 0 && (*s == ' ' || *s == '\t')) {
+        s++;
+        len--;
+    }
+    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+        len--;
+    if (len >= 7 && strncasecmp(s, "http://", 7) == 0) {
+        s += 7;
+        len -= 7;
+    }
+    if (len > 0 && s[len - 1] == '/')
+        len--;
+    if (len == 0)
+        return ST_EINVAL;
+
+    const char *host;
+    size_t host_len;
+    const char *port_s;
+    if (s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (!close || (size_t)(close - s) + 1 >= len || close[1] != ':')
+            return ST_EINVAL;
+        host = s + 1;
+        host_len = (size_t)(close - host);
+        port_s = close + 2;
+    } else {
+        const char *colon = NULL;
+        for (size_t i = len; i > 0; i--) {
+            if (s[i - 1] == ':') {
+                colon = s + i - 1;
+                break;
+            }
+        }
+        if (!colon)
+            return ST_EINVAL;
+        host = s;
+        host_len = (size_t)(colon - s);
+        if (memchr(host, ':', host_len)) /* bare IPv6 without brackets: ambiguous */
+            return ST_EINVAL;
+        port_s = colon + 1;
+    }
+    size_t port_len = len - (size_t)(port_s - s);
+    if (host_len == 0 || port_len == 0 || port_len > 5)
+        return ST_EINVAL;
+    if (host_len >= CLI_HOST_BYTES_MAX)
+        return ST_ETOOBIG;
+    unsigned port = 0;
+    for (size_t i = 0; i < port_len; i++) {
+        if (port_s[i] < '0' || port_s[i] > '9')
+            return ST_EINVAL;
+        port = port * 10 + (unsigned)(port_s[i] - '0');
+    }
+    if (port == 0 || port > 65535)
+        return ST_EINVAL;
+    for (size_t i = 0; i < host_len; i++) {
+        if (host[i] == ' ' || host[i] == '/' || host[i] == '[' || host[i] == ']')
+            return ST_EINVAL;
+    }
+    memcpy(out->host, host, host_len);
+    out->host[host_len] = '\0';
+    out->port = (uint16_t)port;
+    return 0;
+}
+
+int cli_endpoints_parse(const char *list, struct cli_endpoint *out, size_t out_max,
+                        size_t *count_out)
+{
+    size_t n = 0;
+    const char *p = list;
+    if (!list)
+        return ST_EINVAL;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (n >= out_max)
+            return ST_ETOOBIG;
+        int rc = endpoint_parse_one(p, len, &out[n]);
+        if (rc != 0)
+            return rc;
+        n++;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    *count_out = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* HTTP/1.1 response parsing                                                 */
+/* ------------------------------------------------------------------------ */
+
+static const char *find_crlfcrlf(const char *buf, size_t len)
+{
+    for (size_t i = 0; i + 3 < len; i++) {
+        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n')
+            return buf + i;
+    }
+    return NULL;
+}
+
+static bool header_name_is(const char *name, size_t name_len, const char *want)
+{
+    return strlen(want) == name_len && strncasecmp(name, want, name_len) == 0;
+}
+
+/* Parses "1*DIGIT" into *out without overflow. */
+static int parse_decimal(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0 || len > 19)
+        return ST_EPROTO;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return ST_EPROTO;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Scans a chunked body starting at buf[pos]. Returns 0 with *complete and, if
+ * complete, the decoded length (decoding in place when decode is set), or
+ * ST_EPROTO. */
+static int chunked_scan(char *buf, size_t len, size_t pos, bool decode, bool *complete,
+                        size_t *body_len_out)
+{
+    size_t out = pos;
+    *complete = false;
+    for (;;) {
+        /* chunk-size [; ext] CRLF */
+        size_t line_end = pos;
+        while (line_end + 1 < len && !(buf[line_end] == '\r' && buf[line_end + 1] == '\n'))
+            line_end++;
+        if (line_end + 1 >= len)
+            return 0;
+        uint64_t size = 0;
+        size_t digits = 0;
+        for (size_t i = pos; i < line_end && hex_value(buf[i]) >= 0; i++, digits++) {
+            if (digits >= 15)
+                return ST_EPROTO;
+            size = size * 16 + (uint64_t)hex_value(buf[i]);
+        }
+        if (digits == 0)
+            return ST_EPROTO;
+        char after = buf[pos + digits];
+        if (pos + digits < line_end && after != ';' && after != ' ' && after != '\t')
+            return ST_EPROTO;
+        pos = line_end + 2;
+        if (size == 0) {
+            /* trailers: lines until an empty one */
+            for (;;) {
+                size_t e = pos;
+                while (e + 1 < len && !(buf[e] == '\r' && buf[e + 1] == '\n'))
+                    e++;
+                if (e + 1 >= len)
+                    return 0;
+                if (e == pos) {
+                    *complete = true;
+                    *body_len_out = out;
+                    return 0;
+                }
+                pos = e + 2;
+            }
+        }
+        if (size > CLI_RESPONSE_BYTES_MAX)
+            return ST_EPROTO;
+        if (len - pos < size + 2)
+            return 0;
+        if (buf[pos + size] != '\r' || buf[pos + size + 1] != '\n')
+            return ST_EPROTO;
+        if (decode)
+            memmove(buf + out, buf + pos, (size_t)size);
+        out += (size_t)size;
+        pos += (size_t)size + 2;
+    }
+}
+
+int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *end = find_crlfcrlf(buf, len);
+    if (!end) {
+        if (len > CLI_HEADER_BYTES_MAX)
+            return ST_ETOOBIG;
+        return eof ? ST_EPROTO : 0;
+    }
+    size_t header_bytes = (size_t)(end - buf) + 4;
+    if (header_bytes > CLI_HEADER_BYTES_MAX)
+        return ST_ETOOBIG;
+
+    /* Status line: HTTP/1.x SP 3DIGIT [SP reason] CRLF */
+    const char *line_end = strstr(buf, "\r\n");
+    if (!line_end || line_end > end)
+        line_end = end;
+    size_t line_len = (size_t)(line_end - buf);
+    if (line_len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') ||
+        buf[8] != ' ')
+        return ST_EPROTO;
+    int status = 0;
+    for (int i = 9; i < 12; i++) {
+        if (buf[i] < '0' || buf[i] > '9')
+            return ST_EPROTO;
+        status = status * 10 + (buf[i] - '0');
+    }
+    if (status < 100 || status > 599 || (line_len > 12 && buf[12] != ' '))
+        return ST_EPROTO;
+
+    bool has_length = false, chunked = false;
+    uint64_t content_length = 0;
+    const char *p = line_end + 2;
+    while (p < end + 2) {
+        const char *e = p;
+        while (e < end + 2 && !(e[0] == '\r' && e[1] == '\n'))
+            e++;
+        if (e == p)
+            break;
+        const char *colon = memchr(p, ':', (size_t)(e - p));
+        if (!colon || colon == p)
+            return ST_EPROTO;
+        size_t name_len = (size_t)(colon - p);
+        for (size_t i = 0; i < name_len; i++) {
+            if (p[i] == ' ' || p[i] == '\t')
+                return ST_EPROTO;
+        }
+        const char *v = colon + 1;
+        const char *ve = e;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        size_t vlen = (size_t)(ve - v);
+        if (header_name_is(p, name_len, "content-length")) {
+            uint64_t cl;
+            if (parse_decimal(v, vlen, &cl) != 0)
+                return ST_EPROTO;
+            if (has_length && cl != content_length)
+                return ST_EPROTO;
+            has_length = true;
+            content_length = cl;
+        } else if (header_name_is(p, name_len, "transfer-encoding")) {
+            if (vlen >= 7 && strncasecmp(ve - 7, "chunked", 7) == 0)
+                chunked = true;
+            else if (!(vlen == 8 && strncasecmp(v, "identity", 8) == 0))
+                return ST_EPROTO; /* a coding we cannot undo */
+        } else if (header_name_is(p, name_len, "etag")) {
+            const char *ev = v;
+            size_t elen = vlen;
+            if (elen >= 2 && ev[0] == 'W' && ev[1] == '/') {
+                ev += 2;
+                elen -= 2;
+            }
+            if (elen >= 2 && ev[0] == '"' && ev[elen - 1] == '"') {
+                ev++;
+                elen -= 2;
+            }
+            if (elen < sizeof out->etag) {
+                memcpy(out->etag, ev, elen);
+                out->etag[elen] = '\0';
+                out->has_etag = true;
+            }
+        } else if (header_name_is(p, name_len, "content-type")) {
+            out->json = vlen >= 16 && strncasecmp(v, "application/json", 16) == 0;
+        }
+        p = e + 2;
+    }
+
+    out->status = status;
+    out->header_bytes = header_bytes;
+    out->body = buf + header_bytes;
+    size_t avail = len - header_bytes;
+    bool no_body = (status >= 100 && status < 200) || status == 204 || status == 304;
+    if (no_body) {
+        out->body_len = 0;
+        out->complete = true;
+        return 0;
+    }
+    if (chunked) {
+        bool complete;
+        size_t decoded_end;
+        int rc = chunked_scan(buf, len, header_bytes, false, &complete, &decoded_end);
+        if (rc != 0)
+            return rc;
+        if (!complete)
+            return eof ? ST_EPROTO : 0;
+        rc = chunked_scan(buf, len, header_bytes, true, &complete, &decoded_end);
+        ST_ASSERT(rc == 0 && complete);
+        out->body_len = decoded_end - header_bytes;
+        out->complete = true;
+        return 0;
+    }
+    if (has_length) {
+        if (content_length > CLI_RESPONSE_BYTES_MAX)
+            return ST_ETOOBIG;
+        if (avail < content_length)
+            return eof ? ST_EPROTO : 0;
+        out->body_len = (size_t)content_length;
+        out->complete = true;
+        return 0;
+    }
+    if (!eof)
+        return 0;
+    out->body_len = avail;
+    out->complete = true;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON tokenizer                                                            */
+/* ------------------------------------------------------------------------ */
+
+struct json_parser {
+    const char *s;
+    size_t len, pos;
+    struct cli_json_token *tokens;
+    size_t tokens_max, n;
+};
+
+static void json_ws(struct json_parser *p)
+{
+    while (p->pos < p->len && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' ||
+                               p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
+        p->pos++;
+}
+
+static long json_emit(struct json_parser *p, enum cli_json_type type, size_t start)
+{
+    if (p->n >= p->tokens_max)
+        return ST_ETOOBIG;
+    p->tokens[p->n] = (struct cli_json_token){.type = type, .start = start, .end = start};
+    return (long)p->n++;
+}
+
+static int json_string(struct json_parser *p)
+{
+    ST_ASSERT(p->s[p->pos] == '"');
+    size_t start = ++p->pos;
+    while (p->pos < p->len) {
+        uint8_t c = (uint8_t)p->s[p->pos];
+        if (c == '"') {
+            long t = json_emit(p, CLI_JSON_STRING, start);
+            if (t < 0)
+                return (int)t;
+            p->tokens[t].end = p->pos++;
+            return 0;
+        }
+        if (c < 0x20)
+            return ST_EINVAL;
+        if (c == '\\') {
+            if (p->pos + 1 >= p->len)
+                return ST_EINVAL;
+            char e = p->s[p->pos + 1];
+            if (e == 'u') {
+                if (p->pos + 5 >= p->len)
+                    return ST_EINVAL;
+                for (int i = 2; i < 6; i++) {
+                    if (hex_value(p->s[p->pos + (size_t)i]) < 0)
+                        return ST_EINVAL;
+                }
+                p->pos += 6;
+                continue;
+            }
+            if (!strchr("\"\\/bfnrt", e) || e == '\0')
+                return ST_EINVAL;
+            p->pos += 2;
+            continue;
+        }
+        p->pos++;
+    }
+    return ST_EINVAL;
+}
+
+static bool json_digit(const struct json_parser *p)
+{
+    return p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9';
+}
+
+static int json_primitive(struct json_parser *p)
+{
+    size_t start = p->pos;
+    static const char *const words[] = {"true", "false", "null"};
+    for (size_t i = 0; i < ST_ARRAY_LEN(words); i++) {
+        size_t wl = strlen(words[i]);
+        if (p->len - p->pos >= wl && memcmp(p->s + p->pos, words[i], wl) == 0) {
+            p->pos += wl;
+            goto done;
+        }
+    }
+    /* number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+    if (p->pos < p->len && p->s[p->pos] == '-')
+        p->pos++;
+    if (!json_digit(p))
+        return ST_EINVAL;
+    if (p->s[p->pos] == '0') {
+        p->pos++;
+    } else {
+        while (json_digit(p))
+            p->pos++;
+    }
+    if (p->pos < p->len && p->s[p->pos] == '.') {
+        p->pos++;
+        if (!json_digit(p))
+            return ST_EINVAL;
+        while (json_digit(p))
+            p->pos++;
+    }
+    if (p->pos < p->len && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
+        p->pos++;
+        if (p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-'))
+            p->pos++;
+        if (!json_digit(p))
+            return ST_EINVAL;
+        while (json_digit(p))
+            p->pos++;
+    }
+done:;
+    long t = json_emit(p, CLI_JSON_PRIMITIVE, start);
+    if (t < 0)
+        return (int)t;
+    p->tokens[t].end = p->pos;
+    return 0;
+}
+
+static int json_value(struct json_parser *p, int depth)
+{
+    json_ws(p);
+    if (p->pos >= p->len)
+        return ST_EINVAL;
+    char c = p->s[p->pos];
+    if (c == '"')
+        return json_string(p);
+    if (c != '{' && c != '[')
+        return json_primitive(p);
+    if (depth >= CLI_JSON_DEPTH_MAX)
+        return ST_ETOOBIG;
+    bool object = c == '{';
+    char close = object ? '}' : ']';
+    long t = json_emit(p, object ? CLI_JSON_OBJECT : CLI_JSON_ARRAY, p->pos);
+    if (t < 0)
+        return (int)t;
+    p->pos++;
+    json_ws(p);
+    if (p->pos < p->len && p->s[p->pos] == close) {
+        p->tokens[t].end = ++p->pos;
+        return 0;
+    }
+    for (;;) {
+        int rc;
+        if (object) {
+            json_ws(p);
+            if (p->pos >= p->len || p->s[p->pos] != '"')
+                return ST_EINVAL;
+            if ((rc = json_string(p)) != 0)
+                return rc;
+            json_ws(p);
+            if (p->pos >= p->len || p->s[p->pos] != ':')
+                return ST_EINVAL;
+            p->pos++;
+        }
+        if ((rc = json_value(p, depth + 1)) != 0)
+            return rc;
+        p->tokens[t].size++;
+        json_ws(p);
+        if (p->pos >= p->len)
+            return ST_EINVAL;
+        if (p->s[p->pos] == ',') {
+            p->pos++;
+            continue;
+        }
+        if (p->s[p->pos] == close) {
+            p->tokens[t].end = ++p->pos;
+            return 0;
+        }
+        return ST_EINVAL;
+    }
+}
+
+int cli_json_parse(const char *text, size_t len, struct cli_json_token *tokens,
+                   size_t tokens_max, size_t *count_out)
+{
+    struct json_parser p = {.s = text, .len = len, .tokens = tokens, .tokens_max = tokens_max};
+    int rc = json_value(&p, 0);
+    if (rc != 0)
+        return rc;
+    json_ws(&p);
+    if (p.pos != len)
+        return ST_EINVAL;
+    *count_out = p.n;
+    return 0;
+}
+
+size_t cli_json_skip(const struct cli_json_token *tokens, size_t count, size_t index)
+{
+    size_t j = index + 1;
+    while (j < count && tokens[j].start < tokens[index].end)
+        j++;
+    return j;
+}
+
+long cli_json_get(const char *text, const struct cli_json_token *tokens, size_t count,
+                  size_t obj, const char *key)
+{
+    if (obj >= count || tokens[obj].type != CLI_JSON_OBJECT)
+        return -1;
+    size_t klen = strlen(key);
+    size_t i = obj + 1;
+    for (size_t m = 0; m < tokens[obj].size && i + 1 < count; m++) {
+        const struct cli_json_token *k = &tokens[i];
+        if (k->end - k->start == klen && memcmp(text + k->start, key, klen) == 0)
+            return (long)(i + 1);
+        i = cli_json_skip(tokens, count, i + 1);
+    }
+    return -1;
+}
+
+static size_t utf8_put(uint32_t cp, char out[4])
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+static uint32_t hex4(const char *s)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v = v << 4 | (uint32_t)hex_value(s[i]);
+    return v;
+}
+
+int cli_json_copy(const char *text, const struct cli_json_token *token, char *dst,
+                  size_t dst_cap)
+{
+    ST_ASSERT(dst_cap > 0);
+    size_t o = 0;
+    const char *s = text + token->start;
+    size_t len = token->end - token->start;
+    for (size_t i = 0; i < len;) {
+        char piece[4];
+        size_t piece_len = 1;
+        piece[0] = s[i];
+        if (token->type == CLI_JSON_STRING && s[i] == '\\') {
+            if (i + 1 >= len)
+                return ST_EINVAL;
+            char e = s[i + 1];
+            i += 2;
+            switch (e) {
+            case 'b': piece[0] = '\b'; break;
+            case 'f': piece[0] = '\f'; break;
+            case 'n': piece[0] = '\n'; break;
+            case 'r': piece[0] = '\r'; break;
+            case 't': piece[0] = '\t'; break;
+            case '"': case '\\': case '/': piece[0] = e; break;
+            case 'u': {
+                if (i + 4 > len)
+                    return ST_EINVAL;
+                uint32_t cp = hex4(s + i);
+                i += 4;
+                if (cp >= 0xD800 && cp < 0xDC00) {
+                    if (i + 6 > len || s[i] != '\\' || s[i + 1] != 'u')
+                        return ST_EINVAL;
+                    uint32_t lo = hex4(s + i + 2);
+                    if (lo < 0xDC00 || lo >= 0xE000)
+                        return ST_EINVAL;
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    i += 6;
+                } else if (cp >= 0xDC00 && cp < 0xE000) {
+                    return ST_EINVAL;
+                }
+                piece_len = utf8_put(cp, piece);
+                break;
+            }
+            default:
+                return ST_EINVAL;
+            }
+        } else {
+            i++;
+        }
+        if (o + piece_len >= dst_cap) {
+            dst[o] = '\0';
+            return ST_ETOOBIG;
+        }
+        memcpy(dst + o, piece, piece_len);
+        o += piece_len;
+    }
+    dst[o] = '\0';
+    return 0;
+}
+
+int cli_json_int(const char *text, const struct cli_json_token *token, int64_t *out)
+{
+    if (token->type != CLI_JSON_PRIMITIVE)
+        return ST_EINVAL;
+    const char *s = text + token->start;
+    size_t len = token->end - token->start;
+    bool neg = len > 0 && s[0] == '-';
+    uint64_t v;
+    if (parse_decimal(s + neg, len - neg, &v) != 0 || v > (uint64_t)INT64_MAX)
+        return ST_EINVAL;
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Blocking HTTP exchange                                                    */
+/* ------------------------------------------------------------------------ */
+
+struct cli_buf {
+    char *data; /* heap, owned; NUL-terminated after every append (cap > len) */
+    size_t len, cap;
+};
+
+static int buf_reserve(struct cli_buf *b, size_t extra, size_t bytes_max)
+{
+    if (extra > bytes_max || b->len > bytes_max - extra)
+        return ST_ETOOBIG;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (!d)
+        return ST_ENOMEM;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_printf(struct cli_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int buf_printf(struct cli_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return ST_EINVAL;
+    int rc = buf_reserve(b, (size_t)n, CLI_RESPONSE_BYTES_MAX);
+    if (rc != 0)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+static void buf_free(struct cli_buf *b)
+{
+    free(b->data);
+    *b = (struct cli_buf){0};
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for events on fd until deadline. Returns 0, ST_ETIMEDOUT or ST_EIO. */
+static int wait_fd(int fd, short events, int64_t deadline_ms)
+{
+    for (;;) {
+        int64_t left = deadline_ms - now_ms();
+        if (left <= 0)
+            return ST_ETIMEDOUT;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        int n = poll(&pfd, 1, (int)ST_MIN(left, (int64_t)60000));
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return st_errno_to_code(errno);
+    }
+}
+
+/* Connects to ep before deadline. Returns a connected blocking-mode-free fd
+ * (non-blocking, owned by the caller) or a negative code; *why gets text. */
+static int connect_deadline(const struct cli_endpoint *ep, int64_t deadline_ms, const char **why)
+{
+    char port[8];
+    snprintf(port, sizeof port, "%u", (unsigned)ep->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(ep->host, port, &hints, &res);
+    if (gai != 0) {
+        *why = gai_strerror(gai);
+        return ST_ECONNECTION;
+    }
+    int rc = ST_ECONNECTION;
+    *why = "no address";
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ai->ai_protocol);
+        if (fd < 0) {
+            *why = strerror(errno);
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            rc = fd;
+            break;
+        }
+        if (errno != EINPROGRESS) {
+            *why = strerror(errno);
+            close(fd);
+            continue;
+        }
+        int64_t connect_deadline_ms = ST_MIN(deadline_ms, now_ms() + CLI_CONNECT_TIMEOUT_MS_MAX);
+        int wrc = wait_fd(fd, POLLOUT, connect_deadline_ms);
+        if (wrc != 0) {
+            *why = wrc == ST_ETIMEDOUT ? "connect timed out" : st_strerror(wrc);
+            close(fd);
+            rc = wrc == ST_ETIMEDOUT ? ST_ETIMEDOUT : ST_ECONNECTION;
+            continue;
+        }
+        int err = 0;
+        socklen_t elen = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+            err = errno;
+        if (err != 0) {
+            *why = strerror(err);
+            close(fd);
+            rc = ST_ECONNECTION;
+            continue;
+        }
+        rc = fd;
+        break;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+static int send_all(int fd, const char *data, size_t len, int64_t deadline_ms)
+{
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = wait_fd(fd, POLLOUT, deadline_ms);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        return ST_ECONNECTION;
+    }
+    return 0;
+}
+
+/* One request on a fresh connection. On 0, resp describes a complete response
+ * whose body lives in rbuf (caller-owned, reused across calls). Negative: the
+ * transport failed (ST_ECONNECTION, ST_ETIMEDOUT, ST_EPROTO, ...); *why says
+ * how. A server that answers early (e.g. 413) and closes while the request
+ * body is still being sent is still heard. */
+static int http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head,
+                         const void *body, size_t body_len, int timeout_ms,
+                         struct cli_buf *rbuf, struct cli_response *resp, const char **why)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    rbuf->len = 0;
+    int fd = connect_deadline(ep, deadline, why);
+    if (fd < 0)
+        return fd;
+    int rc = send_all(fd, head->data, head->len, deadline);
+    if (rc == 0 && body_len > 0)
+        rc = send_all(fd, body, body_len, deadline);
+    int send_rc = rc;
+    if (rc == ST_ETIMEDOUT) {
+        *why = "timed out sending the request";
+        goto out_fd;
+    }
+    /* even when sending failed, an early answer may be waiting */
+    for (;;) {
+        rc = buf_reserve(rbuf, 16 * 1024, CLI_RESPONSE_BYTES_MAX);
+        if (rc != 0) {
+            *why = "response too large";
+            goto out_fd;
+        }
+        rc = wait_fd(fd, POLLIN, deadline);
+        if (rc != 0) {
+            *why = rc == ST_ETIMEDOUT ? "timed out waiting for the response" : st_strerror(rc);
+            goto out_fd;
+        }
+        ssize_t n = recv(fd, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1, 0);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        bool eof = n <= 0;
+        if (n > 0) {
+            rbuf->len += (size_t)n;
+            rbuf->data[rbuf->len] = '\0';
+        }
+        rc = cli_response_parse(rbuf->data, rbuf->len, eof, resp);
+        if (rc != 0) {
+            *why = send_rc != 0 && rbuf->len == 0 ? "connection lost" : "malformed response";
+            rc = send_rc != 0 && rbuf->len == 0 ? ST_ECONNECTION : rc;
+            goto out_fd;
+        }
+        if (resp->complete)
+            break;
+        if (eof) { /* cannot happen: parse with eof either completes or fails */
+            rc = ST_EPROTO;
+            *why = "connection closed early";
+            goto out_fd;
+        }
+    }
+    rc = 0;
+out_fd:
+    close(fd);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                              */
+/* ------------------------------------------------------------------------ */
+
+struct cli {
+    struct cli_endpoint endpoints[CLI_ENDPOINTS_MAX];
+    size_t endpoints_n;
+    bool json;
+    int timeout_ms;
+    const char *consistency;
+    const char *ttl;
+    const char *if_match;
+    bool if_absent;
+    const char *args[4];
+    size_t args_n;
+    /* the last exchange */
+    struct cli_buf head;
+    struct cli_buf rbuf;
+    struct cli_response resp;
+    size_t endpoint_used;
+};
+
+static void usage(FILE *f)
+{
+    fputs("usage: stcache <command> [args] [--endpoints H:P,H:P,...] [--json] [--timeout S]\n"
+          "  get KEY [--consistency linearizable|lease|stale]   print a value\n"
+          "  put KEY VALUE|- [--ttl S] [--if-match VERSION | --if-absent]\n"
+          "                                    store a value (\"-\" reads it from stdin)\n"
+          "  del KEY                           delete a key\n"
+          "  members                           list the cluster members\n"
+          "  add ID RAFT_HOST:PORT HTTP_HOST:PORT  add a node (as a learner)\n"
+          "  remove ID                         remove a member\n"
+          "  transfer ID                       transfer leadership to ID\n"
+          "  snapshot                          snapshot the answering node now\n"
+          "  status                            show every endpoint's view of the cluster\n"
+          "  server ...                        run a node (see `stcache server --help`)\n"
+          "endpoints default to $STCACHE_ENDPOINTS, else " CLI_ENDPOINTS_DEFAULT ".\n"
+          "exit: 0 ok, 1 not found or condition failed, 2 usage, 3 unavailable,\n"
+          "      4 rejected by the server\n",
+          f);
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("stcache: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n(run `stcache help` for the usage)\n", stderr);
+    va_end(ap);
+    return CLI_EXIT_USAGE;
+}
+
+/* ---- JSON output helpers ---- */
+
+static bool utf8_valid(const uint8_t *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        uint8_t c = s[i];
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (len - i <= n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = cp << 6 | (s[i + k] & 0x3F);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+static void json_put_string(FILE *f, const uint8_t *s, size_t len)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = s[i];
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\r')
+            fputs("\\r", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c < 0x20 || c == 0x7F)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void json_put_base64(FILE *f, const uint8_t *s, size_t len)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    fputc('"', f);
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)s[i + 1] << 8;
+        if (i + 2 < len)
+            v |= s[i + 2];
+        fputc(tbl[v >> 18 & 63], f);
+        fputc(tbl[v >> 12 & 63], f);
+        fputc(i + 1 < len ? tbl[v >> 6 & 63] : '=', f);
+        fputc(i + 2 < len ? tbl[v & 63] : '=', f);
+    }
+    fputc('"', f);
+}
+
+/* Writes "name":"text" when data is valid UTF-8, else "name_base64":"...". */
+static void json_put_field(FILE *f, const char *name, const void *data, size_t len)
+{
+    if (utf8_valid(data, len)) {
+        fprintf(f, "\"%s\":", name);
+        json_put_string(f, data, len);
+    } else {
+        fprintf(f, "\"%s_base64\":", name);
+        json_put_base64(f, data, len);
+    }
+}
+
+/* ---- talking to the cluster ---- */
+
+/* Returns true when a response says "ask another node": 503 (no leader, or
+ * not ready) or an error body whose code is not_leader. */
+static bool response_says_move_on(const struct cli_response *r)
+{
+    if (r->status == 503)
+        return true;
+    if (r->status >= 400 && r->body_len > 0 && r->body[0] == '{') {
+        struct cli_json_token toks[32];
+        size_t n;
+        if (cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
+            long c = cli_json_get(r->body, toks, n, 0, "code");
+            char code[64];
+            if (c >= 0 && cli_json_copy(r->body, &toks[c], code, sizeof code) == 0 &&
+                (strcmp(code, "not_leader") == 0 || strcmp(code, "no_leader") == 0 ||
+                 strcmp(code, "unavailable") == 0))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Prints why the last response failed, human or JSON. */
+static void report_error(struct cli *c, const char *what)
+{
+    const struct cli_response *r = &c->resp;
+    char text[512] = "", code[64] = "";
+    if (r->body_len > 0 && r->body[0] == '{') {
+        struct cli_json_token toks[32];
+        size_t n;
+        if (cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
+            long t = cli_json_get(r->body, toks, n, 0, "error");
+            if (t >= 0)
+                (void)cli_json_copy(r->body, &toks[t], text, sizeof text);
+            t = cli_json_get(r->body, toks, n, 0, "code");
+            if (t >= 0)
+                (void)cli_json_copy(r->body, &toks[t], code, sizeof code);
+        }
+    }
+    if (text[0] == '\0') {
+        size_t len = ST_MIN(r->body_len, sizeof text - 1);
+        memcpy(text, r->body, len);
+        text[len] = '\0';
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+            text[--len] = '\0';
+    }
+    const struct cli_endpoint *ep = &c->endpoints[c->endpoint_used];
+    if (c->json) {
+        printf("{\"error\":");
+        json_put_string(stdout, (const uint8_t *)text, strlen(text));
+        printf(",\"code\":");
+        json_put_string(stdout, (const uint8_t *)code, strlen(code));
+        printf(",\"status\":%d}\n", r->status);
+    }
+    fprintf(stderr, "stcache: %s: HTTP %d from %s:%u: %s%s%s%s\n", what, r->status, ep->host,
+            (unsigned)ep->port, text[0] ? text : "(no message)", code[0] ? " (" : "", code,
+            code[0] ? ")" : "");
+}
+
+/* Sends one request to the endpoints in order until one answers with
+ * something other than "no leader here". Returns 0 with c->resp set (any
+ * status), ST_ENOMEM/ST_ETOOBIG for local failures, or ST_EUNAVAILABLE after
+ * reporting on stderr why each endpoint failed. */
+static int cluster_request(struct cli *c, const char *method, const char *target,
+                           const char *extra_headers, const void *body, size_t body_len)
+{
+    char reasons[CLI_ENDPOINTS_MAX][160];
+    bool had_503 = false;
+    for (size_t i = 0; i < c->endpoints_n; i++) {
+        const struct cli_endpoint *ep = &c->endpoints[i];
+        c->head.len = 0;
+        bool v6 = strchr(ep->host, ':') != NULL;
+        int rc = buf_printf(&c->head,
+                            "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: stcache-cli\r\n"
+                            "Accept: */*\r\nConnection: close\r\nContent-Length: %zu\r\n%s\r\n",
+                            method, target, v6 ? "[" : "", ep->host, v6 ? "]" : "",
+                            (unsigned)ep->port, body_len, extra_headers ? extra_headers : "");
+        if (rc != 0)
+            return rc;
+        const char *why = "";
+        rc = http_exchange(ep, &c->head, body, body_len, c->timeout_ms, &c->rbuf, &c->resp, &why);
+        c->endpoint_used = i;
+        if (rc == ST_ENOMEM)
+            return rc;
+        if (rc != 0) {
+            snprintf(reasons[i], sizeof reasons[i], "%s", why);
+            continue;
+        }
+        if (response_says_move_on(&c->resp)) {
+            char text[120] = "";
+            size_t len = ST_MIN(c->resp.body_len, sizeof text - 1);
+            memcpy(text, c->resp.body, len);
+            for (size_t k = 0; k < len; k++) {
+                if (text[k] == '\n' || text[k] == '\r')
+                    text[k] = ' ';
+            }
+            snprintf(reasons[i], sizeof reasons[i], "HTTP %d %s", c->resp.status, text);
+            had_503 = true;
+            continue;
+        }
+        return 0;
+    }
+    if (c->json) {
+        printf("{\"error\":\"no endpoint could serve the request\",\"code\":\"%s\",\"status\":0}\n",
+               had_503 ? "no_leader" : "unavailable");
+    }
+    fprintf(stderr, "stcache: %s %s: no endpoint could serve the request:\n", method, target);
+    for (size_t i = 0; i < c->endpoints_n; i++) {
+        fprintf(stderr, "  %s:%u: %s\n", c->endpoints[i].host, (unsigned)c->endpoints[i].port,
+                reasons[i]);
+    }
+    return ST_EUNAVAILABLE;
+}
+
+static int exit_for_local_error(int rc)
+{
+    if (rc == ST_EUNAVAILABLE)
+        return CLI_EXIT_UNAVAILABLE;
+    fprintf(stderr, "stcache: %s\n", st_strerror(rc));
+    return CLI_EXIT_UNAVAILABLE;
+}
+
+/* Builds "/kv/<encoded key>" plus an optional query into *out (heap). */
+static int kv_target(const char *key, const char *query, char **out)
+{
+    size_t klen = strlen(key);
+    size_t enc = cli_url_encoded_len(key, klen);
+    size_t cap = 4 + enc + (query ? strlen(query) : 0) + 1;
+    if (cap > CLI_TARGET_BYTES_MAX)
+        return ST_ETOOBIG;
+    char *t = malloc(cap);
+    if (!t)
+        return ST_ENOMEM;
+    memcpy(t, "/kv/", 4);
+    int rc = cli_url_encode(key, klen, t + 4, cap - 4, NULL);
+    ST_ASSERT(rc == 0);
+    if (query)
+        strcat(t, query);
+    *out = t;
+    return 0;
+}
+
+static int64_t body_version(const struct cli_response *r)
+{
+    struct cli_json_token toks[32];
+    size_t n;
+    int64_t v = -1;
+    if (r->body_len > 0 && cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
+        long t = cli_json_get(r->body, toks, n, 0, "version");
+        if (t >= 0 && cli_json_int(r->body, &toks[t], &v) != 0)
+            v = -1;
+    }
+    return v;
+}
+
+static int cmd_get(struct cli *c)
+{
+    if (c->args_n != 1)
+        return usage_error("get takes exactly one KEY");
+    const char *cons = c->consistency;
+    if (cons && strcmp(cons, "linearizable") != 0 && strcmp(cons, "lease") != 0 &&
+        strcmp(cons, "stale") != 0)
+        return usage_error("--consistency must be linearizable, lease or stale");
+    char query[64] = "";
+    if (cons)
+        snprintf(query, sizeof query, "?consistency=%s", cons);
+    char *target;
+    int rc = kv_target(c->args[0], query, &target);
+    if (rc == ST_ETOOBIG)
+        return usage_error("key too long");
+    if (rc != 0)
+        return exit_for_local_error(rc);
+    rc = cluster_request(c, "GET", target, NULL, NULL, 0);
+    free(target);
+    if (rc != 0)
+        return exit_for_local_error(rc);
+    const struct cli_response *r = &c->resp;
+    if (r->status == 404) {
+        if (c->json) {
+            printf("{");
+            json_put_field(stdout, "key", c->args[0], strlen(c->args[0]));
+            printf(",\"found\":false}\n");
+        }
+        fprintf(stderr, "stcache: not found: %s\n", c->args[0]);
+        return CLI_EXIT_FAILED;
+    }
+    if (r->status != 200) {
+        report_error(c, "get");
+        return CLI_EXIT_REJECTED;
+    }
+    if (c->json) {
+        printf("{");
+        json_put_field(stdout, "key", c->args[0], strlen(c->args[0]));
+        printf(",\"found\":true,\"version\":%s,", r->has_etag && r->etag[0] ? r->etag : "null");
+        json_put_field(stdout, "value", r->body, r->body_len);
+        printf("}\n");
+    } else if (r->body_len > 0 && fwrite(r->body, 1, r->body_len, stdout) != r->body_len) {
+        fprintf(stderr, "stcache: writing the value: %s\n", strerror(errno));
+        return CLI_EXIT_UNAVAILABLE;
+    }
+    return CLI_EXIT_OK;
+}
+
+static int read_stdin(struct cli_buf *b)
+{
+    for (;;) {
+        int rc = buf_reserve(b, 64 * 1024, CLI_STDIN_BYTES_MAX);
+        if (rc != 0)
+            return rc;
+        size_t n = fread(b->data + b->len, 1, b->cap - b->len - 1, stdin);
+        b->len += n;
+        if (n == 0) {
+            if (ferror(stdin))
+                return ST_EIO;
+            return 0;
+        }
+    }
+}
+
+static bool all_digits(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+    }
+    return true;
+}
+
+static int cmd_put(struct cli *c)
+{
+    if (c->args_n != 2)
+        return usage_error("put takes KEY and VALUE (\"-\" for stdin)");
+    if (c->if_match && c->if_absent)
+        return usage_error("--if-match and --if-absent exclude each other");
+    if (c->ttl && !all_digits(c->ttl))
+        return usage_error("--ttl takes a whole number of seconds");
+    char headers[128] = "";
+    if (c->if_match) {
+        char v[64];
+        size_t len = strlen(c->if_match);
+        const char *s = c->if_match;
+        if (len >= 2 && s[0] == '"' && s[len - 1] == '"') {
+            s++;
+            len -= 2;
+        }
+        if (len == 0 || len >= sizeof v)
+            return usage_error("--if-match takes a version number");
+        memcpy(v, s, len);
+        v[len] = '\0';
+        if (!all_digits(v))
+            return usage_error("--if-match takes a version number");
+        snprintf(headers, sizeof headers, "If-Match: \"%s\"\r\n", v);
+    } else if (c->if_absent) {
+        snprintf(headers, sizeof headers, "If-None-Match: *\r\n");
+    }
+    char query[64] = "";
+    if (c->ttl)
+        snprintf(query, sizeof query, "?ttl=%s", c->ttl);
+
+    struct cli_buf value = {0};
+    const void *body = c->args[1];
+    size_t body_len = strlen(c->args[1]);
+    int rc;
+    if (strcmp(c->args[1], "-") == 0) {
+        rc = read_stdin(&value);
+        if (rc != 0) {
+            fprintf(stderr, "stcache: reading the value from stdin: %s\n", st_strerror(rc));
+            buf_free(&value);
+            return CLI_EXIT_USAGE;
+        }
+        body = value.data ? value.data : "";
+        body_len = value.len;
+    }
+    char *target;
+    rc = kv_target(c->args[0], query, &target);
+    if (rc != 0) {
+        buf_free(&value);
+        return rc == ST_ETOOBIG ? usage_error("key too long") : exit_for_local_error(rc);
+    }
+    rc = cluster_request(c, "PUT", target, headers, body, body_len);
+    free(target);
+    buf_free(&value);
+    if (rc != 0)
+        return exit_for_local_error(rc);
+    const struct cli_response *r = &c->resp;
+    if (r->status == 412) {
+        report_error(c, "put: condition failed");
+        return CLI_EXIT_FAILED;
+    }
+    if (r->status != 200 && r->status != 201 && r->status != 204) {
+        report_error(c, "put");
+        return CLI_EXIT_REJECTED;
+    }
+    int64_t version = body_version(r);
+    if (version < 0 && r->has_etag && all_digits(r->etag))
+        version = strtoll(r->etag, NULL, 10);
+    if (c->json)
+        printf("{\"ok\":true,\"version\":%" PRId64 "}\n", version);
+    else if (version >= 0)
+        printf("OK version %" PRId64 "\n", version);
+    else
+        printf("OK\n");
+    return CLI_EXIT_OK;
+}
+
+static int cmd_del(struct cli *c)
+{
+    if (c->args_n != 1)
+        return usage_error("del takes exactly one KEY");
+    char *target;
+    int rc = kv_target(c->args[0], NULL, &target);
+    if (rc != 0)
+        return rc == ST_ETOOBIG ? usage_error("key too long") : exit_for_local_error(rc);
+    rc = cluster_request(c, "DELETE", target, NULL, NULL, 0);
+    free(target);
+    if (rc != 0)
+        return exit_for_local_error(rc);
+    const struct cli_response *r = &c->resp;
+    if (r->status == 404) {
+        if (c->json)
+            printf("{\"ok\":false,\"found\":false}\n");
+        fprintf(stderr, "stcache: not found: %s\n", c->args[0]);
+        return CLI_EXIT_FAILED;
+    }
+    if (r->status != 200 && r->status != 204) {
+        report_error(c, "del");
+        return CLI_EXIT_REJECTED;
+    }
+    if (c->json)
+        printf("{\"ok\":true}\n");
+    else
+        printf("deleted\n");
+    return CLI_EXIT_OK;
+}
+
+/* Copies member field name of object obj into dst as text ("-" when absent). */
+static void field_text(const char *js, const struct cli_json_token *t, size_t n, size_t obj,
+                       const char *name, char *dst, size_t cap)
+{
+    long v = cli_json_get(js, t, n, obj, name);
+    if (v < 0 || cli_json_copy(js, &t[v], dst, cap) != 0)
+        snprintf(dst, cap, "-");
+}
+
+static struct cli_json_token json_tokens[CLI_JSON_TOKENS_MAX];
+
+static int print_members(struct cli *c)
+{
+    const struct cli_response *r = &c->resp;
+    size_t n;
+    if (cli_json_parse(r->body, r->body_len, json_tokens, CLI_JSON_TOKENS_MAX, &n) != 0 ||
+        json_tokens[0].type != CLI_JSON_OBJECT) {
+        fprintf(stderr, "stcache: members: the server's /cluster answer is not a JSON object\n");
+        return CLI_EXIT_REJECTED;
+    }
+    char leader[32];
+    field_text(r->body, json_tokens, n, 0, "leader", leader, sizeof leader);
+    long m = cli_json_get(r->body, json_tokens, n, 0, "members");
+    if (m < 0 || json_tokens[m].type != CLI_JSON_ARRAY) {
+        fprintf(stderr, "stcache: members: no members array in the server's answer\n");
+        return CLI_EXIT_REJECTED;
+    }
+    printf("%-6s %-24s %-24s %s\n", "ID", "RAFT", "HTTP", "ROLE");
+    size_t i = (size_t)m + 1;
+    for (size_t k = 0; k < json_tokens[m].size; k++) {
+        char id[32], raft[128], http[128], voter[16];
+        field_text(r->body, json_tokens, n, i, "id", id, sizeof id);
+        field_text(r->body, json_tokens, n, i, "raft", raft, sizeof raft);
+        field_text(r->body, json_tokens, n, i, "http", http, sizeof http);
+        field_text(r->body, json_tokens, n, i, "voter", voter, sizeof voter);
+        printf("%-6s %-24s %-24s %s%s\n", id, raft, http,
+               strcmp(voter, "true") == 0 ? "voter" : "learner",
+               strcmp(id, leader) == 0 ? " (leader)" : "");
+        i = cli_json_skip(json_tokens, n, i);
+    }
+    return CLI_EXIT_OK;
+}
+
+static int cmd_members(struct cli *c)
+{
+    if (c->args_n != 0)
+        return usage_error("members takes no arguments");
+    int rc = cluster_request(c, "GET", "/cluster", NULL, NULL, 0);
+    if (rc != 0)
+        return exit_for_local_error(rc);
+    if (c->resp.status != 200) {
+        report_error(c, "members");
+        return CLI_EXIT_REJECTED;
+    }
+    if (c->json) {
+        fwrite(c->resp.body, 1, c->resp.body_len, stdout);
+        if (c->resp.body_len == 0 || c->resp.body[c->resp.body_len - 1] != '\n')
+            fputc('\n', stdout);
+        return CLI_EXIT_OK;
+    }
+    return print_members(c);
+}
+
+/* Admin commands whose answer is only success or an error. */
+static int admin_simple(struct cli *c, const char *what, const char *method, const char *target,
+                        const char *body, const char *done_text)
+{
+    int rc = cluster_request(c, method, target, body ? "Content-Type: application/json\r\n" : NULL,
+                             body, body ? strlen(body) : 0);
+    if (rc != 0)
+        return exit_for_local_error(rc);
+    const struct cli_response *r = &c->resp;
+    if (r->status == 404) {
+        report_error(c, what);
+        return CLI_EXIT_FAILED;
+    }
+    if (r->status < 200 || r->status > 299) {
+        report_error(c, what);
+        return CLI_EXIT_REJECTED;
+    }
+    if (c->json) {
+        if (r->body_len > 0 && r->body[0] == '{') {
+            fwrite(r->body, 1, r->body_len, stdout);
+            if (r->body[r->body_len - 1] != '\n')
+                fputc('\n', stdout);
+        } else {
+            printf("{\"ok\":true}\n");
+        }
+    } else {
+        const struct cli_endpoint *ep = &c->endpoints[c->endpoint_used];
+        printf("%s (via %s:%u)\n", done_text, ep->host, (unsigned)ep->port);
+    }
+    return CLI_EXIT_OK;
+}
+
+static int parse_id(const char *s, uint64_t *out)
+{
+    if (!all_digits(s) || strlen(s) > 19)
+        return ST_EINVAL;
+    *out = strtoull(s, NULL, 10);
+    return *out == 0 ? ST_EINVAL : 0;
+}
+
+static int cmd_remove(struct cli *c)
+{
+    uint64_t id;
+    if (c->args_n != 1 || parse_id(c->args[0], &id) != 0)
+        return usage_error("remove takes one node ID (a positive number)");
+    char target[64], done[64];
+    snprintf(target, sizeof target, "/cluster/members/%" PRIu64, id);
+    snprintf(done, sizeof done, "removed node %" PRIu64, id);
+    return admin_simple(c, "remove", "DELETE", target, NULL, done);
+}
+
+static int cmd_add(struct cli *c)
+{
+    uint64_t id;
+    if (c->args_n != 3 || parse_id(c->args[0], &id) != 0)
+        return usage_error("add takes ID RAFT_HOST:PORT HTTP_HOST:PORT");
+    struct cli_endpoint check;
+    size_t n;
+    if (cli_endpoints_parse(c->args[1], &check, 1, &n) != 0 ||
+        cli_endpoints_parse(c->args[2], &check, 1, &n) != 0)
+        return usage_error("add: addresses must be HOST:PORT");
+    char body[600], done[64];
+    snprintf(body, sizeof body, "{\"id\":%" PRIu64 ",\"raft\":\"%s\",\"http\":\"%s\"}", id,
+             c->args[1], c->args[2]);
+    snprintf(done, sizeof done, "added node %" PRIu64 " as a learner", id);
+    return admin_simple(c, "add", "POST", "/cluster/members", body, done);
+}
+
+static int cmd_transfer(struct cli *c)
+{
+    uint64_t id;
+    if (c->args_n != 1 || parse_id(c->args[0], &id) != 0)
+        return usage_error("transfer takes one node ID (a positive number)");
+    char target[64], done[64];
+    snprintf(target, sizeof target, "/cluster/transfer?to=%" PRIu64, id);
+    snprintf(done, sizeof done, "leadership transferred to node %" PRIu64, id);
+    return admin_simple(c, "transfer", "POST", target, NULL, done);
+}
+
+static int cmd_snapshot(struct cli *c)
+{
+    if (c->args_n != 0)
+        return usage_error("snapshot takes no arguments");
+    return admin_simple(c, "snapshot", "POST", "/snapshot", NULL, "snapshot taken");
+}
+
+/* status: asks every endpoint (no failover) for /cluster and /health. Exit 0
+ * when at least one endpoint answered, 3 when none did. */
+static int cmd_status(struct cli *c)
+{
+    if (c->args_n != 0)
+        return usage_error("status takes no arguments");
+    size_t answered = 0;
+    struct cli_endpoint *all = c->endpoints;
+    size_t all_n = c->endpoints_n;
+    if (c->json)
+        printf("[");
+    else
+        printf("%-22s %-5s %-10s %-6s %-7s %-8s %-8s %s\n", "ENDPOINT", "ID", "ROLE", "TERM",
+               "LEADER", "COMMIT", "APPLIED", "HEALTH");
+    for (size_t i = 0; i < all_n; i++) {
+        struct cli_endpoint *ep = &all[i];
+        char name[CLI_HOST_BYTES_MAX + 8];
+        snprintf(name, sizeof name, "%s:%u", ep->host, (unsigned)ep->port);
+        /* Health first, then /cluster (whose body we keep). */
+        c->head.len = 0;
+        int health = 0;
+        const char *why = "";
+        if (buf_printf(&c->head, "GET /health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                       name) != 0)
+            return exit_for_local_error(ST_ENOMEM);
+        if (http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why) == 0)
+            health = c->resp.status;
+        c->head.len = 0;
+        if (buf_printf(&c->head, "GET /cluster HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                       name) != 0)
+            return exit_for_local_error(ST_ENOMEM);
+        int rc = http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why);
+        size_t n = 0;
+        bool ok = rc == 0 && c->resp.status == 200 &&
+                  cli_json_parse(c->resp.body, c->resp.body_len, json_tokens, CLI_JSON_TOKENS_MAX,
+                                 &n) == 0 &&
+                  json_tokens[0].type == CLI_JSON_OBJECT;
+        if (ok)
+            answered++;
+        if (c->json) {
+            printf("%s{\"endpoint\":", i ? "," : "");
+            json_put_string(stdout, (const uint8_t *)name, strlen(name));
+            printf(",\"health\":%d,\"cluster\":", health);
+            if (ok)
+                fwrite(c->resp.body, 1, c->resp.body_len, stdout);
+            else
+                printf("null,\"error\":\"%s\"", rc != 0 ? "unreachable" : "bad answer");
+            printf("}");
+            continue;
+        }
+        if (!ok) {
+            printf("%-22s unreachable (%s)\n", name,
+                   rc != 0 ? why : "the /cluster answer is not a JSON object");
+            continue;
+        }
+        char id[32], role[32], term[32], leader[32], commit[32], applied[32];
+        const char *js = c->resp.body;
+        field_text(js, json_tokens, n, 0, "id", id, sizeof id);
+        field_text(js, json_tokens, n, 0, "role", role, sizeof role);
+        field_text(js, json_tokens, n, 0, "term", term, sizeof term);
+        field_text(js, json_tokens, n, 0, "leader", leader, sizeof leader);
+        field_text(js, json_tokens, n, 0, "commit", commit, sizeof commit);
+        field_text(js, json_tokens, n, 0, "applied", applied, sizeof applied);
+        printf("%-22s %-5s %-10s %-6s %-7s %-8s %-8s %s\n", name, id, role, term,
+               strcmp(leader, "null") == 0 ? "none" : leader, commit, applied,
+               health == 200 ? "ok" : health == 0 ? "?" : "not-ready");
+    }
+    if (c->json)
+        printf("]\n");
+    return answered > 0 ? CLI_EXIT_OK : CLI_EXIT_UNAVAILABLE;
+}
+
+/* ---- argument parsing ---- */
+
+/* Matches "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i. Returns
+ * 1 on a match, 0 on no match, -1 when the value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    size_t nl = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, nl) != 0)
+        return 0;
+    if (a[nl] == '=') {
+        *value = a + nl + 1;
+        return 1;
+    }
+    if (a[nl] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+int cli_client_main(int argc, char **argv)
+{
+    struct cli c = {.timeout_ms = CLI_TIMEOUT_MS_DEFAULT};
+    int ret = CLI_EXIT_USAGE;
+    if (argc < 1 || !argv[0]) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *cmd = argv[0];
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    const char *endpoints = getenv("STCACHE_ENDPOINTS");
+    if (!endpoints || !*endpoints)
+        endpoints = CLI_ENDPOINTS_DEFAULT;
+    const char *timeout = NULL;
+    bool options_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!options_done && a[0] == '-' && a[1] == '-') {
+            const char *v = NULL;
+            int m;
+            if (strcmp(a, "--") == 0) {
+                options_done = true;
+                continue;
+            }
+            if (strcmp(a, "--json") == 0) {
+                c.json = true;
+                continue;
+            }
+            if (strcmp(a, "--if-absent") == 0) {
+                c.if_absent = true;
+                continue;
+            }
+            if (strcmp(a, "--help") == 0) {
+                usage(stdout);
+                return CLI_EXIT_OK;
+            }
+            if ((m = opt_value(argc, argv, &i, "--endpoints", &v)) != 0)
+                endpoints = v;
+            else if ((m = opt_value(argc, argv, &i, "--timeout", &v)) != 0)
+                timeout = v;
+            else if ((m = opt_value(argc, argv, &i, "--consistency", &v)) != 0)
+                c.consistency = v;
+            else if ((m = opt_value(argc, argv, &i, "--ttl", &v)) != 0)
+                c.ttl = v;
+            else if ((m = opt_value(argc, argv, &i, "--if-match", &v)) != 0)
+                c.if_match = v;
+            else
+                return usage_error("unknown option %s", a);
+            if (m < 0)
+                return usage_error("option %s needs a value", a);
+            continue;
+        }
+        if (c.args_n >= ST_ARRAY_LEN(c.args))
+            return usage_error("too many arguments");
+        c.args[c.args_n++] = a;
+    }
+    if (timeout) {
+        char *end;
+        double s = strtod(timeout, &end);
+        if (*end != '\0' || !(s > 0) || s > 3600)
+            return usage_error("--timeout takes seconds (0 < S <= 3600)");
+        c.timeout_ms = (int)(s * 1000);
+        if (c.timeout_ms < 1)
+            c.timeout_ms = 1;
+    }
+    int rc = cli_endpoints_parse(endpoints, c.endpoints, CLI_ENDPOINTS_MAX, &c.endpoints_n);
+    if (rc != 0)
+        return usage_error("bad endpoint list \"%s\": %s (want host:port,host:port,...)",
+                           endpoints, st_strerror(rc));
+    if (c.consistency && strcmp(cmd, "get") != 0)
+        return usage_error("--consistency applies to get only");
+    if ((c.ttl || c.if_match || c.if_absent) && strcmp(cmd, "put") != 0)
+        return usage_error("--ttl, --if-match and --if-absent apply to put only");
+
+    if (strcmp(cmd, "get") == 0)
+        ret = cmd_get(&c);
+    else if (strcmp(cmd, "put") == 0 || strcmp(cmd, "set") == 0)
+        ret = cmd_put(&c);
+    else if (strcmp(cmd, "del") == 0 || strcmp(cmd, "delete") == 0)
+        ret = cmd_del(&c);
+    else if (strcmp(cmd, "members") == 0)
+        ret = cmd_members(&c);
+    else if (strcmp(cmd, "add") == 0)
+        ret = cmd_add(&c);
+    else if (strcmp(cmd, "remove") == 0)
+        ret = cmd_remove(&c);
+    else if (strcmp(cmd, "transfer") == 0)
+        ret = cmd_transfer(&c);
+    else if (strcmp(cmd, "snapshot") == 0)
+        ret = cmd_snapshot(&c);
+    else if (strcmp(cmd, "status") == 0)
+        ret = cmd_status(&c);
+    else
+        ret = usage_error("unknown command \"%s\"", cmd);
+    if (fflush(stdout) != 0 && ret == CLI_EXIT_OK) {
+        fprintf(stderr, "stcache: writing the output: %s\n", strerror(errno));
+        ret = CLI_EXIT_UNAVAILABLE;
+    }
+    buf_free(&c.head);
+    buf_free(&c.rbuf);
+    return ret;
+}
