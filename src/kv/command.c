@@ -1,0 +1,194 @@
+/* kv command codec: see command.h and docs/KV.md for the byte format. */
+#include "kv/command.h"
+
+#include <string.h>
+
+#include "stcache/errors.h"
+#include "util/assert.h"
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+void kv_limits_default(struct kv_limits *limits)
+{
+    limits->key_bytes_max = KV_KEY_BYTES_MAX_DEFAULT;
+    limits->value_bytes_max = KV_VALUE_BYTES_MAX_DEFAULT;
+}
+
+/* Bytes after the common header, per type (without key/value bytes). */
+enum {
+    PUT_FIXED_BYTES = 8 + 8 + 4 + 4,
+    DELETE_FIXED_BYTES = 8 + 4,
+    PURGE_FIXED_BYTES = 4,
+};
+
+size_t kv_command_encoded_len(const struct kv_command *cmd)
+{
+    switch (cmd->type) {
+    case KV_CMD_PUT:
+        return KV_COMMAND_HEADER_BYTES + PUT_FIXED_BYTES + (size_t)cmd->key_len + cmd->value_len;
+    case KV_CMD_DELETE:
+        return KV_COMMAND_HEADER_BYTES + DELETE_FIXED_BYTES + (size_t)cmd->key_len;
+    case KV_CMD_PURGE_EXPIRED:
+        return KV_COMMAND_HEADER_BYTES + PURGE_FIXED_BYTES;
+    }
+    return 0;
+}
+
+/* The rules shared by encode and decode. */
+static int command_check(const struct kv_command *cmd)
+{
+    switch (cmd->type) {
+    case KV_CMD_PUT:
+        if (cmd->cond != KV_COND_NONE && cmd->cond != KV_COND_IF_VERSION &&
+            cmd->cond != KV_COND_IF_ABSENT)
+            return -1;
+        if (cmd->key_len == 0 || cmd->key_len > KV_KEY_BYTES_HARD_MAX ||
+            cmd->value_len > KV_VALUE_BYTES_HARD_MAX)
+            return -1;
+        return 0;
+    case KV_CMD_DELETE:
+        if (cmd->cond != KV_COND_NONE && cmd->cond != KV_COND_IF_VERSION)
+            return -1;
+        if (cmd->key_len == 0 || cmd->key_len > KV_KEY_BYTES_HARD_MAX)
+            return -1;
+        return 0;
+    case KV_CMD_PURGE_EXPIRED:
+        return cmd->cond == KV_COND_NONE ? 0 : -1;
+    }
+    return -1;
+}
+
+int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, size_t *out_len)
+{
+    if (command_check(cmd) != 0)
+        return ST_EINVAL;
+    size_t need = kv_command_encoded_len(cmd);
+    if (need > cap)
+        return ST_ETOOBIG;
+    uint8_t *p = buf;
+    p[0] = KV_COMMAND_VERSION;
+    p[1] = (uint8_t)cmd->type;
+    p[2] = (uint8_t)cmd->cond;
+    p[3] = 0;
+    put_u32(p + 4, 0);
+    put_u64(p + 8, cmd->req.node_id);
+    put_u64(p + 16, cmd->req.seq);
+    put_u64(p + 24, cmd->timestamp_ms);
+    p += KV_COMMAND_HEADER_BYTES;
+    switch (cmd->type) {
+    case KV_CMD_PUT:
+        put_u64(p, cmd->ttl_ms);
+        put_u64(p + 8, cmd->cond == KV_COND_IF_VERSION ? cmd->cond_version : 0);
+        put_u32(p + 16, cmd->key_len);
+        put_u32(p + 20, cmd->value_len);
+        p += PUT_FIXED_BYTES;
+        memcpy(p, cmd->key, cmd->key_len);
+        p += cmd->key_len;
+        if (cmd->value_len)
+            memcpy(p, cmd->value, cmd->value_len);
+        p += cmd->value_len;
+        break;
+    case KV_CMD_DELETE:
+        put_u64(p, cmd->cond == KV_COND_IF_VERSION ? cmd->cond_version : 0);
+        put_u32(p + 8, cmd->key_len);
+        p += DELETE_FIXED_BYTES;
+        memcpy(p, cmd->key, cmd->key_len);
+        p += cmd->key_len;
+        break;
+    case KV_CMD_PURGE_EXPIRED:
+        put_u32(p, cmd->keys_max);
+        p += PURGE_FIXED_BYTES;
+        break;
+    }
+    ST_ASSERT((size_t)(p - buf) == need);
+    *out_len = need;
+    return 0;
+}
+
+int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *limits,
+                      struct kv_command *out)
+{
+    if (len < KV_COMMAND_HEADER_BYTES)
+        return ST_EPROTO;
+    if (data[0] != KV_COMMAND_VERSION || data[3] != 0 || get_u32(data + 4) != 0)
+        return ST_EPROTO;
+    memset(out, 0, sizeof(*out));
+    uint8_t type = data[1], cond = data[2];
+    if (type < KV_CMD_PUT || type > KV_CMD_PURGE_EXPIRED || cond > KV_COND_IF_ABSENT)
+        return ST_EPROTO;
+    out->type = (enum kv_cmd_type)type;
+    out->cond = (enum kv_cond)cond;
+    out->req.node_id = get_u64(data + 8);
+    out->req.seq = get_u64(data + 16);
+    out->timestamp_ms = get_u64(data + 24);
+    const uint8_t *p = data + KV_COMMAND_HEADER_BYTES;
+    size_t rest = len - KV_COMMAND_HEADER_BYTES;
+    switch (out->type) {
+    case KV_CMD_PUT:
+        if (rest < PUT_FIXED_BYTES)
+            return ST_EPROTO;
+        out->ttl_ms = get_u64(p);
+        out->cond_version = get_u64(p + 8);
+        out->key_len = get_u32(p + 16);
+        out->value_len = get_u32(p + 20);
+        p += PUT_FIXED_BYTES;
+        rest -= PUT_FIXED_BYTES;
+        if ((uint64_t)out->key_len + out->value_len != rest)
+            return ST_EPROTO;
+        out->key = p;
+        out->value = p + out->key_len;
+        break;
+    case KV_CMD_DELETE:
+        if (rest < DELETE_FIXED_BYTES)
+            return ST_EPROTO;
+        out->cond_version = get_u64(p);
+        out->key_len = get_u32(p + 8);
+        p += DELETE_FIXED_BYTES;
+        rest -= DELETE_FIXED_BYTES;
+        if (out->key_len != rest)
+            return ST_EPROTO;
+        out->key = p;
+        break;
+    case KV_CMD_PURGE_EXPIRED:
+        if (rest != PURGE_FIXED_BYTES)
+            return ST_EPROTO;
+        out->keys_max = get_u32(p);
+        break;
+    }
+    if (out->cond != KV_COND_IF_VERSION && out->cond_version != 0)
+        return ST_EPROTO; /* one encoding per command: keeps entries canonical */
+    if (command_check(out) != 0) {
+        if (out->key_len > KV_KEY_BYTES_HARD_MAX || out->value_len > KV_VALUE_BYTES_HARD_MAX)
+            return ST_ETOOBIG;
+        return ST_EPROTO;
+    }
+    if (limits && (out->key_len > limits->key_bytes_max || out->value_len > limits->value_bytes_max))
+        return ST_ETOOBIG;
+    return 0;
+}

@@ -1,0 +1,1031 @@
+/* kv state machine: hash table with incremental rehash, expiry heap, apply,
+ * streaming snapshot and restore. Contracts in kv.h, formats in docs/KV.md. */
+#include "kv/kv.h"
+
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stcache/errors.h"
+#include "util/assert.h"
+#include "util/crc32c.h"
+
+#define KV_BUCKETS_DEFAULT 16u
+#define KV_REHASH_PER_OP_DEFAULT 4u
+#define KV_HEAP_NONE UINT32_MAX
+/* A restore presizes its table to the key count, up to this many buckets;
+ * larger tables grow by the normal incremental path. */
+#define KV_RESTORE_PRESIZE_BUCKETS_MAX (1u << 24)
+
+/* One allocation per key: header, then key bytes, then value bytes. */
+struct kv_entry {
+    struct kv_entry *next;  /* bucket chain */
+    uint64_t version;       /* raft index of the last write */
+    uint64_t expire_at_ms;  /* 0 = never */
+    uint32_t hash;          /* low 32 bits of the keyed hash */
+    uint32_t key_len;
+    uint32_t value_len;
+    uint32_t heap_idx;      /* position in the expiry heap, KV_HEAP_NONE if no expiry */
+    uint8_t data[];
+};
+_Static_assert(sizeof(struct kv_entry) == 40, "kv_entry header is 40 bytes");
+
+struct kv_table {
+    struct kv_entry **buckets;
+    uint64_t size; /* power of two, or 0 when unused */
+    uint64_t used;
+};
+
+/* Everything a restore replaces at once. */
+struct kv_state {
+    struct kv_table t[2];    /* t[1] is in use only while rehashing */
+    uint64_t rehash_idx;     /* next t[0] bucket to migrate */
+    int rehashing;
+    struct kv_entry **heap;  /* min-heap by (expire_at_ms, key) */
+    uint32_t heap_len;
+    uint32_t heap_cap;
+    uint64_t entry_bytes;    /* sum of malloc_usable_size of entries */
+};
+
+struct kv {
+    struct kv_config cfg;
+    struct kv_state st;
+    uint64_t applied_index;
+    int restoring;
+};
+
+/* ---------- hashing: SipHash-1-3 keyed by the configured seed ---------- */
+
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                          \
+    do {                                                                                  \
+        v0 += v1;                                                                         \
+        v1 = ROTL64(v1, 13);                                                              \
+        v1 ^= v0;                                                                         \
+        v0 = ROTL64(v0, 32);                                                              \
+        v2 += v3;                                                                         \
+        v3 = ROTL64(v3, 16);                                                              \
+        v3 ^= v2;                                                                         \
+        v0 += v3;                                                                         \
+        v3 = ROTL64(v3, 21);                                                              \
+        v3 ^= v0;                                                                         \
+        v2 += v1;                                                                         \
+        v1 = ROTL64(v1, 17);                                                              \
+        v1 ^= v2;                                                                         \
+        v2 = ROTL64(v2, 32);                                                              \
+    } while (0)
+
+static uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t siphash13(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
+{
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+    size_t blocks = len / 8;
+    for (size_t i = 0; i < blocks; i++) {
+        uint64_t m = load_le64(in + 8 * i);
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)len << 56;
+    const uint8_t *tail = in + 8 * blocks;
+    for (size_t i = 0; i < (len & 7); i++)
+        b |= (uint64_t)tail[i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static uint32_t kv_hash(const struct kv *kv, const void *key, size_t len)
+{
+    return (uint32_t)siphash13(kv->cfg.hash_seed, kv->cfg.hash_seed ^ 0x9e3779b97f4a7c15ULL,
+                               key, len);
+}
+
+/* ---------- helpers ---------- */
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static int entry_key_eq(const struct kv_entry *e, uint32_t h, const void *key, size_t len)
+{
+    return e->hash == h && e->key_len == len && memcmp(e->data, key, len) == 0;
+}
+
+static int entry_expired(const struct kv_entry *e, uint64_t now_ms)
+{
+    return e->expire_at_ms != 0 && e->expire_at_ms <= now_ms;
+}
+
+static int64_t entry_cmp(const struct kv_entry *a, const struct kv_entry *b)
+{
+    if (a->expire_at_ms != b->expire_at_ms)
+        return a->expire_at_ms < b->expire_at_ms ? -1 : 1;
+    size_t n = ST_MIN(a->key_len, b->key_len);
+    int c = memcmp(a->data, b->data, n);
+    if (c != 0)
+        return c;
+    return (int64_t)a->key_len - (int64_t)b->key_len;
+}
+
+/* ---------- expiry heap (total order: keys are unique) ---------- */
+
+static void heap_set(struct kv_state *st, uint32_t i, struct kv_entry *e)
+{
+    st->heap[i] = e;
+    e->heap_idx = i;
+}
+
+static void heap_up(struct kv_state *st, uint32_t i)
+{
+    struct kv_entry *e = st->heap[i];
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (entry_cmp(st->heap[parent], e) <= 0)
+            break;
+        heap_set(st, i, st->heap[parent]);
+        i = parent;
+    }
+    heap_set(st, i, e);
+}
+
+static void heap_down(struct kv_state *st, uint32_t i)
+{
+    struct kv_entry *e = st->heap[i];
+    for (;;) {
+        uint32_t l = 2 * i + 1, r = l + 1, m = i;
+        const struct kv_entry *best = e;
+        if (l < st->heap_len && entry_cmp(st->heap[l], best) < 0) {
+            m = l;
+            best = st->heap[l];
+        }
+        if (r < st->heap_len && entry_cmp(st->heap[r], best) < 0)
+            m = r;
+        if (m == i)
+            break;
+        heap_set(st, i, st->heap[m]);
+        i = m;
+    }
+    heap_set(st, i, e);
+}
+
+static int heap_reserve(struct kv_state *st)
+{
+    if (st->heap_len < st->heap_cap)
+        return 0;
+    uint32_t cap = st->heap_cap ? st->heap_cap * 2 : 64;
+    struct kv_entry **h = realloc(st->heap, (size_t)cap * sizeof(*h));
+    if (!h)
+        return ST_ENOMEM;
+    st->heap = h;
+    st->heap_cap = cap;
+    return 0;
+}
+
+/* Requires heap_reserve() to have succeeded. */
+static void heap_push(struct kv_state *st, struct kv_entry *e)
+{
+    ST_ASSERT(st->heap_len < st->heap_cap);
+    st->heap[st->heap_len] = e;
+    e->heap_idx = st->heap_len++;
+    heap_up(st, e->heap_idx);
+}
+
+static void heap_remove(struct kv_state *st, struct kv_entry *e)
+{
+    uint32_t i = e->heap_idx;
+    ST_ASSERT(i < st->heap_len && st->heap[i] == e);
+    e->heap_idx = KV_HEAP_NONE;
+    st->heap_len--;
+    if (i == st->heap_len)
+        return;
+    struct kv_entry *last = st->heap[st->heap_len];
+    heap_set(st, i, last);
+    if (i > 0 && entry_cmp(last, st->heap[(i - 1) / 2]) < 0)
+        heap_up(st, i);
+    else
+        heap_down(st, i);
+}
+
+/* ---------- tables and incremental rehash ---------- */
+
+static int table_alloc(struct kv_table *t, uint64_t size)
+{
+    ST_ASSERT(size >= 4 && (size & (size - 1)) == 0 && size <= (1ULL << 32));
+    t->buckets = calloc(size, sizeof(*t->buckets));
+    if (!t->buckets)
+        return ST_ENOMEM;
+    t->size = size;
+    t->used = 0;
+    return 0;
+}
+
+static uint64_t state_keys(const struct kv_state *st)
+{
+    return st->t[0].used + st->t[1].used;
+}
+
+static void rehash_finish_if_done(struct kv_state *st)
+{
+    if (st->rehashing && st->t[0].used == 0) {
+        free(st->t[0].buckets);
+        st->t[0] = st->t[1];
+        st->t[1] = (struct kv_table){0};
+        st->rehashing = 0;
+        st->rehash_idx = 0;
+    }
+}
+
+/* Migrates up to n non-empty buckets (visiting at most 10n empty ones). */
+static void rehash_step(struct kv_state *st, uint32_t n)
+{
+    if (!st->rehashing)
+        return;
+    uint64_t empty_visits = (uint64_t)n * 10;
+    while (n > 0 && st->t[0].used > 0) {
+        ST_ASSERT(st->rehash_idx < st->t[0].size);
+        struct kv_entry *e = st->t[0].buckets[st->rehash_idx];
+        if (!e) {
+            st->rehash_idx++;
+            if (--empty_visits == 0)
+                break;
+            continue;
+        }
+        while (e) {
+            struct kv_entry *next = e->next;
+            uint64_t b = e->hash & (st->t[1].size - 1);
+            e->next = st->t[1].buckets[b];
+            st->t[1].buckets[b] = e;
+            st->t[0].used--;
+            st->t[1].used++;
+            e = next;
+        }
+        st->t[0].buckets[st->rehash_idx++] = NULL;
+        n--;
+    }
+    rehash_finish_if_done(st);
+}
+
+static int rehash_start(struct kv_state *st, uint64_t size)
+{
+    ST_ASSERT(!st->rehashing);
+    if (size == st->t[0].size)
+        return 0;
+    int rc = table_alloc(&st->t[1], size);
+    if (rc != 0)
+        return rc;
+    st->rehashing = 1;
+    st->rehash_idx = 0;
+    rehash_finish_if_done(st); /* empty t[0]: switch at once */
+    return 0;
+}
+
+static uint64_t next_pow2(uint64_t v)
+{
+    uint64_t p = 4;
+    while (p < v)
+        p <<= 1;
+    return p;
+}
+
+/* Grow at load 1, shrink below load 1/8 (to load ~1/2). Called before inserts
+ * and after removals; never while a rehash runs. Failure to grow is not an
+ * error (chains get longer); failure to allocate a smaller table neither. */
+static void maybe_resize(struct kv *kv)
+{
+    struct kv_state *st = &kv->st;
+    if (st->rehashing)
+        return;
+    uint64_t keys = state_keys(st);
+    if (keys >= st->t[0].size && st->t[0].size < (1ULL << 32)) {
+        (void)rehash_start(st, st->t[0].size * 2);
+    } else if (st->t[0].size > kv->cfg.buckets_initial && keys < st->t[0].size / 8) {
+        uint64_t size = ST_MAX(next_pow2(keys * 2), (uint64_t)kv->cfg.buckets_initial);
+        (void)rehash_start(st, size);
+    }
+}
+
+/* Finds key; returns the entry and the link pointing to it, or NULL. */
+static struct kv_entry *state_find(const struct kv_state *st, uint32_t h, const void *key,
+                                   size_t len, struct kv_entry ***link_out, int *table_out)
+{
+    for (int t = 0; t <= st->rehashing; t++) {
+        const struct kv_table *tb = &st->t[t];
+        if (tb->size == 0)
+            continue;
+        struct kv_entry **link = &tb->buckets[h & (tb->size - 1)];
+        for (struct kv_entry *e = *link; e; link = &e->next, e = e->next) {
+            if (entry_key_eq(e, h, key, len)) {
+                if (link_out)
+                    *link_out = link;
+                if (table_out)
+                    *table_out = t;
+                return e;
+            }
+        }
+    }
+    return NULL;
+}
+
+static void state_link(struct kv_state *st, struct kv_entry *e)
+{
+    struct kv_table *tb = st->rehashing ? &st->t[1] : &st->t[0];
+    uint64_t b = e->hash & (tb->size - 1);
+    e->next = tb->buckets[b];
+    tb->buckets[b] = e;
+    tb->used++;
+}
+
+static void entry_free(struct kv_state *st, struct kv_entry *e)
+{
+    st->entry_bytes -= malloc_usable_size(e);
+    free(e);
+}
+
+/* Unlinks e (found with link in table t) and frees it. */
+static void state_remove(struct kv_state *st, struct kv_entry *e, struct kv_entry **link, int t)
+{
+    ST_ASSERT(*link == e);
+    *link = e->next;
+    st->t[t].used--;
+    if (e->heap_idx != KV_HEAP_NONE)
+        heap_remove(st, e);
+    entry_free(st, e);
+    rehash_finish_if_done(st);
+}
+
+static void state_free(struct kv_state *st)
+{
+    for (int t = 0; t < 2; t++) {
+        struct kv_table *tb = &st->t[t];
+        for (uint64_t i = 0; i < tb->size; i++) {
+            struct kv_entry *e = tb->buckets[i];
+            while (e) {
+                struct kv_entry *next = e->next;
+                free(e);
+                e = next;
+            }
+        }
+        free(tb->buckets);
+    }
+    free(st->heap);
+    memset(st, 0, sizeof(*st));
+}
+
+static int state_init(struct kv_state *st, uint64_t buckets)
+{
+    memset(st, 0, sizeof(*st));
+    return table_alloc(&st->t[0], buckets);
+}
+
+/* ---------- public: lifecycle and reads ---------- */
+
+void kv_config_default(struct kv_config *cfg)
+{
+    cfg->hash_seed = 0;
+    cfg->buckets_initial = KV_BUCKETS_DEFAULT;
+    cfg->rehash_buckets_per_op = KV_REHASH_PER_OP_DEFAULT;
+}
+
+int kv_create(const struct kv_config *cfg, struct kv **out)
+{
+    struct kv_config c;
+    kv_config_default(&c);
+    if (cfg) {
+        c = *cfg;
+        if (c.buckets_initial == 0)
+            c.buckets_initial = KV_BUCKETS_DEFAULT;
+        if (c.rehash_buckets_per_op == 0)
+            c.rehash_buckets_per_op = KV_REHASH_PER_OP_DEFAULT;
+    }
+    if (c.buckets_initial < 4 || (c.buckets_initial & (c.buckets_initial - 1)) != 0)
+        return ST_EINVAL;
+    struct kv *kv = calloc(1, sizeof(*kv));
+    if (!kv)
+        return ST_ENOMEM;
+    kv->cfg = c;
+    if (state_init(&kv->st, c.buckets_initial) != 0) {
+        free(kv);
+        return ST_ENOMEM;
+    }
+    *out = kv;
+    return 0;
+}
+
+void kv_destroy(struct kv *kv)
+{
+    if (!kv)
+        return;
+    ST_ASSERT(!kv->restoring);
+    state_free(&kv->st);
+    free(kv);
+}
+
+int kv_get(const struct kv *kv, const void *key, size_t key_len, uint64_t now_ms,
+           struct kv_view *out)
+{
+    if (key_len == 0 || key_len > KV_KEY_BYTES_HARD_MAX)
+        return ST_ENOENT;
+    uint32_t h = kv_hash(kv, key, key_len);
+    const struct kv_entry *e = state_find(&kv->st, h, key, key_len, NULL, NULL);
+    if (!e || entry_expired(e, now_ms))
+        return ST_ENOENT;
+    out->value = e->data + e->key_len;
+    out->value_len = e->value_len;
+    out->version = e->version;
+    out->expire_at_ms = e->expire_at_ms;
+    return 0;
+}
+
+uint64_t kv_applied_index(const struct kv *kv)
+{
+    return kv->applied_index;
+}
+
+void kv_stats(const struct kv *kv, struct kv_stats *out)
+{
+    const struct kv_state *st = &kv->st;
+    out->keys = state_keys(st);
+    out->keys_with_ttl = st->heap_len;
+    out->buckets = st->t[0].size + st->t[1].size;
+    out->memory_bytes = st->entry_bytes + out->buckets * sizeof(struct kv_entry *) +
+                        (uint64_t)st->heap_cap * sizeof(struct kv_entry *) + sizeof(*kv);
+    out->rehashing = st->rehashing;
+    out->applied_index = kv->applied_index;
+}
+
+int kv_rehash_step(struct kv *kv, uint32_t buckets)
+{
+    ST_ASSERT(!kv->restoring);
+    rehash_step(&kv->st, buckets);
+    return kv->st.rehashing;
+}
+
+static uint64_t entry_digest(const struct kv_entry *e)
+{
+    uint8_t meta[24];
+    put_u64(meta, e->version);
+    put_u64(meta + 8, e->expire_at_ms);
+    put_u32(meta + 16, e->key_len);
+    put_u32(meta + 20, e->value_len);
+    uint64_t h = siphash13(0x0123456789abcdefULL, 0xfedcba9876543210ULL, meta, sizeof(meta));
+    return h ^ siphash13(h, 0x5bd1e9955bd1e995ULL, e->data, (size_t)e->key_len + e->value_len);
+}
+
+uint64_t kv_digest(const struct kv *kv)
+{
+    uint64_t sum = 0;
+    for (int t = 0; t < 2; t++) {
+        const struct kv_table *tb = &kv->st.t[t];
+        for (uint64_t i = 0; i < tb->size; i++)
+            for (const struct kv_entry *e = tb->buckets[i]; e; e = e->next)
+                sum += entry_digest(e);
+    }
+    return sum ^ state_keys(&kv->st);
+}
+
+/* ---------- apply ---------- */
+
+static uint64_t expiry_of(uint64_t ts, uint64_t ttl)
+{
+    if (ttl == 0)
+        return 0;
+    return ts > UINT64_MAX - ttl ? UINT64_MAX : ts + ttl;
+}
+
+/* Reuse the allocation when the new size fits and wastes at most half. */
+static int entry_fits(size_t usable, size_t need)
+{
+    return need <= usable && (need >= usable / 2 || usable <= 256);
+}
+
+static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c,
+                     struct kv_result *r)
+{
+    struct kv_state *st = &kv->st;
+    uint32_t h = kv_hash(kv, c->key, c->key_len);
+    struct kv_entry **link = NULL;
+    int t = 0;
+    struct kv_entry *e = state_find(st, h, c->key, c->key_len, &link, &t);
+    int live = e && !entry_expired(e, c->timestamp_ms);
+    if ((c->cond == KV_COND_IF_VERSION && (!live || e->version != c->cond_version)) ||
+        (c->cond == KV_COND_IF_ABSENT && live)) {
+        r->status = KV_STATUS_PRECONDITION_FAILED;
+        r->version = live ? e->version : 0;
+        return 0;
+    }
+    uint64_t expire = expiry_of(c->timestamp_ms, c->ttl_ms);
+    size_t need = sizeof(struct kv_entry) + (size_t)c->key_len + c->value_len;
+    if (expire != 0 && (!e || e->heap_idx == KV_HEAP_NONE) && heap_reserve(st) != 0)
+        return ST_ENOMEM;
+    if (e) {
+        size_t usable = malloc_usable_size(e);
+        if (!entry_fits(usable, need)) {
+            struct kv_entry *n = malloc(need);
+            if (!n)
+                return ST_ENOMEM;
+            memcpy(n, e, sizeof(*e) + e->key_len);
+            *link = n;
+            if (n->heap_idx != KV_HEAP_NONE)
+                st->heap[n->heap_idx] = n;
+            entry_free(st, e);
+            st->entry_bytes += malloc_usable_size(n);
+            e = n;
+        }
+        if (c->value_len)
+            memcpy(e->data + e->key_len, c->value, c->value_len);
+        e->value_len = c->value_len;
+        e->version = index;
+        uint64_t old_expire = e->expire_at_ms;
+        e->expire_at_ms = expire;
+        if (old_expire != 0 && expire == 0) {
+            heap_remove(st, e);
+        } else if (old_expire == 0 && expire != 0) {
+            heap_push(st, e);
+        } else if (old_expire != expire) {
+            heap_up(st, e->heap_idx);
+            heap_down(st, e->heap_idx);
+        }
+    } else {
+        maybe_resize(kv);
+        e = malloc(need);
+        if (!e)
+            return ST_ENOMEM;
+        st->entry_bytes += malloc_usable_size(e);
+        e->hash = h;
+        e->key_len = c->key_len;
+        e->value_len = c->value_len;
+        e->version = index;
+        e->expire_at_ms = expire;
+        e->heap_idx = KV_HEAP_NONE;
+        memcpy(e->data, c->key, c->key_len);
+        if (c->value_len)
+            memcpy(e->data + c->key_len, c->value, c->value_len);
+        state_link(st, e);
+        if (expire != 0)
+            heap_push(st, e);
+    }
+    r->status = KV_STATUS_OK;
+    r->version = index;
+    return 0;
+}
+
+static void apply_delete(struct kv *kv, uint64_t index, const struct kv_command *c,
+                         struct kv_result *r)
+{
+    struct kv_state *st = &kv->st;
+    uint32_t h = kv_hash(kv, c->key, c->key_len);
+    struct kv_entry **link = NULL;
+    int t = 0;
+    struct kv_entry *e = state_find(st, h, c->key, c->key_len, &link, &t);
+    int live = e && !entry_expired(e, c->timestamp_ms);
+    if (c->cond == KV_COND_IF_VERSION && (!live || e->version != c->cond_version)) {
+        r->status = KV_STATUS_PRECONDITION_FAILED;
+        r->version = live ? e->version : 0;
+        return;
+    }
+    if (e)
+        state_remove(st, e, link, t); /* an expired key goes too: it was dead anyway */
+    r->status = live ? KV_STATUS_OK : KV_STATUS_NOT_FOUND;
+    r->version = live ? index : 0;
+    maybe_resize(kv);
+}
+
+static void apply_purge(struct kv *kv, uint64_t index, const struct kv_command *c,
+                        struct kv_result *r)
+{
+    struct kv_state *st = &kv->st;
+    uint64_t purged = 0;
+    while (st->heap_len > 0 && st->heap[0]->expire_at_ms <= c->timestamp_ms &&
+           (c->keys_max == 0 || purged < c->keys_max)) {
+        struct kv_entry *e = st->heap[0];
+        struct kv_entry **link = NULL;
+        int t = 0;
+        struct kv_entry *found = state_find(st, e->hash, e->data, e->key_len, &link, &t);
+        ST_ASSERT(found == e);
+        state_remove(st, e, link, t);
+        purged++;
+    }
+    r->status = KV_STATUS_OK;
+    r->version = index;
+    r->purged = purged;
+    r->purge_more = st->heap_len > 0 && st->heap[0]->expire_at_ms <= c->timestamp_ms;
+    maybe_resize(kv);
+}
+
+int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct kv_result *result)
+{
+    ST_ASSERT(!kv->restoring);
+    ST_ASSERT(index > kv->applied_index);
+    memset(result, 0, sizeof(*result));
+    struct kv_command c;
+    if (kv_command_decode(data, len, NULL, &c) != 0) {
+        kv->applied_index = index;
+        return ST_EPROTO;
+    }
+    result->type = c.type;
+    result->req = c.req;
+    rehash_step(&kv->st, kv->cfg.rehash_buckets_per_op);
+    int rc = 0;
+    switch (c.type) {
+    case KV_CMD_PUT:
+        rc = apply_put(kv, index, &c, result);
+        break;
+    case KV_CMD_DELETE:
+        apply_delete(kv, index, &c, result);
+        break;
+    case KV_CMD_PURGE_EXPIRED:
+        apply_purge(kv, index, &c, result);
+        break;
+    }
+    if (rc == 0)
+        kv->applied_index = index;
+    return rc;
+}
+
+/* ---------- snapshot write ---------- */
+
+static const uint8_t snap_magic[8] = {'S', 'T', 'K', 'V', 'S', 'N', 'A', 'P'};
+#define SNAP_FIXED_BYTES 36 /* magic, version, flags, applied index, key count, meta_len */
+#define SNAP_RECORD_HEADER_BYTES 24
+#define SNAP_TRAILER_BYTES 12
+
+struct snap_writer {
+    uint8_t *buf;
+    size_t len;
+    uint32_t crc;
+    kv_write_cb cb;
+    void *ctx;
+};
+
+static int sw_flush(struct snap_writer *w)
+{
+    if (w->len == 0)
+        return 0;
+    int rc = w->cb(w->ctx, w->buf, w->len);
+    w->len = 0;
+    return rc;
+}
+
+/* Appends bytes (checksummed unless nocrc), flushing full chunks. */
+static int sw_put(struct snap_writer *w, const void *data, size_t len, int nocrc)
+{
+    if (!nocrc)
+        w->crc = st_crc32c(w->crc, data, len);
+    const uint8_t *p = data;
+    while (len > 0) {
+        size_t n = ST_MIN(len, KV_SNAPSHOT_CHUNK_BYTES - w->len);
+        memcpy(w->buf + w->len, p, n);
+        w->len += n;
+        p += n;
+        len -= n;
+        if (w->len == KV_SNAPSHOT_CHUNK_BYTES) {
+            int rc = sw_flush(w);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *meta,
+                      size_t meta_len, kv_write_cb write_cb, void *ctx)
+{
+    if (meta_len > KV_SNAPSHOT_META_BYTES_MAX || (meta_len && !meta))
+        return ST_EINVAL;
+    ST_ASSERT(!kv->restoring);
+    struct snap_writer w = {.cb = write_cb, .ctx = ctx};
+    w.buf = malloc(KV_SNAPSHOT_CHUNK_BYTES);
+    if (!w.buf)
+        return ST_ENOMEM;
+    const struct kv_state *st = &kv->st;
+    uint64_t keys = state_keys(st);
+    uint8_t hdr[SNAP_FIXED_BYTES];
+    memcpy(hdr, snap_magic, 8);
+    put_u32(hdr + 8, KV_SNAPSHOT_VERSION);
+    put_u32(hdr + 12, 0);
+    put_u64(hdr + 16, applied_index);
+    put_u64(hdr + 24, keys);
+    put_u32(hdr + 32, (uint32_t)meta_len);
+    int rc = sw_put(&w, hdr, sizeof(hdr), 0);
+    if (rc == 0 && meta_len)
+        rc = sw_put(&w, meta, meta_len, 0);
+    uint8_t crcb[4];
+    put_u32(crcb, w.crc);
+    if (rc == 0)
+        rc = sw_put(&w, crcb, 4, 0); /* the header CRC is itself covered by the body CRC */
+    uint64_t written = 0;
+    /* Table order: t[0] from the rehash position, then t[1]. Deterministic
+     * for replicas with the same history. */
+    for (int t = 0; t < 2 && rc == 0; t++) {
+        const struct kv_table *tb = &st->t[t];
+        uint64_t start = (t == 0 && st->rehashing) ? st->rehash_idx : 0;
+        for (uint64_t i = start; i < tb->size && rc == 0; i++) {
+            for (const struct kv_entry *e = tb->buckets[i]; e && rc == 0; e = e->next) {
+                uint8_t rh[SNAP_RECORD_HEADER_BYTES];
+                put_u32(rh, e->key_len);
+                put_u32(rh + 4, e->value_len);
+                put_u64(rh + 8, e->version);
+                put_u64(rh + 16, e->expire_at_ms);
+                rc = sw_put(&w, rh, sizeof(rh), 0);
+                if (rc == 0)
+                    rc = sw_put(&w, e->data, (size_t)e->key_len + e->value_len, 0);
+                written++;
+            }
+        }
+    }
+    if (rc == 0) {
+        ST_ASSERT(written == keys);
+        uint8_t tr[SNAP_TRAILER_BYTES];
+        put_u64(tr, keys);
+        rc = sw_put(&w, tr, 8, 0);
+        put_u32(tr + 8, w.crc);
+        if (rc == 0)
+            rc = sw_put(&w, tr + 8, 4, 1);
+        if (rc == 0)
+            rc = sw_flush(&w);
+    }
+    free(w.buf);
+    return rc;
+}
+
+/* ---------- streaming restore ---------- */
+
+enum restore_phase {
+    RS_FIXED,     /* SNAP_FIXED_BYTES into stage */
+    RS_META,      /* meta_len bytes into meta */
+    RS_HDR_CRC,   /* 4 bytes */
+    RS_REC_HDR,   /* 24 bytes into stage */
+    RS_REC_DATA,  /* key+value bytes into the new entry */
+    RS_TRAILER,   /* 12 bytes */
+    RS_DONE,
+};
+
+struct kv_restore {
+    struct kv *kv;
+    struct kv state_kv; /* a shadow kv (same config) owning the new state */
+    enum restore_phase phase;
+    int err;
+    uint8_t stage[SNAP_FIXED_BYTES];
+    size_t have;        /* bytes of the current field received */
+    uint32_t crc;
+    uint64_t applied_index;
+    uint64_t keys;
+    uint64_t keys_read;
+    uint8_t *meta;
+    uint32_t meta_len;
+    struct kv_entry *cur; /* entry being filled in RS_REC_DATA */
+    size_t cur_len;       /* key + value bytes expected */
+};
+
+int kv_restore_begin(struct kv *kv, struct kv_restore **out)
+{
+    if (kv->restoring)
+        return ST_EBUSY;
+    struct kv_restore *r = calloc(1, sizeof(*r));
+    if (!r)
+        return ST_ENOMEM;
+    r->kv = kv;
+    r->state_kv.cfg = kv->cfg;
+    r->phase = RS_FIXED;
+    kv->restoring = 1;
+    *out = r;
+    return 0;
+}
+
+static size_t phase_need(const struct kv_restore *r)
+{
+    switch (r->phase) {
+    case RS_FIXED:
+        return SNAP_FIXED_BYTES;
+    case RS_META:
+        return r->meta_len;
+    case RS_HDR_CRC:
+        return 4;
+    case RS_REC_HDR:
+        return SNAP_RECORD_HEADER_BYTES;
+    case RS_REC_DATA:
+        return r->cur_len;
+    case RS_TRAILER:
+        return SNAP_TRAILER_BYTES;
+    case RS_DONE:
+        return 0;
+    }
+    return 0;
+}
+
+static uint8_t *phase_dst(struct kv_restore *r)
+{
+    switch (r->phase) {
+    case RS_META:
+        return r->meta;
+    case RS_REC_DATA:
+        return r->cur->data;
+    default:
+        return r->stage;
+    }
+}
+
+/* Called when the current field is complete. Returns 0 or an error. */
+static int restore_field_done(struct kv_restore *r)
+{
+    struct kv_state *st = &r->state_kv.st;
+    switch (r->phase) {
+    case RS_FIXED: {
+        if (memcmp(r->stage, snap_magic, 8) != 0 || get_u32(r->stage + 8) != KV_SNAPSHOT_VERSION ||
+            get_u32(r->stage + 12) != 0)
+            return ST_ECORRUPT;
+        r->applied_index = load_le64(r->stage + 16);
+        r->keys = load_le64(r->stage + 24);
+        r->meta_len = get_u32(r->stage + 32);
+        if (r->meta_len > KV_SNAPSHOT_META_BYTES_MAX)
+            return ST_ECORRUPT;
+        if (r->meta_len) {
+            r->meta = malloc(r->meta_len);
+            if (!r->meta)
+                return ST_ENOMEM;
+        }
+        r->phase = r->meta_len ? RS_META : RS_HDR_CRC;
+        return 0;
+    }
+    case RS_META:
+        r->phase = RS_HDR_CRC;
+        return 0;
+    case RS_HDR_CRC: {
+        /* r->crc covers the bytes before this field (see restore_feed). */
+        if (get_u32(r->stage) != r->crc)
+            return ST_ECORRUPT;
+        r->crc = st_crc32c(r->crc, r->stage, 4); /* the body CRC covers the header CRC */
+        uint64_t buckets = next_pow2(ST_MAX(r->keys, (uint64_t)r->kv->cfg.buckets_initial));
+        buckets = ST_MIN(buckets, (uint64_t)KV_RESTORE_PRESIZE_BUCKETS_MAX);
+        buckets = ST_MAX(buckets, (uint64_t)r->kv->cfg.buckets_initial);
+        if (state_init(st, buckets) != 0)
+            return ST_ENOMEM;
+        r->phase = r->keys ? RS_REC_HDR : RS_TRAILER;
+        return 0;
+    }
+    case RS_REC_HDR: {
+        uint32_t key_len = get_u32(r->stage), value_len = get_u32(r->stage + 4);
+        uint64_t version = load_le64(r->stage + 8), expire = load_le64(r->stage + 16);
+        if (key_len == 0 || key_len > KV_KEY_BYTES_HARD_MAX || value_len > KV_VALUE_BYTES_HARD_MAX)
+            return ST_ECORRUPT;
+        if (version == 0 || version > r->applied_index)
+            return ST_ECORRUPT;
+        if (expire != 0 && heap_reserve(st) != 0)
+            return ST_ENOMEM;
+        size_t need = sizeof(struct kv_entry) + (size_t)key_len + value_len;
+        struct kv_entry *e = malloc(need);
+        if (!e)
+            return ST_ENOMEM;
+        st->entry_bytes += malloc_usable_size(e);
+        e->next = NULL;
+        e->key_len = key_len;
+        e->value_len = value_len;
+        e->version = version;
+        e->expire_at_ms = expire;
+        e->heap_idx = KV_HEAP_NONE;
+        e->hash = 0;
+        r->cur = e;
+        r->cur_len = (size_t)key_len + value_len;
+        r->phase = RS_REC_DATA;
+        return 0;
+    }
+    case RS_REC_DATA: {
+        struct kv_entry *e = r->cur;
+        r->cur = NULL;
+        e->hash = kv_hash(r->kv, e->data, e->key_len);
+        if (state_find(st, e->hash, e->data, e->key_len, NULL, NULL)) {
+            entry_free(st, e);
+            return ST_ECORRUPT; /* duplicate key */
+        }
+        maybe_resize(&r->state_kv);
+        rehash_step(st, r->kv->cfg.rehash_buckets_per_op);
+        state_link(st, e);
+        if (e->expire_at_ms != 0)
+            heap_push(st, e);
+        r->keys_read++;
+        r->phase = r->keys_read == r->keys ? RS_TRAILER : RS_REC_HDR;
+        return 0;
+    }
+    case RS_TRAILER:
+        if (load_le64(r->stage) != r->keys || get_u32(r->stage + 8) != r->crc)
+            return ST_ECORRUPT;
+        r->phase = RS_DONE;
+        return 0;
+    case RS_DONE:
+        break;
+    }
+    ST_UNREACHABLE();
+}
+
+int kv_restore_feed(struct kv_restore *r, const void *data, size_t len)
+{
+    if (r->err)
+        return r->err;
+    const uint8_t *p = data;
+    while (len > 0) {
+        if (r->phase == RS_DONE) {
+            r->err = ST_ECORRUPT; /* bytes after the trailer */
+            return r->err;
+        }
+        size_t need = phase_need(r);
+        size_t n = ST_MIN(len, need - r->have);
+        uint8_t *dst = phase_dst(r);
+        memcpy(dst + r->have, p, n);
+        /* The CRC covers everything except the trailer's CRC field; the
+         * header CRC is checked against the CRC of the bytes before it. */
+        if (r->phase == RS_TRAILER) {
+            size_t crc_from = 8; /* key count bytes are covered, the CRC is not */
+            if (r->have < crc_from) {
+                size_t m = ST_MIN(n, crc_from - r->have);
+                r->crc = st_crc32c(r->crc, p, m);
+            }
+        } else if (r->phase != RS_HDR_CRC) {
+            r->crc = st_crc32c(r->crc, p, n);
+        }
+        r->have += n;
+        p += n;
+        len -= n;
+        if (r->have == need) {
+            int rc = restore_field_done(r);
+            r->have = 0;
+            if (rc != 0) {
+                r->err = rc;
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+static void restore_release(struct kv_restore *r)
+{
+    if (r->cur) {
+        free(r->cur);
+        r->cur = NULL;
+    }
+    state_free(&r->state_kv.st);
+    free(r->meta);
+    r->kv->restoring = 0;
+    free(r);
+}
+
+int kv_restore_finish(struct kv_restore *r, struct kv_snapshot_info *info)
+{
+    int rc = r->err;
+    if (rc == 0 && r->phase != RS_DONE)
+        rc = ST_ECORRUPT; /* truncated */
+    if (rc != 0) {
+        restore_release(r);
+        return rc;
+    }
+    struct kv *kv = r->kv;
+    state_free(&kv->st);
+    kv->st = r->state_kv.st;
+    memset(&r->state_kv.st, 0, sizeof(r->state_kv.st));
+    kv->applied_index = r->applied_index;
+    if (info) {
+        info->applied_index = r->applied_index;
+        info->keys = r->keys;
+        info->meta = r->meta;
+        info->meta_len = r->meta_len;
+        r->meta = NULL;
+    }
+    restore_release(r);
+    return 0;
+}
+
+void kv_restore_abort(struct kv_restore *r)
+{
+    if (r)
+        restore_release(r);
+}

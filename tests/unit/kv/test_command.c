@@ -1,0 +1,179 @@
+/* kv command codec: round trips, canonical encoding, and every malformed input
+ * rejected with ST_EPROTO / ST_ETOOBIG. */
+#include "test.h"
+
+#include "kv/command.h"
+#include "stcache/errors.h"
+#include "util/assert.h"
+
+static size_t encode(const struct kv_command *c, uint8_t *buf, size_t cap)
+{
+    size_t len = 0;
+    int rc = kv_command_encode(c, buf, cap, &len);
+    if (rc != 0)
+        return 0;
+    return len;
+}
+
+TEST(put_round_trip_keeps_every_field)
+{
+    const uint8_t key[] = {'a', 0, 'b'};
+    const uint8_t value[] = {0, 1, 2, 255};
+    struct kv_command c = {.type = KV_CMD_PUT, .cond = KV_COND_IF_VERSION, .req = {3, 99},
+                           .timestamp_ms = 1700000000123ULL, .ttl_ms = 5000, .cond_version = 42,
+                           .key = key, .key_len = 3, .value = value, .value_len = 4};
+    uint8_t buf[128];
+    size_t len = encode(&c, buf, sizeof(buf));
+    ASSERT_EQ(len, kv_command_encoded_len(&c));
+    ASSERT_EQ(len, KV_COMMAND_HEADER_BYTES + 24 + 3 + 4);
+    struct kv_command d;
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
+    ASSERT_EQ(d.type, KV_CMD_PUT);
+    ASSERT_EQ(d.cond, KV_COND_IF_VERSION);
+    ASSERT_EQ(d.req.node_id, 3);
+    ASSERT_EQ(d.req.seq, 99);
+    ASSERT_EQ(d.timestamp_ms, 1700000000123ULL);
+    ASSERT_EQ(d.ttl_ms, 5000);
+    ASSERT_EQ(d.cond_version, 42);
+    ASSERT_EQ(d.key_len, 3);
+    ASSERT_MEMEQ(d.key, key, 3);
+    ASSERT_EQ(d.value_len, 4);
+    ASSERT_MEMEQ(d.value, value, 4);
+    ASSERT_TRUE(d.key == buf + KV_COMMAND_HEADER_BYTES + 24); /* no copy */
+}
+
+TEST(delete_and_purge_round_trip)
+{
+    struct kv_command c = {.type = KV_CMD_DELETE, .req = {1, 2}, .timestamp_ms = 9,
+                           .key = (const uint8_t *)"k", .key_len = 1};
+    uint8_t buf[64];
+    size_t len = encode(&c, buf, sizeof(buf));
+    ASSERT_EQ(len, KV_COMMAND_HEADER_BYTES + 12 + 1);
+    struct kv_command d;
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
+    ASSERT_EQ(d.type, KV_CMD_DELETE);
+    ASSERT_EQ(d.key[0], 'k');
+    struct kv_command p = {.type = KV_CMD_PURGE_EXPIRED, .req = {1, 3}, .timestamp_ms = 77,
+                           .keys_max = 1000};
+    len = encode(&p, buf, sizeof(buf));
+    ASSERT_EQ(len, KV_COMMAND_HEADER_BYTES + 4);
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
+    ASSERT_EQ(d.type, KV_CMD_PURGE_EXPIRED);
+    ASSERT_EQ(d.timestamp_ms, 77);
+    ASSERT_EQ(d.keys_max, 1000);
+}
+
+TEST(encode_rejects_ill_formed_commands)
+{
+    uint8_t buf[64];
+    size_t len;
+    struct kv_command c = {.type = KV_CMD_PUT, .key = (const uint8_t *)"k", .key_len = 0};
+    ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), ST_EINVAL); /* empty key */
+    c.key_len = 1;
+    c.cond = (enum kv_cond)9;
+    ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), ST_EINVAL);
+    struct kv_command d = {.type = KV_CMD_DELETE, .cond = KV_COND_IF_ABSENT,
+                           .key = (const uint8_t *)"k", .key_len = 1};
+    ASSERT_EQ(kv_command_encode(&d, buf, sizeof(buf), &len), ST_EINVAL);
+    struct kv_command t = {.type = (enum kv_cmd_type)0};
+    ASSERT_EQ(kv_command_encode(&t, buf, sizeof(buf), &len), ST_EINVAL);
+    c.cond = KV_COND_NONE;
+    ASSERT_EQ(kv_command_encode(&c, buf, 10, &len), ST_ETOOBIG);
+}
+
+TEST(decode_rejects_every_truncation_of_a_valid_command)
+{
+    struct kv_command c = {.type = KV_CMD_PUT, .key = (const uint8_t *)"key", .key_len = 3,
+                           .value = (const uint8_t *)"value", .value_len = 5};
+    uint8_t buf[128];
+    size_t len = encode(&c, buf, sizeof(buf));
+    struct kv_command d;
+    for (size_t n = 0; n < len; n++)
+        ASSERT_EQ(kv_command_decode(buf, n, NULL, &d), ST_EPROTO);
+    uint8_t longer[129];
+    memcpy(longer, buf, len);
+    longer[len] = 0;
+    ASSERT_EQ(kv_command_decode(longer, len + 1, NULL, &d), ST_EPROTO); /* trailing byte */
+}
+
+TEST(decode_rejects_bad_header_fields)
+{
+    struct kv_command c = {.type = KV_CMD_DELETE, .key = (const uint8_t *)"key", .key_len = 3};
+    uint8_t buf[64], bad[64];
+    size_t len = encode(&c, buf, sizeof(buf));
+    struct kv_command d;
+    const size_t offsets[] = {0, 1, 2, 3, 4, 7};
+    const uint8_t values[] = {2, 9, 7, 1, 1, 1};
+    for (size_t i = 0; i < ST_ARRAY_LEN(offsets); i++) {
+        memcpy(bad, buf, len);
+        bad[offsets[i]] = values[i];
+        ASSERT_EQ(kv_command_decode(bad, len, NULL, &d), ST_EPROTO);
+    }
+    /* DELETE with IF_ABSENT, PURGE with a condition. */
+    memcpy(bad, buf, len);
+    bad[2] = KV_COND_IF_ABSENT;
+    ASSERT_EQ(kv_command_decode(bad, len, NULL, &d), ST_EPROTO);
+    /* cond_version without IF_VERSION: not canonical. */
+    memcpy(bad, buf, len);
+    bad[KV_COMMAND_HEADER_BYTES] = 5;
+    ASSERT_EQ(kv_command_decode(bad, len, NULL, &d), ST_EPROTO);
+    /* key_len that disagrees with the length. */
+    memcpy(bad, buf, len);
+    bad[KV_COMMAND_HEADER_BYTES + 8] = 4;
+    ASSERT_EQ(kv_command_decode(bad, len, NULL, &d), ST_EPROTO);
+    /* zero-length key. */
+    struct kv_command z = {.type = KV_CMD_DELETE, .key = (const uint8_t *)"k", .key_len = 1};
+    len = encode(&z, buf, sizeof(buf));
+    buf[KV_COMMAND_HEADER_BYTES + 8] = 0;
+    ASSERT_EQ(kv_command_decode(buf, len - 1, NULL, &d), ST_EPROTO);
+}
+
+TEST(decode_enforces_configured_limits_with_etoobig)
+{
+    uint8_t key[1025];
+    memset(key, 'k', sizeof(key));
+    struct kv_command c = {.type = KV_CMD_PUT, .key = key, .key_len = 1025,
+                           .value = (const uint8_t *)"v", .value_len = 1};
+    static uint8_t buf[2048];
+    size_t len = encode(&c, buf, sizeof(buf));
+    ASSERT_NE(len, 0);
+    struct kv_limits lim;
+    kv_limits_default(&lim);
+    struct kv_command d;
+    ASSERT_EQ(kv_command_decode(buf, len, &lim, &d), ST_ETOOBIG);
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0); /* hard limits only */
+    c.key_len = 10;
+    len = encode(&c, buf, sizeof(buf));
+    lim.value_bytes_max = 0;
+    ASSERT_EQ(kv_command_decode(buf, len, &lim, &d), ST_ETOOBIG);
+    lim.value_bytes_max = 1;
+    ASSERT_EQ(kv_command_decode(buf, len, &lim, &d), 0);
+}
+
+TEST(decode_survives_random_garbage)
+{
+    uint8_t buf[256];
+    uint64_t x = 88172645463325252ULL;
+    int accepted = 0;
+    for (int i = 0; i < 20000; i++) {
+        size_t len = (size_t)(i % 200);
+        for (size_t j = 0; j < len; j++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf[j] = (uint8_t)x;
+        }
+        if (len > 0)
+            buf[0] = 1; /* valid version so the deeper checks run */
+        struct kv_command d;
+        int rc = kv_command_decode(buf, len, NULL, &d);
+        ASSERT_TRUE(rc == 0 || rc == ST_EPROTO || rc == ST_ETOOBIG);
+        if (rc == 0) {
+            accepted++;
+            ASSERT_EQ(kv_command_encoded_len(&d), len); /* accepted means canonical */
+        }
+    }
+    (void)accepted;
+}
+
+TEST_MAIN()

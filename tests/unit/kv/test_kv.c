@@ -1,0 +1,414 @@
+/* kv state machine: apply semantics (PUT, conditions, DELETE, TTL, purge),
+ * incremental rehash under insert/delete mixes, determinism, malformed input. */
+#include "test.h"
+
+#include "kvtest.h"
+#include "util/rng.h"
+
+static struct kv *new_kv(void)
+{
+    struct kv *kv = NULL;
+    if (kv_create(NULL, &kv) != 0)
+        return NULL;
+    return kv;
+}
+
+TEST(put_then_get_returns_value_and_version_is_the_index)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 5, 1000, "a", "hello", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_OK);
+    ASSERT_EQ(r.version, 5);
+    ASSERT_EQ(r.type, KV_CMD_PUT);
+    ASSERT_EQ(r.req.node_id, 7);
+    ASSERT_EQ(r.req.seq, 5);
+    struct kv_view v;
+    ASSERT_EQ(kv_get(kv, "a", 1, 1000, &v), 0);
+    ASSERT_EQ(v.version, 5);
+    ASSERT_EQ(v.expire_at_ms, 0);
+    ASSERT_EQ(v.value_len, 5);
+    ASSERT_MEMEQ(v.value, "hello", 5);
+    ASSERT_EQ(kv_get(kv, "b", 1, 1000, &v), ST_ENOENT);
+    ASSERT_EQ(kv_applied_index(kv), 5);
+    kv_destroy(kv);
+}
+
+TEST(overwrite_grows_and_shrinks_value_in_place_or_not)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    char big[5000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    ASSERT_EQ(kvt_put(kv, 1, 0, "k", "small", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 2, 0, "k", big, 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_TRUE(kvt_has(kv, "k", big, 0));
+    ASSERT_EQ(kvt_put(kv, 3, 0, "k", "tiny", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_TRUE(kvt_has(kv, "k", "tiny", 0));
+    ASSERT_EQ(kvt_put(kv, 4, 0, "k", "", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_TRUE(kvt_has(kv, "k", "", 0));
+    struct kv_stats s;
+    kv_stats(kv, &s);
+    ASSERT_EQ(s.keys, 1);
+    ASSERT_LE(s.memory_bytes, 4096); /* the 5000-byte allocation was released */
+    kv_destroy(kv);
+}
+
+TEST(if_version_put_succeeds_only_on_matching_version)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 1, 0, "k", "v1", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 2, 0, "k", "v2", 0, KV_COND_IF_VERSION, 9, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_PRECONDITION_FAILED);
+    ASSERT_EQ(r.version, 1); /* current version reported */
+    ASSERT_TRUE(kvt_has(kv, "k", "v1", 0));
+    ASSERT_EQ(kvt_put(kv, 3, 0, "k", "v3", 0, KV_COND_IF_VERSION, 1, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_OK);
+    ASSERT_EQ(r.version, 3);
+    ASSERT_TRUE(kvt_has(kv, "k", "v3", 0));
+    /* IF_VERSION on an absent key fails with version 0. */
+    ASSERT_EQ(kvt_put(kv, 4, 0, "nope", "x", 0, KV_COND_IF_VERSION, 3, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_PRECONDITION_FAILED);
+    ASSERT_EQ(r.version, 0);
+    ASSERT_FALSE(kvt_has(kv, "nope", "x", 0));
+    ASSERT_EQ(kv_applied_index(kv), 4); /* failed conditions still advance the index */
+    kv_destroy(kv);
+}
+
+TEST(if_absent_put_creates_once)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 1, 0, "k", "first", 0, KV_COND_IF_ABSENT, 0, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_OK);
+    ASSERT_EQ(kvt_put(kv, 2, 0, "k", "second", 0, KV_COND_IF_ABSENT, 0, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_PRECONDITION_FAILED);
+    ASSERT_EQ(r.version, 1);
+    ASSERT_TRUE(kvt_has(kv, "k", "first", 0));
+    kv_destroy(kv);
+}
+
+TEST(delete_semantics_with_and_without_condition)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    ASSERT_EQ(kvt_del(kv, 1, 0, "k", KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_NOT_FOUND);
+    ASSERT_EQ(kvt_put(kv, 2, 0, "k", "v", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_del(kv, 3, 0, "k", KV_COND_IF_VERSION, 1, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_PRECONDITION_FAILED);
+    ASSERT_EQ(r.version, 2);
+    ASSERT_TRUE(kvt_has(kv, "k", "v", 0));
+    ASSERT_EQ(kvt_del(kv, 4, 0, "k", KV_COND_IF_VERSION, 2, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_OK);
+    ASSERT_EQ(r.version, 4);
+    ASSERT_FALSE(kvt_has(kv, "k", "v", 0));
+    ASSERT_EQ(kvt_del(kv, 5, 0, "k", KV_COND_IF_VERSION, 2, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_PRECONDITION_FAILED);
+    ASSERT_EQ(r.version, 0);
+    struct kv_stats s;
+    kv_stats(kv, &s);
+    ASSERT_EQ(s.keys, 0);
+    kv_destroy(kv);
+}
+
+TEST(ttl_expiry_is_invisible_to_reads_after_deadline_before_purge)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 1, 1000, "k", "v", 500, KV_COND_NONE, 0, &r), 0);
+    struct kv_view v;
+    ASSERT_EQ(kv_get(kv, "k", 1, 1499, &v), 0);
+    ASSERT_EQ(v.expire_at_ms, 1500);
+    ASSERT_EQ(kv_get(kv, "k", 1, 1500, &v), ST_ENOENT); /* expiry <= now: absent */
+    struct kv_stats s;
+    kv_stats(kv, &s);
+    ASSERT_EQ(s.keys, 1); /* still stored until a purge */
+    ASSERT_EQ(s.keys_with_ttl, 1);
+    kv_destroy(kv);
+}
+
+TEST(conditions_at_apply_see_expiry_by_the_command_timestamp)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 1, 1000, "k", "v", 100, KV_COND_NONE, 0, &r), 0);
+    /* Before the deadline (command time 1099) the key is live. */
+    ASSERT_EQ(kvt_put(kv, 2, 1099, "k", "w", 0, KV_COND_IF_ABSENT, 0, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_PRECONDITION_FAILED);
+    /* At the deadline it is absent for IF_ABSENT and IF_VERSION. */
+    ASSERT_EQ(kvt_put(kv, 3, 1100, "k", "w", 0, KV_COND_IF_VERSION, 1, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_PRECONDITION_FAILED);
+    ASSERT_EQ(r.version, 0);
+    ASSERT_EQ(kvt_put(kv, 4, 1100, "k", "w", 0, KV_COND_IF_ABSENT, 0, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_OK);
+    /* The new PUT without TTL cleared the expiry. */
+    struct kv_view v;
+    ASSERT_EQ(kv_get(kv, "k", 1, 999999, &v), 0);
+    ASSERT_EQ(v.expire_at_ms, 0);
+    struct kv_stats s;
+    kv_stats(kv, &s);
+    ASSERT_EQ(s.keys_with_ttl, 0);
+    /* DELETE of an expired key: NOT_FOUND and the key is gone. */
+    ASSERT_EQ(kvt_put(kv, 5, 2000, "e", "v", 10, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_del(kv, 6, 2010, "e", KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_NOT_FOUND);
+    kv_stats(kv, &s);
+    ASSERT_EQ(s.keys, 1);
+    ASSERT_EQ(s.keys_with_ttl, 0);
+    kv_destroy(kv);
+}
+
+TEST(purge_deletes_exactly_the_keys_expired_at_its_timestamp)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    char key[16];
+    uint64_t idx = 1;
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        /* expiry = 1000 + 10*i, except every 10th key has no TTL */
+        ASSERT_EQ(kvt_put(kv, idx++, 1000, key, "v", i % 10 == 0 ? 0 : (uint64_t)(10 * i),
+                          KV_COND_NONE, 0, &r),
+                  0);
+    }
+    ASSERT_EQ(kvt_purge(kv, idx++, 1500, 0, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_OK);
+    /* i in 1..50 with i%10 != 0: 45 keys */
+    ASSERT_EQ(r.purged, 45);
+    ASSERT_EQ(r.purge_more, 0);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        int expect = i % 10 == 0 || 1000 + 10 * i > 1500;
+        struct kv_view v;
+        ASSERT_EQ(kv_get(kv, key, strlen(key), 0, &v) == 0, expect);
+    }
+    struct kv_stats s;
+    kv_stats(kv, &s);
+    ASSERT_EQ(s.keys, 55);
+    ASSERT_EQ(s.keys_with_ttl, 45);
+    kv_destroy(kv);
+}
+
+TEST(purge_with_keys_max_removes_smallest_expiry_then_key_first)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    /* Equal expiries: order by key bytes. */
+    ASSERT_EQ(kvt_put(kv, 1, 0, "c", "v", 100, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 2, 0, "a", "v", 100, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 3, 0, "b", "v", 100, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 4, 0, "z", "v", 50, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_purge(kv, 5, 1000, 2, &r), 0);
+    ASSERT_EQ(r.purged, 2);
+    ASSERT_EQ(r.purge_more, 1);
+    ASSERT_FALSE(kvt_has(kv, "z", "v", 0));
+    ASSERT_FALSE(kvt_has(kv, "a", "v", 0));
+    ASSERT_TRUE(kvt_has(kv, "b", "v", 0));
+    ASSERT_TRUE(kvt_has(kv, "c", "v", 0));
+    ASSERT_EQ(kvt_purge(kv, 6, 1000, 2, &r), 0);
+    ASSERT_EQ(r.purged, 2);
+    ASSERT_EQ(r.purge_more, 0);
+    ASSERT_EQ(kvt_purge(kv, 7, 1000, 2, &r), 0);
+    ASSERT_EQ(r.purged, 0);
+    kv_destroy(kv);
+}
+
+TEST(ttl_change_on_overwrite_reorders_the_expiry_heap)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 1, 0, "a", "v", 100, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 2, 0, "b", "v", 200, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 3, 0, "a", "v", 300, KV_COND_NONE, 0, &r), 0); /* a now after b */
+    ASSERT_EQ(kvt_purge(kv, 4, 250, 0, &r), 0);
+    ASSERT_EQ(r.purged, 1);
+    ASSERT_TRUE(kvt_has(kv, "a", "v", 0));
+    ASSERT_FALSE(kvt_has(kv, "b", "v", 0));
+    kv_destroy(kv);
+}
+
+TEST(huge_ttl_saturates_instead_of_wrapping)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 1, 1000, "k", "v", UINT64_MAX - 10, KV_COND_NONE, 0, &r), 0);
+    struct kv_view v;
+    ASSERT_EQ(kv_get(kv, "k", 1, 2000, &v), 0);
+    ASSERT_EQ((long long)v.expire_at_ms, (long long)UINT64_MAX);
+    kv_destroy(kv);
+}
+
+TEST(malformed_command_changes_nothing_and_returns_eproto)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 1, 0, "k", "v", 0, KV_COND_NONE, 0, &r), 0);
+    uint64_t before = kv_digest(kv);
+    const uint8_t junk[] = {1, 1, 0, 0, 0, 0, 0, 0, 5};
+    ASSERT_EQ(kv_apply(kv, 2, junk, sizeof(junk), &r), ST_EPROTO);
+    ASSERT_EQ(r.req.node_id, 0);
+    ASSERT_EQ(kv_apply(kv, 3, junk, 0, &r), ST_EPROTO);
+    ASSERT_EQ(kv_digest(kv), before);
+    ASSERT_EQ(kv_applied_index(kv), 3);
+    ASSERT_TRUE(kvt_has(kv, "k", "v", 0));
+    kv_destroy(kv);
+}
+
+TEST(binary_keys_with_zero_bytes_are_distinct)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    const uint8_t k1[] = {'a', 0, 'b'}, k2[] = {'a', 0, 'c'}, k3[] = {'a'};
+    const struct kv_command cs[] = {
+        {.type = KV_CMD_PUT, .key = k1, .key_len = 3, .value = k1, .value_len = 3},
+        {.type = KV_CMD_PUT, .key = k2, .key_len = 3, .value = k2, .value_len = 3},
+        {.type = KV_CMD_PUT, .key = k3, .key_len = 1, .value = k3, .value_len = 1},
+    };
+    for (size_t i = 0; i < 3; i++)
+        ASSERT_EQ(kvt_apply_cmd(kv, i + 1, &cs[i], &r), 0);
+    struct kv_view v;
+    ASSERT_EQ(kv_get(kv, k1, 3, 0, &v), 0);
+    ASSERT_MEMEQ(v.value, k1, 3);
+    ASSERT_EQ(kv_get(kv, k2, 3, 0, &v), 0);
+    ASSERT_MEMEQ(v.value, k2, 3);
+    ASSERT_EQ(kv_get(kv, k3, 1, 0, &v), 0);
+    ASSERT_EQ(v.value_len, 1);
+    ASSERT_EQ(kv_get(kv, k1, 2, 0, &v), ST_ENOENT);
+    ASSERT_EQ(kv_get(kv, "", 0, 0, &v), ST_ENOENT);
+    kv_destroy(kv);
+}
+
+/* A reference model: a plain array of (key id -> value, alive). */
+#define MODEL_KEYS 20000
+
+TEST(incremental_rehash_keeps_every_key_under_insert_delete_mixes)
+{
+    struct kv_config cfg;
+    kv_config_default(&cfg);
+    cfg.rehash_buckets_per_op = 1; /* long rehash phases: most ops run mid-rehash */
+    struct kv *kv = NULL;
+    ASSERT_EQ(kv_create(&cfg, &kv), 0);
+    static uint32_t model[MODEL_KEYS]; /* 0 = absent, else value number */
+    memset(model, 0, sizeof(model));
+    struct st_rng rng;
+    st_rng_init(&rng, 12345);
+    struct kv_result r;
+    char key[32], val[32];
+    uint64_t idx = 1;
+    int saw_rehash = 0, saw_shrink = 0;
+    uint64_t max_buckets = 0;
+    for (int phase = 0; phase < 4; phase++) {
+        /* even phases mostly insert, odd phases mostly delete */
+        for (int i = 0; i < 40000; i++) {
+            uint32_t k = (uint32_t)st_rng_below(&rng, MODEL_KEYS);
+            snprintf(key, sizeof(key), "key-%u", k);
+            int insert = st_rng_below(&rng, 100) < (phase % 2 == 0 ? 80u : 15u);
+            if (insert) {
+                uint32_t v = (uint32_t)idx;
+                snprintf(val, sizeof(val), "v%u", v);
+                ASSERT_EQ(kvt_put(kv, idx, 0, key, val, 0, KV_COND_NONE, 0, &r), 0);
+                model[k] = v;
+            } else {
+                ASSERT_EQ(kvt_del(kv, idx, 0, key, KV_COND_NONE, 0, &r), 0);
+                ASSERT_EQ(r.status, model[k] ? KV_STATUS_OK : KV_STATUS_NOT_FOUND);
+                model[k] = 0;
+            }
+            idx++;
+            struct kv_stats s;
+            kv_stats(kv, &s);
+            saw_rehash |= s.rehashing;
+            if (s.buckets > max_buckets)
+                max_buckets = s.buckets;
+            if (s.buckets < max_buckets && !s.rehashing)
+                saw_shrink = 1;
+            /* Spot-check a random key every op, mid-rehash included. */
+            uint32_t q = (uint32_t)st_rng_below(&rng, MODEL_KEYS);
+            snprintf(key, sizeof(key), "key-%u", q);
+            struct kv_view view;
+            int found = kv_get(kv, key, strlen(key), 0, &view) == 0;
+            ASSERT_EQ(found, model[q] != 0);
+        }
+        /* Full check at the end of each phase. */
+        uint64_t live = 0;
+        for (uint32_t k = 0; k < MODEL_KEYS; k++) {
+            snprintf(key, sizeof(key), "key-%u", k);
+            struct kv_view view;
+            int found = kv_get(kv, key, strlen(key), 0, &view) == 0;
+            ASSERT_EQ(found, model[k] != 0);
+            if (found) {
+                live++;
+                snprintf(val, sizeof(val), "v%u", model[k]);
+                ASSERT_EQ(view.value_len, strlen(val));
+                ASSERT_MEMEQ(view.value, val, view.value_len);
+                ASSERT_EQ(view.version, model[k]);
+            }
+        }
+        struct kv_stats s;
+        kv_stats(kv, &s);
+        ASSERT_EQ(s.keys, live);
+    }
+    ASSERT_TRUE(saw_rehash);
+    ASSERT_TRUE(saw_shrink);
+    kv_destroy(kv);
+}
+
+TEST(same_commands_give_same_digest_and_different_ones_do_not)
+{
+    struct kv *a = new_kv(), *b = new_kv();
+    struct kv_result r;
+    char key[32];
+    for (uint64_t i = 1; i <= 3000; i++) {
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)(i % 1000));
+        ASSERT_EQ(kvt_put(a, i, i, key, "v", i % 3 ? 50 : 0, KV_COND_NONE, 0, &r), 0);
+        ASSERT_EQ(kvt_put(b, i, i, key, "v", i % 3 ? 50 : 0, KV_COND_NONE, 0, &r), 0);
+    }
+    ASSERT_EQ(kvt_purge(a, 3001, 2990, 100, &r), 0);
+    ASSERT_EQ(kvt_purge(b, 3001, 2990, 100, &r), 0);
+    ASSERT_EQ((long long)kv_digest(a), (long long)kv_digest(b));
+    ASSERT_EQ(kvt_put(b, 3002, 0, "k1", "w", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_NE((long long)kv_digest(a), (long long)kv_digest(b));
+    kv_destroy(a);
+    kv_destroy(b);
+}
+
+TEST(kv_create_rejects_bad_config)
+{
+    struct kv_config cfg;
+    kv_config_default(&cfg);
+    cfg.buckets_initial = 12;
+    struct kv *kv = NULL;
+    ASSERT_EQ(kv_create(&cfg, &kv), ST_EINVAL);
+}
+
+TEST(idle_rehash_step_finishes_a_pending_rehash)
+{
+    struct kv_config cfg;
+    kv_config_default(&cfg);
+    cfg.rehash_buckets_per_op = 1;
+    struct kv *kv = NULL;
+    ASSERT_EQ(kv_create(&cfg, &kv), 0);
+    struct kv_result r;
+    char key[32];
+    struct kv_stats s;
+    uint64_t i = 1;
+    do {
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)i);
+        ASSERT_EQ(kvt_put(kv, i, 0, key, "v", 0, KV_COND_NONE, 0, &r), 0);
+        i++;
+        kv_stats(kv, &s);
+    } while (!s.rehashing || s.buckets < 1000);
+    while (kv_rehash_step(kv, 16))
+        ;
+    kv_stats(kv, &s);
+    ASSERT_EQ(s.rehashing, 0);
+    for (uint64_t j = 1; j < i; j++) {
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)j);
+        ASSERT_TRUE(kvt_has(kv, key, "v", 0));
+    }
+    kv_destroy(kv);
+}
+
+TEST_MAIN()
