@@ -1,0 +1,1220 @@
+/* The durable log store: a write-ahead log of preallocated, append-only
+ * segment files (docs/DISK-FORMAT.md).
+ *
+ * Write path (one thread):
+ *
+ *   append  -> records are encoded into `stage` (bytes destined for the
+ *              current segment at offset `flushed`) and the in-memory index
+ *              (runs) is updated at once, so read() sees them.
+ *   sync    -> one pwrite of `stage`, one fdatasync, the directory fsync when
+ *              a segment was created or removed. A failure makes the store
+ *              fatal: nothing is retried (the page cache may have dropped the
+ *              data; fsyncgate).
+ *   roll    -> when a record does not fit: flush and fdatasync the current
+ *              segment, then create the next one (fallocate, header). So a
+ *              segment has a successor only once it was completely durable;
+ *              recovery may treat damage as a torn tail only in the last one.
+ *
+ * Recovery (open) reads every segment once, in full, into one raft_buf per
+ * segment; records are checked and the entries handed to load() are slices of
+ * those buffers (payloads are read once). Torn tail vs corruption: see
+ * scan_segment().
+ *
+ * Locking: `mu` guards the index, the segment table and the stage against a
+ * concurrent read()/bounds() from another thread. The writer releases it
+ * during the pwrite+fdatasync of sync() (nothing else mutates meanwhile). */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "stcache/storage.h"
+#include "storage/common.h"
+#include "storage/record.h"
+#include "util/assert.h"
+#include "util/trace.h"
+#include "wire/le.h"
+
+#define WAL_SEGMENT_BYTES_DEFAULT (64ull << 20)
+#define WAL_RECORD_BYTES_MAX_DEFAULT (64u << 20)
+#define WAL_SEGMENTS_MAX 100000
+
+struct wal_seg {
+    uint64_t seq;
+    int fd;
+    raft_index first_index; /* from the header */
+    uint64_t flushed;       /* bytes written to the file (header included) */
+    uint64_t synced;        /* bytes known durable */
+    struct raft_buf *buf;   /* whole file, only between open and load */
+};
+
+/* One ENTRIES record still (partly) in the log. Sorted by first, contiguous. */
+struct wal_run {
+    raft_index first;
+    uint32_t count;
+    uint32_t rec_len;  /* payload bytes of the record */
+    uint64_t seg_seq;
+    uint64_t off;      /* record offset in its segment */
+};
+
+struct wal {
+    struct st_fs fs;
+    char dir[ST_STORAGE_PATH_MAX - 64];
+    uint64_t segment_bytes;
+    uint32_t record_bytes_max;
+    pthread_mutex_t mu;
+
+    struct wal_seg *segs;
+    size_t n_segs, cap_segs;
+    struct wal_run *runs;
+    size_t n_runs, cap_runs;
+
+    raft_index first_index; /* entries are [first_index, last_index] */
+    raft_index last_index;
+    raft_index snap_index;
+    raft_term snap_term;
+    struct raft_hard_state hs;
+    uint64_t wseq;
+
+    uint8_t *stage;
+    size_t stage_len, stage_cap;
+    bool dir_dirty;
+    bool fatal;
+    bool loaded;
+
+    /* between open and load: entries parsed from the segment buffers */
+    struct raft_entry *ents;
+    size_t n_ents, cap_ents;
+
+    uint64_t bytes_written;
+    uint64_t syncs;
+    uint64_t open_scan_ns;
+    uint64_t open_bytes_scanned;
+};
+
+static const struct st_log_store_ops wal_ops;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void seg_path(const struct wal *w, uint64_t seq, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%016" PRIx64 ".wal", w->dir, seq);
+}
+
+static struct wal_seg *cur_seg(struct wal *w)
+{
+    ST_ASSERT(w->n_segs > 0);
+    return &w->segs[w->n_segs - 1];
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(*arr, n * elem);
+    if (!p)
+        return ST_ENOMEM;
+    *arr = p;
+    *cap = n;
+    return 0;
+}
+
+/* ----------------------------------------------------------- index ops */
+
+static void index_truncate(struct wal *w, raft_index from)
+{
+    while (w->n_runs > 0) {
+        struct wal_run *r = &w->runs[w->n_runs - 1];
+        if (r->first >= from) {
+            w->n_runs--;
+            continue;
+        }
+        if (r->first + r->count > from)
+            r->count = (uint32_t)(from - r->first);
+        break;
+    }
+    while (w->n_ents > 0 && w->ents[w->n_ents - 1].index >= from)
+        w->n_ents--;
+    w->last_index = from - 1;
+}
+
+/* The log is covered up to (index, term) by a snapshot. */
+static void index_mark_snapshot(struct wal *w, raft_index index, raft_term term)
+{
+    if (index <= w->snap_index)
+        return;
+    w->snap_index = index;
+    w->snap_term = term;
+    if (index >= w->last_index) {
+        w->n_runs = 0;
+        w->n_ents = 0;
+        w->last_index = index;
+    } else {
+        size_t k = 0;
+        while (k < w->n_runs && w->runs[k].first + w->runs[k].count - 1 <= index)
+            k++;
+        memmove(w->runs, w->runs + k, (w->n_runs - k) * sizeof(*w->runs));
+        w->n_runs -= k;
+    }
+    if (w->first_index < index + 1)
+        w->first_index = index + 1;
+}
+
+/* ------------------------------------------------------------- writing */
+
+static int stage_reserve(struct wal *w, size_t add)
+{
+    return grow((void **)&w->stage, &w->stage_cap, w->stage_len + add, 1);
+}
+
+/* Offset in the current segment where the next staged record goes. */
+static uint64_t write_pos(struct wal *w)
+{
+    return cur_seg(w)->flushed + w->stage_len;
+}
+
+static void set_fatal(struct wal *w, const char *what, int rc)
+{
+    if (!w->fatal)
+        ST_TRACE_ERROR("storage", "wal %s: %s failed (%s); the store is stopped (a failed "
+                       "sync is never retried)", w->dir, what, st_strerror(rc));
+    w->fatal = true;
+}
+
+/* Writes the stage to the current segment (no sync). */
+static int flush_stage(struct wal *w)
+{
+    struct wal_seg *s = cur_seg(w);
+    if (w->stage_len == 0)
+        return 0;
+    int rc = w->fs.ops->pwrite(w->fs.self, s->fd, w->stage, w->stage_len, s->flushed);
+    if (rc != 0) {
+        set_fatal(w, "write", rc);
+        return ST_EFATAL;
+    }
+    s->flushed += w->stage_len;
+    w->bytes_written += w->stage_len;
+    w->stage_len = 0;
+    return 0;
+}
+
+/* Creates segment `seq` with a header describing the current state. On
+ * failure nothing remains (the file is removed). */
+static int seg_create(struct wal *w, uint64_t seq)
+{
+    char path[ST_STORAGE_PATH_MAX];
+    seg_path(w, seq, path, sizeof(path));
+    int rc = grow((void **)&w->segs, &w->cap_segs, w->n_segs + 1, sizeof(*w->segs));
+    if (rc != 0)
+        return rc;
+    int fd;
+    rc = w->fs.ops->open(w->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &fd);
+    if (rc != 0)
+        return rc;
+    rc = w->fs.ops->fallocate(w->fs.self, fd, 0, w->segment_bytes);
+    if (rc != 0)
+        goto fail_file;
+    struct st_seg_header h = {
+        .seq = seq,
+        .first_index = w->last_index + 1,
+        .segment_bytes = w->segment_bytes,
+        .snap_index = w->snap_index,
+        .snap_term = w->snap_term,
+        .hs = w->hs,
+        .wseq = w->wseq,
+    };
+    uint8_t hb[ST_SEG_HEADER_BYTES];
+    st_seg_header_encode(&h, hb);
+    rc = w->fs.ops->pwrite(w->fs.self, fd, hb, sizeof(hb), 0);
+    if (rc != 0)
+        goto fail_file;
+    w->segs[w->n_segs++] = (struct wal_seg){
+        .seq = seq, .fd = fd, .first_index = h.first_index, .flushed = ST_SEG_HEADER_BYTES};
+    w->dir_dirty = true;
+    w->bytes_written += ST_SEG_HEADER_BYTES;
+    return 0;
+fail_file:
+    w->fs.ops->close(w->fs.self, fd);
+    w->fs.ops->unlink(w->fs.self, path);
+    return rc;
+}
+
+/* Moves to a new segment: the current one is flushed and made durable first
+ * (a segment with a successor is always complete on disk). */
+static int roll(struct wal *w)
+{
+    int rc = flush_stage(w);
+    if (rc != 0)
+        return rc;
+    struct wal_seg *s = cur_seg(w);
+    if (s->synced < s->flushed) {
+        rc = w->fs.ops->fdatasync(w->fs.self, s->fd);
+        w->syncs++;
+        if (rc != 0) {
+            set_fatal(w, "fdatasync", rc);
+            return ST_EFATAL;
+        }
+        s->synced = s->flushed;
+    }
+    rc = seg_create(w, s->seq + 1);
+    if (rc != 0 && rc != ST_ENOSPC && rc != ST_ENOMEM) {
+        set_fatal(w, "segment creation", rc);
+        return ST_EFATAL;
+    }
+    return rc;
+}
+
+/* Reserves room for a record of `len` payload bytes in the current segment,
+ * rolling when needed; returns a pointer to the payload area in the stage. */
+static int stage_record(struct wal *w, uint32_t len, uint8_t **payload)
+{
+    uint64_t size = st_rec_size(len);
+    ST_ASSERT(size <= w->segment_bytes - ST_SEG_HEADER_BYTES);
+    if (write_pos(w) + size > w->segment_bytes) {
+        int rc = roll(w);
+        if (rc != 0)
+            return rc;
+    }
+    int rc = stage_reserve(w, size);
+    if (rc != 0)
+        return rc;
+    *payload = w->stage + w->stage_len + ST_REC_HEADER_BYTES;
+    return 0;
+}
+
+static void stage_seal(struct wal *w, uint8_t type, uint32_t len)
+{
+    st_rec_seal(w->stage + w->stage_len, type, len, w->wseq);
+    w->stage_len += st_rec_size(len);
+}
+
+static int stage_small(struct wal *w, uint8_t type, const uint64_t *vals, size_t n)
+{
+    uint8_t *p;
+    int rc = stage_record(w, (uint32_t)(n * 8), &p);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        le_put64(p + 8 * i, vals[i]);
+    stage_seal(w, type, (uint32_t)(n * 8));
+    return 0;
+}
+
+/* Largest ENTRIES payload that fits in an empty segment and the record bound. */
+static uint64_t payload_room_max(const struct wal *w)
+{
+    uint64_t room = w->segment_bytes - ST_SEG_HEADER_BYTES - ST_REC_HEADER_BYTES -
+                    ST_REC_TRAILER_BYTES;
+    return ST_MIN(room & ~7ull, (uint64_t)w->record_bytes_max);
+}
+
+static int stage_entries(struct wal *w, const struct raft_entry *e, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint64_t room = w->segment_bytes - write_pos(w);
+        uint64_t overhead = ST_REC_HEADER_BYTES + ST_REC_TRAILER_BYTES + ST_REC_ENTRIES_HEADER_BYTES;
+        room = room > overhead + 8 ? ((room - overhead) & ~7ull) : 0;
+        room = ST_MIN(room, (uint64_t)w->record_bytes_max - ST_REC_ENTRIES_HEADER_BYTES);
+        /* how many entries fit */
+        size_t k = i;
+        uint64_t bytes = 0;
+        while (k < n && bytes + ST_REC_ENTRY_HEADER_BYTES + e[k].len <= room) {
+            bytes += ST_REC_ENTRY_HEADER_BYTES + e[k].len;
+            k++;
+        }
+        if (k == i) {
+            int rc = roll(w);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        uint32_t len = (uint32_t)(ST_REC_ENTRIES_HEADER_BYTES + bytes);
+        uint8_t *p;
+        int rc = stage_record(w, len, &p);
+        if (rc != 0)
+            return rc;
+        uint64_t off = write_pos(w);
+        le_put64(p, e[i].index);
+        le_put32(p + 8, (uint32_t)(k - i));
+        le_put32(p + 12, 0);
+        uint8_t *q = p + ST_REC_ENTRIES_HEADER_BYTES;
+        for (size_t j = i; j < k; j++) {
+            le_put64(q, e[j].term);
+            le_put32(q + 8, e[j].len);
+            q[12] = e[j].type;
+            q[13] = q[14] = q[15] = 0;
+            if (e[j].len)
+                memcpy(q + ST_REC_ENTRY_HEADER_BYTES, e[j].data, e[j].len);
+            q += ST_REC_ENTRY_HEADER_BYTES + e[j].len;
+        }
+        stage_seal(w, ST_REC_ENTRIES, len);
+        rc = grow((void **)&w->runs, &w->cap_runs, w->n_runs + 1, sizeof(*w->runs));
+        if (rc != 0)
+            return rc;
+        w->runs[w->n_runs++] = (struct wal_run){.first = e[i].index,
+                                                .count = (uint32_t)(k - i),
+                                                .rec_len = len,
+                                                .seg_seq = cur_seg(w)->seq,
+                                                .off = off};
+        w->last_index = e[k - 1].index;
+        i = k;
+    }
+    return 0;
+}
+
+/* Removes whole segments whose entries are all <= index (never the current). */
+static void drop_segments_below(struct wal *w, raft_index index)
+{
+    size_t k = 0;
+    while (k + 1 < w->n_segs && w->segs[k + 1].first_index <= index + 1)
+        k++;
+    for (size_t i = 0; i < k; i++) {
+        char path[ST_STORAGE_PATH_MAX];
+        seg_path(w, w->segs[i].seq, path, sizeof(path));
+        w->fs.ops->close(w->fs.self, w->segs[i].fd);
+        int rc = w->fs.ops->unlink(w->fs.self, path);
+        if (rc != 0)
+            ST_TRACE_WARN("storage", "wal: cannot remove compacted segment %s: %s", path,
+                          st_strerror(rc));
+        raft_buf_unref(w->segs[i].buf);
+        w->dir_dirty = true;
+    }
+    if (k) {
+        memmove(w->segs, w->segs + k, (w->n_segs - k) * sizeof(*w->segs));
+        w->n_segs -= k;
+    }
+}
+
+struct wal_undo {
+    size_t n_segs;
+    uint64_t end;       /* write position in segs[n_segs-1] at batch start */
+    size_t stage_len;
+    uint64_t flushed;
+    size_t n_runs;
+    uint32_t last_run_count;
+    raft_index first_index, last_index, snap_index;
+    raft_term snap_term;
+    struct raft_hard_state hs;
+};
+
+/* Undoes a batch that failed cleanly (ENOSPC/ENOMEM): removes segments it
+ * created, zeroes what it flushed into the segment it started in. */
+static int undo_batch(struct wal *w, const struct wal_undo *u)
+{
+    while (w->n_segs > u->n_segs) {
+        struct wal_seg *s = cur_seg(w);
+        char path[ST_STORAGE_PATH_MAX];
+        seg_path(w, s->seq, path, sizeof(path));
+        w->fs.ops->close(w->fs.self, s->fd);
+        w->fs.ops->unlink(w->fs.self, path);
+        w->n_segs--;
+        w->dir_dirty = true;
+        w->stage_len = 0;
+    }
+    struct wal_seg *s = cur_seg(w);
+    if (s->flushed > u->end) {
+        /* a roll flushed part of this batch: cut the segment back to the batch start */
+        size_t n = (size_t)(s->flushed - u->end);
+        uint8_t *zero = calloc(1, n);
+        if (!zero) {
+            set_fatal(w, "cut back", ST_ENOMEM);
+            return ST_EFATAL;
+        }
+        int rc = w->fs.ops->pwrite(w->fs.self, s->fd, zero, n, u->end);
+        free(zero);
+        if (rc == 0)
+            rc = w->fs.ops->fdatasync(w->fs.self, s->fd);
+        if (rc != 0) {
+            set_fatal(w, "cut back", rc);
+            return ST_EFATAL;
+        }
+        s->flushed = s->synced = u->end;
+        w->stage_len = 0;
+    } else {
+        w->stage_len = u->stage_len;
+    }
+    w->n_runs = u->n_runs;
+    if (w->n_runs)
+        w->runs[w->n_runs - 1].count = u->last_run_count;
+    w->first_index = u->first_index;
+    w->last_index = u->last_index;
+    w->snap_index = u->snap_index;
+    w->snap_term = u->snap_term;
+    w->hs = u->hs;
+    return 0;
+}
+
+static int wal_append_locked(struct wal *w, const struct st_log_batch *b)
+{
+    if (w->fatal)
+        return ST_EFATAL;
+    /* Validate everything before staging anything. */
+    raft_index first = w->first_index, last = w->last_index;
+    if (b->snapshot_index > w->snap_index) {
+        if (b->snapshot_index >= last)
+            last = b->snapshot_index;
+        if (first < b->snapshot_index + 1)
+            first = b->snapshot_index + 1;
+    }
+    raft_index trunc = b->truncate_from;
+    if (b->n_entries && b->entries[0].index <= last &&
+        (trunc == 0 || b->entries[0].index < trunc))
+        trunc = b->entries[0].index;
+    if (trunc > last)
+        trunc = 0;
+    if (trunc) {
+        if (trunc < first)
+            return ST_ECOMPACTED;
+        last = trunc - 1;
+    }
+    uint64_t room_max = payload_room_max(w);
+    for (size_t i = 0; i < b->n_entries; i++) {
+        if (b->entries[i].index != last + 1 + i)
+            return ST_EINVAL;
+        if ((uint64_t)b->entries[i].len + ST_REC_ENTRY_HEADER_BYTES + ST_REC_ENTRIES_HEADER_BYTES >
+            room_max)
+            return ST_ETOOBIG;
+    }
+
+    struct wal_undo u = {
+        .n_segs = w->n_segs,
+        .end = write_pos(w),
+        .stage_len = w->stage_len,
+        .flushed = cur_seg(w)->flushed,
+        .n_runs = w->n_runs,
+        .last_run_count = w->n_runs ? w->runs[w->n_runs - 1].count : 0,
+        .first_index = w->first_index,
+        .last_index = w->last_index,
+        .snap_index = w->snap_index,
+        .snap_term = w->snap_term,
+        .hs = w->hs,
+    };
+    int rc = 0;
+    if (b->snapshot_index > w->snap_index) {
+        uint64_t v[2] = {b->snapshot_index, b->snapshot_term};
+        rc = stage_small(w, ST_REC_SNAPSHOT, v, 2);
+        if (rc != 0)
+            goto undo;
+        index_mark_snapshot(w, b->snapshot_index, b->snapshot_term);
+    }
+    if (trunc) {
+        uint64_t v[1] = {trunc};
+        rc = stage_small(w, ST_REC_TRUNCATE, v, 1);
+        if (rc != 0)
+            goto undo;
+        index_truncate(w, trunc);
+    }
+    if (b->n_entries) {
+        rc = stage_entries(w, b->entries, b->n_entries);
+        if (rc != 0)
+            goto undo;
+    }
+    if (b->hard_state) {
+        uint64_t v[3] = {b->hard_state->term, b->hard_state->vote, b->hard_state->commit};
+        rc = stage_small(w, ST_REC_HARD_STATE, v, 3);
+        if (rc != 0)
+            goto undo;
+        w->hs = *b->hard_state;
+    }
+    if (b->snapshot_index)
+        drop_segments_below(w, w->snap_index);
+    return 0;
+undo:
+    if (rc == ST_EFATAL)
+        return rc;
+    {
+        int urc = undo_batch(w, &u);
+        return urc ? urc : rc;
+    }
+}
+
+static int wal_append(void *self, const struct st_log_batch *b)
+{
+    struct wal *w = self;
+    pthread_mutex_lock(&w->mu);
+    int rc = wal_append_locked(w, b);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+static int wal_sync(void *self)
+{
+    struct wal *w = self;
+    pthread_mutex_lock(&w->mu);
+    if (w->fatal) {
+        pthread_mutex_unlock(&w->mu);
+        return ST_EFATAL;
+    }
+    struct wal_seg *s = cur_seg(w);
+    int fd = s->fd;
+    uint64_t off = s->flushed;
+    size_t len = w->stage_len;
+    bool dir = w->dir_dirty;
+    bool need = len > 0 || s->synced < s->flushed;
+    pthread_mutex_unlock(&w->mu);
+
+    /* Only this thread mutates the store: the stage stays put while unlocked,
+     * and concurrent readers still find the records in it. */
+    int rc = 0;
+    const char *what = "write";
+    if (len)
+        rc = w->fs.ops->pwrite(w->fs.self, fd, w->stage, len, off);
+    if (rc == 0 && need) {
+        what = "fdatasync";
+        rc = w->fs.ops->fdatasync(w->fs.self, fd);
+    }
+    if (rc == 0 && dir) {
+        what = "directory fsync";
+        rc = w->fs.ops->sync_dir(w->fs.self, w->dir);
+    }
+
+    pthread_mutex_lock(&w->mu);
+    if (need)
+        w->syncs++;
+    if (rc != 0) {
+        set_fatal(w, what, rc);
+        rc = ST_EFATAL;
+    } else {
+        s = cur_seg(w);
+        s->flushed += len;
+        s->synced = s->flushed;
+        w->bytes_written += len;
+        w->stage_len = 0;
+        if (dir)
+            w->dir_dirty = false;
+        w->wseq++;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+static int wal_compact(void *self, raft_index index, raft_term term)
+{
+    struct st_log_batch b = {.snapshot_index = index, .snapshot_term = term};
+    return wal_append(self, &b);
+}
+
+static void wal_bounds(void *self, raft_index *first, raft_index *last)
+{
+    struct wal *w = self;
+    pthread_mutex_lock(&w->mu);
+    *first = w->first_index;
+    *last = w->last_index;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* ---------------------------------------------------------------- read */
+
+static struct wal_seg *seg_by_seq(struct wal *w, uint64_t seq)
+{
+    if (w->n_segs == 0 || seq < w->segs[0].seq)
+        return NULL;
+    uint64_t i = seq - w->segs[0].seq;
+    return i < w->n_segs ? &w->segs[i] : NULL;
+}
+
+static int read_run(struct wal *w, const struct wal_run *r, raft_index lo, raft_index hi,
+                    struct raft_entry *out)
+{
+    struct wal_seg *s = seg_by_seq(w, r->seg_seq);
+    ST_ASSERT(s);
+    uint64_t size = st_rec_size(r->rec_len);
+    struct raft_buf *buf = raft_buf_create(size);
+    if (!buf)
+        return ST_ENOMEM;
+    int rc = 0;
+    if (s == cur_seg(w) && r->off >= s->flushed) {
+        memcpy(buf->data, w->stage + (r->off - s->flushed), size);
+    } else {
+        rc = st_read_exact(&w->fs, s->fd, buf->data, size, r->off);
+        if (rc != 0)
+            goto fail;
+    }
+    struct st_rec_view v;
+    if (st_rec_parse(buf->data, size, w->record_bytes_max, &v) != ST_REC_OK ||
+        v.type != ST_REC_ENTRIES) {
+        char path[ST_STORAGE_PATH_MAX];
+        seg_path(w, s->seq, path, sizeof(path));
+        st_storage_errf(NULL, "wal: record at %s offset %" PRIu64 " no longer checks out", path,
+                        r->off);
+        rc = ST_ECORRUPT;
+        goto fail;
+    }
+    const uint8_t *q = v.payload + ST_REC_ENTRIES_HEADER_BYTES;
+    bool used = false;
+    for (uint32_t i = 0; i < r->count; i++) {
+        raft_index idx = r->first + i;
+        uint32_t len = le_get32(q + 8);
+        if (idx >= lo && idx < hi) {
+            struct raft_entry *e = &out[idx - lo];
+            e->index = idx;
+            e->term = le_get64(q);
+            e->type = q[12];
+            e->len = len;
+            e->data = len ? q + ST_REC_ENTRY_HEADER_BYTES : NULL;
+            e->buf = buf;
+            if (used)
+                raft_buf_ref(buf);
+            used = true;
+        }
+        q += ST_REC_ENTRY_HEADER_BYTES + len;
+    }
+    if (!used)
+        raft_buf_unref(buf);
+    return 0;
+fail:
+    raft_buf_unref(buf);
+    return rc;
+}
+
+static int wal_read(void *self, raft_index lo, raft_index hi, struct raft_entry *out)
+{
+    struct wal *w = self;
+    int rc = 0;
+    pthread_mutex_lock(&w->mu);
+    if (lo >= hi)
+        goto out;
+    if (lo < w->first_index) {
+        rc = ST_ECOMPACTED;
+        goto out;
+    }
+    if (hi - 1 > w->last_index) {
+        rc = ST_EUNAVAILABLE;
+        goto out;
+    }
+    /* binary search for the run holding lo */
+    size_t a = 0, z = w->n_runs;
+    while (a + 1 < z) {
+        size_t m = (a + z) / 2;
+        if (w->runs[m].first <= lo)
+            a = m;
+        else
+            z = m;
+    }
+    for (size_t i = a; i < w->n_runs && w->runs[i].first < hi; i++) {
+        rc = read_run(w, &w->runs[i], lo, hi, out);
+        if (rc != 0) {
+            for (raft_index k = lo; k < w->runs[i].first && k < hi; k++)
+                raft_buf_unref(out[k - lo].buf);
+            goto out;
+        }
+    }
+out:
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- open */
+
+struct list_ctx {
+    uint64_t *seqs;
+    size_t n, cap;
+    char foreign[256];
+    int rc;
+};
+
+static int list_cb(void *ctx, const char *name)
+{
+    struct list_ctx *l = ctx;
+    size_t len = strlen(name);
+    uint64_t seq = 0;
+    bool ok = len == 20 && strcmp(name + 16, ".wal") == 0;
+    for (size_t i = 0; ok && i < 16; i++) {
+        char c = name[i];
+        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+        if (d < 0)
+            ok = false;
+        seq = seq * 16 + (uint64_t)(d < 0 ? 0 : d);
+    }
+    if (!ok) {
+        snprintf(l->foreign, sizeof(l->foreign), "%s", name);
+        return 1;
+    }
+    if (grow((void **)&l->seqs, &l->cap, l->n + 1, sizeof(uint64_t)) != 0) {
+        l->rc = ST_ENOMEM;
+        return 1;
+    }
+    l->seqs[l->n++] = seq;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Offset just past the last nonzero byte of p[0, n). */
+static uint64_t last_nonzero(const uint8_t *p, uint64_t n)
+{
+    uint64_t i = n;
+    while (i >= 8) {
+        uint64_t v;
+        memcpy(&v, p + i - 8, 8);
+        if (v)
+            break;
+        i -= 8;
+    }
+    while (i > 0 && p[i - 1] == 0)
+        i--;
+    return i;
+}
+
+static int add_loaded_entries(struct wal *w, struct raft_buf *buf, const struct st_rec_view *v,
+                              const char *path, uint64_t off, struct st_errbuf *err,
+                              raft_index *first_out, uint32_t *count_out)
+{
+    if (v->len < ST_REC_ENTRIES_HEADER_BYTES)
+        goto bad;
+    raft_index first = le_get64(v->payload);
+    uint32_t count = le_get32(v->payload + 8);
+    if (count == 0 || first != w->last_index + 1) {
+        st_storage_errf(err, "wal: %s offset %" PRIu64 ": entries start at %" PRIu64
+                        ", expected %" PRIu64 " (gap or reordering)", path, off, first,
+                        w->last_index + 1);
+        return ST_ECORRUPT;
+    }
+    int rc = grow((void **)&w->ents, &w->cap_ents, w->n_ents + count, sizeof(*w->ents));
+    if (rc != 0)
+        return rc;
+    const uint8_t *q = v->payload + ST_REC_ENTRIES_HEADER_BYTES;
+    const uint8_t *end = v->payload + v->len;
+    for (uint32_t i = 0; i < count; i++) {
+        if ((uint64_t)(end - q) < ST_REC_ENTRY_HEADER_BYTES)
+            goto bad;
+        uint32_t len = le_get32(q + 8);
+        if ((uint64_t)(end - q) - ST_REC_ENTRY_HEADER_BYTES < len)
+            goto bad;
+        w->ents[w->n_ents++] = (struct raft_entry){
+            .term = le_get64(q),
+            .index = first + i,
+            .type = q[12],
+            .buf = buf,
+            .data = len ? q + ST_REC_ENTRY_HEADER_BYTES : NULL,
+            .len = len,
+        };
+        q += ST_REC_ENTRY_HEADER_BYTES + len;
+    }
+    w->last_index = first + count - 1;
+    *first_out = first;
+    *count_out = count;
+    return 0;
+bad:
+    st_storage_errf(err, "wal: %s offset %" PRIu64 ": malformed entries record", path, off);
+    return ST_ECORRUPT;
+}
+
+/* Scans one segment already read into s->buf (file_size bytes). Torn tail vs
+ * corruption: segments are preallocated with zeros and written strictly in
+ * order, so the durable part of a segment is a sequence of valid records and
+ * everything after the last write is zero. At the first record R that does
+ * not check out, let L be the offset just past the last nonzero byte of the
+ * file. If R's header is intact and L < end(R) (its trailer was never
+ * written), or R's header is damaged and L < R + header size, R is where the
+ * last write was torn: only the last segment may end so, and the tail is cut.
+ * Anything else -- a complete record with a bad CRC, valid bytes after a bad
+ * record, damage in a non-last segment -- is corruption: refuse to start. */
+static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bool last_seg,
+                        struct st_errbuf *err)
+{
+    char path[ST_STORAGE_PATH_MAX];
+    seg_path(w, s->seq, path, sizeof(path));
+    const uint8_t *p = s->buf->data;
+    uint64_t L = last_nonzero(p, file_size);
+    uint64_t off = ST_SEG_HEADER_BYTES;
+    uint64_t prev_wseq = 0;
+    while (off < L) {
+        struct st_rec_view v;
+        enum st_rec_check c = st_rec_parse(p + off, file_size - off, w->record_bytes_max, &v);
+        if (c == ST_REC_OK && v.wseq < prev_wseq)
+            c = ST_REC_BAD_BODY; /* a stale record cannot follow a newer write */
+        if (c != ST_REC_OK) {
+            bool torn = v.size ? L < off + v.size : L < off + ST_REC_HEADER_BYTES;
+            if (c == ST_REC_SHORT && v.size == 0)
+                torn = true; /* fewer bytes than a header before the end of file */
+            if (!torn || !last_seg) {
+                st_storage_errf(err, "wal: corrupt record in %s at offset %" PRIu64
+                                " (%s; %" PRIu64 " bytes follow up to the last nonzero byte)%s",
+                                path, off,
+                                c == ST_REC_BAD_HEADER ? "bad header"
+                                : c == ST_REC_SHORT    ? "truncated record"
+                                                       : "bad checksum",
+                                L - off,
+                                last_seg ? "" : "; not the last segment, so not a torn write");
+                return ST_ECORRUPT;
+            }
+            ST_TRACE_WARN("storage", "wal: torn tail cut in %s at offset %" PRIu64
+                          " (%" PRIu64 " bytes of an unfinished write)", path, off, L - off);
+            uint8_t *zero = calloc(1, (size_t)(L - off));
+            if (!zero)
+                return ST_ENOMEM;
+            int rc = w->fs.ops->pwrite(w->fs.self, s->fd, zero, (size_t)(L - off), off);
+            free(zero);
+            if (rc == 0)
+                rc = w->fs.ops->fdatasync(w->fs.self, s->fd);
+            if (rc != 0) {
+                st_storage_errf(err, "wal: cannot cut the torn tail of %s: %s", path,
+                                st_strerror(rc));
+                return rc;
+            }
+            memset(s->buf->data + off, 0, (size_t)(L - off));
+            break;
+        }
+        prev_wseq = v.wseq;
+        if (v.wseq > w->wseq)
+            w->wseq = v.wseq;
+        int rc = 0;
+        switch (v.type) {
+        case ST_REC_ENTRIES: {
+            raft_index first;
+            uint32_t count;
+            rc = add_loaded_entries(w, s->buf, &v, path, off, err, &first, &count);
+            if (rc != 0)
+                return rc;
+            rc = grow((void **)&w->runs, &w->cap_runs, w->n_runs + 1, sizeof(*w->runs));
+            if (rc != 0)
+                return rc;
+            w->runs[w->n_runs++] = (struct wal_run){
+                .first = first, .count = count, .rec_len = v.len, .seg_seq = s->seq, .off = off};
+            break;
+        }
+        case ST_REC_HARD_STATE:
+            if (v.len != 24)
+                goto malformed;
+            w->hs.term = le_get64(v.payload);
+            w->hs.vote = le_get64(v.payload + 8);
+            w->hs.commit = le_get64(v.payload + 16);
+            break;
+        case ST_REC_TRUNCATE: {
+            if (v.len != 8)
+                goto malformed;
+            raft_index from = le_get64(v.payload);
+            if (from < w->first_index || from > w->last_index + 1)
+                goto malformed;
+            index_truncate(w, from);
+            break;
+        }
+        case ST_REC_SNAPSHOT:
+            if (v.len != 16)
+                goto malformed;
+            index_mark_snapshot(w, le_get64(v.payload), le_get64(v.payload + 8));
+            {
+                size_t k = 0;
+                while (k < w->n_ents && w->ents[k].index <= w->snap_index)
+                    k++;
+                memmove(w->ents, w->ents + k, (w->n_ents - k) * sizeof(*w->ents));
+                w->n_ents -= k;
+            }
+            break;
+        default:
+            goto malformed;
+        }
+        off += v.size;
+        continue;
+    malformed:
+        st_storage_errf(err, "wal: %s offset %" PRIu64 ": malformed record of type %u", path,
+                        off, v.type);
+        return ST_ECORRUPT;
+    }
+    s->flushed = s->synced = off;
+    return 0;
+}
+
+/* Reads segment `seq` entirely, checks its header and scans it. */
+static int open_segment(struct wal *w, uint64_t seq, bool first_seg, bool last_seg,
+                        struct st_errbuf *err)
+{
+    char path[ST_STORAGE_PATH_MAX];
+    seg_path(w, seq, path, sizeof(path));
+    int fd;
+    int rc = w->fs.ops->open(w->fs.self, path, ST_FS_RDWR, &fd);
+    if (rc != 0) {
+        st_storage_errf(err, "wal: cannot open %s: %s", path, st_strerror(rc));
+        return rc;
+    }
+    uint64_t size = 0;
+    rc = w->fs.ops->fsize(w->fs.self, fd, &size);
+    if (rc != 0)
+        goto fail_fd;
+    if (size > UINT32_MAX) {
+        st_storage_errf(err, "wal: %s is too large (%" PRIu64 " bytes)", path, size);
+        rc = ST_ECORRUPT;
+        goto fail_fd;
+    }
+    struct raft_buf *buf = raft_buf_create(size);
+    if (!buf) {
+        rc = ST_ENOMEM;
+        goto fail_fd;
+    }
+    rc = st_read_exact(&w->fs, fd, buf->data, size, 0);
+    if (rc != 0) {
+        st_storage_errf(err, "wal: cannot read %s: %s", path, st_strerror(rc));
+        goto fail_buf;
+    }
+    w->open_bytes_scanned += size;
+    struct st_seg_header h;
+    rc = size >= ST_SEG_HEADER_BYTES ? st_seg_header_decode(buf->data, &h) : ST_ECORRUPT;
+    if (rc != 0) {
+        /* A last segment whose creation was interrupted holds nothing but a
+         * partial header: remove it (nothing in it was ever acknowledged). */
+        if (last_seg && last_nonzero(buf->data, size) < ST_SEG_HEADER_BYTES) {
+            ST_TRACE_WARN("storage", "wal: removing %s, whose creation was interrupted", path);
+            raft_buf_unref(buf);
+            w->fs.ops->close(w->fs.self, fd);
+            rc = w->fs.ops->unlink(w->fs.self, path);
+            if (rc == 0)
+                rc = w->fs.ops->sync_dir(w->fs.self, w->dir);
+            return rc == 0 ? 1 : rc;
+        }
+        st_storage_errf(err, "wal: %s: %s segment header at offset 0", path,
+                        rc == ST_EINVAL ? "unsupported version in" : "bad magic or checksum in");
+        rc = ST_ECORRUPT;
+        goto fail_buf;
+    }
+    if (h.seq != seq) {
+        st_storage_errf(err, "wal: %s: header says segment %" PRIu64 ", file name says %" PRIu64,
+                        path, h.seq, seq);
+        rc = ST_ECORRUPT;
+        goto fail_buf;
+    }
+    if (first_seg) {
+        w->first_index = h.first_index;
+        w->last_index = h.first_index - 1;
+        w->hs = h.hs;
+        w->wseq = h.wseq;
+        if (h.snap_index) {
+            index_mark_snapshot(w, h.snap_index, h.snap_term);
+        }
+    } else if (h.first_index != w->last_index + 1) {
+        st_storage_errf(err, "wal: %s offset 0: segment starts at index %" PRIu64
+                        " but the previous one ends at %" PRIu64 " (missing data)", path,
+                        h.first_index, w->last_index);
+        rc = ST_ECORRUPT;
+        goto fail_buf;
+    }
+    rc = grow((void **)&w->segs, &w->cap_segs, w->n_segs + 1, sizeof(*w->segs));
+    if (rc != 0)
+        goto fail_buf;
+    struct wal_seg *s = &w->segs[w->n_segs++];
+    *s = (struct wal_seg){.seq = seq, .fd = fd, .first_index = h.first_index, .buf = buf};
+    if (h.wseq > w->wseq)
+        w->wseq = h.wseq;
+    rc = scan_segment(w, s, size, last_seg, err);
+    if (rc != 0)
+        return rc; /* the segment is in the table: wal_close frees it */
+    if (last_seg && size < w->segment_bytes) {
+        rc = w->fs.ops->fallocate(w->fs.self, fd, 0, w->segment_bytes);
+        if (rc != 0)
+            st_storage_errf(err, "wal: cannot preallocate %s: %s", path, st_strerror(rc));
+    }
+    return rc;
+fail_buf:
+    raft_buf_unref(buf);
+fail_fd:
+    w->fs.ops->close(w->fs.self, fd);
+    if (rc == 0)
+        rc = ST_EIO;
+    return rc;
+}
+
+static void wal_free(struct wal *w)
+{
+    for (size_t i = 0; i < w->n_segs; i++) {
+        w->fs.ops->close(w->fs.self, w->segs[i].fd);
+        raft_buf_unref(w->segs[i].buf);
+    }
+    free(w->segs);
+    free(w->runs);
+    free(w->ents);
+    free(w->stage);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+static void wal_close(void *self)
+{
+    wal_free(self);
+}
+
+int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struct st_errbuf *err)
+{
+    struct wal *w = calloc(1, sizeof(*w));
+    if (!w)
+        return ST_ENOMEM;
+    pthread_mutex_init(&w->mu, NULL);
+    w->fs = cfg->fs ? *cfg->fs : *st_fs_posix();
+    w->segment_bytes = cfg->segment_bytes ? cfg->segment_bytes : WAL_SEGMENT_BYTES_DEFAULT;
+    w->record_bytes_max = cfg->record_bytes_max ? cfg->record_bytes_max
+                                                : WAL_RECORD_BYTES_MAX_DEFAULT;
+    w->first_index = 1;
+    w->last_index = 0;
+    w->wseq = 1;
+    int rc;
+    if (w->segment_bytes < 4096 || w->segment_bytes > UINT32_MAX ||
+        snprintf(w->dir, sizeof(w->dir), "%s", cfg->dir) >= (int)sizeof(w->dir)) {
+        st_storage_errf(err, "wal: bad configuration (segment_bytes %" PRIu64 ", dir %s)",
+                        w->segment_bytes, cfg->dir);
+        rc = ST_EINVAL;
+        goto fail;
+    }
+    if (w->record_bytes_max > w->segment_bytes - ST_SEG_HEADER_BYTES - 64)
+        w->record_bytes_max = (uint32_t)(w->segment_bytes - ST_SEG_HEADER_BYTES - 64);
+    rc = st_mkdir_durable(&w->fs, w->dir);
+    if (rc != 0) {
+        st_storage_errf(err, "wal: cannot create directory %s: %s", w->dir, st_strerror(rc));
+        goto fail;
+    }
+    struct list_ctx l = {0};
+    rc = w->fs.ops->list_dir(w->fs.self, w->dir, list_cb, &l);
+    if (rc == 0)
+        rc = l.rc;
+    if (rc == 0 && l.foreign[0]) {
+        st_storage_errf(err, "wal: %s holds a file that is not a WAL segment: %s", w->dir,
+                        l.foreign);
+        rc = ST_EMISMATCH;
+    }
+    if (rc != 0) {
+        if (rc != ST_EMISMATCH)
+            st_storage_errf(err, "wal: cannot list %s: %s", w->dir, st_strerror(rc));
+        free(l.seqs);
+        goto fail;
+    }
+    qsort(l.seqs, l.n, sizeof(uint64_t), cmp_u64);
+    for (size_t i = 1; i < l.n; i++) {
+        if (l.seqs[i] != l.seqs[i - 1] + 1) {
+            st_storage_errf(err, "wal: %s: segment %016" PRIx64 ".wal is missing (after %016" PRIx64
+                            ".wal, before %016" PRIx64 ".wal)", w->dir, l.seqs[i - 1] + 1,
+                            l.seqs[i - 1], l.seqs[i]);
+            free(l.seqs);
+            rc = ST_ECORRUPT;
+            goto fail;
+        }
+    }
+    uint64_t t0 = now_ns();
+    for (size_t i = 0; i < l.n; i++) {
+        rc = open_segment(w, l.seqs[i], i == 0, i + 1 == l.n, err);
+        if (rc == 1) { /* an interrupted creation was removed */
+            rc = 0;
+            break;
+        }
+        if (rc != 0) {
+            free(l.seqs);
+            goto fail;
+        }
+    }
+    w->open_scan_ns = now_ns() - t0;
+    uint64_t next_seq = l.n ? l.seqs[l.n - 1] + 1 : 1;
+    free(l.seqs);
+    if (w->n_segs == 0) {
+        rc = seg_create(w, next_seq);
+        if (rc == 0) {
+            rc = w->fs.ops->fdatasync(w->fs.self, cur_seg(w)->fd);
+            if (rc == 0)
+                rc = w->fs.ops->sync_dir(w->fs.self, w->dir);
+            cur_seg(w)->synced = cur_seg(w)->flushed;
+            w->dir_dirty = false;
+        }
+        if (rc != 0) {
+            st_storage_errf(err, "wal: cannot create the first segment in %s: %s", w->dir,
+                            st_strerror(rc));
+            goto fail;
+        }
+    }
+    w->wseq++; /* new writes are newer than anything on disk */
+    out->ops = &wal_ops;
+    out->self = w;
+    return 0;
+fail:
+    wal_free(w);
+    return rc;
+}
+
+static int wal_load(void *self, raft_index after, struct st_log_state *out, struct st_errbuf *err)
+{
+    struct wal *w = self;
+    memset(out, 0, sizeof(*out));
+    if (w->loaded)
+        return ST_EINVAL;
+    w->loaded = true;
+    if (w->first_index > after + 1) {
+        st_storage_errf(err, "wal: %s starts at index %" PRIu64 " but the snapshot ends at %" PRIu64
+                        ": entries %" PRIu64 "..%" PRIu64 " are missing", w->dir, w->first_index,
+                        after, after + 1, w->first_index - 1);
+        return ST_EUNAVAILABLE;
+    }
+    out->hard_state = w->hs;
+    raft_index first = after + 1 > w->first_index ? after + 1 : w->first_index;
+    out->first_index = first;
+    out->last_index = w->last_index >= first ? w->last_index : first - 1;
+    out->prev_term = first - 1 == w->snap_index ? w->snap_term : 0;
+    size_t n = (size_t)(out->last_index + 1 - first);
+    if (n) {
+        out->entries = malloc(n * sizeof(*out->entries));
+        if (!out->entries)
+            return ST_ENOMEM;
+        /* w->ents is contiguous and ends at last_index */
+        ST_ASSERT(w->n_ents >= n && w->ents[w->n_ents - 1].index == w->last_index);
+        const struct raft_entry *src = w->ents + (w->n_ents - n);
+        for (size_t i = 0; i < n; i++) {
+            out->entries[i] = src[i];
+            raft_buf_ref(src[i].buf);
+        }
+        if (first > 1 && w->n_ents > n)
+            out->prev_term = w->ents[w->n_ents - n - 1].term;
+    }
+    out->n_entries = n;
+    /* the store keeps no payloads in memory after load */
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->n_segs; i++) {
+        raft_buf_unref(w->segs[i].buf);
+        w->segs[i].buf = NULL;
+    }
+    free(w->ents);
+    w->ents = NULL;
+    w->n_ents = w->cap_ents = 0;
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+void st_log_state_release(struct st_log_state *st)
+{
+    for (size_t i = 0; i < st->n_entries; i++)
+        raft_buf_unref(st->entries[i].buf);
+    free(st->entries);
+    st->entries = NULL;
+    st->n_entries = 0;
+}
+
+void st_wal_stats_get(const struct st_log_store *store, struct st_wal_stats *out)
+{
+    ST_ASSERT(store->ops == &wal_ops);
+    struct wal *w = store->self;
+    pthread_mutex_lock(&w->mu);
+    out->segments = w->n_segs;
+    out->bytes_written = w->bytes_written;
+    out->syncs = w->syncs;
+    out->open_scan_ns = w->open_scan_ns;
+    out->open_bytes_scanned = w->open_bytes_scanned;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static const struct st_log_store_ops wal_ops = {
+    .load = wal_load,
+    .append = wal_append,
+    .sync = wal_sync,
+    .compact = wal_compact,
+    .read = wal_read,
+    .bounds = wal_bounds,
+    .close = wal_close,
+};

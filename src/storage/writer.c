@@ -1,0 +1,249 @@
+/* Group commit on a thread of its own.
+ *
+ *   node thread: submit(batch) -> copies the descriptor and the entry structs
+ *                into `in` (reused arrays: no allocation once warmed up)
+ *   writer:      swaps `in` with `work` (takes ALL queued batches), appends
+ *                each to the store, ONE sync, then calls back on this thread.
+ *
+ * A batch that fails cleanly (ST_ENOSPC) fails together with every batch
+ * queued after it in the same group (they build on it); the ones before it
+ * are still synced and reported first. A failed sync is fatal: that group and
+ * every later submit report ST_EFATAL. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stcache/storage.h"
+#include "util/assert.h"
+#include "util/trace.h"
+
+#define WRITER_QUEUE_DEFAULT 4096
+
+struct wq_item {
+    uint64_t seq;
+    struct st_log_batch b; /* entries == NULL here: they live at ents[ent_off] */
+    size_t ent_off;
+    bool has_hs;
+    struct raft_hard_state hs;
+};
+
+struct wq {
+    struct wq_item *items;
+    size_t n, cap;
+    struct raft_entry *ents;
+    size_t n_ents, cap_ents;
+};
+
+struct st_log_writer {
+    struct st_log_store *store;
+    st_log_writer_cb cb;
+    void *ctx;
+    uint32_t queue_max;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct wq in, work;
+    uint64_t next_seq;
+    bool stop;
+    bool fatal;
+    /* writer thread only */
+    raft_index durable_index;
+    raft_term durable_term;
+    struct raft_hard_state hs;
+};
+
+static int wq_push(struct wq *q, const struct st_log_batch *b, uint64_t seq)
+{
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 64;
+        struct wq_item *p = realloc(q->items, cap * sizeof(*p));
+        if (!p)
+            return ST_ENOMEM;
+        q->items = p;
+        q->cap = cap;
+    }
+    if (q->n_ents + b->n_entries > q->cap_ents) {
+        size_t cap = q->cap_ents ? q->cap_ents : 256;
+        while (cap < q->n_ents + b->n_entries)
+            cap *= 2;
+        struct raft_entry *p = realloc(q->ents, cap * sizeof(*p));
+        if (!p)
+            return ST_ENOMEM;
+        q->ents = p;
+        q->cap_ents = cap;
+    }
+    struct wq_item *it = &q->items[q->n++];
+    it->seq = seq;
+    it->b = *b;
+    it->b.entries = NULL;
+    it->b.hard_state = NULL;
+    it->ent_off = q->n_ents;
+    it->has_hs = b->hard_state != NULL;
+    if (b->hard_state)
+        it->hs = *b->hard_state;
+    if (b->n_entries)
+        memcpy(q->ents + q->n_ents, b->entries, b->n_entries * sizeof(*b->entries));
+    q->n_ents += b->n_entries;
+    return 0;
+}
+
+static void report(struct st_log_writer *w, uint64_t seq, int status)
+{
+    struct st_log_writer_result r = {
+        .seq = seq,
+        .status = status,
+        .durable_index = w->durable_index,
+        .durable_term = w->durable_term,
+        .hard_state = w->hs,
+    };
+    w->cb(w->ctx, &r);
+}
+
+static void process(struct st_log_writer *w, struct wq *q)
+{
+    size_t ok = 0;
+    int fail = 0;
+    raft_index idx = w->durable_index;
+    raft_term term = w->durable_term;
+    struct raft_hard_state hs = w->hs;
+    for (; ok < q->n; ok++) {
+        struct wq_item *it = &q->items[ok];
+        struct st_log_batch b = it->b;
+        b.entries = q->ents + it->ent_off;
+        b.hard_state = it->has_hs ? &it->hs : NULL;
+        int rc = w->store->ops->append(w->store->self, &b);
+        if (rc != 0) {
+            fail = rc;
+            break;
+        }
+        if (b.snapshot_index > idx) {
+            idx = b.snapshot_index;
+            term = b.snapshot_term;
+        }
+        if (b.n_entries) {
+            idx = b.entries[b.n_entries - 1].index;
+            term = b.entries[b.n_entries - 1].term;
+        } else if (b.truncate_from && b.truncate_from <= idx) {
+            idx = b.truncate_from - 1; /* term of the new last entry unknown here */
+            term = 0;
+        }
+        if (b.hard_state)
+            hs = *b.hard_state;
+    }
+    if (ok > 0) {
+        int rc = w->store->ops->sync(w->store->self);
+        if (rc != 0) {
+            pthread_mutex_lock(&w->mu);
+            w->fatal = true;
+            pthread_mutex_unlock(&w->mu);
+            ST_TRACE_ERROR("storage", "log writer: sync failed (%s): storage is fatal",
+                           st_strerror(rc));
+            report(w, q->items[q->n - 1].seq, ST_EFATAL);
+            return;
+        }
+        w->durable_index = idx;
+        w->durable_term = term;
+        w->hs = hs;
+        report(w, q->items[ok - 1].seq, 0);
+    }
+    if (ok < q->n) {
+        if (fail == ST_EFATAL) {
+            pthread_mutex_lock(&w->mu);
+            w->fatal = true;
+            pthread_mutex_unlock(&w->mu);
+        }
+        report(w, q->items[q->n - 1].seq, fail);
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct st_log_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->stop && w->in.n == 0)
+            pthread_cond_wait(&w->cond, &w->mu);
+        if (w->in.n == 0 && w->stop)
+            break;
+        struct wq t = w->in;
+        w->in = w->work;
+        w->work = t;
+        w->in.n = w->in.n_ents = 0;
+        bool fatal = w->fatal;
+        pthread_mutex_unlock(&w->mu);
+        if (fatal)
+            report(w, w->work.items[w->work.n - 1].seq, ST_EFATAL);
+        else
+            process(w, &w->work);
+        w->work.n = w->work.n_ents = 0;
+        pthread_mutex_lock(&w->mu);
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_config *cfg,
+                         st_log_writer_cb cb, void *ctx, struct st_log_writer **out)
+{
+    ST_ASSERT(store && cb);
+    struct st_log_writer *w = calloc(1, sizeof(*w));
+    if (!w)
+        return ST_ENOMEM;
+    w->store = store;
+    w->cb = cb;
+    w->ctx = ctx;
+    w->queue_max = cfg && cfg->queue_batches_max ? cfg->queue_batches_max : WRITER_QUEUE_DEFAULT;
+    w->next_seq = 1;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    raft_index first, last;
+    store->ops->bounds(store->self, &first, &last);
+    w->durable_index = last;
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return ST_ENOMEM;
+    }
+    *out = w;
+    return 0;
+}
+
+int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, uint64_t *seq_out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&w->mu);
+    if (w->fatal)
+        rc = ST_EFATAL;
+    else if (w->stop)
+        rc = ST_ECLOSED;
+    else if (w->in.n >= w->queue_max)
+        rc = ST_EBUSY;
+    else
+        rc = wq_push(&w->in, b, w->next_seq);
+    if (rc == 0) {
+        *seq_out = w->next_seq++;
+        pthread_cond_signal(&w->cond);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+void st_log_writer_destroy(struct st_log_writer *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    free(w->in.items);
+    free(w->in.ents);
+    free(w->work.items);
+    free(w->work.ents);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
