@@ -1,0 +1,227 @@
+/* `stcache server`: flags, config file, signals, and the loop that runs one
+ * node and its HTTP API. */
+#include "cli/server.h"
+
+#include "http/api.h"
+#include "node/node.h"
+#include "stcache/errors.h"
+#include "util/trace.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+static const char server_usage[] =
+    "usage: stcache server [options]\n"
+    "  --id N                  node id (default 1)\n"
+    "  --data DIR              data directory (default ./data)\n"
+    "  --raft HOST:PORT        peer (Raft) listen address (default 127.0.0.1:7001)\n"
+    "  --http HOST:PORT        HTTP API listen address (default 127.0.0.1:8001)\n"
+    "  --bootstrap             start a new single-node cluster in an empty DIR\n"
+    "  --join HTTP_ADDR        join the cluster of the member at HTTP_ADDR (as a learner)\n"
+    "  --peers LIST            static membership: 1=h:p,2=h:p,... or 1=h:p/httph:p,...\n"
+    "  --advertise-raft A      Raft address given to peers (default --raft)\n"
+    "  --advertise-http A      HTTP address given to peers (default --http)\n"
+    "  --tick-ms N             tick length (default 10)\n"
+    "  --election-ticks N      election timeout in ticks (default 10)\n"
+    "  --heartbeat-ticks N     heartbeat interval in ticks (default 1)\n"
+    "  --snapshot-threshold N  snapshot after N applied entries (default 8192; 0 = never)\n"
+    "  --snapshot-interval S   check the threshold every S seconds (default 0 = always)\n"
+    "  --max-key-bytes N       (default 1024)\n"
+    "  --max-value-bytes N     (default 1048576)\n"
+    "  --request-timeout-ms N  (default 5000)\n"
+    "  --log-level L           debug|info|warn|error (default info)\n"
+    "  --config FILE           'key = value' lines with the same names\n"
+    "With no flag at all and an empty ./data, bootstraps node 1 on 127.0.0.1:7001/8001.\n"
+    "With an existing data directory the node restarts from it (mode flags are ignored).\n";
+
+int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, size_t errlen)
+{
+    node_config_default(cfg);
+    /* --config first, so that flags override the file. */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *file = NULL;
+        if (strcmp(a, "--config") == 0) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "--config needs a file name");
+                return 2;
+            }
+            file = argv[i + 1];
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            file = a + 9;
+        }
+        if (file && node_config_load_file(cfg, file, err, errlen) != 0)
+            return 2;
+    }
+    bool any = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(server_usage, stdout);
+            return 1;
+        }
+        if (strncmp(a, "--", 2) != 0 || !a[2]) {
+            snprintf(err, errlen, "unexpected argument '%s' (see stcache server --help)", a);
+            return 2;
+        }
+        char name[64];
+        const char *value = NULL;
+        const char *eq = strchr(a + 2, '=');
+        size_t nl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (nl >= sizeof name) {
+            snprintf(err, errlen, "unknown option %s", a);
+            return 2;
+        }
+        memcpy(name, a + 2, nl);
+        name[nl] = '\0';
+        bool is_flag = strcmp(name, "bootstrap") == 0;
+        if (eq) {
+            value = eq + 1;
+        } else if (!is_flag) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "--%s needs a value", name);
+                return 2;
+            }
+            value = argv[++i];
+        }
+        any = true;
+        if (strcmp(name, "config") == 0)
+            continue; /* done above */
+        if (node_config_set(cfg, name, value, err, errlen) != 0)
+            return 2;
+    }
+    if (!any)
+        cfg->bootstrap_if_empty = true;
+    if (node_config_validate(cfg, err, errlen) != 0)
+        return 2;
+    return 0;
+}
+
+/* ----------------------------------------------------------- running */
+
+struct server {
+    uv_loop_t *loop;
+    struct node *node;
+    struct api *api;
+    uv_signal_t sigint, sigterm;
+    int exit_code;
+    bool stopping;
+};
+
+static void signal_closed_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void api_closed_cb(struct api *a, void *ctx)
+{
+    struct server *s = ctx;
+    (void)a;
+    api_destroy(s->api);
+    s->api = NULL;
+    uv_close((uv_handle_t *)&s->sigint, signal_closed_cb);
+    uv_close((uv_handle_t *)&s->sigterm, signal_closed_cb);
+}
+
+static void server_node_stopped_cb(struct node *n, void *ctx)
+{
+    struct server *s = ctx;
+    (void)n;
+    if (s->api)
+        api_close(s->api, api_closed_cb, s);
+    else
+        api_closed_cb(NULL, s);
+}
+
+static void server_shutdown(struct server *s, int exit_code)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    s->exit_code = exit_code;
+    /* The node first: it fails its pending requests, whose HTTP responses
+     * then leave before the server closes. */
+    node_stop(s->node, server_node_stopped_cb, s);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    struct server *s = h->data;
+    ST_TRACE_INFO("server", "signal %d: stopping", signum);
+    server_shutdown(s, 0);
+}
+
+static void fatal_cb(struct node *n, int code, void *ctx)
+{
+    (void)n;
+    (void)code;
+    server_shutdown(ctx, 1);
+}
+
+static void started_cb(struct node *n, int status, void *ctx)
+{
+    struct server *s = ctx;
+    const struct node_config *cfg = node_config_get(n);
+    if (status != 0) {
+        fprintf(stderr, "stcache server: node %" PRIu64 " could not start: %s\n", cfg->id,
+                st_strerror(status));
+        server_shutdown(s, 1);
+        return;
+    }
+    int rc = api_create(s->loop, n, cfg->http_listen, &s->api);
+    if (rc) {
+        fprintf(stderr, "stcache server: cannot serve HTTP on %s: %s\n", cfg->http_listen,
+                st_strerror(rc));
+        server_shutdown(s, 1);
+        return;
+    }
+    printf("stcache: node %" PRIu64 " of cluster %016" PRIx64 " serving HTTP on %s, raft on %s, "
+           "data in %s\n",
+           cfg->id, node_cluster_id(n), cfg->http_listen, cfg->raft_listen, cfg->data_dir);
+    fflush(stdout);
+}
+
+int cli_server_main(int argc, char **argv)
+{
+    struct node_config cfg;
+    char err[256] = "";
+    int prc = cli_server_parse(argc, argv, &cfg, err, sizeof err);
+    if (prc == 1)
+        return 0;
+    if (prc != 0) {
+        fprintf(stderr, "stcache server: %s\n", err);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct server s;
+    memset(&s, 0, sizeof s);
+    s.loop = uv_default_loop();
+    int rc = node_create(s.loop, &cfg, &s.node);
+    if (rc) {
+        fprintf(stderr, "stcache server: %s\n", st_strerror(rc));
+        return 2;
+    }
+    node_on_fatal(s.node, fatal_cb, &s);
+    uv_signal_init(s.loop, &s.sigint);
+    uv_signal_init(s.loop, &s.sigterm);
+    s.sigint.data = &s;
+    s.sigterm.data = &s;
+    uv_signal_start(&s.sigint, signal_cb, SIGINT);
+    uv_signal_start(&s.sigterm, signal_cb, SIGTERM);
+    rc = node_start(s.node, started_cb, &s);
+    if (rc) {
+        fprintf(stderr, "stcache server: node %" PRIu64 " could not start: %s\n", cfg.id,
+                st_strerror(rc));
+        server_shutdown(&s, 1);
+    }
+    uv_run(s.loop, UV_RUN_DEFAULT);
+    node_destroy(s.node);
+    uv_loop_close(s.loop);
+    return s.exit_code;
+}

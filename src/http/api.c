@@ -1,0 +1,1065 @@
+/* The stcache HTTP API routes (see api.h and docs/HTTP-API.md). */
+#include "http/api.h"
+
+#include "http/server.h"
+#include "node/config.h"
+#include "node/httpc.h"
+#include "node/jsonr.h"
+#include "node/node.h"
+#include "stcache/errors.h"
+#include "util/assert.h"
+#include "util/trace.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MOD "http"
+#define API_PARAM_MAX 256 /* decoded query parameter bytes (ids, ttl, addresses) */
+
+enum api_kind {
+    API_KV_PUT = 1,
+    API_KV_GET,
+    API_KV_DELETE,
+    API_SEED_SET,
+    API_SEED_GET,
+    API_SEED_JOIN,
+    API_JOIN,
+    API_REMOVE,
+    API_TRANSFER,
+};
+
+/* One request in flight through the node (pooled). */
+struct api_req {
+    struct api *api;
+    struct http_request *req;
+    enum node_route route;
+    uint8_t kind;
+    uint64_t start_us;
+    raft_id member_id;
+    uint8_t *key; /* decoded key (cap bytes) */
+    size_t key_len, key_cap;
+    struct node_httpc *proxy;
+    struct api_req *next;
+};
+
+struct api {
+    uv_loop_t *loop;
+    struct node *node;
+    struct http_server *srv;
+    struct api_req *free_reqs;
+    size_t reqs_live;
+    struct http_buf scratch; /* JSON bodies; http_response_send copies */
+    void (*closed_cb)(struct api *a, void *ctx);
+    void *closed_ctx;
+};
+
+/* ------------------------------------------------------------ responses */
+
+static struct api_req *req_get(struct api *a, struct http_request *req, enum node_route route)
+{
+    struct api_req *ar = a->free_reqs;
+    if (ar) {
+        a->free_reqs = ar->next;
+    } else {
+        ar = calloc(1, sizeof *ar);
+        if (!ar)
+            return NULL;
+    }
+    ar->api = a;
+    ar->req = req;
+    ar->route = route;
+    ar->kind = 0;
+    ar->start_us = node_now_us();
+    ar->member_id = 0;
+    ar->key_len = 0;
+    ar->proxy = NULL;
+    ar->next = NULL;
+    a->reqs_live++;
+    return ar;
+}
+
+static void req_put(struct api_req *ar)
+{
+    struct api *a = ar->api;
+    if (ar->key_cap > 4096) {
+        free(ar->key);
+        ar->key = NULL;
+        ar->key_cap = 0;
+    }
+    ar->req = NULL;
+    ar->next = a->free_reqs;
+    a->free_reqs = ar;
+    a->reqs_live--;
+}
+
+static void respond(struct api_req *ar, int status, const char *ctype,
+                    const struct http_header *hdrs, size_t n_hdrs, const void *body, size_t len)
+{
+    struct api *a = ar->api;
+    node_metrics_request(a->node, ar->route, status, node_now_us() - ar->start_us);
+    http_response_send(ar->req, status, ctype, hdrs, n_hdrs, body, len);
+    req_put(ar);
+}
+
+static void respond_json(struct api_req *ar, int status, struct http_buf *b)
+{
+    respond(ar, status, "application/json", NULL, 0, b->data, b->len);
+}
+
+static void respond_error(struct api_req *ar, int status, const char *code, const char *text)
+{
+    struct http_buf *b = &ar->api->scratch;
+    http_buf_reset(b);
+    struct http_json w;
+    http_json_init(&w, b);
+    http_json_object_begin(&w);
+    http_json_key(&w, "error");
+    http_json_cstr(&w, text);
+    http_json_key(&w, "code");
+    http_json_cstr(&w, code);
+    if (strcmp(code, "no_leader") == 0 || strcmp(code, "not_leader") == 0) {
+        struct node_info *info = malloc(sizeof *info);
+        http_json_key(&w, "leader");
+        if (info) {
+            node_info_get(ar->api->node, info);
+            if (info->leader)
+                http_json_uint(&w, info->leader);
+            else
+                http_json_null(&w);
+            http_json_key(&w, "leader_http");
+            if (info->leader && info->leader_http[0])
+                http_json_cstr(&w, info->leader_http);
+            else
+                http_json_null(&w);
+            free(info);
+        } else {
+            http_json_null(&w);
+        }
+    }
+    http_json_object_end(&w);
+    http_buf_append(b, "\n", 1);
+    respond_json(ar, status, b);
+}
+
+/* Maps a node error code to an HTTP status and error code name. */
+static void respond_code(struct api_req *ar, int rc)
+{
+    switch (rc) {
+    case ST_ENOTLEADER:
+        respond_error(ar, 503, "no_leader", "no leader");
+        break;
+    case ST_ETIMEDOUT:
+        respond_error(ar, 503, "timeout", "request timed out");
+        break;
+    case ST_ECANCELED:
+        respond_error(ar, 503, "leadership_lost",
+                      "leadership changed before the request was committed; retry");
+        break;
+    case ST_ECLOSED:
+        respond_error(ar, 503, "shutting_down", "the node is shutting down");
+        break;
+    case ST_EBUSY:
+    case ST_ECONFCHANGE:
+    case ST_ETRANSFER:
+        respond_error(ar, 503, "unavailable", st_strerror(rc));
+        break;
+    case ST_ETOOBIG:
+        respond_error(ar, 413, "too_large", "key or value too large");
+        break;
+    case ST_EINVAL:
+        respond_error(ar, 400, "bad_request", "invalid request");
+        break;
+    case ST_ENOENT:
+        respond_error(ar, 404, "not_found", "not found");
+        break;
+    case ST_EEXIST:
+        respond_error(ar, 409, "conflict", "already exists with other attributes");
+        break;
+    case ST_EPRECONDITION:
+        respond_error(ar, 412, "precondition_failed", "precondition failed");
+        break;
+    case ST_EIO:
+        respond_error(ar, 500, "storage_failed", "storage failed; the node stopped serving");
+        break;
+    default:
+        respond_error(ar, 500, "internal", st_strerror(rc));
+        break;
+    }
+}
+
+/* ---------------------------------------------------------- parameters */
+
+/* Decoded query parameter into out (cap bytes, NUL-terminated). 1 if
+ * present, 0 if absent, ST_EINVAL if malformed or too long. */
+static int query_param(const struct http_request *req, const char *name, char *out, size_t cap)
+{
+    const char *v;
+    size_t vl;
+    if (!req->query || !http_query_get(req->query, req->query_len, name, &v, &vl))
+        return 0;
+    if (vl >= cap)
+        return ST_EINVAL;
+    size_t ol;
+    if (http_url_decode(v, vl, 1, (uint8_t *)out, &ol) != 0 || memchr(out, 0, ol))
+        return ST_EINVAL;
+    out[ol] = '\0';
+    return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!*s)
+        return ST_EINVAL;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return ST_EINVAL;
+        uint64_t d = (uint64_t)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return ST_EINVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* "\"12\"", "W/\"12\"" or "12" -> 12. */
+static int parse_etag(const char *s, size_t len, uint64_t *out)
+{
+    char tmp[32];
+    if (len >= 2 && s[0] == 'W' && s[1] == '/') {
+        s += 2;
+        len -= 2;
+    }
+    if (len >= 2 && s[0] == '"' && s[len - 1] == '"') {
+        s++;
+        len -= 2;
+    }
+    if (len == 0 || len >= sizeof tmp)
+        return ST_EINVAL;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    return parse_u64(tmp, out);
+}
+
+/* Decodes a key into ar->key. 0, ST_EINVAL (empty/malformed), ST_ETOOBIG. */
+static int set_key(struct api_req *ar, const char *raw, size_t raw_len, bool plus_as_space)
+{
+    const struct node_config *cfg = node_config_get(ar->api->node);
+    if (raw_len == 0)
+        return ST_EINVAL;
+    if (raw_len > ar->key_cap) {
+        uint8_t *k = realloc(ar->key, raw_len);
+        if (!k)
+            return ST_ENOMEM;
+        ar->key = k;
+        ar->key_cap = raw_len;
+    }
+    if (http_url_decode(raw, raw_len, plus_as_space, ar->key, &ar->key_len) != 0)
+        return ST_EINVAL;
+    if (ar->key_len == 0)
+        return ST_EINVAL;
+    if (ar->key_len > cfg->max_key_bytes)
+        return ST_ETOOBIG;
+    return 0;
+}
+
+/* --------------------------------------------------------- kv callbacks */
+
+static void write_json_member(struct http_json *w, const struct node_member_info *m)
+{
+    http_json_object_begin(w);
+    http_json_key(w, "id");
+    http_json_uint(w, m->id);
+    http_json_key(w, "raft");
+    http_json_cstr(w, m->raft);
+    http_json_key(w, "http");
+    if (m->http[0])
+        http_json_cstr(w, m->http);
+    else
+        http_json_null(w);
+    http_json_key(w, "voter");
+    http_json_bool(w, m->voter);
+    http_json_object_end(w);
+}
+
+static void write_done_cb(void *ctx, const struct node_write_result *res)
+{
+    struct api_req *ar = ctx;
+    struct http_buf *b = &ar->api->scratch;
+    if (ar->kind == API_SEED_SET) {
+        if (res->status == 0)
+            respond(ar, 200, "text/plain", NULL, 0, "ok", 2);
+        else
+            respond_code(ar, res->status);
+        return;
+    }
+    if (res->status == 0 || (res->status == ST_EPRECONDITION && ar->kind == API_KV_PUT) ||
+        res->status == ST_EPRECONDITION) {
+        http_buf_reset(b);
+        struct http_json w;
+        http_json_init(&w, b);
+        http_json_object_begin(&w);
+        int status = 200;
+        if (res->status == ST_EPRECONDITION) {
+            status = 412;
+            http_json_key(&w, "error");
+            http_json_cstr(&w, "precondition failed");
+            http_json_key(&w, "code");
+            http_json_cstr(&w, "precondition_failed");
+            http_json_key(&w, "version");
+            if (res->version)
+                http_json_uint(&w, res->version);
+            else
+                http_json_null(&w);
+        } else if (ar->kind == API_KV_DELETE) {
+            http_json_key(&w, "deleted");
+            http_json_bool(&w, 1);
+            http_json_key(&w, "version");
+            http_json_uint(&w, res->version);
+        } else {
+            status = res->created ? 201 : 200;
+            http_json_key(&w, "version");
+            http_json_uint(&w, res->version);
+        }
+        http_json_object_end(&w);
+        http_buf_append(b, "\n", 1);
+        if (status == 200 || status == 201) {
+            char etag[32];
+            snprintf(etag, sizeof etag, "\"%" PRIu64 "\"", res->version);
+            struct http_header h = {"ETag", etag};
+            respond(ar, status, "application/json", &h, 1, b->data, b->len);
+        } else {
+            respond_json(ar, status, b);
+        }
+        return;
+    }
+    if (res->status == ST_ENOENT && ar->kind == API_KV_DELETE) {
+        respond_error(ar, 404, "not_found", "key not found");
+        return;
+    }
+    respond_code(ar, res->status);
+}
+
+static void read_done_cb(void *ctx, const struct node_read_result *res)
+{
+    struct api_req *ar = ctx;
+    if (ar->kind == API_SEED_GET) {
+        if (res->status == 0)
+            respond(ar, 200, "text/plain", NULL, 0, res->value, res->value_len);
+        else if (res->status == ST_ENOENT)
+            respond(ar, 200, "text/plain", NULL, 0, "", 0);
+        else
+            respond_code(ar, res->status);
+        return;
+    }
+    if (res->status == 0) {
+        char etag[32];
+        snprintf(etag, sizeof etag, "\"%" PRIu64 "\"", res->version);
+        struct http_header h = {"ETag", etag};
+        respond(ar, 200, "application/octet-stream", &h, 1, res->value, res->value_len);
+        return;
+    }
+    if (res->status == ST_ENOENT) {
+        respond_error(ar, 404, "not_found", "key not found");
+        return;
+    }
+    respond_code(ar, res->status);
+}
+
+/* ---------------------------------------------------------- kv routes */
+
+static void route_kv(struct api *a, struct http_request *req, const char *raw_key, size_t raw_len)
+{
+    enum node_route route = req->verb == HTTP_VERB_PUT      ? NODE_ROUTE_KV_PUT
+                            : req->verb == HTTP_VERB_DELETE ? NODE_ROUTE_KV_DELETE
+                                                            : NODE_ROUTE_KV_GET;
+    struct api_req *ar = req_get(a, req, route);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    if (req->verb != HTTP_VERB_GET && req->verb != HTTP_VERB_HEAD &&
+        req->verb != HTTP_VERB_PUT && req->verb != HTTP_VERB_DELETE) {
+        struct http_header h = {"Allow", "GET, HEAD, PUT, DELETE"};
+        const char *body = "{\"error\":\"method not allowed\",\"code\":\"method_not_allowed\"}\n";
+        respond(ar, 405, "application/json", &h, 1, body, strlen(body));
+        return;
+    }
+    int rc = set_key(ar, raw_key, raw_len, false);
+    if (rc) {
+        if (rc == ST_ETOOBIG)
+            respond_error(ar, 413, "key_too_large", "key too large (see --max-key-bytes)");
+        else
+            respond_error(ar, 400, "bad_key", "missing or malformed key");
+        return;
+    }
+    const struct node_config *cfg = node_config_get(a->node);
+    enum node_cond cond = NODE_COND_NONE;
+    uint64_t cond_version = 0;
+    if (req->if_match) {
+        if (parse_etag(req->if_match, req->if_match_len, &cond_version) != 0) {
+            respond_error(ar, 400, "bad_if_match", "If-Match must be \"<version>\"");
+            return;
+        }
+        cond = NODE_COND_IF_VERSION;
+    }
+    if (req->if_none_match && req->verb == HTTP_VERB_PUT) {
+        if (req->if_none_match_len != 1 || req->if_none_match[0] != '*' || cond != NODE_COND_NONE) {
+            respond_error(ar, 400, "bad_if_none_match", "If-None-Match supports only *");
+            return;
+        }
+        cond = NODE_COND_IF_ABSENT;
+    }
+    switch (req->verb) {
+    case HTTP_VERB_PUT: {
+        if (req->body_len > cfg->max_value_bytes) {
+            respond_error(ar, 413, "value_too_large", "value too large (see --max-value-bytes)");
+            return;
+        }
+        char ttl_text[32];
+        uint64_t ttl_s = 0;
+        int q = query_param(req, "ttl", ttl_text, sizeof ttl_text);
+        if (q < 0 || (q == 1 && (parse_u64(ttl_text, &ttl_s) != 0 || ttl_s > UINT64_MAX / 1000))) {
+            respond_error(ar, 400, "bad_ttl", "ttl must be a whole number of seconds");
+            return;
+        }
+        struct node_put_args args = {
+            .key = ar->key,
+            .key_len = ar->key_len,
+            .value = req->body,
+            .value_len = req->body_len,
+            .ttl_ms = ttl_s * 1000u,
+            .cond = cond,
+            .cond_version = cond_version,
+        };
+        ar->kind = API_KV_PUT;
+        rc = node_put(a->node, &args, write_done_cb, ar);
+        break;
+    }
+    case HTTP_VERB_DELETE:
+        ar->kind = API_KV_DELETE;
+        rc = node_delete(a->node, ar->key, ar->key_len, cond, cond_version, write_done_cb, ar);
+        break;
+    default: {
+        char c[32];
+        enum node_consistency cons = NODE_READ_LINEARIZABLE;
+        int q = query_param(req, "consistency", c, sizeof c);
+        if (q == 1) {
+            if (strcmp(c, "linearizable") == 0)
+                cons = NODE_READ_LINEARIZABLE;
+            else if (strcmp(c, "lease") == 0)
+                cons = NODE_READ_LEASE;
+            else if (strcmp(c, "stale") == 0)
+                cons = NODE_READ_STALE;
+            else
+                q = ST_EINVAL;
+        }
+        if (q < 0) {
+            respond_error(ar, 400, "bad_consistency",
+                          "consistency must be linearizable, lease or stale");
+            return;
+        }
+        ar->kind = API_KV_GET;
+        rc = node_get(a->node, ar->key, ar->key_len, cons, read_done_cb, ar);
+        break;
+    }
+    }
+    if (rc)
+        respond_code(ar, rc);
+}
+
+/* ------------------------------------------------------------ seed API */
+
+static void route_seed_set(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_KV_PUT);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    const char *k, *v;
+    size_t kl, vl;
+    if (!req->query || !http_query_get(req->query, req->query_len, "key", &k, &kl) ||
+        set_key(ar, k, kl, true) != 0) {
+        respond_error(ar, 400, "bad_key", "missing or malformed key");
+        return;
+    }
+    if (!http_query_get(req->query, req->query_len, "value", &v, &vl))
+        vl = 0;
+    uint8_t *value = malloc(vl ? vl : 1);
+    size_t value_len = 0;
+    if (!value) {
+        respond_code(ar, ST_ENOMEM);
+        return;
+    }
+    if (vl && http_url_decode(v, vl, 1, value, &value_len) != 0) {
+        free(value);
+        respond_error(ar, 400, "bad_value", "malformed value");
+        return;
+    }
+    struct node_put_args args = {
+        .key = ar->key, .key_len = ar->key_len, .value = value, .value_len = value_len};
+    ar->kind = API_SEED_SET;
+    int rc = node_put(a->node, &args, write_done_cb, ar); /* copies the value */
+    free(value);
+    if (rc)
+        respond_code(ar, rc);
+}
+
+static void route_seed_get(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_KV_GET);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    const char *k;
+    size_t kl;
+    if (!req->query || !http_query_get(req->query, req->query_len, "key", &k, &kl) ||
+        set_key(ar, k, kl, true) != 0) {
+        respond_error(ar, 400, "bad_key", "missing or malformed key");
+        return;
+    }
+    ar->kind = API_SEED_GET;
+    int rc = node_get(a->node, ar->key, ar->key_len, NODE_READ_LINEARIZABLE, read_done_cb, ar);
+    if (rc)
+        respond_code(ar, rc);
+}
+
+/* ------------------------------------------------------------- cluster */
+
+static void write_cluster_json(struct api *a, struct http_json *w, const struct node_info *info,
+                               bool full)
+{
+    char cid[24];
+    snprintf(cid, sizeof cid, "%016" PRIx64, info->cluster_id);
+    http_json_key(w, "cluster_id");
+    http_json_cstr(w, cid);
+    if (full) {
+        http_json_key(w, "id");
+        http_json_uint(w, info->id);
+        http_json_key(w, "role");
+        http_json_cstr(w, raft_role_name(info->role));
+        http_json_key(w, "leader");
+        if (info->leader)
+            http_json_uint(w, info->leader);
+        else
+            http_json_null(w);
+        http_json_key(w, "leader_http");
+        if (info->leader && info->leader_http[0])
+            http_json_cstr(w, info->leader_http);
+        else
+            http_json_null(w);
+        http_json_key(w, "term");
+        http_json_uint(w, info->term);
+        http_json_key(w, "commit");
+        http_json_uint(w, info->commit);
+        http_json_key(w, "applied");
+        http_json_uint(w, info->applied);
+        http_json_key(w, "first_index");
+        http_json_uint(w, info->first_index);
+        http_json_key(w, "last_index");
+        http_json_uint(w, info->last_index);
+        http_json_key(w, "snapshot_index");
+        http_json_uint(w, info->snapshot_index);
+        http_json_key(w, "healthy");
+        http_json_bool(w, node_healthy(a->node));
+    }
+    http_json_key(w, "members");
+    http_json_array_begin(w);
+    for (uint32_t i = 0; i < info->n_members; i++)
+        write_json_member(w, &info->members[i]);
+    http_json_array_end(w);
+}
+
+static void route_cluster(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_CLUSTER);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    struct node_info *info = malloc(sizeof *info);
+    if (!info) {
+        respond_code(ar, ST_ENOMEM);
+        return;
+    }
+    node_info_get(a->node, info);
+    struct http_buf *b = &a->scratch;
+    http_buf_reset(b);
+    struct http_json w;
+    http_json_init(&w, b);
+    http_json_object_begin(&w);
+    write_cluster_json(a, &w, info, true);
+    http_json_object_end(&w);
+    http_buf_append(b, "\n", 1);
+    free(info);
+    respond_json(ar, 200, b);
+}
+
+static void admin_done_cb(void *ctx, const struct node_admin_result *res)
+{
+    struct api_req *ar = ctx;
+    struct api *a = ar->api;
+    if (res->status != 0) {
+        respond_code(ar, res->status);
+        return;
+    }
+    if (ar->kind == API_SEED_JOIN) {
+        respond(ar, 200, "text/plain", NULL, 0, "ok", 2);
+        return;
+    }
+    struct node_info *info = malloc(sizeof *info);
+    if (!info) {
+        respond_code(ar, ST_ENOMEM);
+        return;
+    }
+    node_info_get(a->node, info);
+    struct http_buf *b = &a->scratch;
+    http_buf_reset(b);
+    struct http_json w;
+    http_json_init(&w, b);
+    http_json_object_begin(&w);
+    http_json_key(&w, "id");
+    http_json_uint(&w, ar->member_id);
+    if (res->index) {
+        http_json_key(&w, "index");
+        http_json_uint(&w, res->index);
+    }
+    if (ar->kind == API_TRANSFER) {
+        http_json_key(&w, "leader");
+        http_json_uint(&w, ar->member_id);
+    }
+    if (ar->kind == API_REMOVE) {
+        http_json_key(&w, "removed");
+        http_json_bool(&w, 1);
+    }
+    write_cluster_json(a, &w, info, false);
+    http_json_object_end(&w);
+    http_buf_append(b, "\n", 1);
+    free(info);
+    respond_json(ar, 200, b);
+}
+
+static void proxy_done_cb(void *ctx, int status, const char *body, size_t len)
+{
+    struct api_req *ar = ctx;
+    ar->proxy = NULL;
+    if (status < 0) {
+        respond_error(ar, 503, "no_leader", "the leader could not be reached");
+        return;
+    }
+    respond(ar, status, "application/json", NULL, 0, body, len);
+}
+
+/* A follower forwards an admin request to the leader's HTTP API. */
+static void proxy_to_leader(struct api_req *ar, const char *method, const char *path_query)
+{
+    struct api *a = ar->api;
+    struct http_request *req = ar->req;
+    char proxied[8];
+    if (query_param(req, "proxied", proxied, sizeof proxied) == 1) {
+        respond_error(ar, 503, "not_leader", "not the leader (proxied request)");
+        return;
+    }
+    struct node_info *info = malloc(sizeof *info);
+    if (!info) {
+        respond_code(ar, ST_ENOMEM);
+        return;
+    }
+    node_info_get(a->node, info);
+    char leader_http[NODE_ADDR_MAX];
+    snprintf(leader_http, sizeof leader_http, "%s", info->leader_http);
+    raft_id leader = info->leader;
+    free(info);
+    if (!leader || !leader_http[0] || leader == node_config_get(a->node)->id) {
+        respond_error(ar, 503, "no_leader", "no leader");
+        return;
+    }
+    char target[512];
+    snprintf(target, sizeof target, "%s%sproxied=1", path_query,
+             strchr(path_query, '?') ? "&" : "?");
+    int rc = node_httpc_request(a->loop, leader_http, method, target, "application/json",
+                                req->body, req->body_len,
+                                node_config_get(a->node)->request_timeout_ms, proxy_done_cb, ar,
+                                &ar->proxy);
+    if (rc)
+        respond_error(ar, 503, "no_leader", "the leader could not be reached");
+}
+
+static void route_members_post(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_ADMIN);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    const char *body = (const char *)req->body;
+    struct jsonr_span doc = {body, req->body_len}, v;
+    uint64_t id = 0;
+    char raft_addr[NODE_ADDR_MAX] = "", http_addr[NODE_ADDR_MAX] = "";
+    char host[NODE_ADDR_MAX];
+    uint16_t port;
+    if (jsonr_validate(body, req->body_len) != 0 || !jsonr_get(doc, "id", &v) ||
+        jsonr_uint(v, &id) != 0 || id == 0 || !jsonr_get(doc, "raft", &v) ||
+        jsonr_string(v, raft_addr, sizeof raft_addr) != 0 ||
+        node_addr_split(raft_addr, host, sizeof host, &port) != 0) {
+        respond_error(ar, 400, "bad_request",
+                      "want {\"id\":N,\"raft\":\"host:port\",\"http\":\"host:port\"}");
+        return;
+    }
+    if (jsonr_get(doc, "http", &v) && (jsonr_string(v, http_addr, sizeof http_addr) != 0 ||
+                                       node_addr_split(http_addr, host, sizeof host, &port) != 0)) {
+        respond_error(ar, 400, "bad_request", "\"http\" must be \"host:port\"");
+        return;
+    }
+    ar->kind = API_JOIN;
+    ar->member_id = id;
+    int rc = node_member_add_learner(a->node, id, raft_addr, http_addr, admin_done_cb, ar);
+    if (rc == ST_ENOTLEADER)
+        proxy_to_leader(ar, "POST", "/cluster/members");
+    else if (rc)
+        respond_code(ar, rc);
+}
+
+static void route_seed_join(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_ADMIN);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    char raft_addr[NODE_ADDR_MAX], http_addr[NODE_ADDR_MAX] = "", idtext[32], host[NODE_ADDR_MAX];
+    uint16_t port;
+    uint64_t id = 0;
+    if (query_param(req, "peerAddress", raft_addr, sizeof raft_addr) != 1 ||
+        node_addr_split(raft_addr, host, sizeof host, &port) != 0 ||
+        query_param(req, "id", idtext, sizeof idtext) != 1 || parse_u64(idtext, &id) != 0 ||
+        id == 0 || query_param(req, "http", http_addr, sizeof http_addr) < 0) {
+        respond_error(ar, 400, "bad_request", "want peerAddress=HOST:PORT&id=N[&http=HOST:PORT]");
+        return;
+    }
+    ar->kind = API_SEED_JOIN;
+    ar->member_id = id;
+    int rc = node_member_add_learner(a->node, id, raft_addr, http_addr, admin_done_cb, ar);
+    if (rc == ST_ENOTLEADER) {
+        char target[3 * NODE_ADDR_MAX + 96];
+        snprintf(target, sizeof target, "/join?%.*s", (int)req->query_len, req->query);
+        proxy_to_leader(ar, "GET", target);
+    } else if (rc) {
+        respond_code(ar, rc);
+    }
+}
+
+static void route_member_delete(struct api *a, struct http_request *req, const char *idtext,
+                                size_t len)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_ADMIN);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    char tmp[32];
+    uint64_t id = 0;
+    if (len == 0 || len >= sizeof tmp) {
+        respond_error(ar, 400, "bad_request", "want /cluster/members/{id}");
+        return;
+    }
+    memcpy(tmp, idtext, len);
+    tmp[len] = '\0';
+    if (parse_u64(tmp, &id) != 0 || id == 0) {
+        respond_error(ar, 400, "bad_request", "want /cluster/members/{id}");
+        return;
+    }
+    ar->kind = API_REMOVE;
+    ar->member_id = id;
+    int rc = node_member_remove(a->node, id, admin_done_cb, ar);
+    if (rc == ST_ENOTLEADER) {
+        char target[64];
+        snprintf(target, sizeof target, "/cluster/members/%" PRIu64, id);
+        proxy_to_leader(ar, "DELETE", target);
+    } else if (rc == ST_ENOENT) {
+        respond_error(ar, 404, "not_found", "no such member");
+    } else if (rc) {
+        respond_code(ar, rc);
+    }
+}
+
+static void route_transfer(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_ADMIN);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    char idtext[32];
+    uint64_t id = 0;
+    if (query_param(req, "to", idtext, sizeof idtext) != 1 || parse_u64(idtext, &id) != 0 ||
+        id == 0) {
+        respond_error(ar, 400, "bad_request", "want /cluster/transfer?to=ID");
+        return;
+    }
+    ar->kind = API_TRANSFER;
+    ar->member_id = id;
+    int rc = node_transfer(a->node, id, admin_done_cb, ar);
+    if (rc == ST_ENOTLEADER) {
+        char target[64];
+        snprintf(target, sizeof target, "/cluster/transfer?to=%" PRIu64, id);
+        proxy_to_leader(ar, "POST", target);
+    } else if (rc == ST_ENOENT) {
+        respond_error(ar, 404, "not_found", "no such member");
+    } else if (rc == ST_EINVAL) {
+        respond_error(ar, 400, "bad_request", "the target is not a voter");
+    } else if (rc) {
+        respond_code(ar, rc);
+    }
+}
+
+static void route_snapshot(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_ADMIN);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    raft_index index = 0;
+    int rc = node_snapshot_now(a->node, &index);
+    if (rc) {
+        respond_code(ar, rc);
+        return;
+    }
+    char body[64];
+    int len = snprintf(body, sizeof body, "{\"index\":%" PRIu64 "}\n", index);
+    respond(ar, 200, "application/json", NULL, 0, body, (size_t)len);
+}
+
+static void route_health(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_HEALTH);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    struct node_info *info = malloc(sizeof *info);
+    if (!info) {
+        respond_code(ar, ST_ENOMEM);
+        return;
+    }
+    node_info_get(a->node, info);
+    bool ok = node_healthy(a->node);
+    char leader[24] = "null";
+    if (info->leader)
+        snprintf(leader, sizeof leader, "%" PRIu64, info->leader);
+    char body[256];
+    int len = snprintf(body, sizeof body,
+                       "{\"status\":\"%s\",\"leader\":%s,\"commit\":%" PRIu64
+                       ",\"applied\":%" PRIu64 "}\n",
+                       ok ? "ok" : "unavailable", leader, info->commit, info->applied);
+    free(info);
+    respond(ar, ok ? 200 : 503, "application/json", NULL, 0, body, (size_t)len);
+}
+
+static void metrics_append(void *actx, const void *p, size_t len)
+{
+    http_buf_append(actx, p, len);
+}
+
+static void route_metrics(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_METRICS);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    struct http_buf *b = &a->scratch;
+    http_buf_reset(b);
+    node_metrics_write(a->node, metrics_append, b);
+    respond(ar, 200, "text/plain; version=0.0.4", NULL, 0, b->data, b->len);
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static void method_not_allowed(struct api *a, struct http_request *req, const char *allow)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_OTHER);
+    if (!ar) {
+        http_response_error(req, 405, 405, "method not allowed");
+        return;
+    }
+    struct http_header h = {"Allow", allow};
+    const char *body = "{\"error\":\"method not allowed\",\"code\":\"method_not_allowed\"}\n";
+    respond(ar, 405, "application/json", &h, 1, body, strlen(body));
+}
+
+static bool path_is(const struct http_request *req, const char *p)
+{
+    size_t n = strlen(p);
+    return req->path_len == n && memcmp(req->path, p, n) == 0;
+}
+
+static bool is_get(const struct http_request *req)
+{
+    return req->verb == HTTP_VERB_GET || req->verb == HTTP_VERB_HEAD;
+}
+
+static void handler(struct http_request *req, void *ctx)
+{
+    struct api *a = ctx;
+    const char *p = req->path;
+    size_t pl = req->path_len;
+    if (pl >= 4 && memcmp(p, "/kv/", 4) == 0) {
+        route_kv(a, req, p + 4, pl - 4);
+        return;
+    }
+    if (path_is(req, "/cluster")) {
+        if (is_get(req))
+            route_cluster(a, req);
+        else
+            method_not_allowed(a, req, "GET");
+        return;
+    }
+    if (path_is(req, "/cluster/members")) {
+        if (req->verb == HTTP_VERB_POST)
+            route_members_post(a, req);
+        else if (is_get(req))
+            route_cluster(a, req);
+        else
+            method_not_allowed(a, req, "GET, POST");
+        return;
+    }
+    if (pl > 17 && memcmp(p, "/cluster/members/", 17) == 0) {
+        if (req->verb == HTTP_VERB_DELETE)
+            route_member_delete(a, req, p + 17, pl - 17);
+        else
+            method_not_allowed(a, req, "DELETE");
+        return;
+    }
+    if (path_is(req, "/cluster/transfer")) {
+        if (req->verb == HTTP_VERB_POST)
+            route_transfer(a, req);
+        else
+            method_not_allowed(a, req, "POST");
+        return;
+    }
+    if (path_is(req, "/snapshot")) {
+        if (req->verb == HTTP_VERB_POST)
+            route_snapshot(a, req);
+        else
+            method_not_allowed(a, req, "POST");
+        return;
+    }
+    if (path_is(req, "/health")) {
+        if (is_get(req))
+            route_health(a, req);
+        else
+            method_not_allowed(a, req, "GET");
+        return;
+    }
+    if (path_is(req, "/metrics")) {
+        if (is_get(req))
+            route_metrics(a, req);
+        else
+            method_not_allowed(a, req, "GET");
+        return;
+    }
+    if (path_is(req, "/set") || path_is(req, "/get") || path_is(req, "/join")) {
+        if (!is_get(req)) {
+            method_not_allowed(a, req, "GET");
+            return;
+        }
+        if (p[1] == 's')
+            route_seed_set(a, req);
+        else if (p[1] == 'g')
+            route_seed_get(a, req);
+        else
+            route_seed_join(a, req);
+        return;
+    }
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_OTHER);
+    if (!ar) {
+        http_response_error(req, 404, 404, "not found");
+        return;
+    }
+    respond_error(ar, 404, "not_found", "no such route");
+}
+
+/* ----------------------------------------------------------- lifecycle */
+
+int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr, struct api **out)
+{
+    char host[NODE_ADDR_MAX];
+    uint16_t port;
+    /* port 0 (ephemeral) is allowed here, unlike in node configs */
+    const char *colon = strrchr(listen_addr, ':');
+    if (colon && strcmp(colon, ":0") == 0) {
+        size_t hl = (size_t)(colon - listen_addr);
+        if (hl == 0 || hl >= sizeof host)
+            return ST_EINVAL;
+        memcpy(host, listen_addr, hl);
+        host[hl] = '\0';
+        port = 0;
+    } else if (node_addr_split(listen_addr, host, sizeof host, &port) != 0) {
+        return ST_EINVAL;
+    }
+    struct api *a = calloc(1, sizeof *a);
+    if (!a)
+        return ST_ENOMEM;
+    a->loop = loop;
+    a->node = n;
+    http_buf_init(&a->scratch);
+    struct http_server_config sc;
+    http_server_config_default(&sc);
+    sc.host = host;
+    sc.port = port;
+    /* Bodies just over the value limit get the API's precise 413; far
+     * larger ones are refused by the server before they are buffered. */
+    sc.body_bytes_max = (uint64_t)node_config_get(n)->max_value_bytes + 64 * 1024;
+    int rc = http_server_create(loop, &sc, handler, a, &a->srv);
+    if (rc) {
+        http_buf_free(&a->scratch);
+        free(a);
+        return rc;
+    }
+    *out = a;
+    return 0;
+}
+
+uint16_t api_port(const struct api *a)
+{
+    return http_server_port(a->srv);
+}
+
+static void api_closed_cb(struct http_server *srv, void *ctx)
+{
+    struct api *a = ctx;
+    (void)srv;
+    if (a->closed_cb)
+        a->closed_cb(a, a->closed_ctx);
+}
+
+void api_close(struct api *a, void (*closed_cb)(struct api *a, void *ctx), void *ctx)
+{
+    a->closed_cb = closed_cb;
+    a->closed_ctx = ctx;
+    http_server_close(a->srv, api_closed_cb, a);
+}
+
+void api_destroy(struct api *a)
+{
+    if (!a)
+        return;
+    http_server_destroy(a->srv);
+    struct api_req *ar = a->free_reqs;
+    while (ar) {
+        struct api_req *next = ar->next;
+        free(ar->key);
+        free(ar);
+        ar = next;
+    }
+    http_buf_free(&a->scratch);
+    free(a);
+}

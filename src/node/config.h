@@ -1,0 +1,106 @@
+/* The server's configuration: what `stcache server` flags and config files
+ * produce, and what node_create() consumes. Pure parsing, no IO except
+ * node_config_load_file().
+ *
+ * Addresses are "HOST:PORT" strings (IPv4 dotted quad or a name resolvable
+ * with getaddrinfo; IPv6 as "[::1]:7001"). Member context stored in the raft
+ * configuration (struct raft_member.context) is "raft=HOST:PORT http=HOST:PORT"
+ * with the advertised addresses; "http=" may be absent (static --peers start
+ * without HTTP addresses). */
+#ifndef ST_NODE_CONFIG_H
+#define ST_NODE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stcache/raft.h"
+
+#define NODE_ADDR_MAX 80  /* bytes of a "host:port" string, NUL included */
+#define NODE_PATH_MAX 512 /* bytes of the data directory path, NUL included */
+
+enum node_start_mode {
+    NODE_START_RESTART = 0, /* from the data directory (error if it is empty) */
+    NODE_START_BOOTSTRAP,   /* new single-node cluster: conf = {self voter} */
+    NODE_START_PEERS,       /* static initial membership, all voters */
+    NODE_START_JOIN,        /* ask a member's HTTP API to add us as a learner */
+};
+
+struct node_peer_addr {
+    raft_id id;
+    char raft[NODE_ADDR_MAX];
+    char http[NODE_ADDR_MAX]; /* "" when unknown */
+};
+
+struct node_config {
+    raft_id id;
+    char data_dir[NODE_PATH_MAX];
+    char raft_listen[NODE_ADDR_MAX];
+    char http_listen[NODE_ADDR_MAX];
+    char advertise_raft[NODE_ADDR_MAX]; /* "" = raft_listen */
+    char advertise_http[NODE_ADDR_MAX]; /* "" = http_listen */
+
+    enum node_start_mode mode;
+    char join_http[NODE_ADDR_MAX];               /* NODE_START_JOIN */
+    struct node_peer_addr peers[RAFT_MEMBERS_MAX]; /* NODE_START_PEERS, self included */
+    uint32_t n_peers;
+
+    uint32_t tick_ms;
+    uint32_t election_ticks;
+    uint32_t heartbeat_ticks;
+    uint64_t snapshot_threshold;  /* entries applied since the last snapshot; 0 = never by count */
+    uint32_t snapshot_interval_s; /* 0 = check the threshold after every apply batch */
+    uint32_t max_key_bytes;
+    uint32_t max_value_bytes;
+    uint32_t request_timeout_ms;
+    uint32_t purge_interval_ms;   /* leader proposes PURGE_EXPIRED this often */
+    uint32_t waiters_max;         /* pending client writes and reads per node */
+    uint64_t promote_lag_entries; /* a learner within this many entries of commit is promoted */
+    uint64_t seed;                /* election jitter seed; 0 = from /dev/urandom */
+    bool bootstrap_if_empty;      /* restart mode, but bootstrap an empty data directory
+                                   * (`stcache server` without any flag) */
+};
+
+/* Defaults: id 1, ./data, raft 127.0.0.1:7001, http 127.0.0.1:8001,
+ * restart mode, tick 10 ms, election 10 ticks, heartbeat 1 tick, snapshot
+ * threshold 8192 entries checked after every apply (no interval), keys 1024 bytes, values 1 MiB,
+ * requests time out after 5000 ms, purge every 1000 ms. */
+void node_config_default(struct node_config *cfg);
+
+/* Checks that the configuration is usable; on error writes a one-line
+ * reason into err (errlen bytes) and returns ST_EINVAL. */
+int node_config_validate(const struct node_config *cfg, char *err, size_t errlen);
+
+/* Sets one option by its flag name without dashes ("tick-ms", "peers", ...).
+ * Boolean options ("bootstrap") take value NULL or "true"/"false".
+ * Returns 0, or ST_EINVAL/ST_ENOENT (unknown name) with a reason in err. */
+int node_config_set(struct node_config *cfg, const char *name, const char *value, char *err,
+                    size_t errlen);
+
+/* Reads `key = value` lines ('#' starts a comment) and applies them with
+ * node_config_set(). Returns 0 or a negative code with "FILE:LINE: reason"
+ * in err. */
+int node_config_load_file(struct node_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Splits "host:port" (or "[v6]:port") into host (NUL-terminated, hostlen
+ * bytes) and port. Returns 0 or ST_EINVAL. */
+int node_addr_split(const char *addr, char *host, size_t hostlen, uint16_t *port);
+
+/* Parses "1=h:p,2=h:p" or "1=h:p/hh:hp,..." into peers (cap entries).
+ * Returns the count (>= 1) or ST_EINVAL (with a reason in err). */
+int node_peers_parse(const char *list, struct node_peer_addr *peers, uint32_t cap, char *err,
+                     size_t errlen);
+
+/* The cluster id of a static --peers cluster: a 64-bit FNV-1a hash of the
+ * canonical list "id=raft;" sorted by id, so every node derives the same id.
+ * Never 0. */
+uint64_t node_cluster_id_from_peers(const struct node_peer_addr *peers, uint32_t n);
+
+/* Member context "raft=R http=H" (http omitted when empty) into out
+ * (RAFT_MEMBER_CONTEXT_MAX bytes); returns its length. */
+size_t node_context_format(char *out, const char *raft_addr, const char *http_addr);
+/* Extracts the raft and http addresses from a member context (either may
+ * come back ""). */
+void node_context_parse(const char *ctx, size_t len, char *raft_addr, char *http_addr);
+
+#endif

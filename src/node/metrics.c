@@ -1,0 +1,186 @@
+/* Metrics of the node runtime in the Prometheus text exposition format. */
+#include "node/node_int.h"
+
+#include "util/assert.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const uint64_t node_hist_bounds_us[NODE_HIST_BUCKETS] = {
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000,
+};
+
+void node_hist_add(struct node_hist *h, uint64_t us)
+{
+    size_t i = 0;
+    while (i < NODE_HIST_BUCKETS && us > node_hist_bounds_us[i])
+        i++;
+    h->counts[i]++;
+    h->sum_us += us;
+    h->n++;
+}
+
+static const char *route_names[NODE_ROUTE_COUNT] = {
+    "kv_get", "kv_put", "kv_delete", "cluster", "admin", "health", "metrics", "other",
+};
+
+const char *node_route_name(enum node_route r)
+{
+    return (unsigned)r < NODE_ROUTE_COUNT ? route_names[r] : "other";
+}
+
+void node_metrics_request(struct node *n, enum node_route r, int http_status, uint64_t latency_us)
+{
+    if ((unsigned)r >= NODE_ROUTE_COUNT)
+        r = NODE_ROUTE_OTHER;
+    int cls = http_status / 100;
+    if (cls < 1 || cls > 5)
+        cls = 5;
+    n->m.route_status[r][cls]++;
+    node_hist_add(&n->m.route_latency[r], latency_us);
+}
+
+struct out {
+    void (*append)(void *actx, const void *p, size_t len);
+    void *actx;
+};
+
+static void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(struct out *o, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (len > 0)
+        o->append(o->actx, line, ST_MIN((size_t)len, sizeof line - 1));
+}
+
+static void counter(struct out *o, const char *name, const char *help, uint64_t v)
+{
+    outf(o, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", name, help, name, name, v);
+}
+
+static void gauge(struct out *o, const char *name, const char *help, uint64_t v)
+{
+    outf(o, "# HELP %s %s\n# TYPE %s gauge\n%s %" PRIu64 "\n", name, help, name, name, v);
+}
+
+static void hist_body(struct out *o, const char *name, const char *labels,
+                      const struct node_hist *h)
+{
+    uint64_t cum = 0;
+    const char *sep = labels[0] ? "," : "";
+    for (size_t i = 0; i < NODE_HIST_BUCKETS; i++) {
+        cum += h->counts[i];
+        outf(o, "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, labels, sep,
+             (double)node_hist_bounds_us[i] / 1e6, cum);
+    }
+    cum += h->counts[NODE_HIST_BUCKETS];
+    outf(o, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, sep, cum);
+    outf(o, "%s_sum%s%s%s %.6f\n", name, labels[0] ? "{" : "", labels, labels[0] ? "}" : "",
+         (double)h->sum_us / 1e6);
+    outf(o, "%s_count%s%s%s %" PRIu64 "\n", name, labels[0] ? "{" : "", labels,
+         labels[0] ? "}" : "", h->n);
+}
+
+void node_metrics_write(const struct node *n, void (*append)(void *actx, const void *p, size_t len),
+                        void *actx)
+{
+    struct out o = {append, actx};
+    const struct node_metrics *m = &n->m;
+    struct raft_stats rs;
+    memset(&rs, 0, sizeof rs);
+    if (n->raft)
+        raft_stats_get(n->raft, &rs);
+    struct node_info info;
+    node_info_get(n, &info);
+
+    gauge(&o, "stcache_node_id", "This node's id.", n->cfg.id);
+    gauge(&o, "stcache_raft_term", "Current Raft term.", info.term);
+    gauge(&o, "stcache_raft_leader", "Known leader id (0: none).", info.leader);
+    gauge(&o, "stcache_raft_is_leader", "1 if this node leads.", info.role == RAFT_LEADER);
+    gauge(&o, "stcache_raft_commit_index", "Highest index known committed.", info.commit);
+    gauge(&o, "stcache_raft_applied_index", "Highest index applied to the kv.", info.applied);
+    gauge(&o, "stcache_raft_first_index", "First index held in the log.", info.first_index);
+    gauge(&o, "stcache_raft_last_index", "Last index in the log.", info.last_index);
+    gauge(&o, "stcache_raft_snapshot_index", "Index of the newest local snapshot.",
+          info.snapshot_index);
+    gauge(&o, "stcache_raft_members", "Members in the configuration.", info.n_members);
+    counter(&o, "stcache_raft_leader_changes_total", "Leader changes seen.", rs.leader_changes);
+    counter(&o, "stcache_raft_elections_total", "Elections started by this node.",
+            rs.elections_started);
+    counter(&o, "stcache_raft_msgs_dropped_total", "Peer messages dropped as malformed.",
+            rs.msgs_dropped);
+    counter(&o, "stcache_raft_msgs_stale_total", "Peer messages with a stale term.",
+            rs.msgs_stale);
+    counter(&o, "stcache_proposals_total", "Commands proposed by this node.", m->proposals);
+    counter(&o, "stcache_proposals_failed_total", "Proposals refused at once.",
+            m->proposals_failed);
+    counter(&o, "stcache_writes_completed_total", "Client writes answered with an outcome.",
+            m->writes_ok);
+    counter(&o, "stcache_writes_failed_total", "Client writes failed (timeout, no leader, ...).",
+            m->writes_failed);
+    outf(&o, "# HELP stcache_reads_total Client reads by consistency.\n"
+             "# TYPE stcache_reads_total counter\n");
+    outf(&o, "stcache_reads_total{consistency=\"linearizable\"} %" PRIu64 "\n",
+         m->reads_linearizable);
+    outf(&o, "stcache_reads_total{consistency=\"lease\"} %" PRIu64 "\n", m->reads_lease);
+    outf(&o, "stcache_reads_total{consistency=\"stale\"} %" PRIu64 "\n", m->reads_stale);
+    counter(&o, "stcache_read_index_rounds_total", "ReadIndex rounds (batches of reads).",
+            m->read_rounds);
+    counter(&o, "stcache_requests_timed_out_total", "Requests failed by the request timeout.",
+            m->requests_timed_out);
+    counter(&o, "stcache_entries_applied_total", "Log entries applied.", m->entries_applied);
+    counter(&o, "stcache_snapshots_taken_total", "Snapshots taken locally.", m->snapshots_taken);
+    counter(&o, "stcache_snapshots_installed_total", "Snapshots installed from the leader.",
+            m->snapshots_installed);
+    counter(&o, "stcache_wal_batches_total", "Batches submitted to the WAL writer.",
+            m->write_batches);
+    counter(&o, "stcache_learners_promoted_total", "Learner promotions proposed.",
+            m->learners_promoted);
+    counter(&o, "stcache_purges_proposed_total", "PURGE_EXPIRED commands proposed.",
+            m->purges_proposed);
+    counter(&o, "stcache_readies_total", "Ready batches processed.", m->readies);
+    if (n->kv) {
+        struct kv_stats ks;
+        kv_stats(n->kv, &ks);
+        gauge(&o, "stcache_kv_keys", "Keys held (live and not yet purged).", ks.keys);
+        gauge(&o, "stcache_kv_keys_with_ttl", "Keys with an expiry.", ks.keys_with_ttl);
+        gauge(&o, "stcache_kv_memory_bytes", "Memory used by the kv.", ks.memory_bytes);
+    }
+    if (n->tr) {
+        struct tr_stats ts;
+        tr_stats_get(n->tr, &ts);
+        counter(&o, "stcache_transport_msgs_sent_total", "Raft messages sent.", ts.msgs_sent);
+        counter(&o, "stcache_transport_msgs_received_total", "Raft messages received.",
+                ts.msgs_received);
+        counter(&o, "stcache_transport_msgs_dropped_total", "Raft messages dropped.",
+                ts.msgs_dropped);
+        counter(&o, "stcache_transport_bytes_sent_total", "Bytes sent to peers.", ts.bytes_sent);
+        counter(&o, "stcache_transport_snapshots_sent_total", "Snapshots streamed to peers.",
+                ts.snapshots_sent);
+    }
+    outf(&o, "# HELP stcache_wal_fsync_seconds WAL batch latency: submit to durable (group "
+             "commit, fdatasync).\n# TYPE stcache_wal_fsync_seconds histogram\n");
+    hist_body(&o, "stcache_wal_fsync_seconds", "", &m->fsync);
+    outf(&o, "# HELP stcache_http_requests_total HTTP requests by route and status class.\n"
+             "# TYPE stcache_http_requests_total counter\n");
+    for (int r = 0; r < NODE_ROUTE_COUNT; r++)
+        for (int c = 1; c <= 5; c++)
+            if (m->route_status[r][c])
+                outf(&o, "stcache_http_requests_total{route=\"%s\",code=\"%dxx\"} %" PRIu64 "\n",
+                     route_names[r], c, m->route_status[r][c]);
+    outf(&o, "# HELP stcache_http_request_seconds HTTP request latency by route.\n"
+             "# TYPE stcache_http_request_seconds histogram\n");
+    for (int r = 0; r < NODE_ROUTE_COUNT; r++) {
+        if (!m->route_latency[r].n)
+            continue;
+        char labels[64];
+        snprintf(labels, sizeof labels, "route=\"%s\"", route_names[r]);
+        hist_body(&o, "stcache_http_request_seconds", labels, &m->route_latency[r]);
+    }
+}

@@ -1,0 +1,1406 @@
+/* The node runtime: lifecycle, the ready pipeline, storage and transport
+ * glue, snapshots and membership. Client requests live in client.c. */
+#include "node/node.h"
+
+#include "node/httpc.h"
+#include "node/jsonr.h"
+#include "node/node_int.h"
+#include "stcache/errors.h"
+#include "util/assert.h"
+#include "util/trace.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MOD "node"
+#define NODE_SCRATCH_BYTES (64u * 1024u)
+#define NODE_READIES_PER_PASS 64
+#define NODE_PROMOTE_EVERY_TICKS 10
+#define NODE_JOIN_RETRY_MS 300
+#define NODE_JOIN_ATTEMPTS_MAX 200
+
+uint64_t node_now_us(void)
+{
+    return uv_hrtime() / 1000u;
+}
+
+uint64_t node_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t random_u64(void)
+{
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = read(fd, &v, sizeof v);
+        close(fd);
+        if (r == (ssize_t)sizeof v && v != 0)
+            return v;
+    }
+    /* Fallback: time and pid mixed (splitmix64 finaliser). */
+    v = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ node_wall_ms();
+    v ^= v >> 30;
+    v *= 0xbf58476d1ce4e5b9ull;
+    v ^= v >> 27;
+    v *= 0x94d049bb133111ebull;
+    v ^= v >> 31;
+    return v ? v : 1;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **out)
+{
+    char err[200];
+    if (node_config_validate(cfg, err, sizeof err) != 0) {
+        ST_TRACE_ERROR(MOD, "bad configuration: %s", err);
+        return ST_EINVAL;
+    }
+    struct node *n = calloc(1, sizeof *n);
+    if (!n)
+        return ST_ENOMEM;
+    n->loop = loop;
+    n->cfg = *cfg;
+    snprintf(n->advertise_raft, sizeof n->advertise_raft, "%s",
+             cfg->advertise_raft[0] ? cfg->advertise_raft : cfg->raft_listen);
+    snprintf(n->advertise_http, sizeof n->advertise_http, "%s",
+             cfg->advertise_http[0] ? cfg->advertise_http : cfg->http_listen);
+    n->limits.key_bytes_max = cfg->max_key_bytes;
+    n->limits.value_bytes_max = cfg->max_value_bytes;
+    if (uv_mutex_init(&n->wmu) != 0) {
+        free(n);
+        return ST_ENOMEM;
+    }
+    int rc = node_waiters_init(n);
+    if (rc) {
+        uv_mutex_destroy(&n->wmu);
+        free(n);
+        return rc;
+    }
+    /* Request ids must never repeat across restarts of this node: entries
+     * replayed from the log carry old ids (see docs/ARCHITECTURE.md). */
+    n->next_seq = (random_u64() >> 2) | 1;
+    n->role = RAFT_FOLLOWER;
+    *out = n;
+    return 0;
+}
+
+void node_destroy(struct node *n)
+{
+    if (!n)
+        return;
+    ST_ASSERT(!n->running);
+    node_waiters_close(n);
+    struct node_persist *p = n->persist_free;
+    while (p) {
+        struct node_persist *next = p->next;
+        free(p->bufs);
+        free(p->msgs);
+        free(p);
+        p = next;
+    }
+    uv_mutex_destroy(&n->wmu);
+    free(n);
+}
+
+int node_raft_port(const struct node *n)
+{
+    return n->tr ? tr_listen_port(n->tr) : 0;
+}
+
+/* ------------------------------------------------------------ conf/peers */
+
+static void member_addrs(const struct raft_member *m, char *raft_addr, char *http_addr)
+{
+    node_context_parse(m->context, m->context_len, raft_addr, http_addr);
+}
+
+static bool want_peer(const struct node *n, raft_id id, char *addr)
+{
+    const struct raft_conf *confs[2] = {raft_conf_get(n->raft), &n->conf_applied};
+    char http[NODE_ADDR_MAX];
+    for (int c = 0; c < 2; c++) {
+        const struct raft_member *m = raft_conf_find(confs[c], id);
+        if (m) {
+            member_addrs(m, addr, http);
+            return addr[0] != '\0';
+        }
+    }
+    for (uint32_t i = 0; i < n->n_seed_peers; i++) {
+        if (n->seed_peers[i].id == id) {
+            snprintf(addr, NODE_ADDR_MAX, "%s", n->seed_peers[i].raft);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Makes the transport's peer set equal to the members of the current and
+ * the applied configuration (plus join-reply seeds), with their addresses. */
+static void reconcile_peers(struct node *n)
+{
+    n->conf_dirty = false;
+    if (!n->tr || !n->raft)
+        return;
+    char addr[NODE_ADDR_MAX];
+    /* Remove peers no longer wanted or whose address changed. */
+    for (uint32_t i = 0; i < n->n_tr_peers;) {
+        struct node_peer_addr *p = &n->tr_peers[i];
+        if (want_peer(n, p->id, addr) && strcmp(addr, p->raft) == 0) {
+            i++;
+            continue;
+        }
+        ST_TRACE_INFO(MOD, "node %" PRIu64 ": transport peer %" PRIu64 " (%s) removed", n->cfg.id,
+                      p->id, p->raft);
+        tr_peer_remove(n->tr, p->id);
+        n->tr_peers[i] = n->tr_peers[--n->n_tr_peers];
+    }
+    /* Add the missing ones. */
+    raft_id ids[3 * RAFT_MEMBERS_MAX];
+    size_t n_ids = 0;
+    const struct raft_conf *confs[2] = {raft_conf_get(n->raft), &n->conf_applied};
+    for (int c = 0; c < 2; c++)
+        for (uint32_t i = 0; i < confs[c]->n; i++)
+            ids[n_ids++] = confs[c]->members[i].id;
+    for (uint32_t i = 0; i < n->n_seed_peers; i++)
+        ids[n_ids++] = n->seed_peers[i].id;
+    for (size_t k = 0; k < n_ids; k++) {
+        raft_id id = ids[k];
+        if (id == n->cfg.id)
+            continue;
+        bool have = false;
+        for (uint32_t i = 0; i < n->n_tr_peers && !have; i++)
+            have = n->tr_peers[i].id == id;
+        if (have || !want_peer(n, id, addr) || n->n_tr_peers == RAFT_MEMBERS_MAX)
+            continue;
+        int rc = tr_peer_add(n->tr, id, addr);
+        if (rc != 0 && rc != ST_EEXIST) {
+            ST_TRACE_WARN(MOD, "node %" PRIu64 ": cannot add transport peer %" PRIu64 " at %s: %s",
+                          n->cfg.id, id, addr, st_strerror(rc));
+            continue;
+        }
+        ST_TRACE_INFO(MOD, "node %" PRIu64 ": transport peer %" PRIu64 " at %s", n->cfg.id, id,
+                      addr);
+        n->tr_peers[n->n_tr_peers].id = id;
+        snprintf(n->tr_peers[n->n_tr_peers].raft, NODE_ADDR_MAX, "%s", addr);
+        n->tr_peers[n->n_tr_peers].http[0] = '\0';
+        n->n_tr_peers++;
+    }
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+struct snap_sink {
+    struct st_snap_writer *w;
+};
+
+static int snap_sink_cb(void *ctx, const void *data, size_t len)
+{
+    struct snap_sink *s = ctx;
+    return st_snap_write(s->w, data, len);
+}
+
+/* The kv meta blob: membership with addresses, human-readable. */
+static size_t snapshot_meta_blob(const struct node *n, char *out, size_t cap)
+{
+    size_t off = 0;
+    int w = snprintf(out, cap, "stcache-node-meta 1\ncluster_id %016" PRIx64 "\nmembers %u\n",
+                     n->cluster_id, n->conf_applied.n);
+    if (w < 0 || (size_t)w >= cap)
+        return 0;
+    off = (size_t)w;
+    for (uint32_t i = 0; i < n->conf_applied.n; i++) {
+        const struct raft_member *m = &n->conf_applied.members[i];
+        w = snprintf(out + off, cap - off, "%" PRIu64 " %s %.*s\n", m->id,
+                     m->role == RAFT_VOTER ? "voter" : "learner", (int)m->context_len, m->context);
+        if (w < 0 || (size_t)w >= cap - off)
+            return off;
+        off += (size_t)w;
+    }
+    return off;
+}
+
+static struct node_persist *persist_get(struct node *n);
+static void persist_enqueue(struct node *n, struct node_persist *p);
+
+/* Takes a snapshot of the kv at `applied`, then lets the core compact and
+ * the WAL drop what is below the core's first kept index. */
+static int snapshot_take(struct node *n, raft_index *index_out)
+{
+    if (index_out)
+        *index_out = n->snapshot_index;
+    if (n->applied == 0 || n->applied <= n->snapshot_index)
+        return 0;
+    struct snap_sink sink;
+    int rc = st_snap_write_begin(n->storage->snaps, &sink.w);
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "snapshot: cannot begin: %s", st_strerror(rc));
+        return rc;
+    }
+    char *blob = malloc(KV_SNAPSHOT_META_BYTES_MAX);
+    if (!blob) {
+        st_snap_write_abort(sink.w);
+        return ST_ENOMEM;
+    }
+    size_t blob_len = snapshot_meta_blob(n, blob, KV_SNAPSHOT_META_BYTES_MAX);
+    uint64_t t0 = node_now_us();
+    rc = kv_snapshot_write(n->kv, n->applied, blob, blob_len, snap_sink_cb, &sink);
+    free(blob);
+    if (rc) {
+        st_snap_write_abort(sink.w);
+        ST_TRACE_ERROR(MOD, "snapshot: kv write failed: %s", st_strerror(rc));
+        return rc;
+    }
+    struct raft_snapshot_meta *meta = malloc(sizeof *meta);
+    if (!meta) {
+        st_snap_write_abort(sink.w);
+        return ST_ENOMEM;
+    }
+    meta->index = n->applied;
+    meta->term = n->applied_term;
+    meta->conf = n->conf_applied;
+    struct st_snapshot_info info;
+    rc = st_snap_write_commit(sink.w, meta, &info);
+    free(meta);
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "snapshot: commit failed: %s", st_strerror(rc));
+        return rc;
+    }
+    raft_index idx = n->applied;
+    n->snapshot_index = idx;
+    n->applied_at_snapshot = idx;
+    n->last_snapshot_us = node_now_us();
+    n->m.snapshots_taken++;
+
+    /* Compaction: the core keeps trailing entries for lagging followers and
+     * tells us the first index it still needs; the WAL may drop the rest.
+     * The term of first-1 is read before the core may forget it. */
+    raft_index cand = idx > n->trailing ? idx - n->trailing : 0;
+    raft_term cand_term = 0;
+    const struct raft_entry *e = cand ? raft_entry_get(n->raft, cand) : NULL;
+    if (e)
+        cand_term = e->term;
+    raft_index first = raft_snapshot_taken(n->raft, idx);
+    raft_term cterm = 0;
+    if (first > 1) {
+        if (first - 1 == idx)
+            cterm = n->applied_term;
+        else if (first - 1 == cand)
+            cterm = cand_term;
+        else if ((e = raft_entry_get(n->raft, first - 1)) != NULL)
+            cterm = e->term;
+    }
+    if (first > 1 && cterm != 0 && n->writer) {
+        struct st_log_batch b;
+        memset(&b, 0, sizeof b);
+        b.snapshot_index = first - 1;
+        b.snapshot_term = cterm;
+        struct node_persist *p = persist_get(n);
+        if (p) {
+            rc = st_log_writer_submit(n->writer, &b, &p->seq);
+            if (rc) {
+                ST_TRACE_WARN(MOD, "snapshot: WAL compaction not queued: %s", st_strerror(rc));
+                p->seq = 0;
+            }
+            p->submit_us = node_now_us();
+            persist_enqueue(n, p);
+        }
+    }
+    ST_TRACE_INFO(MOD,
+                  "node %" PRIu64 ": snapshot at index %" PRIu64 " (%" PRIu64 " bytes, %" PRIu64
+                  " us), log kept from %" PRIu64,
+                  n->cfg.id, idx, info.data_bytes, node_now_us() - t0, first);
+    if (index_out)
+        *index_out = idx;
+    return 0;
+}
+
+int node_snapshot_now(struct node *n, raft_index *index)
+{
+    if (!n->running || n->stopping)
+        return ST_ECLOSED;
+    return snapshot_take(n, index);
+}
+
+static void snapshot_maybe(struct node *n, bool interval_due)
+{
+    uint64_t threshold = n->cfg.snapshot_threshold;
+    if (threshold == 0 || n->applied - n->applied_at_snapshot < threshold)
+        return;
+    if (n->cfg.snapshot_interval_s != 0 && !interval_due)
+        return;
+    (void)snapshot_take(n, NULL);
+}
+
+/* Restores the kv from the stored snapshot at meta->index. */
+static int snapshot_restore(struct node *n, raft_index index)
+{
+    struct st_snap_reader *rd;
+    struct st_snapshot_info info;
+    int rc = st_snap_read_open(n->storage->snaps, index, &rd, &info);
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " cannot be opened: %s",
+                       n->cfg.id, index, st_strerror(rc));
+        return rc;
+    }
+    struct kv_restore *kr;
+    rc = kv_restore_begin(n->kv, &kr);
+    if (rc) {
+        st_snap_read_close(rd);
+        return rc;
+    }
+    uint8_t *buf = malloc(NODE_SCRATCH_BYTES);
+    if (!buf) {
+        kv_restore_abort(kr);
+        st_snap_read_close(rd);
+        return ST_ENOMEM;
+    }
+    for (;;) {
+        size_t got = 0;
+        rc = st_snap_read(rd, buf, NODE_SCRATCH_BYTES, &got);
+        if (rc || got == 0)
+            break;
+        rc = kv_restore_feed(kr, buf, got);
+        if (rc)
+            break;
+    }
+    free(buf);
+    st_snap_read_close(rd);
+    if (rc) {
+        kv_restore_abort(kr);
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " restore failed: %s",
+                       n->cfg.id, index, st_strerror(rc));
+        return rc;
+    }
+    struct kv_snapshot_info kinfo;
+    rc = kv_restore_finish(kr, &kinfo);
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " restore failed: %s",
+                       n->cfg.id, index, st_strerror(rc));
+        return rc;
+    }
+    free(kinfo.meta);
+    n->applied = info.meta.index;
+    n->applied_term = info.meta.term;
+    n->conf_applied = info.meta.conf;
+    n->snapshot_index = info.meta.index;
+    n->applied_at_snapshot = info.meta.index;
+    n->conf_dirty = true;
+    ST_TRACE_INFO(MOD, "node %" PRIu64 ": restored snapshot at index %" PRIu64 " (%" PRIu64 " keys)",
+                  n->cfg.id, info.meta.index, kinfo.keys);
+    return 0;
+}
+
+/* ------------------------------------------------------------- persist */
+
+static struct node_persist *persist_get(struct node *n)
+{
+    struct node_persist *p = n->persist_free;
+    if (p) {
+        n->persist_free = p->next;
+    } else {
+        p = calloc(1, sizeof *p);
+        if (!p)
+            return NULL;
+    }
+    p->seq = 0;
+    p->index = 0;
+    p->term = 0;
+    p->n_bufs = 0;
+    p->n_msgs = 0;
+    p->next = NULL;
+    return p;
+}
+
+static void persist_release(struct node *n, struct node_persist *p)
+{
+    for (size_t i = 0; i < p->n_bufs; i++)
+        raft_buf_unref(p->bufs[i]);
+    p->n_bufs = 0;
+    for (size_t i = 0; i < p->n_msgs; i++) {
+        struct raft_msg *m = &p->msgs[i];
+        for (uint32_t k = 0; k < m->n_entries; k++)
+            raft_buf_unref(m->entries[k].buf);
+        free(m->entries);
+    }
+    p->n_msgs = 0;
+    p->next = n->persist_free;
+    n->persist_free = p;
+}
+
+static void persist_enqueue(struct node *n, struct node_persist *p)
+{
+    p->next = NULL;
+    if (n->persist_tail)
+        n->persist_tail->next = p;
+    else
+        n->persist_head = p;
+    n->persist_tail = p;
+    if (p->seq)
+        n->persist_inflight++;
+}
+
+static int persist_hold_buf(struct node_persist *p, struct raft_buf *b)
+{
+    if (!b)
+        return 0;
+    if (p->n_bufs > 0 && p->bufs[p->n_bufs - 1] == b)
+        return 0;
+    if (p->n_bufs == p->cap_bufs) {
+        size_t cap = p->cap_bufs ? p->cap_bufs * 2 : 16;
+        struct raft_buf **nb = realloc(p->bufs, cap * sizeof *nb);
+        if (!nb)
+            return ST_ENOMEM;
+        p->bufs = nb;
+        p->cap_bufs = cap;
+    }
+    raft_buf_ref(b);
+    p->bufs[p->n_bufs++] = b;
+    return 0;
+}
+
+static int persist_copy_msg(struct node_persist *p, const struct raft_msg *m)
+{
+    if (p->n_msgs == p->cap_msgs) {
+        size_t cap = p->cap_msgs ? p->cap_msgs * 2 : 8;
+        struct raft_msg *nm = realloc(p->msgs, cap * sizeof *nm);
+        if (!nm)
+            return ST_ENOMEM;
+        p->msgs = nm;
+        p->cap_msgs = cap;
+    }
+    struct raft_msg *c = &p->msgs[p->n_msgs];
+    *c = *m;
+    c->snapshot = NULL; /* never after persist (snapshots go through the transport stream) */
+    c->entries = NULL;
+    if (m->n_entries) {
+        c->entries = malloc(m->n_entries * sizeof *c->entries);
+        if (!c->entries)
+            return ST_ENOMEM;
+        memcpy(c->entries, m->entries, m->n_entries * sizeof *c->entries);
+        for (uint32_t k = 0; k < m->n_entries; k++)
+            if (c->entries[k].buf)
+                raft_buf_ref(c->entries[k].buf);
+    }
+    p->n_msgs++;
+    return 0;
+}
+
+static void send_msg(struct node *n, const struct raft_msg *m);
+
+/* Completes every persist request the writer has finished, in order. */
+static void persist_drain(struct node *n)
+{
+    uint64_t done;
+    int status;
+    uint64_t done_us;
+    uv_mutex_lock(&n->wmu);
+    done = n->w_done_seq;
+    status = n->w_status;
+    done_us = n->w_done_us;
+    uv_mutex_unlock(&n->wmu);
+    if (status != 0 && !n->fatal) {
+        node_fatal(n, status, "the WAL writer failed");
+        return;
+    }
+    raft_index pi = 0;
+    raft_term pt = 0;
+    while (n->persist_head && n->persist_head->seq <= done) {
+        struct node_persist *p = n->persist_head;
+        n->persist_head = p->next;
+        if (!n->persist_head)
+            n->persist_tail = NULL;
+        if (p->seq) {
+            n->persist_inflight--;
+            node_hist_add(&n->m.fsync, done_us > p->submit_us ? done_us - p->submit_us : 0);
+        }
+        for (size_t i = 0; i < p->n_msgs && n->tr && !n->stopping; i++)
+            send_msg(n, &p->msgs[i]);
+        if (p->index) {
+            pi = p->index;
+            pt = p->term;
+        }
+        persist_release(n, p);
+    }
+    if (pi && n->raft && !n->stopping)
+        raft_persisted(n->raft, pi, pt);
+}
+
+/* Writer thread: record what is durable, wake the loop. */
+static void writer_cb(void *ctx, const struct st_log_writer_result *res)
+{
+    struct node *n = ctx;
+    uint64_t now = node_now_us();
+    uv_mutex_lock(&n->wmu);
+    if (res->status != 0 && n->w_status == 0)
+        n->w_status = res->status;
+    if (res->seq > n->w_done_seq)
+        n->w_done_seq = res->seq;
+    n->w_done_us = now;
+    uv_mutex_unlock(&n->wmu);
+    uv_async_send(&n->persist_async);
+}
+
+static void persist_async_cb(uv_async_t *h)
+{
+    struct node *n = h->data;
+    if (!n->running || n->stopping)
+        return;
+    persist_drain(n);
+}
+
+/* ------------------------------------------------------------- sending */
+
+static void send_msg(struct node *n, const struct raft_msg *m)
+{
+    if (m->type == RAFT_MSG_SNAPSHOT) {
+        char path[NODE_PATH_MAX + 128];
+        struct st_snapshot_info info;
+        ST_ASSERT(m->snapshot);
+        int rc = st_snap_data_path(n->storage->snaps, m->snapshot->index, path, sizeof path, &info);
+        if (rc == 0)
+            rc = tr_send_snapshot(n->tr, m, path, info.data_bytes);
+        if (rc) {
+            ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " to %" PRIu64
+                                " not sent: %s", n->cfg.id, m->snapshot->index, m->to,
+                           st_strerror(rc));
+            if (rc != ST_EBUSY)
+                raft_report_snapshot(n->raft, m->to, false);
+        } else {
+            ST_TRACE_INFO(MOD, "node %" PRIu64 ": streaming snapshot %" PRIu64 " (%" PRIu64
+                               " bytes) to %" PRIu64, n->cfg.id, m->snapshot->index,
+                          info.data_bytes, m->to);
+        }
+        return;
+    }
+    int rc = tr_send(n->tr, m);
+    if (rc && rc != ST_EBUSY && rc != ST_ENOENT)
+        ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": send %s to %" PRIu64 ": %s", n->cfg.id,
+                       raft_msg_type_name(m->type), m->to, st_strerror(rc));
+}
+
+/* ------------------------------------------------------------ applying */
+
+static void apply_conf_entry(struct node *n, const struct raft_entry *e)
+{
+    struct raft_conf_change cc;
+    if (raft_conf_change_decode(e->data, e->len, &cc) != 0) {
+        ST_TRACE_WARN(MOD, "node %" PRIu64 ": undecodable conf entry at %" PRIu64, n->cfg.id,
+                      e->index);
+        return;
+    }
+    if (raft_conf_apply(&n->conf_applied, &cc) != 0)
+        ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": conf change at %" PRIu64 " had no effect",
+                       n->cfg.id, e->index);
+    n->conf_dirty = true;
+    const char *op = cc.op == RAFT_CONF_ADD_VOTER     ? "voter"
+                     : cc.op == RAFT_CONF_ADD_LEARNER ? "learner"
+                                                      : "removed";
+    ST_TRACE_INFO(MOD, "node %" PRIu64 ": member %" PRIu64 " %s (%.*s) at index %" PRIu64,
+                  n->cfg.id, cc.id, op, (int)cc.context_len, cc.context, e->index);
+    if (cc.op == RAFT_CONF_REMOVE && cc.id == n->cfg.id)
+        ST_TRACE_WARN(MOD, "node %" PRIu64 ": this node was removed from the cluster", n->cfg.id);
+}
+
+static void apply_committed(struct node *n, const struct raft_entry *ents, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct raft_entry *e = &ents[i];
+        if (e->index <= n->applied)
+            continue;
+        ST_ASSERT(e->index == n->applied + 1);
+        if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
+            struct kv_result res;
+            node_client_before_apply(n, e);
+            int rc = kv_apply(n->kv, e->index, e->data, e->len, &res);
+            if (rc == ST_ENOMEM) {
+                node_fatal(n, rc, "out of memory applying an entry");
+                return;
+            }
+            if (rc == 0)
+                node_client_applied_kv(n, e->index, &res);
+            else
+                ST_TRACE_WARN(MOD, "node %" PRIu64 ": entry %" PRIu64 " skipped: %s", n->cfg.id,
+                              e->index, st_strerror(rc));
+        } else if (e->type == RAFT_ENTRY_CONF) {
+            apply_conf_entry(n, e);
+        }
+        n->applied = e->index;
+        n->applied_term = e->term;
+        n->m.entries_applied++;
+        node_client_applied_index(n, e);
+    }
+}
+
+/* ------------------------------------------------------------- readies */
+
+static void soft_state(struct node *n, const struct raft_ready *rd)
+{
+    bool leader_changed = rd->leader != n->leader;
+    if (rd->role != n->role || leader_changed || rd->term != n->term)
+        ST_TRACE_INFO(MOD, "node %" PRIu64 ": %s, term %" PRIu64 ", leader %" PRIu64, n->cfg.id,
+                      raft_role_name(rd->role), rd->term, rd->leader);
+    n->role = rd->role;
+    n->leader = rd->leader;
+    n->term = rd->term;
+    if (leader_changed)
+        node_client_leader_changed(n, rd->leader);
+}
+
+static void process_one_ready(struct node *n)
+{
+    struct raft_ready rd;
+    raft_ready_get(n->raft, &rd);
+    n->m.readies++;
+    if (rd.soft_state_changed)
+        soft_state(n, &rd);
+
+    struct st_log_batch b;
+    memset(&b, 0, sizeof b);
+    /* 1. A snapshot from the leader: restore the kv from the copy the
+     * transport stored, and mark the log as covered by it. */
+    if (rd.snapshot) {
+        int rc = snapshot_restore(n, rd.snapshot->index);
+        if (rc) {
+            node_fatal(n, rc, "cannot install the leader's snapshot");
+            raft_ready_ack(n->raft, &rd);
+            return;
+        }
+        n->m.snapshots_installed++;
+        b.snapshot_index = rd.snapshot->index;
+        b.snapshot_term = rd.snapshot->term;
+    }
+    /* 2. Hard state and entries to the writer thread (group commit). */
+    if (rd.n_entries) {
+        b.entries = rd.entries;
+        b.n_entries = rd.n_entries;
+        for (size_t i = 0; i < rd.n_entries; i++)
+            if (rd.entries[i].type == RAFT_ENTRY_CONF)
+                n->conf_dirty = true;
+    }
+    if (rd.hard_state_changed)
+        b.hard_state = &rd.hard_state;
+    bool write = b.snapshot_index || b.n_entries || b.hard_state;
+    if (write || rd.n_msgs_after_persist) {
+        struct node_persist *p = persist_get(n);
+        int rc = p ? 0 : ST_ENOMEM;
+        if (p) {
+            p->index = rd.persist_index;
+            p->term = rd.persist_term;
+            p->submit_us = node_now_us();
+            for (size_t i = 0; i < rd.n_entries && rc == 0; i++)
+                rc = persist_hold_buf(p, rd.entries[i].buf);
+            for (size_t i = 0; i < rd.n_msgs_after_persist && rc == 0; i++)
+                rc = persist_copy_msg(p, &rd.msgs_after_persist[i]);
+            if (rc == 0 && write) {
+                rc = st_log_writer_submit(n->writer, &b, &p->seq);
+                n->m.write_batches++;
+            }
+        }
+        if (rc) {
+            if (p)
+                persist_release(n, p);
+            raft_ready_ack(n->raft, &rd);
+            node_fatal(n, rc, "cannot queue a WAL write");
+            return;
+        }
+        persist_enqueue(n, p);
+    }
+    /* 3. Messages that may precede durability (a leader's appends overlap
+     * its own disk write: thesis 10.2.1). */
+    for (size_t i = 0; i < rd.n_msgs; i++)
+        send_msg(n, &rd.msgs[i]);
+    /* 5. Apply what is committed; complete waiting clients. */
+    raft_index applied_before = n->applied;
+    apply_committed(n, rd.committed, rd.n_committed);
+    /* 6. Read states: serve once applied reaches their index. */
+    for (size_t i = 0; i < rd.n_reads; i++)
+        node_client_read_state(n, &rd.reads[i]);
+    raft_ready_ack(n->raft, &rd);
+    if (n->applied > applied_before || rd.snapshot)
+        raft_applied(n->raft, n->applied);
+    node_client_serve_reads(n);
+    /* msgs-only requests at the head complete at once. */
+    if (n->persist_head && n->persist_head->seq == 0)
+        persist_drain(n);
+    if (n->applied > applied_before)
+        snapshot_maybe(n, false);
+}
+
+static void idle_cb(uv_idle_t *h)
+{
+    (void)h; /* only keeps the loop from blocking; check_cb does the work */
+}
+
+void node_process_readies(struct node *n)
+{
+    if (!n->running || n->stopping || n->processing || n->fatal)
+        return;
+    n->processing = true;
+    node_client_issue_reads(n);
+    for (int i = 0; i < NODE_READIES_PER_PASS && raft_has_ready(n->raft) && !n->fatal; i++)
+        process_one_ready(n);
+    if (n->conf_dirty)
+        reconcile_peers(n);
+    n->processing = false;
+    if (n->fatal || n->stopping)
+        return;
+    bool more = raft_has_ready(n->raft) || (n->batch[0] && n->batch[0]->waiters.head) ||
+                (n->batch[1] && n->batch[1]->waiters.head);
+    if (more && !uv_is_active((uv_handle_t *)&n->idle))
+        uv_idle_start(&n->idle, idle_cb);
+    else if (!more && uv_is_active((uv_handle_t *)&n->idle))
+        uv_idle_stop(&n->idle);
+}
+
+static void check_cb(uv_check_t *h)
+{
+    node_process_readies(h->data);
+}
+
+static void prepare_cb(uv_prepare_t *h)
+{
+    node_process_readies(h->data);
+}
+
+/* --------------------------------------------------------------- ticks */
+
+static void promote_learners(struct node *n)
+{
+    const struct raft_conf *conf = raft_conf_get(n->raft);
+    struct raft_progress_info prog[RAFT_MEMBERS_MAX];
+    size_t np = raft_progress_get(n->raft, prog, RAFT_MEMBERS_MAX);
+    raft_index commit = raft_commit_index(n->raft);
+    for (uint32_t i = 0; i < conf->n; i++) {
+        const struct raft_member *m = &conf->members[i];
+        if (m->role != RAFT_LEARNER)
+            continue;
+        for (size_t k = 0; k < np; k++) {
+            if (prog[k].id != m->id)
+                continue;
+            if (!prog[k].recent_active || prog[k].match + n->cfg.promote_lag_entries < commit)
+                break;
+            struct raft_conf_change cc;
+            memset(&cc, 0, sizeof cc);
+            cc.op = RAFT_CONF_ADD_VOTER;
+            cc.id = m->id;
+            cc.context_len = m->context_len;
+            memcpy(cc.context, m->context, m->context_len);
+            raft_index idx = 0;
+            int rc = raft_propose_conf_change(n->raft, &cc, &idx);
+            if (rc == 0) {
+                n->m.learners_promoted++;
+                ST_TRACE_INFO(MOD, "node %" PRIu64 ": promoting learner %" PRIu64
+                                   " (match %" PRIu64 ", commit %" PRIu64 ") at index %" PRIu64,
+                              n->cfg.id, m->id, prog[k].match, commit, idx);
+            }
+            return; /* one change at a time */
+        }
+    }
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    if (!n->running || n->stopping || n->fatal)
+        return;
+    raft_tick(n->raft);
+    n->ticks++;
+    uint64_t now = node_now_us();
+    node_waiters_expire(n, now);
+    if (n->role == RAFT_LEADER) {
+        if (n->ticks % NODE_PROMOTE_EVERY_TICKS == 0)
+            promote_learners(n);
+        if (now - n->last_purge_us >= (uint64_t)n->cfg.purge_interval_ms * 1000u) {
+            n->last_purge_us = now;
+            node_propose_purge(n);
+        }
+    }
+    if (n->cfg.snapshot_interval_s &&
+        now - n->last_snapshot_us >= (uint64_t)n->cfg.snapshot_interval_s * 1000000u) {
+        n->last_snapshot_us = now;
+        snapshot_maybe(n, true);
+    }
+}
+
+/* ------------------------------------------------------------ transport */
+
+static void tr_msg_cb(void *ctx, raft_id from, const struct raft_msg *msg)
+{
+    struct node *n = ctx;
+    (void)from;
+    if (!n->running || n->stopping || n->fatal)
+        return;
+    int rc = raft_step(n->raft, msg);
+    if (rc && rc != ST_ESTALE)
+        ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": %s from %" PRIu64 " dropped: %s", n->cfg.id,
+                       raft_msg_type_name(msg->type), from, st_strerror(rc));
+}
+
+static void tr_peer_state_cb(void *ctx, raft_id peer, bool connected)
+{
+    struct node *n = ctx;
+    ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": peer %" PRIu64 " %s", n->cfg.id, peer,
+                   connected ? "connected" : "disconnected");
+}
+
+static void tr_send_failed_cb(void *ctx, raft_id peer, uint8_t type, int status)
+{
+    struct node *n = ctx;
+    (void)type;
+    (void)status;
+    if (n->running && !n->stopping)
+        raft_report_unreachable(n->raft, peer);
+}
+
+static int tr_snap_begin_cb(void *ctx, raft_id from, const struct raft_msg *msg, uint64_t size)
+{
+    struct node *n = ctx;
+    if (!n->running || n->stopping || n->fatal || !msg->snapshot)
+        return ST_ECLOSED;
+    if (n->snap_in) {
+        st_snap_write_abort(n->snap_in);
+        n->snap_in = NULL;
+    }
+    int rc = st_snap_write_begin(n->storage->snaps, &n->snap_in);
+    if (rc)
+        return rc;
+    n->snap_in_from = from;
+    n->snap_in_meta = *msg->snapshot;
+    ST_TRACE_INFO(MOD, "node %" PRIu64 ": receiving snapshot %" PRIu64 " (%" PRIu64
+                       " bytes) from %" PRIu64, n->cfg.id, msg->snapshot->index, size, from);
+    return 0;
+}
+
+static int tr_snap_chunk_cb(void *ctx, raft_id from, uint64_t offset, const uint8_t *data,
+                            size_t len)
+{
+    struct node *n = ctx;
+    (void)offset;
+    if (!n->snap_in || n->snap_in_from != from)
+        return ST_EINVAL;
+    return st_snap_write(n->snap_in, data, len);
+}
+
+static int tr_snap_end_cb(void *ctx, raft_id from, int status)
+{
+    struct node *n = ctx;
+    if (!n->snap_in || n->snap_in_from != from)
+        return ST_EINVAL;
+    struct st_snap_writer *w = n->snap_in;
+    n->snap_in = NULL;
+    if (status != 0) {
+        st_snap_write_abort(w);
+        ST_TRACE_WARN(MOD, "node %" PRIu64 ": snapshot from %" PRIu64 " aborted: %s", n->cfg.id,
+                      from, st_strerror(status));
+        return status;
+    }
+    struct st_snapshot_info info;
+    int rc = st_snap_write_commit(w, &n->snap_in_meta, &info);
+    if (rc)
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot from %" PRIu64 " not stored: %s",
+                       n->cfg.id, from, st_strerror(rc));
+    return rc;
+}
+
+static void tr_snap_sent_cb(void *ctx, raft_id to, int status)
+{
+    struct node *n = ctx;
+    if (!n->running || n->stopping)
+        return;
+    ST_TRACE_INFO(MOD, "node %" PRIu64 ": snapshot to %" PRIu64 ": %s", n->cfg.id, to,
+                  status == 0 ? "stored" : st_strerror(status));
+    raft_report_snapshot(n->raft, to, status == 0);
+}
+
+/* --------------------------------------------------------------- start */
+
+static void handle_closed_cb(uv_handle_t *h);
+
+static int handles_init(struct node *n)
+{
+    uv_timer_init(n->loop, &n->tick_timer);
+    uv_check_init(n->loop, &n->check);
+    uv_prepare_init(n->loop, &n->prepare);
+    uv_idle_init(n->loop, &n->idle);
+    uv_timer_init(n->loop, &n->join_timer);
+    n->tick_timer.data = n;
+    n->check.data = n;
+    n->prepare.data = n;
+    n->idle.data = n;
+    n->join_timer.data = n;
+    n->handles_open = 5;
+    if (uv_async_init(n->loop, &n->persist_async, persist_async_cb) != 0)
+        return ST_ENOMEM;
+    n->persist_async.data = n;
+    n->handles_open++;
+    return 0;
+}
+
+/* Opens storage, restores, creates the core, writer and transport, and
+ * starts the handles. initial_conf: brand-new cluster membership or NULL. */
+static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
+{
+    char errtext[256] = "";
+    struct st_errbuf eb = {errtext, sizeof errtext};
+    struct st_storage_config sc;
+    memset(&sc, 0, sizeof sc);
+    sc.dir = n->cfg.data_dir;
+    sc.node_id = n->cfg.id;
+    sc.cluster_id = n->cluster_id;
+    struct st_storage_state state;
+    memset(&state, 0, sizeof state);
+    int rc = st_storage_open(&sc, &n->storage, &state, &eb);
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": cannot open data directory %s: %s%s%s", n->cfg.id,
+                       n->cfg.data_dir, st_strerror(rc), errtext[0] ? ": " : "", errtext);
+        n->storage = NULL;
+        return rc;
+    }
+    struct kv_config kc;
+    kv_config_default(&kc);
+    rc = kv_create(&kc, &n->kv);
+    if (rc)
+        goto fail_state;
+    if (state.has_snapshot) {
+        rc = snapshot_restore(n, state.snapshot.meta.index);
+        if (rc)
+            goto fail_state;
+    }
+    struct raft_config rcfg;
+    raft_config_default(&rcfg, n->cfg.id);
+    rcfg.seed = n->cfg.seed ? n->cfg.seed : random_u64();
+    rcfg.election_ticks = n->cfg.election_ticks;
+    rcfg.heartbeat_ticks = n->cfg.heartbeat_ticks;
+    rcfg.pre_vote = true;
+    rcfg.check_quorum = true;
+    rcfg.lease_reads = true;
+    rcfg.forward_proposals = true;
+    /* Trailing log behind a snapshot (DESIGN 3.7): half the threshold,
+     * within [8, 1024], so a small threshold still forces snapshot streaming
+     * to a far-behind follower (tests) while a large one keeps plenty. */
+    n->trailing = n->cfg.snapshot_threshold / 2;
+    if (n->trailing < 8)
+        n->trailing = 8;
+    if (n->trailing > 1024)
+        n->trailing = 1024;
+    rcfg.trailing_entries = n->trailing;
+    struct raft_bootstrap_state bs;
+    memset(&bs, 0, sizeof bs);
+    bs.hard_state = state.log.hard_state;
+    bs.snapshot = state.has_snapshot ? &state.snapshot.meta : NULL;
+    bs.entries = state.log.entries;
+    bs.n_entries = state.log.n_entries;
+    bool empty = !state.has_snapshot && state.log.n_entries == 0;
+    bs.initial_conf = empty ? initial_conf : NULL;
+    bs.applied = state.has_snapshot ? state.snapshot.meta.index : 0;
+    rc = raft_create(&rcfg, &bs, &n->raft);
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": the durable state is inconsistent: %s", n->cfg.id,
+                       st_strerror(rc));
+        goto fail_state;
+    }
+    ST_TRACE_INFO(MOD,
+                  "node %" PRIu64 ": cluster %016" PRIx64 ", term %" PRIu64 ", commit %" PRIu64
+                  ", log (%" PRIu64 ", %" PRIu64 "], snapshot %" PRIu64,
+                  n->cfg.id, n->cluster_id, bs.hard_state.term, bs.hard_state.commit,
+                  state.log.first_index - 1, state.log.last_index, bs.applied);
+    st_storage_state_release(&state);
+
+    struct st_log_writer_config wc;
+    memset(&wc, 0, sizeof wc);
+    rc = st_log_writer_create(&n->storage->log, &wc, writer_cb, n, &n->writer);
+    if (rc)
+        return rc;
+
+    struct tr_config tc;
+    tr_config_default(&tc, n->cfg.id, n->cluster_id, n->cfg.raft_listen);
+    snprintf(tc.advertise_addr, sizeof tc.advertise_addr, "%s", n->advertise_raft);
+    tc.seed = rcfg.seed ^ 0x5eedull;
+    struct tr_callbacks cbs = {
+        .ctx = n,
+        .msg_cb = tr_msg_cb,
+        .peer_state_cb = tr_peer_state_cb,
+        .send_failed_cb = tr_send_failed_cb,
+        .snapshot_begin_cb = tr_snap_begin_cb,
+        .snapshot_chunk_cb = tr_snap_chunk_cb,
+        .snapshot_end_cb = tr_snap_end_cb,
+        .snapshot_sent_cb = tr_snap_sent_cb,
+    };
+    rc = tr_create(n->loop, &tc, &cbs, &n->tr);
+    if (rc)
+        return rc;
+    rc = tr_start(n->tr);
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": cannot listen on %s: %s", n->cfg.id,
+                       n->cfg.raft_listen, st_strerror(rc));
+        return rc;
+    }
+    n->running = true;
+    n->last_snapshot_us = node_now_us();
+    n->last_purge_us = node_now_us();
+    reconcile_peers(n);
+    uv_timer_start(&n->tick_timer, tick_cb, n->cfg.tick_ms, n->cfg.tick_ms);
+    uv_check_start(&n->check, check_cb);
+    uv_prepare_start(&n->prepare, prepare_cb);
+    n->started = true;
+    /* A single voter elects itself at once instead of waiting a timeout. */
+    const struct raft_conf *conf = raft_conf_get(n->raft);
+    if (conf->n == 1 && conf->members[0].id == n->cfg.id && conf->members[0].role == RAFT_VOTER)
+        raft_campaign(n->raft);
+    return 0;
+
+fail_state:
+    st_storage_state_release(&state);
+    return rc;
+}
+
+static void started(struct node *n, int status)
+{
+    if (n->started_cb)
+        n->started_cb(n, status, n->started_ctx);
+}
+
+static void join_send(struct node *n);
+
+static void join_timer_cb(uv_timer_t *t)
+{
+    join_send(t->data);
+}
+
+static void join_retry(struct node *n, const char *why)
+{
+    if (++n->join_attempts >= NODE_JOIN_ATTEMPTS_MAX) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": giving up joining via %s: %s", n->cfg.id,
+                       n->cfg.join_http, why);
+        started(n, ST_ECONNECTION);
+        return;
+    }
+    ST_TRACE_INFO(MOD, "node %" PRIu64 ": join via %s: %s; retrying", n->cfg.id,
+                  n->cfg.join_http, why);
+    uv_timer_start(&n->join_timer, join_timer_cb, NODE_JOIN_RETRY_MS, 0);
+}
+
+static int join_parse_reply(struct node *n, const char *body, size_t len)
+{
+    struct jsonr_span doc = {body, len}, v, members, m;
+    char hex[32];
+    if (jsonr_validate(body, len) != 0 || !jsonr_get(doc, "cluster_id", &v) ||
+        jsonr_string(v, hex, sizeof hex) != 0)
+        return ST_EPROTO;
+    char *end;
+    errno = 0;
+    unsigned long long cid = strtoull(hex, &end, 16);
+    if (errno || *end || cid == 0)
+        return ST_EPROTO;
+    n->cluster_id = cid;
+    n->n_seed_peers = 0;
+    if (jsonr_get(doc, "members", &members)) {
+        size_t cur = 0;
+        while (jsonr_array_next(members, &cur, &m) && n->n_seed_peers < RAFT_MEMBERS_MAX) {
+            struct node_peer_addr *p = &n->seed_peers[n->n_seed_peers];
+            uint64_t id;
+            if (!jsonr_get(m, "id", &v) || jsonr_uint(v, &id) != 0 || !jsonr_get(m, "raft", &v) ||
+                jsonr_string(v, p->raft, sizeof p->raft) != 0)
+                continue;
+            p->id = id;
+            p->http[0] = '\0';
+            if (jsonr_get(m, "http", &v))
+                (void)jsonr_string(v, p->http, sizeof p->http);
+            if (id != n->cfg.id)
+                n->n_seed_peers++;
+        }
+    }
+    return 0;
+}
+
+static void join_reply_cb(void *ctx, int status, const char *body, size_t len)
+{
+    struct node *n = ctx;
+    n->join_req = NULL;
+    if (n->stopping)
+        return;
+    if (status == 200 || status == 201) {
+        int rc = join_parse_reply(n, body, len);
+        if (rc) {
+            ST_TRACE_ERROR(MOD, "node %" PRIu64 ": bad join reply from %s: %.*s", n->cfg.id,
+                           n->cfg.join_http, (int)ST_MIN(len, 200), body);
+            started(n, rc);
+            return;
+        }
+        ST_TRACE_INFO(MOD, "node %" PRIu64 ": joined cluster %016" PRIx64 " as a learner via %s",
+                      n->cfg.id, n->cluster_id, n->cfg.join_http);
+        rc = open_and_run(n, NULL);
+        started(n, rc);
+        return;
+    }
+    char why[256];
+    if (status < 0)
+        snprintf(why, sizeof why, "%s", st_strerror(status));
+    else
+        snprintf(why, sizeof why, "HTTP %d %.*s", status, (int)ST_MIN(len, 160), body);
+    if (status < 0 || status >= 500) {
+        join_retry(n, why);
+        return;
+    }
+    ST_TRACE_ERROR(MOD, "node %" PRIu64 ": join refused by %s: %s", n->cfg.id, n->cfg.join_http,
+                   why);
+    started(n, ST_EINVAL);
+}
+
+static void join_send(struct node *n)
+{
+    char body[3 * NODE_ADDR_MAX + 64];
+    int len = snprintf(body, sizeof body, "{\"id\":%" PRIu64 ",\"raft\":\"%s\",\"http\":\"%s\"}",
+                       n->cfg.id, n->advertise_raft, n->advertise_http);
+    int rc = node_httpc_request(n->loop, n->cfg.join_http, "POST", "/cluster/members",
+                                "application/json", body, (size_t)len,
+                                n->cfg.request_timeout_ms, join_reply_cb, n, &n->join_req);
+    if (rc)
+        join_retry(n, st_strerror(rc));
+}
+
+int node_start(struct node *n, node_started_cb cb, void *ctx)
+{
+    n->started_cb = cb;
+    n->started_ctx = ctx;
+    int rc = handles_init(n);
+    if (rc)
+        return rc;
+    char errtext[256] = "";
+    struct st_errbuf eb = {errtext, sizeof errtext};
+    uint64_t nid = 0, cid = 0;
+    rc = st_identity_read(st_fs_posix(), n->cfg.data_dir, &nid, &cid, &eb);
+    if (rc == 0) {
+        if (nid != n->cfg.id) {
+            ST_TRACE_ERROR(MOD, "data directory %s belongs to node %" PRIu64 ", not %" PRIu64,
+                           n->cfg.data_dir, nid, n->cfg.id);
+            return ST_EMISMATCH;
+        }
+        if (n->cfg.mode != NODE_START_RESTART)
+            ST_TRACE_INFO(MOD, "node %" PRIu64 ": %s holds a node: restarting from it (the start "
+                               "mode flag is ignored)",
+                          n->cfg.id, n->cfg.data_dir);
+        n->cluster_id = cid;
+        rc = open_and_run(n, NULL);
+        if (rc == 0)
+            started(n, 0);
+        return rc;
+    }
+    if (rc != ST_ENOENT) {
+        ST_TRACE_ERROR(MOD, "data directory %s: %s%s%s", n->cfg.data_dir, st_strerror(rc),
+                       errtext[0] ? ": " : "", errtext);
+        return rc;
+    }
+    enum node_start_mode mode = n->cfg.mode;
+    if (mode == NODE_START_RESTART && n->cfg.bootstrap_if_empty)
+        mode = NODE_START_BOOTSTRAP;
+    struct raft_conf *conf = calloc(1, sizeof *conf);
+    if (!conf)
+        return ST_ENOMEM;
+    switch (mode) {
+    case NODE_START_RESTART:
+        ST_TRACE_ERROR(MOD, "data directory %s is empty: start a new cluster with --bootstrap, "
+                            "join one with --join HTTP_ADDR, or use --peers",
+                       n->cfg.data_dir);
+        free(conf);
+        return ST_ENOENT;
+    case NODE_START_BOOTSTRAP:
+        n->cluster_id = random_u64();
+        conf->n = 1;
+        conf->members[0].id = n->cfg.id;
+        conf->members[0].role = RAFT_VOTER;
+        conf->members[0].context_len = (uint16_t)node_context_format(
+            conf->members[0].context, n->advertise_raft, n->advertise_http);
+        break;
+    case NODE_START_PEERS:
+        n->cluster_id = node_cluster_id_from_peers(n->cfg.peers, n->cfg.n_peers);
+        for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
+            struct raft_member *m = &conf->members[conf->n++];
+            m->id = n->cfg.peers[i].id;
+            m->role = RAFT_VOTER;
+            m->context_len = (uint16_t)node_context_format(m->context, n->cfg.peers[i].raft,
+                                                           n->cfg.peers[i].http);
+        }
+        break;
+    case NODE_START_JOIN:
+        free(conf);
+        join_send(n);
+        return 0;
+    }
+    ST_TRACE_INFO(MOD, "node %" PRIu64 ": new cluster %016" PRIx64 " with %u member(s) in %s",
+                  n->cfg.id, n->cluster_id, conf->n, n->cfg.data_dir);
+    rc = open_and_run(n, conf);
+    free(conf);
+    if (rc == 0)
+        started(n, 0);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- stop */
+
+static void stop_maybe_finish(struct node *n)
+{
+    if (n->handles_open > 0 || !n->tr_closed)
+        return;
+    if (n->snap_in) {
+        st_snap_write_abort(n->snap_in);
+        n->snap_in = NULL;
+    }
+    if (n->raft) {
+        raft_destroy(n->raft);
+        n->raft = NULL;
+    }
+    if (n->kv) {
+        kv_destroy(n->kv);
+        n->kv = NULL;
+    }
+    if (n->storage) {
+        st_storage_close(n->storage);
+        n->storage = NULL;
+    }
+    ST_TRACE_INFO(MOD, "node %" PRIu64 ": stopped", n->cfg.id);
+    if (n->stopped_cb)
+        n->stopped_cb(n, n->stopped_ctx);
+}
+
+static void handle_closed_cb(uv_handle_t *h)
+{
+    struct node *n = h->data;
+    n->handles_open--;
+    stop_maybe_finish(n);
+}
+
+static void tr_done_cb(void *arg)
+{
+    struct node *n = arg;
+    n->tr = NULL;
+    n->tr_closed = true;
+    stop_maybe_finish(n);
+}
+
+void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
+{
+    if (n->stopping)
+        return;
+    n->stopping = true;
+    n->stopped_cb = cb;
+    n->stopped_ctx = ctx;
+    if (n->join_req) {
+        node_httpc_abort(n->join_req);
+        n->join_req = NULL;
+    }
+    node_waiters_fail_all(n, ST_ECLOSED);
+    /* Drain the writer: every queued batch is written and synced (its
+     * callback runs on the writer thread while we join it). */
+    if (n->writer) {
+        st_log_writer_destroy(n->writer);
+        n->writer = NULL;
+    }
+    while (n->persist_head) {
+        struct node_persist *p = n->persist_head;
+        n->persist_head = p->next;
+        persist_release(n, p);
+    }
+    n->persist_tail = NULL;
+    n->running = false;
+    if (n->handles_open > 0) {
+        uv_close((uv_handle_t *)&n->tick_timer, handle_closed_cb);
+        uv_close((uv_handle_t *)&n->check, handle_closed_cb);
+        uv_close((uv_handle_t *)&n->prepare, handle_closed_cb);
+        uv_close((uv_handle_t *)&n->idle, handle_closed_cb);
+        uv_close((uv_handle_t *)&n->join_timer, handle_closed_cb);
+        if (n->handles_open == 6)
+            uv_close((uv_handle_t *)&n->persist_async, handle_closed_cb);
+    }
+    if (n->tr)
+        tr_destroy(n->tr, tr_done_cb, n);
+    else
+        n->tr_closed = true;
+    stop_maybe_finish(n);
+}
+
+void node_fatal(struct node *n, int code, const char *what)
+{
+    if (n->fatal)
+        return;
+    n->fatal = true;
+    ST_TRACE_ERROR(MOD, "node %" PRIu64 ": fatal: %s: %s; the node stops serving", n->cfg.id,
+                   what, st_strerror(code));
+    node_waiters_fail_all(n, ST_EIO);
+    if (n->fatal_cb)
+        n->fatal_cb(n, code, n->fatal_ctx);
+}
+
+void node_on_fatal(struct node *n, void (*cb)(struct node *n, int code, void *ctx), void *ctx)
+{
+    n->fatal_cb = cb;
+    n->fatal_ctx = ctx;
+}
+
+/* ---------------------------------------------------------------- info */
+
+void node_info_get(const struct node *n, struct node_info *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = n->cfg.id;
+    out->cluster_id = n->cluster_id;
+    out->started = n->started;
+    out->stopping = n->stopping;
+    if (!n->raft)
+        return;
+    out->leader = n->leader;
+    out->role = n->role;
+    out->term = raft_term_get(n->raft);
+    out->commit = raft_commit_index(n->raft);
+    out->applied = n->applied;
+    out->first_index = raft_first_index(n->raft);
+    out->last_index = raft_last_index(n->raft);
+    out->snapshot_index = n->snapshot_index;
+    const struct raft_conf *conf = raft_conf_get(n->raft);
+    for (uint32_t i = 0; i < conf->n && i < RAFT_MEMBERS_MAX; i++) {
+        const struct raft_member *m = &conf->members[i];
+        struct node_member_info *mi = &out->members[out->n_members++];
+        mi->id = m->id;
+        mi->voter = m->role == RAFT_VOTER;
+        member_addrs(m, mi->raft, mi->http);
+        if (m->id == n->cfg.id && !mi->http[0])
+            snprintf(mi->http, sizeof mi->http, "%s", n->advertise_http);
+        if (m->id == n->leader)
+            snprintf(out->leader_http, sizeof out->leader_http, "%s", mi->http);
+    }
+    if (n->leader && !out->leader_http[0]) {
+        for (uint32_t i = 0; i < n->n_seed_peers; i++)
+            if (n->seed_peers[i].id == n->leader)
+                snprintf(out->leader_http, sizeof out->leader_http, "%s", n->seed_peers[i].http);
+        for (uint32_t i = 0; i < n->cfg.n_peers; i++)
+            if (n->cfg.peers[i].id == n->leader && n->cfg.peers[i].http[0])
+                snprintf(out->leader_http, sizeof out->leader_http, "%s", n->cfg.peers[i].http);
+    }
+}
+
+bool node_healthy(const struct node *n)
+{
+    return n->running && !n->stopping && !n->fatal && n->leader != RAFT_NONE &&
+           n->applied >= raft_commit_index(n->raft);
+}
+
+const struct node_config *node_config_get(const struct node *n)
+{
+    return &n->cfg;
+}
+
+uint64_t node_cluster_id(const struct node *n)
+{
+    return n->cluster_id;
+}

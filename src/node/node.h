@@ -1,0 +1,217 @@
+/* The node runtime: one stcache server process (or one node of an
+ * in-process test cluster) on one libuv loop.
+ *
+ * It is the only module that knows raft/, storage/, transport/ and kv/
+ * together. It drives the consensus core (raft.h) with ticks, peer messages
+ * and client requests, and after every batch of loop events processes the
+ * core's readies exactly per raft.h's contract (see docs/ARCHITECTURE.md,
+ * "The ready pipeline"):
+ *
+ *   loop iteration:  timers (tick) -> IO (peers, clients, disk completions)
+ *                    -> check/prepare: node_process_readies()
+ *   ready:  1. snapshot -> kv restore from the snapshot store
+ *           2. hard state + entries -> storage async writer (group commit,
+ *              fdatasync off the loop); raft_buf refs held until completion
+ *           3. msgs -> transport now (leader's appends overlap its own write)
+ *           4. msgs_after_persist -> queued with the write, sent on completion
+ *           5. committed -> kv_apply, complete the waiting client requests
+ *           6. reads -> released once applied >= index
+ *           7. raft_ready_ack
+ *   writer thread completion -> uv_async_send -> loop: raft_persisted()
+ *
+ * Lifecycle:
+ *   node_create (allocates, loop not touched) -> node_start (opens the data
+ *   directory, starts transport, timers; joins a cluster asynchronously in
+ *   --join mode) -> ... -> node_stop (fails pending requests with
+ *   ST_ECLOSED, closes handles, flushes and closes the WAL; stopped_cb once
+ *   every handle is closed) -> node_destroy.
+ *
+ * Client operations (node_put/node_delete/node_get/...) return 0 when the
+ * request was accepted: then its callback runs exactly once, on the loop
+ * thread, possibly before the call returns (stale reads, immediate
+ * failures); or a negative code when it was refused at once (no callback).
+ *
+ * Threading: everything on the loop thread except the storage writer's own
+ * thread, which only posts completions through a uv_async_t. */
+#ifndef ST_NODE_NODE_H
+#define ST_NODE_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "node/config.h"
+#include "stcache/raft.h"
+
+struct node;
+
+/* ------------------------------------------------------------ lifecycle */
+
+typedef void (*node_started_cb)(struct node *n, int status, void *ctx);
+typedef void (*node_stopped_cb)(struct node *n, void *ctx);
+
+/* Allocates a node for cfg (copied; must pass node_config_validate()).
+ * Returns 0 and *out, ST_EINVAL, ST_ENOMEM. */
+int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **out);
+
+/* Opens (or creates, per cfg->mode) the data directory, restores the kv
+ * from the newest snapshot, replays the WAL tail into the core, starts the
+ * transport and the timers. Returns a negative code on a synchronous failure
+ * (the node is then stopped: just destroy it; a one-line reason is traced).
+ * Otherwise started_cb(status) follows once the node runs (in --join mode
+ * after a member accepted us; status < 0 if joining failed). */
+int node_start(struct node *n, node_started_cb started_cb, void *ctx);
+
+/* Stops: fails every pending request with ST_ECLOSED, closes the transport
+ * and timers, waits for the writer to drain, closes the WAL. stopped_cb runs
+ * on the loop once everything is closed. Idempotent. */
+void node_stop(struct node *n, node_stopped_cb stopped_cb, void *ctx);
+void node_destroy(struct node *n);
+
+/* The bound ports (after start; useful with port 0 in tests). */
+int node_raft_port(const struct node *n);
+
+/* Called once if storage fails (WAL write/fsync error, out of memory while
+ * applying): the node has already failed its pending requests and refuses
+ * new ones; the owner should stop it (the server exits with status 1). */
+void node_on_fatal(struct node *n, void (*cb)(struct node *n, int code, void *ctx), void *ctx);
+
+const struct node_config *node_config_get(const struct node *n);
+uint64_t node_cluster_id(const struct node *n);
+
+/* -------------------------------------------------------- client writes */
+
+enum node_cond {
+    NODE_COND_NONE = 0,
+    NODE_COND_IF_VERSION, /* If-Match: "<version>" */
+    NODE_COND_IF_ABSENT,  /* If-None-Match: * */
+};
+
+struct node_write_result {
+    int status;        /* 0, ST_EPRECONDITION, ST_ENOENT (delete of absent),
+                        * ST_ETIMEDOUT, ST_ENOTLEADER (no leader), ST_ECLOSED,
+                        * ST_ECANCELED (lost to a leadership change), ... */
+    uint64_t version;  /* new version (0 ok), current version (precondition) */
+    bool created;      /* PUT: the key did not exist before */
+    uint64_t index;    /* raft index of the applied entry */
+};
+typedef void (*node_write_cb)(void *ctx, const struct node_write_result *res);
+
+struct node_put_args {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *value;
+    size_t value_len;
+    uint64_t ttl_ms; /* 0 = no expiry */
+    enum node_cond cond;
+    uint64_t cond_version;
+};
+
+/* Proposes a PUT (copied at once). ST_ETOOBIG for key/value over the limits,
+ * ST_EINVAL for an empty key, ST_EBUSY when the waiter pool is exhausted,
+ * ST_ECLOSED when stopping. */
+int node_put(struct node *n, const struct node_put_args *args, node_write_cb cb, void *ctx);
+int node_delete(struct node *n, const uint8_t *key, size_t key_len, enum node_cond cond,
+                uint64_t cond_version, node_write_cb cb, void *ctx);
+
+/* --------------------------------------------------------- client reads */
+
+enum node_consistency {
+    NODE_READ_LINEARIZABLE = 0, /* ReadIndex (thesis 6.4) */
+    NODE_READ_LEASE,            /* leader lease (requires check-quorum) */
+    NODE_READ_STALE,            /* local state, at once */
+};
+
+struct node_read_result {
+    int status;               /* 0, ST_ENOENT, ST_ENOTLEADER, ST_ETIMEDOUT, ST_ECLOSED */
+    const uint8_t *value;     /* valid during the callback only */
+    size_t value_len;
+    uint64_t version;
+    uint64_t expire_at_ms;    /* 0 = never */
+};
+typedef void (*node_read_cb)(void *ctx, const struct node_read_result *res);
+
+/* The key is copied. Linearizable/lease reads of one loop iteration share
+ * one ReadIndex round. */
+int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consistency c,
+             node_read_cb cb, void *ctx);
+
+/* ------------------------------------------------------------- cluster */
+
+struct node_member_info {
+    raft_id id;
+    bool voter;
+    char raft[NODE_ADDR_MAX];
+    char http[NODE_ADDR_MAX];
+};
+
+struct node_info {
+    raft_id id;
+    raft_id leader; /* RAFT_NONE if unknown */
+    enum raft_role role;
+    raft_term term;
+    raft_index commit;
+    raft_index applied;
+    raft_index first_index;
+    raft_index last_index;
+    raft_index snapshot_index;
+    uint64_t cluster_id;
+    uint32_t n_members;
+    struct node_member_info members[RAFT_MEMBERS_MAX];
+    char leader_http[NODE_ADDR_MAX]; /* "" if unknown */
+    bool started;
+    bool stopping;
+};
+void node_info_get(const struct node *n, struct node_info *out);
+
+/* Healthy: a leader is known and applied >= commit. */
+bool node_healthy(const struct node *n);
+
+/* Membership changes (leader only: ST_ENOTLEADER on a follower, whose
+ * caller may proxy to node_info.leader_http). The callback runs once the
+ * change is applied (status 0) or failed. */
+struct node_admin_result {
+    int status;
+    raft_index index;
+    uint64_t cluster_id;
+};
+typedef void (*node_admin_cb)(void *ctx, const struct node_admin_result *res);
+
+int node_member_add_learner(struct node *n, raft_id id, const char *raft_addr,
+                            const char *http_addr, node_admin_cb cb, void *ctx);
+int node_member_remove(struct node *n, raft_id id, node_admin_cb cb, void *ctx);
+/* Starts a leadership transfer; the callback runs once `to` leads (status
+ * 0) or after the request timeout (ST_ETIMEDOUT). */
+int node_transfer(struct node *n, raft_id to, node_admin_cb cb, void *ctx);
+/* Takes a snapshot now (synchronously on the loop). index = its index. */
+int node_snapshot_now(struct node *n, raft_index *index);
+
+/* ------------------------------------------------------------- metrics */
+
+/* Route labels for the request counters (the HTTP layer records). */
+enum node_route {
+    NODE_ROUTE_KV_GET = 0,
+    NODE_ROUTE_KV_PUT,
+    NODE_ROUTE_KV_DELETE,
+    NODE_ROUTE_CLUSTER,
+    NODE_ROUTE_ADMIN,
+    NODE_ROUTE_HEALTH,
+    NODE_ROUTE_METRICS,
+    NODE_ROUTE_OTHER,
+    NODE_ROUTE_COUNT
+};
+const char *node_route_name(enum node_route r);
+/* Records one finished request: its route, HTTP status and latency. */
+void node_metrics_request(struct node *n, enum node_route r, int http_status, uint64_t latency_us);
+
+/* Appends the Prometheus text exposition of every metric to out via
+ * append(actx, bytes, len). */
+void node_metrics_write(const struct node *n, void (*append)(void *actx, const void *p, size_t len),
+                        void *actx);
+
+/* Monotonic microseconds (for latency measurements). */
+uint64_t node_now_us(void);
+
+#endif

@@ -1,0 +1,716 @@
+/* Client requests of the node runtime: the waiter pool, writes (PUT and
+ * DELETE proposed as kv commands with request ids), reads (ReadIndex
+ * rounds, lease, stale), membership and transfer requests, TTL purges. */
+#include "node/node_int.h"
+
+#include "stcache/errors.h"
+#include "util/assert.h"
+#include "util/trace.h"
+
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MOD "node"
+#define NODE_PURGE_KEYS_MAX 1000
+
+/* --------------------------------------------------------------- lists */
+
+static void wlist_push(struct node_wlist *l, struct node_waiter *w, bool deadline)
+{
+    if (deadline) {
+        w->dnext = NULL;
+        w->dprev = l->tail;
+        if (l->tail)
+            l->tail->dnext = w;
+        else
+            l->head = w;
+    } else {
+        w->lnext = NULL;
+        w->lprev = l->tail;
+        if (l->tail)
+            l->tail->lnext = w;
+        else
+            l->head = w;
+    }
+    l->tail = w;
+}
+
+static void wlist_remove(struct node_wlist *l, struct node_waiter *w, bool deadline)
+{
+    struct node_waiter **prevp, **nextp;
+    struct node_waiter *prev = deadline ? w->dprev : w->lprev;
+    struct node_waiter *next = deadline ? w->dnext : w->lnext;
+    prevp = prev ? (deadline ? &prev->dnext : &prev->lnext) : &l->head;
+    nextp = next ? (deadline ? &next->dprev : &next->lprev) : &l->tail;
+    *prevp = next;
+    *nextp = prev;
+    if (deadline)
+        w->dprev = w->dnext = NULL;
+    else
+        w->lprev = w->lnext = NULL;
+}
+
+/* Inserts into the indexed list keeping ascending index order. */
+static void indexed_insert(struct node *n, struct node_waiter *w)
+{
+    struct node_waiter *after = n->indexed.tail;
+    while (after && after->index > w->index)
+        after = after->lprev;
+    if (!after) {
+        w->lprev = NULL;
+        w->lnext = n->indexed.head;
+        if (n->indexed.head)
+            n->indexed.head->lprev = w;
+        else
+            n->indexed.tail = w;
+        n->indexed.head = w;
+    } else {
+        w->lprev = after;
+        w->lnext = after->lnext;
+        if (after->lnext)
+            after->lnext->lprev = w;
+        else
+            n->indexed.tail = w;
+        after->lnext = w;
+    }
+    w->in_indexed = true;
+}
+
+/* --------------------------------------------------------------- pool */
+
+int node_waiters_init(struct node *n)
+{
+    n->free_waiters = NULL;
+    n->waiters_total = 0;
+    n->waiters_used = 0;
+    return 0;
+}
+
+void node_waiters_close(struct node *n)
+{
+    for (size_t i = 0; i < n->n_slabs; i++) {
+        struct node_waiter *slab = n->slabs[i];
+        for (size_t k = 0; k < NODE_WAITER_SLAB; k++)
+            if (slab[k].key && slab[k].key != slab[k].key_inline)
+                free(slab[k].key);
+        free(slab);
+    }
+    free(n->slabs);
+    n->slabs = NULL;
+    n->n_slabs = 0;
+    for (int m = 0; m < 2; m++) {
+        free(n->batch[m]);
+        n->batch[m] = NULL;
+    }
+    struct node_read_round *r = n->free_rounds;
+    while (r) {
+        struct node_read_round *next = r->next;
+        free(r);
+        r = next;
+    }
+    n->free_rounds = NULL;
+}
+
+static struct node_waiter *waiter_get(struct node *n, enum node_waiter_kind kind,
+                                      uint64_t now_us)
+{
+    if (!n->free_waiters) {
+        if (n->waiters_total + NODE_WAITER_SLAB > ST_MAX(n->cfg.waiters_max, NODE_WAITER_SLAB))
+            return NULL;
+        struct node_waiter **slabs = realloc(n->slabs, (n->n_slabs + 1) * sizeof *slabs);
+        if (!slabs)
+            return NULL;
+        n->slabs = slabs;
+        struct node_waiter *slab = calloc(NODE_WAITER_SLAB, sizeof *slab);
+        if (!slab)
+            return NULL;
+        n->slabs[n->n_slabs++] = slab;
+        for (size_t k = NODE_WAITER_SLAB; k-- > 0;) {
+            slab[k].lnext = n->free_waiters;
+            n->free_waiters = &slab[k];
+        }
+        n->waiters_total += NODE_WAITER_SLAB;
+    }
+    struct node_waiter *w = n->free_waiters;
+    n->free_waiters = w->lnext;
+    memset(w, 0, offsetof(struct node_waiter, key_inline));
+    w->kind = (uint8_t)kind;
+    w->deadline_us = now_us + (uint64_t)n->cfg.request_timeout_ms * 1000u;
+    wlist_push(&n->deadlines, w, true);
+    n->waiters_used++;
+    return w;
+}
+
+static struct node_waiter **seq_bucket(struct node *n, uint64_t seq)
+{
+    uint64_t h = seq * 0x9e3779b97f4a7c15ull;
+    return &n->seq_hash[(h >> 40) & (NODE_SEQ_BUCKETS - 1)];
+}
+
+static void hash_remove(struct node *n, struct node_waiter *w)
+{
+    struct node_waiter **pp = seq_bucket(n, w->seq);
+    while (*pp && *pp != w)
+        pp = &(*pp)->hnext;
+    ST_ASSERT(*pp == w);
+    *pp = w->hnext;
+    w->hnext = NULL;
+    w->in_hash = false;
+}
+
+static struct node_waiter *hash_find(struct node *n, uint64_t seq)
+{
+    for (struct node_waiter *w = *seq_bucket(n, seq); w; w = w->hnext)
+        if (w->seq == seq)
+            return w;
+    return NULL;
+}
+
+static void round_free(struct node *n, struct node_read_round *r);
+
+/* Unlinks w from everything and returns it to the pool. */
+static void waiter_release(struct node *n, struct node_waiter *w)
+{
+    ST_ASSERT(w->kind != NODE_W_FREE);
+    wlist_remove(&n->deadlines, w, true);
+    if (w->in_hash)
+        hash_remove(n, w);
+    if (w->in_indexed) {
+        wlist_remove(&n->indexed, w, false);
+        w->in_indexed = false;
+    } else if (w->kind == NODE_W_TRANSFER) {
+        wlist_remove(&n->transfers, w, false);
+    } else if (w->kind == NODE_W_READ && w->round) {
+        struct node_read_round *r = w->round;
+        wlist_remove(&r->waiters, w, false);
+        w->round = NULL;
+        if (!r->waiters.head && r->issued)
+            round_free(n, r);
+    }
+    if (w->key && w->key != w->key_inline)
+        free(w->key); /* keys above NODE_KEY_INLINE bytes: rare */
+    w->key = NULL;
+    w->kind = NODE_W_FREE;
+    w->lnext = n->free_waiters;
+    n->free_waiters = w;
+    n->waiters_used--;
+}
+
+/* ------------------------------------------------------------ completion */
+
+static void complete_write(struct node *n, struct node_waiter *w, const struct node_write_result *res)
+{
+    node_write_cb cb = w->cb.w;
+    void *ctx = w->ctx;
+    waiter_release(n, w);
+    if (res->status == 0 || res->status == ST_EPRECONDITION || res->status == ST_ENOENT)
+        n->m.writes_ok++;
+    else
+        n->m.writes_failed++;
+    cb(ctx, res);
+}
+
+static void fail_write(struct node *n, struct node_waiter *w, int status)
+{
+    struct node_write_result res = {.status = status};
+    complete_write(n, w, &res);
+}
+
+static void complete_admin(struct node *n, struct node_waiter *w, int status, raft_index index)
+{
+    node_admin_cb cb = w->cb.a;
+    void *ctx = w->ctx;
+    waiter_release(n, w);
+    struct node_admin_result res = {.status = status, .index = index, .cluster_id = n->cluster_id};
+    cb(ctx, &res);
+}
+
+static void complete_read(struct node *n, struct node_waiter *w, int status)
+{
+    struct node_read_result res;
+    memset(&res, 0, sizeof res);
+    res.status = status;
+    struct kv_view view;
+    if (status == 0) {
+        int rc = kv_get(n->kv, w->key, w->key_len, node_wall_ms(), &view);
+        if (rc == 0) {
+            res.value = view.value;
+            res.value_len = view.value_len;
+            res.version = view.version;
+            res.expire_at_ms = view.expire_at_ms;
+        } else {
+            res.status = ST_ENOENT;
+        }
+    }
+    node_read_cb cb = w->cb.r;
+    void *ctx = w->ctx;
+    /* The view points into kv memory that nothing mutates during cb. */
+    waiter_release(n, w);
+    cb(ctx, &res);
+}
+
+static void fail_waiter(struct node *n, struct node_waiter *w, int status)
+{
+    switch (w->kind) {
+    case NODE_W_WRITE:
+        fail_write(n, w, status);
+        break;
+    case NODE_W_READ:
+        complete_read(n, w, status);
+        break;
+    case NODE_W_ADMIN:
+    case NODE_W_TRANSFER:
+        complete_admin(n, w, status, 0);
+        break;
+    default:
+        ST_UNREACHABLE();
+    }
+}
+
+void node_waiters_fail_all(struct node *n, int status)
+{
+    /* Unissued read batches hold waiters that are also in the deadline list. */
+    while (n->deadlines.head)
+        fail_waiter(n, n->deadlines.head, status);
+    struct node_read_round *r = n->rounds;
+    while (r) {
+        struct node_read_round *next = r->next;
+        round_free(n, r);
+        r = next;
+    }
+}
+
+void node_waiters_expire(struct node *n, uint64_t now_us)
+{
+    while (n->deadlines.head && n->deadlines.head->deadline_us <= now_us) {
+        n->m.requests_timed_out++;
+        fail_waiter(n, n->deadlines.head, ST_ETIMEDOUT);
+    }
+}
+
+/* ------------------------------------------------------------- writes */
+
+static int propose_command(struct node *n, const struct kv_command *cmd, raft_index *index)
+{
+    size_t len = kv_command_encoded_len(cmd);
+    struct raft_buf *buf = raft_buf_create(len);
+    if (!buf)
+        return ST_ENOMEM;
+    size_t written = 0;
+    int rc = kv_command_encode(cmd, buf->data, len, &written);
+    if (rc == 0)
+        rc = raft_propose(n->raft, buf, buf->data, (uint32_t)written, index, NULL);
+    raft_buf_unref(buf);
+    n->m.proposals++;
+    if (rc)
+        n->m.proposals_failed++;
+    return rc;
+}
+
+static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb, void *ctx)
+{
+    if (!n->running || n->stopping)
+        return ST_ECLOSED;
+    if (n->fatal)
+        return ST_EIO;
+    struct node_waiter *w = waiter_get(n, NODE_W_WRITE, node_now_us());
+    if (!w)
+        return ST_EBUSY;
+    w->seq = n->next_seq++;
+    w->cb.w = cb;
+    w->ctx = ctx;
+    cmd->req.node_id = n->cfg.id;
+    cmd->req.seq = w->seq;
+    cmd->timestamp_ms = node_wall_ms();
+    raft_index index = 0;
+    int rc = propose_command(n, cmd, &index);
+    if (rc) {
+        waiter_release(n, w);
+        return rc;
+    }
+    struct node_waiter **b = seq_bucket(n, w->seq);
+    w->hnext = *b;
+    *b = w;
+    w->in_hash = true;
+    if (index) {
+        w->index = index;
+        indexed_insert(n, w);
+    }
+    return 0;
+}
+
+int node_put(struct node *n, const struct node_put_args *a, node_write_cb cb, void *ctx)
+{
+    if (a->key_len == 0)
+        return ST_EINVAL;
+    if (a->key_len > n->cfg.max_key_bytes || a->value_len > n->cfg.max_value_bytes)
+        return ST_ETOOBIG;
+    struct kv_command cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = KV_CMD_PUT;
+    cmd.cond = a->cond == NODE_COND_IF_VERSION  ? KV_COND_IF_VERSION
+               : a->cond == NODE_COND_IF_ABSENT ? KV_COND_IF_ABSENT
+                                                : KV_COND_NONE;
+    cmd.cond_version = a->cond_version;
+    cmd.ttl_ms = a->ttl_ms;
+    cmd.key = a->key;
+    cmd.key_len = (uint32_t)a->key_len;
+    cmd.value = a->value;
+    cmd.value_len = (uint32_t)a->value_len;
+    return submit_write(n, &cmd, cb, ctx);
+}
+
+int node_delete(struct node *n, const uint8_t *key, size_t key_len, enum node_cond cond,
+                uint64_t cond_version, node_write_cb cb, void *ctx)
+{
+    if (key_len == 0)
+        return ST_EINVAL;
+    if (key_len > n->cfg.max_key_bytes)
+        return ST_ETOOBIG;
+    if (cond == NODE_COND_IF_ABSENT)
+        return ST_EINVAL;
+    struct kv_command cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = KV_CMD_DELETE;
+    cmd.cond = cond == NODE_COND_IF_VERSION ? KV_COND_IF_VERSION : KV_COND_NONE;
+    cmd.cond_version = cond_version;
+    cmd.key = key;
+    cmd.key_len = (uint32_t)key_len;
+    return submit_write(n, &cmd, cb, ctx);
+}
+
+int node_propose_purge(struct node *n)
+{
+    struct kv_stats st;
+    kv_stats(n->kv, &st);
+    if (st.keys_with_ttl == 0)
+        return 0;
+    struct kv_command cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = KV_CMD_PURGE_EXPIRED;
+    cmd.req.node_id = n->cfg.id;
+    cmd.req.seq = 0; /* nobody waits for it */
+    cmd.timestamp_ms = node_wall_ms();
+    cmd.keys_max = NODE_PURGE_KEYS_MAX;
+    raft_index index;
+    int rc = propose_command(n, &cmd, &index);
+    if (rc == 0)
+        n->m.purges_proposed++;
+    return rc;
+}
+
+void node_client_before_apply(struct node *n, const struct raft_entry *e)
+{
+    /* Only our own pending PUTs need to know whether they create the key. */
+    if (e->len < KV_COMMAND_HEADER_BYTES || e->data[1] != KV_CMD_PUT)
+        return;
+    struct kv_command cmd;
+    if (kv_command_decode(e->data, e->len, NULL, &cmd) != 0 || cmd.req.node_id != n->cfg.id)
+        return;
+    struct node_waiter *w = hash_find(n, cmd.req.seq);
+    if (!w)
+        return;
+    struct kv_view view;
+    w->created = kv_get(n->kv, cmd.key, cmd.key_len, cmd.timestamp_ms, &view) != 0;
+}
+
+void node_client_applied_kv(struct node *n, raft_index index, const struct kv_result *res)
+{
+    if (res->req.node_id != n->cfg.id || res->req.seq == 0)
+        return;
+    struct node_waiter *w = hash_find(n, res->req.seq);
+    if (!w)
+        return; /* timed out already, or proposed before a restart */
+    struct node_write_result wr;
+    memset(&wr, 0, sizeof wr);
+    wr.index = index;
+    wr.version = res->version;
+    switch (res->status) {
+    case KV_STATUS_OK:
+        wr.status = 0;
+        wr.created = res->type == KV_CMD_PUT && w->created;
+        break;
+    case KV_STATUS_PRECONDITION_FAILED:
+        wr.status = ST_EPRECONDITION;
+        break;
+    case KV_STATUS_NOT_FOUND:
+        wr.status = ST_ENOENT;
+        break;
+    }
+    complete_write(n, w, &wr);
+}
+
+void node_client_applied_index(struct node *n, const struct raft_entry *e)
+{
+    while (n->indexed.head && n->indexed.head->index <= e->index) {
+        struct node_waiter *w = n->indexed.head;
+        if (w->kind == NODE_W_ADMIN && w->index == e->index && e->type == RAFT_ENTRY_CONF) {
+            struct raft_conf_change cc;
+            bool ours = raft_conf_change_decode(e->data, e->len, &cc) == 0 &&
+                        cc.id == w->target && cc.op == w->admin_op;
+            complete_admin(n, w, ours ? 0 : ST_ECANCELED, e->index);
+            continue;
+        }
+        /* A write still pending once its index applied was overwritten by
+         * another leader's entry: it will never apply. */
+        fail_waiter(n, w, ST_ECANCELED);
+    }
+}
+
+/* -------------------------------------------------------------- reads */
+
+static struct node_read_round *round_new(struct node *n, uint8_t mode)
+{
+    struct node_read_round *r = n->free_rounds;
+    if (r)
+        n->free_rounds = r->next;
+    else if (!(r = malloc(sizeof *r)))
+        return NULL;
+    memset(r, 0, sizeof *r);
+    r->mode = mode;
+    return r;
+}
+
+static void round_free(struct node *n, struct node_read_round *r)
+{
+    ST_ASSERT(!r->waiters.head);
+    if (r->issued) {
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            n->rounds = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
+    }
+    r->next = n->free_rounds;
+    n->free_rounds = r;
+}
+
+int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consistency c,
+             node_read_cb cb, void *ctx)
+{
+    if (!n->running || n->stopping)
+        return ST_ECLOSED;
+    if (n->fatal)
+        return ST_EIO;
+    if (key_len == 0)
+        return ST_EINVAL;
+    if (key_len > n->cfg.max_key_bytes)
+        return ST_ETOOBIG;
+    if (c == NODE_READ_STALE) {
+        n->m.reads_stale++;
+        struct node_read_result res;
+        memset(&res, 0, sizeof res);
+        struct kv_view view;
+        if (kv_get(n->kv, key, key_len, node_wall_ms(), &view) == 0) {
+            res.value = view.value;
+            res.value_len = view.value_len;
+            res.version = view.version;
+            res.expire_at_ms = view.expire_at_ms;
+        } else {
+            res.status = ST_ENOENT;
+        }
+        cb(ctx, &res);
+        return 0;
+    }
+    uint8_t mode = c == NODE_READ_LEASE ? RAFT_READ_LEASE : RAFT_READ_SAFE;
+    if (!n->batch[mode] && !(n->batch[mode] = round_new(n, mode)))
+        return ST_ENOMEM;
+    struct node_waiter *w = waiter_get(n, NODE_W_READ, node_now_us());
+    if (!w)
+        return ST_EBUSY;
+    if (key_len <= NODE_KEY_INLINE) {
+        w->key = w->key_inline;
+    } else if (!(w->key = malloc(key_len))) {
+        waiter_release(n, w);
+        return ST_ENOMEM;
+    }
+    memcpy(w->key, key, key_len);
+    w->key_len = key_len;
+    w->mode = mode;
+    w->cb.r = cb;
+    w->ctx = ctx;
+    w->round = n->batch[mode];
+    wlist_push(&n->batch[mode]->waiters, w, false);
+    if (mode == RAFT_READ_LEASE)
+        n->m.reads_lease++;
+    else
+        n->m.reads_linearizable++;
+    return 0;
+}
+
+void node_client_issue_reads(struct node *n)
+{
+    for (uint8_t mode = 0; mode < 2; mode++) {
+        struct node_read_round *r = n->batch[mode];
+        if (!r || !r->waiters.head)
+            continue;
+        n->batch[mode] = NULL;
+        r->ctx = ++n->read_ctx;
+        int rc = raft_read_index(n->raft, r->ctx, (enum raft_read_mode)mode);
+        r->issued = true;
+        r->next = n->rounds;
+        r->prev = NULL;
+        if (n->rounds)
+            n->rounds->prev = r;
+        n->rounds = r;
+        n->m.read_rounds++;
+        if (rc) {
+            /* Every read of the round fails the same way (no leader, busy). */
+            while (r->waiters.head) {
+                struct node_waiter *w = r->waiters.head;
+                bool last = w->lnext == NULL;
+                complete_read(n, w, rc);
+                if (last)
+                    break; /* the round was freed with its last waiter */
+            }
+        }
+    }
+}
+
+static void serve_round(struct node *n, struct node_read_round *r, int status)
+{
+    while (r->waiters.head) {
+        struct node_waiter *w = r->waiters.head;
+        bool last = w->lnext == NULL;
+        complete_read(n, w, status);
+        if (last)
+            return; /* the round was freed with its last waiter */
+    }
+    round_free(n, r);
+}
+
+void node_client_read_state(struct node *n, const struct raft_read_state *rs)
+{
+    for (struct node_read_round *r = n->rounds; r; r = r->next) {
+        if (r->ctx != rs->context)
+            continue;
+        if (rs->status != 0) {
+            serve_round(n, r, rs->status);
+            return;
+        }
+        r->resolved = true;
+        r->index = rs->index;
+        return;
+    }
+}
+
+void node_client_serve_reads(struct node *n)
+{
+    struct node_read_round *r = n->rounds;
+    while (r) {
+        struct node_read_round *next = r->next;
+        if (r->resolved && r->index <= n->applied)
+            serve_round(n, r, 0);
+        r = next;
+    }
+}
+
+/* -------------------------------------------------------------- admin */
+
+void node_client_leader_changed(struct node *n, raft_id leader)
+{
+    struct node_waiter *w = n->transfers.head;
+    while (w) {
+        struct node_waiter *next = w->lnext;
+        if (w->target == leader)
+            complete_admin(n, w, 0, 0);
+        w = next;
+    }
+}
+
+static int admin_conf_change(struct node *n, uint8_t op, raft_id id, const char *ctx_text,
+                             size_t ctx_len, node_admin_cb cb, void *ctx)
+{
+    if (!n->running || n->stopping)
+        return ST_ECLOSED;
+    if (n->fatal)
+        return ST_EIO;
+    if (n->role != RAFT_LEADER)
+        return ST_ENOTLEADER;
+    struct raft_conf_change cc;
+    memset(&cc, 0, sizeof cc);
+    cc.op = op;
+    cc.id = id;
+    cc.context_len = (uint16_t)ctx_len;
+    memcpy(cc.context, ctx_text, ctx_len);
+    struct node_waiter *w = waiter_get(n, NODE_W_ADMIN, node_now_us());
+    if (!w)
+        return ST_EBUSY;
+    raft_index index = 0;
+    int rc = raft_propose_conf_change(n->raft, &cc, &index);
+    if (rc) {
+        waiter_release(n, w);
+        return rc;
+    }
+    w->cb.a = cb;
+    w->ctx = ctx;
+    w->admin_op = op;
+    w->target = id;
+    w->index = index;
+    indexed_insert(n, w);
+    return 0;
+}
+
+int node_member_add_learner(struct node *n, raft_id id, const char *raft_addr,
+                            const char *http_addr, node_admin_cb cb, void *ctx)
+{
+    if (id == RAFT_NONE || !raft_addr || !*raft_addr)
+        return ST_EINVAL;
+    char text[RAFT_MEMBER_CONTEXT_MAX];
+    if (strlen(raft_addr) >= NODE_ADDR_MAX || (http_addr && strlen(http_addr) >= NODE_ADDR_MAX))
+        return ST_EINVAL;
+    size_t len = node_context_format(text, raft_addr, http_addr);
+    if (n->running && n->role == RAFT_LEADER) {
+        const struct raft_member *m = raft_conf_find(raft_conf_get(n->raft), id);
+        if (m) {
+            /* Idempotent retry of the same join: already a member. */
+            if (m->context_len == len && memcmp(m->context, text, len) == 0) {
+                struct node_admin_result res = {.status = 0, .index = 0,
+                                                .cluster_id = n->cluster_id};
+                cb(ctx, &res);
+                return 0;
+            }
+            return ST_EEXIST;
+        }
+    }
+    return admin_conf_change(n, RAFT_CONF_ADD_LEARNER, id, text, len, cb, ctx);
+}
+
+int node_member_remove(struct node *n, raft_id id, node_admin_cb cb, void *ctx)
+{
+    if (n->running && n->role == RAFT_LEADER && !raft_conf_find(raft_conf_get(n->raft), id))
+        return ST_ENOENT;
+    return admin_conf_change(n, RAFT_CONF_REMOVE, id, "", 0, cb, ctx);
+}
+
+int node_transfer(struct node *n, raft_id to, node_admin_cb cb, void *ctx)
+{
+    if (!n->running || n->stopping)
+        return ST_ECLOSED;
+    if (n->role != RAFT_LEADER)
+        return ST_ENOTLEADER;
+    if (to == n->cfg.id) {
+        struct node_admin_result res = {.status = 0, .cluster_id = n->cluster_id};
+        cb(ctx, &res);
+        return 0;
+    }
+    const struct raft_member *m = raft_conf_find(raft_conf_get(n->raft), to);
+    if (!m)
+        return ST_ENOENT;
+    struct node_waiter *w = waiter_get(n, NODE_W_TRANSFER, node_now_us());
+    if (!w)
+        return ST_EBUSY;
+    int rc = raft_transfer_leadership(n->raft, to);
+    if (rc) {
+        waiter_release(n, w);
+        return rc;
+    }
+    w->cb.a = cb;
+    w->ctx = ctx;
+    w->target = to;
+    wlist_push(&n->transfers, w, false);
+    return 0;
+}
