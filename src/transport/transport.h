@@ -54,9 +54,12 @@
  * status on the sender (node: raft_report_snapshot(peer, false)). A failed
  * transfer restarts from scratch. One stream per direction per peer.
  *
- * Callbacks are never invoked from inside a tr_* call: synchronous failures are
- * return values, asynchronous ones are callbacks. tr_peer_remove() and
- * tr_destroy() fail what is pending silently (no callbacks for that peer). */
+ * Callbacks are never invoked from inside a tr_* call, with one exception:
+ * synchronous failures are return values, asynchronous ones are callbacks.
+ * tr_peer_remove() drops what is queued for the peer silently, but ends its
+ * snapshot streams in progress with snapshot_sent_cb / snapshot_end_cb
+ * (ST_ECANCELED) before returning, so the node can release their files.
+ * tr_destroy() calls no callback at all. */
 #ifndef ST_TRANSPORT_TRANSPORT_H
 #define ST_TRANSPORT_TRANSPORT_H
 
@@ -74,7 +77,7 @@ struct tr_config {
     raft_id self_id;
     uint64_t cluster_id;
     char listen_addr[TR_ADDR_MAX + 1];    /* "host:port"; port 0 = ephemeral (tests) */
-    char advertise_addr[TR_ADDR_MAX + 1]; /* sent in HELLO for traces; "" = listen_addr */
+    char advertise_addr[TR_ADDR_MAX + 1]; /* sent in HELLO (traces); "" = listen host:bound port */
     uint64_t seed;                        /* reconnect jitter */
     uint32_t frame_bytes_max;             /* larger inbound frame: connection closed */
     uint32_t send_queue_msgs_max;         /* per peer */
@@ -151,6 +154,7 @@ int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_call
               struct tr **out);
 
 /* Resolves listen_addr (synchronously: a startup path), binds and listens.
+ * Sets SIGPIPE to SIG_IGN for the process (a reset peer must not kill us).
  * Returns 0, ST_EINVAL (unparsable address), ST_EIO/ST_EEXIST-like codes from
  * bind/listen. */
 int tr_start(struct tr *tr);

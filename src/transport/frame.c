@@ -1,0 +1,162 @@
+#include "transport/frame.h"
+
+#include <string.h>
+
+#include "stcache/errors.h"
+#include "util/assert.h"
+#include "util/crc32c.h"
+#include "wire/le.h"
+
+_Static_assert(FRAME_HELLO_FIXED_SIZE == 4 + 2 + 2 + 3 * 8, "hello layout");
+_Static_assert(FRAME_HELLO_ACK_SIZE == 4 + 2 + 2 + 4 + 2 * 8, "hello ack layout");
+
+uint32_t frame_header_start(uint8_t *hdr, uint8_t type, uint32_t body_len)
+{
+    le_put32(hdr, body_len);
+    hdr[4] = type;
+    hdr[5] = FRAME_VERSION;
+    hdr[6] = hdr[7] = 0;
+    return st_crc32c(0, hdr, 8);
+}
+
+void frame_header_set_crc(uint8_t *hdr, uint32_t crc)
+{
+    le_put32(hdr + 8, crc);
+}
+
+void frame_header_encode(uint8_t *hdr, uint8_t type, const uint8_t *body, uint32_t body_len)
+{
+    uint32_t crc = frame_header_start(hdr, type, body_len);
+    frame_header_set_crc(hdr, st_crc32c(crc, body, body_len));
+}
+
+int frame_header_decode(const uint8_t *hdr, uint32_t body_max, struct frame_header *out)
+{
+    out->body_len = le_get32(hdr);
+    out->type = hdr[4];
+    out->crc = le_get32(hdr + 8);
+    if (hdr[5] != FRAME_VERSION || hdr[6] != 0 || hdr[7] != 0)
+        return ST_EPROTO;
+    if (out->type < FRAME_HELLO || out->type >= FRAME_TYPE_MAX)
+        return ST_EPROTO;
+    if (out->body_len > body_max)
+        return ST_ETOOBIG;
+    return 0;
+}
+
+int frame_check(const uint8_t *hdr, const struct frame_header *h, const uint8_t *body)
+{
+    uint32_t crc = st_crc32c(st_crc32c(0, hdr, 8), body, h->body_len);
+    return crc == h->crc ? 0 : ST_EPROTO;
+}
+
+size_t frame_hello_encode(const struct frame_hello *h, uint8_t *out)
+{
+    ST_ASSERT(h->addr_len <= FRAME_HELLO_ADDR_MAX);
+    le_put32(out, FRAME_HELLO_MAGIC);
+    le_put16(out + 4, h->proto_version);
+    le_put16(out + 6, h->addr_len);
+    le_put64(out + 8, h->cluster_id);
+    le_put64(out + 16, h->from_id);
+    le_put64(out + 24, h->to_id);
+    memcpy(out + FRAME_HELLO_FIXED_SIZE, h->addr, h->addr_len);
+    return FRAME_HELLO_FIXED_SIZE + h->addr_len;
+}
+
+int frame_hello_decode(const uint8_t *body, size_t len, struct frame_hello *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (len < FRAME_HELLO_FIXED_SIZE || le_get32(body) != FRAME_HELLO_MAGIC)
+        return ST_EPROTO;
+    out->proto_version = le_get16(body + 4);
+    out->addr_len = le_get16(body + 6);
+    out->cluster_id = le_get64(body + 8);
+    out->from_id = le_get64(body + 16);
+    out->to_id = le_get64(body + 24);
+    if (out->addr_len > FRAME_HELLO_ADDR_MAX || len != (size_t)FRAME_HELLO_FIXED_SIZE + out->addr_len)
+        return ST_EPROTO;
+    memcpy(out->addr, body + FRAME_HELLO_FIXED_SIZE, out->addr_len);
+    for (uint16_t i = 0; i < out->addr_len; i++)
+        if (out->addr[i] < 0x20 || out->addr[i] > 0x7e) /* printable ASCII: it gets traced */
+            return ST_EPROTO;
+    out->addr[out->addr_len] = '\0';
+    return 0;
+}
+
+size_t frame_hello_ack_encode(const struct frame_hello_ack *a, uint8_t *out)
+{
+    le_put32(out, FRAME_HELLO_MAGIC);
+    le_put16(out + 4, a->proto_version);
+    le_put16(out + 6, 0);
+    le_put32(out + 8, (uint32_t)a->status);
+    le_put64(out + 12, a->cluster_id);
+    le_put64(out + 20, a->node_id);
+    return FRAME_HELLO_ACK_SIZE;
+}
+
+int frame_hello_ack_decode(const uint8_t *body, size_t len, struct frame_hello_ack *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (len != FRAME_HELLO_ACK_SIZE || le_get32(body) != FRAME_HELLO_MAGIC ||
+        le_get16(body + 6) != 0)
+        return ST_EPROTO;
+    out->proto_version = le_get16(body + 4);
+    out->status = (int32_t)le_get32(body + 8);
+    out->cluster_id = le_get64(body + 12);
+    out->node_id = le_get64(body + 20);
+    if (out->status > 0)
+        return ST_EPROTO;
+    return 0;
+}
+
+size_t frame_status_encode(int32_t status, uint8_t *out)
+{
+    le_put32(out, (uint32_t)status);
+    return FRAME_SNAP_STATUS_SIZE;
+}
+
+int frame_status_decode(const uint8_t *body, size_t len, int32_t *out)
+{
+    if (len != FRAME_SNAP_STATUS_SIZE)
+        return ST_EPROTO;
+    *out = (int32_t)le_get32(body);
+    return *out <= 0 ? 0 : ST_EPROTO;
+}
+
+int frame_addr_split(const char *addr, char *host, size_t host_cap, uint16_t *port)
+{
+    const char *colon, *h = addr;
+    size_t hlen;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (close == NULL || close[1] != ':')
+            return ST_EINVAL;
+        h = addr + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (colon == NULL)
+            return ST_EINVAL;
+        hlen = (size_t)(colon - addr);
+        if (memchr(addr, ':', hlen) != NULL) /* bare IPv6 needs brackets */
+            return ST_EINVAL;
+    }
+    if (hlen == 0 || hlen >= host_cap)
+        return ST_EINVAL;
+    const char *p = colon + 1;
+    if (*p == '\0')
+        return ST_EINVAL;
+    uint32_t v = 0;
+    for (; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9')
+            return ST_EINVAL;
+        v = v * 10 + (uint32_t)(*p - '0');
+        if (v > 65535)
+            return ST_EINVAL;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (uint16_t)v;
+    return 0;
+}
