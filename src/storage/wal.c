@@ -900,8 +900,20 @@ static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bo
             if (v.len != 8)
                 goto malformed;
             raft_index from = le_get64(v.payload);
-            if (from < w->first_index || from > w->last_index + 1)
-                goto malformed;
+            if (from < w->first_index && from > w->snap_index) {
+                /* Reaches back into a segment that compaction removed (its
+                 * entries all lie at or below a later snapshot mark). */
+                w->first_index = from;
+                w->last_index = from - 1;
+                w->n_runs = 0;
+                w->n_ents = 0;
+            }
+            if (from < w->first_index || from > w->last_index + 1) {
+                st_storage_errf(err, "wal: %s offset %" PRIu64 ": truncation at %" PRIu64
+                                " outside the log [%" PRIu64 ", %" PRIu64 "]", path, off, from,
+                                w->first_index, w->last_index);
+                return ST_ECORRUPT;
+            }
             index_truncate(w, from);
             break;
         }
