@@ -171,6 +171,8 @@ struct tr_peer {
     bool gai_pending;
     struct tr_snap_out *snap_out;
     struct tr_snap_in *snap_in;
+    bool busy_notify;      /* back-pressure drops to report (coalesced) */
+    uint8_t busy_msg_type; /* the last one dropped */
 };
 
 struct tr {
@@ -180,6 +182,7 @@ struct tr {
     struct st_rng rng;
     uv_tcp_t listener;
     bool listener_open;
+    uv_timer_t notify_timer; /* reports back-pressure drops outside API calls */
     struct tr_list peers;
     struct tr_list conns;
     uint32_t inbound_pending;
@@ -1129,6 +1132,9 @@ int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_call
     list_init(&tr->peers);
     list_init(&tr->conns);
     wire_msg_init(&tr->wm);
+    ST_ASSERT(uv_timer_init(loop, &tr->notify_timer) == 0);
+    tr->notify_timer.data = tr;
+    tr->live++; /* the notify timer */
     *out = tr;
     return 0;
 }
@@ -1264,6 +1270,23 @@ bool tr_peer_connected(const struct tr *tr, raft_id id)
     return p != NULL && p->conn != NULL && p->conn->state == CONN_UP;
 }
 
+/* Back-pressure drops are reported from the loop, once per peer per round. */
+static void on_notify_timer(uv_timer_t *t)
+{
+    struct tr *tr = t->data;
+    for (struct tr_list *l = tr->peers.next; l != &tr->peers;) {
+        struct tr_peer *p = CONTAINER_OF(l, struct tr_peer, link);
+        l = l->next; /* the callback may remove p */
+        if (!p->busy_notify)
+            continue;
+        p->busy_notify = false;
+        if (tr->cbs.send_failed_cb != NULL)
+            tr->cbs.send_failed_cb(tr->cbs.ctx, p->id, p->busy_msg_type, ST_EBUSY);
+        if (tr->destroying)
+            return;
+    }
+}
+
 int tr_send(struct tr *tr, const struct raft_msg *m)
 {
     if (tr->destroying)
@@ -1300,6 +1323,10 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
         ST_TRACE_DEBUG(MOD, "peer %" PRIu64 ": send queue full (%" PRIu64 " msgs, %" PRIu64
                             " bytes): dropped %s", p->id, q_msgs, q_bytes,
                        raft_msg_type_name(m->type));
+        p->busy_notify = true;
+        p->busy_msg_type = m->type;
+        if (!uv_is_active((uv_handle_t *)&tr->notify_timer))
+            uv_timer_start(&tr->notify_timer, on_notify_timer, 0, 0);
         return ST_EBUSY;
     }
     struct tr_out *o = out_alloc(OUT_MSG, 1 + npay, npay, FRAME_HEADER_SIZE + hdr_part);
@@ -1577,7 +1604,7 @@ err_free:
 
 /* ---------------------------------------------------------------- destroy */
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_tr_handle_closed(uv_handle_t *h)
 {
     struct tr *tr = h->data;
     tr->live--;
@@ -1596,7 +1623,8 @@ void tr_destroy(struct tr *tr, void (*done_cb)(void *arg), void *done_arg)
     for (struct tr_list *l = tr->conns.next; l != &tr->conns; l = l->next)
         conn_close(CONTAINER_OF(l, struct tr_conn, link), ST_ECLOSED, false);
     if (tr->listener_open)
-        uv_close((uv_handle_t *)&tr->listener, on_listener_closed);
+        uv_close((uv_handle_t *)&tr->listener, on_tr_handle_closed);
+    uv_close((uv_handle_t *)&tr->notify_timer, on_tr_handle_closed);
     tr->live--;
     tr_maybe_free(tr);
 }

@@ -33,8 +33,9 @@
  * the references when the write completes. Sends are pipelined (no wait for
  * the previous write). Each peer has a bounded send queue (messages accepted
  * but not yet written to the kernel), in messages and in bytes; a message that
- * would exceed either bound is dropped (Raft tolerates loss) and tr_send()
- * returns ST_EBUSY. While a peer is not connected, messages queue within the
+ * would exceed either bound is dropped (Raft tolerates loss), tr_send()
+ * returns ST_EBUSY, and send_failed_cb(peer, type, ST_EBUSY) follows from the
+ * loop (coalesced: at most once per peer per loop round). While a peer is not connected, messages queue within the
  * same bounds and are written once the connection is up; when a connection
  * attempt fails or a connection is lost, everything queued for it is dropped
  * and reported through send_failed_cb (the node then calls
@@ -105,8 +106,11 @@ struct tr_callbacks {
     void (*msg_cb)(void *ctx, raft_id from, const struct raft_msg *msg);
     /* The connection to peer came up (after a successful handshake) or went down. */
     void (*peer_state_cb)(void *ctx, raft_id peer, bool connected);
-    /* A message accepted by tr_send() was dropped before reaching the kernel
-     * (connection failed/lost). status: ST_ECONNECTION, ST_ECLOSED. */
+    /* Messages to peer were dropped: status ST_ECONNECTION (accepted by
+     * tr_send(), then lost with a failed or lost connection; one call per
+     * message) or ST_EBUSY (back-pressure: tr_send() returned ST_EBUSY; one
+     * call per peer per loop round, msg_type = the last one dropped). The node
+     * calls raft_report_unreachable(). */
     void (*send_failed_cb)(void *ctx, raft_id peer, uint8_t msg_type, int status);
 
     /* Inbound snapshot stream from `from`: msg is the RAFT_MSG_SNAPSHOT (with

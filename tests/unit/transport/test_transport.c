@@ -60,6 +60,7 @@ struct ep {
     uint64_t payload_bytes;
     uint64_t n_up, n_down;
     uint64_t send_failed;
+    uint64_t send_busy; /* back-pressure reports */
     /* inbound snapshot */
     uint64_t snap_begins, snap_ends, snap_chunks, snap_bytes, snap_size;
     int snap_end_status;
@@ -128,7 +129,10 @@ static void ep_peer_state_cb(void *ctx, raft_id peer, bool up)
 static void ep_send_failed_cb(void *ctx, raft_id peer, uint8_t type, int status)
 {
     struct ep *e = ctx;
-    e->send_failed++;
+    if (status == ST_EBUSY)
+        e->send_busy++;
+    else
+        e->send_failed++;
 }
 
 static int ep_snap_begin(void *ctx, raft_id from, const struct raft_msg *m, uint64_t size)
@@ -721,6 +725,8 @@ TEST(back_pressure_drops_messages_when_the_peer_does_not_read)
     }
     ASSERT_EQ(busy, 10);
     ASSERT_GE(ok, 16);
+    RUN_UNTIL(a.send_busy >= 1); /* reported through the callback too, from the loop */
+    ASSERT_LE(a.send_busy, 10);
     struct tr_stats st;
     tr_stats_get(a.tr, &st);
     ASSERT_EQ(st.msgs_dropped, 10);
