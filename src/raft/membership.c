@@ -1,0 +1,269 @@
+/* Membership: single-server changes (thesis 4.1) with the fix Ongaro posted
+ * to raft-dev in 2015: "the leader may not append a new configuration entry
+ * until it has committed an entry from its current term".
+ *
+ * "The new configuration takes effect on each server as soon as it is added
+ * to that server's log" (thesis 4.1): conf is base_conf (the configuration as
+ * of the compaction point) plus every conf entry in the log, in order. When a
+ * suffix is truncated the conf falls back to the latest conf entry still in
+ * the log, else the snapshot's/base conf (rebuilt by membership_rebuild()).
+ *
+ * Conf entry payload (little-endian):
+ *   op u8 | id u64 | context_len u16 | context bytes
+ */
+#include "raft/raft_int.h"
+
+#include <string.h>
+
+size_t raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t *out)
+{
+    ST_ASSERT(cc->context_len <= RAFT_MEMBER_CONTEXT_MAX);
+    size_t o = 0;
+    out[o++] = cc->op;
+    for (int i = 0; i < 8; i++)
+        out[o++] = (uint8_t)(cc->id >> (8 * i));
+    out[o++] = (uint8_t)(cc->context_len & 0xff);
+    out[o++] = (uint8_t)(cc->context_len >> 8);
+    memcpy(out + o, cc->context, cc->context_len);
+    o += cc->context_len;
+    return o;
+}
+
+int raft_conf_change_decode(const uint8_t *data, size_t len, struct raft_conf_change *cc)
+{
+    if (!data || len < 11)
+        return ST_EPROTO;
+    memset(cc, 0, sizeof(*cc));
+    cc->op = data[0];
+    cc->id = 0;
+    for (int i = 0; i < 8; i++)
+        cc->id |= (uint64_t)data[1 + i] << (8 * i);
+    uint16_t clen = (uint16_t)(data[9] | (data[10] << 8));
+    if (clen > RAFT_MEMBER_CONTEXT_MAX || len != 11u + clen)
+        return ST_EPROTO;
+    if (cc->op < RAFT_CONF_ADD_VOTER || cc->op > RAFT_CONF_REMOVE || cc->id == RAFT_NONE)
+        return ST_EPROTO;
+    cc->context_len = clen;
+    memcpy(cc->context, data + 11, clen);
+    return 0;
+}
+
+const struct raft_member *raft_conf_find(const struct raft_conf *conf, raft_id id)
+{
+    for (uint32_t i = 0; i < conf->n; i++)
+        if (conf->members[i].id == id)
+            return &conf->members[i];
+    return NULL;
+}
+
+size_t raft_conf_voters(const struct raft_conf *conf)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < conf->n; i++)
+        n += conf->members[i].role == RAFT_VOTER;
+    return n;
+}
+
+int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc)
+{
+    if (cc->id == RAFT_NONE || cc->context_len > RAFT_MEMBER_CONTEXT_MAX)
+        return ST_EINVAL;
+    struct raft_member *m = NULL;
+    for (uint32_t i = 0; i < conf->n; i++)
+        if (conf->members[i].id == cc->id)
+            m = &conf->members[i];
+    switch (cc->op) {
+    case RAFT_CONF_ADD_VOTER:
+    case RAFT_CONF_ADD_LEARNER: {
+        uint8_t role = cc->op == RAFT_CONF_ADD_VOTER ? RAFT_VOTER : RAFT_LEARNER;
+        if (m) {
+            /* Promotion of a learner; anything else is a no-op change. A voter
+             * is never demoted in place (remove it, then add a learner). */
+            if (!(m->role == RAFT_LEARNER && role == RAFT_VOTER))
+                return ST_EINVAL;
+            m->role = RAFT_VOTER;
+            if (cc->context_len) {
+                m->context_len = cc->context_len;
+                memcpy(m->context, cc->context, cc->context_len);
+            }
+            return 0;
+        }
+        if (conf->n >= RAFT_MEMBERS_MAX)
+            return ST_EINVAL;
+        m = &conf->members[conf->n++];
+        memset(m, 0, sizeof(*m));
+        m->id = cc->id;
+        m->role = role;
+        m->context_len = cc->context_len;
+        memcpy(m->context, cc->context, cc->context_len);
+        return 0;
+    }
+    case RAFT_CONF_REMOVE: {
+        if (!m)
+            return ST_EINVAL;
+        if (m->role == RAFT_VOTER && raft_conf_voters(conf) == 1)
+            return ST_EINVAL; /* a configuration without voters can never commit */
+        size_t i = (size_t)(m - conf->members);
+        memmove(&conf->members[i], &conf->members[i + 1],
+                (conf->n - i - 1) * sizeof(conf->members[0]));
+        conf->n--;
+        return 0;
+    }
+    default:
+        return ST_EINVAL;
+    }
+}
+
+bool membership_conf_valid(const struct raft_conf *c)
+{
+    if (c->n > RAFT_MEMBERS_MAX)
+        return false;
+    for (uint32_t i = 0; i < c->n; i++) {
+        const struct raft_member *m = &c->members[i];
+        if (m->id == RAFT_NONE || (m->role != RAFT_VOTER && m->role != RAFT_LEARNER) ||
+            m->context_len > RAFT_MEMBER_CONTEXT_MAX)
+            return false;
+        for (uint32_t j = 0; j < i; j++)
+            if (c->members[j].id == m->id)
+                return false;
+    }
+    return true;
+}
+
+/* Applies one log entry to conf if it is a valid conf entry. Invalid conf
+ * entries are no-ops on every node alike (deterministic). */
+static bool apply_entry(struct raft_conf *conf, const struct raft_entry *e)
+{
+    if (e->type != RAFT_ENTRY_CONF)
+        return false;
+    struct raft_conf_change cc;
+    if (raft_conf_change_decode(e->data, e->len, &cc) != 0)
+        return false;
+    return raft_conf_apply(conf, &cc) == 0;
+}
+
+void membership_conf_at(const struct raft *r, raft_index index, struct raft_conf *out)
+{
+    ST_ASSERT(index >= r->log.prev_index);
+    *out = r->base_conf;
+    raft_index last = ST_MIN(index, log_last(&r->log));
+    for (raft_index i = r->log.prev_index + 1; i <= last; i++)
+        apply_entry(out, log_get(&r->log, i));
+}
+
+void membership_rebuild(struct raft *r)
+{
+    r->conf = r->base_conf;
+    r->conf_index = 0;
+    for (raft_index i = r->log.prev_index + 1; i <= log_last(&r->log); i++)
+        if (apply_entry(&r->conf, log_get(&r->log, i)))
+            r->conf_index = i;
+    membership_sync_progress(r);
+}
+
+void membership_on_append(struct raft *r, raft_index from, raft_index to)
+{
+    bool changed = false;
+    for (raft_index i = from; i <= to; i++) {
+        if (apply_entry(&r->conf, log_get(&r->log, i))) {
+            r->conf_index = i;
+            changed = true;
+        }
+    }
+    if (changed)
+        membership_sync_progress(r);
+}
+
+static raft_index *ins_alloc(struct raft *r)
+{
+    for (uint32_t k = 0; k < RAFT_MEMBERS_MAX; k++) {
+        if (!r->ins_slot_used[k]) {
+            r->ins_slot_used[k] = true;
+            return r->ins_pool + (size_t)k * r->cfg.inflight_msgs_max;
+        }
+    }
+    ST_UNREACHABLE();
+}
+
+static void ins_free(struct raft *r, raft_index *buf)
+{
+    size_t k = (size_t)(buf - r->ins_pool) / r->cfg.inflight_msgs_max;
+    ST_ASSERT(k < RAFT_MEMBERS_MAX && r->ins_slot_used[k]);
+    r->ins_slot_used[k] = false;
+}
+
+void membership_sync_progress(struct raft *r)
+{
+    /* Followers and candidates keep no progress. */
+    if (r->role != RAFT_LEADER) {
+        for (uint32_t i = 0; i < r->n_prs; i++)
+            ins_free(r, r->prs[i].ins.buf);
+        r->n_prs = 0;
+        return;
+    }
+    /* Drop progress of removed members. */
+    for (uint32_t i = 0; i < r->n_prs;) {
+        if (!raft_conf_find(&r->conf, r->prs[i].id) && r->prs[i].id != r->cfg.id) {
+            ins_free(r, r->prs[i].ins.buf);
+            r->prs[i] = r->prs[--r->n_prs];
+        } else {
+            i++;
+        }
+    }
+    /* New members start probing at our last index (thesis 4.2.1: they catch
+     * up like any lagging follower). The leader keeps its own progress even
+     * when it removed itself, until it steps down. */
+    raft_index last = log_last(&r->log);
+    for (uint32_t i = 0; i < r->conf.n; i++) {
+        raft_id id = r->conf.members[i].id;
+        if (raft_progress_find(r, id))
+            continue;
+        ST_ASSERT(r->n_prs < RAFT_MEMBERS_MAX);
+        struct raft_progress *p = &r->prs[r->n_prs++];
+        progress_reset(p, id, last + 1, ins_alloc(r), r->cfg.inflight_msgs_max);
+        if (id == r->cfg.id) {
+            p->match = r->log.stable;
+            p->state = RAFT_PROGRESS_REPLICATE;
+        }
+        r->bcast_pending = true;
+    }
+    if (!raft_progress_find(r, r->cfg.id)) {
+        ST_ASSERT(r->n_prs < RAFT_MEMBERS_MAX);
+        struct raft_progress *p = &r->prs[r->n_prs++];
+        progress_reset(p, r->cfg.id, last + 1, ins_alloc(r), r->cfg.inflight_msgs_max);
+        p->match = r->log.stable;
+        p->state = RAFT_PROGRESS_REPLICATE;
+    }
+}
+
+int membership_bootstrap(struct raft *r, const struct raft_conf *initial)
+{
+    if (!membership_conf_valid(initial) || initial->n == 0 || raft_conf_voters(initial) == 0)
+        return ST_EINVAL;
+    int rc = log_reserve(&r->log, initial->n);
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < initial->n; i++) {
+        const struct raft_member *m = &initial->members[i];
+        struct raft_conf_change cc;
+        memset(&cc, 0, sizeof(cc));
+        cc.op = m->role == RAFT_VOTER ? RAFT_CONF_ADD_VOTER : RAFT_CONF_ADD_LEARNER;
+        cc.id = m->id;
+        cc.context_len = m->context_len;
+        memcpy(cc.context, m->context, m->context_len);
+        struct raft_buf *b = raft_buf_create(RAFT_CONF_CHANGE_ENCODED_MAX);
+        if (!b)
+            return ST_ENOMEM;
+        struct raft_entry e = {.term = 1,
+                               .index = (raft_index)i + 1,
+                               .type = RAFT_ENTRY_CONF,
+                               .buf = b,
+                               .data = b->data};
+        e.len = (uint32_t)raft_conf_change_encode(&cc, b->data);
+        log_append(&r->log, &e);
+        raft_buf_unref(b);
+    }
+    membership_on_append(r, 1, initial->n);
+    r->log.commit = initial->n;
+    return 0;
+}
