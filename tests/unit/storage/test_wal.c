@@ -1,0 +1,403 @@
+/* WAL specifics: record framing, refusal messages, full disk, failed fsync,
+ * and the group-commit writer. */
+#include <pthread.h>
+
+#include "storage/record.h"
+#include "test.h"
+#include "unit/storage/helpers.h"
+#include "util/trace.h"
+
+__attribute__((constructor)) static void quiet(void)
+{
+    st_trace_set_level(ST_TRACE_ERROR + 1);
+}
+
+TEST(record_roundtrip_and_every_single_bit_flip_is_detected)
+{
+    uint8_t rec[256];
+    uint32_t len = 37;
+    for (uint32_t i = 0; i < len; i++)
+        rec[ST_REC_HEADER_BYTES + i] = (uint8_t)(i * 7 + 1);
+    st_rec_seal(rec, ST_REC_ENTRIES, len, 42);
+    uint64_t size = st_rec_size(len);
+    ASSERT_EQ(size % 8, 0);
+    struct st_rec_view v;
+    ASSERT_EQ(st_rec_parse(rec, size, 1 << 20, &v), ST_REC_OK);
+    ASSERT_EQ(v.type, ST_REC_ENTRIES);
+    ASSERT_EQ(v.len, len);
+    ASSERT_EQ(v.wseq, 42);
+    ASSERT_EQ(v.size, size);
+    ASSERT_EQ(v.payload[36], (uint8_t)(36 * 7 + 1));
+    for (uint64_t bit = 0; bit < size * 8; bit++) {
+        rec[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        ASSERT_NE(st_rec_parse(rec, size, 1 << 20, &v), ST_REC_OK);
+        rec[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+    }
+    /* a record cut anywhere is never OK, and reads as short or damaged */
+    for (uint64_t cut = 0; cut < size; cut++)
+        ASSERT_NE(st_rec_parse(rec, cut, 1 << 20, &v), ST_REC_OK);
+    /* the header bounds the length */
+    ASSERT_EQ(st_rec_parse(rec, size, 8, &v), ST_REC_BAD_HEADER);
+}
+
+TEST(segment_header_roundtrip_and_damage)
+{
+    struct st_seg_header h = {.seq = 7, .first_index = 1000, .segment_bytes = 1 << 20,
+                              .snap_index = 990, .snap_term = 4,
+                              .hs = {.term = 5, .vote = 2, .commit = 995}, .wseq = 77};
+    uint8_t b[ST_SEG_HEADER_BYTES];
+    st_seg_header_encode(&h, b);
+    struct st_seg_header g;
+    ASSERT_EQ(st_seg_header_decode(b, &g), 0);
+    ASSERT_EQ(g.seq, 7);
+    ASSERT_EQ(g.first_index, 1000);
+    ASSERT_EQ(g.hs.commit, 995);
+    ASSERT_EQ(g.snap_term, 4);
+    b[30] ^= 1;
+    ASSERT_EQ(st_seg_header_decode(b, &g), ST_ECORRUPT);
+}
+
+/* --------------------------------------------------------------- helpers */
+
+static struct st_wal_config cfg_of(struct st_fs_sim *sim, uint64_t seg)
+{
+    return (struct st_wal_config){.fs = st_fs_sim_fs(sim), .dir = "/wal", .segment_bytes = seg};
+}
+
+static void open_loaded(struct st_fs_sim *sim, uint64_t seg, struct st_log_store *s)
+{
+    struct st_wal_config c = cfg_of(sim, seg);
+    ASSERT_EQ(st_wal_open(&c, s, NULL), 0);
+    struct st_log_state st;
+    ASSERT_EQ(s->ops->load(s->self, 0, &st, NULL), 0);
+    st_log_state_release(&st);
+}
+
+static int put(struct st_log_store *s, raft_index lo, raft_index hi, uint32_t max_len, bool sync)
+{
+    uint8_t *buf;
+    struct raft_entry *e = h_make(lo, hi, 1, max_len, &buf);
+    struct st_log_batch b = {.entries = e, .n_entries = (size_t)(hi - lo)};
+    int rc = s->ops->append(s->self, &b);
+    if (rc == 0 && sync)
+        rc = s->ops->sync(s->self);
+    free(e);
+    free(buf);
+    return rc;
+}
+
+static int reopen_check(struct st_fs_sim *sim, uint64_t seg, raft_index last, char *msg,
+                        size_t cap)
+{
+    struct st_wal_config c = cfg_of(sim, seg);
+    struct st_log_store s;
+    struct st_errbuf err = {msg, cap};
+    int rc = st_wal_open(&c, &s, &err);
+    if (rc != 0)
+        return rc;
+    struct st_log_state st;
+    rc = s.ops->load(s.self, 0, &st, &err);
+    if (rc == 0) {
+        if (st.last_index != last)
+            rc = ST_EINVAL;
+        for (size_t i = 0; rc == 0 && i < st.n_entries; i++)
+            if (!h_check(&st.entries[i], i + 1, 1))
+                rc = ST_EINVAL;
+        st_log_state_release(&st);
+    }
+    s.ops->close(s.self);
+    return rc;
+}
+
+TEST(torn_tail_is_cut_and_acknowledged_records_stay)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 1 << 16, &s);
+    ASSERT_EQ(put(&s, 1, 11, 200, true), 0);
+    /* the next write is interrupted half way by a power loss */
+    st_fs_sim_crash_at(sim, st_fs_sim_op_count(sim) + 1);
+    ASSERT_EQ(put(&s, 11, 21, 200, true), ST_EFATAL);
+    s.ops->close(s.self);
+    size_t len = st_fs_sim_crash(sim, ST_FS_SIM_KEEP_TORN, 0);
+    ASSERT_TRUE(len > 100);
+    st_fs_sim_crash_at(sim, 0);
+    /* redo the same crash with half the write on disk */
+    st_fs_sim_destroy(sim);
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    open_loaded(sim, 1 << 16, &s);
+    ASSERT_EQ(put(&s, 1, 11, 200, true), 0);
+    st_fs_sim_crash_at(sim, st_fs_sim_op_count(sim) + 1);
+    ASSERT_EQ(put(&s, 11, 21, 200, true), ST_EFATAL);
+    s.ops->close(s.self);
+    st_fs_sim_crash(sim, ST_FS_SIM_KEEP_TORN, len / 2);
+    char msg[300] = "";
+    ASSERT_EQ(reopen_check(sim, 1 << 16, 10, msg, sizeof(msg)), 0);
+    /* the cut is durable: a second open sees a clean log */
+    ASSERT_EQ(reopen_check(sim, 1 << 16, 10, msg, sizeof(msg)), 0);
+    st_fs_sim_destroy(sim);
+}
+
+TEST(bad_record_before_valid_ones_is_refused_naming_file_and_offset)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 1 << 16, &s);
+    ASSERT_EQ(put(&s, 1, 4, 50, true), 0);
+    ASSERT_EQ(put(&s, 4, 8, 50, true), 0);
+    s.ops->close(s.self);
+    /* first record starts right after the 128-byte segment header */
+    ASSERT_EQ(st_fs_sim_flip_bit(sim, "/wal/0000000000000001.wal", 128 + 40, 3), 0);
+    char msg[300] = "";
+    ASSERT_EQ(reopen_check(sim, 1 << 16, 7, msg, sizeof(msg)), ST_ECORRUPT);
+    ASSERT_TRUE(strstr(msg, "/wal/0000000000000001.wal") != NULL);
+    ASSERT_TRUE(strstr(msg, "offset 128") != NULL);
+    st_fs_sim_destroy(sim);
+}
+
+TEST(damaged_last_record_that_was_complete_is_corruption_not_a_torn_tail)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 1 << 16, &s);
+    ASSERT_EQ(put(&s, 1, 4, 50, true), 0);
+    s.ops->close(s.self);
+    /* one synced record; flip a payload bit: complete record, bad CRC */
+    ASSERT_EQ(st_fs_sim_flip_bit(sim, "/wal/0000000000000001.wal", 128 + 30, 0), 0);
+    char msg[300] = "";
+    ASSERT_EQ(reopen_check(sim, 1 << 16, 3, msg, sizeof(msg)), ST_ECORRUPT);
+    ASSERT_TRUE(strstr(msg, "bad checksum") != NULL);
+    st_fs_sim_destroy(sim);
+}
+
+TEST(missing_segment_and_foreign_file_are_refused)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 4096, &s);
+    for (raft_index i = 1; i < 100; i += 10)
+        ASSERT_EQ(put(&s, i, i + 10, 200, true), 0);
+    struct st_wal_stats ws;
+    st_wal_stats_get(&s, &ws);
+    ASSERT_TRUE(ws.segments >= 3);
+    s.ops->close(s.self);
+    const struct st_fs *fs = st_fs_sim_fs(sim);
+    char msg[300] = "";
+    ASSERT_EQ(reopen_check(sim, 4096, 100, msg, sizeof(msg)), 0);
+    ASSERT_EQ(fs->ops->unlink(fs->self, "/wal/0000000000000002.wal"), 0);
+    ASSERT_EQ(reopen_check(sim, 4096, 100, msg, sizeof(msg)), ST_ECORRUPT);
+    ASSERT_TRUE(strstr(msg, "0000000000000002.wal is missing") != NULL);
+    int fd;
+    ASSERT_EQ(fs->ops->open(fs->self, "/wal/notes.txt", ST_FS_RDWR | ST_FS_CREATE, &fd), 0);
+    fs->ops->close(fs->self, fd);
+    ASSERT_EQ(reopen_check(sim, 4096, 100, msg, sizeof(msg)), ST_EMISMATCH);
+    ASSERT_TRUE(strstr(msg, "notes.txt") != NULL);
+    st_fs_sim_destroy(sim);
+}
+
+TEST(full_disk_fails_the_batch_cleanly_and_later_appends_succeed)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 8192, &s);
+    ASSERT_EQ(put(&s, 1, 11, 300, true), 0);
+    /* no room for another segment */
+    st_fs_sim_set_quota(sim, 8192);
+    raft_index next = 11;
+    int rc = 0;
+    while ((rc = put(&s, next, next + 5, 300, true)) == 0)
+        next += 5;
+    ASSERT_EQ(rc, ST_ENOSPC);
+    raft_index first, last;
+    s.ops->bounds(s.self, &first, &last);
+    ASSERT_EQ(last, next - 1); /* nothing of the failed batch kept */
+    ASSERT_EQ(s.ops->sync(s.self), 0);
+    struct raft_entry e[1];
+    ASSERT_EQ(s.ops->read(s.self, next, next + 1, e), ST_EUNAVAILABLE);
+    /* space returns: the same batch goes through */
+    st_fs_sim_set_quota(sim, UINT64_MAX);
+    ASSERT_EQ(put(&s, next, next + 5, 300, true), 0);
+    ASSERT_EQ(put(&s, next + 5, next + 40, 300, true), 0);
+    s.ops->close(s.self);
+    char msg[300] = "";
+    ASSERT_EQ(reopen_check(sim, 8192, next + 39, msg, sizeof(msg)), 0);
+    st_fs_sim_destroy(sim);
+}
+
+TEST(failed_fsync_is_fatal_and_never_retried)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 1 << 16, &s);
+    ASSERT_EQ(put(&s, 1, 5, 100, true), 0);
+    st_fs_sim_fail_syncs(sim, 1);
+    ASSERT_EQ(put(&s, 5, 9, 100, true), ST_EFATAL);
+    ASSERT_EQ(put(&s, 5, 9, 100, false), ST_EFATAL);
+    ASSERT_EQ(s.ops->sync(s.self), ST_EFATAL); /* the next fsync would succeed: still fatal */
+    s.ops->close(s.self);
+    st_fs_sim_destroy(sim);
+}
+
+TEST(interrupted_segment_creation_is_removed_at_open)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 4096, &s);
+    ASSERT_EQ(put(&s, 1, 11, 200, true), 0);
+    s.ops->close(s.self);
+    const struct st_fs *fs = st_fs_sim_fs(sim);
+    int fd;
+    ASSERT_EQ(fs->ops->open(fs->self, "/wal/0000000000000002.wal", ST_FS_RDWR | ST_FS_CREATE, &fd), 0);
+    ASSERT_EQ(fs->ops->fallocate(fs->self, fd, 0, 4096), 0);
+    fs->ops->close(fs->self, fd);
+    char msg[300] = "";
+    ASSERT_EQ(reopen_check(sim, 4096, 10, msg, sizeof(msg)), 0);
+    bool is_dir;
+    ASSERT_EQ(fs->ops->stat(fs->self, "/wal/0000000000000002.wal", &is_dir), ST_ENOENT);
+    st_fs_sim_destroy(sim);
+}
+
+/* ------------------------------------------------------------ the writer */
+
+struct wctx {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool hold;           /* the first callback waits until released */
+    int calls;
+    uint64_t last_seq;
+    int last_status;
+    raft_index durable;
+    bool monotonic;
+};
+
+static void wcb(void *ctx, const struct st_log_writer_result *r)
+{
+    struct wctx *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    while (c->hold && c->calls == 0)
+        pthread_cond_wait(&c->cond, &c->mu);
+    if (r->seq <= c->last_seq)
+        c->monotonic = false;
+    c->calls++;
+    c->last_seq = r->seq;
+    c->last_status = r->status;
+    if (r->status == 0)
+        c->durable = r->durable_index;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void wait_seq(struct wctx *c, uint64_t seq)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->last_seq < seq)
+        pthread_cond_wait(&c->cond, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void wctx_init(struct wctx *c)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    c->monotonic = true;
+}
+
+TEST(writer_takes_all_queued_batches_into_one_sync)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 1 << 20, &s);
+    struct wctx c;
+    wctx_init(&c);
+    c.hold = true;
+    struct st_log_writer *w;
+    ASSERT_EQ(st_log_writer_create(&s, NULL, wcb, &c, &w), 0);
+    uint8_t *buf;
+    struct raft_entry *e = h_make(1, 202, 1, 100, &buf);
+    uint64_t seq;
+    struct st_log_batch b = {.entries = e, .n_entries = 1};
+    ASSERT_EQ(st_log_writer_submit(w, &b, &seq), 0);
+    ASSERT_EQ(seq, 1);
+    /* the writer is now blocked in the first callback (or about to be):
+     * everything submitted meanwhile lands in the next group */
+    for (int i = 1; i <= 200; i++) {
+        struct st_log_batch bi = {.entries = &e[i], .n_entries = 1};
+        ASSERT_EQ(st_log_writer_submit(w, &bi, &seq), 0);
+    }
+    ASSERT_EQ(seq, 201);
+    pthread_mutex_lock(&c.mu);
+    c.hold = false;
+    pthread_cond_broadcast(&c.cond);
+    pthread_mutex_unlock(&c.mu);
+    wait_seq(&c, 201);
+    ASSERT_TRUE(c.monotonic);
+    ASSERT_EQ(c.last_status, 0);
+    ASSERT_EQ(c.durable, 201);
+    ASSERT_TRUE(c.calls <= 3); /* 201 batches, at most three syncs */
+    struct st_wal_stats ws;
+    st_wal_stats_get(&s, &ws);
+    ASSERT_TRUE(ws.syncs <= 3);
+    st_log_writer_destroy(w);
+    s.ops->close(s.self);
+    char msg[200] = "";
+    ASSERT_EQ(reopen_check(sim, 1 << 20, 201, msg, sizeof(msg)), 0);
+    free(e);
+    free(buf);
+    st_fs_sim_destroy(sim);
+}
+
+TEST(writer_reports_full_disk_then_recovers_and_fatal_sync_stops_it)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 8192, &s);
+    struct wctx c;
+    wctx_init(&c);
+    struct st_log_writer *w;
+    ASSERT_EQ(st_log_writer_create(&s, NULL, wcb, &c, &w), 0);
+    uint8_t *buf;
+    struct raft_entry *e = h_make(1, 400, 1, 300, &buf);
+    st_fs_sim_set_quota(sim, 8192);
+    raft_index next = 1;
+    uint64_t seq = 0;
+    for (;;) {
+        struct st_log_batch b = {.entries = &e[next - 1], .n_entries = 5};
+        ASSERT_EQ(st_log_writer_submit(w, &b, &seq), 0);
+        wait_seq(&c, seq);
+        if (c.last_status != 0)
+            break;
+        next += 5;
+    }
+    ASSERT_EQ(c.last_status, ST_ENOSPC);
+    ASSERT_EQ(c.durable, next - 1);
+    st_fs_sim_set_quota(sim, UINT64_MAX);
+    struct st_log_batch b = {.entries = &e[next - 1], .n_entries = 5};
+    ASSERT_EQ(st_log_writer_submit(w, &b, &seq), 0);
+    wait_seq(&c, seq);
+    ASSERT_EQ(c.last_status, 0);
+    ASSERT_EQ(c.durable, next + 4);
+    next += 5;
+    st_fs_sim_fail_syncs(sim, 1);
+    struct st_log_batch b2 = {.entries = &e[next - 1], .n_entries = 5};
+    ASSERT_EQ(st_log_writer_submit(w, &b2, &seq), 0);
+    wait_seq(&c, seq);
+    ASSERT_EQ(c.last_status, ST_EFATAL);
+    ASSERT_EQ(st_log_writer_submit(w, &b2, &seq), ST_EFATAL);
+    st_log_writer_destroy(w);
+    s.ops->close(s.self);
+    free(e);
+    free(buf);
+    st_fs_sim_destroy(sim);
+}
+
+TEST_MAIN()
