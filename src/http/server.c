@@ -1,0 +1,1409 @@
+/* Generic HTTP/1.1 server on libuv + http-parser. Contracts in server.h.
+ *
+ * Per connection: one read buffer holding only not-yet-parsed bytes (parsed
+ * bytes are copied into the request's slot as they arrive), a ring of
+ * pipeline_max request slots, one uv_write in flight at a time carrying every
+ * consecutive finished response from the head of the ring.
+ *
+ * Invariant while parsing: the ring has a free slot. When a complete request
+ * fills the last slot the parser is paused and reading stops; both resume when
+ * the head response has been written. So a parse error always finds a slot for
+ * its error response, which therefore goes out after the earlier responses.
+ *
+ * A connection is freed when both of its handles are closed and no request is
+ * with the handler (in_handler == 0). */
+#include "http/server.h"
+
+#include <ctype.h>
+#include <http_parser.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stcache/errors.h"
+#include "util/assert.h"
+#include "util/trace.h"
+
+#define HTTP_PIPELINE_MAX_LIMIT 64u
+
+enum slot_state {
+    SLOT_FREE = 0,
+    SLOT_PARSING,  /* receiving the request */
+    SLOT_HANDLER,  /* with the handler */
+    SLOT_READY,    /* response in out, waiting for its turn */
+    SLOT_WRITING,  /* response in a uv_write */
+};
+
+struct hdr_span {
+    uint32_t name_off, name_len, value_off, value_len;
+};
+
+struct http_conn;
+
+struct http_slot {
+    struct http_request req; /* first: req <-> slot */
+    struct http_conn *conn;
+    enum slot_state state;
+    int close_after;         /* close the connection once this response is written */
+    /* Head: "<url>\0<name>\0<value>\0...", at most head_bytes_max + NULs. */
+    char *head;
+    uint32_t head_len, head_cap;
+    uint32_t url_len;
+    int url_done;
+    struct hdr_span *hdrs;   /* headers_max entries */
+    uint32_t n_hdrs;
+    int in_value;            /* last header callback was a value */
+    uint8_t *body;
+    size_t body_len, body_cap;
+    char *out;               /* serialized response */
+    size_t out_len, out_cap;
+};
+
+struct http_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    http_parser parser;
+    struct http_server *srv;
+    struct http_conn *prev, *next; /* server's list */
+    int handles_open;
+    int closing;   /* uv_close called */
+    int reading;
+    int eof;       /* client sent FIN */
+    int no_more;   /* no further requests are parsed (error, Connection: close) */
+    int in_execute;
+    int writing;
+    uint32_t write_slots; /* slots in the in-flight uv_write */
+    int err_status;       /* set by a parser callback that rejects the request */
+    const char *err_msg;
+    char *rbuf;
+    size_t rstart, rlen;  /* unparsed bytes: rbuf[rstart, rstart + rlen) */
+    struct http_slot *cur; /* slot being parsed, NULL between requests */
+    uint32_t head, count;  /* ring */
+    uint32_t in_handler;
+    struct http_slot slots[];
+};
+
+struct http_server {
+    uv_loop_t *loop;
+    struct http_server_config cfg;
+    char host[64];
+    uv_tcp_t listener;
+    int listening;
+    int listener_open;
+    int closing;
+    http_handler_cb handler;
+    void *handler_ctx;
+    http_server_closed_cb closed_cb;
+    void *closed_ctx;
+    struct http_conn *conns;
+    uint64_t conns_alive; /* allocated connections (open or draining) */
+    uint16_t port;
+    struct http_server_stats stats;
+};
+
+static void conn_close(struct http_conn *c);
+static void conn_free(struct http_conn *c);
+static void conn_process(struct http_conn *c);
+static void conn_flush(struct http_conn *c);
+static void conn_update_reading(struct http_conn *c);
+static void server_maybe_closed(struct http_server *srv);
+
+/* ---------- small helpers ---------- */
+
+static int ascii_casecmp_n(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    if (alen != blen)
+        return 1;
+    for (size_t i = 0; i < alen; i++)
+        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i]))
+            return 1;
+    return 0;
+}
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    default: return "Unknown";
+    }
+}
+
+void http_server_config_default(struct http_server_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->host = "127.0.0.1";
+    cfg->port = 0;
+    cfg->backlog = 511;
+    cfg->head_bytes_max = 16u * 1024u;
+    cfg->headers_max = 64;
+    cfg->body_bytes_max = 2u * 1024u * 1024u;
+    cfg->idle_timeout_ms = 60000;
+    cfg->connections_max = 1024;
+    cfg->pipeline_max = 16;
+    cfg->read_buf_bytes = 16u * 1024u;
+}
+
+/* ---------- slots ---------- */
+
+static struct http_slot *slot_of(struct http_request *req)
+{
+    return (struct http_slot *)(void *)req;
+}
+
+static void slot_free_buffers(struct http_slot *s)
+{
+    free(s->head);
+    free(s->hdrs);
+    free(s->body);
+    free(s->out);
+    s->head = NULL;
+    s->hdrs = NULL;
+    s->body = NULL;
+    s->out = NULL;
+    s->head_cap = 0;
+    s->body_cap = s->out_cap = 0;
+}
+
+/* Takes the next ring slot for a new request; the ring must not be full. */
+static struct http_slot *slot_take(struct http_conn *c)
+{
+    const struct http_server_config *cfg = &c->srv->cfg;
+    ST_ASSERT(c->count < cfg->pipeline_max);
+    struct http_slot *s = &c->slots[(c->head + c->count) % cfg->pipeline_max];
+    ST_ASSERT(s->state == SLOT_FREE);
+    if (!s->head) {
+        uint32_t cap = cfg->head_bytes_max + 2 * cfg->headers_max + 8;
+        s->head = malloc(cap);
+        s->hdrs = malloc((size_t)cfg->headers_max * sizeof(*s->hdrs));
+        if (!s->head || !s->hdrs) {
+            slot_free_buffers(s);
+            return NULL;
+        }
+        s->head_cap = cap;
+    }
+    c->count++;
+    s->state = SLOT_PARSING;
+    s->conn = c;
+    s->close_after = 0;
+    s->head_len = 0;
+    s->url_len = 0;
+    s->url_done = 0;
+    s->n_hdrs = 0;
+    s->in_value = 0;
+    s->body_len = 0;
+    s->out_len = 0;
+    memset(&s->req, 0, sizeof(s->req));
+    s->req.server = c->srv;
+    s->req.method = "";
+    s->req.path = "";
+    s->req.body = (const uint8_t *)"";
+    return s;
+}
+
+/* Releases the head slot after its response was written (or dropped). */
+static void slot_release_head(struct http_conn *c)
+{
+    uint32_t max = c->srv->cfg.pipeline_max;
+    struct http_slot *s = &c->slots[c->head];
+    ST_ASSERT(c->count > 0 && s->state != SLOT_HANDLER);
+    s->state = SLOT_FREE;
+    if (s->body_cap > HTTP_BUF_KEEP_BYTES) {
+        free(s->body);
+        s->body = NULL;
+        s->body_cap = 0;
+    }
+    if (s->out_cap > HTTP_BUF_KEEP_BYTES) {
+        free(s->out);
+        s->out = NULL;
+        s->out_cap = 0;
+    }
+    c->head = (c->head + 1) % max;
+    c->count--;
+    if (c->count == 0)
+        c->head = 0; /* sequential keep-alive requests reuse slot 0's buffers */
+}
+
+static int buf_reserve(char **data, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap : 256;
+    while (ncap < need)
+        ncap *= 2;
+    char *d = realloc(*data, ncap);
+    if (!d)
+        return ST_ENOMEM;
+    *data = d;
+    *cap = ncap;
+    return 0;
+}
+
+/* ---------- response serialization ---------- */
+
+static int header_ok(const char *s, int is_name)
+{
+    if (!s || (is_name && !*s))
+        return 0;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\r' || ch == '\n' || ch == 0x7f || (ch < 0x20 && ch != '\t'))
+            return 0;
+        if (is_name && (ch == ':' || ch == ' ' || ch == '\t'))
+            return 0;
+    }
+    return 1;
+}
+
+static int slot_serialize(struct http_slot *s, int status, const char *content_type,
+                          const struct http_header *extra, size_t n_extra, const void *body,
+                          size_t body_len)
+{
+    const struct http_request *req = &s->req;
+    int no_body_status = status == 204 || status == 304 || (status >= 100 && status < 200);
+    size_t est = 160 + (content_type ? strlen(content_type) : 0);
+    for (size_t i = 0; i < n_extra; i++)
+        if (extra[i].name && extra[i].value)
+            est += strlen(extra[i].name) + strlen(extra[i].value) + 4;
+    int send_body = !no_body_status && req->verb != HTTP_VERB_HEAD;
+    size_t need = est + (send_body ? body_len : 0);
+    if (buf_reserve(&s->out, &s->out_cap, need) != 0)
+        return ST_ENOMEM;
+    char *p = s->out;
+    size_t room = s->out_cap;
+    int n = snprintf(p, room, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+    size_t len = (size_t)n;
+    if (!no_body_status)
+        len += (size_t)snprintf(p + len, room - len, "Content-Length: %zu\r\n", body_len);
+    if (content_type && header_ok(content_type, 0))
+        len += (size_t)snprintf(p + len, room - len, "Content-Type: %s\r\n", content_type);
+    for (size_t i = 0; i < n_extra; i++) {
+        if (!header_ok(extra[i].name, 1) || !header_ok(extra[i].value, 0))
+            continue; /* never let a handler inject a header line */
+        len += (size_t)snprintf(p + len, room - len, "%s: %s\r\n", extra[i].name, extra[i].value);
+    }
+    if (s->close_after)
+        len += (size_t)snprintf(p + len, room - len, "Connection: close\r\n");
+    else if (s->conn->parser.http_minor == 0 && s->conn->parser.http_major == 1)
+        len += (size_t)snprintf(p + len, room - len, "Connection: keep-alive\r\n");
+    len += (size_t)snprintf(p + len, room - len, "\r\n");
+    ST_ASSERT(len < room);
+    if (send_body && body_len) {
+        ST_ASSERT(len + body_len <= room);
+        memcpy(p + len, body, body_len);
+        len += body_len;
+    }
+    s->out_len = len;
+    return 0;
+}
+
+/* Writes a JSON-escaped copy of msg (truncated to fit) into dst. */
+static size_t json_escape_small(char *dst, size_t cap, const char *msg)
+{
+    size_t n = 0;
+    for (const char *m = msg; *m && n + 7 < cap; m++) {
+        unsigned char ch = (unsigned char)*m;
+        if (ch == '"' || ch == '\\') {
+            dst[n++] = '\\';
+            dst[n++] = (char)ch;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            n += (size_t)snprintf(dst + n, cap - n, "\\u%04x", ch);
+        } else {
+            dst[n++] = (char)ch;
+        }
+    }
+    dst[n] = 0;
+    return n;
+}
+
+int http_response_send(struct http_request *req, int status, const char *content_type,
+                       const struct http_header *extra_headers, size_t n_extra, const void *body,
+                       size_t body_len)
+{
+    struct http_slot *s = slot_of(req);
+    struct http_conn *c = s->conn;
+    ST_ASSERT(s->state == SLOT_HANDLER);
+    ST_ASSERT(status >= 100 && status <= 999);
+    ST_ASSERT(c->in_handler > 0);
+    c->in_handler--;
+    if (c->closing) {
+        /* The client is gone: discard. The ring no longer matters. */
+        s->state = SLOT_FREE;
+        c->srv->stats.responses_discarded++;
+        if (c->handles_open == 0 && c->in_handler == 0)
+            conn_free(c); /* the last reference */
+        return 0;
+    }
+    if (c->srv->closing)
+        s->close_after = 1;
+    int rc = slot_serialize(s, status, content_type, extra_headers, n_extra, body, body_len);
+    s->state = SLOT_READY;
+    if (rc != 0) {
+        ST_TRACE_WARN("http", "out of memory building a %zu-byte response: closing", body_len);
+        s->out_len = 0;
+        conn_close(c);
+        return rc;
+    }
+    conn_flush(c);
+    return 0;
+}
+
+int http_response_error(struct http_request *req, int status, int code, const char *message)
+{
+    char esc[512], body[600];
+    json_escape_small(esc, sizeof(esc), message ? message : "");
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"code\":%d}", esc, code);
+    return http_response_send(req, status, "application/json", NULL, 0, body, (size_t)n);
+}
+
+int http_request_orphaned(const struct http_request *req)
+{
+    const struct http_slot *s = (const struct http_slot *)(const void *)req;
+    return s->conn->closing;
+}
+
+const char *http_request_header(const struct http_request *req, const char *name, size_t *len)
+{
+    const struct http_slot *s = (const struct http_slot *)(const void *)req;
+    for (uint32_t i = 0; i < s->n_hdrs; i++) {
+        const struct hdr_span *h = &s->hdrs[i];
+        if (ascii_casecmp_n(s->head + h->name_off, h->name_len, name) == 0) {
+            if (len)
+                *len = h->value_len;
+            return s->head + h->value_off;
+        }
+    }
+    return NULL;
+}
+
+/* ---------- connection lifecycle ---------- */
+
+static void conn_free(struct http_conn *c)
+{
+    struct http_server *srv = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    for (uint32_t i = 0; i < srv->cfg.pipeline_max; i++)
+        slot_free_buffers(&c->slots[i]);
+    free(c->rbuf);
+    free(c);
+    srv->conns_alive--;
+    server_maybe_closed(srv);
+}
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    struct http_conn *c = h->data;
+    ST_ASSERT(c->handles_open > 0);
+    if (--c->handles_open > 0)
+        return;
+    c->srv->stats.connections--;
+    /* Requests still with the handler keep the connection memory alive. */
+    for (uint32_t i = 0; i < c->srv->cfg.pipeline_max; i++)
+        if (c->slots[i].state != SLOT_HANDLER)
+            c->slots[i].state = SLOT_FREE;
+    if (c->in_handler == 0)
+        conn_free(c);
+}
+
+static void conn_close(struct http_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->reading = 0;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+static void on_idle_timer(uv_timer_t *t)
+{
+    struct http_conn *c = t->data;
+    /* Busy: a request is with the handler or a response is queued. Only a
+     * connection that is idle or stuck mid-request is closed. */
+    uint32_t busy = c->count - (c->cur ? 1u : 0u);
+    if (busy > 0) {
+        uv_timer_start(&c->timer, on_idle_timer, c->srv->cfg.idle_timeout_ms, 0);
+        return;
+    }
+    c->srv->stats.idle_closed++;
+    conn_close(c);
+}
+
+static void conn_touch(struct http_conn *c)
+{
+    if (!c->closing && c->srv->cfg.idle_timeout_ms > 0)
+        uv_timer_start(&c->timer, on_idle_timer, c->srv->cfg.idle_timeout_ms, 0);
+}
+
+/* Called after slots were released: maybe close, resume parsing and reading. */
+static void conn_after_release(struct http_conn *c, int close_now)
+{
+    if (close_now || (c->eof && c->count == 0) || (c->srv->closing && c->count == 0)) {
+        conn_close(c);
+        return;
+    }
+    conn_touch(c);
+    conn_process(c);
+}
+
+static void on_write_done(uv_write_t *w, int status)
+{
+    struct http_conn *c = w->data;
+    c->writing = 0;
+    uint32_t n = c->write_slots;
+    c->write_slots = 0;
+    if (status < 0 || c->closing) {
+        conn_close(c);
+        return;
+    }
+    int close_now = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct http_slot *s = &c->slots[c->head];
+        ST_ASSERT(s->state == SLOT_WRITING);
+        close_now |= s->close_after;
+        slot_release_head(c);
+    }
+    if (close_now) {
+        conn_close(c);
+        return;
+    }
+    conn_flush(c);
+    if (!c->closing && !c->writing)
+        conn_after_release(c, 0);
+}
+
+/* Sends every consecutive READY response at the head of the ring. */
+static void conn_flush(struct http_conn *c)
+{
+    if (c->writing || c->closing)
+        return;
+    uv_buf_t bufs[HTTP_PIPELINE_MAX_LIMIT];
+    uint32_t max = c->srv->cfg.pipeline_max, n = 0;
+    for (uint32_t k = 0; k < c->count; k++) {
+        struct http_slot *s = &c->slots[(c->head + k) % max];
+        if (s->state != SLOT_READY)
+            break;
+        bufs[n++] = uv_buf_init(s->out, (unsigned int)s->out_len);
+        if (s->close_after)
+            break;
+    }
+    if (n == 0)
+        return;
+    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (w == UV_EAGAIN || w == UV_ENOSYS)
+        w = 0;
+    if (w < 0) {
+        conn_close(c);
+        return;
+    }
+    size_t rem = (size_t)w;
+    uint32_t done = 0;
+    while (done < n && rem >= bufs[done].len) {
+        rem -= bufs[done].len;
+        done++;
+    }
+    int close_now = 0;
+    for (uint32_t i = 0; i < done; i++) {
+        close_now |= c->slots[c->head].close_after;
+        slot_release_head(c);
+    }
+    if (done < n) {
+        if (close_now) { /* cannot happen: close_after ends the batch */
+            conn_close(c);
+            return;
+        }
+        bufs[done].base += rem;
+        bufs[done].len -= rem;
+        for (uint32_t k = 0; k < n - done; k++)
+            c->slots[(c->head + k) % max].state = SLOT_WRITING;
+        c->write_slots = n - done;
+        c->writing = 1;
+        c->wreq.data = c;
+        int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs + done, n - done, on_write_done);
+        if (rc != 0) {
+            c->writing = 0;
+            conn_close(c);
+        }
+        return;
+    }
+    conn_after_release(c, close_now);
+}
+
+/* ---------- parsing ---------- */
+
+static int reject(struct http_conn *c, int status, const char *msg)
+{
+    c->err_status = status;
+    c->err_msg = msg;
+    return -1;
+}
+
+static int head_append(struct http_conn *c, struct http_slot *s, const char *at, size_t len,
+                       int status_if_full)
+{
+    /* NUL terminators get their own reserve (2 per header + 1 for the URL). */
+    uint32_t nuls = 2 * s->n_hdrs + 1;
+    if ((uint64_t)s->head_len - nuls + len > c->srv->cfg.head_bytes_max ||
+        s->head_len + len + 2 > s->head_cap)
+        return reject(c, status_if_full,
+                      status_if_full == 414 ? "request line too long" : "request headers too large");
+    memcpy(s->head + s->head_len, at, len);
+    s->head_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    ST_ASSERT(c->cur == NULL);
+    struct http_slot *s = slot_take(c);
+    if (!s)
+        return reject(c, 503, "out of memory");
+    c->cur = s;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    struct http_slot *s = c->cur;
+    int rc = head_append(c, s, at, len, 414);
+    if (rc == 0)
+        s->url_len += (uint32_t)len;
+    return rc;
+}
+
+static void end_url(struct http_slot *s)
+{
+    if (!s->url_done) {
+        s->head[s->head_len++] = 0;
+        s->url_done = 1;
+    }
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    struct http_slot *s = c->cur;
+    end_url(s);
+    if (s->n_hdrs == 0 || s->in_value) {
+        if (s->n_hdrs > 0)
+            s->head[s->head_len++] = 0; /* end of the previous value */
+        if (s->n_hdrs == c->srv->cfg.headers_max)
+            return reject(c, 431, "too many request headers");
+        struct hdr_span *h = &s->hdrs[s->n_hdrs++];
+        h->name_off = s->head_len;
+        h->name_len = 0;
+        h->value_off = 0;
+        h->value_len = 0;
+        s->in_value = 0;
+    }
+    int rc = head_append(c, s, at, len, 431);
+    if (rc == 0)
+        s->hdrs[s->n_hdrs - 1].name_len += (uint32_t)len;
+    return rc;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    struct http_slot *s = c->cur;
+    struct hdr_span *h = &s->hdrs[s->n_hdrs - 1];
+    if (!s->in_value) {
+        s->head[s->head_len++] = 0; /* end of the name */
+        h->value_off = s->head_len;
+        s->in_value = 1;
+    }
+    int rc = head_append(c, s, at, len, 431);
+    if (rc == 0)
+        h->value_len += (uint32_t)len;
+    return rc;
+}
+
+static enum http_verb verb_of(unsigned m)
+{
+    switch (m) {
+    case HTTP_GET: return HTTP_VERB_GET;
+    case HTTP_HEAD: return HTTP_VERB_HEAD;
+    case HTTP_PUT: return HTTP_VERB_PUT;
+    case HTTP_POST: return HTTP_VERB_POST;
+    case HTTP_DELETE: return HTTP_VERB_DELETE;
+    default: return HTTP_VERB_OTHER;
+    }
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    struct http_slot *s = c->cur;
+    struct http_request *req = &s->req;
+    end_url(s);
+    if (s->n_hdrs > 0 && s->in_value)
+        s->head[s->head_len++] = 0;
+    else if (s->n_hdrs > 0) { /* a name without value callback: empty value */
+        s->head[s->head_len++] = 0;
+        s->hdrs[s->n_hdrs - 1].value_off = s->head_len;
+        s->head[s->head_len++] = 0;
+    }
+    req->verb = verb_of(p->method);
+    req->method = http_method_str((enum http_method)p->method);
+    /* Split the URL: path '?' query '#' fragment. */
+    char *url = s->head;
+    if (s->url_len == 0 || url[0] != '/')
+        return reject(c, 400, "request target must be an absolute path");
+    char *hash = memchr(url, '#', s->url_len);
+    size_t url_len = hash ? (size_t)(hash - url) : s->url_len;
+    if (hash)
+        *hash = 0;
+    char *q = memchr(url, '?', url_len);
+    req->path = url;
+    if (q) {
+        *q = 0;
+        req->path_len = (size_t)(q - url);
+        req->query = q + 1;
+        req->query_len = url_len - req->path_len - 1;
+    } else {
+        req->path_len = url_len;
+    }
+    for (uint32_t i = 0; i < s->n_hdrs; i++) {
+        const struct hdr_span *h = &s->hdrs[i];
+        const char *name = s->head + h->name_off;
+        if (ascii_casecmp_n(name, h->name_len, "If-Match") == 0) {
+            req->if_match = s->head + h->value_off;
+            req->if_match_len = h->value_len;
+        } else if (ascii_casecmp_n(name, h->name_len, "If-None-Match") == 0) {
+            req->if_none_match = s->head + h->value_off;
+            req->if_none_match_len = h->value_len;
+        }
+    }
+    if (p->flags & F_CONTENTLENGTH) {
+        req->has_content_length = 1;
+        req->content_length = p->content_length;
+        if (p->content_length > c->srv->cfg.body_bytes_max)
+            return reject(c, 413, "request body too large");
+        if (p->content_length > 0 &&
+            buf_reserve((char **)&s->body, &s->body_cap, (size_t)p->content_length) != 0)
+            return reject(c, 503, "out of memory");
+    }
+    /* Expect: 100-continue, answered only when no earlier response is due
+     * (an interim response must not overtake them). */
+    size_t elen = 0;
+    const char *expect = http_request_header(req, "Expect", &elen);
+    if (expect && ascii_casecmp_n(expect, elen, "100-continue") == 0 && c->count == 1 &&
+        !c->writing) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init((char *)(uintptr_t)cont, sizeof(cont) - 1);
+        int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (w != (int)(sizeof(cont) - 1))
+            return reject(c, 503, "cannot send 100 Continue");
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    struct http_slot *s = c->cur;
+    if (s->body_len + len > c->srv->cfg.body_bytes_max)
+        return reject(c, 413, "request body too large");
+    if (buf_reserve((char **)&s->body, &s->body_cap, s->body_len + len) != 0)
+        return reject(c, 503, "out of memory");
+    memcpy(s->body + s->body_len, at, len);
+    s->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    struct http_server *srv = c->srv;
+    struct http_slot *s = c->cur;
+    struct http_request *req = &s->req;
+    c->cur = NULL;
+    req->body = s->body_len ? s->body : (const uint8_t *)"";
+    req->body_len = s->body_len;
+    req->keep_alive = http_should_keep_alive(p) && !p->upgrade && !srv->closing;
+    if (!req->keep_alive) {
+        s->close_after = 1;
+        c->no_more = 1;
+    }
+    s->state = SLOT_HANDLER;
+    c->in_handler++;
+    srv->stats.requests++;
+    srv->handler(req, srv->handler_ctx);
+    /* The handler may have completed it (and even closed the connection). */
+    if (c->closing || c->no_more || c->count == srv->cfg.pipeline_max)
+        http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* A request the server answers itself (malformed, too large): 4xx, close. */
+static void conn_parse_error(struct http_conn *c, enum http_errno e)
+{
+    int status = c->err_status;
+    const char *msg = c->err_msg;
+    if (!status) {
+        status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
+        msg = e == HPE_HEADER_OVERFLOW ? "request headers too large" : http_errno_description(e);
+    }
+    c->no_more = 1;
+    c->srv->stats.requests_bad++;
+    struct http_slot *s = c->cur;
+    c->cur = NULL;
+    if (!s) {
+        if (c->count == c->srv->cfg.pipeline_max || !(s = slot_take(c))) {
+            conn_close(c);
+            return;
+        }
+    }
+    s->close_after = 1;
+    s->state = SLOT_HANDLER;
+    c->in_handler++;
+    ST_TRACE_DEBUG("http", "bad request: %d %s", status, msg);
+    http_response_error(&s->req, status, status, msg);
+}
+
+static void conn_process(struct http_conn *c)
+{
+    if (c->in_execute)
+        return; /* the outer call re-checks after execute returns */
+    c->in_execute = 1;
+    while (c->rlen > 0 && !c->closing && !c->no_more &&
+           c->count < c->srv->cfg.pipeline_max) {
+        if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED)
+            http_parser_pause(&c->parser, 0);
+        size_t n = http_parser_execute(&c->parser, &parser_settings, c->rbuf + c->rstart, c->rlen);
+        ST_ASSERT(n <= c->rlen);
+        c->rstart += n;
+        c->rlen -= n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED)
+            continue;
+        if (c->closing)
+            break;
+        if (e != HPE_OK) {
+            conn_parse_error(c, e);
+            break;
+        }
+        if (c->rlen > 0 && n == 0) { /* no progress without error: defensive */
+            conn_parse_error(c, HPE_UNKNOWN);
+            break;
+        }
+    }
+    if (c->no_more || c->rlen == 0) {
+        c->rstart = 0;
+        c->rlen = 0; /* nothing after a final request is ever parsed */
+    }
+    c->in_execute = 0;
+    conn_update_reading(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct http_conn *c = h->data;
+    size_t cap = c->srv->cfg.read_buf_bytes;
+    if (!c->rbuf) {
+        c->rbuf = malloc(cap);
+        if (!c->rbuf) {
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+    }
+    if (c->rstart > 0 && c->rstart + c->rlen == cap) {
+        memmove(c->rbuf, c->rbuf + c->rstart, c->rlen);
+        c->rstart = 0;
+    }
+    size_t off = c->rstart + c->rlen;
+    *buf = uv_buf_init(c->rbuf + off, (unsigned int)(cap - off));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct http_conn *c = stream->data;
+    if (nread == 0)
+        return;
+    if (nread == UV_EOF) {
+        c->eof = 1;
+        uv_read_stop(stream);
+        c->reading = 0;
+        if (c->cur && c->cur->state == SLOT_PARSING) {
+            /* A partial request: it will never complete. It is the ring's tail. */
+            c->cur->state = SLOT_FREE;
+            c->count--;
+            if (c->count == 0)
+                c->head = 0;
+            c->cur = NULL;
+        }
+        if (c->count == 0)
+            conn_close(c);
+        return;
+    }
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    ST_ASSERT(buf->base == c->rbuf + c->rstart + c->rlen);
+    c->rlen += (size_t)nread;
+    conn_touch(c);
+    conn_process(c);
+}
+
+static void conn_update_reading(struct http_conn *c)
+{
+    if (c->closing)
+        return;
+    int want = !c->no_more && !c->eof && c->count < c->srv->cfg.pipeline_max &&
+               c->rlen < c->srv->cfg.read_buf_bytes;
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+            conn_close(c);
+            return;
+        }
+        c->reading = 1;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+/* ---------- accepting ---------- */
+
+struct http_reject {
+    uv_tcp_t tcp;
+};
+
+static void on_reject_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void reject_connection(struct http_server *srv)
+{
+    struct http_reject *r = malloc(sizeof(*r));
+    if (!r)
+        return;
+    uv_tcp_init(srv->loop, &r->tcp);
+    r->tcp.data = r;
+    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&r->tcp) == 0) {
+#define REJECT_BODY "{\"error\":\"too many connections\",\"code\":503}"
+        static const char resp[] =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            "Content-Length: 43\r\nConnection: close\r\n\r\n" REJECT_BODY;
+        _Static_assert(sizeof(REJECT_BODY) - 1 == 43, "Content-Length of the 503 body");
+#undef REJECT_BODY
+        uv_buf_t b = uv_buf_init((char *)(uintptr_t)resp, sizeof(resp) - 1);
+        (void)uv_try_write((uv_stream_t *)&r->tcp, &b, 1);
+    }
+    uv_close((uv_handle_t *)&r->tcp, on_reject_closed);
+    srv->stats.connections_rejected++;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct http_server *srv = listener->data;
+    if (status < 0) {
+        ST_TRACE_WARN("http", "accept: %s", uv_strerror(status));
+        return;
+    }
+    if (srv->closing)
+        return;
+    if (srv->stats.connections >= srv->cfg.connections_max) {
+        reject_connection(srv);
+        return;
+    }
+    size_t sz = sizeof(struct http_conn) + (size_t)srv->cfg.pipeline_max * sizeof(struct http_slot);
+    struct http_conn *c = calloc(1, sz);
+    if (!c) {
+        reject_connection(srv);
+        return;
+    }
+    c->srv = srv;
+    uv_tcp_init(srv->loop, &c->tcp);
+    uv_timer_init(srv->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->conns_alive++;
+    srv->stats.connections++;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    srv->stats.connections_accepted++;
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_touch(c);
+    conn_update_reading(c);
+}
+
+/* ---------- server ---------- */
+
+static void on_failed_listener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
+                       http_handler_cb handler, void *handler_ctx, struct http_server **out)
+{
+    if (!loop || !cfg || !handler || !out || !cfg->host)
+        return ST_EINVAL;
+    if (cfg->pipeline_max == 0 || cfg->pipeline_max > HTTP_PIPELINE_MAX_LIMIT ||
+        cfg->head_bytes_max < 64 || cfg->headers_max == 0 || cfg->connections_max == 0 ||
+        cfg->read_buf_bytes < 256 || strlen(cfg->host) >= 64)
+        return ST_EINVAL;
+    struct http_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return ST_ENOMEM;
+    srv->loop = loop;
+    srv->cfg = *cfg;
+    memcpy(srv->host, cfg->host, strlen(cfg->host) + 1);
+    srv->cfg.host = srv->host;
+    if (srv->cfg.backlog <= 0)
+        srv->cfg.backlog = 511;
+    srv->handler = handler;
+    srv->handler_ctx = handler_ctx;
+    struct sockaddr_storage addr;
+    int rc = uv_ip4_addr(srv->host, cfg->port, (struct sockaddr_in *)&addr);
+    if (rc != 0)
+        rc = uv_ip6_addr(srv->host, cfg->port, (struct sockaddr_in6 *)&addr);
+    if (rc != 0) {
+        free(srv);
+        return ST_EINVAL;
+    }
+    uv_tcp_init(loop, &srv->listener);
+    srv->listener.data = srv;
+    srv->listener_open = 1;
+    rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->listener, srv->cfg.backlog, on_connection);
+    if (rc != 0) {
+        ST_TRACE_ERROR("http", "listen on %s:%u: %s", srv->host, cfg->port, uv_strerror(rc));
+        /* The handle must be closed before the memory goes: freed by the
+         * close callback when the loop next runs. */
+        uv_close((uv_handle_t *)&srv->listener, on_failed_listener_closed);
+        *out = NULL;
+        return st_errno_to_code(-rc);
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
+    srv->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                            : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    srv->listening = 1;
+    *out = srv;
+    return 0;
+}
+
+uint16_t http_server_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+void http_server_stats(const struct http_server *srv, struct http_server_stats *out)
+{
+    *out = srv->stats;
+}
+
+static void server_maybe_closed(struct http_server *srv)
+{
+    if (!srv->closing || srv->listener_open || srv->conns_alive > 0 || !srv->closed_cb)
+        return;
+    http_server_closed_cb cb = srv->closed_cb;
+    srv->closed_cb = NULL;
+    cb(srv, srv->closed_ctx);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct http_server *srv = h->data;
+    srv->listener_open = 0;
+    server_maybe_closed(srv);
+}
+
+void http_server_close(struct http_server *srv, http_server_closed_cb closed_cb, void *ctx)
+{
+    if (srv->closing)
+        return;
+    srv->closing = 1;
+    srv->closed_cb = closed_cb;
+    srv->closed_ctx = ctx;
+    if (srv->listener_open && !uv_is_closing((uv_handle_t *)&srv->listener))
+        uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    for (struct http_conn *c = srv->conns; c; c = c->next)
+        conn_close(c);
+}
+
+void http_server_destroy(struct http_server *srv)
+{
+    if (!srv)
+        return;
+    ST_ASSERT(!srv->listener_open && srv->conns_alive == 0);
+    free(srv);
+}
+
+/* ---------- URL helpers ---------- */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+int http_url_decode(const char *in, size_t len, int plus_as_space, uint8_t *out, size_t *out_len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = in[i];
+        if (ch == '%') {
+            if (i + 2 >= len)
+                return ST_EINVAL;
+            int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
+            if (hi < 0 || lo < 0)
+                return ST_EINVAL;
+            out[o++] = (uint8_t)(hi * 16 + lo);
+            i += 2;
+        } else if (ch == '+' && plus_as_space) {
+            out[o++] = ' ';
+        } else {
+            out[o++] = (uint8_t)ch;
+        }
+    }
+    *out_len = o;
+    return 0;
+}
+
+int http_query_next(const char *query, size_t query_len, size_t *cursor, const char **name,
+                    size_t *name_len, const char **value, size_t *value_len)
+{
+    if (!query)
+        return 0;
+    size_t i = *cursor;
+    while (i < query_len) {
+        size_t start = i;
+        while (i < query_len && query[i] != '&')
+            i++;
+        size_t end = i;
+        if (i < query_len)
+            i++; /* skip '&' */
+        if (end == start)
+            continue;
+        const char *eq = memchr(query + start, '=', end - start);
+        *name = query + start;
+        if (eq) {
+            *name_len = (size_t)(eq - (query + start));
+            *value = eq + 1;
+            *value_len = (size_t)(query + end - (eq + 1));
+        } else {
+            *name_len = end - start;
+            *value = query + end;
+            *value_len = 0;
+        }
+        *cursor = i;
+        return 1;
+    }
+    *cursor = i;
+    return 0;
+}
+
+int http_query_get(const char *query, size_t query_len, const char *name, const char **value,
+                   size_t *value_len)
+{
+    size_t cur = 0, nlen, vlen, want = strlen(name);
+    const char *n, *v;
+    uint8_t tmp[256];
+    while (http_query_next(query, query_len, &cur, &n, &nlen, &v, &vlen)) {
+        if (nlen > sizeof(tmp))
+            continue;
+        size_t dlen;
+        if (http_url_decode(n, nlen, 1, tmp, &dlen) != 0)
+            continue;
+        if (dlen == want && memcmp(tmp, name, want) == 0) {
+            *value = v;
+            *value_len = vlen;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---------- buffers and JSON ---------- */
+
+void http_buf_init(struct http_buf *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void http_buf_free(struct http_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+void http_buf_reset(struct http_buf *b)
+{
+    b->len = 0;
+    b->oom = 0;
+}
+
+void http_buf_append(struct http_buf *b, const void *data, size_t len)
+{
+    if (b->oom)
+        return;
+    if (buf_reserve(&b->data, &b->cap, b->len + len + 1) != 0) {
+        b->oom = 1;
+        return;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = 0; /* always NUL-terminated for convenience */
+}
+
+void http_json_init(struct http_json *w, struct http_buf *out)
+{
+    memset(w, 0, sizeof(*w));
+    w->out = out;
+}
+
+/* Before a value: a comma if the level already has an element. */
+static void json_pre_value(struct http_json *w)
+{
+    if (w->after_key) {
+        w->after_key = 0;
+        return;
+    }
+    if (w->depth > 0 && (w->need_comma & (1ULL << w->depth)))
+        http_buf_append(w->out, ",", 1);
+    w->need_comma |= 1ULL << w->depth;
+}
+
+static void json_open(struct http_json *w, char ch)
+{
+    json_pre_value(w);
+    if (w->depth + 1 > HTTP_JSON_DEPTH_MAX) {
+        w->err = ST_EINVAL;
+        return;
+    }
+    http_buf_append(w->out, &ch, 1);
+    w->depth++;
+    w->need_comma &= ~(1ULL << w->depth);
+}
+
+static void json_close(struct http_json *w, char ch)
+{
+    if (w->depth == 0 || w->after_key) {
+        w->err = ST_EINVAL;
+        return;
+    }
+    w->depth--;
+    http_buf_append(w->out, &ch, 1);
+}
+
+void http_json_object_begin(struct http_json *w) { json_open(w, '{'); }
+void http_json_object_end(struct http_json *w) { json_close(w, '}'); }
+void http_json_array_begin(struct http_json *w) { json_open(w, '['); }
+void http_json_array_end(struct http_json *w) { json_close(w, ']'); }
+
+/* Length of a valid UTF-8 sequence at s (1..4), or 0 if invalid. */
+static size_t utf8_seq(const uint8_t *s, size_t len)
+{
+    uint8_t c = s[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n > len)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0; /* overlong, out of range, surrogate */
+    return n;
+}
+
+static void json_write_string(struct http_json *w, const void *data, size_t len)
+{
+    const uint8_t *s = data;
+    http_buf_append(w->out, "\"", 1);
+    size_t run = 0; /* pending bytes copied verbatim */
+    size_t i = 0;
+    while (i < len) {
+        uint8_t ch = s[i];
+        const char *esc = NULL;
+        char ubuf[8];
+        size_t adv = 1;
+        switch (ch) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        default:
+            if (ch < 0x20 || ch == 0x7f) {
+                snprintf(ubuf, sizeof(ubuf), "\\u%04x", ch);
+                esc = ubuf;
+            } else if (ch >= 0x80) {
+                adv = utf8_seq(s + i, len - i);
+                if (adv == 0) {
+                    snprintf(ubuf, sizeof(ubuf), "\\u%04x", ch);
+                    esc = ubuf;
+                    adv = 1;
+                }
+            }
+        }
+        if (esc) {
+            if (run)
+                http_buf_append(w->out, s + i - run, run);
+            run = 0;
+            http_buf_append(w->out, esc, strlen(esc));
+        } else {
+            run += adv;
+        }
+        i += adv;
+    }
+    if (run)
+        http_buf_append(w->out, s + len - run, run);
+    http_buf_append(w->out, "\"", 1);
+}
+
+void http_json_key(struct http_json *w, const char *key)
+{
+    if (w->after_key || w->depth == 0) {
+        w->err = ST_EINVAL;
+        return;
+    }
+    json_pre_value(w);
+    json_write_string(w, key, strlen(key));
+    http_buf_append(w->out, ":", 1);
+    w->after_key = 1;
+}
+
+void http_json_string(struct http_json *w, const void *s, size_t len)
+{
+    json_pre_value(w);
+    json_write_string(w, s, len);
+}
+
+void http_json_cstr(struct http_json *w, const char *s)
+{
+    http_json_string(w, s, strlen(s));
+}
+
+void http_json_uint(struct http_json *w, uint64_t v)
+{
+    char b[24];
+    int n = snprintf(b, sizeof(b), "%" PRIu64, v);
+    json_pre_value(w);
+    http_buf_append(w->out, b, (size_t)n);
+}
+
+void http_json_int(struct http_json *w, int64_t v)
+{
+    char b[24];
+    int n = snprintf(b, sizeof(b), "%" PRId64, v);
+    json_pre_value(w);
+    http_buf_append(w->out, b, (size_t)n);
+}
+
+void http_json_bool(struct http_json *w, int v)
+{
+    json_pre_value(w);
+    http_buf_append(w->out, v ? "true" : "false", v ? 4 : 5);
+}
+
+void http_json_null(struct http_json *w)
+{
+    json_pre_value(w);
+    http_buf_append(w->out, "null", 4);
+}
+
+int http_json_finish(const struct http_json *w)
+{
+    if (w->out->oom)
+        return ST_ENOMEM;
+    if (w->err || w->depth != 0 || w->after_key)
+        return ST_EINVAL;
+    return 0;
+}

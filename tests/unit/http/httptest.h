@@ -1,0 +1,465 @@
+/* Test fixture for the HTTP server: the server runs in its own uv loop on a
+ * thread; the test thread talks to it with blocking sockets and runs code on
+ * the loop thread with fx_run(). Waiting is always for an event (a response,
+ * EOF, a predicate re-evaluated at every loop iteration), never a sleep.
+ * Socket receive timeouts (10 s) only turn a hang into a failure. */
+#ifndef HTTP_TEST_FIXTURE_H
+#define HTTP_TEST_FIXTURE_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "http/server.h"
+#include "stcache/errors.h"
+#include "util/crc32c.h"
+
+enum fx_mode {
+    FX_ECHO = 0,      /* answer at once */
+    FX_BATCH_REVERSE, /* hold until `batch` requests, then answer newest first */
+    FX_DEFER,         /* answer everything held on the next loop iteration, newest first */
+    FX_HOLD,          /* hold until the test releases them */
+};
+
+#define FX_HELD_MAX 256
+
+struct fx {
+    uv_loop_t loop;
+    uv_async_t async;
+    uv_prepare_t prep;
+    uv_timer_t defer_timer;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct http_server_config cfg;
+    struct http_server *srv;
+    uint16_t port;
+    int ready;
+    int create_rc;
+    /* one command at a time from the test thread */
+    void (*cmd)(struct fx *, void *);
+    void *cmd_arg;
+    int cmd_done;
+    /* a predicate evaluated at every loop iteration */
+    int (*pred)(struct fx *, void *);
+    void *pred_arg;
+    int pred_true;
+    int closed;
+    /* handler state: loop thread only (read by the test through fx_run) */
+    enum fx_mode mode;
+    int batch;
+    struct http_request *held[FX_HELD_MAX];
+    int n_held;
+    int handled;
+    int send_rc_last;
+};
+
+static void fx_answer(struct fx *f, struct http_request *req)
+{
+    char body[512];
+    const struct http_request *r = req;
+    if (strcmp(r->path, "/big") == 0) {
+        size_t n = 3u * 1024u * 1024u + 17u;
+        char *big = malloc(n);
+        for (size_t i = 0; i < n; i++)
+            big[i] = (char)('a' + i % 23);
+        f->send_rc_last = http_response_send(req, 200, "application/octet-stream", NULL, 0, big, n);
+        free(big);
+        return;
+    }
+    if (strcmp(r->path, "/etag") == 0) {
+        const struct http_header hs[] = {{"ETag", "\"42\""},
+                                         {"X-Evil", "a\r\nInjected: yes"},
+                                         {"Bad Name", "v"},
+                                         {"X-Ok", "fine"}};
+        f->send_rc_last = http_response_send(req, 201, "text/plain", hs, 4, "made", 4);
+        return;
+    }
+    if (strcmp(r->path, "/error") == 0) {
+        f->send_rc_last = http_response_error(req, 404, -8, "no \"such\" key\n");
+        return;
+    }
+    size_t ka = 0;
+    const char *xa = http_request_header(req, "x-any", &ka);
+    int n = snprintf(body, sizeof(body), "%s %s q=%s im=%s inm=%s len=%zu crc=%08x ka=%d xa=%s",
+                     r->method, r->path, r->query ? r->query : "-", r->if_match ? r->if_match : "-",
+                     r->if_none_match ? r->if_none_match : "-", r->body_len,
+                     st_crc32c(0, r->body, r->body_len), r->keep_alive, xa ? xa : "-");
+    f->send_rc_last = http_response_send(req, 200, "text/plain", NULL, 0, body, (size_t)n);
+}
+
+static void fx_answer_held_reverse(struct fx *f)
+{
+    while (f->n_held > 0)
+        fx_answer(f, f->held[--f->n_held]);
+}
+
+static void fx_defer_cb(uv_timer_t *t)
+{
+    fx_answer_held_reverse(t->data);
+}
+
+static void fx_handler(struct http_request *req, void *ctx)
+{
+    struct fx *f = ctx;
+    f->handled++;
+    switch (f->mode) {
+    case FX_ECHO:
+        fx_answer(f, req);
+        break;
+    case FX_BATCH_REVERSE:
+        f->held[f->n_held++] = req;
+        if (f->n_held == f->batch)
+            fx_answer_held_reverse(f);
+        break;
+    case FX_DEFER:
+        f->held[f->n_held++] = req;
+        uv_timer_start(&f->defer_timer, fx_defer_cb, 0, 0);
+        break;
+    case FX_HOLD:
+        f->held[f->n_held++] = req;
+        break;
+    }
+}
+
+static void fx_on_async(uv_async_t *a)
+{
+    struct fx *f = a->data;
+    pthread_mutex_lock(&f->mu);
+    void (*cmd)(struct fx *, void *) = f->cmd;
+    void *arg = f->cmd_arg;
+    pthread_mutex_unlock(&f->mu);
+    if (cmd && !f->cmd_done) {
+        cmd(f, arg);
+        pthread_mutex_lock(&f->mu);
+        f->cmd = NULL;
+        f->cmd_done = 1;
+        pthread_cond_broadcast(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+    }
+}
+
+static void fx_on_prepare(uv_prepare_t *p)
+{
+    struct fx *f = p->data;
+    if (f->pred && !f->pred_true && f->pred(f, f->pred_arg)) {
+        pthread_mutex_lock(&f->mu);
+        f->pred_true = 1;
+        pthread_cond_broadcast(&f->cv);
+        pthread_mutex_unlock(&f->mu);
+    }
+}
+
+static void fx_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void fx_server_closed(struct http_server *srv, void *ctx)
+{
+    struct fx *f = ctx;
+    f->closed = 1;
+    uv_close((uv_handle_t *)&f->async, fx_handle_closed);
+    uv_close((uv_handle_t *)&f->prep, fx_handle_closed);
+    uv_close((uv_handle_t *)&f->defer_timer, fx_handle_closed);
+}
+
+static void *fx_thread(void *arg)
+{
+    struct fx *f = arg;
+    uv_loop_init(&f->loop);
+    uv_async_init(&f->loop, &f->async, fx_on_async);
+    f->async.data = f;
+    uv_prepare_init(&f->loop, &f->prep);
+    f->prep.data = f;
+    uv_prepare_start(&f->prep, fx_on_prepare);
+    uv_timer_init(&f->loop, &f->defer_timer);
+    f->defer_timer.data = f;
+    int rc = http_server_create(&f->loop, &f->cfg, fx_handler, f, &f->srv);
+    pthread_mutex_lock(&f->mu);
+    f->create_rc = rc;
+    f->port = rc == 0 ? http_server_port(f->srv) : 0;
+    f->ready = 1;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    if (rc != 0) {
+        fx_server_closed(NULL, f);
+    }
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+/* Starts a server with cfg (NULL: defaults). */
+static struct fx *fx_start(const struct http_server_config *cfg, enum fx_mode mode)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    if (cfg)
+        f->cfg = *cfg;
+    else
+        http_server_config_default(&f->cfg);
+    f->cfg.host = "127.0.0.1";
+    f->cfg.port = 0;
+    f->mode = mode;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    pthread_create(&f->thread, NULL, fx_thread, f);
+    pthread_mutex_lock(&f->mu);
+    while (!f->ready)
+        pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+    return f;
+}
+
+/* Runs fn(f, arg) on the loop thread and waits for it. */
+static void fx_run(struct fx *f, void (*fn)(struct fx *, void *), void *arg)
+{
+    pthread_mutex_lock(&f->mu);
+    f->cmd = fn;
+    f->cmd_arg = arg;
+    f->cmd_done = 0;
+    pthread_mutex_unlock(&f->mu);
+    uv_async_send(&f->async);
+    pthread_mutex_lock(&f->mu);
+    while (!f->cmd_done)
+        pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void fx_noop(struct fx *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+}
+
+/* Waits until pred(f, arg) holds on the loop thread (checked every iteration). */
+static void fx_wait(struct fx *f, int (*pred)(struct fx *, void *), void *arg)
+{
+    pthread_mutex_lock(&f->mu);
+    f->pred = pred;
+    f->pred_arg = arg;
+    f->pred_true = 0;
+    pthread_mutex_unlock(&f->mu);
+    fx_run(f, fx_noop, NULL); /* wake the loop so the predicate is evaluated */
+    pthread_mutex_lock(&f->mu);
+    while (!f->pred_true)
+        pthread_cond_wait(&f->cv, &f->mu);
+    f->pred = NULL;
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void fx_get_stats_cmd(struct fx *f, void *arg)
+{
+    http_server_stats(f->srv, arg);
+}
+
+static struct http_server_stats fx_stats(struct fx *f)
+{
+    struct http_server_stats s;
+    fx_run(f, fx_get_stats_cmd, &s);
+    return s;
+}
+
+static void fx_release_cmd(struct fx *f, void *arg)
+{
+    (void)arg;
+    fx_answer_held_reverse(f);
+}
+
+struct fx_mode_arg {
+    enum fx_mode mode;
+    int batch;
+};
+
+static void fx_set_mode_cmd(struct fx *f, void *arg)
+{
+    const struct fx_mode_arg *m = arg;
+    f->mode = m->mode;
+    f->batch = m->batch;
+}
+
+static void fx_set_mode(struct fx *f, enum fx_mode mode, int batch)
+{
+    struct fx_mode_arg m = {mode, batch};
+    fx_run(f, fx_set_mode_cmd, &m);
+}
+
+static void fx_close_cmd(struct fx *f, void *arg)
+{
+    (void)arg;
+    http_server_close(f->srv, fx_server_closed, f);
+}
+
+/* Closes the server (answering any held request first), joins, frees. */
+static struct http_server_stats fx_stop(struct fx *f)
+{
+    struct http_server_stats s = {0};
+    if (f->create_rc == 0) {
+        fx_run(f, fx_release_cmd, NULL);
+        s = fx_stats(f);
+        fx_run(f, fx_close_cmd, NULL);
+    }
+    pthread_join(f->thread, NULL);
+    if (f->srv)
+        http_server_destroy(f->srv);
+    int rc = uv_loop_close(&f->loop);
+    if (rc != 0) {
+        fprintf(stderr, "loop close: %s\n", uv_strerror(rc));
+        abort();
+    }
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    free(f);
+    return s;
+}
+
+/* ---------- blocking client ---------- */
+
+struct client {
+    int fd;
+    char *buf;
+    size_t len, cap;
+};
+
+struct resp {
+    int status;
+    char headers[4096];
+    char *body;
+    size_t body_len;
+    int conn_close;
+};
+
+static int cl_connect(struct client *c, uint16_t port)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    c->cap = 8u * 1024u * 1024u;
+    c->buf = malloc(c->cap);
+    return connect(c->fd, (struct sockaddr *)&a, sizeof(a));
+}
+
+static void cl_close(struct client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    free(c->buf);
+    c->buf = NULL;
+}
+
+static void cl_reset(struct client *c)
+{
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    cl_close(c);
+}
+
+static int cl_send(struct client *c, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int cl_sends(struct client *c, const char *s)
+{
+    return cl_send(c, s, strlen(s));
+}
+
+/* Reads more bytes; returns bytes read, 0 on EOF, -1 on error/timeout. */
+static ssize_t cl_fill(struct client *c)
+{
+    if (c->len == c->cap)
+        return -1;
+    for (;;) {
+        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n > 0)
+            c->len += (size_t)n;
+        return n;
+    }
+}
+
+static const char *find_hdr(const char *headers, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *p = headers; *p; p++) {
+        if ((p == headers || p[-1] == '\n') && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            p += nl + 1;
+            while (*p == ' ')
+                p++;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Reads one response (r->body must be freed). Returns 0, or -1 on EOF/error. */
+static int cl_read(struct client *c, struct resp *r)
+{
+    memset(r, 0, sizeof(*r));
+    char *end;
+    for (;;) {
+        end = c->len ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
+        if (end)
+            break;
+        if (cl_fill(c) <= 0)
+            return -1;
+    }
+    size_t head_len = (size_t)(end - c->buf) + 4;
+    if (head_len >= sizeof(r->headers))
+        return -1;
+    memcpy(r->headers, c->buf, head_len);
+    r->headers[head_len] = 0;
+    if (sscanf(r->headers, "HTTP/1.1 %d", &r->status) != 1)
+        return -1;
+    const char *cl = find_hdr(r->headers, "Content-Length");
+    size_t blen = cl ? (size_t)strtoull(cl, NULL, 10) : 0;
+    const char *conn = find_hdr(r->headers, "Connection");
+    r->conn_close = conn && strncasecmp(conn, "close", 5) == 0;
+    while (c->len < head_len + blen)
+        if (cl_fill(c) <= 0)
+            return -1;
+    r->body = malloc(blen + 1);
+    memcpy(r->body, c->buf + head_len, blen);
+    r->body[blen] = 0;
+    r->body_len = blen;
+    memmove(c->buf, c->buf + head_len + blen, c->len - head_len - blen);
+    c->len -= head_len + blen;
+    return 0;
+}
+
+/* 1 if the server closed the connection (EOF or reset) with no more data. */
+static int cl_wait_eof(struct client *c)
+{
+    for (;;) {
+        ssize_t n = cl_fill(c);
+        if (n == 0)
+            return c->len == 0;
+        if (n < 0)
+            return errno == ECONNRESET && c->len == 0;
+    }
+}
+
+#endif
