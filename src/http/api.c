@@ -645,8 +645,11 @@ static void admin_done_cb(void *ctx, const struct node_admin_result *res)
     respond_json(ar, 200, b);
 }
 
-static void proxy_done_cb(void *ctx, int status, const char *body, size_t len)
+static void proxy_done_cb(void *ctx, int status, const char *body, size_t len,
+                          const char *head, size_t head_len)
 {
+    (void)head;
+    (void)head_len;
     struct api_req *ar = ctx;
     ar->proxy = NULL;
     if (status < 0) {
@@ -684,7 +687,7 @@ static void proxy_to_leader(struct api_req *ar, const char *method, const char *
     snprintf(target, sizeof target, "%s%sproxied=1", path_query,
              strchr(path_query, '?') ? "&" : "?");
     int rc = node_httpc_request(a->loop, leader_http, method, target, "application/json",
-                                req->body, req->body_len,
+                                NULL, req->body, req->body_len,
                                 node_config_get(a->node)->request_timeout_ms, proxy_done_cb, ar,
                                 &ar->proxy);
     if (rc)

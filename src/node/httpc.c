@@ -66,7 +66,9 @@ static void httpc_finish(struct node_httpc *c, int status, const char *body, siz
 {
     if (!c->done) {
         c->done = true;
-        c->cb(c->ctx, status, body ? body : "", body ? body_len : 0);
+        size_t head_len = body && c->resp ? (size_t)(body - c->resp) - 4 : 0;
+        c->cb(c->ctx, status, body ? body : "", body ? body_len : 0, head_len ? c->resp : "",
+              head_len);
     }
     httpc_close_handles(c);
 }
@@ -232,8 +234,8 @@ static void httpc_timer_cb(uv_timer_t *t)
 }
 
 int node_httpc_request(uv_loop_t *loop, const char *addr, const char *method, const char *path,
-                       const char *content_type, const void *body, size_t body_len,
-                       uint32_t timeout_ms, node_httpc_cb cb, void *ctx, struct node_httpc **out)
+                       const char *content_type, const char *extra_headers, const void *body,
+                       size_t body_len, uint32_t timeout_ms, node_httpc_cb cb, void *ctx, struct node_httpc **out)
 {
     char host[NODE_ADDR_MAX];
     uint16_t port;
@@ -245,16 +247,19 @@ int node_httpc_request(uv_loop_t *loop, const char *addr, const char *method, co
     c->loop = loop;
     c->cb = cb;
     c->ctx = ctx;
-    size_t cap = strlen(method) + strlen(path) + strlen(addr) + 256 + body_len;
+    if (!extra_headers)
+        extra_headers = "";
+    size_t cap = strlen(method) + strlen(path) + strlen(addr) + strlen(extra_headers) + 256 +
+                 body_len;
     c->req = malloc(cap);
     if (!c->req) {
         free(c);
         return ST_ENOMEM;
     }
     int n = snprintf(c->req, cap,
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s%s%sContent-Length: "
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s%s%s%sContent-Length: "
                      "%zu\r\n\r\n",
-                     method, path, addr, content_type ? "Content-Type: " : "",
+                     method, path, addr, extra_headers, content_type ? "Content-Type: " : "",
                      content_type ? content_type : "", content_type ? "\r\n" : "", body_len);
     ST_ASSERT(n > 0 && (size_t)n + body_len < cap);
     if (body_len)

@@ -1124,8 +1124,11 @@ static int join_parse_reply(struct node *n, const char *body, size_t len)
     return 0;
 }
 
-static void join_reply_cb(void *ctx, int status, const char *body, size_t len)
+static void join_reply_cb(void *ctx, int status, const char *body, size_t len,
+                          const char *head, size_t head_len)
 {
+    (void)head;
+    (void)head_len;
     struct node *n = ctx;
     n->join_req = NULL;
     if (n->stopping)
@@ -1164,7 +1167,7 @@ static void join_send(struct node *n)
     int len = snprintf(body, sizeof body, "{\"id\":%" PRIu64 ",\"raft\":\"%s\",\"http\":\"%s\"}",
                        n->cfg.id, n->advertise_raft, n->advertise_http);
     int rc = node_httpc_request(n->loop, n->cfg.join_http, "POST", "/cluster/members",
-                                "application/json", body, (size_t)len,
+                                "application/json", NULL, body, (size_t)len,
                                 n->cfg.request_timeout_ms, join_reply_cb, n, &n->join_req);
     if (rc)
         join_retry(n, st_strerror(rc));
