@@ -349,7 +349,8 @@ class EtcdCluster(Cluster):
     def _initial_cluster(self, nodes):
         return ",".join("%s=http://%s" % (n.name, n.peer) for n in nodes)
 
-    def spawn(self, node, joining):
+    def spawn(self, node, joining, restart=False):
+        # restart: etcd ignores the --initial-* flags once its data dir exists
         argv = [self.binary,
                 "--name", node.name,
                 "--data-dir", node.data_dir,
@@ -450,13 +451,14 @@ class StcacheCluster(Cluster):
     def _peers(self, nodes):
         return ",".join("%d=%s/%s" % (n.idx, n.peer, n.http) for n in nodes)
 
-    def spawn(self, node, joining, join_addr=None):
+    def spawn(self, node, joining, join_addr=None, restart=False):
         argv = [self.binary, "server", "--id", str(node.idx), "--data", node.data_dir,
                 "--raft", node.peer, "--http", node.http]
         if joining:
             argv += ["--join", join_addr]
-        else:
+        elif not restart:
             argv += ["--peers", self._peers(self.nodes[:3])]
+        # restart: no start-mode flag, the node comes back from its data dir
         node.proc = PROCS.spawn(argv, node.log_path)
 
     def _cluster(self, node):
@@ -779,7 +781,7 @@ def big_phase(cluster, wrk, keys):
     out["stop_s"] = round(PROCS.stop(node.proc), 3)
     node.proc = None
     t0 = time.monotonic()
-    cluster.spawn(node, joining=False)
+    cluster.spawn(node, joining=False, restart=True)
     t = wait_value(cluster, node, "sentinel", sentinel, "linearizable", 600, t0)
     out["restart_to_lin_read_s"] = round(t, 3) if t is not None else None
     log("%s: restart-to-serving %s s" % (cluster.system, out["restart_to_lin_read_s"]))
@@ -823,8 +825,12 @@ def print_table(result):
     systems = result["systems"]
     w = sys.stdout.write
     fl = result["floor"]
-    w("\n== floor: fdatasync 4 KiB p50 %.1f us (p99 %.1f), loopback RTT p50 %.1f us -> floor %.1f us\n"
-      % (fl["fdatasync"]["p50_us"], fl["fdatasync"]["p99_us"], fl["rtt"]["p50_us"], fl["floor_us"]))
+    for when in ("start", "end"):
+        f = fl.get(when, fl)
+        w("\n== floor (%s of run): fdatasync 4 KiB p50 %.1f us (p99 %.1f), loopback RTT p50 %.1f us"
+          " (p99 %.1f)" % (when, f["fdatasync"]["p50_us"], f["fdatasync"]["p99_us"],
+                          f["rtt"]["p50_us"], f["rtt"]["p99_us"]))
+    w("\n== floor used (mean): %.1f us\n" % fl["floor_us"])
     w("== %d round(s) of %ss per workload, medians [min..max]; ratio = stcache/etcd\n"
       % (result["config"]["rounds"], result["config"]["duration_s"]))
     hdr = "%-26s %-8s %18s %8s %8s %8s %7s %9s %8s\n"
@@ -1075,6 +1081,14 @@ def main():
                     c.stop()
                 shutil.rmtree(c.root, ignore_errors=True)
             result["big"] = big
+        # the floor again at the end: the RTT in particular moves with the
+        # machine's load; the target uses the mean of both measurements
+        end = measure_floor(args.floor, tmp)
+        start = result["floor"]
+        result["floor"] = {"fdatasync": start["fdatasync"], "rtt": start["rtt"],
+                           "start": start, "end": end,
+                           "floor_us": round((start["floor_us"] + end["floor_us"]) / 2, 1)}
+        log("floor at end: %s" % json.dumps(end))
         if len(systems) == 2 and systems[0] == "stcache":
             result["targets"] = compute_targets(result)
     except BaseException:
