@@ -163,7 +163,8 @@ static void index_mark_snapshot(struct wal *w, raft_index index, raft_term term)
         size_t k = 0;
         while (k < w->n_runs && w->runs[k].first + w->runs[k].count - 1 <= index)
             k++;
-        memmove(w->runs, w->runs + k, (w->n_runs - k) * sizeof(*w->runs));
+        if (k)
+            memmove(w->runs, w->runs + k, (w->n_runs - k) * sizeof(*w->runs));
         w->n_runs -= k;
     }
     if (w->first_index < index + 1)
@@ -925,7 +926,8 @@ static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bo
                 size_t k = 0;
                 while (k < w->n_ents && w->ents[k].index <= w->snap_index)
                     k++;
-                memmove(w->ents, w->ents + k, (w->n_ents - k) * sizeof(*w->ents));
+                if (k)
+                    memmove(w->ents, w->ents + k, (w->n_ents - k) * sizeof(*w->ents));
                 w->n_ents -= k;
             }
             break;
@@ -1102,7 +1104,8 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
         free(l.seqs);
         goto fail;
     }
-    qsort(l.seqs, l.n, sizeof(uint64_t), cmp_u64);
+    if (l.n)
+        qsort(l.seqs, l.n, sizeof(uint64_t), cmp_u64);
     for (size_t i = 1; i < l.n; i++) {
         if (l.seqs[i] != l.seqs[i - 1] + 1) {
             st_storage_errf(err, "wal: %s: segment %016" PRIx64 ".wal is missing (after %016" PRIx64
