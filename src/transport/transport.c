@@ -117,6 +117,7 @@ struct tr_conn {
     bool counted_inbound;   /* counted in tr->inbound_pending */
     int doom_status;        /* deferred close requested from inside an API call */
     enum conn_state state;
+    enum conn_state state_before_close;
     uv_tcp_t tcp;
     uv_timer_t timer;       /* connect+handshake deadline, deferred close */
     int handles_open;
@@ -169,6 +170,8 @@ struct tr_peer {
     bool timer_open;
     uv_getaddrinfo_t gai;
     bool gai_pending;
+    struct addrinfo *ai_list; /* resolved addresses of the current dial round */
+    struct addrinfo *ai_next; /* the next one to try if a connect fails */
     struct tr_snap_out *snap_out;
     struct tr_snap_in *snap_in;
     bool busy_notify;      /* back-pressure drops to report (coalesced) */
@@ -197,6 +200,8 @@ struct tr {
 static void conn_close(struct tr_conn *c, int status, bool notify);
 static void conn_up(struct tr_conn *c);
 static void peer_schedule_dial(struct tr_peer *p);
+static void peer_dial_next(struct tr_peer *p);
+static void peer_free_addrs(struct tr_peer *p);
 static void snap_out_finish(struct tr_snap_out *s, int status, bool notify, bool send_abort);
 static void snap_in_end(struct tr_peer *p, int status, bool notify, bool send_ack);
 static void snap_out_chunk_written(struct tr_snap_out *s, int status);
@@ -429,6 +434,7 @@ static void conn_close(struct tr_conn *c, int status, bool notify)
         return;
     struct tr *tr = c->tr;
     bool was_up = c->state == CONN_UP;
+    c->state_before_close = c->state;
     c->state = CONN_CLOSING;
     c->notify = notify && !tr->destroying;
     if (c->counted_inbound) {
@@ -439,6 +445,7 @@ static void conn_close(struct tr_conn *c, int status, bool notify)
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    bool connect_failed = c->state_before_close == CONN_CONNECTING;
     struct tr_peer *p = c->peer;
     c->peer = NULL;
     if (p == NULL || p->conn != c)
@@ -454,8 +461,14 @@ static void conn_close(struct tr_conn *c, int status, bool notify)
     peer_drop_queue(p, ST_ECONNECTION, c->notify);
     if (was_up && c->notify && tr->cbs.peer_state_cb != NULL)
         tr->cbs.peer_state_cb(tr->cbs.ctx, p->id, false);
-    if (p->dialer && !p->removed && !tr->destroying)
-        peer_schedule_dial(p);
+    if (p->dialer && !p->removed && !tr->destroying) {
+        if (connect_failed && p->ai_next != NULL) { /* try the next resolved address */
+            peer_dial_next(p);
+        } else {
+            peer_free_addrs(p);
+            peer_schedule_dial(p);
+        }
+    }
 }
 
 static void protocol_error(struct tr_conn *c, const char *what, int rv)
@@ -577,6 +590,7 @@ static void conn_up(struct tr_conn *c)
     c->state = CONN_UP;
     uv_timer_stop(&c->timer);
     p->backoff_ms = 0;
+    peer_free_addrs(p);
     tr->stats.connects++;
     ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection up (%s)", p->id, p->addr,
                   c->outbound ? "dialed" : "accepted");
@@ -978,6 +992,7 @@ static void peer_maybe_free(struct tr_peer *p)
     if (!p->removed || p->timer_open || p->gai_pending)
         return;
     struct tr *tr = p->tr;
+    peer_free_addrs(p);
     free(p);
     tr->live--;
     tr_maybe_free(tr);
@@ -1003,19 +1018,41 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         peer_schedule_dial(p);
         return;
     }
+    p->ai_list = p->ai_next = res;
+    peer_dial_next(p);
+}
+
+static void peer_free_addrs(struct tr_peer *p)
+{
+    if (p->ai_list != NULL)
+        uv_freeaddrinfo(p->ai_list);
+    p->ai_list = p->ai_next = NULL;
+}
+
+/* Connects to the next resolved address; after the last, backs off. */
+static void peer_dial_next(struct tr_peer *p)
+{
+    struct tr *tr = p->tr;
+    ST_ASSERT(p->conn == NULL);
+    struct addrinfo *ai = p->ai_next;
+    if (ai == NULL) {
+        peer_free_addrs(p);
+        peer_schedule_dial(p);
+        return;
+    }
+    p->ai_next = ai->ai_next;
     struct tr_conn *c = conn_create(tr, true, p);
     if (c == NULL) {
-        uv_freeaddrinfo(res);
+        peer_free_addrs(p);
         peer_drop_queue(p, ST_ENOMEM, true);
         peer_schedule_dial(p);
         return;
     }
     p->conn = c;
-    int rv = uv_tcp_connect(&c->connect_req, &c->tcp, res->ai_addr, on_connect);
-    uv_freeaddrinfo(res);
+    int rv = uv_tcp_connect(&c->connect_req, &c->tcp, ai->ai_addr, on_connect);
     if (rv != 0) {
         ST_TRACE_DEBUG(MOD, "connect to peer %" PRIu64 ": %s", p->id, uv_strerror(rv));
-        conn_close(c, uv_to_st(rv), true);
+        conn_close(c, uv_to_st(rv), true); /* tries the next address */
     }
 }
 
