@@ -201,15 +201,21 @@ void membership_sync_progress(struct raft *r)
         r->n_prs = 0;
         return;
     }
-    /* Drop progress of removed members. */
-    for (uint32_t i = 0; i < r->n_prs;) {
-        if (!raft_conf_find(&r->conf, r->prs[i].id) && r->prs[i].id != r->cfg.id) {
-            ins_free(r, r->prs[i].ins.buf);
-            r->prs[i] = r->prs[--r->n_prs];
-        } else {
-            i++;
+    /* Removed members are not dropped at once: they keep receiving the log
+     * until they hold the entry removing them, and are then told it is
+     * committed (membership_release_departed), so they stop campaigning. */
+    for (uint32_t i = 0; i < r->n_prs; i++) {
+        struct raft_progress *p = &r->prs[i];
+        bool member = raft_conf_find(&r->conf, p->id) || p->id == r->cfg.id;
+        if (!member && !p->departed) {
+            p->departed = true;
+            p->removed_at = r->conf_index;
+        } else if (member) {
+            p->departed = false;
+            p->removed_at = 0;
         }
     }
+    membership_release_departed(r);
     /* New members start probing at our last index (thesis 4.2.1: they catch
      * up like any lagging follower). The leader keeps its own progress even
      * when it removed itself, until it steps down. */
@@ -233,6 +239,43 @@ void membership_sync_progress(struct raft *r)
         progress_reset(p, r->cfg.id, last + 1, ins_alloc(r), r->cfg.inflight_msgs_max);
         p->match = r->log.stable;
         p->state = RAFT_PROGRESS_REPLICATE;
+    }
+}
+
+static void progress_drop(struct raft *r, uint32_t i)
+{
+    ins_free(r, r->prs[i].ins.buf);
+    r->prs[i] = r->prs[--r->n_prs];
+}
+
+void membership_release_departed(struct raft *r)
+{
+    if (r->role != RAFT_LEADER)
+        return;
+    for (uint32_t i = 0; i < r->n_prs;) {
+        struct raft_progress *p = &r->prs[i];
+        if (!p->departed || p->removed_at > r->log.commit || p->match < p->removed_at) {
+            i++;
+            continue;
+        }
+        /* It holds its removal, which is committed: a last word with the
+         * commit, and it is on its own. */
+        struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT,
+                             .to = p->id,
+                             .term = r->term,
+                             .commit = ST_MIN(p->match, r->log.commit)};
+        raft_send(r, &m, false);
+        progress_drop(r, i);
+    }
+}
+
+void membership_drop_inactive_departed(struct raft *r)
+{
+    for (uint32_t i = 0; i < r->n_prs;) {
+        if (r->prs[i].departed && !r->prs[i].recent_active)
+            progress_drop(r, i);
+        else
+            i++;
     }
 }
 

@@ -74,8 +74,18 @@ bool raft_is_voter(const struct raft *r, raft_id id)
 
 bool raft_promotable(const struct raft *r)
 {
-    /* A learner or a removed node never campaigns. */
-    return raft_is_voter(r, r->cfg.id);
+    /* A learner or a removed node never campaigns... */
+    if (raft_is_voter(r, r->cfg.id))
+        return true;
+    /* ...but thesis 4.2.2: "a server that is not part of its own latest
+     * configuration should still start new elections, as it might still be
+     * needed until the Cnew entry is committed". */
+    if (r->conf_index <= r->log.commit)
+        return false;
+    struct raft_conf committed;
+    membership_conf_at(r, r->log.commit, &committed);
+    const struct raft_member *m = raft_conf_find(&committed, r->cfg.id);
+    return m && m->role == RAFT_VOTER;
 }
 
 size_t raft_quorum(const struct raft *r)
@@ -1108,7 +1118,8 @@ void raft_check_invariants(const struct raft *r)
     for (uint32_t i = 0; i < r->n_prs; i++) {
         const struct raft_progress *p = &r->prs[i];
         ST_ASSERT(p->id != RAFT_NONE);
-        ST_ASSERT(raft_conf_find(&r->conf, p->id) || p->id == r->cfg.id);
+        ST_ASSERT(raft_conf_find(&r->conf, p->id) || p->id == r->cfg.id || p->departed);
+        ST_ASSERT(!p->departed || !raft_conf_find(&r->conf, p->id));
         ST_ASSERT(p->match <= last);
         ST_ASSERT(p->next >= 1 && p->next <= last + 1);
         ST_ASSERT(p->match < p->next);

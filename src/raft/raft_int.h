@@ -120,6 +120,10 @@ struct raft_progress {
     bool recent_active;       /* heard from during the current check-quorum window */
     raft_index pending_snapshot; /* snapshot state: the index of the snapshot sent */
     uint64_t acked_round;     /* highest heartbeat round acknowledged (ReadIndex) */
+    bool departed;            /* removed from conf: still replicated to until it
+                                 holds the removal and hears it committed (so it
+                                 stops campaigning); never counted in a quorum */
+    raft_index removed_at;    /* departed: index of the conf entry removing it */
     struct raft_inflights ins;
 };
 
@@ -299,6 +303,12 @@ void membership_on_append(struct raft *r, raft_index from, raft_index to);
 void membership_conf_at(const struct raft *r, raft_index index, struct raft_conf *out);
 /* Leader: creates/drops progress to mirror conf. */
 void membership_sync_progress(struct raft *r);
+/* Leader, commit moved: tells departed members their removal committed and
+ * drops their progress. */
+void membership_release_departed(struct raft *r);
+/* Leader, end of a check-quorum window: forgets departed members that did
+ * not answer during it (bounded lingering). */
+void membership_drop_inactive_departed(struct raft *r);
 /* Builds the bootstrap conf entries of initial_conf. */
 int membership_bootstrap(struct raft *r, const struct raft_conf *initial);
 bool membership_conf_valid(const struct raft_conf *c);

@@ -157,10 +157,14 @@ void replication_commit_to(struct raft *r, raft_index index)
     r->commit_bcast = true;
     if (!had_term_commit && replication_committed_in_term(r))
         read_index_on_term_commit(r);
+    membership_release_departed(r);
     /* Thesis 4.2.2: a leader removed from the configuration steps down once
-     * the entry removing it is committed. */
-    if (!raft_is_voter(r, r->cfg.id) && r->conf_index <= r->log.commit)
+     * the entry removing it is committed -- after telling the others. */
+    if (!raft_is_voter(r, r->cfg.id) && r->conf_index <= r->log.commit) {
+        replication_bcast_append(r);
+        replication_bcast_heartbeat(r);
         raft_become_follower(r, r->term, RAFT_NONE);
+    }
 }
 
 static void send_append_resp(struct raft *r, const struct raft_msg *m, raft_index index)
@@ -295,6 +299,10 @@ int replication_step_append_resp(struct raft *r, const struct raft_msg *m)
         if (r->role != RAFT_LEADER)
             return 0; /* stepped down after committing its own removal */
     }
+    if (moved && p->departed) {
+        membership_release_departed(r);
+        return 0; /* p may be gone */
+    }
     while (replication_send_append(r, p, false))
         ;
     if (m->from == r->transferee && p->match == log_last(l))
@@ -366,10 +374,11 @@ void replication_leader_tick(struct raft *r)
                 raft_become_follower(r, r->term, RAFT_NONE);
                 return;
             }
-            for (uint32_t i = 0; i < r->n_prs; i++)
-                if (r->prs[i].id != r->cfg.id)
-                    r->prs[i].recent_active = false;
         }
+        membership_drop_inactive_departed(r);
+        for (uint32_t i = 0; i < r->n_prs; i++)
+            if (r->prs[i].id != r->cfg.id)
+                r->prs[i].recent_active = false;
     }
     if (r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
         r->heartbeat_elapsed = 0;
