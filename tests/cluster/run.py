@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Runs stcache real-process cluster scenarios.
+
+usage: run.py STCACHE_BINARY [SCENARIO...]     (all scenarios by default)
+
+Environment: ST_SANITIZED=1 scales deadlines up and workloads down (ASan
+builds); ST_KEEP_DIRS=1 keeps the temporary data/log directories.
+Registered with ctest by tests/cluster/CMakeLists.txt, one test per scenario.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+import scenarios_bad_input  # noqa: E402
+import scenarios_basic  # noqa: E402
+import scenarios_durability  # noqa: E402
+import scenarios_failover  # noqa: E402
+import scenarios_membership  # noqa: E402
+
+SCENARIOS = {}
+for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios_membership,
+            scenarios_bad_input):
+    SCENARIOS.update(mod.SCENARIOS)
+
+if __name__ == "__main__":
+    harness.main(SCENARIOS)
