@@ -26,6 +26,8 @@
 #include "util/trace.h"
 
 #define HTTP_PIPELINE_MAX_LIMIT 64u
+/* How long a finished connection keeps draining the client's input. */
+#define HTTP_LINGER_MS 2000u
 
 enum slot_state {
     SLOT_FREE = 0,
@@ -46,6 +48,7 @@ struct http_slot {
     struct http_conn *conn;
     enum slot_state state;
     int close_after;         /* close the connection once this response is written */
+    int http10;              /* the request was HTTP/1.0 */
     /* Head: "<url>\0<name>\0<value>\0...", at most head_bytes_max + NULs. */
     char *head;
     uint32_t head_len, head_cap;
@@ -64,6 +67,7 @@ struct http_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_write_t wreq;
+    uv_shutdown_t sreq;
     http_parser parser;
     struct http_server *srv;
     struct http_conn *prev, *next; /* server's list */
@@ -73,6 +77,7 @@ struct http_conn {
     int eof;       /* client sent FIN */
     int no_more;   /* no further requests are parsed (error, Connection: close) */
     int in_execute;
+    int lingering; /* final response sent, FIN sent, discarding input until EOF */
     int writing;
     uint32_t write_slots; /* slots in the in-flight uv_write */
     int err_status;       /* set by a parser callback that rejects the request */
@@ -106,6 +111,8 @@ struct http_server {
 static void conn_close(struct http_conn *c);
 static void conn_free(struct http_conn *c);
 static void conn_process(struct http_conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void conn_flush(struct http_conn *c);
 static void conn_update_reading(struct http_conn *c);
 static void server_maybe_closed(struct http_server *srv);
@@ -321,7 +328,7 @@ static int slot_serialize(struct http_slot *s, int status, const char *content_t
     }
     if (s->close_after)
         len += (size_t)snprintf(p + len, room - len, "Connection: close\r\n");
-    else if (s->conn->parser.http_minor == 0 && s->conn->parser.http_major == 1)
+    else if (s->http10)
         len += (size_t)snprintf(p + len, room - len, "Connection: keep-alive\r\n");
     len += (size_t)snprintf(p + len, room - len, "\r\n");
     ST_ASSERT(len < room);
@@ -475,14 +482,65 @@ static void on_idle_timer(uv_timer_t *t)
 
 static void conn_touch(struct http_conn *c)
 {
-    if (!c->closing && c->srv->cfg.idle_timeout_ms > 0)
+    if (!c->closing && !c->lingering && c->srv->cfg.idle_timeout_ms > 0)
         uv_timer_start(&c->timer, on_idle_timer, c->srv->cfg.idle_timeout_ms, 0);
+}
+
+static void on_shutdown_done(uv_shutdown_t *req, int status)
+{
+    struct http_conn *c = req->data;
+    if (status < 0 && !c->closing)
+        conn_close(c);
+}
+
+static void on_linger_timer(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+/* After the final response of a connection: send FIN, then read and discard
+ * what the client still sends (the rest of a rejected body, pipelined requests
+ * after "Connection: close") until its EOF or HTTP_LINGER_MS. Closing with
+ * unread input would make the kernel send a RST that can destroy the response
+ * before the client reads it. */
+static void conn_finish(struct http_conn *c)
+{
+    if (c->closing || c->lingering)
+        return;
+    if (c->eof) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = 1;
+    c->no_more = 1;
+    if (!c->in_execute)
+        c->rstart = c->rlen = 0; /* else conn_process drops them (no_more) */
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown_done) != 0) {
+        conn_close(c);
+        return;
+    }
+    uint64_t ms = HTTP_LINGER_MS;
+    if (c->srv->cfg.idle_timeout_ms > 0 && c->srv->cfg.idle_timeout_ms < ms)
+        ms = c->srv->cfg.idle_timeout_ms;
+    uv_timer_start(&c->timer, on_linger_timer, ms, 0);
+    if (!c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+            conn_close(c);
+            return;
+        }
+        c->reading = 1;
+    }
 }
 
 /* Called after slots were released: maybe close, resume parsing and reading. */
 static void conn_after_release(struct http_conn *c, int close_now)
 {
-    if (close_now || (c->eof && c->count == 0) || (c->srv->closing && c->count == 0)) {
+    if (close_now) {
+        conn_finish(c);
+        return;
+    }
+    if ((c->eof && c->count == 0) || (c->srv->closing && c->count == 0)) {
         conn_close(c);
         return;
     }
@@ -508,7 +566,7 @@ static void on_write_done(uv_write_t *w, int status)
         slot_release_head(c);
     }
     if (close_now) {
-        conn_close(c);
+        conn_finish(c);
         return;
     }
     conn_flush(c);
@@ -767,6 +825,7 @@ static int on_message_complete(http_parser *p)
     req->body = s->body_len ? s->body : (const uint8_t *)"";
     req->body_len = s->body_len;
     req->keep_alive = http_should_keep_alive(p) && !p->upgrade && !srv->closing;
+    s->http10 = p->http_major == 1 && p->http_minor == 0;
     if (!req->keep_alive) {
         s->close_after = 1;
         c->no_more = 1;
@@ -876,6 +935,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     struct http_conn *c = stream->data;
     if (nread == 0)
         return;
+    if (c->lingering) {
+        if (nread < 0)
+            conn_close(c); /* the client's EOF (or an error): done */
+        return;            /* discard */
+    }
     if (nread == UV_EOF) {
         c->eof = 1;
         uv_read_stop(stream);
@@ -904,7 +968,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void conn_update_reading(struct http_conn *c)
 {
-    if (c->closing)
+    if (c->closing || c->lingering)
         return;
     int want = !c->no_more && !c->eof && c->count < c->srv->cfg.pipeline_max &&
                c->rlen < c->srv->cfg.read_buf_bytes;

@@ -344,6 +344,7 @@ static int cl_connect(struct client *c, uint16_t port)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct timeval tv = {.tv_sec = 10};
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     c->cap = 8u * 1024u * 1024u;
     c->buf = malloc(c->cap);
     return connect(c->fd, (struct sockaddr *)&a, sizeof(a));

@@ -207,6 +207,32 @@ TEST(oversized_body_gets_413_and_close)
     ASSERT_EQ(s.requests, 1);
 }
 
+TEST(rejected_large_body_is_drained_so_the_client_reads_its_413)
+{
+    struct http_server_config cfg;
+    http_server_config_default(&cfg);
+    cfg.body_bytes_max = 1000;
+    struct fx *f = fx_start(&cfg, FX_ECHO);
+    struct client c;
+    ASSERT_EQ(cl_connect(&c, f->port), 0);
+    size_t n = 8u * 1024u * 1024u; /* far more than the socket buffers hold */
+    char *body = calloc(1, n);
+    char head[128];
+    snprintf(head, sizeof(head), "PUT /x HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
+    ASSERT_EQ(cl_sends(&c, head), 0);
+    /* The server answers 413 at once but keeps reading: the send completes. */
+    ASSERT_EQ(cl_send(&c, body, n), 0);
+    free(body);
+    struct resp r;
+    ASSERT_EQ(cl_read(&c, &r), 0);
+    ASSERT_EQ(r.status, 413);
+    ASSERT_TRUE(r.conn_close);
+    free(r.body);
+    ASSERT_TRUE(cl_wait_eof(&c));
+    cl_close(&c);
+    fx_stop(f);
+}
+
 TEST(oversized_headers_get_431_and_long_url_414)
 {
     struct http_server_config cfg;
