@@ -466,6 +466,11 @@ int kv_get(const struct kv *kv, const void *key, size_t key_len, uint64_t now_ms
     return 0;
 }
 
+uint64_t kv_expiry_min(const struct kv *kv)
+{
+    return kv->st.heap_len ? kv->st.heap[0]->expire_at_ms : 0;
+}
+
 uint64_t kv_applied_index(const struct kv *kv)
 {
     return kv->applied_index;
@@ -596,6 +601,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c,
     }
     r->status = KV_STATUS_OK;
     r->version = index;
+    r->created = !live;
     return 0;
 }
 

@@ -56,6 +56,7 @@ struct kv_result {
      * PRECONDITION_FAILED: the key's current version, 0 if absent.
      * NOT_FOUND: 0. */
     uint64_t version;
+    int created;       /* PUT OK: 1 if the key was absent or expired before (HTTP 201) */
     uint64_t purged;   /* PURGE_EXPIRED: keys deleted */
     int purge_more;    /* PURGE_EXPIRED: 1 if keys_max stopped it with expired keys left */
 };
@@ -103,6 +104,10 @@ int kv_get(const struct kv *kv, const void *key, size_t key_len, uint64_t now_ms
            struct kv_view *out);
 
 void kv_stats(const struct kv *kv, struct kv_stats *out);
+
+/* The smallest expiry of any stored key (ms), 0 if no key has one. A leader
+ * can propose PURGE_EXPIRED only when this is <= its clock. */
+uint64_t kv_expiry_min(const struct kv *kv);
 
 /* Highest index applied or restored (0 for an empty kv). */
 uint64_t kv_applied_index(const struct kv *kv);

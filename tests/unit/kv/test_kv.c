@@ -31,6 +31,9 @@ TEST(put_then_get_returns_value_and_version_is_the_index)
     ASSERT_MEMEQ(v.value, "hello", 5);
     ASSERT_EQ(kv_get(kv, "b", 1, 1000, &v), ST_ENOENT);
     ASSERT_EQ(kv_applied_index(kv), 5);
+    ASSERT_EQ(r.created, 1);
+    ASSERT_EQ(kvt_put(kv, 6, 1000, "a", "again", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(r.created, 0);
     kv_destroy(kv);
 }
 
@@ -144,6 +147,7 @@ TEST(conditions_at_apply_see_expiry_by_the_command_timestamp)
     ASSERT_EQ(r.version, 0);
     ASSERT_EQ(kvt_put(kv, 4, 1100, "k", "w", 0, KV_COND_IF_ABSENT, 0, &r), 0);
     ASSERT_EQ(r.status, KV_STATUS_OK);
+    ASSERT_EQ(r.created, 1); /* replacing an expired key creates it anew */
     /* The new PUT without TTL cleared the expiry. */
     struct kv_view v;
     ASSERT_EQ(kv_get(kv, "k", 1, 999999, &v), 0);
@@ -201,7 +205,9 @@ TEST(purge_with_keys_max_removes_smallest_expiry_then_key_first)
     ASSERT_EQ(kvt_put(kv, 2, 0, "a", "v", 100, KV_COND_NONE, 0, &r), 0);
     ASSERT_EQ(kvt_put(kv, 3, 0, "b", "v", 100, KV_COND_NONE, 0, &r), 0);
     ASSERT_EQ(kvt_put(kv, 4, 0, "z", "v", 50, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kv_expiry_min(kv), 50);
     ASSERT_EQ(kvt_purge(kv, 5, 1000, 2, &r), 0);
+    ASSERT_EQ(kv_expiry_min(kv), 100);
     ASSERT_EQ(r.purged, 2);
     ASSERT_EQ(r.purge_more, 1);
     ASSERT_FALSE(kvt_has(kv, "z", "v", 0));
@@ -213,6 +219,7 @@ TEST(purge_with_keys_max_removes_smallest_expiry_then_key_first)
     ASSERT_EQ(r.purge_more, 0);
     ASSERT_EQ(kvt_purge(kv, 7, 1000, 2, &r), 0);
     ASSERT_EQ(r.purged, 0);
+    ASSERT_EQ(kv_expiry_min(kv), 0);
     kv_destroy(kv);
 }
 
