@@ -29,7 +29,7 @@ enum fx_mode {
     FX_HOLD,          /* hold until the test releases them */
 };
 
-#define FX_HELD_MAX 256
+#define FX_HELD_MAX 4096
 
 struct fx {
     uv_loop_t loop;
@@ -111,6 +111,10 @@ static void fx_handler(struct http_request *req, void *ctx)
 {
     struct fx *f = ctx;
     f->handled++;
+    if (f->mode != FX_ECHO && f->n_held == FX_HELD_MAX) {
+        fprintf(stderr, "fixture: more than %d requests held\n", FX_HELD_MAX);
+        abort();
+    }
     switch (f->mode) {
     case FX_ECHO:
         fx_answer(f, req);

@@ -590,4 +590,92 @@ TEST(bind_failure_is_reported_and_leaks_nothing)
     fx_stop(a);
 }
 
+TEST(requests_split_into_single_bytes_parse_like_whole_ones)
+{
+    struct fx *f = fx_start(NULL, FX_DEFER);
+    struct client c;
+    ASSERT_EQ(cl_connect(&c, f->port), 0);
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    const char *reqs = "PUT /k%41?a=1 HTTP/1.1\r\nIf-Match: \"12\"\r\nX-Any: frag\r\n"
+                       "Content-Length: 5\r\n\r\nhelloGET /two HTTP/1.1\r\nIf-None-Match: *\r\n\r\n";
+    for (const char *p = reqs; *p; p++)
+        ASSERT_EQ(cl_send(&c, p, 1), 0);
+    struct resp r;
+    ASSERT_EQ(cl_read(&c, &r), 0);
+    char want[160];
+    snprintf(want, sizeof(want), "PUT /k%%41 q=a=1 im=\"12\" inm=- len=5 crc=%08x ka=1 xa=frag",
+             st_crc32c(0, "hello", 5));
+    ASSERT_STREQ(r.body, want);
+    free(r.body);
+    ASSERT_EQ(cl_read(&c, &r), 0);
+    ASSERT_STREQ(r.body, "GET /two q=- im=- inm=* len=0 crc=00000000 ka=1 xa=-");
+    free(r.body);
+    cl_close(&c);
+    fx_stop(f);
+}
+
+TEST(many_clients_pipelining_at_once_each_get_their_own_answers)
+{
+    struct fx *f = fx_start(NULL, FX_DEFER);
+    enum { CLIENTS = 40, PER = 20 };
+    static struct client cs[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        ASSERT_EQ(cl_connect(&cs[i], f->port), 0);
+        char reqs[PER * 64];
+        reqs[0] = 0;
+        for (int j = 0; j < PER; j++) {
+            char one[64];
+            snprintf(one, sizeof(one), "GET /c%d/r%d HTTP/1.1\r\n\r\n", i, j);
+            strcat(reqs, one);
+        }
+        ASSERT_EQ(cl_sends(&cs[i], reqs), 0);
+    }
+    for (int i = CLIENTS - 1; i >= 0; i--) {
+        for (int j = 0; j < PER; j++) {
+            struct resp r;
+            ASSERT_EQ(cl_read(&cs[i], &r), 0);
+            char want[64];
+            snprintf(want, sizeof(want), "GET /c%d/r%d q=", i, j);
+            ASSERT_EQ(strncmp(r.body, want, strlen(want)), 0);
+            free(r.body);
+        }
+        cl_close(&cs[i]);
+    }
+    struct http_server_stats s = fx_stop(f);
+    ASSERT_EQ(s.requests, CLIENTS * PER);
+    ASSERT_EQ(s.connections_accepted, CLIENTS);
+}
+
+static int fx_no_connections(struct fx *f, void *arg)
+{
+    (void)arg;
+    struct http_server_stats s;
+    http_server_stats(f->srv, &s);
+    return s.connections == 0;
+}
+
+TEST(client_reset_during_a_large_response_write_closes_cleanly)
+{
+    struct fx *f = fx_start(NULL, FX_ECHO);
+    struct client c;
+    ASSERT_EQ(cl_connect(&c, f->port), 0);
+    int small = 4096;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    ASSERT_EQ(cl_sends(&c, "GET /big HTTP/1.1\r\n\r\nGET /big HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_TRUE(cl_fill(&c) > 0); /* the first bytes arrived: the write is under way */
+    cl_reset(&c);
+    fx_wait(f, fx_no_connections, NULL);
+    /* The server still serves others. */
+    struct client d;
+    ASSERT_EQ(cl_connect(&d, f->port), 0);
+    ASSERT_EQ(cl_sends(&d, "GET /x HTTP/1.1\r\n\r\n"), 0);
+    struct resp r;
+    ASSERT_EQ(cl_read(&d, &r), 0);
+    ASSERT_EQ(r.status, 200);
+    free(r.body);
+    cl_close(&d);
+    fx_stop(f);
+}
+
 TEST_MAIN()
