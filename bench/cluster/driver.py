@@ -939,9 +939,15 @@ def measure_floor(floor_bin, data_root):
 
 
 def git_rev():
+    """HEAD, plus the number of modified tracked files under src/ (the binary
+    may have been built from a working tree with others' changes in it)."""
     try:
-        return subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no",
+                                "--", "src", "include"],
+                               capture_output=True, text=True, timeout=10).stdout.splitlines()
+        return head + (" +%d modified files in src/, include/" % len(dirty) if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -1003,6 +1009,7 @@ def main():
             "loadavg_start": loadavg(),
             "etcd": tool_version([args.etcd, "--version"]),
             "wrk": tool_version([args.wrk, "-v"]),
+            "stcache_bin": args.stcache if "stcache" in systems else None,
             "data_root": tmp,
             "data_fs": subprocess.run(["stat", "-f", "-c", "%T", tmp], capture_output=True,
                                       text=True).stdout.strip(),
