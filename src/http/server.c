@@ -52,6 +52,7 @@ struct http_slot {
     /* Head: "<url>\0<name>\0<value>\0...", at most head_bytes_max + NULs. */
     char *head;
     uint32_t head_len, head_cap;
+    uint32_t head_bytes;     /* request line + header bytes received (without our NULs) */
     uint32_t url_len;
     int url_done;
     struct hdr_span *hdrs;   /* headers_max entries */
@@ -231,6 +232,7 @@ static struct http_slot *slot_take(struct http_conn *c)
     s->conn = c;
     s->close_after = 0;
     s->head_len = 0;
+    s->head_bytes = 0;
     s->url_len = 0;
     s->url_done = 0;
     s->n_hdrs = 0;
@@ -367,7 +369,7 @@ int http_response_send(struct http_request *req, int status, const char *content
     struct http_slot *s = slot_of(req);
     struct http_conn *c = s->conn;
     ST_ASSERT(s->state == SLOT_HANDLER);
-    ST_ASSERT(status >= 100 && status <= 999);
+    ST_ASSERT(status >= 200 && status <= 999); /* final responses only */
     ST_ASSERT(c->in_handler > 0);
     c->in_handler--;
     if (c->closing) {
@@ -643,14 +645,16 @@ static int reject(struct http_conn *c, int status, const char *msg)
 static int head_append(struct http_conn *c, struct http_slot *s, const char *at, size_t len,
                        int status_if_full)
 {
-    /* NUL terminators get their own reserve (2 per header + 1 for the URL). */
-    uint32_t nuls = 2 * s->n_hdrs + 1;
-    if ((uint64_t)s->head_len - nuls + len > c->srv->cfg.head_bytes_max ||
-        s->head_len + len + 2 > s->head_cap)
+    /* The NUL terminators have their own reserve in head_cap (2 per header
+     * + 1 for the URL + slack), so only received bytes count against the bound. */
+    if ((uint64_t)s->head_bytes + len > c->srv->cfg.head_bytes_max)
         return reject(c, status_if_full,
                       status_if_full == 414 ? "request line too long" : "request headers too large");
+    ST_ASSERT((uint64_t)s->head_len + len + 3 <= s->head_cap);
     memcpy(s->head + s->head_len, at, len);
     s->head_len += (uint32_t)len;
+    s->head_bytes += (uint32_t)len;
+    s->head[s->head_len] = 0; /* every span is NUL-terminated at all times (trailers too) */
     return 0;
 }
 

@@ -77,7 +77,9 @@ struct http_server_config {
     const char *host;            /* e.g. "127.0.0.1" or "0.0.0.0" */
     uint16_t port;               /* 0 = ephemeral, see http_server_port() */
     int backlog;                 /* listen backlog (default 511) */
-    uint32_t head_bytes_max;     /* request line + headers (default 16 KiB): 414/431 */
+    uint32_t head_bytes_max;     /* URL + header names and values, in bytes (default 16 KiB):
+                                  * 414 if the URL alone exceeds it, else 431. http-parser's
+                                  * own 80 KiB bound on the raw head also gives 431. */
     uint32_t headers_max;        /* header count (default 64): 431 */
     uint64_t body_bytes_max;     /* (default 2 MiB): 413 */
     uint32_t idle_timeout_ms;    /* close a connection without pending requests after this idle time (default 60000; 0 = never) */
@@ -120,7 +122,8 @@ void http_server_destroy(struct http_server *srv);
 
 void http_server_stats(const struct http_server *srv, struct http_server_stats *out);
 
-/* Completes a request. Copies everything; req is invalid afterwards.
+/* Completes a request with a final response (status 200..999; the server
+ * sends "100 Continue" itself). Copies everything; req is invalid afterwards.
  * content_type may be NULL (no Content-Type). extra_headers: n "Name: value"
  * pairs (no CR/LF allowed in them: such a header is dropped). For HEAD requests
  * the body is not sent but Content-Length is. Returns 0, or ST_ENOMEM (the

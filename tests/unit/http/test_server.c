@@ -153,6 +153,14 @@ TEST(chunked_request_body_is_assembled)
     snprintf(want, sizeof(want), "len=11 crc=%08x", st_crc32c(0, "hello world", 11));
     ASSERT_TRUE(strstr(r.body, want) != NULL);
     free(r.body);
+    /* Trailer headers are visible like headers. */
+    ASSERT_EQ(cl_sends(&c, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "2\r\nhi\r\n0\r\nX-Any: trailer\r\n\r\n"),
+              0);
+    ASSERT_EQ(cl_read(&c, &r), 0);
+    ASSERT_TRUE(strstr(r.body, "len=2 ") != NULL);
+    ASSERT_TRUE(strstr(r.body, "xa=trailer") != NULL);
+    free(r.body);
     cl_close(&c);
     fx_stop(f);
 }
