@@ -234,7 +234,11 @@ struct raft_ready {
     struct raft_hard_state hard_state;
 
     /* Install before persisting entries; NULL when none. The log is empty up
-     * to snapshot->index afterwards. */
+     * to snapshot->index afterwards. The core hands a snapshot out only when
+     * its log did not contain snapshot->index with snapshot->term, and it then
+     * discards its whole log: the application must drop every persisted entry
+     * too (also those above snapshot->index), so a restart loads the snapshot
+     * plus the entries of later readies only. */
     const struct raft_snapshot_meta *snapshot;
 
     /* Entries to persist. If n_entries > 0, any persisted entry with index >=
