@@ -460,6 +460,8 @@ static int wal_append_locked(struct wal *w, const struct st_log_batch *b)
 {
     if (w->fatal)
         return ST_EFATAL;
+    if (!w->loaded)
+        return ST_EINVAL; /* load() first: it hands out what open read */
     /* Validate everything before staging anything. */
     raft_index first = w->first_index, last = w->last_index;
     if (b->snapshot_index > w->snap_index) {
