@@ -67,6 +67,8 @@ struct node_waiter {
     struct node_waiter *dprev, *dnext;  /* deadline list */
     struct node_waiter *lprev, *lnext;  /* indexed list, a read round, the transfer list, or free */
     struct node_read_round *round;      /* READ */
+    struct raft_conf_change *cc;        /* ADMIN waiting to be proposed (heap), else NULL */
+    bool in_retry;                      /* ADMIN: on the admin_retry list */
     uint8_t *key;                       /* READ: key_inline or malloc'd */
     size_t key_len;
     uint8_t key_inline[NODE_KEY_INLINE];
@@ -206,6 +208,7 @@ struct node {
     struct node_wlist deadlines;
     struct node_wlist indexed;   /* by index, ascending */
     struct node_wlist transfers;
+    struct node_wlist admin_retry; /* conf changes refused with ST_ECONFCHANGE, retried per tick */
 
     /* reads */
     struct node_read_round *batch[2];  /* not yet issued, per raft_read_mode */
@@ -270,5 +273,7 @@ void node_client_issue_reads(struct node *n);
 /* Leadership notifications. */
 void node_client_leader_changed(struct node *n, raft_id leader);
 int node_propose_purge(struct node *n);
+/* Retries conf changes that waited for a pending one (every tick). */
+void node_client_retry_admin(struct node *n);
 
 #endif

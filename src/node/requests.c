@@ -182,6 +182,9 @@ static void waiter_release(struct node *n, struct node_waiter *w)
         w->in_indexed = false;
     } else if (w->kind == NODE_W_TRANSFER) {
         wlist_remove(&n->transfers, w, false);
+    } else if (w->in_retry) {
+        wlist_remove(&n->admin_retry, w, false);
+        w->in_retry = false;
     } else if (w->kind == NODE_W_READ && w->round) {
         struct node_read_round *r = w->round;
         wlist_remove(&r->waiters, w, false);
@@ -189,6 +192,8 @@ static void waiter_release(struct node *n, struct node_waiter *w)
         if (!r->waiters.head && r->issued)
             round_free(n, r);
     }
+    free(w->cc);
+    w->cc = NULL;
     if (w->key && w->key != w->key_inline)
         free(w->key); /* keys above NODE_KEY_INLINE bytes: rare */
     w->key = NULL;
@@ -630,18 +635,21 @@ static int admin_conf_change(struct node *n, uint8_t op, raft_id id, const char 
         return ST_EIO;
     if (n->role != RAFT_LEADER)
         return ST_ENOTLEADER;
-    struct raft_conf_change cc;
-    memset(&cc, 0, sizeof cc);
-    cc.op = op;
-    cc.id = id;
-    cc.context_len = (uint16_t)ctx_len;
-    memcpy(cc.context, ctx_text, ctx_len);
     struct node_waiter *w = waiter_get(n, NODE_W_ADMIN, node_now_us());
     if (!w)
         return ST_EBUSY;
+    w->cc = calloc(1, sizeof *w->cc);
+    if (!w->cc) {
+        waiter_release(n, w);
+        return ST_ENOMEM;
+    }
+    w->cc->op = op;
+    w->cc->id = id;
+    w->cc->context_len = (uint16_t)ctx_len;
+    memcpy(w->cc->context, ctx_text, ctx_len);
     raft_index index = 0;
-    int rc = raft_propose_conf_change(n->raft, &cc, &index);
-    if (rc) {
+    int rc = raft_propose_conf_change(n->raft, w->cc, &index);
+    if (rc && rc != ST_ECONFCHANGE) {
         waiter_release(n, w);
         return rc;
     }
@@ -649,9 +657,43 @@ static int admin_conf_change(struct node *n, uint8_t op, raft_id id, const char 
     w->ctx = ctx;
     w->admin_op = op;
     w->target = id;
+    if (rc == ST_ECONFCHANGE) {
+        /* Another change is uncommitted, or this leader has not committed
+         * an entry of its term yet: wait (bounded by the request timeout). */
+        w->in_retry = true;
+        wlist_push(&n->admin_retry, w, false);
+        return 0;
+    }
+    free(w->cc);
+    w->cc = NULL;
     w->index = index;
     indexed_insert(n, w);
     return 0;
+}
+
+void node_client_retry_admin(struct node *n)
+{
+    struct node_waiter *w = n->admin_retry.head;
+    while (w) {
+        struct node_waiter *next = w->lnext;
+        if (n->role != RAFT_LEADER) {
+            complete_admin(n, w, ST_ENOTLEADER, 0);
+        } else {
+            raft_index index = 0;
+            int rc = raft_propose_conf_change(n->raft, w->cc, &index);
+            if (rc == 0) {
+                wlist_remove(&n->admin_retry, w, false);
+                w->in_retry = false;
+                free(w->cc);
+                w->cc = NULL;
+                w->index = index;
+                indexed_insert(n, w);
+            } else if (rc != ST_ECONFCHANGE) {
+                complete_admin(n, w, rc, 0);
+            }
+        }
+        w = next;
+    }
 }
 
 int node_member_add_learner(struct node *n, raft_id id, const char *raft_addr,

@@ -1,0 +1,263 @@
+/* Several real nodes in ONE process (one loop, loopback TCP, temp dirs):
+ * election, replication, follower write forwarding, follower linearizable
+ * reads, joining (directly and through a follower), learner promotion,
+ * snapshot streaming to a new member, member removal, and clean failure of
+ * requests that cannot commit. */
+#include "harness.h"
+
+static struct hnode nodes[H_NODES_MAX];
+static int n_nodes;
+
+static void cluster_init(int n)
+{
+    h_init();
+    memset(nodes, 0, sizeof nodes);
+    n_nodes = n;
+    for (int i = 0; i < n; i++) {
+        h_mkdtemp(nodes[i].dir, sizeof nodes[i].dir);
+        h_config(&nodes[i], (raft_id)(i + 1));
+    }
+}
+
+static void cluster_start_peers(int n)
+{
+    char list[1024] = "";
+    for (int i = 0; i < n; i++) {
+        char item[200];
+        snprintf(item, sizeof item, "%s%d=%s/%s", i ? "," : "", i + 1, nodes[i].cfg.raft_listen,
+                 nodes[i].cfg.http_listen);
+        strncat(list, item, sizeof list - strlen(list) - 1);
+    }
+    for (int i = 0; i < n; i++) {
+        char err[200];
+        ASSERT_EQ(node_config_set(&nodes[i].cfg, "peers", list, err, sizeof err), 0);
+        ASSERT_EQ(h_start(&nodes[i]), 0);
+    }
+}
+
+static void cluster_fini(void)
+{
+    for (int i = 0; i < n_nodes; i++)
+        h_stop(&nodes[i]);
+    for (int i = 0; i < n_nodes; i++)
+        h_rmrf(nodes[i].dir);
+    h_fini();
+}
+
+static raft_id converge_not(int n, raft_id not_leader)
+{
+    struct hcond c = {nodes, n, 0, not_leader};
+    ASSERT_TRUE(h_run_until(h_cond_converged, &c));
+    return c.leader;
+}
+
+static raft_id converge(int n)
+{
+    struct hcond c = {nodes, n, 0, 0};
+    ASSERT_TRUE(h_run_until(h_cond_converged, &c));
+    return c.leader;
+}
+
+static int follower_index(raft_id leader, int skip)
+{
+    for (int i = 0; i < n_nodes; i++)
+        if (nodes[i].running && nodes[i].cfg.id != leader && i != skip)
+            return i;
+    return -1;
+}
+
+struct member_cond {
+    struct hnode *h;
+    raft_id id;
+    bool voter;
+    int members;
+};
+
+static bool cond_member(void *arg)
+{
+    struct member_cond *c = arg;
+    struct node_info info;
+    node_info_get(c->h->node, &info);
+    if (c->members && (int)info.n_members != c->members)
+        return false;
+    for (uint32_t i = 0; i < info.n_members; i++)
+        if (info.members[i].id == c->id)
+            return info.members[i].voter == c->voter;
+    return false;
+}
+
+TEST(three_nodes_elect_replicate_forward_and_serve_follower_reads)
+{
+    cluster_init(3);
+    cluster_start_peers(3);
+    raft_id leader = converge(3);
+    int f1 = follower_index(leader, -1);
+    int f2 = follower_index(leader, f1);
+    ASSERT_TRUE(f1 >= 0 && f2 >= 0);
+    struct hresp r;
+    /* A write sent to a follower is forwarded inside the cluster and
+     * answered by that follower once it applies the entry. */
+    h_http(&nodes[f1], "PUT", "/kv/city", NULL, "Lisbon", &r);
+    ASSERT_EQ(r.status, 201);
+    /* The other follower serves a linearizable read (ReadIndex via the
+     * leader): it must see the write that completed before. */
+    h_http(&nodes[f2], "GET", "/kv/city", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "Lisbon");
+    h_http(&nodes[h_index_of(nodes, 3, leader)], "GET", "/kv/city", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "Lisbon");
+    /* Many writes through both followers, then every node agrees. */
+    char path[64], val[64];
+    for (int i = 0; i < 30; i++) {
+        snprintf(path, sizeof path, "/kv/k%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        h_http(&nodes[i % 2 ? f1 : f2], "PUT", path, NULL, val, &r);
+        ASSERT_EQ(r.status, 201);
+    }
+    for (int n = 0; n < 3; n++) {
+        h_http(&nodes[n], "GET", "/kv/k29", NULL, NULL, &r);
+        ASSERT_EQ(r.status, 200);
+        ASSERT_STREQ(r.body, "v29");
+    }
+    h_http(&nodes[f2], "GET", "/cluster", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    char lead[32];
+    snprintf(lead, sizeof lead, "\"leader\":%llu", (unsigned long long)leader);
+    ASSERT_TRUE(strstr(r.body, lead) != NULL);
+    ASSERT_TRUE(strstr(r.body, "\"role\":\"follower\"") != NULL);
+    cluster_fini();
+}
+
+TEST(leadership_transfer_and_removal_of_the_leader)
+{
+    cluster_init(3);
+    cluster_start_peers(3);
+    raft_id leader = converge(3);
+    int f1 = follower_index(leader, -1);
+    struct hresp r;
+    char path[64];
+    /* Transfer requested at a follower is proxied to the leader. */
+    snprintf(path, sizeof path, "/cluster/transfer?to=%llu",
+             (unsigned long long)nodes[f1].cfg.id);
+    h_http(&nodes[f1], "POST", path, NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    leader = converge(3);
+    ASSERT_EQ(leader, nodes[f1].cfg.id);
+    /* Remove the leader itself: it steps down, the others elect. */
+    snprintf(path, sizeof path, "/cluster/members/%llu", (unsigned long long)leader);
+    h_http(&nodes[f1], "DELETE", path, NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    int old = f1;
+    h_stop(&nodes[old]);
+    raft_id leader2 = converge_not(3, leader);
+    ASSERT_NE(leader2, leader);
+    int f = follower_index(leader2, -1);
+    ASSERT_TRUE(f >= 0);
+    struct member_cond mc = {&nodes[f], leader2, true, 2};
+    ASSERT_TRUE(h_run_until(cond_member, &mc));
+    h_http(&nodes[f], "PUT", "/kv/after-removal", NULL, "ok", &r);
+    ASSERT_EQ(r.status, 201);
+    cluster_fini();
+}
+
+TEST(join_as_learner_promotion_and_join_through_a_follower)
+{
+    cluster_init(3);
+    nodes[0].cfg.mode = NODE_START_BOOTSTRAP;
+    ASSERT_EQ(h_start(&nodes[0]), 0);
+    converge(1);
+    struct hresp r;
+    h_http(&nodes[0], "PUT", "/kv/early", NULL, "bird", &r);
+    ASSERT_EQ(r.status, 201);
+    /* Node 2 joins via node 1, is added as a learner, caught up, promoted. */
+    nodes[1].cfg.mode = NODE_START_JOIN;
+    snprintf(nodes[1].cfg.join_http, sizeof nodes[1].cfg.join_http, "%s",
+             nodes[0].cfg.http_listen);
+    ASSERT_EQ(h_start(&nodes[1]), 0);
+    struct member_cond mc = {&nodes[0], 2, true, 2};
+    ASSERT_TRUE(h_run_until(cond_member, &mc));
+    converge(2);
+    h_http(&nodes[1], "GET", "/kv/early", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "bird");
+    /* Node 3 joins through node 2 (a follower): proxied to the leader. */
+    nodes[2].cfg.mode = NODE_START_JOIN;
+    snprintf(nodes[2].cfg.join_http, sizeof nodes[2].cfg.join_http, "%s",
+             nodes[1].cfg.http_listen);
+    ASSERT_EQ(h_start(&nodes[2]), 0);
+    struct member_cond mc3 = {&nodes[0], 3, true, 3};
+    ASSERT_TRUE(h_run_until(cond_member, &mc3));
+    converge(3);
+    h_http(&nodes[2], "PUT", "/kv/late", NULL, "joiner", &r);
+    ASSERT_EQ(r.status, 201);
+    h_http(&nodes[0], "GET", "/kv/late", NULL, NULL, &r);
+    ASSERT_STREQ(r.body, "joiner");
+    /* A joined node restarts from its data directory. */
+    h_stop(&nodes[2]);
+    nodes[2].cfg.mode = NODE_START_RESTART;
+    ASSERT_EQ(h_start(&nodes[2]), 0);
+    converge(3);
+    h_http(&nodes[2], "GET", "/kv/late?consistency=stale", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "joiner");
+    cluster_fini();
+}
+
+TEST(a_new_member_behind_a_compacted_log_gets_a_snapshot)
+{
+    cluster_init(2);
+    nodes[0].cfg.mode = NODE_START_BOOTSTRAP;
+    nodes[0].cfg.snapshot_threshold = 20; /* keeps 10 trailing entries */
+    ASSERT_EQ(h_start(&nodes[0]), 0);
+    converge(1);
+    struct hresp r;
+    char path[64], val[64];
+    for (int i = 0; i < 60; i++) {
+        snprintf(path, sizeof path, "/kv/s%d", i);
+        snprintf(val, sizeof val, "value-%d", i);
+        h_http(&nodes[0], "PUT", path, NULL, val, &r);
+        ASSERT_EQ(r.status, 201);
+    }
+    struct node_info info;
+    node_info_get(nodes[0].node, &info);
+    ASSERT_TRUE(info.first_index > 1); /* the log start was compacted away */
+    nodes[1].cfg.mode = NODE_START_JOIN;
+    snprintf(nodes[1].cfg.join_http, sizeof nodes[1].cfg.join_http, "%s",
+             nodes[0].cfg.http_listen);
+    ASSERT_EQ(h_start(&nodes[1]), 0);
+    struct member_cond mc = {&nodes[0], 2, true, 2};
+    ASSERT_TRUE(h_run_until(cond_member, &mc));
+    converge(2);
+    node_info_get(nodes[1].node, &info);
+    ASSERT_TRUE(info.snapshot_index > 0); /* it installed a snapshot */
+    for (int i = 0; i < 60; i += 7) {
+        snprintf(path, sizeof path, "/kv/s%d?consistency=stale", i);
+        snprintf(val, sizeof val, "value-%d", i);
+        h_http(&nodes[1], "GET", path, NULL, NULL, &r);
+        ASSERT_EQ(r.status, 200);
+        ASSERT_STREQ(r.body, val);
+    }
+    cluster_fini();
+}
+
+TEST(writes_without_a_quorum_fail_cleanly_with_503)
+{
+    cluster_init(3);
+    for (int i = 0; i < 3; i++)
+        nodes[i].cfg.request_timeout_ms = 300;
+    cluster_start_peers(3);
+    raft_id leader = converge(3);
+    int li = h_index_of(nodes, 3, leader);
+    int f1 = follower_index(leader, -1);
+    int f2 = follower_index(leader, f1);
+    h_stop(&nodes[f1]);
+    h_stop(&nodes[f2]);
+    struct hresp r;
+    h_http(&nodes[li], "PUT", "/kv/lonely", NULL, "v", &r);
+    ASSERT_EQ(r.status, 503);
+    ASSERT_TRUE(strstr(r.body, "\"code\":") != NULL);
+    cluster_fini();
+}
+
+TEST_MAIN()

@@ -1,0 +1,294 @@
+/* One bootstrapped node in a temp dir, driven through its real HTTP API:
+ * the kv routes with their status codes, conditions and errors, the seed
+ * routes, and restart from the data directory (WAL replay and snapshot). */
+#include "harness.h"
+
+static struct hnode single;
+
+static void start_single(uint64_t snapshot_threshold)
+{
+    h_init();
+    memset(&single, 0, sizeof single);
+    h_mkdtemp(single.dir, sizeof single.dir);
+    h_config(&single, 1);
+    single.cfg.mode = NODE_START_BOOTSTRAP;
+    single.cfg.snapshot_threshold = snapshot_threshold;
+    ASSERT_EQ(h_start(&single), 0);
+    struct hcond c = {&single, 1, 0, 0};
+    ASSERT_TRUE(h_run_until(h_cond_converged, &c));
+    ASSERT_EQ(c.leader, 1);
+}
+
+static void restart_single(void)
+{
+    h_stop(&single);
+    single.cfg.mode = NODE_START_RESTART;
+    ASSERT_EQ(h_start(&single), 0);
+    struct hcond c = {&single, 1, 0, 0};
+    ASSERT_TRUE(h_run_until(h_cond_converged, &c));
+}
+
+static void finish_single(void)
+{
+    h_stop(&single);
+    h_rmrf(single.dir);
+    h_fini();
+}
+
+static uint64_t version_of(const struct hresp *r)
+{
+    const char *v = strstr(r->body, "\"version\":");
+    return v ? strtoull(v + 10, NULL, 10) : 0;
+}
+
+TEST(bootstrapped_node_serves_put_then_get)
+{
+    start_single(0);
+    struct hresp r;
+    h_http(&single, "PUT", "/kv/greeting", NULL, "hello world", &r);
+    ASSERT_EQ(r.status, 201);
+    uint64_t v1 = version_of(&r);
+    ASSERT_TRUE(v1 > 0);
+    h_http(&single, "GET", "/kv/greeting", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "hello world");
+    char etag[64];
+    snprintf(etag, sizeof etag, "ETag: \"%llu\"", (unsigned long long)v1);
+    ASSERT_TRUE(strstr(r.head, etag) != NULL);
+    /* Overwrite: 200 and a newer version. */
+    h_http(&single, "PUT", "/kv/greeting", NULL, "again", &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(version_of(&r) > v1);
+    h_http(&single, "GET", "/kv/greeting?consistency=stale", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "again");
+    h_http(&single, "GET", "/kv/greeting?consistency=lease", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "again");
+    /* Delete, then absent. */
+    h_http(&single, "DELETE", "/kv/greeting", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(strstr(r.body, "\"deleted\":true") != NULL);
+    h_http(&single, "GET", "/kv/greeting", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 404);
+    ASSERT_TRUE(strstr(r.body, "\"code\":\"not_found\"") != NULL);
+    h_http(&single, "DELETE", "/kv/greeting", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 404);
+    finish_single();
+}
+
+TEST(compare_and_set_with_if_match_and_if_none_match)
+{
+    start_single(0);
+    struct hresp r;
+    h_http(&single, "PUT", "/kv/k", "If-None-Match: *\r\n", "first", &r);
+    ASSERT_EQ(r.status, 201);
+    uint64_t v = version_of(&r);
+    h_http(&single, "PUT", "/kv/k", "If-None-Match: *\r\n", "second", &r);
+    ASSERT_EQ(r.status, 412);
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "If-Match: \"%llu\"\r\n", (unsigned long long)(v + 1000));
+    h_http(&single, "PUT", "/kv/k", hdr, "stale", &r);
+    ASSERT_EQ(r.status, 412);
+    snprintf(hdr, sizeof hdr, "If-Match: \"%llu\"\r\n", (unsigned long long)v);
+    h_http(&single, "PUT", "/kv/k", hdr, "third", &r);
+    ASSERT_EQ(r.status, 200);
+    h_http(&single, "PUT", "/kv/k", hdr, "fourth", &r); /* v is old now */
+    ASSERT_EQ(r.status, 412);
+    h_http(&single, "GET", "/kv/k", NULL, NULL, &r);
+    ASSERT_STREQ(r.body, "third");
+    finish_single();
+}
+
+TEST(bad_requests_get_clear_json_errors)
+{
+    start_single(0);
+    struct hresp r;
+    h_http(&single, "GET", "/nowhere", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 404);
+    h_http(&single, "POST", "/kv/x", NULL, "v", &r);
+    ASSERT_EQ(r.status, 405);
+    ASSERT_TRUE(strstr(r.head, "Allow:") != NULL);
+    h_http(&single, "GET", "/cluster/transfer", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 405);
+    h_http(&single, "PUT", "/kv/x?ttl=abc", NULL, "v", &r);
+    ASSERT_EQ(r.status, 400);
+    h_http(&single, "GET", "/kv/x?consistency=weird", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 400);
+    h_http(&single, "PUT", "/kv/", NULL, "v", &r);
+    ASSERT_EQ(r.status, 400);
+    h_http(&single, "PUT", "/kv/x", "If-Match: nonsense\r\n", "v", &r);
+    ASSERT_EQ(r.status, 400);
+    h_http(&single, "POST", "/cluster/members", NULL, "{\"id\":\"x\"}", &r);
+    ASSERT_EQ(r.status, 400);
+    ASSERT_TRUE(strstr(r.body, "\"code\":\"bad_request\"") != NULL);
+    /* Key over the limit (1024 bytes by default). */
+    char path[1200] = "/kv/";
+    memset(path + 4, 'k', 1030);
+    path[1034] = '\0';
+    h_http(&single, "GET", path, NULL, NULL, &r);
+    ASSERT_EQ(r.status, 413);
+    /* Value over the limit: a node with a 16-byte bound. */
+    finish_single();
+}
+
+TEST(value_over_the_limit_is_413_and_nothing_is_stored)
+{
+    h_init();
+    memset(&single, 0, sizeof single);
+    h_mkdtemp(single.dir, sizeof single.dir);
+    h_config(&single, 1);
+    single.cfg.mode = NODE_START_BOOTSTRAP;
+    single.cfg.max_value_bytes = 16;
+    ASSERT_EQ(h_start(&single), 0);
+    struct hcond c = {&single, 1, 0, 0};
+    ASSERT_TRUE(h_run_until(h_cond_converged, &c));
+    struct hresp r;
+    h_http(&single, "PUT", "/kv/big", NULL, "0123456789abcdefX", &r);
+    ASSERT_EQ(r.status, 413);
+    h_http(&single, "GET", "/kv/big", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 404);
+    h_http(&single, "PUT", "/kv/big", NULL, "0123456789abcdef", &r);
+    ASSERT_EQ(r.status, 201);
+    finish_single();
+}
+
+TEST(seed_routes_set_get_and_binary_safe_keys)
+{
+    start_single(0);
+    struct hresp r;
+    h_http(&single, "GET", "/set?key=a%20b&value=x%2By", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "ok");
+    h_http(&single, "GET", "/get?key=a+b", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "x+y");
+    h_http(&single, "GET", "/kv/a%20b", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "x+y");
+    h_http(&single, "GET", "/get?key=absent", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_EQ(r.body_len, 0);
+    h_http(&single, "PUT", "/kv/%00%2F%FF", NULL, "bin", &r);
+    ASSERT_EQ(r.status, 201);
+    h_http(&single, "GET", "/kv/%00%2F%FF", NULL, NULL, &r);
+    ASSERT_STREQ(r.body, "bin");
+    finish_single();
+}
+
+TEST(cluster_health_and_metrics_describe_the_node)
+{
+    start_single(0);
+    struct hresp r;
+    h_http(&single, "GET", "/health", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    h_http(&single, "GET", "/cluster", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(strstr(r.body, "\"id\":1") != NULL);
+    ASSERT_TRUE(strstr(r.body, "\"leader\":1") != NULL);
+    ASSERT_TRUE(strstr(r.body, "\"role\":\"leader\"") != NULL);
+    ASSERT_TRUE(strstr(r.body, "\"cluster_id\":\"") != NULL);
+    ASSERT_TRUE(strstr(r.body, "\"voter\":true") != NULL);
+    char raft[128];
+    snprintf(raft, sizeof raft, "\"raft\":\"%s\"", single.cfg.raft_listen);
+    ASSERT_TRUE(strstr(r.body, raft) != NULL);
+    h_http(&single, "PUT", "/kv/m", NULL, "1", &r);
+    h_http(&single, "GET", "/metrics", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(strstr(r.body, "stcache_raft_term ") != NULL);
+    ASSERT_TRUE(strstr(r.body, "stcache_wal_fsync_seconds_count ") != NULL);
+    ASSERT_TRUE(strstr(r.body, "stcache_http_requests_total{route=\"kv_put\",code=\"2xx\"} 1") !=
+                NULL);
+    finish_single();
+}
+
+TEST(restart_from_the_data_directory_brings_the_data_back)
+{
+    start_single(0);
+    struct hresp r;
+    char path[64], val[64];
+    for (int i = 0; i < 20; i++) {
+        snprintf(path, sizeof path, "/kv/key%d", i);
+        snprintf(val, sizeof val, "value%d", i);
+        h_http(&single, "PUT", path, NULL, val, &r);
+        ASSERT_EQ(r.status, 201);
+    }
+    h_http(&single, "DELETE", "/kv/key3", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    restart_single();
+    for (int i = 0; i < 20; i++) {
+        snprintf(path, sizeof path, "/kv/key%d", i);
+        snprintf(val, sizeof val, "value%d", i);
+        h_http(&single, "GET", path, NULL, NULL, &r);
+        if (i == 3) {
+            ASSERT_EQ(r.status, 404);
+            continue;
+        }
+        ASSERT_EQ(r.status, 200);
+        ASSERT_STREQ(r.body, val);
+    }
+    finish_single();
+}
+
+TEST(restart_after_a_snapshot_restores_kv_and_replays_the_tail)
+{
+    start_single(0);
+    struct hresp r;
+    h_http(&single, "PUT", "/kv/before", NULL, "snap", &r);
+    ASSERT_EQ(r.status, 201);
+    h_http(&single, "POST", "/snapshot", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(strstr(r.body, "\"index\":") != NULL);
+    ASSERT_TRUE(strtoull(strstr(r.body, "\"index\":") + 8, NULL, 10) > 0);
+    h_http(&single, "PUT", "/kv/after", NULL, "tail", &r);
+    ASSERT_EQ(r.status, 201);
+    restart_single();
+    h_http(&single, "GET", "/kv/before", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "snap");
+    h_http(&single, "GET", "/kv/after", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "tail");
+    struct node_info info;
+    node_info_get(single.node, &info);
+    ASSERT_TRUE(info.snapshot_index > 0);
+    finish_single();
+}
+
+TEST(snapshot_threshold_alone_takes_snapshots)
+{
+    start_single(10);
+    struct hresp r;
+    char path[64];
+    for (int i = 0; i < 30; i++) {
+        snprintf(path, sizeof path, "/kv/t%d", i);
+        h_http(&single, "PUT", path, NULL, "x", &r);
+        ASSERT_EQ(r.status, 201);
+    }
+    struct node_info info;
+    node_info_get(single.node, &info);
+    ASSERT_TRUE(info.snapshot_index >= 10);
+    restart_single();
+    h_http(&single, "GET", "/kv/t29", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    h_http(&single, "GET", "/kv/t0", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    finish_single();
+}
+
+TEST(restart_without_data_and_without_a_mode_is_refused)
+{
+    h_init();
+    memset(&single, 0, sizeof single);
+    h_mkdtemp(single.dir, sizeof single.dir);
+    h_config(&single, 1);
+    single.cfg.mode = NODE_START_RESTART;
+    ASSERT_EQ(node_create(h_loop, &single.cfg, &single.node), 0);
+    ASSERT_EQ(node_start(single.node, h_started_cb, &single), ST_ENOENT);
+    single.running = true;
+    h_stop(&single);
+    h_rmrf(single.dir);
+    h_fini();
+}
+
+TEST_MAIN()
