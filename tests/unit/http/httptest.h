@@ -62,7 +62,7 @@ struct fx {
     int send_rc_last;
 };
 
-static void fx_answer(struct fx *f, struct http_request *req)
+static inline void fx_answer(struct fx *f, struct http_request *req)
 {
     char body[512];
     const struct http_request *r = req;
@@ -96,18 +96,18 @@ static void fx_answer(struct fx *f, struct http_request *req)
     f->send_rc_last = http_response_send(req, 200, "text/plain", NULL, 0, body, (size_t)n);
 }
 
-static void fx_answer_held_reverse(struct fx *f)
+static inline void fx_answer_held_reverse(struct fx *f)
 {
     while (f->n_held > 0)
         fx_answer(f, f->held[--f->n_held]);
 }
 
-static void fx_defer_cb(uv_timer_t *t)
+static inline void fx_defer_cb(uv_timer_t *t)
 {
     fx_answer_held_reverse(t->data);
 }
 
-static void fx_handler(struct http_request *req, void *ctx)
+static inline void fx_handler(struct http_request *req, void *ctx)
 {
     struct fx *f = ctx;
     f->handled++;
@@ -134,7 +134,7 @@ static void fx_handler(struct http_request *req, void *ctx)
     }
 }
 
-static void fx_on_async(uv_async_t *a)
+static inline void fx_on_async(uv_async_t *a)
 {
     struct fx *f = a->data;
     pthread_mutex_lock(&f->mu);
@@ -151,7 +151,7 @@ static void fx_on_async(uv_async_t *a)
     }
 }
 
-static void fx_on_prepare(uv_prepare_t *p)
+static inline void fx_on_prepare(uv_prepare_t *p)
 {
     struct fx *f = p->data;
     if (f->pred && !f->pred_true && f->pred(f, f->pred_arg)) {
@@ -162,12 +162,12 @@ static void fx_on_prepare(uv_prepare_t *p)
     }
 }
 
-static void fx_handle_closed(uv_handle_t *h)
+static inline void fx_handle_closed(uv_handle_t *h)
 {
     (void)h;
 }
 
-static void fx_server_closed(struct http_server *srv, void *ctx)
+static inline void fx_server_closed(struct http_server *srv, void *ctx)
 {
     struct fx *f = ctx;
     f->closed = 1;
@@ -202,7 +202,7 @@ static void *fx_thread(void *arg)
 }
 
 /* Starts a server with cfg (NULL: defaults). */
-static struct fx *fx_start(const struct http_server_config *cfg, enum fx_mode mode)
+static inline struct fx *fx_start(const struct http_server_config *cfg, enum fx_mode mode)
 {
     struct fx *f = calloc(1, sizeof(*f));
     if (cfg)
@@ -223,7 +223,7 @@ static struct fx *fx_start(const struct http_server_config *cfg, enum fx_mode mo
 }
 
 /* Runs fn(f, arg) on the loop thread and waits for it. */
-static void fx_run(struct fx *f, void (*fn)(struct fx *, void *), void *arg)
+static inline void fx_run(struct fx *f, void (*fn)(struct fx *, void *), void *arg)
 {
     pthread_mutex_lock(&f->mu);
     f->cmd = fn;
@@ -237,14 +237,14 @@ static void fx_run(struct fx *f, void (*fn)(struct fx *, void *), void *arg)
     pthread_mutex_unlock(&f->mu);
 }
 
-static void fx_noop(struct fx *f, void *arg)
+static inline void fx_noop(struct fx *f, void *arg)
 {
     (void)f;
     (void)arg;
 }
 
 /* Waits until pred(f, arg) holds on the loop thread (checked every iteration). */
-static void fx_wait(struct fx *f, int (*pred)(struct fx *, void *), void *arg)
+static inline void fx_wait(struct fx *f, int (*pred)(struct fx *, void *), void *arg)
 {
     pthread_mutex_lock(&f->mu);
     f->pred = pred;
@@ -259,19 +259,19 @@ static void fx_wait(struct fx *f, int (*pred)(struct fx *, void *), void *arg)
     pthread_mutex_unlock(&f->mu);
 }
 
-static void fx_get_stats_cmd(struct fx *f, void *arg)
+static inline void fx_get_stats_cmd(struct fx *f, void *arg)
 {
     http_server_stats(f->srv, arg);
 }
 
-static struct http_server_stats fx_stats(struct fx *f)
+static inline struct http_server_stats fx_stats(struct fx *f)
 {
     struct http_server_stats s;
     fx_run(f, fx_get_stats_cmd, &s);
     return s;
 }
 
-static void fx_release_cmd(struct fx *f, void *arg)
+static inline void fx_release_cmd(struct fx *f, void *arg)
 {
     (void)arg;
     fx_answer_held_reverse(f);
@@ -282,27 +282,27 @@ struct fx_mode_arg {
     int batch;
 };
 
-static void fx_set_mode_cmd(struct fx *f, void *arg)
+static inline void fx_set_mode_cmd(struct fx *f, void *arg)
 {
     const struct fx_mode_arg *m = arg;
     f->mode = m->mode;
     f->batch = m->batch;
 }
 
-static void fx_set_mode(struct fx *f, enum fx_mode mode, int batch)
+static inline void fx_set_mode(struct fx *f, enum fx_mode mode, int batch)
 {
     struct fx_mode_arg m = {mode, batch};
     fx_run(f, fx_set_mode_cmd, &m);
 }
 
-static void fx_close_cmd(struct fx *f, void *arg)
+static inline void fx_close_cmd(struct fx *f, void *arg)
 {
     (void)arg;
     http_server_close(f->srv, fx_server_closed, f);
 }
 
 /* Closes the server (answering any held request first), joins, frees. */
-static struct http_server_stats fx_stop(struct fx *f)
+static inline struct http_server_stats fx_stop(struct fx *f)
 {
     struct http_server_stats s = {0};
     if (f->create_rc == 0) {
@@ -340,7 +340,7 @@ struct resp {
     int conn_close;
 };
 
-static int cl_connect(struct client *c, uint16_t port)
+static inline int cl_connect(struct client *c, uint16_t port)
 {
     memset(c, 0, sizeof(*c));
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -354,7 +354,7 @@ static int cl_connect(struct client *c, uint16_t port)
     return connect(c->fd, (struct sockaddr *)&a, sizeof(a));
 }
 
-static void cl_close(struct client *c)
+static inline void cl_close(struct client *c)
 {
     if (c->fd >= 0)
         close(c->fd);
@@ -363,14 +363,14 @@ static void cl_close(struct client *c)
     c->buf = NULL;
 }
 
-static void cl_reset(struct client *c)
+static inline void cl_reset(struct client *c)
 {
     struct linger l = {.l_onoff = 1, .l_linger = 0};
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
     cl_close(c);
 }
 
-static int cl_send(struct client *c, const void *data, size_t len)
+static inline int cl_send(struct client *c, const void *data, size_t len)
 {
     const char *p = data;
     while (len > 0) {
@@ -386,13 +386,13 @@ static int cl_send(struct client *c, const void *data, size_t len)
     return 0;
 }
 
-static int cl_sends(struct client *c, const char *s)
+static inline int cl_sends(struct client *c, const char *s)
 {
     return cl_send(c, s, strlen(s));
 }
 
 /* Reads more bytes; returns bytes read, 0 on EOF, -1 on error/timeout. */
-static ssize_t cl_fill(struct client *c)
+static inline ssize_t cl_fill(struct client *c)
 {
     if (c->len == c->cap)
         return -1;
@@ -406,7 +406,7 @@ static ssize_t cl_fill(struct client *c)
     }
 }
 
-static const char *find_hdr(const char *headers, const char *name)
+static inline const char *find_hdr(const char *headers, const char *name)
 {
     size_t nl = strlen(name);
     for (const char *p = headers; *p; p++) {
@@ -421,7 +421,7 @@ static const char *find_hdr(const char *headers, const char *name)
 }
 
 /* Reads one response (r->body must be freed). Returns 0, or -1 on EOF/error. */
-static int cl_read(struct client *c, struct resp *r)
+static inline int cl_read(struct client *c, struct resp *r)
 {
     memset(r, 0, sizeof(*r));
     char *end;
@@ -456,7 +456,7 @@ static int cl_read(struct client *c, struct resp *r)
 }
 
 /* 1 if the server closed the connection (EOF or reset) with no more data. */
-static int cl_wait_eof(struct client *c)
+static inline int cl_wait_eof(struct client *c)
 {
     for (;;) {
         ssize_t n = cl_fill(c);
