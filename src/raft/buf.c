@@ -6,11 +6,9 @@
 
 struct raft_buf *raft_buf_create(size_t cap)
 {
-    if (cap > UINT32_MAX)
-        return NULL;
+    if (cap > UINT32_MAX) return NULL;
     struct raft_buf *b = malloc(sizeof(*b) + (cap ? cap : 1));
-    if (!b)
-        return NULL;
+    if (!b) return NULL;
     b->refs = 1;
     b->cap = (uint32_t)cap;
     return b;
@@ -24,9 +22,7 @@ void raft_buf_ref(struct raft_buf *b)
 
 void raft_buf_unref(struct raft_buf *b)
 {
-    if (!b)
-        return;
+    if (!b) return;
     ST_ASSERT(b->refs > 0);
-    if (--b->refs == 0)
-        free(b);
+    if (--b->refs == 0) free(b);
 }

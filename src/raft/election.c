@@ -21,8 +21,7 @@ void election_tick(struct raft *r)
 static void record_vote(struct raft *r, raft_id id, bool granted)
 {
     for (uint32_t i = 0; i < r->n_votes; i++)
-        if (r->votes[i].id == id)
-            return; /* first answer counts */
+        if (r->votes[i].id == id) return; /* first answer counts */
     ST_ASSERT(r->n_votes < RAFT_MEMBERS_MAX);
     r->votes[r->n_votes++] = (struct raft_vote_rec){id, granted};
 }
@@ -33,24 +32,20 @@ static int tally(const struct raft *r)
     size_t voters = raft_conf_voters(&r->conf), q = raft_quorum(r);
     size_t granted = 0, rejected = 0;
     for (uint32_t i = 0; i < r->n_votes; i++) {
-        if (!raft_is_voter(r, r->votes[i].id))
-            continue;
+        if (!raft_is_voter(r, r->votes[i].id)) continue;
         if (r->votes[i].granted)
             granted++;
         else
             rejected++;
     }
-    if (granted >= q)
-        return 1;
-    if (voters - rejected < q)
-        return -1;
+    if (granted >= q) return 1;
+    if (voters - rejected < q) return -1;
     return 0;
 }
 
 void election_campaign(struct raft *r, bool pre_vote, bool forced)
 {
-    if (!raft_promotable(r) || r->role == RAFT_LEADER)
-        return;
+    if (!raft_promotable(r) || r->role == RAFT_LEADER) return;
     r->stats.elections_started++;
     raft_term vote_term;
     if (pre_vote) {
@@ -72,8 +67,7 @@ void election_campaign(struct raft *r, bool pre_vote, bool forced)
     uint8_t type = pre_vote ? RAFT_MSG_PREVOTE : RAFT_MSG_VOTE;
     for (uint32_t i = 0; i < r->conf.n; i++) {
         const struct raft_member *mb = &r->conf.members[i];
-        if (mb->role != RAFT_VOTER || mb->id == r->cfg.id)
-            continue;
+        if (mb->role != RAFT_VOTER || mb->id == r->cfg.id) continue;
         struct raft_msg m = {.type = type,
                              .to = mb->id,
                              .term = vote_term,
@@ -100,8 +94,7 @@ int election_step_vote(struct raft *r, const struct raft_msg *m)
     if (pre && m->context != RAFT_CONTEXT_TRANSFER && r->leader != RAFT_NONE &&
         r->election_elapsed < r->cfg.election_ticks)
         can_vote = false;
-    if (pre && r->role == RAFT_LEADER)
-        can_vote = false;
+    if (pre && r->role == RAFT_LEADER) can_vote = false;
     bool grant = can_vote && log_is_up_to_date(&r->log, m->index, m->log_term);
     struct raft_msg resp = {.type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP,
                             .to = m->from,
@@ -120,11 +113,9 @@ int election_step_vote(struct raft *r, const struct raft_msg *m)
 int election_step_vote_resp(struct raft *r, const struct raft_msg *m)
 {
     bool pre = m->type == RAFT_MSG_PREVOTE_RESP;
-    if (pre ? r->role != RAFT_PRE_CANDIDATE : r->role != RAFT_CANDIDATE)
-        return 0; /* late answer */
+    if (pre ? r->role != RAFT_PRE_CANDIDATE : r->role != RAFT_CANDIDATE) return 0; /* late answer */
     raft_term expect = pre && !m->reject ? r->term + 1 : r->term;
-    if (m->term != expect)
-        return 0;
+    if (m->term != expect) return 0;
     if (!raft_is_voter(r, m->from)) {
         r->stats.msgs_dropped++;
         return ST_EPROTO;

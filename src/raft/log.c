@@ -68,21 +68,18 @@ bool log_match_term(const struct raft_log *l, raft_index index, raft_term term)
 
 struct raft_entry *log_get(const struct raft_log *l, raft_index index)
 {
-    if (index <= l->prev_index || index > log_last(l))
-        return NULL;
+    if (index <= l->prev_index || index > log_last(l)) return NULL;
     return slot(l, (size_t)(index - l->prev_index - 1));
 }
 
 int log_reserve(struct raft_log *l, size_t n)
 {
-    if (l->n + n <= l->cap)
-        return 0;
+    if (l->n + n <= l->cap) return 0;
     size_t cap = l->cap ? l->cap : 64;
     while (cap < l->n + n)
         cap *= 2;
     struct raft_entry *ents = malloc(cap * sizeof(*ents));
-    if (!ents)
-        return ST_ENOMEM;
+    if (!ents) return ST_ENOMEM;
     for (size_t k = 0; k < l->n; k++)
         ents[k] = *slot(l, k);
     free(l->ents);
@@ -155,8 +152,7 @@ bool log_is_up_to_date(const struct raft_log *l, raft_index last_index, raft_ter
 raft_index log_term_start(const struct raft_log *l, raft_index index)
 {
     raft_term t;
-    if (!log_term(l, index, &t))
-        return index;
+    if (!log_term(l, index, &t)) return index;
     raft_index i = index;
     while (i > l->prev_index + 1 && log_term_or0(l, i - 1) == t)
         i--;
@@ -165,15 +161,11 @@ raft_index log_term_start(const struct raft_log *l, raft_index index)
 
 raft_index log_last_index_with_term_le(const struct raft_log *l, raft_index index, raft_term term)
 {
-    if (index > log_last(l))
-        index = log_last(l);
+    if (index > log_last(l)) index = log_last(l);
     for (raft_index i = index;; i--) {
         raft_term t;
-        if (!log_term(l, i, &t))
-            return 0;
-        if (t <= term)
-            return i;
-        if (i == 0)
-            return 0;
+        if (!log_term(l, i, &t)) return 0;
+        if (t <= term) return i;
+        if (i == 0) return 0;
     }
 }

@@ -31,16 +31,14 @@ size_t raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t *out)
 
 int raft_conf_change_decode(const uint8_t *data, size_t len, struct raft_conf_change *cc)
 {
-    if (!data || len < 11)
-        return ST_EPROTO;
+    if (!data || len < 11) return ST_EPROTO;
     memset(cc, 0, sizeof(*cc));
     cc->op = data[0];
     cc->id = 0;
     for (int i = 0; i < 8; i++)
         cc->id |= (uint64_t)data[1 + i] << (8 * i);
     uint16_t clen = (uint16_t)(data[9] | (data[10] << 8));
-    if (clen > RAFT_MEMBER_CONTEXT_MAX || len != 11u + clen)
-        return ST_EPROTO;
+    if (clen > RAFT_MEMBER_CONTEXT_MAX || len != 11u + clen) return ST_EPROTO;
     if (cc->op < RAFT_CONF_ADD_VOTER || cc->op > RAFT_CONF_REMOVE || cc->id == RAFT_NONE)
         return ST_EPROTO;
     cc->context_len = clen;
@@ -51,8 +49,7 @@ int raft_conf_change_decode(const uint8_t *data, size_t len, struct raft_conf_ch
 const struct raft_member *raft_conf_find(const struct raft_conf *conf, raft_id id)
 {
     for (uint32_t i = 0; i < conf->n; i++)
-        if (conf->members[i].id == id)
-            return &conf->members[i];
+        if (conf->members[i].id == id) return &conf->members[i];
     return NULL;
 }
 
@@ -66,12 +63,10 @@ size_t raft_conf_voters(const struct raft_conf *conf)
 
 int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc)
 {
-    if (cc->id == RAFT_NONE || cc->context_len > RAFT_MEMBER_CONTEXT_MAX)
-        return ST_EINVAL;
+    if (cc->id == RAFT_NONE || cc->context_len > RAFT_MEMBER_CONTEXT_MAX) return ST_EINVAL;
     struct raft_member *m = NULL;
     for (uint32_t i = 0; i < conf->n; i++)
-        if (conf->members[i].id == cc->id)
-            m = &conf->members[i];
+        if (conf->members[i].id == cc->id) m = &conf->members[i];
     switch (cc->op) {
     case RAFT_CONF_ADD_VOTER:
     case RAFT_CONF_ADD_LEARNER: {
@@ -79,8 +74,7 @@ int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc)
         if (m) {
             /* Promotion of a learner; anything else is a no-op change. A voter
              * is never demoted in place (remove it, then add a learner). */
-            if (!(m->role == RAFT_LEARNER && role == RAFT_VOTER))
-                return ST_EINVAL;
+            if (!(m->role == RAFT_LEARNER && role == RAFT_VOTER)) return ST_EINVAL;
             m->role = RAFT_VOTER;
             if (cc->context_len) {
                 m->context_len = cc->context_len;
@@ -88,8 +82,7 @@ int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc)
             }
             return 0;
         }
-        if (conf->n >= RAFT_MEMBERS_MAX)
-            return ST_EINVAL;
+        if (conf->n >= RAFT_MEMBERS_MAX) return ST_EINVAL;
         m = &conf->members[conf->n++];
         memset(m, 0, sizeof(*m));
         m->id = cc->id;
@@ -99,8 +92,7 @@ int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc)
         return 0;
     }
     case RAFT_CONF_REMOVE: {
-        if (!m)
-            return ST_EINVAL;
+        if (!m) return ST_EINVAL;
         if (m->role == RAFT_VOTER && raft_conf_voters(conf) == 1)
             return ST_EINVAL; /* a configuration without voters can never commit */
         size_t i = (size_t)(m - conf->members);
@@ -116,16 +108,14 @@ int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc)
 
 bool membership_conf_valid(const struct raft_conf *c)
 {
-    if (c->n > RAFT_MEMBERS_MAX)
-        return false;
+    if (c->n > RAFT_MEMBERS_MAX) return false;
     for (uint32_t i = 0; i < c->n; i++) {
         const struct raft_member *m = &c->members[i];
         if (m->id == RAFT_NONE || (m->role != RAFT_VOTER && m->role != RAFT_LEARNER) ||
             m->context_len > RAFT_MEMBER_CONTEXT_MAX)
             return false;
         for (uint32_t j = 0; j < i; j++)
-            if (c->members[j].id == m->id)
-                return false;
+            if (c->members[j].id == m->id) return false;
     }
     return true;
 }
@@ -134,11 +124,9 @@ bool membership_conf_valid(const struct raft_conf *c)
  * entries are no-ops on every node alike (deterministic). */
 static bool apply_entry(struct raft_conf *conf, const struct raft_entry *e)
 {
-    if (e->type != RAFT_ENTRY_CONF)
-        return false;
+    if (e->type != RAFT_ENTRY_CONF) return false;
     struct raft_conf_change cc;
-    if (raft_conf_change_decode(e->data, e->len, &cc) != 0)
-        return false;
+    if (raft_conf_change_decode(e->data, e->len, &cc) != 0) return false;
     return raft_conf_apply(conf, &cc) == 0;
 }
 
@@ -156,8 +144,7 @@ void membership_rebuild(struct raft *r)
     r->conf = r->base_conf;
     r->conf_index = 0;
     for (raft_index i = r->log.prev_index + 1; i <= log_last(&r->log); i++)
-        if (apply_entry(&r->conf, log_get(&r->log, i)))
-            r->conf_index = i;
+        if (apply_entry(&r->conf, log_get(&r->log, i))) r->conf_index = i;
     membership_sync_progress(r);
 }
 
@@ -170,8 +157,7 @@ void membership_on_append(struct raft *r, raft_index from, raft_index to)
             changed = true;
         }
     }
-    if (changed)
-        membership_sync_progress(r);
+    if (changed) membership_sync_progress(r);
 }
 
 static raft_index *ins_alloc(struct raft *r)
@@ -222,8 +208,7 @@ void membership_sync_progress(struct raft *r)
     raft_index last = log_last(&r->log);
     for (uint32_t i = 0; i < r->conf.n; i++) {
         raft_id id = r->conf.members[i].id;
-        if (raft_progress_find(r, id))
-            continue;
+        if (raft_progress_find(r, id)) continue;
         ST_ASSERT(r->n_prs < RAFT_MEMBERS_MAX);
         struct raft_progress *p = &r->prs[r->n_prs++];
         progress_reset(p, id, last + 1, ins_alloc(r), r->cfg.inflight_msgs_max);
@@ -250,8 +235,7 @@ static void progress_drop(struct raft *r, uint32_t i)
 
 void membership_release_departed(struct raft *r)
 {
-    if (r->role != RAFT_LEADER)
-        return;
+    if (r->role != RAFT_LEADER) return;
     for (uint32_t i = 0; i < r->n_prs;) {
         struct raft_progress *p = &r->prs[i];
         if (!p->departed || p->removed_at > r->log.commit || p->match < p->removed_at) {
@@ -284,8 +268,7 @@ int membership_bootstrap(struct raft *r, const struct raft_conf *initial)
     if (!membership_conf_valid(initial) || initial->n == 0 || raft_conf_voters(initial) == 0)
         return ST_EINVAL;
     int rc = log_reserve(&r->log, initial->n);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     for (uint32_t i = 0; i < initial->n; i++) {
         const struct raft_member *m = &initial->members[i];
         struct raft_conf_change cc;
@@ -295,8 +278,7 @@ int membership_bootstrap(struct raft *r, const struct raft_conf *initial)
         cc.context_len = m->context_len;
         memcpy(cc.context, m->context, m->context_len);
         struct raft_buf *b = raft_buf_create(RAFT_CONF_CHANGE_ENCODED_MAX);
-        if (!b)
-            return ST_ENOMEM;
+        if (!b) return ST_ENOMEM;
         struct raft_entry e = {.term = 1,
                                .index = (raft_index)i + 1,
                                .type = RAFT_ENTRY_CONF,

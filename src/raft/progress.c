@@ -53,8 +53,7 @@ void inflights_free_to(struct raft_inflights *in, raft_index index)
 
 void inflights_free_first(struct raft_inflights *in)
 {
-    if (in->count == 0)
-        return;
+    if (in->count == 0) return;
     in->start = (in->start + 1) % in->cap;
     in->count--;
 }
@@ -97,8 +96,7 @@ bool progress_update(struct raft_progress *p, raft_index index)
         moved = true;
         p->probe_sent = false;
     }
-    if (p->next < index + 1)
-        p->next = index + 1;
+    if (p->next < index + 1) p->next = index + 1;
     return moved;
 }
 
@@ -106,18 +104,15 @@ bool progress_decr_to(struct raft_progress *p, raft_index rejected, raft_index p
 {
     if (p->state == RAFT_PROGRESS_REPLICATE) {
         /* A rejection of something already matched is stale. */
-        if (rejected <= p->match)
-            return false;
+        if (rejected <= p->match) return false;
         p->next = p->match + 1;
         return true;
     }
     /* Probe: only the answer to the probe we sent (next - 1) counts. */
-    if (p->next == 0 || p->next - 1 != rejected)
-        return false;
+    if (p->next == 0 || p->next - 1 != rejected) return false;
     raft_index next = ST_MIN(rejected, probe_next);
     p->next = ST_MAX(next, p->match + 1);
-    if (p->next < 1)
-        p->next = 1;
+    if (p->next < 1) p->next = 1;
     p->probe_sent = false;
     return true;
 }

@@ -41,8 +41,7 @@ const char *raft_msg_type_name(int type)
         [RAFT_MSG_READ_INDEX_RESP] = "read_index_resp",
         [RAFT_MSG_PROPOSE] = "propose",
     };
-    if (type <= 0 || type >= RAFT_MSG_TYPE_MAX)
-        return "unknown";
+    if (type <= 0 || type >= RAFT_MSG_TYPE_MAX) return "unknown";
     return names[type];
 }
 
@@ -75,13 +74,11 @@ bool raft_is_voter(const struct raft *r, raft_id id)
 bool raft_promotable(const struct raft *r)
 {
     /* A learner or a removed node never campaigns... */
-    if (raft_is_voter(r, r->cfg.id))
-        return true;
+    if (raft_is_voter(r, r->cfg.id)) return true;
     /* ...but thesis 4.2.2: "a server that is not part of its own latest
      * configuration should still start new elections, as it might still be
      * needed until the Cnew entry is committed". */
-    if (r->conf_index <= r->log.commit)
-        return false;
+    if (r->conf_index <= r->log.commit) return false;
     struct raft_conf committed;
     membership_conf_at(r, r->log.commit, &committed);
     const struct raft_member *m = raft_conf_find(&committed, r->cfg.id);
@@ -96,8 +93,7 @@ size_t raft_quorum(const struct raft *r)
 struct raft_progress *raft_progress_find(struct raft *r, raft_id id)
 {
     for (uint32_t i = 0; i < r->n_prs; i++)
-        if (r->prs[i].id == id)
-            return &r->prs[i];
+        if (r->prs[i].id == id) return &r->prs[i];
     return NULL;
 }
 
@@ -112,20 +108,16 @@ void raft_reset_randomized_timeout(struct raft *r)
 
 static int msgvec_grow(struct raft_msgvec *v)
 {
-    if (v->n < v->cap)
-        return 0;
+    if (v->n < v->cap) return 0;
     size_t cap = v->cap ? v->cap * 2 : 16;
     struct raft_msg *nv = realloc(v->v, cap * sizeof(*nv));
-    if (!nv)
-        return ST_ENOMEM;
+    if (!nv) return ST_ENOMEM;
     v->v = nv;
     size_t *eo = realloc(v->ent_off, cap * sizeof(*eo));
-    if (!eo)
-        return ST_ENOMEM;
+    if (!eo) return ST_ENOMEM;
     v->ent_off = eo;
     size_t *mo = realloc(v->meta_off, cap * sizeof(*mo));
-    if (!mo)
-        return ST_ENOMEM;
+    if (!mo) return ST_ENOMEM;
     v->meta_off = mo;
     v->cap = cap;
     return 0;
@@ -133,14 +125,12 @@ static int msgvec_grow(struct raft_msgvec *v)
 
 static int entries_grow(struct raft_entry **arr, size_t *cap, size_t need)
 {
-    if (need <= *cap)
-        return 0;
+    if (need <= *cap) return 0;
     size_t c = *cap ? *cap : 16;
     while (c < need)
         c *= 2;
     struct raft_entry *na = realloc(*arr, c * sizeof(*na));
-    if (!na)
-        return ST_ENOMEM;
+    if (!na) return ST_ENOMEM;
     *arr = na;
     *cap = c;
     return 0;
@@ -164,12 +154,10 @@ static void send_impl(struct raft *r, const struct raft_msg *m, const struct raf
 {
     struct raft_out *o = &r->out[r->fill];
     struct raft_msgvec *v = after ? &o->after : &o->msgs;
-    if (msgvec_grow(v) != 0)
-        return; /* dropped: Raft tolerates message loss */
+    if (msgvec_grow(v) != 0) return; /* dropped: Raft tolerates message loss */
     size_t ent_off = SIZE_MAX, meta_off = SIZE_MAX;
     if (n > 0) {
-        if (entries_grow(&o->pool, &o->cap_pool, o->n_pool + n) != 0)
-            return;
+        if (entries_grow(&o->pool, &o->cap_pool, o->n_pool + n) != 0) return;
         ent_off = o->n_pool;
         for (size_t k = 0; k < n; k++) {
             const struct raft_entry *e = ents ? &ents[k] : log_get(&r->log, first + k);
@@ -181,8 +169,7 @@ static void send_impl(struct raft *r, const struct raft_msg *m, const struct raf
         if (o->n_metas == o->cap_metas) {
             size_t c = o->cap_metas ? o->cap_metas * 2 : 2;
             struct raft_snapshot_meta *nm = realloc(o->metas, c * sizeof(*nm));
-            if (!nm)
-                return; /* the pool refs are released at ack */
+            if (!nm) return; /* the pool refs are released at ack */
             o->metas = nm;
             o->cap_metas = c;
         }
@@ -217,8 +204,7 @@ void raft_out_read(struct raft *r, uint64_t context, raft_index index, int statu
     /* Capacity is reserved by raft_read_index(): queue + batch <= max. */
     ST_ASSERT(o->n_reads < r->cfg.reads_pending_max);
     o->reads[o->n_reads++] = (struct raft_read_state){context, index, status};
-    if (status == 0)
-        r->stats.reads_served++;
+    if (status == 0) r->stats.reads_served++;
 }
 
 static void out_clear(struct raft_out *o)
@@ -259,8 +245,7 @@ static void out_free(struct raft_out *o)
 
 static void set_leader(struct raft *r, raft_id leader)
 {
-    if (leader != RAFT_NONE && leader != r->leader)
-        r->stats.leader_changes++;
+    if (leader != RAFT_NONE && leader != r->leader) r->stats.leader_changes++;
     r->leader = leader;
 }
 
@@ -288,8 +273,7 @@ void raft_become_follower(struct raft *r, raft_term term, raft_id leader)
     set_leader(r, leader);
     /* Pending reads were bound to a leadership that is gone: fail them
      * loudly, never drop them. */
-    if (was_leader || old_leader != leader)
-        read_index_fail_all(r, ST_ENOTLEADER);
+    if (was_leader || old_leader != leader) read_index_fail_all(r, ST_ENOTLEADER);
     r->bcast_pending = false;
     r->commit_bcast = false;
     membership_sync_progress(r);
@@ -348,8 +332,7 @@ static int config_check(const struct raft_config *c)
         c->reads_pending_max > (1u << 20))
         return ST_EINVAL;
     /* Lease reads are only safe with check-quorum (DESIGN §3.5). */
-    if (c->lease_reads && !c->check_quorum)
-        return ST_EINVAL;
+    if (c->lease_reads && !c->check_quorum) return ST_EINVAL;
     return 0;
 }
 
@@ -357,13 +340,10 @@ int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state
                 struct raft **out)
 {
     int rc = config_check(cfg);
-    if (rc)
-        return rc;
-    if (!st || !out)
-        return ST_EINVAL;
+    if (rc) return rc;
+    if (!st || !out) return ST_EINVAL;
     struct raft *r = calloc(1, sizeof(*r));
-    if (!r)
-        return ST_ENOMEM;
+    if (!r) return ST_ENOMEM;
     r->cfg = *cfg;
     st_rng_init(&r->rng, cfg->seed);
     log_init(&r->log);
@@ -372,8 +352,7 @@ int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state
     r->reads = calloc(cfg->reads_pending_max, sizeof(*r->reads));
     r->out[0].reads = calloc(cfg->reads_pending_max, sizeof(struct raft_read_state));
     r->out[1].reads = calloc(cfg->reads_pending_max, sizeof(struct raft_read_state));
-    if (!r->ins_pool || !r->reads || !r->out[0].reads || !r->out[1].reads)
-        goto fail_r;
+    if (!r->ins_pool || !r->reads || !r->out[0].reads || !r->out[1].reads) goto fail_r;
 
     rc = ST_EINVAL;
     const struct raft_hard_state *hs = &st->hard_state;
@@ -391,11 +370,9 @@ int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state
         log_reset(&r->log, sm->index, sm->term);
     }
     if (st->n_entries > 0) {
-        if (!st->entries)
-            goto fail_r;
+        if (!st->entries) goto fail_r;
         rc = log_reserve(&r->log, st->n_entries);
-        if (rc)
-            goto fail_r;
+        if (rc) goto fail_r;
         rc = ST_EINVAL;
         raft_term prev_term = r->log.prev_term;
         size_t skip = 0;
@@ -418,33 +395,27 @@ int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state
             log_append(&r->log, e);
         }
     }
-    bool bootstrapped = false;
     if (!st->snapshot && st->n_entries == 0 && st->initial_conf) {
         rc = membership_bootstrap(r, st->initial_conf);
-        if (rc)
-            goto fail_r;
+        if (rc) goto fail_r;
         rc = ST_EINVAL;
-        bootstrapped = true;
         if (r->term < 1) {
             r->term = 1;
             r->vote = RAFT_NONE;
         }
     } else {
         membership_rebuild(r);
-        if (hs->commit > log_last(&r->log))
-            goto fail_r;
+        if (hs->commit > log_last(&r->log)) goto fail_r;
         r->log.commit = ST_MAX(hs->commit, r->log.prev_index);
         r->log.stable = log_last(&r->log);
         r->log.handed = log_last(&r->log);
     }
     raft_index applied = ST_MAX(st->applied, r->log.prev_index);
-    if (applied > r->log.commit)
-        goto fail_r;
+    if (applied > r->log.commit) goto fail_r;
     r->log.applied = applied;
     r->log.applying = applied;
+    /* What the disk holds; a bootstrap's term bump differs and is handed out. */
     r->hs_handed = *hs;
-    if (bootstrapped)
-        r->hs_handed.term = hs->term; /* the bumped term is handed out */
     r->leader = RAFT_NONE;
     r->ss_role = RAFT_FOLLOWER;
     r->ss_leader = RAFT_NONE;
@@ -460,8 +431,7 @@ fail_r:
 
 void raft_destroy(struct raft *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     out_free(&r->out[0]);
     out_free(&r->out[1]);
     log_close(&r->log);
@@ -486,12 +456,9 @@ void raft_tick(struct raft *r)
 
 static bool entry_sane(const struct raft_entry *e)
 {
-    if (e->type < RAFT_ENTRY_NORMAL || e->type > RAFT_ENTRY_NOOP)
-        return false;
-    if (e->len == 0)
-        return true;
-    if (!e->buf || !e->data || e->buf->refs == 0)
-        return false;
+    if (e->type < RAFT_ENTRY_NORMAL || e->type > RAFT_ENTRY_NOOP) return false;
+    if (e->len == 0) return true;
+    if (!e->buf || !e->data || e->buf->refs == 0) return false;
     /* The payload must lie inside its owner. */
     return e->data >= e->buf->data && (size_t)(e->data - e->buf->data) <= e->buf->cap &&
            e->len <= e->buf->cap - (size_t)(e->data - e->buf->data);
@@ -499,25 +466,19 @@ static bool entry_sane(const struct raft_entry *e)
 
 static int msg_validate(const struct raft *r, const struct raft_msg *m)
 {
-    if (m->type < RAFT_MSG_APPEND || m->type >= RAFT_MSG_TYPE_MAX)
-        return ST_EPROTO;
-    if (m->from == RAFT_NONE || m->from == r->cfg.id || m->to != r->cfg.id)
-        return ST_EPROTO;
+    if (m->type < RAFT_MSG_APPEND || m->type >= RAFT_MSG_TYPE_MAX) return ST_EPROTO;
+    if (m->from == RAFT_NONE || m->from == r->cfg.id || m->to != r->cfg.id) return ST_EPROTO;
     if (m->type != RAFT_MSG_PROPOSE && m->type != RAFT_MSG_READ_INDEX && m->term == 0)
         return ST_EPROTO;
     if (m->n_entries > 0) {
-        if (m->type != RAFT_MSG_APPEND && m->type != RAFT_MSG_PROPOSE)
-            return ST_EPROTO;
-        if (!m->entries)
-            return ST_EPROTO;
+        if (m->type != RAFT_MSG_APPEND && m->type != RAFT_MSG_PROPOSE) return ST_EPROTO;
+        if (!m->entries) return ST_EPROTO;
         for (uint32_t i = 0; i < m->n_entries; i++)
-            if (!entry_sane(&m->entries[i]))
-                return ST_EPROTO;
+            if (!entry_sane(&m->entries[i])) return ST_EPROTO;
     }
     if (m->type == RAFT_MSG_APPEND) {
         raft_term prev = m->log_term;
-        if (m->log_term > m->term)
-            return ST_EPROTO;
+        if (m->log_term > m->term) return ST_EPROTO;
         for (uint32_t i = 0; i < m->n_entries; i++) {
             const struct raft_entry *e = &m->entries[i];
             /* Contiguous after index, terms non-decreasing and not above the
@@ -526,15 +487,12 @@ static int msg_validate(const struct raft *r, const struct raft_msg *m)
                 return ST_EPROTO;
             prev = e->term;
         }
-        if (m->index == 0 && m->log_term != 0)
-            return ST_EPROTO;
+        if (m->index == 0 && m->log_term != 0) return ST_EPROTO;
     }
     if (m->type == RAFT_MSG_PROPOSE) {
-        if (m->n_entries == 0)
-            return ST_EPROTO;
+        if (m->n_entries == 0) return ST_EPROTO;
         for (uint32_t i = 0; i < m->n_entries; i++)
-            if (m->entries[i].type != RAFT_ENTRY_NORMAL)
-                return ST_EPROTO;
+            if (m->entries[i].type != RAFT_ENTRY_NORMAL) return ST_EPROTO;
     }
     if (m->type == RAFT_MSG_SNAPSHOT) {
         const struct raft_snapshot_meta *s = m->snapshot;
@@ -574,11 +532,9 @@ static int step_term(struct raft *r, const struct raft_msg *m)
              * campaign. */
             bool in_lease = r->cfg.check_quorum && r->leader != RAFT_NONE &&
                             r->election_elapsed < r->cfg.election_ticks;
-            if (!forced && in_lease)
-                return stale(r);
+            if (!forced && in_lease) return stale(r);
         }
-        if (m->type == RAFT_MSG_PREVOTE)
-            return 1; /* a pre-vote never changes our term */
+        if (m->type == RAFT_MSG_PREVOTE) return 1; /* a pre-vote never changes our term */
         if (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject)
             return 1; /* granted pre-votes carry the term we would use */
         bool from_leader = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
@@ -623,13 +579,10 @@ static int step_leader_only(struct raft *r, const struct raft_msg *m)
 
 int raft_step(struct raft *r, const struct raft_msg *m)
 {
-    if (!m)
-        return ST_EINVAL;
-    if (msg_validate(r, m) != 0)
-        return dropped(r);
+    if (!m) return ST_EINVAL;
+    if (msg_validate(r, m) != 0) return dropped(r);
     int rc = step_term(r, m);
-    if (rc != 1)
-        return rc;
+    if (rc != 1) return rc;
 
     switch (m->type) {
     case RAFT_MSG_VOTE:
@@ -648,14 +601,11 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         if (r->role != RAFT_FOLLOWER || r->leader != m->from)
             raft_become_follower(r, m->term, m->from);
         r->election_elapsed = 0;
-        if (m->type == RAFT_MSG_APPEND)
-            return replication_step_append(r, m);
-        if (m->type == RAFT_MSG_HEARTBEAT)
-            return replication_step_heartbeat(r, m);
+        if (m->type == RAFT_MSG_APPEND) return replication_step_append(r, m);
+        if (m->type == RAFT_MSG_HEARTBEAT) return replication_step_heartbeat(r, m);
         return snapshot_step(r, m);
     case RAFT_MSG_TIMEOUT_NOW:
-        if (r->role == RAFT_LEADER || !raft_promotable(r))
-            return dropped(r);
+        if (r->role == RAFT_LEADER || !raft_promotable(r)) return dropped(r);
         /* Thesis 3.10: the target starts an election at once, without
          * pre-vote, marked so voters ignore the leader lease. */
         election_campaign(r, false, true);
@@ -676,12 +626,10 @@ int raft_step(struct raft *r, const struct raft_msg *m)
                 raft_send(r, &resp, false);
                 return 0;
             }
-            if (m->type == RAFT_MSG_PROPOSE)
-                r->stats.proposals_refused += m->n_entries;
+            if (m->type == RAFT_MSG_PROPOSE) r->stats.proposals_refused += m->n_entries;
             return 0; /* late answers to a former leadership */
         }
-        if (!raft_progress_find(r, m->from))
-            return dropped(r); /* requires membership */
+        if (!raft_progress_find(r, m->from)) return dropped(r); /* requires membership */
         return step_leader_only(r, m);
     default:
         return dropped(r);
@@ -693,8 +641,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
 int raft_propose(struct raft *r, struct raft_buf *buf, const uint8_t *data, uint32_t len,
                  raft_index *index, raft_term *term)
 {
-    if (len > 0 && (!buf || !data))
-        return ST_EINVAL;
+    if (len > 0 && (!buf || !data)) return ST_EINVAL;
     if (len > r->cfg.msg_bytes_max) {
         r->stats.proposals_refused++;
         return ST_ETOOBIG;
@@ -712,10 +659,8 @@ int raft_propose(struct raft *r, struct raft_buf *buf, const uint8_t *data, uint
                              .entries = &e};
         raft_send(r, &m, false);
         r->stats.proposals++;
-        if (index)
-            *index = 0;
-        if (term)
-            *term = 0;
+        if (index) *index = 0;
+        if (term) *term = 0;
         return 0;
     }
     if (r->transferee != RAFT_NONE) {
@@ -731,24 +676,18 @@ int raft_propose(struct raft *r, struct raft_buf *buf, const uint8_t *data, uint
     }
     raft_index idx;
     int rc = replication_append_local(r, RAFT_ENTRY_NORMAL, buf, data, len, &idx);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     r->stats.proposals++;
-    if (index)
-        *index = idx;
-    if (term)
-        *term = r->term;
+    if (index) *index = idx;
+    if (term) *term = r->term;
     return 0;
 }
 
 int raft_propose_conf_change(struct raft *r, const struct raft_conf_change *cc, raft_index *index)
 {
-    if (!cc)
-        return ST_EINVAL;
-    if (r->role != RAFT_LEADER)
-        return ST_ENOTLEADER;
-    if (r->transferee != RAFT_NONE)
-        return ST_ETRANSFER;
+    if (!cc) return ST_EINVAL;
+    if (r->role != RAFT_LEADER) return ST_ENOTLEADER;
+    if (r->transferee != RAFT_NONE) return ST_ETRANSFER;
     /* Ongaro, raft-dev 2015: not before an entry of the current term is
      * committed, and one change at a time. */
     if (!replication_committed_in_term(r) || r->pending_conf_index > r->log.commit)
@@ -757,26 +696,21 @@ int raft_propose_conf_change(struct raft *r, const struct raft_conf_change *cc, 
     if (cc->context_len > RAFT_MEMBER_CONTEXT_MAX || raft_conf_apply(&probe, cc) != 0)
         return ST_EINVAL;
     struct raft_buf *b = raft_buf_create(RAFT_CONF_CHANGE_ENCODED_MAX);
-    if (!b)
-        return ST_ENOMEM;
+    if (!b) return ST_ENOMEM;
     uint32_t len = (uint32_t)raft_conf_change_encode(cc, b->data);
     raft_index idx;
     int rc = replication_append_local(r, RAFT_ENTRY_CONF, b, b->data, len, &idx);
     raft_buf_unref(b);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     r->pending_conf_index = idx;
-    if (index)
-        *index = idx;
+    if (index) *index = idx;
     return 0;
 }
 
 int raft_transfer_leadership(struct raft *r, raft_id to)
 {
-    if (r->role != RAFT_LEADER)
-        return ST_ENOTLEADER;
-    if (to == r->cfg.id || !raft_is_voter(r, to))
-        return ST_EINVAL;
+    if (r->role != RAFT_LEADER) return ST_ENOTLEADER;
+    if (to == r->cfg.id || !raft_is_voter(r, to)) return ST_EINVAL;
     struct raft_progress *p = raft_progress_find(r, to);
     ST_ASSERT(p);
     r->transferee = to;
@@ -791,10 +725,8 @@ int raft_transfer_leadership(struct raft *r, raft_id to)
 
 int raft_campaign(struct raft *r)
 {
-    if (r->role == RAFT_LEADER)
-        return 0;
-    if (!raft_promotable(r))
-        return ST_EINVAL;
+    if (r->role == RAFT_LEADER) return 0;
+    if (!raft_promotable(r)) return ST_EINVAL;
     election_campaign(r, r->cfg.pre_vote, false);
     return 0;
 }
@@ -815,19 +747,13 @@ static raft_index apply_limit(const struct raft *r)
 
 bool raft_has_ready(const struct raft *r)
 {
-    if (r->ready_outstanding)
-        return false;
+    if (r->ready_outstanding) return false;
     const struct raft_out *o = &r->out[r->fill];
-    if (o->msgs.n || o->after.n || o->n_reads)
-        return true;
-    if (r->role == RAFT_LEADER && (r->bcast_pending || r->commit_bcast))
-        return true;
-    if (r->snap_to_install || r->log.handed < log_last(&r->log))
-        return true;
-    if (r->log.applying < apply_limit(r))
-        return true;
-    if (r->role != r->ss_role || r->leader != r->ss_leader || r->term != r->ss_term)
-        return true;
+    if (o->msgs.n || o->after.n || o->n_reads) return true;
+    if (r->role == RAFT_LEADER && (r->bcast_pending || r->commit_bcast)) return true;
+    if (r->snap_to_install || r->log.handed < log_last(&r->log)) return true;
+    if (r->log.applying < apply_limit(r)) return true;
+    if (r->role != r->ss_role || r->leader != r->ss_leader || r->term != r->ss_term) return true;
     struct raft_hard_state hs;
     current_hs(r, &hs);
     if (hs.term != r->hs_handed.term || hs.vote != r->hs_handed.vote ||
@@ -850,8 +776,7 @@ void raft_ready_get(struct raft *r, struct raft_ready *rd)
     memset(rd, 0, sizeof(*rd));
     if (r->role == RAFT_LEADER) {
         read_index_flush(r);
-        if (r->bcast_pending || r->commit_bcast)
-            replication_bcast_append(r);
+        if (r->bcast_pending || r->commit_bcast) replication_bcast_append(r);
         r->bcast_pending = false;
         r->commit_bcast = false;
     }
@@ -948,11 +873,9 @@ void raft_ready_ack(struct raft *r, const struct raft_ready *rd)
 
 void raft_persisted(struct raft *r, raft_index index, raft_term term)
 {
-    if (index == 0 || index <= r->log.stable)
-        return;
+    if (index == 0 || index <= r->log.stable) return;
     /* An entry overwritten since that ready was produced is not durable. */
-    if (!log_match_term(&r->log, index, term) || index > r->log.handed)
-        return;
+    if (!log_match_term(&r->log, index, term) || index > r->log.handed) return;
     r->log.stable = index;
     if (r->role == RAFT_LEADER) {
         struct raft_progress *self = raft_progress_find(r, r->cfg.id);
@@ -965,18 +888,15 @@ void raft_persisted(struct raft *r, raft_index index, raft_term term)
 void raft_applied(struct raft *r, raft_index index)
 {
     ST_ASSERT(index <= r->log.applying);
-    if (index > r->log.applied)
-        r->log.applied = index;
+    if (index > r->log.applied) r->log.applied = index;
 }
 
 void raft_report_unreachable(struct raft *r, raft_id peer)
 {
-    if (r->role != RAFT_LEADER)
-        return;
+    if (r->role != RAFT_LEADER) return;
     struct raft_progress *p = raft_progress_find(r, peer);
     /* Appends in flight are probably lost: fall back to probing. */
-    if (p && p->id != r->cfg.id && p->state == RAFT_PROGRESS_REPLICATE)
-        progress_to_probe(p);
+    if (p && p->id != r->cfg.id && p->state == RAFT_PROGRESS_REPLICATE) progress_to_probe(p);
 }
 
 /* ------------------------------------------------------------ inspection */
@@ -1038,8 +958,7 @@ const struct raft_entry *raft_entry_get(const struct raft *r, raft_index index)
 
 size_t raft_progress_get(const struct raft *r, struct raft_progress_info *out, size_t cap)
 {
-    if (r->role != RAFT_LEADER)
-        return 0;
+    if (r->role != RAFT_LEADER) return 0;
     size_t n = 0;
     for (uint32_t i = 0; i < r->n_prs && n < cap; i++) {
         const struct raft_progress *p = &r->prs[i];
@@ -1128,8 +1047,7 @@ void raft_check_invariants(const struct raft *r)
         ST_ASSERT(p->state != RAFT_PROGRESS_SNAPSHOT || p->pending_snapshot > 0);
         for (uint32_t j = 0; j < i; j++)
             ST_ASSERT(r->prs[j].id != p->id);
-        if (p->id == r->cfg.id)
-            ST_ASSERT(p->match <= l->stable || p->match <= l->prev_index);
+        if (p->id == r->cfg.id) ST_ASSERT(p->match <= l->stable || p->match <= l->prev_index);
     }
     for (uint32_t i = 0; i < r->conf.n && r->role == RAFT_LEADER; i++) {
         bool found = false;

@@ -62,15 +62,15 @@
 struct raft_log {
     struct raft_entry *ents; /* ring of cap slots (power of two) */
     size_t cap;
-    size_t head;             /* slot of the first entry */
+    size_t head; /* slot of the first entry */
     size_t n;
-    raft_index prev_index;   /* last compacted index (0 = none) */
+    raft_index prev_index; /* last compacted index (0 = none) */
     raft_term prev_term;
-    raft_index stable;       /* reported durable by raft_persisted() */
-    raft_index handed;       /* handed out for persisting in a ready */
+    raft_index stable; /* reported durable by raft_persisted() */
+    raft_index handed; /* handed out for persisting in a ready */
     raft_index commit;
-    raft_index applying;     /* handed out in ready.committed */
-    raft_index applied;      /* reported by raft_applied() */
+    raft_index applying; /* handed out in ready.committed */
+    raft_index applied;  /* reported by raft_applied() */
 };
 
 void log_init(struct raft_log *l);
@@ -115,15 +115,15 @@ struct raft_progress {
     raft_id id;
     raft_index match;
     raft_index next;
-    uint8_t state;            /* enum raft_progress_state */
-    bool probe_sent;          /* probe: one append per heartbeat until it answers */
-    bool recent_active;       /* heard from during the current check-quorum window */
+    uint8_t state;               /* enum raft_progress_state */
+    bool probe_sent;             /* probe: one append per heartbeat until it answers */
+    bool recent_active;          /* heard from during the current check-quorum window */
     raft_index pending_snapshot; /* snapshot state: the index of the snapshot sent */
-    uint64_t acked_round;     /* highest heartbeat round acknowledged (ReadIndex) */
-    bool departed;            /* removed from conf: still replicated to until it
-                                 holds the removal and hears it committed (so it
-                                 stops campaigning); never counted in a quorum */
-    raft_index removed_at;    /* departed: index of the conf entry removing it */
+    uint64_t acked_round;        /* highest heartbeat round acknowledged (ReadIndex) */
+    bool departed;               /* removed from conf: still replicated to until it
+                                    holds the removal and hears it committed (so it
+                                    stops campaigning); never counted in a quorum */
+    raft_index removed_at;       /* departed: index of the conf entry removing it */
     struct raft_inflights ins;
 };
 
@@ -149,8 +149,8 @@ void inflights_free_first(struct raft_inflights *in);
  * the application by raft_ready_get() (valid until raft_ready_ack()). */
 struct raft_msgvec {
     struct raft_msg *v;
-    size_t *ent_off;   /* offset of the entries in the pool, SIZE_MAX if none */
-    size_t *meta_off;  /* offset of the snapshot meta, SIZE_MAX if none */
+    size_t *ent_off;  /* offset of the entries in the pool, SIZE_MAX if none */
+    size_t *meta_off; /* offset of the snapshot meta, SIZE_MAX if none */
     size_t n;
     size_t cap;
 };
@@ -164,9 +164,9 @@ struct raft_out {
     size_t n_metas, cap_metas;
     struct raft_read_state *reads; /* capacity reads_pending_max, preallocated */
     size_t n_reads;
-    struct raft_entry *persist;    /* ready.entries (refs held) */
+    struct raft_entry *persist; /* ready.entries (refs held) */
     size_t n_persist, cap_persist;
-    struct raft_entry *committed;  /* ready.committed (refs held) */
+    struct raft_entry *committed; /* ready.committed (refs held) */
     size_t n_committed, cap_committed;
     bool has_snapshot;
     struct raft_snapshot_meta snapshot;
@@ -176,10 +176,10 @@ struct raft_out {
 
 struct raft_read {
     uint64_t context;
-    raft_id from;      /* RAFT_NONE: local; else the follower that asked */
-    raft_index index;  /* 0 until the leader committed an entry of its term */
-    uint64_t round;    /* heartbeat round that must be acked by a quorum */
-    uint64_t tick;     /* when it was queued (follower-side timeout) */
+    raft_id from;     /* RAFT_NONE: local; else the follower that asked */
+    raft_index index; /* 0 until the leader committed an entry of its term */
+    uint64_t round;   /* heartbeat round that must be acked by a quorum */
+    uint64_t tick;    /* when it was queued (follower-side timeout) */
     bool lease;
 };
 
@@ -209,21 +209,21 @@ struct raft {
 
     bool has_snapshot;
     struct raft_snapshot_meta snap;
-    bool snap_to_install;       /* follower restored: hand out in the next ready */
+    bool snap_to_install; /* follower restored: hand out in the next ready */
 
     /* Leader state. */
     struct raft_progress prs[RAFT_MEMBERS_MAX];
     uint32_t n_prs;
-    raft_index *ins_pool;      /* RAFT_MEMBERS_MAX * inflight_msgs_max */
+    raft_index *ins_pool; /* RAFT_MEMBERS_MAX * inflight_msgs_max */
     bool ins_slot_used[RAFT_MEMBERS_MAX];
     raft_index pending_conf_index;
     uint64_t uncommitted_bytes;
     raft_id transferee;
     uint32_t transfer_elapsed;
-    bool bcast_pending;         /* send appends at the next ready (batching) */
-    bool commit_bcast;          /* commit moved: tell replicating followers */
-    uint64_t round;             /* last heartbeat round started */
-    uint64_t round_tick[64];    /* tick at which round r started, at [r % 64] */
+    bool bcast_pending;      /* send appends at the next ready (batching) */
+    bool commit_bcast;       /* commit moved: tell replicating followers */
+    uint64_t round;          /* last heartbeat round started */
+    uint64_t round_tick[64]; /* tick at which round r started, at [r % 64] */
 
     /* Candidate state. */
     struct raft_vote_rec votes[RAFT_MEMBERS_MAX];
@@ -241,7 +241,7 @@ struct raft {
 
     /* Output. */
     struct raft_out out[2];
-    int fill;                   /* out[fill] is being filled */
+    int fill; /* out[fill] is being filled */
     bool ready_outstanding;
     struct raft_hard_state hs_handed;
     enum raft_role ss_role;

@@ -45,8 +45,7 @@ static void release(struct raft *r, const struct raft_read *rd, raft_index index
                          .reject = status != 0,
                          .context = rd->context};
     raft_send(r, &m, false);
-    if (status == 0)
-        r->stats.reads_served++;
+    if (status == 0) r->stats.reads_served++;
 }
 
 static int cmp_desc(const void *a, const void *b)
@@ -62,12 +61,10 @@ static uint64_t quorum_round(const struct raft *r)
     size_t n = 0;
     for (uint32_t i = 0; i < r->n_prs; i++) {
         const struct raft_progress *p = &r->prs[i];
-        if (!raft_is_voter(r, p->id))
-            continue;
+        if (!raft_is_voter(r, p->id)) continue;
         v[n++] = p->id == r->cfg.id ? r->round : p->acked_round;
     }
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     qsort(v, n, sizeof(v[0]), cmp_desc);
     return v[raft_quorum(r) - 1];
 }
@@ -78,16 +75,14 @@ uint64_t read_index_start_round(struct raft *r)
     r->round_tick[r->round % ST_ARRAY_LEN(r->round_tick)] = r->ticks;
     /* Reads that were waiting for a round sent after their arrival get it. */
     for (size_t i = 0; i < r->n_reads; i++)
-        if (r->reads[i].round == 0 && r->reads[i].index != 0)
-            r->reads[i].round = r->round;
+        if (r->reads[i].round == 0 && r->reads[i].index != 0) r->reads[i].round = r->round;
     return r->round;
 }
 
 bool read_index_lease_valid(const struct raft *r)
 {
     uint64_t q = quorum_round(r);
-    if (q == 0 || r->round - q >= ST_ARRAY_LEN(r->round_tick))
-        return false;
+    if (q == 0 || r->round - q >= ST_ARRAY_LEN(r->round_tick)) return false;
     /* The quorum acknowledged a round sent at round_tick: none of them grants
      * a vote before election_ticks after receiving it. */
     return r->round_tick[q % ST_ARRAY_LEN(r->round_tick)] + r->cfg.election_ticks > r->ticks;
@@ -120,8 +115,7 @@ static bool in_flight(const struct raft *r)
 
 bool read_index_round_wanted(const struct raft *r)
 {
-    if (r->role != RAFT_LEADER)
-        return false;
+    if (r->role != RAFT_LEADER) return false;
     bool waiting = false;
     for (size_t i = 0; i < r->n_reads; i++)
         waiting = waiting || (r->reads[i].round == 0 && r->reads[i].index != 0);
@@ -132,8 +126,7 @@ bool read_index_round_wanted(const struct raft *r)
 
 void read_index_flush(struct raft *r)
 {
-    if (read_index_round_wanted(r))
-        replication_bcast_heartbeat(r);
+    if (read_index_round_wanted(r)) replication_bcast_heartbeat(r);
 }
 
 static void admit(struct raft *r, uint64_t context, raft_id from, bool lease)
@@ -153,15 +146,13 @@ static void admit(struct raft *r, uint64_t context, raft_id from, bool lease)
 
 int raft_read_index(struct raft *r, uint64_t context, enum raft_read_mode mode)
 {
-    if (reads_full(r))
-        return ST_EBUSY;
+    if (reads_full(r)) return ST_EBUSY;
     bool lease = mode == RAFT_READ_LEASE && r->cfg.lease_reads && r->cfg.check_quorum;
     if (r->role == RAFT_LEADER) {
         admit(r, context, RAFT_NONE, lease);
         return 0;
     }
-    if (r->role != RAFT_FOLLOWER || r->leader == RAFT_NONE)
-        return ST_ENOTLEADER;
+    if (r->role != RAFT_FOLLOWER || r->leader == RAFT_NONE) return ST_ENOTLEADER;
     struct raft_read rd = {.context = context, .tick = r->ticks};
     read_push(r, &rd);
     struct raft_msg m = {
@@ -183,11 +174,9 @@ int read_index_step_request(struct raft *r, const struct raft_msg *m)
 
 int read_index_step_resp(struct raft *r, const struct raft_msg *m)
 {
-    if (r->role != RAFT_FOLLOWER || m->from != r->leader)
-        return 0;
+    if (r->role != RAFT_FOLLOWER || m->from != r->leader) return 0;
     for (size_t i = 0; i < r->n_reads; i++) {
-        if (r->reads[i].from != RAFT_NONE || r->reads[i].context != m->context)
-            continue;
+        if (r->reads[i].from != RAFT_NONE || r->reads[i].context != m->context) continue;
         struct raft_read rd = r->reads[i];
         for (size_t j = i + 1; j < r->n_reads; j++)
             r->reads[j - 1] = r->reads[j];

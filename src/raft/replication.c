@@ -15,8 +15,7 @@ int replication_append_local(struct raft *r, uint8_t type, struct raft_buf *buf,
 {
     ST_ASSERT(r->role == RAFT_LEADER);
     int rc = log_reserve(&r->log, 1);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     struct raft_entry e = {.term = r->term,
                            .index = log_last(&r->log) + 1,
                            .type = type,
@@ -25,10 +24,8 @@ int replication_append_local(struct raft *r, uint8_t type, struct raft_buf *buf,
                            .len = len};
     log_append(&r->log, &e);
     struct raft_progress *self = raft_progress_find(r, r->cfg.id);
-    if (self)
-        self->next = e.index + 1;
-    if (type == RAFT_ENTRY_CONF)
-        membership_on_append(r, e.index, e.index);
+    if (self) self->next = e.index + 1;
+    if (type == RAFT_ENTRY_CONF) membership_on_append(r, e.index, e.index);
     r->uncommitted_bytes += len;
     /* Appends go out at the next ready: proposals arriving in between share
      * one message per follower (batching). */
@@ -40,8 +37,7 @@ int replication_append_local(struct raft *r, uint8_t type, struct raft_buf *buf,
 /* Sends one append (or a snapshot) to p if its flow control allows. */
 bool replication_send_append(struct raft *r, struct raft_progress *p, bool allow_empty)
 {
-    if (p->id == r->cfg.id || progress_paused(p))
-        return false;
+    if (p->id == r->cfg.id || progress_paused(p)) return false;
     raft_index prev = p->next - 1;
     raft_term prev_term;
     if (!log_term(&r->log, prev, &prev_term)) {
@@ -56,13 +52,11 @@ bool replication_send_append(struct raft *r, struct raft_progress *p, bool allow
     for (raft_index i = p->next; i <= last; i++) {
         uint32_t len = log_get(&r->log, i)->len;
         /* At least one entry, then stay within msg_bytes_max. */
-        if (n > 0 && bytes + len > r->cfg.msg_bytes_max)
-            break;
+        if (n > 0 && bytes + len > r->cfg.msg_bytes_max) break;
         bytes += len;
         n++;
     }
-    if (n == 0 && !allow_empty)
-        return false;
+    if (n == 0 && !allow_empty) return false;
     struct raft_msg m = {.type = RAFT_MSG_APPEND,
                          .to = p->id,
                          .term = r->term,
@@ -78,8 +72,7 @@ void replication_bcast_append(struct raft *r)
 {
     for (uint32_t i = 0; i < r->n_prs; i++) {
         struct raft_progress *p = &r->prs[i];
-        if (p->id == r->cfg.id)
-            continue;
+        if (p->id == r->cfg.id) continue;
         if (p->state == RAFT_PROGRESS_PROBE) {
             replication_send_append(r, p, true);
         } else if (p->state == RAFT_PROGRESS_REPLICATE) {
@@ -87,8 +80,7 @@ void replication_bcast_append(struct raft *r)
             while (replication_send_append(r, p, false))
                 sent = true;
             /* Commit moved but nothing new to send: an empty append tells. */
-            if (!sent && r->commit_bcast)
-                replication_send_append(r, p, true);
+            if (!sent && r->commit_bcast) replication_send_append(r, p, true);
         }
     }
 }
@@ -98,8 +90,7 @@ void replication_bcast_heartbeat(struct raft *r)
     uint64_t round = read_index_start_round(r);
     for (uint32_t i = 0; i < r->n_prs; i++) {
         struct raft_progress *p = &r->prs[i];
-        if (p->id == r->cfg.id)
-            continue;
+        if (p->id == r->cfg.id) continue;
         /* Never tell a follower to commit past what it is known to hold. */
         struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT,
                              .to = p->id,
@@ -122,27 +113,23 @@ bool replication_maybe_commit(struct raft *r)
     size_t n = 0;
     for (uint32_t i = 0; i < r->n_prs; i++) {
         const struct raft_progress *p = &r->prs[i];
-        if (!raft_is_voter(r, p->id))
-            continue;
+        if (!raft_is_voter(r, p->id)) continue;
         /* The leader's own log counts only once durable (raft_persisted). */
         m[n++] = p->id == r->cfg.id ? ST_MIN(p->match, r->log.stable) : p->match;
     }
-    if (n == 0)
-        return false;
+    if (n == 0) return false;
     qsort(m, n, sizeof(m[0]), cmp_desc);
     raft_index idx = m[raft_quorum(r) - 1];
     /* Figure 3.2 / §5.4.2: "Raft never commits log entries from previous
      * terms by counting replicas"; only an entry of the current term. */
-    if (idx <= r->log.commit || log_term_or0(&r->log, idx) != r->term)
-        return false;
+    if (idx <= r->log.commit || log_term_or0(&r->log, idx) != r->term) return false;
     replication_commit_to(r, idx);
     return true;
 }
 
 void replication_commit_to(struct raft *r, raft_index index)
 {
-    if (index <= r->log.commit)
-        return;
+    if (index <= r->log.commit) return;
     ST_ASSERT(index <= log_last(&r->log));
     bool had_term_commit = r->role == RAFT_LEADER && replication_committed_in_term(r);
     if (r->role == RAFT_LEADER) {
@@ -152,11 +139,9 @@ void replication_commit_to(struct raft *r, raft_index index)
         }
     }
     r->log.commit = index;
-    if (r->role != RAFT_LEADER)
-        return;
+    if (r->role != RAFT_LEADER) return;
     r->commit_bcast = true;
-    if (!had_term_commit && replication_committed_in_term(r))
-        read_index_on_term_commit(r);
+    if (!had_term_commit && replication_committed_in_term(r)) read_index_on_term_commit(r);
     membership_release_departed(r);
     /* Thesis 4.2.2: a leader removed from the configuration steps down once
      * the entry removing it is committed -- after telling the others. */
@@ -208,8 +193,7 @@ int replication_step_append(struct raft *r, const struct raft_msg *m)
     uint32_t k = 0;
     for (; k < m->n_entries; k++) {
         const struct raft_entry *e = &m->entries[k];
-        if (e->index > log_last(l) || !log_match_term(l, e->index, e->term))
-            break;
+        if (e->index > log_last(l) || !log_match_term(l, e->index, e->term)) break;
     }
     if (k < m->n_entries) {
         raft_index from = m->entries[k].index;
@@ -223,8 +207,7 @@ int replication_step_append(struct raft *r, const struct raft_msg *m)
         if (from <= log_last(l)) {
             log_truncate_from(l, from);
             /* The conf falls back to the latest conf entry still in the log. */
-            if (r->conf_index >= from)
-                membership_rebuild(r);
+            if (r->conf_index >= from) membership_rebuild(r);
         }
         for (uint32_t j = k; j < m->n_entries; j++)
             log_append(l, &m->entries[j]);
@@ -254,37 +237,32 @@ void replication_send_timeout_now(struct raft *r, raft_id to)
 int replication_step_append_resp(struct raft *r, const struct raft_msg *m)
 {
     struct raft_progress *p = raft_progress_find(r, m->from);
-    if (!p || p->id == r->cfg.id)
-        return ST_EPROTO;
+    if (!p || p->id == r->cfg.id) return ST_EPROTO;
     p->recent_active = true;
     struct raft_log *l = &r->log;
     if (m->reject) {
-        if (m->index > log_last(l) + 1)
-            return ST_EPROTO;
+        if (m->index > log_last(l) + 1) return ST_EPROTO;
         raft_index probe_next;
         if (m->hint_term == 0) {
             probe_next = m->reject_hint + 1;
         } else {
             /* If we hold entries of hint_term, the follower may share them:
              * resume after our last one; otherwise skip the whole term. */
-            raft_index idx = log_last_index_with_term_le(l, ST_MIN(m->index, log_last(l)),
-                                                         m->hint_term);
+            raft_index idx =
+                log_last_index_with_term_le(l, ST_MIN(m->index, log_last(l)), m->hint_term);
             if (idx > 0 && log_term_or0(l, idx) == m->hint_term)
                 probe_next = idx + 1;
             else
                 probe_next = m->reject_hint;
         }
-        if (probe_next < 1)
-            probe_next = 1;
+        if (probe_next < 1) probe_next = 1;
         if (progress_decr_to(p, m->index, probe_next)) {
-            if (p->state == RAFT_PROGRESS_REPLICATE)
-                progress_to_probe(p);
+            if (p->state == RAFT_PROGRESS_REPLICATE) progress_to_probe(p);
             replication_send_append(r, p, true);
         }
         return 0;
     }
-    if (m->index > log_last(l))
-        return ST_EPROTO;
+    if (m->index > log_last(l)) return ST_EPROTO;
     bool moved = progress_update(p, m->index);
     if (p->state == RAFT_PROGRESS_REPLICATE) {
         inflights_free_to(&p->ins, m->index);
@@ -296,8 +274,7 @@ int replication_step_append_resp(struct raft *r, const struct raft_msg *m)
         progress_to_replicate(p);
     }
     if (moved && replication_maybe_commit(r)) {
-        if (r->role != RAFT_LEADER)
-            return 0; /* stepped down after committing its own removal */
+        if (r->role != RAFT_LEADER) return 0; /* stepped down after committing its own removal */
     }
     if (moved && p->departed) {
         membership_release_departed(r);
@@ -313,16 +290,14 @@ int replication_step_append_resp(struct raft *r, const struct raft_msg *m)
 int replication_step_heartbeat_resp(struct raft *r, const struct raft_msg *m)
 {
     struct raft_progress *p = raft_progress_find(r, m->from);
-    if (!p || p->id == r->cfg.id)
-        return ST_EPROTO;
+    if (!p || p->id == r->cfg.id) return ST_EPROTO;
     p->recent_active = true;
     p->probe_sent = false;
     /* An append may have been lost with a full window: free one slot so the
      * empty append below can discover the gap (etcd does the same). */
     if (p->state == RAFT_PROGRESS_REPLICATE && inflights_full(&p->ins))
         inflights_free_first(&p->ins);
-    if (p->match < log_last(&r->log))
-        replication_send_append(r, p, true);
+    if (p->match < log_last(&r->log)) replication_send_append(r, p, true);
     if (m->context > p->acked_round && m->context <= r->round) {
         p->acked_round = m->context;
         read_index_on_round_ack(r);
@@ -336,8 +311,7 @@ int replication_step_propose(struct raft *r, const struct raft_msg *m)
         const struct raft_entry *e = &m->entries[i];
         raft_index idx;
         int rc = raft_propose(r, e->buf, e->data, e->len, &idx, NULL);
-        if (rc != 0)
-            return rc; /* counted as refused; the client times out and retries */
+        if (rc != 0) return rc; /* counted as refused; the client times out and retries */
     }
     return 0;
 }
@@ -347,10 +321,8 @@ bool replication_quorum_active(const struct raft *r)
     size_t active = 0;
     for (uint32_t i = 0; i < r->n_prs; i++) {
         const struct raft_progress *p = &r->prs[i];
-        if (!raft_is_voter(r, p->id))
-            continue;
-        if (p->id == r->cfg.id || p->recent_active)
-            active++;
+        if (!raft_is_voter(r, p->id)) continue;
+        if (p->id == r->cfg.id || p->recent_active) active++;
     }
     return active >= raft_quorum(r);
 }
@@ -377,8 +349,7 @@ void replication_leader_tick(struct raft *r)
         }
         membership_drop_inactive_departed(r);
         for (uint32_t i = 0; i < r->n_prs; i++)
-            if (r->prs[i].id != r->cfg.id)
-                r->prs[i].recent_active = false;
+            if (r->prs[i].id != r->cfg.id) r->prs[i].recent_active = false;
     }
     if (r->heartbeat_elapsed >= r->cfg.heartbeat_ticks) {
         r->heartbeat_elapsed = 0;

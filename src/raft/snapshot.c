@@ -23,8 +23,7 @@ raft_index raft_snapshot_taken(struct raft *r, raft_index index)
         membership_conf_at(r, keep_from, &base);
         r->base_conf = base;
         log_compact_to(l, keep_from);
-        if (r->conf_index <= keep_from)
-            r->conf_index = 0;
+        if (r->conf_index <= keep_from) r->conf_index = 0;
     }
     return log_first(l);
 }
@@ -82,13 +81,10 @@ int snapshot_step(struct raft *r, const struct raft_msg *m)
 
 void raft_report_snapshot(struct raft *r, raft_id peer, bool ok)
 {
-    if (r->role != RAFT_LEADER)
-        return;
+    if (r->role != RAFT_LEADER) return;
     struct raft_progress *p = raft_progress_find(r, peer);
-    if (!p || p->state != RAFT_PROGRESS_SNAPSHOT)
-        return;
-    if (!ok)
-        p->pending_snapshot = 0;
+    if (!p || p->state != RAFT_PROGRESS_SNAPSHOT) return;
+    if (!ok) p->pending_snapshot = 0;
     /* Either way wait for the follower's answer or the next heartbeat before
      * probing again (etcd: MsgAppFlowPaused). */
     progress_to_probe(p);

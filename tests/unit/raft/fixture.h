@@ -52,7 +52,7 @@ struct fx_node {
     bool has_snap;
     struct raft_snapshot_meta snap;
     uint64_t snap_sm;
-    uint64_t incoming_sm; /* state machine carried by the last SNAPSHOT received */
+    uint64_t incoming_sm;                /* state machine carried by the last SNAPSHOT received */
     struct raft_entry disk[FX_DISK_MAX]; /* entries after the snapshot, refs held */
     size_t n_disk;
     raft_index disk_first;
@@ -105,19 +105,16 @@ static inline void fx_msg_copy(struct fx_msg *dst, const struct raft_msg *m)
     dst->m = *m;
     if (m->n_entries) {
         dst->ents = calloc(m->n_entries, sizeof(struct raft_entry));
-        if (!dst->ents)
-            abort();
+        if (!dst->ents) abort();
         for (uint32_t i = 0; i < m->n_entries; i++) {
             dst->ents[i] = m->entries[i];
-            if (dst->ents[i].buf)
-                raft_buf_ref(dst->ents[i].buf);
+            if (dst->ents[i].buf) raft_buf_ref(dst->ents[i].buf);
         }
     }
     dst->m.entries = dst->ents;
     if (m->snapshot) {
         dst->meta = malloc(sizeof(*dst->meta));
-        if (!dst->meta)
-            abort();
+        if (!dst->meta) abort();
         *dst->meta = *m->snapshot;
     }
     dst->m.snapshot = dst->meta;
@@ -136,21 +133,15 @@ static inline void fx_enqueue(struct fx *f, const struct raft_msg *m)
 {
     struct fx_node *src = &f->nodes[m->from];
     src->sent[m->type]++;
-    if (m->to < 1 || m->to > (raft_id)f->n)
-        return;
-    if (f->cut[m->from][m->to])
-        return;
-    if (f->filter && !f->filter(f, m, f->filter_arg))
-        return;
-    if (f->qn >= FX_QUEUE_MAX)
-        abort();
+    if (m->to < 1 || m->to > (raft_id)f->n) return;
+    if (f->cut[m->from][m->to]) return;
+    if (f->filter && !f->filter(f, m, f->filter_arg)) return;
+    if (f->qn >= FX_QUEUE_MAX) abort();
     struct fx_msg *x = &f->q[(f->qh + f->qn) % FX_QUEUE_MAX];
     struct raft_msg mm = *m;
-    if (f->trim && m->type == RAFT_MSG_APPEND)
-        mm.n_entries = f->trim(f, m);
+    if (f->trim && m->type == RAFT_MSG_APPEND) mm.n_entries = f->trim(f, m);
     fx_msg_copy(x, &mm);
-    if (m->type == RAFT_MSG_SNAPSHOT)
-        x->snap_sm = src->snap_sm;
+    if (m->type == RAFT_MSG_SNAPSHOT) x->snap_sm = src->snap_sm;
     f->qn++;
 }
 
@@ -163,8 +154,7 @@ static inline void fx_enqueue_owned(struct fx *f, struct fx_msg *x)
         fx_msg_free(x);
         return;
     }
-    if (f->qn >= FX_QUEUE_MAX)
-        abort();
+    if (f->qn >= FX_QUEUE_MAX) abort();
     f->q[(f->qh + f->qn) % FX_QUEUE_MAX] = *x;
     f->qn++;
     memset(x, 0, sizeof(*x));
@@ -196,19 +186,15 @@ static inline void fx_disk_write(struct fx_node *n, const struct raft_ready *rd)
     }
     if (rd->n_entries) {
         fx_disk_truncate(n, rd->entries[0].index);
-        if (n->n_disk == 0)
-            n->disk_first = rd->entries[0].index;
+        if (n->n_disk == 0) n->disk_first = rd->entries[0].index;
         for (size_t i = 0; i < rd->n_entries; i++) {
-            if (n->n_disk >= FX_DISK_MAX)
-                abort();
+            if (n->n_disk >= FX_DISK_MAX) abort();
             n->disk[n->n_disk] = rd->entries[i];
-            if (rd->entries[i].buf)
-                raft_buf_ref(rd->entries[i].buf);
+            if (rd->entries[i].buf) raft_buf_ref(rd->entries[i].buf);
             n->n_disk++;
         }
     }
-    if (rd->hard_state_changed)
-        n->hs = rd->hard_state;
+    if (rd->hard_state_changed) n->hs = rd->hard_state;
 }
 
 /* Drops disk entries below first (after raft_snapshot_taken). */
@@ -219,16 +205,14 @@ static inline void fx_disk_compact(struct fx_node *n, raft_index first)
         raft_buf_unref(n->disk[k++].buf);
     memmove(n->disk, n->disk + k, (n->n_disk - k) * sizeof(n->disk[0]));
     n->n_disk -= k;
-    if (n->n_disk)
-        n->disk_first = n->disk[0].index;
+    if (n->n_disk) n->disk_first = n->disk[0].index;
 }
 
 /* --- ready loop ---------------------------------------------------------- */
 
 static inline void fx_apply(struct fx_node *n, const struct raft_entry *e)
 {
-    if (e->index != n->applied + 1)
-        abort(); /* applied out of order: a core bug */
+    if (e->index != n->applied + 1) abort(); /* applied out of order: a core bug */
     n->applied = e->index;
     uint8_t hdr[9];
     hdr[0] = e->type;
@@ -236,16 +220,14 @@ static inline void fx_apply(struct fx_node *n, const struct raft_entry *e)
         hdr[1 + i] = (uint8_t)(e->term >> (8 * i));
     n->sm = fx_hash(n->sm, hdr, sizeof hdr);
     n->sm = fx_hash(n->sm, e->data, e->len);
-    if (e->type == RAFT_ENTRY_NORMAL)
-        n->n_applied_normal++;
+    if (e->type == RAFT_ENTRY_NORMAL) n->n_applied_normal++;
 }
 
 /* One ready of node id; returns false if it had none. */
 static inline bool fx_ready(struct fx *f, raft_id id)
 {
     struct fx_node *n = &f->nodes[id];
-    if (!n->up || !raft_has_ready(n->r))
-        return false;
+    if (!n->up || !raft_has_ready(n->r)) return false;
     struct raft_ready rd;
     raft_ready_get(n->r, &rd);
     if (rd.snapshot) {
@@ -272,17 +254,14 @@ static inline bool fx_ready(struct fx *f, raft_id id)
     for (size_t i = 0; i < rd.n_committed; i++)
         fx_apply(n, &rd.committed[i]);
     for (size_t i = 0; i < rd.n_reads; i++) {
-        if (n->n_reads < FX_READS_MAX)
-            n->reads[n->n_reads++] = rd.reads[i];
+        if (n->n_reads < FX_READS_MAX) n->reads[n->n_reads++] = rd.reads[i];
     }
     raft_index applied = n->applied;
     raft_index pi = rd.persist_index;
     raft_term pt = rd.persist_term;
     raft_ready_ack(n->r, &rd);
-    if (!n->manual_disk && pi)
-        raft_persisted(n->r, pi, pt);
-    if (rd.n_committed)
-        raft_applied(n->r, applied);
+    if (!n->manual_disk && pi) raft_persisted(n->r, pi, pt);
+    if (rd.n_committed) raft_applied(n->r, applied);
     raft_check_invariants(n->r);
     return true;
 }
@@ -304,15 +283,13 @@ static inline void fx_disk_flush(struct fx *f, raft_id id)
     }
     n->n_pend = 0;
     n->n_held = 0;
-    if (pi)
-        raft_persisted(n->r, pi, pt);
+    if (pi) raft_persisted(n->r, pi, pt);
     raft_check_invariants(n->r);
 }
 
 static inline bool fx_deliver_one(struct fx *f)
 {
-    if (f->qn == 0)
-        return false;
+    if (f->qn == 0) return false;
     struct fx_msg x = f->q[f->qh];
     f->qh = (f->qh + 1) % FX_QUEUE_MAX;
     f->qn--;
@@ -336,10 +313,8 @@ static inline void fx_stabilize(struct fx *f)
         for (int i = 1; i <= f->n; i++)
             while (fx_ready(f, (raft_id)i))
                 any = true;
-        if (fx_deliver_one(f))
-            any = true;
-        if (!any)
-            return;
+        if (fx_deliver_one(f)) any = true;
+        if (!any) return;
     }
     abort();
 }
@@ -379,8 +354,7 @@ static inline void fx_start_node(struct fx *f, raft_id id, const struct raft_con
     n->applied = st.applied;
     n->sm = n->has_snap ? n->snap_sm : 0;
     int rc = raft_create(&n->cfg, &st, &n->r);
-    if (rc != 0)
-        abort();
+    if (rc != 0) abort();
     n->up = true;
     raft_check_invariants(n->r);
 }
@@ -402,8 +376,7 @@ static inline struct fx *fx_create_ex(int n, int voters, int learners,
                                       void (*tweak)(struct raft_config *c))
 {
     struct fx *f = calloc(1, sizeof(*f));
-    if (!f)
-        abort();
+    if (!f) abort();
     f->n = n;
     struct raft_conf conf;
     fx_conf_voters(&conf, voters, learners);
@@ -411,8 +384,7 @@ static inline struct fx *fx_create_ex(int n, int voters, int learners,
         struct fx_node *nd = &f->nodes[i];
         nd->id = (raft_id)i;
         fx_config(&nd->cfg, (raft_id)i);
-        if (tweak)
-            tweak(&nd->cfg);
+        if (tweak) tweak(&nd->cfg);
         fx_start_node(f, (raft_id)i, i <= voters + learners ? &conf : NULL);
     }
     fx_stabilize(f);
@@ -447,8 +419,7 @@ static inline void fx_destroy(struct fx *f)
     fx_drop_queue(f);
     for (int i = 1; i <= f->n; i++) {
         struct fx_node *n = &f->nodes[i];
-        if (n->up)
-            fx_crash(f, (raft_id)i);
+        if (n->up) fx_crash(f, (raft_id)i);
         fx_disk_reset(n);
     }
     free(f);
@@ -524,8 +495,7 @@ static inline int fx_propose_str(struct fx *f, raft_id id, const char *s, raft_i
 {
     size_t len = strlen(s);
     struct raft_buf *b = raft_buf_create(len);
-    if (!b)
-        abort();
+    if (!b) abort();
     memcpy(b->data, s, len);
     int rc = raft_propose(f->nodes[id].r, b, b->data, (uint32_t)len, idx, NULL);
     raft_buf_unref(b);
@@ -535,8 +505,7 @@ static inline int fx_propose_str(struct fx *f, raft_id id, const char *s, raft_i
 static inline int fx_propose_size(struct fx *f, raft_id id, size_t len)
 {
     struct raft_buf *b = raft_buf_create(len);
-    if (!b)
-        abort();
+    if (!b) abort();
     memset(b->data, 'x', len);
     int rc = raft_propose(f->nodes[id].r, b, b->data, (uint32_t)len, NULL, NULL);
     raft_buf_unref(b);

@@ -39,12 +39,10 @@ TEST(election_single_leader_per_term)
             fx_run(f, 1);
             for (int i = 1; i <= 5; i++) {
                 struct raft *r = fx_r(f, (raft_id)i);
-                if (raft_role_get(r) != RAFT_LEADER)
-                    continue;
+                if (raft_role_get(r) != RAFT_LEADER) continue;
                 raft_term t = raft_term_get(r);
                 ASSERT_TRUE(t < 512);
-                if (leader_of_term[t] == 0)
-                    leader_of_term[t] = (raft_id)i;
+                if (leader_of_term[t] == 0) leader_of_term[t] = (raft_id)i;
                 ASSERT_EQ(leader_of_term[t], i);
             }
         }

@@ -177,9 +177,15 @@ TEST(conf_reverts_on_truncation)
     struct raft *r3 = fx_r(f, 3);
     raft_term t = raft_term_get(r3) + 1;
     struct raft_entry e = {.term = t, .index = idx, .type = RAFT_ENTRY_NOOP};
-    struct raft_msg m = {.type = RAFT_MSG_APPEND, .from = 2, .to = 3, .term = t,
-                         .index = idx - 1, .log_term = raft_entry_get(r3, idx - 1)->term,
-                         .commit = idx - 1, .n_entries = 1, .entries = &e};
+    struct raft_msg m = {.type = RAFT_MSG_APPEND,
+                         .from = 2,
+                         .to = 3,
+                         .term = t,
+                         .index = idx - 1,
+                         .log_term = raft_entry_get(r3, idx - 1)->term,
+                         .commit = idx - 1,
+                         .n_entries = 1,
+                         .entries = &e};
     ASSERT_EQ(raft_step(r3, &m), 0);
     raft_check_invariants(r3);
     ASSERT_EQ(raft_entry_get(r3, idx)->type, RAFT_ENTRY_NOOP);

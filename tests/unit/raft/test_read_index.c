@@ -5,8 +5,7 @@ static const struct raft_read_state *find_read(struct fx *f, raft_id id, uint64_
 {
     struct fx_node *n = &f->nodes[id];
     for (size_t i = 0; i < n->n_reads; i++)
-        if (n->reads[i].context == ctx)
-            return &n->reads[i];
+        if (n->reads[i].context == ctx) return &n->reads[i];
     return NULL;
 }
 
@@ -52,15 +51,17 @@ TEST(read_arriving_during_a_round_waits_for_the_next)
     struct raft_msg hb[2];
     size_t n = 0;
     for (size_t i = 0; i < rd.n_msgs; i++)
-        if (rd.msgs[i].type == RAFT_MSG_HEARTBEAT)
-            hb[n++] = rd.msgs[i];
+        if (rd.msgs[i].type == RAFT_MSG_HEARTBEAT) hb[n++] = rd.msgs[i];
     ASSERT_EQ(n, 2);
     raft_ready_ack(r, &rd);
     /* Read 2 arrives while round 1 is in flight. */
     ASSERT_EQ(raft_read_index(r, 2, RAFT_READ_SAFE), 0);
     /* Round 1 is acked by 2 (a quorum with the leader). */
-    struct raft_msg ack = {.type = RAFT_MSG_HEARTBEAT_RESP, .from = 2, .to = 1,
-                           .term = raft_term_get(r), .context = hb[0].context};
+    struct raft_msg ack = {.type = RAFT_MSG_HEARTBEAT_RESP,
+                           .from = 2,
+                           .to = 1,
+                           .term = raft_term_get(r),
+                           .context = hb[0].context};
     ASSERT_EQ(raft_step(r, &ack), 0);
     raft_ready_get(r, &rd);
     ASSERT_EQ(rd.n_reads, 1);

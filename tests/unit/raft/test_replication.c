@@ -30,8 +30,7 @@ TEST(replication_reaches_all_and_applies_in_order)
     for (int i = 0; i < 20; i++) {
         snprintf(s, sizeof s, "cmd-%d", i);
         ASSERT_EQ(fx_propose_str(f, 1, s, NULL), 0);
-        if (i % 3 == 0)
-            fx_stabilize(f);
+        if (i % 3 == 0) fx_stabilize(f);
     }
     fx_run(f, 2);
     ASSERT_EQ(raft_commit_index(fx_r(f, 1)), raft_last_index(fx_r(f, 1)));
@@ -114,8 +113,7 @@ static bool count_rejects(struct fx *f, const struct raft_msg *m, void *arg)
 {
     (void)f;
     (void)arg;
-    if (m->type == RAFT_MSG_APPEND_RESP && m->reject && m->from == 1)
-        rejects_from_1++;
+    if (m->type == RAFT_MSG_APPEND_RESP && m->reject && m->from == 1) rejects_from_1++;
     return true;
 }
 
@@ -160,8 +158,8 @@ TEST(follower_reject_hint_is_last_index_when_log_shorter)
 {
     struct fx *f = fx_create(3);
     struct raft *r = fx_r(f, 2);
-    struct raft_msg m = {.type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 2,
-                         .index = 40, .log_term = 2};
+    struct raft_msg m = {
+        .type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 2, .index = 40, .log_term = 2};
     ASSERT_EQ(raft_step(r, &m), 0);
     struct raft_ready rd;
     raft_ready_get(r, &rd);
@@ -319,8 +317,15 @@ TEST(persisted_report_of_overwritten_entry_is_ignored)
     struct raft *r = fx_r(f, 3);
     /* Leader 1 (term 2) sends entry 4 of term 2. */
     struct raft_entry e = {.term = 2, .index = 4, .type = RAFT_ENTRY_NOOP};
-    struct raft_msg m = {.type = RAFT_MSG_APPEND, .from = 1, .to = 3, .term = 2, .index = 3,
-                         .log_term = 1, .commit = 3, .n_entries = 1, .entries = &e};
+    struct raft_msg m = {.type = RAFT_MSG_APPEND,
+                         .from = 1,
+                         .to = 3,
+                         .term = 2,
+                         .index = 3,
+                         .log_term = 1,
+                         .commit = 3,
+                         .n_entries = 1,
+                         .entries = &e};
     ASSERT_EQ(raft_step(r, &m), 0);
     struct raft_ready rd;
     raft_ready_get(r, &rd);
@@ -329,8 +334,15 @@ TEST(persisted_report_of_overwritten_entry_is_ignored)
     raft_ready_ack(r, &rd);
     /* Before that write completes, leader 2 of term 3 overwrites index 4. */
     struct raft_entry e3 = {.term = 3, .index = 4, .type = RAFT_ENTRY_NOOP};
-    struct raft_msg m3 = {.type = RAFT_MSG_APPEND, .from = 2, .to = 3, .term = 3, .index = 3,
-                          .log_term = 1, .commit = 3, .n_entries = 1, .entries = &e3};
+    struct raft_msg m3 = {.type = RAFT_MSG_APPEND,
+                          .from = 2,
+                          .to = 3,
+                          .term = 3,
+                          .index = 3,
+                          .log_term = 1,
+                          .commit = 3,
+                          .n_entries = 1,
+                          .entries = &e3};
     ASSERT_EQ(raft_step(r, &m3), 0);
     raft_persisted(r, 4, 2); /* the old write completes */
     raft_check_invariants(r);
@@ -425,8 +437,7 @@ TEST(heartbeat_commit_bounded_by_match)
     struct raft_progress_info pi[8];
     size_t n = raft_progress_get(fx_r(f, 1), pi, 8);
     for (size_t i = 0; i < n; i++)
-        if (pi[i].id == 3)
-            match3 = pi[i].match;
+        if (pi[i].id == 3) match3 = pi[i].match;
     ASSERT_TRUE(match3 < commit);
     /* The heartbeat to 3 carries min(commit, match). */
     raft_tick(fx_r(f, 1));

@@ -58,8 +58,14 @@ TEST(malformed_messages_dropped_and_counted)
     /* entries not contiguous */
     struct raft_entry e[2] = {{.term = t, .index = last + 1, .type = RAFT_ENTRY_NOOP},
                               {.term = t, .index = last + 3, .type = RAFT_ENTRY_NOOP}};
-    m = (struct raft_msg){.type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = t, .index = last,
-                          .log_term = t, .n_entries = 2, .entries = e};
+    m = (struct raft_msg){.type = RAFT_MSG_APPEND,
+                          .from = 1,
+                          .to = 2,
+                          .term = t,
+                          .index = last,
+                          .log_term = t,
+                          .n_entries = 2,
+                          .entries = e};
     ASSERT_EQ(raft_step(r, &m), ST_EPROTO);
     n++;
     /* entry term above the message term */
@@ -82,8 +88,12 @@ TEST(malformed_messages_dropped_and_counted)
     n++;
     /* payload outside its buffer */
     struct raft_buf *b = raft_buf_create(4);
-    struct raft_entry bad = {.term = t, .index = last + 1, .type = RAFT_ENTRY_NORMAL, .buf = b,
-                             .data = b->data + 2, .len = 4};
+    struct raft_entry bad = {.term = t,
+                             .index = last + 1,
+                             .type = RAFT_ENTRY_NORMAL,
+                             .buf = b,
+                             .data = b->data + 2,
+                             .len = 4};
     m.entries = &bad;
     m.n_entries = 1;
     ASSERT_EQ(raft_step(r, &m), ST_EPROTO);
@@ -117,20 +127,20 @@ TEST(malformed_messages_dropped_and_counted)
     ASSERT_EQ(raft_step(r, &m), ST_EPROTO);
     n++;
     /* entries on a message type that has none */
-    m = (struct raft_msg){.type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 2, .term = t,
-                          .n_entries = 1, .entries = e};
+    m = (struct raft_msg){
+        .type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 2, .term = t, .n_entries = 1, .entries = e};
     ASSERT_EQ(raft_step(r, &m), ST_EPROTO);
     n++;
     /* a forwarded proposal of a conf entry */
     struct raft_entry conf = {.type = RAFT_ENTRY_CONF};
-    m = (struct raft_msg){.type = RAFT_MSG_PROPOSE, .from = 3, .to = 1, .term = t,
-                          .n_entries = 1, .entries = &conf};
+    m = (struct raft_msg){
+        .type = RAFT_MSG_PROPOSE, .from = 3, .to = 1, .term = t, .n_entries = 1, .entries = &conf};
     uint64_t d1 = dropped(fx_r(f, 1));
     ASSERT_EQ(raft_step(fx_r(f, 1), &m), ST_EPROTO);
     ASSERT_EQ(dropped(fx_r(f, 1)), d1 + 1);
     /* a vote request claiming a last log term above its term */
-    m = (struct raft_msg){.type = RAFT_MSG_VOTE, .from = 3, .to = 2, .term = t, .index = 1,
-                          .log_term = t + 1};
+    m = (struct raft_msg){
+        .type = RAFT_MSG_VOTE, .from = 3, .to = 2, .term = t, .index = 1, .log_term = t + 1};
     ASSERT_EQ(raft_step(r, &m), ST_EPROTO);
     n++;
 
@@ -171,8 +181,11 @@ TEST(ack_beyond_leader_log_dropped)
     struct fx *f = fx_create(3);
     ASSERT_EQ(fx_elect(f, 1), 1);
     struct raft *r = fx_r(f, 1);
-    struct raft_msg m = {.type = RAFT_MSG_APPEND_RESP, .from = 2, .to = 1,
-                         .term = raft_term_get(r), .index = raft_last_index(r) + 100};
+    struct raft_msg m = {.type = RAFT_MSG_APPEND_RESP,
+                         .from = 2,
+                         .to = 1,
+                         .term = raft_term_get(r),
+                         .index = raft_last_index(r) + 100};
     ASSERT_EQ(raft_step(r, &m), ST_EPROTO);
     raft_check_invariants(r);
     ASSERT_EQ(raft_commit_index(r), raft_last_index(r));
@@ -188,8 +201,8 @@ TEST(stale_term_messages_counted)
     raft_term t = raft_term_get(r);
     struct raft_stats st0, st1;
     raft_stats_get(r, &st0);
-    struct raft_msg m = {.type = RAFT_MSG_VOTE, .from = 3, .to = 2, .term = t - 1, .index = 99,
-                         .log_term = t - 1};
+    struct raft_msg m = {
+        .type = RAFT_MSG_VOTE, .from = 3, .to = 2, .term = t - 1, .index = 99, .log_term = t - 1};
     ASSERT_EQ(raft_step(r, &m), ST_ESTALE);
     m = (struct raft_msg){.type = RAFT_MSG_APPEND, .from = 3, .to = 2, .term = t - 1};
     ASSERT_EQ(raft_step(r, &m), ST_ESTALE);
@@ -200,8 +213,8 @@ TEST(stale_term_messages_counted)
     raft_ready_get(r, &rd);
     int told = 0;
     for (size_t i = 0; i < rd.n_msgs; i++)
-        told += rd.msgs[i].type == RAFT_MSG_APPEND_RESP && rd.msgs[i].to == 3 &&
-                rd.msgs[i].term == t;
+        told +=
+            rd.msgs[i].type == RAFT_MSG_APPEND_RESP && rd.msgs[i].to == 3 && rd.msgs[i].term == t;
     ASSERT_EQ(told, 1);
     raft_ready_ack(r, &rd);
     fx_destroy(f);
@@ -218,9 +231,14 @@ TEST(append_below_commit_never_overwrites)
     ASSERT_EQ(raft_entry_get(r, commit)->term, t);
     /* A "leader" of a later term overwriting a committed entry. */
     struct raft_entry e = {.term = t + 1, .index = commit, .type = RAFT_ENTRY_NOOP};
-    struct raft_msg m = {.type = RAFT_MSG_APPEND, .from = 3, .to = 2, .term = t + 1,
-                         .index = commit - 1, .log_term = raft_entry_get(r, commit - 1)->term,
-                         .n_entries = 1, .entries = &e};
+    struct raft_msg m = {.type = RAFT_MSG_APPEND,
+                         .from = 3,
+                         .to = 2,
+                         .term = t + 1,
+                         .index = commit - 1,
+                         .log_term = raft_entry_get(r, commit - 1)->term,
+                         .n_entries = 1,
+                         .entries = &e};
     /* Everything up to commit is settled: the follower just reports its
      * commit index and keeps its log. */
     ASSERT_EQ(raft_step(r, &m), 0);
@@ -238,8 +256,15 @@ TEST(ready_hard_state_commit_never_ahead_of_persisted)
     struct raft *r = fx_r(f, 2);
     struct raft_entry e[2] = {{.term = 2, .index = 4, .type = RAFT_ENTRY_NOOP},
                               {.term = 2, .index = 5, .type = RAFT_ENTRY_NOOP}};
-    struct raft_msg m = {.type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 2, .index = 3,
-                         .log_term = 1, .commit = 5, .n_entries = 2, .entries = e};
+    struct raft_msg m = {.type = RAFT_MSG_APPEND,
+                         .from = 1,
+                         .to = 2,
+                         .term = 2,
+                         .index = 3,
+                         .log_term = 1,
+                         .commit = 5,
+                         .n_entries = 2,
+                         .entries = e};
     ASSERT_EQ(raft_step(r, &m), 0);
     struct raft_ready rd;
     raft_ready_get(r, &rd);

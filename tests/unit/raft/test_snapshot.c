@@ -72,8 +72,7 @@ TEST(snapshot_sent_to_lagging_follower)
     struct raft_progress_info pi[8];
     size_t n = raft_progress_get(fx_r(f, 1), pi, 8);
     for (size_t i = 0; i < n; i++)
-        if (pi[i].id == 3)
-            ASSERT_EQ(pi[i].state, RAFT_PROGRESS_REPLICATE);
+        if (pi[i].id == 3) ASSERT_EQ(pi[i].state, RAFT_PROGRESS_REPLICATE);
     fx_destroy(f);
 }
 
@@ -105,8 +104,15 @@ TEST(snapshot_fast_forwards_when_follower_has_the_entry)
     raft_index last = raft_last_index(r3);
     raft_term t = raft_term_get(r1);
     struct raft_entry e = {.term = t, .index = last + 1, .type = RAFT_ENTRY_NOOP};
-    struct raft_msg a = {.type = RAFT_MSG_APPEND, .from = 1, .to = 3, .term = t, .index = last,
-                         .log_term = t, .commit = last, .n_entries = 1, .entries = &e};
+    struct raft_msg a = {.type = RAFT_MSG_APPEND,
+                         .from = 1,
+                         .to = 3,
+                         .term = t,
+                         .index = last,
+                         .log_term = t,
+                         .commit = last,
+                         .n_entries = 1,
+                         .entries = &e};
     ASSERT_EQ(raft_step(r3, &a), 0);
     fx_stabilize(f);
     raft_index last3 = raft_last_index(r3);
@@ -117,8 +123,8 @@ TEST(snapshot_fast_forwards_when_follower_has_the_entry)
     meta.index = last3;
     meta.term = t;
     meta.conf = *raft_conf_get(r3);
-    struct raft_msg m = {.type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 3, .term = t,
-                         .snapshot = &meta};
+    struct raft_msg m = {
+        .type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 3, .term = t, .snapshot = &meta};
     ASSERT_EQ(raft_step(r3, &m), 0);
     ASSERT_EQ(raft_commit_index(r3), last3);
     ASSERT_TRUE(raft_snapshot_get(r3) == NULL); /* nothing installed */
@@ -138,8 +144,15 @@ TEST(snapshot_replaces_conflicting_log)
     struct raft *r3 = fx_r(f, 3);
     /* 3 holds a divergent uncommitted entry 4 of term 2. */
     struct raft_entry e = {.term = 2, .index = 4, .type = RAFT_ENTRY_NOOP};
-    struct raft_msg a = {.type = RAFT_MSG_APPEND, .from = 2, .to = 3, .term = 2, .index = 3,
-                         .log_term = 1, .commit = 3, .n_entries = 1, .entries = &e};
+    struct raft_msg a = {.type = RAFT_MSG_APPEND,
+                         .from = 2,
+                         .to = 3,
+                         .term = 2,
+                         .index = 3,
+                         .log_term = 1,
+                         .commit = 3,
+                         .n_entries = 1,
+                         .entries = &e};
     ASSERT_EQ(raft_step(r3, &a), 0);
     fx_stabilize(f);
     struct raft_snapshot_meta meta;
@@ -147,7 +160,8 @@ TEST(snapshot_replaces_conflicting_log)
     meta.index = 10;
     meta.term = 3;
     fx_conf_voters(&meta.conf, 3, 0);
-    struct raft_msg m = {.type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 3, .term = 3, .snapshot = &meta};
+    struct raft_msg m = {
+        .type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 3, .term = 3, .snapshot = &meta};
     ASSERT_EQ(raft_step(r3, &m), 0);
     raft_check_invariants(r3);
     ASSERT_EQ(raft_last_index(r3), 10);
@@ -196,8 +210,7 @@ TEST(report_snapshot_failure_returns_to_probe)
     size_t n = raft_progress_get(fx_r(f, 1), pi, 8);
     uint8_t st = 255;
     for (size_t i = 0; i < n; i++)
-        if (pi[i].id == 3)
-            st = pi[i].state;
+        if (pi[i].id == 3) st = pi[i].state;
     ASSERT_EQ(st, RAFT_PROGRESS_SNAPSHOT);
     uint64_t sent = f->nodes[1].sent[RAFT_MSG_SNAPSHOT];
     fx_run(f, 3);
@@ -205,8 +218,7 @@ TEST(report_snapshot_failure_returns_to_probe)
     raft_report_snapshot(fx_r(f, 1), 3, false);
     n = raft_progress_get(fx_r(f, 1), pi, 8);
     for (size_t i = 0; i < n; i++)
-        if (pi[i].id == 3)
-            st = pi[i].state;
+        if (pi[i].id == 3) st = pi[i].state;
     ASSERT_EQ(st, RAFT_PROGRESS_PROBE);
     /* Healed: the next attempt succeeds. */
     f->filter = NULL;

@@ -84,8 +84,8 @@ TEST(timeout_now_ignored_by_learner)
     struct fx *f = fx_create_ex(4, 3, 1, NULL);
     ASSERT_EQ(fx_elect(f, 1), 1);
     struct raft *r4 = fx_r(f, 4);
-    struct raft_msg m = {.type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 4,
-                         .term = raft_term_get(r4)};
+    struct raft_msg m = {
+        .type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 4, .term = raft_term_get(r4)};
     ASSERT_EQ(raft_step(r4, &m), ST_EPROTO);
     ASSERT_EQ(raft_role_get(r4), RAFT_FOLLOWER);
     fx_destroy(f);
