@@ -2,31 +2,30 @@
  *
  * Role state machine (only the raft_become_* family changes r->role):
  *
- *                     election timeout, pre_vote on
- *                     raft_become_pre_candidate()
- *          +----------------------------------------------+
- *          |                                              v
- *   +-------------+   timeout, pre_vote off /      +---------------+
- *   |  FOLLOWER   |   TIMEOUT_NOW (forced)         | PRE_CANDIDATE |
- *   |             |---------------------+          | (term kept)   |
- *   +-------------+                     |          +---------------+
- *      ^   ^   ^                        |            |          |
- *      |   |   | higher term, pre-vote  |            | quorum   | timeout:
- *      |   |   | lost, or a leader of   |            | of pre-  | new pre-vote
- *      |   |   | the term speaks:       v            | votes    | round
- *      |   |   | raft_become_     +-------------+    v          |
- *      |   |   +------------------|  CANDIDATE  |<---+----------+
- *      |   |     _follower()      | (term+1,    |  raft_become_candidate()
- *      |   |                      |  own vote)  |--+ timeout: new term
- *      |   |                      +-------------+<-+
- *      |   |                             | quorum of votes
- *      |   |                             v raft_become_leader()
- *      |   |                      +-------------+
- *      |   +----------------------|   LEADER    |  appends a NOOP (thesis 8)
- *      |   higher term; check-    +-------------+
- *      |   quorum failed; removal
- *      |   committed (thesis 4.2.2)
- *      +-- raft_become_follower() from any role
+ *            raft_become_follower(): a higher term is seen, a leader of our
+ *            term speaks, or the (pre-)vote is lost
+ *      +-------------------------------------+-------------------------+
+ *      v                                     |                         |
+ *  +----------+  election timeout, pre_vote  +---------------+         |
+ *  | FOLLOWER |----------------------------->| PRE_CANDIDATE |--+      |
+ *  +----------+  raft_become_pre_candidate() | term kept     |<-+ timeout:
+ *      |                                     +---------------+   new round
+ *      | election timeout without                    |
+ *      | pre_vote, or TIMEOUT_NOW                    | quorum of pre-votes
+ *      | (forced: no pre-vote)                       v raft_become_candidate()
+ *      |                                     +---------------+
+ *      +------------------------------------>|   CANDIDATE   |--+ timeout:
+ *        raft_become_candidate()             | term+1, votes |<-+ term+1
+ *                                            | for itself    |
+ *                                            +---------------+
+ *                                                    | quorum of votes
+ *                                                    v raft_become_leader()
+ *                                            +---------------+
+ *   FOLLOWER <-- raft_become_follower():     |    LEADER     |  appends a NOOP
+ *   a higher term, check-quorum failed       +---------------+  of its term
+ *   (thesis 6.2), or its own removal committed (thesis 4.2.2)   (thesis 8)
+ *
+ * Learners and removed servers never leave FOLLOWER (raft_promotable()).
  *
  * What each role guarantees:
  *   FOLLOWER      leader is the node whose APPEND/HEARTBEAT/SNAPSHOT of this
