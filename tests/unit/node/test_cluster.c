@@ -86,6 +86,20 @@ static bool cond_member(void *arg)
     return false;
 }
 
+struct last_cond {
+    struct hnode *h;
+    raft_index last;
+    struct hresp *resp;
+};
+
+static bool cond_log_grew(void *arg)
+{
+    struct last_cond *c = arg;
+    struct node_info info;
+    node_info_get(c->h->node, &info);
+    return info.last_index > c->last || c->resp->done;
+}
+
 TEST(three_nodes_elect_replicate_forward_and_serve_follower_reads)
 {
     cluster_init(3);
@@ -257,6 +271,41 @@ TEST(writes_without_a_quorum_fail_cleanly_with_503)
     h_http(&nodes[li], "PUT", "/kv/lonely", NULL, "v", &r);
     ASSERT_EQ(r.status, 503);
     ASSERT_TRUE(strstr(r.body, "\"code\":") != NULL);
+    cluster_fini();
+}
+
+TEST(stopping_a_node_fails_its_pending_requests_cleanly)
+{
+    cluster_init(3);
+    /* A long election timeout keeps the leader leading (check-quorum) for
+     * a while after its followers stop, so the write is appended. */
+    for (int i = 0; i < 3; i++)
+        nodes[i].cfg.election_ticks = 200;
+    cluster_start_peers(3);
+    raft_id leader = converge(3);
+    int li = h_index_of(nodes, 3, leader);
+    int f1 = follower_index(leader, -1);
+    int f2 = follower_index(leader, f1);
+    h_stop(&nodes[f1]);
+    h_stop(&nodes[f2]);
+    /* The write cannot commit (no quorum, 5 s timeout); the node stops
+     * while it waits and must answer 503 shutting_down, not hang. */
+    struct hresp r;
+    memset(&r, 0, sizeof r);
+    ASSERT_EQ(node_httpc_request(h_loop, nodes[li].cfg.http_listen, "PUT", "/kv/pending", NULL,
+                                 NULL, "v", 1, 20000, h_http_cb, &r, NULL),
+              0);
+    struct node_info info;
+    node_info_get(nodes[li].node, &info);
+    raft_index last = info.last_index;
+    struct last_cond lc = {&nodes[li], last, &r};
+    /* Run until the proposal is in the leader's log (the request arrived). */
+    ASSERT_TRUE(h_run_until(cond_log_grew, &lc));
+    ASSERT_FALSE(r.done);
+    h_stop(&nodes[li]);
+    ASSERT_TRUE(h_run_until(h_cond_resp, &r));
+    ASSERT_EQ(r.status, 503);
+    ASSERT_TRUE(strstr(r.body, "shutting_down") != NULL);
     cluster_fini();
 }
 
