@@ -45,6 +45,7 @@ struct kv_state {
     uint32_t heap_len;
     uint32_t heap_cap;
     uint64_t entry_bytes;    /* sum of malloc_usable_size of entries */
+    const struct kv_config *cfg; /* the owner's configuration (allocation seam) */
 };
 
 struct kv {
@@ -157,6 +158,28 @@ static int64_t entry_cmp(const struct kv_entry *a, const struct kv_entry *b)
     return (int64_t)a->key_len - (int64_t)b->key_len;
 }
 
+/* ---------- allocation (with the test seam) ---------- */
+
+static int alloc_denied(const struct kv_config *cfg)
+{
+    return cfg->alloc_fail_cb && cfg->alloc_fail_cb(cfg->alloc_fail_ctx);
+}
+
+static void *kv_malloc(const struct kv_config *cfg, size_t n)
+{
+    return alloc_denied(cfg) ? NULL : malloc(n);
+}
+
+static void *kv_calloc(const struct kv_config *cfg, size_t n, size_t size)
+{
+    return alloc_denied(cfg) ? NULL : calloc(n, size);
+}
+
+static void *kv_realloc(const struct kv_config *cfg, void *p, size_t n)
+{
+    return alloc_denied(cfg) ? NULL : realloc(p, n);
+}
+
 /* ---------- expiry heap (total order: keys are unique) ---------- */
 
 static void heap_set(struct kv_state *st, uint32_t i, struct kv_entry *e)
@@ -203,7 +226,7 @@ static int heap_reserve(struct kv_state *st)
     if (st->heap_len < st->heap_cap)
         return 0;
     uint32_t cap = st->heap_cap ? st->heap_cap * 2 : 64;
-    struct kv_entry **h = realloc(st->heap, (size_t)cap * sizeof(*h));
+    struct kv_entry **h = kv_realloc(st->cfg, st->heap, (size_t)cap * sizeof(*h));
     if (!h)
         return ST_ENOMEM;
     st->heap = h;
@@ -238,10 +261,10 @@ static void heap_remove(struct kv_state *st, struct kv_entry *e)
 
 /* ---------- tables and incremental rehash ---------- */
 
-static int table_alloc(struct kv_table *t, uint64_t size)
+static int table_alloc(const struct kv_config *cfg, struct kv_table *t, uint64_t size)
 {
     ST_ASSERT(size >= 4 && (size & (size - 1)) == 0 && size <= (1ULL << 32));
-    t->buckets = calloc(size, sizeof(*t->buckets));
+    t->buckets = kv_calloc(cfg, size, sizeof(*t->buckets));
     if (!t->buckets)
         return ST_ENOMEM;
     t->size = size;
@@ -300,7 +323,7 @@ static int rehash_start(struct kv_state *st, uint64_t size)
     ST_ASSERT(!st->rehashing);
     if (size == st->t[0].size)
         return 0;
-    int rc = table_alloc(&st->t[1], size);
+    int rc = table_alloc(st->cfg, &st->t[1], size);
     if (rc != 0)
         return rc;
     st->rehashing = 1;
@@ -320,7 +343,7 @@ static uint64_t next_pow2(uint64_t v)
 /* Grow at load 1, shrink below load 1/8 (to load ~1/2). Called before inserts
  * and after removals; never while a rehash runs. Failure to grow is not an
  * error (chains get longer); failure to allocate a smaller table neither. */
-static void maybe_resize(struct kv *kv)
+static void maybe_resize(struct kv *kv, int allow_shrink)
 {
     struct kv_state *st = &kv->st;
     if (st->rehashing)
@@ -328,7 +351,8 @@ static void maybe_resize(struct kv *kv)
     uint64_t keys = state_keys(st);
     if (keys >= st->t[0].size && st->t[0].size < (1ULL << 32)) {
         (void)rehash_start(st, st->t[0].size * 2);
-    } else if (st->t[0].size > kv->cfg.buckets_initial && keys < st->t[0].size / 8) {
+    } else if (allow_shrink && st->t[0].size > kv->cfg.buckets_initial &&
+               keys < st->t[0].size / 8) {
         uint64_t size = ST_MAX(next_pow2(keys * 2), (uint64_t)kv->cfg.buckets_initial);
         (void)rehash_start(st, size);
     }
@@ -401,16 +425,18 @@ static void state_free(struct kv_state *st)
     memset(st, 0, sizeof(*st));
 }
 
-static int state_init(struct kv_state *st, uint64_t buckets)
+static int state_init(struct kv_state *st, const struct kv_config *cfg, uint64_t buckets)
 {
     memset(st, 0, sizeof(*st));
-    return table_alloc(&st->t[0], buckets);
+    st->cfg = cfg;
+    return table_alloc(cfg, &st->t[0], buckets);
 }
 
 /* ---------- public: lifecycle and reads ---------- */
 
 void kv_config_default(struct kv_config *cfg)
 {
+    memset(cfg, 0, sizeof(*cfg));
     cfg->hash_seed = 0;
     cfg->buckets_initial = KV_BUCKETS_DEFAULT;
     cfg->rehash_buckets_per_op = KV_REHASH_PER_OP_DEFAULT;
@@ -429,11 +455,11 @@ int kv_create(const struct kv_config *cfg, struct kv **out)
     }
     if (c.buckets_initial < 4 || (c.buckets_initial & (c.buckets_initial - 1)) != 0)
         return ST_EINVAL;
-    struct kv *kv = calloc(1, sizeof(*kv));
+    struct kv *kv = alloc_denied(&c) ? NULL : calloc(1, sizeof(*kv));
     if (!kv)
         return ST_ENOMEM;
     kv->cfg = c;
-    if (state_init(&kv->st, c.buckets_initial) != 0) {
+    if (state_init(&kv->st, &kv->cfg, c.buckets_initial) != 0) {
         free(kv);
         return ST_ENOMEM;
     }
@@ -555,7 +581,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c,
     if (e) {
         size_t usable = malloc_usable_size(e);
         if (!entry_fits(usable, need)) {
-            struct kv_entry *n = malloc(need);
+            struct kv_entry *n = kv_malloc(st->cfg, need);
             if (!n)
                 return ST_ENOMEM;
             memcpy(n, e, sizeof(*e) + e->key_len);
@@ -581,8 +607,8 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c,
             heap_down(st, e->heap_idx);
         }
     } else {
-        maybe_resize(kv);
-        e = malloc(need);
+        maybe_resize(kv, 1);
+        e = kv_malloc(st->cfg, need);
         if (!e)
             return ST_ENOMEM;
         st->entry_bytes += malloc_usable_size(e);
@@ -623,7 +649,7 @@ static void apply_delete(struct kv *kv, uint64_t index, const struct kv_command 
         state_remove(st, e, link, t); /* an expired key goes too: it was dead anyway */
     r->status = live ? KV_STATUS_OK : KV_STATUS_NOT_FOUND;
     r->version = live ? index : 0;
-    maybe_resize(kv);
+    maybe_resize(kv, 1);
 }
 
 static void apply_purge(struct kv *kv, uint64_t index, const struct kv_command *c,
@@ -645,7 +671,7 @@ static void apply_purge(struct kv *kv, uint64_t index, const struct kv_command *
     r->version = index;
     r->purged = purged;
     r->purge_more = st->heap_len > 0 && st->heap[0]->expire_at_ms <= c->timestamp_ms;
-    maybe_resize(kv);
+    maybe_resize(kv, 1);
 }
 
 int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct kv_result *result)
@@ -730,7 +756,7 @@ int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *m
         return ST_EINVAL;
     ST_ASSERT(!kv->restoring);
     struct snap_writer w = {.cb = write_cb, .ctx = ctx};
-    w.buf = malloc(KV_SNAPSHOT_CHUNK_BYTES);
+    w.buf = kv_malloc(&kv->cfg, KV_SNAPSHOT_CHUNK_BYTES);
     if (!w.buf)
         return ST_ENOMEM;
     const struct kv_state *st = &kv->st;
@@ -817,7 +843,7 @@ int kv_restore_begin(struct kv *kv, struct kv_restore **out)
 {
     if (kv->restoring)
         return ST_EBUSY;
-    struct kv_restore *r = calloc(1, sizeof(*r));
+    struct kv_restore *r = kv_calloc(&kv->cfg, 1, sizeof(*r));
     if (!r)
         return ST_ENOMEM;
     r->kv = kv;
@@ -876,7 +902,7 @@ static int restore_field_done(struct kv_restore *r)
         if (r->meta_len > KV_SNAPSHOT_META_BYTES_MAX)
             return ST_ECORRUPT;
         if (r->meta_len) {
-            r->meta = malloc(r->meta_len);
+            r->meta = kv_malloc(&r->kv->cfg, r->meta_len);
             if (!r->meta)
                 return ST_ENOMEM;
         }
@@ -894,7 +920,7 @@ static int restore_field_done(struct kv_restore *r)
         uint64_t buckets = next_pow2(ST_MAX(r->keys, (uint64_t)r->kv->cfg.buckets_initial));
         buckets = ST_MIN(buckets, (uint64_t)KV_RESTORE_PRESIZE_BUCKETS_MAX);
         buckets = ST_MAX(buckets, (uint64_t)r->kv->cfg.buckets_initial);
-        if (state_init(st, buckets) != 0)
+        if (state_init(st, &r->state_kv.cfg, buckets) != 0)
             return ST_ENOMEM;
         r->phase = r->keys ? RS_REC_HDR : RS_TRAILER;
         return 0;
@@ -909,7 +935,7 @@ static int restore_field_done(struct kv_restore *r)
         if (expire != 0 && heap_reserve(st) != 0)
             return ST_ENOMEM;
         size_t need = sizeof(struct kv_entry) + (size_t)key_len + value_len;
-        struct kv_entry *e = malloc(need);
+        struct kv_entry *e = kv_malloc(st->cfg, need);
         if (!e)
             return ST_ENOMEM;
         st->entry_bytes += malloc_usable_size(e);
@@ -933,7 +959,7 @@ static int restore_field_done(struct kv_restore *r)
             entry_free(st, e);
             return ST_ECORRUPT; /* duplicate key */
         }
-        maybe_resize(&r->state_kv);
+        maybe_resize(&r->state_kv, 0); /* presized: never shrink while filling */
         rehash_step(st, r->kv->cfg.rehash_buckets_per_op);
         state_link(st, e);
         if (e->expire_at_ms != 0)
@@ -1017,6 +1043,7 @@ int kv_restore_finish(struct kv_restore *r, struct kv_snapshot_info *info)
     struct kv *kv = r->kv;
     state_free(&kv->st);
     kv->st = r->state_kv.st;
+    kv->st.cfg = &kv->cfg; /* it pointed at the restore context's copy */
     memset(&r->state_kv.st, 0, sizeof(r->state_kv.st));
     kv->applied_index = r->applied_index;
     if (info) {

@@ -39,6 +39,11 @@ struct kv_config {
     uint64_t hash_seed;          /* must be equal on every replica; 0 is a valid seed */
     uint32_t buckets_initial;    /* power of two >= 4; 0 = default (16) */
     uint32_t rehash_buckets_per_op; /* buckets migrated per mutation; 0 = default (4) */
+    /* Test seam (NULL in production): called before every allocation the kv
+     * makes; a nonzero return makes that allocation fail, to reach the
+     * ST_ENOMEM paths. */
+    int (*alloc_fail_cb)(void *ctx);
+    void *alloc_fail_ctx;
 };
 
 enum kv_status {
