@@ -128,8 +128,11 @@ static void httpc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     struct node_httpc *c = h->data;
     (void)suggested;
     if (c->resp_cap - c->resp_len < 4096 + 1) {
+        size_t limit = NODE_HTTPC_BODY_MAX + 64 * 1024; /* body + head */
         size_t cap = c->resp_cap ? c->resp_cap * 2 : 8192;
-        if (cap > NODE_HTTPC_BODY_MAX + 64 * 1024) {
+        if (cap > limit)
+            cap = limit;
+        if (cap - c->resp_len < 4096 + 1) {
             buf->base = NULL;
             buf->len = 0;
             return;

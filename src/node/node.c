@@ -642,14 +642,16 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
         ST_ASSERT(e->index == n->applied + 1);
         if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
             struct kv_result res;
-            node_client_before_apply(n, e);
             int rc = kv_apply(n->kv, e->index, e->data, e->len, &res);
             if (rc == ST_ENOMEM) {
                 node_fatal(n, rc, "out of memory applying an entry");
                 return;
             }
-            if (rc == 0)
+            if (rc == 0) {
+                if (res.type == KV_CMD_PURGE_EXPIRED && res.purge_more)
+                    n->purge_more = true;
                 node_client_applied_kv(n, e->index, &res);
+            }
             else
                 ST_TRACE_WARN(MOD, "node %" PRIu64 ": entry %" PRIu64 " skipped: %s", n->cfg.id,
                               e->index, st_strerror(rc));
@@ -860,8 +862,10 @@ static void tick_cb(uv_timer_t *t)
         node_client_retry_admin(n);
     if (n->role == RAFT_LEADER) {
         promote_learners(n);
-        if (now - n->last_purge_us >= (uint64_t)n->cfg.purge_interval_ms * 1000u) {
+        if (n->purge_more ||
+            now - n->last_purge_us >= (uint64_t)n->cfg.purge_interval_ms * 1000u) {
             n->last_purge_us = now;
+            n->purge_more = false;
             node_propose_purge(n);
         }
     }
@@ -1025,6 +1029,12 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     rcfg.check_quorum = true;
     rcfg.lease_reads = true;
     rcfg.forward_proposals = true;
+    /* One entry must hold the largest command the limits allow. */
+    uint64_t cmd_max = (uint64_t)n->cfg.max_value_bytes + n->cfg.max_key_bytes + 4096;
+    if (rcfg.msg_bytes_max < cmd_max)
+        rcfg.msg_bytes_max = (uint32_t)ST_MIN(cmd_max, UINT32_MAX);
+    if (rcfg.uncommitted_bytes_max && rcfg.uncommitted_bytes_max < 8 * cmd_max)
+        rcfg.uncommitted_bytes_max = 8 * cmd_max;
     /* Trailing log behind a snapshot (DESIGN 3.7): half the threshold,
      * within [8, 1024], so a small threshold still forces snapshot streaming
      * to a far-behind follower (tests) while a large one keeps plenty. */

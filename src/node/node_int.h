@@ -52,7 +52,6 @@ struct node_waiter {
     uint8_t admin_op;   /* ADMIN: enum raft_conf_op */
     bool in_hash;
     bool in_indexed;
-    bool created;       /* WRITE (PUT): the key was absent just before apply */
     uint64_t seq;       /* WRITE: our request id's sequence number */
     raft_index index;   /* WRITE/ADMIN: index given by the core as leader */
     raft_id target;     /* ADMIN: member id; TRANSFER: the new leader */
@@ -224,6 +223,7 @@ struct node {
     /* periodic work, in ticks */
     uint64_t ticks;
     uint64_t last_purge_us;
+    bool purge_more;   /* the last purge stopped at keys_max: propose again soon */
     uint64_t timeouts_checked_us;
 
     /* command encoding scratch */
@@ -257,9 +257,6 @@ int node_waiters_init(struct node *n);
 void node_waiters_close(struct node *n);
 void node_waiters_fail_all(struct node *n, int status);
 void node_waiters_expire(struct node *n, uint64_t now_us);
-/* Before applying an entry at index: notes whether a pending PUT of ours
- * creates its key (for 201). */
-void node_client_before_apply(struct node *n, const struct raft_entry *e);
 /* After kv_apply of a normal entry: complete our waiter, if any. */
 void node_client_applied_kv(struct node *n, raft_index index, const struct kv_result *res);
 /* After applying any entry at index: settles indexed waiters <= index. */

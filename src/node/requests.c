@@ -388,37 +388,22 @@ int node_delete(struct node *n, const uint8_t *key, size_t key_len, enum node_co
 
 int node_propose_purge(struct node *n)
 {
-    struct kv_stats st;
-    kv_stats(n->kv, &st);
-    if (st.keys_with_ttl == 0)
-        return 0;
+    uint64_t now = node_wall_ms();
+    uint64_t due = kv_expiry_min(n->kv);
+    if (due == 0 || due > now)
+        return 0; /* nothing has expired: no log entry */
     struct kv_command cmd;
     memset(&cmd, 0, sizeof cmd);
     cmd.type = KV_CMD_PURGE_EXPIRED;
     cmd.req.node_id = n->cfg.id;
     cmd.req.seq = 0; /* nobody waits for it */
-    cmd.timestamp_ms = node_wall_ms();
+    cmd.timestamp_ms = now;
     cmd.keys_max = NODE_PURGE_KEYS_MAX;
     raft_index index;
     int rc = propose_command(n, &cmd, &index);
     if (rc == 0)
         n->m.purges_proposed++;
     return rc;
-}
-
-void node_client_before_apply(struct node *n, const struct raft_entry *e)
-{
-    /* Only our own pending PUTs need to know whether they create the key. */
-    if (e->len < KV_COMMAND_HEADER_BYTES || e->data[1] != KV_CMD_PUT)
-        return;
-    struct kv_command cmd;
-    if (kv_command_decode(e->data, e->len, NULL, &cmd) != 0 || cmd.req.node_id != n->cfg.id)
-        return;
-    struct node_waiter *w = hash_find(n, cmd.req.seq);
-    if (!w)
-        return;
-    struct kv_view view;
-    w->created = kv_get(n->kv, cmd.key, cmd.key_len, cmd.timestamp_ms, &view) != 0;
 }
 
 void node_client_applied_kv(struct node *n, raft_index index, const struct kv_result *res)
@@ -435,7 +420,7 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
     switch (res->status) {
     case KV_STATUS_OK:
         wr.status = 0;
-        wr.created = res->type == KV_CMD_PUT && w->created;
+        wr.created = res->type == KV_CMD_PUT && res->created;
         break;
     case KV_STATUS_PRECONDITION_FAILED:
         wr.status = ST_EPRECONDITION;

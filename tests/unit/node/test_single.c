@@ -153,6 +153,67 @@ TEST(value_over_the_limit_is_413_and_nothing_is_stored)
     finish_single();
 }
 
+TEST(a_value_of_exactly_the_default_limit_is_stored)
+{
+    start_single(0);
+    size_t len = 1u << 20;
+    char *big = malloc(len + 1);
+    ASSERT_TRUE(big != NULL);
+    memset(big, 'v', len);
+    big[len] = '\0';
+    struct hresp r;
+    h_http(&single, "PUT", "/kv/huge", NULL, big, &r);
+    ASSERT_EQ(r.status, 201);
+    big[len - 1] = 'w';
+    h_http(&single, "PUT", "/kv/huge", NULL, big, &r);
+    ASSERT_EQ(r.status, 200);
+    free(big);
+    h_http(&single, "GET", "/kv/huge?consistency=stale", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    finish_single();
+}
+
+struct metrics_buf {
+    char text[16384];
+    size_t len;
+};
+
+static void metrics_append(void *actx, const void *p, size_t len)
+{
+    struct metrics_buf *b = actx;
+    if (b->len + len < sizeof b->text) {
+        memcpy(b->text + b->len, p, len);
+        b->len += len;
+        b->text[b->len] = '\0';
+    }
+}
+
+/* The TTL key is gone from the replicated state (purged, not just hidden). */
+static bool cond_purged(void *arg)
+{
+    (void)arg;
+    struct metrics_buf b = {.len = 0};
+    b.text[0] = '\0';
+    node_metrics_write(single.node, metrics_append, &b);
+    return strstr(b.text, "\nstcache_kv_keys 1\n") != NULL;
+}
+
+TEST(ttl_keys_expire_and_the_leader_purges_them)
+{
+    start_single(0);
+    struct hresp r;
+    h_http(&single, "PUT", "/kv/forever", NULL, "stay", &r);
+    ASSERT_EQ(r.status, 201);
+    h_http(&single, "PUT", "/kv/brief?ttl=1", NULL, "gone soon", &r);
+    ASSERT_EQ(r.status, 201);
+    ASSERT_TRUE(h_run_until(cond_purged, NULL));
+    h_http(&single, "GET", "/kv/brief", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 404);
+    h_http(&single, "GET", "/kv/forever", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    finish_single();
+}
+
 TEST(seed_routes_set_get_and_binary_safe_keys)
 {
     start_single(0);
