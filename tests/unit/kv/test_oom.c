@@ -198,4 +198,34 @@ TEST(snapshot_write_and_create_report_enomem)
     ASSERT_EQ(kv_create(&cfg, &k2), ST_ENOMEM);
 }
 
+TEST(restore_allocates_one_table_and_one_block_per_key)
+{
+    struct failer f = {0};
+    struct kv *src = make(&f);
+    struct kv_result r;
+    char key[32];
+    for (uint64_t i = 1; i <= 10000; i++) {
+        snprintf(key, sizeof(key), "key%llu", (unsigned long long)i);
+        ASSERT_EQ(kvt_put(src, i, 0, key, "v", 0, KV_COND_NONE, 0, &r), 0);
+    }
+    struct kvt_sink s = {0};
+    ASSERT_EQ(kv_snapshot_write(src, 10000, NULL, 0, kvt_sink_cb, &s), 0);
+    struct kv *dst = make(&f);
+    f.calls = 0;
+    struct kv_restore *rs = NULL;
+    ASSERT_EQ(kv_restore_begin(dst, &rs), 0);
+    ASSERT_EQ(kv_restore_feed(rs, s.data, s.len), 0);
+    ASSERT_EQ(kv_restore_finish(rs, NULL), 0);
+    /* context + presized table + one block per key: no resize while filling
+     * (it used to shrink the presized table at the first records, then grow). */
+    ASSERT_EQ(f.calls, 1 + 1 + 10000);
+    struct kv_stats st;
+    kv_stats(dst, &st);
+    ASSERT_EQ(st.rehashing, 0);
+    ASSERT_EQ(st.buckets, 16384);
+    free(s.data);
+    kv_destroy(src);
+    kv_destroy(dst);
+}
+
 TEST_MAIN()
