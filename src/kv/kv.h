@@ -8,8 +8,9 @@
  * PURGE_EXPIRED cost O(purged * log n) and deterministic on every replica.
  *
  * Determinism: the same sequence of kv_apply() calls gives the same state and a
- * byte-identical snapshot on every replica built with the same hash seed
- * (struct kv_config.hash_seed; keep it equal cluster-wide). No local clock,
+ * byte-identical snapshot on every replica built with the same kv_config
+ * (hash_seed, buckets_initial, rehash_buckets_per_op; keep them equal
+ * cluster-wide). No local clock,
  * configuration or randomness enters the state: time comes from the command
  * timestamps in the log. A replica restored from a snapshot holds the same
  * logical state but may iterate in another order; kv_digest() compares states
