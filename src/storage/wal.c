@@ -20,9 +20,12 @@
  * those buffers (payloads are read once). Torn tail vs corruption: see
  * scan_segment().
  *
- * Locking: `mu` guards the index, the segment table and the stage against a
- * concurrent read()/bounds() from another thread. The writer releases it
- * during the pwrite+fdatasync of sync() (nothing else mutates meanwhile). */
+ * Locking: `mu` guards the index, the segment table and the stages. sync()
+ * seals the stage under `mu` (swaps it with `wbuf`) and does its pwrite +
+ * fdatasync without `mu`, so appends of the next group (st_log_writer's
+ * encoder thread) and reads proceed meanwhile; a roll waits for the in-flight
+ * sync first (`idle`), so writes to a segment stay in order. A batch is
+ * appended entirely under `mu`, so a seal never splits it. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -78,8 +81,13 @@ struct wal {
     struct raft_hard_state hs;
     uint64_t wseq;
 
-    uint8_t *stage;
+    uint8_t *stage;            /* records appended since the last seal */
     size_t stage_len, stage_cap;
+    uint8_t *wbuf;             /* sealed by an in-flight sync: [flushed - wbuf_len, flushed) */
+    size_t wbuf_len, wbuf_cap;
+    bool inflight;             /* a sync is writing wbuf (mu not held) */
+    bool appending;            /* an append waits in roll(): do not seal half a batch */
+    pthread_cond_t idle;       /* signalled when it ends */
     bool dir_dirty;
     bool fatal;
     bool loaded;
@@ -95,6 +103,8 @@ struct wal {
 };
 
 static const struct st_log_store_ops wal_ops;
+struct wal_seg;
+static struct wal_seg *seg_by_seq(struct wal *w, uint64_t seq);
 
 static uint64_t now_ns(void)
 {
@@ -254,6 +264,10 @@ fail_file:
  * (a segment with a successor is always complete on disk). */
 static int roll(struct wal *w)
 {
+    while (w->inflight)
+        pthread_cond_wait(&w->idle, &w->mu);
+    if (w->fatal)
+        return ST_EFATAL;
     int rc = flush_stage(w);
     if (rc != 0)
         return rc;
@@ -546,7 +560,10 @@ static int wal_append(void *self, const struct st_log_batch *b)
 {
     struct wal *w = self;
     pthread_mutex_lock(&w->mu);
+    w->appending = true;
     int rc = wal_append_locked(w, b);
+    w->appending = false;
+    pthread_cond_broadcast(&w->idle);
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
@@ -555,24 +572,39 @@ static int wal_sync(void *self)
 {
     struct wal *w = self;
     pthread_mutex_lock(&w->mu);
+    while (w->inflight || w->appending) /* one sync at a time, whole batches */
+        pthread_cond_wait(&w->idle, &w->mu);
     if (w->fatal) {
         pthread_mutex_unlock(&w->mu);
         return ST_EFATAL;
     }
+    /* seal: the stage becomes wbuf; later appends go to a fresh stage */
     struct wal_seg *s = cur_seg(w);
+    uint64_t seq = s->seq;
     int fd = s->fd;
     uint64_t off = s->flushed;
-    size_t len = w->stage_len;
+    uint8_t *tb = w->wbuf;
+    size_t tcap = w->wbuf_cap;
+    w->wbuf = w->stage;
+    w->wbuf_cap = w->stage_cap;
+    w->wbuf_len = w->stage_len;
+    w->stage = tb;
+    w->stage_cap = tcap;
+    w->stage_len = 0;
+    size_t len = w->wbuf_len;
+    s->flushed += len;
+    uint64_t end = s->flushed;
+    bool need = end > s->synced;
     bool dir = w->dir_dirty;
-    bool need = len > 0 || s->synced < s->flushed;
+    w->dir_dirty = false;
+    w->wseq++; /* records staged from now on belong to the next write */
+    w->inflight = true;
     pthread_mutex_unlock(&w->mu);
 
-    /* Only this thread mutates the store: the stage stays put while unlocked,
-     * and concurrent readers still find the records in it. */
     int rc = 0;
     const char *what = "write";
     if (len)
-        rc = w->fs.ops->pwrite(w->fs.self, fd, w->stage, len, off);
+        rc = w->fs.ops->pwrite(w->fs.self, fd, w->wbuf, len, off);
     if (rc == 0 && need) {
         what = "fdatasync";
         rc = w->fs.ops->fdatasync(w->fs.self, fd);
@@ -583,21 +615,20 @@ static int wal_sync(void *self)
     }
 
     pthread_mutex_lock(&w->mu);
+    w->inflight = false;
+    w->wbuf_len = 0;
     if (need)
         w->syncs++;
     if (rc != 0) {
         set_fatal(w, what, rc);
         rc = ST_EFATAL;
     } else {
-        s = cur_seg(w);
-        s->flushed += len;
-        s->synced = s->flushed;
         w->bytes_written += len;
-        w->stage_len = 0;
-        if (dir)
-            w->dir_dirty = false;
-        w->wseq++;
+        s = seg_by_seq(w, seq); /* compaction may have moved the table */
+        if (s && s->synced < end)
+            s->synced = end;
     }
+    pthread_cond_broadcast(&w->idle);
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
@@ -639,6 +670,8 @@ static int read_run(struct wal *w, const struct wal_run *r, raft_index lo, raft_
     int rc = 0;
     if (s == cur_seg(w) && r->off >= s->flushed) {
         memcpy(buf->data, w->stage + (r->off - s->flushed), size);
+    } else if (s == cur_seg(w) && w->inflight && r->off >= s->flushed - w->wbuf_len) {
+        memcpy(buf->data, w->wbuf + (r->off - (s->flushed - w->wbuf_len)), size);
     } else {
         rc = st_read_exact(&w->fs, s->fd, buf->data, size, r->off);
         if (rc != 0)
@@ -1054,6 +1087,8 @@ static void wal_free(struct wal *w)
     free(w->runs);
     free(w->ents);
     free(w->stage);
+    free(w->wbuf);
+    pthread_cond_destroy(&w->idle);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
@@ -1069,6 +1104,7 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
     if (!w)
         return ST_ENOMEM;
     pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->idle, NULL);
     w->fs = cfg->fs ? *cfg->fs : *st_fs_posix();
     w->segment_bytes = cfg->segment_bytes ? cfg->segment_bytes : WAL_SEGMENT_BYTES_DEFAULT;
     w->record_bytes_max = cfg->record_bytes_max ? cfg->record_bytes_max

@@ -1,9 +1,17 @@
-/* Group commit on a thread of its own.
+/* Group commit, pipelined over two threads.
  *
  *   node thread: submit(batch) -> copies the descriptor and the entry structs
  *                into `in` (reused arrays: no allocation once warmed up)
- *   writer:      swaps `in` with `work` (takes ALL queued batches), appends
- *                each to the store, ONE sync, then calls back on this thread.
+ *   encoder:     swaps `in` with `work` (takes ALL queued batches), appends
+ *                each to the store (framing, CRC32C, copy into the WAL's
+ *                stage), and hands a summary of the group to the syncer
+ *   syncer:      ONE sync per group, then the callback, on this thread
+ *
+ * While the syncer waits for group N's fdatasync, the encoder already
+ * encodes group N+1: the CPU work of a group hides behind the disk wait of
+ * the previous one. (The WAL seals whole batches at sync time, so a group
+ * sync may also make part of the next group durable early; it is reported
+ * with its own group.) Callbacks come from the syncer only, in seq order.
  *
  * A batch that fails cleanly (ST_ENOSPC) fails together with every batch
  * queued after it in the same group (they build on it); the ones before it
@@ -18,6 +26,17 @@
 #include "util/trace.h"
 
 #define WRITER_QUEUE_DEFAULT 4096
+#define WRITER_GROUPS_MAX 2 /* groups encoded ahead of the sync */
+
+/* What the encoder did with one group, for the syncer. */
+struct group {
+    uint64_t ok_seq;   /* last batch appended (0: none) */
+    uint64_t last_seq; /* last batch of the group */
+    int fail;          /* status of the batches after ok_seq */
+    raft_index index;  /* durable once the group's sync returns */
+    raft_term term;
+    struct raft_hard_state hs;
+};
 
 struct wq_item {
     uint64_t seq;
@@ -46,7 +65,16 @@ struct st_log_writer {
     uint64_t next_seq;
     bool stop;
     bool fatal;
-    /* writer thread only */
+    /* encoder -> syncer */
+    pthread_t syncer;
+    struct group groups[WRITER_GROUPS_MAX];
+    size_t group_head, n_groups;
+    bool encoder_done;
+    /* encoder only: state after the last appended batch */
+    raft_index enc_index;
+    raft_term enc_term;
+    struct raft_hard_state enc_hs;
+    /* syncer only: what is durable */
     raft_index durable_index;
     raft_term durable_term;
     struct raft_hard_state hs;
@@ -99,21 +127,34 @@ static void report(struct st_log_writer *w, uint64_t seq, int status)
     w->cb(w->ctx, &r);
 }
 
-static void process(struct st_log_writer *w, struct wq *q)
+static void set_fatal(struct st_log_writer *w)
 {
+    pthread_mutex_lock(&w->mu);
+    w->fatal = true;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Encoder: appends a group, returns its summary. */
+static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
+{
+    memset(g, 0, sizeof(*g));
+    raft_index idx = w->enc_index;
+    raft_term term = w->enc_term;
+    struct raft_hard_state hs = w->enc_hs;
     size_t ok = 0;
-    int fail = 0;
-    raft_index idx = w->durable_index;
-    raft_term term = w->durable_term;
-    struct raft_hard_state hs = w->hs;
-    for (; ok < q->n; ok++) {
+    pthread_mutex_lock(&w->mu);
+    bool fatal = w->fatal;
+    pthread_mutex_unlock(&w->mu);
+    if (fatal)
+        g->fail = ST_EFATAL;
+    for (; !g->fail && ok < q->n; ok++) {
         struct wq_item *it = &q->items[ok];
         struct st_log_batch b = it->b;
         b.entries = q->ents + it->ent_off;
         b.hard_state = it->has_hs ? &it->hs : NULL;
         int rc = w->store->ops->append(w->store->self, &b);
         if (rc != 0) {
-            fail = rc;
+            g->fail = rc;
             break;
         }
         if (b.snapshot_index > idx) {
@@ -131,32 +172,20 @@ static void process(struct st_log_writer *w, struct wq *q)
             hs = *b.hard_state;
     }
     if (ok > 0) {
-        int rc = w->store->ops->sync(w->store->self);
-        if (rc != 0) {
-            pthread_mutex_lock(&w->mu);
-            w->fatal = true;
-            pthread_mutex_unlock(&w->mu);
-            ST_TRACE_ERROR("storage", "log writer: sync failed (%s): storage is fatal",
-                           st_strerror(rc));
-            report(w, q->items[q->n - 1].seq, ST_EFATAL);
-            return;
-        }
-        w->durable_index = idx;
-        w->durable_term = term;
-        w->hs = hs;
-        report(w, q->items[ok - 1].seq, 0);
+        g->ok_seq = q->items[ok - 1].seq;
+        w->enc_index = idx;
+        w->enc_term = term;
+        w->enc_hs = hs;
     }
-    if (ok < q->n) {
-        if (fail == ST_EFATAL) {
-            pthread_mutex_lock(&w->mu);
-            w->fatal = true;
-            pthread_mutex_unlock(&w->mu);
-        }
-        report(w, q->items[q->n - 1].seq, fail);
-    }
+    g->index = w->enc_index;
+    g->term = w->enc_term;
+    g->hs = w->enc_hs;
+    g->last_seq = q->items[q->n - 1].seq;
+    if (g->fail == ST_EFATAL)
+        set_fatal(w);
 }
 
-static void *writer_main(void *arg)
+static void *encoder_main(void *arg)
 {
     struct st_log_writer *w = arg;
     pthread_mutex_lock(&w->mu);
@@ -169,15 +198,55 @@ static void *writer_main(void *arg)
         w->in = w->work;
         w->work = t;
         w->in.n = w->in.n_ents = 0;
-        bool fatal = w->fatal;
         pthread_mutex_unlock(&w->mu);
-        if (fatal)
-            report(w, w->work.items[w->work.n - 1].seq, ST_EFATAL);
-        else
-            process(w, &w->work);
+        struct group g;
+        encode_group(w, &w->work, &g);
         w->work.n = w->work.n_ents = 0;
         pthread_mutex_lock(&w->mu);
+        while (w->n_groups == WRITER_GROUPS_MAX)
+            pthread_cond_wait(&w->cond, &w->mu);
+        w->groups[(w->group_head + w->n_groups) % WRITER_GROUPS_MAX] = g;
+        w->n_groups++;
         pthread_cond_broadcast(&w->cond);
+    }
+    w->encoder_done = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void *syncer_main(void *arg)
+{
+    struct st_log_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->n_groups == 0 && !w->encoder_done)
+            pthread_cond_wait(&w->cond, &w->mu);
+        if (w->n_groups == 0)
+            break;
+        struct group g = w->groups[w->group_head];
+        w->group_head = (w->group_head + 1) % WRITER_GROUPS_MAX;
+        w->n_groups--;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->mu);
+        if (g.ok_seq) {
+            int rc = w->store->ops->sync(w->store->self);
+            if (rc != 0) {
+                set_fatal(w);
+                ST_TRACE_ERROR("storage", "log writer: sync failed (%s): storage is fatal",
+                               st_strerror(rc));
+                report(w, g.last_seq, ST_EFATAL);
+                pthread_mutex_lock(&w->mu);
+                continue;
+            }
+            w->durable_index = g.index;
+            w->durable_term = g.term;
+            w->hs = g.hs;
+            report(w, g.ok_seq, 0);
+        }
+        if (g.fail)
+            report(w, g.last_seq, g.fail);
+        pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -199,15 +268,24 @@ int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_
     pthread_cond_init(&w->cond, NULL);
     raft_index first, last;
     store->ops->bounds(store->self, &first, &last);
-    w->durable_index = last;
-    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
-        pthread_cond_destroy(&w->cond);
-        pthread_mutex_destroy(&w->mu);
-        free(w);
-        return ST_ENOMEM;
+    w->durable_index = w->enc_index = last;
+    if (pthread_create(&w->thread, NULL, encoder_main, w) != 0)
+        goto fail;
+    if (pthread_create(&w->syncer, NULL, syncer_main, w) != 0) {
+        pthread_mutex_lock(&w->mu);
+        w->stop = true;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+        goto fail;
     }
     *out = w;
     return 0;
+fail:
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+    return ST_ENOMEM;
 }
 
 int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, uint64_t *seq_out)
@@ -224,7 +302,7 @@ int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, 
         rc = wq_push(&w->in, b, w->next_seq);
     if (rc == 0) {
         *seq_out = w->next_seq++;
-        pthread_cond_signal(&w->cond);
+        pthread_cond_broadcast(&w->cond);
     }
     pthread_mutex_unlock(&w->mu);
     return rc;
@@ -239,6 +317,7 @@ void st_log_writer_destroy(struct st_log_writer *w)
     pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+    pthread_join(w->syncer, NULL);
     free(w->in.items);
     free(w->in.ents);
     free(w->work.items);

@@ -342,10 +342,13 @@ TEST(writer_takes_all_queued_batches_into_one_sync)
     ASSERT_TRUE(c.monotonic);
     ASSERT_EQ(c.last_status, 0);
     ASSERT_EQ(c.durable, 201);
-    ASSERT_TRUE(c.calls <= 3); /* 201 batches, at most three syncs */
+    /* 201 batches: the first group, at most three more encoded while its
+     * callback is held (two queued for the syncer, one waiting to be), and
+     * one group with everything submitted after that */
+    ASSERT_TRUE(c.calls <= 5);
     struct st_wal_stats ws;
     st_wal_stats_get(&s, &ws);
-    ASSERT_TRUE(ws.syncs <= 3);
+    ASSERT_TRUE(ws.syncs <= 5);
     st_log_writer_destroy(w);
     s.ops->close(s.self);
     char msg[200] = "";
