@@ -22,7 +22,7 @@ static void record_vote(struct raft *r, raft_id id, bool granted)
 {
     for (uint32_t i = 0; i < r->n_votes; i++)
         if (r->votes[i].id == id) return; /* first answer counts */
-    ST_ASSERT(r->n_votes < RAFT_MEMBERS_MAX);
+    ST_ASSERT(r->n_votes < ST_ARRAY_LEN(r->votes));
     r->votes[r->n_votes++] = (struct raft_vote_rec){id, granted};
 }
 

@@ -162,7 +162,7 @@ void membership_on_append(struct raft *r, raft_index from, raft_index to)
 
 static raft_index *ins_alloc(struct raft *r)
 {
-    for (uint32_t k = 0; k < RAFT_MEMBERS_MAX; k++) {
+    for (uint32_t k = 0; k < RAFT_PRS_MAX; k++) {
         if (!r->ins_slot_used[k]) {
             r->ins_slot_used[k] = true;
             return r->ins_pool + (size_t)k * r->cfg.inflight_msgs_max;
@@ -174,8 +174,30 @@ static raft_index *ins_alloc(struct raft *r)
 static void ins_free(struct raft *r, raft_index *buf)
 {
     size_t k = (size_t)(buf - r->ins_pool) / r->cfg.inflight_msgs_max;
-    ST_ASSERT(k < RAFT_MEMBERS_MAX && r->ins_slot_used[k]);
+    ST_ASSERT(k < RAFT_PRS_MAX && r->ins_slot_used[k]);
     r->ins_slot_used[k] = false;
+}
+
+static void progress_drop(struct raft *r, uint32_t i)
+{
+    ins_free(r, r->prs[i].ins.buf);
+    r->prs[i] = r->prs[--r->n_prs];
+}
+
+/* A free progress slot, evicting a departed member if need be: members and
+ * the leader itself always fit (RAFT_PRS_MAX > RAFT_MEMBERS_MAX). */
+static struct raft_progress *progress_slot(struct raft *r)
+{
+    if (r->n_prs == RAFT_PRS_MAX) {
+        for (uint32_t i = 0; i < r->n_prs; i++) {
+            if (r->prs[i].departed) {
+                progress_drop(r, i);
+                break;
+            }
+        }
+    }
+    ST_ASSERT(r->n_prs < RAFT_PRS_MAX);
+    return &r->prs[r->n_prs++];
 }
 
 void membership_sync_progress(struct raft *r)
@@ -209,8 +231,7 @@ void membership_sync_progress(struct raft *r)
     for (uint32_t i = 0; i < r->conf.n; i++) {
         raft_id id = r->conf.members[i].id;
         if (raft_progress_find(r, id)) continue;
-        ST_ASSERT(r->n_prs < RAFT_MEMBERS_MAX);
-        struct raft_progress *p = &r->prs[r->n_prs++];
+        struct raft_progress *p = progress_slot(r);
         progress_reset(p, id, last + 1, ins_alloc(r), r->cfg.inflight_msgs_max);
         if (id == r->cfg.id) {
             p->match = r->log.stable;
@@ -219,18 +240,11 @@ void membership_sync_progress(struct raft *r)
         r->bcast_pending = true;
     }
     if (!raft_progress_find(r, r->cfg.id)) {
-        ST_ASSERT(r->n_prs < RAFT_MEMBERS_MAX);
-        struct raft_progress *p = &r->prs[r->n_prs++];
+        struct raft_progress *p = progress_slot(r);
         progress_reset(p, r->cfg.id, last + 1, ins_alloc(r), r->cfg.inflight_msgs_max);
         p->match = r->log.stable;
         p->state = RAFT_PROGRESS_REPLICATE;
     }
-}
-
-static void progress_drop(struct raft *r, uint32_t i)
-{
-    ins_free(r, r->prs[i].ins.buf);
-    r->prs[i] = r->prs[--r->n_prs];
 }
 
 void membership_release_departed(struct raft *r)

@@ -348,7 +348,7 @@ int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state
     st_rng_init(&r->rng, cfg->seed);
     log_init(&r->log);
     rc = ST_ENOMEM;
-    r->ins_pool = calloc((size_t)RAFT_MEMBERS_MAX * cfg->inflight_msgs_max, sizeof(raft_index));
+    r->ins_pool = calloc((size_t)RAFT_PRS_MAX * cfg->inflight_msgs_max, sizeof(raft_index));
     r->reads = calloc(cfg->reads_pending_max, sizeof(*r->reads));
     r->out[0].reads = calloc(cfg->reads_pending_max, sizeof(struct raft_read_state));
     r->out[1].reads = calloc(cfg->reads_pending_max, sizeof(struct raft_read_state));

@@ -51,6 +51,11 @@
 
 /* msg.context of a VOTE/PREVOTE sent by a campaign that TIMEOUT_NOW forced:
  * voters then ignore the leader lease (thesis 4.2.3, 3.10). */
+/* Progress slots: every member, plus the leader itself once it removed itself,
+ * plus removed members still being told of their removal (evicted first when
+ * slots run out). */
+#define RAFT_PRS_MAX (RAFT_MEMBERS_MAX + 4)
+
 #define RAFT_CONTEXT_TRANSFER UINT64_C(0x5452414e53464552) /* "TRANSFER" */
 
 /* ------------------------------------------------------------------ log */
@@ -211,10 +216,10 @@ struct raft {
     bool snap_to_install; /* follower restored: hand out in the next ready */
 
     /* Leader state. */
-    struct raft_progress prs[RAFT_MEMBERS_MAX];
+    struct raft_progress prs[RAFT_PRS_MAX];
     uint32_t n_prs;
-    raft_index *ins_pool; /* RAFT_MEMBERS_MAX * inflight_msgs_max */
-    bool ins_slot_used[RAFT_MEMBERS_MAX];
+    raft_index *ins_pool; /* RAFT_PRS_MAX * inflight_msgs_max */
+    bool ins_slot_used[RAFT_PRS_MAX];
     raft_index pending_conf_index;
     uint64_t uncommitted_bytes;
     raft_id transferee;
@@ -225,7 +230,7 @@ struct raft {
     uint64_t round_tick[64]; /* tick at which round r started, at [r % 64] */
 
     /* Candidate state. */
-    struct raft_vote_rec votes[RAFT_MEMBERS_MAX];
+    struct raft_vote_rec votes[RAFT_MEMBERS_MAX + 1]; /* voters + self */
     uint32_t n_votes;
 
     /* Clock. */

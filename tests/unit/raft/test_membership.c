@@ -356,4 +356,31 @@ TEST(remove_follower_reduces_quorum)
     fx_destroy(f);
 }
 
+TEST(full_membership_with_departed_members_fits)
+{
+    /* 64 members, then removals and additions while the removed ones (which
+     * never answer) still linger: progress slots are recycled, no assert. */
+    struct fx *f = fx_create(1);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    for (raft_id id = 100; raft_conf_get(fx_r(f, 1))->n < RAFT_MEMBERS_MAX; id++) {
+        ASSERT_EQ(fx_conf_change(f, 1, RAFT_CONF_ADD_LEARNER, id, NULL), 0);
+        fx_stabilize(f);
+    }
+    ASSERT_EQ(fx_conf_change(f, 1, RAFT_CONF_ADD_LEARNER, 999, NULL), ST_EINVAL);
+    for (raft_id k = 0; k < 10; k++) {
+        ASSERT_EQ(fx_conf_change(f, 1, RAFT_CONF_REMOVE, 100 + k, NULL), 0);
+        fx_stabilize(f);
+        ASSERT_EQ(fx_conf_change(f, 1, RAFT_CONF_ADD_LEARNER, 500 + k, NULL), 0);
+        fx_stabilize(f);
+        raft_check_invariants(fx_r(f, 1));
+    }
+    ASSERT_EQ(raft_conf_get(fx_r(f, 1))->n, RAFT_MEMBERS_MAX);
+    struct raft_progress_info pi[RAFT_MEMBERS_MAX + 8];
+    ASSERT_LE(raft_progress_get(fx_r(f, 1), pi, sizeof(pi) / sizeof(pi[0])), RAFT_MEMBERS_MAX + 4);
+    fx_run(f, 25); /* silent departed members are forgotten */
+    ASSERT_EQ(raft_progress_get(fx_r(f, 1), pi, sizeof(pi) / sizeof(pi[0])), RAFT_MEMBERS_MAX);
+    ASSERT_EQ(raft_role_get(fx_r(f, 1)), RAFT_LEADER);
+    fx_destroy(f);
+}
+
 TEST_MAIN()
