@@ -114,7 +114,8 @@ static void conn_free(struct http_conn *c);
 static void conn_process(struct http_conn *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-static void conn_flush(struct http_conn *c);
+static int conn_flush(struct http_conn *c);
+static void conn_kick(struct http_conn *c);
 static void conn_update_reading(struct http_conn *c);
 static void server_maybe_closed(struct http_server *srv);
 
@@ -390,7 +391,7 @@ int http_response_send(struct http_request *req, int status, const char *content
         conn_close(c);
         return rc;
     }
-    conn_flush(c);
+    conn_kick(c);
     return 0;
 }
 
@@ -535,10 +536,13 @@ static void conn_finish(struct http_conn *c)
     }
 }
 
-/* Called after slots were released: maybe close, resume parsing and reading. */
-static void conn_after_release(struct http_conn *c, int close_now)
+/* Called after slots were released: finish or close the connection, or
+ * resume parsing (which flushes again at its end). */
+static void conn_after_release(struct http_conn *c, int finish)
 {
-    if (close_now) {
+    if (c->closing)
+        return;
+    if (finish) {
         conn_finish(c);
         return;
     }
@@ -548,6 +552,18 @@ static void conn_after_release(struct http_conn *c, int close_now)
     }
     conn_touch(c);
     conn_process(c);
+}
+
+/* A response became ready or a write completed: write what can go. While the
+ * parser runs (pipelined requests answered synchronously) nothing is written
+ * yet: conn_process flushes once at its end, so those responses leave in one
+ * batch. */
+static void conn_kick(struct http_conn *c)
+{
+    if (c->in_execute || c->closing)
+        return;
+    int finish = conn_flush(c);
+    conn_after_release(c, finish);
 }
 
 static void on_write_done(uv_write_t *w, int status)
@@ -560,27 +576,29 @@ static void on_write_done(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
-    int close_now = 0;
+    int finish = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct http_slot *s = &c->slots[c->head];
         ST_ASSERT(s->state == SLOT_WRITING);
-        close_now |= s->close_after;
+        finish |= s->close_after;
         slot_release_head(c);
     }
-    if (close_now) {
+    if (finish) {
         conn_finish(c);
         return;
     }
-    conn_flush(c);
-    if (!c->closing && !c->writing)
-        conn_after_release(c, 0);
+    conn_kick(c);
 }
 
-/* Sends every consecutive READY response at the head of the ring. */
-static void conn_flush(struct http_conn *c)
+/* Sends every consecutive READY response at the head of the ring in one
+ * write: uv_try_write first, the rest with uv_write. Releases the slots that
+ * went out at once. Returns 1 if a close_after response went out (the caller
+ * finishes the connection), 0 otherwise. May close the connection on a write
+ * error. */
+static int conn_flush(struct http_conn *c)
 {
     if (c->writing || c->closing)
-        return;
+        return 0;
     uv_buf_t bufs[HTTP_PIPELINE_MAX_LIMIT];
     uint32_t max = c->srv->cfg.pipeline_max, n = 0;
     for (uint32_t k = 0; k < c->count; k++) {
@@ -592,13 +610,14 @@ static void conn_flush(struct http_conn *c)
             break;
     }
     if (n == 0)
-        return;
+        return 0;
+    c->srv->stats.write_batches++;
     int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
     if (w == UV_EAGAIN || w == UV_ENOSYS)
         w = 0;
     if (w < 0) {
         conn_close(c);
-        return;
+        return 0;
     }
     size_t rem = (size_t)w;
     uint32_t done = 0;
@@ -606,31 +625,27 @@ static void conn_flush(struct http_conn *c)
         rem -= bufs[done].len;
         done++;
     }
-    int close_now = 0;
+    int finish = 0;
     for (uint32_t i = 0; i < done; i++) {
-        close_now |= c->slots[c->head].close_after;
+        finish |= c->slots[c->head].close_after;
         slot_release_head(c);
     }
-    if (done < n) {
-        if (close_now) { /* cannot happen: close_after ends the batch */
-            conn_close(c);
-            return;
-        }
-        bufs[done].base += rem;
-        bufs[done].len -= rem;
-        for (uint32_t k = 0; k < n - done; k++)
-            c->slots[(c->head + k) % max].state = SLOT_WRITING;
-        c->write_slots = n - done;
-        c->writing = 1;
-        c->wreq.data = c;
-        int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs + done, n - done, on_write_done);
-        if (rc != 0) {
-            c->writing = 0;
-            conn_close(c);
-        }
-        return;
+    if (done == n)
+        return finish;
+    ST_ASSERT(!finish); /* close_after ends a batch */
+    bufs[done].base += rem;
+    bufs[done].len -= rem;
+    for (uint32_t k = 0; k < n - done; k++)
+        c->slots[(c->head + k) % max].state = SLOT_WRITING;
+    c->write_slots = n - done;
+    c->writing = 1;
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs + done, n - done, on_write_done);
+    if (rc != 0) {
+        c->writing = 0;
+        conn_close(c);
     }
-    conn_after_release(c, close_now);
+    return 0;
 }
 
 /* ---------- parsing ---------- */
@@ -880,38 +895,66 @@ static void conn_parse_error(struct http_conn *c, enum http_errno e)
     http_response_error(&s->req, status, status, msg);
 }
 
+/* Parses buffered input into requests (handing each to the handler), then
+ * writes the responses that are ready in one batch; repeats while that freed
+ * ring slots and input is waiting. Not reentrant: a call from inside (a
+ * handler answering synchronously) returns at once and the outer loop
+ * picks the work up. */
 static void conn_process(struct http_conn *c)
 {
     if (c->in_execute)
-        return; /* the outer call re-checks after execute returns */
-    c->in_execute = 1;
-    while (c->rlen > 0 && !c->closing && !c->no_more &&
-           c->count < c->srv->cfg.pipeline_max) {
-        if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED)
-            http_parser_pause(&c->parser, 0);
-        size_t n = http_parser_execute(&c->parser, &parser_settings, c->rbuf + c->rstart, c->rlen);
-        ST_ASSERT(n <= c->rlen);
-        c->rstart += n;
-        c->rlen -= n;
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-        if (e == HPE_PAUSED)
-            continue;
+        return;
+    for (;;) {
+        c->in_execute = 1;
+        while (c->rlen > 0 && !c->closing && !c->no_more &&
+               c->count < c->srv->cfg.pipeline_max) {
+            if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED)
+                http_parser_pause(&c->parser, 0);
+            size_t n =
+                http_parser_execute(&c->parser, &parser_settings, c->rbuf + c->rstart, c->rlen);
+            ST_ASSERT(n <= c->rlen);
+            c->rstart += n;
+            c->rlen -= n;
+            enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+            if (e == HPE_PAUSED)
+                continue;
+            if (c->closing)
+                break;
+            if (e != HPE_OK) {
+                conn_parse_error(c, e);
+                break;
+            }
+            if (c->rlen > 0 && n == 0) { /* no progress without error: defensive */
+                conn_parse_error(c, HPE_UNKNOWN);
+                break;
+            }
+        }
+        if (c->no_more || c->rlen == 0) {
+            c->rstart = 0;
+            c->rlen = 0; /* nothing after a final request is ever parsed */
+        }
+        c->in_execute = 0;
         if (c->closing)
-            break;
-        if (e != HPE_OK) {
-            conn_parse_error(c, e);
-            break;
+            return;
+        uint32_t before = c->count;
+        int finish = conn_flush(c);
+        if (c->closing)
+            return;
+        if (finish) {
+            conn_finish(c);
+            return;
         }
-        if (c->rlen > 0 && n == 0) { /* no progress without error: defensive */
-            conn_parse_error(c, HPE_UNKNOWN);
-            break;
+        if (c->count < before) {
+            if ((c->eof && c->count == 0) || (c->srv->closing && c->count == 0)) {
+                conn_close(c);
+                return;
+            }
+            conn_touch(c);
+            if (c->rlen > 0 && !c->no_more)
+                continue; /* slots were freed: parse what is waiting */
         }
+        break;
     }
-    if (c->no_more || c->rlen == 0) {
-        c->rstart = 0;
-        c->rlen = 0; /* nothing after a final request is ever parsed */
-    }
-    c->in_execute = 0;
     conn_update_reading(c);
 }
 

@@ -98,6 +98,7 @@ struct http_server_stats {
     uint64_t requests_bad;         /* answered 4xx by the server itself */
     uint64_t responses_discarded;  /* completed after the client left */
     uint64_t idle_closed;
+    uint64_t write_batches;        /* write calls carrying responses (pipelined ones share) */
 };
 
 void http_server_config_default(struct http_server_config *cfg);

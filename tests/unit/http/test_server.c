@@ -686,4 +686,25 @@ TEST(client_reset_during_a_large_response_write_closes_cleanly)
     fx_stop(f);
 }
 
+TEST(synchronously_answered_pipelined_requests_leave_in_one_write)
+{
+    struct fx *f = fx_start(NULL, FX_ECHO);
+    struct client c;
+    ASSERT_EQ(cl_connect(&c, f->port), 0);
+    char reqs[1024] = "";
+    for (int i = 0; i < 12; i++)
+        strcat(reqs, "GET /s HTTP/1.1\r\n\r\n");
+    ASSERT_EQ(cl_sends(&c, reqs), 0); /* one small send: one read on loopback */
+    for (int i = 0; i < 12; i++) {
+        struct resp r;
+        ASSERT_EQ(cl_read(&c, &r), 0);
+        ASSERT_EQ(r.status, 200);
+        free(r.body);
+    }
+    cl_close(&c);
+    struct http_server_stats s = fx_stop(f);
+    ASSERT_EQ(s.requests, 12);
+    ASSERT_LE(s.write_batches, 3); /* was one write per response */
+}
+
 TEST_MAIN()
