@@ -54,7 +54,8 @@ struct node_waiter {
     bool in_indexed;
     uint64_t seq;       /* WRITE: our request id's sequence number */
     raft_index index;   /* WRITE/ADMIN: index given by the core as leader */
-    raft_id target;     /* ADMIN: member id; TRANSFER: the new leader */
+    raft_id target;     /* ADMIN: member id; TRANSFER: the new leader; WRITE: the leader
+                         * known when proposed */
     uint64_t deadline_us;
     union {
         node_write_cb w;

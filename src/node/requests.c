@@ -326,6 +326,7 @@ static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb
     w->seq = n->next_seq++;
     w->cb.w = cb;
     w->ctx = ctx;
+    w->target = n->leader; /* forwarded writes: to whom */
     cmd->req.node_id = n->cfg.id;
     cmd->req.seq = w->seq;
     cmd->timestamp_ms = node_wall_ms();
@@ -602,7 +603,20 @@ void node_client_serve_reads(struct node *n)
 
 void node_client_leader_changed(struct node *n, raft_id leader)
 {
-    struct node_waiter *w = n->transfers.head;
+    /* A write forwarded to a former leader (no index known here) is lost
+     * if that leader did not replicate it before it fell: fail it now
+     * instead of at the timeout. Its outcome is unknown (it may still
+     * commit), exactly as for a timeout; re-proposing it could apply it
+     * twice, after another client's acknowledged write. Writes this node
+     * proposed as leader keep waiting: their index tells precisely. */
+    struct node_waiter *w = n->deadlines.head;
+    while (w) {
+        struct node_waiter *next = w->dnext;
+        if (w->kind == NODE_W_WRITE && w->index == 0 && w->target != leader)
+            fail_write(n, w, ST_ECANCELED);
+        w = next;
+    }
+    w = n->transfers.head;
     while (w) {
         struct node_waiter *next = w->lnext;
         if (w->target == leader)

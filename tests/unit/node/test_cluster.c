@@ -274,6 +274,31 @@ TEST(writes_without_a_quorum_fail_cleanly_with_503)
     cluster_fini();
 }
 
+TEST(a_write_forwarded_to_a_leader_that_died_fails_at_the_leader_change)
+{
+    cluster_init(3);
+    for (int i = 0; i < 3; i++) {
+        nodes[i].cfg.election_ticks = 100; /* followers keep believing for a while */
+        nodes[i].cfg.request_timeout_ms = 25000; /* longer than the watchdog */
+    }
+    cluster_start_peers(3);
+    raft_id leader = converge(3);
+    int f1 = follower_index(leader, -1);
+    h_stop(&nodes[h_index_of(nodes, 3, leader)]);
+    /* f1 still names the dead leader and forwards the write into the void;
+     * when the survivors elect a new leader the write fails at once with
+     * leadership_lost instead of hanging until the request timeout. */
+    struct hresp r;
+    h_http(&nodes[f1], "PUT", "/kv/orphan", NULL, "v", &r);
+    ASSERT_EQ(r.status, 503);
+    ASSERT_TRUE(strstr(r.body, "leadership_lost") != NULL);
+    /* The cluster serves writes again through the same node. */
+    converge_not(3, leader);
+    h_http(&nodes[f1], "PUT", "/kv/orphan", NULL, "v2", &r);
+    ASSERT_TRUE(r.status == 200 || r.status == 201);
+    cluster_fini();
+}
+
 TEST(stopping_a_node_fails_its_pending_requests_cleanly)
 {
     cluster_init(3);
