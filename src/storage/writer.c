@@ -70,6 +70,8 @@ struct st_log_writer {
     struct group groups[WRITER_GROUPS_MAX];
     size_t group_head, n_groups;
     bool encoder_done;
+    bool encoding;  /* a thread is appending a group (only one at a time) */
+    bool syncing;   /* the syncer is in a sync: the encoder may work ahead */
     /* encoder only: state after the last appended batch */
     raft_index enc_index;
     raft_term enc_term;
@@ -185,28 +187,60 @@ static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
         set_fatal(w);
 }
 
+/* Takes every queued batch as a new group (mu held; encoding set). */
+static void take_input(struct st_log_writer *w)
+{
+    struct wq t = w->in;
+    w->in = w->work;
+    w->work = t;
+    w->in.n = w->in.n_ents = 0;
+    w->encoding = true;
+}
+
+static void sync_and_report(struct st_log_writer *w, const struct group *g)
+{
+    if (g->ok_seq) {
+        int rc = w->store->ops->sync(w->store->self);
+        if (rc != 0) {
+            set_fatal(w);
+            ST_TRACE_ERROR("storage", "log writer: sync failed (%s): storage is fatal",
+                           st_strerror(rc));
+            report(w, g->last_seq, ST_EFATAL);
+            return;
+        }
+        w->durable_index = g->index;
+        w->durable_term = g->term;
+        w->hs = g->hs;
+        report(w, g->ok_seq, 0);
+    }
+    if (g->fail)
+        report(w, g->last_seq, g->fail);
+}
+
+/* The encoder only helps while the syncer is busy in a sync: it encodes the
+ * next group so that its CPU work overlaps the disk wait. */
 static void *encoder_main(void *arg)
 {
     struct st_log_writer *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->stop && w->in.n == 0)
+        while (!(w->in.n > 0 && !w->encoding && w->syncing) && !(w->stop && w->in.n == 0))
             pthread_cond_wait(&w->cond, &w->mu);
         if (w->in.n == 0 && w->stop)
             break;
-        struct wq t = w->in;
-        w->in = w->work;
-        w->work = t;
-        w->in.n = w->in.n_ents = 0;
+        take_input(w);
         pthread_mutex_unlock(&w->mu);
         struct group g;
         encode_group(w, &w->work, &g);
         w->work.n = w->work.n_ents = 0;
         pthread_mutex_lock(&w->mu);
+        /* still `encoding` while waiting: the syncer must not encode a newer
+         * group and sync it before this one is queued */
         while (w->n_groups == WRITER_GROUPS_MAX)
             pthread_cond_wait(&w->cond, &w->mu);
         w->groups[(w->group_head + w->n_groups) % WRITER_GROUPS_MAX] = g;
         w->n_groups++;
+        w->encoding = false;
         pthread_cond_broadcast(&w->cond);
     }
     w->encoder_done = true;
@@ -215,38 +249,41 @@ static void *encoder_main(void *arg)
     return NULL;
 }
 
+/* The syncer syncs the groups the encoder queued, in order; when there are
+ * none it encodes the waiting batches itself (no hand-off when idle: the
+ * latency of a lone batch is one append plus one sync). */
 static void *syncer_main(void *arg)
 {
     struct st_log_writer *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (w->n_groups == 0 && !w->encoder_done)
+        while (w->n_groups == 0 && !(w->in.n > 0 && !w->encoding) &&
+               !(w->stop && w->encoder_done && w->in.n == 0 && !w->encoding))
             pthread_cond_wait(&w->cond, &w->mu);
-        if (w->n_groups == 0)
+        struct group g;
+        if (w->n_groups > 0) {
+            g = w->groups[w->group_head];
+            w->group_head = (w->group_head + 1) % WRITER_GROUPS_MAX;
+            w->n_groups--;
+        } else if (w->in.n > 0 && !w->encoding) {
+            /* the queue of encoded groups is empty and nobody encodes: this
+             * group is the oldest unsynced one */
+            take_input(w);
+            pthread_mutex_unlock(&w->mu);
+            encode_group(w, &w->work, &g);
+            w->work.n = w->work.n_ents = 0;
+            pthread_mutex_lock(&w->mu);
+            w->encoding = false;
+        } else {
             break;
-        struct group g = w->groups[w->group_head];
-        w->group_head = (w->group_head + 1) % WRITER_GROUPS_MAX;
-        w->n_groups--;
+        }
+        w->syncing = true;
         pthread_cond_broadcast(&w->cond);
         pthread_mutex_unlock(&w->mu);
-        if (g.ok_seq) {
-            int rc = w->store->ops->sync(w->store->self);
-            if (rc != 0) {
-                set_fatal(w);
-                ST_TRACE_ERROR("storage", "log writer: sync failed (%s): storage is fatal",
-                               st_strerror(rc));
-                report(w, g.last_seq, ST_EFATAL);
-                pthread_mutex_lock(&w->mu);
-                continue;
-            }
-            w->durable_index = g.index;
-            w->durable_term = g.term;
-            w->hs = g.hs;
-            report(w, g.ok_seq, 0);
-        }
-        if (g.fail)
-            report(w, g.last_seq, g.fail);
+        sync_and_report(w, &g);
         pthread_mutex_lock(&w->mu);
+        w->syncing = false;
+        pthread_cond_broadcast(&w->cond);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
