@@ -1091,4 +1091,79 @@ TEST(hostnames_resolve_and_every_address_is_tried)
     loop_teardown();
 }
 
+TEST(silent_connection_is_closed_by_the_handshake_timeout)
+{
+    loop_setup();
+    struct ep b;
+    struct tr_config cfg;
+    ep_config(&cfg, 2, CLUSTER, 0);
+    cfg.handshake_timeout_ms = 30;
+    ep_start_cfg(&b, &cfg);
+    struct raw r;
+    raw_dial(&r, b.port); /* connects, then says nothing */
+    RUN_UNTIL(r.eof);
+    ASSERT_EQ(b.n_up, 0);
+    raw_close(&r);
+    ep_destroy(&b);
+    loop_teardown();
+}
+
+TEST(queue_for_a_peer_not_yet_connected_is_bounded_and_flushed_in_order)
+{
+    loop_setup();
+    struct ep a, b;
+    ep_start(&a, 1, CLUSTER, 0);
+    struct tr_config cfg;
+    ep_config(&cfg, 2, CLUSTER, 0);
+    cfg.send_queue_msgs_max = 50;
+    ep_start_cfg(&b, &cfg);
+    /* b is the acceptor: it queues until a dials in. */
+    ASSERT_EQ(tr_peer_add(b.tr, 1, a.addr), 0);
+    int ok = 0, busy = 0;
+    for (uint64_t s = 0; s < 80; s++) {
+        int rv = send_append(&b, 1, (uint64_t)ok, 1, 10);
+        if (rv == 0)
+            ok++;
+        else if (rv == ST_EBUSY)
+            busy++;
+    }
+    ASSERT_EQ(ok, 50);
+    ASSERT_EQ(busy, 30);
+    RUN_UNTIL(b.send_busy == 1); /* coalesced into one report */
+    ASSERT_EQ(tr_peer_add(a.tr, 2, b.addr), 0);
+    RUN_UNTIL(a.n_append == 50);
+    ASSERT_TRUE(a.order_ok);
+    ep_destroy(&a);
+    ep_destroy(&b);
+    loop_teardown();
+}
+
+TEST(peer_removed_during_a_snapshot_stream_ends_it_on_both_sides)
+{
+    loop_setup();
+    char path[128];
+    const uint64_t size = 4 * 1024 * 1024;
+    snap_setup(path, sizeof(path), size);
+    struct ep a, b;
+    ep_start(&a, 1, CLUSTER, 0);
+    ep_start(&b, 2, CLUSTER, 0);
+    link_peers(&a, &b);
+    RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
+    struct raft_msg m = snapshot_msg(1, 2);
+    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    RUN_UNTIL(b.snap_chunks >= 1);
+    ASSERT_EQ(tr_peer_remove(a.tr, 2), 0);
+    /* The sender hears about it synchronously (documented exception)... */
+    ASSERT_EQ(a.snap_sent_n, 1);
+    ASSERT_EQ(a.snap_sent_status, ST_ECANCELED);
+    /* ...the receiver when the connection goes. */
+    RUN_UNTIL(b.snap_ends == 1);
+    ASSERT_TRUE(b.snap_end_status < 0);
+    ASSERT_EQ(b.snapshots_delivered, 0);
+    ep_destroy(&a);
+    ep_destroy(&b);
+    snap_cleanup(path);
+    loop_teardown();
+}
+
 TEST_MAIN()
