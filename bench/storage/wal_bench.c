@@ -46,8 +46,7 @@ static void lat_add(struct lat *l, uint64_t ns)
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 4096;
         l->v = realloc(l->v, l->cap * sizeof(*l->v));
-        if (!l->v)
-            abort();
+        if (!l->v) abort();
     }
     l->v[l->n++] = ns;
 }
@@ -62,8 +61,7 @@ static double lat_mean_us(const struct lat *l)
 
 static double lat_pct_us(struct lat *l, double p)
 {
-    if (!l->n)
-        return 0;
+    if (!l->n) return 0;
     qsort(l->v, l->n, sizeof(uint64_t), cmp_u64);
     size_t i = (size_t)(p * (double)(l->n - 1));
     return (double)l->v[i] / 1000.0;
@@ -76,8 +74,7 @@ static void rmrf(const char *path)
 {
     char cmd[1000];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", path);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", path);
 }
 
 /* ------------------------------------------------------------ raw disk */
@@ -102,7 +99,8 @@ static struct raw_result raw_loop(size_t write_bytes, uint64_t file_bytes)
     uint64_t off = 0, t0 = now_ns(), deadline = t0 + (uint64_t)(g_seconds * 1e9);
     while (now_ns() < deadline && off + write_bytes <= file_bytes) {
         uint64_t a = now_ns();
-        if (pwrite(fd, buf, write_bytes, (off_t)off) != (ssize_t)write_bytes || fdatasync(fd) != 0) {
+        if (pwrite(fd, buf, write_bytes, (off_t)off) != (ssize_t)write_bytes ||
+            fdatasync(fd) != 0) {
             perror("raw write");
             exit(1);
         }
@@ -163,7 +161,9 @@ static struct wal_result wal_loop(size_t entry_bytes, size_t batch)
     uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)(g_seconds * 1e9);
     while (now_ns() < deadline) {
         for (size_t i = 0; i < batch; i++)
-            e[i] = (struct raft_entry){.term = 1, .index = next + i, .type = RAFT_ENTRY_NORMAL,
+            e[i] = (struct raft_entry){.term = 1,
+                                       .index = next + i,
+                                       .type = RAFT_ENTRY_NORMAL,
                                        .data = payload + i * entry_bytes,
                                        .len = (uint32_t)entry_bytes};
         struct raft_hard_state hs = {.term = 1, .vote = 1, .commit = next - 1};
@@ -222,8 +222,7 @@ static void group_commit(size_t entry_bytes, uint64_t window, double *entries_s,
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cond, NULL);
     struct st_log_writer *w;
-    if (st_log_writer_create(&s, NULL, gc_cb, &c, &w) != 0)
-        exit(1);
+    if (st_log_writer_create(&s, NULL, gc_cb, &c, &w) != 0) exit(1);
     uint8_t *payload = calloc(1, entry_bytes);
     uint64_t seq = 0;
     raft_index next = 1;
@@ -233,11 +232,13 @@ static void group_commit(size_t entry_bytes, uint64_t window, double *entries_s,
         while (seq - c.done_seq >= window)
             pthread_cond_wait(&c.cond, &c.mu);
         pthread_mutex_unlock(&c.mu);
-        struct raft_entry e = {.term = 1, .index = next, .type = RAFT_ENTRY_NORMAL,
-                               .data = payload, .len = (uint32_t)entry_bytes};
+        struct raft_entry e = {.term = 1,
+                               .index = next,
+                               .type = RAFT_ENTRY_NORMAL,
+                               .data = payload,
+                               .len = (uint32_t)entry_bytes};
         struct st_log_batch b = {.entries = &e, .n_entries = 1};
-        if (st_log_writer_submit(w, &b, &seq) != 0)
-            exit(1);
+        if (st_log_writer_submit(w, &b, &seq) != 0) exit(1);
         next++;
     }
     pthread_mutex_lock(&c.mu);
@@ -268,18 +269,18 @@ static void startup(uint64_t mib)
     uint64_t t0 = now_ns();
     while (written < total) {
         for (size_t i = 0; i < batch; i++)
-            e[i] = (struct raft_entry){.term = 1, .index = next + i, .type = RAFT_ENTRY_NORMAL,
-                                       .data = payload + i * entry, .len = (uint32_t)entry};
+            e[i] = (struct raft_entry){.term = 1,
+                                       .index = next + i,
+                                       .type = RAFT_ENTRY_NORMAL,
+                                       .data = payload + i * entry,
+                                       .len = (uint32_t)entry};
         struct st_log_batch b = {.entries = e, .n_entries = batch};
-        if (s.ops->append(s.self, &b) != 0)
-            exit(1);
+        if (s.ops->append(s.self, &b) != 0) exit(1);
         next += batch;
         written += batch * entry;
-        if ((next / batch) % 16 == 0 && s.ops->sync(s.self) != 0)
-            exit(1);
+        if ((next / batch) % 16 == 0 && s.ops->sync(s.self) != 0) exit(1);
     }
-    if (s.ops->sync(s.self) != 0)
-        exit(1);
+    if (s.ops->sync(s.self) != 0) exit(1);
     double wsecs = (double)(now_ns() - t0) / 1e9;
     s.ops->close(s.self);
     free(e);
@@ -289,19 +290,16 @@ static void startup(uint64_t mib)
     snprintf(path, sizeof(path), "%s/wal", g_dir);
     struct st_wal_config cfg = {.dir = path, .segment_bytes = 64ull << 20};
     uint64_t a = now_ns();
-    if (st_wal_open(&cfg, &s, NULL) != 0)
-        exit(1);
+    if (st_wal_open(&cfg, &s, NULL) != 0) exit(1);
     struct st_log_state st;
-    if (s.ops->load(s.self, 0, &st, NULL) != 0)
-        exit(1);
+    if (s.ops->load(s.self, 0, &st, NULL) != 0) exit(1);
     double secs = (double)(now_ns() - a) / 1e9;
     struct st_wal_stats ws;
     st_wal_stats_get(&s, &ws);
     printf("startup: %" PRIu64 " MiB WAL (%zu entries of 4 KiB, %" PRIu64 " segments) written in "
            "%.1f s; open+load %.3f s (%.0f MB/s, %.0f entries/s; scan %.3f s), page cache warm\n",
-           mib, st.n_entries, ws.segments, wsecs, secs,
-           (double)ws.open_bytes_scanned / secs / 1e6, (double)st.n_entries / secs,
-           (double)ws.open_scan_ns / 1e9);
+           mib, st.n_entries, ws.segments, wsecs, secs, (double)ws.open_bytes_scanned / secs / 1e6,
+           (double)st.n_entries / secs, (double)ws.open_scan_ns / 1e9);
     st_log_state_release(&st);
     s.ops->close(s.self);
     /* cold cache, when allowed (root): drop the page cache and reopen */
@@ -309,16 +307,14 @@ static void startup(uint64_t mib)
     FILE *f = fopen("/proc/sys/vm/drop_caches", "w");
     if (f && fputs("3\n", f) >= 0 && fclose(f) == 0) {
         a = now_ns();
-        if (st_wal_open(&cfg, &s, NULL) != 0 || s.ops->load(s.self, 0, &st, NULL) != 0)
-            exit(1);
+        if (st_wal_open(&cfg, &s, NULL) != 0 || s.ops->load(s.self, 0, &st, NULL) != 0) exit(1);
         secs = (double)(now_ns() - a) / 1e9;
         printf("startup: same WAL with a cold page cache: open+load %.3f s (%.0f MB/s)\n", secs,
                (double)(mib << 20) / secs / 1e6);
         st_log_state_release(&st);
         s.ops->close(s.self);
     } else {
-        if (f)
-            fclose(f);
+        if (f) fclose(f);
         printf("startup: cold-cache run skipped (cannot drop the page cache)\n");
     }
 }
@@ -363,12 +359,14 @@ static struct pair_result paired(size_t raw_bytes, size_t entry_bytes, size_t ba
         tr += d;
         off += raw_bytes;
         for (size_t i = 0; i < batch; i++)
-            e[i] = (struct raft_entry){.term = 1, .index = next + i, .type = RAFT_ENTRY_NORMAL,
-                                       .data = buf + i * entry_bytes, .len = (uint32_t)entry_bytes};
+            e[i] = (struct raft_entry){.term = 1,
+                                       .index = next + i,
+                                       .type = RAFT_ENTRY_NORMAL,
+                                       .data = buf + i * entry_bytes,
+                                       .len = (uint32_t)entry_bytes};
         struct st_log_batch b = {.entries = e, .n_entries = batch};
         a = now_ns();
-        if (s.ops->append(s.self, &b) != 0 || s.ops->sync(s.self) != 0)
-            exit(1);
+        if (s.ops->append(s.self, &b) != 0 || s.ops->sync(s.self) != 0) exit(1);
         d = now_ns() - a;
         lat_add(&lw, d);
         tw += d;
@@ -404,16 +402,14 @@ static void paired_writer_latency(size_t raw_bytes, size_t entry_bytes, double *
     snprintf(path, sizeof(path), "%s/raw", g_dir);
     uint64_t raw_file = 256ull << 20;
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || posix_fallocate(fd, 0, (off_t)raw_file) != 0)
-        exit(1);
+    if (fd < 0 || posix_fallocate(fd, 0, (off_t)raw_file) != 0) exit(1);
     fdatasync(fd);
     struct st_log_store s = open_wal("wal", 64ull << 20);
     struct gc_ctx c = {.done_seq = 0};
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cond, NULL);
     struct st_log_writer *w;
-    if (st_log_writer_create(&s, NULL, gc_cb, &c, &w) != 0)
-        exit(1);
+    if (st_log_writer_create(&s, NULL, gc_cb, &c, &w) != 0) exit(1);
     uint8_t *buf = calloc(1, raw_bytes > entry_bytes ? raw_bytes : entry_bytes);
     struct lat lr = {0}, lw = {0};
     uint64_t off = 0, seq = 0;
@@ -425,12 +421,14 @@ static void paired_writer_latency(size_t raw_bytes, size_t entry_bytes, double *
             exit(1);
         lat_add(&lr, now_ns() - a);
         off += raw_bytes;
-        struct raft_entry e = {.term = 1, .index = next++, .type = RAFT_ENTRY_NORMAL,
-                               .data = buf, .len = (uint32_t)entry_bytes};
+        struct raft_entry e = {.term = 1,
+                               .index = next++,
+                               .type = RAFT_ENTRY_NORMAL,
+                               .data = buf,
+                               .len = (uint32_t)entry_bytes};
         struct st_log_batch b = {.entries = &e, .n_entries = 1};
         a = now_ns();
-        if (st_log_writer_submit(w, &b, &seq) != 0)
-            exit(1);
+        if (st_log_writer_submit(w, &b, &seq) != 0) exit(1);
         pthread_mutex_lock(&c.mu);
         while (c.done_seq < seq)
             pthread_cond_wait(&c.cond, &c.mu);
@@ -459,16 +457,14 @@ static void paired_writer_throughput(double *wal_mb_s, double *raw_mb_s)
     snprintf(path, sizeof(path), "%s/raw", g_dir);
     uint64_t raw_file = 4096ull << 20;
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || posix_fallocate(fd, 0, (off_t)raw_file) != 0)
-        exit(1);
+    if (fd < 0 || posix_fallocate(fd, 0, (off_t)raw_file) != 0) exit(1);
     fdatasync(fd);
     struct st_log_store s = open_wal("wal", 64ull << 20);
     struct gc_ctx c = {.done_seq = 0};
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cond, NULL);
     struct st_log_writer *w;
-    if (st_log_writer_create(&s, NULL, gc_cb, &c, &w) != 0)
-        exit(1);
+    if (st_log_writer_create(&s, NULL, gc_cb, &c, &w) != 0) exit(1);
     size_t batch = 256, entry = 4096, window = 4;
     uint8_t *buf = calloc(1, batch * entry);
     struct raft_entry *e = calloc(window * batch, sizeof(*e));
@@ -478,8 +474,7 @@ static void paired_writer_throughput(double *wal_mb_s, double *raw_mb_s)
     while (now_ns() < end && off + (1 << 20) <= raw_file) {
         uint64_t a = now_ns(), stop = a + 250000000ull;
         while (now_ns() < stop && off + (1 << 20) <= raw_file) {
-            if (pwrite(fd, buf, 1 << 20, (off_t)off) != (1 << 20) || fdatasync(fd) != 0)
-                exit(1);
+            if (pwrite(fd, buf, 1 << 20, (off_t)off) != (1 << 20) || fdatasync(fd) != 0) exit(1);
             off += 1 << 20;
         }
         raw_ns += now_ns() - a;
@@ -492,12 +487,13 @@ static void paired_writer_throughput(double *wal_mb_s, double *raw_mb_s)
             pthread_mutex_unlock(&c.mu);
             struct raft_entry *eb = e + (seq % window) * batch;
             for (size_t i = 0; i < batch; i++)
-                eb[i] = (struct raft_entry){.term = 1, .index = next + i,
+                eb[i] = (struct raft_entry){.term = 1,
+                                            .index = next + i,
                                             .type = RAFT_ENTRY_NORMAL,
-                                            .data = buf + i * entry, .len = (uint32_t)entry};
+                                            .data = buf + i * entry,
+                                            .len = (uint32_t)entry};
             struct st_log_batch b = {.entries = eb, .n_entries = batch};
-            if (st_log_writer_submit(w, &b, &seq) != 0)
-                exit(1);
+            if (st_log_writer_submit(w, &b, &seq) != 0) exit(1);
             next += batch;
             wal_bytes += batch * entry;
         }
@@ -546,8 +542,8 @@ int main(int argc, char **argv)
     printf("raw disk: 4 KiB pwrite+fdatasync: %.0f/s, mean %.1f us, p99 %.1f us\n", raw.ops_s,
            raw.mean_us, raw.p99_us);
     struct raw_result raw_small = raw_loop(128, 64ull << 20);
-    printf("raw disk: 128 B pwrite+fdatasync: %.0f/s, mean %.1f us, p99 %.1f us\n",
-           raw_small.ops_s, raw_small.mean_us, raw_small.p99_us);
+    printf("raw disk: 128 B pwrite+fdatasync: %.0f/s, mean %.1f us, p99 %.1f us\n", raw_small.ops_s,
+           raw_small.mean_us, raw_small.p99_us);
     struct raw_result bw = raw_loop(1 << 20, 2048ull << 20);
     printf("raw disk: 1 MiB pwrite+fdatasync: %.0f MB/s (mean %.1f us per MiB)\n\n", bw.mb_s,
            bw.mean_us);
@@ -563,8 +559,10 @@ int main(int argc, char **argv)
         }
     double gc_rate, gc_per_sync;
     group_commit(100, 64, &gc_rate, &gc_per_sync);
-    printf("\ngroup commit (writer thread, 64 one-entry batches of 100 B in flight): %.0f entries/s, "
-           "%.1f entries per fdatasync\n", gc_rate, gc_per_sync);
+    printf(
+        "\ngroup commit (writer thread, 64 one-entry batches of 100 B in flight): %.0f entries/s, "
+        "%.1f entries per fdatasync\n",
+        gc_rate, gc_per_sync);
 
     printf("\nratios, measured interleaved (one raw op, one WAL op, alternately, %.0f s each):\n",
            2 * g_seconds);
@@ -579,16 +577,20 @@ int main(int argc, char **argv)
            p2.wal_mean_us, p2.wal_median_us, p2.raw_mean_us, p2.raw_median_us,
            p2.wal_mean_us / p2.raw_mean_us, p2.wal_median_us / p2.raw_median_us);
     struct pair_result p3 = paired(1 << 20, 4096, 256);
-    printf("  batched 256 x 4 KiB (append+sync, serial): WAL %.0f MB/s vs raw 1 MiB writes %.0f MB/s: "
-           "ratio %.2f, target >= 0.8\n", p3.wal_mb_s, p3.raw_mb_s, p3.wal_mb_s / p3.raw_mb_s);
+    printf(
+        "  batched 256 x 4 KiB (append+sync, serial): WAL %.0f MB/s vs raw 1 MiB writes %.0f MB/s: "
+        "ratio %.2f, target >= 0.8\n",
+        p3.wal_mb_s, p3.raw_mb_s, p3.wal_mb_s / p3.raw_mb_s);
     double rm, rmed, wm, rwm;
     paired_writer_latency(128, 100, &rm, &rmed, &wm, &rwm);
     printf("  single 100 B entry through the writer thread (submit -> callback): mean %.1f us vs "
-           "raw 128 B %.1f us: ratio %.2f (median %.2f), target <= 1.2\n", wm, rwm, rm, rmed);
+           "raw 128 B %.1f us: ratio %.2f (median %.2f), target <= 1.2\n",
+           wm, rwm, rm, rmed);
     double wmb, rmb;
     paired_writer_throughput(&wmb, &rmb);
     printf("  batched 256 x 4 KiB through the pipelined writer (4 batches in flight): %.0f MB/s vs "
-           "raw %.0f MB/s: ratio %.2f, target >= 0.8\n\n", wmb, rmb, wmb / rmb);
+           "raw %.0f MB/s: ratio %.2f, target >= 0.8\n\n",
+           wmb, rmb, wmb / rmb);
     startup(startup_mib);
     rmrf(g_dir);
     return 0;

@@ -58,11 +58,11 @@ struct st_errbuf {
 
 /* Open flags for st_fs.open (a small portable subset). */
 enum st_fs_open_flags {
-    ST_FS_READ = 0,         /* read only */
-    ST_FS_RDWR = 1 << 0,    /* read and write */
-    ST_FS_CREATE = 1 << 1,  /* create if missing */
-    ST_FS_EXCL = 1 << 2,    /* with CREATE: fail with ST_EEXIST if present */
-    ST_FS_TRUNC = 1 << 3,   /* truncate to 0 on open */
+    ST_FS_READ = 0,        /* read only */
+    ST_FS_RDWR = 1 << 0,   /* read and write */
+    ST_FS_CREATE = 1 << 1, /* create if missing */
+    ST_FS_EXCL = 1 << 2,   /* with CREATE: fail with ST_EEXIST if present */
+    ST_FS_TRUNC = 1 << 3,  /* truncate to 0 on open */
 };
 
 /* Called once per directory entry (not "." or ".."); return nonzero to stop. */
@@ -151,8 +151,7 @@ enum st_fs_sim_crash_mode {
  * the crash point is disarmed and the op counter keeps counting. Callable
  * without an armed crash (power loss "now"). Returns the size of the write
  * the crash interrupted (0 if the crash did not hit a pwrite). */
-size_t st_fs_sim_crash(struct st_fs_sim *sim, enum st_fs_sim_crash_mode mode,
-                       size_t torn_bytes);
+size_t st_fs_sim_crash(struct st_fs_sim *sim, enum st_fs_sim_crash_mode mode, size_t torn_bytes);
 
 /* pwrite/fallocate fail with ST_ENOSPC once the total file bytes would
  * exceed quota_bytes (UINT64_MAX: unlimited, the default). */
@@ -200,7 +199,7 @@ struct st_log_state {
      * last_index - first_index + 1 elements. Empty: last_index == first_index - 1. */
     raft_index first_index;
     raft_index last_index;
-    raft_term prev_term;      /* term of first_index - 1 when known from a snapshot mark, else 0 */
+    raft_term prev_term; /* term of first_index - 1 when known from a snapshot mark, else 0 */
     struct raft_entry *entries;
     size_t n_entries;
 };
@@ -246,10 +245,10 @@ int st_mem_log_create(struct st_log_store *out);
 /* ---------------------------------------------------------------- WAL */
 
 struct st_wal_config {
-    const struct st_fs *fs;         /* NULL: st_fs_posix() */
-    const char *dir;                /* the wal directory (created if missing) */
-    uint64_t segment_bytes;         /* preallocated size per segment; 0: 64 MiB */
-    uint32_t record_bytes_max;      /* largest record; 0: 64 MiB (<= segment_bytes - header) */
+    const struct st_fs *fs;    /* NULL: st_fs_posix() */
+    const char *dir;           /* the wal directory (created if missing) */
+    uint64_t segment_bytes;    /* preallocated size per segment; 0: 64 MiB */
+    uint32_t record_bytes_max; /* largest record; 0: 64 MiB (<= segment_bytes - header) */
 };
 
 /* Opens (creating if needed) the WAL in cfg->dir: scans every segment once,
@@ -260,9 +259,9 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
 
 struct st_wal_stats {
     uint64_t segments;
-    uint64_t bytes_written;  /* since open */
-    uint64_t syncs;          /* fdatasync calls since open */
-    uint64_t open_scan_ns;   /* time spent scanning at open (startup measurement) */
+    uint64_t bytes_written; /* since open */
+    uint64_t syncs;         /* fdatasync calls since open */
+    uint64_t open_scan_ns;  /* time spent scanning at open (startup measurement) */
     uint64_t open_bytes_scanned;
 };
 /* Only for a store made by st_wal_open. */
@@ -276,9 +275,9 @@ struct st_log_writer_result {
     /* Every batch with sequence number <= seq (and > the previous result's
      * seq) is finished with this status. */
     uint64_t seq;
-    int status;                 /* 0, ST_ENOSPC (those batches were not kept), ST_EFATAL */
+    int status; /* 0, ST_ENOSPC (those batches were not kept), ST_EFATAL */
     /* What is durable after this result (unchanged when status != 0). */
-    raft_index durable_index;   /* last durable entry's index (0: none) */
+    raft_index durable_index; /* last durable entry's index (0: none) */
     raft_term durable_term;
     struct raft_hard_state hard_state;
 };
@@ -288,8 +287,8 @@ struct st_log_writer_result {
 typedef void (*st_log_writer_cb)(void *ctx, const struct st_log_writer_result *res);
 
 struct st_log_writer_config {
-    uint32_t queue_batches_max;    /* submit returns ST_EBUSY past it; 0: 4096 */
-    uint32_t group_bytes_max;      /* payload bytes per group commit; 0: 16 MiB */
+    uint32_t queue_batches_max; /* submit returns ST_EBUSY past it; 0: 4096 */
+    uint32_t group_bytes_max;   /* payload bytes per group commit; 0: 16 MiB */
 };
 
 /* Starts the writer thread on `store` (borrowed: stays the caller's, must
@@ -312,7 +311,7 @@ void st_log_writer_destroy(struct st_log_writer *w);
 struct st_snapshot_info {
     struct raft_snapshot_meta meta;
     uint64_t data_bytes;
-    uint32_t data_crc;              /* CRC32C of the data bytes */
+    uint32_t data_crc; /* CRC32C of the data bytes */
 };
 
 struct st_snap_store;
@@ -374,12 +373,12 @@ int st_identity_read(const struct st_fs *fs, const char *dir, uint64_t *node_id,
 /* ============================================== one data directory, together */
 
 struct st_storage_config {
-    const struct st_fs *fs;      /* NULL: st_fs_posix() */
-    const char *dir;             /* DATA */
+    const struct st_fs *fs; /* NULL: st_fs_posix() */
+    const char *dir;        /* DATA */
     uint64_t node_id;
     uint64_t cluster_id;
-    uint64_t segment_bytes;      /* 0: 64 MiB */
-    uint32_t snapshots_retain;   /* 0: 2 */
+    uint64_t segment_bytes;    /* 0: 64 MiB */
+    uint32_t snapshots_retain; /* 0: 2 */
 };
 
 struct st_storage {

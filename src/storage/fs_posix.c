@@ -18,18 +18,14 @@ static int px_open(void *self, const char *path, int flags, int *fd_out)
 {
     int of = O_CLOEXEC;
     of |= (flags & ST_FS_RDWR) ? O_RDWR : O_RDONLY;
-    if (flags & ST_FS_CREATE)
-        of |= O_CREAT;
-    if (flags & ST_FS_EXCL)
-        of |= O_EXCL;
-    if (flags & ST_FS_TRUNC)
-        of |= O_TRUNC;
+    if (flags & ST_FS_CREATE) of |= O_CREAT;
+    if (flags & ST_FS_EXCL) of |= O_EXCL;
+    if (flags & ST_FS_TRUNC) of |= O_TRUNC;
     int fd;
     do {
         fd = open(path, of, 0644);
     } while (fd < 0 && errno == EINTR);
-    if (fd < 0)
-        return px_err();
+    if (fd < 0) return px_err();
     *fd_out = fd;
     return 0;
 }
@@ -47,12 +43,10 @@ static int px_pread(void *self, int fd, void *buf, size_t len, uint64_t off, siz
     while (done < len) {
         ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return px_err();
         }
-        if (n == 0)
-            break;
+        if (n == 0) break;
         done += (size_t)n;
     }
     *n_out = done;
@@ -65,12 +59,10 @@ static int px_pwrite(void *self, int fd, const void *buf, size_t len, uint64_t o
     while (done < len) {
         ssize_t n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return px_err();
         }
-        if (n == 0)
-            return ST_EIO;
+        if (n == 0) return ST_EIO;
         done += (size_t)n;
     }
     return 0;
@@ -100,8 +92,7 @@ static int px_ftruncate(void *self, int fd, uint64_t len)
 static int px_fsize(void *self, int fd, uint64_t *size_out)
 {
     struct stat st;
-    if (fstat(fd, &st) != 0)
-        return px_err();
+    if (fstat(fd, &st) != 0) return px_err();
     *size_out = (uint64_t)st.st_size;
     return 0;
 }
@@ -129,8 +120,7 @@ static int px_rmdir(void *self, const char *path)
 static int px_sync_dir(void *self, const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return px_err();
+    if (fd < 0) return px_err();
     int rc = fsync(fd) == 0 ? 0 : px_err();
     close(fd);
     return rc;
@@ -139,21 +129,19 @@ static int px_sync_dir(void *self, const char *path)
 static int px_list_dir(void *self, const char *path, st_fs_list_cb cb, void *ctx)
 {
     DIR *d = opendir(path);
-    if (!d)
-        return px_err();
+    if (!d) return px_err();
     int rc = 0;
     for (;;) {
         errno = 0;
         struct dirent *e = readdir(d);
         if (!e) {
-            if (errno)
-                rc = px_err();
+            if (errno) rc = px_err();
             break;
         }
-        if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0)))
+        if (e->d_name[0] == '.' &&
+            (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0)))
             continue;
-        if (cb(ctx, e->d_name))
-            break;
+        if (cb(ctx, e->d_name)) break;
     }
     closedir(d);
     return rc;
@@ -162,10 +150,8 @@ static int px_list_dir(void *self, const char *path, st_fs_list_cb cb, void *ctx
 static int px_stat(void *self, const char *path, bool *is_dir)
 {
     struct stat st;
-    if (stat(path, &st) != 0)
-        return px_err();
-    if (is_dir)
-        *is_dir = S_ISDIR(st.st_mode);
+    if (stat(path, &st) != 0) return px_err();
+    if (is_dir) *is_dir = S_ISDIR(st.st_mode);
     return 0;
 }
 

@@ -124,15 +124,13 @@ static void file_resize(struct sim_inode *in, uint64_t size)
         in->data = xrealloc(in->data, cap);
         in->cap = cap;
     }
-    if (size > in->size)
-        memset(in->data + in->size, 0, size - in->size);
+    if (size > in->size) memset(in->data + in->size, 0, size - in->size);
     in->size = size;
 }
 
 static void file_write(struct sim_inode *in, uint64_t off, const void *buf, size_t len)
 {
-    if (off + len > in->size)
-        file_resize(in, off + len);
+    if (off + len > in->size) file_resize(in, off + len);
     memcpy(in->data + off, buf, len);
 }
 
@@ -140,8 +138,7 @@ static uint64_t total_bytes(const struct st_fs_sim *s)
 {
     uint64_t t = 0;
     for (size_t i = 0; i < s->n_inodes; i++)
-        if (!s->inodes[i]->is_dir)
-            t += s->inodes[i]->size;
+        if (!s->inodes[i]->is_dir) t += s->inodes[i]->size;
     return t;
 }
 
@@ -150,8 +147,7 @@ static uint64_t total_bytes(const struct st_fs_sim *s)
 static struct sim_dirent *dir_find(struct sim_inode *d, const char *name)
 {
     for (size_t i = 0; i < d->n_cur; i++)
-        if (strcmp(d->cur[i].name, name) == 0)
-            return &d->cur[i];
+        if (strcmp(d->cur[i].name, name) == 0) return &d->cur[i];
     return NULL;
 }
 
@@ -187,27 +183,21 @@ static int resolve(struct st_fs_sim *s, const char *path, uint32_t *parent, char
     while (*p) {
         while (*p == '/')
             p++;
-        if (!*p)
-            break;
+        if (!*p) break;
         size_t n = strcspn(p, "/");
-        if (n >= SIM_NAME_MAX)
-            return ST_EINVAL;
+        if (n >= SIM_NAME_MAX) return ST_EINVAL;
         memcpy(comp, p, n);
         comp[n] = 0;
         p += n;
-        if (strcmp(comp, ".") == 0)
-            continue;
+        if (strcmp(comp, ".") == 0) continue;
         if (have) {
             /* descend into the previous component */
             struct sim_inode *d = s->inodes[cur];
-            if (!d->is_dir)
-                return ST_ENOENT;
+            if (!d->is_dir) return ST_ENOENT;
             struct sim_dirent *e = dir_find(d, last);
-            if (!e)
-                return ST_ENOENT;
+            if (!e) return ST_ENOENT;
             cur = e->ino;
-            if (!s->inodes[cur]->is_dir)
-                return ST_ENOENT;
+            if (!s->inodes[cur]->is_dir) return ST_ENOENT;
         }
         *parent = cur;
         memcpy(last, comp, n + 1);
@@ -230,8 +220,7 @@ static int resolve(struct st_fs_sim *s, const char *path, uint32_t *parent, char
 /* Counts a crash-able operation; returns true when it must fail (power lost). */
 static bool sim_tick(struct st_fs_sim *s)
 {
-    if (s->crashed)
-        return true;
+    if (s->crashed) return true;
     s->ops++;
     if (s->crash_op && s->ops == s->crash_op) {
         s->crashed = true;
@@ -242,8 +231,7 @@ static bool sim_tick(struct st_fs_sim *s)
 
 static struct sim_inode *fd_inode(struct st_fs_sim *s, int fd)
 {
-    if (fd < 0 || fd >= SIM_FDS_MAX || !s->fds[fd].used)
-        return NULL;
+    if (fd < 0 || fd >= SIM_FDS_MAX || !s->fds[fd].used) return NULL;
     return s->inodes[s->fds[fd].ino];
 }
 
@@ -314,8 +302,7 @@ static int sim_close(void *self, int fd)
 {
     struct st_fs_sim *s = self;
     SIM_LOCK(s);
-    if (fd >= 0 && fd < SIM_FDS_MAX)
-        s->fds[fd].used = false;
+    if (fd >= 0 && fd < SIM_FDS_MAX) s->fds[fd].used = false;
     SIM_UNLOCK(s);
     return 0;
 }
@@ -331,10 +318,8 @@ static int sim_pread(void *self, int fd, void *buf, size_t len, uint64_t off, si
         goto out;
     }
     size_t n = 0;
-    if (off < in->size)
-        n = (size_t)ST_MIN((uint64_t)len, in->size - off);
-    if (n)
-        memcpy(buf, in->data + off, n);
+    if (off < in->size) n = (size_t)ST_MIN((uint64_t)len, in->size - off);
+    if (n) memcpy(buf, in->data + off, n);
     *n_out = n;
 out:
     SIM_UNLOCK(s);
@@ -397,8 +382,7 @@ static int sim_sync_fd(void *self, int fd)
         goto out;
     }
     in->dur = xrealloc(in->dur, in->size);
-    if (in->size)
-        memcpy(in->dur, in->data, in->size);
+    if (in->size) memcpy(in->dur, in->data, in->size);
     in->dur_size = in->size;
     pend_clear(in);
 out:
@@ -419,8 +403,7 @@ static int sim_resize_op(struct st_fs_sim *s, int fd, uint64_t size, bool only_g
         rc = ST_EIO;
         goto out;
     }
-    if (only_grow && size <= in->size)
-        goto out;
+    if (only_grow && size <= in->size) goto out;
     if (size > in->size && s->quota_bytes != UINT64_MAX &&
         total_bytes(s) + (size - in->size) > s->quota_bytes) {
         rc = ST_ENOSPC;
@@ -465,13 +448,10 @@ static int sim_rename(void *self, const char *from, const char *to)
     uint32_t fp, fino, tp, tino;
     char flast[SIM_NAME_MAX], tlast[SIM_NAME_MAX];
     rc = resolve(s, from, &fp, flast, &fino);
-    if (rc == 0 && fino == UINT32_MAX)
-        rc = ST_ENOENT;
-    if (rc != 0)
-        goto out;
+    if (rc == 0 && fino == UINT32_MAX) rc = ST_ENOENT;
+    if (rc != 0) goto out;
     rc = resolve(s, to, &tp, tlast, &tino);
-    if (rc != 0)
-        goto out;
+    if (rc != 0) goto out;
     if (sim_tick(s)) {
         rc = ST_EIO;
         goto out;
@@ -497,10 +477,8 @@ static int sim_unlink_common(struct st_fs_sim *s, const char *path, bool want_di
     uint32_t p, ino;
     char last[SIM_NAME_MAX];
     rc = resolve(s, path, &p, last, &ino);
-    if (rc == 0 && ino == UINT32_MAX)
-        rc = ST_ENOENT;
-    if (rc != 0)
-        goto out;
+    if (rc == 0 && ino == UINT32_MAX) rc = ST_ENOENT;
+    if (rc != 0) goto out;
     if (s->inodes[ino]->is_dir != want_dir) {
         rc = ST_EINVAL;
         goto out;
@@ -541,8 +519,7 @@ static int sim_mkdir(void *self, const char *path)
         rc = ST_EEXIST;
         goto out;
     }
-    if (rc != 0)
-        goto out;
+    if (rc != 0) goto out;
     if (ino != UINT32_MAX) {
         rc = ST_EEXIST;
         goto out;
@@ -563,12 +540,9 @@ static int sim_lookup_dir(struct st_fs_sim *s, const char *path, struct sim_inod
     uint32_t p, ino;
     char last[SIM_NAME_MAX];
     int rc = resolve(s, path, &p, last, &ino);
-    if (rc < 0)
-        return rc;
-    if (ino == UINT32_MAX)
-        return ST_ENOENT;
-    if (!s->inodes[ino]->is_dir)
-        return ST_EINVAL;
+    if (rc < 0) return rc;
+    if (ino == UINT32_MAX) return ST_ENOENT;
+    if (!s->inodes[ino]->is_dir) return ST_EINVAL;
     *out = s->inodes[ino];
     return 0;
 }
@@ -579,12 +553,10 @@ static int sim_sync_dir(void *self, const char *path)
     SIM_LOCK(s);
     struct sim_inode *d = NULL;
     int rc = sim_lookup_dir(s, path, &d);
-    if (rc == 0 && sim_tick(s))
-        rc = ST_EIO;
+    if (rc == 0 && sim_tick(s)) rc = ST_EIO;
     if (rc == 0) {
         d->ddur = xrealloc(d->ddur, (d->n_cur ? d->n_cur : 1) * sizeof(*d->ddur));
-        if (d->n_cur)
-            memcpy(d->ddur, d->cur, d->n_cur * sizeof(*d->cur));
+        if (d->n_cur) memcpy(d->ddur, d->cur, d->n_cur * sizeof(*d->cur));
         d->n_ddur = d->n_cur;
     }
     SIM_UNLOCK(s);
@@ -606,8 +578,7 @@ static int sim_list_dir(void *self, const char *path, st_fs_list_cb cb, void *ct
     }
     SIM_UNLOCK(s);
     for (size_t i = 0; i < n; i++)
-        if (cb(ctx, copy[i].name))
-            break;
+        if (cb(ctx, copy[i].name)) break;
     free(copy);
     return rc;
 }
@@ -623,10 +594,8 @@ static int sim_stat(void *self, const char *path, bool *is_dir)
         ino = 0;
         rc = 0;
     }
-    if (rc == 0 && ino == UINT32_MAX)
-        rc = ST_ENOENT;
-    if (rc == 0 && is_dir)
-        *is_dir = s->inodes[ino]->is_dir;
+    if (rc == 0 && ino == UINT32_MAX) rc = ST_ENOENT;
+    if (rc == 0 && is_dir) *is_dir = s->inodes[ino]->is_dir;
     SIM_UNLOCK(s);
     return rc;
 }
@@ -655,8 +624,7 @@ static const struct st_fs_ops sim_ops = {
 int st_fs_sim_create(struct st_fs_sim **out)
 {
     struct st_fs_sim *s = calloc(1, sizeof(*s));
-    if (!s)
-        return ST_ENOMEM;
+    if (!s) return ST_ENOMEM;
     pthread_mutex_init(&s->mu, NULL);
     s->fs.ops = &sim_ops;
     s->fs.self = s;
@@ -668,8 +636,7 @@ int st_fs_sim_create(struct st_fs_sim **out)
 
 void st_fs_sim_destroy(struct st_fs_sim *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     for (size_t i = 0; i < s->n_inodes; i++) {
         struct sim_inode *in = s->inodes[i];
         pend_clear(in);
@@ -715,20 +682,16 @@ size_t st_fs_sim_crash(struct st_fs_sim *s, enum st_fs_sim_crash_mode mode, size
     for (size_t i = 0; i < s->n_inodes; i++) {
         struct sim_inode *in = s->inodes[i];
         if (in->is_dir) {
-            if (i == 0)
-                continue; /* the root's names are durable by definition */
+            if (i == 0) continue; /* the root's names are durable by definition */
             in->cur = xrealloc(in->cur, (in->n_ddur ? in->n_ddur : 1) * sizeof(*in->cur));
-            if (in->n_ddur)
-                memcpy(in->cur, in->ddur, in->n_ddur * sizeof(*in->cur));
+            if (in->n_ddur) memcpy(in->cur, in->ddur, in->n_ddur * sizeof(*in->cur));
             in->n_cur = in->cap_cur = in->n_ddur;
-            if (in->cap_cur == 0)
-                in->cap_cur = 1;
+            if (in->cap_cur == 0) in->cap_cur = 1;
             continue;
         }
         in->size = 0;
         file_resize(in, in->dur_size);
-        if (in->dur_size)
-            memcpy(in->data, in->dur, in->dur_size);
+        if (in->dur_size) memcpy(in->data, in->dur, in->dur_size);
         if (mode == ST_FS_SIM_KEEP_TORN) {
             for (size_t k = 0; k < in->n_pend; k++) {
                 struct sim_pend *p = &in->pend[k];
@@ -742,8 +705,7 @@ size_t st_fs_sim_crash(struct st_fs_sim *s, enum st_fs_sim_crash_mode mode, size
         }
         pend_clear(in);
         in->dur = xrealloc(in->dur, in->size ? in->size : 1);
-        if (in->size)
-            memcpy(in->dur, in->data, in->size);
+        if (in->size) memcpy(in->dur, in->data, in->size);
         in->dur_size = in->size;
     }
     /* Root entries are durable at once; keep its durable copy in step. */
@@ -775,12 +737,9 @@ static int sim_file(struct st_fs_sim *s, const char *path, struct sim_inode **ou
     uint32_t p, ino;
     char last[SIM_NAME_MAX];
     int rc = resolve(s, path, &p, last, &ino);
-    if (rc != 0)
-        return rc < 0 ? rc : ST_EINVAL;
-    if (ino == UINT32_MAX)
-        return ST_ENOENT;
-    if (s->inodes[ino]->is_dir)
-        return ST_EINVAL;
+    if (rc != 0) return rc < 0 ? rc : ST_EINVAL;
+    if (ino == UINT32_MAX) return ST_ENOENT;
+    if (s->inodes[ino]->is_dir) return ST_EINVAL;
     *out = s->inodes[ino];
     return 0;
 }
@@ -790,12 +749,10 @@ int st_fs_sim_flip_bit(struct st_fs_sim *s, const char *path, uint64_t off, unsi
     SIM_LOCK(s);
     struct sim_inode *in = NULL;
     int rc = sim_file(s, path, &in);
-    if (rc == 0 && (off >= in->size || bit > 7))
-        rc = ST_EINVAL;
+    if (rc == 0 && (off >= in->size || bit > 7)) rc = ST_EINVAL;
     if (rc == 0) {
         in->data[off] ^= (uint8_t)(1u << bit);
-        if (off < in->dur_size)
-            in->dur[off] ^= (uint8_t)(1u << bit);
+        if (off < in->dur_size) in->dur[off] ^= (uint8_t)(1u << bit);
     }
     SIM_UNLOCK(s);
     return rc;
@@ -806,8 +763,7 @@ int st_fs_sim_file_size(struct st_fs_sim *s, const char *path, uint64_t *size_ou
     SIM_LOCK(s);
     struct sim_inode *in = NULL;
     int rc = sim_file(s, path, &in);
-    if (rc == 0)
-        *size_out = in->size;
+    if (rc == 0) *size_out = in->size;
     SIM_UNLOCK(s);
     return rc;
 }

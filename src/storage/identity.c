@@ -24,16 +24,13 @@
 int st_identity_read(const struct st_fs *fs, const char *dir, uint64_t *node_id,
                      uint64_t *cluster_id, struct st_errbuf *err)
 {
-    if (!fs)
-        fs = st_fs_posix();
+    if (!fs) fs = st_fs_posix();
     char path[ST_STORAGE_PATH_MAX];
     int rc = st_path_join(path, sizeof(path), dir, "meta");
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     int fd;
     rc = fs->ops->open(fs->self, path, ST_FS_READ, &fd);
-    if (rc == ST_ENOENT)
-        return rc;
+    if (rc == ST_ENOENT) return rc;
     if (rc != 0) {
         st_storage_errf(err, "cannot open %s: %s", path, st_strerror(rc));
         return rc;
@@ -73,8 +70,7 @@ struct any_ctx {
 static int any_cb(void *ctx, const char *name)
 {
     struct any_ctx *a = ctx;
-    if (strcmp(name, "meta.tmp") == 0)
-        return 0; /* our own interrupted initialisation */
+    if (strcmp(name, "meta.tmp") == 0) return 0; /* our own interrupted initialisation */
     snprintf(a->name, sizeof(a->name), "%s", name);
     a->found = true;
     return 1;
@@ -83,8 +79,7 @@ static int any_cb(void *ctx, const char *name)
 int st_identity_ensure(const struct st_fs *fs, const char *dir, uint64_t node_id,
                        uint64_t cluster_id, struct st_errbuf *err)
 {
-    if (!fs)
-        fs = st_fs_posix();
+    if (!fs) fs = st_fs_posix();
     int rc = st_mkdir_durable(fs, dir);
     if (rc != 0) {
         st_storage_errf(err, "cannot create data directory %s: %s", dir, st_strerror(rc));
@@ -94,15 +89,15 @@ int st_identity_ensure(const struct st_fs *fs, const char *dir, uint64_t node_id
     rc = st_identity_read(fs, dir, &node, &cluster, err);
     if (rc == 0) {
         if ((node_id && node != node_id) || (cluster_id && cluster != cluster_id)) {
-            st_storage_errf(err, "data directory %s belongs to node %" PRIu64 " of cluster %" PRIx64
-                            ", not node %" PRIu64 " of cluster %" PRIx64, dir, node, cluster,
-                            node_id, cluster_id);
+            st_storage_errf(err,
+                            "data directory %s belongs to node %" PRIu64 " of cluster %" PRIx64
+                            ", not node %" PRIu64 " of cluster %" PRIx64,
+                            dir, node, cluster, node_id, cluster_id);
             return ST_EMISMATCH;
         }
         return 0;
     }
-    if (rc != ST_ENOENT)
-        return rc;
+    if (rc != ST_ENOENT) return rc;
     struct any_ctx a = {.found = false};
     rc = fs->ops->list_dir(fs->self, dir, any_cb, &a);
     if (rc != 0) {
@@ -110,8 +105,10 @@ int st_identity_ensure(const struct st_fs *fs, const char *dir, uint64_t node_id
         return rc;
     }
     if (a.found) {
-        st_storage_errf(err, "%s is not a stcache data directory: it holds '%s' but no meta "
-                        "file; refusing to use it", dir, a.name);
+        st_storage_errf(err,
+                        "%s is not a stcache data directory: it holds '%s' but no meta "
+                        "file; refusing to use it",
+                        dir, a.name);
         return ST_EMISMATCH;
     }
     if (!node_id || !cluster_id) {
@@ -126,7 +123,6 @@ int st_identity_ensure(const struct st_fs *fs, const char *dir, uint64_t node_id
     le_put64(b + 24, cluster_id);
     le_put32(b + 60, st_crc32c(0, b, 60));
     rc = st_write_file_atomic(fs, dir, "meta", b, sizeof(b));
-    if (rc != 0)
-        st_storage_errf(err, "cannot write %s/meta: %s", dir, st_strerror(rc));
+    if (rc != 0) st_storage_errf(err, "cannot write %s/meta: %s", dir, st_strerror(rc));
     return rc;
 }

@@ -39,8 +39,7 @@ static void drop_back(struct mem_log *m, size_t keep)
 
 static void mark_snapshot(struct mem_log *m, raft_index index, raft_term term)
 {
-    if (index <= m->snap_index)
-        return;
+    if (index <= m->snap_index) return;
     m->snap_index = index;
     m->snap_term = term;
     if (index >= mem_last(m)) {
@@ -62,31 +61,24 @@ static int mem_append_locked(struct mem_log *m, const struct st_log_batch *b)
 {
     raft_index first = m->first_index, last = mem_last(m);
     if (b->snapshot_index > m->snap_index) {
-        if (b->snapshot_index >= last)
-            last = b->snapshot_index;
-        if (first < b->snapshot_index + 1)
-            first = b->snapshot_index + 1;
+        if (b->snapshot_index >= last) last = b->snapshot_index;
+        if (first < b->snapshot_index + 1) first = b->snapshot_index + 1;
     }
     raft_index trunc = b->truncate_from;
-    if (b->n_entries && b->entries[0].index <= last &&
-        (trunc == 0 || b->entries[0].index < trunc))
+    if (b->n_entries && b->entries[0].index <= last && (trunc == 0 || b->entries[0].index < trunc))
         trunc = b->entries[0].index;
-    if (trunc > last)
-        trunc = 0;
+    if (trunc > last) trunc = 0;
     if (trunc) {
-        if (trunc < first)
-            return ST_ECOMPACTED;
+        if (trunc < first) return ST_ECOMPACTED;
         last = trunc - 1;
     }
     for (size_t i = 0; i < b->n_entries; i++)
-        if (b->entries[i].index != last + 1 + i)
-            return ST_EINVAL;
+        if (b->entries[i].index != last + 1 + i) return ST_EINVAL;
     /* copy payloads first so a failure leaves the log unchanged */
     struct mem_ent *add = NULL;
     if (b->n_entries) {
         add = calloc(b->n_entries, sizeof(*add));
-        if (!add)
-            return ST_ENOMEM;
+        if (!add) return ST_ENOMEM;
         for (size_t i = 0; i < b->n_entries; i++) {
             const struct raft_entry *e = &b->entries[i];
             add[i] = (struct mem_ent){.term = e->term, .type = e->type, .len = e->len};
@@ -102,10 +94,8 @@ static int mem_append_locked(struct mem_log *m, const struct st_log_batch *b)
             }
         }
     }
-    if (b->snapshot_index > m->snap_index)
-        mark_snapshot(m, b->snapshot_index, b->snapshot_term);
-    if (trunc)
-        drop_back(m, (size_t)(trunc - m->first_index));
+    if (b->snapshot_index > m->snap_index) mark_snapshot(m, b->snapshot_index, b->snapshot_term);
+    if (trunc) drop_back(m, (size_t)(trunc - m->first_index));
     if (b->n_entries) {
         if (m->n + b->n_entries > m->cap) {
             size_t cap = m->cap ? m->cap : 64;
@@ -125,8 +115,7 @@ static int mem_append_locked(struct mem_log *m, const struct st_log_batch *b)
         m->n += b->n_entries;
         free(add);
     }
-    if (b->hard_state)
-        m->hs = *b->hard_state;
+    if (b->hard_state) m->hs = *b->hard_state;
     return 0;
 }
 
@@ -150,15 +139,11 @@ static int mem_compact(void *self, raft_index index, raft_term term)
     return mem_append(self, &b);
 }
 
-static int mem_read_locked(struct mem_log *m, raft_index lo, raft_index hi,
-                           struct raft_entry *out)
+static int mem_read_locked(struct mem_log *m, raft_index lo, raft_index hi, struct raft_entry *out)
 {
-    if (lo >= hi)
-        return 0;
-    if (lo < m->first_index)
-        return ST_ECOMPACTED;
-    if (hi - 1 > mem_last(m))
-        return ST_EUNAVAILABLE;
+    if (lo >= hi) return 0;
+    if (lo < m->first_index) return ST_ECOMPACTED;
+    if (hi - 1 > mem_last(m)) return ST_EUNAVAILABLE;
     for (raft_index i = lo; i < hi; i++) {
         const struct mem_ent *e = &m->ents[i - m->first_index];
         struct raft_buf *buf = NULL;
@@ -261,8 +246,7 @@ static const struct st_log_store_ops mem_ops = {
 int st_mem_log_create(struct st_log_store *out)
 {
     struct mem_log *m = calloc(1, sizeof(*m));
-    if (!m)
-        return ST_ENOMEM;
+    if (!m) return ST_ENOMEM;
     pthread_mutex_init(&m->mu, NULL);
     m->first_index = 1;
     out->ops = &mem_ops;

@@ -26,8 +26,7 @@ void st_rec_seal(uint8_t *out, uint8_t type, uint32_t len, uint64_t wseq)
     le_put64(out + 16, wseq);
     le_put32(out + 12, header_crc(out));
     uint32_t padded = st_rec_padded(len);
-    if (padded > len)
-        memset(out + ST_REC_HEADER_BYTES + len, 0, padded - len);
+    if (padded > len) memset(out + ST_REC_HEADER_BYTES + len, 0, padded - len);
     uint8_t *t = out + ST_REC_HEADER_BYTES + padded;
     le_put32(t, st_crc32c(0, out, ST_REC_HEADER_BYTES + padded));
     le_put32(t + 4, ST_REC_TAIL);
@@ -37,26 +36,20 @@ enum st_rec_check st_rec_parse(const uint8_t *p, uint64_t avail, uint32_t len_ma
                                struct st_rec_view *v)
 {
     v->size = 0;
-    if (avail < ST_REC_HEADER_BYTES)
-        return ST_REC_SHORT;
-    if (le_get32(p) != ST_REC_MAGIC || le_get32(p + 12) != header_crc(p))
-        return ST_REC_BAD_HEADER;
+    if (avail < ST_REC_HEADER_BYTES) return ST_REC_SHORT;
+    if (le_get32(p) != ST_REC_MAGIC || le_get32(p + 12) != header_crc(p)) return ST_REC_BAD_HEADER;
     uint32_t len = le_get32(p + 8);
-    if (len > len_max)
-        return ST_REC_BAD_HEADER;
+    if (len > len_max) return ST_REC_BAD_HEADER;
     v->type = p[4];
     v->len = len;
     v->wseq = le_get64(p + 16);
     v->payload = p + ST_REC_HEADER_BYTES;
     v->size = st_rec_size(len);
-    if (avail < v->size)
-        return ST_REC_SHORT;
+    if (avail < v->size) return ST_REC_SHORT;
     uint32_t padded = st_rec_padded(len);
     const uint8_t *t = p + ST_REC_HEADER_BYTES + padded;
-    if (le_get32(t + 4) != ST_REC_TAIL)
-        return ST_REC_BAD_BODY;
-    if (le_get32(t) != st_crc32c(0, p, ST_REC_HEADER_BYTES + padded))
-        return ST_REC_BAD_BODY;
+    if (le_get32(t + 4) != ST_REC_TAIL) return ST_REC_BAD_BODY;
+    if (le_get32(t) != st_crc32c(0, p, ST_REC_HEADER_BYTES + padded)) return ST_REC_BAD_BODY;
     return ST_REC_OK;
 }
 
@@ -80,8 +73,7 @@ void st_seg_header_encode(const struct st_seg_header *h, uint8_t out[ST_SEG_HEAD
 
 int st_seg_header_decode(const uint8_t in[ST_SEG_HEADER_BYTES], struct st_seg_header *h)
 {
-    if (memcmp(in, ST_SEG_MAGIC, 8) != 0)
-        return ST_ECORRUPT;
+    if (memcmp(in, ST_SEG_MAGIC, 8) != 0) return ST_ECORRUPT;
     if (le_get32(in + ST_SEG_HEADER_BYTES - 4) != st_crc32c(0, in, ST_SEG_HEADER_BYTES - 4))
         return ST_ECORRUPT;
     if (le_get32(in + 8) != ST_SEG_VERSION || le_get32(in + 12) != ST_SEG_HEADER_BYTES)

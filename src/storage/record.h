@@ -23,8 +23,8 @@
 
 #include "stcache/raft.h"
 
-#define ST_REC_MAGIC 0x31525453u   /* "STR1" */
-#define ST_REC_TAIL 0x45525453u    /* "STRE" */
+#define ST_REC_MAGIC 0x31525453u /* "STR1" */
+#define ST_REC_TAIL 0x45525453u  /* "STRE" */
 #define ST_REC_HEADER_BYTES 24u
 #define ST_REC_TRAILER_BYTES 8u
 #define ST_REC_ENTRIES_HEADER_BYTES 16u /* first_index u64, count u32, reserved u32 */
@@ -43,13 +43,13 @@ enum st_rec_type {
 #define ST_SEG_HEADER_BYTES 128u
 
 struct st_seg_header {
-    uint64_t seq;             /* equals the number in the file name */
-    raft_index first_index;   /* index the next entry written in this segment gets */
-    uint64_t segment_bytes;   /* preallocated size when created */
-    raft_index snap_index;    /* snapshot mark in force at creation (0: none) */
+    uint64_t seq;           /* equals the number in the file name */
+    raft_index first_index; /* index the next entry written in this segment gets */
+    uint64_t segment_bytes; /* preallocated size when created */
+    raft_index snap_index;  /* snapshot mark in force at creation (0: none) */
     raft_term snap_term;
     struct raft_hard_state hs; /* hard state at creation */
-    uint64_t wseq;            /* write sequence number at creation */
+    uint64_t wseq;             /* write sequence number at creation */
 };
 
 static inline uint32_t st_rec_padded(uint32_t len)
@@ -77,9 +77,9 @@ struct st_rec_view {
 
 enum st_rec_check {
     ST_REC_OK = 0,
-    ST_REC_SHORT,       /* fewer bytes than the header or the record needs */
-    ST_REC_BAD_HEADER,  /* magic or header CRC wrong: len cannot be trusted */
-    ST_REC_BAD_BODY,    /* header fine, tail or body CRC wrong */
+    ST_REC_SHORT,      /* fewer bytes than the header or the record needs */
+    ST_REC_BAD_HEADER, /* magic or header CRC wrong: len cannot be trusted */
+    ST_REC_BAD_BODY,   /* header fine, tail or body CRC wrong */
 };
 
 /* Parses the record at p (avail bytes readable). On ST_REC_OK fills v. On

@@ -24,7 +24,8 @@
 #define SNAP_META_VERSION 1u
 #define SNAP_META_FIXED 48u
 #define SNAP_MEMBER_FIXED 12u
-#define SNAP_META_MAX (SNAP_META_FIXED + RAFT_MEMBERS_MAX * (SNAP_MEMBER_FIXED + RAFT_MEMBER_CONTEXT_MAX) + 4)
+#define SNAP_META_MAX                                                                              \
+    (SNAP_META_FIXED + RAFT_MEMBERS_MAX * (SNAP_MEMBER_FIXED + RAFT_MEMBER_CONTEXT_MAX) + 4)
 #define SNAP_RETAIN_DEFAULT 2
 #define SNAP_LIST_MAX 1024
 #define SNAP_IO_CHUNK (1u << 20)
@@ -74,8 +75,7 @@ static bool parse_hex16(const char *p, uint64_t *v)
     for (int i = 0; i < 16; i++) {
         char c = p[i];
         int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-        if (d < 0)
-            return false;
+        if (d < 0) return false;
         x = x * 16 + (uint64_t)d;
     }
     *v = x;
@@ -117,26 +117,21 @@ static size_t meta_encode(const struct st_snapshot_info *info, uint8_t *out)
 
 static int meta_decode(const uint8_t *in, size_t len, struct st_snapshot_info *info)
 {
-    if (len < SNAP_META_FIXED + 4 || memcmp(in, SNAP_META_MAGIC, 8) != 0)
-        return ST_ECORRUPT;
+    if (len < SNAP_META_FIXED + 4 || memcmp(in, SNAP_META_MAGIC, 8) != 0) return ST_ECORRUPT;
     uint32_t total = le_get32(in + 12);
-    if (total != len || le_get32(in + len - 4) != st_crc32c(0, in, len - 4))
-        return ST_ECORRUPT;
-    if (le_get32(in + 8) != SNAP_META_VERSION)
-        return ST_EINVAL;
+    if (total != len || le_get32(in + len - 4) != st_crc32c(0, in, len - 4)) return ST_ECORRUPT;
+    if (le_get32(in + 8) != SNAP_META_VERSION) return ST_EINVAL;
     memset(info, 0, sizeof(*info));
     info->meta.index = le_get64(in + 16);
     info->meta.term = le_get64(in + 24);
     info->data_bytes = le_get64(in + 32);
     info->data_crc = le_get32(in + 40);
     uint32_t n = le_get32(in + 44);
-    if (n > RAFT_MEMBERS_MAX)
-        return ST_ECORRUPT;
+    if (n > RAFT_MEMBERS_MAX) return ST_ECORRUPT;
     info->meta.conf.n = n;
     size_t off = SNAP_META_FIXED;
     for (uint32_t i = 0; i < n; i++) {
-        if (off + SNAP_MEMBER_FIXED > len - 4)
-            return ST_ECORRUPT;
+        if (off + SNAP_MEMBER_FIXED > len - 4) return ST_ECORRUPT;
         struct raft_member *m = &info->meta.conf.members[i];
         m->id = le_get64(in + off);
         m->role = in[off + 8];
@@ -165,11 +160,9 @@ static int list_cb(void *ctx, const char *name)
     struct snap_list *l = ctx;
     struct snap_id id;
     if (parse_snap_name(name, &id)) {
-        if (l->n < SNAP_LIST_MAX)
-            l->ids[l->n++] = id;
+        if (l->n < SNAP_LIST_MAX) l->ids[l->n++] = id;
     } else if (strncmp(name, "tmp-", 4) == 0 && strlen(name) < 64) {
-        if (l->n_tmps < 16)
-            snprintf(l->tmps[l->n_tmps++], 64, "%s", name);
+        if (l->n_tmps < 16) snprintf(l->tmps[l->n_tmps++], 64, "%s", name);
     } else {
         snprintf(l->foreign, sizeof(l->foreign), "%s", name);
     }
@@ -179,8 +172,7 @@ static int list_cb(void *ctx, const char *name)
 static int cmp_desc(const void *a, const void *b)
 {
     const struct snap_id *x = a, *y = b;
-    if (x->index != y->index)
-        return x->index > y->index ? -1 : 1;
+    if (x->index != y->index) return x->index > y->index ? -1 : 1;
     return x->term > y->term ? -1 : x->term < y->term;
 }
 
@@ -188,8 +180,7 @@ static int list_snaps(struct st_snap_store *s, struct snap_list *l)
 {
     memset(l, 0, sizeof(*l));
     int rc = s->fs.ops->list_dir(s->fs.self, s->dir, list_cb, l);
-    if (rc == 0)
-        qsort(l->ids, l->n, sizeof(l->ids[0]), cmp_desc);
+    if (rc == 0) qsort(l->ids, l->n, sizeof(l->ids[0]), cmp_desc);
     return rc;
 }
 
@@ -215,8 +206,7 @@ static int read_meta(struct st_snap_store *s, const struct snap_id *id,
     snprintf(path, sizeof(path), "%s/%s/meta", s->dir, name);
     int fd;
     int rc = s->fs.ops->open(s->fs.self, path, ST_FS_READ, &fd);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     uint8_t *buf = malloc(SNAP_META_MAX + 1);
     if (!buf) {
         s->fs.ops->close(s->fs.self, fd);
@@ -225,11 +215,9 @@ static int read_meta(struct st_snap_store *s, const struct snap_id *id,
     size_t n = 0;
     rc = s->fs.ops->pread(s->fs.self, fd, buf, SNAP_META_MAX + 1, 0, &n);
     s->fs.ops->close(s->fs.self, fd);
-    if (rc == 0)
-        rc = n > SNAP_META_MAX ? ST_ECORRUPT : meta_decode(buf, n, info);
+    if (rc == 0) rc = n > SNAP_META_MAX ? ST_ECORRUPT : meta_decode(buf, n, info);
     free(buf);
-    if (rc == 0 && (info->meta.index != id->index || info->meta.term != id->term))
-        rc = ST_ECORRUPT;
+    if (rc == 0 && (info->meta.index != id->index || info->meta.term != id->term)) rc = ST_ECORRUPT;
     return rc;
 }
 
@@ -239,8 +227,7 @@ static int verify_data(struct st_snap_store *s, const struct st_snapshot_info *i
 {
     int fd;
     int rc = s->fs.ops->open(s->fs.self, path, ST_FS_READ, &fd);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     uint8_t *buf = malloc(SNAP_IO_CHUNK);
     if (!buf) {
         s->fs.ops->close(s->fs.self, fd);
@@ -251,15 +238,13 @@ static int verify_data(struct st_snap_store *s, const struct st_snapshot_info *i
     for (;;) {
         size_t n = 0;
         rc = s->fs.ops->pread(s->fs.self, fd, buf, SNAP_IO_CHUNK, off, &n);
-        if (rc != 0 || n == 0)
-            break;
+        if (rc != 0 || n == 0) break;
         crc = st_crc32c(crc, buf, n);
         off += n;
     }
     free(buf);
     s->fs.ops->close(s->fs.self, fd);
-    if (rc == 0 && (off != info->data_bytes || crc != info->data_crc))
-        rc = ST_ECORRUPT;
+    if (rc == 0 && (off != info->data_bytes || crc != info->data_crc)) rc = ST_ECORRUPT;
     return rc;
 }
 
@@ -288,8 +273,7 @@ int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
                        struct st_snap_store **out, struct st_errbuf *err)
 {
     struct st_snap_store *s = calloc(1, sizeof(*s));
-    if (!s)
-        return ST_ENOMEM;
+    if (!s) return ST_ENOMEM;
     s->fs = fs ? *fs : *st_fs_posix();
     s->retain = retain ? retain : SNAP_RETAIN_DEFAULT;
     pthread_mutex_init(&s->mu, NULL);
@@ -324,8 +308,7 @@ int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
         ST_TRACE_INFO("storage", "snapshot: removing unfinished %s/%s", s->dir, l->tmps[i]);
         remove_dir(s, l->tmps[i]);
     }
-    if (l->n_tmps)
-        s->fs.ops->sync_dir(s->fs.self, s->dir);
+    if (l->n_tmps) s->fs.ops->sync_dir(s->fs.self, s->dir);
     for (size_t i = 0; i < l->n; i++) {
         char why[ST_STORAGE_PATH_MAX + 100];
         struct st_snapshot_info info;
@@ -335,8 +318,10 @@ int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
             break;
         }
         s->skipped++;
-        ST_TRACE_WARN("storage", "snapshot: skipping damaged snapshot at index %" PRIu64
-                      " (%s); trying the previous one", l->ids[i].index, why);
+        ST_TRACE_WARN("storage",
+                      "snapshot: skipping damaged snapshot at index %" PRIu64
+                      " (%s); trying the previous one",
+                      l->ids[i].index, why);
     }
     free(l);
     *out = s;
@@ -349,8 +334,7 @@ fail:
 
 void st_snap_store_destroy(struct st_snap_store *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -359,8 +343,7 @@ int st_snap_store_latest(struct st_snap_store *s, struct st_snapshot_info *out)
 {
     pthread_mutex_lock(&s->mu);
     int rc = s->has_latest ? 0 : ST_ENOENT;
-    if (rc == 0)
-        *out = s->latest;
+    if (rc == 0) *out = s->latest;
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -375,8 +358,7 @@ uint32_t st_snap_store_skipped(const struct st_snap_store *s)
 int st_snap_write_begin(struct st_snap_store *s, struct st_snap_writer **out)
 {
     struct st_snap_writer *w = calloc(1, sizeof(*w));
-    if (!w)
-        return ST_ENOMEM;
+    if (!w) return ST_ENOMEM;
     w->s = s;
     pthread_mutex_lock(&s->mu);
     uint64_t n = ++s->tmp_counter;
@@ -389,8 +371,7 @@ int st_snap_write_begin(struct st_snap_store *s, struct st_snap_writer **out)
         remove_dir(s, name);
         rc = s->fs.ops->mkdir(s->fs.self, w->tmp);
     }
-    if (rc != 0)
-        goto fail;
+    if (rc != 0) goto fail;
     char path[ST_STORAGE_PATH_MAX + 8];
     snprintf(path, sizeof(path), "%s/data", w->tmp);
     rc = s->fs.ops->open(s->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &w->fd);
@@ -407,8 +388,7 @@ fail:
 
 int st_snap_write(struct st_snap_writer *w, const void *data, size_t len)
 {
-    if (w->failed)
-        return ST_EIO;
+    if (w->failed) return ST_EIO;
     int rc = w->s->fs.ops->pwrite(w->s->fs.self, w->fd, data, len, w->bytes);
     if (rc != 0) {
         w->failed = true;
@@ -422,8 +402,7 @@ int st_snap_write(struct st_snap_writer *w, const void *data, size_t len)
 static void writer_cleanup(struct st_snap_writer *w)
 {
     struct st_snap_store *s = w->s;
-    if (w->fd >= 0)
-        s->fs.ops->close(s->fs.self, w->fd);
+    if (w->fd >= 0) s->fs.ops->close(s->fs.self, w->fd);
     const char *slash = strrchr(w->tmp, '/');
     remove_dir(s, slash ? slash + 1 : w->tmp);
     free(w);
@@ -431,8 +410,7 @@ static void writer_cleanup(struct st_snap_writer *w)
 
 void st_snap_write_abort(struct st_snap_writer *w)
 {
-    if (w)
-        writer_cleanup(w);
+    if (w) writer_cleanup(w);
 }
 
 /* Keeps the newest `retain` snapshots. */
@@ -450,8 +428,7 @@ static void rotate(struct st_snap_store *s)
         remove_dir(s, name);
         removed = true;
     }
-    if (removed)
-        s->fs.ops->sync_dir(s->fs.self, s->dir);
+    if (removed) s->fs.ops->sync_dir(s->fs.self, s->dir);
     free(l);
 }
 
@@ -461,10 +438,8 @@ int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_me
     struct st_snap_store *s = w->s;
     int rc = w->failed ? ST_EIO : 0;
     struct st_snapshot_info info = {.meta = *meta, .data_bytes = w->bytes, .data_crc = w->crc};
-    if (meta->conf.n > RAFT_MEMBERS_MAX)
-        rc = ST_EINVAL;
-    if (rc == 0)
-        rc = s->fs.ops->fsync(s->fs.self, w->fd);
+    if (meta->conf.n > RAFT_MEMBERS_MAX) rc = ST_EINVAL;
+    if (rc == 0) rc = s->fs.ops->fsync(s->fs.self, w->fd);
     s->fs.ops->close(s->fs.self, w->fd);
     w->fd = -1;
     uint8_t *mb = NULL;
@@ -480,24 +455,20 @@ int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_me
         rc = s->fs.ops->open(s->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &fd);
         if (rc == 0) {
             rc = s->fs.ops->pwrite(s->fs.self, fd, mb, mlen, 0);
-            if (rc == 0)
-                rc = s->fs.ops->fsync(s->fs.self, fd);
+            if (rc == 0) rc = s->fs.ops->fsync(s->fs.self, fd);
             s->fs.ops->close(s->fs.self, fd);
         }
     }
     free(mb);
-    if (rc == 0)
-        rc = s->fs.ops->sync_dir(s->fs.self, w->tmp);
+    if (rc == 0) rc = s->fs.ops->sync_dir(s->fs.self, w->tmp);
     char name[64], final[ST_STORAGE_PATH_MAX];
     snap_name(name, sizeof(name), meta->term, meta->index);
     snprintf(final, sizeof(final), "%s/%s", s->dir, name);
     if (rc == 0) {
         bool is_dir;
-        if (s->fs.ops->stat(s->fs.self, final, &is_dir) == 0)
-            rc = ST_EEXIST;
+        if (s->fs.ops->stat(s->fs.self, final, &is_dir) == 0) rc = ST_EEXIST;
     }
-    if (rc == 0)
-        rc = s->fs.ops->rename(s->fs.self, w->tmp, final);
+    if (rc == 0) rc = s->fs.ops->rename(s->fs.self, w->tmp, final);
     if (rc != 0) {
         ST_TRACE_ERROR("storage", "snapshot: cannot commit %s: %s", final, st_strerror(rc));
         writer_cleanup(w);
@@ -516,8 +487,7 @@ int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_me
     }
     rotate(s);
     pthread_mutex_unlock(&s->mu);
-    if (info_out)
-        *info_out = info;
+    if (info_out) *info_out = info;
     return 0;
 }
 
@@ -530,8 +500,7 @@ static int find(struct st_snap_store *s, raft_index index, struct st_snapshot_in
         return st_snap_store_latest(s, info);
     }
     struct snap_list *l = malloc(sizeof(*l));
-    if (!l)
-        return ST_ENOMEM;
+    if (!l) return ST_ENOMEM;
     int rc = list_snaps(s, l);
     if (rc == 0) {
         rc = ST_ENOENT;
@@ -550,15 +519,12 @@ int st_snap_data_path(struct st_snap_store *s, raft_index index, char *path, siz
 {
     struct st_snapshot_info info;
     int rc = find(s, index, &info);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     char name[64];
     snap_name(name, sizeof(name), info.meta.term, info.meta.index);
     int n = snprintf(path, cap, "%s/%s/data", s->dir, name);
-    if (n < 0 || (size_t)n >= cap)
-        return ST_ETOOBIG;
-    if (info_out)
-        *info_out = info;
+    if (n < 0 || (size_t)n >= cap) return ST_ETOOBIG;
+    if (info_out) *info_out = info;
     return 0;
 }
 
@@ -568,11 +534,9 @@ int st_snap_read_open(struct st_snap_store *s, raft_index index, struct st_snap_
     char path[ST_STORAGE_PATH_MAX];
     struct st_snapshot_info info;
     int rc = st_snap_data_path(s, index, path, sizeof(path), &info);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     struct st_snap_reader *r = calloc(1, sizeof(*r));
-    if (!r)
-        return ST_ENOMEM;
+    if (!r) return ST_ENOMEM;
     r->s = s;
     r->bytes = info.data_bytes;
     r->want_crc = info.data_crc;
@@ -581,8 +545,7 @@ int st_snap_read_open(struct st_snap_store *s, raft_index index, struct st_snap_
         free(r);
         return rc;
     }
-    if (info_out)
-        *info_out = info;
+    if (info_out) *info_out = info;
     *out = r;
     return 0;
 }
@@ -591,26 +554,21 @@ int st_snap_read(struct st_snap_reader *r, void *buf, size_t cap, size_t *n_out)
 {
     *n_out = 0;
     size_t want = (size_t)ST_MIN((uint64_t)cap, r->bytes - r->off);
-    if (want == 0)
-        return r->crc == r->want_crc ? 0 : ST_ECORRUPT;
+    if (want == 0) return r->crc == r->want_crc ? 0 : ST_ECORRUPT;
     size_t n = 0;
     int rc = r->s->fs.ops->pread(r->s->fs.self, r->fd, buf, want, r->off, &n);
-    if (rc != 0)
-        return rc;
-    if (n == 0)
-        return ST_ECORRUPT; /* shorter than the meta says */
+    if (rc != 0) return rc;
+    if (n == 0) return ST_ECORRUPT; /* shorter than the meta says */
     r->crc = st_crc32c(r->crc, buf, n);
     r->off += n;
     *n_out = n;
-    if (r->off == r->bytes && r->crc != r->want_crc)
-        return ST_ECORRUPT;
+    if (r->off == r->bytes && r->crc != r->want_crc) return ST_ECORRUPT;
     return 0;
 }
 
 void st_snap_read_close(struct st_snap_reader *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     r->s->fs.ops->close(r->s->fs.self, r->fd);
     free(r);
 }

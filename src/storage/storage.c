@@ -14,17 +14,13 @@ int st_storage_open(const struct st_storage_config *cfg, struct st_storage **out
     const struct st_fs *fs = cfg->fs ? cfg->fs : st_fs_posix();
     memset(state, 0, sizeof(*state));
     int rc = st_identity_ensure(fs, cfg->dir, cfg->node_id, cfg->cluster_id, err);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     struct st_storage *s = calloc(1, sizeof(*s));
-    if (!s)
-        return ST_ENOMEM;
+    if (!s) return ST_ENOMEM;
     char path[ST_STORAGE_PATH_MAX];
     rc = st_path_join(path, sizeof(path), cfg->dir, "snap");
-    if (rc == 0)
-        rc = st_snap_store_open(fs, path, cfg->snapshots_retain, &s->snaps, err);
-    if (rc != 0)
-        goto fail;
+    if (rc == 0) rc = st_snap_store_open(fs, path, cfg->snapshots_retain, &s->snaps, err);
+    if (rc != 0) goto fail;
     struct st_snapshot_info snap;
     rc = st_snap_store_latest(s->snaps, &snap);
     state->has_snapshot = rc == 0;
@@ -34,16 +30,15 @@ int st_storage_open(const struct st_storage_config *cfg, struct st_storage **out
         goto fail_snaps;
     raft_index after = state->has_snapshot ? snap.meta.index : 0;
     rc = st_path_join(path, sizeof(path), cfg->dir, "wal");
-    if (rc != 0)
-        goto fail_snaps;
+    if (rc != 0) goto fail_snaps;
     struct st_wal_config wc = {.fs = fs, .dir = path, .segment_bytes = cfg->segment_bytes};
     rc = st_wal_open(&wc, &s->log, err);
-    if (rc != 0)
-        goto fail_snaps;
+    if (rc != 0) goto fail_snaps;
     rc = s->log.ops->load(s->log.self, after, &state->log, err);
     if (rc != 0) {
         if (rc == ST_EUNAVAILABLE && st_snap_store_skipped(s->snaps)) {
-            st_storage_errf(err, "%s: the newest snapshot is damaged and the WAL no longer holds "
+            st_storage_errf(err,
+                            "%s: the newest snapshot is damaged and the WAL no longer holds "
                             "the entries after the previous one (index %" PRIu64 "); refusing to "
                             "start: restore the snapshot or rebuild this node from its peers",
                             cfg->dir, after);
@@ -52,8 +47,10 @@ int st_storage_open(const struct st_storage_config *cfg, struct st_storage **out
         goto fail_log;
     }
     if (st_snap_store_skipped(s->snaps))
-        ST_TRACE_WARN("storage", "%s: started from an older snapshot (index %" PRIu64
-                      ") because newer ones are damaged; the WAL covers the rest", cfg->dir, after);
+        ST_TRACE_WARN("storage",
+                      "%s: started from an older snapshot (index %" PRIu64
+                      ") because newer ones are damaged; the WAL covers the rest",
+                      cfg->dir, after);
     *out = s;
     return 0;
 fail_log:
@@ -72,8 +69,7 @@ void st_storage_state_release(struct st_storage_state *state)
 
 void st_storage_close(struct st_storage *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     s->log.ops->close(s->log.self);
     st_snap_store_destroy(s->snaps);
     free(s);

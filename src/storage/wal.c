@@ -57,9 +57,9 @@ struct wal_seg {
 struct wal_run {
     raft_index first;
     uint32_t count;
-    uint32_t rec_len;  /* payload bytes of the record */
+    uint32_t rec_len; /* payload bytes of the record */
     uint64_t seg_seq;
-    uint64_t off;      /* record offset in its segment */
+    uint64_t off; /* record offset in its segment */
 };
 
 struct wal {
@@ -81,13 +81,13 @@ struct wal {
     struct raft_hard_state hs;
     uint64_t wseq;
 
-    uint8_t *stage;            /* records appended since the last seal */
+    uint8_t *stage; /* records appended since the last seal */
     size_t stage_len, stage_cap;
-    uint8_t *wbuf;             /* sealed by an in-flight sync: [flushed - wbuf_len, flushed) */
+    uint8_t *wbuf; /* sealed by an in-flight sync: [flushed - wbuf_len, flushed) */
     size_t wbuf_len, wbuf_cap;
-    bool inflight;             /* a sync is writing wbuf (mu not held) */
-    bool appending;            /* an append waits in roll(): do not seal half a batch */
-    pthread_cond_t idle;       /* signalled when it ends */
+    bool inflight;       /* a sync is writing wbuf (mu not held) */
+    bool appending;      /* an append waits in roll(): do not seal half a batch */
+    pthread_cond_t idle; /* signalled when it ends */
     bool dir_dirty;
     bool fatal;
     bool loaded;
@@ -126,14 +126,12 @@ static struct wal_seg *cur_seg(struct wal *w)
 
 static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
-    if (need <= *cap)
-        return 0;
+    if (need <= *cap) return 0;
     size_t n = *cap ? *cap : 16;
     while (n < need)
         n *= 2;
     void *p = realloc(*arr, n * elem);
-    if (!p)
-        return ST_ENOMEM;
+    if (!p) return ST_ENOMEM;
     *arr = p;
     *cap = n;
     return 0;
@@ -149,8 +147,7 @@ static void index_truncate(struct wal *w, raft_index from)
             w->n_runs--;
             continue;
         }
-        if (r->first + r->count > from)
-            r->count = (uint32_t)(from - r->first);
+        if (r->first + r->count > from) r->count = (uint32_t)(from - r->first);
         break;
     }
     while (w->n_ents > 0 && w->ents[w->n_ents - 1].index >= from)
@@ -161,8 +158,7 @@ static void index_truncate(struct wal *w, raft_index from)
 /* The log is covered up to (index, term) by a snapshot. */
 static void index_mark_snapshot(struct wal *w, raft_index index, raft_term term)
 {
-    if (index <= w->snap_index)
-        return;
+    if (index <= w->snap_index) return;
     w->snap_index = index;
     w->snap_term = term;
     if (index >= w->last_index) {
@@ -173,12 +169,10 @@ static void index_mark_snapshot(struct wal *w, raft_index index, raft_term term)
         size_t k = 0;
         while (k < w->n_runs && w->runs[k].first + w->runs[k].count - 1 <= index)
             k++;
-        if (k)
-            memmove(w->runs, w->runs + k, (w->n_runs - k) * sizeof(*w->runs));
+        if (k) memmove(w->runs, w->runs + k, (w->n_runs - k) * sizeof(*w->runs));
         w->n_runs -= k;
     }
-    if (w->first_index < index + 1)
-        w->first_index = index + 1;
+    if (w->first_index < index + 1) w->first_index = index + 1;
 }
 
 /* ------------------------------------------------------------- writing */
@@ -197,8 +191,10 @@ static uint64_t write_pos(struct wal *w)
 static void set_fatal(struct wal *w, const char *what, int rc)
 {
     if (!w->fatal)
-        ST_TRACE_ERROR("storage", "wal %s: %s failed (%s); the store is stopped (a failed "
-                       "sync is never retried)", w->dir, what, st_strerror(rc));
+        ST_TRACE_ERROR("storage",
+                       "wal %s: %s failed (%s); the store is stopped (a failed "
+                       "sync is never retried)",
+                       w->dir, what, st_strerror(rc));
     w->fatal = true;
 }
 
@@ -206,8 +202,7 @@ static void set_fatal(struct wal *w, const char *what, int rc)
 static int flush_stage(struct wal *w)
 {
     struct wal_seg *s = cur_seg(w);
-    if (w->stage_len == 0)
-        return 0;
+    if (w->stage_len == 0) return 0;
     int rc = w->fs.ops->pwrite(w->fs.self, s->fd, w->stage, w->stage_len, s->flushed);
     if (rc != 0) {
         set_fatal(w, "write", rc);
@@ -226,15 +221,12 @@ static int seg_create(struct wal *w, uint64_t seq)
     char path[ST_STORAGE_PATH_MAX];
     seg_path(w, seq, path, sizeof(path));
     int rc = grow((void **)&w->segs, &w->cap_segs, w->n_segs + 1, sizeof(*w->segs));
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     int fd;
     rc = w->fs.ops->open(w->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &fd);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     rc = w->fs.ops->fallocate(w->fs.self, fd, 0, w->segment_bytes);
-    if (rc != 0)
-        goto fail_file;
+    if (rc != 0) goto fail_file;
     struct st_seg_header h = {
         .seq = seq,
         .first_index = w->last_index + 1,
@@ -247,8 +239,7 @@ static int seg_create(struct wal *w, uint64_t seq)
     uint8_t hb[ST_SEG_HEADER_BYTES];
     st_seg_header_encode(&h, hb);
     rc = w->fs.ops->pwrite(w->fs.self, fd, hb, sizeof(hb), 0);
-    if (rc != 0)
-        goto fail_file;
+    if (rc != 0) goto fail_file;
     w->segs[w->n_segs++] = (struct wal_seg){
         .seq = seq, .fd = fd, .first_index = h.first_index, .flushed = ST_SEG_HEADER_BYTES};
     w->dir_dirty = true;
@@ -266,11 +257,9 @@ static int roll(struct wal *w)
 {
     while (w->inflight)
         pthread_cond_wait(&w->idle, &w->mu);
-    if (w->fatal)
-        return ST_EFATAL;
+    if (w->fatal) return ST_EFATAL;
     int rc = flush_stage(w);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     struct wal_seg *s = cur_seg(w);
     if (s->synced < s->flushed) {
         rc = w->fs.ops->fdatasync(w->fs.self, s->fd);
@@ -297,12 +286,10 @@ static int stage_record(struct wal *w, uint32_t len, uint8_t **payload)
     ST_ASSERT(size <= w->segment_bytes - ST_SEG_HEADER_BYTES);
     if (write_pos(w) + size > w->segment_bytes) {
         int rc = roll(w);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
     }
     int rc = stage_reserve(w, size);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     *payload = w->stage + w->stage_len + ST_REC_HEADER_BYTES;
     return 0;
 }
@@ -317,8 +304,7 @@ static int stage_small(struct wal *w, uint8_t type, const uint64_t *vals, size_t
 {
     uint8_t *p;
     int rc = stage_record(w, (uint32_t)(n * 8), &p);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     for (size_t i = 0; i < n; i++)
         le_put64(p + 8 * i, vals[i]);
     stage_seal(w, type, (uint32_t)(n * 8));
@@ -328,8 +314,8 @@ static int stage_small(struct wal *w, uint8_t type, const uint64_t *vals, size_t
 /* Largest ENTRIES payload that fits in an empty segment and the record bound. */
 static uint64_t payload_room_max(const struct wal *w)
 {
-    uint64_t room = w->segment_bytes - ST_SEG_HEADER_BYTES - ST_REC_HEADER_BYTES -
-                    ST_REC_TRAILER_BYTES;
+    uint64_t room =
+        w->segment_bytes - ST_SEG_HEADER_BYTES - ST_REC_HEADER_BYTES - ST_REC_TRAILER_BYTES;
     return ST_MIN(room & ~7ull, (uint64_t)w->record_bytes_max);
 }
 
@@ -338,7 +324,8 @@ static int stage_entries(struct wal *w, const struct raft_entry *e, size_t n)
     size_t i = 0;
     while (i < n) {
         uint64_t room = w->segment_bytes - write_pos(w);
-        uint64_t overhead = ST_REC_HEADER_BYTES + ST_REC_TRAILER_BYTES + ST_REC_ENTRIES_HEADER_BYTES;
+        uint64_t overhead =
+            ST_REC_HEADER_BYTES + ST_REC_TRAILER_BYTES + ST_REC_ENTRIES_HEADER_BYTES;
         room = room > overhead + 8 ? ((room - overhead) & ~7ull) : 0;
         room = ST_MIN(room, (uint64_t)w->record_bytes_max - ST_REC_ENTRIES_HEADER_BYTES);
         /* how many entries fit */
@@ -350,15 +337,13 @@ static int stage_entries(struct wal *w, const struct raft_entry *e, size_t n)
         }
         if (k == i) {
             int rc = roll(w);
-            if (rc != 0)
-                return rc;
+            if (rc != 0) return rc;
             continue;
         }
         uint32_t len = (uint32_t)(ST_REC_ENTRIES_HEADER_BYTES + bytes);
         uint8_t *p;
         int rc = stage_record(w, len, &p);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
         uint64_t off = write_pos(w);
         le_put64(p, e[i].index);
         le_put32(p + 8, (uint32_t)(k - i));
@@ -369,14 +354,12 @@ static int stage_entries(struct wal *w, const struct raft_entry *e, size_t n)
             le_put32(q + 8, e[j].len);
             q[12] = e[j].type;
             q[13] = q[14] = q[15] = 0;
-            if (e[j].len)
-                memcpy(q + ST_REC_ENTRY_HEADER_BYTES, e[j].data, e[j].len);
+            if (e[j].len) memcpy(q + ST_REC_ENTRY_HEADER_BYTES, e[j].data, e[j].len);
             q += ST_REC_ENTRY_HEADER_BYTES + e[j].len;
         }
         stage_seal(w, ST_REC_ENTRIES, len);
         rc = grow((void **)&w->runs, &w->cap_runs, w->n_runs + 1, sizeof(*w->runs));
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
         w->runs[w->n_runs++] = (struct wal_run){.first = e[i].index,
                                                 .count = (uint32_t)(k - i),
                                                 .rec_len = len,
@@ -413,7 +396,7 @@ static void drop_segments_below(struct wal *w, raft_index index)
 
 struct wal_undo {
     size_t n_segs;
-    uint64_t end;       /* write position in segs[n_segs-1] at batch start */
+    uint64_t end; /* write position in segs[n_segs-1] at batch start */
     size_t stage_len;
     uint64_t flushed;
     size_t n_runs;
@@ -448,8 +431,7 @@ static int undo_batch(struct wal *w, const struct wal_undo *u)
         }
         int rc = w->fs.ops->pwrite(w->fs.self, s->fd, zero, n, u->end);
         free(zero);
-        if (rc == 0)
-            rc = w->fs.ops->fdatasync(w->fs.self, s->fd);
+        if (rc == 0) rc = w->fs.ops->fdatasync(w->fs.self, s->fd);
         if (rc != 0) {
             set_fatal(w, "cut back", rc);
             return ST_EFATAL;
@@ -460,8 +442,7 @@ static int undo_batch(struct wal *w, const struct wal_undo *u)
         w->stage_len = u->stage_len;
     }
     w->n_runs = u->n_runs;
-    if (w->n_runs)
-        w->runs[w->n_runs - 1].count = u->last_run_count;
+    if (w->n_runs) w->runs[w->n_runs - 1].count = u->last_run_count;
     w->first_index = u->first_index;
     w->last_index = u->last_index;
     w->snap_index = u->snap_index;
@@ -472,33 +453,25 @@ static int undo_batch(struct wal *w, const struct wal_undo *u)
 
 static int wal_append_locked(struct wal *w, const struct st_log_batch *b)
 {
-    if (w->fatal)
-        return ST_EFATAL;
-    if (!w->loaded)
-        return ST_EINVAL; /* load() first: it hands out what open read */
+    if (w->fatal) return ST_EFATAL;
+    if (!w->loaded) return ST_EINVAL; /* load() first: it hands out what open read */
     /* Validate everything before staging anything. */
     raft_index first = w->first_index, last = w->last_index;
     if (b->snapshot_index > w->snap_index) {
-        if (b->snapshot_index >= last)
-            last = b->snapshot_index;
-        if (first < b->snapshot_index + 1)
-            first = b->snapshot_index + 1;
+        if (b->snapshot_index >= last) last = b->snapshot_index;
+        if (first < b->snapshot_index + 1) first = b->snapshot_index + 1;
     }
     raft_index trunc = b->truncate_from;
-    if (b->n_entries && b->entries[0].index <= last &&
-        (trunc == 0 || b->entries[0].index < trunc))
+    if (b->n_entries && b->entries[0].index <= last && (trunc == 0 || b->entries[0].index < trunc))
         trunc = b->entries[0].index;
-    if (trunc > last)
-        trunc = 0;
+    if (trunc > last) trunc = 0;
     if (trunc) {
-        if (trunc < first)
-            return ST_ECOMPACTED;
+        if (trunc < first) return ST_ECOMPACTED;
         last = trunc - 1;
     }
     uint64_t room_max = payload_room_max(w);
     for (size_t i = 0; i < b->n_entries; i++) {
-        if (b->entries[i].index != last + 1 + i)
-            return ST_EINVAL;
+        if (b->entries[i].index != last + 1 + i) return ST_EINVAL;
         if ((uint64_t)b->entries[i].len + ST_REC_ENTRY_HEADER_BYTES + ST_REC_ENTRIES_HEADER_BYTES >
             room_max)
             return ST_ETOOBIG;
@@ -521,35 +494,29 @@ static int wal_append_locked(struct wal *w, const struct st_log_batch *b)
     if (b->snapshot_index > w->snap_index) {
         uint64_t v[2] = {b->snapshot_index, b->snapshot_term};
         rc = stage_small(w, ST_REC_SNAPSHOT, v, 2);
-        if (rc != 0)
-            goto undo;
+        if (rc != 0) goto undo;
         index_mark_snapshot(w, b->snapshot_index, b->snapshot_term);
     }
     if (trunc) {
         uint64_t v[1] = {trunc};
         rc = stage_small(w, ST_REC_TRUNCATE, v, 1);
-        if (rc != 0)
-            goto undo;
+        if (rc != 0) goto undo;
         index_truncate(w, trunc);
     }
     if (b->n_entries) {
         rc = stage_entries(w, b->entries, b->n_entries);
-        if (rc != 0)
-            goto undo;
+        if (rc != 0) goto undo;
     }
     if (b->hard_state) {
         uint64_t v[3] = {b->hard_state->term, b->hard_state->vote, b->hard_state->commit};
         rc = stage_small(w, ST_REC_HARD_STATE, v, 3);
-        if (rc != 0)
-            goto undo;
+        if (rc != 0) goto undo;
         w->hs = *b->hard_state;
     }
-    if (b->snapshot_index)
-        drop_segments_below(w, w->snap_index);
+    if (b->snapshot_index) drop_segments_below(w, w->snap_index);
     return 0;
 undo:
-    if (rc == ST_EFATAL)
-        return rc;
+    if (rc == ST_EFATAL) return rc;
     {
         int urc = undo_batch(w, &u);
         return urc ? urc : rc;
@@ -603,8 +570,7 @@ static int wal_sync(void *self)
 
     int rc = 0;
     const char *what = "write";
-    if (len)
-        rc = w->fs.ops->pwrite(w->fs.self, fd, w->wbuf, len, off);
+    if (len) rc = w->fs.ops->pwrite(w->fs.self, fd, w->wbuf, len, off);
     if (rc == 0 && need) {
         what = "fdatasync";
         rc = w->fs.ops->fdatasync(w->fs.self, fd);
@@ -617,16 +583,14 @@ static int wal_sync(void *self)
     pthread_mutex_lock(&w->mu);
     w->inflight = false;
     w->wbuf_len = 0;
-    if (need)
-        w->syncs++;
+    if (need) w->syncs++;
     if (rc != 0) {
         set_fatal(w, what, rc);
         rc = ST_EFATAL;
     } else {
         w->bytes_written += len;
         s = seg_by_seq(w, seq); /* compaction may have moved the table */
-        if (s && s->synced < end)
-            s->synced = end;
+        if (s && s->synced < end) s->synced = end;
     }
     pthread_cond_broadcast(&w->idle);
     pthread_mutex_unlock(&w->mu);
@@ -652,8 +616,7 @@ static void wal_bounds(void *self, raft_index *first, raft_index *last)
 
 static struct wal_seg *seg_by_seq(struct wal *w, uint64_t seq)
 {
-    if (w->n_segs == 0 || seq < w->segs[0].seq)
-        return NULL;
+    if (w->n_segs == 0 || seq < w->segs[0].seq) return NULL;
     uint64_t i = seq - w->segs[0].seq;
     return i < w->n_segs ? &w->segs[i] : NULL;
 }
@@ -665,8 +628,7 @@ static int read_run(struct wal *w, const struct wal_run *r, raft_index lo, raft_
     ST_ASSERT(s);
     uint64_t size = st_rec_size(r->rec_len);
     struct raft_buf *buf = raft_buf_create(size);
-    if (!buf)
-        return ST_ENOMEM;
+    if (!buf) return ST_ENOMEM;
     int rc = 0;
     if (s == cur_seg(w) && r->off >= s->flushed) {
         memcpy(buf->data, w->stage + (r->off - s->flushed), size);
@@ -674,8 +636,7 @@ static int read_run(struct wal *w, const struct wal_run *r, raft_index lo, raft_
         memcpy(buf->data, w->wbuf + (r->off - (s->flushed - w->wbuf_len)), size);
     } else {
         rc = st_read_exact(&w->fs, s->fd, buf->data, size, r->off);
-        if (rc != 0)
-            goto fail;
+        if (rc != 0) goto fail;
     }
     struct st_rec_view v;
     if (st_rec_parse(buf->data, size, w->record_bytes_max, &v) != ST_REC_OK ||
@@ -700,14 +661,12 @@ static int read_run(struct wal *w, const struct wal_run *r, raft_index lo, raft_
             e->len = len;
             e->data = len ? q + ST_REC_ENTRY_HEADER_BYTES : NULL;
             e->buf = buf;
-            if (used)
-                raft_buf_ref(buf);
+            if (used) raft_buf_ref(buf);
             used = true;
         }
         q += ST_REC_ENTRY_HEADER_BYTES + len;
     }
-    if (!used)
-        raft_buf_unref(buf);
+    if (!used) raft_buf_unref(buf);
     return 0;
 fail:
     raft_buf_unref(buf);
@@ -719,8 +678,7 @@ static int wal_read(void *self, raft_index lo, raft_index hi, struct raft_entry 
     struct wal *w = self;
     int rc = 0;
     pthread_mutex_lock(&w->mu);
-    if (lo >= hi)
-        goto out;
+    if (lo >= hi) goto out;
     if (lo < w->first_index) {
         rc = ST_ECOMPACTED;
         goto out;
@@ -769,8 +727,7 @@ static int list_cb(void *ctx, const char *name)
     for (size_t i = 0; ok && i < 16; i++) {
         char c = name[i];
         int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-        if (d < 0)
-            ok = false;
+        if (d < 0) ok = false;
         seq = seq * 16 + (uint64_t)(d < 0 ? 0 : d);
     }
     if (!ok) {
@@ -798,8 +755,7 @@ static uint64_t last_nonzero(const uint8_t *p, uint64_t n)
     while (i >= 8) {
         uint64_t v;
         memcpy(&v, p + i - 8, 8);
-        if (v)
-            break;
+        if (v) break;
         i -= 8;
     }
     while (i > 0 && p[i - 1] == 0)
@@ -811,27 +767,24 @@ static int add_loaded_entries(struct wal *w, struct raft_buf *buf, const struct 
                               const char *path, uint64_t off, struct st_errbuf *err,
                               raft_index *first_out, uint32_t *count_out)
 {
-    if (v->len < ST_REC_ENTRIES_HEADER_BYTES)
-        goto bad;
+    if (v->len < ST_REC_ENTRIES_HEADER_BYTES) goto bad;
     raft_index first = le_get64(v->payload);
     uint32_t count = le_get32(v->payload + 8);
     if (count == 0 || first != w->last_index + 1) {
-        st_storage_errf(err, "wal: %s offset %" PRIu64 ": entries start at %" PRIu64
-                        ", expected %" PRIu64 " (gap or reordering)", path, off, first,
-                        w->last_index + 1);
+        st_storage_errf(err,
+                        "wal: %s offset %" PRIu64 ": entries start at %" PRIu64
+                        ", expected %" PRIu64 " (gap or reordering)",
+                        path, off, first, w->last_index + 1);
         return ST_ECORRUPT;
     }
     int rc = grow((void **)&w->ents, &w->cap_ents, w->n_ents + count, sizeof(*w->ents));
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     const uint8_t *q = v->payload + ST_REC_ENTRIES_HEADER_BYTES;
     const uint8_t *end = v->payload + v->len;
     for (uint32_t i = 0; i < count; i++) {
-        if ((uint64_t)(end - q) < ST_REC_ENTRY_HEADER_BYTES)
-            goto bad;
+        if ((uint64_t)(end - q) < ST_REC_ENTRY_HEADER_BYTES) goto bad;
         uint32_t len = le_get32(q + 8);
-        if ((uint64_t)(end - q) - ST_REC_ENTRY_HEADER_BYTES < len)
-            goto bad;
+        if ((uint64_t)(end - q) - ST_REC_ENTRY_HEADER_BYTES < len) goto bad;
         w->ents[w->n_ents++] = (struct raft_entry){
             .term = le_get64(q),
             .index = first + i,
@@ -880,8 +833,9 @@ static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bo
             if (c == ST_REC_SHORT && v.size == 0)
                 torn = true; /* fewer bytes than a header before the end of file */
             if (!torn || !last_seg) {
-                st_storage_errf(err, "wal: corrupt record in %s at offset %" PRIu64
-                                " (%s; %" PRIu64 " bytes follow up to the last nonzero byte)%s",
+                st_storage_errf(err,
+                                "wal: corrupt record in %s at offset %" PRIu64 " (%s; %" PRIu64
+                                " bytes follow up to the last nonzero byte)%s",
                                 path, off,
                                 c == ST_REC_BAD_HEADER ? "bad header"
                                 : c == ST_REC_SHORT    ? "truncated record"
@@ -890,15 +844,15 @@ static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bo
                                 last_seg ? "" : "; not the last segment, so not a torn write");
                 return ST_ECORRUPT;
             }
-            ST_TRACE_WARN("storage", "wal: torn tail cut in %s at offset %" PRIu64
-                          " (%" PRIu64 " bytes of an unfinished write)", path, off, L - off);
+            ST_TRACE_WARN("storage",
+                          "wal: torn tail cut in %s at offset %" PRIu64 " (%" PRIu64
+                          " bytes of an unfinished write)",
+                          path, off, L - off);
             uint8_t *zero = calloc(1, (size_t)(L - off));
-            if (!zero)
-                return ST_ENOMEM;
+            if (!zero) return ST_ENOMEM;
             int rc = w->fs.ops->pwrite(w->fs.self, s->fd, zero, (size_t)(L - off), off);
             free(zero);
-            if (rc == 0)
-                rc = w->fs.ops->fdatasync(w->fs.self, s->fd);
+            if (rc == 0) rc = w->fs.ops->fdatasync(w->fs.self, s->fd);
             if (rc != 0) {
                 st_storage_errf(err, "wal: cannot cut the torn tail of %s: %s", path,
                                 st_strerror(rc));
@@ -908,33 +862,28 @@ static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bo
             break;
         }
         prev_wseq = v.wseq;
-        if (v.wseq > w->wseq)
-            w->wseq = v.wseq;
+        if (v.wseq > w->wseq) w->wseq = v.wseq;
         int rc = 0;
         switch (v.type) {
         case ST_REC_ENTRIES: {
             raft_index first;
             uint32_t count;
             rc = add_loaded_entries(w, s->buf, &v, path, off, err, &first, &count);
-            if (rc != 0)
-                return rc;
+            if (rc != 0) return rc;
             rc = grow((void **)&w->runs, &w->cap_runs, w->n_runs + 1, sizeof(*w->runs));
-            if (rc != 0)
-                return rc;
+            if (rc != 0) return rc;
             w->runs[w->n_runs++] = (struct wal_run){
                 .first = first, .count = count, .rec_len = v.len, .seg_seq = s->seq, .off = off};
             break;
         }
         case ST_REC_HARD_STATE:
-            if (v.len != 24)
-                goto malformed;
+            if (v.len != 24) goto malformed;
             w->hs.term = le_get64(v.payload);
             w->hs.vote = le_get64(v.payload + 8);
             w->hs.commit = le_get64(v.payload + 16);
             break;
         case ST_REC_TRUNCATE: {
-            if (v.len != 8)
-                goto malformed;
+            if (v.len != 8) goto malformed;
             raft_index from = le_get64(v.payload);
             if (from < w->first_index && from > w->snap_index) {
                 /* Reaches back into a segment that compaction removed (its
@@ -945,24 +894,23 @@ static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bo
                 w->n_ents = 0;
             }
             if (from < w->first_index || from > w->last_index + 1) {
-                st_storage_errf(err, "wal: %s offset %" PRIu64 ": truncation at %" PRIu64
-                                " outside the log [%" PRIu64 ", %" PRIu64 "]", path, off, from,
-                                w->first_index, w->last_index);
+                st_storage_errf(err,
+                                "wal: %s offset %" PRIu64 ": truncation at %" PRIu64
+                                " outside the log [%" PRIu64 ", %" PRIu64 "]",
+                                path, off, from, w->first_index, w->last_index);
                 return ST_ECORRUPT;
             }
             index_truncate(w, from);
             break;
         }
         case ST_REC_SNAPSHOT:
-            if (v.len != 16)
-                goto malformed;
+            if (v.len != 16) goto malformed;
             index_mark_snapshot(w, le_get64(v.payload), le_get64(v.payload + 8));
             {
                 size_t k = 0;
                 while (k < w->n_ents && w->ents[k].index <= w->snap_index)
                     k++;
-                if (k)
-                    memmove(w->ents, w->ents + k, (w->n_ents - k) * sizeof(*w->ents));
+                if (k) memmove(w->ents, w->ents + k, (w->n_ents - k) * sizeof(*w->ents));
                 w->n_ents -= k;
             }
             break;
@@ -972,8 +920,8 @@ static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bo
         off += v.size;
         continue;
     malformed:
-        st_storage_errf(err, "wal: %s offset %" PRIu64 ": malformed record of type %u", path,
-                        off, v.type);
+        st_storage_errf(err, "wal: %s offset %" PRIu64 ": malformed record of type %u", path, off,
+                        v.type);
         return ST_ECORRUPT;
     }
     s->flushed = s->synced = off;
@@ -994,8 +942,7 @@ static int open_segment(struct wal *w, uint64_t seq, bool first_seg, bool last_s
     }
     uint64_t size = 0;
     rc = w->fs.ops->fsize(w->fs.self, fd, &size);
-    if (rc != 0)
-        goto fail_fd;
+    if (rc != 0) goto fail_fd;
     if (size > UINT32_MAX) {
         st_storage_errf(err, "wal: %s is too large (%" PRIu64 " bytes)", path, size);
         rc = ST_ECORRUPT;
@@ -1022,8 +969,7 @@ static int open_segment(struct wal *w, uint64_t seq, bool first_seg, bool last_s
             raft_buf_unref(buf);
             w->fs.ops->close(w->fs.self, fd);
             rc = w->fs.ops->unlink(w->fs.self, path);
-            if (rc == 0)
-                rc = w->fs.ops->sync_dir(w->fs.self, w->dir);
+            if (rc == 0) rc = w->fs.ops->sync_dir(w->fs.self, w->dir);
             return rc == 0 ? 1 : rc;
         }
         st_storage_errf(err, "wal: %s: %s segment header at offset 0", path,
@@ -1046,34 +992,30 @@ static int open_segment(struct wal *w, uint64_t seq, bool first_seg, bool last_s
             index_mark_snapshot(w, h.snap_index, h.snap_term);
         }
     } else if (h.first_index != w->last_index + 1) {
-        st_storage_errf(err, "wal: %s offset 0: segment starts at index %" PRIu64
-                        " but the previous one ends at %" PRIu64 " (missing data)", path,
-                        h.first_index, w->last_index);
+        st_storage_errf(err,
+                        "wal: %s offset 0: segment starts at index %" PRIu64
+                        " but the previous one ends at %" PRIu64 " (missing data)",
+                        path, h.first_index, w->last_index);
         rc = ST_ECORRUPT;
         goto fail_buf;
     }
     rc = grow((void **)&w->segs, &w->cap_segs, w->n_segs + 1, sizeof(*w->segs));
-    if (rc != 0)
-        goto fail_buf;
+    if (rc != 0) goto fail_buf;
     struct wal_seg *s = &w->segs[w->n_segs++];
     *s = (struct wal_seg){.seq = seq, .fd = fd, .first_index = h.first_index, .buf = buf};
-    if (h.wseq > w->wseq)
-        w->wseq = h.wseq;
+    if (h.wseq > w->wseq) w->wseq = h.wseq;
     rc = scan_segment(w, s, size, last_seg, err);
-    if (rc != 0)
-        return rc; /* the segment is in the table: wal_close frees it */
+    if (rc != 0) return rc; /* the segment is in the table: wal_close frees it */
     if (last_seg && size < w->segment_bytes) {
         rc = w->fs.ops->fallocate(w->fs.self, fd, 0, w->segment_bytes);
-        if (rc != 0)
-            st_storage_errf(err, "wal: cannot preallocate %s: %s", path, st_strerror(rc));
+        if (rc != 0) st_storage_errf(err, "wal: cannot preallocate %s: %s", path, st_strerror(rc));
     }
     return rc;
 fail_buf:
     raft_buf_unref(buf);
 fail_fd:
     w->fs.ops->close(w->fs.self, fd);
-    if (rc == 0)
-        rc = ST_EIO;
+    if (rc == 0) rc = ST_EIO;
     return rc;
 }
 
@@ -1101,14 +1043,13 @@ static void wal_close(void *self)
 int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struct st_errbuf *err)
 {
     struct wal *w = calloc(1, sizeof(*w));
-    if (!w)
-        return ST_ENOMEM;
+    if (!w) return ST_ENOMEM;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->idle, NULL);
     w->fs = cfg->fs ? *cfg->fs : *st_fs_posix();
     w->segment_bytes = cfg->segment_bytes ? cfg->segment_bytes : WAL_SEGMENT_BYTES_DEFAULT;
-    w->record_bytes_max = cfg->record_bytes_max ? cfg->record_bytes_max
-                                                : WAL_RECORD_BYTES_MAX_DEFAULT;
+    w->record_bytes_max =
+        cfg->record_bytes_max ? cfg->record_bytes_max : WAL_RECORD_BYTES_MAX_DEFAULT;
     w->first_index = 1;
     w->last_index = 0;
     w->wseq = 1;
@@ -1129,8 +1070,7 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
     }
     struct list_ctx l = {0};
     rc = w->fs.ops->list_dir(w->fs.self, w->dir, list_cb, &l);
-    if (rc == 0)
-        rc = l.rc;
+    if (rc == 0) rc = l.rc;
     if (rc == 0 && l.foreign[0]) {
         st_storage_errf(err, "wal: %s holds a file that is not a WAL segment: %s", w->dir,
                         l.foreign);
@@ -1142,13 +1082,13 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
         free(l.seqs);
         goto fail;
     }
-    if (l.n)
-        qsort(l.seqs, l.n, sizeof(uint64_t), cmp_u64);
+    if (l.n) qsort(l.seqs, l.n, sizeof(uint64_t), cmp_u64);
     for (size_t i = 1; i < l.n; i++) {
         if (l.seqs[i] != l.seqs[i - 1] + 1) {
-            st_storage_errf(err, "wal: %s: segment %016" PRIx64 ".wal is missing (after %016" PRIx64
-                            ".wal, before %016" PRIx64 ".wal)", w->dir, l.seqs[i - 1] + 1,
-                            l.seqs[i - 1], l.seqs[i]);
+            st_storage_errf(err,
+                            "wal: %s: segment %016" PRIx64 ".wal is missing (after %016" PRIx64
+                            ".wal, before %016" PRIx64 ".wal)",
+                            w->dir, l.seqs[i - 1] + 1, l.seqs[i - 1], l.seqs[i]);
             free(l.seqs);
             rc = ST_ECORRUPT;
             goto fail;
@@ -1173,8 +1113,7 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
         rc = seg_create(w, next_seq);
         if (rc == 0) {
             rc = w->fs.ops->fdatasync(w->fs.self, cur_seg(w)->fd);
-            if (rc == 0)
-                rc = w->fs.ops->sync_dir(w->fs.self, w->dir);
+            if (rc == 0) rc = w->fs.ops->sync_dir(w->fs.self, w->dir);
             cur_seg(w)->synced = cur_seg(w)->flushed;
             w->dir_dirty = false;
         }
@@ -1197,13 +1136,13 @@ static int wal_load(void *self, raft_index after, struct st_log_state *out, stru
 {
     struct wal *w = self;
     memset(out, 0, sizeof(*out));
-    if (w->loaded)
-        return ST_EINVAL;
+    if (w->loaded) return ST_EINVAL;
     w->loaded = true;
     if (w->first_index > after + 1) {
-        st_storage_errf(err, "wal: %s starts at index %" PRIu64 " but the snapshot ends at %" PRIu64
-                        ": entries %" PRIu64 "..%" PRIu64 " are missing", w->dir, w->first_index,
-                        after, after + 1, w->first_index - 1);
+        st_storage_errf(err,
+                        "wal: %s starts at index %" PRIu64 " but the snapshot ends at %" PRIu64
+                        ": entries %" PRIu64 "..%" PRIu64 " are missing",
+                        w->dir, w->first_index, after, after + 1, w->first_index - 1);
         return ST_EUNAVAILABLE;
     }
     out->hard_state = w->hs;
@@ -1214,8 +1153,7 @@ static int wal_load(void *self, raft_index after, struct st_log_state *out, stru
     size_t n = (size_t)(out->last_index + 1 - first);
     if (n) {
         out->entries = malloc(n * sizeof(*out->entries));
-        if (!out->entries)
-            return ST_ENOMEM;
+        if (!out->entries) return ST_ENOMEM;
         /* w->ents is contiguous and ends at last_index */
         ST_ASSERT(w->n_ents >= n && w->ents[w->n_ents - 1].index == w->last_index);
         const struct raft_entry *src = w->ents + (w->n_ents - n);
@@ -1223,8 +1161,7 @@ static int wal_load(void *self, raft_index after, struct st_log_state *out, stru
             out->entries[i] = src[i];
             raft_buf_ref(src[i].buf);
         }
-        if (first > 1 && w->n_ents > n)
-            out->prev_term = w->ents[w->n_ents - n - 1].term;
+        if (first > 1 && w->n_ents > n) out->prev_term = w->ents[w->n_ents - n - 1].term;
     }
     out->n_entries = n;
     /* the store keeps no payloads in memory after load */

@@ -70,8 +70,8 @@ struct st_log_writer {
     struct group groups[WRITER_GROUPS_MAX];
     size_t group_head, n_groups;
     bool encoder_done;
-    bool encoding;  /* a thread is appending a group (only one at a time) */
-    bool syncing;   /* the syncer is in a sync: the encoder may work ahead */
+    bool encoding; /* a thread is appending a group (only one at a time) */
+    bool syncing;  /* the syncer is in a sync: the encoder may work ahead */
     /* encoder only: state after the last appended batch */
     raft_index enc_index;
     raft_term enc_term;
@@ -87,8 +87,7 @@ static int wq_push(struct wq *q, const struct st_log_batch *b, uint64_t seq)
     if (q->n == q->cap) {
         size_t cap = q->cap ? q->cap * 2 : 64;
         struct wq_item *p = realloc(q->items, cap * sizeof(*p));
-        if (!p)
-            return ST_ENOMEM;
+        if (!p) return ST_ENOMEM;
         q->items = p;
         q->cap = cap;
     }
@@ -97,8 +96,7 @@ static int wq_push(struct wq *q, const struct st_log_batch *b, uint64_t seq)
         while (cap < q->n_ents + b->n_entries)
             cap *= 2;
         struct raft_entry *p = realloc(q->ents, cap * sizeof(*p));
-        if (!p)
-            return ST_ENOMEM;
+        if (!p) return ST_ENOMEM;
         q->ents = p;
         q->cap_ents = cap;
     }
@@ -109,10 +107,8 @@ static int wq_push(struct wq *q, const struct st_log_batch *b, uint64_t seq)
     it->b.hard_state = NULL;
     it->ent_off = q->n_ents;
     it->has_hs = b->hard_state != NULL;
-    if (b->hard_state)
-        it->hs = *b->hard_state;
-    if (b->n_entries)
-        memcpy(q->ents + q->n_ents, b->entries, b->n_entries * sizeof(*b->entries));
+    if (b->hard_state) it->hs = *b->hard_state;
+    if (b->n_entries) memcpy(q->ents + q->n_ents, b->entries, b->n_entries * sizeof(*b->entries));
     q->n_ents += b->n_entries;
     return 0;
 }
@@ -147,8 +143,7 @@ static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
     pthread_mutex_lock(&w->mu);
     bool fatal = w->fatal;
     pthread_mutex_unlock(&w->mu);
-    if (fatal)
-        g->fail = ST_EFATAL;
+    if (fatal) g->fail = ST_EFATAL;
     for (; !g->fail && ok < q->n; ok++) {
         struct wq_item *it = &q->items[ok];
         struct st_log_batch b = it->b;
@@ -170,8 +165,7 @@ static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
             idx = b.truncate_from - 1; /* term of the new last entry unknown here */
             term = 0;
         }
-        if (b.hard_state)
-            hs = *b.hard_state;
+        if (b.hard_state) hs = *b.hard_state;
     }
     if (ok > 0) {
         g->ok_seq = q->items[ok - 1].seq;
@@ -183,8 +177,7 @@ static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
     g->term = w->enc_term;
     g->hs = w->enc_hs;
     g->last_seq = q->items[q->n - 1].seq;
-    if (g->fail == ST_EFATAL)
-        set_fatal(w);
+    if (g->fail == ST_EFATAL) set_fatal(w);
 }
 
 /* Takes every queued batch as a new group (mu held; encoding set). */
@@ -213,8 +206,7 @@ static void sync_and_report(struct st_log_writer *w, const struct group *g)
         w->hs = g->hs;
         report(w, g->ok_seq, 0);
     }
-    if (g->fail)
-        report(w, g->last_seq, g->fail);
+    if (g->fail) report(w, g->last_seq, g->fail);
 }
 
 /* The encoder only helps while the syncer is busy in a sync: it encodes the
@@ -226,8 +218,7 @@ static void *encoder_main(void *arg)
     for (;;) {
         while (!(w->in.n > 0 && !w->encoding && w->syncing) && !(w->stop && w->in.n == 0))
             pthread_cond_wait(&w->cond, &w->mu);
-        if (w->in.n == 0 && w->stop)
-            break;
+        if (w->in.n == 0 && w->stop) break;
         take_input(w);
         pthread_mutex_unlock(&w->mu);
         struct group g;
@@ -294,8 +285,7 @@ int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_
 {
     ST_ASSERT(store && cb);
     struct st_log_writer *w = calloc(1, sizeof(*w));
-    if (!w)
-        return ST_ENOMEM;
+    if (!w) return ST_ENOMEM;
     w->store = store;
     w->cb = cb;
     w->ctx = ctx;
@@ -306,8 +296,7 @@ int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_
     raft_index first, last;
     store->ops->bounds(store->self, &first, &last);
     w->durable_index = w->enc_index = last;
-    if (pthread_create(&w->thread, NULL, encoder_main, w) != 0)
-        goto fail;
+    if (pthread_create(&w->thread, NULL, encoder_main, w) != 0) goto fail;
     if (pthread_create(&w->syncer, NULL, syncer_main, w) != 0) {
         pthread_mutex_lock(&w->mu);
         w->stop = true;
@@ -347,8 +336,7 @@ int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, 
 
 void st_log_writer_destroy(struct st_log_writer *w)
 {
-    if (!w)
-        return;
+    if (!w) return;
     pthread_mutex_lock(&w->mu);
     w->stop = true;
     pthread_cond_broadcast(&w->cond);

@@ -30,11 +30,9 @@ static inline void h_fill(uint8_t *p, uint32_t len, raft_index index, raft_term 
 
 static inline int h_check(const struct raft_entry *e, raft_index index, raft_term term)
 {
-    if (e->index != index || e->term != term)
-        return 0;
+    if (e->index != index || e->term != term) return 0;
     uint8_t tmp[70000];
-    if (e->len > sizeof(tmp))
-        return 0;
+    if (e->len > sizeof(tmp)) return 0;
     h_fill(tmp, e->len, index, term);
     return e->len == 0 || memcmp(tmp, e->data, e->len) == 0;
 }
@@ -52,8 +50,11 @@ static inline struct raft_entry *h_make(raft_index lo, raft_index hi, raft_term 
     for (size_t i = 0; i < n; i++) {
         uint32_t len = h_len(lo + i, term, max_len);
         h_fill(buf + off, len, lo + i, term);
-        e[i] = (struct raft_entry){.term = term, .index = lo + i, .type = RAFT_ENTRY_NORMAL,
-                                   .data = len ? buf + off : NULL, .len = len};
+        e[i] = (struct raft_entry){.term = term,
+                                   .index = lo + i,
+                                   .type = RAFT_ENTRY_NORMAL,
+                                   .data = len ? buf + off : NULL,
+                                   .len = len};
         off += len;
     }
     *bufp = buf;
@@ -64,16 +65,14 @@ static inline void h_tmpdir(char *out, size_t cap, const char *tag)
 {
     const char *base = getenv("TMPDIR");
     snprintf(out, cap, "%s/st-%s-XXXXXX", base ? base : "/tmp", tag);
-    if (!mkdtemp(out))
-        abort();
+    if (!mkdtemp(out)) abort();
 }
 
 static inline void h_rmrf(const char *dir)
 {
     char cmd[1200];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
 }
 
 static inline int h_sanitized(void)

@@ -16,19 +16,19 @@
 #define SEGMENT_BYTES 4096
 
 struct model {
-    raft_index first, last;    /* entries [first, last] */
-    raft_term term[MAXI];      /* term of each index in [first, last] */
+    raft_index first, last; /* entries [first, last] */
+    raft_term term[MAXI];   /* term of each index in [first, last] */
     struct raft_hard_state hs;
-    raft_index snap;           /* newest snapshot mark issued */
+    raft_index snap; /* newest snapshot mark issued */
 };
 
 struct run {
-    struct model cur;          /* as appended */
-    struct model acked;        /* as of the last successful sync */
-    uint64_t seen[MAXI];       /* bitmask of terms index i had since the last ack */
+    struct model cur;    /* as appended */
+    struct model acked;  /* as of the last successful sync */
+    uint64_t seen[MAXI]; /* bitmask of terms index i had since the last ack */
     struct raft_hard_state hs_since[64];
     int n_hs_since;
-    raft_index min_trunc;      /* lowest truncation since the last ack (0: none) */
+    raft_index min_trunc; /* lowest truncation since the last ack (0: none) */
     int acks;
 };
 
@@ -52,18 +52,15 @@ static int do_batch(struct st_log_store *s, struct run *r, const struct st_log_b
     struct model *m = &r->cur;
     if (b->snapshot_index > m->snap) {
         m->snap = b->snapshot_index;
-        if (b->snapshot_index >= m->last)
-            m->last = b->snapshot_index;
-        if (m->first < b->snapshot_index + 1)
-            m->first = b->snapshot_index + 1;
+        if (b->snapshot_index >= m->last) m->last = b->snapshot_index;
+        if (m->first < b->snapshot_index + 1) m->first = b->snapshot_index + 1;
     }
     raft_index t = b->truncate_from;
     if (b->n_entries && b->entries[0].index <= m->last && (!t || b->entries[0].index < t))
         t = b->entries[0].index;
     if (t && t <= m->last) {
         m->last = t - 1;
-        if (!r->min_trunc || t < r->min_trunc)
-            r->min_trunc = t;
+        if (!r->min_trunc || t < r->min_trunc) r->min_trunc = t;
     }
     for (size_t i = 0; i < b->n_entries; i++) {
         raft_index idx = b->entries[i].index;
@@ -73,8 +70,7 @@ static int do_batch(struct st_log_store *s, struct run *r, const struct st_log_b
     }
     if (b->hard_state) {
         m->hs = *b->hard_state;
-        if (r->n_hs_since < 64)
-            r->hs_since[r->n_hs_since++] = *b->hard_state;
+        if (r->n_hs_since < 64) r->hs_since[r->n_hs_since++] = *b->hard_state;
     }
     return rc;
 }
@@ -98,10 +94,8 @@ static void workload(struct st_fs_sim *sim, struct run *r, int steps, uint64_t s
     st_rng_init(&rng, seed);
     struct st_log_store s;
     struct st_wal_config cfg = wal_cfg(sim);
-    if (st_fs_sim_fs(sim)->ops->mkdir(st_fs_sim_fs(sim)->self, "/data") != 0)
-        return;
-    if (st_wal_open(&cfg, &s, NULL) != 0)
-        return;
+    if (st_fs_sim_fs(sim)->ops->mkdir(st_fs_sim_fs(sim)->self, "/data") != 0) return;
+    if (st_wal_open(&cfg, &s, NULL) != 0) return;
     struct st_log_state st;
     if (s.ops->load(s.self, 0, &st, NULL) != 0) {
         s.ops->close(s.self);
@@ -124,8 +118,7 @@ static void workload(struct st_fs_sim *sim, struct run *r, int steps, uint64_t s
                 lo = m->last - back >= m->first ? m->last - back : m->first;
             }
             size_t n = 1 + (size_t)st_rng_below(&rng, 6);
-            if (lo + n >= MAXI)
-                break;
+            if (lo + n >= MAXI) break;
             e = h_make(lo, lo + n, term, 300, &buf);
             b.entries = e;
             b.n_entries = n;
@@ -139,26 +132,21 @@ static void workload(struct st_fs_sim *sim, struct run *r, int steps, uint64_t s
             hs.vote = 1 + st_rng_below(&rng, 3);
             b.hard_state = &hs;
         } else if (op == 8) {
-            if (m->last < m->first)
-                continue;
+            if (m->last < m->first) continue;
             raft_index upto = m->first + st_rng_below(&rng, m->last - m->first + 1);
-            if (upto <= m->snap)
-                continue;
+            if (upto <= m->snap) continue;
             b.snapshot_index = upto;
             b.snapshot_term = m->term[upto];
         } else {
-            if (m->last < m->first + 1)
-                continue;
+            if (m->last < m->first + 1) continue;
             b.truncate_from = m->last - st_rng_below(&rng, 2);
         }
         int rc = do_batch(&s, r, &b);
         free(e);
         free(buf);
-        if (rc != 0)
-            break;
+        if (rc != 0) break;
         if (st_rng_chance(&rng, 2, 3) || step == steps - 1) {
-            if (s.ops->sync(s.self) != 0)
-                break;
+            if (s.ops->sync(s.self) != 0) break;
             ack(r);
         }
     }
@@ -184,8 +172,7 @@ static void recover_and_check(struct st_fs_sim *sim, const struct run *r, bool a
     struct st_log_state st = {0};
     if (rc == 0) {
         rc = s.ops->load(s.self, r->cur.snap, &st, &err);
-        if (rc != 0)
-            s.ops->close(s.self);
+        if (rc != 0) s.ops->close(s.self);
     }
     if (rc != 0) {
         if (!allow_refusal || (rc != ST_ECORRUPT && rc != ST_EUNAVAILABLE)) {
@@ -211,8 +198,7 @@ static void recover_and_check(struct st_fs_sim *sim, const struct run *r, bool a
     /* every acknowledged entry not superseded by a later write is there */
     raft_index lo = r->acked.first > r->cur.snap + 1 ? r->acked.first : r->cur.snap + 1;
     raft_index hi = r->acked.last;
-    if (r->min_trunc && r->min_trunc - 1 < hi)
-        hi = r->min_trunc - 1;
+    if (r->min_trunc && r->min_trunc - 1 < hi) hi = r->min_trunc - 1;
     for (raft_index i = lo; i <= hi; i++) {
         if (i < st.first_index || i > st.last_index ||
             st.entries[i - st.first_index].term != r->acked.term[i]) {
@@ -227,9 +213,10 @@ static void recover_and_check(struct st_fs_sim *sim, const struct run *r, bool a
     for (int k = 0; k < r->n_hs_since; k++)
         hs_ok |= memcmp(&st.hard_state, &r->hs_since[k], sizeof(st.hard_state)) == 0;
     if (!hs_ok) {
-        fprintf(stderr, "  %s: hard state (%llu,%llu,%llu) was never acknowledged nor written last\n",
-                what, (unsigned long long)st.hard_state.term,
-                (unsigned long long)st.hard_state.vote, (unsigned long long)st.hard_state.commit);
+        fprintf(stderr,
+                "  %s: hard state (%llu,%llu,%llu) was never acknowledged nor written last\n", what,
+                (unsigned long long)st.hard_state.term, (unsigned long long)st.hard_state.vote,
+                (unsigned long long)st.hard_state.commit);
         bad++;
     }
     st_log_state_release(&st);
@@ -257,8 +244,7 @@ static void crash_case(int steps, uint64_t seed, uint64_t k, enum st_fs_sim_cras
     st_fs_sim_crash_at(sim, k);
     workload(sim, &g_run, steps, seed);
     size_t len = st_fs_sim_crash(sim, mode, torn);
-    if (torn_len)
-        *torn_len = len;
+    if (torn_len) *torn_len = len;
     char what[128];
     snprintf(what, sizeof(what), "crash at op %llu mode %d torn %zu", (unsigned long long)k,
              (int)mode, torn);
@@ -286,8 +272,7 @@ TEST(power_loss_at_every_write_and_sync_point_keeps_acknowledged_records)
             size_t len = 0;
             crash_case(steps, seeds[si], k, ST_FS_SIM_KEEP_TORN, SIZE_MAX, &len, &v);
             cases += 2;
-            if (len == 0)
-                continue;
+            if (len == 0) continue;
             /* the interrupted write torn at every byte (small writes), else on a stride */
             size_t stride = len <= 600 ? 1 : (h_sanitized() ? 61 : 13);
             for (size_t b = 0; b < len; b += stride) {
@@ -310,8 +295,7 @@ struct last_nz_ctx {
 static int list_names(void *ctx, const char *name)
 {
     struct last_nz_ctx *c = ctx;
-    if (c->n < 64)
-        snprintf(c->names[c->n++], 64, "%s", name);
+    if (c->n < 64) snprintf(c->names[c->n++], 64, "%s", name);
     return 0;
 }
 
@@ -370,8 +354,7 @@ static void wcrash_cb(void *ctx, const struct st_log_writer_result *r)
     struct wcrash *c = ctx;
     pthread_mutex_lock(&c->mu);
     c->reported = r->seq;
-    if (r->status == 0)
-        c->acked = r->seq;
+    if (r->status == 0) c->acked = r->seq;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
 }
@@ -458,8 +441,7 @@ TEST(power_loss_under_the_pipelined_writer_keeps_acknowledged_batches)
             for (size_t i = 0; i < st.n_entries; i++)
                 ASSERT_TRUE(h_check(&st.entries[i], i + 1, 1));
             /* batch i carried commit = last index of batch i-1 */
-            if (acked > 1)
-                ASSERT_TRUE(st.hard_state.commit >= last_of[acked - 1]);
+            if (acked > 1) ASSERT_TRUE(st.hard_state.commit >= last_of[acked - 1]);
             st_log_state_release(&st);
             s.ops->close(s.self);
             st_fs_sim_destroy(sim);

@@ -26,30 +26,25 @@ static _Noreturn void writer_child(const char *dir, int fd, uint64_t term, uint6
 {
     struct st_wal_config cfg = cfg_for(dir);
     struct st_log_store s;
-    if (st_wal_open(&cfg, &s, NULL) != 0)
-        _exit(2);
+    if (st_wal_open(&cfg, &s, NULL) != 0) _exit(2);
     struct st_log_state st;
-    if (s.ops->load(s.self, 0, &st, NULL) != 0)
-        _exit(3);
+    if (s.ops->load(s.self, 0, &st, NULL) != 0) _exit(3);
     raft_index next = st.last_index + 1;
     st_log_state_release(&st);
     struct st_rng rng;
     st_rng_init(&rng, seed);
     for (;;) {
         size_t n = 1 + (size_t)st_rng_below(&rng, 24);
-        if (next + n >= KILL_MAX_INDEX)
-            _exit(4);
+        if (next + n >= KILL_MAX_INDEX) _exit(4);
         uint8_t *buf;
         struct raft_entry *e = h_make(next, next + n, term, 2000, &buf);
         struct raft_hard_state hs = {.term = term, .vote = 1, .commit = next - 1};
         struct st_log_batch b = {.entries = e, .n_entries = n, .hard_state = &hs};
-        if (s.ops->append(s.self, &b) != 0 || s.ops->sync(s.self) != 0)
-            _exit(5);
+        if (s.ops->append(s.self, &b) != 0 || s.ops->sync(s.self) != 0) _exit(5);
         free(e);
         free(buf);
         struct ack a = {next, next + n - 1, term};
-        if (write(fd, &a, sizeof(a)) != (ssize_t)sizeof(a))
-            _exit(6);
+        if (write(fd, &a, sizeof(a)) != (ssize_t)sizeof(a)) _exit(6);
         next += n;
     }
 }
@@ -83,8 +78,7 @@ TEST(sigkill_at_random_moments_never_loses_an_acknowledged_record)
         while (got < want && read(p[0], &a, sizeof(a)) == (ssize_t)sizeof(a)) {
             for (uint64_t i = a.lo; i <= a.hi; i++)
                 g_acked_term[i] = (uint8_t)a.term;
-            if (a.hi > max_acked)
-                max_acked = a.hi;
+            if (a.hi > max_acked) max_acked = a.hi;
             got++;
         }
         ASSERT_EQ(kill(pid, SIGKILL), 0);
@@ -95,8 +89,7 @@ TEST(sigkill_at_random_moments_never_loses_an_acknowledged_record)
         while (read(p[0], &a, sizeof(a)) == (ssize_t)sizeof(a)) {
             for (uint64_t i = a.lo; i <= a.hi; i++)
                 g_acked_term[i] = (uint8_t)a.term;
-            if (a.hi > max_acked)
-                max_acked = a.hi;
+            if (a.hi > max_acked) max_acked = a.hi;
             got++;
         }
         close(p[0]);
@@ -107,8 +100,7 @@ TEST(sigkill_at_random_moments_never_loses_an_acknowledged_record)
         char msg[400] = "";
         struct st_errbuf err = {msg, sizeof(msg)};
         int rc = st_wal_open(&cfg, &s, &err);
-        if (rc != 0)
-            fprintf(stderr, "  round %d: %s\n", round, msg);
+        if (rc != 0) fprintf(stderr, "  round %d: %s\n", round, msg);
         ASSERT_EQ(rc, 0);
         struct st_log_state st;
         ASSERT_EQ(s.ops->load(s.self, 0, &st, NULL), 0);
@@ -119,7 +111,8 @@ TEST(sigkill_at_random_moments_never_loses_an_acknowledged_record)
             const struct raft_entry *e = &st.entries[i - 1];
             /* entries between acknowledged ones may come from a killed writer
              * that never got to report them: any term, but the right bytes */
-            bool term_ok = g_acked_term[i] ? e->term == g_acked_term[i] : e->term < (uint64_t)round + 1;
+            bool term_ok =
+                g_acked_term[i] ? e->term == g_acked_term[i] : e->term < (uint64_t)round + 1;
             if (!term_ok || !h_check(e, i, e->term)) {
                 if (bad < 5)
                     fprintf(stderr, "  round %d: entry %llu term %llu (acked %u) len %u\n", round,

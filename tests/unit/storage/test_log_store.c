@@ -60,11 +60,9 @@ static int fx_reopen(struct fx *f, raft_index after, struct st_log_state *st)
 
 static void fx_close(struct fx *f)
 {
-    if (f->s.ops)
-        f->s.ops->close(f->s.self);
+    if (f->s.ops) f->s.ops->close(f->s.self);
     st_fs_sim_destroy(f->sim);
-    if (f->kind == K_WAL_REAL)
-        h_rmrf(f->dir);
+    if (f->kind == K_WAL_REAL) h_rmrf(f->dir);
 }
 
 static int append_range(struct fx *f, raft_index lo, raft_index hi, raft_term term,
@@ -74,8 +72,7 @@ static int append_range(struct fx *f, raft_index lo, raft_index hi, raft_term te
     struct raft_entry *e = h_make(lo, hi, term, max_len, &buf);
     struct st_log_batch b = {.entries = e, .n_entries = (size_t)(hi - lo), .hard_state = hs};
     int rc = f->s.ops->append(f->s.self, &b);
-    if (rc == 0)
-        rc = f->s.ops->sync(f->s.self);
+    if (rc == 0) rc = f->s.ops->sync(f->s.self);
     free(e);
     free(buf);
     return rc;
@@ -89,8 +86,7 @@ static void check_read(struct fx *f, raft_index lo, raft_index hi, raft_term (*t
     ASSERT_EQ(f->s.ops->read(f->s.self, lo, hi, out), 0);
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!h_check(&out[i], lo + i, term_of(lo + i)))
-            bad++;
+        if (!h_check(&out[i], lo + i, term_of(lo + i))) bad++;
         raft_buf_unref(out[i].buf);
     }
     free(out);
@@ -293,10 +289,19 @@ static void body_large_entries_span_segments(int kind)
     fx_close(&f);
 }
 
-#define BOTH(name)                                                                        \
-    TEST(name##_mem) { body_##name(K_MEM); }                                              \
-    TEST(name##_wal_sim) { body_##name(K_WAL_SIM); }                                      \
-    TEST(name##_wal_real) { body_##name(K_WAL_REAL); }
+#define BOTH(name)                                                                                 \
+    TEST(name##_mem)                                                                               \
+    {                                                                                              \
+        body_##name(K_MEM);                                                                        \
+    }                                                                                              \
+    TEST(name##_wal_sim)                                                                           \
+    {                                                                                              \
+        body_##name(K_WAL_SIM);                                                                    \
+    }                                                                                              \
+    TEST(name##_wal_real)                                                                          \
+    {                                                                                              \
+        body_##name(K_WAL_REAL);                                                                   \
+    }
 
 BOTH(append_read_reopen)
 BOTH(conflicting_suffix_truncated)

@@ -15,8 +15,8 @@ static void conf_of(struct raft_conf *c, int n)
     for (int i = 0; i < n; i++) {
         c->members[i].id = (raft_id)(i + 1);
         c->members[i].role = RAFT_VOTER;
-        c->members[i].context_len = (uint16_t)snprintf(c->members[i].context,
-                                                       RAFT_MEMBER_CONTEXT_MAX, "10.0.0.%d:7000", i + 1);
+        c->members[i].context_len = (uint16_t)snprintf(
+            c->members[i].context, RAFT_MEMBER_CONTEXT_MAX, "10.0.0.%d:7000", i + 1);
     }
 }
 
@@ -25,8 +25,7 @@ static int write_snap(struct st_snap_store *s, raft_index index, raft_term term,
 {
     struct st_snap_writer *w;
     int rc = st_snap_write_begin(s, &w);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     uint8_t *data = malloc(bytes ? bytes : 1);
     h_fill(data, (uint32_t)bytes, index, term);
     for (size_t off = 0; off < bytes; off += 1000) {
@@ -48,23 +47,20 @@ static int read_snap_ok(struct st_snap_store *s, raft_index index, raft_index *g
     struct st_snap_reader *r;
     struct st_snapshot_info info;
     int rc = st_snap_read_open(s, index, &r, &info);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     uint8_t *all = malloc(info.data_bytes + 1);
     uint64_t off = 0;
     for (;;) {
         size_t n = 0;
         rc = st_snap_read(r, all + off, 777, &n);
-        if (rc != 0 || n == 0)
-            break;
+        if (rc != 0 || n == 0) break;
         off += n;
     }
     st_snap_read_close(r);
     if (rc == 0) {
         uint8_t *want = malloc(info.data_bytes + 1);
         h_fill(want, (uint32_t)info.data_bytes, info.meta.index, info.meta.term);
-        if (off != info.data_bytes || memcmp(want, all, off) != 0)
-            rc = ST_EINVAL;
+        if (off != info.data_bytes || memcmp(want, all, off) != 0) rc = ST_EINVAL;
         if (info.meta.conf.n != 3 || info.meta.conf.members[2].id != 3 ||
             strcmp(info.meta.conf.members[1].context, "10.0.0.2:7000") != 0)
             rc = ST_EINVAL;
@@ -157,16 +153,14 @@ TEST(power_loss_during_snapshot_commit_keeps_old_or_new_never_half)
         struct st_snapshot_info info;
         ASSERT_EQ(st_snap_store_latest(s, &info), 0);
         ASSERT_TRUE(info.meta.index == 10 || info.meta.index == 20);
-        if (rc == 0)
-            ASSERT_EQ(info.meta.index, 20);
+        if (rc == 0) ASSERT_EQ(info.meta.index, 20);
         raft_index got;
         ASSERT_EQ(read_snap_ok(s, 0, &got), 0);
         ASSERT_EQ(st_snap_store_skipped(s), 0);
         st_snap_store_destroy(s);
         st_fs_sim_destroy(sim);
         points++;
-        if (!crashed)
-            break;
+        if (!crashed) break;
     }
     printf("snapshot commit crash points tested: %llu\n", (unsigned long long)points);
     ASSERT_TRUE(points > 8);
@@ -256,8 +250,11 @@ TEST(storage_open_restores_snapshot_log_and_hard_state)
 {
     struct st_fs_sim *sim;
     ASSERT_EQ(st_fs_sim_create(&sim), 0);
-    struct st_storage_config cfg = {.fs = st_fs_sim_fs(sim), .dir = "/data", .node_id = 1,
-                                    .cluster_id = 7, .segment_bytes = 8192};
+    struct st_storage_config cfg = {.fs = st_fs_sim_fs(sim),
+                                    .dir = "/data",
+                                    .node_id = 1,
+                                    .cluster_id = 7,
+                                    .segment_bytes = 8192};
     struct st_storage *s;
     struct st_storage_state st;
     ASSERT_EQ(st_storage_open(&cfg, &s, &st, NULL), 0);
@@ -282,7 +279,8 @@ TEST(storage_open_restores_snapshot_log_and_hard_state)
     st_storage_state_release(&st);
     st_storage_close(s);
     /* newest snapshot damaged: the WAL still covers 151..: fall back */
-    ASSERT_EQ(st_fs_sim_flip_bit(sim, "/data/snap/0000000000000001-00000000000000fa/meta", 17, 2), 0);
+    ASSERT_EQ(st_fs_sim_flip_bit(sim, "/data/snap/0000000000000001-00000000000000fa/meta", 17, 2),
+              0);
     ASSERT_EQ(st_storage_open(&cfg, &s, &st, NULL), 0);
     ASSERT_EQ(st.snapshot.meta.index, 150);
     ASSERT_EQ(st.log.first_index, 151);
@@ -293,7 +291,8 @@ TEST(storage_open_restores_snapshot_log_and_hard_state)
     ASSERT_EQ(s->log.ops->compact(s->log.self, 270, 1), 0);
     ASSERT_EQ(s->log.ops->sync(s->log.self), 0);
     st_storage_close(s);
-    ASSERT_EQ(st_fs_sim_flip_bit(sim, "/data/snap/0000000000000001-0000000000000118/data", 5, 2), 0);
+    ASSERT_EQ(st_fs_sim_flip_bit(sim, "/data/snap/0000000000000001-0000000000000118/data", 5, 2),
+              0);
     char msg[500] = "";
     struct st_errbuf err = {msg, sizeof(msg)};
     ASSERT_EQ(st_storage_open(&cfg, &s, &st, &err), ST_ECORRUPT);

@@ -42,9 +42,13 @@ TEST(record_roundtrip_and_every_single_bit_flip_is_detected)
 
 TEST(segment_header_roundtrip_and_damage)
 {
-    struct st_seg_header h = {.seq = 7, .first_index = 1000, .segment_bytes = 1 << 20,
-                              .snap_index = 990, .snap_term = 4,
-                              .hs = {.term = 5, .vote = 2, .commit = 995}, .wseq = 77};
+    struct st_seg_header h = {.seq = 7,
+                              .first_index = 1000,
+                              .segment_bytes = 1 << 20,
+                              .snap_index = 990,
+                              .snap_term = 4,
+                              .hs = {.term = 5, .vote = 2, .commit = 995},
+                              .wseq = 77};
     uint8_t b[ST_SEG_HEADER_BYTES];
     st_seg_header_encode(&h, b);
     struct st_seg_header g;
@@ -79,30 +83,25 @@ static int put(struct st_log_store *s, raft_index lo, raft_index hi, uint32_t ma
     struct raft_entry *e = h_make(lo, hi, 1, max_len, &buf);
     struct st_log_batch b = {.entries = e, .n_entries = (size_t)(hi - lo)};
     int rc = s->ops->append(s->self, &b);
-    if (rc == 0 && sync)
-        rc = s->ops->sync(s->self);
+    if (rc == 0 && sync) rc = s->ops->sync(s->self);
     free(e);
     free(buf);
     return rc;
 }
 
-static int reopen_check(struct st_fs_sim *sim, uint64_t seg, raft_index last, char *msg,
-                        size_t cap)
+static int reopen_check(struct st_fs_sim *sim, uint64_t seg, raft_index last, char *msg, size_t cap)
 {
     struct st_wal_config c = cfg_of(sim, seg);
     struct st_log_store s;
     struct st_errbuf err = {msg, cap};
     int rc = st_wal_open(&c, &s, &err);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     struct st_log_state st;
     rc = s.ops->load(s.self, 0, &st, &err);
     if (rc == 0) {
-        if (st.last_index != last)
-            rc = ST_EINVAL;
+        if (st.last_index != last) rc = ST_EINVAL;
         for (size_t i = 0; rc == 0 && i < st.n_entries; i++)
-            if (!h_check(&st.entries[i], i + 1, 1))
-                rc = ST_EINVAL;
+            if (!h_check(&st.entries[i], i + 1, 1)) rc = ST_EINVAL;
         st_log_state_release(&st);
     }
     s.ops->close(s.self);
@@ -254,7 +253,8 @@ TEST(interrupted_segment_creation_is_removed_at_open)
     s.ops->close(s.self);
     const struct st_fs *fs = st_fs_sim_fs(sim);
     int fd;
-    ASSERT_EQ(fs->ops->open(fs->self, "/wal/0000000000000002.wal", ST_FS_RDWR | ST_FS_CREATE, &fd), 0);
+    ASSERT_EQ(fs->ops->open(fs->self, "/wal/0000000000000002.wal", ST_FS_RDWR | ST_FS_CREATE, &fd),
+              0);
     ASSERT_EQ(fs->ops->fallocate(fs->self, fd, 0, 4096), 0);
     fs->ops->close(fs->self, fd);
     char msg[300] = "";
@@ -269,7 +269,7 @@ TEST(interrupted_segment_creation_is_removed_at_open)
 struct wctx {
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    bool hold;           /* the first callback waits until released */
+    bool hold; /* the first callback waits until released */
     int calls;
     uint64_t last_seq;
     int last_status;
@@ -283,13 +283,11 @@ static void wcb(void *ctx, const struct st_log_writer_result *r)
     pthread_mutex_lock(&c->mu);
     while (c->hold && c->calls == 0)
         pthread_cond_wait(&c->cond, &c->mu);
-    if (r->seq <= c->last_seq)
-        c->monotonic = false;
+    if (r->seq <= c->last_seq) c->monotonic = false;
     c->calls++;
     c->last_seq = r->seq;
     c->last_status = r->status;
-    if (r->status == 0)
-        c->durable = r->durable_index;
+    if (r->status == 0) c->durable = r->durable_index;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
 }
@@ -377,8 +375,7 @@ TEST(writer_reports_full_disk_then_recovers_and_fatal_sync_stops_it)
         struct st_log_batch b = {.entries = &e[next - 1], .n_entries = 5};
         ASSERT_EQ(st_log_writer_submit(w, &b, &seq), 0);
         wait_seq(&c, seq);
-        if (c.last_status != 0)
-            break;
+        if (c.last_status != 0) break;
         next += 5;
     }
     ASSERT_EQ(c.last_status, ST_ENOSPC);
