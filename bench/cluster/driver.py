@@ -222,24 +222,54 @@ def b64(s):
 # ports
 
 
+# Ports come from below the ephemeral range (so no outgoing connection takes
+# one between the check and the bind), and each is locked with flock() on
+# PORT_LOCK_DIR/<port>.lock for this driver's lifetime: the same convention as
+# tests/cluster/harness.py, so a cluster test running at the same time on this
+# machine never picks a port of ours (nor we one of its).
+PORT_LO, PORT_HI = 20000, 32000
+PORT_LOCK_DIR = os.path.join(tempfile.gettempdir(), "stcache-cluster-ports")
+_port_locks = []
+
+
+def _port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def pick_ports(count):
-    """count consecutive free loopback ports below the ephemeral range."""
+    """count free loopback ports, locked until this process exits."""
+    import fcntl
+    os.makedirs(PORT_LOCK_DIR, exist_ok=True)
     rng = random.Random()
-    for _attempt in range(200):
-        base = rng.randrange(20000, 32000 - count)
-        socks = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return list(range(base, base + count))
-        except OSError:
+    ports = []
+    attempts = 0
+    while len(ports) < count:
+        attempts += 1
+        if attempts > 20000:
+            raise BenchError("could not reserve %d free ports" % count)
+        port = rng.randrange(PORT_LO, PORT_HI)
+        if port in ports:
             continue
-        finally:
-            for s in socks:
-                s.close()
-    raise BenchError("no free range of %d loopback ports" % count)
+        fd = os.open(os.path.join(PORT_LOCK_DIR, "%d.lock" % port), os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if not _port_free(port):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            continue
+        _port_locks.append(fd)
+        ports.append(port)
+    return ports
 
 
 # ---------------------------------------------------------------------------
@@ -309,6 +339,20 @@ class Cluster:
             time.sleep(0.1)
         raise BenchError("%s cluster not ready after %ds (%s); logs in %s" %
                          (self.system, timeout_s, last, self.root))
+
+    def ensure_up(self, events):
+        """Restarts (from its data dir) any node that has died, e.g. killed by
+        something else on this shared machine; records it in events."""
+        dead = [n for n in self.nodes if n.proc is not None and n.proc.poll() is not None]
+        for n in dead:
+            msg = "%s node %s had exited (status %s); restarted. log tail: %s" % (
+                self.system, n.name, n.proc.returncode, tail(n.log_path, 3).replace("\n", " | "))
+            log(msg)
+            events.append({"time": time.strftime("%H:%M:%S"), "event": msg})
+            PROCS.stop(n.proc)
+            self.spawn(n, joining=False, restart=True)
+        if dead:
+            self.wait_ready(120)
 
     def check_alive(self):
         for n in self.nodes:
@@ -825,12 +869,13 @@ def print_table(result):
     systems = result["systems"]
     w = sys.stdout.write
     fl = result["floor"]
-    for when in ("start", "end"):
-        f = fl.get(when, fl)
-        w("\n== floor (%s of run): fdatasync 4 KiB p50 %.1f us (p99 %.1f), loopback RTT p50 %.1f us"
-          " (p99 %.1f)" % (when, f["fdatasync"]["p50_us"], f["fdatasync"]["p99_us"],
-                          f["rtt"]["p50_us"], f["rtt"]["p99_us"]))
-    w("\n== floor used (mean): %.1f us\n" % fl["floor_us"])
+    w("\n")
+    for f in fl["probes"]:
+        w("== floor (%s): fdatasync 4 KiB p50 %.1f us (p99 %.1f), loopback RTT p50 %.1f us"
+          " (p99 %.1f)\n" % (f["when"], f["fdatasync"]["p50_us"], f["fdatasync"]["p99_us"],
+                             f["rtt"]["p50_us"], f["rtt"]["p99_us"]))
+    w("== floor used (median of the probes): %.1f us [%.1f..%.1f]\n"
+      % (fl["floor_us"], fl["floor_us_min"], fl["floor_us_max"]))
     w("== %d round(s) of %ss per workload, medians [min..max]; ratio = stcache/etcd\n"
       % (result["config"]["rounds"], result["config"]["duration_s"]))
     hdr = "%-26s %-8s %18s %8s %8s %8s %7s %9s %8s\n"
@@ -878,6 +923,8 @@ def print_table(result):
         for t in result["targets"]:
             w("  %-6s %-58s %s\n" % ("MET" if t["met"] else ("MISSED" if t["met"] is False else "n/a"),
                                     t["name"], t["detail"]))
+    for ev in result.get("events", []):
+        w("event %s: %s\n" % (ev["time"], ev["event"][:300]))
     w("\nmachine: %s; shared with other engineers' builds: see other_cpu_s in the JSON\n"
       % result["meta"]["machine"])
 
@@ -929,13 +976,14 @@ def compute_targets(result):
 # ---------------------------------------------------------------------------
 
 
-def measure_floor(floor_bin, data_root):
+def measure_floor(floor_bin, data_root, when, fsyncs=500, pings=20000):
     def run(argv):
         out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=120)
         return json.loads(out.stdout.strip().splitlines()[-1])
-    fs = run([floor_bin, "fsync", data_root, "500"])
-    rtt = run([floor_bin, "rtt", "20000"])
-    return {"fdatasync": fs, "rtt": rtt, "floor_us": fs["p50_us"] + rtt["p50_us"]}
+    fs = run([floor_bin, "fsync", data_root, str(fsyncs)])
+    rtt = run([floor_bin, "rtt", str(pings)])
+    return {"when": when, "fdatasync": fs, "rtt": rtt,
+            "floor_us": round(fs["p50_us"] + rtt["p50_us"], 1)}
 
 
 def git_rev():
@@ -1021,12 +1069,16 @@ def main():
         "systems": systems,
         "workloads": [],
     }
+    events = result["events"] = []
     wrk = Wrk(args.wrk, os.path.join(HERE, "kv.lua"), tmp)
     clusters = {}
     try:
         log("work dir %s (%s)" % (tmp, result["meta"]["data_fs"]))
-        result["floor"] = measure_floor(args.floor, tmp)
-        log("floor: %s" % json.dumps(result["floor"]))
+        # The floor is probed at the start, at the start of every round (just
+        # before "write c1 leader", the workload it is compared with) and at the
+        # end: the disk and the scheduler move with the machine's load.
+        probes = [measure_floor(args.floor, tmp, "start")]
+        log("floor: %s" % json.dumps(probes[0]))
 
         def make(system, sub):
             root = os.path.join(tmp, sub)
@@ -1050,11 +1102,24 @@ def main():
             runs = {w[0]: {s: [] for s in systems} for w in wls}
             k = 0
             for r in range(rounds):
+                probes.append(measure_floor(args.floor, tmp, "round %d" % (r + 1), 200, 5000))
                 for w in wls:
                     order = systems if (k % 2 == 0) else list(reversed(systems))
                     k += 1
                     for s in order:
-                        res = run_one(clusters[s], wrk, w, duration, warmup, 100000)
+                        clusters[s].ensure_up(events)
+                        try:
+                            res = run_one(clusters[s], wrk, w, duration, warmup, 100000)
+                        except BenchError as e:
+                            # a node died or the leader vanished mid-run: note it,
+                            # bring the cluster back and run this one again
+                            log("run failed (%s); retrying once" % str(e)[:300])
+                            events.append({"time": time.strftime("%H:%M:%S"),
+                                           "event": "%s %s: %s" % (s, w[0], str(e)[:1000])})
+                            clusters[s].ensure_up(events)
+                            clusters[s].wait_ready(120)
+                            res = run_one(clusters[s], wrk, w, duration, warmup, 100000)
+                            res["retried"] = True
                         res["round"] = r
                         runs[w[0]][s].append(res)
                         log("round %d %-26s %-8s %8.0f req/s p50 %.2f p99 %.2f ms err %d cpu %.1f us/op other %.1fs"
@@ -1088,14 +1153,11 @@ def main():
                     c.stop()
                 shutil.rmtree(c.root, ignore_errors=True)
             result["big"] = big
-        # the floor again at the end: the RTT in particular moves with the
-        # machine's load; the target uses the mean of both measurements
-        end = measure_floor(args.floor, tmp)
-        start = result["floor"]
-        result["floor"] = {"fdatasync": start["fdatasync"], "rtt": start["rtt"],
-                           "start": start, "end": end,
-                           "floor_us": round((start["floor_us"] + end["floor_us"]) / 2, 1)}
-        log("floor at end: %s" % json.dumps(end))
+        probes.append(measure_floor(args.floor, tmp, "end"))
+        log("floor at end: %s" % json.dumps(probes[-1]))
+        floors = [p["floor_us"] for p in probes]
+        result["floor"] = {"probes": probes, "floor_us": statistics.median(floors),
+                           "floor_us_min": min(floors), "floor_us_max": max(floors)}
         if len(systems) == 2 and systems[0] == "stcache":
             result["targets"] = compute_targets(result)
     except BaseException:
