@@ -72,6 +72,8 @@ struct http_conn {
     http_parser parser;
     struct http_server *srv;
     struct http_conn *prev, *next; /* server's list */
+    struct http_conn *dprev, *dnext; /* server's list of connections to flush */
+    int dirty;
     int handles_open;
     int closing;   /* uv_close called */
     int reading;
@@ -98,6 +100,10 @@ struct http_server {
     uv_tcp_t listener;
     int listening;
     int listener_open;
+    uv_idle_t flush_idle;    /* flushes dirty connections once per loop iteration */
+    int idle_open;
+    int idle_active;
+    struct http_conn *dirty;
     int closing;
     http_handler_cb handler;
     void *handler_ctx;
@@ -111,11 +117,13 @@ struct http_server {
 
 static void conn_close(struct http_conn *c);
 static void conn_free(struct http_conn *c);
+static void dirty_unlink(struct http_conn *c);
 static void conn_process(struct http_conn *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static int conn_flush(struct http_conn *c);
 static void conn_kick(struct http_conn *c);
+static void on_flush_idle(uv_idle_t *h);
 static void conn_update_reading(struct http_conn *c);
 static void server_maybe_closed(struct http_server *srv);
 
@@ -428,6 +436,7 @@ const char *http_request_header(const struct http_request *req, const char *name
 static void conn_free(struct http_conn *c)
 {
     struct http_server *srv = c->srv;
+    dirty_unlink(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -560,10 +569,53 @@ static void conn_after_release(struct http_conn *c, int finish)
  * batch. */
 static void conn_kick(struct http_conn *c)
 {
-    if (c->in_execute || c->closing)
+    if (c->in_execute || c->closing || c->dirty)
         return;
-    int finish = conn_flush(c);
-    conn_after_release(c, finish);
+    struct http_server *srv = c->srv;
+    c->dirty = 1;
+    c->dprev = NULL;
+    c->dnext = srv->dirty;
+    if (srv->dirty)
+        srv->dirty->dprev = c;
+    srv->dirty = c;
+    if (!srv->idle_active) {
+        uv_idle_start(&srv->flush_idle, on_flush_idle);
+        srv->idle_active = 1;
+    }
+}
+
+static void dirty_unlink(struct http_conn *c)
+{
+    struct http_server *srv = c->srv;
+    if (!c->dirty)
+        return;
+    if (c->dprev)
+        c->dprev->dnext = c->dnext;
+    else
+        srv->dirty = c->dnext;
+    if (c->dnext)
+        c->dnext->dprev = c->dprev;
+    c->dirty = 0;
+    c->dprev = c->dnext = NULL;
+}
+
+/* Runs in the idle phase of the loop iteration after responses became ready
+ * (an idle handle, unlike a check handle, also keeps the poll from blocking):
+ * every connection whose responses became ready (handlers completing in
+ * order, writes finishing) writes them now, several per write when pipelined. */
+static void on_flush_idle(uv_idle_t *h)
+{
+    struct http_server *srv = h->data;
+    while (srv->dirty) {
+        struct http_conn *c = srv->dirty;
+        dirty_unlink(c);
+        if (c->closing)
+            continue;
+        int finish = conn_flush(c);
+        conn_after_release(c, finish);
+    }
+    uv_idle_stop(&srv->flush_idle);
+    srv->idle_active = 0;
 }
 
 static void on_write_done(uv_write_t *w, int status)
@@ -1161,6 +1213,9 @@ int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
     srv->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
                                             : ntohs(((struct sockaddr_in *)&bound)->sin_port);
     srv->listening = 1;
+    uv_idle_init(loop, &srv->flush_idle);
+    srv->flush_idle.data = srv;
+    srv->idle_open = 1;
     *out = srv;
     return 0;
 }
@@ -1177,7 +1232,8 @@ void http_server_stats(const struct http_server *srv, struct http_server_stats *
 
 static void server_maybe_closed(struct http_server *srv)
 {
-    if (!srv->closing || srv->listener_open || srv->conns_alive > 0 || !srv->closed_cb)
+    if (!srv->closing || srv->listener_open || srv->idle_open || srv->conns_alive > 0 ||
+        !srv->closed_cb)
         return;
     http_server_closed_cb cb = srv->closed_cb;
     srv->closed_cb = NULL;
@@ -1188,6 +1244,13 @@ static void on_listener_closed(uv_handle_t *h)
 {
     struct http_server *srv = h->data;
     srv->listener_open = 0;
+    server_maybe_closed(srv);
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+    struct http_server *srv = h->data;
+    srv->idle_open = 0;
     server_maybe_closed(srv);
 }
 
@@ -1202,13 +1265,19 @@ void http_server_close(struct http_server *srv, http_server_closed_cb closed_cb,
         uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
     for (struct http_conn *c = srv->conns; c; c = c->next)
         conn_close(c);
+    while (srv->dirty)
+        dirty_unlink(srv->dirty); /* all closing: nothing to flush */
+    if (srv->idle_open && !uv_is_closing((uv_handle_t *)&srv->flush_idle)) {
+        srv->idle_active = 0;
+        uv_close((uv_handle_t *)&srv->flush_idle, on_idle_closed);
+    }
 }
 
 void http_server_destroy(struct http_server *srv)
 {
     if (!srv)
         return;
-    ST_ASSERT(!srv->listener_open && srv->conns_alive == 0);
+    ST_ASSERT(!srv->listener_open && !srv->idle_open && srv->conns_alive == 0);
     free(srv);
 }
 

@@ -20,6 +20,13 @@
  * then discarded). Every request handed to the handler MUST be completed, also
  * during shutdown: http_server_close() finishes only when all are.
  *
+ * Writes: every consecutive finished response at the head of a connection's
+ * ring goes out in one write (uv_try_write, then uv_write for the rest).
+ * Responses of pipelined requests answered during parsing are written once
+ * parsing stops; responses completed later are written in the idle phase of
+ * the loop iteration, so completions made in one callback (a batch of
+ * committed writes) share a write.
+ *
  * Memory: per-connection read buffer and per-slot head/body/response buffers
  * are allocated on first use and reused; buffers grown for a large body or
  * response above HTTP_BUF_KEEP_BYTES are released after use.

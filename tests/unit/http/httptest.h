@@ -27,6 +27,7 @@ enum fx_mode {
     FX_BATCH_REVERSE, /* hold until `batch` requests, then answer newest first */
     FX_DEFER,         /* answer everything held on the next loop iteration, newest first */
     FX_HOLD,          /* hold until the test releases them */
+    FX_DEFER_FIFO,    /* like FX_DEFER, oldest first (in order, like commits) */
 };
 
 #define FX_HELD_MAX 4096
@@ -104,7 +105,14 @@ static inline void fx_answer_held_reverse(struct fx *f)
 
 static inline void fx_defer_cb(uv_timer_t *t)
 {
-    fx_answer_held_reverse(t->data);
+    struct fx *f = t->data;
+    if (f->mode == FX_DEFER_FIFO) {
+        for (int i = 0; i < f->n_held; i++)
+            fx_answer(f, f->held[i]);
+        f->n_held = 0;
+    } else {
+        fx_answer_held_reverse(f);
+    }
 }
 
 static inline void fx_handler(struct http_request *req, void *ctx)
@@ -125,6 +133,7 @@ static inline void fx_handler(struct http_request *req, void *ctx)
             fx_answer_held_reverse(f);
         break;
     case FX_DEFER:
+    case FX_DEFER_FIFO:
         f->held[f->n_held++] = req;
         uv_timer_start(&f->defer_timer, fx_defer_cb, 0, 0);
         break;

@@ -707,4 +707,29 @@ TEST(synchronously_answered_pipelined_requests_leave_in_one_write)
     ASSERT_LE(s.write_batches, 3); /* was one write per response */
 }
 
+TEST(responses_completed_in_order_in_one_callback_share_a_write)
+{
+    struct fx *f = fx_start(NULL, FX_DEFER_FIFO);
+    struct client c;
+    ASSERT_EQ(cl_connect(&c, f->port), 0);
+    char reqs[1024] = "";
+    for (int i = 0; i < 12; i++) {
+        char one[64];
+        snprintf(one, sizeof(one), "GET /o/%d HTTP/1.1\r\n\r\n", i);
+        strcat(reqs, one);
+    }
+    ASSERT_EQ(cl_sends(&c, reqs), 0);
+    for (int i = 0; i < 12; i++) {
+        struct resp r;
+        ASSERT_EQ(cl_read(&c, &r), 0);
+        char want[32];
+        snprintf(want, sizeof(want), "GET /o/%d q=", i);
+        ASSERT_EQ(strncmp(r.body, want, strlen(want)), 0);
+        free(r.body);
+    }
+    cl_close(&c);
+    struct http_server_stats s = fx_stop(f);
+    ASSERT_LE(s.write_batches, 3); /* was one write per in-order completion */
+}
+
 TEST_MAIN()
