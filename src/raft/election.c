@@ -121,6 +121,9 @@ int election_step_vote_resp(struct raft *r, const struct raft_msg *m)
         return ST_EPROTO;
     }
     record_vote(r, m->from, !m->reject);
+    /* A vote granted means our VOTE request left, which it did only after
+     * our term and self-vote were durable. */
+    if (!pre && !m->reject) r->term_durable = true;
     switch (tally(r)) {
     case 1:
         if (pre)

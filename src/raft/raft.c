@@ -189,12 +189,14 @@ static void send_impl(struct raft *r, const struct raft_msg *m, const struct raf
 
 void raft_send(struct raft *r, const struct raft_msg *m, bool after_persist)
 {
+    if (r->role == RAFT_LEADER && !r->term_durable) after_persist = true;
     send_impl(r, m, m->entries, 0, m->n_entries, after_persist);
 }
 
 void raft_send_log(struct raft *r, const struct raft_msg *m, raft_index first, size_t n,
                    bool after_persist)
 {
+    if (r->role == RAFT_LEADER && !r->term_durable) after_persist = true;
     send_impl(r, m, NULL, first, n, after_persist);
 }
 
@@ -294,6 +296,7 @@ void raft_become_candidate(struct raft *r)
     ST_ASSERT(r->role != RAFT_LEADER);
     reset_common(r, r->term + 1);
     r->vote = r->cfg.id;
+    r->term_durable = false;
     r->role = RAFT_CANDIDATE;
     set_leader(r, RAFT_NONE);
     read_index_fail_all(r, ST_ENOTLEADER);
@@ -359,6 +362,7 @@ int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state
     r->term = hs->term;
     r->vote = hs->vote;
     r->role = RAFT_FOLLOWER;
+    r->term_durable = true; /* it comes from the disk */
     if (st->snapshot) {
         const struct raft_snapshot_meta *sm = st->snapshot;
         if (sm->index == 0 || sm->term == 0 || sm->term > hs->term ||
@@ -877,6 +881,9 @@ void raft_persisted(struct raft *r, raft_index index, raft_term term)
     /* An entry overwritten since that ready was produced is not durable. */
     if (!log_match_term(&r->log, index, term) || index > r->log.handed) return;
     r->log.stable = index;
+    /* Entries of our term come in the ready that handed out the term, or a
+     * later one: the term is durable. */
+    if (term == r->term) r->term_durable = true;
     if (r->role == RAFT_LEADER) {
         struct raft_progress *self = raft_progress_find(r, r->cfg.id);
         ST_ASSERT(self);

@@ -202,6 +202,13 @@ struct raft {
     raft_id vote;
     raft_id leader;
     enum raft_role role;
+    /* The hard state of the current term is known durable. False from
+     * raft_become_candidate() until a peer grants a vote (our VOTE requests
+     * left only after the disk) or an entry of this term is reported
+     * persisted. A leader's messages wait in msgs_after_persist until then:
+     * a single voter wins at once, and its appends must not announce a term
+     * a crash could erase (the sim caught two leaderships of one term). */
+    bool term_durable;
 
     struct raft_log log;
 

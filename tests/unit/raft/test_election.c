@@ -316,4 +316,33 @@ TEST(new_leader_appends_noop_of_its_term)
     fx_destroy(f);
 }
 
+TEST(single_voter_leader_speaks_only_once_its_term_is_durable)
+{
+    /* A single voter wins without asking anyone. Its appends must not leave
+     * before its new term is durable: after a crash it would win the same
+     * term again with another log (found by the simulator, seed 300072). */
+    struct fx *f = fx_create_ex(2, 1, 1, NULL);
+    f->nodes[1].manual_disk = true;
+    raft_campaign(fx_r(f, 1));
+    fx_stabilize(f);
+    ASSERT_EQ(raft_role_get(fx_r(f, 1)), RAFT_LEADER);
+    ASSERT_EQ(f->nodes[1].sent[RAFT_MSG_APPEND], 0);
+    ASSERT_EQ(f->nodes[1].sent[RAFT_MSG_HEARTBEAT], 0);
+    fx_tick(f, 1, 2); /* heartbeats wait too */
+    fx_stabilize(f);
+    ASSERT_EQ(f->nodes[1].sent[RAFT_MSG_HEARTBEAT], 0);
+    fx_disk_flush(f, 1);
+    fx_stabilize(f);
+    ASSERT_GE(f->nodes[1].sent[RAFT_MSG_APPEND], 1);
+    /* Durable now: later appends go out with the disk write, not after. */
+    uint64_t before = f->nodes[1].sent[RAFT_MSG_APPEND];
+    ASSERT_EQ(fx_propose_str(f, 1, "x", NULL), 0);
+    fx_stabilize(f);
+    ASSERT_GE(f->nodes[1].sent[RAFT_MSG_APPEND], before + 1);
+    fx_disk_flush(f, 1);
+    fx_run(f, 2);
+    ASSERT_EQ(f->nodes[2].sm, f->nodes[1].sm);
+    fx_destroy(f);
+}
+
 TEST_MAIN()
