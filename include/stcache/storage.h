@@ -161,6 +161,9 @@ void st_fs_sim_fail_syncs(struct st_fs_sim *sim, uint32_t n);
 /* Flips bit `bit` (0..7) of byte `off` of path, in durable and current content.
  * ST_ENOENT / ST_EINVAL when path or offset do not exist. */
 int st_fs_sim_flip_bit(struct st_fs_sim *sim, const char *path, uint64_t off, unsigned bit);
+/* Opening exactly `path` fails with ST_EPERM from now on (an unreadable
+ * file); NULL clears. */
+void st_fs_sim_deny(struct st_fs_sim *sim, const char *path);
 /* Current size of a file, or ST_ENOENT. */
 int st_fs_sim_file_size(struct st_fs_sim *sim, const char *path, uint64_t *size_out);
 

@@ -68,6 +68,7 @@ struct st_fs_sim {
     size_t torn_len;
     uint64_t quota_bytes;
     uint32_t fail_syncs;
+    char denied[256];
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -244,6 +245,10 @@ static int sim_open(void *self, const char *path, int flags, int *fd_out)
     char last[SIM_NAME_MAX];
     if (s->crashed) {
         rc = ST_EIO;
+        goto out;
+    }
+    if (s->denied[0] && strcmp(s->denied, path) == 0) {
+        rc = ST_EPERM;
         goto out;
     }
     rc = resolve(s, path, &parent, last, &ino);
@@ -766,4 +771,11 @@ int st_fs_sim_file_size(struct st_fs_sim *s, const char *path, uint64_t *size_ou
     if (rc == 0) *size_out = in->size;
     SIM_UNLOCK(s);
     return rc;
+}
+
+void st_fs_sim_deny(struct st_fs_sim *s, const char *path)
+{
+    SIM_LOCK(s);
+    snprintf(s->denied, sizeof(s->denied), "%s", path ? path : "");
+    SIM_UNLOCK(s);
 }

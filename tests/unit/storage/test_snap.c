@@ -222,6 +222,11 @@ TEST(identity_is_created_then_checked_and_foreign_directories_refused)
     fs->ops->close(fs->self, fd);
     ASSERT_EQ(st_identity_ensure(fs, "/other", 1, 1, &err), ST_EMISMATCH);
     ASSERT_TRUE(strstr(msg, "postgresql.conf") != NULL);
+    /* an unreadable meta file */
+    st_fs_sim_deny(sim, "/d/meta");
+    ASSERT_EQ(st_identity_ensure(fs, "/d", 3, 0xabc, &err), ST_EPERM);
+    ASSERT_TRUE(strstr(msg, "cannot open /d/meta: permission denied") != NULL);
+    st_fs_sim_deny(sim, NULL);
     /* a meta file with a foreign magic */
     ASSERT_EQ(fs->ops->mkdir(fs->self, "/x"), 0);
     ASSERT_EQ(fs->ops->open(fs->self, "/x/meta", ST_FS_RDWR | ST_FS_CREATE, &fd), 0);

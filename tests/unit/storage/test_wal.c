@@ -400,4 +400,22 @@ TEST(writer_reports_full_disk_then_recovers_and_fatal_sync_stops_it)
     st_fs_sim_destroy(sim);
 }
 
+TEST(unreadable_segment_is_a_clear_error_naming_the_file)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 4096, &s);
+    for (raft_index i = 1; i < 61; i += 10)
+        ASSERT_EQ(put(&s, i, i + 10, 300, true), 0);
+    s.ops->close(s.self);
+    st_fs_sim_deny(sim, "/wal/0000000000000002.wal");
+    char msg[300] = "";
+    ASSERT_EQ(reopen_check(sim, 4096, 60, msg, sizeof(msg)), ST_EPERM);
+    ASSERT_TRUE(strstr(msg, "cannot open /wal/0000000000000002.wal: permission denied") != NULL);
+    st_fs_sim_deny(sim, NULL);
+    ASSERT_EQ(reopen_check(sim, 4096, 60, msg, sizeof(msg)), 0); /* nothing was lost */
+    st_fs_sim_destroy(sim);
+}
+
 TEST_MAIN()
