@@ -54,6 +54,7 @@ struct node_waiter {
     bool in_indexed;
     uint64_t seq;       /* WRITE: our request id's sequence number */
     raft_index index;   /* WRITE/ADMIN: index given by the core as leader */
+    raft_term orphan_term; /* WRITE forwarded to a leader that fell: the new leader's term */
     raft_id target;     /* ADMIN: member id; TRANSFER: the new leader; WRITE: the leader
                          * known when proposed */
     uint64_t deadline_us;
@@ -208,6 +209,7 @@ struct node {
     struct node_wlist deadlines;
     struct node_wlist indexed;   /* by index, ascending */
     struct node_wlist transfers;
+    size_t orphans; /* writes with orphan_term set */
     struct node_wlist admin_retry; /* conf changes refused with ST_ECONFCHANGE, retried per tick */
 
     /* reads */

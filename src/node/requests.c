@@ -192,6 +192,10 @@ static void waiter_release(struct node *n, struct node_waiter *w)
         if (!r->waiters.head && r->issued)
             round_free(n, r);
     }
+    if (w->orphan_term) {
+        n->orphans--;
+        w->orphan_term = 0;
+    }
     free(w->cc);
     w->cc = NULL;
     if (w->key && w->key != w->key_inline)
@@ -435,6 +439,15 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
 
 void node_client_applied_index(struct node *n, const struct raft_entry *e)
 {
+    if (n->orphans > 0) {
+        struct node_waiter *w = n->deadlines.head;
+        while (w) {
+            struct node_waiter *next = w->dnext;
+            if (w->kind == NODE_W_WRITE && w->orphan_term && w->orphan_term <= e->term)
+                fail_write(n, w, ST_ECANCELED);
+            w = next;
+        }
+    }
     while (n->indexed.head && n->indexed.head->index <= e->index) {
         struct node_waiter *w = n->indexed.head;
         if (w->kind == NODE_W_ADMIN && w->index == e->index && e->type == RAFT_ENTRY_CONF) {
@@ -603,20 +616,26 @@ void node_client_serve_reads(struct node *n)
 
 void node_client_leader_changed(struct node *n, raft_id leader)
 {
-    /* A write forwarded to a former leader (no index known here) is lost
-     * if that leader did not replicate it before it fell: fail it now
-     * instead of at the timeout. Its outcome is unknown (it may still
-     * commit), exactly as for a timeout; re-proposing it could apply it
-     * twice, after another client's acknowledged write. Writes this node
-     * proposed as leader keep waiting: their index tells precisely. */
+    /* A write forwarded to a former leader (no index known here) may have
+     * died with it. Mark it with the new leader's term; once an entry of
+     * that term applies here, every entry of an older term that will ever
+     * commit has applied before it (log terms never decrease), so a write
+     * still pending then is lost for sure: node_client_applied_index()
+     * fails it with leadership_lost. Waiting for that entry (the new
+     * leader's no-op) rather than failing at once also means the other
+     * nodes know the new leader when the client retries there. Writes
+     * this node proposed as leader keep waiting: their index tells. */
     struct node_waiter *w = n->deadlines.head;
-    while (w) {
-        struct node_waiter *next = w->dnext;
-        if (w->kind == NODE_W_WRITE && w->index == 0 && w->target != leader)
-            fail_write(n, w, ST_ECANCELED);
-        w = next;
+    if (leader != RAFT_NONE) {
+        for (; w; w = w->dnext) {
+            if (w->kind == NODE_W_WRITE && w->index == 0 && w->target != leader &&
+                w->orphan_term == 0) {
+                w->orphan_term = n->term;
+                n->orphans++;
+            }
+        }
     }
-    w = n->transfers.head;
+    w = n->transfers.head;    w = n->transfers.head;
     while (w) {
         struct node_waiter *next = w->lnext;
         if (w->target == leader)
