@@ -121,6 +121,14 @@ TEST(three_nodes_elect_replicate_forward_and_serve_follower_reads)
     h_http(&nodes[h_index_of(nodes, 3, leader)], "GET", "/kv/city", NULL, NULL, &r);
     ASSERT_EQ(r.status, 200);
     ASSERT_STREQ(r.body, "Lisbon");
+    h_http(&nodes[f2], "GET", "/kv/city?consistency=lease", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "Lisbon");
+    /* The write was answered by f1 after f1 applied it: f1's local state
+     * has it even for a stale read. */
+    h_http(&nodes[f1], "GET", "/kv/city?consistency=stale", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "Lisbon");
     /* Many writes through both followers, then every node agrees. */
     char path[64], val[64];
     for (int i = 0; i < 30; i++) {

@@ -337,6 +337,39 @@ TEST(snapshot_threshold_alone_takes_snapshots)
     finish_single();
 }
 
+TEST(seed_join_adds_a_learner_and_delete_removes_it)
+{
+    start_single(0);
+    struct hresp r;
+    /* A member that never shows up: it stays a learner (never promoted). */
+    h_http(&single, "GET", "/join?peerAddress=127.0.0.1%3A9&id=5&http=127.0.0.1%3A10", NULL, NULL,
+           &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "ok");
+    h_http(&single, "GET", "/cluster", NULL, NULL, &r);
+    ASSERT_TRUE(strstr(r.body, "{\"id\":5,\"raft\":\"127.0.0.1:9\",\"http\":\"127.0.0.1:10\","
+                               "\"voter\":false}") != NULL);
+    /* The same join again is harmless; other addresses for id 5 conflict. */
+    h_http(&single, "POST", "/cluster/members", NULL,
+           "{\"id\":5,\"raft\":\"127.0.0.1:9\",\"http\":\"127.0.0.1:10\"}", &r);
+    ASSERT_EQ(r.status, 200);
+    h_http(&single, "POST", "/cluster/members", NULL, "{\"id\":5,\"raft\":\"127.0.0.1:11\"}", &r);
+    ASSERT_EQ(r.status, 409);
+    /* Writes still commit: a learner does not count for the quorum. */
+    h_http(&single, "PUT", "/kv/with-learner", NULL, "ok", &r);
+    ASSERT_EQ(r.status, 201);
+    h_http(&single, "DELETE", "/cluster/members/5", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(strstr(r.body, "\"removed\":true") != NULL);
+    h_http(&single, "DELETE", "/cluster/members/5", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 404);
+    h_http(&single, "DELETE", "/cluster/members/abc", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 400);
+    h_http(&single, "POST", "/cluster/transfer?to=9", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 404);
+    finish_single();
+}
+
 TEST(restart_without_data_and_without_a_mode_is_refused)
 {
     h_init();
