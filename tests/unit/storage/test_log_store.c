@@ -289,6 +289,54 @@ static void body_large_entries_span_segments(int kind)
     fx_close(&f);
 }
 
+static raft_term term_install(raft_index i)
+{
+    return i <= 10 ? 1 : 2;
+}
+
+/* What the node does when a leader's snapshot arrives (raft.h: the core
+ * discarded its whole log): one batch with the snapshot mark, a truncation
+ * right after it, and the new entries. */
+static void body_snapshot_install_inside_log(int kind)
+{
+    struct fx f;
+    fx_open(&f, kind);
+    ASSERT_EQ(append_range(&f, 1, 21, 1, 200, NULL), 0);
+    uint8_t *buf;
+    struct raft_entry *e = h_make(11, 16, 2, 200, &buf);
+    struct st_log_batch b = {.snapshot_index = 10,
+                             .snapshot_term = 1,
+                             .truncate_from = 11,
+                             .entries = e,
+                             .n_entries = 5};
+    ASSERT_EQ(f.s.ops->append(f.s.self, &b), 0);
+    ASSERT_EQ(f.s.ops->sync(f.s.self), 0);
+    free(e);
+    free(buf);
+    raft_index first, last;
+    f.s.ops->bounds(f.s.self, &first, &last);
+    ASSERT_EQ(first, 11);
+    ASSERT_EQ(last, 15);
+    check_read(&f, 11, 16, term_install);
+    struct st_log_state st;
+    ASSERT_EQ(fx_reopen(&f, 10, &st), 0);
+    ASSERT_EQ(st.first_index, 11);
+    ASSERT_EQ(st.last_index, 15);
+    ASSERT_EQ(st.prev_term, 1);
+    check_state(&st, term_install);
+    st_log_state_release(&st);
+    /* the same with a snapshot beyond the log's end: truncate_from is moot */
+    struct st_log_batch b2 = {.snapshot_index = 40, .snapshot_term = 3, .truncate_from = 41};
+    ASSERT_EQ(f.s.ops->append(f.s.self, &b2), 0);
+    ASSERT_EQ(f.s.ops->sync(f.s.self), 0);
+    ASSERT_EQ(fx_reopen(&f, 40, &st), 0);
+    ASSERT_EQ(st.first_index, 41);
+    ASSERT_EQ(st.last_index, 40);
+    ASSERT_EQ(st.prev_term, 3);
+    st_log_state_release(&st);
+    fx_close(&f);
+}
+
 #define BOTH(name)                                                                                 \
     TEST(name##_mem)                                                                               \
     {                                                                                              \
@@ -309,5 +357,6 @@ BOTH(compaction_drops_prefix)
 BOTH(snapshot_past_log_end)
 BOTH(bad_batches_refused)
 BOTH(large_entries_span_segments)
+BOTH(snapshot_install_inside_log)
 
 TEST_MAIN()
