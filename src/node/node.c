@@ -768,6 +768,29 @@ static void idle_cb(uv_idle_t *h)
     (void)h; /* only keeps the loop from blocking; check_cb does the work */
 }
 
+#if defined(ST_DEBUG_CHECKS) && ST_DEBUG_CHECKS
+/* Cheap whole-runtime invariants (ST_DEBUG_CHECKS builds): O(persist
+ * FIFO), which holds at most a few batches per fsync. */
+static void node_check_invariants(const struct node *n)
+{
+    ST_ASSERT(n->applied <= raft_commit_index(n->raft) || n->applied <= n->snapshot_index);
+    ST_ASSERT(n->snapshot_index <= n->applied);
+    ST_ASSERT(n->waiters_used <= n->waiters_total);
+    ST_ASSERT(n->orphans <= n->waiters_used);
+    uint64_t last_seq = 0, inflight = 0;
+    for (const struct node_persist *p = n->persist_head; p; p = p->next) {
+        if (p->seq) {
+            ST_ASSERT(p->seq > last_seq); /* readies persist in the order produced */
+            last_seq = p->seq;
+            inflight++;
+        }
+        if (!p->next)
+            ST_ASSERT(p == n->persist_tail);
+    }
+    ST_ASSERT(inflight == n->persist_inflight);
+}
+#endif
+
 void node_process_readies(struct node *n)
 {
     if (!n->running || n->stopping || n->processing || n->fatal)
@@ -779,6 +802,9 @@ void node_process_readies(struct node *n)
     if (n->conf_dirty)
         reconcile_peers(n);
     n->processing = false;
+#if defined(ST_DEBUG_CHECKS) && ST_DEBUG_CHECKS
+    node_check_invariants(n);
+#endif
     if (n->fatal || n->stopping)
         return;
     bool more = raft_has_ready(n->raft) || (n->batch[0] && n->batch[0]->waiters.head) ||
