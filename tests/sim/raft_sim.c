@@ -21,6 +21,7 @@
 static uint64_t cur_seed;
 static struct sim_options cur_opt;
 static uint32_t cur_nodes;
+static uint64_t cur_run, cur_steps; /* seeds started, steps of the seeds finished */
 
 static void repro(char *buf, size_t cap, uint64_t seed, const struct sim_options *o, uint32_t nodes)
 {
@@ -40,6 +41,11 @@ static void on_crash(int sig)
         sim_print_ring(sim_current, stdout);
     }
     fprintf(stdout, "  reproduce: %s\n", cmd);
+    if (cur_opt.mutation)
+        fprintf(stdout,
+                "mutation %s: CAUGHT (crash/assertion) by seed %" PRIu64 " after %" PRIu64
+                " seeds, %" PRIu64 "+ steps in total\n",
+                cur_opt.mutation, cur_seed, cur_run, cur_steps);
     fflush(stdout);
     signal(sig, SIG_DFL);
     raise(sig);
@@ -169,6 +175,8 @@ int main(int argc, char **argv)
         cur_seed = seed;
         cur_opt = opt;
         cur_nodes = opt.nodes ? opt.nodes : (uint32_t[]){3, 5, 7}[seed % 3];
+        cur_run = run + 1;
+        cur_steps = total.steps;
         if (sim_run(seed, &opt, &res) != 0) {
             fprintf(stderr, "raft_sim: out of memory\n");
             return 1;

@@ -198,6 +198,18 @@ static struct sim_node *random_up(struct sim *s)
     return k ? &s->nodes[ids[rnd(s, k)]] : NULL;
 }
 
+/* A random up node of the committed configuration (what a client knows of
+ * the cluster), else any up node, else NULL. */
+static struct sim_node *random_member(struct sim *s)
+{
+    raft_id ids[SIM_NODES_MAX];
+    size_t k = 0;
+    for (raft_id id = 1; id <= SIM_NODES_MAX; id++)
+        if (node_up(s, id) && raft_conf_find(&s->ck.conf, id))
+            ids[k++] = id;
+    return k ? &s->nodes[ids[rnd(s, k)]] : random_up(s);
+}
+
 /* The up leader with the highest term (ties: lowest id), or NULL. */
 static struct sim_node *sim_leader(struct sim *s)
 {
@@ -445,6 +457,8 @@ static void disk_truncate_from(struct sim_node *n, raft_index index)
 /* Drops durable entries below index (compaction). */
 static void disk_drop_below(struct sim_node *n, raft_index index)
 {
+    if (!n->log_n)
+        return;
     size_t k = 0;
     while (k < n->log_n && n->log[k].index < index)
         raft_buf_unref(n->log[k++].buf);
@@ -547,7 +561,7 @@ static int node_boot(struct sim *s, struct sim_node *n)
     size_t k = 0;
     while (k < n->log_n && n->has_snap && n->log[k].index <= n->snap.index)
         k++;
-    bs.entries = n->log + k;
+    bs.entries = n->log_n > k ? n->log + k : NULL;
     bs.n_entries = n->log_n - k;
     bs.applied = n->has_snap ? n->snap.index : 0;
     if (n->initial && !n->has_snap && n->log_n == 0)
@@ -912,7 +926,9 @@ static void ev_deliver(struct sim *s, struct sim_event *ev)
     const struct raft_msg *m = &c->m;
     struct sim_node *n = node_up(s, m->to);
     bool snap = m->type == RAFT_MSG_SNAPSHOT;
-    if (!n || s->blocked[m->from][m->to]) {
+    /* A link that failed while the message was in flight loses it half of
+     * the time: some packets were already past the break. */
+    if (!n || (s->blocked[m->from][m->to] && chance(s, 50))) {
         trace_msg(s, n ? "cut" : "lost(down)", m);
         if (snap)
             report_later(s, m->from, c->from_inc, m->to, true, false);
@@ -959,7 +975,7 @@ static void client_submit(struct sim *s, uint8_t c)
     struct sim_client *cl = &s->clients[c];
     struct sim_node *n = node_up(s, cl->hint);
     if (!n || chance(s, 20))
-        n = random_up(s);
+        n = random_member(s);
     if (!n) {
         cl->write_retry_at = s->now + 20;
         return;
@@ -991,13 +1007,18 @@ static void client_submit(struct sim *s, uint8_t c)
 static void client_read(struct sim *s, uint8_t c)
 {
     struct sim_client *cl = &s->clients[c];
-    struct sim_node *n = random_up(s);
+    /* Half of the reads go where the client's writes went: often a leader,
+     * sometimes a deposed one that has not noticed yet. */
+    struct sim_node *n = chance(s, 50) ? node_up(s, cl->hint) : NULL;
+    if (!n)
+        n = chance(s, 90) ? random_member(s) : random_up(s);
     if (!n || n->n_reads == SIM_READS_MAX)
         return;
     uint64_t ctx = ++s->read_ctx_next;
-    int rc = raft_read_index(n->r, ctx, RAFT_READ_SAFE);
-    sim_trace(s, "client%u read ctx%" PRIu64 " on n%" PRIu64 ": %s (floor %" PRIu64 ")", c, ctx,
-              n->id, rc ? st_strerror(rc) : "ok", s->ck.floor);
+    bool lease = s->base_cfg.lease_reads && chance(s, 50);
+    int rc = raft_read_index(n->r, ctx, lease ? RAFT_READ_LEASE : RAFT_READ_SAFE);
+    sim_trace(s, "client%u %s read ctx%" PRIu64 " on n%" PRIu64 ": %s (floor %" PRIu64 ")", c,
+              lease ? "lease" : "safe", ctx, n->id, rc ? st_strerror(rc) : "ok", s->ck.floor);
     if (rc == 0) {
         struct sim_read *r = &n->reads[n->n_reads++];
         memset(r, 0, sizeof(*r));
@@ -1162,7 +1183,8 @@ static void chaos_transfer(struct sim *s)
     after_input(s, l);
 }
 
-static void chaos_decommission(struct sim *s)
+/* Shuts down for good one node (all with `all`) whose removal committed. */
+static void chaos_decommission(struct sim *s, bool all)
 {
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
         struct sim_node *n = node_get(s, id);
@@ -1172,7 +1194,8 @@ static void chaos_decommission(struct sim *s)
         node_crash(s, n);
         node_free_disk(n);
         n->destroyed = true;
-        return;
+        if (!all)
+            return;
     }
 }
 
@@ -1228,7 +1251,7 @@ static void ev_chaos(struct sim *s)
         break;
     }
     case 8:
-        chaos_decommission(s);
+        chaos_decommission(s, false);
         break;
     }
     schedule(s, s->now + p->chaos_min_ms + (int64_t)rnd(s, p->chaos_jitter_ms + 1), SIM_EV_CHAOS,
@@ -1273,7 +1296,8 @@ static void profile_init(struct sim *s)
     c->heartbeat_ticks = 1 + (uint32_t)rnd(s, 3);
     c->pre_vote = chance(s, 75);
     c->check_quorum = chance(s, 75);
-    c->lease_reads = false;
+    /* Lease reads are sound here: simulated clocks do not drift. */
+    c->lease_reads = c->check_quorum && chance(s, 40);
     c->forward_proposals = chance(s, 50);
     c->inflight_msgs_max = 1 + (uint32_t)rnd(s, 8);
     c->msg_bytes_max = 256 + (uint32_t)rnd(s, 4096);
@@ -1291,6 +1315,7 @@ static void start_final_phase(struct sim *s)
     if (s->prof.delay_jitter_ms > 10)
         s->prof.delay_jitter_ms = 10;
     sim_trace(s, "FINAL PHASE: faults healed, every node restarted, no drops");
+    chaos_decommission(s, true);
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
         struct sim_node *n = node_get(s, id);
         if (n && !n->destroyed && !n->up)
@@ -1459,12 +1484,13 @@ int sim_run(uint64_t seed, const struct sim_options *opt, struct sim_result *res
     }
     sim_trace(s,
               "seed %" PRIu64 " nodes %u clients %u drop<=%u%% dup<=%u%% delay %u+%u ms disk %u+%u ms"
-              " pre_vote %d check_quorum %d forward %d inflight %u bytes %u uncommitted %" PRIu64
+              " pre_vote %d check_quorum %d lease %d forward %d inflight %u bytes %u"
+              " uncommitted %" PRIu64
               " trailing %" PRIu64 " heartbeat %u",
               seed, s->n_initial, s->prof.clients, s->prof.drop_max_pct, s->prof.dup_max_pct,
               s->prof.delay_min_ms, s->prof.delay_jitter_ms, s->prof.disk_min_ms,
               s->prof.disk_jitter_ms, s->base_cfg.pre_vote, s->base_cfg.check_quorum,
-              s->base_cfg.forward_proposals, s->base_cfg.inflight_msgs_max,
+              s->base_cfg.lease_reads, s->base_cfg.forward_proposals, s->base_cfg.inflight_msgs_max,
               s->base_cfg.msg_bytes_max, s->base_cfg.uncommitted_bytes_max,
               s->base_cfg.trailing_entries, s->base_cfg.heartbeat_ticks);
     sim_check_bootstrap(s, s->n_initial);

@@ -436,8 +436,19 @@ void sim_check_send(struct sim *s, struct sim_node *n, const struct raft_msg *m)
                  n->id, m->term, n->hs.term, n->hs.vote);
         return;
     }
-    /* A term alone may travel before it is durable: only votes (granted, or
-     * a candidate's own) and acknowledgements of log entries must not. */
+    /* A term alone may travel before it is durable (a follower's reject),
+     * but not a leader's: a leader whose term is lost in a crash can lead
+     * the same term again and create different entries with the same
+     * (index, term). Votes and acknowledgements of entries likewise. */
+    if ((m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+         m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW ||
+         (m->type == RAFT_MSG_READ_INDEX_RESP && !m->reject)) &&
+        m->term > n->hs.term) {
+        sim_fail(s, "n%" PRIu64 " sends %s as leader of term %" PRIu64
+                    " before that term is durable (disk: term %" PRIu64 ")",
+                 n->id, raft_msg_type_name(m->type), m->term, n->hs.term);
+        return;
+    }
     if (m->type == RAFT_MSG_APPEND_RESP && !m->reject && m->index > sim_disk_last(n)) {
         sim_fail(s, "n%" PRIu64 " acknowledges index %" PRIu64 " to n%" PRIu64
                     " but its disk holds only up to %" PRIu64,
