@@ -325,7 +325,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"snapshot-threshold", 0, UINT64_MAX, 64, &cfg->snapshot_threshold},
         {"snapshot-interval", 0, 86400 * 365, 32, &cfg->snapshot_interval_s},
         {"max-key-bytes", 1, 1u << 16, 32, &cfg->max_key_bytes},
-        {"max-value-bytes", 1, 256u << 20, 32, &cfg->max_value_bytes},
+        {"max-value-bytes", 1, 16u << 20, 32, &cfg->max_value_bytes}, /* < frame bound */
         {"request-timeout-ms", 1, 3600000, 32, &cfg->request_timeout_ms},
         {"purge-interval-ms", 1, 3600000, 32, &cfg->purge_interval_ms},
         {"seed", 0, UINT64_MAX, 64, &cfg->seed},

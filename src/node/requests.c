@@ -726,8 +726,13 @@ int node_member_add_learner(struct node *n, raft_id id, const char *raft_addr,
     if (n->running && n->role == RAFT_LEADER) {
         const struct raft_member *m = raft_conf_find(raft_conf_get(n->raft), id);
         if (m) {
-            /* Idempotent retry of the same join: already a member. */
-            if (m->context_len == len && memcmp(m->context, text, len) == 0) {
+            /* Idempotent retry of the same join (the joiner lost our
+             * answer): still a learner, since a joiner runs only after it
+             * got the answer. An existing voter is refused: a voter that
+             * lost its data must be removed before it joins again (its
+             * votes and log are gone). */
+            if (m->role == RAFT_LEARNER && m->context_len == len &&
+                memcmp(m->context, text, len) == 0) {
                 struct node_admin_result res = {.status = 0, .index = 0,
                                                 .cluster_id = n->cluster_id};
                 cb(ctx, &res);

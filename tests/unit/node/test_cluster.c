@@ -203,6 +203,12 @@ TEST(join_as_learner_promotion_and_join_through_a_follower)
     h_http(&nodes[1], "GET", "/kv/early", NULL, NULL, &r);
     ASSERT_EQ(r.status, 200);
     ASSERT_STREQ(r.body, "bird");
+    /* Joining again under the id of a voter is refused. */
+    char body[200];
+    snprintf(body, sizeof body, "{\"id\":2,\"raft\":\"%s\",\"http\":\"%s\"}",
+             nodes[1].cfg.raft_listen, nodes[1].cfg.http_listen);
+    h_http(&nodes[0], "POST", "/cluster/members", NULL, body, &r);
+    ASSERT_EQ(r.status, 409);
     /* Node 3 joins through node 2 (a follower): proxied to the leader. */
     nodes[2].cfg.mode = NODE_START_JOIN;
     snprintf(nodes[2].cfg.join_http, sizeof nodes[2].cfg.join_http, "%s",
