@@ -50,6 +50,11 @@
 #define TR_SCRATCH_BYTES (64u * 1024u)
 #define TR_INBOUND_PENDING_MAX 64 /* unauthenticated inbound connections */
 #define TR_BACKLOG 128
+/* Frames whose whole tr_out allocation fits in a pool block (heartbeats,
+ * votes, responses, appends with a few entries) reuse blocks from a free
+ * list instead of calling malloc per message. */
+#define TR_OUT_POOL_BLOCK_BYTES 512
+#define TR_OUT_POOL_MAX 256
 #define MOD "transport"
 
 struct tr_list {
@@ -92,7 +97,9 @@ struct tr_conn;
 
 /* One frame to write: header bytes inline, payloads referenced. */
 struct tr_out {
-    struct tr_list link; /* in peer->queue while not written */
+    struct tr_list link; /* in peer->queue while not written; pool free list */
+    struct tr *tr;
+    bool pooled;         /* a TR_OUT_POOL_BLOCK_BYTES block */
     uv_write_t req;
     struct tr_conn *conn;
     raft_id to;
@@ -190,6 +197,8 @@ struct tr {
     struct tr_list conns;
     uint32_t inbound_pending;
     struct wire_msg wm;
+    struct tr_list out_pool; /* free pooled tr_out blocks */
+    uint32_t out_pool_n;
     struct tr_stats stats;
     uint32_t live;
     bool destroying;
@@ -205,6 +214,7 @@ static void peer_free_addrs(struct tr_peer *p);
 static void snap_out_finish(struct tr_snap_out *s, int status, bool notify, bool send_abort);
 static void snap_in_end(struct tr_peer *p, int status, bool notify, bool send_ack);
 static void snap_out_chunk_written(struct tr_snap_out *s, int status);
+static void out_pool_drain(struct tr *tr);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -218,6 +228,7 @@ static void tr_maybe_free(struct tr *tr)
     if (!tr->destroying || tr->live > 0)
         return;
     wire_msg_close(&tr->wm);
+    out_pool_drain(tr);
     void (*cb)(void *) = tr->done_cb;
     void *arg = tr->done_arg;
     free(tr);
@@ -244,18 +255,47 @@ static void out_free(struct tr_out *o)
 {
     for (uint32_t i = 0; i < o->nrefs; i++)
         raft_buf_unref(o->refs[i]);
+    struct tr *tr = o->tr;
+    if (o->pooled && tr->out_pool_n < TR_OUT_POOL_MAX && !tr->destroying) {
+        list_push(&tr->out_pool, &o->link);
+        tr->out_pool_n++;
+        return;
+    }
     free(o);
 }
 
+static void out_pool_drain(struct tr *tr)
+{
+    while (!list_empty(&tr->out_pool)) {
+        struct tr_list *l = tr->out_pool.next;
+        list_del(l);
+        free(CONTAINER_OF(l, struct tr_out, link));
+    }
+    tr->out_pool_n = 0;
+}
+
 /* One allocation: struct, iovecs, refs, then `hdr_bytes` of header. */
-static struct tr_out *out_alloc(uint8_t kind, uint32_t nbufs, uint32_t nrefs, size_t hdr_bytes)
+static struct tr_out *out_alloc(struct tr *tr, uint8_t kind, uint32_t nbufs, uint32_t nrefs,
+                                size_t hdr_bytes)
 {
     size_t size = sizeof(struct tr_out) + nbufs * sizeof(uv_buf_t) +
                   nrefs * sizeof(struct raft_buf *) + hdr_bytes;
-    struct tr_out *o = calloc(1, size);
-    if (o == NULL)
-        return NULL;
+    struct tr_out *o;
+    bool pooled = size <= TR_OUT_POOL_BLOCK_BYTES;
+    if (pooled && !list_empty(&tr->out_pool)) {
+        struct tr_list *l = tr->out_pool.next;
+        list_del(l);
+        tr->out_pool_n--;
+        o = CONTAINER_OF(l, struct tr_out, link);
+        memset(o, 0, sizeof(*o));
+    } else {
+        o = calloc(1, pooled ? TR_OUT_POOL_BLOCK_BYTES : size);
+        if (o == NULL)
+            return NULL;
+    }
     list_init(&o->link);
+    o->tr = tr;
+    o->pooled = pooled;
     o->kind = kind;
     o->nbufs = nbufs;
     o->bufs = (uv_buf_t *)(void *)(o + 1);
@@ -265,9 +305,9 @@ static struct tr_out *out_alloc(uint8_t kind, uint32_t nbufs, uint32_t nrefs, si
 }
 
 /* A control frame with a contiguous body. */
-static struct tr_out *out_ctrl(uint8_t type, const uint8_t *body, uint32_t len)
+static struct tr_out *out_ctrl(struct tr *tr, uint8_t type, const uint8_t *body, uint32_t len)
 {
-    struct tr_out *o = out_alloc(OUT_CTRL, 1, 0, FRAME_HEADER_SIZE + len);
+    struct tr_out *o = out_alloc(tr, OUT_CTRL, 1, 0, FRAME_HEADER_SIZE + len);
     if (o == NULL)
         return NULL;
     memcpy(o->hdr + FRAME_HEADER_SIZE, body, len);
@@ -343,7 +383,7 @@ static void conn_send_ctrl(struct tr_conn *c, uint8_t type, const uint8_t *body,
 {
     if (c->state == CONN_CLOSING)
         return;
-    struct tr_out *o = out_ctrl(type, body, len);
+    struct tr_out *o = out_ctrl(c->tr, type, body, len);
     if (o == NULL) {
         conn_doom(c, ST_ENOMEM);
         return;
@@ -1168,6 +1208,7 @@ int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_call
     st_rng_init(&tr->rng, cfg->seed);
     list_init(&tr->peers);
     list_init(&tr->conns);
+    list_init(&tr->out_pool);
     wire_msg_init(&tr->wm);
     ST_ASSERT(uv_timer_init(loop, &tr->notify_timer) == 0);
     tr->notify_timer.data = tr;
@@ -1366,7 +1407,7 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
             uv_timer_start(&tr->notify_timer, on_notify_timer, 0, 0);
         return ST_EBUSY;
     }
-    struct tr_out *o = out_alloc(OUT_MSG, 1 + npay, npay, FRAME_HEADER_SIZE + hdr_part);
+    struct tr_out *o = out_alloc(tr, OUT_MSG, 1 + npay, npay, FRAME_HEADER_SIZE + hdr_part);
     if (o == NULL)
         return ST_ENOMEM;
     o->to = m->to;
@@ -1520,7 +1561,7 @@ static void on_snap_read(uv_fs_t *req)
     s->crc = st_crc32c(s->crc, body + FRAME_SNAP_CHUNK_FIXED_SIZE, n);
     uint32_t body_len = (uint32_t)(FRAME_SNAP_CHUNK_FIXED_SIZE + n);
     frame_header_encode(s->chunk, FRAME_SNAP_CHUNK, body, body_len);
-    struct tr_out *o = out_alloc(OUT_SNAP_CHUNK, 1, 0, 0);
+    struct tr_out *o = out_alloc(s->tr, OUT_SNAP_CHUNK, 1, 0, 0);
     if (o == NULL) {
         snap_out_finish(s, ST_ENOMEM, true, true);
         return;
