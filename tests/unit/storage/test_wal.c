@@ -1,6 +1,7 @@
 /* WAL specifics: record framing, refusal messages, full disk, failed fsync,
  * and the group-commit writer. */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "storage/record.h"
 #include "test.h"
@@ -415,6 +416,82 @@ TEST(unreadable_segment_is_a_clear_error_naming_the_file)
     ASSERT_TRUE(strstr(msg, "cannot open /wal/0000000000000002.wal: permission denied") != NULL);
     st_fs_sim_deny(sim, NULL);
     ASSERT_EQ(reopen_check(sim, 4096, 60, msg, sizeof(msg)), 0); /* nothing was lost */
+    st_fs_sim_destroy(sim);
+}
+
+/* The node reads entries (for a lagging follower) on its loop thread while
+ * the writer appends, syncs, rolls segments and compacts on its own. */
+struct rd_ctx {
+    struct st_log_store *s;
+    atomic_int stop;
+    int bad, reads;
+};
+
+static void *reader_main(void *arg)
+{
+    struct rd_ctx *r = arg;
+    struct raft_entry out[8];
+    while (!atomic_load(&r->stop)) {
+        raft_index first, last;
+        r->s->ops->bounds(r->s->self, &first, &last);
+        if (last < first) continue;
+        raft_index lo = first + (last - first) / 2;
+        raft_index hi = lo + 8 <= last + 1 ? lo + 8 : last + 1;
+        int rc = r->s->ops->read(r->s->self, lo, hi, out);
+        if (rc == ST_ECOMPACTED || rc == ST_EUNAVAILABLE)
+            continue; /* raced with compaction or truncation: fine */
+        if (rc != 0) {
+            r->bad++;
+            continue;
+        }
+        for (raft_index i = lo; i < hi; i++) {
+            if (!h_check(&out[i - lo], i, 1)) r->bad++;
+            raft_buf_unref(out[i - lo].buf);
+        }
+        r->reads++;
+    }
+    return NULL;
+}
+
+TEST(reads_from_another_thread_during_pipelined_writes_rolls_and_compaction)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 8192, &s);
+    struct wctx c;
+    wctx_init(&c);
+    struct st_log_writer *w;
+    ASSERT_EQ(st_log_writer_create(&s, NULL, wcb, &c, &w), 0);
+    struct rd_ctx r = {.s = &s};
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, reader_main, &r), 0);
+    int n = h_sanitized() ? 300 : 2000;
+    uint8_t *buf;
+    struct raft_entry *e = h_make(1, (raft_index)n * 4 + 1, 1, 300, &buf);
+    uint64_t seq = 0;
+    for (int i = 0; i < n; i++) {
+        struct st_log_batch b = {.entries = &e[i * 4], .n_entries = 4};
+        if (i % 50 == 49) { /* compact behind, keeping a tail */
+            b.snapshot_index = (raft_index)i * 4 - 40;
+            b.snapshot_term = 1;
+        }
+        int rc;
+        while ((rc = st_log_writer_submit(w, &b, &seq)) == ST_EBUSY)
+            wait_seq(&c, seq - 100);
+        ASSERT_EQ(rc, 0);
+    }
+    wait_seq(&c, seq);
+    atomic_store(&r.stop, 1);
+    pthread_join(th, NULL);
+    ASSERT_EQ(c.last_status, 0);
+    ASSERT_EQ(c.durable, (raft_index)n * 4);
+    ASSERT_EQ(r.bad, 0);
+    ASSERT_TRUE(r.reads > 0);
+    st_log_writer_destroy(w);
+    s.ops->close(s.self);
+    free(e);
+    free(buf);
     st_fs_sim_destroy(sim);
 }
 
