@@ -50,6 +50,7 @@
 #define TR_SCRATCH_BYTES (64u * 1024u)
 #define TR_INBOUND_PENDING_MAX 64 /* unauthenticated inbound connections */
 #define TR_BACKLOG 128
+#define TR_HANDSHAKE_BODY_MAX (FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX)
 /* Frames whose whole tr_out allocation fits in a pool block (heartbeats,
  * votes, responses, appends with a few entries) reuse blocks from a free
  * list instead of calling malloc per message. */
@@ -956,7 +957,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             break;
         const uint8_t *hdr = s->data + c->rpos;
         struct frame_header h;
-        int rv = frame_header_decode(hdr, tr->cfg.frame_bytes_max, &h);
+        /* Before the handshake only a HELLO/HELLO_ACK may come: an
+         * unauthenticated peer cannot make us buffer a big frame. */
+        uint32_t body_max = c->state == CONN_HANDSHAKE ? TR_HANDSHAKE_BODY_MAX
+                                                       : tr->cfg.frame_bytes_max;
+        int rv = frame_header_decode(hdr, body_max, &h);
         if (rv != 0) {
             protocol_error(c, rv == ST_ETOOBIG ? "frame larger than frame_bytes_max"
                                                : "bad frame header",

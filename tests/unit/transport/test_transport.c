@@ -651,14 +651,23 @@ TEST(garbage_on_the_port_closes_only_that_connection)
     ASSERT_EQ(protocol_errors(&b), 2);
     raw_close(&r);
 
-    /* 3. A valid HELLO frame with one bit flipped: CRC mismatch. */
+    /* 3. Before the handshake, anything larger than a HELLO is refused at
+     *    once, long before frame_bytes_max: nothing is buffered for it. */
+    raw_dial(&r, b.port);
+    frame_header_start(big, FRAME_HELLO, FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX + 1);
+    raw_write(&r, big, sizeof(big));
+    RUN_UNTIL(r.eof);
+    ASSERT_EQ(protocol_errors(&b), 3);
+    raw_close(&r);
+
+    /* 4. A valid HELLO frame with one bit flipped: CRC mismatch. */
     raw_dial(&r, b.port);
     uint8_t hello[FRAME_HEADER_SIZE + FRAME_HELLO_FIXED_SIZE + 8];
     size_t n = hello_frame(hello, CLUSTER, 1, 2);
     hello[n - 1] ^= 0x01;
     raw_write(&r, hello, n);
     RUN_UNTIL(r.eof);
-    ASSERT_EQ(protocol_errors(&b), 3);
+    ASSERT_EQ(protocol_errors(&b), 4);
     raw_close(&r);
 
     /* The real peer link never noticed. */
