@@ -1,0 +1,248 @@
+/* The node's client request machinery through its C API (no HTTP): many
+ * concurrent writes through the waiter pool, the pool bound, ReadIndex
+ * batching (many reads, one round), refusals without a leader. */
+#include "harness.h"
+
+#define MANY 1000
+
+struct wcount {
+    int done;
+    int ok;
+    int created;
+    uint64_t max_version;
+    int status_other;
+};
+
+static void write_cb(void *ctx, const struct node_write_result *res)
+{
+    struct wcount *c = ctx;
+    c->done++;
+    if (res->status == 0) {
+        c->ok++;
+        c->created += res->created;
+        if (res->version > c->max_version)
+            c->max_version = res->version;
+    } else {
+        c->status_other = res->status;
+    }
+}
+
+struct rcount {
+    int done;
+    int found;
+    int absent;
+    int failed;
+    int last_status;
+};
+
+static void read_cb(void *ctx, const struct node_read_result *res)
+{
+    struct rcount *c = ctx;
+    c->done++;
+    if (res->status == 0 && res->value_len == 5 && memcmp(res->value, "value", 5) == 0)
+        c->found++;
+    else if (res->status == ST_ENOENT)
+        c->absent++;
+    else {
+        c->failed++;
+        c->last_status = res->status;
+    }
+}
+
+struct until_n {
+    int *counter;
+    int n;
+};
+
+static bool cond_count(void *arg)
+{
+    struct until_n *u = arg;
+    return *u->counter >= u->n;
+}
+
+struct metrics_buf {
+    char text[32768];
+    size_t len;
+};
+
+static void metrics_append(void *actx, const void *p, size_t len)
+{
+    struct metrics_buf *b = actx;
+    if (b->len + len < sizeof b->text) {
+        memcpy(b->text + b->len, p, len);
+        b->len += len;
+        b->text[b->len] = '\0';
+    }
+}
+
+static uint64_t metric(struct node *n, const char *name)
+{
+    static struct metrics_buf b;
+    b.len = 0;
+    b.text[0] = '\0';
+    node_metrics_write(n, metrics_append, &b);
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(b.text, pat);
+    return p ? strtoull(p + strlen(pat), NULL, 10) : UINT64_MAX;
+}
+
+static struct hnode nodes[3];
+
+static void start_peers(int n, uint32_t waiters_max)
+{
+    h_init();
+    memset(nodes, 0, sizeof nodes);
+    char list[1024] = "";
+    for (int i = 0; i < n; i++) {
+        h_mkdtemp(nodes[i].dir, sizeof nodes[i].dir);
+        h_config(&nodes[i], (raft_id)(i + 1));
+        if (waiters_max)
+            nodes[i].cfg.waiters_max = waiters_max;
+        char item[200];
+        snprintf(item, sizeof item, "%s%d=%s/%s", i ? "," : "", i + 1, nodes[i].cfg.raft_listen,
+                 nodes[i].cfg.http_listen);
+        strncat(list, item, sizeof list - strlen(list) - 1);
+    }
+    for (int i = 0; i < n; i++) {
+        char err[200];
+        ASSERT_EQ(node_config_set(&nodes[i].cfg, "peers", list, err, sizeof err), 0);
+        ASSERT_EQ(h_start(&nodes[i]), 0);
+    }
+    struct hcond c = {nodes, n, 0, 0};
+    ASSERT_TRUE(h_run_until(h_cond_converged, &c));
+}
+
+static void stop_all(int n)
+{
+    for (int i = 0; i < n; i++)
+        h_stop(&nodes[i]);
+    for (int i = 0; i < n; i++)
+        h_rmrf(nodes[i].dir);
+    h_fini();
+}
+
+static int follower_of(int n)
+{
+    struct node_info info;
+    node_info_get(nodes[0].node, &info);
+    for (int i = 0; i < n; i++)
+        if (nodes[i].cfg.id != info.leader)
+            return i;
+    return -1;
+}
+
+TEST(a_thousand_concurrent_writes_through_a_follower_all_complete)
+{
+    start_peers(3, 0);
+    int f = follower_of(3);
+    struct wcount wc = {0};
+    char key[32];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        struct node_put_args a = {.key = (const uint8_t *)key, .key_len = strlen(key),
+                                  .value = (const uint8_t *)"value", .value_len = 5};
+        ASSERT_EQ(node_put(nodes[f].node, &a, write_cb, &wc), 0);
+    }
+    struct until_n u = {&wc.done, MANY};
+    ASSERT_TRUE(h_run_until(cond_count, &u));
+    ASSERT_EQ(wc.ok, MANY);
+    ASSERT_EQ(wc.created, MANY);
+    ASSERT_TRUE(wc.max_version >= MANY);
+    stop_all(3);
+}
+
+TEST(reads_issued_together_share_one_read_index_round)
+{
+    start_peers(3, 0);
+    int f = follower_of(3);
+    struct wcount wc = {0};
+    struct node_put_args a = {.key = (const uint8_t *)"shared", .key_len = 6,
+                              .value = (const uint8_t *)"value", .value_len = 5};
+    ASSERT_EQ(node_put(nodes[f].node, &a, write_cb, &wc), 0);
+    struct until_n u = {&wc.done, 1};
+    ASSERT_TRUE(h_run_until(cond_count, &u));
+    ASSERT_EQ(wc.ok, 1);
+    uint64_t rounds_before = metric(nodes[f].node, "stcache_read_index_rounds_total");
+    struct rcount rc = {0};
+    for (int i = 0; i < 500; i++)
+        ASSERT_EQ(node_get(nodes[f].node, (const uint8_t *)"shared", 6, NODE_READ_LINEARIZABLE,
+                           read_cb, &rc),
+                  0);
+    ASSERT_EQ(node_get(nodes[f].node, (const uint8_t *)"nope", 4, NODE_READ_LINEARIZABLE,
+                       read_cb, &rc),
+              0);
+    struct until_n ur = {&rc.done, 501};
+    ASSERT_TRUE(h_run_until(cond_count, &ur));
+    ASSERT_EQ(rc.found, 500);
+    ASSERT_EQ(rc.absent, 1);
+    ASSERT_EQ(metric(nodes[f].node, "stcache_read_index_rounds_total") - rounds_before, 1);
+    stop_all(3);
+}
+
+TEST(the_waiter_pool_is_bounded_and_refuses_beyond_it)
+{
+    start_peers(1, 256);
+    struct wcount wc = {0};
+    char key[32];
+    int accepted = 0, busy = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "b%d", i);
+        struct node_put_args a = {.key = (const uint8_t *)key, .key_len = strlen(key),
+                                  .value = (const uint8_t *)"value", .value_len = 5};
+        int r = node_put(nodes[0].node, &a, write_cb, &wc);
+        if (r == 0)
+            accepted++;
+        else if (r == ST_EBUSY)
+            busy++;
+    }
+    ASSERT_EQ(accepted, 256);
+    ASSERT_EQ(busy, 44);
+    struct until_n u = {&wc.done, accepted};
+    ASSERT_TRUE(h_run_until(cond_count, &u));
+    ASSERT_EQ(wc.ok, 256);
+    /* Completed waiters return to the pool: room again. */
+    struct node_put_args a = {.key = (const uint8_t *)"again", .key_len = 5,
+                              .value = (const uint8_t *)"value", .value_len = 5};
+    ASSERT_EQ(node_put(nodes[0].node, &a, write_cb, &wc), 0);
+    u.n = accepted + 1;
+    ASSERT_TRUE(h_run_until(cond_count, &u));
+    stop_all(1);
+}
+
+TEST(without_a_leader_requests_fail_at_once_and_stale_reads_still_work)
+{
+    h_init();
+    memset(nodes, 0, sizeof nodes);
+    /* Node 1 of a static 2-node cluster whose node 2 never starts: no
+     * leader can be elected: writes are refused, reads fail, stale reads work. */
+    h_mkdtemp(nodes[0].dir, sizeof nodes[0].dir);
+    h_config(&nodes[0], 1);
+    nodes[0].cfg.request_timeout_ms = 100;
+    char list[300];
+    snprintf(list, sizeof list, "1=%s,2=127.0.0.1:9", nodes[0].cfg.raft_listen);
+    char err[200];
+    ASSERT_EQ(node_config_set(&nodes[0].cfg, "peers", list, err, sizeof err), 0);
+    ASSERT_EQ(h_start(&nodes[0]), 0);
+    struct wcount wc = {0};
+    struct node_put_args a = {.key = (const uint8_t *)"x", .key_len = 1,
+                              .value = (const uint8_t *)"value", .value_len = 5};
+    ASSERT_EQ(node_put(nodes[0].node, &a, write_cb, &wc), ST_ENOTLEADER);
+    struct rcount rc = {0};
+    ASSERT_EQ(node_get(nodes[0].node, (const uint8_t *)"x", 1, NODE_READ_LINEARIZABLE, read_cb,
+                       &rc),
+              0);
+    struct until_n ur = {&rc.done, 1};
+    ASSERT_TRUE(h_run_until(cond_count, &ur));
+    ASSERT_EQ(rc.failed, 1);
+    ASSERT_EQ(rc.last_status, ST_ENOTLEADER);
+    /* A stale read is served locally at once, leader or not. */
+    ASSERT_EQ(node_get(nodes[0].node, (const uint8_t *)"x", 1, NODE_READ_STALE, read_cb, &rc), 0);
+    ASSERT_EQ(rc.done, 2);
+    ASSERT_EQ(rc.absent, 1);
+    h_stop(&nodes[0]);
+    h_rmrf(nodes[0].dir);
+    h_fini();
+}
+
+TEST_MAIN()
