@@ -214,15 +214,18 @@ class Node:
         self.log_path = None
         self.starts = 0
         self.extra_args = []
+        self.expected_alive = False
 
     def __repr__(self):
         return "node%d(%s)" % (self.id, self.http)
 
     # -- process control
 
-    def start(self, mode_args=(), extra=()):
+    def start(self, mode_args=(), extra=(), expect_exit=False):
         """Starts `stcache server` for this node. mode_args: ["--bootstrap"],
-        ["--join", addr], ["--peers", spec] or [] (restart from the data dir)."""
+        ["--join", addr], ["--peers", spec] or [] (restart from the data dir).
+        Unless expect_exit, the process exiting on its own fails the test at
+        the next wait_for() poll."""
         check(self.proc is None or self.proc.poll() is not None, "%r already running" % self)
         self.starts += 1
         self.log_path = os.path.join(self.cluster.dir, "node%d.%d.log" % (self.id, self.starts))
@@ -240,12 +243,14 @@ class Node:
         finally:
             logf.close()
         self.cluster.procs.append(self.proc)
+        self.expected_alive = not expect_exit
         return self
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
     def kill9(self):
+        self.expected_alive = False
         if self.proc is not None and self.proc.poll() is None:
             _killpg(self.proc, signal.SIGKILL)
             self.proc.wait()
@@ -253,6 +258,7 @@ class Node:
     def stop(self, timeout=None):
         """SIGTERM and wait; returns the exit status (SIGKILL after the deadline,
         in which case the status is negative)."""
+        self.expected_alive = False
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -352,6 +358,7 @@ def wait_for(what, fn, timeout=30, interval=0.02):
     deadline = time.monotonic() + scaled(timeout)
     last = None
     while True:
+        check_no_unexpected_exit()
         try:
             v = fn()
             if v:
@@ -363,6 +370,20 @@ def wait_for(what, fn, timeout=30, interval=0.02):
             raise TestFailure("timed out after %.0f s waiting for %s (last: %s)"
                               % (scaled(timeout), what, last))
         time.sleep(interval)
+
+
+_live_clusters = []
+
+
+def check_no_unexpected_exit():
+    """Fails at once when a node that should be running has exited (a crash,
+    a sanitizer report, a refused start) instead of waiting for a deadline."""
+    for c in _live_clusters:
+        for n in list(c.nodes.values()) + c.retired:
+            if n.expected_alive and n.proc is not None and n.proc.poll() is not None:
+                n.expected_alive = False
+                raise TestFailure("%r exited unexpectedly with status %s; its log ends with:\n%s"
+                                  % (n, n.proc.returncode, n.log_tail(15)))
 
 
 # ---------------------------------------------------------------------------
@@ -378,6 +399,7 @@ class Cluster:
         self.nodes = {}
         self.retired = []  # nodes removed from self.nodes (logs still dumped)
         self.procs = []
+        _live_clusters.append(self)
 
     # -- membership of the harness (not of the raft cluster)
 
@@ -579,6 +601,8 @@ class Cluster:
             print(n.log_tail(lines), flush=True)
 
     def close(self):
+        if self in _live_clusters:
+            _live_clusters.remove(self)
         for p in self.procs:
             if p.poll() is None:
                 _killpg(p, signal.SIGKILL)
@@ -634,6 +658,10 @@ class Scenario:
 
 
 def _on_signal(signum, frame):
+    # Further signals (ctest and `timeout` may both send one) must not
+    # interrupt the cleanup that this exception starts.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise SystemExit("killed by signal %d" % signum)
 
 

@@ -217,7 +217,7 @@ class BadInput(Scenario):
             b.stop()
             wrong = c.new_node(8)
             wrong.data_dir = b.data_dir  # another cluster's data, asked to join this one
-            wrong.start(["--join", leader.http])
+            wrong.start(["--join", leader.http], expect_exit=True)
             code = wait_for("the node with a foreign data dir to exit",
                             lambda: wrong.proc.poll() is not None and [wrong.proc.returncode])[0]
             check(code != 0, "a join with another cluster's data dir exited 0")
@@ -229,7 +229,7 @@ class BadInput(Scenario):
             donor.stop()
             imposter = c.new_node(11)
             imposter.data_dir = donor.data_dir
-            imposter.start()
+            imposter.start(expect_exit=True)
             code = wait_for("the node with another id's data dir to exit",
                             lambda: imposter.proc.poll() is not None and [imposter.proc.returncode])[0]
             check(code != 0, "starting node 2's data dir as node 11 exited 0")
