@@ -51,6 +51,7 @@
 #define TR_INBOUND_PENDING_MAX 64 /* unauthenticated inbound connections */
 #define TR_BACKLOG 128
 #define TR_HANDSHAKE_BODY_MAX (FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX)
+#define TR_KEEPALIVE_S 5 /* idle seconds before TCP keepalive probes (half-open links) */
 /* Frames whose whole tr_out allocation fits in a pool block (heartbeats,
  * votes, responses, appends with a few entries) reuse blocks from a free
  * list instead of calling malloc per message. */
@@ -465,6 +466,15 @@ static struct tr_conn *conn_create(struct tr *tr, bool outbound, struct tr_peer 
     tr->live++;
     uv_timer_start(&c->timer, on_conn_timer, tr->cfg.handshake_timeout_ms, 0);
     return c;
+}
+
+/* Raft traffic is small messages that must not wait for Nagle's algorithm
+ * (a heartbeat held back by a delayed ACK costs tens of ms), and a peer that
+ * vanished without a FIN must eventually fail the connection. */
+static void conn_set_options(struct tr_conn *c)
+{
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, TR_KEEPALIVE_S);
 }
 
 /* Terminal: stops IO, closes handles, detaches from the peer and fails what
@@ -1015,6 +1025,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     c->state = CONN_HANDSHAKE;
+    conn_set_options(c);
     int rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rv != 0) {
         conn_close(c, uv_to_st(rv), true);
@@ -1162,8 +1173,10 @@ static void on_connection(uv_stream_t *server, int status)
                       tr->inbound_pending);
         rv = UV_EBUSY;
     }
-    if (rv == 0)
+    if (rv == 0) {
+        conn_set_options(c);
         rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
     if (rv != 0)
         conn_close(c, uv_to_st(rv), false);
 }
@@ -1715,4 +1728,14 @@ void tr_destroy(struct tr *tr, void (*done_cb)(void *arg), void *done_arg)
 void tr_stats_get(const struct tr *tr, struct tr_stats *out)
 {
     *out = tr->stats;
+}
+
+int tr_peer_fd(const struct tr *tr, raft_id id)
+{
+    const struct tr_peer *p = peer_find(tr, id);
+    uv_os_fd_t fd;
+    if (p == NULL || p->conn == NULL || p->conn->state != CONN_UP ||
+        uv_fileno((const uv_handle_t *)&p->conn->tcp, &fd) != 0)
+        return -1;
+    return fd;
 }

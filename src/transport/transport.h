@@ -200,4 +200,8 @@ int tr_send_snapshot(struct tr *tr, const struct raft_msg *msg, const char *path
 
 void tr_stats_get(const struct tr *tr, struct tr_stats *out);
 
+/* The socket of the established connection to peer, or -1 (diagnostics and
+ * tests: socket options). Do not read, write or close it. */
+int tr_peer_fd(const struct tr *tr, raft_id id);
+
 #endif

@@ -3,6 +3,9 @@
  * with a watchdog timer that fails the test instead of hanging (never a
  * sleep, never a timing assertion). */
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -366,6 +369,35 @@ TEST(messages_are_delivered_in_order_across_three_transports)
     }
     for (int i = 0; i < 3; i++)
         ep_destroy(&e[i]);
+    loop_teardown();
+}
+
+static int sockopt(int fd, int level, int name)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+    ST_ASSERT(getsockopt(fd, level, name, &v, &len) == 0);
+    return v;
+}
+
+TEST(connections_use_nodelay_and_keepalive)
+{
+    /* Nagle + delayed ACK would hold small Raft messages back for tens of ms. */
+    loop_setup();
+    struct ep a, b;
+    ep_start(&a, 1, CLUSTER, 0);
+    ep_start(&b, 2, CLUSTER, 0);
+    link_peers(&a, &b);
+    RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
+    int fa = tr_peer_fd(a.tr, 2), fb = tr_peer_fd(b.tr, 1);
+    ASSERT_TRUE(fa >= 0 && fb >= 0);
+    ASSERT_NE(sockopt(fa, IPPROTO_TCP, TCP_NODELAY), 0); /* dialed */
+    ASSERT_NE(sockopt(fb, IPPROTO_TCP, TCP_NODELAY), 0); /* accepted */
+    ASSERT_NE(sockopt(fa, SOL_SOCKET, SO_KEEPALIVE), 0);
+    ASSERT_NE(sockopt(fb, SOL_SOCKET, SO_KEEPALIVE), 0);
+    ASSERT_EQ(tr_peer_fd(a.tr, 9), -1);
+    ep_destroy(&a);
+    ep_destroy(&b);
     loop_teardown();
 }
 
