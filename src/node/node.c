@@ -796,6 +796,8 @@ void node_process_readies(struct node *n)
     if (!n->running || n->stopping || n->processing || n->fatal)
         return;
     n->processing = true;
+    if (n->n_fwd)
+        node_client_flush_forwards(n);
     node_client_issue_reads(n);
     for (int i = 0; i < NODE_READIES_PER_PASS && raft_has_ready(n->raft) && !n->fatal; i++)
         process_one_ready(n);
@@ -807,7 +809,7 @@ void node_process_readies(struct node *n)
 #endif
     if (n->fatal || n->stopping)
         return;
-    bool more = raft_has_ready(n->raft) || (n->batch[0] && n->batch[0]->waiters.head) ||
+    bool more = raft_has_ready(n->raft) || n->n_fwd || (n->batch[0] && n->batch[0]->waiters.head) ||
                 (n->batch[1] && n->batch[1]->waiters.head);
     if (more && !uv_is_active((uv_handle_t *)&n->idle))
         uv_idle_start(&n->idle, idle_cb);
@@ -1059,6 +1061,7 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     uint64_t cmd_max = (uint64_t)n->cfg.max_value_bytes + n->cfg.max_key_bytes + 4096;
     if (rcfg.msg_bytes_max < cmd_max)
         rcfg.msg_bytes_max = (uint32_t)ST_MIN(cmd_max, UINT32_MAX);
+    n->fwd_bytes_max = rcfg.msg_bytes_max;
     if (rcfg.uncommitted_bytes_max && rcfg.uncommitted_bytes_max < 8 * cmd_max)
         rcfg.uncommitted_bytes_max = 8 * cmd_max;
     /* Trailing log behind a snapshot (DESIGN 3.7): half the threshold,
@@ -1379,6 +1382,7 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
         n->join_req = NULL;
     }
     node_waiters_fail_all(n, ST_ECLOSED);
+    node_client_drop_forwards(n);
     /* Drain the writer: every queued batch is written and synced (its
      * callback runs on the writer thread while we join it). */
     if (n->writer) {

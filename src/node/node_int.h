@@ -52,6 +52,7 @@ struct node_waiter {
     uint8_t admin_op;   /* ADMIN: enum raft_conf_op */
     bool in_hash;
     bool in_indexed;
+    bool fwd_queued;    /* WRITE: in the forward batch, not sent yet */
     uint64_t seq;       /* WRITE: our request id's sequence number */
     raft_index index;   /* WRITE/ADMIN: index given by the core as leader */
     raft_term orphan_term; /* WRITE forwarded to a leader that fell: the new leader's term */
@@ -74,6 +75,14 @@ struct node_waiter {
     size_t key_len;
     uint8_t key_inline[NODE_KEY_INLINE];
 };
+
+/* A write queued on a follower for the next PROPOSE batch to the leader. */
+struct node_fwd {
+    struct raft_buf *buf; /* one reference, the encoded command */
+    uint32_t len;
+    uint64_t seq;         /* its waiter (looked up again at flush) */
+};
+#define NODE_FWD_BATCH_MAX 256 /* entries per PROPOSE message */
 
 struct node_wlist {
     struct node_waiter *head, *tail;
@@ -139,6 +148,7 @@ struct node_metrics {
     uint64_t learners_promoted;
     uint64_t purges_proposed;
     uint64_t readies;
+    uint64_t forward_batches;
 };
 
 /* -------------------------------------------------------------- the node */
@@ -210,6 +220,9 @@ struct node {
     struct node_wlist indexed;   /* by index, ascending */
     struct node_wlist transfers;
     size_t orphans; /* writes with orphan_term set */
+    struct node_fwd *fwd; /* follower: writes for the next PROPOSE batch */
+    size_t n_fwd, cap_fwd;
+    uint32_t fwd_bytes_max; /* payload bytes per PROPOSE (the core's msg_bytes_max) */
     struct node_wlist admin_retry; /* conf changes refused with ST_ECONFCHANGE, retried per tick */
 
     /* reads */
@@ -273,6 +286,11 @@ void node_client_issue_reads(struct node *n);
 /* Leadership notifications. */
 void node_client_leader_changed(struct node *n, raft_id leader);
 int node_propose_purge(struct node *n);
+/* Sends the writes queued on a follower to the leader, batched (once per
+ * pass of readies), or proposes them here if this node leads now. */
+void node_client_flush_forwards(struct node *n);
+/* Releases queued forwards (stop). */
+void node_client_drop_forwards(struct node *n);
 /* Retries conf changes that waited for a pending one (every tick). */
 void node_client_retry_admin(struct node *n);
 

@@ -318,6 +318,31 @@ static int propose_command(struct node *n, const struct kv_command *cmd, raft_in
     return rc;
 }
 
+static void waiter_hash_insert(struct node *n, struct node_waiter *w)
+{
+    struct node_waiter **b = seq_bucket(n, w->seq);
+    w->hnext = *b;
+    *b = w;
+    w->in_hash = true;
+}
+
+/* Queues an encoded command for the leader (follower side). Every write of
+ * one loop iteration leaves in one RAFT_MSG_PROPOSE (node_client_flush_
+ * forwards), instead of one message per write from raft_propose(). */
+static int forward_queue(struct node *n, struct raft_buf *buf, uint32_t len, uint64_t seq)
+{
+    if (n->n_fwd == n->cap_fwd) {
+        size_t cap = n->cap_fwd ? n->cap_fwd * 2 : 64;
+        struct node_fwd *f = realloc(n->fwd, cap * sizeof *f);
+        if (!f)
+            return ST_ENOMEM;
+        n->fwd = f;
+        n->cap_fwd = cap;
+    }
+    n->fwd[n->n_fwd++] = (struct node_fwd){buf, len, seq};
+    return 0;
+}
+
 static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb, void *ctx)
 {
     if (!n->running || n->stopping)
@@ -335,20 +360,121 @@ static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb
     cmd->req.seq = w->seq;
     cmd->timestamp_ms = node_wall_ms();
     raft_index index = 0;
-    int rc = propose_command(n, cmd, &index);
+    int rc;
+    if (n->role == RAFT_FOLLOWER && n->leader != RAFT_NONE) {
+        size_t len = kv_command_encoded_len(cmd);
+        struct raft_buf *buf = raft_buf_create(len);
+        size_t written = 0;
+        rc = buf ? kv_command_encode(cmd, buf->data, len, &written) : ST_ENOMEM;
+        if (rc == 0)
+            rc = forward_queue(n, buf, (uint32_t)written, w->seq);
+        if (rc) {
+            raft_buf_unref(buf);
+        } else {
+            w->fwd_queued = true;
+            n->m.proposals++;
+        }
+    } else {
+        rc = propose_command(n, cmd, &index);
+    }
     if (rc) {
         waiter_release(n, w);
         return rc;
     }
-    struct node_waiter **b = seq_bucket(n, w->seq);
-    w->hnext = *b;
-    *b = w;
-    w->in_hash = true;
+    waiter_hash_insert(n, w);
     if (index) {
         w->index = index;
         indexed_insert(n, w);
     }
     return 0;
+}
+
+void node_client_flush_forwards(struct node *n)
+{
+    /* Detach the queue: failing a waiter runs its callback, which may
+     * queue new writes. */
+    struct node_fwd *q = n->fwd;
+    size_t count = n->n_fwd, cap = n->cap_fwd;
+    n->fwd = NULL;
+    n->n_fwd = 0;
+    n->cap_fwd = 0;
+    size_t i = 0;
+    while (i < count) {
+        /* A batch: as many entries as fit one message. */
+        size_t j = i;
+        uint64_t bytes = 0;
+        while (j < count && j - i < NODE_FWD_BATCH_MAX &&
+               (j == i || bytes + q[j].len <= n->fwd_bytes_max))
+            bytes += q[j++].len;
+        int rc = 0;
+        if (n->role == RAFT_FOLLOWER && n->leader != RAFT_NONE) {
+            struct raft_entry ents[NODE_FWD_BATCH_MAX];
+            for (size_t k = i; k < j; k++) {
+                /* index/term placeholders: see send_msg() in node.c */
+                ents[k - i] = (struct raft_entry){.term = 1, .index = 1,
+                                                  .type = RAFT_ENTRY_NORMAL,
+                                                  .buf = q[k].buf,
+                                                  .data = q[k].buf->data,
+                                                  .len = q[k].len};
+            }
+            struct raft_msg m = {.type = RAFT_MSG_PROPOSE,
+                                 .from = n->cfg.id,
+                                 .to = n->leader,
+                                 .term = raft_term_get(n->raft),
+                                 .n_entries = (uint32_t)(j - i),
+                                 .entries = ents};
+            int trc = tr_send(n->tr, &m);
+            if (trc != 0 && trc != ST_EBUSY && trc != ST_ENOENT)
+                ST_TRACE_WARN(MOD, "node %" PRIu64 ": forwarding %zu writes to %" PRIu64 ": %s",
+                              n->cfg.id, j - i, n->leader, st_strerror(trc));
+            /* A refused send is a lost message: the waiters time out, or
+             * fail at the next leader change. */
+            n->m.forward_batches++;
+        } else if (n->role != RAFT_LEADER) {
+            rc = ST_ENOTLEADER;
+        }
+        for (size_t k = i; k < j; k++) {
+            struct node_fwd *f = &q[k];
+            struct node_waiter *w = hash_find(n, f->seq);
+            if (w) {
+                w->fwd_queued = false;
+                w->target = n->leader;
+                if (n->role == RAFT_LEADER) {
+                    /* Became leader since: propose here, with an index. */
+                    raft_index index = 0;
+                    int prc = raft_propose(n->raft, f->buf, f->buf->data, f->len, &index, NULL);
+                    if (prc == 0 && index) {
+                        w->index = index;
+                        indexed_insert(n, w);
+                    } else if (prc) {
+                        n->m.proposals_failed++;
+                        fail_write(n, w, prc);
+                    }
+                } else if (rc) {
+                    n->m.proposals_failed++;
+                    fail_write(n, w, rc);
+                }
+            }
+            raft_buf_unref(f->buf);
+        }
+        i = j;
+    }
+    if (!n->fwd) { /* keep the array for the next batch */
+        n->fwd = q;
+        n->cap_fwd = cap;
+    } else {
+        free(q);
+    }
+}
+
+void node_client_drop_forwards(struct node *n)
+{
+    for (size_t i = 0; i < n->n_fwd; i++)
+        raft_buf_unref(n->fwd[i].buf);
+    n->n_fwd = 0;
+    free(n->fwd);
+    n->fwd = NULL;
+    n->cap_fwd = 0;
 }
 
 int node_put(struct node *n, const struct node_put_args *a, node_write_cb cb, void *ctx)
@@ -629,7 +755,7 @@ void node_client_leader_changed(struct node *n, raft_id leader)
     if (leader != RAFT_NONE) {
         for (; w; w = w->dnext) {
             if (w->kind == NODE_W_WRITE && w->index == 0 && w->target != leader &&
-                w->orphan_term == 0) {
+                w->orphan_term == 0 && !w->fwd_queued) {
                 w->orphan_term = n->term;
                 n->orphans++;
             }

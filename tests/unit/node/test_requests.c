@@ -3,6 +3,8 @@
  * batching (many reads, one round), refusals without a leader. */
 #include "harness.h"
 
+#include "node/node_int.h" /* NODE_FWD_BATCH_MAX */
+
 #define MANY 1000
 
 struct wcount {
@@ -138,6 +140,7 @@ TEST(a_thousand_concurrent_writes_through_a_follower_all_complete)
     int f = follower_of(3);
     struct wcount wc = {0};
     char key[32];
+    uint64_t batches_before = metric(nodes[f].node, "stcache_forward_batches_total");
     for (int i = 0; i < MANY; i++) {
         snprintf(key, sizeof key, "k%d", i);
         struct node_put_args a = {.key = (const uint8_t *)key, .key_len = strlen(key),
@@ -149,6 +152,10 @@ TEST(a_thousand_concurrent_writes_through_a_follower_all_complete)
     ASSERT_EQ(wc.ok, MANY);
     ASSERT_EQ(wc.created, MANY);
     ASSERT_TRUE(wc.max_version >= MANY);
+    /* Forwarded in batches: 1000 writes of one loop iteration leave in
+     * ceil(1000 / 256) PROPOSE messages. */
+    ASSERT_EQ(metric(nodes[f].node, "stcache_forward_batches_total") - batches_before,
+              (MANY + NODE_FWD_BATCH_MAX - 1) / NODE_FWD_BATCH_MAX);
     stop_all(3);
 }
 
