@@ -108,8 +108,12 @@ bool progress_decr_to(struct raft_progress *p, raft_index rejected, raft_index p
         p->next = p->match + 1;
         return true;
     }
-    /* Probe: only the answer to the probe we sent (next - 1) counts. */
-    if (p->next == 0 || p->next - 1 != rejected) return false;
+    /* Probe: only the answer to the probe we sent (next - 1) counts, and a
+     * rejection at or below match contradicts what the follower acknowledged
+     * (only possible with a follower that lost acknowledged entries): ignore
+     * it rather than resend the same probe in a hot loop; the next heartbeat
+     * answer retries. */
+    if (p->next == 0 || p->next - 1 != rejected || rejected <= p->match) return false;
     raft_index next = ST_MIN(rejected, probe_next);
     p->next = ST_MAX(next, p->match + 1);
     if (p->next < 1) p->next = 1;

@@ -547,11 +547,14 @@ static int step_term(struct raft *r, const struct raft_msg *m)
         return 1;
     }
     if (m->term < r->term) {
-        if ((r->cfg.check_quorum || r->cfg.pre_vote) &&
-            (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT)) {
-            /* A stale leader, perhaps back from a partition: with check-quorum
-             * or pre-vote our term may never reach it through votes, so answer
-             * with our term so it steps down (etcd issue 5451). */
+        if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+            m->type == RAFT_MSG_SNAPSHOT) {
+            /* A stale leader: answer with our term so it steps down (Figure
+             * 3.1: "reply false if term < currentTerm", with the term). etcd
+             * answers only with check-quorum or pre-vote (issue 5451), but a
+             * leader that removed itself is never contacted by the new
+             * leadership, so without this answer it would lead its stale term
+             * forever (sim seed 302277). */
             struct raft_msg resp = {.type = RAFT_MSG_APPEND_RESP, .to = m->from, .term = r->term};
             raft_send(r, &resp, false);
         } else if (m->type == RAFT_MSG_PREVOTE) {

@@ -383,4 +383,34 @@ TEST(full_membership_with_departed_members_fits)
     fx_destroy(f);
 }
 
+static void plain_raft(struct raft_config *c)
+{
+    c->check_quorum = false;
+    c->pre_vote = false;
+}
+
+TEST(self_removed_stale_leader_steps_down_when_told_the_term)
+{
+    /* 1 removes itself; 2 and 3 get the entry but 1 never hears back. They
+     * elect 2, which never contacts 1 (not a member). Without check-quorum
+     * 1 would lead its stale term forever, accepting doomed proposals; the
+     * answer to its stale heartbeat carries the new term (sim seed 302277). */
+    struct fx *f = fx_create_ex(3, 3, 0, plain_raft);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    f->cut[2][1] = f->cut[3][1] = true;
+    ASSERT_EQ(fx_conf_change(f, 1, RAFT_CONF_REMOVE, 1, NULL), 0);
+    fx_stabilize(f);
+    ASSERT_FALSE(is_member(fx_r(f, 2), 1));
+    raft_campaign(fx_r(f, 2));
+    fx_stabilize(f);
+    ASSERT_EQ(raft_role_get(fx_r(f, 2)), RAFT_LEADER);
+    ASSERT_EQ(raft_role_get(fx_r(f, 1)), RAFT_LEADER); /* stale, unaware */
+    f->cut[2][1] = f->cut[3][1] = false;
+    fx_run(f, 3);
+    ASSERT_EQ(raft_role_get(fx_r(f, 1)), RAFT_FOLLOWER);
+    ASSERT_EQ(raft_term_get(fx_r(f, 1)), raft_term_get(fx_r(f, 2)));
+    ASSERT_EQ(fx_propose_str(f, 1, "doomed", NULL), ST_ENOTLEADER);
+    fx_destroy(f);
+}
+
 TEST_MAIN()
