@@ -16,6 +16,8 @@
 
 #include "stcache/raft.h"
 
+struct st_fs;
+
 #define NODE_ADDR_MAX 80  /* bytes of a "host:port" string, NUL included */
 #define NODE_PATH_MAX 512 /* bytes of the data directory path, NUL included */
 
@@ -57,6 +59,7 @@ struct node_config {
     uint32_t waiters_max;         /* pending client writes and reads per node */
     uint64_t promote_lag_entries; /* a learner within this many entries of commit is promoted */
     uint64_t seed;                /* election jitter seed; 0 = from /dev/urandom */
+    const struct st_fs *fs;       /* tests: a simulated file system; NULL = the real one */
     bool bootstrap_if_empty;      /* restart mode, but bootstrap an empty data directory
                                    * (`stcache server` without any flag) */
 };

@@ -1005,12 +1005,14 @@ static int handles_init(struct node *n)
     uv_prepare_init(n->loop, &n->prepare);
     uv_idle_init(n->loop, &n->idle);
     uv_timer_init(n->loop, &n->join_timer);
+    uv_timer_init(n->loop, &n->fatal_timer);
+    n->fatal_timer.data = n;
     n->tick_timer.data = n;
     n->check.data = n;
     n->prepare.data = n;
     n->idle.data = n;
     n->join_timer.data = n;
-    n->handles_open = 5;
+    n->handles_open = 6;
     if (uv_async_init(n->loop, &n->persist_async, persist_async_cb) != 0)
         return ST_ENOMEM;
     n->persist_async.data = n;
@@ -1026,6 +1028,7 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     struct st_errbuf eb = {errtext, sizeof errtext};
     struct st_storage_config sc;
     memset(&sc, 0, sizeof sc);
+    sc.fs = n->cfg.fs;
     sc.dir = n->cfg.data_dir;
     sc.node_id = n->cfg.id;
     sc.cluster_id = n->cluster_id;
@@ -1261,7 +1264,8 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
     char errtext[256] = "";
     struct st_errbuf eb = {errtext, sizeof errtext};
     uint64_t nid = 0, cid = 0;
-    rc = st_identity_read(st_fs_posix(), n->cfg.data_dir, &nid, &cid, &eb);
+    rc = st_identity_read(n->cfg.fs ? n->cfg.fs : st_fs_posix(), n->cfg.data_dir, &nid, &cid,
+                          &eb);
     if (rc == 0) {
         if (nid != n->cfg.id) {
             ST_TRACE_ERROR(MOD, "data directory %s belongs to node %" PRIu64 ", not %" PRIu64,
@@ -1402,7 +1406,8 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
         uv_close((uv_handle_t *)&n->prepare, handle_closed_cb);
         uv_close((uv_handle_t *)&n->idle, handle_closed_cb);
         uv_close((uv_handle_t *)&n->join_timer, handle_closed_cb);
-        if (n->handles_open == 6)
+        uv_close((uv_handle_t *)&n->fatal_timer, handle_closed_cb);
+        if (n->handles_open == 7)
             uv_close((uv_handle_t *)&n->persist_async, handle_closed_cb);
     }
     if (n->tr)
@@ -1410,6 +1415,13 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
     else
         n->tr_closed = true;
     stop_maybe_finish(n);
+}
+
+static void fatal_timer_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    if (n->fatal_cb && !n->stopping)
+        n->fatal_cb(n, n->fatal_code, n->fatal_ctx);
 }
 
 void node_fatal(struct node *n, int code, const char *what)
@@ -1420,8 +1432,11 @@ void node_fatal(struct node *n, int code, const char *what)
     ST_TRACE_ERROR(MOD, "node %" PRIu64 ": fatal: %s: %s; the node stops serving", n->cfg.id,
                    what, st_strerror(code));
     node_waiters_fail_all(n, ST_EIO);
-    if (n->fatal_cb)
-        n->fatal_cb(n, code, n->fatal_ctx);
+    /* Tell the owner from a fresh loop iteration: it will likely stop the
+     * node, which must not happen in the middle of a ready. */
+    n->fatal_code = code;
+    if (n->handles_open > 0 && !n->stopping)
+        uv_timer_start(&n->fatal_timer, fatal_timer_cb, 0, 0);
 }
 
 void node_on_fatal(struct node *n, void (*cb)(struct node *n, int code, void *ctx), void *ctx)

@@ -195,6 +195,8 @@ struct node {
     uv_idle_t idle;
     uv_async_t persist_async;
     uv_timer_t join_timer;
+    uv_timer_t fatal_timer; /* reports a fatal error from a fresh iteration */
+    int fatal_code;
     int handles_open;
     bool processing;
 

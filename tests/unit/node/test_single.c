@@ -3,6 +3,8 @@
  * routes, and restart from the data directory (WAL replay and snapshot). */
 #include "harness.h"
 
+#include "stcache/storage.h"
+
 static struct hnode single;
 
 static void start_single(uint64_t snapshot_threshold)
@@ -368,6 +370,59 @@ TEST(seed_join_adds_a_learner_and_delete_removes_it)
     h_http(&single, "POST", "/cluster/transfer?to=9", NULL, NULL, &r);
     ASSERT_EQ(r.status, 404);
     finish_single();
+}
+
+static int fatal_calls;
+static int fatal_code;
+
+static void on_fatal(struct node *n, int code, void *ctx)
+{
+    (void)n;
+    (void)ctx;
+    fatal_calls++;
+    fatal_code = code;
+}
+
+static bool cond_fatal(void *arg)
+{
+    (void)arg;
+    return fatal_calls > 0;
+}
+
+TEST(a_failed_fsync_is_fatal_requests_fail_and_nothing_is_retried)
+{
+    h_init();
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    memset(&single, 0, sizeof single);
+    const struct st_fs *fs = st_fs_sim_fs(sim);
+    ASSERT_EQ(fs->ops->mkdir(fs->self, "/sim"), 0);
+    snprintf(single.dir, sizeof single.dir, "/sim/data");
+    h_config(&single, 1);
+    single.cfg.fs = st_fs_sim_fs(sim);
+    single.cfg.mode = NODE_START_BOOTSTRAP;
+    ASSERT_EQ(h_start(&single), 0);
+    node_on_fatal(single.node, on_fatal, NULL);
+    struct hcond c = {&single, 1, 0, 0};
+    ASSERT_TRUE(h_run_until(h_cond_converged, &c));
+    struct hresp r;
+    h_http(&single, "PUT", "/kv/ok", NULL, "durable", &r);
+    ASSERT_EQ(r.status, 201);
+    /* The next fdatasync fails: the store is done for (DESIGN 3.8). */
+    fatal_calls = 0;
+    st_fs_sim_fail_syncs(sim, 1);
+    h_http(&single, "PUT", "/kv/doomed", NULL, "lost", &r);
+    ASSERT_EQ(r.status, 500);
+    ASSERT_TRUE(strstr(r.body, "storage_failed") != NULL);
+    ASSERT_TRUE(h_run_until(cond_fatal, NULL));
+    ASSERT_EQ(fatal_calls, 1);
+    ASSERT_EQ(fatal_code, ST_EFATAL);
+    /* Everything after is refused at once; the node can still be stopped. */
+    h_http(&single, "PUT", "/kv/after", NULL, "x", &r);
+    ASSERT_EQ(r.status, 500);
+    h_stop(&single);
+    st_fs_sim_destroy(sim);
+    h_fini();
 }
 
 TEST(restart_without_data_and_without_a_mode_is_refused)
