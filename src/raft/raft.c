@@ -308,6 +308,7 @@ void raft_become_leader(struct raft *r)
     reset_common(r, r->term);
     r->role = RAFT_LEADER;
     set_leader(r, r->cfg.id);
+    r->lease_revoked = false;
     r->uncommitted_bytes = 0;
     /* A conf entry of an earlier term may still be uncommitted. */
     r->pending_conf_index = r->conf_index;

@@ -231,6 +231,9 @@ struct raft {
     uint64_t uncommitted_bytes;
     raft_id transferee;
     uint32_t transfer_elapsed;
+    /* Set once this leadership sent TIMEOUT_NOW: the target's forced campaign
+     * ignores the followers' lease, so ours no longer holds. */
+    bool lease_revoked;
     bool bcast_pending;      /* send appends at the next ready (batching) */
     bool commit_bcast;       /* commit moved: tell replicating followers */
     uint64_t round;          /* last heartbeat round started */

@@ -81,6 +81,8 @@ uint64_t read_index_start_round(struct raft *r)
 
 bool read_index_lease_valid(const struct raft *r)
 {
+    /* A transfer we started makes voters ignore the lease (forced campaign). */
+    if (r->lease_revoked || r->transferee != RAFT_NONE) return false;
     uint64_t q = quorum_round(r);
     if (q == 0 || r->round - q >= ST_ARRAY_LEN(r->round_tick)) return false;
     /* The quorum acknowledged a round sent at round_tick: none of them grants

@@ -231,6 +231,7 @@ int replication_step_heartbeat(struct raft *r, const struct raft_msg *m)
 void replication_send_timeout_now(struct raft *r, raft_id to)
 {
     struct raft_msg m = {.type = RAFT_MSG_TIMEOUT_NOW, .to = to, .term = r->term};
+    r->lease_revoked = true;
     raft_send(r, &m, false);
 }
 

@@ -234,6 +234,31 @@ TEST(lease_read)
     fx_destroy(f);
 }
 
+TEST(lease_revoked_by_leadership_transfer)
+{
+    /* The transfer target's forced campaign ignores the followers' lease, so
+     * the old leader must not serve lease reads once it sent TIMEOUT_NOW. */
+    struct fx *f = fx_create_ex(3, 3, 0, lease_cfg);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    fx_run(f, 2);
+    f->cut[3][1] = f->cut[3][2] = true; /* 3 hears but is not heard */
+    ASSERT_EQ(raft_transfer_leadership(fx_r(f, 1), 3), 0);
+    fx_stabilize(f);
+    ASSERT_EQ(f->nodes[1].sent[RAFT_MSG_TIMEOUT_NOW], 1);
+    ASSERT_EQ(raft_role_get(fx_r(f, 1)), RAFT_LEADER);
+    ASSERT_EQ(raft_read_index(fx_r(f, 1), 1, RAFT_READ_LEASE), 0);
+    fx_stabilize(f);
+    /* Not served from the lease: it took a heartbeat round (acked by 2). */
+    const struct raft_read_state *rs = find_read(f, 1, 1);
+    ASSERT_TRUE(rs != NULL);
+    ASSERT_EQ(f->nodes[1].sent[RAFT_MSG_HEARTBEAT] > 0, 1);
+    uint64_t hb = heartbeats_sent(f, 1);
+    ASSERT_EQ(raft_read_index(fx_r(f, 1), 2, RAFT_READ_LEASE), 0);
+    fx_stabilize(f);
+    ASSERT_GE(heartbeats_sent(f, 1), hb + 1);
+    fx_destroy(f);
+}
+
 TEST(lease_mode_ignored_without_lease_reads)
 {
     struct fx *f = fx_create(3);
