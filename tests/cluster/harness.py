@@ -29,8 +29,9 @@ import traceback
 import urllib.parse
 
 SANITIZED = os.environ.get("ST_SANITIZED") == "1"
-# Deadlines are multiplied by SLOW, work (key counts...) divided by it.
+# Deadlines are multiplied by SLOW, work (key counts...) divided by WORK_DIV.
 SLOW = 4 if SANITIZED else 1
+WORK_DIV = 2 if SANITIZED else 1
 KEEP = os.environ.get("ST_KEEP_DIRS") == "1"
 
 # Ports come from below the kernel's ephemeral range (32768+ on Linux) so an
@@ -54,7 +55,7 @@ def scaled(seconds):
 
 def count(n, minimum=1):
     """Scales a workload size down under sanitizers."""
-    return max(minimum, n // SLOW)
+    return max(minimum, n // WORK_DIV)
 
 
 class TestFailure(AssertionError):
@@ -254,6 +255,14 @@ class Node:
         if self.proc is not None and self.proc.poll() is None:
             _killpg(self.proc, signal.SIGKILL)
             self.proc.wait()
+
+    def pause(self):
+        """SIGSTOP: the process keeps its sockets but does nothing (a long GC
+        pause, a VM freeze)."""
+        _killpg(self.proc, signal.SIGSTOP)
+
+    def resume(self):
+        _killpg(self.proc, signal.SIGCONT)
 
     def stop(self, timeout=None):
         """SIGTERM and wait; returns the exit status (SIGKILL after the deadline,
@@ -685,7 +694,7 @@ def main(scenarios):
             print("unknown scenario %s (have: %s)" % (name, " ".join(scenarios)), file=sys.stderr)
             sys.exit(2)
         sc = scenarios[name](binary)
-        log("==== scenario %s%s" % (name, " (sanitized: deadlines x%d)" % SLOW if SANITIZED else ""))
+        log("==== scenario %s%s" % (name, " (sanitized: deadlines x%d, work /%d)" % (SLOW, WORK_DIV) if SANITIZED else ""))
         t = time.monotonic()
         ok = False
         try:
