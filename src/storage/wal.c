@@ -153,6 +153,7 @@ static void index_truncate(struct wal *w, raft_index from)
     while (w->n_ents > 0 && w->ents[w->n_ents - 1].index >= from)
         w->n_ents--;
     w->last_index = from - 1;
+    if (w->last_index < w->first_index) w->n_runs = 0; /* what is left lies below a snapshot mark */
 }
 
 /* The log is covered up to (index, term) by a snapshot. */
@@ -523,12 +524,29 @@ undo:
     }
 }
 
+/* Cheap (O(1)) invariants, checked after every append in debug builds. */
+static void wal_check_invariants(const struct wal *w)
+{
+    ST_ASSERT(w->n_segs > 0);
+    const struct wal_seg *s = &w->segs[w->n_segs - 1];
+    ST_ASSERT(s->flushed + w->stage_len <= w->segment_bytes);
+    ST_ASSERT(s->synced <= s->flushed);
+    ST_ASSERT(w->first_index <= w->last_index + 1);
+    ST_ASSERT(w->snap_index < w->first_index);
+    if (w->n_runs) {
+        const struct wal_run *r = &w->runs[w->n_runs - 1];
+        ST_ASSERT(r->count > 0 && r->first + r->count - 1 == w->last_index);
+        ST_ASSERT(w->runs[0].first + w->runs[0].count > w->first_index);
+    }
+}
+
 static int wal_append(void *self, const struct st_log_batch *b)
 {
     struct wal *w = self;
     pthread_mutex_lock(&w->mu);
     w->appending = true;
     int rc = wal_append_locked(w, b);
+    ST_DEBUG_ASSERT((wal_check_invariants(w), true));
     w->appending = false;
     pthread_cond_broadcast(&w->idle);
     pthread_mutex_unlock(&w->mu);

@@ -1,6 +1,7 @@
 /* WAL specifics: record framing, refusal messages, full disk, failed fsync,
  * and the group-commit writer. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "storage/record.h"
@@ -424,7 +425,8 @@ TEST(unreadable_segment_is_a_clear_error_naming_the_file)
 struct rd_ctx {
     struct st_log_store *s;
     atomic_int stop;
-    int bad, reads;
+    int bad;
+    atomic_int reads;
 };
 
 static void *reader_main(void *arg)
@@ -448,7 +450,7 @@ static void *reader_main(void *arg)
             if (!h_check(&out[i - lo], i, 1)) r->bad++;
             raft_buf_unref(out[i - lo].buf);
         }
-        r->reads++;
+        atomic_fetch_add(&r->reads, 1);
     }
     return NULL;
 }
@@ -482,12 +484,13 @@ TEST(reads_from_another_thread_during_pipelined_writes_rolls_and_compaction)
         ASSERT_EQ(rc, 0);
     }
     wait_seq(&c, seq);
+    while (atomic_load(&r.reads) == 0) /* at least one read of the settled log */
+        sched_yield();
     atomic_store(&r.stop, 1);
     pthread_join(th, NULL);
     ASSERT_EQ(c.last_status, 0);
     ASSERT_EQ(c.durable, (raft_index)n * 4);
     ASSERT_EQ(r.bad, 0);
-    ASSERT_TRUE(r.reads > 0);
     st_log_writer_destroy(w);
     s.ops->close(s.self);
     free(e);
