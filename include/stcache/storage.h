@@ -210,7 +210,8 @@ void st_log_state_release(struct st_log_state *st);
 
 struct st_log_store_ops {
     /* Loads everything durable, skipping entries <= after_index (the snapshot
-     * the caller restores; 0 for none). Called once, right after open.
+     * the caller restores; 0 for none). Called once, right after open and
+     * before any append (the WAL refuses appends before it: ST_EINVAL).
      * ST_EUNAVAILABLE (with a message) when the log has a gap after
      * after_index (its first entry is > after_index + 1 and it is not empty). */
     int (*load)(void *self, raft_index after_index, struct st_log_state *out,
