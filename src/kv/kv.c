@@ -53,6 +53,7 @@ struct kv {
     struct kv_state st;
     uint64_t applied_index;
     int restoring;
+    int snapshots_open; /* cursors from kv_snapshot_begin: no mutation allowed */
 };
 
 /* ---------- hashing: SipHash-1-3 keyed by the configured seed ---------- */
@@ -471,7 +472,7 @@ void kv_destroy(struct kv *kv)
 {
     if (!kv)
         return;
-    ST_ASSERT(!kv->restoring);
+    ST_ASSERT(!kv->restoring && kv->snapshots_open == 0);
     state_free(&kv->st);
     free(kv);
 }
@@ -516,7 +517,7 @@ void kv_stats(const struct kv *kv, struct kv_stats *out)
 
 int kv_rehash_step(struct kv *kv, uint32_t buckets)
 {
-    ST_ASSERT(!kv->restoring);
+    ST_ASSERT(!kv->restoring && kv->snapshots_open == 0);
     rehash_step(&kv->st, buckets);
     return kv->st.rehashing;
 }
@@ -677,6 +678,7 @@ static void apply_purge(struct kv *kv, uint64_t index, const struct kv_command *
 int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct kv_result *result)
 {
     ST_ASSERT(!kv->restoring);
+    ST_ASSERT(kv->snapshots_open == 0); /* a snapshot cursor walks the table */
     ST_ASSERT(index > kv->applied_index);
     memset(result, 0, sizeof(*result));
     struct kv_command c;
@@ -749,64 +751,156 @@ static int sw_put(struct snap_writer *w, const void *data, size_t len, int nocrc
     return 0;
 }
 
-int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *meta,
-                      size_t meta_len, kv_write_cb write_cb, void *ctx)
+struct kv_snapshot_cursor {
+    const struct kv *kv;
+    struct kv *registered;        /* kv_snapshot_begin: counts in snapshots_open */
+    struct snap_writer w;
+    int err;
+    int done;
+    int table;                    /* 0 or 1 */
+    uint64_t bucket;
+    const struct kv_entry *entry; /* next entry to emit in the bucket, NULL: next bucket */
+    uint64_t keys;
+    uint64_t written;
+};
+
+/* Fills a zeroed cursor and emits the header. Returns 0, ST_EINVAL or ST_ENOMEM;
+ * a write_cb error is kept in cur->err (reported by the first next). */
+static int cursor_init(struct kv_snapshot_cursor *cur, const struct kv *kv, uint64_t applied_index,
+                       const void *meta, size_t meta_len, kv_write_cb write_cb, void *ctx)
 {
-    if (meta_len > KV_SNAPSHOT_META_BYTES_MAX || (meta_len && !meta))
+    if (meta_len > KV_SNAPSHOT_META_BYTES_MAX || (meta_len && !meta) || !write_cb)
         return ST_EINVAL;
     ST_ASSERT(!kv->restoring);
-    struct snap_writer w = {.cb = write_cb, .ctx = ctx};
-    w.buf = kv_malloc(&kv->cfg, KV_SNAPSHOT_CHUNK_BYTES);
-    if (!w.buf)
+    cur->w.buf = kv_malloc(&kv->cfg, KV_SNAPSHOT_CHUNK_BYTES);
+    if (!cur->w.buf)
         return ST_ENOMEM;
+    cur->kv = kv;
+    cur->w.cb = write_cb;
+    cur->w.ctx = ctx;
     const struct kv_state *st = &kv->st;
-    uint64_t keys = state_keys(st);
+    cur->keys = state_keys(st);
+    /* Table order: t[0] from the rehash position, then t[1]. Deterministic
+     * for replicas with the same history. */
+    cur->table = 0;
+    cur->bucket = st->rehashing ? st->rehash_idx : 0;
     uint8_t hdr[SNAP_FIXED_BYTES];
     memcpy(hdr, snap_magic, 8);
     put_u32(hdr + 8, KV_SNAPSHOT_VERSION);
     put_u32(hdr + 12, 0);
     put_u64(hdr + 16, applied_index);
-    put_u64(hdr + 24, keys);
+    put_u64(hdr + 24, cur->keys);
     put_u32(hdr + 32, (uint32_t)meta_len);
-    int rc = sw_put(&w, hdr, sizeof(hdr), 0);
+    int rc = sw_put(&cur->w, hdr, sizeof(hdr), 0);
     if (rc == 0 && meta_len)
-        rc = sw_put(&w, meta, meta_len, 0);
+        rc = sw_put(&cur->w, meta, meta_len, 0);
     uint8_t crcb[4];
-    put_u32(crcb, w.crc);
+    put_u32(crcb, cur->w.crc);
     if (rc == 0)
-        rc = sw_put(&w, crcb, 4, 0); /* the header CRC is itself covered by the body CRC */
-    uint64_t written = 0;
-    /* Table order: t[0] from the rehash position, then t[1]. Deterministic
-     * for replicas with the same history. */
-    for (int t = 0; t < 2 && rc == 0; t++) {
-        const struct kv_table *tb = &st->t[t];
-        uint64_t start = (t == 0 && st->rehashing) ? st->rehash_idx : 0;
-        for (uint64_t i = start; i < tb->size && rc == 0; i++) {
-            for (const struct kv_entry *e = tb->buckets[i]; e && rc == 0; e = e->next) {
-                uint8_t rh[SNAP_RECORD_HEADER_BYTES];
-                put_u32(rh, e->key_len);
-                put_u32(rh + 4, e->value_len);
-                put_u64(rh + 8, e->version);
-                put_u64(rh + 16, e->expire_at_ms);
-                rc = sw_put(&w, rh, sizeof(rh), 0);
-                if (rc == 0)
-                    rc = sw_put(&w, e->data, (size_t)e->key_len + e->value_len, 0);
-                written++;
+        rc = sw_put(&cur->w, crcb, 4, 0); /* the header CRC is itself covered by the body CRC */
+    cur->err = rc;
+    return 0;
+}
+
+int kv_snapshot_begin(struct kv *kv, uint64_t applied_index, const void *meta, size_t meta_len,
+                      kv_write_cb write_cb, void *ctx, struct kv_snapshot_cursor **out)
+{
+    struct kv_snapshot_cursor *cur = kv_calloc(&kv->cfg, 1, sizeof(*cur));
+    if (!cur)
+        return ST_ENOMEM;
+    int rc = cursor_init(cur, kv, applied_index, meta, meta_len, write_cb, ctx);
+    if (rc != 0) {
+        free(cur);
+        return rc;
+    }
+    cur->registered = kv;
+    kv->snapshots_open++;
+    *out = cur;
+    return 0;
+}
+
+int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
+{
+    if (cur->err)
+        return cur->err;
+    if (cur->done)
+        return 0;
+    const struct kv_state *st = &cur->kv->st;
+    size_t emitted = 0;
+    int rc = 0;
+    while (rc == 0 && cur->table < 2) {
+        const struct kv_table *tb = &st->t[cur->table];
+        if (cur->bucket >= tb->size) {
+            cur->table++;
+            cur->bucket = 0;
+            cur->entry = NULL;
+            if (cur->table == 1 && !st->rehashing)
+                cur->table = 2;
+            continue;
+        }
+        if (!cur->entry) {
+            cur->entry = tb->buckets[cur->bucket];
+            if (!cur->entry) {
+                cur->bucket++;
+                continue;
             }
         }
+        if (emitted >= bytes_budget && bytes_budget > 0)
+            return 1; /* resume at cur->entry */
+        const struct kv_entry *e = cur->entry;
+        uint8_t rh[SNAP_RECORD_HEADER_BYTES];
+        put_u32(rh, e->key_len);
+        put_u32(rh + 4, e->value_len);
+        put_u64(rh + 8, e->version);
+        put_u64(rh + 16, e->expire_at_ms);
+        rc = sw_put(&cur->w, rh, sizeof(rh), 0);
+        if (rc == 0)
+            rc = sw_put(&cur->w, e->data, (size_t)e->key_len + e->value_len, 0);
+        emitted += sizeof(rh) + (size_t)e->key_len + e->value_len;
+        cur->written++;
+        cur->entry = e->next;
+        if (!cur->entry)
+            cur->bucket++;
     }
     if (rc == 0) {
-        ST_ASSERT(written == keys);
+        ST_ASSERT(cur->written == cur->keys);
         uint8_t tr[SNAP_TRAILER_BYTES];
-        put_u64(tr, keys);
-        rc = sw_put(&w, tr, 8, 0);
-        put_u32(tr + 8, w.crc);
+        put_u64(tr, cur->keys);
+        rc = sw_put(&cur->w, tr, 8, 0);
+        put_u32(tr + 8, cur->w.crc);
         if (rc == 0)
-            rc = sw_put(&w, tr + 8, 4, 1);
+            rc = sw_put(&cur->w, tr + 8, 4, 1);
         if (rc == 0)
-            rc = sw_flush(&w);
+            rc = sw_flush(&cur->w);
     }
-    free(w.buf);
+    if (rc != 0) {
+        cur->err = rc;
+        return rc;
+    }
+    cur->done = 1;
+    return 0;
+}
+
+void kv_snapshot_end(struct kv_snapshot_cursor *cur)
+{
+    if (!cur)
+        return;
+    ST_ASSERT(cur->registered && cur->registered->snapshots_open > 0);
+    cur->registered->snapshots_open--;
+    free(cur->w.buf);
+    free(cur);
+}
+
+int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *meta,
+                      size_t meta_len, kv_write_cb write_cb, void *ctx)
+{
+    struct kv_snapshot_cursor cur;
+    memset(&cur, 0, sizeof(cur));
+    int rc = cursor_init(&cur, kv, applied_index, meta, meta_len, write_cb, ctx);
+    if (rc != 0)
+        return rc;
+    rc = kv_snapshot_next(&cur, 0); /* one call: no mutation can interleave */
+    free(cur.w.buf);
     return rc;
 }
 
@@ -841,7 +935,7 @@ struct kv_restore {
 
 int kv_restore_begin(struct kv *kv, struct kv_restore **out)
 {
-    if (kv->restoring)
+    if (kv->restoring || kv->snapshots_open)
         return ST_EBUSY;
     struct kv_restore *r = kv_calloc(&kv->cfg, 1, sizeof(*r));
     if (!r)

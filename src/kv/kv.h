@@ -144,6 +144,26 @@ typedef int (*kv_write_cb)(void *ctx, const void *data, size_t len);
 int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *meta,
                       size_t meta_len, kv_write_cb write_cb, void *ctx);
 
+/* The same snapshot, produced incrementally so the loop can keep serving
+ * (reads, heartbeats) while it is written: ~0.5 s per million small keys in
+ * one piece otherwise.
+ *
+ *   kv_snapshot_begin -> kv_snapshot_next (until it returns 0) -> kv_snapshot_end
+ *
+ * Between begin and end the kv MUST NOT be mutated (kv_apply and
+ * kv_rehash_step assert it, a restore gets ST_EBUSY); kv_get is fine.
+ * Committed entries simply wait to be applied. begin writes the header
+ * (through write_cb when a chunk fills); each next emits about bytes_budget
+ * bytes of records (0 = everything) and returns 1 if more remain, 0 once the
+ * trailer is written and flushed, or the callback's / an ST_E* error (sticky).
+ * kv_snapshot_end releases the cursor in every case. begin returns 0,
+ * ST_EINVAL or ST_ENOMEM; the caller owns *out. */
+struct kv_snapshot_cursor;
+int kv_snapshot_begin(struct kv *kv, uint64_t applied_index, const void *meta, size_t meta_len,
+                      kv_write_cb write_cb, void *ctx, struct kv_snapshot_cursor **out);
+int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget);
+void kv_snapshot_end(struct kv_snapshot_cursor *cur);
+
 /* Streaming restore. kv_restore_begin() allocates a restore context; feed it
  * the snapshot bytes in chunks of any size; kv_restore_finish() verifies the
  * trailer (count and CRC32C) and only then replaces the kv's state (the old
@@ -156,8 +176,8 @@ int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *m
  * ST_ETOOBIG (meta or record over the hard limits) or ST_ENOMEM; after an error
  * the context is poisoned (later feeds return the same error) and the caller
  * must call kv_restore_abort() or kv_restore_finish() (which returns it). Only
- * one restore may be in progress per kv; kv_apply must not be called while one
- * is in progress. */
+ * one restore may be in progress per kv (ST_EBUSY, also while a snapshot cursor
+ * is open); kv_apply must not be called while one is in progress. */
 struct kv_restore;
 
 struct kv_snapshot_info {
