@@ -431,6 +431,7 @@ static void persist_release(struct node *n, struct node_persist *p)
         for (uint32_t k = 0; k < m->n_entries; k++)
             raft_buf_unref(m->entries[k].buf);
         free(m->entries);
+        free(m->snapshot);
     }
     p->n_msgs = 0;
     p->next = n->persist_free;
@@ -480,12 +481,25 @@ static int persist_copy_msg(struct node_persist *p, const struct raft_msg *m)
     }
     struct raft_msg *c = &p->msgs[p->n_msgs];
     *c = *m;
-    c->snapshot = NULL; /* never after persist (snapshots go through the transport stream) */
+    c->snapshot = NULL;
     c->entries = NULL;
+    c->n_entries = 0;
+    if (m->snapshot) {
+        /* A new leader sends everything after its term is durable,
+         * snapshots included. */
+        struct raft_snapshot_meta *meta = malloc(sizeof *meta);
+        if (!meta)
+            return ST_ENOMEM;
+        *meta = *m->snapshot;
+        c->snapshot = meta;
+    }
     if (m->n_entries) {
         c->entries = malloc(m->n_entries * sizeof *c->entries);
-        if (!c->entries)
+        if (!c->entries) {
+            free(c->snapshot);
             return ST_ENOMEM;
+        }
+        c->n_entries = m->n_entries;
         memcpy(c->entries, m->entries, m->n_entries * sizeof *c->entries);
         for (uint32_t k = 0; k < m->n_entries; k++)
             if (c->entries[k].buf)
