@@ -109,18 +109,20 @@ int frame_hello_ack_decode(const uint8_t *body, size_t len, struct frame_hello_a
     return 0;
 }
 
-size_t frame_status_encode(int32_t status, uint8_t *out)
+size_t frame_status_encode(uint32_t stream, int32_t status, uint8_t *out)
 {
-    le_put32(out, (uint32_t)status);
+    le_put32(out, stream);
+    le_put32(out + 4, (uint32_t)status);
     return FRAME_SNAP_STATUS_SIZE;
 }
 
-int frame_status_decode(const uint8_t *body, size_t len, int32_t *out)
+int frame_status_decode(const uint8_t *body, size_t len, uint32_t *stream, int32_t *status)
 {
     if (len != FRAME_SNAP_STATUS_SIZE)
         return ST_EPROTO;
-    *out = (int32_t)le_get32(body);
-    return *out <= 0 ? 0 : ST_EPROTO;
+    *stream = le_get32(body);
+    *status = (int32_t)le_get32(body + 4);
+    return *stream != 0 && *status <= 0 ? 0 : ST_EPROTO;
 }
 
 int frame_addr_split(const char *addr, char *host, size_t host_cap, uint16_t *port)

@@ -22,10 +22,11 @@
 #define FRAME_HELLO_FIXED_SIZE 32
 #define FRAME_HELLO_ADDR_MAX 255
 #define FRAME_HELLO_ACK_SIZE 28
-#define FRAME_SNAP_BEGIN_FIXED_SIZE 8 /* u64 size, then a Raft message payload */
-#define FRAME_SNAP_CHUNK_FIXED_SIZE 8 /* u64 offset, then data */
-#define FRAME_SNAP_END_SIZE 12        /* u64 size, u32 crc32c of all snapshot bytes */
-#define FRAME_SNAP_STATUS_SIZE 4      /* i32 status (SNAP_ACK, SNAP_ABORT) */
+/* Every SNAP_* body starts with the u32 stream id (non-zero) of its stream. */
+#define FRAME_SNAP_BEGIN_FIXED_SIZE 12 /* u32 stream, u64 size, then a Raft message */
+#define FRAME_SNAP_CHUNK_FIXED_SIZE 12 /* u32 stream, u64 offset, then data */
+#define FRAME_SNAP_END_SIZE 16         /* u32 stream, u64 size, u32 crc32c of all bytes */
+#define FRAME_SNAP_STATUS_SIZE 8       /* u32 stream, i32 status (SNAP_ACK, SNAP_ABORT) */
 
 enum frame_type {
     FRAME_HELLO = 1,      /* dialer -> acceptor, first frame */
@@ -84,10 +85,11 @@ struct frame_hello_ack {
 size_t frame_hello_ack_encode(const struct frame_hello_ack *a, uint8_t *out);
 int frame_hello_ack_decode(const uint8_t *body, size_t len, struct frame_hello_ack *out);
 
-/* SNAP_ACK / SNAP_ABORT bodies. decode: ST_EPROTO unless len == 4 and the
- * status is 0 or a negative code. */
-size_t frame_status_encode(int32_t status, uint8_t *out);
-int frame_status_decode(const uint8_t *body, size_t len, int32_t *out);
+/* SNAP_ACK / SNAP_ABORT bodies. decode: ST_EPROTO unless len ==
+ * FRAME_SNAP_STATUS_SIZE, the stream id is non-zero and the status is 0 or a
+ * negative code. */
+size_t frame_status_encode(uint32_t stream, int32_t status, uint8_t *out);
+int frame_status_decode(const uint8_t *body, size_t len, uint32_t *stream, int32_t *status);
 
 /* "host:port", "[v6]:port": splits into host (without brackets) and port.
  * ST_EINVAL for a missing/empty host, a port outside 0..65535, or too long. */

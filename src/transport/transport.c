@@ -142,6 +142,7 @@ struct tr_snap_out {
     struct tr *tr;
     struct tr_peer *peer; /* NULL once detached */
     raft_id to;
+    uint32_t stream;      /* non-zero, unique per transport */
     uv_fs_t fs;
     bool fs_pending;
     bool write_pending;
@@ -157,6 +158,7 @@ struct tr_snap_out {
 };
 
 struct tr_snap_in {
+    uint32_t stream;
     uint64_t size, received;
     uint32_t crc;
     struct wire_msg wm; /* the RAFT_MSG_SNAPSHOT, delivered at the end */
@@ -203,6 +205,7 @@ struct tr {
     uint32_t out_pool_n;
     struct tr_stats stats;
     uint32_t live;
+    uint32_t snap_stream_seq;
     bool destroying;
     void (*done_cb)(void *arg);
     void *done_arg;
@@ -721,17 +724,17 @@ static void snap_in_end(struct tr_peer *p, int status, bool notify, bool send_ac
         tr->cbs.snapshot_end_cb(tr->cbs.ctx, p->id, status);
     if (send_ack && p->conn != NULL && p->conn->state == CONN_UP) {
         uint8_t body[FRAME_SNAP_STATUS_SIZE];
-        frame_status_encode(status, body);
+        frame_status_encode(si->stream, status, body);
         conn_send_ctrl(p->conn, FRAME_SNAP_ACK, body, sizeof(body), false);
     }
     wire_msg_close(&si->wm);
     free(si);
 }
 
-static void snap_send_ack(struct tr_conn *c, int status)
+static void snap_send_ack(struct tr_conn *c, uint32_t stream, int status)
 {
     uint8_t body[FRAME_SNAP_STATUS_SIZE];
-    frame_status_encode(status, body);
+    frame_status_encode(stream, status, body);
     conn_send_ctrl(c, FRAME_SNAP_ACK, body, sizeof(body), false);
 }
 
@@ -739,19 +742,21 @@ static void handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t l
 {
     struct tr *tr = c->tr;
     struct tr_peer *p = c->peer;
-    if (len < FRAME_SNAP_BEGIN_FIXED_SIZE) {
-        protocol_error(c, "short SNAP_BEGIN", ST_EPROTO);
+    if (len < FRAME_SNAP_BEGIN_FIXED_SIZE || le_get32(body) == 0) {
+        protocol_error(c, "bad SNAP_BEGIN", ST_EPROTO);
         return;
     }
+    uint32_t stream = le_get32(body);
     if (p->snap_in != NULL) /* a new stream supersedes an unfinished one */
         snap_in_end(p, ST_ECANCELED, true, false);
     struct tr_snap_in *si = calloc(1, sizeof(*si));
     if (si == NULL) {
-        snap_send_ack(c, ST_ENOMEM);
+        snap_send_ack(c, stream, ST_ENOMEM);
         return;
     }
     wire_msg_init(&si->wm);
-    si->size = le_get64(body);
+    si->stream = stream;
+    si->size = le_get64(body + 4);
     int rv = wire_msg_decode(&si->wm, NULL, body + FRAME_SNAP_BEGIN_FIXED_SIZE,
                              len - FRAME_SNAP_BEGIN_FIXED_SIZE);
     const struct raft_msg *m = &si->wm.msg;
@@ -774,7 +779,7 @@ static void handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t l
                       st_strerror(rv));
         wire_msg_close(&si->wm);
         free(si);
-        snap_send_ack(c, rv);
+        snap_send_ack(c, stream, rv);
         return;
     }
     ST_TRACE_INFO(MOD, "snapshot from peer %" PRIu64 ": %" PRIu64 " bytes at index %" PRIu64,
@@ -791,9 +796,9 @@ static void handle_snap_chunk(struct tr_conn *c, const uint8_t *body, uint32_t l
         return;
     }
     struct tr_snap_in *si = p->snap_in;
-    if (si == NULL) /* the rest of a stream we refused or aborted */
+    if (si == NULL || si->stream != le_get32(body)) /* a stream we refused or aborted */
         return;
-    uint64_t off = le_get64(body);
+    uint64_t off = le_get64(body + 4);
     size_t n = len - FRAME_SNAP_CHUNK_FIXED_SIZE;
     const uint8_t *data = body + FRAME_SNAP_CHUNK_FIXED_SIZE;
     if (off != si->received || n > si->size - si->received) {
@@ -822,10 +827,10 @@ static void handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len
         return;
     }
     struct tr_snap_in *si = p->snap_in;
-    if (si == NULL)
+    if (si == NULL || si->stream != le_get32(body))
         return;
-    if (le_get64(body) != si->size || si->received != si->size ||
-        le_get32(body + 8) != si->crc) {
+    if (le_get64(body + 4) != si->size || si->received != si->size ||
+        le_get32(body + 12) != si->crc) {
         snap_in_end(p, ST_ECORRUPT, true, true);
         return;
     }
@@ -843,7 +848,7 @@ static void handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len
                       st_strerror(rv));
     }
     if (c->state == CONN_UP)
-        snap_send_ack(c, rv < 0 ? rv : (rv > 0 ? ST_EIO : 0));
+        snap_send_ack(c, si->stream, rv < 0 ? rv : (rv > 0 ? ST_EIO : 0));
     wire_msg_close(&si->wm);
     free(si);
 }
@@ -851,23 +856,25 @@ static void handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len
 static void handle_snap_abort(struct tr_conn *c, const uint8_t *body, uint32_t len)
 {
     int32_t status;
-    if (frame_status_decode(body, len, &status) != 0) {
+    uint32_t stream;
+    if (frame_status_decode(body, len, &stream, &status) != 0) {
         protocol_error(c, "bad SNAP_ABORT", ST_EPROTO);
         return;
     }
-    if (c->peer->snap_in != NULL)
+    if (c->peer->snap_in != NULL && c->peer->snap_in->stream == stream)
         snap_in_end(c->peer, status != 0 ? status : ST_ECANCELED, true, false);
 }
 
 static void handle_snap_ack(struct tr_conn *c, const uint8_t *body, uint32_t len)
 {
     int32_t status;
-    if (frame_status_decode(body, len, &status) != 0) {
+    uint32_t stream;
+    if (frame_status_decode(body, len, &stream, &status) != 0) {
         protocol_error(c, "bad SNAP_ACK", ST_EPROTO);
         return;
     }
     struct tr_snap_out *s = c->peer->snap_out;
-    if (s == NULL) /* stale: a stream we abandoned */
+    if (s == NULL || s->stream != stream) /* stale: a stream we abandoned */
         return;
     if (status == 0 && s->offset < s->size) {
         protocol_error(c, "SNAP_ACK(0) before the stream ended", ST_EPROTO);
@@ -1498,7 +1505,7 @@ static void snap_out_finish(struct tr_snap_out *s, int status, bool notify, bool
         p->snap_out = NULL;
         if (send_abort && p->conn != NULL && p->conn->state == CONN_UP) {
             uint8_t body[FRAME_SNAP_STATUS_SIZE];
-            frame_status_encode(status, body);
+            frame_status_encode(s->stream, status, body);
             conn_send_ctrl(p->conn, FRAME_SNAP_ABORT, body, sizeof(body), false);
         }
     }
@@ -1535,8 +1542,9 @@ static void snap_out_next(struct tr_snap_out *s)
     }
     if (s->offset == s->size) {
         uint8_t body[FRAME_SNAP_END_SIZE];
-        le_put64(body, s->size);
-        le_put32(body + 8, s->crc);
+        le_put32(body, s->stream);
+        le_put64(body + 4, s->size);
+        le_put32(body + 12, s->crc);
         conn_send_ctrl(c, FRAME_SNAP_END, body, sizeof(body), false);
         return; /* wait for SNAP_ACK */
     }
@@ -1575,7 +1583,8 @@ static void on_snap_read(uv_fs_t *req)
     }
     size_t n = (size_t)r;
     uint8_t *body = s->chunk + FRAME_HEADER_SIZE;
-    le_put64(body, s->offset);
+    le_put32(body, s->stream);
+    le_put64(body + 4, s->offset);
     s->crc = st_crc32c(s->crc, body + FRAME_SNAP_CHUNK_FIXED_SIZE, n);
     uint32_t body_len = (uint32_t)(FRAME_SNAP_CHUNK_FIXED_SIZE + n);
     frame_header_encode(s->chunk, FRAME_SNAP_CHUNK, body, body_len);
@@ -1673,7 +1682,11 @@ int tr_send_snapshot(struct tr *tr, const struct raft_msg *m, const char *path, 
         rv = ST_ENOMEM;
         goto err_free;
     }
-    le_put64(s->begin_body, size);
+    if (++tr->snap_stream_seq == 0) /* 0 is not a stream id */
+        tr->snap_stream_seq = 1;
+    s->stream = tr->snap_stream_seq;
+    le_put32(s->begin_body, s->stream);
+    le_put64(s->begin_body + 4, size);
     size_t written;
     rv = wire_msg_encode(m, s->begin_body + FRAME_SNAP_BEGIN_FIXED_SIZE, mlen, &written);
     ST_ASSERT(rv == 0 && written == mlen);

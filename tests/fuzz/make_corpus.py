@@ -77,10 +77,10 @@ def main():
     write("frame", "hello", hello(0xC1, 1, 2, b"10.0.0.1:7000"))
     write("frame", "hello_ack", hello_ack(0, 0xC1, 2))
     write("frame", "hello_ack_refused", hello_ack(-18, 0xC1, 2))
-    write("frame", "status", struct.pack("<i", -15))
+    write("frame", "status", struct.pack("<Ii", 3, -15))
     write("frame", "frame_msg", frame(3, seeds["heartbeat"]))
     write("frame", "frame_hello", frame(1, hello(7, 1, 2, b"[::1]:7000")))
-    write("frame", "frame_chunk", frame(5, struct.pack("<Q", 0) + b"chunk-bytes"))
+    write("frame", "frame_chunk", frame(5, struct.pack("<IQ", 1, 0) + b"chunk-bytes"))
     write("frame", "addr_v4", b"127.0.0.1:7000")
     write("frame", "addr_v6", b"[fe80::1]:65535")
 

@@ -107,8 +107,12 @@ static inline int fuzz_frame_target(const uint8_t *data, size_t size)
         ST_ASSERT(ack.status <= 0);
     }
     int32_t status;
-    if (frame_status_decode(copy, size, &status) == 0)
-        ST_ASSERT(status <= 0);
+    uint32_t stream;
+    if (frame_status_decode(copy, size, &stream, &status) == 0) {
+        uint8_t out[FRAME_SNAP_STATUS_SIZE];
+        ST_ASSERT(status <= 0 && stream != 0);
+        ST_ASSERT(frame_status_encode(stream, status, out) == size && memcmp(out, copy, size) == 0);
+    }
     /* Address parsing on the input as a string. */
     char addr[300], host[64];
     size_t alen = size < sizeof(addr) - 1 ? size : sizeof(addr) - 1;

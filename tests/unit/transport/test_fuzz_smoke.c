@@ -54,15 +54,18 @@ static size_t valid_stream(uint8_t *out)
                                              .conf = {.n = 1, .members = {{.id = 1, .role = 1}}}};
     struct raft_msg sm = {.type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 2, .term = 1,
                           .snapshot = &meta};
-    le_put64(body, 10);
-    ST_ASSERT(wire_msg_encode(&sm, body + 8, sizeof(body) - 8, &n) == 0);
-    pos += put_frame(out + pos, FRAME_SNAP_BEGIN, body, (uint32_t)(8 + n));
-    le_put64(body, 0);
-    memcpy(body + 8, "0123456789", 10);
-    pos += put_frame(out + pos, FRAME_SNAP_CHUNK, body, 18);
-    le_put64(body, 10);
-    le_put32(body + 8, st_crc32c(0, "0123456789", 10));
-    pos += put_frame(out + pos, FRAME_SNAP_END, body, 12);
+    le_put32(body, 1); /* stream id */
+    le_put64(body + 4, 10);
+    ST_ASSERT(wire_msg_encode(&sm, body + 12, sizeof(body) - 12, &n) == 0);
+    pos += put_frame(out + pos, FRAME_SNAP_BEGIN, body, (uint32_t)(12 + n));
+    le_put32(body, 1);
+    le_put64(body + 4, 0);
+    memcpy(body + 12, "0123456789", 10);
+    pos += put_frame(out + pos, FRAME_SNAP_CHUNK, body, 22);
+    le_put32(body, 1);
+    le_put64(body + 4, 10);
+    le_put32(body + 12, st_crc32c(0, "0123456789", 10));
+    pos += put_frame(out + pos, FRAME_SNAP_END, body, 16);
     return pos;
 }
 
@@ -141,8 +144,13 @@ static void on_watchdog(uv_timer_t *t)
     do {                                                                                  \
         watchdog_fired = false;                                                           \
         uv_timer_start(&watchdog, on_watchdog, 20000, 0);                                 \
-        while (!(cond) && !watchdog_fired)                                                \
-            uv_run(&loop, UV_RUN_ONCE);                                                   \
+        /* NOWAIT first: ONCE runs due timers, then blocks in poll even if a  \
+         * timer callback just made cond true. */                                       \
+        while (!(cond) && !watchdog_fired) {                                              \
+            uv_run(&loop, UV_RUN_NOWAIT);                                                 \
+            if (!(cond))                                                                  \
+                uv_run(&loop, UV_RUN_ONCE);                                               \
+        }                                                                                 \
         uv_timer_stop(&watchdog);                                                         \
         if (!(cond))                                                                      \
             ST_TEST_FAIL_("watchdog: still not true: %s", #cond);                         \

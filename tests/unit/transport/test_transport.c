@@ -41,8 +41,13 @@ static void loop_setup(void)
     do {                                                                                  \
         watchdog_fired = false;                                                           \
         uv_timer_start(&watchdog, on_watchdog, WATCHDOG_MS, 0);                           \
-        while (!(cond) && !watchdog_fired)                                                \
-            uv_run(&loop, UV_RUN_ONCE);                                                   \
+        /* NOWAIT first: ONCE runs due timers, then blocks in poll even if a  \
+         * timer callback just made cond true. */                                       \
+        while (!(cond) && !watchdog_fired) {                                              \
+            uv_run(&loop, UV_RUN_NOWAIT);                                                 \
+            if (!(cond))                                                                  \
+                uv_run(&loop, UV_RUN_ONCE);                                               \
+        }                                                                                 \
         uv_timer_stop(&watchdog);                                                         \
         if (!(cond))                                                                      \
             ST_TEST_FAIL_("watchdog: still not true: %s", #cond);                         \
@@ -1176,6 +1181,66 @@ TEST(queue_for_a_peer_not_yet_connected_is_bounded_and_flushed_in_order)
     ASSERT_TRUE(a.order_ok);
     ep_destroy(&a);
     ep_destroy(&b);
+    loop_teardown();
+}
+
+/* Offset of the n-th complete frame (0-based) in buf, or -1. */
+static long frame_offset(const uint8_t *buf, size_t len, int n)
+{
+    size_t pos = 0;
+    for (int i = 0;; i++) {
+        if (len - pos < FRAME_HEADER_SIZE)
+            return -1;
+        size_t total = FRAME_HEADER_SIZE + le_get32(buf + pos);
+        if (len - pos < total)
+            return -1;
+        if (i == n)
+            return (long)pos;
+        pos += total;
+    }
+}
+
+TEST(snapshot_ack_of_another_stream_is_ignored)
+{
+    loop_setup();
+    char path[128];
+    snap_setup(path, sizeof(path), 100);
+    struct raw r;
+    int port = raw_listen(&r); /* a fake receiver, node 2 */
+    r.answer_hello = true;
+    r.ack_node_id = 2;
+    struct ep a;
+    ep_start(&a, 1, CLUSTER, 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    ASSERT_EQ(tr_peer_add(a.tr, 2, addr), 0);
+    RUN_UNTIL(a.n_up == 1);
+    struct raft_msg m = snapshot_msg(1, 2);
+    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, 100), 0);
+    /* HELLO, SNAP_BEGIN, SNAP_CHUNK, SNAP_END have arrived. */
+    RUN_UNTIL(frame_offset(r.in, r.in_len, 3) >= 0);
+    long begin = frame_offset(r.in, r.in_len, 1), end = frame_offset(r.in, r.in_len, 3);
+    ASSERT_EQ(r.in[begin + 4], FRAME_SNAP_BEGIN);
+    ASSERT_EQ(r.in[end + 4], FRAME_SNAP_END);
+    uint32_t stream = le_get32(r.in + begin + FRAME_HEADER_SIZE);
+    ASSERT_NE(stream, 0);
+    ASSERT_EQ(le_get32(r.in + end + FRAME_HEADER_SIZE), stream);
+    /* A success for another stream, then the real answer: a failure. */
+    uint8_t frames[2 * (FRAME_HEADER_SIZE + FRAME_SNAP_STATUS_SIZE)], body[FRAME_SNAP_STATUS_SIZE];
+    frame_status_encode(stream + 1, 0, body);
+    frame_header_encode(frames, FRAME_SNAP_ACK, body, sizeof(body));
+    memcpy(frames + FRAME_HEADER_SIZE, body, sizeof(body));
+    uint8_t *second = frames + FRAME_HEADER_SIZE + FRAME_SNAP_STATUS_SIZE;
+    frame_status_encode(stream, ST_ECORRUPT, body);
+    frame_header_encode(second, FRAME_SNAP_ACK, body, sizeof(body));
+    memcpy(second + FRAME_HEADER_SIZE, body, sizeof(body));
+    raw_write(&r, frames, sizeof(frames));
+    RUN_UNTIL(a.snap_sent_n == 1);
+    ASSERT_EQ(a.snap_sent_status, ST_ECORRUPT);
+    ASSERT_EQ(protocol_errors(&a), 0);
+    ep_destroy(&a);
+    raw_close(&r);
+    snap_cleanup(path);
     loop_teardown();
 }
 
