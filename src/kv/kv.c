@@ -710,7 +710,7 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
 
 static const uint8_t snap_magic[8] = {'S', 'T', 'K', 'V', 'S', 'N', 'A', 'P'};
 #define SNAP_FIXED_BYTES 36 /* magic, version, flags, applied index, key count, meta_len */
-#define SNAP_RECORD_HEADER_BYTES 24
+#define SNAP_RECORD_HEADER_BYTES 28 /* lengths, version, expiry, CRC of those 24 bytes */
 #define SNAP_TRAILER_BYTES 12
 
 struct snap_writer {
@@ -853,6 +853,9 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
         put_u32(rh + 4, e->value_len);
         put_u64(rh + 8, e->version);
         put_u64(rh + 16, e->expire_at_ms);
+        /* Checked before the lengths are trusted: a flipped length must not
+         * make a restore allocate up to the hard value limit. */
+        put_u32(rh + 24, st_crc32c(0, rh, 24));
         rc = sw_put(&cur->w, rh, sizeof(rh), 0);
         if (rc == 0)
             rc = sw_put(&cur->w, e->data, (size_t)e->key_len + e->value_len, 0);
@@ -922,6 +925,9 @@ struct kv_restore {
     enum restore_phase phase;
     int err;
     uint8_t stage[SNAP_FIXED_BYTES];
+    _Static_assert(SNAP_RECORD_HEADER_BYTES <= SNAP_FIXED_BYTES &&
+                       SNAP_TRAILER_BYTES <= SNAP_FIXED_BYTES,
+                   "stage holds every fixed-size field");
     size_t have;        /* bytes of the current field received */
     uint32_t crc;
     uint64_t applied_index;
@@ -1020,6 +1026,8 @@ static int restore_field_done(struct kv_restore *r)
         return 0;
     }
     case RS_REC_HDR: {
+        if (get_u32(r->stage + 24) != st_crc32c(0, r->stage, 24))
+            return ST_ECORRUPT;
         uint32_t key_len = get_u32(r->stage), value_len = get_u32(r->stage + 4);
         uint64_t version = load_le64(r->stage + 8), expire = load_le64(r->stage + 16);
         if (key_len == 0 || key_len > KV_KEY_BYTES_HARD_MAX || value_len > KV_VALUE_BYTES_HARD_MAX)
