@@ -116,10 +116,7 @@ int election_step_vote_resp(struct raft *r, const struct raft_msg *m)
     if (pre ? r->role != RAFT_PRE_CANDIDATE : r->role != RAFT_CANDIDATE) return 0; /* late answer */
     raft_term expect = pre && !m->reject ? r->term + 1 : r->term;
     if (m->term != expect) return 0;
-    if (!raft_is_voter(r, m->from)) {
-        r->stats.msgs_dropped++;
-        return ST_EPROTO;
-    }
+    if (!raft_is_voter(r, m->from)) return ST_EPROTO;
     record_vote(r, m->from, !m->reject);
     /* A vote granted means our VOTE request left, which it did only after
      * our term and self-vote were durable. */

@@ -585,13 +585,10 @@ static int step_leader_only(struct raft *r, const struct raft_msg *m)
     }
 }
 
-int raft_step(struct raft *r, const struct raft_msg *m)
+/* Per-type handling after the term rules. Returns ST_EPROTO (uncounted) for
+ * input that makes no sense here. */
+static int step_by_type(struct raft *r, const struct raft_msg *m)
 {
-    if (!m) return ST_EINVAL;
-    if (msg_validate(r, m) != 0) return dropped(r);
-    int rc = step_term(r, m);
-    if (rc != 1) return rc;
-
     switch (m->type) {
     case RAFT_MSG_VOTE:
     case RAFT_MSG_PREVOTE:
@@ -604,7 +601,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
     case RAFT_MSG_SNAPSHOT:
         if (r->role == RAFT_LEADER) {
             /* Two leaders in one term would break Election Safety. */
-            return dropped(r);
+            return ST_EPROTO;
         }
         if (r->role != RAFT_FOLLOWER || r->leader != m->from)
             raft_become_follower(r, m->term, m->from);
@@ -613,7 +610,7 @@ int raft_step(struct raft *r, const struct raft_msg *m)
         if (m->type == RAFT_MSG_HEARTBEAT) return replication_step_heartbeat(r, m);
         return snapshot_step(r, m);
     case RAFT_MSG_TIMEOUT_NOW:
-        if (r->role == RAFT_LEADER || !raft_promotable(r)) return dropped(r);
+        if (r->role == RAFT_LEADER || !raft_promotable(r)) return ST_EPROTO;
         /* Thesis 3.10: the target starts an election at once, without
          * pre-vote, marked so voters ignore the leader lease. */
         election_campaign(r, false, true);
@@ -637,11 +634,24 @@ int raft_step(struct raft *r, const struct raft_msg *m)
             if (m->type == RAFT_MSG_PROPOSE) r->stats.proposals_refused += m->n_entries;
             return 0; /* late answers to a former leadership */
         }
-        if (!raft_progress_find(r, m->from)) return dropped(r); /* requires membership */
+        if (!raft_progress_find(r, m->from)) return ST_EPROTO; /* requires membership */
         return step_leader_only(r, m);
     default:
-        return dropped(r);
+        return ST_EPROTO;
     }
+}
+
+int raft_step(struct raft *r, const struct raft_msg *m)
+{
+    if (!m) return ST_EINVAL;
+    if (msg_validate(r, m) != 0) return dropped(r);
+    int rc = step_term(r, m);
+    if (rc != 1) return rc;
+    rc = step_by_type(r, m);
+    /* Every message dropped as malformed, misdirected or from a non-member
+     * is counted here, once. */
+    if (rc == ST_EPROTO) r->stats.msgs_dropped++;
+    return rc;
 }
 
 /* ------------------------------------------------------------- proposals */

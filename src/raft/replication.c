@@ -199,7 +199,6 @@ int replication_step_append(struct raft *r, const struct raft_msg *m)
         raft_index from = m->entries[k].index;
         if (from <= l->commit) {
             /* A leader contradicting committed entries: refuse, loudly. */
-            r->stats.msgs_dropped++;
             return ST_EPROTO;
         }
         if (log_reserve(l, m->n_entries - k) != 0)

@@ -186,7 +186,11 @@ TEST(ack_beyond_leader_log_dropped)
                          .to = 1,
                          .term = raft_term_get(r),
                          .index = raft_last_index(r) + 100};
+    uint64_t d0 = dropped(r);
     ASSERT_EQ(raft_step(r, &m), ST_EPROTO);
+    m.reject = true; /* a rejection of something never sent */
+    ASSERT_EQ(raft_step(r, &m), ST_EPROTO);
+    ASSERT_EQ(dropped(r), d0 + 2);
     raft_check_invariants(r);
     ASSERT_EQ(raft_commit_index(r), raft_last_index(r));
     fx_destroy(f);
