@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -62,6 +63,19 @@ struct fx {
     int handled;
     int send_rc_last;
 };
+
+/* Waits on f->cv (f->mu held). A hang becomes a failure after 60 s: this
+ * bound is a safety net, never the synchronisation itself. */
+static inline void fx_cond_wait(struct fx *f)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 60;
+    if (pthread_cond_timedwait(&f->cv, &f->mu, &ts) == ETIMEDOUT) {
+        fprintf(stderr, "fixture: event not seen within 60 s\n");
+        abort();
+    }
+}
 
 static inline void fx_answer(struct fx *f, struct http_request *req)
 {
@@ -226,7 +240,7 @@ static inline struct fx *fx_start(const struct http_server_config *cfg, enum fx_
     pthread_create(&f->thread, NULL, fx_thread, f);
     pthread_mutex_lock(&f->mu);
     while (!f->ready)
-        pthread_cond_wait(&f->cv, &f->mu);
+        fx_cond_wait(f);
     pthread_mutex_unlock(&f->mu);
     return f;
 }
@@ -242,7 +256,7 @@ static inline void fx_run(struct fx *f, void (*fn)(struct fx *, void *), void *a
     uv_async_send(&f->async);
     pthread_mutex_lock(&f->mu);
     while (!f->cmd_done)
-        pthread_cond_wait(&f->cv, &f->mu);
+        fx_cond_wait(f);
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -263,7 +277,7 @@ static inline void fx_wait(struct fx *f, int (*pred)(struct fx *, void *), void 
     fx_run(f, fx_noop, NULL); /* wake the loop so the predicate is evaluated */
     pthread_mutex_lock(&f->mu);
     while (!f->pred_true)
-        pthread_cond_wait(&f->cv, &f->mu);
+        fx_cond_wait(f);
     f->pred = NULL;
     pthread_mutex_unlock(&f->mu);
 }

@@ -389,7 +389,7 @@ TEST(idle_connection_is_closed_after_the_timeout)
 {
     struct http_server_config cfg;
     http_server_config_default(&cfg);
-    cfg.idle_timeout_ms = 20;
+    cfg.idle_timeout_ms = 300; /* ample for the request to arrive first, even on a loaded host */
     struct fx *f = fx_start(&cfg, FX_ECHO);
     struct client c;
     ASSERT_EQ(cl_connect(&c, f->port), 0);
@@ -407,7 +407,7 @@ TEST(idle_timeout_spares_connections_with_requests_in_the_handler)
 {
     struct http_server_config cfg;
     http_server_config_default(&cfg);
-    cfg.idle_timeout_ms = 5;
+    cfg.idle_timeout_ms = 250;
     struct fx *f = fx_start(&cfg, FX_HOLD);
     struct client c;
     ASSERT_EQ(cl_connect(&c, f->port), 0);
