@@ -400,20 +400,31 @@ static void conn_send_ctrl(struct tr_conn *c, uint8_t type, const uint8_t *body,
     }
 }
 
+/* Drops what is queued now; a callback that sends again to p queues anew
+ * (the queue is detached first, so this always terminates). */
 static void peer_drop_queue(struct tr_peer *p, int status, bool notify)
 {
     struct tr *tr = p->tr;
-    while (!list_empty(&p->queue)) {
-        struct tr_out *o = CONTAINER_OF(p->queue.next, struct tr_out, link);
+    if (list_empty(&p->queue))
+        return;
+    struct tr_list dropped;
+    dropped.next = p->queue.next;
+    dropped.prev = p->queue.prev;
+    dropped.next->prev = &dropped;
+    dropped.prev->next = &dropped;
+    list_init(&p->queue);
+    p->queue_msgs = 0;
+    p->queue_bytes = 0;
+    while (!list_empty(&dropped)) {
+        struct tr_out *o = CONTAINER_OF(dropped.next, struct tr_out, link);
         list_del(&o->link);
-        p->queue_msgs--;
-        p->queue_bytes -= o->bytes;
         tr->stats.msgs_dropped++;
-        if (notify && tr->cbs.send_failed_cb != NULL)
-            tr->cbs.send_failed_cb(tr->cbs.ctx, p->id, o->msg_type, status);
+        raft_id id = p->id;
+        uint8_t type = o->msg_type;
         out_free(o);
+        if (notify && !tr->destroying && !p->removed && tr->cbs.send_failed_cb != NULL)
+            tr->cbs.send_failed_cb(tr->cbs.ctx, id, type, status);
     }
-    ST_ASSERT(p->queue_msgs == 0 && p->queue_bytes == 0);
 }
 
 /* ------------------------------------------------------------ connections */
