@@ -10,7 +10,10 @@
 #   SEEDS=20000 STEPS=2000 tests/sim/mutation_check.sh
 #   SAFETY_ONLY=1 ...   only the end-to-end safety properties (no direct
 #                       ready-contract checks): how fast the consequences show
+#   NO_INVARIANTS=1 ... do not call raft_check_invariants(): what the
+#                       simulator's own checks catch
 #   KEEP=1 ...          keep the scratch directories (/tmp/mut-NAME-PID)
+#   DRY=1 ...           only apply the mutations and show their diffs
 #
 # Prints one line per mutation: caught or NOT caught, by which seed, after how
 # many seeds and steps, and the failure. Exit status 1 if a mutation was not
@@ -27,9 +30,11 @@ STEPS="${STEPS:-2000}"
 CC="${CC:-cc}"
 EXTRA=()
 if [ "${SAFETY_ONLY:-0}" = 1 ]; then EXTRA+=(--safety-only); fi
+if [ "${NO_INVARIANTS:-0}" = 1 ]; then EXTRA+=(--no-invariants); fi
 
 # The mutations: name -> (what it breaks, [(file, old text, new text), ...]).
-# Each old text must occur exactly once in src/raft/<file>.
+# Each old text must occur exactly once in src/raft/<file> (whitespace is
+# matched loosely).
 read -r -d '' MUTATIONS_PY <<'PYEOF' || true
 M = {
  "commit-old-term": ("a leader commits entries of older terms by counting replicas (Figure 3.2, Figure 8)", [
@@ -38,8 +43,7 @@ M = {
  "leader-counts-unstable": ("the leader counts its own entries before its disk write completes", [
    ("replication.c", "m[n++] = p->id == r->cfg.id ? ST_MIN(p->match, r->log.stable) : p->match;",
                      "m[n++] = p->match;"),
-   ("replication.c", "    if (self)\n        self->next = e.index + 1;",
-                     "    if (self) {\n        self->next = e.index + 1;\n        self->match = e.index;\n    }")]),
+   ("replication.c", "self->next = e.index + 1;", "self->next = e.index + 1, self->match = e.index;")]),
  "double-vote": ("a node grants a second vote in a term it already voted in", [
    ("election.c", "bool can_vote = r->vote == m->from || (r->vote == RAFT_NONE && r->leader == RAFT_NONE) ||",
                   "bool can_vote = r->vote == m->from || (r->leader == RAFT_NONE) ||")]),
@@ -54,7 +58,7 @@ M = {
    ("replication.c", "    /* Acknowledging entries: only once they (and our term) are durable. */\n    raft_send(r, &resp, true);",
                      "    raft_send(r, &resp, false);")]),
  "no-conf-revert": ("a truncated conf entry stays in effect (DESIGN 3.3)", [
-   ("replication.c", "            if (r->conf_index >= from)\n                membership_rebuild(r);", "")]),
+   ("replication.c", "if (r->conf_index >= from) membership_rebuild(r);", "")]),
  "follower-commit-unverified": ("a follower commits past what an append verified (a stale suffix)", [
    ("replication.c", "replication_commit_to(r, ST_MIN(m->commit, last_new));",
                      "replication_commit_to(r, ST_MIN(m->commit, log_last(l)));")]),
@@ -76,14 +80,18 @@ import sys
 if sys.argv[1] == 'list':
     print(' '.join(M))
     sys.exit(0)
+import re
 what, edits = M[sys.argv[2]]
 for f, old, new in edits:
     path = sys.argv[3] + '/raft/' + f
     src = open(path).read()
-    if src.count(old) != 1:
+    # Whitespace-insensitive, so reformatting the core does not break it.
+    pat = r'\s*'.join(re.escape(tok) for tok in old.split())
+    if len(re.findall(pat, src)) != 1:
         print(f)
         sys.exit(1)
-    open(path, 'w').write(src.replace(old, new))
+    src = re.sub(pat, lambda m: new, src)
+    open(path, 'w').write(src)
 print(what)
 " "$@"
 }
@@ -106,6 +114,12 @@ for name in $(mutation_py list); do
     if ! what=$(mutation_py apply "$name" "$dir"); then
         results+=("$name: DOES NOT APPLY to src/raft/$what any more (update $0)")
         status=1
+        continue
+    fi
+    if [ "${DRY:-0}" = 1 ]; then
+        echo "== $name: $what"
+        diff -r "$ROOT/src/raft" "$dir/raft" | sed 's/^/   /' || true
+        rm -rf "$dir"
         continue
     fi
     # The scratch dir comes first on the include path so "raft/raft_int.h"

@@ -25,10 +25,10 @@ static uint64_t cur_run, cur_steps; /* seeds started, steps of the seeds finishe
 
 static void repro(char *buf, size_t cap, uint64_t seed, const struct sim_options *o, uint32_t nodes)
 {
-    snprintf(buf, cap, "raft_sim --seed %" PRIu64 " --nodes %u --steps %" PRIu64 "%s%s%s%s -v", seed,
-             nodes, o->steps, o->membership ? " --membership" : "",
-             o->safety_only ? " --safety-only" : "", o->mutation ? " --mutation " : "",
-             o->mutation ? o->mutation : "");
+    snprintf(buf, cap, "raft_sim --seed %" PRIu64 " --nodes %u --steps %" PRIu64 "%s%s%s%s%s -v",
+             seed, nodes, o->steps, o->membership ? " --membership" : "",
+             o->safety_only ? " --safety-only" : "", o->no_invariants ? " --no-invariants" : "",
+             o->mutation ? " --mutation " : "", o->mutation ? o->mutation : "");
 }
 
 static void on_crash(int sig)
@@ -56,7 +56,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: raft_sim [--seeds N] [--start S] [--steps K] [--nodes 3|5|7] [--membership]\n"
             "                [--seed S] [-v] [--determinism] [--mutation NAME] [--safety-only]\n"
-            "                [--sanitized-min M]\n");
+            "                [--sanitized-min M] [--max-failures N] [--no-invariants]\n");
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -99,7 +99,7 @@ static void add_counts(struct sim_counts *t, const struct sim_counts *c)
 int main(int argc, char **argv)
 {
     struct sim_options opt = {.nodes = 0, .steps = 1000};
-    uint64_t seeds = 100, start = 1, one_seed = 0, sanitized_min = 200;
+    uint64_t seeds = 100, start = 1, one_seed = 0, sanitized_min = 200, max_failures = 10;
     bool have_one = false, determinism = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -111,6 +111,8 @@ int main(int argc, char **argv)
             opt.membership = true;
         } else if (!strcmp(a, "--safety-only")) {
             opt.safety_only = true;
+        } else if (!strcmp(a, "--no-invariants")) {
+            opt.no_invariants = true;
         } else if (!strcmp(a, "--determinism")) {
             determinism = true;
         } else if (!strcmp(a, "--seeds") && parse_u64(v, &x) && x > 0) {
@@ -131,6 +133,9 @@ int main(int argc, char **argv)
             i++;
         } else if (!strcmp(a, "--sanitized-min") && parse_u64(v, &x)) {
             sanitized_min = x;
+            i++;
+        } else if (!strcmp(a, "--max-failures") && parse_u64(v, &x) && x > 0) {
+            max_failures = x;
             i++;
         } else if (!strcmp(a, "--mutation") && v) {
             opt.mutation = v;
@@ -210,8 +215,8 @@ int main(int argc, char **argv)
                        opt.mutation, seed, run, total.steps);
                 return 0;
             }
-            if (failures >= 10) {
-                printf("raft_sim: stopping after 10 failures\n");
+            if (failures >= max_failures) {
+                printf("raft_sim: stopping after %" PRIu64 " failures\n", failures);
                 break;
             }
         }

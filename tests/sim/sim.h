@@ -57,6 +57,7 @@ struct sim_options {
     bool verbose;          /* print the transcript */
     bool membership;       /* membership-heavy profile */
     bool safety_only;      /* disable the direct ready-contract checks */
+    bool no_invariants;    /* skip raft_check_invariants() (mutation analysis only) */
     const char *mutation;  /* simulator-side mutation (see sim_mutation_known) */
 };
 
