@@ -307,11 +307,13 @@ int replication_step_heartbeat_resp(struct raft *r, const struct raft_msg *m)
 
 int replication_step_propose(struct raft *r, const struct raft_msg *m)
 {
+    /* Refusals (transfer, uncommitted bound) are counted in
+     * proposals_refused; the proposer's client times out and retries. The
+     * message itself was fine, so raft_step() reports success. */
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const struct raft_entry *e = &m->entries[i];
         raft_index idx;
-        int rc = raft_propose(r, e->buf, e->data, e->len, &idx, NULL);
-        if (rc != 0) return rc; /* counted as refused; the client times out and retries */
+        if (raft_propose(r, e->buf, e->data, e->len, &idx, NULL) != 0) break;
     }
     return 0;
 }

@@ -91,4 +91,22 @@ TEST(timeout_now_ignored_by_learner)
     fx_destroy(f);
 }
 
+TEST(forwarded_proposal_refused_during_transfer_is_counted)
+{
+    struct fx *f = fx_create(3);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    fx_isolate(f, 3, true);
+    ASSERT_EQ(fx_propose_str(f, 1, "x", NULL), 0);
+    fx_stabilize(f);
+    ASSERT_EQ(raft_transfer_leadership(fx_r(f, 1), 3), 0);
+    struct raft_stats before, after;
+    raft_stats_get(fx_r(f, 1), &before);
+    ASSERT_EQ(fx_propose_str(f, 2, "forwarded", NULL), 0); /* 2 forwards it */
+    fx_stabilize(f);
+    raft_stats_get(fx_r(f, 1), &after);
+    ASSERT_EQ(after.proposals_refused, before.proposals_refused + 1);
+    ASSERT_EQ(after.msgs_dropped, before.msgs_dropped);
+    fx_destroy(f);
+}
+
 TEST_MAIN()
