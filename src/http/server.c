@@ -88,6 +88,7 @@ struct http_conn {
     char *rbuf;
     size_t rstart, rlen;  /* unparsed bytes: rbuf[rstart, rstart + rlen) */
     struct http_slot *cur; /* slot being parsed, NULL between requests */
+    uint64_t cur_start_ms; /* loop time when cur began (request_timeout_ms) */
     uint32_t head, count;  /* ring */
     uint32_t in_handler;
     struct http_slot slots[];
@@ -119,6 +120,7 @@ static void conn_close(struct http_conn *c);
 static void conn_free(struct http_conn *c);
 static void dirty_unlink(struct http_conn *c);
 static void conn_process(struct http_conn *c);
+static void conn_parse_error(struct http_conn *c, enum http_errno e);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static int conn_flush(struct http_conn *c);
@@ -193,6 +195,7 @@ void http_server_config_default(struct http_server_config *cfg)
     cfg->headers_max = 64;
     cfg->body_bytes_max = 2u * 1024u * 1024u;
     cfg->idle_timeout_ms = 60000;
+    cfg->request_timeout_ms = 30000;
     cfg->connections_max = 1024;
     cfg->pipeline_max = 16;
     cfg->read_buf_bytes = 16u * 1024u;
@@ -478,14 +481,28 @@ static void conn_close(struct http_conn *c)
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
 
-static void on_idle_timer(uv_timer_t *t)
+static void conn_touch(struct http_conn *c);
+
+/* The connection timer: idle_timeout_ms after the last activity, or earlier
+ * when a request being received reaches request_timeout_ms. */
+static void on_conn_timer(uv_timer_t *t)
 {
     struct http_conn *c = t->data;
+    const struct http_server_config *cfg = &c->srv->cfg;
+    if (c->cur && cfg->request_timeout_ms > 0 &&
+        uv_now(c->srv->loop) - c->cur_start_ms >= cfg->request_timeout_ms) {
+        /* Too slow to send its request (slowloris): 408, then close. */
+        c->srv->stats.request_timeouts++;
+        c->err_status = 408;
+        c->err_msg = "request not received in time";
+        conn_parse_error(c, HPE_OK);
+        return;
+    }
     /* Busy: a request is with the handler or a response is queued. Only a
      * connection that is idle or stuck mid-request is closed. */
     uint32_t busy = c->count - (c->cur ? 1u : 0u);
-    if (busy > 0) {
-        uv_timer_start(&c->timer, on_idle_timer, c->srv->cfg.idle_timeout_ms, 0);
+    if (busy > 0 || cfg->idle_timeout_ms == 0) {
+        conn_touch(c);
         return;
     }
     c->srv->stats.idle_closed++;
@@ -494,8 +511,21 @@ static void on_idle_timer(uv_timer_t *t)
 
 static void conn_touch(struct http_conn *c)
 {
-    if (!c->closing && !c->lingering && c->srv->cfg.idle_timeout_ms > 0)
-        uv_timer_start(&c->timer, on_idle_timer, c->srv->cfg.idle_timeout_ms, 0);
+    const struct http_server_config *cfg = &c->srv->cfg;
+    if (c->closing || c->lingering)
+        return;
+    uint64_t ms = cfg->idle_timeout_ms;
+    if (c->cur && cfg->request_timeout_ms > 0) {
+        uint64_t now = uv_now(c->srv->loop), deadline = c->cur_start_ms + cfg->request_timeout_ms;
+        uint64_t rem = deadline > now ? deadline - now : 0;
+        if (ms == 0 || rem < ms)
+            ms = rem;
+    }
+    if (ms == 0 && cfg->idle_timeout_ms == 0 && !(c->cur && cfg->request_timeout_ms > 0)) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
 }
 
 static void on_shutdown_done(uv_shutdown_t *req, int status)
@@ -733,6 +763,7 @@ static int on_message_begin(http_parser *p)
     if (!s)
         return reject(c, 503, "out of memory");
     c->cur = s;
+    c->cur_start_ms = uv_now(c->srv->loop);
     return 0;
 }
 
@@ -1061,8 +1092,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     ST_ASSERT(buf->base == c->rbuf + c->rstart + c->rlen);
     c->rlen += (size_t)nread;
-    conn_touch(c);
     conn_process(c);
+    conn_touch(c); /* after parsing: a request may have begun (its deadline counts) */
 }
 
 static void conn_update_reading(struct http_conn *c)

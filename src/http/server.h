@@ -90,6 +90,9 @@ struct http_server_config {
     uint32_t headers_max;        /* header count (default 64): 431 */
     uint64_t body_bytes_max;     /* (default 2 MiB): 413 */
     uint32_t idle_timeout_ms;    /* close a connection without pending requests after this idle time (default 60000; 0 = never) */
+    uint32_t request_timeout_ms; /* a request must be fully received within this time from its
+                                  * first byte, else 408 and close (default 30000; 0 = none):
+                                  * bounds slow senders that keep a connection just not idle */
     uint32_t connections_max;    /* beyond this, new connections get 503 and are closed (default 1024) */
     uint32_t pipeline_max;       /* requests in flight per connection (default 16, max 64) */
     uint32_t read_buf_bytes;     /* per-connection read buffer (default 16 KiB) */
@@ -105,6 +108,7 @@ struct http_server_stats {
     uint64_t requests_bad;         /* answered 4xx by the server itself */
     uint64_t responses_discarded;  /* completed after the client left */
     uint64_t idle_closed;
+    uint64_t request_timeouts;     /* 408s for requests received too slowly */
     uint64_t write_batches;        /* write calls carrying responses (pipelined ones share) */
 };
 

@@ -732,4 +732,34 @@ TEST(responses_completed_in_order_in_one_callback_share_a_write)
     ASSERT_LE(s.write_batches, 3); /* was one write per in-order completion */
 }
 
+TEST(slow_request_gets_408_at_the_request_timeout)
+{
+    struct http_server_config cfg;
+    http_server_config_default(&cfg);
+    cfg.request_timeout_ms = 50;
+    struct fx *f = fx_start(&cfg, FX_ECHO);
+    struct client c;
+    ASSERT_EQ(cl_connect(&c, f->port), 0);
+    /* Half a request, then nothing: the 408 is the awaited event. */
+    ASSERT_EQ(cl_sends(&c, "PUT /slow HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"), 0);
+    struct resp r;
+    ASSERT_EQ(cl_read(&c, &r), 0);
+    ASSERT_EQ(r.status, 408);
+    ASSERT_TRUE(r.conn_close);
+    ASSERT_TRUE(strstr(r.body, "\"code\":408") != NULL);
+    free(r.body);
+    ASSERT_TRUE(cl_wait_eof(&c));
+    cl_close(&c);
+    /* Other connections are unaffected. */
+    ASSERT_EQ(cl_connect(&c, f->port), 0);
+    ASSERT_EQ(cl_sends(&c, "GET /a HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_EQ(cl_read(&c, &r), 0);
+    ASSERT_EQ(r.status, 200);
+    free(r.body);
+    struct http_server_stats s1 = fx_stats(f);
+    ASSERT_EQ(s1.request_timeouts, 1);
+    cl_close(&c);
+    fx_stop(f);
+}
+
 TEST_MAIN()
