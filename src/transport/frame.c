@@ -35,12 +35,9 @@ int frame_header_decode(const uint8_t *hdr, uint32_t body_max, struct frame_head
     out->body_len = le_get32(hdr);
     out->type = hdr[4];
     out->crc = le_get32(hdr + 8);
-    if (hdr[5] != FRAME_VERSION || hdr[6] != 0 || hdr[7] != 0)
-        return ST_EPROTO;
-    if (out->type < FRAME_HELLO || out->type >= FRAME_TYPE_MAX)
-        return ST_EPROTO;
-    if (out->body_len > body_max)
-        return ST_ETOOBIG;
+    if (hdr[5] != FRAME_VERSION || hdr[6] != 0 || hdr[7] != 0) return ST_EPROTO;
+    if (out->type < FRAME_HELLO || out->type >= FRAME_TYPE_MAX) return ST_EPROTO;
+    if (out->body_len > body_max) return ST_ETOOBIG;
     return 0;
 }
 
@@ -66,14 +63,14 @@ size_t frame_hello_encode(const struct frame_hello *h, uint8_t *out)
 int frame_hello_decode(const uint8_t *body, size_t len, struct frame_hello *out)
 {
     memset(out, 0, sizeof(*out));
-    if (len < FRAME_HELLO_FIXED_SIZE || le_get32(body) != FRAME_HELLO_MAGIC)
-        return ST_EPROTO;
+    if (len < FRAME_HELLO_FIXED_SIZE || le_get32(body) != FRAME_HELLO_MAGIC) return ST_EPROTO;
     out->proto_version = le_get16(body + 4);
     out->addr_len = le_get16(body + 6);
     out->cluster_id = le_get64(body + 8);
     out->from_id = le_get64(body + 16);
     out->to_id = le_get64(body + 24);
-    if (out->addr_len > FRAME_HELLO_ADDR_MAX || len != (size_t)FRAME_HELLO_FIXED_SIZE + out->addr_len)
+    if (out->addr_len > FRAME_HELLO_ADDR_MAX ||
+        len != (size_t)FRAME_HELLO_FIXED_SIZE + out->addr_len)
         return ST_EPROTO;
     memcpy(out->addr, body + FRAME_HELLO_FIXED_SIZE, out->addr_len);
     for (uint16_t i = 0; i < out->addr_len; i++)
@@ -104,8 +101,7 @@ int frame_hello_ack_decode(const uint8_t *body, size_t len, struct frame_hello_a
     out->status = (int32_t)le_get32(body + 8);
     out->cluster_id = le_get64(body + 12);
     out->node_id = le_get64(body + 20);
-    if (out->status > 0)
-        return ST_EPROTO;
+    if (out->status > 0) return ST_EPROTO;
     return 0;
 }
 
@@ -118,8 +114,7 @@ size_t frame_status_encode(uint32_t stream, int32_t status, uint8_t *out)
 
 int frame_status_decode(const uint8_t *body, size_t len, uint32_t *stream, int32_t *status)
 {
-    if (len != FRAME_SNAP_STATUS_SIZE)
-        return ST_EPROTO;
+    if (len != FRAME_SNAP_STATUS_SIZE) return ST_EPROTO;
     *stream = le_get32(body);
     *status = (int32_t)le_get32(body + 4);
     return *stream != 0 && *status <= 0 ? 0 : ST_EPROTO;
@@ -131,31 +126,25 @@ int frame_addr_split(const char *addr, char *host, size_t host_cap, uint16_t *po
     size_t hlen;
     if (addr[0] == '[') {
         const char *close = strchr(addr, ']');
-        if (close == NULL || close[1] != ':')
-            return ST_EINVAL;
+        if (close == NULL || close[1] != ':') return ST_EINVAL;
         h = addr + 1;
         hlen = (size_t)(close - h);
         colon = close + 1;
     } else {
         colon = strrchr(addr, ':');
-        if (colon == NULL)
-            return ST_EINVAL;
+        if (colon == NULL) return ST_EINVAL;
         hlen = (size_t)(colon - addr);
         if (memchr(addr, ':', hlen) != NULL) /* bare IPv6 needs brackets */
             return ST_EINVAL;
     }
-    if (hlen == 0 || hlen >= host_cap)
-        return ST_EINVAL;
+    if (hlen == 0 || hlen >= host_cap) return ST_EINVAL;
     const char *p = colon + 1;
-    if (*p == '\0')
-        return ST_EINVAL;
+    if (*p == '\0') return ST_EINVAL;
     uint32_t v = 0;
     for (; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9')
-            return ST_EINVAL;
+        if (*p < '0' || *p > '9') return ST_EINVAL;
         v = v * 10 + (uint32_t)(*p - '0');
-        if (v > 65535)
-            return ST_EINVAL;
+        if (v > 65535) return ST_EINVAL;
     }
     memcpy(host, h, hlen);
     host[hlen] = '\0';

@@ -101,7 +101,7 @@ struct tr_conn;
 struct tr_out {
     struct tr_list link; /* in peer->queue while not written; pool free list */
     struct tr *tr;
-    bool pooled;         /* a TR_OUT_POOL_BLOCK_BYTES block */
+    bool pooled; /* a TR_OUT_POOL_BLOCK_BYTES block */
     uv_write_t req;
     struct tr_conn *conn;
     raft_id to;
@@ -122,19 +122,19 @@ struct tr_conn {
     struct tr *tr;
     struct tr_peer *peer;
     bool outbound;
-    bool notify;            /* closing: report losses through callbacks */
-    bool counted_inbound;   /* counted in tr->inbound_pending */
-    int doom_status;        /* deferred close requested from inside an API call */
+    bool notify;          /* closing: report losses through callbacks */
+    bool counted_inbound; /* counted in tr->inbound_pending */
+    int doom_status;      /* deferred close requested from inside an API call */
     enum conn_state state;
     enum conn_state state_before_close;
     uv_tcp_t tcp;
-    uv_timer_t timer;       /* connect+handshake deadline, deferred close */
+    uv_timer_t timer; /* connect+handshake deadline, deferred close */
     int handles_open;
     uv_connect_t connect_req;
     struct raft_buf *scratch; /* parse buffer */
     struct raft_buf *rbuf;    /* scratch, or a dedicated buffer for one big frame */
     size_t rpos, rlen;
-    uint32_t inflight_msgs;   /* OUT_MSG frames given to uv_write, not completed */
+    uint32_t inflight_msgs; /* OUT_MSG frames given to uv_write, not completed */
     uint64_t inflight_bytes;
 };
 
@@ -142,7 +142,7 @@ struct tr_snap_out {
     struct tr *tr;
     struct tr_peer *peer; /* NULL once detached */
     raft_id to;
-    uint32_t stream;      /* non-zero, unique per transport */
+    uint32_t stream; /* non-zero, unique per transport */
     uv_fs_t fs;
     bool fs_pending;
     bool write_pending;
@@ -230,23 +230,20 @@ static int uv_to_st(int uverr)
 
 static void tr_maybe_free(struct tr *tr)
 {
-    if (!tr->destroying || tr->live > 0)
-        return;
+    if (!tr->destroying || tr->live > 0) return;
     wire_msg_close(&tr->wm);
     out_pool_drain(tr);
     void (*cb)(void *) = tr->done_cb;
     void *arg = tr->done_arg;
     free(tr);
-    if (cb != NULL)
-        cb(arg);
+    if (cb != NULL) cb(arg);
 }
 
 static struct tr_peer *peer_find(const struct tr *tr, raft_id id)
 {
     for (struct tr_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
         struct tr_peer *p = CONTAINER_OF(l, struct tr_peer, link);
-        if (p->id == id)
-            return p;
+        if (p->id == id) return p;
     }
     return NULL;
 }
@@ -295,8 +292,7 @@ static struct tr_out *out_alloc(struct tr *tr, uint8_t kind, uint32_t nbufs, uin
         memset(o, 0, sizeof(*o));
     } else {
         o = calloc(1, pooled ? TR_OUT_POOL_BLOCK_BYTES : size);
-        if (o == NULL)
-            return NULL;
+        if (o == NULL) return NULL;
     }
     list_init(&o->link);
     o->tr = tr;
@@ -313,8 +309,7 @@ static struct tr_out *out_alloc(struct tr *tr, uint8_t kind, uint32_t nbufs, uin
 static struct tr_out *out_ctrl(struct tr *tr, uint8_t type, const uint8_t *body, uint32_t len)
 {
     struct tr_out *o = out_alloc(tr, OUT_CTRL, 1, 0, FRAME_HEADER_SIZE + len);
-    if (o == NULL)
-        return NULL;
+    if (o == NULL) return NULL;
     memcpy(o->hdr + FRAME_HEADER_SIZE, body, len);
     frame_header_encode(o->hdr, type, o->hdr + FRAME_HEADER_SIZE, len);
     o->bufs[0] = uv_buf_init((char *)o->hdr, FRAME_HEADER_SIZE + len);
@@ -329,8 +324,7 @@ static void on_write(uv_write_t *req, int status)
     struct tr_out *o = CONTAINER_OF(req, struct tr_out, req);
     struct tr_conn *c = o->conn;
     struct tr *tr = c->tr;
-    if (status == 0)
-        tr->stats.bytes_sent += o->bytes;
+    if (status == 0) tr->stats.bytes_sent += o->bytes;
     if (o->kind == OUT_MSG) {
         ST_ASSERT(c->inflight_msgs > 0 && c->inflight_bytes >= o->bytes);
         c->inflight_msgs--;
@@ -350,8 +344,7 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c, ST_ECONNECTION, true);
     else if (close_after)
         conn_close(c, ST_ECLOSED, true);
-    if (snap != NULL)
-        snap_out_chunk_written(snap, status);
+    if (snap != NULL) snap_out_chunk_written(snap, status);
 }
 
 static void on_doom_timer(uv_timer_t *t)
@@ -363,8 +356,7 @@ static void on_doom_timer(uv_timer_t *t)
 /* Closes c from the next loop iteration (we are inside an API call). */
 static void conn_doom(struct tr_conn *c, int status)
 {
-    if (c->state == CONN_CLOSING || c->doom_status != 0)
-        return;
+    if (c->state == CONN_CLOSING || c->doom_status != 0) return;
     c->doom_status = status;
     uv_timer_start(&c->timer, on_doom_timer, 0, 0);
 }
@@ -373,8 +365,7 @@ static int conn_write(struct tr_conn *c, struct tr_out *o)
 {
     o->conn = c;
     int rv = uv_write(&o->req, (uv_stream_t *)&c->tcp, o->bufs, o->nbufs, on_write);
-    if (rv != 0)
-        return rv;
+    if (rv != 0) return rv;
     if (o->kind == OUT_MSG) {
         c->inflight_msgs++;
         c->inflight_bytes += o->bytes;
@@ -386,8 +377,7 @@ static int conn_write(struct tr_conn *c, struct tr_out *o)
 static void conn_send_ctrl(struct tr_conn *c, uint8_t type, const uint8_t *body, uint32_t len,
                            bool close_after)
 {
-    if (c->state == CONN_CLOSING)
-        return;
+    if (c->state == CONN_CLOSING) return;
     struct tr_out *o = out_ctrl(c->tr, type, body, len);
     if (o == NULL) {
         conn_doom(c, ST_ENOMEM);
@@ -405,8 +395,7 @@ static void conn_send_ctrl(struct tr_conn *c, uint8_t type, const uint8_t *body,
 static void peer_drop_queue(struct tr_peer *p, int status, bool notify)
 {
     struct tr *tr = p->tr;
-    if (list_empty(&p->queue))
-        return;
+    if (list_empty(&p->queue)) return;
     struct tr_list dropped;
     dropped.next = p->queue.next;
     dropped.prev = p->queue.prev;
@@ -433,12 +422,10 @@ static void on_conn_handle_closed(uv_handle_t *h)
 {
     struct tr_conn *c = h->data;
     ST_ASSERT(c->handles_open > 0);
-    if (--c->handles_open > 0)
-        return;
+    if (--c->handles_open > 0) return;
     struct tr *tr = c->tr;
     ST_ASSERT(c->inflight_msgs == 0);
-    if (c->rbuf != NULL && c->rbuf != c->scratch)
-        raft_buf_unref(c->rbuf);
+    if (c->rbuf != NULL && c->rbuf != c->scratch) raft_buf_unref(c->rbuf);
     raft_buf_unref(c->scratch);
     list_del(&c->link);
     free(c);
@@ -457,8 +444,7 @@ static void on_conn_timer(uv_timer_t *t)
 static struct tr_conn *conn_create(struct tr *tr, bool outbound, struct tr_peer *peer)
 {
     struct tr_conn *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return NULL;
+    if (c == NULL) return NULL;
     c->scratch = raft_buf_create(TR_SCRATCH_BYTES);
     if (c->scratch == NULL) {
         free(c);
@@ -495,8 +481,7 @@ static void conn_set_options(struct tr_conn *c)
  * depended on this connection (through callbacks when notify). */
 static void conn_close(struct tr_conn *c, int status, bool notify)
 {
-    if (c->state == CONN_CLOSING)
-        return;
+    if (c->state == CONN_CLOSING) return;
     struct tr *tr = c->tr;
     bool was_up = c->state == CONN_UP;
     c->state_before_close = c->state;
@@ -513,18 +498,16 @@ static void conn_close(struct tr_conn *c, int status, bool notify)
     bool connect_failed = c->state_before_close == CONN_CONNECTING;
     struct tr_peer *p = c->peer;
     c->peer = NULL;
-    if (p == NULL || p->conn != c)
-        return;
+    if (p == NULL || p->conn != c) return;
     p->conn = NULL;
     if (was_up)
         ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection lost: %s", p->id, p->addr,
                       st_strerror(status));
-    if (p->snap_out != NULL)
-        snap_out_finish(p->snap_out, ST_ECONNECTION, c->notify, false);
-    if (p->snap_in != NULL)
-        snap_in_end(p, ST_ECONNECTION, c->notify, false);
+    if (p->snap_out != NULL) snap_out_finish(p->snap_out, ST_ECONNECTION, c->notify, false);
+    if (p->snap_in != NULL) snap_in_end(p, ST_ECONNECTION, c->notify, false);
     peer_drop_queue(p, ST_ECONNECTION, c->notify);
-    if (was_up && c->notify && tr->cbs.peer_state_cb != NULL)
+    /* A callback above may have removed p or destroyed tr. */
+    if (was_up && c->notify && !p->removed && !tr->destroying && tr->cbs.peer_state_cb != NULL)
         tr->cbs.peer_state_cb(tr->cbs.ctx, p->id, false);
     if (p->dialer && !p->removed && !tr->destroying) {
         if (connect_failed && p->ai_next != NULL) { /* try the next resolved address */
@@ -599,8 +582,7 @@ static void handle_hello(struct tr_conn *c, const uint8_t *body, uint32_t len)
                h.from_id, tr->cfg.self_id);
         return;
     }
-    ST_TRACE_INFO(MOD, "peer %" PRIu64 " connected from its advertised address %s", p->id,
-                  h.addr);
+    ST_TRACE_INFO(MOD, "peer %" PRIu64 " connected from its advertised address %s", p->id, h.addr);
     if (p->conn != NULL) /* the dialer restarted or saw the old connection die first */
         conn_close(p->conn, ST_ECONNECTION, true);
     ST_ASSERT(c->counted_inbound);
@@ -630,8 +612,8 @@ static void handle_hello_ack(struct tr_conn *c, const uint8_t *body, uint32_t le
     uint64_t expect = c->peer->id;
     if (a.status != 0) {
         tr->stats.handshakes_refused++;
-        ST_TRACE_WARN(MOD, "peer %" PRIu64 " (%s) refused our handshake: %s", expect,
-                      c->peer->addr, st_strerror(a.status));
+        ST_TRACE_WARN(MOD, "peer %" PRIu64 " (%s) refused our handshake: %s", expect, c->peer->addr,
+                      st_strerror(a.status));
         conn_close(c, a.status, true);
         return;
     }
@@ -641,8 +623,8 @@ static void handle_hello_ack(struct tr_conn *c, const uint8_t *body, uint32_t le
         return;
     }
     if (a.node_id != expect) {
-        refuse(c, ST_EMISMATCH, "node id at the peer's address is not the expected one",
-               a.node_id, expect);
+        refuse(c, ST_EMISMATCH, "node id at the peer's address is not the expected one", a.node_id,
+               expect);
         return;
     }
     conn_up(c);
@@ -670,14 +652,12 @@ static void conn_up(struct tr_conn *c)
             conn_doom(c, ST_ECONNECTION);
         }
     }
-    if (tr->cbs.peer_state_cb != NULL)
-        tr->cbs.peer_state_cb(tr->cbs.ctx, p->id, true);
+    if (tr->cbs.peer_state_cb != NULL) tr->cbs.peer_state_cb(tr->cbs.ctx, p->id, true);
 }
 
 /* --------------------------------------------------------- inbound frames */
 
-static void handle_msg(struct tr_conn *c, struct raft_buf *frame, const uint8_t *body,
-                       uint32_t len)
+static void handle_msg(struct tr_conn *c, struct raft_buf *frame, const uint8_t *body, uint32_t len)
 {
     struct tr *tr = c->tr;
     struct raft_buf *own = NULL;
@@ -707,12 +687,11 @@ static void handle_msg(struct tr_conn *c, struct raft_buf *frame, const uint8_t 
     raft_id from = c->peer->id;
     if (m->type == RAFT_MSG_SNAPSHOT || m->from != from || m->to != tr->cfg.self_id) {
         tr->stats.protocol_errors++;
-        ST_TRACE_WARN(MOD, "peer %" PRIu64 ": dropped misdirected %s from %" PRIu64
-                           " to %" PRIu64, from, raft_msg_type_name(m->type), m->from, m->to);
+        ST_TRACE_WARN(MOD, "peer %" PRIu64 ": dropped misdirected %s from %" PRIu64 " to %" PRIu64,
+                      from, raft_msg_type_name(m->type), m->from, m->to);
     } else {
         tr->stats.msgs_received++;
-        if (tr->cbs.msg_cb != NULL)
-            tr->cbs.msg_cb(tr->cbs.ctx, from, m);
+        if (tr->cbs.msg_cb != NULL) tr->cbs.msg_cb(tr->cbs.ctx, from, m);
     }
     wire_msg_release(&tr->wm);
     raft_buf_unref(own);
@@ -726,11 +705,10 @@ static void snap_in_end(struct tr_peer *p, int status, bool notify, bool send_ac
     struct tr_snap_in *si = p->snap_in;
     ST_ASSERT(si != NULL);
     p->snap_in = NULL;
+    if (status != 0) tr->stats.snapshots_failed++;
     if (status != 0)
-        tr->stats.snapshots_failed++;
-    if (status != 0)
-        ST_TRACE_WARN(MOD, "snapshot from peer %" PRIu64 " failed at %" PRIu64 "/%" PRIu64
-                           ": %s", p->id, si->received, si->size, st_strerror(status));
+        ST_TRACE_WARN(MOD, "snapshot from peer %" PRIu64 " failed at %" PRIu64 "/%" PRIu64 ": %s",
+                      p->id, si->received, si->size, st_strerror(status));
     if (notify && tr->cbs.snapshot_end_cb != NULL)
         tr->cbs.snapshot_end_cb(tr->cbs.ctx, p->id, status);
     if (send_ack && p->conn != NULL && p->conn->state == CONN_UP) {
@@ -771,8 +749,7 @@ static void handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t l
     int rv = wire_msg_decode(&si->wm, NULL, body + FRAME_SNAP_BEGIN_FIXED_SIZE,
                              len - FRAME_SNAP_BEGIN_FIXED_SIZE);
     const struct raft_msg *m = &si->wm.msg;
-    if (rv == 0 && (m->type != RAFT_MSG_SNAPSHOT || m->from != p->id ||
-                    m->to != tr->cfg.self_id))
+    if (rv == 0 && (m->type != RAFT_MSG_SNAPSHOT || m->from != p->id || m->to != tr->cfg.self_id))
         rv = ST_EPROTO;
     if (rv != 0) {
         wire_msg_close(&si->wm);
@@ -786,15 +763,14 @@ static void handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t l
     if (rv != 0) {
         ST_ASSERT(rv < 0);
         tr->stats.snapshots_failed++;
-        ST_TRACE_WARN(MOD, "snapshot from peer %" PRIu64 " refused: %s", p->id,
-                      st_strerror(rv));
+        ST_TRACE_WARN(MOD, "snapshot from peer %" PRIu64 " refused: %s", p->id, st_strerror(rv));
         wire_msg_close(&si->wm);
         free(si);
         snap_send_ack(c, stream, rv);
         return;
     }
-    ST_TRACE_INFO(MOD, "snapshot from peer %" PRIu64 ": %" PRIu64 " bytes at index %" PRIu64,
-                  p->id, si->size, m->snapshot->index);
+    ST_TRACE_INFO(MOD, "snapshot from peer %" PRIu64 ": %" PRIu64 " bytes at index %" PRIu64, p->id,
+                  si->size, m->snapshot->index);
     p->snap_in = si;
 }
 
@@ -838,28 +814,24 @@ static void handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len
         return;
     }
     struct tr_snap_in *si = p->snap_in;
-    if (si == NULL || si->stream != le_get32(body))
-        return;
+    if (si == NULL || si->stream != le_get32(body)) return;
     if (le_get64(body + 4) != si->size || si->received != si->size ||
         le_get32(body + 12) != si->crc) {
         snap_in_end(p, ST_ECORRUPT, true, true);
         return;
     }
     p->snap_in = NULL;
-    int rv = tr->cbs.snapshot_end_cb != NULL ? tr->cbs.snapshot_end_cb(tr->cbs.ctx, p->id, 0)
-                                             : ST_EPERM;
+    int rv =
+        tr->cbs.snapshot_end_cb != NULL ? tr->cbs.snapshot_end_cb(tr->cbs.ctx, p->id, 0) : ST_EPERM;
     if (rv == 0) {
         tr->stats.snapshots_received++;
         tr->stats.msgs_received++;
-        if (tr->cbs.msg_cb != NULL)
-            tr->cbs.msg_cb(tr->cbs.ctx, p->id, &si->wm.msg);
+        if (tr->cbs.msg_cb != NULL) tr->cbs.msg_cb(tr->cbs.ctx, p->id, &si->wm.msg);
     } else {
         tr->stats.snapshots_failed++;
-        ST_TRACE_WARN(MOD, "snapshot from peer %" PRIu64 " not stored: %s", p->id,
-                      st_strerror(rv));
+        ST_TRACE_WARN(MOD, "snapshot from peer %" PRIu64 " not stored: %s", p->id, st_strerror(rv));
     }
-    if (c->state == CONN_UP)
-        snap_send_ack(c, si->stream, rv < 0 ? rv : (rv > 0 ? ST_EIO : 0));
+    if (c->state == CONN_UP) snap_send_ack(c, si->stream, rv < 0 ? rv : (rv > 0 ? ST_EIO : 0));
     wire_msg_close(&si->wm);
     free(si);
 }
@@ -956,22 +928,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct tr_conn *c = stream->data;
     struct tr *tr = c->tr;
-    if (nread == 0)
-        return;
+    if (nread == 0) return;
     if (nread < 0) {
-        if (nread != UV_EOF)
-            ST_TRACE_DEBUG(MOD, "read: %s", uv_strerror((int)nread));
+        if (nread != UV_EOF) ST_TRACE_DEBUG(MOD, "read: %s", uv_strerror((int)nread));
         conn_close(c, nread == UV_EOF ? ST_ECLOSED : ST_ECONNECTION, true);
         return;
     }
-    if (c->state == CONN_CLOSING || c->state == CONN_REFUSING)
-        return;
+    if (c->state == CONN_CLOSING || c->state == CONN_REFUSING) return;
     tr->stats.bytes_received += (uint64_t)nread;
     c->rlen += (size_t)nread;
     if (c->rbuf != c->scratch) { /* a dedicated buffer holding exactly one frame */
         struct raft_buf *big = c->rbuf;
-        if (c->rlen < big->cap)
-            return;
+        if (c->rlen < big->cap) return;
         c->rbuf = c->scratch;
         c->rpos = c->rlen = 0;
         process_frame(c, big, big->data);
@@ -981,19 +949,17 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     struct raft_buf *s = c->scratch;
     while (c->state == CONN_HANDSHAKE || c->state == CONN_UP) {
         size_t have = c->rlen - c->rpos;
-        if (have < FRAME_HEADER_SIZE)
-            break;
+        if (have < FRAME_HEADER_SIZE) break;
         const uint8_t *hdr = s->data + c->rpos;
         struct frame_header h;
         /* Before the handshake only a HELLO/HELLO_ACK may come: an
          * unauthenticated peer cannot make us buffer a big frame. */
-        uint32_t body_max = c->state == CONN_HANDSHAKE ? TR_HANDSHAKE_BODY_MAX
-                                                       : tr->cfg.frame_bytes_max;
+        uint32_t body_max =
+            c->state == CONN_HANDSHAKE ? TR_HANDSHAKE_BODY_MAX : tr->cfg.frame_bytes_max;
         int rv = frame_header_decode(hdr, body_max, &h);
         if (rv != 0) {
-            protocol_error(c, rv == ST_ETOOBIG ? "frame larger than frame_bytes_max"
-                                               : "bad frame header",
-                           rv);
+            protocol_error(
+                c, rv == ST_ETOOBIG ? "frame larger than frame_bytes_max" : "bad frame header", rv);
             return;
         }
         size_t total = FRAME_HEADER_SIZE + (size_t)h.body_len;
@@ -1016,8 +982,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         break;
     }
-    if (c->state != CONN_HANDSHAKE && c->state != CONN_UP)
-        return;
+    if (c->state != CONN_HANDSHAKE && c->state != CONN_UP) return;
     /* Keep the partial frame at the front so the next read has room for it. */
     size_t have = c->rlen - c->rpos;
     if (c->rpos > 0) {
@@ -1034,8 +999,7 @@ static void on_connect(uv_connect_t *req, int status)
 {
     struct tr_conn *c = req->data;
     struct tr *tr = c->tr;
-    if (c->state == CONN_CLOSING)
-        return;
+    if (c->state == CONN_CLOSING) return;
     if (status < 0) {
         ST_TRACE_DEBUG(MOD, "connect to peer %" PRIu64 " (%s): %s", c->peer->id, c->peer->addr,
                        uv_strerror(status));
@@ -1063,8 +1027,7 @@ static void on_connect(uv_connect_t *req, int status)
 
 static void peer_maybe_free(struct tr_peer *p)
 {
-    if (!p->removed || p->timer_open || p->gai_pending)
-        return;
+    if (!p->removed || p->timer_open || p->gai_pending) return;
     struct tr *tr = p->tr;
     peer_free_addrs(p);
     free(p);
@@ -1078,16 +1041,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     struct tr *tr = p->tr;
     p->gai_pending = false;
     if (p->removed || tr->destroying) {
-        if (res != NULL)
-            uv_freeaddrinfo(res);
+        if (res != NULL) uv_freeaddrinfo(res);
         peer_maybe_free(p);
         return;
     }
     if (status < 0 || res == NULL) {
         ST_TRACE_WARN(MOD, "peer %" PRIu64 ": cannot resolve %s: %s", p->id, p->addr,
                       uv_strerror(status));
-        if (res != NULL)
-            uv_freeaddrinfo(res);
+        if (res != NULL) uv_freeaddrinfo(res);
         peer_drop_queue(p, ST_ECONNECTION, true);
         peer_schedule_dial(p);
         return;
@@ -1098,8 +1059,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 static void peer_free_addrs(struct tr_peer *p)
 {
-    if (p->ai_list != NULL)
-        uv_freeaddrinfo(p->ai_list);
+    if (p->ai_list != NULL) uv_freeaddrinfo(p->ai_list);
     p->ai_list = p->ai_next = NULL;
 }
 
@@ -1134,10 +1094,8 @@ static void on_dial_timer(uv_timer_t *t)
 {
     struct tr_peer *p = t->data;
     struct tr *tr = p->tr;
-    if (p->removed || tr->destroying || p->conn != NULL || p->gai_pending)
-        return;
-    if (p->dialed_once)
-        tr->stats.reconnects++;
+    if (p->removed || tr->destroying || p->conn != NULL || p->gai_pending) return;
+    if (p->dialed_once) tr->stats.reconnects++;
     p->dialed_once = true;
     char host[TR_ADDR_MAX + 1], port[8];
     uint16_t portnum;
@@ -1176,8 +1134,7 @@ static void on_connection(uv_stream_t *server, int status)
         ST_TRACE_WARN(MOD, "accept: %s", uv_strerror(status));
         return;
     }
-    if (tr->destroying)
-        return;
+    if (tr->destroying) return;
     struct tr_conn *c = conn_create(tr, false, NULL);
     if (c == NULL) {
         ST_TRACE_ERROR(MOD, "accept: out of memory");
@@ -1195,8 +1152,7 @@ static void on_connection(uv_stream_t *server, int status)
         conn_set_options(c);
         rv = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
-    if (rv != 0)
-        conn_close(c, uv_to_st(rv), false);
+    if (rv != 0) conn_close(c, uv_to_st(rv), false);
 }
 
 /* -------------------------------------------------------------------- API */
@@ -1235,12 +1191,10 @@ int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_call
         frame_addr_split(cfg->listen_addr, host, sizeof(host), &port) != 0)
         return ST_EINVAL;
     struct tr *tr = calloc(1, sizeof(*tr));
-    if (tr == NULL)
-        return ST_ENOMEM;
+    if (tr == NULL) return ST_ENOMEM;
     tr->loop = loop;
     tr->cfg = *cfg;
-    if (cbs != NULL)
-        tr->cbs = *cbs;
+    if (cbs != NULL) tr->cbs = *cbs;
     st_rng_init(&tr->rng, cfg->seed);
     list_init(&tr->peers);
     list_init(&tr->conns);
@@ -1255,18 +1209,16 @@ int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_call
 
 int tr_start(struct tr *tr)
 {
-    if (tr->listener_open || tr->destroying)
-        return ST_EINVAL;
+    if (tr->listener_open || tr->destroying) return ST_EINVAL;
     /* A write to a connection the peer reset must be an EPIPE error on that
      * connection, not a process-killing signal. */
     signal(SIGPIPE, SIG_IGN);
     char host[TR_ADDR_MAX + 1], port[8];
     uint16_t portnum;
-    if (frame_addr_split(tr->cfg.listen_addr, host, sizeof(host), &portnum) != 0)
-        return ST_EINVAL;
+    if (frame_addr_split(tr->cfg.listen_addr, host, sizeof(host), &portnum) != 0) return ST_EINVAL;
     snprintf(port, sizeof(port), "%u", (unsigned)portnum);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     uv_getaddrinfo_t req;
     int rv = uv_getaddrinfo(tr->loop, &req, NULL, host, port, &hints); /* synchronous */
     if (rv != 0) {
@@ -1280,8 +1232,7 @@ int tr_start(struct tr *tr)
     tr->live++;
     rv = uv_tcp_bind(&tr->listener, req.addrinfo->ai_addr, 0);
     uv_freeaddrinfo(req.addrinfo);
-    if (rv == 0)
-        rv = uv_listen((uv_stream_t *)&tr->listener, TR_BACKLOG, on_connection);
+    if (rv == 0) rv = uv_listen((uv_stream_t *)&tr->listener, TR_BACKLOG, on_connection);
     if (rv != 0) {
         ST_TRACE_ERROR(MOD, "cannot listen on %s: %s", tr->cfg.listen_addr, uv_strerror(rv));
         return rv == UV_EADDRINUSE ? ST_EEXIST : uv_to_st(rv);
@@ -1298,16 +1249,12 @@ int tr_start(struct tr *tr)
 
 int tr_listen_port(const struct tr *tr)
 {
-    if (!tr->listener_open)
-        return 0;
+    if (!tr->listener_open) return 0;
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    if (uv_tcp_getsockname(&tr->listener, (struct sockaddr *)&ss, &len) != 0)
-        return 0;
-    if (ss.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    if (uv_tcp_getsockname(&tr->listener, (struct sockaddr *)&ss, &len) != 0) return 0;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return 0;
 }
 
@@ -1322,16 +1269,13 @@ int tr_peer_add(struct tr *tr, raft_id id, const char *addr)
 {
     char host[TR_ADDR_MAX + 1];
     uint16_t port;
-    if (tr->destroying)
-        return ST_ECLOSED;
-    if (id == RAFT_NONE || id == tr->cfg.self_id || addr == NULL ||
-        strlen(addr) > TR_ADDR_MAX || frame_addr_split(addr, host, sizeof(host), &port) != 0)
+    if (tr->destroying) return ST_ECLOSED;
+    if (id == RAFT_NONE || id == tr->cfg.self_id || addr == NULL || strlen(addr) > TR_ADDR_MAX ||
+        frame_addr_split(addr, host, sizeof(host), &port) != 0)
         return ST_EINVAL;
-    if (peer_find(tr, id) != NULL)
-        return ST_EEXIST;
+    if (peer_find(tr, id) != NULL) return ST_EEXIST;
     struct tr_peer *p = calloc(1, sizeof(*p));
-    if (p == NULL)
-        return ST_ENOMEM;
+    if (p == NULL) return ST_ENOMEM;
     p->tr = tr;
     p->id = id;
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
@@ -1342,8 +1286,7 @@ int tr_peer_add(struct tr *tr, raft_id id, const char *addr)
     p->timer_open = true;
     list_push(&tr->peers, &p->link);
     tr->live++;
-    if (p->dialer)
-        uv_timer_start(&p->timer, on_dial_timer, 0, 0);
+    if (p->dialer) uv_timer_start(&p->timer, on_dial_timer, 0, 0);
     return 0;
 }
 
@@ -1354,13 +1297,10 @@ static void peer_remove(struct tr_peer *p, bool notify_snap)
     struct tr *tr = p->tr;
     p->removed = true;
     list_del(&p->link);
-    if (p->snap_out != NULL)
-        snap_out_finish(p->snap_out, ST_ECANCELED, notify_snap, true);
-    if (p->snap_in != NULL)
-        snap_in_end(p, ST_ECANCELED, notify_snap, false);
+    if (p->snap_out != NULL) snap_out_finish(p->snap_out, ST_ECANCELED, notify_snap, true);
+    if (p->snap_in != NULL) snap_in_end(p, ST_ECANCELED, notify_snap, false);
     peer_drop_queue(p, ST_ECLOSED, false);
-    if (p->conn != NULL)
-        conn_close(p->conn, ST_ECLOSED, false);
+    if (p->conn != NULL) conn_close(p->conn, ST_ECLOSED, false);
     ST_ASSERT(p->conn == NULL);
     if (p->gai_pending)
         uv_cancel((uv_req_t *)&p->gai); /* its callback still comes, with a cancel status */
@@ -1372,8 +1312,7 @@ static void peer_remove(struct tr_peer *p, bool notify_snap)
 int tr_peer_remove(struct tr *tr, raft_id id)
 {
     struct tr_peer *p = peer_find(tr, id);
-    if (p == NULL)
-        return ST_ENOENT;
+    if (p == NULL) return ST_ENOENT;
     peer_remove(p, true);
     return 0;
 }
@@ -1391,41 +1330,33 @@ static void on_notify_timer(uv_timer_t *t)
     for (struct tr_list *l = tr->peers.next; l != &tr->peers;) {
         struct tr_peer *p = CONTAINER_OF(l, struct tr_peer, link);
         l = l->next; /* the callback may remove p */
-        if (!p->busy_notify)
-            continue;
+        if (!p->busy_notify) continue;
         p->busy_notify = false;
         if (tr->cbs.send_failed_cb != NULL)
             tr->cbs.send_failed_cb(tr->cbs.ctx, p->id, p->busy_msg_type, ST_EBUSY);
-        if (tr->destroying)
-            return;
+        if (tr->destroying) return;
     }
 }
 
 int tr_send(struct tr *tr, const struct raft_msg *m)
 {
-    if (tr->destroying)
-        return ST_ECLOSED;
+    if (tr->destroying) return ST_ECLOSED;
     struct tr_peer *p = peer_find(tr, m->to);
-    if (p == NULL)
-        return ST_ENOENT;
-    if (m->type == RAFT_MSG_SNAPSHOT)
-        return ST_EINVAL;
+    if (p == NULL) return ST_ENOENT;
+    if (m->type == RAFT_MSG_SNAPSHOT) return ST_EINVAL;
     size_t hdr_part;
     int rv = wire_msg_header_size(m, &hdr_part);
-    if (rv != 0)
-        return rv;
+    if (rv != 0) return rv;
     uint32_t npay = 0;
     uint64_t body = hdr_part;
     for (uint32_t i = 0; i < m->n_entries; i++) {
-        if (m->entries[i].len == 0)
-            continue;
+        if (m->entries[i].len == 0) continue;
         if (m->entries[i].buf == NULL) /* zero-copy needs an owner to reference */
             return ST_EINVAL;
         npay++;
         body += m->entries[i].len;
     }
-    if (body > tr->cfg.frame_bytes_max)
-        return ST_ETOOBIG;
+    if (body > tr->cfg.frame_bytes_max) return ST_ETOOBIG;
     uint64_t bytes = FRAME_HEADER_SIZE + body;
     struct tr_conn *c = p->conn != NULL && p->conn->state == CONN_UP ? p->conn : NULL;
     uint64_t q_msgs = p->queue_msgs + (c ? c->inflight_msgs : 0);
@@ -1434,9 +1365,10 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
     if (q_msgs + 1 > tr->cfg.send_queue_msgs_max ||
         (q_msgs > 0 && q_bytes + bytes > tr->cfg.send_queue_bytes_max)) {
         tr->stats.msgs_dropped++;
-        ST_TRACE_DEBUG(MOD, "peer %" PRIu64 ": send queue full (%" PRIu64 " msgs, %" PRIu64
-                            " bytes): dropped %s", p->id, q_msgs, q_bytes,
-                       raft_msg_type_name(m->type));
+        ST_TRACE_DEBUG(MOD,
+                       "peer %" PRIu64 ": send queue full (%" PRIu64 " msgs, %" PRIu64
+                       " bytes): dropped %s",
+                       p->id, q_msgs, q_bytes, raft_msg_type_name(m->type));
         p->busy_notify = true;
         p->busy_msg_type = m->type;
         if (!uv_is_active((uv_handle_t *)&tr->notify_timer))
@@ -1444,8 +1376,7 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
         return ST_EBUSY;
     }
     struct tr_out *o = out_alloc(tr, OUT_MSG, 1 + npay, npay, FRAME_HEADER_SIZE + hdr_part);
-    if (o == NULL)
-        return ST_ENOMEM;
+    if (o == NULL) return ST_ENOMEM;
     o->to = m->to;
     o->msg_type = m->type;
     o->bytes = bytes;
@@ -1458,8 +1389,7 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
     uint32_t k = 0;
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const struct raft_entry *e = &m->entries[i];
-        if (e->len == 0)
-            continue;
+        if (e->len == 0) continue;
         crc = st_crc32c(crc, e->data, e->len);
         o->bufs[1 + k] = uv_buf_init(uv_base(e->data), e->len);
         raft_buf_ref(e->buf);
@@ -1487,8 +1417,7 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
 
 static void snap_out_maybe_free(struct tr_snap_out *s)
 {
-    if (!s->finished || s->fs_pending || s->write_pending)
-        return;
+    if (!s->finished || s->fs_pending || s->write_pending) return;
     struct tr *tr = s->tr;
     if (s->fd >= 0) {
         uv_fs_t req;
@@ -1505,8 +1434,7 @@ static void snap_out_maybe_free(struct tr_snap_out *s)
 
 static void snap_out_finish(struct tr_snap_out *s, int status, bool notify, bool send_abort)
 {
-    if (s->finished)
-        return;
+    if (s->finished) return;
     struct tr *tr = s->tr;
     s->finished = true;
     struct tr_peer *p = s->peer;
@@ -1536,8 +1464,7 @@ static void snap_out_finish(struct tr_snap_out *s, int status, bool notify, bool
 
 static struct tr_conn *snap_out_conn(struct tr_snap_out *s)
 {
-    if (s->peer == NULL || s->peer->conn == NULL || s->peer->conn->state != CONN_UP)
-        return NULL;
+    if (s->peer == NULL || s->peer->conn == NULL || s->peer->conn->state != CONN_UP) return NULL;
     return s->peer->conn;
 }
 
@@ -1639,8 +1566,7 @@ static void on_snap_open(uv_fs_t *req)
     ssize_t r = req->result;
     uv_fs_req_cleanup(req);
     s->fs_pending = false;
-    if (r >= 0)
-        s->fd = (uv_file)r;
+    if (r >= 0) s->fd = (uv_file)r;
     if (s->finished) {
         snap_out_maybe_free(s);
         return;
@@ -1661,24 +1587,17 @@ static void on_snap_open(uv_fs_t *req)
 
 int tr_send_snapshot(struct tr *tr, const struct raft_msg *m, const char *path, uint64_t size)
 {
-    if (tr->destroying)
-        return ST_ECLOSED;
-    if (m->type != RAFT_MSG_SNAPSHOT || m->snapshot == NULL || path == NULL)
-        return ST_EINVAL;
+    if (tr->destroying) return ST_ECLOSED;
+    if (m->type != RAFT_MSG_SNAPSHOT || m->snapshot == NULL || path == NULL) return ST_EINVAL;
     struct tr_peer *p = peer_find(tr, m->to);
-    if (p == NULL)
-        return ST_ENOENT;
-    if (p->conn == NULL || p->conn->state != CONN_UP)
-        return ST_ECONNECTION;
-    if (p->snap_out != NULL)
-        return ST_EBUSY;
+    if (p == NULL) return ST_ENOENT;
+    if (p->conn == NULL || p->conn->state != CONN_UP) return ST_ECONNECTION;
+    if (p->snap_out != NULL) return ST_EBUSY;
     size_t mlen;
     int rv = wire_msg_header_size(m, &mlen);
-    if (rv != 0)
-        return rv;
+    if (rv != 0) return rv;
     struct tr_snap_out *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return ST_ENOMEM;
+    if (s == NULL) return ST_ENOMEM;
     s->tr = tr;
     s->peer = p;
     s->to = p->id;
@@ -1742,8 +1661,7 @@ void tr_destroy(struct tr *tr, void (*done_cb)(void *arg), void *done_arg)
         peer_remove(CONTAINER_OF(tr->peers.next, struct tr_peer, link), false);
     for (struct tr_list *l = tr->conns.next; l != &tr->conns; l = l->next)
         conn_close(CONTAINER_OF(l, struct tr_conn, link), ST_ECLOSED, false);
-    if (tr->listener_open)
-        uv_close((uv_handle_t *)&tr->listener, on_tr_handle_closed);
+    if (tr->listener_open) uv_close((uv_handle_t *)&tr->listener, on_tr_handle_closed);
     uv_close((uv_handle_t *)&tr->notify_timer, on_tr_handle_closed);
     tr->live--;
     tr_maybe_free(tr);

@@ -35,8 +35,9 @@
  * but not yet written to the kernel), in messages and in bytes; a message that
  * would exceed either bound is dropped (Raft tolerates loss), tr_send()
  * returns ST_EBUSY, and send_failed_cb(peer, type, ST_EBUSY) follows from the
- * loop (coalesced: at most once per peer per loop round). While a peer is not connected, messages queue within the
- * same bounds and are written once the connection is up; when a connection
+ * loop (coalesced: at most once per peer per loop round). While a peer is not
+ * connected, messages queue within the same bounds and are written once the
+ * connection is up; when a connection
  * attempt fails or a connection is lost, everything queued for it is dropped
  * and reported through send_failed_cb (the node then calls
  * raft_report_unreachable()).
@@ -86,7 +87,7 @@ struct tr_config {
     uint32_t snapshot_chunk_bytes;        /* < frame_bytes_max */
     uint32_t reconnect_base_ms;
     uint32_t reconnect_max_ms;
-    uint32_t handshake_timeout_ms;        /* connect + handshake must finish within */
+    uint32_t handshake_timeout_ms; /* connect + handshake must finish within */
 };
 
 /* Defaults: frame 64 MiB, queue 4096 msgs / 64 MiB, chunks 256 KiB,
@@ -135,18 +136,18 @@ struct tr_callbacks {
 };
 
 struct tr_stats {
-    uint64_t msgs_sent;       /* raft messages written to the kernel */
-    uint64_t bytes_sent;      /* all frame bytes written */
-    uint64_t msgs_received;   /* raft messages delivered to msg_cb */
-    uint64_t bytes_received;  /* all bytes read */
-    uint64_t msgs_dropped;    /* back-pressure + lost with a connection */
-    uint64_t connects;        /* handshakes completed */
-    uint64_t reconnects;      /* dial attempts after a failure or loss */
+    uint64_t msgs_sent;          /* raft messages written to the kernel */
+    uint64_t bytes_sent;         /* all frame bytes written */
+    uint64_t msgs_received;      /* raft messages delivered to msg_cb */
+    uint64_t bytes_received;     /* all bytes read */
+    uint64_t msgs_dropped;       /* back-pressure + lost with a connection */
+    uint64_t connects;           /* handshakes completed */
+    uint64_t reconnects;         /* dial attempts after a failure or loss */
     uint64_t handshakes_refused; /* either side, ST_EMISMATCH */
-    uint64_t protocol_errors; /* garbage, CRC mismatch, oversized or malformed frames */
-    uint64_t snapshots_sent;      /* acknowledged by the receiver */
-    uint64_t snapshots_received;  /* stored and delivered */
-    uint64_t snapshots_failed;    /* either direction */
+    uint64_t protocol_errors;    /* garbage, CRC mismatch, oversized or malformed frames */
+    uint64_t snapshots_sent;     /* acknowledged by the receiver */
+    uint64_t snapshots_received; /* stored and delivered */
+    uint64_t snapshots_failed;   /* either direction */
     uint64_t snapshot_bytes_sent;
 };
 

@@ -32,35 +32,27 @@ static bool carries_entries(unsigned type)
 /* Member ids are unique and non-zero: a conf the core can trust. */
 static bool conf_ok(const struct raft_conf *conf)
 {
-    if (conf->n > RAFT_MEMBERS_MAX)
-        return false;
+    if (conf->n > RAFT_MEMBERS_MAX) return false;
     for (uint32_t i = 0; i < conf->n; i++) {
         const struct raft_member *m = &conf->members[i];
         if (m->id == RAFT_NONE || !role_ok(m->role) || m->context_len > RAFT_MEMBER_CONTEXT_MAX)
             return false;
         for (uint32_t j = 0; j < i; j++)
-            if (conf->members[j].id == m->id)
-                return false;
+            if (conf->members[j].id == m->id) return false;
     }
     return true;
 }
 
 static bool msg_encodable(const struct raft_msg *m)
 {
-    if (m->type < RAFT_MSG_APPEND || m->type >= RAFT_MSG_TYPE_MAX)
-        return false;
-    if (m->n_entries > WIRE_MSG_ENTRIES_MAX)
-        return false;
-    if (m->n_entries > 0 && (!carries_entries(m->type) || m->entries == NULL))
-        return false;
-    if ((m->type == RAFT_MSG_SNAPSHOT) != (m->snapshot != NULL))
-        return false;
+    if (m->type < RAFT_MSG_APPEND || m->type >= RAFT_MSG_TYPE_MAX) return false;
+    if (m->n_entries > WIRE_MSG_ENTRIES_MAX) return false;
+    if (m->n_entries > 0 && (!carries_entries(m->type) || m->entries == NULL)) return false;
+    if ((m->type == RAFT_MSG_SNAPSHOT) != (m->snapshot != NULL)) return false;
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const struct raft_entry *e = &m->entries[i];
-        if (!entry_type_ok(e->type) || e->index == 0 || e->term == 0)
-            return false;
-        if (e->len > 0 && e->data == NULL)
-            return false;
+        if (!entry_type_ok(e->type) || e->index == 0 || e->term == 0) return false;
+        if (e->len > 0 && e->data == NULL) return false;
     }
     return true;
 }
@@ -69,8 +61,7 @@ static bool msg_encodable(const struct raft_msg *m)
 
 int wire_snapshot_meta_size(const struct raft_snapshot_meta *meta, size_t *out)
 {
-    if (!conf_ok(&meta->conf))
-        return ST_EINVAL;
+    if (!conf_ok(&meta->conf)) return ST_EINVAL;
     size_t n = WIRE_SNAPSHOT_META_FIXED_SIZE;
     for (uint32_t i = 0; i < meta->conf.n; i++)
         n += WIRE_MEMBER_FIXED_SIZE + meta->conf.members[i].context_len;
@@ -84,10 +75,8 @@ int wire_snapshot_meta_encode(const struct raft_snapshot_meta *meta, uint8_t *ou
 {
     size_t need;
     int rv = wire_snapshot_meta_size(meta, &need);
-    if (rv != 0)
-        return rv;
-    if (cap < need)
-        return ST_ETOOBIG;
+    if (rv != 0) return rv;
+    if (cap < need) return ST_ETOOBIG;
     uint8_t *p = out;
     le_put64(p, meta->index);
     le_put64(p + 8, meta->term);
@@ -110,18 +99,15 @@ int wire_snapshot_meta_encode(const struct raft_snapshot_meta *meta, uint8_t *ou
 int wire_snapshot_meta_decode(const uint8_t *data, size_t len, struct raft_snapshot_meta *meta,
                               size_t *consumed)
 {
-    if (len < WIRE_SNAPSHOT_META_FIXED_SIZE)
-        return ST_EPROTO;
+    if (len < WIRE_SNAPSHOT_META_FIXED_SIZE) return ST_EPROTO;
     memset(meta, 0, sizeof(*meta));
     meta->index = le_get64(data);
     meta->term = le_get64(data + 8);
     uint32_t n = le_get32(data + 16);
-    if (n > RAFT_MEMBERS_MAX)
-        return ST_EPROTO;
+    if (n > RAFT_MEMBERS_MAX) return ST_EPROTO;
     size_t pos = WIRE_SNAPSHOT_META_FIXED_SIZE;
     for (uint32_t i = 0; i < n; i++) {
-        if (len - pos < WIRE_MEMBER_FIXED_SIZE)
-            return ST_EPROTO;
+        if (len - pos < WIRE_MEMBER_FIXED_SIZE) return ST_EPROTO;
         struct raft_member *m = &meta->conf.members[i];
         m->id = le_get64(data + pos);
         m->role = data[pos + 8];
@@ -133,8 +119,7 @@ int wire_snapshot_meta_decode(const uint8_t *data, size_t len, struct raft_snaps
         pos += m->context_len;
     }
     meta->conf.n = n;
-    if (!conf_ok(&meta->conf))
-        return ST_EPROTO;
+    if (!conf_ok(&meta->conf)) return ST_EPROTO;
     *consumed = pos;
     return 0;
 }
@@ -143,14 +128,12 @@ int wire_snapshot_meta_decode(const uint8_t *data, size_t len, struct raft_snaps
 
 int wire_msg_header_size(const struct raft_msg *m, size_t *out)
 {
-    if (!msg_encodable(m))
-        return ST_EINVAL;
+    if (!msg_encodable(m)) return ST_EINVAL;
     size_t n = WIRE_MSG_FIXED_SIZE + (size_t)m->n_entries * WIRE_MSG_ENTRY_DESC_SIZE;
     if (m->snapshot != NULL) {
         size_t meta;
         int rv = wire_snapshot_meta_size(m->snapshot, &meta);
-        if (rv != 0)
-            return rv;
+        if (rv != 0) return rv;
         n += meta;
     }
     *out = n;
@@ -160,8 +143,7 @@ int wire_msg_header_size(const struct raft_msg *m, size_t *out)
 uint64_t wire_msg_size(const struct raft_msg *m)
 {
     size_t hdr;
-    if (wire_msg_header_size(m, &hdr) != 0)
-        return 0;
+    if (wire_msg_header_size(m, &hdr) != 0) return 0;
     uint64_t n = hdr;
     for (uint32_t i = 0; i < m->n_entries; i++)
         n += m->entries[i].len;
@@ -172,10 +154,8 @@ int wire_msg_encode_header(const struct raft_msg *m, uint8_t *out, size_t cap, s
 {
     size_t need;
     int rv = wire_msg_header_size(m, &need);
-    if (rv != 0)
-        return rv;
-    if (cap < need)
-        return ST_ETOOBIG;
+    if (rv != 0) return rv;
+    if (cap < need) return ST_ETOOBIG;
     uint8_t *p = out;
     p[0] = WIRE_MSG_VERSION;
     p[1] = m->type;
@@ -217,15 +197,12 @@ int wire_msg_encode(const struct raft_msg *m, uint8_t *out, size_t cap, size_t *
 {
     size_t hdr;
     int rv = wire_msg_encode_header(m, out, cap, &hdr);
-    if (rv != 0)
-        return rv;
+    if (rv != 0) return rv;
     size_t pos = hdr;
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const struct raft_entry *e = &m->entries[i];
-        if (cap - pos < e->len)
-            return ST_ETOOBIG;
-        if (e->len > 0)
-            memcpy(out + pos, e->data, e->len);
+        if (cap - pos < e->len) return ST_ETOOBIG;
+        if (e->len > 0) memcpy(out + pos, e->data, e->len);
         pos += e->len;
     }
     *written = pos;
@@ -264,29 +241,25 @@ void wire_msg_close(struct wire_msg *wm)
 
 static int entries_reserve(struct wire_msg *wm, uint32_t n)
 {
-    if (n <= wm->entries_cap)
-        return 0;
+    if (n <= wm->entries_cap) return 0;
     uint32_t cap = wm->entries_cap < 16 ? 16 : wm->entries_cap;
     while (cap < n)
         cap *= 2;
     struct raft_entry *e = realloc(wm->entries, (size_t)cap * sizeof(*e));
-    if (e == NULL)
-        return ST_ENOMEM;
+    if (e == NULL) return ST_ENOMEM;
     wm->entries = e;
     wm->entries_cap = cap;
     return 0;
 }
 
-int wire_msg_decode(struct wire_msg *wm, struct raft_buf *frame, const uint8_t *data,
-                    size_t len)
+int wire_msg_decode(struct wire_msg *wm, struct raft_buf *frame, const uint8_t *data, size_t len)
 {
     ST_ASSERT(wm->refs_held == 0);
     if (frame != NULL)
         ST_ASSERT(data >= frame->data && len <= frame->cap &&
                   (size_t)(data - frame->data) <= frame->cap - len);
     memset(&wm->msg, 0, sizeof(wm->msg));
-    if (len < WIRE_MSG_FIXED_SIZE)
-        return ST_EPROTO;
+    if (len < WIRE_MSG_FIXED_SIZE) return ST_EPROTO;
     const uint8_t *p = data;
     uint8_t flags = p[2];
     struct raft_msg m = {
@@ -303,15 +276,11 @@ int wire_msg_decode(struct wire_msg *wm, struct raft_buf *frame, const uint8_t *
         .hint_term = le_get64(p + 64),
         .context = le_get64(p + 72),
     };
-    if (p[0] != WIRE_MSG_VERSION || p[3] != 0)
-        return ST_EPROTO;
-    if (m.type < RAFT_MSG_APPEND || m.type >= RAFT_MSG_TYPE_MAX)
-        return ST_EPROTO;
-    if ((flags & ~(WIRE_MSG_FLAG_REJECT | WIRE_MSG_FLAG_SNAPSHOT)) != 0)
-        return ST_EPROTO;
+    if (p[0] != WIRE_MSG_VERSION || p[3] != 0) return ST_EPROTO;
+    if (m.type < RAFT_MSG_APPEND || m.type >= RAFT_MSG_TYPE_MAX) return ST_EPROTO;
+    if ((flags & ~(WIRE_MSG_FLAG_REJECT | WIRE_MSG_FLAG_SNAPSHOT)) != 0) return ST_EPROTO;
     bool has_snapshot = (flags & WIRE_MSG_FLAG_SNAPSHOT) != 0;
-    if (has_snapshot != (m.type == RAFT_MSG_SNAPSHOT))
-        return ST_EPROTO;
+    if (has_snapshot != (m.type == RAFT_MSG_SNAPSHOT)) return ST_EPROTO;
     if (m.n_entries > WIRE_MSG_ENTRIES_MAX || (m.n_entries > 0 && !carries_entries(m.type)))
         return ST_EPROTO;
     size_t pos = WIRE_MSG_FIXED_SIZE;
@@ -323,25 +292,19 @@ int wire_msg_decode(struct wire_msg *wm, struct raft_buf *frame, const uint8_t *
         m.snapshot = &wm->snapshot;
     }
     /* Descriptors, then exactly the sum of their lengths in payload bytes. */
-    if ((len - pos) / WIRE_MSG_ENTRY_DESC_SIZE < m.n_entries)
-        return ST_EPROTO;
+    if ((len - pos) / WIRE_MSG_ENTRY_DESC_SIZE < m.n_entries) return ST_EPROTO;
     size_t payload_pos = pos + (size_t)m.n_entries * WIRE_MSG_ENTRY_DESC_SIZE;
     uint64_t payload_total = 0;
     for (uint32_t i = 0; i < m.n_entries; i++) {
         const uint8_t *d = p + pos + (size_t)i * WIRE_MSG_ENTRY_DESC_SIZE;
-        if (!entry_type_ok(d[0]) || d[1] != 0 || d[2] != 0 || d[3] != 0)
-            return ST_EPROTO;
-        if (le_get64(d + 8) == 0 || le_get64(d + 16) == 0)
-            return ST_EPROTO;
+        if (!entry_type_ok(d[0]) || d[1] != 0 || d[2] != 0 || d[3] != 0) return ST_EPROTO;
+        if (le_get64(d + 8) == 0 || le_get64(d + 16) == 0) return ST_EPROTO;
         payload_total += le_get32(d + 4);
     }
-    if (payload_total != len - payload_pos)
-        return ST_EPROTO;
-    if (payload_total > 0 && frame == NULL)
-        return ST_EINVAL;
+    if (payload_total != len - payload_pos) return ST_EPROTO;
+    if (payload_total > 0 && frame == NULL) return ST_EINVAL;
     int rv = entries_reserve(wm, m.n_entries);
-    if (rv != 0)
-        return rv;
+    if (rv != 0) return rv;
     size_t off = payload_pos;
     for (uint32_t i = 0; i < m.n_entries; i++) {
         const uint8_t *d = p + pos + (size_t)i * WIRE_MSG_ENTRY_DESC_SIZE;

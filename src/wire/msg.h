@@ -38,14 +38,14 @@
 #include "stcache/raft.h"
 
 #define WIRE_MSG_VERSION 1
-#define WIRE_MSG_FIXED_SIZE 80        /* bytes of the fixed part */
-#define WIRE_MSG_ENTRY_DESC_SIZE 24   /* bytes per entry descriptor */
-#define WIRE_MSG_ENTRIES_MAX 65536    /* entries per message */
+#define WIRE_MSG_FIXED_SIZE 80      /* bytes of the fixed part */
+#define WIRE_MSG_ENTRY_DESC_SIZE 24 /* bytes per entry descriptor */
+#define WIRE_MSG_ENTRIES_MAX 65536  /* entries per message */
 /* Snapshot meta: index, term, n_members, then per member id, role, context_len, context. */
 #define WIRE_SNAPSHOT_META_FIXED_SIZE 20
 #define WIRE_MEMBER_FIXED_SIZE 11
-#define WIRE_SNAPSHOT_META_SIZE_MAX                                                       \
-    (WIRE_SNAPSHOT_META_FIXED_SIZE +                                                      \
+#define WIRE_SNAPSHOT_META_SIZE_MAX                                                                \
+    (WIRE_SNAPSHOT_META_FIXED_SIZE +                                                               \
      RAFT_MEMBERS_MAX * (WIRE_MEMBER_FIXED_SIZE + RAFT_MEMBER_CONTEXT_MAX))
 
 /* Flags byte of the fixed part. Unknown bits are a protocol error. */
@@ -68,8 +68,7 @@ uint64_t wire_msg_size(const struct raft_msg *m);
  * ST_EINVAL (not encodable) or ST_ETOOBIG (cap too small). The entry
  * payloads must follow on the wire, in entry order: m->entries[i].data,
  * m->entries[i].len. Borrows m only for the call. */
-int wire_msg_encode_header(const struct raft_msg *m, uint8_t *out, size_t cap,
-                           size_t *written);
+int wire_msg_encode_header(const struct raft_msg *m, uint8_t *out, size_t cap, size_t *written);
 
 /* Writes the whole encoding (header part + payloads) contiguously. Same
  * errors as wire_msg_encode_header(). */
@@ -82,11 +81,11 @@ int wire_msg_encode(const struct raft_msg *m, uint8_t *out, size_t cap, size_t *
  * on demand and is kept between decodes (no allocation per message in the
  * steady state). */
 struct wire_msg {
-    struct raft_msg msg;                 /* entries -> entries, snapshot -> &snapshot */
-    struct raft_snapshot_meta snapshot;  /* valid when msg.snapshot != NULL */
-    struct raft_entry *entries;          /* owned array of entries_cap */
+    struct raft_msg msg;                /* entries -> entries, snapshot -> &snapshot */
+    struct raft_snapshot_meta snapshot; /* valid when msg.snapshot != NULL */
+    struct raft_entry *entries;         /* owned array of entries_cap */
     uint32_t entries_cap;
-    uint32_t refs_held;                  /* raft_buf references taken by the last decode */
+    uint32_t refs_held; /* raft_buf references taken by the last decode */
 };
 
 void wire_msg_init(struct wire_msg *wm);
@@ -101,8 +100,7 @@ void wire_msg_close(struct wire_msg *wm);
  * takes its own references for what it keeps). wm must be released (no
  * references held). Returns 0, ST_EPROTO (malformed input: nothing held),
  * ST_ENOMEM. */
-int wire_msg_decode(struct wire_msg *wm, struct raft_buf *frame, const uint8_t *data,
-                    size_t len);
+int wire_msg_decode(struct wire_msg *wm, struct raft_buf *frame, const uint8_t *data, size_t len);
 
 /* Drops the references the last decode took; wm->msg becomes invalid. */
 void wire_msg_release(struct wire_msg *wm);

@@ -24,10 +24,8 @@
 static inline int fuzz_msg_target(const uint8_t *data, size_t size)
 {
     struct raft_buf *frame = raft_buf_create(size);
-    if (frame == NULL)
-        return 0;
-    if (size > 0)
-        memcpy(frame->data, data, size);
+    if (frame == NULL) return 0;
+    if (size > 0) memcpy(frame->data, data, size);
     struct wire_msg wm;
     wire_msg_init(&wm);
     int rv = wire_msg_decode(&wm, frame, frame->data, size);
@@ -54,8 +52,7 @@ static inline int fuzz_msg_target(const uint8_t *data, size_t size)
     /* The snapshot meta decoder on its own, on a private exact-size copy. */
     uint8_t *copy = malloc(size ? size : 1);
     ST_ASSERT(copy != NULL);
-    if (size > 0)
-        memcpy(copy, data, size);
+    if (size > 0) memcpy(copy, data, size);
     struct raft_snapshot_meta *meta = malloc(sizeof(*meta));
     ST_ASSERT(meta != NULL);
     size_t used = 0;
@@ -79,8 +76,7 @@ static inline int fuzz_frame_target(const uint8_t *data, size_t size)
 {
     uint8_t *copy = malloc(size ? size : 1);
     ST_ASSERT(copy != NULL);
-    if (size > 0)
-        memcpy(copy, data, size);
+    if (size > 0) memcpy(copy, data, size);
     int result = 0;
     if (size >= FRAME_HEADER_SIZE) {
         struct frame_header h;

@@ -28,8 +28,11 @@ static size_t valid_stream(uint8_t *out)
 {
     size_t pos = 0;
     uint8_t body[2048];
-    struct frame_hello h = {.proto_version = FRAME_PROTO_VERSION, .cluster_id = CLUSTER,
-                            .from_id = 1, .to_id = 2, .addr_len = 9};
+    struct frame_hello h = {.proto_version = FRAME_PROTO_VERSION,
+                            .cluster_id = CLUSTER,
+                            .from_id = 1,
+                            .to_id = 2,
+                            .addr_len = 9};
     memcpy(h.addr, "fuzz:7000", 9);
     pos += put_frame(out + pos, FRAME_HELLO, body, (uint32_t)frame_hello_encode(&h, body));
     static struct raft_buf *pay;
@@ -38,22 +41,31 @@ static size_t valid_stream(uint8_t *out)
         memset(pay->data, 'p', 64);
     }
     struct raft_entry ents[2] = {
-        {.term = 1, .index = 5, .type = RAFT_ENTRY_NORMAL, .buf = pay, .data = pay->data,
+        {.term = 1,
+         .index = 5,
+         .type = RAFT_ENTRY_NORMAL,
+         .buf = pay,
+         .data = pay->data,
          .len = 30},
         {.term = 1, .index = 6, .type = RAFT_ENTRY_NOOP},
     };
-    struct raft_msg app = {.type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 1, .index = 4,
-                           .n_entries = 2, .entries = ents};
+    struct raft_msg app = {.type = RAFT_MSG_APPEND,
+                           .from = 1,
+                           .to = 2,
+                           .term = 1,
+                           .index = 4,
+                           .n_entries = 2,
+                           .entries = ents};
     struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 2, .term = 1};
     size_t n;
     ST_ASSERT(wire_msg_encode(&app, body, sizeof(body), &n) == 0);
     pos += put_frame(out + pos, FRAME_MSG, body, (uint32_t)n);
     ST_ASSERT(wire_msg_encode(&hb, body, sizeof(body), &n) == 0);
     pos += put_frame(out + pos, FRAME_MSG, body, (uint32_t)n);
-    static struct raft_snapshot_meta meta = {.index = 9, .term = 1,
-                                             .conf = {.n = 1, .members = {{.id = 1, .role = 1}}}};
-    struct raft_msg sm = {.type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 2, .term = 1,
-                          .snapshot = &meta};
+    static struct raft_snapshot_meta meta = {
+        .index = 9, .term = 1, .conf = {.n = 1, .members = {{.id = 1, .role = 1}}}};
+    struct raft_msg sm = {
+        .type = RAFT_MSG_SNAPSHOT, .from = 1, .to = 2, .term = 1, .snapshot = &meta};
     le_put32(body, 1); /* stream id */
     le_put64(body + 4, 10);
     ST_ASSERT(wire_msg_encode(&sm, body + 12, sizeof(body) - 12, &n) == 0);
@@ -75,8 +87,7 @@ static void fix_crcs(uint8_t *s, size_t len)
     size_t pos = 0;
     while (len - pos >= FRAME_HEADER_SIZE) {
         uint32_t body = le_get32(s + pos);
-        if (body > len - pos - FRAME_HEADER_SIZE)
-            return;
+        if (body > len - pos - FRAME_HEADER_SIZE) return;
         uint32_t crc = st_crc32c(st_crc32c(0, s + pos, 8), s + pos + FRAME_HEADER_SIZE, body);
         le_put32(s + pos + 8, crc);
         pos += FRAME_HEADER_SIZE + body;
@@ -96,16 +107,14 @@ static size_t mutate_stream(struct st_rng *rng, uint8_t *s, size_t len)
             s[at] = (uint8_t)st_rng_next(rng);
             break;
         case 2:
-            if (at + 4 <= len)
-                le_put32(s + at, (uint32_t)st_rng_below(rng, 64));
+            if (at + 4 <= len) le_put32(s + at, (uint32_t)st_rng_below(rng, 64));
             break;
         default:
             len = at; /* truncate */
             break;
         }
     }
-    if (st_rng_below(rng, 2) == 0)
-        fix_crcs(s, len);
+    if (st_rng_below(rng, 2) == 0) fix_crcs(s, len);
     return len;
 }
 
@@ -140,20 +149,18 @@ static void on_watchdog(uv_timer_t *t)
     watchdog_fired = true;
 }
 
-#define RUN_UNTIL(cond)                                                                   \
-    do {                                                                                  \
-        watchdog_fired = false;                                                           \
-        uv_timer_start(&watchdog, on_watchdog, 20000, 0);                                 \
-        /* NOWAIT first: ONCE runs due timers, then blocks in poll even if a  \
-         * timer callback just made cond true. */                                       \
-        while (!(cond) && !watchdog_fired) {                                              \
-            uv_run(&loop, UV_RUN_NOWAIT);                                                 \
-            if (!(cond))                                                                  \
-                uv_run(&loop, UV_RUN_ONCE);                                               \
-        }                                                                                 \
-        uv_timer_stop(&watchdog);                                                         \
-        if (!(cond))                                                                      \
-            ST_TEST_FAIL_("watchdog: still not true: %s", #cond);                         \
+#define RUN_UNTIL(cond)                                                                            \
+    do {                                                                                           \
+        watchdog_fired = false;                                                                    \
+        uv_timer_start(&watchdog, on_watchdog, 20000, 0);                                          \
+        /* NOWAIT first: ONCE runs due timers, then blocks in poll even if a                       \
+         * timer callback just made cond true. */                                                  \
+        while (!(cond) && !watchdog_fired) {                                                       \
+            uv_run(&loop, UV_RUN_NOWAIT);                                                          \
+            if (!(cond)) uv_run(&loop, UV_RUN_ONCE);                                               \
+        }                                                                                          \
+        uv_timer_stop(&watchdog);                                                                  \
+        if (!(cond)) ST_TEST_FAIL_("watchdog: still not true: %s", #cond);                         \
     } while (0)
 
 struct sink {
@@ -166,8 +173,7 @@ static void sink_msg(void *ctx, raft_id from, const struct raft_msg *m)
 {
     struct sink *s = ctx;
     s->msgs++;
-    if (m->from != from || m->to != s->id)
-        s->bad++;
+    if (m->from != from || m->to != s->id) s->bad++;
     for (uint32_t i = 0; i < m->n_entries; i++) /* touch every payload byte (ASan) */
         for (uint32_t k = 0; k < m->entries[i].len; k++)
             s->sum += m->entries[i].data[k];
@@ -212,7 +218,9 @@ static struct tr *sink_start(struct sink *s, raft_id id)
     tr_config_default(&cfg, id, CLUSTER, "127.0.0.1:0");
     cfg.reconnect_base_ms = 5;
     cfg.reconnect_max_ms = 20;
-    struct tr_callbacks cbs = {.ctx = s, .msg_cb = sink_msg, .peer_state_cb = sink_state,
+    struct tr_callbacks cbs = {.ctx = s,
+                               .msg_cb = sink_msg,
+                               .peer_state_cb = sink_state,
                                .snapshot_begin_cb = sink_snap_begin,
                                .snapshot_chunk_cb = sink_snap_chunk,
                                .snapshot_end_cb = sink_snap_end};
@@ -248,15 +256,12 @@ static void raw_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     }
 }
 
-static void raw_shutdown_done(uv_shutdown_t *req, int status)
-{
-}
+static void raw_shutdown_done(uv_shutdown_t *req, int status) {}
 
 static void raw_written(uv_write_t *req, int status)
 {
     struct raw *r = req->data;
-    if (status == 0)
-        uv_shutdown(&r->sreq, (uv_stream_t *)&r->tcp, raw_shutdown_done);
+    if (status == 0) uv_shutdown(&r->sreq, (uv_stream_t *)&r->tcp, raw_shutdown_done);
 }
 
 static void raw_connected(uv_connect_t *req, int status)
@@ -269,8 +274,7 @@ static void raw_connected(uv_connect_t *req, int status)
     uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
     uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)r->len);
     r->wreq.data = r;
-    if (uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, raw_written) != 0)
-        r->eof = true;
+    if (uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, raw_written) != 0) r->eof = true;
 }
 
 static void raw_closed(uv_handle_t *h)
@@ -307,8 +311,7 @@ TEST(mutated_streams_against_a_live_transport)
         r.len = iter == 0 ? blen : mutate_stream(&rng, r.data, blen);
         uv_tcp_init(&loop, &r.tcp);
         r.tcp.data = r.creq.data = &r;
-        ASSERT_EQ(uv_tcp_connect(&r.creq, &r.tcp, (const struct sockaddr *)&sa, raw_connected),
-                  0);
+        ASSERT_EQ(uv_tcp_connect(&r.creq, &r.tcp, (const struct sockaddr *)&sa, raw_connected), 0);
         RUN_UNTIL(r.eof); /* the transport closed it, or we shut down and it answered EOF */
         uv_close((uv_handle_t *)&r.tcp, raw_closed);
         RUN_UNTIL(r.closed);

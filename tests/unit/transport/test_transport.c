@@ -37,20 +37,18 @@ static void loop_setup(void)
     uv_timer_init(&loop, &watchdog);
 }
 
-#define RUN_UNTIL(cond)                                                                   \
-    do {                                                                                  \
-        watchdog_fired = false;                                                           \
-        uv_timer_start(&watchdog, on_watchdog, WATCHDOG_MS, 0);                           \
-        /* NOWAIT first: ONCE runs due timers, then blocks in poll even if a  \
-         * timer callback just made cond true. */                                       \
-        while (!(cond) && !watchdog_fired) {                                              \
-            uv_run(&loop, UV_RUN_NOWAIT);                                                 \
-            if (!(cond))                                                                  \
-                uv_run(&loop, UV_RUN_ONCE);                                               \
-        }                                                                                 \
-        uv_timer_stop(&watchdog);                                                         \
-        if (!(cond))                                                                      \
-            ST_TEST_FAIL_("watchdog: still not true: %s", #cond);                         \
+#define RUN_UNTIL(cond)                                                                            \
+    do {                                                                                           \
+        watchdog_fired = false;                                                                    \
+        uv_timer_start(&watchdog, on_watchdog, WATCHDOG_MS, 0);                                    \
+        /* NOWAIT first: ONCE runs due timers, then blocks in poll even if a                       \
+         * timer callback just made cond true. */                                                  \
+        while (!(cond) && !watchdog_fired) {                                                       \
+            uv_run(&loop, UV_RUN_NOWAIT);                                                          \
+            if (!(cond)) uv_run(&loop, UV_RUN_ONCE);                                               \
+        }                                                                                          \
+        uv_timer_stop(&watchdog);                                                                  \
+        if (!(cond)) ST_TEST_FAIL_("watchdog: still not true: %s", #cond);                         \
     } while (0)
 
 /* ------------------------------------------------------------- endpoints */
@@ -85,7 +83,7 @@ struct ep {
     size_t chunk_max;
     bool snap_in_progress;
     uint64_t hb_during_snap;
-    struct ep *hb_sender;     /* on each chunk, this endpoint sends us a heartbeat */
+    struct ep *hb_sender; /* on each chunk, this endpoint sends us a heartbeat */
     uint64_t snapshots_delivered;
     struct raft_snapshot_meta delivered_meta;
     /* outbound snapshot */
@@ -105,17 +103,14 @@ static void ep_msg_cb(void *ctx, raft_id from, const struct raft_msg *m)
     ST_ASSERT(m->from == from && m->to == e->id);
     if (m->type == RAFT_MSG_APPEND) {
         e->n_append++;
-        if (m->context != e->next_seq[from])
-            e->order_ok = false;
+        if (m->context != e->next_seq[from]) e->order_ok = false;
         e->next_seq[from] = m->context + 1;
         for (uint32_t i = 0; i < m->n_entries; i++) {
             const struct raft_entry *en = &m->entries[i];
             e->payload_bytes += en->len;
-            if (en->index != m->index + 1 + i)
-                e->order_ok = false;
+            if (en->index != m->index + 1 + i) e->order_ok = false;
             for (uint32_t k = 0; k < en->len; k++)
-                if (en->data[k] != (uint8_t)(m->context + i + k))
-                    e->order_ok = false;
+                if (en->data[k] != (uint8_t)(m->context + i + k)) e->order_ok = false;
             /* zero-copy: the payload lies inside its owner buffer, and that
              * buffer holds this one frame only (its body, or the whole frame
              * for big frames), never a shared read buffer. */
@@ -132,8 +127,7 @@ static void ep_msg_cb(void *ctx, raft_id from, const struct raft_msg *m)
             }
         }
     } else if (m->type == RAFT_MSG_HEARTBEAT) {
-        if (e->snap_in_progress)
-            e->hb_during_snap++;
+        if (e->snap_in_progress) e->hb_during_snap++;
     } else if (m->type == RAFT_MSG_SNAPSHOT) {
         e->snapshots_delivered++;
         e->delivered_meta = *m->snapshot;
@@ -166,8 +160,7 @@ static int ep_snap_begin(void *ctx, raft_id from, const struct raft_msg *m, uint
 {
     struct ep *e = ctx;
     ST_ASSERT(m->type == RAFT_MSG_SNAPSHOT && m->snapshot != NULL);
-    if (e->snap_refuse != 0)
-        return e->snap_refuse;
+    if (e->snap_refuse != 0) return e->snap_refuse;
     e->snap_begins++;
     e->snap_chunks = e->snap_bytes = 0;
     e->snap_size = size;
@@ -182,18 +175,15 @@ static int ep_snap_chunk(void *ctx, raft_id from, uint64_t off, const uint8_t *d
 {
     struct ep *e = ctx;
     e->snap_chunks++;
-    if (off != e->snap_bytes)
-        e->snap_content_ok = false;
+    if (off != e->snap_bytes) e->snap_content_ok = false;
     for (size_t i = 0; i < len; i++)
         if (data[i] != pattern_byte(off + i)) {
             e->snap_content_ok = false;
             break;
         }
     e->snap_bytes += len;
-    if (len > e->chunk_max)
-        e->chunk_max = len;
-    if (e->hb_sender != NULL)
-        send_heartbeat(e->hb_sender, e->id, e->snap_chunks);
+    if (len > e->chunk_max) e->chunk_max = len;
+    if (e->hb_sender != NULL) send_heartbeat(e->hb_sender, e->id, e->snap_chunks);
     if (e->snap_fail_chunk != 0 && e->snap_chunks == e->snap_fail_chunk) {
         if (e->snap_destroy_at_fail) { /* the receiver dies inside its own callback */
             tr_destroy(e->tr, ep_done, e);
@@ -299,14 +289,13 @@ static void loop_teardown(void)
     uv_close((uv_handle_t *)&watchdog, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     int rv = uv_loop_close(&loop);
-    if (rv != 0)
-        ST_TEST_FAIL_("uv_loop_close: %s (a handle leaked)", uv_strerror(rv));
+    if (rv != 0) ST_TEST_FAIL_("uv_loop_close: %s (a handle leaked)", uv_strerror(rv));
 }
 
 static void send_heartbeat(struct ep *from, raft_id to, uint64_t ctx)
 {
-    struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT, .from = from->id, .to = to, .term = 1,
-                         .context = ctx};
+    struct raft_msg m = {
+        .type = RAFT_MSG_HEARTBEAT, .from = from->id, .to = to, .term = 1, .context = ctx};
     tr_send(from->tr, &m);
 }
 
@@ -322,12 +311,20 @@ static int send_append(struct ep *from, raft_id to, uint64_t seq, uint32_t n_ent
     for (uint32_t i = 0; i < n_entries; i++) {
         for (uint32_t k = 0; k < entry_len; k++)
             b->data[i * entry_len + k] = (uint8_t)(seq + i + k);
-        ents[i] = (struct raft_entry){.term = 1, .index = seq * 10 + 1 + i,
-                                      .type = RAFT_ENTRY_NORMAL, .buf = b,
-                                      .data = b->data + i * entry_len, .len = entry_len};
+        ents[i] = (struct raft_entry){.term = 1,
+                                      .index = seq * 10 + 1 + i,
+                                      .type = RAFT_ENTRY_NORMAL,
+                                      .buf = b,
+                                      .data = b->data + i * entry_len,
+                                      .len = entry_len};
     }
-    struct raft_msg m = {.type = RAFT_MSG_APPEND, .from = from->id, .to = to, .term = 1,
-                         .index = seq * 10, .context = seq, .n_entries = n_entries,
+    struct raft_msg m = {.type = RAFT_MSG_APPEND,
+                         .from = from->id,
+                         .to = to,
+                         .term = 1,
+                         .index = seq * 10,
+                         .context = seq,
+                         .n_entries = n_entries,
                          .entries = ents};
     int rv = tr_send(from->tr, &m);
     raft_buf_unref(b); /* the transport holds its own references */
@@ -542,9 +539,7 @@ static void raw_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
     *buf = uv_buf_init((char *)r->in + r->in_len, (unsigned)(sizeof(r->in) - r->in_len));
 }
 
-static void raw_write_done(uv_write_t *req, int status)
-{
-}
+static void raw_write_done(uv_write_t *req, int status) {}
 
 static void raw_write(struct raw *r, const uint8_t *data, size_t len)
 {
@@ -563,22 +558,21 @@ static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     r->in_len += (size_t)n;
-    if (r->in_len == sizeof(r->in))
-        r->in_len = 0; /* we only look at the beginning */
+    if (r->in_len == sizeof(r->in)) r->in_len = 0; /* we only look at the beginning */
     if (r->answer_hello && !r->hello_seen && r->in_len >= FRAME_HEADER_SIZE) {
         uint32_t body = le_get32(r->in);
-        if (r->in_len < FRAME_HEADER_SIZE + body)
-            return;
+        if (r->in_len < FRAME_HEADER_SIZE + body) return;
         ST_ASSERT(frame_hello_decode(r->in + FRAME_HEADER_SIZE, body, &r->hello) == 0);
         r->hello_seen = true;
-        struct frame_hello_ack ack = {.proto_version = FRAME_PROTO_VERSION, .status = 0,
-                                      .cluster_id = CLUSTER, .node_id = r->ack_node_id};
+        struct frame_hello_ack ack = {.proto_version = FRAME_PROTO_VERSION,
+                                      .status = 0,
+                                      .cluster_id = CLUSTER,
+                                      .node_id = r->ack_node_id};
         uint8_t frame[FRAME_HEADER_SIZE + FRAME_HELLO_ACK_SIZE];
         size_t len = frame_hello_ack_encode(&ack, frame + FRAME_HEADER_SIZE);
         frame_header_encode(frame, FRAME_HELLO_ACK, frame + FRAME_HEADER_SIZE, (uint32_t)len);
         raw_write(r, frame, sizeof(frame));
-        if (r->stop_reading)
-            uv_read_stop(s);
+        if (r->stop_reading) uv_read_stop(s);
     }
 }
 
@@ -627,8 +621,8 @@ static void raw_dial(struct raw *r, int port)
     r->conn.data = r;
     r->conn_open = true;
     r->creq.data = r;
-    ST_ASSERT(uv_tcp_connect(&r->creq, &r->conn, (const struct sockaddr *)&sa,
-                             raw_on_connect) == 0);
+    ST_ASSERT(uv_tcp_connect(&r->creq, &r->conn, (const struct sockaddr *)&sa, raw_on_connect) ==
+              0);
     RUN_UNTIL(r->connected);
 }
 
@@ -640,19 +634,19 @@ static void raw_closed(uv_handle_t *h)
 
 static void raw_close(struct raw *r)
 {
-    if (r->conn_open)
-        uv_close((uv_handle_t *)&r->conn, raw_closed);
-    if (r->server_open)
-        uv_close((uv_handle_t *)&r->server, NULL);
-    if (r->conn_open)
-        RUN_UNTIL(r->closed);
+    if (r->conn_open) uv_close((uv_handle_t *)&r->conn, raw_closed);
+    if (r->server_open) uv_close((uv_handle_t *)&r->server, NULL);
+    if (r->conn_open) RUN_UNTIL(r->closed);
     r->conn_open = r->server_open = false;
 }
 
 static size_t hello_frame(uint8_t *out, uint64_t cluster, raft_id from, raft_id to)
 {
-    struct frame_hello h = {.proto_version = FRAME_PROTO_VERSION, .cluster_id = cluster,
-                            .from_id = from, .to_id = to, .addr_len = 3};
+    struct frame_hello h = {.proto_version = FRAME_PROTO_VERSION,
+                            .cluster_id = cluster,
+                            .from_id = from,
+                            .to_id = to,
+                            .addr_len = 3};
     memcpy(h.addr, "raw", 3);
     size_t len = frame_hello_encode(&h, out + FRAME_HEADER_SIZE);
     frame_header_encode(out, FRAME_HELLO, out + FRAME_HEADER_SIZE, (uint32_t)len);
@@ -857,12 +851,11 @@ static struct raft_msg snapshot_msg(raft_id from, raft_id to)
     for (uint32_t i = 0; i < 3; i++) {
         snap_meta.conf.members[i].id = i + 1;
         snap_meta.conf.members[i].role = RAFT_VOTER;
-        snap_meta.conf.members[i].context_len =
-            (uint16_t)snprintf(snap_meta.conf.members[i].context, RAFT_MEMBER_CONTEXT_MAX,
-                               "127.0.0.1:%u", 7000 + i);
+        snap_meta.conf.members[i].context_len = (uint16_t)snprintf(
+            snap_meta.conf.members[i].context, RAFT_MEMBER_CONTEXT_MAX, "127.0.0.1:%u", 7000 + i);
     }
-    struct raft_msg m = {.type = RAFT_MSG_SNAPSHOT, .from = from, .to = to, .term = 7,
-                         .snapshot = &snap_meta};
+    struct raft_msg m = {
+        .type = RAFT_MSG_SNAPSHOT, .from = from, .to = to, .term = 7, .snapshot = &snap_meta};
     return m;
 }
 
@@ -1036,11 +1029,11 @@ TEST(api_rejects_bad_arguments)
     loop_setup();
     struct ep a;
     ep_start(&a, 1, CLUSTER, 0);
-    ASSERT_EQ(tr_peer_add(a.tr, 1, "127.0.0.1:1"), ST_EINVAL);   /* self */
-    ASSERT_EQ(tr_peer_add(a.tr, 0, "127.0.0.1:1"), ST_EINVAL);   /* none */
-    ASSERT_EQ(tr_peer_add(a.tr, 2, "127.0.0.1"), ST_EINVAL);     /* no port */
+    ASSERT_EQ(tr_peer_add(a.tr, 1, "127.0.0.1:1"), ST_EINVAL); /* self */
+    ASSERT_EQ(tr_peer_add(a.tr, 0, "127.0.0.1:1"), ST_EINVAL); /* none */
+    ASSERT_EQ(tr_peer_add(a.tr, 2, "127.0.0.1"), ST_EINVAL);   /* no port */
     ASSERT_EQ(tr_peer_add(a.tr, 2, "127.0.0.1:99999"), ST_EINVAL);
-    ASSERT_EQ(tr_peer_add(a.tr, 2, "::1:80"), ST_EINVAL);        /* IPv6 needs brackets */
+    ASSERT_EQ(tr_peer_add(a.tr, 2, "::1:80"), ST_EINVAL); /* IPv6 needs brackets */
     ASSERT_EQ(tr_peer_add(a.tr, 2, "[::1]:80"), 0);
     ASSERT_EQ(tr_peer_add(a.tr, 2, "127.0.0.1:80"), ST_EEXIST);
     struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 3, .term = 1};
@@ -1052,10 +1045,14 @@ TEST(api_rejects_bad_arguments)
     ASSERT_EQ(tr_send(a.tr, &m), ST_EINVAL);
     ASSERT_EQ(tr_send_snapshot(a.tr, &m, "/x", 1), ST_ECONNECTION);
     struct raft_buf *big = raft_buf_create(65u << 20);
-    struct raft_entry e = {.term = 1, .index = 1, .type = RAFT_ENTRY_NORMAL, .buf = big,
-                           .data = big->data, .len = big->cap};
-    struct raft_msg app = {.type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 1,
-                           .n_entries = 1, .entries = &e};
+    struct raft_entry e = {.term = 1,
+                           .index = 1,
+                           .type = RAFT_ENTRY_NORMAL,
+                           .buf = big,
+                           .data = big->data,
+                           .len = big->cap};
+    struct raft_msg app = {
+        .type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 1, .n_entries = 1, .entries = &e};
     ASSERT_EQ(tr_send(a.tr, &app), ST_ETOOBIG);
     raft_buf_unref(big);
     ep_destroy(&a);
@@ -1196,13 +1193,10 @@ static long frame_offset(const uint8_t *buf, size_t len, int n)
 {
     size_t pos = 0;
     for (int i = 0;; i++) {
-        if (len - pos < FRAME_HEADER_SIZE)
-            return -1;
+        if (len - pos < FRAME_HEADER_SIZE) return -1;
         size_t total = FRAME_HEADER_SIZE + le_get32(buf + pos);
-        if (len - pos < total)
-            return -1;
-        if (i == n)
-            return (long)pos;
+        if (len - pos < total) return -1;
+        if (i == n) return (long)pos;
         pos += total;
     }
 }

@@ -52,15 +52,25 @@ static void make_seeds(void)
     }
     struct raft_entry ents[5];
     for (uint32_t i = 0; i < 5; i++)
-        ents[i] = (struct raft_entry){.term = 2, .index = 10 + i, .type = (uint8_t)(1 + i % 3),
-                                      .buf = buf, .data = buf->data + i * 50,
+        ents[i] = (struct raft_entry){.term = 2,
+                                      .index = 10 + i,
+                                      .type = (uint8_t)(1 + i % 3),
+                                      .buf = buf,
+                                      .data = buf->data + i * 50,
                                       .len = i == 2 ? 0 : 20 + i * 13};
     for (uint8_t t = RAFT_MSG_APPEND; t < RAFT_MSG_TYPE_MAX; t++) {
-        struct raft_msg m = {.type = t, .from = 3, .to = 1, .term = 9, .index = 9,
-                             .log_term = 2, .commit = 8, .reject = t % 2, .reject_hint = 4,
-                             .hint_term = 1, .context = 1234567};
-        if (t == RAFT_MSG_SNAPSHOT)
-            m.snapshot = &meta;
+        struct raft_msg m = {.type = t,
+                             .from = 3,
+                             .to = 1,
+                             .term = 9,
+                             .index = 9,
+                             .log_term = 2,
+                             .commit = 8,
+                             .reject = t % 2,
+                             .reject_hint = 4,
+                             .hint_term = 1,
+                             .context = 1234567};
+        if (t == RAFT_MSG_SNAPSHOT) m.snapshot = &meta;
         if (t == RAFT_MSG_APPEND || t == RAFT_MSG_PROPOSE) {
             m.entries = ents;
             m.n_entries = t == RAFT_MSG_APPEND ? 5 : 1;
@@ -77,22 +87,18 @@ static size_t mutate(struct st_rng *rng, const uint8_t *in, size_t len, uint8_t 
     for (int r = 0; r < rounds; r++) {
         switch (st_rng_below(rng, 8)) {
         case 0: /* flip a bit */
-            if (len > 0)
-                out[st_rng_below(rng, len)] ^= (uint8_t)(1u << st_rng_below(rng, 8));
+            if (len > 0) out[st_rng_below(rng, len)] ^= (uint8_t)(1u << st_rng_below(rng, 8));
             break;
         case 1: { /* an interesting byte */
             static const uint8_t v[] = {0, 1, 2, 3, 0x7f, 0x80, 0xfe, 0xff};
-            if (len > 0)
-                out[st_rng_below(rng, len)] = v[st_rng_below(rng, sizeof(v))];
+            if (len > 0) out[st_rng_below(rng, len)] = v[st_rng_below(rng, sizeof(v))];
             break;
         }
         case 2: /* truncate */
-            if (len > 0)
-                len = st_rng_below(rng, len);
+            if (len > 0) len = st_rng_below(rng, len);
             break;
         case 3: /* a random u32 (a count or a length) at a random offset */
-            if (len >= 4)
-                le_put32(out + st_rng_below(rng, len - 3), (uint32_t)st_rng_next(rng));
+            if (len >= 4) le_put32(out + st_rng_below(rng, len - 3), (uint32_t)st_rng_next(rng));
             break;
         case 4: /* a small delta on a u32 at a 4-aligned offset */
             if (len >= 8) {
@@ -191,8 +197,7 @@ TEST(checked_in_corpus_decodes)
     int n = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
+        if (de->d_name[0] == '.') continue;
         char path[1400];
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         FILE *f = fopen(path, "rb");

@@ -27,8 +27,8 @@ static void fill_conf(struct raft_conf *conf, uint32_t n)
         struct raft_member *m = &conf->members[i];
         m->id = 100 + i;
         m->role = (i % 3 == 2) ? RAFT_LEARNER : RAFT_VOTER;
-        int len = snprintf(m->context, sizeof(m->context), "10.0.0.%u:7000 http=10.0.0.%u:8000",
-                           i, i);
+        int len =
+            snprintf(m->context, sizeof(m->context), "10.0.0.%u:7000 http=10.0.0.%u:8000", i, i);
         m->context_len = (uint16_t)len;
     }
 }
@@ -110,8 +110,7 @@ TEST(every_message_type_round_trips_every_field)
     fill_conf(&meta.conf, 5);
     for (uint8_t t = RAFT_MSG_APPEND; t < RAFT_MSG_TYPE_MAX; t++) {
         struct raft_msg m = sample_msg(t);
-        if (t == RAFT_MSG_SNAPSHOT)
-            m.snapshot = &meta;
+        if (t == RAFT_MSG_SNAPSHOT) m.snapshot = &meta;
         size_t len;
         struct raft_buf *frame = encode_to_buf(&m, &len);
         struct wire_msg wm;
@@ -131,7 +130,12 @@ TEST(entries_round_trip_and_decode_zero_copy_into_the_frame)
         {.term = 3, .index = 10, .type = RAFT_ENTRY_NOOP},
         {.term = 3, .index = 11, .type = RAFT_ENTRY_NORMAL, .buf = a, .data = a->data, .len = 9},
         {.term = 4, .index = 12, .type = RAFT_ENTRY_CONF, .buf = b, .data = b->data, .len = 21},
-        {.term = 4, .index = 13, .type = RAFT_ENTRY_NORMAL, .buf = a, .data = a->data + 4, .len = 2},
+        {.term = 4,
+         .index = 13,
+         .type = RAFT_ENTRY_NORMAL,
+         .buf = a,
+         .data = a->data + 4,
+         .len = 2},
     };
     struct raft_msg m = sample_msg(RAFT_MSG_APPEND);
     m.entries = ents;
@@ -174,9 +178,12 @@ TEST(scatter_gather_header_plus_payloads_equals_contiguous_encoding)
     struct raft_buf *a = payload_buf("0123456789abcdef");
     struct raft_entry ents[3];
     for (int i = 0; i < 3; i++)
-        ents[i] = (struct raft_entry){.term = 2, .index = (raft_index)(5 + i),
-                                      .type = RAFT_ENTRY_NORMAL, .buf = a,
-                                      .data = a->data + i, .len = (uint32_t)(3 + i)};
+        ents[i] = (struct raft_entry){.term = 2,
+                                      .index = (raft_index)(5 + i),
+                                      .type = RAFT_ENTRY_NORMAL,
+                                      .buf = a,
+                                      .data = a->data + i,
+                                      .len = (uint32_t)(3 + i)};
     struct raft_msg m = sample_msg(RAFT_MSG_PROPOSE);
     m.entries = ents;
     m.n_entries = 3;
@@ -318,30 +325,30 @@ TEST(corrupted_fields_are_eproto)
     size_t n;
     ASSERT_EQ(wire_msg_encode(&m, good, sizeof(good), &n), 0);
     ASSERT_EQ(decode_copy(good, n), 0);
-#define CORRUPT(stmt)                                                                     \
-    do {                                                                                  \
-        memcpy(bad, good, n);                                                             \
-        stmt;                                                                             \
-        ASSERT_EQ(decode_copy(bad, n), ST_EPROTO);                                        \
+#define CORRUPT(stmt)                                                                              \
+    do {                                                                                           \
+        memcpy(bad, good, n);                                                                      \
+        stmt;                                                                                      \
+        ASSERT_EQ(decode_copy(bad, n), ST_EPROTO);                                                 \
     } while (0)
-    CORRUPT(bad[0] = 2);                           /* version */
-    CORRUPT(bad[1] = 0);                           /* type */
-    CORRUPT(bad[1] = RAFT_MSG_TYPE_MAX);           /* type */
-    CORRUPT(bad[1] = RAFT_MSG_VOTE);               /* entries on a vote */
-    CORRUPT(bad[1] = RAFT_MSG_SNAPSHOT);           /* snapshot without the flag */
-    CORRUPT(bad[2] |= 0x80);                       /* unknown flag */
-    CORRUPT(bad[2] |= WIRE_MSG_FLAG_SNAPSHOT);     /* flag on a non-snapshot */
-    CORRUPT(bad[3] = 1);                           /* reserved */
-    CORRUPT(le_put32(bad + 4, 2));                 /* count larger than the data */
-    CORRUPT(le_put32(bad + 4, 0));                 /* count smaller: trailing bytes */
-    CORRUPT(le_put32(bad + 4, 0xFFFFFFFFu));       /* count past the bound */
-    CORRUPT(bad[80] = 0);                          /* entry type */
-    CORRUPT(bad[80] = 4);                          /* entry type */
-    CORRUPT(bad[81] = 1);                          /* entry reserved */
-    CORRUPT(le_put32(bad + 84, 1));                /* payload length past the end */
-    CORRUPT(le_put32(bad + 84, 0xFFFFFFFFu));      /* huge payload length */
-    CORRUPT(le_put64(bad + 88, 0));                /* entry term 0 */
-    CORRUPT(le_put64(bad + 96, 0));                /* entry index 0 */
+    CORRUPT(bad[0] = 2);                       /* version */
+    CORRUPT(bad[1] = 0);                       /* type */
+    CORRUPT(bad[1] = RAFT_MSG_TYPE_MAX);       /* type */
+    CORRUPT(bad[1] = RAFT_MSG_VOTE);           /* entries on a vote */
+    CORRUPT(bad[1] = RAFT_MSG_SNAPSHOT);       /* snapshot without the flag */
+    CORRUPT(bad[2] |= 0x80);                   /* unknown flag */
+    CORRUPT(bad[2] |= WIRE_MSG_FLAG_SNAPSHOT); /* flag on a non-snapshot */
+    CORRUPT(bad[3] = 1);                       /* reserved */
+    CORRUPT(le_put32(bad + 4, 2));             /* count larger than the data */
+    CORRUPT(le_put32(bad + 4, 0));             /* count smaller: trailing bytes */
+    CORRUPT(le_put32(bad + 4, 0xFFFFFFFFu));   /* count past the bound */
+    CORRUPT(bad[80] = 0);                      /* entry type */
+    CORRUPT(bad[80] = 4);                      /* entry type */
+    CORRUPT(bad[81] = 1);                      /* entry reserved */
+    CORRUPT(le_put32(bad + 84, 1));            /* payload length past the end */
+    CORRUPT(le_put32(bad + 84, 0xFFFFFFFFu));  /* huge payload length */
+    CORRUPT(le_put64(bad + 88, 0));            /* entry term 0 */
+    CORRUPT(le_put64(bad + 96, 0));            /* entry index 0 */
 
     struct raft_snapshot_meta meta = {.index = 4, .term = 2};
     fill_conf(&meta.conf, 2);
@@ -350,11 +357,11 @@ TEST(corrupted_fields_are_eproto)
     ASSERT_EQ(wire_msg_encode(&m, good, sizeof(good), &n), 0);
     ASSERT_EQ(decode_copy(good, n), 0);
     size_t m0 = WIRE_MSG_FIXED_SIZE + WIRE_SNAPSHOT_META_FIXED_SIZE; /* first member */
-    CORRUPT(le_put32(bad + 96, RAFT_MEMBERS_MAX + 1));  /* member count */
-    CORRUPT(le_put32(bad + 96, 3));                     /* one member more than present */
-    CORRUPT(le_put64(bad + m0, 0));                     /* member id 0 */
-    CORRUPT(bad[m0 + 8] = 0);                           /* role */
-    CORRUPT(bad[m0 + 8] = 3);                           /* role */
+    CORRUPT(le_put32(bad + 96, RAFT_MEMBERS_MAX + 1));               /* member count */
+    CORRUPT(le_put32(bad + 96, 3));                               /* one member more than present */
+    CORRUPT(le_put64(bad + m0, 0));                               /* member id 0 */
+    CORRUPT(bad[m0 + 8] = 0);                                     /* role */
+    CORRUPT(bad[m0 + 8] = 3);                                     /* role */
     CORRUPT(le_put16(bad + m0 + 9, RAFT_MEMBER_CONTEXT_MAX + 1)); /* context length */
     CORRUPT(bad[2] &= (uint8_t)~WIRE_MSG_FLAG_SNAPSHOT);          /* meta not announced */
 #undef CORRUPT
@@ -365,8 +372,11 @@ TEST(bad_single_byte_flips_never_crash_and_release_everything)
     struct raft_buf *a = payload_buf("abcdefghij");
     struct raft_entry ents[3];
     for (int i = 0; i < 3; i++)
-        ents[i] = (struct raft_entry){.term = 1, .index = (raft_index)(i + 1),
-                                      .type = RAFT_ENTRY_NORMAL, .buf = a, .data = a->data,
+        ents[i] = (struct raft_entry){.term = 1,
+                                      .index = (raft_index)(i + 1),
+                                      .type = RAFT_ENTRY_NORMAL,
+                                      .buf = a,
+                                      .data = a->data,
                                       .len = (uint32_t)(i * 3)};
     struct raft_msg m = sample_msg(RAFT_MSG_APPEND);
     m.entries = ents;
@@ -397,8 +407,8 @@ TEST(bad_single_byte_flips_never_crash_and_release_everything)
 TEST(payload_entries_need_a_frame_buffer)
 {
     struct raft_buf *a = payload_buf("xy");
-    struct raft_entry e = {.term = 1, .index = 1, .type = RAFT_ENTRY_NORMAL, .buf = a,
-                           .data = a->data, .len = 2};
+    struct raft_entry e = {
+        .term = 1, .index = 1, .type = RAFT_ENTRY_NORMAL, .buf = a, .data = a->data, .len = 2};
     struct raft_msg m = sample_msg(RAFT_MSG_APPEND);
     m.entries = &e;
     m.n_entries = 1;
