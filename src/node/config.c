@@ -32,6 +32,7 @@ void node_config_default(struct node_config *cfg)
     cfg->waiters_max = 65536;
     cfg->promote_lag_entries = 64;
     cfg->seed = 0;
+    cfg->snapshot_step_bytes = 256u * 1024u;
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)

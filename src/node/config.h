@@ -59,6 +59,7 @@ struct node_config {
     uint32_t waiters_max;         /* pending client writes and reads per node */
     uint64_t promote_lag_entries; /* a learner within this many entries of commit is promoted */
     uint64_t seed;                /* election jitter seed; 0 = from /dev/urandom */
+    uint32_t snapshot_step_bytes; /* snapshot bytes written per loop pass (256 KiB) */
     const struct st_fs *fs;       /* tests: a simulated file system; NULL = the real one */
     bool bootstrap_if_empty;      /* restart mode, but bootstrap an empty data directory
                                    * (`stcache server` without any flag) */

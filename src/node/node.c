@@ -199,14 +199,10 @@ static void reconcile_peers(struct node *n)
 
 /* ------------------------------------------------------------ snapshots */
 
-struct snap_sink {
-    struct st_snap_writer *w;
-};
-
 static int snap_sink_cb(void *ctx, const void *data, size_t len)
 {
-    struct snap_sink *s = ctx;
-    return st_snap_write(s->w, data, len);
+    struct node_snap_job *job = ctx;
+    return st_snap_write(job->w, data, len);
 }
 
 /* The kv meta blob: membership with addresses, human-readable. */
@@ -232,58 +228,89 @@ static size_t snapshot_meta_blob(const struct node *n, char *out, size_t cap)
 static struct node_persist *persist_get(struct node *n);
 static void persist_enqueue(struct node *n, struct node_persist *p);
 
-/* Takes a snapshot of the kv at `applied`, then lets the core compact and
- * the WAL drop what is below the core's first kept index. */
-static int snapshot_take(struct node *n, raft_index *index_out)
-{
-    if (index_out)
-        *index_out = n->snapshot_index;
-    if (n->applied == 0 || n->applied <= n->snapshot_index)
-        return 0;
-    struct snap_sink sink;
-    int rc = st_snap_write_begin(n->storage->snaps, &sink.w);
-    if (rc) {
-        ST_TRACE_ERROR(MOD, "snapshot: cannot begin: %s", st_strerror(rc));
-        return rc;
-    }
-    char *blob = malloc(KV_SNAPSHOT_META_BYTES_MAX);
-    if (!blob) {
-        st_snap_write_abort(sink.w);
-        return ST_ENOMEM;
-    }
-    size_t blob_len = snapshot_meta_blob(n, blob, KV_SNAPSHOT_META_BYTES_MAX);
-    uint64_t t0 = node_now_us();
-    rc = kv_snapshot_write(n->kv, n->applied, blob, blob_len, snap_sink_cb, &sink);
-    free(blob);
-    if (rc) {
-        st_snap_write_abort(sink.w);
-        ST_TRACE_ERROR(MOD, "snapshot: kv write failed: %s", st_strerror(rc));
-        return rc;
-    }
-    struct raft_snapshot_meta *meta = malloc(sizeof *meta);
-    if (!meta) {
-        st_snap_write_abort(sink.w);
-        return ST_ENOMEM;
-    }
-    meta->index = n->applied;
-    meta->term = n->applied_term;
-    meta->conf = n->conf_applied;
-    struct st_snapshot_info info;
-    rc = st_snap_write_commit(sink.w, meta, &info);
-    free(meta);
-    if (rc) {
-        ST_TRACE_ERROR(MOD, "snapshot: commit failed: %s", st_strerror(rc));
-        return rc;
-    }
-    raft_index idx = n->applied;
-    n->snapshot_index = idx;
-    n->applied_at_snapshot = idx;
-    n->last_snapshot_us = node_now_us();
-    n->m.snapshots_taken++;
+/* ------------------------------------------------------------ snapshots
+ *
+ * A snapshot is written incrementally (kv snapshot cursor): a job starts at
+ * `applied`, and every pass of readies writes about NODE_SNAP_STEP_BYTES
+ * (cfg.snapshot_step_bytes) of it, so the loop keeps sending heartbeats and
+ * serving stale reads. The
+ * kv must not change meanwhile: committed entries are deferred (copied, buf
+ * references held) and applied once the job ends. POST /snapshot runs a job
+ * to completion at once.
+ *
+ *   idle --snapshot_start--> active --step*--> done: commit, compact, apply
+ *                                         \--> failed/aborted: apply deferred
+ */
 
-    /* Compaction: the core keeps trailing entries for lagging followers and
-     * tells us the first index it still needs; the WAL may drop the rest.
-     * The term of first-1 is read before the core may forget it. */
+static void apply_committed(struct node *n, const struct raft_entry *ents, size_t count);
+
+static void deferred_apply(struct node *n)
+{
+    if (!n->n_deferred)
+        return;
+    raft_index before = n->applied;
+    /* Detach: applying completes requests whose callbacks may do anything. */
+    struct raft_entry *d = n->deferred;
+    size_t count = n->n_deferred;
+    n->deferred = NULL;
+    n->n_deferred = 0;
+    n->cap_deferred = 0;
+    apply_committed(n, d, count);
+    for (size_t i = 0; i < count; i++)
+        raft_buf_unref(d[i].buf);
+    free(d);
+    if (n->applied > before && n->raft && !n->stopping) {
+        raft_applied(n->raft, n->applied);
+        node_client_serve_reads(n);
+    }
+}
+
+static void deferred_drop(struct node *n)
+{
+    for (size_t i = 0; i < n->n_deferred; i++)
+        raft_buf_unref(n->deferred[i].buf);
+    free(n->deferred);
+    n->deferred = NULL;
+    n->n_deferred = n->cap_deferred = 0;
+}
+
+static int defer_entry(struct node *n, const struct raft_entry *e)
+{
+    if (n->n_deferred && e->index <= n->deferred[n->n_deferred - 1].index)
+        return 0;
+    if (n->n_deferred == n->cap_deferred) {
+        size_t cap = n->cap_deferred ? n->cap_deferred * 2 : 256;
+        struct raft_entry *d = realloc(n->deferred, cap * sizeof *d);
+        if (!d)
+            return ST_ENOMEM;
+        n->deferred = d;
+        n->cap_deferred = cap;
+    }
+    n->deferred[n->n_deferred++] = *e;
+    n->m.entries_deferred++;
+    if (e->buf)
+        raft_buf_ref(e->buf);
+    return 0;
+}
+
+static void snap_job_release(struct node *n)
+{
+    struct node_snap_job *job = &n->snap_job;
+    if (job->cur)
+        kv_snapshot_end(job->cur);
+    if (job->w)
+        st_snap_write_abort(job->w);
+    free(job->blob);
+    free(job->meta);
+    memset(job, 0, sizeof *job);
+    n->snap_active = false;
+}
+
+/* Compaction after a snapshot at idx: the core keeps trailing entries for
+ * lagging followers and tells us the first index it still needs; the WAL may
+ * drop the rest. The term of first-1 is read before the core forgets it. */
+static raft_index snapshot_compact(struct node *n, raft_index idx, raft_term idx_term)
+{
     raft_index cand = idx > n->trailing ? idx - n->trailing : 0;
     raft_term cand_term = 0;
     const struct raft_entry *e = cand ? raft_entry_get(n->raft, cand) : NULL;
@@ -293,7 +320,7 @@ static int snapshot_take(struct node *n, raft_index *index_out)
     raft_term cterm = 0;
     if (first > 1) {
         if (first - 1 == idx)
-            cterm = n->applied_term;
+            cterm = idx_term;
         else if (first - 1 == cand)
             cterm = cand_term;
         else if ((e = raft_entry_get(n->raft, first - 1)) != NULL)
@@ -306,7 +333,7 @@ static int snapshot_take(struct node *n, raft_index *index_out)
         b.snapshot_term = cterm;
         struct node_persist *p = persist_get(n);
         if (p) {
-            rc = st_log_writer_submit(n->writer, &b, &p->seq);
+            int rc = st_log_writer_submit(n->writer, &b, &p->seq);
             if (rc) {
                 ST_TRACE_WARN(MOD, "snapshot: WAL compaction not queued: %s", st_strerror(rc));
                 p->seq = 0;
@@ -315,12 +342,80 @@ static int snapshot_take(struct node *n, raft_index *index_out)
             persist_enqueue(n, p);
         }
     }
-    ST_TRACE_INFO(MOD,
-                  "node %" PRIu64 ": snapshot at index %" PRIu64 " (%" PRIu64 " bytes, %" PRIu64
-                  " us), log kept from %" PRIu64,
-                  n->cfg.id, idx, info.data_bytes, node_now_us() - t0, first);
-    if (index_out)
-        *index_out = idx;
+    return first;
+}
+
+/* Writes up to `budget` bytes of the running job (0: all of it). Returns 1
+ * while more remains, 0 when the job ended (snapshot committed, or failed:
+ * *rc_out tells), and applies the entries deferred meanwhile. */
+static int snapshot_step(struct node *n, size_t budget, int *rc_out)
+{
+    struct node_snap_job *job = &n->snap_job;
+    int rc = kv_snapshot_next(job->cur, budget);
+    if (rc == 1)
+        return 1;
+    raft_index idx = job->meta->index;
+    raft_term term = job->meta->term;
+    struct st_snapshot_info info;
+    memset(&info, 0, sizeof info);
+    if (rc == 0) {
+        kv_snapshot_end(job->cur);
+        job->cur = NULL;
+        struct st_snap_writer *w = job->w;
+        job->w = NULL; /* commit frees it whatever it returns */
+        rc = st_snap_write_commit(w, job->meta, &info);
+    }
+    uint64_t took_us = node_now_us() - job->t0;
+    snap_job_release(n);
+    if (rc_out)
+        *rc_out = rc;
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot at %" PRIu64 " failed: %s", n->cfg.id, idx,
+                       st_strerror(rc));
+    } else {
+        n->snapshot_index = idx;
+        n->applied_at_snapshot = idx;
+        n->last_snapshot_us = node_now_us();
+        n->m.snapshots_taken++;
+        raft_index first = snapshot_compact(n, idx, term);
+        ST_TRACE_INFO(MOD,
+                      "node %" PRIu64 ": snapshot at index %" PRIu64 " (%" PRIu64 " bytes, %" PRIu64
+                      " us), log kept from %" PRIu64,
+                      n->cfg.id, idx, info.data_bytes, took_us, first);
+    }
+    deferred_apply(n);
+    return 0;
+}
+
+/* Starts a snapshot job at `applied` (nothing if one runs or nothing new
+ * was applied since the last snapshot). */
+static int snapshot_start(struct node *n)
+{
+    if (n->snap_active || n->applied == 0 || n->applied <= n->snapshot_index)
+        return 0;
+    struct node_snap_job *job = &n->snap_job;
+    memset(job, 0, sizeof *job);
+    job->t0 = node_now_us();
+    job->blob = malloc(KV_SNAPSHOT_META_BYTES_MAX);
+    job->meta = malloc(sizeof *job->meta);
+    int rc = job->blob && job->meta ? 0 : ST_ENOMEM;
+    if (rc == 0)
+        rc = st_snap_write_begin(n->storage->snaps, &job->w);
+    if (rc == 0) {
+        job->meta->index = n->applied;
+        job->meta->term = n->applied_term;
+        job->meta->conf = n->conf_applied;
+        job->blob_len = snapshot_meta_blob(n, job->blob, KV_SNAPSHOT_META_BYTES_MAX);
+        rc = kv_snapshot_begin(n->kv, n->applied, job->blob, job->blob_len, snap_sink_cb, job,
+                               &job->cur);
+    }
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": cannot start a snapshot: %s", n->cfg.id,
+                       st_strerror(rc));
+        snap_job_release(n);
+        return rc;
+    }
+    n->snap_active = true;
     return 0;
 }
 
@@ -328,17 +423,24 @@ int node_snapshot_now(struct node *n, raft_index *index)
 {
     if (!n->running || n->stopping)
         return ST_ECLOSED;
-    return snapshot_take(n, index);
+    if (n->fatal)
+        return ST_EIO;
+    int rc = snapshot_start(n);
+    if (rc == 0 && n->snap_active)
+        (void)snapshot_step(n, 0, &rc);
+    if (index)
+        *index = n->snapshot_index;
+    return rc;
 }
 
 static void snapshot_maybe(struct node *n, bool interval_due)
 {
     uint64_t threshold = n->cfg.snapshot_threshold;
-    if (threshold == 0 || n->applied - n->applied_at_snapshot < threshold)
+    if (n->snap_active || threshold == 0 || n->applied - n->applied_at_snapshot < threshold)
         return;
     if (n->cfg.snapshot_interval_s != 0 && !interval_due)
         return;
-    (void)snapshot_take(n, NULL);
+    (void)snapshot_start(n);
 }
 
 /* Restores the kv from the stored snapshot at meta->index. */
@@ -653,6 +755,14 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
         const struct raft_entry *e = &ents[i];
         if (e->index <= n->applied)
             continue;
+        if (n->snap_active) {
+            /* The kv is being snapshotted: it must not change. */
+            if (defer_entry(n, e) != 0) {
+                node_fatal(n, ST_ENOMEM, "out of memory deferring committed entries");
+                return;
+            }
+            continue;
+        }
         ST_ASSERT(e->index == n->applied + 1);
         if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
             struct kv_result res;
@@ -676,6 +786,12 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
         n->applied_term = e->term;
         n->m.entries_applied++;
         node_client_applied_index(n, e);
+        /* The threshold is checked per entry: a snapshot starts exactly at
+         * it, and the rest of the batch waits (deferred above). */
+        if (n->cfg.snapshot_interval_s == 0 && n->cfg.snapshot_threshold &&
+            n->applied - n->applied_at_snapshot >= n->cfg.snapshot_threshold && n->running &&
+            !n->fatal)
+            snapshot_maybe(n, false);
     }
 }
 
@@ -707,6 +823,12 @@ static void process_one_ready(struct node *n)
     /* 1. A snapshot from the leader: restore the kv from the copy the
      * transport stored, and mark the log as covered by it. */
     if (rd.snapshot) {
+        if (n->snap_active) {
+            ST_TRACE_INFO(MOD, "node %" PRIu64 ": local snapshot abandoned for the leader's",
+                          n->cfg.id);
+            snap_job_release(n);
+            deferred_apply(n);
+        }
         int rc = snapshot_restore(n, rd.snapshot->index);
         if (rc) {
             node_fatal(n, rc, "cannot install the leader's snapshot");
@@ -773,8 +895,6 @@ static void process_one_ready(struct node *n)
     /* msgs-only requests at the head complete at once. */
     if (n->persist_head && n->persist_head->seq == 0)
         persist_drain(n);
-    if (n->applied > applied_before)
-        snapshot_maybe(n, false);
 }
 
 static void idle_cb(uv_idle_t *h)
@@ -817,13 +937,15 @@ void node_process_readies(struct node *n)
         process_one_ready(n);
     if (n->conf_dirty)
         reconcile_peers(n);
+    if (n->snap_active && !n->fatal)
+        (void)snapshot_step(n, n->cfg.snapshot_step_bytes ? n->cfg.snapshot_step_bytes : 1, NULL);
     n->processing = false;
 #if defined(ST_DEBUG_CHECKS) && ST_DEBUG_CHECKS
     node_check_invariants(n);
 #endif
     if (n->fatal || n->stopping)
         return;
-    bool more = raft_has_ready(n->raft) || n->n_fwd || (n->batch[0] && n->batch[0]->waiters.head) ||
+    bool more = raft_has_ready(n->raft) || n->n_fwd || n->snap_active || (n->batch[0] && n->batch[0]->waiters.head) ||
                 (n->batch[1] && n->batch[1]->waiters.head);
     if (more && !uv_is_active((uv_handle_t *)&n->idle))
         uv_idle_start(&n->idle, idle_cb);
@@ -1401,6 +1523,9 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
     }
     node_waiters_fail_all(n, ST_ECLOSED);
     node_client_drop_forwards(n);
+    if (n->snap_active)
+        snap_job_release(n);
+    deferred_drop(n);
     /* Drain the writer: every queued batch is written and synced (its
      * callback runs on the writer thread while we join it). */
     if (n->writer) {
@@ -1478,6 +1603,7 @@ void node_info_get(const struct node *n, struct node_info *out)
     out->first_index = raft_first_index(n->raft);
     out->last_index = raft_last_index(n->raft);
     out->snapshot_index = n->snapshot_index;
+    out->snapshotting = n->snap_active;
     const struct raft_conf *conf = raft_conf_get(n->raft);
     for (uint32_t i = 0; i < conf->n && i < RAFT_MEMBERS_MAX; i++) {
         const struct raft_member *m = &conf->members[i];

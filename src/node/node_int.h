@@ -116,6 +116,16 @@ struct node_persist {
     struct node_persist *next;
 };
 
+/* A snapshot being written incrementally (node.c). */
+struct node_snap_job {
+    struct kv_snapshot_cursor *cur;
+    struct st_snap_writer *w;
+    struct raft_snapshot_meta *meta; /* index, term, conf as of index (heap) */
+    char *blob;                      /* kv meta blob (heap) */
+    size_t blob_len;
+    uint64_t t0;
+};
+
 /* ---------------------------------------------------------------- metrics */
 
 #define NODE_HIST_BUCKETS 14
@@ -149,6 +159,7 @@ struct node_metrics {
     uint64_t purges_proposed;
     uint64_t readies;
     uint64_t forward_batches;
+    uint64_t entries_deferred;
 };
 
 /* -------------------------------------------------------------- the node */
@@ -232,6 +243,12 @@ struct node {
     struct node_read_round *rounds;    /* issued, list */
     struct node_read_round *free_rounds;
     uint64_t read_ctx;
+
+    /* outbound snapshot job; committed entries deferred while it runs */
+    struct node_snap_job snap_job;
+    bool snap_active;
+    struct raft_entry *deferred;
+    size_t n_deferred, cap_deferred;
 
     /* inbound snapshot stream */
     struct st_snap_writer *snap_in;
