@@ -530,7 +530,8 @@ struct raw {
     struct frame_hello hello;
     uv_connect_t creq;
     uv_write_t wreq;
-    uint8_t out[256];
+    uint8_t out[1 << 16];
+    bool writing;
 };
 
 static void raw_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
@@ -539,11 +540,17 @@ static void raw_alloc(uv_handle_t *h, size_t s, uv_buf_t *buf)
     *buf = uv_buf_init((char *)r->in + r->in_len, (unsigned)(sizeof(r->in) - r->in_len));
 }
 
-static void raw_write_done(uv_write_t *req, int status) {}
+static void raw_write_done(uv_write_t *req, int status)
+{
+    struct raw *r = req->data;
+    r->writing = false;
+}
 
 static void raw_write(struct raw *r, const uint8_t *data, size_t len)
 {
-    ST_ASSERT(len <= sizeof(r->out));
+    ST_ASSERT(len <= sizeof(r->out) && !r->writing);
+    r->writing = true;
+    r->wreq.data = r;
     memcpy(r->out, data, len);
     uv_buf_t b = uv_buf_init((char *)r->out, (unsigned)len);
     ST_ASSERT(uv_write(&r->wreq, (uv_stream_t *)&r->conn, &b, 1, raw_write_done) == 0);
@@ -745,6 +752,85 @@ TEST(bad_crc_after_the_handshake_closes_the_connection)
     RUN_UNTIL(r.eof && b.n_down == 1);
     ASSERT_EQ(protocol_errors(&b), 1);
     ASSERT_EQ(b.n_msgs, 0);
+    raw_close(&r);
+    ep_destroy(&b);
+    loop_teardown();
+}
+
+static struct raft_msg snapshot_msg(raft_id from, raft_id to);
+
+/* Appends a MSG frame carrying m to out at *pos. */
+static void put_msg_frame(uint8_t *out, size_t cap, size_t *pos, const struct raft_msg *m)
+{
+    size_t n;
+    ST_ASSERT(wire_msg_encode(m, out + *pos + FRAME_HEADER_SIZE, cap - *pos - FRAME_HEADER_SIZE,
+                              &n) == 0);
+    frame_header_encode(out + *pos, FRAME_MSG, out + *pos + FRAME_HEADER_SIZE, (uint32_t)n);
+    *pos += FRAME_HEADER_SIZE + n;
+}
+
+TEST(bad_frames_after_the_handshake)
+{
+    loop_setup();
+    struct ep b;
+    struct tr_config cfg;
+    ep_config(&cfg, 2, CLUSTER, 0);
+    cfg.frame_bytes_max = 1u << 20;
+    cfg.snapshot_chunk_bytes = 64u << 10;
+    ep_start_cfg(&b, &cfg);
+    ASSERT_EQ(tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0);
+    static struct raw r;
+    static uint8_t buf[1 << 16];
+    raw_dial(&r, b.port); /* claims to be node 1 */
+    size_t pos = hello_frame(buf, CLUSTER, 1, 2);
+    raw_write(&r, buf, pos);
+    RUN_UNTIL(b.n_up == 1 && !r.writing);
+
+    /* Misdirected messages and a SNAPSHOT smuggled into a MSG frame are
+     * dropped and counted; the connection stays; a good message passes. */
+    pos = 0;
+    struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT, .from = 5, .to = 2, .term = 1};
+    put_msg_frame(buf, sizeof(buf), &pos, &m);
+    m.from = 1;
+    m.to = 9;
+    put_msg_frame(buf, sizeof(buf), &pos, &m);
+    struct raft_msg sm = snapshot_msg(1, 2);
+    put_msg_frame(buf, sizeof(buf), &pos, &sm);
+    m.to = 2;
+    put_msg_frame(buf, sizeof(buf), &pos, &m);
+    raw_write(&r, buf, pos);
+    RUN_UNTIL(b.n_msgs == 1 && !r.writing);
+    ASSERT_EQ(protocol_errors(&b), 3);
+    ASSERT_TRUE(tr_peer_connected(b.tr, 1));
+
+    /* A 40 KiB frame (read into its own buffer) with a corrupted payload. */
+    struct raft_buf *pay = raft_buf_create(40000);
+    memset(pay->data, 'x', 40000);
+    struct raft_entry e = {.term = 1,
+                           .index = 1,
+                           .type = RAFT_ENTRY_NORMAL,
+                           .buf = pay,
+                           .data = pay->data,
+                           .len = 40000};
+    struct raft_msg app = {
+        .type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 1, .n_entries = 1, .entries = &e};
+    pos = 0;
+    put_msg_frame(buf, sizeof(buf), &pos, &app);
+    raft_buf_unref(pay);
+    buf[pos - 100] ^= 0x10;
+    raw_write(&r, buf, pos);
+    RUN_UNTIL(r.eof && b.n_down == 1);
+    ASSERT_EQ(protocol_errors(&b), 4);
+    ASSERT_EQ(b.n_append, 0);
+    raw_close(&r);
+
+    /* After the handshake the bound is frame_bytes_max. */
+    raw_dial(&r, b.port);
+    pos = hello_frame(buf, CLUSTER, 1, 2);
+    frame_header_start(buf + pos, FRAME_MSG, cfg.frame_bytes_max + 1);
+    raw_write(&r, buf, pos + FRAME_HEADER_SIZE);
+    RUN_UNTIL(r.eof && b.n_down == 2);
+    ASSERT_EQ(protocol_errors(&b), 5);
     raw_close(&r);
     ep_destroy(&b);
     loop_teardown();
