@@ -37,16 +37,16 @@
  * returns ST_EBUSY, and send_failed_cb(peer, type, ST_EBUSY) follows from the
  * loop (coalesced: at most once per peer per loop round). While a peer is not
  * connected, messages queue within the same bounds and are written once the
- * connection is up; when a connection
- * attempt fails or a connection is lost, everything queued for it is dropped
- * and reported through send_failed_cb (the node then calls
- * raft_report_unreachable()).
+ * connection is up; when a connection attempt fails or a connection is lost,
+ * everything queued for it is dropped and reported through send_failed_cb
+ * (the node then calls raft_report_unreachable()). Sockets use TCP_NODELAY
+ * (small Raft messages must not wait for Nagle) and TCP keepalive.
  *
  * Snapshots. tr_send_snapshot() streams a snapshot file to the peer in chunks
  * of snapshot_chunk_bytes over the SAME connection, interleaved with ordinary
- * messages: at most one chunk is read from disk (uv_fs_read, thread pool) and
- * at most one is being written at a time, so memory stays bounded (about two
- * chunks per stream) and a heartbeat waits behind at most one chunk. The
+ * messages: one chunk buffer per stream is read from disk (uv_fs_read, thread
+ * pool), written, and only then refilled, so memory stays bounded (one chunk
+ * per stream on each side) and a heartbeat waits behind at most one chunk. The
  * receiver hands chunks to snapshot_chunk_cb; when the stream is complete it
  * calls snapshot_end_cb(status 0) and, if that returns 0 (snapshot stored),
  * delivers the RAFT_MSG_SNAPSHOT through msg_cb and acknowledges; the sender
@@ -54,10 +54,14 @@
  * read error, connection lost) ends the stream on both sides: snapshot_end_cb
  * with a negative status on the receiver, snapshot_sent_cb with a negative
  * status on the sender (node: raft_report_snapshot(peer, false)). A failed
- * transfer restarts from scratch. One stream per direction per peer.
+ * transfer restarts from scratch. One stream per direction per peer; every
+ * snapshot frame carries a stream id, so a late answer about an abandoned
+ * stream is never taken for a newer one's.
  *
- * Callbacks are never invoked from inside a tr_* call, with one exception:
- * synchronous failures are return values, asynchronous ones are callbacks.
+ * Callbacks are never invoked from inside a tr_* call, with one exception
+ * below: synchronous failures are return values, asynchronous ones are
+ * callbacks. Callbacks may call any tr_* function, including tr_peer_remove()
+ * and tr_destroy().
  * tr_peer_remove() drops what is queued for the peer silently, but ends its
  * snapshot streams in progress with snapshot_sent_cb / snapshot_end_cb
  * (ST_ECANCELED) before returning, so the node can release their files.
