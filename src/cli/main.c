@@ -8,11 +8,10 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: stcache server [--id N --data DIR --raft HOST:PORT --http HOST:PORT ...]\n"
-            "       stcache get|put|del|members|add|remove|transfer|snapshot|status ...\n"
-            "run 'stcache server --help' for the server flags; see docs/OPERATIONS.md and\n"
-            "docs/HTTP-API.md\n");
+    fprintf(f, "usage: stcache server [--id N --data DIR --raft HOST:PORT --http HOST:PORT ...]\n"
+               "       stcache get|put|del|members|add|remove|transfer|snapshot|status ...\n"
+               "run 'stcache server --help' for the server flags; see docs/OPERATIONS.md and\n"
+               "docs/HTTP-API.md\n");
 }
 
 int main(int argc, char **argv)
@@ -26,7 +25,6 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "server") == 0)
-        return cli_server_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "server") == 0) return cli_server_main(argc - 1, argv + 1);
     return cli_client_main(argc - 1, argv + 1);
 }

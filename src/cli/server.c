@@ -56,8 +56,7 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
         } else if (strncmp(a, "--config=", 9) == 0) {
             file = a + 9;
         }
-        if (file && node_config_load_file(cfg, file, err, errlen) != 0)
-            return 2;
+        if (file && node_config_load_file(cfg, file, err, errlen) != 0) return 2;
     }
     bool any = false;
     for (int i = 1; i < argc; i++) {
@@ -91,15 +90,11 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
             value = argv[++i];
         }
         any = true;
-        if (strcmp(name, "config") == 0)
-            continue; /* done above */
-        if (node_config_set(cfg, name, value, err, errlen) != 0)
-            return 2;
+        if (strcmp(name, "config") == 0) continue; /* done above */
+        if (node_config_set(cfg, name, value, err, errlen) != 0) return 2;
     }
-    if (!any)
-        cfg->bootstrap_if_empty = true;
-    if (node_config_validate(cfg, err, errlen) != 0)
-        return 2;
+    if (!any) cfg->bootstrap_if_empty = true;
+    if (node_config_validate(cfg, err, errlen) != 0) return 2;
     return 0;
 }
 
@@ -141,8 +136,7 @@ static void server_node_stopped_cb(struct node *n, void *ctx)
 
 static void server_shutdown(struct server *s, int exit_code)
 {
-    if (s->stopping)
-        return;
+    if (s->stopping) return;
     s->stopping = true;
     s->exit_code = exit_code;
     /* The node first: it fails its pending requests, whose HTTP responses
@@ -192,8 +186,7 @@ int cli_server_main(int argc, char **argv)
     struct node_config cfg;
     char err[256] = "";
     int prc = cli_server_parse(argc, argv, &cfg, err, sizeof err);
-    if (prc == 1)
-        return 0;
+    if (prc == 1) return 0;
     if (prc != 0) {
         fprintf(stderr, "stcache server: %s\n", err);
         return 2;

@@ -65,8 +65,7 @@ static struct api_req *req_get(struct api *a, struct http_request *req, enum nod
         a->free_reqs = ar->next;
     } else {
         ar = calloc(1, sizeof *ar);
-        if (!ar)
-            return NULL;
+        if (!ar) return NULL;
     }
     ar->api = a;
     ar->req = req;
@@ -198,28 +197,22 @@ static int query_param(const struct http_request *req, const char *name, char *o
 {
     const char *v;
     size_t vl;
-    if (!req->query || !http_query_get(req->query, req->query_len, name, &v, &vl))
-        return 0;
-    if (vl >= cap)
-        return ST_EINVAL;
+    if (!req->query || !http_query_get(req->query, req->query_len, name, &v, &vl)) return 0;
+    if (vl >= cap) return ST_EINVAL;
     size_t ol;
-    if (http_url_decode(v, vl, 1, (uint8_t *)out, &ol) != 0 || memchr(out, 0, ol))
-        return ST_EINVAL;
+    if (http_url_decode(v, vl, 1, (uint8_t *)out, &ol) != 0 || memchr(out, 0, ol)) return ST_EINVAL;
     out[ol] = '\0';
     return 1;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
 {
-    if (!*s)
-        return ST_EINVAL;
+    if (!*s) return ST_EINVAL;
     uint64_t v = 0;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return ST_EINVAL;
+        if (*s < '0' || *s > '9') return ST_EINVAL;
         uint64_t d = (uint64_t)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return ST_EINVAL;
+        if (v > (UINT64_MAX - d) / 10) return ST_EINVAL;
         v = v * 10 + d;
     }
     *out = v;
@@ -238,8 +231,7 @@ static int parse_etag(const char *s, size_t len, uint64_t *out)
         s++;
         len -= 2;
     }
-    if (len == 0 || len >= sizeof tmp)
-        return ST_EINVAL;
+    if (len == 0 || len >= sizeof tmp) return ST_EINVAL;
     memcpy(tmp, s, len);
     tmp[len] = '\0';
     return parse_u64(tmp, out);
@@ -249,21 +241,16 @@ static int parse_etag(const char *s, size_t len, uint64_t *out)
 static int set_key(struct api_req *ar, const char *raw, size_t raw_len, bool plus_as_space)
 {
     const struct node_config *cfg = node_config_get(ar->api->node);
-    if (raw_len == 0)
-        return ST_EINVAL;
+    if (raw_len == 0) return ST_EINVAL;
     if (raw_len > ar->key_cap) {
         uint8_t *k = realloc(ar->key, raw_len);
-        if (!k)
-            return ST_ENOMEM;
+        if (!k) return ST_ENOMEM;
         ar->key = k;
         ar->key_cap = raw_len;
     }
-    if (http_url_decode(raw, raw_len, plus_as_space, ar->key, &ar->key_len) != 0)
-        return ST_EINVAL;
-    if (ar->key_len == 0)
-        return ST_EINVAL;
-    if (ar->key_len > cfg->max_key_bytes)
-        return ST_ETOOBIG;
+    if (http_url_decode(raw, raw_len, plus_as_space, ar->key, &ar->key_len) != 0) return ST_EINVAL;
+    if (ar->key_len == 0) return ST_EINVAL;
+    if (ar->key_len > cfg->max_key_bytes) return ST_ETOOBIG;
     return 0;
 }
 
@@ -382,8 +369,8 @@ static void route_kv(struct api *a, struct http_request *req, const char *raw_ke
         http_response_error(req, 503, ST_ENOMEM, "out of memory");
         return;
     }
-    if (req->verb != HTTP_VERB_GET && req->verb != HTTP_VERB_HEAD &&
-        req->verb != HTTP_VERB_PUT && req->verb != HTTP_VERB_DELETE) {
+    if (req->verb != HTTP_VERB_GET && req->verb != HTTP_VERB_HEAD && req->verb != HTTP_VERB_PUT &&
+        req->verb != HTTP_VERB_DELETE) {
         struct http_header h = {"Allow", "GET, HEAD, PUT, DELETE"};
         const char *body = "{\"error\":\"method not allowed\",\"code\":\"method_not_allowed\"}\n";
         respond(ar, 405, "application/json", &h, 1, body, strlen(body));
@@ -468,8 +455,7 @@ static void route_kv(struct api *a, struct http_request *req, const char *raw_ke
         break;
     }
     }
-    if (rc)
-        respond_code(ar, rc);
+    if (rc) respond_code(ar, rc);
 }
 
 /* ------------------------------------------------------------ seed API */
@@ -488,8 +474,7 @@ static void route_seed_set(struct api *a, struct http_request *req)
         respond_error(ar, 400, "bad_key", "missing or malformed key");
         return;
     }
-    if (!http_query_get(req->query, req->query_len, "value", &v, &vl))
-        vl = 0;
+    if (!http_query_get(req->query, req->query_len, "value", &v, &vl)) vl = 0;
     uint8_t *value = malloc(vl ? vl : 1);
     size_t value_len = 0;
     if (!value) {
@@ -506,8 +491,7 @@ static void route_seed_set(struct api *a, struct http_request *req)
     ar->kind = API_SEED_SET;
     int rc = node_put(a->node, &args, write_done_cb, ar); /* copies the value */
     free(value);
-    if (rc)
-        respond_code(ar, rc);
+    if (rc) respond_code(ar, rc);
 }
 
 static void route_seed_get(struct api *a, struct http_request *req)
@@ -526,8 +510,7 @@ static void route_seed_get(struct api *a, struct http_request *req)
     }
     ar->kind = API_SEED_GET;
     int rc = node_get(a->node, ar->key, ar->key_len, NODE_READ_LINEARIZABLE, read_done_cb, ar);
-    if (rc)
-        respond_code(ar, rc);
+    if (rc) respond_code(ar, rc);
 }
 
 /* ------------------------------------------------------------- cluster */
@@ -647,8 +630,8 @@ static void admin_done_cb(void *ctx, const struct node_admin_result *res)
     respond_json(ar, 200, b);
 }
 
-static void proxy_done_cb(void *ctx, int status, const char *body, size_t len,
-                          const char *head, size_t head_len)
+static void proxy_done_cb(void *ctx, int status, const char *body, size_t len, const char *head,
+                          size_t head_len)
 {
     (void)head;
     (void)head_len;
@@ -688,12 +671,10 @@ static void proxy_to_leader(struct api_req *ar, const char *method, const char *
     char target[512];
     snprintf(target, sizeof target, "%s%sproxied=1", path_query,
              strchr(path_query, '?') ? "&" : "?");
-    int rc = node_httpc_request(a->loop, leader_http, method, target, "application/json",
-                                NULL, req->body, req->body_len,
-                                node_config_get(a->node)->request_timeout_ms, proxy_done_cb, ar,
-                                &ar->proxy);
-    if (rc)
-        respond_error(ar, 503, "no_leader", "the leader could not be reached");
+    int rc = node_httpc_request(
+        a->loop, leader_http, method, target, "application/json", NULL, req->body, req->body_len,
+        node_config_get(a->node)->request_timeout_ms, proxy_done_cb, ar, &ar->proxy);
+    if (rc) respond_error(ar, 503, "no_leader", "the leader could not be reached");
 }
 
 static void route_members_post(struct api *a, struct http_request *req)
@@ -857,8 +838,7 @@ static void route_health(struct api *a, struct http_request *req)
     node_info_get(a->node, info);
     bool ok = node_healthy(a->node);
     char leader[24] = "null";
-    if (info->leader)
-        snprintf(leader, sizeof leader, "%" PRIu64, info->leader);
+    if (info->leader) snprintf(leader, sizeof leader, "%" PRIu64, info->leader);
     char body[256];
     int len = snprintf(body, sizeof body,
                        "{\"status\":\"%s\",\"leader\":%s,\"commit\":%" PRIu64
@@ -1002,8 +982,7 @@ int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr, struct 
     const char *colon = strrchr(listen_addr, ':');
     if (colon && strcmp(colon, ":0") == 0) {
         size_t hl = (size_t)(colon - listen_addr);
-        if (hl == 0 || hl >= sizeof host)
-            return ST_EINVAL;
+        if (hl == 0 || hl >= sizeof host) return ST_EINVAL;
         memcpy(host, listen_addr, hl);
         host[hl] = '\0';
         port = 0;
@@ -1011,8 +990,7 @@ int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr, struct 
         return ST_EINVAL;
     }
     struct api *a = calloc(1, sizeof *a);
-    if (!a)
-        return ST_ENOMEM;
+    if (!a) return ST_ENOMEM;
     a->loop = loop;
     a->node = n;
     http_buf_init(&a->scratch);
@@ -1042,8 +1020,7 @@ static void api_closed_cb(struct http_server *srv, void *ctx)
 {
     struct api *a = ctx;
     (void)srv;
-    if (a->closed_cb)
-        a->closed_cb(a, a->closed_ctx);
+    if (a->closed_cb) a->closed_cb(a, a->closed_ctx);
 }
 
 void api_close(struct api *a, void (*closed_cb)(struct api *a, void *ctx), void *ctx)
@@ -1055,8 +1032,7 @@ void api_close(struct api *a, void (*closed_cb)(struct api *a, void *ctx), void 
 
 void api_destroy(struct api *a)
 {
-    if (!a)
-        return;
+    if (!a) return;
     http_server_destroy(a->srv);
     struct api_req *ar = a->free_reqs;
     while (ar) {

@@ -39,8 +39,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (!err || errlen == 0)
-        return;
+    if (!err || errlen == 0) return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
@@ -52,38 +51,30 @@ int node_addr_split(const char *addr, char *host, size_t hostlen, uint16_t *port
     const char *colon;
     const char *h = addr;
     size_t hl;
-    if (!addr || !*addr)
-        return ST_EINVAL;
+    if (!addr || !*addr) return ST_EINVAL;
     if (addr[0] == '[') {
         const char *close = strchr(addr, ']');
-        if (!close || close[1] != ':')
-            return ST_EINVAL;
+        if (!close || close[1] != ':') return ST_EINVAL;
         h = addr + 1;
         hl = (size_t)(close - h);
         colon = close + 1;
     } else {
         colon = strrchr(addr, ':');
-        if (!colon)
-            return ST_EINVAL;
+        if (!colon) return ST_EINVAL;
         hl = (size_t)(colon - addr);
         if (memchr(addr, ':', hl)) /* bare IPv6 needs brackets */
             return ST_EINVAL;
     }
-    if (hl == 0 || hl + 1 > hostlen)
-        return ST_EINVAL;
+    if (hl == 0 || hl + 1 > hostlen) return ST_EINVAL;
     const char *p = colon + 1;
-    if (!*p)
-        return ST_EINVAL;
+    if (!*p) return ST_EINVAL;
     unsigned long v = 0;
     for (; *p; p++) {
-        if (!isdigit((unsigned char)*p))
-            return ST_EINVAL;
+        if (!isdigit((unsigned char)*p)) return ST_EINVAL;
         v = v * 10 + (unsigned long)(*p - '0');
-        if (v > 65535)
-            return ST_EINVAL;
+        if (v > 65535) return ST_EINVAL;
     }
-    if (v == 0)
-        return ST_EINVAL;
+    if (v == 0) return ST_EINVAL;
     memcpy(host, h, hl);
     host[hl] = '\0';
     *port = (uint16_t)v;
@@ -99,13 +90,11 @@ static int addr_valid(const char *a)
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-    if (!s || !*s || !isdigit((unsigned char)*s))
-        return ST_EINVAL;
+    if (!s || !*s || !isdigit((unsigned char)*s)) return ST_EINVAL;
     errno = 0;
     char *end;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return ST_EINVAL;
+    if (errno || *end || v < min || v > max) return ST_EINVAL;
     *out = v;
     return 0;
 }
@@ -183,8 +172,7 @@ uint64_t node_cluster_id_from_peers(const struct node_peer_addr *peers, uint32_t
     for (uint32_t k = 0; k < n; k++) {
         const struct node_peer_addr *best = NULL;
         for (uint32_t i = 0; i < n; i++) {
-            if (peers[i].id > last && (!best || peers[i].id < best->id))
-                best = &peers[i];
+            if (peers[i].id > last && (!best || peers[i].id < best->id)) best = &peers[i];
         }
         ST_ASSERT(best);
         last = best->id;
@@ -223,8 +211,7 @@ static void context_field(const char *ctx, size_t len, const char *key, char *ou
         size_t fl = i - start;
         if (fl > kl + 1 && memcmp(ctx + start, key, kl) == 0 && ctx[start + kl] == '=') {
             size_t vl = fl - kl - 1;
-            if (vl >= NODE_ADDR_MAX)
-                vl = NODE_ADDR_MAX - 1;
+            if (vl >= NODE_ADDR_MAX) vl = NODE_ADDR_MAX - 1;
             memcpy(out, ctx + start + kl + 1, vl);
             out[vl] = '\0';
             return;
@@ -298,8 +285,8 @@ static int set_addr(char *dst, const char *name, const char *value, char *err, s
     return 0;
 }
 
-static int set_mode(struct node_config *cfg, enum node_start_mode mode, const char *name,
-                    char *err, size_t errlen)
+static int set_mode(struct node_config *cfg, enum node_start_mode mode, const char *name, char *err,
+                    size_t errlen)
 {
     if (cfg->mode != NODE_START_RESTART && cfg->mode != mode) {
         set_err(err, errlen, "--%s: only one of --bootstrap, --join, --peers may be given", name);
@@ -332,8 +319,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"seed", 0, UINT64_MAX, 64, &cfg->seed},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(nums); i++) {
-        if (strcmp(name, nums[i].name) != 0)
-            continue;
+        if (strcmp(name, nums[i].name) != 0) continue;
         if (parse_u64(value, nums[i].min, nums[i].max, &v) != 0) {
             set_err(err, errlen, "--%s: want an integer in [%" PRIu64 ", %" PRIu64 "], got '%s'",
                     name, nums[i].min, nums[i].max, value ? value : "");
@@ -353,10 +339,8 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", value);
         return 0;
     }
-    if (strcmp(name, "raft") == 0)
-        return set_addr(cfg->raft_listen, name, value, err, errlen);
-    if (strcmp(name, "http") == 0)
-        return set_addr(cfg->http_listen, name, value, err, errlen);
+    if (strcmp(name, "raft") == 0) return set_addr(cfg->raft_listen, name, value, err, errlen);
+    if (strcmp(name, "http") == 0) return set_addr(cfg->http_listen, name, value, err, errlen);
     if (strcmp(name, "advertise-raft") == 0)
         return set_addr(cfg->advertise_raft, name, value, err, errlen);
     if (strcmp(name, "advertise-http") == 0)
@@ -367,8 +351,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
     }
     if (strcmp(name, "peers") == 0) {
         int rc = set_mode(cfg, NODE_START_PEERS, name, err, errlen);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         char perr[160];
         rc = node_peers_parse(value, cfg->peers, RAFT_MEMBERS_MAX, perr, sizeof perr);
         if (rc < 0) {
@@ -383,8 +366,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
             set_err(err, errlen, "--bootstrap takes no value (config file: true/false)");
             return ST_EINVAL;
         }
-        if (value && strcmp(value, "false") == 0)
-            return 0;
+        if (value && strcmp(value, "false") == 0) return 0;
         return set_mode(cfg, NODE_START_BOOTSTRAP, name, err, errlen);
     }
     if (strcmp(name, "log-level") == 0) {
@@ -430,11 +412,9 @@ int node_config_load_file(struct node_config *cfg, const char *path, char *err, 
             break;
         }
         char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
+        if (hash) *hash = '\0';
         char *s = trim(line);
-        if (!*s)
-            continue;
+        if (!*s) continue;
         char *eq = strchr(s, '=');
         if (!eq) {
             set_err(err, errlen, "%s:%d: want 'key = value'", path, lineno);

@@ -43,7 +43,7 @@ struct node_config {
     char advertise_http[NODE_ADDR_MAX]; /* "" = http_listen */
 
     enum node_start_mode mode;
-    char join_http[NODE_ADDR_MAX];               /* NODE_START_JOIN */
+    char join_http[NODE_ADDR_MAX];                 /* NODE_START_JOIN */
     struct node_peer_addr peers[RAFT_MEMBERS_MAX]; /* NODE_START_PEERS, self included */
     uint32_t n_peers;
 

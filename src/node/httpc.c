@@ -24,17 +24,16 @@ struct node_httpc {
     bool done;   /* callback ran (or aborted) */
     node_httpc_cb cb;
     void *ctx;
-    char *req;     /* request bytes */
+    char *req; /* request bytes */
     size_t req_len;
-    char *resp;    /* response bytes (grows) */
+    char *resp; /* response bytes (grows) */
     size_t resp_len, resp_cap;
     char port[8];
 };
 
 static void httpc_maybe_free(struct node_httpc *c)
 {
-    if (c->gai_pending || c->closing > 0 || c->tcp_open || c->timer_open)
-        return;
+    if (c->gai_pending || c->closing > 0 || c->tcp_open || c->timer_open) return;
     free(c->req);
     free(c->resp);
     free(c);
@@ -85,20 +84,16 @@ static int httpc_parse(struct node_httpc *c, bool at_eof, int *status, const cha
             break;
         }
     }
-    if (!end)
-        return at_eof ? ST_EPROTO : 0;
+    if (!end) return at_eof ? ST_EPROTO : 0;
     size_t head_len = (size_t)(end - c->resp);
-    if (head_len < 12 || memcmp(c->resp, "HTTP/1.", 7) != 0)
-        return ST_EPROTO;
+    if (head_len < 12 || memcmp(c->resp, "HTTP/1.", 7) != 0) return ST_EPROTO;
     int st = atoi(c->resp + 9);
-    if (st < 100 || st > 999)
-        return ST_EPROTO;
+    if (st < 100 || st > 999) return ST_EPROTO;
     long long clen = -1;
     const char *p = c->resp;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            nl = end;
+        if (!nl) nl = end;
         if ((size_t)(nl - p) > 15 && strncasecmp(p, "content-length:", 15) == 0)
             clen = atoll(p + 15);
         if ((size_t)(nl - p) > 18 && strncasecmp(p, "transfer-encoding:", 18) == 0)
@@ -108,10 +103,8 @@ static int httpc_parse(struct node_httpc *c, bool at_eof, int *status, const cha
     size_t body_off = head_len + 4;
     size_t have = c->resp_len - body_off;
     if (clen >= 0) {
-        if ((unsigned long long)clen > NODE_HTTPC_BODY_MAX)
-            return ST_ETOOBIG;
-        if (have < (size_t)clen)
-            return at_eof ? ST_EPROTO : 0;
+        if ((unsigned long long)clen > NODE_HTTPC_BODY_MAX) return ST_ETOOBIG;
+        if (have < (size_t)clen) return at_eof ? ST_EPROTO : 0;
         have = (size_t)clen;
     } else if (!at_eof) {
         return 0;
@@ -130,8 +123,7 @@ static void httpc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     if (c->resp_cap - c->resp_len < 4096 + 1) {
         size_t limit = NODE_HTTPC_BODY_MAX + 64 * 1024; /* body + head */
         size_t cap = c->resp_cap ? c->resp_cap * 2 : 8192;
-        if (cap > limit)
-            cap = limit;
+        if (cap > limit) cap = limit;
         if (cap - c->resp_len < 4096 + 1) {
             buf->base = NULL;
             buf->len = 0;
@@ -154,17 +146,14 @@ static void httpc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct node_httpc *c = s->data;
     (void)buf;
-    if (c->done)
-        return;
+    if (c->done) return;
     if (nread == UV_ENOBUFS) {
         httpc_finish(c, ST_ETOOBIG, NULL, 0);
         return;
     }
     bool eof = nread < 0;
-    if (nread > 0)
-        c->resp_len += (size_t)nread;
-    if (nread == 0)
-        return;
+    if (nread > 0) c->resp_len += (size_t)nread;
+    if (nread == 0) return;
     int status = 0;
     const char *body = NULL;
     size_t body_len = 0;
@@ -178,8 +167,7 @@ static void httpc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void httpc_write_cb(uv_write_t *w, int status)
 {
     struct node_httpc *c = w->data;
-    if (c->done)
-        return;
+    if (c->done) return;
     if (status < 0) {
         httpc_finish(c, ST_ECONNECTION, NULL, 0);
         return;
@@ -191,8 +179,7 @@ static void httpc_write_cb(uv_write_t *w, int status)
 static void httpc_connect_cb(uv_connect_t *req, int status)
 {
     struct node_httpc *c = req->data;
-    if (c->done)
-        return;
+    if (c->done) return;
     if (status < 0) {
         httpc_finish(c, ST_ECONNECTION, NULL, 0);
         return;
@@ -208,8 +195,7 @@ static void httpc_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res
     struct node_httpc *c = req->data;
     c->gai_pending = false;
     if (c->done || status < 0 || !res) {
-        if (res)
-            uv_freeaddrinfo(res);
+        if (res) uv_freeaddrinfo(res);
         if (!c->done)
             httpc_finish(c, ST_ECONNECTION, NULL, 0);
         else
@@ -226,8 +212,7 @@ static void httpc_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res
     c->connect.data = c;
     int rc = uv_tcp_connect(&c->connect, &c->tcp, res->ai_addr, httpc_connect_cb);
     uv_freeaddrinfo(res);
-    if (rc != 0)
-        httpc_finish(c, ST_ECONNECTION, NULL, 0);
+    if (rc != 0) httpc_finish(c, ST_ECONNECTION, NULL, 0);
 }
 
 static void httpc_timer_cb(uv_timer_t *t)
@@ -238,22 +223,21 @@ static void httpc_timer_cb(uv_timer_t *t)
 
 int node_httpc_request(uv_loop_t *loop, const char *addr, const char *method, const char *path,
                        const char *content_type, const char *extra_headers, const void *body,
-                       size_t body_len, uint32_t timeout_ms, node_httpc_cb cb, void *ctx, struct node_httpc **out)
+                       size_t body_len, uint32_t timeout_ms, node_httpc_cb cb, void *ctx,
+                       struct node_httpc **out)
 {
     char host[NODE_ADDR_MAX];
     uint16_t port;
     if (node_addr_split(addr, host, sizeof host, &port) != 0 || !path || path[0] != '/')
         return ST_EINVAL;
     struct node_httpc *c = calloc(1, sizeof *c);
-    if (!c)
-        return ST_ENOMEM;
+    if (!c) return ST_ENOMEM;
     c->loop = loop;
     c->cb = cb;
     c->ctx = ctx;
-    if (!extra_headers)
-        extra_headers = "";
-    size_t cap = strlen(method) + strlen(path) + strlen(addr) + strlen(extra_headers) + 256 +
-                 body_len;
+    if (!extra_headers) extra_headers = "";
+    size_t cap =
+        strlen(method) + strlen(path) + strlen(addr) + strlen(extra_headers) + 256 + body_len;
     c->req = malloc(cap);
     if (!c->req) {
         free(c);
@@ -265,8 +249,7 @@ int node_httpc_request(uv_loop_t *loop, const char *addr, const char *method, co
                      method, path, addr, extra_headers, content_type ? "Content-Type: " : "",
                      content_type ? content_type : "", content_type ? "\r\n" : "", body_len);
     ST_ASSERT(n > 0 && (size_t)n + body_len < cap);
-    if (body_len)
-        memcpy(c->req + n, body, body_len);
+    if (body_len) memcpy(c->req + n, body, body_len);
     c->req_len = (size_t)n + body_len;
     snprintf(c->port, sizeof c->port, "%u", port);
 
@@ -290,17 +273,14 @@ int node_httpc_request(uv_loop_t *loop, const char *addr, const char *method, co
         httpc_close_handles(c);
         return ST_EINVAL;
     }
-    if (out)
-        *out = c;
+    if (out) *out = c;
     return 0;
 }
 
 void node_httpc_abort(struct node_httpc *c)
 {
-    if (c->done)
-        return;
+    if (c->done) return;
     c->done = true;
-    if (c->gai_pending)
-        uv_cancel((uv_req_t *)&c->gai);
+    if (c->gai_pending) uv_cancel((uv_req_t *)&c->gai);
     httpc_close_handles(c);
 }

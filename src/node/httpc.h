@@ -34,7 +34,8 @@ typedef void (*node_httpc_cb)(void *ctx, int status, const char *body, size_t bo
  * node_httpc_abort) or ST_EINVAL / ST_ENOMEM. */
 int node_httpc_request(uv_loop_t *loop, const char *addr, const char *method, const char *path,
                        const char *content_type, const char *extra_headers, const void *body,
-                       size_t body_len, uint32_t timeout_ms, node_httpc_cb cb, void *ctx, struct node_httpc **out);
+                       size_t body_len, uint32_t timeout_ms, node_httpc_cb cb, void *ctx,
+                       struct node_httpc **out);
 
 /* Cancels a request whose callback has not run yet: the callback will not
  * run; memory is released once libuv has closed the handles. */

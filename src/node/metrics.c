@@ -33,11 +33,9 @@ const char *node_route_name(enum node_route r)
 
 void node_metrics_request(struct node *n, enum node_route r, int http_status, uint64_t latency_us)
 {
-    if ((unsigned)r >= NODE_ROUTE_COUNT)
-        r = NODE_ROUTE_OTHER;
+    if ((unsigned)r >= NODE_ROUTE_COUNT) r = NODE_ROUTE_OTHER;
     int cls = http_status / 100;
-    if (cls < 1 || cls > 5)
-        cls = 5;
+    if (cls < 1 || cls > 5) cls = 5;
     n->m.route_status[r][cls]++;
     node_hist_add(&n->m.route_latency[r], latency_us);
 }
@@ -55,8 +53,7 @@ static void outf(struct out *o, const char *fmt, ...)
     va_start(ap, fmt);
     int len = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (len > 0)
-        o->append(o->actx, line, ST_MIN((size_t)len, sizeof line - 1));
+    if (len > 0) o->append(o->actx, line, ST_MIN((size_t)len, sizeof line - 1));
 }
 
 static void counter(struct out *o, const char *name, const char *help, uint64_t v)
@@ -94,8 +91,7 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
     const struct node_metrics *m = &n->m;
     struct raft_stats rs;
     memset(&rs, 0, sizeof rs);
-    if (n->raft)
-        raft_stats_get(n->raft, &rs);
+    if (n->raft) raft_stats_get(n->raft, &rs);
     struct node_info info;
     node_info_get(n, &info);
 
@@ -115,8 +111,7 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
             rs.elections_started);
     counter(&o, "stcache_raft_msgs_dropped_total", "Peer messages dropped as malformed.",
             rs.msgs_dropped);
-    counter(&o, "stcache_raft_msgs_stale_total", "Peer messages with a stale term.",
-            rs.msgs_stale);
+    counter(&o, "stcache_raft_msgs_stale_total", "Peer messages with a stale term.", rs.msgs_stale);
     counter(&o, "stcache_proposals_total", "Commands proposed by this node.", m->proposals);
     counter(&o, "stcache_proposals_failed_total", "Proposals refused at once.",
             m->proposals_failed);
@@ -182,8 +177,7 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
     outf(&o, "# HELP stcache_http_request_seconds HTTP request latency by route.\n"
              "# TYPE stcache_http_request_seconds histogram\n");
     for (int r = 0; r < NODE_ROUTE_COUNT; r++) {
-        if (!m->route_latency[r].n)
-            continue;
+        if (!m->route_latency[r].n) continue;
         char labels[64];
         snprintf(labels, sizeof labels, "route=\"%s\"", route_names[r]);
         hist_body(&o, "stcache_http_request_seconds", labels, &m->route_latency[r]);

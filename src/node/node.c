@@ -43,8 +43,7 @@ static uint64_t random_u64(void)
     if (fd >= 0) {
         ssize_t r = read(fd, &v, sizeof v);
         close(fd);
-        if (r == (ssize_t)sizeof v && v != 0)
-            return v;
+        if (r == (ssize_t)sizeof v && v != 0) return v;
     }
     /* Fallback: time and pid mixed (splitmix64 finaliser). */
     v = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ node_wall_ms();
@@ -66,8 +65,7 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **ou
         return ST_EINVAL;
     }
     struct node *n = calloc(1, sizeof *n);
-    if (!n)
-        return ST_ENOMEM;
+    if (!n) return ST_ENOMEM;
     n->loop = loop;
     n->cfg = *cfg;
     snprintf(n->advertise_raft, sizeof n->advertise_raft, "%s",
@@ -96,8 +94,7 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **ou
 
 void node_destroy(struct node *n)
 {
-    if (!n)
-        return;
+    if (!n) return;
     ST_ASSERT(!n->running);
     node_waiters_close(n);
     struct node_persist *p = n->persist_free;
@@ -149,8 +146,7 @@ static bool want_peer(const struct node *n, raft_id id, char *addr)
 static void reconcile_peers(struct node *n)
 {
     n->conf_dirty = false;
-    if (!n->tr || !n->raft)
-        return;
+    if (!n->tr || !n->raft) return;
     char addr[NODE_ADDR_MAX];
     /* Remove peers no longer wanted or whose address changed. */
     for (uint32_t i = 0; i < n->n_tr_peers;) {
@@ -175,13 +171,11 @@ static void reconcile_peers(struct node *n)
         ids[n_ids++] = n->seed_peers[i].id;
     for (size_t k = 0; k < n_ids; k++) {
         raft_id id = ids[k];
-        if (id == n->cfg.id)
-            continue;
+        if (id == n->cfg.id) continue;
         bool have = false;
         for (uint32_t i = 0; i < n->n_tr_peers && !have; i++)
             have = n->tr_peers[i].id == id;
-        if (have || !want_peer(n, id, addr) || n->n_tr_peers == RAFT_MEMBERS_MAX)
-            continue;
+        if (have || !want_peer(n, id, addr) || n->n_tr_peers == RAFT_MEMBERS_MAX) continue;
         int rc = tr_peer_add(n->tr, id, addr);
         if (rc != 0 && rc != ST_EEXIST) {
             ST_TRACE_WARN(MOD, "node %" PRIu64 ": cannot add transport peer %" PRIu64 " at %s: %s",
@@ -211,15 +205,13 @@ static size_t snapshot_meta_blob(const struct node *n, char *out, size_t cap)
     size_t off = 0;
     int w = snprintf(out, cap, "stcache-node-meta 1\ncluster_id %016" PRIx64 "\nmembers %u\n",
                      n->cluster_id, n->conf_applied.n);
-    if (w < 0 || (size_t)w >= cap)
-        return 0;
+    if (w < 0 || (size_t)w >= cap) return 0;
     off = (size_t)w;
     for (uint32_t i = 0; i < n->conf_applied.n; i++) {
         const struct raft_member *m = &n->conf_applied.members[i];
         w = snprintf(out + off, cap - off, "%" PRIu64 " %s %.*s\n", m->id,
                      m->role == RAFT_VOTER ? "voter" : "learner", (int)m->context_len, m->context);
-        if (w < 0 || (size_t)w >= cap - off)
-            return off;
+        if (w < 0 || (size_t)w >= cap - off) return off;
         off += (size_t)w;
     }
     return off;
@@ -246,8 +238,7 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
 
 static void deferred_apply(struct node *n)
 {
-    if (!n->n_deferred)
-        return;
+    if (!n->n_deferred) return;
     raft_index before = n->applied;
     /* Detach: applying completes requests whose callbacks may do anything. */
     struct raft_entry *d = n->deferred;
@@ -276,30 +267,25 @@ static void deferred_drop(struct node *n)
 
 static int defer_entry(struct node *n, const struct raft_entry *e)
 {
-    if (n->n_deferred && e->index <= n->deferred[n->n_deferred - 1].index)
-        return 0;
+    if (n->n_deferred && e->index <= n->deferred[n->n_deferred - 1].index) return 0;
     if (n->n_deferred == n->cap_deferred) {
         size_t cap = n->cap_deferred ? n->cap_deferred * 2 : 256;
         struct raft_entry *d = realloc(n->deferred, cap * sizeof *d);
-        if (!d)
-            return ST_ENOMEM;
+        if (!d) return ST_ENOMEM;
         n->deferred = d;
         n->cap_deferred = cap;
     }
     n->deferred[n->n_deferred++] = *e;
     n->m.entries_deferred++;
-    if (e->buf)
-        raft_buf_ref(e->buf);
+    if (e->buf) raft_buf_ref(e->buf);
     return 0;
 }
 
 static void snap_job_release(struct node *n)
 {
     struct node_snap_job *job = &n->snap_job;
-    if (job->cur)
-        kv_snapshot_end(job->cur);
-    if (job->w)
-        st_snap_write_abort(job->w);
+    if (job->cur) kv_snapshot_end(job->cur);
+    if (job->w) st_snap_write_abort(job->w);
     free(job->blob);
     free(job->meta);
     memset(job, 0, sizeof *job);
@@ -314,8 +300,7 @@ static raft_index snapshot_compact(struct node *n, raft_index idx, raft_term idx
     raft_index cand = idx > n->trailing ? idx - n->trailing : 0;
     raft_term cand_term = 0;
     const struct raft_entry *e = cand ? raft_entry_get(n->raft, cand) : NULL;
-    if (e)
-        cand_term = e->term;
+    if (e) cand_term = e->term;
     raft_index first = raft_snapshot_taken(n->raft, idx);
     raft_term cterm = 0;
     if (first > 1) {
@@ -352,8 +337,7 @@ static int snapshot_step(struct node *n, size_t budget, int *rc_out)
 {
     struct node_snap_job *job = &n->snap_job;
     int rc = kv_snapshot_next(job->cur, budget);
-    if (rc == 1)
-        return 1;
+    if (rc == 1) return 1;
     raft_index idx = job->meta->index;
     raft_term term = job->meta->term;
     struct st_snapshot_info info;
@@ -367,8 +351,7 @@ static int snapshot_step(struct node *n, size_t budget, int *rc_out)
     }
     uint64_t took_us = node_now_us() - job->t0;
     snap_job_release(n);
-    if (rc_out)
-        *rc_out = rc;
+    if (rc_out) *rc_out = rc;
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot at %" PRIu64 " failed: %s", n->cfg.id, idx,
                        st_strerror(rc));
@@ -391,16 +374,14 @@ static int snapshot_step(struct node *n, size_t budget, int *rc_out)
  * was applied since the last snapshot). */
 static int snapshot_start(struct node *n)
 {
-    if (n->snap_active || n->applied == 0 || n->applied <= n->snapshot_index)
-        return 0;
+    if (n->snap_active || n->applied == 0 || n->applied <= n->snapshot_index) return 0;
     struct node_snap_job *job = &n->snap_job;
     memset(job, 0, sizeof *job);
     job->t0 = node_now_us();
     job->blob = malloc(KV_SNAPSHOT_META_BYTES_MAX);
     job->meta = malloc(sizeof *job->meta);
     int rc = job->blob && job->meta ? 0 : ST_ENOMEM;
-    if (rc == 0)
-        rc = st_snap_write_begin(n->storage->snaps, &job->w);
+    if (rc == 0) rc = st_snap_write_begin(n->storage->snaps, &job->w);
     if (rc == 0) {
         job->meta->index = n->applied;
         job->meta->term = n->applied_term;
@@ -421,25 +402,19 @@ static int snapshot_start(struct node *n)
 
 int node_snapshot_now(struct node *n, raft_index *index)
 {
-    if (!n->running || n->stopping)
-        return ST_ECLOSED;
-    if (n->fatal)
-        return ST_EIO;
+    if (!n->running || n->stopping) return ST_ECLOSED;
+    if (n->fatal) return ST_EIO;
     int rc = snapshot_start(n);
-    if (rc == 0 && n->snap_active)
-        (void)snapshot_step(n, 0, &rc);
-    if (index)
-        *index = n->snapshot_index;
+    if (rc == 0 && n->snap_active) (void)snapshot_step(n, 0, &rc);
+    if (index) *index = n->snapshot_index;
     return rc;
 }
 
 static void snapshot_maybe(struct node *n, bool interval_due)
 {
     uint64_t threshold = n->cfg.snapshot_threshold;
-    if (n->snap_active || threshold == 0 || n->applied - n->applied_at_snapshot < threshold)
-        return;
-    if (n->cfg.snapshot_interval_s != 0 && !interval_due)
-        return;
+    if (n->snap_active || threshold == 0 || n->applied - n->applied_at_snapshot < threshold) return;
+    if (n->cfg.snapshot_interval_s != 0 && !interval_due) return;
     (void)snapshot_start(n);
 }
 
@@ -469,25 +444,23 @@ static int snapshot_restore(struct node *n, raft_index index)
     for (;;) {
         size_t got = 0;
         rc = st_snap_read(rd, buf, NODE_SCRATCH_BYTES, &got);
-        if (rc || got == 0)
-            break;
+        if (rc || got == 0) break;
         rc = kv_restore_feed(kr, buf, got);
-        if (rc)
-            break;
+        if (rc) break;
     }
     free(buf);
     st_snap_read_close(rd);
     if (rc) {
         kv_restore_abort(kr);
-        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " restore failed: %s",
-                       n->cfg.id, index, st_strerror(rc));
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " restore failed: %s", n->cfg.id,
+                       index, st_strerror(rc));
         return rc;
     }
     struct kv_snapshot_info kinfo;
     rc = kv_restore_finish(kr, &kinfo);
     if (rc) {
-        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " restore failed: %s",
-                       n->cfg.id, index, st_strerror(rc));
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " restore failed: %s", n->cfg.id,
+                       index, st_strerror(rc));
         return rc;
     }
     free(kinfo.meta);
@@ -497,7 +470,8 @@ static int snapshot_restore(struct node *n, raft_index index)
     n->snapshot_index = info.meta.index;
     n->applied_at_snapshot = info.meta.index;
     n->conf_dirty = true;
-    ST_TRACE_INFO(MOD, "node %" PRIu64 ": restored snapshot at index %" PRIu64 " (%" PRIu64 " keys)",
+    ST_TRACE_INFO(MOD,
+                  "node %" PRIu64 ": restored snapshot at index %" PRIu64 " (%" PRIu64 " keys)",
                   n->cfg.id, info.meta.index, kinfo.keys);
     return 0;
 }
@@ -511,8 +485,7 @@ static struct node_persist *persist_get(struct node *n)
         n->persist_free = p->next;
     } else {
         p = calloc(1, sizeof *p);
-        if (!p)
-            return NULL;
+        if (!p) return NULL;
     }
     p->seq = 0;
     p->index = 0;
@@ -548,21 +521,17 @@ static void persist_enqueue(struct node *n, struct node_persist *p)
     else
         n->persist_head = p;
     n->persist_tail = p;
-    if (p->seq)
-        n->persist_inflight++;
+    if (p->seq) n->persist_inflight++;
 }
 
 static int persist_hold_buf(struct node_persist *p, struct raft_buf *b)
 {
-    if (!b)
-        return 0;
-    if (p->n_bufs > 0 && p->bufs[p->n_bufs - 1] == b)
-        return 0;
+    if (!b) return 0;
+    if (p->n_bufs > 0 && p->bufs[p->n_bufs - 1] == b) return 0;
     if (p->n_bufs == p->cap_bufs) {
         size_t cap = p->cap_bufs ? p->cap_bufs * 2 : 16;
         struct raft_buf **nb = realloc(p->bufs, cap * sizeof *nb);
-        if (!nb)
-            return ST_ENOMEM;
+        if (!nb) return ST_ENOMEM;
         p->bufs = nb;
         p->cap_bufs = cap;
     }
@@ -576,8 +545,7 @@ static int persist_copy_msg(struct node_persist *p, const struct raft_msg *m)
     if (p->n_msgs == p->cap_msgs) {
         size_t cap = p->cap_msgs ? p->cap_msgs * 2 : 8;
         struct raft_msg *nm = realloc(p->msgs, cap * sizeof *nm);
-        if (!nm)
-            return ST_ENOMEM;
+        if (!nm) return ST_ENOMEM;
         p->msgs = nm;
         p->cap_msgs = cap;
     }
@@ -590,8 +558,7 @@ static int persist_copy_msg(struct node_persist *p, const struct raft_msg *m)
         /* A new leader sends everything after its term is durable,
          * snapshots included. */
         struct raft_snapshot_meta *meta = malloc(sizeof *meta);
-        if (!meta)
-            return ST_ENOMEM;
+        if (!meta) return ST_ENOMEM;
         *meta = *m->snapshot;
         c->snapshot = meta;
     }
@@ -604,8 +571,7 @@ static int persist_copy_msg(struct node_persist *p, const struct raft_msg *m)
         c->n_entries = m->n_entries;
         memcpy(c->entries, m->entries, m->n_entries * sizeof *c->entries);
         for (uint32_t k = 0; k < m->n_entries; k++)
-            if (c->entries[k].buf)
-                raft_buf_ref(c->entries[k].buf);
+            if (c->entries[k].buf) raft_buf_ref(c->entries[k].buf);
     }
     p->n_msgs++;
     return 0;
@@ -633,8 +599,7 @@ static void persist_drain(struct node *n)
     while (n->persist_head && n->persist_head->seq <= done) {
         struct node_persist *p = n->persist_head;
         n->persist_head = p->next;
-        if (!n->persist_head)
-            n->persist_tail = NULL;
+        if (!n->persist_head) n->persist_tail = NULL;
         if (p->seq) {
             n->persist_inflight--;
             node_hist_add(&n->m.fsync, done_us > p->submit_us ? done_us - p->submit_us : 0);
@@ -647,8 +612,7 @@ static void persist_drain(struct node *n)
         }
         persist_release(n, p);
     }
-    if (pi && n->raft && !n->stopping)
-        raft_persisted(n->raft, pi, pt);
+    if (pi && n->raft && !n->stopping) raft_persisted(n->raft, pi, pt);
 }
 
 /* Writer thread: record what is durable, wake the loop. */
@@ -657,10 +621,8 @@ static void writer_cb(void *ctx, const struct st_log_writer_result *res)
     struct node *n = ctx;
     uint64_t now = node_now_us();
     uv_mutex_lock(&n->wmu);
-    if (res->status != 0 && n->w_status == 0)
-        n->w_status = res->status;
-    if (res->seq > n->w_done_seq)
-        n->w_done_seq = res->seq;
+    if (res->status != 0 && n->w_status == 0) n->w_status = res->status;
+    if (res->seq > n->w_done_seq) n->w_done_seq = res->seq;
     n->w_done_us = now;
     uv_mutex_unlock(&n->wmu);
     uv_async_send(&n->persist_async);
@@ -669,8 +631,7 @@ static void writer_cb(void *ctx, const struct st_log_writer_result *res)
 static void persist_async_cb(uv_async_t *h)
 {
     struct node *n = h->data;
-    if (!n->running || n->stopping)
-        return;
+    if (!n->running || n->stopping) return;
     persist_drain(n);
 }
 
@@ -683,18 +644,17 @@ static void send_msg(struct node *n, const struct raft_msg *m)
         struct st_snapshot_info info;
         ST_ASSERT(m->snapshot);
         int rc = st_snap_data_path(n->storage->snaps, m->snapshot->index, path, sizeof path, &info);
-        if (rc == 0)
-            rc = tr_send_snapshot(n->tr, m, path, info.data_bytes);
+        if (rc == 0) rc = tr_send_snapshot(n->tr, m, path, info.data_bytes);
         if (rc) {
-            ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " to %" PRIu64
-                                " not sent: %s", n->cfg.id, m->snapshot->index, m->to,
-                           st_strerror(rc));
-            if (rc != ST_EBUSY)
-                raft_report_snapshot(n->raft, m->to, false);
+            ST_TRACE_DEBUG(MOD,
+                           "node %" PRIu64 ": snapshot %" PRIu64 " to %" PRIu64 " not sent: %s",
+                           n->cfg.id, m->snapshot->index, m->to, st_strerror(rc));
+            if (rc != ST_EBUSY) raft_report_snapshot(n->raft, m->to, false);
         } else {
-            ST_TRACE_INFO(MOD, "node %" PRIu64 ": streaming snapshot %" PRIu64 " (%" PRIu64
-                               " bytes) to %" PRIu64, n->cfg.id, m->snapshot->index,
-                          info.data_bytes, m->to);
+            ST_TRACE_INFO(MOD,
+                          "node %" PRIu64 ": streaming snapshot %" PRIu64 " (%" PRIu64
+                          " bytes) to %" PRIu64,
+                          n->cfg.id, m->snapshot->index, info.data_bytes, m->to);
         }
         return;
     }
@@ -706,8 +666,7 @@ static void send_msg(struct node *n, const struct raft_msg *m)
          * the payloads at its own index), so send placeholders. */
         struct raft_entry stack[16];
         struct raft_entry *ents = m->n_entries <= 16 ? stack : malloc(m->n_entries * sizeof *ents);
-        if (!ents)
-            return;
+        if (!ents) return;
         struct raft_msg copy = *m;
         for (uint32_t i = 0; i < m->n_entries; i++) {
             ents[i] = m->entries[i];
@@ -716,8 +675,7 @@ static void send_msg(struct node *n, const struct raft_msg *m)
         }
         copy.entries = ents;
         rc = tr_send(n->tr, &copy);
-        if (ents != stack)
-            free(ents);
+        if (ents != stack) free(ents);
     } else {
         rc = tr_send(n->tr, m);
     }
@@ -737,8 +695,8 @@ static void apply_conf_entry(struct node *n, const struct raft_entry *e)
         return;
     }
     if (raft_conf_apply(&n->conf_applied, &cc) != 0)
-        ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": conf change at %" PRIu64 " had no effect",
-                       n->cfg.id, e->index);
+        ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": conf change at %" PRIu64 " had no effect", n->cfg.id,
+                       e->index);
     n->conf_dirty = true;
     const char *op = cc.op == RAFT_CONF_ADD_VOTER     ? "voter"
                      : cc.op == RAFT_CONF_ADD_LEARNER ? "learner"
@@ -753,8 +711,7 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
 {
     for (size_t i = 0; i < count; i++) {
         const struct raft_entry *e = &ents[i];
-        if (e->index <= n->applied)
-            continue;
+        if (e->index <= n->applied) continue;
         if (n->snap_active) {
             /* The kv is being snapshotted: it must not change. */
             if (defer_entry(n, e) != 0) {
@@ -772,11 +729,9 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
                 return;
             }
             if (rc == 0) {
-                if (res.type == KV_CMD_PURGE_EXPIRED && res.purge_more)
-                    n->purge_more = true;
+                if (res.type == KV_CMD_PURGE_EXPIRED && res.purge_more) n->purge_more = true;
                 node_client_applied_kv(n, e->index, &res);
-            }
-            else
+            } else
                 ST_TRACE_WARN(MOD, "node %" PRIu64 ": entry %" PRIu64 " skipped: %s", n->cfg.id,
                               e->index, st_strerror(rc));
         } else if (e->type == RAFT_ENTRY_CONF) {
@@ -806,8 +761,7 @@ static void soft_state(struct node *n, const struct raft_ready *rd)
     n->role = rd->role;
     n->leader = rd->leader;
     n->term = rd->term;
-    if (leader_changed)
-        node_client_leader_changed(n, rd->leader);
+    if (leader_changed) node_client_leader_changed(n, rd->leader);
 }
 
 static void process_one_ready(struct node *n)
@@ -815,8 +769,7 @@ static void process_one_ready(struct node *n)
     struct raft_ready rd;
     raft_ready_get(n->raft, &rd);
     n->m.readies++;
-    if (rd.soft_state_changed)
-        soft_state(n, &rd);
+    if (rd.soft_state_changed) soft_state(n, &rd);
 
     struct st_log_batch b;
     memset(&b, 0, sizeof b);
@@ -847,11 +800,9 @@ static void process_one_ready(struct node *n)
         b.entries = rd.entries;
         b.n_entries = rd.n_entries;
         for (size_t i = 0; i < rd.n_entries; i++)
-            if (rd.entries[i].type == RAFT_ENTRY_CONF)
-                n->conf_dirty = true;
+            if (rd.entries[i].type == RAFT_ENTRY_CONF) n->conf_dirty = true;
     }
-    if (rd.hard_state_changed)
-        b.hard_state = &rd.hard_state;
+    if (rd.hard_state_changed) b.hard_state = &rd.hard_state;
     bool write = b.snapshot_index || b.n_entries || b.hard_state;
     if (write || rd.n_msgs_after_persist) {
         struct node_persist *p = persist_get(n);
@@ -870,8 +821,7 @@ static void process_one_ready(struct node *n)
             }
         }
         if (rc) {
-            if (p)
-                persist_release(n, p);
+            if (p) persist_release(n, p);
             raft_ready_ack(n->raft, &rd);
             node_fatal(n, rc, "cannot queue a WAL write");
             return;
@@ -889,12 +839,10 @@ static void process_one_ready(struct node *n)
     for (size_t i = 0; i < rd.n_reads; i++)
         node_client_read_state(n, &rd.reads[i]);
     raft_ready_ack(n->raft, &rd);
-    if (n->applied > applied_before || rd.snapshot)
-        raft_applied(n->raft, n->applied);
+    if (n->applied > applied_before || rd.snapshot) raft_applied(n->raft, n->applied);
     node_client_serve_reads(n);
     /* msgs-only requests at the head complete at once. */
-    if (n->persist_head && n->persist_head->seq == 0)
-        persist_drain(n);
+    if (n->persist_head && n->persist_head->seq == 0) persist_drain(n);
 }
 
 static void idle_cb(uv_idle_t *h)
@@ -918,8 +866,7 @@ static void node_check_invariants(const struct node *n)
             last_seq = p->seq;
             inflight++;
         }
-        if (!p->next)
-            ST_ASSERT(p == n->persist_tail);
+        if (!p->next) ST_ASSERT(p == n->persist_tail);
     }
     ST_ASSERT(inflight == n->persist_inflight);
 }
@@ -927,25 +874,22 @@ static void node_check_invariants(const struct node *n)
 
 void node_process_readies(struct node *n)
 {
-    if (!n->running || n->stopping || n->processing || n->fatal)
-        return;
+    if (!n->running || n->stopping || n->processing || n->fatal) return;
     n->processing = true;
-    if (n->n_fwd)
-        node_client_flush_forwards(n);
+    if (n->n_fwd) node_client_flush_forwards(n);
     node_client_issue_reads(n);
     for (int i = 0; i < NODE_READIES_PER_PASS && raft_has_ready(n->raft) && !n->fatal; i++)
         process_one_ready(n);
-    if (n->conf_dirty)
-        reconcile_peers(n);
+    if (n->conf_dirty) reconcile_peers(n);
     if (n->snap_active && !n->fatal)
         (void)snapshot_step(n, n->cfg.snapshot_step_bytes ? n->cfg.snapshot_step_bytes : 1, NULL);
     n->processing = false;
 #if defined(ST_DEBUG_CHECKS) && ST_DEBUG_CHECKS
     node_check_invariants(n);
 #endif
-    if (n->fatal || n->stopping)
-        return;
-    bool more = raft_has_ready(n->raft) || n->n_fwd || n->snap_active || (n->batch[0] && n->batch[0]->waiters.head) ||
+    if (n->fatal || n->stopping) return;
+    bool more = raft_has_ready(n->raft) || n->n_fwd || n->snap_active ||
+                (n->batch[0] && n->batch[0]->waiters.head) ||
                 (n->batch[1] && n->batch[1]->waiters.head);
     if (more && !uv_is_active((uv_handle_t *)&n->idle))
         uv_idle_start(&n->idle, idle_cb);
@@ -974,18 +918,15 @@ static void promote_learners(struct node *n)
     bool any = false;
     for (uint32_t i = 0; i < conf->n && !any; i++)
         any = conf->members[i].role == RAFT_LEARNER;
-    if (!any)
-        return;
+    if (!any) return;
     struct raft_progress_info prog[RAFT_MEMBERS_MAX];
     size_t np = raft_progress_get(n->raft, prog, RAFT_MEMBERS_MAX);
     raft_index commit = raft_commit_index(n->raft);
     for (uint32_t i = 0; i < conf->n; i++) {
         const struct raft_member *m = &conf->members[i];
-        if (m->role != RAFT_LEARNER)
-            continue;
+        if (m->role != RAFT_LEARNER) continue;
         for (size_t k = 0; k < np; k++) {
-            if (prog[k].id != m->id)
-                continue;
+            if (prog[k].id != m->id) continue;
             /* Caught up: replicating (not probing or receiving a snapshot),
              * heard from recently, and close to the commit index. */
             if (!prog[k].recent_active || prog[k].state != RAFT_PROGRESS_REPLICATE ||
@@ -1004,8 +945,9 @@ static void promote_learners(struct node *n)
                                n->cfg.id, m->id, st_strerror(rc));
             if (rc == 0) {
                 n->m.learners_promoted++;
-                ST_TRACE_INFO(MOD, "node %" PRIu64 ": promoting learner %" PRIu64
-                                   " (match %" PRIu64 ", commit %" PRIu64 ") at index %" PRIu64,
+                ST_TRACE_INFO(MOD,
+                              "node %" PRIu64 ": promoting learner %" PRIu64 " (match %" PRIu64
+                              ", commit %" PRIu64 ") at index %" PRIu64,
                               n->cfg.id, m->id, prog[k].match, commit, idx);
             }
             return; /* one change at a time */
@@ -1016,18 +958,15 @@ static void promote_learners(struct node *n)
 static void tick_cb(uv_timer_t *t)
 {
     struct node *n = t->data;
-    if (!n->running || n->stopping || n->fatal)
-        return;
+    if (!n->running || n->stopping || n->fatal) return;
     raft_tick(n->raft);
     n->ticks++;
     uint64_t now = node_now_us();
     node_waiters_expire(n, now);
-    if (n->admin_retry.head)
-        node_client_retry_admin(n);
+    if (n->admin_retry.head) node_client_retry_admin(n);
     if (n->role == RAFT_LEADER) {
         promote_learners(n);
-        if (n->purge_more ||
-            now - n->last_purge_us >= (uint64_t)n->cfg.purge_interval_ms * 1000u) {
+        if (n->purge_more || now - n->last_purge_us >= (uint64_t)n->cfg.purge_interval_ms * 1000u) {
             n->last_purge_us = now;
             n->purge_more = false;
             node_propose_purge(n);
@@ -1046,8 +985,7 @@ static void tr_msg_cb(void *ctx, raft_id from, const struct raft_msg *msg)
 {
     struct node *n = ctx;
     (void)from;
-    if (!n->running || n->stopping || n->fatal)
-        return;
+    if (!n->running || n->stopping || n->fatal) return;
     int rc = raft_step(n->raft, msg);
     if (rc && rc != ST_ESTALE)
         ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": %s from %" PRIu64 " dropped: %s", n->cfg.id,
@@ -1066,26 +1004,24 @@ static void tr_send_failed_cb(void *ctx, raft_id peer, uint8_t type, int status)
     struct node *n = ctx;
     (void)type;
     (void)status;
-    if (n->running && !n->stopping)
-        raft_report_unreachable(n->raft, peer);
+    if (n->running && !n->stopping) raft_report_unreachable(n->raft, peer);
 }
 
 static int tr_snap_begin_cb(void *ctx, raft_id from, const struct raft_msg *msg, uint64_t size)
 {
     struct node *n = ctx;
-    if (!n->running || n->stopping || n->fatal || !msg->snapshot)
-        return ST_ECLOSED;
+    if (!n->running || n->stopping || n->fatal || !msg->snapshot) return ST_ECLOSED;
     if (n->snap_in) {
         st_snap_write_abort(n->snap_in);
         n->snap_in = NULL;
     }
     int rc = st_snap_write_begin(n->storage->snaps, &n->snap_in);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     n->snap_in_from = from;
     n->snap_in_meta = *msg->snapshot;
-    ST_TRACE_INFO(MOD, "node %" PRIu64 ": receiving snapshot %" PRIu64 " (%" PRIu64
-                       " bytes) from %" PRIu64, n->cfg.id, msg->snapshot->index, size, from);
+    ST_TRACE_INFO(
+        MOD, "node %" PRIu64 ": receiving snapshot %" PRIu64 " (%" PRIu64 " bytes) from %" PRIu64,
+        n->cfg.id, msg->snapshot->index, size, from);
     return 0;
 }
 
@@ -1094,16 +1030,14 @@ static int tr_snap_chunk_cb(void *ctx, raft_id from, uint64_t offset, const uint
 {
     struct node *n = ctx;
     (void)offset;
-    if (!n->snap_in || n->snap_in_from != from)
-        return ST_EINVAL;
+    if (!n->snap_in || n->snap_in_from != from) return ST_EINVAL;
     return st_snap_write(n->snap_in, data, len);
 }
 
 static int tr_snap_end_cb(void *ctx, raft_id from, int status)
 {
     struct node *n = ctx;
-    if (!n->snap_in || n->snap_in_from != from)
-        return ST_EINVAL;
+    if (!n->snap_in || n->snap_in_from != from) return ST_EINVAL;
     struct st_snap_writer *w = n->snap_in;
     n->snap_in = NULL;
     if (status != 0) {
@@ -1115,16 +1049,15 @@ static int tr_snap_end_cb(void *ctx, raft_id from, int status)
     struct st_snapshot_info info;
     int rc = st_snap_write_commit(w, &n->snap_in_meta, &info);
     if (rc)
-        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot from %" PRIu64 " not stored: %s",
-                       n->cfg.id, from, st_strerror(rc));
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot from %" PRIu64 " not stored: %s", n->cfg.id,
+                       from, st_strerror(rc));
     return rc;
 }
 
 static void tr_snap_sent_cb(void *ctx, raft_id to, int status)
 {
     struct node *n = ctx;
-    if (!n->running || n->stopping)
-        return;
+    if (!n->running || n->stopping) return;
     ST_TRACE_INFO(MOD, "node %" PRIu64 ": snapshot to %" PRIu64 ": %s", n->cfg.id, to,
                   status == 0 ? "stored" : st_strerror(status));
     raft_report_snapshot(n->raft, to, status == 0);
@@ -1149,8 +1082,7 @@ static int handles_init(struct node *n)
     n->idle.data = n;
     n->join_timer.data = n;
     n->handles_open = 6;
-    if (uv_async_init(n->loop, &n->persist_async, persist_async_cb) != 0)
-        return ST_ENOMEM;
+    if (uv_async_init(n->loop, &n->persist_async, persist_async_cb) != 0) return ST_ENOMEM;
     n->persist_async.data = n;
     n->handles_open++;
     return 0;
@@ -1180,12 +1112,10 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     struct kv_config kc;
     kv_config_default(&kc);
     rc = kv_create(&kc, &n->kv);
-    if (rc)
-        goto fail_state;
+    if (rc) goto fail_state;
     if (state.has_snapshot) {
         rc = snapshot_restore(n, state.snapshot.meta.index);
-        if (rc)
-            goto fail_state;
+        if (rc) goto fail_state;
     }
     struct raft_config rcfg;
     raft_config_default(&rcfg, n->cfg.id);
@@ -1198,8 +1128,7 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     rcfg.forward_proposals = true;
     /* One entry must hold the largest command the limits allow. */
     uint64_t cmd_max = (uint64_t)n->cfg.max_value_bytes + n->cfg.max_key_bytes + 4096;
-    if (rcfg.msg_bytes_max < cmd_max)
-        rcfg.msg_bytes_max = (uint32_t)ST_MIN(cmd_max, UINT32_MAX);
+    if (rcfg.msg_bytes_max < cmd_max) rcfg.msg_bytes_max = (uint32_t)ST_MIN(cmd_max, UINT32_MAX);
     n->fwd_bytes_max = rcfg.msg_bytes_max;
     if (rcfg.uncommitted_bytes_max && rcfg.uncommitted_bytes_max < 8 * cmd_max)
         rcfg.uncommitted_bytes_max = 8 * cmd_max;
@@ -1207,10 +1136,8 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
      * within [8, 1024], so a small threshold still forces snapshot streaming
      * to a far-behind follower (tests) while a large one keeps plenty. */
     n->trailing = n->cfg.snapshot_threshold / 2;
-    if (n->trailing < 8)
-        n->trailing = 8;
-    if (n->trailing > 1024)
-        n->trailing = 1024;
+    if (n->trailing < 8) n->trailing = 8;
+    if (n->trailing > 1024) n->trailing = 1024;
     rcfg.trailing_entries = n->trailing;
     struct raft_bootstrap_state bs;
     memset(&bs, 0, sizeof bs);
@@ -1237,8 +1164,7 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     struct st_log_writer_config wc;
     memset(&wc, 0, sizeof wc);
     rc = st_log_writer_create(&n->storage->log, &wc, writer_cb, n, &n->writer);
-    if (rc)
-        return rc;
+    if (rc) return rc;
 
     struct tr_config tc;
     tr_config_default(&tc, n->cfg.id, n->cluster_id, n->cfg.raft_listen);
@@ -1255,8 +1181,7 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
         .snapshot_sent_cb = tr_snap_sent_cb,
     };
     rc = tr_create(n->loop, &tc, &cbs, &n->tr);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = tr_start(n->tr);
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": cannot listen on %s: %s", n->cfg.id,
@@ -1284,8 +1209,7 @@ fail_state:
 
 static void started(struct node *n, int status)
 {
-    if (n->started_cb)
-        n->started_cb(n, status, n->started_ctx);
+    if (n->started_cb) n->started_cb(n, status, n->started_ctx);
 }
 
 static void join_send(struct node *n);
@@ -1303,8 +1227,8 @@ static void join_retry(struct node *n, const char *why)
         started(n, ST_ECONNECTION);
         return;
     }
-    ST_TRACE_INFO(MOD, "node %" PRIu64 ": join via %s: %s; retrying", n->cfg.id,
-                  n->cfg.join_http, why);
+    ST_TRACE_INFO(MOD, "node %" PRIu64 ": join via %s: %s; retrying", n->cfg.id, n->cfg.join_http,
+                  why);
     uv_timer_start(&n->join_timer, join_timer_cb, NODE_JOIN_RETRY_MS, 0);
 }
 
@@ -1318,8 +1242,7 @@ static int join_parse_reply(struct node *n, const char *body, size_t len)
     char *end;
     errno = 0;
     unsigned long long cid = strtoull(hex, &end, 16);
-    if (errno || *end || cid == 0)
-        return ST_EPROTO;
+    if (errno || *end || cid == 0) return ST_EPROTO;
     n->cluster_id = cid;
     n->n_seed_peers = 0;
     if (jsonr_get(doc, "members", &members)) {
@@ -1332,24 +1255,21 @@ static int join_parse_reply(struct node *n, const char *body, size_t len)
                 continue;
             p->id = id;
             p->http[0] = '\0';
-            if (jsonr_get(m, "http", &v))
-                (void)jsonr_string(v, p->http, sizeof p->http);
-            if (id != n->cfg.id)
-                n->n_seed_peers++;
+            if (jsonr_get(m, "http", &v)) (void)jsonr_string(v, p->http, sizeof p->http);
+            if (id != n->cfg.id) n->n_seed_peers++;
         }
     }
     return 0;
 }
 
-static void join_reply_cb(void *ctx, int status, const char *body, size_t len,
-                          const char *head, size_t head_len)
+static void join_reply_cb(void *ctx, int status, const char *body, size_t len, const char *head,
+                          size_t head_len)
 {
     (void)head;
     (void)head_len;
     struct node *n = ctx;
     n->join_req = NULL;
-    if (n->stopping)
-        return;
+    if (n->stopping) return;
     if (status == 200 || status == 201) {
         int rc = join_parse_reply(n, body, len);
         if (rc) {
@@ -1386,8 +1306,7 @@ static void join_send(struct node *n)
     int rc = node_httpc_request(n->loop, n->cfg.join_http, "POST", "/cluster/members",
                                 "application/json", NULL, body, (size_t)len,
                                 n->cfg.request_timeout_ms, join_reply_cb, n, &n->join_req);
-    if (rc)
-        join_retry(n, st_strerror(rc));
+    if (rc) join_retry(n, st_strerror(rc));
 }
 
 int node_start(struct node *n, node_started_cb cb, void *ctx)
@@ -1395,13 +1314,11 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
     n->started_cb = cb;
     n->started_ctx = ctx;
     int rc = handles_init(n);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     char errtext[256] = "";
     struct st_errbuf eb = {errtext, sizeof errtext};
     uint64_t nid = 0, cid = 0;
-    rc = st_identity_read(n->cfg.fs ? n->cfg.fs : st_fs_posix(), n->cfg.data_dir, &nid, &cid,
-                          &eb);
+    rc = st_identity_read(n->cfg.fs ? n->cfg.fs : st_fs_posix(), n->cfg.data_dir, &nid, &cid, &eb);
     if (rc == 0) {
         if (nid != n->cfg.id) {
             ST_TRACE_ERROR(MOD, "data directory %s belongs to node %" PRIu64 ", not %" PRIu64,
@@ -1409,13 +1326,13 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
             return ST_EMISMATCH;
         }
         if (n->cfg.mode != NODE_START_RESTART)
-            ST_TRACE_INFO(MOD, "node %" PRIu64 ": %s holds a node: restarting from it (the start "
-                               "mode flag is ignored)",
+            ST_TRACE_INFO(MOD,
+                          "node %" PRIu64 ": %s holds a node: restarting from it (the start "
+                          "mode flag is ignored)",
                           n->cfg.id, n->cfg.data_dir);
         n->cluster_id = cid;
         rc = open_and_run(n, NULL);
-        if (rc == 0)
-            started(n, 0);
+        if (rc == 0) started(n, 0);
         return rc;
     }
     if (rc != ST_ENOENT) {
@@ -1424,15 +1341,14 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
         return rc;
     }
     enum node_start_mode mode = n->cfg.mode;
-    if (mode == NODE_START_RESTART && n->cfg.bootstrap_if_empty)
-        mode = NODE_START_BOOTSTRAP;
+    if (mode == NODE_START_RESTART && n->cfg.bootstrap_if_empty) mode = NODE_START_BOOTSTRAP;
     struct raft_conf *conf = calloc(1, sizeof *conf);
-    if (!conf)
-        return ST_ENOMEM;
+    if (!conf) return ST_ENOMEM;
     switch (mode) {
     case NODE_START_RESTART:
-        ST_TRACE_ERROR(MOD, "data directory %s is empty: start a new cluster with --bootstrap, "
-                            "join one with --join HTTP_ADDR, or use --peers",
+        ST_TRACE_ERROR(MOD,
+                       "data directory %s is empty: start a new cluster with --bootstrap, "
+                       "join one with --join HTTP_ADDR, or use --peers",
                        n->cfg.data_dir);
         free(conf);
         return ST_ENOENT;
@@ -1463,8 +1379,7 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
                   n->cfg.id, n->cluster_id, conf->n, n->cfg.data_dir);
     rc = open_and_run(n, conf);
     free(conf);
-    if (rc == 0)
-        started(n, 0);
+    if (rc == 0) started(n, 0);
     return rc;
 }
 
@@ -1472,8 +1387,7 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
 
 static void stop_maybe_finish(struct node *n)
 {
-    if (n->handles_open > 0 || !n->tr_closed)
-        return;
+    if (n->handles_open > 0 || !n->tr_closed) return;
     if (n->snap_in) {
         st_snap_write_abort(n->snap_in);
         n->snap_in = NULL;
@@ -1491,8 +1405,7 @@ static void stop_maybe_finish(struct node *n)
         n->storage = NULL;
     }
     ST_TRACE_INFO(MOD, "node %" PRIu64 ": stopped", n->cfg.id);
-    if (n->stopped_cb)
-        n->stopped_cb(n, n->stopped_ctx);
+    if (n->stopped_cb) n->stopped_cb(n, n->stopped_ctx);
 }
 
 static void handle_closed_cb(uv_handle_t *h)
@@ -1512,8 +1425,7 @@ static void tr_done_cb(void *arg)
 
 void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
 {
-    if (n->stopping)
-        return;
+    if (n->stopping) return;
     n->stopping = true;
     n->stopped_cb = cb;
     n->stopped_ctx = ctx;
@@ -1523,8 +1435,7 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
     }
     node_waiters_fail_all(n, ST_ECLOSED);
     node_client_drop_forwards(n);
-    if (n->snap_active)
-        snap_job_release(n);
+    if (n->snap_active) snap_job_release(n);
     deferred_drop(n);
     /* Drain the writer: every queued batch is written and synced (its
      * callback runs on the writer thread while we join it). */
@@ -1546,8 +1457,7 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
         uv_close((uv_handle_t *)&n->idle, handle_closed_cb);
         uv_close((uv_handle_t *)&n->join_timer, handle_closed_cb);
         uv_close((uv_handle_t *)&n->fatal_timer, handle_closed_cb);
-        if (n->handles_open == 7)
-            uv_close((uv_handle_t *)&n->persist_async, handle_closed_cb);
+        if (n->handles_open == 7) uv_close((uv_handle_t *)&n->persist_async, handle_closed_cb);
     }
     if (n->tr)
         tr_destroy(n->tr, tr_done_cb, n);
@@ -1559,23 +1469,20 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
 static void fatal_timer_cb(uv_timer_t *t)
 {
     struct node *n = t->data;
-    if (n->fatal_cb && !n->stopping)
-        n->fatal_cb(n, n->fatal_code, n->fatal_ctx);
+    if (n->fatal_cb && !n->stopping) n->fatal_cb(n, n->fatal_code, n->fatal_ctx);
 }
 
 void node_fatal(struct node *n, int code, const char *what)
 {
-    if (n->fatal)
-        return;
+    if (n->fatal) return;
     n->fatal = true;
-    ST_TRACE_ERROR(MOD, "node %" PRIu64 ": fatal: %s: %s; the node stops serving", n->cfg.id,
-                   what, st_strerror(code));
+    ST_TRACE_ERROR(MOD, "node %" PRIu64 ": fatal: %s: %s; the node stops serving", n->cfg.id, what,
+                   st_strerror(code));
     node_waiters_fail_all(n, ST_EIO);
     /* Tell the owner from a fresh loop iteration: it will likely stop the
      * node, which must not happen in the middle of a ready. */
     n->fatal_code = code;
-    if (n->handles_open > 0 && !n->stopping)
-        uv_timer_start(&n->fatal_timer, fatal_timer_cb, 0, 0);
+    if (n->handles_open > 0 && !n->stopping) uv_timer_start(&n->fatal_timer, fatal_timer_cb, 0, 0);
 }
 
 void node_on_fatal(struct node *n, void (*cb)(struct node *n, int code, void *ctx), void *ctx)
@@ -1593,8 +1500,7 @@ void node_info_get(const struct node *n, struct node_info *out)
     out->cluster_id = n->cluster_id;
     out->started = n->started;
     out->stopping = n->stopping;
-    if (!n->raft)
-        return;
+    if (!n->raft) return;
     out->leader = n->leader;
     out->role = n->role;
     out->term = raft_term_get(n->raft);
@@ -1613,8 +1519,7 @@ void node_info_get(const struct node *n, struct node_info *out)
         member_addrs(m, mi->raft, mi->http);
         if (m->id == n->cfg.id && !mi->http[0])
             snprintf(mi->http, sizeof mi->http, "%s", n->advertise_http);
-        if (m->id == n->leader)
-            snprintf(out->leader_http, sizeof out->leader_http, "%s", mi->http);
+        if (m->id == n->leader) snprintf(out->leader_http, sizeof out->leader_http, "%s", mi->http);
     }
     if (n->leader && !out->leader_http[0]) {
         for (uint32_t i = 0; i < n->n_seed_peers; i++)

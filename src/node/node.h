@@ -90,12 +90,12 @@ enum node_cond {
 };
 
 struct node_write_result {
-    int status;        /* 0, ST_EPRECONDITION, ST_ENOENT (delete of absent),
-                        * ST_ETIMEDOUT, ST_ENOTLEADER (no leader), ST_ECLOSED,
-                        * ST_ECANCELED (lost to a leadership change), ... */
-    uint64_t version;  /* new version (0 ok), current version (precondition) */
-    bool created;      /* PUT: the key did not exist before */
-    uint64_t index;    /* raft index of the applied entry */
+    int status;       /* 0, ST_EPRECONDITION, ST_ENOENT (delete of absent),
+                       * ST_ETIMEDOUT, ST_ENOTLEADER (no leader), ST_ECLOSED,
+                       * ST_ECANCELED (lost to a leadership change), ... */
+    uint64_t version; /* new version (0 ok), current version (precondition) */
+    bool created;     /* PUT: the key did not exist before */
+    uint64_t index;   /* raft index of the applied entry */
 };
 typedef void (*node_write_cb)(void *ctx, const struct node_write_result *res);
 
@@ -125,11 +125,11 @@ enum node_consistency {
 };
 
 struct node_read_result {
-    int status;               /* 0, ST_ENOENT, ST_ENOTLEADER, ST_ETIMEDOUT, ST_ECLOSED */
-    const uint8_t *value;     /* valid during the callback only */
+    int status;           /* 0, ST_ENOENT, ST_ENOTLEADER, ST_ETIMEDOUT, ST_ECLOSED */
+    const uint8_t *value; /* valid during the callback only */
     size_t value_len;
     uint64_t version;
-    uint64_t expire_at_ms;    /* 0 = never */
+    uint64_t expire_at_ms; /* 0 = never */
 };
 typedef void (*node_read_cb)(void *ctx, const struct node_read_result *res);
 

@@ -48,16 +48,16 @@ struct node_read_round;
 
 struct node_waiter {
     uint8_t kind;
-    uint8_t mode;       /* READ: enum raft_read_mode */
-    uint8_t admin_op;   /* ADMIN: enum raft_conf_op */
+    uint8_t mode;     /* READ: enum raft_read_mode */
+    uint8_t admin_op; /* ADMIN: enum raft_conf_op */
     bool in_hash;
     bool in_indexed;
-    bool fwd_queued;    /* WRITE: in the forward batch, not sent yet */
-    uint64_t seq;       /* WRITE: our request id's sequence number */
-    raft_index index;   /* WRITE/ADMIN: index given by the core as leader */
+    bool fwd_queued;       /* WRITE: in the forward batch, not sent yet */
+    uint64_t seq;          /* WRITE: our request id's sequence number */
+    raft_index index;      /* WRITE/ADMIN: index given by the core as leader */
     raft_term orphan_term; /* WRITE forwarded to a leader that fell: the new leader's term */
-    raft_id target;     /* ADMIN: member id; TRANSFER: the new leader; WRITE: the leader
-                         * known when proposed */
+    raft_id target;        /* ADMIN: member id; TRANSFER: the new leader; WRITE: the leader
+                            * known when proposed */
     uint64_t deadline_us;
     union {
         node_write_cb w;
@@ -65,13 +65,13 @@ struct node_waiter {
         node_admin_cb a;
     } cb;
     void *ctx;
-    struct node_waiter *hnext;          /* seq hash chain */
-    struct node_waiter *dprev, *dnext;  /* deadline list */
-    struct node_waiter *lprev, *lnext;  /* indexed list, a read round, the transfer list, or free */
-    struct node_read_round *round;      /* READ */
-    struct raft_conf_change *cc;        /* ADMIN waiting to be proposed (heap), else NULL */
-    bool in_retry;                      /* ADMIN: on the admin_retry list */
-    uint8_t *key;                       /* READ: key_inline or malloc'd */
+    struct node_waiter *hnext;         /* seq hash chain */
+    struct node_waiter *dprev, *dnext; /* deadline list */
+    struct node_waiter *lprev, *lnext; /* indexed list, a read round, the transfer list, or free */
+    struct node_read_round *round;     /* READ */
+    struct raft_conf_change *cc;       /* ADMIN waiting to be proposed (heap), else NULL */
+    bool in_retry;                     /* ADMIN: on the admin_retry list */
+    uint8_t *key;                      /* READ: key_inline or malloc'd */
     size_t key_len;
     uint8_t key_inline[NODE_KEY_INLINE];
 };
@@ -80,7 +80,7 @@ struct node_waiter {
 struct node_fwd {
     struct raft_buf *buf; /* one reference, the encoded command */
     uint32_t len;
-    uint64_t seq;         /* its waiter (looked up again at flush) */
+    uint64_t seq; /* its waiter (looked up again at flush) */
 };
 #define NODE_FWD_BATCH_MAX 256 /* entries per PROPOSE message */
 
@@ -105,13 +105,13 @@ struct node_read_round {
  * messages to send after persistence. FIFO in submission order; the writer
  * completes them in order (seq), and so does the loop. */
 struct node_persist {
-    uint64_t seq;           /* writer sequence number; 0 = nothing written (msgs only) */
-    raft_index index;       /* raft_persisted() arguments (0: none) */
+    uint64_t seq;     /* writer sequence number; 0 = nothing written (msgs only) */
+    raft_index index; /* raft_persisted() arguments (0: none) */
     raft_term term;
     uint64_t submit_us;
     struct raft_buf **bufs; /* references held until durable */
     size_t n_bufs, cap_bufs;
-    struct raft_msg *msgs;  /* msgs_after_persist, deep-copied (entries arrays + buf refs) */
+    struct raft_msg *msgs; /* msgs_after_persist, deep-copied (entries arrays + buf refs) */
     size_t n_msgs, cap_msgs;
     struct node_persist *next;
 };
@@ -139,7 +139,7 @@ struct node_hist {
 void node_hist_add(struct node_hist *h, uint64_t us);
 
 struct node_metrics {
-    struct node_hist fsync;               /* submit -> durable, per batch */
+    struct node_hist fsync; /* submit -> durable, per batch */
     struct node_hist route_latency[NODE_ROUTE_COUNT];
     uint64_t route_status[NODE_ROUTE_COUNT][6]; /* by status class: 1xx..5xx, index = class */
     uint64_t proposals;
@@ -172,9 +172,9 @@ struct node {
 
     /* state */
     bool started;
-    bool running;      /* raft core exists and the loop handles are active */
+    bool running; /* raft core exists and the loop handles are active */
     bool stopping;
-    bool fatal;        /* storage failed: refuse everything, stop */
+    bool fatal; /* storage failed: refuse everything, stop */
     uint64_t cluster_id;
     struct raft *raft;
     struct kv *kv;
@@ -186,7 +186,7 @@ struct node {
     raft_index snapshot_index;      /* newest local snapshot */
     raft_index applied_at_snapshot; /* applied when the last snapshot was taken */
     uint64_t last_snapshot_us;
-    struct raft_conf conf_applied;  /* membership as of `applied` */
+    struct raft_conf conf_applied; /* membership as of `applied` */
     raft_id leader;
     enum raft_role role;
     raft_term term;
@@ -230,17 +230,17 @@ struct node {
     struct node_waiter *seq_hash[NODE_SEQ_BUCKETS];
     uint64_t next_seq;
     struct node_wlist deadlines;
-    struct node_wlist indexed;   /* by index, ascending */
+    struct node_wlist indexed; /* by index, ascending */
     struct node_wlist transfers;
-    size_t orphans; /* writes with orphan_term set */
+    size_t orphans;       /* writes with orphan_term set */
     struct node_fwd *fwd; /* follower: writes for the next PROPOSE batch */
     size_t n_fwd, cap_fwd;
-    uint32_t fwd_bytes_max; /* payload bytes per PROPOSE (the core's msg_bytes_max) */
+    uint32_t fwd_bytes_max;        /* payload bytes per PROPOSE (the core's msg_bytes_max) */
     struct node_wlist admin_retry; /* conf changes refused with ST_ECONFCHANGE, retried per tick */
 
     /* reads */
-    struct node_read_round *batch[2];  /* not yet issued, per raft_read_mode */
-    struct node_read_round *rounds;    /* issued, list */
+    struct node_read_round *batch[2]; /* not yet issued, per raft_read_mode */
+    struct node_read_round *rounds;   /* issued, list */
     struct node_read_round *free_rounds;
     uint64_t read_ctx;
 
@@ -258,7 +258,7 @@ struct node {
     /* periodic work, in ticks */
     uint64_t ticks;
     uint64_t last_purge_us;
-    bool purge_more;   /* the last purge stopped at keys_max: propose again soon */
+    bool purge_more; /* the last purge stopped at keys_max: propose again soon */
     uint64_t timeouts_checked_us;
 
     /* command encoding scratch */

@@ -93,8 +93,7 @@ void node_waiters_close(struct node *n)
     for (size_t i = 0; i < n->n_slabs; i++) {
         struct node_waiter *slab = n->slabs[i];
         for (size_t k = 0; k < NODE_WAITER_SLAB; k++)
-            if (slab[k].key && slab[k].key != slab[k].key_inline)
-                free(slab[k].key);
+            if (slab[k].key && slab[k].key != slab[k].key_inline) free(slab[k].key);
         free(slab);
     }
     free(n->slabs);
@@ -113,19 +112,16 @@ void node_waiters_close(struct node *n)
     n->free_rounds = NULL;
 }
 
-static struct node_waiter *waiter_get(struct node *n, enum node_waiter_kind kind,
-                                      uint64_t now_us)
+static struct node_waiter *waiter_get(struct node *n, enum node_waiter_kind kind, uint64_t now_us)
 {
     if (!n->free_waiters) {
         if (n->waiters_total + NODE_WAITER_SLAB > ST_MAX(n->cfg.waiters_max, NODE_WAITER_SLAB))
             return NULL;
         struct node_waiter **slabs = realloc(n->slabs, (n->n_slabs + 1) * sizeof *slabs);
-        if (!slabs)
-            return NULL;
+        if (!slabs) return NULL;
         n->slabs = slabs;
         struct node_waiter *slab = calloc(NODE_WAITER_SLAB, sizeof *slab);
-        if (!slab)
-            return NULL;
+        if (!slab) return NULL;
         n->slabs[n->n_slabs++] = slab;
         for (size_t k = NODE_WAITER_SLAB; k-- > 0;) {
             slab[k].lnext = n->free_waiters;
@@ -163,8 +159,7 @@ static void hash_remove(struct node *n, struct node_waiter *w)
 static struct node_waiter *hash_find(struct node *n, uint64_t seq)
 {
     for (struct node_waiter *w = *seq_bucket(n, seq); w; w = w->hnext)
-        if (w->seq == seq)
-            return w;
+        if (w->seq == seq) return w;
     return NULL;
 }
 
@@ -175,8 +170,7 @@ static void waiter_release(struct node *n, struct node_waiter *w)
 {
     ST_ASSERT(w->kind != NODE_W_FREE);
     wlist_remove(&n->deadlines, w, true);
-    if (w->in_hash)
-        hash_remove(n, w);
+    if (w->in_hash) hash_remove(n, w);
     if (w->in_indexed) {
         wlist_remove(&n->indexed, w, false);
         w->in_indexed = false;
@@ -189,8 +183,7 @@ static void waiter_release(struct node *n, struct node_waiter *w)
         struct node_read_round *r = w->round;
         wlist_remove(&r->waiters, w, false);
         w->round = NULL;
-        if (!r->waiters.head && r->issued)
-            round_free(n, r);
+        if (!r->waiters.head && r->issued) round_free(n, r);
     }
     if (w->orphan_term) {
         n->orphans--;
@@ -209,7 +202,8 @@ static void waiter_release(struct node *n, struct node_waiter *w)
 
 /* ------------------------------------------------------------ completion */
 
-static void complete_write(struct node *n, struct node_waiter *w, const struct node_write_result *res)
+static void complete_write(struct node *n, struct node_waiter *w,
+                           const struct node_write_result *res)
 {
     node_write_cb cb = w->cb.w;
     void *ctx = w->ctx;
@@ -305,16 +299,13 @@ static int propose_command(struct node *n, const struct kv_command *cmd, raft_in
 {
     size_t len = kv_command_encoded_len(cmd);
     struct raft_buf *buf = raft_buf_create(len);
-    if (!buf)
-        return ST_ENOMEM;
+    if (!buf) return ST_ENOMEM;
     size_t written = 0;
     int rc = kv_command_encode(cmd, buf->data, len, &written);
-    if (rc == 0)
-        rc = raft_propose(n->raft, buf, buf->data, (uint32_t)written, index, NULL);
+    if (rc == 0) rc = raft_propose(n->raft, buf, buf->data, (uint32_t)written, index, NULL);
     raft_buf_unref(buf);
     n->m.proposals++;
-    if (rc)
-        n->m.proposals_failed++;
+    if (rc) n->m.proposals_failed++;
     return rc;
 }
 
@@ -334,8 +325,7 @@ static int forward_queue(struct node *n, struct raft_buf *buf, uint32_t len, uin
     if (n->n_fwd == n->cap_fwd) {
         size_t cap = n->cap_fwd ? n->cap_fwd * 2 : 64;
         struct node_fwd *f = realloc(n->fwd, cap * sizeof *f);
-        if (!f)
-            return ST_ENOMEM;
+        if (!f) return ST_ENOMEM;
         n->fwd = f;
         n->cap_fwd = cap;
     }
@@ -345,13 +335,10 @@ static int forward_queue(struct node *n, struct raft_buf *buf, uint32_t len, uin
 
 static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb, void *ctx)
 {
-    if (!n->running || n->stopping)
-        return ST_ECLOSED;
-    if (n->fatal)
-        return ST_EIO;
+    if (!n->running || n->stopping) return ST_ECLOSED;
+    if (n->fatal) return ST_EIO;
     struct node_waiter *w = waiter_get(n, NODE_W_WRITE, node_now_us());
-    if (!w)
-        return ST_EBUSY;
+    if (!w) return ST_EBUSY;
     w->seq = n->next_seq++;
     w->cb.w = cb;
     w->ctx = ctx;
@@ -366,8 +353,7 @@ static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb
         struct raft_buf *buf = raft_buf_create(len);
         size_t written = 0;
         rc = buf ? kv_command_encode(cmd, buf->data, len, &written) : ST_ENOMEM;
-        if (rc == 0)
-            rc = forward_queue(n, buf, (uint32_t)written, w->seq);
+        if (rc == 0) rc = forward_queue(n, buf, (uint32_t)written, w->seq);
         if (rc) {
             raft_buf_unref(buf);
         } else {
@@ -411,7 +397,8 @@ void node_client_flush_forwards(struct node *n)
             struct raft_entry ents[NODE_FWD_BATCH_MAX];
             for (size_t k = i; k < j; k++) {
                 /* index/term placeholders: see send_msg() in node.c */
-                ents[k - i] = (struct raft_entry){.term = 1, .index = 1,
+                ents[k - i] = (struct raft_entry){.term = 1,
+                                                  .index = 1,
                                                   .type = RAFT_ENTRY_NORMAL,
                                                   .buf = q[k].buf,
                                                   .data = q[k].buf->data,
@@ -479,8 +466,7 @@ void node_client_drop_forwards(struct node *n)
 
 int node_put(struct node *n, const struct node_put_args *a, node_write_cb cb, void *ctx)
 {
-    if (a->key_len == 0)
-        return ST_EINVAL;
+    if (a->key_len == 0) return ST_EINVAL;
     if (a->key_len > n->cfg.max_key_bytes || a->value_len > n->cfg.max_value_bytes)
         return ST_ETOOBIG;
     struct kv_command cmd;
@@ -501,12 +487,9 @@ int node_put(struct node *n, const struct node_put_args *a, node_write_cb cb, vo
 int node_delete(struct node *n, const uint8_t *key, size_t key_len, enum node_cond cond,
                 uint64_t cond_version, node_write_cb cb, void *ctx)
 {
-    if (key_len == 0)
-        return ST_EINVAL;
-    if (key_len > n->cfg.max_key_bytes)
-        return ST_ETOOBIG;
-    if (cond == NODE_COND_IF_ABSENT)
-        return ST_EINVAL;
+    if (key_len == 0) return ST_EINVAL;
+    if (key_len > n->cfg.max_key_bytes) return ST_ETOOBIG;
+    if (cond == NODE_COND_IF_ABSENT) return ST_EINVAL;
     struct kv_command cmd;
     memset(&cmd, 0, sizeof cmd);
     cmd.type = KV_CMD_DELETE;
@@ -521,8 +504,7 @@ int node_propose_purge(struct node *n)
 {
     uint64_t now = node_wall_ms();
     uint64_t due = kv_expiry_min(n->kv);
-    if (due == 0 || due > now)
-        return 0; /* nothing has expired: no log entry */
+    if (due == 0 || due > now) return 0; /* nothing has expired: no log entry */
     struct kv_command cmd;
     memset(&cmd, 0, sizeof cmd);
     cmd.type = KV_CMD_PURGE_EXPIRED;
@@ -532,18 +514,15 @@ int node_propose_purge(struct node *n)
     cmd.keys_max = NODE_PURGE_KEYS_MAX;
     raft_index index;
     int rc = propose_command(n, &cmd, &index);
-    if (rc == 0)
-        n->m.purges_proposed++;
+    if (rc == 0) n->m.purges_proposed++;
     return rc;
 }
 
 void node_client_applied_kv(struct node *n, raft_index index, const struct kv_result *res)
 {
-    if (res->req.node_id != n->cfg.id || res->req.seq == 0)
-        return;
+    if (res->req.node_id != n->cfg.id || res->req.seq == 0) return;
     struct node_waiter *w = hash_find(n, res->req.seq);
-    if (!w)
-        return; /* timed out already, or proposed before a restart */
+    if (!w) return; /* timed out already, or proposed before a restart */
     struct node_write_result wr;
     memset(&wr, 0, sizeof wr);
     wr.index = index;
@@ -578,8 +557,8 @@ void node_client_applied_index(struct node *n, const struct raft_entry *e)
         struct node_waiter *w = n->indexed.head;
         if (w->kind == NODE_W_ADMIN && w->index == e->index && e->type == RAFT_ENTRY_CONF) {
             struct raft_conf_change cc;
-            bool ours = raft_conf_change_decode(e->data, e->len, &cc) == 0 &&
-                        cc.id == w->target && cc.op == w->admin_op;
+            bool ours = raft_conf_change_decode(e->data, e->len, &cc) == 0 && cc.id == w->target &&
+                        cc.op == w->admin_op;
             complete_admin(n, w, ours ? 0 : ST_ECANCELED, e->index);
             continue;
         }
@@ -611,8 +590,7 @@ static void round_free(struct node *n, struct node_read_round *r)
             r->prev->next = r->next;
         else
             n->rounds = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
+        if (r->next) r->next->prev = r->prev;
     }
     r->next = n->free_rounds;
     n->free_rounds = r;
@@ -621,14 +599,10 @@ static void round_free(struct node *n, struct node_read_round *r)
 int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consistency c,
              node_read_cb cb, void *ctx)
 {
-    if (!n->running || n->stopping)
-        return ST_ECLOSED;
-    if (n->fatal)
-        return ST_EIO;
-    if (key_len == 0)
-        return ST_EINVAL;
-    if (key_len > n->cfg.max_key_bytes)
-        return ST_ETOOBIG;
+    if (!n->running || n->stopping) return ST_ECLOSED;
+    if (n->fatal) return ST_EIO;
+    if (key_len == 0) return ST_EINVAL;
+    if (key_len > n->cfg.max_key_bytes) return ST_ETOOBIG;
     if (c == NODE_READ_STALE) {
         n->m.reads_stale++;
         struct node_read_result res;
@@ -646,11 +620,9 @@ int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consi
         return 0;
     }
     uint8_t mode = c == NODE_READ_LEASE ? RAFT_READ_LEASE : RAFT_READ_SAFE;
-    if (!n->batch[mode] && !(n->batch[mode] = round_new(n, mode)))
-        return ST_ENOMEM;
+    if (!n->batch[mode] && !(n->batch[mode] = round_new(n, mode))) return ST_ENOMEM;
     struct node_waiter *w = waiter_get(n, NODE_W_READ, node_now_us());
-    if (!w)
-        return ST_EBUSY;
+    if (!w) return ST_EBUSY;
     if (key_len <= NODE_KEY_INLINE) {
         w->key = w->key_inline;
     } else if (!(w->key = malloc(key_len))) {
@@ -675,16 +647,14 @@ void node_client_issue_reads(struct node *n)
 {
     for (uint8_t mode = 0; mode < 2; mode++) {
         struct node_read_round *r = n->batch[mode];
-        if (!r || !r->waiters.head)
-            continue;
+        if (!r || !r->waiters.head) continue;
         n->batch[mode] = NULL;
         r->ctx = ++n->read_ctx;
         int rc = raft_read_index(n->raft, r->ctx, (enum raft_read_mode)mode);
         r->issued = true;
         r->next = n->rounds;
         r->prev = NULL;
-        if (n->rounds)
-            n->rounds->prev = r;
+        if (n->rounds) n->rounds->prev = r;
         n->rounds = r;
         n->m.read_rounds++;
         if (rc) {
@@ -693,8 +663,7 @@ void node_client_issue_reads(struct node *n)
                 struct node_waiter *w = r->waiters.head;
                 bool last = w->lnext == NULL;
                 complete_read(n, w, rc);
-                if (last)
-                    break; /* the round was freed with its last waiter */
+                if (last) break; /* the round was freed with its last waiter */
             }
         }
     }
@@ -706,8 +675,7 @@ static void serve_round(struct node *n, struct node_read_round *r, int status)
         struct node_waiter *w = r->waiters.head;
         bool last = w->lnext == NULL;
         complete_read(n, w, status);
-        if (last)
-            return; /* the round was freed with its last waiter */
+        if (last) return; /* the round was freed with its last waiter */
     }
     round_free(n, r);
 }
@@ -715,8 +683,7 @@ static void serve_round(struct node *n, struct node_read_round *r, int status)
 void node_client_read_state(struct node *n, const struct raft_read_state *rs)
 {
     for (struct node_read_round *r = n->rounds; r; r = r->next) {
-        if (r->ctx != rs->context)
-            continue;
+        if (r->ctx != rs->context) continue;
         if (rs->status != 0) {
             serve_round(n, r, rs->status);
             return;
@@ -732,8 +699,7 @@ void node_client_serve_reads(struct node *n)
     struct node_read_round *r = n->rounds;
     while (r) {
         struct node_read_round *next = r->next;
-        if (r->resolved && r->index <= n->applied)
-            serve_round(n, r, 0);
+        if (r->resolved && r->index <= n->applied) serve_round(n, r, 0);
         r = next;
     }
 }
@@ -761,11 +727,11 @@ void node_client_leader_changed(struct node *n, raft_id leader)
             }
         }
     }
-    w = n->transfers.head;    w = n->transfers.head;
+    w = n->transfers.head;
+    w = n->transfers.head;
     while (w) {
         struct node_waiter *next = w->lnext;
-        if (w->target == leader)
-            complete_admin(n, w, 0, 0);
+        if (w->target == leader) complete_admin(n, w, 0, 0);
         w = next;
     }
 }
@@ -773,15 +739,11 @@ void node_client_leader_changed(struct node *n, raft_id leader)
 static int admin_conf_change(struct node *n, uint8_t op, raft_id id, const char *ctx_text,
                              size_t ctx_len, node_admin_cb cb, void *ctx)
 {
-    if (!n->running || n->stopping)
-        return ST_ECLOSED;
-    if (n->fatal)
-        return ST_EIO;
-    if (n->role != RAFT_LEADER)
-        return ST_ENOTLEADER;
+    if (!n->running || n->stopping) return ST_ECLOSED;
+    if (n->fatal) return ST_EIO;
+    if (n->role != RAFT_LEADER) return ST_ENOTLEADER;
     struct node_waiter *w = waiter_get(n, NODE_W_ADMIN, node_now_us());
-    if (!w)
-        return ST_EBUSY;
+    if (!w) return ST_EBUSY;
     w->cc = calloc(1, sizeof *w->cc);
     if (!w->cc) {
         waiter_release(n, w);
@@ -843,8 +805,7 @@ void node_client_retry_admin(struct node *n)
 int node_member_add_learner(struct node *n, raft_id id, const char *raft_addr,
                             const char *http_addr, node_admin_cb cb, void *ctx)
 {
-    if (id == RAFT_NONE || !raft_addr || !*raft_addr)
-        return ST_EINVAL;
+    if (id == RAFT_NONE || !raft_addr || !*raft_addr) return ST_EINVAL;
     char text[RAFT_MEMBER_CONTEXT_MAX];
     if (strlen(raft_addr) >= NODE_ADDR_MAX || (http_addr && strlen(http_addr) >= NODE_ADDR_MAX))
         return ST_EINVAL;
@@ -859,8 +820,8 @@ int node_member_add_learner(struct node *n, raft_id id, const char *raft_addr,
              * votes and log are gone). */
             if (m->role == RAFT_LEARNER && m->context_len == len &&
                 memcmp(m->context, text, len) == 0) {
-                struct node_admin_result res = {.status = 0, .index = 0,
-                                                .cluster_id = n->cluster_id};
+                struct node_admin_result res = {
+                    .status = 0, .index = 0, .cluster_id = n->cluster_id};
                 cb(ctx, &res);
                 return 0;
             }
@@ -879,21 +840,17 @@ int node_member_remove(struct node *n, raft_id id, node_admin_cb cb, void *ctx)
 
 int node_transfer(struct node *n, raft_id to, node_admin_cb cb, void *ctx)
 {
-    if (!n->running || n->stopping)
-        return ST_ECLOSED;
-    if (n->role != RAFT_LEADER)
-        return ST_ENOTLEADER;
+    if (!n->running || n->stopping) return ST_ECLOSED;
+    if (n->role != RAFT_LEADER) return ST_ENOTLEADER;
     if (to == n->cfg.id) {
         struct node_admin_result res = {.status = 0, .cluster_id = n->cluster_id};
         cb(ctx, &res);
         return 0;
     }
     const struct raft_member *m = raft_conf_find(raft_conf_get(n->raft), to);
-    if (!m)
-        return ST_ENOENT;
+    if (!m) return ST_ENOENT;
     struct node_waiter *w = waiter_get(n, NODE_W_TRANSFER, node_now_us());
-    if (!w)
-        return ST_EBUSY;
+    if (!w) return ST_EBUSY;
     int rc = raft_transfer_leadership(n->raft, to);
     if (rc) {
         waiter_release(n, w);

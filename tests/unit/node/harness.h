@@ -51,8 +51,7 @@ static inline uint16_t h_free_port(void)
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = 0;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        return 0;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0) return 0;
     socklen_t len = sizeof a;
     getsockname(fd, (struct sockaddr *)&a, &len);
     close(fd);
@@ -91,8 +90,7 @@ static inline bool h_run_until(bool (*cond)(void *arg), void *arg)
 static inline void h_walk_close(uv_handle_t *h, void *arg)
 {
     (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
+    if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
 static inline void h_fini(void)
@@ -119,8 +117,7 @@ static inline void h_rmrf(const char *dir)
     size_t len = strlen(dir);
     ASSERT_TRUE(len > 5 && strcmp(dir + len - 5, "/data") == 0);
     snprintf(cmd, sizeof cmd, "rm -rf '%.*s'", (int)(len - 5), dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
 }
 
 static inline void h_config(struct hnode *h, raft_id id)
@@ -152,8 +149,7 @@ static inline int h_start(struct hnode *h)
     h->started = false;
     h->stopped = false;
     int rc = node_create(h_loop, &h->cfg, &h->node);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = node_start(h->node, h_started_cb, h);
     h->running = true;
     return rc;
@@ -185,8 +181,7 @@ static inline bool h_cond_stopped(void *arg)
 
 static inline void h_stop(struct hnode *h)
 {
-    if (!h->running)
-        return;
+    if (!h->running) return;
     node_stop(h->node, h_node_stopped_cb, h);
     ASSERT_TRUE(h_run_until(h_cond_stopped, h));
     node_destroy(h->node);
@@ -205,7 +200,7 @@ struct hresp {
 };
 
 static inline void h_http_cb(void *ctx, int status, const char *body, size_t len, const char *head,
-                      size_t head_len)
+                             size_t head_len)
 {
     struct hresp *r = ctx;
     r->done = true;
@@ -224,8 +219,8 @@ static inline bool h_cond_resp(void *arg)
 }
 
 /* Sends one request to h's HTTP API and waits for the answer. */
-static inline void h_http(struct hnode *h, const char *method, const char *path, const char *headers,
-                   const char *body, struct hresp *r)
+static inline void h_http(struct hnode *h, const char *method, const char *path,
+                          const char *headers, const char *body, struct hresp *r)
 {
     memset(r, 0, sizeof *r);
     int rc = node_httpc_request(h_loop, h->cfg.http_listen, method, path, NULL, headers, body,
@@ -252,29 +247,22 @@ static inline bool h_cond_converged(void *arg)
     raft_index commit = 0;
     for (int i = 0; i < c->n; i++) {
         struct hnode *h = &c->nodes[i];
-        if (!h->running)
-            continue;
-        if (!h->started || h->start_status != 0 || !node_healthy(h->node))
-            return false;
+        if (!h->running) continue;
+        if (!h->started || h->start_status != 0 || !node_healthy(h->node)) return false;
         struct node_info info;
         node_info_get(h->node, &info);
-        if (leader == RAFT_NONE)
-            leader = info.leader;
-        if (info.leader != leader)
-            return false;
-        if (info.role == RAFT_LEADER)
-            commit = info.commit;
+        if (leader == RAFT_NONE) leader = info.leader;
+        if (info.leader != leader) return false;
+        if (info.role == RAFT_LEADER) commit = info.commit;
     }
     if (leader == RAFT_NONE || leader == c->not_leader || commit == 0)
         return false; /* commit == 0: the leader is not among the running nodes */
     for (int i = 0; i < c->n; i++) {
         struct hnode *h = &c->nodes[i];
-        if (!h->running)
-            continue;
+        if (!h->running) continue;
         struct node_info info;
         node_info_get(h->node, &info);
-        if (info.applied < commit)
-            return false;
+        if (info.applied < commit) return false;
     }
     c->leader = leader;
     return true;
@@ -283,8 +271,7 @@ static inline bool h_cond_converged(void *arg)
 static inline int h_index_of(struct hnode *nodes, int n, raft_id id)
 {
     for (int i = 0; i < n; i++)
-        if (nodes[i].cfg.id == id)
-            return i;
+        if (nodes[i].cfg.id == id) return i;
     return -1;
 }
 

@@ -61,8 +61,7 @@ static raft_id converge(int n)
 static int follower_index(raft_id leader, int skip)
 {
     for (int i = 0; i < n_nodes; i++)
-        if (nodes[i].running && nodes[i].cfg.id != leader && i != skip)
-            return i;
+        if (nodes[i].running && nodes[i].cfg.id != leader && i != skip) return i;
     return -1;
 }
 
@@ -78,11 +77,9 @@ static bool cond_member(void *arg)
     struct member_cond *c = arg;
     struct node_info info;
     node_info_get(c->h->node, &info);
-    if (c->members && (int)info.n_members != c->members)
-        return false;
+    if (c->members && (int)info.n_members != c->members) return false;
     for (uint32_t i = 0; i < info.n_members; i++)
-        if (info.members[i].id == c->id)
-            return info.members[i].voter == c->voter;
+        if (info.members[i].id == c->id) return info.members[i].voter == c->voter;
     return false;
 }
 
@@ -160,8 +157,7 @@ TEST(leadership_transfer_and_removal_of_the_leader)
     struct hresp r;
     char path[64];
     /* Transfer requested at a follower is proxied to the leader. */
-    snprintf(path, sizeof path, "/cluster/transfer?to=%llu",
-             (unsigned long long)nodes[f1].cfg.id);
+    snprintf(path, sizeof path, "/cluster/transfer?to=%llu", (unsigned long long)nodes[f1].cfg.id);
     h_http(&nodes[f1], "POST", path, NULL, NULL, &r);
     ASSERT_EQ(r.status, 200);
     leader = converge(3);
@@ -194,8 +190,7 @@ TEST(join_as_learner_promotion_and_join_through_a_follower)
     ASSERT_EQ(r.status, 201);
     /* Node 2 joins via node 1, is added as a learner, caught up, promoted. */
     nodes[1].cfg.mode = NODE_START_JOIN;
-    snprintf(nodes[1].cfg.join_http, sizeof nodes[1].cfg.join_http, "%s",
-             nodes[0].cfg.http_listen);
+    snprintf(nodes[1].cfg.join_http, sizeof nodes[1].cfg.join_http, "%s", nodes[0].cfg.http_listen);
     ASSERT_EQ(h_start(&nodes[1]), 0);
     struct member_cond mc = {&nodes[0], 2, true, 2};
     ASSERT_TRUE(h_run_until(cond_member, &mc));
@@ -211,8 +206,7 @@ TEST(join_as_learner_promotion_and_join_through_a_follower)
     ASSERT_EQ(r.status, 409);
     /* Node 3 joins through node 2 (a follower): proxied to the leader. */
     nodes[2].cfg.mode = NODE_START_JOIN;
-    snprintf(nodes[2].cfg.join_http, sizeof nodes[2].cfg.join_http, "%s",
-             nodes[1].cfg.http_listen);
+    snprintf(nodes[2].cfg.join_http, sizeof nodes[2].cfg.join_http, "%s", nodes[1].cfg.http_listen);
     ASSERT_EQ(h_start(&nodes[2]), 0);
     struct member_cond mc3 = {&nodes[0], 3, true, 3};
     ASSERT_TRUE(h_run_until(cond_member, &mc3));
@@ -251,8 +245,7 @@ TEST(a_new_member_behind_a_compacted_log_gets_a_snapshot)
     node_info_get(nodes[0].node, &info);
     ASSERT_TRUE(info.first_index > 1); /* the log start was compacted away */
     nodes[1].cfg.mode = NODE_START_JOIN;
-    snprintf(nodes[1].cfg.join_http, sizeof nodes[1].cfg.join_http, "%s",
-             nodes[0].cfg.http_listen);
+    snprintf(nodes[1].cfg.join_http, sizeof nodes[1].cfg.join_http, "%s", nodes[0].cfg.http_listen);
     ASSERT_EQ(h_start(&nodes[1]), 0);
     struct member_cond mc = {&nodes[0], 2, true, 2};
     ASSERT_TRUE(h_run_until(cond_member, &mc));
@@ -292,7 +285,7 @@ TEST(a_write_forwarded_to_a_leader_that_died_fails_at_the_leader_change)
 {
     cluster_init(3);
     for (int i = 0; i < 3; i++) {
-        nodes[i].cfg.election_ticks = 100; /* followers keep believing for a while */
+        nodes[i].cfg.election_ticks = 100;       /* followers keep believing for a while */
         nodes[i].cfg.request_timeout_ms = 25000; /* longer than the watchdog */
     }
     cluster_start_peers(3);

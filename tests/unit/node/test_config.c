@@ -27,7 +27,8 @@ TEST(addr_split_refuses_malformed_addresses)
 {
     char host[64];
     uint16_t port;
-    const char *bad[] = {"", "host", "host:", ":80", "h:0", "h:65536", "h:12x", "::1:80", "[::1]80"};
+    const char *bad[] = {"",        "host",  "host:",  ":80",    "h:0",
+                         "h:65536", "h:12x", "::1:80", "[::1]80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ASSERT_EQ(node_addr_split(bad[i], host, sizeof host, &port), ST_EINVAL);
 }
@@ -36,8 +37,8 @@ TEST(peers_parse_short_and_long_forms)
 {
     struct node_peer_addr p[8];
     char err[128];
-    int n = node_peers_parse("1=127.0.0.1:7001,2=127.0.0.1:7002/127.0.0.1:8002", p, 8, err,
-                             sizeof err);
+    int n =
+        node_peers_parse("1=127.0.0.1:7001,2=127.0.0.1:7002/127.0.0.1:8002", p, 8, err, sizeof err);
     ASSERT_EQ(n, 2);
     ASSERT_EQ(p[0].id, 1);
     ASSERT_STREQ(p[0].raft, "127.0.0.1:7001");
@@ -92,10 +93,26 @@ TEST(server_flags_parse_into_the_config)
 {
     struct node_config cfg;
     char err[256];
-    char *argv[] = {"server", "--id", "3", "--data=/tmp/x", "--raft", "127.0.0.1:7003",
-                          "--http", "127.0.0.1:8003", "--join", "127.0.0.1:8001",
-                          "--tick-ms", "5", "--election-ticks", "20", "--snapshot-threshold",
-                          "100", "--max-value-bytes", "4096", "--request-timeout-ms", "250"};
+    char *argv[] = {"server",
+                    "--id",
+                    "3",
+                    "--data=/tmp/x",
+                    "--raft",
+                    "127.0.0.1:7003",
+                    "--http",
+                    "127.0.0.1:8003",
+                    "--join",
+                    "127.0.0.1:8001",
+                    "--tick-ms",
+                    "5",
+                    "--election-ticks",
+                    "20",
+                    "--snapshot-threshold",
+                    "100",
+                    "--max-value-bytes",
+                    "4096",
+                    "--request-timeout-ms",
+                    "250"};
     ASSERT_EQ(parse(&cfg, err, sizeof err, 20, argv), 0);
     ASSERT_EQ(cfg.id, 3);
     ASSERT_STREQ(cfg.data_dir, "/tmp/x");
@@ -151,7 +168,8 @@ TEST(config_file_sets_options_and_flags_override_it)
     int fd = mkstemp(path);
     ASSERT_TRUE(fd >= 0);
     FILE *f = fdopen(fd, "w");
-    fprintf(f, "# a comment\nid = 7\n  data = /tmp/d7  \nbootstrap = true\ntick-ms = 3 # trailing\n");
+    fprintf(f,
+            "# a comment\nid = 7\n  data = /tmp/d7  \nbootstrap = true\ntick-ms = 3 # trailing\n");
     fclose(f);
     struct node_config cfg;
     char err[256];
@@ -213,8 +231,9 @@ TEST(jsonr_reads_join_requests_and_replies)
 
 TEST(jsonr_refuses_malformed_documents)
 {
-    const char *bad[] = {"", "{", "{\"a\":}", "{\"a\":1,}", "[1,2", "{\"a\":tru}", "{} x",
-                         "{\"a\":\"\x01\"}", "{\"a\":01x}"};
+    const char *bad[] = {"",           "{",           "{\"a\":}", "{\"a\":1,}",
+                         "[1,2",       "{\"a\":tru}", "{} x",     "{\"a\":\"\x01\"}",
+                         "{\"a\":01x}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ASSERT_EQ(jsonr_validate(bad[i], strlen(bad[i])), ST_EINVAL);
     struct jsonr_span v = {"-1", 2};

@@ -22,8 +22,7 @@ static void write_cb(void *ctx, const struct node_write_result *res)
     if (res->status == 0) {
         c->ok++;
         c->created += res->created;
-        if (res->version > c->max_version)
-            c->max_version = res->version;
+        if (res->version > c->max_version) c->max_version = res->version;
     } else {
         c->status_other = res->status;
     }
@@ -99,8 +98,7 @@ static void start_peers(int n, uint32_t waiters_max)
     for (int i = 0; i < n; i++) {
         h_mkdtemp(nodes[i].dir, sizeof nodes[i].dir);
         h_config(&nodes[i], (raft_id)(i + 1));
-        if (waiters_max)
-            nodes[i].cfg.waiters_max = waiters_max;
+        if (waiters_max) nodes[i].cfg.waiters_max = waiters_max;
         char item[200];
         snprintf(item, sizeof item, "%s%d=%s/%s", i ? "," : "", i + 1, nodes[i].cfg.raft_listen,
                  nodes[i].cfg.http_listen);
@@ -129,8 +127,7 @@ static int follower_of(int n)
     struct node_info info;
     node_info_get(nodes[0].node, &info);
     for (int i = 0; i < n; i++)
-        if (nodes[i].cfg.id != info.leader)
-            return i;
+        if (nodes[i].cfg.id != info.leader) return i;
     return -1;
 }
 
@@ -143,8 +140,10 @@ TEST(a_thousand_concurrent_writes_through_a_follower_all_complete)
     uint64_t batches_before = metric(nodes[f].node, "stcache_forward_batches_total");
     for (int i = 0; i < MANY; i++) {
         snprintf(key, sizeof key, "k%d", i);
-        struct node_put_args a = {.key = (const uint8_t *)key, .key_len = strlen(key),
-                                  .value = (const uint8_t *)"value", .value_len = 5};
+        struct node_put_args a = {.key = (const uint8_t *)key,
+                                  .key_len = strlen(key),
+                                  .value = (const uint8_t *)"value",
+                                  .value_len = 5};
         ASSERT_EQ(node_put(nodes[f].node, &a, write_cb, &wc), 0);
     }
     struct until_n u = {&wc.done, MANY};
@@ -164,8 +163,10 @@ TEST(reads_issued_together_share_one_read_index_round)
     start_peers(3, 0);
     int f = follower_of(3);
     struct wcount wc = {0};
-    struct node_put_args a = {.key = (const uint8_t *)"shared", .key_len = 6,
-                              .value = (const uint8_t *)"value", .value_len = 5};
+    struct node_put_args a = {.key = (const uint8_t *)"shared",
+                              .key_len = 6,
+                              .value = (const uint8_t *)"value",
+                              .value_len = 5};
     ASSERT_EQ(node_put(nodes[f].node, &a, write_cb, &wc), 0);
     struct until_n u = {&wc.done, 1};
     ASSERT_TRUE(h_run_until(cond_count, &u));
@@ -176,9 +177,9 @@ TEST(reads_issued_together_share_one_read_index_round)
         ASSERT_EQ(node_get(nodes[f].node, (const uint8_t *)"shared", 6, NODE_READ_LINEARIZABLE,
                            read_cb, &rc),
                   0);
-    ASSERT_EQ(node_get(nodes[f].node, (const uint8_t *)"nope", 4, NODE_READ_LINEARIZABLE,
-                       read_cb, &rc),
-              0);
+    ASSERT_EQ(
+        node_get(nodes[f].node, (const uint8_t *)"nope", 4, NODE_READ_LINEARIZABLE, read_cb, &rc),
+        0);
     struct until_n ur = {&rc.done, 501};
     ASSERT_TRUE(h_run_until(cond_count, &ur));
     ASSERT_EQ(rc.found, 500);
@@ -195,8 +196,10 @@ TEST(the_waiter_pool_is_bounded_and_refuses_beyond_it)
     int accepted = 0, busy = 0;
     for (int i = 0; i < 300; i++) {
         snprintf(key, sizeof key, "b%d", i);
-        struct node_put_args a = {.key = (const uint8_t *)key, .key_len = strlen(key),
-                                  .value = (const uint8_t *)"value", .value_len = 5};
+        struct node_put_args a = {.key = (const uint8_t *)key,
+                                  .key_len = strlen(key),
+                                  .value = (const uint8_t *)"value",
+                                  .value_len = 5};
         int r = node_put(nodes[0].node, &a, write_cb, &wc);
         if (r == 0)
             accepted++;
@@ -209,8 +212,10 @@ TEST(the_waiter_pool_is_bounded_and_refuses_beyond_it)
     ASSERT_TRUE(h_run_until(cond_count, &u));
     ASSERT_EQ(wc.ok, 256);
     /* Completed waiters return to the pool: room again. */
-    struct node_put_args a = {.key = (const uint8_t *)"again", .key_len = 5,
-                              .value = (const uint8_t *)"value", .value_len = 5};
+    struct node_put_args a = {.key = (const uint8_t *)"again",
+                              .key_len = 5,
+                              .value = (const uint8_t *)"value",
+                              .value_len = 5};
     ASSERT_EQ(node_put(nodes[0].node, &a, write_cb, &wc), 0);
     u.n = accepted + 1;
     ASSERT_TRUE(h_run_until(cond_count, &u));
@@ -232,13 +237,14 @@ TEST(without_a_leader_requests_fail_at_once_and_stale_reads_still_work)
     ASSERT_EQ(node_config_set(&nodes[0].cfg, "peers", list, err, sizeof err), 0);
     ASSERT_EQ(h_start(&nodes[0]), 0);
     struct wcount wc = {0};
-    struct node_put_args a = {.key = (const uint8_t *)"x", .key_len = 1,
-                              .value = (const uint8_t *)"value", .value_len = 5};
+    struct node_put_args a = {.key = (const uint8_t *)"x",
+                              .key_len = 1,
+                              .value = (const uint8_t *)"value",
+                              .value_len = 5};
     ASSERT_EQ(node_put(nodes[0].node, &a, write_cb, &wc), ST_ENOTLEADER);
     struct rcount rc = {0};
-    ASSERT_EQ(node_get(nodes[0].node, (const uint8_t *)"x", 1, NODE_READ_LINEARIZABLE, read_cb,
-                       &rc),
-              0);
+    ASSERT_EQ(
+        node_get(nodes[0].node, (const uint8_t *)"x", 1, NODE_READ_LINEARIZABLE, read_cb, &rc), 0);
     struct until_n ur = {&rc.done, 1};
     ASSERT_TRUE(h_run_until(cond_count, &ur));
     ASSERT_EQ(rc.failed, 1);
@@ -258,8 +264,6 @@ static bool cond_snapshotting(void *arg)
     node_info_get(((struct hnode *)arg)->node, &info);
     return info.snapshotting;
 }
-
-
 
 TEST(a_large_snapshot_is_written_across_loop_passes_while_applies_wait)
 {
@@ -283,8 +287,10 @@ TEST(a_large_snapshot_is_written_across_loop_passes_while_applies_wait)
     const int total = 20100;
     for (int i = 0; i < total; i++) {
         snprintf(key, sizeof key, "big%d", i);
-        struct node_put_args a = {.key = (const uint8_t *)key, .key_len = strlen(key),
-                                  .value = (const uint8_t *)value, .value_len = sizeof value};
+        struct node_put_args a = {.key = (const uint8_t *)key,
+                                  .key_len = strlen(key),
+                                  .value = (const uint8_t *)value,
+                                  .value_len = sizeof value};
         ASSERT_EQ(node_put(nodes[0].node, &a, write_cb, &wc), 0);
     }
     ASSERT_TRUE(h_run_until(cond_snapshotting, &nodes[0]));
@@ -303,9 +309,8 @@ TEST(a_large_snapshot_is_written_across_loop_passes_while_applies_wait)
     ASSERT_EQ(h_start(&nodes[0]), 0);
     ASSERT_TRUE(h_run_until(h_cond_converged, &c));
     struct rcount rc = {0};
-    ASSERT_EQ(node_get(nodes[0].node, (const uint8_t *)"big20099", 8, NODE_READ_STALE, read_cb,
-                       &rc),
-              0);
+    ASSERT_EQ(
+        node_get(nodes[0].node, (const uint8_t *)"big20099", 8, NODE_READ_STALE, read_cb, &rc), 0);
     ASSERT_EQ(node_get(nodes[0].node, (const uint8_t *)"big0", 4, NODE_READ_STALE, read_cb, &rc),
               0);
     ASSERT_EQ(rc.done, 2);
