@@ -31,10 +31,10 @@
 
 enum slot_state {
     SLOT_FREE = 0,
-    SLOT_PARSING,  /* receiving the request */
-    SLOT_HANDLER,  /* with the handler */
-    SLOT_READY,    /* response in out, waiting for its turn */
-    SLOT_WRITING,  /* response in a uv_write */
+    SLOT_PARSING, /* receiving the request */
+    SLOT_HANDLER, /* with the handler */
+    SLOT_READY,   /* response in out, waiting for its turn */
+    SLOT_WRITING, /* response in a uv_write */
 };
 
 struct hdr_span {
@@ -47,20 +47,20 @@ struct http_slot {
     struct http_request req; /* first: req <-> slot */
     struct http_conn *conn;
     enum slot_state state;
-    int close_after;         /* close the connection once this response is written */
-    int http10;              /* the request was HTTP/1.0 */
+    int close_after; /* close the connection once this response is written */
+    int http10;      /* the request was HTTP/1.0 */
     /* Head: "<url>\0<name>\0<value>\0...", at most head_bytes_max + NULs. */
     char *head;
     uint32_t head_len, head_cap;
-    uint32_t head_bytes;     /* request line + header bytes received (without our NULs) */
+    uint32_t head_bytes; /* request line + header bytes received (without our NULs) */
     uint32_t url_len;
     int url_done;
-    struct hdr_span *hdrs;   /* headers_max entries */
+    struct hdr_span *hdrs; /* headers_max entries */
     uint32_t n_hdrs;
-    int in_value;            /* last header callback was a value */
+    int in_value; /* last header callback was a value */
     uint8_t *body;
     size_t body_len, body_cap;
-    char *out;               /* serialized response */
+    char *out; /* serialized response */
     size_t out_len, out_cap;
 };
 
@@ -71,14 +71,14 @@ struct http_conn {
     uv_shutdown_t sreq;
     http_parser parser;
     struct http_server *srv;
-    struct http_conn *prev, *next; /* server's list */
+    struct http_conn *prev, *next;   /* server's list */
     struct http_conn *dprev, *dnext; /* server's list of connections to flush */
     int dirty;
     int handles_open;
-    int closing;   /* uv_close called */
+    int closing; /* uv_close called */
     int reading;
-    int eof;       /* client sent FIN */
-    int no_more;   /* no further requests are parsed (error, Connection: close) */
+    int eof;     /* client sent FIN */
+    int no_more; /* no further requests are parsed (error, Connection: close) */
     int in_execute;
     int lingering; /* final response sent, FIN sent, discarding input until EOF */
     int writing;
@@ -86,7 +86,7 @@ struct http_conn {
     int err_status;       /* set by a parser callback that rejects the request */
     const char *err_msg;
     char *rbuf;
-    size_t rstart, rlen;  /* unparsed bytes: rbuf[rstart, rstart + rlen) */
+    size_t rstart, rlen;   /* unparsed bytes: rbuf[rstart, rstart + rlen) */
     struct http_slot *cur; /* slot being parsed, NULL between requests */
     uint64_t cur_start_ms; /* loop time when cur began (request_timeout_ms) */
     uint32_t head, count;  /* ring */
@@ -101,7 +101,7 @@ struct http_server {
     uv_tcp_t listener;
     int listening;
     int listener_open;
-    uv_idle_t flush_idle;    /* flushes dirty connections once per loop iteration */
+    uv_idle_t flush_idle; /* flushes dirty connections once per loop iteration */
     int idle_open;
     int idle_active;
     struct http_conn *dirty;
@@ -134,54 +134,89 @@ static void server_maybe_closed(struct http_server *srv);
 static int ascii_casecmp_n(const char *a, size_t alen, const char *b)
 {
     size_t blen = strlen(b);
-    if (alen != blen)
-        return 1;
+    if (alen != blen) return 1;
     for (size_t i = 0; i < alen; i++)
-        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i]))
-            return 1;
+        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i])) return 1;
     return 0;
 }
 
 const char *http_status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 507:
+        return "Insufficient Storage";
+    default:
+        return "Unknown";
     }
 }
 
@@ -278,20 +313,17 @@ static void slot_release_head(struct http_conn *c)
     }
     c->head = (c->head + 1) % max;
     c->count--;
-    if (c->count == 0)
-        c->head = 0; /* sequential keep-alive requests reuse slot 0's buffers */
+    if (c->count == 0) c->head = 0; /* sequential keep-alive requests reuse slot 0's buffers */
 }
 
 static int buf_reserve(char **data, size_t *cap, size_t need)
 {
-    if (need <= *cap)
-        return 0;
+    if (need <= *cap) return 0;
     size_t ncap = *cap ? *cap : 256;
     while (ncap < need)
         ncap *= 2;
     char *d = realloc(*data, ncap);
-    if (!d)
-        return ST_ENOMEM;
+    if (!d) return ST_ENOMEM;
     *data = d;
     *cap = ncap;
     return 0;
@@ -301,14 +333,11 @@ static int buf_reserve(char **data, size_t *cap, size_t need)
 
 static int header_ok(const char *s, int is_name)
 {
-    if (!s || (is_name && !*s))
-        return 0;
+    if (!s || (is_name && !*s)) return 0;
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '\r' || ch == '\n' || ch == 0x7f || (ch < 0x20 && ch != '\t'))
-            return 0;
-        if (is_name && (ch == ':' || ch == ' ' || ch == '\t'))
-            return 0;
+        if (ch == '\r' || ch == '\n' || ch == 0x7f || (ch < 0x20 && ch != '\t')) return 0;
+        if (is_name && (ch == ':' || ch == ' ' || ch == '\t')) return 0;
     }
     return 1;
 }
@@ -325,8 +354,7 @@ static int slot_serialize(struct http_slot *s, int status, const char *content_t
             est += strlen(extra[i].name) + strlen(extra[i].value) + 4;
     int send_body = !no_body_status && req->verb != HTTP_VERB_HEAD;
     size_t need = est + (send_body ? body_len : 0);
-    if (buf_reserve(&s->out, &s->out_cap, need) != 0)
-        return ST_ENOMEM;
+    if (buf_reserve(&s->out, &s->out_cap, need) != 0) return ST_ENOMEM;
     char *p = s->out;
     size_t room = s->out_cap;
     int n = snprintf(p, room, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
@@ -388,12 +416,10 @@ int http_response_send(struct http_request *req, int status, const char *content
         /* The client is gone: discard. The ring no longer matters. */
         s->state = SLOT_FREE;
         c->srv->stats.responses_discarded++;
-        if (c->handles_open == 0 && c->in_handler == 0)
-            conn_free(c); /* the last reference */
+        if (c->handles_open == 0 && c->in_handler == 0) conn_free(c); /* the last reference */
         return 0;
     }
-    if (c->srv->closing)
-        s->close_after = 1;
+    if (c->srv->closing) s->close_after = 1;
     int rc = slot_serialize(s, status, content_type, extra_headers, n_extra, body, body_len);
     s->state = SLOT_READY;
     if (rc != 0) {
@@ -426,8 +452,7 @@ const char *http_request_header(const struct http_request *req, const char *name
     for (uint32_t i = 0; i < s->n_hdrs; i++) {
         const struct hdr_span *h = &s->hdrs[i];
         if (ascii_casecmp_n(s->head + h->name_off, h->name_len, name) == 0) {
-            if (len)
-                *len = h->value_len;
+            if (len) *len = h->value_len;
             return s->head + h->value_off;
         }
     }
@@ -444,8 +469,7 @@ static void conn_free(struct http_conn *c)
         c->prev->next = c->next;
     else
         srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     for (uint32_t i = 0; i < srv->cfg.pipeline_max; i++)
         slot_free_buffers(&c->slots[i]);
     free(c->rbuf);
@@ -458,21 +482,17 @@ static void on_conn_handle_closed(uv_handle_t *h)
 {
     struct http_conn *c = h->data;
     ST_ASSERT(c->handles_open > 0);
-    if (--c->handles_open > 0)
-        return;
+    if (--c->handles_open > 0) return;
     c->srv->stats.connections--;
     /* Requests still with the handler keep the connection memory alive. */
     for (uint32_t i = 0; i < c->srv->cfg.pipeline_max; i++)
-        if (c->slots[i].state != SLOT_HANDLER)
-            c->slots[i].state = SLOT_FREE;
-    if (c->in_handler == 0)
-        conn_free(c);
+        if (c->slots[i].state != SLOT_HANDLER) c->slots[i].state = SLOT_FREE;
+    if (c->in_handler == 0) conn_free(c);
 }
 
 static void conn_close(struct http_conn *c)
 {
-    if (c->closing)
-        return;
+    if (c->closing) return;
     c->closing = 1;
     c->reading = 0;
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -512,14 +532,12 @@ static void on_conn_timer(uv_timer_t *t)
 static void conn_touch(struct http_conn *c)
 {
     const struct http_server_config *cfg = &c->srv->cfg;
-    if (c->closing || c->lingering)
-        return;
+    if (c->closing || c->lingering) return;
     uint64_t ms = cfg->idle_timeout_ms;
     if (c->cur && cfg->request_timeout_ms > 0) {
         uint64_t now = uv_now(c->srv->loop), deadline = c->cur_start_ms + cfg->request_timeout_ms;
         uint64_t rem = deadline > now ? deadline - now : 0;
-        if (ms == 0 || rem < ms)
-            ms = rem;
+        if (ms == 0 || rem < ms) ms = rem;
     }
     if (ms == 0 && cfg->idle_timeout_ms == 0 && !(c->cur && cfg->request_timeout_ms > 0)) {
         uv_timer_stop(&c->timer);
@@ -531,8 +549,7 @@ static void conn_touch(struct http_conn *c)
 static void on_shutdown_done(uv_shutdown_t *req, int status)
 {
     struct http_conn *c = req->data;
-    if (status < 0 && !c->closing)
-        conn_close(c);
+    if (status < 0 && !c->closing) conn_close(c);
 }
 
 static void on_linger_timer(uv_timer_t *t)
@@ -547,16 +564,14 @@ static void on_linger_timer(uv_timer_t *t)
  * before the client reads it. */
 static void conn_finish(struct http_conn *c)
 {
-    if (c->closing || c->lingering)
-        return;
+    if (c->closing || c->lingering) return;
     if (c->eof) {
         conn_close(c);
         return;
     }
     c->lingering = 1;
     c->no_more = 1;
-    if (!c->in_execute)
-        c->rstart = c->rlen = 0; /* else conn_process drops them (no_more) */
+    if (!c->in_execute) c->rstart = c->rlen = 0; /* else conn_process drops them (no_more) */
     c->sreq.data = c;
     if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown_done) != 0) {
         conn_close(c);
@@ -579,8 +594,7 @@ static void conn_finish(struct http_conn *c)
  * resume parsing (which flushes again at its end). */
 static void conn_after_release(struct http_conn *c, int finish)
 {
-    if (c->closing)
-        return;
+    if (c->closing) return;
     if (finish) {
         conn_finish(c);
         return;
@@ -599,14 +613,12 @@ static void conn_after_release(struct http_conn *c, int finish)
  * batch. */
 static void conn_kick(struct http_conn *c)
 {
-    if (c->in_execute || c->closing || c->dirty)
-        return;
+    if (c->in_execute || c->closing || c->dirty) return;
     struct http_server *srv = c->srv;
     c->dirty = 1;
     c->dprev = NULL;
     c->dnext = srv->dirty;
-    if (srv->dirty)
-        srv->dirty->dprev = c;
+    if (srv->dirty) srv->dirty->dprev = c;
     srv->dirty = c;
     if (!srv->idle_active) {
         uv_idle_start(&srv->flush_idle, on_flush_idle);
@@ -617,14 +629,12 @@ static void conn_kick(struct http_conn *c)
 static void dirty_unlink(struct http_conn *c)
 {
     struct http_server *srv = c->srv;
-    if (!c->dirty)
-        return;
+    if (!c->dirty) return;
     if (c->dprev)
         c->dprev->dnext = c->dnext;
     else
         srv->dirty = c->dnext;
-    if (c->dnext)
-        c->dnext->dprev = c->dprev;
+    if (c->dnext) c->dnext->dprev = c->dprev;
     c->dirty = 0;
     c->dprev = c->dnext = NULL;
 }
@@ -639,8 +649,7 @@ static void on_flush_idle(uv_idle_t *h)
     while (srv->dirty) {
         struct http_conn *c = srv->dirty;
         dirty_unlink(c);
-        if (c->closing)
-            continue;
+        if (c->closing) continue;
         int finish = conn_flush(c);
         conn_after_release(c, finish);
     }
@@ -679,24 +688,19 @@ static void on_write_done(uv_write_t *w, int status)
  * error. */
 static int conn_flush(struct http_conn *c)
 {
-    if (c->writing || c->closing)
-        return 0;
+    if (c->writing || c->closing) return 0;
     uv_buf_t bufs[HTTP_PIPELINE_MAX_LIMIT];
     uint32_t max = c->srv->cfg.pipeline_max, n = 0;
     for (uint32_t k = 0; k < c->count; k++) {
         struct http_slot *s = &c->slots[(c->head + k) % max];
-        if (s->state != SLOT_READY)
-            break;
+        if (s->state != SLOT_READY) break;
         bufs[n++] = uv_buf_init(s->out, (unsigned int)s->out_len);
-        if (s->close_after)
-            break;
+        if (s->close_after) break;
     }
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     c->srv->stats.write_batches++;
     int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-    if (w == UV_EAGAIN || w == UV_ENOSYS)
-        w = 0;
+    if (w == UV_EAGAIN || w == UV_ENOSYS) w = 0;
     if (w < 0) {
         conn_close(c);
         return 0;
@@ -712,8 +716,7 @@ static int conn_flush(struct http_conn *c)
         finish |= c->slots[c->head].close_after;
         slot_release_head(c);
     }
-    if (done == n)
-        return finish;
+    if (done == n) return finish;
     ST_ASSERT(!finish); /* close_after ends a batch */
     bufs[done].base += rem;
     bufs[done].len -= rem;
@@ -746,7 +749,8 @@ static int head_append(struct http_conn *c, struct http_slot *s, const char *at,
      * + 1 for the URL + slack), so only received bytes count against the bound. */
     if ((uint64_t)s->head_bytes + len > c->srv->cfg.head_bytes_max)
         return reject(c, status_if_full,
-                      status_if_full == 414 ? "request line too long" : "request headers too large");
+                      status_if_full == 414 ? "request line too long"
+                                            : "request headers too large");
     ST_ASSERT((uint64_t)s->head_len + len + 3 <= s->head_cap);
     memcpy(s->head + s->head_len, at, len);
     s->head_len += (uint32_t)len;
@@ -760,8 +764,7 @@ static int on_message_begin(http_parser *p)
     struct http_conn *c = p->data;
     ST_ASSERT(c->cur == NULL);
     struct http_slot *s = slot_take(c);
-    if (!s)
-        return reject(c, 503, "out of memory");
+    if (!s) return reject(c, 503, "out of memory");
     c->cur = s;
     c->cur_start_ms = uv_now(c->srv->loop);
     return 0;
@@ -772,8 +775,7 @@ static int on_url(http_parser *p, const char *at, size_t len)
     struct http_conn *c = p->data;
     struct http_slot *s = c->cur;
     int rc = head_append(c, s, at, len, 414);
-    if (rc == 0)
-        s->url_len += (uint32_t)len;
+    if (rc == 0) s->url_len += (uint32_t)len;
     return rc;
 }
 
@@ -791,10 +793,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     struct http_slot *s = c->cur;
     end_url(s);
     if (s->n_hdrs == 0 || s->in_value) {
-        if (s->n_hdrs > 0)
-            s->head[s->head_len++] = 0; /* end of the previous value */
-        if (s->n_hdrs == c->srv->cfg.headers_max)
-            return reject(c, 431, "too many request headers");
+        if (s->n_hdrs > 0) s->head[s->head_len++] = 0; /* end of the previous value */
+        if (s->n_hdrs == c->srv->cfg.headers_max) return reject(c, 431, "too many request headers");
         struct hdr_span *h = &s->hdrs[s->n_hdrs++];
         h->name_off = s->head_len;
         h->name_len = 0;
@@ -803,8 +803,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         s->in_value = 0;
     }
     int rc = head_append(c, s, at, len, 431);
-    if (rc == 0)
-        s->hdrs[s->n_hdrs - 1].name_len += (uint32_t)len;
+    if (rc == 0) s->hdrs[s->n_hdrs - 1].name_len += (uint32_t)len;
     return rc;
 }
 
@@ -819,20 +818,25 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         s->in_value = 1;
     }
     int rc = head_append(c, s, at, len, 431);
-    if (rc == 0)
-        h->value_len += (uint32_t)len;
+    if (rc == 0) h->value_len += (uint32_t)len;
     return rc;
 }
 
 static enum http_verb verb_of(unsigned m)
 {
     switch (m) {
-    case HTTP_GET: return HTTP_VERB_GET;
-    case HTTP_HEAD: return HTTP_VERB_HEAD;
-    case HTTP_PUT: return HTTP_VERB_PUT;
-    case HTTP_POST: return HTTP_VERB_POST;
-    case HTTP_DELETE: return HTTP_VERB_DELETE;
-    default: return HTTP_VERB_OTHER;
+    case HTTP_GET:
+        return HTTP_VERB_GET;
+    case HTTP_HEAD:
+        return HTTP_VERB_HEAD;
+    case HTTP_PUT:
+        return HTTP_VERB_PUT;
+    case HTTP_POST:
+        return HTTP_VERB_POST;
+    case HTTP_DELETE:
+        return HTTP_VERB_DELETE;
+    default:
+        return HTTP_VERB_OTHER;
     }
 }
 
@@ -857,8 +861,7 @@ static int on_headers_complete(http_parser *p)
         return reject(c, 400, "request target must be an absolute path");
     char *hash = memchr(url, '#', s->url_len);
     size_t url_len = hash ? (size_t)(hash - url) : s->url_len;
-    if (hash)
-        *hash = 0;
+    if (hash) *hash = 0;
     char *q = memchr(url, '?', url_len);
     req->path = url;
     if (q) {
@@ -898,8 +901,7 @@ static int on_headers_complete(http_parser *p)
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         uv_buf_t b = uv_buf_init((char *)(uintptr_t)cont, sizeof(cont) - 1);
         int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (w != (int)(sizeof(cont) - 1))
-            return reject(c, 503, "cannot send 100 Continue");
+        if (w != (int)(sizeof(cont) - 1)) return reject(c, 503, "cannot send 100 Continue");
     }
     return 0;
 }
@@ -937,8 +939,7 @@ static int on_message_complete(http_parser *p)
     srv->stats.requests++;
     srv->handler(req, srv->handler_ctx);
     /* The handler may have completed it (and even closed the connection). */
-    if (c->closing || c->no_more || c->count == srv->cfg.pipeline_max)
-        http_parser_pause(p, 1);
+    if (c->closing || c->no_more || c->count == srv->cfg.pipeline_max) http_parser_pause(p, 1);
     return 0;
 }
 
@@ -985,24 +986,19 @@ static void conn_parse_error(struct http_conn *c, enum http_errno e)
  * picks the work up. */
 static void conn_process(struct http_conn *c)
 {
-    if (c->in_execute)
-        return;
+    if (c->in_execute) return;
     for (;;) {
         c->in_execute = 1;
-        while (c->rlen > 0 && !c->closing && !c->no_more &&
-               c->count < c->srv->cfg.pipeline_max) {
-            if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED)
-                http_parser_pause(&c->parser, 0);
+        while (c->rlen > 0 && !c->closing && !c->no_more && c->count < c->srv->cfg.pipeline_max) {
+            if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) http_parser_pause(&c->parser, 0);
             size_t n =
                 http_parser_execute(&c->parser, &parser_settings, c->rbuf + c->rstart, c->rlen);
             ST_ASSERT(n <= c->rlen);
             c->rstart += n;
             c->rlen -= n;
             enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-            if (e == HPE_PAUSED)
-                continue;
-            if (c->closing)
-                break;
+            if (e == HPE_PAUSED) continue;
+            if (c->closing) break;
             if (e != HPE_OK) {
                 conn_parse_error(c, e);
                 break;
@@ -1017,12 +1013,10 @@ static void conn_process(struct http_conn *c)
             c->rlen = 0; /* nothing after a final request is ever parsed */
         }
         c->in_execute = 0;
-        if (c->closing)
-            return;
+        if (c->closing) return;
         uint32_t before = c->count;
         int finish = conn_flush(c);
-        if (c->closing)
-            return;
+        if (c->closing) return;
         if (finish) {
             conn_finish(c);
             return;
@@ -1033,8 +1027,7 @@ static void conn_process(struct http_conn *c)
                 return;
             }
             conn_touch(c);
-            if (c->rlen > 0 && !c->no_more)
-                continue; /* slots were freed: parse what is waiting */
+            if (c->rlen > 0 && !c->no_more) continue; /* slots were freed: parse what is waiting */
         }
         break;
     }
@@ -1063,12 +1056,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct http_conn *c = stream->data;
-    if (nread == 0)
-        return;
+    if (nread == 0) return;
     if (c->lingering) {
-        if (nread < 0)
-            conn_close(c); /* the client's EOF (or an error): done */
-        return;            /* discard */
+        if (nread < 0) conn_close(c); /* the client's EOF (or an error): done */
+        return;                       /* discard */
     }
     if (nread == UV_EOF) {
         c->eof = 1;
@@ -1078,12 +1069,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
             /* A partial request: it will never complete. It is the ring's tail. */
             c->cur->state = SLOT_FREE;
             c->count--;
-            if (c->count == 0)
-                c->head = 0;
+            if (c->count == 0) c->head = 0;
             c->cur = NULL;
         }
-        if (c->count == 0)
-            conn_close(c);
+        if (c->count == 0) conn_close(c);
         return;
     }
     if (nread < 0) {
@@ -1098,8 +1087,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void conn_update_reading(struct http_conn *c)
 {
-    if (c->closing || c->lingering)
-        return;
+    if (c->closing || c->lingering) return;
     int want = !c->no_more && !c->eof && c->count < c->srv->cfg.pipeline_max &&
                c->rlen < c->srv->cfg.read_buf_bytes;
     if (want && !c->reading) {
@@ -1128,8 +1116,7 @@ static void on_reject_closed(uv_handle_t *h)
 static void reject_connection(struct http_server *srv)
 {
     struct http_reject *r = malloc(sizeof(*r));
-    if (!r)
-        return;
+    if (!r) return;
     uv_tcp_init(srv->loop, &r->tcp);
     r->tcp.data = r;
     if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&r->tcp) == 0) {
@@ -1153,8 +1140,7 @@ static void on_connection(uv_stream_t *listener, int status)
         ST_TRACE_WARN("http", "accept: %s", uv_strerror(status));
         return;
     }
-    if (srv->closing)
-        return;
+    if (srv->closing) return;
     if (srv->stats.connections >= srv->cfg.connections_max) {
         reject_connection(srv);
         return;
@@ -1172,8 +1158,7 @@ static void on_connection(uv_stream_t *listener, int status)
     c->timer.data = c;
     c->handles_open = 2;
     c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
+    if (srv->conns) srv->conns->prev = c;
     srv->conns = c;
     srv->conns_alive++;
     srv->stats.connections++;
@@ -1199,27 +1184,23 @@ static void on_failed_listener_closed(uv_handle_t *h)
 int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
                        http_handler_cb handler, void *handler_ctx, struct http_server **out)
 {
-    if (!loop || !cfg || !handler || !out || !cfg->host)
-        return ST_EINVAL;
+    if (!loop || !cfg || !handler || !out || !cfg->host) return ST_EINVAL;
     if (cfg->pipeline_max == 0 || cfg->pipeline_max > HTTP_PIPELINE_MAX_LIMIT ||
         cfg->head_bytes_max < 64 || cfg->headers_max == 0 || cfg->connections_max == 0 ||
         cfg->read_buf_bytes < 256 || strlen(cfg->host) >= 64)
         return ST_EINVAL;
     struct http_server *srv = calloc(1, sizeof(*srv));
-    if (!srv)
-        return ST_ENOMEM;
+    if (!srv) return ST_ENOMEM;
     srv->loop = loop;
     srv->cfg = *cfg;
     memcpy(srv->host, cfg->host, strlen(cfg->host) + 1);
     srv->cfg.host = srv->host;
-    if (srv->cfg.backlog <= 0)
-        srv->cfg.backlog = 511;
+    if (srv->cfg.backlog <= 0) srv->cfg.backlog = 511;
     srv->handler = handler;
     srv->handler_ctx = handler_ctx;
     struct sockaddr_storage addr;
     int rc = uv_ip4_addr(srv->host, cfg->port, (struct sockaddr_in *)&addr);
-    if (rc != 0)
-        rc = uv_ip6_addr(srv->host, cfg->port, (struct sockaddr_in6 *)&addr);
+    if (rc != 0) rc = uv_ip6_addr(srv->host, cfg->port, (struct sockaddr_in6 *)&addr);
     if (rc != 0) {
         free(srv);
         return ST_EINVAL;
@@ -1228,8 +1209,7 @@ int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
     srv->listener.data = srv;
     srv->listener_open = 1;
     rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&srv->listener, srv->cfg.backlog, on_connection);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&srv->listener, srv->cfg.backlog, on_connection);
     if (rc != 0) {
         ST_TRACE_ERROR("http", "listen on %s:%u: %s", srv->host, cfg->port, uv_strerror(rc));
         /* The handle must be closed before the memory goes: freed by the
@@ -1287,8 +1267,7 @@ static void on_idle_closed(uv_handle_t *h)
 
 void http_server_close(struct http_server *srv, http_server_closed_cb closed_cb, void *ctx)
 {
-    if (srv->closing)
-        return;
+    if (srv->closing) return;
     srv->closing = 1;
     srv->closed_cb = closed_cb;
     srv->closed_ctx = ctx;
@@ -1306,8 +1285,7 @@ void http_server_close(struct http_server *srv, http_server_closed_cb closed_cb,
 
 void http_server_destroy(struct http_server *srv)
 {
-    if (!srv)
-        return;
+    if (!srv) return;
     ST_ASSERT(!srv->listener_open && !srv->idle_open && srv->conns_alive == 0);
     free(srv);
 }
@@ -1316,12 +1294,9 @@ void http_server_destroy(struct http_server *srv)
 
 static int hexval(char ch)
 {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
     return -1;
 }
 
@@ -1331,11 +1306,9 @@ int http_url_decode(const char *in, size_t len, int plus_as_space, uint8_t *out,
     for (size_t i = 0; i < len; i++) {
         char ch = in[i];
         if (ch == '%') {
-            if (i + 2 >= len)
-                return ST_EINVAL;
+            if (i + 2 >= len) return ST_EINVAL;
             int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
-            if (hi < 0 || lo < 0)
-                return ST_EINVAL;
+            if (hi < 0 || lo < 0) return ST_EINVAL;
             out[o++] = (uint8_t)(hi * 16 + lo);
             i += 2;
         } else if (ch == '+' && plus_as_space) {
@@ -1351,18 +1324,15 @@ int http_url_decode(const char *in, size_t len, int plus_as_space, uint8_t *out,
 int http_query_next(const char *query, size_t query_len, size_t *cursor, const char **name,
                     size_t *name_len, const char **value, size_t *value_len)
 {
-    if (!query)
-        return 0;
+    if (!query) return 0;
     size_t i = *cursor;
     while (i < query_len) {
         size_t start = i;
         while (i < query_len && query[i] != '&')
             i++;
         size_t end = i;
-        if (i < query_len)
-            i++; /* skip '&' */
-        if (end == start)
-            continue;
+        if (i < query_len) i++; /* skip '&' */
+        if (end == start) continue;
         const char *eq = memchr(query + start, '=', end - start);
         *name = query + start;
         if (eq) {
@@ -1388,11 +1358,9 @@ int http_query_get(const char *query, size_t query_len, const char *name, const 
     const char *n, *v;
     uint8_t tmp[256];
     while (http_query_next(query, query_len, &cur, &n, &nlen, &v, &vlen)) {
-        if (nlen > sizeof(tmp))
-            continue;
+        if (nlen > sizeof(tmp)) continue;
         size_t dlen;
-        if (http_url_decode(n, nlen, 1, tmp, &dlen) != 0)
-            continue;
+        if (http_url_decode(n, nlen, 1, tmp, &dlen) != 0) continue;
         if (dlen == want && memcmp(tmp, name, want) == 0) {
             *value = v;
             *value_len = vlen;
@@ -1423,8 +1391,7 @@ void http_buf_reset(struct http_buf *b)
 
 void http_buf_append(struct http_buf *b, const void *data, size_t len)
 {
-    if (b->oom)
-        return;
+    if (b->oom) return;
     if (buf_reserve(&b->data, &b->cap, b->len + len + 1) != 0) {
         b->oom = 1;
         return;
@@ -1447,8 +1414,7 @@ static void json_pre_value(struct http_json *w)
         w->after_key = 0;
         return;
     }
-    if (w->depth > 0 && (w->need_comma & (1ULL << w->depth)))
-        http_buf_append(w->out, ",", 1);
+    if (w->depth > 0 && (w->need_comma & (1ULL << w->depth))) http_buf_append(w->out, ",", 1);
     w->need_comma |= 1ULL << w->depth;
 }
 
@@ -1474,10 +1440,22 @@ static void json_close(struct http_json *w, char ch)
     http_buf_append(w->out, &ch, 1);
 }
 
-void http_json_object_begin(struct http_json *w) { json_open(w, '{'); }
-void http_json_object_end(struct http_json *w) { json_close(w, '}'); }
-void http_json_array_begin(struct http_json *w) { json_open(w, '['); }
-void http_json_array_end(struct http_json *w) { json_close(w, ']'); }
+void http_json_object_begin(struct http_json *w)
+{
+    json_open(w, '{');
+}
+void http_json_object_end(struct http_json *w)
+{
+    json_close(w, '}');
+}
+void http_json_array_begin(struct http_json *w)
+{
+    json_open(w, '[');
+}
+void http_json_array_end(struct http_json *w)
+{
+    json_close(w, ']');
+}
 
 /* Length of a valid UTF-8 sequence at s (1..4), or 0 if invalid. */
 static size_t utf8_seq(const uint8_t *s, size_t len)
@@ -1485,8 +1463,7 @@ static size_t utf8_seq(const uint8_t *s, size_t len)
     uint8_t c = s[0];
     size_t n;
     uint32_t cp;
-    if (c < 0x80)
-        return 1;
+    if (c < 0x80) return 1;
     if ((c & 0xe0) == 0xc0) {
         n = 2;
         cp = c & 0x1f;
@@ -1499,11 +1476,9 @@ static size_t utf8_seq(const uint8_t *s, size_t len)
     } else {
         return 0;
     }
-    if (n > len)
-        return 0;
+    if (n > len) return 0;
     for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
+        if ((s[i] & 0xc0) != 0x80) return 0;
         cp = (cp << 6) | (s[i] & 0x3f);
     }
     if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
@@ -1524,13 +1499,27 @@ static void json_write_string(struct http_json *w, const void *data, size_t len)
         char ubuf[8];
         size_t adv = 1;
         switch (ch) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
         default:
             if (ch < 0x20 || ch == 0x7f) {
                 snprintf(ubuf, sizeof(ubuf), "\\u%04x", ch);
@@ -1545,8 +1534,7 @@ static void json_write_string(struct http_json *w, const void *data, size_t len)
             }
         }
         if (esc) {
-            if (run)
-                http_buf_append(w->out, s + i - run, run);
+            if (run) http_buf_append(w->out, s + i - run, run);
             run = 0;
             http_buf_append(w->out, esc, strlen(esc));
         } else {
@@ -1554,8 +1542,7 @@ static void json_write_string(struct http_json *w, const void *data, size_t len)
         }
         i += adv;
     }
-    if (run)
-        http_buf_append(w->out, s + len - run, run);
+    if (run) http_buf_append(w->out, s + len - run, run);
     http_buf_append(w->out, "\"", 1);
 }
 
@@ -1612,9 +1599,7 @@ void http_json_null(struct http_json *w)
 
 int http_json_finish(const struct http_json *w)
 {
-    if (w->out->oom)
-        return ST_ENOMEM;
-    if (w->err || w->depth != 0 || w->after_key)
-        return ST_EINVAL;
+    if (w->out->oom) return ST_ENOMEM;
+    if (w->err || w->depth != 0 || w->after_key) return ST_EINVAL;
     return 0;
 }

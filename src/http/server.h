@@ -53,21 +53,21 @@ enum http_verb {
 
 struct http_request {
     enum http_verb verb;
-    const char *method;       /* NUL-terminated, e.g. "GET" */
-    const char *path;         /* raw (still %-encoded), NUL-terminated, starts with '/' */
+    const char *method; /* NUL-terminated, e.g. "GET" */
+    const char *path;   /* raw (still %-encoded), NUL-terminated, starts with '/' */
     size_t path_len;
-    const char *query;        /* raw, after '?', NUL-terminated; NULL if no '?' */
+    const char *query; /* raw, after '?', NUL-terminated; NULL if no '?' */
     size_t query_len;
-    const char *if_match;     /* header value, NUL-terminated; NULL if absent */
+    const char *if_match; /* header value, NUL-terminated; NULL if absent */
     size_t if_match_len;
     const char *if_none_match;
     size_t if_none_match_len;
     int has_content_length;
     uint64_t content_length;
-    int keep_alive;           /* 0 if the connection closes after this response */
-    const uint8_t *body;      /* body_len bytes (never NULL, may be empty) */
+    int keep_alive;      /* 0 if the connection closes after this response */
+    const uint8_t *body; /* body_len bytes (never NULL, may be empty) */
     size_t body_len;
-    void *user;               /* free for the handler */
+    void *user; /* free for the handler */
     struct http_server *server;
 };
 
@@ -81,35 +81,40 @@ typedef void (*http_handler_cb)(struct http_request *req, void *ctx);
 typedef void (*http_server_closed_cb)(struct http_server *srv, void *ctx);
 
 struct http_server_config {
-    const char *host;            /* e.g. "127.0.0.1" or "0.0.0.0" */
-    uint16_t port;               /* 0 = ephemeral, see http_server_port() */
-    int backlog;                 /* listen backlog (default 511) */
-    uint32_t head_bytes_max;     /* URL + header names and values, in bytes (default 16 KiB):
-                                  * 414 if the URL alone exceeds it, else 431. http-parser's
-                                  * own 80 KiB bound on the raw head also gives 431. */
-    uint32_t headers_max;        /* header count (default 64): 431 */
-    uint64_t body_bytes_max;     /* (default 2 MiB): 413 */
-    uint32_t idle_timeout_ms;    /* close a connection without pending requests after this idle time (default 60000; 0 = never) */
-    uint32_t request_timeout_ms; /* a request must be fully received within this time from its
-                                  * first byte, else 408 and close (default 30000; 0 = none):
-                                  * bounds slow senders that keep a connection just not idle */
-    uint32_t connections_max;    /* beyond this, new connections get 503 and are closed (default 1024) */
-    uint32_t pipeline_max;       /* requests in flight per connection (default 16, max 64) */
-    uint32_t read_buf_bytes;     /* per-connection read buffer (default 16 KiB) */
+    const char *host; /* e.g. "127.0.0.1" or "0.0.0.0" */
+    uint16_t port;    /* 0 = ephemeral, see http_server_port() */
+    int backlog;      /* listen backlog (default 511) */
+    /* URL + header names and values, in bytes (default 16 KiB): 414 if the URL
+     * alone exceeds it, else 431. http-parser's own 80 KiB bound on the raw
+     * head also gives 431. */
+    uint32_t head_bytes_max;
+    uint32_t headers_max;    /* header count (default 64): 431 */
+    uint64_t body_bytes_max; /* (default 2 MiB): 413 */
+    /* Close a connection without pending requests after this idle time
+     * (default 60000; 0 = never). */
+    uint32_t idle_timeout_ms;
+    /* A request must be fully received within this time from its first byte,
+     * else 408 and close (default 30000; 0 = none): bounds slow senders that
+     * keep a connection just short of idle. */
+    uint32_t request_timeout_ms;
+    /* Beyond this, new connections get 503 and are closed (default 1024). */
+    uint32_t connections_max;
+    uint32_t pipeline_max;   /* requests in flight per connection (default 16, max 64) */
+    uint32_t read_buf_bytes; /* per-connection read buffer (default 16 KiB) */
 };
 
 #define HTTP_BUF_KEEP_BYTES (64u * 1024u)
 
 struct http_server_stats {
-    uint64_t connections;          /* open now */
+    uint64_t connections; /* open now */
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* over connections_max */
     uint64_t requests;             /* handed to the handler */
     uint64_t requests_bad;         /* answered 4xx by the server itself */
     uint64_t responses_discarded;  /* completed after the client left */
     uint64_t idle_closed;
-    uint64_t request_timeouts;     /* 408s for requests received too slowly */
-    uint64_t write_batches;        /* write calls carrying responses (pipelined ones share) */
+    uint64_t request_timeouts; /* 408s for requests received too slowly */
+    uint64_t write_batches;    /* write calls carrying responses (pipelined ones share) */
 };
 
 void http_server_config_default(struct http_server_config *cfg);
@@ -145,8 +150,8 @@ struct http_header {
     const char *value;
 };
 int http_response_send(struct http_request *req, int status, const char *content_type,
-                       const struct http_header *extra_headers, size_t n_extra,
-                       const void *body, size_t body_len);
+                       const struct http_header *extra_headers, size_t n_extra, const void *body,
+                       size_t body_len);
 
 /* Completes a request with {"error":"<message>","code":<code>} (JSON-escaped). */
 int http_response_error(struct http_request *req, int status, int code, const char *message);

@@ -73,10 +73,8 @@ static int command_check(const struct kv_command *cmd)
             return -1;
         return 0;
     case KV_CMD_DELETE:
-        if (cmd->cond != KV_COND_NONE && cmd->cond != KV_COND_IF_VERSION)
-            return -1;
-        if (cmd->key_len == 0 || cmd->key_len > KV_KEY_BYTES_HARD_MAX)
-            return -1;
+        if (cmd->cond != KV_COND_NONE && cmd->cond != KV_COND_IF_VERSION) return -1;
+        if (cmd->key_len == 0 || cmd->key_len > KV_KEY_BYTES_HARD_MAX) return -1;
         return 0;
     case KV_CMD_PURGE_EXPIRED:
         return cmd->cond == KV_COND_NONE ? 0 : -1;
@@ -86,11 +84,9 @@ static int command_check(const struct kv_command *cmd)
 
 int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, size_t *out_len)
 {
-    if (command_check(cmd) != 0)
-        return ST_EINVAL;
+    if (command_check(cmd) != 0) return ST_EINVAL;
     size_t need = kv_command_encoded_len(cmd);
-    if (need > cap)
-        return ST_ETOOBIG;
+    if (need > cap) return ST_ETOOBIG;
     uint8_t *p = buf;
     p[0] = KV_COMMAND_VERSION;
     p[1] = (uint8_t)cmd->type;
@@ -110,8 +106,7 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
         p += PUT_FIXED_BYTES;
         memcpy(p, cmd->key, cmd->key_len);
         p += cmd->key_len;
-        if (cmd->value_len)
-            memcpy(p, cmd->value, cmd->value_len);
+        if (cmd->value_len) memcpy(p, cmd->value, cmd->value_len);
         p += cmd->value_len;
         break;
     case KV_CMD_DELETE:
@@ -134,10 +129,8 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
 int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *limits,
                       struct kv_command *out)
 {
-    if (len < KV_COMMAND_HEADER_BYTES)
-        return ST_EPROTO;
-    if (data[0] != KV_COMMAND_VERSION || data[3] != 0 || get_u32(data + 4) != 0)
-        return ST_EPROTO;
+    if (len < KV_COMMAND_HEADER_BYTES) return ST_EPROTO;
+    if (data[0] != KV_COMMAND_VERSION || data[3] != 0 || get_u32(data + 4) != 0) return ST_EPROTO;
     memset(out, 0, sizeof(*out));
     uint8_t type = data[1], cond = data[2];
     if (type < KV_CMD_PUT || type > KV_CMD_PURGE_EXPIRED || cond > KV_COND_IF_ABSENT)
@@ -151,33 +144,28 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
     size_t rest = len - KV_COMMAND_HEADER_BYTES;
     switch (out->type) {
     case KV_CMD_PUT:
-        if (rest < PUT_FIXED_BYTES)
-            return ST_EPROTO;
+        if (rest < PUT_FIXED_BYTES) return ST_EPROTO;
         out->ttl_ms = get_u64(p);
         out->cond_version = get_u64(p + 8);
         out->key_len = get_u32(p + 16);
         out->value_len = get_u32(p + 20);
         p += PUT_FIXED_BYTES;
         rest -= PUT_FIXED_BYTES;
-        if ((uint64_t)out->key_len + out->value_len != rest)
-            return ST_EPROTO;
+        if ((uint64_t)out->key_len + out->value_len != rest) return ST_EPROTO;
         out->key = p;
         out->value = p + out->key_len;
         break;
     case KV_CMD_DELETE:
-        if (rest < DELETE_FIXED_BYTES)
-            return ST_EPROTO;
+        if (rest < DELETE_FIXED_BYTES) return ST_EPROTO;
         out->cond_version = get_u64(p);
         out->key_len = get_u32(p + 8);
         p += DELETE_FIXED_BYTES;
         rest -= DELETE_FIXED_BYTES;
-        if (out->key_len != rest)
-            return ST_EPROTO;
+        if (out->key_len != rest) return ST_EPROTO;
         out->key = p;
         break;
     case KV_CMD_PURGE_EXPIRED:
-        if (rest != PURGE_FIXED_BYTES)
-            return ST_EPROTO;
+        if (rest != PURGE_FIXED_BYTES) return ST_EPROTO;
         out->keys_max = get_u32(p);
         break;
     }
@@ -188,7 +176,8 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
             return ST_ETOOBIG;
         return ST_EPROTO;
     }
-    if (limits && (out->key_len > limits->key_bytes_max || out->value_len > limits->value_bytes_max))
+    if (limits &&
+        (out->key_len > limits->key_bytes_max || out->value_len > limits->value_bytes_max))
         return ST_ETOOBIG;
     return 0;
 }

@@ -77,7 +77,7 @@ struct kv_command {
 };
 
 struct kv_limits {
-    uint32_t key_bytes_max;   /* >= 1 */
+    uint32_t key_bytes_max; /* >= 1 */
     uint32_t value_bytes_max;
 };
 

@@ -19,13 +19,13 @@
 
 /* One allocation per key: header, then key bytes, then value bytes. */
 struct kv_entry {
-    struct kv_entry *next;  /* bucket chain */
-    uint64_t version;       /* raft index of the last write */
-    uint64_t expire_at_ms;  /* 0 = never */
-    uint32_t hash;          /* low 32 bits of the keyed hash */
+    struct kv_entry *next; /* bucket chain */
+    uint64_t version;      /* raft index of the last write */
+    uint64_t expire_at_ms; /* 0 = never */
+    uint32_t hash;         /* low 32 bits of the keyed hash */
     uint32_t key_len;
     uint32_t value_len;
-    uint32_t heap_idx;      /* position in the expiry heap, KV_HEAP_NONE if no expiry */
+    uint32_t heap_idx; /* position in the expiry heap, KV_HEAP_NONE if no expiry */
     uint8_t data[];
 };
 _Static_assert(sizeof(struct kv_entry) == 40, "kv_entry header is 40 bytes");
@@ -38,13 +38,13 @@ struct kv_table {
 
 /* Everything a restore replaces at once. */
 struct kv_state {
-    struct kv_table t[2];    /* t[1] is in use only while rehashing */
-    uint64_t rehash_idx;     /* next t[0] bucket to migrate */
+    struct kv_table t[2]; /* t[1] is in use only while rehashing */
+    uint64_t rehash_idx;  /* next t[0] bucket to migrate */
     int rehashing;
-    struct kv_entry **heap;  /* min-heap by (expire_at_ms, key) */
+    struct kv_entry **heap; /* min-heap by (expire_at_ms, key) */
     uint32_t heap_len;
     uint32_t heap_cap;
-    uint64_t entry_bytes;    /* sum of malloc_usable_size of entries */
+    uint64_t entry_bytes;        /* sum of malloc_usable_size of entries */
     const struct kv_config *cfg; /* the owner's configuration (allocation seam) */
 };
 
@@ -59,22 +59,22 @@ struct kv {
 /* ---------- hashing: SipHash-1-3 keyed by the configured seed ---------- */
 
 #define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                          \
-    do {                                                                                  \
-        v0 += v1;                                                                         \
-        v1 = ROTL64(v1, 13);                                                              \
-        v1 ^= v0;                                                                         \
-        v0 = ROTL64(v0, 32);                                                              \
-        v2 += v3;                                                                         \
-        v3 = ROTL64(v3, 16);                                                              \
-        v3 ^= v2;                                                                         \
-        v0 += v3;                                                                         \
-        v3 = ROTL64(v3, 21);                                                              \
-        v3 ^= v0;                                                                         \
-        v2 += v1;                                                                         \
-        v1 = ROTL64(v1, 17);                                                              \
-        v1 ^= v2;                                                                         \
-        v2 = ROTL64(v2, 32);                                                              \
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = ROTL64(v1, 13);                                                                       \
+        v1 ^= v0;                                                                                  \
+        v0 = ROTL64(v0, 32);                                                                       \
+        v2 += v3;                                                                                  \
+        v3 = ROTL64(v3, 16);                                                                       \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = ROTL64(v3, 21);                                                                       \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = ROTL64(v1, 17);                                                                       \
+        v1 ^= v2;                                                                                  \
+        v2 = ROTL64(v2, 32);                                                                       \
     } while (0)
 
 static uint64_t load_le64(const uint8_t *p)
@@ -112,8 +112,8 @@ static uint64_t siphash13(uint64_t k0, uint64_t k1, const uint8_t *in, size_t le
 
 static uint32_t kv_hash(const struct kv *kv, const void *key, size_t len)
 {
-    return (uint32_t)siphash13(kv->cfg.hash_seed, kv->cfg.hash_seed ^ 0x9e3779b97f4a7c15ULL,
-                               key, len);
+    return (uint32_t)siphash13(kv->cfg.hash_seed, kv->cfg.hash_seed ^ 0x9e3779b97f4a7c15ULL, key,
+                               len);
 }
 
 /* ---------- helpers ---------- */
@@ -150,12 +150,10 @@ static int entry_expired(const struct kv_entry *e, uint64_t now_ms)
 
 static int64_t entry_cmp(const struct kv_entry *a, const struct kv_entry *b)
 {
-    if (a->expire_at_ms != b->expire_at_ms)
-        return a->expire_at_ms < b->expire_at_ms ? -1 : 1;
+    if (a->expire_at_ms != b->expire_at_ms) return a->expire_at_ms < b->expire_at_ms ? -1 : 1;
     size_t n = ST_MIN(a->key_len, b->key_len);
     int c = memcmp(a->data, b->data, n);
-    if (c != 0)
-        return c;
+    if (c != 0) return c;
     return (int64_t)a->key_len - (int64_t)b->key_len;
 }
 
@@ -194,8 +192,7 @@ static void heap_up(struct kv_state *st, uint32_t i)
     struct kv_entry *e = st->heap[i];
     while (i > 0) {
         uint32_t parent = (i - 1) / 2;
-        if (entry_cmp(st->heap[parent], e) <= 0)
-            break;
+        if (entry_cmp(st->heap[parent], e) <= 0) break;
         heap_set(st, i, st->heap[parent]);
         i = parent;
     }
@@ -212,10 +209,8 @@ static void heap_down(struct kv_state *st, uint32_t i)
             m = l;
             best = st->heap[l];
         }
-        if (r < st->heap_len && entry_cmp(st->heap[r], best) < 0)
-            m = r;
-        if (m == i)
-            break;
+        if (r < st->heap_len && entry_cmp(st->heap[r], best) < 0) m = r;
+        if (m == i) break;
         heap_set(st, i, st->heap[m]);
         i = m;
     }
@@ -224,12 +219,10 @@ static void heap_down(struct kv_state *st, uint32_t i)
 
 static int heap_reserve(struct kv_state *st)
 {
-    if (st->heap_len < st->heap_cap)
-        return 0;
+    if (st->heap_len < st->heap_cap) return 0;
     uint32_t cap = st->heap_cap ? st->heap_cap * 2 : 64;
     struct kv_entry **h = kv_realloc(st->cfg, st->heap, (size_t)cap * sizeof(*h));
-    if (!h)
-        return ST_ENOMEM;
+    if (!h) return ST_ENOMEM;
     st->heap = h;
     st->heap_cap = cap;
     return 0;
@@ -250,8 +243,7 @@ static void heap_remove(struct kv_state *st, struct kv_entry *e)
     ST_ASSERT(i < st->heap_len && st->heap[i] == e);
     e->heap_idx = KV_HEAP_NONE;
     st->heap_len--;
-    if (i == st->heap_len)
-        return;
+    if (i == st->heap_len) return;
     struct kv_entry *last = st->heap[st->heap_len];
     heap_set(st, i, last);
     if (i > 0 && entry_cmp(last, st->heap[(i - 1) / 2]) < 0)
@@ -266,8 +258,7 @@ static int table_alloc(const struct kv_config *cfg, struct kv_table *t, uint64_t
 {
     ST_ASSERT(size >= 4 && (size & (size - 1)) == 0 && size <= (1ULL << 32));
     t->buckets = kv_calloc(cfg, size, sizeof(*t->buckets));
-    if (!t->buckets)
-        return ST_ENOMEM;
+    if (!t->buckets) return ST_ENOMEM;
     t->size = size;
     t->used = 0;
     return 0;
@@ -292,16 +283,14 @@ static void rehash_finish_if_done(struct kv_state *st)
 /* Migrates up to n non-empty buckets (visiting at most 10n empty ones). */
 static void rehash_step(struct kv_state *st, uint32_t n)
 {
-    if (!st->rehashing)
-        return;
+    if (!st->rehashing) return;
     uint64_t empty_visits = (uint64_t)n * 10;
     while (n > 0 && st->t[0].used > 0) {
         ST_ASSERT(st->rehash_idx < st->t[0].size);
         struct kv_entry *e = st->t[0].buckets[st->rehash_idx];
         if (!e) {
             st->rehash_idx++;
-            if (--empty_visits == 0)
-                break;
+            if (--empty_visits == 0) break;
             continue;
         }
         while (e) {
@@ -322,11 +311,9 @@ static void rehash_step(struct kv_state *st, uint32_t n)
 static int rehash_start(struct kv_state *st, uint64_t size)
 {
     ST_ASSERT(!st->rehashing);
-    if (size == st->t[0].size)
-        return 0;
+    if (size == st->t[0].size) return 0;
     int rc = table_alloc(st->cfg, &st->t[1], size);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     st->rehashing = 1;
     st->rehash_idx = 0;
     rehash_finish_if_done(st); /* empty t[0]: switch at once */
@@ -347,8 +334,7 @@ static uint64_t next_pow2(uint64_t v)
 static void maybe_resize(struct kv *kv, int allow_shrink)
 {
     struct kv_state *st = &kv->st;
-    if (st->rehashing)
-        return;
+    if (st->rehashing) return;
     uint64_t keys = state_keys(st);
     if (keys >= st->t[0].size && st->t[0].size < (1ULL << 32)) {
         (void)rehash_start(st, st->t[0].size * 2);
@@ -365,15 +351,12 @@ static struct kv_entry *state_find(const struct kv_state *st, uint32_t h, const 
 {
     for (int t = 0; t <= st->rehashing; t++) {
         const struct kv_table *tb = &st->t[t];
-        if (tb->size == 0)
-            continue;
+        if (tb->size == 0) continue;
         struct kv_entry **link = &tb->buckets[h & (tb->size - 1)];
         for (struct kv_entry *e = *link; e; link = &e->next, e = e->next) {
             if (entry_key_eq(e, h, key, len)) {
-                if (link_out)
-                    *link_out = link;
-                if (table_out)
-                    *table_out = t;
+                if (link_out) *link_out = link;
+                if (table_out) *table_out = t;
                 return e;
             }
         }
@@ -402,8 +385,7 @@ static void state_remove(struct kv_state *st, struct kv_entry *e, struct kv_entr
     ST_ASSERT(*link == e);
     *link = e->next;
     st->t[t].used--;
-    if (e->heap_idx != KV_HEAP_NONE)
-        heap_remove(st, e);
+    if (e->heap_idx != KV_HEAP_NONE) heap_remove(st, e);
     entry_free(st, e);
     rehash_finish_if_done(st);
 }
@@ -449,16 +431,13 @@ int kv_create(const struct kv_config *cfg, struct kv **out)
     kv_config_default(&c);
     if (cfg) {
         c = *cfg;
-        if (c.buckets_initial == 0)
-            c.buckets_initial = KV_BUCKETS_DEFAULT;
-        if (c.rehash_buckets_per_op == 0)
-            c.rehash_buckets_per_op = KV_REHASH_PER_OP_DEFAULT;
+        if (c.buckets_initial == 0) c.buckets_initial = KV_BUCKETS_DEFAULT;
+        if (c.rehash_buckets_per_op == 0) c.rehash_buckets_per_op = KV_REHASH_PER_OP_DEFAULT;
     }
     if (c.buckets_initial < 4 || (c.buckets_initial & (c.buckets_initial - 1)) != 0)
         return ST_EINVAL;
     struct kv *kv = alloc_denied(&c) ? NULL : calloc(1, sizeof(*kv));
-    if (!kv)
-        return ST_ENOMEM;
+    if (!kv) return ST_ENOMEM;
     kv->cfg = c;
     if (state_init(&kv->st, &kv->cfg, c.buckets_initial) != 0) {
         free(kv);
@@ -470,8 +449,7 @@ int kv_create(const struct kv_config *cfg, struct kv **out)
 
 void kv_destroy(struct kv *kv)
 {
-    if (!kv)
-        return;
+    if (!kv) return;
     ST_ASSERT(!kv->restoring && kv->snapshots_open == 0);
     state_free(&kv->st);
     free(kv);
@@ -480,12 +458,10 @@ void kv_destroy(struct kv *kv)
 int kv_get(const struct kv *kv, const void *key, size_t key_len, uint64_t now_ms,
            struct kv_view *out)
 {
-    if (key_len == 0 || key_len > KV_KEY_BYTES_HARD_MAX)
-        return ST_ENOENT;
+    if (key_len == 0 || key_len > KV_KEY_BYTES_HARD_MAX) return ST_ENOENT;
     uint32_t h = kv_hash(kv, key, key_len);
     const struct kv_entry *e = state_find(&kv->st, h, key, key_len, NULL, NULL);
-    if (!e || entry_expired(e, now_ms))
-        return ST_ENOENT;
+    if (!e || entry_expired(e, now_ms)) return ST_ENOENT;
     out->value = e->data + e->key_len;
     out->value_len = e->value_len;
     out->version = e->version;
@@ -549,8 +525,7 @@ uint64_t kv_digest(const struct kv *kv)
 
 static uint64_t expiry_of(uint64_t ts, uint64_t ttl)
 {
-    if (ttl == 0)
-        return 0;
+    if (ttl == 0) return 0;
     return ts > UINT64_MAX - ttl ? UINT64_MAX : ts + ttl;
 }
 
@@ -560,8 +535,7 @@ static int entry_fits(size_t usable, size_t need)
     return need <= usable && (need >= usable / 2 || usable <= 256);
 }
 
-static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c,
-                     struct kv_result *r)
+static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, struct kv_result *r)
 {
     struct kv_state *st = &kv->st;
     uint32_t h = kv_hash(kv, c->key, c->key_len);
@@ -583,18 +557,15 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c,
         size_t usable = malloc_usable_size(e);
         if (!entry_fits(usable, need)) {
             struct kv_entry *n = kv_malloc(st->cfg, need);
-            if (!n)
-                return ST_ENOMEM;
+            if (!n) return ST_ENOMEM;
             memcpy(n, e, sizeof(*e) + e->key_len);
             *link = n;
-            if (n->heap_idx != KV_HEAP_NONE)
-                st->heap[n->heap_idx] = n;
+            if (n->heap_idx != KV_HEAP_NONE) st->heap[n->heap_idx] = n;
             entry_free(st, e);
             st->entry_bytes += malloc_usable_size(n);
             e = n;
         }
-        if (c->value_len)
-            memcpy(e->data + e->key_len, c->value, c->value_len);
+        if (c->value_len) memcpy(e->data + e->key_len, c->value, c->value_len);
         e->value_len = c->value_len;
         e->version = index;
         uint64_t old_expire = e->expire_at_ms;
@@ -610,8 +581,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c,
     } else {
         maybe_resize(kv, 1);
         e = kv_malloc(st->cfg, need);
-        if (!e)
-            return ST_ENOMEM;
+        if (!e) return ST_ENOMEM;
         st->entry_bytes += malloc_usable_size(e);
         e->hash = h;
         e->key_len = c->key_len;
@@ -620,11 +590,9 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c,
         e->expire_at_ms = expire;
         e->heap_idx = KV_HEAP_NONE;
         memcpy(e->data, c->key, c->key_len);
-        if (c->value_len)
-            memcpy(e->data + c->key_len, c->value, c->value_len);
+        if (c->value_len) memcpy(e->data + c->key_len, c->value, c->value_len);
         state_link(st, e);
-        if (expire != 0)
-            heap_push(st, e);
+        if (expire != 0) heap_push(st, e);
     }
     r->status = KV_STATUS_OK;
     r->version = index;
@@ -646,8 +614,7 @@ static void apply_delete(struct kv *kv, uint64_t index, const struct kv_command 
         r->version = live ? e->version : 0;
         return;
     }
-    if (e)
-        state_remove(st, e, link, t); /* an expired key goes too: it was dead anyway */
+    if (e) state_remove(st, e, link, t); /* an expired key goes too: it was dead anyway */
     r->status = live ? KV_STATUS_OK : KV_STATUS_NOT_FOUND;
     r->version = live ? index : 0;
     maybe_resize(kv, 1);
@@ -701,15 +668,14 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
         apply_purge(kv, index, &c, result);
         break;
     }
-    if (rc == 0)
-        kv->applied_index = index;
+    if (rc == 0) kv->applied_index = index;
     return rc;
 }
 
 /* ---------- snapshot write ---------- */
 
 static const uint8_t snap_magic[8] = {'S', 'T', 'K', 'V', 'S', 'N', 'A', 'P'};
-#define SNAP_FIXED_BYTES 36 /* magic, version, flags, applied index, key count, meta_len */
+#define SNAP_FIXED_BYTES 36         /* magic, version, flags, applied index, key count, meta_len */
 #define SNAP_RECORD_HEADER_BYTES 28 /* lengths, version, expiry, CRC of those 24 bytes */
 #define SNAP_TRAILER_BYTES 12
 
@@ -723,8 +689,7 @@ struct snap_writer {
 
 static int sw_flush(struct snap_writer *w)
 {
-    if (w->len == 0)
-        return 0;
+    if (w->len == 0) return 0;
     int rc = w->cb(w->ctx, w->buf, w->len);
     w->len = 0;
     return rc;
@@ -733,8 +698,7 @@ static int sw_flush(struct snap_writer *w)
 /* Appends bytes (checksummed unless nocrc), flushing full chunks. */
 static int sw_put(struct snap_writer *w, const void *data, size_t len, int nocrc)
 {
-    if (!nocrc)
-        w->crc = st_crc32c(w->crc, data, len);
+    if (!nocrc) w->crc = st_crc32c(w->crc, data, len);
     const uint8_t *p = data;
     while (len > 0) {
         size_t n = ST_MIN(len, KV_SNAPSHOT_CHUNK_BYTES - w->len);
@@ -744,8 +708,7 @@ static int sw_put(struct snap_writer *w, const void *data, size_t len, int nocrc
         len -= n;
         if (w->len == KV_SNAPSHOT_CHUNK_BYTES) {
             int rc = sw_flush(w);
-            if (rc != 0)
-                return rc;
+            if (rc != 0) return rc;
         }
     }
     return 0;
@@ -753,11 +716,11 @@ static int sw_put(struct snap_writer *w, const void *data, size_t len, int nocrc
 
 struct kv_snapshot_cursor {
     const struct kv *kv;
-    struct kv *registered;        /* kv_snapshot_begin: counts in snapshots_open */
+    struct kv *registered; /* kv_snapshot_begin: counts in snapshots_open */
     struct snap_writer w;
     int err;
     int done;
-    int table;                    /* 0 or 1 */
+    int table; /* 0 or 1 */
     uint64_t bucket;
     const struct kv_entry *entry; /* next entry to emit in the bucket, NULL: next bucket */
     uint64_t keys;
@@ -769,12 +732,10 @@ struct kv_snapshot_cursor {
 static int cursor_init(struct kv_snapshot_cursor *cur, const struct kv *kv, uint64_t applied_index,
                        const void *meta, size_t meta_len, kv_write_cb write_cb, void *ctx)
 {
-    if (meta_len > KV_SNAPSHOT_META_BYTES_MAX || (meta_len && !meta) || !write_cb)
-        return ST_EINVAL;
+    if (meta_len > KV_SNAPSHOT_META_BYTES_MAX || (meta_len && !meta) || !write_cb) return ST_EINVAL;
     ST_ASSERT(!kv->restoring);
     cur->w.buf = kv_malloc(&kv->cfg, KV_SNAPSHOT_CHUNK_BYTES);
-    if (!cur->w.buf)
-        return ST_ENOMEM;
+    if (!cur->w.buf) return ST_ENOMEM;
     cur->kv = kv;
     cur->w.cb = write_cb;
     cur->w.ctx = ctx;
@@ -792,8 +753,7 @@ static int cursor_init(struct kv_snapshot_cursor *cur, const struct kv *kv, uint
     put_u64(hdr + 24, cur->keys);
     put_u32(hdr + 32, (uint32_t)meta_len);
     int rc = sw_put(&cur->w, hdr, sizeof(hdr), 0);
-    if (rc == 0 && meta_len)
-        rc = sw_put(&cur->w, meta, meta_len, 0);
+    if (rc == 0 && meta_len) rc = sw_put(&cur->w, meta, meta_len, 0);
     uint8_t crcb[4];
     put_u32(crcb, cur->w.crc);
     if (rc == 0)
@@ -806,8 +766,7 @@ int kv_snapshot_begin(struct kv *kv, uint64_t applied_index, const void *meta, s
                       kv_write_cb write_cb, void *ctx, struct kv_snapshot_cursor **out)
 {
     struct kv_snapshot_cursor *cur = kv_calloc(&kv->cfg, 1, sizeof(*cur));
-    if (!cur)
-        return ST_ENOMEM;
+    if (!cur) return ST_ENOMEM;
     int rc = cursor_init(cur, kv, applied_index, meta, meta_len, write_cb, ctx);
     if (rc != 0) {
         free(cur);
@@ -821,10 +780,8 @@ int kv_snapshot_begin(struct kv *kv, uint64_t applied_index, const void *meta, s
 
 int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
 {
-    if (cur->err)
-        return cur->err;
-    if (cur->done)
-        return 0;
+    if (cur->err) return cur->err;
+    if (cur->done) return 0;
     const struct kv_state *st = &cur->kv->st;
     size_t emitted = 0;
     int rc = 0;
@@ -834,8 +791,7 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
             cur->table++;
             cur->bucket = 0;
             cur->entry = NULL;
-            if (cur->table == 1 && !st->rehashing)
-                cur->table = 2;
+            if (cur->table == 1 && !st->rehashing) cur->table = 2;
             continue;
         }
         if (!cur->entry) {
@@ -845,8 +801,7 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
                 continue;
             }
         }
-        if (emitted >= bytes_budget && bytes_budget > 0)
-            return 1; /* resume at cur->entry */
+        if (emitted >= bytes_budget && bytes_budget > 0) return 1; /* resume at cur->entry */
         const struct kv_entry *e = cur->entry;
         uint8_t rh[SNAP_RECORD_HEADER_BYTES];
         put_u32(rh, e->key_len);
@@ -857,13 +812,11 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
          * make a restore allocate up to the hard value limit. */
         put_u32(rh + 24, st_crc32c(0, rh, 24));
         rc = sw_put(&cur->w, rh, sizeof(rh), 0);
-        if (rc == 0)
-            rc = sw_put(&cur->w, e->data, (size_t)e->key_len + e->value_len, 0);
+        if (rc == 0) rc = sw_put(&cur->w, e->data, (size_t)e->key_len + e->value_len, 0);
         emitted += sizeof(rh) + (size_t)e->key_len + e->value_len;
         cur->written++;
         cur->entry = e->next;
-        if (!cur->entry)
-            cur->bucket++;
+        if (!cur->entry) cur->bucket++;
     }
     if (rc == 0) {
         ST_ASSERT(cur->written == cur->keys);
@@ -871,10 +824,8 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
         put_u64(tr, cur->keys);
         rc = sw_put(&cur->w, tr, 8, 0);
         put_u32(tr + 8, cur->w.crc);
-        if (rc == 0)
-            rc = sw_put(&cur->w, tr + 8, 4, 1);
-        if (rc == 0)
-            rc = sw_flush(&cur->w);
+        if (rc == 0) rc = sw_put(&cur->w, tr + 8, 4, 1);
+        if (rc == 0) rc = sw_flush(&cur->w);
     }
     if (rc != 0) {
         cur->err = rc;
@@ -886,8 +837,7 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
 
 void kv_snapshot_end(struct kv_snapshot_cursor *cur)
 {
-    if (!cur)
-        return;
+    if (!cur) return;
     ST_ASSERT(cur->registered && cur->registered->snapshots_open > 0);
     cur->registered->snapshots_open--;
     free(cur->w.buf);
@@ -900,8 +850,7 @@ int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *m
     struct kv_snapshot_cursor cur;
     memset(&cur, 0, sizeof(cur));
     int rc = cursor_init(&cur, kv, applied_index, meta, meta_len, write_cb, ctx);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     rc = kv_snapshot_next(&cur, 0); /* one call: no mutation can interleave */
     free(cur.w.buf);
     return rc;
@@ -910,12 +859,12 @@ int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *m
 /* ---------- streaming restore ---------- */
 
 enum restore_phase {
-    RS_FIXED,     /* SNAP_FIXED_BYTES into stage */
-    RS_META,      /* meta_len bytes into meta */
-    RS_HDR_CRC,   /* 4 bytes */
-    RS_REC_HDR,   /* 24 bytes into stage */
-    RS_REC_DATA,  /* key+value bytes into the new entry */
-    RS_TRAILER,   /* 12 bytes */
+    RS_FIXED,    /* SNAP_FIXED_BYTES into stage */
+    RS_META,     /* meta_len bytes into meta */
+    RS_HDR_CRC,  /* 4 bytes */
+    RS_REC_HDR,  /* 24 bytes into stage */
+    RS_REC_DATA, /* key+value bytes into the new entry */
+    RS_TRAILER,  /* 12 bytes */
     RS_DONE,
 };
 
@@ -928,7 +877,7 @@ struct kv_restore {
     _Static_assert(SNAP_RECORD_HEADER_BYTES <= SNAP_FIXED_BYTES &&
                        SNAP_TRAILER_BYTES <= SNAP_FIXED_BYTES,
                    "stage holds every fixed-size field");
-    size_t have;        /* bytes of the current field received */
+    size_t have; /* bytes of the current field received */
     uint32_t crc;
     uint64_t applied_index;
     uint64_t keys;
@@ -941,11 +890,9 @@ struct kv_restore {
 
 int kv_restore_begin(struct kv *kv, struct kv_restore **out)
 {
-    if (kv->restoring || kv->snapshots_open)
-        return ST_EBUSY;
+    if (kv->restoring || kv->snapshots_open) return ST_EBUSY;
     struct kv_restore *r = kv_calloc(&kv->cfg, 1, sizeof(*r));
-    if (!r)
-        return ST_ENOMEM;
+    if (!r) return ST_ENOMEM;
     r->kv = kv;
     r->state_kv.cfg = kv->cfg;
     r->phase = RS_FIXED;
@@ -999,12 +946,10 @@ static int restore_field_done(struct kv_restore *r)
         r->applied_index = load_le64(r->stage + 16);
         r->keys = load_le64(r->stage + 24);
         r->meta_len = get_u32(r->stage + 32);
-        if (r->meta_len > KV_SNAPSHOT_META_BYTES_MAX)
-            return ST_ECORRUPT;
+        if (r->meta_len > KV_SNAPSHOT_META_BYTES_MAX) return ST_ECORRUPT;
         if (r->meta_len) {
             r->meta = kv_malloc(&r->kv->cfg, r->meta_len);
-            if (!r->meta)
-                return ST_ENOMEM;
+            if (!r->meta) return ST_ENOMEM;
         }
         r->phase = r->meta_len ? RS_META : RS_HDR_CRC;
         return 0;
@@ -1014,32 +959,26 @@ static int restore_field_done(struct kv_restore *r)
         return 0;
     case RS_HDR_CRC: {
         /* r->crc covers the bytes before this field (see restore_feed). */
-        if (get_u32(r->stage) != r->crc)
-            return ST_ECORRUPT;
+        if (get_u32(r->stage) != r->crc) return ST_ECORRUPT;
         r->crc = st_crc32c(r->crc, r->stage, 4); /* the body CRC covers the header CRC */
         uint64_t buckets = next_pow2(ST_MAX(r->keys, (uint64_t)r->kv->cfg.buckets_initial));
         buckets = ST_MIN(buckets, (uint64_t)KV_RESTORE_PRESIZE_BUCKETS_MAX);
         buckets = ST_MAX(buckets, (uint64_t)r->kv->cfg.buckets_initial);
-        if (state_init(st, &r->state_kv.cfg, buckets) != 0)
-            return ST_ENOMEM;
+        if (state_init(st, &r->state_kv.cfg, buckets) != 0) return ST_ENOMEM;
         r->phase = r->keys ? RS_REC_HDR : RS_TRAILER;
         return 0;
     }
     case RS_REC_HDR: {
-        if (get_u32(r->stage + 24) != st_crc32c(0, r->stage, 24))
-            return ST_ECORRUPT;
+        if (get_u32(r->stage + 24) != st_crc32c(0, r->stage, 24)) return ST_ECORRUPT;
         uint32_t key_len = get_u32(r->stage), value_len = get_u32(r->stage + 4);
         uint64_t version = load_le64(r->stage + 8), expire = load_le64(r->stage + 16);
         if (key_len == 0 || key_len > KV_KEY_BYTES_HARD_MAX || value_len > KV_VALUE_BYTES_HARD_MAX)
             return ST_ECORRUPT;
-        if (version == 0 || version > r->applied_index)
-            return ST_ECORRUPT;
-        if (expire != 0 && heap_reserve(st) != 0)
-            return ST_ENOMEM;
+        if (version == 0 || version > r->applied_index) return ST_ECORRUPT;
+        if (expire != 0 && heap_reserve(st) != 0) return ST_ENOMEM;
         size_t need = sizeof(struct kv_entry) + (size_t)key_len + value_len;
         struct kv_entry *e = kv_malloc(st->cfg, need);
-        if (!e)
-            return ST_ENOMEM;
+        if (!e) return ST_ENOMEM;
         st->entry_bytes += malloc_usable_size(e);
         e->next = NULL;
         e->key_len = key_len;
@@ -1064,15 +1003,13 @@ static int restore_field_done(struct kv_restore *r)
         maybe_resize(&r->state_kv, 0); /* presized: never shrink while filling */
         rehash_step(st, r->kv->cfg.rehash_buckets_per_op);
         state_link(st, e);
-        if (e->expire_at_ms != 0)
-            heap_push(st, e);
+        if (e->expire_at_ms != 0) heap_push(st, e);
         r->keys_read++;
         r->phase = r->keys_read == r->keys ? RS_TRAILER : RS_REC_HDR;
         return 0;
     }
     case RS_TRAILER:
-        if (load_le64(r->stage) != r->keys || get_u32(r->stage + 8) != r->crc)
-            return ST_ECORRUPT;
+        if (load_le64(r->stage) != r->keys || get_u32(r->stage + 8) != r->crc) return ST_ECORRUPT;
         r->phase = RS_DONE;
         return 0;
     case RS_DONE:
@@ -1083,8 +1020,7 @@ static int restore_field_done(struct kv_restore *r)
 
 int kv_restore_feed(struct kv_restore *r, const void *data, size_t len)
 {
-    if (r->err)
-        return r->err;
+    if (r->err) return r->err;
     const uint8_t *p = data;
     while (len > 0) {
         if (r->phase == RS_DONE) {
@@ -1136,8 +1072,7 @@ static void restore_release(struct kv_restore *r)
 int kv_restore_finish(struct kv_restore *r, struct kv_snapshot_info *info)
 {
     int rc = r->err;
-    if (rc == 0 && r->phase != RS_DONE)
-        rc = ST_ECORRUPT; /* truncated */
+    if (rc == 0 && r->phase != RS_DONE) rc = ST_ECORRUPT; /* truncated */
     if (rc != 0) {
         restore_release(r);
         return rc;
@@ -1161,6 +1096,5 @@ int kv_restore_finish(struct kv_restore *r, struct kv_snapshot_info *info)
 
 void kv_restore_abort(struct kv_restore *r)
 {
-    if (r)
-        restore_release(r);
+    if (r) restore_release(r);
 }

@@ -37,8 +37,8 @@
 struct kv;
 
 struct kv_config {
-    uint64_t hash_seed;          /* must be equal on every replica; 0 is a valid seed */
-    uint32_t buckets_initial;    /* power of two >= 4; 0 = default (16) */
+    uint64_t hash_seed;             /* must be equal on every replica; 0 is a valid seed */
+    uint32_t buckets_initial;       /* power of two >= 4; 0 = default (16) */
     uint32_t rehash_buckets_per_op; /* buckets migrated per mutation; 0 = default (4) */
     /* Test seam (NULL in production): called before every allocation the kv
      * makes; a nonzero return makes that allocation fail, to reach the
@@ -62,9 +62,9 @@ struct kv_result {
      * PRECONDITION_FAILED: the key's current version, 0 if absent.
      * NOT_FOUND: 0. */
     uint64_t version;
-    int created;       /* PUT OK: 1 if the key was absent or expired before (HTTP 201) */
-    uint64_t purged;   /* PURGE_EXPIRED: keys deleted */
-    int purge_more;    /* PURGE_EXPIRED: 1 if keys_max stopped it with expired keys left */
+    int created;     /* PUT OK: 1 if the key was absent or expired before (HTTP 201) */
+    uint64_t purged; /* PURGE_EXPIRED: keys deleted */
+    int purge_more;  /* PURGE_EXPIRED: 1 if keys_max stopped it with expired keys left */
 };
 
 /* A live entry as seen by kv_get(). Pointers stay valid until the next
@@ -77,10 +77,10 @@ struct kv_view {
 };
 
 struct kv_stats {
-    uint64_t keys;          /* live and not-yet-purged keys */
+    uint64_t keys; /* live and not-yet-purged keys */
     uint64_t keys_with_ttl;
-    uint64_t memory_bytes;  /* entries (allocator usable size) + bucket tables + expiry heap */
-    uint64_t buckets;       /* total of both tables */
+    uint64_t memory_bytes; /* entries (allocator usable size) + bucket tables + expiry heap */
+    uint64_t buckets;      /* total of both tables */
     int rehashing;
     uint64_t applied_index; /* highest index passed to kv_apply or restored */
 };
@@ -183,7 +183,7 @@ struct kv_restore;
 struct kv_snapshot_info {
     uint64_t applied_index;
     uint64_t keys;
-    void *meta;        /* malloc'd copy, owned by the caller (free()); NULL if meta_len == 0 */
+    void *meta; /* malloc'd copy, owned by the caller (free()); NULL if meta_len == 0 */
     size_t meta_len;
 };
 

@@ -143,8 +143,7 @@ static inline void fx_handler(struct http_request *req, void *ctx)
         break;
     case FX_BATCH_REVERSE:
         f->held[f->n_held++] = req;
-        if (f->n_held == f->batch)
-            fx_answer_held_reverse(f);
+        if (f->n_held == f->batch) fx_answer_held_reverse(f);
         break;
     case FX_DEFER:
     case FX_DEFER_FIFO:
@@ -334,8 +333,7 @@ static inline struct http_server_stats fx_stop(struct fx *f)
         fx_run(f, fx_close_cmd, NULL);
     }
     pthread_join(f->thread, NULL);
-    if (f->srv)
-        http_server_destroy(f->srv);
+    if (f->srv) http_server_destroy(f->srv);
     int rc = uv_loop_close(&f->loop);
     if (rc != 0) {
         fprintf(stderr, "loop close: %s\n", uv_strerror(rc));
@@ -379,8 +377,7 @@ static inline int cl_connect(struct client *c, uint16_t port)
 
 static inline void cl_close(struct client *c)
 {
-    if (c->fd >= 0)
-        close(c->fd);
+    if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     free(c->buf);
     c->buf = NULL;
@@ -399,8 +396,7 @@ static inline int cl_send(struct client *c, const void *data, size_t len)
     while (len > 0) {
         ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -1;
         }
         p += n;
@@ -417,14 +413,11 @@ static inline int cl_sends(struct client *c, const char *s)
 /* Reads more bytes; returns bytes read, 0 on EOF, -1 on error/timeout. */
 static inline ssize_t cl_fill(struct client *c)
 {
-    if (c->len == c->cap)
-        return -1;
+    if (c->len == c->cap) return -1;
     for (;;) {
         ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n > 0)
-            c->len += (size_t)n;
+        if (n < 0 && errno == EINTR) continue;
+        if (n > 0) c->len += (size_t)n;
         return n;
     }
 }
@@ -450,25 +443,20 @@ static inline int cl_read(struct client *c, struct resp *r)
     char *end;
     for (;;) {
         end = c->len ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
-        if (end)
-            break;
-        if (cl_fill(c) <= 0)
-            return -1;
+        if (end) break;
+        if (cl_fill(c) <= 0) return -1;
     }
     size_t head_len = (size_t)(end - c->buf) + 4;
-    if (head_len >= sizeof(r->headers))
-        return -1;
+    if (head_len >= sizeof(r->headers)) return -1;
     memcpy(r->headers, c->buf, head_len);
     r->headers[head_len] = 0;
-    if (sscanf(r->headers, "HTTP/1.1 %d", &r->status) != 1)
-        return -1;
+    if (sscanf(r->headers, "HTTP/1.1 %d", &r->status) != 1) return -1;
     const char *cl = find_hdr(r->headers, "Content-Length");
     size_t blen = cl ? (size_t)strtoull(cl, NULL, 10) : 0;
     const char *conn = find_hdr(r->headers, "Connection");
     r->conn_close = conn && strncasecmp(conn, "close", 5) == 0;
     while (c->len < head_len + blen)
-        if (cl_fill(c) <= 0)
-            return -1;
+        if (cl_fill(c) <= 0) return -1;
     r->body = malloc(blen + 1);
     memcpy(r->body, c->buf + head_len, blen);
     r->body[blen] = 0;
@@ -483,10 +471,8 @@ static inline int cl_wait_eof(struct client *c)
 {
     for (;;) {
         ssize_t n = cl_fill(c);
-        if (n == 0)
-            return c->len == 0;
-        if (n < 0)
-            return errno == ECONNRESET && c->len == 0;
+        if (n == 0) return c->len == 0;
+        if (n < 0) return errno == ECONNRESET && c->len == 0;
     }
 }
 

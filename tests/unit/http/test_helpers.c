@@ -108,7 +108,8 @@ TEST(json_writer_builds_nested_documents_with_commas)
     http_json_key(&w, "c");
     http_json_cstr(&w, "x");
     http_json_object_end(&w);
-    ASSERT_STREQ(json_of(&b, &w), "{\"a\":18446744073709551615,\"b\":[-5,true,null,{},[]],\"c\":\"x\"}");
+    ASSERT_STREQ(json_of(&b, &w),
+                 "{\"a\":18446744073709551615,\"b\":[-5,true,null,{},[]],\"c\":\"x\"}");
     http_buf_free(&b);
 }
 
@@ -118,8 +119,14 @@ TEST(json_strings_escape_quotes_controls_and_invalid_utf8)
     http_buf_init(&b);
     struct http_json w;
     http_json_init(&w, &b);
-    const char s[] = "q\"b\\s/\n\r\t\b\f\x01\x1f\x7f" "\xc3\xa9" "\xe2\x82\xac" "\xf0\x9f\x98\x80"
-                     "\xff" "\xc3" "\xc0\xaf" "\xed\xa0\x80";
+    const char s[] = "q\"b\\s/\n\r\t\b\f\x01\x1f\x7f"
+                     "\xc3\xa9"
+                     "\xe2\x82\xac"
+                     "\xf0\x9f\x98\x80"
+                     "\xff"
+                     "\xc3"
+                     "\xc0\xaf"
+                     "\xed\xa0\x80";
     http_json_string(&w, s, sizeof(s) - 1);
     ASSERT_STREQ(json_of(&b, &w),
                  "\"q\\\"b\\\\s/\\n\\r\\t\\b\\f\\u0001\\u001f\\u007f\xc3\xa9\xe2\x82\xac"

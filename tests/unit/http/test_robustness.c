@@ -72,8 +72,7 @@ TEST(mutated_requests_get_well_formed_answers_and_never_hurt_the_server)
         len = mutate(&rng, buf, len, sizeof(buf));
         struct client c;
         ASSERT_EQ(cl_connect(&c, f->port), 0);
-        if (len > 0)
-            (void)cl_send(&c, buf, len); /* the server may already have closed */
+        if (len > 0) (void)cl_send(&c, buf, len); /* the server may already have closed */
         shutdown(c.fd, SHUT_WR);
         int answered = 0, last_was_error = 0;
         struct resp r;
@@ -86,13 +85,13 @@ TEST(mutated_requests_get_well_formed_answers_and_never_hurt_the_server)
                 ASSERT_TRUE(r.conn_close);
                 ASSERT_EQ(strncmp(r.body, "{\"error\":\"", 10), 0);
             }
-            if (r.status < 600)
-                statuses[r.status]++;
+            if (r.status < 600) statuses[r.status]++;
             free(r.body);
             answered++;
         }
         if (c.len != 0)
-            fprintf(stderr, "iter %d sent [%.*s] left [%.*s]\n", iter, (int)len, buf, (int)c.len, c.buf);
+            fprintf(stderr, "iter %d sent [%.*s] left [%.*s]\n", iter, (int)len, buf, (int)c.len,
+                    c.buf);
         ASSERT_EQ(c.len, 0); /* no partial garbage after the last response */
         cl_close(&c);
         (void)answered;

@@ -18,7 +18,8 @@ TEST(simple_get_with_query_and_conditional_headers)
     struct resp r;
     ASSERT_EQ(cl_read(&c, &r), 0);
     ASSERT_EQ(r.status, 200);
-    ASSERT_STREQ(r.body, "GET /keys/a%20b q=x=1&y=2 im=\"7\" inm=* len=0 crc=00000000 ka=1 xa=hello");
+    ASSERT_STREQ(r.body,
+                 "GET /keys/a%20b q=x=1&y=2 im=\"7\" inm=* len=0 crc=00000000 ka=1 xa=hello");
     ASSERT_TRUE(strstr(r.headers, "Content-Type: text/plain\r\n") != NULL);
     ASSERT_FALSE(r.conn_close);
     free(r.body);
@@ -193,8 +194,9 @@ TEST(oversized_body_gets_413_and_close)
     expect_error_and_close(f, "PUT /x HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", 413);
     /* Chunked bodies are counted as they arrive. */
     char req[4096];
-    int n = snprintf(req, sizeof(req), "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                       "3e8\r\n");
+    int n = snprintf(req, sizeof(req),
+                     "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "3e8\r\n");
     memset(req + n, 'a', 1000);
     n += 1000;
     n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n1\r\nb\r\n0\r\n\r\n");
@@ -331,8 +333,7 @@ static int fx_held_orphaned(struct fx *f, void *arg)
 {
     (void)arg;
     for (int i = 0; i < f->n_held; i++)
-        if (!http_request_orphaned(f->held[i]))
-            return 0;
+        if (!http_request_orphaned(f->held[i])) return 0;
     return f->n_held > 0;
 }
 
@@ -458,7 +459,9 @@ TEST(connection_close_and_http10_semantics)
     struct fx *f = fx_start(NULL, FX_ECHO);
     struct client c;
     ASSERT_EQ(cl_connect(&c, f->port), 0);
-    ASSERT_EQ(cl_sends(&c, "GET /x HTTP/1.1\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_EQ(
+        cl_sends(&c, "GET /x HTTP/1.1\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n"),
+        0);
     struct resp r;
     ASSERT_EQ(cl_read(&c, &r), 0);
     ASSERT_TRUE(r.conn_close);
@@ -529,7 +532,8 @@ TEST(expect_100_continue_gets_an_interim_response)
     struct fx *f = fx_start(NULL, FX_ECHO);
     struct client c;
     ASSERT_EQ(cl_connect(&c, f->port), 0);
-    ASSERT_EQ(cl_sends(&c, "PUT /e HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"), 0);
+    ASSERT_EQ(cl_sends(&c, "PUT /e HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"),
+              0);
     struct resp r;
     ASSERT_EQ(cl_read(&c, &r), 0); /* the interim response */
     ASSERT_EQ(r.status, 100);
@@ -563,7 +567,7 @@ TEST(server_close_waits_for_requests_still_with_the_handler)
     ASSERT_EQ(f->closed, 0); /* but the held request keeps the server open */
     ASSERT_TRUE(orphaned);
     fx_run(f, fx_release_cmd, NULL); /* the last completion closes the server */
-    pthread_join(f->thread, NULL);    /* the loop ends once everything is closed */
+    pthread_join(f->thread, NULL);   /* the loop ends once everything is closed */
     ASSERT_EQ(f->closed, 1);
     struct http_server_stats s;
     http_server_stats(f->srv, &s);
@@ -605,8 +609,9 @@ TEST(requests_split_into_single_bytes_parse_like_whole_ones)
     ASSERT_EQ(cl_connect(&c, f->port), 0);
     int one = 1;
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    const char *reqs = "PUT /k%41?a=1 HTTP/1.1\r\nIf-Match: \"12\"\r\nX-Any: frag\r\n"
-                       "Content-Length: 5\r\n\r\nhelloGET /two HTTP/1.1\r\nIf-None-Match: *\r\n\r\n";
+    const char *reqs =
+        "PUT /k%41?a=1 HTTP/1.1\r\nIf-Match: \"12\"\r\nX-Any: frag\r\n"
+        "Content-Length: 5\r\n\r\nhelloGET /two HTTP/1.1\r\nIf-None-Match: *\r\n\r\n";
     for (const char *p = reqs; *p; p++)
         ASSERT_EQ(cl_send(&c, p, 1), 0);
     struct resp r;

@@ -14,31 +14,39 @@ static inline int kvt_apply_cmd(struct kv *kv, uint64_t index, const struct kv_c
 {
     size_t cap = kv_command_encoded_len(c), len = 0;
     uint8_t *buf = malloc(cap ? cap : 1);
-    if (!buf)
-        return ST_ENOMEM;
+    if (!buf) return ST_ENOMEM;
     int rc = kv_command_encode(c, buf, cap, &len);
-    if (rc == 0)
-        rc = kv_apply(kv, index, buf, len, r);
+    if (rc == 0) rc = kv_apply(kv, index, buf, len, r);
     free(buf);
     return rc;
 }
 
 static inline int kvt_put(struct kv *kv, uint64_t index, uint64_t ts, const char *key,
-                          const char *value, uint64_t ttl_ms, enum kv_cond cond, uint64_t cond_version,
-                          struct kv_result *r)
+                          const char *value, uint64_t ttl_ms, enum kv_cond cond,
+                          uint64_t cond_version, struct kv_result *r)
 {
-    struct kv_command c = {.type = KV_CMD_PUT, .cond = cond, .req = {7, index}, .timestamp_ms = ts,
-                           .ttl_ms = ttl_ms, .cond_version = cond_version,
-                           .key = (const uint8_t *)key, .key_len = (uint32_t)strlen(key),
-                           .value = (const uint8_t *)value, .value_len = (uint32_t)strlen(value)};
+    struct kv_command c = {.type = KV_CMD_PUT,
+                           .cond = cond,
+                           .req = {7, index},
+                           .timestamp_ms = ts,
+                           .ttl_ms = ttl_ms,
+                           .cond_version = cond_version,
+                           .key = (const uint8_t *)key,
+                           .key_len = (uint32_t)strlen(key),
+                           .value = (const uint8_t *)value,
+                           .value_len = (uint32_t)strlen(value)};
     return kvt_apply_cmd(kv, index, &c, r);
 }
 
 static inline int kvt_del(struct kv *kv, uint64_t index, uint64_t ts, const char *key,
                           enum kv_cond cond, uint64_t cond_version, struct kv_result *r)
 {
-    struct kv_command c = {.type = KV_CMD_DELETE, .cond = cond, .req = {7, index}, .timestamp_ms = ts,
-                           .cond_version = cond_version, .key = (const uint8_t *)key,
+    struct kv_command c = {.type = KV_CMD_DELETE,
+                           .cond = cond,
+                           .req = {7, index},
+                           .timestamp_ms = ts,
+                           .cond_version = cond_version,
+                           .key = (const uint8_t *)key,
                            .key_len = (uint32_t)strlen(key)};
     return kvt_apply_cmd(kv, index, &c, r);
 }
@@ -46,7 +54,9 @@ static inline int kvt_del(struct kv *kv, uint64_t index, uint64_t ts, const char
 static inline int kvt_purge(struct kv *kv, uint64_t index, uint64_t now_ms, uint32_t keys_max,
                             struct kv_result *r)
 {
-    struct kv_command c = {.type = KV_CMD_PURGE_EXPIRED, .req = {7, index}, .timestamp_ms = now_ms,
+    struct kv_command c = {.type = KV_CMD_PURGE_EXPIRED,
+                           .req = {7, index},
+                           .timestamp_ms = now_ms,
                            .keys_max = keys_max};
     return kvt_apply_cmd(kv, index, &c, r);
 }
@@ -55,8 +65,7 @@ static inline int kvt_purge(struct kv *kv, uint64_t index, uint64_t now_ms, uint
 static inline int kvt_has(const struct kv *kv, const char *key, const char *value, uint64_t now_ms)
 {
     struct kv_view v;
-    if (kv_get(kv, key, strlen(key), now_ms, &v) != 0)
-        return 0;
+    if (kv_get(kv, key, strlen(key), now_ms, &v) != 0) return 0;
     return v.value_len == strlen(value) && memcmp(v.value, value, v.value_len) == 0;
 }
 
@@ -76,16 +85,14 @@ static inline int kvt_sink_cb(void *ctx, const void *data, size_t len)
         while (cap < s->len + len)
             cap *= 2;
         uint8_t *d = realloc(s->data, cap);
-        if (!d)
-            return ST_ENOMEM;
+        if (!d) return ST_ENOMEM;
         s->data = d;
         s->cap = cap;
     }
     memcpy(s->data + s->len, data, len);
     s->len += len;
     s->calls++;
-    if (len > s->max_chunk)
-        s->max_chunk = len;
+    if (len > s->max_chunk) s->max_chunk = len;
     return 0;
 }
 

@@ -10,8 +10,7 @@ static size_t encode(const struct kv_command *c, uint8_t *buf, size_t cap)
 {
     size_t len = 0;
     int rc = kv_command_encode(c, buf, cap, &len);
-    if (rc != 0)
-        return 0;
+    if (rc != 0) return 0;
     return len;
 }
 
@@ -19,9 +18,16 @@ TEST(put_round_trip_keeps_every_field)
 {
     const uint8_t key[] = {'a', 0, 'b'};
     const uint8_t value[] = {0, 1, 2, 255};
-    struct kv_command c = {.type = KV_CMD_PUT, .cond = KV_COND_IF_VERSION, .req = {3, 99},
-                           .timestamp_ms = 1700000000123ULL, .ttl_ms = 5000, .cond_version = 42,
-                           .key = key, .key_len = 3, .value = value, .value_len = 4};
+    struct kv_command c = {.type = KV_CMD_PUT,
+                           .cond = KV_COND_IF_VERSION,
+                           .req = {3, 99},
+                           .timestamp_ms = 1700000000123ULL,
+                           .ttl_ms = 5000,
+                           .cond_version = 42,
+                           .key = key,
+                           .key_len = 3,
+                           .value = value,
+                           .value_len = 4};
     uint8_t buf[128];
     size_t len = encode(&c, buf, sizeof(buf));
     ASSERT_EQ(len, kv_command_encoded_len(&c));
@@ -44,8 +50,11 @@ TEST(put_round_trip_keeps_every_field)
 
 TEST(delete_and_purge_round_trip)
 {
-    struct kv_command c = {.type = KV_CMD_DELETE, .req = {1, 2}, .timestamp_ms = 9,
-                           .key = (const uint8_t *)"k", .key_len = 1};
+    struct kv_command c = {.type = KV_CMD_DELETE,
+                           .req = {1, 2},
+                           .timestamp_ms = 9,
+                           .key = (const uint8_t *)"k",
+                           .key_len = 1};
     uint8_t buf[64];
     size_t len = encode(&c, buf, sizeof(buf));
     ASSERT_EQ(len, KV_COMMAND_HEADER_BYTES + 12 + 1);
@@ -53,8 +62,8 @@ TEST(delete_and_purge_round_trip)
     ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
     ASSERT_EQ(d.type, KV_CMD_DELETE);
     ASSERT_EQ(d.key[0], 'k');
-    struct kv_command p = {.type = KV_CMD_PURGE_EXPIRED, .req = {1, 3}, .timestamp_ms = 77,
-                           .keys_max = 1000};
+    struct kv_command p = {
+        .type = KV_CMD_PURGE_EXPIRED, .req = {1, 3}, .timestamp_ms = 77, .keys_max = 1000};
     len = encode(&p, buf, sizeof(buf));
     ASSERT_EQ(len, KV_COMMAND_HEADER_BYTES + 4);
     ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
@@ -72,8 +81,10 @@ TEST(encode_rejects_ill_formed_commands)
     c.key_len = 1;
     c.cond = (enum kv_cond)9;
     ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), ST_EINVAL);
-    struct kv_command d = {.type = KV_CMD_DELETE, .cond = KV_COND_IF_ABSENT,
-                           .key = (const uint8_t *)"k", .key_len = 1};
+    struct kv_command d = {.type = KV_CMD_DELETE,
+                           .cond = KV_COND_IF_ABSENT,
+                           .key = (const uint8_t *)"k",
+                           .key_len = 1};
     ASSERT_EQ(kv_command_encode(&d, buf, sizeof(buf), &len), ST_EINVAL);
     struct kv_command t = {.type = (enum kv_cmd_type)0};
     ASSERT_EQ(kv_command_encode(&t, buf, sizeof(buf), &len), ST_EINVAL);
@@ -83,8 +94,11 @@ TEST(encode_rejects_ill_formed_commands)
 
 TEST(decode_rejects_every_truncation_of_a_valid_command)
 {
-    struct kv_command c = {.type = KV_CMD_PUT, .key = (const uint8_t *)"key", .key_len = 3,
-                           .value = (const uint8_t *)"value", .value_len = 5};
+    struct kv_command c = {.type = KV_CMD_PUT,
+                           .key = (const uint8_t *)"key",
+                           .key_len = 3,
+                           .value = (const uint8_t *)"value",
+                           .value_len = 5};
     uint8_t buf[128];
     size_t len = encode(&c, buf, sizeof(buf));
     struct kv_command d;
@@ -132,8 +146,11 @@ TEST(decode_enforces_configured_limits_with_etoobig)
 {
     uint8_t key[1025];
     memset(key, 'k', sizeof(key));
-    struct kv_command c = {.type = KV_CMD_PUT, .key = key, .key_len = 1025,
-                           .value = (const uint8_t *)"v", .value_len = 1};
+    struct kv_command c = {.type = KV_CMD_PUT,
+                           .key = key,
+                           .key_len = 1025,
+                           .value = (const uint8_t *)"v",
+                           .value_len = 1};
     static uint8_t buf[2048];
     size_t len = encode(&c, buf, sizeof(buf));
     ASSERT_NE(len, 0);
@@ -163,8 +180,7 @@ TEST(decode_survives_random_garbage)
             x ^= x << 17;
             buf[j] = (uint8_t)x;
         }
-        if (len > 0)
-            buf[0] = 1; /* valid version so the deeper checks run */
+        if (len > 0) buf[0] = 1; /* valid version so the deeper checks run */
         struct kv_command d;
         int rc = kv_command_decode(buf, len, NULL, &d);
         ASSERT_TRUE(rc == 0 || rc == ST_EPROTO || rc == ST_ETOOBIG);

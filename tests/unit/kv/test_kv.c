@@ -8,8 +8,7 @@
 static struct kv *new_kv(void)
 {
     struct kv *kv = NULL;
-    if (kv_create(NULL, &kv) != 0)
-        return NULL;
+    if (kv_create(NULL, &kv) != 0) return NULL;
     return kv;
 }
 
@@ -327,10 +326,8 @@ TEST(incremental_rehash_keeps_every_key_under_insert_delete_mixes)
             struct kv_stats s;
             kv_stats(kv, &s);
             saw_rehash |= s.rehashing;
-            if (s.buckets > max_buckets)
-                max_buckets = s.buckets;
-            if (s.buckets < max_buckets && !s.rehashing)
-                saw_shrink = 1;
+            if (s.buckets > max_buckets) max_buckets = s.buckets;
+            if (s.buckets < max_buckets && !s.rehashing) saw_shrink = 1;
             /* Spot-check a random key every op, mid-rehash included. */
             uint32_t q = (uint32_t)st_rng_below(&rng, MODEL_KEYS);
             snprintf(key, sizeof(key), "key-%u", q);

@@ -17,8 +17,7 @@ static int fail_cb(void *ctx)
 {
     struct failer *f = ctx;
     f->calls++;
-    if (!f->armed)
-        return 0;
+    if (!f->armed) return 0;
     if (f->countdown-- == 0) {
         f->armed = 0; /* one failure, then memory is back */
         return 1;
@@ -35,8 +34,7 @@ static struct kv *make(struct failer *f)
     cfg.alloc_fail_cb = fail_cb;
     cfg.alloc_fail_ctx = f;
     struct kv *kv = NULL;
-    if (kv_create(&cfg, &kv) != 0)
-        return NULL;
+    if (kv_create(&cfg, &kv) != 0) return NULL;
     return kv;
 }
 
@@ -148,8 +146,7 @@ TEST(failed_restore_keeps_the_old_state_at_every_allocation)
             if (rc == 0) {
                 struct kv_snapshot_info info;
                 rc = kv_restore_finish(rs, &info);
-                if (rc == 0)
-                    free(info.meta);
+                if (rc == 0) free(info.meta);
             } else {
                 kv_restore_abort(rs);
             }

@@ -9,8 +9,7 @@
 static struct kv *fill(uint64_t n_keys, uint64_t seed, uint64_t *last_index)
 {
     struct kv *kv = NULL;
-    if (kv_create(NULL, &kv) != 0)
-        return NULL;
+    if (kv_create(NULL, &kv) != 0) return NULL;
     struct st_rng rng;
     st_rng_init(&rng, seed);
     char key[48], val[200];
@@ -44,8 +43,7 @@ static int restore_chunks(struct kv *kv, const uint8_t *data, size_t len, size_t
 {
     struct kv_restore *r = NULL;
     int rc = kv_restore_begin(kv, &r);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     for (size_t off = 0; off < len; off += chunk) {
         rc = kv_restore_feed(r, data + off, ST_MIN(chunk, len - off));
         if (rc != 0) {
