@@ -728,7 +728,6 @@ void node_client_leader_changed(struct node *n, raft_id leader)
         }
     }
     w = n->transfers.head;
-    w = n->transfers.head;
     while (w) {
         struct node_waiter *next = w->lnext;
         if (w->target == leader) complete_admin(n, w, 0, 0);
