@@ -769,6 +769,15 @@ static void handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t l
         snap_send_ack(c, stream, rv);
         return;
     }
+    if (p->removed || tr->destroying || c->state != CONN_UP) {
+        /* The callback removed the peer or destroyed us: end what it accepted. */
+        tr->stats.snapshots_failed++;
+        if (!tr->destroying && tr->cbs.snapshot_end_cb != NULL)
+            tr->cbs.snapshot_end_cb(tr->cbs.ctx, p->id, ST_ECANCELED);
+        wire_msg_close(&si->wm);
+        free(si);
+        return;
+    }
     ST_TRACE_INFO(MOD, "snapshot from peer %" PRIu64 ": %" PRIu64 " bytes at index %" PRIu64, p->id,
                   si->size, m->snapshot->index);
     p->snap_in = si;
@@ -826,7 +835,9 @@ static void handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len
     if (rv == 0) {
         tr->stats.snapshots_received++;
         tr->stats.msgs_received++;
-        if (tr->cbs.msg_cb != NULL) tr->cbs.msg_cb(tr->cbs.ctx, p->id, &si->wm.msg);
+        /* Not to a node that removed the peer or destroyed us meanwhile. */
+        if (tr->cbs.msg_cb != NULL && !p->removed && !tr->destroying)
+            tr->cbs.msg_cb(tr->cbs.ctx, p->id, &si->wm.msg);
     } else {
         tr->stats.snapshots_failed++;
         ST_TRACE_WARN(MOD, "snapshot from peer %" PRIu64 " not stored: %s", p->id, st_strerror(rv));
@@ -1327,14 +1338,20 @@ bool tr_peer_connected(const struct tr *tr, raft_id id)
 static void on_notify_timer(uv_timer_t *t)
 {
     struct tr *tr = t->data;
-    for (struct tr_list *l = tr->peers.next; l != &tr->peers;) {
-        struct tr_peer *p = CONTAINER_OF(l, struct tr_peer, link);
-        l = l->next; /* the callback may remove p */
-        if (!p->busy_notify) continue;
-        p->busy_notify = false;
-        if (tr->cbs.send_failed_cb != NULL)
-            tr->cbs.send_failed_cb(tr->cbs.ctx, p->id, p->busy_msg_type, ST_EBUSY);
-        if (tr->destroying) return;
+    /* The callback may remove any peer (or destroy tr): rescan from the head
+     * after each one; flags are cleared first, so this terminates. */
+    bool again = true;
+    while (again && !tr->destroying) {
+        again = false;
+        for (struct tr_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
+            struct tr_peer *p = CONTAINER_OF(l, struct tr_peer, link);
+            if (!p->busy_notify) continue;
+            p->busy_notify = false;
+            if (tr->cbs.send_failed_cb != NULL)
+                tr->cbs.send_failed_cb(tr->cbs.ctx, p->id, p->busy_msg_type, ST_EBUSY);
+            again = true;
+            break;
+        }
     }
 }
 

@@ -72,6 +72,9 @@ struct ep {
     uint64_t send_failed;
     uint64_t send_busy; /* back-pressure reports */
     bool resend_on_fail;
+    raft_id remove_on_busy;    /* send_failed_cb(EBUSY) removes this peer */
+    bool remove_peer_in_begin; /* snapshot_begin_cb removes the sender */
+    bool destroy_in_end;       /* snapshot_end_cb(0) destroys the transport */
     /* inbound snapshot */
     uint64_t snap_begins, snap_ends, snap_chunks, snap_bytes, snap_size;
     int snap_end_status;
@@ -152,6 +155,10 @@ static void ep_send_failed_cb(void *ctx, raft_id peer, uint8_t type, int status)
         e->send_busy++;
     else
         e->send_failed++;
+    if (status == ST_EBUSY && e->remove_on_busy != 0) {
+        ST_ASSERT(tr_peer_remove(e->tr, e->remove_on_busy) == 0);
+        e->remove_on_busy = 0;
+    }
     if (e->resend_on_fail) /* a node that retries at once must not loop us forever */
         send_heartbeat(e, peer, e->send_failed);
 }
@@ -161,6 +168,7 @@ static int ep_snap_begin(void *ctx, raft_id from, const struct raft_msg *m, uint
     struct ep *e = ctx;
     ST_ASSERT(m->type == RAFT_MSG_SNAPSHOT && m->snapshot != NULL);
     if (e->snap_refuse != 0) return e->snap_refuse;
+    if (e->remove_peer_in_begin) ST_ASSERT(tr_peer_remove(e->tr, from) == 0);
     e->snap_begins++;
     e->snap_chunks = e->snap_bytes = 0;
     e->snap_size = size;
@@ -201,6 +209,10 @@ static int ep_snap_end(void *ctx, raft_id from, int status)
     e->snap_ends++;
     e->snap_end_status = status;
     e->snap_in_progress = false;
+    if (status == 0 && e->destroy_in_end) {
+        tr_destroy(e->tr, ep_done, e);
+        e->tr = NULL;
+    }
     return 0;
 }
 
@@ -1355,6 +1367,61 @@ TEST(peer_removed_during_a_snapshot_stream_ends_it_on_both_sides)
     ASSERT_EQ(b.snapshots_delivered, 0);
     ep_destroy(&a);
     ep_destroy(&b);
+    snap_cleanup(path);
+    loop_teardown();
+}
+
+TEST(callbacks_may_remove_peers_and_destroy_the_transport)
+{
+    loop_setup();
+    /* 1. A back-pressure report that removes the next peer to report. */
+    struct ep b;
+    struct tr_config cfg;
+    ep_config(&cfg, 5, CLUSTER, 0);
+    cfg.send_queue_msgs_max = 1;
+    ep_start_cfg(&b, &cfg);
+    ASSERT_EQ(tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0); /* acceptor side: never dialed */
+    ASSERT_EQ(tr_peer_add(b.tr, 2, "127.0.0.1:1"), 0);
+    for (raft_id to = 1; to <= 2; to++) {
+        ASSERT_EQ(send_append(&b, to, 0, 0, 0), 0);
+        ASSERT_EQ(send_append(&b, to, 1, 0, 0), ST_EBUSY);
+    }
+    b.remove_on_busy = 2;
+    RUN_UNTIL(b.send_busy >= 1);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ASSERT_EQ(b.send_busy, 1); /* none for the removed peer */
+    ASSERT_EQ(tr_send(b.tr, &(struct raft_msg){.type = RAFT_MSG_HEARTBEAT, .from = 5, .to = 2}),
+              ST_ENOENT);
+    ep_destroy(&b);
+
+    /* 2. snapshot_begin_cb removes the sender: the accepted stream still ends once. */
+    char path[128];
+    const uint64_t size = 1024 * 1024;
+    snap_setup(path, sizeof(path), size);
+    struct ep a, c;
+    ep_start(&a, 1, CLUSTER, 0);
+    ep_start(&c, 2, CLUSTER, 0);
+    link_peers(&a, &c);
+    RUN_UNTIL(a.n_up == 1 && c.n_up == 1);
+    c.remove_peer_in_begin = true;
+    struct raft_msg m = snapshot_msg(1, 2);
+    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    RUN_UNTIL(a.snap_sent_n == 1 && c.snap_ends == 1);
+    ASSERT_EQ(c.snap_end_status, ST_ECANCELED);
+    ASSERT_TRUE(a.snap_sent_status < 0);
+    ASSERT_EQ(c.snapshots_delivered, 0);
+
+    /* 3. snapshot_end_cb destroys the receiver: the message is not delivered. */
+    c.remove_peer_in_begin = false;
+    ASSERT_EQ(tr_peer_add(c.tr, 1, a.addr), 0);
+    RUN_UNTIL(a.n_up == 2 && c.n_up == 2);
+    c.destroy_in_end = true;
+    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    RUN_UNTIL(c.done && a.snap_sent_n == 2);
+    ASSERT_EQ(c.snap_ends, 2);
+    ASSERT_EQ(c.snapshots_delivered, 0);
+    ASSERT_TRUE(a.snap_sent_status < 0);
+    ep_destroy(&a);
     snap_cleanup(path);
     loop_teardown();
 }
