@@ -62,9 +62,18 @@ class TestFailure(AssertionError):
     pass
 
 
+class Fatal(TestFailure):
+    """A failure that wait_for() must not treat as "not yet"."""
+
+
 def check(cond, msg):
     if not cond:
         raise TestFailure(msg)
+
+
+def fatal_unless(cond, msg):
+    if not cond:
+        raise Fatal(msg)
 
 
 # ---------------------------------------------------------------------------
@@ -373,7 +382,11 @@ def wait_for(what, fn, timeout=30, interval=0.02):
             if v:
                 return v
             last = v
-        except (Unreachable, TestFailure) as e:
+        except Unreachable as e:
+            last = e
+        except Fatal:
+            raise
+        except TestFailure as e:
             last = e
         if time.monotonic() > deadline:
             raise TestFailure("timed out after %.0f s waiting for %s (last: %s)"

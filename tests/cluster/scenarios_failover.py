@@ -6,8 +6,8 @@ import random
 import threading
 import time
 
-from harness import (Scenario, TestFailure, Unreachable, check, count, log, scaled, step,
-                     wait_for)
+from harness import (Scenario, TestFailure, Unreachable, check, count, fatal_unless, log, scaled,
+                     step, wait_for)
 
 FAILOVER_TIMES = []  # (scenario, round, first_seen_s, all_agree_s, first_write_s)
 
@@ -268,9 +268,15 @@ class Concurrent(Scenario):
         errors = []
         nodes = list(c.nodes.values())
 
+        faults_done = threading.Event()
+
         def client(t):
+            # At least ops_per_thread operations, and on until the fault
+            # phases are over (so there is always load to observe).
             rnd = random.Random(t)
-            for i in range(ops_per_thread):
+            i = -1
+            while i + 1 < ops_per_thread or not faults_done.is_set():
+                i += 1
                 node = rnd.choice(nodes)
                 x = rnd.random()
                 if x < 0.40:
@@ -319,12 +325,15 @@ class Concurrent(Scenario):
 
         def wait_ops(what, fraction=None, successes=None):
             start_ok = progress[1]
-            if fraction is not None:
-                want = int(threads_n * ops_per_thread * fraction)
-                wait_for("%s (%d operations)" % (what, want), lambda: progress[0] >= want, 120)
-            else:
-                wait_for("%s (%d more successful operations)" % (what, successes),
-                         lambda: progress[1] >= start_ok + successes, 120)
+
+            def reached():
+                fatal_unless(any(w.is_alive() for w in workers), "the client threads ended early")
+                if fraction is not None:
+                    return progress[0] >= int(threads_n * ops_per_thread * fraction)
+                return progress[1] >= start_ok + successes
+            wait_for("%s (%s)" % (what, "%d%% of the operations" % (fraction * 100)
+                                  if fraction is not None else
+                                  "%d more successful operations" % successes), reached, 120)
 
         workers = [threading.Thread(target=client, args=(t,), daemon=True) for t in range(threads_n)]
         paused = None
@@ -354,6 +363,7 @@ class Concurrent(Scenario):
                 paused = None
                 c.wait_leader()
         finally:
+            faults_done.set()
             if paused is not None:
                 paused.resume()
         with step("all client threads finish"):
