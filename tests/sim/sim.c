@@ -418,8 +418,7 @@ static void net_send(struct sim *s, struct sim_node *n, const struct raft_msg *m
         struct sim_msg *x = k == 0 ? c : msg_clone(s, c);
         schedule(s, s->now + delay, SIM_EV_DELIVER, (uint8_t)m->to, 0, 0, x);
     }
-    if (s->opt.verbose)
-        trace_msg(s, copies == 2 ? "send x2" : "send", m);
+    trace_msg(s, copies == 2 ? "send x2" : "send", m);
 }
 
 /* ---------------------------------------------------------------- disk */
@@ -942,7 +941,7 @@ static void ev_deliver(struct sim *s, struct sim_event *ev)
     }
     trace_msg(s, "recv", m);
     int rc = raft_step(n->r, m);
-    if (rc != 0 && s->opt.verbose)
+    if (rc != 0)
         sim_trace(s, "n%" PRIu64 " step: %s", n->id, st_strerror(rc));
     if (snap)
         report_later(s, m->from, c->from_inc, m->to, true, true);
