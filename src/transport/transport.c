@@ -761,7 +761,8 @@ static void handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t l
              ? tr->cbs.snapshot_begin_cb(tr->cbs.ctx, p->id, m, si->size)
              : ST_EPERM;
     if (rv != 0) {
-        ST_ASSERT(rv < 0);
+        if (rv > 0) /* not an ST_E* code: still a refusal */
+            rv = ST_EINVAL;
         tr->stats.snapshots_failed++;
         ST_TRACE_WARN(MOD, "snapshot from peer %" PRIu64 " refused: %s", p->id, st_strerror(rv));
         wire_msg_close(&si->wm);
