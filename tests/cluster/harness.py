@@ -408,6 +408,19 @@ def check_no_unexpected_exit():
                                   % (n, n.proc.returncode, n.log_tail(15)))
 
 
+def retry_503(fn, timeout=30):
+    """Calls fn() (one HTTP request) until it answers something other than
+    503 or unreachable (an election in progress); returns that Response.
+    A retry after a 503 "timeout" may find the first attempt applied."""
+    def attempt():
+        try:
+            r = fn()
+        except Unreachable:
+            return None
+        return None if r.status == 503 else r
+    return wait_for("an answer other than 503", attempt, timeout)
+
+
 # ---------------------------------------------------------------------------
 # clusters
 

@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 
-from harness import (Scenario, Unreachable, check, count, log, scaled, step, wait_for)
+from harness import (Scenario, Unreachable, check, count, log, retry_503, scaled, step, wait_for)
+from scenarios_membership import wait_transferred
 
 
 def write_through_each_and_read_everywhere(c, tag):
@@ -62,18 +63,18 @@ class Basic(Scenario):
 
         with step("versions, ETag and compare-and-set through a follower"):
             follower = next(n for n in c.running() if n.id != leader.id)
-            r = follower.put("basic/cas", "one", if_absent=True)
+            r = retry_503(lambda: follower.put("basic/cas", "one", if_absent=True))
             check(r.status in (200, 201), "If-None-Match * on a new key: %s" % r.error_text())
             v1 = r.json()["version"]
-            r = follower.put("basic/cas", "two", if_absent=True)
+            r = retry_503(lambda: follower.put("basic/cas", "two", if_absent=True))
             check(r.status == 412, "If-None-Match * on an existing key: %s" % r.error_text())
             g = follower.get("basic/cas")
             check(g.status == 200 and g.text() == "one", "value after failed CAS: %s" % g.error_text())
             check(g.headers.get("etag") == '"%d"' % v1,
                   "ETag %r, want \"%d\"" % (g.headers.get("etag"), v1))
-            r = follower.put("basic/cas", "three", if_match=v1 + 1000)
+            r = retry_503(lambda: follower.put("basic/cas", "three", if_match=v1 + 1000))
             check(r.status == 412, "If-Match with a wrong version: %s" % r.error_text())
-            r = follower.put("basic/cas", "four", if_match=v1)
+            r = retry_503(lambda: follower.put("basic/cas", "four", if_match=v1))
             check(r.status in (200, 201), "If-Match with the right version: %s" % r.error_text())
             v2 = r.json()["version"]
             check(v2 > v1, "version did not grow: %d -> %d" % (v1, v2))
@@ -82,29 +83,29 @@ class Basic(Scenario):
                 check(g.text() == "four", "%r after CAS: %s" % (n, g.error_text()))
 
         with step("delete through a follower: 404 everywhere, second delete 404"):
-            r = follower.delete("basic/via-1")
+            r = retry_503(lambda: follower.delete("basic/via-1"))
             check(r.status in (200, 204), "DELETE: %s" % r.error_text())
             for n in c.running():
                 g = c.get_retry("basic/via-1", n)
                 check(g.status == 404, "%r after delete: %s" % (n, g.error_text()))
-            r = follower.delete("basic/via-1")
+            r = retry_503(lambda: follower.delete("basic/via-1"))
             check(r.status == 404, "second DELETE: %s" % r.error_text())
 
         with step("binary keys and values survive the round trip"):
             key = bytes(range(256))[1:] + b"\x00end"
             value = bytes(range(256)) * 4
-            r = follower.put(key, value)
+            r = retry_503(lambda: follower.put(key, value))
             check(r.status in (200, 201), "binary PUT: %s" % r.error_text())
             for n in c.running():
                 g = c.get_retry(key, n)
                 check(g.status == 200 and g.body == value, "%r binary GET: %s" % (n, g.error_text()))
-            r = follower.put("basic/empty-value", b"")
+            r = retry_503(lambda: follower.put("basic/empty-value", b""))
             check(r.status in (200, 201), "empty value PUT: %s" % r.error_text())
             g = c.get_retry("basic/empty-value", leader)
             check(g.status == 200 and g.body == b"", "empty value GET: %s" % g.error_text())
 
         with step("a key with a TTL expires on every node"):
-            r = follower.put("basic/ttl", "short-lived", ttl=1)
+            r = retry_503(lambda: follower.put("basic/ttl", "short-lived", ttl=1))
             check(r.status in (200, 201), "PUT with ttl: %s" % r.error_text())
             for n in c.running():
                 wait_for("%r: basic/ttl to expire" % n,
@@ -112,7 +113,7 @@ class Basic(Scenario):
 
         with step("the seed's endpoints: /set, /get, /join"):
             for n in c.running():
-                r = n.request("GET", "/set?key=seed-%d&value=v%d" % (n.id, n.id))
+                r = retry_503(lambda: n.request("GET", "/set?key=seed-%d&value=v%d" % (n.id, n.id)))
                 check(r.status == 200 and r.text().strip() == "ok", "%r /set: %s" % (n, r.error_text()))
             for n in c.running():
                 for m in c.running():
@@ -257,10 +258,11 @@ class Cli(Scenario):
         with step("snapshot and transfer"):
             self.expect(0, "snapshot", endpoints=leader.http)
             target = next(n for n in c.running() if n.id != leader.id)
-            self.expect(0, "transfer", str(target.id), endpoints=all_eps)
-            new = c.wait_leader()
-            check(new.id == target.id, "leader is %d after transfer to %d" % (new.id, target.id))
-            leader = new
+            term_before = leader.info()["term"]
+            out, _ = self.expect(0, "transfer", str(target.id), endpoints=all_eps)
+            check(("transferred to node %d" % target.id).encode() in out, "transfer: %r" % out)
+            wait_transferred(c, target, term_before)
+            leader = c.wait_leader()
 
         with step("kill the leader: the CLI with all endpoints still writes and reads"):
             leader.kill9()

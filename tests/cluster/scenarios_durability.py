@@ -2,7 +2,7 @@
 by snapshot streaming; a node with an emptied data directory rejoins under a
 new id; the whole cluster restarts (graceful and kill -9) with all its data."""
 
-from harness import (Scenario, check, count, log, scaled, step, wait_for)
+from harness import (Scenario, check, count, log, retry_503, scaled, step, wait_for)
 
 SNAP_ARGS = ["--log-level", "info", "--snapshot-threshold", "40", "--snapshot-interval", "0"]
 
@@ -36,7 +36,7 @@ class Snapshot(Scenario):
             follower.kill9()
             write_batch(c, "snap/b", count(300, 120), ledger, via=leader)
             for n in c.running():
-                r = n.request("POST", "/snapshot")
+                r = retry_503(lambda: n.request("POST", "/snapshot"))
                 check(200 <= r.status < 300, "%r POST /snapshot: %s" % (n, r.error_text()))
             li = leader.info()
             # Precondition of the scenario: the leader's log no longer holds the
@@ -64,13 +64,13 @@ class Snapshot(Scenario):
             victim.kill9()
             victim.wipe()
             leader = c.wait_leader()
-            r = leader.request("DELETE", "/cluster/members/%d" % victim.id)
+            r = retry_503(lambda: leader.request("DELETE", "/cluster/members/%d" % victim.id))
             check(200 <= r.status < 300, "DELETE member %d: %s" % (victim.id, r.error_text()))
             c.retire(victim)
             c.wait_members(voters=sorted(c.nodes))
             write_batch(c, "snap/d", 60, ledger, via=leader)
             for n in c.running():
-                n.request("POST", "/snapshot")
+                retry_503(lambda: n.request("POST", "/snapshot"))
             # Same addresses, new identity, empty data directory.
             newcomer = c.new_node(7, ports=(victim.raft_port, victim.http_port))
             newcomer.start(["--join", leader.http])
@@ -96,15 +96,15 @@ class Restart(Scenario):
             leader = c.start_static(3)
             write_batch(c, "restart/a", count(200, 80), ledger, via=leader)
             for n in c.running():
-                r = n.request("POST", "/snapshot")
+                r = retry_503(lambda: n.request("POST", "/snapshot"))
                 check(200 <= r.status < 300, "%r POST /snapshot: %s" % (n, r.error_text()))
             write_batch(c, "restart/b", 25, ledger)  # the WAL tail after the snapshot
             for k in sorted(ledger)[:10]:
-                r = leader.delete(k)
+                r = retry_503(lambda: leader.delete(k))
                 check(r.status in (200, 204), "DELETE %s: %s" % (k, r.error_text()))
                 deleted.append(k)
                 del ledger[k]
-            r = leader.put("restart/ttl-long", "stays", ttl=3600)
+            r = retry_503(lambda: leader.put("restart/ttl-long", "stays", ttl=3600))
             check(r.status in (200, 201), "PUT with ttl: %s" % r.error_text())
             ledger["restart/ttl-long"] = "stays"
             commit_before = leader.info()["commit"]
