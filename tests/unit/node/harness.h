@@ -127,8 +127,10 @@ static inline void h_config(struct hnode *h, raft_id id)
     snprintf(h->cfg.data_dir, sizeof h->cfg.data_dir, "%s", h->dir);
     snprintf(h->cfg.raft_listen, sizeof h->cfg.raft_listen, "127.0.0.1:%u", h_free_port());
     snprintf(h->cfg.http_listen, sizeof h->cfg.http_listen, "127.0.0.1:%u", h_free_port());
-    h->cfg.tick_ms = 5;
-    h->cfg.election_ticks = 10;
+    /* Elections of 200-400 ms: a loaded CI machine (ASan, parallel tests)
+     * must not stall a leader's loop long enough to depose it mid-test. */
+    h->cfg.tick_ms = 10;
+    h->cfg.election_ticks = 20;
     h->cfg.request_timeout_ms = 5000;
     h->cfg.seed = 1000 + id;
 }

@@ -285,6 +285,7 @@ TEST(a_write_forwarded_to_a_leader_that_died_fails_at_the_leader_change)
 {
     cluster_init(3);
     for (int i = 0; i < 3; i++) {
+        nodes[i].cfg.tick_ms = 5;
         nodes[i].cfg.election_ticks = 100;       /* followers keep believing for a while */
         nodes[i].cfg.request_timeout_ms = 25000; /* longer than the watchdog */
     }
@@ -311,8 +312,10 @@ TEST(stopping_a_node_fails_its_pending_requests_cleanly)
     cluster_init(3);
     /* A long election timeout keeps the leader leading (check-quorum) for
      * a while after its followers stop, so the write is appended. */
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
+        nodes[i].cfg.tick_ms = 5;
         nodes[i].cfg.election_ticks = 200;
+    }
     cluster_start_peers(3);
     raft_id leader = converge(3);
     int li = h_index_of(nodes, 3, leader);
