@@ -982,6 +982,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         if (total > TR_SCRATCH_BYTES / 2) { /* read the rest straight into its own buffer */
             struct raft_buf *big = raft_buf_create(total);
+            if (total > tr->stats.frame_buffer_bytes_max) tr->stats.frame_buffer_bytes_max = total;
             if (big == NULL) {
                 conn_close(c, ST_ENOMEM, true);
                 return;

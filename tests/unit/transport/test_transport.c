@@ -1011,6 +1011,8 @@ TEST(snapshot_streams_a_multi_mib_file_in_bounded_chunks)
     ASSERT_EQ(sa.snapshots_sent, 1);
     ASSERT_EQ(sa.snapshot_bytes_sent, size);
     ASSERT_EQ(sb.snapshots_received, 1);
+    /* The receiver never buffered more than one chunk frame. */
+    ASSERT_EQ(sb.frame_buffer_bytes_max, FRAME_HEADER_SIZE + FRAME_SNAP_CHUNK_FIXED_SIZE + chunk);
     ASSERT_EQ(sa.snapshots_failed + sb.snapshots_failed, 0);
     ep_destroy(&a);
     ep_destroy(&b);
