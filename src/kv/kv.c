@@ -469,6 +469,49 @@ int kv_get(const struct kv *kv, const void *key, size_t key_len, uint64_t now_ms
     return 0;
 }
 
+/* Whole-state checker: O(n). */
+int kv_check_invariants(const struct kv *kv)
+{
+    const struct kv_state *st = &kv->st;
+#define KV_CHECK(cond)                                                                             \
+    do {                                                                                           \
+        if (!(cond)) return ST_ECORRUPT;                                                           \
+    } while (0)
+    KV_CHECK(st->t[0].size >= 4 && (st->t[0].size & (st->t[0].size - 1)) == 0);
+    KV_CHECK(st->rehashing ? st->t[1].size >= 4 : st->t[1].size == 0);
+    KV_CHECK(!st->rehashing || st->rehash_idx <= st->t[0].size);
+    uint64_t with_ttl = 0, bytes = 0;
+    for (int t = 0; t <= st->rehashing; t++) {
+        const struct kv_table *tb = &st->t[t];
+        uint64_t used = 0;
+        for (uint64_t i = 0; i < tb->size; i++) {
+            /* Buckets before the rehash position have been migrated. */
+            KV_CHECK(!(t == 0 && st->rehashing && i < st->rehash_idx) || !tb->buckets[i]);
+            for (const struct kv_entry *e = tb->buckets[i]; e; e = e->next) {
+                used++;
+                bytes += malloc_usable_size((void *)(uintptr_t)e);
+                KV_CHECK((e->hash & (tb->size - 1)) == i);
+                KV_CHECK(e->hash == kv_hash(kv, e->data, e->key_len));
+                KV_CHECK(e->key_len >= 1 && e->key_len <= KV_KEY_BYTES_HARD_MAX);
+                KV_CHECK(e->version >= 1 && e->version <= kv->applied_index);
+                if (e->expire_at_ms) {
+                    with_ttl++;
+                    KV_CHECK(e->heap_idx < st->heap_len && st->heap[e->heap_idx] == e);
+                } else {
+                    KV_CHECK(e->heap_idx == KV_HEAP_NONE);
+                }
+            }
+        }
+        KV_CHECK(used == tb->used);
+    }
+    KV_CHECK(with_ttl == st->heap_len && st->heap_len <= st->heap_cap);
+    for (uint32_t i = 1; i < st->heap_len; i++)
+        KV_CHECK(entry_cmp(st->heap[(i - 1) / 2], st->heap[i]) < 0);
+    KV_CHECK(bytes == st->entry_bytes);
+#undef KV_CHECK
+    return 0;
+}
+
 uint64_t kv_expiry_min(const struct kv *kv)
 {
     return kv->st.heap_len ? kv->st.heap[0]->expire_at_ms : 0;
@@ -1083,6 +1126,7 @@ int kv_restore_finish(struct kv_restore *r, struct kv_snapshot_info *info)
     kv->st.cfg = &kv->cfg; /* it pointed at the restore context's copy */
     memset(&r->state_kv.st, 0, sizeof(r->state_kv.st));
     kv->applied_index = r->applied_index;
+    ST_DEBUG_ASSERT(kv_check_invariants(kv) == 0); /* O(n), like the restore itself */
     if (info) {
         info->applied_index = r->applied_index;
         info->keys = r->keys;

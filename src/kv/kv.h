@@ -111,6 +111,12 @@ int kv_get(const struct kv *kv, const void *key, size_t key_len, uint64_t now_ms
 
 void kv_stats(const struct kv *kv, struct kv_stats *out);
 
+/* Whole-state checker (O(n), for tests and debug builds): bucket placement
+ * and hashes, per-table counts, migrated buckets empty, the expiry heap's
+ * order and back-pointers, versions <= applied index, memory accounting.
+ * Returns 0 or ST_ECORRUPT. */
+int kv_check_invariants(const struct kv *kv);
+
 /* The smallest expiry of any stored key (ms), 0 if no key has one. A leader
  * can propose PURGE_EXPIRED only when this is <= its clock. */
 uint64_t kv_expiry_min(const struct kv *kv);

@@ -328,6 +328,7 @@ TEST(incremental_rehash_keeps_every_key_under_insert_delete_mixes)
             saw_rehash |= s.rehashing;
             if (s.buckets > max_buckets) max_buckets = s.buckets;
             if (s.buckets < max_buckets && !s.rehashing) saw_shrink = 1;
+            if (i % 997 == 0) ASSERT_EQ(kv_check_invariants(kv), 0);
             /* Spot-check a random key every op, mid-rehash included. */
             uint32_t q = (uint32_t)st_rng_below(&rng, MODEL_KEYS);
             snprintf(key, sizeof(key), "key-%u", q);
@@ -353,6 +354,7 @@ TEST(incremental_rehash_keeps_every_key_under_insert_delete_mixes)
         struct kv_stats s;
         kv_stats(kv, &s);
         ASSERT_EQ(s.keys, live);
+        ASSERT_EQ(kv_check_invariants(kv), 0);
     }
     ASSERT_TRUE(saw_rehash);
     ASSERT_TRUE(saw_shrink);

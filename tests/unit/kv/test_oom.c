@@ -107,6 +107,7 @@ TEST(failed_apply_changes_nothing_and_retry_matches_a_clean_run)
                 ASSERT_EQ(sa.keys, sb.keys);
                 ASSERT_EQ(sa.keys_with_ttl, sb.keys_with_ttl);
                 ASSERT_EQ(kv_applied_index(kv), i - 1);
+                ASSERT_EQ(kv_check_invariants(kv), 0);
                 rc = kvt_apply_cmd(kv, i, &c, &r); /* memory is back */
             }
             ASSERT_EQ(rc, 0);

@@ -75,6 +75,8 @@ TEST(snapshot_round_trip_100k_keys_in_small_chunks)
     ASSERT_MEMEQ(info.meta, "members: 1,2,3", info.meta_len);
     free(info.meta);
     ASSERT_EQ(kv_applied_index(b), last);
+    ASSERT_EQ(kv_check_invariants(b), 0);
+    ASSERT_EQ(kv_check_invariants(a), 0);
     ASSERT_EQ((long long)kv_digest(a), (long long)kv_digest(b));
     ASSERT_FALSE(kvt_has(b, "old", "state", 0));
     struct kv_stats sa, sb;
