@@ -51,7 +51,8 @@ static bool msg_encodable(const struct raft_msg *m)
     if ((m->type == RAFT_MSG_SNAPSHOT) != (m->snapshot != NULL)) return false;
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const struct raft_entry *e = &m->entries[i];
-        if (!entry_type_ok(e->type) || e->index == 0 || e->term == 0) return false;
+        if (!entry_type_ok(e->type)) return false;
+        if (m->type == RAFT_MSG_APPEND && (e->index == 0 || e->term == 0)) return false;
         if (e->len > 0 && e->data == NULL) return false;
     }
     return true;
@@ -298,7 +299,9 @@ int wire_msg_decode(struct wire_msg *wm, struct raft_buf *frame, const uint8_t *
     for (uint32_t i = 0; i < m.n_entries; i++) {
         const uint8_t *d = p + pos + (size_t)i * WIRE_MSG_ENTRY_DESC_SIZE;
         if (!entry_type_ok(d[0]) || d[1] != 0 || d[2] != 0 || d[3] != 0) return ST_EPROTO;
-        if (le_get64(d + 8) == 0 || le_get64(d + 16) == 0) return ST_EPROTO;
+        /* A forwarded proposal has no index/term yet (the leader assigns them). */
+        if (m.type == RAFT_MSG_APPEND && (le_get64(d + 8) == 0 || le_get64(d + 16) == 0))
+            return ST_EPROTO;
         payload_total += le_get32(d + 4);
     }
     if (payload_total != len - payload_pos) return ST_EPROTO;

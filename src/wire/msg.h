@@ -24,7 +24,9 @@
  * Validation: decoding checks every length, count, enum value and reserved
  * bit against the bounds below and returns ST_EPROTO on any violation; it
  * never reads outside [data, data + len). Log contiguity of the entries is
- * the core's business; the decoder only requires index > 0 and term > 0.
+ * the core's business; the decoder only requires index > 0 and term > 0 on
+ * APPEND entries (a forwarded PROPOSE carries entries the leader has not
+ * placed yet: index and term are typically 0 and are not checked).
  * Encoding checks the message against the same rules (ST_EINVAL), so that
  * whatever we encode, we can decode.
  *

@@ -404,6 +404,32 @@ TEST(bad_single_byte_flips_never_crash_and_release_everything)
     raft_buf_unref(a);
 }
 
+TEST(forwarded_proposals_may_carry_entries_without_index_or_term)
+{
+    /* raft_propose() on a follower forwards {type, payload} with index/term 0. */
+    struct raft_buf *a = payload_buf("set k v");
+    struct raft_entry e = {.type = RAFT_ENTRY_NORMAL, .buf = a, .data = a->data, .len = 7};
+    struct raft_msg m = sample_msg(RAFT_MSG_PROPOSE);
+    m.entries = &e;
+    m.n_entries = 1;
+    size_t len;
+    struct raft_buf *frame = encode_to_buf(&m, &len);
+    struct wire_msg wm;
+    wire_msg_init(&wm);
+    ASSERT_EQ(wire_msg_decode(&wm, frame, frame->data, len), 0);
+    assert_msg_eq(&m, &wm.msg);
+    ASSERT_EQ(wm.msg.entries[0].index, 0);
+    wire_msg_close(&wm);
+    /* The same entry in an APPEND is malformed, both ways. */
+    frame->data[1] = RAFT_MSG_APPEND;
+    ASSERT_EQ(decode_copy(frame->data, len), ST_EPROTO);
+    m.type = RAFT_MSG_APPEND;
+    uint8_t out[256];
+    ASSERT_EQ(wire_msg_encode(&m, out, sizeof(out), &len), ST_EINVAL);
+    raft_buf_unref(frame);
+    raft_buf_unref(a);
+}
+
 TEST(payload_entries_need_a_frame_buffer)
 {
     struct raft_buf *a = payload_buf("xy");
