@@ -264,6 +264,29 @@ class Cli(Scenario):
             wait_transferred(c, target, term_before)
             leader = c.wait_leader()
 
+        with step("URL-unsafe and non-ASCII keys through the CLI match the HTTP API's"):
+            key = "we/ird%20key?&=#+\u00fc\u20ac"
+            self.expect(0, "put", key, "odd", endpoints=all_eps)
+            r = c.get_retry(key.encode("utf-8"), follower)
+            check(r.status == 200 and r.body == b"odd", "the CLI's key read over HTTP: %s"
+                  % r.error_text())
+            out, _ = self.expect(0, "get", key, endpoints=all_eps)
+            check(out == b"odd", "get of an odd key: %r" % out)
+
+        with step("a paused (SIGSTOP) endpoint: --timeout bounds the wait, the next one answers"):
+            sleeper = next(n for n in c.running() if n.id != leader.id)
+            awake = next(n for n in c.running() if n is not sleeper)
+            sleeper.pause()
+            try:
+                out, err = self.expect(0, "get", "cli/fo", "--consistency", "stale", "--timeout",
+                                       "1", endpoints=sleeper.http + "," + awake.http)
+                check(out == b"x", "get past a paused endpoint: %r (stderr %s)" % (out, err))
+                _, err = self.expect(3, "get", "cli/fo", "--timeout", "0.5",
+                                     endpoints=sleeper.http)
+                check("timed out" in err, "a paused endpoint alone: stderr %r" % err)
+            finally:
+                sleeper.resume()
+
         with step("kill the leader: the CLI with all endpoints still writes and reads"):
             leader.kill9()
             out, err = self.expect(0, "put", "cli/after-kill", "y", "--timeout", str(scaled(10)),

@@ -21,6 +21,14 @@ def snapshot_metrics(node):
     return [l for l in r.text().splitlines() if "snapshot" in l and not l.startswith("#")]
 
 
+def installed_snapshots(node):
+    """stcache_snapshots_installed_total from /metrics (-1 when absent)."""
+    for l in snapshot_metrics(node):
+        if l.startswith("stcache_snapshots_installed_total "):
+            return float(l.split()[1])
+    return -1
+
+
 class Snapshot(Scenario):
     def run(self):
         c = self.cluster("snapshot", SNAP_ARGS)
@@ -55,6 +63,9 @@ class Snapshot(Scenario):
             c.wait_caught_up(follower, commit)
             log("leader snapshot metrics: %s" % snapshot_metrics(leader))
             log("follower snapshot metrics: %s" % snapshot_metrics(follower))
+            check(installed_snapshots(follower) >= 1,
+                  "follower %d caught up without installing a snapshot: %s"
+                  % (follower.id, snapshot_metrics(follower)))
             write_batch(c, "snap/c", 10, ledger, via=follower)
             c.verify_ledger(ledger)
 
@@ -78,6 +89,9 @@ class Snapshot(Scenario):
             commit = c.wait_leader().info()["commit"]
             c.wait_caught_up(newcomer, commit)
             log("newcomer snapshot metrics: %s" % snapshot_metrics(newcomer))
+            check(installed_snapshots(newcomer) >= 1,
+                  "the newcomer caught up without installing a snapshot: %s"
+                  % snapshot_metrics(newcomer))
 
         with step("all data on all nodes, including the newcomer"):
             write_batch(c, "snap/e", 10, ledger, via=newcomer)
