@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <http_parser.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1189,6 +1190,9 @@ int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
         cfg->head_bytes_max < 64 || cfg->headers_max == 0 || cfg->connections_max == 0 ||
         cfg->read_buf_bytes < 256 || strlen(cfg->host) >= 64)
         return ST_EINVAL;
+    /* A client that resets while its response is written must not kill the
+     * process: writes then fail with EPIPE instead. */
+    signal(SIGPIPE, SIG_IGN);
     struct http_server *srv = calloc(1, sizeof(*srv));
     if (!srv) return ST_ENOMEM;
     srv->loop = loop;

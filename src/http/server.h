@@ -120,9 +120,10 @@ struct http_server_stats {
 void http_server_config_default(struct http_server_config *cfg);
 
 /* Allocates a server bound to cfg->host:cfg->port on `loop` and starts
- * listening. cfg is copied (host too). Returns 0, ST_EINVAL, ST_ENOMEM or the
- * translated bind/listen error. The caller owns *out: http_server_close() it,
- * then http_server_destroy() it once closed_cb has run. */
+ * listening. Sets SIGPIPE to SIG_IGN for the process (a client resetting
+ * during a write must not kill it). cfg is copied (host too). Returns 0, ST_EINVAL, ST_ENOMEM or
+ * the translated bind/listen error. The caller owns *out: http_server_close() it, then
+ * http_server_destroy() it once closed_cb has run. */
 int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
                        http_handler_cb handler, void *handler_ctx, struct http_server **out);
 
