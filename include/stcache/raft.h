@@ -212,7 +212,9 @@ struct raft_msg {
     uint64_t context;       /* heartbeat round / read request context */
     uint32_t n_entries;
     struct raft_entry *entries;
-    struct raft_snapshot_meta *snapshot; /* SNAPSHOT only */
+    struct raft_snapshot_meta *snapshot; /* SNAPSHOT only: in a ready, the core's latest
+                                          * snapshot as of raft_ready_get() (send those
+                                          * bytes) */
 };
 
 /* ----------------------------------------------------------------- ready */
