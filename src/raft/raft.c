@@ -780,11 +780,18 @@ bool raft_has_ready(const struct raft *r)
     return read_index_round_wanted(r);
 }
 
-static void fix_msgs(struct raft_out *o, struct raft_msgvec *v)
+static void fix_msgs(const struct raft *r, struct raft_out *o, struct raft_msgvec *v)
 {
     for (size_t i = 0; i < v->n; i++) {
         v->v[i].entries = v->ent_off[i] == SIZE_MAX ? NULL : &o->pool[v->ent_off[i]];
-        v->v[i].snapshot = v->meta_off[i] == SIZE_MAX ? NULL : &o->metas[v->meta_off[i]];
+        struct raft_snapshot_meta *meta =
+            v->meta_off[i] == SIZE_MAX ? NULL : &o->metas[v->meta_off[i]];
+        /* A SNAPSHOT message names the latest snapshot as of this ready: the
+         * application may have taken a newer one (and dropped the older
+         * files) since the message was queued. Newer is as good: the
+         * follower's ack at >= the index ends the snapshot state. */
+        if (meta && r->has_snapshot && r->snap.index > meta->index) *meta = r->snap;
+        v->v[i].snapshot = meta;
     }
 }
 
@@ -861,8 +868,8 @@ void raft_ready_get(struct raft *r, struct raft_ready *rd)
     rd->committed = o->committed;
     rd->n_committed = o->n_committed;
 
-    fix_msgs(o, &o->msgs);
-    fix_msgs(o, &o->after);
+    fix_msgs(r, o, &o->msgs);
+    fix_msgs(r, o, &o->after);
     rd->msgs = o->msgs.v;
     rd->n_msgs = o->msgs.n;
     rd->msgs_after_persist = o->after.v;

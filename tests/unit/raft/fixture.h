@@ -8,9 +8,9 @@
  * can restart nodes from what they made durable and compare replicas.
  *
  * Persistence is synchronous by default. With manual_disk set on a node its
- * readies stay "in flight" (entries and msgs_after_persist held back) until
- * fx_disk_flush(); this is how tests check what may and may not leave before
- * the disk.
+ * readies stay "in flight" (hard state, entries and msgs_after_persist held
+ * back, lost if the node crashes) until fx_disk_flush(); this is how tests
+ * check what may and may not leave before the disk.
  */
 #ifndef ST_TEST_RAFT_FIXTURE_H
 #define ST_TEST_RAFT_FIXTURE_H
@@ -27,6 +27,8 @@
 #define FX_QUEUE_MAX 8192
 #define FX_DISK_MAX 4096
 #define FX_READS_MAX 256
+#define FX_PEND_MAX 64
+#define FX_HELD_MAX 1024
 
 struct fx_msg {
     struct raft_msg m;
@@ -38,6 +40,10 @@ struct fx_msg {
 struct fx_pending_persist {
     raft_index index;
     raft_term term;
+    bool has_hs; /* what the write carries: lost if the node crashes first */
+    struct raft_hard_state hs;
+    struct raft_entry *ents; /* owned copies, refs held */
+    size_t n_ents;
     size_t first_after; /* held msgs_after_persist in fx_node.held [first, end) */
     size_t end_after;
 };
@@ -52,22 +58,30 @@ struct fx_node {
     bool has_snap;
     struct raft_snapshot_meta snap;
     uint64_t snap_sm;
-    uint64_t incoming_sm;                /* state machine carried by the last SNAPSHOT received */
+    /* state machines carried by SNAPSHOT messages received, by (index, term) */
+    struct {
+        raft_index index;
+        raft_term term;
+        uint64_t sm;
+    } incoming[8];
+    unsigned n_incoming;
     struct raft_entry disk[FX_DISK_MAX]; /* entries after the snapshot, refs held */
     size_t n_disk;
     raft_index disk_first;
     /* state machine */
     raft_index applied;
     uint64_t sm;
+    raft_term *trace_terms; /* optional: term of each applied index (debugging) */
+    size_t trace_cap;
     uint64_t n_applied_normal;
     /* reads answered */
     struct raft_read_state reads[FX_READS_MAX];
     size_t n_reads;
     /* manual disk: readies in flight */
     bool manual_disk;
-    struct fx_pending_persist pend[64];
+    struct fx_pending_persist pend[FX_PEND_MAX];
     size_t n_pend;
-    struct fx_msg held[512];
+    struct fx_msg held[FX_HELD_MAX];
     size_t n_held;
     /* counters of what this node sent */
     uint64_t sent[RAFT_MSG_TYPE_MAX];
@@ -85,7 +99,17 @@ struct fx {
     /* optional: how many of an APPEND's entries get through (a prefix) */
     uint32_t (*trim)(struct fx *f, const struct raft_msg *m);
     uint64_t delivered;
+    /* Emulate the transport's raft_report_snapshot(): ok once a SNAPSHOT is
+     * delivered, failed when it is dropped. Off by default. */
+    bool report_snapshots;
 };
+
+static inline void fx_snapshot_outcome(struct fx *f, const struct raft_msg *m, bool ok)
+{
+    if (!f->report_snapshots || m->type != RAFT_MSG_SNAPSHOT) return;
+    struct fx_node *src = &f->nodes[m->from];
+    if (src->up) raft_report_snapshot(src->r, m->to, ok);
+}
 
 static inline struct raft *fx_r(struct fx *f, raft_id id)
 {
@@ -134,8 +158,10 @@ static inline void fx_enqueue(struct fx *f, const struct raft_msg *m)
     struct fx_node *src = &f->nodes[m->from];
     src->sent[m->type]++;
     if (m->to < 1 || m->to > (raft_id)f->n) return;
-    if (f->cut[m->from][m->to]) return;
-    if (f->filter && !f->filter(f, m, f->filter_arg)) return;
+    if (f->cut[m->from][m->to] || (f->filter && !f->filter(f, m, f->filter_arg))) {
+        fx_snapshot_outcome(f, m, false);
+        return;
+    }
     if (f->qn >= FX_QUEUE_MAX) abort();
     struct fx_msg *x = &f->q[(f->qh + f->qn) % FX_QUEUE_MAX];
     struct raft_msg mm = *m;
@@ -176,25 +202,42 @@ static inline void fx_disk_reset(struct fx_node *n)
     n->n_disk = 0;
 }
 
+static inline void fx_disk_write_snapshot(struct fx_node *n, const struct raft_snapshot_meta *m)
+{
+    fx_disk_reset(n);
+    n->has_snap = true;
+    n->snap = *m;
+    n->disk_first = m->index + 1;
+}
+
+static inline void fx_disk_write_entries(struct fx_node *n, const struct raft_entry *ents,
+                                         size_t count)
+{
+    if (count == 0) return;
+    fx_disk_truncate(n, ents[0].index);
+    if (n->n_disk == 0) n->disk_first = ents[0].index;
+    for (size_t i = 0; i < count; i++) {
+        if (n->n_disk >= FX_DISK_MAX) abort();
+        n->disk[n->n_disk] = ents[i];
+        if (ents[i].buf) raft_buf_ref(ents[i].buf);
+        n->n_disk++;
+    }
+}
+
 static inline void fx_disk_write(struct fx_node *n, const struct raft_ready *rd)
 {
-    if (rd->snapshot) {
-        fx_disk_reset(n);
-        n->has_snap = true;
-        n->snap = *rd->snapshot;
-        n->disk_first = rd->snapshot->index + 1;
-    }
-    if (rd->n_entries) {
-        fx_disk_truncate(n, rd->entries[0].index);
-        if (n->n_disk == 0) n->disk_first = rd->entries[0].index;
-        for (size_t i = 0; i < rd->n_entries; i++) {
-            if (n->n_disk >= FX_DISK_MAX) abort();
-            n->disk[n->n_disk] = rd->entries[i];
-            if (rd->entries[i].buf) raft_buf_ref(rd->entries[i].buf);
-            n->n_disk++;
-        }
-    }
+    if (rd->snapshot) fx_disk_write_snapshot(n, rd->snapshot);
+    fx_disk_write_entries(n, rd->entries, rd->n_entries);
     if (rd->hard_state_changed) n->hs = rd->hard_state;
+}
+
+static inline void fx_pending_free(struct fx_pending_persist *p)
+{
+    for (size_t i = 0; i < p->n_ents; i++)
+        raft_buf_unref(p->ents[i].buf);
+    free(p->ents);
+    p->ents = NULL;
+    p->n_ents = 0;
 }
 
 /* Drops disk entries below first (after raft_snapshot_taken). */
@@ -214,6 +257,7 @@ static inline void fx_apply(struct fx_node *n, const struct raft_entry *e)
 {
     if (e->index != n->applied + 1) abort(); /* applied out of order: a core bug */
     n->applied = e->index;
+    if (n->trace_terms && e->index < n->trace_cap) n->trace_terms[e->index] = e->term;
     uint8_t hdr[9];
     hdr[0] = e->type;
     for (int i = 0; i < 8; i++)
@@ -223,6 +267,8 @@ static inline void fx_apply(struct fx_node *n, const struct raft_entry *e)
     if (e->type == RAFT_ENTRY_NORMAL) n->n_applied_normal++;
 }
 
+static inline void fx_disk_flush(struct fx *f, raft_id id);
+
 /* One ready of node id; returns false if it had none. */
 static inline bool fx_ready(struct fx *f, raft_id id)
 {
@@ -231,21 +277,48 @@ static inline bool fx_ready(struct fx *f, raft_id id)
     struct raft_ready rd;
     raft_ready_get(n->r, &rd);
     if (rd.snapshot) {
-        /* Install the state machine the snapshot message carried. */
+        /* Install the state machine the snapshot message carried, durably,
+         * after the writes already in flight (the disk is ordered). */
+        if (n->manual_disk) fx_disk_flush(f, id);
+        bool found = false;
+        for (unsigned k = 0; k < 8 && !found; k++) {
+            if (n->incoming[k].index == rd.snapshot->index &&
+                n->incoming[k].term == rd.snapshot->term) {
+                n->sm = n->incoming[k].sm;
+                found = true;
+            }
+        }
+        if (!found) /* a snapshot stepped in directly by a test: no bytes */
+            n->sm = 0xdeadull ^ rd.snapshot->index;
         n->applied = rd.snapshot->index;
-        n->sm = n->incoming_sm;
-        n->snap_sm = n->incoming_sm;
+        n->snap_sm = n->sm;
+        fx_disk_write_snapshot(n, rd.snapshot);
     }
-    fx_disk_write(n, &rd);
     for (size_t i = 0; i < rd.n_msgs; i++)
         fx_enqueue(f, &rd.msgs[i]);
     if (!n->manual_disk) {
+        fx_disk_write_entries(n, rd.entries, rd.n_entries);
+        if (rd.hard_state_changed) n->hs = rd.hard_state;
         for (size_t i = 0; i < rd.n_msgs_after_persist; i++)
             fx_enqueue(f, &rd.msgs_after_persist[i]);
     } else {
+        if (n->n_pend >= FX_PEND_MAX || n->n_held + rd.n_msgs_after_persist > FX_HELD_MAX)
+            abort(); /* the test must flush more often */
         struct fx_pending_persist *p = &n->pend[n->n_pend++];
+        memset(p, 0, sizeof(*p));
         p->index = rd.persist_index;
         p->term = rd.persist_term;
+        p->has_hs = rd.hard_state_changed;
+        p->hs = rd.hard_state;
+        if (rd.n_entries) {
+            p->ents = calloc(rd.n_entries, sizeof(struct raft_entry));
+            if (!p->ents) abort();
+            for (size_t i = 0; i < rd.n_entries; i++) {
+                p->ents[i] = rd.entries[i];
+                if (p->ents[i].buf) raft_buf_ref(p->ents[i].buf);
+            }
+            p->n_ents = rd.n_entries;
+        }
         p->first_after = n->n_held;
         for (size_t i = 0; i < rd.n_msgs_after_persist; i++)
             fx_msg_copy(&n->held[n->n_held++], &rd.msgs_after_persist[i]);
@@ -274,11 +347,15 @@ static inline void fx_disk_flush(struct fx *f, raft_id id)
     raft_index pi = 0;
     raft_term pt = 0;
     for (size_t k = 0; k < n->n_pend; k++) {
-        for (size_t i = n->pend[k].first_after; i < n->pend[k].end_after; i++)
+        struct fx_pending_persist *p = &n->pend[k];
+        fx_disk_write_entries(n, p->ents, p->n_ents);
+        if (p->has_hs) n->hs = p->hs;
+        fx_pending_free(p);
+        for (size_t i = p->first_after; i < p->end_after; i++)
             fx_enqueue_owned(f, &n->held[i]);
-        if (n->pend[k].index) {
-            pi = n->pend[k].index;
-            pt = n->pend[k].term;
+        if (p->index) {
+            pi = p->index;
+            pt = p->term;
         }
     }
     n->n_pend = 0;
@@ -295,11 +372,19 @@ static inline bool fx_deliver_one(struct fx *f)
     f->qn--;
     struct fx_node *dst = &f->nodes[x.m.to];
     if (dst->up && !f->cut[x.m.from][x.m.to]) {
-        if (x.m.type == RAFT_MSG_SNAPSHOT)
-            dst->incoming_sm = x.snap_sm; /* the bytes arrive with the message */
+        if (x.m.type == RAFT_MSG_SNAPSHOT && x.m.snapshot) {
+            /* the bytes arrive with the message */
+            unsigned k = dst->n_incoming++ % 8;
+            dst->incoming[k].index = x.m.snapshot->index;
+            dst->incoming[k].term = x.m.snapshot->term;
+            dst->incoming[k].sm = x.snap_sm;
+        }
         raft_step(dst->r, &x.m);
         raft_check_invariants(dst->r);
         f->delivered++;
+        fx_snapshot_outcome(f, &x.m, true);
+    } else {
+        fx_snapshot_outcome(f, &x.m, false);
     }
     fx_msg_free(&x);
     return true;
@@ -405,6 +490,8 @@ static inline void fx_crash(struct fx *f, raft_id id)
     /* Unflushed writes are lost with the process. */
     for (size_t i = 0; i < n->n_held; i++)
         fx_msg_free(&n->held[i]);
+    for (size_t k = 0; k < n->n_pend; k++)
+        fx_pending_free(&n->pend[k]);
     n->n_held = 0;
     n->n_pend = 0;
 }
@@ -421,6 +508,7 @@ static inline void fx_destroy(struct fx *f)
         struct fx_node *n = &f->nodes[i];
         if (n->up) fx_crash(f, (raft_id)i);
         fx_disk_reset(n);
+        free(n->trace_terms);
     }
     free(f);
 }

@@ -340,4 +340,37 @@ TEST(joiner_without_conf_waits_for_the_leader)
     fx_destroy(f);
 }
 
+TEST(snapshot_message_names_latest_snapshot)
+{
+    /* A SNAPSHOT queued before the application took a newer snapshot goes
+     * out naming the newer one: the older files may be gone by then (the
+     * unit chaos test installed a stale state machine this way). */
+    struct fx *f = fx_create(3);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    fx_isolate(f, 3, true);
+    for (int i = 0; i < 30; i++)
+        ASSERT_EQ(fx_propose_str(f, 1, "n", NULL), 0);
+    fx_run(f, 2);
+    struct raft *r1 = fx_r(f, 1);
+    raft_index a = f->nodes[1].applied;
+    raft_snapshot_taken(r1, a - 3);
+    raft_report_unreachable(r1, 3);
+    struct raft_msg hb = {
+        .type = RAFT_MSG_HEARTBEAT_RESP, .from = 3, .to = 1, .term = raft_term_get(r1)};
+    ASSERT_EQ(raft_step(r1, &hb), 0); /* queues a SNAPSHOT of a - 3 */
+    raft_snapshot_taken(r1, a);
+    struct raft_ready rd;
+    raft_ready_get(r1, &rd);
+    int seen = 0;
+    for (size_t i = 0; i < rd.n_msgs; i++) {
+        if (rd.msgs[i].type == RAFT_MSG_SNAPSHOT) {
+            ASSERT_EQ(rd.msgs[i].snapshot->index, a);
+            seen++;
+        }
+    }
+    ASSERT_EQ(seen, 1);
+    raft_ready_ack(r1, &rd);
+    fx_destroy(f);
+}
+
 TEST_MAIN()
