@@ -30,7 +30,7 @@ static const char server_usage[] =
     "  --tick-ms N             tick length (default 10)\n"
     "  --election-ticks N      election timeout in ticks (default 10)\n"
     "  --heartbeat-ticks N     heartbeat interval in ticks (default 1)\n"
-    "  --snapshot-threshold N  snapshot after N applied entries (default 8192; 0 = never)\n"
+    "  --snapshot-threshold N  snapshot after N applied entries (default 65536; 0 = never)\n"
     "  --snapshot-interval S   check the threshold every S seconds (default 0 = always)\n"
     "  --max-key-bytes N       (default 1024)\n"
     "  --max-value-bytes N     (default 1048576)\n"

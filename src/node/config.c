@@ -23,7 +23,7 @@ void node_config_default(struct node_config *cfg)
     cfg->tick_ms = 10;
     cfg->election_ticks = 10;
     cfg->heartbeat_ticks = 1;
-    cfg->snapshot_threshold = 8192;
+    cfg->snapshot_threshold = 65536;
     cfg->snapshot_interval_s = 0;
     cfg->max_key_bytes = 1024;
     cfg->max_value_bytes = 1u << 20;
@@ -32,7 +32,7 @@ void node_config_default(struct node_config *cfg)
     cfg->waiters_max = 65536;
     cfg->promote_lag_entries = 64;
     cfg->seed = 0;
-    cfg->snapshot_step_bytes = 256u * 1024u;
+    cfg->snapshot_step_bytes = 1u << 20;
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)

@@ -59,7 +59,7 @@ struct node_config {
     uint32_t waiters_max;         /* pending client writes and reads per node */
     uint64_t promote_lag_entries; /* a learner within this many entries of commit is promoted */
     uint64_t seed;                /* election jitter seed; 0 = from /dev/urandom */
-    uint32_t snapshot_step_bytes; /* snapshot bytes written per loop pass (256 KiB) */
+    uint32_t snapshot_step_bytes; /* snapshot bytes written per loop pass (1 MiB) */
     const struct st_fs *fs;       /* tests: a simulated file system; NULL = the real one */
     bool bootstrap_if_empty;      /* restart mode, but bootstrap an empty data directory
                                    * (`stcache server` without any flag) */
@@ -67,7 +67,7 @@ struct node_config {
 
 /* Defaults: id 1, ./data, raft 127.0.0.1:7001, http 127.0.0.1:8001,
  * restart mode, tick 10 ms, election 10 ticks, heartbeat 1 tick, snapshot
- * threshold 8192 entries checked after every apply (no interval), keys 1024 bytes, values 1 MiB,
+ * threshold 65536 entries checked after every apply (no interval), keys 1024 bytes, values 1 MiB,
  * requests time out after 5000 ms, purge every 1000 ms. */
 void node_config_default(struct node_config *cfg);
 

@@ -330,43 +330,107 @@ static raft_index snapshot_compact(struct node *n, raft_index idx, raft_term idx
     return first;
 }
 
+/* The end of a snapshot: the files are durable (or failed). */
+static void snapshot_committed(struct node *n, const struct raft_snapshot_meta *meta,
+                               const struct st_snapshot_info *info, int rc, uint64_t took_us,
+                               uint64_t written_us)
+{
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot at %" PRIu64 " failed: %s", n->cfg.id,
+                       meta->index, st_strerror(rc));
+        return;
+    }
+    if (meta->index <= n->snapshot_index) return; /* overtaken by an installed one */
+    n->snapshot_index = meta->index;
+    n->last_snapshot_us = node_now_us();
+    n->m.snapshots_taken++;
+    raft_index first = snapshot_compact(n, meta->index, meta->term);
+    ST_TRACE_INFO(MOD,
+                  "node %" PRIu64 ": snapshot at index %" PRIu64 " (%" PRIu64
+                  " bytes, written in %" PRIu64 " us, durable after %" PRIu64
+                  " us), log kept from %" PRIu64,
+                  n->cfg.id, meta->index, info->data_bytes, written_us, took_us, first);
+}
+
+static void stop_maybe_finish(struct node *n);
+
+/* Threadpool: fsync the data and meta, rename, fsync the directory. The
+ * store serializes its shared state; nothing else touches this writer. */
+static void snap_commit_work_cb(uv_work_t *req)
+{
+    struct node_snap_commit *c = req->data;
+    c->rc = st_snap_write_commit(c->w, c->meta, &c->info);
+    c->w = NULL;
+}
+
+static void snap_commit_after_cb(uv_work_t *req, int status)
+{
+    struct node_snap_commit *c = req->data;
+    struct node *n = c->n;
+    (void)status; /* never canceled */
+    n->snap_commit = NULL;
+    if (n->stopping) {
+        if (c->rc == 0)
+            ST_TRACE_INFO(MOD, "node %" PRIu64 ": snapshot at %" PRIu64 " stored while stopping",
+                          n->cfg.id, c->meta->index);
+    } else {
+        snapshot_committed(n, c->meta, &c->info, c->rc, node_now_us() - c->t0, c->written_us);
+    }
+    free(c->meta);
+    free(c);
+    if (n->stopping) stop_maybe_finish(n);
+}
+
 /* Writes up to `budget` bytes of the running job (0: all of it). Returns 1
- * while more remains, 0 when the job ended (snapshot committed, or failed:
- * *rc_out tells), and applies the entries deferred meanwhile. */
-static int snapshot_step(struct node *n, size_t budget, int *rc_out)
+ * while more remains, 0 when the job ended. Once every byte went to the
+ * snapshot writer the kv is free again: the deferred entries are applied at
+ * once, and the files are made durable on the threadpool (sync: here, and
+ * *rc_out tells the outcome). */
+static int snapshot_step(struct node *n, size_t budget, bool sync, int *rc_out)
 {
     struct node_snap_job *job = &n->snap_job;
     int rc = kv_snapshot_next(job->cur, budget);
     if (rc == 1) return 1;
-    raft_index idx = job->meta->index;
-    raft_term term = job->meta->term;
-    struct st_snapshot_info info;
-    memset(&info, 0, sizeof info);
-    if (rc == 0) {
-        kv_snapshot_end(job->cur);
-        job->cur = NULL;
-        struct st_snap_writer *w = job->w;
-        job->w = NULL; /* commit frees it whatever it returns */
-        rc = st_snap_write_commit(w, job->meta, &info);
-    }
-    uint64_t took_us = node_now_us() - job->t0;
-    snap_job_release(n);
     if (rc_out) *rc_out = rc;
     if (rc) {
-        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot at %" PRIu64 " failed: %s", n->cfg.id, idx,
-                       st_strerror(rc));
-    } else {
-        n->snapshot_index = idx;
-        n->applied_at_snapshot = idx;
-        n->last_snapshot_us = node_now_us();
-        n->m.snapshots_taken++;
-        raft_index first = snapshot_compact(n, idx, term);
-        ST_TRACE_INFO(MOD,
-                      "node %" PRIu64 ": snapshot at index %" PRIu64 " (%" PRIu64 " bytes, %" PRIu64
-                      " us), log kept from %" PRIu64,
-                      n->cfg.id, idx, info.data_bytes, took_us, first);
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot at %" PRIu64 " failed: %s", n->cfg.id,
+                       job->meta->index, st_strerror(rc));
+        n->applied_at_snapshot = job->meta->index; /* no retry before the next threshold */
+        snap_job_release(n);
+        deferred_apply(n);
+        return 0;
     }
+    kv_snapshot_end(job->cur);
+    job->cur = NULL;
+    struct st_snap_writer *w = job->w;
+    struct raft_snapshot_meta *meta = job->meta;
+    uint64_t t0 = job->t0;
+    uint64_t written_us = node_now_us() - t0;
+    job->w = NULL;
+    job->meta = NULL;
+    snap_job_release(n);
+    n->applied_at_snapshot = meta->index;
     deferred_apply(n);
+    struct node_snap_commit *c = sync ? NULL : calloc(1, sizeof *c);
+    if (c) {
+        c->n = n;
+        c->w = w;
+        c->meta = meta;
+        c->t0 = t0;
+        c->written_us = written_us;
+        c->work.data = c;
+        if (uv_queue_work(n->loop, &c->work, snap_commit_work_cb, snap_commit_after_cb) == 0) {
+            n->snap_commit = c;
+            return 0;
+        }
+        free(c);
+    }
+    struct st_snapshot_info info;
+    memset(&info, 0, sizeof info);
+    rc = st_snap_write_commit(w, meta, &info); /* frees w whatever it returns */
+    snapshot_committed(n, meta, &info, rc, node_now_us() - t0, written_us);
+    free(meta);
+    if (rc_out) *rc_out = rc;
     return 0;
 }
 
@@ -374,7 +438,8 @@ static int snapshot_step(struct node *n, size_t budget, int *rc_out)
  * was applied since the last snapshot). */
 static int snapshot_start(struct node *n)
 {
-    if (n->snap_active || n->applied == 0 || n->applied <= n->snapshot_index) return 0;
+    if (n->snap_active || n->snap_commit || n->applied == 0 || n->applied <= n->snapshot_index)
+        return 0;
     struct node_snap_job *job = &n->snap_job;
     memset(job, 0, sizeof *job);
     job->t0 = node_now_us();
@@ -404,8 +469,9 @@ int node_snapshot_now(struct node *n, raft_index *index)
 {
     if (!n->running || n->stopping) return ST_ECLOSED;
     if (n->fatal) return ST_EIO;
+    if (n->snap_commit) return ST_EBUSY; /* one is being made durable: ask again */
     int rc = snapshot_start(n);
-    if (rc == 0 && n->snap_active) (void)snapshot_step(n, 0, &rc);
+    if (rc == 0 && n->snap_active) (void)snapshot_step(n, 0, true, &rc);
     if (index) *index = n->snapshot_index;
     return rc;
 }
@@ -413,7 +479,9 @@ int node_snapshot_now(struct node *n, raft_index *index)
 static void snapshot_maybe(struct node *n, bool interval_due)
 {
     uint64_t threshold = n->cfg.snapshot_threshold;
-    if (n->snap_active || threshold == 0 || n->applied - n->applied_at_snapshot < threshold) return;
+    if (n->snap_active || n->snap_commit || threshold == 0 ||
+        n->applied - n->applied_at_snapshot < threshold)
+        return;
     if (n->cfg.snapshot_interval_s != 0 && !interval_due) return;
     (void)snapshot_start(n);
 }
@@ -882,7 +950,8 @@ void node_process_readies(struct node *n)
         process_one_ready(n);
     if (n->conf_dirty) reconcile_peers(n);
     if (n->snap_active && !n->fatal)
-        (void)snapshot_step(n, n->cfg.snapshot_step_bytes ? n->cfg.snapshot_step_bytes : 1, NULL);
+        (void)snapshot_step(n, n->cfg.snapshot_step_bytes ? n->cfg.snapshot_step_bytes : 1, false,
+                            NULL);
     n->processing = false;
 #if defined(ST_DEBUG_CHECKS) && ST_DEBUG_CHECKS
     node_check_invariants(n);
@@ -1387,7 +1456,7 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
 
 static void stop_maybe_finish(struct node *n)
 {
-    if (n->handles_open > 0 || !n->tr_closed) return;
+    if (n->handles_open > 0 || !n->tr_closed || n->snap_commit) return;
     if (n->snap_in) {
         st_snap_write_abort(n->snap_in);
         n->snap_in = NULL;
@@ -1509,7 +1578,7 @@ void node_info_get(const struct node *n, struct node_info *out)
     out->first_index = raft_first_index(n->raft);
     out->last_index = raft_last_index(n->raft);
     out->snapshot_index = n->snapshot_index;
-    out->snapshotting = n->snap_active;
+    out->snapshotting = n->snap_active || n->snap_commit;
     const struct raft_conf *conf = raft_conf_get(n->raft);
     for (uint32_t i = 0; i < conf->n && i < RAFT_MEMBERS_MAX; i++) {
         const struct raft_member *m = &conf->members[i];

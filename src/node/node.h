@@ -163,7 +163,7 @@ struct node_info {
     char leader_http[NODE_ADDR_MAX]; /* "" if unknown */
     bool started;
     bool stopping;
-    bool snapshotting; /* a snapshot is being written (applies wait for it) */
+    bool snapshotting; /* a snapshot is being written or made durable */
 };
 void node_info_get(const struct node *n, struct node_info *out);
 

@@ -126,6 +126,18 @@ struct node_snap_job {
     uint64_t t0;
 };
 
+/* A finished snapshot being made durable on the threadpool (node.c). */
+struct node_snap_commit {
+    uv_work_t work;
+    struct node *n;
+    struct st_snap_writer *w;
+    struct raft_snapshot_meta *meta;
+    struct st_snapshot_info info;
+    int rc;
+    uint64_t t0;
+    uint64_t written_us; /* time the kv was held (applies waited) */
+};
+
 /* ---------------------------------------------------------------- metrics */
 
 #define NODE_HIST_BUCKETS 14
@@ -247,6 +259,7 @@ struct node {
     /* outbound snapshot job; committed entries deferred while it runs */
     struct node_snap_job snap_job;
     bool snap_active;
+    struct node_snap_commit *snap_commit; /* in flight on the threadpool, or NULL */
     struct raft_entry *deferred;
     size_t n_deferred, cap_deferred;
 

@@ -270,6 +270,14 @@ static inline bool h_cond_converged(void *arg)
     return true;
 }
 
+/* No snapshot is being written or made durable on h. */
+static inline bool h_cond_no_snapshot_job(void *arg)
+{
+    struct node_info info;
+    node_info_get(((struct hnode *)arg)->node, &info);
+    return !info.snapshotting;
+}
+
 static inline int h_index_of(struct hnode *nodes, int n, raft_id id)
 {
     for (int i = 0; i < n; i++)

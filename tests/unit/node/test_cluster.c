@@ -241,6 +241,7 @@ TEST(a_new_member_behind_a_compacted_log_gets_a_snapshot)
         h_http(&nodes[0], "PUT", path, NULL, val, &r);
         ASSERT_EQ(r.status, 201);
     }
+    ASSERT_TRUE(h_run_until(h_cond_no_snapshot_job, &nodes[0]));
     struct node_info info;
     node_info_get(nodes[0].node, &info);
     ASSERT_TRUE(info.first_index > 1); /* the log start was compacted away */

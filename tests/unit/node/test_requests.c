@@ -297,6 +297,7 @@ TEST(a_large_snapshot_is_written_across_loop_passes_while_applies_wait)
     struct until_n u = {&wc.done, total};
     ASSERT_TRUE(h_run_until(cond_count, &u));
     ASSERT_EQ(wc.ok, total);
+    ASSERT_TRUE(h_run_until(h_cond_no_snapshot_job, &nodes[0]));
     struct node_info info;
     node_info_get(nodes[0].node, &info);
     ASSERT_FALSE(info.snapshotting);

@@ -328,6 +328,7 @@ TEST(snapshot_threshold_alone_takes_snapshots)
         h_http(&single, "PUT", path, NULL, "x", &r);
         ASSERT_EQ(r.status, 201);
     }
+    ASSERT_TRUE(h_run_until(h_cond_no_snapshot_job, &single));
     struct node_info info;
     node_info_get(single.node, &info);
     ASSERT_TRUE(info.snapshot_index >= 10);
