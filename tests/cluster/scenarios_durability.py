@@ -150,6 +150,24 @@ class Restart(Scenario):
                 r = c.get_retry(k, c.wait_leader())
                 check(r.status == 404, "deleted key %s came back: %s" % (k, r.error_text()))
 
+        with step("a cluster formed by bootstrap + joins (membership only in its log and "
+                  "snapshots) restarts after kill -9 of all nodes"):
+            joined = self.cluster("restart-joined", SNAP_ARGS)
+            joined.start_bootstrap_and_join(3)
+            jl = {}
+            write_batch(joined, "joined/a", 100, jl)
+            for n in joined.running():
+                r = retry_503(lambda: n.request("POST", "/snapshot"))
+                check(200 <= r.status < 300, "%r POST /snapshot: %s" % (n, r.error_text()))
+            write_batch(joined, "joined/b", 20, jl)
+            for n in list(joined.nodes.values()):
+                n.kill9()
+            for n in joined.nodes.values():
+                n.start()
+            joined.wait_leader()
+            joined.wait_members(voters=[1, 2, 3])
+            joined.verify_ledger(jl)
+
         with step("a single-node cluster restarts with its data too"):
             single = self.cluster("restart1", SNAP_ARGS)
             n = single.new_node(1).start(["--bootstrap"])
