@@ -80,7 +80,33 @@ static int up_count(struct fx *f)
     return k;
 }
 
+static int random_conf_change(struct fx *f, struct st_rng *g, int nodes)
+{
+    raft_id l = fx_leader(f);
+    if (!l) return -1;
+    const struct raft_conf *conf = raft_conf_get(fx_r(f, l));
+    raft_id id = 1 + st_rng_below(g, (uint64_t)nodes);
+    const struct raft_member *m = raft_conf_find(conf, id);
+    uint8_t op;
+    if (!m)
+        op = st_rng_chance(g, 1, 2) ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_VOTER;
+    else if (m->role == RAFT_LEARNER)
+        op = st_rng_chance(g, 2, 3) ? RAFT_CONF_ADD_VOTER : RAFT_CONF_REMOVE;
+    else if (raft_conf_voters(conf) > 3)
+        op = RAFT_CONF_REMOVE;
+    else
+        return -1;
+    return fx_conf_change(f, l, op, id, NULL); /* refusals are part of the game */
+}
+
+static void chaos_run_ex(uint64_t seed, int nodes, int rounds, bool membership);
+
 static void chaos_run(uint64_t seed, int nodes, int rounds)
+{
+    chaos_run_ex(seed, nodes, rounds, false);
+}
+
+static void chaos_run_ex(uint64_t seed, int nodes, int rounds, bool membership)
 {
     struct st_rng g;
     st_rng_init(&g, seed);
@@ -94,7 +120,7 @@ static void chaos_run(uint64_t seed, int nodes, int rounds)
     }
     for (int i = 1; i <= nodes; i++)
         f->nodes[i].manual_disk = true;
-    int proposals = 0;
+    int proposals = 0, conf_changes = 0;
     for (int round = 0; round < rounds; round++) {
         raft_id id = 1 + st_rng_below(&g, (uint64_t)nodes);
         struct fx_node *n = &f->nodes[id];
@@ -117,6 +143,8 @@ static void chaos_run(uint64_t seed, int nodes, int rounds)
         } else if (dice < 800 && n->up) {
             raft_id to = 1 + st_rng_below(&g, (uint64_t)nodes);
             if (to != id) raft_transfer_leadership(n->r, to);
+        } else if (dice < 815 && membership) {
+            if (random_conf_change(f, &g, nodes) == 0) conf_changes++;
         }
         /* readies, some deliveries (a few lost), some disk completions */
         for (int i = 1; i <= nodes; i++)
@@ -152,35 +180,17 @@ static void chaos_run(uint64_t seed, int nodes, int rounds)
     ASSERT_NE(l, RAFT_NONE);
     ASSERT_EQ(fx_propose_str(f, l, "final", NULL), 0);
     fx_run(f, 5);
+    /* Every member of the final configuration converges; removed nodes may
+     * stay behind. */
+    const struct raft_conf *conf = raft_conf_get(fx_r(f, l));
     for (int i = 1; i <= nodes; i++) {
-        if (f->nodes[i].applied != f->nodes[l].applied) {
-            struct raft *r = fx_r(f, (raft_id)i);
-            fprintf(stderr,
-                    "DBG seed %llu node %d role %d term %llu leader %llu commit %llu last %llu "
-                    "first %llu applied %llu\n",
-                    (unsigned long long)seed, i, raft_role_get(r),
-                    (unsigned long long)raft_term_get(r), (unsigned long long)raft_leader(r),
-                    (unsigned long long)raft_commit_index(r),
-                    (unsigned long long)raft_last_index(r), (unsigned long long)raft_first_index(r),
-                    (unsigned long long)f->nodes[i].applied);
-            struct raft_progress_info pi[8];
-            size_t np = raft_progress_get(fx_r(f, l), pi, 8);
-            for (size_t k = 0; k < np; k++)
-                fprintf(stderr, "DBG  pr %llu match %llu next %llu state %d active %d\n",
-                        (unsigned long long)pi[k].id, (unsigned long long)pi[k].match,
-                        (unsigned long long)pi[k].next, pi[k].state, pi[k].recent_active);
-            r = fx_r(f, l);
-            fprintf(stderr, "DBG leader %d term %llu commit %llu last %llu first %llu snap %llu\n",
-                    (int)l, (unsigned long long)raft_term_get(r),
-                    (unsigned long long)raft_commit_index(r),
-                    (unsigned long long)raft_last_index(r), (unsigned long long)raft_first_index(r),
-                    raft_snapshot_get(r) ? (unsigned long long)raft_snapshot_get(r)->index : 0ull);
-        }
+        if (!raft_conf_find(conf, (raft_id)i)) continue;
         ASSERT_EQ(f->nodes[i].applied, f->nodes[l].applied);
         ASSERT_EQ(f->nodes[i].sm, f->nodes[l].sm);
     }
     ASSERT_EQ(check_safety(f, c), 0);
     ASSERT_GE(proposals, rounds / 20);
+    if (membership) ASSERT_GE(conf_changes, 3);
     fx_destroy(f);
     free(c);
 }
@@ -202,6 +212,12 @@ TEST(chaos_five_nodes_slow_disks_crashes_partitions)
 {
     for (uint64_t seed = 100; seed < 100 + seeds_or(4); seed++)
         chaos_run(seed, 5, 4000);
+}
+
+TEST(chaos_five_nodes_with_membership_changes)
+{
+    for (uint64_t seed = 200; seed < 200 + seeds_or(4); seed++)
+        chaos_run_ex(seed, 5, 4000, true);
 }
 
 TEST_MAIN()
