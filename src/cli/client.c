@@ -35,8 +35,8 @@
 
 static bool url_unreserved(uint8_t c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 size_t cli_url_encoded_len(const void *src, size_t src_len)
@@ -48,15 +48,13 @@ size_t cli_url_encoded_len(const void *src, size_t src_len)
     return n;
 }
 
-int cli_url_encode(const void *src, size_t src_len, char *dst, size_t dst_cap,
-                   size_t *dst_len_out)
+int cli_url_encode(const void *src, size_t src_len, char *dst, size_t dst_cap, size_t *dst_len_out)
 {
     static const char hex[] = "0123456789ABCDEF";
     const uint8_t *s = src;
     size_t need = cli_url_encoded_len(src, src_len);
     if (dst_cap < need + 1) {
-        if (dst_cap > 0)
-            dst[0] = '\0';
+        if (dst_cap > 0) dst[0] = '\0';
         return ST_ETOOBIG;
     }
     size_t o = 0;
@@ -71,44 +69,35 @@ int cli_url_encode(const void *src, size_t src_len, char *dst, size_t dst_cap,
     }
     ST_ASSERT(o == need);
     dst[o] = '\0';
-    if (dst_len_out)
-        *dst_len_out = o;
+    if (dst_len_out) *dst_len_out = o;
     return 0;
 }
 
 static int hex_value(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
-int cli_url_decode(const char *src, size_t src_len, void *dst, size_t dst_cap,
-                   size_t *dst_len_out)
+int cli_url_decode(const char *src, size_t src_len, void *dst, size_t dst_cap, size_t *dst_len_out)
 {
     uint8_t *d = dst;
     size_t o = 0;
     for (size_t i = 0; i < src_len; i++) {
         uint8_t c = (uint8_t)src[i];
         if (c == '%') {
-            if (src_len - i < 3)
-                return ST_EINVAL;
+            if (src_len - i < 3) return ST_EINVAL;
             int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
-            if (hi < 0 || lo < 0)
-                return ST_EINVAL;
+            if (hi < 0 || lo < 0) return ST_EINVAL;
             c = (uint8_t)(hi << 4 | lo);
             i += 2;
         }
-        if (o >= dst_cap)
-            return ST_ETOOBIG;
+        if (o >= dst_cap) return ST_ETOOBIG;
         d[o++] = c;
     }
-    if (dst_len_out)
-        *dst_len_out = o;
+    if (dst_len_out) *dst_len_out = o;
     return 0;
 }
 
@@ -128,18 +117,15 @@ static int endpoint_parse_one(const char *s, size_t len, struct cli_endpoint *ou
         s += 7;
         len -= 7;
     }
-    if (len > 0 && s[len - 1] == '/')
-        len--;
-    if (len == 0)
-        return ST_EINVAL;
+    if (len > 0 && s[len - 1] == '/') len--;
+    if (len == 0) return ST_EINVAL;
 
     const char *host;
     size_t host_len;
     const char *port_s;
     if (s[0] == '[') {
         const char *close = memchr(s, ']', len);
-        if (!close || (size_t)(close - s) + 1 >= len || close[1] != ':')
-            return ST_EINVAL;
+        if (!close || (size_t)(close - s) + 1 >= len || close[1] != ':') return ST_EINVAL;
         host = s + 1;
         host_len = (size_t)(close - host);
         port_s = close + 2;
@@ -151,8 +137,7 @@ static int endpoint_parse_one(const char *s, size_t len, struct cli_endpoint *ou
                 break;
             }
         }
-        if (!colon)
-            return ST_EINVAL;
+        if (!colon) return ST_EINVAL;
         host = s;
         host_len = (size_t)(colon - s);
         if (memchr(host, ':', host_len)) /* bare IPv6 without brackets: ambiguous */
@@ -160,21 +145,16 @@ static int endpoint_parse_one(const char *s, size_t len, struct cli_endpoint *ou
         port_s = colon + 1;
     }
     size_t port_len = len - (size_t)(port_s - s);
-    if (host_len == 0 || port_len == 0 || port_len > 5)
-        return ST_EINVAL;
-    if (host_len >= CLI_HOST_BYTES_MAX)
-        return ST_ETOOBIG;
+    if (host_len == 0 || port_len == 0 || port_len > 5) return ST_EINVAL;
+    if (host_len >= CLI_HOST_BYTES_MAX) return ST_ETOOBIG;
     unsigned port = 0;
     for (size_t i = 0; i < port_len; i++) {
-        if (port_s[i] < '0' || port_s[i] > '9')
-            return ST_EINVAL;
+        if (port_s[i] < '0' || port_s[i] > '9') return ST_EINVAL;
         port = port * 10 + (unsigned)(port_s[i] - '0');
     }
-    if (port == 0 || port > 65535)
-        return ST_EINVAL;
+    if (port == 0 || port > 65535) return ST_EINVAL;
     for (size_t i = 0; i < host_len; i++) {
-        if (host[i] == ' ' || host[i] == '/' || host[i] == '[' || host[i] == ']')
-            return ST_EINVAL;
+        if (host[i] == ' ' || host[i] == '/' || host[i] == '[' || host[i] == ']') return ST_EINVAL;
     }
     memcpy(out->host, host, host_len);
     out->host[host_len] = '\0';
@@ -187,19 +167,15 @@ int cli_endpoints_parse(const char *list, struct cli_endpoint *out, size_t out_m
 {
     size_t n = 0;
     const char *p = list;
-    if (!list)
-        return ST_EINVAL;
+    if (!list) return ST_EINVAL;
     for (;;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (n >= out_max)
-            return ST_ETOOBIG;
+        if (n >= out_max) return ST_ETOOBIG;
         int rc = endpoint_parse_one(p, len, &out[n]);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
         n++;
-        if (!comma)
-            break;
+        if (!comma) break;
         p = comma + 1;
     }
     *count_out = n;
@@ -228,11 +204,9 @@ static bool header_name_is(const char *name, size_t name_len, const char *want)
 static int parse_decimal(const char *s, size_t len, uint64_t *out)
 {
     uint64_t v = 0;
-    if (len == 0 || len > 19)
-        return ST_EPROTO;
+    if (len == 0 || len > 19) return ST_EPROTO;
     for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return ST_EPROTO;
+        if (s[i] < '0' || s[i] > '9') return ST_EPROTO;
         v = v * 10 + (uint64_t)(s[i] - '0');
     }
     *out = v;
@@ -252,17 +226,14 @@ static int chunked_scan(char *buf, size_t len, size_t pos, bool decode, bool *co
         size_t line_end = pos;
         while (line_end + 1 < len && !(buf[line_end] == '\r' && buf[line_end + 1] == '\n'))
             line_end++;
-        if (line_end + 1 >= len)
-            return 0;
+        if (line_end + 1 >= len) return 0;
         uint64_t size = 0;
         size_t digits = 0;
         for (size_t i = pos; i < line_end && hex_value(buf[i]) >= 0; i++, digits++) {
-            if (digits >= 15)
-                return ST_EPROTO;
+            if (digits >= 15) return ST_EPROTO;
             size = size * 16 + (uint64_t)hex_value(buf[i]);
         }
-        if (digits == 0)
-            return ST_EPROTO;
+        if (digits == 0) return ST_EPROTO;
         char after = buf[pos + digits];
         if (pos + digits < line_end && after != ';' && after != ' ' && after != '\t')
             return ST_EPROTO;
@@ -273,8 +244,7 @@ static int chunked_scan(char *buf, size_t len, size_t pos, bool decode, bool *co
                 size_t e = pos;
                 while (e + 1 < len && !(buf[e] == '\r' && buf[e + 1] == '\n'))
                     e++;
-                if (e + 1 >= len)
-                    return 0;
+                if (e + 1 >= len) return 0;
                 if (e == pos) {
                     *complete = true;
                     *body_len_out = out;
@@ -283,14 +253,10 @@ static int chunked_scan(char *buf, size_t len, size_t pos, bool decode, bool *co
                 pos = e + 2;
             }
         }
-        if (size > CLI_RESPONSE_BYTES_MAX)
-            return ST_EPROTO;
-        if (len - pos < size + 2)
-            return 0;
-        if (buf[pos + size] != '\r' || buf[pos + size + 1] != '\n')
-            return ST_EPROTO;
-        if (decode)
-            memmove(buf + out, buf + pos, (size_t)size);
+        if (size > CLI_RESPONSE_BYTES_MAX) return ST_EPROTO;
+        if (len - pos < size + 2) return 0;
+        if (buf[pos + size] != '\r' || buf[pos + size + 1] != '\n') return ST_EPROTO;
+        if (decode) memmove(buf + out, buf + pos, (size_t)size);
         out += (size_t)size;
         pos += (size_t)size + 2;
     }
@@ -301,30 +267,25 @@ int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out
     memset(out, 0, sizeof *out);
     const char *end = find_crlfcrlf(buf, len);
     if (!end) {
-        if (len > CLI_HEADER_BYTES_MAX)
-            return ST_ETOOBIG;
+        if (len > CLI_HEADER_BYTES_MAX) return ST_ETOOBIG;
         return eof ? ST_EPROTO : 0;
     }
     size_t header_bytes = (size_t)(end - buf) + 4;
-    if (header_bytes > CLI_HEADER_BYTES_MAX)
-        return ST_ETOOBIG;
+    if (header_bytes > CLI_HEADER_BYTES_MAX) return ST_ETOOBIG;
 
     /* Status line: HTTP/1.x SP 3DIGIT [SP reason] CRLF */
     const char *line_end = strstr(buf, "\r\n");
-    if (!line_end || line_end > end)
-        line_end = end;
+    if (!line_end || line_end > end) line_end = end;
     size_t line_len = (size_t)(line_end - buf);
     if (line_len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') ||
         buf[8] != ' ')
         return ST_EPROTO;
     int status = 0;
     for (int i = 9; i < 12; i++) {
-        if (buf[i] < '0' || buf[i] > '9')
-            return ST_EPROTO;
+        if (buf[i] < '0' || buf[i] > '9') return ST_EPROTO;
         status = status * 10 + (buf[i] - '0');
     }
-    if (status < 100 || status > 599 || (line_len > 12 && buf[12] != ' '))
-        return ST_EPROTO;
+    if (status < 100 || status > 599 || (line_len > 12 && buf[12] != ' ')) return ST_EPROTO;
 
     bool has_length = false, chunked = false;
     uint64_t content_length = 0;
@@ -333,15 +294,12 @@ int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out
         const char *e = p;
         while (e < end + 2 && !(e[0] == '\r' && e[1] == '\n'))
             e++;
-        if (e == p)
-            break;
+        if (e == p) break;
         const char *colon = memchr(p, ':', (size_t)(e - p));
-        if (!colon || colon == p)
-            return ST_EPROTO;
+        if (!colon || colon == p) return ST_EPROTO;
         size_t name_len = (size_t)(colon - p);
         for (size_t i = 0; i < name_len; i++) {
-            if (p[i] == ' ' || p[i] == '\t')
-                return ST_EPROTO;
+            if (p[i] == ' ' || p[i] == '\t') return ST_EPROTO;
         }
         const char *v = colon + 1;
         const char *ve = e;
@@ -352,10 +310,8 @@ int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out
         size_t vlen = (size_t)(ve - v);
         if (header_name_is(p, name_len, "content-length")) {
             uint64_t cl;
-            if (parse_decimal(v, vlen, &cl) != 0)
-                return ST_EPROTO;
-            if (has_length && cl != content_length)
-                return ST_EPROTO;
+            if (parse_decimal(v, vlen, &cl) != 0) return ST_EPROTO;
+            if (has_length && cl != content_length) return ST_EPROTO;
             has_length = true;
             content_length = cl;
         } else if (header_name_is(p, name_len, "transfer-encoding")) {
@@ -399,10 +355,8 @@ int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out
         bool complete;
         size_t decoded_end;
         int rc = chunked_scan(buf, len, header_bytes, false, &complete, &decoded_end);
-        if (rc != 0)
-            return rc;
-        if (!complete)
-            return eof ? ST_EPROTO : 0;
+        if (rc != 0) return rc;
+        if (!complete) return eof ? ST_EPROTO : 0;
         rc = chunked_scan(buf, len, header_bytes, true, &complete, &decoded_end);
         ST_ASSERT(rc == 0 && complete);
         out->body_len = decoded_end - header_bytes;
@@ -410,16 +364,13 @@ int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out
         return 0;
     }
     if (has_length) {
-        if (content_length > CLI_RESPONSE_BYTES_MAX)
-            return ST_ETOOBIG;
-        if (avail < content_length)
-            return eof ? ST_EPROTO : 0;
+        if (content_length > CLI_RESPONSE_BYTES_MAX) return ST_ETOOBIG;
+        if (avail < content_length) return eof ? ST_EPROTO : 0;
         out->body_len = (size_t)content_length;
         out->complete = true;
         return 0;
     }
-    if (!eof)
-        return 0;
+    if (!eof) return 0;
     out->body_len = avail;
     out->complete = true;
     return 0;
@@ -445,8 +396,7 @@ static void json_ws(struct json_parser *p)
 
 static long json_emit(struct json_parser *p, enum cli_json_type type, size_t start)
 {
-    if (p->n >= p->tokens_max)
-        return ST_ETOOBIG;
+    if (p->n >= p->tokens_max) return ST_ETOOBIG;
     p->tokens[p->n] = (struct cli_json_token){.type = type, .start = start, .end = start};
     return (long)p->n++;
 }
@@ -459,29 +409,23 @@ static int json_string(struct json_parser *p)
         uint8_t c = (uint8_t)p->s[p->pos];
         if (c == '"') {
             long t = json_emit(p, CLI_JSON_STRING, start);
-            if (t < 0)
-                return (int)t;
+            if (t < 0) return (int)t;
             p->tokens[t].end = p->pos++;
             return 0;
         }
-        if (c < 0x20)
-            return ST_EINVAL;
+        if (c < 0x20) return ST_EINVAL;
         if (c == '\\') {
-            if (p->pos + 1 >= p->len)
-                return ST_EINVAL;
+            if (p->pos + 1 >= p->len) return ST_EINVAL;
             char e = p->s[p->pos + 1];
             if (e == 'u') {
-                if (p->pos + 5 >= p->len)
-                    return ST_EINVAL;
+                if (p->pos + 5 >= p->len) return ST_EINVAL;
                 for (int i = 2; i < 6; i++) {
-                    if (hex_value(p->s[p->pos + (size_t)i]) < 0)
-                        return ST_EINVAL;
+                    if (hex_value(p->s[p->pos + (size_t)i]) < 0) return ST_EINVAL;
                 }
                 p->pos += 6;
                 continue;
             }
-            if (!strchr("\"\\/bfnrt", e) || e == '\0')
-                return ST_EINVAL;
+            if (!strchr("\"\\/bfnrt", e) || e == '\0') return ST_EINVAL;
             p->pos += 2;
             continue;
         }
@@ -507,10 +451,8 @@ static int json_primitive(struct json_parser *p)
         }
     }
     /* number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-    if (p->pos < p->len && p->s[p->pos] == '-')
-        p->pos++;
-    if (!json_digit(p))
-        return ST_EINVAL;
+    if (p->pos < p->len && p->s[p->pos] == '-') p->pos++;
+    if (!json_digit(p)) return ST_EINVAL;
     if (p->s[p->pos] == '0') {
         p->pos++;
     } else {
@@ -519,24 +461,20 @@ static int json_primitive(struct json_parser *p)
     }
     if (p->pos < p->len && p->s[p->pos] == '.') {
         p->pos++;
-        if (!json_digit(p))
-            return ST_EINVAL;
+        if (!json_digit(p)) return ST_EINVAL;
         while (json_digit(p))
             p->pos++;
     }
     if (p->pos < p->len && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
         p->pos++;
-        if (p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-'))
-            p->pos++;
-        if (!json_digit(p))
-            return ST_EINVAL;
+        if (p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
+        if (!json_digit(p)) return ST_EINVAL;
         while (json_digit(p))
             p->pos++;
     }
 done:;
     long t = json_emit(p, CLI_JSON_PRIMITIVE, start);
-    if (t < 0)
-        return (int)t;
+    if (t < 0) return (int)t;
     p->tokens[t].end = p->pos;
     return 0;
 }
@@ -544,20 +482,15 @@ done:;
 static int json_value(struct json_parser *p, int depth)
 {
     json_ws(p);
-    if (p->pos >= p->len)
-        return ST_EINVAL;
+    if (p->pos >= p->len) return ST_EINVAL;
     char c = p->s[p->pos];
-    if (c == '"')
-        return json_string(p);
-    if (c != '{' && c != '[')
-        return json_primitive(p);
-    if (depth >= CLI_JSON_DEPTH_MAX)
-        return ST_ETOOBIG;
+    if (c == '"') return json_string(p);
+    if (c != '{' && c != '[') return json_primitive(p);
+    if (depth >= CLI_JSON_DEPTH_MAX) return ST_ETOOBIG;
     bool object = c == '{';
     char close = object ? '}' : ']';
     long t = json_emit(p, object ? CLI_JSON_OBJECT : CLI_JSON_ARRAY, p->pos);
-    if (t < 0)
-        return (int)t;
+    if (t < 0) return (int)t;
     p->pos++;
     json_ws(p);
     if (p->pos < p->len && p->s[p->pos] == close) {
@@ -568,21 +501,16 @@ static int json_value(struct json_parser *p, int depth)
         int rc;
         if (object) {
             json_ws(p);
-            if (p->pos >= p->len || p->s[p->pos] != '"')
-                return ST_EINVAL;
-            if ((rc = json_string(p)) != 0)
-                return rc;
+            if (p->pos >= p->len || p->s[p->pos] != '"') return ST_EINVAL;
+            if ((rc = json_string(p)) != 0) return rc;
             json_ws(p);
-            if (p->pos >= p->len || p->s[p->pos] != ':')
-                return ST_EINVAL;
+            if (p->pos >= p->len || p->s[p->pos] != ':') return ST_EINVAL;
             p->pos++;
         }
-        if ((rc = json_value(p, depth + 1)) != 0)
-            return rc;
+        if ((rc = json_value(p, depth + 1)) != 0) return rc;
         p->tokens[t].size++;
         json_ws(p);
-        if (p->pos >= p->len)
-            return ST_EINVAL;
+        if (p->pos >= p->len) return ST_EINVAL;
         if (p->s[p->pos] == ',') {
             p->pos++;
             continue;
@@ -595,16 +523,14 @@ static int json_value(struct json_parser *p, int depth)
     }
 }
 
-int cli_json_parse(const char *text, size_t len, struct cli_json_token *tokens,
-                   size_t tokens_max, size_t *count_out)
+int cli_json_parse(const char *text, size_t len, struct cli_json_token *tokens, size_t tokens_max,
+                   size_t *count_out)
 {
     struct json_parser p = {.s = text, .len = len, .tokens = tokens, .tokens_max = tokens_max};
     int rc = json_value(&p, 0);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     json_ws(&p);
-    if (p.pos != len)
-        return ST_EINVAL;
+    if (p.pos != len) return ST_EINVAL;
     *count_out = p.n;
     return 0;
 }
@@ -617,11 +543,10 @@ size_t cli_json_skip(const struct cli_json_token *tokens, size_t count, size_t i
     return j;
 }
 
-long cli_json_get(const char *text, const struct cli_json_token *tokens, size_t count,
-                  size_t obj, const char *key)
+long cli_json_get(const char *text, const struct cli_json_token *tokens, size_t count, size_t obj,
+                  const char *key)
 {
-    if (obj >= count || tokens[obj].type != CLI_JSON_OBJECT)
-        return -1;
+    if (obj >= count || tokens[obj].type != CLI_JSON_OBJECT) return -1;
     size_t klen = strlen(key);
     size_t i = obj + 1;
     for (size_t m = 0; m < tokens[obj].size && i + 1 < count; m++) {
@@ -665,8 +590,7 @@ static uint32_t hex4(const char *s)
     return v;
 }
 
-int cli_json_copy(const char *text, const struct cli_json_token *token, char *dst,
-                  size_t dst_cap)
+int cli_json_copy(const char *text, const struct cli_json_token *token, char *dst, size_t dst_cap)
 {
     ST_ASSERT(dst_cap > 0);
     size_t o = 0;
@@ -677,28 +601,38 @@ int cli_json_copy(const char *text, const struct cli_json_token *token, char *ds
         size_t piece_len = 1;
         piece[0] = s[i];
         if (token->type == CLI_JSON_STRING && s[i] == '\\') {
-            if (i + 1 >= len)
-                return ST_EINVAL;
+            if (i + 1 >= len) return ST_EINVAL;
             char e = s[i + 1];
             i += 2;
             switch (e) {
-            case 'b': piece[0] = '\b'; break;
-            case 'f': piece[0] = '\f'; break;
-            case 'n': piece[0] = '\n'; break;
-            case 'r': piece[0] = '\r'; break;
-            case 't': piece[0] = '\t'; break;
-            case '"': case '\\': case '/': piece[0] = e; break;
+            case 'b':
+                piece[0] = '\b';
+                break;
+            case 'f':
+                piece[0] = '\f';
+                break;
+            case 'n':
+                piece[0] = '\n';
+                break;
+            case 'r':
+                piece[0] = '\r';
+                break;
+            case 't':
+                piece[0] = '\t';
+                break;
+            case '"':
+            case '\\':
+            case '/':
+                piece[0] = e;
+                break;
             case 'u': {
-                if (i + 4 > len)
-                    return ST_EINVAL;
+                if (i + 4 > len) return ST_EINVAL;
                 uint32_t cp = hex4(s + i);
                 i += 4;
                 if (cp >= 0xD800 && cp < 0xDC00) {
-                    if (i + 6 > len || s[i] != '\\' || s[i + 1] != 'u')
-                        return ST_EINVAL;
+                    if (i + 6 > len || s[i] != '\\' || s[i + 1] != 'u') return ST_EINVAL;
                     uint32_t lo = hex4(s + i + 2);
-                    if (lo < 0xDC00 || lo >= 0xE000)
-                        return ST_EINVAL;
+                    if (lo < 0xDC00 || lo >= 0xE000) return ST_EINVAL;
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                     i += 6;
                 } else if (cp >= 0xDC00 && cp < 0xE000) {
@@ -726,14 +660,12 @@ int cli_json_copy(const char *text, const struct cli_json_token *token, char *ds
 
 int cli_json_int(const char *text, const struct cli_json_token *token, int64_t *out)
 {
-    if (token->type != CLI_JSON_PRIMITIVE)
-        return ST_EINVAL;
+    if (token->type != CLI_JSON_PRIMITIVE) return ST_EINVAL;
     const char *s = text + token->start;
     size_t len = token->end - token->start;
     bool neg = len > 0 && s[0] == '-';
     uint64_t v;
-    if (parse_decimal(s + neg, len - neg, &v) != 0 || v > (uint64_t)INT64_MAX)
-        return ST_EINVAL;
+    if (parse_decimal(s + neg, len - neg, &v) != 0 || v > (uint64_t)INT64_MAX) return ST_EINVAL;
     *out = neg ? -(int64_t)v : (int64_t)v;
     return 0;
 }
@@ -749,34 +681,30 @@ struct cli_buf {
 
 static int buf_reserve(struct cli_buf *b, size_t extra, size_t bytes_max)
 {
-    if (extra > bytes_max || b->len > bytes_max - extra)
-        return ST_ETOOBIG;
+    if (extra > bytes_max || b->len > bytes_max - extra) return ST_ETOOBIG;
     size_t need = b->len + extra + 1;
-    if (need <= b->cap)
-        return 0;
+    if (need <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < need)
         cap *= 2;
     char *d = realloc(b->data, cap);
-    if (!d)
-        return ST_ENOMEM;
+    if (!d) return ST_ENOMEM;
     b->data = d;
     b->cap = cap;
     return 0;
 }
 
-static int buf_printf(struct cli_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int buf_printf(struct cli_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static int buf_printf(struct cli_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return ST_EINVAL;
+    if (n < 0) return ST_EINVAL;
     int rc = buf_reserve(b, (size_t)n, CLI_RESPONSE_BYTES_MAX);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -802,14 +730,11 @@ static int wait_fd(int fd, short events, int64_t deadline_ms)
 {
     for (;;) {
         int64_t left = deadline_ms - now_ms();
-        if (left <= 0)
-            return ST_ETIMEDOUT;
+        if (left <= 0) return ST_ETIMEDOUT;
         struct pollfd pfd = {.fd = fd, .events = events};
         int n = poll(&pfd, 1, (int)ST_MIN(left, (int64_t)60000));
-        if (n > 0)
-            return 0;
-        if (n < 0 && errno != EINTR)
-            return st_errno_to_code(errno);
+        if (n > 0) return 0;
+        if (n < 0 && errno != EINTR) return st_errno_to_code(errno);
     }
 }
 
@@ -829,8 +754,8 @@ static int connect_deadline(const struct cli_endpoint *ep, int64_t deadline_ms, 
     int rc = ST_ECONNECTION;
     *why = "no address";
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        ai->ai_protocol);
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {
             *why = strerror(errno);
             continue;
@@ -854,8 +779,7 @@ static int connect_deadline(const struct cli_endpoint *ep, int64_t deadline_ms, 
         }
         int err = 0;
         socklen_t elen = sizeof err;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
-            err = errno;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
         if (err != 0) {
             *why = strerror(err);
             close(fd);
@@ -878,12 +802,10 @@ static int send_all(int fd, const char *data, size_t len, int64_t deadline_ms)
             off += (size_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             int rc = wait_fd(fd, POLLOUT, deadline_ms);
-            if (rc != 0)
-                return rc;
+            if (rc != 0) return rc;
             continue;
         }
         return ST_ECONNECTION;
@@ -897,17 +819,15 @@ static int send_all(int fd, const char *data, size_t len, int64_t deadline_ms)
  * how. A server that answers early (e.g. 413) and closes while the request
  * body is still being sent is still heard. */
 static int http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head,
-                         const void *body, size_t body_len, int timeout_ms,
-                         struct cli_buf *rbuf, struct cli_response *resp, const char **why)
+                         const void *body, size_t body_len, int timeout_ms, struct cli_buf *rbuf,
+                         struct cli_response *resp, const char **why)
 {
     int64_t deadline = now_ms() + timeout_ms;
     rbuf->len = 0;
     int fd = connect_deadline(ep, deadline, why);
-    if (fd < 0)
-        return fd;
+    if (fd < 0) return fd;
     int rc = send_all(fd, head->data, head->len, deadline);
-    if (rc == 0 && body_len > 0)
-        rc = send_all(fd, body, body_len, deadline);
+    if (rc == 0 && body_len > 0) rc = send_all(fd, body, body_len, deadline);
     int send_rc = rc;
     if (rc == ST_ETIMEDOUT) {
         *why = "timed out sending the request";
@@ -926,8 +846,7 @@ static int http_exchange(const struct cli_endpoint *ep, const struct cli_buf *he
             goto out_fd;
         }
         ssize_t n = recv(fd, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-            continue;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
         bool eof = n <= 0;
         if (n > 0) {
             rbuf->len += (size_t)n;
@@ -939,8 +858,7 @@ static int http_exchange(const struct cli_endpoint *ep, const struct cli_buf *he
             rc = send_rc != 0 && rbuf->len == 0 ? ST_ECONNECTION : rc;
             goto out_fd;
         }
-        if (resp->complete)
-            break;
+        if (resp->complete) break;
         if (eof) { /* cannot happen: parse with eof either completes or fails */
             rc = ST_EPROTO;
             *why = "connection closed early";
@@ -1030,11 +948,9 @@ static bool utf8_valid(const uint8_t *s, size_t len)
         } else {
             return false;
         }
-        if (len - i <= n)
-            return false;
+        if (len - i <= n) return false;
         for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
+            if ((s[i + k] & 0xC0) != 0x80) return false;
             cp = cp << 6 | (s[i + k] & 0x3F);
         }
         if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
@@ -1072,10 +988,8 @@ static void json_put_base64(FILE *f, const uint8_t *s, size_t len)
     fputc('"', f);
     for (size_t i = 0; i < len; i += 3) {
         uint32_t v = (uint32_t)s[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)s[i + 1] << 8;
-        if (i + 2 < len)
-            v |= s[i + 2];
+        if (i + 1 < len) v |= (uint32_t)s[i + 1] << 8;
+        if (i + 2 < len) v |= s[i + 2];
         fputc(tbl[v >> 18 & 63], f);
         fputc(tbl[v >> 12 & 63], f);
         fputc(i + 1 < len ? tbl[v >> 6 & 63] : '=', f);
@@ -1102,8 +1016,7 @@ static void json_put_field(FILE *f, const char *name, const void *data, size_t l
  * not ready) or an error body whose code is not_leader. */
 static bool response_says_move_on(const struct cli_response *r)
 {
-    if (r->status == 503)
-        return true;
+    if (r->status == 503) return true;
     if (r->status >= 400 && r->body_len > 0 && r->body[0] == '{') {
         struct cli_json_token toks[32];
         size_t n;
@@ -1129,11 +1042,9 @@ static void report_error(struct cli *c, const char *what)
         size_t n;
         if (cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
             long t = cli_json_get(r->body, toks, n, 0, "error");
-            if (t >= 0)
-                (void)cli_json_copy(r->body, &toks[t], text, sizeof text);
+            if (t >= 0) (void)cli_json_copy(r->body, &toks[t], text, sizeof text);
             t = cli_json_get(r->body, toks, n, 0, "code");
-            if (t >= 0)
-                (void)cli_json_copy(r->body, &toks[t], code, sizeof code);
+            if (t >= 0) (void)cli_json_copy(r->body, &toks[t], code, sizeof code);
         }
     }
     if (text[0] == '\0') {
@@ -1174,13 +1085,11 @@ static int cluster_request(struct cli *c, const char *method, const char *target
                             "Accept: */*\r\nConnection: close\r\nContent-Length: %zu\r\n%s\r\n",
                             method, target, v6 ? "[" : "", ep->host, v6 ? "]" : "",
                             (unsigned)ep->port, body_len, extra_headers ? extra_headers : "");
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
         const char *why = "";
         rc = http_exchange(ep, &c->head, body, body_len, c->timeout_ms, &c->rbuf, &c->resp, &why);
         c->endpoint_used = i;
-        if (rc == ST_ENOMEM)
-            return rc;
+        if (rc == ST_ENOMEM) return rc;
         if (rc != 0) {
             snprintf(reasons[i], sizeof reasons[i], "%s", why);
             continue;
@@ -1190,8 +1099,7 @@ static int cluster_request(struct cli *c, const char *method, const char *target
             size_t len = ST_MIN(c->resp.body_len, sizeof text - 1);
             memcpy(text, c->resp.body, len);
             for (size_t k = 0; k < len; k++) {
-                if (text[k] == '\n' || text[k] == '\r')
-                    text[k] = ' ';
+                if (text[k] == '\n' || text[k] == '\r') text[k] = ' ';
             }
             snprintf(reasons[i], sizeof reasons[i], "HTTP %d %s", c->resp.status, text);
             had_503 = true;
@@ -1213,8 +1121,7 @@ static int cluster_request(struct cli *c, const char *method, const char *target
 
 static int exit_for_local_error(int rc)
 {
-    if (rc == ST_EUNAVAILABLE)
-        return CLI_EXIT_UNAVAILABLE;
+    if (rc == ST_EUNAVAILABLE) return CLI_EXIT_UNAVAILABLE;
     fprintf(stderr, "stcache: %s\n", st_strerror(rc));
     return CLI_EXIT_UNAVAILABLE;
 }
@@ -1225,16 +1132,13 @@ static int kv_target(const char *key, const char *query, char **out)
     size_t klen = strlen(key);
     size_t enc = cli_url_encoded_len(key, klen);
     size_t cap = 4 + enc + (query ? strlen(query) : 0) + 1;
-    if (cap > CLI_TARGET_BYTES_MAX)
-        return ST_ETOOBIG;
+    if (cap > CLI_TARGET_BYTES_MAX) return ST_ETOOBIG;
     char *t = malloc(cap);
-    if (!t)
-        return ST_ENOMEM;
+    if (!t) return ST_ENOMEM;
     memcpy(t, "/kv/", 4);
     int rc = cli_url_encode(key, klen, t + 4, cap - 4, NULL);
     ST_ASSERT(rc == 0);
-    if (query)
-        strcat(t, query);
+    if (query) strcat(t, query);
     *out = t;
     return 0;
 }
@@ -1244,35 +1148,30 @@ static int64_t body_version(const struct cli_response *r)
     struct cli_json_token toks[32];
     size_t n;
     int64_t v = -1;
-    if (r->body_len > 0 && cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
+    if (r->body_len > 0 &&
+        cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
         long t = cli_json_get(r->body, toks, n, 0, "version");
-        if (t >= 0 && cli_json_int(r->body, &toks[t], &v) != 0)
-            v = -1;
+        if (t >= 0 && cli_json_int(r->body, &toks[t], &v) != 0) v = -1;
     }
     return v;
 }
 
 static int cmd_get(struct cli *c)
 {
-    if (c->args_n != 1)
-        return usage_error("get takes exactly one KEY");
+    if (c->args_n != 1) return usage_error("get takes exactly one KEY");
     const char *cons = c->consistency;
     if (cons && strcmp(cons, "linearizable") != 0 && strcmp(cons, "lease") != 0 &&
         strcmp(cons, "stale") != 0)
         return usage_error("--consistency must be linearizable, lease or stale");
     char query[64] = "";
-    if (cons)
-        snprintf(query, sizeof query, "?consistency=%s", cons);
+    if (cons) snprintf(query, sizeof query, "?consistency=%s", cons);
     char *target;
     int rc = kv_target(c->args[0], query, &target);
-    if (rc == ST_ETOOBIG)
-        return usage_error("key too long");
-    if (rc != 0)
-        return exit_for_local_error(rc);
+    if (rc == ST_ETOOBIG) return usage_error("key too long");
+    if (rc != 0) return exit_for_local_error(rc);
     rc = cluster_request(c, "GET", target, NULL, NULL, 0);
     free(target);
-    if (rc != 0)
-        return exit_for_local_error(rc);
+    if (rc != 0) return exit_for_local_error(rc);
     const struct cli_response *r = &c->resp;
     if (r->status == 404) {
         if (c->json) {
@@ -1304,13 +1203,11 @@ static int read_stdin(struct cli_buf *b)
 {
     for (;;) {
         int rc = buf_reserve(b, 64 * 1024, CLI_STDIN_BYTES_MAX);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
         size_t n = fread(b->data + b->len, 1, b->cap - b->len - 1, stdin);
         b->len += n;
         if (n == 0) {
-            if (ferror(stdin))
-                return ST_EIO;
+            if (ferror(stdin)) return ST_EIO;
             return 0;
         }
     }
@@ -1318,23 +1215,19 @@ static int read_stdin(struct cli_buf *b)
 
 static bool all_digits(const char *s)
 {
-    if (!*s)
-        return false;
+    if (!*s) return false;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
+        if (*s < '0' || *s > '9') return false;
     }
     return true;
 }
 
 static int cmd_put(struct cli *c)
 {
-    if (c->args_n != 2)
-        return usage_error("put takes KEY and VALUE (\"-\" for stdin)");
+    if (c->args_n != 2) return usage_error("put takes KEY and VALUE (\"-\" for stdin)");
     if (c->if_match && c->if_absent)
         return usage_error("--if-match and --if-absent exclude each other");
-    if (c->ttl && !all_digits(c->ttl))
-        return usage_error("--ttl takes a whole number of seconds");
+    if (c->ttl && !all_digits(c->ttl)) return usage_error("--ttl takes a whole number of seconds");
     char headers[128] = "";
     if (c->if_match) {
         char v[64];
@@ -1344,19 +1237,16 @@ static int cmd_put(struct cli *c)
             s++;
             len -= 2;
         }
-        if (len == 0 || len >= sizeof v)
-            return usage_error("--if-match takes a version number");
+        if (len == 0 || len >= sizeof v) return usage_error("--if-match takes a version number");
         memcpy(v, s, len);
         v[len] = '\0';
-        if (!all_digits(v))
-            return usage_error("--if-match takes a version number");
+        if (!all_digits(v)) return usage_error("--if-match takes a version number");
         snprintf(headers, sizeof headers, "If-Match: \"%s\"\r\n", v);
     } else if (c->if_absent) {
         snprintf(headers, sizeof headers, "If-None-Match: *\r\n");
     }
     char query[64] = "";
-    if (c->ttl)
-        snprintf(query, sizeof query, "?ttl=%s", c->ttl);
+    if (c->ttl) snprintf(query, sizeof query, "?ttl=%s", c->ttl);
 
     struct cli_buf value = {0};
     const void *body = c->args[1];
@@ -1381,8 +1271,7 @@ static int cmd_put(struct cli *c)
     rc = cluster_request(c, "PUT", target, headers, body, body_len);
     free(target);
     buf_free(&value);
-    if (rc != 0)
-        return exit_for_local_error(rc);
+    if (rc != 0) return exit_for_local_error(rc);
     const struct cli_response *r = &c->resp;
     if (r->status == 412) {
         report_error(c, "put: condition failed");
@@ -1393,8 +1282,7 @@ static int cmd_put(struct cli *c)
         return CLI_EXIT_REJECTED;
     }
     int64_t version = body_version(r);
-    if (version < 0 && r->has_etag && all_digits(r->etag))
-        version = strtoll(r->etag, NULL, 10);
+    if (version < 0 && r->has_etag && all_digits(r->etag)) version = strtoll(r->etag, NULL, 10);
     if (c->json)
         printf("{\"ok\":true,\"version\":%" PRId64 "}\n", version);
     else if (version >= 0)
@@ -1406,20 +1294,16 @@ static int cmd_put(struct cli *c)
 
 static int cmd_del(struct cli *c)
 {
-    if (c->args_n != 1)
-        return usage_error("del takes exactly one KEY");
+    if (c->args_n != 1) return usage_error("del takes exactly one KEY");
     char *target;
     int rc = kv_target(c->args[0], NULL, &target);
-    if (rc != 0)
-        return rc == ST_ETOOBIG ? usage_error("key too long") : exit_for_local_error(rc);
+    if (rc != 0) return rc == ST_ETOOBIG ? usage_error("key too long") : exit_for_local_error(rc);
     rc = cluster_request(c, "DELETE", target, NULL, NULL, 0);
     free(target);
-    if (rc != 0)
-        return exit_for_local_error(rc);
+    if (rc != 0) return exit_for_local_error(rc);
     const struct cli_response *r = &c->resp;
     if (r->status == 404) {
-        if (c->json)
-            printf("{\"ok\":false,\"found\":false}\n");
+        if (c->json) printf("{\"ok\":false,\"found\":false}\n");
         fprintf(stderr, "stcache: not found: %s\n", c->args[0]);
         return CLI_EXIT_FAILED;
     }
@@ -1439,8 +1323,7 @@ static void field_text(const char *js, const struct cli_json_token *t, size_t n,
                        const char *name, char *dst, size_t cap)
 {
     long v = cli_json_get(js, t, n, obj, name);
-    if (v < 0 || cli_json_copy(js, &t[v], dst, cap) != 0)
-        snprintf(dst, cap, "-");
+    if (v < 0 || cli_json_copy(js, &t[v], dst, cap) != 0) snprintf(dst, cap, "-");
 }
 
 static struct cli_json_token json_tokens[CLI_JSON_TOKENS_MAX];
@@ -1479,11 +1362,9 @@ static int print_members(struct cli *c)
 
 static int cmd_members(struct cli *c)
 {
-    if (c->args_n != 0)
-        return usage_error("members takes no arguments");
+    if (c->args_n != 0) return usage_error("members takes no arguments");
     int rc = cluster_request(c, "GET", "/cluster", NULL, NULL, 0);
-    if (rc != 0)
-        return exit_for_local_error(rc);
+    if (rc != 0) return exit_for_local_error(rc);
     if (c->resp.status != 200) {
         report_error(c, "members");
         return CLI_EXIT_REJECTED;
@@ -1503,8 +1384,7 @@ static int admin_simple(struct cli *c, const char *what, const char *method, con
 {
     int rc = cluster_request(c, method, target, body ? "Content-Type: application/json\r\n" : NULL,
                              body, body ? strlen(body) : 0);
-    if (rc != 0)
-        return exit_for_local_error(rc);
+    if (rc != 0) return exit_for_local_error(rc);
     const struct cli_response *r = &c->resp;
     if (r->status == 404) {
         report_error(c, what);
@@ -1517,8 +1397,7 @@ static int admin_simple(struct cli *c, const char *what, const char *method, con
     if (c->json) {
         if (r->body_len > 0 && r->body[0] == '{') {
             fwrite(r->body, 1, r->body_len, stdout);
-            if (r->body[r->body_len - 1] != '\n')
-                fputc('\n', stdout);
+            if (r->body[r->body_len - 1] != '\n') fputc('\n', stdout);
         } else {
             printf("{\"ok\":true}\n");
         }
@@ -1531,8 +1410,7 @@ static int admin_simple(struct cli *c, const char *what, const char *method, con
 
 static int parse_id(const char *s, uint64_t *out)
 {
-    if (!all_digits(s) || strlen(s) > 19)
-        return ST_EINVAL;
+    if (!all_digits(s) || strlen(s) > 19) return ST_EINVAL;
     *out = strtoull(s, NULL, 10);
     return *out == 0 ? ST_EINVAL : 0;
 }
@@ -1578,8 +1456,7 @@ static int cmd_transfer(struct cli *c)
 
 static int cmd_snapshot(struct cli *c)
 {
-    if (c->args_n != 0)
-        return usage_error("snapshot takes no arguments");
+    if (c->args_n != 0) return usage_error("snapshot takes no arguments");
     return admin_simple(c, "snapshot", "POST", "/snapshot", NULL, "snapshot taken");
 }
 
@@ -1587,8 +1464,7 @@ static int cmd_snapshot(struct cli *c)
  * when at least one endpoint answered, 3 when none did. */
 static int cmd_status(struct cli *c)
 {
-    if (c->args_n != 0)
-        return usage_error("status takes no arguments");
+    if (c->args_n != 0) return usage_error("status takes no arguments");
     size_t answered = 0;
     struct cli_endpoint *all = c->endpoints;
     size_t all_n = c->endpoints_n;
@@ -1620,8 +1496,7 @@ static int cmd_status(struct cli *c)
                   cli_json_parse(c->resp.body, c->resp.body_len, json_tokens, CLI_JSON_TOKENS_MAX,
                                  &n) == 0 &&
                   json_tokens[0].type == CLI_JSON_OBJECT;
-        if (ok)
-            answered++;
+        if (ok) answered++;
         if (c->json) {
             printf("%s{\"endpoint\":", i ? "," : "");
             json_put_string(stdout, (const uint8_t *)name, strlen(name));
@@ -1648,10 +1523,11 @@ static int cmd_status(struct cli *c)
         field_text(js, json_tokens, n, 0, "applied", applied, sizeof applied);
         printf("%-22s %-5s %-10s %-6s %-7s %-8s %-8s %s\n", name, id, role, term,
                strcmp(leader, "null") == 0 ? "none" : leader, commit, applied,
-               health == 200 ? "ok" : health == 0 ? "?" : "not-ready");
+               health == 200 ? "ok"
+               : health == 0 ? "?"
+                             : "not-ready");
     }
-    if (c->json)
-        printf("]\n");
+    if (c->json) printf("]\n");
     return answered > 0 ? CLI_EXIT_OK : CLI_EXIT_UNAVAILABLE;
 }
 
@@ -1663,16 +1539,13 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
 {
     size_t nl = strlen(name);
     const char *a = argv[*i];
-    if (strncmp(a, name, nl) != 0)
-        return 0;
+    if (strncmp(a, name, nl) != 0) return 0;
     if (a[nl] == '=') {
         *value = a + nl + 1;
         return 1;
     }
-    if (a[nl] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
+    if (a[nl] != '\0') return 0;
+    if (*i + 1 >= argc) return -1;
     *value = argv[++*i];
     return 1;
 }
@@ -1691,8 +1564,7 @@ int cli_client_main(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     const char *endpoints = getenv("STCACHE_ENDPOINTS");
-    if (!endpoints || !*endpoints)
-        endpoints = CLI_ENDPOINTS_DEFAULT;
+    if (!endpoints || !*endpoints) endpoints = CLI_ENDPOINTS_DEFAULT;
     const char *timeout = NULL;
     bool options_done = false;
     for (int i = 1; i < argc; i++) {
@@ -1728,12 +1600,10 @@ int cli_client_main(int argc, char **argv)
                 c.if_match = v;
             else
                 return usage_error("unknown option %s", a);
-            if (m < 0)
-                return usage_error("option %s needs a value", a);
+            if (m < 0) return usage_error("option %s needs a value", a);
             continue;
         }
-        if (c.args_n >= ST_ARRAY_LEN(c.args))
-            return usage_error("too many arguments");
+        if (c.args_n >= ST_ARRAY_LEN(c.args)) return usage_error("too many arguments");
         c.args[c.args_n++] = a;
     }
     if (timeout) {
@@ -1742,13 +1612,12 @@ int cli_client_main(int argc, char **argv)
         if (*end != '\0' || !(s > 0) || s > 3600)
             return usage_error("--timeout takes seconds (0 < S <= 3600)");
         c.timeout_ms = (int)(s * 1000);
-        if (c.timeout_ms < 1)
-            c.timeout_ms = 1;
+        if (c.timeout_ms < 1) c.timeout_ms = 1;
     }
     int rc = cli_endpoints_parse(endpoints, c.endpoints, CLI_ENDPOINTS_MAX, &c.endpoints_n);
     if (rc != 0)
-        return usage_error("bad endpoint list \"%s\": %s (want host:port,host:port,...)",
-                           endpoints, st_strerror(rc));
+        return usage_error("bad endpoint list \"%s\": %s (want host:port,host:port,...)", endpoints,
+                           st_strerror(rc));
     if (c.consistency && strcmp(cmd, "get") != 0)
         return usage_error("--consistency applies to get only");
     if ((c.ttl || c.if_match || c.if_absent) && strcmp(cmd, "put") != 0)

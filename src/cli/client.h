@@ -47,14 +47,12 @@ size_t cli_url_encoded_len(const void *src, size_t src_len);
  * Writes a NUL-terminated string into dst (dst_cap bytes, caller-owned).
  * Returns 0, or ST_ETOOBIG when dst_cap < cli_url_encoded_len() + 1 (dst then
  * holds an empty string). *dst_len_out (may be NULL) gets the length. */
-int cli_url_encode(const void *src, size_t src_len, char *dst, size_t dst_cap,
-                   size_t *dst_len_out);
+int cli_url_encode(const void *src, size_t src_len, char *dst, size_t dst_cap, size_t *dst_len_out);
 
 /* Inverse of cli_url_encode (also accepts unencoded bytes; '+' stays '+').
  * dst needs at most src_len bytes. Returns 0, ST_EINVAL on a bad %-escape,
  * ST_ETOOBIG when dst_cap is too small. */
-int cli_url_decode(const char *src, size_t src_len, void *dst, size_t dst_cap,
-                   size_t *dst_len_out);
+int cli_url_decode(const char *src, size_t src_len, void *dst, size_t dst_cap, size_t *dst_len_out);
 
 /* ---- endpoint lists ---- */
 
@@ -80,14 +78,14 @@ int cli_endpoints_parse(const char *list, struct cli_endpoint *out, size_t out_m
 #define CLI_HEADER_BYTES_MAX (64 * 1024)
 
 struct cli_response {
-    bool complete;         /* false: more bytes are needed (nothing else is valid) */
-    int status;            /* 100..599 */
-    size_t header_bytes;   /* status line + headers + the blank line */
-    const char *body;      /* points into the parsed buffer; body_len bytes */
+    bool complete;       /* false: more bytes are needed (nothing else is valid) */
+    int status;          /* 100..599 */
+    size_t header_bytes; /* status line + headers + the blank line */
+    const char *body;    /* points into the parsed buffer; body_len bytes */
     size_t body_len;
     bool has_etag;
-    char etag[64];         /* ETag value without the surrounding quotes */
-    bool json;             /* Content-Type is application/json */
+    char etag[64]; /* ETag value without the surrounding quotes */
+    bool json;     /* Content-Type is application/json */
 };
 
 /* Parses the len bytes of buf received so far. eof says the peer closed the
@@ -118,21 +116,20 @@ struct cli_json_token {
  * document order: an object token is followed by key, value, key, value...
  * Returns 0 and *count_out, ST_EINVAL on malformed text, ST_ETOOBIG when more
  * than tokens_max tokens (or nesting deeper than 64) would be needed. */
-int cli_json_parse(const char *text, size_t len, struct cli_json_token *tokens,
-                   size_t tokens_max, size_t *count_out);
+int cli_json_parse(const char *text, size_t len, struct cli_json_token *tokens, size_t tokens_max,
+                   size_t *count_out);
 
 /* Index of the token after the whole subtree rooted at index. */
 size_t cli_json_skip(const struct cli_json_token *tokens, size_t count, size_t index);
 
 /* Index of the value of member key in the object at index obj, or -1. */
-long cli_json_get(const char *text, const struct cli_json_token *tokens, size_t count,
-                  size_t obj, const char *key);
+long cli_json_get(const char *text, const struct cli_json_token *tokens, size_t count, size_t obj,
+                  const char *key);
 
 /* Copies a string token unescaped (UTF-8) into dst (NUL-terminated), or the
  * raw text of any other token. Returns 0, ST_EINVAL on a bad escape,
  * ST_ETOOBIG when it does not fit (dst then holds a truncated prefix). */
-int cli_json_copy(const char *text, const struct cli_json_token *token, char *dst,
-                  size_t dst_cap);
+int cli_json_copy(const char *text, const struct cli_json_token *token, char *dst, size_t dst_cap);
 
 /* Parses a primitive token as a signed 64-bit integer. 0 or ST_EINVAL. */
 int cli_json_int(const char *text, const struct cli_json_token *token, int64_t *out);

@@ -84,8 +84,7 @@ TEST(endpoints_parse_list_with_spaces_schemes_and_ipv6)
 {
     struct cli_endpoint eps[4];
     size_t n;
-    ASSERT_EQ(cli_endpoints_parse("127.0.0.1:8001, localhost:8002 ,http://[::1]:8003/", eps, 4,
-                                  &n),
+    ASSERT_EQ(cli_endpoints_parse("127.0.0.1:8001, localhost:8002 ,http://[::1]:8003/", eps, 4, &n),
               0);
     ASSERT_EQ(n, 3);
     ASSERT_STREQ(eps[0].host, "127.0.0.1");
@@ -103,10 +102,9 @@ TEST(endpoints_parse_rejects_malformed_items)
 {
     struct cli_endpoint eps[2];
     size_t n = 99;
-    const char *bad[] = {"",         " ",         "host",     "host:",   ":8001",
-                         "h:0",      "h:65536",   "h:80x",    "h:-1",    "a:1,,b:2",
-                         "a:1,",     "::1:8001",  "[::1]",    "[::1]80", "h:123456",
-                         "h o:1",    "[]:1"};
+    const char *bad[] = {"",        " ",       "host",     "host:",    ":8001", "h:0",
+                         "h:65536", "h:80x",   "h:-1",     "a:1,,b:2", "a:1,",  "::1:8001",
+                         "[::1]",   "[::1]80", "h:123456", "h o:1",    "[]:1"};
     for (size_t i = 0; i < ST_ARRAY_LEN(bad); i++) {
         int rc = cli_endpoints_parse(bad[i], eps, 2, &n);
         if (rc != ST_EINVAL)
@@ -236,8 +234,7 @@ TEST(response_malformed_is_a_protocol_error)
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(bad); i++) {
         int rc = parse_text(bad[i], false, &r, buf, sizeof buf);
-        if (rc != ST_EPROTO)
-            fprintf(stderr, "  case %zu: rc %d\n", i, rc);
+        if (rc != ST_EPROTO) fprintf(stderr, "  case %zu: rc %d\n", i, rc);
         ASSERT_EQ(rc, ST_EPROTO);
     }
 }
@@ -259,10 +256,11 @@ TEST(response_header_is_bounded)
 
 TEST(json_cluster_answer_is_navigable)
 {
-    const char *js = "{\"id\":2,\"leader\":1,\"term\":7,\"role\":\"follower\",\"cluster_id\":\"ab\\\"c\","
-                     " \"members\":[{\"id\":1,\"raft\":\"127.0.0.1:9001\",\"http\":\"h:1\",\"voter\":true},"
-                     "{\"id\":2,\"raft\":\"r2\",\"http\":\"h:2\",\"voter\":false,\"extra\":{\"a\":[1,2,{}]}}],"
-                     "\"applied\":-3e2}";
+    const char *js =
+        "{\"id\":2,\"leader\":1,\"term\":7,\"role\":\"follower\",\"cluster_id\":\"ab\\\"c\","
+        " \"members\":[{\"id\":1,\"raft\":\"127.0.0.1:9001\",\"http\":\"h:1\",\"voter\":true},"
+        "{\"id\":2,\"raft\":\"r2\",\"http\":\"h:2\",\"voter\":false,\"extra\":{\"a\":[1,2,{}]}}],"
+        "\"applied\":-3e2}";
     struct cli_json_token t[64];
     size_t n;
     ASSERT_EQ(cli_json_parse(js, strlen(js), t, 64, &n), 0);
@@ -312,15 +310,14 @@ TEST(json_unescapes_unicode_and_surrogates)
 
 TEST(json_rejects_malformed_and_bounds_tokens)
 {
-    const char *bad[] = {"",          "{",        "{\"a\"}",   "{\"a\":}",  "[1,]",   "{\"a\":1,}",
-                         "[1 2]",     "\"abc",    "\"\\x\"",   "01",       "-",      "1.",
-                         "tru",       "{1:2}",    "[1]x",      "\"\x01\"",  "1e",     "\"\\u12\""};
+    const char *bad[] = {"",      "{",     "{\"a\"}", "{\"a\":}", "[1,]", "{\"a\":1,}",
+                         "[1 2]", "\"abc", "\"\\x\"", "01",       "-",    "1.",
+                         "tru",   "{1:2}", "[1]x",    "\"\x01\"", "1e",   "\"\\u12\""};
     struct cli_json_token t[16];
     size_t n;
     for (size_t i = 0; i < ST_ARRAY_LEN(bad); i++) {
         int rc = cli_json_parse(bad[i], strlen(bad[i]), t, 16, &n);
-        if (rc != ST_EINVAL)
-            fprintf(stderr, "  accepted: '%s' (%d)\n", bad[i], rc);
+        if (rc != ST_EINVAL) fprintf(stderr, "  accepted: '%s' (%d)\n", bad[i], rc);
         ASSERT_EQ(rc, ST_EINVAL);
     }
     ASSERT_EQ(cli_json_parse("[1,2,3]", 7, t, 3, &n), ST_ETOOBIG);

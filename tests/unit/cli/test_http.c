@@ -14,12 +14,12 @@
 #include <pthread.h>
 
 enum script {
-    SCRIPT_SILENT,      /* read the request, never answer */
-    SCRIPT_EARLY_413,   /* answer 413 after the headers, then drain the body */
-    SCRIPT_CHUNKED,     /* a chunked 200 in several writes */
-    SCRIPT_GARBAGE,     /* not HTTP at all */
-    SCRIPT_NO_LEADER,   /* 503 {"code":"no_leader"} */
-    SCRIPT_OK,          /* 200 "fine" */
+    SCRIPT_SILENT,    /* read the request, never answer */
+    SCRIPT_EARLY_413, /* answer 413 after the headers, then drain the body */
+    SCRIPT_CHUNKED,   /* a chunked 200 in several writes */
+    SCRIPT_GARBAGE,   /* not HTTP at all */
+    SCRIPT_NO_LEADER, /* 503 {"code":"no_leader"} */
+    SCRIPT_OK,        /* 200 "fine" */
 };
 
 struct server {
@@ -35,8 +35,7 @@ static void write_all(int fd, const char *s)
     size_t len = strlen(s), off = 0;
     while (off < len) {
         ssize_t n = send(fd, s + off, len - off, MSG_NOSIGNAL);
-        if (n <= 0)
-            return;
+        if (n <= 0) return;
         off += (size_t)n;
     }
 }
@@ -48,11 +47,9 @@ static int read_head(int fd)
     size_t len = 0;
     while (len < sizeof buf) {
         ssize_t n = recv(fd, buf + len, sizeof buf - len, 0);
-        if (n <= 0)
-            return -1;
+        if (n <= 0) return -1;
         len += (size_t)n;
-        if (find_crlfcrlf(buf, len))
-            return 0;
+        if (find_crlfcrlf(buf, len)) return 0;
     }
     return 0;
 }
@@ -69,8 +66,7 @@ static void *server_main(void *arg)
     struct server *s = arg;
     for (int i = 0; i < s->connections; i++) {
         int c = accept(s->fd, NULL, NULL);
-        if (c < 0)
-            break;
+        if (c < 0) break;
         if (read_head(c) == 0) {
             switch (s->script) {
             case SCRIPT_SILENT:
@@ -84,7 +80,8 @@ static void *server_main(void *arg)
                 drain(c);
                 break;
             case SCRIPT_CHUNKED:
-                write_all(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: \"9\"\r\n\r\n");
+                write_all(c,
+                          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: \"9\"\r\n\r\n");
                 write_all(c, "5\r\nfir");
                 write_all(c, "st\r\n7\r\n-secon");
                 write_all(c, "d\r\n0\r\n\r\n");
