@@ -831,6 +831,12 @@ void raft_ready_get(struct raft *r, struct raft_ready *rd)
             for (raft_index i = r->log.handed + 1; i <= last; i++)
                 entry_copy_ref(&o->persist[o->n_persist++], log_get(&r->log, i));
             r->log.handed = last;
+        } else {
+            /* Out of memory: the entries wait for the next ready. The
+             * acknowledgements queued for after this ready's write may cover
+             * them, so they must not be sent: drop them (Raft tolerates
+             * message loss; the leader retries). Their references go at ack. */
+            o->after.n = 0;
         }
     }
     if (o->n_persist) {
