@@ -226,6 +226,32 @@ TEST(join_as_learner_promotion_and_join_through_a_follower)
     cluster_fini();
 }
 
+static bool cond_started(void *arg)
+{
+    return ((struct hnode *)arg)->started;
+}
+
+TEST(a_refused_join_fails_the_start_with_a_reason)
+{
+    cluster_init(2);
+    nodes[0].cfg.mode = NODE_START_BOOTSTRAP;
+    ASSERT_EQ(h_start(&nodes[0]), 0);
+    converge(1);
+    /* Node "2" claims id 1, a voter already: the member answers 409 and
+     * the joiner gives up at once (no retry on a 4xx). */
+    nodes[1].cfg.id = 1;
+    nodes[1].cfg.mode = NODE_START_JOIN;
+    snprintf(nodes[1].cfg.join_http, sizeof nodes[1].cfg.join_http, "%s", nodes[0].cfg.http_listen);
+    ASSERT_EQ(h_start(&nodes[1]), 0);
+    ASSERT_TRUE(h_run_until(cond_started, &nodes[1]));
+    ASSERT_EQ(nodes[1].start_status, ST_EINVAL);
+    /* Nothing was created for the refused joiner. */
+    char meta[200];
+    snprintf(meta, sizeof meta, "%s/meta", nodes[1].dir);
+    ASSERT_NE(access(meta, F_OK), 0);
+    cluster_fini();
+}
+
 TEST(a_new_member_behind_a_compacted_log_gets_a_snapshot)
 {
     cluster_init(2);
