@@ -379,6 +379,8 @@ static void net_send(struct sim *s, struct sim_node *n, const struct raft_msg *m
         trace_msg(s, "lost(no such node)", m);
         return;
     }
+    if (m->type == RAFT_MSG_APPEND && m->n_entries)
+        sim_check_visible(s, n, m->entries, m->n_entries, true, m->log_term);
     struct sim_msg *c = msg_dup(s, m);
     c->from_inc = n->inc;
     if (m->type == RAFT_MSG_SNAPSHOT) {
@@ -481,6 +483,9 @@ static void disk_write_entries(struct sim *s, struct sim_node *n, const struct r
                  n->id, first, sim_disk_last(n));
         return;
     }
+    raft_term prev = 0;
+    bool prev_known = first == 1 || sim_disk_term(n, first - 1, &prev);
+    sim_check_visible(s, n, e, cnt, prev_known, prev);
     disk_truncate_from(n, first);
     if (n->log_n + cnt > n->log_cap) {
         n->log_cap = (n->log_n + cnt) * 2;

@@ -357,6 +357,10 @@ void sim_check_close(struct sim *s);
 void sim_check_bootstrap(struct sim *s, raft_index n);
 /* After any input to node n and before its ready is processed. */
 void sim_check_observe(struct sim *s, struct sim_node *n);
+/* Entries become visible outside node n (durable on its disk, or sent):
+ * they enter the log-matching table. prev: the term of the entry before. */
+void sim_check_visible(struct sim *s, const struct sim_node *n, const struct raft_entry *e,
+                       size_t cnt, bool prev_known, raft_term prev);
 /* Whole-node checks after a step: log matching, membership. */
 void sim_check_node(struct sim *s, struct sim_node *n);
 /* Node n applies e (state machine already advanced into *sm_after). */
