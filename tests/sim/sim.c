@@ -1072,13 +1072,30 @@ static void heal(struct sim *s)
 
 static void chaos_crash(struct sim *s)
 {
-    struct sim_node *n = random_up(s);
+    /* Half of the crashes hit a node with writes in flight: that is where
+     * durability bugs hide. */
+    struct sim_node *n = NULL;
+    if (chance(s, 50)) {
+        raft_id ids[SIM_NODES_MAX];
+        size_t k = 0;
+        for (raft_id id = 1; id <= SIM_NODES_MAX; id++)
+            if (node_up(s, id) && s->nodes[id].wq_n)
+                ids[k++] = id;
+        if (k)
+            n = &s->nodes[ids[rnd(s, k)]];
+    }
+    if (!n)
+        n = random_up(s);
     if (!n)
         return;
     sim_trace(s, "CRASH n%" PRIu64 " (%zu writes lost)", n->id, n->wq_n);
     node_crash(s, n);
     s->res->counts.crashes++;
-    int64_t down = chance(s, 20) ? 500 + (int64_t)rnd(s, 2000) : 20 + (int64_t)rnd(s, 400);
+    /* Down for long, for an election or two, or a quick reboot. */
+    uint32_t how = (uint32_t)rnd(s, 10);
+    int64_t down = how < 2   ? 500 + (int64_t)rnd(s, 2000)
+                   : how < 5 ? 1 + (int64_t)rnd(s, 30)
+                             : 20 + (int64_t)rnd(s, 400);
     schedule(s, s->now + down, SIM_EV_RESTART, (uint8_t)n->id, n->inc, 0, NULL);
 }
 

@@ -189,14 +189,15 @@ static void check_log_matching(struct sim *s, struct sim_node *n)
     }
 }
 
-/* conf == the snapshot's conf plus every valid conf entry after it
- * ("takes effect when appended", thesis 4.1; reverted on truncation). */
-static void check_conf(struct sim *s, struct sim_node *n)
+/* The configuration node n must be using: its snapshot's plus every valid
+ * conf entry after it ("takes effect when appended", thesis 4.1; a truncated
+ * entry no longer counts). False when the log does not show it (compacted
+ * without a snapshot in sight). */
+static bool conf_from_log(struct sim_node *n, struct raft_conf *want)
 {
     struct raft *r = n->r;
     const struct raft_snapshot_meta *sn = raft_snapshot_get(r);
     raft_index first = raft_first_index(r), last = raft_last_index(r), from;
-    struct raft_conf *want = &s->scratch_conf;
     want->n = 0;
     if (sn && sn->index + 1 >= first) {
         *want = sn->conf;
@@ -204,7 +205,7 @@ static void check_conf(struct sim *s, struct sim_node *n)
     } else if (first == 1) {
         from = 1;
     } else {
-        return; /* the base configuration is not observable */
+        return false;
     }
     for (raft_index i = from; i <= last; i++) {
         const struct raft_entry *e = raft_entry_get(r, i);
@@ -214,7 +215,15 @@ static void check_conf(struct sim *s, struct sim_node *n)
         if (raft_conf_change_decode(e->data, e->len, &cc) == 0)
             (void)raft_conf_apply(want, &cc); /* invalid changes are skipped */
     }
-    const struct raft_conf *have = raft_conf_get(r);
+    return true;
+}
+
+static void check_conf(struct sim *s, struct sim_node *n)
+{
+    struct raft_conf *want = &s->scratch_conf;
+    if (!conf_from_log(n, want))
+        return;
+    const struct raft_conf *have = raft_conf_get(n->r);
     bool same = have->n == want->n;
     for (uint32_t i = 0; same && i < want->n; i++) {
         const struct raft_member *m = raft_conf_find(have, want->members[i].id);
@@ -306,8 +315,10 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
                 ck->committed[i] = (struct sim_commit){.entry_term = e->term, .commit_term = term};
             }
             /* Ground truth: the new commit point is durable on a quorum of
-             * the leader's configuration. */
-            const struct raft_conf *conf = raft_conf_get(r);
+             * the configuration the leader's log says it uses. */
+            const struct raft_conf *conf = &s->scratch_conf;
+            if (!conf_from_log(n, &s->scratch_conf))
+                conf = raft_conf_get(r);
             size_t voters = 0, have = 0;
             raft_term et = ck->committed[commit].entry_term;
             for (uint32_t k = 0; k < conf->n; k++) {
