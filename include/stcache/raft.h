@@ -320,7 +320,8 @@ void raft_destroy(struct raft *r);
 
 void raft_tick(struct raft *r);
 /* Feeds a peer message. Returns 0; ST_EPROTO/ST_ESTALE for dropped input
- * (the message is ignored and counted, the core is unharmed). */
+ * (the message is ignored and counted, the core is unharmed); ST_ENOMEM when
+ * it could not be taken (nothing changed: the sender retries). */
 int raft_step(struct raft *r, const struct raft_msg *m);
 
 /* Appends a command. On a leader returns 0 and the entry's index/term in
