@@ -107,8 +107,9 @@ struct tr_out {
     raft_id to;
     uint8_t kind;
     uint8_t msg_type;
-    bool close_after; /* a refusal: close the connection once written */
-    uint64_t bytes;   /* frame bytes */
+    bool close_after;      /* a refusal: close the connection once written */
+    uint64_t bytes;        /* frame bytes */
+    uint64_t queued_at_ms; /* uv_now() when queued for a connection */
     uint32_t nbufs;
     uv_buf_t *bufs;
     uint32_t nrefs;
@@ -197,6 +198,7 @@ struct tr {
     uv_tcp_t listener;
     bool listener_open;
     uv_timer_t notify_timer; /* reports back-pressure drops outside API calls */
+    uv_timer_t sweep_timer;  /* drops messages that waited queue_wait_ms for a connection */
     struct tr_list peers;
     struct tr_list conns;
     uint32_t inbound_pending;
@@ -1186,6 +1188,7 @@ void tr_config_default(struct tr_config *cfg, raft_id self_id, uint64_t cluster_
     cfg->reconnect_base_ms = 50;
     cfg->reconnect_max_ms = 5000;
     cfg->handshake_timeout_ms = 5000;
+    cfg->queue_wait_ms = 2000;
 }
 
 int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_callbacks *cbs,
@@ -1198,7 +1201,7 @@ int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_call
         (uint64_t)cfg->snapshot_chunk_bytes + FRAME_SNAP_CHUNK_FIXED_SIZE > cfg->frame_bytes_max ||
         cfg->send_queue_msgs_max == 0 || cfg->send_queue_bytes_max == 0 ||
         cfg->reconnect_base_ms == 0 || cfg->reconnect_max_ms < cfg->reconnect_base_ms ||
-        cfg->handshake_timeout_ms == 0 ||
+        cfg->handshake_timeout_ms == 0 || cfg->queue_wait_ms == 0 ||
         memchr(cfg->listen_addr, '\0', sizeof(cfg->listen_addr)) == NULL ||
         memchr(cfg->advertise_addr, '\0', sizeof(cfg->advertise_addr)) == NULL ||
         frame_addr_split(cfg->listen_addr, host, sizeof(host), &port) != 0)
@@ -1215,7 +1218,9 @@ int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_call
     wire_msg_init(&tr->wm);
     ST_ASSERT(uv_timer_init(loop, &tr->notify_timer) == 0);
     tr->notify_timer.data = tr;
-    tr->live++; /* the notify timer */
+    ST_ASSERT(uv_timer_init(loop, &tr->sweep_timer) == 0);
+    tr->sweep_timer.data = tr;
+    tr->live += 2; /* the two timers */
     *out = tr;
     return 0;
 }
@@ -1357,6 +1362,38 @@ static void on_notify_timer(uv_timer_t *t)
     }
 }
 
+/* Messages do not wait for a connection forever (a lower-id peer that never
+ * dials back, a dialer in a long backoff): past queue_wait_ms the queue of a
+ * disconnected peer is dropped and reported, so the node learns the peer is
+ * unreachable and a returning peer is not flooded with stale messages. */
+static void on_sweep_timer(uv_timer_t *t)
+{
+    struct tr *tr = t->data;
+    uint64_t now = uv_now(tr->loop);
+    uint64_t next = UINT64_MAX; /* earliest deadline still pending */
+    bool again = true;
+    while (again && !tr->destroying) { /* callbacks may remove peers: rescan */
+        again = false;
+        for (struct tr_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
+            struct tr_peer *p = CONTAINER_OF(l, struct tr_peer, link);
+            if (list_empty(&p->queue)) continue;
+            struct tr_out *head = CONTAINER_OF(p->queue.next, struct tr_out, link);
+            uint64_t deadline = head->queued_at_ms + tr->cfg.queue_wait_ms;
+            if (deadline > now) {
+                next = ST_MIN(next, deadline);
+                continue;
+            }
+            ST_TRACE_DEBUG(MOD, "peer %" PRIu64 ": %u messages waited %u ms for a connection",
+                           p->id, p->queue_msgs, tr->cfg.queue_wait_ms);
+            peer_drop_queue(p, ST_ECONNECTION, true);
+            again = true;
+            break;
+        }
+    }
+    if (!tr->destroying && next != UINT64_MAX)
+        uv_timer_start(&tr->sweep_timer, on_sweep_timer, next - now, 0);
+}
+
 int tr_send(struct tr *tr, const struct raft_msg *m)
 {
     if (tr->destroying) return ST_ECLOSED;
@@ -1426,9 +1463,12 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
         }
         return 0;
     }
+    o->queued_at_ms = uv_now(tr->loop);
     list_push(&p->queue, &o->link);
     p->queue_msgs++;
     p->queue_bytes += bytes;
+    if (!uv_is_active((uv_handle_t *)&tr->sweep_timer))
+        uv_timer_start(&tr->sweep_timer, on_sweep_timer, tr->cfg.queue_wait_ms, 0);
     return 0;
 }
 
@@ -1682,6 +1722,7 @@ void tr_destroy(struct tr *tr, void (*done_cb)(void *arg), void *done_arg)
         conn_close(CONTAINER_OF(l, struct tr_conn, link), ST_ECLOSED, false);
     if (tr->listener_open) uv_close((uv_handle_t *)&tr->listener, on_tr_handle_closed);
     uv_close((uv_handle_t *)&tr->notify_timer, on_tr_handle_closed);
+    uv_close((uv_handle_t *)&tr->sweep_timer, on_tr_handle_closed);
     tr->live--;
     tr_maybe_free(tr);
 }

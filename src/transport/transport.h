@@ -38,8 +38,9 @@
  * loop (coalesced: at most once per peer per loop round). While a peer is not
  * connected, messages queue within the same bounds and are written once the
  * connection is up; when a connection attempt fails or a connection is lost,
- * everything queued for it is dropped and reported through send_failed_cb
- * (the node then calls raft_report_unreachable()). Sockets use TCP_NODELAY
+ * or a message has waited queue_wait_ms for a connection, what is queued is
+ * dropped and reported through send_failed_cb (the node then calls
+ * raft_report_unreachable()). Sockets use TCP_NODELAY
  * (small Raft messages must not wait for Nagle) and TCP keepalive.
  *
  * Snapshots. tr_send_snapshot() streams a snapshot file to the peer in chunks
@@ -92,10 +93,11 @@ struct tr_config {
     uint32_t reconnect_base_ms;
     uint32_t reconnect_max_ms;
     uint32_t handshake_timeout_ms; /* connect + handshake must finish within */
+    uint32_t queue_wait_ms;        /* a message waits at most this for a connection */
 };
 
 /* Defaults: frame 64 MiB, queue 4096 msgs / 64 MiB, chunks 256 KiB,
- * reconnect 50 ms .. 5 s, handshake 5 s. listen_addr is copied (truncation
+ * reconnect 50 ms .. 5 s, handshake 5 s, queue wait 2 s. listen_addr is copied (truncation
  * is an ST_EINVAL at tr_create). */
 void tr_config_default(struct tr_config *cfg, raft_id self_id, uint64_t cluster_id,
                        const char *listen_addr);

@@ -1428,4 +1428,26 @@ TEST(callbacks_may_remove_peers_and_destroy_the_transport)
     loop_teardown();
 }
 
+TEST(messages_do_not_wait_forever_for_a_peer_that_never_connects)
+{
+    loop_setup();
+    struct ep b;
+    struct tr_config cfg;
+    ep_config(&cfg, 2, CLUSTER, 0);
+    cfg.queue_wait_ms = 20;
+    ep_start_cfg(&b, &cfg);
+    ASSERT_EQ(tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0); /* smaller id: it would dial us */
+    for (uint64_t s = 0; s < 5; s++)
+        ASSERT_EQ(send_append(&b, 1, s, 1, 10), 0);
+    RUN_UNTIL(b.send_failed == 5);
+    struct tr_stats st;
+    tr_stats_get(b.tr, &st);
+    ASSERT_EQ(st.msgs_dropped, 5);
+    /* The queue is empty again: new messages are accepted and wait anew. */
+    ASSERT_EQ(send_append(&b, 1, 5, 1, 10), 0);
+    RUN_UNTIL(b.send_failed == 6);
+    ep_destroy(&b);
+    loop_teardown();
+}
+
 TEST_MAIN()
