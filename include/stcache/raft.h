@@ -282,6 +282,12 @@ struct raft_config {
     uint64_t uncommitted_bytes_max; /* leader refuses proposals past this (ST_EBUSY); 0 = no bound */
     uint64_t trailing_entries;   /* entries kept behind a snapshot for lagging followers */
     uint32_t reads_pending_max;  /* outstanding read requests (ST_EBUSY past it) */
+    /* Optional allocator for the core's own memory (tests inject failures to
+     * reach the ENOMEM paths); NULL means the C library. Called as
+     * realloc_fn(alloc_ctx, NULL, n) to allocate, (ctx, p, n) to resize,
+     * (ctx, p, 0) to free. Payload buffers (raft_buf) are not affected. */
+    void *(*realloc_fn)(void *ctx, void *ptr, size_t size);
+    void *alloc_ctx;
 };
 
 /* Fills sensible defaults (election 10 ticks, heartbeat 1, pre-vote and
