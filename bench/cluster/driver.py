@@ -573,11 +573,8 @@ class Wrk:
         self.seed = 1
 
     def run(self, system, op, addrs, threads, conns, duration_s, consistency="linearizable",
-            keys=100000, write_pct=10, load=None, timeout_s=None):
-        """Runs wrk once and returns the parsed BENCHJSON dict plus wrk_cpu_s.
-
-        load: (base, count) for op == "load"; wrk is stopped (SIGINT) once every
-        thread reports its slice written, or after duration_s."""
+            keys=100000, write_pct=10):
+        """Runs wrk once and returns the parsed BENCHJSON dict plus wrk_cpu_s."""
         self.seed += 1
         env = dict(os.environ)
         env.update({
@@ -587,11 +584,6 @@ class Wrk:
             "BENCH_THREADS": str(threads), "BENCH_CONNS": str(conns),
             "BENCH_SEED": str(self.seed),
         })
-        done_dir = None
-        if load is not None:
-            done_dir = tempfile.mkdtemp(prefix="load-", dir=self.tmp)
-            env.update({"BENCH_LOAD_BASE": str(load[0]), "BENCH_LOAD_COUNT": str(load[1]),
-                        "BENCH_DONE_DIR": done_dir})
         argv = [self.binary, "-t", str(threads), "-c", str(conns), "-d", "%ds" % duration_s,
                 "--timeout", "5s", "-s", self.script, "http://%s/" % addrs[0]]
         cpu0 = children_cpu_s()
@@ -601,12 +593,9 @@ class Wrk:
                                  stdin=subprocess.DEVNULL, start_new_session=True)
             PROCS.live.append(p)
             PROCS._write_pidfile()
-            limit = time.monotonic() + duration_s + (timeout_s or 30)
+            limit = time.monotonic() + duration_s + 30
             try:
                 while p.poll() is None:
-                    if done_dir is not None and len(os.listdir(done_dir)) >= threads:
-                        p.send_signal(signal.SIGINT)  # wrk's main thread ends early
-                        done_dir = None
                     if time.monotonic() > limit:
                         p.kill()
                         p.wait()
@@ -711,6 +700,7 @@ def run_one(cluster, wrk, wl, duration_s, warmup_s, keys):
         "socket_errors": socket_errors,
         "misses": res.get("misses", 0),
         "statuses": res["statuses"],
+        "error_bodies": res.get("error_bodies", {}),
         "server_cpu_s": round(cpu, 3),
         "cpu_us_per_op": (cpu * 1e6 / reqs) if reqs else None,
         "peak_rss_mb_per_node": [round(p / 1024.0, 1) if p else None for p in peaks],
@@ -751,21 +741,119 @@ def ratio(a, b):
 # load and big-data phase
 
 
-def load_keys(cluster, wrk, base, count, conns=128, limit_s=1800):
+def _load_request(system, host, n, value):
+    key = "k%07d" % n
+    if system == "etcd":
+        body = ('{"key":"%s","value":"%s"}' % (b64(key), base64.b64encode(value).decode())).encode()
+        head = ("POST /v3/kv/put HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\n\r\n" % (host, len(body)))
+    else:
+        body = value
+        head = "PUT /kv/%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (
+            key, host, len(body))
+    return head.encode() + body
+
+
+async def _read_response(reader):
+    """Reads one HTTP/1.1 response; returns its status."""
+    line = await reader.readline()
+    if not line:
+        raise ConnectionError("connection closed")
+    status = int(line.split(b" ", 2)[1])
+    length = 0
+    chunked = False
+    while True:
+        h = await reader.readline()
+        if h in (b"\r\n", b"\n", b""):
+            break
+        name, _, val = h.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(val.strip())
+        elif name == b"transfer-encoding" and b"chunked" in val.lower():
+            chunked = True
+    if chunked:
+        while True:
+            size = int((await reader.readline()).split(b";")[0].strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length:
+        await reader.readexactly(length)
+    return status
+
+
+def load_keys(cluster, base, count, conns=128, depth=8, value_bytes=100, limit_s=1800):
+    """Writes keys base..base+count-1 (100-byte values) through the leader with
+    conns pipelined HTTP/1.1 connections, depth requests in flight on each, and
+    writes every key that was not acknowledged (non-2xx, connection lost) again
+    until all are, so the cluster holds exactly the key set afterwards. The
+    same loader for both systems; the load rate it reports is informational."""
+    import asyncio
     leader = cluster.leader_node()
     if leader is None:
         raise BenchError("%s has no leader" % cluster.system)
-    threads = 2
+    host, port = leader.http.rsplit(":", 1)
+    value = b"v" * value_bytes
+    stats = {"requests": 0, "non2xx": 0, "socket_errors": 0, "passes": 0}
+    statuses = {}
+
+    async def worker(pending, failed):
+        reader = writer = None
+        try:
+            while pending:
+                batch = [pending.pop() for _ in range(min(depth, len(pending)))]
+                got = 0
+                try:
+                    if writer is None:
+                        reader, writer = await asyncio.open_connection(host, int(port))
+                    writer.write(b"".join(_load_request(cluster.system, leader.http, n, value)
+                                          for n in batch))
+                    await writer.drain()
+                    for n in batch:
+                        st = await _read_response(reader)
+                        got += 1
+                        stats["requests"] += 1
+                        statuses[st] = statuses.get(st, 0) + 1
+                        if not 200 <= st < 300:
+                            stats["non2xx"] += 1
+                            failed.append(n)
+                except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError,
+                        IndexError):
+                    stats["socket_errors"] += 1
+                    failed.extend(batch[got:])
+                    if writer is not None:
+                        writer.close()
+                    reader = writer = None
+                    await asyncio.sleep(0.1)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    async def run_all():
+        pending = list(range(base + count - 1, base - 1, -1))  # popped from the end: ascending
+        deadline = time.monotonic() + limit_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise BenchError("%s: load not done after %ds (%d keys left)"
+                                 % (cluster.system, limit_s, len(pending)))
+            stats["passes"] += 1
+            failed = []
+            await asyncio.gather(*(worker(pending, failed) for _ in range(conns)))
+            pending = sorted(failed, reverse=True)
+            if pending:
+                await asyncio.sleep(0.5)
+
     t0 = time.monotonic()
-    res = wrk.run(cluster.system, "load", [leader.http], threads, conns, limit_s,
-                  load=(base, count), timeout_s=60)
+    asyncio.run(run_all())
     elapsed = time.monotonic() - t0
-    bad = sum(v for k, v in res["statuses"].items() if not k.startswith("2"))
-    e = res["errors"]
-    sock = e["connect"] + e["read"] + e["write"] + e["timeout"]
     return {"keys": count, "seconds": round(elapsed, 2),
-            "writes_per_s": round(res["requests"] / (res["duration_us"] / 1e6), 1),
-            "requests": res["requests"], "non2xx": bad, "socket_errors": sock}
+            "writes_per_s": round(count / elapsed, 1) if elapsed > 0 else None,
+            "requests": stats["requests"], "non2xx": stats["non2xx"],
+            "socket_errors": stats["socket_errors"], "passes": stats["passes"],
+            "statuses": {str(k): v for k, v in statuses.items()},
+            "loader": "pipelined HTTP/1.1, %d connections x %d in flight, to the leader"
+                      % (conns, depth)}
 
 
 def verify_sample(cluster, base, count, samples=200):
@@ -800,6 +888,21 @@ def wait_value(cluster, node, key, want, consistency, limit_s, t0=None):
     return None
 
 
+LOG_DIR = None  # set by main(): bench/results/logs/<run name>/
+
+
+def save_logs(cluster, tag):
+    """Copies the nodes' logs next to the results (not committed)."""
+    if LOG_DIR is None:
+        return
+    os.makedirs(LOG_DIR, exist_ok=True)
+    for n in cluster.nodes:
+        try:
+            shutil.copyfile(n.log_path, os.path.join(LOG_DIR, "%s-%s.log" % (tag, n.name)))
+        except OSError:
+            pass
+
+
 def big_phase(cluster, wrk, keys):
     """Fresh cluster: memory for `keys` keys, follower restart, node join."""
     out = {}
@@ -807,7 +910,7 @@ def big_phase(cluster, wrk, keys):
     pids = cluster.pids()
     out["rss_mb_empty"] = [round(proc_status_kb(p, "VmRSS") / 1024.0, 1) for p in pids]
     log("%s: loading %d keys" % (cluster.system, keys))
-    out["load"] = load_keys(cluster, wrk, 0, keys)
+    out["load"] = load_keys(cluster, 0, keys)
     leader = cluster.leader_node()
     sentinel = "s-%d" % random.randrange(10 ** 9)
     if not cluster.put(leader, "sentinel", sentinel):
@@ -1036,6 +1139,10 @@ def main():
     if args.only:
         wls = [w for w in wls if re.search(args.only, w[0])]
 
+    started = datetime.datetime.now(datetime.timezone.utc)
+    run_name = "run-%s%s" % (started.strftime("%Y%m%dT%H%M%SZ"), "-quick" if args.quick else "")
+    global LOG_DIR
+    LOG_DIR = os.path.join(args.out, "logs", run_name)
     tmp = args.tmp or tempfile.mkdtemp(prefix="stbench-", dir=args.data_root)
     os.makedirs(tmp, exist_ok=True)
     PROCS.pidfile = os.path.join(tmp, "pids")
@@ -1046,7 +1153,6 @@ def main():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
 
-    started = datetime.datetime.now(datetime.timezone.utc)
     result = {
         "meta": {
             "started_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -1095,7 +1201,7 @@ def main():
                 clusters[s].start()
             for s in systems:
                 log("%s: preloading 100000 keys" % s)
-                ld = load_keys(clusters[s], wrk, 0, 100000)
+                ld = load_keys(clusters[s], 0, 100000)
                 ld["sample_found"] = verify_sample(clusters[s], 0, 100000)
                 result.setdefault("preload", {})[s] = ld
                 log("%s: preload %s" % (s, json.dumps(ld)))
@@ -1137,6 +1243,7 @@ def main():
                 result["workloads"].append(entry)
             for s in systems:
                 clusters[s].stop()
+                save_logs(clusters[s], "throughput")
                 shutil.rmtree(clusters[s].root, ignore_errors=True)
 
         if not args.skip_big:
@@ -1151,6 +1258,7 @@ def main():
                     log("%s big phase failed: %s" % (s, e))
                     big[s] = {"error": str(e)[:2000]}
                     c.stop()
+                save_logs(c, "big")
                 shutil.rmtree(c.root, ignore_errors=True)
             result["big"] = big
         probes.append(measure_floor(args.floor, tmp, "end"))
@@ -1177,8 +1285,7 @@ def main():
         (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1)
 
     os.makedirs(args.out, exist_ok=True)
-    name = "run-%s%s.json" % (started.strftime("%Y%m%dT%H%M%SZ"), "-quick" if args.quick else "")
-    path = os.path.join(args.out, name)
+    path = os.path.join(args.out, run_name + ".json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1, sort_keys=True)
     shutil.copyfile(path, os.path.join(args.out, "latest-quick.json" if args.quick else "latest.json"))

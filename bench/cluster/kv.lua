@@ -4,23 +4,20 @@
 -- cannot see the script arguments), set by bench/cluster/driver.py:
 --
 --   BENCH_SYSTEM        stcache | etcd
---   BENCH_OP            write | read | mixed | load
+--   BENCH_OP            write | read | mixed
 --   BENCH_CONSISTENCY   linearizable | stale   (reads, and the reads of mixed)
 --   BENCH_KEYS          key space: keys "k0000000" .. BENCH_KEYS-1 (random ops)
 --   BENCH_VALUE_BYTES   value size of every write (default 100)
 --   BENCH_WRITE_PCT     mixed: percentage of writes (default 10)
 --   BENCH_ADDRS         "host:port,host:port,..": thread i talks to entry
 --                       i mod n (spreads the load over nodes)
---   BENCH_THREADS       number of wrk threads (-t), load: slices the key range
---   BENCH_CONNS         number of connections (-c), load: see below
---   BENCH_LOAD_BASE     load: first key number; BENCH_LOAD_COUNT keys are written
---                       once each, split in contiguous slices over the threads
---   BENCH_DONE_DIR      load: each thread creates done.<tid> here when its
---                       slice is written; the driver then stops wrk (SIGINT)
 --   BENCH_SEED          base seed of the per-thread random generators
 --
 -- done() prints one line "BENCHJSON {...}" with the request count, duration,
--- socket errors, HTTP status counts, read misses and latency percentiles (us).
+-- socket errors, HTTP status counts, the first error body seen per status
+-- (>= 300), read misses and latency percentiles (us).
+-- (Loading a key set is done by the driver's pipelined loader, which retries
+-- every unacknowledged key; wrk's response() cannot tell which key it answers.)
 
 local function env(name, default)
    local v = os.getenv(name)
@@ -68,10 +65,10 @@ end
 -- running phase (one Lua state per thread)
 local system, op, consistency
 local keys, write_pct, value_raw, value_b64
-local load_next, load_end, load_first, load_target, load_ok, load_done_dir, load_done
 local json_headers = { ["Content-Type"] = "application/json" }
 
 statuses = {}
+errsample = {}
 misses = 0
 
 local function key_name(n)
@@ -111,33 +108,9 @@ function init(args)
    value_raw = string.rep("v", vbytes)
    value_b64 = base64(value_raw)
    math.randomseed(tonumber(env("BENCH_SEED", "1")) * 1000 + (tid or 0))
-   if op == "load" then
-      local threads_n = tonumber(env("BENCH_THREADS", "1"))
-      local conns = tonumber(env("BENCH_CONNS", "1"))
-      local base = tonumber(env("BENCH_LOAD_BASE", "0"))
-      local count = tonumber(env("BENCH_LOAD_COUNT", "0"))
-      local lo = base + math.floor(count * tid / threads_n)
-      local hi = base + math.floor(count * (tid + 1) / threads_n)
-      load_first, load_next, load_end = lo, lo, hi
-      -- Each connection has at most one request outstanding. Once every key of
-      -- the slice has been sent, keep rewriting the slice from its start (same
-      -- values) until slice + connections requests have succeeded: then every
-      -- key's first write has been answered, save a request stuck for the
-      -- whole tail (the driver samples keys afterwards to check).
-      load_target = (hi - lo) + math.ceil(conns / threads_n)
-      load_ok = 0
-      load_done = false
-      load_done_dir = env("BENCH_DONE_DIR", nil)
-   end
 end
 
 function request()
-   if op == "load" then
-      local n = load_next
-      load_next = load_next + 1
-      if load_next >= load_end then load_next = load_first end
-      return write_request(n)
-   end
    local n = math.random(0, keys - 1)
    if op == "write" then
       return write_request(n)
@@ -151,17 +124,8 @@ end
 
 function response(status, headers, body)
    statuses[status] = (statuses[status] or 0) + 1
-   if op == "load" then
-      if status >= 200 and status < 300 then load_ok = load_ok + 1 end
-      if not load_done and load_ok >= load_target then
-         load_done = true
-         if load_done_dir then
-            local f = io.open(load_done_dir .. "/done." .. tid, "w")
-            if f then f:write("1") f:close() end
-         end
-         wrk.thread:stop()
-      end
-      return
+   if status >= 300 and errsample[status] == nil and body then
+      errsample[status] = body:sub(1, 200)
    end
    -- A read of a key that is not there: stcache answers 404 (also counted as
    -- an error status); etcd answers 200 without "kvs". Counted for pure read
@@ -175,7 +139,14 @@ end
 function done(summary, latency, requests)
    local agg = {}
    local miss_total = 0
+   local samples = {}
    for _, thread in ipairs(threads) do
+      local es = thread:get("errsample")
+      if es then
+         for code, b in pairs(es) do
+            samples[tostring(code)] = b
+         end
+      end
       local st = thread:get("statuses")
       if st then
          for code, n in pairs(st) do
@@ -188,15 +159,20 @@ function done(summary, latency, requests)
    for code, n in pairs(agg) do
       parts[#parts + 1] = string.format('"%s":%d', code, n)
    end
+   local sparts = {}
+   for code, b in pairs(samples) do
+      local esc = b:gsub('[%c"\\]', function(c) return string.format("\\u%04x", c:byte()) end)
+      sparts[#sparts + 1] = string.format('"%s":"%s"', code, esc)
+   end
    local e = summary.errors
    io.write(string.format(
       'BENCHJSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
       '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-      '"statuses":{%s},"misses":%d,' ..
+      '"statuses":{%s},"error_bodies":{%s},"misses":%d,' ..
       '"latency_us":{"min":%d,"mean":%.1f,"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d}}\n',
       summary.requests, summary.duration, summary.bytes,
       e.connect, e.read, e.write, e.status, e.timeout,
-      table.concat(parts, ","), miss_total,
+      table.concat(parts, ","), table.concat(sparts, ","), miss_total,
       latency.min, latency.mean, latency:percentile(50), latency:percentile(90),
       latency:percentile(99), latency:percentile(99.9), latency.max))
 end
