@@ -981,10 +981,10 @@ def print_table(result):
       % (fl["floor_us"], fl["floor_us_min"], fl["floor_us_max"]))
     w("== %d round(s) of %ss per workload, medians [min..max]; ratio = stcache/etcd\n"
       % (result["config"]["rounds"], result["config"]["duration_s"]))
-    hdr = "%-26s %-8s %18s %8s %8s %8s %7s %9s %8s\n"
+    hdr = "%-26s %-8s %18s %8s %8s %8s %7s %9s %8s %7s\n"
     if result["workloads"]:
         w(hdr % ("workload", "system", "req/s [min..max]", "p50 ms", "p99 ms", "p99.9ms",
-                 "errors", "cpu us/op", "peakMB"))
+                 "errors", "cpu us/op", "peakMB", "other s"))
     for wl in result["workloads"]:
         for s in systems:
             sm = wl["summary"].get(s)
@@ -996,12 +996,13 @@ def print_table(result):
                      fmt(sm["p50_ms"]["median"], 2), fmt(sm["p99_ms"]["median"], 2),
                      fmt(sm["p999_ms"]["median"], 2), fmt(sm["errors"]["median"], 0),
                      fmt(sm.get("cpu_us_per_op", {}).get("median")),
-                     fmt(sm["peak_rss_mb_max"]["median"])))
+                     fmt(sm["peak_rss_mb_max"]["median"]),
+                     fmt(sm.get("other_cpu_s", {}).get("median"))))
         r = wl.get("ratio")
         if r:
             w(hdr % ("", "ratio", fmt(r.get("rps"), 2), fmt(r.get("p50_ms"), 2),
                      fmt(r.get("p99_ms"), 2), fmt(r.get("p999_ms"), 2), "",
-                     fmt(r.get("cpu_us_per_op"), 2), fmt(r.get("peak_rss_mb_max"), 2)))
+                     fmt(r.get("cpu_us_per_op"), 2), fmt(r.get("peak_rss_mb_max"), 2), ""))
     big = result.get("big")
     if big:
         w("\n== %d keys of 100 bytes, fresh 3-node cluster per system\n" % big["keys"])
@@ -1124,11 +1125,18 @@ def main():
     ap.add_argument("--stcache", default=os.path.join(REPO, "build", "stcache"))
     ap.add_argument("--etcd", default=shutil.which("etcd") or "/usr/bin/etcd")
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
-    ap.add_argument("--floor", required=True, help="the compiled bench/cluster/floor.c")
+    ap.add_argument("--floor", help="the compiled bench/cluster/floor.c (required to run)")
+    ap.add_argument("--render", metavar="JSON", help="print the table of a results file and exit")
     ap.add_argument("--data-root", default="/var/tmp")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     ap.add_argument("--tmp", help="work directory (default: mkdtemp under --data-root)")
     args = ap.parse_args()
+    if args.render:
+        with open(args.render) as f:
+            print_table(json.load(f))
+        return 0
+    if not args.floor:
+        ap.error("--floor is required")
 
     rounds = args.rounds or (1 if args.quick else 3)
     duration = args.duration or (3 if args.quick else 10)
