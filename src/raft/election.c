@@ -5,16 +5,16 @@
 
 void election_tick(struct raft *r)
 {
-    r->election_elapsed++;
+    if (r->election_elapsed < UINT32_MAX) r->election_elapsed++;
     /* "If a follower receives no communication over a period of time called
      * the election timeout, then it assumes there is no viable leader"
-     * (§5.2). Learners and removed servers never campaign. */
-    if (r->election_elapsed >= r->randomized_timeout) {
+     * (§5.2). Learners and removed servers never campaign; their clock keeps
+     * running so the lease checks (thesis 4.2.3, 9.6) see they have not heard
+     * from a leader (the OOM scenario test caught a removed server that
+     * reset it and kept refusing the votes its re-admission needed). */
+    if (r->election_elapsed >= r->randomized_timeout && raft_promotable(r)) {
         r->election_elapsed = 0;
-        if (raft_promotable(r))
-            election_campaign(r, r->cfg.pre_vote, false);
-        else
-            raft_reset_randomized_timeout(r);
+        election_campaign(r, r->cfg.pre_vote, false);
     }
 }
 

@@ -6,9 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-void log_init(struct raft_log *l)
+void log_init(struct raft_log *l, const struct raft_config *cfg)
 {
     memset(l, 0, sizeof(*l));
+    l->cfg = cfg;
 }
 
 static struct raft_entry *slot(const struct raft_log *l, size_t k)
@@ -20,8 +21,10 @@ void log_close(struct raft_log *l)
 {
     for (size_t k = 0; k < l->n; k++)
         raft_buf_unref(slot(l, k)->buf);
-    free(l->ents);
+    raft_mem_free(l->cfg, l->ents);
+    const struct raft_config *cfg = l->cfg;
     memset(l, 0, sizeof(*l));
+    l->cfg = cfg;
 }
 
 raft_index log_first(const struct raft_log *l)
@@ -78,11 +81,11 @@ int log_reserve(struct raft_log *l, size_t n)
     size_t cap = l->cap ? l->cap : 64;
     while (cap < l->n + n)
         cap *= 2;
-    struct raft_entry *ents = malloc(cap * sizeof(*ents));
+    struct raft_entry *ents = raft_mem_realloc(l->cfg, NULL, cap * sizeof(*ents));
     if (!ents) return ST_ENOMEM;
     for (size_t k = 0; k < l->n; k++)
         ents[k] = *slot(l, k);
-    free(l->ents);
+    raft_mem_free(l->cfg, l->ents);
     l->ents = ents;
     l->cap = cap;
     l->head = 0;

@@ -106,30 +106,31 @@ void raft_reset_randomized_timeout(struct raft *r)
 
 /* ---------------------------------------------------------------- output */
 
-static int msgvec_grow(struct raft_msgvec *v)
+static int msgvec_grow(const struct raft_config *c, struct raft_msgvec *v)
 {
     if (v->n < v->cap) return 0;
     size_t cap = v->cap ? v->cap * 2 : 16;
-    struct raft_msg *nv = realloc(v->v, cap * sizeof(*nv));
+    struct raft_msg *nv = raft_mem_realloc(c, v->v, cap * sizeof(*nv));
     if (!nv) return ST_ENOMEM;
     v->v = nv;
-    size_t *eo = realloc(v->ent_off, cap * sizeof(*eo));
+    size_t *eo = raft_mem_realloc(c, v->ent_off, cap * sizeof(*eo));
     if (!eo) return ST_ENOMEM;
     v->ent_off = eo;
-    size_t *mo = realloc(v->meta_off, cap * sizeof(*mo));
+    size_t *mo = raft_mem_realloc(c, v->meta_off, cap * sizeof(*mo));
     if (!mo) return ST_ENOMEM;
     v->meta_off = mo;
     v->cap = cap;
     return 0;
 }
 
-static int entries_grow(struct raft_entry **arr, size_t *cap, size_t need)
+static int entries_grow(const struct raft_config *cfg, struct raft_entry **arr, size_t *cap,
+                        size_t need)
 {
     if (need <= *cap) return 0;
     size_t c = *cap ? *cap : 16;
     while (c < need)
         c *= 2;
-    struct raft_entry *na = realloc(*arr, c * sizeof(*na));
+    struct raft_entry *na = raft_mem_realloc(cfg, *arr, c * sizeof(*na));
     if (!na) return ST_ENOMEM;
     *arr = na;
     *cap = c;
@@ -148,16 +149,17 @@ static void entry_copy_ref(struct raft_entry *dst, const struct raft_entry *src)
 }
 
 /* Queues m; entries come from `ents` (array) or, when ents is NULL and n > 0,
- * from the log starting at `first`. */
-static void send_impl(struct raft *r, const struct raft_msg *m, const struct raft_entry *ents,
+ * from the log starting at `first`. Returns false when out of memory (the
+ * message is dropped: Raft tolerates message loss). */
+static bool send_impl(struct raft *r, const struct raft_msg *m, const struct raft_entry *ents,
                       raft_index first, size_t n, bool after)
 {
     struct raft_out *o = &r->out[r->fill];
     struct raft_msgvec *v = after ? &o->after : &o->msgs;
-    if (msgvec_grow(v) != 0) return; /* dropped: Raft tolerates message loss */
+    if (msgvec_grow(&r->cfg, v) != 0) return false;
     size_t ent_off = SIZE_MAX, meta_off = SIZE_MAX;
     if (n > 0) {
-        if (entries_grow(&o->pool, &o->cap_pool, o->n_pool + n) != 0) return;
+        if (entries_grow(&r->cfg, &o->pool, &o->cap_pool, o->n_pool + n) != 0) return false;
         ent_off = o->n_pool;
         for (size_t k = 0; k < n; k++) {
             const struct raft_entry *e = ents ? &ents[k] : log_get(&r->log, first + k);
@@ -168,8 +170,8 @@ static void send_impl(struct raft *r, const struct raft_msg *m, const struct raf
     if (m->snapshot) {
         if (o->n_metas == o->cap_metas) {
             size_t c = o->cap_metas ? o->cap_metas * 2 : 2;
-            struct raft_snapshot_meta *nm = realloc(o->metas, c * sizeof(*nm));
-            if (!nm) return; /* the pool refs are released at ack */
+            struct raft_snapshot_meta *nm = raft_mem_realloc(&r->cfg, o->metas, c * sizeof(*nm));
+            if (!nm) return false; /* the pool refs are released at ack */
             o->metas = nm;
             o->cap_metas = c;
         }
@@ -185,19 +187,20 @@ static void send_impl(struct raft *r, const struct raft_msg *m, const struct raf
     v->ent_off[v->n] = ent_off;
     v->meta_off[v->n] = meta_off;
     v->n++;
+    return true;
 }
 
-void raft_send(struct raft *r, const struct raft_msg *m, bool after_persist)
+bool raft_send(struct raft *r, const struct raft_msg *m, bool after_persist)
 {
     if (r->role == RAFT_LEADER && !r->term_durable) after_persist = true;
-    send_impl(r, m, m->entries, 0, m->n_entries, after_persist);
+    return send_impl(r, m, m->entries, 0, m->n_entries, after_persist);
 }
 
-void raft_send_log(struct raft *r, const struct raft_msg *m, raft_index first, size_t n,
+bool raft_send_log(struct raft *r, const struct raft_msg *m, raft_index first, size_t n,
                    bool after_persist)
 {
     if (r->role == RAFT_LEADER && !r->term_durable) after_persist = true;
-    send_impl(r, m, NULL, first, n, after_persist);
+    return send_impl(r, m, NULL, first, n, after_persist);
 }
 
 void raft_out_read(struct raft *r, uint64_t context, raft_index index, int status)
@@ -227,20 +230,20 @@ static void out_clear(struct raft_out *o)
     o->has_snapshot = false;
 }
 
-static void out_free(struct raft_out *o)
+static void out_free(const struct raft_config *c, struct raft_out *o)
 {
     out_clear(o);
-    free(o->msgs.v);
-    free(o->msgs.ent_off);
-    free(o->msgs.meta_off);
-    free(o->after.v);
-    free(o->after.ent_off);
-    free(o->after.meta_off);
-    free(o->pool);
-    free(o->metas);
-    free(o->reads);
-    free(o->persist);
-    free(o->committed);
+    raft_mem_free(c, o->msgs.v);
+    raft_mem_free(c, o->msgs.ent_off);
+    raft_mem_free(c, o->msgs.meta_off);
+    raft_mem_free(c, o->after.v);
+    raft_mem_free(c, o->after.ent_off);
+    raft_mem_free(c, o->after.meta_off);
+    raft_mem_free(c, o->pool);
+    raft_mem_free(c, o->metas);
+    raft_mem_free(c, o->reads);
+    raft_mem_free(c, o->persist);
+    raft_mem_free(c, o->committed);
 }
 
 /* ----------------------------------------------------------------- roles */
@@ -346,16 +349,19 @@ int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state
     int rc = config_check(cfg);
     if (rc) return rc;
     if (!st || !out) return ST_EINVAL;
-    struct raft *r = calloc(1, sizeof(*r));
+    struct raft *r = raft_mem_calloc(cfg, 1, sizeof(*r));
     if (!r) return ST_ENOMEM;
     r->cfg = *cfg;
     st_rng_init(&r->rng, cfg->seed);
-    log_init(&r->log);
+    log_init(&r->log, &r->cfg);
     rc = ST_ENOMEM;
-    r->ins_pool = calloc((size_t)RAFT_PRS_MAX * cfg->inflight_msgs_max, sizeof(raft_index));
-    r->reads = calloc(cfg->reads_pending_max, sizeof(*r->reads));
-    r->out[0].reads = calloc(cfg->reads_pending_max, sizeof(struct raft_read_state));
-    r->out[1].reads = calloc(cfg->reads_pending_max, sizeof(struct raft_read_state));
+    r->ins_pool =
+        raft_mem_calloc(&r->cfg, (size_t)RAFT_PRS_MAX * cfg->inflight_msgs_max, sizeof(raft_index));
+    r->reads = raft_mem_calloc(&r->cfg, cfg->reads_pending_max, sizeof(*r->reads));
+    r->out[0].reads =
+        raft_mem_calloc(&r->cfg, cfg->reads_pending_max, sizeof(struct raft_read_state));
+    r->out[1].reads =
+        raft_mem_calloc(&r->cfg, cfg->reads_pending_max, sizeof(struct raft_read_state));
     if (!r->ins_pool || !r->reads || !r->out[0].reads || !r->out[1].reads) goto fail_r;
 
     rc = ST_EINVAL;
@@ -437,12 +443,13 @@ fail_r:
 void raft_destroy(struct raft *r)
 {
     if (!r) return;
-    out_free(&r->out[0]);
-    out_free(&r->out[1]);
+    struct raft_config cfg = r->cfg; /* r is freed last */
+    out_free(&cfg, &r->out[0]);
+    out_free(&cfg, &r->out[1]);
     log_close(&r->log);
-    free(r->reads);
-    free(r->ins_pool);
-    free(r);
+    raft_mem_free(&cfg, r->reads);
+    raft_mem_free(&cfg, r->ins_pool);
+    raft_mem_free(&cfg, r);
 }
 
 /* ------------------------------------------------------------------ tick */
@@ -827,7 +834,7 @@ void raft_ready_get(struct raft *r, struct raft_ready *rd)
     raft_index last = log_last(&r->log);
     if (r->log.handed < last) {
         size_t n = (size_t)(last - r->log.handed);
-        if (entries_grow(&o->persist, &o->cap_persist, n) == 0) {
+        if (entries_grow(&r->cfg, &o->persist, &o->cap_persist, n) == 0) {
             for (raft_index i = r->log.handed + 1; i <= last; i++)
                 entry_copy_ref(&o->persist[o->n_persist++], log_get(&r->log, i));
             r->log.handed = last;
@@ -865,7 +872,7 @@ void raft_ready_get(struct raft *r, struct raft_ready *rd)
     raft_index lim = apply_limit(r);
     if (r->log.applying < lim) {
         size_t n = (size_t)(lim - r->log.applying);
-        if (entries_grow(&o->committed, &o->cap_committed, n) == 0) {
+        if (entries_grow(&r->cfg, &o->committed, &o->cap_committed, n) == 0) {
             for (raft_index i = r->log.applying + 1; i <= lim; i++)
                 entry_copy_ref(&o->committed[o->n_committed++], log_get(&r->log, i));
             r->log.applying = lim;

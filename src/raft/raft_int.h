@@ -48,6 +48,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* msg.context of a VOTE/PREVOTE sent by a campaign that TIMEOUT_NOW forced:
  * voters then ignore the leader lease (thesis 4.2.3, 3.10). */
@@ -58,13 +60,41 @@
 
 #define RAFT_CONTEXT_TRANSFER UINT64_C(0x5452414e53464552) /* "TRANSFER" */
 
+/* --------------------------------------------------------------- memory */
+
+/* Every allocation of the core goes through the configured allocator. */
+static inline void *raft_mem_realloc(const struct raft_config *c, void *p, size_t n)
+{
+    if (c->realloc_fn) return c->realloc_fn(c->alloc_ctx, p, n);
+    if (n == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, n);
+}
+
+static inline void *raft_mem_calloc(const struct raft_config *c, size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size) return NULL;
+    size_t bytes = n * size;
+    void *p = raft_mem_realloc(c, NULL, bytes > 0 ? bytes : 1);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+static inline void raft_mem_free(const struct raft_config *c, void *p)
+{
+    if (p) raft_mem_realloc(c, p, 0);
+}
+
 /* ------------------------------------------------------------------ log */
 
 /* The in-memory log: entries (prev_index, prev_index + n] in a ring.
  * Invariants: applied <= applying <= commit; stable <= last; handed <= last;
  * commit <= last; terms non-decreasing; index of slot k is prev_index+1+k. */
 struct raft_log {
-    struct raft_entry *ents; /* ring of cap slots (power of two) */
+    const struct raft_config *cfg; /* allocator */
+    struct raft_entry *ents;       /* ring of cap slots (power of two) */
     size_t cap;
     size_t head; /* slot of the first entry */
     size_t n;
@@ -77,7 +107,7 @@ struct raft_log {
     raft_index applied;  /* reported by raft_applied() */
 };
 
-void log_init(struct raft_log *l);
+void log_init(struct raft_log *l, const struct raft_config *cfg);
 void log_close(struct raft_log *l);
 raft_index log_first(const struct raft_log *l);
 raft_index log_last(const struct raft_log *l);
@@ -275,10 +305,11 @@ bool raft_promotable(const struct raft *r);
 bool raft_is_voter(const struct raft *r, raft_id id);
 struct raft_progress *raft_progress_find(struct raft *r, raft_id id);
 /* Queues a message (entries are copied by struct, buffers referenced).
- * after_persist selects msgs_after_persist. Dropped (counted) on ENOMEM. */
-void raft_send(struct raft *r, const struct raft_msg *m, bool after_persist);
+ * after_persist selects msgs_after_persist. Returns false if dropped for lack
+ * of memory. */
+bool raft_send(struct raft *r, const struct raft_msg *m, bool after_persist);
 /* Same, with entries [first, first + n) taken from the log. */
-void raft_send_log(struct raft *r, const struct raft_msg *m, raft_index first, size_t n,
+bool raft_send_log(struct raft *r, const struct raft_msg *m, raft_index first, size_t n,
                    bool after_persist);
 size_t raft_quorum(const struct raft *r);
 /* Pushes a read answer for the application into the batch being filled. */
@@ -329,7 +360,9 @@ bool membership_conf_valid(const struct raft_conf *c);
 
 /* snapshot.c */
 int snapshot_step(struct raft *r, const struct raft_msg *m);
-void snapshot_send(struct raft *r, struct raft_progress *p);
+/* Sends the latest snapshot meta to p and waits for the outcome; false when
+ * out of memory (nothing changed). */
+bool snapshot_send(struct raft *r, struct raft_progress *p);
 
 /* read_index.c */
 int read_index_step_request(struct raft *r, const struct raft_msg *m);

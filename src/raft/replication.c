@@ -43,8 +43,7 @@ bool replication_send_append(struct raft *r, struct raft_progress *p, bool allow
     if (!log_term(&r->log, prev, &prev_term)) {
         /* The entries the follower needs were compacted away. */
         ST_ASSERT(prev < r->log.prev_index);
-        snapshot_send(r, p);
-        return true;
+        return snapshot_send(r, p);
     }
     raft_index last = log_last(&r->log);
     size_t n = 0;
@@ -63,7 +62,8 @@ bool replication_send_append(struct raft *r, struct raft_progress *p, bool allow
                          .index = prev,
                          .log_term = prev_term,
                          .commit = r->log.commit};
-    raft_send_log(r, &m, p->next, n, false);
+    /* Out of memory: nothing changes; heartbeat answers retry. */
+    if (!raft_send_log(r, &m, p->next, n, false)) return false;
     progress_sent(p, prev + n, n > 0);
     return true;
 }

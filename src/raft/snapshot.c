@@ -28,7 +28,7 @@ raft_index raft_snapshot_taken(struct raft *r, raft_index index)
     return log_first(l);
 }
 
-void snapshot_send(struct raft *r, struct raft_progress *p)
+bool snapshot_send(struct raft *r, struct raft_progress *p)
 {
     ST_ASSERT(r->has_snapshot);
     struct raft_msg m = {.type = RAFT_MSG_SNAPSHOT,
@@ -38,8 +38,11 @@ void snapshot_send(struct raft *r, struct raft_progress *p)
                          .log_term = r->snap.term,
                          .commit = r->log.commit,
                          .snapshot = &r->snap};
-    raft_send(r, &m, false);
+    /* Only a snapshot actually handed to the transport waits for its
+     * outcome; out of memory, the next heartbeat answer retries. */
+    if (!raft_send(r, &m, false)) return false;
     progress_to_snapshot(p, r->snap.index);
+    return true;
 }
 
 int snapshot_step(struct raft *r, const struct raft_msg *m)

@@ -413,4 +413,38 @@ TEST(self_removed_stale_leader_steps_down_when_told_the_term)
     fx_destroy(f);
 }
 
+TEST(removed_server_lease_expires)
+{
+    /* A removed server does not campaign, but its clock keeps running: once
+     * it has not heard from a leader for an election timeout it grants the
+     * (pre-)votes a cluster that re-admitted it may need. */
+    struct fx *f = fx_create(3);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    ASSERT_EQ(fx_conf_change(f, 1, RAFT_CONF_REMOVE, 3, NULL), 0);
+    fx_run(f, 2);
+    ASSERT_FALSE(is_member(fx_r(f, 3), 3));
+    fx_isolate(f, 3, true);
+    struct raft *r3 = fx_r(f, 3);
+    for (int t = 0; t < 45; t++) {
+        raft_tick(r3);
+        if (t < 25) continue;
+        struct raft_msg pv = {.type = RAFT_MSG_PREVOTE,
+                              .from = 2,
+                              .to = 3,
+                              .term = raft_term_get(r3) + 1,
+                              .index = raft_last_index(r3),
+                              .log_term = raft_entry_get(r3, raft_last_index(r3))->term};
+        ASSERT_EQ(raft_step(r3, &pv), 0);
+        struct raft_ready rd;
+        raft_ready_get(r3, &rd);
+        int granted = 0;
+        for (size_t i = 0; i < rd.n_msgs_after_persist; i++)
+            granted += rd.msgs_after_persist[i].type == RAFT_MSG_PREVOTE_RESP &&
+                       !rd.msgs_after_persist[i].reject;
+        ASSERT_EQ(granted, 1);
+        raft_ready_ack(r3, &rd);
+    }
+    fx_destroy(f);
+}
+
 TEST_MAIN()
