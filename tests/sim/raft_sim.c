@@ -62,11 +62,9 @@ static void usage(void)
 static bool parse_u64(const char *s, uint64_t *out)
 {
     char *end;
-    if (!s || !*s)
-        return false;
+    if (!s || !*s) return false;
     unsigned long long v = strtoull(s, &end, 10);
-    if (*end)
-        return false;
+    if (*end) return false;
     *out = v;
     return true;
 }
@@ -92,8 +90,7 @@ static void add_counts(struct sim_counts *t, const struct sim_counts *c)
     t->partitions += c->partitions;
     t->transfers += c->transfers;
     t->msgs += c->msgs;
-    if (c->liveness_ms > t->liveness_ms)
-        t->liveness_ms = c->liveness_ms;
+    if (c->liveness_ms > t->liveness_ms) t->liveness_ms = c->liveness_ms;
 }
 
 int main(int argc, char **argv)
@@ -191,13 +188,12 @@ int main(int argc, char **argv)
         if (!res.failed && determinism) {
             struct sim_options quiet = opt;
             quiet.verbose = false;
-            if (sim_run(seed, &quiet, &res2) != 0)
-                return 1;
+            if (sim_run(seed, &quiet, &res2) != 0) return 1;
             if (res2.hash != res.hash || res2.counts.steps != res.counts.steps) {
                 res.failed = true;
                 snprintf(res.msg, sizeof res.msg,
-                         "nondeterminism: transcript hash %016" PRIx64 " then %016" PRIx64, res.hash,
-                         res2.hash);
+                         "nondeterminism: transcript hash %016" PRIx64 " then %016" PRIx64,
+                         res.hash, res2.hash);
             }
         }
         if (have_one)
@@ -207,8 +203,8 @@ int main(int argc, char **argv)
             char cmd[256];
             repro(cmd, sizeof cmd, seed, &opt, res.nodes);
             failures++;
-            printf("FAIL seed %" PRIu64 " (nodes %u, step %" PRIu64 "): %s\n  reproduce: %s\n", seed,
-                   res.nodes, res.counts.steps, res.msg, cmd);
+            printf("FAIL seed %" PRIu64 " (nodes %u, step %" PRIu64 "): %s\n  reproduce: %s\n",
+                   seed, res.nodes, res.counts.steps, res.msg, cmd);
             if (mutation_mode) {
                 printf("mutation %s: CAUGHT by seed %" PRIu64 " after %" PRIu64 " seeds, %" PRIu64
                        " steps in total\n",
@@ -228,7 +224,10 @@ int main(int argc, char **argv)
     printf("raft_sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), nodes %s%s, %" PRIu64
            " steps%s in %.1f s\n",
            run, start, start + run - 1,
-           opt.nodes == 3 ? "3" : opt.nodes == 5 ? "5" : opt.nodes == 7 ? "7" : "3/5/7",
+           opt.nodes == 3   ? "3"
+           : opt.nodes == 5 ? "5"
+           : opt.nodes == 7 ? "7"
+                            : "3/5/7",
            opt.membership ? " (membership profile)" : "", total.steps,
            determinism ? " (each seed run twice, transcripts equal)" : "", dt);
     printf("  elections %" PRIu64 ", entries committed %" PRIu64 ", writes acked %" PRIu64

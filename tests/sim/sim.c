@@ -12,9 +12,9 @@
 
 struct sim *sim_current;
 
-#define SIM_LIVENESS_TICKS 600   /* bound on the final, fault-free phase */
+#define SIM_LIVENESS_TICKS 600 /* bound on the final, fault-free phase */
 #define SIM_ELECTION_TICKS 10
-#define SIM_READY_LOOPS_MAX 256  /* readies in a row before we call it a livelock */
+#define SIM_READY_LOOPS_MAX 256 /* readies in a row before we call it a livelock */
 
 /* ------------------------------------------------------------- hashing */
 
@@ -47,8 +47,7 @@ uint64_t sim_entry_hash(const struct raft_entry *e)
         h ^= h >> 29;
     }
     uint64_t tail = 0;
-    if (e->len > i)
-        memcpy(&tail, e->data + i, e->len - i);
+    if (e->len > i) memcpy(&tail, e->data + i, e->len - i);
     return sim_hash_u64(h, tail);
 }
 
@@ -78,17 +77,14 @@ void sim_trace(struct sim *s, const char *fmt, ...)
     vsnprintf(line + off, sizeof s->ring[0] - (size_t)off, fmt, ap);
     va_end(ap);
     s->hash = sim_hash_bytes(s->hash, line, strlen(line));
-    if (s->opt.verbose)
-        printf("%s\n", line);
+    if (s->opt.verbose) printf("%s\n", line);
     s->ring_pos = (s->ring_pos + 1) % SIM_TRACE_RING;
-    if (s->ring_n < SIM_TRACE_RING)
-        s->ring_n++;
+    if (s->ring_n < SIM_TRACE_RING) s->ring_n++;
 }
 
 void sim_fail(struct sim *s, const char *fmt, ...)
 {
-    if (s->res->failed)
-        return;
+    if (s->res->failed) return;
     s->res->failed = true;
     va_list ap;
     va_start(ap, fmt);
@@ -116,8 +112,7 @@ size_t sim_cmd_encode(const struct sim_cmd *c, uint8_t *out)
 
 int sim_cmd_decode(const uint8_t *data, size_t len, struct sim_cmd *c)
 {
-    if (len < SIM_CMD_HDR || data[0] != 'W')
-        return -1;
+    if (len < SIM_CMD_HDR || data[0] != 'W') return -1;
     c->client = data[1];
     c->key = data[2];
     c->pad_len = data[3];
@@ -131,8 +126,7 @@ int sim_cmd_decode(const uint8_t *data, size_t len, struct sim_cmd *c)
         c->key >= SIM_KEYS || c->value != ((uint64_t)c->client << 32 | c->seq))
         return -1;
     for (uint32_t j = 0; j < c->pad_len; j++)
-        if (data[SIM_CMD_HDR + j] != (uint8_t)(c->value * 31 + j))
-            return -1;
+        if (data[SIM_CMD_HDR + j] != (uint8_t)(c->value * 31 + j)) return -1;
     return 0;
 }
 
@@ -145,10 +139,9 @@ void sim_sm_apply(struct sim_sm *sm, const struct raft_entry *e, struct sim_cmd 
     memset(cmd, 0, sizeof(*cmd));
     sm->applied = e->index;
     sm->applied_term = e->term;
-    sm->chain = sim_hash_u64(sim_hash_u64(sim_hash_u64(sm->chain, e->index), e->term),
-                             sim_entry_hash(e));
-    if (e->type != RAFT_ENTRY_NORMAL)
-        return;
+    sm->chain =
+        sim_hash_u64(sim_hash_u64(sim_hash_u64(sm->chain, e->index), e->term), sim_entry_hash(e));
+    if (e->type != RAFT_ENTRY_NORMAL) return;
     if (sim_cmd_decode(e->data, e->len, cmd) != 0) {
         cmd->client = UINT8_MAX;
         return;
@@ -176,8 +169,7 @@ static bool chance(struct sim *s, uint32_t pct)
 
 static struct sim_node *node_get(struct sim *s, raft_id id)
 {
-    if (id == RAFT_NONE || id > SIM_NODES_MAX || !s->nodes[id].exists)
-        return NULL;
+    if (id == RAFT_NONE || id > SIM_NODES_MAX || !s->nodes[id].exists) return NULL;
     return &s->nodes[id];
 }
 
@@ -193,8 +185,7 @@ static struct sim_node *random_up(struct sim *s)
     raft_id ids[SIM_NODES_MAX];
     size_t k = 0;
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++)
-        if (node_up(s, id))
-            ids[k++] = id;
+        if (node_up(s, id)) ids[k++] = id;
     return k ? &s->nodes[ids[rnd(s, k)]] : NULL;
 }
 
@@ -205,8 +196,7 @@ static struct sim_node *random_member(struct sim *s)
     raft_id ids[SIM_NODES_MAX];
     size_t k = 0;
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++)
-        if (node_up(s, id) && raft_conf_find(&s->ck.conf, id))
-            ids[k++] = id;
+        if (node_up(s, id) && raft_conf_find(&s->ck.conf, id)) ids[k++] = id;
     return k ? &s->nodes[ids[rnd(s, k)]] : random_up(s);
 }
 
@@ -234,8 +224,7 @@ static void *xrealloc(struct sim *s, void *p, size_t n)
 static void ent_copy(struct raft_entry *dst, const struct raft_entry *src)
 {
     *dst = *src;
-    if (dst->buf)
-        raft_buf_ref(dst->buf);
+    if (dst->buf) raft_buf_ref(dst->buf);
 }
 
 static void ents_release(struct raft_entry *e, size_t n)
@@ -257,8 +246,7 @@ static void heap_push(struct sim *s, struct sim_event ev)
     while (i > 0) {
         size_t p = (i - 1) / 2;
         const struct sim_event *pe = &s->heap[p];
-        if (pe->at < ev.at || (pe->at == ev.at && pe->seq < ev.seq))
-            break;
+        if (pe->at < ev.at || (pe->at == ev.at && pe->seq < ev.seq)) break;
         s->heap[i] = *pe;
         i = p;
     }
@@ -283,31 +271,27 @@ static struct sim_event heap_pop(struct sim *s)
             m = l;
             cand = &s->heap[l];
         }
-        if (l + 1 < s->heap_n && ev_less(&s->heap[l + 1], cand))
-            m = l + 1;
-        if (m == i)
-            break;
+        if (l + 1 < s->heap_n && ev_less(&s->heap[l + 1], cand)) m = l + 1;
+        if (m == i) break;
         s->heap[i] = s->heap[m];
         i = m;
     }
-    if (s->heap_n)
-        s->heap[i] = last;
+    if (s->heap_n) s->heap[i] = last;
     return top;
 }
 
 static void schedule(struct sim *s, int64_t at, uint8_t type, uint8_t node, uint32_t inc,
                      uint64_t arg, struct sim_msg *msg)
 {
-    heap_push(s, (struct sim_event){.at = at, .type = type, .node = node, .inc = inc,
-                                    .arg = arg, .msg = msg});
+    heap_push(s, (struct sim_event){
+                     .at = at, .type = type, .node = node, .inc = inc, .arg = arg, .msg = msg});
 }
 
 /* ------------------------------------------------------------ messages */
 
 static void msg_free(struct sim_msg *sm)
 {
-    if (!sm)
-        return;
+    if (!sm) return;
     ents_release(sm->m.entries, sm->m.n_entries);
     free(sm->m.entries);
     free(sm->m.snapshot);
@@ -352,8 +336,8 @@ static void trace_msg(struct sim *s, const char *what, const struct raft_msg *m)
         snprintf(snap, sizeof snap, " snap(%" PRIu64 "/%" PRIu64 ")", m->snapshot->index,
                  m->snapshot->term);
     sim_trace(s,
-              "%s n%" PRIu64 ">n%" PRIu64 " %s t%" PRIu64 " i%" PRIu64 "/%" PRIu64
-              " c%" PRIu64 "%s%s%s ctx%" PRIu64,
+              "%s n%" PRIu64 ">n%" PRIu64 " %s t%" PRIu64 " i%" PRIu64 "/%" PRIu64 " c%" PRIu64
+              "%s%s%s ctx%" PRIu64,
               what, m->from, m->to, raft_msg_type_name(m->type), m->term, m->index, m->log_term,
               m->commit, m->reject ? " REJECT" : "", ents, snap, m->context);
 }
@@ -395,8 +379,8 @@ static void net_send(struct sim *s, struct sim_node *n, const struct raft_msg *m
             sim_fail(s,
                      "n%" PRIu64 " sent SNAPSHOT %" PRIu64 "/%" PRIu64
                      " but its disk holds snapshot %" PRIu64 "/%" PRIu64,
-                     n->id, m->snapshot->index, m->snapshot->term,
-                     n->has_snap ? n->snap.index : 0, n->has_snap ? n->snap.term : 0);
+                     n->id, m->snapshot->index, m->snapshot->term, n->has_snap ? n->snap.index : 0,
+                     n->has_snap ? n->snap.term : 0);
             msg_free(c);
             return;
         }
@@ -415,8 +399,7 @@ static void net_send(struct sim *s, struct sim_node *n, const struct raft_msg *m
     int copies = chance(s, s->prof.dup_pct) ? 2 : 1;
     for (int k = 0; k < copies; k++) {
         int64_t delay = s->prof.delay_min_ms + (int64_t)rnd(s, s->prof.delay_jitter_ms + 1);
-        if (chance(s, s->prof.long_delay_pct))
-            delay += 50 + (int64_t)rnd(s, 350);
+        if (chance(s, s->prof.long_delay_pct)) delay += 50 + (int64_t)rnd(s, 350);
         struct sim_msg *x = k == 0 ? c : msg_clone(s, c);
         schedule(s, s->now + delay, SIM_EV_DELIVER, (uint8_t)m->to, 0, 0, x);
     }
@@ -428,8 +411,7 @@ static void net_send(struct sim *s, struct sim_node *n, const struct raft_msg *m
 raft_index sim_disk_last(const struct sim_node *n)
 {
     raft_index last = n->has_snap ? n->snap.index : 0;
-    if (n->log_n && n->log[n->log_n - 1].index > last)
-        last = n->log[n->log_n - 1].index;
+    if (n->log_n && n->log[n->log_n - 1].index > last) last = n->log[n->log_n - 1].index;
     return last;
 }
 
@@ -458,8 +440,7 @@ static void disk_truncate_from(struct sim_node *n, raft_index index)
 /* Drops durable entries below index (compaction). */
 static void disk_drop_below(struct sim_node *n, raft_index index)
 {
-    if (!n->log_n)
-        return;
+    if (!n->log_n) return;
     size_t k = 0;
     while (k < n->log_n && n->log[k].index < index)
         raft_buf_unref(n->log[k++].buf);
@@ -470,8 +451,7 @@ static void disk_drop_below(struct sim_node *n, raft_index index)
 static void disk_write_entries(struct sim *s, struct sim_node *n, const struct raft_entry *e,
                                size_t cnt)
 {
-    if (!cnt)
-        return;
+    if (!cnt) return;
     raft_index first = e[0].index;
     if (n->has_snap && first <= n->snap.index) {
         sim_fail(s, "n%" PRIu64 ": persisting entry %" PRIu64 " inside snapshot %" PRIu64, n->id,
@@ -479,8 +459,8 @@ static void disk_write_entries(struct sim *s, struct sim_node *n, const struct r
         return;
     }
     if (first > sim_disk_last(n) + 1) {
-        sim_fail(s, "n%" PRIu64 ": persisting entry %" PRIu64 " leaves a gap after %" PRIu64,
-                 n->id, first, sim_disk_last(n));
+        sim_fail(s, "n%" PRIu64 ": persisting entry %" PRIu64 " leaves a gap after %" PRIu64, n->id,
+                 first, sim_disk_last(n));
         return;
     }
     raft_term prev = 0;
@@ -516,8 +496,7 @@ static struct sim_write disk_complete_head(struct sim *s, struct sim_node *n)
     struct sim_write w = n->wq[0];
     memmove(n->wq, n->wq + 1, (n->wq_n - 1) * sizeof(*n->wq));
     n->wq_n--;
-    if (w.hs_changed)
-        n->hs = w.hs;
+    if (w.hs_changed) n->hs = w.hs;
     disk_write_entries(s, n, w.ents, w.n_ents);
     return w;
 }
@@ -535,8 +514,7 @@ static void process_ready(struct sim *s, struct sim_node *n);
 static void after_input(struct sim *s, struct sim_node *n)
 {
     n->touched = true;
-    if (s->res->failed || !n->up)
-        return;
+    if (s->res->failed || !n->up) return;
     sim_check_observe(s, n);
     process_ready(s, n);
 }
@@ -568,8 +546,7 @@ static int node_boot(struct sim *s, struct sim_node *n)
     bs.entries = n->log_n > k ? n->log + k : NULL;
     bs.n_entries = n->log_n - k;
     bs.applied = n->has_snap ? n->snap.index : 0;
-    if (n->initial && !n->has_snap && n->log_n == 0)
-        bs.initial_conf = &s->initial_conf;
+    if (n->initial && !n->has_snap && n->log_n == 0) bs.initial_conf = &s->initial_conf;
     int rc = raft_create(&n->cfg, &bs, &n->r);
     if (rc != 0) {
         sim_fail(s, "n%" PRIu64 ": raft_create from its disk failed: %s", n->id, st_strerror(rc));
@@ -585,11 +562,10 @@ static int node_boot(struct sim *s, struct sim_node *n)
     n->n_reads = 0;
     n->disk_busy_until = s->now;
     sim_trace(s,
-              "n%" PRIu64 " boot inc%u hs(t%" PRIu64 " v%" PRIu64 " c%" PRIu64
-              ") snap %" PRIu64 "/%" PRIu64 " log %" PRIu64 "..%" PRIu64,
-              n->id, n->inc, n->hs.term, n->hs.vote, n->hs.commit,
-              n->has_snap ? n->snap.index : 0, n->has_snap ? n->snap.term : 0,
-              bs.n_entries ? bs.entries[0].index : 0,
+              "n%" PRIu64 " boot inc%u hs(t%" PRIu64 " v%" PRIu64 " c%" PRIu64 ") snap %" PRIu64
+              "/%" PRIu64 " log %" PRIu64 "..%" PRIu64,
+              n->id, n->inc, n->hs.term, n->hs.vote, n->hs.commit, n->has_snap ? n->snap.index : 0,
+              n->has_snap ? n->snap.term : 0, bs.n_entries ? bs.entries[0].index : 0,
               bs.n_entries ? bs.entries[bs.n_entries - 1].index : 0);
     sim_check_restore(s, n, &n->sm);
     node_schedule_tick(s, n);
@@ -611,8 +587,7 @@ static void node_new(struct sim *s, raft_id id, bool initial)
 /* Power loss: everything not yet durable is gone. */
 static void node_crash(struct sim *s, struct sim_node *n)
 {
-    if (!n->up)
-        return;
+    if (!n->up) return;
     for (size_t i = 0; i < n->wq_n; i++)
         write_free(&n->wq[i]);
     n->wq_n = 0;
@@ -638,14 +613,14 @@ static void node_free_disk(struct sim_node *n)
 
 static void take_snapshot(struct sim *s, struct sim_node *n)
 {
-    if (!n->up || n->sm.applied == 0 || (n->has_snap && n->snap.index >= n->sm.applied))
-        return;
+    if (!n->up || n->sm.applied == 0 || (n->has_snap && n->snap.index >= n->sm.applied)) return;
     raft_index at = n->sm.applied;
     raft_index keep = raft_snapshot_taken(n->r, at);
     const struct raft_snapshot_meta *meta = raft_snapshot_get(n->r);
     if (!meta || meta->index != at || meta->term != n->sm.applied_term) {
-        sim_fail(s, "n%" PRIu64 ": after raft_snapshot_taken(%" PRIu64 ") the core's snapshot is %" PRIu64
-                 "/%" PRIu64 " (expected term %" PRIu64 ")",
+        sim_fail(s,
+                 "n%" PRIu64 ": after raft_snapshot_taken(%" PRIu64
+                 ") the core's snapshot is %" PRIu64 "/%" PRIu64 " (expected term %" PRIu64 ")",
                  n->id, at, meta ? meta->index : 0, meta ? meta->term : 0, n->sm.applied_term);
         return;
     }
@@ -680,7 +655,8 @@ static void install_snapshot(struct sim *s, struct sim_node *n,
     else if (n->has_snap && n->snap.index == meta->index && n->snap.term == meta->term)
         data = &n->snap_sm;
     if (!data) {
-        sim_fail(s, "n%" PRIu64 ": core installs snapshot %" PRIu64 "/%" PRIu64
+        sim_fail(s,
+                 "n%" PRIu64 ": core installs snapshot %" PRIu64 "/%" PRIu64
                  " that the transport never delivered",
                  n->id, meta->index, meta->term);
         return;
@@ -700,12 +676,10 @@ static void install_snapshot(struct sim *s, struct sim_node *n,
     size_t keep = 0;
     while (keep < n->log_n) {
         const struct raft_entry *ce = raft_entry_get(n->r, n->log[keep].index);
-        if (!ce || ce->term != n->log[keep].term)
-            break;
+        if (!ce || ce->term != n->log[keep].term) break;
         keep++;
     }
-    if (keep < n->log_n)
-        disk_truncate_from(n, n->log[keep].index);
+    if (keep < n->log_n) disk_truncate_from(n, n->log[keep].index);
     s->res->counts.snap_installs++;
     sim_trace(s, "n%" PRIu64 " install snapshot %" PRIu64 "/%" PRIu64, n->id, meta->index,
               meta->term);
@@ -714,30 +688,30 @@ static void install_snapshot(struct sim *s, struct sim_node *n,
 
 static void client_on_apply(struct sim *s, struct sim_node *n, const struct sim_cmd *cmd)
 {
-    if (cmd->client >= s->prof.clients)
-        return;
+    if (cmd->client >= s->prof.clients) return;
     struct sim_client *cl = &s->clients[cmd->client];
-    if (!cl->write_pending || cl->cmd.seq != cmd->seq || cl->submitted[n->id] != n->inc + 1)
-        return;
+    if (!cl->write_pending || cl->cmd.seq != cmd->seq || cl->submitted[n->id] != n->inc + 1) return;
     cl->write_pending = false;
-    if (s->final_phase)
-        cl->final_write_done = true;
+    if (s->final_phase) cl->final_write_done = true;
     sim_check_ack(s, n, cmd->client, cmd->seq);
     sim_trace(s, "client%u write seq%u acked by n%" PRIu64 " (effect %" PRIu64 ")", cmd->client,
               cmd->seq, n->id, sim_check_effect(s, cmd->client, cmd->seq));
 }
 
-static void apply_committed(struct sim *s, struct sim_node *n, const struct raft_entry *e, size_t cnt)
+static void apply_committed(struct sim *s, struct sim_node *n, const struct raft_entry *e,
+                            size_t cnt)
 {
     for (size_t i = 0; i < cnt && !s->res->failed; i++) {
         if (e[i].index != n->sm.applied + 1) {
-            sim_fail(s, "n%" PRIu64 ": committed entry %" PRIu64 " handed out after applied %" PRIu64,
+            sim_fail(s,
+                     "n%" PRIu64 ": committed entry %" PRIu64 " handed out after applied %" PRIu64,
                      n->id, e[i].index, n->sm.applied);
             return;
         }
         raft_term dt;
         if (!s->opt.safety_only && (!sim_disk_term(n, e[i].index, &dt) || dt != e[i].term)) {
-            sim_fail(s, "n%" PRIu64 ": applying %" PRIu64 "/%" PRIu64
+            sim_fail(s,
+                     "n%" PRIu64 ": applying %" PRIu64 "/%" PRIu64
                      " which is not durable locally (durable last %" PRIu64 ")",
                      n->id, e[i].index, e[i].term, sim_disk_last(n));
             return;
@@ -746,16 +720,14 @@ static void apply_committed(struct sim *s, struct sim_node *n, const struct raft
         bool effective;
         sim_sm_apply(&n->sm, &e[i], &cmd, &effective);
         sim_check_apply(s, n, &e[i], &n->sm, &cmd, effective);
-        if (e[i].type == RAFT_ENTRY_NORMAL && !s->res->failed)
-            client_on_apply(s, n, &cmd);
+        if (e[i].type == RAFT_ENTRY_NORMAL && !s->res->failed) client_on_apply(s, n, &cmd);
     }
 }
 
 static struct sim_read *read_find(struct sim_node *n, uint64_t ctx)
 {
     for (size_t i = 0; i < n->n_reads; i++)
-        if (n->reads[i].ctx == ctx)
-            return &n->reads[i];
+        if (n->reads[i].ctx == ctx) return &n->reads[i];
     return NULL;
 }
 
@@ -774,13 +746,13 @@ static void serve_reads(struct sim *s, struct sim_node *n)
         }
         sim_check_read(s, n, rd->index, rd->floor);
         struct sim_client *cl = &s->clients[rd->client];
-        sim_trace(s, "client%u read ctx%" PRIu64 " served by n%" PRIu64 " index %" PRIu64
-                     " applied %" PRIu64 " version %" PRIu64 " (floor %" PRIu64 ")",
+        sim_trace(s,
+                  "client%u read ctx%" PRIu64 " served by n%" PRIu64 " index %" PRIu64
+                  " applied %" PRIu64 " version %" PRIu64 " (floor %" PRIu64 ")",
                   rd->client, rd->ctx, n->id, rd->index, n->sm.applied, n->sm.version, rd->floor);
         if (cl->read_pending && cl->read_ctx == rd->ctx) {
             cl->read_pending = false;
-            if (s->final_phase)
-                cl->final_read_done = true;
+            if (s->final_phase) cl->final_read_done = true;
         }
         read_remove(n, rd);
     }
@@ -821,12 +793,9 @@ static void process_ready(struct sim *s, struct sim_node *n)
         struct raft_ready rd;
         raft_ready_get(n->r, &rd);
         trace_ready(s, n, &rd);
-        if (rd.snapshot)
-            install_snapshot(s, n, rd.snapshot);
-        if (s->res->failed)
-            return;
-        if (rd.hard_state_changed || rd.n_entries || rd.n_msgs_after_persist ||
-            rd.persist_index) {
+        if (rd.snapshot) install_snapshot(s, n, rd.snapshot);
+        if (s->res->failed) return;
+        if (rd.hard_state_changed || rd.n_entries || rd.n_msgs_after_persist || rd.persist_index) {
             if (n->wq_n == n->wq_cap) {
                 n->wq_cap = n->wq_cap ? n->wq_cap * 2 : 8;
                 n->wq = xrealloc(s, n->wq, n->wq_cap * sizeof(*n->wq));
@@ -853,8 +822,7 @@ static void process_ready(struct sim *s, struct sim_node *n)
             if (rd.hard_state_changed || rd.n_entries)
                 lat = s->prof.disk_min_ms + (int64_t)rnd(s, s->prof.disk_jitter_ms + 1);
             int64_t done = s->now + lat;
-            if (done < n->disk_busy_until)
-                done = n->disk_busy_until;
+            if (done < n->disk_busy_until) done = n->disk_busy_until;
             n->disk_busy_until = done;
             w->done_at = done;
             w->id = ++n->write_ids;
@@ -882,8 +850,7 @@ static void process_ready(struct sim *s, struct sim_node *n)
                 sim_trace(s, "client%u read ctx%" PRIu64 " failed on n%" PRIu64 ": %s", r->client,
                           r->ctx, n->id, st_strerror(rd.reads[i].status));
                 struct sim_client *cl = &s->clients[r->client];
-                if (cl->read_pending && cl->read_ctx == r->ctx)
-                    cl->read_pending = false;
+                if (cl->read_pending && cl->read_ctx == r->ctx) cl->read_pending = false;
                 read_remove(n, r);
                 continue;
             }
@@ -891,16 +858,13 @@ static void process_ready(struct sim *s, struct sim_node *n)
             r->index = rd.reads[i].index;
         }
         raft_ready_ack(n->r, &rd);
-        if (s->res->failed)
-            return;
+        if (s->res->failed) return;
         raft_applied(n->r, n->sm.applied);
         if (s->mut_ack_unstable && rd.persist_index)
             raft_persisted(n->r, rd.persist_index, rd.persist_term);
         serve_reads(s, n);
-        if (n->sm.applied >= (n->has_snap ? n->snap.index : 0) + n->snap_every)
-            take_snapshot(s, n);
-        if (!s->res->failed && n->up)
-            sim_check_observe(s, n);
+        if (n->sm.applied >= (n->has_snap ? n->snap.index : 0) + n->snap_every) take_snapshot(s, n);
+        if (!s->res->failed && n->up) sim_check_observe(s, n);
     }
 }
 
@@ -915,8 +879,9 @@ static void ev_disk(struct sim *s, const struct sim_event *ev)
     if (!s->res->failed) {
         if (w.persist_index && !s->mut_ack_unstable)
             raft_persisted(n->r, w.persist_index, w.persist_term);
-        sim_trace(s, "n%" PRIu64 " durable persist(%" PRIu64 "/%" PRIu64 ") hs(t%" PRIu64
-                     " v%" PRIu64 ") log..%" PRIu64,
+        sim_trace(s,
+                  "n%" PRIu64 " durable persist(%" PRIu64 "/%" PRIu64 ") hs(t%" PRIu64 " v%" PRIu64
+                  ") log..%" PRIu64,
                   n->id, w.persist_index, w.persist_term, n->hs.term, n->hs.vote, sim_disk_last(n));
         send_after(s, n, &w);
     }
@@ -934,8 +899,7 @@ static void ev_deliver(struct sim *s, struct sim_event *ev)
      * the time: some packets were already past the break. */
     if (!n || (s->blocked[m->from][m->to] && chance(s, 50))) {
         trace_msg(s, n ? "cut" : "lost(down)", m);
-        if (snap)
-            report_later(s, m->from, c->from_inc, m->to, true, false);
+        if (snap) report_later(s, m->from, c->from_inc, m->to, true, false);
         msg_free(c);
         return;
     }
@@ -946,10 +910,8 @@ static void ev_deliver(struct sim *s, struct sim_event *ev)
     }
     trace_msg(s, "recv", m);
     int rc = raft_step(n->r, m);
-    if (rc != 0)
-        sim_trace(s, "n%" PRIu64 " step: %s", n->id, st_strerror(rc));
-    if (snap)
-        report_later(s, m->from, c->from_inc, m->to, true, true);
+    if (rc != 0) sim_trace(s, "n%" PRIu64 " step: %s", n->id, st_strerror(rc));
+    if (snap) report_later(s, m->from, c->from_inc, m->to, true, true);
     msg_free(c);
     after_input(s, n);
 }
@@ -957,8 +919,7 @@ static void ev_deliver(struct sim *s, struct sim_event *ev)
 static void ev_report(struct sim *s, const struct sim_event *ev)
 {
     struct sim_node *n = node_up(s, ev->node);
-    if (!n || n->inc != ev->inc)
-        return;
+    if (!n || n->inc != ev->inc) return;
     raft_id to = ev->arg & 0xffffffffu;
     bool snap = (ev->arg >> 32) & 1, ok = (ev->arg >> 33) & 1;
     if (snap) {
@@ -978,8 +939,7 @@ static void client_submit(struct sim *s, uint8_t c)
 {
     struct sim_client *cl = &s->clients[c];
     struct sim_node *n = node_up(s, cl->hint);
-    if (!n || chance(s, 20))
-        n = random_member(s);
+    if (!n || chance(s, 20)) n = random_member(s);
     if (!n) {
         cl->write_retry_at = s->now + 20;
         return;
@@ -1014,10 +974,8 @@ static void client_read(struct sim *s, uint8_t c)
     /* Half of the reads go where the client's writes went: often a leader,
      * sometimes a deposed one that has not noticed yet. */
     struct sim_node *n = chance(s, 50) ? node_up(s, cl->hint) : NULL;
-    if (!n)
-        n = chance(s, 90) ? random_member(s) : random_up(s);
-    if (!n || n->n_reads == SIM_READS_MAX)
-        return;
+    if (!n) n = chance(s, 90) ? random_member(s) : random_up(s);
+    if (!n || n->n_reads == SIM_READS_MAX) return;
     uint64_t ctx = ++s->read_ctx_next;
     bool lease = s->base_cfg.lease_reads && chance(s, 50);
     int rc = raft_read_index(n->r, ctx, lease ? RAFT_READ_LEASE : RAFT_READ_SAFE);
@@ -1041,8 +999,7 @@ static void ev_client(struct sim *s, const struct sim_event *ev)
     uint8_t c = ev->node;
     struct sim_client *cl = &s->clients[c];
     if (cl->write_pending) {
-        if (s->now >= cl->write_retry_at)
-            client_submit(s, c);
+        if (s->now >= cl->write_retry_at) client_submit(s, c);
     } else if (s->final_phase ? !cl->final_write_done : chance(s, 60)) {
         cl->seq++;
         cl->write_pending = true;
@@ -1079,15 +1036,11 @@ static void chaos_crash(struct sim *s)
         raft_id ids[SIM_NODES_MAX];
         size_t k = 0;
         for (raft_id id = 1; id <= SIM_NODES_MAX; id++)
-            if (node_up(s, id) && s->nodes[id].wq_n)
-                ids[k++] = id;
-        if (k)
-            n = &s->nodes[ids[rnd(s, k)]];
+            if (node_up(s, id) && s->nodes[id].wq_n) ids[k++] = id;
+        if (k) n = &s->nodes[ids[rnd(s, k)]];
     }
-    if (!n)
-        n = random_up(s);
-    if (!n)
-        return;
+    if (!n) n = random_up(s);
+    if (!n) return;
     sim_trace(s, "CRASH n%" PRIu64 " (%zu writes lost)", n->id, n->wq_n);
     node_crash(s, n);
     s->res->counts.crashes++;
@@ -1104,10 +1057,8 @@ static void chaos_partition(struct sim *s)
     raft_id ids[SIM_NODES_MAX];
     size_t k = 0;
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++)
-        if (node_get(s, id) && !s->nodes[id].destroyed)
-            ids[k++] = id;
-    if (k < 2)
-        return;
+        if (node_get(s, id) && !s->nodes[id].destroyed) ids[k++] = id;
+    if (k < 2) return;
     uint32_t kind = (uint32_t)rnd(s, 4);
     if (kind == 0 || kind == 1) { /* symmetric split; kind 1 isolates the leader */
         bool side[SIM_NODES_MAX + 1] = {false};
@@ -1116,8 +1067,7 @@ static void chaos_partition(struct sim *s)
             side[ids[i]] = kind == 1 && l ? ids[i] == l->id : chance(s, 40);
         for (size_t i = 0; i < k; i++)
             for (size_t j = 0; j < k; j++)
-                if (side[ids[i]] != side[ids[j]])
-                    s->blocked[ids[i]][ids[j]] = true;
+                if (side[ids[i]] != side[ids[j]]) s->blocked[ids[i]][ids[j]] = true;
         sim_trace(s, "PARTITION symmetric%s", kind == 1 ? " (leader isolated)" : "");
     } else { /* asymmetric: some one-way links fail */
         uint32_t cuts = 1 + (uint32_t)rnd(s, k);
@@ -1136,8 +1086,7 @@ static void chaos_partition(struct sim *s)
 static void chaos_conf(struct sim *s)
 {
     struct sim_node *l = sim_leader(s);
-    if (!l)
-        return;
+    if (!l) return;
     const struct raft_conf *conf = raft_conf_get(l->r);
     size_t voters = raft_conf_voters(conf);
     raft_id learners[RAFT_MEMBERS_MAX], vs[RAFT_MEMBERS_MAX];
@@ -1186,16 +1135,14 @@ static void chaos_conf(struct sim *s)
 static void chaos_transfer(struct sim *s)
 {
     struct sim_node *l = sim_leader(s);
-    if (!l)
-        return;
+    if (!l) return;
     const struct raft_conf *conf = raft_conf_get(l->r);
     raft_id vs[RAFT_MEMBERS_MAX];
     size_t nv = 0;
     for (uint32_t i = 0; i < conf->n; i++)
         if (conf->members[i].role == RAFT_VOTER && conf->members[i].id != l->id)
             vs[nv++] = conf->members[i].id;
-    if (!nv)
-        return;
+    if (!nv) return;
     raft_id to = vs[rnd(s, nv)];
     int rc = raft_transfer_leadership(l->r, to);
     sim_trace(s, "TRANSFER n%" PRIu64 " -> n%" PRIu64 ": %s", l->id, to,
@@ -1215,17 +1162,15 @@ static void chaos_decommission(struct sim *s, bool all)
         node_crash(s, n);
         node_free_disk(n);
         n->destroyed = true;
-        if (!all)
-            return;
+        if (!all) return;
     }
 }
 
 static void ev_chaos(struct sim *s)
 {
-    if (s->final_phase)
-        return;
+    if (s->final_phase) return;
     const struct sim_profile *p = &s->prof;
-    uint32_t w[] = {p->w_crash,    p->w_partition, p->w_heal,     p->w_weather,      p->w_conf,
+    uint32_t w[] = {p->w_crash,    p->w_partition, p->w_heal,     p->w_weather,     p->w_conf,
                     p->w_transfer, p->w_campaign,  p->w_snapshot, p->w_decommission};
     uint32_t total = 0;
     for (size_t i = 0; i < ST_ARRAY_LEN(w); i++)
@@ -1267,16 +1212,15 @@ static void ev_chaos(struct sim *s)
     }
     case 7: {
         struct sim_node *n = random_up(s);
-        if (n)
-            take_snapshot(s, n);
+        if (n) take_snapshot(s, n);
         break;
     }
     case 8:
         chaos_decommission(s, false);
         break;
     }
-    schedule(s, s->now + p->chaos_min_ms + (int64_t)rnd(s, p->chaos_jitter_ms + 1), SIM_EV_CHAOS,
-             0, 0, 0, NULL);
+    schedule(s, s->now + p->chaos_min_ms + (int64_t)rnd(s, p->chaos_jitter_ms + 1), SIM_EV_CHAOS, 0,
+             0, 0, NULL);
 }
 
 /* ----------------------------------------------------------- the run */
@@ -1333,14 +1277,12 @@ static void start_final_phase(struct sim *s)
     heal(s);
     s->prof.drop_pct = s->prof.dup_pct = 0;
     s->prof.long_delay_pct = 0;
-    if (s->prof.delay_jitter_ms > 10)
-        s->prof.delay_jitter_ms = 10;
+    if (s->prof.delay_jitter_ms > 10) s->prof.delay_jitter_ms = 10;
     sim_trace(s, "FINAL PHASE: faults healed, every node restarted, no drops");
     chaos_decommission(s, true);
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
         struct sim_node *n = node_get(s, id);
-        if (n && !n->destroyed && !n->up)
-            node_boot(s, n);
+        if (n && !n->destroyed && !n->up) node_boot(s, n);
     }
 }
 
@@ -1350,19 +1292,15 @@ static void start_final_phase(struct sim *s)
 static bool liveness_reached(struct sim *s)
 {
     for (uint32_t c = 0; c < s->prof.clients; c++)
-        if (!s->clients[c].final_write_done || !s->clients[c].final_read_done)
-            return false;
+        if (!s->clients[c].final_write_done || !s->clients[c].final_read_done) return false;
     struct sim_node *l = sim_leader(s);
-    if (!l)
-        return false;
+    if (!l) return false;
     raft_index commit = raft_commit_index(l->r);
-    if (commit != raft_last_index(l->r))
-        return false;
+    if (commit != raft_last_index(l->r)) return false;
     const struct raft_conf *conf = raft_conf_get(l->r);
     for (uint32_t i = 0; i < conf->n; i++) {
         struct sim_node *m = node_up(s, conf->members[i].id);
-        if (!m || raft_leader(m->r) != l->id || m->sm.applied < commit)
-            return false;
+        if (!m || raft_leader(m->r) != l->id || m->sm.applied < commit) return false;
     }
     return true;
 }
@@ -1371,8 +1309,7 @@ static void dump_state(struct sim *s)
 {
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
         struct sim_node *n = node_get(s, id);
-        if (!n)
-            continue;
+        if (!n) continue;
         if (!n->up) {
             sim_trace(s, "state n%" PRIu64 " %s", id, n->destroyed ? "destroyed" : "down");
             continue;
@@ -1398,8 +1335,7 @@ static void step_event(struct sim *s, struct sim_event *ev)
     switch (ev->type) {
     case SIM_EV_TICK: {
         struct sim_node *n = node_up(s, ev->node);
-        if (!n || n->inc != ev->inc)
-            return;
+        if (!n || n->inc != ev->inc) return;
         raft_tick(n->r);
         after_input(s, n);
         schedule(s, s->now + SIM_TICK_MS, SIM_EV_TICK, ev->node, ev->inc, 0, NULL);
@@ -1422,8 +1358,7 @@ static void step_event(struct sim *s, struct sim_event *ev)
         break;
     case SIM_EV_RESTART: {
         struct sim_node *n = node_get(s, ev->node);
-        if (!n || n->up || n->destroyed || n->inc != ev->inc)
-            return;
+        if (!n || n->up || n->destroyed || n->inc != ev->inc) return;
         sim_trace(s, "RESTART n%" PRIu64, n->id);
         node_boot(s, n);
         break;
@@ -1445,10 +1380,8 @@ static void after_step(struct sim *s)
             n->touched = false;
             continue;
         }
-        if (!s->opt.no_invariants)
-            raft_check_invariants(n->r);
-        if (n->touched)
-            sim_check_node(s, n);
+        if (!s->opt.no_invariants) raft_check_invariants(n->r);
+        if (n->touched) sim_check_node(s, n);
         n->touched = false;
     }
 }
@@ -1457,8 +1390,7 @@ static void sim_teardown(struct sim *s)
 {
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++) {
         struct sim_node *n = &s->nodes[id];
-        if (!n->exists)
-            continue;
+        if (!n->exists) continue;
         node_crash(s, n);
         node_free_disk(n);
     }
@@ -1476,8 +1408,7 @@ bool sim_mutation_known(const char *name)
 int sim_run(uint64_t seed, const struct sim_options *opt, struct sim_result *res)
 {
     struct sim *s = calloc(1, sizeof(*s));
-    if (!s)
-        return -1;
+    if (!s) return -1;
     memset(res, 0, sizeof(*res));
     s->seed = seed;
     s->opt = *opt;
@@ -1505,10 +1436,10 @@ int sim_run(uint64_t seed, const struct sim_options *opt, struct sim_result *res
         m->context_len = (uint16_t)snprintf(m->context, sizeof m->context, "node-%" PRIu64, id);
     }
     sim_trace(s,
-              "seed %" PRIu64 " nodes %u clients %u drop<=%u%% dup<=%u%% delay %u+%u ms disk %u+%u ms"
+              "seed %" PRIu64
+              " nodes %u clients %u drop<=%u%% dup<=%u%% delay %u+%u ms disk %u+%u ms"
               " pre_vote %d check_quorum %d lease %d forward %d inflight %u bytes %u"
-              " uncommitted %" PRIu64
-              " trailing %" PRIu64 " heartbeat %u",
+              " uncommitted %" PRIu64 " trailing %" PRIu64 " heartbeat %u",
               seed, s->n_initial, s->prof.clients, s->prof.drop_max_pct, s->prof.dup_max_pct,
               s->prof.delay_min_ms, s->prof.delay_jitter_ms, s->prof.disk_min_ms,
               s->prof.disk_jitter_ms, s->base_cfg.pre_vote, s->base_cfg.check_quorum,
@@ -1544,8 +1475,9 @@ int sim_run(uint64_t seed, const struct sim_options *opt, struct sim_result *res
             }
             if (s->now > deadline) {
                 dump_state(s);
-                sim_fail(s, "liveness: no stable leader with everything committed, applied and "
-                            "acknowledged %d ticks after the faults healed",
+                sim_fail(s,
+                         "liveness: no stable leader with everything committed, applied and "
+                         "acknowledged %d ticks after the faults healed",
                          SIM_LIVENESS_TICKS);
                 break;
             }

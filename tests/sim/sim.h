@@ -41,24 +41,24 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define SIM_NODES_MAX 32   /* node ids 1..SIM_NODES_MAX per run; never reused */
+#define SIM_NODES_MAX 32 /* node ids 1..SIM_NODES_MAX per run; never reused */
 #define SIM_CLIENTS_MAX 8
 #define SIM_KEYS 8
-#define SIM_READS_MAX 16   /* pending reads per node (= reads_pending_max) */
-#define SIM_TICK_MS 10     /* every node ticks every 10 ms of simulated time */
-#define SIM_TRACE_RING 48  /* transcript lines kept for failure reports */
-#define SIM_MSG_MAX 512    /* failure message */
+#define SIM_READS_MAX 16  /* pending reads per node (= reads_pending_max) */
+#define SIM_TICK_MS 10    /* every node ticks every 10 ms of simulated time */
+#define SIM_TRACE_RING 48 /* transcript lines kept for failure reports */
+#define SIM_MSG_MAX 512   /* failure message */
 
 /* ---------------------------------------------------------------- options */
 
 struct sim_options {
-    uint32_t nodes;        /* 3, 5 or 7; 0 = chosen per seed */
-    uint64_t steps;        /* steps of the fault phase */
-    bool verbose;          /* print the transcript */
-    bool membership;       /* membership-heavy profile */
-    bool safety_only;      /* disable the direct ready-contract checks */
-    bool no_invariants;    /* skip raft_check_invariants() (mutation analysis only) */
-    const char *mutation;  /* simulator-side mutation (see sim_mutation_known) */
+    uint32_t nodes;       /* 3, 5 or 7; 0 = chosen per seed */
+    uint64_t steps;       /* steps of the fault phase */
+    bool verbose;         /* print the transcript */
+    bool membership;      /* membership-heavy profile */
+    bool safety_only;     /* disable the direct ready-contract checks */
+    bool no_invariants;   /* skip raft_check_invariants() (mutation analysis only) */
+    const char *mutation; /* simulator-side mutation (see sim_mutation_known) */
 };
 
 /* Simulator-side mutations: break the runtime half of the ready contract. */
@@ -68,18 +68,18 @@ bool sim_mutation_known(const char *name);
 
 struct sim_counts {
     uint64_t steps;
-    uint64_t elections;      /* distinct (term, leader) pairs observed */
-    uint64_t commits;        /* entries committed (global watermark) */
+    uint64_t elections; /* distinct (term, leader) pairs observed */
+    uint64_t commits;   /* entries committed (global watermark) */
     uint64_t writes_acked;
-    uint64_t reads;          /* reads served and checked */
-    uint64_t snapshots;      /* snapshots taken */
-    uint64_t snap_installs;  /* snapshots installed from a leader */
-    uint64_t conf_changes;   /* conf entries committed (beyond the bootstrap) */
+    uint64_t reads;         /* reads served and checked */
+    uint64_t snapshots;     /* snapshots taken */
+    uint64_t snap_installs; /* snapshots installed from a leader */
+    uint64_t conf_changes;  /* conf entries committed (beyond the bootstrap) */
     uint64_t crashes;
     uint64_t partitions;
     uint64_t transfers;
     uint64_t msgs;
-    uint64_t liveness_ms;    /* simulated time the final phase needed */
+    uint64_t liveness_ms; /* simulated time the final phase needed */
 };
 
 struct sim_result {
@@ -115,9 +115,9 @@ int sim_cmd_decode(const uint8_t *data, size_t len, struct sim_cmd *c);
 struct sim_sm {
     raft_index applied;
     raft_term applied_term;
-    raft_index version;   /* index of the last effective write (0: none) */
-    uint64_t chain;       /* hash chain over every applied (index, term, type, payload) */
-    uint64_t writes;      /* effective writes */
+    raft_index version; /* index of the last effective write (0: none) */
+    uint64_t chain;     /* hash chain over every applied (index, term, type, payload) */
+    uint64_t writes;    /* effective writes */
     uint32_t last_seq[SIM_CLIENTS_MAX];
     uint64_t value[SIM_KEYS];
 };
@@ -125,9 +125,9 @@ struct sim_sm {
 /* --------------------------------------------------------------- network */
 
 struct sim_msg {
-    struct raft_msg m;             /* entries/snapshot point into this object */
-    struct sim_sm snap_data;       /* SNAPSHOT: the sender's image at meta.index */
-    uint32_t from_inc;             /* sender incarnation (transport feedback) */
+    struct raft_msg m;       /* entries/snapshot point into this object */
+    struct sim_sm snap_data; /* SNAPSHOT: the sender's image at meta.index */
+    uint32_t from_inc;       /* sender incarnation (transport feedback) */
 };
 
 /* ------------------------------------------------------------------ disk */
@@ -141,7 +141,7 @@ struct sim_write {
     size_t n_ents;
     raft_index persist_index;
     raft_term persist_term;
-    struct sim_msg **after;  /* msgs_after_persist, owned */
+    struct sim_msg **after; /* msgs_after_persist, owned */
     size_t n_after;
     int64_t done_at;
 };
@@ -158,11 +158,11 @@ struct sim_read {
 
 struct sim_node {
     raft_id id;
-    bool exists;     /* created in this run */
+    bool exists; /* created in this run */
     bool up;
-    bool destroyed;  /* decommissioned after its removal committed */
-    bool initial;    /* member of the initial configuration */
-    uint32_t inc;    /* incarnation: bumped at every crash */
+    bool destroyed; /* decommissioned after its removal committed */
+    bool initial;   /* member of the initial configuration */
+    uint32_t inc;   /* incarnation: bumped at every crash */
     struct raft *r;
     struct raft_config cfg;
 
@@ -182,7 +182,7 @@ struct sim_node {
     struct sim_sm sm;
     struct sim_read reads[SIM_READS_MAX];
     size_t n_reads;
-    bool stash_valid;     /* last snapshot received from the network */
+    bool stash_valid; /* last snapshot received from the network */
     struct sim_sm stash;
     raft_term stash_term;
     raft_index snap_every; /* take a snapshot after this many applied entries */
@@ -204,23 +204,23 @@ enum sim_event_type {
     SIM_EV_CHAOS,
     SIM_EV_RESTART,
     SIM_EV_HEAL,
-    SIM_EV_REPORT,  /* transport feedback to a sender (snapshot sent / unreachable) */
+    SIM_EV_REPORT, /* transport feedback to a sender (snapshot sent / unreachable) */
 };
 
 struct sim_event {
     int64_t at;
     uint64_t seq;
     uint8_t type;
-    uint8_t node;   /* node id (TICK/DISK/RESTART) or client (CLIENT) */
+    uint8_t node; /* node id (TICK/DISK/RESTART) or client (CLIENT) */
     uint32_t inc;
-    uint64_t arg;   /* DISK: write id; REPORT: peer | snapshot << 32 | ok << 33 */
+    uint64_t arg; /* DISK: write id; REPORT: peer | snapshot << 32 | ok << 33 */
     struct sim_msg *msg;
 };
 
 /* --------------------------------------------------------------- clients */
 
 struct sim_client {
-    uint32_t seq;            /* current (or last) write */
+    uint32_t seq; /* current (or last) write */
     bool write_pending;
     struct sim_cmd cmd;
     uint32_t submitted[SIM_NODES_MAX + 1]; /* node incarnation + 1 it went to */
@@ -229,13 +229,13 @@ struct sim_client {
     bool read_pending;
     uint64_t read_ctx;
     int64_t read_deadline;
-    bool final_write_done;   /* final phase: one write and one read each */
+    bool final_write_done; /* final phase: one write and one read each */
     bool final_read_done;
 };
 
 /* ------------------------------------------------------------- checker */
 
-struct sim_hist {           /* applied history, by index (first applier) */
+struct sim_hist { /* applied history, by index (first applier) */
     bool set;
     uint8_t type;
     raft_term term;
@@ -244,21 +244,21 @@ struct sim_hist {           /* applied history, by index (first applier) */
     raft_index version;
 };
 
-struct sim_commit {         /* committed entries (global watermark) */
+struct sim_commit { /* committed entries (global watermark) */
     raft_term entry_term;
-    raft_term commit_term;  /* term of the leader that committed it first (0: bootstrap) */
+    raft_term commit_term; /* term of the leader that committed it first (0: bootstrap) */
 };
 
-struct sim_lm_slot {        /* log matching: (index, term) -> content */
-    raft_index index;       /* 0: empty slot */
+struct sim_lm_slot {  /* log matching: (index, term) -> content */
+    raft_index index; /* 0: empty slot */
     raft_term term;
     uint64_t payload_hash;
     raft_term prev_term;
     bool prev_known;
-    bool fresh;             /* inserted, content not recorded yet */
+    bool fresh; /* inserted, content not recorded yet */
 };
 
-struct sim_vote {           /* granted votes: (voter, term) -> candidate */
+struct sim_vote { /* granted votes: (voter, term) -> candidate */
     raft_id voter;
     raft_term term;
     raft_id candidate;
@@ -279,22 +279,22 @@ struct sim_checker {
     size_t votes_n, votes_cap;
     raft_index *effect[SIM_CLIENTS_MAX]; /* effect index of (client, seq) */
     size_t effect_cap[SIM_CLIENTS_MAX];
-    raft_index floor;                    /* linearizability floor */
-    struct raft_conf conf;               /* committed configuration */
+    raft_index floor;      /* linearizability floor */
+    struct raft_conf conf; /* committed configuration */
     bool ever_member[SIM_NODES_MAX + 1];
 };
 
 /* ------------------------------------------------------------- the sim */
 
 struct sim_profile {
-    uint32_t drop_pct, dup_pct;      /* current network weather */
+    uint32_t drop_pct, dup_pct; /* current network weather */
     uint32_t drop_max_pct, dup_max_pct;
     uint32_t delay_min_ms, delay_jitter_ms;
-    uint32_t long_delay_pct;         /* chance of a 50-400 ms delay */
+    uint32_t long_delay_pct; /* chance of a 50-400 ms delay */
     uint32_t disk_min_ms, disk_jitter_ms;
     uint32_t chaos_min_ms, chaos_jitter_ms;
-    uint32_t w_crash, w_partition, w_heal, w_weather, w_conf, w_transfer, w_campaign,
-        w_snapshot, w_decommission;
+    uint32_t w_crash, w_partition, w_heal, w_weather, w_conf, w_transfer, w_campaign, w_snapshot,
+        w_decommission;
     uint32_t clients;
     uint32_t client_think_ms;
     uint32_t read_pct;

@@ -24,8 +24,7 @@
 
 static void grow(void **p, size_t *cap, size_t need, size_t elem)
 {
-    if (need <= *cap)
-        return;
+    if (need <= *cap) return;
     size_t nc = *cap ? *cap : 64;
     while (nc < need)
         nc *= 2;
@@ -87,8 +86,7 @@ static struct sim_lm_slot *lm_find(struct sim *s, raft_index index, raft_term te
         ck->lm = calloc(ck->lm_cap, sizeof(*ck->lm));
         ST_ASSERT(ck->lm);
         for (size_t i = 0; i < ocap; i++) {
-            if (!old[i].index)
-                continue;
+            if (!old[i].index) continue;
             size_t k = lm_slot(old[i].index, old[i].term, ck->lm_cap);
             while (ck->lm[k].index)
                 k = (k + 1) & (ck->lm_cap - 1);
@@ -96,16 +94,13 @@ static struct sim_lm_slot *lm_find(struct sim *s, raft_index index, raft_term te
         }
         free(old);
     }
-    if (!ck->lm_cap)
-        return NULL;
+    if (!ck->lm_cap) return NULL;
     size_t k = lm_slot(index, term, ck->lm_cap);
     while (ck->lm[k].index) {
-        if (ck->lm[k].index == index && ck->lm[k].term == term)
-            return &ck->lm[k];
+        if (ck->lm[k].index == index && ck->lm[k].term == term) return &ck->lm[k];
         k = (k + 1) & (ck->lm_cap - 1);
     }
-    if (!insert)
-        return NULL;
+    if (!insert) return NULL;
     ck->lm[k].index = index;
     ck->lm[k].term = term;
     ck->lm[k].fresh = true;
@@ -122,14 +117,14 @@ static bool lm_check(struct sim *s, const struct sim_node *n, const struct raft_
 {
     uint64_t ph = sim_entry_hash(e);
     struct sim_lm_slot *sl = lm_find(s, e->index, e->term, insert);
-    if (!sl)
-        return true;
+    if (!sl) return true;
     if (sl->fresh) {
         sl->fresh = false;
         sl->payload_hash = ph;
     } else if (sl->payload_hash != ph) {
-        sim_fail(s, "log matching: n%" PRIu64 " holds a different entry at %" PRIu64
-                    " term %" PRIu64 " than another log did",
+        sim_fail(s,
+                 "log matching: n%" PRIu64 " holds a different entry at %" PRIu64 " term %" PRIu64
+                 " than another log did",
                  n->id, e->index, e->term);
         return false;
     }
@@ -138,8 +133,9 @@ static bool lm_check(struct sim *s, const struct sim_node *n, const struct raft_
             sl->prev_known = true;
             sl->prev_term = prev;
         } else if (sl->prev_term != prev) {
-            sim_fail(s, "log matching: n%" PRIu64 " has %" PRIu64 "/%" PRIu64
-                        " after term %" PRIu64 ", another log after term %" PRIu64,
+            sim_fail(s,
+                     "log matching: n%" PRIu64 " has %" PRIu64 "/%" PRIu64 " after term %" PRIu64
+                     ", another log after term %" PRIu64,
                      n->id, e->index, e->term, prev, sl->prev_term);
             return false;
         }
@@ -151,8 +147,7 @@ void sim_check_visible(struct sim *s, const struct sim_node *n, const struct raf
                        size_t cnt, bool prev_known, raft_term prev)
 {
     for (size_t i = 0; i < cnt; i++) {
-        if (!lm_check(s, n, &e[i], prev_known, prev, true))
-            return;
+        if (!lm_check(s, n, &e[i], prev_known, prev, true)) return;
         prev = e[i].term;
         prev_known = true;
     }
@@ -177,13 +172,13 @@ static void check_log_matching(struct sim *s, struct sim_node *n)
     for (raft_index i = first; i <= last && !s->res->failed; i++) {
         const struct raft_entry *e = raft_entry_get(r, i);
         if (!e || e->index != i) {
-            sim_fail(s, "n%" PRIu64 ": raft_entry_get(%" PRIu64 ") inside [%" PRIu64 ", %" PRIu64
-                        "] returns %s",
+            sim_fail(s,
+                     "n%" PRIu64 ": raft_entry_get(%" PRIu64 ") inside [%" PRIu64 ", %" PRIu64
+                     "] returns %s",
                      n->id, i, first, last, e ? "a wrong index" : "NULL");
             return;
         }
-        if (!lm_check(s, n, e, prev_known, prev, false))
-            return;
+        if (!lm_check(s, n, e, prev_known, prev, false)) return;
         prev = e->term;
         prev_known = true;
     }
@@ -209,8 +204,7 @@ static bool conf_from_log(struct sim_node *n, struct raft_conf *want)
     }
     for (raft_index i = from; i <= last; i++) {
         const struct raft_entry *e = raft_entry_get(r, i);
-        if (!e || e->type != RAFT_ENTRY_CONF)
-            continue;
+        if (!e || e->type != RAFT_ENTRY_CONF) continue;
         struct raft_conf_change cc;
         if (raft_conf_change_decode(e->data, e->len, &cc) == 0)
             (void)raft_conf_apply(want, &cc); /* invalid changes are skipped */
@@ -221,8 +215,7 @@ static bool conf_from_log(struct sim_node *n, struct raft_conf *want)
 static void check_conf(struct sim *s, struct sim_node *n)
 {
     struct raft_conf *want = &s->scratch_conf;
-    if (!conf_from_log(n, want))
-        return;
+    if (!conf_from_log(n, want)) return;
     const struct raft_conf *have = raft_conf_get(n->r);
     bool same = have->n == want->n;
     for (uint32_t i = 0; same && i < want->n; i++) {
@@ -230,16 +223,16 @@ static void check_conf(struct sim *s, struct sim_node *n)
         same = m && m->role == want->members[i].role;
     }
     if (!same)
-        sim_fail(s, "n%" PRIu64 ": configuration has %u members but its log and snapshot say %u"
-                    " (conf not rebuilt after truncation or snapshot?)",
+        sim_fail(s,
+                 "n%" PRIu64 ": configuration has %u members but its log and snapshot say %u"
+                 " (conf not rebuilt after truncation or snapshot?)",
                  n->id, have->n, want->n);
 }
 
 void sim_check_node(struct sim *s, struct sim_node *n)
 {
     check_log_matching(s, n);
-    if (!s->opt.safety_only && !s->res->failed)
-        check_conf(s, n);
+    if (!s->opt.safety_only && !s->res->failed) check_conf(s, n);
 }
 
 /* --------------------------------------------------- leaders and commit */
@@ -253,21 +246,20 @@ static void check_leader_has(struct sim *s, struct sim_node *l, raft_index from,
     raft_index first = raft_first_index(l->r);
     for (raft_index i = from; i <= to && !s->res->failed; i++) {
         const struct sim_commit *c = &ck->committed[i];
-        if (c->commit_term >= t || i < first)
-            continue;
+        if (c->commit_term >= t || i < first) continue;
         const struct raft_entry *e = raft_entry_get(l->r, i);
         if (!e || e->term != c->entry_term)
-            sim_fail(s, "leader completeness: n%" PRIu64 " leads term %" PRIu64
-                        " without entry %" PRIu64 "/%" PRIu64 " committed in term %" PRIu64
-                        " (it holds %s)",
+            sim_fail(s,
+                     "leader completeness: n%" PRIu64 " leads term %" PRIu64
+                     " without entry %" PRIu64 "/%" PRIu64 " committed in term %" PRIu64
+                     " (it holds %s)",
                      l->id, t, i, c->entry_term, c->commit_term, e ? "another term" : "nothing");
     }
 }
 
 static bool durable_on(const struct sim_node *v, raft_index index, raft_term term)
 {
-    if (v->has_snap && v->snap.index > index)
-        return true;
+    if (v->has_snap && v->snap.index > index) return true;
     raft_term dt;
     return sim_disk_term(v, index, &dt) && dt == term;
 }
@@ -293,15 +285,15 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
                      ck->leader_of_term[term], n->id, term);
             return;
         }
-        if (!was_leader)
-            check_leader_has(s, n, 1, ck->commit_max);
+        if (!was_leader) check_leader_has(s, n, 1, ck->commit_max);
     }
     if (role == RAFT_LEADER || was_leader) {
         if (was_leader && commit > n->commit && !s->opt.safety_only) {
             const struct raft_entry *e = raft_entry_get(r, commit);
             if (e && e->term != term)
-                sim_fail(s, "n%" PRIu64 " (leader of term %" PRIu64 ") advanced commit to %" PRIu64
-                            " whose term is %" PRIu64 " (Figure 3.2: only by counting its own term)",
+                sim_fail(s,
+                         "n%" PRIu64 " (leader of term %" PRIu64 ") advanced commit to %" PRIu64
+                         " whose term is %" PRIu64 " (Figure 3.2: only by counting its own term)",
                          n->id, term, commit, e->term);
         }
         if (commit > ck->commit_max && !s->res->failed) {
@@ -309,7 +301,8 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
             for (raft_index i = ck->commit_max + 1; i <= commit; i++) {
                 const struct raft_entry *e = raft_entry_get(r, i);
                 if (!e) {
-                    sim_fail(s, "n%" PRIu64 " commits %" PRIu64 " which it does not hold", n->id, i);
+                    sim_fail(s, "n%" PRIu64 " commits %" PRIu64 " which it does not hold", n->id,
+                             i);
                     return;
                 }
                 ck->committed[i] = (struct sim_commit){.entry_term = e->term, .commit_term = term};
@@ -317,21 +310,21 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
             /* Ground truth: the new commit point is durable on a quorum of
              * the configuration the leader's log says it uses. */
             const struct raft_conf *conf = &s->scratch_conf;
-            if (!conf_from_log(n, &s->scratch_conf))
-                conf = raft_conf_get(r);
+            if (!conf_from_log(n, &s->scratch_conf)) conf = raft_conf_get(r);
             size_t voters = 0, have = 0;
             raft_term et = ck->committed[commit].entry_term;
             for (uint32_t k = 0; k < conf->n; k++) {
-                if (conf->members[k].role != RAFT_VOTER)
-                    continue;
+                if (conf->members[k].role != RAFT_VOTER) continue;
                 voters++;
                 raft_id v = conf->members[k].id;
-                if (v <= SIM_NODES_MAX && s->nodes[v].exists && durable_on(&s->nodes[v], commit, et))
+                if (v <= SIM_NODES_MAX && s->nodes[v].exists &&
+                    durable_on(&s->nodes[v], commit, et))
                     have++;
             }
             if (have * 2 <= voters) {
-                sim_fail(s, "n%" PRIu64 " (leader of term %" PRIu64 ") committed %" PRIu64 "/%" PRIu64
-                            " but it is durable on only %zu of %zu voters",
+                sim_fail(s,
+                         "n%" PRIu64 " (leader of term %" PRIu64 ") committed %" PRIu64 "/%" PRIu64
+                         " but it is durable on only %zu of %zu voters",
                          n->id, term, commit, et, have, voters);
                 return;
             }
@@ -346,8 +339,9 @@ void sim_check_observe(struct sim *s, struct sim_node *n)
             }
         }
     } else if (commit > ck->commit_max) {
-        sim_fail(s, "n%" PRIu64 " (%s, term %" PRIu64 ") has commit %" PRIu64
-                    " beyond anything a leader committed (%" PRIu64 ")",
+        sim_fail(s,
+                 "n%" PRIu64 " (%s, term %" PRIu64 ") has commit %" PRIu64
+                 " beyond anything a leader committed (%" PRIu64 ")",
                  n->id, raft_role_name(role), term, commit, ck->commit_max);
         return;
     }
@@ -372,8 +366,9 @@ void sim_check_apply(struct sim *s, struct sim_node *n, const struct raft_entry 
         return;
     }
     if (ck->committed[i].entry_term != e->term) {
-        sim_fail(s, "n%" PRIu64 " applies %" PRIu64 "/%" PRIu64 " but %" PRIu64 "/%" PRIu64
-                    " was committed",
+        sim_fail(s,
+                 "n%" PRIu64 " applies %" PRIu64 "/%" PRIu64 " but %" PRIu64 "/%" PRIu64
+                 " was committed",
                  n->id, i, e->term, i, ck->committed[i].entry_term);
         return;
     }
@@ -390,8 +385,12 @@ void sim_check_apply(struct sim *s, struct sim_node *n, const struct raft_entry 
                      n->id, i, i - 1);
             return;
         }
-        *h = (struct sim_hist){.set = true, .type = e->type, .term = e->term, .payload_hash = ph,
-                               .chain = sm_after->chain, .version = sm_after->version};
+        *h = (struct sim_hist){.set = true,
+                               .type = e->type,
+                               .term = e->term,
+                               .payload_hash = ph,
+                               .chain = sm_after->chain,
+                               .version = sm_after->version};
         ck->hist_max = i;
         if (effective) {
             grow((void **)&ck->effect[cmd->client], &ck->effect_cap[cmd->client], cmd->seq + 1,
@@ -409,16 +408,16 @@ void sim_check_apply(struct sim *s, struct sim_node *n, const struct raft_entry 
                 raft_conf_apply(&ck->conf, &cc) == 0 && cc.op != RAFT_CONF_REMOVE &&
                 cc.id <= SIM_NODES_MAX)
                 ck->ever_member[cc.id] = true;
-            if (i > s->n_initial)
-                s->res->counts.conf_changes++;
+            if (i > s->n_initial) s->res->counts.conf_changes++;
         }
         return;
     }
     if (h->type != e->type || h->term != e->term || h->payload_hash != ph ||
         h->chain != sm_after->chain)
-        sim_fail(s, "state machine safety: n%" PRIu64 " applies %" PRIu64 "/%" PRIu64
-                    " (type %u) but index %" PRIu64 " was applied as %" PRIu64
-                    "/%" PRIu64 " (type %u)%s",
+        sim_fail(s,
+                 "state machine safety: n%" PRIu64 " applies %" PRIu64 "/%" PRIu64
+                 " (type %u) but index %" PRIu64 " was applied as %" PRIu64 "/%" PRIu64
+                 " (type %u)%s",
                  n->id, i, e->term, e->type, i, i, h->term, h->type,
                  h->payload_hash == ph ? " with a different history before it" : "");
 }
@@ -426,16 +425,16 @@ void sim_check_apply(struct sim *s, struct sim_node *n, const struct raft_entry 
 void sim_check_restore(struct sim *s, struct sim_node *n, const struct sim_sm *sm)
 {
     struct sim_checker *ck = &s->ck;
-    if (sm->applied == 0)
-        return;
+    if (sm->applied == 0) return;
     if (sm->applied >= ck->hist_cap || !ck->hist[sm->applied].set) {
         sim_fail(s, "n%" PRIu64 " restores a snapshot at %" PRIu64 " nobody applied", n->id,
                  sm->applied);
         return;
     }
     if (ck->hist[sm->applied].chain != sm->chain)
-        sim_fail(s, "state machine safety: n%" PRIu64 " restores a snapshot at %" PRIu64
-                    " whose history differs",
+        sim_fail(s,
+                 "state machine safety: n%" PRIu64 " restores a snapshot at %" PRIu64
+                 " whose history differs",
                  n->id, sm->applied);
 }
 
@@ -444,14 +443,14 @@ void sim_check_restore(struct sim *s, struct sim_node *n, const struct sim_sm *s
 void sim_check_send(struct sim *s, struct sim_node *n, const struct raft_msg *m)
 {
     struct sim_checker *ck = &s->ck;
-    if (s->opt.safety_only)
-        return;
+    if (s->opt.safety_only) return;
     if (m->type == RAFT_MSG_VOTE_RESP && !m->reject) {
         for (size_t i = 0; i < ck->votes_n; i++) {
             struct sim_vote *v = &ck->votes[i];
             if (v->voter == n->id && v->term == m->term && v->candidate != m->to) {
-                sim_fail(s, "n%" PRIu64 " granted its term-%" PRIu64 " vote to n%" PRIu64
-                            " and to n%" PRIu64,
+                sim_fail(s,
+                         "n%" PRIu64 " granted its term-%" PRIu64 " vote to n%" PRIu64
+                         " and to n%" PRIu64,
                          n->id, m->term, v->candidate, m->to);
                 return;
             }
@@ -459,16 +458,18 @@ void sim_check_send(struct sim *s, struct sim_node *n, const struct raft_msg *m)
         grow((void **)&ck->votes, &ck->votes_cap, ck->votes_n + 1, sizeof(*ck->votes));
         ck->votes[ck->votes_n++] = (struct sim_vote){n->id, m->term, m->to};
         if (n->hs.term != m->term || n->hs.vote != m->to) {
-            sim_fail(s, "n%" PRIu64 " sends a vote for n%" PRIu64 " in term %" PRIu64
-                        " before it is durable (disk: term %" PRIu64 " vote %" PRIu64 ")",
+            sim_fail(s,
+                     "n%" PRIu64 " sends a vote for n%" PRIu64 " in term %" PRIu64
+                     " before it is durable (disk: term %" PRIu64 " vote %" PRIu64 ")",
                      n->id, m->to, m->term, n->hs.term, n->hs.vote);
             return;
         }
     }
-    if (m->type == RAFT_MSG_VOTE && (n->hs.term < m->term ||
-                                     (n->hs.term == m->term && n->hs.vote != n->id))) {
-        sim_fail(s, "n%" PRIu64 " campaigns in term %" PRIu64 " before its self-vote is durable"
-                    " (disk: term %" PRIu64 " vote %" PRIu64 ")",
+    if (m->type == RAFT_MSG_VOTE &&
+        (n->hs.term < m->term || (n->hs.term == m->term && n->hs.vote != n->id))) {
+        sim_fail(s,
+                 "n%" PRIu64 " campaigns in term %" PRIu64 " before its self-vote is durable"
+                 " (disk: term %" PRIu64 " vote %" PRIu64 ")",
                  n->id, m->term, n->hs.term, n->hs.vote);
         return;
     }
@@ -480,14 +481,16 @@ void sim_check_send(struct sim *s, struct sim_node *n, const struct raft_msg *m)
          m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW ||
          (m->type == RAFT_MSG_READ_INDEX_RESP && !m->reject)) &&
         m->term > n->hs.term) {
-        sim_fail(s, "n%" PRIu64 " sends %s as leader of term %" PRIu64
-                    " before that term is durable (disk: term %" PRIu64 ")",
+        sim_fail(s,
+                 "n%" PRIu64 " sends %s as leader of term %" PRIu64
+                 " before that term is durable (disk: term %" PRIu64 ")",
                  n->id, raft_msg_type_name(m->type), m->term, n->hs.term);
         return;
     }
     if (m->type == RAFT_MSG_APPEND_RESP && !m->reject && m->index > sim_disk_last(n)) {
-        sim_fail(s, "n%" PRIu64 " acknowledges index %" PRIu64 " to n%" PRIu64
-                    " but its disk holds only up to %" PRIu64,
+        sim_fail(s,
+                 "n%" PRIu64 " acknowledges index %" PRIu64 " to n%" PRIu64
+                 " but its disk holds only up to %" PRIu64,
                  n->id, m->index, m->to, sim_disk_last(n));
         return;
     }
@@ -504,8 +507,7 @@ void sim_check_ack(struct sim *s, struct sim_node *n, uint8_t client, uint32_t s
                  client, seq, n->id);
         return;
     }
-    if (e > ck->floor)
-        ck->floor = e;
+    if (e > ck->floor) ck->floor = e;
     s->res->counts.writes_acked++;
 }
 
@@ -522,12 +524,12 @@ void sim_check_read(struct sim *s, struct sim_node *n, raft_index read_index, ra
         return;
     }
     if (n->sm.version < floor) {
-        sim_fail(s, "stale read on n%" PRIu64 ": read index %" PRIu64 ", state version %" PRIu64
-                    ", but write %" PRIu64 " was acknowledged (or seen) before the read began",
+        sim_fail(s,
+                 "stale read on n%" PRIu64 ": read index %" PRIu64 ", state version %" PRIu64
+                 ", but write %" PRIu64 " was acknowledged (or seen) before the read began",
                  n->id, read_index, n->sm.version, floor);
         return;
     }
-    if (n->sm.version > ck->floor)
-        ck->floor = n->sm.version;
+    if (n->sm.version > ck->floor) ck->floor = n->sm.version;
     s->res->counts.reads++;
 }
