@@ -81,8 +81,8 @@ static inline void fx_answer(struct fx *f, struct http_request *req)
 {
     char body[512];
     const struct http_request *r = req;
-    if (strcmp(r->path, "/big") == 0) {
-        size_t n = 3u * 1024u * 1024u + 17u;
+    if (strcmp(r->path, "/big") == 0 || strcmp(r->path, "/huge") == 0) {
+        size_t n = strcmp(r->path, "/big") == 0 ? 3u * 1024u * 1024u + 17u : 32u * 1024u * 1024u;
         char *big = malloc(n);
         for (size_t i = 0; i < n; i++)
             big[i] = (char)('a' + i % 23);
