@@ -1027,6 +1027,8 @@ static void heal(struct sim *s)
     memset(s->blocked, 0, sizeof s->blocked);
 }
 
+static void crash_node(struct sim *s, struct sim_node *n);
+
 static void chaos_crash(struct sim *s)
 {
     /* Half of the crashes hit a node with writes in flight: that is where
@@ -1040,7 +1042,12 @@ static void chaos_crash(struct sim *s)
         if (k) n = &s->nodes[ids[rnd(s, k)]];
     }
     if (!n) n = random_up(s);
-    if (!n) return;
+    if (n) crash_node(s, n);
+}
+
+/* Crashes n now and schedules its restart. */
+static void crash_node(struct sim *s, struct sim_node *n)
+{
     sim_trace(s, "CRASH n%" PRIu64 " (%zu writes lost)", n->id, n->wq_n);
     node_crash(s, n);
     s->res->counts.crashes++;
@@ -1249,6 +1256,7 @@ static void profile_init(struct sim *s)
     p->w_campaign = (uint32_t)rnd(s, 3);
     p->w_snapshot = (uint32_t)rnd(s, 6);
     p->w_decommission = s->opt.membership ? 5 : 1;
+    p->kill_leader_pct = chance(s, 50) ? (uint32_t)rnd(s, 40) : 0;
     p->clients = 2 + (uint32_t)rnd(s, SIM_CLIENTS_MAX - 1);
     p->client_think_ms = 2 + (uint32_t)rnd(s, 30);
     p->read_pct = 10 + (uint32_t)rnd(s, 50);
@@ -1361,6 +1369,12 @@ static void step_event(struct sim *s, struct sim_event *ev)
         if (!n || n->up || n->destroyed || n->inc != ev->inc) return;
         sim_trace(s, "RESTART n%" PRIu64, n->id);
         node_boot(s, n);
+        break;
+    }
+    case SIM_EV_CRASH: {
+        struct sim_node *n = node_up(s, ev->node);
+        if (!n || n->inc != ev->inc || s->final_phase) return;
+        crash_node(s, n);
         break;
     }
     case SIM_EV_HEAL:

@@ -205,6 +205,7 @@ enum sim_event_type {
     SIM_EV_RESTART,
     SIM_EV_HEAL,
     SIM_EV_REPORT, /* transport feedback to a sender (snapshot sent / unreachable) */
+    SIM_EV_CRASH,  /* a new leader dies young (Figure 8 material) */
 };
 
 struct sim_event {
@@ -299,6 +300,7 @@ struct sim_profile {
     uint32_t client_think_ms;
     uint32_t read_pct;
     uint32_t min_voters, max_voters;
+    uint32_t kill_leader_pct; /* chance that a new leader crashes within 40 ms */
 };
 
 struct sim {
