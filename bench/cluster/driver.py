@@ -977,8 +977,8 @@ def print_table(result):
         w("== floor (%s): fdatasync 4 KiB p50 %.1f us (p99 %.1f), loopback RTT p50 %.1f us"
           " (p99 %.1f)\n" % (f["when"], f["fdatasync"]["p50_us"], f["fdatasync"]["p99_us"],
                              f["rtt"]["p50_us"], f["rtt"]["p99_us"]))
-    w("== floor used (median of the probes): %.1f us [%.1f..%.1f]\n"
-      % (fl["floor_us"], fl["floor_us_min"], fl["floor_us_max"]))
+    w("== floor used (lowest probe): %.1f us (median of the probes %.1f, max %.1f)\n"
+      % (fl["floor_us"], fl["floor_us_median"], fl["floor_us_max"]))
     w("== %d round(s) of %ss per workload, medians [min..max]; ratio = stcache/etcd\n"
       % (result["config"]["rounds"], result["config"]["duration_s"]))
     hdr = "%-26s %-8s %18s %8s %8s %8s %7s %9s %8s %7s\n"
@@ -1080,6 +1080,15 @@ def compute_targets(result):
 # ---------------------------------------------------------------------------
 
 
+def floor_summary(probes):
+    """The floor is the lowest probe: others' IO on this shared disk can only
+    make a probe slower (by 40x at times: 80 us vs 4 ms fdatasync p50), and a
+    floor is what the hardware can do, not what it did while disturbed."""
+    floors = [p["floor_us"] for p in probes]
+    return {"probes": probes, "floor_us": min(floors), "rule": "min of probes",
+            "floor_us_median": statistics.median(floors), "floor_us_max": max(floors)}
+
+
 def measure_floor(floor_bin, data_root, when, fsyncs=500, pings=20000):
     def run(argv):
         out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=120)
@@ -1133,7 +1142,12 @@ def main():
     args = ap.parse_args()
     if args.render:
         with open(args.render) as f:
-            print_table(json.load(f))
+            res = json.load(f)
+        # recompute floor and targets with the current rules
+        res["floor"] = floor_summary(res["floor"]["probes"])
+        if res.get("targets"):
+            res["targets"] = compute_targets(res)
+        print_table(res)
         return 0
     if not args.floor:
         ap.error("--floor is required")
@@ -1271,9 +1285,7 @@ def main():
             result["big"] = big
         probes.append(measure_floor(args.floor, tmp, "end"))
         log("floor at end: %s" % json.dumps(probes[-1]))
-        floors = [p["floor_us"] for p in probes]
-        result["floor"] = {"probes": probes, "floor_us": statistics.median(floors),
-                           "floor_us_min": min(floors), "floor_us_max": max(floors)}
+        result["floor"] = floor_summary(probes)
         if len(systems) == 2 and systems[0] == "stcache":
             result["targets"] = compute_targets(result)
     except BaseException:
