@@ -147,7 +147,7 @@ static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
     for (; !g->fail && ok < q->n; ok++) {
         struct wq_item *it = &q->items[ok];
         struct st_log_batch b = it->b;
-        b.entries = q->ents + it->ent_off;
+        b.entries = it->b.n_entries ? q->ents + it->ent_off : NULL;
         b.hard_state = it->has_hs ? &it->hs : NULL;
         int rc = w->store->ops->append(w->store->self, &b);
         if (rc != 0) {

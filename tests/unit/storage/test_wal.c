@@ -358,6 +358,30 @@ TEST(writer_takes_all_queued_batches_into_one_sync)
     st_fs_sim_destroy(sim);
 }
 
+/* A vote persists only hard state: a group with no entries at all must not
+ * form an entry pointer from the (NULL) entry array. UBSan (CI's sanitizer
+ * build, no recover) aborted here on the first election of every node. */
+TEST(writer_persists_hard_state_only_batch)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 1 << 20, &s);
+    struct wctx c;
+    wctx_init(&c);
+    struct st_log_writer *w;
+    ASSERT_EQ(st_log_writer_create(&s, NULL, wcb, &c, &w), 0);
+    struct raft_hard_state hs = {.term = 7, .vote = 3, .commit = 0};
+    struct st_log_batch b = {.hard_state = &hs};
+    uint64_t seq;
+    ASSERT_EQ(st_log_writer_submit(w, &b, &seq), 0);
+    wait_seq(&c, seq);
+    ASSERT_EQ(c.last_status, 0);
+    st_log_writer_destroy(w);
+    s.ops->close(s.self);
+    st_fs_sim_destroy(sim);
+}
+
 TEST(writer_reports_full_disk_then_recovers_and_fatal_sync_stops_it)
 {
     struct st_fs_sim *sim;
