@@ -1067,15 +1067,34 @@ static void report_error(struct cli *c, const char *what)
             code[0] ? ")" : "");
 }
 
-/* Sends one request to the endpoints in order until one answers with
- * something other than "no leader here". Returns 0 with c->resp set (any
- * status), ST_ENOMEM/ST_ETOOBIG for local failures, or ST_EUNAVAILABLE after
- * reporting on stderr why each endpoint failed. */
-static int cluster_request(struct cli *c, const char *method, const char *target,
-                           const char *extra_headers, const void *body, size_t body_len)
+/* True when the response says the cluster is electing a leader: nothing was
+ * applied, and asking again shortly is expected to work. */
+static bool response_says_no_leader(const struct cli_response *r)
 {
-    char reasons[CLI_ENDPOINTS_MAX][160];
-    bool had_503 = false;
+    if (r->status != 503 || r->body_len == 0 || r->body[0] != '{') return false;
+    struct cli_json_token toks[32];
+    size_t n;
+    if (cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) != 0) return false;
+    long ci = cli_json_get(r->body, toks, n, 0, "code");
+    char code[64];
+    return ci >= 0 && cli_json_copy(r->body, &toks[ci], code, sizeof code) == 0 &&
+           strcmp(code, "no_leader") == 0;
+}
+
+/* Sends one request to the endpoints in order until one answers with
+ * something other than "no leader here". When a whole round fails and some
+ * node said no_leader (an election is under way), the round is repeated with
+ * a growing pause (CLI_RETRY_PAUSE_MS_MIN..MAX) until c->timeout_ms has passed
+ * since the first attempt. Returns 0 with c->resp set (any status),
+ * ST_ENOMEM/ST_ETOOBIG for local failures, or ST_EUNAVAILABLE after reporting
+ * on stderr why each endpoint failed in the last round. */
+#define CLI_RETRY_PAUSE_MS_MIN 25
+#define CLI_RETRY_PAUSE_MS_MAX 400
+static int cluster_request_round(struct cli *c, const char *method, const char *target,
+                                 const char *extra_headers, const void *body, size_t body_len,
+                                 int64_t deadline_ms, char (*reasons)[160], bool *had_503,
+                                 bool *electing)
+{
     for (size_t i = 0; i < c->endpoints_n; i++) {
         const struct cli_endpoint *ep = &c->endpoints[i];
         c->head.len = 0;
@@ -1087,7 +1106,9 @@ static int cluster_request(struct cli *c, const char *method, const char *target
                             (unsigned)ep->port, body_len, extra_headers ? extra_headers : "");
         if (rc != 0) return rc;
         const char *why = "";
-        rc = http_exchange(ep, &c->head, body, body_len, c->timeout_ms, &c->rbuf, &c->resp, &why);
+        int64_t left_ms = deadline_ms - now_ms();
+        int exchange_ms = (int)ST_MAX(1, ST_MIN((int64_t)c->timeout_ms, left_ms));
+        rc = http_exchange(ep, &c->head, body, body_len, exchange_ms, &c->rbuf, &c->resp, &why);
         c->endpoint_used = i;
         if (rc == ST_ENOMEM) return rc;
         if (rc != 0) {
@@ -1102,10 +1123,30 @@ static int cluster_request(struct cli *c, const char *method, const char *target
                 if (text[k] == '\n' || text[k] == '\r') text[k] = ' ';
             }
             snprintf(reasons[i], sizeof reasons[i], "HTTP %d %s", c->resp.status, text);
-            had_503 = true;
+            *had_503 = true;
+            *electing = *electing || response_says_no_leader(&c->resp);
             continue;
         }
         return 0;
+    }
+    return ST_EUNAVAILABLE;
+}
+
+static int cluster_request(struct cli *c, const char *method, const char *target,
+                           const char *extra_headers, const void *body, size_t body_len)
+{
+    char reasons[CLI_ENDPOINTS_MAX][160];
+    bool had_503 = false;
+    int64_t deadline_ms = now_ms() + c->timeout_ms;
+    int pause_ms = CLI_RETRY_PAUSE_MS_MIN;
+    for (;;) {
+        bool electing = false;
+        int rc = cluster_request_round(c, method, target, extra_headers, body, body_len,
+                                       deadline_ms, reasons, &had_503, &electing);
+        if (rc != ST_EUNAVAILABLE) return rc;
+        if (!electing || now_ms() + pause_ms >= deadline_ms) break;
+        poll(NULL, 0, pause_ms); /* a pause before asking again, not a synchronisation */
+        pause_ms = ST_MIN(pause_ms * 2, CLI_RETRY_PAUSE_MS_MAX);
     }
     if (c->json) {
         printf("{\"error\":\"no endpoint could serve the request\",\"code\":\"%s\",\"status\":0}\n",

@@ -20,6 +20,7 @@ enum script {
     SCRIPT_GARBAGE,   /* not HTTP at all */
     SCRIPT_NO_LEADER, /* 503 {"code":"no_leader"} */
     SCRIPT_OK,        /* 200 "fine" */
+    SCRIPT_ELECTION,  /* first connection: 503 no_leader; later ones: 200 "fine" */
 };
 
 struct server {
@@ -95,6 +96,13 @@ static void *server_main(void *arg)
                 break;
             case SCRIPT_OK:
                 write_all(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine");
+                break;
+            case SCRIPT_ELECTION:
+                if (i == 0)
+                    write_all(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 40\r\n\r\n"
+                                 "{\"error\":\"no leader\",\"code\":\"no_leader\"}");
+                else
+                    write_all(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine");
                 break;
             }
         }
@@ -253,13 +261,33 @@ TEST(failover_reports_unavailable_when_no_endpoint_serves)
 {
     struct server leaderless;
     server_start(&leaderless, SCRIPT_NO_LEADER, 1);
-    struct cli c = {.timeout_ms = 5000};
+    struct cli c = {.timeout_ms = 300}; /* retry rounds stop at the overall deadline */
     c.endpoints[0] = endpoint(leaderless.port);
     c.endpoints[1] = endpoint(dead_port());
     c.endpoints_n = 2;
     int rc = cluster_request(&c, "GET", "/kv/k", NULL, NULL, 0);
     server_join(&leaderless);
     ASSERT_EQ(rc, ST_EUNAVAILABLE);
+    buf_free(&c.head);
+    buf_free(&c.rbuf);
+}
+
+/* During an election every node answers 503 no_leader for a few hundred ms:
+ * the client must ride through it (retry the list until --timeout) instead of
+ * failing at the first round (cluster/cli was flaky on this). */
+TEST(failover_retries_through_an_election_until_the_deadline)
+{
+    struct server electing;
+    server_start(&electing, SCRIPT_ELECTION, 2);
+    struct cli c = {.timeout_ms = 5000};
+    c.endpoints[0] = endpoint(electing.port);
+    c.endpoints_n = 1;
+    int rc = cluster_request(&c, "GET", "/kv/k", NULL, NULL, 0);
+    shutdown(electing.fd, SHUT_RDWR); /* unblocks accept() if the retry never came */
+    server_join(&electing);
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(c.resp.status, 200);
+    ASSERT_MEMEQ(c.resp.body, "fine", 4);
     buf_free(&c.head);
     buf_free(&c.rbuf);
 }
