@@ -677,13 +677,31 @@ static void proxy_to_leader(struct api_req *ar, const char *method, const char *
     if (rc) respond_error(ar, 503, "no_leader", "the leader could not be reached");
 }
 
-static void route_members_post(struct api *a, struct http_request *req)
+/* An admin request object, or NULL after answering 503 (the pool is empty). */
+static struct api_req *admin_req_get(struct api *a, struct http_request *req)
 {
     struct api_req *ar = req_get(a, req, NODE_ROUTE_ADMIN);
-    if (!ar) {
-        http_response_error(req, 503, ST_ENOMEM, "out of memory");
-        return;
-    }
+    if (!ar) http_response_error(req, 503, ST_ENOMEM, "out of memory");
+    return ar;
+}
+
+/* Answers an admin operation that did not start (rc != 0): a follower proxies
+ * the same request (method, target) to the leader; ST_ENOENT is 404; anything
+ * else maps through respond_code. rc == 0: nothing, admin_done_cb answers. */
+static void admin_not_started(struct api_req *ar, int rc, const char *method, const char *target)
+{
+    if (rc == ST_ENOTLEADER)
+        proxy_to_leader(ar, method, target);
+    else if (rc == ST_ENOENT)
+        respond_error(ar, 404, "not_found", "no such member");
+    else if (rc)
+        respond_code(ar, rc);
+}
+
+static void route_members_post(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = admin_req_get(a, req);
+    if (!ar) return;
     const char *body = (const char *)req->body;
     struct jsonr_span doc = {body, req->body_len}, v;
     uint64_t id = 0;
@@ -706,19 +724,13 @@ static void route_members_post(struct api *a, struct http_request *req)
     ar->kind = API_JOIN;
     ar->member_id = id;
     int rc = node_member_add_learner(a->node, id, raft_addr, http_addr, admin_done_cb, ar);
-    if (rc == ST_ENOTLEADER)
-        proxy_to_leader(ar, "POST", "/cluster/members");
-    else if (rc)
-        respond_code(ar, rc);
+    admin_not_started(ar, rc, "POST", "/cluster/members");
 }
 
 static void route_seed_join(struct api *a, struct http_request *req)
 {
-    struct api_req *ar = req_get(a, req, NODE_ROUTE_ADMIN);
-    if (!ar) {
-        http_response_error(req, 503, ST_ENOMEM, "out of memory");
-        return;
-    }
+    struct api_req *ar = admin_req_get(a, req);
+    if (!ar) return;
     char raft_addr[NODE_ADDR_MAX], http_addr[NODE_ADDR_MAX] = "", idtext[32], host[NODE_ADDR_MAX];
     uint16_t port;
     uint64_t id = 0;
@@ -732,23 +744,16 @@ static void route_seed_join(struct api *a, struct http_request *req)
     ar->kind = API_SEED_JOIN;
     ar->member_id = id;
     int rc = node_member_add_learner(a->node, id, raft_addr, http_addr, admin_done_cb, ar);
-    if (rc == ST_ENOTLEADER) {
-        char target[3 * NODE_ADDR_MAX + 96];
-        snprintf(target, sizeof target, "/join?%.*s", (int)req->query_len, req->query);
-        proxy_to_leader(ar, "GET", target);
-    } else if (rc) {
-        respond_code(ar, rc);
-    }
+    char target[3 * NODE_ADDR_MAX + 96];
+    snprintf(target, sizeof target, "/join?%.*s", (int)req->query_len, req->query);
+    admin_not_started(ar, rc, "GET", target);
 }
 
 static void route_member_delete(struct api *a, struct http_request *req, const char *idtext,
                                 size_t len)
 {
-    struct api_req *ar = req_get(a, req, NODE_ROUTE_ADMIN);
-    if (!ar) {
-        http_response_error(req, 503, ST_ENOMEM, "out of memory");
-        return;
-    }
+    struct api_req *ar = admin_req_get(a, req);
+    if (!ar) return;
     char tmp[32];
     uint64_t id = 0;
     if (len == 0 || len >= sizeof tmp) {
@@ -764,24 +769,15 @@ static void route_member_delete(struct api *a, struct http_request *req, const c
     ar->kind = API_REMOVE;
     ar->member_id = id;
     int rc = node_member_remove(a->node, id, admin_done_cb, ar);
-    if (rc == ST_ENOTLEADER) {
-        char target[64];
-        snprintf(target, sizeof target, "/cluster/members/%" PRIu64, id);
-        proxy_to_leader(ar, "DELETE", target);
-    } else if (rc == ST_ENOENT) {
-        respond_error(ar, 404, "not_found", "no such member");
-    } else if (rc) {
-        respond_code(ar, rc);
-    }
+    char target[64];
+    snprintf(target, sizeof target, "/cluster/members/%" PRIu64, id);
+    admin_not_started(ar, rc, "DELETE", target);
 }
 
 static void route_transfer(struct api *a, struct http_request *req)
 {
-    struct api_req *ar = req_get(a, req, NODE_ROUTE_ADMIN);
-    if (!ar) {
-        http_response_error(req, 503, ST_ENOMEM, "out of memory");
-        return;
-    }
+    struct api_req *ar = admin_req_get(a, req);
+    if (!ar) return;
     char idtext[32];
     uint64_t id = 0;
     if (query_param(req, "to", idtext, sizeof idtext) != 1 || parse_u64(idtext, &id) != 0 ||
@@ -792,26 +788,18 @@ static void route_transfer(struct api *a, struct http_request *req)
     ar->kind = API_TRANSFER;
     ar->member_id = id;
     int rc = node_transfer(a->node, id, admin_done_cb, ar);
-    if (rc == ST_ENOTLEADER) {
-        char target[64];
-        snprintf(target, sizeof target, "/cluster/transfer?to=%" PRIu64, id);
-        proxy_to_leader(ar, "POST", target);
-    } else if (rc == ST_ENOENT) {
-        respond_error(ar, 404, "not_found", "no such member");
-    } else if (rc == ST_EINVAL) {
+    char target[64];
+    snprintf(target, sizeof target, "/cluster/transfer?to=%" PRIu64, id);
+    if (rc == ST_EINVAL)
         respond_error(ar, 400, "bad_request", "the target is not a voter");
-    } else if (rc) {
-        respond_code(ar, rc);
-    }
+    else
+        admin_not_started(ar, rc, "POST", target);
 }
 
 static void route_snapshot(struct api *a, struct http_request *req)
 {
-    struct api_req *ar = req_get(a, req, NODE_ROUTE_ADMIN);
-    if (!ar) {
-        http_response_error(req, 503, ST_ENOMEM, "out of memory");
-        return;
-    }
+    struct api_req *ar = admin_req_get(a, req);
+    if (!ar) return;
     raft_index index = 0;
     int rc = node_snapshot_now(a->node, &index);
     if (rc) {
