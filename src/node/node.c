@@ -21,6 +21,7 @@
 #define MOD "node"
 #define NODE_SCRATCH_BYTES (64u * 1024u)
 #define NODE_READIES_PER_PASS 64
+#define NODE_HS_IDLE_TICKS 10 /* quiet ticks before a commit-only hard state is written */
 #define NODE_JOIN_RETRY_MS 300
 #define NODE_JOIN_ATTEMPTS_MAX 200
 
@@ -870,8 +871,17 @@ static void process_one_ready(struct node *n)
         for (size_t i = 0; i < rd.n_entries; i++)
             if (rd.entries[i].type == RAFT_ENTRY_CONF) n->conf_dirty = true;
     }
-    if (rd.hard_state_changed) b.hard_state = &rd.hard_state;
-    bool write = b.snapshot_index || b.n_entries || b.hard_state;
+    /* A new term or vote must be durable before anything that depends on it
+     * is sent; a new commit index alone is not (etcd's MustSync): it is
+     * written with the next batch that syncs anyway. */
+    if (rd.hard_state_changed) n->hs_cur = rd.hard_state;
+    bool hs_must_sync = n->hs_cur.term != n->hs_written.term || n->hs_cur.vote != n->hs_written.vote;
+    bool write = b.snapshot_index || b.n_entries || hs_must_sync;
+    if (write && memcmp(&n->hs_cur, &n->hs_written, sizeof n->hs_cur) != 0) {
+        b.hard_state = &n->hs_cur;
+        n->hs_written = n->hs_cur;
+    }
+    if (write) n->hs_idle_ticks = 0;
     if (write || rd.n_msgs_after_persist) {
         struct node_persist *p = persist_get(n);
         int rc = p ? 0 : ST_ENOMEM;
@@ -1024,12 +1034,37 @@ static void promote_learners(struct node *n)
     }
 }
 
+/* Writes a commit index the WAL lacks once the log has been quiet for a
+ * while (a busy log carries it with its next batch). */
+static void hard_state_flush_idle(struct node *n)
+{
+    if (memcmp(&n->hs_cur, &n->hs_written, sizeof n->hs_cur) == 0) return;
+    if (++n->hs_idle_ticks < NODE_HS_IDLE_TICKS || n->persist_inflight) return;
+    struct node_persist *p = persist_get(n);
+    if (!p) return; /* out of memory: try again next tick */
+    struct st_log_batch b;
+    memset(&b, 0, sizeof b);
+    b.hard_state = &n->hs_cur;
+    p->submit_us = node_now_us();
+    int rc = st_log_writer_submit(n->writer, &b, &p->seq);
+    if (rc) {
+        persist_release(n, p);
+        if (rc != ST_EBUSY) node_fatal(n, rc, "cannot queue a WAL write");
+        return;
+    }
+    n->m.write_batches++;
+    n->hs_written = n->hs_cur;
+    n->hs_idle_ticks = 0;
+    persist_enqueue(n, p);
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     struct node *n = t->data;
     if (!n->running || n->stopping || n->fatal) return;
     raft_tick(n->raft);
     n->ticks++;
+    hard_state_flush_idle(n);
     uint64_t now = node_now_us();
     node_waiters_expire(n, now);
     if (n->admin_retry.head) node_client_retry_admin(n);
@@ -1211,6 +1246,7 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     struct raft_bootstrap_state bs;
     memset(&bs, 0, sizeof bs);
     bs.hard_state = state.log.hard_state;
+    n->hs_cur = n->hs_written = bs.hard_state;
     bs.snapshot = state.has_snapshot ? &state.snapshot.meta : NULL;
     bs.entries = state.log.entries;
     bs.n_entries = state.log.n_entries;

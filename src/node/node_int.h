@@ -233,6 +233,13 @@ struct node {
     struct node_persist *persist_head, *persist_tail;
     struct node_persist *persist_free;
     uint64_t persist_inflight;
+    /* Hard state: the newest from the core, and the newest given to the WAL.
+     * A change of the commit index alone is not worth an fdatasync (it is a
+     * hint: a restarted node learns the commit from the leader); it rides
+     * with the next batch that must sync, or is written once the log has
+     * been quiet for NODE_HS_IDLE_TICKS. */
+    struct raft_hard_state hs_cur, hs_written;
+    uint32_t hs_idle_ticks;
 
     /* waiters */
     struct node_waiter **slabs;
