@@ -1092,8 +1092,8 @@ static bool response_says_no_leader(const struct cli_response *r)
 #define CLI_RETRY_PAUSE_MS_MAX 400
 static int cluster_request_round(struct cli *c, const char *method, const char *target,
                                  const char *extra_headers, const void *body, size_t body_len,
-                                 int64_t deadline_ms, char (*reasons)[160], bool *had_503,
-                                 bool *electing)
+                                 int64_t deadline_ms, bool first_round, char (*reasons)[160],
+                                 bool *had_503, bool *electing)
 {
     for (size_t i = 0; i < c->endpoints_n; i++) {
         const struct cli_endpoint *ep = &c->endpoints[i];
@@ -1106,8 +1106,12 @@ static int cluster_request_round(struct cli *c, const char *method, const char *
                             (unsigned)ep->port, body_len, extra_headers ? extra_headers : "");
         if (rc != 0) return rc;
         const char *why = "";
+        /* --timeout is per endpoint: the first round gives each one all of
+         * it (a paused first endpoint must not leave the next one nothing);
+         * repeated rounds (an election) stop at the overall deadline. */
         int64_t left_ms = deadline_ms - now_ms();
-        int exchange_ms = (int)ST_MAX(1, ST_MIN((int64_t)c->timeout_ms, left_ms));
+        int exchange_ms =
+            first_round ? c->timeout_ms : (int)ST_MAX(1, ST_MIN((int64_t)c->timeout_ms, left_ms));
         rc = http_exchange(ep, &c->head, body, body_len, exchange_ms, &c->rbuf, &c->resp, &why);
         c->endpoint_used = i;
         if (rc == ST_ENOMEM) return rc;
@@ -1139,10 +1143,10 @@ static int cluster_request(struct cli *c, const char *method, const char *target
     bool had_503 = false;
     int64_t deadline_ms = now_ms() + c->timeout_ms;
     int pause_ms = CLI_RETRY_PAUSE_MS_MIN;
-    for (;;) {
+    for (bool first = true;; first = false) {
         bool electing = false;
         int rc = cluster_request_round(c, method, target, extra_headers, body, body_len,
-                                       deadline_ms, reasons, &had_503, &electing);
+                                       deadline_ms, first, reasons, &had_503, &electing);
         if (rc != ST_EUNAVAILABLE) return rc;
         if (!electing || now_ms() + pause_ms >= deadline_ms) break;
         poll(NULL, 0, pause_ms); /* a pause before asking again, not a synchronisation */
