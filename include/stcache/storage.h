@@ -284,10 +284,14 @@ struct st_log_writer_result {
     raft_index durable_index; /* last durable entry's index (0: none) */
     raft_term durable_term;
     struct raft_hard_state hard_state;
+    /* true: delivered by st_log_writer_write_now on the caller's thread,
+     * before it returns; false: on the writer's own thread. */
+    bool on_caller_thread;
 };
 
-/* Called on the WRITER thread, once per group commit, in seq order. Must not
- * block for long and must not call back into the writer's submit. */
+/* Called on the WRITER thread, once per group commit, in seq order (or on
+ * the caller's thread inside st_log_writer_write_now). Must not block for
+ * long and must not call back into the writer's submit. */
 typedef void (*st_log_writer_cb)(void *ctx, const struct st_log_writer_result *res);
 
 struct st_log_writer_config {
@@ -306,6 +310,17 @@ int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_
  * ST_EBUSY when the queue is full, ST_EFATAL after a fatal sync failure,
  * ST_ECLOSED after stop. */
 int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, uint64_t *seq_out);
+/* The same batch written and synced on the CALLING thread, when the writer
+ * is idle (nothing queued, encoding or syncing): no hand-off to the writer's
+ * threads and back, which at low load costs more than the write itself.
+ * The callback runs on the calling thread before this returns (with
+ * on_caller_thread set), with the batch's sequence number in *seq_out and
+ * its status (a failed batch is reported like one submitted). Returns 0 once
+ * the batch was attempted, ST_EBUSY when the writer is not idle (submit it
+ * instead: order is kept either way), ST_EFATAL or ST_ECLOSED as submit. The
+ * caller's thread blocks for one append and one fdatasync. */
+int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *b,
+                            uint64_t *seq_out);
 /* Finishes every queued batch (its callbacks run), stops and joins the
  * thread, frees the writer. The store stays open. */
 void st_log_writer_destroy(struct st_log_writer *w);

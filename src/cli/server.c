@@ -35,6 +35,8 @@ static const char server_usage[] =
     "  --max-key-bytes N       (default 1024)\n"
     "  --max-value-bytes N     (default 1048576)\n"
     "  --request-timeout-ms N  (default 5000)\n"
+    "  --wal-inline-max-us N   sync the WAL on the loop thread while batches take\n"
+    "                          less than N us (default 2000; 0 = writer threads only)\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
     "With no flag at all and an empty ./data, bootstraps node 1 on 127.0.0.1:7001/8001.\n"

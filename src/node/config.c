@@ -33,6 +33,7 @@ void node_config_default(struct node_config *cfg)
     cfg->promote_lag_entries = 64;
     cfg->seed = 0;
     cfg->snapshot_step_bytes = 1u << 20;
+    cfg->wal_inline_max_us = 2000;
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -317,6 +318,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"request-timeout-ms", 1, 3600000, 32, &cfg->request_timeout_ms},
         {"purge-interval-ms", 1, 3600000, 32, &cfg->purge_interval_ms},
         {"seed", 0, UINT64_MAX, 64, &cfg->seed},
+        {"wal-inline-max-us", 0, 1000000, 32, &cfg->wal_inline_max_us},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(nums); i++) {
         if (strcmp(name, nums[i].name) != 0) continue;

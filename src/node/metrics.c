@@ -135,6 +135,9 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
             m->snapshots_installed);
     counter(&o, "stcache_wal_batches_total", "Batches submitted to the WAL writer.",
             m->write_batches);
+    counter(&o, "stcache_wal_inline_batches_total",
+            "WAL batches written and synced on the loop thread (writer idle).",
+            m->wal_inline_batches);
     counter(&o, "stcache_learners_promoted_total", "Learner promotions proposed.",
             m->learners_promoted);
     counter(&o, "stcache_purges_proposed_total", "PURGE_EXPIRED commands proposed.",

@@ -21,6 +21,7 @@
 #define MOD "node"
 #define NODE_SCRATCH_BYTES (64u * 1024u)
 #define NODE_READIES_PER_PASS 64
+#define NODE_WAL_INLINE_BACKOFF_US 1000000u /* inline WAL writes off after a slow batch */
 #define NODE_HS_IDLE_TICKS 10 /* quiet ticks before a commit-only hard state is written */
 #define NODE_JOIN_RETRY_MS 300
 #define NODE_JOIN_ATTEMPTS_MAX 200
@@ -671,7 +672,10 @@ static void persist_drain(struct node *n)
         if (!n->persist_head) n->persist_tail = NULL;
         if (p->seq) {
             n->persist_inflight--;
-            node_hist_add(&n->m.fsync, done_us > p->submit_us ? done_us - p->submit_us : 0);
+            uint64_t took = done_us > p->submit_us ? done_us - p->submit_us : 0;
+            node_hist_add(&n->m.fsync, took);
+            if (took > n->cfg.wal_inline_max_us)
+                n->wal_inline_off_until_us = done_us + NODE_WAL_INLINE_BACKOFF_US;
         }
         for (size_t i = 0; i < p->n_msgs && n->tr && !n->stopping; i++)
             send_msg(n, &p->msgs[i]);
@@ -694,7 +698,8 @@ static void writer_cb(void *ctx, const struct st_log_writer_result *res)
     if (res->seq > n->w_done_seq) n->w_done_seq = res->seq;
     n->w_done_us = now;
     uv_mutex_unlock(&n->wmu);
-    uv_async_send(&n->persist_async);
+    /* inline (write_now on the loop): process_one_ready drains it */
+    if (!res->on_caller_thread) uv_async_send(&n->persist_async);
 }
 
 static void persist_async_cb(uv_async_t *h)
@@ -833,6 +838,24 @@ static void soft_state(struct node *n, const struct raft_ready *rd)
     if (leader_changed) node_client_leader_changed(n, rd->leader);
 }
 
+/* Hands a batch to the WAL: written and synced right here when the writer
+ * is idle and the disk has been quick (st_log_writer_write_now: no thread
+ * hand-offs, which at low load cost more than the write), else queued for
+ * the writer's threads (group commit while this thread goes on). */
+static int wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq)
+{
+    if (n->cfg.wal_inline_max_us && node_now_us() >= n->wal_inline_off_until_us) {
+        int rc = st_log_writer_write_now(n->writer, b, seq);
+        if (rc == 0) {
+            n->wal_inline_done = true;
+            n->m.wal_inline_batches++;
+            return 0;
+        }
+        if (rc != ST_EBUSY) return rc;
+    }
+    return st_log_writer_submit(n->writer, b, seq);
+}
+
 static void process_one_ready(struct node *n)
 {
     struct raft_ready rd;
@@ -864,7 +887,12 @@ static void process_one_ready(struct node *n)
          * above the snapshot too (raft.h, struct raft_ready). */
         b.truncate_from = rd.snapshot->index + 1;
     }
-    /* 2. Hard state and entries to the writer thread (group commit). */
+    /* 2. Messages that may precede durability, first: a leader's appends
+     * overlap its own disk write (thesis 10.2.1), also when that write
+     * blocks this thread (wal_write). */
+    for (size_t i = 0; i < rd.n_msgs; i++)
+        send_msg(n, &rd.msgs[i]);
+    /* 3. Hard state and entries to the WAL (group commit). */
     if (rd.n_entries) {
         b.entries = rd.entries;
         b.n_entries = rd.n_entries;
@@ -894,7 +922,7 @@ static void process_one_ready(struct node *n)
             for (size_t i = 0; i < rd.n_msgs_after_persist && rc == 0; i++)
                 rc = persist_copy_msg(p, &rd.msgs_after_persist[i]);
             if (rc == 0 && write) {
-                rc = st_log_writer_submit(n->writer, &b, &p->seq);
+                rc = wal_write(n, &b, &p->seq);
                 n->m.write_batches++;
             }
         }
@@ -906,10 +934,6 @@ static void process_one_ready(struct node *n)
         }
         persist_enqueue(n, p);
     }
-    /* 3. Messages that may precede durability (a leader's appends overlap
-     * its own disk write: thesis 10.2.1). */
-    for (size_t i = 0; i < rd.n_msgs; i++)
-        send_msg(n, &rd.msgs[i]);
     /* 5. Apply what is committed; complete waiting clients. */
     raft_index applied_before = n->applied;
     apply_committed(n, rd.committed, rd.n_committed);
@@ -919,8 +943,10 @@ static void process_one_ready(struct node *n)
     raft_ready_ack(n->raft, &rd);
     if (n->applied > applied_before || rd.snapshot) raft_applied(n->raft, n->applied);
     node_client_serve_reads(n);
-    /* msgs-only requests at the head complete at once. */
-    if (n->persist_head && n->persist_head->seq == 0) persist_drain(n);
+    /* msgs-only requests at the head complete at once, and so does a batch
+     * wal_write made durable on this thread. */
+    if (n->persist_head && (n->persist_head->seq == 0 || n->wal_inline_done)) persist_drain(n);
+    n->wal_inline_done = false;
 }
 
 static void idle_cb(uv_idle_t *h)

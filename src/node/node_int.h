@@ -167,6 +167,7 @@ struct node_metrics {
     uint64_t snapshots_taken;
     uint64_t snapshots_installed;
     uint64_t write_batches;
+    uint64_t wal_inline_batches;
     uint64_t learners_promoted;
     uint64_t purges_proposed;
     uint64_t readies;
@@ -240,6 +241,10 @@ struct node {
      * been quiet for NODE_HS_IDLE_TICKS. */
     struct raft_hard_state hs_cur, hs_written;
     uint32_t hs_idle_ticks;
+    /* WAL writes on the loop thread (cfg.wal_inline_max_us): off until this
+     * time after a batch took too long. */
+    uint64_t wal_inline_off_until_us;
+    bool wal_inline_done; /* a write_now completed in this ready */
 
     /* waiters */
     struct node_waiter **slabs;

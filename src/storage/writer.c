@@ -113,11 +113,12 @@ static int wq_push(struct wq *q, const struct st_log_batch *b, uint64_t seq)
     return 0;
 }
 
-static void report(struct st_log_writer *w, uint64_t seq, int status)
+static void report(struct st_log_writer *w, uint64_t seq, int status, bool on_caller)
 {
     struct st_log_writer_result r = {
         .seq = seq,
         .status = status,
+        .on_caller_thread = on_caller,
         .durable_index = w->durable_index,
         .durable_term = w->durable_term,
         .hard_state = w->hs,
@@ -130,6 +131,28 @@ static void set_fatal(struct st_log_writer *w)
     pthread_mutex_lock(&w->mu);
     w->fatal = true;
     pthread_mutex_unlock(&w->mu);
+}
+
+/* Appends one batch to the store and advances what it leaves as the last
+ * entry and the hard state. */
+static int append_one(struct st_log_writer *w, const struct st_log_batch *b, raft_index *idx,
+                      raft_term *term, struct raft_hard_state *hs)
+{
+    int rc = w->store->ops->append(w->store->self, b);
+    if (rc != 0) return rc;
+    if (b->snapshot_index > *idx) {
+        *idx = b->snapshot_index;
+        *term = b->snapshot_term;
+    }
+    if (b->n_entries) {
+        *idx = b->entries[b->n_entries - 1].index;
+        *term = b->entries[b->n_entries - 1].term;
+    } else if (b->truncate_from && b->truncate_from <= *idx) {
+        *idx = b->truncate_from - 1; /* term of the new last entry unknown here */
+        *term = 0;
+    }
+    if (b->hard_state) *hs = *b->hard_state;
+    return 0;
 }
 
 /* Encoder: appends a group, returns its summary. */
@@ -149,23 +172,11 @@ static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
         struct st_log_batch b = it->b;
         b.entries = it->b.n_entries ? q->ents + it->ent_off : NULL;
         b.hard_state = it->has_hs ? &it->hs : NULL;
-        int rc = w->store->ops->append(w->store->self, &b);
+        int rc = append_one(w, &b, &idx, &term, &hs);
         if (rc != 0) {
             g->fail = rc;
             break;
         }
-        if (b.snapshot_index > idx) {
-            idx = b.snapshot_index;
-            term = b.snapshot_term;
-        }
-        if (b.n_entries) {
-            idx = b.entries[b.n_entries - 1].index;
-            term = b.entries[b.n_entries - 1].term;
-        } else if (b.truncate_from && b.truncate_from <= idx) {
-            idx = b.truncate_from - 1; /* term of the new last entry unknown here */
-            term = 0;
-        }
-        if (b.hard_state) hs = *b.hard_state;
     }
     if (ok > 0) {
         g->ok_seq = q->items[ok - 1].seq;
@@ -190,7 +201,7 @@ static void take_input(struct st_log_writer *w)
     w->encoding = true;
 }
 
-static void sync_and_report(struct st_log_writer *w, const struct group *g)
+static void sync_and_report(struct st_log_writer *w, const struct group *g, bool on_caller)
 {
     if (g->ok_seq) {
         int rc = w->store->ops->sync(w->store->self);
@@ -198,15 +209,15 @@ static void sync_and_report(struct st_log_writer *w, const struct group *g)
             set_fatal(w);
             ST_TRACE_ERROR("storage", "log writer: sync failed (%s): storage is fatal",
                            st_strerror(rc));
-            report(w, g->last_seq, ST_EFATAL);
+            report(w, g->last_seq, ST_EFATAL, on_caller);
             return;
         }
         w->durable_index = g->index;
         w->durable_term = g->term;
         w->hs = g->hs;
-        report(w, g->ok_seq, 0);
+        report(w, g->ok_seq, 0, on_caller);
     }
-    if (g->fail) report(w, g->last_seq, g->fail);
+    if (g->fail) report(w, g->last_seq, g->fail, on_caller);
 }
 
 /* The encoder only helps while the syncer is busy in a sync: it encodes the
@@ -271,7 +282,7 @@ static void *syncer_main(void *arg)
         w->syncing = true;
         pthread_cond_broadcast(&w->cond);
         pthread_mutex_unlock(&w->mu);
-        sync_and_report(w, &g);
+        sync_and_report(w, &g, false);
         pthread_mutex_lock(&w->mu);
         w->syncing = false;
         pthread_cond_broadcast(&w->cond);
@@ -332,6 +343,57 @@ int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, 
     }
     pthread_mutex_unlock(&w->mu);
     return rc;
+}
+
+int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *b,
+                            uint64_t *seq_out)
+{
+    pthread_mutex_lock(&w->mu);
+    int rc = 0;
+    if (w->fatal)
+        rc = ST_EFATAL;
+    else if (w->stop)
+        rc = ST_ECLOSED;
+    else if (w->in.n > 0 || w->encoding || w->syncing || w->n_groups > 0)
+        rc = ST_EBUSY;
+    if (rc) {
+        pthread_mutex_unlock(&w->mu);
+        return rc;
+    }
+    /* Both roles taken: the threads find nothing to do until we are done,
+     * and a submit from the callback (forbidden anyway) would queue. */
+    w->encoding = true;
+    w->syncing = true;
+    uint64_t seq = w->next_seq++;
+    pthread_mutex_unlock(&w->mu);
+    *seq_out = seq;
+
+    struct group g;
+    memset(&g, 0, sizeof g);
+    raft_index idx = w->enc_index;
+    raft_term term = w->enc_term;
+    struct raft_hard_state hs = w->enc_hs;
+    g.fail = append_one(w, b, &idx, &term, &hs);
+    if (g.fail == 0) {
+        g.ok_seq = seq;
+        w->enc_index = idx;
+        w->enc_term = term;
+        w->enc_hs = hs;
+    } else if (g.fail == ST_EFATAL) {
+        set_fatal(w);
+    }
+    g.index = w->enc_index;
+    g.term = w->enc_term;
+    g.hs = w->enc_hs;
+    g.last_seq = seq;
+    sync_and_report(w, &g, true);
+
+    pthread_mutex_lock(&w->mu);
+    w->encoding = false;
+    w->syncing = false;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
 }
 
 void st_log_writer_destroy(struct st_log_writer *w)
