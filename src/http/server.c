@@ -90,6 +90,8 @@ struct http_conn {
     size_t rstart, rlen;   /* unparsed bytes: rbuf[rstart, rstart + rlen) */
     struct http_slot *cur; /* slot being parsed, NULL between requests */
     uint64_t cur_start_ms; /* loop time when cur began (request_timeout_ms) */
+    uint64_t active_ms;    /* loop time of the last activity (idle_timeout_ms) */
+    uint64_t timer_due_ms; /* when the armed timer fires (valid while active) */
     uint32_t head, count;  /* ring */
     uint32_t in_handler;
     struct http_slot slots[];
@@ -343,6 +345,26 @@ static int header_ok(const char *s, int is_name)
     return 1;
 }
 
+static size_t put_str(char *p, const char *str)
+{
+    size_t n = strlen(str);
+    memcpy(p, str, n);
+    return n;
+}
+
+static size_t put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
 static int slot_serialize(struct http_slot *s, int status, const char *content_type,
                           const struct http_header *extra, size_t n_extra, const void *body,
                           size_t body_len)
@@ -356,24 +378,38 @@ static int slot_serialize(struct http_slot *s, int status, const char *content_t
     int send_body = !no_body_status && req->verb != HTTP_VERB_HEAD;
     size_t need = est + (send_body ? body_len : 0);
     if (buf_reserve(&s->out, &s->out_cap, need) != 0) return ST_ENOMEM;
+    /* Assembled by hand: snprintf's format parsing was most of the cost of
+     * a response head (est above bounds every piece). */
     char *p = s->out;
     size_t room = s->out_cap;
-    int n = snprintf(p, room, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
-    size_t len = (size_t)n;
-    if (!no_body_status)
-        len += (size_t)snprintf(p + len, room - len, "Content-Length: %zu\r\n", body_len);
-    if (content_type && header_ok(content_type, 0))
-        len += (size_t)snprintf(p + len, room - len, "Content-Type: %s\r\n", content_type);
+    size_t len = put_str(p, "HTTP/1.1 ");
+    len += put_u64(p + len, (uint64_t)status);
+    p[len++] = ' ';
+    len += put_str(p + len, http_status_text(status));
+    len += put_str(p + len, "\r\n");
+    if (!no_body_status) {
+        len += put_str(p + len, "Content-Length: ");
+        len += put_u64(p + len, body_len);
+        len += put_str(p + len, "\r\n");
+    }
+    if (content_type && header_ok(content_type, 0)) {
+        len += put_str(p + len, "Content-Type: ");
+        len += put_str(p + len, content_type);
+        len += put_str(p + len, "\r\n");
+    }
     for (size_t i = 0; i < n_extra; i++) {
         if (!header_ok(extra[i].name, 1) || !header_ok(extra[i].value, 0))
             continue; /* never let a handler inject a header line */
-        len += (size_t)snprintf(p + len, room - len, "%s: %s\r\n", extra[i].name, extra[i].value);
+        len += put_str(p + len, extra[i].name);
+        len += put_str(p + len, ": ");
+        len += put_str(p + len, extra[i].value);
+        len += put_str(p + len, "\r\n");
     }
     if (s->close_after)
-        len += (size_t)snprintf(p + len, room - len, "Connection: close\r\n");
+        len += put_str(p + len, "Connection: close\r\n");
     else if (s->http10)
-        len += (size_t)snprintf(p + len, room - len, "Connection: keep-alive\r\n");
-    len += (size_t)snprintf(p + len, room - len, "\r\n");
+        len += put_str(p + len, "Connection: keep-alive\r\n");
+    len += put_str(p + len, "\r\n");
     ST_ASSERT(len < room);
     if (send_body && body_len) {
         ST_ASSERT(len + body_len <= room);
@@ -503,6 +539,7 @@ static void conn_close(struct http_conn *c)
 }
 
 static void conn_touch(struct http_conn *c);
+static void conn_arm(struct http_conn *c);
 
 /* The connection timer: idle_timeout_ms after the last activity, or earlier
  * when a request being received reaches request_timeout_ms. */
@@ -520,23 +557,39 @@ static void on_conn_timer(uv_timer_t *t)
         return;
     }
     /* Busy: a request is with the handler or a response is queued. Only a
-     * connection that is idle or stuck mid-request is closed. */
+     * connection that is idle or stuck mid-request is closed. The timer is
+     * not re-armed on every activity (conn_touch), so it may fire early:
+     * then it is armed again for what is left. */
     uint32_t busy = c->count - (c->cur ? 1u : 0u);
     if (busy > 0 || cfg->idle_timeout_ms == 0) {
         conn_touch(c);
+        return;
+    }
+    if (uv_now(c->srv->loop) - c->active_ms < cfg->idle_timeout_ms) {
+        conn_arm(c); /* fired early (see conn_touch) */
         return;
     }
     c->srv->stats.idle_closed++;
     conn_close(c);
 }
 
-static void conn_touch(struct http_conn *c)
+/* Records activity and makes sure the timer fires no later than the next
+ * deadline (idle or request). An armed timer that fires at or before it is
+ * left alone: re-arming on every read and write (a timer-heap removal and
+ * insertion each) was a visible share of the loop's CPU per request; an
+ * early firing re-arms for what is left. */
+static void conn_arm(struct http_conn *c)
 {
     const struct http_server_config *cfg = &c->srv->cfg;
     if (c->closing || c->lingering) return;
+    uint64_t now = uv_now(c->srv->loop);
     uint64_t ms = cfg->idle_timeout_ms;
+    if (ms > 0) {
+        uint64_t idle_deadline = c->active_ms + ms;
+        ms = idle_deadline > now ? idle_deadline - now : 1;
+    }
     if (c->cur && cfg->request_timeout_ms > 0) {
-        uint64_t now = uv_now(c->srv->loop), deadline = c->cur_start_ms + cfg->request_timeout_ms;
+        uint64_t deadline = c->cur_start_ms + cfg->request_timeout_ms;
         uint64_t rem = deadline > now ? deadline - now : 0;
         if (ms == 0 || rem < ms) ms = rem;
     }
@@ -544,7 +597,15 @@ static void conn_touch(struct http_conn *c)
         uv_timer_stop(&c->timer);
         return;
     }
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due_ms <= now + ms) return;
+    c->timer_due_ms = now + ms;
     uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+}
+
+static void conn_touch(struct http_conn *c)
+{
+    c->active_ms = uv_now(c->srv->loop);
+    conn_arm(c);
 }
 
 static void on_shutdown_done(uv_shutdown_t *req, int status)
