@@ -46,6 +46,52 @@ struct kv_state {
     uint32_t heap_cap;
     uint64_t entry_bytes;        /* sum of malloc_usable_size of entries */
     const struct kv_config *cfg; /* the owner's configuration (allocation seam) */
+    /* The open kv_snapshot_begin cursor, NULL if none (then every path below
+     * behaves as without snapshots). While set: no rehash step, no resize,
+     * and an entry of the snapshot's state that is freed or rewritten before
+     * the cursor emitted its bucket is handed to the cursor instead
+     * (entry_release, copy-on-write). */
+    struct kv_snapshot_cursor *cow;
+};
+
+struct snap_writer {
+    uint8_t *buf;
+    size_t len;
+    uint32_t crc;
+    kv_write_cb cb;
+    void *ctx;
+};
+
+/* Walk phases: the tables (buckets emitted whole, so "visited" is exactly
+ * "(table, bucket) before the cursor position"), then the entries retained
+ * for the snapshot, then the trailer. */
+enum cursor_phase {
+    CUR_TABLE0 = 0, /* == table index */
+    CUR_TABLE1 = 1,
+    CUR_RETAINED = 2,
+    CUR_TRAILER = 3,
+};
+
+struct kv_snapshot_cursor {
+    const struct kv *kv;
+    struct kv *registered; /* kv_snapshot_begin: counts in snapshots_open, kv->st.cow */
+    struct snap_writer w;
+    int err;
+    int done;
+    int table;       /* enum cursor_phase */
+    uint64_t bucket; /* next bucket of st->t[table] to emit */
+    /* The snapshot's state S is the kv at begin: entries with a higher
+     * version were written after it and are skipped. */
+    uint64_t version_max;
+    /* Entries of S unlinked (deleted, purged, rewritten) from buckets not yet
+     * emitted, chained by ->next; owned here, emitted after the tables, freed
+     * when the cursor is done, fails or ends. */
+    struct kv_entry *retained;
+    uint64_t retained_n;
+    uint64_t retained_bytes;        /* malloc_usable_size sum (not in entry_bytes) */
+    const struct kv_entry *entry;   /* CUR_RETAINED: next one to emit */
+    uint64_t keys;                  /* in S: the live count at begin */
+    uint64_t written;
 };
 
 struct kv {
@@ -53,7 +99,7 @@ struct kv {
     struct kv_state st;
     uint64_t applied_index;
     int restoring;
-    int snapshots_open; /* cursors from kv_snapshot_begin: no mutation allowed */
+    int snapshots_open; /* cursors from kv_snapshot_begin (at most one) */
 };
 
 /* ---------- hashing: SipHash-1-3 keyed by the configured seed ---------- */
@@ -269,8 +315,13 @@ static uint64_t state_keys(const struct kv_state *st)
     return st->t[0].used + st->t[1].used;
 }
 
+/* A snapshot cursor (st->cow) addresses buckets by (table, index): while
+ * one is open no entry moves between buckets and the tables stay as they are
+ * (rehash_step, rehash_finish_if_done and maybe_resize do nothing); chains
+ * may grow meanwhile, the rehash resumes once the cursor is done. */
 static void rehash_finish_if_done(struct kv_state *st)
 {
+    if (st->cow) return;
     if (st->rehashing && st->t[0].used == 0) {
         free(st->t[0].buckets);
         st->t[0] = st->t[1];
@@ -283,7 +334,7 @@ static void rehash_finish_if_done(struct kv_state *st)
 /* Migrates up to n non-empty buckets (visiting at most 10n empty ones). */
 static void rehash_step(struct kv_state *st, uint32_t n)
 {
-    if (!st->rehashing) return;
+    if (!st->rehashing || st->cow) return;
     uint64_t empty_visits = (uint64_t)n * 10;
     while (n > 0 && st->t[0].used > 0) {
         ST_ASSERT(st->rehash_idx < st->t[0].size);
@@ -334,7 +385,7 @@ static uint64_t next_pow2(uint64_t v)
 static void maybe_resize(struct kv *kv, int allow_shrink)
 {
     struct kv_state *st = &kv->st;
-    if (st->rehashing) return;
+    if (st->rehashing || st->cow) return;
     uint64_t keys = state_keys(st);
     if (keys >= st->t[0].size && st->t[0].size < (1ULL << 32)) {
         (void)rehash_start(st, st->t[0].size * 2);
@@ -379,14 +430,29 @@ static void entry_free(struct kv_state *st, struct kv_entry *e)
     free(e);
 }
 
-/* Unlinks e (found with link in table t) and frees it. */
+static int cow_needs(const struct kv_state *st, const struct kv_entry *e, int t);
+static void cow_retain(struct kv_state *st, struct kv_entry *e);
+
+/* e, found in table t, has just left the table and the expiry heap (e->next
+ * may be reused). Frees it, unless the open snapshot cursor still has to
+ * emit it: then the cursor takes it (copy-on-write). */
+static void entry_release(struct kv_state *st, struct kv_entry *e, int t)
+{
+    ST_ASSERT(e->heap_idx == KV_HEAP_NONE);
+    if (st->cow && cow_needs(st, e, t))
+        cow_retain(st, e);
+    else
+        entry_free(st, e);
+}
+
+/* Unlinks e (found with link in table t) and releases it. */
 static void state_remove(struct kv_state *st, struct kv_entry *e, struct kv_entry **link, int t)
 {
     ST_ASSERT(*link == e);
     *link = e->next;
     st->t[t].used--;
     if (e->heap_idx != KV_HEAP_NONE) heap_remove(st, e);
-    entry_free(st, e);
+    entry_release(st, e, t);
     rehash_finish_if_done(st);
 }
 
@@ -508,6 +574,26 @@ int kv_check_invariants(const struct kv *kv)
     for (uint32_t i = 1; i < st->heap_len; i++)
         KV_CHECK(entry_cmp(st->heap[(i - 1) / 2], st->heap[i]) < 0);
     KV_CHECK(bytes == st->entry_bytes);
+    const struct kv_snapshot_cursor *cur = st->cow;
+    KV_CHECK(!cur || (kv->snapshots_open == 1 && cur->registered == kv));
+    if (cur && cur->table < CUR_RETAINED) {
+        /* Every entry of S is emitted, still in an unvisited bucket, or
+         * retained: their sum is S's key count. */
+        uint64_t rn = 0, rbytes = 0, unvisited = 0;
+        for (const struct kv_entry *e = cur->retained; e; e = e->next) {
+            rn++;
+            rbytes += malloc_usable_size((void *)(uintptr_t)e);
+            KV_CHECK(e->version <= cur->version_max && e->heap_idx == KV_HEAP_NONE);
+        }
+        KV_CHECK(rn == cur->retained_n && rbytes == cur->retained_bytes);
+        for (int t = cur->table; t <= st->rehashing; t++) {
+            const struct kv_table *tb = &st->t[t];
+            for (uint64_t i = t == cur->table ? cur->bucket : 0; i < tb->size; i++)
+                for (const struct kv_entry *e = tb->buckets[i]; e; e = e->next)
+                    unvisited += e->version <= cur->version_max;
+        }
+        KV_CHECK(cur->written + unvisited + rn == cur->keys);
+    }
 #undef KV_CHECK
     return 0;
 }
@@ -529,15 +615,16 @@ void kv_stats(const struct kv *kv, struct kv_stats *out)
     out->keys_with_ttl = st->heap_len;
     out->buckets = st->t[0].size + st->t[1].size;
     out->memory_bytes = st->entry_bytes + out->buckets * sizeof(struct kv_entry *) +
-                        (uint64_t)st->heap_cap * sizeof(struct kv_entry *) + sizeof(*kv);
+                        (uint64_t)st->heap_cap * sizeof(struct kv_entry *) + sizeof(*kv) +
+                        (st->cow ? st->cow->retained_bytes : 0);
     out->rehashing = st->rehashing;
     out->applied_index = kv->applied_index;
 }
 
 int kv_rehash_step(struct kv *kv, uint32_t buckets)
 {
-    ST_ASSERT(!kv->restoring && kv->snapshots_open == 0);
-    rehash_step(&kv->st, buckets);
+    ST_ASSERT(!kv->restoring);
+    rehash_step(&kv->st, buckets); /* nothing while a snapshot cursor is open */
     return kv->st.rehashing;
 }
 
@@ -598,13 +685,17 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
         return ST_ENOMEM;
     if (e) {
         size_t usable = malloc_usable_size(e);
-        if (!entry_fits(usable, need)) {
+        /* A new allocation takes e's place in its chain and in the heap when
+         * the value does not fit, or when an open snapshot cursor still has
+         * to emit e as it is (then e goes to the cursor, not free()). */
+        if (!entry_fits(usable, need) || (st->cow && cow_needs(st, e, t))) {
             struct kv_entry *n = kv_malloc(st->cfg, need);
             if (!n) return ST_ENOMEM;
             memcpy(n, e, sizeof(*e) + e->key_len);
             *link = n;
             if (n->heap_idx != KV_HEAP_NONE) st->heap[n->heap_idx] = n;
-            entry_free(st, e);
+            e->heap_idx = KV_HEAP_NONE;
+            entry_release(st, e, t);
             st->entry_bytes += malloc_usable_size(n);
             e = n;
         }
@@ -688,7 +779,6 @@ static void apply_purge(struct kv *kv, uint64_t index, const struct kv_command *
 int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct kv_result *result)
 {
     ST_ASSERT(!kv->restoring);
-    ST_ASSERT(kv->snapshots_open == 0); /* a snapshot cursor walks the table */
     ST_ASSERT(index > kv->applied_index);
     memset(result, 0, sizeof(*result));
     struct kv_command c;
@@ -722,13 +812,6 @@ static const uint8_t snap_magic[8] = {'S', 'T', 'K', 'V', 'S', 'N', 'A', 'P'};
 #define SNAP_RECORD_HEADER_BYTES 28 /* lengths, version, expiry, CRC of those 24 bytes */
 #define SNAP_TRAILER_BYTES 12
 
-struct snap_writer {
-    uint8_t *buf;
-    size_t len;
-    uint32_t crc;
-    kv_write_cb cb;
-    void *ctx;
-};
 
 static int sw_flush(struct snap_writer *w)
 {
@@ -757,18 +840,53 @@ static int sw_put(struct snap_writer *w, const void *data, size_t len, int nocrc
     return 0;
 }
 
-struct kv_snapshot_cursor {
-    const struct kv *kv;
-    struct kv *registered; /* kv_snapshot_begin: counts in snapshots_open */
-    struct snap_writer w;
-    int err;
-    int done;
-    int table; /* 0 or 1 */
-    uint64_t bucket;
-    const struct kv_entry *entry; /* next entry to emit in the bucket, NULL: next bucket */
-    uint64_t keys;
-    uint64_t written;
-};
+
+/* ---------- copy-on-write under an open cursor ---------- */
+
+/* 1 if e (in table t) belongs to the snapshot's state and sits in a bucket
+ * the cursor has not emitted yet. Entries never move between buckets while
+ * a cursor is open (rehash paused), so e's bucket is where it was at begin. */
+static int cow_needs(const struct kv_state *st, const struct kv_entry *e, int t)
+{
+    const struct kv_snapshot_cursor *cur = st->cow;
+    if (e->version > cur->version_max) return 0; /* written after begin: not in S */
+    if (cur->table != t) return cur->table < t;
+    return (e->hash & (st->t[t].size - 1)) >= cur->bucket;
+}
+
+/* Hands e (unlinked, out of the heap) to the cursor. */
+static void cow_retain(struct kv_state *st, struct kv_entry *e)
+{
+    struct kv_snapshot_cursor *cur = st->cow;
+    ST_ASSERT(cur->table < CUR_RETAINED && e->heap_idx == KV_HEAP_NONE);
+    size_t usable = malloc_usable_size(e);
+    st->entry_bytes -= usable;
+    cur->retained_bytes += usable;
+    cur->retained_n++;
+    e->next = cur->retained;
+    cur->retained = e;
+}
+
+/* The cursor no longer needs the kv to keep S: frees the retained entries
+ * and lets the rehash resume. Idempotent; nothing for kv_snapshot_write's
+ * unregistered cursor. */
+static void cursor_detach(struct kv_snapshot_cursor *cur)
+{
+    struct kv *kv = cur->registered;
+    if (!kv || kv->st.cow != cur) return;
+    struct kv_entry *e = cur->retained;
+    while (e) {
+        struct kv_entry *next = e->next;
+        free(e);
+        e = next;
+    }
+    cur->retained = NULL;
+    cur->entry = NULL;
+    cur->retained_n = 0;
+    cur->retained_bytes = 0;
+    kv->st.cow = NULL;
+    rehash_finish_if_done(&kv->st); /* deletes may have emptied t[0] meanwhile */
+}
 
 /* Fills a zeroed cursor and emits the header. Returns 0, ST_EINVAL or ST_ENOMEM;
  * a write_cb error is kept in cur->err (reported by the first next). */
@@ -783,10 +901,13 @@ static int cursor_init(struct kv_snapshot_cursor *cur, const struct kv *kv, uint
     cur->w.cb = write_cb;
     cur->w.ctx = ctx;
     const struct kv_state *st = &kv->st;
+    /* The count of S, known up front: entries of S removed later are
+     * retained and still emitted, entries added later are skipped. */
     cur->keys = state_keys(st);
+    cur->version_max = kv->applied_index;
     /* Table order: t[0] from the rehash position, then t[1]. Deterministic
      * for replicas with the same history. */
-    cur->table = 0;
+    cur->table = CUR_TABLE0;
     cur->bucket = st->rehashing ? st->rehash_idx : 0;
     uint8_t hdr[SNAP_FIXED_BYTES];
     memcpy(hdr, snap_magic, 8);
@@ -808,6 +929,7 @@ static int cursor_init(struct kv_snapshot_cursor *cur, const struct kv *kv, uint
 int kv_snapshot_begin(struct kv *kv, uint64_t applied_index, const void *meta, size_t meta_len,
                       kv_write_cb write_cb, void *ctx, struct kv_snapshot_cursor **out)
 {
+    if (kv->snapshots_open) return ST_EBUSY; /* one copy-on-write state at a time */
     struct kv_snapshot_cursor *cur = kv_calloc(&kv->cfg, 1, sizeof(*cur));
     if (!cur) return ST_ENOMEM;
     int rc = cursor_init(cur, kv, applied_index, meta, meta_len, write_cb, ctx);
@@ -817,49 +939,65 @@ int kv_snapshot_begin(struct kv *kv, uint64_t applied_index, const void *meta, s
     }
     cur->registered = kv;
     kv->snapshots_open++;
+    kv->st.cow = cur;
     *out = cur;
     return 0;
 }
 
+/* Appends one record. */
+static int cursor_emit(struct kv_snapshot_cursor *cur, const struct kv_entry *e, size_t *emitted)
+{
+    uint8_t rh[SNAP_RECORD_HEADER_BYTES];
+    put_u32(rh, e->key_len);
+    put_u32(rh + 4, e->value_len);
+    put_u64(rh + 8, e->version);
+    put_u64(rh + 16, e->expire_at_ms);
+    /* Checked before the lengths are trusted: a flipped length must not
+     * make a restore allocate up to the hard value limit. */
+    put_u32(rh + 24, st_crc32c(0, rh, 24));
+    int rc = sw_put(&cur->w, rh, sizeof(rh), 0);
+    if (rc == 0) rc = sw_put(&cur->w, e->data, (size_t)e->key_len + e->value_len, 0);
+    *emitted += sizeof(rh) + (size_t)e->key_len + e->value_len;
+    cur->written++;
+    return rc;
+}
+
 int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
 {
-    if (cur->err) return cur->err;
+    if (cur->err) {
+        cursor_detach(cur); /* a header write failed in begin */
+        return cur->err;
+    }
     if (cur->done) return 0;
     const struct kv_state *st = &cur->kv->st;
     size_t emitted = 0;
     int rc = 0;
-    while (rc == 0 && cur->table < 2) {
+    /* Buckets are emitted whole: the copy-on-write rule needs "visited" to
+     * mean "before (table, bucket)". */
+    while (rc == 0 && cur->table < CUR_RETAINED) {
         const struct kv_table *tb = &st->t[cur->table];
         if (cur->bucket >= tb->size) {
             cur->table++;
             cur->bucket = 0;
-            cur->entry = NULL;
-            if (cur->table == 1 && !st->rehashing) cur->table = 2;
+            if (cur->table == CUR_TABLE1 && !st->rehashing) cur->table = CUR_RETAINED;
+            if (cur->table == CUR_RETAINED) cur->entry = cur->retained;
             continue;
         }
+        const struct kv_entry *e = tb->buckets[cur->bucket];
+        if (e && emitted >= bytes_budget && bytes_budget > 0) return 1;
+        for (; e && rc == 0; e = e->next)
+            if (e->version <= cur->version_max) rc = cursor_emit(cur, e, &emitted);
+        cur->bucket++;
+    }
+    /* No bucket is left unvisited: the retained list is final. */
+    while (rc == 0 && cur->table == CUR_RETAINED) {
         if (!cur->entry) {
-            cur->entry = tb->buckets[cur->bucket];
-            if (!cur->entry) {
-                cur->bucket++;
-                continue;
-            }
+            cur->table = CUR_TRAILER;
+            break;
         }
-        if (emitted >= bytes_budget && bytes_budget > 0) return 1; /* resume at cur->entry */
-        const struct kv_entry *e = cur->entry;
-        uint8_t rh[SNAP_RECORD_HEADER_BYTES];
-        put_u32(rh, e->key_len);
-        put_u32(rh + 4, e->value_len);
-        put_u64(rh + 8, e->version);
-        put_u64(rh + 16, e->expire_at_ms);
-        /* Checked before the lengths are trusted: a flipped length must not
-         * make a restore allocate up to the hard value limit. */
-        put_u32(rh + 24, st_crc32c(0, rh, 24));
-        rc = sw_put(&cur->w, rh, sizeof(rh), 0);
-        if (rc == 0) rc = sw_put(&cur->w, e->data, (size_t)e->key_len + e->value_len, 0);
-        emitted += sizeof(rh) + (size_t)e->key_len + e->value_len;
-        cur->written++;
-        cur->entry = e->next;
-        if (!cur->entry) cur->bucket++;
+        if (emitted >= bytes_budget && bytes_budget > 0) return 1;
+        rc = cursor_emit(cur, cur->entry, &emitted);
+        cur->entry = cur->entry->next;
     }
     if (rc == 0) {
         ST_ASSERT(cur->written == cur->keys);
@@ -870,6 +1008,7 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
         if (rc == 0) rc = sw_put(&cur->w, tr + 8, 4, 1);
         if (rc == 0) rc = sw_flush(&cur->w);
     }
+    cursor_detach(cur); /* done or failed: S is no longer needed */
     if (rc != 0) {
         cur->err = rc;
         return rc;
@@ -882,6 +1021,7 @@ void kv_snapshot_end(struct kv_snapshot_cursor *cur)
 {
     if (!cur) return;
     ST_ASSERT(cur->registered && cur->registered->snapshots_open > 0);
+    cursor_detach(cur);
     cur->registered->snapshots_open--;
     free(cur->w.buf);
     free(cur);

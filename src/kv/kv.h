@@ -7,14 +7,15 @@
  * operation stalls on a resize. An expiry heap ordered by (expiry, key) makes
  * PURGE_EXPIRED cost O(purged * log n) and deterministic on every replica.
  *
- * Determinism: the same sequence of kv_apply() calls gives the same state and a
- * byte-identical snapshot on every replica built with the same kv_config
- * (hash_seed, buckets_initial, rehash_buckets_per_op; keep them equal
- * cluster-wide). No local clock,
+ * Determinism: the same sequence of kv_apply() calls gives the same logical
+ * state (keys, values, versions, expiries) and the same results on every
+ * replica built with the same kv_config (hash_seed, buckets_initial,
+ * rehash_buckets_per_op; keep them equal cluster-wide). No local clock,
  * configuration or randomness enters the state: time comes from the command
- * timestamps in the log. A replica restored from a snapshot holds the same
- * logical state but may iterate in another order; kv_digest() compares states
- * independently of order.
+ * timestamps in the log. The table layout, hence the record order of a
+ * snapshot, also depends on local events (a snapshot cursor pauses the
+ * rehash; a replica restored from a snapshot starts from a presized table);
+ * kv_digest() compares states independently of order.
  *
  * TTL semantics (docs/KV.md):
  *   - PUT with ttl_ms > 0 sets expiry = command timestamp + ttl_ms.
@@ -151,19 +152,29 @@ int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *m
                       size_t meta_len, kv_write_cb write_cb, void *ctx);
 
 /* The same snapshot, produced incrementally so the loop can keep serving
- * (reads, heartbeats) while it is written: ~0.5 s per million small keys in
- * one piece otherwise.
+ * (reads, heartbeats, applies) while it is written: ~0.5 s per million small
+ * keys in one piece otherwise.
  *
  *   kv_snapshot_begin -> kv_snapshot_next (until it returns 0) -> kv_snapshot_end
  *
- * Between begin and end the kv MUST NOT be mutated (kv_apply and
- * kv_rehash_step assert it, a restore gets ST_EBUSY); kv_get is fine.
- * Committed entries simply wait to be applied. begin writes the header
- * (through write_cb when a chunk fills); each next emits about bytes_budget
- * bytes of records (0 = everything) and returns 1 if more remain, 0 once the
- * trailer is written and flushed, or the callback's / an ST_E* error (sticky).
- * kv_snapshot_end releases the cursor in every case. begin returns 0,
- * ST_EINVAL or ST_ENOMEM; the caller owns *out. */
+ * The snapshot is the state S at begin (the kv's applied index then), even
+ * though the kv keeps changing: kv_apply and kv_rehash_step may be called
+ * between the steps (copy-on-write at entry granularity: an entry of S that
+ * is deleted, purged or rewritten before the cursor emitted its bucket is
+ * kept by the cursor and emitted after the table walk; entries written after
+ * begin are skipped; the rehash pauses until the cursor is done). The extra
+ * memory is at most the entries of S changed meanwhile; it is freed when
+ * next returns 0 or an error, or at end. Record order is therefore not the
+ * order kv_snapshot_write would give, but the bytes restore to exactly S.
+ * At most one such cursor per kv (ST_EBUSY); a restore gets ST_EBUSY until
+ * kv_snapshot_end (a restore must end the cursor first: it replaces S).
+ * begin writes the header (through write_cb when a chunk fills); each next
+ * emits about bytes_budget bytes of records (0 = everything; whole buckets,
+ * so a step may exceed it by one chain) and returns 1 if more remain, 0 once
+ * the trailer is written and flushed, or the callback's / an ST_E* error
+ * (sticky). kv_snapshot_end releases the cursor in every case (an early end
+ * aborts the snapshot). begin returns 0, ST_EBUSY, ST_EINVAL or ST_ENOMEM;
+ * the caller owns *out. */
 struct kv_snapshot_cursor;
 int kv_snapshot_begin(struct kv *kv, uint64_t applied_index, const void *meta, size_t meta_len,
                       kv_write_cb write_cb, void *ctx, struct kv_snapshot_cursor **out);
