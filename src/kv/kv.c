@@ -88,9 +88,9 @@ struct kv_snapshot_cursor {
      * when the cursor is done, fails or ends. */
     struct kv_entry *retained;
     uint64_t retained_n;
-    uint64_t retained_bytes;        /* malloc_usable_size sum (not in entry_bytes) */
-    const struct kv_entry *entry;   /* CUR_RETAINED: next one to emit */
-    uint64_t keys;                  /* in S: the live count at begin */
+    uint64_t retained_bytes;      /* malloc_usable_size sum (not in entry_bytes) */
+    const struct kv_entry *entry; /* CUR_RETAINED: next one to emit */
+    uint64_t keys;                /* in S: the live count at begin */
     uint64_t written;
 };
 
@@ -812,7 +812,6 @@ static const uint8_t snap_magic[8] = {'S', 'T', 'K', 'V', 'S', 'N', 'A', 'P'};
 #define SNAP_RECORD_HEADER_BYTES 28 /* lengths, version, expiry, CRC of those 24 bytes */
 #define SNAP_TRAILER_BYTES 12
 
-
 static int sw_flush(struct snap_writer *w)
 {
     if (w->len == 0) return 0;
@@ -839,7 +838,6 @@ static int sw_put(struct snap_writer *w, const void *data, size_t len, int nocrc
     }
     return 0;
 }
-
 
 /* ---------- copy-on-write under an open cursor ---------- */
 

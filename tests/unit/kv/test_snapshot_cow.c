@@ -108,8 +108,8 @@ static int random_op(struct world *w)
                        st_rng_chance(&w->rng, 3, 4) ? cur_version : cur_version + 1);
     if (roll < 77) {
         struct kv_command c = {.type = KV_CMD_DELETE,
-                               .cond = st_rng_chance(&w->rng, 1, 4) ? KV_COND_IF_VERSION
-                                                                    : KV_COND_NONE,
+                               .cond =
+                                   st_rng_chance(&w->rng, 1, 4) ? KV_COND_IF_VERSION : KV_COND_NONE,
                                .req = {9, w->idx + 1},
                                .timestamp_ms = w->ts,
                                .cond_version = cur_version,
@@ -165,8 +165,8 @@ static int same_keys(const struct kv *x, const struct kv *y, const struct names 
     return 0;
 }
 
-static int restore_into_new(const struct kv_config *cfg, const struct kvt_sink *s,
-                            struct kv **out, struct kv_snapshot_info *info)
+static int restore_into_new(const struct kv_config *cfg, const struct kvt_sink *s, struct kv **out,
+                            struct kv_snapshot_info *info)
 {
     struct kv *kv = NULL;
     int rc = kv_create(cfg, &kv);
