@@ -143,8 +143,6 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
     counter(&o, "stcache_purges_proposed_total", "PURGE_EXPIRED commands proposed.",
             m->purges_proposed);
     counter(&o, "stcache_readies_total", "Ready batches processed.", m->readies);
-    counter(&o, "stcache_entries_deferred_total",
-            "Committed entries that waited for a snapshot being written.", m->entries_deferred);
     counter(&o, "stcache_forward_batches_total",
             "PROPOSE messages a follower sent (each carries a batch of writes).",
             m->forward_batches);

@@ -226,62 +226,17 @@ static void persist_enqueue(struct node *n, struct node_persist *p);
  *
  * A snapshot is written incrementally (kv snapshot cursor): a job starts at
  * `applied`, and every pass of readies writes about NODE_SNAP_STEP_BYTES
- * (cfg.snapshot_step_bytes) of it, so the loop keeps sending heartbeats and
- * serving stale reads. The
- * kv must not change meanwhile: committed entries are deferred (copied, buf
- * references held) and applied once the job ends. POST /snapshot runs a job
- * to completion at once.
+ * (cfg.snapshot_step_bytes) of it, so the loop keeps sending heartbeats,
+ * serving reads and applying committed entries meanwhile: the cursor emits
+ * the kv as it was at the job's index whatever is applied after it
+ * (copy-on-write inside the kv, docs/KV.md), and the meta (membership) is
+ * taken at the start. Nothing waits for the job. POST /snapshot runs a job
+ * to completion at once. A snapshot installed from the leader abandons a
+ * running job first (the kv refuses a restore under an open cursor).
  *
- *   idle --snapshot_start--> active --step*--> done: commit, compact, apply
- *                                         \--> failed/aborted: apply deferred
+ *   idle --snapshot_start--> active --step*--> done: commit (threadpool), compact
+ *                                         \--> failed/abandoned: released
  */
-
-static void apply_committed(struct node *n, const struct raft_entry *ents, size_t count);
-
-static void deferred_apply(struct node *n)
-{
-    if (!n->n_deferred) return;
-    raft_index before = n->applied;
-    /* Detach: applying completes requests whose callbacks may do anything. */
-    struct raft_entry *d = n->deferred;
-    size_t count = n->n_deferred;
-    n->deferred = NULL;
-    n->n_deferred = 0;
-    n->cap_deferred = 0;
-    apply_committed(n, d, count);
-    for (size_t i = 0; i < count; i++)
-        raft_buf_unref(d[i].buf);
-    free(d);
-    if (n->applied > before && n->raft && !n->stopping) {
-        raft_applied(n->raft, n->applied);
-        node_client_serve_reads(n);
-    }
-}
-
-static void deferred_drop(struct node *n)
-{
-    for (size_t i = 0; i < n->n_deferred; i++)
-        raft_buf_unref(n->deferred[i].buf);
-    free(n->deferred);
-    n->deferred = NULL;
-    n->n_deferred = n->cap_deferred = 0;
-}
-
-static int defer_entry(struct node *n, const struct raft_entry *e)
-{
-    if (n->n_deferred && e->index <= n->deferred[n->n_deferred - 1].index) return 0;
-    if (n->n_deferred == n->cap_deferred) {
-        size_t cap = n->cap_deferred ? n->cap_deferred * 2 : 256;
-        struct raft_entry *d = realloc(n->deferred, cap * sizeof *d);
-        if (!d) return ST_ENOMEM;
-        n->deferred = d;
-        n->cap_deferred = cap;
-    }
-    n->deferred[n->n_deferred++] = *e;
-    n->m.entries_deferred++;
-    if (e->buf) raft_buf_ref(e->buf);
-    return 0;
-}
 
 static void snap_job_release(struct node *n)
 {
@@ -385,9 +340,8 @@ static void snap_commit_after_cb(uv_work_t *req, int status)
 
 /* Writes up to `budget` bytes of the running job (0: all of it). Returns 1
  * while more remains, 0 when the job ended. Once every byte went to the
- * snapshot writer the kv is free again: the deferred entries are applied at
- * once, and the files are made durable on the threadpool (sync: here, and
- * *rc_out tells the outcome). */
+ * snapshot writer the cursor is released, and the files are made durable on
+ * the threadpool (sync: here, and *rc_out tells the outcome). */
 static int snapshot_step(struct node *n, size_t budget, bool sync, int *rc_out)
 {
     struct node_snap_job *job = &n->snap_job;
@@ -399,7 +353,6 @@ static int snapshot_step(struct node *n, size_t budget, bool sync, int *rc_out)
                        job->meta->index, st_strerror(rc));
         n->applied_at_snapshot = job->meta->index; /* no retry before the next threshold */
         snap_job_release(n);
-        deferred_apply(n);
         return 0;
     }
     kv_snapshot_end(job->cur);
@@ -412,7 +365,6 @@ static int snapshot_step(struct node *n, size_t budget, bool sync, int *rc_out)
     job->meta = NULL;
     snap_job_release(n);
     n->applied_at_snapshot = meta->index;
-    deferred_apply(n);
     struct node_snap_commit *c = sync ? NULL : calloc(1, sizeof *c);
     if (c) {
         c->n = n;
@@ -786,14 +738,6 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
     for (size_t i = 0; i < count; i++) {
         const struct raft_entry *e = &ents[i];
         if (e->index <= n->applied) continue;
-        if (n->snap_active) {
-            /* The kv is being snapshotted: it must not change. */
-            if (defer_entry(n, e) != 0) {
-                node_fatal(n, ST_ENOMEM, "out of memory deferring committed entries");
-                return;
-            }
-            continue;
-        }
         ST_ASSERT(e->index == n->applied + 1);
         if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
             struct kv_result res;
@@ -816,7 +760,7 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
         n->m.entries_applied++;
         node_client_applied_index(n, e);
         /* The threshold is checked per entry: a snapshot starts exactly at
-         * it, and the rest of the batch waits (deferred above). */
+         * it, and the rest of the batch is applied under its cursor. */
         if (n->cfg.snapshot_interval_s == 0 && n->cfg.snapshot_threshold &&
             n->applied - n->applied_at_snapshot >= n->cfg.snapshot_threshold && n->running &&
             !n->fatal)
@@ -872,7 +816,6 @@ static void process_one_ready(struct node *n)
             ST_TRACE_INFO(MOD, "node %" PRIu64 ": local snapshot abandoned for the leader's",
                           n->cfg.id);
             snap_job_release(n);
-            deferred_apply(n);
         }
         int rc = snapshot_restore(n, rd.snapshot->index);
         if (rc) {
@@ -1567,7 +1510,6 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
     node_waiters_fail_all(n, ST_ECLOSED);
     node_client_drop_forwards(n);
     if (n->snap_active) snap_job_release(n);
-    deferred_drop(n);
     /* Drain the writer: every queued batch is written and synced (its
      * callback runs on the writer thread while we join it). */
     if (n->writer) {

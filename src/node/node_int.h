@@ -172,7 +172,6 @@ struct node_metrics {
     uint64_t purges_proposed;
     uint64_t readies;
     uint64_t forward_batches;
-    uint64_t entries_deferred;
 };
 
 /* -------------------------------------------------------------- the node */
@@ -268,12 +267,10 @@ struct node {
     struct node_read_round *free_rounds;
     uint64_t read_ctx;
 
-    /* outbound snapshot job; committed entries deferred while it runs */
+    /* outbound snapshot job (applies go on while it runs: kv copy-on-write) */
     struct node_snap_job snap_job;
     bool snap_active;
     struct node_snap_commit *snap_commit; /* in flight on the threadpool, or NULL */
-    struct raft_entry *deferred;
-    size_t n_deferred, cap_deferred;
 
     /* inbound snapshot stream */
     struct st_snap_writer *snap_in;

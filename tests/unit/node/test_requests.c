@@ -3,7 +3,10 @@
  * batching (many reads, one round), refusals without a leader. */
 #include "harness.h"
 
-#include "node/node_int.h" /* NODE_FWD_BATCH_MAX */
+#include "kv/kv.h"
+#include "node/node_int.h" /* NODE_FWD_BATCH_MAX, node->storage */
+#include "stcache/storage.h"
+#include "util/assert.h" /* ST_MIN */
 
 #define MANY 1000
 
@@ -265,7 +268,57 @@ static bool cond_snapshotting(void *arg)
     return info.snapshotting;
 }
 
-TEST(a_large_snapshot_is_written_across_loop_passes_while_applies_wait)
+/* One write whose outcome and timing (job running or not) is recorded. */
+struct wrec {
+    struct hnode *hn;
+    int *counter;
+    int status;
+    uint64_t version;
+    bool done;
+    bool during_job; /* completed while the snapshot was still being written */
+};
+
+static void wrec_cb(void *ctx, const struct node_write_result *res)
+{
+    struct wrec *w = ctx;
+    w->done = true;
+    w->status = res->status;
+    w->version = res->version;
+    w->during_job = w->hn->node->snap_active; /* the kv cursor is open */
+    (*w->counter)++;
+}
+
+struct rval {
+    int done;
+    int status;
+    uint64_t version;
+    char value[128];
+    size_t value_len;
+};
+
+static void rval_cb(void *ctx, const struct node_read_result *res)
+{
+    struct rval *r = ctx;
+    r->done++;
+    r->status = res->status;
+    r->version = res->version;
+    r->value_len = res->status == 0 ? ST_MIN(res->value_len, sizeof r->value) : 0;
+    if (r->value_len) memcpy(r->value, res->value, r->value_len);
+}
+
+static bool read_key(struct node *n, const char *key, struct rval *r)
+{
+    memset(r, 0, sizeof *r);
+    if (node_get(n, (const uint8_t *)key, strlen(key), NODE_READ_STALE, rval_cb, r) != 0)
+        return false;
+    struct until_n u = {&r->done, 1};
+    return h_run_until(cond_count, &u);
+}
+
+#define BIG_KEYS 20100
+#define LATE_OPS 500
+
+TEST(a_large_snapshot_is_written_across_loop_passes_while_writes_complete)
 {
     h_init();
     memset(nodes, 0, sizeof nodes);
@@ -277,45 +330,124 @@ TEST(a_large_snapshot_is_written_across_loop_passes_while_applies_wait)
     ASSERT_EQ(h_start(&nodes[0]), 0);
     struct hcond c = {nodes, 1, 0, 0};
     ASSERT_TRUE(h_run_until(h_cond_converged, &c));
-    static char value[100];
+    static char value[100], small[50];
     memset(value, 'v', sizeof value);
-    struct wcount wc = {0};
+    memset(small, 'w', sizeof small);
+    static struct wrec big[BIG_KEYS], late[LATE_OPS];
+    memset(big, 0, sizeof big);
+    memset(late, 0, sizeof late);
+    int big_done = 0, late_done = 0;
     char key[32];
     /* One loop iteration: one append, one commit. The threshold is crossed
-     * inside that batch of committed entries: the snapshot starts there
-     * and the last ~100 entries wait for it (deferred, applied after). */
-    const int total = 20100;
-    for (int i = 0; i < total; i++) {
+     * inside that batch of committed entries: the snapshot starts there and
+     * the rest of the batch is applied while it is written. */
+    for (int i = 0; i < BIG_KEYS; i++) {
         snprintf(key, sizeof key, "big%d", i);
         struct node_put_args a = {.key = (const uint8_t *)key,
                                   .key_len = strlen(key),
                                   .value = (const uint8_t *)value,
                                   .value_len = sizeof value};
-        ASSERT_EQ(node_put(nodes[0].node, &a, write_cb, &wc), 0);
+        big[i] = (struct wrec){.hn = &nodes[0], .counter = &big_done};
+        ASSERT_EQ(node_put(nodes[0].node, &a, wrec_cb, &big[i]), 0);
     }
     ASSERT_TRUE(h_run_until(cond_snapshotting, &nodes[0]));
-    struct until_n u = {&wc.done, total};
+    struct until_n u = {&big_done, BIG_KEYS};
     ASSERT_TRUE(h_run_until(cond_count, &u));
-    ASSERT_EQ(wc.ok, total);
+    ASSERT_TRUE(big[BIG_KEYS - 1].during_job); /* the tail did not wait for the job */
+    /* While the job runs: overwrite (smaller values), delete, create. */
+    for (int i = 0; i < LATE_OPS; i++) {
+        late[i] = (struct wrec){.hn = &nodes[0], .counter = &late_done};
+        if (i < 200) {
+            snprintf(key, sizeof key, "big%d", i);
+            struct node_put_args a = {.key = (const uint8_t *)key,
+                                      .key_len = strlen(key),
+                                      .value = (const uint8_t *)small,
+                                      .value_len = sizeof small};
+            ASSERT_EQ(node_put(nodes[0].node, &a, wrec_cb, &late[i]), 0);
+        } else if (i < 300) {
+            snprintf(key, sizeof key, "big%d", i);
+            ASSERT_EQ(node_delete(nodes[0].node, (const uint8_t *)key, strlen(key), NODE_COND_NONE,
+                                  0, wrec_cb, &late[i]),
+                      0);
+        } else {
+            snprintf(key, sizeof key, "late%d", i);
+            struct node_put_args a = {.key = (const uint8_t *)key,
+                                      .key_len = strlen(key),
+                                      .value = (const uint8_t *)small,
+                                      .value_len = sizeof small};
+            ASSERT_EQ(node_put(nodes[0].node, &a, wrec_cb, &late[i]), 0);
+        }
+    }
+    u = (struct until_n){&late_done, LATE_OPS};
+    ASSERT_TRUE(h_run_until(cond_count, &u));
+    for (int i = 0; i < LATE_OPS; i++) {
+        ASSERT_EQ(late[i].status, 0);
+        ASSERT_TRUE(late[i].during_job); /* written while the snapshot was */
+    }
     ASSERT_TRUE(h_run_until(h_cond_no_snapshot_job, &nodes[0]));
     struct node_info info;
     node_info_get(nodes[0].node, &info);
-    ASSERT_FALSE(info.snapshotting);
-    ASSERT_TRUE(info.snapshot_index >= 20000 && info.snapshot_index < (uint64_t)total);
+    uint64_t s_index = info.snapshot_index;
+    ASSERT_TRUE(s_index >= 20000 && s_index < big[BIG_KEYS - 1].version);
     ASSERT_EQ(metric(nodes[0].node, "stcache_snapshots_taken_total"), 1);
-    ASSERT_TRUE(metric(nodes[0].node, "stcache_entries_deferred_total") >= 1);
+    /* The stored snapshot holds exactly the state at its index: the puts
+     * up to it, none of the writes applied while it was written. */
+    struct st_snap_reader *rd = NULL;
+    struct st_snapshot_info sinfo;
+    ASSERT_EQ(st_snap_read_open(nodes[0].node->storage->snaps, 0, &rd, &sinfo), 0);
+    ASSERT_EQ(sinfo.meta.index, s_index);
+    struct kv *k = NULL;
+    ASSERT_EQ(kv_create(NULL, &k), 0);
+    struct kv_restore *kr = NULL;
+    ASSERT_EQ(kv_restore_begin(k, &kr), 0);
+    static uint8_t buf[65536];
+    size_t got;
+    do {
+        ASSERT_EQ(st_snap_read(rd, buf, sizeof buf, &got), 0);
+        ASSERT_EQ(kv_restore_feed(kr, buf, got), 0);
+    } while (got > 0);
+    st_snap_read_close(rd);
+    ASSERT_EQ(kv_restore_finish(kr, NULL), 0);
+    ASSERT_EQ(kv_applied_index(k), s_index);
+    uint64_t expect_keys = 0;
+    for (int i = 0; i < BIG_KEYS; i++) {
+        snprintf(key, sizeof key, "big%d", i);
+        struct kv_view v;
+        int in_s = big[i].version <= s_index;
+        expect_keys += (uint64_t)in_s;
+        ASSERT_EQ(kv_get(k, key, strlen(key), 0, &v), in_s ? 0 : ST_ENOENT);
+        if (in_s) {
+            ASSERT_EQ(v.version, big[i].version);
+            ASSERT_EQ(v.value_len, sizeof value);
+            ASSERT_MEMEQ(v.value, value, sizeof value);
+        }
+    }
+    struct kv_stats ks;
+    kv_stats(k, &ks);
+    ASSERT_EQ(ks.keys, expect_keys);
+    ASSERT_TRUE(expect_keys > 19000 && expect_keys < BIG_KEYS);
+    kv_destroy(k);
     /* Restart: the snapshot plus the tail bring everything back. */
     h_stop(&nodes[0]);
     nodes[0].cfg.mode = NODE_START_RESTART;
     ASSERT_EQ(h_start(&nodes[0]), 0);
     ASSERT_TRUE(h_run_until(h_cond_converged, &c));
-    struct rcount rc = {0};
-    ASSERT_EQ(
-        node_get(nodes[0].node, (const uint8_t *)"big20099", 8, NODE_READ_STALE, read_cb, &rc), 0);
-    ASSERT_EQ(node_get(nodes[0].node, (const uint8_t *)"big0", 4, NODE_READ_STALE, read_cb, &rc),
-              0);
-    ASSERT_EQ(rc.done, 2);
-    ASSERT_EQ(rc.failed + rc.absent, 0);
+    struct rval r;
+    ASSERT_TRUE(read_key(nodes[0].node, "big20099", &r));
+    ASSERT_EQ(r.status, 0);
+    ASSERT_EQ(r.version, big[BIG_KEYS - 1].version);
+    ASSERT_TRUE(read_key(nodes[0].node, "big0", &r));
+    ASSERT_EQ(r.status, 0);
+    ASSERT_EQ(r.version, late[0].version);
+    ASSERT_EQ(r.value_len, sizeof small);
+    ASSERT_TRUE(read_key(nodes[0].node, "big250", &r));
+    ASSERT_EQ(r.status, ST_ENOENT);
+    ASSERT_TRUE(read_key(nodes[0].node, "late499", &r));
+    ASSERT_EQ(r.status, 0);
+    ASSERT_EQ(r.version, late[LATE_OPS - 1].version);
+    ASSERT_TRUE(read_key(nodes[0].node, "big300", &r));
+    ASSERT_EQ(r.status, 0);
+    ASSERT_EQ(r.value_len, sizeof value);
     stop_all(1);
 }
 
