@@ -189,6 +189,7 @@ static int restore_into_new(const struct kv_config *cfg, const struct kvt_sink *
 
 struct run_stats {
     int rehashing_at_begin;
+    int resize_held; /* the load passed 1 under the cursor: a resize waited */
 };
 
 /* One seed: build, snapshot S both ways (all at once = reference, cursor
@@ -246,6 +247,8 @@ static int run_seed(uint64_t seed, struct run_stats *rs)
             rc = random_op(&w);
             if (step_rc == 0) after++;
         }
+        kv_stats(w.a, &st);
+        if (step_rc == 1 && !st.rehashing && st.keys > st.buckets) rs->resize_held = 1;
         if (rc == 0 && i % 16 == 0 && kv_check_invariants(w.a) != 0) rc = -100;
     }
     kv_snapshot_end(cur);
@@ -278,15 +281,19 @@ static int run_seed(uint64_t seed, struct run_stats *rs)
 
 TEST(cursor_under_random_mutations_emits_exactly_the_state_at_begin)
 {
-    int seeds_rehashing = 0;
+    int seeds_rehashing = 0, seeds_resize_held = 0;
     for (uint64_t seed = 1; seed <= 300; seed++) {
         struct run_stats rs = {0};
         int rc = run_seed(seed, &rs);
         if (rc != 0) fprintf(stderr, "seed %llu: %d\n", (unsigned long long)seed, rc);
         ASSERT_EQ(rc, 0);
         seeds_rehashing += rs.rehashing_at_begin;
+        seeds_resize_held += rs.resize_held;
     }
-    ASSERT_GE(seeds_rehashing, 50); /* the walk across both tables was covered */
+    ASSERT_GE(seeds_rehashing, 50);   /* the walk across both tables was covered */
+    ASSERT_GE(seeds_resize_held, 20); /* and growth under an open cursor */
+    fprintf(stderr, "seeds: %d began mid-rehash, %d grew past load 1 under the cursor\n",
+            seeds_rehashing, seeds_resize_held);
 }
 
 /* A kv of n keys "c<i>" (value "v<i>", every third with a TTL), index = i. */
