@@ -92,12 +92,17 @@ struct tr_config {
     uint32_t snapshot_chunk_bytes;        /* < frame_bytes_max */
     uint32_t reconnect_base_ms;
     uint32_t reconnect_max_ms;
+    /* For this long after the first failed dial of an outage the bound stays
+     * at reconnect_base_ms (no doubling): a restarted peer is found within
+     * ~reconnect_base_ms instead of a delay that grew with its downtime. */
+    uint32_t reconnect_fast_ms;
     uint32_t handshake_timeout_ms; /* connect + handshake must finish within */
     uint32_t queue_wait_ms;        /* a message waits at most this for a connection */
 };
 
 /* Defaults: frame 64 MiB, queue 4096 msgs / 64 MiB, chunks 256 KiB,
- * reconnect 50 ms .. 5 s, handshake 5 s, queue wait 2 s. listen_addr is copied (truncation
+ * reconnect 50 ms .. 5 s (50 ms for the first 2 s of an outage), handshake
+ * 5 s, queue wait 2 s. listen_addr is copied (truncation
  * is an ST_EINVAL at tr_create). */
 void tr_config_default(struct tr_config *cfg, raft_id self_id, uint64_t cluster_id,
                        const char *listen_addr);
@@ -211,5 +216,12 @@ void tr_stats_get(const struct tr *tr, struct tr_stats *out);
 /* The socket of the established connection to peer, or -1 (diagnostics and
  * tests: socket options). Do not read, write or close it. */
 int tr_peer_fd(const struct tr *tr, raft_id id);
+
+/* The reconnect bound d after a failed dial (the delay is drawn in
+ * [d/2, d]): reconnect_base_ms first and while the outage is younger than
+ * reconnect_fast_ms, then doubling from prev_bound_ms up to
+ * reconnect_max_ms. prev_bound_ms 0: the first dial of an outage. */
+uint32_t tr_reconnect_bound_ms(const struct tr_config *cfg, uint32_t prev_bound_ms,
+                               uint64_t down_for_ms);
 
 #endif

@@ -1450,4 +1450,34 @@ TEST(messages_do_not_wait_forever_for_a_peer_that_never_connects)
     loop_teardown();
 }
 
+
+/* A restarting peer is redialled at the base rate for the first
+ * reconnect_fast_ms of an outage; only then does the bound double up to
+ * reconnect_max_ms (it used to double from the first failure, so a peer down
+ * for 0.3 s was found up to ~0.4 s after it came back). */
+TEST(reconnect_bound_stays_fast_early_in_an_outage_then_doubles_to_the_max)
+{
+    struct tr_config cfg;
+    tr_config_default(&cfg, 1, 1, "127.0.0.1:0");
+    ASSERT_EQ(cfg.reconnect_base_ms, 50u);
+    ASSERT_EQ(tr_reconnect_bound_ms(&cfg, 0, 0), 50u);
+    uint32_t d = 0;
+    uint64_t t = 0;
+    for (int i = 0; i < 40; i++) { /* dials every 50 ms for 2 s */
+        d = tr_reconnect_bound_ms(&cfg, d, t);
+        ASSERT_EQ(d, 50u);
+        t += d;
+    }
+    ASSERT_EQ(t, (uint64_t)cfg.reconnect_fast_ms);
+    d = tr_reconnect_bound_ms(&cfg, d, t);
+    ASSERT_EQ(d, 100u);
+    for (int i = 0; i < 20; i++)
+        d = tr_reconnect_bound_ms(&cfg, d, t += d);
+    ASSERT_EQ(d, cfg.reconnect_max_ms);
+    /* a new outage (prev 0) starts at the base again */
+    ASSERT_EQ(tr_reconnect_bound_ms(&cfg, 0, 10000), 50u);
+    cfg.reconnect_fast_ms = 0; /* plain exponential backoff */
+    ASSERT_EQ(tr_reconnect_bound_ms(&cfg, 50, 0), 100u);
+}
+
 TEST_MAIN()
