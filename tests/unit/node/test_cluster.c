@@ -212,6 +212,55 @@ TEST(a_commit_index_change_alone_costs_no_wal_batch_but_reaches_the_wal)
     cluster_fini();
 }
 
+struct snap_cond {
+    raft_index at_least;
+};
+
+static bool cond_all_snapshotted(void *arg)
+{
+    struct snap_cond *c = arg;
+    for (int i = 0; i < n_nodes; i++) {
+        struct node_info info;
+        node_info_get(nodes[i].node, &info);
+        if (info.snapshot_index < c->at_least || info.snapshotting) return false;
+    }
+    return true;
+}
+
+/* The members apply the same indexes: with one threshold they all wrote a
+ * snapshot and compacted at the same moment (a quorum stalled at once).
+ * Node id k snapshots where the applied index crosses a multiple of the
+ * threshold shifted by ((k-1) mod 4) quarters of it. */
+TEST(members_snapshot_at_staggered_indexes)
+{
+    enum { T = 40 };
+    cluster_init(3);
+    for (int i = 0; i < 3; i++)
+        nodes[i].cfg.snapshot_threshold = T;
+    cluster_start_peers(3);
+    raft_id leader = converge(3);
+    int li = h_index_of(nodes, 3, leader);
+    struct hresp r;
+    char path[64];
+    for (int i = 0; i < T + 5; i++) {
+        snprintf(path, sizeof path, "/kv/s%d", i);
+        h_http(&nodes[li], "PUT", path, NULL, "v", &r);
+        ASSERT_EQ(r.status, 201);
+    }
+    struct snap_cond c = {1};
+    ASSERT_TRUE(h_run_until(cond_all_snapshotted, &c));
+    raft_index seen[3];
+    for (int i = 0; i < 3; i++) {
+        struct node_info info;
+        node_info_get(nodes[i].node, &info);
+        uint64_t shift = ((nodes[i].cfg.id - 1) % 4) * (T / 4);
+        seen[i] = info.snapshot_index;
+        ASSERT_EQ((info.snapshot_index + shift) % T, 0);
+    }
+    ASSERT_TRUE(seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2]);
+    cluster_fini();
+}
+
 TEST(leadership_transfer_and_removal_of_the_leader)
 {
     cluster_init(3);
