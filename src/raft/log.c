@@ -3,6 +3,7 @@
  * together): the application's WAL only mirrors what the readies hand out. */
 #include "raft/raft_int.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,10 +18,36 @@ static struct raft_entry *slot(const struct raft_log *l, size_t k)
     return &l->ents[(l->head + k) & (l->cap - 1)];
 }
 
+void log_release_some(struct raft_log *l, size_t max)
+{
+    while (l->n_garbage > 0 && max-- > 0)
+        raft_buf_unref(l->garbage[--l->n_garbage]);
+}
+
+/* Keeps b for log_release_some, or releases it now when the list cannot
+ * grow (out of memory: correctness does not depend on deferring). */
+static void log_defer_release(struct raft_log *l, struct raft_buf *b)
+{
+    if (!b) return;
+    if (l->n_garbage == l->cap_garbage) {
+        size_t cap = l->cap_garbage ? l->cap_garbage * 2 : 1024;
+        struct raft_buf **g = raft_mem_realloc(l->cfg, l->garbage, cap * sizeof(*g));
+        if (!g) {
+            raft_buf_unref(b);
+            return;
+        }
+        l->garbage = g;
+        l->cap_garbage = cap;
+    }
+    l->garbage[l->n_garbage++] = b;
+}
+
 void log_close(struct raft_log *l)
 {
     for (size_t k = 0; k < l->n; k++)
         raft_buf_unref(slot(l, k)->buf);
+    log_release_some(l, SIZE_MAX);
+    raft_mem_free(l->cfg, l->garbage);
     raft_mem_free(l->cfg, l->ents);
     const struct raft_config *cfg = l->cfg;
     memset(l, 0, sizeof(*l));
@@ -129,7 +156,8 @@ void log_compact_to(struct raft_log *l, raft_index index)
         struct raft_entry *e = slot(l, 0);
         l->prev_index = e->index;
         l->prev_term = e->term;
-        raft_buf_unref(e->buf);
+        log_defer_release(l, e->buf);
+        e->buf = NULL;
         l->head = (l->head + 1) & (l->cap - 1);
         l->n--;
     }

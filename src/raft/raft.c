@@ -457,6 +457,7 @@ void raft_destroy(struct raft *r)
 void raft_tick(struct raft *r)
 {
     r->ticks++;
+    log_release_some(&r->log, LOG_RELEASE_PER_CALL);
     if (r->role == RAFT_LEADER)
         replication_leader_tick(r);
     else
@@ -906,6 +907,7 @@ void raft_ready_ack(struct raft *r, const struct raft_ready *rd)
     }
     out_clear(o);
     r->ready_outstanding = false;
+    log_release_some(&r->log, LOG_RELEASE_PER_CALL);
     (void)rd;
 }
 

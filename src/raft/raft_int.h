@@ -105,10 +105,20 @@ struct raft_log {
     raft_index commit;
     raft_index applying; /* handed out in ready.committed */
     raft_index applied;  /* reported by raft_applied() */
+    /* Payload references of compacted entries, released a bounded number at
+     * a time (log_release_some): compacting after a snapshot drops tens of
+     * thousands of entries at once, and releasing all their buffers in one
+     * go stalled the caller's loop for milliseconds. */
+    struct raft_buf **garbage;
+    size_t n_garbage, cap_garbage;
 };
+
+#define LOG_RELEASE_PER_CALL 2048
 
 void log_init(struct raft_log *l, const struct raft_config *cfg);
 void log_close(struct raft_log *l);
+/* Releases up to max references of compacted entries. */
+void log_release_some(struct raft_log *l, size_t max);
 raft_index log_first(const struct raft_log *l);
 raft_index log_last(const struct raft_log *l);
 raft_term log_last_term(const struct raft_log *l);

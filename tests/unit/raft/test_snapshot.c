@@ -1,5 +1,6 @@
 /* Snapshots, compaction and restarts. */
 #include "fixture.h"
+#include "raft/raft_int.h" /* LOG_RELEASE_PER_CALL */
 
 TEST(snapshot_taken_compacts_keeping_trailing_entries)
 {
@@ -370,6 +371,55 @@ TEST(snapshot_message_names_latest_snapshot)
     }
     ASSERT_EQ(seen, 1);
     raft_ready_ack(r1, &rd);
+    fx_destroy(f);
+}
+
+
+static size_t count_released(struct raft_buf **held, const uint32_t *before, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += held[i]->refs < before[i];
+    return k;
+}
+
+/* Compacting after a snapshot drops tens of thousands of entries at once;
+ * releasing all their payload buffers in that call stalled the node's loop
+ * for milliseconds (write p99). They are released a bounded number per tick
+ * or ready, and all of them soon after. */
+TEST(compaction_releases_payloads_a_bounded_number_per_call)
+{
+    enum { N = LOG_RELEASE_PER_CALL + 1000 };
+    static struct raft_buf *held[N + 64];
+    static uint32_t before[N + 64];
+    struct fx *f = fx_create(1);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    for (int i = 0; i < N; i++)
+        ASSERT_EQ(fx_propose_str(f, 1, "p", NULL), 0);
+    fx_run(f, 2);
+    struct raft *r = fx_r(f, 1);
+    raft_index applied = f->nodes[1].applied;
+    ASSERT_EQ(applied, raft_last_index(r));
+    size_t nh = 0;
+    for (raft_index i = raft_first_index(r); i + 5 <= applied && nh < N + 64; i++) {
+        const struct raft_entry *e = raft_entry_get(r, i);
+        if (!e || !e->buf) continue;
+        raft_buf_ref(e->buf);
+        held[nh] = e->buf;
+        before[nh] = e->buf->refs;
+        nh++;
+    }
+    ASSERT_TRUE(nh > LOG_RELEASE_PER_CALL);
+    raft_snapshot_taken(r, applied);
+    ASSERT_EQ(count_released(held, before, nh), 0);
+    raft_tick(r);
+    size_t k = count_released(held, before, nh);
+    ASSERT_TRUE(k > 0 && k <= LOG_RELEASE_PER_CALL);
+    for (int i = 0; i < 8; i++)
+        raft_tick(r);
+    ASSERT_EQ(count_released(held, before, nh), nh);
+    for (size_t i = 0; i < nh; i++)
+        raft_buf_unref(held[i]);
     fx_destroy(f);
 }
 
