@@ -3,6 +3,7 @@
 #include "kv/kv.h"
 
 #include <malloc.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,18 +18,67 @@
  * larger tables grow by the normal incremental path. */
 #define KV_RESTORE_PRESIZE_BUCKETS_MAX (1u << 24)
 
-/* One allocation per key: header, then key bytes, then value bytes. */
+/* One allocation per key: a 27-byte header, the key, the value, and, only for
+ * a key with an expiry, a 12-byte trailer (expiry time in ms, position in the
+ * expiry heap; native byte order, unaligned). With the expiry out of line a
+ * short key and a 100-byte value take glibc's 144-byte chunk instead of 160:
+ * a tenth of a node's memory at 1M keys (docs/KV.md). Never use sizeof() of
+ * this struct (it is padded); ENTRY_HDR is where the bytes start. */
 struct kv_entry {
     struct kv_entry *next; /* bucket chain */
     uint64_t version;      /* raft index of the last write */
-    uint64_t expire_at_ms; /* 0 = never */
     uint32_t hash;         /* low 32 bits of the keyed hash */
-    uint32_t key_len;
     uint32_t value_len;
-    uint32_t heap_idx; /* position in the expiry heap, KV_HEAP_NONE if no expiry */
+    uint16_t key_len;
+    uint8_t has_ttl; /* 1: the expiry trailer follows the value */
     uint8_t data[];
 };
-_Static_assert(sizeof(struct kv_entry) == 40, "kv_entry header is 40 bytes");
+#define ENTRY_HDR offsetof(struct kv_entry, data)
+#define ENTRY_TTL_BYTES 12u
+_Static_assert(offsetof(struct kv_entry, data) == 27, "kv_entry header is 27 bytes");
+_Static_assert(KV_KEY_BYTES_HARD_MAX <= UINT16_MAX, "key_len is 16 bits");
+
+static size_t entry_size(size_t key_len, size_t value_len, int with_ttl)
+{
+    return ENTRY_HDR + key_len + value_len + (with_ttl ? ENTRY_TTL_BYTES : 0);
+}
+
+static uint8_t *entry_trailer(const struct kv_entry *e)
+{
+    return (uint8_t *)(uintptr_t)(e->data + e->key_len + e->value_len);
+}
+
+/* 0 = never. */
+static uint64_t entry_expire(const struct kv_entry *e)
+{
+    uint64_t v = 0;
+    if (e->has_ttl) memcpy(&v, entry_trailer(e), sizeof(v));
+    return v;
+}
+
+/* KV_HEAP_NONE when e has no expiry or is out of the heap. */
+static uint32_t entry_heap_idx(const struct kv_entry *e)
+{
+    uint32_t v = KV_HEAP_NONE;
+    if (e->has_ttl) memcpy(&v, entry_trailer(e) + 8, sizeof(v));
+    return v;
+}
+
+static void entry_set_heap_idx(struct kv_entry *e, uint32_t i)
+{
+    ST_ASSERT(e->has_ttl);
+    memcpy(entry_trailer(e) + 8, &i, sizeof(i));
+}
+
+/* Sets the expiry (0 = none) once key_len and value_len are final; the
+ * allocation must have room for the trailer when expire != 0. */
+static void entry_set_expiry(struct kv_entry *e, uint64_t expire, uint32_t heap_idx)
+{
+    e->has_ttl = expire != 0;
+    if (!expire) return;
+    memcpy(entry_trailer(e), &expire, sizeof(expire));
+    entry_set_heap_idx(e, heap_idx);
+}
 
 struct kv_table {
     struct kv_entry **buckets;
@@ -41,7 +91,7 @@ struct kv_state {
     struct kv_table t[2]; /* t[1] is in use only while rehashing */
     uint64_t rehash_idx;  /* next t[0] bucket to migrate */
     int rehashing;
-    struct kv_entry **heap; /* min-heap by (expire_at_ms, key) */
+    struct kv_entry **heap; /* min-heap by (expiry, key) */
     uint32_t heap_len;
     uint32_t heap_cap;
     uint64_t entry_bytes;        /* sum of malloc_usable_size of entries */
@@ -191,12 +241,14 @@ static int entry_key_eq(const struct kv_entry *e, uint32_t h, const void *key, s
 
 static int entry_expired(const struct kv_entry *e, uint64_t now_ms)
 {
-    return e->expire_at_ms != 0 && e->expire_at_ms <= now_ms;
+    uint64_t x = entry_expire(e);
+    return x != 0 && x <= now_ms;
 }
 
 static int64_t entry_cmp(const struct kv_entry *a, const struct kv_entry *b)
 {
-    if (a->expire_at_ms != b->expire_at_ms) return a->expire_at_ms < b->expire_at_ms ? -1 : 1;
+    uint64_t xa = entry_expire(a), xb = entry_expire(b);
+    if (xa != xb) return xa < xb ? -1 : 1;
     size_t n = ST_MIN(a->key_len, b->key_len);
     int c = memcmp(a->data, b->data, n);
     if (c != 0) return c;
@@ -230,7 +282,7 @@ static void *kv_realloc(const struct kv_config *cfg, void *p, size_t n)
 static void heap_set(struct kv_state *st, uint32_t i, struct kv_entry *e)
 {
     st->heap[i] = e;
-    e->heap_idx = i;
+    entry_set_heap_idx(e, i);
 }
 
 static void heap_up(struct kv_state *st, uint32_t i)
@@ -278,16 +330,16 @@ static int heap_reserve(struct kv_state *st)
 static void heap_push(struct kv_state *st, struct kv_entry *e)
 {
     ST_ASSERT(st->heap_len < st->heap_cap);
-    st->heap[st->heap_len] = e;
-    e->heap_idx = st->heap_len++;
-    heap_up(st, e->heap_idx);
+    uint32_t i = st->heap_len++;
+    heap_set(st, i, e);
+    heap_up(st, i);
 }
 
 static void heap_remove(struct kv_state *st, struct kv_entry *e)
 {
-    uint32_t i = e->heap_idx;
+    uint32_t i = entry_heap_idx(e);
     ST_ASSERT(i < st->heap_len && st->heap[i] == e);
-    e->heap_idx = KV_HEAP_NONE;
+    entry_set_heap_idx(e, KV_HEAP_NONE);
     st->heap_len--;
     if (i == st->heap_len) return;
     struct kv_entry *last = st->heap[st->heap_len];
@@ -438,7 +490,7 @@ static void cow_retain(struct kv_state *st, struct kv_entry *e);
  * emit it: then the cursor takes it (copy-on-write). */
 static void entry_release(struct kv_state *st, struct kv_entry *e, int t)
 {
-    ST_ASSERT(e->heap_idx == KV_HEAP_NONE);
+    ST_ASSERT(entry_heap_idx(e) == KV_HEAP_NONE);
     if (st->cow && cow_needs(st, e, t))
         cow_retain(st, e);
     else
@@ -451,7 +503,7 @@ static void state_remove(struct kv_state *st, struct kv_entry *e, struct kv_entr
     ST_ASSERT(*link == e);
     *link = e->next;
     st->t[t].used--;
-    if (e->heap_idx != KV_HEAP_NONE) heap_remove(st, e);
+    if (entry_heap_idx(e) != KV_HEAP_NONE) heap_remove(st, e);
     entry_release(st, e, t);
     rehash_finish_if_done(st);
 }
@@ -531,7 +583,7 @@ int kv_get(const struct kv *kv, const void *key, size_t key_len, uint64_t now_ms
     out->value = e->data + e->key_len;
     out->value_len = e->value_len;
     out->version = e->version;
-    out->expire_at_ms = e->expire_at_ms;
+    out->expire_at_ms = entry_expire(e);
     return 0;
 }
 
@@ -560,11 +612,11 @@ int kv_check_invariants(const struct kv *kv)
                 KV_CHECK(e->hash == kv_hash(kv, e->data, e->key_len));
                 KV_CHECK(e->key_len >= 1 && e->key_len <= KV_KEY_BYTES_HARD_MAX);
                 KV_CHECK(e->version >= 1 && e->version <= kv->applied_index);
-                if (e->expire_at_ms) {
+                KV_CHECK(e->has_ttl <= 1 && (e->has_ttl != 0) == (entry_expire(e) != 0));
+                if (e->has_ttl) {
                     with_ttl++;
-                    KV_CHECK(e->heap_idx < st->heap_len && st->heap[e->heap_idx] == e);
-                } else {
-                    KV_CHECK(e->heap_idx == KV_HEAP_NONE);
+                    uint32_t hi = entry_heap_idx(e);
+                    KV_CHECK(hi < st->heap_len && st->heap[hi] == e);
                 }
             }
         }
@@ -583,7 +635,7 @@ int kv_check_invariants(const struct kv *kv)
         for (const struct kv_entry *e = cur->retained; e; e = e->next) {
             rn++;
             rbytes += malloc_usable_size((void *)(uintptr_t)e);
-            KV_CHECK(e->version <= cur->version_max && e->heap_idx == KV_HEAP_NONE);
+            KV_CHECK(e->version <= cur->version_max && entry_heap_idx(e) == KV_HEAP_NONE);
         }
         KV_CHECK(rn == cur->retained_n && rbytes == cur->retained_bytes);
         for (int t = cur->table; t <= st->rehashing; t++) {
@@ -600,7 +652,7 @@ int kv_check_invariants(const struct kv *kv)
 
 uint64_t kv_expiry_min(const struct kv *kv)
 {
-    return kv->st.heap_len ? kv->st.heap[0]->expire_at_ms : 0;
+    return kv->st.heap_len ? entry_expire(kv->st.heap[0]) : 0;
 }
 
 uint64_t kv_applied_index(const struct kv *kv)
@@ -632,7 +684,7 @@ static uint64_t entry_digest(const struct kv_entry *e)
 {
     uint8_t meta[24];
     put_u64(meta, e->version);
-    put_u64(meta + 8, e->expire_at_ms);
+    put_u64(meta + 8, entry_expire(e));
     put_u32(meta + 16, e->key_len);
     put_u32(meta + 20, e->value_len);
     uint64_t h = siphash13(0x0123456789abcdefULL, 0xfedcba9876543210ULL, meta, sizeof(meta));
@@ -680,51 +732,61 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
         return 0;
     }
     uint64_t expire = expiry_of(c->timestamp_ms, c->ttl_ms);
-    size_t need = sizeof(struct kv_entry) + (size_t)c->key_len + c->value_len;
-    if (expire != 0 && (!e || e->heap_idx == KV_HEAP_NONE) && heap_reserve(st) != 0)
-        return ST_ENOMEM;
+    size_t need = entry_size(c->key_len, c->value_len, expire != 0);
     if (e) {
-        size_t usable = malloc_usable_size(e);
+        /* Everything that can fail comes first: an ENOMEM leaves the state
+         * as it was. */
+        uint64_t old_expire = entry_expire(e);
+        uint32_t idx = entry_heap_idx(e);
+        if (expire != 0 && old_expire == 0 && heap_reserve(st) != 0) return ST_ENOMEM;
         /* A new allocation takes e's place in its chain and in the heap when
          * the value does not fit, or when an open snapshot cursor still has
          * to emit e as it is (then e goes to the cursor, not free()). */
-        if (!entry_fits(usable, need) || (st->cow && cow_needs(st, e, t))) {
-            struct kv_entry *n = kv_malloc(st->cfg, need);
+        struct kv_entry *n = NULL;
+        if (!entry_fits(malloc_usable_size(e), need) || (st->cow && cow_needs(st, e, t))) {
+            n = kv_malloc(st->cfg, need);
             if (!n) return ST_ENOMEM;
-            memcpy(n, e, sizeof(*e) + e->key_len);
+        }
+        /* While e's trailer is still where its lengths say. */
+        if (old_expire != 0 && expire == 0) {
+            heap_remove(st, e);
+            idx = KV_HEAP_NONE;
+        }
+        if (n) {
+            memcpy(n, e, ENTRY_HDR + e->key_len);
             *link = n;
-            if (n->heap_idx != KV_HEAP_NONE) st->heap[n->heap_idx] = n;
-            e->heap_idx = KV_HEAP_NONE;
+            if (idx != KV_HEAP_NONE) {
+                st->heap[idx] = n;
+                entry_set_heap_idx(e, KV_HEAP_NONE);
+            }
             entry_release(st, e, t);
             st->entry_bytes += malloc_usable_size(n);
             e = n;
         }
+        /* The value may overwrite the old trailer: both were read above. */
         if (c->value_len) memcpy(e->data + e->key_len, c->value, c->value_len);
         e->value_len = c->value_len;
         e->version = index;
-        uint64_t old_expire = e->expire_at_ms;
-        e->expire_at_ms = expire;
-        if (old_expire != 0 && expire == 0) {
-            heap_remove(st, e);
-        } else if (old_expire == 0 && expire != 0) {
+        entry_set_expiry(e, expire, idx);
+        if (old_expire == 0 && expire != 0) {
             heap_push(st, e);
-        } else if (old_expire != expire) {
-            heap_up(st, e->heap_idx);
-            heap_down(st, e->heap_idx);
+        } else if (old_expire != 0 && expire != 0 && old_expire != expire) {
+            heap_up(st, idx);
+            heap_down(st, entry_heap_idx(e));
         }
     } else {
+        if (expire != 0 && heap_reserve(st) != 0) return ST_ENOMEM;
         maybe_resize(kv, 1);
         e = kv_malloc(st->cfg, need);
         if (!e) return ST_ENOMEM;
         st->entry_bytes += malloc_usable_size(e);
         e->hash = h;
-        e->key_len = c->key_len;
+        e->key_len = (uint16_t)c->key_len;
         e->value_len = c->value_len;
         e->version = index;
-        e->expire_at_ms = expire;
-        e->heap_idx = KV_HEAP_NONE;
         memcpy(e->data, c->key, c->key_len);
         if (c->value_len) memcpy(e->data + c->key_len, c->value, c->value_len);
+        entry_set_expiry(e, expire, KV_HEAP_NONE);
         state_link(st, e);
         if (expire != 0) heap_push(st, e);
     }
@@ -759,7 +821,7 @@ static void apply_purge(struct kv *kv, uint64_t index, const struct kv_command *
 {
     struct kv_state *st = &kv->st;
     uint64_t purged = 0;
-    while (st->heap_len > 0 && st->heap[0]->expire_at_ms <= c->timestamp_ms &&
+    while (st->heap_len > 0 && entry_expire(st->heap[0]) <= c->timestamp_ms &&
            (c->keys_max == 0 || purged < c->keys_max)) {
         struct kv_entry *e = st->heap[0];
         struct kv_entry **link = NULL;
@@ -772,7 +834,7 @@ static void apply_purge(struct kv *kv, uint64_t index, const struct kv_command *
     r->status = KV_STATUS_OK;
     r->version = index;
     r->purged = purged;
-    r->purge_more = st->heap_len > 0 && st->heap[0]->expire_at_ms <= c->timestamp_ms;
+    r->purge_more = st->heap_len > 0 && entry_expire(st->heap[0]) <= c->timestamp_ms;
     maybe_resize(kv, 1);
 }
 
@@ -856,7 +918,7 @@ static int cow_needs(const struct kv_state *st, const struct kv_entry *e, int t)
 static void cow_retain(struct kv_state *st, struct kv_entry *e)
 {
     struct kv_snapshot_cursor *cur = st->cow;
-    ST_ASSERT(cur->table < CUR_RETAINED && e->heap_idx == KV_HEAP_NONE);
+    ST_ASSERT(cur->table < CUR_RETAINED && entry_heap_idx(e) == KV_HEAP_NONE);
     size_t usable = malloc_usable_size(e);
     st->entry_bytes -= usable;
     cur->retained_bytes += usable;
@@ -949,7 +1011,7 @@ static int cursor_emit(struct kv_snapshot_cursor *cur, const struct kv_entry *e,
     put_u32(rh, e->key_len);
     put_u32(rh + 4, e->value_len);
     put_u64(rh + 8, e->version);
-    put_u64(rh + 16, e->expire_at_ms);
+    put_u64(rh + 16, entry_expire(e));
     /* Checked before the lengths are trusted: a flipped length must not
      * make a restore allocate up to the hard value limit. */
     put_u32(rh + 24, st_crc32c(0, rh, 24));
@@ -1157,17 +1219,15 @@ static int restore_field_done(struct kv_restore *r)
             return ST_ECORRUPT;
         if (version == 0 || version > r->applied_index) return ST_ECORRUPT;
         if (expire != 0 && heap_reserve(st) != 0) return ST_ENOMEM;
-        size_t need = sizeof(struct kv_entry) + (size_t)key_len + value_len;
-        struct kv_entry *e = kv_malloc(st->cfg, need);
+        struct kv_entry *e = kv_malloc(st->cfg, entry_size(key_len, value_len, expire != 0));
         if (!e) return ST_ENOMEM;
         st->entry_bytes += malloc_usable_size(e);
         e->next = NULL;
-        e->key_len = key_len;
+        e->key_len = (uint16_t)key_len;
         e->value_len = value_len;
         e->version = version;
-        e->expire_at_ms = expire;
-        e->heap_idx = KV_HEAP_NONE;
         e->hash = 0;
+        entry_set_expiry(e, expire, KV_HEAP_NONE); /* the trailer is after the bytes fed */
         r->cur = e;
         r->cur_len = (size_t)key_len + value_len;
         r->phase = RS_REC_DATA;
@@ -1184,7 +1244,7 @@ static int restore_field_done(struct kv_restore *r)
         maybe_resize(&r->state_kv, 0); /* presized: never shrink while filling */
         rehash_step(st, r->kv->cfg.rehash_buckets_per_op);
         state_link(st, e);
-        if (e->expire_at_ms != 0) heap_push(st, e);
+        if (e->has_ttl) heap_push(st, e);
         r->keys_read++;
         r->phase = r->keys_read == r->keys ? RS_TRAILER : RS_REC_HDR;
         return 0;

@@ -361,6 +361,91 @@ TEST(incremental_rehash_keeps_every_key_under_insert_delete_mixes)
     kv_destroy(kv);
 }
 
+/* The memory target (1M keys of 100 bytes per node) rests on the entry
+ * layout: an 8-byte key and a 100-byte value must fit one 144-byte malloc
+ * chunk (136 usable bytes), which a 40-byte header did not. */
+TEST(a_short_key_and_100_byte_value_take_at_most_136_bytes)
+{
+    struct kv *kv = new_kv();
+    struct kv_result r;
+    char key[16], val[101];
+    memset(val, 'v', 100);
+    val[100] = 0;
+    enum { N = 4096 };
+    struct kv_stats s0;
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "k%07d", i);
+        ASSERT_EQ(kvt_put(kv, (uint64_t)i + 1, 0, key, val, 0, KV_COND_NONE, 0, &r), 0);
+    }
+    kv_stats(kv, &s0);
+    ASSERT_EQ(s0.keys, N);
+    ASSERT_FALSE(s0.rehashing);
+    /* memory_bytes = entries + bucket pointers + the kv struct (no expiry
+     * heap in use); 1 KiB bounds the struct. A 40-byte header: 152 each. */
+    uint64_t entries = s0.memory_bytes - s0.buckets * sizeof(void *);
+    ASSERT_LE(entries, (uint64_t)N * 136 + 1024);
+    kv_destroy(kv);
+}
+
+/* Each write may add, change or drop a key's expiry and grow or shrink its
+ * value (in place or into a new allocation): the expiry trailer moves with
+ * the value. A model checks value, version and expiry after every write;
+ * the invariant checker checks the heap's back-pointers. */
+TEST(expiry_survives_every_value_size_and_ttl_transition)
+{
+    struct kv *kv = new_kv();
+    enum { KEYS = 64 };
+    struct {
+        uint32_t len;
+        uint64_t version, expire;
+        char fill;
+    } model[KEYS];
+    memset(model, 0, sizeof(model));
+    static const uint32_t sizes[] = {0, 1, 7, 12, 20, 100, 115, 116, 200, 600, 3000};
+    static char val[3001];
+    struct st_rng rng;
+    st_rng_init(&rng, 777);
+    struct kv_result r;
+    char key[16];
+    for (uint64_t idx = 1; idx <= 20000; idx++) {
+        uint32_t k = (uint32_t)st_rng_below(&rng, KEYS);
+        snprintf(key, sizeof(key), "key-%u", k);
+        uint32_t len = sizes[st_rng_below(&rng, sizeof(sizes) / sizeof(sizes[0]))];
+        /* none, the same expiry again (no heap move), or a new one */
+        static const uint64_t ttls[] = {0, 0, 500, 1000};
+        uint64_t ttl = st_rng_below(&rng, 5) == 0 ? 1 + st_rng_below(&rng, 1000000)
+                                                  : ttls[st_rng_below(&rng, 4)];
+        char fill = (char)('a' + idx % 26);
+        memset(val, fill, len);
+        val[len] = 0;
+        ASSERT_EQ(kvt_put(kv, idx, 0, key, val, ttl, KV_COND_NONE, 0, &r), 0);
+        ASSERT_EQ(r.status, KV_STATUS_OK);
+        model[k].len = len;
+        model[k].version = idx;
+        model[k].expire = ttl;
+        model[k].fill = fill;
+        if (idx % 64 == 0 || idx < 200) ASSERT_EQ(kv_check_invariants(kv), 0);
+        for (uint32_t q = 0; q < KEYS; q += 7) {
+            if (!model[q].version) continue;
+            snprintf(key, sizeof(key), "key-%u", q);
+            struct kv_view v;
+            ASSERT_EQ(kv_get(kv, key, strlen(key), 0, &v), 0);
+            ASSERT_EQ(v.version, model[q].version);
+            ASSERT_EQ(v.expire_at_ms, model[q].expire);
+            ASSERT_EQ(v.value_len, model[q].len);
+            for (uint32_t i = 0; i < v.value_len; i++) ASSERT_EQ(v.value[i], model[q].fill);
+        }
+    }
+    /* The heap still orders every key with an expiry: a purge at t = 1e6
+     * removes exactly those. */
+    uint64_t with_ttl = 0;
+    for (uint32_t q = 0; q < KEYS; q++) with_ttl += model[q].version && model[q].expire;
+    ASSERT_EQ(kvt_purge(kv, 20001, 1000000, 0, &r), 0);
+    ASSERT_EQ(r.purged, with_ttl);
+    ASSERT_EQ(kv_check_invariants(kv), 0);
+    kv_destroy(kv);
+}
+
 TEST(same_commands_give_same_digest_and_different_ones_do_not)
 {
     struct kv *a = new_kv(), *b = new_kv();
