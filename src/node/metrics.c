@@ -133,6 +133,11 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
     counter(&o, "stcache_snapshots_taken_total", "Snapshots taken locally.", m->snapshots_taken);
     counter(&o, "stcache_snapshots_installed_total", "Snapshots installed from the leader.",
             m->snapshots_installed);
+    counter(&o, "stcache_memory_trims_total",
+            "Times free heap pages were returned to the OS (after snapshots).", m->memory_trims);
+    outf(&o, "# HELP stcache_memory_trim_seconds_total Time spent returning free heap pages.\n");
+    outf(&o, "# TYPE stcache_memory_trim_seconds_total counter\n");
+    outf(&o, "stcache_memory_trim_seconds_total %.6f\n", (double)m->memory_trim_us / 1e6);
     counter(&o, "stcache_wal_batches_total", "Batches submitted to the WAL writer.",
             m->write_batches);
     counter(&o, "stcache_wal_inline_batches_total",

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #define NODE_READIES_PER_PASS 64
 #define NODE_WAL_INLINE_BACKOFF_US 1000000u /* inline WAL writes off after a slow batch */
 #define NODE_HS_IDLE_TICKS 10 /* quiet ticks before a commit-only hard state is written */
+#define NODE_TRIM_DELAY_TICKS 100 /* from a snapshot to malloc_trim (compaction released) */
 #define NODE_JOIN_RETRY_MS 300
 #define NODE_JOIN_ATTEMPTS_MAX 200
 
@@ -249,6 +251,33 @@ static void snap_job_release(struct node *n)
     n->snap_active = false;
 }
 
+/* After a snapshot the heap has large free stretches: the compacted log's
+ * payloads (released over the following ticks, raft_int.h) and, after a
+ * restore, the whole previous kv. glibc returns only the top of the heap by
+ * itself; free pages in the middle stay resident until malloc_trim() gives
+ * them back (MADV_DONTNEED). Its cost is a walk of the free lists, a few
+ * ms at most, once per snapshot; it runs NODE_TRIM_DELAY_TICKS later, when
+ * the release is done. */
+static void memory_trim_schedule(struct node *n)
+{
+    n->trim_at_tick = n->ticks + NODE_TRIM_DELAY_TICKS;
+}
+
+static void memory_trim_maybe(struct node *n)
+{
+    if (!n->trim_at_tick || n->ticks < n->trim_at_tick) return;
+    n->trim_at_tick = 0;
+    uint64_t t0 = node_now_us();
+#ifdef __GLIBC__
+    (void)malloc_trim(0);
+#endif
+    uint64_t took = node_now_us() - t0;
+    n->m.memory_trims++;
+    n->m.memory_trim_us += took;
+    ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": free heap returned to the OS in %" PRIu64 " us",
+                   n->cfg.id, took);
+}
+
 /* Compaction after a snapshot at idx: the core keeps trailing entries for
  * lagging followers and tells us the first index it still needs; the WAL may
  * drop the rest. The term of first-1 is read before the core forgets it. */
@@ -302,6 +331,7 @@ static void snapshot_committed(struct node *n, const struct raft_snapshot_meta *
     n->last_snapshot_us = node_now_us();
     n->m.snapshots_taken++;
     raft_index first = snapshot_compact(n, meta->index, meta->term);
+    memory_trim_schedule(n);
     ST_TRACE_INFO(MOD,
                   "node %" PRIu64 ": snapshot at index %" PRIu64 " (%" PRIu64
                   " bytes, written in %" PRIu64 " us, durable after %" PRIu64
@@ -505,6 +535,7 @@ static int snapshot_restore(struct node *n, raft_index index)
     n->snapshot_index = info.meta.index;
     n->applied_at_snapshot = info.meta.index;
     n->conf_dirty = true;
+    memory_trim_schedule(n);
     ST_TRACE_INFO(MOD,
                   "node %" PRIu64 ": restored snapshot at index %" PRIu64 " (%" PRIu64 " keys)",
                   n->cfg.id, info.meta.index, kinfo.keys);
@@ -1046,6 +1077,7 @@ static void tick_cb(uv_timer_t *t)
     raft_tick(n->raft);
     n->ticks++;
     hard_state_flush_idle(n);
+    memory_trim_maybe(n);
     uint64_t now = node_now_us();
     node_waiters_expire(n, now);
     if (n->admin_retry.head) node_client_retry_admin(n);
@@ -1595,6 +1627,7 @@ void node_info_get(const struct node *n, struct node_info *out)
     out->last_index = raft_last_index(n->raft);
     out->snapshot_index = n->snapshot_index;
     out->snapshotting = n->snap_active || n->snap_commit;
+    out->memory_trims = n->m.memory_trims;
     const struct raft_conf *conf = raft_conf_get(n->raft);
     for (uint32_t i = 0; i < conf->n && i < RAFT_MEMBERS_MAX; i++) {
         const struct raft_member *m = &conf->members[i];

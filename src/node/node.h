@@ -163,7 +163,8 @@ struct node_info {
     char leader_http[NODE_ADDR_MAX]; /* "" if unknown */
     bool started;
     bool stopping;
-    bool snapshotting; /* a snapshot is being written or made durable */
+    bool snapshotting;     /* a snapshot is being written or made durable */
+    uint64_t memory_trims; /* free heap returned to the OS (after snapshots) */
 };
 void node_info_get(const struct node *n, struct node_info *out);
 

@@ -166,6 +166,8 @@ struct node_metrics {
     uint64_t entries_applied;
     uint64_t snapshots_taken;
     uint64_t snapshots_installed;
+    uint64_t memory_trims;
+    uint64_t memory_trim_us;
     uint64_t write_batches;
     uint64_t wal_inline_batches;
     uint64_t learners_promoted;
@@ -240,6 +242,10 @@ struct node {
      * been quiet for NODE_HS_IDLE_TICKS. */
     struct raft_hard_state hs_cur, hs_written;
     uint32_t hs_idle_ticks;
+    /* Free heap pages go back to the OS at this tick (0 = not due): set
+     * after a snapshot compacts the log or replaces the kv, see
+     * memory_trim_maybe. */
+    uint64_t trim_at_tick;
     /* WAL writes on the loop thread (cfg.wal_inline_max_us): off until this
      * time after a batch took too long. */
     uint64_t wal_inline_off_until_us;

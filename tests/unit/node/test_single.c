@@ -340,6 +340,36 @@ TEST(snapshot_threshold_alone_takes_snapshots)
     finish_single();
 }
 
+static bool cond_trimmed(void *arg)
+{
+    struct node_info info;
+    node_info_get(((struct hnode *)arg)->node, &info);
+    return info.memory_trims >= 1;
+}
+
+/* A snapshot compacts the log; the freed payloads sit in the middle of the
+ * heap, where glibc keeps them resident unless asked: the node returns them
+ * to the OS (malloc_trim) once the release is done, and counts it. */
+TEST(a_snapshot_is_followed_by_returning_free_heap_to_the_os)
+{
+    start_single(0);
+    struct hresp r;
+    struct node_info info;
+    node_info_get(single.node, &info);
+    ASSERT_EQ(info.memory_trims, 0);
+    h_http(&single, "PUT", "/kv/a", NULL, "1", &r);
+    ASSERT_EQ(r.status, 201);
+    h_http(&single, "POST", "/snapshot", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(h_run_until(cond_trimmed, &single));
+    h_http(&single, "GET", "/metrics", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_TRUE(strstr(r.body, "stcache_memory_trims_total 1") != NULL);
+    h_http(&single, "GET", "/kv/a", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    finish_single();
+}
+
 TEST(seed_join_adds_a_learner_and_delete_removes_it)
 {
     start_single(0);
