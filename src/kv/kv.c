@@ -440,7 +440,10 @@ static void maybe_resize(struct kv *kv, int allow_shrink)
     if (st->rehashing || st->cow) return;
     uint64_t keys = state_keys(st);
     if (keys >= st->t[0].size && st->t[0].size < (1ULL << 32)) {
-        (void)rehash_start(st, st->t[0].size * 2);
+        /* Straight to load < 1: growth deferred under a cursor may be
+         * several doublings behind. */
+        uint64_t size = ST_MAX(st->t[0].size * 2, next_pow2(keys + 1));
+        (void)rehash_start(st, ST_MIN(size, 1ULL << 32));
     } else if (allow_shrink && st->t[0].size > kv->cfg.buckets_initial &&
                keys < st->t[0].size / 8) {
         uint64_t size = ST_MAX(next_pow2(keys * 2), (uint64_t)kv->cfg.buckets_initial);
@@ -946,6 +949,9 @@ static void cursor_detach(struct kv_snapshot_cursor *cur)
     cur->retained_bytes = 0;
     kv->st.cow = NULL;
     rehash_finish_if_done(&kv->st); /* deletes may have emptied t[0] meanwhile */
+    /* A resize the cursor held back: now, not at the next insert or delete
+     * (a workload of overwrites would never make one). */
+    maybe_resize(kv, 1);
 }
 
 /* Fills a zeroed cursor and emits the header. Returns 0, ST_EINVAL or ST_ENOMEM;

@@ -432,6 +432,49 @@ TEST(rehash_in_progress_at_begin_pauses_and_resumes_after_the_cursor)
     kv_destroy(a);
 }
 
+/* A resize skipped while a cursor was open must happen when it ends, not
+ * only at the next insert: a workload that then only overwrites (a fixed
+ * key set) kept chains of two and more per bucket for good. */
+TEST(growth_deferred_by_a_cursor_happens_when_it_ends_without_new_keys)
+{
+    struct kv_config cfg;
+    kv_config_default(&cfg);
+    cfg.buckets_initial = 16;
+    struct kv *a = NULL;
+    ASSERT_EQ(kv_create(&cfg, &a), 0);
+    struct kv_result r;
+    struct kv_stats st;
+    uint64_t idx = 0;
+    char key[16];
+    struct kvt_sink s = {0};
+    struct kv_snapshot_cursor *cur = NULL;
+    ASSERT_EQ(kv_snapshot_begin(a, idx, NULL, 0, kvt_sink_cb, &s, &cur), 0);
+    for (unsigned i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "k%u", i);
+        ASSERT_EQ(kvt_put(a, ++idx, 100, key, "v", 0, KV_COND_NONE, 0, &r), 0);
+    }
+    kv_stats(a, &st);
+    ASSERT_EQ(st.buckets, 16); /* paused under the cursor */
+    int rc;
+    while ((rc = kv_snapshot_next(cur, 100)) == 1)
+        ;
+    ASSERT_EQ(rc, 0);
+    kv_snapshot_end(cur);
+    /* Overwrites only, and idle steps. */
+    for (unsigned i = 0; i < 1000; i++) {
+        snprintf(key, sizeof(key), "k%u", i);
+        ASSERT_EQ(kvt_put(a, ++idx, 100, key, "w", 0, KV_COND_NONE, 0, &r), 0);
+    }
+    while (kv_rehash_step(a, 64))
+        ;
+    kv_stats(a, &st);
+    ASSERT_EQ(st.keys, 1000);
+    ASSERT_GE(st.buckets, st.keys); /* load <= 1 again */
+    ASSERT_EQ(kv_check_invariants(a), 0);
+    free(s.data);
+    kv_destroy(a);
+}
+
 TEST(a_restore_waits_for_the_cursor_to_end)
 {
     uint64_t idx = 0;
