@@ -841,6 +841,23 @@ static void apply_purge(struct kv *kv, uint64_t index, const struct kv_command *
     maybe_resize(kv, 1);
 }
 
+void kv_prefetch(const struct kv *kv, const void *data, size_t len, int stage)
+{
+    struct kv_command c;
+    if (kv->restoring || kv_command_decode(data, len, NULL, &c) != 0 || c.key_len == 0) return;
+    uint32_t h = kv_hash(kv, c.key, c.key_len);
+    const struct kv_state *st = &kv->st;
+    for (int t = 0; t <= st->rehashing; t++) {
+        const struct kv_table *tb = &st->t[t];
+        if (tb->size == 0) continue;
+        struct kv_entry *const *slot = &tb->buckets[h & (tb->size - 1)];
+        if (stage == 0)
+            __builtin_prefetch(slot, 0, 3);
+        else if (*slot)
+            __builtin_prefetch(*slot, 1, 3);
+    }
+}
+
 int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct kv_result *result)
 {
     ST_ASSERT(!kv->restoring);

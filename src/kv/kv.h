@@ -105,6 +105,13 @@ void kv_destroy(struct kv *kv);
  * `data` is not retained. */
 int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct kv_result *result);
 
+/* A hint that the command `data` is about to be applied: loads its key's
+ * bucket slot (stage 0) or the first entry of that bucket's chain (stage 1,
+ * best issued a few commands after stage 0) into the cache, so that a batch
+ * of applies overlaps its cache misses instead of taking them one by one.
+ * Changes nothing; malformed commands are ignored. */
+void kv_prefetch(const struct kv *kv, const void *data, size_t len, int stage);
+
 /* Looks up a key. Returns 0 and fills *out, or ST_ENOENT if the key is absent
  * or expired (expiry <= now_ms). Does not modify the kv. */
 int kv_get(const struct kv *kv, const void *key, size_t key_len, uint64_t now_ms,

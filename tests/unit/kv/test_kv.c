@@ -446,6 +446,49 @@ TEST(expiry_survives_every_value_size_and_ttl_transition)
     kv_destroy(kv);
 }
 
+/* kv_prefetch is a cache hint: interleaved with applies (mid-rehash too)
+ * and fed garbage, it leaves the state exactly as without it. */
+TEST(prefetch_hints_change_nothing_and_ignore_malformed_commands)
+{
+    struct kv_config cfg;
+    kv_config_default(&cfg);
+    cfg.rehash_buckets_per_op = 1;
+    struct kv *a = NULL, *b = NULL;
+    ASSERT_EQ(kv_create(&cfg, &a), 0);
+    ASSERT_EQ(kv_create(&cfg, &b), 0);
+    struct kv_result r;
+    char key[32], val[32];
+    int saw_rehash = 0;
+    const uint8_t junk[] = {0xff, 0x00, 0x13, 0x37, 0x01};
+    for (uint64_t idx = 1; idx <= 5000; idx++) {
+        snprintf(key, sizeof(key), "key-%llu", (unsigned long long)(idx * 7919 % 3000));
+        snprintf(val, sizeof(val), "v%llu", (unsigned long long)idx);
+        struct kv_command c = {.type = idx % 5 == 0 ? KV_CMD_DELETE : KV_CMD_PUT,
+                               .req = {7, idx},
+                               .key = (const uint8_t *)key,
+                               .key_len = (uint32_t)strlen(key),
+                               .value = (const uint8_t *)val,
+                               .value_len = idx % 5 == 0 ? 0 : (uint32_t)strlen(val)};
+        uint8_t buf[128];
+        size_t len = 0;
+        ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), 0);
+        kv_prefetch(a, buf, len, 0);
+        kv_prefetch(a, buf, len, 1);
+        kv_prefetch(a, junk, sizeof(junk), 0);
+        kv_prefetch(a, junk, 0, 1);
+        ASSERT_EQ(kv_apply(a, idx, buf, len, &r), 0);
+        ASSERT_EQ(kv_apply(b, idx, buf, len, &r), 0);
+        struct kv_stats st;
+        kv_stats(a, &st);
+        saw_rehash |= st.rehashing;
+    }
+    ASSERT_TRUE(saw_rehash);
+    ASSERT_EQ(kv_check_invariants(a), 0);
+    ASSERT_EQ((long long)kv_digest(a), (long long)kv_digest(b));
+    kv_destroy(a);
+    kv_destroy(b);
+}
+
 TEST(same_commands_give_same_digest_and_different_ones_do_not)
 {
     struct kv *a = new_kv(), *b = new_kv();
