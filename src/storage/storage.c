@@ -31,7 +31,12 @@ int st_storage_open(const struct st_storage_config *cfg, struct st_storage **out
     raft_index after = state->has_snapshot ? snap.meta.index : 0;
     rc = st_path_join(path, sizeof(path), cfg->dir, "wal");
     if (rc != 0) goto fail_snaps;
-    struct st_wal_config wc = {.fs = fs, .dir = path, .segment_bytes = cfg->segment_bytes};
+    /* Spare segments need the thread-safe posix fs; the simulated one runs
+     * single-threaded and deterministic. */
+    struct st_wal_config wc = {.fs = fs,
+                               .dir = path,
+                               .segment_bytes = cfg->segment_bytes,
+                               .spare_segments = !cfg->fs || cfg->fs->ops == st_fs_posix()->ops};
     rc = st_wal_open(&wc, &s->log, err);
     if (rc != 0) goto fail_snaps;
     rc = s->log.ops->load(s->log.self, after, &state->log, err);

@@ -100,6 +100,20 @@ struct wal {
     uint64_t syncs;
     uint64_t open_scan_ns;
     uint64_t open_bytes_scanned;
+
+    /* Spare segment (cfg spare_segments): the helper thread `prep` writes
+     * WAL_SPARE_NAME full of zeros and syncs it while no spare exists; the
+     * roll renames it in. Under mu: spare_fd, prep_failed, prep_stop (also
+     * read without mu by the helper between chunks). */
+    bool spare_segments;
+    bool prep_started;
+    bool prep_stop;
+    bool prep_failed;
+    int spare_fd; /* -1: none ready */
+    pthread_t prep;
+    pthread_cond_t prep_cv;  /* to the helper: a spare was taken, or stop */
+    pthread_cond_t spare_cv; /* from the helper: a spare is ready, or it failed */
+    uint64_t spares_used;
 };
 
 static const struct st_log_store_ops wal_ops;
@@ -116,6 +130,93 @@ static uint64_t now_ns(void)
 static void seg_path(const struct wal *w, uint64_t seq, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/%016" PRIx64 ".wal", w->dir, seq);
+}
+
+#define WAL_SPARE_NAME "spare.wal.tmp"
+#define WAL_ZERO_CHUNK (1u << 20)
+
+static void spare_path(const struct wal *w, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/" WAL_SPARE_NAME, w->dir);
+}
+
+/* The helper's work: the spare file, segment_bytes of zeros, synced a chunk
+ * at a time (a whole segment's writeback at once would stall the WAL's own
+ * syncs on the shared disk for tens of ms). ST_ECANCELED when asked to stop. */
+static int spare_make(struct wal *w, const uint8_t *zero, int *fd_out)
+{
+    char path[ST_STORAGE_PATH_MAX];
+    spare_path(w, path, sizeof(path));
+    int fd;
+    int rc = w->fs.ops->open(w->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &fd);
+    if (rc != 0) return rc;
+    for (uint64_t off = 0; off < w->segment_bytes && rc == 0; off += WAL_ZERO_CHUNK) {
+        if (__atomic_load_n(&w->prep_stop, __ATOMIC_RELAXED)) {
+            rc = ST_ECANCELED;
+            break;
+        }
+        size_t n = (size_t)ST_MIN((uint64_t)WAL_ZERO_CHUNK, w->segment_bytes - off);
+        rc = w->fs.ops->pwrite(w->fs.self, fd, zero, n, off);
+        if (rc == 0) rc = w->fs.ops->fdatasync(w->fs.self, fd);
+    }
+    if (rc != 0) {
+        w->fs.ops->close(w->fs.self, fd);
+        (void)w->fs.ops->unlink(w->fs.self, path);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static void *prep_main(void *arg)
+{
+    struct wal *w = arg;
+    uint8_t *zero = calloc(1, WAL_ZERO_CHUNK);
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->prep_stop && (w->spare_fd >= 0 || w->prep_failed))
+            pthread_cond_wait(&w->prep_cv, &w->mu);
+        if (w->prep_stop) break;
+        pthread_mutex_unlock(&w->mu);
+        int fd = -1;
+        int rc = zero ? spare_make(w, zero, &fd) : ST_ENOMEM;
+        pthread_mutex_lock(&w->mu);
+        if (rc == 0) {
+            w->spare_fd = fd;
+        } else if (rc != ST_ECANCELED) {
+            /* Not fatal: segments are fallocated as without spares. */
+            ST_TRACE_WARN("storage", "wal: cannot prepare a spare segment in %s: %s", w->dir,
+                          st_strerror(rc));
+            w->prep_failed = true;
+        }
+        pthread_cond_broadcast(&w->spare_cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    free(zero);
+    return NULL;
+}
+
+/* Under mu: the spare for segment `path`, renamed in; -1 when none is ready
+ * (or the rename failed). Wakes the helper for the next one either way. */
+static int spare_take(struct wal *w, const char *path)
+{
+    if (!w->spare_segments) return -1;
+    int fd = w->spare_fd;
+    w->spare_fd = -1;
+    pthread_cond_signal(&w->prep_cv);
+    if (fd < 0) return -1;
+    char sp[ST_STORAGE_PATH_MAX];
+    spare_path(w, sp, sizeof(sp));
+    int rc = w->fs.ops->rename(w->fs.self, sp, path);
+    if (rc != 0) {
+        ST_TRACE_WARN("storage", "wal: cannot rename the spare segment to %s: %s", path,
+                      st_strerror(rc));
+        w->fs.ops->close(w->fs.self, fd);
+        (void)w->fs.ops->unlink(w->fs.self, sp);
+        return -1;
+    }
+    w->spares_used++;
+    return fd;
 }
 
 static struct wal_seg *cur_seg(struct wal *w)
@@ -223,11 +324,15 @@ static int seg_create(struct wal *w, uint64_t seq)
     seg_path(w, seq, path, sizeof(path));
     int rc = grow((void **)&w->segs, &w->cap_segs, w->n_segs + 1, sizeof(*w->segs));
     if (rc != 0) return rc;
-    int fd;
-    rc = w->fs.ops->open(w->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &fd);
-    if (rc != 0) return rc;
-    rc = w->fs.ops->fallocate(w->fs.self, fd, 0, w->segment_bytes);
-    if (rc != 0) goto fail_file;
+    /* A spare is segment_bytes of zeros already: what a fallocated file
+     * reads as, so recovery cannot tell the two apart. */
+    int fd = spare_take(w, path);
+    if (fd < 0) {
+        rc = w->fs.ops->open(w->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &fd);
+        if (rc != 0) return rc;
+        rc = w->fs.ops->fallocate(w->fs.self, fd, 0, w->segment_bytes);
+        if (rc != 0) goto fail_file;
+    }
     struct st_seg_header h = {
         .seq = seq,
         .first_index = w->last_index + 1,
@@ -734,6 +839,7 @@ struct list_ctx {
     size_t n, cap;
     char foreign[256];
     int rc;
+    bool spare_seen;
 };
 
 static int list_cb(void *ctx, const char *name)
@@ -741,6 +847,10 @@ static int list_cb(void *ctx, const char *name)
     struct list_ctx *l = ctx;
     size_t len = strlen(name);
     uint64_t seq = 0;
+    if (strcmp(name, WAL_SPARE_NAME) == 0) { /* a spare of a previous run */
+        l->spare_seen = true;
+        return 0;
+    }
     bool ok = len == 20 && strcmp(name + 16, ".wal") == 0;
     for (size_t i = 0; ok && i < 16; i++) {
         char c = name[i];
@@ -1039,6 +1149,19 @@ fail_fd:
 
 static void wal_free(struct wal *w)
 {
+    if (w->prep_started) {
+        pthread_mutex_lock(&w->mu);
+        __atomic_store_n(&w->prep_stop, true, __ATOMIC_RELAXED);
+        pthread_cond_signal(&w->prep_cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->prep, NULL);
+    }
+    if (w->spare_fd >= 0) {
+        char sp[ST_STORAGE_PATH_MAX];
+        spare_path(w, sp, sizeof(sp));
+        w->fs.ops->close(w->fs.self, w->spare_fd);
+        (void)w->fs.ops->unlink(w->fs.self, sp);
+    }
     for (size_t i = 0; i < w->n_segs; i++) {
         w->fs.ops->close(w->fs.self, w->segs[i].fd);
         raft_buf_unref(w->segs[i].buf);
@@ -1049,6 +1172,8 @@ static void wal_free(struct wal *w)
     free(w->stage);
     free(w->wbuf);
     pthread_cond_destroy(&w->idle);
+    pthread_cond_destroy(&w->prep_cv);
+    pthread_cond_destroy(&w->spare_cv);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
@@ -1064,6 +1189,9 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
     if (!w) return ST_ENOMEM;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->idle, NULL);
+    pthread_cond_init(&w->prep_cv, NULL);
+    pthread_cond_init(&w->spare_cv, NULL);
+    w->spare_fd = -1;
     w->fs = cfg->fs ? *cfg->fs : *st_fs_posix();
     w->segment_bytes = cfg->segment_bytes ? cfg->segment_bytes : WAL_SEGMENT_BYTES_DEFAULT;
     w->record_bytes_max =
@@ -1099,6 +1227,16 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
             st_storage_errf(err, "wal: cannot list %s: %s", w->dir, st_strerror(rc));
         free(l.seqs);
         goto fail;
+    }
+    if (l.spare_seen) { /* never trusted: it may be half written */
+        char sp[ST_STORAGE_PATH_MAX];
+        spare_path(w, sp, sizeof(sp));
+        rc = w->fs.ops->unlink(w->fs.self, sp);
+        if (rc != 0) {
+            st_storage_errf(err, "wal: cannot remove %s: %s", sp, st_strerror(rc));
+            free(l.seqs);
+            goto fail;
+        }
     }
     if (l.n) qsort(l.seqs, l.n, sizeof(uint64_t), cmp_u64);
     for (size_t i = 1; i < l.n; i++) {
@@ -1142,6 +1280,15 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
         }
     }
     w->wseq++; /* new writes are newer than anything on disk */
+    if (cfg->spare_segments) {
+        w->spare_segments = true;
+        if (pthread_create(&w->prep, NULL, prep_main, w) == 0) {
+            w->prep_started = true;
+        } else {
+            ST_TRACE_WARN("storage", "wal: no spare-segment thread; segments are fallocated");
+            w->prep_failed = true;
+        }
+    }
     out->ops = &wal_ops;
     out->self = w;
     return 0;
@@ -1212,9 +1359,22 @@ void st_wal_stats_get(const struct st_log_store *store, struct st_wal_stats *out
     out->segments = w->n_segs;
     out->bytes_written = w->bytes_written;
     out->syncs = w->syncs;
+    out->spares_used = w->spares_used;
     out->open_scan_ns = w->open_scan_ns;
     out->open_bytes_scanned = w->open_bytes_scanned;
     pthread_mutex_unlock(&w->mu);
+}
+
+int st_wal_spare_wait(const struct st_log_store *store)
+{
+    ST_ASSERT(store->ops == &wal_ops);
+    struct wal *w = store->self;
+    pthread_mutex_lock(&w->mu);
+    while (w->prep_started && w->spare_fd < 0 && !w->prep_failed)
+        pthread_cond_wait(&w->spare_cv, &w->mu);
+    int rc = w->spare_fd >= 0 ? 0 : ST_EUNAVAILABLE;
+    pthread_mutex_unlock(&w->mu);
+    return rc;
 }
 
 static const struct st_log_store_ops wal_ops = {
