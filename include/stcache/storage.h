@@ -63,7 +63,14 @@ enum st_fs_open_flags {
     ST_FS_CREATE = 1 << 1, /* create if missing */
     ST_FS_EXCL = 1 << 2,   /* with CREATE: fail with ST_EEXIST if present */
     ST_FS_TRUNC = 1 << 3,  /* truncate to 0 on open */
+    /* Direct I/O: reads and writes bypass the page cache (O_DIRECT). Buffer
+     * addresses, offsets and lengths must be multiples of ST_FS_DIRECT_ALIGN
+     * (ST_EINVAL otherwise, nothing transferred). open fails with ST_EINVAL
+     * where the file system has no direct I/O (tmpfs). */
+    ST_FS_DIRECT = 1 << 4,
 };
+
+#define ST_FS_DIRECT_ALIGN 4096u
 
 /* Called once per directory entry (not "." or ".."); return nonzero to stop. */
 typedef int (*st_fs_list_cb)(void *ctx, const char *name);
@@ -87,6 +94,11 @@ struct st_fs_ops {
      * write may have written any prefix. */
     int (*pwrite)(void *self, int fd, const void *buf, size_t len, uint64_t off);
     int (*fdatasync)(void *self, int fd);
+    /* pwrite, then durable as after fdatasync, in one call where the platform
+     * has one (Linux: pwritev2 with RWF_DSYNC; with a FUA-capable disk and a
+     * direct fd, one device write and no separate cache flush). Same
+     * contract as pwrite + fdatasync, failures included. */
+    int (*pwrite_sync)(void *self, int fd, const void *buf, size_t len, uint64_t off);
     int (*fsync)(void *self, int fd);
     /* Reserves [off, off+len) (file size grows to at least off+len, new bytes read as zero). */
     int (*fallocate)(void *self, int fd, uint64_t off, uint64_t len);
@@ -164,6 +176,11 @@ int st_fs_sim_flip_bit(struct st_fs_sim *sim, const char *path, uint64_t off, un
 /* Opening exactly `path` fails with ST_EPERM from now on (an unreadable
  * file); NULL clears. */
 void st_fs_sim_deny(struct st_fs_sim *sim, const char *path);
+/* Direct I/O (ST_FS_DIRECT) of the simulated disk: transfers must be
+ * multiples of `align` (ST_FS_DIRECT_ALIGN by default; more, as a disk with
+ * larger blocks would, makes them fail with ST_EINVAL); 0: opening with
+ * ST_FS_DIRECT fails with ST_EINVAL, as on a file system without it. */
+void st_fs_sim_set_direct_align(struct st_fs_sim *sim, uint32_t align);
 /* Current size of a file, or ST_ENOENT. */
 int st_fs_sim_file_size(struct st_fs_sim *sim, const char *path, uint64_t *size_out);
 
@@ -261,6 +278,14 @@ struct st_wal_config {
      * appends synced one by one: 230 -> 150 us with three writers). 0: each
      * segment is fallocated at the roll. Needs a thread-safe fs (posix). */
     int spare_segments;
+    /* 1: appends to the current segment use direct I/O (ST_FS_DIRECT) and
+     * one write-and-sync call (pwrite_sync): no page-cache copy and no
+     * writeback pass per sync. The partial last block is kept in memory and
+     * rewritten whole, padded with zeros (what the segment holds past its end
+     * anyway). Falls back to buffered writes, with a trace line, where the fs
+     * refuses direct I/O. Needs segment_bytes a multiple of ST_FS_DIRECT_ALIGN
+     * (off otherwise). A sync of 4 KiB here: 38-44 -> 24-26 us of CPU. */
+    int direct_io;
 };
 
 /* Opens (creating if needed) the WAL in cfg->dir: scans every segment once,
@@ -276,6 +301,8 @@ struct st_wal_stats {
     uint64_t open_scan_ns;  /* time spent scanning at open (startup measurement) */
     uint64_t open_bytes_scanned;
     uint64_t spares_used;   /* segments that were zero-filled spares (spare_segments) */
+    uint64_t direct_writes; /* appends written with direct I/O (direct_io) */
+    bool direct_io;         /* direct I/O in use (configured and not given up) */
 };
 /* Only for a store made by st_wal_open. */
 void st_wal_stats_get(const struct st_log_store *store, struct st_wal_stats *out);
@@ -337,6 +364,9 @@ int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *
 /* Finishes every queued batch (its callbacks run), stops and joins the
  * thread, frees the writer. The store stays open. */
 void st_log_writer_destroy(struct st_log_writer *w);
+/* Groups appended to the store and waiting for the syncer (the next sync
+ * takes them all). For tests. */
+size_t st_log_writer_queued_groups(struct st_log_writer *w);
 
 /* ============================================================ snapshots */
 

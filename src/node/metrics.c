@@ -143,6 +143,17 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
     counter(&o, "stcache_wal_inline_batches_total",
             "WAL batches written and synced on the loop thread (writer idle).",
             m->wal_inline_batches);
+    if (n->storage) {
+        struct st_wal_stats ws;
+        st_wal_stats_get(&n->storage->log, &ws);
+        counter(&o, "stcache_wal_syncs_total",
+                "fdatasync calls on the WAL (a group commit covers many batches).", ws.syncs);
+        counter(&o, "stcache_wal_bytes_written_total", "Bytes appended to the WAL since start.",
+                ws.bytes_written);
+        gauge(&o, "stcache_wal_direct_io",
+              "1 if WAL appends use direct I/O, 0 if buffered (file system without it).",
+              ws.direct_io);
+    }
     counter(&o, "stcache_learners_promoted_total", "Learner promotions proposed.",
             m->learners_promoted);
     counter(&o, "stcache_purges_proposed_total", "PURGE_EXPIRED commands proposed.",

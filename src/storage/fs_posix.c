@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "stcache/storage.h"
@@ -21,6 +22,7 @@ static int px_open(void *self, const char *path, int flags, int *fd_out)
     if (flags & ST_FS_CREATE) of |= O_CREAT;
     if (flags & ST_FS_EXCL) of |= O_EXCL;
     if (flags & ST_FS_TRUNC) of |= O_TRUNC;
+    if (flags & ST_FS_DIRECT) of |= O_DIRECT;
     int fd;
     do {
         fd = open(path, of, 0644);
@@ -71,6 +73,29 @@ static int px_pwrite(void *self, int fd, const void *buf, size_t len, uint64_t o
 static int px_fdatasync(void *self, int fd)
 {
     return fdatasync(fd) == 0 ? 0 : px_err();
+}
+
+static int px_pwrite_sync(void *self, int fd, const void *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        /* iovec has no const member: the kernel only reads it for a write */
+        struct iovec v = {.iov_base = (void *)((uintptr_t)buf + done), .iov_len = len - done};
+        ssize_t n = pwritev2(fd, &v, 1, (off_t)(off + done), RWF_DSYNC);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EOPNOTSUPP || errno == ENOSYS) break; /* kernel before 4.7 */
+            return px_err();
+        }
+        if (n == 0) return ST_EIO;
+        done += (size_t)n;
+    }
+    if (done < len) {
+        int rc = px_pwrite(self, fd, (const char *)buf + done, len - done, off + done);
+        if (rc != 0) return rc;
+        return px_fdatasync(self, fd);
+    }
+    return 0;
 }
 
 static int px_fsync(void *self, int fd)
@@ -161,6 +186,7 @@ static const struct st_fs_ops posix_ops = {
     .pread = px_pread,
     .pwrite = px_pwrite,
     .fdatasync = px_fdatasync,
+    .pwrite_sync = px_pwrite_sync,
     .fsync = px_fsync,
     .fallocate = px_fallocate,
     .ftruncate = px_ftruncate,

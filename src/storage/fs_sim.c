@@ -48,8 +48,11 @@ struct sim_inode {
 
 struct sim_fd {
     bool used;
+    bool direct; /* ST_FS_DIRECT: transfers must be aligned, as O_DIRECT's */
     uint32_t ino;
 };
+
+
 
 struct st_fs_sim {
     pthread_mutex_t mu;
@@ -69,6 +72,7 @@ struct st_fs_sim {
     uint64_t quota_bytes;
     uint32_t fail_syncs;
     char denied[256];
+    uint32_t direct_align; /* 0: no direct I/O */
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -230,6 +234,14 @@ static bool sim_tick(struct st_fs_sim *s)
     return false;
 }
 
+/* An O_DIRECT transfer the kernel would refuse with EINVAL. */
+static bool sim_misaligned(const struct st_fs_sim *s, int fd, const void *buf, size_t len,
+                           uint64_t off)
+{
+    uint32_t a = s->direct_align;
+    return s->fds[fd].direct && ((uintptr_t)buf % a || len % a || off % a);
+}
+
 static struct sim_inode *fd_inode(struct st_fs_sim *s, int fd)
 {
     if (fd < 0 || fd >= SIM_FDS_MAX || !s->fds[fd].used) return NULL;
@@ -249,6 +261,10 @@ static int sim_open(void *self, const char *path, int flags, int *fd_out)
     }
     if (s->denied[0] && strcmp(s->denied, path) == 0) {
         rc = ST_EPERM;
+        goto out;
+    }
+    if ((flags & ST_FS_DIRECT) && s->direct_align == 0) {
+        rc = ST_EINVAL;
         goto out;
     }
     rc = resolve(s, path, &parent, last, &ino);
@@ -296,6 +312,7 @@ static int sim_open(void *self, const char *path, int flags, int *fd_out)
         goto out;
     }
     s->fds[fd].used = true;
+    s->fds[fd].direct = (flags & ST_FS_DIRECT) != 0;
     s->fds[fd].ino = ino;
     *fd_out = fd;
 out:
@@ -322,6 +339,10 @@ static int sim_pread(void *self, int fd, void *buf, size_t len, uint64_t off, si
         rc = ST_EIO;
         goto out;
     }
+    if (sim_misaligned(s, fd, buf, len, off)) {
+        rc = ST_EINVAL;
+        goto out;
+    }
     size_t n = 0;
     if (off < in->size) n = (size_t)ST_MIN((uint64_t)len, in->size - off);
     if (n) memcpy(buf, in->data + off, n);
@@ -339,6 +360,10 @@ static int sim_pwrite(void *self, int fd, const void *buf, size_t len, uint64_t 
     struct sim_inode *in = fd_inode(s, fd);
     if (!in) {
         rc = ST_EIO;
+        goto out;
+    }
+    if (sim_misaligned(s, fd, buf, len, off)) {
+        rc = ST_EINVAL;
         goto out;
     }
     bool was_crashed = s->crashed;
@@ -605,12 +630,21 @@ static int sim_stat(void *self, const char *path, bool *is_dir)
     return rc;
 }
 
+/* Two operations for the crash points (power may fail between the write and
+ * the sync), as the kernel's write-then-flush may be interrupted. */
+static int sim_pwrite_sync(void *self, int fd, const void *buf, size_t len, uint64_t off)
+{
+    int rc = sim_pwrite(self, fd, buf, len, off);
+    return rc != 0 ? rc : sim_sync_fd(self, fd);
+}
+
 static const struct st_fs_ops sim_ops = {
     .open = sim_open,
     .close = sim_close,
     .pread = sim_pread,
     .pwrite = sim_pwrite,
     .fdatasync = sim_sync_fd,
+    .pwrite_sync = sim_pwrite_sync,
     .fsync = sim_sync_fd,
     .fallocate = sim_fallocate,
     .ftruncate = sim_ftruncate,
@@ -634,6 +668,7 @@ int st_fs_sim_create(struct st_fs_sim **out)
     s->fs.ops = &sim_ops;
     s->fs.self = s;
     s->quota_bytes = UINT64_MAX;
+    s->direct_align = ST_FS_DIRECT_ALIGN;
     inode_new(s, true); /* root, always durable */
     *out = s;
     return 0;
@@ -727,6 +762,13 @@ void st_fs_sim_set_quota(struct st_fs_sim *s, uint64_t quota_bytes)
 {
     SIM_LOCK(s);
     s->quota_bytes = quota_bytes;
+    SIM_UNLOCK(s);
+}
+
+void st_fs_sim_set_direct_align(struct st_fs_sim *s, uint32_t align)
+{
+    SIM_LOCK(s);
+    s->direct_align = align;
     SIM_UNLOCK(s);
 }
 

@@ -32,11 +32,14 @@ int st_storage_open(const struct st_storage_config *cfg, struct st_storage **out
     rc = st_path_join(path, sizeof(path), cfg->dir, "wal");
     if (rc != 0) goto fail_snaps;
     /* Spare segments need the thread-safe posix fs; the simulated one runs
-     * single-threaded and deterministic. */
+     * single-threaded and deterministic. Direct I/O on both (the simulated fs
+     * checks the alignment the kernel would). */
+    bool posix = !cfg->fs || cfg->fs->ops == st_fs_posix()->ops;
     struct st_wal_config wc = {.fs = fs,
                                .dir = path,
                                .segment_bytes = cfg->segment_bytes,
-                               .spare_segments = !cfg->fs || cfg->fs->ops == st_fs_posix()->ops};
+                               .spare_segments = posix,
+                               .direct_io = 1};
     rc = st_wal_open(&wc, &s->log, err);
     if (rc != 0) goto fail_snaps;
     rc = s->log.ops->load(s->log.self, after, &state->log, err);

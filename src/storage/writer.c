@@ -448,3 +448,11 @@ void st_log_writer_destroy(struct st_log_writer *w)
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
+
+size_t st_log_writer_queued_groups(struct st_log_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    size_t n = w->n_groups;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}

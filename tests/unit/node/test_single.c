@@ -262,6 +262,11 @@ TEST(cluster_health_and_metrics_describe_the_node)
     ASSERT_TRUE(strstr(r.body, "stcache_wal_fsync_seconds_count ") != NULL);
     ASSERT_TRUE(strstr(r.body, "stcache_http_requests_total{route=\"kv_put\",code=\"2xx\"} 1") !=
                 NULL);
+    /* the write above was fdatasynced: the WAL's own counters show it */
+    const char *syncs = strstr(r.body, "\nstcache_wal_syncs_total ");
+    ASSERT_TRUE(syncs != NULL);
+    ASSERT_TRUE(strtoull(syncs + strlen("\nstcache_wal_syncs_total "), NULL, 10) >= 1);
+    ASSERT_TRUE(strstr(r.body, "\nstcache_wal_direct_io ") != NULL);
     finish_single();
 }
 

@@ -77,10 +77,18 @@ static int do_batch(struct st_log_store *s, struct run *r, const struct st_log_b
     return rc;
 }
 
+/* Direct I/O on or off for the WAL under test: the crash tests run both ways
+ * (with it, every sync rewrites the partial last block whole, padded with
+ * zeros, so a torn write can tear synced bytes' block too). */
+static int g_direct;
+static uint64_t g_direct_writes; /* direct writes the workloads made */
+
 static struct st_wal_config wal_cfg(struct st_fs_sim *sim)
 {
-    return (struct st_wal_config){
-        .fs = st_fs_sim_fs(sim), .dir = "/data/wal", .segment_bytes = SEGMENT_BYTES};
+    return (struct st_wal_config){.fs = st_fs_sim_fs(sim),
+                                  .dir = "/data/wal",
+                                  .segment_bytes = SEGMENT_BYTES,
+                                  .direct_io = g_direct};
 }
 
 /* The scripted workload: appends, conflicting suffixes, hard-state changes,
@@ -153,6 +161,9 @@ static void workload(struct st_fs_sim *sim, struct run *r, int steps, uint64_t s
             ack(r);
         }
     }
+    struct st_wal_stats ws;
+    st_wal_stats_get(&s, &ws);
+    g_direct_writes += ws.direct_writes;
     s.ops->close(s.self);
 }
 
@@ -260,15 +271,36 @@ __attribute__((constructor)) static void quiet(void)
     st_trace_set_level(ST_TRACE_ERROR + 1); /* thousands of expected refusals */
 }
 
+static void power_loss_sweep(void);
+
 TEST(power_loss_at_every_write_and_sync_point_keeps_acknowledged_records)
+{
+    g_direct = 0;
+    power_loss_sweep();
+}
+
+TEST(power_loss_at_every_point_with_direct_io_keeps_acknowledged_records)
+{
+    g_direct = 1;
+    power_loss_sweep();
+    g_direct = 0;
+}
+
+static void power_loss_sweep(void)
 {
     int steps = h_sanitized() ? 40 : 70;
     uint64_t seeds[] = {1, 2, 3};
     uint64_t points = 0, cases = 0;
     struct verdict v = {0};
     for (size_t si = 0; si < ST_ARRAY_LEN(seeds); si++) {
+        g_direct_writes = 0;
         uint64_t n = count_ops(steps, seeds[si], &g_run);
         ASSERT_TRUE(g_run.acks > steps / 3); /* the script really acknowledges data */
+        /* the mode under test is the one the WAL used */
+        if (g_direct)
+            ASSERT_TRUE(g_direct_writes >= (uint64_t)g_run.acks / 2);
+        else
+            ASSERT_EQ(g_direct_writes, 0);
         for (uint64_t k = 1; k <= n; k++) {
             points++;
             crash_case(steps, seeds[si], k, ST_FS_SIM_LOSE_UNSYNCED, 0, NULL, &v);
@@ -284,8 +316,9 @@ TEST(power_loss_at_every_write_and_sync_point_keeps_acknowledged_records)
             }
         }
     }
-    printf("crash points tested: %llu (%llu recoveries: lost unsynced data, torn writes)\n",
-           (unsigned long long)points, (unsigned long long)cases);
+    printf("crash points tested%s: %llu (%llu recoveries: lost unsynced data, torn writes)\n",
+           g_direct ? " (direct I/O)" : "", (unsigned long long)points,
+           (unsigned long long)cases);
     ASSERT_EQ(v.refused, 0);
     ASSERT_EQ((uint64_t)v.restored, cases);
 }
@@ -417,7 +450,22 @@ static uint64_t writer_run(struct st_fs_sim *sim, raft_index *last_of, uint64_t 
     return st_fs_sim_op_count(sim);
 }
 
+static void writer_power_loss_sweep(void);
+
 TEST(power_loss_under_the_pipelined_writer_keeps_acknowledged_batches)
+{
+    g_direct = 0;
+    writer_power_loss_sweep();
+}
+
+TEST(power_loss_under_the_pipelined_writer_with_direct_io_keeps_acknowledged_batches)
+{
+    g_direct = 1;
+    writer_power_loss_sweep();
+    g_direct = 0;
+}
+
+static void writer_power_loss_sweep(void)
 {
     raft_index last_of[WBATCHES + 1] = {0};
     uint64_t acked;

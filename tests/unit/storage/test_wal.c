@@ -359,6 +359,60 @@ TEST(writer_takes_all_queued_batches_into_one_sync)
     st_fs_sim_destroy(sim);
 }
 
+/* Groups the encoder finished while a sync (here: its callback) was in
+ * progress share the next fdatasync: the WAL seals everything appended
+ * before it, and the later group's sync finds nothing left to do. */
+TEST(writer_syncs_all_groups_encoded_during_a_sync_at_once)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 1 << 20, &s);
+    struct wctx c;
+    wctx_init(&c);
+    c.hold = true;
+    struct st_log_writer *w;
+    ASSERT_EQ(st_log_writer_create(&s, NULL, wcb, &c, &w), 0);
+    uint8_t *buf;
+    struct raft_entry *e = h_make(1, 4, 1, 100, &buf);
+    uint64_t seq;
+    for (int i = 0; i < 3; i++) {
+        struct st_log_batch b = {.entries = &e[i], .n_entries = 1};
+        ASSERT_EQ(st_log_writer_submit(w, &b, &seq), 0);
+        /* batch 1 is synced and held in its callback; batches 2 and 3 each
+         * become a group of their own, appended and queued */
+        raft_index first, last;
+        struct st_wal_stats ws;
+        do {
+            sched_yield();
+            s.ops->bounds(s.self, &first, &last);
+            st_wal_stats_get(&s, &ws);
+        } while (last < (raft_index)i + 1 || ws.syncs < 1 ||
+                 st_log_writer_queued_groups(w) < (size_t)i);
+    }
+    struct st_wal_stats ws;
+    st_wal_stats_get(&s, &ws);
+    uint64_t syncs0 = ws.syncs;
+    ASSERT_EQ(syncs0, 1);
+    pthread_mutex_lock(&c.mu);
+    c.hold = false;
+    pthread_cond_broadcast(&c.cond);
+    pthread_mutex_unlock(&c.mu);
+    wait_seq(&c, 3);
+    ASSERT_TRUE(c.monotonic);
+    ASSERT_EQ(c.durable, 3);
+    st_wal_stats_get(&s, &ws);
+    ASSERT_EQ(ws.syncs - syncs0, 1); /* both queued groups, one fdatasync */
+    ASSERT_EQ(c.calls, 3);          /* still one result per group */
+    st_log_writer_destroy(w);
+    s.ops->close(s.self);
+    char msg[200] = "";
+    ASSERT_EQ(reopen_check(sim, 1 << 20, 3, msg, sizeof(msg)), 0);
+    free(e);
+    free(buf);
+    st_fs_sim_destroy(sim);
+}
+
 /* A vote persists only hard state: a group with no entries at all must not
  * form an entry pointer from the (NULL) entry array. UBSan (CI's sanitizer
  * build, no recover) aborted here on the first election of every node. */
