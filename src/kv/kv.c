@@ -1045,6 +1045,8 @@ static int cursor_emit(struct kv_snapshot_cursor *cur, const struct kv_entry *e,
     return rc;
 }
 
+#define SNAP_PREFETCH 16 /* buckets ahead */
+
 int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
 {
     if (cur->err) {
@@ -1065,6 +1067,15 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
             if (cur->table == CUR_TABLE1 && !st->rehashing) cur->table = CUR_RETAINED;
             if (cur->table == CUR_RETAINED) cur->entry = cur->retained;
             continue;
+        }
+        /* The bucket array is read in order (the hardware prefetches it);
+         * the entries it points to are all over the heap: ask for the one
+         * SNAP_PREFETCH buckets ahead now, so it is in cache when reached
+         * (bench/kv/kv_snapshot_bench: 100k keys 119-143 -> 74-83 ns per
+         * key, 1M keys 206 -> 122). */
+        if (cur->bucket + SNAP_PREFETCH < tb->size) {
+            const struct kv_entry *ahead = tb->buckets[cur->bucket + SNAP_PREFETCH];
+            if (ahead) __builtin_prefetch(ahead); /* more lines of it: no gain */
         }
         const struct kv_entry *e = tb->buckets[cur->bucket];
         if (e && emitted >= bytes_budget && bytes_budget > 0) return 1;
