@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "stcache/storage.h"
@@ -148,7 +149,7 @@ static void seg_path(const struct wal *w, uint64_t seq, char *out, size_t cap)
 
 #define WAL_SPARE_NAME "spare.wal.tmp"
 #define WAL_ZERO_CHUNK (1u << 20)
-#define WAL_DIO_BUF (1u << 20)
+#define WAL_DIO_BUF (256u << 10) /* bounce buffer: resident up to the largest write */
 #define WAL_DIO_ALIGN ((uint64_t)ST_FS_DIRECT_ALIGN)
 
 static void spare_path(const struct wal *w, char *out, size_t cap)
@@ -198,8 +199,10 @@ static int spare_make(struct wal *w, const uint8_t *zero, int *fd_out)
 static void *prep_main(void *arg)
 {
     struct wal *w = arg;
-    uint8_t *zero = aligned_alloc(WAL_DIO_ALIGN, WAL_ZERO_CHUNK);
-    if (zero) memset(zero, 0, WAL_ZERO_CHUNK);
+    /* Zeros from an untouched anonymous mapping: page aligned (direct I/O)
+     * and backed by the kernel's zero page, so they add nothing to RSS. */
+    uint8_t *zero = mmap(NULL, WAL_ZERO_CHUNK, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (zero == MAP_FAILED) zero = NULL;
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->prep_stop && (w->spare_fd >= 0 || w->prep_failed))
@@ -220,7 +223,7 @@ static void *prep_main(void *arg)
         pthread_cond_broadcast(&w->spare_cv);
     }
     pthread_mutex_unlock(&w->mu);
-    free(zero);
+    if (zero) munmap(zero, WAL_ZERO_CHUNK);
     return NULL;
 }
 

@@ -141,7 +141,7 @@ TEST(direct_appends_skip_the_page_cache_and_every_entry_reads_back)
         ASSERT_TRUE(h_check(&out[i], next - 3 + (raft_index)i, 1));
         raft_buf_unref(out[i].buf);
     }
-    /* a batch larger than the 1 MiB bounce buffer goes in pieces */
+    /* a batch larger than the 256 KiB bounce buffer goes in pieces */
     put(&s, next, next + 400, 6000); /* ~1.2 MiB */
     next += 400;
     /* and rolls: segments made from direct-written spares */
