@@ -170,7 +170,7 @@ static int spare_make(struct wal *w, const uint8_t *zero, int *fd_out)
     /* zeros written around the page cache when the WAL uses direct I/O: no
      * 64 MiB of page copies and writeback on a core the nodes need */
     int dfd = -1;
-    if (w->direct_io &&
+    if (__atomic_load_n(&w->direct_io, __ATOMIC_RELAXED) &&
         w->fs.ops->open(w->fs.self, path, ST_FS_RDWR | ST_FS_DIRECT, &dfd) != 0)
         dfd = -1;
     for (uint64_t off = 0; off < w->segment_bytes && rc == 0; off += WAL_ZERO_CHUNK) {
@@ -346,7 +346,7 @@ static void dio_give_up(struct wal *w, int rc)
     ST_TRACE_INFO("storage", "wal: no direct I/O in %s (%s): buffered writes and fdatasync",
                   w->dir, st_strerror(rc));
     dio_close(w);
-    w->direct_io = false;
+    __atomic_store_n(&w->direct_io, false, __ATOMIC_RELAXED); /* the helper reads it */
 }
 
 /* Makes dio_fd/dio_tail describe segment `seq` up to `off` (fd: the
@@ -408,7 +408,7 @@ static int dio_write(struct wal *w, const uint8_t *data, size_t len, uint64_t of
         len -= n;
         w->dio_end = off;
     }
-    w->direct_writes++;
+    __atomic_fetch_add(&w->direct_writes, 1, __ATOMIC_RELAXED); /* stats read it */
     if (sync && pieces) return w->fs.ops->fdatasync(w->fs.self, w->dio_fd);
     return 0;
 }
@@ -1486,8 +1486,8 @@ void st_wal_stats_get(const struct st_log_store *store, struct st_wal_stats *out
     out->bytes_written = w->bytes_written;
     out->syncs = w->syncs;
     out->spares_used = w->spares_used;
-    out->direct_writes = w->direct_writes;
-    out->direct_io = w->direct_io;
+    out->direct_writes = __atomic_load_n(&w->direct_writes, __ATOMIC_RELAXED);
+    out->direct_io = __atomic_load_n(&w->direct_io, __ATOMIC_RELAXED);
     out->open_scan_ns = w->open_scan_ns;
     out->open_bytes_scanned = w->open_bytes_scanned;
     pthread_mutex_unlock(&w->mu);
