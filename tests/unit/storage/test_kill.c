@@ -16,16 +16,21 @@ struct ack {
     uint64_t lo, hi, term;
 };
 
-static struct st_wal_config cfg_for(const char *dir, int spare)
+enum { KILL_SPARE = 1, KILL_DIRECT = 2 }; /* the WAL's options in a round */
+
+static struct st_wal_config cfg_for(const char *dir, int mode)
 {
-    return (struct st_wal_config){.dir = dir, .segment_bytes = 64 * 1024, .spare_segments = spare};
+    return (struct st_wal_config){.dir = dir,
+                                  .segment_bytes = 64 * 1024,
+                                  .spare_segments = (mode & KILL_SPARE) != 0,
+                                  .direct_io = (mode & KILL_DIRECT) != 0};
 }
 
 /* The child: continue after what is on disk, forever (until killed). */
-static _Noreturn void writer_child(const char *dir, int spare, int fd, uint64_t term,
+static _Noreturn void writer_child(const char *dir, int mode, int fd, uint64_t term,
                                    uint64_t seed)
 {
-    struct st_wal_config cfg = cfg_for(dir, spare);
+    struct st_wal_config cfg = cfg_for(dir, mode);
     struct st_log_store s;
     if (st_wal_open(&cfg, &s, NULL) != 0) _exit(2);
     struct st_log_state st;
@@ -52,10 +57,11 @@ static _Noreturn void writer_child(const char *dir, int spare, int fd, uint64_t 
 
 static uint8_t g_acked_term[KILL_MAX_INDEX];
 
-/* spare: segments come from zero-filled spares prepared by the WAL's helper
- * thread (renamed in at the roll), so kills also land mid-preparation and
- * around the rename. */
-static void kill_rounds(int spare)
+/* KILL_SPARE: segments come from zero-filled spares prepared by the WAL's
+ * helper thread (renamed in at the roll), so kills also land mid-preparation
+ * and around the rename. KILL_DIRECT: appends are direct I/O, each sync
+ * rewriting the partial last block (the server's configuration with both). */
+static void kill_rounds(int mode)
 {
     char dir[512];
     h_tmpdir(dir, sizeof(dir), "kill");
@@ -72,7 +78,7 @@ static void kill_rounds(int spare)
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
             close(p[0]);
-            writer_child(dir, spare, p[1], (uint64_t)round, (uint64_t)round * 77);
+            writer_child(dir, mode, p[1], (uint64_t)round, (uint64_t)round * 77);
         }
         close(p[1]);
         /* let it acknowledge a random number of batches, then kill it mid-flight */
@@ -99,7 +105,7 @@ static void kill_rounds(int spare)
         close(p[0]);
         total_acks += got;
         /* restart: everything acknowledged is there */
-        struct st_wal_config cfg = cfg_for(dir, spare);
+        struct st_wal_config cfg = cfg_for(dir, mode);
         struct st_log_store s;
         char msg[400] = "";
         struct st_errbuf err = {msg, sizeof(msg)};
@@ -126,7 +132,20 @@ static void kill_rounds(int spare)
             }
         }
         ASSERT_EQ(bad, 0);
+        raft_index last = st.last_index;
         st_log_state_release(&st);
+        if (round == kills) { /* the writers really used the mode under test */
+            uint8_t *buf;
+            struct raft_entry *e = h_make(last + 1, last + 2, 99, 100, &buf);
+            struct st_log_batch b = {.entries = e, .n_entries = 1};
+            ASSERT_EQ(s.ops->append(s.self, &b), 0);
+            ASSERT_EQ(s.ops->sync(s.self), 0);
+            free(e);
+            free(buf);
+            struct st_wal_stats ws;
+            st_wal_stats_get(&s, &ws);
+            ASSERT_EQ(ws.direct_writes, (mode & KILL_DIRECT) ? 1 : 0);
+        }
         s.ops->close(s.self);
     }
     printf("SIGKILL rounds: %d, acknowledged batches: %llu, acknowledged entries: %llu\n", kills,
@@ -141,7 +160,12 @@ TEST(sigkill_at_random_moments_never_loses_an_acknowledged_record)
 
 TEST(sigkill_with_spare_segments_never_loses_an_acknowledged_record)
 {
-    kill_rounds(1);
+    kill_rounds(KILL_SPARE);
+}
+
+TEST(sigkill_with_spares_and_direct_io_never_loses_an_acknowledged_record)
+{
+    kill_rounds(KILL_SPARE | KILL_DIRECT);
 }
 
 TEST_MAIN()
