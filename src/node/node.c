@@ -992,9 +992,11 @@ void node_process_readies(struct node *n)
     for (int i = 0; i < NODE_READIES_PER_PASS && raft_has_ready(n->raft) && !n->fatal; i++)
         process_one_ready(n);
     if (n->conf_dirty) reconcile_peers(n);
-    if (n->snap_active && !n->fatal)
+    if (n->snap_active && !n->fatal && (!n->snap_steps_limited || n->snap_steps_left > 0)) {
+        if (n->snap_steps_limited) n->snap_steps_left--;
         (void)snapshot_step(n, n->cfg.snapshot_step_bytes ? n->cfg.snapshot_step_bytes : 1, false,
                             NULL);
+    }
     n->processing = false;
 #if defined(ST_DEBUG_CHECKS) && ST_DEBUG_CHECKS
     node_check_invariants(n);

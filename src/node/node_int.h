@@ -276,6 +276,11 @@ struct node {
     /* outbound snapshot job (applies go on while it runs: kv copy-on-write) */
     struct node_snap_job snap_job;
     bool snap_active;
+    /* Tests only: while snap_steps_limited, the job takes a loop-pass step
+     * only when snap_steps_left > 0 (each step uses one), so a test keeps a
+     * job open across writes however fast or slow the disk is. */
+    bool snap_steps_limited;
+    uint64_t snap_steps_left;
     struct node_snap_commit *snap_commit; /* in flight on the threadpool, or NULL */
 
     /* inbound snapshot stream */

@@ -328,6 +328,12 @@ TEST(a_large_snapshot_is_written_across_loop_passes_while_writes_complete)
     nodes[0].cfg.snapshot_threshold = 20000;
     nodes[0].cfg.snapshot_step_bytes = 64; /* about one record per loop pass */
     ASSERT_EQ(h_start(&nodes[0]), 0);
+    /* The job may take 300 steps (of its ~40k) while the writes below run:
+     * records are emitted between applies, and the job cannot end before
+     * the writes do, however slow the disk (it did on a loaded CI machine,
+     * when each step was free to run). */
+    nodes[0].node->snap_steps_limited = true;
+    nodes[0].node->snap_steps_left = 150;
     struct hcond c = {nodes, 1, 0, 0};
     ASSERT_TRUE(h_run_until(h_cond_converged, &c));
     static char value[100], small[50];
@@ -354,6 +360,7 @@ TEST(a_large_snapshot_is_written_across_loop_passes_while_writes_complete)
     struct until_n u = {&big_done, BIG_KEYS};
     ASSERT_TRUE(h_run_until(cond_count, &u));
     ASSERT_TRUE(big[BIG_KEYS - 1].during_job); /* the tail did not wait for the job */
+    nodes[0].node->snap_steps_left += 150;
     /* While the job runs: overwrite (smaller values), delete, create. */
     for (int i = 0; i < LATE_OPS; i++) {
         late[i] = (struct wrec){.hn = &nodes[0], .counter = &late_done};
@@ -384,6 +391,7 @@ TEST(a_large_snapshot_is_written_across_loop_passes_while_writes_complete)
         ASSERT_EQ(late[i].status, 0);
         ASSERT_TRUE(late[i].during_job); /* written while the snapshot was */
     }
+    nodes[0].node->snap_steps_limited = false; /* now let it finish */
     ASSERT_TRUE(h_run_until(h_cond_no_snapshot_job, &nodes[0]));
     struct node_info info;
     node_info_get(nodes[0].node, &info);
