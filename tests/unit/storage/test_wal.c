@@ -311,17 +311,33 @@ static void wctx_init(struct wctx *c)
     c->monotonic = true;
 }
 
+/* A writer on a fresh simulated WAL whose first callback blocks until
+ * wctx_release(): batches submitted meanwhile queue up behind it. */
+static void held_writer(struct st_fs_sim **sim, struct st_log_store *s, struct wctx *c,
+                        struct st_log_writer **w)
+{
+    ASSERT_EQ(st_fs_sim_create(sim), 0);
+    open_loaded(*sim, 1 << 20, s);
+    wctx_init(c);
+    c->hold = true;
+    ASSERT_EQ(st_log_writer_create(s, NULL, wcb, c, w), 0);
+}
+
+static void wctx_release(struct wctx *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->hold = false;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
 TEST(writer_takes_all_queued_batches_into_one_sync)
 {
     struct st_fs_sim *sim;
-    ASSERT_EQ(st_fs_sim_create(&sim), 0);
     struct st_log_store s;
-    open_loaded(sim, 1 << 20, &s);
     struct wctx c;
-    wctx_init(&c);
-    c.hold = true;
     struct st_log_writer *w;
-    ASSERT_EQ(st_log_writer_create(&s, NULL, wcb, &c, &w), 0);
+    held_writer(&sim, &s, &c, &w);
     uint8_t *buf;
     struct raft_entry *e = h_make(1, 202, 1, 100, &buf);
     uint64_t seq;
@@ -335,10 +351,7 @@ TEST(writer_takes_all_queued_batches_into_one_sync)
         ASSERT_EQ(st_log_writer_submit(w, &bi, &seq), 0);
     }
     ASSERT_EQ(seq, 201);
-    pthread_mutex_lock(&c.mu);
-    c.hold = false;
-    pthread_cond_broadcast(&c.cond);
-    pthread_mutex_unlock(&c.mu);
+    wctx_release(&c);
     wait_seq(&c, 201);
     ASSERT_TRUE(c.monotonic);
     ASSERT_EQ(c.last_status, 0);
@@ -365,14 +378,10 @@ TEST(writer_takes_all_queued_batches_into_one_sync)
 TEST(writer_syncs_all_groups_encoded_during_a_sync_at_once)
 {
     struct st_fs_sim *sim;
-    ASSERT_EQ(st_fs_sim_create(&sim), 0);
     struct st_log_store s;
-    open_loaded(sim, 1 << 20, &s);
     struct wctx c;
-    wctx_init(&c);
-    c.hold = true;
     struct st_log_writer *w;
-    ASSERT_EQ(st_log_writer_create(&s, NULL, wcb, &c, &w), 0);
+    held_writer(&sim, &s, &c, &w);
     uint8_t *buf;
     struct raft_entry *e = h_make(1, 4, 1, 100, &buf);
     uint64_t seq;
@@ -394,10 +403,7 @@ TEST(writer_syncs_all_groups_encoded_during_a_sync_at_once)
     st_wal_stats_get(&s, &ws);
     uint64_t syncs0 = ws.syncs;
     ASSERT_EQ(syncs0, 1);
-    pthread_mutex_lock(&c.mu);
-    c.hold = false;
-    pthread_cond_broadcast(&c.cond);
-    pthread_mutex_unlock(&c.mu);
+    wctx_release(&c);
     wait_seq(&c, 3);
     ASSERT_TRUE(c.monotonic);
     ASSERT_EQ(c.durable, 3);
