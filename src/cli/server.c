@@ -30,6 +30,8 @@ static const char server_usage[] =
     "  --tick-ms N             tick length (default 10)\n"
     "  --election-ticks N      election timeout in ticks (default 10)\n"
     "  --heartbeat-ticks N     heartbeat interval in ticks (default 1)\n"
+    "  --raft-inflight N       appends in flight per follower (default 1; raise it\n"
+    "                          on links whose round trip exceeds a disk sync)\n"
     "  --snapshot-threshold N  snapshot about every N applied entries, staggered per node\n"
     "                          id (default 65536; 0 = never)\n"
     "  --snapshot-interval S   check the threshold every S seconds (default 0 = always)\n"

@@ -23,6 +23,7 @@ void node_config_default(struct node_config *cfg)
     cfg->tick_ms = 10;
     cfg->election_ticks = 10;
     cfg->heartbeat_ticks = 1;
+    cfg->raft_inflight = 1;
     cfg->snapshot_threshold = 65536;
     cfg->snapshot_interval_s = 0;
     cfg->max_key_bytes = 1024;
@@ -311,6 +312,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"tick-ms", 1, 60000, 32, &cfg->tick_ms},
         {"election-ticks", 2, 100000, 32, &cfg->election_ticks},
         {"heartbeat-ticks", 1, 100000, 32, &cfg->heartbeat_ticks},
+        {"raft-inflight", 1, 4096, 32, &cfg->raft_inflight},
         {"snapshot-threshold", 0, UINT64_MAX, 64, &cfg->snapshot_threshold},
         {"snapshot-interval", 0, 86400 * 365, 32, &cfg->snapshot_interval_s},
         {"max-key-bytes", 1, 1u << 16, 32, &cfg->max_key_bytes},

@@ -1262,6 +1262,7 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     rcfg.seed = n->cfg.seed ? n->cfg.seed : random_u64();
     rcfg.election_ticks = n->cfg.election_ticks;
     rcfg.heartbeat_ticks = n->cfg.heartbeat_ticks;
+    rcfg.inflight_msgs_max = n->cfg.raft_inflight ? n->cfg.raft_inflight : 1;
     rcfg.pre_vote = true;
     rcfg.check_quorum = true;
     rcfg.lease_reads = true;

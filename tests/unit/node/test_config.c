@@ -112,8 +112,10 @@ TEST(server_flags_parse_into_the_config)
                     "--max-value-bytes",
                     "4096",
                     "--request-timeout-ms",
-                    "250"};
-    ASSERT_EQ(parse(&cfg, err, sizeof err, 20, argv), 0);
+                    "250",
+                    "--raft-inflight",
+                    "8"};
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 22, argv), 0);
     ASSERT_EQ(cfg.id, 3);
     ASSERT_STREQ(cfg.data_dir, "/tmp/x");
     ASSERT_EQ(cfg.mode, NODE_START_JOIN);
@@ -123,6 +125,7 @@ TEST(server_flags_parse_into_the_config)
     ASSERT_EQ(cfg.snapshot_threshold, 100);
     ASSERT_EQ(cfg.max_value_bytes, 4096);
     ASSERT_EQ(cfg.request_timeout_ms, 250);
+    ASSERT_EQ(cfg.raft_inflight, 8);
     ASSERT_FALSE(cfg.bootstrap_if_empty);
 }
 
@@ -137,6 +140,7 @@ TEST(server_without_flags_bootstraps_an_empty_default_directory)
     ASSERT_STREQ(cfg.data_dir, "./data");
     ASSERT_STREQ(cfg.raft_listen, "127.0.0.1:7001");
     ASSERT_STREQ(cfg.http_listen, "127.0.0.1:8001");
+    ASSERT_EQ(cfg.raft_inflight, 1);
 }
 
 TEST(server_bad_flags_fail_with_a_reason)
@@ -160,6 +164,9 @@ TEST(server_bad_flags_fail_with_a_reason)
     ASSERT_EQ(parse(&cfg, err, sizeof err, 3, a6), 2);
     char *a7[] = {"server", "stray"};
     ASSERT_EQ(parse(&cfg, err, sizeof err, 2, a7), 2);
+    char *a8[] = {"server", "--raft-inflight", "0"};
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 3, a8), 2);
+    ASSERT_TRUE(strstr(err, "--raft-inflight") != NULL);
 }
 
 TEST(config_file_sets_options_and_flags_override_it)

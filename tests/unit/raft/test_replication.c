@@ -210,15 +210,48 @@ TEST(inflight_window_bounds_appends)
     fx_destroy(f);
 }
 
-static void small_msgs(struct raft_config *c)
-{
-    c->msg_bytes_max = 100;
-}
-
 static bool observe_only(struct fx *f, const struct raft_msg *m, void *arg)
 {
     drop_resp_from_2(f, m, arg);
     return true;
+}
+
+static void window_of_one(struct raft_config *c)
+{
+    c->inflight_msgs_max = 1;
+}
+
+/* The server's setting (--raft-inflight 1): what is proposed while the one
+ * append is unanswered goes out as ONE append when the window frees. */
+TEST(inflight_window_of_one_coalesces_what_waits)
+{
+    struct fx *f = fx_create_ex(3, 3, 0, window_of_one);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    fx_run(f, 2);
+    appends_to_2 = entries_to_2 = 0;
+    f->filter = drop_resp_from_2;
+    for (int i = 0; i < 10; i++) {
+        ASSERT_EQ(fx_propose_str(f, 1, "p", NULL), 0);
+        fx_stabilize(f);
+    }
+    ASSERT_EQ(appends_to_2, 1);
+    ASSERT_EQ(entries_to_2, 1);
+    ASSERT_EQ(raft_commit_index(fx_r(f, 1)), raft_last_index(fx_r(f, 1))); /* 3 answered */
+    /* A heartbeat answer frees the slot (the lost answer): the 9 waiting
+     * entries leave in one append. */
+    appends_to_2 = entries_to_2 = 0;
+    f->filter = observe_only;
+    fx_run(f, 3);
+    ASSERT_EQ(appends_to_2, 1);
+    ASSERT_EQ(entries_to_2, 9);
+    ASSERT_EQ(raft_last_index(fx_r(f, 2)), raft_last_index(fx_r(f, 1)));
+    ASSERT_TRUE(same_sm(f));
+    fx_destroy(f);
+}
+
+static void small_msgs(struct raft_config *c)
+{
+    c->msg_bytes_max = 100;
 }
 
 TEST(msg_bytes_max_bounds_batches)
