@@ -227,6 +227,25 @@ static void *prep_main(void *arg)
     return NULL;
 }
 
+/* st_wal_open of an empty WAL (no helper thread yet): a spare made on this
+ * thread, for seg_create to take as the first segment. */
+static void first_segment_zeroed(struct wal *w)
+{
+    uint8_t *zero = mmap(NULL, WAL_ZERO_CHUNK, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int fd = -1;
+    int rc = zero == MAP_FAILED ? ST_ENOMEM : spare_make(w, zero, &fd);
+    if (zero != MAP_FAILED) munmap(zero, WAL_ZERO_CHUNK);
+    if (rc != 0) {
+        ST_TRACE_WARN("storage", "wal: cannot zero-fill the first segment in %s: %s", w->dir,
+                      st_strerror(rc));
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->spare_segments = true; /* spare_take reads it */
+    w->spare_fd = fd;
+    pthread_mutex_unlock(&w->mu);
+}
+
 /* Under mu: the spare for segment `path`, renamed in; -1 when none is ready
  * (or the rename failed). Wakes the helper for the next one either way. */
 static int spare_take(struct wal *w, const char *path)
@@ -1386,7 +1405,18 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
     w->open_scan_ns = now_ns() - t0;
     uint64_t next_seq = l.n ? l.seqs[l.n - 1] + 1 : 1;
     free(l.seqs);
+    if (cfg->direct_io && w->segment_bytes % WAL_DIO_ALIGN == 0) {
+        w->dio_tail = aligned_alloc(WAL_DIO_ALIGN, WAL_DIO_ALIGN);
+        w->dio_buf = aligned_alloc(WAL_DIO_ALIGN, WAL_DIO_BUF);
+        w->direct_io = w->dio_tail && w->dio_buf; /* no memory: buffered */
+    }
     if (w->n_segs == 0) {
+        /* A new WAL's first segment is zero-filled like a spare, here on the
+         * opening thread (nothing waits on this WAL yet): fallocated, each
+         * of its first 64 MiB of syncs would also convert an extent and
+         * write the inode (4 KiB synced appends here: 101-110 -> 160-210 us,
+         * 41 -> 68-95 us of CPU). If that fails it is fallocated. */
+        if (cfg->spare_segments) first_segment_zeroed(w);
         rc = seg_create(w, next_seq);
         if (rc == 0) {
             rc = w->fs.ops->fdatasync(w->fs.self, cur_seg(w)->fd);
@@ -1401,11 +1431,6 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
         }
     }
     w->wseq++; /* new writes are newer than anything on disk */
-    if (cfg->direct_io && w->segment_bytes % WAL_DIO_ALIGN == 0) {
-        w->dio_tail = aligned_alloc(WAL_DIO_ALIGN, WAL_DIO_ALIGN);
-        w->dio_buf = aligned_alloc(WAL_DIO_ALIGN, WAL_DIO_BUF);
-        w->direct_io = w->dio_tail && w->dio_buf; /* no memory: buffered */
-    }
     if (cfg->spare_segments) {
         w->spare_segments = true;
         if (pthread_create(&w->prep, NULL, prep_main, w) == 0) {
