@@ -22,7 +22,6 @@
 #define MOD "node"
 #define NODE_SCRATCH_BYTES (64u * 1024u)
 #define NODE_READIES_PER_PASS 64
-#define NODE_WAL_INLINE_BACKOFF_US 1000000u /* inline WAL writes off after a slow batch */
 #define NODE_HS_IDLE_TICKS 10 /* quiet ticks before a commit-only hard state is written */
 #define NODE_TRIM_DELAY_TICKS 100 /* from a snapshot to malloc_trim (compaction released) */
 #define NODE_JOIN_RETRY_MS 300
@@ -72,6 +71,7 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **ou
     if (!n) return ST_ENOMEM;
     n->loop = loop;
     n->cfg = *cfg;
+    node_wal_inline_init(&n->wal_inline, cfg->wal_inline_max_us);
     snprintf(n->advertise_raft, sizeof n->advertise_raft, "%s",
              cfg->advertise_raft[0] ? cfg->advertise_raft : cfg->raft_listen);
     snprintf(n->advertise_http, sizeof n->advertise_http, "%s",
@@ -670,8 +670,7 @@ static void persist_drain(struct node *n)
             n->persist_inflight--;
             uint64_t took = done_us > p->submit_us ? done_us - p->submit_us : 0;
             node_hist_add(&n->m.fsync, took);
-            if (took > n->cfg.wal_inline_max_us)
-                n->wal_inline_off_until_us = done_us + NODE_WAL_INLINE_BACKOFF_US;
+            node_wal_inline_observe(&n->wal_inline, took, done_us);
         }
         for (size_t i = 0; i < p->n_msgs && n->tr && !n->stopping; i++)
             send_msg(n, &p->msgs[i]);
@@ -846,13 +845,14 @@ static void soft_state(struct node *n, const struct raft_ready *rd)
     if (leader_changed) node_client_leader_changed(n, rd->leader);
 }
 
-/* Hands a batch to the WAL: written and synced right here when the writer
- * is idle and the disk has been quick (st_log_writer_write_now: no thread
- * hand-offs, which at low load cost more than the write), else queued for
- * the writer's threads (group commit while this thread goes on). */
+/* Hands a batch to the WAL: a lone entry is written and synced right here
+ * when the writer is idle and the disk has been quick
+ * (st_log_writer_write_now: no thread hand-offs, which at low load cost
+ * more than the write; the policy is node/wal_inline.h), else queued for the
+ * writer's threads (group commit while this thread goes on). */
 static int wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq)
 {
-    if (n->cfg.wal_inline_max_us && node_now_us() >= n->wal_inline_off_until_us) {
+    if (node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries, n->waiters_used)) {
         int rc = st_log_writer_write_now(n->writer, b, seq);
         if (rc == 0) {
             n->wal_inline_done = true;

@@ -12,6 +12,7 @@
 #include "kv/command.h"
 #include "kv/kv.h"
 #include "node/node.h"
+#include "node/wal_inline.h"
 #include "stcache/raft.h"
 #include "stcache/storage.h"
 #include "transport/transport.h"
@@ -246,9 +247,8 @@ struct node {
      * after a snapshot compacts the log or replaces the kv, see
      * memory_trim_maybe. */
     uint64_t trim_at_tick;
-    /* WAL writes on the loop thread (cfg.wal_inline_max_us): off until this
-     * time after a batch took too long. */
-    uint64_t wal_inline_off_until_us;
+    /* WAL writes on the loop thread (cfg.wal_inline_max_us), node/wal_inline.h */
+    struct node_wal_inline wal_inline;
     bool wal_inline_done; /* a write_now completed in this ready */
 
     /* waiters */
