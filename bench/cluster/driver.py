@@ -1121,6 +1121,18 @@ def measure_floor(floor_bin, data_root, when, fsyncs=500, pings=20000):
             "floor_us": round(fs["p50_us"] + rtt["p50_us"], 1)}
 
 
+def run_kind(args):
+    """"" for a full run, "-quick" or "-partial": the suffix of the result
+    file and of its latest*.json copy. Only a full run (every workload, both
+    systems, the big phase, default rounds and durations) replaces the
+    committed latest.json; a run cut down by any option is "-partial"."""
+    if args.quick:
+        return "-quick"
+    cut = (args.only or args.skip_big or args.rounds or args.duration or args.warmup is not None
+           or args.big_keys or args.systems != "stcache,etcd")
+    return "-partial" if cut else ""
+
+
 def git_rev():
     """HEAD, plus the number of modified tracked files under src/ (the binary
     may have been built from a working tree with others' changes in it)."""
@@ -1143,7 +1155,7 @@ def tool_version(argv):
         return None
 
 
-def main():
+def arg_parser():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 round, short runs, fewer workloads")
     ap.add_argument("--rounds", type=int)
@@ -1161,6 +1173,11 @@ def main():
     ap.add_argument("--data-root", default="/var/tmp")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     ap.add_argument("--tmp", help="work directory (default: mkdtemp under --data-root)")
+    return ap
+
+
+def main():
+    ap = arg_parser()
     args = ap.parse_args()
     if args.render:
         with open(args.render) as f:
@@ -1184,13 +1201,7 @@ def main():
         wls = [w for w in wls if re.search(args.only, w[0])]
 
     started = datetime.datetime.now(datetime.timezone.utc)
-    # Only a full run (every workload, both systems, the big phase, default
-    # rounds and durations) replaces the committed latest.json; a run cut
-    # down by any option is "-partial" and goes to latest-partial.json.
-    partial = (not args.quick and (args.only or args.skip_big or args.rounds or args.duration
-                                   or args.warmup is not None or args.big_keys
-                                   or args.systems != "stcache,etcd"))
-    kind = "-quick" if args.quick else ("-partial" if partial else "")
+    kind = run_kind(args)
     run_name = "run-%s%s" % (started.strftime("%Y%m%dT%H%M%SZ"), kind)
     global LOG_DIR
     LOG_DIR = os.path.join(args.out, "logs", run_name)

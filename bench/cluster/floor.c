@@ -24,7 +24,9 @@
  * "mean_us":..,"min_us":..}. Exit status 0 on success, 1 on any failure (with
  * a message on stderr). Not part of the stcache build: bench/run.sh compiles
  * it with the system C compiler. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -354,7 +356,14 @@ static int measure_replicated(const char *dir, size_t count, double *samples)
         close(clfd);
         leader_main(cfd, ffd, dir, count);
     }
+    /* Only the leader may hold the listening sockets from here on: if it
+     * dies before accepting, its connections are reset instead of waiting
+     * forever in a backlog the client keeps alive. */
+    close(lfd);
+    lfd = -1;
     int fd = connect_loopback(&caddr);
+    close(clfd);
+    clfd = -1;
     if (fd < 0) {
         fprintf(stderr, "floor: connect: %s\n", strerror(errno));
         goto out;
@@ -491,6 +500,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "floor: COUNT must be 1..%d\n", COUNT_MAX);
         return 1;
     }
+    /* a replica that died shows as a failed write or read, not as SIGPIPE */
+    signal(SIGPIPE, SIG_IGN);
     double *samples = calloc(count, sizeof(double));
     if (samples == NULL) {
         fprintf(stderr, "floor: out of memory\n");
