@@ -16,6 +16,16 @@ static void quick_syncs(struct node_wal_inline *p, int count, uint64_t *now)
     }
 }
 
+/* A policy that has seen 50 quick syncs, the clock after them in *now. */
+static struct node_wal_inline warmed(uint64_t *now)
+{
+    struct node_wal_inline p;
+    node_wal_inline_init(&p, MAX_US);
+    *now = 1000000;
+    quick_syncs(&p, 50, now);
+    return p;
+}
+
 TEST(a_lone_write_on_a_quick_disk_goes_inline)
 {
     struct node_wal_inline p;
@@ -34,10 +44,8 @@ TEST(a_lone_write_on_a_quick_disk_goes_inline)
  * writes took two thread hand-offs per hop (p50 0.44 -> 0.38 ms with them on). */
 TEST(one_slow_sync_among_quick_ones_keeps_inline_writes_on)
 {
-    struct node_wal_inline p;
-    node_wal_inline_init(&p, MAX_US);
-    uint64_t now = 1000000;
-    quick_syncs(&p, 50, &now);
+    uint64_t now;
+    struct node_wal_inline p = warmed(&now);
     now += 3000;
     node_wal_inline_observe(&p, 3 * MAX_US / 2 + 1000, now); /* 4 ms: over the limit */
     ASSERT_TRUE(node_wal_inline_ok(&p, now + 1, 1, 1));
@@ -47,10 +55,8 @@ TEST(one_slow_sync_among_quick_ones_keeps_inline_writes_on)
 
 TEST(a_slow_disk_turns_inline_writes_off_and_a_quick_one_back_on)
 {
-    struct node_wal_inline p;
-    node_wal_inline_init(&p, MAX_US);
-    uint64_t now = 1000000;
-    quick_syncs(&p, 50, &now);
+    uint64_t now;
+    struct node_wal_inline p = warmed(&now);
     int slow = 0;
     while (node_wal_inline_ok(&p, now, 1, 1)) {
         ASSERT_LE(++slow, 16); /* off within a few slow batches */
@@ -67,10 +73,8 @@ TEST(a_slow_disk_turns_inline_writes_off_and_a_quick_one_back_on)
 
 TEST(a_stalled_sync_turns_inline_writes_off_for_a_second)
 {
-    struct node_wal_inline p;
-    node_wal_inline_init(&p, MAX_US);
-    uint64_t now = 1000000;
-    quick_syncs(&p, 50, &now);
+    uint64_t now;
+    struct node_wal_inline p = warmed(&now);
     now += 20000;
     uint64_t stalled_at = now;
     node_wal_inline_observe(&p, (uint64_t)MAX_US * NODE_WAL_INLINE_STALL_FACTOR + 1, now);
@@ -83,10 +87,8 @@ TEST(a_stalled_sync_turns_inline_writes_off_for_a_second)
 
 TEST(concurrent_load_keeps_batches_on_the_writer_threads)
 {
-    struct node_wal_inline p;
-    node_wal_inline_init(&p, MAX_US);
-    uint64_t now = 1000000;
-    quick_syncs(&p, 50, &now);
+    uint64_t now;
+    struct node_wal_inline p = warmed(&now);
     ASSERT_FALSE(node_wal_inline_ok(&p, now, 2, 2));  /* a group of writes */
     ASSERT_FALSE(node_wal_inline_ok(&p, now, 1, 2));  /* another client waits */
     ASSERT_FALSE(node_wal_inline_ok(&p, now, 0, 1));  /* a client waits on a later batch */
