@@ -244,7 +244,10 @@ struct raft_ready {
     const struct raft_snapshot_meta *snapshot;
 
     /* Entries to persist. If n_entries > 0, any persisted entry with index >=
-     * entries[0].index must be discarded first (suffix truncation). */
+     * entries[0].index must be discarded first (suffix truncation). A leader
+     * that needs other voters for a quorum hands out a proposal only in the
+     * ready whose msgs carry it to a follower (one write per replication
+     * round; it could not commit sooner); a single voter, at once. */
     struct raft_entry *entries;
     size_t n_entries;
 

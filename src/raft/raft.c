@@ -313,6 +313,7 @@ void raft_become_leader(struct raft *r)
     set_leader(r, r->cfg.id);
     r->lease_revoked = false;
     r->uncommitted_bytes = 0;
+    r->append_sent_max = 0;
     /* A conf entry of an earlier term may still be uncommitted. */
     r->pending_conf_index = r->conf_index;
     membership_sync_progress(r);
@@ -771,13 +772,27 @@ static raft_index apply_limit(const struct raft *r)
     return ST_MIN(r->log.commit, r->log.stable);
 }
 
+/* The last index a ready hands out for persisting. A leader that needs other
+ * voters for a quorum hands out only what an append has already carried to
+ * someone: an entry waiting for a follower's replication window cannot commit
+ * before it goes out, so writing it then costs no latency, and the leader
+ * writes (and syncs) once per replication round like its followers, instead
+ * of once per ready. A leader that is a quorum alone writes at once. */
+static raft_index handout_limit(const struct raft *r)
+{
+    raft_index last = log_last(&r->log);
+    if (r->role != RAFT_LEADER || (raft_is_voter(r, r->cfg.id) && raft_quorum(r) == 1))
+        return last;
+    return ST_MIN(last, ST_MAX(r->append_sent_max, r->log.handed));
+}
+
 bool raft_has_ready(const struct raft *r)
 {
     if (r->ready_outstanding) return false;
     const struct raft_out *o = &r->out[r->fill];
     if (o->msgs.n || o->after.n || o->n_reads) return true;
     if (r->role == RAFT_LEADER && (r->bcast_pending || r->commit_bcast)) return true;
-    if (r->snap_to_install || r->log.handed < log_last(&r->log)) return true;
+    if (r->snap_to_install || r->log.handed < handout_limit(r)) return true;
     if (r->log.applying < apply_limit(r)) return true;
     if (r->role != r->ss_role || r->leader != r->ss_leader || r->term != r->ss_term) return true;
     struct raft_hard_state hs;
@@ -831,8 +846,8 @@ void raft_ready_get(struct raft *r, struct raft_ready *rd)
         r->snap_to_install = false;
     }
 
-    /* Entries to persist: everything not handed out yet. */
-    raft_index last = log_last(&r->log);
+    /* Entries to persist: everything not handed out yet, up to the limit. */
+    raft_index last = handout_limit(r);
     if (r->log.handed < last) {
         size_t n = (size_t)(last - r->log.handed);
         if (entries_grow(&r->cfg, &o->persist, &o->cap_persist, n) == 0) {

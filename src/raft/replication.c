@@ -64,6 +64,7 @@ bool replication_send_append(struct raft *r, struct raft_progress *p, bool allow
                          .commit = r->log.commit};
     /* Out of memory: nothing changes; heartbeat answers retry. */
     if (!raft_send_log(r, &m, p->next, n, false)) return false;
+    if (n > 0 && prev + n > r->append_sent_max) r->append_sent_max = prev + n;
     progress_sent(p, prev + n, n > 0);
     return true;
 }

@@ -249,6 +249,52 @@ TEST(inflight_window_of_one_coalesces_what_waits)
     fx_destroy(f);
 }
 
+static bool drop_append_resps(struct fx *f, const struct raft_msg *m, void *arg)
+{
+    (void)f;
+    (void)arg;
+    return m->type != RAFT_MSG_APPEND_RESP;
+}
+
+static raft_index disk_last(const struct fx *f, raft_id id)
+{
+    const struct fx_node *n = &f->nodes[id];
+    return n->n_disk ? n->disk[n->n_disk - 1].index : 0;
+}
+
+/* A leader that needs a follower for a quorum writes an entry when an append
+ * carries it, not before: what waits for the replication window cannot
+ * commit any sooner for being on the leader's disk, and writing it with the
+ * append makes one leader write per round (with every ready, the leader
+ * synced about twice per follower sync). */
+TEST(leader_writes_entries_when_an_append_carries_them)
+{
+    struct fx *f = fx_create_ex(3, 3, 0, window_of_one);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    fx_run(f, 2);
+    f->filter = drop_append_resps; /* both windows stay full */
+    raft_index first;
+    ASSERT_EQ(fx_propose_str(f, 1, "p", &first), 0);
+    fx_stabilize(f);
+    ASSERT_EQ(disk_last(f, 1), first); /* went out at once, written at once */
+    for (int i = 0; i < 9; i++) {
+        ASSERT_EQ(fx_propose_str(f, 1, "p", NULL), 0);
+        fx_stabilize(f);
+    }
+    ASSERT_EQ(raft_last_index(fx_r(f, 1)), first + 9);
+    ASSERT_EQ(disk_last(f, 1), first); /* the 9 wait with the window */
+    ASSERT_TRUE(raft_commit_index(fx_r(f, 1)) < first);
+    /* The followers answer (a heartbeat answer frees the window): the 9 go
+     * out in one append, are written, and commit. */
+    f->filter = NULL;
+    fx_run(f, 3);
+    ASSERT_EQ(disk_last(f, 1), first + 9);
+    ASSERT_EQ(raft_commit_index(fx_r(f, 1)), first + 9);
+    ASSERT_EQ(f->nodes[1].applied, first + 9);
+    ASSERT_TRUE(same_sm(f));
+    fx_destroy(f);
+}
+
 static void small_msgs(struct raft_config *c)
 {
     c->msg_bytes_max = 100;
