@@ -272,7 +272,8 @@ static void follower_main(const struct sockaddr_in *leader_addr, const char *dir
 /* Leader process: the client's byte goes to both followers first, then to
  * its own disk; the answer waits for a majority (its sync and the first
  * follower's answer for this write). A slower follower's answers are read
- * as they come and never delay a write that already has its majority. */
+ * as they come and never delay a write that already has its majority; at
+ * the end the leader waits for them all. */
 static void leader_main(int cfd, const int ffd[2], const char *dir, size_t count)
 {
     struct replica_file f = {.fd = -1};
@@ -306,6 +307,15 @@ static void leader_main(int cfd, const int ffd[2], const char *dir, size_t count
         }
         if (write(cfd, &c, 1) != 1) {
             _exit(1);
+        }
+    }
+    /* The client is done. The slower follower may still be syncing its last
+     * write: tell both there is no more and take their last answers, so no
+     * follower answers into a closed connection and fails. */
+    for (int k = 0; k < 2; k++) {
+        char buf[64];
+        shutdown(ffd[k], SHUT_WR);
+        while (read(ffd[k], buf, sizeof(buf)) > 0) {
         }
     }
     replica_close(&f);
