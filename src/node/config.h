@@ -66,7 +66,8 @@ struct node_config {
     uint64_t promote_lag_entries; /* a learner within this many entries of commit is promoted */
     uint64_t seed;                /* election jitter seed; 0 = from /dev/urandom */
     uint32_t snapshot_step_bytes; /* snapshot bytes written per loop pass (1 MiB) */
-    /* A lone client's WAL batch is written and synced on the loop thread
+    /* A lone client's WAL batch (and a follower's append while no client
+     * waits on it) is written and synced on the loop thread
      * itself while the writer is idle and batches complete within this many
      * microseconds on average (default 2000; the policy: node/wal_inline.h);
      * 0: always through the writer's threads. */

@@ -852,7 +852,8 @@ static void soft_state(struct node *n, const struct raft_ready *rd)
  * writer's threads (group commit while this thread goes on). */
 static int wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq)
 {
-    if (node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries, n->waiters_used)) {
+    if (node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries, n->waiters_used,
+                           n->role == RAFT_LEADER)) {
         int rc = st_log_writer_write_now(n->writer, b, seq);
         if (rc == 0) {
             n->wal_inline_done = true;

@@ -8,10 +8,12 @@ void node_wal_inline_init(struct node_wal_inline *p, uint32_t max_us)
 }
 
 bool node_wal_inline_ok(const struct node_wal_inline *p, uint64_t now_us, size_t n_entries,
-                        size_t clients_waiting)
+                        size_t clients_waiting, bool leader)
 {
-    return p->max_us != 0 && n_entries <= NODE_WAL_INLINE_ENTRIES_MAX &&
-           clients_waiting <= n_entries && now_us >= p->off_until_us && p->avg_us <= p->max_us;
+    bool lone = n_entries <= NODE_WAL_INLINE_ENTRIES_MAX && clients_waiting <= n_entries;
+    bool append = !leader && clients_waiting == 0;
+    return p->max_us != 0 && (lone || append) && now_us >= p->off_until_us &&
+           p->avg_us <= p->max_us;
 }
 
 void node_wal_inline_observe(struct node_wal_inline *p, uint64_t took_us, uint64_t done_us)
