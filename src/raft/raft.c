@@ -373,9 +373,19 @@ int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state
     r->term_durable = true; /* it comes from the disk */
     if (st->snapshot) {
         const struct raft_snapshot_meta *sm = st->snapshot;
-        if (sm->index == 0 || sm->term == 0 || sm->term > hs->term ||
-            !membership_conf_valid(&sm->conf))
-            goto fail_r;
+        if (sm->index == 0 || sm->term == 0 || !membership_conf_valid(&sm->conf)) goto fail_r;
+        /* A snapshot of a later term than the hard state: the node crashed
+         * between storing a received snapshot (the transport does that
+         * before the core sees the message) and persisting the ready that
+         * installed it, which carried the sender's term. It never voted in
+         * a term above hs->term (a vote is durable before it is sent), so
+         * moving up to the snapshot's term with no vote is safe; the first
+         * ready persists it. */
+        if (sm->term > r->term) {
+            r->term = sm->term;
+            r->vote = RAFT_NONE;
+            r->term_durable = false;
+        }
         r->has_snapshot = true;
         r->snap = *sm;
         r->base_conf = sm->conf;

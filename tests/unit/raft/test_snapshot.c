@@ -330,6 +330,45 @@ TEST(create_rejects_inconsistent_state)
     ASSERT_EQ(raft_create(&cfg, &st, &r), ST_EINVAL);
 }
 
+/* A node crashed after storing a snapshot it received (the transport stores
+ * it before the core sees the message) and before the ready that installed
+ * it, with the sender's term, was durable: its disk holds a snapshot of a
+ * later term than its hard state. It must start (it refused with EINVAL and
+ * could never restart; the simulator found it, seed 906105 of the membership
+ * profile), at the snapshot's term with no vote, and persist that term. */
+TEST(restart_with_a_snapshot_newer_than_the_hard_state)
+{
+    struct raft_config cfg;
+    raft_config_default(&cfg, 4);
+    struct raft_snapshot_meta sm;
+    memset(&sm, 0, sizeof(sm));
+    sm.index = 32;
+    sm.term = 4;
+    sm.conf.n = 3;
+    for (uint32_t i = 0; i < 3; i++) {
+        sm.conf.members[i].id = i + 1;
+        sm.conf.members[i].role = RAFT_VOTER;
+    }
+    struct raft_bootstrap_state st;
+    memset(&st, 0, sizeof(st));
+    st.snapshot = &sm;
+    st.applied = 32; /* hard state: term 0, no vote, commit 0 (a new node) */
+    struct raft *r = NULL;
+    ASSERT_EQ(raft_create(&cfg, &st, &r), 0);
+    ASSERT_EQ(raft_term_get(r), 4);
+    ASSERT_EQ(raft_commit_index(r), 32);
+    ASSERT_EQ(raft_last_index(r), 32);
+    raft_check_invariants(r);
+    ASSERT_TRUE(raft_has_ready(r));
+    struct raft_ready rd;
+    raft_ready_get(r, &rd);
+    ASSERT_TRUE(rd.hard_state_changed);
+    ASSERT_EQ(rd.hard_state.term, 4);
+    ASSERT_EQ(rd.hard_state.vote, RAFT_NONE);
+    raft_ready_ack(r, &rd);
+    raft_destroy(r);
+}
+
 TEST(joiner_without_conf_waits_for_the_leader)
 {
     struct fx *f = fx_create_ex(4, 3, 0, NULL);
