@@ -43,6 +43,28 @@ static uint64_t version_of(const struct hresp *r)
     return v ? strtoull(v + 10, NULL, 10) : 0;
 }
 
+/* The harness's ports: from below the kernel's ephemeral range, so no
+ * outgoing connection can take one before the node binds it (with "bind to
+ * port 0 and close", CI once failed: address already in use), and locked
+ * for this process, so two calls never hand out the same one. */
+TEST(harness_ports_come_from_below_the_ephemeral_range)
+{
+    unsigned lo = 32768, hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        ASSERT_EQ(fscanf(f, "%u %u", &lo, &hi), 2);
+        fclose(f);
+    }
+    uint16_t seen[16];
+    for (int i = 0; i < 16; i++) {
+        seen[i] = h_free_port();
+        ASSERT_NE(seen[i], 0);
+        ASSERT_TRUE(seen[i] < lo || seen[i] > hi);
+        for (int k = 0; k < i; k++)
+            ASSERT_NE(seen[i], seen[k]);
+    }
+}
+
 TEST(bootstrapped_node_serves_put_then_get)
 {
     start_single(0);
