@@ -580,6 +580,19 @@ static void route_cluster(struct api *a, struct http_request *req)
     http_json_init(&w, b);
     http_json_object_begin(&w);
     write_cluster_json(a, &w, info, true);
+    const char *dv;
+    size_t dl;
+    if (req->query && http_query_get(req->query, req->query_len, "digest", &dv, &dl) &&
+        !(dl == 1 && dv[0] == '0')) {
+        /* The digest and the index it describes, taken together on the loop. */
+        raft_index at;
+        char hex[24];
+        snprintf(hex, sizeof hex, "%016" PRIx64, node_state_digest(a->node, &at));
+        http_json_key(&w, "digest");
+        http_json_cstr(&w, hex);
+        http_json_key(&w, "digest_applied");
+        http_json_uint(&w, at);
+    }
     http_json_object_end(&w);
     http_buf_append(b, "\n", 1);
     free(info);

@@ -1674,6 +1674,12 @@ void node_info_get(const struct node *n, struct node_info *out)
     }
 }
 
+uint64_t node_state_digest(const struct node *n, raft_index *applied)
+{
+    *applied = n->applied;
+    return n->kv ? kv_digest(n->kv) : 0;
+}
+
 bool node_healthy(const struct node *n)
 {
     return n->running && !n->stopping && !n->fatal && n->leader != RAFT_NONE &&

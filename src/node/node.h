@@ -168,6 +168,12 @@ struct node_info {
 };
 void node_info_get(const struct node *n, struct node_info *out);
 
+/* The order-independent digest of the state machine (kv_digest) and the
+ * applied index it describes: replicas with equal applied indexes must have
+ * equal digests. O(keys) on the loop: for tests and operators, not for
+ * polling. */
+uint64_t node_state_digest(const struct node *n, raft_index *applied);
+
 /* Healthy: a leader is known and applied >= commit. */
 bool node_healthy(const struct node *n);
 

@@ -628,6 +628,33 @@ class Cluster:
                       "(first: %s)" % (n, len(bad), len(keys), consistency, sorted(bad)[:5]))
         log("ledger verified: %d keys on %s (stale and linearizable reads of every key)"
             % (len(keys), nodes))
+        self.verify_identical(nodes)
+
+    def verify_identical(self, nodes=None, timeout=45):
+        """Waits until every node has applied the leader's commit index with
+        no writes in flight, then checks that all state digests are equal
+        (GET /cluster?digest=1 gives the digest with the index it describes).
+        Returns the common digest."""
+        nodes = nodes or self.running()
+        seen = {}
+
+        def same():
+            seen.clear()
+            for n in nodes:
+                r = n.request("GET", "/cluster?digest=1", timeout=scaled(5))
+                if r.status != 200:
+                    return None
+                j = r.json()
+                seen[n.id] = (j["digest_applied"], j["digest"])
+            idx = {a for a, _ in seen.values()}
+            return len(idx) == 1 or None
+
+        wait_for("equal applied index on %r" % nodes, same, timeout)
+        digests = {d for _, d in seen.values()}
+        check(len(digests) == 1, "replicas differ at the same applied index: %r" % seen)
+        log("replicas identical: digest %s at index %d on %r"
+            % (digests.pop(), next(iter(seen.values()))[0], nodes))
+        return next(iter(seen.values()))[1]
 
     # -- teardown
 
