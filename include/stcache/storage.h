@@ -4,6 +4,7 @@
  * Layout of a data directory (docs/DISK-FORMAT.md has every byte):
  *
  *     DATA/meta                       identity: magic, version, node id, cluster id, CRC32C
+ *     DATA/join-peers                 members learnt from a join answer (small file)
  *     DATA/wal/<seq:016x>.wal         WAL segments, preallocated, append-only
  *     DATA/snap/<term:016x>-<index:016x>/{meta,data}   snapshots (newest N kept)
  *
@@ -431,6 +432,25 @@ int st_identity_ensure(const struct st_fs *fs, const char *dir, uint64_t node_id
 /* Reads DATA/meta; ST_ENOENT if absent. */
 int st_identity_read(const struct st_fs *fs, const char *dir, uint64_t *node_id,
                      uint64_t *cluster_id, struct st_errbuf *err);
+
+/* ========================================================== small files */
+
+/* A small file of the data directory written whole: DATA/NAME holds the
+ * payload and its CRC32C (4 bytes, little-endian, after it), replaced
+ * atomically (NAME.tmp, fsync, rename, directory fsync), so a reader finds
+ * the previous content, the new one, or (never written) none. For the node's
+ * own records, such as the members a joining node learnt (DATA/join-peers). */
+#define ST_SMALL_FILE_BYTES_MAX (64u * 1024u)
+
+/* Returns 0, ST_ETOOBIG (len > ST_SMALL_FILE_BYTES_MAX), ST_ENOMEM or the
+ * fs error (nothing replaced then). */
+int st_small_file_write(const struct st_fs *fs, const char *dir, const char *name,
+                        const void *data, size_t len);
+/* Copies the payload into buf (cap bytes) and sets *len. ST_ENOENT if the
+ * file does not exist, ST_ECORRUPT (with a message) if its checksum or size
+ * is wrong, ST_ETOOBIG if the payload exceeds cap. */
+int st_small_file_read(const struct st_fs *fs, const char *dir, const char *name, void *buf,
+                       size_t cap, size_t *len, struct st_errbuf *err);
 
 /* ============================================== one data directory, together */
 

@@ -1231,6 +1231,70 @@ static int handles_init(struct node *n)
 
 /* Opens storage, restores, creates the core, writer and transport, and
  * starts the handles. initial_conf: brand-new cluster membership or NULL. */
+/* ------------------------------------------------------------ join seeds
+ *
+ * A node that joined knows the cluster's members from the join answer only
+ * until its log or a snapshot teaches it the configuration. Killed in
+ * between, it restarted with no member to accept or dial and refused its
+ * leader forever ("unknown peer id"). The answer's members are therefore
+ * kept in DATA/join-peers (written before the node first talks to a peer)
+ * and loaded again on every restart; the configuration, once known, takes
+ * precedence over them (want_peer). Format: one line per member,
+ * "ID RAFT_ADDR HTTP_ADDR" ("-" for an unknown HTTP address). */
+#define NODE_JOIN_PEERS_FILE "join-peers"
+
+static int seeds_save(struct node *n)
+{
+    char buf[RAFT_MEMBERS_MAX * (2 * NODE_ADDR_MAX + 32)];
+    size_t off = 0;
+    for (uint32_t i = 0; i < n->n_seed_peers; i++) {
+        const struct node_peer_addr *p = &n->seed_peers[i];
+        int w = snprintf(buf + off, sizeof buf - off, "%" PRIu64 " %s %s\n", p->id, p->raft,
+                         p->http[0] ? p->http : "-");
+        if (w < 0 || (size_t)w >= sizeof buf - off) return ST_ETOOBIG;
+        off += (size_t)w;
+    }
+    return st_small_file_write(n->cfg.fs, n->cfg.data_dir, NODE_JOIN_PEERS_FILE, buf, off);
+}
+
+static int seeds_load(struct node *n)
+{
+    char buf[RAFT_MEMBERS_MAX * (2 * NODE_ADDR_MAX + 32) + 1];
+    char errtext[256] = "";
+    struct st_errbuf eb = {errtext, sizeof errtext};
+    size_t len = 0;
+    int rc = st_small_file_read(n->cfg.fs, n->cfg.data_dir, NODE_JOIN_PEERS_FILE, buf,
+                                sizeof buf - 1, &len, &eb);
+    if (rc == ST_ENOENT) return 0;
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": %s/%s: %s%s%s", n->cfg.id, n->cfg.data_dir,
+                       NODE_JOIN_PEERS_FILE, st_strerror(rc), errtext[0] ? ": " : "", errtext);
+        return rc;
+    }
+    buf[len] = '\0';
+    n->n_seed_peers = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line && n->n_seed_peers < RAFT_MEMBERS_MAX;
+         line = strtok_r(NULL, "\n", &save)) {
+        struct node_peer_addr *p = &n->seed_peers[n->n_seed_peers];
+        unsigned long long id;
+        char raft[NODE_ADDR_MAX], http[NODE_ADDR_MAX];
+        if (sscanf(line, "%llu %79s %79s", &id, raft, http) != 3 || id == 0) {
+            ST_TRACE_ERROR(MOD, "node %" PRIu64 ": %s/%s: malformed line '%.80s'", n->cfg.id,
+                           n->cfg.data_dir, NODE_JOIN_PEERS_FILE, line);
+            return ST_ECORRUPT;
+        }
+        p->id = id;
+        snprintf(p->raft, sizeof p->raft, "%s", raft);
+        snprintf(p->http, sizeof p->http, "%s", strcmp(http, "-") == 0 ? "" : http);
+        n->n_seed_peers++;
+    }
+    if (n->n_seed_peers)
+        ST_TRACE_INFO(MOD, "node %" PRIu64 ": %u member(s) known from the join answer", n->cfg.id,
+                      n->n_seed_peers);
+    return 0;
+}
+
 static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
 {
     char errtext[256] = "";
@@ -1249,6 +1313,14 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
                        n->cfg.data_dir, st_strerror(rc), errtext[0] ? ": " : "", errtext);
         n->storage = NULL;
         return rc;
+    }
+    /* Before any peer is talked to: a join's members, or those of an earlier
+     * join when restarting. */
+    rc = n->n_seed_peers ? seeds_save(n) : seeds_load(n);
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": cannot %s the join members in %s: %s", n->cfg.id,
+                       n->n_seed_peers ? "store" : "load", n->cfg.data_dir, st_strerror(rc));
+        goto fail_state;
     }
     struct kv_config kc;
     kv_config_default(&kc);
