@@ -824,7 +824,10 @@ static void route_snapshot(struct api *a, struct http_request *req)
     respond(ar, 200, "application/json", NULL, 0, body, (size_t)len);
 }
 
-static void route_health(struct api *a, struct http_request *req)
+/* GET /readyz (and /health, its alias): 200 when node_unready_reason() is
+ * NULL, else 503 with the reason. GET /livez: 200 while the loop runs and the
+ * store has not failed. */
+static void route_health(struct api *a, struct http_request *req, bool live)
 {
     struct api_req *ar = req_get(a, req, NODE_ROUTE_HEALTH);
     if (!ar) {
@@ -837,16 +840,19 @@ static void route_health(struct api *a, struct http_request *req)
         return;
     }
     node_info_get(a->node, info);
-    bool ok = node_healthy(a->node);
+    const char *why = live ? (node_live(a->node) ? NULL : "storage_failed")
+                           : node_unready_reason(a->node);
     char leader[24] = "null";
     if (info->leader) snprintf(leader, sizeof leader, "%" PRIu64, info->leader);
-    char body[256];
+    char reason[48] = "";
+    if (why) snprintf(reason, sizeof reason, ",\"reason\":\"%s\"", why);
+    char body[320];
     int len = snprintf(body, sizeof body,
-                       "{\"status\":\"%s\",\"leader\":%s,\"commit\":%" PRIu64
+                       "{\"status\":\"%s\"%s,\"leader\":%s,\"commit\":%" PRIu64
                        ",\"applied\":%" PRIu64 "}\n",
-                       ok ? "ok" : "unavailable", leader, info->commit, info->applied);
+                       why ? "unavailable" : "ok", reason, leader, info->commit, info->applied);
     free(info);
-    respond(ar, ok ? 200 : 503, "application/json", NULL, 0, body, (size_t)len);
+    respond(ar, why ? 503 : 200, "application/json", NULL, 0, body, (size_t)len);
 }
 
 static void metrics_append(void *actx, const void *p, size_t len)
@@ -938,9 +944,9 @@ static void handler(struct http_request *req, void *ctx)
             method_not_allowed(a, req, "POST");
         return;
     }
-    if (path_is(req, "/health")) {
+    if (path_is(req, "/health") || path_is(req, "/readyz") || path_is(req, "/livez")) {
         if (is_get(req))
-            route_health(a, req);
+            route_health(a, req, path_is(req, "/livez"));
         else
             method_not_allowed(a, req, "GET");
         return;

@@ -1752,10 +1752,25 @@ uint64_t node_state_digest(const struct node *n, raft_index *applied)
     return n->kv ? kv_digest(n->kv) : 0;
 }
 
+const char *node_unready_reason(const struct node *n)
+{
+    if (n->fatal) return "storage_failed";
+    if (n->stopping) return "stopping";
+    if (!n->running) return "starting";
+    if (n->leader == RAFT_NONE) return "no_leader";
+    raft_index commit = raft_commit_index(n->raft);
+    if (n->applied + NODE_READY_LAG_ENTRIES_MAX < commit) return "catching_up";
+    return NULL;
+}
+
 bool node_healthy(const struct node *n)
 {
-    return n->running && !n->stopping && !n->fatal && n->leader != RAFT_NONE &&
-           n->applied >= raft_commit_index(n->raft);
+    return node_unready_reason(n) == NULL;
+}
+
+bool node_live(const struct node *n)
+{
+    return !n->fatal;
 }
 
 const struct node_config *node_config_get(const struct node *n)

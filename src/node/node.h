@@ -174,8 +174,22 @@ void node_info_get(const struct node *n, struct node_info *out);
  * polling. */
 uint64_t node_state_digest(const struct node *n, raft_index *applied);
 
-/* Healthy: a leader is known and applied >= commit. */
-bool node_healthy(const struct node *n);
+/* Readiness (GET /readyz, and /health, its alias): the node runs, a leader
+ * is known, it has applied what it knows committed (within
+ * NODE_READY_LAG_ENTRIES_MAX: commits arrive between two apply passes under
+ * load, and a snapshot being written must not make a serving node look
+ * unready), and no alarm (storage failure, full disk) is raised. Returns NULL
+ * when ready, else a short reason ("starting", "stopping", "storage_failed",
+ * "no_space", "no_leader", "catching_up"). */
+#define NODE_READY_LAG_ENTRIES_MAX 10000u
+const char *node_unready_reason(const struct node *n);
+bool node_healthy(const struct node *n); /* node_unready_reason(n) == NULL */
+
+/* Liveness (GET /livez): the process runs its loop and its store has not
+ * failed. Independent of leaders, snapshots and alarms that clear by
+ * themselves, so a liveness probe never restarts a node that is merely busy
+ * or partitioned. */
+bool node_live(const struct node *n);
 
 /* Membership changes (leader only: ST_ENOTLEADER on a follower, whose
  * caller may proxy to node_info.leader_http). The callback runs once the
