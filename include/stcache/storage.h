@@ -362,6 +362,14 @@ int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, 
  * caller's thread blocks for one append and one fdatasync. */
 int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *b,
                             uint64_t *seq_out);
+/* After a batch failed cleanly (ST_ENOSPC: nothing of it was kept, the store
+ * is usable), the writer is halted: every later batch, queued or submitted
+ * afterwards, fails with the same status without touching the store, so no
+ * batch is ever written after one that was lost. Resuming lets batches be
+ * written again; call it only once every submitted batch has been reported,
+ * then resubmit the failed ones in their order (the node does this when the
+ * disk has room again). No effect on a fatal writer. */
+void st_log_writer_resume(struct st_log_writer *w);
 /* Finishes every queued batch (its callbacks run), stops and joins the
  * thread, frees the writer. The store stays open. */
 void st_log_writer_destroy(struct st_log_writer *w);

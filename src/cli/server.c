@@ -41,6 +41,8 @@ static const char server_usage[] =
     "  --wal-inline-max-us N   sync a lone client's write (and a follower's append)\n"
     "                          on the loop thread while batches take N us or less\n"
     "                          on average (default 2000; 0 = writer threads only)\n"
+    "  --wal-segment-bytes N   bytes preallocated per WAL segment (default 67108864;\n"
+    "                          a multiple of 4096 that holds the largest command)\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
     "With no flag at all and an empty ./data, bootstraps node 1 on 127.0.0.1:7001/8001.\n"

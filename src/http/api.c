@@ -183,6 +183,11 @@ static void respond_code(struct api_req *ar, int rc)
     case ST_EIO:
         respond_error(ar, 500, "storage_failed", "storage failed; the node stopped serving");
         break;
+    case ST_ENOSPC:
+        respond_error(ar, 507, "no_space",
+                      "the node's disk is full: writes are refused until space is freed; "
+                      "reads go on");
+        break;
     default:
         respond_error(ar, 500, "internal", st_strerror(rc));
         break;
@@ -553,6 +558,10 @@ static void write_cluster_json(struct api *a, struct http_json *w, const struct 
         http_json_bool(w, info->snapshotting);
         http_json_key(w, "healthy");
         http_json_bool(w, node_healthy(a->node));
+        http_json_key(w, "alarms");
+        http_json_array_begin(w);
+        if (info->alarm_nospace) http_json_cstr(w, "no_space");
+        http_json_array_end(w);
     }
     http_json_key(w, "members");
     http_json_array_begin(w);

@@ -257,6 +257,14 @@ int node_config_validate(const struct node_config *cfg, char *err, size_t errlen
         set_err(err, errlen, "--max-key-bytes and --max-value-bytes must be positive");
         return ST_EINVAL;
     }
+    if (cfg->wal_segment_bytes &&
+        (cfg->wal_segment_bytes % 4096 != 0 ||
+         cfg->wal_segment_bytes < (uint64_t)cfg->max_value_bytes + cfg->max_key_bytes + 65536)) {
+        set_err(err, errlen,
+                "--wal-segment-bytes must be a multiple of 4096 and hold the largest command "
+                "(--max-value-bytes + --max-key-bytes + 64 KiB)");
+        return ST_EINVAL;
+    }
     if (cfg->request_timeout_ms == 0) {
         set_err(err, errlen, "--request-timeout-ms must be positive");
         return ST_EINVAL;
@@ -321,6 +329,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"purge-interval-ms", 1, 3600000, 32, &cfg->purge_interval_ms},
         {"seed", 0, UINT64_MAX, 64, &cfg->seed},
         {"wal-inline-max-us", 0, 1000000, 32, &cfg->wal_inline_max_us},
+        {"wal-segment-bytes", 1u << 20, 1u << 30, 64, &cfg->wal_segment_bytes},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(nums); i++) {
         if (strcmp(name, nums[i].name) != 0) continue;

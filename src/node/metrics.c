@@ -154,6 +154,14 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
               "1 if WAL appends use direct I/O, 0 if buffered (file system without it).",
               ws.direct_io);
     }
+    outf(&o, "# HELP stcache_alarm Alarms raised on this node (1: raised).\n"
+             "# TYPE stcache_alarm gauge\n");
+    outf(&o, "stcache_alarm{type=\"no_space\"} %d\n", n->nospace ? 1 : 0);
+    counter(&o, "stcache_nospace_alarms_total", "Times the full-disk alarm was raised.",
+            m->nospace_alarms);
+    counter(&o, "stcache_writes_refused_nospace_total",
+            "Client writes refused with 507 no_space while the disk was full.",
+            m->writes_refused_nospace);
     counter(&o, "stcache_learners_promoted_total", "Learner promotions proposed.",
             m->learners_promoted);
     counter(&o, "stcache_purges_proposed_total", "PURGE_EXPIRED commands proposed.",

@@ -106,6 +106,7 @@ void node_destroy(struct node *n)
         struct node_persist *next = p->next;
         free(p->bufs);
         free(p->msgs);
+        free(p->ents);
         free(p);
         p = next;
     }
@@ -223,6 +224,8 @@ static size_t snapshot_meta_blob(const struct node *n, char *out, size_t cap)
 
 static struct node_persist *persist_get(struct node *n);
 static void persist_enqueue(struct node *n, struct node_persist *p);
+static int persist_write(struct node *n, struct node_persist *p, const struct st_log_batch *b,
+                         bool inline_ok);
 
 /* ------------------------------------------------------------ snapshots
  *
@@ -304,7 +307,7 @@ static raft_index snapshot_compact(struct node *n, raft_index idx, raft_term idx
         b.snapshot_term = cterm;
         struct node_persist *p = persist_get(n);
         if (p) {
-            int rc = st_log_writer_submit(n->writer, &b, &p->seq);
+            int rc = persist_write(n, p, &b, false);
             if (rc) {
                 ST_TRACE_WARN(MOD, "snapshot: WAL compaction not queued: %s", st_strerror(rc));
                 p->seq = 0;
@@ -558,6 +561,8 @@ static struct node_persist *persist_get(struct node *n)
     p->term = 0;
     p->n_bufs = 0;
     p->n_msgs = 0;
+    p->has_batch = false;
+    p->held = false;
     p->next = NULL;
     return p;
 }
@@ -645,15 +650,143 @@ static int persist_copy_msg(struct node_persist *p, const struct raft_msg *m)
 
 static void send_msg(struct node *n, const struct raft_msg *m);
 
+/* ------------------------------------------------------------ full disk
+ *
+ * A WAL batch that fails with ST_ENOSPC was not written at all, and the
+ * writer fails every later one the same way (st_log_writer_resume). Nothing
+ * is lost: every persist request keeps a copy of its batch, and those that
+ * failed, and every one made while the alarm is raised, are held in the FIFO
+ * in their order. Every NODE_NOSPACE_RETRY_MS, once the writer has reported
+ * every batch it was given, the writer is resumed and the held batches are
+ * submitted again, in order; the alarm clears when they have been written.
+ * Meanwhile the core sees a slow disk (nothing acknowledged, no vote sent
+ * before its term is durable), clients' writes are refused with ST_ENOSPC
+ * and reads are served. A failed fsync stays fatal (DESIGN 3.8). */
+#define NODE_NOSPACE_RETRY_MS 500
+
+static bool persist_any_held(const struct node *n)
+{
+    for (const struct node_persist *p = n->persist_head; p; p = p->next)
+        if (p->held) return true;
+    return false;
+}
+
+static void nospace_retry(struct node *n);
+
+static void nospace_timer_cb(uv_timer_t *t)
+{
+    nospace_retry(t->data);
+}
+
+static void nospace_raise(struct node *n)
+{
+    if (n->nospace) return;
+    n->nospace = true;
+    n->nospace_since_us = node_now_us();
+    n->m.nospace_alarms++;
+    ST_TRACE_ERROR(MOD,
+                   "node %" PRIu64 ": ALARM no_space: the disk of %s is full; writes are "
+                   "refused until space is freed (retrying every %u ms)",
+                   n->cfg.id, n->cfg.data_dir, NODE_NOSPACE_RETRY_MS);
+    uv_timer_start(&n->nospace_timer, nospace_timer_cb, NODE_NOSPACE_RETRY_MS,
+                   NODE_NOSPACE_RETRY_MS);
+    /* A leader that cannot write hands leadership to a voter that can, when
+     * one is caught up; the cluster then goes on writing without it. */
+    if (n->role == RAFT_LEADER) {
+        const struct raft_conf *conf = raft_conf_get(n->raft);
+        for (uint32_t i = 0; i < conf->n; i++) {
+            const struct raft_member *m = &conf->members[i];
+            if (m->id == n->cfg.id || m->role != RAFT_VOTER) continue;
+            if (raft_transfer_leadership(n->raft, m->id) == 0) {
+                ST_TRACE_INFO(MOD, "node %" PRIu64 ": handing leadership to %" PRIu64
+                              " while the disk is full", n->cfg.id, m->id);
+                break;
+            }
+        }
+    }
+}
+
+static void nospace_clear(struct node *n)
+{
+    n->nospace = false;
+    uv_timer_stop(&n->nospace_timer);
+    ST_TRACE_INFO(MOD, "node %" PRIu64 ": alarm no_space cleared after %" PRIu64 " ms", n->cfg.id,
+                  (node_now_us() - n->nospace_since_us) / 1000);
+}
+
+static void nospace_retry(struct node *n)
+{
+    if (!n->running || n->stopping || n->fatal || !n->writer) return;
+    uv_mutex_lock(&n->wmu);
+    bool idle = n->w_done_seq >= n->persist_last_seq;
+    if (idle) n->w_nospace_seq = 0;
+    uv_mutex_unlock(&n->wmu);
+    if (!idle) return; /* results still to come: next time */
+    st_log_writer_resume(n->writer);
+    for (struct node_persist *p = n->persist_head; p; p = p->next) {
+        if (!p->held) continue;
+        int rc = st_log_writer_submit(n->writer, &p->batch, &p->seq);
+        if (rc == ST_EBUSY) {
+            p->seq = 0; /* the rest waits for the next retry, still in order */
+            break;
+        }
+        if (rc) {
+            node_fatal(n, rc, "cannot queue a WAL write");
+            return;
+        }
+        n->persist_last_seq = p->seq;
+        p->held = false;
+        p->submit_us = node_now_us();
+        n->persist_inflight++;
+    }
+}
+
+/* Gives a persist request its batch: copied into p (entry structs; the
+ * payloads are already referenced by p->bufs), then written (wal_write) or,
+ * while the disk is full, held. Returns 0 or a fatal code. */
+static int wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq);
+
+static int persist_write(struct node *n, struct node_persist *p, const struct st_log_batch *b,
+                         bool inline_ok)
+{
+    if (b->n_entries > p->cap_ents) {
+        size_t cap = p->cap_ents ? p->cap_ents : 16;
+        while (cap < b->n_entries)
+            cap *= 2;
+        struct raft_entry *e = realloc(p->ents, cap * sizeof *e);
+        if (!e) return ST_ENOMEM;
+        p->ents = e;
+        p->cap_ents = cap;
+    }
+    p->batch = *b;
+    if (b->n_entries) memcpy(p->ents, b->entries, b->n_entries * sizeof *b->entries);
+    p->batch.entries = b->n_entries ? p->ents : NULL;
+    if (b->hard_state) {
+        p->hs = *b->hard_state;
+        p->batch.hard_state = &p->hs;
+    }
+    p->has_batch = true;
+    if (n->nospace) { /* held requests exist only while the alarm is raised */
+        p->held = true;
+        p->seq = 0;
+        return 0;
+    }
+    int rc = inline_ok ? wal_write(n, &p->batch, &p->seq)
+                       : st_log_writer_submit(n->writer, &p->batch, &p->seq);
+    if (rc == 0) n->persist_last_seq = p->seq;
+    return rc;
+}
+
 /* Completes every persist request the writer has finished, in order. */
 static void persist_drain(struct node *n)
 {
-    uint64_t done;
+    uint64_t done, nospace_seq;
     int status;
     uint64_t done_us;
     uv_mutex_lock(&n->wmu);
     done = n->w_done_seq;
     status = n->w_status;
+    nospace_seq = n->w_nospace_seq;
     done_us = n->w_done_us;
     uv_mutex_unlock(&n->wmu);
     if (status != 0 && !n->fatal) {
@@ -662,8 +795,22 @@ static void persist_drain(struct node *n)
     }
     raft_index pi = 0;
     raft_term pt = 0;
-    while (n->persist_head && n->persist_head->seq <= done) {
+    bool completed = false;
+    if (nospace_seq) {
+        /* The disk is full: the batch nospace_seq and every later one
+         * reported so far were not written (the writer halts after the
+         * first). They wait, in order, for nospace_retry(). */
+        for (struct node_persist *q = n->persist_head; q; q = q->next) {
+            if (!q->seq || q->seq < nospace_seq || q->seq > done) continue;
+            q->seq = 0;
+            q->held = true;
+            n->persist_inflight--;
+        }
+        nospace_raise(n);
+    }
+    while (n->persist_head && !n->persist_head->held && n->persist_head->seq <= done) {
         struct node_persist *p = n->persist_head;
+        completed = completed || p->seq != 0;
         n->persist_head = p->next;
         if (!n->persist_head) n->persist_tail = NULL;
         if (p->seq) {
@@ -681,6 +828,7 @@ static void persist_drain(struct node *n)
         persist_release(n, p);
     }
     if (pi && n->raft && !n->stopping) raft_persisted(n->raft, pi, pt);
+    if (n->nospace && completed && nospace_seq == 0 && !persist_any_held(n)) nospace_clear(n);
 }
 
 /* Writer thread: record what is durable, wake the loop. */
@@ -689,7 +837,12 @@ static void writer_cb(void *ctx, const struct st_log_writer_result *res)
     struct node *n = ctx;
     uint64_t now = node_now_us();
     uv_mutex_lock(&n->wmu);
-    if (res->status != 0 && n->w_status == 0) n->w_status = res->status;
+    if (res->status == ST_ENOSPC) {
+        /* this result covers (w_done_seq, res->seq]: the first of them failed */
+        if (n->w_nospace_seq == 0) n->w_nospace_seq = n->w_done_seq + 1;
+    } else if (res->status != 0 && n->w_status == 0) {
+        n->w_status = res->status;
+    }
     if (res->seq > n->w_done_seq) n->w_done_seq = res->seq;
     n->w_done_us = now;
     uv_mutex_unlock(&n->wmu);
@@ -930,7 +1083,7 @@ static void process_one_ready(struct node *n)
             for (size_t i = 0; i < rd.n_msgs_after_persist && rc == 0; i++)
                 rc = persist_copy_msg(p, &rd.msgs_after_persist[i]);
             if (rc == 0 && write) {
-                rc = wal_write(n, &b, &p->seq);
+                rc = persist_write(n, p, &b, true);
                 n->m.write_batches++;
             }
         }
@@ -1075,14 +1228,14 @@ static void promote_learners(struct node *n)
 static void hard_state_flush_idle(struct node *n)
 {
     if (memcmp(&n->hs_cur, &n->hs_written, sizeof n->hs_cur) == 0) return;
-    if (++n->hs_idle_ticks < NODE_HS_IDLE_TICKS || n->persist_inflight) return;
+    if (++n->hs_idle_ticks < NODE_HS_IDLE_TICKS || n->persist_inflight || n->nospace) return;
     struct node_persist *p = persist_get(n);
     if (!p) return; /* out of memory: try again next tick */
     struct st_log_batch b;
     memset(&b, 0, sizeof b);
     b.hard_state = &n->hs_cur;
     p->submit_us = node_now_us();
-    int rc = st_log_writer_submit(n->writer, &b, &p->seq);
+    int rc = persist_write(n, p, &b, false);
     if (rc) {
         persist_release(n, p);
         if (rc != ST_EBUSY) node_fatal(n, rc, "cannot queue a WAL write");
@@ -1216,21 +1369,21 @@ static int handles_init(struct node *n)
     uv_idle_init(n->loop, &n->idle);
     uv_timer_init(n->loop, &n->join_timer);
     uv_timer_init(n->loop, &n->fatal_timer);
+    uv_timer_init(n->loop, &n->nospace_timer);
     n->fatal_timer.data = n;
+    n->nospace_timer.data = n;
     n->tick_timer.data = n;
     n->check.data = n;
     n->prepare.data = n;
     n->idle.data = n;
     n->join_timer.data = n;
-    n->handles_open = 6;
+    n->handles_open = 7;
     if (uv_async_init(n->loop, &n->persist_async, persist_async_cb) != 0) return ST_ENOMEM;
     n->persist_async.data = n;
     n->handles_open++;
     return 0;
 }
 
-/* Opens storage, restores, creates the core, writer and transport, and
- * starts the handles. initial_conf: brand-new cluster membership or NULL. */
 /* ------------------------------------------------------------ join seeds
  *
  * A node that joined knows the cluster's members from the join answer only
@@ -1295,6 +1448,8 @@ static int seeds_load(struct node *n)
     return 0;
 }
 
+/* Opens storage, restores, creates the core, writer and transport, and
+ * starts the handles. initial_conf: brand-new cluster membership or NULL. */
 static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
 {
     char errtext[256] = "";
@@ -1305,6 +1460,7 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     sc.dir = n->cfg.data_dir;
     sc.node_id = n->cfg.id;
     sc.cluster_id = n->cluster_id;
+    sc.segment_bytes = n->cfg.wal_segment_bytes;
     struct st_storage_state state;
     memset(&state, 0, sizeof state);
     int rc = st_storage_open(&sc, &n->storage, &state, &eb);
@@ -1671,7 +1827,8 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
         uv_close((uv_handle_t *)&n->idle, handle_closed_cb);
         uv_close((uv_handle_t *)&n->join_timer, handle_closed_cb);
         uv_close((uv_handle_t *)&n->fatal_timer, handle_closed_cb);
-        if (n->handles_open == 7) uv_close((uv_handle_t *)&n->persist_async, handle_closed_cb);
+        uv_close((uv_handle_t *)&n->nospace_timer, handle_closed_cb);
+        if (n->handles_open == 8) uv_close((uv_handle_t *)&n->persist_async, handle_closed_cb);
     }
     if (n->tr)
         tr_destroy(n->tr, tr_done_cb, n);
@@ -1724,6 +1881,7 @@ void node_info_get(const struct node *n, struct node_info *out)
     out->last_index = raft_last_index(n->raft);
     out->snapshot_index = n->snapshot_index;
     out->snapshotting = n->snap_active || n->snap_commit;
+    out->alarm_nospace = n->nospace;
     out->memory_trims = n->m.memory_trims;
     const struct raft_conf *conf = raft_conf_get(n->raft);
     for (uint32_t i = 0; i < conf->n && i < RAFT_MEMBERS_MAX; i++) {
@@ -1756,6 +1914,7 @@ const char *node_unready_reason(const struct node *n)
 {
     if (n->fatal) return "storage_failed";
     if (n->stopping) return "stopping";
+    if (n->nospace) return "no_space";
     if (!n->running) return "starting";
     if (n->leader == RAFT_NONE) return "no_leader";
     raft_index commit = raft_commit_index(n->raft);

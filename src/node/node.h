@@ -164,6 +164,7 @@ struct node_info {
     bool started;
     bool stopping;
     bool snapshotting;     /* a snapshot is being written or made durable */
+    bool alarm_nospace;    /* the disk is full: writes refused (node_unready_reason) */
     uint64_t memory_trims; /* free heap returned to the OS (after snapshots) */
 };
 void node_info_get(const struct node *n, struct node_info *out);

@@ -106,7 +106,16 @@ struct node_read_round {
  * messages to send after persistence. FIFO in submission order; the writer
  * completes them in order (seq), and so does the loop. */
 struct node_persist {
-    uint64_t seq;     /* writer sequence number; 0 = nothing written (msgs only) */
+    uint64_t seq;     /* writer sequence number; 0 = nothing submitted (msgs only, or held) */
+    /* The WAL batch, copied (entry structs in ents, payloads referenced by
+     * bufs), so that it can be submitted again after the disk was full: a
+     * held request waits, in FIFO order, for node_nospace_retry(). */
+    bool has_batch;
+    bool held;
+    struct st_log_batch batch;
+    struct raft_hard_state hs;
+    struct raft_entry *ents;
+    size_t cap_ents;
     raft_index index; /* raft_persisted() arguments (0: none) */
     raft_term term;
     uint64_t submit_us;
@@ -175,6 +184,8 @@ struct node_metrics {
     uint64_t purges_proposed;
     uint64_t readies;
     uint64_t forward_batches;
+    uint64_t nospace_alarms;    /* times the full-disk alarm was raised */
+    uint64_t writes_refused_nospace;
 };
 
 /* -------------------------------------------------------------- the node */
@@ -229,13 +240,22 @@ struct node {
     /* writer completions (written by the writer thread under wmu) */
     uv_mutex_t wmu;
     uint64_t w_done_seq;
-    int w_status;
+    int w_status;         /* a fatal writer status (never ST_ENOSPC) */
+    uint64_t w_nospace_seq; /* first batch that failed for lack of space since the
+                             * last resume (0: none); it and every later one failed */
+    /* Full-disk alarm: raised when a WAL batch fails with ST_ENOSPC, cleared
+     * once the batches held since have been written. Client writes are
+     * refused meanwhile (ST_ENOSPC); reads go on. */
+    bool nospace;
+    uint64_t nospace_since_us;
+    uv_timer_t nospace_timer;
     uint64_t w_done_us;
 
     /* persist FIFO */
     struct node_persist *persist_head, *persist_tail;
     struct node_persist *persist_free;
     uint64_t persist_inflight;
+    uint64_t persist_last_seq; /* newest writer sequence number handed out */
     /* Hard state: the newest from the core, and the newest given to the WAL.
      * A change of the commit index alone is not worth an fdatasync (it is a
      * hint: a restarted node learns the commit from the leader); it rides

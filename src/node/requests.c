@@ -337,6 +337,10 @@ static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb
 {
     if (!n->running || n->stopping) return ST_ECLOSED;
     if (n->fatal) return ST_EIO;
+    if (n->nospace) { /* full-disk alarm: refused at once, nothing proposed */
+        n->m.writes_refused_nospace++;
+        return ST_ENOSPC;
+    }
     struct node_waiter *w = waiter_get(n, NODE_W_WRITE, node_now_us());
     if (!w) return ST_EBUSY;
     w->seq = n->next_seq++;
@@ -502,6 +506,7 @@ int node_delete(struct node *n, const uint8_t *key, size_t key_len, enum node_co
 
 int node_propose_purge(struct node *n)
 {
+    if (n->nospace) return 0; /* nothing proposed while the disk is full */
     uint64_t now = node_wall_ms();
     uint64_t due = kv_expiry_min(n->kv);
     if (due == 0 || due > now) return 0; /* nothing has expired: no log entry */

@@ -14,9 +14,11 @@
  * with its own group.) Callbacks come from the syncer only, in seq order.
  *
  * A batch that fails cleanly (ST_ENOSPC) fails together with every batch
- * queued after it in the same group (they build on it); the ones before it
- * are still synced and reported first. A failed sync is fatal: that group and
- * every later submit report ST_EFATAL. */
+ * queued after it (they build on it): the writer is halted, and every later
+ * batch reports the same status without touching the store, until
+ * st_log_writer_resume(); the ones before it are still synced and reported
+ * first. A failed sync is fatal: that group and every later submit report
+ * ST_EFATAL. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,7 @@ struct st_log_writer {
     uint64_t next_seq;
     bool stop;
     bool fatal;
+    int halted; /* a clean failure (ST_ENOSPC...): later batches fail with it */
     /* encoder -> syncer */
     pthread_t syncer;
     struct group groups[WRITER_GROUPS_MAX];
@@ -171,8 +174,12 @@ static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
     size_t ok = 0;
     pthread_mutex_lock(&w->mu);
     bool fatal = w->fatal;
+    int halted = w->halted;
     pthread_mutex_unlock(&w->mu);
-    if (fatal) g->fail = ST_EFATAL;
+    if (fatal)
+        g->fail = ST_EFATAL;
+    else if (halted)
+        g->fail = halted;
     for (; !g->fail && ok < q->n; ok++) {
         struct wq_item *it = &q->items[ok];
         struct st_log_batch b = it->b;
@@ -181,6 +188,11 @@ static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
         int rc = append_one(w, &b, &idx, &term, &hs);
         if (rc != 0) {
             g->fail = rc;
+            if (rc != ST_EFATAL) {
+                pthread_mutex_lock(&w->mu);
+                w->halted = rc;
+                pthread_mutex_unlock(&w->mu);
+            }
             break;
         }
     }
@@ -404,7 +416,15 @@ int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *
     raft_index idx = w->enc_index;
     raft_term term = w->enc_term;
     struct raft_hard_state hs = w->enc_hs;
-    g.fail = append_one(w, b, &idx, &term, &hs);
+    pthread_mutex_lock(&w->mu);
+    int halted = w->halted;
+    pthread_mutex_unlock(&w->mu);
+    g.fail = halted ? halted : append_one(w, b, &idx, &term, &hs);
+    if (g.fail != 0 && g.fail != ST_EFATAL && !halted) {
+        pthread_mutex_lock(&w->mu);
+        w->halted = g.fail;
+        pthread_mutex_unlock(&w->mu);
+    }
     if (g.fail == 0) {
         g.ok_seq = seq;
         w->enc_index = idx;
@@ -447,6 +467,13 @@ void st_log_writer_destroy(struct st_log_writer *w)
     pthread_cond_destroy(&w->sync_cv);
     pthread_mutex_destroy(&w->mu);
     free(w);
+}
+
+void st_log_writer_resume(struct st_log_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->halted = 0;
+    pthread_mutex_unlock(&w->mu);
 }
 
 size_t st_log_writer_queued_groups(struct st_log_writer *w)

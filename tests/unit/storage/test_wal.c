@@ -468,7 +468,14 @@ TEST(writer_reports_full_disk_then_recovers_and_fatal_sync_stops_it)
     ASSERT_EQ(c.last_status, ST_ENOSPC);
     ASSERT_EQ(c.durable, next - 1);
     st_fs_sim_set_quota(sim, UINT64_MAX);
+    /* halted: no batch is written after one that was lost, space or not */
     struct st_log_batch b = {.entries = &e[next - 1], .n_entries = 5};
+    ASSERT_EQ(st_log_writer_submit(w, &b, &seq), 0);
+    wait_seq(&c, seq);
+    ASSERT_EQ(c.last_status, ST_ENOSPC);
+    ASSERT_EQ(c.durable, next - 1);
+    /* resumed by its owner, the failed batch is written again */
+    st_log_writer_resume(w);
     ASSERT_EQ(st_log_writer_submit(w, &b, &seq), 0);
     wait_seq(&c, seq);
     ASSERT_EQ(c.last_status, 0);
@@ -569,6 +576,12 @@ TEST(writer_write_now_runs_on_the_caller_when_idle_and_keeps_order)
     ASSERT_EQ(c.w.last_status, ST_ENOSPC);
     ASSERT_EQ(c.w.durable, next - 1);
     st_fs_sim_set_quota(sim, UINT64_MAX);
+    /* halted until resumed, on this path too */
+    struct st_log_batch b6 = {.entries = &e[next - 1], .n_entries = 5};
+    ASSERT_EQ(st_log_writer_write_now(w, &b6, &seq), 0);
+    ASSERT_EQ(c.w.last_status, ST_ENOSPC);
+    ASSERT_EQ(c.w.durable, next - 1);
+    st_log_writer_resume(w);
     /* a failed sync is fatal for both paths */
     st_fs_sim_fail_syncs(sim, 1);
     struct st_log_batch b5 = {.entries = &e[next - 1], .n_entries = 5};
