@@ -818,19 +818,26 @@ static void route_transfer(struct api *a, struct http_request *req)
         admin_not_started(ar, rc, "POST", target);
 }
 
-static void route_snapshot(struct api *a, struct http_request *req)
+static void snapshot_done_cb(void *ctx, int status, raft_index index)
 {
-    struct api_req *ar = admin_req_get(a, req);
-    if (!ar) return;
-    raft_index index = 0;
-    int rc = node_snapshot_now(a->node, &index);
-    if (rc) {
-        respond_code(ar, rc);
+    struct api_req *ar = ctx;
+    if (status) {
+        respond_code(ar, status);
         return;
     }
     char body[64];
     int len = snprintf(body, sizeof body, "{\"index\":%" PRIu64 "}\n", index);
     respond(ar, 200, "application/json", NULL, 0, body, (size_t)len);
+}
+
+/* POST /snapshot: answered once the snapshot is durable; the node keeps
+ * serving meanwhile (node_snapshot_now). */
+static void route_snapshot(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = admin_req_get(a, req);
+    if (!ar) return;
+    int rc = node_snapshot_now(a->node, snapshot_done_cb, ar);
+    if (rc) respond_code(ar, rc);
 }
 
 /* GET /readyz (and /health, its alias): 200 when node_unready_reason() is

@@ -133,6 +133,9 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
     counter(&o, "stcache_snapshots_taken_total", "Snapshots taken locally.", m->snapshots_taken);
     counter(&o, "stcache_snapshots_installed_total", "Snapshots installed from the leader.",
             m->snapshots_installed);
+    counter(&o, "stcache_snapshots_loaded_off_loop_total",
+            "Leader snapshots loaded into a new state on the threadpool before installing.",
+            m->snapshots_loaded_off_loop);
     counter(&o, "stcache_memory_trims_total",
             "Times free heap pages were returned to the OS (after snapshots).", m->memory_trims);
     outf(&o, "# HELP stcache_memory_trim_seconds_total Time spent returning free heap pages.\n");

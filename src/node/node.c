@@ -243,6 +243,22 @@ static int persist_write(struct node *n, struct node_persist *p, const struct st
  *                                         \--> failed/abandoned: released
  */
 
+/* Answers every node_snapshot_now() caller (the list is taken first: a
+ * callback may ask again). */
+static void snap_waiters_notify(struct node *n, int status, raft_index index)
+{
+    uint32_t k = n->n_snap_waiters;
+    if (k == 0) return;
+    struct {
+        node_snapshot_cb cb;
+        void *ctx;
+    } w[NODE_SNAP_WAITERS_MAX];
+    memcpy(w, n->snap_waiters, k * sizeof w[0]);
+    n->n_snap_waiters = 0;
+    for (uint32_t i = 0; i < k; i++)
+        w[i].cb(w[i].ctx, status, index);
+}
+
 static void snap_job_release(struct node *n)
 {
     struct node_snap_job *job = &n->snap_job;
@@ -327,9 +343,13 @@ static void snapshot_committed(struct node *n, const struct raft_snapshot_meta *
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot at %" PRIu64 " failed: %s", n->cfg.id,
                        meta->index, st_strerror(rc));
+        snap_waiters_notify(n, rc, 0);
         return;
     }
-    if (meta->index <= n->snapshot_index) return; /* overtaken by an installed one */
+    if (meta->index <= n->snapshot_index) { /* overtaken by an installed one */
+        snap_waiters_notify(n, 0, n->snapshot_index);
+        return;
+    }
     n->snapshot_index = meta->index;
     n->last_snapshot_us = node_now_us();
     n->m.snapshots_taken++;
@@ -340,6 +360,7 @@ static void snapshot_committed(struct node *n, const struct raft_snapshot_meta *
                   " bytes, written in %" PRIu64 " us, durable after %" PRIu64
                   " us), log kept from %" PRIu64,
                   n->cfg.id, meta->index, info->data_bytes, written_us, took_us, first);
+    snap_waiters_notify(n, 0, meta->index);
 }
 
 static void stop_maybe_finish(struct node *n);
@@ -386,6 +407,7 @@ static int snapshot_step(struct node *n, size_t budget, bool sync, int *rc_out)
                        job->meta->index, st_strerror(rc));
         n->applied_at_snapshot = job->meta->index; /* no retry before the next threshold */
         snap_job_release(n);
+        snap_waiters_notify(n, rc, 0);
         return 0;
     }
     kv_snapshot_end(job->cur);
@@ -452,15 +474,23 @@ static int snapshot_start(struct node *n)
     return 0;
 }
 
-int node_snapshot_now(struct node *n, raft_index *index)
+int node_snapshot_now(struct node *n, node_snapshot_cb cb, void *ctx)
 {
     if (!n->running || n->stopping) return ST_ECLOSED;
     if (n->fatal) return ST_EIO;
-    if (n->snap_commit) return ST_EBUSY; /* one is being made durable: ask again */
-    int rc = snapshot_start(n);
-    if (rc == 0 && n->snap_active) (void)snapshot_step(n, 0, true, &rc);
-    if (index) *index = n->snapshot_index;
-    return rc;
+    if (n->n_snap_waiters == NODE_SNAP_WAITERS_MAX) return ST_EBUSY;
+    if (!n->snap_commit) {
+        int rc = snapshot_start(n);
+        if (rc) return rc;
+        if (!n->snap_active) { /* nothing applied since the newest snapshot */
+            cb(ctx, 0, n->snapshot_index);
+            return 0;
+        }
+    }
+    n->snap_waiters[n->n_snap_waiters].cb = cb;
+    n->snap_waiters[n->n_snap_waiters].ctx = ctx;
+    n->n_snap_waiters++;
+    return 0;
 }
 
 /* A snapshot is due when the applied index crosses a multiple of the
@@ -486,28 +516,33 @@ static void snapshot_maybe(struct node *n, bool interval_due)
     (void)snapshot_start(n);
 }
 
-/* Restores the kv from the stored snapshot at meta->index. */
-static int snapshot_restore(struct node *n, raft_index index)
+/* Loads the stored snapshot at `index` into a new kv (*out, the caller's).
+ * Touches neither the node nor its kv: runs on the threadpool for a
+ * leader's snapshot, on the loop at start. */
+static int kv_load_snapshot(const struct kv_config *kc, struct st_snap_store *snaps,
+                            raft_index index, struct kv **out, struct st_snapshot_info *info,
+                            uint64_t *keys)
 {
     struct st_snap_reader *rd;
-    struct st_snapshot_info info;
-    int rc = st_snap_read_open(n->storage->snaps, index, &rd, &info);
+    int rc = st_snap_read_open(snaps, index, &rd, info);
+    if (rc) return rc;
+    struct kv *kv;
+    rc = kv_create(kc, &kv);
     if (rc) {
-        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " cannot be opened: %s",
-                       n->cfg.id, index, st_strerror(rc));
+        st_snap_read_close(rd);
         return rc;
     }
     struct kv_restore *kr;
-    rc = kv_restore_begin(n->kv, &kr);
+    rc = kv_restore_begin(kv, &kr);
+    uint8_t *buf = rc ? NULL : malloc(NODE_SCRATCH_BYTES);
+    if (rc == 0 && !buf) {
+        kv_restore_abort(kr);
+        rc = ST_ENOMEM;
+    }
     if (rc) {
+        kv_destroy(kv);
         st_snap_read_close(rd);
         return rc;
-    }
-    uint8_t *buf = malloc(NODE_SCRATCH_BYTES);
-    if (!buf) {
-        kv_restore_abort(kr);
-        st_snap_read_close(rd);
-        return ST_ENOMEM;
     }
     for (;;) {
         size_t got = 0;
@@ -520,29 +555,181 @@ static int snapshot_restore(struct node *n, raft_index index)
     st_snap_read_close(rd);
     if (rc) {
         kv_restore_abort(kr);
-        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " restore failed: %s", n->cfg.id,
-                       index, st_strerror(rc));
+        kv_destroy(kv);
         return rc;
     }
     struct kv_snapshot_info kinfo;
     rc = kv_restore_finish(kr, &kinfo);
     if (rc) {
-        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " restore failed: %s", n->cfg.id,
-                       index, st_strerror(rc));
+        kv_destroy(kv);
         return rc;
     }
     free(kinfo.meta);
-    n->applied = info.meta.index;
-    n->applied_term = info.meta.term;
-    n->conf_applied = info.meta.conf;
-    n->snapshot_index = info.meta.index;
-    n->applied_at_snapshot = info.meta.index;
+    *keys = kinfo.keys;
+    *out = kv;
+    return 0;
+}
+
+struct node_kv_free {
+    uv_work_t work;
+    struct node *n;
+    struct kv *kv;
+};
+
+static void kv_free_work_cb(uv_work_t *req)
+{
+    struct node_kv_free *f = req->data;
+    kv_destroy(f->kv);
+}
+
+
+static void kv_free_after_cb(uv_work_t *req, int status)
+{
+    (void)status;
+    struct node_kv_free *f = req->data;
+    struct node *n = f->n;
+    free(f);
+    n->bg_pending--;
+    if (n->stopping) stop_maybe_finish(n);
+}
+
+/* Frees a kv that nothing references any more on the threadpool: a large
+ * state takes long to free (one free() per key). */
+static void kv_destroy_later(struct node *n, struct kv *kv)
+{
+    struct node_kv_free *f = calloc(1, sizeof *f);
+    if (f) {
+        f->n = n;
+        f->kv = kv;
+        f->work.data = f;
+        if (uv_queue_work(n->loop, &f->work, kv_free_work_cb, kv_free_after_cb) == 0) {
+            n->bg_pending++;
+            return;
+        }
+        free(f);
+    }
+    kv_destroy(kv);
+}
+
+/* Makes kv (loaded from the snapshot described by info) the node's state. */
+static void snapshot_adopt(struct node *n, struct kv *kv, const struct st_snapshot_info *info,
+                           uint64_t keys)
+{
+    struct kv *old = n->kv;
+    n->kv = kv;
+    if (old) kv_destroy_later(n, old);
+    n->applied = info->meta.index;
+    n->applied_term = info->meta.term;
+    n->conf_applied = info->meta.conf;
+    n->snapshot_index = info->meta.index;
+    n->applied_at_snapshot = info->meta.index;
     n->conf_dirty = true;
     memory_trim_schedule(n);
     ST_TRACE_INFO(MOD,
                   "node %" PRIu64 ": restored snapshot at index %" PRIu64 " (%" PRIu64 " keys)",
-                  n->cfg.id, info.meta.index, kinfo.keys);
+                  n->cfg.id, info->meta.index, keys);
+}
+
+/* Restores the kv from the stored snapshot at index, on the loop (at start,
+ * and for a leader's snapshot that was not loaded ahead). */
+static int snapshot_restore(struct node *n, raft_index index)
+{
+    struct kv *kv = NULL;
+    struct st_snapshot_info info;
+    uint64_t keys = 0;
+    int rc = kv_load_snapshot(&n->kv_cfg, n->storage->snaps, index, &kv, &info, &keys);
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " restore failed: %s", n->cfg.id,
+                       index, st_strerror(rc));
+        return rc;
+    }
+    snapshot_adopt(n, kv, &info, keys);
     return 0;
+}
+
+/* ------------------------------------------- installing a snapshot off the loop
+ *
+ * A leader's snapshot arrives as a file (the transport stores it, fsynced,
+ * before it hands over the RAFT_MSG_SNAPSHOT). Loading it into a kv takes
+ * time proportional to the state, so the node holds the message, loads the
+ * file into a NEW kv on the threadpool, and only then steps the message into
+ * the core; the ready that installs the snapshot swaps the kvs (O(1)) and
+ * the old one is freed on the threadpool. The loop keeps ticking, serving
+ * reads from the old state and answering peers meanwhile. One load at a
+ * time: another snapshot message while one loads is dropped (the leader
+ * sends it again). */
+static void install_free(struct node *n)
+{
+    struct node_install *in = n->install;
+    n->install = NULL;
+    if (in->kv) kv_destroy_later(n, in->kv);
+    free(in);
+}
+
+static void install_work_cb(uv_work_t *req)
+{
+    struct node_install *in = req->data;
+    struct st_snapshot_info info;
+    in->rc = kv_load_snapshot(&in->kv_cfg, in->snaps, in->meta.index, &in->kv, &info, &in->keys);
+}
+
+static void install_after_cb(uv_work_t *req, int status)
+{
+    (void)status;
+    struct node_install *in = req->data;
+    struct node *n = in->n;
+    n->bg_pending--;
+    in->loaded = true;
+    if (n->stopping || !n->running || n->fatal) {
+        install_free(n);
+        if (n->stopping) stop_maybe_finish(n);
+        return;
+    }
+    if (in->rc)
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " from %" PRIu64
+                       " cannot be loaded: %s", n->cfg.id, in->meta.index, in->from,
+                       st_strerror(in->rc));
+    else
+        n->m.snapshots_loaded_off_loop++;
+    /* Stepped either way: a failed load is retried on the loop by the ready
+     * (and is fatal there, as a damaged snapshot file is). */
+    int rc = raft_step(n->raft, &in->msg);
+    if (rc || !raft_has_ready(n->raft)) {
+        ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " not taken by the core: %s",
+                       n->cfg.id, in->meta.index, st_strerror(rc));
+        install_free(n);
+    }
+}
+
+/* Returns true when msg was taken (held while its snapshot loads). */
+static bool install_begin(struct node *n, raft_id from, const struct raft_msg *msg)
+{
+    if (msg->snapshot->index <= n->applied) return false; /* stale: the core answers it */
+    if (n->install) {
+        if (!n->install->loaded) return true; /* one load at a time: dropped */
+        install_free(n);
+    }
+    struct node_install *in = calloc(1, sizeof *in);
+    if (!in) return false;
+    in->n = n;
+    in->from = from;
+    in->meta = *msg->snapshot;
+    in->msg = *msg;
+    in->msg.snapshot = &in->meta;
+    in->msg.entries = NULL;
+    in->msg.n_entries = 0;
+    in->snaps = n->storage->snaps;
+    in->kv_cfg = n->kv_cfg;
+    in->work.data = in;
+    if (uv_queue_work(n->loop, &in->work, install_work_cb, install_after_cb) != 0) {
+        free(in);
+        return false;
+    }
+    n->install = in;
+    n->bg_pending++;
+    ST_TRACE_INFO(MOD, "node %" PRIu64 ": loading snapshot %" PRIu64 " from %" PRIu64
+                  " off the loop", n->cfg.id, msg->snapshot->index, from);
+    return true;
 }
 
 /* ------------------------------------------------------------- persist */
@@ -1034,8 +1221,21 @@ static void process_one_ready(struct node *n)
             ST_TRACE_INFO(MOD, "node %" PRIu64 ": local snapshot abandoned for the leader's",
                           n->cfg.id);
             snap_job_release(n);
+            snap_waiters_notify(n, ST_ECANCELED, 0);
         }
-        int rc = snapshot_restore(n, rd.snapshot->index);
+        int rc = 0;
+        struct node_install *in = n->install;
+        if (in && in->loaded && in->kv && in->meta.index == rd.snapshot->index) {
+            struct st_snapshot_info info;
+            memset(&info, 0, sizeof info);
+            info.meta = in->meta;
+            snapshot_adopt(n, in->kv, &info, in->keys);
+            in->kv = NULL;
+            install_free(n);
+        } else {
+            if (in && in->loaded) install_free(n);
+            rc = snapshot_restore(n, rd.snapshot->index);
+        }
         if (rc) {
             node_fatal(n, rc, "cannot install the leader's snapshot");
             raft_ready_ack(n->raft, &rd);
@@ -1146,6 +1346,10 @@ void node_process_readies(struct node *n)
     for (int i = 0; i < NODE_READIES_PER_PASS && raft_has_ready(n->raft) && !n->fatal; i++)
         process_one_ready(n);
     if (n->conf_dirty) reconcile_peers(n);
+    /* a loaded snapshot the core did not install (a newer state got here
+     * first) */
+    if (n->install && n->install->loaded && n->applied >= n->install->meta.index)
+        install_free(n);
     if (n->snap_active && !n->fatal && (!n->snap_steps_limited || n->snap_steps_left > 0)) {
         if (n->snap_steps_limited) n->snap_steps_left--;
         (void)snapshot_step(n, n->cfg.snapshot_step_bytes ? n->cfg.snapshot_step_bytes : 1, false,
@@ -1278,8 +1482,8 @@ static void tick_cb(uv_timer_t *t)
 static void tr_msg_cb(void *ctx, raft_id from, const struct raft_msg *msg)
 {
     struct node *n = ctx;
-    (void)from;
     if (!n->running || n->stopping || n->fatal) return;
+    if (msg->type == RAFT_MSG_SNAPSHOT && msg->snapshot && install_begin(n, from, msg)) return;
     int rc = raft_step(n->raft, msg);
     if (rc && rc != ST_ESTALE)
         ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": %s from %" PRIu64 " dropped: %s", n->cfg.id,
@@ -1480,6 +1684,7 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     }
     struct kv_config kc;
     kv_config_default(&kc);
+    n->kv_cfg = kc;
     rc = kv_create(&kc, &n->kv);
     if (rc) goto fail_state;
     if (state.has_snapshot) {
@@ -1758,7 +1963,9 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
 
 static void stop_maybe_finish(struct node *n)
 {
-    if (n->handles_open > 0 || !n->tr_closed || n->snap_commit) return;
+    if (n->handles_open > 0 || !n->tr_closed || n->snap_commit || n->bg_pending) return;
+    if (n->install) install_free(n); /* loaded, never installed */
+    if (n->bg_pending) return;
     if (n->snap_in) {
         st_snap_write_abort(n->snap_in);
         n->snap_in = NULL;
@@ -1807,6 +2014,7 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
     node_waiters_fail_all(n, ST_ECLOSED);
     node_client_drop_forwards(n);
     if (n->snap_active) snap_job_release(n);
+    snap_waiters_notify(n, ST_ECLOSED, 0);
     /* Drain the writer: every queued batch is written and synced (its
      * callback runs on the writer thread while we join it). */
     if (n->writer) {

@@ -208,8 +208,18 @@ int node_member_remove(struct node *n, raft_id id, node_admin_cb cb, void *ctx);
 /* Starts a leadership transfer; the callback runs once `to` leads (status
  * 0) or after the request timeout (ST_ETIMEDOUT). */
 int node_transfer(struct node *n, raft_id to, node_admin_cb cb, void *ctx);
-/* Takes a snapshot now (synchronously on the loop). index = its index. */
-int node_snapshot_now(struct node *n, raft_index *index);
+/* Takes a snapshot now: starts a snapshot job at the applied index (or
+ * joins the one running, or the one being made durable), written a slice
+ * per loop pass like every snapshot, so the loop never stalls on it. cb runs
+ * once on the loop when it is durable (status 0, index = its index; when
+ * nothing was applied since the newest snapshot, at once with that one) or
+ * failed (status < 0: the store's error, ST_ECANCELED when the leader's
+ * snapshot replaced it, ST_ECLOSED at stop). Returns 0, or at once ST_ECLOSED
+ * (stopping), ST_EIO (storage failed), ST_EBUSY (NODE_SNAP_WAITERS_MAX
+ * requests already wait). */
+#define NODE_SNAP_WAITERS_MAX 16
+typedef void (*node_snapshot_cb)(void *ctx, int status, raft_index index);
+int node_snapshot_now(struct node *n, node_snapshot_cb cb, void *ctx);
 
 /* ------------------------------------------------------------- metrics */
 

@@ -148,6 +148,22 @@ struct node_snap_commit {
     uint64_t written_us; /* time the kv was held (applies waited) */
 };
 
+/* A leader's snapshot being loaded into a new kv on the threadpool
+ * (node.c, "installing a snapshot off the loop"). */
+struct node_install {
+    uv_work_t work;
+    struct node *n;
+    raft_id from;
+    struct raft_snapshot_meta meta; /* of the held RAFT_MSG_SNAPSHOT */
+    struct raft_msg msg;            /* the held message; msg.snapshot = &meta */
+    struct st_snap_store *snaps;
+    struct kv_config kv_cfg;
+    struct kv *kv; /* the loaded state (NULL until loaded, or on failure) */
+    uint64_t keys;
+    int rc;
+    bool loaded; /* the work finished and the message was stepped */
+};
+
 /* ---------------------------------------------------------------- metrics */
 
 #define NODE_HIST_BUCKETS 14
@@ -185,6 +201,7 @@ struct node_metrics {
     uint64_t readies;
     uint64_t forward_batches;
     uint64_t nospace_alarms;    /* times the full-disk alarm was raised */
+    uint64_t snapshots_loaded_off_loop;
     uint64_t writes_refused_nospace;
 };
 
@@ -302,6 +319,19 @@ struct node {
     bool snap_steps_limited;
     uint64_t snap_steps_left;
     struct node_snap_commit *snap_commit; /* in flight on the threadpool, or NULL */
+    /* node_snapshot_now() callers waiting for the running job or commit */
+    struct {
+        node_snapshot_cb cb;
+        void *ctx;
+    } snap_waiters[NODE_SNAP_WAITERS_MAX];
+    uint32_t n_snap_waiters;
+
+    /* A leader's snapshot loaded off the loop, then swapped in by the ready
+     * that installs it; kvs replaced or discarded are freed on the
+     * threadpool (bg_pending counts those works, stop waits for them). */
+    struct node_install *install;
+    uint32_t bg_pending;
+    struct kv_config kv_cfg; /* the kv's configuration (for the kvs of installs) */
 
     /* inbound snapshot stream */
     struct st_snap_writer *snap_in;
