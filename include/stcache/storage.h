@@ -115,6 +115,11 @@ struct st_fs_ops {
     int (*list_dir)(void *self, const char *path, st_fs_list_cb cb, void *ctx);
     /* 0 if path exists; *is_dir set when is_dir != NULL. ST_ENOENT otherwise. */
     int (*stat)(void *self, const char *path, bool *is_dir);
+    /* Optional (NULL: none): starts writing back the dirty pages of
+     * [off, off + len) without waiting for them (sync_file_range WRITE), so
+     * that a later fsync of a large file finds little left to write. A hint:
+     * it makes nothing durable and its failure is ignored. */
+    int (*writeback)(void *self, int fd, uint64_t off, uint64_t len);
 };
 
 struct st_fs {

@@ -195,6 +195,14 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
     outf(&o, "# HELP stcache_wal_fsync_seconds WAL batch latency: submit to durable (group "
              "commit, fdatasync).\n# TYPE stcache_wal_fsync_seconds histogram\n");
     hist_body(&o, "stcache_wal_fsync_seconds", "", &m->fsync);
+    outf(&o, "# HELP stcache_loop_iteration_seconds Busy time of one event-loop iteration "
+             "(callbacks and readies, sleep in the poll excluded).\n"
+             "# TYPE stcache_loop_iteration_seconds histogram\n");
+    hist_body(&o, "stcache_loop_iteration_seconds", "", &m->loop_busy);
+    outf(&o, "# HELP stcache_loop_iteration_max_seconds Longest loop iteration since start.\n"
+             "# TYPE stcache_loop_iteration_max_seconds gauge\n"
+             "stcache_loop_iteration_max_seconds %.6f\n",
+         (double)m->loop_busy_max_us / 1e6);
     outf(&o, "# HELP stcache_http_requests_total HTTP requests by route and status class.\n"
              "# TYPE stcache_http_requests_total counter\n");
     for (int r = 0; r < NODE_ROUTE_COUNT; r++)

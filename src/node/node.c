@@ -1374,9 +1374,28 @@ static void check_cb(uv_check_t *h)
     node_process_readies(h->data);
 }
 
+/* Loop iterations: the time between two prepare phases minus the time the
+ * loop slept in the poll is how long the loop was busy (callbacks, readies)
+ * in that iteration; a long one delays heartbeats, reads and writes alike.
+ * Measured here, after the readies, into stcache_loop_iteration_seconds. */
+static void loop_busy_observe(struct node *n)
+{
+    uint64_t now = uv_hrtime();
+    uint64_t idle = uv_metrics_idle_time(n->loop);
+    if (n->loop_last_ns) {
+        uint64_t span = now - n->loop_last_ns, slept = idle - n->loop_idle_last_ns;
+        uint64_t busy_us = (span > slept ? span - slept : 0) / 1000;
+        node_hist_add(&n->m.loop_busy, busy_us);
+        if (busy_us > n->m.loop_busy_max_us) n->m.loop_busy_max_us = busy_us;
+    }
+    n->loop_last_ns = now;
+    n->loop_idle_last_ns = idle;
+}
+
 static void prepare_cb(uv_prepare_t *h)
 {
     node_process_readies(h->data);
+    loop_busy_observe(h->data);
 }
 
 /* --------------------------------------------------------------- ticks */
@@ -1509,6 +1528,10 @@ static int tr_snap_begin_cb(void *ctx, raft_id from, const struct raft_msg *msg,
 {
     struct node *n = ctx;
     if (!n->running || n->stopping || n->fatal || !msg->snapshot) return ST_ECLOSED;
+    /* Not while the same (or a newer) snapshot is being loaded: the leader
+     * asks again once it is installed, if it still needs to. */
+    if (n->install && !n->install->loaded && msg->snapshot->index <= n->install->meta.index)
+        return ST_EBUSY;
     if (n->snap_in) {
         st_snap_write_abort(n->snap_in);
         n->snap_in = NULL;
@@ -1889,6 +1912,8 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
 {
     n->started_cb = cb;
     n->started_ctx = ctx;
+    /* idle time in the poll, for loop_busy_observe (no effect if set before) */
+    (void)uv_loop_configure(n->loop, UV_METRICS_IDLE_TIME);
     int rc = handles_init(n);
     if (rc) return rc;
     char errtext[256] = "";

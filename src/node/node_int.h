@@ -178,6 +178,8 @@ void node_hist_add(struct node_hist *h, uint64_t us);
 
 struct node_metrics {
     struct node_hist fsync; /* submit -> durable, per batch */
+    struct node_hist loop_busy; /* busy time of one loop iteration */
+    uint64_t loop_busy_max_us;
     struct node_hist route_latency[NODE_ROUTE_COUNT];
     uint64_t route_status[NODE_ROUTE_COUNT][6]; /* by status class: 1xx..5xx, index = class */
     uint64_t proposals;
@@ -331,6 +333,7 @@ struct node {
      * threadpool (bg_pending counts those works, stop waits for them). */
     struct node_install *install;
     uint32_t bg_pending;
+    uint64_t loop_last_ns, loop_idle_last_ns; /* loop_busy_observe */
     struct kv_config kv_cfg; /* the kv's configuration (for the kvs of installs) */
 
     /* inbound snapshot stream */

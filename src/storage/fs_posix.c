@@ -180,6 +180,13 @@ static int px_stat(void *self, const char *path, bool *is_dir)
     return 0;
 }
 
+static int px_writeback(void *self, int fd, uint64_t off, uint64_t len)
+{
+    (void)self;
+    if (sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE) != 0) return px_err();
+    return 0;
+}
+
 static const struct st_fs_ops posix_ops = {
     .open = px_open,
     .close = px_close,
@@ -198,6 +205,7 @@ static const struct st_fs_ops posix_ops = {
     .sync_dir = px_sync_dir,
     .list_dir = px_list_dir,
     .stat = px_stat,
+    .writeback = px_writeback,
 };
 
 static const struct st_fs posix_fs = {.ops = &posix_ops, .self = NULL};

@@ -51,9 +51,15 @@ struct st_snap_writer {
     char tmp[ST_STORAGE_PATH_MAX];
     int fd;
     uint64_t bytes;
+    uint64_t written_back; /* bytes handed to fs writeback so far */
     uint32_t crc;
     bool failed;
 };
+
+/* A snapshot's data is handed to writeback every SNAP_WRITEBACK_BYTES as it
+ * is written, so the fsync at commit (on the loop for a received snapshot)
+ * waits for the last stretch only, not for the whole file. */
+#define SNAP_WRITEBACK_BYTES (8u << 20)
 
 struct st_snap_reader {
     struct st_snap_store *s;
@@ -396,6 +402,11 @@ int st_snap_write(struct st_snap_writer *w, const void *data, size_t len)
     }
     w->crc = st_crc32c(w->crc, data, len);
     w->bytes += len;
+    if (w->s->fs.ops->writeback && w->bytes - w->written_back >= SNAP_WRITEBACK_BYTES) {
+        (void)w->s->fs.ops->writeback(w->s->fs.self, w->fd, w->written_back,
+                                      w->bytes - w->written_back);
+        w->written_back = w->bytes;
+    }
     return 0;
 }
 

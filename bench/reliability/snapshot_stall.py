@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Longest event-loop stall while a node snapshots a large state, and while
+another node receives and installs it (issue 14: target <= 10 ms).
+
+usage: snapshot_stall.py [--stcache build/stcache] [--mib 1024] [--value-kib 64]
+                         [--data-root /var/tmp]
+
+Starts node 1 (bootstrap), loads MIB MiB of state as values of VALUE_KIB KiB
+over HTTP (keep-alive, 16 threads), then:
+  1. POST /snapshot on node 1: the longest loop iteration of node 1 during it;
+  2. node 2 joins: node 1 streams the snapshot, node 2 stores, loads (on the
+     threadpool) and installs it: the longest loop iteration of each node
+     while that happens.
+The figure is read from each node's stcache_loop_iteration_seconds histogram
+(busy time of one loop iteration, sleep excluded): the upper bound of the
+highest bucket that grew during the phase, and stcache_loop_iteration_max_
+seconds. Prints a table; asserts nothing (bench/, not tests/).
+"""
+import argparse
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def req(addr, method, path, body=None, timeout=600):
+    h, p = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(h, int(p), timeout=timeout)
+    try:
+        c.request(method, path, body=body)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def wait(what, fn, timeout=300):
+    t = time.time()
+    while time.time() - t < timeout:
+        try:
+            v = fn()
+            if v:
+                return v
+        except OSError:
+            pass
+        time.sleep(0.05)
+    sys.exit("timed out waiting for " + what)
+
+
+def hist(addr):
+    """{le_seconds: cumulative count} of stcache_loop_iteration_seconds, and the max."""
+    st, body = req(addr, "GET", "/metrics")
+    out, mx = {}, 0.0
+    for line in body.decode().splitlines():
+        if line.startswith("stcache_loop_iteration_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            out[float("inf") if le == "+Inf" else float(le)] = int(line.split()[-1])
+        elif line.startswith("stcache_loop_iteration_max_seconds"):
+            mx = float(line.split()[-1])
+    return out, mx
+
+
+def worst(before, after):
+    """Upper bound (s) of the highest bucket whose count grew."""
+    bounds = sorted(after)
+    prev_b = prev_a = 0
+    top = 0.0
+    for b in bounds:
+        grew = (after[b] - prev_a) - (before.get(b, 0) - prev_b)
+        if grew > 0:
+            top = b
+        prev_b, prev_a = before.get(b, 0), after[b]
+    return top
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stcache", default=os.environ.get("STCACHE_BIN", "build/stcache"))
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--value-kib", type=int, default=64)
+    ap.add_argument("--data-root", default=os.environ.get("BENCH_DATA_ROOT", "/var/tmp"))
+    a = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="stcache-stall-", dir=a.data_root)
+    procs = []
+    try:
+        nodes = []
+        for i in (1, 2):
+            nodes.append(("127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()))
+        common = ["--snapshot-threshold", "0", "--log-level", "warn",
+                  "--max-value-bytes", str(max(a.value_kib << 10, 1 << 20))]
+
+        def start(i, mode):
+            raft, http_ = nodes[i - 1]
+            args = [a.stcache, "server", "--id", str(i), "--data", os.path.join(root, "n%d" % i),
+                    "--raft", raft, "--http", http_] + mode + common
+            procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+            wait("node %d" % i, lambda: req(http_, "GET", "/readyz")[0] == 200)
+
+        start(1, ["--bootstrap"])
+        h1 = nodes[0][1]
+        value = b"v" * (a.value_kib << 10)
+        n_keys = (a.mib << 10) // a.value_kib
+        t0 = time.time()
+        lock = threading.Lock()
+        nxt = [0]
+
+        def loader():
+            hh, pp = h1.rsplit(":", 1)
+            c = http.client.HTTPConnection(hh, int(pp), timeout=60)
+            while True:
+                with lock:
+                    k = nxt[0]
+                    nxt[0] += 1
+                if k >= n_keys:
+                    break
+                c.request("PUT", "/kv/k%08d" % k, body=value)
+                r = c.getresponse()
+                r.read()
+                if r.status not in (200, 201):
+                    sys.exit("load: PUT answered %d" % r.status)
+            c.close()
+        ts = [threading.Thread(target=loader) for _ in range(16)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        load_s = time.time() - t0
+        print("loaded %d keys of %d KiB (%d MiB) in %.1f s" % (n_keys, a.value_kib, a.mib, load_s))
+
+        b1, _ = hist(h1)
+        t0 = time.time()
+        st, body = req(h1, "POST", "/snapshot")
+        snap_s = time.time() - t0
+        a1, mx1 = hist(h1)
+        print("POST /snapshot: %d %s in %.2f s" % (st, body.decode().strip(), snap_s))
+        rows = [("snapshot written by node 1", worst(b1, a1), snap_s)]
+
+        b1, _ = hist(h1)
+        t0 = time.time()
+        start(2, ["--join", h1])
+        h2 = nodes[1][1]
+
+        def caught_up():
+            st2, body2 = req(h2, "GET", "/cluster")
+            st1, body1 = req(h1, "GET", "/cluster")
+            import json
+            j1, j2 = json.loads(body1), json.loads(body2)
+            return j2["applied"] >= j1["commit"] and j2["snapshot_index"] > 0
+        wait("node 2 to install the snapshot", caught_up, timeout=1800)
+        join_s = time.time() - t0
+        a1, _ = hist(h1)
+        a2, mx2 = hist(h2)
+        rows.append(("snapshot sent by node 1", worst(b1, a1), join_s))
+        rows.append(("snapshot received+installed by node 2", worst({}, a2), join_s))
+        print()
+        print("| phase | longest loop iteration (histogram bound) | phase took |")
+        print("| --- | --- | --- |")
+        for name, w, took in rows:
+            print("| %s | <= %s ms | %.2f s |" % (name, "inf" if w == float("inf") else
+                                                  "%g" % (w * 1000), took))
+        print("node 2 longest iteration since its start: %.1f ms" % (mx2 * 1000))
+        print("target: <= 10 ms in every phase")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
