@@ -41,6 +41,8 @@ static const char server_usage[] =
     "  --wal-inline-max-us N   sync a lone client's write (and a follower's append)\n"
     "                          on the loop thread while batches take N us or less\n"
     "                          on average (default 2000; 0 = writer threads only)\n"
+    "  --snapshot-recv-bytes-max N  refuse a leader's snapshot announced larger than N\n"
+    "                          bytes (default 68719476736) or than the free disk space\n"
     "  --wal-segment-bytes N   bytes preallocated per WAL segment (default 67108864;\n"
     "                          a multiple of 4096 that holds the largest command)\n"
     "  --log-level L           debug|info|warn|error (default info)\n"

@@ -34,6 +34,7 @@ void node_config_default(struct node_config *cfg)
     cfg->promote_lag_entries = 64;
     cfg->seed = 0;
     cfg->snapshot_step_bytes = 1u << 20;
+    cfg->snapshot_recv_bytes_max = 64ull << 30;
     cfg->wal_inline_max_us = 2000;
 }
 
@@ -330,6 +331,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"seed", 0, UINT64_MAX, 64, &cfg->seed},
         {"wal-inline-max-us", 0, 1000000, 32, &cfg->wal_inline_max_us},
         {"wal-segment-bytes", 1u << 20, 1u << 30, 64, &cfg->wal_segment_bytes},
+        {"snapshot-recv-bytes-max", 4096, UINT64_MAX, 64, &cfg->snapshot_recv_bytes_max},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(nums); i++) {
         if (strcmp(name, nums[i].name) != 0) continue;

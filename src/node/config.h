@@ -66,6 +66,10 @@ struct node_config {
     uint64_t promote_lag_entries; /* a learner within this many entries of commit is promoted */
     uint64_t seed;                /* election jitter seed; 0 = from /dev/urandom */
     uint32_t snapshot_step_bytes; /* snapshot bytes written per loop pass (1 MiB) */
+    /* A leader's snapshot announced larger than this is refused before any
+     * byte is received (and one larger than the free space of the data
+     * directory's file system, less NODE_SNAPSHOT_DISK_MARGIN_BYTES). */
+    uint64_t snapshot_recv_bytes_max;
     /* A lone client's WAL batch (and a follower's append while no client
      * waits on it) is written and synced on the loop thread
      * itself while the writer is idle and batches complete within this many

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +27,8 @@
 #define NODE_TRIM_DELAY_TICKS 100 /* from a snapshot to malloc_trim (compaction released) */
 #define NODE_JOIN_RETRY_MS 300
 #define NODE_JOIN_ATTEMPTS_MAX 200
+#define NODE_LOOP_SLOW_US 50000 /* a loop iteration this long is traced */
+#define NODE_SNAPSHOT_DISK_MARGIN_BYTES (64ull << 20) /* kept free when receiving a snapshot */
 
 uint64_t node_now_us(void)
 {
@@ -1387,6 +1390,9 @@ static void loop_busy_observe(struct node *n)
         uint64_t busy_us = (span > slept ? span - slept : 0) / 1000;
         node_hist_add(&n->m.loop_busy, busy_us);
         if (busy_us > n->m.loop_busy_max_us) n->m.loop_busy_max_us = busy_us;
+        if (busy_us >= NODE_LOOP_SLOW_US)
+            ST_TRACE_WARN(MOD, "node %" PRIu64 ": a loop iteration took %" PRIu64 " ms",
+                          n->cfg.id, busy_us / 1000);
     }
     n->loop_last_ns = now;
     n->loop_idle_last_ns = idle;
@@ -1503,6 +1509,10 @@ static void tr_msg_cb(void *ctx, raft_id from, const struct raft_msg *msg)
     struct node *n = ctx;
     if (!n->running || n->stopping || n->fatal) return;
     if (msg->type == RAFT_MSG_SNAPSHOT && msg->snapshot && install_begin(n, from, msg)) return;
+    /* While a snapshot loads the core's log ends before it: an append would
+     * be rejected and make the leader send the snapshot again. Heartbeats
+     * are still answered (the leader keeps its quorum). */
+    if (msg->type == RAFT_MSG_APPEND && n->install && !n->install->loaded) return;
     int rc = raft_step(n->raft, msg);
     if (rc && rc != ST_ESTALE)
         ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": %s from %" PRIu64 " dropped: %s", n->cfg.id,
@@ -1528,6 +1538,25 @@ static int tr_snap_begin_cb(void *ctx, raft_id from, const struct raft_msg *msg,
 {
     struct node *n = ctx;
     if (!n->running || n->stopping || n->fatal || !msg->snapshot) return ST_ECLOSED;
+    if (size > n->cfg.snapshot_recv_bytes_max) {
+        ST_TRACE_ERROR(MOD,
+                       "node %" PRIu64 ": snapshot %" PRIu64 " from %" PRIu64 " refused: %" PRIu64
+                       " bytes announced, more than --snapshot-recv-bytes-max %" PRIu64,
+                       n->cfg.id, msg->snapshot->index, from, size, n->cfg.snapshot_recv_bytes_max);
+        return ST_ETOOBIG;
+    }
+    struct statvfs sv;
+    if (!n->cfg.fs && statvfs(n->cfg.data_dir, &sv) == 0) {
+        uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+        if (size + NODE_SNAPSHOT_DISK_MARGIN_BYTES > avail) {
+            ST_TRACE_ERROR(MOD,
+                           "node %" PRIu64 ": snapshot %" PRIu64 " from %" PRIu64
+                           " refused: %" PRIu64 " bytes announced, %" PRIu64
+                           " bytes free in %s",
+                           n->cfg.id, msg->snapshot->index, from, size, avail, n->cfg.data_dir);
+            return ST_ENOSPC;
+        }
+    }
     /* Not while the same (or a newer) snapshot is being loaded: the leader
      * asks again once it is installed, if it still needs to. */
     if (n->install && !n->install->loaded && msg->snapshot->index <= n->install->meta.index)

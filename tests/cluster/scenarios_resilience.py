@@ -223,5 +223,45 @@ class FullDisk(Scenario):
             c.verify_ledger(ledger)
 
 
+
+class SnapshotSizeBound(Scenario):
+    """The size a leader announces for a snapshot is checked before any byte
+    is received: above --snapshot-recv-bytes-max (or the free disk space)
+    the stream is refused with a clear log line and nothing is stored; the
+    node catches up once the bound allows it."""
+
+    def run(self):
+        import os
+        c = self.cluster("snapbound", common_args=["--log-level", "info",
+                                                   "--snapshot-threshold", "64"])
+        with step("node 1 with a compacted log"):
+            n1 = c.new_node(1).start(["--bootstrap"])
+            c.wait_leader([n1])
+            ledger = {}
+            for i in range(300):
+                ledger["s/%03d" % i] = "v" * 100
+            c.put_many(ledger.items(), via=n1)
+            wait_for("node 1 to compact", lambda: (n1.info() or {}).get("first_index", 0) > 1
+                     or None)
+
+        with step("node 2 joins with a 4 KiB snapshot bound: refused, nothing stored"):
+            n2 = c.new_node(2).start(["--join", n1.http], extra=["--snapshot-recv-bytes-max",
+                                                                   "4096"])
+            wait_for("the refusal in node 2's log",
+                     lambda: "more than --snapshot-recv-bytes-max" in n2.log_text() or None)
+            snap_dir = os.path.join(n2.data_dir, "snap")
+            stored = [d for d in os.listdir(snap_dir) if not d.startswith("tmp")] \
+                if os.path.isdir(snap_dir) else []
+            check(not stored, "node 2 stored a snapshot it refused: %r" % stored)
+            check(n1.request("GET", "/readyz").status == 200, "node 1 keeps serving")
+
+        with step("restarted without the bound, node 2 catches up"):
+            n2.stop()
+            n2.start([])
+            c.wait_members(voters=[1, 2])
+            c.verify_ledger(ledger)
+
+
 SCENARIOS = {"joiner": JoinerKilledBeforeConfig, "probes": ProbesDuringSnapshots,
-             "fulldisk": FullDisk}
+             "fulldisk": FullDisk,
+             "snapbound": SnapshotSizeBound}
