@@ -92,6 +92,7 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **ou
      * replayed from the log carry old ids (see docs/ARCHITECTURE.md). */
     n->next_seq = (random_u64() >> 2) | 1;
     n->role = RAFT_FOLLOWER;
+    n->dir_lock.fd = -1;
     *out = n;
     return 0;
 }
@@ -100,6 +101,7 @@ void node_destroy(struct node *n)
 {
     if (!n) return;
     ST_ASSERT(!n->running);
+    st_dir_lock_release(&n->dir_lock);
     node_waiters_close(n);
     struct node_persist *p = n->persist_free;
     while (p) {
@@ -990,7 +992,9 @@ void node_process_readies(struct node *n)
     n->processing = true;
     if (n->n_fwd) node_client_flush_forwards(n);
     node_client_issue_reads(n);
-    for (int i = 0; i < NODE_READIES_PER_PASS && raft_has_ready(n->raft) && !n->fatal; i++)
+    for (int i = 0; i < NODE_READIES_PER_PASS && raft_has_ready(n->raft) && !n->fatal &&
+                    n->persist_inflight < NODE_PERSIST_INFLIGHT_MAX;
+         i++)
         process_one_ready(n);
     if (n->conf_dirty) reconcile_peers(n);
     if (n->snap_active && !n->fatal && (!n->snap_steps_limited || n->snap_steps_left > 0)) {
@@ -1003,7 +1007,10 @@ void node_process_readies(struct node *n)
     node_check_invariants(n);
 #endif
     if (n->fatal || n->stopping) return;
-    bool more = raft_has_ready(n->raft) || n->n_fwd || n->snap_active ||
+    /* readies held back by NODE_PERSIST_INFLIGHT_MAX resume when the writer
+     * reports (persist_async_cb), not by spinning */
+    bool more = (raft_has_ready(n->raft) && n->persist_inflight < NODE_PERSIST_INFLIGHT_MAX) ||
+                n->n_fwd || n->snap_active ||
                 (n->batch[0] && n->batch[0]->waiters.head) ||
                 (n->batch[1] && n->batch[1]->waiters.head);
     if (more && !uv_is_active((uv_handle_t *)&n->idle))
@@ -1241,6 +1248,7 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     sc.dir = n->cfg.data_dir;
     sc.node_id = n->cfg.id;
     sc.cluster_id = n->cluster_id;
+    sc.segment_bytes = n->cfg.wal_segment_bytes;
     struct st_storage_state state;
     memset(&state, 0, sizeof state);
     int rc = st_storage_open(&sc, &n->storage, &state, &eb);
@@ -1460,6 +1468,19 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
     if (rc) return rc;
     char errtext[256] = "";
     struct st_errbuf eb = {errtext, sizeof errtext};
+    /* Before anything in DATA is read: two processes on one directory would
+     * each believe they own its log (two leaders of different terms, one of
+     * them acknowledging writes the other's log then overwrites). */
+    rc = st_dir_lock_acquire(n->cfg.fs, n->cfg.data_dir, &n->dir_lock, &eb);
+    if (rc) {
+        if (rc == ST_EBUSY)
+            ST_TRACE_ERROR(MOD, "node %" PRIu64 ": %s", n->cfg.id, errtext);
+        else
+            ST_TRACE_ERROR(MOD, "node %" PRIu64 ": data directory %s: %s%s%s", n->cfg.id,
+                           n->cfg.data_dir, st_strerror(rc), errtext[0] ? ": " : "", errtext);
+        return rc;
+    }
+    errtext[0] = '\0';
     uint64_t nid = 0, cid = 0;
     rc = st_identity_read(n->cfg.fs ? n->cfg.fs : st_fs_posix(), n->cfg.data_dir, &nid, &cid, &eb);
     if (rc == 0) {
@@ -1547,6 +1568,7 @@ static void stop_maybe_finish(struct node *n)
         st_storage_close(n->storage);
         n->storage = NULL;
     }
+    st_dir_lock_release(&n->dir_lock); /* last: nothing in DATA is open now */
     ST_TRACE_INFO(MOD, "node %" PRIu64 ": stopped", n->cfg.id);
     if (n->stopped_cb) n->stopped_cb(n, n->stopped_ctx);
 }

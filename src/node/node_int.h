@@ -84,6 +84,11 @@ struct node_fwd {
     uint64_t seq; /* its waiter (looked up again at flush) */
 };
 #define NODE_FWD_BATCH_MAX 256 /* entries per PROPOSE message */
+/* WAL batches submitted and not yet durable past which readies wait: the
+ * writer's queue (4096 batches) must never fill (a refused submit is fatal).
+ * Reached only when the disk stalls, e.g. while a segment roll waits for a
+ * file descriptor; raft then holds the entries and bounds proposals. */
+#define NODE_PERSIST_INFLIGHT_MAX 1024
 
 struct node_wlist {
     struct node_waiter *head, *tail;
@@ -193,6 +198,7 @@ struct node {
     uint64_t cluster_id;
     struct raft *raft;
     struct kv *kv;
+    struct st_dir_lock dir_lock; /* DATA/LOCK, held from node_start to stop */
     struct st_storage *storage;
     struct st_log_writer *writer;
     struct tr *tr;
