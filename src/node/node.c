@@ -1260,6 +1260,11 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     }
     struct kv_config kc;
     kv_config_default(&kc);
+    /* The cluster id is known here in every start mode: read from DATA/meta
+     * (restart), chosen (bootstrap, peers) or learnt from the join reply
+     * (open_and_run runs after it); nothing was restored into a kv before. */
+    ST_ASSERT(n->cluster_id != 0);
+    kc.hash_seed = kv_hash_seed_for_cluster(n->cluster_id);
     rc = kv_create(&kc, &n->kv);
     if (rc) goto fail_state;
     if (state.has_snapshot) {
