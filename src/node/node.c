@@ -490,7 +490,14 @@ static int snapshot_restore(struct node *n, raft_index index)
 {
     struct st_snap_reader *rd;
     struct st_snapshot_info info;
-    int rc = st_snap_read_open(n->storage->snaps, index, &rd, &info);
+    int rc = 0;
+    if (n->snap_in_rd && n->snap_in_rd_info.meta.index == index) {
+        rd = n->snap_in_rd; /* opened when it was received */
+        info = n->snap_in_rd_info;
+        n->snap_in_rd = NULL;
+    } else {
+        rc = st_snap_read_open(n->storage->snaps, index, &rd, &info);
+    }
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " cannot be opened: %s",
                        n->cfg.id, index, st_strerror(rc));
@@ -1196,9 +1203,21 @@ static int tr_snap_end_cb(void *ctx, raft_id from, int status)
     }
     struct st_snapshot_info info;
     int rc = st_snap_write_commit(w, &n->snap_in_meta, &info);
-    if (rc)
+    if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot from %" PRIu64 " not stored: %s", n->cfg.id,
                        from, st_strerror(rc));
+        return rc;
+    }
+    if (n->snap_in_rd) st_snap_read_close(n->snap_in_rd);
+    rc = st_snap_read_open(n->storage->snaps, info.meta.index, &n->snap_in_rd,
+                           &n->snap_in_rd_info);
+    if (rc) {
+        n->snap_in_rd = NULL;
+        ST_TRACE_WARN(MOD,
+                      "node %" PRIu64 ": snapshot from %" PRIu64
+                      " stored but cannot be opened (%s): refused, the leader sends it again",
+                      n->cfg.id, from, st_strerror(rc));
+    }
     return rc;
 }
 
@@ -1560,6 +1579,10 @@ static void stop_maybe_finish(struct node *n)
     if (n->snap_in) {
         st_snap_write_abort(n->snap_in);
         n->snap_in = NULL;
+    }
+    if (n->snap_in_rd) {
+        st_snap_read_close(n->snap_in_rd);
+        n->snap_in_rd = NULL;
     }
     if (n->raft) {
         raft_destroy(n->raft);

@@ -293,6 +293,12 @@ struct node {
     struct st_snap_writer *snap_in;
     raft_id snap_in_from;
     struct raft_snapshot_meta snap_in_meta;
+    /* The last snapshot received from a leader, opened for reading as soon
+     * as it was stored: installing it then needs no new descriptor (without
+     * one the transfer is refused and the leader sends it again, instead of
+     * the install failing the node). NULL once used or replaced. */
+    struct st_snap_reader *snap_in_rd;
+    struct st_snapshot_info snap_in_rd_info;
 
     /* periodic work, in ticks */
     uint64_t ticks;
