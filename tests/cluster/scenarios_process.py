@@ -217,5 +217,70 @@ class FdExhaustion(Scenario):
             c.verify_identical([n1])
 
 
+class FdExhaustionPeers(Scenario):
+    """Finding 3 on a cluster: with the leader out of descriptors, peer
+    connections are refused and dials fail, never the store; a follower that
+    restarts meanwhile comes back once descriptors are free; replicas end
+    byte-identical with every acknowledged write."""
+
+    def run(self):
+        check(shutil.which("prlimit") is not None, "prlimit (util-linux) is needed")
+        c = self.cluster("fd-exhaustion-peers", ["--log-level", "info",
+                                                 "--wal-segment-bytes", str(SEGMENT),
+                                                 "--max-value-bytes", str(2 * VALUE)])
+        nodes = [c.new_node(i) for i in (1, 2, 3)]
+        for n in nodes:
+            n.wrapper = ["prlimit", "--nofile=%d" % NOFILE, "--"]
+        ledger = {}
+        with step("3 nodes under prlimit --nofile=%d" % NOFILE):
+            spec = c.peers_spec(nodes)
+            for n in nodes:
+                n.start(["--peers", spec])
+            leader = c.wait_leader()
+            k = KeepAlive(leader.http, timeout=scaled(30))
+            r = k.request("GET", "/health")  # connects now, before the exhaustion
+            check(r.status == 200, "leader /health: %s" % r.error_text())
+            follower = next(n for n in nodes if n is not leader)
+        with step("follower %d is killed; %d idle connections exhaust the leader"
+                  % (follower.id, IDLE)):
+            follower.kill9()
+            host, port = leader.http.rsplit(":", 1)
+            idle = [socket.create_connection((host, int(port)), timeout=scaled(5))
+                    for _ in range(IDLE)]
+
+            def refused():
+                try:
+                    return leader.request("GET", "/health", timeout=scaled(2)) is None
+                except Unreachable:
+                    return True
+            wait_for("a new connection to the leader to be refused", refused, 30)
+        i = 0
+        with step("writes through the established connection; follower %d restarts"
+                  % follower.id):
+            seq0 = wal_segment_seq(leader)
+            follower.start()
+            while wal_segment_seq(leader) < seq0 + 2 and i < 100:
+                key = "fdp/%05d" % i
+                r = k.request("PUT", kv_path(key), body=value_of(i))
+                i += 1
+                if r.status in (200, 201):
+                    ledger[key] = value_of(i - 1)
+                    continue
+                check(r.status == 503, "PUT %s while exhausted: %s" % (key, r.error_text()))
+                break
+            log("while exhausted: %d writes acknowledged, leader WAL segment %d -> %d"
+                % (len(ledger), seq0, wal_segment_seq(leader)))
+            check(leader.running(), "the leader exited while out of descriptors")
+        with step("descriptors come back: follower %d catches up" % follower.id):
+            for s in idle:
+                s.close()
+            k.close()
+            for j in range(i, i + 20):
+                key = "fdp/%05d" % j
+                c.put_retry(key, value_of(j))
+                ledger[key] = value_of(j)
+            c.verify_ledger(ledger)
+
+
 SCENARIOS = {"double_start": DoubleStart, "data_dir_parents": DataDirParents,
-             "fd_exhaustion": FdExhaustion}
+             "fd_exhaustion": FdExhaustion, "fd_exhaustion_peers": FdExhaustionPeers}
