@@ -1201,8 +1201,11 @@ static void on_connection(uv_stream_t *listener, int status)
 {
     struct http_server *srv = listener->data;
     if (status < 0) {
-        /* Out of descriptors: what waits in the backlog is refused (closed),
-         * or the listener would stay readable and the loop spin. */
+        /* Out of descriptors. libuv refuses the backlog itself with a
+         * descriptor it keeps in reserve (uv__emfile_trick) and calls back
+         * with UV_EMFILE/UV_ENFILE only when it has none left; then it
+         * accepts again at once, so the backlog must be refused here or
+         * the loop spins on the readable listener. */
         uint32_t refused = 0;
         uv_os_fd_t lfd;
         if ((status == UV_EMFILE || status == UV_ENFILE) &&

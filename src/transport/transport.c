@@ -1160,8 +1160,9 @@ static void on_connection(uv_stream_t *server, int status)
 {
     struct tr *tr = server->data;
     if (status < 0) {
-        /* Out of descriptors: pending peers are refused (they redial with
-         * backoff), or the listener would stay readable and the loop spin. */
+        /* Out of descriptors (libuv calls back only once its own reserve
+         * descriptor is gone, see http/server.c): pending peers are refused
+         * (they redial with backoff), or the loop spins on the listener. */
         uint32_t refused = 0;
         uv_os_fd_t lfd;
         if ((status == UV_EMFILE || status == UV_ENFILE) &&
