@@ -3,6 +3,7 @@
  *
  * Layout of a data directory (docs/DISK-FORMAT.md has every byte):
  *
+ *     DATA/LOCK                       held (flock) by the one process using DATA; holds its PID
  *     DATA/meta                       identity: magic, version, node id, cluster id, CRC32C
  *     DATA/join-peers                 members learnt from a join answer (small file)
  *     DATA/wal/<seq:016x>.wal         WAL segments, preallocated, append-only
@@ -120,6 +121,20 @@ struct st_fs_ops {
      * that a later fsync of a large file finds little left to write. A hint:
      * it makes nothing durable and its failure is ignored. */
     int (*writeback)(void *self, int fd, uint64_t off, uint64_t len);
+    /* Opens directory `path` for sync_dir_fd (close with close). Lets a store
+     * keep its directory's handle, so that making a name durable needs no new
+     * descriptor (none may be left: ST_ENFILE). */
+    int (*open_dir)(void *self, const char *path, int *fd_out);
+    /* sync_dir through a handle from open_dir; same contract as sync_dir. */
+    int (*sync_dir_fd)(void *self, int fd);
+    /* Takes an exclusive lock on file `path` (created if missing; its parent
+     * must exist), held until *fd_out is closed, and records the caller's
+     * process id in the file. ST_EBUSY when another holder has it (another
+     * process, or another open of the same path in this one): nothing is
+     * held then, and *holder_pid_out is the id recorded by the holder (0 if
+     * unknown). POSIX: flock(LOCK_EX | LOCK_NB), released by the kernel when
+     * the process dies. */
+    int (*lock)(void *self, const char *path, int *fd_out, uint64_t *holder_pid_out);
 };
 
 struct st_fs {
@@ -187,6 +202,11 @@ void st_fs_sim_deny(struct st_fs_sim *sim, const char *path);
  * larger blocks would, makes them fail with ST_EINVAL); 0: opening with
  * ST_FS_DIRECT fails with ST_EINVAL, as on a file system without it. */
 void st_fs_sim_set_direct_align(struct st_fs_sim *sim, uint32_t align);
+/* At most n handles open at once (open, open_dir and lock fail with
+ * ST_ENFILE beyond, as with EMFILE); the default is the sim's table size. */
+void st_fs_sim_set_fds_max(struct st_fs_sim *sim, uint32_t n);
+/* Handles open now. */
+uint32_t st_fs_sim_fds_open(struct st_fs_sim *sim);
 /* Current size of a file, or ST_ENOENT. */
 int st_fs_sim_file_size(struct st_fs_sim *sim, const char *path, uint64_t *size_out);
 
@@ -240,8 +260,10 @@ struct st_log_store_ops {
     int (*load)(void *self, raft_index after_index, struct st_log_state *out,
                 struct st_errbuf *err);
     /* Stages a batch (see struct st_log_batch). ST_EINVAL for a non-contiguous
-     * batch; ST_ENOSPC when the disk is full: nothing of the batch is kept and
-     * the store stays usable; ST_EFATAL once a sync has failed. */
+     * batch; ST_ENOSPC when the disk is full, or ST_ENFILE when a file (a new
+     * segment) cannot be opened for want of descriptors: nothing of the batch
+     * is kept and the store stays usable (the same batch may be retried);
+     * ST_EFATAL once a sync has failed. */
     int (*append)(void *self, const struct st_log_batch *b);
     /* Makes everything appended so far durable (one fdatasync, plus the
      * directory when segments were created). A failure is fatal for the store:
@@ -364,7 +386,11 @@ int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, 
  * its status (a failed batch is reported like one submitted). Returns 0 once
  * the batch was attempted, ST_EBUSY when the writer is not idle (submit it
  * instead: order is kept either way), ST_EFATAL or ST_ECLOSED as submit. The
- * caller's thread blocks for one append and one fdatasync. */
+ * caller's thread blocks for one append and one fdatasync. Exception: when
+ * the store has no descriptor for a new segment (ST_ENFILE), the batch is
+ * queued as by submit (ahead of anything submitted since), 0 is returned and
+ * its result comes later from the writer's thread (on_caller_thread false);
+ * its payload must then stay valid as for submit. */
 int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *b,
                             uint64_t *seq_out);
 /* After a batch failed cleanly (ST_ENOSPC: nothing of it was kept, the store
@@ -381,6 +407,10 @@ void st_log_writer_destroy(struct st_log_writer *w);
 /* Groups appended to the store and waiting for the syncer (the next sync
  * takes them all). For tests. */
 size_t st_log_writer_queued_groups(struct st_log_writer *w);
+/* Appends retried because the store had no file descriptor (ST_ENFILE):
+ * such a batch is retried, with a pause, until it goes through (an open is
+ * no sync); it fails only when the writer stops first. */
+uint64_t st_log_writer_enfile_retries(struct st_log_writer *w);
 
 /* ============================================================ snapshots */
 
@@ -464,6 +494,27 @@ int st_small_file_write(const struct st_fs *fs, const char *dir, const char *nam
  * is wrong, ST_ETOOBIG if the payload exceeds cap. */
 int st_small_file_read(const struct st_fs *fs, const char *dir, const char *name, void *buf,
                        size_t cap, size_t *len, struct st_errbuf *err);
+
+/* ========================================================= directory lock */
+
+/* One process per data directory. */
+struct st_dir_lock {
+    const struct st_fs *fs;
+    int fd; /* -1: not held */
+};
+
+#define ST_DIR_LOCK_NAME "LOCK"
+
+/* Creates `dir` with its missing parents (mode 0700, each creation made
+ * durable), then takes the lock DIR/LOCK for as long as `out` is held. Call
+ * before anything in the directory is read. ST_EBUSY (message naming the
+ * directory and the holder's PID) when another process, or another holder
+ * in this one, uses the directory. On success release with
+ * st_dir_lock_release; on failure nothing is held. */
+int st_dir_lock_acquire(const struct st_fs *fs, const char *dir, struct st_dir_lock *out,
+                        struct st_errbuf *err);
+/* Releases the lock (no-op when not held). */
+void st_dir_lock_release(struct st_dir_lock *l);
 
 /* ============================================== one data directory, together */
 

@@ -5,6 +5,7 @@
 #include "http/api.h"
 #include "node/node.h"
 #include "stcache/errors.h"
+#include "util/fdlimit.h"
 #include "util/trace.h"
 
 #include <inttypes.h>
@@ -43,8 +44,8 @@ static const char server_usage[] =
     "                          on average (default 2000; 0 = writer threads only)\n"
     "  --snapshot-recv-bytes-max N  refuse a leader's snapshot announced larger than N\n"
     "                          bytes (default 68719476736) or than the free disk space\n"
-    "  --wal-segment-bytes N   bytes preallocated per WAL segment (default 67108864;\n"
-    "                          a multiple of 4096 that holds the largest command)\n"
+    "  --wal-segment-bytes N   size of each preallocated WAL segment (default 64 MiB;\n"
+    "                          a multiple of 4096 holding the largest entry)\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
     "With no flag at all and an empty ./data, bootstraps node 1 on 127.0.0.1:7001/8001.\n"
@@ -202,6 +203,16 @@ int cli_server_main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Idle clients must not starve the store of descriptors: the soft limit
+     * (often 1024) goes up to the hard one. */
+    uint64_t nofile_before = 0, nofile = 0;
+    int lrc = st_nofile_raise(&nofile_before, &nofile);
+    if (lrc)
+        ST_TRACE_WARN("server", "open files limit %" PRIu64 ": cannot raise it: %s",
+                      nofile_before, st_strerror(lrc));
+    else
+        ST_TRACE_INFO("server", "open files limit %" PRIu64 " (soft limit was %" PRIu64 ")",
+                      nofile, nofile_before);
     struct server s;
     memset(&s, 0, sizeof s);
     s.loop = uv_default_loop();
@@ -220,7 +231,8 @@ int cli_server_main(int argc, char **argv)
     rc = node_start(s.node, started_cb, &s);
     if (rc) {
         fprintf(stderr, "stcache server: node %" PRIu64 " could not start: %s\n", cfg.id,
-                st_strerror(rc));
+                rc == ST_EBUSY ? "the data directory is in use by another process"
+                               : st_strerror(rc));
         server_shutdown(&s, 1);
     }
     uv_run(s.loop, UV_RUN_DEFAULT);

@@ -886,6 +886,19 @@ static void route_metrics(struct api *a, struct http_request *req)
     struct http_buf *b = &a->scratch;
     http_buf_reset(b);
     node_metrics_write(a->node, metrics_append, b);
+    struct http_server_stats hs;
+    http_server_stats(a->srv, &hs);
+    char line[512];
+    int n = snprintf(line, sizeof line,
+                     "# HELP stcache_http_accept_failures_total HTTP accept errors (EMFILE, "
+                     "ENFILE, ...).\n# TYPE stcache_http_accept_failures_total counter\n"
+                     "stcache_http_accept_failures_total %" PRIu64 "\n"
+                     "# HELP stcache_http_connections_refused_nofile_total HTTP connections "
+                     "closed unread for want of a file descriptor.\n"
+                     "# TYPE stcache_http_connections_refused_nofile_total counter\n"
+                     "stcache_http_connections_refused_nofile_total %" PRIu64 "\n",
+                     hs.accept_failures, hs.connections_refused_nofile);
+    if (n > 0) http_buf_append(b, line, ST_MIN((size_t)n, sizeof line - 1));
     respond(ar, 200, "text/plain; version=0.0.4", NULL, 0, b->data, b->len);
 }
 

@@ -24,6 +24,7 @@
 
 #include "stcache/errors.h"
 #include "util/assert.h"
+#include "util/fdlimit.h"
 #include "util/trace.h"
 
 #define HTTP_PIPELINE_MAX_LIMIT 64u
@@ -116,6 +117,7 @@ struct http_server {
     struct http_conn *conns;
     uint64_t conns_alive; /* allocated connections (open or draining) */
     uint16_t port;
+    uint64_t accept_warned_ms; /* last "accept failed" trace line (one a second at most) */
     struct http_server_stats stats;
 };
 
@@ -1199,7 +1201,24 @@ static void on_connection(uv_stream_t *listener, int status)
 {
     struct http_server *srv = listener->data;
     if (status < 0) {
-        ST_TRACE_WARN("http", "accept: %s", uv_strerror(status));
+        /* Out of descriptors. libuv refuses the backlog itself with a
+         * descriptor it keeps in reserve (uv__emfile_trick) and calls back
+         * with UV_EMFILE/UV_ENFILE only when it has none left; then it
+         * accepts again at once, so the backlog must be refused here or
+         * the loop spins on the readable listener. */
+        uint32_t refused = 0;
+        uv_os_fd_t lfd;
+        if ((status == UV_EMFILE || status == UV_ENFILE) &&
+            uv_fileno((const uv_handle_t *)listener, &lfd) == 0)
+            refused = st_accept_refuse_pending(lfd);
+        srv->stats.accept_failures++;
+        srv->stats.connections_refused_nofile += refused;
+        uint64_t now = uv_now(srv->loop);
+        if (srv->accept_warned_ms == 0 || now - srv->accept_warned_ms >= 1000) {
+            srv->accept_warned_ms = now;
+            ST_TRACE_WARN("http", "accept: %s (%u pending connection(s) refused)",
+                          uv_strerror(status), refused);
+        }
         return;
     }
     if (srv->closing) return;

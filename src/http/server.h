@@ -109,6 +109,8 @@ struct http_server_stats {
     uint64_t connections; /* open now */
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* over connections_max */
+    uint64_t accept_failures;      /* accept errors (EMFILE, ENFILE, ...) */
+    uint64_t connections_refused_nofile; /* closed unread: no descriptor was left */
     uint64_t requests;             /* handed to the handler */
     uint64_t requests_bad;         /* answered 4xx by the server itself */
     uint64_t responses_discarded;  /* completed after the client left */

@@ -212,6 +212,16 @@ static uint32_t kv_hash(const struct kv *kv, const void *key, size_t len)
                                len);
 }
 
+uint64_t kv_hash_seed_for_cluster(uint64_t cluster_id)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(cluster_id >> (8 * i));
+    /* the key spells "stcache", "kv seed"; replicas of different builds
+     * must derive the same seed (kv_config: equal cluster-wide) */
+    return siphash13(0x73746361636865ULL, 0x6b762073656564ULL, b, sizeof(b));
+}
+
 /* ---------- helpers ---------- */
 
 static void put_u32(uint8_t *p, uint32_t v)

@@ -89,6 +89,13 @@ struct kv_stats {
 /* Fills cfg with defaults (seed 0). */
 void kv_config_default(struct kv_config *cfg);
 
+/* The hash_seed of a cluster's kv: a SipHash of the cluster id under a
+ * fixed key, so every replica of one cluster hashes alike while bucket
+ * placement differs between clusters (colliding keys cannot be computed
+ * once for every deployment, as with a fixed seed). Not a secret from
+ * whoever knows the cluster id (GET /cluster shows it). */
+uint64_t kv_hash_seed_for_cluster(uint64_t cluster_id);
+
 /* Allocates an empty kv. cfg may be NULL (defaults). The caller owns *out and
  * frees it with kv_destroy(). Returns 0, ST_EINVAL, ST_ENOMEM. */
 int kv_create(const struct kv_config *cfg, struct kv **out);

@@ -36,6 +36,7 @@ void node_config_default(struct node_config *cfg)
     cfg->snapshot_step_bytes = 1u << 20;
     cfg->snapshot_recv_bytes_max = 64ull << 30;
     cfg->wal_inline_max_us = 2000;
+    cfg->wal_segment_bytes = 64ull << 20;
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -258,12 +259,13 @@ int node_config_validate(const struct node_config *cfg, char *err, size_t errlen
         set_err(err, errlen, "--max-key-bytes and --max-value-bytes must be positive");
         return ST_EINVAL;
     }
-    if (cfg->wal_segment_bytes &&
-        (cfg->wal_segment_bytes % 4096 != 0 ||
-         cfg->wal_segment_bytes < (uint64_t)cfg->max_value_bytes + cfg->max_key_bytes + 65536)) {
+    /* one entry (the largest command plus record framing) fits a segment */
+    uint64_t entry_max = (uint64_t)cfg->max_value_bytes + cfg->max_key_bytes + (64u << 10);
+    if (cfg->wal_segment_bytes % 4096 != 0 || cfg->wal_segment_bytes < entry_max) {
         set_err(err, errlen,
-                "--wal-segment-bytes must be a multiple of 4096 and hold the largest command "
-                "(--max-value-bytes + --max-key-bytes + 64 KiB)");
+                "--wal-segment-bytes must be a multiple of 4096 and at least "
+                "--max-value-bytes + --max-key-bytes + 64 KiB (%" PRIu64 ")",
+                entry_max);
         return ST_EINVAL;
     }
     if (cfg->request_timeout_ms == 0) {
@@ -330,7 +332,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"purge-interval-ms", 1, 3600000, 32, &cfg->purge_interval_ms},
         {"seed", 0, UINT64_MAX, 64, &cfg->seed},
         {"wal-inline-max-us", 0, 1000000, 32, &cfg->wal_inline_max_us},
-        {"wal-segment-bytes", 1u << 20, 1u << 30, 64, &cfg->wal_segment_bytes},
+        {"wal-segment-bytes", 64u << 10, 1u << 30, 64, &cfg->wal_segment_bytes},
         {"snapshot-recv-bytes-max", 4096, UINT64_MAX, 64, &cfg->snapshot_recv_bytes_max},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(nums); i++) {

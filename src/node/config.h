@@ -76,10 +76,8 @@ struct node_config {
      * microseconds on average (default 2000; the policy: node/wal_inline.h);
      * 0: always through the writer's threads. */
     uint32_t wal_inline_max_us;
-    /* Bytes preallocated per WAL segment (0: the storage default, 64 MiB);
-     * a multiple of 4096 that holds the largest command. Smaller segments
-     * waste less disk on a small volume; the disk budget is two segments
-     * (the current one and the zero-filled spare) beyond the log itself. */
+    /* Size of each preallocated WAL segment (default 64 MiB). A multiple of
+     * 4096 that holds the largest entry the limits allow. */
     uint64_t wal_segment_bytes;
     const struct st_fs *fs;       /* tests: a simulated file system; NULL = the real one */
     bool bootstrap_if_empty;      /* restart mode, but bootstrap an empty data directory

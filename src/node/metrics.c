@@ -2,6 +2,7 @@
 #include "node/node_int.h"
 
 #include "util/assert.h"
+#include "util/fdlimit.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -180,9 +181,21 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
         gauge(&o, "stcache_kv_keys_with_ttl", "Keys with an expiry.", ks.keys_with_ttl);
         gauge(&o, "stcache_kv_memory_bytes", "Memory used by the kv.", ks.memory_bytes);
     }
+    gauge(&o, "stcache_open_files_limit",
+          "Soft RLIMIT_NOFILE of the process (raised to the hard limit at start).",
+          st_nofile_limit());
+    uint64_t nfiles = st_open_files();
+    if (nfiles)
+        gauge(&o, "stcache_open_files", "File descriptors open in the process.", nfiles);
+    if (n->writer)
+        counter(&o, "stcache_wal_enfile_retries_total",
+                "WAL appends retried because no file descriptor was free for a new segment.",
+                st_log_writer_enfile_retries(n->writer));
     if (n->tr) {
         struct tr_stats ts;
         tr_stats_get(n->tr, &ts);
+        counter(&o, "stcache_transport_accept_failures_total",
+                "Peer accept errors (EMFILE, ENFILE, ...).", ts.accept_failures);
         counter(&o, "stcache_transport_msgs_sent_total", "Raft messages sent.", ts.msgs_sent);
         counter(&o, "stcache_transport_msgs_received_total", "Raft messages received.",
                 ts.msgs_received);

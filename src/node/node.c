@@ -95,6 +95,7 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **ou
      * replayed from the log carry old ids (see docs/ARCHITECTURE.md). */
     n->next_seq = (random_u64() >> 2) | 1;
     n->role = RAFT_FOLLOWER;
+    n->dir_lock.fd = -1;
     *out = n;
     return 0;
 }
@@ -103,6 +104,7 @@ void node_destroy(struct node *n)
 {
     if (!n) return;
     ST_ASSERT(!n->running);
+    st_dir_lock_release(&n->dir_lock);
     node_waiters_close(n);
     struct node_persist *p = n->persist_free;
     while (p) {
@@ -519,15 +521,20 @@ static void snapshot_maybe(struct node *n, bool interval_due)
     (void)snapshot_start(n);
 }
 
-/* Loads the stored snapshot at `index` into a new kv (*out, the caller's).
- * Touches neither the node nor its kv: runs on the threadpool for a
- * leader's snapshot, on the loop at start. */
+/* Loads the stored snapshot at `index` into a new kv (*out, the caller's),
+ * through rd when the caller opened it already (consumed; pre_info is its
+ * info), else opening it. Touches neither the node nor its kv: runs on the
+ * threadpool for a leader's snapshot, on the loop at start. */
 static int kv_load_snapshot(const struct kv_config *kc, struct st_snap_store *snaps,
-                            raft_index index, struct kv **out, struct st_snapshot_info *info,
-                            uint64_t *keys)
+                            raft_index index, struct st_snap_reader *rd,
+                            const struct st_snapshot_info *pre_info, struct kv **out,
+                            struct st_snapshot_info *info, uint64_t *keys)
 {
-    struct st_snap_reader *rd;
-    int rc = st_snap_read_open(snaps, index, &rd, info);
+    int rc = 0;
+    if (rd)
+        *info = *pre_info;
+    else
+        rc = st_snap_read_open(snaps, index, &rd, info);
     if (rc) return rc;
     struct kv *kv;
     rc = kv_create(kc, &kv);
@@ -640,7 +647,13 @@ static int snapshot_restore(struct node *n, raft_index index)
     struct kv *kv = NULL;
     struct st_snapshot_info info;
     uint64_t keys = 0;
-    int rc = kv_load_snapshot(&n->kv_cfg, n->storage->snaps, index, &kv, &info, &keys);
+    struct st_snap_reader *rd = NULL;
+    if (n->snap_in_rd && n->snap_in_rd_info.meta.index == index) {
+        rd = n->snap_in_rd; /* opened when it was received */
+        n->snap_in_rd = NULL;
+    }
+    int rc = kv_load_snapshot(&n->kv_cfg, n->storage->snaps, index, rd, &n->snap_in_rd_info, &kv,
+                              &info, &keys);
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " restore failed: %s", n->cfg.id,
                        index, st_strerror(rc));
@@ -673,7 +686,9 @@ static void install_work_cb(uv_work_t *req)
 {
     struct node_install *in = req->data;
     struct st_snapshot_info info;
-    in->rc = kv_load_snapshot(&in->kv_cfg, in->snaps, in->meta.index, &in->kv, &info, &in->keys);
+    in->rc = kv_load_snapshot(&in->kv_cfg, in->snaps, in->meta.index, in->rd, &in->rd_info,
+                              &in->kv, &info, &in->keys);
+    in->rd = NULL; /* consumed */
 }
 
 static void install_after_cb(uv_work_t *req, int status)
@@ -723,6 +738,11 @@ static bool install_begin(struct node *n, raft_id from, const struct raft_msg *m
     in->msg.n_entries = 0;
     in->snaps = n->storage->snaps;
     in->kv_cfg = n->kv_cfg;
+    if (n->snap_in_rd && n->snap_in_rd_info.meta.index == in->meta.index) {
+        in->rd = n->snap_in_rd; /* opened when it was received */
+        in->rd_info = n->snap_in_rd_info;
+        n->snap_in_rd = NULL;
+    }
     in->work.data = in;
     if (uv_queue_work(n->loop, &in->work, install_work_cb, install_after_cb) != 0) {
         free(in);
@@ -1346,7 +1366,9 @@ void node_process_readies(struct node *n)
     n->processing = true;
     if (n->n_fwd) node_client_flush_forwards(n);
     node_client_issue_reads(n);
-    for (int i = 0; i < NODE_READIES_PER_PASS && raft_has_ready(n->raft) && !n->fatal; i++)
+    for (int i = 0; i < NODE_READIES_PER_PASS && raft_has_ready(n->raft) && !n->fatal &&
+                    n->persist_inflight < NODE_PERSIST_INFLIGHT_MAX;
+         i++)
         process_one_ready(n);
     if (n->conf_dirty) reconcile_peers(n);
     /* a loaded snapshot the core did not install (a newer state got here
@@ -1363,7 +1385,10 @@ void node_process_readies(struct node *n)
     node_check_invariants(n);
 #endif
     if (n->fatal || n->stopping) return;
-    bool more = raft_has_ready(n->raft) || n->n_fwd || n->snap_active ||
+    /* readies held back by NODE_PERSIST_INFLIGHT_MAX resume when the writer
+     * reports (persist_async_cb), not by spinning */
+    bool more = (raft_has_ready(n->raft) && n->persist_inflight < NODE_PERSIST_INFLIGHT_MAX) ||
+                n->n_fwd || n->snap_active ||
                 (n->batch[0] && n->batch[0]->waiters.head) ||
                 (n->batch[1] && n->batch[1]->waiters.head);
     if (more && !uv_is_active((uv_handle_t *)&n->idle))
@@ -1598,9 +1623,21 @@ static int tr_snap_end_cb(void *ctx, raft_id from, int status)
     }
     struct st_snapshot_info info;
     int rc = st_snap_write_commit(w, &n->snap_in_meta, &info);
-    if (rc)
+    if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot from %" PRIu64 " not stored: %s", n->cfg.id,
                        from, st_strerror(rc));
+        return rc;
+    }
+    if (n->snap_in_rd) st_snap_read_close(n->snap_in_rd);
+    rc = st_snap_read_open(n->storage->snaps, info.meta.index, &n->snap_in_rd,
+                           &n->snap_in_rd_info);
+    if (rc) {
+        n->snap_in_rd = NULL;
+        ST_TRACE_WARN(MOD,
+                      "node %" PRIu64 ": snapshot from %" PRIu64
+                      " stored but cannot be opened (%s): refused, the leader sends it again",
+                      n->cfg.id, from, st_strerror(rc));
+    }
     return rc;
 }
 
@@ -1736,6 +1773,11 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     }
     struct kv_config kc;
     kv_config_default(&kc);
+    /* The cluster id is known here in every start mode: read from DATA/meta
+     * (restart), chosen (bootstrap, peers) or learnt from the join reply
+     * (open_and_run runs after it); nothing was restored into a kv before. */
+    ST_ASSERT(n->cluster_id != 0);
+    kc.hash_seed = kv_hash_seed_for_cluster(n->cluster_id);
     n->kv_cfg = kc;
     rc = kv_create(&kc, &n->kv);
     if (rc) goto fail_state;
@@ -1947,6 +1989,19 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
     if (rc) return rc;
     char errtext[256] = "";
     struct st_errbuf eb = {errtext, sizeof errtext};
+    /* Before anything in DATA is read: two processes on one directory would
+     * each believe they own its log (two leaders of different terms, one of
+     * them acknowledging writes the other's log then overwrites). */
+    rc = st_dir_lock_acquire(n->cfg.fs, n->cfg.data_dir, &n->dir_lock, &eb);
+    if (rc) {
+        if (rc == ST_EBUSY)
+            ST_TRACE_ERROR(MOD, "node %" PRIu64 ": %s", n->cfg.id, errtext);
+        else
+            ST_TRACE_ERROR(MOD, "node %" PRIu64 ": data directory %s: %s%s%s", n->cfg.id,
+                           n->cfg.data_dir, st_strerror(rc), errtext[0] ? ": " : "", errtext);
+        return rc;
+    }
+    errtext[0] = '\0';
     uint64_t nid = 0, cid = 0;
     rc = st_identity_read(n->cfg.fs ? n->cfg.fs : st_fs_posix(), n->cfg.data_dir, &nid, &cid, &eb);
     if (rc == 0) {
@@ -2024,6 +2079,10 @@ static void stop_maybe_finish(struct node *n)
         st_snap_write_abort(n->snap_in);
         n->snap_in = NULL;
     }
+    if (n->snap_in_rd) {
+        st_snap_read_close(n->snap_in_rd);
+        n->snap_in_rd = NULL;
+    }
     if (n->raft) {
         raft_destroy(n->raft);
         n->raft = NULL;
@@ -2036,6 +2095,7 @@ static void stop_maybe_finish(struct node *n)
         st_storage_close(n->storage);
         n->storage = NULL;
     }
+    st_dir_lock_release(&n->dir_lock); /* last: nothing in DATA is open now */
     ST_TRACE_INFO(MOD, "node %" PRIu64 ": stopped", n->cfg.id);
     if (n->stopped_cb) n->stopped_cb(n, n->stopped_ctx);
 }

@@ -84,6 +84,11 @@ struct node_fwd {
     uint64_t seq; /* its waiter (looked up again at flush) */
 };
 #define NODE_FWD_BATCH_MAX 256 /* entries per PROPOSE message */
+/* WAL batches submitted and not yet durable past which readies wait: the
+ * writer's queue (4096 batches) must never fill (a refused submit is fatal).
+ * Reached only when the disk stalls, e.g. while a segment roll waits for a
+ * file descriptor; raft then holds the entries and bounds proposals. */
+#define NODE_PERSIST_INFLIGHT_MAX 1024
 
 struct node_wlist {
     struct node_waiter *head, *tail;
@@ -157,6 +162,8 @@ struct node_install {
     struct raft_snapshot_meta meta; /* of the held RAFT_MSG_SNAPSHOT */
     struct raft_msg msg;            /* the held message; msg.snapshot = &meta */
     struct st_snap_store *snaps;
+    struct st_snap_reader *rd; /* opened when received (NULL: open it), consumed by the work */
+    struct st_snapshot_info rd_info;
     struct kv_config kv_cfg;
     struct kv *kv; /* the loaded state (NULL until loaded, or on failure) */
     uint64_t keys;
@@ -223,6 +230,7 @@ struct node {
     uint64_t cluster_id;
     struct raft *raft;
     struct kv *kv;
+    struct st_dir_lock dir_lock; /* DATA/LOCK, held from node_start to stop */
     struct st_storage *storage;
     struct st_log_writer *writer;
     struct tr *tr;
@@ -340,6 +348,12 @@ struct node {
     struct st_snap_writer *snap_in;
     raft_id snap_in_from;
     struct raft_snapshot_meta snap_in_meta;
+    /* The last snapshot received from a leader, opened for reading as soon
+     * as it was stored: installing it then needs no new descriptor (without
+     * one the transfer is refused and the leader sends it again, instead of
+     * the install failing the node). NULL once used or replaced. */
+    struct st_snap_reader *snap_in_rd;
+    struct st_snapshot_info snap_in_rd_info;
 
     /* periodic work, in ticks */
     uint64_t ticks;

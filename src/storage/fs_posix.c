@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -134,7 +137,8 @@ static int px_unlink(void *self, const char *path)
 
 static int px_mkdir(void *self, const char *path)
 {
-    return mkdir(path, 0755) == 0 ? 0 : px_err();
+    /* 0700: a data directory holds the cluster's data and its identity */
+    return mkdir(path, 0700) == 0 ? 0 : px_err();
 }
 
 static int px_rmdir(void *self, const char *path)
@@ -187,6 +191,59 @@ static int px_writeback(void *self, int fd, uint64_t off, uint64_t len)
     return 0;
 }
 
+static int px_open_dir(void *self, const char *path, int *fd_out)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return px_err();
+    *fd_out = fd;
+    return 0;
+}
+
+static int px_sync_dir_fd(void *self, int fd)
+{
+    return fsync(fd) == 0 ? 0 : px_err();
+}
+
+/* The PID a holder wrote into the lock file; 0 if unreadable. */
+static uint64_t px_lock_holder(int fd)
+{
+    char b[32];
+    ssize_t n = pread(fd, b, sizeof(b) - 1, 0);
+    if (n <= 0) return 0;
+    b[n] = '\0';
+    char *end;
+    unsigned long long pid = strtoull(b, &end, 10);
+    return end != b ? (uint64_t)pid : 0;
+}
+
+static int px_lock(void *self, const char *path, int *fd_out, uint64_t *holder_pid_out)
+{
+    *holder_pid_out = 0;
+    int fd;
+    do {
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) return px_err();
+    int rc;
+    do {
+        rc = flock(fd, LOCK_EX | LOCK_NB);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK) *holder_pid_out = px_lock_holder(fd);
+        close(fd);
+        return e == EWOULDBLOCK ? ST_EBUSY : st_errno_to_code(e);
+    }
+    /* Informative only (who holds it): not synced, a crash leaves any text. */
+    char b[32];
+    int n = snprintf(b, sizeof(b), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || px_pwrite(self, fd, b, (size_t)n, 0) != 0) {
+        /* the lock holds without the PID */
+    }
+    *fd_out = fd;
+    return 0;
+}
+
 static const struct st_fs_ops posix_ops = {
     .open = px_open,
     .close = px_close,
@@ -206,6 +263,9 @@ static const struct st_fs_ops posix_ops = {
     .list_dir = px_list_dir,
     .stat = px_stat,
     .writeback = px_writeback,
+    .open_dir = px_open_dir,
+    .sync_dir_fd = px_sync_dir_fd,
+    .lock = px_lock,
 };
 
 static const struct st_fs posix_fs = {.ops = &posix_ops, .self = NULL};

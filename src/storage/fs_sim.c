@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "stcache/storage.h"
 #include "util/assert.h"
@@ -49,6 +50,8 @@ struct sim_inode {
 struct sim_fd {
     bool used;
     bool direct; /* ST_FS_DIRECT: transfers must be aligned, as O_DIRECT's */
+    bool dir;    /* from open_dir: only sync_dir_fd and close */
+    bool locked; /* from lock: holds the lock of its inode until closed */
     uint32_t ino;
 };
 
@@ -73,6 +76,7 @@ struct st_fs_sim {
     uint32_t fail_syncs;
     char denied[256];
     uint32_t direct_align; /* 0: no direct I/O */
+    uint32_t fds_max;      /* open handles allowed (<= SIM_FDS_MAX), as RLIMIT_NOFILE */
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -244,8 +248,24 @@ static bool sim_misaligned(const struct st_fs_sim *s, int fd, const void *buf, s
 
 static struct sim_inode *fd_inode(struct st_fs_sim *s, int fd)
 {
-    if (fd < 0 || fd >= SIM_FDS_MAX || !s->fds[fd].used) return NULL;
+    if (fd < 0 || fd >= SIM_FDS_MAX || !s->fds[fd].used || s->fds[fd].dir) return NULL;
     return s->inodes[s->fds[fd].ino];
+}
+
+/* A free handle, or -1 when fds_max are open (EMFILE). */
+static int fd_alloc(struct st_fs_sim *s)
+{
+    uint32_t used = 0;
+    int fd = -1;
+    for (int i = 0; i < SIM_FDS_MAX; i++) {
+        if (s->fds[i].used)
+            used++;
+        else if (fd < 0)
+            fd = i;
+    }
+    if (used >= s->fds_max) return -1;
+    if (fd >= 0) s->fds[fd] = (struct sim_fd){.used = true};
+    return fd;
 }
 
 static int sim_open(void *self, const char *path, int flags, int *fd_out)
@@ -271,6 +291,15 @@ static int sim_open(void *self, const char *path, int flags, int *fd_out)
     if (rc != 0) {
         rc = rc > 0 ? ST_EINVAL : rc;
         goto out;
+    }
+    if (ino != UINT32_MAX || (flags & ST_FS_CREATE)) {
+        /* EMFILE comes before any creation, as in open(2) */
+        int probe = fd_alloc(s);
+        if (probe < 0) {
+            rc = ST_ENFILE;
+            goto out;
+        }
+        s->fds[probe].used = false;
     }
     if (ino == UINT32_MAX) {
         if (!(flags & ST_FS_CREATE)) {
@@ -301,17 +330,8 @@ static int sim_open(void *self, const char *path, int flags, int *fd_out)
             pend_add(s->inodes[ino], 1, 0, NULL, 0);
         }
     }
-    int fd = -1;
-    for (int i = 0; i < SIM_FDS_MAX; i++)
-        if (!s->fds[i].used) {
-            fd = i;
-            break;
-        }
-    if (fd < 0) {
-        rc = ST_EBUSY;
-        goto out;
-    }
-    s->fds[fd].used = true;
+    int fd = fd_alloc(s);
+    ST_ASSERT(fd >= 0); /* probed above, under the same lock */
     s->fds[fd].direct = (flags & ST_FS_DIRECT) != 0;
     s->fds[fd].ino = ino;
     *fd_out = fd;
@@ -638,6 +658,99 @@ static int sim_pwrite_sync(void *self, int fd, const void *buf, size_t len, uint
     return rc != 0 ? rc : sim_sync_fd(self, fd);
 }
 
+static int sim_open_dir(void *self, const char *path, int *fd_out)
+{
+    struct st_fs_sim *s = self;
+    SIM_LOCK(s);
+    uint32_t p, ino;
+    char last[SIM_NAME_MAX];
+    int rc = s->crashed ? ST_EIO : resolve(s, path, &p, last, &ino);
+    if (rc > 0) { /* the root */
+        ino = 0;
+        rc = 0;
+    }
+    if (rc == 0 && ino == UINT32_MAX) rc = ST_ENOENT;
+    if (rc == 0 && !s->inodes[ino]->is_dir) rc = ST_EINVAL;
+    if (rc == 0) {
+        int fd = fd_alloc(s);
+        if (fd < 0) {
+            rc = ST_ENFILE;
+        } else {
+            s->fds[fd].dir = true;
+            s->fds[fd].ino = ino;
+            *fd_out = fd;
+        }
+    }
+    SIM_UNLOCK(s);
+    return rc;
+}
+
+static int sim_sync_dir_fd(void *self, int fd)
+{
+    struct st_fs_sim *s = self;
+    SIM_LOCK(s);
+    int rc = 0;
+    if (fd < 0 || fd >= SIM_FDS_MAX || !s->fds[fd].used || !s->fds[fd].dir)
+        rc = ST_EIO; /* a handle a crash invalidated, or none */
+    else if (sim_tick(s))
+        rc = ST_EIO;
+    if (rc == 0) {
+        struct sim_inode *d = s->inodes[s->fds[fd].ino];
+        d->ddur = xrealloc(d->ddur, (d->n_cur ? d->n_cur : 1) * sizeof(*d->ddur));
+        if (d->n_cur) memcpy(d->ddur, d->cur, d->n_cur * sizeof(*d->cur));
+        d->n_ddur = d->n_cur;
+    }
+    SIM_UNLOCK(s);
+    return rc;
+}
+
+/* Not a crash point (it changes no data a test checks); the PID written is
+ * not durable, as with the real one. */
+static int sim_lock(void *self, const char *path, int *fd_out, uint64_t *holder_pid_out)
+{
+    struct st_fs_sim *s = self;
+    *holder_pid_out = 0;
+    SIM_LOCK(s);
+    uint32_t parent, ino;
+    char last[SIM_NAME_MAX];
+    int rc = s->crashed ? ST_EIO : resolve(s, path, &parent, last, &ino);
+    if (rc > 0) rc = ST_EINVAL;
+    int fd = rc == 0 ? fd_alloc(s) : -1; /* EMFILE before any creation */
+    if (rc == 0 && fd < 0) rc = ST_ENFILE;
+    if (rc == 0 && ino == UINT32_MAX) {
+        ino = inode_new(s, false);
+        dir_add(s->inodes[parent], last, ino);
+    }
+    if (rc == 0 && s->inodes[ino]->is_dir) rc = ST_EINVAL;
+    for (int i = 0; rc == 0 && i < SIM_FDS_MAX; i++) {
+        if (s->fds[i].used && s->fds[i].locked && s->fds[i].ino == ino) {
+            struct sim_inode *in = s->inodes[ino];
+            char b[32];
+            size_t n = (size_t)ST_MIN(in->size, (uint64_t)sizeof(b) - 1);
+            memcpy(b, in->data, n);
+            b[n] = '\0';
+            *holder_pid_out = strtoull(b, NULL, 10);
+            rc = ST_EBUSY;
+        }
+    }
+    if (rc == 0) {
+        s->fds[fd].locked = true;
+        s->fds[fd].ino = ino;
+        struct sim_inode *in = s->inodes[ino];
+        char b[32];
+        int n = snprintf(b, sizeof(b), "%ld\n", (long)getpid());
+        file_resize(in, 0);
+        pend_add(in, 1, 0, NULL, 0);
+        file_write(in, 0, b, (size_t)n);
+        pend_add(in, 0, 0, b, (size_t)n);
+        *fd_out = fd;
+    } else if (fd >= 0) {
+        s->fds[fd].used = false;
+    }
+    SIM_UNLOCK(s);
+    return rc;
+}
+
 static const struct st_fs_ops sim_ops = {
     .open = sim_open,
     .close = sim_close,
@@ -656,6 +769,9 @@ static const struct st_fs_ops sim_ops = {
     .sync_dir = sim_sync_dir,
     .list_dir = sim_list_dir,
     .stat = sim_stat,
+    .open_dir = sim_open_dir,
+    .sync_dir_fd = sim_sync_dir_fd,
+    .lock = sim_lock,
 };
 
 /* ------------------------------------------------------------- control */
@@ -669,6 +785,7 @@ int st_fs_sim_create(struct st_fs_sim **out)
     s->fs.self = s;
     s->quota_bytes = UINT64_MAX;
     s->direct_align = ST_FS_DIRECT_ALIGN;
+    s->fds_max = SIM_FDS_MAX;
     inode_new(s, true); /* root, always durable */
     *out = s;
     return 0;
@@ -820,4 +937,21 @@ void st_fs_sim_deny(struct st_fs_sim *s, const char *path)
     SIM_LOCK(s);
     snprintf(s->denied, sizeof(s->denied), "%s", path ? path : "");
     SIM_UNLOCK(s);
+}
+
+void st_fs_sim_set_fds_max(struct st_fs_sim *s, uint32_t n)
+{
+    SIM_LOCK(s);
+    s->fds_max = n < SIM_FDS_MAX ? n : SIM_FDS_MAX;
+    SIM_UNLOCK(s);
+}
+
+uint32_t st_fs_sim_fds_open(struct st_fs_sim *s)
+{
+    SIM_LOCK(s);
+    uint32_t n = 0;
+    for (int i = 0; i < SIM_FDS_MAX; i++)
+        n += s->fds[i].used;
+    SIM_UNLOCK(s);
+    return n;
 }

@@ -44,12 +44,17 @@ struct st_snap_store {
     bool has_latest;
     struct st_snapshot_info latest;
     uint64_t tmp_counter;
+    int dir_fd; /* the store's directory, open for its life (directory fsyncs) */
 };
 
 struct st_snap_writer {
     struct st_snap_store *s;
     char tmp[ST_STORAGE_PATH_MAX];
+    /* Every descriptor the commit needs is opened by begin: a commit opens
+     * nothing, so running out of descriptors fails a snapshot at its start. */
     int fd;
+    int meta_fd;
+    int tmp_fd; /* the temporary directory */
     uint64_t bytes;
     uint64_t written_back; /* bytes handed to fs writeback so far */
     uint32_t crc;
@@ -282,6 +287,7 @@ int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
     if (!s) return ST_ENOMEM;
     s->fs = fs ? *fs : *st_fs_posix();
     s->retain = retain ? retain : SNAP_RETAIN_DEFAULT;
+    s->dir_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     int rc;
     if (snprintf(s->dir, sizeof(s->dir), "%s", dir) >= (int)sizeof(s->dir)) {
@@ -291,6 +297,12 @@ int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
     rc = st_mkdir_durable(&s->fs, s->dir);
     if (rc != 0) {
         st_storage_errf(err, "snapshot: cannot create %s: %s", s->dir, st_strerror(rc));
+        goto fail;
+    }
+    rc = s->fs.ops->open_dir(s->fs.self, s->dir, &s->dir_fd);
+    if (rc != 0) {
+        s->dir_fd = -1;
+        st_storage_errf(err, "snapshot: cannot open %s: %s", s->dir, st_strerror(rc));
         goto fail;
     }
     struct snap_list *l = malloc(sizeof(*l));
@@ -314,7 +326,7 @@ int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
         ST_TRACE_INFO("storage", "snapshot: removing unfinished %s/%s", s->dir, l->tmps[i]);
         remove_dir(s, l->tmps[i]);
     }
-    if (l->n_tmps) s->fs.ops->sync_dir(s->fs.self, s->dir);
+    if (l->n_tmps) s->fs.ops->sync_dir_fd(s->fs.self, s->dir_fd);
     for (size_t i = 0; i < l->n; i++) {
         char why[ST_STORAGE_PATH_MAX + 100];
         struct st_snapshot_info info;
@@ -333,6 +345,7 @@ int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
     *out = s;
     return 0;
 fail:
+    if (s->dir_fd >= 0) s->fs.ops->close(s->fs.self, s->dir_fd);
     pthread_mutex_destroy(&s->mu);
     free(s);
     return rc;
@@ -341,6 +354,7 @@ fail:
 void st_snap_store_destroy(struct st_snap_store *s)
 {
     if (!s) return;
+    if (s->dir_fd >= 0) s->fs.ops->close(s->fs.self, s->dir_fd);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -361,11 +375,30 @@ uint32_t st_snap_store_skipped(const struct st_snap_store *s)
 
 /* -------------------------------------------------------------- writer */
 
+static void writer_close_fds(struct st_snap_writer *w)
+{
+    struct st_snap_store *s = w->s;
+    if (w->fd >= 0) s->fs.ops->close(s->fs.self, w->fd);
+    if (w->meta_fd >= 0) s->fs.ops->close(s->fs.self, w->meta_fd);
+    if (w->tmp_fd >= 0) s->fs.ops->close(s->fs.self, w->tmp_fd);
+    w->fd = w->meta_fd = w->tmp_fd = -1;
+}
+
+static void writer_cleanup(struct st_snap_writer *w)
+{
+    struct st_snap_store *s = w->s;
+    writer_close_fds(w);
+    const char *slash = strrchr(w->tmp, '/');
+    remove_dir(s, slash ? slash + 1 : w->tmp);
+    free(w);
+}
+
 int st_snap_write_begin(struct st_snap_store *s, struct st_snap_writer **out)
 {
     struct st_snap_writer *w = calloc(1, sizeof(*w));
     if (!w) return ST_ENOMEM;
     w->s = s;
+    w->fd = w->meta_fd = w->tmp_fd = -1;
     pthread_mutex_lock(&s->mu);
     uint64_t n = ++s->tmp_counter;
     pthread_mutex_unlock(&s->mu);
@@ -381,9 +414,21 @@ int st_snap_write_begin(struct st_snap_store *s, struct st_snap_writer **out)
     char path[ST_STORAGE_PATH_MAX + 8];
     snprintf(path, sizeof(path), "%s/data", w->tmp);
     rc = s->fs.ops->open(s->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &w->fd);
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "%s/meta", w->tmp);
+        rc = s->fs.ops->open(s->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC,
+                             &w->meta_fd);
+        if (rc != 0) w->meta_fd = -1;
+    } else {
+        w->fd = -1;
+    }
+    if (rc == 0) {
+        rc = s->fs.ops->open_dir(s->fs.self, w->tmp, &w->tmp_fd);
+        if (rc != 0) w->tmp_fd = -1;
+    }
     if (rc != 0) {
-        s->fs.ops->rmdir(s->fs.self, w->tmp);
-        goto fail;
+        writer_cleanup(w);
+        return rc;
     }
     *out = w;
     return 0;
@@ -410,15 +455,6 @@ int st_snap_write(struct st_snap_writer *w, const void *data, size_t len)
     return 0;
 }
 
-static void writer_cleanup(struct st_snap_writer *w)
-{
-    struct st_snap_store *s = w->s;
-    if (w->fd >= 0) s->fs.ops->close(s->fs.self, w->fd);
-    const char *slash = strrchr(w->tmp, '/');
-    remove_dir(s, slash ? slash + 1 : w->tmp);
-    free(w);
-}
-
 void st_snap_write_abort(struct st_snap_writer *w)
 {
     if (w) writer_cleanup(w);
@@ -439,7 +475,7 @@ static void rotate(struct st_snap_store *s)
         remove_dir(s, name);
         removed = true;
     }
-    if (removed) s->fs.ops->sync_dir(s->fs.self, s->dir);
+    if (removed) s->fs.ops->sync_dir_fd(s->fs.self, s->dir_fd);
     free(l);
 }
 
@@ -451,8 +487,6 @@ int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_me
     struct st_snapshot_info info = {.meta = *meta, .data_bytes = w->bytes, .data_crc = w->crc};
     if (meta->conf.n > RAFT_MEMBERS_MAX) rc = ST_EINVAL;
     if (rc == 0) rc = s->fs.ops->fsync(s->fs.self, w->fd);
-    s->fs.ops->close(s->fs.self, w->fd);
-    w->fd = -1;
     uint8_t *mb = NULL;
     if (rc == 0) {
         mb = malloc(SNAP_META_MAX);
@@ -460,18 +494,12 @@ int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_me
     }
     if (rc == 0) {
         size_t mlen = meta_encode(&info, mb);
-        char path[ST_STORAGE_PATH_MAX + 8];
-        snprintf(path, sizeof(path), "%s/meta", w->tmp);
-        int fd;
-        rc = s->fs.ops->open(s->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &fd);
-        if (rc == 0) {
-            rc = s->fs.ops->pwrite(s->fs.self, fd, mb, mlen, 0);
-            if (rc == 0) rc = s->fs.ops->fsync(s->fs.self, fd);
-            s->fs.ops->close(s->fs.self, fd);
-        }
+        rc = s->fs.ops->pwrite(s->fs.self, w->meta_fd, mb, mlen, 0);
+        if (rc == 0) rc = s->fs.ops->fsync(s->fs.self, w->meta_fd);
     }
     free(mb);
-    if (rc == 0) rc = s->fs.ops->sync_dir(s->fs.self, w->tmp);
+    if (rc == 0) rc = s->fs.ops->sync_dir_fd(s->fs.self, w->tmp_fd);
+    writer_close_fds(w); /* before the rename: nothing in tmp stays open */
     char name[64], final[ST_STORAGE_PATH_MAX];
     snap_name(name, sizeof(name), meta->term, meta->index);
     snprintf(final, sizeof(final), "%s/%s", s->dir, name);
@@ -486,7 +514,7 @@ int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_me
         return rc;
     }
     free(w);
-    rc = s->fs.ops->sync_dir(s->fs.self, s->dir);
+    rc = s->fs.ops->sync_dir_fd(s->fs.self, s->dir_fd);
     if (rc != 0) {
         ST_TRACE_ERROR("storage", "snapshot: cannot fsync %s: %s", s->dir, st_strerror(rc));
         return rc;

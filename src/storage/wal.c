@@ -7,11 +7,14 @@
  *              current segment at offset `flushed`) and the in-memory index
  *              (runs) is updated at once, so read() sees them.
  *   sync    -> one pwrite of `stage`, one fdatasync, the directory fsync when
- *              a segment was created or removed. A failure makes the store
+ *              a segment was created or removed (through a directory handle
+ *              kept open: a sync opens nothing). A failure makes the store
  *              fatal: nothing is retried (the page cache may have dropped the
  *              data; fsyncgate).
  *   roll    -> when a record does not fit: flush and fdatasync the current
- *              segment, then create the next one (fallocate, header). So a
+ *              segment, then create the next one (fallocate, header); when
+ *              that fails cleanly (no space, memory or descriptor) the batch
+ *              is undone and the store stays usable. So a
  *              segment has a successor only once it was completely durable;
  *              recovery may treat damage as a torn tail only in the last one.
  *
@@ -90,6 +93,8 @@ struct wal {
     bool appending;      /* an append waits in roll(): do not seal half a batch */
     pthread_cond_t idle; /* signalled when it ends */
     bool dir_dirty;
+    int dir_fd; /* the directory, open for the WAL's life: a directory fsync
+                   needs no new descriptor (none may be left) */
     bool fatal;
     bool loaded;
 
@@ -110,7 +115,8 @@ struct wal {
     bool prep_started;
     bool prep_stop;
     bool prep_failed;
-    int spare_fd; /* -1: none ready */
+    bool prep_enfile; /* prep_failed for want of a descriptor: tried again at the next roll */
+    int spare_fd;     /* -1: none ready */
     pthread_t prep;
     pthread_cond_t prep_cv;  /* to the helper: a spare was taken, or stop */
     pthread_cond_t spare_cv; /* from the helper: a spare is ready, or it failed */
@@ -145,6 +151,12 @@ static uint64_t now_ns(void)
 static void seg_path(const struct wal *w, uint64_t seq, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/%016" PRIx64 ".wal", w->dir, seq);
+}
+
+/* fsync of the WAL directory, through the handle kept open. */
+static int dir_sync(struct wal *w)
+{
+    return w->fs.ops->sync_dir_fd(w->fs.self, w->dir_fd);
 }
 
 #define WAL_SPARE_NAME "spare.wal.tmp"
@@ -215,10 +227,12 @@ static void *prep_main(void *arg)
         if (rc == 0) {
             w->spare_fd = fd;
         } else if (rc != ST_ECANCELED) {
-            /* Not fatal: segments are fallocated as without spares. */
+            /* Not fatal: segments are fallocated as without spares (for
+             * good, unless only a descriptor was missing). */
             ST_TRACE_WARN("storage", "wal: cannot prepare a spare segment in %s: %s", w->dir,
                           st_strerror(rc));
             w->prep_failed = true;
+            w->prep_enfile = rc == ST_ENFILE;
         }
         pthread_cond_broadcast(&w->spare_cv);
     }
@@ -253,6 +267,7 @@ static int spare_take(struct wal *w, const char *path)
     if (!w->spare_segments) return -1;
     int fd = w->spare_fd;
     w->spare_fd = -1;
+    if (w->prep_failed && w->prep_enfile) w->prep_failed = w->prep_enfile = false;
     pthread_cond_signal(&w->prep_cv);
     if (fd < 0) return -1;
     char sp[ST_STORAGE_PATH_MAX];
@@ -380,7 +395,7 @@ static int dio_prepare(struct wal *w, uint64_t seq, int fd, uint64_t off)
         int rc = w->fs.ops->open(w->fs.self, path, ST_FS_RDWR | ST_FS_DIRECT, &w->dio_fd);
         if (rc != 0) { /* no direct I/O here (or no fd): the buffered fd works */
             w->dio_fd = -1;
-            dio_give_up(w, rc);
+            if (rc != ST_ENFILE) dio_give_up(w, rc); /* else: direct I/O again next time */
             return 1;
         }
         w->dio_seq = seq;
@@ -517,7 +532,9 @@ static int roll(struct wal *w)
     }
     dio_close(w); /* the segment is complete: no more writes to it */
     int rc = seg_create(w, s->seq + 1);
-    if (rc != 0 && rc != ST_ENOSPC && rc != ST_ENOMEM) {
+    /* Clean failures (nothing was created; the batch is undone): a full disk,
+     * no memory, no descriptor. */
+    if (rc != 0 && rc != ST_ENOSPC && rc != ST_ENOMEM && rc != ST_ENFILE) {
         set_fatal(w, "segment creation", rc);
         return ST_EFATAL;
     }
@@ -652,7 +669,7 @@ struct wal_undo {
     struct raft_hard_state hs;
 };
 
-/* Undoes a batch that failed cleanly (ENOSPC/ENOMEM): removes segments it
+/* Undoes a batch that failed cleanly (ENOSPC/ENOMEM/ENFILE): removes segments it
  * created, zeroes what it flushed into the segment it started in. */
 static int undo_batch(struct wal *w, const struct wal_undo *u)
 {
@@ -684,6 +701,10 @@ static int undo_batch(struct wal *w, const struct wal_undo *u)
             return ST_EFATAL;
         }
         s->flushed = s->synced = u->end;
+        w->stage_len = 0;
+    } else if (s->flushed != u->flushed) {
+        /* a roll flushed exactly the records staged before this batch: they
+         * are in the file now, not in the stage */
         w->stage_len = 0;
     } else {
         w->stage_len = u->stage_len;
@@ -836,7 +857,7 @@ static int wal_sync(void *self)
     int rc = write_out(w, seq, fd, w->wbuf, len, off, need);
     if (rc == 0 && dir) {
         what = "directory fsync";
-        rc = w->fs.ops->sync_dir(w->fs.self, w->dir);
+        rc = dir_sync(w);
     }
 
     pthread_mutex_lock(&w->mu);
@@ -1233,7 +1254,7 @@ static int open_segment(struct wal *w, uint64_t seq, bool first_seg, bool last_s
             raft_buf_unref(buf);
             w->fs.ops->close(w->fs.self, fd);
             rc = w->fs.ops->unlink(w->fs.self, path);
-            if (rc == 0) rc = w->fs.ops->sync_dir(w->fs.self, w->dir);
+            if (rc == 0) rc = dir_sync(w);
             return rc == 0 ? 1 : rc;
         }
         st_storage_errf(err, "wal: %s: %s segment header at offset 0", path,
@@ -1299,6 +1320,7 @@ static void wal_free(struct wal *w)
         (void)w->fs.ops->unlink(w->fs.self, sp);
     }
     dio_close(w);
+    if (w->dir_fd >= 0) w->fs.ops->close(w->fs.self, w->dir_fd);
     free(w->dio_tail);
     free(w->dio_buf);
     for (size_t i = 0; i < w->n_segs; i++) {
@@ -1332,6 +1354,7 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
     pthread_cond_init(&w->spare_cv, NULL);
     w->spare_fd = -1;
     w->dio_fd = -1;
+    w->dir_fd = -1;
     w->fs = cfg->fs ? *cfg->fs : *st_fs_posix();
     w->segment_bytes = cfg->segment_bytes ? cfg->segment_bytes : WAL_SEGMENT_BYTES_DEFAULT;
     w->record_bytes_max =
@@ -1352,6 +1375,12 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
     rc = st_mkdir_durable(&w->fs, w->dir);
     if (rc != 0) {
         st_storage_errf(err, "wal: cannot create directory %s: %s", w->dir, st_strerror(rc));
+        goto fail;
+    }
+    rc = w->fs.ops->open_dir(w->fs.self, w->dir, &w->dir_fd);
+    if (rc != 0) {
+        w->dir_fd = -1;
+        st_storage_errf(err, "wal: cannot open directory %s: %s", w->dir, st_strerror(rc));
         goto fail;
     }
     struct list_ctx l = {0};
@@ -1420,7 +1449,7 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
         rc = seg_create(w, next_seq);
         if (rc == 0) {
             rc = w->fs.ops->fdatasync(w->fs.self, cur_seg(w)->fd);
-            if (rc == 0) rc = w->fs.ops->sync_dir(w->fs.self, w->dir);
+            if (rc == 0) rc = dir_sync(w);
             cur_seg(w)->synced = cur_seg(w)->flushed;
             w->dir_dirty = false;
         }

@@ -18,10 +18,18 @@
  * batch reports the same status without touching the store, until
  * st_log_writer_resume(); the ones before it are still synced and reported
  * first. A failed sync is fatal: that group and every later submit report
- * ST_EFATAL. */
+ * ST_EFATAL.
+ *
+ * A batch the store refuses for want of a file descriptor (ST_ENFILE: a
+ * segment roll could not open its file; the store undid the batch and stays
+ * usable) is retried in place after a pause, until it goes through or the
+ * writer stops: an open is no sync, so retrying it is safe, and the batches
+ * behind it wait, so the order of the log is kept. Nothing fails meanwhile;
+ * writes stall until descriptors are free again. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "stcache/storage.h"
 #include "util/assert.h"
@@ -29,6 +37,8 @@
 
 #define WRITER_QUEUE_DEFAULT 4096
 #define WRITER_GROUPS_MAX 2 /* groups encoded ahead of the sync */
+#define WRITER_ENFILE_RETRY_MS_MIN 10
+#define WRITER_ENFILE_RETRY_MS_MAX 500
 
 /* What the encoder did with one group, for the syncer. */
 struct group {
@@ -68,6 +78,8 @@ struct st_log_writer {
      * round trips were ~15% of a node's CPU at 128 clients. */
     pthread_cond_t enc_cv;
     pthread_cond_t sync_cv;
+    pthread_cond_t retry_cv; /* a batch waits to retry (ST_ENFILE); stop wakes it */
+    uint64_t enfile_retries; /* appends retried for want of a descriptor */
     bool enc_waiting_space; /* the encoder waits for room in groups[] */
     struct wq in, work;
     uint64_t next_seq;
@@ -164,6 +176,40 @@ static int append_one(struct st_log_writer *w, const struct st_log_batch *b, raf
     return 0;
 }
 
+/* A batch failed with ST_ENFILE for the (tries+1)-th time: waits before the
+ * next try. false when the writer stops (the batch then fails). */
+static bool enfile_wait(struct st_log_writer *w, unsigned tries)
+{
+    if (tries == 0)
+        ST_TRACE_WARN("storage",
+                      "log writer: no file descriptor for a new WAL segment; the write "
+                      "is retried until one is free (raise the descriptor limit)");
+    uint64_t ms = WRITER_ENFILE_RETRY_MS_MIN << (tries < 6 ? tries : 6);
+    if (ms > WRITER_ENFILE_RETRY_MS_MAX) ms = WRITER_ENFILE_RETRY_MS_MAX;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_mutex_lock(&w->mu);
+    w->enfile_retries++;
+    if (!w->stop) pthread_cond_timedwait(&w->retry_cv, &w->mu, &ts);
+    bool go_on = !w->stop;
+    pthread_mutex_unlock(&w->mu);
+    return go_on;
+}
+
+/* append_one, retrying while the store is out of descriptors. */
+static int append_retrying(struct st_log_writer *w, const struct st_log_batch *b, raft_index *idx,
+                           raft_term *term, struct raft_hard_state *hs)
+{
+    int rc;
+    unsigned tries = 0;
+    while ((rc = append_one(w, b, idx, term, hs)) == ST_ENFILE && enfile_wait(w, tries))
+        tries++;
+    return rc;
+}
+
 /* Encoder: appends a group, returns its summary. */
 static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
 {
@@ -185,7 +231,7 @@ static void encode_group(struct st_log_writer *w, struct wq *q, struct group *g)
         struct st_log_batch b = it->b;
         b.entries = it->b.n_entries ? q->ents + it->ent_off : NULL;
         b.hard_state = it->has_hs ? &it->hs : NULL;
-        int rc = append_one(w, &b, &idx, &term, &hs);
+        int rc = append_retrying(w, &b, &idx, &term, &hs);
         if (rc != 0) {
             g->fail = rc;
             if (rc != ST_EFATAL) {
@@ -346,6 +392,11 @@ int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->enc_cv, NULL);
     pthread_cond_init(&w->sync_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->retry_cv, &ca);
+    pthread_condattr_destroy(&ca);
     raft_index first, last;
     store->ops->bounds(store->self, &first, &last);
     w->durable_index = w->enc_index = last;
@@ -363,6 +414,7 @@ int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_
 fail:
     pthread_cond_destroy(&w->enc_cv);
     pthread_cond_destroy(&w->sync_cv);
+    pthread_cond_destroy(&w->retry_cv);
     pthread_mutex_destroy(&w->mu);
     free(w);
     return ST_ENOMEM;
@@ -420,6 +472,27 @@ int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *
     int halted = w->halted;
     pthread_mutex_unlock(&w->mu);
     g.fail = halted ? halted : append_one(w, b, &idx, &term, &hs);
+    if (g.fail == ST_ENFILE) {
+        /* Not on the caller's thread (the node's loop): the batch joins the
+         * queue, ahead of anything submitted meanwhile, and the writer's
+         * threads retry it (append_retrying); its result comes from them. */
+        pthread_mutex_lock(&w->mu);
+        int qrc = wq_push(&w->in, b, seq);
+        if (qrc == 0 && w->in.n > 1) {
+            struct wq_item it = w->in.items[w->in.n - 1];
+            memmove(w->in.items + 1, w->in.items, (w->in.n - 1) * sizeof(it));
+            w->in.items[0] = it;
+        }
+        if (qrc == 0) {
+            w->encoding = false;
+            w->syncing = false;
+            wake_roles(w);
+            pthread_mutex_unlock(&w->mu);
+            return 0;
+        }
+        pthread_mutex_unlock(&w->mu);
+        g.fail = qrc; /* no memory to queue it: reported failed, as any append */
+    }
     if (g.fail != 0 && g.fail != ST_EFATAL && !halted) {
         pthread_mutex_lock(&w->mu);
         w->halted = g.fail;
@@ -456,6 +529,7 @@ void st_log_writer_destroy(struct st_log_writer *w)
     w->stop = true;
     pthread_cond_broadcast(&w->enc_cv);
     pthread_cond_broadcast(&w->sync_cv);
+    pthread_cond_broadcast(&w->retry_cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
     pthread_join(w->syncer, NULL);
@@ -465,6 +539,7 @@ void st_log_writer_destroy(struct st_log_writer *w)
     free(w->work.ents);
     pthread_cond_destroy(&w->enc_cv);
     pthread_cond_destroy(&w->sync_cv);
+    pthread_cond_destroy(&w->retry_cv);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
@@ -480,6 +555,14 @@ size_t st_log_writer_queued_groups(struct st_log_writer *w)
 {
     pthread_mutex_lock(&w->mu);
     size_t n = w->n_groups;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
+uint64_t st_log_writer_enfile_retries(struct st_log_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t n = w->enfile_retries;
     pthread_mutex_unlock(&w->mu);
     return n;
 }

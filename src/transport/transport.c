@@ -42,6 +42,7 @@
 #include "transport/frame.h"
 #include "util/assert.h"
 #include "util/crc32c.h"
+#include "util/fdlimit.h"
 #include "util/rng.h"
 #include "util/trace.h"
 #include "wire/le.h"
@@ -198,6 +199,7 @@ struct tr {
     struct st_rng rng;
     uv_tcp_t listener;
     bool listener_open;
+    uint64_t accept_warned_ms; /* last "accept failed" trace line (one a second at most) */
     uv_timer_t notify_timer; /* reports back-pressure drops outside API calls */
     uv_timer_t sweep_timer;  /* drops messages that waited queue_wait_ms for a connection */
     struct tr_list peers;
@@ -1158,7 +1160,21 @@ static void on_connection(uv_stream_t *server, int status)
 {
     struct tr *tr = server->data;
     if (status < 0) {
-        ST_TRACE_WARN(MOD, "accept: %s", uv_strerror(status));
+        /* Out of descriptors (libuv calls back only once its own reserve
+         * descriptor is gone, see http/server.c): pending peers are refused
+         * (they redial with backoff), or the loop spins on the listener. */
+        uint32_t refused = 0;
+        uv_os_fd_t lfd;
+        if ((status == UV_EMFILE || status == UV_ENFILE) &&
+            uv_fileno((const uv_handle_t *)server, &lfd) == 0)
+            refused = st_accept_refuse_pending(lfd);
+        tr->stats.accept_failures++;
+        uint64_t now = uv_now(tr->loop);
+        if (tr->accept_warned_ms == 0 || now - tr->accept_warned_ms >= 1000) {
+            tr->accept_warned_ms = now;
+            ST_TRACE_WARN(MOD, "accept: %s (%u pending connection(s) refused)",
+                          uv_strerror(status), refused);
+        }
         return;
     }
     if (tr->destroying) return;

@@ -161,6 +161,7 @@ struct tr_stats {
     uint64_t snapshots_failed;   /* either direction */
     uint64_t snapshot_bytes_sent;
     uint64_t frame_buffer_bytes_max; /* largest inbound frame buffer ever allocated */
+    uint64_t accept_failures;        /* accept errors (EMFILE, ENFILE, ...) */
 };
 
 struct tr;

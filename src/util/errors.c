@@ -38,6 +38,9 @@ int st_errno_to_code(int err)
     case EFBIG:
     case E2BIG:
         return ST_ETOOBIG;
+    case EMFILE:
+    case ENFILE:
+        return ST_ENFILE;
     case ETIMEDOUT:
         return ST_ETIMEDOUT;
     case ECONNREFUSED:

@@ -224,6 +224,8 @@ class Node:
         self.log_path = None
         self.starts = 0
         self.extra_args = []
+        self.wrapper = []  # argv prefix, e.g. ["prlimit", "--nofile=100", "--"] (it execs)
+        self.create_parent = True  # start() creates the data directory's parent
         self.expected_alive = False
 
     def __repr__(self):
@@ -239,8 +241,9 @@ class Node:
         check(self.proc is None or self.proc.poll() is not None, "%r already running" % self)
         self.starts += 1
         self.log_path = os.path.join(self.cluster.dir, "node%d.%d.log" % (self.id, self.starts))
-        os.makedirs(os.path.dirname(self.data_dir) or ".", exist_ok=True)
-        args = [self.cluster.binary, "server", "--id", str(self.id), "--data", self.data_dir,
+        if self.create_parent:
+            os.makedirs(os.path.dirname(self.data_dir) or ".", exist_ok=True)
+        args = list(self.wrapper) + [self.cluster.binary, "server", "--id", str(self.id), "--data", self.data_dir,
                 "--raft", self.raft, "--http", self.http]
         args += list(mode_args) + list(self.cluster.common_args) + list(self.extra_args) + list(extra)
         self.last_args = args

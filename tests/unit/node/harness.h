@@ -232,7 +232,7 @@ static inline void h_stop(struct hnode *h)
 struct hresp {
     bool done;
     int status;
-    char body[8192];
+    char body[65536]; /* /metrics is several KiB */
     size_t body_len;
     char head[2048];
 };

@@ -143,6 +143,25 @@ TEST(server_without_flags_bootstraps_an_empty_default_directory)
     ASSERT_EQ(cfg.raft_inflight, 1);
 }
 
+TEST(wal_segment_bytes_must_be_aligned_and_hold_the_largest_entry)
+{
+    struct node_config cfg;
+    char err[256];
+    char *ok[] = {"server", "--wal-segment-bytes", "1048576", "--max-value-bytes", "131072"};
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 5, ok), 0);
+    ASSERT_EQ(cfg.wal_segment_bytes, 1048576);
+    char *dflt[] = {"server"};
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 1, dflt), 0);
+    ASSERT_EQ(cfg.wal_segment_bytes, 64u << 20);
+    char *unaligned[] = {"server", "--wal-segment-bytes", "1048577", "--max-value-bytes", "1024"};
+    ASSERT_NE(parse(&cfg, err, sizeof err, 5, unaligned), 0);
+    ASSERT_TRUE(strstr(err, "--wal-segment-bytes") != NULL);
+    /* the default 1 MiB value does not fit a 1 MiB segment */
+    char *small[] = {"server", "--wal-segment-bytes", "1048576"};
+    ASSERT_NE(parse(&cfg, err, sizeof err, 3, small), 0);
+    ASSERT_TRUE(strstr(err, "--wal-segment-bytes") != NULL);
+}
+
 TEST(server_bad_flags_fail_with_a_reason)
 {
     struct node_config cfg;

@@ -292,6 +292,31 @@ TEST(cluster_health_and_metrics_describe_the_node)
     finish_single();
 }
 
+/* One process per data directory (issue 14, finding 1): a second node on a
+ * running node's directory is refused before it reads anything, even in
+ * the same process, and the first one goes on serving. */
+TEST(a_second_node_on_the_same_directory_is_refused)
+{
+    start_single(0);
+    struct hresp r;
+    h_http(&single, "PUT", "/kv/dup", NULL, "first", &r);
+    ASSERT_EQ(r.status, 201);
+    struct hnode dup;
+    memset(&dup, 0, sizeof dup);
+    snprintf(dup.dir, sizeof dup.dir, "%s", single.dir);
+    h_config(&dup, 1);
+    ASSERT_EQ(h_start(&dup), ST_EBUSY);
+    ASSERT_FALSE(dup.started);
+    h_stop(&dup);
+    h_http(&single, "PUT", "/kv/dup", NULL, "second", &r);
+    ASSERT_EQ(r.status, 200);
+    restart_single(); /* the lock went with the node that held it */
+    h_http(&single, "GET", "/kv/dup", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, "second");
+    finish_single();
+}
+
 TEST(restart_from_the_data_directory_brings_the_data_back)
 {
     start_single(0);

@@ -231,6 +231,35 @@ TEST(full_disk_fails_the_batch_cleanly_and_later_appends_succeed)
     st_fs_sim_destroy(sim);
 }
 
+/* The batches before the failed one were appended and not synced (a group
+ * commit): the failed batch's roll flushed them into the segment. Undoing
+ * the batch must not put them back into the stage as well, or the next sync
+ * writes them a second time past their end (found with ENFILE, issue 14). */
+TEST(full_disk_undo_after_a_roll_flushed_the_unsynced_batches_before_it)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    struct st_log_store s;
+    open_loaded(sim, 8192, &s);
+    ASSERT_EQ(put(&s, 1, 6, 300, true), 0);
+    st_fs_sim_set_quota(sim, 8192); /* no room for another segment */
+    raft_index next = 6;
+    int rc = 0;
+    while ((rc = put(&s, next, next + 1, 300, false)) == 0) /* appended, not synced */
+        next += 1;
+    ASSERT_EQ(rc, ST_ENOSPC);
+    raft_index first, last;
+    s.ops->bounds(s.self, &first, &last);
+    ASSERT_EQ(last, next - 1);
+    ASSERT_EQ(s.ops->sync(s.self), 0);
+    st_fs_sim_set_quota(sim, UINT64_MAX);
+    ASSERT_EQ(put(&s, next, next + 20, 300, true), 0);
+    s.ops->close(s.self);
+    char msg[300] = "";
+    ASSERT_EQ(reopen_check(sim, 8192, next + 19, msg, sizeof(msg)), 0);
+    st_fs_sim_destroy(sim);
+}
+
 TEST(failed_fsync_is_fatal_and_never_retried)
 {
     struct st_fs_sim *sim;
