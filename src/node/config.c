@@ -26,6 +26,7 @@ void node_config_default(struct node_config *cfg)
     cfg->raft_inflight = 1;
     cfg->snapshot_threshold = 65536;
     cfg->snapshot_interval_s = 0;
+    cfg->snapshot_log_bytes = UINT64_C(64) << 20;
     cfg->max_key_bytes = 1024;
     cfg->max_value_bytes = 1u << 20;
     cfg->request_timeout_ms = 5000;
@@ -315,6 +316,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"raft-inflight", 1, 4096, 32, &cfg->raft_inflight},
         {"snapshot-threshold", 0, UINT64_MAX, 64, &cfg->snapshot_threshold},
         {"snapshot-interval", 0, 86400 * 365, 32, &cfg->snapshot_interval_s},
+        {"snapshot-log-bytes", 0, UINT64_MAX, 64, &cfg->snapshot_log_bytes},
         {"max-key-bytes", 1, 1u << 16, 32, &cfg->max_key_bytes},
         {"max-value-bytes", 1, 16u << 20, 32, &cfg->max_value_bytes}, /* < frame bound */
         {"request-timeout-ms", 1, 3600000, 32, &cfg->request_timeout_ms},

@@ -58,6 +58,10 @@ struct node_config {
     uint32_t raft_inflight;
     uint64_t snapshot_threshold;  /* entries applied since the last snapshot; 0 = never by count */
     uint32_t snapshot_interval_s; /* 0 = check the threshold after every apply batch */
+    /* Payload bytes of the entries applied since the last snapshot that
+     * trigger one (whatever the count or the interval); 0 = never by bytes.
+     * A quarter of it bounds the trailing log kept behind a snapshot. */
+    uint64_t snapshot_log_bytes;
     uint32_t max_key_bytes;
     uint32_t max_value_bytes;
     uint32_t request_timeout_ms;

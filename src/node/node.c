@@ -279,24 +279,13 @@ static void memory_trim_maybe(struct node *n)
 }
 
 /* Compaction after a snapshot at idx: the core keeps trailing entries for
- * lagging followers and tells us the first index it still needs; the WAL may
- * drop the rest. The term of first-1 is read before the core forgets it. */
-static raft_index snapshot_compact(struct node *n, raft_index idx, raft_term idx_term)
+ * lagging followers (bounded by count and bytes) and tells us the first
+ * index it still needs; the WAL may drop the rest, whole segments at a time
+ * (a restart then reads back only what the core would hold). */
+static raft_index snapshot_compact(struct node *n, raft_index idx)
 {
-    raft_index cand = idx > n->trailing ? idx - n->trailing : 0;
-    raft_term cand_term = 0;
-    const struct raft_entry *e = cand ? raft_entry_get(n->raft, cand) : NULL;
-    if (e) cand_term = e->term;
     raft_index first = raft_snapshot_taken(n->raft, idx);
-    raft_term cterm = 0;
-    if (first > 1) {
-        if (first - 1 == idx)
-            cterm = idx_term;
-        else if (first - 1 == cand)
-            cterm = cand_term;
-        else if ((e = raft_entry_get(n->raft, first - 1)) != NULL)
-            cterm = e->term;
-    }
+    raft_term cterm = first > 1 ? raft_term_at(n->raft, first - 1) : 0;
     if (first > 1 && cterm != 0 && n->writer) {
         struct st_log_batch b;
         memset(&b, 0, sizeof b);
@@ -330,7 +319,7 @@ static void snapshot_committed(struct node *n, const struct raft_snapshot_meta *
     n->snapshot_index = meta->index;
     n->last_snapshot_us = node_now_us();
     n->m.snapshots_taken++;
-    raft_index first = snapshot_compact(n, meta->index, meta->term);
+    raft_index first = snapshot_compact(n, meta->index);
     memory_trim_schedule(n);
     ST_TRACE_INFO(MOD,
                   "node %" PRIu64 ": snapshot at index %" PRIu64 " (%" PRIu64
@@ -446,6 +435,8 @@ static int snapshot_start(struct node *n)
         return rc;
     }
     n->snap_active = true;
+    /* The job holds the kv as of applied: only what follows counts now. */
+    n->log_bytes_since_snapshot = 0;
     return 0;
 }
 
@@ -468,18 +459,33 @@ int node_snapshot_now(struct node *n, raft_index *index)
  * The spacing stays about one threshold per node. */
 static bool snapshot_due(const struct node *n, uint64_t threshold)
 {
+    if (threshold == 0) return false;
     if (n->cfg.snapshot_interval_s) /* the seed's rule: N entries since the last */
         return n->applied - n->applied_at_snapshot >= threshold;
     uint64_t shift = ((n->cfg.id - 1) % 4) * (threshold / 4);
     return (n->applied + shift) / threshold > (n->applied_at_snapshot + shift) / threshold;
 }
 
+/* The bytes trigger: the log applied since the last snapshot holds
+ * cfg.snapshot_log_bytes of payload, less an eighth of it per node id
+ * (ids 1..4 -> 8/8, 7/8, 6/8, 5/8) for the reason the count trigger is
+ * staggered. It ignores --snapshot-interval: it bounds memory (the log in
+ * memory, the WAL on disk and what a restart reads back). */
+static bool snapshot_due_bytes(const struct node *n)
+{
+    uint64_t limit = n->cfg.snapshot_log_bytes;
+    if (limit == 0) return false;
+    limit -= ((n->cfg.id - 1) % 4) * (limit / 8);
+    return n->log_bytes_since_snapshot >= limit;
+}
+
 static void snapshot_maybe(struct node *n, bool interval_due)
 {
-    uint64_t threshold = n->cfg.snapshot_threshold;
-    if (n->snap_active || n->snap_commit || threshold == 0 || !snapshot_due(n, threshold))
-        return;
-    if (n->cfg.snapshot_interval_s != 0 && !interval_due) return;
+    if (n->snap_active || n->snap_commit) return;
+    if (!snapshot_due_bytes(n)) {
+        if (!snapshot_due(n, n->cfg.snapshot_threshold)) return;
+        if (n->cfg.snapshot_interval_s != 0 && !interval_due) return;
+    }
     (void)snapshot_start(n);
 }
 
@@ -534,6 +540,7 @@ static int snapshot_restore(struct node *n, raft_index index)
     n->conf_applied = info.meta.conf;
     n->snapshot_index = info.meta.index;
     n->applied_at_snapshot = info.meta.index;
+    n->log_bytes_since_snapshot = 0;
     n->conf_dirty = true;
     memory_trim_schedule(n);
     ST_TRACE_INFO(MOD,
@@ -821,12 +828,14 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
         }
         n->applied = e->index;
         n->applied_term = e->term;
+        n->log_bytes_since_snapshot += e->len;
         n->m.entries_applied++;
         node_client_applied_index(n, e);
-        /* The threshold is checked per entry: a snapshot starts exactly at
-         * it, and the rest of the batch is applied under its cursor. */
-        if (n->cfg.snapshot_interval_s == 0 && n->cfg.snapshot_threshold &&
-            snapshot_due(n, n->cfg.snapshot_threshold) && n->running && !n->fatal)
+        /* The thresholds are checked per entry: a snapshot starts exactly at
+         * one, and the rest of the batch is applied under its cursor. */
+        if (((n->cfg.snapshot_interval_s == 0 && snapshot_due(n, n->cfg.snapshot_threshold)) ||
+             snapshot_due_bytes(n)) &&
+            n->running && !n->fatal)
             snapshot_maybe(n, false);
     }
 }
@@ -1281,6 +1290,10 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     if (n->trailing < 8) n->trailing = 8;
     if (n->trailing > 1024) n->trailing = 1024;
     rcfg.trailing_entries = n->trailing;
+    /* ... and at most a quarter of --snapshot-log-bytes of payload: the log
+     * in memory stays below 1.25 x snapshot_log_bytes (plus one entry). */
+    n->trailing_bytes = n->cfg.snapshot_log_bytes / 4;
+    rcfg.trailing_bytes = n->trailing_bytes;
     struct raft_bootstrap_state bs;
     memset(&bs, 0, sizeof bs);
     bs.hard_state = state.log.hard_state;

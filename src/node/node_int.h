@@ -200,6 +200,9 @@ struct node {
     raft_term applied_term;
     raft_index snapshot_index;      /* newest local snapshot */
     raft_index applied_at_snapshot; /* applied when the last snapshot was taken */
+    /* Payload bytes of the entries applied after the newest snapshot (begun
+     * or installed): the bytes trigger (cfg.snapshot_log_bytes). */
+    uint64_t log_bytes_since_snapshot;
     uint64_t last_snapshot_us;
     struct raft_conf conf_applied; /* membership as of `applied` */
     raft_id leader;
@@ -308,7 +311,8 @@ struct node {
     uint32_t join_attempts;
     struct node_httpc *join_req;
 
-    uint64_t trailing; /* raft trailing_entries */
+    uint64_t trailing;       /* raft trailing_entries */
+    uint64_t trailing_bytes; /* raft trailing_bytes */
     void (*fatal_cb)(struct node *n, int code, void *ctx);
     void *fatal_ctx;
 
