@@ -47,6 +47,7 @@ enum {
     PURGE_FIXED_BYTES = 4,
     EVICT_FIXED_BYTES = 4,
     EVICT_KEY_FIXED_BYTES = 8 + 4,
+    REFUSE_FIXED_BYTES = 4,
 };
 
 size_t kv_command_encoded_len(const struct kv_command *cmd)
@@ -64,6 +65,8 @@ size_t kv_command_encoded_len(const struct kv_command *cmd)
             n += EVICT_KEY_FIXED_BYTES + (size_t)cmd->evict_keys[i].key_len;
         return n;
     }
+    case KV_CMD_REFUSE:
+        return KV_COMMAND_HEADER_BYTES + REFUSE_FIXED_BYTES;
     }
     return 0;
 }
@@ -90,6 +93,8 @@ static int command_check(const struct kv_command *cmd)
         return cmd->cond == KV_COND_NONE && cmd->evict_n >= 1 && cmd->evict_n <= KV_EVICT_KEYS_MAX
                    ? 0
                    : -1;
+    case KV_CMD_REFUSE:
+        return cmd->cond == KV_COND_NONE && cmd->reason == KV_REFUSE_MEMORY ? 0 : -1;
     }
     return -1;
 }
@@ -107,7 +112,7 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
     size_t need = kv_command_encoded_len(cmd);
     if (need > cap) return ST_ETOOBIG;
     uint8_t *p = buf;
-    p[0] = cmd->type == KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT : 1;
+    p[0] = cmd->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT : 1;
     p[1] = (uint8_t)cmd->type;
     p[2] = (uint8_t)cmd->cond;
     p[3] = 0;
@@ -150,6 +155,10 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
             p += cmd->evict_keys[i].key_len;
         }
         break;
+    case KV_CMD_REFUSE:
+        put_u32(p, cmd->reason);
+        p += REFUSE_FIXED_BYTES;
+        break;
     }
     ST_ASSERT((size_t)(p - buf) == need);
     *out_len = need;
@@ -164,7 +173,7 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         return ST_EPROTO;
     memset(out, 0, sizeof(*out));
     uint8_t type = data[1], cond = data[2];
-    uint8_t type_max = data[0] >= KV_COMMAND_VERSION_EVICT ? KV_CMD_EVICT : KV_CMD_PURGE_EXPIRED;
+    uint8_t type_max = data[0] >= KV_COMMAND_VERSION_EVICT ? KV_CMD_REFUSE : KV_CMD_PURGE_EXPIRED;
     if (type < KV_CMD_PUT || type > type_max || cond > KV_COND_IF_ABSENT) return ST_EPROTO;
     out->type = (enum kv_cmd_type)type;
     out->cond = (enum kv_cond)cond;
@@ -218,6 +227,10 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         if (rest != 0) return ST_EPROTO;
         break;
     }
+    case KV_CMD_REFUSE:
+        if (rest != REFUSE_FIXED_BYTES) return ST_EPROTO;
+        out->reason = get_u32(p);
+        break;
     }
     if (out->cond != KV_COND_IF_VERSION && out->cond_version != 0)
         return ST_EPROTO; /* one encoding per command: keeps entries canonical */

@@ -18,8 +18,9 @@
  *   DELETE : u64 cond_version, u32 key_len, key
  *   PURGE_EXPIRED : u32 keys_max (0 = no bound)
  *   EVICT  : u32 n (1..KV_EVICT_KEYS_MAX), then n x (u64 version, u32 key_len, key)
+ *   REFUSE : u32 reason (KV_REFUSE_*)
  *
- * Format versions: 2 added EVICT. An encoder writes the lowest version that
+ * Format versions: 2 added EVICT and REFUSE. An encoder writes the lowest version that
  * expresses the command (1 for PUT, DELETE and PURGE_EXPIRED, 2 for EVICT),
  * so a cluster that never evicts stays readable by version-1 nodes; decode
  * accepts 1 and 2 (EVICT only with 2).
@@ -57,6 +58,14 @@ enum kv_cmd_type {
      * rewritten since the leader chose it stays). Decided by the leader
      * under --max-memory, applied alike by every replica. */
     KV_CMD_EVICT = 4,
+    /* Changes nothing; answers the proposer of the write it replaces (same
+     * request id) with a refusal. A leader puts it in place of a write a
+     * follower forwarded and the leader refuses (--max-memory). */
+    KV_CMD_REFUSE = 5,
+};
+
+enum kv_refuse_reason {
+    KV_REFUSE_MEMORY = 1, /* the memory limit: HTTP 507 out_of_memory */
 };
 
 /* One key of an EVICT command (encode side). */
@@ -89,6 +98,7 @@ struct kv_command {
     uint64_t ttl_ms;       /* PUT: 0 = never expires */
     uint64_t cond_version; /* KV_COND_IF_VERSION only */
     uint32_t keys_max;     /* PURGE_EXPIRED: max keys deleted by one entry, 0 = all */
+    uint32_t reason;       /* REFUSE: enum kv_refuse_reason */
     const uint8_t *key;
     uint32_t key_len;
     const uint8_t *value;

@@ -798,6 +798,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
 {
     struct kv_state *st = &kv->st;
     uint32_t h = kv_hash(kv, c->key, c->key_len);
+    r->key_hash = h;
     struct kv_entry **link = NULL;
     int t = 0;
     struct kv_entry *e = state_find(st, h, c->key, c->key_len, &link, &t);
@@ -880,6 +881,7 @@ static void apply_delete(struct kv *kv, uint64_t index, const struct kv_command 
 {
     struct kv_state *st = &kv->st;
     uint32_t h = kv_hash(kv, c->key, c->key_len);
+    r->key_hash = h;
     struct kv_entry **link = NULL;
     int t = 0;
     struct kv_entry *e = state_find(st, h, c->key, c->key_len, &link, &t);
@@ -981,6 +983,9 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
         break;
     case KV_CMD_EVICT:
         apply_evict(kv, index, &c, result);
+        break;
+    case KV_CMD_REFUSE:
+        result->status = KV_STATUS_REFUSED;
         break;
     }
     if (rc == 0) kv->applied_index = index;

@@ -52,6 +52,7 @@ enum kv_status {
     KV_STATUS_OK = 0,
     KV_STATUS_PRECONDITION_FAILED = 1, /* condition not met; nothing changed */
     KV_STATUS_NOT_FOUND = 2,           /* DELETE of an absent/expired key; nothing changed */
+    KV_STATUS_REFUSED = 3,             /* REFUSE: the leader refused the write; nothing changed */
 };
 
 /* The outcome of one applied command, for the waiting client. */
@@ -66,6 +67,7 @@ struct kv_result {
     int created;     /* PUT OK: 1 if the key was absent or expired before (HTTP 201) */
     uint64_t purged; /* PURGE_EXPIRED: keys deleted */
     int purge_more;  /* PURGE_EXPIRED: 1 if keys_max stopped it with expired keys left */
+    uint32_t key_hash;      /* PUT, DELETE: kv_key_hash() of the key */
     uint64_t evicted;       /* EVICT: keys removed (listed keys rewritten or gone are kept) */
     uint64_t evicted_bytes; /* EVICT: their used bytes (kv_used_bytes_of) */
 };

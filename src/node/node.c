@@ -83,6 +83,10 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **ou
         return ST_ENOMEM;
     }
     int rc = node_waiters_init(n);
+    if (rc == 0) {
+        rc = node_memory_init(n);
+        if (rc) node_waiters_close(n);
+    }
     if (rc) {
         uv_mutex_destroy(&n->wmu);
         free(n);
@@ -101,6 +105,7 @@ void node_destroy(struct node *n)
     if (!n) return;
     ST_ASSERT(!n->running);
     node_waiters_close(n);
+    node_memory_close(n);
     struct node_persist *p = n->persist_free;
     while (p) {
         struct node_persist *next = p->next;
@@ -819,6 +824,7 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
             }
             if (rc == 0) {
                 if (res.type == KV_CMD_PURGE_EXPIRED && res.purge_more) n->purge_more = true;
+                node_memory_applied(n, &res);
                 node_client_applied_kv(n, e->index, &res);
             } else
                 ST_TRACE_WARN(MOD, "node %" PRIu64 ": entry %" PRIu64 " skipped: %s", n->cfg.id,
@@ -848,6 +854,8 @@ static void soft_state(struct node *n, const struct raft_ready *rd)
     if (rd->role != n->role || leader_changed || rd->term != n->term)
         ST_TRACE_INFO(MOD, "node %" PRIu64 ": %s, term %" PRIu64 ", leader %" PRIu64, n->cfg.id,
                       raft_role_name(rd->role), rd->term, rd->leader);
+    if ((rd->role == RAFT_LEADER) != (n->role == RAFT_LEADER) || rd->term != n->term)
+        node_memory_leader_changed(n, rd->role == RAFT_LEADER);
     n->role = rd->role;
     n->leader = rd->leader;
     n->term = rd->term;
@@ -959,6 +967,8 @@ static void process_one_ready(struct node *n)
         node_client_read_state(n, &rd.reads[i]);
     raft_ready_ack(n->raft, &rd);
     if (n->applied > applied_before || rd.snapshot) raft_applied(n->raft, n->applied);
+    if (n->applied > applied_before && n->mem.fwd_n) node_memory_applied_index(n, n->applied);
+    if (n->applied > applied_before && n->role == RAFT_LEADER) node_memory_check_leader(n);
     node_client_serve_reads(n);
     /* msgs-only requests at the head complete at once, and so does a batch
      * wal_write made durable on this thread. */
@@ -1111,6 +1121,7 @@ static void tick_cb(uv_timer_t *t)
     n->ticks++;
     hard_state_flush_idle(n);
     memory_trim_maybe(n);
+    if (n->ticks % 64 == 0) node_memory_tick(n);
     uint64_t now = node_now_us();
     node_waiters_expire(n, now);
     if (n->admin_retry.head) node_client_retry_admin(n);
@@ -1136,7 +1147,8 @@ static void tr_msg_cb(void *ctx, raft_id from, const struct raft_msg *msg)
     struct node *n = ctx;
     (void)from;
     if (!n->running || n->stopping || n->fatal) return;
-    int rc = raft_step(n->raft, msg);
+    int rc = msg->type == RAFT_MSG_PROPOSE ? node_memory_step_forwarded(n, msg)
+                                           : raft_step(n->raft, msg);
     if (rc && rc != ST_ESTALE)
         ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": %s from %" PRIu64 " dropped: %s", n->cfg.id,
                        raft_msg_type_name(msg->type), from, st_strerror(rc));
@@ -1666,6 +1678,8 @@ void node_info_get(const struct node *n, struct node_info *out)
     out->snapshot_index = n->snapshot_index;
     out->snapshotting = n->snap_active || n->snap_commit;
     out->memory_trims = n->m.memory_trims;
+    out->used_memory = node_memory_used(n);
+    out->max_memory = n->cfg.max_memory;
     const struct raft_conf *conf = raft_conf_get(n->raft);
     for (uint32_t i = 0; i < conf->n && i < RAFT_MEMBERS_MAX; i++) {
         const struct raft_member *m = &conf->members[i];

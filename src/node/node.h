@@ -165,6 +165,8 @@ struct node_info {
     bool stopping;
     bool snapshotting;     /* a snapshot is being written or made durable */
     uint64_t memory_trims; /* free heap returned to the OS (after snapshots) */
+    uint64_t used_memory;  /* kv used bytes (deterministic: equal on replicas at equal applied) */
+    uint64_t max_memory;   /* --max-memory (0 = no limit) */
 };
 void node_info_get(const struct node *n, struct node_info *out);
 

@@ -116,3 +116,182 @@ class LogBytes(Scenario):
 SCENARIOS = {
     "log_bytes": LogBytes,
 }
+
+
+# ---------------------------------------------------------------------------
+# --max-memory and --eviction-policy (finding 5 of issue 14)
+
+VALUE = b"x" * 1000
+KEY_USED = 5 + len(VALUE) + 64  # key "k0000" + value + the per-key overhead
+MAX_MEMORY = 100 * KEY_USED + KEY_USED // 2  # 100 such keys fit, the 101st does not
+
+
+def metric(node, name):
+    r = node.request("GET", "/metrics")
+    for line in r.text().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("%r: no metric %s" % (node, name))
+
+
+class Eviction(Scenario):
+    policy = None
+
+    def start(self):
+        c = self.cluster(self.policy, ["--log-level", "info", "--max-memory", str(MAX_MEMORY),
+                                       "--eviction-policy", self.policy])
+        self.c = c
+        self.leader = c.start_static(3)
+        return c
+
+    def put(self, key, ttl=None, expect=(200, 201)):
+        r = retry_503(lambda: self.c.wait_leader().put(key, VALUE, ttl=ttl))
+        check(r.status in expect, "PUT %s: %d %s" % (key, r.status, r.error_text()))
+        return r
+
+    def present(self, key):
+        r = retry_503(lambda: self.c.wait_leader().get(key))
+        check(r.status in (200, 404), "GET %s: %d %s" % (key, r.status, r.error_text()))
+        return r.status == 200
+
+    def read(self, key):
+        check(self.present(key), "%s should be present" % key)
+
+    def check_bounded_and_identical(self):
+        self.c.verify_identical()
+        for n in self.c.running():
+            info = n.info()
+            log("%r: used_memory_bytes %d (max %d), evicted %d" % (
+                n, info["used_memory_bytes"], info["max_memory_bytes"],
+                metric(n, "stcache_evicted_keys_total")))
+            check(info["max_memory_bytes"] == MAX_MEMORY, "%r: max_memory_bytes %r" % (n, info))
+            check(info["used_memory_bytes"] <= MAX_MEMORY,
+                  "%r: used memory %d above the limit %d" % (n, info["used_memory_bytes"],
+                                                            MAX_MEMORY))
+        used = {n.info()["used_memory_bytes"] for n in self.c.running()}
+        check(len(used) == 1, "replicas disagree on used memory: %r" % used)
+
+    def evicted_total(self):
+        return metric(self.c.wait_leader(), "stcache_evicted_keys_total")
+
+
+class NoEviction(Eviction):
+    """Writes past the limit are refused with 507 out_of_memory; reads and
+    deletes go on, and a delete makes room again."""
+    policy = "noeviction"
+
+    def run(self):
+        self.start()
+        with step("fill to the limit: the 101st key is refused with 507 out_of_memory"):
+            for i in range(100):
+                self.put("k%04d" % i)
+            for via in self.c.running():  # leader and followers refuse alike
+                r = via.put("k0100", VALUE)
+                check(r.status == 507, "%r PUT past the limit: %d %s" % (via, r.status,
+                                                                         r.error_text()))
+                check(r.json().get("code") == "out_of_memory", "error code: %r" % r.body)
+            check(metric(self.c.wait_leader(), "stcache_writes_refused_memory_total") >= 1,
+                  "refused writes not counted")
+            # an overwrite that does not grow is admitted
+            self.put("k0007", expect=(200,))
+        with step("reads and deletes go on; a delete makes room"):
+            self.read("k0000")
+            r = retry_503(lambda: self.c.wait_leader().delete("k0001"))
+            check(r.status in (200, 204), "DELETE: %d %s" % (r.status, r.error_text()))
+            self.put("k0100", expect=(201,))
+            check(self.evicted_total() == 0, "noeviction evicted keys")
+            self.check_bounded_and_identical()
+
+
+class AllKeysLru(Eviction):
+    """The keys read recently survive; the least recently used go first."""
+    policy = "allkeys-lru"
+
+    def run(self):
+        self.start()
+        with step("100 keys; read k0000..k0009; write 30 more"):
+            for i in range(100):
+                self.put("k%04d" % i)
+            for i in range(10):
+                self.read("k%04d" % i)
+            for i in range(100, 130):
+                self.put("k%04d" % i, expect=(201,))  # never refused under eviction
+        with step("the recently read and the new keys stay; cold keys were evicted"):
+            self.check_bounded_and_identical()
+            check(self.evicted_total() >= 25, "evicted %d keys" % self.evicted_total())
+            for i in list(range(10)) + list(range(100, 130)):
+                check(self.present("k%04d" % i), "k%04d was evicted" % i)
+            gone = [i for i in range(10, 100) if not self.present("k%04d" % i)]
+            check(len(gone) >= 25, "only %d cold keys evicted" % len(gone))
+
+
+class VolatileLru(Eviction):
+    """Only keys with a TTL are evicted, least recently used first."""
+    policy = "volatile-lru"
+
+    def run(self):
+        self.start()
+        with step("50 keys without TTL, 50 with; read t0000..t0004; write 30 more"):
+            for i in range(50):
+                self.put("p%04d" % i)
+            for i in range(50):
+                self.put("t%04d" % i, ttl=3600)
+            for i in range(5):
+                self.read("t%04d" % i)
+            for i in range(50, 80):
+                self.put("p%04d" % i, expect=(201,))
+        with step("keys without TTL all stay; recently read TTL keys stay"):
+            self.check_bounded_and_identical()
+            for i in range(80):
+                check(self.present("p%04d" % i), "p%04d (no TTL) was evicted" % i)
+            for i in range(5):
+                check(self.present("t%04d" % i), "t%04d (recently read) was evicted" % i)
+            gone = [i for i in range(5, 50) if not self.present("t%04d" % i)]
+            check(len(gone) >= 25, "only %d TTL keys evicted" % len(gone))
+
+
+class AllKeysRandom(Eviction):
+    policy = "allkeys-random"
+
+    def run(self):
+        self.start()
+        with step("130 keys into room for 100"):
+            for i in range(130):
+                self.put("k%04d" % i, expect=(201,))
+        with step("evicted about 30; the last written is there"):
+            self.check_bounded_and_identical()
+            check(self.evicted_total() >= 25, "evicted %d keys" % self.evicted_total())
+            check(self.present("k0129"), "the newest key was evicted")
+
+
+class VolatileTtl(Eviction):
+    """Keys with a TTL are evicted soonest-expiring first."""
+    policy = "volatile-ttl"
+
+    def run(self):
+        self.start()
+        with step("50 keys without TTL, 50 with TTLs growing; write 20 more"):
+            for i in range(50):
+                self.put("p%04d" % i)
+            for i in range(50):
+                self.put("t%04d" % i, ttl=3600 + 10 * i)
+            for i in range(50, 70):
+                self.put("p%04d" % i, expect=(201,))
+        with step("the soonest-expiring keys went first; no key without TTL"):
+            self.check_bounded_and_identical()
+            for i in range(70):
+                check(self.present("p%04d" % i), "p%04d (no TTL) was evicted" % i)
+            gone = [i for i in range(50) if not self.present("t%04d" % i)]
+            log("evicted TTL keys: %r" % gone)
+            check(len(gone) >= 15, "only %d TTL keys evicted" % len(gone))
+            check(gone == list(range(len(gone))),
+                  "not soonest-expiring first: %r" % gone)
+
+
+SCENARIOS.update({
+    "evict_noeviction": NoEviction,
+    "evict_allkeys_lru": AllKeysLru,
+    "evict_volatile_lru": VolatileLru,
+    "evict_allkeys_random": AllKeysRandom,
+    "evict_volatile_ttl": VolatileTtl,
+})

@@ -204,6 +204,26 @@ TEST(evict_round_trip_lists_every_key_with_its_version)
     ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), ST_EINVAL);
 }
 
+TEST(refuse_round_trip_and_apply_changes_nothing)
+{
+    struct kv_command c = {.type = KV_CMD_REFUSE,
+                           .req = {2, 99},
+                           .timestamp_ms = 5,
+                           .reason = KV_REFUSE_MEMORY};
+    uint8_t buf[64];
+    size_t len = encode(&c, buf, sizeof(buf));
+    ASSERT_EQ(len, KV_COMMAND_HEADER_BYTES + 4);
+    struct kv_command d;
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
+    ASSERT_EQ(d.type, KV_CMD_REFUSE);
+    ASSERT_EQ(d.reason, KV_REFUSE_MEMORY);
+    ASSERT_EQ(d.req.seq, 99);
+    buf[0] = 1; /* version 1 has no REFUSE */
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), ST_EPROTO);
+    c.reason = 7;
+    ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), ST_EINVAL);
+}
+
 TEST(older_commands_keep_format_version_1)
 {
     struct kv_command c = {.type = KV_CMD_PUT, .key = (const uint8_t *)"k", .key_len = 1};

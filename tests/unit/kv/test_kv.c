@@ -595,6 +595,29 @@ TEST(evict_removes_listed_keys_at_their_version_only)
     kv_destroy(kv);
 }
 
+/* A write the leader refused (--max-memory) is replaced by REFUSE with its
+ * request id: it answers the proposer and changes nothing. */
+TEST(refuse_answers_its_request_and_changes_nothing)
+{
+    struct kv *kv;
+    ASSERT_EQ(kv_create(NULL, &kv), 0);
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 1, 10, "a", "1", 0, KV_COND_NONE, 0, &r), 0);
+    uint64_t digest = kv_digest(kv), used = kv_used_bytes(kv);
+    struct kv_command c = {.type = KV_CMD_REFUSE,
+                           .req = {3, 44},
+                           .timestamp_ms = 11,
+                           .reason = KV_REFUSE_MEMORY};
+    ASSERT_EQ(kvt_apply_cmd(kv, 2, &c, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_REFUSED);
+    ASSERT_EQ(r.req.node_id, 3);
+    ASSERT_EQ(r.req.seq, 44);
+    ASSERT_EQ(kv_digest(kv), digest);
+    ASSERT_EQ(kv_used_bytes(kv), used);
+    ASSERT_EQ(kv_applied_index(kv), 2);
+    kv_destroy(kv);
+}
+
 TEST(sample_draws_stored_keys_and_soonest_starts_at_the_earliest_expiry)
 {
     struct kv *kv;
