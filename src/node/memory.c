@@ -33,9 +33,9 @@
 
 #define MOD "node"
 
-#define MEM_LRU_SAMPLES 16          /* keys sampled per LRU victim (Redis: 5) */
-#define MEM_TTL_CANDIDATES 64       /* heap front scanned per volatile-ttl victim */
-#define MEM_ACCESS_SLOTS_MIN 1024u  /* power of two */
+#define MEM_LRU_SAMPLES 16         /* keys sampled per LRU victim (Redis: 5) */
+#define MEM_TTL_CANDIDATES 64      /* heap front scanned per volatile-ttl victim */
+#define MEM_ACCESS_SLOTS_MIN 1024u /* power of two */
 #define MEM_ACCESS_SLOTS_MAX (1u << 22)
 #define MEM_CLOCK_EVICTING UINT32_MAX /* slot clock: listed in an EVICT in flight */
 
@@ -173,10 +173,10 @@ void node_memory_applied(struct node *n, const struct kv_result *res)
         n->m.evicted_keys += res->evicted;
         if (res->req.node_id == n->cfg.id && n->mem.evict_inflight > 0) {
             n->mem.evict_inflight--;
-            n->mem.evict_pending_bytes = n->mem.evict_inflight == 0 || n->mem.evict_pending_bytes <
-                                                                           res->evicted_bytes
-                                             ? 0
-                                             : n->mem.evict_pending_bytes - res->evicted_bytes;
+            n->mem.evict_pending_bytes =
+                n->mem.evict_inflight == 0 || n->mem.evict_pending_bytes < res->evicted_bytes
+                    ? 0
+                    : n->mem.evict_pending_bytes - res->evicted_bytes;
         }
         break;
     default:
@@ -211,8 +211,7 @@ static bool victim_pick(struct node *n, struct kv_sample *out)
             if (best < 0 || s[i].expire_at_ms < s[best].expire_at_ms) best = (int)i;
         }
     } else {
-        enum kv_sample_from from =
-            p == NODE_EVICT_VOLATILE_LRU ? KV_SAMPLE_TTL : KV_SAMPLE_ALL;
+        enum kv_sample_from from = p == NODE_EVICT_VOLATILE_LRU ? KV_SAMPLE_TTL : KV_SAMPLE_ALL;
         size_t want = p == NODE_EVICT_ALLKEYS_RANDOM ? 4 : MEM_LRU_SAMPLES;
         got = kv_sample(n->kv, from, st_rng_next(&n->mem.rng), s, want);
         uint32_t best_age = 0;
@@ -257,7 +256,10 @@ static uint64_t evict_propose(struct node *n, uint64_t need)
             continue;
         }
         misses = 0;
-        if (cmd_bytes + s.key_len + 12 > n->fwd_bytes_max / 2) break;
+        if (cmd_bytes + s.key_len + 12 > n->fwd_bytes_max / 2) {
+            access_forget(n, s.hash); /* not listed after all */
+            break;
+        }
         keys[count++] = (struct kv_evict_key){s.key, s.key_len, s.version};
         freed += s.used_bytes;
         cmd_bytes += s.key_len + 12;
@@ -329,8 +331,7 @@ int node_memory_step_forwarded(struct node *n, const struct raft_msg *m)
     if (!n->cfg.max_memory || n->role != RAFT_LEADER || m->n_entries == 0)
         return raft_step(n->raft, m);
     struct raft_entry stack[64];
-    struct raft_entry *ents =
-        m->n_entries <= 64 ? stack : malloc(m->n_entries * sizeof *ents);
+    struct raft_entry *ents = m->n_entries <= 64 ? stack : malloc(m->n_entries * sizeof *ents);
     if (!ents) return raft_step(n->raft, m);
     /* REFUSE commands for the writes refused, in one buffer (small). */
     uint8_t refuse_len = KV_COMMAND_HEADER_BYTES + 4;
