@@ -291,7 +291,47 @@ class VolatileTtl(Eviction):
                   "not soonest-expiring first: %r" % gone)
 
 
+class RefuseForwarded(Eviction):
+    """The leader checks writes forwarded by a follower: node 3 runs without
+    --max-memory (the limit is local configuration), so it forwards every
+    write; the leader refuses the one past the limit by appending a REFUSE
+    entry with its request id, and node 3 answers 507 too."""
+    policy = "noeviction"
+
+    def run(self):
+        c = self.cluster("refuse_forwarded", ["--log-level", "info"])
+        self.c = c
+        nodes = [c.new_node(i) for i in (1, 2, 3)]
+        for n in nodes[:2]:
+            n.extra_args = ["--max-memory", str(MAX_MEMORY), "--eviction-policy", "noeviction"]
+        spec = c.peers_spec(nodes)
+        for n in nodes:
+            n.start(["--peers", spec])
+        leader = c.wait_leader()
+        if leader.id == 3:
+            with step("move leadership off node 3 (which has no limit)"):
+                r = retry_503(lambda: leader.request("POST", "/cluster/transfer?to=1"))
+                check(r.status == 200, "transfer: %d %s" % (r.status, r.error_text()))
+                leader = c.wait_leader(exclude=(3,))
+        with step("fill to the limit through the leader; the next PUT via node 3 gets 507"):
+            for i in range(100):
+                self.put("k%04d" % i)
+            c.verify_identical()
+            before = metric(leader, "stcache_writes_refused_memory_total")
+            r = nodes[2].put("k0100", VALUE)
+            check(r.status == 507 and r.json().get("code") == "out_of_memory",
+                  "PUT via node 3: %d %s" % (r.status, r.error_text()))
+            check(metric(leader, "stcache_writes_refused_memory_total") == before + 1,
+                  "the leader did not refuse it")
+            check(not self.present("k0100"), "the refused write was applied")
+            c.verify_identical()
+            for n in nodes[:2]:
+                used = n.info()["used_memory_bytes"]
+                check(used <= MAX_MEMORY, "%r used %d > %d" % (n, used, MAX_MEMORY))
+
+
 SCENARIOS.update({
+    "evict_refuse_forwarded": RefuseForwarded,
     "evict_noeviction": NoEviction,
     "evict_allkeys_lru": AllKeysLru,
     "evict_volatile_lru": VolatileLru,
