@@ -32,7 +32,8 @@
     X(ST_EPERM, -22, "permission denied")                                                 \
     X(ST_ECONNECTION, -23, "connection failed")                                           \
     X(ST_EFATAL, -24, "fatal storage error: the store must stop")                         \
-    X(ST_ENFILE, -25, "too many open files")
+    X(ST_ENFILE, -25, "too many open files")                                              \
+    X(ST_EMEMLIMIT, -26, "memory limit reached (--max-memory)")
 
 enum st_error {
 #define ST_X_(name, value, text) name = (value),

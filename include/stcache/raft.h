@@ -284,6 +284,10 @@ struct raft_config {
     uint32_t msg_bytes_max;      /* payload bytes per append */
     uint64_t uncommitted_bytes_max; /* leader refuses proposals past this (ST_EBUSY); 0 = no bound */
     uint64_t trailing_entries;   /* entries kept behind a snapshot for lagging followers */
+    /* Payload bytes of those trailing entries at most (0 = bounded by count
+     * only): with large entries a count alone kept up to trailing_entries
+     * payloads in memory after every snapshot. */
+    uint64_t trailing_bytes;
     uint32_t reads_pending_max;  /* outstanding read requests (ST_EBUSY past it) */
     /* Optional allocator for the core's own memory (tests inject failures to
      * reach the ENOMEM paths); NULL means the C library. Called as
@@ -368,8 +372,10 @@ void raft_persisted(struct raft *r, raft_index index, raft_term term);
 /* The state machine has applied up to index (>= previous). */
 void raft_applied(struct raft *r, raft_index index);
 /* The application saved a snapshot at `index` (<= applied); the core keeps
- * the meta for followers and compacts its log, keeping trailing_entries.
- * Returns the first index still kept (the WAL may drop entries below it). */
+ * the meta for followers and compacts its log, keeping at most
+ * trailing_entries entries and trailing_bytes payload bytes behind it.
+ * Returns the first index still kept (the WAL may drop entries below it;
+ * raft_term_at(r, first - 1) is the term to mark there). */
 raft_index raft_snapshot_taken(struct raft *r, raft_index index);
 
 void raft_report_unreachable(struct raft *r, raft_id peer);
@@ -389,6 +395,9 @@ const struct raft_conf *raft_conf_get(const struct raft *r);
 const struct raft_snapshot_meta *raft_snapshot_get(const struct raft *r); /* NULL if none */
 /* Entry at index if held in memory, else NULL. */
 const struct raft_entry *raft_entry_get(const struct raft *r, raft_index index);
+/* Term of the entry at index when the core knows it (held in memory, or the
+ * last compacted index), else 0. */
+raft_term raft_term_at(const struct raft *r, raft_index index);
 
 enum raft_progress_state { RAFT_PROGRESS_PROBE = 0, RAFT_PROGRESS_REPLICATE, RAFT_PROGRESS_SNAPSHOT };
 struct raft_progress_info {

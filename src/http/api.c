@@ -168,6 +168,10 @@ static void respond_code(struct api_req *ar, int rc)
     case ST_ETOOBIG:
         respond_error(ar, 413, "too_large", "key or value too large");
         break;
+    case ST_EMEMLIMIT:
+        respond_error(ar, 507, "out_of_memory",
+                      "the memory limit (--max-memory) is reached; delete keys or raise it");
+        break;
     case ST_EINVAL:
         respond_error(ar, 400, "bad_request", "invalid request");
         break;
@@ -556,6 +560,10 @@ static void write_cluster_json(struct api *a, struct http_json *w, const struct 
         http_json_uint(w, info->snapshot_index);
         http_json_key(w, "snapshotting");
         http_json_bool(w, info->snapshotting);
+        http_json_key(w, "used_memory_bytes");
+        http_json_uint(w, info->used_memory);
+        http_json_key(w, "max_memory_bytes");
+        http_json_uint(w, info->max_memory);
         http_json_key(w, "healthy");
         http_json_bool(w, node_healthy(a->node));
         http_json_key(w, "alarms");

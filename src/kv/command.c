@@ -45,6 +45,9 @@ enum {
     PUT_FIXED_BYTES = 8 + 8 + 4 + 4,
     DELETE_FIXED_BYTES = 8 + 4,
     PURGE_FIXED_BYTES = 4,
+    EVICT_FIXED_BYTES = 4,
+    EVICT_KEY_FIXED_BYTES = 8 + 4,
+    REFUSE_FIXED_BYTES = 4,
 };
 
 size_t kv_command_encoded_len(const struct kv_command *cmd)
@@ -56,6 +59,14 @@ size_t kv_command_encoded_len(const struct kv_command *cmd)
         return KV_COMMAND_HEADER_BYTES + DELETE_FIXED_BYTES + (size_t)cmd->key_len;
     case KV_CMD_PURGE_EXPIRED:
         return KV_COMMAND_HEADER_BYTES + PURGE_FIXED_BYTES;
+    case KV_CMD_EVICT: {
+        size_t n = KV_COMMAND_HEADER_BYTES + EVICT_FIXED_BYTES;
+        for (uint32_t i = 0; i < cmd->evict_n && cmd->evict_keys; i++)
+            n += EVICT_KEY_FIXED_BYTES + (size_t)cmd->evict_keys[i].key_len;
+        return n;
+    }
+    case KV_CMD_REFUSE:
+        return KV_COMMAND_HEADER_BYTES + REFUSE_FIXED_BYTES;
     }
     return 0;
 }
@@ -78,6 +89,12 @@ static int command_check(const struct kv_command *cmd)
         return 0;
     case KV_CMD_PURGE_EXPIRED:
         return cmd->cond == KV_COND_NONE ? 0 : -1;
+    case KV_CMD_EVICT:
+        return cmd->cond == KV_COND_NONE && cmd->evict_n >= 1 && cmd->evict_n <= KV_EVICT_KEYS_MAX
+                   ? 0
+                   : -1;
+    case KV_CMD_REFUSE:
+        return cmd->cond == KV_COND_NONE && cmd->reason == KV_REFUSE_MEMORY ? 0 : -1;
     }
     return -1;
 }
@@ -85,10 +102,17 @@ static int command_check(const struct kv_command *cmd)
 int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, size_t *out_len)
 {
     if (command_check(cmd) != 0) return ST_EINVAL;
+    if (cmd->type == KV_CMD_EVICT) {
+        if (!cmd->evict_keys) return ST_EINVAL;
+        for (uint32_t i = 0; i < cmd->evict_n; i++)
+            if (cmd->evict_keys[i].key_len == 0 ||
+                cmd->evict_keys[i].key_len > KV_KEY_BYTES_HARD_MAX)
+                return ST_EINVAL;
+    }
     size_t need = kv_command_encoded_len(cmd);
     if (need > cap) return ST_ETOOBIG;
     uint8_t *p = buf;
-    p[0] = KV_COMMAND_VERSION;
+    p[0] = cmd->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT : 1;
     p[1] = (uint8_t)cmd->type;
     p[2] = (uint8_t)cmd->cond;
     p[3] = 0;
@@ -120,6 +144,21 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
         put_u32(p, cmd->keys_max);
         p += PURGE_FIXED_BYTES;
         break;
+    case KV_CMD_EVICT:
+        put_u32(p, cmd->evict_n);
+        p += EVICT_FIXED_BYTES;
+        for (uint32_t i = 0; i < cmd->evict_n; i++) {
+            put_u64(p, cmd->evict_keys[i].version);
+            put_u32(p + 8, cmd->evict_keys[i].key_len);
+            p += EVICT_KEY_FIXED_BYTES;
+            memcpy(p, cmd->evict_keys[i].key, cmd->evict_keys[i].key_len);
+            p += cmd->evict_keys[i].key_len;
+        }
+        break;
+    case KV_CMD_REFUSE:
+        put_u32(p, cmd->reason);
+        p += REFUSE_FIXED_BYTES;
+        break;
     }
     ST_ASSERT((size_t)(p - buf) == need);
     *out_len = need;
@@ -130,11 +169,12 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
                       struct kv_command *out)
 {
     if (len < KV_COMMAND_HEADER_BYTES) return ST_EPROTO;
-    if (data[0] != KV_COMMAND_VERSION || data[3] != 0 || get_u32(data + 4) != 0) return ST_EPROTO;
+    if (data[0] < 1 || data[0] > KV_COMMAND_VERSION || data[3] != 0 || get_u32(data + 4) != 0)
+        return ST_EPROTO;
     memset(out, 0, sizeof(*out));
     uint8_t type = data[1], cond = data[2];
-    if (type < KV_CMD_PUT || type > KV_CMD_PURGE_EXPIRED || cond > KV_COND_IF_ABSENT)
-        return ST_EPROTO;
+    uint8_t type_max = data[0] >= KV_COMMAND_VERSION_EVICT ? KV_CMD_REFUSE : KV_CMD_PURGE_EXPIRED;
+    if (type < KV_CMD_PUT || type > type_max || cond > KV_COND_IF_ABSENT) return ST_EPROTO;
     out->type = (enum kv_cmd_type)type;
     out->cond = (enum kv_cond)cond;
     out->req.node_id = get_u64(data + 8);
@@ -168,6 +208,29 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         if (rest != PURGE_FIXED_BYTES) return ST_EPROTO;
         out->keys_max = get_u32(p);
         break;
+    case KV_CMD_EVICT: {
+        if (rest < EVICT_FIXED_BYTES) return ST_EPROTO;
+        out->evict_n = get_u32(p);
+        if (out->evict_n == 0 || out->evict_n > KV_EVICT_KEYS_MAX) return ST_EPROTO;
+        p += EVICT_FIXED_BYTES;
+        rest -= EVICT_FIXED_BYTES;
+        out->evict_raw = p;
+        out->evict_raw_len = rest;
+        for (uint32_t i = 0; i < out->evict_n; i++) {
+            if (rest < EVICT_KEY_FIXED_BYTES) return ST_EPROTO;
+            uint32_t kl = get_u32(p + 8);
+            if (kl == 0 || kl > KV_KEY_BYTES_HARD_MAX || rest - EVICT_KEY_FIXED_BYTES < kl)
+                return ST_EPROTO;
+            p += EVICT_KEY_FIXED_BYTES + kl;
+            rest -= EVICT_KEY_FIXED_BYTES + kl;
+        }
+        if (rest != 0) return ST_EPROTO;
+        break;
+    }
+    case KV_CMD_REFUSE:
+        if (rest != REFUSE_FIXED_BYTES) return ST_EPROTO;
+        out->reason = get_u32(p);
+        break;
     }
     if (out->cond != KV_COND_IF_VERSION && out->cond_version != 0)
         return ST_EPROTO; /* one encoding per command: keeps entries canonical */
@@ -180,4 +243,15 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         (out->key_len > limits->key_bytes_max || out->value_len > limits->value_bytes_max))
         return ST_ETOOBIG;
     return 0;
+}
+
+int kv_evict_next(const struct kv_command *cmd, size_t *pos, struct kv_evict_key *out)
+{
+    if (*pos + EVICT_KEY_FIXED_BYTES > cmd->evict_raw_len) return 0;
+    const uint8_t *p = cmd->evict_raw + *pos;
+    out->version = get_u64(p);
+    out->key_len = get_u32(p + 8);
+    out->key = p + EVICT_KEY_FIXED_BYTES;
+    *pos += EVICT_KEY_FIXED_BYTES + out->key_len;
+    return 1;
 }

@@ -17,6 +17,13 @@
  *   PUT    : u64 ttl_ms (0 = no expiry), u64 cond_version, u32 key_len, u32 value_len, key, value
  *   DELETE : u64 cond_version, u32 key_len, key
  *   PURGE_EXPIRED : u32 keys_max (0 = no bound)
+ *   EVICT  : u32 n (1..KV_EVICT_KEYS_MAX), then n x (u64 version, u32 key_len, key)
+ *   REFUSE : u32 reason (KV_REFUSE_*)
+ *
+ * Format versions: 2 added EVICT and REFUSE. An encoder writes the lowest version that
+ * expresses the command (1 for PUT, DELETE and PURGE_EXPIRED, 2 for EVICT),
+ * so a cluster that never evicts stays readable by version-1 nodes; decode
+ * accepts 1 and 2 (EVICT only with 2).
  *
  * The timestamp is the only clock that enters the replicated state: a PUT with
  * ttl_ms expires at timestamp_ms + ttl_ms; PURGE_EXPIRED deletes keys whose
@@ -33,7 +40,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_COMMAND_VERSION 1
+#define KV_COMMAND_VERSION 2     /* the newest format version */
+#define KV_COMMAND_VERSION_EVICT 2 /* the first version with EVICT */
+#define KV_EVICT_KEYS_MAX 1024u    /* keys per EVICT command */
 #define KV_COMMAND_HEADER_BYTES 32
 #define KV_KEY_BYTES_MAX_DEFAULT 1024u
 #define KV_VALUE_BYTES_MAX_DEFAULT (1024u * 1024u)
@@ -45,6 +54,25 @@ enum kv_cmd_type {
     KV_CMD_PUT = 1,
     KV_CMD_DELETE = 2,
     KV_CMD_PURGE_EXPIRED = 3,
+    /* Removes each listed key whose version still is the listed one (a key
+     * rewritten since the leader chose it stays). Decided by the leader
+     * under --max-memory, applied alike by every replica. */
+    KV_CMD_EVICT = 4,
+    /* Changes nothing; answers the proposer of the write it replaces (same
+     * request id) with a refusal. A leader puts it in place of a write a
+     * follower forwarded and the leader refuses (--max-memory). */
+    KV_CMD_REFUSE = 5,
+};
+
+enum kv_refuse_reason {
+    KV_REFUSE_MEMORY = 1, /* the memory limit: HTTP 507 out_of_memory */
+};
+
+/* One key of an EVICT command (encode side). */
+struct kv_evict_key {
+    const uint8_t *key;
+    uint32_t key_len;
+    uint64_t version;
 };
 
 enum kv_cond {
@@ -70,11 +98,22 @@ struct kv_command {
     uint64_t ttl_ms;       /* PUT: 0 = never expires */
     uint64_t cond_version; /* KV_COND_IF_VERSION only */
     uint32_t keys_max;     /* PURGE_EXPIRED: max keys deleted by one entry, 0 = all */
+    uint32_t reason;       /* REFUSE: enum kv_refuse_reason */
     const uint8_t *key;
     uint32_t key_len;
     const uint8_t *value;
     uint32_t value_len;
+    /* EVICT: evict_n keys; encode reads evict_keys, decode sets evict_raw
+     * (the validated list bytes, walked with kv_evict_next) instead. */
+    uint32_t evict_n;
+    const struct kv_evict_key *evict_keys;
+    const uint8_t *evict_raw;
+    size_t evict_raw_len;
 };
+
+/* Walks a decoded EVICT list: reads the key at *pos of cmd->evict_raw into
+ * *out and advances *pos. Returns 1, or 0 past the end. */
+int kv_evict_next(const struct kv_command *cmd, size_t *pos, struct kv_evict_key *out);
 
 struct kv_limits {
     uint32_t key_bytes_max; /* >= 1 */

@@ -95,6 +95,7 @@ struct kv_state {
     uint32_t heap_len;
     uint32_t heap_cap;
     uint64_t entry_bytes;        /* sum of malloc_usable_size of entries */
+    uint64_t used_bytes;         /* sum of kv_used_bytes_of() of entries (deterministic) */
     const struct kv_config *cfg; /* the owner's configuration (allocation seam) */
     /* The open kv_snapshot_begin cursor, NULL if none (then every path below
      * behaves as without snapshots). While set: no rehash step, no resize,
@@ -487,6 +488,7 @@ static void state_link(struct kv_state *st, struct kv_entry *e)
     e->next = tb->buckets[b];
     tb->buckets[b] = e;
     tb->used++;
+    st->used_bytes += kv_used_bytes_of(e->key_len, e->value_len);
 }
 
 static void entry_free(struct kv_state *st, struct kv_entry *e)
@@ -516,6 +518,7 @@ static void state_remove(struct kv_state *st, struct kv_entry *e, struct kv_entr
     ST_ASSERT(*link == e);
     *link = e->next;
     st->t[t].used--;
+    st->used_bytes -= kv_used_bytes_of(e->key_len, e->value_len);
     if (entry_heap_idx(e) != KV_HEAP_NONE) heap_remove(st, e);
     entry_release(st, e, t);
     rehash_finish_if_done(st);
@@ -611,7 +614,7 @@ int kv_check_invariants(const struct kv *kv)
     KV_CHECK(st->t[0].size >= 4 && (st->t[0].size & (st->t[0].size - 1)) == 0);
     KV_CHECK(st->rehashing ? st->t[1].size >= 4 : st->t[1].size == 0);
     KV_CHECK(!st->rehashing || st->rehash_idx <= st->t[0].size);
-    uint64_t with_ttl = 0, bytes = 0;
+    uint64_t with_ttl = 0, bytes = 0, used_bytes = 0;
     for (int t = 0; t <= st->rehashing; t++) {
         const struct kv_table *tb = &st->t[t];
         uint64_t used = 0;
@@ -621,6 +624,7 @@ int kv_check_invariants(const struct kv *kv)
             for (const struct kv_entry *e = tb->buckets[i]; e; e = e->next) {
                 used++;
                 bytes += malloc_usable_size((void *)(uintptr_t)e);
+                used_bytes += kv_used_bytes_of(e->key_len, e->value_len);
                 KV_CHECK((e->hash & (tb->size - 1)) == i);
                 KV_CHECK(e->hash == kv_hash(kv, e->data, e->key_len));
                 KV_CHECK(e->key_len >= 1 && e->key_len <= KV_KEY_BYTES_HARD_MAX);
@@ -639,6 +643,7 @@ int kv_check_invariants(const struct kv *kv)
     for (uint32_t i = 1; i < st->heap_len; i++)
         KV_CHECK(entry_cmp(st->heap[(i - 1) / 2], st->heap[i]) < 0);
     KV_CHECK(bytes == st->entry_bytes);
+    KV_CHECK(used_bytes == st->used_bytes);
     const struct kv_snapshot_cursor *cur = st->cow;
     KV_CHECK(!cur || (kv->snapshots_open == 1 && cur->registered == kv));
     if (cur && cur->table < CUR_RETAINED) {
@@ -682,8 +687,77 @@ void kv_stats(const struct kv *kv, struct kv_stats *out)
     out->memory_bytes = st->entry_bytes + out->buckets * sizeof(struct kv_entry *) +
                         (uint64_t)st->heap_cap * sizeof(struct kv_entry *) + sizeof(*kv) +
                         (st->cow ? st->cow->retained_bytes : 0);
+    out->used_bytes = st->used_bytes;
     out->rehashing = st->rehashing;
     out->applied_index = kv->applied_index;
+}
+
+uint64_t kv_used_bytes(const struct kv *kv)
+{
+    return kv->st.used_bytes;
+}
+
+uint64_t kv_entry_used_bytes(const struct kv *kv, const void *key, size_t key_len)
+{
+    if (key_len == 0 || key_len > KV_KEY_BYTES_HARD_MAX) return 0;
+    const struct kv_entry *e =
+        state_find(&kv->st, kv_hash(kv, key, key_len), key, key_len, NULL, NULL);
+    return e ? kv_used_bytes_of(e->key_len, e->value_len) : 0;
+}
+
+uint32_t kv_key_hash(const struct kv *kv, const void *key, size_t key_len)
+{
+    return kv_hash(kv, key, key_len);
+}
+
+static void sample_fill(struct kv_sample *s, const struct kv_entry *e)
+{
+    s->key = e->data;
+    s->key_len = e->key_len;
+    s->hash = e->hash;
+    s->version = e->version;
+    s->expire_at_ms = entry_expire(e);
+    s->used_bytes = kv_used_bytes_of(e->key_len, e->value_len);
+}
+
+static uint64_t sample_rnd(uint64_t *x)
+{
+    /* splitmix64: the caller's seed spread over the draws */
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+size_t kv_sample(const struct kv *kv, enum kv_sample_from from, uint64_t rnd,
+                 struct kv_sample *out, size_t cap)
+{
+    const struct kv_state *st = &kv->st;
+    size_t n = 0;
+    if (from == KV_SAMPLE_SOONEST) {
+        for (uint32_t i = 0; i < st->heap_len && n < cap; i++)
+            sample_fill(&out[n++], st->heap[i]);
+        return n;
+    }
+    if (from == KV_SAMPLE_TTL) {
+        while (st->heap_len && n < cap)
+            sample_fill(&out[n++], st->heap[sample_rnd(&rnd) % st->heap_len]);
+        return n;
+    }
+    if (state_keys(st) == 0) return 0;
+    /* Random buckets of the tables in proportion to their keys; an empty
+     * bucket costs a probe (at load >= 1/8 about 8 per key at worst). */
+    size_t probes = cap * 64;
+    while (n < cap && probes-- > 0) {
+        uint64_t r = sample_rnd(&rnd);
+        int t = st->rehashing && (r >> 32) % state_keys(st) < st->t[1].used ? 1 : 0;
+        const struct kv_table *tb = &st->t[t];
+        if (tb->size == 0 || tb->used == 0) continue;
+        const struct kv_entry *e = tb->buckets[r & (tb->size - 1)];
+        for (; e && n < cap; e = e->next)
+            sample_fill(&out[n++], e);
+    }
+    return n;
 }
 
 int kv_rehash_step(struct kv *kv, uint32_t buckets)
@@ -734,6 +808,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
 {
     struct kv_state *st = &kv->st;
     uint32_t h = kv_hash(kv, c->key, c->key_len);
+    r->key_hash = h;
     struct kv_entry **link = NULL;
     int t = 0;
     struct kv_entry *e = state_find(st, h, c->key, c->key_len, &link, &t);
@@ -747,6 +822,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
     uint64_t expire = expiry_of(c->timestamp_ms, c->ttl_ms);
     size_t need = entry_size(c->key_len, c->value_len, expire != 0);
     if (e) {
+        uint64_t used_old = kv_used_bytes_of(e->key_len, e->value_len);
         /* Everything that can fail comes first: an ENOMEM leaves the state
          * as it was. */
         uint64_t old_expire = entry_expire(e);
@@ -779,6 +855,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
         /* The value may overwrite the old trailer: both were read above. */
         if (c->value_len) memcpy(e->data + e->key_len, c->value, c->value_len);
         e->value_len = c->value_len;
+        st->used_bytes = st->used_bytes - used_old + kv_used_bytes_of(e->key_len, e->value_len);
         e->version = index;
         entry_set_expiry(e, expire, idx);
         if (old_expire == 0 && expire != 0) {
@@ -814,6 +891,7 @@ static void apply_delete(struct kv *kv, uint64_t index, const struct kv_command 
 {
     struct kv_state *st = &kv->st;
     uint32_t h = kv_hash(kv, c->key, c->key_len);
+    r->key_hash = h;
     struct kv_entry **link = NULL;
     int t = 0;
     struct kv_entry *e = state_find(st, h, c->key, c->key_len, &link, &t);
@@ -848,6 +926,27 @@ static void apply_purge(struct kv *kv, uint64_t index, const struct kv_command *
     r->version = index;
     r->purged = purged;
     r->purge_more = st->heap_len > 0 && entry_expire(st->heap[0]) <= c->timestamp_ms;
+    maybe_resize(kv, 1);
+}
+
+static void apply_evict(struct kv *kv, uint64_t index, const struct kv_command *c,
+                        struct kv_result *r)
+{
+    struct kv_state *st = &kv->st;
+    size_t pos = 0;
+    struct kv_evict_key k;
+    while (kv_evict_next(c, &pos, &k)) {
+        struct kv_entry **link = NULL;
+        int t = 0;
+        struct kv_entry *e =
+            state_find(st, kv_hash(kv, k.key, k.key_len), k.key, k.key_len, &link, &t);
+        if (!e || e->version != k.version) continue; /* gone, or rewritten since */
+        r->evicted_bytes += kv_used_bytes_of(e->key_len, e->value_len);
+        state_remove(st, e, link, t);
+        r->evicted++;
+    }
+    r->status = KV_STATUS_OK;
+    r->version = index;
     maybe_resize(kv, 1);
 }
 
@@ -891,6 +990,12 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
         break;
     case KV_CMD_PURGE_EXPIRED:
         apply_purge(kv, index, &c, result);
+        break;
+    case KV_CMD_EVICT:
+        apply_evict(kv, index, &c, result);
+        break;
+    case KV_CMD_REFUSE:
+        result->status = KV_STATUS_REFUSED;
         break;
     }
     if (rc == 0) kv->applied_index = index;

@@ -52,6 +52,7 @@ enum kv_status {
     KV_STATUS_OK = 0,
     KV_STATUS_PRECONDITION_FAILED = 1, /* condition not met; nothing changed */
     KV_STATUS_NOT_FOUND = 2,           /* DELETE of an absent/expired key; nothing changed */
+    KV_STATUS_REFUSED = 3,             /* REFUSE: the leader refused the write; nothing changed */
 };
 
 /* The outcome of one applied command, for the waiting client. */
@@ -66,7 +67,22 @@ struct kv_result {
     int created;     /* PUT OK: 1 if the key was absent or expired before (HTTP 201) */
     uint64_t purged; /* PURGE_EXPIRED: keys deleted */
     int purge_more;  /* PURGE_EXPIRED: 1 if keys_max stopped it with expired keys left */
+    uint32_t key_hash;      /* PUT, DELETE: kv_key_hash() of the key */
+    uint64_t evicted;       /* EVICT: keys removed (listed keys rewritten or gone are kept) */
+    uint64_t evicted_bytes; /* EVICT: their used bytes (kv_used_bytes_of) */
 };
+
+/* Used memory, the deterministic accounting that --max-memory limits: every
+ * key counts key + value + KV_ENTRY_USED_OVERHEAD_BYTES (about what an
+ * entry costs besides its bytes: its 27-byte header, the allocator's
+ * overhead and rounding, its bucket slot and expiry-heap slot). A function
+ * of the logical state only, so every replica agrees on it at every index,
+ * whatever its allocator, table layout or history (restored or applied). */
+#define KV_ENTRY_USED_OVERHEAD_BYTES 64u
+static inline uint64_t kv_used_bytes_of(size_t key_len, size_t value_len)
+{
+    return (uint64_t)key_len + value_len + KV_ENTRY_USED_OVERHEAD_BYTES;
+}
 
 /* A live entry as seen by kv_get(). Pointers stay valid until the next
  * mutation of the kv (kv_apply, restore finish, kv_destroy). */
@@ -81,6 +97,7 @@ struct kv_stats {
     uint64_t keys; /* live and not-yet-purged keys */
     uint64_t keys_with_ttl;
     uint64_t memory_bytes; /* entries (allocator usable size) + bucket tables + expiry heap */
+    uint64_t used_bytes;   /* the deterministic accounting (kv_used_bytes_of per key) */
     uint64_t buckets;      /* total of both tables */
     int rehashing;
     uint64_t applied_index; /* highest index passed to kv_apply or restored */
@@ -135,6 +152,41 @@ int kv_check_invariants(const struct kv *kv);
 /* The smallest expiry of any stored key (ms), 0 if no key has one. A leader
  * can propose PURGE_EXPIRED only when this is <= its clock. */
 uint64_t kv_expiry_min(const struct kv *kv);
+
+/* Used memory: the sum of kv_used_bytes_of() over the stored keys (expired
+ * ones not yet purged included). Equal on every replica at equal indexes. */
+uint64_t kv_used_bytes(const struct kv *kv);
+
+/* kv_used_bytes_of() of the stored entry of key (expired or not), 0 if none. */
+uint64_t kv_entry_used_bytes(const struct kv *kv, const void *key, size_t key_len);
+
+/* The kv's 32-bit hash of key (the one its table uses): lets the node keep
+ * per-key side data (access clocks) keyed alike. */
+uint32_t kv_key_hash(const struct kv *kv, const void *key, size_t key_len);
+
+/* ---- eviction candidates (the leader's choice, never the state's) ----
+ * A sampled stored key. Pointers stay valid until the next mutation. */
+struct kv_sample {
+    const uint8_t *key;
+    uint32_t key_len;
+    uint32_t hash; /* kv_key_hash() */
+    uint64_t version;
+    uint64_t expire_at_ms; /* 0 = never */
+    uint64_t used_bytes;   /* kv_used_bytes_of() */
+};
+
+enum kv_sample_from {
+    KV_SAMPLE_ALL = 0, /* any key, by random buckets */
+    KV_SAMPLE_TTL = 1, /* keys with an expiry, uniformly */
+    KV_SAMPLE_SOONEST = 2, /* keys with an expiry from the front of the expiry heap:
+                            * out[0] is the soonest to expire, the rest early ones */
+};
+
+/* Fills up to cap samples (fewer if the kv holds fewer candidates; the same
+ * key may appear twice) drawn with the caller's random seed `rnd`. Changes
+ * nothing; O(cap) plus empty buckets probed (bounded). Returns the count. */
+size_t kv_sample(const struct kv *kv, enum kv_sample_from from, uint64_t rnd,
+                 struct kv_sample *out, size_t cap);
 
 /* Highest index applied or restored (0 for an empty kv). */
 uint64_t kv_applied_index(const struct kv *kv);

@@ -26,6 +26,7 @@ void node_config_default(struct node_config *cfg)
     cfg->raft_inflight = 1;
     cfg->snapshot_threshold = 65536;
     cfg->snapshot_interval_s = 0;
+    cfg->snapshot_log_bytes = UINT64_C(64) << 20;
     cfg->max_key_bytes = 1024;
     cfg->max_value_bytes = 1u << 20;
     cfg->request_timeout_ms = 5000;
@@ -37,6 +38,19 @@ void node_config_default(struct node_config *cfg)
     cfg->snapshot_recv_bytes_max = 64ull << 30;
     cfg->wal_inline_max_us = 2000;
     cfg->wal_segment_bytes = 64ull << 20;
+}
+
+static const char *const eviction_names[] = {
+    [NODE_EVICT_NONE] = "noeviction",
+    [NODE_EVICT_ALLKEYS_LRU] = "allkeys-lru",
+    [NODE_EVICT_VOLATILE_LRU] = "volatile-lru",
+    [NODE_EVICT_ALLKEYS_RANDOM] = "allkeys-random",
+    [NODE_EVICT_VOLATILE_TTL] = "volatile-ttl",
+};
+
+const char *node_eviction_policy_name(enum node_eviction_policy p)
+{
+    return (size_t)p < ST_ARRAY_LEN(eviction_names) ? eviction_names[p] : "unknown";
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -326,6 +340,8 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"raft-inflight", 1, 4096, 32, &cfg->raft_inflight},
         {"snapshot-threshold", 0, UINT64_MAX, 64, &cfg->snapshot_threshold},
         {"snapshot-interval", 0, 86400 * 365, 32, &cfg->snapshot_interval_s},
+        {"snapshot-log-bytes", 0, UINT64_MAX, 64, &cfg->snapshot_log_bytes},
+        {"max-memory", 0, UINT64_MAX, 64, &cfg->max_memory},
         {"max-key-bytes", 1, 1u << 16, 32, &cfg->max_key_bytes},
         {"max-value-bytes", 1, 16u << 20, 32, &cfg->max_value_bytes}, /* < frame bound */
         {"request-timeout-ms", 1, 3600000, 32, &cfg->request_timeout_ms},
@@ -385,6 +401,19 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         }
         if (value && strcmp(value, "false") == 0) return 0;
         return set_mode(cfg, NODE_START_BOOTSTRAP, name, err, errlen);
+    }
+    if (strcmp(name, "eviction-policy") == 0) {
+        for (size_t i = 0; i < ST_ARRAY_LEN(eviction_names); i++) {
+            if (value && strcmp(value, eviction_names[i]) == 0) {
+                cfg->eviction_policy = (enum node_eviction_policy)i;
+                return 0;
+            }
+        }
+        set_err(err, errlen,
+                "--eviction-policy: want noeviction, allkeys-lru, volatile-lru, "
+                "allkeys-random or volatile-ttl, got '%s'",
+                value ? value : "");
+        return ST_EINVAL;
     }
     if (strcmp(name, "log-level") == 0) {
         enum st_trace_level level;

@@ -34,6 +34,18 @@ struct node_peer_addr {
     char http[NODE_ADDR_MAX]; /* "" when unknown */
 };
 
+/* What the leader does when a write would take used memory (kv_used_bytes)
+ * past max_memory; Redis's names. */
+enum node_eviction_policy {
+    NODE_EVICT_NONE = 0,       /* noeviction: refuse the write (507 out_of_memory) */
+    NODE_EVICT_ALLKEYS_LRU,    /* evict the least recently used keys (approximated) */
+    NODE_EVICT_VOLATILE_LRU,   /* ... among keys with a TTL */
+    NODE_EVICT_ALLKEYS_RANDOM, /* evict random keys */
+    NODE_EVICT_VOLATILE_TTL,   /* evict the keys with a TTL that expire soonest */
+};
+/* "noeviction", "allkeys-lru", ... */
+const char *node_eviction_policy_name(enum node_eviction_policy p);
+
 struct node_config {
     raft_id id;
     char data_dir[NODE_PATH_MAX];
@@ -58,6 +70,12 @@ struct node_config {
     uint32_t raft_inflight;
     uint64_t snapshot_threshold;  /* entries applied since the last snapshot; 0 = never by count */
     uint32_t snapshot_interval_s; /* 0 = check the threshold after every apply batch */
+    /* Payload bytes of the entries applied since the last snapshot that
+     * trigger one (whatever the count or the interval); 0 = never by bytes.
+     * A quarter of it bounds the trailing log kept behind a snapshot. */
+    uint64_t snapshot_log_bytes;
+    uint64_t max_memory; /* bytes of kv_used_bytes the leader admits; 0 = no limit */
+    enum node_eviction_policy eviction_policy;
     uint32_t max_key_bytes;
     uint32_t max_value_bytes;
     uint32_t request_timeout_ms;

@@ -107,6 +107,17 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
     gauge(&o, "stcache_raft_snapshot_index", "Index of the newest local snapshot.",
           info.snapshot_index);
     gauge(&o, "stcache_raft_members", "Members in the configuration.", info.n_members);
+    gauge(&o, "stcache_memory_used_bytes",
+          "Used memory by the kv's accounting (key + value + 64 per key): what --max-memory "
+          "limits.",
+          info.used_memory);
+    gauge(&o, "stcache_memory_max_bytes", "--max-memory (0: no limit).", info.max_memory);
+    counter(&o, "stcache_evicted_keys_total", "Keys removed by applied EVICT entries.",
+            m->evicted_keys);
+    counter(&o, "stcache_evictions_proposed_total", "EVICT entries proposed by this node.",
+            m->evictions_proposed);
+    counter(&o, "stcache_writes_refused_memory_total",
+            "Writes refused with 507 out_of_memory by --max-memory.", m->writes_refused_memory);
     counter(&o, "stcache_raft_leader_changes_total", "Leader changes seen.", rs.leader_changes);
     counter(&o, "stcache_raft_elections_total", "Elections started by this node.",
             rs.elections_started);

@@ -86,6 +86,10 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **ou
         return ST_ENOMEM;
     }
     int rc = node_waiters_init(n);
+    if (rc == 0) {
+        rc = node_memory_init(n);
+        if (rc) node_waiters_close(n);
+    }
     if (rc) {
         uv_mutex_destroy(&n->wmu);
         free(n);
@@ -106,6 +110,7 @@ void node_destroy(struct node *n)
     ST_ASSERT(!n->running);
     st_dir_lock_release(&n->dir_lock);
     node_waiters_close(n);
+    node_memory_close(n);
     struct node_persist *p = n->persist_free;
     while (p) {
         struct node_persist *next = p->next;
@@ -303,24 +308,13 @@ static void memory_trim_maybe(struct node *n)
 }
 
 /* Compaction after a snapshot at idx: the core keeps trailing entries for
- * lagging followers and tells us the first index it still needs; the WAL may
- * drop the rest. The term of first-1 is read before the core forgets it. */
-static raft_index snapshot_compact(struct node *n, raft_index idx, raft_term idx_term)
+ * lagging followers (bounded by count and bytes) and tells us the first
+ * index it still needs; the WAL may drop the rest, whole segments at a time
+ * (a restart then reads back only what the core would hold). */
+static raft_index snapshot_compact(struct node *n, raft_index idx)
 {
-    raft_index cand = idx > n->trailing ? idx - n->trailing : 0;
-    raft_term cand_term = 0;
-    const struct raft_entry *e = cand ? raft_entry_get(n->raft, cand) : NULL;
-    if (e) cand_term = e->term;
     raft_index first = raft_snapshot_taken(n->raft, idx);
-    raft_term cterm = 0;
-    if (first > 1) {
-        if (first - 1 == idx)
-            cterm = idx_term;
-        else if (first - 1 == cand)
-            cterm = cand_term;
-        else if ((e = raft_entry_get(n->raft, first - 1)) != NULL)
-            cterm = e->term;
-    }
+    raft_term cterm = first > 1 ? raft_term_at(n->raft, first - 1) : 0;
     if (first > 1 && cterm != 0 && n->writer) {
         struct st_log_batch b;
         memset(&b, 0, sizeof b);
@@ -358,7 +352,7 @@ static void snapshot_committed(struct node *n, const struct raft_snapshot_meta *
     n->snapshot_index = meta->index;
     n->last_snapshot_us = node_now_us();
     n->m.snapshots_taken++;
-    raft_index first = snapshot_compact(n, meta->index, meta->term);
+    raft_index first = snapshot_compact(n, meta->index);
     memory_trim_schedule(n);
     ST_TRACE_INFO(MOD,
                   "node %" PRIu64 ": snapshot at index %" PRIu64 " (%" PRIu64
@@ -476,6 +470,8 @@ static int snapshot_start(struct node *n)
         return rc;
     }
     n->snap_active = true;
+    /* The job holds the kv as of applied: only what follows counts now. */
+    n->log_bytes_since_snapshot = 0;
     return 0;
 }
 
@@ -506,18 +502,33 @@ int node_snapshot_now(struct node *n, node_snapshot_cb cb, void *ctx)
  * The spacing stays about one threshold per node. */
 static bool snapshot_due(const struct node *n, uint64_t threshold)
 {
+    if (threshold == 0) return false;
     if (n->cfg.snapshot_interval_s) /* the seed's rule: N entries since the last */
         return n->applied - n->applied_at_snapshot >= threshold;
     uint64_t shift = ((n->cfg.id - 1) % 4) * (threshold / 4);
     return (n->applied + shift) / threshold > (n->applied_at_snapshot + shift) / threshold;
 }
 
+/* The bytes trigger: the log applied since the last snapshot holds
+ * cfg.snapshot_log_bytes of payload, less an eighth of it per node id
+ * (ids 1..4 -> 8/8, 7/8, 6/8, 5/8) for the reason the count trigger is
+ * staggered. It ignores --snapshot-interval: it bounds memory (the log in
+ * memory, the WAL on disk and what a restart reads back). */
+static bool snapshot_due_bytes(const struct node *n)
+{
+    uint64_t limit = n->cfg.snapshot_log_bytes;
+    if (limit == 0) return false;
+    limit -= ((n->cfg.id - 1) % 4) * (limit / 8);
+    return n->log_bytes_since_snapshot >= limit;
+}
+
 static void snapshot_maybe(struct node *n, bool interval_due)
 {
-    uint64_t threshold = n->cfg.snapshot_threshold;
-    if (n->snap_active || n->snap_commit || threshold == 0 || !snapshot_due(n, threshold))
-        return;
-    if (n->cfg.snapshot_interval_s != 0 && !interval_due) return;
+    if (n->snap_active || n->snap_commit) return;
+    if (!snapshot_due_bytes(n)) {
+        if (!snapshot_due(n, n->cfg.snapshot_threshold)) return;
+        if (n->cfg.snapshot_interval_s != 0 && !interval_due) return;
+    }
     (void)snapshot_start(n);
 }
 
@@ -633,6 +644,7 @@ static void snapshot_adopt(struct node *n, struct kv *kv, const struct st_snapsh
     n->conf_applied = info->meta.conf;
     n->snapshot_index = info->meta.index;
     n->applied_at_snapshot = info->meta.index;
+    n->log_bytes_since_snapshot = 0;
     n->conf_dirty = true;
     memory_trim_schedule(n);
     ST_TRACE_INFO(MOD,
@@ -1175,6 +1187,7 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
             }
             if (rc == 0) {
                 if (res.type == KV_CMD_PURGE_EXPIRED && res.purge_more) n->purge_more = true;
+                node_memory_applied(n, &res);
                 node_client_applied_kv(n, e->index, &res);
             } else
                 ST_TRACE_WARN(MOD, "node %" PRIu64 ": entry %" PRIu64 " skipped: %s", n->cfg.id,
@@ -1184,12 +1197,14 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
         }
         n->applied = e->index;
         n->applied_term = e->term;
+        n->log_bytes_since_snapshot += e->len;
         n->m.entries_applied++;
         node_client_applied_index(n, e);
-        /* The threshold is checked per entry: a snapshot starts exactly at
-         * it, and the rest of the batch is applied under its cursor. */
-        if (n->cfg.snapshot_interval_s == 0 && n->cfg.snapshot_threshold &&
-            snapshot_due(n, n->cfg.snapshot_threshold) && n->running && !n->fatal)
+        /* The thresholds are checked per entry: a snapshot starts exactly at
+         * one, and the rest of the batch is applied under its cursor. */
+        if (((n->cfg.snapshot_interval_s == 0 && snapshot_due(n, n->cfg.snapshot_threshold)) ||
+             snapshot_due_bytes(n)) &&
+            n->running && !n->fatal)
             snapshot_maybe(n, false);
     }
 }
@@ -1202,6 +1217,8 @@ static void soft_state(struct node *n, const struct raft_ready *rd)
     if (rd->role != n->role || leader_changed || rd->term != n->term)
         ST_TRACE_INFO(MOD, "node %" PRIu64 ": %s, term %" PRIu64 ", leader %" PRIu64, n->cfg.id,
                       raft_role_name(rd->role), rd->term, rd->leader);
+    if ((rd->role == RAFT_LEADER) != (n->role == RAFT_LEADER) || rd->term != n->term)
+        node_memory_leader_changed(n, rd->role == RAFT_LEADER);
     n->role = rd->role;
     n->leader = rd->leader;
     n->term = rd->term;
@@ -1326,6 +1343,8 @@ static void process_one_ready(struct node *n)
         node_client_read_state(n, &rd.reads[i]);
     raft_ready_ack(n->raft, &rd);
     if (n->applied > applied_before || rd.snapshot) raft_applied(n->raft, n->applied);
+    if (n->applied > applied_before && n->mem.fwd_n) node_memory_applied_index(n, n->applied);
+    if (n->applied > applied_before && n->role == RAFT_LEADER) node_memory_check_leader(n);
     node_client_serve_reads(n);
     /* msgs-only requests at the head complete at once, and so does a batch
      * wal_write made durable on this thread. */
@@ -1509,6 +1528,7 @@ static void tick_cb(uv_timer_t *t)
     n->ticks++;
     hard_state_flush_idle(n);
     memory_trim_maybe(n);
+    if (n->ticks % 64 == 0) node_memory_tick(n);
     uint64_t now = node_now_us();
     node_waiters_expire(n, now);
     if (n->admin_retry.head) node_client_retry_admin(n);
@@ -1538,7 +1558,8 @@ static void tr_msg_cb(void *ctx, raft_id from, const struct raft_msg *msg)
      * be rejected and make the leader send the snapshot again. Heartbeats
      * are still answered (the leader keeps its quorum). */
     if (msg->type == RAFT_MSG_APPEND && n->install && !n->install->loaded) return;
-    int rc = raft_step(n->raft, msg);
+    int rc = msg->type == RAFT_MSG_PROPOSE ? node_memory_step_forwarded(n, msg)
+                                           : raft_step(n->raft, msg);
     if (rc && rc != ST_ESTALE)
         ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": %s from %" PRIu64 " dropped: %s", n->cfg.id,
                        raft_msg_type_name(msg->type), from, st_strerror(rc));
@@ -1808,6 +1829,10 @@ static int open_and_run(struct node *n, const struct raft_conf *initial_conf)
     if (n->trailing < 8) n->trailing = 8;
     if (n->trailing > 1024) n->trailing = 1024;
     rcfg.trailing_entries = n->trailing;
+    /* ... and at most a quarter of --snapshot-log-bytes of payload: the log
+     * in memory stays below 1.25 x snapshot_log_bytes (plus one entry). */
+    n->trailing_bytes = n->cfg.snapshot_log_bytes / 4;
+    rcfg.trailing_bytes = n->trailing_bytes;
     struct raft_bootstrap_state bs;
     memset(&bs, 0, sizeof bs);
     bs.hard_state = state.log.hard_state;
@@ -2205,6 +2230,8 @@ void node_info_get(const struct node *n, struct node_info *out)
     out->snapshotting = n->snap_active || n->snap_commit;
     out->alarm_nospace = n->nospace;
     out->memory_trims = n->m.memory_trims;
+    out->used_memory = node_memory_used(n);
+    out->max_memory = n->cfg.max_memory;
     const struct raft_conf *conf = raft_conf_get(n->raft);
     for (uint32_t i = 0; i < conf->n && i < RAFT_MEMBERS_MAX; i++) {
         const struct raft_member *m = &conf->members[i];

@@ -166,6 +166,8 @@ struct node_info {
     bool snapshotting;     /* a snapshot is being written or made durable */
     bool alarm_nospace;    /* the disk is full: writes refused (node_unready_reason) */
     uint64_t memory_trims; /* free heap returned to the OS (after snapshots) */
+    uint64_t used_memory;  /* kv used bytes (deterministic: equal on replicas at equal applied) */
+    uint64_t max_memory;   /* --max-memory (0 = no limit) */
 };
 void node_info_get(const struct node *n, struct node_info *out);
 

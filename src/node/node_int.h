@@ -16,6 +16,7 @@
 #include "stcache/raft.h"
 #include "stcache/storage.h"
 #include "transport/transport.h"
+#include "util/rng.h"
 
 /* ---------------------------------------------------------------- waiters
  *
@@ -71,6 +72,7 @@ struct node_waiter {
     struct node_waiter *lprev, *lnext; /* indexed list, a read round, the transfer list, or free */
     struct node_read_round *round;     /* READ */
     struct raft_conf_change *cc;       /* ADMIN waiting to be proposed (heap), else NULL */
+    uint64_t mem_charge;               /* WRITE: bytes counted in mem.writes_pending_bytes */
     bool in_retry;                     /* ADMIN: on the admin_retry list */
     uint8_t *key;                      /* READ: key_inline or malloc'd */
     size_t key_len;
@@ -171,6 +173,33 @@ struct node_install {
     bool loaded; /* the work finished and the message was stepped */
 };
 
+/* ------------------------------------------------ memory limit (memory.c) */
+
+#define NODE_MEM_FWD_BATCHES 64
+
+struct node_memory {
+    /* Access clocks (LRU), direct-mapped by kv_key_hash: slot = hash << 32 |
+     * clock; lossy (a colliding key takes the slot). Local to this node,
+     * never replicated. NULL unless an eviction policy is set. */
+    uint64_t *access;
+    size_t access_cap; /* power of two */
+    uint32_t clock;    /* next access clock */
+    struct st_rng rng; /* sampling */
+    uint64_t writes_pending_bytes; /* growth of writes proposed here, not yet answered */
+    uint64_t evict_pending_bytes;  /* bytes listed in our EVICTs not yet applied */
+    uint32_t evict_inflight;       /* our EVICTs not yet applied (leader) */
+    struct kv_evict_key *keys;     /* scratch: KV_EVICT_KEYS_MAX */
+    /* Leader: growth admitted for batches of forwarded writes, by the last
+     * index of each batch, until it applies (a ring; when full the oldest
+     * is forgotten: an underestimate, never a refusal). */
+    struct {
+        raft_index last;
+        uint64_t bytes;
+    } fwd[NODE_MEM_FWD_BATCHES];
+    uint32_t fwd_head, fwd_n;
+    uint64_t fwd_pending_bytes;
+};
+
 /* ---------------------------------------------------------------- metrics */
 
 #define NODE_HIST_BUCKETS 14
@@ -212,6 +241,9 @@ struct node_metrics {
     uint64_t nospace_alarms;    /* times the full-disk alarm was raised */
     uint64_t snapshots_loaded_off_loop;
     uint64_t writes_refused_nospace;
+    uint64_t evicted_keys;          /* keys removed by applied EVICT entries */
+    uint64_t evictions_proposed;    /* EVICT entries this node proposed as leader */
+    uint64_t writes_refused_memory; /* writes refused by --max-memory (507) */
 };
 
 /* -------------------------------------------------------------- the node */
@@ -238,6 +270,9 @@ struct node {
     raft_term applied_term;
     raft_index snapshot_index;      /* newest local snapshot */
     raft_index applied_at_snapshot; /* applied when the last snapshot was taken */
+    /* Payload bytes of the entries applied after the newest snapshot (begun
+     * or installed): the bytes trigger (cfg.snapshot_log_bytes). */
+    uint64_t log_bytes_since_snapshot;
     uint64_t last_snapshot_us;
     struct raft_conf conf_applied; /* membership as of `applied` */
     raft_id leader;
@@ -375,12 +410,42 @@ struct node {
     uint32_t join_attempts;
     struct node_httpc *join_req;
 
-    uint64_t trailing; /* raft trailing_entries */
+    uint64_t trailing;       /* raft trailing_entries */
+    uint64_t trailing_bytes; /* raft trailing_bytes */
     void (*fatal_cb)(struct node *n, int code, void *ctx);
     void *fatal_ctx;
 
+    struct node_memory mem;
+
     struct node_metrics m;
 };
+
+/* memory.c: --max-memory and --eviction-policy */
+int node_memory_init(struct node *n);
+void node_memory_close(struct node *n);
+/* Records an access (read or write) to the key with this kv_key_hash. */
+void node_memory_touch(struct node *n, uint32_t hash);
+/* Every tick: sizes the access table to the key count. */
+void node_memory_tick(struct node *n);
+void node_memory_leader_changed(struct node *n, bool leader);
+/* After kv_apply: access clocks, evicted keys, our EVICTs in flight. */
+void node_memory_applied(struct node *n, const struct kv_result *res);
+uint64_t node_memory_used(const struct node *n);
+/* Before proposing a write here: 0 (admitted; *charge bytes are counted as
+ * pending until node_memory_release), or ST_EMEMLIMIT. May propose an EVICT
+ * first (leader, eviction policy). */
+int node_memory_admit(struct node *n, const struct kv_command *cmd, uint64_t *charge);
+void node_memory_release(struct node *n, uint64_t charge);
+/* Leader: steps a PROPOSE forwarded by a follower into the core, with each
+ * PUT the limit refuses replaced by a REFUSE command carrying its request
+ * id (the follower answers 507), evicting first under an eviction policy.
+ * Returns raft_step's result. */
+int node_memory_step_forwarded(struct node *n, const struct raft_msg *m);
+/* After applying up to `applied`: forwarded growth that applied. */
+void node_memory_applied_index(struct node *n, raft_index applied);
+/* After applying as leader: evict if used memory is past the limit (writes
+ * forwarded by followers are admitted there, evicted for here). */
+void node_memory_check_leader(struct node *n);
 
 /* node.c */
 void node_process_readies(struct node *n);
@@ -405,6 +470,8 @@ void node_client_issue_reads(struct node *n);
 /* Leadership notifications. */
 void node_client_leader_changed(struct node *n, raft_id leader);
 int node_propose_purge(struct node *n);
+/* Encodes and proposes cmd (leader or forwarded by the core). */
+int node_propose_command(struct node *n, const struct kv_command *cmd, raft_index *index);
 /* Sends the writes queued on a follower to the leader, batched (once per
  * pass of readies), or proposes them here if this node leads now. */
 void node_client_flush_forwards(struct node *n);

@@ -189,6 +189,10 @@ static void waiter_release(struct node *n, struct node_waiter *w)
         n->orphans--;
         w->orphan_term = 0;
     }
+    if (w->mem_charge) {
+        node_memory_release(n, w->mem_charge);
+        w->mem_charge = 0;
+    }
     free(w->cc);
     w->cc = NULL;
     if (w->key && w->key != w->key_inline)
@@ -239,6 +243,7 @@ static void complete_read(struct node *n, struct node_waiter *w, int status)
     if (status == 0) {
         int rc = kv_get(n->kv, w->key, w->key_len, node_wall_ms(), &view);
         if (rc == 0) {
+            if (n->mem.access) node_memory_touch(n, kv_key_hash(n->kv, w->key, w->key_len));
             res.value = view.value;
             res.value_len = view.value_len;
             res.version = view.version;
@@ -295,7 +300,7 @@ void node_waiters_expire(struct node *n, uint64_t now_us)
 
 /* ------------------------------------------------------------- writes */
 
-static int propose_command(struct node *n, const struct kv_command *cmd, raft_index *index)
+int node_propose_command(struct node *n, const struct kv_command *cmd, raft_index *index)
 {
     size_t len = kv_command_encoded_len(cmd);
     struct raft_buf *buf = raft_buf_create(len);
@@ -351,7 +356,11 @@ static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb
     cmd->req.seq = w->seq;
     cmd->timestamp_ms = node_wall_ms();
     raft_index index = 0;
-    int rc;
+    int rc = node_memory_admit(n, cmd, &w->mem_charge);
+    if (rc) {
+        waiter_release(n, w);
+        return rc;
+    }
     if (n->role == RAFT_FOLLOWER && n->leader != RAFT_NONE) {
         size_t len = kv_command_encoded_len(cmd);
         struct raft_buf *buf = raft_buf_create(len);
@@ -365,7 +374,7 @@ static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb
             n->m.proposals++;
         }
     } else {
-        rc = propose_command(n, cmd, &index);
+        rc = node_propose_command(n, cmd, &index);
     }
     if (rc) {
         waiter_release(n, w);
@@ -518,7 +527,7 @@ int node_propose_purge(struct node *n)
     cmd.timestamp_ms = now;
     cmd.keys_max = NODE_PURGE_KEYS_MAX;
     raft_index index;
-    int rc = propose_command(n, &cmd, &index);
+    int rc = node_propose_command(n, &cmd, &index);
     if (rc == 0) n->m.purges_proposed++;
     return rc;
 }
@@ -542,6 +551,9 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
         break;
     case KV_STATUS_NOT_FOUND:
         wr.status = ST_ENOENT;
+        break;
+    case KV_STATUS_REFUSED:
+        wr.status = ST_EMEMLIMIT;
         break;
     }
     complete_write(n, w, &wr);
@@ -614,6 +626,7 @@ int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consi
         memset(&res, 0, sizeof res);
         struct kv_view view;
         if (kv_get(n->kv, key, key_len, node_wall_ms(), &view) == 0) {
+            if (n->mem.access) node_memory_touch(n, kv_key_hash(n->kv, key, key_len));
             res.value = view.value;
             res.value_len = view.value_len;
             res.version = view.version;

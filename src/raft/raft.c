@@ -1024,6 +1024,11 @@ const struct raft_entry *raft_entry_get(const struct raft *r, raft_index index)
     return log_get(&r->log, index);
 }
 
+raft_term raft_term_at(const struct raft *r, raft_index index)
+{
+    return log_term_or0(&r->log, index);
+}
+
 size_t raft_progress_get(const struct raft *r, struct raft_progress_info *out, size_t cap)
 {
     if (r->role != RAFT_LEADER) return 0;

@@ -16,8 +16,21 @@ raft_index raft_snapshot_taken(struct raft *r, raft_index index)
     membership_conf_at(r, index, &r->snap.conf);
     r->has_snapshot = true;
     /* Keep trailing_entries behind the snapshot so a follower that lags a
-     * little catches up from the log instead of a snapshot (DESIGN §3.7). */
+     * little catches up from the log instead of a snapshot (DESIGN §3.7),
+     * but no more than trailing_bytes of payload: the entries up to index
+     * are applied and durable, and held only for such followers. */
     raft_index keep_from = index > r->cfg.trailing_entries ? index - r->cfg.trailing_entries : 0;
+    if (r->cfg.trailing_bytes) {
+        uint64_t bytes = 0;
+        raft_index k = index; /* entries (k, index] are kept */
+        while (k > keep_from && k > l->prev_index) {
+            const struct raft_entry *e = log_get(l, k);
+            if (bytes + e->len > r->cfg.trailing_bytes) break;
+            bytes += e->len;
+            k--;
+        }
+        if (k > keep_from) keep_from = k;
+    }
     if (keep_from > l->prev_index) {
         struct raft_conf base;
         membership_conf_at(r, keep_from, &base);

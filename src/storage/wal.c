@@ -47,6 +47,7 @@
 #define WAL_SEGMENT_BYTES_DEFAULT (64ull << 20)
 #define WAL_RECORD_BYTES_MAX_DEFAULT (64u << 20)
 #define WAL_SEGMENTS_MAX 100000
+#define WAL_LOAD_CHUNK_BYTES (64u << 20) /* payload bytes per buffer handed out by load */
 
 struct wal_seg {
     uint64_t seq;
@@ -54,7 +55,7 @@ struct wal_seg {
     raft_index first_index; /* from the header */
     uint64_t flushed;       /* bytes written to the file (header included) */
     uint64_t synced;        /* bytes known durable */
-    struct raft_buf *buf;   /* whole file, only between open and load */
+    struct raft_buf *buf;   /* between open and load: its live entries (seg_buf_shrink) */
 };
 
 /* One ENTRIES record still (partly) in the log. Sorted by first, contiguous. */
@@ -1213,6 +1214,40 @@ static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bo
     return 0;
 }
 
+/* After the scan of s: the entries it holds that are still in the log (a
+ * suffix of w->ents) move into a buffer of their own size and the
+ * whole-file buffer is released. Opening then holds one segment file at a
+ * time plus the live entries, not every segment whole: a preallocated
+ * segment is mostly zeros, and after compaction most of the first segment
+ * holds entries a snapshot covers. */
+static int seg_buf_shrink(struct wal *w, struct wal_seg *s)
+{
+    size_t k = w->n_ents;
+    uint64_t bytes = 0;
+    while (k > 0 && w->ents[k - 1].buf == s->buf) {
+        k--;
+        bytes += w->ents[k].len;
+    }
+    struct raft_buf *nb = NULL;
+    if (k < w->n_ents) {
+        nb = raft_buf_create(bytes);
+        if (!nb) return ST_ENOMEM;
+        uint8_t *q = nb->data;
+        for (size_t i = k; i < w->n_ents; i++) {
+            struct raft_entry *e = &w->ents[i];
+            if (e->len) {
+                memcpy(q, e->data, e->len);
+                e->data = q;
+                q += e->len;
+            }
+            e->buf = nb;
+        }
+    }
+    raft_buf_unref(s->buf);
+    s->buf = nb;
+    return 0;
+}
+
 /* Reads segment `seq` entirely, checks its header and scans it. */
 static int open_segment(struct wal *w, uint64_t seq, bool first_seg, bool last_seg,
                         struct st_errbuf *err)
@@ -1290,6 +1325,7 @@ static int open_segment(struct wal *w, uint64_t seq, bool first_seg, bool last_s
     *s = (struct wal_seg){.seq = seq, .fd = fd, .first_index = h.first_index, .buf = buf};
     if (h.wseq > w->wseq) w->wseq = h.wseq;
     rc = scan_segment(w, s, size, last_seg, err);
+    if (rc == 0) rc = seg_buf_shrink(w, s);
     if (rc != 0) return rc; /* the segment is in the table: wal_close frees it */
     if (last_seg && size < w->segment_bytes) {
         rc = w->fs.ops->fallocate(w->fs.self, fd, 0, w->segment_bytes);
@@ -1502,9 +1538,35 @@ static int wal_load(void *self, raft_index after, struct st_log_state *out, stru
         /* w->ents is contiguous and ends at last_index */
         ST_ASSERT(w->n_ents >= n && w->ents[w->n_ents - 1].index == w->last_index);
         const struct raft_entry *src = w->ents + (w->n_ents - n);
-        for (size_t i = 0; i < n; i++) {
-            out->entries[i] = src[i];
-            raft_buf_ref(src[i].buf);
+        /* The payloads after `after` move into buffers of their own size
+         * (up to WAL_LOAD_CHUNK_BYTES each, or one entry): the segment
+         * buffers also hold the entries the snapshot covers. */
+        for (size_t i = 0; i < n;) {
+            uint64_t bytes = src[i].len;
+            size_t k = i + 1;
+            while (k < n && bytes + src[k].len <= WAL_LOAD_CHUNK_BYTES)
+                bytes += src[k++].len;
+            struct raft_buf *chunk = raft_buf_create(bytes);
+            if (!chunk) {
+                for (size_t j = 0; j < i; j++)
+                    raft_buf_unref(out->entries[j].buf);
+                free(out->entries);
+                out->entries = NULL;
+                return ST_ENOMEM;
+            }
+            uint8_t *q = chunk->data;
+            for (size_t j = i; j < k; j++) {
+                out->entries[j] = src[j];
+                out->entries[j].buf = chunk;
+                raft_buf_ref(chunk);
+                if (src[j].len) {
+                    memcpy(q, src[j].data, src[j].len);
+                    out->entries[j].data = q;
+                    q += src[j].len;
+                }
+            }
+            raft_buf_unref(chunk); /* the entries hold the references */
+            i = k;
         }
         if (first > 1 && w->n_ents > n) out->prev_term = w->ents[w->n_ents - n - 1].term;
     }

@@ -19,12 +19,13 @@ import scenarios_basic  # noqa: E402
 import scenarios_durability  # noqa: E402
 import scenarios_failover  # noqa: E402
 import scenarios_membership  # noqa: E402
+import scenarios_memory  # noqa: E402
 import scenarios_process  # noqa: E402
 import scenarios_resilience  # noqa: E402
 
 SCENARIOS = {}
 for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios_membership,
-            scenarios_bad_input, scenarios_process, scenarios_resilience):
+            scenarios_bad_input, scenarios_memory, scenarios_process, scenarios_resilience):
     SCENARIOS.update(mod.SCENARIOS)
 
 if __name__ == "__main__":

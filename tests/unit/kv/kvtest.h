@@ -61,6 +61,17 @@ static inline int kvt_purge(struct kv *kv, uint64_t index, uint64_t now_ms, uint
     return kvt_apply_cmd(kv, index, &c, r);
 }
 
+static inline int kvt_evict(struct kv *kv, uint64_t index, const struct kv_evict_key *keys,
+                            uint32_t n, struct kv_result *r)
+{
+    struct kv_command c = {.type = KV_CMD_EVICT,
+                           .req = {7, index},
+                           .timestamp_ms = 1,
+                           .evict_n = n,
+                           .evict_keys = keys};
+    return kvt_apply_cmd(kv, index, &c, r);
+}
+
 /* 1 if key maps to value at now_ms. */
 static inline int kvt_has(const struct kv *kv, const char *key, const char *value, uint64_t now_ms)
 {

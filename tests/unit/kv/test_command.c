@@ -117,7 +117,7 @@ TEST(decode_rejects_bad_header_fields)
     size_t len = encode(&c, buf, sizeof(buf));
     struct kv_command d;
     const size_t offsets[] = {0, 1, 2, 3, 4, 7};
-    const uint8_t values[] = {2, 9, 7, 1, 1, 1};
+    const uint8_t values[] = {KV_COMMAND_VERSION + 1, 9, 7, 1, 1, 1};
     for (size_t i = 0; i < ST_ARRAY_LEN(offsets); i++) {
         memcpy(bad, buf, len);
         bad[offsets[i]] = values[i];
@@ -140,6 +140,101 @@ TEST(decode_rejects_bad_header_fields)
     len = encode(&z, buf, sizeof(buf));
     buf[KV_COMMAND_HEADER_BYTES + 8] = 0;
     ASSERT_EQ(kv_command_decode(buf, len - 1, NULL, &d), ST_EPROTO);
+}
+
+static const struct kv_evict_key evict_keys3[] = {
+    {(const uint8_t *)"a", 1, 7},
+    {(const uint8_t *)"bb", 2, 9},
+    {(const uint8_t *)"ccc", 3, UINT64_MAX},
+};
+
+TEST(evict_round_trip_lists_every_key_with_its_version)
+{
+    struct kv_command c = {.type = KV_CMD_EVICT,
+                           .req = {3, 0},
+                           .timestamp_ms = 42,
+                           .evict_n = 3,
+                           .evict_keys = evict_keys3};
+    uint8_t buf[128];
+    size_t len = encode(&c, buf, sizeof(buf));
+    ASSERT_EQ(len, KV_COMMAND_HEADER_BYTES + 4 + 3 * 12 + 6);
+    ASSERT_EQ(buf[0], KV_COMMAND_VERSION_EVICT);
+    struct kv_command d;
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
+    ASSERT_EQ(d.type, KV_CMD_EVICT);
+    ASSERT_EQ(d.evict_n, 3);
+    ASSERT_EQ(d.timestamp_ms, 42);
+    size_t pos = 0;
+    struct kv_evict_key k;
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(kv_evict_next(&d, &pos, &k), 1);
+        ASSERT_EQ(k.key_len, evict_keys3[i].key_len);
+        ASSERT_EQ(memcmp(k.key, evict_keys3[i].key, k.key_len), 0);
+        ASSERT_EQ(k.version, evict_keys3[i].version);
+    }
+    ASSERT_EQ(kv_evict_next(&d, &pos, &k), 0);
+    /* Every truncation and a trailing byte are refused. */
+    for (size_t cut = 0; cut < len; cut++)
+        ASSERT_EQ(kv_command_decode(buf, cut, NULL, &d), ST_EPROTO);
+    uint8_t longer[129];
+    memcpy(longer, buf, len);
+    longer[len] = 0;
+    ASSERT_EQ(kv_command_decode(longer, len + 1, NULL, &d), ST_EPROTO);
+    /* EVICT needs format version 2; a count of 0 or one the list disagrees
+     * with, and a condition, are malformed. */
+    uint8_t bad[128];
+    memcpy(bad, buf, len);
+    bad[0] = 1;
+    ASSERT_EQ(kv_command_decode(bad, len, NULL, &d), ST_EPROTO);
+    memcpy(bad, buf, len);
+    bad[KV_COMMAND_HEADER_BYTES] = 0;
+    ASSERT_EQ(kv_command_decode(bad, len, NULL, &d), ST_EPROTO);
+    memcpy(bad, buf, len);
+    bad[KV_COMMAND_HEADER_BYTES] = 2;
+    ASSERT_EQ(kv_command_decode(bad, len, NULL, &d), ST_EPROTO);
+    memcpy(bad, buf, len);
+    bad[2] = KV_COND_IF_VERSION;
+    ASSERT_EQ(kv_command_decode(bad, len, NULL, &d), ST_EPROTO);
+    /* Encode refuses an empty list and an empty key. */
+    c.evict_n = 0;
+    ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), ST_EINVAL);
+    struct kv_evict_key empty = {(const uint8_t *)"", 0, 1};
+    c.evict_n = 1;
+    c.evict_keys = &empty;
+    ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), ST_EINVAL);
+}
+
+TEST(refuse_round_trip_and_apply_changes_nothing)
+{
+    struct kv_command c = {.type = KV_CMD_REFUSE,
+                           .req = {2, 99},
+                           .timestamp_ms = 5,
+                           .reason = KV_REFUSE_MEMORY};
+    uint8_t buf[64];
+    size_t len = encode(&c, buf, sizeof(buf));
+    ASSERT_EQ(len, KV_COMMAND_HEADER_BYTES + 4);
+    struct kv_command d;
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
+    ASSERT_EQ(d.type, KV_CMD_REFUSE);
+    ASSERT_EQ(d.reason, KV_REFUSE_MEMORY);
+    ASSERT_EQ(d.req.seq, 99);
+    buf[0] = 1; /* version 1 has no REFUSE */
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), ST_EPROTO);
+    c.reason = 7;
+    ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), ST_EINVAL);
+}
+
+TEST(older_commands_keep_format_version_1)
+{
+    struct kv_command c = {.type = KV_CMD_PUT, .key = (const uint8_t *)"k", .key_len = 1};
+    uint8_t buf[128];
+    ASSERT_EQ(encode(&c, buf, sizeof(buf)) > 0, 1);
+    ASSERT_EQ(buf[0], 1); /* still readable by a version-1 node */
+    struct kv_command d;
+    size_t len = encode(&c, buf, sizeof(buf));
+    buf[0] = 2; /* and the same command in version 2 decodes alike */
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
+    ASSERT_EQ(d.type, KV_CMD_PUT);
 }
 
 TEST(decode_enforces_configured_limits_with_etoobig)

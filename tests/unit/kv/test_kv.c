@@ -508,6 +508,149 @@ TEST(same_commands_give_same_digest_and_different_ones_do_not)
     kv_destroy(b);
 }
 
+/* --max-memory limits this accounting: key + value + a fixed overhead per
+ * key, following every write, overwrite, delete, purge and eviction, and
+ * independent of allocator and table layout. */
+TEST(used_bytes_is_key_plus_value_plus_overhead_per_key_through_every_change)
+{
+    struct kv *kv;
+    ASSERT_EQ(kv_create(NULL, &kv), 0);
+    struct kv_result r;
+    ASSERT_EQ(kv_used_bytes(kv), 0);
+    ASSERT_EQ(kvt_put(kv, 1, 10, "alpha", "0123456789", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kv_used_bytes(kv), 5 + 10 + KV_ENTRY_USED_OVERHEAD_BYTES);
+    ASSERT_EQ(kv_entry_used_bytes(kv, "alpha", 5), 5 + 10 + KV_ENTRY_USED_OVERHEAD_BYTES);
+    ASSERT_EQ(kv_entry_used_bytes(kv, "beta", 4), 0);
+    /* overwrite: larger (reallocated), smaller (in place), with a TTL */
+    char big[500];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    ASSERT_EQ(kvt_put(kv, 2, 10, "alpha", big, 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kv_used_bytes(kv), kv_used_bytes_of(5, 499));
+    ASSERT_EQ(kvt_put(kv, 3, 10, "alpha", "ab", 100, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kv_used_bytes(kv), kv_used_bytes_of(5, 2));
+    ASSERT_EQ(kvt_put(kv, 4, 10, "beta", "b", 50, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 5, 10, "gamma", "g", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kv_used_bytes(kv), kv_used_bytes_of(5, 2) + kv_used_bytes_of(4, 1) +
+                                     kv_used_bytes_of(5, 1));
+    /* a failed condition changes nothing */
+    ASSERT_EQ(kvt_put(kv, 6, 10, "gamma", big, 0, KV_COND_IF_ABSENT, 0, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_PRECONDITION_FAILED);
+    ASSERT_EQ(kv_used_bytes(kv), kv_used_bytes_of(5, 2) + kv_used_bytes_of(4, 1) +
+                                     kv_used_bytes_of(5, 1));
+    /* purge at 70 removes beta (expires 60), not alpha (110) */
+    ASSERT_EQ(kvt_purge(kv, 7, 70, 0, &r), 0);
+    ASSERT_EQ(r.purged, 1);
+    ASSERT_EQ(kv_used_bytes(kv), kv_used_bytes_of(5, 2) + kv_used_bytes_of(5, 1));
+    ASSERT_EQ(kvt_del(kv, 8, 70, "gamma", KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kv_used_bytes(kv), kv_used_bytes_of(5, 2));
+    struct kv_stats stats;
+    kv_stats(kv, &stats);
+    ASSERT_EQ(stats.used_bytes, kv_used_bytes(kv));
+    ASSERT_EQ(kv_check_invariants(kv), 0);
+    kv_destroy(kv);
+}
+
+/* EVICT removes a listed key only at the listed version: a key rewritten
+ * after the leader chose it, or already gone, stays as it is. */
+TEST(evict_removes_listed_keys_at_their_version_only)
+{
+    struct kv *kv;
+    ASSERT_EQ(kv_create(NULL, &kv), 0);
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 1, 10, "a", "1", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 2, 10, "b", "22", 1000, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 3, 10, "c", "333", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv, 4, 10, "c", "3333", 0, KV_COND_NONE, 0, &r), 0); /* c rewritten */
+    struct kv_evict_key keys[] = {
+        {(const uint8_t *)"a", 1, 1},    /* current: evicted */
+        {(const uint8_t *)"b", 1, 2},    /* current, with a TTL: evicted */
+        {(const uint8_t *)"c", 1, 3},    /* rewritten at 4 since: kept */
+        {(const uint8_t *)"zzz", 3, 1},  /* absent: nothing */
+    };
+    uint64_t before = kv_used_bytes(kv);
+    ASSERT_EQ(kvt_evict(kv, 5, keys, 4, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_OK);
+    ASSERT_EQ(r.type, KV_CMD_EVICT);
+    ASSERT_EQ(r.evicted, 2);
+    ASSERT_EQ(r.evicted_bytes, kv_used_bytes_of(1, 1) + kv_used_bytes_of(1, 2));
+    ASSERT_EQ(kv_used_bytes(kv), before - r.evicted_bytes);
+    ASSERT_TRUE(!kvt_has(kv, "a", "1", 10));
+    ASSERT_TRUE(!kvt_has(kv, "b", "22", 10));
+    ASSERT_TRUE(kvt_has(kv, "c", "3333", 10));
+    ASSERT_EQ(kv_expiry_min(kv), 0); /* b left the expiry heap */
+    ASSERT_EQ(kv_applied_index(kv), 5);
+    ASSERT_EQ(kv_check_invariants(kv), 0);
+    /* The same EVICT applied on another replica gives the same state. */
+    struct kv *kv2;
+    ASSERT_EQ(kv_create(NULL, &kv2), 0);
+    ASSERT_EQ(kvt_put(kv2, 1, 10, "a", "1", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv2, 2, 10, "b", "22", 1000, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv2, 3, 10, "c", "333", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_put(kv2, 4, 10, "c", "3333", 0, KV_COND_NONE, 0, &r), 0);
+    ASSERT_EQ(kvt_evict(kv2, 5, keys, 4, &r), 0);
+    ASSERT_EQ(kv_digest(kv2), kv_digest(kv));
+    ASSERT_EQ(kv_used_bytes(kv2), kv_used_bytes(kv));
+    kv_destroy(kv2);
+    kv_destroy(kv);
+}
+
+/* A write the leader refused (--max-memory) is replaced by REFUSE with its
+ * request id: it answers the proposer and changes nothing. */
+TEST(refuse_answers_its_request_and_changes_nothing)
+{
+    struct kv *kv;
+    ASSERT_EQ(kv_create(NULL, &kv), 0);
+    struct kv_result r;
+    ASSERT_EQ(kvt_put(kv, 1, 10, "a", "1", 0, KV_COND_NONE, 0, &r), 0);
+    uint64_t digest = kv_digest(kv), used = kv_used_bytes(kv);
+    struct kv_command c = {.type = KV_CMD_REFUSE,
+                           .req = {3, 44},
+                           .timestamp_ms = 11,
+                           .reason = KV_REFUSE_MEMORY};
+    ASSERT_EQ(kvt_apply_cmd(kv, 2, &c, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_REFUSED);
+    ASSERT_EQ(r.req.node_id, 3);
+    ASSERT_EQ(r.req.seq, 44);
+    ASSERT_EQ(kv_digest(kv), digest);
+    ASSERT_EQ(kv_used_bytes(kv), used);
+    ASSERT_EQ(kv_applied_index(kv), 2);
+    kv_destroy(kv);
+}
+
+TEST(sample_draws_stored_keys_and_soonest_starts_at_the_earliest_expiry)
+{
+    struct kv *kv;
+    ASSERT_EQ(kv_create(NULL, &kv), 0);
+    struct kv_result r;
+    struct kv_sample s[16];
+    ASSERT_EQ(kv_sample(kv, KV_SAMPLE_ALL, 1, s, 16), 0);
+    char key[16];
+    uint64_t idx = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        /* every tenth key has a TTL, k30 the shortest */
+        uint64_t ttl = i % 10 == 0 ? (i == 30 ? 5 : 1000 + (uint64_t)i) : 0;
+        ASSERT_EQ(kvt_put(kv, ++idx, 10, key, "v", ttl, KV_COND_NONE, 0, &r), 0);
+    }
+    size_t n = kv_sample(kv, KV_SAMPLE_ALL, 42, s, 16);
+    ASSERT_EQ(n, 16);
+    for (size_t i = 0; i < n; i++) {
+        ASSERT_EQ(kv_entry_used_bytes(kv, s[i].key, s[i].key_len), s[i].used_bytes);
+        ASSERT_EQ(s[i].hash, kv_key_hash(kv, s[i].key, s[i].key_len));
+    }
+    n = kv_sample(kv, KV_SAMPLE_TTL, 7, s, 16);
+    ASSERT_EQ(n, 16);
+    for (size_t i = 0; i < n; i++)
+        ASSERT_TRUE(s[i].expire_at_ms != 0);
+    n = kv_sample(kv, KV_SAMPLE_SOONEST, 0, s, 16);
+    ASSERT_EQ(n, 10); /* every key with a TTL, once */
+    ASSERT_EQ(s[0].key_len, 3);
+    ASSERT_EQ(memcmp(s[0].key, "k30", 3), 0);
+    ASSERT_EQ(s[0].expire_at_ms, 15);
+    kv_destroy(kv);
+}
+
 TEST(kv_create_rejects_bad_config)
 {
     struct kv_config cfg;

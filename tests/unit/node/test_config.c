@@ -129,6 +129,31 @@ TEST(server_flags_parse_into_the_config)
     ASSERT_FALSE(cfg.bootstrap_if_empty);
 }
 
+TEST(memory_flags_parse_with_defaults_and_refuse_unknown_policies)
+{
+    struct node_config cfg;
+    char err[256];
+    node_config_default(&cfg);
+    ASSERT_EQ(cfg.snapshot_log_bytes, UINT64_C(64) << 20);
+    ASSERT_EQ(cfg.max_memory, 0);
+    ASSERT_EQ(cfg.eviction_policy, NODE_EVICT_NONE);
+    ASSERT_EQ(node_config_set(&cfg, "snapshot-log-bytes", "8388608", err, sizeof err), 0);
+    ASSERT_EQ(cfg.snapshot_log_bytes, 8388608);
+    ASSERT_EQ(node_config_set(&cfg, "max-memory", "1048576", err, sizeof err), 0);
+    ASSERT_EQ(cfg.max_memory, 1048576);
+    const char *names[] = {"noeviction", "allkeys-lru", "volatile-lru", "allkeys-random",
+                           "volatile-ttl"};
+    for (int i = 0; i < 5; i++) {
+        ASSERT_EQ(node_config_set(&cfg, "eviction-policy", names[i], err, sizeof err), 0);
+        ASSERT_EQ(cfg.eviction_policy, i);
+        ASSERT_STREQ(node_eviction_policy_name(cfg.eviction_policy), names[i]);
+    }
+    ASSERT_EQ(node_config_set(&cfg, "eviction-policy", "allkeys-lfu", err, sizeof err),
+              ST_EINVAL);
+    ASSERT_TRUE(strstr(err, "--eviction-policy") != NULL);
+    ASSERT_EQ(node_config_set(&cfg, "max-memory", "lots", err, sizeof err), ST_EINVAL);
+}
+
 TEST(server_without_flags_bootstraps_an_empty_default_directory)
 {
     struct node_config cfg;

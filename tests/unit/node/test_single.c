@@ -392,6 +392,49 @@ TEST(snapshot_threshold_alone_takes_snapshots)
     finish_single();
 }
 
+/* Finding 4 of issue 14: with large values the entry count alone let the
+ * log (in memory and in the WAL) grow with the bytes written. 4 KiB of
+ * payload since the last snapshot take one, whatever the count, and a
+ * quarter of it bounds the log kept behind it. */
+TEST(snapshot_log_bytes_takes_snapshots_by_payload_bytes)
+{
+    h_init();
+    memset(&single, 0, sizeof single);
+    h_mkdtemp(single.dir, sizeof single.dir);
+    h_config(&single, 1);
+    single.cfg.mode = NODE_START_BOOTSTRAP;
+    single.cfg.snapshot_threshold = 0; /* never by count */
+    single.cfg.snapshot_log_bytes = 4096;
+    ASSERT_EQ(h_start(&single), 0);
+    struct hcond c = {&single, 1, 0, 0};
+    ASSERT_TRUE(h_run_until(h_cond_converged, &c));
+    char value[1001];
+    memset(value, 'b', 1000);
+    value[1000] = '\0';
+    struct hresp r;
+    struct node_info info;
+    for (int i = 0; i < 3; i++) {
+        h_http(&single, "PUT", "/kv/big", NULL, value, &r);
+        ASSERT_EQ(r.status, i == 0 ? 201 : 200);
+    }
+    node_info_get(single.node, &info);
+    ASSERT_EQ(info.snapshot_index, 0); /* 3 KB: not yet */
+    for (int i = 0; i < 12; i++) {
+        h_http(&single, "PUT", "/kv/big", NULL, value, &r);
+        ASSERT_EQ(r.status, 200);
+    }
+    ASSERT_TRUE(h_run_until(h_cond_no_snapshot_job, &single));
+    node_info_get(single.node, &info);
+    ASSERT_TRUE(info.snapshot_index >= 4);
+    /* At most 1 KiB of trailing log: the entries of 1 KB are all gone. */
+    ASSERT_TRUE(info.first_index > info.snapshot_index);
+    restart_single();
+    h_http(&single, "GET", "/kv/big", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STREQ(r.body, value);
+    finish_single();
+}
+
 static bool cond_trimmed(void *arg)
 {
     struct node_info info;

@@ -29,6 +29,31 @@ TEST(snapshot_taken_compacts_keeping_trailing_entries)
     fx_destroy(f);
 }
 
+static void tweak_trailing_bytes(struct raft_config *c)
+{
+    c->trailing_entries = 100;
+    c->trailing_bytes = 25; /* two entries of 10 bytes */
+}
+
+TEST(snapshot_taken_keeps_no_more_trailing_bytes_than_configured)
+{
+    struct fx *f = fx_create_ex(3, 3, 0, tweak_trailing_bytes);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    for (int i = 0; i < 20; i++)
+        ASSERT_EQ(fx_propose_str(f, 1, "0123456789", NULL), 0);
+    fx_run(f, 2);
+    struct raft *r = fx_r(f, 1);
+    raft_index applied = f->nodes[1].applied;
+    ASSERT_EQ(applied, raft_last_index(r));
+    /* 100 trailing entries by count, but 25 bytes keep only the last two. */
+    raft_index first = fx_snapshot(f, 1);
+    ASSERT_EQ(first, applied - 2 + 1);
+    ASSERT_EQ(raft_first_index(r), first);
+    ASSERT_TRUE(raft_term_at(r, first - 1) != 0); /* the compaction point's term */
+    ASSERT_EQ(raft_term_at(r, first - 2), 0);
+    fx_destroy(f);
+}
+
 TEST(snapshot_records_conf_as_of_its_index)
 {
     struct fx *f = fx_create_ex(4, 3, 0, NULL);

@@ -141,6 +141,43 @@ TEST(torn_tail_is_cut_and_acknowledged_records_stay)
     st_fs_sim_destroy(sim);
 }
 
+/* A restart must not hold every segment file whole (issue 14, finding 4:
+ * recovery read the whole WAL back into memory, and the loaded entries kept
+ * each whole preallocated segment alive). After open and load the entries
+ * reference buffers sized to their own payloads, and the entries a snapshot
+ * mark compacted away are not held at all. */
+TEST(open_holds_the_live_entries_not_the_segment_files)
+{
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    const uint64_t seg = 1 << 16;
+    struct st_log_store s;
+    open_loaded(sim, seg, &s);
+    for (raft_index i = 1; i < 400; i += 20)
+        ASSERT_EQ(put(&s, i, i + 20, 200, true), 0); /* several segments */
+    ASSERT_EQ(s.ops->compact(s.self, 300, 1), 0);
+    ASSERT_EQ(s.ops->sync(s.self), 0);
+    s.ops->close(s.self);
+    struct st_wal_config c = cfg_of(sim, seg);
+    ASSERT_EQ(st_wal_open(&c, &s, NULL), 0);
+    struct st_log_state st;
+    ASSERT_EQ(s.ops->load(s.self, 350, &st, NULL), 0);
+    ASSERT_EQ(st.first_index, 351);
+    ASSERT_EQ(st.n_entries, 50);
+    uint64_t payload = 0, held = 0;
+    const struct raft_buf *last = NULL;
+    for (size_t i = 0; i < st.n_entries; i++) {
+        ASSERT_TRUE(h_check(&st.entries[i], 351 + i, 1));
+        payload += st.entries[i].len;
+        if (st.entries[i].buf != last) held += st.entries[i].buf->cap;
+        last = st.entries[i].buf;
+    }
+    ASSERT_EQ(held, payload);
+    st_log_state_release(&st);
+    s.ops->close(s.self);
+    st_fs_sim_destroy(sim);
+}
+
 TEST(bad_record_before_valid_ones_is_refused_naming_file_and_offset)
 {
     struct st_fs_sim *sim;
