@@ -29,7 +29,23 @@
  *
  * Memory: per-connection read buffer and per-slot head/body/response buffers
  * are allocated on first use and reused; buffers grown for a large body or
- * response above HTTP_BUF_KEEP_BYTES are released after use.
+ * response above HTTP_BUF_KEEP_BYTES are released after use. Once connections
+ * that closed have released HTTP_TRIM_FREED_BYTES in all, free heap pages are
+ * returned to the OS (malloc_trim, HTTP_TRIM_DELAY_MS later, so one trim
+ * covers a burst of closes).
+ *
+ * Output bounds (slow readers): the bytes of responses that are generated but
+ * not yet written (READY and WRITING slots) are counted per connection and
+ * charged to the shared budget cfg.out_budget (util/outbudget.h), released
+ * when written or when the connection closes.
+ *  - Per connection: while a connection holds conn_out_bytes_max or more, no
+ *    further pipelined request is parsed and it is not read (back-pressure);
+ *    both resume as its output drains. Requests already with the handler
+ *    still complete, so a connection may hold up to conn_out_bytes_max plus
+ *    pipeline_max responses.
+ *  - Global: when a response pushes the budget over its bound, connections
+ *    are dropped (closed at once, queued responses discarded), the one with
+ *    the most queued bytes first, until the budget is within its bound again.
  *
  * Threading: everything runs on the loop thread. */
 #ifndef ST_HTTP_SERVER_H
@@ -40,6 +56,7 @@
 #include <uv.h>
 
 struct http_server;
+struct st_outbudget;
 
 /* Named http_verb (not http_method) to stay clear of http_parser.h. */
 enum http_verb {
@@ -101,9 +118,17 @@ struct http_server_config {
     uint32_t connections_max;
     uint32_t pipeline_max;   /* requests in flight per connection (default 16, max 64) */
     uint32_t read_buf_bytes; /* per-connection read buffer (default 16 KiB) */
+    /* Queued response bytes at which a connection stops being read (default
+     * 1 MiB; 0 = no per-connection bound). */
+    uint64_t conn_out_bytes_max;
+    /* The global bound on queued response bytes, shared with other front
+     * ends; borrowed (must outlive the server). NULL = no global bound. */
+    struct st_outbudget *out_budget;
 };
 
 #define HTTP_BUF_KEEP_BYTES (64u * 1024u)
+#define HTTP_TRIM_FREED_BYTES (8u * 1024u * 1024u)
+#define HTTP_TRIM_DELAY_MS 50u
 
 struct http_server_stats {
     uint64_t connections; /* open now */
@@ -115,6 +140,10 @@ struct http_server_stats {
     uint64_t idle_closed;
     uint64_t request_timeouts; /* 408s for requests received too slowly */
     uint64_t write_batches;    /* write calls carrying responses (pipelined ones share) */
+    uint64_t out_bytes;        /* response bytes generated, not yet written (now) */
+    uint64_t out_paused;       /* times a connection stopped being read: over conn_out_bytes_max */
+    uint64_t slow_dropped;     /* connections dropped to bring out_budget within its bound */
+    uint64_t memory_trims;     /* free heap returned to the OS after connections closed */
 };
 
 void http_server_config_default(struct http_server_config *cfg);
