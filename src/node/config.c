@@ -35,6 +35,8 @@ void node_config_default(struct node_config *cfg)
     cfg->seed = 0;
     cfg->snapshot_step_bytes = 1u << 20;
     cfg->wal_inline_max_us = 2000;
+    cfg->client_output_bytes_max = 64u << 20;
+    cfg->conn_output_bytes_max = 1u << 20;
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -261,6 +263,10 @@ int node_config_validate(const struct node_config *cfg, char *err, size_t errlen
         set_err(err, errlen, "--request-timeout-ms must be positive");
         return ST_EINVAL;
     }
+    if (cfg->conn_output_bytes_max > cfg->client_output_bytes_max) {
+        set_err(err, errlen, "--conn-output-bytes-max must not exceed --client-output-bytes-max");
+        return ST_EINVAL;
+    }
     if (cfg->mode == NODE_START_JOIN && !addr_valid(cfg->join_http)) {
         set_err(err, errlen, "--join needs the HTTP address of a member (HOST:PORT)");
         return ST_EINVAL;
@@ -321,6 +327,8 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"purge-interval-ms", 1, 3600000, 32, &cfg->purge_interval_ms},
         {"seed", 0, UINT64_MAX, 64, &cfg->seed},
         {"wal-inline-max-us", 0, 1000000, 32, &cfg->wal_inline_max_us},
+        {"client-output-bytes-max", 1u << 20, UINT64_MAX, 64, &cfg->client_output_bytes_max},
+        {"conn-output-bytes-max", 4096, UINT64_MAX, 64, &cfg->conn_output_bytes_max},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(nums); i++) {
         if (strcmp(name, nums[i].name) != 0) continue;

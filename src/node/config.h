@@ -72,6 +72,13 @@ struct node_config {
      * microseconds on average (default 2000; the policy: node/wal_inline.h);
      * 0: always through the writer's threads. */
     uint32_t wal_inline_max_us;
+    /* Response bytes generated but not yet written, all client connections
+     * of all front ends together; past it the slowest readers are dropped
+     * (util/outbudget.h). Default 64 MiB. */
+    uint64_t client_output_bytes_max;
+    /* Queued response bytes at which one connection stops being read until
+     * its output drains. Default 1 MiB; <= client_output_bytes_max. */
+    uint64_t conn_output_bytes_max;
     const struct st_fs *fs;       /* tests: a simulated file system; NULL = the real one */
     bool bootstrap_if_empty;      /* restart mode, but bootstrap an empty data directory
                                    * (`stcache server` without any flag) */
