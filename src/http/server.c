@@ -102,6 +102,10 @@ struct http_conn {
      * stats.out_bytes and out_budget; 0 once closing. */
     uint64_t out_bytes;
     int out_paused; /* out_bytes >= conn_out_bytes_max stopped the reading */
+    /* Stall stamp (util/outbudget.h): taken when out_bytes leaves 0 and on
+     * every sign that the client takes bytes; the smallest is dropped first. */
+    uint64_t out_stamp;
+    size_t wq_seen; /* libuv write queue bytes when last looked at */
     struct http_slot slots[];
 };
 
@@ -316,8 +320,14 @@ static struct http_slot *slot_take(struct http_conn *c)
 }
 
 /* Output accounting (server.h, "Output bounds"). */
+static void conn_out_stamp(struct http_conn *c)
+{
+    if (c->srv->budget) c->out_stamp = st_outbudget_stamp(c->srv->budget);
+}
+
 static void conn_out_charge(struct http_conn *c, size_t bytes)
 {
+    if (c->out_bytes == 0) conn_out_stamp(c);
     c->out_bytes += bytes;
     c->srv->stats.out_bytes += bytes;
     if (c->srv->budget) st_outbudget_charge(c->srv->budget, bytes);
@@ -612,15 +622,21 @@ static void conn_close(struct http_conn *c)
     if (c->closing) return;
     c->closing = 1;
     c->reading = 0;
-    /* Queued responses are discarded: their bytes leave the budget now, and
-     * READY buffers (not yet handed to libuv) are freed now, so a drop
-     * relieves memory before the close callbacks run. A WRITING batch is
-     * referenced by the write request until libuv cancels it. */
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    /* Queued responses are discarded: their bytes leave the budget and their
+     * buffers are freed now, so a drop relieves memory at once rather than
+     * in the close callbacks (a burst of completions may come first). Safe
+     * for a WRITING batch too: uv_close() has closed the descriptor, and
+     * libuv only hands a cancelled write back (UV_ECANCELED), never reading
+     * its data again. */
     if (c->out_bytes > 0) {
         size_t freed = 0;
         for (uint32_t i = 0; i < c->srv->cfg.pipeline_max; i++) {
             struct http_slot *s = &c->slots[i];
-            if (s->state != SLOT_READY || !s->out) continue;
+            if ((s->state != SLOT_READY && s->state != SLOT_WRITING) || !s->out) continue;
             freed += s->out_cap;
             free(s->out);
             s->out = NULL;
@@ -630,10 +646,6 @@ static void conn_close(struct http_conn *c)
         conn_out_release(c, c->out_bytes);
         server_note_freed(c->srv, freed);
     }
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
 
 static void conn_touch(struct http_conn *c);
@@ -827,6 +839,7 @@ static void on_write_done(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
+    conn_out_stamp(c); /* the client took the whole batch */
     int finish = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct http_slot *s = &c->slots[c->head];
@@ -865,6 +878,7 @@ static int conn_flush(struct http_conn *c)
         conn_close(c);
         return 0;
     }
+    if (w > 0) conn_out_stamp(c);
     size_t rem = (size_t)w;
     uint32_t done = 0;
     while (done < n && rem >= bufs[done].len) {
@@ -889,7 +903,9 @@ static int conn_flush(struct http_conn *c)
     if (rc != 0) {
         c->writing = 0;
         conn_close(c);
+        return 0;
     }
+    c->wq_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     return 0;
 }
 
@@ -1269,19 +1285,28 @@ static void conn_update_reading(struct http_conn *c)
 
 /* ---------- the global output bound ---------- */
 
+/* The connection stalled longest (smallest stamp). libuv reports a write
+ * only once all of it went out, so a client reading a large batch shows its
+ * progress here, as a shrinking write queue: it is stamped anew. */
 static struct http_conn *server_slowest(struct http_server *srv)
 {
     struct http_conn *worst = NULL;
-    for (struct http_conn *c = srv->conns; c; c = c->next)
-        if (!c->closing && c->out_bytes > 0 && (!worst || c->out_bytes > worst->out_bytes))
-            worst = c;
+    for (struct http_conn *c = srv->conns; c; c = c->next) {
+        if (c->closing || c->out_bytes == 0) continue;
+        if (c->writing) {
+            size_t wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+            if (wq < c->wq_seen) conn_out_stamp(c);
+            c->wq_seen = wq;
+        }
+        if (!worst || c->out_stamp < worst->out_stamp) worst = c;
+    }
     return worst;
 }
 
 static uint64_t budget_slowest_cb(void *ctx)
 {
     struct http_conn *c = server_slowest(ctx);
-    return c ? c->out_bytes : 0;
+    return c ? c->out_stamp : 0;
 }
 
 static void budget_drop_slowest_cb(void *ctx)
@@ -1290,7 +1315,7 @@ static void budget_drop_slowest_cb(void *ctx)
     struct http_conn *c = server_slowest(srv);
     if (!c) return;
     srv->stats.slow_dropped++;
-    ST_TRACE_WARN("http", "dropping a slow reader: %" PRIu64 " response bytes queued, %" PRIu64
+    ST_TRACE_WARN("http", "dropping the slowest reader: %" PRIu64 " response bytes queued, %" PRIu64
                           " queued for all clients (bound %" PRIu64 ")",
                   c->out_bytes, srv->budget->used_bytes, srv->budget->max_bytes);
     conn_close(c);

@@ -44,8 +44,9 @@
  *    still complete, so a connection may hold up to conn_out_bytes_max plus
  *    pipeline_max responses.
  *  - Global: when a response pushes the budget over its bound, connections
- *    are dropped (closed at once, queued responses discarded), the one with
- *    the most queued bytes first, until the budget is within its bound again.
+ *    are dropped (closed at once, queued responses discarded), the one whose
+ *    client has gone longest without taking any bytes first (not the one
+ *    with the largest response), until the budget is within its bound.
  *
  * Threading: everything runs on the loop thread. */
 #ifndef ST_HTTP_SERVER_H

@@ -42,11 +42,11 @@ uint32_t st_outbudget_enforce(struct st_outbudget *b)
     uint32_t dropped = 0;
     while (st_outbudget_over(b)) {
         const struct st_outbudget_user *worst = NULL;
-        uint64_t worst_bytes = 0;
+        uint64_t worst_stamp = 0;
         for (uint32_t i = 0; i < b->n_users; i++) {
-            uint64_t q = b->users[i].slowest_cb(b->users[i].ctx);
-            if (q > worst_bytes) {
-                worst_bytes = q;
+            uint64_t st = b->users[i].slowest_cb(b->users[i].ctx);
+            if (st != 0 && (worst_stamp == 0 || st < worst_stamp)) {
+                worst_stamp = st;
                 worst = &b->users[i];
             }
         }

@@ -9,12 +9,18 @@
  *
  * Policy: when `used_bytes` exceeds `max_bytes` after a charge, the front end
  * calls st_outbudget_enforce(), which drops connections, slowest first, until
- * the total is back within the bound. "Slowest" is the connection holding the
- * most queued bytes, across all front ends: each registered front end names
- * its own worst connection (slowest_cb) and the budget drops the worst of
- * those (drop_slowest_cb). A connection that holds more than its own bound
- * is not dropped for that alone; its front end stops reading from it until
- * its output drains (back-pressure, see http/server.h).
+ * the total is back within the bound. "Slowest" is the connection whose
+ * client has gone longest without taking any of its queued bytes, across all
+ * front ends: a front end stamps a connection (st_outbudget_stamp) when its
+ * queue goes from empty to non-empty and whenever the client takes bytes;
+ * the smallest stamp is the longest stall. Each registered front end names
+ * its own slowest connection (slowest_cb) and the budget drops the slowest
+ * of those (drop_slowest_cb). So a client that reads a large value at a
+ * normal pace is not dropped for the size of its response, while one that
+ * stopped reading is, however little it holds. Stamps are a counter, not a
+ * clock: no ties, no time source. A connection that holds more than its
+ * own bound is not dropped for that alone; its front end stops reading from
+ * it until its output drains (back-pressure, see http/server.h).
  *
  * Ownership: the caller owns the struct (embedded or static); front ends
  * borrow it between st_outbudget_register() and st_outbudget_unregister().
@@ -27,8 +33,8 @@
 #define ST_OUTBUDGET_USERS_MAX 4
 
 struct st_outbudget_user {
-    /* Queued bytes of this front end's connection that should go first
-     * (most queued bytes), 0 if it has none worth dropping. */
+    /* The stall stamp of this front end's slowest connection with queued
+     * bytes (the smallest), 0 if it has none. */
     uint64_t (*slowest_cb)(void *ctx);
     /* Drops that connection. Must release its bytes (st_outbudget_release)
      * before returning. */
@@ -42,6 +48,7 @@ struct st_outbudget {
     uint64_t peak_bytes;
     uint64_t dropped;       /* connections dropped as slow readers */
     uint64_t dropped_bytes; /* their queued bytes at the time */
+    uint64_t stamp;         /* the last stall stamp given */
     struct st_outbudget_user users[ST_OUTBUDGET_USERS_MAX];
     uint32_t n_users;
     int enforcing; /* st_outbudget_enforce() is running (no reentry) */
@@ -58,6 +65,12 @@ static inline void st_outbudget_charge(struct st_outbudget *b, uint64_t bytes)
 {
     b->used_bytes += bytes;
     if (b->used_bytes > b->peak_bytes) b->peak_bytes = b->used_bytes;
+}
+
+/* A new stall stamp, larger than every earlier one (never 0). */
+static inline uint64_t st_outbudget_stamp(struct st_outbudget *b)
+{
+    return ++b->stamp;
 }
 
 /* bytes <= used_bytes (asserted). */

@@ -103,12 +103,11 @@ static void read_budget(struct fx *f, void *arg)
     v->dropped = v->b->dropped;
 }
 
-static int one_dropped(struct fx *f, void *arg)
+static int dropped_at_least(struct fx *f, void *arg)
 {
     struct http_server_stats s;
     http_server_stats(f->srv, &s);
-    (void)arg;
-    return s.slow_dropped >= 1;
+    return s.slow_dropped >= *(uint64_t *)arg;
 }
 
 static int all_handled(struct fx *f, void *arg)
@@ -116,7 +115,21 @@ static int all_handled(struct fx *f, void *arg)
     return f->handled >= *(int *)arg;
 }
 
-TEST(over_the_global_bound_the_connection_with_most_queued_bytes_is_dropped)
+/* Answers every held request for path (in arrival order) and forgets it. */
+static void answer_path(struct fx *f, void *arg)
+{
+    const char *path = arg;
+    int k = 0;
+    for (int i = 0; i < f->n_held; i++) {
+        if (strcmp(f->held[i]->path, path) == 0)
+            fx_answer(f, f->held[i]);
+        else
+            f->held[k++] = f->held[i];
+    }
+    f->n_held = k;
+}
+
+TEST(over_the_global_bound_the_reader_stalled_longest_is_dropped_not_the_biggest)
 {
     struct st_outbudget budget;
     st_outbudget_init(&budget, 8u << 20);
@@ -124,42 +137,49 @@ TEST(over_the_global_bound_the_connection_with_most_queued_bytes_is_dropped)
     http_server_config_default(&cfg);
     cfg.conn_out_bytes_max = 0; /* only the global bound here */
     cfg.out_budget = &budget;
-    struct fx *f = fx_start(&cfg, FX_ECHO);
-    /* small: one /big queued (about 3 MiB, within the bound) */
-    struct client small, hog, normal;
-    cl_connect_slow(&small, f->port);
-    send_gets(&small, "/big", 1);
-    int want = 1;
+    struct fx *f = fx_start(&cfg, FX_HOLD);
+    /* stalled: one /big (3 MiB) queued behind a request still with the
+     * handler, so nothing of it can go out */
+    struct client stalled, reader, hog;
+    cl_connect_slow(&stalled, f->port);
+    ASSERT_EQ(cl_sends(&stalled, "GET /first HTTP/1.1\r\n\r\nGET /big HTTP/1.1\r\n\r\n"), 0);
+    int want = 2;
     fx_wait(f, all_handled, &want);
-    /* hog: pipelines /big until the total passes 8 MiB: it holds the most */
-    cl_connect_slow(&hog, f->port);
-    send_gets(&hog, "/big", 8);
-    fx_wait(f, one_dropped, NULL);
+    fx_run(f, answer_path, "/big");
+    /* reader: asks for two /big (6 MiB, more than stalled holds) and reads
+     * them; answering both takes the total to 9 MiB */
+    ASSERT_EQ(cl_connect(&reader, f->port), 0);
+    send_gets(&reader, "/big", 2);
+    want = 4;
+    fx_wait(f, all_handled, &want);
+    fx_run(f, answer_path, "/big");
     struct budget_view v = {.b = &budget};
     fx_run(f, read_budget, &v);
     ASSERT_EQ(v.dropped, 1);
-    ASSERT_LE(v.used, 8u << 20);
-    ASSERT_TRUE(cl_ended(&hog)); /* closed by the server */
+    ASSERT_LE(v.used, 8u << 20); /* the reader's, minus what already went out */
+    ASSERT_TRUE(cl_ended(&stalled)); /* closed by the server */
+    cl_close(&stalled);
+    for (int i = 0; i < 2; i++) {
+        struct resp r;
+        ASSERT_EQ(cl_read(&reader, &r), 0);
+        ASSERT_EQ(r.status, 200);
+        ASSERT_EQ(r.body_len, BIG_RESP_BYTES);
+        free(r.body);
+    }
+    cl_close(&reader);
+    /* hog: pipelines /big and never reads; it alone takes the total over */
+    fx_set_mode(f, FX_ECHO, 0);
+    cl_connect_slow(&hog, f->port);
+    send_gets(&hog, "/big", 8);
+    uint64_t two = 2;
+    fx_wait(f, dropped_at_least, &two);
+    ASSERT_TRUE(cl_ended(&hog));
     cl_close(&hog);
-    /* A normal client is served meanwhile, small still gets its response. */
-    ASSERT_EQ(cl_connect(&normal, f->port), 0);
-    ASSERT_EQ(cl_sends(&normal, "GET /big HTTP/1.1\r\n\r\nGET /x HTTP/1.1\r\n\r\n"), 0);
-    struct resp r;
-    ASSERT_EQ(cl_read(&normal, &r), 0);
-    ASSERT_EQ(r.body_len, BIG_RESP_BYTES);
-    free(r.body);
-    ASSERT_EQ(cl_read(&normal, &r), 0);
-    ASSERT_EQ(r.status, 200);
-    free(r.body);
-    ASSERT_EQ(cl_read(&small, &r), 0);
-    ASSERT_EQ(r.body_len, BIG_RESP_BYTES);
-    free(r.body);
-    cl_close(&normal);
-    cl_close(&small);
     struct http_server_stats s = fx_stop(f);
-    ASSERT_EQ(s.slow_dropped, 1);
+    ASSERT_EQ(s.slow_dropped, 2);
     ASSERT_EQ(s.out_bytes, 0);
     ASSERT_EQ(budget.used_bytes, 0);
+    ASSERT_EQ(budget.dropped, 2);
     ASSERT_EQ(budget.n_users, 0); /* unregistered on close */
     ASSERT_GE(budget.peak_bytes, (8u << 20) + 1);
 }
