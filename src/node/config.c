@@ -267,6 +267,11 @@ int node_config_validate(const struct node_config *cfg, char *err, size_t errlen
         set_err(err, errlen, "--conn-output-bytes-max must not exceed --client-output-bytes-max");
         return ST_EINVAL;
     }
+    /* Else a client reading a large value could be dropped for its size. */
+    if (cfg->client_output_bytes_max < 2 * (uint64_t)cfg->max_value_bytes) {
+        set_err(err, errlen, "--client-output-bytes-max must be at least twice --max-value-bytes");
+        return ST_EINVAL;
+    }
     if (cfg->mode == NODE_START_JOIN && !addr_valid(cfg->join_http)) {
         set_err(err, errlen, "--join needs the HTTP address of a member (HOST:PORT)");
         return ST_EINVAL;

@@ -189,6 +189,12 @@ TEST(output_bound_flags_default_parse_and_validate)
                   "4194304"}; /* one connection's bound above the global one */
     ASSERT_EQ(parse(&cfg, err, sizeof err, 5, a3), 2);
     ASSERT_TRUE(strstr(err, "--conn-output-bytes-max") != NULL);
+    char *a4[] = {"server", "--client-output-bytes-max", "16777216", "--max-value-bytes",
+                  "16777216"}; /* one large value could not be read */
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 5, a4), 2);
+    ASSERT_TRUE(strstr(err, "--max-value-bytes") != NULL);
+    char *a5[] = {"server", "--max-value-bytes", "16777216"}; /* 64 MiB default suffices */
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 3, a5), 0);
 }
 
 TEST(config_file_sets_options_and_flags_override_it)
