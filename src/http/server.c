@@ -130,7 +130,9 @@ struct http_server {
     struct st_outbudget *budget; /* cfg.out_budget, registered while the server lives */
     uv_timer_t trim_timer;
     int trim_open;
-    uint64_t freed_bytes; /* released by closed connections since the last trim */
+    uint64_t freed_bytes;   /* large buffers of closed connections freed since the last trim */
+    uint64_t last_trim_ms;  /* loop time of the last trim */
+    int memory_trimmed;     /* last_trim_ms is valid */
     uint16_t port;
     struct http_server_stats stats;
 };
@@ -263,11 +265,12 @@ static struct http_slot *slot_of(struct http_request *req)
     return (struct http_slot *)(void *)req;
 }
 
-/* Returns the bytes it released (capacities). */
+/* Returns the bytes of large buffers (above HTTP_BUF_KEEP_BYTES) it
+ * released: small ones are reused by the next connections anyway. */
 static size_t slot_free_buffers(struct http_slot *s)
 {
-    size_t freed = (size_t)s->head_cap + s->body_cap + s->out_cap +
-                   (s->hdrs ? s->conn->srv->cfg.headers_max * sizeof(*s->hdrs) : 0);
+    size_t freed = (s->body_cap > HTTP_BUF_KEEP_BYTES ? s->body_cap : 0) +
+                   (s->out_cap > HTTP_BUF_KEEP_BYTES ? s->out_cap : 0);
     free(s->head);
     free(s->hdrs);
     free(s->body);
@@ -566,6 +569,8 @@ static void on_trim_timer(uv_timer_t *t)
 {
     struct http_server *srv = t->data;
     srv->freed_bytes = 0;
+    srv->last_trim_ms = uv_now(srv->loop);
+    srv->memory_trimmed = 1;
 #ifdef __GLIBC__
     (void)malloc_trim(0);
 #endif
@@ -574,16 +579,21 @@ static void on_trim_timer(uv_timer_t *t)
 
 /* glibc keeps freed heap pages below the top of the heap resident: after
  * many connections with large queued responses closed, that is most of what
- * they held (the slow-reader finding: 272 MiB stayed). Past
- * HTTP_TRIM_FREED_BYTES released, a trim runs HTTP_TRIM_DELAY_MS later, so
- * a burst of closes shares one trim (a walk of the free lists). */
+ * they held (the slow-reader finding: all 524 MiB stayed). Past
+ * HTTP_TRIM_FREED_BYTES of large buffers released by closing connections, a
+ * trim runs HTTP_TRIM_DELAY_MS later, so a burst of closes shares one trim
+ * (a walk of the free lists), and at most one per HTTP_TRIM_INTERVAL_MS
+ * (connection churn must not turn into trimming all the time). */
 static void server_note_freed(struct http_server *srv, size_t bytes)
 {
     srv->freed_bytes += bytes;
     if (srv->freed_bytes < HTTP_TRIM_FREED_BYTES || !srv->trim_open || srv->closing ||
         uv_is_active((uv_handle_t *)&srv->trim_timer))
         return;
-    uv_timer_start(&srv->trim_timer, on_trim_timer, HTTP_TRIM_DELAY_MS, 0);
+    uint64_t now = uv_now(srv->loop), delay = HTTP_TRIM_DELAY_MS;
+    if (srv->memory_trimmed && srv->last_trim_ms + HTTP_TRIM_INTERVAL_MS > now + delay)
+        delay = srv->last_trim_ms + HTTP_TRIM_INTERVAL_MS - now;
+    uv_timer_start(&srv->trim_timer, on_trim_timer, delay, 0);
 }
 
 static void conn_free(struct http_conn *c)
@@ -595,7 +605,7 @@ static void conn_free(struct http_conn *c)
     else
         srv->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    size_t freed = c->rbuf ? srv->cfg.read_buf_bytes : 0;
+    size_t freed = 0;
     for (uint32_t i = 0; i < srv->cfg.pipeline_max; i++)
         freed += slot_free_buffers(&c->slots[i]);
     free(c->rbuf);
@@ -637,7 +647,7 @@ static void conn_close(struct http_conn *c)
         for (uint32_t i = 0; i < c->srv->cfg.pipeline_max; i++) {
             struct http_slot *s = &c->slots[i];
             if ((s->state != SLOT_READY && s->state != SLOT_WRITING) || !s->out) continue;
-            freed += s->out_cap;
+            if (s->out_cap > HTTP_BUF_KEEP_BYTES) freed += s->out_cap;
             free(s->out);
             s->out = NULL;
             s->out_cap = 0;

@@ -30,9 +30,10 @@
  * Memory: per-connection read buffer and per-slot head/body/response buffers
  * are allocated on first use and reused; buffers grown for a large body or
  * response above HTTP_BUF_KEEP_BYTES are released after use. Once connections
- * that closed have released HTTP_TRIM_FREED_BYTES in all, free heap pages are
- * returned to the OS (malloc_trim, HTTP_TRIM_DELAY_MS later, so one trim
- * covers a burst of closes).
+ * that closed have released HTTP_TRIM_FREED_BYTES of such large buffers, free
+ * heap pages are returned to the OS (malloc_trim, HTTP_TRIM_DELAY_MS later so
+ * that one trim covers a burst of closes, at most one per
+ * HTTP_TRIM_INTERVAL_MS).
  *
  * Output bounds (slow readers): the bytes of responses that are generated but
  * not yet written (READY and WRITING slots) are counted per connection and
@@ -130,6 +131,7 @@ struct http_server_config {
 #define HTTP_BUF_KEEP_BYTES (64u * 1024u)
 #define HTTP_TRIM_FREED_BYTES (8u * 1024u * 1024u)
 #define HTTP_TRIM_DELAY_MS 50u
+#define HTTP_TRIM_INTERVAL_MS 1000u
 
 struct http_server_stats {
     uint64_t connections; /* open now */
