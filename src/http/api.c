@@ -52,7 +52,7 @@ struct api {
     struct http_server *srv;
     struct api_req *free_reqs;
     size_t reqs_live;
-    struct http_buf scratch; /* JSON bodies; http_response_send copies */
+    struct http_buf scratch;         /* JSON bodies; http_response_send copies */
     struct st_outbudget *out_budget; /* borrowed; NULL = none */
     void (*closed_cb)(struct api *a, void *ctx);
     void *closed_ctx;
@@ -860,8 +860,8 @@ static void metric_line(struct http_buf *b, const char *type, const char *name, 
                         uint64_t v)
 {
     char line[400];
-    int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name,
-                     help, name, type, name, v);
+    int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help,
+                     name, type, name, v);
     if (n > 0) http_buf_append(b, line, ST_MIN((size_t)n, sizeof line - 1));
 }
 
@@ -900,8 +900,7 @@ static void metrics_http(struct api *a, struct http_buf *b)
     metric_line(b, "gauge", "stcache_client_output_peak_bytes",
                 "Highest stcache_client_output_bytes seen.", ob->peak_bytes);
     metric_line(b, "counter", "stcache_client_slow_readers_dropped_total",
-                "Client connections dropped as the slowest readers (all front ends).",
-                ob->dropped);
+                "Client connections dropped as the slowest readers (all front ends).", ob->dropped);
     metric_line(b, "counter", "stcache_client_slow_readers_dropped_bytes_total",
                 "Queued response bytes discarded with them.", ob->dropped_bytes);
 }

@@ -126,13 +126,13 @@ struct http_server {
     http_server_closed_cb closed_cb;
     void *closed_ctx;
     struct http_conn *conns;
-    uint64_t conns_alive; /* allocated connections (open or draining) */
+    uint64_t conns_alive;        /* allocated connections (open or draining) */
     struct st_outbudget *budget; /* cfg.out_budget, registered while the server lives */
     uv_timer_t trim_timer;
     int trim_open;
-    uint64_t freed_bytes;   /* large buffers of closed connections freed since the last trim */
-    uint64_t last_trim_ms;  /* loop time of the last trim */
-    int memory_trimmed;     /* last_trim_ms is valid */
+    uint64_t freed_bytes;  /* large buffers of closed connections freed since the last trim */
+    uint64_t last_trim_ms; /* loop time of the last trim */
+    int memory_trimmed;    /* last_trim_ms is valid */
     uint16_t port;
     struct http_server_stats stats;
 };
@@ -1325,8 +1325,9 @@ static void budget_drop_slowest_cb(void *ctx)
     struct http_conn *c = server_slowest(srv);
     if (!c) return;
     srv->stats.slow_dropped++;
-    ST_TRACE_WARN("http", "dropping the slowest reader: %" PRIu64 " response bytes queued, %" PRIu64
-                          " queued for all clients (bound %" PRIu64 ")",
+    ST_TRACE_WARN("http",
+                  "dropping the slowest reader: %" PRIu64 " response bytes queued, %" PRIu64
+                  " queued for all clients (bound %" PRIu64 ")",
                   c->out_bytes, srv->budget->used_bytes, srv->budget->max_bytes);
     conn_close(c);
 }

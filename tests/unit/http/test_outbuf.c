@@ -156,7 +156,7 @@ TEST(over_the_global_bound_the_reader_stalled_longest_is_dropped_not_the_biggest
     struct budget_view v = {.b = &budget};
     fx_run(f, read_budget, &v);
     ASSERT_EQ(v.dropped, 1);
-    ASSERT_LE(v.used, 8u << 20); /* the reader's, minus what already went out */
+    ASSERT_LE(v.used, 8u << 20);     /* the reader's, minus what already went out */
     ASSERT_TRUE(cl_ended(&stalled)); /* closed by the server */
     cl_close(&stalled);
     for (int i = 0; i < 2; i++) {

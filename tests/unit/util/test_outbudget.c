@@ -78,10 +78,10 @@ TEST(outbudget_drops_the_longest_stalled_connections_of_all_front_ends_until_wit
     ASSERT_EQ(b.dropped, 1);
     ASSERT_EQ(b.dropped_bytes, 30);
     /* Stalled longest now: x1, then x0 (since its read), then y's 20. */
-    fake_add(&y, 60); /* 140 */
+    fake_add(&y, 60);                       /* 140 */
     ASSERT_EQ(st_outbudget_enforce(&b), 1); /* x1: 90 left */
     ASSERT_EQ(x.bytes[x1], 0);
-    fake_add(&x, 40); /* 130 */
+    fake_add(&x, 40);                       /* 130 */
     ASSERT_EQ(st_outbudget_enforce(&b), 2); /* x0's 10, then y's 20: 100 left */
     ASSERT_EQ(b.used_bytes, 100);
     ASSERT_EQ(x.bytes[x0], 0);
