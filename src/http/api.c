@@ -886,6 +886,10 @@ static void metrics_http(struct api *a, struct http_buf *b)
                 "HTTP connections dropped as the slowest readers over "
                 "--client-output-bytes-max.",
                 st.slow_dropped);
+    metric_line(b, "counter", "stcache_http_stalled_closed_total",
+                "HTTP connections closed after taking none of their queued responses for the "
+                "idle timeout.",
+                st.stalled_closed);
     metric_line(b, "counter", "stcache_http_memory_trims_total",
                 "Times free heap pages were returned to the OS after connections closed.",
                 st.memory_trims);

@@ -105,7 +105,8 @@ struct http_conn {
     /* Stall stamp (util/outbudget.h): taken when out_bytes leaves 0 and on
      * every sign that the client takes bytes; the smallest is dropped first. */
     uint64_t out_stamp;
-    size_t wq_seen; /* libuv write queue bytes when last looked at */
+    uint64_t out_progress_ms; /* loop time of the same events (idle_timeout_ms) */
+    size_t wq_seen;           /* libuv write queue bytes when last looked at */
     struct http_slot slots[];
 };
 
@@ -323,9 +324,21 @@ static struct http_slot *slot_take(struct http_conn *c)
 }
 
 /* Output accounting (server.h, "Output bounds"). */
+/* The client took bytes (or its queue just began). */
 static void conn_out_stamp(struct http_conn *c)
 {
+    c->out_progress_ms = uv_now(c->srv->loop);
     if (c->srv->budget) c->out_stamp = st_outbudget_stamp(c->srv->budget);
+}
+
+/* libuv reports a write only once all of it went out: a client reading a
+ * large batch shows its progress as a shrinking write queue. */
+static void conn_out_check_progress(struct http_conn *c)
+{
+    if (!c->writing) return;
+    size_t wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (wq < c->wq_seen) conn_out_stamp(c);
+    c->wq_seen = wq;
 }
 
 static void conn_out_charge(struct http_conn *c, size_t bytes)
@@ -676,10 +689,27 @@ static void on_conn_timer(uv_timer_t *t)
         conn_parse_error(c, HPE_OK);
         return;
     }
+    /* A client that has taken none of its queued responses for the idle
+     * timeout has stopped reading: it would hold them (within the bounds)
+     * for as long as it keeps the connection open. Only while a write is
+     * pending: responses waiting behind a request still with the handler
+     * are not the client's doing. */
+    if (c->writing && cfg->idle_timeout_ms > 0) {
+        conn_out_check_progress(c);
+        if (uv_now(c->srv->loop) - c->out_progress_ms >= cfg->idle_timeout_ms) {
+            c->srv->stats.stalled_closed++;
+            ST_TRACE_INFO("http",
+                          "closing a connection that read nothing of its %" PRIu64
+                          " queued response bytes for %u ms",
+                          c->out_bytes, cfg->idle_timeout_ms);
+            conn_close(c);
+            return;
+        }
+    }
     /* Busy: a request is with the handler or a response is queued. Only a
-     * connection that is idle or stuck mid-request is closed. The timer is
-     * not re-armed on every activity (conn_touch), so it may fire early:
-     * then it is armed again for what is left. */
+     * connection that is idle, stuck mid-request or not reading (above) is
+     * closed. The timer is not re-armed on every activity (conn_touch), so
+     * it may fire early: then it is armed again for what is left. */
     uint32_t busy = c->count - (c->cur ? 1u : 0u);
     if (busy > 0 || cfg->idle_timeout_ms == 0) {
         conn_touch(c);
@@ -916,6 +946,7 @@ static int conn_flush(struct http_conn *c)
         return 0;
     }
     c->wq_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    c->out_progress_ms = uv_now(c->srv->loop); /* the stall clock starts with the write */
     return 0;
 }
 
@@ -1295,19 +1326,13 @@ static void conn_update_reading(struct http_conn *c)
 
 /* ---------- the global output bound ---------- */
 
-/* The connection stalled longest (smallest stamp). libuv reports a write
- * only once all of it went out, so a client reading a large batch shows its
- * progress here, as a shrinking write queue: it is stamped anew. */
+/* The connection stalled longest (smallest stamp). */
 static struct http_conn *server_slowest(struct http_server *srv)
 {
     struct http_conn *worst = NULL;
     for (struct http_conn *c = srv->conns; c; c = c->next) {
         if (c->closing || c->out_bytes == 0) continue;
-        if (c->writing) {
-            size_t wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-            if (wq < c->wq_seen) conn_out_stamp(c);
-            c->wq_seen = wq;
-        }
+        conn_out_check_progress(c);
         if (!worst || c->out_stamp < worst->out_stamp) worst = c;
     }
     return worst;

@@ -109,7 +109,8 @@ struct http_server_config {
     uint32_t head_bytes_max;
     uint32_t headers_max;    /* header count (default 64): 431 */
     uint64_t body_bytes_max; /* (default 2 MiB): 413 */
-    /* Close a connection without pending requests after this idle time
+    /* Close a connection without pending requests after this idle time, and
+     * one whose client took none of its queued responses for as long
      * (default 60000; 0 = never). */
     uint32_t idle_timeout_ms;
     /* A request must be fully received within this time from its first byte,
@@ -146,6 +147,7 @@ struct http_server_stats {
     uint64_t out_bytes;        /* response bytes generated, not yet written (now) */
     uint64_t out_paused;       /* times a connection stopped being read: over conn_out_bytes_max */
     uint64_t slow_dropped;     /* connections dropped to bring out_budget within its bound */
+    uint64_t stalled_closed;   /* closed: took none of their queued output for idle_timeout_ms */
     uint64_t memory_trims;     /* free heap returned to the OS after connections closed */
 };
 

@@ -184,4 +184,39 @@ TEST(over_the_global_bound_the_reader_stalled_longest_is_dropped_not_the_biggest
     ASSERT_GE(budget.peak_bytes, (8u << 20) + 1);
 }
 
+static int stalled_closed(struct fx *f, void *arg)
+{
+    struct http_server_stats s;
+    http_server_stats(f->srv, &s);
+    (void)arg;
+    return s.stalled_closed >= 1;
+}
+
+TEST(connection_that_takes_none_of_its_responses_for_the_idle_timeout_is_closed)
+{
+    struct http_server_config cfg;
+    http_server_config_default(&cfg);
+    cfg.idle_timeout_ms = 300;
+    struct fx *f = fx_start(&cfg, FX_ECHO);
+    struct client stalled, reader;
+    cl_connect_slow(&stalled, f->port);
+    send_gets(&stalled, "/big", 2);
+    /* A reader of a large response meanwhile is not closed: it takes bytes. */
+    ASSERT_EQ(cl_connect(&reader, f->port), 0);
+    ASSERT_EQ(cl_sends(&reader, "GET /huge HTTP/1.1\r\n\r\n"), 0);
+    struct resp r;
+    reader.cap = 40u * 1024u * 1024u;
+    reader.buf = realloc(reader.buf, reader.cap);
+    ASSERT_EQ(cl_read(&reader, &r), 0);
+    ASSERT_EQ(r.body_len, 32u * 1024u * 1024u);
+    free(r.body);
+    cl_close(&reader); /* (idle now: the idle timeout may close it too) */
+    fx_wait(f, stalled_closed, NULL);
+    ASSERT_TRUE(cl_ended(&stalled));
+    cl_close(&stalled);
+    struct http_server_stats s = fx_stop(f);
+    ASSERT_EQ(s.stalled_closed, 1); /* the stalled one only */
+    ASSERT_EQ(s.out_bytes, 0);
+}
+
 TEST_MAIN()
