@@ -6,6 +6,7 @@
 #include "node/node.h"
 #include "stcache/errors.h"
 #include "util/fdlimit.h"
+#include "util/outbudget.h"
 #include "util/trace.h"
 
 #include <inttypes.h>
@@ -55,6 +56,13 @@ static const char server_usage[] =
     "                          bytes (default 68719476736) or than the free disk space\n"
     "  --wal-segment-bytes N   size of each preallocated WAL segment (default 64 MiB;\n"
     "                          a multiple of 4096 holding the largest entry)\n"
+    "  --client-output-bytes-max N\n"
+    "                          response bytes queued for all clients that read\n"
+    "                          slowly; past it the slowest are disconnected\n"
+    "                          (default 67108864 = 64 MiB, min 1 MiB)\n"
+    "  --conn-output-bytes-max N\n"
+    "                          queued response bytes at which one connection is\n"
+    "                          no longer read until it drains (default 1048576)\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
     "With no flag at all and an empty ./data, bootstraps node 1 on 127.0.0.1:7001/8001.\n"
@@ -124,6 +132,8 @@ struct server {
     uv_loop_t *loop;
     struct node *node;
     struct api *api;
+    /* Shared by every client front end (HTTP today). */
+    struct st_outbudget out_budget;
     uv_signal_t sigint, sigterm;
     int exit_code;
     bool stopping;
@@ -188,7 +198,8 @@ static void started_cb(struct node *n, int status, void *ctx)
         server_shutdown(s, 1);
         return;
     }
-    int rc = api_create(s->loop, n, cfg->http_listen, &s->api);
+    st_outbudget_init(&s->out_budget, cfg->client_output_bytes_max);
+    int rc = api_create(s->loop, n, cfg->http_listen, &s->out_budget, &s->api);
     if (rc) {
         fprintf(stderr, "stcache server: cannot serve HTTP on %s: %s\n", cfg->http_listen,
                 st_strerror(rc));

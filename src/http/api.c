@@ -8,6 +8,7 @@
 #include "node/node.h"
 #include "stcache/errors.h"
 #include "util/assert.h"
+#include "util/outbudget.h"
 #include "util/trace.h"
 
 #include <inttypes.h>
@@ -51,7 +52,8 @@ struct api {
     struct http_server *srv;
     struct api_req *free_reqs;
     size_t reqs_live;
-    struct http_buf scratch; /* JSON bodies; http_response_send copies */
+    struct http_buf scratch;         /* JSON bodies; http_response_send copies */
+    struct st_outbudget *out_budget; /* borrowed; NULL = none */
     void (*closed_cb)(struct api *a, void *ctx);
     void *closed_ctx;
 };
@@ -884,6 +886,59 @@ static void metrics_append(void *actx, const void *p, size_t len)
     http_buf_append(actx, p, len);
 }
 
+static void metric_line(struct http_buf *b, const char *type, const char *name, const char *help,
+                        uint64_t v)
+{
+    char line[400];
+    int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help,
+                     name, type, name, v);
+    if (n > 0) http_buf_append(b, line, ST_MIN((size_t)n, sizeof line - 1));
+}
+
+/* The HTTP server's own figures and the shared output budget. */
+static void metrics_http(struct api *a, struct http_buf *b)
+{
+    struct http_server_stats st;
+    http_server_stats(a->srv, &st);
+    metric_line(b, "gauge", "stcache_http_connections", "Open HTTP client connections.",
+                st.connections);
+    metric_line(b, "counter", "stcache_http_connections_accepted_total",
+                "HTTP connections accepted.", st.connections_accepted);
+    metric_line(b, "counter", "stcache_http_connections_rejected_total",
+                "HTTP connections refused over the connection limit.", st.connections_rejected);
+    metric_line(b, "gauge", "stcache_http_output_bytes",
+                "HTTP response bytes generated and not yet written to clients.", st.out_bytes);
+    metric_line(b, "counter", "stcache_http_output_paused_total",
+                "Times an HTTP connection stopped being read: its queued output reached "
+                "--conn-output-bytes-max.",
+                st.out_paused);
+    metric_line(b, "counter", "stcache_http_slow_readers_dropped_total",
+                "HTTP connections dropped as the slowest readers over "
+                "--client-output-bytes-max.",
+                st.slow_dropped);
+    metric_line(b, "counter", "stcache_http_stalled_closed_total",
+                "HTTP connections closed after taking none of their queued responses for the "
+                "idle timeout.",
+                st.stalled_closed);
+    metric_line(b, "counter", "stcache_http_memory_trims_total",
+                "Times free heap pages were returned to the OS after connections closed.",
+                st.memory_trims);
+    if (!a->out_budget) return;
+    const struct st_outbudget *ob = a->out_budget;
+    metric_line(b, "gauge", "stcache_client_output_bytes",
+                "Response bytes queued for clients (all front ends), not yet written.",
+                ob->used_bytes);
+    metric_line(b, "gauge", "stcache_client_output_bytes_max",
+                "The bound on stcache_client_output_bytes (--client-output-bytes-max).",
+                ob->max_bytes);
+    metric_line(b, "gauge", "stcache_client_output_peak_bytes",
+                "Highest stcache_client_output_bytes seen.", ob->peak_bytes);
+    metric_line(b, "counter", "stcache_client_slow_readers_dropped_total",
+                "Client connections dropped as the slowest readers (all front ends).", ob->dropped);
+    metric_line(b, "counter", "stcache_client_slow_readers_dropped_bytes_total",
+                "Queued response bytes discarded with them.", ob->dropped_bytes);
+}
+
 static void route_metrics(struct api *a, struct http_request *req)
 {
     struct api_req *ar = req_get(a, req, NODE_ROUTE_METRICS);
@@ -907,6 +962,7 @@ static void route_metrics(struct api *a, struct http_request *req)
                      "stcache_http_connections_refused_nofile_total %" PRIu64 "\n",
                      hs.accept_failures, hs.connections_refused_nofile);
     if (n > 0) http_buf_append(b, line, ST_MIN((size_t)n, sizeof line - 1));
+    metrics_http(a, b);
     respond(ar, 200, "text/plain; version=0.0.4", NULL, 0, b->data, b->len);
 }
 
@@ -1018,7 +1074,8 @@ static void handler(struct http_request *req, void *ctx)
 
 /* ----------------------------------------------------------- lifecycle */
 
-int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr, struct api **out)
+int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr,
+               struct st_outbudget *out_budget, struct api **out)
 {
     char host[NODE_ADDR_MAX];
     uint16_t port;
@@ -1045,6 +1102,9 @@ int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr, struct 
     /* Bodies just over the value limit get the API's precise 413; far
      * larger ones are refused by the server before they are buffered. */
     sc.body_bytes_max = (uint64_t)node_config_get(n)->max_value_bytes + 64 * 1024;
+    sc.conn_out_bytes_max = node_config_get(n)->conn_output_bytes_max;
+    sc.out_budget = out_budget;
+    a->out_budget = out_budget;
     int rc = http_server_create(loop, &sc, handler, a, &a->srv);
     if (rc) {
         http_buf_free(&a->scratch);

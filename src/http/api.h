@@ -25,10 +25,15 @@
 
 struct node;
 struct api;
+struct st_outbudget;
 
 /* Listens on listen_addr ("host:port", port 0 = ephemeral) and serves the
- * API of node n. Returns 0 and *out, ST_EINVAL, ST_ENOMEM or a bind error. */
-int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr, struct api **out);
+ * API of node n. Queued responses count against out_budget (borrowed, must
+ * outlive the api; NULL = no global bound), each connection's against the
+ * node's conn_output_bytes_max. Returns 0 and *out, ST_EINVAL, ST_ENOMEM or
+ * a bind error. */
+int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr,
+               struct st_outbudget *out_budget, struct api **out);
 
 /* The bound HTTP port. */
 uint16_t api_port(const struct api *a);

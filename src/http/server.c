@@ -17,6 +17,9 @@
 #include <ctype.h>
 #include <http_parser.h>
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,7 @@
 #include "stcache/errors.h"
 #include "util/assert.h"
 #include "util/fdlimit.h"
+#include "util/outbudget.h"
 #include "util/trace.h"
 
 #define HTTP_PIPELINE_MAX_LIMIT 64u
@@ -95,6 +99,15 @@ struct http_conn {
     uint64_t timer_due_ms; /* when the armed timer fires (valid while active) */
     uint32_t head, count;  /* ring */
     uint32_t in_handler;
+    /* Sum of out_len over READY and WRITING slots: charged to the server's
+     * stats.out_bytes and out_budget; 0 once closing. */
+    uint64_t out_bytes;
+    int out_paused; /* out_bytes >= conn_out_bytes_max stopped the reading */
+    /* Stall stamp (util/outbudget.h): taken when out_bytes leaves 0 and on
+     * every sign that the client takes bytes; the smallest is dropped first. */
+    uint64_t out_stamp;
+    uint64_t out_progress_ms; /* loop time of the same events (idle_timeout_ms) */
+    size_t wq_seen;           /* libuv write queue bytes when last looked at */
     struct http_slot slots[];
 };
 
@@ -115,7 +128,13 @@ struct http_server {
     http_server_closed_cb closed_cb;
     void *closed_ctx;
     struct http_conn *conns;
-    uint64_t conns_alive; /* allocated connections (open or draining) */
+    uint64_t conns_alive;        /* allocated connections (open or draining) */
+    struct st_outbudget *budget; /* cfg.out_budget, registered while the server lives */
+    uv_timer_t trim_timer;
+    int trim_open;
+    uint64_t freed_bytes;  /* large buffers of closed connections freed since the last trim */
+    uint64_t last_trim_ms; /* loop time of the last trim */
+    int memory_trimmed;    /* last_trim_ms is valid */
     uint16_t port;
     uint64_t accept_warned_ms; /* last "accept failed" trace line (one a second at most) */
     struct http_server_stats stats;
@@ -239,6 +258,7 @@ void http_server_config_default(struct http_server_config *cfg)
     cfg->connections_max = 1024;
     cfg->pipeline_max = 16;
     cfg->read_buf_bytes = 16u * 1024u;
+    cfg->conn_out_bytes_max = 1u << 20;
 }
 
 /* ---------- slots ---------- */
@@ -248,8 +268,12 @@ static struct http_slot *slot_of(struct http_request *req)
     return (struct http_slot *)(void *)req;
 }
 
-static void slot_free_buffers(struct http_slot *s)
+/* Returns the bytes of large buffers (above HTTP_BUF_KEEP_BYTES) it
+ * released: small ones are reused by the next connections anyway. */
+static size_t slot_free_buffers(struct http_slot *s)
 {
+    size_t freed = (s->body_cap > HTTP_BUF_KEEP_BYTES ? s->body_cap : 0) +
+                   (s->out_cap > HTTP_BUF_KEEP_BYTES ? s->out_cap : 0);
     free(s->head);
     free(s->hdrs);
     free(s->body);
@@ -260,6 +284,7 @@ static void slot_free_buffers(struct http_slot *s)
     s->out = NULL;
     s->head_cap = 0;
     s->body_cap = s->out_cap = 0;
+    return freed;
 }
 
 /* Takes the next ring slot for a new request; the ring must not be full. */
@@ -269,6 +294,7 @@ static struct http_slot *slot_take(struct http_conn *c)
     ST_ASSERT(c->count < cfg->pipeline_max);
     struct http_slot *s = &c->slots[(c->head + c->count) % cfg->pipeline_max];
     ST_ASSERT(s->state == SLOT_FREE);
+    s->conn = c;
     if (!s->head) {
         uint32_t cap = cfg->head_bytes_max + 2 * cfg->headers_max + 8;
         s->head = malloc(cap);
@@ -299,12 +325,54 @@ static struct http_slot *slot_take(struct http_conn *c)
     return s;
 }
 
+/* Output accounting (server.h, "Output bounds"). */
+/* The client took bytes (or its queue just began). */
+static void conn_out_stamp(struct http_conn *c)
+{
+    c->out_progress_ms = uv_now(c->srv->loop);
+    if (c->srv->budget) c->out_stamp = st_outbudget_stamp(c->srv->budget);
+}
+
+/* libuv reports a write only once all of it went out: a client reading a
+ * large batch shows its progress as a shrinking write queue. */
+static void conn_out_check_progress(struct http_conn *c)
+{
+    if (!c->writing) return;
+    size_t wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (wq < c->wq_seen) conn_out_stamp(c);
+    c->wq_seen = wq;
+}
+
+static void conn_out_charge(struct http_conn *c, size_t bytes)
+{
+    if (c->out_bytes == 0) conn_out_stamp(c);
+    c->out_bytes += bytes;
+    c->srv->stats.out_bytes += bytes;
+    if (c->srv->budget) st_outbudget_charge(c->srv->budget, bytes);
+}
+
+static void conn_out_release(struct http_conn *c, size_t bytes)
+{
+    ST_ASSERT(bytes <= c->out_bytes);
+    c->out_bytes -= bytes;
+    c->srv->stats.out_bytes -= bytes;
+    if (c->srv->budget) st_outbudget_release(c->srv->budget, bytes);
+}
+
+/* 1 while the connection's queued output keeps it from parsing and reading. */
+static int conn_out_full(const struct http_conn *c)
+{
+    uint64_t max = c->srv->cfg.conn_out_bytes_max;
+    return max > 0 && c->out_bytes >= max;
+}
+
 /* Releases the head slot after its response was written (or dropped). */
 static void slot_release_head(struct http_conn *c)
 {
     uint32_t max = c->srv->cfg.pipeline_max;
     struct http_slot *s = &c->slots[c->head];
     ST_ASSERT(c->count > 0 && s->state != SLOT_HANDLER);
+    if (s->state == SLOT_READY || s->state == SLOT_WRITING) conn_out_release(c, s->out_len);
     s->state = SLOT_FREE;
     if (s->body_cap > HTTP_BUF_KEEP_BYTES) {
         free(s->body);
@@ -379,6 +447,14 @@ static int slot_serialize(struct http_slot *s, int status, const char *content_t
             est += strlen(extra[i].name) + strlen(extra[i].value) + 4;
     int send_body = !no_body_status && req->verb != HTTP_VERB_HEAD;
     size_t need = est + (send_body ? body_len : 0);
+    if (need > HTTP_BUF_KEEP_BYTES && need > s->out_cap) {
+        /* Exactly what is needed: the buffer is released after use, and a
+         * doubled one would hold up to twice the queued bytes. */
+        char *d = realloc(s->out, need);
+        if (!d) return ST_ENOMEM;
+        s->out = d;
+        s->out_cap = need;
+    }
     if (buf_reserve(&s->out, &s->out_cap, need) != 0) return ST_ENOMEM;
     /* Assembled by hand: snprintf's format parsing was most of the cost of
      * a response head (est above bounds every piece). */
@@ -467,7 +543,11 @@ int http_response_send(struct http_request *req, int status, const char *content
         conn_close(c);
         return rc;
     }
+    conn_out_charge(c, s->out_len);
     conn_kick(c);
+    /* Over the global bound: the slowest readers go now, before more
+     * responses pile up (possibly this connection: req is consumed anyway). */
+    if (c->srv->budget && st_outbudget_over(c->srv->budget)) st_outbudget_enforce(c->srv->budget);
     return 0;
 }
 
@@ -500,6 +580,37 @@ const char *http_request_header(const struct http_request *req, const char *name
 
 /* ---------- connection lifecycle ---------- */
 
+static void on_trim_timer(uv_timer_t *t)
+{
+    struct http_server *srv = t->data;
+    srv->freed_bytes = 0;
+    srv->last_trim_ms = uv_now(srv->loop);
+    srv->memory_trimmed = 1;
+#ifdef __GLIBC__
+    (void)malloc_trim(0);
+#endif
+    srv->stats.memory_trims++;
+}
+
+/* glibc keeps freed heap pages below the top of the heap resident: after
+ * many connections with large queued responses closed, that is most of what
+ * they held (the slow-reader finding: all 524 MiB stayed). Past
+ * HTTP_TRIM_FREED_BYTES of large buffers released by closing connections, a
+ * trim runs HTTP_TRIM_DELAY_MS later, so a burst of closes shares one trim
+ * (a walk of the free lists), and at most one per HTTP_TRIM_INTERVAL_MS
+ * (connection churn must not turn into trimming all the time). */
+static void server_note_freed(struct http_server *srv, size_t bytes)
+{
+    srv->freed_bytes += bytes;
+    if (srv->freed_bytes < HTTP_TRIM_FREED_BYTES || !srv->trim_open || srv->closing ||
+        uv_is_active((uv_handle_t *)&srv->trim_timer))
+        return;
+    uint64_t now = uv_now(srv->loop), delay = HTTP_TRIM_DELAY_MS;
+    if (srv->memory_trimmed && srv->last_trim_ms + HTTP_TRIM_INTERVAL_MS > now + delay)
+        delay = srv->last_trim_ms + HTTP_TRIM_INTERVAL_MS - now;
+    uv_timer_start(&srv->trim_timer, on_trim_timer, delay, 0);
+}
+
 static void conn_free(struct http_conn *c)
 {
     struct http_server *srv = c->srv;
@@ -509,11 +620,13 @@ static void conn_free(struct http_conn *c)
     else
         srv->conns = c->next;
     if (c->next) c->next->prev = c->prev;
+    size_t freed = 0;
     for (uint32_t i = 0; i < srv->cfg.pipeline_max; i++)
-        slot_free_buffers(&c->slots[i]);
+        freed += slot_free_buffers(&c->slots[i]);
     free(c->rbuf);
     free(c);
     srv->conns_alive--;
+    server_note_freed(srv, freed);
     server_maybe_closed(srv);
 }
 
@@ -538,6 +651,26 @@ static void conn_close(struct http_conn *c)
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    /* Queued responses are discarded: their bytes leave the budget and their
+     * buffers are freed now, so a drop relieves memory at once rather than
+     * in the close callbacks (a burst of completions may come first). Safe
+     * for a WRITING batch too: uv_close() has closed the descriptor, and
+     * libuv only hands a cancelled write back (UV_ECANCELED), never reading
+     * its data again. */
+    if (c->out_bytes > 0) {
+        size_t freed = 0;
+        for (uint32_t i = 0; i < c->srv->cfg.pipeline_max; i++) {
+            struct http_slot *s = &c->slots[i];
+            if ((s->state != SLOT_READY && s->state != SLOT_WRITING) || !s->out) continue;
+            if (s->out_cap > HTTP_BUF_KEEP_BYTES) freed += s->out_cap;
+            free(s->out);
+            s->out = NULL;
+            s->out_cap = 0;
+            s->out_len = 0;
+        }
+        conn_out_release(c, c->out_bytes);
+        server_note_freed(c->srv, freed);
+    }
 }
 
 static void conn_touch(struct http_conn *c);
@@ -558,10 +691,27 @@ static void on_conn_timer(uv_timer_t *t)
         conn_parse_error(c, HPE_OK);
         return;
     }
+    /* A client that has taken none of its queued responses for the idle
+     * timeout has stopped reading: it would hold them (within the bounds)
+     * for as long as it keeps the connection open. Only while a write is
+     * pending: responses waiting behind a request still with the handler
+     * are not the client's doing. */
+    if (c->writing && cfg->idle_timeout_ms > 0) {
+        conn_out_check_progress(c);
+        if (uv_now(c->srv->loop) - c->out_progress_ms >= cfg->idle_timeout_ms) {
+            c->srv->stats.stalled_closed++;
+            ST_TRACE_INFO("http",
+                          "closing a connection that read nothing of its %" PRIu64
+                          " queued response bytes for %u ms",
+                          c->out_bytes, cfg->idle_timeout_ms);
+            conn_close(c);
+            return;
+        }
+    }
     /* Busy: a request is with the handler or a response is queued. Only a
-     * connection that is idle or stuck mid-request is closed. The timer is
-     * not re-armed on every activity (conn_touch), so it may fire early:
-     * then it is armed again for what is left. */
+     * connection that is idle, stuck mid-request or not reading (above) is
+     * closed. The timer is not re-armed on every activity (conn_touch), so
+     * it may fire early: then it is armed again for what is left. */
     uint32_t busy = c->count - (c->cur ? 1u : 0u);
     if (busy > 0 || cfg->idle_timeout_ms == 0) {
         conn_touch(c);
@@ -731,6 +881,7 @@ static void on_write_done(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
+    conn_out_stamp(c); /* the client took the whole batch */
     int finish = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct http_slot *s = &c->slots[c->head];
@@ -769,6 +920,7 @@ static int conn_flush(struct http_conn *c)
         conn_close(c);
         return 0;
     }
+    if (w > 0) conn_out_stamp(c);
     size_t rem = (size_t)w;
     uint32_t done = 0;
     while (done < n && rem >= bufs[done].len) {
@@ -793,7 +945,10 @@ static int conn_flush(struct http_conn *c)
     if (rc != 0) {
         c->writing = 0;
         conn_close(c);
+        return 0;
     }
+    c->wq_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    c->out_progress_ms = uv_now(c->srv->loop); /* the stall clock starts with the write */
     return 0;
 }
 
@@ -1003,7 +1158,8 @@ static int on_message_complete(http_parser *p)
     srv->stats.requests++;
     srv->handler(req, srv->handler_ctx);
     /* The handler may have completed it (and even closed the connection). */
-    if (c->closing || c->no_more || c->count == srv->cfg.pipeline_max) http_parser_pause(p, 1);
+    if (c->closing || c->no_more || c->count == srv->cfg.pipeline_max || conn_out_full(c))
+        http_parser_pause(p, 1);
     return 0;
 }
 
@@ -1053,7 +1209,8 @@ static void conn_process(struct http_conn *c)
     if (c->in_execute) return;
     for (;;) {
         c->in_execute = 1;
-        while (c->rlen > 0 && !c->closing && !c->no_more && c->count < c->srv->cfg.pipeline_max) {
+        while (c->rlen > 0 && !c->closing && !c->no_more && c->count < c->srv->cfg.pipeline_max &&
+               !conn_out_full(c)) {
             if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) http_parser_pause(&c->parser, 0);
             size_t n =
                 http_parser_execute(&c->parser, &parser_settings, c->rbuf + c->rstart, c->rlen);
@@ -1152,8 +1309,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 static void conn_update_reading(struct http_conn *c)
 {
     if (c->closing || c->lingering) return;
+    int full = conn_out_full(c);
+    if (full && !c->out_paused) c->srv->stats.out_paused++;
+    c->out_paused = full;
     int want = !c->no_more && !c->eof && c->count < c->srv->cfg.pipeline_max &&
-               c->rlen < c->srv->cfg.read_buf_bytes;
+               c->rlen < c->srv->cfg.read_buf_bytes && !full;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
             conn_close(c);
@@ -1164,6 +1324,39 @@ static void conn_update_reading(struct http_conn *c)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
+}
+
+/* ---------- the global output bound ---------- */
+
+/* The connection stalled longest (smallest stamp). */
+static struct http_conn *server_slowest(struct http_server *srv)
+{
+    struct http_conn *worst = NULL;
+    for (struct http_conn *c = srv->conns; c; c = c->next) {
+        if (c->closing || c->out_bytes == 0) continue;
+        conn_out_check_progress(c);
+        if (!worst || c->out_stamp < worst->out_stamp) worst = c;
+    }
+    return worst;
+}
+
+static uint64_t budget_slowest_cb(void *ctx)
+{
+    struct http_conn *c = server_slowest(ctx);
+    return c ? c->out_stamp : 0;
+}
+
+static void budget_drop_slowest_cb(void *ctx)
+{
+    struct http_server *srv = ctx;
+    struct http_conn *c = server_slowest(srv);
+    if (!c) return;
+    srv->stats.slow_dropped++;
+    ST_TRACE_WARN("http",
+                  "dropping the slowest reader: %" PRIu64 " response bytes queued, %" PRIu64
+                  " queued for all clients (bound %" PRIu64 ")",
+                  c->out_bytes, srv->budget->used_bytes, srv->budget->max_bytes);
+    conn_close(c);
 }
 
 /* ---------- accepting ---------- */
@@ -1311,6 +1504,18 @@ int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
     uv_idle_init(loop, &srv->flush_idle);
     srv->flush_idle.data = srv;
     srv->idle_open = 1;
+    uv_timer_init(loop, &srv->trim_timer);
+    srv->trim_timer.data = srv;
+    srv->trim_open = 1;
+    if (cfg->out_budget) {
+        struct st_outbudget_user u = {budget_slowest_cb, budget_drop_slowest_cb, srv};
+        if (st_outbudget_register(cfg->out_budget, &u) != 0) {
+            /* Not fatal: this server then answers to no global bound. */
+            ST_TRACE_WARN("http", "too many front ends on one output budget: unbounded");
+        } else {
+            srv->budget = cfg->out_budget;
+        }
+    }
     *out = srv;
     return 0;
 }
@@ -1327,8 +1532,8 @@ void http_server_stats(const struct http_server *srv, struct http_server_stats *
 
 static void server_maybe_closed(struct http_server *srv)
 {
-    if (!srv->closing || srv->listener_open || srv->idle_open || srv->conns_alive > 0 ||
-        !srv->closed_cb)
+    if (!srv->closing || srv->listener_open || srv->idle_open || srv->trim_open ||
+        srv->conns_alive > 0 || !srv->closed_cb)
         return;
     http_server_closed_cb cb = srv->closed_cb;
     srv->closed_cb = NULL;
@@ -1349,6 +1554,13 @@ static void on_idle_closed(uv_handle_t *h)
     server_maybe_closed(srv);
 }
 
+static void on_trim_closed(uv_handle_t *h)
+{
+    struct http_server *srv = h->data;
+    srv->trim_open = 0;
+    server_maybe_closed(srv);
+}
+
 void http_server_close(struct http_server *srv, http_server_closed_cb closed_cb, void *ctx)
 {
     if (srv->closing) return;
@@ -1365,12 +1577,20 @@ void http_server_close(struct http_server *srv, http_server_closed_cb closed_cb,
         srv->idle_active = 0;
         uv_close((uv_handle_t *)&srv->flush_idle, on_idle_closed);
     }
+    if (srv->trim_open && !uv_is_closing((uv_handle_t *)&srv->trim_timer))
+        uv_close((uv_handle_t *)&srv->trim_timer, on_trim_closed);
+    if (srv->budget) {
+        /* Every connection is closing: nothing of ours is charged any more. */
+        ST_ASSERT(srv->stats.out_bytes == 0);
+        st_outbudget_unregister(srv->budget, srv);
+        srv->budget = NULL;
+    }
 }
 
 void http_server_destroy(struct http_server *srv)
 {
     if (!srv) return;
-    ST_ASSERT(!srv->listener_open && !srv->idle_open && srv->conns_alive == 0);
+    ST_ASSERT(!srv->listener_open && !srv->idle_open && !srv->trim_open && srv->conns_alive == 0);
     free(srv);
 }
 

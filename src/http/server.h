@@ -29,7 +29,25 @@
  *
  * Memory: per-connection read buffer and per-slot head/body/response buffers
  * are allocated on first use and reused; buffers grown for a large body or
- * response above HTTP_BUF_KEEP_BYTES are released after use.
+ * response above HTTP_BUF_KEEP_BYTES are released after use. Once connections
+ * that closed have released HTTP_TRIM_FREED_BYTES of such large buffers, free
+ * heap pages are returned to the OS (malloc_trim, HTTP_TRIM_DELAY_MS later so
+ * that one trim covers a burst of closes, at most one per
+ * HTTP_TRIM_INTERVAL_MS).
+ *
+ * Output bounds (slow readers): the bytes of responses that are generated but
+ * not yet written (READY and WRITING slots) are counted per connection and
+ * charged to the shared budget cfg.out_budget (util/outbudget.h), released
+ * when written or when the connection closes.
+ *  - Per connection: while a connection holds conn_out_bytes_max or more, no
+ *    further pipelined request is parsed and it is not read (back-pressure);
+ *    both resume as its output drains. Requests already with the handler
+ *    still complete, so a connection may hold up to conn_out_bytes_max plus
+ *    pipeline_max responses.
+ *  - Global: when a response pushes the budget over its bound, connections
+ *    are dropped (closed at once, queued responses discarded), the one whose
+ *    client has gone longest without taking any bytes first (not the one
+ *    with the largest response), until the budget is within its bound.
  *
  * Threading: everything runs on the loop thread. */
 #ifndef ST_HTTP_SERVER_H
@@ -40,6 +58,7 @@
 #include <uv.h>
 
 struct http_server;
+struct st_outbudget;
 
 /* Named http_verb (not http_method) to stay clear of http_parser.h. */
 enum http_verb {
@@ -90,7 +109,8 @@ struct http_server_config {
     uint32_t head_bytes_max;
     uint32_t headers_max;    /* header count (default 64): 431 */
     uint64_t body_bytes_max; /* (default 2 MiB): 413 */
-    /* Close a connection without pending requests after this idle time
+    /* Close a connection without pending requests after this idle time, and
+     * one whose client took none of its queued responses for as long
      * (default 60000; 0 = never). */
     uint32_t idle_timeout_ms;
     /* A request must be fully received within this time from its first byte,
@@ -101,9 +121,18 @@ struct http_server_config {
     uint32_t connections_max;
     uint32_t pipeline_max;   /* requests in flight per connection (default 16, max 64) */
     uint32_t read_buf_bytes; /* per-connection read buffer (default 16 KiB) */
+    /* Queued response bytes at which a connection stops being read (default
+     * 1 MiB; 0 = no per-connection bound). */
+    uint64_t conn_out_bytes_max;
+    /* The global bound on queued response bytes, shared with other front
+     * ends; borrowed (must outlive the server). NULL = no global bound. */
+    struct st_outbudget *out_budget;
 };
 
 #define HTTP_BUF_KEEP_BYTES (64u * 1024u)
+#define HTTP_TRIM_FREED_BYTES (8u * 1024u * 1024u)
+#define HTTP_TRIM_DELAY_MS 50u
+#define HTTP_TRIM_INTERVAL_MS 1000u
 
 struct http_server_stats {
     uint64_t connections; /* open now */
@@ -117,6 +146,11 @@ struct http_server_stats {
     uint64_t idle_closed;
     uint64_t request_timeouts; /* 408s for requests received too slowly */
     uint64_t write_batches;    /* write calls carrying responses (pipelined ones share) */
+    uint64_t out_bytes;        /* response bytes generated, not yet written (now) */
+    uint64_t out_paused;       /* times a connection stopped being read: over conn_out_bytes_max */
+    uint64_t slow_dropped;     /* connections dropped to bring out_budget within its bound */
+    uint64_t stalled_closed;   /* closed: took none of their queued output for idle_timeout_ms */
+    uint64_t memory_trims;     /* free heap returned to the OS after connections closed */
 };
 
 void http_server_config_default(struct http_server_config *cfg);

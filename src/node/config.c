@@ -38,6 +38,8 @@ void node_config_default(struct node_config *cfg)
     cfg->snapshot_recv_bytes_max = 64ull << 30;
     cfg->wal_inline_max_us = 2000;
     cfg->wal_segment_bytes = 64ull << 20;
+    cfg->client_output_bytes_max = 64u << 20;
+    cfg->conn_output_bytes_max = 1u << 20;
 }
 
 static const char *const eviction_names[] = {
@@ -286,6 +288,15 @@ int node_config_validate(const struct node_config *cfg, char *err, size_t errlen
         set_err(err, errlen, "--request-timeout-ms must be positive");
         return ST_EINVAL;
     }
+    if (cfg->conn_output_bytes_max > cfg->client_output_bytes_max) {
+        set_err(err, errlen, "--conn-output-bytes-max must not exceed --client-output-bytes-max");
+        return ST_EINVAL;
+    }
+    /* Else a client reading a large value could be dropped for its size. */
+    if (cfg->client_output_bytes_max < 2 * (uint64_t)cfg->max_value_bytes) {
+        set_err(err, errlen, "--client-output-bytes-max must be at least twice --max-value-bytes");
+        return ST_EINVAL;
+    }
     if (cfg->mode == NODE_START_JOIN && !addr_valid(cfg->join_http)) {
         set_err(err, errlen, "--join needs the HTTP address of a member (HOST:PORT)");
         return ST_EINVAL;
@@ -350,6 +361,8 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"wal-inline-max-us", 0, 1000000, 32, &cfg->wal_inline_max_us},
         {"wal-segment-bytes", 64u << 10, 1u << 30, 64, &cfg->wal_segment_bytes},
         {"snapshot-recv-bytes-max", 4096, UINT64_MAX, 64, &cfg->snapshot_recv_bytes_max},
+        {"client-output-bytes-max", 1u << 20, UINT64_MAX, 64, &cfg->client_output_bytes_max},
+        {"conn-output-bytes-max", 4096, UINT64_MAX, 64, &cfg->conn_output_bytes_max},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(nums); i++) {
         if (strcmp(name, nums[i].name) != 0) continue;

@@ -97,6 +97,13 @@ struct node_config {
     /* Size of each preallocated WAL segment (default 64 MiB). A multiple of
      * 4096 that holds the largest entry the limits allow. */
     uint64_t wal_segment_bytes;
+    /* Response bytes generated but not yet written, all client connections
+     * of all front ends together; past it the slowest readers are dropped
+     * (util/outbudget.h). Default 64 MiB. */
+    uint64_t client_output_bytes_max;
+    /* Queued response bytes at which one connection stops being read until
+     * its output drains. Default 1 MiB; <= client_output_bytes_max. */
+    uint64_t conn_output_bytes_max;
     const struct st_fs *fs;       /* tests: a simulated file system; NULL = the real one */
     bool bootstrap_if_empty;      /* restart mode, but bootstrap an empty data directory
                                    * (`stcache server` without any flag) */

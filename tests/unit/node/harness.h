@@ -177,7 +177,7 @@ static inline void h_started_cb(struct node *n, int status, void *ctx)
     h->started = true;
     h->start_status = status;
     if (status == 0) {
-        int rc = api_create(h_loop, n, h->cfg.http_listen, &h->api);
+        int rc = api_create(h_loop, n, h->cfg.http_listen, NULL, &h->api);
         ASSERT_EQ(rc, 0);
     }
 }

@@ -213,6 +213,34 @@ TEST(server_bad_flags_fail_with_a_reason)
     ASSERT_TRUE(strstr(err, "--raft-inflight") != NULL);
 }
 
+TEST(output_bound_flags_default_parse_and_validate)
+{
+    struct node_config cfg;
+    char err[256];
+    char *a0[] = {"server"};
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 1, a0), 0);
+    ASSERT_EQ(cfg.client_output_bytes_max, 64u << 20);
+    ASSERT_EQ(cfg.conn_output_bytes_max, 1u << 20);
+    char *a1[] = {"server", "--client-output-bytes-max", "16777216", "--conn-output-bytes-max",
+                  "65536"};
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 5, a1), 0);
+    ASSERT_EQ(cfg.client_output_bytes_max, 16u << 20);
+    ASSERT_EQ(cfg.conn_output_bytes_max, 65536);
+    char *a2[] = {"server", "--client-output-bytes-max", "1000"}; /* below 1 MiB */
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 3, a2), 2);
+    ASSERT_TRUE(strstr(err, "--client-output-bytes-max") != NULL);
+    char *a3[] = {"server", "--client-output-bytes-max", "2097152", "--conn-output-bytes-max",
+                  "4194304"}; /* one connection's bound above the global one */
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 5, a3), 2);
+    ASSERT_TRUE(strstr(err, "--conn-output-bytes-max") != NULL);
+    char *a4[] = {"server", "--client-output-bytes-max", "16777216", "--max-value-bytes",
+                  "16777216"}; /* one large value could not be read */
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 5, a4), 2);
+    ASSERT_TRUE(strstr(err, "--max-value-bytes") != NULL);
+    char *a5[] = {"server", "--max-value-bytes", "16777216"}; /* 64 MiB default suffices */
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 3, a5), 0);
+}
+
 TEST(config_file_sets_options_and_flags_override_it)
 {
     char path[] = "/tmp/stcache-cfg-XXXXXX";
