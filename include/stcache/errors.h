@@ -31,7 +31,8 @@
     X(ST_ETRANSFER, -21, "leadership transfer in progress")                               \
     X(ST_EPERM, -22, "permission denied")                                                 \
     X(ST_ECONNECTION, -23, "connection failed")                                           \
-    X(ST_EFATAL, -24, "fatal storage error: the store must stop")
+    X(ST_EFATAL, -24, "fatal storage error: the store must stop")                        \
+    X(ST_EIDEMPOTENCY, -25, "idempotency key already used by a different request")
 
 enum st_error {
 #define ST_X_(name, value, text) name = (value),

@@ -26,6 +26,19 @@
  *   - Reads (kv_get) treat a key whose expiry <= the reader's now_ms as absent,
  *     even before the purge that deletes it has applied.
  *
+ * Idempotency (docs/KV.md): a PUT or DELETE may carry an idempotency key.
+ * The first command with a key is applied and its result (status, version,
+ * created, index) recorded under the key; a later command with the same key
+ * is not applied: it gets the recorded result (replayed = 1), or
+ * KV_STATUS_IDEMPOTENCY_MISMATCH if its type, condition or payload differ.
+ * Records live until the log clock passes insert clock + the command's
+ * idem_ttl_ms, and the table keeps at most the inserting command's
+ * idem_keys_max records (the oldest go first). Both bounds come from the
+ * log, so every replica keeps the same records.
+ *
+ * The log clock (kv_clock_ms) is the largest command timestamp applied:
+ * monotonic, equal on every replica at an index, carried by snapshots.
+ *
  * Threading: none. A struct kv is used from one thread. */
 #ifndef ST_KV_KV_H
 #define ST_KV_KV_H
@@ -52,6 +65,9 @@ enum kv_status {
     KV_STATUS_OK = 0,
     KV_STATUS_PRECONDITION_FAILED = 1, /* condition not met; nothing changed */
     KV_STATUS_NOT_FOUND = 2,           /* DELETE of an absent/expired key; nothing changed */
+    /* An idempotency key recorded for a different request; nothing changed.
+     * Never recorded itself. */
+    KV_STATUS_IDEMPOTENCY_MISMATCH = 3,
 };
 
 /* The outcome of one applied command, for the waiting client. */
@@ -66,6 +82,10 @@ struct kv_result {
     int created;     /* PUT OK: 1 if the key was absent or expired before (HTTP 201) */
     uint64_t purged; /* PURGE_EXPIRED: keys deleted */
     int purge_more;  /* PURGE_EXPIRED: 1 if keys_max stopped it with expired keys left */
+    /* 1: the command's idempotency key was recorded by an earlier entry and
+     * this result is that entry's (nothing applied now). */
+    int replayed;
+    uint64_t index; /* the entry whose result this is (the recording one if replayed) */
 };
 
 /* A live entry as seen by kv_get(). Pointers stay valid until the next
@@ -84,6 +104,9 @@ struct kv_stats {
     uint64_t buckets;      /* total of both tables */
     int rehashing;
     uint64_t applied_index; /* highest index passed to kv_apply or restored */
+    uint64_t idem_records;  /* idempotency records held */
+    uint64_t idem_bytes;    /* their memory (included in memory_bytes) */
+    uint64_t clock_ms;      /* the log clock */
 };
 
 /* Fills cfg with defaults (seed 0). */
@@ -132,8 +155,13 @@ uint64_t kv_expiry_min(const struct kv *kv);
 /* Highest index applied or restored (0 for an empty kv). */
 uint64_t kv_applied_index(const struct kv *kv);
 
+/* The log clock: the largest timestamp_ms of any command applied, or the one
+ * a snapshot restored (0 for an empty kv). Never decreases. */
+uint64_t kv_clock_ms(const struct kv *kv);
+
 /* Order-independent 64-bit digest of the logical state (keys, values,
- * versions, expiries): equal states give equal digests whatever their history. */
+ * versions, expiries, idempotency records, log clock): equal states give
+ * equal digests whatever their history. */
 uint64_t kv_digest(const struct kv *kv);
 
 /* Does up to `buckets` steps of pending incremental rehash outside mutations
@@ -149,7 +177,7 @@ int kv_rehash_step(struct kv *kv, uint32_t buckets);
  * KV_SNAPSHOT_META_BYTES_MAX; the node stores cluster membership there). The
  * kv must not be mutated during the call. A nonzero return of write_cb stops
  * the write and is returned as is. */
-#define KV_SNAPSHOT_VERSION 1
+#define KV_SNAPSHOT_VERSION 2 /* written; version 1 is still read */
 #define KV_SNAPSHOT_CHUNK_BYTES (64u * 1024u)
 #define KV_SNAPSHOT_META_BYTES_MAX (64u * 1024u)
 

@@ -464,6 +464,21 @@ void node_client_drop_forwards(struct node *n)
     n->cap_fwd = 0;
 }
 
+/* The idempotency key and this node's retention bounds, which the command
+ * carries into the log (kv.h: every replica trims by the command's). */
+_Static_assert(NODE_IDEM_KEY_BYTES_MAX == KV_IDEM_KEY_BYTES_MAX, "one idempotency key bound");
+
+static int set_idem(const struct node *n, struct kv_command *cmd, const uint8_t *key, size_t len)
+{
+    if (len == 0) return 0;
+    if (len > KV_IDEM_KEY_BYTES_MAX || !key) return ST_EINVAL;
+    cmd->idem_key = key;
+    cmd->idem_key_len = (uint32_t)len;
+    cmd->idem_keys_max = n->cfg.idempotency_keys_max;
+    cmd->idem_ttl_ms = (uint64_t)n->cfg.idempotency_ttl_s * 1000u;
+    return 0;
+}
+
 int node_put(struct node *n, const struct node_put_args *a, node_write_cb cb, void *ctx)
 {
     if (a->key_len == 0) return ST_EINVAL;
@@ -481,11 +496,20 @@ int node_put(struct node *n, const struct node_put_args *a, node_write_cb cb, vo
     cmd.key_len = (uint32_t)a->key_len;
     cmd.value = a->value;
     cmd.value_len = (uint32_t)a->value_len;
+    int rc = set_idem(n, &cmd, a->idem_key, a->idem_key_len);
+    if (rc) return rc;
     return submit_write(n, &cmd, cb, ctx);
 }
 
 int node_delete(struct node *n, const uint8_t *key, size_t key_len, enum node_cond cond,
                 uint64_t cond_version, node_write_cb cb, void *ctx)
+{
+    return node_delete_idem(n, key, key_len, cond, cond_version, NULL, 0, cb, ctx);
+}
+
+int node_delete_idem(struct node *n, const uint8_t *key, size_t key_len, enum node_cond cond,
+                     uint64_t cond_version, const uint8_t *idem_key, size_t idem_key_len,
+                     node_write_cb cb, void *ctx)
 {
     if (key_len == 0) return ST_EINVAL;
     if (key_len > n->cfg.max_key_bytes) return ST_ETOOBIG;
@@ -497,6 +521,8 @@ int node_delete(struct node *n, const uint8_t *key, size_t key_len, enum node_co
     cmd.cond_version = cond_version;
     cmd.key = key;
     cmd.key_len = (uint32_t)key_len;
+    int rc = set_idem(n, &cmd, idem_key, idem_key_len);
+    if (rc) return rc;
     return submit_write(n, &cmd, cb, ctx);
 }
 
@@ -525,8 +551,9 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
     if (!w) return; /* timed out already, or proposed before a restart */
     struct node_write_result wr;
     memset(&wr, 0, sizeof wr);
-    wr.index = index;
+    wr.index = res->replayed ? res->index : index;
     wr.version = res->version;
+    wr.replayed = res->replayed != 0;
     switch (res->status) {
     case KV_STATUS_OK:
         wr.status = 0;
@@ -537,6 +564,9 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
         break;
     case KV_STATUS_NOT_FOUND:
         wr.status = ST_ENOENT;
+        break;
+    case KV_STATUS_IDEMPOTENCY_MISMATCH:
+        wr.status = ST_EIDEMPOTENCY;
         break;
     }
     complete_write(n, w, &wr);
