@@ -578,6 +578,10 @@ static void write_cluster_json(struct api *a, struct http_json *w, const struct 
         http_json_uint(w, info->snapshot_index);
         http_json_key(w, "snapshotting");
         http_json_bool(w, info->snapshotting);
+        http_json_key(w, "log_clock_ms");
+        http_json_uint(w, info->log_clock_ms);
+        http_json_key(w, "wall_clock_ms");
+        http_json_uint(w, info->wall_clock_ms);
         http_json_key(w, "healthy");
         http_json_bool(w, node_healthy(a->node));
     }

@@ -149,6 +149,15 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
     return 0;
 }
 
+int kv_command_restamp(uint8_t *data, size_t len, uint64_t timestamp_ms)
+{
+    if (len < KV_COMMAND_HEADER_BYTES ||
+        (data[0] != KV_COMMAND_VERSION && data[0] != KV_COMMAND_VERSION_IDEM))
+        return ST_EPROTO;
+    put_u64(data + 24, timestamp_ms);
+    return 0;
+}
+
 int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *limits,
                       struct kv_command *out)
 {

@@ -116,4 +116,10 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
 int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *limits,
                       struct kv_command *out);
 
+/* Rewrites the timestamp_ms of the encoded command data[0..len) in place (the
+ * leader stamps every command it appends: docs/KV.md, "Time"). Returns 0, or
+ * ST_EPROTO (nothing written) if data is too short or of an unknown version;
+ * the rest of the command is not checked (apply does that). */
+int kv_command_restamp(uint8_t *data, size_t len, uint64_t timestamp_ms);
+
 #endif

@@ -1103,6 +1103,10 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
             return ST_ENOMEM;
         }
     }
+    /* Apply judges time by the log clock (which includes this command's
+     * timestamp): expiry checks, new expiries and the purge threshold never
+     * go backwards, even for a command stamped below an earlier one. */
+    c.timestamp_ms = clock;
     rehash_step(&kv->st, kv->cfg.rehash_buckets_per_op);
     int rc = 0;
     switch (c.type) {

@@ -29,7 +29,7 @@ void node_config_default(struct node_config *cfg)
     cfg->max_key_bytes = 1024;
     cfg->max_value_bytes = 1u << 20;
     cfg->request_timeout_ms = 5000;
-    cfg->purge_interval_ms = 1000;
+    cfg->purge_interval_ms = 100;
     cfg->idempotency_keys_max = 100000;
     cfg->idempotency_ttl_s = 3600;
     cfg->waiters_max = 65536;

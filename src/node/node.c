@@ -39,6 +39,31 @@ uint64_t node_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t node_stamp_ms(struct node *n)
+{
+    uint64_t t = ST_MAX(node_wall_ms(), n->stamp_last_ms);
+    if (n->kv) t = ST_MAX(t, kv_clock_ms(n->kv));
+    n->stamp_last_ms = t;
+    return t;
+}
+
+/* Leader: stamps the forwarded commands of a PROPOSE with this node's time
+ * before the core appends them. A follower's clock never enters the log, so
+ * a follower with a fast clock cannot make a live key look expired at apply
+ * (issue 14, finding 10). The payloads are views into the frame just
+ * received, which nothing else references yet. */
+static void restamp_forwarded(struct node *n, const struct raft_msg *m)
+{
+    if (raft_role_get(n->raft) != RAFT_LEADER) return; /* the core drops it */
+    uint64_t t = node_stamp_ms(n);
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        if (!e->buf || e->len == 0) continue;
+        uint8_t *p = e->buf->data + (e->data - e->buf->data);
+        (void)kv_command_restamp(p, e->len, t); /* a malformed one fails at apply */
+    }
+}
+
 static uint64_t random_u64(void)
 {
     uint64_t v = 0;
@@ -1127,6 +1152,7 @@ static void tr_msg_cb(void *ctx, raft_id from, const struct raft_msg *msg)
     struct node *n = ctx;
     (void)from;
     if (!n->running || n->stopping || n->fatal) return;
+    if (msg->type == RAFT_MSG_PROPOSE) restamp_forwarded(n, msg);
     int rc = raft_step(n->raft, msg);
     if (rc && rc != ST_ESTALE)
         ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": %s from %" PRIu64 " dropped: %s", n->cfg.id,
@@ -1653,6 +1679,8 @@ void node_info_get(const struct node *n, struct node_info *out)
     out->snapshot_index = n->snapshot_index;
     out->snapshotting = n->snap_active || n->snap_commit;
     out->memory_trims = n->m.memory_trims;
+    out->log_clock_ms = n->kv ? kv_clock_ms(n->kv) : 0;
+    out->wall_clock_ms = node_wall_ms();
     const struct raft_conf *conf = raft_conf_get(n->raft);
     for (uint32_t i = 0; i < conf->n && i < RAFT_MEMBERS_MAX; i++) {
         const struct raft_member *m = &conf->members[i];

@@ -178,6 +178,8 @@ struct node_info {
     bool stopping;
     bool snapshotting;     /* a snapshot is being written or made durable */
     uint64_t memory_trims; /* free heap returned to the OS (after snapshots) */
+    uint64_t log_clock_ms;  /* the applied state's log clock: expiry is judged by it */
+    uint64_t wall_clock_ms; /* this node's CLOCK_REALTIME, for comparison */
 };
 void node_info_get(const struct node *n, struct node_info *out);
 

@@ -237,7 +237,10 @@ static void complete_read(struct node *n, struct node_waiter *w, int status)
     res.status = status;
     struct kv_view view;
     if (status == 0) {
-        int rc = kv_get(n->kv, w->key, w->key_len, node_wall_ms(), &view);
+        /* Expiry by the log clock of the state read: the same on every
+         * replica at this index, and never earlier at a later index, so
+         * reads in real-time order never see a key come back. */
+        int rc = kv_get(n->kv, w->key, w->key_len, kv_clock_ms(n->kv), &view);
         if (rc == 0) {
             res.value = view.value;
             res.value_len = view.value_len;
@@ -345,7 +348,8 @@ static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb
     w->target = n->leader; /* forwarded writes: to whom */
     cmd->req.node_id = n->cfg.id;
     cmd->req.seq = w->seq;
-    cmd->timestamp_ms = node_wall_ms();
+    /* A forwarded command is stamped again by the leader (restamp_forwarded). */
+    cmd->timestamp_ms = n->role == RAFT_LEADER ? node_stamp_ms(n) : node_wall_ms();
     raft_index index = 0;
     int rc;
     if (n->role == RAFT_FOLLOWER && n->leader != RAFT_NONE) {
@@ -427,7 +431,9 @@ void node_client_flush_forwards(struct node *n)
                 w->fwd_queued = false;
                 w->target = n->leader;
                 if (n->role == RAFT_LEADER) {
-                    /* Became leader since: propose here, with an index. */
+                    /* Became leader since: propose here, with an index,
+                     * stamped with this leader's time. */
+                    (void)kv_command_restamp(f->buf->data, f->len, node_stamp_ms(n));
                     raft_index index = 0;
                     int prc = raft_propose(n->raft, f->buf, f->buf->data, f->len, &index, NULL);
                     if (prc == 0 && index) {
@@ -528,7 +534,7 @@ int node_delete_idem(struct node *n, const uint8_t *key, size_t key_len, enum no
 
 int node_propose_purge(struct node *n)
 {
-    uint64_t now = node_wall_ms();
+    uint64_t now = node_stamp_ms(n);
     uint64_t due = kv_expiry_min(n->kv);
     if (due == 0 || due > now) return 0; /* nothing has expired: no log entry */
     struct kv_command cmd;
@@ -638,7 +644,7 @@ int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consi
         struct node_read_result res;
         memset(&res, 0, sizeof res);
         struct kv_view view;
-        if (kv_get(n->kv, key, key_len, node_wall_ms(), &view) == 0) {
+        if (kv_get(n->kv, key, key_len, kv_clock_ms(n->kv), &view) == 0) {
             res.value = view.value;
             res.value_len = view.value_len;
             res.version = view.version;

@@ -1,13 +1,23 @@
 """Exactly-once writes (issue 14, finding 9): a write retried with the same
 Idempotency-Key, through another node after the leader died, is answered
 with the first result and applied once; the records survive snapshots and
-restarts of every node; the CLI sends a key on every write."""
+restarts of every node; the CLI sends a key on every write.
 
+Expiry on an agreed clock (finding 10), with libfaketime (Debian package
+faketime) shifting one node's CLOCK_REALTIME: a follower an hour ahead
+neither makes keys expire early nor creates over a live TTL key;
+linearizable reads of a TTL key on nodes with skewed clocks never disagree
+in real-time order; a node whose clock stepped back an hour resurrects no
+expired key."""
+
+import glob
 import os
 import subprocess
+import time
 import uuid
 
-from harness import (Scenario, Unreachable, check, scaled, step, wait_for)
+from harness import (Fatal, Scenario, TestFailure, Unreachable, check, log, retry_503, scaled,
+                     step, wait_for)
 
 IDEM_ARGS = ["--log-level", "info", "--idempotency-keys-max", "1000",
              "--idempotency-ttl-s", "3600"]
@@ -138,4 +148,156 @@ class Idempotency(Scenario):
             c.verify_identical()
 
 
-SCENARIOS = {"idempotency": Idempotency}
+def faketime_env(offset):
+    """Environment that runs a node with its CLOCK_REALTIME shifted by offset
+    (libfaketime syntax: "+1h", "-1h"). Monotonic clocks stay real, so libuv
+    timers (ticks, elections) keep working."""
+    libs = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") +
+                  glob.glob("/usr/lib/faketime/libfaketime.so.1"))
+    if not libs:
+        raise TestFailure("libfaketime not found: install the Debian package faketime "
+                          "(scripts/deps.sh)")
+    return {"LD_PRELOAD": libs[0], "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def wall_offset_s(node):
+    """How far node's CLOCK_REALTIME is from ours (s), from /cluster."""
+    i = node.info()
+    check(i is not None and "wall_clock_ms" in i, "%r /cluster has no wall_clock_ms" % node)
+    return i["wall_clock_ms"] / 1000.0 - time.time()
+
+
+def status_of(node, key, consistency=None):
+    try:
+        r = node.get(key, consistency=consistency, timeout=scaled(5))
+    except Unreachable:
+        return None
+    return None if r.status == 503 else r.status
+
+
+class ClockSkew(Scenario):
+    """A follower whose clock is an hour ahead. Before the fix the proposer
+    stamped its own clock into a write and every node judged expiry by its
+    own clock: the fast follower saw live keys as expired, created over a
+    live TTL lock, and stamped keys that then lived an hour too long on the
+    others."""
+
+    def run(self):
+        c = self.cluster("clock-skew")
+        with step("nodes 1 and 2 on real time, node 3 an hour ahead (libfaketime)"):
+            first = c.new_node(1).start(["--bootstrap"])
+            c.wait_leader([first])
+            c.new_node(2).start(["--join", first.http])
+            c.wait_members(voters=[1, 2])
+            fast = c.new_node(3)
+            fast.env = faketime_env("+1h")
+            fast.start(["--join", first.http])
+            c.wait_members(voters=[1, 2, 3])
+            leader = c.wait_leader()
+            if leader is fast:
+                retry_503(lambda: fast.request("POST", "/cluster/transfer?to=1"))
+                leader = c.wait_leader(exclude=(3,))
+            off = wall_offset_s(fast)
+            check(3500 < off < 3700, "libfaketime did not shift node 3's clock: %.1f s" % off)
+            check(abs(wall_offset_s(leader)) < 60, "leader clock off by %.1f s"
+                  % wall_offset_s(leader))
+            log("node 3 clock is %.1f s ahead; leader is %r" % (off, leader))
+
+        with step("a TTL lock taken through the leader is live on the fast follower, "
+                  "and If-None-Match through the fast follower is refused"):
+            r = leader.put("skew/lock", "owner-a", ttl=60, if_absent=True)
+            check(r.status == 201, "lock: %s" % r.error_text())
+            for n in c.running():
+                g = c.get_retry("skew/lock", n)
+                check(g.status == 200 and g.body == b"owner-a",
+                      "%r: a 60 s lock taken now reads %s" % (n, g.error_text()))
+            r = retry_until_answered("create via fast follower",
+                                     lambda: fast.put("skew/lock", "owner-b", if_absent=True))
+            check(r.status == 412, "If-None-Match over a live lock through the fast follower: "
+                  "%s, want 412" % r.error_text())
+            g = c.get_retry("skew/lock", leader)
+            check(g.body == b"owner-a", "lock owner changed to %r" % g.body)
+
+        with step("a 2 s TTL written through the fast follower lives ~2 s on every node"):
+            t0 = time.monotonic()
+            r = retry_until_answered("short ttl via fast", lambda: fast.put("skew/short", "x", ttl=2))
+            check(r.status == 201, "PUT ttl=2 via fast follower: %s" % r.error_text())
+            for n in c.running():
+                g = c.get_retry("skew/short", n)
+                check(g.status == 200, "%r: a 2 s key read right away: %s" % (n, g.error_text()))
+            wait_for("skew/short to expire on every node", lambda: all(
+                status_of(n, "skew/short") == 404 for n in c.running()), scaled(20))
+            gone = time.monotonic() - t0
+            log("2 s key gone on all nodes after %.2f s (printed, not asserted)" % gone)
+
+        with step("linearizable reads of a 3 s key, alternating between the fast follower "
+                  "and a real-time follower, never go from absent back to present"):
+            slow = next(n for n in c.running() if n is not fast and n is not leader)
+            r = leader.put("skew/agree", "x", ttl=3)
+            check(r.status == 201, "PUT ttl=3: %s" % r.error_text())
+            seen = []
+
+            def both_gone():
+                for n in (fast, slow):
+                    st = status_of(n, "skew/agree", consistency="linearizable")
+                    if st is None:
+                        continue
+                    seen.append((n.id, st))
+                    if st == 200 and any(s == 404 for _, s in seen[:-1]):
+                        raise Fatal("reads disagree in real-time order: %s" % seen[-12:])
+                return len(seen) >= 2 and seen[-1][1] == 404 and seen[-2][1] == 404
+            wait_for("skew/agree to expire for both readers", both_gone, scaled(30))
+            log("%d alternating reads, first absent at read %d"
+                % (len(seen), next(i for i, (_, s) in enumerate(seen) if s == 404)))
+            c.verify_identical()
+
+
+class ClockStep(Scenario):
+    """A node whose clock steps back an hour (restarted under libfaketime
+    -1h) must not bring back an expired key. Purges are disabled so the
+    expired key stays in the state: only the judgement of expiry hides it."""
+
+    def run(self):
+        c = self.cluster("clock-step", ["--log-level", "info", "--purge-interval-ms", "3600000"])
+        with step("3-node cluster on real time; a 1 s key"):
+            leader = c.start_bootstrap_and_join(3)
+            r = leader.put("step/k", "x", ttl=1)
+            check(r.status == 201, "PUT ttl=1: %s" % r.error_text())
+        with step("writes go on until the key reads absent on every node"):
+            i = [0]
+
+            def expired_everywhere():
+                i[0] += 1
+                c.put_retry("step/filler", str(i[0]))
+                return all(status_of(n, "step/k") == 404 for n in c.running())
+            wait_for("step/k expired everywhere", expired_everywhere, scaled(30))
+        with step("restart a follower with its clock an hour back: the key stays expired"):
+            f = next(n for n in c.running() if n is not c.wait_leader())
+            f.stop()
+            f.env = faketime_env("-1h")
+            f.start()
+            c.wait_leader()
+            off = wall_offset_s(f)
+            check(-3700 < off < -3500, "libfaketime did not shift %r's clock: %.1f s" % (f, off))
+            info = c.wait_leader().info()
+            c.wait_caught_up(f, info["commit"])
+            for cons in ("stale", "linearizable", "lease"):
+                st = wait_for("%r answers" % f, lambda cons=cons: status_of(f, "step/k", cons),
+                              scaled(20))
+                check(st == 404, "%r (clock -1h) %s read of an expired key: %d, want 404"
+                      % (f, cons, st))
+        with step("the slow-clock node leads: still expired everywhere, time does not rewind"):
+            lead = c.wait_leader()
+            retry_503(lambda: lead.request("POST", "/cluster/transfer?to=%d" % f.id))
+            wait_for("%r to lead" % f, lambda: c.wait_leader() is f, scaled(30))
+            before = f.info()["log_clock_ms"]
+            c.put_retry("step/filler", "after", via=f)
+            after = f.info()["log_clock_ms"]
+            check(after >= before, "log clock went back: %d -> %d" % (before, after))
+            for n in c.running():
+                check(status_of(n, "step/k", "linearizable") == 404,
+                      "%r: expired key back after the slow-clock leader wrote" % n)
+            c.verify_identical()
+
+
+SCENARIOS = {"idempotency": Idempotency, "clock_skew": ClockSkew, "clock_step": ClockStep}
