@@ -58,7 +58,9 @@ static void restamp_forwarded(struct node *n, const struct raft_msg *m)
     uint64_t t = node_stamp_ms(n);
     for (uint32_t i = 0; i < m->n_entries; i++) {
         const struct raft_entry *e = &m->entries[i];
-        if (!e->buf || e->len == 0) continue;
+        if (!e->buf || e->len == 0 || e->data < e->buf->data ||
+            (size_t)(e->data - e->buf->data) + e->len > e->buf->cap)
+            continue; /* not a view into its buffer: the core drops the message */
         uint8_t *p = e->buf->data + (e->data - e->buf->data);
         (void)kv_command_restamp(p, e->len, t); /* a malformed one fails at apply */
     }
