@@ -33,7 +33,8 @@
     X(ST_ECONNECTION, -23, "connection failed")                                           \
     X(ST_EFATAL, -24, "fatal storage error: the store must stop")                         \
     X(ST_ENFILE, -25, "too many open files")                                              \
-    X(ST_EMEMLIMIT, -26, "memory limit reached (--max-memory)")
+    X(ST_EMEMLIMIT, -26, "memory limit reached (--max-memory)")                           \
+    X(ST_EIDEMPOTENCY, -27, "idempotency key already used by a different request")
 
 enum st_error {
 #define ST_X_(name, value, text) name = (value),

@@ -21,6 +21,7 @@
 
 /* Bounds. */
 #define CLI_RESPONSE_BYTES_MAX ((size_t)256 * 1024 * 1024) /* whole response, body included */
+#define CLI_IDEM_KEY_BYTES_MAX 128 /* the server's bound (node.h NODE_IDEM_KEY_BYTES_MAX) */
 #define CLI_STDIN_BYTES_MAX ((size_t)256 * 1024 * 1024)    /* a value read with "-" */
 #define CLI_TARGET_BYTES_MAX (64 * 1024)                   /* request line target */
 #define CLI_JSON_TOKENS_MAX 4096
@@ -884,6 +885,7 @@ struct cli {
     const char *ttl;
     const char *if_match;
     bool if_absent;
+    const char *idem_key; /* --idempotency-key, or NULL: a fresh random one per write */
     const char *args[4];
     size_t args_n;
     /* the last exchange */
@@ -900,6 +902,8 @@ static void usage(FILE *f)
           "  put KEY VALUE|- [--ttl S] [--if-match VERSION | --if-absent]\n"
           "                                    store a value (\"-\" reads it from stdin)\n"
           "  del KEY                           delete a key\n"
+          "  (put and del send an Idempotency-Key, random unless --idempotency-key K:\n"
+          "   a retry, on any endpoint, applies the write at most once)\n"
           "  members                           list the cluster members\n"
           "  add ID RAFT_HOST:PORT HTTP_HOST:PORT  add a node (as a learner)\n"
           "  remove ID                         remove a member\n"
@@ -1267,13 +1271,45 @@ static bool all_digits(const char *s)
     return true;
 }
 
+/* Appends "Idempotency-Key: K\r\n" to headers (cap bytes): the user's key,
+ * or 128 random bits in hex. Every endpoint cluster_request() tries gets the
+ * same key, so a write retried after a timeout or a lost leadership is
+ * applied once (docs/HTTP-API.md). */
+static int idem_header(const struct cli *c, char *headers, size_t cap)
+{
+    char key[CLI_IDEM_KEY_BYTES_MAX + 1];
+    if (c->idem_key) {
+        size_t len = strlen(c->idem_key);
+        if (len == 0 || len > CLI_IDEM_KEY_BYTES_MAX) return -1;
+        for (size_t i = 0; i < len; i++)
+            if (c->idem_key[i] <= 0x20 || c->idem_key[i] >= 0x7f) return -1;
+        memcpy(key, c->idem_key, len + 1);
+    } else {
+        uint8_t rnd[16];
+        if (getentropy(rnd, sizeof rnd) != 0) {
+            /* No entropy source: time and pid, unique enough for one client. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t a = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+            uint64_t b = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)clock();
+            memcpy(rnd, &a, 8);
+            memcpy(rnd + 8, &b, 8);
+        }
+        for (size_t i = 0; i < sizeof rnd; i++)
+            snprintf(key + 2 * i, 3, "%02x", rnd[i]);
+    }
+    size_t used = strlen(headers);
+    int n = snprintf(headers + used, cap - used, "Idempotency-Key: %s\r\n", key);
+    return n > 0 && (size_t)n < cap - used ? 0 : -1;
+}
+
 static int cmd_put(struct cli *c)
 {
     if (c->args_n != 2) return usage_error("put takes KEY and VALUE (\"-\" for stdin)");
     if (c->if_match && c->if_absent)
         return usage_error("--if-match and --if-absent exclude each other");
     if (c->ttl && !all_digits(c->ttl)) return usage_error("--ttl takes a whole number of seconds");
-    char headers[128] = "";
+    char headers[128 + CLI_IDEM_KEY_BYTES_MAX + 32] = "";
     if (c->if_match) {
         char v[64];
         size_t len = strlen(c->if_match);
@@ -1290,6 +1326,8 @@ static int cmd_put(struct cli *c)
     } else if (c->if_absent) {
         snprintf(headers, sizeof headers, "If-None-Match: *\r\n");
     }
+    if (idem_header(c, headers, sizeof headers) != 0)
+        return usage_error("--idempotency-key takes 1 to 128 visible ASCII characters");
     char query[64] = "";
     if (c->ttl) snprintf(query, sizeof query, "?ttl=%s", c->ttl);
 
@@ -1340,10 +1378,13 @@ static int cmd_put(struct cli *c)
 static int cmd_del(struct cli *c)
 {
     if (c->args_n != 1) return usage_error("del takes exactly one KEY");
+    char headers[CLI_IDEM_KEY_BYTES_MAX + 32] = "";
+    if (idem_header(c, headers, sizeof headers) != 0)
+        return usage_error("--idempotency-key takes 1 to 128 visible ASCII characters");
     char *target;
     int rc = kv_target(c->args[0], NULL, &target);
     if (rc != 0) return rc == ST_ETOOBIG ? usage_error("key too long") : exit_for_local_error(rc);
-    rc = cluster_request(c, "DELETE", target, NULL, NULL, 0);
+    rc = cluster_request(c, "DELETE", target, headers, NULL, 0);
     free(target);
     if (rc != 0) return exit_for_local_error(rc);
     const struct cli_response *r = &c->resp;
@@ -1643,6 +1684,8 @@ int cli_client_main(int argc, char **argv)
                 c.ttl = v;
             else if ((m = opt_value(argc, argv, &i, "--if-match", &v)) != 0)
                 c.if_match = v;
+            else if ((m = opt_value(argc, argv, &i, "--idempotency-key", &v)) != 0)
+                c.idem_key = v;
             else
                 return usage_error("unknown option %s", a);
             if (m < 0) return usage_error("option %s needs a value", a);
@@ -1667,6 +1710,9 @@ int cli_client_main(int argc, char **argv)
         return usage_error("--consistency applies to get only");
     if ((c.ttl || c.if_match || c.if_absent) && strcmp(cmd, "put") != 0)
         return usage_error("--ttl, --if-match and --if-absent apply to put only");
+    if (c.idem_key && strcmp(cmd, "put") != 0 && strcmp(cmd, "set") != 0 &&
+        strcmp(cmd, "del") != 0 && strcmp(cmd, "delete") != 0)
+        return usage_error("--idempotency-key applies to put and del only");
 
     if (strcmp(cmd, "get") == 0)
         ret = cmd_get(&c);

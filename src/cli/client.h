@@ -4,6 +4,7 @@
  *   stcache get KEY [--consistency linearizable|lease|stale]
  *   stcache put KEY VALUE|- [--ttl S] [--if-match VERSION | --if-absent]
  *   stcache del KEY
+ *   put, del: [--idempotency-key K]
  *   stcache members | add ID RAFT_ADDR HTTP_ADDR | remove ID | transfer ID
  *   stcache snapshot | status
  *   common: --endpoints h:p,h:p,...  (env STCACHE_ENDPOINTS; default 127.0.0.1:8001)
@@ -12,8 +13,10 @@
  * Failover: endpoints are tried in order; the client moves on when a connection
  * fails or times out, or when a node answers 503 (no leader) or "not_leader".
  * A write whose connection broke after the request was sent may have been
- * applied; moving on may then apply it twice (a plain put is idempotent in
- * value; --if-absent / --if-match may then report a failed condition).
+ * applied; moving on is still safe: put and del carry an Idempotency-Key
+ * (random per invocation, or --idempotency-key K), the same on every
+ * endpoint tried, so the cluster applies the write once and answers a retry
+ * with the first result (docs/HTTP-API.md).
  *
  * HTTP: one blocking HTTP/1.1 request per connection ("Connection: close"),
  * every wait bounded by poll() against a per-endpoint deadline. */

@@ -174,6 +174,10 @@ static void respond_code(struct api_req *ar, int rc)
         respond_error(ar, 507, "out_of_memory",
                       "the memory limit (--max-memory) is reached; delete keys or raise it");
         break;
+    case ST_EIDEMPOTENCY:
+        respond_error(ar, 422, "idempotency_key_reused",
+                      "this Idempotency-Key was used for a different request");
+        break;
     case ST_EINVAL:
         respond_error(ar, 400, "bad_request", "invalid request");
         break;
@@ -325,17 +329,22 @@ static void write_done_cb(void *ctx, const struct node_write_result *res)
         }
         http_json_object_end(&w);
         http_buf_append(b, "\n", 1);
-        if (status == 200 || status == 201) {
-            char etag[32];
-            snprintf(etag, sizeof etag, "\"%" PRIu64 "\"", res->version);
-            struct http_header h = {"ETag", etag};
-            respond(ar, status, "application/json", &h, 1, b->data, b->len);
-        } else {
-            respond_json(ar, status, b);
-        }
+        char etag[32];
+        snprintf(etag, sizeof etag, "\"%" PRIu64 "\"", res->version);
+        struct http_header h[2];
+        size_t nh = 0;
+        if (status == 200 || status == 201) h[nh++] = (struct http_header){"ETag", etag};
+        if (res->replayed) h[nh++] = (struct http_header){"Idempotent-Replayed", "true"};
+        respond(ar, status, "application/json", h, nh, b->data, b->len);
         return;
     }
     if (res->status == ST_ENOENT && ar->kind == API_KV_DELETE) {
+        if (res->replayed) {
+            struct http_header h = {"Idempotent-Replayed", "true"};
+            const char *body = "{\"error\":\"key not found\",\"code\":\"not_found\"}\n";
+            respond(ar, 404, "application/json", &h, 1, body, strlen(body));
+            return;
+        }
         respond_error(ar, 404, "not_found", "key not found");
         return;
     }
@@ -412,6 +421,21 @@ static void route_kv(struct api *a, struct http_request *req, const char *raw_ke
         }
         cond = NODE_COND_IF_ABSENT;
     }
+    size_t idem_len = 0;
+    const char *idem = http_request_header(req, "Idempotency-Key", &idem_len);
+    if (idem && (req->verb == HTTP_VERB_PUT || req->verb == HTTP_VERB_DELETE)) {
+        bool ok = idem_len >= 1 && idem_len <= NODE_IDEM_KEY_BYTES_MAX;
+        for (size_t i = 0; ok && i < idem_len; i++)
+            ok = idem[i] > 0x20 && idem[i] < 0x7f;
+        if (!ok) {
+            respond_error(ar, 400, "bad_idempotency_key",
+                          "Idempotency-Key must be 1 to 128 visible ASCII characters");
+            return;
+        }
+    } else {
+        idem = NULL;
+        idem_len = 0;
+    }
     switch (req->verb) {
     case HTTP_VERB_PUT: {
         if (req->body_len > cfg->max_value_bytes) {
@@ -433,6 +457,8 @@ static void route_kv(struct api *a, struct http_request *req, const char *raw_ke
             .ttl_ms = ttl_s * 1000u,
             .cond = cond,
             .cond_version = cond_version,
+            .idem_key = (const uint8_t *)idem,
+            .idem_key_len = idem_len,
         };
         ar->kind = API_KV_PUT;
         rc = node_put(a->node, &args, write_done_cb, ar);
@@ -440,7 +466,8 @@ static void route_kv(struct api *a, struct http_request *req, const char *raw_ke
     }
     case HTTP_VERB_DELETE:
         ar->kind = API_KV_DELETE;
-        rc = node_delete(a->node, ar->key, ar->key_len, cond, cond_version, write_done_cb, ar);
+        rc = node_delete_idem(a->node, ar->key, ar->key_len, cond, cond_version,
+                              (const uint8_t *)idem, idem_len, write_done_cb, ar);
         break;
     default: {
         char c[32];
@@ -566,6 +593,10 @@ static void write_cluster_json(struct api *a, struct http_json *w, const struct 
         http_json_uint(w, info->used_memory);
         http_json_key(w, "max_memory_bytes");
         http_json_uint(w, info->max_memory);
+        http_json_key(w, "log_clock_ms");
+        http_json_uint(w, info->log_clock_ms);
+        http_json_key(w, "wall_clock_ms");
+        http_json_uint(w, info->wall_clock_ms);
         http_json_key(w, "healthy");
         http_json_bool(w, node_healthy(a->node));
         http_json_key(w, "alarms");

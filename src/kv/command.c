@@ -50,13 +50,20 @@ enum {
     REFUSE_FIXED_BYTES = 4,
 };
 
+static size_t idem_bytes(const struct kv_command *cmd)
+{
+    return cmd->idem_key_len ? KV_COMMAND_IDEM_FIXED_BYTES + (size_t)cmd->idem_key_len : 0;
+}
+
 size_t kv_command_encoded_len(const struct kv_command *cmd)
 {
     switch (cmd->type) {
     case KV_CMD_PUT:
-        return KV_COMMAND_HEADER_BYTES + PUT_FIXED_BYTES + (size_t)cmd->key_len + cmd->value_len;
+        return KV_COMMAND_HEADER_BYTES + idem_bytes(cmd) + PUT_FIXED_BYTES + (size_t)cmd->key_len +
+               cmd->value_len;
     case KV_CMD_DELETE:
-        return KV_COMMAND_HEADER_BYTES + DELETE_FIXED_BYTES + (size_t)cmd->key_len;
+        return KV_COMMAND_HEADER_BYTES + idem_bytes(cmd) + DELETE_FIXED_BYTES +
+               (size_t)cmd->key_len;
     case KV_CMD_PURGE_EXPIRED:
         return KV_COMMAND_HEADER_BYTES + PURGE_FIXED_BYTES;
     case KV_CMD_EVICT: {
@@ -74,6 +81,14 @@ size_t kv_command_encoded_len(const struct kv_command *cmd)
 /* The rules shared by encode and decode. */
 static int command_check(const struct kv_command *cmd)
 {
+    if (cmd->idem_key_len > 0) {
+        if (cmd->type != KV_CMD_PUT && cmd->type != KV_CMD_DELETE) return -1;
+        if (cmd->idem_key_len > KV_IDEM_KEY_BYTES_MAX || cmd->idem_keys_max == 0 ||
+            cmd->idem_ttl_ms == 0)
+            return -1;
+    } else if (cmd->idem_keys_max != 0 || cmd->idem_ttl_ms != 0) {
+        return -1;
+    }
     switch (cmd->type) {
     case KV_CMD_PUT:
         if (cmd->cond != KV_COND_NONE && cmd->cond != KV_COND_IF_VERSION &&
@@ -112,7 +127,9 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
     size_t need = kv_command_encoded_len(cmd);
     if (need > cap) return ST_ETOOBIG;
     uint8_t *p = buf;
-    p[0] = cmd->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT : 1;
+    p[0] = cmd->idem_key_len           ? KV_COMMAND_VERSION_IDEM
+           : cmd->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT
+                                       : 1; /* kv_command_decode checks the same */
     p[1] = (uint8_t)cmd->type;
     p[2] = (uint8_t)cmd->cond;
     p[3] = 0;
@@ -121,6 +138,14 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
     put_u64(p + 16, cmd->req.seq);
     put_u64(p + 24, cmd->timestamp_ms);
     p += KV_COMMAND_HEADER_BYTES;
+    if (cmd->idem_key_len) {
+        p[0] = (uint8_t)cmd->idem_key_len;
+        p[1] = p[2] = p[3] = 0;
+        put_u32(p + 4, cmd->idem_keys_max);
+        put_u64(p + 8, cmd->idem_ttl_ms);
+        memcpy(p + KV_COMMAND_IDEM_FIXED_BYTES, cmd->idem_key, cmd->idem_key_len);
+        p += KV_COMMAND_IDEM_FIXED_BYTES + cmd->idem_key_len;
+    }
     switch (cmd->type) {
     case KV_CMD_PUT:
         put_u64(p, cmd->ttl_ms);
@@ -165,6 +190,14 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
     return 0;
 }
 
+int kv_command_restamp(uint8_t *data, size_t len, uint64_t timestamp_ms)
+{
+    if (len < KV_COMMAND_HEADER_BYTES || data[0] < 1 || data[0] > KV_COMMAND_VERSION)
+        return ST_EPROTO;
+    put_u64(data + 24, timestamp_ms);
+    return 0;
+}
+
 int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *limits,
                       struct kv_command *out)
 {
@@ -182,6 +215,20 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
     out->timestamp_ms = get_u64(data + 24);
     const uint8_t *p = data + KV_COMMAND_HEADER_BYTES;
     size_t rest = len - KV_COMMAND_HEADER_BYTES;
+    if (data[0] == KV_COMMAND_VERSION_IDEM) {
+        /* This version always has a key: one encoding per command. */
+        if (rest < KV_COMMAND_IDEM_FIXED_BYTES || p[0] == 0 || p[1] || p[2] || p[3])
+            return ST_EPROTO;
+        out->idem_key_len = p[0];
+        out->idem_keys_max = get_u32(p + 4);
+        out->idem_ttl_ms = get_u64(p + 8);
+        p += KV_COMMAND_IDEM_FIXED_BYTES;
+        rest -= KV_COMMAND_IDEM_FIXED_BYTES;
+        if (rest < out->idem_key_len) return ST_EPROTO;
+        out->idem_key = p;
+        p += out->idem_key_len;
+        rest -= out->idem_key_len;
+    }
     switch (out->type) {
     case KV_CMD_PUT:
         if (rest < PUT_FIXED_BYTES) return ST_EPROTO;
@@ -234,6 +281,10 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
     }
     if (out->cond != KV_COND_IF_VERSION && out->cond_version != 0)
         return ST_EPROTO; /* one encoding per command: keeps entries canonical */
+    uint8_t version = out->idem_key_len           ? KV_COMMAND_VERSION_IDEM
+                      : out->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT
+                                                  : 1;
+    if (data[0] != version) return ST_EPROTO; /* the lowest version that holds it, only */
     if (command_check(out) != 0) {
         if (out->key_len > KV_KEY_BYTES_HARD_MAX || out->value_len > KV_VALUE_BYTES_HARD_MAX)
             return ST_ETOOBIG;

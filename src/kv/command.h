@@ -6,7 +6,7 @@
  * docs/KV.md; all integers are little-endian.
  *
  *   common header (32 bytes)
- *     u8  format version (KV_COMMAND_VERSION)
+ *     u8  format version: 1, or 2 when an idempotency block follows the header
  *     u8  type        (enum kv_cmd_type)
  *     u8  condition   (enum kv_cond)
  *     u8  reserved    (0)
@@ -14,6 +14,12 @@
  *     u64 request id: node id of the proposer
  *     u64 request id: sequence number at the proposer
  *     u64 timestamp_ms: proposer's wall clock, assigned once at proposal
+ *   idempotency block (version 2 only; PUT and DELETE only)
+ *     u8  idem key length K (1..KV_IDEM_KEY_BYTES_MAX)
+ *     u8  reserved (0) x3
+ *     u32 keys_max: records the table keeps (>= 1), applied at this insert
+ *     u64 ttl_ms: the record lives until log clock + ttl_ms (>= 1)
+ *     K bytes of idempotency key
  *   PUT    : u64 ttl_ms (0 = no expiry), u64 cond_version, u32 key_len, u32 value_len, key, value
  *   DELETE : u64 cond_version, u32 key_len, key
  *   PURGE_EXPIRED : u32 keys_max (0 = no bound)
@@ -40,10 +46,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KV_COMMAND_VERSION 2     /* the newest format version */
-#define KV_COMMAND_VERSION_EVICT 2 /* the first version with EVICT */
+/* Format versions: 1 = PUT, DELETE, PURGE_EXPIRED; 2 = also EVICT and
+ * REFUSE; 3 = an idempotency block follows the header (a PUT or DELETE with
+ * an Idempotency-Key). An encoder writes the lowest version that holds the
+ * command, so a cluster that uses neither feature writes version 1. */
+#define KV_COMMAND_VERSION 3       /* the newest format version */
+#define KV_COMMAND_VERSION_EVICT 2 /* the first version with EVICT and REFUSE */
+#define KV_COMMAND_VERSION_IDEM 3  /* with an idempotency block */
 #define KV_EVICT_KEYS_MAX 1024u    /* keys per EVICT command */
 #define KV_COMMAND_HEADER_BYTES 32
+#define KV_COMMAND_IDEM_FIXED_BYTES 16
+#define KV_IDEM_KEY_BYTES_MAX 128u
 #define KV_KEY_BYTES_MAX_DEFAULT 1024u
 #define KV_VALUE_BYTES_MAX_DEFAULT (1024u * 1024u)
 /* Structural bounds enforced by every decode, whatever the configuration. */
@@ -109,6 +122,13 @@ struct kv_command {
     const struct kv_evict_key *evict_keys;
     const uint8_t *evict_raw;
     size_t evict_raw_len;
+    /* Idempotency (PUT, DELETE): idem_key_len 0 = none. The retention
+     * bounds travel with the command so that every replica trims the table
+     * alike whatever its local configuration (kv.h, "Idempotency"). */
+    const uint8_t *idem_key;
+    uint32_t idem_key_len;   /* 0..KV_IDEM_KEY_BYTES_MAX */
+    uint32_t idem_keys_max;  /* >= 1 when idem_key_len > 0 */
+    uint64_t idem_ttl_ms;    /* >= 1 when idem_key_len > 0 */
 };
 
 /* Walks a decoded EVICT list: reads the key at *pos of cmd->evict_raw into
@@ -138,5 +158,11 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
  * key or value above the limits. *out is unspecified on error. */
 int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *limits,
                       struct kv_command *out);
+
+/* Rewrites the timestamp_ms of the encoded command data[0..len) in place (the
+ * leader stamps every command it appends: docs/KV.md, "Time"). Returns 0, or
+ * ST_EPROTO (nothing written) if data is too short or of an unknown version;
+ * the rest of the command is not checked (apply does that). */
+int kv_command_restamp(uint8_t *data, size_t len, uint64_t timestamp_ms);
 
 #endif

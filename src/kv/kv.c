@@ -145,9 +145,36 @@ struct kv_snapshot_cursor {
     uint64_t written;
 };
 
+/* Idempotency records (kv.h, "Idempotency"): one allocation per record,
+ * in a chained hash table by key and in a FIFO by insertion (= apply)
+ * order, which the count bound trims from its old end. */
+struct idem_rec {
+    struct idem_rec *hnext;        /* bucket chain */
+    struct idem_rec *older, *newer; /* FIFO */
+    uint64_t hash;
+    uint64_t expire_at_ms; /* log clock at insert + the command's ttl */
+    uint64_t index;        /* the entry that recorded it */
+    uint64_t version;      /* its kv_result.version */
+    uint64_t req_digest;   /* request_digest() of that command */
+    uint8_t type, status, created, key_len;
+    uint8_t key[];
+};
+
+struct idem_table {
+    struct idem_rec **buckets;
+    uint64_t size; /* power of two, or 0 before the first record */
+    uint64_t count;
+    struct idem_rec *oldest, *newest;
+    uint64_t bytes; /* malloc_usable_size of the records */
+};
+
 struct kv {
     struct kv_config cfg;
     struct kv_state st;
+    struct idem_table idem;
+    /* The log clock: the largest command timestamp applied (or restored).
+     * Monotonic, and equal on every replica at an index. */
+    uint64_t clock_ms;
     uint64_t applied_index;
     int restoring;
     int snapshots_open; /* cursors from kv_snapshot_begin (at most one) */
@@ -551,6 +578,141 @@ static int state_init(struct kv_state *st, const struct kv_config *cfg, uint64_t
 
 /* ---------- public: lifecycle and reads ---------- */
 
+/* ---------- idempotency records ---------- */
+
+/* Records dropped for age by one apply, at most: the rest go at the next
+ * applies (a lookup treats an aged record as absent meanwhile). */
+#define IDEM_AGE_DROPS_PER_APPLY 64u
+
+static uint64_t idem_hash(const struct kv *kv, const void *key, size_t len)
+{
+    return siphash13(kv->cfg.hash_seed ^ 0x1d8e4e27c47d124fULL,
+                     kv->cfg.hash_seed ^ 0x5851f42d4c957f2dULL, key, len);
+}
+
+/* What a retry must repeat for the recorded result to be its answer: the
+ * type, condition and payload, not the request id or the timestamp. */
+static uint64_t request_digest(const struct kv_command *c)
+{
+    uint8_t meta[32];
+    meta[0] = (uint8_t)c->type;
+    meta[1] = (uint8_t)c->cond;
+    meta[2] = meta[3] = 0;
+    put_u32(meta + 4, c->key_len);
+    put_u64(meta + 8, c->cond_version);
+    put_u64(meta + 16, c->ttl_ms);
+    put_u32(meta + 24, c->value_len);
+    put_u32(meta + 28, 0);
+    uint64_t h = siphash13(0x243f6a8885a308d3ULL, 0x13198a2e03707344ULL, meta, sizeof(meta));
+    /* A command's key and value are contiguous (command.h). */
+    ST_ASSERT(c->value_len == 0 || c->value == c->key + c->key_len);
+    return h ^ siphash13(h, 0xa4093822299f31d0ULL, c->key, (size_t)c->key_len + c->value_len);
+}
+
+static struct idem_rec *idem_find(const struct idem_table *tb, uint64_t h, const void *key,
+                                  size_t len)
+{
+    if (tb->size == 0) return NULL;
+    for (struct idem_rec *r = tb->buckets[h & (tb->size - 1)]; r; r = r->hnext)
+        if (r->hash == h && r->key_len == len && memcmp(r->key, key, len) == 0) return r;
+    return NULL;
+}
+
+static void idem_link(struct idem_table *tb, struct idem_rec *r)
+{
+    struct idem_rec **b = &tb->buckets[r->hash & (tb->size - 1)];
+    r->hnext = *b;
+    *b = r;
+    r->newer = NULL;
+    r->older = tb->newest;
+    if (tb->newest)
+        tb->newest->newer = r;
+    else
+        tb->oldest = r;
+    tb->newest = r;
+    tb->count++;
+    tb->bytes += malloc_usable_size(r);
+}
+
+static void idem_drop(struct idem_table *tb, struct idem_rec *r)
+{
+    struct idem_rec **link = &tb->buckets[r->hash & (tb->size - 1)];
+    while (*link != r)
+        link = &(*link)->hnext;
+    *link = r->hnext;
+    if (r->older)
+        r->older->newer = r->newer;
+    else
+        tb->oldest = r->newer;
+    if (r->newer)
+        r->newer->older = r->older;
+    else
+        tb->newest = r->older;
+    tb->count--;
+    tb->bytes -= malloc_usable_size(r);
+    free(r);
+}
+
+/* Room for one more record: the first bucket array is required (ST_ENOMEM),
+ * growing it later is optional (chains grow instead). Rehashing is O(count),
+ * which the count bound keeps small. */
+static int idem_reserve(const struct kv_config *cfg, struct idem_table *tb)
+{
+    if (tb->size && tb->count + 1 <= tb->size) return 0;
+    uint64_t size = tb->size ? tb->size * 2 : 16;
+    struct idem_rec **b = kv_calloc(cfg, size, sizeof(*b));
+    if (!b) return tb->size ? 0 : ST_ENOMEM;
+    for (struct idem_rec *r = tb->oldest; r; r = r->newer) {
+        r->hnext = b[r->hash & (size - 1)];
+        b[r->hash & (size - 1)] = r;
+    }
+    free(tb->buckets);
+    tb->buckets = b;
+    tb->size = size;
+    return 0;
+}
+
+/* Drops the oldest records beyond keys_max, then up to
+ * IDEM_AGE_DROPS_PER_APPLY of the oldest ones whose age ran out at clock.
+ * Both depend only on the log: deterministic. */
+static void idem_trim(struct idem_table *tb, uint64_t keys_max, uint64_t clock_ms)
+{
+    while (tb->count > keys_max)
+        idem_drop(tb, tb->oldest);
+    for (uint32_t n = 0; n < IDEM_AGE_DROPS_PER_APPLY && tb->oldest &&
+                         tb->oldest->expire_at_ms <= clock_ms;
+         n++)
+        idem_drop(tb, tb->oldest);
+}
+
+static void idem_free(struct idem_table *tb)
+{
+    struct idem_rec *r = tb->oldest;
+    while (r) {
+        struct idem_rec *next = r->newer;
+        free(r);
+        r = next;
+    }
+    free(tb->buckets);
+    memset(tb, 0, sizeof(*tb));
+}
+
+static uint64_t idem_rec_digest(const struct idem_rec *r)
+{
+    uint8_t meta[40];
+    put_u64(meta, r->expire_at_ms);
+    put_u64(meta + 8, r->index);
+    put_u64(meta + 16, r->version);
+    put_u64(meta + 24, r->req_digest);
+    meta[32] = r->type;
+    meta[33] = r->status;
+    meta[34] = r->created;
+    meta[35] = r->key_len;
+    put_u32(meta + 36, 0);
+    uint64_t h = siphash13(0x452821e638d01377ULL, 0xbe5466cf34e90c6cULL, meta, sizeof(meta));
+    return h ^ siphash13(h, 0xc0ac29b7c97c50ddULL, r->key, r->key_len);
+}
+
 void kv_config_default(struct kv_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -586,6 +748,7 @@ void kv_destroy(struct kv *kv)
     if (!kv) return;
     ST_ASSERT(!kv->restoring && kv->snapshots_open == 0);
     state_free(&kv->st);
+    idem_free(&kv->idem);
     free(kv);
 }
 
@@ -644,6 +807,22 @@ int kv_check_invariants(const struct kv *kv)
         KV_CHECK(entry_cmp(st->heap[(i - 1) / 2], st->heap[i]) < 0);
     KV_CHECK(bytes == st->entry_bytes);
     KV_CHECK(used_bytes == st->used_bytes);
+    /* Idempotency records: FIFO in strictly increasing index, each in its
+     * bucket once, counts and bytes as accounted. */
+    const struct idem_table *it = &kv->idem;
+    uint64_t in = 0, ibytes = 0, prev_index = 0;
+    const struct idem_rec *older = NULL;
+    for (const struct idem_rec *r = it->oldest; r; older = r, r = r->newer) {
+        in++;
+        ibytes += malloc_usable_size((void *)(uintptr_t)r);
+        KV_CHECK(r->older == older && r->index > prev_index && r->index <= kv->applied_index);
+        KV_CHECK(r->key_len >= 1 && r->key_len <= KV_IDEM_KEY_BYTES_MAX);
+        KV_CHECK(r->hash == idem_hash(kv, r->key, r->key_len));
+        KV_CHECK(idem_find(it, r->hash, r->key, r->key_len) == r);
+        prev_index = r->index;
+    }
+    KV_CHECK(it->newest == older && in == it->count && ibytes == it->bytes);
+    KV_CHECK(it->size == 0 ? it->count == 0 : (it->size & (it->size - 1)) == 0);
     const struct kv_snapshot_cursor *cur = st->cow;
     KV_CHECK(!cur || (kv->snapshots_open == 1 && cur->registered == kv));
     if (cur && cur->table < CUR_RETAINED) {
@@ -678,6 +857,11 @@ uint64_t kv_applied_index(const struct kv *kv)
     return kv->applied_index;
 }
 
+uint64_t kv_clock_ms(const struct kv *kv)
+{
+    return kv->clock_ms;
+}
+
 void kv_stats(const struct kv *kv, struct kv_stats *out)
 {
     const struct kv_state *st = &kv->st;
@@ -686,10 +870,14 @@ void kv_stats(const struct kv *kv, struct kv_stats *out)
     out->buckets = st->t[0].size + st->t[1].size;
     out->memory_bytes = st->entry_bytes + out->buckets * sizeof(struct kv_entry *) +
                         (uint64_t)st->heap_cap * sizeof(struct kv_entry *) + sizeof(*kv) +
-                        (st->cow ? st->cow->retained_bytes : 0);
+                        (st->cow ? st->cow->retained_bytes : 0) + kv->idem.bytes +
+                        kv->idem.size * sizeof(struct idem_rec *);
     out->used_bytes = st->used_bytes;
     out->rehashing = st->rehashing;
     out->applied_index = kv->applied_index;
+    out->idem_records = kv->idem.count;
+    out->idem_bytes = kv->idem.bytes + kv->idem.size * sizeof(struct idem_rec *);
+    out->clock_ms = kv->clock_ms;
 }
 
 uint64_t kv_used_bytes(const struct kv *kv)
@@ -787,7 +975,16 @@ uint64_t kv_digest(const struct kv *kv)
             for (const struct kv_entry *e = tb->buckets[i]; e; e = e->next)
                 sum += entry_digest(e);
     }
-    return sum ^ state_keys(&kv->st);
+    /* The idempotency table and the log clock are replicated state too. */
+    uint64_t isum = 0;
+    for (const struct idem_rec *r = kv->idem.oldest; r; r = r->newer)
+        isum += idem_rec_digest(r);
+    uint8_t tail[24];
+    put_u64(tail, kv->idem.count);
+    put_u64(tail + 8, kv->clock_ms);
+    put_u64(tail + 16, isum);
+    return (sum ^ state_keys(&kv->st)) +
+           siphash13(0x3f84d5b5b5470917ULL, 0x9216d5d98979fb1bULL, tail, sizeof(tail));
 }
 
 /* ---------- apply ---------- */
@@ -979,6 +1176,46 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
     }
     result->type = c.type;
     result->req = c.req;
+    result->index = index;
+    uint64_t clock = ST_MAX(kv->clock_ms, c.timestamp_ms);
+    struct idem_table *it = &kv->idem;
+    struct idem_rec *rec = NULL, *fresh = NULL;
+    uint64_t h = 0, digest = 0;
+    if (c.idem_key_len) {
+        /* Decided here, at apply, from replicated state only: every replica
+         * replays or applies alike. A record whose age ran out by the log
+         * clock is absent even before idem_trim drops it. */
+        h = idem_hash(kv, c.idem_key, c.idem_key_len);
+        digest = request_digest(&c);
+        rec = idem_find(it, h, c.idem_key, c.idem_key_len);
+        if (rec && rec->expire_at_ms > clock) {
+            result->replayed = 1;
+            result->index = rec->index;
+            if (rec->req_digest != digest) {
+                result->status = KV_STATUS_IDEMPOTENCY_MISMATCH;
+            } else {
+                result->type = (enum kv_cmd_type)rec->type;
+                result->status = (enum kv_status)rec->status;
+                result->version = rec->version;
+                result->created = rec->created;
+            }
+            idem_trim(it, UINT64_MAX, clock);
+            kv->clock_ms = clock;
+            kv->applied_index = index;
+            return 0;
+        }
+        /* Everything that can fail first: ST_ENOMEM changes nothing. */
+        fresh = kv_malloc(&kv->cfg, sizeof(*fresh) + c.idem_key_len);
+        if (!fresh) return ST_ENOMEM;
+        if (idem_reserve(&kv->cfg, it) != 0) {
+            free(fresh);
+            return ST_ENOMEM;
+        }
+    }
+    /* Apply judges time by the log clock (which includes this command's
+     * timestamp): expiry checks, new expiries and the purge threshold never
+     * go backwards, even for a command stamped below an earlier one. */
+    c.timestamp_ms = clock;
     rehash_step(&kv->st, kv->cfg.rehash_buckets_per_op);
     int rc = 0;
     switch (c.type) {
@@ -998,16 +1235,42 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
         result->status = KV_STATUS_REFUSED;
         break;
     }
-    if (rc == 0) kv->applied_index = index;
-    return rc;
+    if (rc != 0) {
+        free(fresh);
+        return rc;
+    }
+    if (fresh) {
+        if (rec) idem_drop(it, rec); /* aged out: the key starts over */
+        fresh->hash = h;
+        fresh->expire_at_ms = expiry_of(clock, c.idem_ttl_ms);
+        fresh->index = index;
+        fresh->version = result->version;
+        fresh->req_digest = digest;
+        fresh->type = (uint8_t)result->type;
+        fresh->status = (uint8_t)result->status;
+        fresh->created = (uint8_t)(result->created != 0);
+        fresh->key_len = (uint8_t)c.idem_key_len;
+        memcpy(fresh->key, c.idem_key, c.idem_key_len);
+        idem_link(it, fresh);
+        idem_trim(it, c.idem_keys_max, clock);
+    } else {
+        idem_trim(it, UINT64_MAX, clock);
+    }
+    kv->clock_ms = clock;
+    kv->applied_index = index;
+    return 0;
 }
 
 /* ---------- snapshot write ---------- */
 
 static const uint8_t snap_magic[8] = {'S', 'T', 'K', 'V', 'S', 'N', 'A', 'P'};
+#define SNAP_VERSION_1 1            /* read only: no log clock, no idempotency records */
 #define SNAP_FIXED_BYTES 36         /* magic, version, flags, applied index, key count, meta_len */
+#define SNAP_FIXED2_BYTES 16        /* version 2: log clock, idempotency record count */
 #define SNAP_RECORD_HEADER_BYTES 28 /* lengths, version, expiry, CRC of those 24 bytes */
+#define SNAP_IDEM_HEADER_BYTES 44   /* fixed fields, CRC of the first 40 bytes */
 #define SNAP_TRAILER_BYTES 12
+_Static_assert(KV_SNAPSHOT_VERSION == 2, "docs/KV.md describes version 2");
 
 static int sw_flush(struct snap_writer *w)
 {
@@ -1107,19 +1370,39 @@ static int cursor_init(struct kv_snapshot_cursor *cur, const struct kv *kv, uint
      * for replicas with the same history. */
     cur->table = CUR_TABLE0;
     cur->bucket = st->rehashing ? st->rehash_idx : 0;
-    uint8_t hdr[SNAP_FIXED_BYTES];
+    uint8_t hdr[SNAP_FIXED_BYTES + SNAP_FIXED2_BYTES];
     memcpy(hdr, snap_magic, 8);
     put_u32(hdr + 8, KV_SNAPSHOT_VERSION);
     put_u32(hdr + 12, 0);
     put_u64(hdr + 16, applied_index);
     put_u64(hdr + 24, cur->keys);
     put_u32(hdr + 32, (uint32_t)meta_len);
+    put_u64(hdr + 36, kv->clock_ms);
+    put_u64(hdr + 44, kv->idem.count);
     int rc = sw_put(&cur->w, hdr, sizeof(hdr), 0);
     if (rc == 0 && meta_len) rc = sw_put(&cur->w, meta, meta_len, 0);
     uint8_t crcb[4];
     put_u32(crcb, cur->w.crc);
     if (rc == 0)
         rc = sw_put(&cur->w, crcb, 4, 0); /* the header CRC is itself covered by the body CRC */
+    /* The idempotency records of S, oldest first, emitted right here: the
+     * table is bounded by count (--idempotency-keys-max), and emitting it
+     * now spares it a copy-on-write scheme of its own. */
+    for (const struct idem_rec *r = kv->idem.oldest; r && rc == 0; r = r->newer) {
+        uint8_t ih[SNAP_IDEM_HEADER_BYTES];
+        ih[0] = r->key_len;
+        ih[1] = r->type;
+        ih[2] = r->status;
+        ih[3] = r->created;
+        put_u32(ih + 4, 0);
+        put_u64(ih + 8, r->version);
+        put_u64(ih + 16, r->req_digest);
+        put_u64(ih + 24, r->expire_at_ms);
+        put_u64(ih + 32, r->index);
+        put_u32(ih + 40, st_crc32c(0, ih, 40));
+        rc = sw_put(&cur->w, ih, sizeof(ih), 0);
+        if (rc == 0) rc = sw_put(&cur->w, r->key, r->key_len, 0);
+    }
     cur->err = rc;
     return 0;
 }
@@ -1252,8 +1535,11 @@ int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *m
 
 enum restore_phase {
     RS_FIXED,    /* SNAP_FIXED_BYTES into stage */
+    RS_FIXED2,   /* version 2: SNAP_FIXED2_BYTES into stage */
     RS_META,     /* meta_len bytes into meta */
     RS_HDR_CRC,  /* 4 bytes */
+    RS_IDEM_HDR, /* SNAP_IDEM_HEADER_BYTES into stage */
+    RS_IDEM_KEY, /* key bytes into the new record */
     RS_REC_HDR,  /* 24 bytes into stage */
     RS_REC_DATA, /* key+value bytes into the new entry */
     RS_TRAILER,  /* 12 bytes */
@@ -1265,15 +1551,22 @@ struct kv_restore {
     struct kv state_kv; /* a shadow kv (same config) owning the new state */
     enum restore_phase phase;
     int err;
-    uint8_t stage[SNAP_FIXED_BYTES];
-    _Static_assert(SNAP_RECORD_HEADER_BYTES <= SNAP_FIXED_BYTES &&
-                       SNAP_TRAILER_BYTES <= SNAP_FIXED_BYTES,
+    uint8_t stage[SNAP_IDEM_HEADER_BYTES];
+    _Static_assert(SNAP_RECORD_HEADER_BYTES <= SNAP_IDEM_HEADER_BYTES &&
+                       SNAP_FIXED_BYTES <= SNAP_IDEM_HEADER_BYTES &&
+                       SNAP_FIXED2_BYTES <= SNAP_IDEM_HEADER_BYTES &&
+                       SNAP_TRAILER_BYTES <= SNAP_IDEM_HEADER_BYTES,
                    "stage holds every fixed-size field");
     size_t have; /* bytes of the current field received */
     uint32_t crc;
     uint64_t applied_index;
     uint64_t keys;
     uint64_t keys_read;
+    uint32_t version; /* of the stream: 1 or 2 */
+    uint64_t clock_ms;
+    uint64_t idem_n;
+    uint64_t idem_read;
+    struct idem_rec *idem_cur; /* record being filled in RS_IDEM_KEY */
     uint8_t *meta;
     uint32_t meta_len;
     struct kv_entry *cur; /* entry being filled in RS_REC_DATA */
@@ -1298,6 +1591,12 @@ static size_t phase_need(const struct kv_restore *r)
     switch (r->phase) {
     case RS_FIXED:
         return SNAP_FIXED_BYTES;
+    case RS_FIXED2:
+        return SNAP_FIXED2_BYTES;
+    case RS_IDEM_HDR:
+        return SNAP_IDEM_HEADER_BYTES;
+    case RS_IDEM_KEY:
+        return r->idem_cur->key_len;
     case RS_META:
         return r->meta_len;
     case RS_HDR_CRC:
@@ -1321,6 +1620,8 @@ static uint8_t *phase_dst(struct kv_restore *r)
         return r->meta;
     case RS_REC_DATA:
         return r->cur->data;
+    case RS_IDEM_KEY:
+        return r->idem_cur->key;
     default:
         return r->stage;
     }
@@ -1332,7 +1633,9 @@ static int restore_field_done(struct kv_restore *r)
     struct kv_state *st = &r->state_kv.st;
     switch (r->phase) {
     case RS_FIXED: {
-        if (memcmp(r->stage, snap_magic, 8) != 0 || get_u32(r->stage + 8) != KV_SNAPSHOT_VERSION ||
+        r->version = get_u32(r->stage + 8);
+        if (memcmp(r->stage, snap_magic, 8) != 0 ||
+            (r->version != SNAP_VERSION_1 && r->version != KV_SNAPSHOT_VERSION) ||
             get_u32(r->stage + 12) != 0)
             return ST_ECORRUPT;
         r->applied_index = load_le64(r->stage + 16);
@@ -1343,7 +1646,62 @@ static int restore_field_done(struct kv_restore *r)
             r->meta = kv_malloc(&r->kv->cfg, r->meta_len);
             if (!r->meta) return ST_ENOMEM;
         }
+        if (r->version == KV_SNAPSHOT_VERSION) {
+            r->phase = RS_FIXED2;
+            return 0;
+        }
         r->phase = r->meta_len ? RS_META : RS_HDR_CRC;
+        return 0;
+    }
+    case RS_FIXED2:
+        r->clock_ms = load_le64(r->stage);
+        r->idem_n = load_le64(r->stage + 8);
+        /* Every record was written by a distinct entry. */
+        if (r->idem_n > r->applied_index) return ST_ECORRUPT;
+        r->phase = r->meta_len ? RS_META : RS_HDR_CRC;
+        return 0;
+    case RS_IDEM_HDR: {
+        if (get_u32(r->stage + 40) != st_crc32c(0, r->stage, 40)) return ST_ECORRUPT;
+        uint8_t key_len = r->stage[0], type = r->stage[1], status = r->stage[2],
+                created = r->stage[3];
+        uint64_t index = load_le64(r->stage + 32);
+        struct idem_table *it = &r->state_kv.idem;
+        if (key_len == 0 || key_len > KV_IDEM_KEY_BYTES_MAX ||
+            (type != KV_CMD_PUT && type != KV_CMD_DELETE) || status > KV_STATUS_NOT_FOUND ||
+            created > 1 || get_u32(r->stage + 4) != 0 || index == 0 ||
+            index > r->applied_index || (it->newest && index <= it->newest->index))
+            return ST_ECORRUPT;
+        struct idem_rec *rec = kv_malloc(&r->kv->cfg, sizeof(*rec) + key_len);
+        if (!rec) return ST_ENOMEM;
+        rec->key_len = key_len;
+        rec->type = type;
+        rec->status = status;
+        rec->created = created;
+        rec->version = load_le64(r->stage + 8);
+        rec->req_digest = load_le64(r->stage + 16);
+        rec->expire_at_ms = load_le64(r->stage + 24);
+        rec->index = index;
+        r->idem_cur = rec;
+        r->phase = RS_IDEM_KEY;
+        return 0;
+    }
+    case RS_IDEM_KEY: {
+        struct idem_rec *rec = r->idem_cur;
+        struct idem_table *it = &r->state_kv.idem;
+        r->idem_cur = NULL;
+        rec->hash = idem_hash(r->kv, rec->key, rec->key_len);
+        if (idem_find(it, rec->hash, rec->key, rec->key_len)) {
+            free(rec);
+            return ST_ECORRUPT; /* duplicate key */
+        }
+        if (idem_reserve(&r->kv->cfg, it) != 0) {
+            free(rec);
+            return ST_ENOMEM;
+        }
+        idem_link(it, rec);
+        r->idem_read++;
+        if (r->idem_read == r->idem_n) r->phase = r->keys ? RS_REC_HDR : RS_TRAILER;
+        else r->phase = RS_IDEM_HDR;
         return 0;
     }
     case RS_META:
@@ -1357,7 +1715,7 @@ static int restore_field_done(struct kv_restore *r)
         buckets = ST_MIN(buckets, (uint64_t)KV_RESTORE_PRESIZE_BUCKETS_MAX);
         buckets = ST_MAX(buckets, (uint64_t)r->kv->cfg.buckets_initial);
         if (state_init(st, &r->state_kv.cfg, buckets) != 0) return ST_ENOMEM;
-        r->phase = r->keys ? RS_REC_HDR : RS_TRAILER;
+        r->phase = r->idem_n ? RS_IDEM_HDR : r->keys ? RS_REC_HDR : RS_TRAILER;
         return 0;
     }
     case RS_REC_HDR: {
@@ -1453,6 +1811,9 @@ static void restore_release(struct kv_restore *r)
         free(r->cur);
         r->cur = NULL;
     }
+    free(r->idem_cur);
+    r->idem_cur = NULL;
+    idem_free(&r->state_kv.idem);
     state_free(&r->state_kv.st);
     free(r->meta);
     r->kv->restoring = 0;
@@ -1472,6 +1833,13 @@ int kv_restore_finish(struct kv_restore *r, struct kv_snapshot_info *info)
     kv->st = r->state_kv.st;
     kv->st.cfg = &kv->cfg; /* it pointed at the restore context's copy */
     memset(&r->state_kv.st, 0, sizeof(r->state_kv.st));
+    idem_free(&kv->idem);
+    kv->idem = r->state_kv.idem;
+    memset(&r->state_kv.idem, 0, sizeof(r->state_kv.idem));
+    /* A version 1 snapshot carries no clock: the log clock restarts from
+     * the next entry's timestamp (only replicas upgraded across such a
+     * snapshot see this; see docs/KV.md). */
+    kv->clock_ms = r->clock_ms;
     kv->applied_index = r->applied_index;
     ST_DEBUG_ASSERT(kv_check_invariants(kv) == 0); /* O(n), like the restore itself */
     if (info) {

@@ -26,6 +26,19 @@
  *   - Reads (kv_get) treat a key whose expiry <= the reader's now_ms as absent,
  *     even before the purge that deletes it has applied.
  *
+ * Idempotency (docs/KV.md): a PUT or DELETE may carry an idempotency key.
+ * The first command with a key is applied and its result (status, version,
+ * created, index) recorded under the key; a later command with the same key
+ * is not applied: it gets the recorded result (replayed = 1), or
+ * KV_STATUS_IDEMPOTENCY_MISMATCH if its type, condition or payload differ.
+ * Records live until the log clock passes insert clock + the command's
+ * idem_ttl_ms, and the table keeps at most the inserting command's
+ * idem_keys_max records (the oldest go first). Both bounds come from the
+ * log, so every replica keeps the same records.
+ *
+ * The log clock (kv_clock_ms) is the largest command timestamp applied:
+ * monotonic, equal on every replica at an index, carried by snapshots.
+ *
  * Threading: none. A struct kv is used from one thread. */
 #ifndef ST_KV_KV_H
 #define ST_KV_KV_H
@@ -53,6 +66,9 @@ enum kv_status {
     KV_STATUS_PRECONDITION_FAILED = 1, /* condition not met; nothing changed */
     KV_STATUS_NOT_FOUND = 2,           /* DELETE of an absent/expired key; nothing changed */
     KV_STATUS_REFUSED = 3,             /* REFUSE: the leader refused the write; nothing changed */
+    /* An idempotency key recorded for a different request; nothing changed.
+     * Never recorded itself. */
+    KV_STATUS_IDEMPOTENCY_MISMATCH = 4,
 };
 
 /* The outcome of one applied command, for the waiting client. */
@@ -70,6 +86,10 @@ struct kv_result {
     uint32_t key_hash;      /* PUT, DELETE: kv_key_hash() of the key */
     uint64_t evicted;       /* EVICT: keys removed (listed keys rewritten or gone are kept) */
     uint64_t evicted_bytes; /* EVICT: their used bytes (kv_used_bytes_of) */
+    /* 1: the command's idempotency key was recorded by an earlier entry and
+     * this result is that entry's (nothing applied now). */
+    int replayed;
+    uint64_t index; /* the entry whose result this is (the recording one if replayed) */
 };
 
 /* Used memory, the deterministic accounting that --max-memory limits: every
@@ -101,6 +121,9 @@ struct kv_stats {
     uint64_t buckets;      /* total of both tables */
     int rehashing;
     uint64_t applied_index; /* highest index passed to kv_apply or restored */
+    uint64_t idem_records;  /* idempotency records held */
+    uint64_t idem_bytes;    /* their memory (included in memory_bytes) */
+    uint64_t clock_ms;      /* the log clock */
 };
 
 /* Fills cfg with defaults (seed 0). */
@@ -191,8 +214,13 @@ size_t kv_sample(const struct kv *kv, enum kv_sample_from from, uint64_t rnd,
 /* Highest index applied or restored (0 for an empty kv). */
 uint64_t kv_applied_index(const struct kv *kv);
 
+/* The log clock: the largest timestamp_ms of any command applied, or the one
+ * a snapshot restored (0 for an empty kv). Never decreases. */
+uint64_t kv_clock_ms(const struct kv *kv);
+
 /* Order-independent 64-bit digest of the logical state (keys, values,
- * versions, expiries): equal states give equal digests whatever their history. */
+ * versions, expiries, idempotency records, log clock): equal states give
+ * equal digests whatever their history. */
 uint64_t kv_digest(const struct kv *kv);
 
 /* Does up to `buckets` steps of pending incremental rehash outside mutations
@@ -208,7 +236,7 @@ int kv_rehash_step(struct kv *kv, uint32_t buckets);
  * KV_SNAPSHOT_META_BYTES_MAX; the node stores cluster membership there). The
  * kv must not be mutated during the call. A nonzero return of write_cb stops
  * the write and is returned as is. */
-#define KV_SNAPSHOT_VERSION 1
+#define KV_SNAPSHOT_VERSION 2 /* written; version 1 is still read */
 #define KV_SNAPSHOT_CHUNK_BYTES (64u * 1024u)
 #define KV_SNAPSHOT_META_BYTES_MAX (64u * 1024u)
 

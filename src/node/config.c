@@ -30,7 +30,9 @@ void node_config_default(struct node_config *cfg)
     cfg->max_key_bytes = 1024;
     cfg->max_value_bytes = 1u << 20;
     cfg->request_timeout_ms = 5000;
-    cfg->purge_interval_ms = 1000;
+    cfg->purge_interval_ms = 100;
+    cfg->idempotency_keys_max = 100000;
+    cfg->idempotency_ttl_s = 3600;
     cfg->waiters_max = 65536;
     cfg->promote_lag_entries = 64;
     cfg->seed = 0;
@@ -357,6 +359,8 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"max-value-bytes", 1, 16u << 20, 32, &cfg->max_value_bytes}, /* < frame bound */
         {"request-timeout-ms", 1, 3600000, 32, &cfg->request_timeout_ms},
         {"purge-interval-ms", 1, 3600000, 32, &cfg->purge_interval_ms},
+        {"idempotency-keys-max", 1, 10000000, 32, &cfg->idempotency_keys_max},
+        {"idempotency-ttl-s", 1, 86400 * 30, 32, &cfg->idempotency_ttl_s},
         {"seed", 0, UINT64_MAX, 64, &cfg->seed},
         {"wal-inline-max-us", 0, 1000000, 32, &cfg->wal_inline_max_us},
         {"wal-segment-bytes", 64u << 10, 1u << 30, 64, &cfg->wal_segment_bytes},

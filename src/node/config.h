@@ -80,6 +80,11 @@ struct node_config {
     uint32_t max_value_bytes;
     uint32_t request_timeout_ms;
     uint32_t purge_interval_ms;   /* leader proposes PURGE_EXPIRED this often */
+    /* Idempotency records (docs/KV.md): the bounds a write with an
+     * Idempotency-Key proposed here carries into the log, where they apply
+     * to the replicated table at that write. */
+    uint32_t idempotency_keys_max; /* records kept, oldest dropped first */
+    uint32_t idempotency_ttl_s;    /* a record's life, judged by the log clock */
     uint32_t waiters_max;         /* pending client writes and reads per node */
     uint64_t promote_lag_entries; /* a learner within this many entries of commit is promoted */
     uint64_t seed;                /* election jitter seed; 0 = from /dev/urandom */

@@ -275,7 +275,7 @@ static uint64_t evict_propose(struct node *n, uint64_t need)
     cmd.type = KV_CMD_EVICT;
     cmd.req.node_id = n->cfg.id;
     cmd.req.seq = 0; /* nobody waits for it */
-    cmd.timestamp_ms = node_wall_ms();
+    cmd.timestamp_ms = node_stamp_ms(n); /* the leader's clock, never below the log clock */
     cmd.evict_n = count;
     cmd.evict_keys = keys;
     raft_index index = 0;

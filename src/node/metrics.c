@@ -191,6 +191,8 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
         gauge(&o, "stcache_kv_keys", "Keys held (live and not yet purged).", ks.keys);
         gauge(&o, "stcache_kv_keys_with_ttl", "Keys with an expiry.", ks.keys_with_ttl);
         gauge(&o, "stcache_kv_memory_bytes", "Memory used by the kv.", ks.memory_bytes);
+        gauge(&o, "stcache_kv_idempotency_records", "Idempotency-Key records held.",
+              ks.idem_records);
     }
     gauge(&o, "stcache_open_files_limit",
           "Soft RLIMIT_NOFILE of the process (raised to the hard limit at start).",

@@ -42,6 +42,33 @@ uint64_t node_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t node_stamp_ms(struct node *n)
+{
+    uint64_t t = ST_MAX(node_wall_ms(), n->stamp_last_ms);
+    if (n->kv) t = ST_MAX(t, kv_clock_ms(n->kv));
+    n->stamp_last_ms = t;
+    return t;
+}
+
+/* Leader: stamps the forwarded commands of a PROPOSE with this node's time
+ * before the core appends them. A follower's clock never enters the log, so
+ * a follower with a fast clock cannot make a live key look expired at apply
+ * (issue 14, finding 10). The payloads are views into the frame just
+ * received, which nothing else references yet. */
+static void restamp_forwarded(struct node *n, const struct raft_msg *m)
+{
+    if (raft_role_get(n->raft) != RAFT_LEADER) return; /* the core drops it */
+    uint64_t t = node_stamp_ms(n);
+    for (uint32_t i = 0; i < m->n_entries; i++) {
+        const struct raft_entry *e = &m->entries[i];
+        if (!e->buf || e->len == 0 || e->data < e->buf->data ||
+            (size_t)(e->data - e->buf->data) + e->len > e->buf->cap)
+            continue; /* not a view into its buffer: the core drops the message */
+        uint8_t *p = e->buf->data + (e->data - e->buf->data);
+        (void)kv_command_restamp(p, e->len, t); /* a malformed one fails at apply */
+    }
+}
+
 static uint64_t random_u64(void)
 {
     uint64_t v = 0;
@@ -1558,6 +1585,7 @@ static void tr_msg_cb(void *ctx, raft_id from, const struct raft_msg *msg)
      * be rejected and make the leader send the snapshot again. Heartbeats
      * are still answered (the leader keeps its quorum). */
     if (msg->type == RAFT_MSG_APPEND && n->install && !n->install->loaded) return;
+    if (msg->type == RAFT_MSG_PROPOSE) restamp_forwarded(n, msg);
     int rc = msg->type == RAFT_MSG_PROPOSE ? node_memory_step_forwarded(n, msg)
                                            : raft_step(n->raft, msg);
     if (rc && rc != ST_ESTALE)
@@ -2232,6 +2260,8 @@ void node_info_get(const struct node *n, struct node_info *out)
     out->memory_trims = n->m.memory_trims;
     out->used_memory = node_memory_used(n);
     out->max_memory = n->cfg.max_memory;
+    out->log_clock_ms = n->kv ? kv_clock_ms(n->kv) : 0;
+    out->wall_clock_ms = node_wall_ms();
     const struct raft_conf *conf = raft_conf_get(n->raft);
     for (uint32_t i = 0; i < conf->n && i < RAFT_MEMBERS_MAX; i++) {
         const struct raft_member *m = &conf->members[i];

@@ -95,9 +95,12 @@ struct node_write_result {
                        * ST_ECANCELED (lost to a leadership change), ... */
     uint64_t version; /* new version (0 ok), current version (precondition) */
     bool created;     /* PUT: the key did not exist before */
-    uint64_t index;   /* raft index of the applied entry */
+    uint64_t index;   /* raft index of the applied entry (the recording one if replayed) */
+    bool replayed;    /* an Idempotency-Key retry: the first application's result */
 };
 typedef void (*node_write_cb)(void *ctx, const struct node_write_result *res);
+
+#define NODE_IDEM_KEY_BYTES_MAX 128u /* == KV_IDEM_KEY_BYTES_MAX */
 
 struct node_put_args {
     const uint8_t *key;
@@ -107,14 +110,24 @@ struct node_put_args {
     uint64_t ttl_ms; /* 0 = no expiry */
     enum node_cond cond;
     uint64_t cond_version;
+    /* Optional Idempotency-Key (1..KV_IDEM_KEY_BYTES_MAX bytes, copied): a
+     * write with a key recorded in the replicated state is not applied
+     * again; it completes with the recorded result (replayed), or with
+     * ST_EIDEMPOTENCY if the key was recorded for a different request. */
+    const uint8_t *idem_key;
+    size_t idem_key_len;
 };
 
 /* Proposes a PUT (copied at once). ST_ETOOBIG for key/value over the limits,
- * ST_EINVAL for an empty key, ST_EBUSY when the waiter pool is exhausted,
- * ST_ECLOSED when stopping. */
+ * ST_EINVAL for an empty key or an idempotency key over the limit,
+ * ST_EBUSY when the waiter pool is exhausted, ST_ECLOSED when stopping. */
 int node_put(struct node *n, const struct node_put_args *args, node_write_cb cb, void *ctx);
 int node_delete(struct node *n, const uint8_t *key, size_t key_len, enum node_cond cond,
                 uint64_t cond_version, node_write_cb cb, void *ctx);
+/* node_delete with an optional idempotency key (as node_put_args). */
+int node_delete_idem(struct node *n, const uint8_t *key, size_t key_len, enum node_cond cond,
+                     uint64_t cond_version, const uint8_t *idem_key, size_t idem_key_len,
+                     node_write_cb cb, void *ctx);
 
 /* --------------------------------------------------------- client reads */
 
@@ -168,6 +181,8 @@ struct node_info {
     uint64_t memory_trims; /* free heap returned to the OS (after snapshots) */
     uint64_t used_memory;  /* kv used bytes (deterministic: equal on replicas at equal applied) */
     uint64_t max_memory;   /* --max-memory (0 = no limit) */
+    uint64_t log_clock_ms;  /* the applied state's log clock: expiry is judged by it */
+    uint64_t wall_clock_ms; /* this node's CLOCK_REALTIME, for comparison */
 };
 void node_info_get(const struct node *n, struct node_info *out);
 

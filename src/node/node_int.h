@@ -393,6 +393,7 @@ struct node {
     /* periodic work, in ticks */
     uint64_t ticks;
     uint64_t last_purge_us;
+    uint64_t stamp_last_ms; /* leader: the last timestamp stamped (node_stamp_ms) */
     bool purge_more; /* the last purge stopped at keys_max: propose again soon */
     uint64_t timeouts_checked_us;
 
@@ -451,6 +452,9 @@ void node_memory_check_leader(struct node *n);
 void node_process_readies(struct node *n);
 void node_fatal(struct node *n, int code, const char *what);
 uint64_t node_wall_ms(void);
+/* The timestamp for a command this node appends as leader: its wall clock,
+ * never below its previous stamp nor the log clock (docs/KV.md, "Time"). */
+uint64_t node_stamp_ms(struct node *n);
 
 /* client.c: waiter machinery used by node.c */
 int node_waiters_init(struct node *n);

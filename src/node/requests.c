@@ -241,7 +241,10 @@ static void complete_read(struct node *n, struct node_waiter *w, int status)
     res.status = status;
     struct kv_view view;
     if (status == 0) {
-        int rc = kv_get(n->kv, w->key, w->key_len, node_wall_ms(), &view);
+        /* Expiry by the log clock of the state read: the same on every
+         * replica at this index, and never earlier at a later index, so
+         * reads in real-time order never see a key come back. */
+        int rc = kv_get(n->kv, w->key, w->key_len, kv_clock_ms(n->kv), &view);
         if (rc == 0) {
             if (n->mem.access) node_memory_touch(n, kv_key_hash(n->kv, w->key, w->key_len));
             res.value = view.value;
@@ -354,7 +357,8 @@ static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb
     w->target = n->leader; /* forwarded writes: to whom */
     cmd->req.node_id = n->cfg.id;
     cmd->req.seq = w->seq;
-    cmd->timestamp_ms = node_wall_ms();
+    /* A forwarded command is stamped again by the leader (restamp_forwarded). */
+    cmd->timestamp_ms = n->role == RAFT_LEADER ? node_stamp_ms(n) : node_wall_ms();
     raft_index index = 0;
     int rc = node_memory_admit(n, cmd, &w->mem_charge);
     if (rc) {
@@ -440,7 +444,9 @@ void node_client_flush_forwards(struct node *n)
                 w->fwd_queued = false;
                 w->target = n->leader;
                 if (n->role == RAFT_LEADER) {
-                    /* Became leader since: propose here, with an index. */
+                    /* Became leader since: propose here, with an index,
+                     * stamped with this leader's time. */
+                    (void)kv_command_restamp(f->buf->data, f->len, node_stamp_ms(n));
                     raft_index index = 0;
                     int prc = raft_propose(n->raft, f->buf, f->buf->data, f->len, &index, NULL);
                     if (prc == 0 && index) {
@@ -477,6 +483,21 @@ void node_client_drop_forwards(struct node *n)
     n->cap_fwd = 0;
 }
 
+/* The idempotency key and this node's retention bounds, which the command
+ * carries into the log (kv.h: every replica trims by the command's). */
+_Static_assert(NODE_IDEM_KEY_BYTES_MAX == KV_IDEM_KEY_BYTES_MAX, "one idempotency key bound");
+
+static int set_idem(const struct node *n, struct kv_command *cmd, const uint8_t *key, size_t len)
+{
+    if (len == 0) return 0;
+    if (len > KV_IDEM_KEY_BYTES_MAX || !key) return ST_EINVAL;
+    cmd->idem_key = key;
+    cmd->idem_key_len = (uint32_t)len;
+    cmd->idem_keys_max = n->cfg.idempotency_keys_max;
+    cmd->idem_ttl_ms = (uint64_t)n->cfg.idempotency_ttl_s * 1000u;
+    return 0;
+}
+
 int node_put(struct node *n, const struct node_put_args *a, node_write_cb cb, void *ctx)
 {
     if (a->key_len == 0) return ST_EINVAL;
@@ -494,11 +515,20 @@ int node_put(struct node *n, const struct node_put_args *a, node_write_cb cb, vo
     cmd.key_len = (uint32_t)a->key_len;
     cmd.value = a->value;
     cmd.value_len = (uint32_t)a->value_len;
+    int rc = set_idem(n, &cmd, a->idem_key, a->idem_key_len);
+    if (rc) return rc;
     return submit_write(n, &cmd, cb, ctx);
 }
 
 int node_delete(struct node *n, const uint8_t *key, size_t key_len, enum node_cond cond,
                 uint64_t cond_version, node_write_cb cb, void *ctx)
+{
+    return node_delete_idem(n, key, key_len, cond, cond_version, NULL, 0, cb, ctx);
+}
+
+int node_delete_idem(struct node *n, const uint8_t *key, size_t key_len, enum node_cond cond,
+                     uint64_t cond_version, const uint8_t *idem_key, size_t idem_key_len,
+                     node_write_cb cb, void *ctx)
 {
     if (key_len == 0) return ST_EINVAL;
     if (key_len > n->cfg.max_key_bytes) return ST_ETOOBIG;
@@ -510,13 +540,15 @@ int node_delete(struct node *n, const uint8_t *key, size_t key_len, enum node_co
     cmd.cond_version = cond_version;
     cmd.key = key;
     cmd.key_len = (uint32_t)key_len;
+    int rc = set_idem(n, &cmd, idem_key, idem_key_len);
+    if (rc) return rc;
     return submit_write(n, &cmd, cb, ctx);
 }
 
 int node_propose_purge(struct node *n)
 {
     if (n->nospace) return 0; /* nothing proposed while the disk is full */
-    uint64_t now = node_wall_ms();
+    uint64_t now = node_stamp_ms(n);
     uint64_t due = kv_expiry_min(n->kv);
     if (due == 0 || due > now) return 0; /* nothing has expired: no log entry */
     struct kv_command cmd;
@@ -539,8 +571,9 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
     if (!w) return; /* timed out already, or proposed before a restart */
     struct node_write_result wr;
     memset(&wr, 0, sizeof wr);
-    wr.index = index;
+    wr.index = res->replayed ? res->index : index;
     wr.version = res->version;
+    wr.replayed = res->replayed != 0;
     switch (res->status) {
     case KV_STATUS_OK:
         wr.status = 0;
@@ -554,6 +587,9 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
         break;
     case KV_STATUS_REFUSED:
         wr.status = ST_EMEMLIMIT;
+        break;
+    case KV_STATUS_IDEMPOTENCY_MISMATCH:
+        wr.status = ST_EIDEMPOTENCY;
         break;
     }
     complete_write(n, w, &wr);
@@ -625,7 +661,7 @@ int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consi
         struct node_read_result res;
         memset(&res, 0, sizeof res);
         struct kv_view view;
-        if (kv_get(n->kv, key, key_len, node_wall_ms(), &view) == 0) {
+        if (kv_get(n->kv, key, key_len, kv_clock_ms(n->kv), &view) == 0) {
             if (n->mem.access) node_memory_touch(n, kv_key_hash(n->kv, key, key_len));
             res.value = view.value;
             res.value_len = view.value_len;

@@ -492,8 +492,10 @@ static int msg_validate(const struct raft *r, const struct raft_msg *m)
 {
     if (m->type < RAFT_MSG_APPEND || m->type >= RAFT_MSG_TYPE_MAX) return ST_EPROTO;
     if (m->from == RAFT_NONE || m->from == r->cfg.id || m->to != r->cfg.id) return ST_EPROTO;
-    if (m->type != RAFT_MSG_PROPOSE && m->type != RAFT_MSG_READ_INDEX && m->term == 0)
-        return ST_EPROTO;
+    /* A forwarded PROPOSE carries the term it was forwarded in (never 0: a
+     * follower that knows a leader knows its term); a READ_INDEX may be
+     * sent before the sender knows any term. */
+    if (m->type != RAFT_MSG_READ_INDEX && m->term == 0) return ST_EPROTO;
     if (m->n_entries > 0) {
         if (m->type != RAFT_MSG_APPEND && m->type != RAFT_MSG_PROPOSE) return ST_EPROTO;
         if (!m->entries) return ST_EPROTO;
@@ -545,8 +547,17 @@ static int stale(struct raft *r)
  * message should be processed further, or a result to return. */
 static int step_term(struct raft *r, const struct raft_msg *m)
 {
+    if (m->type == RAFT_MSG_PROPOSE && m->term < r->term) {
+        /* A proposal forwarded in an older term. Its follower may have told
+         * its client "leadership lost; retry" since (it does once an entry
+         * of a later term applies there), so appending it now could apply
+         * the write twice, after the retry. Only a leader of the term the
+         * follower forwarded in may append it (issue 14, finding 9). */
+        r->stats.proposals_refused += m->n_entries;
+        return stale(r);
+    }
     if (m->type == RAFT_MSG_PROPOSE || m->type == RAFT_MSG_READ_INDEX)
-        return 1; /* forwarded requests: handled by role, not by term */
+        return 1; /* forwarded requests: handled by role, not by a later term */
     if (m->term > r->term) {
         if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE) {
             bool forced = m->context == RAFT_CONTEXT_TRANSFER;

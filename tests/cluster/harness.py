@@ -226,6 +226,7 @@ class Node:
         self.extra_args = []
         self.wrapper = []  # argv prefix, e.g. ["prlimit", "--nofile=100", "--"] (it execs)
         self.create_parent = True  # start() creates the data directory's parent
+        self.env = {}  # extra environment variables (e.g. libfaketime's)
         self.expected_alive = False
 
     def __repr__(self):
@@ -251,8 +252,13 @@ class Node:
         logf.write(("# " + " ".join(args) + "\n").encode())
         logf.flush()
         try:
+            env = dict(os.environ, **self.env) if self.env else None
+            if self.env:
+                logf.write(("# env " + " ".join("%s=%s" % kv for kv in sorted(self.env.items()))
+                            + "\n").encode())
+                logf.flush()
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                         start_new_session=True)
+                                         start_new_session=True, env=env)
         finally:
             logf.close()
         self.cluster.procs.append(self.proc)

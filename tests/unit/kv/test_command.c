@@ -232,9 +232,12 @@ TEST(older_commands_keep_format_version_1)
     ASSERT_EQ(buf[0], 1); /* still readable by a version-1 node */
     struct kv_command d;
     size_t len = encode(&c, buf, sizeof(buf));
-    buf[0] = 2; /* and the same command in version 2 decodes alike */
     ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
     ASSERT_EQ(d.type, KV_CMD_PUT);
+    /* one encoding per command: the same bytes labelled with a later
+     * version are refused (every replica alike) */
+    buf[0] = KV_COMMAND_VERSION_EVICT;
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), ST_EPROTO);
 }
 
 TEST(decode_enforces_configured_limits_with_etoobig)

@@ -604,9 +604,10 @@ TEST(refuse_answers_its_request_and_changes_nothing)
     struct kv_result r;
     ASSERT_EQ(kvt_put(kv, 1, 10, "a", "1", 0, KV_COND_NONE, 0, &r), 0);
     uint64_t digest = kv_digest(kv), used = kv_used_bytes(kv);
+    /* stamped no later than the put: the log clock (in the digest) stays */
     struct kv_command c = {.type = KV_CMD_REFUSE,
                            .req = {3, 44},
-                           .timestamp_ms = 11,
+                           .timestamp_ms = 10,
                            .reason = KV_REFUSE_MEMORY};
     ASSERT_EQ(kvt_apply_cmd(kv, 2, &c, &r), 0);
     ASSERT_EQ(r.status, KV_STATUS_REFUSED);

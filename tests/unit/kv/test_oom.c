@@ -39,7 +39,7 @@ static struct kv *make(struct failer *f)
 }
 
 /* A workload that grows, overwrites with larger values, adds TTLs (heap
- * growth), deletes (shrink) and purges. Returns the command for step i. */
+ * growth), deletes (shrink), purges and records idempotency keys. Returns the command for step i. */
 static void step_cmd(uint64_t i, struct kv_command *c, char *key, char *val)
 {
     memset(c, 0, sizeof(*c));
@@ -63,6 +63,15 @@ static void step_cmd(uint64_t i, struct kv_command *c, char *key, char *val)
         c->value = (const uint8_t *)val;
         c->value_len = (uint32_t)vlen;
         c->ttl_ms = i % 3 == 0 ? 20 : 0;
+    }
+    if (c->type != KV_CMD_PURGE_EXPIRED && i % 4 != 1) {
+        /* Idempotency records: inserts, table growth, replays, trims. */
+        static char idem[16];
+        snprintf(idem, sizeof idem, "id%llu", (unsigned long long)(i % 61));
+        c->idem_key = (const uint8_t *)idem;
+        c->idem_key_len = (uint32_t)strlen(idem);
+        c->idem_keys_max = 40;
+        c->idem_ttl_ms = 50;
     }
 }
 
@@ -238,9 +247,10 @@ TEST(corrupt_record_length_is_caught_before_allocating_for_it)
     ASSERT_EQ(kvt_put(src, 1, 0, "key", "value", 0, KV_COND_NONE, 0, &r), 0);
     struct kvt_sink s = {0};
     ASSERT_EQ(kv_snapshot_write(src, 1, NULL, 0, kvt_sink_cb, &s), 0);
-    /* First record at 36 (fixed) + 4 (header CRC); value_len at +4: make it
-     * ~64 MiB, still under the hard limit. */
-    s.data[36 + 4 + 4 + 3] ^= 0x04;
+    /* First record at 36 (fixed) + 16 (version 2: clock, idempotency
+     * records) + 4 (header CRC); value_len at +4: make it ~64 MiB, still
+     * under the hard limit. */
+    s.data[36 + 16 + 4 + 4 + 3] ^= 0x04;
     struct kv *dst = make(&f);
     f.calls = 0;
     struct kv_restore *rs = NULL;

@@ -211,7 +211,7 @@ TEST(empty_kv_snapshot_round_trips)
     ASSERT_EQ(kv_create(NULL, &b), 0);
     struct kvt_sink s;
     ASSERT_EQ(write_all(a, 0, NULL, &s), 0);
-    ASSERT_EQ(s.len, 36 + 4 + 12); /* header, header CRC, trailer */
+    ASSERT_EQ(s.len, 36 + 16 + 4 + 12); /* header (version 2), header CRC, trailer */
     struct kv_snapshot_info info;
     ASSERT_EQ(restore_chunks(b, s.data, s.len, 1, &info), 0);
     ASSERT_EQ(info.keys, 0);

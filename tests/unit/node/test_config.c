@@ -154,6 +154,29 @@ TEST(memory_flags_parse_with_defaults_and_refuse_unknown_policies)
     ASSERT_EQ(node_config_set(&cfg, "max-memory", "lots", err, sizeof err), ST_EINVAL);
 }
 
+TEST(idempotency_and_purge_flags_parse_default_and_refuse_zero)
+{
+    struct node_config cfg;
+    char err[256];
+    char *d[] = {"server"};
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 1, d), 0);
+    ASSERT_EQ(cfg.idempotency_keys_max, 100000);
+    ASSERT_EQ(cfg.idempotency_ttl_s, 3600);
+    ASSERT_EQ(cfg.purge_interval_ms, 100);
+    char *a[] = {"server", "--idempotency-keys-max", "7", "--idempotency-ttl-s=9",
+                 "--purge-interval-ms", "50"};
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 6, a), 0);
+    ASSERT_EQ(cfg.idempotency_keys_max, 7);
+    ASSERT_EQ(cfg.idempotency_ttl_s, 9);
+    ASSERT_EQ(cfg.purge_interval_ms, 50);
+    char *z1[] = {"server", "--idempotency-keys-max", "0"};
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 3, z1), 2);
+    ASSERT_TRUE(strstr(err, "--idempotency-keys-max") != NULL);
+    char *z2[] = {"server", "--idempotency-ttl-s", "0"};
+    ASSERT_EQ(parse(&cfg, err, sizeof err, 3, z2), 2);
+    ASSERT_TRUE(strstr(err, "--idempotency-ttl-s") != NULL);
+}
+
 TEST(server_without_flags_bootstraps_an_empty_default_directory)
 {
     struct node_config cfg;

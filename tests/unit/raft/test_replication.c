@@ -552,3 +552,60 @@ TEST(lost_append_in_replicate_state_recovers)
 }
 
 TEST_MAIN()
+
+/* Issue 14 finding 9: a follower that reported "leadership lost" to its
+ * client must be able to trust that its forwarded proposal never applies
+ * later. A PROPOSE carries the term it was forwarded in, and a leader of a
+ * later term drops it, even when it is the same node leading again. */
+TEST(forwarded_proposal_of_older_term_dropped_by_later_leader)
+{
+    struct fx *f = fx_create(3);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    raft_term t_old = raft_term_get(fx_r(f, 3));
+    const char *s = "forwarded-then-replayed";
+    struct raft_buf *b = raft_buf_create(strlen(s));
+    ASSERT_TRUE(b != NULL);
+    memcpy(b->data, s, strlen(s));
+    struct raft_entry e = {
+        .type = RAFT_ENTRY_NORMAL, .index = 1, .term = 1, .buf = b, .data = b->data,
+        .len = (uint32_t)strlen(s)};
+    struct raft_msg m = {.type = RAFT_MSG_PROPOSE,
+                         .from = 3,
+                         .to = 1,
+                         .term = t_old,
+                         .n_entries = 1,
+                         .entries = &e};
+    /* Leadership moves away and comes back: node 1 leads a later term. */
+    ASSERT_EQ(raft_transfer_leadership(fx_r(f, 1), 2), 0);
+    fx_stabilize(f);
+    ASSERT_EQ(fx_leader(f), 2);
+    ASSERT_EQ(raft_transfer_leadership(fx_r(f, 2), 1), 0);
+    fx_stabilize(f);
+    ASSERT_EQ(fx_leader(f), 1);
+    ASSERT_TRUE(raft_term_get(fx_r(f, 1)) > t_old);
+    fx_run(f, 2);
+    raft_index last = raft_last_index(fx_r(f, 1));
+    uint64_t applied = f->nodes[1].n_applied_normal;
+    struct raft_stats before, after;
+    raft_stats_get(fx_r(f, 1), &before);
+    /* The message of the old term arrives late. */
+    ASSERT_EQ(raft_step(fx_r(f, 1), &m), ST_ESTALE);
+    fx_run(f, 3);
+    ASSERT_EQ(raft_last_index(fx_r(f, 1)), last);
+    ASSERT_EQ(f->nodes[1].n_applied_normal, applied);
+    raft_stats_get(fx_r(f, 1), &after);
+    ASSERT_EQ(after.proposals_refused, before.proposals_refused + 1);
+    ASSERT_EQ(raft_role_get(fx_r(f, 1)), RAFT_LEADER);
+    /* The same message in the leader's own term is appended. */
+    m.term = raft_term_get(fx_r(f, 1));
+    ASSERT_EQ(raft_step(fx_r(f, 1), &m), 0);
+    fx_run(f, 3);
+    ASSERT_EQ(raft_last_index(fx_r(f, 1)), last + 1);
+    ASSERT_EQ(f->nodes[1].n_applied_normal, applied + 1);
+    /* Term 0 is malformed for a PROPOSE (a follower always knows a term). */
+    m.term = 0;
+    ASSERT_EQ(raft_step(fx_r(f, 1), &m), ST_EPROTO);
+    raft_buf_unref(b);
+    ASSERT_TRUE(same_sm(f));
+    fx_destroy(f);
+}
