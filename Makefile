@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all deps build run test test-release test-asan sim-soak clean bench
+.PHONY: all deps build run test test-release test-asan sim-soak clean bench bench-reliability
 
 all: build
 
@@ -40,6 +40,15 @@ sim-soak: build
 bench: build
 	scripts/deps.sh --bench
 	bench/run.sh
+
+# Issue 14's figures (printed, never asserted): loop stalls around a 1 GiB
+# snapshot, restart time against WAL size, throughput with eviction.
+bench-reliability: build
+	scripts/deps.sh --bench
+	python3 bench/reliability/snapshot_stall.py --stcache $(BUILD)/stcache --mib 1024 --value-kib 4
+	python3 bench/reliability/restart_time.py --stcache $(BUILD)/stcache
+	python3 bench/reliability/big_values_rss.py --stcache $(BUILD)/stcache --gib 10
+	bench/cluster/eviction.sh
 
 clean:
 	rm -rf $(BUILD) build-asan

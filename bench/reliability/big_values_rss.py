@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""RSS per node after writing many large values to few keys (issue 14:
+target <= state + the log bound + 64 MiB).
+
+usage: big_values_rss.py [--stcache build/stcache] [--gib 10] [--keys 100]
+                         [--value-kib 1024] [--log-bytes 67108864] [--data-root /var/tmp]
+
+A 3-node cluster (static --peers) with --snapshot-log-bytes LOG_BYTES takes
+GIB GiB of PUTs of VALUE_KIB KiB spread over KEYS keys (8 writer threads to
+the leader); then prints, per node, VmRSS, the state size (keys x value),
+the bound and the WAL size on disk. Prints; asserts nothing.
+"""
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def get(addr, path):
+    h, p = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(h, int(p), timeout=10)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    except OSError:
+        return 0, b""
+    finally:
+        c.close()
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def dir_mib(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total / (1 << 20)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stcache", default=os.environ.get("STCACHE_BIN", "build/stcache"))
+    ap.add_argument("--gib", type=float, default=10)
+    ap.add_argument("--keys", type=int, default=100)
+    ap.add_argument("--value-kib", type=int, default=1024)
+    ap.add_argument("--log-bytes", type=int, default=64 << 20)
+    ap.add_argument("--data-root", default=os.environ.get("BENCH_DATA_ROOT", "/var/tmp"))
+    a = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="stcache-bigvals-", dir=a.data_root)
+    procs = []
+    try:
+        nodes = [(i, "127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()) for i in (1, 2, 3)]
+        peers = ",".join("%d=%s/%s" % n for n in nodes)
+        for i, raft, http_ in nodes:
+            procs.append(subprocess.Popen(
+                [a.stcache, "server", "--id", str(i), "--data", os.path.join(root, "n%d" % i),
+                 "--raft", raft, "--http", http_, "--peers", peers, "--log-level", "warn",
+                 "--snapshot-log-bytes", str(a.log_bytes),
+                 "--max-value-bytes", str(max(a.value_kib << 10, 1 << 20))],
+                stdout=subprocess.DEVNULL))
+        leader = None
+        t0 = time.time()
+        while leader is None and time.time() - t0 < 30:
+            for i, raft, http_ in nodes:
+                st, body = get(http_, "/cluster")
+                if st == 200 and json.loads(body).get("role") == "leader":
+                    leader = http_
+            time.sleep(0.05)
+        value = b"v" * (a.value_kib << 10)
+        total = int(a.gib * (1 << 30)) // len(value)
+        lock, nxt = threading.Lock(), [0]
+
+        def load():
+            h, p = leader.rsplit(":", 1)
+            c = http.client.HTTPConnection(h, int(p), timeout=60)
+            while True:
+                with lock:
+                    k = nxt[0]
+                    nxt[0] += 1
+                if k >= total:
+                    break
+                c.request("PUT", "/kv/big%04d" % (k % a.keys), body=value)
+                r = c.getresponse()
+                r.read()
+                if r.status not in (200, 201):
+                    raise SystemExit("PUT answered %d" % r.status)
+            c.close()
+        t0 = time.time()
+        ts = [threading.Thread(target=load) for _ in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        took = time.time() - t0
+        time.sleep(2)  # heap trim after the last snapshot
+        state = a.keys * len(value) / (1 << 20)
+        bound = state + 1.25 * a.log_bytes / (1 << 20) + 64
+        print("wrote %.1f GiB (%d PUTs of %d KiB to %d keys) in %.0f s (%.0f MB/s)" % (
+            a.gib, total, a.value_kib, a.keys, took, total * len(value) / took / 1e6))
+        print("| node | VmRSS (MiB) | state (MiB) | target: state + log bound + 64 MiB | WAL on disk (MiB) |")
+        print("| --- | --- | --- | --- | --- |")
+        for (i, raft, http_), p in zip(nodes, procs):
+            print("| %d | %.0f | %.0f | %.0f | %.0f |" % (
+                i, rss_mib(p.pid), state, bound, dir_mib(os.path.join(root, "n%d" % i, "wal"))))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

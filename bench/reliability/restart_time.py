@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Restart time of one node as a function of its WAL size (issue 14).
+
+usage: restart_time.py [--stcache build/stcache] [--sizes 64,256,1024] [--value-kib 64]
+                       [--data-root /var/tmp]
+
+For each size S (MiB): a fresh single node with snapshots off
+(--snapshot-threshold 0 --snapshot-log-bytes 0) is loaded with S MiB of
+values over HTTP, stopped with SIGTERM, and started again from its data
+directory; the figure is the time from exec to /readyz 200 and the node's
+VmRSS then. A second series does the same with the default snapshot policy
+(--snapshot-log-bytes 64 MiB), where the WAL tail a restart replays stays
+bounded whatever was written. Prints a table; asserts nothing.
+"""
+import argparse
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def status(addr, path):
+    h, p = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(h, int(p), timeout=5)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        r.read()
+        return r.status
+    except OSError:
+        return 0
+    finally:
+        c.close()
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def dir_mib(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total / (1 << 20)
+
+
+def run(binary, root, mib, value_kib, extra):
+    data = os.path.join(root, "d%d" % mib)
+    raft, http_ = "127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()
+    args = [binary, "server", "--id", "1", "--data", data, "--raft", raft, "--http", http_,
+            "--log-level", "warn", "--max-value-bytes", str(max(value_kib << 10, 1 << 20))] + extra
+    p = subprocess.Popen(args + ["--bootstrap"], stdout=subprocess.DEVNULL)
+    t0 = time.time()
+    while status(http_, "/readyz") != 200:
+        if time.time() - t0 > 60:
+            sys.exit("node did not start")
+        time.sleep(0.02)
+    value = b"v" * (value_kib << 10)
+    n = (mib << 10) // value_kib
+    lock, nxt = threading.Lock(), [0]
+
+    def load():
+        h, pp = http_.rsplit(":", 1)
+        c = http.client.HTTPConnection(h, int(pp), timeout=60)
+        while True:
+            with lock:
+                k = nxt[0]
+                nxt[0] += 1
+            if k >= n:
+                break
+            c.request("PUT", "/kv/k%07d" % (k % 4096), body=value)
+            r = c.getresponse()
+            r.read()
+        c.close()
+    ts = [threading.Thread(target=load) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    p.send_signal(signal.SIGTERM)
+    p.wait()
+    wal = dir_mib(os.path.join(data, "wal"))
+    t0 = time.time()
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    while status(http_, "/readyz") != 200:
+        if time.time() - t0 > 600:
+            sys.exit("node did not restart")
+        time.sleep(0.01)
+    took = time.time() - t0
+    rss = rss_mib(p.pid)
+    p.send_signal(signal.SIGTERM)
+    p.wait()
+    shutil.rmtree(data, ignore_errors=True)
+    return wal, took, rss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stcache", default=os.environ.get("STCACHE_BIN", "build/stcache"))
+    ap.add_argument("--sizes", default="64,256,1024")
+    ap.add_argument("--value-kib", type=int, default=64)
+    ap.add_argument("--data-root", default=os.environ.get("BENCH_DATA_ROOT", "/var/tmp"))
+    a = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="stcache-restart-", dir=a.data_root)
+    try:
+        print("| written (MiB) | policy | WAL on disk (MiB) | restart to /readyz (s) | VmRSS after (MiB) |")
+        print("| --- | --- | --- | --- | --- |")
+        for mib in [int(x) for x in a.sizes.split(",")]:
+            for name, extra in (("no snapshots", ["--snapshot-threshold", "0",
+                                                  "--snapshot-log-bytes", "0"]),
+                                ("default (64 MiB log bound)", [])):
+                wal, took, rss = run(a.stcache, root, mib, a.value_kib, extra)
+                print("| %d | %s | %.0f | %.3f | %.0f |" % (mib, name, wal, took, rss))
+                sys.stdout.flush()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
