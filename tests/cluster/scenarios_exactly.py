@@ -16,8 +16,8 @@ import subprocess
 import time
 import uuid
 
-from harness import (Fatal, Scenario, TestFailure, Unreachable, check, log, retry_503, scaled,
-                     step, wait_for)
+from harness import (SANITIZED, Fatal, Scenario, TestFailure, Unreachable, check, log,
+                     retry_503, scaled, step, wait_for)
 
 IDEM_ARGS = ["--log-level", "info", "--idempotency-keys-max", "1000",
              "--idempotency-ttl-s", "3600"]
@@ -148,6 +148,17 @@ class Idempotency(Scenario):
             c.verify_identical()
 
 
+def faketime_unusable():
+    """libfaketime preloaded into an ASan binary deadlocks at start (its
+    constructor and ASan's interceptors call each other): under sanitizers
+    the clock scenarios are skipped; the release build of `make test` runs
+    them."""
+    if SANITIZED:
+        log("SKIPPED: libfaketime cannot be preloaded into a sanitized binary")
+        return True
+    return False
+
+
 def faketime_env(offset):
     """Environment that runs a node with its CLOCK_REALTIME shifted by offset
     (libfaketime syntax: "+1h", "-1h"). Monotonic clocks stay real, so libuv
@@ -183,6 +194,8 @@ class ClockSkew(Scenario):
     others."""
 
     def run(self):
+        if faketime_unusable():
+            return
         c = self.cluster("clock-skew")
         with step("nodes 1 and 2 on real time, node 3 an hour ahead (libfaketime)"):
             first = c.new_node(1).start(["--bootstrap"])
@@ -258,6 +271,8 @@ class ClockStep(Scenario):
     expired key stays in the state: only the judgement of expiry hides it."""
 
     def run(self):
+        if faketime_unusable():
+            return
         c = self.cluster("clock-step", ["--log-level", "info", "--purge-interval-ms", "3600000"])
         with step("3-node cluster on real time; a 1 s key"):
             leader = c.start_bootstrap_and_join(3)
