@@ -25,12 +25,22 @@ import threading
 import time
 
 
+_next_port = [20000 + os.getpid() % 10000]
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A port below the ephemeral range that binds now; never the same twice
+    in one run."""
+    while True:
+        _next_port[0] += 1
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", _next_port[0]))
+            return _next_port[0]
+        except OSError:
+            continue
+        finally:
+            s.close()
 
 
 def status(addr, path):

@@ -28,12 +28,22 @@ import threading
 import time
 
 
+_next_port = [20000 + os.getpid() % 10000]
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A port below the ephemeral range that binds now; never the same twice
+    in one run."""
+    while True:
+        _next_port[0] += 1
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", _next_port[0]))
+            return _next_port[0]
+        except OSError:
+            continue
+        finally:
+            s.close()
 
 
 def req(addr, method, path, body=None, timeout=600):
@@ -92,6 +102,7 @@ def main():
     ap.add_argument("--mib", type=int, default=1024)
     ap.add_argument("--value-kib", type=int, default=64)
     ap.add_argument("--data-root", default=os.environ.get("BENCH_DATA_ROOT", "/var/tmp"))
+    ap.add_argument("--extra", default="", help="more server flags, e.g. '--snapshot-log-bytes 0'")
     a = ap.parse_args()
     root = tempfile.mkdtemp(prefix="stcache-stall-", dir=a.data_root)
     procs = []
@@ -99,7 +110,7 @@ def main():
         nodes = []
         for i in (1, 2):
             nodes.append(("127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()))
-        common = ["--snapshot-threshold", "0", "--log-level", "info",
+        common = ["--snapshot-threshold", "0", "--log-level", "info"] + a.extra.split() + [
                   "--max-value-bytes", str(max(a.value_kib << 10, 1 << 20))]
 
         def start(i, mode):
@@ -174,6 +185,11 @@ def main():
             print("| %s | <= %s ms | %.2f s |" % (name, "inf" if w == float("inf") else
                                                   "%g" % (w * 1000), took))
         print("node 2 longest iteration since its start: %.1f ms" % (mx2 * 1000))
+        for i, (raft, h) in enumerate(nodes, 1):
+            st, body = req(h, "GET", "/metrics")
+            trims = [l for l in body.decode().splitlines()
+                     if l.startswith("stcache_memory_trim") and not l.startswith("#")]
+            print("node %d heap trims: %s" % (i, ", ".join(trims)))
         print("target: <= 10 ms in every phase")
         for i in (1, 2):
             with open(os.path.join(root, "n%d.log" % i), "rb") as f:
