@@ -15,61 +15,24 @@ import http.client
 import json
 import os
 import shutil
-import socket
+import sys
 import subprocess
 import tempfile
 import threading
 import time
 
-
-_next_port = [20000 + os.getpid() % 10000]
-
-
-def free_port():
-    """A port below the ephemeral range that binds now; never the same twice
-    in one run."""
-    while True:
-        _next_port[0] += 1
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", _next_port[0]))
-            return _next_port[0]
-        except OSError:
-            continue
-        finally:
-            s.close()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import dir_mib, free_port, request, rss_mib  # noqa: E402
 
 
-def get(addr, path):
-    h, p = addr.rsplit(":", 1)
-    c = http.client.HTTPConnection(h, int(p), timeout=10)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, r.read()
-    except OSError:
-        return 0, b""
-    finally:
-        c.close()
 
 
-def rss_mib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
 
 
-def dir_mib(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.stat(os.path.join(root, f)).st_blocks * 512
-            except OSError:
-                pass
-    return total / (1 << 20)
+
+
+
+
 
 
 def main():
@@ -97,7 +60,7 @@ def main():
         t0 = time.time()
         while leader is None and time.time() - t0 < 30:
             for i, raft, http_ in nodes:
-                st, body = get(http_, "/cluster")
+                st, body = request(http_, "GET", "/cluster")
                 if st == 200 and json.loads(body).get("role") == "leader":
                     leader = http_
             time.sleep(0.05)

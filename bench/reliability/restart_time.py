@@ -17,63 +17,24 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-
-_next_port = [20000 + os.getpid() % 10000]
-
-
-def free_port():
-    """A port below the ephemeral range that binds now; never the same twice
-    in one run."""
-    while True:
-        _next_port[0] += 1
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", _next_port[0]))
-            return _next_port[0]
-        except OSError:
-            continue
-        finally:
-            s.close()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import dir_mib, free_port, request, rss_mib  # noqa: E402
 
 
-def status(addr, path):
-    h, p = addr.rsplit(":", 1)
-    c = http.client.HTTPConnection(h, int(p), timeout=5)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        r.read()
-        return r.status
-    except OSError:
-        return 0
-    finally:
-        c.close()
 
 
-def rss_mib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
 
 
-def dir_mib(path):
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.stat(os.path.join(root, f)).st_blocks * 512
-            except OSError:
-                pass
-    return total / (1 << 20)
+
+
+
+
 
 
 def run(binary, root, mib, value_kib, extra):
@@ -83,7 +44,7 @@ def run(binary, root, mib, value_kib, extra):
             "--log-level", "warn", "--max-value-bytes", str(max(value_kib << 10, 1 << 20))] + extra
     p = subprocess.Popen(args + ["--bootstrap"], stdout=subprocess.DEVNULL)
     t0 = time.time()
-    while status(http_, "/readyz") != 200:
+    while request(http_, "GET", "/readyz", timeout=5)[0] != 200:
         if time.time() - t0 > 60:
             sys.exit("node did not start")
         time.sleep(0.02)
@@ -114,7 +75,7 @@ def run(binary, root, mib, value_kib, extra):
     wal = dir_mib(os.path.join(data, "wal"))
     t0 = time.time()
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-    while status(http_, "/readyz") != 200:
+    while request(http_, "GET", "/readyz", timeout=5)[0] != 200:
         if time.time() - t0 > 600:
             sys.exit("node did not restart")
         time.sleep(0.01)

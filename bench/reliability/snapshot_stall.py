@@ -20,41 +20,20 @@ import argparse
 import http.client
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-
-_next_port = [20000 + os.getpid() % 10000]
-
-
-def free_port():
-    """A port below the ephemeral range that binds now; never the same twice
-    in one run."""
-    while True:
-        _next_port[0] += 1
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", _next_port[0]))
-            return _next_port[0]
-        except OSError:
-            continue
-        finally:
-            s.close()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import free_port, request  # noqa: E402
 
 
-def req(addr, method, path, body=None, timeout=600):
-    h, p = addr.rsplit(":", 1)
-    c = http.client.HTTPConnection(h, int(p), timeout=timeout)
-    try:
-        c.request(method, path, body=body)
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
+
+
+
+
 
 
 def wait(what, fn, timeout=300):
@@ -72,7 +51,7 @@ def wait(what, fn, timeout=300):
 
 def hist(addr):
     """{le_seconds: cumulative count} of stcache_loop_iteration_seconds, and the max."""
-    st, body = req(addr, "GET", "/metrics")
+    st, body = request(addr, "GET", "/metrics")
     out, mx = {}, 0.0
     for line in body.decode().splitlines():
         if line.startswith("stcache_loop_iteration_seconds_bucket"):
@@ -119,7 +98,7 @@ def main():
                     "--raft", raft, "--http", http_] + mode + common
             log = open(os.path.join(root, "n%d.log" % i), "wb")
             procs.append(subprocess.Popen(args, stdout=log, stderr=log))
-            wait("node %d" % i, lambda: req(http_, "GET", "/readyz")[0] == 200)
+            wait("node %d" % i, lambda: request(http_, "GET", "/readyz")[0] == 200)
 
         start(1, ["--bootstrap"])
         h1 = nodes[0][1]
@@ -154,7 +133,7 @@ def main():
 
         b1, _ = hist(h1)
         t0 = time.time()
-        st, body = req(h1, "POST", "/snapshot")
+        st, body = request(h1, "POST", "/snapshot")
         snap_s = time.time() - t0
         time.sleep(2)  # the heap trim that follows a snapshot (1 s later) counts here
         a1, mx1 = hist(h1)
@@ -167,8 +146,8 @@ def main():
         h2 = nodes[1][1]
 
         def caught_up():
-            st2, body2 = req(h2, "GET", "/cluster")
-            st1, body1 = req(h1, "GET", "/cluster")
+            st2, body2 = request(h2, "GET", "/cluster")
+            st1, body1 = request(h1, "GET", "/cluster")
             import json
             j1, j2 = json.loads(body1), json.loads(body2)
             return j2["applied"] >= j1["commit"] and j2["snapshot_index"] > 0
@@ -186,7 +165,7 @@ def main():
                                                   "%g" % (w * 1000), took))
         print("node 2 longest iteration since its start: %.1f ms" % (mx2 * 1000))
         for i, (raft, h) in enumerate(nodes, 1):
-            st, body = req(h, "GET", "/metrics")
+            st, body = request(h, "GET", "/metrics")
             trims = [l for l in body.decode().splitlines()
                      if l.startswith("stcache_memory_trim") and not l.startswith("#")]
             print("node %d heap trims: %s" % (i, ", ".join(trims)))

@@ -25,6 +25,7 @@
 #define NODE_READIES_PER_PASS 64
 #define NODE_HS_IDLE_TICKS 10 /* quiet ticks before a commit-only hard state is written */
 #define NODE_TRIM_DELAY_TICKS 100 /* from a snapshot to malloc_trim (compaction released) */
+#define NODE_TRIM_QUIET_TICKS 50  /* ...and no entry applied for this long */
 #define NODE_JOIN_RETRY_MS 300
 #define NODE_JOIN_ATTEMPTS_MAX 200
 #define NODE_LOOP_SLOW_US 50000 /* a loop iteration this long is traced */
@@ -312,8 +313,12 @@ static void snap_job_release(struct node *n)
  * restore, the whole previous kv. glibc returns only the top of the heap by
  * itself; free pages in the middle stay resident until malloc_trim() gives
  * them back (MADV_DONTNEED). Its cost is a walk of the free lists, a few
- * ms at most, once per snapshot; it runs NODE_TRIM_DELAY_TICKS later, when
- * the release is done. */
+ * ms at rest but tens of ms on a large heap churned by writes (it holds the
+ * arena while it madvises), so it runs NODE_TRIM_DELAY_TICKS later, when the
+ * release is done, and only once nothing was applied for
+ * NODE_TRIM_QUIET_TICKS: under a steady write load the freed log memory is
+ * reused by the next entries anyway (RSS stays within the state and the log
+ * bound), and the trim would stall the loop that serves the load. */
 static void memory_trim_schedule(struct node *n)
 {
     n->trim_at_tick = n->ticks + NODE_TRIM_DELAY_TICKS;
@@ -322,6 +327,7 @@ static void memory_trim_schedule(struct node *n)
 static void memory_trim_maybe(struct node *n)
 {
     if (!n->trim_at_tick || n->ticks < n->trim_at_tick) return;
+    if (n->ticks - n->last_apply_tick < NODE_TRIM_QUIET_TICKS) return; /* busy: later */
     n->trim_at_tick = 0;
     uint64_t t0 = node_now_us();
 #ifdef __GLIBC__
@@ -1193,6 +1199,7 @@ static void apply_prefetch(struct node *n, const struct raft_entry *e, int stage
 
 static void apply_committed(struct node *n, const struct raft_entry *ents, size_t count)
 {
+    if (count) n->last_apply_tick = n->ticks;
     if (count > 1) {
         for (size_t j = 0; j < count && j < NODE_PREFETCH_BUCKET; j++)
             apply_prefetch(n, &ents[j], 0);

@@ -329,6 +329,7 @@ struct node {
      * after a snapshot compacts the log or replaces the kv, see
      * memory_trim_maybe. */
     uint64_t trim_at_tick;
+    uint64_t last_apply_tick; /* ticks when entries were last applied */
     /* WAL writes on the loop thread (cfg.wal_inline_max_us), node/wal_inline.h */
     struct node_wal_inline wal_inline;
     bool wal_inline_done; /* a write_now completed in this ready */
