@@ -1266,7 +1266,11 @@ static void soft_state(struct node *n, const struct raft_ready *rd)
  * writer's threads (group commit while this thread goes on). */
 static int wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq)
 {
-    if (node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries, n->waiters_used,
+    /* Not while a snapshot is written or made durable: the disk is busy with
+     * it, and one inline fdatasync then took 25-50 ms on the loop (1 GiB
+     * state, bench/reliability/snapshot_stall.py) before the policy noticed. */
+    bool snapshotting = n->snap_active || n->snap_commit;
+    if (!snapshotting && node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries, n->waiters_used,
                            n->role == RAFT_LEADER)) {
         int rc = st_log_writer_write_now(n->writer, b, seq);
         if (rc == 0) {
