@@ -236,10 +236,70 @@ static void reconcile_peers(struct node *n)
 
 /* ------------------------------------------------------------ snapshots */
 
+/* The cursor's output: appended to the io buffer being filled (written
+ * by the threadpool, snapshot_step). */
 static int snap_sink_cb(void *ctx, const void *data, size_t len)
 {
     struct node_snap_job *job = ctx;
-    return st_snap_write(job->w, data, len);
+    struct node_snap_io *io = job->io;
+    int f = io->fill;
+    if (io->len[f] + len > io->cap[f]) {
+        size_t cap = io->cap[f] ? io->cap[f] : 64u << 10;
+        while (cap < io->len[f] + len)
+            cap *= 2;
+        uint8_t *b = realloc(io->buf[f], cap);
+        if (!b) return ST_ENOMEM;
+        io->buf[f] = b;
+        io->cap[f] = cap;
+    }
+    memcpy(io->buf[f] + io->len[f], data, len);
+    io->len[f] += len;
+    return 0;
+}
+
+static void snap_io_free(struct node_snap_io *io)
+{
+    if (io->w) st_snap_write_abort(io->w);
+    free(io->buf[0]);
+    free(io->buf[1]);
+    free(io);
+}
+
+static void snap_io_work_cb(uv_work_t *req)
+{
+    struct node_snap_io *io = req->data;
+    int b = 1 - io->fill; /* the buffer handed over */
+    if (io->rc == 0) io->rc = st_snap_write(io->w, io->buf[b], io->len[b]);
+}
+
+static void stop_maybe_finish(struct node *n);
+
+static void snap_io_after_cb(uv_work_t *req, int status)
+{
+    (void)status;
+    struct node_snap_io *io = req->data;
+    struct node *n = io->n;
+    n->bg_pending--;
+    io->busy = false;
+    io->len[1 - io->fill] = 0;
+    if (io->orphan) snap_io_free(io);
+    if (n->stopping) stop_maybe_finish(n);
+}
+
+/* Hands the filled buffer to the threadpool. Returns 0 or the error (then
+ * written synchronously: nothing is lost, the step just stalls once). */
+static void snap_io_flush(struct node *n, struct node_snap_io *io)
+{
+    io->fill = 1 - io->fill;
+    io->busy = true;
+    io->work.data = io;
+    if (uv_queue_work(n->loop, &io->work, snap_io_work_cb, snap_io_after_cb) == 0) {
+        n->bg_pending++;
+        return;
+    }
+    snap_io_work_cb(&io->work);
+    io->busy = false;
+    io->len[1 - io->fill] = 0;
 }
 
 /* The kv meta blob: membership with addresses, human-readable. */
@@ -301,6 +361,13 @@ static void snap_job_release(struct node *n)
 {
     struct node_snap_job *job = &n->snap_job;
     if (job->cur) kv_snapshot_end(job->cur);
+    if (job->io) {
+        if (job->io->busy)
+            job->io->orphan = true; /* its completion aborts the writer and frees it */
+        else
+            snap_io_free(job->io);
+        job->w = NULL; /* the io's */
+    }
     if (job->w) st_snap_write_abort(job->w);
     free(job->blob);
     free(job->meta);
@@ -324,20 +391,53 @@ static void memory_trim_schedule(struct node *n)
     n->trim_at_tick = n->ticks + NODE_TRIM_DELAY_TICKS;
 }
 
+/* The trim runs on the threadpool: it takes 10 ms and more on a large heap
+ * (512 MiB here), which the loop need not wait for; the loop only waits if
+ * it allocates in the arena being trimmed at that moment. */
+struct node_trim {
+    uv_work_t work;
+    struct node *n;
+    uint64_t took_us;
+};
+
+static void memory_trim_work_cb(uv_work_t *req)
+{
+    struct node_trim *t = req->data;
+    uint64_t t0 = node_now_us();
+#ifdef __GLIBC__
+    (void)malloc_trim(0);
+#endif
+    t->took_us = node_now_us() - t0;
+}
+
+static void memory_trim_after_cb(uv_work_t *req, int status)
+{
+    (void)status;
+    struct node_trim *t = req->data;
+    struct node *n = t->n;
+    n->bg_pending--;
+    n->m.memory_trims++;
+    n->m.memory_trim_us += t->took_us;
+    ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": free heap returned to the OS in %" PRIu64 " us",
+                   n->cfg.id, t->took_us);
+    free(t);
+    if (n->stopping) stop_maybe_finish(n);
+}
+
 static void memory_trim_maybe(struct node *n)
 {
     if (!n->trim_at_tick || n->ticks < n->trim_at_tick) return;
     if (n->ticks - n->last_apply_tick < NODE_TRIM_QUIET_TICKS) return; /* busy: later */
     n->trim_at_tick = 0;
-    uint64_t t0 = node_now_us();
-#ifdef __GLIBC__
-    (void)malloc_trim(0);
-#endif
-    uint64_t took = node_now_us() - t0;
-    n->m.memory_trims++;
-    n->m.memory_trim_us += took;
-    ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": free heap returned to the OS in %" PRIu64 " us",
-                   n->cfg.id, took);
+    struct node_trim *t = calloc(1, sizeof *t);
+    if (!t) return;
+    t->n = n;
+    t->work.data = t;
+    if (uv_queue_work(n->loop, &t->work, memory_trim_work_cb, memory_trim_after_cb) != 0) {
+        free(t);
+        return;
+    }
+    n->bg_pending++;
 }
 
 /* Compaction after a snapshot at idx: the core keeps trailing entries for
@@ -395,7 +495,6 @@ static void snapshot_committed(struct node *n, const struct raft_snapshot_meta *
     snap_waiters_notify(n, 0, meta->index);
 }
 
-static void stop_maybe_finish(struct node *n);
 
 /* Threadpool: fsync the data and meta, rename, fsync the directory. The
  * store serializes its shared state; nothing else touches this writer. */
@@ -431,8 +530,21 @@ static void snap_commit_after_cb(uv_work_t *req, int status)
 static int snapshot_step(struct node *n, size_t budget, bool sync, int *rc_out)
 {
     struct node_snap_job *job = &n->snap_job;
-    int rc = kv_snapshot_next(job->cur, budget);
-    if (rc == 1) return 1;
+    struct node_snap_io *io = job->io;
+    if (io->busy) return 1; /* the previous step's bytes are being written */
+    int rc = io->rc;
+    if (rc == 0 && job->cur) {
+        rc = kv_snapshot_next(job->cur, budget);
+        if (rc == 0) { /* every byte is in the buffers: the state may move on */
+            kv_snapshot_end(job->cur);
+            job->cur = NULL;
+        }
+        if (rc >= 0 && io->len[io->fill] > 0) {
+            snap_io_flush(n, io);
+            return 1;
+        }
+        if (rc == 1) return 1;
+    }
     if (rc_out) *rc_out = rc;
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot at %" PRIu64 " failed: %s", n->cfg.id,
@@ -442,9 +554,10 @@ static int snapshot_step(struct node *n, size_t budget, bool sync, int *rc_out)
         snap_waiters_notify(n, rc, 0);
         return 0;
     }
-    kv_snapshot_end(job->cur);
-    job->cur = NULL;
-    struct st_snap_writer *w = job->w;
+    /* the cursor ended and its last bytes are written */
+    struct st_snap_writer *w = io->w;
+    io->w = NULL;
+    job->w = NULL;
     struct raft_snapshot_meta *meta = job->meta;
     uint64_t t0 = job->t0;
     uint64_t written_us = node_now_us() - t0;
@@ -486,9 +599,12 @@ static int snapshot_start(struct node *n)
     job->t0 = node_now_us();
     job->blob = malloc(KV_SNAPSHOT_META_BYTES_MAX);
     job->meta = malloc(sizeof *job->meta);
-    int rc = job->blob && job->meta ? 0 : ST_ENOMEM;
+    job->io = calloc(1, sizeof *job->io);
+    int rc = job->blob && job->meta && job->io ? 0 : ST_ENOMEM;
     if (rc == 0) rc = st_snap_write_begin(n->storage->snaps, &job->w);
     if (rc == 0) {
+        job->io->n = n;
+        job->io->w = job->w;
         job->meta->index = n->applied;
         job->meta->term = n->applied_term;
         job->meta->conf = n->conf_applied;
@@ -1266,10 +1382,11 @@ static void soft_state(struct node *n, const struct raft_ready *rd)
  * writer's threads (group commit while this thread goes on). */
 static int wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq)
 {
-    /* Not while a snapshot is written or made durable: the disk is busy with
-     * it, and one inline fdatasync then took 25-50 ms on the loop (1 GiB
-     * state, bench/reliability/snapshot_stall.py) before the policy noticed. */
-    bool snapshotting = n->snap_active || n->snap_commit;
+    /* Not while a snapshot is written, made durable, received or loaded:
+     * the disk is busy with it, and one inline fdatasync then took 25-50 ms
+     * on the loop (1 GiB state, bench/reliability/snapshot_stall.py) before
+     * the policy noticed. */
+    bool snapshotting = n->snap_active || n->snap_commit || n->snap_in || n->install;
     if (!snapshotting && node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries, n->waiters_used,
                            n->role == RAFT_LEADER)) {
         int rc = st_log_writer_write_now(n->writer, b, seq);
@@ -1445,7 +1562,7 @@ void node_process_readies(struct node *n)
     /* readies held back by NODE_PERSIST_INFLIGHT_MAX resume when the writer
      * reports (persist_async_cb), not by spinning */
     bool more = (raft_has_ready(n->raft) && n->persist_inflight < NODE_PERSIST_INFLIGHT_MAX) ||
-                n->n_fwd || n->snap_active ||
+                n->n_fwd || (n->snap_active && !n->snap_job.io->busy) ||
                 (n->batch[0] && n->batch[0]->waiters.head) ||
                 (n->batch[1] && n->batch[1]->waiters.head);
     if (more && !uv_is_active((uv_handle_t *)&n->idle))

@@ -133,10 +133,29 @@ struct node_persist {
     struct node_persist *next;
 };
 
+/* The file side of a snapshot job: the cursor's bytes of one step are
+ * collected in buf[fill] on the loop, then written by one threadpool work
+ * while the next step fills the other buffer (at most one write in flight,
+ * so the file is written in order and at most two steps are held). Heap
+ * object: a job abandoned while a write runs leaves it to the work's
+ * completion, which then aborts the writer and frees it (node.c). */
+struct node_snap_io {
+    uv_work_t work;
+    struct node *n;
+    struct st_snap_writer *w;
+    uint8_t *buf[2];
+    size_t len[2], cap[2];
+    int fill;     /* the buffer the cursor appends to */
+    bool busy;    /* the other buffer is being written */
+    bool orphan;  /* its job was released while busy */
+    int rc;       /* first write error */
+};
+
 /* A snapshot being written incrementally (node.c). */
 struct node_snap_job {
     struct kv_snapshot_cursor *cur;
     struct st_snap_writer *w;
+    struct node_snap_io *io;
     struct raft_snapshot_meta *meta; /* index, term, conf as of index (heap) */
     char *blob;                      /* kv meta blob (heap) */
     size_t blob_len;
