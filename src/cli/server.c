@@ -50,6 +50,7 @@ static const char server_usage[] =
     "  --max-value-bytes N     (default 1048576)\n"
     "  --request-timeout-ms N  (default 5000)\n"
     "  --purge-interval-ms N   the leader purges expired keys this often (default 100)\n"
+    "  --seed N                election timing seed (tests; default random)\n"
     "  --idempotency-keys-max N  Idempotency-Key records kept (default 100000)\n"
     "  --idempotency-ttl-s S   how long one is kept, by the log clock (default 3600)\n"
     "  --wal-inline-max-us N   sync a lone client's write (and a follower's append)\n"
