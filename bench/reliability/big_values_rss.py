@@ -11,18 +11,16 @@ the leader); then prints, per node, VmRSS, the state size (keys x value),
 the bound and the WAL size on disk. Prints; asserts nothing.
 """
 import argparse
-import http.client
 import json
 import os
 import shutil
 import sys
 import subprocess
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import dir_mib, free_port, request, rss_mib  # noqa: E402
+from common import dir_mib, free_port, put_load, request, rss_mib  # noqa: E402
 
 
 
@@ -66,29 +64,8 @@ def main():
             time.sleep(0.05)
         value = b"v" * (a.value_kib << 10)
         total = int(a.gib * (1 << 30)) // len(value)
-        lock, nxt = threading.Lock(), [0]
-
-        def load():
-            h, p = leader.rsplit(":", 1)
-            c = http.client.HTTPConnection(h, int(p), timeout=60)
-            while True:
-                with lock:
-                    k = nxt[0]
-                    nxt[0] += 1
-                if k >= total:
-                    break
-                c.request("PUT", "/kv/big%04d" % (k % a.keys), body=value)
-                r = c.getresponse()
-                r.read()
-                if r.status not in (200, 201):
-                    raise SystemExit("PUT answered %d" % r.status)
-            c.close()
         t0 = time.time()
-        ts = [threading.Thread(target=load) for _ in range(8)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        put_load(leader, total, lambda k: "/kv/big%04d" % (k % a.keys), value)
         took = time.time() - t0
         time.sleep(2)  # heap trim after the last snapshot
         state = a.keys * len(value) / (1 << 20)

@@ -53,3 +53,36 @@ def dir_mib(path):
             except OSError:
                 pass
     return total / (1 << 20)
+
+
+def put_load(addr, count, path_of, value, threads=8):
+    """PUTs value to path_of(k) for k in [0, count) from `threads` keep-alive
+    connections; exits on any answer but 200/201."""
+    import threading
+    lock, nxt = threading.Lock(), [0]
+    failed = []
+
+    def worker():
+        h, p = addr.rsplit(":", 1)
+        c = http.client.HTTPConnection(h, int(p), timeout=60)
+        try:
+            while not failed:
+                with lock:
+                    k = nxt[0]
+                    nxt[0] += 1
+                if k >= count:
+                    break
+                c.request("PUT", path_of(k), body=value)
+                r = c.getresponse()
+                r.read()
+                if r.status not in (200, 201):
+                    failed.append(r.status)
+        finally:
+            c.close()
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if failed:
+        raise SystemExit("load: PUT answered %d" % failed[0])

@@ -13,18 +13,16 @@ VmRSS then. A second series does the same with the default snapshot policy
 bounded whatever was written. Prints a table; asserts nothing.
 """
 import argparse
-import http.client
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import dir_mib, free_port, request, rss_mib  # noqa: E402
+from common import dir_mib, free_port, put_load, request, rss_mib  # noqa: E402
 
 
 
@@ -50,26 +48,7 @@ def run(binary, root, mib, value_kib, extra):
         time.sleep(0.02)
     value = b"v" * (value_kib << 10)
     n = (mib << 10) // value_kib
-    lock, nxt = threading.Lock(), [0]
-
-    def load():
-        h, pp = http_.rsplit(":", 1)
-        c = http.client.HTTPConnection(h, int(pp), timeout=60)
-        while True:
-            with lock:
-                k = nxt[0]
-                nxt[0] += 1
-            if k >= n:
-                break
-            c.request("PUT", "/kv/k%07d" % (k % 4096), body=value)
-            r = c.getresponse()
-            r.read()
-        c.close()
-    ts = [threading.Thread(target=load) for _ in range(8)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    put_load(http_, n, lambda k: "/kv/k%07d" % (k % 4096), value)
     p.send_signal(signal.SIGTERM)
     p.wait()
     wal = dir_mib(os.path.join(data, "wal"))

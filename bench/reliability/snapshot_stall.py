@@ -17,17 +17,15 @@ highest bucket that grew during the phase, and stcache_loop_iteration_max_
 seconds. Prints a table; asserts nothing (bench/, not tests/).
 """
 import argparse
-import http.client
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port, request  # noqa: E402
+from common import free_port, put_load, request  # noqa: E402
 
 
 
@@ -105,29 +103,7 @@ def main():
         value = b"v" * (a.value_kib << 10)
         n_keys = (a.mib << 10) // a.value_kib
         t0 = time.time()
-        lock = threading.Lock()
-        nxt = [0]
-
-        def loader():
-            hh, pp = h1.rsplit(":", 1)
-            c = http.client.HTTPConnection(hh, int(pp), timeout=60)
-            while True:
-                with lock:
-                    k = nxt[0]
-                    nxt[0] += 1
-                if k >= n_keys:
-                    break
-                c.request("PUT", "/kv/k%08d" % k, body=value)
-                r = c.getresponse()
-                r.read()
-                if r.status not in (200, 201):
-                    sys.exit("load: PUT answered %d" % r.status)
-            c.close()
-        ts = [threading.Thread(target=loader) for _ in range(16)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        put_load(h1, n_keys, lambda k: "/kv/k%08d" % k, value, threads=16)
         load_s = time.time() - t0
         print("loaded %d keys of %d KiB (%d MiB) in %.1f s" % (n_keys, a.value_kib, a.mib, load_s))
 
