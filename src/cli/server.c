@@ -69,6 +69,7 @@ static const char server_usage[] =
     "                          no longer read until it drains (default 1048576)\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
+    "  -h, --help              print this text and exit\n"
     "With no flag at all and an empty ./data, bootstraps node 1 on 127.0.0.1:7001/8001.\n"
     "With an existing data directory the node restarts from it (mode flags are ignored).\n";
 
