@@ -1,10 +1,12 @@
 # Thin wrapper over CMake. `make run` builds and starts a single-node server;
-# `make test` runs the whole suite (gcc release build, clang ASan+UBSan build).
+# `make test` runs the whole suite (gcc release build with the lint checks,
+# clang ASan+UBSan build); `make format` rewrites the C files with .clang-format.
 JOBS ?= $(shell nproc)
 BUILD ?= build
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all deps build run test test-release test-asan sim-soak clean bench bench-reliability
+.PHONY: all deps build run test test-release test-asan format lint sim-soak clean \
+	bench bench-reliability
 
 all: build
 
@@ -33,6 +35,13 @@ test-asan: deps build-asan/.configured
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ST_SANITIZED=1 ctest --output-on-failure -j $(JOBS)
 
 test: test-release test-asan
+
+# The lint checks alone (they also run in test-release).
+lint: build
+	cd $(BUILD) && ctest --output-on-failure -R '^lint/'
+
+format:
+	scripts/check_format.sh --fix
 
 sim-soak: build
 	$(BUILD)/tests/sim/raft_sim --seeds 1000000 --steps 3000
