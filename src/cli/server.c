@@ -80,7 +80,8 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *file = NULL;
-        if (strcmp(a, "--config") == 0) {
+        /* argv[i] for i < argc is never NULL (C17 5.1.2.2.1) */
+        if (strcmp(a, "--config") == 0) { // NOLINT(clang-analyzer-core.NonNullParamChecker)
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "--config needs a file name");
                 return 2;

@@ -450,7 +450,10 @@ static inline int cl_read(struct client *c, struct resp *r)
     if (head_len >= sizeof(r->headers)) return -1;
     memcpy(r->headers, c->buf, head_len);
     r->headers[head_len] = 0;
-    if (sscanf(r->headers, "HTTP/1.1 %d", &r->status) != 1) return -1;
+    char *status_end = NULL;
+    if (strncmp(r->headers, "HTTP/1.1 ", 9) != 0) return -1;
+    r->status = (int)strtol(r->headers + 9, &status_end, 10);
+    if (status_end == r->headers + 9) return -1;
     const char *cl = find_hdr(r->headers, "Content-Length");
     size_t blen = cl ? (size_t)strtoull(cl, NULL, 10) : 0;
     const char *conn = find_hdr(r->headers, "Connection");
