@@ -176,7 +176,13 @@ static inline void fx_on_async(uv_async_t *a)
 static inline void fx_on_prepare(uv_prepare_t *p)
 {
     struct fx *f = p->data;
-    if (f->pred && !f->pred_true && f->pred(f, f->pred_arg)) {
+    /* pred and pred_arg are set by the test thread (fx_wait): read them under
+     * the mutex; the predicate itself runs here, on the loop thread. */
+    pthread_mutex_lock(&f->mu);
+    int (*pred)(struct fx *, void *) = f->pred_true ? NULL : f->pred;
+    void *pred_arg = f->pred_arg;
+    pthread_mutex_unlock(&f->mu);
+    if (pred && pred(f, pred_arg)) {
         pthread_mutex_lock(&f->mu);
         f->pred_true = 1;
         pthread_cond_broadcast(&f->cv);
