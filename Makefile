@@ -1,10 +1,13 @@
 # Thin wrapper over CMake. `make run` builds and starts a single-node server;
-# `make test` runs the whole suite (gcc release build, clang ASan+UBSan build).
+# `make test` runs the whole suite (gcc release build with the lint checks,
+# clang ASan+UBSan build, clang TSan build of the threaded modules' tests);
+# `make format` rewrites the C files with .clang-format.
 JOBS ?= $(shell nproc)
 BUILD ?= build
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all deps build run test test-release test-asan sim-soak clean bench bench-reliability
+.PHONY: all deps build run test test-release test-asan test-tsan format lint sim-soak clean \
+	bench bench-reliability
 
 all: build
 
@@ -32,7 +35,32 @@ test-asan: deps build-asan/.configured
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ST_SANITIZED=1 ctest --output-on-failure -j $(JOBS)
 
-test: test-release test-asan
+# ThreadSanitizer: only the tests of the modules that run threads (the WAL
+# writer and spare-segment threads, snapshot jobs on the libuv threadpool, and
+# the test servers run on a second thread), so only their targets are built.
+TSAN_MODULES := storage node http cli
+TSAN_TARGETS := $(foreach m,$(TSAN_MODULES),$(patsubst tests/unit/$(m)/%.c,$(m)_%,\
+	$(wildcard tests/unit/$(m)/test_*.c)))
+TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer
+
+build-tsan/.configured: CMakeLists.txt
+	CC=clang cmake -S . -B build-tsan $(GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_C_FLAGS="$(TSAN_FLAGS)" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null
+	@touch $@
+
+test-tsan: deps build-tsan/.configured
+	cmake --build build-tsan -j $(JOBS) --target $(TSAN_TARGETS)
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ST_SANITIZED=1 \
+	  ctest --output-on-failure -j $(JOBS) -R '^unit/($(subst $() ,|,$(TSAN_MODULES)))/'
+
+test: test-release test-asan test-tsan
+
+# The lint checks alone (they also run in test-release).
+lint: build
+	cd $(BUILD) && ctest --output-on-failure -R '^lint/'
+
+format:
+	scripts/check_format.sh --fix
 
 sim-soak: build
 	$(BUILD)/tests/sim/raft_sim --seeds 1000000 --steps 3000
@@ -51,4 +79,4 @@ bench-reliability: build
 	bench/cluster/eviction.sh
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-tsan

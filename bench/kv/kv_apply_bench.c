@@ -77,6 +77,10 @@ int main(int argc, char **argv)
     size_t batch = argc > 2 ? strtoull(argv[2], NULL, 10) : 32;
     size_t ops = argc > 3 ? strtoull(argv[3], NULL, 10) : 2000000;
     size_t sweep_bytes = (argc > 4 ? strtoull(argv[4], NULL, 10) : 4096) * 1024;
+    if (keys == 0 || batch == 0 || ops == 0) {
+        fprintf(stderr, "usage: kv_apply_bench [keys] [batch] [ops] [sweep_kib] (all > 0)\n");
+        return 2;
+    }
     struct kv *kv = NULL;
     if (kv_create(NULL, &kv) != 0) return 1;
     uint64_t index = 0;
@@ -86,7 +90,8 @@ int main(int argc, char **argv)
         make_put(&one, k, ++index);
         if (kv_apply(kv, index, one.b, one.len, &r) != 0) return 1;
     }
-    struct cmdbuf *cmds = malloc(sizeof *cmds * batch * 64);
+    struct cmdbuf *cmds = calloc(batch * 64, sizeof *cmds);
+    if (!cmds) return 1;
     struct st_rng rng;
     st_rng_init(&rng, 1);
     for (size_t i = 0; i < batch * 64; i++) make_put(&cmds[i], st_rng_below(&rng, keys), i);

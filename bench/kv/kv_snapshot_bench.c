@@ -33,7 +33,7 @@ static int sink(void *ctx, const void *data, size_t len)
 int main(int argc, char **argv)
 {
     uint64_t keys = argc > 1 ? strtoull(argv[1], NULL, 10) : 100000;
-    int rounds = argc > 2 ? atoi(argv[2]) : 5;
+    int rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 5;
     struct kv *kv = NULL;
     if (kv_create(NULL, &kv) != 0) return 1;
     struct st_rng rng;

@@ -69,6 +69,7 @@ static const char server_usage[] =
     "                          no longer read until it drains (default 1048576)\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
+    "  -h, --help              print this text and exit\n"
     "With no flag at all and an empty ./data, bootstraps node 1 on 127.0.0.1:7001/8001.\n"
     "With an existing data directory the node restarts from it (mode flags are ignored).\n";
 
@@ -79,7 +80,8 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *file = NULL;
-        if (strcmp(a, "--config") == 0) {
+        /* argv[i] for i < argc is never NULL (C17 5.1.2.2.1) */
+        if (strcmp(a, "--config") == 0) { // NOLINT(clang-analyzer-core.NonNullParamChecker)
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "--config needs a file name");
                 return 2;

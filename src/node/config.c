@@ -192,11 +192,12 @@ uint64_t node_cluster_id_from_peers(const struct node_peer_addr *peers, uint32_t
     uint64_t h = 1469598103934665603ull;
     raft_id last = 0;
     for (uint32_t k = 0; k < n; k++) {
-        const struct node_peer_addr *best = NULL;
+        uint32_t bi = n; /* index of the next id above last; n = none yet */
         for (uint32_t i = 0; i < n; i++) {
-            if (peers[i].id > last && (!best || peers[i].id < best->id)) best = &peers[i];
+            if (peers[i].id > last && (bi == n || peers[i].id < peers[bi].id)) bi = i;
         }
-        ST_ASSERT(best);
+        ST_ASSERT(bi < n);
+        const struct node_peer_addr *best = &peers[bi];
         last = best->id;
         char item[NODE_ADDR_MAX + 32];
         int len = snprintf(item, sizeof item, "%" PRIu64 "=%s;", best->id, best->raft);

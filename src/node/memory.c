@@ -35,7 +35,8 @@
 
 #define MEM_LRU_SAMPLES 16         /* keys sampled per LRU victim (Redis: 5) */
 #define MEM_TTL_CANDIDATES 64      /* heap front scanned per volatile-ttl victim */
-#define MEM_ACCESS_SLOTS_MIN 16384u /* power of two; 128 KiB: few set overflows for small states */
+/* A power of two; 128 KiB: few set overflows for small states. */
+#define MEM_ACCESS_SLOTS_MIN 16384u
 #define MEM_ACCESS_SLOTS_MAX (1u << 22)
 #define MEM_CLOCK_EVICTING UINT32_MAX /* slot clock: listed in an EVICT in flight */
 

@@ -1,6 +1,7 @@
 /* Internals of the node runtime shared by node.c (lifecycle, ready
- * pipeline, transport), client.c (waiters, writes, reads, admin) and
- * metrics.c. Not for use outside src/node/. */
+ * pipeline, transport), requests.c (waiters, writes, reads, admin),
+ * memory.c (limit and eviction) and metrics.c. Not for use outside
+ * src/node/. */
 #ifndef ST_NODE_NODE_INT_H
 #define ST_NODE_NODE_INT_H
 
@@ -476,7 +477,7 @@ uint64_t node_wall_ms(void);
  * never below its previous stamp nor the log clock (docs/KV.md, "Time"). */
 uint64_t node_stamp_ms(struct node *n);
 
-/* client.c: waiter machinery used by node.c */
+/* requests.c: waiter machinery used by node.c */
 int node_waiters_init(struct node *n);
 void node_waiters_close(struct node *n);
 void node_waiters_fail_all(struct node *n, int status);

@@ -31,7 +31,10 @@ static void log_defer_release(struct raft_log *l, struct raft_buf *b)
     if (!b) return;
     if (l->n_garbage == l->cap_garbage) {
         size_t cap = l->cap_garbage ? l->cap_garbage * 2 : 1024;
-        struct raft_buf **g = raft_mem_realloc(l->cfg, l->garbage, cap * sizeof(*g));
+        /* Never 0 bytes: a 0-byte realloc frees the list. */
+        size_t ptr_bytes = sizeof(struct raft_buf *);
+        size_t bytes = cap <= SIZE_MAX / ptr_bytes ? cap * ptr_bytes : 0;
+        struct raft_buf **g = bytes ? raft_mem_realloc(l->cfg, l->garbage, bytes) : NULL;
         if (!g) {
             raft_buf_unref(b);
             return;

@@ -690,9 +690,8 @@ static int sim_sync_dir_fd(void *self, int fd)
     struct st_fs_sim *s = self;
     SIM_LOCK(s);
     int rc = 0;
-    if (fd < 0 || fd >= SIM_FDS_MAX || !s->fds[fd].used || !s->fds[fd].dir)
-        rc = ST_EIO; /* a handle a crash invalidated, or none */
-    else if (sim_tick(s))
+    /* A handle a crash invalidated, or none; else the tick may crash now. */
+    if (fd < 0 || fd >= SIM_FDS_MAX || !s->fds[fd].used || !s->fds[fd].dir || sim_tick(s))
         rc = ST_EIO;
     if (rc == 0) {
         struct sim_inode *d = s->inodes[s->fds[fd].ino];
@@ -727,7 +726,7 @@ static int sim_lock(void *self, const char *path, int *fd_out, uint64_t *holder_
             struct sim_inode *in = s->inodes[ino];
             char b[32];
             size_t n = (size_t)ST_MIN(in->size, (uint64_t)sizeof(b) - 1);
-            memcpy(b, in->data, n);
+            if (n) memcpy(b, in->data, n); /* data is NULL while size is 0 */
             b[n] = '\0';
             *holder_pid_out = strtoull(b, NULL, 10);
             rc = ST_EBUSY;

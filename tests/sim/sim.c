@@ -182,7 +182,7 @@ static struct sim_node *node_up(struct sim *s, raft_id id)
 /* A random node that is up, or NULL. */
 static struct sim_node *random_up(struct sim *s)
 {
-    raft_id ids[SIM_NODES_MAX];
+    raft_id ids[SIM_NODES_MAX] = {0};
     size_t k = 0;
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++)
         if (node_up(s, id)) ids[k++] = id;
@@ -193,7 +193,7 @@ static struct sim_node *random_up(struct sim *s)
  * the cluster), else any up node, else NULL. */
 static struct sim_node *random_member(struct sim *s)
 {
-    raft_id ids[SIM_NODES_MAX];
+    raft_id ids[SIM_NODES_MAX] = {0};
     size_t k = 0;
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++)
         if (node_up(s, id) && raft_conf_find(&s->ck.conf, id)) ids[k++] = id;
@@ -1061,7 +1061,7 @@ static void crash_node(struct sim *s, struct sim_node *n)
 
 static void chaos_partition(struct sim *s)
 {
-    raft_id ids[SIM_NODES_MAX];
+    raft_id ids[SIM_NODES_MAX] = {0};
     size_t k = 0;
     for (raft_id id = 1; id <= SIM_NODES_MAX; id++)
         if (node_get(s, id) && !s->nodes[id].destroyed) ids[k++] = id;

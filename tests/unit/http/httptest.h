@@ -176,7 +176,13 @@ static inline void fx_on_async(uv_async_t *a)
 static inline void fx_on_prepare(uv_prepare_t *p)
 {
     struct fx *f = p->data;
-    if (f->pred && !f->pred_true && f->pred(f, f->pred_arg)) {
+    /* pred and pred_arg are set by the test thread (fx_wait): read them under
+     * the mutex; the predicate itself runs here, on the loop thread. */
+    pthread_mutex_lock(&f->mu);
+    int (*pred)(struct fx *, void *) = f->pred_true ? NULL : f->pred;
+    void *pred_arg = f->pred_arg;
+    pthread_mutex_unlock(&f->mu);
+    if (pred && pred(f, pred_arg)) {
         pthread_mutex_lock(&f->mu);
         f->pred_true = 1;
         pthread_cond_broadcast(&f->cv);
@@ -450,7 +456,10 @@ static inline int cl_read(struct client *c, struct resp *r)
     if (head_len >= sizeof(r->headers)) return -1;
     memcpy(r->headers, c->buf, head_len);
     r->headers[head_len] = 0;
-    if (sscanf(r->headers, "HTTP/1.1 %d", &r->status) != 1) return -1;
+    char *status_end = NULL;
+    if (strncmp(r->headers, "HTTP/1.1 ", 9) != 0) return -1;
+    r->status = (int)strtol(r->headers + 9, &status_end, 10);
+    if (status_end == r->headers + 9) return -1;
     const char *cl = find_hdr(r->headers, "Content-Length");
     size_t blen = cl ? (size_t)strtoull(cl, NULL, 10) : 0;
     const char *conn = find_hdr(r->headers, "Connection");

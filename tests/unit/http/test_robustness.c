@@ -23,7 +23,7 @@ static size_t mutate(struct st_rng *rng, char *buf, size_t len, size_t cap)
         size_t at = (size_t)st_rng_below(rng, len);
         switch (st_rng_below(rng, 6)) {
         case 0: /* flip a bit */
-            buf[at] ^= (char)(1u << st_rng_below(rng, 8));
+            buf[at] = (char)((unsigned char)buf[at] ^ (1u << st_rng_below(rng, 8)));
             break;
         case 1: /* random byte */
             buf[at] = (char)st_rng_below(rng, 256);

@@ -199,7 +199,7 @@ TEST(oversized_body_gets_413_and_close)
                      "3e8\r\n");
     memset(req + n, 'a', 1000);
     n += 1000;
-    n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n1\r\nb\r\n0\r\n\r\n");
+    snprintf(req + n, sizeof(req) - (size_t)n, "\r\n1\r\nb\r\n0\r\n\r\n");
     expect_error_and_close(f, req, 413);
     /* The server is still fine for others. */
     struct client c;

@@ -18,7 +18,7 @@ static void cluster_init(int n)
     n_nodes = n;
     for (int i = 0; i < n; i++) {
         h_mkdtemp(nodes[i].dir, sizeof nodes[i].dir);
-        h_config(&nodes[i], (raft_id)(i + 1));
+        h_config(&nodes[i], (raft_id)i + 1);
     }
 }
 
@@ -63,8 +63,10 @@ static raft_id converge(int n)
 
 static int follower_index(raft_id leader, int skip)
 {
-    for (int i = 0; i < n_nodes; i++)
-        if (nodes[i].running && nodes[i].cfg.id != leader && i != skip) return i;
+    for (int i = 0; i < n_nodes; i++) {
+        if (i == skip) continue; /* skip = -1: none */
+        if (nodes[i].running && nodes[i].cfg.id != leader) return i;
+    }
     return -1;
 }
 

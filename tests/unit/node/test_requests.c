@@ -100,7 +100,7 @@ static void start_peers(int n, uint32_t waiters_max)
     char list[1024] = "";
     for (int i = 0; i < n; i++) {
         h_mkdtemp(nodes[i].dir, sizeof nodes[i].dir);
-        h_config(&nodes[i], (raft_id)(i + 1));
+        h_config(&nodes[i], (raft_id)i + 1);
         if (waiters_max) nodes[i].cfg.waiters_max = waiters_max;
         char item[200];
         snprintf(item, sizeof item, "%s%d=%s/%s", i ? "," : "", i + 1, nodes[i].cfg.raft_listen,

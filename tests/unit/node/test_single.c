@@ -52,8 +52,12 @@ TEST(harness_ports_come_from_below_the_ephemeral_range)
     unsigned lo = 32768, hi = 60999;
     FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
     if (f) {
-        ASSERT_EQ(fscanf(f, "%u %u", &lo, &hi), 2);
+        char line[64] = "";
+        char *end = NULL;
+        ASSERT_TRUE(fgets(line, sizeof line, f) != NULL);
         fclose(f);
+        lo = (unsigned)strtoul(line, &end, 10);
+        hi = (unsigned)strtoul(end, NULL, 10);
     }
     uint16_t seen[16];
     for (int i = 0; i < 16; i++) {
@@ -111,7 +115,7 @@ TEST(compare_and_set_with_if_match_and_if_none_match)
     h_http(&single, "PUT", "/kv/k", "If-None-Match: *\r\n", "second", &r);
     ASSERT_EQ(r.status, 412);
     char hdr[64];
-    snprintf(hdr, sizeof hdr, "If-Match: \"%llu\"\r\n", (unsigned long long)(v + 1000));
+    snprintf(hdr, sizeof hdr, "If-Match: \"%llu\"\r\n", (unsigned long long)v + 1000);
     h_http(&single, "PUT", "/kv/k", hdr, "stale", &r);
     ASSERT_EQ(r.status, 412);
     snprintf(hdr, sizeof hdr, "If-Match: \"%llu\"\r\n", (unsigned long long)v);

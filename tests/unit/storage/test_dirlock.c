@@ -108,9 +108,10 @@ TEST(posix_lock_across_processes)
     snprintf(p, sizeof p, "%s/LOCK", dir);
     FILE *f = fopen(p, "r");
     ASSERT_TRUE(f != NULL);
-    long pid = 0;
-    ASSERT_EQ(fscanf(f, "%ld", &pid), 1);
+    char line[32] = "";
+    ASSERT_TRUE(fgets(line, sizeof line, f) != NULL);
     fclose(f);
+    long pid = strtol(line, NULL, 10);
     ASSERT_EQ(pid, (long)getpid());
     /* in this process, a second open of the file is a second holder */
     struct st_dir_lock l2;

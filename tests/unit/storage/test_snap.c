@@ -13,7 +13,7 @@ static void conf_of(struct raft_conf *c, int n)
     memset(c, 0, sizeof(*c));
     c->n = (uint32_t)n;
     for (int i = 0; i < n; i++) {
-        c->members[i].id = (raft_id)(i + 1);
+        c->members[i].id = (raft_id)i + 1;
         c->members[i].role = RAFT_VOTER;
         c->members[i].context_len = (uint16_t)snprintf(
             c->members[i].context, RAFT_MEMBER_CONTEXT_MAX, "10.0.0.%d:7000", i + 1);

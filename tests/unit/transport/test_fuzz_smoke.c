@@ -34,7 +34,8 @@ static size_t valid_stream(uint8_t *out)
                             .to_id = 2,
                             .addr_len = 9};
     memcpy(h.addr, "fuzz:7000", 9);
-    pos += put_frame(out + pos, FRAME_HELLO, body, (uint32_t)frame_hello_encode(&h, body));
+    size_t hello_len = frame_hello_encode(&h, body);
+    pos += put_frame(out + pos, FRAME_HELLO, body, (uint32_t)hello_len);
     static struct raft_buf *pay;
     if (pay == NULL) {
         pay = raft_buf_create(64);

@@ -121,7 +121,8 @@ static void ep_msg_cb(void *ctx, raft_id from, const struct raft_msg *m)
                                 en->data + en->len > en->buf->data + en->buf->cap))
                 e->order_ok = false;
             uint64_t body = wire_msg_size(m);
-            if (en->len > 0 && en->buf->cap != body && en->buf->cap != body + FRAME_HEADER_SIZE)
+            if (en->len > 0 && en->buf != NULL && en->buf->cap != body &&
+                en->buf->cap != body + FRAME_HEADER_SIZE)
                 e->order_ok = false;
             if (en->len > 0 && e->n_kept < 32 && m->context % 7 == 3) {
                 raft_buf_ref(en->buf);
@@ -350,7 +351,7 @@ TEST(messages_are_delivered_in_order_across_three_transports)
     loop_setup();
     struct ep e[3];
     for (int i = 0; i < 3; i++)
-        ep_start(&e[i], (raft_id)(i + 1), CLUSTER, 0);
+        ep_start(&e[i], (raft_id)i + 1, CLUSTER, 0);
     link_peers(&e[0], &e[1]);
     link_peers(&e[0], &e[2]);
     link_peers(&e[1], &e[2]);
@@ -587,7 +588,7 @@ static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                                       .status = 0,
                                       .cluster_id = CLUSTER,
                                       .node_id = r->ack_node_id};
-        uint8_t frame[FRAME_HEADER_SIZE + FRAME_HELLO_ACK_SIZE];
+        uint8_t frame[FRAME_HEADER_SIZE + FRAME_HELLO_ACK_SIZE] = {0};
         size_t len = frame_hello_ack_encode(&ack, frame + FRAME_HEADER_SIZE);
         frame_header_encode(frame, FRAME_HELLO_ACK, frame + FRAME_HEADER_SIZE, (uint32_t)len);
         raw_write(r, frame, sizeof(frame));
@@ -747,7 +748,8 @@ TEST(bad_crc_after_the_handshake_closes_the_connection)
     struct raw r;
     raw_dial(&r, b.port); /* pretends to be node 1 */
     uint8_t hello[FRAME_HEADER_SIZE + FRAME_HELLO_FIXED_SIZE + 8];
-    raw_write(&r, hello, hello_frame(hello, CLUSTER, 1, 2));
+    size_t hello_len = hello_frame(hello, CLUSTER, 1, 2);
+    raw_write(&r, hello, hello_len);
     RUN_UNTIL(b.n_up == 1 && r.in_len >= FRAME_HEADER_SIZE + FRAME_HELLO_ACK_SIZE);
     struct frame_hello_ack ack;
     ASSERT_EQ(frame_hello_ack_decode(r.in + FRAME_HEADER_SIZE, FRAME_HELLO_ACK_SIZE, &ack), 0);

@@ -58,8 +58,8 @@ static void make_seeds(void)
                                       .buf = buf,
                                       .data = buf->data + i * 50,
                                       .len = i == 2 ? 0 : 20 + i * 13};
-    for (uint8_t t = RAFT_MSG_APPEND; t < RAFT_MSG_TYPE_MAX; t++) {
-        struct raft_msg m = {.type = t,
+    for (int t = RAFT_MSG_APPEND; t < RAFT_MSG_TYPE_MAX; t++) {
+        struct raft_msg m = {.type = (uint8_t)t,
                              .from = 3,
                              .to = 1,
                              .term = 9,

@@ -108,8 +108,8 @@ TEST(every_message_type_round_trips_every_field)
 {
     struct raft_snapshot_meta meta = {.index = 1000, .term = 9};
     fill_conf(&meta.conf, 5);
-    for (uint8_t t = RAFT_MSG_APPEND; t < RAFT_MSG_TYPE_MAX; t++) {
-        struct raft_msg m = sample_msg(t);
+    for (int t = RAFT_MSG_APPEND; t < RAFT_MSG_TYPE_MAX; t++) {
+        struct raft_msg m = sample_msg((uint8_t)t);
         if (t == RAFT_MSG_SNAPSHOT) m.snapshot = &meta;
         size_t len;
         struct raft_buf *frame = encode_to_buf(&m, &len);
@@ -321,7 +321,7 @@ TEST(corrupted_fields_are_eproto)
     struct raft_msg m = sample_msg(RAFT_MSG_APPEND);
     m.entries = &e;
     m.n_entries = 1;
-    uint8_t good[256], bad[256];
+    uint8_t good[256], bad[256] = {0};
     size_t n;
     ASSERT_EQ(wire_msg_encode(&m, good, sizeof(good), &n), 0);
     ASSERT_EQ(decode_copy(good, n), 0);
