@@ -131,43 +131,58 @@ def linearizable(ops, vmap, init=None):
             continue
         prereq[k] = last.get(g)
         last[g] = k
+    # Candidates at a point: the calls before the first return left in the
+    # list (any of them may be linearized next). Trying the ones that have
+    # a return time first, soonest first, and the never-returning ones last
+    # changes no verdict (every candidate is tried before backtracking) but
+    # keeps the unknown operations out of the way until one is needed.
+    def candidates():
+        out = []
+        e = nxt[0]
+        while e != end and kind[e] == 0:
+            out.append(e)
+            e = nxt[e]
+        out.sort(key=lambda e: (0, ops[opk[e]]["ret"]) if ops[opk[e]]["ret"] is not None
+                 else (1, ops[opk[e]]["call"]))
+        return out
+
     cache = set()
     stack = []
     bits = 0
     state = init
-    entry = nxt[0]
+    cands, i = candidates(), 0
     steps = 0
     while nxt[0] != end:
-        steps += 1
-        if steps > STEPS_MAX:
-            raise Violation("undecided: the search for a linearization of %d operations passed "
-                            "%d steps" % (len(ops), STEPS_MAX))
-        if entry == end:
-            return False
-        if kind[entry] == 0:
-            k = opk[entry]
+        advanced = False
+        while i < len(cands):
+            steps += 1
+            if steps > STEPS_MAX:
+                raise Violation("undecided: the search for a linearization of %d operations "
+                                "passed %d steps" % (len(ops), STEPS_MAX))
+            e = cands[i]
+            i += 1
+            k = opk[e]
             if prereq[k] is not None and not (bits >> prereq[k]) & 1:
-                entry = nxt[entry]
                 continue
             ok, new = _step(ops[k], state, vmap)
-            if ok:
-                nb = bits | (1 << k)
-                if (nb, new) not in cache:
-                    cache.add((nb, new))
-                    stack.append((entry, state))
-                    state, bits = new, nb
-                    lift(entry)
-                    entry = nxt[0]
-                    continue
-            entry = nxt[entry]
-        else:
-            # A return reached before its call was linearized: backtrack.
-            if not stack:
-                return False
-            entry, state = stack.pop()
-            bits &= ~(1 << opk[entry])
-            unlift(entry)
-            entry = nxt[entry]
+            if not ok:
+                continue
+            nb = bits | (1 << k)
+            if (nb, new) in cache:
+                continue
+            cache.add((nb, new))
+            stack.append((cands, i, e, state, bits))
+            state, bits = new, nb
+            lift(e)
+            cands, i = candidates(), 0
+            advanced = True
+            break
+        if advanced:
+            continue
+        if not stack:
+            return False
+        cands, i, e, state, bits = stack.pop()
+        unlift(e)
     return True
 
 
@@ -203,18 +218,43 @@ def check_unwritten(history):
             raise Violation("key %s read %r, which no operation wrote" % (op["key"], op["out"]))
 
 
+def truncate(ops, t):
+    """The history as it stood at time t: operations answered by then keep
+    their answers, those still running become unknown (a read, dropped).
+    A history that is linearizable stays so when truncated, so the failing
+    cut times are every time from the first one on."""
+    out = []
+    for o in ops:
+        if o["call"] > t:
+            continue
+        if o["ret"] is not None and o["ret"] <= t:
+            out.append(o)
+        elif o["f"] != "get":
+            out.append(dict(o, ret=None, unknown=True, status=None, version=None))
+    return out
+
+
 def smallest_failing_window(ops, vmap, context=12):
-    """The shortest prefix (by call time) that is not linearizable, and the
-    operations at its end: the window where the history breaks."""
-    ops = sorted(ops, key=lambda o: o["call"])
-    lo, hi = 1, len(ops)
+    """The earliest time at which the key's history stops being
+    linearizable, and the operations answered last before it: the window
+    where the history breaks (the last one is the answer that no order of
+    the operations can explain)."""
+    times = sorted({o["ret"] for o in ops if o["ret"] is not None})
+    lo, hi = 0, len(times) - 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if linearizable(ops[:mid], vmap):
+        try:
+            ok = linearizable(truncate(ops, times[mid]), vmap)
+        except Violation:  # undecided: look earlier
+            ok = False
+        if ok:
             lo = mid + 1
         else:
             hi = mid
-    return ops[max(0, lo - context):lo]
+    cut = truncate(ops, times[lo])
+    done = sorted((o for o in cut if o["ret"] is not None and not o.get("unknown")),
+                  key=lambda o: o["ret"])
+    return sorted(done[-context:], key=lambda o: o["call"])
 
 
 def describe(op, t0=0.0):
@@ -270,8 +310,8 @@ def check(history):
     for key, ops in sorted(keys.items()):
         if not linearizable(ops, vmap):
             window = smallest_failing_window(ops, vmap)
-            raise Violation("key %s: not linearizable (%d operations); the smallest failing "
-                            "prefix ends with:\n%s" % (key, len(ops),
+            raise Violation("key %s: not linearizable (%d operations); the last answers "
+                            "before it breaks (the last one cannot be explained):\n%s" % (key, len(ops),
                                                        "\n".join(describe(o, t0) for o in window)))
     unknown = sum(1 for op in history if op["ret"] is None)
     return {"operations": len(history), "keys": len(keys), "unknown": unknown,
@@ -309,6 +349,8 @@ def self_test():
         raise AssertionError("stale read accepted")
     except Violation as e:
         assert "not linearizable" in str(e), e
+        # the window ends with the stale read
+        assert str(e).rstrip().endswith("200 'a' v10"), e
     # a lost write: an acknowledged put, then reads without it
     lost = [_op(0, 1, "put", 0.0, 1.0, 201, value="a", version=3),
             _op(1, 2, "get", 2.0, 2.1, 404)]

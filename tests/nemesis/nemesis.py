@@ -161,36 +161,72 @@ class Client(threading.Thread):
             method, body, headers = "DELETE", None, {}
         if strict:
             op["strict"] = True
+        if op["f"] != "get" and r.args.retry_s > 0:
+            # Exactly-once retries: the same Idempotency-Key on every attempt,
+            # through any node, until an answer (the API replays a recorded
+            # result instead of applying again). The operation's interval is
+            # its first call to its final answer.
+            headers["Idempotency-Key"] = "n%d-c%d-%d" % (r.seed, self.cid, op["id"])
+        deadline = op["call"] + (r.args.retry_s if op["f"] != "get" else 0)
+        attempts = 0
+        while True:
+            attempts += 1
+            outcome = self.attempt(op, node, method, path, body, headers)
+            if outcome != "retry" or time.monotonic() >= deadline or self.stop.is_set():
+                break
+            time.sleep(0.1)
+            nodes = r.addressable()
+            if nodes:
+                node = self.rng.choice(nodes)
+        if attempts > 1:
+            op["attempts"] = attempts
+        if outcome == "retry":  # no answer in the end: unknown (a read: nothing learnt)
+            self.liveness(op, op.get("error", "?"))
+
+    def attempt(self, op, node, method, path, body, headers):
+        """One request; fills op when it gets an answer. Returns "done" or
+        "retry" (no answer, or 503: the outcome is unknown so far)."""
         try:
             status, hdrs, data = request(node.http, method, path, body, headers)
         except ConnectionError:
+            if "Idempotency-Key" in headers:
+                op["error"] = "cannot connect to node %d" % node.id
+                return "retry"
             op["ret"] = time.monotonic()
             op["failed"] = "connect"
             self.liveness(op, "cannot connect")
-            return
+            return "done"
         except (TimeoutError, OSError) as e:
-            op["error"] = str(e)[:100]
-            self.liveness(op, "no answer: %s" % e)
-            return
+            op["error"] = "node %d: %s" % (node.id, str(e)[:100])
+            return "retry"
         now = time.monotonic()
         if status in (200, 201, 404, 412):
             op["ret"], op["status"] = now, status
+            op.pop("error", None)
             if op["f"] == "get" and status == 200:
                 op["out"] = data.decode()
                 op["version"] = etag(hdrs)
-                self.seen[key] = op["version"]
+                self.seen[op["key"]] = op["version"]
             elif status in (200, 201) and op["f"] != "get":
                 try:
                     op["version"] = json.loads(data).get("version")
                 except ValueError:
                     op["version"] = None
-            return
+            if hdrs.get("idempotent-replayed"):
+                op["replayed"] = True
+            return "done"
         # 503 (no leader, timeout, leadership lost) and the like: for a
         # write, maybe applied; for a read, nothing learnt.
-        op["error"] = "%d %s" % (status, data[:80].decode("utf-8", "replace"))
+        op["error"] = "node %d: %d %s" % (node.id, status, data[:80].decode("utf-8", "replace"))
         if status == 507:  # documented: nothing was written
             op["ret"], op["failed"] = now, "507"
-        self.liveness(op, op["error"])
+            self.liveness(op, op["error"])
+            return "done"
+        if status in (400, 413, 422):  # our request is wrong: say so
+            op["ret"], op["failed"] = now, str(status)
+            self.run_.bad_requests.append(op)
+            return "done"
+        return "retry"
 
     def liveness(self, op, why):
         if op.get("strict"):
@@ -211,6 +247,7 @@ class Run:
         self.history = History()
         self.schedule = []
         self.liveness_failures = []
+        self.bad_requests = []
         self.counts = {}
         self.clock_ok = not harness.SANITIZED and bool(faketime_lib())
         self.next_id = 4
@@ -320,6 +357,10 @@ class Run:
                 cl.stop.set()
             for cl in clients:
                 cl.join(timeout=REQUEST_TIMEOUT_S * 2)
+        if self.bad_requests:
+            raise RunFailure("%d requests refused as malformed; first: %s (%s)"
+                             % (len(self.bad_requests), checker.describe(self.bad_requests[0]),
+                                self.bad_requests[0].get("error")))
         if self.liveness_failures:
             op, why = self.liveness_failures[0]
             raise RunFailure("liveness: %d operations failed in the quiet period; first: %s (%s)"
@@ -574,6 +615,9 @@ def main():
     ap.add_argument("--reads", default="linearizable", choices=["linearizable", "lease", "stale"],
                     help="consistency of the clients' reads (stale: to show the checker "
                     "catching non-linearizable reads)")
+    ap.add_argument("--retry-s", type=float, default=15,
+                    help="retry an unanswered write with its Idempotency-Key for this long "
+                    "(0: one attempt; unanswered writes stay unknown)")
     ap.add_argument("--server-args", default=SERVER_ARGS,
                     help="arguments for every node (default: %(default)s)")
     ap.add_argument("--disk-mib", type=int, default=96, help="each host's tmpfs (MiB)")
@@ -594,9 +638,9 @@ def main():
         seed = args.seed + r
         run = Run(args, seed, net_id)
         replay = ("%s %s --seed %d --runs 1 --duration %g --quiet %g --mix %s --clients %d "
-                  "--keys %d --reads %s --disk-mib %d --server-args '%s'"
+                  "--keys %d --reads %s --disk-mib %d --retry-s %g --server-args '%s'"
                   % (sys.executable, os.path.abspath(__file__), seed, args.duration, args.quiet,
-                     args.mix, args.clients, args.keys, args.reads, args.disk_mib,
+                     args.mix, args.clients, args.keys, args.reads, args.disk_mib, args.retry_s,
                      args.server_args))
         replay = replay.replace(os.path.abspath(__file__),
                                 os.path.abspath(__file__) + " " + args.stcache, 1)
