@@ -6,8 +6,8 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all deps build run test test-release test-asan test-tsan format lint sim-soak clean \
-	bench bench-reliability
+.PHONY: all deps build run test test-release test-asan test-tsan format lint sim-soak nemesis \
+	clean bench bench-reliability
 
 all: build
 
@@ -64,6 +64,16 @@ format:
 
 sim-soak: build
 	$(BUILD)/tests/sim/raft_sim --seeds 1000000 --steps 3000
+
+# The nemesis soak (tests/nemesis/README.md): RUNS seeded runs of DURATION
+# seconds of faults each, from SEED; MIX picks fault kinds. Needs root.
+RUNS ?= 10
+DURATION ?= 60
+SEED ?= 1
+MIX ?= all
+nemesis: build
+	python3 tests/nemesis/nemesis.py $(BUILD)/stcache --seed $(SEED) --runs $(RUNS) \
+	    --duration $(DURATION) --mix $(MIX)
 
 bench: build
 	scripts/deps.sh --bench

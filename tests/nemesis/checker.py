@@ -1,0 +1,422 @@
+"""Checks a nemesis history: linearizability per key, and writes neither lost
+nor applied twice.
+
+An operation is a dict:
+    id, client, key, f ("put" | "cas" | "del" | "get"),
+    value (put, cas: unique across the history), expect (cas: the version
+    the If-Match names), call, ret (seconds; ret is None when the outcome is
+    unknown: a timeout, a reset connection, a 503 after the request was
+    sent), and for completed operations status (HTTP) plus, for get, the
+    value read and its version (ETag), for put/cas/del the version answered.
+
+The model is a register per key whose state is the value (or None when
+absent). Values are unique, so a version names one value: the versions seen
+in answers (write acknowledgements, ETags of reads) give a version -> value
+map, and a compare-and-set "If-Match: N" is "if the register holds the value
+written at version N". Statuses carry the preconditions the API promises:
+201 created (the key was absent), 200 replaced (present), 412 (the condition
+did not hold), 404 (absent).
+
+Linearizability is decided with the Wing-Gong/Lowe algorithm as Porcupine
+implements it: a search over the call/return events with a cache of
+(linearized set, state); an operation whose outcome is unknown gets an
+infinite return time, so it may take effect at any point after its call, or
+never. Per key (P-compositionality), so the search stays small.
+
+Applied twice: a value must never be seen with two versions, and a version
+never with two values or keys. A value seen that no operation wrote is
+reported too.
+"""
+
+import json
+import math
+import sys
+
+INF = math.inf
+UNSEEN = "\0unseen"  # the value of an unknown write nobody read
+
+
+class Violation(Exception):
+    pass
+
+
+def _step(op, state, vmap):
+    """(legal, new_state) of applying op to state."""
+    f, st = op["f"], op.get("status")
+    known = op.get("ret") is not None and not op.get("unknown")
+    if f == "get":
+        if st == 200:
+            return state == op["out"], state
+        return state is None, state  # 404
+    if f == "put":
+        if not known:
+            return True, op["value"]
+        if st == 201:
+            return state is None, op["value"]
+        return state is not None, op["value"]  # 200
+    if f == "del":
+        if not known:
+            return True, None
+        if st == 404:
+            return state is None, None
+        return state is not None, None  # 200
+    if f == "cas":
+        expected = vmap.get(op["expect"], ("<unseen version %s>" % op["expect"],))
+        holds = state == expected
+        if not known:
+            return True, op["value"] if holds else state
+        if st == 412:
+            return not holds, state
+        return holds, op["value"]  # 200
+    raise ValueError("unknown f %r" % f)
+
+
+STEPS_MAX = 20_000_000  # search steps per key before the checker gives up (and says so)
+
+
+def linearizable(ops, vmap, init=None):
+    """True when the operations of one key have a linearization. Raises
+    Violation("undecided") past STEPS_MAX steps: never a silent pass."""
+    events = []
+    for k, op in enumerate(ops):
+        ret = op["ret"] if op["ret"] is not None else INF
+        # at equal times a call sorts before a return: the two overlap
+        events.append((op["call"], 0, k))
+        events.append((ret, 1, k))
+    events.sort()
+    n = len(events)
+    # doubly linked list over event slots; 0 = head sentinel
+    nxt = list(range(1, n + 2))
+    prv = list(range(-1, n + 1))
+    kind = [None] + [e[1] for e in events]
+    opk = [None] + [e[2] for e in events]
+    match = {}
+    for pos in range(1, n + 1):
+        if kind[pos] == 1:
+            match[opk[pos]] = pos
+    end = n + 1
+
+    def lift(pos):
+        r = match[opk[pos]]
+        nxt[prv[pos]] = nxt[pos]
+        prv[nxt[pos]] = prv[pos]
+        nxt[prv[r]] = nxt[r]
+        prv[nxt[r]] = prv[r]
+
+    def unlift(pos):
+        r = match[opk[pos]]
+        nxt[prv[r]] = r
+        prv[nxt[r]] = r
+        nxt[prv[pos]] = pos
+        prv[nxt[pos]] = pos
+
+    # Interchangeable operations: unknown (never returning) with the same
+    # effect on every state: writes of an unseen value (per CAS condition)
+    # and deletes. Of such a group, any k of them linearized can be taken to
+    # be the k called first (swap one for an earlier-called twin: same
+    # effect, and no return time to respect), so a member is linearized only
+    # after its predecessor in call order. Without this, n of them make the
+    # search try 2^n subsets.
+    prereq = [None] * len(ops)
+    last = {}
+    for k in sorted(range(len(ops)), key=lambda k: ops[k]["call"]):
+        op = ops[k]
+        if op["ret"] is not None:
+            continue
+        if op["f"] == "del":
+            g = ("del",)
+        elif op["f"] in ("put", "cas") and op["value"] == UNSEEN:
+            g = (op["f"], op.get("expect"))
+        else:
+            continue
+        prereq[k] = last.get(g)
+        last[g] = k
+    # Candidates at a point: the calls before the first return left in the
+    # list (any of them may be linearized next). Trying the ones that have
+    # a return time first, soonest first, and the never-returning ones last
+    # changes no verdict (every candidate is tried before backtracking) but
+    # keeps the unknown operations out of the way until one is needed.
+    def candidates():
+        out = []
+        e = nxt[0]
+        while e != end and kind[e] == 0:
+            out.append(e)
+            e = nxt[e]
+        out.sort(key=lambda e: (0, ops[opk[e]]["ret"]) if ops[opk[e]]["ret"] is not None
+                 else (1, ops[opk[e]]["call"]))
+        return out
+
+    cache = set()
+    stack = []
+    bits = 0
+    state = init
+    cands, i = candidates(), 0
+    steps = 0
+    while nxt[0] != end:
+        advanced = False
+        while i < len(cands):
+            steps += 1
+            if steps > STEPS_MAX:
+                raise Violation("undecided: the search for a linearization of %d operations "
+                                "passed %d steps" % (len(ops), STEPS_MAX))
+            e = cands[i]
+            i += 1
+            k = opk[e]
+            if prereq[k] is not None and not (bits >> prereq[k]) & 1:
+                continue
+            ok, new = _step(ops[k], state, vmap)
+            if not ok:
+                continue
+            nb = bits | (1 << k)
+            if (nb, new) in cache:
+                continue
+            cache.add((nb, new))
+            stack.append((cands, i, e, state, bits))
+            state, bits = new, nb
+            lift(e)
+            cands, i = candidates(), 0
+            advanced = True
+            break
+        if advanced:
+            continue
+        if not stack:
+            return False
+        cands, i, e, state, bits = stack.pop()
+        unlift(e)
+    return True
+
+
+def version_map(history):
+    """version -> value from every answer that names both; raises Violation
+    when a value has two versions or a version two values (applied twice)."""
+    vmap, vkey, by_value = {}, {}, {}
+    for op in history:
+        if op.get("ret") is None or op.get("status") not in (200, 201):
+            continue
+        if op["f"] == "get":
+            value, version = op["out"], op.get("version")
+        elif op["f"] in ("put", "cas"):
+            value, version = op["value"], op.get("version")
+        else:
+            continue
+        if version is None:
+            continue
+        if vmap.get(version, value) != value or vkey.get(version, op["key"]) != op["key"]:
+            raise Violation("version %s names two writes: %r (%s) and %r (%s)"
+                            % (version, vmap[version], vkey[version], value, op["key"]))
+        if by_value.get(value, version) != version:
+            raise Violation("value %r of key %s seen at versions %s and %s: applied twice"
+                            % (value, op["key"], by_value[value], version))
+        vmap[version], vkey[version], by_value[value] = value, op["key"], version
+    return vmap
+
+
+def check_unwritten(history):
+    written = {op["value"] for op in history if op["f"] in ("put", "cas")}
+    for op in history:
+        if op["f"] == "get" and op.get("status") == 200 and op["out"] not in written:
+            raise Violation("key %s read %r, which no operation wrote" % (op["key"], op["out"]))
+
+
+def truncate(ops, t):
+    """The history as it stood at time t: operations answered by then keep
+    their answers, those still running become unknown (a read, dropped).
+    A history that is linearizable stays so when truncated, so the failing
+    cut times are every time from the first one on."""
+    out = []
+    for o in ops:
+        if o["call"] > t:
+            continue
+        if o["ret"] is not None and o["ret"] <= t:
+            out.append(o)
+        elif o["f"] != "get":
+            out.append(dict(o, ret=None, unknown=True, status=None, version=None))
+    return out
+
+
+def smallest_failing_window(ops, vmap, context=12):
+    """The earliest time at which the key's history stops being
+    linearizable, and the operations answered last before it: the window
+    where the history breaks (the last one is the answer that no order of
+    the operations can explain)."""
+    times = sorted({o["ret"] for o in ops if o["ret"] is not None})
+    lo, hi = 0, len(times) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            ok = linearizable(truncate(ops, times[mid]), vmap)
+        except Violation:  # undecided: look earlier
+            ok = False
+        if ok:
+            lo = mid + 1
+        else:
+            hi = mid
+    cut = truncate(ops, times[lo])
+    done = sorted((o for o in cut if o["ret"] is not None and not o.get("unknown")),
+                  key=lambda o: o["ret"])
+    return sorted(done[-context:], key=lambda o: o["call"])
+
+
+def describe(op, t0=0.0):
+    ret = "  ?    " if op["ret"] is None else "%7.3f" % (op["ret"] - t0)
+    what = {"get": "get", "put": "put %r" % op.get("value"), "del": "del",
+            "cas": "cas if v%s -> %r" % (op.get("expect"), op.get("value"))}[op["f"]]
+    res = "unknown" if op["ret"] is None or op.get("unknown") else "%s" % op.get("status")
+    if op["f"] == "get" and op.get("status") == 200:
+        res += " %r v%s" % (op["out"], op.get("version"))
+    elif op.get("version") is not None:
+        res += " v%s" % op["version"]
+    return "  [%7.3f .. %s] c%-2d %-6s %-40s -> %s" % (op["call"] - t0, ret, op["client"],
+                                                      op["key"], what, res)
+
+
+def check(history):
+    """Returns a summary dict; raises Violation with a readable report."""
+    vmap = version_map(history)
+    check_unwritten(history)
+    # The values something observed: read back, or named by a CAS's version.
+    observed = {op["out"] for op in history if op["f"] == "get" and op.get("status") == 200}
+    observed |= {vmap[op["expect"]] for op in history if op["f"] == "cas" and op["expect"] in vmap}
+    # An unknown write whose value was read took effect, before the first
+    # return of an operation that saw it: that return bounds it like a
+    # completed operation's (without the status it never got). Left with an
+    # infinite return, a few dozen of them make the search exponential.
+    seen_by = {}
+    for op in history:
+        if op["ret"] is None:
+            continue
+        if op["f"] == "get" and op.get("status") == 200:
+            v = op["out"]
+        elif op["f"] == "cas" and op["expect"] in vmap:
+            v = vmap[op["expect"]]
+        else:
+            continue
+        seen_by[v] = min(seen_by.get(v, INF), op["ret"])
+    keys = {}
+    for op in history:
+        if op["f"] == "get" and op["ret"] is None:
+            continue  # an unanswered read constrains nothing
+        if op["ret"] is None and op["f"] in ("put", "cas") and op["value"] in seen_by:
+            op = dict(op, ret=max(op["call"], seen_by[op["value"]]), unknown=True)
+        if op["ret"] is None and op["f"] in ("put", "cas") and op["value"] not in observed:
+            # Unknown writes whose value nobody saw differ only in their call
+            # times: they all leave "some value never read" (UNSEEN), and
+            # linearize() tries them in call order only (see there).
+            op = dict(op, value=UNSEEN)
+        if op.get("failed"):
+            continue  # definitely not applied (never sent, or a documented refusal)
+        keys.setdefault(op["key"], []).append(op)
+    t0 = min((op["call"] for op in history), default=0.0)
+    for key, ops in sorted(keys.items()):
+        if not linearizable(ops, vmap):
+            window = smallest_failing_window(ops, vmap)
+            raise Violation("key %s: not linearizable (%d operations); the last answers "
+                            "before it breaks (the last one cannot be explained):\n%s" % (key, len(ops),
+                                                       "\n".join(describe(o, t0) for o in window)))
+    unknown = sum(1 for op in history if op["ret"] is None)
+    return {"operations": len(history), "keys": len(keys), "unknown": unknown,
+            "ok": sum(1 for op in history if op["ret"] is not None and not op.get("failed"))}
+
+
+# ---------------------------------------------------------------------------
+# self-test: the checker must accept good histories and reject bad ones
+
+
+def _op(i, c, f, call, ret, status=None, value=None, out=None, version=None, expect=None,
+        key="k"):
+    return {"id": i, "client": c, "key": key, "f": f, "call": call, "ret": ret,
+            "status": status, "value": value, "out": out, "version": version, "expect": expect}
+
+
+def self_test():
+    good = [
+        _op(0, 1, "put", 0.0, 1.0, 201, value="a", version=10),
+        _op(1, 2, "get", 0.5, 1.5, 200, out="a", version=10),  # concurrent, sees a
+        _op(2, 3, "put", 2.0, None, value="b"),                 # unknown
+        _op(3, 1, "get", 3.0, 3.5, 200, out="a", version=10),   # b not (yet) applied
+        _op(4, 2, "cas", 4.0, 4.5, 200, value="c", expect=10, version=14),
+        _op(5, 1, "get", 5.0, 5.5, 200, out="c", version=14),
+        _op(6, 3, "cas", 6.0, 6.5, 412, value="d", expect=10),
+        _op(7, 1, "del", 7.0, 7.5, 200, version=20),
+        _op(8, 2, "get", 8.0, 8.5, 404),
+        _op(9, 3, "del", 9.0, 9.5, 404),
+    ]
+    check(good)
+    # a stale read: after c was acknowledged, a read returns a
+    stale = good[:6] + [_op(10, 3, "get", 5.6, 5.9, 200, out="a", version=10)]
+    try:
+        check(stale)
+        raise AssertionError("stale read accepted")
+    except Violation as e:
+        assert "not linearizable" in str(e), e
+        # the window ends with the stale read
+        assert str(e).rstrip().endswith("200 'a' v10"), e
+    # a lost write: an acknowledged put, then reads without it
+    lost = [_op(0, 1, "put", 0.0, 1.0, 201, value="a", version=3),
+            _op(1, 2, "get", 2.0, 2.1, 404)]
+    try:
+        check(lost)
+        raise AssertionError("lost write accepted")
+    except Violation:
+        pass
+    # the unknown write applied late: a read sees b after a read without it
+    late = good[:4] + [_op(4, 1, "get", 4.0, 4.1, 200, out="b", version=12)]
+    check(late)
+    # ...but not back and forth (b then a again)
+    flip = late + [_op(5, 2, "get", 5.0, 5.1, 200, out="a", version=10)]
+    try:
+        check(flip)
+        raise AssertionError("a value coming back accepted")
+    except Violation:
+        pass
+    # applied twice: one value at two versions
+    twice = [_op(0, 1, "put", 0.0, 1.0, 201, value="a", version=3),
+             _op(1, 2, "get", 2.0, 2.1, 200, out="a", version=7)]
+    try:
+        check(twice)
+        raise AssertionError("a value at two versions accepted")
+    except Violation as e:
+        assert "applied twice" in str(e), e
+    # a created answer (201) while the key existed
+    created = [_op(0, 1, "put", 0.0, 1.0, 201, value="a", version=3),
+               _op(1, 1, "put", 2.0, 3.0, 201, value="b", version=4)]
+    try:
+        check(created)
+        raise AssertionError("201 on an existing key accepted")
+    except Violation:
+        pass
+    # an unknown write nobody read still explains a 200 "replaced"
+    hidden = [_op(0, 1, "put", 0.0, None, value="x"),
+              _op(1, 2, "put", 1.0, 2.0, 200, value="y", version=9)]
+    check(hidden)
+    # many concurrent unknown writes and deletes stay tractable
+    many = [_op(i, i, "put", 0.01 * i, None, value="u%d" % i) for i in range(40)]
+    many += [_op(40 + i, i, "del", 0.5 + 0.01 * i, None) for i in range(20)]
+    many += [_op(60, 99, "get", 1.0, 1.1, 200, out="u7", version=50),
+             _op(61, 99, "get", 2.0, 2.1, 404),
+             _op(62, 99, "put", 3.0, 3.1, 201, value="z", version=60),
+             _op(63, 98, "get", 4.0, 4.1, 200, out="u7", version=50)]  # u7 cannot come back
+    try:
+        check(many)
+        raise AssertionError("an overwritten value coming back accepted")
+    except Violation:
+        pass
+    many = many[:-1]
+    check(many)
+    print("checker self-test: ok")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--self-test"]:
+        self_test()
+    elif len(sys.argv) == 2:
+        with open(sys.argv[1]) as f:
+            hist = json.load(f)
+        try:
+            print(json.dumps(check(hist)))
+        except Violation as e:
+            print("VIOLATION: %s" % e)
+            sys.exit(1)
+    else:
+        print("usage: checker.py HISTORY.json | --self-test", file=sys.stderr)
+        sys.exit(2)

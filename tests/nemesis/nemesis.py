@@ -1,0 +1,665 @@
+#!/usr/bin/env python3
+"""The nemesis: real stcache processes in their own network namespaces,
+clients that record every operation, faults from a seeded schedule, and a
+checker (linearizability per key, no write lost or applied twice, liveness
+after the faults heal, identical replicas).
+
+usage: nemesis.py STCACHE [--seed N] [--runs N] [--duration S] [--mix LIST]
+                  [--clients N] [--keys N] [--quiet S] [--keep]
+
+--mix is a comma list of fault kinds (default: all of them):
+  partition  halves, the leader alone, one way, a bridge node seeing both sides
+  net        packet loss (iptables statistic), delay (netem, or tbf queueing
+             when the kernel has no netem)
+  kill       kill -9 a minority, restart it
+  stop       SIGSTOP a minority, SIGCONT it
+  clock      jump a node's CLOCK_REALTIME (libfaketime; not under sanitizers)
+  disk       fill a node's data directory (its own tmpfs), free it later
+  member     transfer leadership; remove a follower, wipe it, rejoin it under a
+             new id (sometimes killing the joiner while it joins); add a node on a
+             spare host (up to 5), or remove one
+Run k uses seed N+k; the same seed gives the same fault schedule (which
+faults, in which order, on which nodes by rank, for how long). A failing run
+keeps its directory (history.json, schedule.json, node logs) and prints the
+command that replays it. Needs root (namespaces, iptables, tmpfs mounts).
+Exit status: 0 all runs passed, 1 a run failed, 77 the machine cannot run it.
+"""
+
+import argparse
+import glob
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
+sys.path.insert(0, HERE)
+
+import checker  # noqa: E402
+import harness  # noqa: E402
+import netns  # noqa: E402
+
+RAFT_PORT, HTTP_PORT = 7000, 8000
+HOSTS = 5  # namespaces: 3 initial nodes, 2 spare hosts for added nodes
+# Small snapshots and WAL segments: compaction, snapshot streaming and segment
+# rolls happen many times per run, and a 96 MiB disk holds the WAL.
+SERVER_ARGS = ("--snapshot-threshold 500 --snapshot-interval 0 --wal-segment-bytes 4194304 "
+               "--max-value-bytes 65536")
+KINDS = ["partition", "net", "kill", "stop", "clock", "disk", "member"]
+REQUEST_TIMEOUT_S = 8.0  # above the server's --request-timeout-ms (5 s): it answers first
+
+
+def log(msg):
+    harness.log(msg)
+
+
+class RunFailure(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# clients
+
+
+class History:
+    def __init__(self):
+        self.ops = []
+        self.lock = threading.Lock()
+        self.next_id = 0
+
+    def begin(self, **op):
+        with self.lock:
+            op["id"] = self.next_id
+            self.next_id += 1
+            self.ops.append(op)
+        op["call"] = time.monotonic()
+        op["ret"] = None
+        return op
+
+
+def request(addr, method, path, body=None, headers=None):
+    """(status, headers, body); raises ConnectionError when nothing was sent
+    (the operation surely did not happen), TimeoutError/OSError when the
+    outcome is unknown."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=REQUEST_TIMEOUT_S)
+    try:
+        try:
+            conn.connect()
+        except OSError as e:
+            raise ConnectionError(str(e)) from e
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    except (http.client.HTTPException, socket.timeout) as e:
+        raise TimeoutError(str(e)) from e
+    finally:
+        conn.close()
+
+
+def etag(headers):
+    v = headers.get("etag")
+    return int(v.strip('"')) if v else None
+
+
+class Client(threading.Thread):
+    """Random single-key operations against random live nodes; every one is
+    recorded with its call and return times and outcome."""
+
+    def __init__(self, run, cid, seed):
+        super().__init__(daemon=True)
+        self.run_ = run
+        self.cid = cid
+        self.rng = random.Random(seed)
+        self.seq = 0
+        self.seen = {}  # key -> last version read (for CAS)
+        self.stop = threading.Event()
+        self.strict = False  # quiet period: every operation must succeed
+
+    def run(self):
+        while not self.stop.is_set():
+            self.one()
+
+    def one(self):
+        r = self.run_
+        nodes = r.addressable()
+        if not nodes:
+            time.sleep(0.05)
+            return
+        strict = self.strict  # operations called in the quiet period must succeed
+        node = self.rng.choice(nodes)
+        key = "k%d" % self.rng.randrange(r.keys)
+        path = "/kv/" + key
+        x = self.rng.random()
+        if x < 0.45:
+            op = r.history.begin(client=self.cid, key=key, f="get", node=node.id)
+            method, body, headers = "GET", None, {}
+            if r.args.reads != "linearizable":  # the checker must catch these
+                path += "?consistency=" + r.args.reads
+        elif x < 0.75 or key not in self.seen:
+            self.seq += 1
+            value = "c%d-%d" % (self.cid, self.seq)
+            op = r.history.begin(client=self.cid, key=key, f="put", value=value, node=node.id)
+            method, body, headers = "PUT", value.encode(), {}
+        elif x < 0.92:
+            self.seq += 1
+            value = "c%d-%d" % (self.cid, self.seq)
+            op = r.history.begin(client=self.cid, key=key, f="cas", value=value,
+                                 expect=self.seen[key], node=node.id)
+            method, body, headers = "PUT", value.encode(), {"If-Match": '"%d"' % self.seen[key]}
+        else:
+            op = r.history.begin(client=self.cid, key=key, f="del", node=node.id)
+            method, body, headers = "DELETE", None, {}
+        if strict:
+            op["strict"] = True
+        if op["f"] != "get" and r.args.retry_s > 0:
+            # Exactly-once retries: the same Idempotency-Key on every attempt,
+            # through any node, until an answer (the API replays a recorded
+            # result instead of applying again). The operation's interval is
+            # its first call to its final answer.
+            headers["Idempotency-Key"] = "n%d-c%d-%d" % (r.seed, self.cid, op["id"])
+        deadline = op["call"] + (r.args.retry_s if op["f"] != "get" else 0)
+        attempts = 0
+        while True:
+            attempts += 1
+            outcome = self.attempt(op, node, method, path, body, headers)
+            if outcome != "retry" or time.monotonic() >= deadline or self.stop.is_set():
+                break
+            time.sleep(0.1)
+            nodes = r.addressable()
+            if nodes:
+                node = self.rng.choice(nodes)
+        if attempts > 1:
+            op["attempts"] = attempts
+        if outcome == "retry":  # no answer in the end: unknown (a read: nothing learnt)
+            self.liveness(op, op.get("error", "?"))
+
+    def attempt(self, op, node, method, path, body, headers):
+        """One request; fills op when it gets an answer. Returns "done" or
+        "retry" (no answer, or 503: the outcome is unknown so far)."""
+        try:
+            status, hdrs, data = request(node.http, method, path, body, headers)
+        except ConnectionError:
+            if "Idempotency-Key" in headers:
+                op["error"] = "cannot connect to node %d" % node.id
+                return "retry"
+            op["ret"] = time.monotonic()
+            op["failed"] = "connect"
+            self.liveness(op, "cannot connect")
+            return "done"
+        except (TimeoutError, OSError) as e:
+            op["error"] = "node %d: %s" % (node.id, str(e)[:100])
+            return "retry"
+        now = time.monotonic()
+        if status in (200, 201, 404, 412):
+            op["ret"], op["status"] = now, status
+            op.pop("error", None)
+            if op["f"] == "get" and status == 200:
+                op["out"] = data.decode()
+                op["version"] = etag(hdrs)
+                self.seen[op["key"]] = op["version"]
+            elif status in (200, 201) and op["f"] != "get":
+                try:
+                    op["version"] = json.loads(data).get("version")
+                except ValueError:
+                    op["version"] = None
+            if hdrs.get("idempotent-replayed"):
+                op["replayed"] = True
+            return "done"
+        # 503 (no leader, timeout, leadership lost) and the like: for a
+        # write, maybe applied; for a read, nothing learnt.
+        op["error"] = "node %d: %d %s" % (node.id, status, data[:80].decode("utf-8", "replace"))
+        if status == 507:  # documented: nothing was written
+            op["ret"], op["failed"] = now, "507"
+            self.liveness(op, op["error"])
+            return "done"
+        if status in (400, 413, 422):  # our request is wrong: say so
+            op["ret"], op["failed"] = now, str(status)
+            self.run_.bad_requests.append(op)
+            return "done"
+        return "retry"
+
+    def liveness(self, op, why):
+        if op.get("strict"):
+            self.run_.liveness_failures.append((op, why))
+
+
+# ---------------------------------------------------------------------------
+# one run
+
+
+class Run:
+    def __init__(self, args, seed, net_id):
+        self.args = args
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.keys = args.keys
+        self.net = netns.Net(net_id, HOSTS)
+        self.history = History()
+        self.schedule = []
+        self.liveness_failures = []
+        self.bad_requests = []
+        self.counts = {}
+        self.clock_ok = not harness.SANITIZED and bool(faketime_lib())
+        self.next_id = 4
+        self.host_of = {}  # node id -> host index
+        self.mounts = []
+        self.cluster = None
+        self.lock = threading.Lock()
+
+    # -- nodes
+
+    def addressable(self):
+        with self.lock:
+            return [n for n in self.cluster.nodes.values() if n.expected_alive]
+
+    def make_node(self, node_id, host):
+        c = self.cluster
+        mnt = os.path.join(c.dir, "host%d" % host)
+        if mnt not in self.mounts:
+            os.makedirs(mnt, exist_ok=True)
+            netns.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % self.args.disk_mib, "tmpfs", mnt])
+            self.mounts.append(mnt)
+        n = c.new_node(node_id, ports=(RAFT_PORT, HTTP_PORT),
+                       data_dir=os.path.join(mnt, "node%d" % node_id))
+        n.raft = "%s:%d" % (self.net.ip(host), RAFT_PORT)
+        n.http = "%s:%d" % (self.net.ip(host), HTTP_PORT)
+        n.wrapper = self.net.exec_prefix(host)
+        n.host = host
+        if self.clock_ok:
+            clock = os.path.join(c.dir, "clock%d" % host)
+            with open(clock, "w") as f:
+                f.write("+0\n")
+            n.env = {"LD_PRELOAD": faketime_lib(), "FAKETIME_TIMESTAMP_FILE": clock,
+                     "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        self.host_of[node_id] = host
+        return n
+
+    def members(self):
+        return sorted(self.cluster.nodes.values(), key=lambda n: n.id)
+
+    def leader(self):
+        for n in self.members():
+            if not n.running():
+                continue
+            try:
+                i = n.info(timeout=2)
+            except Exception:
+                continue
+            if i and i.get("role") == "leader":
+                return n
+        return None
+
+    # -- the run
+
+    def execute(self):
+        c = self.cluster = harness.Cluster(self.args.stcache, "nemesis-%d" % self.seed,
+                                           ["--log-level", "info"] + self.args.server_args.split())
+        self.net.setup()
+        try:
+            return self.body()
+        except BaseException:
+            self.failed = True
+            try:
+                with open(os.path.join(c.dir, "history.json"), "w") as f:
+                    json.dump(self.history.ops, f, default=str)
+                with open(os.path.join(c.dir, "schedule.json"), "w") as f:
+                    json.dump(self.schedule, f, indent=1)
+            except OSError:
+                pass
+            try:
+                c.dump_logs(30)
+            except Exception:
+                pass
+            raise
+        finally:
+            self.teardown()
+
+    def body(self):
+        c = self.cluster
+        nodes = [self.make_node(i, i) for i in (1, 2, 3)]
+        spec = c.peers_spec(nodes)
+        for n in nodes:
+            n.start(["--peers", spec])
+        c.wait_leader()
+        log("seed %d: 3 nodes up in namespaces %s; faults: %s%s"
+            % (self.seed, ", ".join(self.net.ns(i) for i in (1, 2, 3)), ",".join(self.mix()),
+               "" if self.net.netem_available() else " (no netem in this kernel: delay by tbf)"))
+        clients = [Client(self, i, self.seed * 1000 + i) for i in range(self.args.clients)]
+        for cl in clients:
+            cl.start()
+        t_end = time.monotonic() + self.args.duration
+        while time.monotonic() < t_end:
+            faults = self.pick_faults()
+            for f in faults:
+                self.apply(f)
+            time.sleep(f_hold(self.rng))
+            self.heal_all()
+            time.sleep(self.rng.uniform(0.5, 2.0))
+        self.heal_all()
+        with harness.step("healed: wait for a leader, every member, every node ready"):
+            self.converge()
+            self.cluster.wait_healthy(self.members(), timeout=harness.scaled(30))
+        with harness.step("quiet period (%ds): every operation must succeed" % self.args.quiet):
+            for cl in clients:
+                cl.strict = True
+            time.sleep(self.args.quiet)
+            for cl in clients:
+                cl.stop.set()
+            for cl in clients:
+                cl.join(timeout=REQUEST_TIMEOUT_S * 2)
+        if self.bad_requests:
+            raise RunFailure("%d requests refused as malformed; first: %s (%s)"
+                             % (len(self.bad_requests), checker.describe(self.bad_requests[0]),
+                                self.bad_requests[0].get("error")))
+        if self.liveness_failures:
+            op, why = self.liveness_failures[0]
+            raise RunFailure("liveness: %d operations failed in the quiet period; first: %s (%s)"
+                             % (len(self.liveness_failures), checker.describe(op), why))
+        with harness.step("final reads of every key on every node"):
+            for n in self.members():
+                for k in range(self.keys):
+                    op = self.history.begin(client=-1, key="k%d" % k, f="get", node=n.id)
+                    status, hdrs, data = request(n.http, "GET", "/kv/k%d" % k)
+                    if status not in (200, 404):
+                        raise RunFailure("final read of k%d on node %d: %d" % (k, n.id, status))
+                    op["ret"], op["status"] = time.monotonic(), status
+                    if status == 200:
+                        op["out"], op["version"] = data.decode(), etag(hdrs)
+        with harness.step("replicas identical"):
+            c.verify_identical(self.members())
+        with open(os.path.join(self.cluster.dir, "history.json"), "w") as f:
+            json.dump(self.history.ops, f, default=str)
+        with harness.step("check the history (%d operations)" % len(self.history.ops)):
+            summary = checker.check(self.history.ops)
+        summary["faults"] = dict(self.counts)
+        log("seed %d passed: %s" % (self.seed, json.dumps(summary, sort_keys=True)))
+        return summary
+
+    def mix(self):
+        kinds = self.args.mix.split(",") if self.args.mix != "all" else list(KINDS)
+        if not self.clock_ok and "clock" in kinds:
+            kinds.remove("clock")
+        return kinds
+
+    # -- faults
+
+    def pick_faults(self):
+        kinds = self.mix()
+        k = 1 if self.rng.random() < 0.6 else 2
+        return [self.rng.choice(kinds) for _ in range(k)]
+
+    def record(self, kind, what):
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.schedule.append({"t": round(time.monotonic(), 3), "kind": kind, "what": what})
+        log("nemesis: %s: %s" % (kind, what))
+
+    def pick(self, nodes):
+        return nodes[self.rng.randrange(len(nodes))] if nodes else None
+
+    def minority_room(self):
+        """How many more nodes may be taken down (killed or stopped)."""
+        ms = self.members()
+        down = sum(1 for n in ms if not n.running() or getattr(n, "stopped", False))
+        return (len(ms) - 1) // 2 - down
+
+    def apply(self, kind):
+        ms = self.members()
+        hosts = [self.host_of[n.id] for n in ms]
+        if kind == "partition":
+            shape = self.rng.choice(["halves", "leader", "oneway", "bridge"])
+            if shape == "halves":
+                order = hosts[:]
+                self.rng.shuffle(order)
+                cut = self.rng.randrange(1, len(order))
+                groups = [order[:cut], order[cut:]]
+                self.net.partition(groups)
+                self.record(kind, "halves %s" % groups)
+            elif shape == "leader":
+                ld = self.leader()
+                if ld is None:
+                    return
+                lh = self.host_of[ld.id]
+                self.net.partition([[lh], [h for h in hosts if h != lh]])
+                self.record(kind, "leader %d (host %d) alone" % (ld.id, lh))
+            elif shape == "oneway":
+                i, j = self.rng.sample(hosts, 2)
+                self.net.drop_from(i, j)
+                self.record(kind, "host %d hears nothing from host %d" % (i, j))
+            else:
+                a, b, cc = self.rng.sample(hosts, 3)
+                self.net.cut(a, cc)
+                self.record(kind, "bridge: host %d sees %d and %d, which are cut" % (b, a, cc))
+        elif kind == "net":
+            h = self.rng.choice(hosts)
+            if self.rng.random() < 0.5:
+                p = self.rng.choice([0.05, 0.15, 0.3])
+                self.net.loss(h, p)
+                self.record(kind, "host %d loses %d%% of what it receives" % (h, p * 100))
+            else:
+                d = self.rng.choice([20, 50, 100])
+                self.net.slow(h, d, d // 2)
+                self.record(kind, "host %d sends with %d ms delay%s"
+                            % (h, d, "" if self.net.netem_available() else " (tbf)"))
+        elif kind == "kill":
+            if self.minority_room() < 1:
+                return
+            n = self.pick([n for n in ms if n.running()])
+            if n is None:
+                return
+            with self.lock:
+                n.kill9()
+            self.record(kind, "kill -9 node %d" % n.id)
+        elif kind == "stop":
+            if self.minority_room() < 1:
+                return
+            n = self.pick([n for n in ms if n.running() and not getattr(n, "stopped", False)])
+            if n is None:
+                return
+            n.pause()
+            n.stopped = True
+            self.record(kind, "SIGSTOP node %d" % n.id)
+        elif kind == "clock":
+            n = self.pick([n for n in ms])
+            jump = self.rng.choice([-90, -20, 15, 60, 600])
+            with open(n.env["FAKETIME_TIMESTAMP_FILE"], "w") as f:
+                f.write("%+d\n" % jump)
+            n.clock_shifted = True
+            self.record(kind, "node %d's clock jumps %+d s" % (n.id, jump))
+        elif kind == "disk":
+            n = self.pick([n for n in ms])
+            mnt = os.path.dirname(n.data_dir)
+            ballast = os.path.join(mnt, "ballast")
+            st = os.statvfs(mnt)
+            free = st.f_bavail * st.f_frsize
+            with open(ballast, "wb") as f:
+                try:
+                    f.write(b"\0" * max(0, free - (64 << 10)))
+                except OSError:
+                    pass
+            self.record(kind, "host %d's disk full (node %d)" % (self.host_of[n.id], n.id))
+        elif kind == "member":
+            self.membership_change()
+
+    def membership_change(self):
+        ms = self.members()
+        action = self.rng.choice(["transfer", "replace", "replace_crash", "grow_or_shrink"])
+        if action == "transfer":
+            ld = self.leader()
+            if ld is None:
+                return
+            to = self.pick([n for n in ms if n.id != ld.id])
+            try:
+                status, _, data = request(ld.http, "POST", "/cluster/transfer?to=%d" % to.id)
+            except (OSError, ConnectionError, TimeoutError) as e:
+                status, data = 0, str(e).encode()
+            self.record("member", "transfer leadership %d -> %d: %d" % (ld.id, to.id, status))
+            return
+        if action == "grow_or_shrink" and len(ms) < 5:
+            used = set(self.host_of[n.id] for n in ms)
+            host = min(h for h in range(1, HOSTS + 1) if h not in used)
+            seed_node = self.pick([n for n in ms if n.running()])
+            if seed_node is None:
+                return
+            nid = self.next_id
+            self.next_id += 1
+            with self.lock:
+                n = self.make_node(nid, host)
+                n.start(["--join", seed_node.http])
+            self.record("member", "node %d joins on host %d via node %d" % (nid, host,
+                                                                            seed_node.id))
+            return
+        # replace (or shrink from 5): remove a follower, wipe it, maybe rejoin
+        if len(ms) <= 3 and action == "grow_or_shrink":
+            return
+        ld = self.leader()
+        victim = self.pick([n for n in ms if ld is None or n.id != ld.id])
+        if victim is None or ld is None:
+            return
+        try:
+            status, _, data = request(ld.http, "DELETE", "/cluster/members/%d" % victim.id)
+        except (OSError, ConnectionError, TimeoutError) as e:
+            self.record("member", "remove node %d: no answer (%s)" % (victim.id, e))
+            return
+        if status not in (200, 202, 204):
+            self.record("member", "remove node %d refused: %d %s" % (victim.id, status, data[:60]))
+            return
+        host = self.host_of[victim.id]
+        with self.lock:
+            self.cluster.retire(victim)  # kill -9
+        shutil.rmtree(victim.data_dir, ignore_errors=True)
+        if action == "grow_or_shrink":
+            self.record("member", "node %d removed and wiped (shrink)" % victim.id)
+            return
+        nid = self.next_id
+        self.next_id += 1
+        seed_node = self.pick([n for n in self.members() if n.running()])
+        with self.lock:
+            n = self.make_node(nid, host)
+            n.start(["--join", seed_node.http])
+        self.record("member", "node %d removed, wiped, rejoins as node %d" % (victim.id, nid))
+        if action == "replace_crash":  # the joiner dies while it joins (restarted at the heal)
+            time.sleep(self.rng.uniform(0.02, 0.4))
+            with self.lock:
+                n.kill9()
+            self.record("member", "joiner %d killed -9 while joining" % nid)
+
+    def heal_all(self):
+        self.net.heal()
+        for n in self.members():
+            if getattr(n, "stopped", False):
+                n.resume()
+                n.stopped = False
+            if getattr(n, "clock_shifted", False):
+                with open(n.env["FAKETIME_TIMESTAMP_FILE"], "w") as f:
+                    f.write("+0\n")
+                n.clock_shifted = False
+            ballast = os.path.join(os.path.dirname(n.data_dir), "ballast")
+            if os.path.exists(ballast):
+                os.unlink(ballast)
+            if not n.running():
+                with self.lock:
+                    n.start()
+
+    def converge(self):
+        c = self.cluster
+        ids = sorted(n.id for n in self.members())
+        c.wait_members(voters=ids, nodes=self.members(), timeout=harness.scaled(60))
+        c.wait_leader(self.members(), timeout=harness.scaled(30))
+
+    def teardown(self):
+        c = self.cluster
+        if c is not None:
+            for n in list(c.nodes.values()):
+                if getattr(n, "stopped", False):
+                    n.resume()
+        failed = getattr(self, "failed", False)
+        if c is not None:
+            if failed:
+                harness.KEEP = True
+            c.close()
+        for m in self.mounts:
+            netns.run(["umount", "-l", m], check=False)
+        self.net.teardown()
+
+
+def f_hold(rng):
+    return rng.uniform(1.5, 5.0)
+
+
+def faketime_lib():
+    libs = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") +
+                  glob.glob("/usr/lib/faketime/libfaketime.so.1"))
+    return libs[0] if libs else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("stcache")
+    ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--duration", type=float, default=60, help="seconds of faults per run")
+    ap.add_argument("--quiet", type=float, default=8, help="seconds of the liveness period")
+    ap.add_argument("--mix", default="all", help="comma list of: " + ",".join(KINDS))
+    ap.add_argument("--clients", type=int, default=6)
+    ap.add_argument("--keys", type=int, default=6)
+    ap.add_argument("--reads", default="linearizable", choices=["linearizable", "lease", "stale"],
+                    help="consistency of the clients' reads (stale: to show the checker "
+                    "catching non-linearizable reads)")
+    ap.add_argument("--retry-s", type=float, default=15,
+                    help="retry an unanswered write with its Idempotency-Key for this long "
+                    "(0: one attempt; unanswered writes stay unknown)")
+    ap.add_argument("--server-args", default=SERVER_ARGS,
+                    help="arguments for every node (default: %(default)s)")
+    ap.add_argument("--disk-mib", type=int, default=96, help="each host's tmpfs (MiB)")
+    ap.add_argument("--net-id", type=int, default=None, help="10.99.NET.0/24 (default: from pid)")
+    args = ap.parse_args()
+    args.stcache = os.path.abspath(args.stcache)
+    why = netns.available()
+    if why:
+        print("nemesis: SKIPPED: %s" % why, flush=True)
+        sys.exit(77)
+    for k in (args.mix.split(",") if args.mix != "all" else []):
+        if k not in KINDS:
+            ap.error("unknown fault kind %r" % k)
+    signal.signal(signal.SIGTERM, lambda s, f: sys.exit("killed by signal %d" % s))
+    net_id = args.net_id if args.net_id is not None else 1 + os.getpid() % 250
+    totals = {"runs": 0, "operations": 0, "unknown": 0, "faults": {}}
+    for r in range(args.runs):
+        seed = args.seed + r
+        run = Run(args, seed, net_id)
+        replay = ("%s %s --seed %d --runs 1 --duration %g --quiet %g --mix %s --clients %d "
+                  "--keys %d --reads %s --disk-mib %d --retry-s %g --server-args '%s'"
+                  % (sys.executable, os.path.abspath(__file__), seed, args.duration, args.quiet,
+                     args.mix, args.clients, args.keys, args.reads, args.disk_mib, args.retry_s,
+                     args.server_args))
+        replay = replay.replace(os.path.abspath(__file__),
+                                os.path.abspath(__file__) + " " + args.stcache, 1)
+        try:
+            summary = run.execute()
+        except BaseException as e:
+            d = run.cluster.dir if run.cluster else "?"
+            print("nemesis: seed %d FAILED: %s\n  kept: %s (history.json, schedule.json, logs)"
+                  "\n  replay: %s\n  check again: %s %s %s/history.json"
+                  % (seed, e, d, replay, sys.executable, os.path.join(HERE, "checker.py"), d),
+                  flush=True)
+            sys.exit(1)
+        totals["runs"] += 1
+        totals["operations"] += summary["operations"]
+        totals["unknown"] += summary["unknown"]
+        for k, v in summary["faults"].items():
+            totals["faults"][k] = totals["faults"].get(k, 0) + v
+    print("nemesis: %s" % json.dumps(totals, sort_keys=True), flush=True)
+
+
+if __name__ == "__main__":
+    main()
