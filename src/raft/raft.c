@@ -2,6 +2,7 @@
  * the only code that changes r->role; see the diagram in raft_int.h), message
  * dispatch with the term rules, ticks, the ready batch and inspection.
  */
+#include "raft/quorum.h"
 #include "raft/raft_int.h"
 
 #include <stdlib.h>
@@ -87,7 +88,7 @@ bool raft_promotable(const struct raft *r)
 
 size_t raft_quorum(const struct raft *r)
 {
-    return raft_conf_voters(&r->conf) / 2 + 1;
+    return quorum_majority(raft_conf_voters(&r->conf));
 }
 
 struct raft_progress *raft_progress_find(struct raft *r, raft_id id)
