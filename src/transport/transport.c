@@ -43,6 +43,7 @@
 #include "util/assert.h"
 #include "util/crc32c.h"
 #include "util/fdlimit.h"
+#include "util/list.h"
 #include "util/rng.h"
 #include "util/trace.h"
 #include "wire/le.h"
@@ -60,37 +61,6 @@
 #define TR_OUT_POOL_MAX 256
 #define MOD "transport"
 
-struct tr_list {
-    struct tr_list *prev, *next;
-};
-
-static void list_init(struct tr_list *l)
-{
-    l->prev = l->next = l;
-}
-
-static bool list_empty(const struct tr_list *l)
-{
-    return l->next == l;
-}
-
-static void list_push(struct tr_list *head, struct tr_list *e)
-{
-    e->prev = head->prev;
-    e->next = head;
-    head->prev->next = e;
-    head->prev = e;
-}
-
-static void list_del(struct tr_list *e)
-{
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
-    e->prev = e->next = e;
-}
-
-#define CONTAINER_OF(ptr, type, field) ((type *)(void *)((char *)(ptr)-offsetof(type, field)))
-
 enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_UP, CONN_REFUSING, CONN_CLOSING };
 enum out_kind { OUT_MSG, OUT_CTRL, OUT_SNAP_CHUNK };
 
@@ -100,7 +70,7 @@ struct tr_conn;
 
 /* One frame to write: header bytes inline, payloads referenced. */
 struct tr_out {
-    struct tr_list link; /* in peer->queue while not written; pool free list */
+    struct st_list link; /* in peer->queue while not written; pool free list */
     struct tr *tr;
     bool pooled; /* a TR_OUT_POOL_BLOCK_BYTES block */
     uv_write_t req;
@@ -120,7 +90,7 @@ struct tr_out {
 };
 
 struct tr_conn {
-    struct tr_list link; /* tr->conns */
+    struct st_list link; /* tr->conns */
     struct tr *tr;
     struct tr_peer *peer;
     bool outbound;
@@ -167,7 +137,7 @@ struct tr_snap_in {
 };
 
 struct tr_peer {
-    struct tr_list link; /* tr->peers, while not removed */
+    struct st_list link; /* tr->peers, while not removed */
     struct tr *tr;
     raft_id id;
     char addr[TR_ADDR_MAX + 1];
@@ -175,7 +145,7 @@ struct tr_peer {
     bool removed;
     bool dialed_once;
     struct tr_conn *conn;
-    struct tr_list queue; /* tr_out waiting for a connection */
+    struct st_list queue; /* tr_out waiting for a connection */
     uint32_t queue_msgs;
     uint64_t queue_bytes;
     uint32_t backoff_ms;
@@ -202,11 +172,11 @@ struct tr {
     uint64_t accept_warned_ms; /* last "accept failed" trace line (one a second at most) */
     uv_timer_t notify_timer; /* reports back-pressure drops outside API calls */
     uv_timer_t sweep_timer;  /* drops messages that waited queue_wait_ms for a connection */
-    struct tr_list peers;
-    struct tr_list conns;
+    struct st_list peers;
+    struct st_list conns;
     uint32_t inbound_pending;
     struct wire_msg wm;
-    struct tr_list out_pool; /* free pooled tr_out blocks */
+    struct st_list out_pool; /* free pooled tr_out blocks */
     uint32_t out_pool_n;
     struct tr_stats stats;
     uint32_t live;
@@ -246,8 +216,8 @@ static void tr_maybe_free(struct tr *tr)
 
 static struct tr_peer *peer_find(const struct tr *tr, raft_id id)
 {
-    for (struct tr_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
-        struct tr_peer *p = CONTAINER_OF(l, struct tr_peer, link);
+    for (struct st_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
+        struct tr_peer *p = ST_CONTAINER_OF(l, struct tr_peer, link);
         if (p->id == id) return p;
     }
     return NULL;
@@ -264,7 +234,7 @@ static void out_free(struct tr_out *o)
         raft_buf_unref(o->refs[i]);
     struct tr *tr = o->tr;
     if (o->pooled && tr->out_pool_n < TR_OUT_POOL_MAX && !tr->destroying) {
-        list_push(&tr->out_pool, &o->link);
+        st_list_push_back(&tr->out_pool, &o->link);
         tr->out_pool_n++;
         return;
     }
@@ -273,10 +243,10 @@ static void out_free(struct tr_out *o)
 
 static void out_pool_drain(struct tr *tr)
 {
-    while (!list_empty(&tr->out_pool)) {
-        struct tr_list *l = tr->out_pool.next;
-        list_del(l);
-        free(CONTAINER_OF(l, struct tr_out, link));
+    while (!st_list_empty(&tr->out_pool)) {
+        struct st_list *l = tr->out_pool.next;
+        st_list_del(l);
+        free(ST_CONTAINER_OF(l, struct tr_out, link));
     }
     tr->out_pool_n = 0;
 }
@@ -289,17 +259,17 @@ static struct tr_out *out_alloc(struct tr *tr, uint8_t kind, uint32_t nbufs, uin
                   nrefs * sizeof(struct raft_buf *) + hdr_bytes;
     struct tr_out *o;
     bool pooled = size <= TR_OUT_POOL_BLOCK_BYTES;
-    if (pooled && !list_empty(&tr->out_pool)) {
-        struct tr_list *l = tr->out_pool.next;
-        list_del(l);
+    if (pooled && !st_list_empty(&tr->out_pool)) {
+        struct st_list *l = tr->out_pool.next;
+        st_list_del(l);
         tr->out_pool_n--;
-        o = CONTAINER_OF(l, struct tr_out, link);
+        o = ST_CONTAINER_OF(l, struct tr_out, link);
         memset(o, 0, sizeof(*o));
     } else {
         o = calloc(1, pooled ? TR_OUT_POOL_BLOCK_BYTES : size);
         if (o == NULL) return NULL;
     }
-    list_init(&o->link);
+    st_list_init(&o->link);
     o->tr = tr;
     o->pooled = pooled;
     o->kind = kind;
@@ -326,7 +296,7 @@ static struct tr_out *out_ctrl(struct tr *tr, uint8_t type, const uint8_t *body,
 
 static void on_write(uv_write_t *req, int status)
 {
-    struct tr_out *o = CONTAINER_OF(req, struct tr_out, req);
+    struct tr_out *o = ST_CONTAINER_OF(req, struct tr_out, req);
     struct tr_conn *c = o->conn;
     struct tr *tr = c->tr;
     if (status == 0) tr->stats.bytes_sent += o->bytes;
@@ -400,18 +370,15 @@ static void conn_send_ctrl(struct tr_conn *c, uint8_t type, const uint8_t *body,
 static void peer_drop_queue(struct tr_peer *p, int status, bool notify)
 {
     struct tr *tr = p->tr;
-    if (list_empty(&p->queue)) return;
-    struct tr_list dropped;
-    dropped.next = p->queue.next;
-    dropped.prev = p->queue.prev;
-    dropped.next->prev = &dropped;
-    dropped.prev->next = &dropped;
-    list_init(&p->queue);
+    if (st_list_empty(&p->queue)) return;
+    struct st_list dropped;
+    st_list_init(&dropped);
+    st_list_splice_back(&dropped, &p->queue);
     p->queue_msgs = 0;
     p->queue_bytes = 0;
-    while (!list_empty(&dropped)) {
-        struct tr_out *o = CONTAINER_OF(dropped.next, struct tr_out, link);
-        list_del(&o->link);
+    while (!st_list_empty(&dropped)) {
+        struct tr_out *o = ST_CONTAINER_OF(dropped.next, struct tr_out, link);
+        st_list_del(&o->link);
         tr->stats.msgs_dropped++;
         raft_id id = p->id;
         uint8_t type = o->msg_type;
@@ -432,7 +399,7 @@ static void on_conn_handle_closed(uv_handle_t *h)
     ST_ASSERT(c->inflight_msgs == 0);
     if (c->rbuf != NULL && c->rbuf != c->scratch) raft_buf_unref(c->rbuf);
     raft_buf_unref(c->scratch);
-    list_del(&c->link);
+    st_list_del(&c->link);
     free(c);
     tr->live--;
     tr_maybe_free(tr);
@@ -467,7 +434,7 @@ static struct tr_conn *conn_create(struct tr *tr, bool outbound, struct tr_peer 
     c->timer.data = c;
     c->connect_req.data = c;
     c->handles_open = 2;
-    list_push(&tr->conns, &c->link);
+    st_list_push_back(&tr->conns, &c->link);
     tr->live++;
     uv_timer_start(&c->timer, on_conn_timer, tr->cfg.handshake_timeout_ms, 0);
     return c;
@@ -647,9 +614,9 @@ static void conn_up(struct tr_conn *c)
     tr->stats.connects++;
     ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection up (%s)", p->id, p->addr,
                   c->outbound ? "dialed" : "accepted");
-    while (!list_empty(&p->queue)) {
-        struct tr_out *o = CONTAINER_OF(p->queue.next, struct tr_out, link);
-        list_del(&o->link);
+    while (!st_list_empty(&p->queue)) {
+        struct tr_out *o = ST_CONTAINER_OF(p->queue.next, struct tr_out, link);
+        st_list_del(&o->link);
         p->queue_msgs--;
         p->queue_bytes -= o->bytes;
         if (conn_write(c, o) != 0) {
@@ -1241,9 +1208,9 @@ int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_call
     tr->cfg = *cfg;
     if (cbs != NULL) tr->cbs = *cbs;
     st_rng_init(&tr->rng, cfg->seed);
-    list_init(&tr->peers);
-    list_init(&tr->conns);
-    list_init(&tr->out_pool);
+    st_list_init(&tr->peers);
+    st_list_init(&tr->conns);
+    st_list_init(&tr->out_pool);
     wire_msg_init(&tr->wm);
     ST_ASSERT(uv_timer_init(loop, &tr->notify_timer) == 0);
     tr->notify_timer.data = tr;
@@ -1327,11 +1294,11 @@ int tr_peer_add(struct tr *tr, raft_id id, const char *addr)
     p->id = id;
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
     p->dialer = tr->cfg.self_id < id;
-    list_init(&p->queue);
+    st_list_init(&p->queue);
     ST_ASSERT(uv_timer_init(tr->loop, &p->timer) == 0);
     p->timer.data = p;
     p->timer_open = true;
-    list_push(&tr->peers, &p->link);
+    st_list_push_back(&tr->peers, &p->link);
     tr->live++;
     if (p->dialer) uv_timer_start(&p->timer, on_dial_timer, 0, 0);
     return 0;
@@ -1343,7 +1310,7 @@ static void peer_remove(struct tr_peer *p, bool notify_snap)
 {
     struct tr *tr = p->tr;
     p->removed = true;
-    list_del(&p->link);
+    st_list_del(&p->link);
     if (p->snap_out != NULL) snap_out_finish(p->snap_out, ST_ECANCELED, notify_snap, true);
     if (p->snap_in != NULL) snap_in_end(p, ST_ECANCELED, notify_snap, false);
     peer_drop_queue(p, ST_ECLOSED, false);
@@ -1379,8 +1346,8 @@ static void on_notify_timer(uv_timer_t *t)
     bool again = true;
     while (again && !tr->destroying) {
         again = false;
-        for (struct tr_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
-            struct tr_peer *p = CONTAINER_OF(l, struct tr_peer, link);
+        for (struct st_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
+            struct tr_peer *p = ST_CONTAINER_OF(l, struct tr_peer, link);
             if (!p->busy_notify) continue;
             p->busy_notify = false;
             if (tr->cbs.send_failed_cb != NULL)
@@ -1403,10 +1370,10 @@ static void on_sweep_timer(uv_timer_t *t)
     bool again = true;
     while (again && !tr->destroying) { /* callbacks may remove peers: rescan */
         again = false;
-        for (struct tr_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
-            struct tr_peer *p = CONTAINER_OF(l, struct tr_peer, link);
-            if (list_empty(&p->queue)) continue;
-            struct tr_out *head = CONTAINER_OF(p->queue.next, struct tr_out, link);
+        for (struct st_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
+            struct tr_peer *p = ST_CONTAINER_OF(l, struct tr_peer, link);
+            if (st_list_empty(&p->queue)) continue;
+            struct tr_out *head = ST_CONTAINER_OF(p->queue.next, struct tr_out, link);
             uint64_t deadline = head->queued_at_ms + tr->cfg.queue_wait_ms;
             if (deadline > now) {
                 next = ST_MIN(next, deadline);
@@ -1493,7 +1460,7 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
         return 0;
     }
     o->queued_at_ms = uv_now(tr->loop);
-    list_push(&p->queue, &o->link);
+    st_list_push_back(&p->queue, &o->link);
     p->queue_msgs++;
     p->queue_bytes += bytes;
     if (!uv_is_active((uv_handle_t *)&tr->sweep_timer))
@@ -1745,10 +1712,10 @@ void tr_destroy(struct tr *tr, void (*done_cb)(void *arg), void *done_arg)
     tr->done_cb = done_cb;
     tr->done_arg = done_arg;
     tr->live++; /* hold tr while tearing down */
-    while (!list_empty(&tr->peers))
-        peer_remove(CONTAINER_OF(tr->peers.next, struct tr_peer, link), false);
-    for (struct tr_list *l = tr->conns.next; l != &tr->conns; l = l->next)
-        conn_close(CONTAINER_OF(l, struct tr_conn, link), ST_ECLOSED, false);
+    while (!st_list_empty(&tr->peers))
+        peer_remove(ST_CONTAINER_OF(tr->peers.next, struct tr_peer, link), false);
+    for (struct st_list *l = tr->conns.next; l != &tr->conns; l = l->next)
+        conn_close(ST_CONTAINER_OF(l, struct tr_conn, link), ST_ECLOSED, false);
     if (tr->listener_open) uv_close((uv_handle_t *)&tr->listener, on_tr_handle_closed);
     uv_close((uv_handle_t *)&tr->notify_timer, on_tr_handle_closed);
     uv_close((uv_handle_t *)&tr->sweep_timer, on_tr_handle_closed);
