@@ -413,7 +413,7 @@ void node_client_flush_forwards(struct node *n)
         if (n->role == RAFT_FOLLOWER && n->leader != RAFT_NONE) {
             struct raft_entry ents[NODE_FWD_BATCH_MAX];
             for (size_t k = i; k < j; k++) {
-                /* index/term placeholders: see send_msg() in node.c */
+                /* index/term placeholders: see node_send_msg() in node_ready.c */
                 ents[k - i] = (struct raft_entry){.term = 1,
                                                   .index = 1,
                                                   .type = RAFT_ENTRY_NORMAL,
