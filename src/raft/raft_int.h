@@ -276,7 +276,7 @@ struct raft {
     bool lease_revoked;
     /* The highest index an append of this leadership carried to anyone. A
      * leader that needs other voters for a quorum hands entries out for
-     * persisting only up to here (raft.c handout_limit). */
+     * persisting only up to here (ready.c handout_limit). */
     raft_index append_sent_max;
     bool bcast_pending;      /* send appends at the next ready (batching) */
     bool commit_bcast;       /* commit moved: tell replicating followers */
