@@ -24,6 +24,7 @@
 #include "stcache/raft.h"
 #include "stcache/storage.h"
 #include "transport/transport.h"
+#include "util/list.h"
 #include "util/rng.h"
 
 /* ---------------------------------------------------------------- waiters
@@ -76,8 +77,8 @@ struct node_waiter {
     } cb;
     void *ctx;
     struct node_waiter *hnext;         /* seq hash chain */
-    struct node_waiter *dprev, *dnext; /* deadline list */
-    struct node_waiter *lprev, *lnext; /* indexed list, a read round, the transfer list, or free */
+    struct st_list dlink; /* n->deadlines */
+    struct st_list llink; /* n->indexed, a read round, n->transfers, n->admin_retry, or free */
     struct node_read_round *round;     /* READ */
     struct raft_conf_change *cc;       /* ADMIN waiting to be proposed (heap), else NULL */
     uint64_t mem_charge;               /* WRITE: bytes counted in mem.writes_pending_bytes */
@@ -100,10 +101,6 @@ struct node_fwd {
  * file descriptor; raft then holds the entries and bounds proposals. */
 #define NODE_PERSIST_INFLIGHT_MAX 1024
 
-struct node_wlist {
-    struct node_waiter *head, *tail;
-};
-
 /* One ReadIndex round: every linearizable read of a loop iteration. */
 struct node_read_round {
     uint64_t ctx;
@@ -111,8 +108,8 @@ struct node_read_round {
     bool issued;
     bool resolved;
     raft_index index;
-    struct node_wlist waiters;
-    struct node_read_round *prev, *next;
+    struct st_list waiters; /* node_waiter.llink */
+    struct st_list link;    /* n->rounds once issued, else n->free_rounds (or unlinked) */
 };
 
 /* ------------------------------------------------------------ persistence
@@ -364,23 +361,24 @@ struct node {
     /* waiters */
     struct node_waiter **slabs;
     size_t n_slabs;
-    struct node_waiter *free_waiters;
+    struct st_list free_waiters; /* node_waiter.llink */
     size_t waiters_total, waiters_used;
     struct node_waiter *seq_hash[NODE_SEQ_BUCKETS];
     uint64_t next_seq;
-    struct node_wlist deadlines;
-    struct node_wlist indexed; /* by index, ascending */
-    struct node_wlist transfers;
+    struct st_list deadlines; /* node_waiter.dlink, by deadline (FIFO, one timeout) */
+    struct st_list indexed;   /* node_waiter.llink, by index, ascending */
+    struct st_list transfers; /* node_waiter.llink */
     size_t orphans;       /* writes with orphan_term set */
     struct node_fwd *fwd; /* follower: writes for the next PROPOSE batch */
     size_t n_fwd, cap_fwd;
     uint32_t fwd_bytes_max;        /* payload bytes per PROPOSE (the core's msg_bytes_max) */
-    struct node_wlist admin_retry; /* conf changes refused with ST_ECONFCHANGE, retried per tick */
+    /* node_waiter.llink: conf changes refused with ST_ECONFCHANGE, retried per tick */
+    struct st_list admin_retry;
 
     /* reads */
     struct node_read_round *batch[2]; /* not yet issued, per raft_read_mode */
-    struct node_read_round *rounds;   /* issued, list */
-    struct node_read_round *free_rounds;
+    struct st_list rounds;            /* node_read_round.link: issued, newest first */
+    struct st_list free_rounds;       /* node_read_round.link */
     uint64_t read_ctx;
 
     /* outbound snapshot job (applies go on while it runs: kv copy-on-write) */

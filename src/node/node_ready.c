@@ -345,8 +345,8 @@ void node_process_readies(struct node *n)
         node_install_free(n);
     if (n->snap_active && !n->fatal && (!n->snap_steps_limited || n->snap_steps_left > 0)) {
         if (n->snap_steps_limited) n->snap_steps_left--;
-        (void)node_snapshot_step(n, n->cfg.snapshot_step_bytes ? n->cfg.snapshot_step_bytes : 1, false,
-                            NULL);
+        (void)node_snapshot_step(n, n->cfg.snapshot_step_bytes ? n->cfg.snapshot_step_bytes : 1,
+                                 false, NULL);
     }
     n->processing = false;
 #if defined(ST_DEBUG_CHECKS) && ST_DEBUG_CHECKS
@@ -357,8 +357,8 @@ void node_process_readies(struct node *n)
      * reports (node_persist_async_cb), not by spinning */
     bool more = (raft_has_ready(n->raft) && n->persist_inflight < NODE_PERSIST_INFLIGHT_MAX) ||
                 n->n_fwd || (n->snap_active && !n->snap_job.io->busy) ||
-                (n->batch[0] && n->batch[0]->waiters.head) ||
-                (n->batch[1] && n->batch[1]->waiters.head);
+                (n->batch[0] && !st_list_empty(&n->batch[0]->waiters)) ||
+                (n->batch[1] && !st_list_empty(&n->batch[1]->waiters));
     if (more && !uv_is_active((uv_handle_t *)&n->idle))
         uv_idle_start(&n->idle, idle_cb);
     else if (!more && uv_is_active((uv_handle_t *)&n->idle))

@@ -103,7 +103,7 @@ void node_tick_cb(uv_timer_t *t)
     if (n->ticks % 64 == 0) node_memory_tick(n);
     uint64_t now = node_now_us();
     node_waiters_expire(n, now);
-    if (n->admin_retry.head) node_client_retry_admin(n);
+    if (!st_list_empty(&n->admin_retry)) node_client_retry_admin(n);
     if (n->role == RAFT_LEADER) {
         promote_learners(n);
         if (n->purge_more || now - n->last_purge_us >= (uint64_t)n->cfg.purge_interval_ms * 1000u) {
