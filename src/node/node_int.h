@@ -1,7 +1,14 @@
-/* Internals of the node runtime shared by node.c (lifecycle, ready
- * pipeline, transport), requests.c (waiters, writes, reads, admin),
- * memory.c (limit and eviction) and metrics.c. Not for use outside
- * src/node/. */
+/* Internals of the node runtime shared by the files of src/node/. Not for
+ * use outside src/node/.
+ *
+ * Files: node.c (clocks, create/destroy, start, stop), node_ready.c (the
+ * ready pipeline: persist, send, apply, advance; the loop hooks),
+ * node_persist.c (writes to the log store and the full-disk alarm),
+ * node_snapshot.c (making snapshots off the loop, compaction, heap trims),
+ * node_install.c (loading and adopting snapshots), node_tick.c (ticks),
+ * node_transport.c (peers and transport callbacks), node_join.c (joining,
+ * join seeds), node_info.c (inspection), requests.c (waiters, writes, reads,
+ * admin), memory.c (memory limit, eviction), metrics.c, config.c. */
 #ifndef ST_NODE_NODE_INT_H
 #define ST_NODE_NODE_INT_H
 
@@ -17,6 +24,7 @@
 #include "stcache/raft.h"
 #include "stcache/storage.h"
 #include "transport/transport.h"
+#include "util/list.h"
 #include "util/rng.h"
 
 /* ---------------------------------------------------------------- waiters
@@ -69,8 +77,8 @@ struct node_waiter {
     } cb;
     void *ctx;
     struct node_waiter *hnext;         /* seq hash chain */
-    struct node_waiter *dprev, *dnext; /* deadline list */
-    struct node_waiter *lprev, *lnext; /* indexed list, a read round, the transfer list, or free */
+    struct st_list dlink; /* n->deadlines */
+    struct st_list llink; /* n->indexed, a read round, n->transfers, n->admin_retry, or free */
     struct node_read_round *round;     /* READ */
     struct raft_conf_change *cc;       /* ADMIN waiting to be proposed (heap), else NULL */
     uint64_t mem_charge;               /* WRITE: bytes counted in mem.writes_pending_bytes */
@@ -93,10 +101,6 @@ struct node_fwd {
  * file descriptor; raft then holds the entries and bounds proposals. */
 #define NODE_PERSIST_INFLIGHT_MAX 1024
 
-struct node_wlist {
-    struct node_waiter *head, *tail;
-};
-
 /* One ReadIndex round: every linearizable read of a loop iteration. */
 struct node_read_round {
     uint64_t ctx;
@@ -104,8 +108,8 @@ struct node_read_round {
     bool issued;
     bool resolved;
     raft_index index;
-    struct node_wlist waiters;
-    struct node_read_round *prev, *next;
+    struct st_list waiters; /* node_waiter.llink */
+    struct st_list link;    /* n->rounds once issued, else n->free_rounds (or unlinked) */
 };
 
 /* ------------------------------------------------------------ persistence
@@ -139,7 +143,7 @@ struct node_persist {
  * while the next step fills the other buffer (at most one write in flight,
  * so the file is written in order and at most two steps are held). Heap
  * object: a job abandoned while a write runs leaves it to the work's
- * completion, which then aborts the writer and frees it (node.c). */
+ * completion, which then aborts the writer and frees it (node_snapshot.c). */
 struct node_snap_io {
     uv_work_t work;
     struct node *n;
@@ -152,7 +156,7 @@ struct node_snap_io {
     int rc;       /* first write error */
 };
 
-/* A snapshot being written incrementally (node.c). */
+/* A snapshot being written incrementally (node_snapshot.c). */
 struct node_snap_job {
     struct kv_snapshot_cursor *cur;
     struct st_snap_writer *w;
@@ -163,7 +167,7 @@ struct node_snap_job {
     uint64_t t0;
 };
 
-/* A finished snapshot being made durable on the threadpool (node.c). */
+/* A finished snapshot being made durable on the threadpool (node_snapshot.c). */
 struct node_snap_commit {
     uv_work_t work;
     struct node *n;
@@ -176,7 +180,7 @@ struct node_snap_commit {
 };
 
 /* A leader's snapshot being loaded into a new kv on the threadpool
- * (node.c, "installing a snapshot off the loop"). */
+ * (node_install.c). */
 struct node_install {
     uv_work_t work;
     struct node *n;
@@ -347,7 +351,7 @@ struct node {
     uint32_t hs_idle_ticks;
     /* Free heap pages go back to the OS at this tick (0 = not due): set
      * after a snapshot compacts the log or replaces the kv, see
-     * memory_trim_maybe. */
+     * node_memory_trim_maybe. */
     uint64_t trim_at_tick;
     uint64_t last_apply_tick; /* ticks when entries were last applied */
     /* WAL writes on the loop thread (cfg.wal_inline_max_us), node/wal_inline.h */
@@ -357,23 +361,24 @@ struct node {
     /* waiters */
     struct node_waiter **slabs;
     size_t n_slabs;
-    struct node_waiter *free_waiters;
+    struct st_list free_waiters; /* node_waiter.llink */
     size_t waiters_total, waiters_used;
     struct node_waiter *seq_hash[NODE_SEQ_BUCKETS];
     uint64_t next_seq;
-    struct node_wlist deadlines;
-    struct node_wlist indexed; /* by index, ascending */
-    struct node_wlist transfers;
+    struct st_list deadlines; /* node_waiter.dlink, by deadline (FIFO, one timeout) */
+    struct st_list indexed;   /* node_waiter.llink, by index, ascending */
+    struct st_list transfers; /* node_waiter.llink */
     size_t orphans;       /* writes with orphan_term set */
     struct node_fwd *fwd; /* follower: writes for the next PROPOSE batch */
     size_t n_fwd, cap_fwd;
     uint32_t fwd_bytes_max;        /* payload bytes per PROPOSE (the core's msg_bytes_max) */
-    struct node_wlist admin_retry; /* conf changes refused with ST_ECONFCHANGE, retried per tick */
+    /* node_waiter.llink: conf changes refused with ST_ECONFCHANGE, retried per tick */
+    struct st_list admin_retry;
 
     /* reads */
     struct node_read_round *batch[2]; /* not yet issued, per raft_read_mode */
-    struct node_read_round *rounds;   /* issued, list */
-    struct node_read_round *free_rounds;
+    struct st_list rounds;            /* node_read_round.link: issued, newest first */
+    struct st_list free_rounds;       /* node_read_round.link */
     uint64_t read_ctx;
 
     /* outbound snapshot job (applies go on while it runs: kv copy-on-write) */
@@ -469,15 +474,135 @@ void node_memory_applied_index(struct node *n, raft_index applied);
  * forwarded by followers are admitted there, evicted for here). */
 void node_memory_check_leader(struct node *n);
 
+/* ------------------------------------------------ runtime files (node*.c)
+ * All run on the loop thread unless they say otherwise. */
+
+#define NODE_SCRATCH_BYTES (64u * 1024u)
+#define NODE_READIES_PER_PASS 64
+#define NODE_HS_IDLE_TICKS 10 /* quiet ticks before a commit-only hard state is written */
+#define NODE_TRIM_DELAY_TICKS 100 /* from a snapshot to malloc_trim (compaction released) */
+#define NODE_TRIM_QUIET_TICKS 50  /* ...and no entry applied for this long */
+#define NODE_JOIN_RETRY_MS 300
+#define NODE_JOIN_ATTEMPTS_MAX 200
+#define NODE_LOOP_SLOW_US 50000 /* a loop iteration this long is traced */
+#define NODE_SNAPSHOT_DISK_MARGIN_BYTES (64ull << 20) /* kept free when receiving a snapshot */
+
 /* node.c */
-void node_process_readies(struct node *n);
 void node_fatal(struct node *n, int code, const char *what);
 uint64_t node_wall_ms(void);
 /* The timestamp for a command this node appends as leader: its wall clock,
  * never below its previous stamp nor the log clock (docs/KV.md, "Time"). */
 uint64_t node_stamp_ms(struct node *n);
+/* Leader: stamps the forwarded commands of a PROPOSE with this node's time
+ * before the core appends them (a follower's clock never enters the log). */
+void node_restamp_forwarded(struct node *n, const struct raft_msg *m);
+/* Opens storage, restores, creates the core, writer and transport, and
+ * starts the handles. initial_conf: brand-new cluster membership or NULL.
+ * 0 or an ST_E* code (what was opened is closed again by node_stop). */
+int node_open_and_run(struct node *n, const struct raft_conf *initial_conf);
+/* Reports the outcome of node_start() to its callback (once). */
+void node_started(struct node *n, int status);
+/* Finishes node_stop() once every handle, the transport and the background
+ * jobs are done; call after each of them ends. */
+void node_stop_maybe_finish(struct node *n);
 
-/* requests.c: waiter machinery used by node.c */
+/* node_ready.c */
+void node_process_readies(struct node *n);
+/* Sends one message of a ready through the transport (or drops it). */
+void node_send_msg(struct node *n, const struct raft_msg *m);
+/* Hands a batch to the WAL, written inline when the policy allows
+ * (node/wal_inline.h) or queued for the writer's threads; *seq identifies
+ * the write. 0 or an ST_E* code. */
+int node_wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq);
+/* libuv check/prepare callbacks of the loop (ready processing, loop time). */
+void node_check_cb(uv_check_t *h);
+void node_prepare_cb(uv_prepare_t *h);
+
+/* node_persist.c: the queue of log-store writes, in order */
+/* A free persist request; NULL without memory. */
+struct node_persist *node_persist_get(struct node *n);
+/* Returns p (and what it holds) to the free list. */
+void node_persist_release(struct node *n, struct node_persist *p);
+/* Appends p to the in-flight queue. */
+void node_persist_enqueue(struct node *n, struct node_persist *p);
+/* p keeps a reference on b until it completes. 0 or ST_ENOMEM. */
+int node_persist_hold_buf(struct node_persist *p, struct raft_buf *b);
+/* p keeps a copy of m, sent once p is durable. 0 or ST_ENOMEM. */
+int node_persist_copy_msg(struct node_persist *p, const struct raft_msg *m);
+/* Starts writing batch b for p (inline_ok: may write on this thread). 0, or
+ * an ST_E* code (ST_ENOSPC raises the full-disk alarm instead of failing). */
+int node_persist_write(struct node *n, struct node_persist *p, const struct st_log_batch *b,
+                       bool inline_ok);
+/* Completes every persist request the writer has finished, in order. */
+void node_persist_drain(struct node *n);
+/* Writer thread: record what is durable, wake the loop. */
+void node_writer_cb(void *ctx, const struct st_log_writer_result *res);
+/* The loop side of node_writer_cb's wake-up. */
+void node_persist_async_cb(uv_async_t *h);
+
+/* node_snapshot.c: making snapshots */
+/* Answers every node_snapshot_now() caller (the list is taken first: a
+ * callback may ask again). */
+void node_snap_waiters_notify(struct node *n, int status, raft_index index);
+/* Releases the running job's cursor, buffers and files (abandoned). */
+void node_snap_job_release(struct node *n);
+/* A malloc_trim() is due NODE_TRIM_DELAY_TICKS from now (after a snapshot
+ * or a restore); node_memory_trim_maybe() runs it, off the loop, once
+ * nothing was applied for NODE_TRIM_QUIET_TICKS. */
+void node_memory_trim_schedule(struct node *n);
+void node_memory_trim_maybe(struct node *n);
+/* Writes up to `budget` bytes of the running job (0: all of it). Returns 1
+ * while more remains, 0 when the job ended. Once every byte went to the
+ * snapshot writer the cursor is released, and the files are made durable on
+ * the threadpool (sync: here, and *rc_out tells the outcome). */
+int node_snapshot_step(struct node *n, size_t budget, bool sync, int *rc_out);
+/* The count and bytes triggers (staggered per node id, see node_snapshot.c). */
+bool node_snapshot_due(const struct node *n, uint64_t threshold);
+bool node_snapshot_due_bytes(const struct node *n);
+/* Starts a job when a trigger says so and none runs. */
+void node_snapshot_maybe(struct node *n, bool interval_due);
+
+/* node_install.c: loading snapshots */
+/* Makes kv (loaded from the snapshot described by info; ownership moves to
+ * the node) the node's state; the old kv is freed off the loop. */
+void node_snapshot_adopt(struct node *n, struct kv *kv, const struct st_snapshot_info *info,
+                         uint64_t keys);
+/* Restores the kv from the stored snapshot at index, on the loop (at start,
+ * and for a leader's snapshot that was not loaded ahead). 0 or ST_E*. */
+int node_snapshot_restore(struct node *n, raft_index index);
+/* Frees a held install (its message and the kv loaded for it). */
+void node_install_free(struct node *n);
+/* Returns true when msg was taken (held while its snapshot loads off the
+ * loop; stepped into the core once loaded). */
+bool node_install_begin(struct node *n, raft_id from, const struct raft_msg *msg);
+
+/* node_tick.c */
+void node_tick_cb(uv_timer_t *t);
+
+/* node_transport.c */
+/* The raft and HTTP addresses of member m (HTTP "" when unknown). */
+void node_member_addrs(const struct raft_member *m, char *raft_addr, char *http_addr);
+/* Makes the transport's peer set equal to the members of the current and
+ * the applied configuration (plus join-reply seeds), with their addresses. */
+void node_reconcile_peers(struct node *n);
+/* Callbacks given to the transport (struct tr_callbacks, ctx: the node). */
+void node_tr_msg_cb(void *ctx, raft_id from, const struct raft_msg *msg);
+void node_tr_peer_state_cb(void *ctx, raft_id peer, bool connected);
+void node_tr_send_failed_cb(void *ctx, raft_id peer, uint8_t type, int status);
+int node_tr_snap_begin_cb(void *ctx, raft_id from, const struct raft_msg *msg, uint64_t size);
+int node_tr_snap_chunk_cb(void *ctx, raft_id from, uint64_t offset, const uint8_t *data,
+                          size_t len);
+int node_tr_snap_end_cb(void *ctx, raft_id from, int status);
+void node_tr_snap_sent_cb(void *ctx, raft_id to, int status);
+
+/* node_join.c */
+/* DATA/join-peers: written from the join answer, read at start. 0 or ST_E*. */
+int node_seeds_save(struct node *n);
+int node_seeds_load(struct node *n);
+/* Asks the next seed to add this node (retried by a timer). */
+void node_join_send(struct node *n);
+
+/* requests.c: waiter machinery used by the runtime files */
 int node_waiters_init(struct node *n);
 void node_waiters_close(struct node *n);
 void node_waiters_fail_all(struct node *n, int status);

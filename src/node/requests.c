@@ -17,64 +17,47 @@
 
 /* --------------------------------------------------------------- lists */
 
-static void wlist_push(struct node_wlist *l, struct node_waiter *w, bool deadline)
+/* Waiter lists are util/list.h lists: dlink on n->deadlines, llink on one
+ * of the others. The helpers below return NULL at the end of a list. */
+
+static struct node_waiter *dl_first(struct st_list *l)
 {
-    if (deadline) {
-        w->dnext = NULL;
-        w->dprev = l->tail;
-        if (l->tail)
-            l->tail->dnext = w;
-        else
-            l->head = w;
-    } else {
-        w->lnext = NULL;
-        w->lprev = l->tail;
-        if (l->tail)
-            l->tail->lnext = w;
-        else
-            l->head = w;
-    }
-    l->tail = w;
+    return st_list_empty(l) ? NULL : ST_CONTAINER_OF(l->next, struct node_waiter, dlink);
 }
 
-static void wlist_remove(struct node_wlist *l, struct node_waiter *w, bool deadline)
+static struct node_waiter *dl_next(struct st_list *l, struct node_waiter *w)
 {
-    struct node_waiter **prevp, **nextp;
-    struct node_waiter *prev = deadline ? w->dprev : w->lprev;
-    struct node_waiter *next = deadline ? w->dnext : w->lnext;
-    prevp = prev ? (deadline ? &prev->dnext : &prev->lnext) : &l->head;
-    nextp = next ? (deadline ? &next->dprev : &next->lprev) : &l->tail;
-    *prevp = next;
-    *nextp = prev;
-    if (deadline)
-        w->dprev = w->dnext = NULL;
-    else
-        w->lprev = w->lnext = NULL;
+    return w->dlink.next == l ? NULL : ST_CONTAINER_OF(w->dlink.next, struct node_waiter, dlink);
+}
+
+static struct node_waiter *ll_first(struct st_list *l)
+{
+    return st_list_empty(l) ? NULL : ST_CONTAINER_OF(l->next, struct node_waiter, llink);
+}
+
+static struct node_waiter *ll_next(struct st_list *l, struct node_waiter *w)
+{
+    return w->llink.next == l ? NULL : ST_CONTAINER_OF(w->llink.next, struct node_waiter, llink);
+}
+
+static void wlist_push(struct st_list *l, struct node_waiter *w, bool deadline)
+{
+    st_list_push_back(l, deadline ? &w->dlink : &w->llink);
+}
+
+static void wlist_remove(struct node_waiter *w, bool deadline)
+{
+    st_list_del(deadline ? &w->dlink : &w->llink);
 }
 
 /* Inserts into the indexed list keeping ascending index order. */
 static void indexed_insert(struct node *n, struct node_waiter *w)
 {
-    struct node_waiter *after = n->indexed.tail;
-    while (after && after->index > w->index)
-        after = after->lprev;
-    if (!after) {
-        w->lprev = NULL;
-        w->lnext = n->indexed.head;
-        if (n->indexed.head)
-            n->indexed.head->lprev = w;
-        else
-            n->indexed.tail = w;
-        n->indexed.head = w;
-    } else {
-        w->lprev = after;
-        w->lnext = after->lnext;
-        if (after->lnext)
-            after->lnext->lprev = w;
-        else
-            n->indexed.tail = w;
-        after->lnext = w;
-    }
+    struct st_list *after = n->indexed.prev;
+    while (after != &n->indexed &&
+           ST_CONTAINER_OF(after, struct node_waiter, llink)->index > w->index)
+        after = after->prev;
+    st_list_push_front(after, &w->llink); /* after `after`, or first */
     w->in_indexed = true;
 }
 
@@ -82,7 +65,13 @@ static void indexed_insert(struct node *n, struct node_waiter *w)
 
 int node_waiters_init(struct node *n)
 {
-    n->free_waiters = NULL;
+    st_list_init(&n->free_waiters);
+    st_list_init(&n->deadlines);
+    st_list_init(&n->indexed);
+    st_list_init(&n->transfers);
+    st_list_init(&n->admin_retry);
+    st_list_init(&n->rounds);
+    st_list_init(&n->free_rounds);
     n->waiters_total = 0;
     n->waiters_used = 0;
     return 0;
@@ -103,18 +92,16 @@ void node_waiters_close(struct node *n)
         free(n->batch[m]);
         n->batch[m] = NULL;
     }
-    struct node_read_round *r = n->free_rounds;
-    while (r) {
-        struct node_read_round *next = r->next;
-        free(r);
-        r = next;
+    while (!st_list_empty(&n->free_rounds)) {
+        struct st_list *e = n->free_rounds.next;
+        st_list_del(e);
+        free(ST_CONTAINER_OF(e, struct node_read_round, link));
     }
-    n->free_rounds = NULL;
 }
 
 static struct node_waiter *waiter_get(struct node *n, enum node_waiter_kind kind, uint64_t now_us)
 {
-    if (!n->free_waiters) {
+    if (st_list_empty(&n->free_waiters)) {
         if (n->waiters_total + NODE_WAITER_SLAB > ST_MAX(n->cfg.waiters_max, NODE_WAITER_SLAB))
             return NULL;
         struct node_waiter **slabs = realloc(n->slabs, (n->n_slabs + 1) * sizeof *slabs);
@@ -123,15 +110,15 @@ static struct node_waiter *waiter_get(struct node *n, enum node_waiter_kind kind
         struct node_waiter *slab = calloc(NODE_WAITER_SLAB, sizeof *slab);
         if (!slab) return NULL;
         n->slabs[n->n_slabs++] = slab;
-        for (size_t k = NODE_WAITER_SLAB; k-- > 0;) {
-            slab[k].lnext = n->free_waiters;
-            n->free_waiters = &slab[k];
-        }
+        for (size_t k = NODE_WAITER_SLAB; k-- > 0;)
+            st_list_push_front(&n->free_waiters, &slab[k].llink);
         n->waiters_total += NODE_WAITER_SLAB;
     }
-    struct node_waiter *w = n->free_waiters;
-    n->free_waiters = w->lnext;
+    struct node_waiter *w = ll_first(&n->free_waiters);
+    st_list_del(&w->llink);
     memset(w, 0, offsetof(struct node_waiter, key_inline));
+    st_list_init(&w->llink); /* released before any list holds it: del is harmless */
+    st_list_init(&w->dlink);
     w->kind = (uint8_t)kind;
     w->deadline_us = now_us + (uint64_t)n->cfg.request_timeout_ms * 1000u;
     wlist_push(&n->deadlines, w, true);
@@ -169,21 +156,21 @@ static void round_free(struct node *n, struct node_read_round *r);
 static void waiter_release(struct node *n, struct node_waiter *w)
 {
     ST_ASSERT(w->kind != NODE_W_FREE);
-    wlist_remove(&n->deadlines, w, true);
+    wlist_remove(w, true);
     if (w->in_hash) hash_remove(n, w);
     if (w->in_indexed) {
-        wlist_remove(&n->indexed, w, false);
+        wlist_remove(w, false);
         w->in_indexed = false;
     } else if (w->kind == NODE_W_TRANSFER) {
-        wlist_remove(&n->transfers, w, false);
+        wlist_remove(w, false);
     } else if (w->in_retry) {
-        wlist_remove(&n->admin_retry, w, false);
+        wlist_remove(w, false);
         w->in_retry = false;
     } else if (w->kind == NODE_W_READ && w->round) {
         struct node_read_round *r = w->round;
-        wlist_remove(&r->waiters, w, false);
+        wlist_remove(w, false);
         w->round = NULL;
-        if (!r->waiters.head && r->issued) round_free(n, r);
+        if (st_list_empty(&r->waiters) && r->issued) round_free(n, r);
     }
     if (w->orphan_term) {
         n->orphans--;
@@ -199,8 +186,7 @@ static void waiter_release(struct node *n, struct node_waiter *w)
         free(w->key); /* keys above NODE_KEY_INLINE bytes: rare */
     w->key = NULL;
     w->kind = NODE_W_FREE;
-    w->lnext = n->free_waiters;
-    n->free_waiters = w;
+    st_list_push_front(&n->free_waiters, &w->llink);
     n->waiters_used--;
 }
 
@@ -283,21 +269,19 @@ static void fail_waiter(struct node *n, struct node_waiter *w, int status)
 void node_waiters_fail_all(struct node *n, int status)
 {
     /* Unissued read batches hold waiters that are also in the deadline list. */
-    while (n->deadlines.head)
-        fail_waiter(n, n->deadlines.head, status);
-    struct node_read_round *r = n->rounds;
-    while (r) {
-        struct node_read_round *next = r->next;
-        round_free(n, r);
-        r = next;
-    }
+    while (!st_list_empty(&n->deadlines))
+        fail_waiter(n, dl_first(&n->deadlines), status);
+    struct st_list *e, *tmp;
+    ST_LIST_FOREACH_SAFE (e, tmp, &n->rounds)
+        round_free(n, ST_CONTAINER_OF(e, struct node_read_round, link));
 }
 
 void node_waiters_expire(struct node *n, uint64_t now_us)
 {
-    while (n->deadlines.head && n->deadlines.head->deadline_us <= now_us) {
+    struct node_waiter *w;
+    while ((w = dl_first(&n->deadlines)) && w->deadline_us <= now_us) {
         n->m.requests_timed_out++;
-        fail_waiter(n, n->deadlines.head, ST_ETIMEDOUT);
+        fail_waiter(n, w, ST_ETIMEDOUT);
     }
 }
 
@@ -413,7 +397,7 @@ void node_client_flush_forwards(struct node *n)
         if (n->role == RAFT_FOLLOWER && n->leader != RAFT_NONE) {
             struct raft_entry ents[NODE_FWD_BATCH_MAX];
             for (size_t k = i; k < j; k++) {
-                /* index/term placeholders: see send_msg() in node.c */
+                /* index/term placeholders: see node_send_msg() in node_ready.c */
                 ents[k - i] = (struct raft_entry){.term = 1,
                                                   .index = 1,
                                                   .type = RAFT_ENTRY_NORMAL,
@@ -598,16 +582,16 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
 void node_client_applied_index(struct node *n, const struct raft_entry *e)
 {
     if (n->orphans > 0) {
-        struct node_waiter *w = n->deadlines.head;
+        struct node_waiter *w = dl_first(&n->deadlines);
         while (w) {
-            struct node_waiter *next = w->dnext;
+            struct node_waiter *next = dl_next(&n->deadlines, w);
             if (w->kind == NODE_W_WRITE && w->orphan_term && w->orphan_term <= e->term)
                 fail_write(n, w, ST_ECANCELED);
             w = next;
         }
     }
-    while (n->indexed.head && n->indexed.head->index <= e->index) {
-        struct node_waiter *w = n->indexed.head;
+    struct node_waiter *w;
+    while ((w = ll_first(&n->indexed)) && w->index <= e->index) {
         if (w->kind == NODE_W_ADMIN && w->index == e->index && e->type == RAFT_ENTRY_CONF) {
             struct raft_conf_change cc;
             bool ours = raft_conf_change_decode(e->data, e->len, &cc) == 0 && cc.id == w->target &&
@@ -625,28 +609,25 @@ void node_client_applied_index(struct node *n, const struct raft_entry *e)
 
 static struct node_read_round *round_new(struct node *n, uint8_t mode)
 {
-    struct node_read_round *r = n->free_rounds;
-    if (r)
-        n->free_rounds = r->next;
-    else if (!(r = malloc(sizeof *r)))
+    struct node_read_round *r;
+    if (!st_list_empty(&n->free_rounds)) {
+        r = ST_CONTAINER_OF(n->free_rounds.next, struct node_read_round, link);
+        st_list_del(&r->link);
+    } else if (!(r = malloc(sizeof *r))) {
         return NULL;
+    }
     memset(r, 0, sizeof *r);
+    st_list_init(&r->waiters);
+    st_list_init(&r->link);
     r->mode = mode;
     return r;
 }
 
 static void round_free(struct node *n, struct node_read_round *r)
 {
-    ST_ASSERT(!r->waiters.head);
-    if (r->issued) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            n->rounds = r->next;
-        if (r->next) r->next->prev = r->prev;
-    }
-    r->next = n->free_rounds;
-    n->free_rounds = r;
+    ST_ASSERT(st_list_empty(&r->waiters));
+    if (r->issued) st_list_del(&r->link);
+    st_list_push_front(&n->free_rounds, &r->link);
 }
 
 int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consistency c,
@@ -701,21 +682,18 @@ void node_client_issue_reads(struct node *n)
 {
     for (uint8_t mode = 0; mode < 2; mode++) {
         struct node_read_round *r = n->batch[mode];
-        if (!r || !r->waiters.head) continue;
+        if (!r || st_list_empty(&r->waiters)) continue;
         n->batch[mode] = NULL;
         r->ctx = ++n->read_ctx;
         int rc = raft_read_index(n->raft, r->ctx, (enum raft_read_mode)mode);
         r->issued = true;
-        r->next = n->rounds;
-        r->prev = NULL;
-        if (n->rounds) n->rounds->prev = r;
-        n->rounds = r;
+        st_list_push_front(&n->rounds, &r->link);
         n->m.read_rounds++;
         if (rc) {
             /* Every read of the round fails the same way (no leader, busy). */
-            while (r->waiters.head) {
-                struct node_waiter *w = r->waiters.head;
-                bool last = w->lnext == NULL;
+            while (!st_list_empty(&r->waiters)) {
+                struct node_waiter *w = ll_first(&r->waiters);
+                bool last = w->llink.next == &r->waiters;
                 complete_read(n, w, rc);
                 if (last) break; /* the round was freed with its last waiter */
             }
@@ -725,9 +703,9 @@ void node_client_issue_reads(struct node *n)
 
 static void serve_round(struct node *n, struct node_read_round *r, int status)
 {
-    while (r->waiters.head) {
-        struct node_waiter *w = r->waiters.head;
-        bool last = w->lnext == NULL;
+    while (!st_list_empty(&r->waiters)) {
+        struct node_waiter *w = ll_first(&r->waiters);
+        bool last = w->llink.next == &r->waiters;
         complete_read(n, w, status);
         if (last) return; /* the round was freed with its last waiter */
     }
@@ -736,7 +714,9 @@ static void serve_round(struct node *n, struct node_read_round *r, int status)
 
 void node_client_read_state(struct node *n, const struct raft_read_state *rs)
 {
-    for (struct node_read_round *r = n->rounds; r; r = r->next) {
+    struct st_list *e;
+    ST_LIST_FOREACH (e, &n->rounds) {
+        struct node_read_round *r = ST_CONTAINER_OF(e, struct node_read_round, link);
         if (r->ctx != rs->context) continue;
         if (rs->status != 0) {
             serve_round(n, r, rs->status);
@@ -750,11 +730,10 @@ void node_client_read_state(struct node *n, const struct raft_read_state *rs)
 
 void node_client_serve_reads(struct node *n)
 {
-    struct node_read_round *r = n->rounds;
-    while (r) {
-        struct node_read_round *next = r->next;
+    struct st_list *e, *tmp;
+    ST_LIST_FOREACH_SAFE (e, tmp, &n->rounds) {
+        struct node_read_round *r = ST_CONTAINER_OF(e, struct node_read_round, link);
         if (r->resolved && r->index <= n->applied) serve_round(n, r, 0);
-        r = next;
     }
 }
 
@@ -771,9 +750,9 @@ void node_client_leader_changed(struct node *n, raft_id leader)
      * leader's no-op) rather than failing at once also means the other
      * nodes know the new leader when the client retries there. Writes
      * this node proposed as leader keep waiting: their index tells. */
-    struct node_waiter *w = n->deadlines.head;
+    struct node_waiter *w = dl_first(&n->deadlines);
     if (leader != RAFT_NONE) {
-        for (; w; w = w->dnext) {
+        for (; w; w = dl_next(&n->deadlines, w)) {
             if (w->kind == NODE_W_WRITE && w->index == 0 && w->target != leader &&
                 w->orphan_term == 0 && !w->fwd_queued) {
                 w->orphan_term = n->term;
@@ -781,9 +760,9 @@ void node_client_leader_changed(struct node *n, raft_id leader)
             }
         }
     }
-    w = n->transfers.head;
+    w = ll_first(&n->transfers);
     while (w) {
-        struct node_waiter *next = w->lnext;
+        struct node_waiter *next = ll_next(&n->transfers, w);
         if (w->target == leader) complete_admin(n, w, 0, 0);
         w = next;
     }
@@ -832,16 +811,16 @@ static int admin_conf_change(struct node *n, uint8_t op, raft_id id, const char 
 
 void node_client_retry_admin(struct node *n)
 {
-    struct node_waiter *w = n->admin_retry.head;
+    struct node_waiter *w = ll_first(&n->admin_retry);
     while (w) {
-        struct node_waiter *next = w->lnext;
+        struct node_waiter *next = ll_next(&n->admin_retry, w);
         if (n->role != RAFT_LEADER) {
             complete_admin(n, w, ST_ENOTLEADER, 0);
         } else {
             raft_index index = 0;
             int rc = raft_propose_conf_change(n->raft, w->cc, &index);
             if (rc == 0) {
-                wlist_remove(&n->admin_retry, w, false);
+                wlist_remove(w, false);
                 w->in_retry = false;
                 free(w->cc);
                 w->cc = NULL;

@@ -1,6 +1,7 @@
 /* Leader election (Raft §5.2, thesis 3.4) with pre-vote (thesis 9.6) and the
  * leader lease of check-quorum (thesis 4.2.3, 6.2).
  */
+#include "raft/quorum.h"
 #include "raft/raft_int.h"
 
 void election_tick(struct raft *r)
@@ -29,7 +30,6 @@ static void record_vote(struct raft *r, raft_id id, bool granted)
 /* Returns 1 won, -1 lost, 0 pending. Only voters of our configuration count. */
 static int tally(const struct raft *r)
 {
-    size_t voters = raft_conf_voters(&r->conf), q = raft_quorum(r);
     size_t granted = 0, rejected = 0;
     for (uint32_t i = 0; i < r->n_votes; i++) {
         if (!raft_is_voter(r, r->votes[i].id)) continue;
@@ -38,9 +38,7 @@ static int tally(const struct raft *r)
         else
             rejected++;
     }
-    if (granted >= q) return 1;
-    if (voters - rejected < q) return -1;
-    return 0;
+    return (int)quorum_vote_result(raft_conf_voters(&r->conf), granted, rejected);
 }
 
 void election_campaign(struct raft *r, bool pre_vote, bool forced)

@@ -51,13 +51,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* msg.context of a VOTE/PREVOTE sent by a campaign that TIMEOUT_NOW forced:
- * voters then ignore the leader lease (thesis 4.2.3, 3.10). */
 /* Progress slots: every member, plus the leader itself once it removed itself,
  * plus removed members still being told of their removal (evicted first when
  * slots run out). */
 #define RAFT_PRS_MAX (RAFT_MEMBERS_MAX + 4)
 
+/* msg.context of a VOTE/PREVOTE sent by a campaign that TIMEOUT_NOW forced:
+ * voters then ignore the leader lease (thesis 4.2.3, 3.10). */
 #define RAFT_CONTEXT_TRANSFER UINT64_C(0x5452414e53464552) /* "TRANSFER" */
 
 /* --------------------------------------------------------------- memory */
@@ -276,7 +276,7 @@ struct raft {
     bool lease_revoked;
     /* The highest index an append of this leadership carried to anyone. A
      * leader that needs other voters for a quorum hands entries out for
-     * persisting only up to here (raft.c handout_limit). */
+     * persisting only up to here (ready.c handout_limit). */
     raft_index append_sent_max;
     bool bcast_pending;      /* send appends at the next ready (batching) */
     bool commit_bcast;       /* commit moved: tell replicating followers */
@@ -309,15 +309,20 @@ struct raft {
     struct raft_stats stats;
 };
 
-/* raft.c: roles and dispatch */
+/* role.c: the only functions that change r->role */
 void raft_become_follower(struct raft *r, raft_term term, raft_id leader);
 void raft_become_pre_candidate(struct raft *r);
 void raft_become_candidate(struct raft *r);
 void raft_become_leader(struct raft *r);
+
+/* raft.c: helpers shared by the core */
 void raft_reset_randomized_timeout(struct raft *r);
 bool raft_promotable(const struct raft *r);
 bool raft_is_voter(const struct raft *r, raft_id id);
 struct raft_progress *raft_progress_find(struct raft *r, raft_id id);
+size_t raft_quorum(const struct raft *r);
+
+/* ready.c: the outbox */
 /* Queues a message (entries are copied by struct, buffers referenced).
  * after_persist selects msgs_after_persist. Returns false if dropped for lack
  * of memory. */
@@ -325,9 +330,12 @@ bool raft_send(struct raft *r, const struct raft_msg *m, bool after_persist);
 /* Same, with entries [first, first + n) taken from the log. */
 bool raft_send_log(struct raft *r, const struct raft_msg *m, raft_index first, size_t n,
                    bool after_persist);
-size_t raft_quorum(const struct raft *r);
 /* Pushes a read answer for the application into the batch being filled. */
 void raft_out_read(struct raft *r, uint64_t context, raft_index index, int status);
+/* Frees what an outbox holds (its arrays and the references of its entries,
+ * snapshot metas and reads). c supplies the allocator. Only from
+ * raft_destroy(); the outbox is unusable afterwards. */
+void raft_out_free(const struct raft_config *c, struct raft_out *o);
 
 /* election.c */
 void election_tick(struct raft *r);

@@ -12,6 +12,7 @@
  * in a round sent less than election_ticks ago: with check-quorum no other
  * leader can be elected before then, assuming bounded clock drift.
  */
+#include "raft/quorum.h"
 #include "raft/raft_int.h"
 
 #include <stdlib.h>
@@ -48,12 +49,6 @@ static void release(struct raft *r, const struct raft_read *rd, raft_index index
     if (status == 0) r->stats.reads_served++;
 }
 
-static int cmp_desc(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
 /* The newest round a quorum of voters acknowledged (0: none). */
 static uint64_t quorum_round(const struct raft *r)
 {
@@ -64,9 +59,7 @@ static uint64_t quorum_round(const struct raft *r)
         if (!raft_is_voter(r, p->id)) continue;
         v[n++] = p->id == r->cfg.id ? r->round : p->acked_round;
     }
-    if (n == 0) return 0;
-    qsort(v, n, sizeof(v[0]), cmp_desc);
-    return v[raft_quorum(r) - 1];
+    return quorum_index(v, n, raft_quorum(r));
 }
 
 uint64_t read_index_start_round(struct raft *r)

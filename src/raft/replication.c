@@ -1,6 +1,7 @@
 /* Log replication (Raft §5.3, thesis 3.5), commitment (§5.4.2, Figure 3.7)
  * and the leader's tick (heartbeats, check-quorum, transfer timeout).
  */
+#include "raft/quorum.h"
 #include "raft/raft_int.h"
 
 #include <stdlib.h>
@@ -102,12 +103,6 @@ void replication_bcast_heartbeat(struct raft *r)
     }
 }
 
-static int cmp_desc(const void *a, const void *b)
-{
-    raft_index x = *(const raft_index *)a, y = *(const raft_index *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
 bool replication_maybe_commit(struct raft *r)
 {
     raft_index m[RAFT_MEMBERS_MAX];
@@ -119,8 +114,7 @@ bool replication_maybe_commit(struct raft *r)
         m[n++] = p->id == r->cfg.id ? ST_MIN(p->match, r->log.stable) : p->match;
     }
     if (n == 0) return false;
-    qsort(m, n, sizeof(m[0]), cmp_desc);
-    raft_index idx = m[raft_quorum(r) - 1];
+    raft_index idx = quorum_index(m, n, raft_quorum(r));
     /* Figure 3.2 / §5.4.2: "Raft never commits log entries from previous
      * terms by counting replicas"; only an entry of the current term. */
     if (idx <= r->log.commit || log_term_or0(&r->log, idx) != r->term) return false;

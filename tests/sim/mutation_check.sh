@@ -53,7 +53,7 @@ M = {
    ("election.c", "bool grant = can_vote && log_is_up_to_date(&r->log, m->index, m->log_term);",
                   "bool grant = can_vote;")]),
  "apply-beyond-durable": ("committed entries are applied beyond the locally durable index", [
-   ("raft.c", "return ST_MIN(r->log.commit, r->log.stable);", "return r->log.commit;")]),
+   ("ready.c", "return ST_MIN(r->log.commit, r->log.stable);", "return r->log.commit;")]),
  "ack-before-persist": ("a follower acknowledges entries before they are durable", [
    ("replication.c", "    /* Acknowledging entries: only once they (and our term) are durable. */\n    raft_send(r, &resp, true);",
                      "    raft_send(r, &resp, false);")]),

@@ -1,0 +1,477 @@
+/* Connections: creation and close, the HELLO handshake (both sides, with
+ * refusals), inbound frames parsed from the read buffer and dispatched, and
+ * accepting inbound connections. States in transport_int.h. */
+#include "transport/transport_int.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "transport/frame.h"
+#include "util/assert.h"
+#include "util/crc32c.h"
+#include "util/fdlimit.h"
+#include "util/list.h"
+#include "util/rng.h"
+#include "util/trace.h"
+#include "wire/le.h"
+#include "wire/msg.h"
+
+static void conn_up(struct tr_conn *c);
+
+/* ------------------------------------------------------------ connections */
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    struct tr_conn *c = h->data;
+    ST_ASSERT(c->handles_open > 0);
+    if (--c->handles_open > 0) return;
+    struct tr *tr = c->tr;
+    ST_ASSERT(c->inflight_msgs == 0);
+    if (c->rbuf != NULL && c->rbuf != c->scratch) raft_buf_unref(c->rbuf);
+    raft_buf_unref(c->scratch);
+    st_list_del(&c->link);
+    free(c);
+    tr->live--;
+    tr_maybe_free(tr);
+}
+
+static void on_conn_timer(uv_timer_t *t)
+{
+    struct tr_conn *c = t->data;
+    ST_TRACE_WARN(MOD, "connection %s peer %" PRIu64 ": handshake timed out",
+                  c->outbound ? "to" : "from", c->peer ? c->peer->id : 0);
+    tr_conn_close(c, ST_ETIMEDOUT, true);
+}
+
+struct tr_conn *tr_conn_create(struct tr *tr, bool outbound, struct tr_peer *peer)
+{
+    struct tr_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) return NULL;
+    c->scratch = raft_buf_create(TR_SCRATCH_BYTES);
+    if (c->scratch == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->rbuf = c->scratch;
+    c->tr = tr;
+    c->outbound = outbound;
+    c->peer = peer;
+    c->notify = true;
+    c->state = outbound ? CONN_CONNECTING : CONN_HANDSHAKE;
+    ST_ASSERT(uv_tcp_init(tr->loop, &c->tcp) == 0); /* cannot fail on unix for AF_UNSPEC */
+    ST_ASSERT(uv_timer_init(tr->loop, &c->timer) == 0);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->connect_req.data = c;
+    c->handles_open = 2;
+    st_list_push_back(&tr->conns, &c->link);
+    tr->live++;
+    uv_timer_start(&c->timer, on_conn_timer, tr->cfg.handshake_timeout_ms, 0);
+    return c;
+}
+
+/* Raft traffic is small messages that must not wait for Nagle's algorithm
+ * (a heartbeat held back by a delayed ACK costs tens of ms), and a peer that
+ * vanished without a FIN must eventually fail the connection. */
+void tr_conn_set_options(struct tr_conn *c)
+{
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_keepalive(&c->tcp, 1, TR_KEEPALIVE_S);
+}
+
+/* Terminal: stops IO, closes handles, detaches from the peer and fails what
+ * depended on this connection (through callbacks when notify). */
+void tr_conn_close(struct tr_conn *c, int status, bool notify)
+{
+    if (c->state == CONN_CLOSING) return;
+    struct tr *tr = c->tr;
+    bool was_up = c->state == CONN_UP;
+    c->state_before_close = c->state;
+    c->state = CONN_CLOSING;
+    c->notify = notify && !tr->destroying;
+    if (c->counted_inbound) {
+        c->counted_inbound = false;
+        tr->inbound_pending--;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    bool connect_failed = c->state_before_close == CONN_CONNECTING;
+    struct tr_peer *p = c->peer;
+    c->peer = NULL;
+    if (p == NULL || p->conn != c) return;
+    p->conn = NULL;
+    if (was_up)
+        ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection lost: %s", p->id, p->addr,
+                      st_strerror(status));
+    if (p->snap_out != NULL) tr_snap_out_finish(p->snap_out, ST_ECONNECTION, c->notify, false);
+    if (p->snap_in != NULL) tr_snap_in_end(p, ST_ECONNECTION, c->notify, false);
+    tr_peer_drop_queue(p, ST_ECONNECTION, c->notify);
+    /* A callback above may have removed p or destroyed tr. */
+    if (was_up && c->notify && !p->removed && !tr->destroying && tr->cbs.peer_state_cb != NULL)
+        tr->cbs.peer_state_cb(tr->cbs.ctx, p->id, false);
+    if (p->dialer && !p->removed && !tr->destroying) {
+        if (connect_failed && p->ai_next != NULL) { /* try the next resolved address */
+            tr_peer_dial_next(p);
+        } else {
+            tr_peer_free_addrs(p);
+            tr_peer_schedule_dial(p);
+        }
+    }
+}
+
+void tr_protocol_error(struct tr_conn *c, const char *what, int rv)
+{
+    struct tr *tr = c->tr;
+    tr->stats.protocol_errors++;
+    ST_TRACE_WARN(MOD, "connection %s peer %" PRIu64 ": %s (%s): closing it",
+                  c->outbound ? "to" : "from", c->peer ? c->peer->id : 0, what, st_strerror(rv));
+    tr_conn_close(c, rv, true);
+}
+
+static void refuse(struct tr_conn *c, int status, const char *fmt_reason, uint64_t a, uint64_t b)
+{
+    struct tr *tr = c->tr;
+    tr->stats.handshakes_refused++;
+    ST_TRACE_WARN(MOD, "handshake refused (%s): %s (%" PRIu64 " vs %" PRIu64 ")",
+                  st_strerror(status), fmt_reason, a, b);
+    if (c->outbound) {
+        tr_conn_close(c, status, true);
+        return;
+    }
+    struct frame_hello_ack ack = {.proto_version = FRAME_PROTO_VERSION,
+                                  .status = status,
+                                  .cluster_id = tr->cfg.cluster_id,
+                                  .node_id = tr->cfg.self_id};
+    uint8_t body[FRAME_HELLO_ACK_SIZE];
+    size_t n = frame_hello_ack_encode(&ack, body);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->state = CONN_REFUSING;
+    tr_conn_send_ctrl(c, FRAME_HELLO_ACK, body, (uint32_t)n, true);
+}
+
+static void handle_hello(struct tr_conn *c, const uint8_t *body, uint32_t len)
+{
+    struct tr *tr = c->tr;
+    struct frame_hello h;
+    int rv = frame_hello_decode(body, len, &h);
+    if (rv != 0) {
+        tr_protocol_error(c, "malformed HELLO", rv);
+        return;
+    }
+    if (h.proto_version != FRAME_PROTO_VERSION) {
+        refuse(c, ST_EPROTO, "protocol version", h.proto_version, FRAME_PROTO_VERSION);
+        return;
+    }
+    if (h.cluster_id != tr->cfg.cluster_id) {
+        refuse(c, ST_EMISMATCH, "cluster id of the dialer differs from ours", h.cluster_id,
+               tr->cfg.cluster_id);
+        return;
+    }
+    if (h.to_id != tr->cfg.self_id) {
+        refuse(c, ST_EMISMATCH, "dialer expects another node id at this address", h.to_id,
+               tr->cfg.self_id);
+        return;
+    }
+    struct tr_peer *p = peer_find(tr, h.from_id);
+    if (p == NULL) {
+        refuse(c, ST_EMISMATCH, "unknown peer id (dialer, self)", h.from_id, tr->cfg.self_id);
+        return;
+    }
+    if (p->dialer) {
+        refuse(c, ST_EMISMATCH, "a peer with a larger id must not dial us (dialer, self)",
+               h.from_id, tr->cfg.self_id);
+        return;
+    }
+    ST_TRACE_INFO(MOD, "peer %" PRIu64 " connected from its advertised address %s", p->id, h.addr);
+    if (p->conn != NULL) /* the dialer restarted or saw the old connection die first */
+        tr_conn_close(p->conn, ST_ECONNECTION, true);
+    ST_ASSERT(c->counted_inbound);
+    c->counted_inbound = false;
+    tr->inbound_pending--;
+    c->peer = p;
+    p->conn = c;
+    struct frame_hello_ack ack = {.proto_version = FRAME_PROTO_VERSION,
+                                  .status = 0,
+                                  .cluster_id = tr->cfg.cluster_id,
+                                  .node_id = tr->cfg.self_id};
+    uint8_t abody[FRAME_HELLO_ACK_SIZE];
+    size_t n = frame_hello_ack_encode(&ack, abody);
+    tr_conn_send_ctrl(c, FRAME_HELLO_ACK, abody, (uint32_t)n, false);
+    conn_up(c);
+}
+
+static void handle_hello_ack(struct tr_conn *c, const uint8_t *body, uint32_t len)
+{
+    struct tr *tr = c->tr;
+    struct frame_hello_ack a;
+    int rv = frame_hello_ack_decode(body, len, &a);
+    if (rv != 0) {
+        tr_protocol_error(c, "malformed HELLO_ACK", rv);
+        return;
+    }
+    uint64_t expect = c->peer->id;
+    if (a.status != 0) {
+        tr->stats.handshakes_refused++;
+        ST_TRACE_WARN(MOD, "peer %" PRIu64 " (%s) refused our handshake: %s", expect, c->peer->addr,
+                      st_strerror(a.status));
+        tr_conn_close(c, a.status, true);
+        return;
+    }
+    if (a.cluster_id != tr->cfg.cluster_id) {
+        refuse(c, ST_EMISMATCH, "acceptor's cluster id differs from ours", a.cluster_id,
+               tr->cfg.cluster_id);
+        return;
+    }
+    if (a.node_id != expect) {
+        refuse(c, ST_EMISMATCH, "node id at the peer's address is not the expected one", a.node_id,
+               expect);
+        return;
+    }
+    conn_up(c);
+}
+
+static void conn_up(struct tr_conn *c)
+{
+    struct tr *tr = c->tr;
+    struct tr_peer *p = c->peer;
+    c->state = CONN_UP;
+    uv_timer_stop(&c->timer);
+    p->backoff_ms = 0;
+    p->down_since_ms = 0;
+    tr_peer_free_addrs(p);
+    tr->stats.connects++;
+    ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection up (%s)", p->id, p->addr,
+                  c->outbound ? "dialed" : "accepted");
+    while (!st_list_empty(&p->queue)) {
+        struct tr_out *o = ST_CONTAINER_OF(p->queue.next, struct tr_out, link);
+        st_list_del(&o->link);
+        p->queue_msgs--;
+        p->queue_bytes -= o->bytes;
+        if (tr_conn_write(c, o) != 0) {
+            tr->stats.msgs_dropped++;
+            tr_out_free(o);
+            tr_conn_doom(c, ST_ECONNECTION);
+        }
+    }
+    if (tr->cbs.peer_state_cb != NULL) tr->cbs.peer_state_cb(tr->cbs.ctx, p->id, true);
+}
+
+/* --------------------------------------------------------- inbound frames */
+
+static void handle_msg(struct tr_conn *c, struct raft_buf *frame, const uint8_t *body, uint32_t len)
+{
+    struct tr *tr = c->tr;
+    struct raft_buf *own = NULL;
+    /* A small frame with payloads sits in the scratch buffer: copy it out so
+     * the entries the core keeps pin only their own bytes. */
+    if (frame == c->scratch && len >= WIRE_MSG_FIXED_SIZE && le_get32(body + 4) > 0) {
+        own = raft_buf_create(len);
+        if (own == NULL) {
+            tr->stats.msgs_dropped++;
+            return;
+        }
+        memcpy(own->data, body, len);
+        frame = own;
+        body = own->data;
+    }
+    int rv = wire_msg_decode(&tr->wm, frame, body, len);
+    if (rv != 0) {
+        raft_buf_unref(own);
+        if (rv == ST_ENOMEM) {
+            tr->stats.msgs_dropped++;
+            return;
+        }
+        tr_protocol_error(c, "malformed Raft message", rv);
+        return;
+    }
+    const struct raft_msg *m = &tr->wm.msg;
+    raft_id from = c->peer->id;
+    if (m->type == RAFT_MSG_SNAPSHOT || m->from != from || m->to != tr->cfg.self_id) {
+        tr->stats.protocol_errors++;
+        ST_TRACE_WARN(MOD, "peer %" PRIu64 ": dropped misdirected %s from %" PRIu64 " to %" PRIu64,
+                      from, raft_msg_type_name(m->type), m->from, m->to);
+    } else {
+        tr->stats.msgs_received++;
+        if (tr->cbs.msg_cb != NULL) tr->cbs.msg_cb(tr->cbs.ctx, from, m);
+    }
+    wire_msg_release(&tr->wm);
+    raft_buf_unref(own);
+}
+
+/* One complete, length-checked frame at `hdr` inside `frame`. */
+static void process_frame(struct tr_conn *c, struct raft_buf *frame, const uint8_t *hdr)
+{
+    struct frame_header h;
+    int rv = frame_header_decode(hdr, c->tr->cfg.frame_bytes_max, &h);
+    ST_ASSERT(rv == 0); /* checked when the header arrived */
+    const uint8_t *body = hdr + FRAME_HEADER_SIZE;
+    if (frame_check(hdr, &h, body) != 0) {
+        tr_protocol_error(c, "frame CRC mismatch", ST_EPROTO);
+        return;
+    }
+    switch (c->state) {
+    case CONN_HANDSHAKE:
+        if (!c->outbound && h.type == FRAME_HELLO)
+            handle_hello(c, body, h.body_len);
+        else if (c->outbound && h.type == FRAME_HELLO_ACK)
+            handle_hello_ack(c, body, h.body_len);
+        else
+            tr_protocol_error(c, "unexpected frame during the handshake", ST_EPROTO);
+        return;
+    case CONN_UP:
+        break;
+    default:
+        return;
+    }
+    switch (h.type) {
+    case FRAME_MSG:
+        handle_msg(c, frame, body, h.body_len);
+        break;
+    case FRAME_SNAP_BEGIN:
+        tr_handle_snap_begin(c, body, h.body_len);
+        break;
+    case FRAME_SNAP_CHUNK:
+        tr_handle_snap_chunk(c, body, h.body_len);
+        break;
+    case FRAME_SNAP_END:
+        tr_handle_snap_end(c, body, h.body_len);
+        break;
+    case FRAME_SNAP_ABORT:
+        tr_handle_snap_abort(c, body, h.body_len);
+        break;
+    case FRAME_SNAP_ACK:
+        tr_handle_snap_ack(c, body, h.body_len);
+        break;
+    default:
+        tr_protocol_error(c, "unexpected frame type", ST_EPROTO);
+        break;
+    }
+}
+
+void tr_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct tr_conn *c = h->data;
+    struct raft_buf *b = c->rbuf;
+    ST_ASSERT(b != NULL && c->rlen < b->cap);
+    *buf = uv_buf_init((char *)b->data + c->rlen, (unsigned)(b->cap - c->rlen));
+}
+
+void tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tr_conn *c = stream->data;
+    struct tr *tr = c->tr;
+    if (nread == 0) return;
+    if (nread < 0) {
+        if (nread != UV_EOF) ST_TRACE_DEBUG(MOD, "read: %s", uv_strerror((int)nread));
+        tr_conn_close(c, nread == UV_EOF ? ST_ECLOSED : ST_ECONNECTION, true);
+        return;
+    }
+    if (c->state == CONN_CLOSING || c->state == CONN_REFUSING) return;
+    tr->stats.bytes_received += (uint64_t)nread;
+    c->rlen += (size_t)nread;
+    if (c->rbuf != c->scratch) { /* a dedicated buffer holding exactly one frame */
+        struct raft_buf *big = c->rbuf;
+        if (c->rlen < big->cap) return;
+        c->rbuf = c->scratch;
+        c->rpos = c->rlen = 0;
+        process_frame(c, big, big->data);
+        raft_buf_unref(big); /* decoded entries hold their own references */
+        return;
+    }
+    struct raft_buf *s = c->scratch;
+    while (c->state == CONN_HANDSHAKE || c->state == CONN_UP) {
+        size_t have = c->rlen - c->rpos;
+        if (have < FRAME_HEADER_SIZE) break;
+        const uint8_t *hdr = s->data + c->rpos;
+        struct frame_header h;
+        /* Before the handshake only a HELLO/HELLO_ACK may come: an
+         * unauthenticated peer cannot make us buffer a big frame. */
+        uint32_t body_max =
+            c->state == CONN_HANDSHAKE ? TR_HANDSHAKE_BODY_MAX : tr->cfg.frame_bytes_max;
+        int rv = frame_header_decode(hdr, body_max, &h);
+        if (rv != 0) {
+            tr_protocol_error(
+                c, rv == ST_ETOOBIG ? "frame larger than frame_bytes_max" : "bad frame header", rv);
+            return;
+        }
+        size_t total = FRAME_HEADER_SIZE + (size_t)h.body_len;
+        if (have >= total) {
+            c->rpos += total;
+            process_frame(c, s, hdr);
+            continue;
+        }
+        if (total > TR_SCRATCH_BYTES / 2) { /* read the rest straight into its own buffer */
+            struct raft_buf *big = raft_buf_create(total);
+            if (total > tr->stats.frame_buffer_bytes_max) tr->stats.frame_buffer_bytes_max = total;
+            if (big == NULL) {
+                tr_conn_close(c, ST_ENOMEM, true);
+                return;
+            }
+            memcpy(big->data, hdr, have);
+            c->rbuf = big;
+            c->rpos = 0;
+            c->rlen = have;
+            return;
+        }
+        break;
+    }
+    if (c->state != CONN_HANDSHAKE && c->state != CONN_UP) return;
+    /* Keep the partial frame at the front so the next read has room for it. */
+    size_t have = c->rlen - c->rpos;
+    if (c->rpos > 0) {
+        memmove(s->data, s->data + c->rpos, have);
+        c->rpos = 0;
+        c->rlen = have;
+    }
+    ST_ASSERT(c->rlen < s->cap);
+}
+
+/* -------------------------------------------------------------- listening */
+
+void tr_on_connection(uv_stream_t *server, int status)
+{
+    struct tr *tr = server->data;
+    if (status < 0) {
+        /* Out of descriptors (libuv calls back only once its own reserve
+         * descriptor is gone, see http/server.c): pending peers are refused
+         * (they redial with backoff), or the loop spins on the listener. */
+        uint32_t refused = 0;
+        uv_os_fd_t lfd;
+        if ((status == UV_EMFILE || status == UV_ENFILE) &&
+            uv_fileno((const uv_handle_t *)server, &lfd) == 0)
+            refused = st_accept_refuse_pending(lfd);
+        tr->stats.accept_failures++;
+        uint64_t now = uv_now(tr->loop);
+        if (tr->accept_warned_ms == 0 || now - tr->accept_warned_ms >= 1000) {
+            tr->accept_warned_ms = now;
+            ST_TRACE_WARN(MOD, "accept: %s (%u pending connection(s) refused)",
+                          uv_strerror(status), refused);
+        }
+        return;
+    }
+    if (tr->destroying) return;
+    struct tr_conn *c = tr_conn_create(tr, false, NULL);
+    if (c == NULL) {
+        ST_TRACE_ERROR(MOD, "accept: out of memory");
+        return;
+    }
+    c->counted_inbound = true;
+    tr->inbound_pending++;
+    int rv = uv_accept(server, (uv_stream_t *)&c->tcp);
+    if (rv == 0 && tr->inbound_pending > TR_INBOUND_PENDING_MAX) {
+        ST_TRACE_WARN(MOD, "accept: %u unauthenticated connections: closing the new one",
+                      tr->inbound_pending);
+        rv = UV_EBUSY;
+    }
+    if (rv == 0) {
+        tr_conn_set_options(c);
+        rv = uv_read_start((uv_stream_t *)&c->tcp, tr_on_alloc, tr_on_read);
+    }
+    if (rv != 0) tr_conn_close(c, uv_to_st(rv), false);
+}
