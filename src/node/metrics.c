@@ -217,6 +217,9 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
         counter(&o, "stcache_transport_bytes_sent_total", "Bytes sent to peers.", ts.bytes_sent);
         counter(&o, "stcache_transport_snapshots_sent_total", "Snapshots streamed to peers.",
                 ts.snapshots_sent);
+        counter(&o, "stcache_transport_read_pauses_total",
+                "Times reading from a peer paused while a received snapshot was written.",
+                ts.read_pauses);
     }
     outf(&o, "# HELP stcache_wal_fsync_seconds WAL batch latency: submit to durable (group "
              "commit, fdatasync).\n# TYPE stcache_wal_fsync_seconds histogram\n");

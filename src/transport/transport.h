@@ -59,8 +59,8 @@
  * snapshot frame carries a stream id, so a late answer about an abandoned
  * stream is never taken for a newer one's.
  *
- * Callbacks are never invoked from inside a tr_* call, with one exception
- * below: synchronous failures are return values, asynchronous ones are
+ * Callbacks are never invoked from inside a tr_* call, with two exceptions
+ * (tr_peer_remove() and tr_snapshot_resume(), below): synchronous failures are return values, asynchronous ones are
  * callbacks. Callbacks may call any tr_* function, including tr_peer_remove()
  * and tr_destroy().
  * tr_peer_remove() drops what is queued for the peer silently, but ends its
@@ -130,13 +130,23 @@ struct tr_callbacks {
      * negative to refuse (the sender is told). msg valid during the call. */
     int (*snapshot_begin_cb)(void *ctx, raft_id from, const struct raft_msg *msg, uint64_t size);
     /* Next chunk, offsets contiguous from 0. data valid during the call only.
-     * Return 0, or negative to abort the stream. */
+     * Return 0, negative to abort the stream, or TR_CB_PENDING: the chunk is
+     * taken, and nothing more is read from the peer (neither the stream nor
+     * its messages: TCP's window holds the sender back) until the receiver
+     * calls tr_snapshot_resume(). That is how a receiver that writes off the
+     * loop bounds what it holds. */
     int (*snapshot_chunk_cb)(void *ctx, raft_id from, uint64_t offset, const uint8_t *data,
                              size_t len);
     /* The stream ended: status 0 = every byte arrived; the callback returns 0
      * once the snapshot is stored (durably), and the transport then delivers
      * the RAFT_MSG_SNAPSHOT via msg_cb. status < 0: aborted (sender gone,
      * connection lost, a callback refused); the return value is ignored.
+     * With status 0 the callback may also return TR_CB_PENDING: the snapshot
+     * is being stored, reading from the peer pauses, and
+     * tr_snapshot_resume(status) finishes the stream later (delivers the
+     * message when status is 0). A stream whose end is pending gets no
+     * second snapshot_end_cb if its connection is lost meanwhile (the
+     * resume then only finds nothing to finish).
      * Called exactly once per accepted begin. */
     int (*snapshot_end_cb)(void *ctx, raft_id from, int status);
 
@@ -162,6 +172,7 @@ struct tr_stats {
     uint64_t snapshot_bytes_sent;
     uint64_t frame_buffer_bytes_max; /* largest inbound frame buffer ever allocated */
     uint64_t accept_failures;        /* accept errors (EMFILE, ENFILE, ...) */
+    uint64_t read_pauses;            /* reads paused for a snapshot receiver (TR_CB_PENDING) */
 };
 
 struct tr;
@@ -211,6 +222,20 @@ int tr_send(struct tr *tr, const struct raft_msg *msg);
  * ST_ENOENT (unknown peer), ST_ECONNECTION (peer not connected), ST_EBUSY
  * (a stream to that peer is running), ST_EINVAL. */
 int tr_send_snapshot(struct tr *tr, const struct raft_msg *msg, const char *path, uint64_t size);
+
+/* Returned by snapshot_chunk_cb / snapshot_end_cb: the receiver finishes
+ * the work off the loop and calls tr_snapshot_resume(). */
+#define TR_CB_PENDING 1
+
+/* Ends a pause that snapshot_chunk_cb or snapshot_end_cb asked for with
+ * TR_CB_PENDING. status 0: the chunk was written / the snapshot is stored;
+ * negative: it failed, and the stream ends with that status (acknowledged
+ * to the sender; snapshot_end_cb(status) unless the end was the pending
+ * call). Then reading from `from` resumes: frames that arrived before the
+ * pause are processed inside this call, so it may invoke msg_cb,
+ * snapshot_chunk_cb and snapshot_end_cb. Harmless when nothing is paused or the
+ * peer is gone. Loop thread only. */
+void tr_snapshot_resume(struct tr *tr, raft_id from, int status);
 
 void tr_stats_get(const struct tr *tr, struct tr_stats *out);
 

@@ -362,6 +362,8 @@ void tr_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)b->data + c->rlen, (unsigned)(b->cap - c->rlen));
 }
 
+static void conn_parse(struct tr_conn *c);
+
 void tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct tr_conn *c = stream->data;
@@ -384,8 +386,17 @@ void tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         raft_buf_unref(big); /* decoded entries hold their own references */
         return;
     }
+    conn_parse(c);
+}
+
+/* Processes the complete frames buffered in the scratch buffer, until one
+ * pauses the connection or closes it, and keeps the partial frame at the
+ * front of the buffer. */
+static void conn_parse(struct tr_conn *c)
+{
+    struct tr *tr = c->tr;
     struct raft_buf *s = c->scratch;
-    while (c->state == CONN_HANDSHAKE || c->state == CONN_UP) {
+    while ((c->state == CONN_HANDSHAKE || c->state == CONN_UP) && !c->read_paused) {
         size_t have = c->rlen - c->rpos;
         if (have < FRAME_HEADER_SIZE) break;
         const uint8_t *hdr = s->data + c->rpos;
@@ -430,6 +441,26 @@ void tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         c->rlen = have;
     }
     ST_ASSERT(c->rlen < s->cap);
+}
+
+void tr_conn_pause(struct tr_conn *c)
+{
+    if (c->read_paused) return;
+    c->read_paused = true;
+    c->tr->stats.read_pauses++;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void tr_conn_resume(struct tr_conn *c)
+{
+    if (!c->read_paused) return;
+    c->read_paused = false;
+    if (c->state != CONN_UP) return;
+    conn_parse(c);
+    if (c->state == CONN_UP && !c->read_paused) {
+        int rv = uv_read_start((uv_stream_t *)&c->tcp, tr_on_alloc, tr_on_read);
+        if (rv != 0) tr_conn_close(c, uv_to_st(rv), true);
+    }
 }
 
 /* -------------------------------------------------------------- listening */

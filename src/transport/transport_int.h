@@ -109,6 +109,7 @@ struct tr_conn {
     struct raft_buf *scratch; /* parse buffer */
     struct raft_buf *rbuf;    /* scratch, or a dedicated buffer for one big frame */
     size_t rpos, rlen;
+    bool read_paused; /* a snapshot callback returned TR_CB_PENDING: no read, no parse */
     uint32_t inflight_msgs; /* OUT_MSG frames given to uv_write, not completed */
     uint64_t inflight_bytes;
 };
@@ -136,6 +137,7 @@ struct tr_snap_in {
     uint32_t stream;
     uint64_t size, received;
     uint32_t crc;
+    bool ending; /* snapshot_end_cb(0) returned TR_CB_PENDING: awaiting tr_snapshot_resume() */
     struct wire_msg wm; /* the RAFT_MSG_SNAPSHOT, delivered at the end */
 };
 
@@ -276,6 +278,16 @@ void tr_on_dial_timer(uv_timer_t *t);
 /* Ends p's inbound stream: status reported to the node when notify, an ACK
  * with status sent when send_ack. */
 void tr_snap_in_end(struct tr_peer *p, int status, bool notify, bool send_ack);
+/* The tail of a stream whose every byte arrived: the snapshot was stored
+ * (rv 0: deliver it, acknowledge) or not (rv < 0: acknowledge the failure).
+ * Frees si, which is no longer p->snap_in; c may be NULL (link gone). */
+void tr_snap_in_complete(struct tr_conn *c, struct tr_peer *p, struct tr_snap_in *si, int rv);
+/* Reads stop until tr_conn_resume(): a snapshot receiver is writing what it
+ * got (TR_CB_PENDING); TCP's window then holds the sender back. */
+void tr_conn_pause(struct tr_conn *c);
+/* Undoes tr_conn_pause(): parses the frames that arrived before the pause,
+ * then reads again (unless one of them paused or closed it again). */
+void tr_conn_resume(struct tr_conn *c);
 void tr_handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t len);
 void tr_handle_snap_chunk(struct tr_conn *c, const uint8_t *body, uint32_t len);
 void tr_handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len);

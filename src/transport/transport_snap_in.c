@@ -28,6 +28,8 @@ void tr_snap_in_end(struct tr_peer *p, int status, bool notify, bool send_ack)
     struct tr_snap_in *si = p->snap_in;
     ST_ASSERT(si != NULL);
     p->snap_in = NULL;
+    if (si->ending) /* the receiver had its snapshot_end_cb(0) already */
+        notify = false;
     if (status != 0) tr->stats.snapshots_failed++;
     if (status != 0)
         ST_TRACE_WARN(MOD, "snapshot from peer %" PRIu64 " failed at %" PRIu64 "/%" PRIu64 ": %s",
@@ -131,11 +133,12 @@ void tr_handle_snap_chunk(struct tr_conn *c, const uint8_t *body, uint32_t len)
                  : 0;
     if (p->snap_in != si) /* the callback removed the peer or destroyed us */
         return;
-    if (rv != 0) {
+    if (rv != 0 && rv != TR_CB_PENDING) {
         tr_snap_in_end(p, rv < 0 ? rv : ST_ECANCELED, true, true);
         return;
     }
     si->received += n;
+    if (rv == TR_CB_PENDING) tr_conn_pause(c);
 }
 
 void tr_handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len)
@@ -156,6 +159,24 @@ void tr_handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len)
     p->snap_in = NULL;
     int rv =
         tr->cbs.snapshot_end_cb != NULL ? tr->cbs.snapshot_end_cb(tr->cbs.ctx, p->id, 0) : ST_EPERM;
+    if (rv == TR_CB_PENDING) {
+        if (p->removed || tr->destroying || c->state != CONN_UP || p->snap_in != NULL) {
+            /* the callback removed the peer, destroyed us, or the link is gone */
+            wire_msg_close(&si->wm);
+            free(si);
+            return;
+        }
+        si->ending = true;
+        p->snap_in = si;
+        tr_conn_pause(c);
+        return;
+    }
+    tr_snap_in_complete(c, p, si, rv);
+}
+
+void tr_snap_in_complete(struct tr_conn *c, struct tr_peer *p, struct tr_snap_in *si, int rv)
+{
+    struct tr *tr = p->tr;
     if (rv == 0) {
         tr->stats.snapshots_received++;
         tr->stats.msgs_received++;
@@ -166,7 +187,8 @@ void tr_handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len)
         tr->stats.snapshots_failed++;
         ST_TRACE_WARN(MOD, "snapshot from peer %" PRIu64 " not stored: %s", p->id, st_strerror(rv));
     }
-    if (c->state == CONN_UP) snap_send_ack(c, si->stream, rv < 0 ? rv : (rv > 0 ? ST_EIO : 0));
+    if (c != NULL && c->state == CONN_UP)
+        snap_send_ack(c, si->stream, rv < 0 ? rv : (rv > 0 ? ST_EIO : 0));
     wire_msg_close(&si->wm);
     free(si);
 }
@@ -181,4 +203,21 @@ void tr_handle_snap_abort(struct tr_conn *c, const uint8_t *body, uint32_t len)
     }
     if (c->peer->snap_in != NULL && c->peer->snap_in->stream == stream)
         tr_snap_in_end(c->peer, status != 0 ? status : ST_ECANCELED, true, false);
+}
+
+void tr_snapshot_resume(struct tr *tr, raft_id from, int status)
+{
+    if (tr->destroying) return;
+    struct tr_peer *p = peer_find(tr, from);
+    if (p == NULL) return;
+    struct tr_conn *c = p->conn;
+    struct tr_snap_in *si = p->snap_in;
+    if (si != NULL && si->ending) {
+        p->snap_in = NULL;
+        tr_snap_in_complete(c, p, si, status > 0 ? ST_EIO : status);
+    } else if (si != NULL && status != 0) {
+        tr_snap_in_end(p, status > 0 ? ST_EIO : status, true, true);
+    }
+    /* A callback above may have removed p or destroyed tr. */
+    if (!tr->destroying && !p->removed && p->conn != NULL) tr_conn_resume(p->conn);
 }

@@ -82,6 +82,9 @@ struct ep {
     uint64_t snap_fail_chunk; /* chunk_cb fails at this chunk number (1-based), 0 = never */
     int snap_fail_status;
     bool snap_destroy_at_fail; /* instead of failing: destroy this transport */
+    bool snap_defer;           /* chunk and end callbacks answer TR_CB_PENDING */
+    int snap_deferred;         /* calls answered TR_CB_PENDING, not yet resumed */
+    int snap_deferred_max;
     bool snap_content_ok;
     size_t chunk_max;
     bool snap_in_progress;
@@ -193,6 +196,11 @@ static int ep_snap_chunk(void *ctx, raft_id from, uint64_t off, const uint8_t *d
     e->snap_bytes += len;
     if (len > e->chunk_max) e->chunk_max = len;
     if (e->hb_sender != NULL) send_heartbeat(e->hb_sender, e->id, e->snap_chunks);
+    if (e->snap_defer) {
+        e->snap_deferred++;
+        if (e->snap_deferred > e->snap_deferred_max) e->snap_deferred_max = e->snap_deferred;
+        return TR_CB_PENDING;
+    }
     if (e->snap_fail_chunk != 0 && e->snap_chunks == e->snap_fail_chunk) {
         if (e->snap_destroy_at_fail) { /* the receiver dies inside its own callback */
             tr_destroy(e->tr, ep_done, e);
@@ -210,6 +218,10 @@ static int ep_snap_end(void *ctx, raft_id from, int status)
     e->snap_ends++;
     e->snap_end_status = status;
     e->snap_in_progress = false;
+    if (status == 0 && e->snap_defer) {
+        e->snap_deferred++;
+        return TR_CB_PENDING;
+    }
     if (status == 0 && e->destroy_in_end) {
         tr_destroy(e->tr, ep_done, e);
         e->tr = NULL;
@@ -1016,6 +1028,87 @@ TEST(snapshot_streams_a_multi_mib_file_in_bounded_chunks)
     /* The receiver never buffered more than one chunk frame. */
     ASSERT_EQ(sb.frame_buffer_bytes_max, FRAME_HEADER_SIZE + FRAME_SNAP_CHUNK_FIXED_SIZE + chunk);
     ASSERT_EQ(sa.snapshots_failed + sb.snapshots_failed, 0);
+    ep_destroy(&a);
+    ep_destroy(&b);
+    snap_cleanup(path);
+    loop_teardown();
+}
+
+/* Runs the loop until the sender has put `bytes` more on the wire than
+ * `base`, then a few more turns: long enough for a reading receiver to see
+ * them. */
+static void run_until_sent(struct ep *from, uint64_t base, uint64_t bytes)
+{
+    struct tr_stats st;
+    RUN_UNTIL((tr_stats_get(from->tr, &st), st.bytes_sent >= base + bytes));
+    for (int i = 0; i < 50; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+TEST(snapshot_receiver_writing_off_the_loop_pauses_the_peer_until_resumed)
+{
+    loop_setup();
+    char path[128];
+    const uint64_t size = 3 * 256 * 1024 + 999; /* four chunks */
+    snap_setup(path, sizeof(path), size);
+    struct ep a, b;
+    ep_start(&a, 1, CLUSTER, 0);
+    ep_start(&b, 2, CLUSTER, 0);
+    link_peers(&a, &b);
+    RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
+    b.snap_defer = true;
+    struct raft_msg m = snapshot_msg(1, 2);
+    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    uint64_t msgs0 = b.n_msgs;
+    for (uint64_t k = 1; k <= 4; k++) {
+        RUN_UNTIL(b.snap_deferred == 1);
+        ASSERT_EQ(b.snap_chunks, k);
+        /* While the chunk is "being written", the peer is not read: a
+         * heartbeat sent now waits, and so does the next chunk. */
+        uint64_t msgs = b.n_msgs;
+        struct tr_stats st;
+        tr_stats_get(a.tr, &st);
+        send_heartbeat(&a, 2, 100 + k);
+        run_until_sent(&a, st.bytes_sent, 1);
+        ASSERT_EQ(b.n_msgs, msgs);
+        ASSERT_EQ(b.snap_chunks, k);
+        b.snap_deferred = 0;
+        tr_snapshot_resume(b.tr, 1, 0);
+    }
+    /* The end is deferred too: stored "later", delivered only on resume. */
+    RUN_UNTIL(b.snap_ends == 1);
+    ASSERT_EQ(b.snap_end_status, 0);
+    ASSERT_EQ(b.snap_bytes, size);
+    ASSERT_TRUE(b.snap_content_ok);
+    ASSERT_EQ(b.snapshots_delivered, 0);
+    ASSERT_EQ(a.snap_sent_n, 0);
+    ASSERT_EQ(b.snap_deferred_max, 1); /* never two chunks taken at once */
+    struct tr_stats sb;
+    tr_stats_get(b.tr, &sb);
+    ASSERT_EQ(sb.read_pauses, 5); /* four chunks and the end */
+    b.snap_deferred = 0;
+    tr_snapshot_resume(b.tr, 1, 0);
+    ASSERT_EQ(b.snapshots_delivered, 1);
+    ASSERT_EQ(b.delivered_meta.index, 12345);
+    RUN_UNTIL(b.n_msgs == msgs0 + 4 + 1); /* the held heartbeats all arrive */
+    RUN_UNTIL(a.snap_sent_n == 1);
+    ASSERT_EQ(a.snap_sent_status, 0);
+    ASSERT_EQ(b.snap_ends, 1);
+    tr_snapshot_resume(b.tr, 1, 0); /* nothing paused: harmless */
+
+    /* A write that fails ends the stream on both sides with its status. */
+    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    RUN_UNTIL(b.snap_deferred == 1);
+    b.snap_deferred = 0;
+    tr_snapshot_resume(b.tr, 1, ST_ENOSPC);
+    ASSERT_EQ(b.snap_ends, 2);
+    ASSERT_EQ(b.snap_end_status, ST_ENOSPC);
+    RUN_UNTIL(a.snap_sent_n == 2);
+    ASSERT_EQ(a.snap_sent_status, ST_ENOSPC);
+    /* and the link still carries messages */
+    uint64_t msgs = b.n_msgs;
+    send_heartbeat(&a, 2, 7);
+    RUN_UNTIL(b.n_msgs == msgs + 1);
     ep_destroy(&a);
     ep_destroy(&b);
     snap_cleanup(path);
