@@ -414,10 +414,8 @@ void node_stop_maybe_finish(struct node *n)
     if (n->handles_open > 0 || !n->tr_closed || n->snap_commit || n->bg_pending) return;
     if (n->install) node_install_free(n); /* loaded, never installed */
     if (n->bg_pending) return;
-    if (n->snap_in) {
-        st_snap_write_abort(n->snap_in);
-        n->snap_in = NULL;
-    }
+    ST_ASSERT(n->snap_in_commit == NULL); /* counted in bg_pending */
+    if (n->snap_in) node_snap_in_release(n);
     if (n->snap_in_rd) {
         st_snap_read_close(n->snap_in_rd);
         n->snap_in_rd = NULL;

@@ -138,6 +138,18 @@ struct node_persist {
     struct node_persist *next;
 };
 
+/* A received snapshot being made durable on the threadpool
+ * (node_transport.c). */
+struct node_snap_in_commit {
+    uv_work_t work;
+    struct node *n;
+    struct st_snap_writer *w; /* consumed by the work */
+    raft_id from;
+    struct raft_snapshot_meta meta;
+    struct st_snapshot_info info;
+    int rc;
+};
+
 /* The file side of a snapshot job: the cursor's bytes of one step are
  * collected in buf[fill] on the loop, then written by one threadpool work
  * while the next step fills the other buffer (at most one write in flight,
@@ -406,9 +418,18 @@ struct node {
     struct kv_config kv_cfg; /* the kv's configuration (for the kvs of installs) */
 
     /* inbound snapshot stream */
-    struct st_snap_writer *snap_in;
+    /* Inbound snapshot stream (node_transport.c): chunks are collected in
+     * snap_in's buffers on the loop and written by the threadpool (one write
+     * in flight). While a write runs and NODE_SNAP_IN_HELD_BYTES wait behind
+     * it, the transport is paused (snap_in_paused); the end waits for the
+     * last write, then the file is made durable on the threadpool
+     * (snap_in_commit) before the transport delivers the message. */
+    struct node_snap_io *snap_in;
     raft_id snap_in_from;
     struct raft_snapshot_meta snap_in_meta;
+    bool snap_in_paused; /* a chunk answered TR_CB_PENDING */
+    bool snap_in_ending; /* the end answered TR_CB_PENDING */
+    struct node_snap_in_commit *snap_in_commit;
     /* The last snapshot received from a leader, opened for reading as soon
      * as it was stored: installing it then needs no new descriptor (without
      * one the transfer is refused and the leader sends it again, instead of
@@ -546,6 +567,16 @@ void node_persist_async_cb(uv_async_t *h);
 void node_snap_waiters_notify(struct node *n, int status, raft_index index);
 /* Releases the running job's cursor, buffers and files (abandoned). */
 void node_snap_job_release(struct node *n);
+/* Appends to io's fill buffer (grown as needed): 0 or ST_ENOMEM. */
+int node_snap_io_append(struct node_snap_io *io, const void *data, size_t len);
+/* Aborts io's writer (if any) and frees io; not while io->busy. */
+void node_snap_io_free(struct node_snap_io *io);
+/* Threadpool: writes the buffer handed over (1 - fill); the first error
+ * stays in io->rc. */
+void node_snap_io_work_cb(uv_work_t *req);
+/* Releases the inbound snapshot stream's writer and buffers (aborting its
+ * file); a write in flight finishes first and frees them. */
+void node_snap_in_release(struct node *n);
 /* A malloc_trim() is due NODE_TRIM_DELAY_TICKS from now (after a snapshot
  * or a restore); node_memory_trim_maybe() runs it, off the loop, once
  * nothing was applied for NODE_TRIM_QUIET_TICKS. */

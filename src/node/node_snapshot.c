@@ -26,10 +26,8 @@
 
 /* The cursor's output: appended to the io buffer being filled (written
  * by the threadpool, node_snapshot_step). */
-static int snap_sink_cb(void *ctx, const void *data, size_t len)
+int node_snap_io_append(struct node_snap_io *io, const void *data, size_t len)
 {
-    struct node_snap_job *job = ctx;
-    struct node_snap_io *io = job->io;
     int f = io->fill;
     if (io->len[f] + len > io->cap[f]) {
         size_t cap = io->cap[f] ? io->cap[f] : 64u << 10;
@@ -45,7 +43,13 @@ static int snap_sink_cb(void *ctx, const void *data, size_t len)
     return 0;
 }
 
-static void snap_io_free(struct node_snap_io *io)
+static int snap_sink_cb(void *ctx, const void *data, size_t len)
+{
+    struct node_snap_job *job = ctx;
+    return node_snap_io_append(job->io, data, len);
+}
+
+void node_snap_io_free(struct node_snap_io *io)
 {
     if (io->w) st_snap_write_abort(io->w);
     free(io->buf[0]);
@@ -53,7 +57,7 @@ static void snap_io_free(struct node_snap_io *io)
     free(io);
 }
 
-static void snap_io_work_cb(uv_work_t *req)
+void node_snap_io_work_cb(uv_work_t *req)
 {
     struct node_snap_io *io = req->data;
     int b = 1 - io->fill; /* the buffer handed over */
@@ -68,7 +72,7 @@ static void snap_io_after_cb(uv_work_t *req, int status)
     n->bg_pending--;
     io->busy = false;
     io->len[1 - io->fill] = 0;
-    if (io->orphan) snap_io_free(io);
+    if (io->orphan) node_snap_io_free(io);
     if (n->stopping) node_stop_maybe_finish(n);
 }
 
@@ -79,11 +83,11 @@ static void snap_io_flush(struct node *n, struct node_snap_io *io)
     io->fill = 1 - io->fill;
     io->busy = true;
     io->work.data = io;
-    if (uv_queue_work(n->loop, &io->work, snap_io_work_cb, snap_io_after_cb) == 0) {
+    if (uv_queue_work(n->loop, &io->work, node_snap_io_work_cb, snap_io_after_cb) == 0) {
         n->bg_pending++;
         return;
     }
-    snap_io_work_cb(&io->work);
+    node_snap_io_work_cb(&io->work);
     io->busy = false;
     io->len[1 - io->fill] = 0;
 }
@@ -146,7 +150,7 @@ void node_snap_job_release(struct node *n)
         if (job->io->busy)
             job->io->orphan = true; /* its completion aborts the writer and frees it */
         else
-            snap_io_free(job->io);
+            node_snap_io_free(job->io);
         job->w = NULL; /* the io's */
     }
     if (job->w) st_snap_write_abort(job->w);

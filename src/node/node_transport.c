@@ -20,6 +20,10 @@
 #include <unistd.h>
 
 #define MOD "node"
+/* Received snapshot bytes collected on the loop while the previous ones are
+ * written: past this the transport pauses the sender (TR_CB_PENDING). With
+ * the write in flight, at most twice this plus one chunk is held. */
+#define NODE_SNAP_IN_HELD_BYTES (1u << 20)
 
 /* ------------------------------------------------------------ conf/peers */
 
@@ -132,6 +136,159 @@ void node_tr_send_failed_cb(void *ctx, raft_id peer, uint8_t type, int status)
     if (n->running && !n->stopping) raft_report_unreachable(n->raft, peer);
 }
 
+/* ------------------------------------------------ receiving a snapshot
+ *
+ * The transport hands chunks to node_tr_snap_chunk_cb on the loop; they are
+ * copied into snap_in's fill buffer, and the other buffer is written by the
+ * threadpool (node_snap_io_work_cb), so a write that blocks under dirty-page
+ * throttling blocks a worker, not the loop. */
+
+static void snap_in_after_cb(uv_work_t *req, int status);
+
+void node_snap_in_release(struct node *n)
+{
+    struct node_snap_io *io = n->snap_in;
+    n->snap_in = NULL;
+    n->snap_in_paused = n->snap_in_ending = false;
+    if (!io) return;
+    if (io->busy)
+        io->orphan = true;
+    else
+        node_snap_io_free(io);
+}
+
+/* Hands the fill buffer to the threadpool (written here if the threadpool
+ * refuses: nothing is lost, the loop just stalls once). */
+static void snap_in_flush(struct node *n)
+{
+    struct node_snap_io *io = n->snap_in;
+    io->fill = 1 - io->fill;
+    io->busy = true;
+    io->work.data = io;
+    if (uv_queue_work(n->loop, &io->work, node_snap_io_work_cb, snap_in_after_cb) == 0) {
+        n->bg_pending++;
+        return;
+    }
+    node_snap_io_work_cb(&io->work);
+    io->busy = false;
+    io->len[1 - io->fill] = 0;
+}
+
+static void snap_in_commit_work_cb(uv_work_t *req)
+{
+    struct node_snap_in_commit *c = req->data;
+    c->rc = st_snap_write_commit(c->w, &c->meta, &c->info); /* frees w whatever it returns */
+    c->w = NULL;
+}
+
+/* The received snapshot is durable (or not): opened for the install, and
+ * the transport delivers it (or acknowledges the failure). */
+static void snap_in_commit_done(struct node *n, raft_id from, int rc,
+                                const struct st_snapshot_info *info)
+{
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot from %" PRIu64 " not stored: %s", n->cfg.id,
+                       from, st_strerror(rc));
+    } else {
+        if (n->snap_in_rd) st_snap_read_close(n->snap_in_rd);
+        rc = st_snap_read_open(n->storage->snaps, info->meta.index, &n->snap_in_rd,
+                               &n->snap_in_rd_info);
+        if (rc) {
+            n->snap_in_rd = NULL;
+            ST_TRACE_WARN(MOD,
+                          "node %" PRIu64 ": snapshot from %" PRIu64
+                          " stored but cannot be opened (%s): refused, the leader sends it again",
+                          n->cfg.id, from, st_strerror(rc));
+        }
+    }
+    if (n->tr && !n->stopping) tr_snapshot_resume(n->tr, from, rc);
+}
+
+static void snap_in_commit_after_cb(uv_work_t *req, int status)
+{
+    (void)status; /* never canceled */
+    struct node_snap_in_commit *c = req->data;
+    struct node *n = c->n;
+    n->bg_pending--;
+    n->snap_in_commit = NULL;
+    if (!n->stopping) snap_in_commit_done(n, c->from, c->rc, &c->info);
+    free(c);
+    if (n->stopping) node_stop_maybe_finish(n);
+}
+
+/* Moves the inbound stream on once no write runs: writes what waits, or
+ * after the end makes the file durable, or resumes a paused transport. */
+static void snap_in_next(struct node *n)
+{
+    struct node_snap_io *io = n->snap_in;
+    ST_ASSERT(io && !io->busy);
+    raft_id from = n->snap_in_from;
+    if (io->rc) {
+        int rc = io->rc;
+        if (n->snap_in_ending) { /* the end is ours to finish */
+            node_snap_in_release(n);
+            tr_snapshot_resume(n->tr, from, rc);
+        } else if (n->snap_in_paused) { /* ends the stream: the end callback releases it */
+            n->snap_in_paused = false;
+            tr_snapshot_resume(n->tr, from, rc);
+        } /* else the next chunk returns the error */
+        return;
+    }
+    if (io->len[io->fill] > 0) {
+        snap_in_flush(n);
+        if (n->snap_in_paused && io->len[io->fill] == 0) { /* room again */
+            n->snap_in_paused = false;
+            tr_snapshot_resume(n->tr, from, 0);
+        }
+        return;
+    }
+    if (n->snap_in_paused) {
+        n->snap_in_paused = false;
+        tr_snapshot_resume(n->tr, from, 0);
+        return;
+    }
+    if (!n->snap_in_ending) return;
+    /* every byte is written: make the file durable off the loop */
+    struct st_snap_writer *w = io->w;
+    io->w = NULL;
+    node_snap_in_release(n);
+    struct node_snap_in_commit *c = calloc(1, sizeof *c);
+    struct st_snapshot_info info;
+    memset(&info, 0, sizeof info);
+    if (c) {
+        c->n = n;
+        c->w = w;
+        c->from = from;
+        c->meta = n->snap_in_meta;
+        c->work.data = c;
+        if (uv_queue_work(n->loop, &c->work, snap_in_commit_work_cb, snap_in_commit_after_cb) == 0) {
+            n->bg_pending++;
+            n->snap_in_commit = c;
+            return;
+        }
+        free(c);
+    }
+    int rc = st_snap_write_commit(w, &n->snap_in_meta, &info);
+    snap_in_commit_done(n, from, rc, &info);
+}
+
+static void snap_in_after_cb(uv_work_t *req, int status)
+{
+    (void)status;
+    struct node_snap_io *io = req->data;
+    struct node *n = io->n;
+    n->bg_pending--;
+    io->busy = false;
+    io->len[1 - io->fill] = 0;
+    if (io->orphan) {
+        node_snap_io_free(io);
+    } else if (!n->stopping) {
+        ST_ASSERT(n->snap_in == io);
+        snap_in_next(n);
+    }
+    if (n->stopping) node_stop_maybe_finish(n);
+}
+
 int node_tr_snap_begin_cb(void *ctx, raft_id from, const struct raft_msg *msg, uint64_t size)
 {
     struct node *n = ctx;
@@ -159,12 +316,21 @@ int node_tr_snap_begin_cb(void *ctx, raft_id from, const struct raft_msg *msg, u
      * asks again once it is installed, if it still needs to. */
     if (n->install && !n->install->loaded && msg->snapshot->index <= n->install->meta.index)
         return ST_EBUSY;
-    if (n->snap_in) {
-        st_snap_write_abort(n->snap_in);
-        n->snap_in = NULL;
+    /* Not while the previous stream's last write or its fsync runs (the
+     * leader retries). */
+    if ((n->snap_in && (n->snap_in->busy || n->snap_in_ending)) || n->snap_in_commit)
+        return ST_EBUSY;
+    if (n->snap_in) node_snap_in_release(n);
+    struct node_snap_io *io = calloc(1, sizeof *io);
+    if (!io) return ST_ENOMEM;
+    io->n = n;
+    int rc = st_snap_write_begin(n->storage->snaps, &io->w);
+    if (rc) {
+        free(io);
+        return rc;
     }
-    int rc = st_snap_write_begin(n->storage->snaps, &n->snap_in);
-    if (rc) return rc;
+    n->snap_in = io;
+    n->snap_in_paused = n->snap_in_ending = false;
     n->snap_in_from = from;
     n->snap_in_meta = *msg->snapshot;
     ST_TRACE_INFO(
@@ -174,44 +340,44 @@ int node_tr_snap_begin_cb(void *ctx, raft_id from, const struct raft_msg *msg, u
 }
 
 int node_tr_snap_chunk_cb(void *ctx, raft_id from, uint64_t offset, const uint8_t *data,
-                            size_t len)
+                          size_t len)
 {
     struct node *n = ctx;
     (void)offset;
-    if (!n->snap_in || n->snap_in_from != from) return ST_EINVAL;
-    return st_snap_write(n->snap_in, data, len);
+    struct node_snap_io *io = n->snap_in;
+    if (!io || n->snap_in_from != from || n->snap_in_ending) return ST_EINVAL;
+    if (io->rc) return io->rc; /* an earlier write failed */
+    int rc = node_snap_io_append(io, data, len);
+    if (rc) return rc;
+    if (!io->busy) snap_in_flush(n);
+    if (io->busy && io->len[io->fill] >= NODE_SNAP_IN_HELD_BYTES) {
+        n->snap_in_paused = true;
+        return TR_CB_PENDING;
+    }
+    return 0;
 }
 
 int node_tr_snap_end_cb(void *ctx, raft_id from, int status)
 {
     struct node *n = ctx;
-    if (!n->snap_in || n->snap_in_from != from) return ST_EINVAL;
-    struct st_snap_writer *w = n->snap_in;
-    n->snap_in = NULL;
+    struct node_snap_io *io = n->snap_in;
+    if (!io || n->snap_in_from != from || n->snap_in_ending) return ST_EINVAL;
     if (status != 0) {
-        st_snap_write_abort(w);
         ST_TRACE_WARN(MOD, "node %" PRIu64 ": snapshot from %" PRIu64 " aborted: %s", n->cfg.id,
                       from, st_strerror(status));
+        node_snap_in_release(n);
         return status;
     }
-    struct st_snapshot_info info;
-    int rc = st_snap_write_commit(w, &n->snap_in_meta, &info);
-    if (rc) {
-        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot from %" PRIu64 " not stored: %s", n->cfg.id,
-                       from, st_strerror(rc));
+    if (io->rc) {
+        int rc = io->rc;
+        node_snap_in_release(n);
         return rc;
     }
-    if (n->snap_in_rd) st_snap_read_close(n->snap_in_rd);
-    rc = st_snap_read_open(n->storage->snaps, info.meta.index, &n->snap_in_rd,
-                           &n->snap_in_rd_info);
-    if (rc) {
-        n->snap_in_rd = NULL;
-        ST_TRACE_WARN(MOD,
-                      "node %" PRIu64 ": snapshot from %" PRIu64
-                      " stored but cannot be opened (%s): refused, the leader sends it again",
-                      n->cfg.id, from, st_strerror(rc));
-    }
-    return rc;
+    /* Every byte arrived: once the last ones are written, the file is made
+     * durable off the loop (snap_in_next), then tr_snapshot_resume(). */
+    n->snap_in_ending = true;
+    if (!io->busy) snap_in_next(n);
+    return TR_CB_PENDING;
 }
 
 void node_tr_snap_sent_cb(void *ctx, raft_id to, int status)
