@@ -67,6 +67,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stcache/api.h"
+#include "stcache/buf.h" /* struct raft_buf: entry payloads */
 #include "stcache/errors.h"
 
 typedef uint64_t raft_id; /* node id; 0 means "none" */
@@ -77,21 +79,6 @@ typedef uint64_t raft_index;
 /* Bounds on members and their opaque context (the application's addresses). */
 #define RAFT_MEMBERS_MAX 64
 #define RAFT_MEMBER_CONTEXT_MAX 192
-
-/* ---------------------------------------------------------------- buffers */
-
-/* Immutable reference-counted bytes. refs is single-threaded (see above). */
-struct raft_buf {
-    uint32_t refs;
-    uint32_t cap;
-    uint8_t data[];
-};
-
-/* Allocates a buffer of `cap` bytes with one reference; NULL on ENOMEM. */
-struct raft_buf *raft_buf_create(size_t cap);
-void raft_buf_ref(struct raft_buf *b);
-/* Drops one reference; frees at zero. NULL is a no-op. */
-void raft_buf_unref(struct raft_buf *b);
 
 /* --------------------------------------------------------------- entries */
 
