@@ -130,14 +130,14 @@ struct raft_conf_change {
 /* Payload codec for RAFT_ENTRY_CONF entries (defined by the core: it must
  * read them). encode returns the encoded size (<= RAFT_CONF_CHANGE_ENCODED_MAX). */
 #define RAFT_CONF_CHANGE_ENCODED_MAX (1 + 8 + 2 + RAFT_MEMBER_CONTEXT_MAX)
-size_t raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t *out);
-int raft_conf_change_decode(const uint8_t *data, size_t len, struct raft_conf_change *cc);
+ST_API size_t raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t *out);
+ST_API int raft_conf_change_decode(const uint8_t *data, size_t len, struct raft_conf_change *cc);
 
 /* Applies cc to conf (pure function); ST_EINVAL if it makes no sense
  * (removing an absent member, too many members, ...). */
-int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc);
-const struct raft_member *raft_conf_find(const struct raft_conf *conf, raft_id id);
-size_t raft_conf_voters(const struct raft_conf *conf);
+ST_API int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc);
+ST_API const struct raft_member *raft_conf_find(const struct raft_conf *conf, raft_id id);
+ST_API size_t raft_conf_voters(const struct raft_conf *conf);
 
 /* ------------------------------------------------------------- snapshots */
 
@@ -158,7 +158,7 @@ struct raft_hard_state {
 };
 
 enum raft_role { RAFT_FOLLOWER = 0, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE, RAFT_LEADER };
-const char *raft_role_name(enum raft_role role);
+ST_API const char *raft_role_name(enum raft_role role);
 
 /* --------------------------------------------------------------- messages */
 
@@ -178,7 +178,7 @@ enum raft_msg_type {
     RAFT_MSG_PROPOSE,           /* follower -> leader: forwarded proposal entries */
     RAFT_MSG_TYPE_MAX
 };
-const char *raft_msg_type_name(int type);
+ST_API const char *raft_msg_type_name(int type);
 
 struct raft_msg {
     uint8_t type; /* enum raft_msg_type */
@@ -286,7 +286,7 @@ struct raft_config {
 
 /* Fills sensible defaults (election 10 ticks, heartbeat 1, pre-vote and
  * check-quorum on, 4 appends in flight, 1 MiB per message, ...). */
-void raft_config_default(struct raft_config *cfg, raft_id id);
+ST_API void raft_config_default(struct raft_config *cfg, raft_id id);
 
 /* What a node restarts from: everything it had made durable. */
 struct raft_bootstrap_state {
@@ -314,77 +314,77 @@ struct raft;
 
 /* Creates a core from durable state. Returns 0 and *out, or ST_EINVAL
  * (inconsistent state) / ST_ENOMEM. */
-int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state *st,
+ST_API int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state *st,
                 struct raft **out);
-void raft_destroy(struct raft *r);
+ST_API void raft_destroy(struct raft *r);
 
-void raft_tick(struct raft *r);
+ST_API void raft_tick(struct raft *r);
 /* Feeds a peer message. Returns 0; ST_EPROTO/ST_ESTALE for dropped input
  * (the message is ignored and counted, the core is unharmed); ST_ENOMEM when
  * it could not be taken (nothing changed: the sender retries). */
-int raft_step(struct raft *r, const struct raft_msg *m);
+ST_API int raft_step(struct raft *r, const struct raft_msg *m);
 
 /* Appends a command. On a leader returns 0 and the entry's index/term in
  * *index, *term (either may be NULL). On a follower with forward_proposals,
  * forwards and returns 0 with *index = 0. Otherwise ST_ENOTLEADER (see
  * raft_leader()), ST_ETRANSFER during a transfer, ST_EBUSY past the
  * uncommitted bound, ST_ETOOBIG past msg_bytes_max. The core references buf. */
-int raft_propose(struct raft *r, struct raft_buf *buf, const uint8_t *data, uint32_t len,
+ST_API int raft_propose(struct raft *r, struct raft_buf *buf, const uint8_t *data, uint32_t len,
                  raft_index *index, raft_term *term);
 
 /* Proposes a membership change (leader only). ST_ECONFCHANGE while another is
  * uncommitted or before the leader committed an entry of its term
  * (single-server change safety, Ongaro 2015); ST_EINVAL if it would not apply. */
-int raft_propose_conf_change(struct raft *r, const struct raft_conf_change *cc,
+ST_API int raft_propose_conf_change(struct raft *r, const struct raft_conf_change *cc,
                              raft_index *index);
 
 enum raft_read_mode { RAFT_READ_SAFE = 0, RAFT_READ_LEASE = 1 };
 /* Requests a linearizable read index; the answer arrives in a ready's reads
  * with the same context. Works on followers (asks the leader). Returns 0,
  * ST_ENOTLEADER when no leader is known, ST_EBUSY past reads_pending_max. */
-int raft_read_index(struct raft *r, uint64_t context, enum raft_read_mode mode);
+ST_API int raft_read_index(struct raft *r, uint64_t context, enum raft_read_mode mode);
 
 /* Leader only: catch `to` up and make it campaign. ST_EINVAL for a non-voter. */
-int raft_transfer_leadership(struct raft *r, raft_id to);
+ST_API int raft_transfer_leadership(struct raft *r, raft_id to);
 
 /* Starts a campaign now (tests and tools). */
-int raft_campaign(struct raft *r);
+ST_API int raft_campaign(struct raft *r);
 
-bool raft_has_ready(const struct raft *r);
-void raft_ready_get(struct raft *r, struct raft_ready *rd);
-void raft_ready_ack(struct raft *r, const struct raft_ready *rd);
+ST_API bool raft_has_ready(const struct raft *r);
+ST_API void raft_ready_get(struct raft *r, struct raft_ready *rd);
+ST_API void raft_ready_ack(struct raft *r, const struct raft_ready *rd);
 
 /* Everything up to (index, term) produced by readies so far is durable. */
-void raft_persisted(struct raft *r, raft_index index, raft_term term);
+ST_API void raft_persisted(struct raft *r, raft_index index, raft_term term);
 /* The state machine has applied up to index (>= previous). */
-void raft_applied(struct raft *r, raft_index index);
+ST_API void raft_applied(struct raft *r, raft_index index);
 /* The application saved a snapshot at `index` (<= applied); the core keeps
  * the meta for followers and compacts its log, keeping at most
  * trailing_entries entries and trailing_bytes payload bytes behind it.
  * Returns the first index still kept (the WAL may drop entries below it;
  * raft_term_at(r, first - 1) is the term to mark there). */
-raft_index raft_snapshot_taken(struct raft *r, raft_index index);
+ST_API raft_index raft_snapshot_taken(struct raft *r, raft_index index);
 
-void raft_report_unreachable(struct raft *r, raft_id peer);
-void raft_report_snapshot(struct raft *r, raft_id peer, bool ok);
+ST_API void raft_report_unreachable(struct raft *r, raft_id peer);
+ST_API void raft_report_snapshot(struct raft *r, raft_id peer, bool ok);
 
 /* ------------------------------------------------------------ inspection */
 
-raft_id raft_self(const struct raft *r);
-raft_id raft_leader(const struct raft *r);
-enum raft_role raft_role_get(const struct raft *r);
-raft_term raft_term_get(const struct raft *r);
-raft_index raft_commit_index(const struct raft *r);
-raft_index raft_applied_index(const struct raft *r);
-raft_index raft_first_index(const struct raft *r);
-raft_index raft_last_index(const struct raft *r);
-const struct raft_conf *raft_conf_get(const struct raft *r);
-const struct raft_snapshot_meta *raft_snapshot_get(const struct raft *r); /* NULL if none */
+ST_API raft_id raft_self(const struct raft *r);
+ST_API raft_id raft_leader(const struct raft *r);
+ST_API enum raft_role raft_role_get(const struct raft *r);
+ST_API raft_term raft_term_get(const struct raft *r);
+ST_API raft_index raft_commit_index(const struct raft *r);
+ST_API raft_index raft_applied_index(const struct raft *r);
+ST_API raft_index raft_first_index(const struct raft *r);
+ST_API raft_index raft_last_index(const struct raft *r);
+ST_API const struct raft_conf *raft_conf_get(const struct raft *r);
+ST_API const struct raft_snapshot_meta *raft_snapshot_get(const struct raft *r); /* NULL if none */
 /* Entry at index if held in memory, else NULL. */
-const struct raft_entry *raft_entry_get(const struct raft *r, raft_index index);
+ST_API const struct raft_entry *raft_entry_get(const struct raft *r, raft_index index);
 /* Term of the entry at index when the core knows it (held in memory, or the
  * last compacted index), else 0. */
-raft_term raft_term_at(const struct raft *r, raft_index index);
+ST_API raft_term raft_term_at(const struct raft *r, raft_index index);
 
 enum raft_progress_state { RAFT_PROGRESS_PROBE = 0, RAFT_PROGRESS_REPLICATE, RAFT_PROGRESS_SNAPSHOT };
 struct raft_progress_info {
@@ -395,7 +395,7 @@ struct raft_progress_info {
     bool recent_active; /* heard from within the last election timeout */
 };
 /* Leader only: fills up to cap entries, returns the count. */
-size_t raft_progress_get(const struct raft *r, struct raft_progress_info *out, size_t cap);
+ST_API size_t raft_progress_get(const struct raft *r, struct raft_progress_info *out, size_t cap);
 
 struct raft_stats {
     uint64_t msgs_dropped;      /* malformed, misdirected or from unknown peers */
@@ -406,9 +406,9 @@ struct raft_stats {
     uint64_t proposals_refused;
     uint64_t reads_served;
 };
-void raft_stats_get(const struct raft *r, struct raft_stats *out);
+ST_API void raft_stats_get(const struct raft *r, struct raft_stats *out);
 
 /* Asserts every internal invariant (debug and simulation builds). */
-void raft_check_invariants(const struct raft *r);
+ST_API void raft_check_invariants(const struct raft *r);
 
 #endif
