@@ -162,7 +162,10 @@ ST_API const struct st_fs *st_fs_posix(void);
  * Thread-safe (one mutex), so a st_log_writer thread may use it. */
 struct st_fs_sim;
 
+/* A new, empty simulated disk: 0 and *out (free with st_fs_sim_destroy), or
+ * ST_ENOMEM. */
 ST_API int st_fs_sim_create(struct st_fs_sim **out);
+/* Frees the sim and every file in it; nothing may use its fs view after. */
 ST_API void st_fs_sim_destroy(struct st_fs_sim *sim);
 /* The seam view of the sim; valid until st_fs_sim_destroy. */
 ST_API const struct st_fs *st_fs_sim_fs(struct st_fs_sim *sim);
@@ -250,6 +253,8 @@ struct st_log_state {
     struct raft_entry *entries;
     size_t n_entries;
 };
+/* Drops the entries' references and frees the array (entries = NULL, n_entries =
+ * 0); the bounds and hard state stay. Safe to call twice. */
 ST_API void st_log_state_release(struct st_log_state *st);
 
 struct st_log_store_ops {
@@ -288,8 +293,9 @@ struct st_log_store {
     void *self;
 };
 
-/* In-memory store: everything "durable" at once; for tests and simulation.
- * sync never fails. */
+/* In-memory store: everything "durable" at once; for tests, simulation and
+ * examples/inmem. Fills *out (release with out->ops->close); returns 0 or
+ * ST_ENOMEM. load returns an empty log the first time; sync never fails. */
 ST_API int st_mem_log_create(struct st_log_store *out);
 
 /* ---------------------------------------------------------------- WAL */
@@ -432,6 +438,7 @@ struct st_snap_reader;
  * "latest" (st_snap_store_skipped() tells how many were skipped). */
 ST_API int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
                        struct st_snap_store **out, struct st_errbuf *err);
+/* Closes the store (open readers and writers must be finished first). */
 ST_API void st_snap_store_destroy(struct st_snap_store *s);
 /* The newest valid snapshot; ST_ENOENT when there is none. */
 ST_API int st_snap_store_latest(struct st_snap_store *s, struct st_snapshot_info *out);
@@ -442,7 +449,10 @@ ST_API uint32_t st_snap_store_skipped(const struct st_snap_store *s);
  * and meta, renames the temp directory to its final name, fsyncs the parent,
  * then drops old snapshots beyond `retain`. commit and abort free the writer
  * whatever they return. The data may come from the state machine or from a
- * leader over the network. */
+ * leader over the network. begin: 0 and *out, or the fs error / ST_ENOMEM.
+ * write: appends len bytes; 0 or the fs error (ST_ENOSPC, ST_EIO: abort
+ * then). commit: 0 and *info_out (may be NULL) once durable, or the fs error
+ * (nothing committed). */
 ST_API int st_snap_write_begin(struct st_snap_store *s, struct st_snap_writer **out);
 ST_API int st_snap_write(struct st_snap_writer *w, const void *data, size_t len);
 ST_API int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_meta *meta,
@@ -451,7 +461,8 @@ ST_API void st_snap_write_abort(struct st_snap_writer *w);
 
 /* Streaming reader of the snapshot at `index` (0: latest). st_snap_read
  * returns *n_out == 0 at the end, and ST_ECORRUPT at the end if the data's
- * CRC32C does not match. */
+ * CRC32C does not match. open: 0, ST_ENOENT (no such snapshot), the fs error
+ * or ST_ENOMEM; read: 0, ST_ECORRUPT, the fs error. Close every opened reader. */
 ST_API int st_snap_read_open(struct st_snap_store *s, raft_index index, struct st_snap_reader **out,
                       struct st_snapshot_info *info_out);
 ST_API int st_snap_read(struct st_snap_reader *r, void *buf, size_t cap, size_t *n_out);
@@ -547,7 +558,11 @@ struct st_storage_state {
  * (st_storage_state_release). */
 ST_API int st_storage_open(const struct st_storage_config *cfg, struct st_storage **out,
                     struct st_storage_state *state, struct st_errbuf *err);
+/* Drops the state's entry references (on the thread that will not use them
+ * any more, once raft_create took its own). */
 ST_API void st_storage_state_release(struct st_storage_state *state);
+/* Closes the WAL (no sync: what was synced is durable) and the snapshot
+ * store, frees s. A st_log_writer on s->log must be destroyed first. */
 ST_API void st_storage_close(struct st_storage *s);
 
 #endif

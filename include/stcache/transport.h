@@ -199,6 +199,7 @@ ST_API int tr_peer_add(struct tr *tr, raft_id id, const char *addr);
  * callbacks. ST_ENOENT if unknown. */
 ST_API int tr_peer_remove(struct tr *tr, raft_id id);
 
+/* true while a handshaken connection to peer id is up. */
 ST_API bool tr_peer_connected(const struct tr *tr, raft_id id);
 
 /* Queues msg to msg->to. Returns 0 (queued; a later loss is reported through
@@ -215,6 +216,7 @@ ST_API int tr_send(struct tr *tr, const struct raft_msg *msg);
  * (a stream to that peer is running), ST_EINVAL. */
 ST_API int tr_send_snapshot(struct tr *tr, const struct raft_msg *msg, const char *path, uint64_t size);
 
+/* Copies the counters (monotonic since tr_create) into *out. */
 ST_API void tr_stats_get(const struct tr *tr, struct tr_stats *out);
 
 /* The socket of the established connection to peer, or -1 (diagnostics and
