@@ -25,6 +25,12 @@ soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [ "$soname" = libstcache-raft.so.0 ] || { echo "install: soname '$soname'"; exit 1; }
 [ -e "$prefix/lib/$soname" ] || { echo "install: $soname link missing"; exit 1; }
 
+# DESTDIR stages the tree under it, as `make install DESTDIR=...` does.
+DESTDIR=$work/stage cmake --install "$build" --prefix /usr/local >/dev/null
+for f in include/stcache/raft.h lib/libstcache-raft.a lib/pkgconfig/stcache-raft.pc; do
+  [ -e "$work/stage/usr/local/$f" ] || { echo "install: DESTDIR: $f missing"; exit 1; }
+done
+
 cp -r "$src/examples" "$work/examples"
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 flags=$(pkg-config --cflags --libs stcache-raft)
