@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Three kvexample processes (examples/kvexample): write through the leader,
 read through a follower, add a fourth member and read through it, remove it,
-write and read again.
+write and read again; restart all three from their WALs and read and write.
 
 Usage: kvexample_test.py PATH_TO_KVEXAMPLE WORKDIR
 
@@ -48,7 +48,7 @@ def main():
                 "--data", os.path.join(work, f"kv{i}")]
         if join:
             args.append("--join")
-        log = open(os.path.join(work, f"kv{i}.log"), "w")
+        log = open(os.path.join(work, f"kv{i}.log"), "a")
         procs[i] = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
         # It prints "clients on ..." once it listens (or exits on a failure).
         for line in procs[i].stdout:
@@ -80,7 +80,20 @@ def main():
         other = ({1, 2, 3} - {leader, follower}).pop()
         assert ask(api[other], "GET colour") == "VALUE green"
         assert ask(api[follower], "GET shape") == "VALUE round"
-        print("kvexample: 3 processes, write/read across members, add/remove member: ok")
+        # Every member restarts from its WAL: the data and the membership
+        # come back, a leader is elected again, writes go on.
+        for i in (1, 2, 3):
+            procs[i].kill()
+            procs[i].wait()
+        for i in (1, 2, 3):
+            start(i)
+        leader = int(ask(api[1], "WAITLEADER").split()[1])
+        for i in (1, 2, 3):
+            assert ask(api[i], "GET colour") == "VALUE green"
+        assert ask(api[leader], "PUT colour black").startswith("OK ")
+        assert ask(api[follower], "GET colour") == "VALUE black"
+        print("kvexample: 3 processes, write/read across members, add/remove member, "
+              "restart from the WAL: ok")
     finally:
         for i, p in procs.items():
             p.kill()
