@@ -15,6 +15,10 @@
 
 #include "stcache/api.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Called with the source file and line of the failed assertion, its
  * expression text (never NULL), and the arg given to st_set_assert_hook().
  * It runs on the thread that failed the assertion (the loop thread, or a
@@ -29,5 +33,9 @@ typedef void (*st_assert_hook_fn)(const char *file, int line, const char *expr, 
  * other thread runs stcache code: the hook and arg are plain variables, not
  * synchronised. Never fails. */
 ST_API void st_set_assert_hook(st_assert_hook_fn hook, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

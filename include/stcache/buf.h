@@ -14,6 +14,10 @@
 
 #include "stcache/api.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* refs: live references (>= 1 while the buffer is reachable); cap: usable
  * bytes in data. The bytes are written once, by whoever created the buffer,
  * before it is handed to anyone else; immutable afterwards. */
@@ -32,5 +36,9 @@ ST_API void raft_buf_ref(struct raft_buf *b);
 /* Drops one reference; frees the buffer when it was the last. NULL is a
  * no-op. b must be live (asserted). */
 ST_API void raft_buf_unref(struct raft_buf *b);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,10 @@
 
 #include "stcache/api.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define ST_ERRNO_MAP(X)                                                                   \
     X(ST_OK, 0, "ok")                                                                     \
     X(ST_ENOMEM, -1, "out of memory")                                                     \
@@ -49,5 +53,9 @@ ST_API const char *st_strerror(int code);
 
 /* Translates an errno value (positive) into an ST_E* code. */
 ST_API int st_errno_to_code(int err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

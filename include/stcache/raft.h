@@ -71,6 +71,10 @@
 #include "stcache/buf.h" /* struct raft_buf: entry payloads */
 #include "stcache/errors.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef uint64_t raft_id; /* node id; 0 means "none" */
 typedef uint64_t raft_term;
 typedef uint64_t raft_index;
@@ -491,5 +495,9 @@ ST_API void raft_stats_get(const struct raft *r, struct raft_stats *out);
  * length)); for tests and debugging. A violation stops the process through
  * the assertion hook (stcache/assert.h). */
 ST_API void raft_check_invariants(const struct raft *r);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

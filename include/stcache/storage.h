@@ -51,6 +51,10 @@
 #include "stcache/errors.h"
 #include "stcache/raft.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Optional human-readable reason for a failure; filled when buf != NULL. */
 struct st_errbuf {
     char *buf;
@@ -564,5 +568,9 @@ ST_API void st_storage_state_release(struct st_storage_state *state);
 /* Closes the WAL (no sync: what was synced is durable) and the snapshot
  * store, frees s. A st_log_writer on s->log must be destroyed first. */
 ST_API void st_storage_close(struct st_storage *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

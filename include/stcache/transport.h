@@ -81,6 +81,10 @@
 #include "stcache/api.h"
 #include "stcache/raft.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TR_ADDR_MAX 255 /* "host:port" strings, bytes without the NUL */
 
 struct tr_config {
@@ -222,5 +226,9 @@ ST_API void tr_stats_get(const struct tr *tr, struct tr_stats *out);
 /* The socket of the established connection to peer, or -1 (diagnostics and
  * tests: socket options). Do not read, write or close it. */
 ST_API int tr_peer_fd(const struct tr *tr, raft_id id);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

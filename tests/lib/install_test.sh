@@ -38,6 +38,25 @@ case "$flags" in *"$src"*) echo "pkg-config points into the source tree: $flags"
 make -s -C "$work/examples/inmem" inmem inmem-static
 make -s -C "$work/examples/kvexample"
 
+# The headers also serve C++ (extern "C"): include them all, link, call.
+if command -v c++ >/dev/null; then
+  cat >"$work/cxx.cc" <<'CXX'
+#include <stcache/assert.h>
+#include <stcache/raft.h>
+#include <stcache/storage.h>
+#include <stcache/transport.h>
+#include <cstring>
+int main()
+{
+    struct raft_config cfg;
+    raft_config_default(&cfg, 1);
+    return cfg.id == 1 && std::strcmp(st_strerror(ST_ENOTLEADER), "not the leader") == 0 ? 0 : 1;
+}
+CXX
+  c++ -o "$work/cxx" "$work/cxx.cc" $(pkg-config --cflags --libs stcache-raft)
+  LD_LIBRARY_PATH=$prefix/lib "$work/cxx"
+fi
+
 if readelf -d "$work/examples/inmem/inmem-static" | grep -q 'libstcache-raft'; then
   echo "inmem-static needs the shared library"; exit 1
 fi
