@@ -6,8 +6,8 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all deps build run test test-release test-asan test-tsan format lint sim-soak nemesis \
-	clean bench bench-reliability
+.PHONY: all deps build install run test test-release test-asan test-tsan format lint sim-soak \
+	nemesis clean bench bench-reliability
 
 all: build
 
@@ -20,6 +20,12 @@ $(BUILD)/.configured: CMakeLists.txt
 
 build: deps $(BUILD)/.configured
 	cmake --build $(BUILD) -j $(JOBS)
+
+# Installs libstcache-raft (shared + static), include/stcache/*.h and
+# lib/pkgconfig/stcache-raft.pc under $(PREFIX); DESTDIR stages the tree.
+PREFIX ?= /usr/local
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 run: build
 	$(BUILD)/stcache server

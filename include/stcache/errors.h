@@ -6,6 +6,12 @@
 #ifndef STCACHE_ERRORS_H
 #define STCACHE_ERRORS_H
 
+#include "stcache/api.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define ST_ERRNO_MAP(X)                                                                   \
     X(ST_OK, 0, "ok")                                                                     \
     X(ST_ENOMEM, -1, "out of memory")                                                     \
@@ -43,9 +49,13 @@ enum st_error {
 };
 
 /* Human-readable text for a code; never NULL. */
-const char *st_strerror(int code);
+ST_API const char *st_strerror(int code);
 
 /* Translates an errno value (positive) into an ST_E* code. */
-int st_errno_to_code(int err);
+ST_API int st_errno_to_code(int err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

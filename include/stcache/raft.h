@@ -67,7 +67,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stcache/api.h"
+#include "stcache/buf.h" /* struct raft_buf: entry payloads */
 #include "stcache/errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef uint64_t raft_id; /* node id; 0 means "none" */
 typedef uint64_t raft_term;
@@ -77,21 +83,6 @@ typedef uint64_t raft_index;
 /* Bounds on members and their opaque context (the application's addresses). */
 #define RAFT_MEMBERS_MAX 64
 #define RAFT_MEMBER_CONTEXT_MAX 192
-
-/* ---------------------------------------------------------------- buffers */
-
-/* Immutable reference-counted bytes. refs is single-threaded (see above). */
-struct raft_buf {
-    uint32_t refs;
-    uint32_t cap;
-    uint8_t data[];
-};
-
-/* Allocates a buffer of `cap` bytes with one reference; NULL on ENOMEM. */
-struct raft_buf *raft_buf_create(size_t cap);
-void raft_buf_ref(struct raft_buf *b);
-/* Drops one reference; frees at zero. NULL is a no-op. */
-void raft_buf_unref(struct raft_buf *b);
 
 /* --------------------------------------------------------------- entries */
 
@@ -141,16 +132,23 @@ struct raft_conf_change {
 };
 
 /* Payload codec for RAFT_ENTRY_CONF entries (defined by the core: it must
- * read them). encode returns the encoded size (<= RAFT_CONF_CHANGE_ENCODED_MAX). */
+ * read them). Pure functions, callable anywhere, any thread.
+ * encode: writes cc into out (room for RAFT_CONF_CHANGE_ENCODED_MAX bytes)
+ * and returns the encoded size; cc->context_len <= RAFT_MEMBER_CONTEXT_MAX
+ * (asserted). decode: fills *cc from data; ST_EPROTO when the bytes are not a
+ * conf change (short, bad length, unknown op, id 0). */
 #define RAFT_CONF_CHANGE_ENCODED_MAX (1 + 8 + 2 + RAFT_MEMBER_CONTEXT_MAX)
-size_t raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t *out);
-int raft_conf_change_decode(const uint8_t *data, size_t len, struct raft_conf_change *cc);
+ST_API size_t raft_conf_change_encode(const struct raft_conf_change *cc, uint8_t *out);
+ST_API int raft_conf_change_decode(const uint8_t *data, size_t len, struct raft_conf_change *cc);
 
-/* Applies cc to conf (pure function); ST_EINVAL if it makes no sense
- * (removing an absent member, too many members, ...). */
-int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc);
-const struct raft_member *raft_conf_find(const struct raft_conf *conf, raft_id id);
-size_t raft_conf_voters(const struct raft_conf *conf);
+/* Applies cc to conf in place (pure function): 0, or ST_EINVAL if it makes no
+ * sense (removing an absent member, adding a voter twice, more than
+ * RAFT_MEMBERS_MAX members, unknown op); conf is unchanged on error. */
+ST_API int raft_conf_apply(struct raft_conf *conf, const struct raft_conf_change *cc);
+/* The member with that id, pointing into conf, or NULL. */
+ST_API const struct raft_member *raft_conf_find(const struct raft_conf *conf, raft_id id);
+/* Number of RAFT_VOTER members. */
+ST_API size_t raft_conf_voters(const struct raft_conf *conf);
 
 /* ------------------------------------------------------------- snapshots */
 
@@ -171,7 +169,9 @@ struct raft_hard_state {
 };
 
 enum raft_role { RAFT_FOLLOWER = 0, RAFT_PRE_CANDIDATE, RAFT_CANDIDATE, RAFT_LEADER };
-const char *raft_role_name(enum raft_role role);
+/* Static names ("follower", "leader", ...; "unknown" when out of range): never NULL,
+ * never freed. */
+ST_API const char *raft_role_name(enum raft_role role);
 
 /* --------------------------------------------------------------- messages */
 
@@ -191,7 +191,8 @@ enum raft_msg_type {
     RAFT_MSG_PROPOSE,           /* follower -> leader: forwarded proposal entries */
     RAFT_MSG_TYPE_MAX
 };
-const char *raft_msg_type_name(int type);
+/* Static name of a message type ("append", ...; "unknown" when out of range). */
+ST_API const char *raft_msg_type_name(int type);
 
 struct raft_msg {
     uint8_t type; /* enum raft_msg_type */
@@ -297,9 +298,10 @@ struct raft_config {
     void *alloc_ctx;
 };
 
-/* Fills sensible defaults (election 10 ticks, heartbeat 1, pre-vote and
- * check-quorum on, 4 appends in flight, 1 MiB per message, ...). */
-void raft_config_default(struct raft_config *cfg, raft_id id);
+/* Fills *cfg with sensible defaults for node `id` (election 10 ticks,
+ * heartbeat 1, pre-vote and check-quorum on, 4 appends in flight, 1 MiB per
+ * message, ...); set seed and adjust fields before raft_create(). Never fails. */
+ST_API void raft_config_default(struct raft_config *cfg, raft_id id);
 
 /* What a node restarts from: everything it had made durable. */
 struct raft_bootstrap_state {
@@ -323,81 +325,147 @@ struct raft_bootstrap_state {
 
 /* -------------------------------------------------------------------- API */
 
+/* Calling rules for every function below taking a struct raft: one thread
+ * drives a core (not thread-safe, no locks inside), and no function may be
+ * called from inside another (there are no callbacks). Every pointer argument
+ * must be valid unless NULL is said to be allowed. Broken preconditions that
+ * are said to be "asserted" stop the process through the assertion hook
+ * (stcache/assert.h); they are bugs in the caller, not errors to handle. */
+
 struct raft;
 
-/* Creates a core from durable state. Returns 0 and *out, or ST_EINVAL
- * (inconsistent state) / ST_ENOMEM. */
-int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state *st,
-                struct raft **out);
-void raft_destroy(struct raft *r);
+/* Creates a core from durable state. cfg and st are read during the call
+ * only (the core copies the config and the snapshot meta, and takes its own
+ * raft_buf reference on every entry of st->entries: the caller releases its
+ * own afterwards). Returns 0 and *out (free with raft_destroy), or ST_EINVAL
+ * (invalid config: id 0, heartbeat_ticks >= election_ticks, ...; st or out
+ * NULL; an invalid snapshot meta; entries not contiguous after the snapshot
+ * or with decreasing terms; hard_state.commit beyond the log; applied beyond
+ * commit) or ST_ENOMEM (nothing allocated then). */
+ST_API int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state *st,
+                       struct raft **out);
+/* Frees the core and drops every raft_buf reference it holds. NULL is a
+ * no-op. Callable at any time, also with a ready outstanding (its pointers
+ * become invalid). */
+ST_API void raft_destroy(struct raft *r);
 
-void raft_tick(struct raft *r);
-/* Feeds a peer message. Returns 0; ST_EPROTO/ST_ESTALE for dropped input
- * (the message is ignored and counted, the core is unharmed); ST_ENOMEM when
- * it could not be taken (nothing changed: the sender retries). */
-int raft_step(struct raft *r, const struct raft_msg *m);
+/* One logical clock step: elections, heartbeats, check-quorum, read and
+ * transfer timeouts are all counted in ticks. Callable at any time. */
+ST_API void raft_tick(struct raft *r);
+/* Feeds a peer message. m and its entries remain the caller's: the core takes
+ * raft_buf references on what it keeps. Callable at any time, also while a
+ * ready is outstanding. Returns 0; ST_EPROTO/ST_ESTALE for dropped input (the
+ * message is ignored and counted in raft_stats, the core is unharmed);
+ * ST_EINVAL for m == NULL; ST_ENOMEM when it could not be taken (nothing
+ * changed: the sender retries). */
+ST_API int raft_step(struct raft *r, const struct raft_msg *m);
 
-/* Appends a command. On a leader returns 0 and the entry's index/term in
- * *index, *term (either may be NULL). On a follower with forward_proposals,
- * forwards and returns 0 with *index = 0. Otherwise ST_ENOTLEADER (see
- * raft_leader()), ST_ETRANSFER during a transfer, ST_EBUSY past the
- * uncommitted bound, ST_ETOOBIG past msg_bytes_max. The core references buf. */
-int raft_propose(struct raft *r, struct raft_buf *buf, const uint8_t *data, uint32_t len,
-                 raft_index *index, raft_term *term);
+/* Appends a command: len bytes at data, inside buf (buf may be NULL only when
+ * len == 0). The core takes its own reference on buf; the caller keeps and
+ * releases its own. On a leader returns 0 and the entry's index/term in
+ * *index, *term (either may be NULL); the command is committed once a ready's
+ * committed carries that index with that term (another term there: lost to a
+ * leader change). On a follower with forward_proposals, forwards it to the
+ * leader and returns 0 with *index = 0 (no way to follow it). Errors:
+ * ST_ENOTLEADER (see raft_leader()), ST_ETRANSFER during a leadership
+ * transfer, ST_EBUSY past uncommitted_bytes_max, ST_ETOOBIG past
+ * msg_bytes_max, ST_EINVAL (buf or data NULL with len > 0), ST_ENOMEM; nothing
+ * is appended on error. */
+ST_API int raft_propose(struct raft *r, struct raft_buf *buf, const uint8_t *data, uint32_t len,
+                        raft_index *index, raft_term *term);
 
-/* Proposes a membership change (leader only). ST_ECONFCHANGE while another is
+/* Proposes a membership change (cc read during the call only); it takes
+ * effect on each member as soon as it is in that member's log (thesis 4.1).
+ * Returns 0 and the entry's index in *index (may be NULL), or ST_ENOTLEADER,
+ * ST_ETRANSFER (transfer running), ST_ECONFCHANGE while another change is
  * uncommitted or before the leader committed an entry of its term
- * (single-server change safety, Ongaro 2015); ST_EINVAL if it would not apply. */
-int raft_propose_conf_change(struct raft *r, const struct raft_conf_change *cc,
-                             raft_index *index);
+ * (single-server change safety, Ongaro 2015), ST_EINVAL if it would not apply
+ * (raft_conf_apply) or cc is NULL, ST_ENOMEM. */
+ST_API int raft_propose_conf_change(struct raft *r, const struct raft_conf_change *cc,
+                                    raft_index *index);
 
 enum raft_read_mode { RAFT_READ_SAFE = 0, RAFT_READ_LEASE = 1 };
-/* Requests a linearizable read index; the answer arrives in a ready's reads
- * with the same context. Works on followers (asks the leader). Returns 0,
- * ST_ENOTLEADER when no leader is known, ST_EBUSY past reads_pending_max. */
-int raft_read_index(struct raft *r, uint64_t context, enum raft_read_mode mode);
+/* Requests a linearizable read index (ReadIndex, thesis 6.4; RAFT_READ_LEASE
+ * only when lease_reads and check_quorum are on, else as SAFE). The answer
+ * arrives in a later ready's reads with the same context: serve the read once
+ * the applied index reaches its index, or fail it with its status. Works on
+ * followers (asks the leader). Returns 0, ST_ENOTLEADER when no leader is
+ * known (candidates too), ST_EBUSY past reads_pending_max. */
+ST_API int raft_read_index(struct raft *r, uint64_t context, enum raft_read_mode mode);
 
-/* Leader only: catch `to` up and make it campaign. ST_EINVAL for a non-voter. */
-int raft_transfer_leadership(struct raft *r, raft_id to);
+/* Leader only: catch voter `to` up and make it campaign (thesis 3.10);
+ * proposals fail with ST_ETRANSFER until it ends (success, or an election
+ * timeout). Returns 0, ST_ENOTLEADER, ST_EINVAL for self or a non-voter. */
+ST_API int raft_transfer_leadership(struct raft *r, raft_id to);
 
-/* Starts a campaign now (tests and tools). */
-int raft_campaign(struct raft *r);
+/* Starts a campaign now (tests and tools; with pre_vote, a pre-campaign).
+ * Returns 0 (also when already leader), ST_EINVAL when this node may not
+ * campaign (not a voter of its configuration). */
+ST_API int raft_campaign(struct raft *r);
 
-bool raft_has_ready(const struct raft *r);
-void raft_ready_get(struct raft *r, struct raft_ready *rd);
-void raft_ready_ack(struct raft *r, const struct raft_ready *rd);
+/* The ready calls. Preconditions, asserted:
+ *   - raft_ready_get() only when no ready is outstanding (every earlier one
+ *     was given back with raft_ready_ack());
+ *   - raft_ready_ack() only with a ready outstanding, passing that ready;
+ *   - raft_has_ready() may be called at any time; it returns false while a
+ *     ready is outstanding, and otherwise true when raft_ready_get() would
+ *     hand out anything (entries, hard state, messages, committed entries,
+ *     reads, a snapshot, a role change).
+ * Between get and ack the core may be driven as usual (tick, step, propose,
+ * persisted, applied): new work goes into the next ready. Everything a ready
+ * points to is owned by the core and valid until its ack; rd is filled by
+ * get (its previous content is ignored) and only read by ack. */
+ST_API bool raft_has_ready(const struct raft *r);
+ST_API void raft_ready_get(struct raft *r, struct raft_ready *rd);
+ST_API void raft_ready_ack(struct raft *r, const struct raft_ready *rd);
 
-/* Everything up to (index, term) produced by readies so far is durable. */
-void raft_persisted(struct raft *r, raft_index index, raft_term term);
-/* The state machine has applied up to index (>= previous). */
-void raft_applied(struct raft *r, raft_index index);
+/* Everything up to (index, term) produced by readies so far is durable: pass
+ * a ready's persist_index/persist_term once its write returned (before or
+ * after its ack). Reports of an older position, or of an entry that was
+ * overwritten since (another term at index), are ignored. Callable at any
+ * time. */
+ST_API void raft_persisted(struct raft *r, raft_index index, raft_term term);
+/* The state machine has applied every committed entry handed out up to index
+ * (>= the previous call; index <= the last committed entry handed out:
+ * asserted). Snapshots (raft_snapshot_taken) and compaction follow it. */
+ST_API void raft_applied(struct raft *r, raft_index index);
 /* The application saved a snapshot at `index` (<= applied); the core keeps
  * the meta for followers and compacts its log, keeping at most
  * trailing_entries entries and trailing_bytes payload bytes behind it.
  * Returns the first index still kept (the WAL may drop entries below it;
- * raft_term_at(r, first - 1) is the term to mark there). */
-raft_index raft_snapshot_taken(struct raft *r, raft_index index);
+ * raft_term_at(r, first - 1) is the term to mark there). An index beyond
+ * applied, before the log or not newer than the current snapshot is ignored
+ * (the first index is returned unchanged). */
+ST_API raft_index raft_snapshot_taken(struct raft *r, raft_index index);
 
-void raft_report_unreachable(struct raft *r, raft_id peer);
-void raft_report_snapshot(struct raft *r, raft_id peer, bool ok);
+/* Transport feedback, callable at any time; ignored unless this node leads
+ * and knows the peer. unreachable: messages to peer were lost (the leader
+ * probes instead of pipelining). snapshot: the snapshot sent to peer was
+ * stored (ok) or failed (sent again later). */
+ST_API void raft_report_unreachable(struct raft *r, raft_id peer);
+ST_API void raft_report_snapshot(struct raft *r, raft_id peer, bool ok);
 
 /* ------------------------------------------------------------ inspection */
 
-raft_id raft_self(const struct raft *r);
-raft_id raft_leader(const struct raft *r);
-enum raft_role raft_role_get(const struct raft *r);
-raft_term raft_term_get(const struct raft *r);
-raft_index raft_commit_index(const struct raft *r);
-raft_index raft_applied_index(const struct raft *r);
-raft_index raft_first_index(const struct raft *r);
-raft_index raft_last_index(const struct raft *r);
-const struct raft_conf *raft_conf_get(const struct raft *r);
-const struct raft_snapshot_meta *raft_snapshot_get(const struct raft *r); /* NULL if none */
+/* Read-only views of the core, callable at any time; pointers returned stay
+ * valid until the next call that drives the core (tick, step, propose,
+ * persisted, applied, snapshot_taken, ready_get/ack) or raft_destroy. */
+
+ST_API raft_id raft_self(const struct raft *r);
+ST_API raft_id raft_leader(const struct raft *r);
+ST_API enum raft_role raft_role_get(const struct raft *r);
+ST_API raft_term raft_term_get(const struct raft *r);
+ST_API raft_index raft_commit_index(const struct raft *r);
+ST_API raft_index raft_applied_index(const struct raft *r);
+ST_API raft_index raft_first_index(const struct raft *r);
+ST_API raft_index raft_last_index(const struct raft *r);
+ST_API const struct raft_conf *raft_conf_get(const struct raft *r);
+ST_API const struct raft_snapshot_meta *raft_snapshot_get(const struct raft *r); /* NULL if none */
 /* Entry at index if held in memory, else NULL. */
-const struct raft_entry *raft_entry_get(const struct raft *r, raft_index index);
+ST_API const struct raft_entry *raft_entry_get(const struct raft *r, raft_index index);
 /* Term of the entry at index when the core knows it (held in memory, or the
  * last compacted index), else 0. */
-raft_term raft_term_at(const struct raft *r, raft_index index);
+ST_API raft_term raft_term_at(const struct raft *r, raft_index index);
 
 enum raft_progress_state { RAFT_PROGRESS_PROBE = 0, RAFT_PROGRESS_REPLICATE, RAFT_PROGRESS_SNAPSHOT };
 struct raft_progress_info {
@@ -407,8 +475,9 @@ struct raft_progress_info {
     uint8_t state;      /* enum raft_progress_state */
     bool recent_active; /* heard from within the last election timeout */
 };
-/* Leader only: fills up to cap entries, returns the count. */
-size_t raft_progress_get(const struct raft *r, struct raft_progress_info *out, size_t cap);
+/* Leader only: fills up to cap entries (one per member), returns the count;
+ * 0 on a non-leader. */
+ST_API size_t raft_progress_get(const struct raft *r, struct raft_progress_info *out, size_t cap);
 
 struct raft_stats {
     uint64_t msgs_dropped;      /* malformed, misdirected or from unknown peers */
@@ -419,9 +488,16 @@ struct raft_stats {
     uint64_t proposals_refused;
     uint64_t reads_served;
 };
-void raft_stats_get(const struct raft *r, struct raft_stats *out);
+/* Copies the counters (monotonic since raft_create) into *out. */
+ST_API void raft_stats_get(const struct raft *r, struct raft_stats *out);
 
-/* Asserts every internal invariant (debug and simulation builds). */
-void raft_check_invariants(const struct raft *r);
+/* Asserts every internal invariant (walks the whole in-memory log: O(log
+ * length)); for tests and debugging. A violation stops the process through
+ * the assertion hook (stcache/assert.h). */
+ST_API void raft_check_invariants(const struct raft *r);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -47,8 +47,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stcache/api.h"
 #include "stcache/errors.h"
 #include "stcache/raft.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Optional human-readable reason for a failure; filled when buf != NULL. */
 struct st_errbuf {
@@ -143,7 +148,7 @@ struct st_fs {
 };
 
 /* The real file system (POSIX, Linux fallocate/fdatasync). Static; never freed. */
-const struct st_fs *st_fs_posix(void);
+ST_API const struct st_fs *st_fs_posix(void);
 
 /* ---- the simulated, fault-injecting fs (tests and the cluster simulator) --
  *
@@ -161,17 +166,20 @@ const struct st_fs *st_fs_posix(void);
  * Thread-safe (one mutex), so a st_log_writer thread may use it. */
 struct st_fs_sim;
 
-int st_fs_sim_create(struct st_fs_sim **out);
-void st_fs_sim_destroy(struct st_fs_sim *sim);
+/* A new, empty simulated disk: 0 and *out (free with st_fs_sim_destroy), or
+ * ST_ENOMEM. */
+ST_API int st_fs_sim_create(struct st_fs_sim **out);
+/* Frees the sim and every file in it; nothing may use its fs view after. */
+ST_API void st_fs_sim_destroy(struct st_fs_sim *sim);
 /* The seam view of the sim; valid until st_fs_sim_destroy. */
-const struct st_fs *st_fs_sim_fs(struct st_fs_sim *sim);
+ST_API const struct st_fs *st_fs_sim_fs(struct st_fs_sim *sim);
 
 /* Number of crash-able operations performed so far (see above). */
-uint64_t st_fs_sim_op_count(const struct st_fs_sim *sim);
+ST_API uint64_t st_fs_sim_op_count(const struct st_fs_sim *sim);
 /* Arms a crash at operation number op (1-based, counted from creation);
  * 0 disarms. */
-void st_fs_sim_crash_at(struct st_fs_sim *sim, uint64_t op);
-bool st_fs_sim_crashed(const struct st_fs_sim *sim);
+ST_API void st_fs_sim_crash_at(struct st_fs_sim *sim, uint64_t op);
+ST_API bool st_fs_sim_crashed(const struct st_fs_sim *sim);
 
 enum st_fs_sim_crash_mode {
     ST_FS_SIM_LOSE_UNSYNCED = 0, /* only durable data and names survive */
@@ -184,31 +192,31 @@ enum st_fs_sim_crash_mode {
  * the crash point is disarmed and the op counter keeps counting. Callable
  * without an armed crash (power loss "now"). Returns the size of the write
  * the crash interrupted (0 if the crash did not hit a pwrite). */
-size_t st_fs_sim_crash(struct st_fs_sim *sim, enum st_fs_sim_crash_mode mode, size_t torn_bytes);
+ST_API size_t st_fs_sim_crash(struct st_fs_sim *sim, enum st_fs_sim_crash_mode mode, size_t torn_bytes);
 
 /* pwrite/fallocate fail with ST_ENOSPC once the total file bytes would
  * exceed quota_bytes (UINT64_MAX: unlimited, the default). */
-void st_fs_sim_set_quota(struct st_fs_sim *sim, uint64_t quota_bytes);
+ST_API void st_fs_sim_set_quota(struct st_fs_sim *sim, uint64_t quota_bytes);
 /* The next n fdatasync/fsync calls fail with ST_EIO (data stays unsynced). */
-void st_fs_sim_fail_syncs(struct st_fs_sim *sim, uint32_t n);
+ST_API void st_fs_sim_fail_syncs(struct st_fs_sim *sim, uint32_t n);
 /* Flips bit `bit` (0..7) of byte `off` of path, in durable and current content.
  * ST_ENOENT / ST_EINVAL when path or offset do not exist. */
-int st_fs_sim_flip_bit(struct st_fs_sim *sim, const char *path, uint64_t off, unsigned bit);
+ST_API int st_fs_sim_flip_bit(struct st_fs_sim *sim, const char *path, uint64_t off, unsigned bit);
 /* Opening exactly `path` fails with ST_EPERM from now on (an unreadable
  * file); NULL clears. */
-void st_fs_sim_deny(struct st_fs_sim *sim, const char *path);
+ST_API void st_fs_sim_deny(struct st_fs_sim *sim, const char *path);
 /* Direct I/O (ST_FS_DIRECT) of the simulated disk: transfers must be
  * multiples of `align` (ST_FS_DIRECT_ALIGN by default; more, as a disk with
  * larger blocks would, makes them fail with ST_EINVAL); 0: opening with
  * ST_FS_DIRECT fails with ST_EINVAL, as on a file system without it. */
-void st_fs_sim_set_direct_align(struct st_fs_sim *sim, uint32_t align);
+ST_API void st_fs_sim_set_direct_align(struct st_fs_sim *sim, uint32_t align);
 /* At most n handles open at once (open, open_dir and lock fail with
  * ST_ENFILE beyond, as with EMFILE); the default is the sim's table size. */
-void st_fs_sim_set_fds_max(struct st_fs_sim *sim, uint32_t n);
+ST_API void st_fs_sim_set_fds_max(struct st_fs_sim *sim, uint32_t n);
 /* Handles open now. */
-uint32_t st_fs_sim_fds_open(struct st_fs_sim *sim);
+ST_API uint32_t st_fs_sim_fds_open(struct st_fs_sim *sim);
 /* Current size of a file, or ST_ENOENT. */
-int st_fs_sim_file_size(struct st_fs_sim *sim, const char *path, uint64_t *size_out);
+ST_API int st_fs_sim_file_size(struct st_fs_sim *sim, const char *path, uint64_t *size_out);
 
 /* ============================================================ log store */
 
@@ -249,7 +257,9 @@ struct st_log_state {
     struct raft_entry *entries;
     size_t n_entries;
 };
-void st_log_state_release(struct st_log_state *st);
+/* Drops the entries' references and frees the array (entries = NULL, n_entries =
+ * 0); the bounds and hard state stay. Safe to call twice. */
+ST_API void st_log_state_release(struct st_log_state *st);
 
 struct st_log_store_ops {
     /* Loads everything durable, skipping entries <= after_index (the snapshot
@@ -287,9 +297,10 @@ struct st_log_store {
     void *self;
 };
 
-/* In-memory store: everything "durable" at once; for tests and simulation.
- * sync never fails. */
-int st_mem_log_create(struct st_log_store *out);
+/* In-memory store: everything "durable" at once; for tests, simulation and
+ * examples/inmem. Fills *out (release with out->ops->close); returns 0 or
+ * ST_ENOMEM. load returns an empty log the first time; sync never fails. */
+ST_API int st_mem_log_create(struct st_log_store *out);
 
 /* ---------------------------------------------------------------- WAL */
 
@@ -320,7 +331,7 @@ struct st_wal_config {
  * rebuilds the in-memory index, cuts a torn tail of the last segment (trace
  * line) and refuses to start (ST_ECORRUPT, message naming file and offset) on
  * a bad record elsewhere, a missing segment or a gap. Call ops->load next. */
-int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struct st_errbuf *err);
+ST_API int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struct st_errbuf *err);
 
 struct st_wal_stats {
     uint64_t segments;
@@ -333,11 +344,11 @@ struct st_wal_stats {
     bool direct_io;         /* direct I/O in use (configured and not given up) */
 };
 /* Only for a store made by st_wal_open. */
-void st_wal_stats_get(const struct st_log_store *store, struct st_wal_stats *out);
+ST_API void st_wal_stats_get(const struct st_log_store *store, struct st_wal_stats *out);
 /* Blocks until a spare segment is ready: 0, or ST_EUNAVAILABLE when there
  * will be none (spare_segments off, or preparing one failed: the WAL then
  * fallocates as without spares). For tests and benchmarks. */
-int st_wal_spare_wait(const struct st_log_store *store);
+ST_API int st_wal_spare_wait(const struct st_log_store *store);
 
 /* ====================================================== async group commit */
 
@@ -369,7 +380,7 @@ struct st_log_writer_config {
 
 /* Starts the writer thread on `store` (borrowed: stays the caller's, must
  * outlive the writer; nobody else may append to it meanwhile). */
-int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_config *cfg,
+ST_API int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_config *cfg,
                          st_log_writer_cb cb, void *ctx, struct st_log_writer **out);
 /* Queues a batch; returns its sequence number (1, 2, ...) in *seq_out.
  * The writer copies the batch descriptor, the hard state and the entry
@@ -377,7 +388,7 @@ int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_
  * with seq >= *seq_out was delivered (the caller holds raft_buf references).
  * ST_EBUSY when the queue is full, ST_EFATAL after a fatal sync failure,
  * ST_ECLOSED after stop. */
-int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, uint64_t *seq_out);
+ST_API int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, uint64_t *seq_out);
 /* The same batch written and synced on the CALLING thread, when the writer
  * is idle (nothing queued, encoding or syncing): no hand-off to the writer's
  * threads and back, which at low load costs more than the write itself.
@@ -391,7 +402,7 @@ int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, 
  * queued as by submit (ahead of anything submitted since), 0 is returned and
  * its result comes later from the writer's thread (on_caller_thread false);
  * its payload must then stay valid as for submit. */
-int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *b,
+ST_API int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *b,
                             uint64_t *seq_out);
 /* After a batch failed cleanly (ST_ENOSPC: nothing of it was kept, the store
  * is usable), the writer is halted: every later batch, queued or submitted
@@ -400,17 +411,17 @@ int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *
  * written again; call it only once every submitted batch has been reported,
  * then resubmit the failed ones in their order (the node does this when the
  * disk has room again). No effect on a fatal writer. */
-void st_log_writer_resume(struct st_log_writer *w);
+ST_API void st_log_writer_resume(struct st_log_writer *w);
 /* Finishes every queued batch (its callbacks run), stops and joins the
  * thread, frees the writer. The store stays open. */
-void st_log_writer_destroy(struct st_log_writer *w);
+ST_API void st_log_writer_destroy(struct st_log_writer *w);
 /* Groups appended to the store and waiting for the syncer (the next sync
  * takes them all). For tests. */
-size_t st_log_writer_queued_groups(struct st_log_writer *w);
+ST_API size_t st_log_writer_queued_groups(struct st_log_writer *w);
 /* Appends retried because the store had no file descriptor (ST_ENFILE):
  * such a batch is retried, with a pause, until it goes through (an open is
  * no sync); it fails only when the writer stops first. */
-uint64_t st_log_writer_enfile_retries(struct st_log_writer *w);
+ST_API uint64_t st_log_writer_enfile_retries(struct st_log_writer *w);
 
 /* ============================================================ snapshots */
 
@@ -429,37 +440,42 @@ struct st_snap_reader;
  * (0: 2) after each commit. Validates the newest snapshot (meta CRC, data
  * CRC); a damaged one is skipped with a warning and the previous one becomes
  * "latest" (st_snap_store_skipped() tells how many were skipped). */
-int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
+ST_API int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
                        struct st_snap_store **out, struct st_errbuf *err);
-void st_snap_store_destroy(struct st_snap_store *s);
+/* Closes the store (open readers and writers must be finished first). */
+ST_API void st_snap_store_destroy(struct st_snap_store *s);
 /* The newest valid snapshot; ST_ENOENT when there is none. */
-int st_snap_store_latest(struct st_snap_store *s, struct st_snapshot_info *out);
+ST_API int st_snap_store_latest(struct st_snap_store *s, struct st_snapshot_info *out);
 /* Number of damaged newer snapshots skipped at open. */
-uint32_t st_snap_store_skipped(const struct st_snap_store *s);
+ST_API uint32_t st_snap_store_skipped(const struct st_snap_store *s);
 
 /* Streaming writer: begin -> write* -> commit | abort. commit fsyncs the data
  * and meta, renames the temp directory to its final name, fsyncs the parent,
  * then drops old snapshots beyond `retain`. commit and abort free the writer
  * whatever they return. The data may come from the state machine or from a
- * leader over the network. */
-int st_snap_write_begin(struct st_snap_store *s, struct st_snap_writer **out);
-int st_snap_write(struct st_snap_writer *w, const void *data, size_t len);
-int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_meta *meta,
+ * leader over the network. begin: 0 and *out, or the fs error / ST_ENOMEM.
+ * write: appends len bytes; 0 or the fs error (ST_ENOSPC, ST_EIO: abort
+ * then). commit: 0 and *info_out (may be NULL) once durable, or the fs error
+ * (nothing committed). */
+ST_API int st_snap_write_begin(struct st_snap_store *s, struct st_snap_writer **out);
+ST_API int st_snap_write(struct st_snap_writer *w, const void *data, size_t len);
+ST_API int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_meta *meta,
                          struct st_snapshot_info *info_out);
-void st_snap_write_abort(struct st_snap_writer *w);
+ST_API void st_snap_write_abort(struct st_snap_writer *w);
 
 /* Streaming reader of the snapshot at `index` (0: latest). st_snap_read
  * returns *n_out == 0 at the end, and ST_ECORRUPT at the end if the data's
- * CRC32C does not match. */
-int st_snap_read_open(struct st_snap_store *s, raft_index index, struct st_snap_reader **out,
+ * CRC32C does not match. open: 0, ST_ENOENT (no such snapshot), the fs error
+ * or ST_ENOMEM; read: 0, ST_ECORRUPT, the fs error. Close every opened reader. */
+ST_API int st_snap_read_open(struct st_snap_store *s, raft_index index, struct st_snap_reader **out,
                       struct st_snapshot_info *info_out);
-int st_snap_read(struct st_snap_reader *r, void *buf, size_t cap, size_t *n_out);
-void st_snap_read_close(struct st_snap_reader *r);
+ST_API int st_snap_read(struct st_snap_reader *r, void *buf, size_t cap, size_t *n_out);
+ST_API void st_snap_read_close(struct st_snap_reader *r);
 
 /* Path of the data file of the snapshot at `index` (0: latest), for a
  * transport that streams it itself (sendfile); the file is immutable but may
  * be removed by rotation once two newer snapshots exist: open it promptly. */
-int st_snap_data_path(struct st_snap_store *s, raft_index index, char *path, size_t cap,
+ST_API int st_snap_data_path(struct st_snap_store *s, raft_index index, char *path, size_t cap,
                       struct st_snapshot_info *info_out);
 
 /* ============================================================= identity */
@@ -470,10 +486,10 @@ int st_snap_data_path(struct st_snap_store *s, raft_index index, char *path, siz
  * message naming both); 0 for either id accepts what is stored. A directory
  * with foreign files and no meta, or a meta with a bad magic/version/CRC, is
  * refused (ST_EMISMATCH / ST_ECORRUPT). Creates `dir` if missing. */
-int st_identity_ensure(const struct st_fs *fs, const char *dir, uint64_t node_id,
+ST_API int st_identity_ensure(const struct st_fs *fs, const char *dir, uint64_t node_id,
                        uint64_t cluster_id, struct st_errbuf *err);
 /* Reads DATA/meta; ST_ENOENT if absent. */
-int st_identity_read(const struct st_fs *fs, const char *dir, uint64_t *node_id,
+ST_API int st_identity_read(const struct st_fs *fs, const char *dir, uint64_t *node_id,
                      uint64_t *cluster_id, struct st_errbuf *err);
 
 /* ========================================================== small files */
@@ -487,12 +503,12 @@ int st_identity_read(const struct st_fs *fs, const char *dir, uint64_t *node_id,
 
 /* Returns 0, ST_ETOOBIG (len > ST_SMALL_FILE_BYTES_MAX), ST_ENOMEM or the
  * fs error (nothing replaced then). */
-int st_small_file_write(const struct st_fs *fs, const char *dir, const char *name,
+ST_API int st_small_file_write(const struct st_fs *fs, const char *dir, const char *name,
                         const void *data, size_t len);
 /* Copies the payload into buf (cap bytes) and sets *len. ST_ENOENT if the
  * file does not exist, ST_ECORRUPT (with a message) if its checksum or size
  * is wrong, ST_ETOOBIG if the payload exceeds cap. */
-int st_small_file_read(const struct st_fs *fs, const char *dir, const char *name, void *buf,
+ST_API int st_small_file_read(const struct st_fs *fs, const char *dir, const char *name, void *buf,
                        size_t cap, size_t *len, struct st_errbuf *err);
 
 /* ========================================================= directory lock */
@@ -511,10 +527,10 @@ struct st_dir_lock {
  * directory and the holder's PID) when another process, or another holder
  * in this one, uses the directory. On success release with
  * st_dir_lock_release; on failure nothing is held. */
-int st_dir_lock_acquire(const struct st_fs *fs, const char *dir, struct st_dir_lock *out,
+ST_API int st_dir_lock_acquire(const struct st_fs *fs, const char *dir, struct st_dir_lock *out,
                         struct st_errbuf *err);
 /* Releases the lock (no-op when not held). */
-void st_dir_lock_release(struct st_dir_lock *l);
+ST_API void st_dir_lock_release(struct st_dir_lock *l);
 
 /* ============================================== one data directory, together */
 
@@ -544,9 +560,17 @@ struct st_storage_state {
  * WAL still holds every entry after it; otherwise refuses (ST_ECORRUPT with a
  * message). On success the caller owns *out (st_storage_close) and state
  * (st_storage_state_release). */
-int st_storage_open(const struct st_storage_config *cfg, struct st_storage **out,
+ST_API int st_storage_open(const struct st_storage_config *cfg, struct st_storage **out,
                     struct st_storage_state *state, struct st_errbuf *err);
-void st_storage_state_release(struct st_storage_state *state);
-void st_storage_close(struct st_storage *s);
+/* Drops the state's entry references (on the thread that will not use them
+ * any more, once raft_create took its own). */
+ST_API void st_storage_state_release(struct st_storage_state *state);
+/* Closes the WAL (no sync: what was synced is durable) and the snapshot
+ * store, frees s. A st_log_writer on s->log must be destroyed first. */
+ST_API void st_storage_close(struct st_storage *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

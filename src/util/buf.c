@@ -1,5 +1,5 @@
 /* raft_buf: immutable reference-counted bytes (single-threaded refs). */
-#include "stcache/raft.h"
+#include "stcache/buf.h"
 #include "util/assert.h"
 
 #include <stdlib.h>
