@@ -191,8 +191,28 @@ enum raft_msg_type {
     RAFT_MSG_PROPOSE,           /* follower -> leader: forwarded proposal entries */
     RAFT_MSG_TYPE_MAX
 };
-/* Static name of a message type ("append", ...; "unknown" when out of range). */
-ST_API const char *raft_msg_type_name(int type);
+/* Static name of a message type ("append", ...; "unknown" when out of
+ * range). Inline, so that code which only carries messages (a transport)
+ * needs no link to the core for its traces. Any thread. */
+static inline const char *raft_msg_type_name(int type)
+{
+    switch (type) { /* a switch, not a designated table: the header is C++ too */
+    case RAFT_MSG_APPEND: return "append";
+    case RAFT_MSG_APPEND_RESP: return "append_resp";
+    case RAFT_MSG_VOTE: return "vote";
+    case RAFT_MSG_VOTE_RESP: return "vote_resp";
+    case RAFT_MSG_PREVOTE: return "prevote";
+    case RAFT_MSG_PREVOTE_RESP: return "prevote_resp";
+    case RAFT_MSG_HEARTBEAT: return "heartbeat";
+    case RAFT_MSG_HEARTBEAT_RESP: return "heartbeat_resp";
+    case RAFT_MSG_SNAPSHOT: return "snapshot";
+    case RAFT_MSG_TIMEOUT_NOW: return "timeout_now";
+    case RAFT_MSG_READ_INDEX: return "read_index";
+    case RAFT_MSG_READ_INDEX_RESP: return "read_index_resp";
+    case RAFT_MSG_PROPOSE: return "propose";
+    default: return "unknown";
+    }
+}
 
 struct raft_msg {
     uint8_t type; /* enum raft_msg_type */

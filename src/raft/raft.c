@@ -32,27 +32,6 @@ const char *raft_role_name(enum raft_role role)
     return "unknown";
 }
 
-const char *raft_msg_type_name(int type)
-{
-    static const char *const names[] = {
-        [RAFT_MSG_APPEND] = "append",
-        [RAFT_MSG_APPEND_RESP] = "append_resp",
-        [RAFT_MSG_VOTE] = "vote",
-        [RAFT_MSG_VOTE_RESP] = "vote_resp",
-        [RAFT_MSG_PREVOTE] = "prevote",
-        [RAFT_MSG_PREVOTE_RESP] = "prevote_resp",
-        [RAFT_MSG_HEARTBEAT] = "heartbeat",
-        [RAFT_MSG_HEARTBEAT_RESP] = "heartbeat_resp",
-        [RAFT_MSG_SNAPSHOT] = "snapshot",
-        [RAFT_MSG_TIMEOUT_NOW] = "timeout_now",
-        [RAFT_MSG_READ_INDEX] = "read_index",
-        [RAFT_MSG_READ_INDEX_RESP] = "read_index_resp",
-        [RAFT_MSG_PROPOSE] = "propose",
-    };
-    if (type <= 0 || type >= RAFT_MSG_TYPE_MAX) return "unknown";
-    return names[type];
-}
-
 void raft_config_default(struct raft_config *cfg, raft_id id)
 {
     memset(cfg, 0, sizeof(*cfg));
