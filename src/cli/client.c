@@ -5,6 +5,8 @@
 
 #include "stcache/errors.h"
 #include "util/assert.h"
+#include "util/json.h"
+#include "util/url.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -24,55 +26,9 @@
 #define CLI_IDEM_KEY_BYTES_MAX 128 /* the server's bound (node.h NODE_IDEM_KEY_BYTES_MAX) */
 #define CLI_STDIN_BYTES_MAX ((size_t)256 * 1024 * 1024)    /* a value read with "-" */
 #define CLI_TARGET_BYTES_MAX (64 * 1024)                   /* request line target */
-#define CLI_JSON_TOKENS_MAX 4096
-#define CLI_JSON_DEPTH_MAX 64
 #define CLI_TIMEOUT_MS_DEFAULT 10000
 #define CLI_CONNECT_TIMEOUT_MS_MAX 3000 /* a dead host must not eat the whole budget */
 #define CLI_ENDPOINTS_DEFAULT "127.0.0.1:8001"
-
-/* ------------------------------------------------------------------------ */
-/* URL encoding                                                              */
-/* ------------------------------------------------------------------------ */
-
-static bool url_unreserved(uint8_t c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
-
-size_t cli_url_encoded_len(const void *src, size_t src_len)
-{
-    const uint8_t *s = src;
-    size_t n = 0;
-    for (size_t i = 0; i < src_len; i++)
-        n += url_unreserved(s[i]) ? 1 : 3;
-    return n;
-}
-
-int cli_url_encode(const void *src, size_t src_len, char *dst, size_t dst_cap, size_t *dst_len_out)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const uint8_t *s = src;
-    size_t need = cli_url_encoded_len(src, src_len);
-    if (dst_cap < need + 1) {
-        if (dst_cap > 0) dst[0] = '\0';
-        return ST_ETOOBIG;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < src_len; i++) {
-        if (url_unreserved(s[i])) {
-            dst[o++] = (char)s[i];
-        } else {
-            dst[o++] = '%';
-            dst[o++] = hex[s[i] >> 4];
-            dst[o++] = hex[s[i] & 15];
-        }
-    }
-    ST_ASSERT(o == need);
-    dst[o] = '\0';
-    if (dst_len_out) *dst_len_out = o;
-    return 0;
-}
 
 static int hex_value(char c)
 {
@@ -80,26 +36,6 @@ static int hex_value(char c)
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
-}
-
-int cli_url_decode(const char *src, size_t src_len, void *dst, size_t dst_cap, size_t *dst_len_out)
-{
-    uint8_t *d = dst;
-    size_t o = 0;
-    for (size_t i = 0; i < src_len; i++) {
-        uint8_t c = (uint8_t)src[i];
-        if (c == '%') {
-            if (src_len - i < 3) return ST_EINVAL;
-            int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
-            if (hi < 0 || lo < 0) return ST_EINVAL;
-            c = (uint8_t)(hi << 4 | lo);
-            i += 2;
-        }
-        if (o >= dst_cap) return ST_ETOOBIG;
-        d[o++] = c;
-    }
-    if (dst_len_out) *dst_len_out = o;
-    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -378,300 +314,6 @@ int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out
 }
 
 /* ------------------------------------------------------------------------ */
-/* JSON tokenizer                                                            */
-/* ------------------------------------------------------------------------ */
-
-struct json_parser {
-    const char *s;
-    size_t len, pos;
-    struct cli_json_token *tokens;
-    size_t tokens_max, n;
-};
-
-static void json_ws(struct json_parser *p)
-{
-    while (p->pos < p->len && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' ||
-                               p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
-        p->pos++;
-}
-
-static long json_emit(struct json_parser *p, enum cli_json_type type, size_t start)
-{
-    if (p->n >= p->tokens_max) return ST_ETOOBIG;
-    p->tokens[p->n] = (struct cli_json_token){.type = type, .start = start, .end = start};
-    return (long)p->n++;
-}
-
-static int json_string(struct json_parser *p)
-{
-    ST_ASSERT(p->s[p->pos] == '"');
-    size_t start = ++p->pos;
-    while (p->pos < p->len) {
-        uint8_t c = (uint8_t)p->s[p->pos];
-        if (c == '"') {
-            long t = json_emit(p, CLI_JSON_STRING, start);
-            if (t < 0) return (int)t;
-            p->tokens[t].end = p->pos++;
-            return 0;
-        }
-        if (c < 0x20) return ST_EINVAL;
-        if (c == '\\') {
-            if (p->pos + 1 >= p->len) return ST_EINVAL;
-            char e = p->s[p->pos + 1];
-            if (e == 'u') {
-                if (p->pos + 5 >= p->len) return ST_EINVAL;
-                for (int i = 2; i < 6; i++) {
-                    if (hex_value(p->s[p->pos + (size_t)i]) < 0) return ST_EINVAL;
-                }
-                p->pos += 6;
-                continue;
-            }
-            if (!strchr("\"\\/bfnrt", e) || e == '\0') return ST_EINVAL;
-            p->pos += 2;
-            continue;
-        }
-        p->pos++;
-    }
-    return ST_EINVAL;
-}
-
-static bool json_digit(const struct json_parser *p)
-{
-    return p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9';
-}
-
-static int json_primitive(struct json_parser *p)
-{
-    size_t start = p->pos;
-    static const char *const words[] = {"true", "false", "null"};
-    for (size_t i = 0; i < ST_ARRAY_LEN(words); i++) {
-        size_t wl = strlen(words[i]);
-        if (p->len - p->pos >= wl && memcmp(p->s + p->pos, words[i], wl) == 0) {
-            p->pos += wl;
-            goto done;
-        }
-    }
-    /* number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-    if (p->pos < p->len && p->s[p->pos] == '-') p->pos++;
-    if (!json_digit(p)) return ST_EINVAL;
-    if (p->s[p->pos] == '0') {
-        p->pos++;
-    } else {
-        while (json_digit(p))
-            p->pos++;
-    }
-    if (p->pos < p->len && p->s[p->pos] == '.') {
-        p->pos++;
-        if (!json_digit(p)) return ST_EINVAL;
-        while (json_digit(p))
-            p->pos++;
-    }
-    if (p->pos < p->len && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
-        p->pos++;
-        if (p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
-        if (!json_digit(p)) return ST_EINVAL;
-        while (json_digit(p))
-            p->pos++;
-    }
-done:;
-    long t = json_emit(p, CLI_JSON_PRIMITIVE, start);
-    if (t < 0) return (int)t;
-    p->tokens[t].end = p->pos;
-    return 0;
-}
-
-static int json_value(struct json_parser *p, int depth)
-{
-    json_ws(p);
-    if (p->pos >= p->len) return ST_EINVAL;
-    char c = p->s[p->pos];
-    if (c == '"') return json_string(p);
-    if (c != '{' && c != '[') return json_primitive(p);
-    if (depth >= CLI_JSON_DEPTH_MAX) return ST_ETOOBIG;
-    bool object = c == '{';
-    char close = object ? '}' : ']';
-    long t = json_emit(p, object ? CLI_JSON_OBJECT : CLI_JSON_ARRAY, p->pos);
-    if (t < 0) return (int)t;
-    p->pos++;
-    json_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == close) {
-        p->tokens[t].end = ++p->pos;
-        return 0;
-    }
-    for (;;) {
-        int rc;
-        if (object) {
-            json_ws(p);
-            if (p->pos >= p->len || p->s[p->pos] != '"') return ST_EINVAL;
-            if ((rc = json_string(p)) != 0) return rc;
-            json_ws(p);
-            if (p->pos >= p->len || p->s[p->pos] != ':') return ST_EINVAL;
-            p->pos++;
-        }
-        if ((rc = json_value(p, depth + 1)) != 0) return rc;
-        p->tokens[t].size++;
-        json_ws(p);
-        if (p->pos >= p->len) return ST_EINVAL;
-        if (p->s[p->pos] == ',') {
-            p->pos++;
-            continue;
-        }
-        if (p->s[p->pos] == close) {
-            p->tokens[t].end = ++p->pos;
-            return 0;
-        }
-        return ST_EINVAL;
-    }
-}
-
-int cli_json_parse(const char *text, size_t len, struct cli_json_token *tokens, size_t tokens_max,
-                   size_t *count_out)
-{
-    struct json_parser p = {.s = text, .len = len, .tokens = tokens, .tokens_max = tokens_max};
-    int rc = json_value(&p, 0);
-    if (rc != 0) return rc;
-    json_ws(&p);
-    if (p.pos != len) return ST_EINVAL;
-    *count_out = p.n;
-    return 0;
-}
-
-size_t cli_json_skip(const struct cli_json_token *tokens, size_t count, size_t index)
-{
-    size_t j = index + 1;
-    while (j < count && tokens[j].start < tokens[index].end)
-        j++;
-    return j;
-}
-
-long cli_json_get(const char *text, const struct cli_json_token *tokens, size_t count, size_t obj,
-                  const char *key)
-{
-    if (obj >= count || tokens[obj].type != CLI_JSON_OBJECT) return -1;
-    size_t klen = strlen(key);
-    size_t i = obj + 1;
-    for (size_t m = 0; m < tokens[obj].size && i + 1 < count; m++) {
-        const struct cli_json_token *k = &tokens[i];
-        if (k->end - k->start == klen && memcmp(text + k->start, key, klen) == 0)
-            return (long)(i + 1);
-        i = cli_json_skip(tokens, count, i + 1);
-    }
-    return -1;
-}
-
-static size_t utf8_put(uint32_t cp, char out[4])
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-static uint32_t hex4(const char *s)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v = v << 4 | (uint32_t)hex_value(s[i]);
-    return v;
-}
-
-int cli_json_copy(const char *text, const struct cli_json_token *token, char *dst, size_t dst_cap)
-{
-    ST_ASSERT(dst_cap > 0);
-    size_t o = 0;
-    const char *s = text + token->start;
-    size_t len = token->end - token->start;
-    for (size_t i = 0; i < len;) {
-        char piece[4];
-        size_t piece_len = 1;
-        piece[0] = s[i];
-        if (token->type == CLI_JSON_STRING && s[i] == '\\') {
-            if (i + 1 >= len) return ST_EINVAL;
-            char e = s[i + 1];
-            i += 2;
-            switch (e) {
-            case 'b':
-                piece[0] = '\b';
-                break;
-            case 'f':
-                piece[0] = '\f';
-                break;
-            case 'n':
-                piece[0] = '\n';
-                break;
-            case 'r':
-                piece[0] = '\r';
-                break;
-            case 't':
-                piece[0] = '\t';
-                break;
-            case '"':
-            case '\\':
-            case '/':
-                piece[0] = e;
-                break;
-            case 'u': {
-                if (i + 4 > len) return ST_EINVAL;
-                uint32_t cp = hex4(s + i);
-                i += 4;
-                if (cp >= 0xD800 && cp < 0xDC00) {
-                    if (i + 6 > len || s[i] != '\\' || s[i + 1] != 'u') return ST_EINVAL;
-                    uint32_t lo = hex4(s + i + 2);
-                    if (lo < 0xDC00 || lo >= 0xE000) return ST_EINVAL;
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    i += 6;
-                } else if (cp >= 0xDC00 && cp < 0xE000) {
-                    return ST_EINVAL;
-                }
-                piece_len = utf8_put(cp, piece);
-                break;
-            }
-            default:
-                return ST_EINVAL;
-            }
-        } else {
-            i++;
-        }
-        if (o + piece_len >= dst_cap) {
-            dst[o] = '\0';
-            return ST_ETOOBIG;
-        }
-        memcpy(dst + o, piece, piece_len);
-        o += piece_len;
-    }
-    dst[o] = '\0';
-    return 0;
-}
-
-int cli_json_int(const char *text, const struct cli_json_token *token, int64_t *out)
-{
-    if (token->type != CLI_JSON_PRIMITIVE) return ST_EINVAL;
-    const char *s = text + token->start;
-    size_t len = token->end - token->start;
-    bool neg = len > 0 && s[0] == '-';
-    uint64_t v;
-    if (parse_decimal(s + neg, len - neg, &v) != 0 || v > (uint64_t)INT64_MAX) return ST_EINVAL;
-    *out = neg ? -(int64_t)v : (int64_t)v;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Blocking HTTP exchange                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -931,59 +573,19 @@ static int usage_error(const char *fmt, ...)
 
 /* ---- JSON output helpers ---- */
 
-static bool utf8_valid(const uint8_t *s, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        uint8_t c = s[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i <= n) return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
+/* Writes s[0..len) as a JSON string (util/json.h escaping) to f. */
 static void json_put_string(FILE *f, const uint8_t *s, size_t len)
 {
-    fputc('"', f);
-    for (size_t i = 0; i < len; i++) {
-        uint8_t c = s[i];
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '\r')
-            fputs("\\r", f);
-        else if (c == '\t')
-            fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7F)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
+    struct st_membuf b;
+    struct st_json w;
+    st_membuf_init(&b);
+    st_json_init(&w, &b);
+    st_json_string(&w, s, len);
+    if (st_json_finish(&w) == 0)
+        fwrite(b.data, 1, b.len, f);
+    else
+        fputs("\"\"", f);
+    st_membuf_free(&b);
 }
 
 static void json_put_base64(FILE *f, const uint8_t *s, size_t len)
@@ -1005,7 +607,7 @@ static void json_put_base64(FILE *f, const uint8_t *s, size_t len)
 /* Writes "name":"text" when data is valid UTF-8, else "name_base64":"...". */
 static void json_put_field(FILE *f, const char *name, const void *data, size_t len)
 {
-    if (utf8_valid(data, len)) {
+    if (st_json_utf8_valid(data, len)) {
         fprintf(f, "\"%s\":", name);
         json_put_string(f, data, len);
     } else {
@@ -1016,24 +618,26 @@ static void json_put_field(FILE *f, const char *name, const void *data, size_t l
 
 /* ---- talking to the cluster ---- */
 
+/* Copies member key of the JSON object in r's body into dst (unescaped).
+ * 0, or an error when the body is no JSON object or has no such member. */
+static int body_field(const struct cli_response *r, const char *key, char *dst, size_t cap)
+{
+    struct st_jsonr_span v;
+    if (r->body_len == 0 || r->body[0] != '{' || st_jsonr_validate(r->body, r->body_len) != 0 ||
+        !st_jsonr_get(st_jsonr_root(r->body, r->body_len), key, &v))
+        return ST_EINVAL;
+    return st_jsonr_copy(v, dst, cap);
+}
+
 /* Returns true when a response says "ask another node": 503 (no leader, or
  * not ready) or an error body whose code is not_leader. */
 static bool response_says_move_on(const struct cli_response *r)
 {
     if (r->status == 503) return true;
-    if (r->status >= 400 && r->body_len > 0 && r->body[0] == '{') {
-        struct cli_json_token toks[32];
-        size_t n;
-        if (cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
-            long c = cli_json_get(r->body, toks, n, 0, "code");
-            char code[64];
-            if (c >= 0 && cli_json_copy(r->body, &toks[c], code, sizeof code) == 0 &&
-                (strcmp(code, "not_leader") == 0 || strcmp(code, "no_leader") == 0 ||
-                 strcmp(code, "unavailable") == 0))
-                return true;
-        }
-    }
-    return false;
+    char code[64];
+    return r->status >= 400 && body_field(r, "code", code, sizeof code) == 0 &&
+           (strcmp(code, "not_leader") == 0 || strcmp(code, "no_leader") == 0 ||
+            strcmp(code, "unavailable") == 0);
 }
 
 /* Prints why the last response failed, human or JSON. */
@@ -1041,16 +645,8 @@ static void report_error(struct cli *c, const char *what)
 {
     const struct cli_response *r = &c->resp;
     char text[512] = "", code[64] = "";
-    if (r->body_len > 0 && r->body[0] == '{') {
-        struct cli_json_token toks[32];
-        size_t n;
-        if (cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
-            long t = cli_json_get(r->body, toks, n, 0, "error");
-            if (t >= 0) (void)cli_json_copy(r->body, &toks[t], text, sizeof text);
-            t = cli_json_get(r->body, toks, n, 0, "code");
-            if (t >= 0) (void)cli_json_copy(r->body, &toks[t], code, sizeof code);
-        }
-    }
+    (void)body_field(r, "error", text, sizeof text);
+    if (body_field(r, "code", code, sizeof code) != 0) code[0] = '\0';
     if (text[0] == '\0') {
         size_t len = ST_MIN(r->body_len, sizeof text - 1);
         memcpy(text, r->body, len);
@@ -1075,13 +671,8 @@ static void report_error(struct cli *c, const char *what)
  * applied, and asking again shortly is expected to work. */
 static bool response_says_no_leader(const struct cli_response *r)
 {
-    if (r->status != 503 || r->body_len == 0 || r->body[0] != '{') return false;
-    struct cli_json_token toks[32];
-    size_t n;
-    if (cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) != 0) return false;
-    long ci = cli_json_get(r->body, toks, n, 0, "code");
     char code[64];
-    return ci >= 0 && cli_json_copy(r->body, &toks[ci], code, sizeof code) == 0 &&
+    return r->status == 503 && body_field(r, "code", code, sizeof code) == 0 &&
            strcmp(code, "no_leader") == 0;
 }
 
@@ -1179,13 +770,13 @@ static int exit_for_local_error(int rc)
 static int kv_target(const char *key, const char *query, char **out)
 {
     size_t klen = strlen(key);
-    size_t enc = cli_url_encoded_len(key, klen);
+    size_t enc = st_url_encoded_len(key, klen);
     size_t cap = 4 + enc + (query ? strlen(query) : 0) + 1;
     if (cap > CLI_TARGET_BYTES_MAX) return ST_ETOOBIG;
     char *t = malloc(cap);
     if (!t) return ST_ENOMEM;
     memcpy(t, "/kv/", 4);
-    int rc = cli_url_encode(key, klen, t + 4, cap - 4, NULL);
+    int rc = st_url_encode(key, klen, t + 4, cap - 4, NULL);
     ST_ASSERT(rc == 0);
     if (query) strcat(t, query);
     *out = t;
@@ -1194,15 +785,13 @@ static int kv_target(const char *key, const char *query, char **out)
 
 static int64_t body_version(const struct cli_response *r)
 {
-    struct cli_json_token toks[32];
-    size_t n;
-    int64_t v = -1;
-    if (r->body_len > 0 &&
-        cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
-        long t = cli_json_get(r->body, toks, n, 0, "version");
-        if (t >= 0 && cli_json_int(r->body, &toks[t], &v) != 0) v = -1;
-    }
-    return v;
+    struct st_jsonr_span v;
+    int64_t version = -1;
+    if (r->body_len > 0 && st_jsonr_validate(r->body, r->body_len) == 0 &&
+        st_jsonr_get(st_jsonr_root(r->body, r->body_len), "version", &v) &&
+        st_jsonr_int(v, &version) != 0)
+        version = -1;
+    return version;
 }
 
 static int cmd_get(struct cli *c)
@@ -1405,43 +994,45 @@ static int cmd_del(struct cli *c)
 }
 
 /* Copies member field name of object obj into dst as text ("-" when absent). */
-static void field_text(const char *js, const struct cli_json_token *t, size_t n, size_t obj,
-                       const char *name, char *dst, size_t cap)
+static void field_text(struct st_jsonr_span obj, const char *name, char *dst, size_t cap)
 {
-    long v = cli_json_get(js, t, n, obj, name);
-    if (v < 0 || cli_json_copy(js, &t[v], dst, cap) != 0) snprintf(dst, cap, "-");
+    struct st_jsonr_span v;
+    if (!st_jsonr_get(obj, name, &v) || st_jsonr_copy(v, dst, cap) != 0) snprintf(dst, cap, "-");
 }
 
-static struct cli_json_token json_tokens[CLI_JSON_TOKENS_MAX];
+/* The root of r's body when it is a JSON object. */
+static bool body_object(const struct cli_response *r, struct st_jsonr_span *out)
+{
+    if (st_jsonr_validate(r->body, r->body_len) != 0) return false;
+    *out = st_jsonr_root(r->body, r->body_len);
+    return st_jsonr_type(*out) == ST_JSONR_OBJECT;
+}
 
 static int print_members(struct cli *c)
 {
     const struct cli_response *r = &c->resp;
-    size_t n;
-    if (cli_json_parse(r->body, r->body_len, json_tokens, CLI_JSON_TOKENS_MAX, &n) != 0 ||
-        json_tokens[0].type != CLI_JSON_OBJECT) {
+    struct st_jsonr_span doc, members, m;
+    if (!body_object(r, &doc)) {
         fprintf(stderr, "stcache: members: the server's /cluster answer is not a JSON object\n");
         return CLI_EXIT_REJECTED;
     }
     char leader[32];
-    field_text(r->body, json_tokens, n, 0, "leader", leader, sizeof leader);
-    long m = cli_json_get(r->body, json_tokens, n, 0, "members");
-    if (m < 0 || json_tokens[m].type != CLI_JSON_ARRAY) {
+    field_text(doc, "leader", leader, sizeof leader);
+    if (!st_jsonr_get(doc, "members", &members) || st_jsonr_type(members) != ST_JSONR_ARRAY) {
         fprintf(stderr, "stcache: members: no members array in the server's answer\n");
         return CLI_EXIT_REJECTED;
     }
     printf("%-6s %-24s %-24s %s\n", "ID", "RAFT", "HTTP", "ROLE");
-    size_t i = (size_t)m + 1;
-    for (size_t k = 0; k < json_tokens[m].size; k++) {
+    size_t cursor = 0;
+    while (st_jsonr_array_next(members, &cursor, &m)) {
         char id[32], raft[128], http[128], voter[16];
-        field_text(r->body, json_tokens, n, i, "id", id, sizeof id);
-        field_text(r->body, json_tokens, n, i, "raft", raft, sizeof raft);
-        field_text(r->body, json_tokens, n, i, "http", http, sizeof http);
-        field_text(r->body, json_tokens, n, i, "voter", voter, sizeof voter);
+        field_text(m, "id", id, sizeof id);
+        field_text(m, "raft", raft, sizeof raft);
+        field_text(m, "http", http, sizeof http);
+        field_text(m, "voter", voter, sizeof voter);
         printf("%-6s %-24s %-24s %s%s\n", id, raft, http,
                strcmp(voter, "true") == 0 ? "voter" : "learner",
                strcmp(id, leader) == 0 ? " (leader)" : "");
-        i = cli_json_skip(json_tokens, n, i);
     }
     return CLI_EXIT_OK;
 }
@@ -1577,11 +1168,8 @@ static int cmd_status(struct cli *c)
                        name) != 0)
             return exit_for_local_error(ST_ENOMEM);
         int rc = http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why);
-        size_t n = 0;
-        bool ok = rc == 0 && c->resp.status == 200 &&
-                  cli_json_parse(c->resp.body, c->resp.body_len, json_tokens, CLI_JSON_TOKENS_MAX,
-                                 &n) == 0 &&
-                  json_tokens[0].type == CLI_JSON_OBJECT;
+        struct st_jsonr_span doc;
+        bool ok = rc == 0 && c->resp.status == 200 && body_object(&c->resp, &doc);
         if (ok) answered++;
         if (c->json) {
             printf("%s{\"endpoint\":", i ? "," : "");
@@ -1600,13 +1188,12 @@ static int cmd_status(struct cli *c)
             continue;
         }
         char id[32], role[32], term[32], leader[32], commit[32], applied[32];
-        const char *js = c->resp.body;
-        field_text(js, json_tokens, n, 0, "id", id, sizeof id);
-        field_text(js, json_tokens, n, 0, "role", role, sizeof role);
-        field_text(js, json_tokens, n, 0, "term", term, sizeof term);
-        field_text(js, json_tokens, n, 0, "leader", leader, sizeof leader);
-        field_text(js, json_tokens, n, 0, "commit", commit, sizeof commit);
-        field_text(js, json_tokens, n, 0, "applied", applied, sizeof applied);
+        field_text(doc, "id", id, sizeof id);
+        field_text(doc, "role", role, sizeof role);
+        field_text(doc, "term", term, sizeof term);
+        field_text(doc, "leader", leader, sizeof leader);
+        field_text(doc, "commit", commit, sizeof commit);
+        field_text(doc, "applied", applied, sizeof applied);
         printf("%-22s %-5s %-10s %-6s %-7s %-8s %-8s %s\n", name, id, role, term,
                strcmp(leader, "null") == 0 ? "none" : leader, commit, applied,
                health == 200 ? "ok"

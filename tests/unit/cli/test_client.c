@@ -1,82 +1,12 @@
 /* Unit tests for the pieces of the CLI client: URL encoding, endpoint lists,
- * HTTP response parsing, the JSON tokenizer.
+ * HTTP response parsing. (The URL codec and the JSON reader they use are
+ * tested in tests/unit/util.)
  *
  * client.c belongs to the `stcache` executable (not to a library), so it is
  * compiled into this test directly; only its client.h functions are used. */
 #include "test.h"
 
 #include "cli/client.c"
-
-/* ---- URL encoding ---- */
-
-TEST(url_encode_keeps_unreserved_and_escapes_everything_else)
-{
-    char out[128];
-    size_t n;
-    ASSERT_EQ(cli_url_encode("Az09-._~", 8, out, sizeof out, &n), 0);
-    ASSERT_STREQ(out, "Az09-._~");
-    ASSERT_EQ(n, 8);
-    ASSERT_EQ(cli_url_encode("a b/c?d=e&f%+#", 14, out, sizeof out, &n), 0);
-    ASSERT_STREQ(out, "a%20b%2Fc%3Fd%3De%26f%25%2B%23");
-    ASSERT_EQ(n, strlen(out));
-}
-
-TEST(url_encode_is_binary_safe)
-{
-    const uint8_t key[] = {0x00, 0xff, 0x80, 'x', 0x0a};
-    char out[64];
-    size_t n;
-    ASSERT_EQ(cli_url_encode(key, sizeof key, out, sizeof out, &n), 0);
-    ASSERT_STREQ(out, "%00%FF%80x%0A");
-    ASSERT_EQ(cli_url_encoded_len(key, sizeof key), 13);
-    uint8_t back[16];
-    size_t m;
-    ASSERT_EQ(cli_url_decode(out, n, back, sizeof back, &m), 0);
-    ASSERT_EQ(m, sizeof key);
-    ASSERT_MEMEQ(back, key, sizeof key);
-}
-
-TEST(url_encode_round_trips_every_byte_value)
-{
-    uint8_t all[256];
-    for (int i = 0; i < 256; i++)
-        all[i] = (uint8_t)i;
-    char enc[256 * 3 + 1];
-    size_t n, m;
-    ASSERT_EQ(cli_url_encode(all, sizeof all, enc, sizeof enc, &n), 0);
-    ASSERT_EQ(n, cli_url_encoded_len(all, sizeof all));
-    for (size_t i = 0; i < n; i++)
-        ASSERT_TRUE(url_unreserved((uint8_t)enc[i]) || enc[i] == '%' ||
-                    (enc[i] >= 'A' && enc[i] <= 'F'));
-    uint8_t back[256];
-    ASSERT_EQ(cli_url_decode(enc, n, back, sizeof back, &m), 0);
-    ASSERT_EQ(m, 256);
-    ASSERT_MEMEQ(back, all, 256);
-}
-
-TEST(url_encode_reports_a_too_small_buffer_without_overflowing)
-{
-    char out[6] = "zzzzz";
-    ASSERT_EQ(cli_url_encode("a/b", 3, out, 5, NULL), ST_ETOOBIG); /* needs 5 + NUL */
-    ASSERT_STREQ(out, "");
-    ASSERT_EQ(cli_url_encode("a/b", 3, out, 6, NULL), 0);
-    ASSERT_STREQ(out, "a%2Fb");
-    ASSERT_EQ(cli_url_encode("", 0, out, 1, NULL), 0);
-    ASSERT_STREQ(out, "");
-}
-
-TEST(url_decode_rejects_bad_escapes)
-{
-    uint8_t out[8];
-    size_t n;
-    ASSERT_EQ(cli_url_decode("%", 1, out, sizeof out, &n), ST_EINVAL);
-    ASSERT_EQ(cli_url_decode("%4", 2, out, sizeof out, &n), ST_EINVAL);
-    ASSERT_EQ(cli_url_decode("%4g", 3, out, sizeof out, &n), ST_EINVAL);
-    ASSERT_EQ(cli_url_decode("abc", 3, out, 2, &n), ST_ETOOBIG);
-    ASSERT_EQ(cli_url_decode("%41%62", 6, out, sizeof out, &n), 0);
-    ASSERT_EQ(n, 2);
-    ASSERT_MEMEQ(out, "Ab", 2);
-}
 
 /* ---- endpoint lists ---- */
 
@@ -250,94 +180,6 @@ TEST(response_header_is_bounded)
     int rc = cli_response_parse(buf, cap, false, &r);
     free(buf);
     ASSERT_EQ(rc, ST_ETOOBIG);
-}
-
-/* ---- JSON ---- */
-
-TEST(json_cluster_answer_is_navigable)
-{
-    const char *js =
-        "{\"id\":2,\"leader\":1,\"term\":7,\"role\":\"follower\",\"cluster_id\":\"ab\\\"c\","
-        " \"members\":[{\"id\":1,\"raft\":\"127.0.0.1:9001\",\"http\":\"h:1\",\"voter\":true},"
-        "{\"id\":2,\"raft\":\"r2\",\"http\":\"h:2\",\"voter\":false,\"extra\":{\"a\":[1,2,{}]}}],"
-        "\"applied\":-3e2}";
-    struct cli_json_token t[64];
-    size_t n;
-    ASSERT_EQ(cli_json_parse(js, strlen(js), t, 64, &n), 0);
-    ASSERT_EQ(t[0].type, CLI_JSON_OBJECT);
-    ASSERT_EQ(t[0].size, 7);
-    int64_t v;
-    long term = cli_json_get(js, t, n, 0, "term");
-    ASSERT_TRUE(term > 0);
-    ASSERT_EQ(cli_json_int(js, &t[term], &v), 0);
-    ASSERT_EQ(v, 7);
-    char s[64];
-    long cid = cli_json_get(js, t, n, 0, "cluster_id");
-    ASSERT_EQ(cli_json_copy(js, &t[cid], s, sizeof s), 0);
-    ASSERT_STREQ(s, "ab\"c");
-    long m = cli_json_get(js, t, n, 0, "members");
-    ASSERT_EQ(t[m].type, CLI_JSON_ARRAY);
-    ASSERT_EQ(t[m].size, 2);
-    size_t second = cli_json_skip(t, n, (size_t)m + 1);
-    long voter = cli_json_get(js, t, n, second, "voter");
-    ASSERT_EQ(cli_json_copy(js, &t[voter], s, sizeof s), 0);
-    ASSERT_STREQ(s, "false");
-    /* "applied" comes after a nested subtree: skip must step over it */
-    long applied = cli_json_get(js, t, n, 0, "applied");
-    ASSERT_TRUE(applied > 0);
-    ASSERT_EQ(cli_json_copy(js, &t[applied], s, sizeof s), 0);
-    ASSERT_STREQ(s, "-3e2");
-    ASSERT_EQ(cli_json_int(js, &t[applied], &v), ST_EINVAL); /* not an integer */
-    ASSERT_EQ(cli_json_get(js, t, n, 0, "absent"), -1);
-    ASSERT_EQ(cli_json_get(js, t, n, (size_t)m, "id"), -1); /* not an object */
-}
-
-TEST(json_unescapes_unicode_and_surrogates)
-{
-    const char *js = "\"a\\u00e9\\u20ac\\ud83d\\ude00\\n\"";
-    struct cli_json_token t[2];
-    size_t n;
-    ASSERT_EQ(cli_json_parse(js, strlen(js), t, 2, &n), 0);
-    ASSERT_EQ(n, 1);
-    char s[32];
-    ASSERT_EQ(cli_json_copy(js, &t[0], s, sizeof s), 0);
-    ASSERT_STREQ(s, "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\n");
-    ASSERT_EQ(cli_json_copy(js, &t[0], s, 4), ST_ETOOBIG);
-    const char *lone = "\"\\udc00\"";
-    ASSERT_EQ(cli_json_parse(lone, strlen(lone), t, 2, &n), 0);
-    ASSERT_EQ(cli_json_copy(lone, &t[0], s, sizeof s), ST_EINVAL);
-}
-
-TEST(json_rejects_malformed_and_bounds_tokens)
-{
-    const char *bad[] = {"",      "{",     "{\"a\"}", "{\"a\":}", "[1,]", "{\"a\":1,}",
-                         "[1 2]", "\"abc", "\"\\x\"", "01",       "-",    "1.",
-                         "tru",   "{1:2}", "[1]x",    "\"\x01\"", "1e",   "\"\\u12\""};
-    struct cli_json_token t[16];
-    size_t n;
-    for (size_t i = 0; i < ST_ARRAY_LEN(bad); i++) {
-        int rc = cli_json_parse(bad[i], strlen(bad[i]), t, 16, &n);
-        if (rc != ST_EINVAL) fprintf(stderr, "  accepted: '%s' (%d)\n", bad[i], rc);
-        ASSERT_EQ(rc, ST_EINVAL);
-    }
-    ASSERT_EQ(cli_json_parse("[1,2,3]", 7, t, 3, &n), ST_ETOOBIG);
-    ASSERT_EQ(cli_json_parse("[1,2,3]", 7, t, 4, &n), 0);
-    char deep[200];
-    memset(deep, '[', 100);
-    memset(deep + 100, ']', 100);
-    ASSERT_EQ(cli_json_parse(deep, 200, t, 16, &n), ST_ETOOBIG);
-}
-
-/* ---- output helpers ---- */
-
-TEST(utf8_validation_decides_text_or_base64)
-{
-    ASSERT_TRUE(utf8_valid((const uint8_t *)"plain", 5));
-    ASSERT_TRUE(utf8_valid((const uint8_t *)"\xc3\xa9\xf0\x9f\x98\x80", 6));
-    ASSERT_FALSE(utf8_valid((const uint8_t *)"\xff", 1));
-    ASSERT_FALSE(utf8_valid((const uint8_t *)"\xc3", 1));         /* truncated */
-    ASSERT_FALSE(utf8_valid((const uint8_t *)"\xc0\x80", 2));     /* overlong */
-    ASSERT_FALSE(utf8_valid((const uint8_t *)"\xed\xa0\x80", 3)); /* surrogate */
 }
 
 TEST_MAIN()
