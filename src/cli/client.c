@@ -3,6 +3,7 @@
  * See client.h for the command synopsis, exit codes and failover contract. */
 #include "cli/client.h"
 
+#include "http/response.h"
 #include "stcache/errors.h"
 #include "util/assert.h"
 #include "util/json.h"
@@ -29,14 +30,6 @@
 #define CLI_TIMEOUT_MS_DEFAULT 10000
 #define CLI_CONNECT_TIMEOUT_MS_MAX 3000 /* a dead host must not eat the whole budget */
 #define CLI_ENDPOINTS_DEFAULT "127.0.0.1:8001"
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Endpoint lists                                                            */
@@ -116,200 +109,6 @@ int cli_endpoints_parse(const char *list, struct cli_endpoint *out, size_t out_m
         p = comma + 1;
     }
     *count_out = n;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* HTTP/1.1 response parsing                                                 */
-/* ------------------------------------------------------------------------ */
-
-static const char *find_crlfcrlf(const char *buf, size_t len)
-{
-    for (size_t i = 0; i + 3 < len; i++) {
-        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n')
-            return buf + i;
-    }
-    return NULL;
-}
-
-static bool header_name_is(const char *name, size_t name_len, const char *want)
-{
-    return strlen(want) == name_len && strncasecmp(name, want, name_len) == 0;
-}
-
-/* Parses "1*DIGIT" into *out without overflow. */
-static int parse_decimal(const char *s, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 19) return ST_EPROTO;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return ST_EPROTO;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-/* Scans a chunked body starting at buf[pos]. Returns 0 with *complete and, if
- * complete, the decoded length (decoding in place when decode is set), or
- * ST_EPROTO. */
-static int chunked_scan(char *buf, size_t len, size_t pos, bool decode, bool *complete,
-                        size_t *body_len_out)
-{
-    size_t out = pos;
-    *complete = false;
-    for (;;) {
-        /* chunk-size [; ext] CRLF */
-        size_t line_end = pos;
-        while (line_end + 1 < len && !(buf[line_end] == '\r' && buf[line_end + 1] == '\n'))
-            line_end++;
-        if (line_end + 1 >= len) return 0;
-        uint64_t size = 0;
-        size_t digits = 0;
-        for (size_t i = pos; i < line_end && hex_value(buf[i]) >= 0; i++, digits++) {
-            if (digits >= 15) return ST_EPROTO;
-            size = size * 16 + (uint64_t)hex_value(buf[i]);
-        }
-        if (digits == 0) return ST_EPROTO;
-        char after = buf[pos + digits];
-        if (pos + digits < line_end && after != ';' && after != ' ' && after != '\t')
-            return ST_EPROTO;
-        pos = line_end + 2;
-        if (size == 0) {
-            /* trailers: lines until an empty one */
-            for (;;) {
-                size_t e = pos;
-                while (e + 1 < len && !(buf[e] == '\r' && buf[e + 1] == '\n'))
-                    e++;
-                if (e + 1 >= len) return 0;
-                if (e == pos) {
-                    *complete = true;
-                    *body_len_out = out;
-                    return 0;
-                }
-                pos = e + 2;
-            }
-        }
-        if (size > CLI_RESPONSE_BYTES_MAX) return ST_EPROTO;
-        if (len - pos < size + 2) return 0;
-        if (buf[pos + size] != '\r' || buf[pos + size + 1] != '\n') return ST_EPROTO;
-        if (decode) memmove(buf + out, buf + pos, (size_t)size);
-        out += (size_t)size;
-        pos += (size_t)size + 2;
-    }
-}
-
-int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out)
-{
-    memset(out, 0, sizeof *out);
-    const char *end = find_crlfcrlf(buf, len);
-    if (!end) {
-        if (len > CLI_HEADER_BYTES_MAX) return ST_ETOOBIG;
-        return eof ? ST_EPROTO : 0;
-    }
-    size_t header_bytes = (size_t)(end - buf) + 4;
-    if (header_bytes > CLI_HEADER_BYTES_MAX) return ST_ETOOBIG;
-
-    /* Status line: HTTP/1.x SP 3DIGIT [SP reason] CRLF */
-    const char *line_end = strstr(buf, "\r\n");
-    if (!line_end || line_end > end) line_end = end;
-    size_t line_len = (size_t)(line_end - buf);
-    if (line_len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') ||
-        buf[8] != ' ')
-        return ST_EPROTO;
-    int status = 0;
-    for (int i = 9; i < 12; i++) {
-        if (buf[i] < '0' || buf[i] > '9') return ST_EPROTO;
-        status = status * 10 + (buf[i] - '0');
-    }
-    if (status < 100 || status > 599 || (line_len > 12 && buf[12] != ' ')) return ST_EPROTO;
-
-    bool has_length = false, chunked = false;
-    uint64_t content_length = 0;
-    const char *p = line_end + 2;
-    while (p < end + 2) {
-        const char *e = p;
-        while (e < end + 2 && !(e[0] == '\r' && e[1] == '\n'))
-            e++;
-        if (e == p) break;
-        const char *colon = memchr(p, ':', (size_t)(e - p));
-        if (!colon || colon == p) return ST_EPROTO;
-        size_t name_len = (size_t)(colon - p);
-        for (size_t i = 0; i < name_len; i++) {
-            if (p[i] == ' ' || p[i] == '\t') return ST_EPROTO;
-        }
-        const char *v = colon + 1;
-        const char *ve = e;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        size_t vlen = (size_t)(ve - v);
-        if (header_name_is(p, name_len, "content-length")) {
-            uint64_t cl;
-            if (parse_decimal(v, vlen, &cl) != 0) return ST_EPROTO;
-            if (has_length && cl != content_length) return ST_EPROTO;
-            has_length = true;
-            content_length = cl;
-        } else if (header_name_is(p, name_len, "transfer-encoding")) {
-            if (vlen >= 7 && strncasecmp(ve - 7, "chunked", 7) == 0)
-                chunked = true;
-            else if (!(vlen == 8 && strncasecmp(v, "identity", 8) == 0))
-                return ST_EPROTO; /* a coding we cannot undo */
-        } else if (header_name_is(p, name_len, "etag")) {
-            const char *ev = v;
-            size_t elen = vlen;
-            if (elen >= 2 && ev[0] == 'W' && ev[1] == '/') {
-                ev += 2;
-                elen -= 2;
-            }
-            if (elen >= 2 && ev[0] == '"' && ev[elen - 1] == '"') {
-                ev++;
-                elen -= 2;
-            }
-            if (elen < sizeof out->etag) {
-                memcpy(out->etag, ev, elen);
-                out->etag[elen] = '\0';
-                out->has_etag = true;
-            }
-        } else if (header_name_is(p, name_len, "content-type")) {
-            out->json = vlen >= 16 && strncasecmp(v, "application/json", 16) == 0;
-        }
-        p = e + 2;
-    }
-
-    out->status = status;
-    out->header_bytes = header_bytes;
-    out->body = buf + header_bytes;
-    size_t avail = len - header_bytes;
-    bool no_body = (status >= 100 && status < 200) || status == 204 || status == 304;
-    if (no_body) {
-        out->body_len = 0;
-        out->complete = true;
-        return 0;
-    }
-    if (chunked) {
-        bool complete;
-        size_t decoded_end;
-        int rc = chunked_scan(buf, len, header_bytes, false, &complete, &decoded_end);
-        if (rc != 0) return rc;
-        if (!complete) return eof ? ST_EPROTO : 0;
-        rc = chunked_scan(buf, len, header_bytes, true, &complete, &decoded_end);
-        ST_ASSERT(rc == 0 && complete);
-        out->body_len = decoded_end - header_bytes;
-        out->complete = true;
-        return 0;
-    }
-    if (has_length) {
-        if (content_length > CLI_RESPONSE_BYTES_MAX) return ST_ETOOBIG;
-        if (avail < content_length) return eof ? ST_EPROTO : 0;
-        out->body_len = (size_t)content_length;
-        out->complete = true;
-        return 0;
-    }
-    if (!eof) return 0;
-    out->body_len = avail;
-    out->complete = true;
     return 0;
 }
 
@@ -463,7 +262,7 @@ static int send_all(int fd, const char *data, size_t len, int64_t deadline_ms)
  * body is still being sent is still heard. */
 static int http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head,
                          const void *body, size_t body_len, int timeout_ms, struct cli_buf *rbuf,
-                         struct cli_response *resp, const char **why)
+                         struct http_response *resp, const char **why)
 {
     int64_t deadline = now_ms() + timeout_ms;
     rbuf->len = 0;
@@ -495,7 +294,7 @@ static int http_exchange(const struct cli_endpoint *ep, const struct cli_buf *he
             rbuf->len += (size_t)n;
             rbuf->data[rbuf->len] = '\0';
         }
-        rc = cli_response_parse(rbuf->data, rbuf->len, eof, resp);
+        rc = http_response_parse(rbuf->data, rbuf->len, eof, CLI_RESPONSE_BYTES_MAX, resp);
         if (rc != 0) {
             *why = send_rc != 0 && rbuf->len == 0 ? "connection lost" : "malformed response";
             rc = send_rc != 0 && rbuf->len == 0 ? ST_ECONNECTION : rc;
@@ -533,7 +332,7 @@ struct cli {
     /* the last exchange */
     struct cli_buf head;
     struct cli_buf rbuf;
-    struct cli_response resp;
+    struct http_response resp;
     size_t endpoint_used;
 };
 
@@ -620,7 +419,7 @@ static void json_put_field(FILE *f, const char *name, const void *data, size_t l
 
 /* Copies member key of the JSON object in r's body into dst (unescaped).
  * 0, or an error when the body is no JSON object or has no such member. */
-static int body_field(const struct cli_response *r, const char *key, char *dst, size_t cap)
+static int body_field(const struct http_response *r, const char *key, char *dst, size_t cap)
 {
     struct st_jsonr_span v;
     if (r->body_len == 0 || r->body[0] != '{' || st_jsonr_validate(r->body, r->body_len) != 0 ||
@@ -631,7 +430,7 @@ static int body_field(const struct cli_response *r, const char *key, char *dst, 
 
 /* Returns true when a response says "ask another node": 503 (no leader, or
  * not ready) or an error body whose code is not_leader. */
-static bool response_says_move_on(const struct cli_response *r)
+static bool response_says_move_on(const struct http_response *r)
 {
     if (r->status == 503) return true;
     char code[64];
@@ -643,7 +442,7 @@ static bool response_says_move_on(const struct cli_response *r)
 /* Prints why the last response failed, human or JSON. */
 static void report_error(struct cli *c, const char *what)
 {
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     char text[512] = "", code[64] = "";
     (void)body_field(r, "error", text, sizeof text);
     if (body_field(r, "code", code, sizeof code) != 0) code[0] = '\0';
@@ -669,7 +468,7 @@ static void report_error(struct cli *c, const char *what)
 
 /* True when the response says the cluster is electing a leader: nothing was
  * applied, and asking again shortly is expected to work. */
-static bool response_says_no_leader(const struct cli_response *r)
+static bool response_says_no_leader(const struct http_response *r)
 {
     char code[64];
     return r->status == 503 && body_field(r, "code", code, sizeof code) == 0 &&
@@ -783,7 +582,7 @@ static int kv_target(const char *key, const char *query, char **out)
     return 0;
 }
 
-static int64_t body_version(const struct cli_response *r)
+static int64_t body_version(const struct http_response *r)
 {
     struct st_jsonr_span v;
     int64_t version = -1;
@@ -810,7 +609,7 @@ static int cmd_get(struct cli *c)
     rc = cluster_request(c, "GET", target, NULL, NULL, 0);
     free(target);
     if (rc != 0) return exit_for_local_error(rc);
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     if (r->status == 404) {
         if (c->json) {
             printf("{");
@@ -944,7 +743,7 @@ static int cmd_put(struct cli *c)
     free(target);
     buf_free(&value);
     if (rc != 0) return exit_for_local_error(rc);
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     if (r->status == 412) {
         report_error(c, "put: condition failed");
         return CLI_EXIT_FAILED;
@@ -976,7 +775,7 @@ static int cmd_del(struct cli *c)
     rc = cluster_request(c, "DELETE", target, headers, NULL, 0);
     free(target);
     if (rc != 0) return exit_for_local_error(rc);
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     if (r->status == 404) {
         if (c->json) printf("{\"ok\":false,\"found\":false}\n");
         fprintf(stderr, "stcache: not found: %s\n", c->args[0]);
@@ -1001,7 +800,7 @@ static void field_text(struct st_jsonr_span obj, const char *name, char *dst, si
 }
 
 /* The root of r's body when it is a JSON object. */
-static bool body_object(const struct cli_response *r, struct st_jsonr_span *out)
+static bool body_object(const struct http_response *r, struct st_jsonr_span *out)
 {
     if (st_jsonr_validate(r->body, r->body_len) != 0) return false;
     *out = st_jsonr_root(r->body, r->body_len);
@@ -1010,7 +809,7 @@ static bool body_object(const struct cli_response *r, struct st_jsonr_span *out)
 
 static int print_members(struct cli *c)
 {
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     struct st_jsonr_span doc, members, m;
     if (!body_object(r, &doc)) {
         fprintf(stderr, "stcache: members: the server's /cluster answer is not a JSON object\n");
@@ -1062,7 +861,7 @@ static int admin_simple(struct cli *c, const char *what, const char *method, con
     int rc = cluster_request(c, method, target, body ? "Content-Type: application/json\r\n" : NULL,
                              body, body ? strlen(body) : 0);
     if (rc != 0) return exit_for_local_error(rc);
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     if (r->status == 404) {
         report_error(c, what);
         return CLI_EXIT_FAILED;

@@ -59,28 +59,4 @@ struct cli_endpoint {
 int cli_endpoints_parse(const char *list, struct cli_endpoint *out, size_t out_max,
                         size_t *count_out);
 
-/* ---- HTTP/1.1 response parsing ---- */
-
-#define CLI_HEADER_BYTES_MAX (64 * 1024)
-
-struct cli_response {
-    bool complete;       /* false: more bytes are needed (nothing else is valid) */
-    int status;          /* 100..599 */
-    size_t header_bytes; /* status line + headers + the blank line */
-    const char *body;    /* points into the parsed buffer; body_len bytes */
-    size_t body_len;
-    bool has_etag;
-    char etag[64]; /* ETag value without the surrounding quotes */
-    bool json;     /* Content-Type is application/json */
-};
-
-/* Parses the len bytes of buf received so far. eof says the peer closed the
- * connection (so a body without Content-Length ends here). Returns 0 with
- * out->complete true when a whole response is in buf (a chunked body is then
- * decoded in place, which is why buf is writable), 0 with out->complete false
- * when more bytes are needed, ST_EPROTO on a malformed response (or one cut
- * short by eof), ST_ETOOBIG when the header exceeds CLI_HEADER_BYTES_MAX.
- * 1xx interim responses are not expected (the client sends no Expect). */
-int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out);
-
 #endif

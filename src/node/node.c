@@ -2,7 +2,7 @@
  * glue, snapshots and membership. Client requests live in client.c. */
 #include "node/node.h"
 
-#include "node/httpc.h"
+#include "http/client.h"
 #include "util/json.h"
 #include "node/node_int.h"
 #include "stcache/errors.h"
@@ -2154,7 +2154,7 @@ static void join_send(struct node *n)
     char body[3 * NODE_ADDR_MAX + 64];
     int len = snprintf(body, sizeof body, "{\"id\":%" PRIu64 ",\"raft\":\"%s\",\"http\":\"%s\"}",
                        n->cfg.id, n->advertise_raft, n->advertise_http);
-    int rc = node_httpc_request(n->loop, n->cfg.join_http, "POST", "/cluster/members",
+    int rc = http_client_request(n->loop, n->cfg.join_http, "POST", "/cluster/members",
                                 "application/json", NULL, body, (size_t)len,
                                 n->cfg.request_timeout_ms, join_reply_cb, n, &n->join_req);
     if (rc) join_retry(n, st_strerror(rc));
@@ -2303,7 +2303,7 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
     n->stopped_cb = cb;
     n->stopped_ctx = ctx;
     if (n->join_req) {
-        node_httpc_abort(n->join_req);
+        http_client_abort(n->join_req);
         n->join_req = NULL;
     }
     node_waiters_fail_all(n, ST_ECLOSED);

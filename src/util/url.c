@@ -1,5 +1,7 @@
 #include "util/url.h"
 
+#include <string.h>
+
 #include "stcache/errors.h"
 #include "util/assert.h"
 
@@ -71,5 +73,39 @@ int st_url_decode(const char *src, size_t src_len, unsigned flags, void *dst, si
         d[o++] = c;
     }
     if (dst_len_out) *dst_len_out = o;
+    return 0;
+}
+
+int st_url_hostport_split(const char *addr, char *host, size_t host_cap, uint16_t *port)
+{
+    const char *colon;
+    const char *h = addr;
+    size_t hl;
+    if (!addr || !*addr) return ST_EINVAL;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':') return ST_EINVAL;
+        h = addr + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon) return ST_EINVAL;
+        hl = (size_t)(colon - addr);
+        if (memchr(addr, ':', hl)) return ST_EINVAL; /* bare IPv6 needs brackets */
+    }
+    if (hl == 0 || hl + 1 > host_cap) return ST_EINVAL;
+    const char *p = colon + 1;
+    if (!*p) return ST_EINVAL;
+    unsigned long v = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') return ST_EINVAL;
+        v = v * 10 + (unsigned long)(*p - '0');
+        if (v > 65535) return ST_EINVAL;
+    }
+    if (v == 0) return ST_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)v;
     return 0;
 }

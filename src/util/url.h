@@ -28,4 +28,9 @@ int st_url_encode(const void *src, size_t src_len, char *dst, size_t dst_cap, si
 int st_url_decode(const char *src, size_t src_len, unsigned flags, void *dst, size_t dst_cap,
                   size_t *dst_len_out);
 
+/* Splits "host:port" or "[v6]:port" into host (NUL-terminated, without the
+ * brackets; host_cap bytes) and a port in 1..65535. A bare IPv6 address
+ * without brackets is refused. 0 or ST_EINVAL. */
+int st_url_hostport_split(const char *addr, char *host, size_t host_cap, uint16_t *port);
+
 #endif

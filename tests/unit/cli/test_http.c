@@ -50,7 +50,7 @@ static int read_head(int fd)
         ssize_t n = recv(fd, buf + len, sizeof buf - len, 0);
         if (n <= 0) return -1;
         len += (size_t)n;
-        if (find_crlfcrlf(buf, len)) return 0;
+        if (memmem(buf, len, "\r\n\r\n", 4) != NULL) return 0;
     }
     return 0;
 }
@@ -152,7 +152,7 @@ static struct cli_endpoint endpoint(uint16_t port)
 }
 
 static int exchange(uint16_t port, const char *body, size_t body_len, int timeout_ms,
-                    struct cli_buf *rbuf, struct cli_response *resp)
+                    struct cli_buf *rbuf, struct http_response *resp)
 {
     struct cli_endpoint ep = endpoint(port);
     struct cli_buf head = {0};
@@ -169,7 +169,7 @@ TEST(http_silent_server_times_out)
     struct server s;
     server_start(&s, SCRIPT_SILENT, 1);
     struct cli_buf rbuf = {0};
-    struct cli_response resp;
+    struct http_response resp;
     int rc = exchange(s.port, "v", 1, 200, &rbuf, &resp);
     buf_free(&rbuf);
     server_join(&s);
@@ -179,7 +179,7 @@ TEST(http_silent_server_times_out)
 TEST(http_refused_connection_is_a_connection_error)
 {
     struct cli_buf rbuf = {0};
-    struct cli_response resp;
+    struct http_response resp;
     int rc = exchange(dead_port(), NULL, 0, 2000, &rbuf, &resp);
     buf_free(&rbuf);
     ASSERT_EQ(rc, ST_ECONNECTION);
@@ -194,7 +194,7 @@ TEST(http_early_answer_to_a_large_upload_is_heard)
     ASSERT_TRUE(body != NULL);
     memset(body, 'x', big);
     struct cli_buf rbuf = {0};
-    struct cli_response resp;
+    struct http_response resp;
     int rc = exchange(s.port, body, big, 20000, &rbuf, &resp);
     free(body);
     server_join(&s);
@@ -210,7 +210,7 @@ TEST(http_chunked_answer_in_pieces)
     struct server s;
     server_start(&s, SCRIPT_CHUNKED, 1);
     struct cli_buf rbuf = {0};
-    struct cli_response resp;
+    struct http_response resp;
     int rc = exchange(s.port, NULL, 0, 5000, &rbuf, &resp);
     server_join(&s);
     ASSERT_EQ(rc, 0);
@@ -226,7 +226,7 @@ TEST(http_garbage_answer_is_a_protocol_error)
     struct server s;
     server_start(&s, SCRIPT_GARBAGE, 1);
     struct cli_buf rbuf = {0};
-    struct cli_response resp;
+    struct http_response resp;
     int rc = exchange(s.port, NULL, 0, 5000, &rbuf, &resp);
     buf_free(&rbuf);
     server_join(&s);

@@ -90,4 +90,20 @@ TEST(url_decode_plus_as_space_is_a_flag)
     ASSERT_MEMEQ(out, "a +", 3);
 }
 
+TEST(hostport_split_takes_names_v4_and_bracketed_v6)
+{
+    char host[16];
+    uint16_t port = 0;
+    ASSERT_EQ(st_url_hostport_split("localhost:8001", host, sizeof host, &port), 0);
+    ASSERT_STREQ(host, "localhost");
+    ASSERT_EQ(port, 8001);
+    ASSERT_EQ(st_url_hostport_split("[::1]:65535", host, sizeof host, &port), 0);
+    ASSERT_STREQ(host, "::1");
+    ASSERT_EQ(port, 65535);
+    const char *bad[] = {"", "h", "h:", ":1", "h:0", "h:65536", "h:1x", "::1:80", "[::1]80",
+                         "a-very-long-host-name:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_EQ(st_url_hostport_split(bad[i], host, sizeof host, &port), ST_EINVAL);
+}
+
 TEST_MAIN()

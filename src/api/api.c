@@ -1,9 +1,9 @@
 /* The stcache HTTP API routes (see api.h and docs/HTTP-API.md). */
-#include "http/api.h"
+#include "api/api.h"
 
 #include "http/server.h"
 #include "node/config.h"
-#include "node/httpc.h"
+#include "http/client.h"
 #include "util/json.h"
 #include "node/node.h"
 #include "stcache/errors.h"
@@ -43,7 +43,7 @@ struct api_req {
     raft_id member_id;
     uint8_t *key; /* decoded key (cap bytes) */
     size_t key_len, key_cap;
-    struct node_httpc *proxy;
+    struct http_client *proxy;
     struct api_req *next;
 };
 
@@ -736,7 +736,7 @@ static void proxy_to_leader(struct api_req *ar, const char *method, const char *
     char target[512];
     snprintf(target, sizeof target, "%s%sproxied=1", path_query,
              strchr(path_query, '?') ? "&" : "?");
-    int rc = node_httpc_request(
+    int rc = http_client_request(
         a->loop, leader_http, method, target, "application/json", NULL, req->body, req->body_len,
         node_config_get(a->node)->request_timeout_ms, proxy_done_cb, ar, &ar->proxy);
     if (rc) respond_error(ar, 503, "no_leader", "the leader could not be reached");
