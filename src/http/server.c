@@ -28,6 +28,7 @@
 #include "stcache/errors.h"
 #include "util/assert.h"
 #include "util/fdlimit.h"
+#include "util/list.h"
 #include "util/outbudget.h"
 #include "util/trace.h"
 #include "util/url.h"
@@ -78,9 +79,8 @@ struct http_conn {
     uv_shutdown_t sreq;
     http_parser parser;
     struct http_server *srv;
-    struct http_conn *prev, *next;   /* server's list */
-    struct http_conn *dprev, *dnext; /* server's list of connections to flush */
-    int dirty;
+    struct st_list link;       /* on srv->conns */
+    struct st_list dirty_link; /* on srv->dirty while it has responses to flush */
     int handles_open;
     int closing; /* uv_close called */
     int reading;
@@ -122,13 +122,13 @@ struct http_server {
     uv_idle_t flush_idle; /* flushes dirty connections once per loop iteration */
     int idle_open;
     int idle_active;
-    struct http_conn *dirty;
+    struct st_list dirty; /* connections to flush (http_conn.dirty_link), newest first */
     int closing;
     http_handler_cb handler;
     void *handler_ctx;
     http_server_closed_cb closed_cb;
     void *closed_ctx;
-    struct http_conn *conns;
+    struct st_list conns; /* every allocated connection (http_conn.link), newest first */
     uint64_t conns_alive;        /* allocated connections (open or draining) */
     struct st_outbudget *budget; /* cfg.out_budget, registered while the server lives */
     uv_timer_t trim_timer;
@@ -616,11 +616,7 @@ static void conn_free(struct http_conn *c)
 {
     struct http_server *srv = c->srv;
     dirty_unlink(c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
+    st_list_del(&c->link);
     size_t freed = 0;
     for (uint32_t i = 0; i < srv->cfg.pipeline_max; i++)
         freed += slot_free_buffers(&c->slots[i]);
@@ -828,13 +824,9 @@ static void conn_after_release(struct http_conn *c, int finish)
  * batch. */
 static void conn_kick(struct http_conn *c)
 {
-    if (c->in_execute || c->closing || c->dirty) return;
+    if (c->in_execute || c->closing || st_list_linked(&c->dirty_link)) return;
     struct http_server *srv = c->srv;
-    c->dirty = 1;
-    c->dprev = NULL;
-    c->dnext = srv->dirty;
-    if (srv->dirty) srv->dirty->dprev = c;
-    srv->dirty = c;
+    st_list_push_front(&srv->dirty, &c->dirty_link);
     if (!srv->idle_active) {
         uv_idle_start(&srv->flush_idle, on_flush_idle);
         srv->idle_active = 1;
@@ -843,15 +835,7 @@ static void conn_kick(struct http_conn *c)
 
 static void dirty_unlink(struct http_conn *c)
 {
-    struct http_server *srv = c->srv;
-    if (!c->dirty) return;
-    if (c->dprev)
-        c->dprev->dnext = c->dnext;
-    else
-        srv->dirty = c->dnext;
-    if (c->dnext) c->dnext->dprev = c->dprev;
-    c->dirty = 0;
-    c->dprev = c->dnext = NULL;
+    st_list_del(&c->dirty_link); /* harmless when not linked */
 }
 
 /* Runs in the idle phase of the loop iteration after responses became ready
@@ -861,8 +845,8 @@ static void dirty_unlink(struct http_conn *c)
 static void on_flush_idle(uv_idle_t *h)
 {
     struct http_server *srv = h->data;
-    while (srv->dirty) {
-        struct http_conn *c = srv->dirty;
+    while (!st_list_empty(&srv->dirty)) {
+        struct http_conn *c = ST_CONTAINER_OF(srv->dirty.next, struct http_conn, dirty_link);
         dirty_unlink(c);
         if (c->closing) continue;
         int finish = conn_flush(c);
@@ -1333,7 +1317,9 @@ static void conn_update_reading(struct http_conn *c)
 static struct http_conn *server_slowest(struct http_server *srv)
 {
     struct http_conn *worst = NULL;
-    for (struct http_conn *c = srv->conns; c; c = c->next) {
+    struct st_list *e;
+    ST_LIST_FOREACH(e, &srv->conns) {
+        struct http_conn *c = ST_CONTAINER_OF(e, struct http_conn, link);
         if (c->closing || c->out_bytes == 0) continue;
         conn_out_check_progress(c);
         if (!worst || c->out_stamp < worst->out_stamp) worst = c;
@@ -1432,9 +1418,8 @@ static void on_connection(uv_stream_t *listener, int status)
     c->tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
-    c->next = srv->conns;
-    if (srv->conns) srv->conns->prev = c;
-    srv->conns = c;
+    st_list_init(&c->dirty_link);
+    st_list_push_front(&srv->conns, &c->link);
     srv->conns_alive++;
     srv->stats.connections++;
     http_parser_init(&c->parser, HTTP_REQUEST);
@@ -1470,6 +1455,8 @@ int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
     struct http_server *srv = calloc(1, sizeof(*srv));
     if (!srv) return ST_ENOMEM;
     srv->loop = loop;
+    st_list_init(&srv->conns);
+    st_list_init(&srv->dirty);
     srv->cfg = *cfg;
     memcpy(srv->host, cfg->host, strlen(cfg->host) + 1);
     srv->cfg.host = srv->host;
@@ -1570,10 +1557,11 @@ void http_server_close(struct http_server *srv, http_server_closed_cb closed_cb,
     srv->closed_ctx = ctx;
     if (srv->listener_open && !uv_is_closing((uv_handle_t *)&srv->listener))
         uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
-    for (struct http_conn *c = srv->conns; c; c = c->next)
-        conn_close(c);
-    while (srv->dirty)
-        dirty_unlink(srv->dirty); /* all closing: nothing to flush */
+    struct st_list *e, *tmp;
+    ST_LIST_FOREACH_SAFE(e, tmp, &srv->conns)
+        conn_close(ST_CONTAINER_OF(e, struct http_conn, link));
+    ST_LIST_FOREACH_SAFE(e, tmp, &srv->dirty)
+        st_list_del(e); /* all closing: nothing to flush */
     if (srv->idle_open && !uv_is_closing((uv_handle_t *)&srv->flush_idle)) {
         srv->idle_active = 0;
         uv_close((uv_handle_t *)&srv->flush_idle, on_idle_closed);
