@@ -1,7 +1,9 @@
 /* Client and admin subcommands of `stcache`: a blocking HTTP/1.1 client with
- * endpoint failover, and the human / --json output of each command.
+ * endpoint failover (over cli/transport.h), and the human / --json output of
+ * each command.
  * See client.h for the command synopsis, exit codes and failover contract. */
 #include "cli/client.h"
+#include "cli/transport.h"
 
 #include "http/response.h"
 #include "stcache/errors.h"
@@ -23,295 +25,11 @@
 #include <unistd.h>
 
 /* Bounds. */
-#define CLI_RESPONSE_BYTES_MAX ((size_t)256 * 1024 * 1024) /* whole response, body included */
 #define CLI_IDEM_KEY_BYTES_MAX 128 /* the server's bound (node.h NODE_IDEM_KEY_BYTES_MAX) */
 #define CLI_STDIN_BYTES_MAX ((size_t)256 * 1024 * 1024)    /* a value read with "-" */
 #define CLI_TARGET_BYTES_MAX (64 * 1024)                   /* request line target */
 #define CLI_TIMEOUT_MS_DEFAULT 10000
-#define CLI_CONNECT_TIMEOUT_MS_MAX 3000 /* a dead host must not eat the whole budget */
 #define CLI_ENDPOINTS_DEFAULT "127.0.0.1:8001"
-
-/* ------------------------------------------------------------------------ */
-/* Endpoint lists                                                            */
-/* ------------------------------------------------------------------------ */
-
-static int endpoint_parse_one(const char *s, size_t len, struct cli_endpoint *out)
-{
-    while (len > 0 && (*s == ' ' || *s == '\t')) {
-        s++;
-        len--;
-    }
-    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-        len--;
-    if (len >= 7 && strncasecmp(s, "http://", 7) == 0) {
-        s += 7;
-        len -= 7;
-    }
-    if (len > 0 && s[len - 1] == '/') len--;
-    if (len == 0) return ST_EINVAL;
-
-    const char *host;
-    size_t host_len;
-    const char *port_s;
-    if (s[0] == '[') {
-        const char *close = memchr(s, ']', len);
-        if (!close || (size_t)(close - s) + 1 >= len || close[1] != ':') return ST_EINVAL;
-        host = s + 1;
-        host_len = (size_t)(close - host);
-        port_s = close + 2;
-    } else {
-        const char *colon = NULL;
-        for (size_t i = len; i > 0; i--) {
-            if (s[i - 1] == ':') {
-                colon = s + i - 1;
-                break;
-            }
-        }
-        if (!colon) return ST_EINVAL;
-        host = s;
-        host_len = (size_t)(colon - s);
-        if (memchr(host, ':', host_len)) /* bare IPv6 without brackets: ambiguous */
-            return ST_EINVAL;
-        port_s = colon + 1;
-    }
-    size_t port_len = len - (size_t)(port_s - s);
-    if (host_len == 0 || port_len == 0 || port_len > 5) return ST_EINVAL;
-    if (host_len >= CLI_HOST_BYTES_MAX) return ST_ETOOBIG;
-    unsigned port = 0;
-    for (size_t i = 0; i < port_len; i++) {
-        if (port_s[i] < '0' || port_s[i] > '9') return ST_EINVAL;
-        port = port * 10 + (unsigned)(port_s[i] - '0');
-    }
-    if (port == 0 || port > 65535) return ST_EINVAL;
-    for (size_t i = 0; i < host_len; i++) {
-        if (host[i] == ' ' || host[i] == '/' || host[i] == '[' || host[i] == ']') return ST_EINVAL;
-    }
-    memcpy(out->host, host, host_len);
-    out->host[host_len] = '\0';
-    out->port = (uint16_t)port;
-    return 0;
-}
-
-int cli_endpoints_parse(const char *list, struct cli_endpoint *out, size_t out_max,
-                        size_t *count_out)
-{
-    size_t n = 0;
-    const char *p = list;
-    if (!list) return ST_EINVAL;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (n >= out_max) return ST_ETOOBIG;
-        int rc = endpoint_parse_one(p, len, &out[n]);
-        if (rc != 0) return rc;
-        n++;
-        if (!comma) break;
-        p = comma + 1;
-    }
-    *count_out = n;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Blocking HTTP exchange                                                    */
-/* ------------------------------------------------------------------------ */
-
-struct cli_buf {
-    char *data; /* heap, owned; NUL-terminated after every append (cap > len) */
-    size_t len, cap;
-};
-
-static int buf_reserve(struct cli_buf *b, size_t extra, size_t bytes_max)
-{
-    if (extra > bytes_max || b->len > bytes_max - extra) return ST_ETOOBIG;
-    size_t need = b->len + extra + 1;
-    if (need <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < need)
-        cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) return ST_ENOMEM;
-    b->data = d;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_printf(struct cli_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int buf_printf(struct cli_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return ST_EINVAL;
-    int rc = buf_reserve(b, (size_t)n, CLI_RESPONSE_BYTES_MAX);
-    if (rc != 0) return rc;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
-static void buf_free(struct cli_buf *b)
-{
-    free(b->data);
-    *b = (struct cli_buf){0};
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for events on fd until deadline. Returns 0, ST_ETIMEDOUT or ST_EIO. */
-static int wait_fd(int fd, short events, int64_t deadline_ms)
-{
-    for (;;) {
-        int64_t left = deadline_ms - now_ms();
-        if (left <= 0) return ST_ETIMEDOUT;
-        struct pollfd pfd = {.fd = fd, .events = events};
-        int n = poll(&pfd, 1, (int)ST_MIN(left, (int64_t)60000));
-        if (n > 0) return 0;
-        if (n < 0 && errno != EINTR) return st_errno_to_code(errno);
-    }
-}
-
-/* Connects to ep before deadline. Returns a connected blocking-mode-free fd
- * (non-blocking, owned by the caller) or a negative code; *why gets text. */
-static int connect_deadline(const struct cli_endpoint *ep, int64_t deadline_ms, const char **why)
-{
-    char port[8];
-    snprintf(port, sizeof port, "%u", (unsigned)ep->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    int gai = getaddrinfo(ep->host, port, &hints, &res);
-    if (gai != 0) {
-        *why = gai_strerror(gai);
-        return ST_ECONNECTION;
-    }
-    int rc = ST_ECONNECTION;
-    *why = "no address";
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            *why = strerror(errno);
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            rc = fd;
-            break;
-        }
-        if (errno != EINPROGRESS) {
-            *why = strerror(errno);
-            close(fd);
-            continue;
-        }
-        int64_t connect_deadline_ms = ST_MIN(deadline_ms, now_ms() + CLI_CONNECT_TIMEOUT_MS_MAX);
-        int wrc = wait_fd(fd, POLLOUT, connect_deadline_ms);
-        if (wrc != 0) {
-            *why = wrc == ST_ETIMEDOUT ? "connect timed out" : st_strerror(wrc);
-            close(fd);
-            rc = wrc == ST_ETIMEDOUT ? ST_ETIMEDOUT : ST_ECONNECTION;
-            continue;
-        }
-        int err = 0;
-        socklen_t elen = sizeof err;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
-        if (err != 0) {
-            *why = strerror(err);
-            close(fd);
-            rc = ST_ECONNECTION;
-            continue;
-        }
-        rc = fd;
-        break;
-    }
-    freeaddrinfo(res);
-    return rc;
-}
-
-static int send_all(int fd, const char *data, size_t len, int64_t deadline_ms)
-{
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
-        if (n > 0) {
-            off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = wait_fd(fd, POLLOUT, deadline_ms);
-            if (rc != 0) return rc;
-            continue;
-        }
-        return ST_ECONNECTION;
-    }
-    return 0;
-}
-
-/* One request on a fresh connection. On 0, resp describes a complete response
- * whose body lives in rbuf (caller-owned, reused across calls). Negative: the
- * transport failed (ST_ECONNECTION, ST_ETIMEDOUT, ST_EPROTO, ...); *why says
- * how. A server that answers early (e.g. 413) and closes while the request
- * body is still being sent is still heard. */
-static int http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head,
-                         const void *body, size_t body_len, int timeout_ms, struct cli_buf *rbuf,
-                         struct http_response *resp, const char **why)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    rbuf->len = 0;
-    int fd = connect_deadline(ep, deadline, why);
-    if (fd < 0) return fd;
-    int rc = send_all(fd, head->data, head->len, deadline);
-    if (rc == 0 && body_len > 0) rc = send_all(fd, body, body_len, deadline);
-    int send_rc = rc;
-    if (rc == ST_ETIMEDOUT) {
-        *why = "timed out sending the request";
-        goto out_fd;
-    }
-    /* even when sending failed, an early answer may be waiting */
-    for (;;) {
-        rc = buf_reserve(rbuf, 16 * 1024, CLI_RESPONSE_BYTES_MAX);
-        if (rc != 0) {
-            *why = "response too large";
-            goto out_fd;
-        }
-        rc = wait_fd(fd, POLLIN, deadline);
-        if (rc != 0) {
-            *why = rc == ST_ETIMEDOUT ? "timed out waiting for the response" : st_strerror(rc);
-            goto out_fd;
-        }
-        ssize_t n = recv(fd, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-        bool eof = n <= 0;
-        if (n > 0) {
-            rbuf->len += (size_t)n;
-            rbuf->data[rbuf->len] = '\0';
-        }
-        rc = http_response_parse(rbuf->data, rbuf->len, eof, CLI_RESPONSE_BYTES_MAX, resp);
-        if (rc != 0) {
-            *why = send_rc != 0 && rbuf->len == 0 ? "connection lost" : "malformed response";
-            rc = send_rc != 0 && rbuf->len == 0 ? ST_ECONNECTION : rc;
-            goto out_fd;
-        }
-        if (resp->complete) break;
-        if (eof) { /* cannot happen: parse with eof either completes or fails */
-            rc = ST_EPROTO;
-            *why = "connection closed early";
-            goto out_fd;
-        }
-    }
-    rc = 0;
-out_fd:
-    close(fd);
-    return rc;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Command line                                                              */
@@ -493,7 +211,7 @@ static int cluster_request_round(struct cli *c, const char *method, const char *
         const struct cli_endpoint *ep = &c->endpoints[i];
         c->head.len = 0;
         bool v6 = strchr(ep->host, ':') != NULL;
-        int rc = buf_printf(&c->head,
+        int rc = cli_buf_printf(&c->head,
                             "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: stcache-cli\r\n"
                             "Accept: */*\r\nConnection: close\r\nContent-Length: %zu\r\n%s\r\n",
                             method, target, v6 ? "[" : "", ep->host, v6 ? "]" : "",
@@ -503,10 +221,10 @@ static int cluster_request_round(struct cli *c, const char *method, const char *
         /* --timeout is per endpoint: the first round gives each one all of
          * it (a paused first endpoint must not leave the next one nothing);
          * repeated rounds (an election) stop at the overall deadline. */
-        int64_t left_ms = deadline_ms - now_ms();
+        int64_t left_ms = deadline_ms - cli_now_ms();
         int exchange_ms =
             first_round ? c->timeout_ms : (int)ST_MAX(1, ST_MIN((int64_t)c->timeout_ms, left_ms));
-        rc = http_exchange(ep, &c->head, body, body_len, exchange_ms, &c->rbuf, &c->resp, &why);
+        rc = cli_http_exchange(ep, &c->head, body, body_len, exchange_ms, &c->rbuf, &c->resp, &why);
         c->endpoint_used = i;
         if (rc == ST_ENOMEM) return rc;
         if (rc != 0) {
@@ -535,14 +253,14 @@ static int cluster_request(struct cli *c, const char *method, const char *target
 {
     char reasons[CLI_ENDPOINTS_MAX][160];
     bool had_503 = false;
-    int64_t deadline_ms = now_ms() + c->timeout_ms;
+    int64_t deadline_ms = cli_now_ms() + c->timeout_ms;
     int pause_ms = CLI_RETRY_PAUSE_MS_MIN;
     for (bool first = true;; first = false) {
         bool electing = false;
         int rc = cluster_request_round(c, method, target, extra_headers, body, body_len,
                                        deadline_ms, first, reasons, &had_503, &electing);
         if (rc != ST_EUNAVAILABLE) return rc;
-        if (!electing || now_ms() + pause_ms >= deadline_ms) break;
+        if (!electing || cli_now_ms() + pause_ms >= deadline_ms) break;
         poll(NULL, 0, pause_ms); /* a pause before asking again, not a synchronisation */
         pause_ms = ST_MIN(pause_ms * 2, CLI_RETRY_PAUSE_MS_MAX);
     }
@@ -639,7 +357,7 @@ static int cmd_get(struct cli *c)
 static int read_stdin(struct cli_buf *b)
 {
     for (;;) {
-        int rc = buf_reserve(b, 64 * 1024, CLI_STDIN_BYTES_MAX);
+        int rc = cli_buf_reserve(b, 64 * 1024, CLI_STDIN_BYTES_MAX);
         if (rc != 0) return rc;
         size_t n = fread(b->data + b->len, 1, b->cap - b->len - 1, stdin);
         b->len += n;
@@ -727,7 +445,7 @@ static int cmd_put(struct cli *c)
         rc = read_stdin(&value);
         if (rc != 0) {
             fprintf(stderr, "stcache: reading the value from stdin: %s\n", st_strerror(rc));
-            buf_free(&value);
+            cli_buf_free(&value);
             return CLI_EXIT_USAGE;
         }
         body = value.data ? value.data : "";
@@ -736,12 +454,12 @@ static int cmd_put(struct cli *c)
     char *target;
     rc = kv_target(c->args[0], query, &target);
     if (rc != 0) {
-        buf_free(&value);
+        cli_buf_free(&value);
         return rc == ST_ETOOBIG ? usage_error("key too long") : exit_for_local_error(rc);
     }
     rc = cluster_request(c, "PUT", target, headers, body, body_len);
     free(target);
-    buf_free(&value);
+    cli_buf_free(&value);
     if (rc != 0) return exit_for_local_error(rc);
     const struct http_response *r = &c->resp;
     if (r->status == 412) {
@@ -957,16 +675,16 @@ static int cmd_status(struct cli *c)
         c->head.len = 0;
         int health = 0;
         const char *why = "";
-        if (buf_printf(&c->head, "GET /health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+        if (cli_buf_printf(&c->head, "GET /health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
                        name) != 0)
             return exit_for_local_error(ST_ENOMEM);
-        if (http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why) == 0)
+        if (cli_http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why) == 0)
             health = c->resp.status;
         c->head.len = 0;
-        if (buf_printf(&c->head, "GET /cluster HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+        if (cli_buf_printf(&c->head, "GET /cluster HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
                        name) != 0)
             return exit_for_local_error(ST_ENOMEM);
-        int rc = http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why);
+        int rc = cli_http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why);
         struct st_jsonr_span doc;
         bool ok = rc == 0 && c->resp.status == 200 && body_object(&c->resp, &doc);
         if (ok) answered++;
@@ -1124,7 +842,7 @@ int cli_client_main(int argc, char **argv)
         fprintf(stderr, "stcache: writing the output: %s\n", strerror(errno));
         ret = CLI_EXIT_UNAVAILABLE;
     }
-    buf_free(&c.head);
-    buf_free(&c.rbuf);
+    cli_buf_free(&c.head);
+    cli_buf_free(&c.rbuf);
     return ret;
 }

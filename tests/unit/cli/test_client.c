@@ -2,11 +2,12 @@
  * codec and the JSON reader it uses are tested in tests/unit/util, the HTTP
  * response parser in tests/unit/http/test_response.c.)
  *
- * client.c belongs to the `stcache` executable (not to a library), so it is
+ * endpoints.c belongs to the `stcache` executable (not to a library), so it is
  * compiled into this test directly; only its client.h functions are used. */
 #include "test.h"
 
-#include "cli/client.c"
+#include "cli/endpoints.c"
+#include "util/assert.h"
 
 /* ---- endpoint lists ---- */
 
