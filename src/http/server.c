@@ -31,7 +31,6 @@
 #include "util/list.h"
 #include "util/outbudget.h"
 #include "util/trace.h"
-#include "util/url.h"
 
 #define HTTP_PIPELINE_MAX_LIMIT 64u
 /* How long a finished connection keeps draining the client's input. */
@@ -163,86 +162,6 @@ static int ascii_casecmp_n(const char *a, size_t alen, const char *b)
     for (size_t i = 0; i < alen; i++)
         if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i])) return 1;
     return 0;
-}
-
-const char *http_status_text(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 411:
-        return "Length Required";
-    case 412:
-        return "Precondition Failed";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 415:
-        return "Unsupported Media Type";
-    case 417:
-        return "Expectation Failed";
-    case 421:
-        return "Misdirected Request";
-    case 422:
-        return "Unprocessable Content";
-    case 428:
-        return "Precondition Required";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    case 507:
-        return "Insufficient Storage";
-    default:
-        return "Unknown";
-    }
 }
 
 void http_server_config_default(struct http_server_config *cfg)
@@ -1581,55 +1500,4 @@ void http_server_destroy(struct http_server *srv)
     if (!srv) return;
     ST_ASSERT(!srv->listener_open && !srv->idle_open && !srv->trim_open && srv->conns_alive == 0);
     free(srv);
-}
-
-/* ---------- query strings ---------- */
-
-int http_query_next(const char *query, size_t query_len, size_t *cursor, const char **name,
-                    size_t *name_len, const char **value, size_t *value_len)
-{
-    if (!query) return 0;
-    size_t i = *cursor;
-    while (i < query_len) {
-        size_t start = i;
-        while (i < query_len && query[i] != '&')
-            i++;
-        size_t end = i;
-        if (i < query_len) i++; /* skip '&' */
-        if (end == start) continue;
-        const char *eq = memchr(query + start, '=', end - start);
-        *name = query + start;
-        if (eq) {
-            *name_len = (size_t)(eq - (query + start));
-            *value = eq + 1;
-            *value_len = (size_t)(query + end - (eq + 1));
-        } else {
-            *name_len = end - start;
-            *value = query + end;
-            *value_len = 0;
-        }
-        *cursor = i;
-        return 1;
-    }
-    *cursor = i;
-    return 0;
-}
-
-int http_query_get(const char *query, size_t query_len, const char *name, const char **value,
-                   size_t *value_len)
-{
-    size_t cur = 0, nlen, vlen, want = strlen(name);
-    const char *n, *v;
-    uint8_t tmp[256];
-    while (http_query_next(query, query_len, &cur, &n, &nlen, &v, &vlen)) {
-        if (nlen > sizeof(tmp)) continue;
-        size_t dlen;
-        if (st_url_decode(n, nlen, ST_URL_PLUS_AS_SPACE, tmp, sizeof(tmp), &dlen) != 0) continue;
-        if (dlen == want && memcmp(tmp, name, want) == 0) {
-            *value = v;
-            *value_len = vlen;
-            return 1;
-        }
-    }
-    return 0;
 }
