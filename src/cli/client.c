@@ -1,10 +1,15 @@
 /* Client and admin subcommands of `stcache`: a blocking HTTP/1.1 client with
- * endpoint failover, and the human / --json output of each command.
+ * endpoint failover (over cli/transport.h), and the human / --json output of
+ * each command.
  * See client.h for the command synopsis, exit codes and failover contract. */
 #include "cli/client.h"
+#include "cli/transport.h"
 
+#include "http/response.h"
 #include "stcache/errors.h"
 #include "util/assert.h"
+#include "util/json.h"
+#include "util/url.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -20,857 +25,11 @@
 #include <unistd.h>
 
 /* Bounds. */
-#define CLI_RESPONSE_BYTES_MAX ((size_t)256 * 1024 * 1024) /* whole response, body included */
 #define CLI_IDEM_KEY_BYTES_MAX 128 /* the server's bound (node.h NODE_IDEM_KEY_BYTES_MAX) */
 #define CLI_STDIN_BYTES_MAX ((size_t)256 * 1024 * 1024)    /* a value read with "-" */
 #define CLI_TARGET_BYTES_MAX (64 * 1024)                   /* request line target */
-#define CLI_JSON_TOKENS_MAX 4096
-#define CLI_JSON_DEPTH_MAX 64
 #define CLI_TIMEOUT_MS_DEFAULT 10000
-#define CLI_CONNECT_TIMEOUT_MS_MAX 3000 /* a dead host must not eat the whole budget */
 #define CLI_ENDPOINTS_DEFAULT "127.0.0.1:8001"
-
-/* ------------------------------------------------------------------------ */
-/* URL encoding                                                              */
-/* ------------------------------------------------------------------------ */
-
-static bool url_unreserved(uint8_t c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
-
-size_t cli_url_encoded_len(const void *src, size_t src_len)
-{
-    const uint8_t *s = src;
-    size_t n = 0;
-    for (size_t i = 0; i < src_len; i++)
-        n += url_unreserved(s[i]) ? 1 : 3;
-    return n;
-}
-
-int cli_url_encode(const void *src, size_t src_len, char *dst, size_t dst_cap, size_t *dst_len_out)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    const uint8_t *s = src;
-    size_t need = cli_url_encoded_len(src, src_len);
-    if (dst_cap < need + 1) {
-        if (dst_cap > 0) dst[0] = '\0';
-        return ST_ETOOBIG;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < src_len; i++) {
-        if (url_unreserved(s[i])) {
-            dst[o++] = (char)s[i];
-        } else {
-            dst[o++] = '%';
-            dst[o++] = hex[s[i] >> 4];
-            dst[o++] = hex[s[i] & 15];
-        }
-    }
-    ST_ASSERT(o == need);
-    dst[o] = '\0';
-    if (dst_len_out) *dst_len_out = o;
-    return 0;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-int cli_url_decode(const char *src, size_t src_len, void *dst, size_t dst_cap, size_t *dst_len_out)
-{
-    uint8_t *d = dst;
-    size_t o = 0;
-    for (size_t i = 0; i < src_len; i++) {
-        uint8_t c = (uint8_t)src[i];
-        if (c == '%') {
-            if (src_len - i < 3) return ST_EINVAL;
-            int hi = hex_value(src[i + 1]), lo = hex_value(src[i + 2]);
-            if (hi < 0 || lo < 0) return ST_EINVAL;
-            c = (uint8_t)(hi << 4 | lo);
-            i += 2;
-        }
-        if (o >= dst_cap) return ST_ETOOBIG;
-        d[o++] = c;
-    }
-    if (dst_len_out) *dst_len_out = o;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Endpoint lists                                                            */
-/* ------------------------------------------------------------------------ */
-
-static int endpoint_parse_one(const char *s, size_t len, struct cli_endpoint *out)
-{
-    while (len > 0 && (*s == ' ' || *s == '\t')) {
-        s++;
-        len--;
-    }
-    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-        len--;
-    if (len >= 7 && strncasecmp(s, "http://", 7) == 0) {
-        s += 7;
-        len -= 7;
-    }
-    if (len > 0 && s[len - 1] == '/') len--;
-    if (len == 0) return ST_EINVAL;
-
-    const char *host;
-    size_t host_len;
-    const char *port_s;
-    if (s[0] == '[') {
-        const char *close = memchr(s, ']', len);
-        if (!close || (size_t)(close - s) + 1 >= len || close[1] != ':') return ST_EINVAL;
-        host = s + 1;
-        host_len = (size_t)(close - host);
-        port_s = close + 2;
-    } else {
-        const char *colon = NULL;
-        for (size_t i = len; i > 0; i--) {
-            if (s[i - 1] == ':') {
-                colon = s + i - 1;
-                break;
-            }
-        }
-        if (!colon) return ST_EINVAL;
-        host = s;
-        host_len = (size_t)(colon - s);
-        if (memchr(host, ':', host_len)) /* bare IPv6 without brackets: ambiguous */
-            return ST_EINVAL;
-        port_s = colon + 1;
-    }
-    size_t port_len = len - (size_t)(port_s - s);
-    if (host_len == 0 || port_len == 0 || port_len > 5) return ST_EINVAL;
-    if (host_len >= CLI_HOST_BYTES_MAX) return ST_ETOOBIG;
-    unsigned port = 0;
-    for (size_t i = 0; i < port_len; i++) {
-        if (port_s[i] < '0' || port_s[i] > '9') return ST_EINVAL;
-        port = port * 10 + (unsigned)(port_s[i] - '0');
-    }
-    if (port == 0 || port > 65535) return ST_EINVAL;
-    for (size_t i = 0; i < host_len; i++) {
-        if (host[i] == ' ' || host[i] == '/' || host[i] == '[' || host[i] == ']') return ST_EINVAL;
-    }
-    memcpy(out->host, host, host_len);
-    out->host[host_len] = '\0';
-    out->port = (uint16_t)port;
-    return 0;
-}
-
-int cli_endpoints_parse(const char *list, struct cli_endpoint *out, size_t out_max,
-                        size_t *count_out)
-{
-    size_t n = 0;
-    const char *p = list;
-    if (!list) return ST_EINVAL;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (n >= out_max) return ST_ETOOBIG;
-        int rc = endpoint_parse_one(p, len, &out[n]);
-        if (rc != 0) return rc;
-        n++;
-        if (!comma) break;
-        p = comma + 1;
-    }
-    *count_out = n;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* HTTP/1.1 response parsing                                                 */
-/* ------------------------------------------------------------------------ */
-
-static const char *find_crlfcrlf(const char *buf, size_t len)
-{
-    for (size_t i = 0; i + 3 < len; i++) {
-        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n')
-            return buf + i;
-    }
-    return NULL;
-}
-
-static bool header_name_is(const char *name, size_t name_len, const char *want)
-{
-    return strlen(want) == name_len && strncasecmp(name, want, name_len) == 0;
-}
-
-/* Parses "1*DIGIT" into *out without overflow. */
-static int parse_decimal(const char *s, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 19) return ST_EPROTO;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return ST_EPROTO;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-/* Scans a chunked body starting at buf[pos]. Returns 0 with *complete and, if
- * complete, the decoded length (decoding in place when decode is set), or
- * ST_EPROTO. */
-static int chunked_scan(char *buf, size_t len, size_t pos, bool decode, bool *complete,
-                        size_t *body_len_out)
-{
-    size_t out = pos;
-    *complete = false;
-    for (;;) {
-        /* chunk-size [; ext] CRLF */
-        size_t line_end = pos;
-        while (line_end + 1 < len && !(buf[line_end] == '\r' && buf[line_end + 1] == '\n'))
-            line_end++;
-        if (line_end + 1 >= len) return 0;
-        uint64_t size = 0;
-        size_t digits = 0;
-        for (size_t i = pos; i < line_end && hex_value(buf[i]) >= 0; i++, digits++) {
-            if (digits >= 15) return ST_EPROTO;
-            size = size * 16 + (uint64_t)hex_value(buf[i]);
-        }
-        if (digits == 0) return ST_EPROTO;
-        char after = buf[pos + digits];
-        if (pos + digits < line_end && after != ';' && after != ' ' && after != '\t')
-            return ST_EPROTO;
-        pos = line_end + 2;
-        if (size == 0) {
-            /* trailers: lines until an empty one */
-            for (;;) {
-                size_t e = pos;
-                while (e + 1 < len && !(buf[e] == '\r' && buf[e + 1] == '\n'))
-                    e++;
-                if (e + 1 >= len) return 0;
-                if (e == pos) {
-                    *complete = true;
-                    *body_len_out = out;
-                    return 0;
-                }
-                pos = e + 2;
-            }
-        }
-        if (size > CLI_RESPONSE_BYTES_MAX) return ST_EPROTO;
-        if (len - pos < size + 2) return 0;
-        if (buf[pos + size] != '\r' || buf[pos + size + 1] != '\n') return ST_EPROTO;
-        if (decode) memmove(buf + out, buf + pos, (size_t)size);
-        out += (size_t)size;
-        pos += (size_t)size + 2;
-    }
-}
-
-int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out)
-{
-    memset(out, 0, sizeof *out);
-    const char *end = find_crlfcrlf(buf, len);
-    if (!end) {
-        if (len > CLI_HEADER_BYTES_MAX) return ST_ETOOBIG;
-        return eof ? ST_EPROTO : 0;
-    }
-    size_t header_bytes = (size_t)(end - buf) + 4;
-    if (header_bytes > CLI_HEADER_BYTES_MAX) return ST_ETOOBIG;
-
-    /* Status line: HTTP/1.x SP 3DIGIT [SP reason] CRLF */
-    const char *line_end = strstr(buf, "\r\n");
-    if (!line_end || line_end > end) line_end = end;
-    size_t line_len = (size_t)(line_end - buf);
-    if (line_len < 12 || strncmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') ||
-        buf[8] != ' ')
-        return ST_EPROTO;
-    int status = 0;
-    for (int i = 9; i < 12; i++) {
-        if (buf[i] < '0' || buf[i] > '9') return ST_EPROTO;
-        status = status * 10 + (buf[i] - '0');
-    }
-    if (status < 100 || status > 599 || (line_len > 12 && buf[12] != ' ')) return ST_EPROTO;
-
-    bool has_length = false, chunked = false;
-    uint64_t content_length = 0;
-    const char *p = line_end + 2;
-    while (p < end + 2) {
-        const char *e = p;
-        while (e < end + 2 && !(e[0] == '\r' && e[1] == '\n'))
-            e++;
-        if (e == p) break;
-        const char *colon = memchr(p, ':', (size_t)(e - p));
-        if (!colon || colon == p) return ST_EPROTO;
-        size_t name_len = (size_t)(colon - p);
-        for (size_t i = 0; i < name_len; i++) {
-            if (p[i] == ' ' || p[i] == '\t') return ST_EPROTO;
-        }
-        const char *v = colon + 1;
-        const char *ve = e;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        size_t vlen = (size_t)(ve - v);
-        if (header_name_is(p, name_len, "content-length")) {
-            uint64_t cl;
-            if (parse_decimal(v, vlen, &cl) != 0) return ST_EPROTO;
-            if (has_length && cl != content_length) return ST_EPROTO;
-            has_length = true;
-            content_length = cl;
-        } else if (header_name_is(p, name_len, "transfer-encoding")) {
-            if (vlen >= 7 && strncasecmp(ve - 7, "chunked", 7) == 0)
-                chunked = true;
-            else if (!(vlen == 8 && strncasecmp(v, "identity", 8) == 0))
-                return ST_EPROTO; /* a coding we cannot undo */
-        } else if (header_name_is(p, name_len, "etag")) {
-            const char *ev = v;
-            size_t elen = vlen;
-            if (elen >= 2 && ev[0] == 'W' && ev[1] == '/') {
-                ev += 2;
-                elen -= 2;
-            }
-            if (elen >= 2 && ev[0] == '"' && ev[elen - 1] == '"') {
-                ev++;
-                elen -= 2;
-            }
-            if (elen < sizeof out->etag) {
-                memcpy(out->etag, ev, elen);
-                out->etag[elen] = '\0';
-                out->has_etag = true;
-            }
-        } else if (header_name_is(p, name_len, "content-type")) {
-            out->json = vlen >= 16 && strncasecmp(v, "application/json", 16) == 0;
-        }
-        p = e + 2;
-    }
-
-    out->status = status;
-    out->header_bytes = header_bytes;
-    out->body = buf + header_bytes;
-    size_t avail = len - header_bytes;
-    bool no_body = (status >= 100 && status < 200) || status == 204 || status == 304;
-    if (no_body) {
-        out->body_len = 0;
-        out->complete = true;
-        return 0;
-    }
-    if (chunked) {
-        bool complete;
-        size_t decoded_end;
-        int rc = chunked_scan(buf, len, header_bytes, false, &complete, &decoded_end);
-        if (rc != 0) return rc;
-        if (!complete) return eof ? ST_EPROTO : 0;
-        rc = chunked_scan(buf, len, header_bytes, true, &complete, &decoded_end);
-        ST_ASSERT(rc == 0 && complete);
-        out->body_len = decoded_end - header_bytes;
-        out->complete = true;
-        return 0;
-    }
-    if (has_length) {
-        if (content_length > CLI_RESPONSE_BYTES_MAX) return ST_ETOOBIG;
-        if (avail < content_length) return eof ? ST_EPROTO : 0;
-        out->body_len = (size_t)content_length;
-        out->complete = true;
-        return 0;
-    }
-    if (!eof) return 0;
-    out->body_len = avail;
-    out->complete = true;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* JSON tokenizer                                                            */
-/* ------------------------------------------------------------------------ */
-
-struct json_parser {
-    const char *s;
-    size_t len, pos;
-    struct cli_json_token *tokens;
-    size_t tokens_max, n;
-};
-
-static void json_ws(struct json_parser *p)
-{
-    while (p->pos < p->len && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' ||
-                               p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
-        p->pos++;
-}
-
-static long json_emit(struct json_parser *p, enum cli_json_type type, size_t start)
-{
-    if (p->n >= p->tokens_max) return ST_ETOOBIG;
-    p->tokens[p->n] = (struct cli_json_token){.type = type, .start = start, .end = start};
-    return (long)p->n++;
-}
-
-static int json_string(struct json_parser *p)
-{
-    ST_ASSERT(p->s[p->pos] == '"');
-    size_t start = ++p->pos;
-    while (p->pos < p->len) {
-        uint8_t c = (uint8_t)p->s[p->pos];
-        if (c == '"') {
-            long t = json_emit(p, CLI_JSON_STRING, start);
-            if (t < 0) return (int)t;
-            p->tokens[t].end = p->pos++;
-            return 0;
-        }
-        if (c < 0x20) return ST_EINVAL;
-        if (c == '\\') {
-            if (p->pos + 1 >= p->len) return ST_EINVAL;
-            char e = p->s[p->pos + 1];
-            if (e == 'u') {
-                if (p->pos + 5 >= p->len) return ST_EINVAL;
-                for (int i = 2; i < 6; i++) {
-                    if (hex_value(p->s[p->pos + (size_t)i]) < 0) return ST_EINVAL;
-                }
-                p->pos += 6;
-                continue;
-            }
-            if (!strchr("\"\\/bfnrt", e) || e == '\0') return ST_EINVAL;
-            p->pos += 2;
-            continue;
-        }
-        p->pos++;
-    }
-    return ST_EINVAL;
-}
-
-static bool json_digit(const struct json_parser *p)
-{
-    return p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9';
-}
-
-static int json_primitive(struct json_parser *p)
-{
-    size_t start = p->pos;
-    static const char *const words[] = {"true", "false", "null"};
-    for (size_t i = 0; i < ST_ARRAY_LEN(words); i++) {
-        size_t wl = strlen(words[i]);
-        if (p->len - p->pos >= wl && memcmp(p->s + p->pos, words[i], wl) == 0) {
-            p->pos += wl;
-            goto done;
-        }
-    }
-    /* number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-    if (p->pos < p->len && p->s[p->pos] == '-') p->pos++;
-    if (!json_digit(p)) return ST_EINVAL;
-    if (p->s[p->pos] == '0') {
-        p->pos++;
-    } else {
-        while (json_digit(p))
-            p->pos++;
-    }
-    if (p->pos < p->len && p->s[p->pos] == '.') {
-        p->pos++;
-        if (!json_digit(p)) return ST_EINVAL;
-        while (json_digit(p))
-            p->pos++;
-    }
-    if (p->pos < p->len && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
-        p->pos++;
-        if (p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
-        if (!json_digit(p)) return ST_EINVAL;
-        while (json_digit(p))
-            p->pos++;
-    }
-done:;
-    long t = json_emit(p, CLI_JSON_PRIMITIVE, start);
-    if (t < 0) return (int)t;
-    p->tokens[t].end = p->pos;
-    return 0;
-}
-
-static int json_value(struct json_parser *p, int depth)
-{
-    json_ws(p);
-    if (p->pos >= p->len) return ST_EINVAL;
-    char c = p->s[p->pos];
-    if (c == '"') return json_string(p);
-    if (c != '{' && c != '[') return json_primitive(p);
-    if (depth >= CLI_JSON_DEPTH_MAX) return ST_ETOOBIG;
-    bool object = c == '{';
-    char close = object ? '}' : ']';
-    long t = json_emit(p, object ? CLI_JSON_OBJECT : CLI_JSON_ARRAY, p->pos);
-    if (t < 0) return (int)t;
-    p->pos++;
-    json_ws(p);
-    if (p->pos < p->len && p->s[p->pos] == close) {
-        p->tokens[t].end = ++p->pos;
-        return 0;
-    }
-    for (;;) {
-        int rc;
-        if (object) {
-            json_ws(p);
-            if (p->pos >= p->len || p->s[p->pos] != '"') return ST_EINVAL;
-            if ((rc = json_string(p)) != 0) return rc;
-            json_ws(p);
-            if (p->pos >= p->len || p->s[p->pos] != ':') return ST_EINVAL;
-            p->pos++;
-        }
-        if ((rc = json_value(p, depth + 1)) != 0) return rc;
-        p->tokens[t].size++;
-        json_ws(p);
-        if (p->pos >= p->len) return ST_EINVAL;
-        if (p->s[p->pos] == ',') {
-            p->pos++;
-            continue;
-        }
-        if (p->s[p->pos] == close) {
-            p->tokens[t].end = ++p->pos;
-            return 0;
-        }
-        return ST_EINVAL;
-    }
-}
-
-int cli_json_parse(const char *text, size_t len, struct cli_json_token *tokens, size_t tokens_max,
-                   size_t *count_out)
-{
-    struct json_parser p = {.s = text, .len = len, .tokens = tokens, .tokens_max = tokens_max};
-    int rc = json_value(&p, 0);
-    if (rc != 0) return rc;
-    json_ws(&p);
-    if (p.pos != len) return ST_EINVAL;
-    *count_out = p.n;
-    return 0;
-}
-
-size_t cli_json_skip(const struct cli_json_token *tokens, size_t count, size_t index)
-{
-    size_t j = index + 1;
-    while (j < count && tokens[j].start < tokens[index].end)
-        j++;
-    return j;
-}
-
-long cli_json_get(const char *text, const struct cli_json_token *tokens, size_t count, size_t obj,
-                  const char *key)
-{
-    if (obj >= count || tokens[obj].type != CLI_JSON_OBJECT) return -1;
-    size_t klen = strlen(key);
-    size_t i = obj + 1;
-    for (size_t m = 0; m < tokens[obj].size && i + 1 < count; m++) {
-        const struct cli_json_token *k = &tokens[i];
-        if (k->end - k->start == klen && memcmp(text + k->start, key, klen) == 0)
-            return (long)(i + 1);
-        i = cli_json_skip(tokens, count, i + 1);
-    }
-    return -1;
-}
-
-static size_t utf8_put(uint32_t cp, char out[4])
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-static uint32_t hex4(const char *s)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v = v << 4 | (uint32_t)hex_value(s[i]);
-    return v;
-}
-
-int cli_json_copy(const char *text, const struct cli_json_token *token, char *dst, size_t dst_cap)
-{
-    ST_ASSERT(dst_cap > 0);
-    size_t o = 0;
-    const char *s = text + token->start;
-    size_t len = token->end - token->start;
-    for (size_t i = 0; i < len;) {
-        char piece[4];
-        size_t piece_len = 1;
-        piece[0] = s[i];
-        if (token->type == CLI_JSON_STRING && s[i] == '\\') {
-            if (i + 1 >= len) return ST_EINVAL;
-            char e = s[i + 1];
-            i += 2;
-            switch (e) {
-            case 'b':
-                piece[0] = '\b';
-                break;
-            case 'f':
-                piece[0] = '\f';
-                break;
-            case 'n':
-                piece[0] = '\n';
-                break;
-            case 'r':
-                piece[0] = '\r';
-                break;
-            case 't':
-                piece[0] = '\t';
-                break;
-            case '"':
-            case '\\':
-            case '/':
-                piece[0] = e;
-                break;
-            case 'u': {
-                if (i + 4 > len) return ST_EINVAL;
-                uint32_t cp = hex4(s + i);
-                i += 4;
-                if (cp >= 0xD800 && cp < 0xDC00) {
-                    if (i + 6 > len || s[i] != '\\' || s[i + 1] != 'u') return ST_EINVAL;
-                    uint32_t lo = hex4(s + i + 2);
-                    if (lo < 0xDC00 || lo >= 0xE000) return ST_EINVAL;
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    i += 6;
-                } else if (cp >= 0xDC00 && cp < 0xE000) {
-                    return ST_EINVAL;
-                }
-                piece_len = utf8_put(cp, piece);
-                break;
-            }
-            default:
-                return ST_EINVAL;
-            }
-        } else {
-            i++;
-        }
-        if (o + piece_len >= dst_cap) {
-            dst[o] = '\0';
-            return ST_ETOOBIG;
-        }
-        memcpy(dst + o, piece, piece_len);
-        o += piece_len;
-    }
-    dst[o] = '\0';
-    return 0;
-}
-
-int cli_json_int(const char *text, const struct cli_json_token *token, int64_t *out)
-{
-    if (token->type != CLI_JSON_PRIMITIVE) return ST_EINVAL;
-    const char *s = text + token->start;
-    size_t len = token->end - token->start;
-    bool neg = len > 0 && s[0] == '-';
-    uint64_t v;
-    if (parse_decimal(s + neg, len - neg, &v) != 0 || v > (uint64_t)INT64_MAX) return ST_EINVAL;
-    *out = neg ? -(int64_t)v : (int64_t)v;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Blocking HTTP exchange                                                    */
-/* ------------------------------------------------------------------------ */
-
-struct cli_buf {
-    char *data; /* heap, owned; NUL-terminated after every append (cap > len) */
-    size_t len, cap;
-};
-
-static int buf_reserve(struct cli_buf *b, size_t extra, size_t bytes_max)
-{
-    if (extra > bytes_max || b->len > bytes_max - extra) return ST_ETOOBIG;
-    size_t need = b->len + extra + 1;
-    if (need <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < need)
-        cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) return ST_ENOMEM;
-    b->data = d;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_printf(struct cli_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int buf_printf(struct cli_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return ST_EINVAL;
-    int rc = buf_reserve(b, (size_t)n, CLI_RESPONSE_BYTES_MAX);
-    if (rc != 0) return rc;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
-static void buf_free(struct cli_buf *b)
-{
-    free(b->data);
-    *b = (struct cli_buf){0};
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for events on fd until deadline. Returns 0, ST_ETIMEDOUT or ST_EIO. */
-static int wait_fd(int fd, short events, int64_t deadline_ms)
-{
-    for (;;) {
-        int64_t left = deadline_ms - now_ms();
-        if (left <= 0) return ST_ETIMEDOUT;
-        struct pollfd pfd = {.fd = fd, .events = events};
-        int n = poll(&pfd, 1, (int)ST_MIN(left, (int64_t)60000));
-        if (n > 0) return 0;
-        if (n < 0 && errno != EINTR) return st_errno_to_code(errno);
-    }
-}
-
-/* Connects to ep before deadline. Returns a connected blocking-mode-free fd
- * (non-blocking, owned by the caller) or a negative code; *why gets text. */
-static int connect_deadline(const struct cli_endpoint *ep, int64_t deadline_ms, const char **why)
-{
-    char port[8];
-    snprintf(port, sizeof port, "%u", (unsigned)ep->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    int gai = getaddrinfo(ep->host, port, &hints, &res);
-    if (gai != 0) {
-        *why = gai_strerror(gai);
-        return ST_ECONNECTION;
-    }
-    int rc = ST_ECONNECTION;
-    *why = "no address";
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            *why = strerror(errno);
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            rc = fd;
-            break;
-        }
-        if (errno != EINPROGRESS) {
-            *why = strerror(errno);
-            close(fd);
-            continue;
-        }
-        int64_t connect_deadline_ms = ST_MIN(deadline_ms, now_ms() + CLI_CONNECT_TIMEOUT_MS_MAX);
-        int wrc = wait_fd(fd, POLLOUT, connect_deadline_ms);
-        if (wrc != 0) {
-            *why = wrc == ST_ETIMEDOUT ? "connect timed out" : st_strerror(wrc);
-            close(fd);
-            rc = wrc == ST_ETIMEDOUT ? ST_ETIMEDOUT : ST_ECONNECTION;
-            continue;
-        }
-        int err = 0;
-        socklen_t elen = sizeof err;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
-        if (err != 0) {
-            *why = strerror(err);
-            close(fd);
-            rc = ST_ECONNECTION;
-            continue;
-        }
-        rc = fd;
-        break;
-    }
-    freeaddrinfo(res);
-    return rc;
-}
-
-static int send_all(int fd, const char *data, size_t len, int64_t deadline_ms)
-{
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL);
-        if (n > 0) {
-            off += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = wait_fd(fd, POLLOUT, deadline_ms);
-            if (rc != 0) return rc;
-            continue;
-        }
-        return ST_ECONNECTION;
-    }
-    return 0;
-}
-
-/* One request on a fresh connection. On 0, resp describes a complete response
- * whose body lives in rbuf (caller-owned, reused across calls). Negative: the
- * transport failed (ST_ECONNECTION, ST_ETIMEDOUT, ST_EPROTO, ...); *why says
- * how. A server that answers early (e.g. 413) and closes while the request
- * body is still being sent is still heard. */
-static int http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head,
-                         const void *body, size_t body_len, int timeout_ms, struct cli_buf *rbuf,
-                         struct cli_response *resp, const char **why)
-{
-    int64_t deadline = now_ms() + timeout_ms;
-    rbuf->len = 0;
-    int fd = connect_deadline(ep, deadline, why);
-    if (fd < 0) return fd;
-    int rc = send_all(fd, head->data, head->len, deadline);
-    if (rc == 0 && body_len > 0) rc = send_all(fd, body, body_len, deadline);
-    int send_rc = rc;
-    if (rc == ST_ETIMEDOUT) {
-        *why = "timed out sending the request";
-        goto out_fd;
-    }
-    /* even when sending failed, an early answer may be waiting */
-    for (;;) {
-        rc = buf_reserve(rbuf, 16 * 1024, CLI_RESPONSE_BYTES_MAX);
-        if (rc != 0) {
-            *why = "response too large";
-            goto out_fd;
-        }
-        rc = wait_fd(fd, POLLIN, deadline);
-        if (rc != 0) {
-            *why = rc == ST_ETIMEDOUT ? "timed out waiting for the response" : st_strerror(rc);
-            goto out_fd;
-        }
-        ssize_t n = recv(fd, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-        bool eof = n <= 0;
-        if (n > 0) {
-            rbuf->len += (size_t)n;
-            rbuf->data[rbuf->len] = '\0';
-        }
-        rc = cli_response_parse(rbuf->data, rbuf->len, eof, resp);
-        if (rc != 0) {
-            *why = send_rc != 0 && rbuf->len == 0 ? "connection lost" : "malformed response";
-            rc = send_rc != 0 && rbuf->len == 0 ? ST_ECONNECTION : rc;
-            goto out_fd;
-        }
-        if (resp->complete) break;
-        if (eof) { /* cannot happen: parse with eof either completes or fails */
-            rc = ST_EPROTO;
-            *why = "connection closed early";
-            goto out_fd;
-        }
-    }
-    rc = 0;
-out_fd:
-    close(fd);
-    return rc;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Command line                                                              */
@@ -891,7 +50,7 @@ struct cli {
     /* the last exchange */
     struct cli_buf head;
     struct cli_buf rbuf;
-    struct cli_response resp;
+    struct http_response resp;
     size_t endpoint_used;
 };
 
@@ -931,59 +90,19 @@ static int usage_error(const char *fmt, ...)
 
 /* ---- JSON output helpers ---- */
 
-static bool utf8_valid(const uint8_t *s, size_t len)
-{
-    for (size_t i = 0; i < len;) {
-        uint8_t c = s[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i <= n) return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
+/* Writes s[0..len) as a JSON string (util/json.h escaping) to f. */
 static void json_put_string(FILE *f, const uint8_t *s, size_t len)
 {
-    fputc('"', f);
-    for (size_t i = 0; i < len; i++) {
-        uint8_t c = s[i];
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '\r')
-            fputs("\\r", f);
-        else if (c == '\t')
-            fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7F)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
+    struct st_membuf b;
+    struct st_json w;
+    st_membuf_init(&b);
+    st_json_init(&w, &b);
+    st_json_string(&w, s, len);
+    if (st_json_finish(&w) == 0)
+        fwrite(b.data, 1, b.len, f);
+    else
+        fputs("\"\"", f);
+    st_membuf_free(&b);
 }
 
 static void json_put_base64(FILE *f, const uint8_t *s, size_t len)
@@ -1005,7 +124,7 @@ static void json_put_base64(FILE *f, const uint8_t *s, size_t len)
 /* Writes "name":"text" when data is valid UTF-8, else "name_base64":"...". */
 static void json_put_field(FILE *f, const char *name, const void *data, size_t len)
 {
-    if (utf8_valid(data, len)) {
+    if (st_json_utf8_valid(data, len)) {
         fprintf(f, "\"%s\":", name);
         json_put_string(f, data, len);
     } else {
@@ -1016,41 +135,35 @@ static void json_put_field(FILE *f, const char *name, const void *data, size_t l
 
 /* ---- talking to the cluster ---- */
 
+/* Copies member key of the JSON object in r's body into dst (unescaped).
+ * 0, or an error when the body is no JSON object or has no such member. */
+static int body_field(const struct http_response *r, const char *key, char *dst, size_t cap)
+{
+    struct st_jsonr_span v;
+    if (r->body_len == 0 || r->body[0] != '{' || st_jsonr_validate(r->body, r->body_len) != 0 ||
+        !st_jsonr_get(st_jsonr_root(r->body, r->body_len), key, &v))
+        return ST_EINVAL;
+    return st_jsonr_copy(v, dst, cap);
+}
+
 /* Returns true when a response says "ask another node": 503 (no leader, or
  * not ready) or an error body whose code is not_leader. */
-static bool response_says_move_on(const struct cli_response *r)
+static bool response_says_move_on(const struct http_response *r)
 {
     if (r->status == 503) return true;
-    if (r->status >= 400 && r->body_len > 0 && r->body[0] == '{') {
-        struct cli_json_token toks[32];
-        size_t n;
-        if (cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
-            long c = cli_json_get(r->body, toks, n, 0, "code");
-            char code[64];
-            if (c >= 0 && cli_json_copy(r->body, &toks[c], code, sizeof code) == 0 &&
-                (strcmp(code, "not_leader") == 0 || strcmp(code, "no_leader") == 0 ||
-                 strcmp(code, "unavailable") == 0))
-                return true;
-        }
-    }
-    return false;
+    char code[64];
+    return r->status >= 400 && body_field(r, "code", code, sizeof code) == 0 &&
+           (strcmp(code, "not_leader") == 0 || strcmp(code, "no_leader") == 0 ||
+            strcmp(code, "unavailable") == 0);
 }
 
 /* Prints why the last response failed, human or JSON. */
 static void report_error(struct cli *c, const char *what)
 {
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     char text[512] = "", code[64] = "";
-    if (r->body_len > 0 && r->body[0] == '{') {
-        struct cli_json_token toks[32];
-        size_t n;
-        if (cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
-            long t = cli_json_get(r->body, toks, n, 0, "error");
-            if (t >= 0) (void)cli_json_copy(r->body, &toks[t], text, sizeof text);
-            t = cli_json_get(r->body, toks, n, 0, "code");
-            if (t >= 0) (void)cli_json_copy(r->body, &toks[t], code, sizeof code);
-        }
-    }
+    (void)body_field(r, "error", text, sizeof text);
+    if (body_field(r, "code", code, sizeof code) != 0) code[0] = '\0';
     if (text[0] == '\0') {
         size_t len = ST_MIN(r->body_len, sizeof text - 1);
         memcpy(text, r->body, len);
@@ -1073,15 +186,10 @@ static void report_error(struct cli *c, const char *what)
 
 /* True when the response says the cluster is electing a leader: nothing was
  * applied, and asking again shortly is expected to work. */
-static bool response_says_no_leader(const struct cli_response *r)
+static bool response_says_no_leader(const struct http_response *r)
 {
-    if (r->status != 503 || r->body_len == 0 || r->body[0] != '{') return false;
-    struct cli_json_token toks[32];
-    size_t n;
-    if (cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) != 0) return false;
-    long ci = cli_json_get(r->body, toks, n, 0, "code");
     char code[64];
-    return ci >= 0 && cli_json_copy(r->body, &toks[ci], code, sizeof code) == 0 &&
+    return r->status == 503 && body_field(r, "code", code, sizeof code) == 0 &&
            strcmp(code, "no_leader") == 0;
 }
 
@@ -1103,7 +211,7 @@ static int cluster_request_round(struct cli *c, const char *method, const char *
         const struct cli_endpoint *ep = &c->endpoints[i];
         c->head.len = 0;
         bool v6 = strchr(ep->host, ':') != NULL;
-        int rc = buf_printf(&c->head,
+        int rc = cli_buf_printf(&c->head,
                             "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: stcache-cli\r\n"
                             "Accept: */*\r\nConnection: close\r\nContent-Length: %zu\r\n%s\r\n",
                             method, target, v6 ? "[" : "", ep->host, v6 ? "]" : "",
@@ -1113,10 +221,10 @@ static int cluster_request_round(struct cli *c, const char *method, const char *
         /* --timeout is per endpoint: the first round gives each one all of
          * it (a paused first endpoint must not leave the next one nothing);
          * repeated rounds (an election) stop at the overall deadline. */
-        int64_t left_ms = deadline_ms - now_ms();
+        int64_t left_ms = deadline_ms - cli_now_ms();
         int exchange_ms =
             first_round ? c->timeout_ms : (int)ST_MAX(1, ST_MIN((int64_t)c->timeout_ms, left_ms));
-        rc = http_exchange(ep, &c->head, body, body_len, exchange_ms, &c->rbuf, &c->resp, &why);
+        rc = cli_http_exchange(ep, &c->head, body, body_len, exchange_ms, &c->rbuf, &c->resp, &why);
         c->endpoint_used = i;
         if (rc == ST_ENOMEM) return rc;
         if (rc != 0) {
@@ -1145,14 +253,14 @@ static int cluster_request(struct cli *c, const char *method, const char *target
 {
     char reasons[CLI_ENDPOINTS_MAX][160];
     bool had_503 = false;
-    int64_t deadline_ms = now_ms() + c->timeout_ms;
+    int64_t deadline_ms = cli_now_ms() + c->timeout_ms;
     int pause_ms = CLI_RETRY_PAUSE_MS_MIN;
     for (bool first = true;; first = false) {
         bool electing = false;
         int rc = cluster_request_round(c, method, target, extra_headers, body, body_len,
                                        deadline_ms, first, reasons, &had_503, &electing);
         if (rc != ST_EUNAVAILABLE) return rc;
-        if (!electing || now_ms() + pause_ms >= deadline_ms) break;
+        if (!electing || cli_now_ms() + pause_ms >= deadline_ms) break;
         poll(NULL, 0, pause_ms); /* a pause before asking again, not a synchronisation */
         pause_ms = ST_MIN(pause_ms * 2, CLI_RETRY_PAUSE_MS_MAX);
     }
@@ -1179,30 +287,28 @@ static int exit_for_local_error(int rc)
 static int kv_target(const char *key, const char *query, char **out)
 {
     size_t klen = strlen(key);
-    size_t enc = cli_url_encoded_len(key, klen);
+    size_t enc = st_url_encoded_len(key, klen);
     size_t cap = 4 + enc + (query ? strlen(query) : 0) + 1;
     if (cap > CLI_TARGET_BYTES_MAX) return ST_ETOOBIG;
     char *t = malloc(cap);
     if (!t) return ST_ENOMEM;
     memcpy(t, "/kv/", 4);
-    int rc = cli_url_encode(key, klen, t + 4, cap - 4, NULL);
+    int rc = st_url_encode(key, klen, t + 4, cap - 4, NULL);
     ST_ASSERT(rc == 0);
     if (query) strcat(t, query);
     *out = t;
     return 0;
 }
 
-static int64_t body_version(const struct cli_response *r)
+static int64_t body_version(const struct http_response *r)
 {
-    struct cli_json_token toks[32];
-    size_t n;
-    int64_t v = -1;
-    if (r->body_len > 0 &&
-        cli_json_parse(r->body, r->body_len, toks, ST_ARRAY_LEN(toks), &n) == 0) {
-        long t = cli_json_get(r->body, toks, n, 0, "version");
-        if (t >= 0 && cli_json_int(r->body, &toks[t], &v) != 0) v = -1;
-    }
-    return v;
+    struct st_jsonr_span v;
+    int64_t version = -1;
+    if (r->body_len > 0 && st_jsonr_validate(r->body, r->body_len) == 0 &&
+        st_jsonr_get(st_jsonr_root(r->body, r->body_len), "version", &v) &&
+        st_jsonr_int(v, &version) != 0)
+        version = -1;
+    return version;
 }
 
 static int cmd_get(struct cli *c)
@@ -1221,7 +327,7 @@ static int cmd_get(struct cli *c)
     rc = cluster_request(c, "GET", target, NULL, NULL, 0);
     free(target);
     if (rc != 0) return exit_for_local_error(rc);
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     if (r->status == 404) {
         if (c->json) {
             printf("{");
@@ -1251,7 +357,7 @@ static int cmd_get(struct cli *c)
 static int read_stdin(struct cli_buf *b)
 {
     for (;;) {
-        int rc = buf_reserve(b, 64 * 1024, CLI_STDIN_BYTES_MAX);
+        int rc = cli_buf_reserve(b, 64 * 1024, CLI_STDIN_BYTES_MAX);
         if (rc != 0) return rc;
         size_t n = fread(b->data + b->len, 1, b->cap - b->len - 1, stdin);
         b->len += n;
@@ -1339,7 +445,7 @@ static int cmd_put(struct cli *c)
         rc = read_stdin(&value);
         if (rc != 0) {
             fprintf(stderr, "stcache: reading the value from stdin: %s\n", st_strerror(rc));
-            buf_free(&value);
+            cli_buf_free(&value);
             return CLI_EXIT_USAGE;
         }
         body = value.data ? value.data : "";
@@ -1348,14 +454,14 @@ static int cmd_put(struct cli *c)
     char *target;
     rc = kv_target(c->args[0], query, &target);
     if (rc != 0) {
-        buf_free(&value);
+        cli_buf_free(&value);
         return rc == ST_ETOOBIG ? usage_error("key too long") : exit_for_local_error(rc);
     }
     rc = cluster_request(c, "PUT", target, headers, body, body_len);
     free(target);
-    buf_free(&value);
+    cli_buf_free(&value);
     if (rc != 0) return exit_for_local_error(rc);
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     if (r->status == 412) {
         report_error(c, "put: condition failed");
         return CLI_EXIT_FAILED;
@@ -1387,7 +493,7 @@ static int cmd_del(struct cli *c)
     rc = cluster_request(c, "DELETE", target, headers, NULL, 0);
     free(target);
     if (rc != 0) return exit_for_local_error(rc);
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     if (r->status == 404) {
         if (c->json) printf("{\"ok\":false,\"found\":false}\n");
         fprintf(stderr, "stcache: not found: %s\n", c->args[0]);
@@ -1405,43 +511,45 @@ static int cmd_del(struct cli *c)
 }
 
 /* Copies member field name of object obj into dst as text ("-" when absent). */
-static void field_text(const char *js, const struct cli_json_token *t, size_t n, size_t obj,
-                       const char *name, char *dst, size_t cap)
+static void field_text(struct st_jsonr_span obj, const char *name, char *dst, size_t cap)
 {
-    long v = cli_json_get(js, t, n, obj, name);
-    if (v < 0 || cli_json_copy(js, &t[v], dst, cap) != 0) snprintf(dst, cap, "-");
+    struct st_jsonr_span v;
+    if (!st_jsonr_get(obj, name, &v) || st_jsonr_copy(v, dst, cap) != 0) snprintf(dst, cap, "-");
 }
 
-static struct cli_json_token json_tokens[CLI_JSON_TOKENS_MAX];
+/* The root of r's body when it is a JSON object. */
+static bool body_object(const struct http_response *r, struct st_jsonr_span *out)
+{
+    if (st_jsonr_validate(r->body, r->body_len) != 0) return false;
+    *out = st_jsonr_root(r->body, r->body_len);
+    return st_jsonr_type(*out) == ST_JSONR_OBJECT;
+}
 
 static int print_members(struct cli *c)
 {
-    const struct cli_response *r = &c->resp;
-    size_t n;
-    if (cli_json_parse(r->body, r->body_len, json_tokens, CLI_JSON_TOKENS_MAX, &n) != 0 ||
-        json_tokens[0].type != CLI_JSON_OBJECT) {
+    const struct http_response *r = &c->resp;
+    struct st_jsonr_span doc, members, m;
+    if (!body_object(r, &doc)) {
         fprintf(stderr, "stcache: members: the server's /cluster answer is not a JSON object\n");
         return CLI_EXIT_REJECTED;
     }
     char leader[32];
-    field_text(r->body, json_tokens, n, 0, "leader", leader, sizeof leader);
-    long m = cli_json_get(r->body, json_tokens, n, 0, "members");
-    if (m < 0 || json_tokens[m].type != CLI_JSON_ARRAY) {
+    field_text(doc, "leader", leader, sizeof leader);
+    if (!st_jsonr_get(doc, "members", &members) || st_jsonr_type(members) != ST_JSONR_ARRAY) {
         fprintf(stderr, "stcache: members: no members array in the server's answer\n");
         return CLI_EXIT_REJECTED;
     }
     printf("%-6s %-24s %-24s %s\n", "ID", "RAFT", "HTTP", "ROLE");
-    size_t i = (size_t)m + 1;
-    for (size_t k = 0; k < json_tokens[m].size; k++) {
+    size_t cursor = 0;
+    while (st_jsonr_array_next(members, &cursor, &m)) {
         char id[32], raft[128], http[128], voter[16];
-        field_text(r->body, json_tokens, n, i, "id", id, sizeof id);
-        field_text(r->body, json_tokens, n, i, "raft", raft, sizeof raft);
-        field_text(r->body, json_tokens, n, i, "http", http, sizeof http);
-        field_text(r->body, json_tokens, n, i, "voter", voter, sizeof voter);
+        field_text(m, "id", id, sizeof id);
+        field_text(m, "raft", raft, sizeof raft);
+        field_text(m, "http", http, sizeof http);
+        field_text(m, "voter", voter, sizeof voter);
         printf("%-6s %-24s %-24s %s%s\n", id, raft, http,
                strcmp(voter, "true") == 0 ? "voter" : "learner",
                strcmp(id, leader) == 0 ? " (leader)" : "");
-        i = cli_json_skip(json_tokens, n, i);
     }
     return CLI_EXIT_OK;
 }
@@ -1471,7 +579,7 @@ static int admin_simple(struct cli *c, const char *what, const char *method, con
     int rc = cluster_request(c, method, target, body ? "Content-Type: application/json\r\n" : NULL,
                              body, body ? strlen(body) : 0);
     if (rc != 0) return exit_for_local_error(rc);
-    const struct cli_response *r = &c->resp;
+    const struct http_response *r = &c->resp;
     if (r->status == 404) {
         report_error(c, what);
         return CLI_EXIT_FAILED;
@@ -1567,21 +675,18 @@ static int cmd_status(struct cli *c)
         c->head.len = 0;
         int health = 0;
         const char *why = "";
-        if (buf_printf(&c->head, "GET /health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+        if (cli_buf_printf(&c->head, "GET /health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
                        name) != 0)
             return exit_for_local_error(ST_ENOMEM);
-        if (http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why) == 0)
+        if (cli_http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why) == 0)
             health = c->resp.status;
         c->head.len = 0;
-        if (buf_printf(&c->head, "GET /cluster HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+        if (cli_buf_printf(&c->head, "GET /cluster HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
                        name) != 0)
             return exit_for_local_error(ST_ENOMEM);
-        int rc = http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why);
-        size_t n = 0;
-        bool ok = rc == 0 && c->resp.status == 200 &&
-                  cli_json_parse(c->resp.body, c->resp.body_len, json_tokens, CLI_JSON_TOKENS_MAX,
-                                 &n) == 0 &&
-                  json_tokens[0].type == CLI_JSON_OBJECT;
+        int rc = cli_http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why);
+        struct st_jsonr_span doc;
+        bool ok = rc == 0 && c->resp.status == 200 && body_object(&c->resp, &doc);
         if (ok) answered++;
         if (c->json) {
             printf("%s{\"endpoint\":", i ? "," : "");
@@ -1600,13 +705,12 @@ static int cmd_status(struct cli *c)
             continue;
         }
         char id[32], role[32], term[32], leader[32], commit[32], applied[32];
-        const char *js = c->resp.body;
-        field_text(js, json_tokens, n, 0, "id", id, sizeof id);
-        field_text(js, json_tokens, n, 0, "role", role, sizeof role);
-        field_text(js, json_tokens, n, 0, "term", term, sizeof term);
-        field_text(js, json_tokens, n, 0, "leader", leader, sizeof leader);
-        field_text(js, json_tokens, n, 0, "commit", commit, sizeof commit);
-        field_text(js, json_tokens, n, 0, "applied", applied, sizeof applied);
+        field_text(doc, "id", id, sizeof id);
+        field_text(doc, "role", role, sizeof role);
+        field_text(doc, "term", term, sizeof term);
+        field_text(doc, "leader", leader, sizeof leader);
+        field_text(doc, "commit", commit, sizeof commit);
+        field_text(doc, "applied", applied, sizeof applied);
         printf("%-22s %-5s %-10s %-6s %-7s %-8s %-8s %s\n", name, id, role, term,
                strcmp(leader, "null") == 0 ? "none" : leader, commit, applied,
                health == 200 ? "ok"
@@ -1738,7 +842,7 @@ int cli_client_main(int argc, char **argv)
         fprintf(stderr, "stcache: writing the output: %s\n", strerror(errno));
         ret = CLI_EXIT_UNAVAILABLE;
     }
-    buf_free(&c.head);
-    buf_free(&c.rbuf);
+    cli_buf_free(&c.head);
+    cli_buf_free(&c.rbuf);
     return ret;
 }

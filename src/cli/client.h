@@ -40,23 +40,6 @@ enum cli_exit {
  * cli_exit code. Writes values/results to stdout, diagnostics to stderr. */
 int cli_client_main(int argc, char **argv);
 
-/* ---- URL encoding (RFC 3986 percent-encoding) ---- */
-
-/* Bytes that cli_url_encode() produces for src_len bytes of src (without NUL). */
-size_t cli_url_encoded_len(const void *src, size_t src_len);
-
-/* Percent-encodes every byte of src except the unreserved set [A-Za-z0-9-._~]
- * (binary-safe: NUL, '/', '%', '?', '+' and bytes >= 0x80 are all encoded).
- * Writes a NUL-terminated string into dst (dst_cap bytes, caller-owned).
- * Returns 0, or ST_ETOOBIG when dst_cap < cli_url_encoded_len() + 1 (dst then
- * holds an empty string). *dst_len_out (may be NULL) gets the length. */
-int cli_url_encode(const void *src, size_t src_len, char *dst, size_t dst_cap, size_t *dst_len_out);
-
-/* Inverse of cli_url_encode (also accepts unencoded bytes; '+' stays '+').
- * dst needs at most src_len bytes. Returns 0, ST_EINVAL on a bad %-escape,
- * ST_ETOOBIG when dst_cap is too small. */
-int cli_url_decode(const char *src, size_t src_len, void *dst, size_t dst_cap, size_t *dst_len_out);
-
 /* ---- endpoint lists ---- */
 
 #define CLI_ENDPOINTS_MAX 32
@@ -75,66 +58,5 @@ struct cli_endpoint {
  * is longer than CLI_HOST_BYTES_MAX - 1. */
 int cli_endpoints_parse(const char *list, struct cli_endpoint *out, size_t out_max,
                         size_t *count_out);
-
-/* ---- HTTP/1.1 response parsing ---- */
-
-#define CLI_HEADER_BYTES_MAX (64 * 1024)
-
-struct cli_response {
-    bool complete;       /* false: more bytes are needed (nothing else is valid) */
-    int status;          /* 100..599 */
-    size_t header_bytes; /* status line + headers + the blank line */
-    const char *body;    /* points into the parsed buffer; body_len bytes */
-    size_t body_len;
-    bool has_etag;
-    char etag[64]; /* ETag value without the surrounding quotes */
-    bool json;     /* Content-Type is application/json */
-};
-
-/* Parses the len bytes of buf received so far. eof says the peer closed the
- * connection (so a body without Content-Length ends here). Returns 0 with
- * out->complete true when a whole response is in buf (a chunked body is then
- * decoded in place, which is why buf is writable), 0 with out->complete false
- * when more bytes are needed, ST_EPROTO on a malformed response (or one cut
- * short by eof), ST_ETOOBIG when the header exceeds CLI_HEADER_BYTES_MAX.
- * 1xx interim responses are not expected (the client sends no Expect). */
-int cli_response_parse(char *buf, size_t len, bool eof, struct cli_response *out);
-
-/* ---- a minimal JSON tokenizer (for the server's small JSON answers) ---- */
-
-enum cli_json_type {
-    CLI_JSON_OBJECT = 1,
-    CLI_JSON_ARRAY,
-    CLI_JSON_STRING,    /* start/end exclude the quotes; escapes left as is */
-    CLI_JSON_PRIMITIVE, /* number, true, false, null */
-};
-
-struct cli_json_token {
-    enum cli_json_type type;
-    size_t start, end; /* byte offsets into the text */
-    size_t size;       /* children: members of an object (key+value pairs), items of an array */
-};
-
-/* Tokenizes one JSON value (surrounding whitespace allowed) into tokens in
- * document order: an object token is followed by key, value, key, value...
- * Returns 0 and *count_out, ST_EINVAL on malformed text, ST_ETOOBIG when more
- * than tokens_max tokens (or nesting deeper than 64) would be needed. */
-int cli_json_parse(const char *text, size_t len, struct cli_json_token *tokens, size_t tokens_max,
-                   size_t *count_out);
-
-/* Index of the token after the whole subtree rooted at index. */
-size_t cli_json_skip(const struct cli_json_token *tokens, size_t count, size_t index);
-
-/* Index of the value of member key in the object at index obj, or -1. */
-long cli_json_get(const char *text, const struct cli_json_token *tokens, size_t count, size_t obj,
-                  const char *key);
-
-/* Copies a string token unescaped (UTF-8) into dst (NUL-terminated), or the
- * raw text of any other token. Returns 0, ST_EINVAL on a bad escape,
- * ST_ETOOBIG when it does not fit (dst then holds a truncated prefix). */
-int cli_json_copy(const char *text, const struct cli_json_token *token, char *dst, size_t dst_cap);
-
-/* Parses a primitive token as a signed 64-bit integer. 0 or ST_EINVAL. */
-int cli_json_int(const char *text, const struct cli_json_token *token, int64_t *out);
 
 #endif

@@ -2,7 +2,7 @@
  * node and its HTTP API. */
 #include "cli/server.h"
 
-#include "http/api.h"
+#include "api/api.h"
 #include "node/node.h"
 #include "stcache/errors.h"
 #include "util/fdlimit.h"

@@ -28,6 +28,7 @@
 #include "stcache/errors.h"
 #include "util/assert.h"
 #include "util/fdlimit.h"
+#include "util/list.h"
 #include "util/outbudget.h"
 #include "util/trace.h"
 
@@ -77,9 +78,8 @@ struct http_conn {
     uv_shutdown_t sreq;
     http_parser parser;
     struct http_server *srv;
-    struct http_conn *prev, *next;   /* server's list */
-    struct http_conn *dprev, *dnext; /* server's list of connections to flush */
-    int dirty;
+    struct st_list link;       /* on srv->conns */
+    struct st_list dirty_link; /* on srv->dirty while it has responses to flush */
     int handles_open;
     int closing; /* uv_close called */
     int reading;
@@ -121,13 +121,13 @@ struct http_server {
     uv_idle_t flush_idle; /* flushes dirty connections once per loop iteration */
     int idle_open;
     int idle_active;
-    struct http_conn *dirty;
+    struct st_list dirty; /* connections to flush (http_conn.dirty_link), newest first */
     int closing;
     http_handler_cb handler;
     void *handler_ctx;
     http_server_closed_cb closed_cb;
     void *closed_ctx;
-    struct http_conn *conns;
+    struct st_list conns; /* every allocated connection (http_conn.link), newest first */
     uint64_t conns_alive;        /* allocated connections (open or draining) */
     struct st_outbudget *budget; /* cfg.out_budget, registered while the server lives */
     uv_timer_t trim_timer;
@@ -162,86 +162,6 @@ static int ascii_casecmp_n(const char *a, size_t alen, const char *b)
     for (size_t i = 0; i < alen; i++)
         if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i])) return 1;
     return 0;
-}
-
-const char *http_status_text(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 411:
-        return "Length Required";
-    case 412:
-        return "Precondition Failed";
-    case 413:
-        return "Content Too Large";
-    case 414:
-        return "URI Too Long";
-    case 415:
-        return "Unsupported Media Type";
-    case 417:
-        return "Expectation Failed";
-    case 421:
-        return "Misdirected Request";
-    case 422:
-        return "Unprocessable Content";
-    case 428:
-        return "Precondition Required";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    case 507:
-        return "Insufficient Storage";
-    default:
-        return "Unknown";
-    }
 }
 
 void http_server_config_default(struct http_server_config *cfg)
@@ -615,11 +535,7 @@ static void conn_free(struct http_conn *c)
 {
     struct http_server *srv = c->srv;
     dirty_unlink(c);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
+    st_list_del(&c->link);
     size_t freed = 0;
     for (uint32_t i = 0; i < srv->cfg.pipeline_max; i++)
         freed += slot_free_buffers(&c->slots[i]);
@@ -827,13 +743,9 @@ static void conn_after_release(struct http_conn *c, int finish)
  * batch. */
 static void conn_kick(struct http_conn *c)
 {
-    if (c->in_execute || c->closing || c->dirty) return;
+    if (c->in_execute || c->closing || st_list_linked(&c->dirty_link)) return;
     struct http_server *srv = c->srv;
-    c->dirty = 1;
-    c->dprev = NULL;
-    c->dnext = srv->dirty;
-    if (srv->dirty) srv->dirty->dprev = c;
-    srv->dirty = c;
+    st_list_push_front(&srv->dirty, &c->dirty_link);
     if (!srv->idle_active) {
         uv_idle_start(&srv->flush_idle, on_flush_idle);
         srv->idle_active = 1;
@@ -842,15 +754,7 @@ static void conn_kick(struct http_conn *c)
 
 static void dirty_unlink(struct http_conn *c)
 {
-    struct http_server *srv = c->srv;
-    if (!c->dirty) return;
-    if (c->dprev)
-        c->dprev->dnext = c->dnext;
-    else
-        srv->dirty = c->dnext;
-    if (c->dnext) c->dnext->dprev = c->dprev;
-    c->dirty = 0;
-    c->dprev = c->dnext = NULL;
+    st_list_del(&c->dirty_link); /* harmless when not linked */
 }
 
 /* Runs in the idle phase of the loop iteration after responses became ready
@@ -860,8 +764,8 @@ static void dirty_unlink(struct http_conn *c)
 static void on_flush_idle(uv_idle_t *h)
 {
     struct http_server *srv = h->data;
-    while (srv->dirty) {
-        struct http_conn *c = srv->dirty;
+    while (!st_list_empty(&srv->dirty)) {
+        struct http_conn *c = ST_CONTAINER_OF(srv->dirty.next, struct http_conn, dirty_link);
         dirty_unlink(c);
         if (c->closing) continue;
         int finish = conn_flush(c);
@@ -1332,7 +1236,9 @@ static void conn_update_reading(struct http_conn *c)
 static struct http_conn *server_slowest(struct http_server *srv)
 {
     struct http_conn *worst = NULL;
-    for (struct http_conn *c = srv->conns; c; c = c->next) {
+    struct st_list *e;
+    ST_LIST_FOREACH(e, &srv->conns) {
+        struct http_conn *c = ST_CONTAINER_OF(e, struct http_conn, link);
         if (c->closing || c->out_bytes == 0) continue;
         conn_out_check_progress(c);
         if (!worst || c->out_stamp < worst->out_stamp) worst = c;
@@ -1431,9 +1337,8 @@ static void on_connection(uv_stream_t *listener, int status)
     c->tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
-    c->next = srv->conns;
-    if (srv->conns) srv->conns->prev = c;
-    srv->conns = c;
+    st_list_init(&c->dirty_link);
+    st_list_push_front(&srv->conns, &c->link);
     srv->conns_alive++;
     srv->stats.connections++;
     http_parser_init(&c->parser, HTTP_REQUEST);
@@ -1469,6 +1374,8 @@ int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
     struct http_server *srv = calloc(1, sizeof(*srv));
     if (!srv) return ST_ENOMEM;
     srv->loop = loop;
+    st_list_init(&srv->conns);
+    st_list_init(&srv->dirty);
     srv->cfg = *cfg;
     memcpy(srv->host, cfg->host, strlen(cfg->host) + 1);
     srv->cfg.host = srv->host;
@@ -1569,10 +1476,11 @@ void http_server_close(struct http_server *srv, http_server_closed_cb closed_cb,
     srv->closed_ctx = ctx;
     if (srv->listener_open && !uv_is_closing((uv_handle_t *)&srv->listener))
         uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
-    for (struct http_conn *c = srv->conns; c; c = c->next)
-        conn_close(c);
-    while (srv->dirty)
-        dirty_unlink(srv->dirty); /* all closing: nothing to flush */
+    struct st_list *e, *tmp;
+    ST_LIST_FOREACH_SAFE(e, tmp, &srv->conns)
+        conn_close(ST_CONTAINER_OF(e, struct http_conn, link));
+    ST_LIST_FOREACH_SAFE(e, tmp, &srv->dirty)
+        st_list_del(e); /* all closing: nothing to flush */
     if (srv->idle_open && !uv_is_closing((uv_handle_t *)&srv->flush_idle)) {
         srv->idle_active = 0;
         uv_close((uv_handle_t *)&srv->flush_idle, on_idle_closed);
@@ -1592,318 +1500,4 @@ void http_server_destroy(struct http_server *srv)
     if (!srv) return;
     ST_ASSERT(!srv->listener_open && !srv->idle_open && !srv->trim_open && srv->conns_alive == 0);
     free(srv);
-}
-
-/* ---------- URL helpers ---------- */
-
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
-int http_url_decode(const char *in, size_t len, int plus_as_space, uint8_t *out, size_t *out_len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = in[i];
-        if (ch == '%') {
-            if (i + 2 >= len) return ST_EINVAL;
-            int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
-            if (hi < 0 || lo < 0) return ST_EINVAL;
-            out[o++] = (uint8_t)(hi * 16 + lo);
-            i += 2;
-        } else if (ch == '+' && plus_as_space) {
-            out[o++] = ' ';
-        } else {
-            out[o++] = (uint8_t)ch;
-        }
-    }
-    *out_len = o;
-    return 0;
-}
-
-int http_query_next(const char *query, size_t query_len, size_t *cursor, const char **name,
-                    size_t *name_len, const char **value, size_t *value_len)
-{
-    if (!query) return 0;
-    size_t i = *cursor;
-    while (i < query_len) {
-        size_t start = i;
-        while (i < query_len && query[i] != '&')
-            i++;
-        size_t end = i;
-        if (i < query_len) i++; /* skip '&' */
-        if (end == start) continue;
-        const char *eq = memchr(query + start, '=', end - start);
-        *name = query + start;
-        if (eq) {
-            *name_len = (size_t)(eq - (query + start));
-            *value = eq + 1;
-            *value_len = (size_t)(query + end - (eq + 1));
-        } else {
-            *name_len = end - start;
-            *value = query + end;
-            *value_len = 0;
-        }
-        *cursor = i;
-        return 1;
-    }
-    *cursor = i;
-    return 0;
-}
-
-int http_query_get(const char *query, size_t query_len, const char *name, const char **value,
-                   size_t *value_len)
-{
-    size_t cur = 0, nlen, vlen, want = strlen(name);
-    const char *n, *v;
-    uint8_t tmp[256];
-    while (http_query_next(query, query_len, &cur, &n, &nlen, &v, &vlen)) {
-        if (nlen > sizeof(tmp)) continue;
-        size_t dlen;
-        if (http_url_decode(n, nlen, 1, tmp, &dlen) != 0) continue;
-        if (dlen == want && memcmp(tmp, name, want) == 0) {
-            *value = v;
-            *value_len = vlen;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* ---------- buffers and JSON ---------- */
-
-void http_buf_init(struct http_buf *b)
-{
-    memset(b, 0, sizeof(*b));
-}
-
-void http_buf_free(struct http_buf *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof(*b));
-}
-
-void http_buf_reset(struct http_buf *b)
-{
-    b->len = 0;
-    b->oom = 0;
-}
-
-void http_buf_append(struct http_buf *b, const void *data, size_t len)
-{
-    if (b->oom) return;
-    if (buf_reserve(&b->data, &b->cap, b->len + len + 1) != 0) {
-        b->oom = 1;
-        return;
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = 0; /* always NUL-terminated for convenience */
-}
-
-void http_json_init(struct http_json *w, struct http_buf *out)
-{
-    memset(w, 0, sizeof(*w));
-    w->out = out;
-}
-
-/* Before a value: a comma if the level already has an element. */
-static void json_pre_value(struct http_json *w)
-{
-    if (w->after_key) {
-        w->after_key = 0;
-        return;
-    }
-    if (w->depth > 0 && (w->need_comma & (1ULL << w->depth))) http_buf_append(w->out, ",", 1);
-    w->need_comma |= 1ULL << w->depth;
-}
-
-static void json_open(struct http_json *w, char ch)
-{
-    json_pre_value(w);
-    if (w->depth + 1 > HTTP_JSON_DEPTH_MAX) {
-        w->err = ST_EINVAL;
-        return;
-    }
-    http_buf_append(w->out, &ch, 1);
-    w->depth++;
-    w->need_comma &= ~(1ULL << w->depth);
-}
-
-static void json_close(struct http_json *w, char ch)
-{
-    if (w->depth == 0 || w->after_key) {
-        w->err = ST_EINVAL;
-        return;
-    }
-    w->depth--;
-    http_buf_append(w->out, &ch, 1);
-}
-
-void http_json_object_begin(struct http_json *w)
-{
-    json_open(w, '{');
-}
-void http_json_object_end(struct http_json *w)
-{
-    json_close(w, '}');
-}
-void http_json_array_begin(struct http_json *w)
-{
-    json_open(w, '[');
-}
-void http_json_array_end(struct http_json *w)
-{
-    json_close(w, ']');
-}
-
-/* Length of a valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t utf8_seq(const uint8_t *s, size_t len)
-{
-    uint8_t c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) return 1;
-    if ((c & 0xe0) == 0xc0) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > len) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0; /* overlong, out of range, surrogate */
-    return n;
-}
-
-static void json_write_string(struct http_json *w, const void *data, size_t len)
-{
-    const uint8_t *s = data;
-    http_buf_append(w->out, "\"", 1);
-    size_t run = 0; /* pending bytes copied verbatim */
-    size_t i = 0;
-    while (i < len) {
-        uint8_t ch = s[i];
-        const char *esc = NULL;
-        char ubuf[8];
-        size_t adv = 1;
-        switch (ch) {
-        case '"':
-            esc = "\\\"";
-            break;
-        case '\\':
-            esc = "\\\\";
-            break;
-        case '\n':
-            esc = "\\n";
-            break;
-        case '\r':
-            esc = "\\r";
-            break;
-        case '\t':
-            esc = "\\t";
-            break;
-        case '\b':
-            esc = "\\b";
-            break;
-        case '\f':
-            esc = "\\f";
-            break;
-        default:
-            if (ch < 0x20 || ch == 0x7f) {
-                snprintf(ubuf, sizeof(ubuf), "\\u%04x", ch);
-                esc = ubuf;
-            } else if (ch >= 0x80) {
-                adv = utf8_seq(s + i, len - i);
-                if (adv == 0) {
-                    snprintf(ubuf, sizeof(ubuf), "\\u%04x", ch);
-                    esc = ubuf;
-                    adv = 1;
-                }
-            }
-        }
-        if (esc) {
-            if (run) http_buf_append(w->out, s + i - run, run);
-            run = 0;
-            http_buf_append(w->out, esc, strlen(esc));
-        } else {
-            run += adv;
-        }
-        i += adv;
-    }
-    if (run) http_buf_append(w->out, s + len - run, run);
-    http_buf_append(w->out, "\"", 1);
-}
-
-void http_json_key(struct http_json *w, const char *key)
-{
-    if (w->after_key || w->depth == 0) {
-        w->err = ST_EINVAL;
-        return;
-    }
-    json_pre_value(w);
-    json_write_string(w, key, strlen(key));
-    http_buf_append(w->out, ":", 1);
-    w->after_key = 1;
-}
-
-void http_json_string(struct http_json *w, const void *s, size_t len)
-{
-    json_pre_value(w);
-    json_write_string(w, s, len);
-}
-
-void http_json_cstr(struct http_json *w, const char *s)
-{
-    http_json_string(w, s, strlen(s));
-}
-
-void http_json_uint(struct http_json *w, uint64_t v)
-{
-    char b[24];
-    int n = snprintf(b, sizeof(b), "%" PRIu64, v);
-    json_pre_value(w);
-    http_buf_append(w->out, b, (size_t)n);
-}
-
-void http_json_int(struct http_json *w, int64_t v)
-{
-    char b[24];
-    int n = snprintf(b, sizeof(b), "%" PRId64, v);
-    json_pre_value(w);
-    http_buf_append(w->out, b, (size_t)n);
-}
-
-void http_json_bool(struct http_json *w, int v)
-{
-    json_pre_value(w);
-    http_buf_append(w->out, v ? "true" : "false", v ? 4 : 5);
-}
-
-void http_json_null(struct http_json *w)
-{
-    json_pre_value(w);
-    http_buf_append(w->out, "null", 4);
-}
-
-int http_json_finish(const struct http_json *w)
-{
-    if (w->out->oom) return ST_ENOMEM;
-    if (w->err || w->depth != 0 || w->after_key) return ST_EINVAL;
-    return 0;
 }

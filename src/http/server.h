@@ -205,12 +205,6 @@ const char *http_status_text(int status);
 
 /* ---- helpers ---- */
 
-/* Percent-decodes in[0..len) into out (room for len bytes; out may equal in).
- * plus_as_space: 1 for query components ('+' -> ' '), 0 for path segments.
- * Binary-safe (%00 gives a 0 byte). Returns 0 and sets *out_len, or ST_EINVAL
- * for a malformed escape (% not followed by two hex digits). */
-int http_url_decode(const char *in, size_t len, int plus_as_space, uint8_t *out, size_t *out_len);
-
 /* Iterates a raw query string "a=1&b=%20x": on each call returns 1 and sets
  * the raw (still encoded) name/value spans of the next parameter (value_len 0
  * and value pointing past '=' or at the end if absent), or 0 at the end.
@@ -222,45 +216,5 @@ int http_query_next(const char *query, size_t query_len, size_t *cursor, const c
  * value span; 1 if found, 0 if not. */
 int http_query_get(const char *query, size_t query_len, const char *name, const char **value,
                    size_t *value_len);
-
-/* A growable byte buffer (caller owns; http_buf_free releases). */
-struct http_buf {
-    char *data;
-    size_t len;
-    size_t cap;
-    int oom; /* set once an append failed; later appends are no-ops */
-};
-void http_buf_init(struct http_buf *b);
-void http_buf_free(struct http_buf *b);
-void http_buf_reset(struct http_buf *b); /* len = 0, oom = 0; keeps memory */
-void http_buf_append(struct http_buf *b, const void *data, size_t len);
-
-/* A small JSON writer into an http_buf. Commas are inserted automatically.
- * Nesting depth is at most HTTP_JSON_DEPTH_MAX (deeper writes set err).
- * Strings are binary-safe input: valid UTF-8 passes through, '"' '\\' and
- * control characters are escaped (\n, \t, ... or \u00XX), and bytes that are
- * not valid UTF-8 are written as \u00XX (the byte's Latin-1 code point). */
-#define HTTP_JSON_DEPTH_MAX 32
-struct http_json {
-    struct http_buf *out;
-    uint32_t depth;
-    uint64_t need_comma; /* bit d: level d already has an element */
-    int after_key;
-    int err;
-};
-void http_json_init(struct http_json *w, struct http_buf *out);
-void http_json_object_begin(struct http_json *w);
-void http_json_object_end(struct http_json *w);
-void http_json_array_begin(struct http_json *w);
-void http_json_array_end(struct http_json *w);
-void http_json_key(struct http_json *w, const char *key); /* NUL-terminated */
-void http_json_string(struct http_json *w, const void *s, size_t len);
-void http_json_cstr(struct http_json *w, const char *s);
-void http_json_uint(struct http_json *w, uint64_t v);
-void http_json_int(struct http_json *w, int64_t v);
-void http_json_bool(struct http_json *w, int v);
-void http_json_null(struct http_json *w);
-/* 0 if the document is complete and no error occurred, ST_EINVAL or ST_ENOMEM. */
-int http_json_finish(const struct http_json *w);
 
 #endif

@@ -192,7 +192,11 @@ static int restore_field_done(struct kv_restore *r)
         /* r->crc covers the bytes before this field (see restore_feed). */
         if (get_u32(r->stage) != r->crc) return ST_ECORRUPT;
         r->crc = st_crc32c(r->crc, r->stage, 4); /* the body CRC covers the header CRC */
-        uint64_t buckets = kv_next_pow2(ST_MAX(r->keys, (uint64_t)r->kv->cfg.buckets_initial));
+        /* Bounded before rounding: the key count is read from the file, and
+         * next_pow2 of a count above 2^63 would never return. */
+        uint64_t buckets =
+            kv_next_pow2(ST_MIN(ST_MAX(r->keys, (uint64_t)r->kv->cfg.buckets_initial),
+                                (uint64_t)KV_RESTORE_PRESIZE_BUCKETS_MAX));
         buckets = ST_MIN(buckets, (uint64_t)KV_RESTORE_PRESIZE_BUCKETS_MAX);
         buckets = ST_MAX(buckets, (uint64_t)r->kv->cfg.buckets_initial);
         if (kv_state_init(st, &r->state_kv.cfg, buckets) != 0) return ST_ENOMEM;

@@ -3,7 +3,7 @@
  * The other files of the runtime are listed in node_int.h. */
 #include "node/node.h"
 
-#include "node/httpc.h"
+#include "http/client.h"
 #include "node/node_int.h"
 #include "stcache/errors.h"
 #include "util/assert.h"
@@ -459,7 +459,7 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
     n->stopped_cb = cb;
     n->stopped_ctx = ctx;
     if (n->join_req) {
-        node_httpc_abort(n->join_req);
+        http_client_abort(n->join_req);
         n->join_req = NULL;
     }
     node_waiters_fail_all(n, ST_ECLOSED);

@@ -456,7 +456,7 @@ struct node {
 
     /* join */
     uint32_t join_attempts;
-    struct node_httpc *join_req;
+    struct http_client *join_req;
 
     uint64_t trailing;       /* raft trailing_entries */
     uint64_t trailing_bytes; /* raft trailing_bytes */

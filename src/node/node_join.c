@@ -3,8 +3,8 @@
  * configuration. */
 #include "node/node.h"
 
-#include "node/httpc.h"
-#include "node/jsonr.h"
+#include "http/client.h"
+#include "util/json.h"
 #include "node/node_int.h"
 #include "stcache/errors.h"
 #include "util/assert.h"
@@ -107,10 +107,10 @@ static void join_retry(struct node *n, const char *why)
 
 static int join_parse_reply(struct node *n, const char *body, size_t len)
 {
-    struct jsonr_span doc = {body, len}, v, members, m;
+    struct st_jsonr_span doc = {body, len}, v, members, m;
     char hex[32];
-    if (jsonr_validate(body, len) != 0 || !jsonr_get(doc, "cluster_id", &v) ||
-        jsonr_string(v, hex, sizeof hex) != 0)
+    if (st_jsonr_validate(body, len) != 0 || !st_jsonr_get(doc, "cluster_id", &v) ||
+        st_jsonr_string(v, hex, sizeof hex) != 0)
         return ST_EPROTO;
     char *end;
     errno = 0;
@@ -118,17 +118,17 @@ static int join_parse_reply(struct node *n, const char *body, size_t len)
     if (errno || *end || cid == 0) return ST_EPROTO;
     n->cluster_id = cid;
     n->n_seed_peers = 0;
-    if (jsonr_get(doc, "members", &members)) {
+    if (st_jsonr_get(doc, "members", &members)) {
         size_t cur = 0;
-        while (jsonr_array_next(members, &cur, &m) && n->n_seed_peers < RAFT_MEMBERS_MAX) {
+        while (st_jsonr_array_next(members, &cur, &m) && n->n_seed_peers < RAFT_MEMBERS_MAX) {
             struct node_peer_addr *p = &n->seed_peers[n->n_seed_peers];
             uint64_t id;
-            if (!jsonr_get(m, "id", &v) || jsonr_uint(v, &id) != 0 || !jsonr_get(m, "raft", &v) ||
-                jsonr_string(v, p->raft, sizeof p->raft) != 0)
+            if (!st_jsonr_get(m, "id", &v) || st_jsonr_uint(v, &id) != 0 || !st_jsonr_get(m, "raft", &v) ||
+                st_jsonr_string(v, p->raft, sizeof p->raft) != 0)
                 continue;
             p->id = id;
             p->http[0] = '\0';
-            if (jsonr_get(m, "http", &v)) (void)jsonr_string(v, p->http, sizeof p->http);
+            if (st_jsonr_get(m, "http", &v)) (void)st_jsonr_string(v, p->http, sizeof p->http);
             if (id != n->cfg.id) n->n_seed_peers++;
         }
     }
@@ -176,7 +176,7 @@ void node_join_send(struct node *n)
     char body[3 * NODE_ADDR_MAX + 64];
     int len = snprintf(body, sizeof body, "{\"id\":%" PRIu64 ",\"raft\":\"%s\",\"http\":\"%s\"}",
                        n->cfg.id, n->advertise_raft, n->advertise_http);
-    int rc = node_httpc_request(n->loop, n->cfg.join_http, "POST", "/cluster/members",
+    int rc = http_client_request(n->loop, n->cfg.join_http, "POST", "/cluster/members",
                                 "application/json", NULL, body, (size_t)len,
                                 n->cfg.request_timeout_ms, join_reply_cb, n, &n->join_req);
     if (rc) join_retry(n, st_strerror(rc));

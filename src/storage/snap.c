@@ -15,17 +15,12 @@
 
 #include "stcache/storage.h"
 #include "storage/common.h"
+#include "storage/snap_meta.h"
 #include "util/assert.h"
 #include "util/crc32c.h"
 #include "util/trace.h"
 #include "wire/le.h"
 
-#define SNAP_META_MAGIC "STCSNAP1"
-#define SNAP_META_VERSION 1u
-#define SNAP_META_FIXED 48u
-#define SNAP_MEMBER_FIXED 12u
-#define SNAP_META_MAX                                                                              \
-    (SNAP_META_FIXED + RAFT_MEMBERS_MAX * (SNAP_MEMBER_FIXED + RAFT_MEMBER_CONTEXT_MAX) + 4)
 #define SNAP_RETAIN_DEFAULT 2
 #define SNAP_LIST_MAX 1024
 #define SNAP_IO_CHUNK (1u << 20)
@@ -101,7 +96,7 @@ static bool parse_snap_name(const char *name, struct snap_id *id)
 
 /* ------------------------------------------------------------ meta codec */
 
-static size_t meta_encode(const struct st_snapshot_info *info, uint8_t *out)
+size_t st_snap_meta_encode(const struct st_snapshot_info *info, uint8_t *out)
 {
     memset(out, 0, SNAP_META_FIXED);
     memcpy(out, SNAP_META_MAGIC, 8);
@@ -126,7 +121,7 @@ static size_t meta_encode(const struct st_snapshot_info *info, uint8_t *out)
     return off + 4;
 }
 
-static int meta_decode(const uint8_t *in, size_t len, struct st_snapshot_info *info)
+int st_snap_meta_decode(const uint8_t *in, size_t len, struct st_snapshot_info *info)
 {
     if (len < SNAP_META_FIXED + 4 || memcmp(in, SNAP_META_MAGIC, 8) != 0) return ST_ECORRUPT;
     uint32_t total = le_get32(in + 12);
@@ -226,7 +221,7 @@ static int read_meta(struct st_snap_store *s, const struct snap_id *id,
     size_t n = 0;
     rc = s->fs.ops->pread(s->fs.self, fd, buf, SNAP_META_MAX + 1, 0, &n);
     s->fs.ops->close(s->fs.self, fd);
-    if (rc == 0) rc = n > SNAP_META_MAX ? ST_ECORRUPT : meta_decode(buf, n, info);
+    if (rc == 0) rc = n > SNAP_META_MAX ? ST_ECORRUPT : st_snap_meta_decode(buf, n, info);
     free(buf);
     if (rc == 0 && (info->meta.index != id->index || info->meta.term != id->term)) rc = ST_ECORRUPT;
     return rc;
@@ -493,7 +488,7 @@ int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_me
         rc = mb ? 0 : ST_ENOMEM;
     }
     if (rc == 0) {
-        size_t mlen = meta_encode(&info, mb);
+        size_t mlen = st_snap_meta_encode(&info, mb);
         rc = s->fs.ops->pwrite(s->fs.self, w->meta_fd, mb, mlen, 0);
         if (rc == 0) rc = s->fs.ops->fsync(s->fs.self, w->meta_fd);
     }

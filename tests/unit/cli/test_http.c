@@ -3,11 +3,13 @@
  * answers to a large upload, chunked and garbage responses, and moving on
  * past dead and leaderless endpoints.
  *
- * client.c belongs to the `stcache` executable (not to a library), so it is
- * compiled into this test directly (its static functions are reachable). */
+ * The CLI sources belong to the `stcache` executable (not to a library), so they are
+ * compiled into this test directly (their static functions are reachable). */
 #include "test.h"
 
 #include "cli/client.c"
+#include "cli/endpoints.c"
+#include "cli/transport.c"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -50,7 +52,7 @@ static int read_head(int fd)
         ssize_t n = recv(fd, buf + len, sizeof buf - len, 0);
         if (n <= 0) return -1;
         len += (size_t)n;
-        if (find_crlfcrlf(buf, len)) return 0;
+        if (memmem(buf, len, "\r\n\r\n", 4) != NULL) return 0;
     }
     return 0;
 }
@@ -152,15 +154,15 @@ static struct cli_endpoint endpoint(uint16_t port)
 }
 
 static int exchange(uint16_t port, const char *body, size_t body_len, int timeout_ms,
-                    struct cli_buf *rbuf, struct cli_response *resp)
+                    struct cli_buf *rbuf, struct http_response *resp)
 {
     struct cli_endpoint ep = endpoint(port);
     struct cli_buf head = {0};
-    ST_ASSERT(buf_printf(&head, "PUT /kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+    ST_ASSERT(cli_buf_printf(&head, "PUT /kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
                          body_len) == 0);
     const char *why = "";
-    int rc = http_exchange(&ep, &head, body, body_len, timeout_ms, rbuf, resp, &why);
-    buf_free(&head);
+    int rc = cli_http_exchange(&ep, &head, body, body_len, timeout_ms, rbuf, resp, &why);
+    cli_buf_free(&head);
     return rc;
 }
 
@@ -169,9 +171,9 @@ TEST(http_silent_server_times_out)
     struct server s;
     server_start(&s, SCRIPT_SILENT, 1);
     struct cli_buf rbuf = {0};
-    struct cli_response resp;
+    struct http_response resp;
     int rc = exchange(s.port, "v", 1, 200, &rbuf, &resp);
-    buf_free(&rbuf);
+    cli_buf_free(&rbuf);
     server_join(&s);
     ASSERT_EQ(rc, ST_ETIMEDOUT);
 }
@@ -179,9 +181,9 @@ TEST(http_silent_server_times_out)
 TEST(http_refused_connection_is_a_connection_error)
 {
     struct cli_buf rbuf = {0};
-    struct cli_response resp;
+    struct http_response resp;
     int rc = exchange(dead_port(), NULL, 0, 2000, &rbuf, &resp);
-    buf_free(&rbuf);
+    cli_buf_free(&rbuf);
     ASSERT_EQ(rc, ST_ECONNECTION);
 }
 
@@ -194,7 +196,7 @@ TEST(http_early_answer_to_a_large_upload_is_heard)
     ASSERT_TRUE(body != NULL);
     memset(body, 'x', big);
     struct cli_buf rbuf = {0};
-    struct cli_response resp;
+    struct http_response resp;
     int rc = exchange(s.port, body, big, 20000, &rbuf, &resp);
     free(body);
     server_join(&s);
@@ -202,7 +204,7 @@ TEST(http_early_answer_to_a_large_upload_is_heard)
     ASSERT_EQ(resp.status, 413);
     ASSERT_TRUE(resp.json);
     ASSERT_EQ(resp.body_len, 44);
-    buf_free(&rbuf);
+    cli_buf_free(&rbuf);
 }
 
 TEST(http_chunked_answer_in_pieces)
@@ -210,7 +212,7 @@ TEST(http_chunked_answer_in_pieces)
     struct server s;
     server_start(&s, SCRIPT_CHUNKED, 1);
     struct cli_buf rbuf = {0};
-    struct cli_response resp;
+    struct http_response resp;
     int rc = exchange(s.port, NULL, 0, 5000, &rbuf, &resp);
     server_join(&s);
     ASSERT_EQ(rc, 0);
@@ -218,7 +220,7 @@ TEST(http_chunked_answer_in_pieces)
     ASSERT_EQ(resp.body_len, 12);
     ASSERT_MEMEQ(resp.body, "first-second", 12);
     ASSERT_STREQ(resp.etag, "9");
-    buf_free(&rbuf);
+    cli_buf_free(&rbuf);
 }
 
 TEST(http_garbage_answer_is_a_protocol_error)
@@ -226,9 +228,9 @@ TEST(http_garbage_answer_is_a_protocol_error)
     struct server s;
     server_start(&s, SCRIPT_GARBAGE, 1);
     struct cli_buf rbuf = {0};
-    struct cli_response resp;
+    struct http_response resp;
     int rc = exchange(s.port, NULL, 0, 5000, &rbuf, &resp);
-    buf_free(&rbuf);
+    cli_buf_free(&rbuf);
     server_join(&s);
     ASSERT_EQ(rc, ST_EPROTO);
 }
@@ -253,8 +255,8 @@ TEST(failover_skips_dead_garbage_and_leaderless_endpoints)
     ASSERT_EQ(c.endpoint_used, 3);
     ASSERT_EQ(c.resp.status, 200);
     ASSERT_MEMEQ(c.resp.body, "fine", 4);
-    buf_free(&c.head);
-    buf_free(&c.rbuf);
+    cli_buf_free(&c.head);
+    cli_buf_free(&c.rbuf);
 }
 
 TEST(failover_reports_unavailable_when_no_endpoint_serves)
@@ -268,8 +270,8 @@ TEST(failover_reports_unavailable_when_no_endpoint_serves)
     int rc = cluster_request(&c, "GET", "/kv/k", NULL, NULL, 0);
     server_join(&leaderless);
     ASSERT_EQ(rc, ST_EUNAVAILABLE);
-    buf_free(&c.head);
-    buf_free(&c.rbuf);
+    cli_buf_free(&c.head);
+    cli_buf_free(&c.rbuf);
 }
 
 /* During an election every node answers 503 no_leader for a few hundred ms:
@@ -288,8 +290,8 @@ TEST(failover_retries_through_an_election_until_the_deadline)
     ASSERT_EQ(rc, 0);
     ASSERT_EQ(c.resp.status, 200);
     ASSERT_MEMEQ(c.resp.body, "fine", 4);
-    buf_free(&c.head);
-    buf_free(&c.rbuf);
+    cli_buf_free(&c.head);
+    cli_buf_free(&c.rbuf);
 }
 
 TEST(command_line_errors_exit_2_before_any_network_io)

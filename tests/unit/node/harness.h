@@ -7,8 +7,8 @@
 
 #include "test.h"
 
-#include "http/api.h"
-#include "node/httpc.h"
+#include "api/api.h"
+#include "http/client.h"
 #include "node/node.h"
 #include "stcache/errors.h"
 #include "util/trace.h"
@@ -262,7 +262,7 @@ static inline void h_http(struct hnode *h, const char *method, const char *path,
                           const char *headers, const char *body, struct hresp *r)
 {
     memset(r, 0, sizeof *r);
-    int rc = node_httpc_request(h_loop, h->cfg.http_listen, method, path, NULL, headers, body,
+    int rc = http_client_request(h_loop, h->cfg.http_listen, method, path, NULL, headers, body,
                                 body ? strlen(body) : 0, 20000, h_http_cb, r, NULL);
     ASSERT_EQ(rc, 0);
     ASSERT_TRUE(h_run_until(h_cond_resp, r));

@@ -469,7 +469,7 @@ TEST(stopping_a_node_fails_its_pending_requests_cleanly)
      * while it waits and must answer 503 shutting_down, not hang. */
     struct hresp r;
     memset(&r, 0, sizeof r);
-    ASSERT_EQ(node_httpc_request(h_loop, nodes[li].cfg.http_listen, "PUT", "/kv/pending", NULL,
+    ASSERT_EQ(http_client_request(h_loop, nodes[li].cfg.http_listen, "PUT", "/kv/pending", NULL,
                                  NULL, "v", 1, 20000, h_http_cb, &r, NULL),
               0);
     struct node_info info;

@@ -4,7 +4,7 @@
 
 #include "cli/server.c"
 #include "node/config.h"
-#include "node/jsonr.h"
+#include "util/json.h"
 #include "stcache/errors.h"
 
 #include <stdio.h>
@@ -306,25 +306,25 @@ TEST(jsonr_reads_join_requests_and_replies)
 {
     const char *doc = "{\"id\": 4, \"raft\":\"127.0.0.1:7004\", \"http\" : \"127.0.0.1:8004\","
                       " \"members\":[{\"id\":1,\"voter\":true},{\"id\":2,\"voter\":false}]}";
-    ASSERT_EQ(jsonr_validate(doc, strlen(doc)), 0);
-    struct jsonr_span d = {doc, strlen(doc)}, v, m;
+    ASSERT_EQ(st_jsonr_validate(doc, strlen(doc)), 0);
+    struct st_jsonr_span d = {doc, strlen(doc)}, v, m;
     uint64_t id;
     char s[64];
-    ASSERT_TRUE(jsonr_get(d, "id", &v));
-    ASSERT_EQ(jsonr_uint(v, &id), 0);
+    ASSERT_TRUE(st_jsonr_get(d, "id", &v));
+    ASSERT_EQ(st_jsonr_uint(v, &id), 0);
     ASSERT_EQ(id, 4);
-    ASSERT_TRUE(jsonr_get(d, "http", &v));
-    ASSERT_EQ(jsonr_string(v, s, sizeof s), 0);
+    ASSERT_TRUE(st_jsonr_get(d, "http", &v));
+    ASSERT_EQ(st_jsonr_string(v, s, sizeof s), 0);
     ASSERT_STREQ(s, "127.0.0.1:8004");
-    ASSERT_FALSE(jsonr_get(d, "nope", &v));
-    ASSERT_TRUE(jsonr_get(d, "members", &v));
+    ASSERT_FALSE(st_jsonr_get(d, "nope", &v));
+    ASSERT_TRUE(st_jsonr_get(d, "members", &v));
     size_t cur = 0;
     int count = 0;
     bool voter = false;
-    while (jsonr_array_next(v, &cur, &m)) {
-        struct jsonr_span f;
-        ASSERT_TRUE(jsonr_get(m, "voter", &f));
-        ASSERT_EQ(jsonr_bool(f, &voter), 0);
+    while (st_jsonr_array_next(v, &cur, &m)) {
+        struct st_jsonr_span f;
+        ASSERT_TRUE(st_jsonr_get(m, "voter", &f));
+        ASSERT_EQ(st_jsonr_bool(f, &voter), 0);
         count++;
     }
     ASSERT_EQ(count, 2);
@@ -337,12 +337,12 @@ TEST(jsonr_refuses_malformed_documents)
                          "[1,2",       "{\"a\":tru}", "{} x",     "{\"a\":\"\x01\"}",
                          "{\"a\":01x}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        ASSERT_EQ(jsonr_validate(bad[i], strlen(bad[i])), ST_EINVAL);
-    struct jsonr_span v = {"-1", 2};
+        ASSERT_EQ(st_jsonr_validate(bad[i], strlen(bad[i])), ST_EINVAL);
+    struct st_jsonr_span v = {"-1", 2};
     uint64_t x;
-    ASSERT_EQ(jsonr_uint(v, &x), ST_EINVAL);
-    struct jsonr_span big = {"18446744073709551616", 20};
-    ASSERT_EQ(jsonr_uint(big, &x), ST_EINVAL);
+    ASSERT_EQ(st_jsonr_uint(v, &x), ST_EINVAL);
+    struct st_jsonr_span big = {"18446744073709551616", 20};
+    ASSERT_EQ(st_jsonr_uint(big, &x), ST_EINVAL);
 }
 
 TEST_MAIN()

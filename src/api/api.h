@@ -16,8 +16,8 @@
  *
  * Ownership: struct api borrows the node (which must outlive it) and owns
  * its HTTP server. Threading: the node's loop thread only. */
-#ifndef ST_HTTP_API_H
-#define ST_HTTP_API_H
+#ifndef ST_API_API_H
+#define ST_API_API_H
 
 #include <stdint.h>
 

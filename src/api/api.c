@@ -1,15 +1,16 @@
 /* The stcache HTTP API routes (see api.h and docs/HTTP-API.md). */
-#include "http/api.h"
+#include "api/api.h"
 
 #include "http/server.h"
 #include "node/config.h"
-#include "node/httpc.h"
-#include "node/jsonr.h"
+#include "http/client.h"
+#include "util/json.h"
 #include "node/node.h"
 #include "stcache/errors.h"
 #include "util/assert.h"
 #include "util/outbudget.h"
 #include "util/trace.h"
+#include "util/url.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -42,7 +43,7 @@ struct api_req {
     raft_id member_id;
     uint8_t *key; /* decoded key (cap bytes) */
     size_t key_len, key_cap;
-    struct node_httpc *proxy;
+    struct http_client *proxy;
     struct api_req *next;
 };
 
@@ -52,7 +53,7 @@ struct api {
     struct http_server *srv;
     struct api_req *free_reqs;
     size_t reqs_live;
-    struct http_buf scratch;         /* JSON bodies; http_response_send copies */
+    struct st_membuf scratch;         /* JSON bodies; http_response_send copies */
     struct st_outbudget *out_budget; /* borrowed; NULL = none */
     void (*closed_cb)(struct api *a, void *ctx);
     void *closed_ctx;
@@ -105,43 +106,43 @@ static void respond(struct api_req *ar, int status, const char *ctype,
     req_put(ar);
 }
 
-static void respond_json(struct api_req *ar, int status, struct http_buf *b)
+static void respond_json(struct api_req *ar, int status, struct st_membuf *b)
 {
     respond(ar, status, "application/json", NULL, 0, b->data, b->len);
 }
 
 static void respond_error(struct api_req *ar, int status, const char *code, const char *text)
 {
-    struct http_buf *b = &ar->api->scratch;
-    http_buf_reset(b);
-    struct http_json w;
-    http_json_init(&w, b);
-    http_json_object_begin(&w);
-    http_json_key(&w, "error");
-    http_json_cstr(&w, text);
-    http_json_key(&w, "code");
-    http_json_cstr(&w, code);
+    struct st_membuf *b = &ar->api->scratch;
+    st_membuf_reset(b);
+    struct st_json w;
+    st_json_init(&w, b);
+    st_json_object_begin(&w);
+    st_json_key(&w, "error");
+    st_json_cstr(&w, text);
+    st_json_key(&w, "code");
+    st_json_cstr(&w, code);
     if (strcmp(code, "no_leader") == 0 || strcmp(code, "not_leader") == 0) {
         struct node_info *info = malloc(sizeof *info);
-        http_json_key(&w, "leader");
+        st_json_key(&w, "leader");
         if (info) {
             node_info_get(ar->api->node, info);
             if (info->leader)
-                http_json_uint(&w, info->leader);
+                st_json_uint(&w, info->leader);
             else
-                http_json_null(&w);
-            http_json_key(&w, "leader_http");
+                st_json_null(&w);
+            st_json_key(&w, "leader_http");
             if (info->leader && info->leader_http[0])
-                http_json_cstr(&w, info->leader_http);
+                st_json_cstr(&w, info->leader_http);
             else
-                http_json_null(&w);
+                st_json_null(&w);
             free(info);
         } else {
-            http_json_null(&w);
+            st_json_null(&w);
         }
     }
-    http_json_object_end(&w);
-    http_buf_append(b, "\n", 1);
+    st_json_object_end(&w);
+    st_membuf_append(b, "\n", 1);
     respond_json(ar, status, b);
 }
 
@@ -215,7 +216,7 @@ static int query_param(const struct http_request *req, const char *name, char *o
     if (!req->query || !http_query_get(req->query, req->query_len, name, &v, &vl)) return 0;
     if (vl >= cap) return ST_EINVAL;
     size_t ol;
-    if (http_url_decode(v, vl, 1, (uint8_t *)out, &ol) != 0 || memchr(out, 0, ol)) return ST_EINVAL;
+    if (st_url_decode(v, vl, ST_URL_PLUS_AS_SPACE, out, cap, &ol) != 0 || memchr(out, 0, ol)) return ST_EINVAL;
     out[ol] = '\0';
     return 1;
 }
@@ -263,7 +264,8 @@ static int set_key(struct api_req *ar, const char *raw, size_t raw_len, bool plu
         ar->key = k;
         ar->key_cap = raw_len;
     }
-    if (http_url_decode(raw, raw_len, plus_as_space, ar->key, &ar->key_len) != 0) return ST_EINVAL;
+    if (st_url_decode(raw, raw_len, plus_as_space ? ST_URL_PLUS_AS_SPACE : 0, ar->key, raw_len,
+                      &ar->key_len) != 0) return ST_EINVAL;
     if (ar->key_len == 0) return ST_EINVAL;
     if (ar->key_len > cfg->max_key_bytes) return ST_ETOOBIG;
     return 0;
@@ -271,27 +273,27 @@ static int set_key(struct api_req *ar, const char *raw, size_t raw_len, bool plu
 
 /* --------------------------------------------------------- kv callbacks */
 
-static void write_json_member(struct http_json *w, const struct node_member_info *m)
+static void write_json_member(struct st_json *w, const struct node_member_info *m)
 {
-    http_json_object_begin(w);
-    http_json_key(w, "id");
-    http_json_uint(w, m->id);
-    http_json_key(w, "raft");
-    http_json_cstr(w, m->raft);
-    http_json_key(w, "http");
+    st_json_object_begin(w);
+    st_json_key(w, "id");
+    st_json_uint(w, m->id);
+    st_json_key(w, "raft");
+    st_json_cstr(w, m->raft);
+    st_json_key(w, "http");
     if (m->http[0])
-        http_json_cstr(w, m->http);
+        st_json_cstr(w, m->http);
     else
-        http_json_null(w);
-    http_json_key(w, "voter");
-    http_json_bool(w, m->voter);
-    http_json_object_end(w);
+        st_json_null(w);
+    st_json_key(w, "voter");
+    st_json_bool(w, m->voter);
+    st_json_object_end(w);
 }
 
 static void write_done_cb(void *ctx, const struct node_write_result *res)
 {
     struct api_req *ar = ctx;
-    struct http_buf *b = &ar->api->scratch;
+    struct st_membuf *b = &ar->api->scratch;
     if (ar->kind == API_SEED_SET) {
         if (res->status == 0)
             respond(ar, 200, "text/plain", NULL, 0, "ok", 2);
@@ -301,34 +303,34 @@ static void write_done_cb(void *ctx, const struct node_write_result *res)
     }
     if (res->status == 0 || (res->status == ST_EPRECONDITION && ar->kind == API_KV_PUT) ||
         res->status == ST_EPRECONDITION) {
-        http_buf_reset(b);
-        struct http_json w;
-        http_json_init(&w, b);
-        http_json_object_begin(&w);
+        st_membuf_reset(b);
+        struct st_json w;
+        st_json_init(&w, b);
+        st_json_object_begin(&w);
         int status = 200;
         if (res->status == ST_EPRECONDITION) {
             status = 412;
-            http_json_key(&w, "error");
-            http_json_cstr(&w, "precondition failed");
-            http_json_key(&w, "code");
-            http_json_cstr(&w, "precondition_failed");
-            http_json_key(&w, "version");
+            st_json_key(&w, "error");
+            st_json_cstr(&w, "precondition failed");
+            st_json_key(&w, "code");
+            st_json_cstr(&w, "precondition_failed");
+            st_json_key(&w, "version");
             if (res->version)
-                http_json_uint(&w, res->version);
+                st_json_uint(&w, res->version);
             else
-                http_json_null(&w);
+                st_json_null(&w);
         } else if (ar->kind == API_KV_DELETE) {
-            http_json_key(&w, "deleted");
-            http_json_bool(&w, 1);
-            http_json_key(&w, "version");
-            http_json_uint(&w, res->version);
+            st_json_key(&w, "deleted");
+            st_json_bool(&w, 1);
+            st_json_key(&w, "version");
+            st_json_uint(&w, res->version);
         } else {
             status = res->created ? 201 : 200;
-            http_json_key(&w, "version");
-            http_json_uint(&w, res->version);
+            st_json_key(&w, "version");
+            st_json_uint(&w, res->version);
         }
-        http_json_object_end(&w);
-        http_buf_append(b, "\n", 1);
+        st_json_object_end(&w);
+        st_membuf_append(b, "\n", 1);
         char etag[32];
         snprintf(etag, sizeof etag, "\"%" PRIu64 "\"", res->version);
         struct http_header h[2];
@@ -519,7 +521,7 @@ static void route_seed_set(struct api *a, struct http_request *req)
         respond_code(ar, ST_ENOMEM);
         return;
     }
-    if (vl && http_url_decode(v, vl, 1, value, &value_len) != 0) {
+    if (vl && st_url_decode(v, vl, ST_URL_PLUS_AS_SPACE, value, vl, &value_len) != 0) {
         free(value);
         respond_error(ar, 400, "bad_value", "malformed value");
         return;
@@ -553,62 +555,62 @@ static void route_seed_get(struct api *a, struct http_request *req)
 
 /* ------------------------------------------------------------- cluster */
 
-static void write_cluster_json(struct api *a, struct http_json *w, const struct node_info *info,
+static void write_cluster_json(struct api *a, struct st_json *w, const struct node_info *info,
                                bool full)
 {
     char cid[24];
     snprintf(cid, sizeof cid, "%016" PRIx64, info->cluster_id);
-    http_json_key(w, "cluster_id");
-    http_json_cstr(w, cid);
+    st_json_key(w, "cluster_id");
+    st_json_cstr(w, cid);
     if (full) {
-        http_json_key(w, "id");
-        http_json_uint(w, info->id);
-        http_json_key(w, "role");
-        http_json_cstr(w, raft_role_name(info->role));
-        http_json_key(w, "leader");
+        st_json_key(w, "id");
+        st_json_uint(w, info->id);
+        st_json_key(w, "role");
+        st_json_cstr(w, raft_role_name(info->role));
+        st_json_key(w, "leader");
         if (info->leader)
-            http_json_uint(w, info->leader);
+            st_json_uint(w, info->leader);
         else
-            http_json_null(w);
-        http_json_key(w, "leader_http");
+            st_json_null(w);
+        st_json_key(w, "leader_http");
         if (info->leader && info->leader_http[0])
-            http_json_cstr(w, info->leader_http);
+            st_json_cstr(w, info->leader_http);
         else
-            http_json_null(w);
-        http_json_key(w, "term");
-        http_json_uint(w, info->term);
-        http_json_key(w, "commit");
-        http_json_uint(w, info->commit);
-        http_json_key(w, "applied");
-        http_json_uint(w, info->applied);
-        http_json_key(w, "first_index");
-        http_json_uint(w, info->first_index);
-        http_json_key(w, "last_index");
-        http_json_uint(w, info->last_index);
-        http_json_key(w, "snapshot_index");
-        http_json_uint(w, info->snapshot_index);
-        http_json_key(w, "snapshotting");
-        http_json_bool(w, info->snapshotting);
-        http_json_key(w, "used_memory_bytes");
-        http_json_uint(w, info->used_memory);
-        http_json_key(w, "max_memory_bytes");
-        http_json_uint(w, info->max_memory);
-        http_json_key(w, "log_clock_ms");
-        http_json_uint(w, info->log_clock_ms);
-        http_json_key(w, "wall_clock_ms");
-        http_json_uint(w, info->wall_clock_ms);
-        http_json_key(w, "healthy");
-        http_json_bool(w, node_healthy(a->node));
-        http_json_key(w, "alarms");
-        http_json_array_begin(w);
-        if (info->alarm_nospace) http_json_cstr(w, "no_space");
-        http_json_array_end(w);
+            st_json_null(w);
+        st_json_key(w, "term");
+        st_json_uint(w, info->term);
+        st_json_key(w, "commit");
+        st_json_uint(w, info->commit);
+        st_json_key(w, "applied");
+        st_json_uint(w, info->applied);
+        st_json_key(w, "first_index");
+        st_json_uint(w, info->first_index);
+        st_json_key(w, "last_index");
+        st_json_uint(w, info->last_index);
+        st_json_key(w, "snapshot_index");
+        st_json_uint(w, info->snapshot_index);
+        st_json_key(w, "snapshotting");
+        st_json_bool(w, info->snapshotting);
+        st_json_key(w, "used_memory_bytes");
+        st_json_uint(w, info->used_memory);
+        st_json_key(w, "max_memory_bytes");
+        st_json_uint(w, info->max_memory);
+        st_json_key(w, "log_clock_ms");
+        st_json_uint(w, info->log_clock_ms);
+        st_json_key(w, "wall_clock_ms");
+        st_json_uint(w, info->wall_clock_ms);
+        st_json_key(w, "healthy");
+        st_json_bool(w, node_healthy(a->node));
+        st_json_key(w, "alarms");
+        st_json_array_begin(w);
+        if (info->alarm_nospace) st_json_cstr(w, "no_space");
+        st_json_array_end(w);
     }
-    http_json_key(w, "members");
-    http_json_array_begin(w);
+    st_json_key(w, "members");
+    st_json_array_begin(w);
     for (uint32_t i = 0; i < info->n_members; i++)
         write_json_member(w, &info->members[i]);
-    http_json_array_end(w);
+    st_json_array_end(w);
 }
 
 static void route_cluster(struct api *a, struct http_request *req)
@@ -624,11 +626,11 @@ static void route_cluster(struct api *a, struct http_request *req)
         return;
     }
     node_info_get(a->node, info);
-    struct http_buf *b = &a->scratch;
-    http_buf_reset(b);
-    struct http_json w;
-    http_json_init(&w, b);
-    http_json_object_begin(&w);
+    struct st_membuf *b = &a->scratch;
+    st_membuf_reset(b);
+    struct st_json w;
+    st_json_init(&w, b);
+    st_json_object_begin(&w);
     write_cluster_json(a, &w, info, true);
     const char *dv;
     size_t dl;
@@ -638,13 +640,13 @@ static void route_cluster(struct api *a, struct http_request *req)
         raft_index at;
         char hex[24];
         snprintf(hex, sizeof hex, "%016" PRIx64, node_state_digest(a->node, &at));
-        http_json_key(&w, "digest");
-        http_json_cstr(&w, hex);
-        http_json_key(&w, "digest_applied");
-        http_json_uint(&w, at);
+        st_json_key(&w, "digest");
+        st_json_cstr(&w, hex);
+        st_json_key(&w, "digest_applied");
+        st_json_uint(&w, at);
     }
-    http_json_object_end(&w);
-    http_buf_append(b, "\n", 1);
+    st_json_object_end(&w);
+    st_membuf_append(b, "\n", 1);
     free(info);
     respond_json(ar, 200, b);
 }
@@ -667,28 +669,28 @@ static void admin_done_cb(void *ctx, const struct node_admin_result *res)
         return;
     }
     node_info_get(a->node, info);
-    struct http_buf *b = &a->scratch;
-    http_buf_reset(b);
-    struct http_json w;
-    http_json_init(&w, b);
-    http_json_object_begin(&w);
-    http_json_key(&w, "id");
-    http_json_uint(&w, ar->member_id);
+    struct st_membuf *b = &a->scratch;
+    st_membuf_reset(b);
+    struct st_json w;
+    st_json_init(&w, b);
+    st_json_object_begin(&w);
+    st_json_key(&w, "id");
+    st_json_uint(&w, ar->member_id);
     if (res->index) {
-        http_json_key(&w, "index");
-        http_json_uint(&w, res->index);
+        st_json_key(&w, "index");
+        st_json_uint(&w, res->index);
     }
     if (ar->kind == API_TRANSFER) {
-        http_json_key(&w, "leader");
-        http_json_uint(&w, ar->member_id);
+        st_json_key(&w, "leader");
+        st_json_uint(&w, ar->member_id);
     }
     if (ar->kind == API_REMOVE) {
-        http_json_key(&w, "removed");
-        http_json_bool(&w, 1);
+        st_json_key(&w, "removed");
+        st_json_bool(&w, 1);
     }
     write_cluster_json(a, &w, info, false);
-    http_json_object_end(&w);
-    http_buf_append(b, "\n", 1);
+    st_json_object_end(&w);
+    st_membuf_append(b, "\n", 1);
     free(info);
     respond_json(ar, 200, b);
 }
@@ -734,7 +736,7 @@ static void proxy_to_leader(struct api_req *ar, const char *method, const char *
     char target[512];
     snprintf(target, sizeof target, "%s%sproxied=1", path_query,
              strchr(path_query, '?') ? "&" : "?");
-    int rc = node_httpc_request(
+    int rc = http_client_request(
         a->loop, leader_http, method, target, "application/json", NULL, req->body, req->body_len,
         node_config_get(a->node)->request_timeout_ms, proxy_done_cb, ar, &ar->proxy);
     if (rc) respond_error(ar, 503, "no_leader", "the leader could not be reached");
@@ -766,20 +768,20 @@ static void route_members_post(struct api *a, struct http_request *req)
     struct api_req *ar = admin_req_get(a, req);
     if (!ar) return;
     const char *body = (const char *)req->body;
-    struct jsonr_span doc = {body, req->body_len}, v;
+    struct st_jsonr_span doc = {body, req->body_len}, v;
     uint64_t id = 0;
     char raft_addr[NODE_ADDR_MAX] = "", http_addr[NODE_ADDR_MAX] = "";
     char host[NODE_ADDR_MAX];
     uint16_t port;
-    if (jsonr_validate(body, req->body_len) != 0 || !jsonr_get(doc, "id", &v) ||
-        jsonr_uint(v, &id) != 0 || id == 0 || !jsonr_get(doc, "raft", &v) ||
-        jsonr_string(v, raft_addr, sizeof raft_addr) != 0 ||
+    if (st_jsonr_validate(body, req->body_len) != 0 || !st_jsonr_get(doc, "id", &v) ||
+        st_jsonr_uint(v, &id) != 0 || id == 0 || !st_jsonr_get(doc, "raft", &v) ||
+        st_jsonr_string(v, raft_addr, sizeof raft_addr) != 0 ||
         node_addr_split(raft_addr, host, sizeof host, &port) != 0) {
         respond_error(ar, 400, "bad_request",
                       "want {\"id\":N,\"raft\":\"host:port\",\"http\":\"host:port\"}");
         return;
     }
-    if (jsonr_get(doc, "http", &v) && (jsonr_string(v, http_addr, sizeof http_addr) != 0 ||
+    if (st_jsonr_get(doc, "http", &v) && (st_jsonr_string(v, http_addr, sizeof http_addr) != 0 ||
                                        node_addr_split(http_addr, host, sizeof host, &port) != 0)) {
         respond_error(ar, 400, "bad_request", "\"http\" must be \"host:port\"");
         return;
@@ -914,20 +916,20 @@ static void route_health(struct api *a, struct http_request *req, bool live)
 
 static void metrics_append(void *actx, const void *p, size_t len)
 {
-    http_buf_append(actx, p, len);
+    st_membuf_append(actx, p, len);
 }
 
-static void metric_line(struct http_buf *b, const char *type, const char *name, const char *help,
+static void metric_line(struct st_membuf *b, const char *type, const char *name, const char *help,
                         uint64_t v)
 {
     char line[400];
     int n = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help,
                      name, type, name, v);
-    if (n > 0) http_buf_append(b, line, ST_MIN((size_t)n, sizeof line - 1));
+    if (n > 0) st_membuf_append(b, line, ST_MIN((size_t)n, sizeof line - 1));
 }
 
 /* The HTTP server's own figures and the shared output budget. */
-static void metrics_http(struct api *a, struct http_buf *b)
+static void metrics_http(struct api *a, struct st_membuf *b)
 {
     struct http_server_stats st;
     http_server_stats(a->srv, &st);
@@ -977,8 +979,8 @@ static void route_metrics(struct api *a, struct http_request *req)
         http_response_error(req, 503, ST_ENOMEM, "out of memory");
         return;
     }
-    struct http_buf *b = &a->scratch;
-    http_buf_reset(b);
+    struct st_membuf *b = &a->scratch;
+    st_membuf_reset(b);
     node_metrics_write(a->node, metrics_append, b);
     struct http_server_stats hs;
     http_server_stats(a->srv, &hs);
@@ -992,7 +994,7 @@ static void route_metrics(struct api *a, struct http_request *req)
                      "# TYPE stcache_http_connections_refused_nofile_total counter\n"
                      "stcache_http_connections_refused_nofile_total %" PRIu64 "\n",
                      hs.accept_failures, hs.connections_refused_nofile);
-    if (n > 0) http_buf_append(b, line, ST_MIN((size_t)n, sizeof line - 1));
+    if (n > 0) st_membuf_append(b, line, ST_MIN((size_t)n, sizeof line - 1));
     metrics_http(a, b);
     respond(ar, 200, "text/plain; version=0.0.4", NULL, 0, b->data, b->len);
 }
@@ -1125,7 +1127,7 @@ int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr,
     if (!a) return ST_ENOMEM;
     a->loop = loop;
     a->node = n;
-    http_buf_init(&a->scratch);
+    st_membuf_init(&a->scratch);
     struct http_server_config sc;
     http_server_config_default(&sc);
     sc.host = host;
@@ -1138,7 +1140,7 @@ int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr,
     a->out_budget = out_budget;
     int rc = http_server_create(loop, &sc, handler, a, &a->srv);
     if (rc) {
-        http_buf_free(&a->scratch);
+        st_membuf_free(&a->scratch);
         free(a);
         return rc;
     }
@@ -1176,6 +1178,6 @@ void api_destroy(struct api *a)
         free(ar);
         ar = next;
     }
-    http_buf_free(&a->scratch);
+    st_membuf_free(&a->scratch);
     free(a);
 }

@@ -1,0 +1,45 @@
+/* The CLI's blocking HTTP/1.1 transport: one request per connection
+ * ("Connection: close"), every wait bounded by poll() against a deadline,
+ * the answer parsed by http/response.h. Used by the commands in
+ * cli/client.c; single-threaded, no global state. */
+#ifndef ST_CLI_TRANSPORT_H
+#define ST_CLI_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cli/client.h"
+#include "http/response.h"
+
+#define CLI_RESPONSE_BYTES_MAX ((size_t)256 * 1024 * 1024) /* whole response, body included */
+#define CLI_CONNECT_TIMEOUT_MS_MAX 3000 /* a dead host must not eat the whole budget */
+
+/* A growable buffer (a request head, a response). Zero-initialised is empty;
+ * the owner releases it with cli_buf_free(). */
+struct cli_buf {
+    char *data; /* heap, owned; NUL-terminated after every append (cap > len) */
+    size_t len, cap;
+};
+
+/* Makes room for extra more bytes (plus the NUL), never beyond bytes_max in
+ * total. 0, ST_ETOOBIG or ST_ENOMEM (b unchanged). */
+int cli_buf_reserve(struct cli_buf *b, size_t extra, size_t bytes_max);
+/* Appends formatted text. 0, ST_EINVAL, ST_ETOOBIG or ST_ENOMEM. */
+int cli_buf_printf(struct cli_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_buf_free(struct cli_buf *b);
+
+/* Monotonic milliseconds. */
+int64_t cli_now_ms(void);
+
+/* One request (head, then body_len bytes of body) on a fresh connection to
+ * ep, all within timeout_ms. On 0, resp describes a complete response whose
+ * body lives in rbuf (caller-owned, reused across calls). Negative: the
+ * transport failed (ST_ECONNECTION, ST_ETIMEDOUT, ST_EPROTO, ST_ETOOBIG,
+ * ST_ENOMEM); *why says how (static text). A server that answers early
+ * (e.g. 413) and closes while the request body is still being sent is
+ * still heard. */
+int cli_http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head, const void *body,
+                      size_t body_len, int timeout_ms, struct cli_buf *rbuf,
+                      struct http_response *resp, const char **why);
+
+#endif

@@ -1,0 +1,12 @@
+/* libFuzzer driver: fuzz_json_target (tests/fuzz/targets_text.h). Build with
+ * CC=clang cmake -DSTCACHE_FUZZ=ON ...; run:
+ *   build-fuzz/tests/fuzz/fuzz_json tests/fuzz/corpus/json */
+#include "fuzz/targets_text.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_json_target(data, size);
+    return 0;
+}
