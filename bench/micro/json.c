@@ -123,7 +123,7 @@ static void bench_jansson(uint64_t n)
         if (i & 1) {
             json_object_set_new(o, "error", json_string("precondition failed"));
             json_object_set_new(o, "code", json_string("precondition_failed"));
-            json_object_set_new(o, "version", json_integer((json_int_t)(1000000 + i)));
+            json_object_set_new(o, "version", json_integer((json_int_t)1000000 + (json_int_t)i));
         } else {
             json_object_set_new(o, "error", json_string("not the leader"));
             json_object_set_new(o, "code", json_string("not_leader"));
@@ -188,7 +188,7 @@ static void bench_yajl(uint64_t n)
             yajl_str(g, "code");
             yajl_str(g, "precondition_failed");
             yajl_str(g, "version");
-            yajl_gen_integer(g, (long long)(1000000 + i));
+            yajl_gen_integer(g, 1000000LL + (long long)i);
         } else {
             yajl_str(g, "not the leader");
             yajl_str(g, "code");
@@ -215,8 +215,10 @@ static void bench_yajl(uint64_t n)
         yajl_val doc = yajl_tree_parse(join_body, err, sizeof err);
         if (!doc) abort();
         sink += (uint64_t)YAJL_GET_INTEGER(yajl_tree_get(doc, id_path, yajl_t_number));
-        sink += (uint64_t)YAJL_GET_STRING(yajl_tree_get(doc, raft_path, yajl_t_string))[0];
-        sink += (uint64_t)YAJL_GET_STRING(yajl_tree_get(doc, http_path, yajl_t_string))[0];
+        const char *raft = YAJL_GET_STRING(yajl_tree_get(doc, raft_path, yajl_t_string));
+        const char *http = YAJL_GET_STRING(yajl_tree_get(doc, http_path, yajl_t_string));
+        if (!raft || !http) abort();
+        sink += (uint64_t)raft[0] + (uint64_t)http[0];
         yajl_tree_free(doc);
     }
     report("yajl", "read", now_ns() - t0, n, 0);

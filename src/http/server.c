@@ -396,8 +396,9 @@ static int slot_serialize(struct http_slot *s, int status, const char *content_t
         len += put_str(p + len, "\r\n");
     }
     for (size_t i = 0; i < n_extra; i++) {
-        if (!header_ok(extra[i].name, 1) || !header_ok(extra[i].value, 0))
-            continue; /* never let a handler inject a header line */
+        if (!extra[i].name || !extra[i].value || !header_ok(extra[i].name, 1) ||
+            !header_ok(extra[i].value, 0))
+            continue; /* skipped as in the estimate; never let a handler inject a line */
         len += put_str(p + len, extra[i].name);
         len += put_str(p + len, ": ");
         len += put_str(p + len, extra[i].value);

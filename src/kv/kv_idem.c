@@ -69,6 +69,7 @@ void kv_idem_link(struct idem_table *tb, struct idem_rec *r)
 
 void kv_idem_drop(struct idem_table *tb, struct idem_rec *r)
 {
+    ST_ASSERT((r->older == NULL) == (tb->oldest == r)); /* the age list: only the oldest has none */
     struct idem_rec **link = &tb->buckets[r->hash & (tb->size - 1)];
     while (*link != r)
         link = &(*link)->hnext;

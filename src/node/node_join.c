@@ -69,9 +69,12 @@ int node_seeds_load(struct node *n)
     for (char *line = strtok_r(buf, "\n", &save); line && n->n_seed_peers < RAFT_MEMBERS_MAX;
          line = strtok_r(NULL, "\n", &save)) {
         struct node_peer_addr *p = &n->seed_peers[n->n_seed_peers];
-        unsigned long long id;
         char raft[NODE_ADDR_MAX], http[NODE_ADDR_MAX];
-        if (sscanf(line, "%llu %79s %79s", &id, raft, http) != 3 || id == 0) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long id = strtoull(line, &end, 10);
+        if (errno || end == line || *end != ' ' || id == 0 ||
+            sscanf(end, "%79s %79s", raft, http) != 2) {
             ST_TRACE_ERROR(MOD, "node %" PRIu64 ": %s/%s: malformed line '%.80s'", n->cfg.id,
                            n->cfg.data_dir, NODE_JOIN_PEERS_FILE, line);
             return ST_ECORRUPT;

@@ -221,7 +221,7 @@ static void snap_in_commit_after_cb(uv_work_t *req, int status)
 static void snap_in_next(struct node *n)
 {
     struct node_snap_io *io = n->snap_in;
-    ST_ASSERT(io && !io->busy);
+    ST_ASSERT(!io->busy); /* io: the stream in progress, never NULL here */
     raft_id from = n->snap_in_from;
     if (io->rc) {
         int rc = io->rc;

@@ -94,6 +94,7 @@ void node_waiters_close(struct node *n)
     }
     while (!st_list_empty(&n->free_rounds)) {
         struct st_list *e = n->free_rounds.next;
+        // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): st_list_del moved the head past the freed e
         st_list_del(e);
         free(ST_CONTAINER_OF(e, struct node_read_round, link));
     }

@@ -10,6 +10,7 @@ void st_storage_errf(struct st_errbuf *err, const char *fmt, ...)
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start above; analyzer 14 false positive
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     ST_TRACE_ERROR("storage", "%s", msg);

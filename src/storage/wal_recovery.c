@@ -444,10 +444,8 @@ int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struc
     uint64_t t0 = now_ns();
     for (size_t i = 0; i < l.n; i++) {
         rc = open_segment(w, l.seqs[i], i == 0, i + 1 == l.n, err);
-        if (rc == 1) { /* an interrupted creation was removed */
-            rc = 0;
+        if (rc == 1) /* an interrupted creation was removed */
             break;
-        }
         if (rc != 0) {
             free(l.seqs);
             goto fail;

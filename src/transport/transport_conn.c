@@ -215,6 +215,7 @@ static void handle_hello_ack(struct tr_conn *c, const uint8_t *body, uint32_t le
         tr_protocol_error(c, "malformed HELLO_ACK", rv);
         return;
     }
+    ST_ASSERT(c->peer != NULL); /* an outbound connection always has its peer */
     uint64_t expect = c->peer->id;
     if (a.status != 0) {
         tr->stats.handshakes_refused++;
@@ -291,6 +292,7 @@ static void handle_msg(struct tr_conn *c, struct raft_buf *frame, const uint8_t 
         return;
     }
     const struct raft_msg *m = &tr->wm.msg;
+    ST_ASSERT(c->peer != NULL); /* CONN_UP: the handshake attached the peer */
     raft_id from = c->peer->id;
     if (m->type == RAFT_MSG_SNAPSHOT || m->from != from || m->to != tr->cfg.self_id) {
         tr->stats.protocol_errors++;
@@ -358,7 +360,7 @@ void tr_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct tr_conn *c = h->data;
     struct raft_buf *b = c->rbuf;
-    ST_ASSERT(b != NULL && c->rlen < b->cap);
+    ST_ASSERT(c->rlen < b->cap); /* b: scratch or a frame buffer, never NULL */
     *buf = uv_buf_init((char *)b->data + c->rlen, (unsigned)(b->cap - c->rlen));
 }
 

@@ -38,6 +38,7 @@ void tr_out_pool_drain(struct tr *tr)
 {
     while (!st_list_empty(&tr->out_pool)) {
         struct st_list *l = tr->out_pool.next;
+        // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): st_list_del moved the head past the freed l
         st_list_del(l);
         free(ST_CONTAINER_OF(l, struct tr_out, link));
     }

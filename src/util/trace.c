@@ -41,6 +41,7 @@ void st_trace(enum st_trace_level level, const char *module, const char *fmt, ..
     va_list ap;
     va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof line)
+        // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start above; analyzer 14 false positive
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s\n", line);
