@@ -124,7 +124,8 @@ static int measure_fsync(const char *dir, size_t count, double *samples)
     for (size_t i = 0; i < count; i++) {
         block[0] = (char)i;
         double t0 = now_us();
-        if (write_all(fd, block, sizeof(block), (off_t)(i * BLOCK_BYTES)) != 0 || fdatasync(fd) != 0) {
+        if (write_all(fd, block, sizeof(block), (off_t)(i * BLOCK_BYTES)) != 0 ||
+            fdatasync(fd) != 0) {
             fprintf(stderr, "floor: write+fdatasync: %s\n", strerror(errno));
             goto out_fd;
         }
@@ -290,7 +291,8 @@ static void leader_main(int cfd, const int ffd[2], const char *dir, size_t count
             _exit(1);
         }
         while (acked[0] < seq && acked[1] < seq) {
-            struct pollfd p[2] = {{.fd = ffd[0], .events = POLLIN}, {.fd = ffd[1], .events = POLLIN}};
+            struct pollfd p[2] = {{.fd = ffd[0], .events = POLLIN},
+                                  {.fd = ffd[1], .events = POLLIN}};
             if (poll(p, 2, -1) < 0 && errno != EINTR) {
                 _exit(1);
             }
@@ -327,8 +329,8 @@ static int measure_replicated(const char *dir, size_t count, double *samples)
     int rc = -1;
     pid_t kids[3] = {-1, -1, -1};
     struct sockaddr_in laddr, caddr;
-    int lfd = listen_loopback(&laddr);   /* the leader's peer port */
-    int clfd = listen_loopback(&caddr);  /* the leader's client port */
+    int lfd = listen_loopback(&laddr);  /* the leader's peer port */
+    int clfd = listen_loopback(&caddr); /* the leader's client port */
     if (lfd < 0 || clfd < 0) {
         goto out;
     }
@@ -479,7 +481,8 @@ out_lfd:
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: floor fsync DIR COUNT | floor rtt COUNT | floor replicated DIR COUNT\n");
+    fprintf(stderr,
+            "usage: floor fsync DIR COUNT | floor rtt COUNT | floor replicated DIR COUNT\n");
 }
 
 int main(int argc, char **argv)
@@ -499,7 +502,8 @@ int main(int argc, char **argv)
         usage();
         return 1;
     }
-    const char *count_arg = mode == RTT ? (argc == 3 ? argv[2] : NULL) : (argc == 4 ? argv[3] : NULL);
+    const char *count_arg =
+        mode == RTT ? (argc == 3 ? argv[2] : NULL) : (argc == 4 ? argv[3] : NULL);
     if (count_arg == NULL) {
         usage();
         return 1;

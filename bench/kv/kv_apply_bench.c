@@ -51,13 +51,16 @@ static double run(struct kv *kv, uint64_t *index, struct cmdbuf *cmds, size_t ba
     double total = 0;
     struct kv_result r;
     for (size_t done = 0; done < ops; done += batch) {
-        for (size_t i = 0; i < sweep_bytes; i += 64) sweep[i]++;
+        for (size_t i = 0; i < sweep_bytes; i += 64)
+            sweep[i]++;
         sink = sweep[0];
         struct cmdbuf *c = &cmds[(done / batch) % 64 * batch];
         double t0 = now_ns();
         if (prefetch) {
-            for (size_t j = 0; j < batch && j < 8; j++) kv_prefetch(kv, c[j].b, c[j].len, 0);
-            for (size_t j = 0; j < batch && j < 4; j++) kv_prefetch(kv, c[j].b, c[j].len, 1);
+            for (size_t j = 0; j < batch && j < 8; j++)
+                kv_prefetch(kv, c[j].b, c[j].len, 0);
+            for (size_t j = 0; j < batch && j < 4; j++)
+                kv_prefetch(kv, c[j].b, c[j].len, 1);
         }
         for (size_t i = 0; i < batch; i++) {
             if (prefetch) {
@@ -94,7 +97,8 @@ int main(int argc, char **argv)
     if (!cmds) return 1;
     struct st_rng rng;
     st_rng_init(&rng, 1);
-    for (size_t i = 0; i < batch * 64; i++) make_put(&cmds[i], st_rng_below(&rng, keys), i);
+    for (size_t i = 0; i < batch * 64; i++)
+        make_put(&cmds[i], st_rng_below(&rng, keys), i);
     uint8_t *sweep = calloc(1, sweep_bytes + 64);
     for (int round = 0; round < 3; round++) {
         double a = run(kv, &index, cmds, batch, ops, sweep, sweep_bytes, 0);

@@ -64,9 +64,8 @@ int main(int argc, char **argv)
         double t0 = now_ns();
         if (kv_snapshot_write(kv, index, "m", 1, sink, &bytes) != 0) return 1;
         double dt = now_ns() - t0;
-        printf("keys %llu: %.1f ns/key, %.0f MB/s (%zu bytes, %.1f ms)\n",
-               (unsigned long long)keys, dt / (double)keys, (double)bytes / dt * 1e3, bytes,
-               dt / 1e6);
+        printf("keys %llu: %.1f ns/key, %.0f MB/s (%zu bytes, %.1f ms)\n", (unsigned long long)keys,
+               dt / (double)keys, (double)bytes / dt * 1e3, bytes, dt / 1e6);
     }
     kv_destroy(kv);
     return 0;

@@ -222,8 +222,8 @@ static void bench_yajl(uint64_t n)
         yajl_tree_free(doc);
     }
     report("yajl", "read", now_ns() - t0, n, 0);
-    printf("%-10s %-6s (allocations of yajl_tree_parse not countable: no allocator hook)\n",
-           "yajl", "read");
+    printf("%-10s %-6s (allocations of yajl_tree_parse not countable: no allocator hook)\n", "yajl",
+           "read");
 }
 #endif
 

@@ -251,8 +251,7 @@ int main(void)
         net_head = p->next;
         packet_free(p);
     }
-    printf("%s after %d rounds\n", ok ? "inmem: all nodes applied the same entries"
-                                      : "inmem: nodes DIFFER",
-           rounds);
+    printf("%s after %d rounds\n",
+           ok ? "inmem: all nodes applied the same entries" : "inmem: nodes DIFFER", rounds);
     return ok ? 0 : 1;
 }

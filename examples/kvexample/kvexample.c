@@ -338,10 +338,10 @@ static void on_tick(uv_timer_t *t)
 
 /* -------------------------------------------------------- client API */
 
-#define FAIL(...)                                                                         \
-    do {                                                                                  \
-        reply(c, __VA_ARGS__);                                                            \
-        return;                                                                           \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        reply(c, __VA_ARGS__);                                                                     \
+        return;                                                                                    \
     } while (0)
 
 static void client_command(struct client *c, char *line)
@@ -406,8 +406,8 @@ static void client_command(struct client *c, char *line)
         if (!pending_add(P_LEADER, c)) FAIL("ERR %s", st_strerror(ST_EBUSY));
     } else if (strcmp(cmd, "STATUS") == 0) {
         reply(c,
-              "STATUS id=%" PRIu64 " role=%s leader=%" PRIu64 " term=%" PRIu64
-              " commit=%" PRIu64 " applied=%" PRIu64,
+              "STATUS id=%" PRIu64 " role=%s leader=%" PRIu64 " term=%" PRIu64 " commit=%" PRIu64
+              " applied=%" PRIu64,
               g.id, raft_role_name(raft_role_get(g.r)), raft_leader(g.r), raft_term_get(g.r),
               raft_commit_index(g.r), g.applied);
     } else {
@@ -487,27 +487,35 @@ int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--id") == 0 && v) g.id = strtoull(argv[++i], NULL, 10);
+        if (strcmp(a, "--id") == 0 && v)
+            g.id = strtoull(argv[++i], NULL, 10);
         else if (strcmp(a, "--peers") == 0 && v) {
             if (parse_peers(argv[++i]) != 0) return fprintf(stderr, "bad --peers\n"), 2;
-        } else if (strcmp(a, "--api") == 0 && v) snprintf(g.api_addr, sizeof g.api_addr, "%s", argv[++i]);
-        else if (strcmp(a, "--data") == 0 && v) snprintf(g.data_dir, sizeof g.data_dir, "%s", argv[++i]);
-        else if (strcmp(a, "--join") == 0) g.join = true;
-        else return fprintf(stderr, "usage: %s --id N --peers ID=HOST:PORT,... --api HOST:PORT "
-                                    "--data DIR [--join]\n", argv[0]), 2;
+        } else if (strcmp(a, "--api") == 0 && v)
+            snprintf(g.api_addr, sizeof g.api_addr, "%s", argv[++i]);
+        else if (strcmp(a, "--data") == 0 && v)
+            snprintf(g.data_dir, sizeof g.data_dir, "%s", argv[++i]);
+        else if (strcmp(a, "--join") == 0)
+            g.join = true;
+        else
+            return fprintf(stderr,
+                           "usage: %s --id N --peers ID=HOST:PORT,... --api HOST:PORT "
+                           "--data DIR [--join]\n",
+                           argv[0]),
+                   2;
     }
     const struct raft_member *self = raft_conf_find(&g.peers, g.id);
     if (!g.id || !self || !g.api_addr[0] || !g.data_dir[0])
-        return fprintf(stderr, "kvexample: --id (listed in --peers), --api and --data are required\n"), 2;
+        return fprintf(stderr,
+                       "kvexample: --id (listed in --peers), --api and --data are required\n"),
+               2;
     g.loop = uv_default_loop();
 
     /* Storage: identity, WAL and snapshot directory in --data; what was durable. */
     char why[512] = "";
     struct st_errbuf err = {why, sizeof why};
-    struct st_storage_config scfg = {.dir = g.data_dir,
-                                     .node_id = g.id,
-                                     .cluster_id = CLUSTER_ID,
-                                     .segment_bytes = 4u << 20};
+    struct st_storage_config scfg = {
+        .dir = g.data_dir, .node_id = g.id, .cluster_id = CLUSTER_ID, .segment_bytes = 4u << 20};
     struct st_storage_state state;
     int rc = st_storage_open(&scfg, &g.storage, &state, &err);
     if (rc != 0) return fprintf(stderr, "kvexample: storage: %s %s\n", st_strerror(rc), why), 1;

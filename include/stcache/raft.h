@@ -95,9 +95,9 @@ enum raft_entry_type {
 struct raft_entry {
     raft_term term;
     raft_index index;
-    uint8_t type;          /* enum raft_entry_type */
-    struct raft_buf *buf;  /* owner of the payload bytes; NULL when len == 0 */
-    const uint8_t *data;   /* payload: points into buf->data */
+    uint8_t type;         /* enum raft_entry_type */
+    struct raft_buf *buf; /* owner of the payload bytes; NULL when len == 0 */
+    const uint8_t *data;  /* payload: points into buf->data */
     uint32_t len;
 };
 
@@ -154,8 +154,8 @@ ST_API size_t raft_conf_voters(const struct raft_conf *conf);
 
 /* What the core knows of a snapshot: the bytes are the application's. */
 struct raft_snapshot_meta {
-    raft_index index; /* last entry covered */
-    raft_term term;   /* term of that entry */
+    raft_index index;      /* last entry covered */
+    raft_term term;        /* term of that entry */
     struct raft_conf conf; /* membership as of index (DESIGN §3.3) */
 };
 
@@ -176,19 +176,19 @@ ST_API const char *raft_role_name(enum raft_role role);
 /* --------------------------------------------------------------- messages */
 
 enum raft_msg_type {
-    RAFT_MSG_APPEND = 1,        /* AppendEntries (also carries commit) */
-    RAFT_MSG_APPEND_RESP,       /* ack or reject with a conflict hint */
-    RAFT_MSG_VOTE,              /* RequestVote */
+    RAFT_MSG_APPEND = 1,  /* AppendEntries (also carries commit) */
+    RAFT_MSG_APPEND_RESP, /* ack or reject with a conflict hint */
+    RAFT_MSG_VOTE,        /* RequestVote */
     RAFT_MSG_VOTE_RESP,
-    RAFT_MSG_PREVOTE,           /* pre-vote (thesis 9.6), term = the term it would use */
+    RAFT_MSG_PREVOTE, /* pre-vote (thesis 9.6), term = the term it would use */
     RAFT_MSG_PREVOTE_RESP,
-    RAFT_MSG_HEARTBEAT,         /* carries commit and a read context */
+    RAFT_MSG_HEARTBEAT, /* carries commit and a read context */
     RAFT_MSG_HEARTBEAT_RESP,
-    RAFT_MSG_SNAPSHOT,          /* InstallSnapshot: delivered once the bytes have arrived */
-    RAFT_MSG_TIMEOUT_NOW,       /* leadership transfer: campaign at once */
-    RAFT_MSG_READ_INDEX,        /* follower -> leader: give me a read index for ctx */
-    RAFT_MSG_READ_INDEX_RESP,   /* leader -> follower: index (0 and reject when refused) */
-    RAFT_MSG_PROPOSE,           /* follower -> leader: forwarded proposal entries */
+    RAFT_MSG_SNAPSHOT,        /* InstallSnapshot: delivered once the bytes have arrived */
+    RAFT_MSG_TIMEOUT_NOW,     /* leadership transfer: campaign at once */
+    RAFT_MSG_READ_INDEX,      /* follower -> leader: give me a read index for ctx */
+    RAFT_MSG_READ_INDEX_RESP, /* leader -> follower: index (0 and reject when refused) */
+    RAFT_MSG_PROPOSE,         /* follower -> leader: forwarded proposal entries */
     RAFT_MSG_TYPE_MAX
 };
 /* Static name of a message type ("append", ...; "unknown" when out of
@@ -197,20 +197,34 @@ enum raft_msg_type {
 static inline const char *raft_msg_type_name(int type)
 {
     switch (type) { /* a switch, not a designated table: the header is C++ too */
-    case RAFT_MSG_APPEND: return "append";
-    case RAFT_MSG_APPEND_RESP: return "append_resp";
-    case RAFT_MSG_VOTE: return "vote";
-    case RAFT_MSG_VOTE_RESP: return "vote_resp";
-    case RAFT_MSG_PREVOTE: return "prevote";
-    case RAFT_MSG_PREVOTE_RESP: return "prevote_resp";
-    case RAFT_MSG_HEARTBEAT: return "heartbeat";
-    case RAFT_MSG_HEARTBEAT_RESP: return "heartbeat_resp";
-    case RAFT_MSG_SNAPSHOT: return "snapshot";
-    case RAFT_MSG_TIMEOUT_NOW: return "timeout_now";
-    case RAFT_MSG_READ_INDEX: return "read_index";
-    case RAFT_MSG_READ_INDEX_RESP: return "read_index_resp";
-    case RAFT_MSG_PROPOSE: return "propose";
-    default: return "unknown";
+    case RAFT_MSG_APPEND:
+        return "append";
+    case RAFT_MSG_APPEND_RESP:
+        return "append_resp";
+    case RAFT_MSG_VOTE:
+        return "vote";
+    case RAFT_MSG_VOTE_RESP:
+        return "vote_resp";
+    case RAFT_MSG_PREVOTE:
+        return "prevote";
+    case RAFT_MSG_PREVOTE_RESP:
+        return "prevote_resp";
+    case RAFT_MSG_HEARTBEAT:
+        return "heartbeat";
+    case RAFT_MSG_HEARTBEAT_RESP:
+        return "heartbeat_resp";
+    case RAFT_MSG_SNAPSHOT:
+        return "snapshot";
+    case RAFT_MSG_TIMEOUT_NOW:
+        return "timeout_now";
+    case RAFT_MSG_READ_INDEX:
+        return "read_index";
+    case RAFT_MSG_READ_INDEX_RESP:
+        return "read_index_resp";
+    case RAFT_MSG_PROPOSE:
+        return "propose";
+    default:
+        return "unknown";
     }
 }
 
@@ -241,9 +255,9 @@ struct raft_msg {
 /* ----------------------------------------------------------------- ready */
 
 struct raft_read_state {
-    uint64_t context;  /* as given to raft_read_index() */
-    raft_index index;  /* serve once applied >= index */
-    int status;        /* 0, or ST_ENOTLEADER / ST_ETIMEDOUT ... when the read failed */
+    uint64_t context; /* as given to raft_read_index() */
+    raft_index index; /* serve once applied >= index */
+    int status;       /* 0, or ST_ENOTLEADER / ST_ETIMEDOUT ... when the read failed */
 };
 
 struct raft_ready {
@@ -277,7 +291,7 @@ struct raft_ready {
     raft_index persist_index;
     raft_term persist_term;
 
-    struct raft_msg *msgs;              /* send at once */
+    struct raft_msg *msgs; /* send at once */
     size_t n_msgs;
     struct raft_msg *msgs_after_persist; /* send only once this ready is durable */
     size_t n_msgs_after_persist;
@@ -294,22 +308,23 @@ struct raft_ready {
 
 struct raft_config {
     raft_id id;
-    uint64_t seed;               /* election jitter; the core's only randomness */
-    uint32_t election_ticks;     /* base election timeout; randomized in [e, 2e) */
-    uint32_t heartbeat_ticks;    /* leader heartbeat interval; < election_ticks */
+    uint64_t seed;            /* election jitter; the core's only randomness */
+    uint32_t election_ticks;  /* base election timeout; randomized in [e, 2e) */
+    uint32_t heartbeat_ticks; /* leader heartbeat interval; < election_ticks */
     bool pre_vote;
     bool check_quorum;
-    bool lease_reads;            /* allow RAFT_READ_LEASE; requires check_quorum */
-    bool forward_proposals;      /* follower proposals go to the leader (else ST_ENOTLEADER) */
-    uint32_t inflight_msgs_max;  /* appends in flight per follower */
-    uint32_t msg_bytes_max;      /* payload bytes per append */
-    uint64_t uncommitted_bytes_max; /* leader refuses proposals past this (ST_EBUSY); 0 = no bound */
-    uint64_t trailing_entries;   /* entries kept behind a snapshot for lagging followers */
+    bool lease_reads;           /* allow RAFT_READ_LEASE; requires check_quorum */
+    bool forward_proposals;     /* follower proposals go to the leader (else ST_ENOTLEADER) */
+    uint32_t inflight_msgs_max; /* appends in flight per follower */
+    uint32_t msg_bytes_max;     /* payload bytes per append */
+    uint64_t
+        uncommitted_bytes_max; /* leader refuses proposals past this (ST_EBUSY); 0 = no bound */
+    uint64_t trailing_entries; /* entries kept behind a snapshot for lagging followers */
     /* Payload bytes of those trailing entries at most (0 = bounded by count
      * only): with large entries a count alone kept up to trailing_entries
      * payloads in memory after every snapshot. */
     uint64_t trailing_bytes;
-    uint32_t reads_pending_max;  /* outstanding read requests (ST_EBUSY past it) */
+    uint32_t reads_pending_max; /* outstanding read requests (ST_EBUSY past it) */
     /* Optional allocator for the core's own memory (tests inject failures to
      * reach the ENOMEM paths); NULL means the C library. Called as
      * realloc_fn(alloc_ctx, NULL, n) to allocate, (ctx, p, n) to resize,
@@ -487,7 +502,11 @@ ST_API const struct raft_entry *raft_entry_get(const struct raft *r, raft_index 
  * last compacted index), else 0. */
 ST_API raft_term raft_term_at(const struct raft *r, raft_index index);
 
-enum raft_progress_state { RAFT_PROGRESS_PROBE = 0, RAFT_PROGRESS_REPLICATE, RAFT_PROGRESS_SNAPSHOT };
+enum raft_progress_state {
+    RAFT_PROGRESS_PROBE = 0,
+    RAFT_PROGRESS_REPLICATE,
+    RAFT_PROGRESS_SNAPSHOT
+};
 struct raft_progress_info {
     raft_id id;
     raft_index match;
@@ -500,8 +519,8 @@ struct raft_progress_info {
 ST_API size_t raft_progress_get(const struct raft *r, struct raft_progress_info *out, size_t cap);
 
 struct raft_stats {
-    uint64_t msgs_dropped;      /* malformed, misdirected or from unknown peers */
-    uint64_t msgs_stale;        /* lower term */
+    uint64_t msgs_dropped; /* malformed, misdirected or from unknown peers */
+    uint64_t msgs_stale;   /* lower term */
     uint64_t leader_changes;
     uint64_t elections_started;
     uint64_t proposals;

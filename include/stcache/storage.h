@@ -192,7 +192,8 @@ enum st_fs_sim_crash_mode {
  * the crash point is disarmed and the op counter keeps counting. Callable
  * without an armed crash (power loss "now"). Returns the size of the write
  * the crash interrupted (0 if the crash did not hit a pwrite). */
-ST_API size_t st_fs_sim_crash(struct st_fs_sim *sim, enum st_fs_sim_crash_mode mode, size_t torn_bytes);
+ST_API size_t st_fs_sim_crash(struct st_fs_sim *sim, enum st_fs_sim_crash_mode mode,
+                              size_t torn_bytes);
 
 /* pwrite/fallocate fail with ST_ENOSPC once the total file bytes would
  * exceed quota_bytes (UINT64_MAX: unlimited, the default). */
@@ -331,7 +332,8 @@ struct st_wal_config {
  * rebuilds the in-memory index, cuts a torn tail of the last segment (trace
  * line) and refuses to start (ST_ECORRUPT, message naming file and offset) on
  * a bad record elsewhere, a missing segment or a gap. Call ops->load next. */
-ST_API int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out, struct st_errbuf *err);
+ST_API int st_wal_open(const struct st_wal_config *cfg, struct st_log_store *out,
+                       struct st_errbuf *err);
 
 struct st_wal_stats {
     uint64_t segments;
@@ -381,14 +383,15 @@ struct st_log_writer_config {
 /* Starts the writer thread on `store` (borrowed: stays the caller's, must
  * outlive the writer; nobody else may append to it meanwhile). */
 ST_API int st_log_writer_create(struct st_log_store *store, const struct st_log_writer_config *cfg,
-                         st_log_writer_cb cb, void *ctx, struct st_log_writer **out);
+                                st_log_writer_cb cb, void *ctx, struct st_log_writer **out);
 /* Queues a batch; returns its sequence number (1, 2, ...) in *seq_out.
  * The writer copies the batch descriptor, the hard state and the entry
  * structs; the payload bytes (entries[i].data) must stay valid until a result
  * with seq >= *seq_out was delivered (the caller holds raft_buf references).
  * ST_EBUSY when the queue is full, ST_EFATAL after a fatal sync failure,
  * ST_ECLOSED after stop. */
-ST_API int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b, uint64_t *seq_out);
+ST_API int st_log_writer_submit(struct st_log_writer *w, const struct st_log_batch *b,
+                                uint64_t *seq_out);
 /* The same batch written and synced on the CALLING thread, when the writer
  * is idle (nothing queued, encoding or syncing): no hand-off to the writer's
  * threads and back, which at low load costs more than the write itself.
@@ -403,7 +406,7 @@ ST_API int st_log_writer_submit(struct st_log_writer *w, const struct st_log_bat
  * its result comes later from the writer's thread (on_caller_thread false);
  * its payload must then stay valid as for submit. */
 ST_API int st_log_writer_write_now(struct st_log_writer *w, const struct st_log_batch *b,
-                            uint64_t *seq_out);
+                                   uint64_t *seq_out);
 /* After a batch failed cleanly (ST_ENOSPC: nothing of it was kept, the store
  * is usable), the writer is halted: every later batch, queued or submitted
  * afterwards, fails with the same status without touching the store, so no
@@ -441,7 +444,7 @@ struct st_snap_reader;
  * CRC); a damaged one is skipped with a warning and the previous one becomes
  * "latest" (st_snap_store_skipped() tells how many were skipped). */
 ST_API int st_snap_store_open(const struct st_fs *fs, const char *dir, uint32_t retain,
-                       struct st_snap_store **out, struct st_errbuf *err);
+                              struct st_snap_store **out, struct st_errbuf *err);
 /* Closes the store (open readers and writers must be finished first). */
 ST_API void st_snap_store_destroy(struct st_snap_store *s);
 /* The newest valid snapshot; ST_ENOENT when there is none. */
@@ -460,7 +463,7 @@ ST_API uint32_t st_snap_store_skipped(const struct st_snap_store *s);
 ST_API int st_snap_write_begin(struct st_snap_store *s, struct st_snap_writer **out);
 ST_API int st_snap_write(struct st_snap_writer *w, const void *data, size_t len);
 ST_API int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_meta *meta,
-                         struct st_snapshot_info *info_out);
+                                struct st_snapshot_info *info_out);
 ST_API void st_snap_write_abort(struct st_snap_writer *w);
 
 /* Streaming reader of the snapshot at `index` (0: latest). st_snap_read
@@ -468,7 +471,7 @@ ST_API void st_snap_write_abort(struct st_snap_writer *w);
  * CRC32C does not match. open: 0, ST_ENOENT (no such snapshot), the fs error
  * or ST_ENOMEM; read: 0, ST_ECORRUPT, the fs error. Close every opened reader. */
 ST_API int st_snap_read_open(struct st_snap_store *s, raft_index index, struct st_snap_reader **out,
-                      struct st_snapshot_info *info_out);
+                             struct st_snapshot_info *info_out);
 ST_API int st_snap_read(struct st_snap_reader *r, void *buf, size_t cap, size_t *n_out);
 ST_API void st_snap_read_close(struct st_snap_reader *r);
 
@@ -476,7 +479,7 @@ ST_API void st_snap_read_close(struct st_snap_reader *r);
  * transport that streams it itself (sendfile); the file is immutable but may
  * be removed by rotation once two newer snapshots exist: open it promptly. */
 ST_API int st_snap_data_path(struct st_snap_store *s, raft_index index, char *path, size_t cap,
-                      struct st_snapshot_info *info_out);
+                             struct st_snapshot_info *info_out);
 
 /* ============================================================= identity */
 
@@ -487,10 +490,10 @@ ST_API int st_snap_data_path(struct st_snap_store *s, raft_index index, char *pa
  * with foreign files and no meta, or a meta with a bad magic/version/CRC, is
  * refused (ST_EMISMATCH / ST_ECORRUPT). Creates `dir` if missing. */
 ST_API int st_identity_ensure(const struct st_fs *fs, const char *dir, uint64_t node_id,
-                       uint64_t cluster_id, struct st_errbuf *err);
+                              uint64_t cluster_id, struct st_errbuf *err);
 /* Reads DATA/meta; ST_ENOENT if absent. */
 ST_API int st_identity_read(const struct st_fs *fs, const char *dir, uint64_t *node_id,
-                     uint64_t *cluster_id, struct st_errbuf *err);
+                            uint64_t *cluster_id, struct st_errbuf *err);
 
 /* ========================================================== small files */
 
@@ -504,12 +507,12 @@ ST_API int st_identity_read(const struct st_fs *fs, const char *dir, uint64_t *n
 /* Returns 0, ST_ETOOBIG (len > ST_SMALL_FILE_BYTES_MAX), ST_ENOMEM or the
  * fs error (nothing replaced then). */
 ST_API int st_small_file_write(const struct st_fs *fs, const char *dir, const char *name,
-                        const void *data, size_t len);
+                               const void *data, size_t len);
 /* Copies the payload into buf (cap bytes) and sets *len. ST_ENOENT if the
  * file does not exist, ST_ECORRUPT (with a message) if its checksum or size
  * is wrong, ST_ETOOBIG if the payload exceeds cap. */
 ST_API int st_small_file_read(const struct st_fs *fs, const char *dir, const char *name, void *buf,
-                       size_t cap, size_t *len, struct st_errbuf *err);
+                              size_t cap, size_t *len, struct st_errbuf *err);
 
 /* ========================================================= directory lock */
 
@@ -528,7 +531,7 @@ struct st_dir_lock {
  * in this one, uses the directory. On success release with
  * st_dir_lock_release; on failure nothing is held. */
 ST_API int st_dir_lock_acquire(const struct st_fs *fs, const char *dir, struct st_dir_lock *out,
-                        struct st_errbuf *err);
+                               struct st_errbuf *err);
 /* Releases the lock (no-op when not held). */
 ST_API void st_dir_lock_release(struct st_dir_lock *l);
 
@@ -561,7 +564,7 @@ struct st_storage_state {
  * message). On success the caller owns *out (st_storage_close) and state
  * (st_storage_state_release). */
 ST_API int st_storage_open(const struct st_storage_config *cfg, struct st_storage **out,
-                    struct st_storage_state *state, struct st_errbuf *err);
+                           struct st_storage_state *state, struct st_errbuf *err);
 /* Drops the state's entry references (on the thread that will not use them
  * any more, once raft_create took its own). */
 ST_API void st_storage_state_release(struct st_storage_state *state);

@@ -63,10 +63,9 @@
  *
  * Callbacks are never invoked from inside a tr_* call, with two exceptions
  * (tr_peer_remove() and tr_snapshot_resume(), below): synchronous failures
- * are return values, asynchronous ones are callbacks. Callbacks may call any tr_* function, including tr_peer_remove()
- * and tr_destroy().
- * tr_peer_remove() drops what is queued for the peer silently, but ends its
- * snapshot streams in progress with snapshot_sent_cb / snapshot_end_cb
+ * are return values, asynchronous ones are callbacks. Callbacks may call any tr_* function,
+ * including tr_peer_remove() and tr_destroy(). tr_peer_remove() drops what is queued for the peer
+ * silently, but ends its snapshot streams in progress with snapshot_sent_cb / snapshot_end_cb
  * (ST_ECANCELED) before returning, so the node can release their files.
  * tr_destroy() calls no callback at all. */
 #ifndef STCACHE_TRANSPORT_H
@@ -112,7 +111,7 @@ struct tr_config {
  * 5 s, queue wait 2 s. listen_addr is copied (truncation
  * is an ST_EINVAL at tr_create). */
 ST_API void tr_config_default(struct tr_config *cfg, raft_id self_id, uint64_t cluster_id,
-                       const char *listen_addr);
+                              const char *listen_addr);
 
 /* All callbacks run on the loop thread; ctx is callbacks.ctx. NULL callbacks
  * are allowed (snapshot_begin_cb NULL refuses every inbound snapshot). */
@@ -187,7 +186,7 @@ struct tr;
 /* Allocates a transport on `loop` (not started). cfg and cbs are copied.
  * Returns 0 and *out, ST_EINVAL (bad config), ST_ENOMEM. */
 ST_API int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_callbacks *cbs,
-              struct tr **out);
+                     struct tr **out);
 
 /* Resolves listen_addr (synchronously: a startup path), binds and listens.
  * Sets SIGPIPE to SIG_IGN for the process (a reset peer must not kill us).
@@ -229,7 +228,8 @@ ST_API int tr_send(struct tr *tr, const struct raft_msg *msg);
  * path and msg are copied. Returns 0 (snapshot_sent_cb follows exactly once),
  * ST_ENOENT (unknown peer), ST_ECONNECTION (peer not connected), ST_EBUSY
  * (a stream to that peer is running), ST_EINVAL. */
-ST_API int tr_send_snapshot(struct tr *tr, const struct raft_msg *msg, const char *path, uint64_t size);
+ST_API int tr_send_snapshot(struct tr *tr, const struct raft_msg *msg, const char *path,
+                            uint64_t size);
 
 /* Returned by snapshot_chunk_cb / snapshot_end_cb: the receiver finishes
  * the work off the loop and calls tr_snapshot_resume(). */

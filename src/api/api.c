@@ -53,7 +53,7 @@ struct api {
     struct http_server *srv;
     struct api_req *free_reqs;
     size_t reqs_live;
-    struct st_membuf scratch;         /* JSON bodies; http_response_send copies */
+    struct st_membuf scratch;        /* JSON bodies; http_response_send copies */
     struct st_outbudget *out_budget; /* borrowed; NULL = none */
     void (*closed_cb)(struct api *a, void *ctx);
     void *closed_ctx;
@@ -216,7 +216,8 @@ static int query_param(const struct http_request *req, const char *name, char *o
     if (!req->query || !http_query_get(req->query, req->query_len, name, &v, &vl)) return 0;
     if (vl >= cap) return ST_EINVAL;
     size_t ol;
-    if (st_url_decode(v, vl, ST_URL_PLUS_AS_SPACE, out, cap, &ol) != 0 || memchr(out, 0, ol)) return ST_EINVAL;
+    if (st_url_decode(v, vl, ST_URL_PLUS_AS_SPACE, out, cap, &ol) != 0 || memchr(out, 0, ol))
+        return ST_EINVAL;
     out[ol] = '\0';
     return 1;
 }
@@ -265,7 +266,8 @@ static int set_key(struct api_req *ar, const char *raw, size_t raw_len, bool plu
         ar->key_cap = raw_len;
     }
     if (st_url_decode(raw, raw_len, plus_as_space ? ST_URL_PLUS_AS_SPACE : 0, ar->key, raw_len,
-                      &ar->key_len) != 0) return ST_EINVAL;
+                      &ar->key_len) != 0)
+        return ST_EINVAL;
     if (ar->key_len == 0) return ST_EINVAL;
     if (ar->key_len > cfg->max_key_bytes) return ST_ETOOBIG;
     return 0;
@@ -781,8 +783,9 @@ static void route_members_post(struct api *a, struct http_request *req)
                       "want {\"id\":N,\"raft\":\"host:port\",\"http\":\"host:port\"}");
         return;
     }
-    if (st_jsonr_get(doc, "http", &v) && (st_jsonr_string(v, http_addr, sizeof http_addr) != 0 ||
-                                       node_addr_split(http_addr, host, sizeof host, &port) != 0)) {
+    if (st_jsonr_get(doc, "http", &v) &&
+        (st_jsonr_string(v, http_addr, sizeof http_addr) != 0 ||
+         node_addr_split(http_addr, host, sizeof host, &port) != 0)) {
         respond_error(ar, 400, "bad_request", "\"http\" must be \"host:port\"");
         return;
     }
@@ -899,8 +902,8 @@ static void route_health(struct api *a, struct http_request *req, bool live)
         return;
     }
     node_info_get(a->node, info);
-    const char *why = live ? (node_live(a->node) ? NULL : "storage_failed")
-                           : node_unready_reason(a->node);
+    const char *why =
+        live ? (node_live(a->node) ? NULL : "storage_failed") : node_unready_reason(a->node);
     char leader[24] = "null";
     if (info->leader) snprintf(leader, sizeof leader, "%" PRIu64, info->leader);
     char reason[48] = "";

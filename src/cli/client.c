@@ -26,8 +26,8 @@
 
 /* Bounds. */
 #define CLI_IDEM_KEY_BYTES_MAX 128 /* the server's bound (node.h NODE_IDEM_KEY_BYTES_MAX) */
-#define CLI_STDIN_BYTES_MAX ((size_t)256 * 1024 * 1024)    /* a value read with "-" */
-#define CLI_TARGET_BYTES_MAX (64 * 1024)                   /* request line target */
+#define CLI_STDIN_BYTES_MAX ((size_t)256 * 1024 * 1024) /* a value read with "-" */
+#define CLI_TARGET_BYTES_MAX (64 * 1024)                /* request line target */
 #define CLI_TIMEOUT_MS_DEFAULT 10000
 #define CLI_ENDPOINTS_DEFAULT "127.0.0.1:8001"
 
@@ -212,10 +212,10 @@ static int cluster_request_round(struct cli *c, const char *method, const char *
         c->head.len = 0;
         bool v6 = strchr(ep->host, ':') != NULL;
         int rc = cli_buf_printf(&c->head,
-                            "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: stcache-cli\r\n"
-                            "Accept: */*\r\nConnection: close\r\nContent-Length: %zu\r\n%s\r\n",
-                            method, target, v6 ? "[" : "", ep->host, v6 ? "]" : "",
-                            (unsigned)ep->port, body_len, extra_headers ? extra_headers : "");
+                                "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: stcache-cli\r\n"
+                                "Accept: */*\r\nConnection: close\r\nContent-Length: %zu\r\n%s\r\n",
+                                method, target, v6 ? "[" : "", ep->host, v6 ? "]" : "",
+                                (unsigned)ep->port, body_len, extra_headers ? extra_headers : "");
         if (rc != 0) return rc;
         const char *why = "";
         /* --timeout is per endpoint: the first round gives each one all of
@@ -675,14 +675,16 @@ static int cmd_status(struct cli *c)
         c->head.len = 0;
         int health = 0;
         const char *why = "";
-        if (cli_buf_printf(&c->head, "GET /health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
-                       name) != 0)
+        if (cli_buf_printf(&c->head,
+                           "GET /health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                           name) != 0)
             return exit_for_local_error(ST_ENOMEM);
         if (cli_http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why) == 0)
             health = c->resp.status;
         c->head.len = 0;
-        if (cli_buf_printf(&c->head, "GET /cluster HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
-                       name) != 0)
+        if (cli_buf_printf(&c->head,
+                           "GET /cluster HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                           name) != 0)
             return exit_for_local_error(ST_ENOMEM);
         int rc = cli_http_exchange(ep, &c->head, NULL, 0, c->timeout_ms, &c->rbuf, &c->resp, &why);
         struct st_jsonr_span doc;

@@ -234,11 +234,11 @@ int cli_server_main(int argc, char **argv)
     uint64_t nofile_before = 0, nofile = 0;
     int lrc = st_nofile_raise(&nofile_before, &nofile);
     if (lrc)
-        ST_TRACE_WARN("server", "open files limit %" PRIu64 ": cannot raise it: %s",
-                      nofile_before, st_strerror(lrc));
+        ST_TRACE_WARN("server", "open files limit %" PRIu64 ": cannot raise it: %s", nofile_before,
+                      st_strerror(lrc));
     else
-        ST_TRACE_INFO("server", "open files limit %" PRIu64 " (soft limit was %" PRIu64 ")",
-                      nofile, nofile_before);
+        ST_TRACE_INFO("server", "open files limit %" PRIu64 " (soft limit was %" PRIu64 ")", nofile,
+                      nofile_before);
     struct server s;
     memset(&s, 0, sizeof s);
     s.loop = uv_default_loop();

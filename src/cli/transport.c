@@ -107,7 +107,8 @@ static int transport_connect(const struct cli_endpoint *ep, int64_t deadline_ms,
             close(fd);
             continue;
         }
-        int64_t connect_deadline_ms = ST_MIN(deadline_ms, cli_now_ms() + CLI_CONNECT_TIMEOUT_MS_MAX);
+        int64_t connect_deadline_ms =
+            ST_MIN(deadline_ms, cli_now_ms() + CLI_CONNECT_TIMEOUT_MS_MAX);
         int wrc = transport_wait_fd(fd, POLLOUT, connect_deadline_ms);
         if (wrc != 0) {
             *why = wrc == ST_ETIMEDOUT ? "connect timed out" : st_strerror(wrc);

@@ -65,7 +65,7 @@ static void client_close_handles(struct http_client *c)
 }
 
 static void client_finish(struct http_client *c, int status, const char *body, size_t body_len,
-                         const char *head, size_t head_len)
+                          const char *head, size_t head_len)
 {
     if (!c->done) {
         c->done = true;
@@ -124,7 +124,7 @@ static void client_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         client_finish(c, r.status, body, r.body_len, r.head, r.head_len);
     } else if (rc < 0) {
         client_finish(c, eof && rc == ST_EPROTO && c->resp_len == 0 ? ST_ECONNECTION : rc, NULL, 0,
-                     NULL, 0);
+                      NULL, 0);
     }
 }
 
@@ -186,9 +186,9 @@ static void client_timer_cb(uv_timer_t *t)
 }
 
 int http_client_request(uv_loop_t *loop, const char *addr, const char *method, const char *path,
-                       const char *content_type, const char *extra_headers, const void *body,
-                       size_t body_len, uint32_t timeout_ms, http_client_cb cb, void *ctx,
-                       struct http_client **out)
+                        const char *content_type, const char *extra_headers, const void *body,
+                        size_t body_len, uint32_t timeout_ms, http_client_cb cb, void *ctx,
+                        struct http_client **out)
 {
     char host[HTTP_CLIENT_HOST_BYTES_MAX];
     uint16_t port;

@@ -27,16 +27,16 @@ struct http_client;
 
 /* head: the status line and headers (head_len bytes, no final blank line). */
 typedef void (*http_client_cb)(void *ctx, int status, const char *body, size_t body_len,
-                              const char *head, size_t head_len);
+                               const char *head, size_t head_len);
 
 /* addr "host:port"; path starts with '/' (already URL-encoded); body may be
  * NULL; content_type may be NULL; extra_headers NULL or raw header lines,
  * each ending in "\r\n". Returns 0 (and *out when out != NULL, for
  * http_client_abort) or ST_EINVAL / ST_ENOMEM. */
 int http_client_request(uv_loop_t *loop, const char *addr, const char *method, const char *path,
-                       const char *content_type, const char *extra_headers, const void *body,
-                       size_t body_len, uint32_t timeout_ms, http_client_cb cb, void *ctx,
-                       struct http_client **out);
+                        const char *content_type, const char *extra_headers, const void *body,
+                        size_t body_len, uint32_t timeout_ms, http_client_cb cb, void *ctx,
+                        struct http_client **out);
 
 /* Cancels a request whose callback has not run yet: the callback will not
  * run; memory is released once libuv has closed the handles. */

@@ -16,15 +16,15 @@
 #define HTTP_RESPONSE_ETAG_BYTES_MAX 64u
 
 struct http_response {
-    bool complete;   /* false: more bytes are needed (nothing else is valid) */
-    int status;      /* 100..599 */
+    bool complete;    /* false: more bytes are needed (nothing else is valid) */
+    int status;       /* 100..599 */
     const char *head; /* the status line and headers, without the blank line */
     size_t head_len;
     const char *body; /* points into the parsed buffer; body_len bytes */
     size_t body_len;
     bool has_etag;
     char etag[HTTP_RESPONSE_ETAG_BYTES_MAX]; /* without the quotes; "" if it did not fit */
-    bool json; /* Content-Type is application/json */
+    bool json;                               /* Content-Type is application/json */
 };
 
 /* Parses the len bytes of buf received so far. eof says the peer closed the

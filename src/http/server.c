@@ -127,7 +127,7 @@ struct http_server {
     void *handler_ctx;
     http_server_closed_cb closed_cb;
     void *closed_ctx;
-    struct st_list conns; /* every allocated connection (http_conn.link), newest first */
+    struct st_list conns;        /* every allocated connection (http_conn.link), newest first */
     uint64_t conns_alive;        /* allocated connections (open or draining) */
     struct st_outbudget *budget; /* cfg.out_budget, registered while the server lives */
     uv_timer_t trim_timer;
@@ -1238,7 +1238,8 @@ static struct http_conn *server_slowest(struct http_server *srv)
 {
     struct http_conn *worst = NULL;
     struct st_list *e;
-    ST_LIST_FOREACH(e, &srv->conns) {
+    ST_LIST_FOREACH(e, &srv->conns)
+    {
         struct http_conn *c = ST_CONTAINER_OF(e, struct http_conn, link);
         if (c->closing || c->out_bytes == 0) continue;
         conn_out_check_progress(c);
@@ -1479,9 +1480,9 @@ void http_server_close(struct http_server *srv, http_server_closed_cb closed_cb,
         uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
     struct st_list *e, *tmp;
     ST_LIST_FOREACH_SAFE(e, tmp, &srv->conns)
-        conn_close(ST_CONTAINER_OF(e, struct http_conn, link));
+    conn_close(ST_CONTAINER_OF(e, struct http_conn, link));
     ST_LIST_FOREACH_SAFE(e, tmp, &srv->dirty)
-        st_list_del(e); /* all closing: nothing to flush */
+    st_list_del(e); /* all closing: nothing to flush */
     if (srv->idle_open && !uv_is_closing((uv_handle_t *)&srv->flush_idle)) {
         srv->idle_active = 0;
         uv_close((uv_handle_t *)&srv->flush_idle, on_idle_closed);

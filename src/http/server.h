@@ -137,12 +137,12 @@ struct http_server_config {
 struct http_server_stats {
     uint64_t connections; /* open now */
     uint64_t connections_accepted;
-    uint64_t connections_rejected; /* over connections_max */
-    uint64_t accept_failures;      /* accept errors (EMFILE, ENFILE, ...) */
+    uint64_t connections_rejected;       /* over connections_max */
+    uint64_t accept_failures;            /* accept errors (EMFILE, ENFILE, ...) */
     uint64_t connections_refused_nofile; /* closed unread: no descriptor was left */
-    uint64_t requests;             /* handed to the handler */
-    uint64_t requests_bad;         /* answered 4xx by the server itself */
-    uint64_t responses_discarded;  /* completed after the client left */
+    uint64_t requests;                   /* handed to the handler */
+    uint64_t requests_bad;               /* answered 4xx by the server itself */
+    uint64_t responses_discarded;        /* completed after the client left */
     uint64_t idle_closed;
     uint64_t request_timeouts; /* 408s for requests received too slowly */
     uint64_t write_batches;    /* write calls carrying responses (pipelined ones share) */

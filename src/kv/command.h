@@ -126,9 +126,9 @@ struct kv_command {
      * bounds travel with the command so that every replica trims the table
      * alike whatever its local configuration (kv.h, "Idempotency"). */
     const uint8_t *idem_key;
-    uint32_t idem_key_len;   /* 0..KV_IDEM_KEY_BYTES_MAX */
-    uint32_t idem_keys_max;  /* >= 1 when idem_key_len > 0 */
-    uint64_t idem_ttl_ms;    /* >= 1 when idem_key_len > 0 */
+    uint32_t idem_key_len;  /* 0..KV_IDEM_KEY_BYTES_MAX */
+    uint32_t idem_keys_max; /* >= 1 when idem_key_len > 0 */
+    uint64_t idem_ttl_ms;   /* >= 1 when idem_key_len > 0 */
 };
 
 /* Walks a decoded EVICT list: reads the key at *pos of cmd->evict_raw into

@@ -70,7 +70,7 @@ uint64_t kv_siphash13(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
 uint32_t kv_hash(const struct kv *kv, const void *key, size_t len)
 {
     return (uint32_t)kv_siphash13(kv->cfg.hash_seed, kv->cfg.hash_seed ^ 0x9e3779b97f4a7c15ULL, key,
-                               len);
+                                  len);
 }
 
 uint64_t kv_hash_seed_for_cluster(uint64_t cluster_id)
@@ -186,8 +186,8 @@ void kv_maybe_resize(struct kv *kv, int allow_shrink)
 }
 
 /* Finds key; returns the entry and the link pointing to it, or NULL. */
-struct kv_entry *kv_state_find(const struct kv_state *st, uint32_t h, const void *key,
-                                   size_t len, struct kv_entry ***link_out, int *table_out)
+struct kv_entry *kv_state_find(const struct kv_state *st, uint32_t h, const void *key, size_t len,
+                               struct kv_entry ***link_out, int *table_out)
 {
     for (int t = 0; t <= st->rehashing; t++) {
         const struct kv_table *tb = &st->t[t];
@@ -470,8 +470,8 @@ static uint64_t sample_rnd(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-size_t kv_sample(const struct kv *kv, enum kv_sample_from from, uint64_t rnd,
-                 struct kv_sample *out, size_t cap)
+size_t kv_sample(const struct kv *kv, enum kv_sample_from from, uint64_t rnd, struct kv_sample *out,
+                 size_t cap)
 {
     const struct kv_state *st = &kv->st;
     size_t n = 0;

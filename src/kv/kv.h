@@ -80,9 +80,9 @@ struct kv_result {
      * PRECONDITION_FAILED: the key's current version, 0 if absent.
      * NOT_FOUND: 0. */
     uint64_t version;
-    int created;     /* PUT OK: 1 if the key was absent or expired before (HTTP 201) */
-    uint64_t purged; /* PURGE_EXPIRED: keys deleted */
-    int purge_more;  /* PURGE_EXPIRED: 1 if keys_max stopped it with expired keys left */
+    int created;            /* PUT OK: 1 if the key was absent or expired before (HTTP 201) */
+    uint64_t purged;        /* PURGE_EXPIRED: keys deleted */
+    int purge_more;         /* PURGE_EXPIRED: 1 if keys_max stopped it with expired keys left */
     uint32_t key_hash;      /* PUT, DELETE: kv_key_hash() of the key */
     uint64_t evicted;       /* EVICT: keys removed (listed keys rewritten or gone are kept) */
     uint64_t evicted_bytes; /* EVICT: their used bytes (kv_used_bytes_of) */
@@ -199,8 +199,8 @@ struct kv_sample {
 };
 
 enum kv_sample_from {
-    KV_SAMPLE_ALL = 0, /* any key, by random buckets */
-    KV_SAMPLE_TTL = 1, /* keys with an expiry, uniformly */
+    KV_SAMPLE_ALL = 0,     /* any key, by random buckets */
+    KV_SAMPLE_TTL = 1,     /* keys with an expiry, uniformly */
     KV_SAMPLE_SOONEST = 2, /* keys with an expiry from the front of the expiry heap:
                             * out[0] is the soonest to expire, the rest early ones */
 };
@@ -208,8 +208,8 @@ enum kv_sample_from {
 /* Fills up to cap samples (fewer if the kv holds fewer candidates; the same
  * key may appear twice) drawn with the caller's random seed `rnd`. Changes
  * nothing; O(cap) plus empty buckets probed (bounded). Returns the count. */
-size_t kv_sample(const struct kv *kv, enum kv_sample_from from, uint64_t rnd,
-                 struct kv_sample *out, size_t cap);
+size_t kv_sample(const struct kv *kv, enum kv_sample_from from, uint64_t rnd, struct kv_sample *out,
+                 size_t cap);
 
 /* Highest index applied or restored (0 for an empty kv). */
 uint64_t kv_applied_index(const struct kv *kv);

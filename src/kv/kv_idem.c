@@ -20,7 +20,7 @@
 uint64_t kv_idem_hash(const struct kv *kv, const void *key, size_t len)
 {
     return kv_siphash13(kv->cfg.hash_seed ^ 0x1d8e4e27c47d124fULL,
-                     kv->cfg.hash_seed ^ 0x5851f42d4c957f2dULL, key, len);
+                        kv->cfg.hash_seed ^ 0x5851f42d4c957f2dULL, key, len);
 }
 
 /* What a retry must repeat for the recorded result to be its answer: the
@@ -42,8 +42,7 @@ uint64_t kv_request_digest(const struct kv_command *c)
     return h ^ kv_siphash13(h, 0xa4093822299f31d0ULL, c->key, (size_t)c->key_len + c->value_len);
 }
 
-struct idem_rec *kv_idem_find(const struct idem_table *tb, uint64_t h, const void *key,
-                                  size_t len)
+struct idem_rec *kv_idem_find(const struct idem_table *tb, uint64_t h, const void *key, size_t len)
 {
     if (tb->size == 0) return NULL;
     for (struct idem_rec *r = tb->buckets[h & (tb->size - 1)]; r; r = r->hnext)
@@ -113,9 +112,8 @@ void kv_idem_trim(struct idem_table *tb, uint64_t keys_max, uint64_t clock_ms)
 {
     while (tb->count > keys_max)
         kv_idem_drop(tb, tb->oldest);
-    for (uint32_t n = 0; n < IDEM_AGE_DROPS_PER_APPLY && tb->oldest &&
-                         tb->oldest->expire_at_ms <= clock_ms;
-         n++)
+    for (uint32_t n = 0;
+         n < IDEM_AGE_DROPS_PER_APPLY && tb->oldest && tb->oldest->expire_at_ms <= clock_ms; n++)
         kv_idem_drop(tb, tb->oldest);
 }
 

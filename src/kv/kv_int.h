@@ -158,7 +158,7 @@ struct kv_snapshot_cursor {
  * in a chained hash table by key and in a FIFO by insertion (= apply)
  * order, which the count bound trims from its old end. */
 struct idem_rec {
-    struct idem_rec *hnext;        /* bucket chain */
+    struct idem_rec *hnext;         /* bucket chain */
     struct idem_rec *older, *newer; /* FIFO */
     uint64_t hash;
     uint64_t expire_at_ms; /* log clock at insert + the command's ttl */
@@ -292,8 +292,8 @@ void kv_state_rehash_step(struct kv_state *st, uint32_t n);
  * error (chains get longer); failure to allocate a smaller table neither. */
 void kv_maybe_resize(struct kv *kv, int allow_shrink);
 /* Finds key; returns the entry and the link pointing to it, or NULL. */
-struct kv_entry *kv_state_find(const struct kv_state *st, uint32_t h, const void *key,
-                               size_t len, struct kv_entry ***link_out, int *table_out);
+struct kv_entry *kv_state_find(const struct kv_state *st, uint32_t h, const void *key, size_t len,
+                               struct kv_entry ***link_out, int *table_out);
 /* Links e (not in the table, its key absent) into the bucket of e->hash and
  * counts its bytes; the caller pushes it on the expiry heap if it has one. */
 void kv_state_link(struct kv_state *st, struct kv_entry *e);
@@ -328,8 +328,7 @@ uint64_t kv_idem_hash(const struct kv *kv, const void *key, size_t len);
  * type, condition and payload, not the request id or the timestamp. */
 uint64_t kv_request_digest(const struct kv_command *c);
 /* The record of key with hash h, or NULL. */
-struct idem_rec *kv_idem_find(const struct idem_table *tb, uint64_t h, const void *key,
-                              size_t len);
+struct idem_rec *kv_idem_find(const struct idem_table *tb, uint64_t h, const void *key, size_t len);
 /* Inserts r (owned by tb from now on) as the newest; requires
  * kv_idem_reserve() to have succeeded. */
 void kv_idem_link(struct idem_table *tb, struct idem_rec *r);

@@ -149,8 +149,8 @@ static int restore_field_done(struct kv_restore *r)
         struct idem_table *it = &r->state_kv.idem;
         if (key_len == 0 || key_len > KV_IDEM_KEY_BYTES_MAX ||
             (type != KV_CMD_PUT && type != KV_CMD_DELETE) || status > KV_STATUS_NOT_FOUND ||
-            created > 1 || get_u32(r->stage + 4) != 0 || index == 0 ||
-            index > r->applied_index || (it->newest && index <= it->newest->index))
+            created > 1 || get_u32(r->stage + 4) != 0 || index == 0 || index > r->applied_index ||
+            (it->newest && index <= it->newest->index))
             return ST_ECORRUPT;
         struct idem_rec *rec = kv_malloc(&r->kv->cfg, sizeof(*rec) + key_len);
         if (!rec) return ST_ENOMEM;
@@ -181,8 +181,10 @@ static int restore_field_done(struct kv_restore *r)
         }
         kv_idem_link(it, rec);
         r->idem_read++;
-        if (r->idem_read == r->idem_n) r->phase = r->keys ? RS_REC_HDR : RS_TRAILER;
-        else r->phase = RS_IDEM_HDR;
+        if (r->idem_read == r->idem_n)
+            r->phase = r->keys ? RS_REC_HDR : RS_TRAILER;
+        else
+            r->phase = RS_IDEM_HDR;
         return 0;
     }
     case RS_META:

@@ -45,10 +45,8 @@ void node_config_default(struct node_config *cfg)
 }
 
 static const char *const eviction_names[] = {
-    [NODE_EVICT_NONE] = "noeviction",
-    [NODE_EVICT_ALLKEYS_LRU] = "allkeys-lru",
-    [NODE_EVICT_VOLATILE_LRU] = "volatile-lru",
-    [NODE_EVICT_ALLKEYS_RANDOM] = "allkeys-random",
+    [NODE_EVICT_NONE] = "noeviction",           [NODE_EVICT_ALLKEYS_LRU] = "allkeys-lru",
+    [NODE_EVICT_VOLATILE_LRU] = "volatile-lru", [NODE_EVICT_ALLKEYS_RANDOM] = "allkeys-random",
     [NODE_EVICT_VOLATILE_TTL] = "volatile-ttl",
 };
 

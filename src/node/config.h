@@ -79,16 +79,16 @@ struct node_config {
     uint32_t max_key_bytes;
     uint32_t max_value_bytes;
     uint32_t request_timeout_ms;
-    uint32_t purge_interval_ms;   /* leader proposes PURGE_EXPIRED this often */
+    uint32_t purge_interval_ms; /* leader proposes PURGE_EXPIRED this often */
     /* Idempotency records (docs/KV.md): the bounds a write with an
      * Idempotency-Key proposed here carries into the log, where they apply
      * to the replicated table at that write. */
     uint32_t idempotency_keys_max; /* records kept, oldest dropped first */
     uint32_t idempotency_ttl_s;    /* a record's life, judged by the log clock */
-    uint32_t waiters_max;         /* pending client writes and reads per node */
-    uint64_t promote_lag_entries; /* a learner within this many entries of commit is promoted */
-    uint64_t seed;                /* election jitter seed; 0 = from /dev/urandom */
-    uint32_t snapshot_step_bytes; /* snapshot bytes written per loop pass (1 MiB) */
+    uint32_t waiters_max;          /* pending client writes and reads per node */
+    uint64_t promote_lag_entries;  /* a learner within this many entries of commit is promoted */
+    uint64_t seed;                 /* election jitter seed; 0 = from /dev/urandom */
+    uint32_t snapshot_step_bytes;  /* snapshot bytes written per loop pass (1 MiB) */
     /* A leader's snapshot announced larger than this is refused before any
      * byte is received (and one larger than the free space of the data
      * directory's file system, less NODE_SNAPSHOT_DISK_MARGIN_BYTES). */
@@ -109,9 +109,9 @@ struct node_config {
     /* Queued response bytes at which one connection stops being read until
      * its output drains. Default 1 MiB; <= client_output_bytes_max. */
     uint64_t conn_output_bytes_max;
-    const struct st_fs *fs;       /* tests: a simulated file system; NULL = the real one */
-    bool bootstrap_if_empty;      /* restart mode, but bootstrap an empty data directory
-                                   * (`stcache server` without any flag) */
+    const struct st_fs *fs;  /* tests: a simulated file system; NULL = the real one */
+    bool bootstrap_if_empty; /* restart mode, but bootstrap an empty data directory
+                              * (`stcache server` without any flag) */
 };
 
 /* Defaults: id 1, ./data, raft 127.0.0.1:7001, http 127.0.0.1:8001,

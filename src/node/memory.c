@@ -33,8 +33,8 @@
 
 #define MOD "node"
 
-#define MEM_LRU_SAMPLES 16         /* keys sampled per LRU victim (Redis: 5) */
-#define MEM_TTL_CANDIDATES 64      /* heap front scanned per volatile-ttl victim */
+#define MEM_LRU_SAMPLES 16    /* keys sampled per LRU victim (Redis: 5) */
+#define MEM_TTL_CANDIDATES 64 /* heap front scanned per volatile-ttl victim */
 /* A power of two; 128 KiB: few set overflows for small states. */
 #define MEM_ACCESS_SLOTS_MIN 16384u
 #define MEM_ACCESS_SLOTS_MAX (1u << 22)
@@ -275,7 +275,7 @@ static uint64_t evict_propose(struct node *n, uint64_t need)
     memset(&cmd, 0, sizeof cmd);
     cmd.type = KV_CMD_EVICT;
     cmd.req.node_id = n->cfg.id;
-    cmd.req.seq = 0; /* nobody waits for it */
+    cmd.req.seq = 0;                     /* nobody waits for it */
     cmd.timestamp_ms = node_stamp_ms(n); /* the leader's clock, never below the log clock */
     cmd.evict_n = count;
     cmd.evict_keys = keys;

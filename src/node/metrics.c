@@ -198,8 +198,7 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
           "Soft RLIMIT_NOFILE of the process (raised to the hard limit at start).",
           st_nofile_limit());
     uint64_t nfiles = st_open_files();
-    if (nfiles)
-        gauge(&o, "stcache_open_files", "File descriptors open in the process.", nfiles);
+    if (nfiles) gauge(&o, "stcache_open_files", "File descriptors open in the process.", nfiles);
     if (n->writer)
         counter(&o, "stcache_wal_enfile_retries_total",
                 "WAL appends retried because no file descriptor was free for a new segment.",
@@ -228,9 +227,10 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
              "(callbacks and readies, sleep in the poll excluded).\n"
              "# TYPE stcache_loop_iteration_seconds histogram\n");
     hist_body(&o, "stcache_loop_iteration_seconds", "", &m->loop_busy);
-    outf(&o, "# HELP stcache_loop_iteration_max_seconds Longest loop iteration since start.\n"
-             "# TYPE stcache_loop_iteration_max_seconds gauge\n"
-             "stcache_loop_iteration_max_seconds %.6f\n",
+    outf(&o,
+         "# HELP stcache_loop_iteration_max_seconds Longest loop iteration since start.\n"
+         "# TYPE stcache_loop_iteration_max_seconds gauge\n"
+         "stcache_loop_iteration_max_seconds %.6f\n",
          (double)m->loop_busy_max_us / 1e6);
     outf(&o, "# HELP stcache_http_requests_total HTTP requests by route and status class.\n"
              "# TYPE stcache_http_requests_total counter\n");

@@ -176,11 +176,11 @@ struct node_info {
     char leader_http[NODE_ADDR_MAX]; /* "" if unknown */
     bool started;
     bool stopping;
-    bool snapshotting;     /* a snapshot is being written or made durable */
-    bool alarm_nospace;    /* the disk is full: writes refused (node_unready_reason) */
-    uint64_t memory_trims; /* free heap returned to the OS (after snapshots) */
-    uint64_t used_memory;  /* kv used bytes (deterministic: equal on replicas at equal applied) */
-    uint64_t max_memory;   /* --max-memory (0 = no limit) */
+    bool snapshotting;      /* a snapshot is being written or made durable */
+    bool alarm_nospace;     /* the disk is full: writes refused (node_unready_reason) */
+    uint64_t memory_trims;  /* free heap returned to the OS (after snapshots) */
+    uint64_t used_memory;   /* kv used bytes (deterministic: equal on replicas at equal applied) */
+    uint64_t max_memory;    /* --max-memory (0 = no limit) */
     uint64_t log_clock_ms;  /* the applied state's log clock: expiry is judged by it */
     uint64_t wall_clock_ms; /* this node's CLOCK_REALTIME, for comparison */
 };

@@ -122,7 +122,7 @@ static void kv_destroy_later(struct node *n, struct kv *kv)
 
 /* Makes kv (loaded from the snapshot described by info) the node's state. */
 void node_snapshot_adopt(struct node *n, struct kv *kv, const struct st_snapshot_info *info,
-                           uint64_t keys)
+                         uint64_t keys)
 {
     struct kv *old = n->kv;
     n->kv = kv;
@@ -186,8 +186,8 @@ static void install_work_cb(uv_work_t *req)
 {
     struct node_install *in = req->data;
     struct st_snapshot_info info;
-    in->rc = kv_load_snapshot(&in->kv_cfg, in->snaps, in->meta.index, in->rd, &in->rd_info,
-                              &in->kv, &info, &in->keys);
+    in->rc = kv_load_snapshot(&in->kv_cfg, in->snaps, in->meta.index, in->rd, &in->rd_info, &in->kv,
+                              &info, &in->keys);
     in->rd = NULL; /* consumed */
 }
 
@@ -204,9 +204,9 @@ static void install_after_cb(uv_work_t *req, int status)
         return;
     }
     if (in->rc)
-        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot %" PRIu64 " from %" PRIu64
-                       " cannot be loaded: %s", n->cfg.id, in->meta.index, in->from,
-                       st_strerror(in->rc));
+        ST_TRACE_ERROR(
+            MOD, "node %" PRIu64 ": snapshot %" PRIu64 " from %" PRIu64 " cannot be loaded: %s",
+            n->cfg.id, in->meta.index, in->from, st_strerror(in->rc));
     else
         n->m.snapshots_loaded_off_loop++;
     /* Stepped either way: a failed load is retried on the loop by the ready
@@ -250,7 +250,8 @@ bool node_install_begin(struct node *n, raft_id from, const struct raft_msg *msg
     }
     n->install = in;
     n->bg_pending++;
-    ST_TRACE_INFO(MOD, "node %" PRIu64 ": loading snapshot %" PRIu64 " from %" PRIu64
-                  " off the loop", n->cfg.id, msg->snapshot->index, from);
+    ST_TRACE_INFO(MOD,
+                  "node %" PRIu64 ": loading snapshot %" PRIu64 " from %" PRIu64 " off the loop",
+                  n->cfg.id, msg->snapshot->index, from);
     return true;
 }

@@ -76,14 +76,14 @@ struct node_waiter {
         node_admin_cb a;
     } cb;
     void *ctx;
-    struct node_waiter *hnext;         /* seq hash chain */
-    struct st_list dlink; /* n->deadlines */
-    struct st_list llink; /* n->indexed, a read round, n->transfers, n->admin_retry, or free */
-    struct node_read_round *round;     /* READ */
-    struct raft_conf_change *cc;       /* ADMIN waiting to be proposed (heap), else NULL */
-    uint64_t mem_charge;               /* WRITE: bytes counted in mem.writes_pending_bytes */
-    bool in_retry;                     /* ADMIN: on the admin_retry list */
-    uint8_t *key;                      /* READ: key_inline or malloc'd */
+    struct node_waiter *hnext; /* seq hash chain */
+    struct st_list dlink;      /* n->deadlines */
+    struct st_list llink;      /* n->indexed, a read round, n->transfers, n->admin_retry, or free */
+    struct node_read_round *round; /* READ */
+    struct raft_conf_change *cc;   /* ADMIN waiting to be proposed (heap), else NULL */
+    uint64_t mem_charge;           /* WRITE: bytes counted in mem.writes_pending_bytes */
+    bool in_retry;                 /* ADMIN: on the admin_retry list */
+    uint8_t *key;                  /* READ: key_inline or malloc'd */
     size_t key_len;
     uint8_t key_inline[NODE_KEY_INLINE];
 };
@@ -118,7 +118,7 @@ struct node_read_round {
  * messages to send after persistence. FIFO in submission order; the writer
  * completes them in order (seq), and so does the loop. */
 struct node_persist {
-    uint64_t seq;     /* writer sequence number; 0 = nothing submitted (msgs only, or held) */
+    uint64_t seq; /* writer sequence number; 0 = nothing submitted (msgs only, or held) */
     /* The WAL batch, copied (entry structs in ents, payloads referenced by
      * bufs), so that it can be submitted again after the disk was full: a
      * held request waits, in FIFO order, for node_nospace_retry(). */
@@ -162,10 +162,10 @@ struct node_snap_io {
     struct st_snap_writer *w;
     uint8_t *buf[2];
     size_t len[2], cap[2];
-    int fill;     /* the buffer the cursor appends to */
-    bool busy;    /* the other buffer is being written */
-    bool orphan;  /* its job was released while busy */
-    int rc;       /* first write error */
+    int fill;    /* the buffer the cursor appends to */
+    bool busy;   /* the other buffer is being written */
+    bool orphan; /* its job was released while busy */
+    int rc;      /* first write error */
 };
 
 /* A snapshot being written incrementally (node_snapshot.c). */
@@ -218,9 +218,9 @@ struct node_memory {
      * clock; lossy (a colliding key takes the slot). Local to this node,
      * never replicated. NULL unless an eviction policy is set. */
     uint64_t *access;
-    size_t access_cap; /* power of two */
-    uint32_t clock;    /* next access clock */
-    struct st_rng rng; /* sampling */
+    size_t access_cap;             /* power of two */
+    uint32_t clock;                /* next access clock */
+    struct st_rng rng;             /* sampling */
     uint64_t writes_pending_bytes; /* growth of writes proposed here, not yet answered */
     uint64_t evict_pending_bytes;  /* bytes listed in our EVICTs not yet applied */
     uint32_t evict_inflight;       /* our EVICTs not yet applied (leader) */
@@ -249,7 +249,7 @@ struct node_hist {
 void node_hist_add(struct node_hist *h, uint64_t us);
 
 struct node_metrics {
-    struct node_hist fsync; /* submit -> durable, per batch */
+    struct node_hist fsync;     /* submit -> durable, per batch */
     struct node_hist loop_busy; /* busy time of one loop iteration */
     uint64_t loop_busy_max_us;
     struct node_hist route_latency[NODE_ROUTE_COUNT];
@@ -274,7 +274,7 @@ struct node_metrics {
     uint64_t purges_proposed;
     uint64_t readies;
     uint64_t forward_batches;
-    uint64_t nospace_alarms;    /* times the full-disk alarm was raised */
+    uint64_t nospace_alarms; /* times the full-disk alarm was raised */
     uint64_t snapshots_loaded_off_loop;
     uint64_t writes_refused_nospace;
     uint64_t evicted_keys;          /* keys removed by applied EVICT entries */
@@ -338,7 +338,7 @@ struct node {
     /* writer completions (written by the writer thread under wmu) */
     uv_mutex_t wmu;
     uint64_t w_done_seq;
-    int w_status;         /* a fatal writer status (never ST_ENOSPC) */
+    int w_status;           /* a fatal writer status (never ST_ENOSPC) */
     uint64_t w_nospace_seq; /* first batch that failed for lack of space since the
                              * last resume (0: none); it and every later one failed */
     /* Full-disk alarm: raised when a WAL batch fails with ST_ENOSPC, cleared
@@ -380,10 +380,10 @@ struct node {
     struct st_list deadlines; /* node_waiter.dlink, by deadline (FIFO, one timeout) */
     struct st_list indexed;   /* node_waiter.llink, by index, ascending */
     struct st_list transfers; /* node_waiter.llink */
-    size_t orphans;       /* writes with orphan_term set */
-    struct node_fwd *fwd; /* follower: writes for the next PROPOSE batch */
+    size_t orphans;           /* writes with orphan_term set */
+    struct node_fwd *fwd;     /* follower: writes for the next PROPOSE batch */
     size_t n_fwd, cap_fwd;
-    uint32_t fwd_bytes_max;        /* payload bytes per PROPOSE (the core's msg_bytes_max) */
+    uint32_t fwd_bytes_max; /* payload bytes per PROPOSE (the core's msg_bytes_max) */
     /* node_waiter.llink: conf changes refused with ST_ECONFCHANGE, retried per tick */
     struct st_list admin_retry;
 
@@ -415,7 +415,7 @@ struct node {
     struct node_install *install;
     uint32_t bg_pending;
     uint64_t loop_last_ns, loop_idle_last_ns; /* loop_busy_observe */
-    struct kv_config kv_cfg; /* the kv's configuration (for the kvs of installs) */
+    struct kv_config kv_cfg;                  /* the kv's configuration (for the kvs of installs) */
 
     /* inbound snapshot stream */
     /* Inbound snapshot stream (node_transport.c): chunks are collected in
@@ -441,7 +441,7 @@ struct node {
     uint64_t ticks;
     uint64_t last_purge_us;
     uint64_t stamp_last_ms; /* leader: the last timestamp stamped (node_stamp_ms) */
-    bool purge_more; /* the last purge stopped at keys_max: propose again soon */
+    bool purge_more;        /* the last purge stopped at keys_max: propose again soon */
     uint64_t timeouts_checked_us;
 
     /* command encoding scratch */
@@ -500,12 +500,12 @@ void node_memory_check_leader(struct node *n);
 
 #define NODE_SCRATCH_BYTES (64u * 1024u)
 #define NODE_READIES_PER_PASS 64
-#define NODE_HS_IDLE_TICKS 10 /* quiet ticks before a commit-only hard state is written */
+#define NODE_HS_IDLE_TICKS 10     /* quiet ticks before a commit-only hard state is written */
 #define NODE_TRIM_DELAY_TICKS 100 /* from a snapshot to malloc_trim (compaction released) */
 #define NODE_TRIM_QUIET_TICKS 50  /* ...and no entry applied for this long */
 #define NODE_JOIN_RETRY_MS 300
 #define NODE_JOIN_ATTEMPTS_MAX 200
-#define NODE_LOOP_SLOW_US 50000 /* a loop iteration this long is traced */
+#define NODE_LOOP_SLOW_US 50000                       /* a loop iteration this long is traced */
 #define NODE_SNAPSHOT_DISK_MARGIN_BYTES (64ull << 20) /* kept free when receiving a snapshot */
 
 /* node.c */

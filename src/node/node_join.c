@@ -126,8 +126,8 @@ static int join_parse_reply(struct node *n, const char *body, size_t len)
         while (st_jsonr_array_next(members, &cur, &m) && n->n_seed_peers < RAFT_MEMBERS_MAX) {
             struct node_peer_addr *p = &n->seed_peers[n->n_seed_peers];
             uint64_t id;
-            if (!st_jsonr_get(m, "id", &v) || st_jsonr_uint(v, &id) != 0 || !st_jsonr_get(m, "raft", &v) ||
-                st_jsonr_string(v, p->raft, sizeof p->raft) != 0)
+            if (!st_jsonr_get(m, "id", &v) || st_jsonr_uint(v, &id) != 0 ||
+                !st_jsonr_get(m, "raft", &v) || st_jsonr_string(v, p->raft, sizeof p->raft) != 0)
                 continue;
             p->id = id;
             p->http[0] = '\0';
@@ -180,7 +180,7 @@ void node_join_send(struct node *n)
     int len = snprintf(body, sizeof body, "{\"id\":%" PRIu64 ",\"raft\":\"%s\",\"http\":\"%s\"}",
                        n->cfg.id, n->advertise_raft, n->advertise_http);
     int rc = http_client_request(n->loop, n->cfg.join_http, "POST", "/cluster/members",
-                                "application/json", NULL, body, (size_t)len,
-                                n->cfg.request_timeout_ms, join_reply_cb, n, &n->join_req);
+                                 "application/json", NULL, body, (size_t)len,
+                                 n->cfg.request_timeout_ms, join_reply_cb, n, &n->join_req);
     if (rc) join_retry(n, st_strerror(rc));
 }

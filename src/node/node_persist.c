@@ -173,8 +173,10 @@ static void nospace_raise(struct node *n)
             const struct raft_member *m = &conf->members[i];
             if (m->id == n->cfg.id || m->role != RAFT_VOTER) continue;
             if (raft_transfer_leadership(n->raft, m->id) == 0) {
-                ST_TRACE_INFO(MOD, "node %" PRIu64 ": handing leadership to %" PRIu64
-                              " while the disk is full", n->cfg.id, m->id);
+                ST_TRACE_INFO(MOD,
+                              "node %" PRIu64 ": handing leadership to %" PRIu64
+                              " while the disk is full",
+                              n->cfg.id, m->id);
                 break;
             }
         }
@@ -221,7 +223,7 @@ static void nospace_retry(struct node *n)
  * while the disk is full, held. Returns 0 or a fatal code. */
 
 int node_persist_write(struct node *n, struct node_persist *p, const struct st_log_batch *b,
-                         bool inline_ok)
+                       bool inline_ok)
 {
     if (b->n_entries > p->cap_ents) {
         size_t cap = p->cap_ents ? p->cap_ents : 16;

@@ -180,10 +180,10 @@ int node_wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq)
      * the disk is busy with it, and one inline fdatasync then took 25-50 ms
      * on the loop (1 GiB state, bench/reliability/snapshot_stall.py) before
      * the policy noticed. */
-    bool snapshotting = n->snap_active || n->snap_commit || n->snap_in || n->snap_in_commit ||
-                        n->install;
-    if (!snapshotting && node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries, n->waiters_used,
-                           n->role == RAFT_LEADER)) {
+    bool snapshotting =
+        n->snap_active || n->snap_commit || n->snap_in || n->snap_in_commit || n->install;
+    if (!snapshotting && node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries,
+                                            n->waiters_used, n->role == RAFT_LEADER)) {
         int rc = st_log_writer_write_now(n->writer, b, seq);
         if (rc == 0) {
             n->wal_inline_done = true;
@@ -254,7 +254,8 @@ static void process_one_ready(struct node *n)
      * is sent; a new commit index alone is not (etcd's MustSync): it is
      * written with the next batch that syncs anyway. */
     if (rd.hard_state_changed) n->hs_cur = rd.hard_state;
-    bool hs_must_sync = n->hs_cur.term != n->hs_written.term || n->hs_cur.vote != n->hs_written.vote;
+    bool hs_must_sync =
+        n->hs_cur.term != n->hs_written.term || n->hs_cur.vote != n->hs_written.vote;
     bool write = b.snapshot_index || b.n_entries || hs_must_sync;
     if (write && memcmp(&n->hs_cur, &n->hs_written, sizeof n->hs_cur) != 0) {
         b.hard_state = &n->hs_cur;
@@ -385,8 +386,8 @@ static void loop_busy_observe(struct node *n)
         node_hist_add(&n->m.loop_busy, busy_us);
         if (busy_us > n->m.loop_busy_max_us) n->m.loop_busy_max_us = busy_us;
         if (busy_us >= NODE_LOOP_SLOW_US)
-            ST_TRACE_WARN(MOD, "node %" PRIu64 ": a loop iteration took %" PRIu64 " ms",
-                          n->cfg.id, busy_us / 1000);
+            ST_TRACE_WARN(MOD, "node %" PRIu64 ": a loop iteration took %" PRIu64 " ms", n->cfg.id,
+                          busy_us / 1000);
     }
     n->loop_last_ns = now;
     n->loop_idle_last_ns = idle;

@@ -261,7 +261,8 @@ static void snap_in_next(struct node *n)
         c->from = from;
         c->meta = n->snap_in_meta;
         c->work.data = c;
-        if (uv_queue_work(n->loop, &c->work, snap_in_commit_work_cb, snap_in_commit_after_cb) == 0) {
+        if (uv_queue_work(n->loop, &c->work, snap_in_commit_work_cb, snap_in_commit_after_cb) ==
+            0) {
             n->bg_pending++;
             n->snap_in_commit = c;
             return;
@@ -306,8 +307,7 @@ int node_tr_snap_begin_cb(void *ctx, raft_id from, const struct raft_msg *msg, u
         if (size + NODE_SNAPSHOT_DISK_MARGIN_BYTES > avail) {
             ST_TRACE_ERROR(MOD,
                            "node %" PRIu64 ": snapshot %" PRIu64 " from %" PRIu64
-                           " refused: %" PRIu64 " bytes announced, %" PRIu64
-                           " bytes free in %s",
+                           " refused: %" PRIu64 " bytes announced, %" PRIu64 " bytes free in %s",
                            n->cfg.id, msg->snapshot->index, from, size, avail, n->cfg.data_dir);
             return ST_ENOSPC;
         }
@@ -339,8 +339,7 @@ int node_tr_snap_begin_cb(void *ctx, raft_id from, const struct raft_msg *msg, u
     return 0;
 }
 
-int node_tr_snap_chunk_cb(void *ctx, raft_id from, uint64_t offset, const uint8_t *data,
-                          size_t len)
+int node_tr_snap_chunk_cb(void *ctx, raft_id from, uint64_t offset, const uint8_t *data, size_t len)
 {
     struct node *n = ctx;
     (void)offset;

@@ -273,8 +273,8 @@ void node_waiters_fail_all(struct node *n, int status)
     while (!st_list_empty(&n->deadlines))
         fail_waiter(n, dl_first(&n->deadlines), status);
     struct st_list *e, *tmp;
-    ST_LIST_FOREACH_SAFE (e, tmp, &n->rounds)
-        round_free(n, ST_CONTAINER_OF(e, struct node_read_round, link));
+    ST_LIST_FOREACH_SAFE(e, tmp, &n->rounds)
+    round_free(n, ST_CONTAINER_OF(e, struct node_read_round, link));
 }
 
 void node_waiters_expire(struct node *n, uint64_t now_us)
@@ -716,7 +716,8 @@ static void serve_round(struct node *n, struct node_read_round *r, int status)
 void node_client_read_state(struct node *n, const struct raft_read_state *rs)
 {
     struct st_list *e;
-    ST_LIST_FOREACH (e, &n->rounds) {
+    ST_LIST_FOREACH(e, &n->rounds)
+    {
         struct node_read_round *r = ST_CONTAINER_OF(e, struct node_read_round, link);
         if (r->ctx != rs->context) continue;
         if (rs->status != 0) {
@@ -732,7 +733,8 @@ void node_client_read_state(struct node *n, const struct raft_read_state *rs)
 void node_client_serve_reads(struct node *n)
 {
     struct st_list *e, *tmp;
-    ST_LIST_FOREACH_SAFE (e, tmp, &n->rounds) {
+    ST_LIST_FOREACH_SAFE(e, tmp, &n->rounds)
+    {
         struct node_read_round *r = ST_CONTAINER_OF(e, struct node_read_round, link);
         if (r->resolved && r->index <= n->applied) serve_round(n, r, 0);
     }

@@ -174,8 +174,7 @@ static raft_index apply_limit(const struct raft *r)
 static raft_index handout_limit(const struct raft *r)
 {
     raft_index last = log_last(&r->log);
-    if (r->role != RAFT_LEADER || (raft_is_voter(r, r->cfg.id) && raft_quorum(r) == 1))
-        return last;
+    if (r->role != RAFT_LEADER || (raft_is_voter(r, r->cfg.id) && raft_quorum(r) == 1)) return last;
     return ST_MIN(last, ST_MAX(r->append_sent_max, r->log.handed));
 }
 

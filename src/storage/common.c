@@ -10,7 +10,8 @@ void st_storage_errf(struct st_errbuf *err, const char *fmt, ...)
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start above; analyzer 14 false positive
+    // va_start above: clang-analyzer 14 reports a false positive here
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     ST_TRACE_ERROR("storage", "%s", msg);

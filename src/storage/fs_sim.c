@@ -55,8 +55,6 @@ struct sim_fd {
     uint32_t ino;
 };
 
-
-
 struct st_fs_sim {
     pthread_mutex_t mu;
     struct st_fs fs;

@@ -70,7 +70,7 @@ struct any_ctx {
 static int any_cb(void *ctx, const char *name)
 {
     struct any_ctx *a = ctx;
-    if (strcmp(name, "meta.tmp") == 0) return 0; /* our own interrupted initialisation */
+    if (strcmp(name, "meta.tmp") == 0) return 0;       /* our own interrupted initialisation */
     if (strcmp(name, ST_DIR_LOCK_NAME) == 0) return 0; /* st_dir_lock_acquire's */
     snprintf(a->name, sizeof(a->name), "%s", name);
     a->found = true;

@@ -11,8 +11,8 @@
 #include "util/crc32c.h"
 #include "wire/le.h"
 
-int st_small_file_write(const struct st_fs *fs, const char *dir, const char *name,
-                        const void *data, size_t len)
+int st_small_file_write(const struct st_fs *fs, const char *dir, const char *name, const void *data,
+                        size_t len)
 {
     if (!fs) fs = st_fs_posix();
     if (len > ST_SMALL_FILE_BYTES_MAX) return ST_ETOOBIG;

@@ -411,8 +411,8 @@ int st_snap_write_begin(struct st_snap_store *s, struct st_snap_writer **out)
     rc = s->fs.ops->open(s->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &w->fd);
     if (rc == 0) {
         snprintf(path, sizeof(path), "%s/meta", w->tmp);
-        rc = s->fs.ops->open(s->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC,
-                             &w->meta_fd);
+        rc =
+            s->fs.ops->open(s->fs.self, path, ST_FS_RDWR | ST_FS_CREATE | ST_FS_TRUNC, &w->meta_fd);
         if (rc != 0) w->meta_fd = -1;
     } else {
         w->fd = -1;

@@ -28,8 +28,8 @@ void wal_dio_close(struct wal *w)
 /* Direct I/O refused (or impossible): buffered writes from now on. */
 static void dio_give_up(struct wal *w, int rc)
 {
-    ST_TRACE_INFO("storage", "wal: no direct I/O in %s (%s): buffered writes and fdatasync",
-                  w->dir, st_strerror(rc));
+    ST_TRACE_INFO("storage", "wal: no direct I/O in %s (%s): buffered writes and fdatasync", w->dir,
+                  st_strerror(rc));
     wal_dio_close(w);
     __atomic_store_n(&w->direct_io, false, __ATOMIC_RELAXED); /* the helper reads it */
 }
@@ -102,7 +102,7 @@ static int dio_write(struct wal *w, const uint8_t *data, size_t len, uint64_t of
  * `sync`, makes them durable: direct I/O when on, else pwrite + fdatasync.
  * Failures are the caller's to make fatal. */
 int wal_write_out(struct wal *w, uint64_t seq, int fd, const uint8_t *data, size_t len,
-                     uint64_t off, bool sync)
+                  uint64_t off, bool sync)
 {
     if (w->direct_io && len) {
         int rc = dio_prepare(w, seq, fd, off);

@@ -80,7 +80,7 @@ struct st_log_writer {
     pthread_cond_t sync_cv;
     pthread_cond_t retry_cv; /* a batch waits to retry (ST_ENFILE); stop wakes it */
     uint64_t enfile_retries; /* appends retried for want of a descriptor */
-    bool enc_waiting_space; /* the encoder waits for room in groups[] */
+    bool enc_waiting_space;  /* the encoder waits for room in groups[] */
     struct wq in, work;
     uint64_t next_seq;
     bool stop;
@@ -181,9 +181,8 @@ static int append_one(struct st_log_writer *w, const struct st_log_batch *b, raf
 static bool enfile_wait(struct st_log_writer *w, unsigned tries)
 {
     if (tries == 0)
-        ST_TRACE_WARN("storage",
-                      "log writer: no file descriptor for a new WAL segment; the write "
-                      "is retried until one is free (raise the descriptor limit)");
+        ST_TRACE_WARN("storage", "log writer: no file descriptor for a new WAL segment; the write "
+                                 "is retried until one is free (raise the descriptor limit)");
     uint64_t ms = WRITER_ENFILE_RETRY_MS_MIN << (tries < 6 ? tries : 6);
     if (ms > WRITER_ENFILE_RETRY_MS_MAX) ms = WRITER_ENFILE_RETRY_MS_MAX;
     struct timespec ts;

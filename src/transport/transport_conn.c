@@ -483,8 +483,8 @@ void tr_on_connection(uv_stream_t *server, int status)
         uint64_t now = uv_now(tr->loop);
         if (tr->accept_warned_ms == 0 || now - tr->accept_warned_ms >= 1000) {
             tr->accept_warned_ms = now;
-            ST_TRACE_WARN(MOD, "accept: %s (%u pending connection(s) refused)",
-                          uv_strerror(status), refused);
+            ST_TRACE_WARN(MOD, "accept: %s (%u pending connection(s) refused)", uv_strerror(status),
+                          refused);
         }
         return;
     }

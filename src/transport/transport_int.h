@@ -109,7 +109,7 @@ struct tr_conn {
     struct raft_buf *scratch; /* parse buffer */
     struct raft_buf *rbuf;    /* scratch, or a dedicated buffer for one big frame */
     size_t rpos, rlen;
-    bool read_paused; /* a snapshot callback returned TR_CB_PENDING: no read, no parse */
+    bool read_paused;       /* a snapshot callback returned TR_CB_PENDING: no read, no parse */
     uint32_t inflight_msgs; /* OUT_MSG frames given to uv_write, not completed */
     uint64_t inflight_bytes;
 };
@@ -175,8 +175,8 @@ struct tr {
     uv_tcp_t listener;
     bool listener_open;
     uint64_t accept_warned_ms; /* last "accept failed" trace line (one a second at most) */
-    uv_timer_t notify_timer; /* reports back-pressure drops outside API calls */
-    uv_timer_t sweep_timer;  /* drops messages that waited queue_wait_ms for a connection */
+    uv_timer_t notify_timer;   /* reports back-pressure drops outside API calls */
+    uv_timer_t sweep_timer;    /* drops messages that waited queue_wait_ms for a connection */
     struct st_list peers;
     struct st_list conns;
     uint32_t inbound_pending;

@@ -47,7 +47,7 @@ void tr_out_pool_drain(struct tr *tr)
 
 /* One allocation: struct, iovecs, refs, then `hdr_bytes` of header. */
 struct tr_out *tr_out_alloc(struct tr *tr, uint8_t kind, uint32_t nbufs, uint32_t nrefs,
-                                size_t hdr_bytes)
+                            size_t hdr_bytes)
 {
     size_t size = sizeof(struct tr_out) + nbufs * sizeof(uv_buf_t) +
                   nrefs * sizeof(struct raft_buf *) + hdr_bytes;
@@ -144,7 +144,7 @@ int tr_conn_write(struct tr_conn *c, struct tr_out *o)
 
 /* Writes a control frame; on failure the connection is closed (deferred). */
 void tr_conn_send_ctrl(struct tr_conn *c, uint8_t type, const uint8_t *body, uint32_t len,
-                           bool close_after)
+                       bool close_after)
 {
     if (c->state == CONN_CLOSING) return;
     struct tr_out *o = out_ctrl(c->tr, type, body, len);

@@ -7,8 +7,7 @@
 
 _Noreturn void st_assert_fail(const char *expr, const char *file, int line, const char *func);
 
-#define ST_ASSERT(expr)                                                                   \
-    ((expr) ? (void)0 : st_assert_fail(#expr, __FILE__, __LINE__, __func__))
+#define ST_ASSERT(expr) ((expr) ? (void)0 : st_assert_fail(#expr, __FILE__, __LINE__, __func__))
 
 #if defined(ST_DEBUG_CHECKS) && ST_DEBUG_CHECKS
 #define ST_DEBUG_ASSERT(expr) ST_ASSERT(expr)

@@ -27,8 +27,7 @@ static void crc_table_init(void)
 
 uint32_t st_crc32c_sw(uint32_t crc, const void *data, size_t len)
 {
-    if (!crc_table_ready)
-        crc_table_init();
+    if (!crc_table_ready) crc_table_init();
     const uint8_t *p = data;
     crc = ~crc;
     while (len >= 8) {
@@ -49,7 +48,7 @@ uint32_t st_crc32c_sw(uint32_t crc, const void *data, size_t len)
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const void *data,
-                                                              size_t len)
+                                                            size_t len)
 {
     const uint8_t *p = data;
     uint64_t c = ~crc;

@@ -5,8 +5,8 @@
 const char *st_strerror(int code)
 {
     switch (code) {
-#define ST_X_(name, value, text)                                                          \
-    case value:                                                                           \
+#define ST_X_(name, value, text)                                                                   \
+    case value:                                                                                    \
         return text;
         ST_ERRNO_MAP(ST_X_)
 #undef ST_X_

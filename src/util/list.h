@@ -16,8 +16,7 @@ struct st_list {
     struct st_list *prev, *next;
 };
 
-#define ST_CONTAINER_OF(ptr, type, field)                                                          \
-    ((type *)(void *)((char *)(ptr)-offsetof(type, field)))
+#define ST_CONTAINER_OF(ptr, type, field) ((type *)(void *)((char *)(ptr)-offsetof(type, field)))
 
 /* for (e in head) with e a `struct st_list *`; e must not be deleted in the
  * body (use ST_LIST_FOREACH_SAFE for that). */

@@ -28,8 +28,7 @@ int st_trace_parse_level(const char *name, enum st_trace_level *out)
 
 void st_trace(enum st_trace_level level, const char *module, const char *fmt, ...)
 {
-    if (level < trace_level)
-        return;
+    if (level < trace_level) return;
     static const char tags[] = "DIWE";
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -41,7 +40,8 @@ void st_trace(enum st_trace_level level, const char *module, const char *fmt, ..
     va_list ap;
     va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof line)
-        // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start above; analyzer 14 false positive
+        // va_start above: clang-analyzer 14 reports a false positive here
+        // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s\n", line);

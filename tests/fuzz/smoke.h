@@ -103,8 +103,8 @@ static inline size_t fuzz_smoke_mutate(struct st_rng *rng, const uint8_t *in, si
             }
             break;
         case 7: {
-            static const char *const tok[] = {"\\u", "\r\n", "%2", ",", "[", "\":", "0\r\n\r\n",
-                                              "\\ud800", "1e", "-0", ":"};
+            static const char *const tok[] = {
+                "\\u", "\r\n", "%2", ",", "[", "\":", "0\r\n\r\n", "\\ud800", "1e", "-0", ":"};
             const char *t = tok[st_rng_below(rng, sizeof(tok) / sizeof(tok[0]))];
             size_t tl = strlen(t);
             if (len + tl < FUZZ_SMOKE_INPUT_MAX) {
@@ -150,8 +150,7 @@ static inline int fuzz_smoke_corpus(const char *kind, fuzz_smoke_target_fn targe
 /* iterations mutations of the corpus/<kind> seeds, then as many inputs of
  * random bytes; counts the inputs accepted (0) and refused. */
 static inline void fuzz_smoke_mutations(const char *kind, fuzz_smoke_target_fn target,
-                                        uint64_t seed, int iterations, int *accepted,
-                                        int *refused)
+                                        uint64_t seed, int iterations, int *accepted, int *refused)
 {
     struct fuzz_smoke_seeds *s = &fuzz_smoke_seeds_of_test;
     ST_ASSERT(fuzz_smoke_load(s, kind) > 0);

@@ -159,7 +159,7 @@ static int exchange(uint16_t port, const char *body, size_t body_len, int timeou
     struct cli_endpoint ep = endpoint(port);
     struct cli_buf head = {0};
     ST_ASSERT(cli_buf_printf(&head, "PUT /kv/k HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
-                         body_len) == 0);
+                             body_len) == 0);
     const char *why = "";
     int rc = cli_http_exchange(&ep, &head, body, body_len, timeout_ms, rbuf, resp, &why);
     cli_buf_free(&head);

@@ -206,10 +206,8 @@ TEST(evict_round_trip_lists_every_key_with_its_version)
 
 TEST(refuse_round_trip_and_apply_changes_nothing)
 {
-    struct kv_command c = {.type = KV_CMD_REFUSE,
-                           .req = {2, 99},
-                           .timestamp_ms = 5,
-                           .reason = KV_REFUSE_MEMORY};
+    struct kv_command c = {
+        .type = KV_CMD_REFUSE, .req = {2, 99}, .timestamp_ms = 5, .reason = KV_REFUSE_MEMORY};
     uint8_t buf[64];
     size_t len = encode(&c, buf, sizeof(buf));
     ASSERT_EQ(len, KV_COMMAND_HEADER_BYTES + 4);

@@ -29,9 +29,9 @@ TEST(kv_snap_huge_key_count_is_refused_not_hung)
     memset(snap, 0, sizeof(snap));
     memcpy(snap, "STKVSNAP", 8);
     le_put32(snap + 8, 2);
-    le_put64(snap + 16, 5);                          /* applied index */
-    le_put64(snap + 24, UINT64_MAX - 3);             /* key count */
-    le_put32(snap + 52, st_crc32c(0, snap, 52));     /* header CRC, no meta */
+    le_put64(snap + 16, 5);                      /* applied index */
+    le_put64(snap + 24, UINT64_MAX - 3);         /* key count */
+    le_put32(snap + 52, st_crc32c(0, snap, 52)); /* header CRC, no meta */
     struct kv *kv;
     ASSERT_EQ(kv_create(NULL, &kv), 0);
     struct kv_restore *r;

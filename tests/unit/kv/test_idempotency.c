@@ -42,8 +42,8 @@ static int put_k(struct kv *kv, uint64_t index, uint64_t ts, const char *key, co
     return kvt_apply_cmd(kv, index, &c, r);
 }
 
-static int del_k(struct kv *kv, uint64_t index, uint64_t ts, const char *key,
-                 const struct idem *id, struct kv_result *r)
+static int del_k(struct kv *kv, uint64_t index, uint64_t ts, const char *key, const struct idem *id,
+                 struct kv_result *r)
 {
     struct kv_command c = {.type = KV_CMD_DELETE,
                            .req = {9, index},
@@ -242,8 +242,8 @@ TEST(snapshot_round_trip_carries_the_records_and_the_log_clock)
     for (int i = 0; i < 300; i++) {
         snprintf(name, sizeof name, "req-%d", i);
         struct idem id = {name, 200, 100000};
-        ASSERT_EQ(put_k(a, ++idx, 1000 + (uint64_t)i, i % 2 ? "odd" : "even", name,
-                        KV_COND_NONE, &id, &r),
+        ASSERT_EQ(put_k(a, ++idx, 1000 + (uint64_t)i, i % 2 ? "odd" : "even", name, KV_COND_NONE,
+                        &id, &r),
                   0);
     }
     struct kvt_sink s;

@@ -433,13 +433,15 @@ TEST(expiry_survives_every_value_size_and_ttl_transition)
             ASSERT_EQ(v.version, model[q].version);
             ASSERT_EQ(v.expire_at_ms, model[q].expire);
             ASSERT_EQ(v.value_len, model[q].len);
-            for (uint32_t i = 0; i < v.value_len; i++) ASSERT_EQ(v.value[i], model[q].fill);
+            for (uint32_t i = 0; i < v.value_len; i++)
+                ASSERT_EQ(v.value[i], model[q].fill);
         }
     }
     /* The heap still orders every key with an expiry: a purge at t = 1e6
      * removes exactly those. */
     uint64_t with_ttl = 0;
-    for (uint32_t q = 0; q < KEYS; q++) with_ttl += model[q].version && model[q].expire;
+    for (uint32_t q = 0; q < KEYS; q++)
+        with_ttl += model[q].version && model[q].expire;
     ASSERT_EQ(kvt_purge(kv, 20001, 1000000, 0, &r), 0);
     ASSERT_EQ(r.purged, with_ttl);
     ASSERT_EQ(kv_check_invariants(kv), 0);
@@ -531,13 +533,13 @@ TEST(used_bytes_is_key_plus_value_plus_overhead_per_key_through_every_change)
     ASSERT_EQ(kv_used_bytes(kv), kv_used_bytes_of(5, 2));
     ASSERT_EQ(kvt_put(kv, 4, 10, "beta", "b", 50, KV_COND_NONE, 0, &r), 0);
     ASSERT_EQ(kvt_put(kv, 5, 10, "gamma", "g", 0, KV_COND_NONE, 0, &r), 0);
-    ASSERT_EQ(kv_used_bytes(kv), kv_used_bytes_of(5, 2) + kv_used_bytes_of(4, 1) +
-                                     kv_used_bytes_of(5, 1));
+    ASSERT_EQ(kv_used_bytes(kv),
+              kv_used_bytes_of(5, 2) + kv_used_bytes_of(4, 1) + kv_used_bytes_of(5, 1));
     /* a failed condition changes nothing */
     ASSERT_EQ(kvt_put(kv, 6, 10, "gamma", big, 0, KV_COND_IF_ABSENT, 0, &r), 0);
     ASSERT_EQ(r.status, KV_STATUS_PRECONDITION_FAILED);
-    ASSERT_EQ(kv_used_bytes(kv), kv_used_bytes_of(5, 2) + kv_used_bytes_of(4, 1) +
-                                     kv_used_bytes_of(5, 1));
+    ASSERT_EQ(kv_used_bytes(kv),
+              kv_used_bytes_of(5, 2) + kv_used_bytes_of(4, 1) + kv_used_bytes_of(5, 1));
     /* purge at 70 removes beta (expires 60), not alpha (110) */
     ASSERT_EQ(kvt_purge(kv, 7, 70, 0, &r), 0);
     ASSERT_EQ(r.purged, 1);
@@ -563,10 +565,10 @@ TEST(evict_removes_listed_keys_at_their_version_only)
     ASSERT_EQ(kvt_put(kv, 3, 10, "c", "333", 0, KV_COND_NONE, 0, &r), 0);
     ASSERT_EQ(kvt_put(kv, 4, 10, "c", "3333", 0, KV_COND_NONE, 0, &r), 0); /* c rewritten */
     struct kv_evict_key keys[] = {
-        {(const uint8_t *)"a", 1, 1},    /* current: evicted */
-        {(const uint8_t *)"b", 1, 2},    /* current, with a TTL: evicted */
-        {(const uint8_t *)"c", 1, 3},    /* rewritten at 4 since: kept */
-        {(const uint8_t *)"zzz", 3, 1},  /* absent: nothing */
+        {(const uint8_t *)"a", 1, 1},   /* current: evicted */
+        {(const uint8_t *)"b", 1, 2},   /* current, with a TTL: evicted */
+        {(const uint8_t *)"c", 1, 3},   /* rewritten at 4 since: kept */
+        {(const uint8_t *)"zzz", 3, 1}, /* absent: nothing */
     };
     uint64_t before = kv_used_bytes(kv);
     ASSERT_EQ(kvt_evict(kv, 5, keys, 4, &r), 0);
@@ -605,10 +607,8 @@ TEST(refuse_answers_its_request_and_changes_nothing)
     ASSERT_EQ(kvt_put(kv, 1, 10, "a", "1", 0, KV_COND_NONE, 0, &r), 0);
     uint64_t digest = kv_digest(kv), used = kv_used_bytes(kv);
     /* stamped no later than the put: the log clock (in the digest) stays */
-    struct kv_command c = {.type = KV_CMD_REFUSE,
-                           .req = {3, 44},
-                           .timestamp_ms = 10,
-                           .reason = KV_REFUSE_MEMORY};
+    struct kv_command c = {
+        .type = KV_CMD_REFUSE, .req = {3, 44}, .timestamp_ms = 10, .reason = KV_REFUSE_MEMORY};
     ASSERT_EQ(kvt_apply_cmd(kv, 2, &c, &r), 0);
     ASSERT_EQ(r.status, KV_STATUS_REFUSED);
     ASSERT_EQ(r.req.node_id, 3);

@@ -39,7 +39,8 @@ static struct kv *make(struct failer *f)
 }
 
 /* A workload that grows, overwrites with larger values, adds TTLs (heap
- * growth), deletes (shrink), purges and records idempotency keys. Returns the command for step i. */
+ * growth), deletes (shrink), purges and records idempotency keys. Returns the command for step i.
+ */
 static void step_cmd(uint64_t i, struct kv_command *c, char *key, char *val)
 {
     memset(c, 0, sizeof(*c));

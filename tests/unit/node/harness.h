@@ -263,7 +263,7 @@ static inline void h_http(struct hnode *h, const char *method, const char *path,
 {
     memset(r, 0, sizeof *r);
     int rc = http_client_request(h_loop, h->cfg.http_listen, method, path, NULL, headers, body,
-                                body ? strlen(body) : 0, 20000, h_http_cb, r, NULL);
+                                 body ? strlen(body) : 0, 20000, h_http_cb, r, NULL);
     ASSERT_EQ(rc, 0);
     ASSERT_TRUE(h_run_until(h_cond_resp, r));
 }

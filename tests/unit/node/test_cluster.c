@@ -200,9 +200,8 @@ TEST(a_commit_index_change_alone_costs_no_wal_batch_but_reaches_the_wal)
     for (int i = 0; i < 3; i++)
         h_stop(&nodes[i]);
     for (int i = 0; i < 3; i++) {
-        struct st_storage_config sc = {.dir = nodes[i].dir,
-                                       .node_id = nodes[i].cfg.id,
-                                       .cluster_id = cluster_id};
+        struct st_storage_config sc = {
+            .dir = nodes[i].dir, .node_id = nodes[i].cfg.id, .cluster_id = cluster_id};
         struct st_storage *s = NULL;
         struct st_storage_state st;
         struct st_errbuf err;
@@ -470,7 +469,7 @@ TEST(stopping_a_node_fails_its_pending_requests_cleanly)
     struct hresp r;
     memset(&r, 0, sizeof r);
     ASSERT_EQ(http_client_request(h_loop, nodes[li].cfg.http_listen, "PUT", "/kv/pending", NULL,
-                                 NULL, "v", 1, 20000, h_http_cb, &r, NULL),
+                                  NULL, "v", 1, 20000, h_http_cb, &r, NULL),
               0);
     struct node_info info;
     node_info_get(nodes[li].node, &info);

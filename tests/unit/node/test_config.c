@@ -148,8 +148,7 @@ TEST(memory_flags_parse_with_defaults_and_refuse_unknown_policies)
         ASSERT_EQ(cfg.eviction_policy, i);
         ASSERT_STREQ(node_eviction_policy_name(cfg.eviction_policy), names[i]);
     }
-    ASSERT_EQ(node_config_set(&cfg, "eviction-policy", "allkeys-lfu", err, sizeof err),
-              ST_EINVAL);
+    ASSERT_EQ(node_config_set(&cfg, "eviction-policy", "allkeys-lfu", err, sizeof err), ST_EINVAL);
     ASSERT_TRUE(strstr(err, "--eviction-policy") != NULL);
     ASSERT_EQ(node_config_set(&cfg, "max-memory", "lots", err, sizeof err), ST_EINVAL);
 }
@@ -163,8 +162,9 @@ TEST(idempotency_and_purge_flags_parse_default_and_refuse_zero)
     ASSERT_EQ(cfg.idempotency_keys_max, 100000);
     ASSERT_EQ(cfg.idempotency_ttl_s, 3600);
     ASSERT_EQ(cfg.purge_interval_ms, 100);
-    char *a[] = {"server", "--idempotency-keys-max", "7", "--idempotency-ttl-s=9",
-                 "--purge-interval-ms", "50"};
+    char *a[] = {
+        "server", "--idempotency-keys-max", "7", "--idempotency-ttl-s=9", "--purge-interval-ms",
+        "50"};
     ASSERT_EQ(parse(&cfg, err, sizeof err, 6, a), 0);
     ASSERT_EQ(cfg.idempotency_keys_max, 7);
     ASSERT_EQ(cfg.idempotency_ttl_s, 9);

@@ -566,15 +566,14 @@ TEST(forwarded_proposal_of_older_term_dropped_by_later_leader)
     struct raft_buf *b = raft_buf_create(strlen(s));
     ASSERT_TRUE(b != NULL);
     memcpy(b->data, s, strlen(s));
-    struct raft_entry e = {
-        .type = RAFT_ENTRY_NORMAL, .index = 1, .term = 1, .buf = b, .data = b->data,
-        .len = (uint32_t)strlen(s)};
-    struct raft_msg m = {.type = RAFT_MSG_PROPOSE,
-                         .from = 3,
-                         .to = 1,
-                         .term = t_old,
-                         .n_entries = 1,
-                         .entries = &e};
+    struct raft_entry e = {.type = RAFT_ENTRY_NORMAL,
+                           .index = 1,
+                           .term = 1,
+                           .buf = b,
+                           .data = b->data,
+                           .len = (uint32_t)strlen(s)};
+    struct raft_msg m = {
+        .type = RAFT_MSG_PROPOSE, .from = 3, .to = 1, .term = t_old, .n_entries = 1, .entries = &e};
     /* Leadership moves away and comes back: node 1 leads a later term. */
     ASSERT_EQ(raft_transfer_leadership(fx_r(f, 1), 2), 0);
     fx_stabilize(f);

@@ -438,7 +438,6 @@ TEST(snapshot_message_names_latest_snapshot)
     fx_destroy(f);
 }
 
-
 static size_t count_released(struct raft_buf **held, const uint32_t *before, size_t n)
 {
     size_t k = 0;

@@ -317,8 +317,7 @@ static void power_loss_sweep(void)
         }
     }
     printf("crash points tested%s: %llu (%llu recoveries: lost unsynced data, torn writes)\n",
-           g_direct ? " (direct I/O)" : "", (unsigned long long)points,
-           (unsigned long long)cases);
+           g_direct ? " (direct I/O)" : "", (unsigned long long)points, (unsigned long long)cases);
     ASSERT_EQ(v.refused, 0);
     ASSERT_EQ((uint64_t)v.restored, cases);
 }

@@ -27,8 +27,7 @@ static struct st_wal_config cfg_for(const char *dir, int mode)
 }
 
 /* The child: continue after what is on disk, forever (until killed). */
-static _Noreturn void writer_child(const char *dir, int mode, int fd, uint64_t term,
-                                   uint64_t seed)
+static _Noreturn void writer_child(const char *dir, int mode, int fd, uint64_t term, uint64_t seed)
 {
     struct st_wal_config cfg = cfg_for(dir, mode);
     struct st_log_store s;

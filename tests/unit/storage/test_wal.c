@@ -102,7 +102,10 @@ static int reopen_check(struct st_fs_sim *sim, uint64_t seg, raft_index last, ch
     rc = s.ops->load(s.self, 0, &st, &err);
     if (rc == 0) {
         if (st.last_index != last) rc = ST_EINVAL;
-        if (getenv("DBG")) fprintf(stderr, "reopen: last %llu want %llu first %llu n %zu\n", (unsigned long long)st.last_index, (unsigned long long)last, (unsigned long long)st.first_index, st.n_entries);
+        if (getenv("DBG"))
+            fprintf(stderr, "reopen: last %llu want %llu first %llu n %zu\n",
+                    (unsigned long long)st.last_index, (unsigned long long)last,
+                    (unsigned long long)st.first_index, st.n_entries);
         for (size_t i = 0; rc == 0 && i < st.n_entries; i++)
             if (!h_check(&st.entries[i], i + 1, 1)) rc = ST_EINVAL;
         st_log_state_release(&st);
@@ -475,7 +478,7 @@ TEST(writer_syncs_all_groups_encoded_during_a_sync_at_once)
     ASSERT_EQ(c.durable, 3);
     st_wal_stats_get(&s, &ws);
     ASSERT_EQ(ws.syncs - syncs0, 1); /* both queued groups, one fdatasync */
-    ASSERT_EQ(c.calls, 3);          /* still one result per group */
+    ASSERT_EQ(c.calls, 3);           /* still one result per group */
     st_log_writer_destroy(w);
     s.ops->close(s.self);
     char msg[200] = "";

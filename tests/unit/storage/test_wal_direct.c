@@ -181,10 +181,8 @@ TEST(where_direct_io_is_refused_the_wal_writes_buffered_and_loses_nothing)
         struct st_fs_sim *sim;
         ASSERT_EQ(st_fs_sim_create(&sim), 0);
         st_fs_sim_set_direct_align(sim, aligns[a]);
-        struct st_wal_config c = {.fs = st_fs_sim_fs(sim),
-                                  .dir = "/wal",
-                                  .segment_bytes = 64 * 1024,
-                                  .direct_io = 1};
+        struct st_wal_config c = {
+            .fs = st_fs_sim_fs(sim), .dir = "/wal", .segment_bytes = 64 * 1024, .direct_io = 1};
         struct st_log_store s;
         struct st_log_state st;
         ASSERT_EQ(st_wal_open(&c, &s, NULL), 0);

@@ -182,7 +182,8 @@ TEST(a_spare_left_by_a_previous_run_is_removed_at_open_never_read)
     snprintf(p, sizeof p, "%s/spare.wal.tmp", dir);
     FILE *f = fopen(p, "w");
     ASSERT_TRUE(f != NULL);
-    for (int i = 0; i < 5000; i++) fputc(0xa5, f);
+    for (int i = 0; i < 5000; i++)
+        fputc(0xa5, f);
     fclose(f);
     open_wal(dir, 1, &s, &st);
     ASSERT_EQ(st.last_index, 5);
@@ -194,7 +195,8 @@ TEST(a_spare_left_by_a_previous_run_is_removed_at_open_never_read)
     static uint8_t b[SEG];
     ASSERT_EQ(read(fd, b, sizeof b), (ssize_t)SEG);
     close(fd);
-    for (size_t i = 0; i < SEG; i++) ASSERT_EQ(b[i], 0);
+    for (size_t i = 0; i < SEG; i++)
+        ASSERT_EQ(b[i], 0);
     s.ops->close(s.self);
     /* Without spares the WAL removes a leftover too, and does not refuse the
      * directory as holding a foreign file. */

@@ -1545,7 +1545,6 @@ TEST(messages_do_not_wait_forever_for_a_peer_that_never_connects)
     loop_teardown();
 }
 
-
 /* A restarting peer is redialled at the base rate for the first
  * reconnect_fast_ms of an outage; only then does the bound double up to
  * reconnect_max_ms (it used to double from the first failure, so a peer down

@@ -13,7 +13,8 @@ static int digits(struct st_list *head)
 {
     int s = 0;
     struct st_list *e;
-    ST_LIST_FOREACH (e, head) {
+    ST_LIST_FOREACH(e, head)
+    {
         s = s * 10 + ST_CONTAINER_OF(e, struct item, link)->v;
     }
     return s;
@@ -50,7 +51,8 @@ TEST(list_delete_leaves_element_self_linked)
     ASSERT_EQ(digits(&h), 13);
     struct st_list *e, *t;
     int n = 0;
-    ST_LIST_FOREACH_SAFE (e, t, &h) {
+    ST_LIST_FOREACH_SAFE(e, t, &h)
+    {
         st_list_del(e);
         n++;
     }

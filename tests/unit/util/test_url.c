@@ -46,9 +46,8 @@ TEST(url_encode_round_trips_every_byte_value)
     ASSERT_EQ(n, st_url_encoded_len(all, sizeof all));
     for (size_t i = 0; i < n; i++)
         ASSERT_TRUE(((enc[i] >= 'a' && enc[i] <= 'z') || (enc[i] >= 'A' && enc[i] <= 'Z') ||
-                     (enc[i] >= '0' && enc[i] <= '9') ||
-                     strchr("-._~", enc[i]) != NULL) || enc[i] == '%' ||
-                    (enc[i] >= 'A' && enc[i] <= 'F'));
+                     (enc[i] >= '0' && enc[i] <= '9') || strchr("-._~", enc[i]) != NULL) ||
+                    enc[i] == '%' || (enc[i] >= 'A' && enc[i] <= 'F'));
     uint8_t back[256];
     ASSERT_EQ(st_url_decode(enc, n, 0, back, sizeof back, &m), 0);
     ASSERT_EQ(m, 256);
@@ -100,8 +99,8 @@ TEST(hostport_split_takes_names_v4_and_bracketed_v6)
     ASSERT_EQ(st_url_hostport_split("[::1]:65535", host, sizeof host, &port), 0);
     ASSERT_STREQ(host, "::1");
     ASSERT_EQ(port, 65535);
-    const char *bad[] = {"", "h", "h:", ":1", "h:0", "h:65536", "h:1x", "::1:80", "[::1]80",
-                         "a-very-long-host-name:1"};
+    const char *bad[] = {"",        "h",    "h:",     ":1",      "h:0",
+                         "h:65536", "h:1x", "::1:80", "[::1]80", "a-very-long-host-name:1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ASSERT_EQ(st_url_hostport_split(bad[i], host, sizeof host, &port), ST_EINVAL);
 }
