@@ -345,7 +345,8 @@ int node_tr_snap_chunk_cb(void *ctx, raft_id from, uint64_t offset, const uint8_
     (void)offset;
     struct node_snap_io *io = n->snap_in;
     if (!io || n->snap_in_from != from || n->snap_in_ending) return ST_EINVAL;
-    if (io->rc) return io->rc; /* an earlier write failed */
+    /* io->rc is the worker's while a write runs (busy): read it only after */
+    if (!io->busy && io->rc) return io->rc; /* an earlier write failed */
     int rc = node_snap_io_append(io, data, len);
     if (rc) return rc;
     if (!io->busy) snap_in_flush(n);
@@ -367,7 +368,7 @@ int node_tr_snap_end_cb(void *ctx, raft_id from, int status)
         node_snap_in_release(n);
         return status;
     }
-    if (io->rc) {
+    if (!io->busy && io->rc) { /* (a running write's error: snap_in_next sees it) */
         int rc = io->rc;
         node_snap_in_release(n);
         return rc;
