@@ -574,6 +574,11 @@ void node_snap_io_free(struct node_snap_io *io);
 /* Threadpool: writes the buffer handed over (1 - fill); the first error
  * stays in io->rc. */
 void node_snap_io_work_cb(uv_work_t *req);
+/* Hands io's fill buffer to the threadpool (node_snap_io_work_cb, then
+ * after_cb on the loop, which must clear busy and the written buffer's
+ * length) and switches to the other buffer; counted in bg_pending. If the
+ * threadpool refuses, writes it here: nothing is lost, the loop stalls once. */
+void node_snap_io_flush(struct node *n, struct node_snap_io *io, uv_after_work_cb after_cb);
 /* Releases the inbound snapshot stream's writer and buffers (aborting its
  * file); a write in flight finishes first and frees them. */
 void node_snap_in_release(struct node *n);

@@ -76,14 +76,12 @@ static void snap_io_after_cb(uv_work_t *req, int status)
     if (n->stopping) node_stop_maybe_finish(n);
 }
 
-/* Hands the filled buffer to the threadpool. Returns 0 or the error (then
- * written synchronously: nothing is lost, the step just stalls once). */
-static void snap_io_flush(struct node *n, struct node_snap_io *io)
+void node_snap_io_flush(struct node *n, struct node_snap_io *io, uv_after_work_cb after_cb)
 {
     io->fill = 1 - io->fill;
     io->busy = true;
     io->work.data = io;
-    if (uv_queue_work(n->loop, &io->work, node_snap_io_work_cb, snap_io_after_cb) == 0) {
+    if (uv_queue_work(n->loop, &io->work, node_snap_io_work_cb, after_cb) == 0) {
         n->bg_pending++;
         return;
     }
@@ -324,7 +322,7 @@ int node_snapshot_step(struct node *n, size_t budget, bool sync, int *rc_out)
             job->cur = NULL;
         }
         if (rc >= 0 && io->len[io->fill] > 0) {
-            snap_io_flush(n, io);
+            node_snap_io_flush(n, io, snap_io_after_cb);
             return 1;
         }
         if (rc == 1) return 1;

@@ -157,23 +157,6 @@ void node_snap_in_release(struct node *n)
         node_snap_io_free(io);
 }
 
-/* Hands the fill buffer to the threadpool (written here if the threadpool
- * refuses: nothing is lost, the loop just stalls once). */
-static void snap_in_flush(struct node *n)
-{
-    struct node_snap_io *io = n->snap_in;
-    io->fill = 1 - io->fill;
-    io->busy = true;
-    io->work.data = io;
-    if (uv_queue_work(n->loop, &io->work, node_snap_io_work_cb, snap_in_after_cb) == 0) {
-        n->bg_pending++;
-        return;
-    }
-    node_snap_io_work_cb(&io->work);
-    io->busy = false;
-    io->len[1 - io->fill] = 0;
-}
-
 static void snap_in_commit_work_cb(uv_work_t *req)
 {
     struct node_snap_in_commit *c = req->data;
@@ -235,7 +218,7 @@ static void snap_in_next(struct node *n)
         return;
     }
     if (io->len[io->fill] > 0) {
-        snap_in_flush(n);
+        node_snap_io_flush(n, n->snap_in, snap_in_after_cb);
         if (n->snap_in_paused && io->len[io->fill] == 0) { /* room again */
             n->snap_in_paused = false;
             tr_snapshot_resume(n->tr, from, 0);
@@ -349,7 +332,7 @@ int node_tr_snap_chunk_cb(void *ctx, raft_id from, uint64_t offset, const uint8_
     if (!io->busy && io->rc) return io->rc; /* an earlier write failed */
     int rc = node_snap_io_append(io, data, len);
     if (rc) return rc;
-    if (!io->busy) snap_in_flush(n);
+    if (!io->busy) node_snap_io_flush(n, n->snap_in, snap_in_after_cb);
     if (io->busy && io->len[io->fill] >= NODE_SNAP_IN_HELD_BYTES) {
         n->snap_in_paused = true;
         return TR_CB_PENDING;
