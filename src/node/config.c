@@ -3,6 +3,7 @@
 #include "stcache/errors.h"
 #include "util/assert.h"
 #include "util/trace.h"
+#include "util/url.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -68,37 +69,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 int node_addr_split(const char *addr, char *host, size_t hostlen, uint16_t *port)
 {
-    const char *colon;
-    const char *h = addr;
-    size_t hl;
-    if (!addr || !*addr) return ST_EINVAL;
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (!close || close[1] != ':') return ST_EINVAL;
-        h = addr + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (!colon) return ST_EINVAL;
-        hl = (size_t)(colon - addr);
-        if (memchr(addr, ':', hl)) /* bare IPv6 needs brackets */
-            return ST_EINVAL;
-    }
-    if (hl == 0 || hl + 1 > hostlen) return ST_EINVAL;
-    const char *p = colon + 1;
-    if (!*p) return ST_EINVAL;
-    unsigned long v = 0;
-    for (; *p; p++) {
-        if (!isdigit((unsigned char)*p)) return ST_EINVAL;
-        v = v * 10 + (unsigned long)(*p - '0');
-        if (v > 65535) return ST_EINVAL;
-    }
-    if (v == 0) return ST_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (uint16_t)v;
-    return 0;
+    return st_url_hostport_split(addr, host, hostlen, port);
 }
 
 static int addr_valid(const char *a)

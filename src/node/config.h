@@ -136,7 +136,8 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
 int node_config_load_file(struct node_config *cfg, const char *path, char *err, size_t errlen);
 
 /* Splits "host:port" (or "[v6]:port") into host (NUL-terminated, hostlen
- * bytes) and port. Returns 0 or ST_EINVAL. */
+ * bytes) and port. Returns 0 or ST_EINVAL. The node's name for
+ * st_url_hostport_split (util/url.h), which it calls. */
 int node_addr_split(const char *addr, char *host, size_t hostlen, uint16_t *port);
 
 /* Parses "1=h:p,2=h:p" or "1=h:p/hh:hp,..." into peers (cap entries).
