@@ -117,13 +117,17 @@ class SnapshotBig(Scenario):
         c = self.cluster("snapshot_big", SNAP_ARGS)
         ledger = {}
         value_bytes = 512 * 1024
+        # Not scaled down under sanitizers: fewer bytes leave the whole log
+        # within the leader's trailing-log bound, and the follower then
+        # catches up from the log without a snapshot.
+        n_values = 48
         with step("3-node cluster; follower stopped; %d values of 512 KiB written and compacted"
-                  % count(48, 16)):
+                  % n_values):
             leader = c.start_static(3)
             follower = next(n for n in c.running() if n.id != leader.id)
             follower.kill9()
             items = [("big/%03d" % i, ("%03d" % i) * (value_bytes // 3)) for i in
-                     range(count(48, 16))]
+                     range(n_values)]
             c.put_many(items, via=leader, threads=4)
             ledger.update(items)
             r = retry_503(lambda: leader.request("POST", "/snapshot"))
