@@ -95,7 +95,7 @@ static struct {
     uv_tcp_t api;
     struct raft *r;
     struct st_storage *storage;
-    struct tr *tr;
+    struct st_tr *tr;
     raft_index applied;
     uint64_t next_read_ctx;
 } g;
@@ -216,14 +216,14 @@ static void fatal(const char *what, int rc)
  * since we started) is added from its context in the configuration. */
 static void send_msg(const struct raft_msg *m)
 {
-    int rc = tr_send(g.tr, m);
+    int rc = st_tr_send(g.tr, m);
     if (rc == ST_ENOENT) {
         const struct raft_member *mb = raft_conf_find(raft_conf_get(g.r), m->to);
         if (mb && mb->context_len) {
             char addr[RAFT_MEMBER_CONTEXT_MAX + 1];
             memcpy(addr, mb->context, mb->context_len);
             addr[mb->context_len] = '\0';
-            if (tr_peer_add(g.tr, m->to, addr) == 0) rc = tr_send(g.tr, m);
+            if (st_tr_peer_add(g.tr, m->to, addr) == 0) rc = st_tr_send(g.tr, m);
         }
     }
     /* Anything else (back-pressure, unknown peer): the message is lost, which
@@ -240,12 +240,12 @@ static void apply_conf(const struct raft_entry *e)
     fflush(stdout);
     if (cc.id == g.id) return;
     if (cc.op == RAFT_CONF_REMOVE) {
-        (void)tr_peer_remove(g.tr, cc.id);
+        (void)st_tr_peer_remove(g.tr, cc.id);
     } else if (cc.context_len) {
         char addr[RAFT_MEMBER_CONTEXT_MAX + 1];
         memcpy(addr, cc.context, cc.context_len);
         addr[cc.context_len] = '\0';
-        (void)tr_peer_add(g.tr, cc.id, addr); /* ST_EEXIST: known already */
+        (void)st_tr_peer_add(g.tr, cc.id, addr); /* ST_EEXIST: known already */
     }
 }
 
@@ -537,21 +537,21 @@ int main(int argc, char **argv)
     if (rc != 0) fatal("raft_create", rc);
 
     /* Transport: listen on our --peers address, know every listed peer. */
-    struct tr_config tcfg;
+    struct st_tr_config tcfg;
     char listen[RAFT_MEMBER_CONTEXT_MAX + 1];
     memcpy(listen, self->context, self->context_len);
     listen[self->context_len] = '\0';
-    tr_config_default(&tcfg, g.id, CLUSTER_ID, listen);
-    struct tr_callbacks cbs = {.msg_cb = on_peer_msg, .send_failed_cb = on_send_failed};
-    if ((rc = tr_create(g.loop, &tcfg, &cbs, &g.tr)) != 0) fatal("tr_create", rc);
-    if ((rc = tr_start(g.tr)) != 0) fatal("tr_start", rc);
+    st_tr_config_default(&tcfg, g.id, CLUSTER_ID, listen);
+    struct st_tr_callbacks cbs = {.msg_cb = on_peer_msg, .send_failed_cb = on_send_failed};
+    if ((rc = st_tr_create(g.loop, &tcfg, &cbs, &g.tr)) != 0) fatal("st_tr_create", rc);
+    if ((rc = st_tr_start(g.tr)) != 0) fatal("st_tr_start", rc);
     for (uint32_t i = 0; i < g.peers.n; i++) {
         const struct raft_member *m = &g.peers.members[i];
         if (m->id == g.id) continue;
         char addr[RAFT_MEMBER_CONTEXT_MAX + 1];
         memcpy(addr, m->context, m->context_len);
         addr[m->context_len] = '\0';
-        if ((rc = tr_peer_add(g.tr, m->id, addr)) != 0) fatal("tr_peer_add", rc);
+        if ((rc = st_tr_peer_add(g.tr, m->id, addr)) != 0) fatal("st_tr_peer_add", rc);
     }
 
     /* Client API. */

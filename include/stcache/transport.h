@@ -2,7 +2,7 @@
  *
  * Part of libstcache-raft; needs libuv (uv.h, a uv_loop_t the embedder runs).
  *
- * One struct tr per node, driven by one loop thread; every function and every
+ * One struct st_tr per node, driven by one loop thread; every function and every
  * callback runs on that thread. Frame and handshake formats are written down
  * byte by byte in docs/WIRE-FORMAT.md.
  *
@@ -19,23 +19,23 @@
  * expects at that address, its advertised address); the acceptor answers
  * HELLO_ACK(status, cluster id, its id). Refused with ST_EMISMATCH and traced:
  * a different cluster id, a HELLO addressed to another node id, a dialer id
- * that is not a known peer (tr_peer_add) or that should not dial us (larger
+ * that is not a known peer (st_tr_peer_add) or that should not dial us (larger
  * id than ours), and on the dialer side an acceptor whose id is not the one
  * expected for the address. Garbage (bad magic, bad CRC, unknown frame type,
  * oversized frame, malformed message) closes that connection only, counted in
  * stats.protocol_errors.
  *
- * Peers must be added (tr_peer_add) on both sides before they can talk: an
+ * Peers must be added (st_tr_peer_add) on both sides before they can talk: an
  * unknown dialer is refused. The node adds every member of its configuration
  * and adds/removes peers as membership changes are applied.
  *
- * Sending. tr_send() encodes the message at once (the caller's msg may be
+ * Sending. st_tr_send() encodes the message at once (the caller's msg may be
  * released on return); entry payloads are not copied: the transport takes a
  * raft_buf reference per payload and writes them with scatter/gather, dropping
  * the references when the write completes. Sends are pipelined (no wait for
  * the previous write). Each peer has a bounded send queue (messages accepted
  * but not yet written to the kernel), in messages and in bytes; a message that
- * would exceed either bound is dropped (Raft tolerates loss), tr_send()
+ * would exceed either bound is dropped (Raft tolerates loss), st_tr_send()
  * returns ST_EBUSY, and send_failed_cb(peer, type, ST_EBUSY) follows from the
  * loop (coalesced: at most once per peer per loop round). While a peer is not
  * connected, messages queue within the same bounds and are written once the
@@ -45,7 +45,7 @@
  * raft_report_unreachable()). Sockets use TCP_NODELAY
  * (small Raft messages must not wait for Nagle) and TCP keepalive.
  *
- * Snapshots. tr_send_snapshot() streams a snapshot file to the peer in chunks
+ * Snapshots. st_tr_send_snapshot() streams a snapshot file to the peer in chunks
  * of snapshot_chunk_bytes over the SAME connection, interleaved with ordinary
  * messages: one chunk buffer per stream is read from disk (uv_fs_read, thread
  * pool), written, and only then refilled, so memory stays bounded (one chunk
@@ -62,12 +62,12 @@
  * stream is never taken for a newer one's.
  *
  * Callbacks are never invoked from inside a tr_* call, with two exceptions
- * (tr_peer_remove() and tr_snapshot_resume(), below): synchronous failures
+ * (st_tr_peer_remove() and st_tr_snapshot_resume(), below): synchronous failures
  * are return values, asynchronous ones are callbacks. Callbacks may call any tr_* function,
- * including tr_peer_remove() and tr_destroy(). tr_peer_remove() drops what is queued for the peer
- * silently, but ends its snapshot streams in progress with snapshot_sent_cb / snapshot_end_cb
- * (ST_ECANCELED) before returning, so the node can release their files.
- * tr_destroy() calls no callback at all. */
+ * including st_tr_peer_remove() and st_tr_destroy(). st_tr_peer_remove() drops what is queued for
+ * the peer silently, but ends its snapshot streams in progress with snapshot_sent_cb /
+ * snapshot_end_cb (ST_ECANCELED) before returning, so the node can release their files.
+ * st_tr_destroy() calls no callback at all. */
 #ifndef STCACHE_TRANSPORT_H
 #define STCACHE_TRANSPORT_H
 
@@ -84,18 +84,19 @@
 extern "C" {
 #endif
 
-#define TR_ADDR_MAX 255 /* "host:port" strings, bytes without the NUL */
+#define ST_TR_ADDR_MAX 255 /* "host:port" strings, bytes without the NUL */
 
-struct tr_config {
+struct st_tr_config {
     raft_id self_id;
     uint64_t cluster_id;
-    char listen_addr[TR_ADDR_MAX + 1];    /* "host:port"; port 0 = ephemeral (tests) */
-    char advertise_addr[TR_ADDR_MAX + 1]; /* sent in HELLO (traces); "" = listen host:bound port */
-    uint64_t seed;                        /* reconnect jitter */
-    uint32_t frame_bytes_max;             /* larger inbound frame: connection closed */
-    uint32_t send_queue_msgs_max;         /* per peer */
-    uint64_t send_queue_bytes_max;        /* per peer, encoded bytes */
-    uint32_t snapshot_chunk_bytes;        /* < frame_bytes_max */
+    char listen_addr[ST_TR_ADDR_MAX + 1]; /* "host:port"; port 0 = ephemeral (tests) */
+    char advertise_addr[ST_TR_ADDR_MAX +
+                        1];        /* sent in HELLO (traces); "" = listen host:bound port */
+    uint64_t seed;                 /* reconnect jitter */
+    uint32_t frame_bytes_max;      /* larger inbound frame: connection closed */
+    uint32_t send_queue_msgs_max;  /* per peer */
+    uint64_t send_queue_bytes_max; /* per peer, encoded bytes */
+    uint32_t snapshot_chunk_bytes; /* < frame_bytes_max */
     uint32_t reconnect_base_ms;
     uint32_t reconnect_max_ms;
     /* For this long after the first failed dial of an outage the bound stays
@@ -109,13 +110,13 @@ struct tr_config {
 /* Defaults: frame 64 MiB, queue 4096 msgs / 64 MiB, chunks 256 KiB,
  * reconnect 50 ms .. 5 s (50 ms for the first 2 s of an outage), handshake
  * 5 s, queue wait 2 s. listen_addr is copied (truncation
- * is an ST_EINVAL at tr_create). */
-ST_API void tr_config_default(struct tr_config *cfg, raft_id self_id, uint64_t cluster_id,
-                              const char *listen_addr);
+ * is an ST_EINVAL at st_tr_create). */
+ST_API void st_tr_config_default(struct st_tr_config *cfg, raft_id self_id, uint64_t cluster_id,
+                                 const char *listen_addr);
 
 /* All callbacks run on the loop thread; ctx is callbacks.ctx. NULL callbacks
  * are allowed (snapshot_begin_cb NULL refuses every inbound snapshot). */
-struct tr_callbacks {
+struct st_tr_callbacks {
     void *ctx;
     /* An inbound message, already checked: msg->from == from (the peer
      * authenticated by the handshake) and msg->to == self. msg and its entry
@@ -125,8 +126,8 @@ struct tr_callbacks {
     /* The connection to peer came up (after a successful handshake) or went down. */
     void (*peer_state_cb)(void *ctx, raft_id peer, bool connected);
     /* Messages to peer were dropped: status ST_ECONNECTION (accepted by
-     * tr_send(), then lost with a failed or lost connection; one call per
-     * message) or ST_EBUSY (back-pressure: tr_send() returned ST_EBUSY; one
+     * st_tr_send(), then lost with a failed or lost connection; one call per
+     * message) or ST_EBUSY (back-pressure: st_tr_send() returned ST_EBUSY; one
      * call per peer per loop round, msg_type = the last one dropped). The node
      * calls raft_report_unreachable(). */
     void (*send_failed_cb)(void *ctx, raft_id peer, uint8_t msg_type, int status);
@@ -136,10 +137,10 @@ struct tr_callbacks {
      * negative to refuse (the sender is told). msg valid during the call. */
     int (*snapshot_begin_cb)(void *ctx, raft_id from, const struct raft_msg *msg, uint64_t size);
     /* Next chunk, offsets contiguous from 0. data valid during the call only.
-     * Return 0, negative to abort the stream, or TR_CB_PENDING: the chunk is
+     * Return 0, negative to abort the stream, or ST_TR_CB_PENDING: the chunk is
      * taken, and nothing more is read from the peer (neither the stream nor
      * its messages: TCP's window holds the sender back) until the receiver
-     * calls tr_snapshot_resume(). That is how a receiver that writes off the
+     * calls st_tr_snapshot_resume(). That is how a receiver that writes off the
      * loop bounds what it holds. */
     int (*snapshot_chunk_cb)(void *ctx, raft_id from, uint64_t offset, const uint8_t *data,
                              size_t len);
@@ -147,9 +148,9 @@ struct tr_callbacks {
      * once the snapshot is stored (durably), and the transport then delivers
      * the RAFT_MSG_SNAPSHOT via msg_cb. status < 0: aborted (sender gone,
      * connection lost, a callback refused); the return value is ignored.
-     * With status 0 the callback may also return TR_CB_PENDING: the snapshot
+     * With status 0 the callback may also return ST_TR_CB_PENDING: the snapshot
      * is being stored, reading from the peer pauses, and
-     * tr_snapshot_resume(status) finishes the stream later (delivers the
+     * st_tr_snapshot_resume(status) finishes the stream later (delivers the
      * message when status is 0). A stream whose end is pending gets no
      * second snapshot_end_cb if its connection is lost meanwhile (the
      * resume then only finds nothing to finish).
@@ -158,11 +159,11 @@ struct tr_callbacks {
 
     /* Outbound stream to `to` finished: 0 = the peer stored it, negative =
      * failed (ST_ECONNECTION, ST_EIO (read), ST_ECANCELED/other code sent by
-     * the receiver). Called exactly once per tr_send_snapshot() that returned 0. */
+     * the receiver). Called exactly once per st_tr_send_snapshot() that returned 0. */
     void (*snapshot_sent_cb)(void *ctx, raft_id to, int status);
 };
 
-struct tr_stats {
+struct st_tr_stats {
     uint64_t msgs_sent;          /* raft messages written to the kernel */
     uint64_t bytes_sent;         /* all frame bytes written */
     uint64_t msgs_received;      /* raft messages delivered to msg_cb */
@@ -178,79 +179,79 @@ struct tr_stats {
     uint64_t snapshot_bytes_sent;
     uint64_t frame_buffer_bytes_max; /* largest inbound frame buffer ever allocated */
     uint64_t accept_failures;        /* accept errors (EMFILE, ENFILE, ...) */
-    uint64_t read_pauses;            /* reads paused for a snapshot receiver (TR_CB_PENDING) */
+    uint64_t read_pauses;            /* reads paused for a snapshot receiver (ST_TR_CB_PENDING) */
 };
 
-struct tr;
+struct st_tr;
 
 /* Allocates a transport on `loop` (not started). cfg and cbs are copied.
  * Returns 0 and *out, ST_EINVAL (bad config), ST_ENOMEM. */
-ST_API int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_callbacks *cbs,
-                     struct tr **out);
+ST_API int st_tr_create(uv_loop_t *loop, const struct st_tr_config *cfg,
+                        const struct st_tr_callbacks *cbs, struct st_tr **out);
 
 /* Resolves listen_addr (synchronously: a startup path), binds and listens.
  * Sets SIGPIPE to SIG_IGN for the process (a reset peer must not kill us).
  * Returns 0, ST_EINVAL (unparsable address), ST_EIO/ST_EEXIST-like codes from
  * bind/listen. */
-ST_API int tr_start(struct tr *tr);
+ST_API int st_tr_start(struct st_tr *tr);
 
-/* The port actually bound (after tr_start; useful with port 0), 0 if none. */
-ST_API int tr_listen_port(const struct tr *tr);
+/* The port actually bound (after st_tr_start; useful with port 0), 0 if none. */
+ST_API int st_tr_listen_port(const struct st_tr *tr);
 
 /* Closes every handle and connection, fails pending work silently, and frees
  * tr once libuv has closed everything; then calls done_cb(done_arg) (may be
  * NULL). tr must not be used after this call. The loop must keep running
  * until done_cb. */
-ST_API void tr_destroy(struct tr *tr, void (*done_cb)(void *arg), void *done_arg);
+ST_API void st_tr_destroy(struct st_tr *tr, void (*done_cb)(void *arg), void *done_arg);
 
 /* Adds a peer with its "host:port" address (copied; resolved with
  * uv_getaddrinfo on each dial). If we dial it (self < id), dialing starts now.
  * ST_EEXIST (already a peer: remove and add again to change its address),
  * ST_EINVAL (id 0, self, bad address), ST_ENOMEM. */
-ST_API int tr_peer_add(struct tr *tr, raft_id id, const char *addr);
+ST_API int st_tr_peer_add(struct st_tr *tr, raft_id id, const char *addr);
 
 /* Removes a peer: closes its connection, drops its queue and streams without
  * callbacks. ST_ENOENT if unknown. */
-ST_API int tr_peer_remove(struct tr *tr, raft_id id);
+ST_API int st_tr_peer_remove(struct st_tr *tr, raft_id id);
 
 /* true while a handshaken connection to peer id is up. */
-ST_API bool tr_peer_connected(const struct tr *tr, raft_id id);
+ST_API bool st_tr_peer_connected(const struct st_tr *tr, raft_id id);
 
 /* Queues msg to msg->to. Returns 0 (queued; a later loss is reported through
  * send_failed_cb), ST_EBUSY (dropped: send queue full, counted),
  * ST_ENOENT (unknown peer), ST_EINVAL (not encodable, or a RAFT_MSG_SNAPSHOT:
- * use tr_send_snapshot), ST_ETOOBIG (larger than frame_bytes_max), ST_ENOMEM.
+ * use st_tr_send_snapshot), ST_ETOOBIG (larger than frame_bytes_max), ST_ENOMEM.
  * The transport references entry payload buffers; msg itself is not kept. */
-ST_API int tr_send(struct tr *tr, const struct raft_msg *msg);
+ST_API int st_tr_send(struct st_tr *tr, const struct raft_msg *msg);
 
 /* Streams the snapshot file at `path` (size bytes, read from offset 0) to
  * msg->to, then has the peer deliver msg (a RAFT_MSG_SNAPSHOT with meta).
  * path and msg are copied. Returns 0 (snapshot_sent_cb follows exactly once),
  * ST_ENOENT (unknown peer), ST_ECONNECTION (peer not connected), ST_EBUSY
  * (a stream to that peer is running), ST_EINVAL. */
-ST_API int tr_send_snapshot(struct tr *tr, const struct raft_msg *msg, const char *path,
-                            uint64_t size);
+ST_API int st_tr_send_snapshot(struct st_tr *tr, const struct raft_msg *msg, const char *path,
+                               uint64_t size);
 
 /* Returned by snapshot_chunk_cb / snapshot_end_cb: the receiver finishes
- * the work off the loop and calls tr_snapshot_resume(). */
-#define TR_CB_PENDING 1
+ * the work off the loop and calls st_tr_snapshot_resume(). */
+#define ST_TR_CB_PENDING 1
 
 /* Ends a pause that snapshot_chunk_cb or snapshot_end_cb asked for with
- * TR_CB_PENDING. status 0: the chunk was written / the snapshot is stored;
+ * ST_TR_CB_PENDING. status 0: the chunk was written / the snapshot is stored;
  * negative: it failed, and the stream ends with that status (acknowledged
  * to the sender; snapshot_end_cb(status) unless the end was the pending
  * call). Then reading from `from` resumes: frames that arrived before the
  * pause are processed inside this call, so it may invoke msg_cb,
  * snapshot_chunk_cb and snapshot_end_cb. Harmless when nothing is paused or
  * the peer is gone. Loop thread only. */
-ST_API void tr_snapshot_resume(struct tr *tr, raft_id from, int status);
+ST_API void st_tr_snapshot_resume(struct st_tr *tr, raft_id from, int status);
 
-/* Copies the counters (monotonic since tr_create) into *out. */
-ST_API void tr_stats_get(const struct tr *tr, struct tr_stats *out);
+/* Copies the counters (monotonic since st_tr_create) into *out. */
+ST_API void st_tr_stats_get(const struct st_tr *tr, struct st_tr_stats *out);
 
 /* The socket of the established connection to peer, or -1 (diagnostics and
  * tests: socket options). Do not read, write or close it. */
-ST_API int tr_peer_fd(const struct tr *tr, raft_id id);
+ST_API int st_tr_peer_fd(const struct st_tr *tr, raft_id id);
 
 #ifdef __cplusplus
 }

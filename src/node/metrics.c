@@ -204,8 +204,8 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
                 "WAL appends retried because no file descriptor was free for a new segment.",
                 st_log_writer_enfile_retries(n->writer));
     if (n->tr) {
-        struct tr_stats ts;
-        tr_stats_get(n->tr, &ts);
+        struct st_tr_stats ts;
+        st_tr_stats_get(n->tr, &ts);
         counter(&o, "stcache_transport_accept_failures_total",
                 "Peer accept errors (EMFILE, ENFILE, ...).", ts.accept_failures);
         counter(&o, "stcache_transport_msgs_sent_total", "Raft messages sent.", ts.msgs_sent);

@@ -145,7 +145,7 @@ void node_destroy(struct node *n)
 
 int node_raft_port(const struct node *n)
 {
-    return n->tr ? tr_listen_port(n->tr) : 0;
+    return n->tr ? st_tr_listen_port(n->tr) : 0;
 }
 
 /* --------------------------------------------------------------- start */
@@ -272,11 +272,11 @@ int node_open_and_run(struct node *n, const struct raft_conf *initial_conf)
     rc = st_log_writer_create(&n->storage->log, &wc, node_writer_cb, n, &n->writer);
     if (rc) return rc;
 
-    struct tr_config tc;
-    tr_config_default(&tc, n->cfg.id, n->cluster_id, n->cfg.raft_listen);
+    struct st_tr_config tc;
+    st_tr_config_default(&tc, n->cfg.id, n->cluster_id, n->cfg.raft_listen);
     snprintf(tc.advertise_addr, sizeof tc.advertise_addr, "%s", n->advertise_raft);
     tc.seed = rcfg.seed ^ 0x5eedull;
-    struct tr_callbacks cbs = {
+    struct st_tr_callbacks cbs = {
         .ctx = n,
         .msg_cb = node_tr_msg_cb,
         .peer_state_cb = node_tr_peer_state_cb,
@@ -286,9 +286,9 @@ int node_open_and_run(struct node *n, const struct raft_conf *initial_conf)
         .snapshot_end_cb = node_tr_snap_end_cb,
         .snapshot_sent_cb = node_tr_snap_sent_cb,
     };
-    rc = tr_create(n->loop, &tc, &cbs, &n->tr);
+    rc = st_tr_create(n->loop, &tc, &cbs, &n->tr);
     if (rc) return rc;
-    rc = tr_start(n->tr);
+    rc = st_tr_start(n->tr);
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": cannot listen on %s: %s", n->cfg.id,
                        n->cfg.raft_listen, st_strerror(rc));
@@ -411,7 +411,7 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
 
 void node_stop_maybe_finish(struct node *n)
 {
-    if (n->handles_open > 0 || !n->tr_closed || n->snap_commit || n->bg_pending) return;
+    if (n->handles_open > 0 || !n->st_tr_closed || n->snap_commit || n->bg_pending) return;
     if (n->install) node_install_free(n); /* loaded, never installed */
     if (n->bg_pending) return;
     ST_ASSERT(n->snap_in_commit == NULL); /* counted in bg_pending */
@@ -444,11 +444,11 @@ static void handle_closed_cb(uv_handle_t *h)
     node_stop_maybe_finish(n);
 }
 
-static void tr_done_cb(void *arg)
+static void st_tr_done_cb(void *arg)
 {
     struct node *n = arg;
     n->tr = NULL;
-    n->tr_closed = true;
+    n->st_tr_closed = true;
     node_stop_maybe_finish(n);
 }
 
@@ -490,9 +490,9 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
         if (n->handles_open == 8) uv_close((uv_handle_t *)&n->persist_async, handle_closed_cb);
     }
     if (n->tr)
-        tr_destroy(n->tr, tr_done_cb, n);
+        st_tr_destroy(n->tr, st_tr_done_cb, n);
     else
-        n->tr_closed = true;
+        n->st_tr_closed = true;
     node_stop_maybe_finish(n);
 }
 

@@ -301,7 +301,7 @@ struct node {
     struct st_dir_lock dir_lock; /* DATA/LOCK, held from node_start to stop */
     struct st_storage *storage;
     struct st_log_writer *writer;
-    struct tr *tr;
+    struct st_tr *tr;
     raft_index applied;
     raft_term applied_term;
     raft_index snapshot_index;      /* newest local snapshot */
@@ -317,7 +317,7 @@ struct node {
 
     /* transport peers we told tr about, with their raft addresses */
     uint32_t n_tr_peers;
-    struct node_peer_addr tr_peers[RAFT_MEMBERS_MAX];
+    struct node_peer_addr st_tr_peers[RAFT_MEMBERS_MAX];
     /* members learned from a join reply, until our log teaches us */
     uint32_t n_seed_peers;
     struct node_peer_addr seed_peers[RAFT_MEMBERS_MAX];
@@ -427,8 +427,8 @@ struct node {
     struct node_snap_io *snap_in;
     raft_id snap_in_from;
     struct raft_snapshot_meta snap_in_meta;
-    bool snap_in_paused; /* a chunk answered TR_CB_PENDING */
-    bool snap_in_ending; /* the end answered TR_CB_PENDING */
+    bool snap_in_paused; /* a chunk answered ST_TR_CB_PENDING */
+    bool snap_in_ending; /* the end answered ST_TR_CB_PENDING */
     struct node_snap_in_commit *snap_in_commit;
     /* The last snapshot received from a leader, opened for reading as soon
      * as it was stored: installing it then needs no new descriptor (without
@@ -452,7 +452,7 @@ struct node {
     void *started_ctx;
     node_stopped_cb stopped_cb;
     void *stopped_ctx;
-    bool tr_closed;
+    bool st_tr_closed;
 
     /* join */
     uint32_t join_attempts;
@@ -621,7 +621,7 @@ void node_member_addrs(const struct raft_member *m, char *raft_addr, char *http_
 /* Makes the transport's peer set equal to the members of the current and
  * the applied configuration (plus join-reply seeds), with their addresses. */
 void node_reconcile_peers(struct node *n);
-/* Callbacks given to the transport (struct tr_callbacks, ctx: the node). */
+/* Callbacks given to the transport (struct st_tr_callbacks, ctx: the node). */
 void node_tr_msg_cb(void *ctx, raft_id from, const struct raft_msg *msg);
 void node_tr_peer_state_cb(void *ctx, raft_id peer, bool connected);
 void node_tr_send_failed_cb(void *ctx, raft_id peer, uint8_t type, int status);

@@ -31,7 +31,7 @@ void node_send_msg(struct node *n, const struct raft_msg *m)
         struct st_snapshot_info info;
         ST_ASSERT(m->snapshot);
         int rc = st_snap_data_path(n->storage->snaps, m->snapshot->index, path, sizeof path, &info);
-        if (rc == 0) rc = tr_send_snapshot(n->tr, m, path, info.data_bytes);
+        if (rc == 0) rc = st_tr_send_snapshot(n->tr, m, path, info.data_bytes);
         if (rc) {
             ST_TRACE_DEBUG(MOD,
                            "node %" PRIu64 ": snapshot %" PRIu64 " to %" PRIu64 " not sent: %s",
@@ -61,10 +61,10 @@ void node_send_msg(struct node *n, const struct raft_msg *m)
             ents[i].term = 1;
         }
         copy.entries = ents;
-        rc = tr_send(n->tr, &copy);
+        rc = st_tr_send(n->tr, &copy);
         if (ents != stack) free(ents);
     } else {
-        rc = tr_send(n->tr, m);
+        rc = st_tr_send(n->tr, m);
     }
     if (rc && rc != ST_EBUSY && rc != ST_ENOENT)
         ST_TRACE_DEBUG(MOD, "node %" PRIu64 ": send %s to %" PRIu64 ": %s", n->cfg.id,

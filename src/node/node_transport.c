@@ -21,7 +21,7 @@
 
 #define MOD "node"
 /* Received snapshot bytes collected on the loop while the previous ones are
- * written: past this the transport pauses the sender (TR_CB_PENDING). With
+ * written: past this the transport pauses the sender (ST_TR_CB_PENDING). With
  * the write in flight, at most twice this plus one chunk is held. */
 #define NODE_SNAP_IN_HELD_BYTES (1u << 20)
 
@@ -61,15 +61,15 @@ void node_reconcile_peers(struct node *n)
     char addr[NODE_ADDR_MAX];
     /* Remove peers no longer wanted or whose address changed. */
     for (uint32_t i = 0; i < n->n_tr_peers;) {
-        struct node_peer_addr *p = &n->tr_peers[i];
+        struct node_peer_addr *p = &n->st_tr_peers[i];
         if (want_peer(n, p->id, addr) && strcmp(addr, p->raft) == 0) {
             i++;
             continue;
         }
         ST_TRACE_INFO(MOD, "node %" PRIu64 ": transport peer %" PRIu64 " (%s) removed", n->cfg.id,
                       p->id, p->raft);
-        tr_peer_remove(n->tr, p->id);
-        n->tr_peers[i] = n->tr_peers[--n->n_tr_peers];
+        st_tr_peer_remove(n->tr, p->id);
+        n->st_tr_peers[i] = n->st_tr_peers[--n->n_tr_peers];
     }
     /* Add the missing ones. */
     raft_id ids[3 * RAFT_MEMBERS_MAX];
@@ -85,9 +85,9 @@ void node_reconcile_peers(struct node *n)
         if (id == n->cfg.id) continue;
         bool have = false;
         for (uint32_t i = 0; i < n->n_tr_peers && !have; i++)
-            have = n->tr_peers[i].id == id;
+            have = n->st_tr_peers[i].id == id;
         if (have || !want_peer(n, id, addr) || n->n_tr_peers == RAFT_MEMBERS_MAX) continue;
-        int rc = tr_peer_add(n->tr, id, addr);
+        int rc = st_tr_peer_add(n->tr, id, addr);
         if (rc != 0 && rc != ST_EEXIST) {
             ST_TRACE_WARN(MOD, "node %" PRIu64 ": cannot add transport peer %" PRIu64 " at %s: %s",
                           n->cfg.id, id, addr, st_strerror(rc));
@@ -95,9 +95,9 @@ void node_reconcile_peers(struct node *n)
         }
         ST_TRACE_INFO(MOD, "node %" PRIu64 ": transport peer %" PRIu64 " at %s", n->cfg.id, id,
                       addr);
-        n->tr_peers[n->n_tr_peers].id = id;
-        snprintf(n->tr_peers[n->n_tr_peers].raft, NODE_ADDR_MAX, "%s", addr);
-        n->tr_peers[n->n_tr_peers].http[0] = '\0';
+        n->st_tr_peers[n->n_tr_peers].id = id;
+        snprintf(n->st_tr_peers[n->n_tr_peers].raft, NODE_ADDR_MAX, "%s", addr);
+        n->st_tr_peers[n->n_tr_peers].http[0] = '\0';
         n->n_tr_peers++;
     }
 }
@@ -184,7 +184,7 @@ static void snap_in_commit_done(struct node *n, raft_id from, int rc,
                           n->cfg.id, from, st_strerror(rc));
         }
     }
-    if (n->tr && !n->stopping) tr_snapshot_resume(n->tr, from, rc);
+    if (n->tr && !n->stopping) st_tr_snapshot_resume(n->tr, from, rc);
 }
 
 static void snap_in_commit_after_cb(uv_work_t *req, int status)
@@ -210,10 +210,10 @@ static void snap_in_next(struct node *n)
         int rc = io->rc;
         if (n->snap_in_ending) { /* the end is ours to finish */
             node_snap_in_release(n);
-            tr_snapshot_resume(n->tr, from, rc);
+            st_tr_snapshot_resume(n->tr, from, rc);
         } else if (n->snap_in_paused) { /* ends the stream: the end callback releases it */
             n->snap_in_paused = false;
-            tr_snapshot_resume(n->tr, from, rc);
+            st_tr_snapshot_resume(n->tr, from, rc);
         } /* else the next chunk returns the error */
         return;
     }
@@ -221,13 +221,13 @@ static void snap_in_next(struct node *n)
         node_snap_io_flush(n, n->snap_in, snap_in_after_cb);
         if (n->snap_in_paused && io->len[io->fill] == 0) { /* room again */
             n->snap_in_paused = false;
-            tr_snapshot_resume(n->tr, from, 0);
+            st_tr_snapshot_resume(n->tr, from, 0);
         }
         return;
     }
     if (n->snap_in_paused) {
         n->snap_in_paused = false;
-        tr_snapshot_resume(n->tr, from, 0);
+        st_tr_snapshot_resume(n->tr, from, 0);
         return;
     }
     if (!n->snap_in_ending) return;
@@ -335,7 +335,7 @@ int node_tr_snap_chunk_cb(void *ctx, raft_id from, uint64_t offset, const uint8_
     if (!io->busy) node_snap_io_flush(n, n->snap_in, snap_in_after_cb);
     if (io->busy && io->len[io->fill] >= NODE_SNAP_IN_HELD_BYTES) {
         n->snap_in_paused = true;
-        return TR_CB_PENDING;
+        return ST_TR_CB_PENDING;
     }
     return 0;
 }
@@ -357,10 +357,10 @@ int node_tr_snap_end_cb(void *ctx, raft_id from, int status)
         return rc;
     }
     /* Every byte arrived: once the last ones are written, the file is made
-     * durable off the loop (snap_in_next), then tr_snapshot_resume(). */
+     * durable off the loop (snap_in_next), then st_tr_snapshot_resume(). */
     n->snap_in_ending = true;
     if (!io->busy) snap_in_next(n);
-    return TR_CB_PENDING;
+    return ST_TR_CB_PENDING;
 }
 
 void node_tr_snap_sent_cb(void *ctx, raft_id to, int status)

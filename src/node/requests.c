@@ -412,7 +412,7 @@ void node_client_flush_forwards(struct node *n)
                                  .term = raft_term_get(n->raft),
                                  .n_entries = (uint32_t)(j - i),
                                  .entries = ents};
-            int trc = tr_send(n->tr, &m);
+            int trc = st_tr_send(n->tr, &m);
             if (trc != 0 && trc != ST_EBUSY && trc != ST_ENOENT)
                 ST_TRACE_WARN(MOD, "node %" PRIu64 ": forwarding %zu writes to %" PRIu64 ": %s",
                               n->cfg.id, j - i, n->leader, st_strerror(trc));

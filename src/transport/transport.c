@@ -21,11 +21,11 @@
 #include "wire/le.h"
 #include "wire/msg.h"
 
-void tr_maybe_free(struct tr *tr)
+void st_tr_maybe_free(struct st_tr *tr)
 {
     if (!tr->destroying || tr->live > 0) return;
     wire_msg_close(&tr->wm);
-    tr_out_pool_drain(tr);
+    st_tr_out_pool_drain(tr);
     void (*cb)(void *) = tr->done_cb;
     void *arg = tr->done_arg;
     free(tr);
@@ -34,8 +34,8 @@ void tr_maybe_free(struct tr *tr)
 
 /* -------------------------------------------------------------------- API */
 
-void tr_config_default(struct tr_config *cfg, raft_id self_id, uint64_t cluster_id,
-                       const char *listen_addr)
+void st_tr_config_default(struct st_tr_config *cfg, raft_id self_id, uint64_t cluster_id,
+                          const char *listen_addr)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->self_id = self_id;
@@ -54,10 +54,10 @@ void tr_config_default(struct tr_config *cfg, raft_id self_id, uint64_t cluster_
     cfg->queue_wait_ms = 2000;
 }
 
-int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_callbacks *cbs,
-              struct tr **out)
+int st_tr_create(uv_loop_t *loop, const struct st_tr_config *cfg, const struct st_tr_callbacks *cbs,
+                 struct st_tr **out)
 {
-    char host[TR_ADDR_MAX + 1];
+    char host[ST_TR_ADDR_MAX + 1];
     uint16_t port;
     if (cfg->self_id == RAFT_NONE || cfg->frame_bytes_max < 4096 ||
         cfg->snapshot_chunk_bytes == 0 ||
@@ -69,7 +69,7 @@ int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_call
         memchr(cfg->advertise_addr, '\0', sizeof(cfg->advertise_addr)) == NULL ||
         frame_addr_split(cfg->listen_addr, host, sizeof(host), &port) != 0)
         return ST_EINVAL;
-    struct tr *tr = calloc(1, sizeof(*tr));
+    struct st_tr *tr = calloc(1, sizeof(*tr));
     if (tr == NULL) return ST_ENOMEM;
     tr->loop = loop;
     tr->cfg = *cfg;
@@ -88,13 +88,13 @@ int tr_create(uv_loop_t *loop, const struct tr_config *cfg, const struct tr_call
     return 0;
 }
 
-int tr_start(struct tr *tr)
+int st_tr_start(struct st_tr *tr)
 {
     if (tr->listener_open || tr->destroying) return ST_EINVAL;
     /* A write to a connection the peer reset must be an EPIPE error on that
      * connection, not a process-killing signal. */
     signal(SIGPIPE, SIG_IGN);
-    char host[TR_ADDR_MAX + 1], port[8];
+    char host[ST_TR_ADDR_MAX + 1], port[8];
     uint16_t portnum;
     if (frame_addr_split(tr->cfg.listen_addr, host, sizeof(host), &portnum) != 0) return ST_EINVAL;
     snprintf(port, sizeof(port), "%u", (unsigned)portnum);
@@ -113,7 +113,7 @@ int tr_start(struct tr *tr)
     tr->live++;
     rv = uv_tcp_bind(&tr->listener, req.addrinfo->ai_addr, 0);
     uv_freeaddrinfo(req.addrinfo);
-    if (rv == 0) rv = uv_listen((uv_stream_t *)&tr->listener, TR_BACKLOG, tr_on_connection);
+    if (rv == 0) rv = uv_listen((uv_stream_t *)&tr->listener, ST_TR_BACKLOG, st_tr_on_connection);
     if (rv != 0) {
         ST_TRACE_ERROR(MOD, "cannot listen on %s: %s", tr->cfg.listen_addr, uv_strerror(rv));
         return rv == UV_EADDRINUSE ? ST_EEXIST : uv_to_st(rv);
@@ -121,14 +121,14 @@ int tr_start(struct tr *tr)
     if (tr->cfg.advertise_addr[0] == '\0') { /* the listen address, with the bound port */
         bool v6 = strchr(host, ':') != NULL;
         snprintf(tr->cfg.advertise_addr, sizeof(tr->cfg.advertise_addr), "%s%.200s%s:%d",
-                 v6 ? "[" : "", host, v6 ? "]" : "", tr_listen_port(tr));
+                 v6 ? "[" : "", host, v6 ? "]" : "", st_tr_listen_port(tr));
     }
     ST_TRACE_INFO(MOD, "node %" PRIu64 " listening on %s (port %d)", tr->cfg.self_id,
-                  tr->cfg.listen_addr, tr_listen_port(tr));
+                  tr->cfg.listen_addr, st_tr_listen_port(tr));
     return 0;
 }
 
-int tr_listen_port(const struct tr *tr)
+int st_tr_listen_port(const struct st_tr *tr)
 {
     if (!tr->listener_open) return 0;
     struct sockaddr_storage ss;
@@ -141,21 +141,21 @@ int tr_listen_port(const struct tr *tr)
 
 static void on_peer_timer_closed(uv_handle_t *h)
 {
-    struct tr_peer *p = h->data;
+    struct st_tr_peer *p = h->data;
     p->timer_open = false;
-    tr_peer_maybe_free(p);
+    st_tr_peer_maybe_free(p);
 }
 
-int tr_peer_add(struct tr *tr, raft_id id, const char *addr)
+int st_tr_peer_add(struct st_tr *tr, raft_id id, const char *addr)
 {
-    char host[TR_ADDR_MAX + 1];
+    char host[ST_TR_ADDR_MAX + 1];
     uint16_t port;
     if (tr->destroying) return ST_ECLOSED;
-    if (id == RAFT_NONE || id == tr->cfg.self_id || addr == NULL || strlen(addr) > TR_ADDR_MAX ||
+    if (id == RAFT_NONE || id == tr->cfg.self_id || addr == NULL || strlen(addr) > ST_TR_ADDR_MAX ||
         frame_addr_split(addr, host, sizeof(host), &port) != 0)
         return ST_EINVAL;
     if (peer_find(tr, id) != NULL) return ST_EEXIST;
-    struct tr_peer *p = calloc(1, sizeof(*p));
+    struct st_tr_peer *p = calloc(1, sizeof(*p));
     if (p == NULL) return ST_ENOMEM;
     p->tr = tr;
     p->id = id;
@@ -167,21 +167,21 @@ int tr_peer_add(struct tr *tr, raft_id id, const char *addr)
     p->timer_open = true;
     st_list_push_back(&tr->peers, &p->link);
     tr->live++;
-    if (p->dialer) uv_timer_start(&p->timer, tr_on_dial_timer, 0, 0);
+    if (p->dialer) uv_timer_start(&p->timer, st_tr_on_dial_timer, 0, 0);
     return 0;
 }
 
 /* Removal without callbacks, except the snapshot ends when notify_snap
- * (tr_peer_remove: the node may hold files for them). */
-static void peer_remove(struct tr_peer *p, bool notify_snap)
+ * (st_tr_peer_remove: the node may hold files for them). */
+static void peer_remove(struct st_tr_peer *p, bool notify_snap)
 {
-    struct tr *tr = p->tr;
+    struct st_tr *tr = p->tr;
     p->removed = true;
     st_list_del(&p->link);
-    if (p->snap_out != NULL) tr_snap_out_finish(p->snap_out, ST_ECANCELED, notify_snap, true);
-    if (p->snap_in != NULL) tr_snap_in_end(p, ST_ECANCELED, notify_snap, false);
-    tr_peer_drop_queue(p, ST_ECLOSED, false);
-    if (p->conn != NULL) tr_conn_close(p->conn, ST_ECLOSED, false);
+    if (p->snap_out != NULL) st_tr_snap_out_finish(p->snap_out, ST_ECANCELED, notify_snap, true);
+    if (p->snap_in != NULL) st_tr_snap_in_end(p, ST_ECANCELED, notify_snap, false);
+    st_tr_peer_drop_queue(p, ST_ECLOSED, false);
+    if (p->conn != NULL) st_tr_conn_close(p->conn, ST_ECLOSED, false);
     ST_ASSERT(p->conn == NULL);
     if (p->gai_pending)
         uv_cancel((uv_req_t *)&p->gai); /* its callback still comes, with a cancel status */
@@ -190,17 +190,17 @@ static void peer_remove(struct tr_peer *p, bool notify_snap)
     (void)tr;
 }
 
-int tr_peer_remove(struct tr *tr, raft_id id)
+int st_tr_peer_remove(struct st_tr *tr, raft_id id)
 {
-    struct tr_peer *p = peer_find(tr, id);
+    struct st_tr_peer *p = peer_find(tr, id);
     if (p == NULL) return ST_ENOENT;
     peer_remove(p, true);
     return 0;
 }
 
-bool tr_peer_connected(const struct tr *tr, raft_id id)
+bool st_tr_peer_connected(const struct st_tr *tr, raft_id id)
 {
-    const struct tr_peer *p = peer_find(tr, id);
+    const struct st_tr_peer *p = peer_find(tr, id);
     return p != NULL && p->conn != NULL && p->conn->state == CONN_UP;
 }
 
@@ -208,12 +208,12 @@ bool tr_peer_connected(const struct tr *tr, raft_id id)
 
 static void on_tr_handle_closed(uv_handle_t *h)
 {
-    struct tr *tr = h->data;
+    struct st_tr *tr = h->data;
     tr->live--;
-    tr_maybe_free(tr);
+    st_tr_maybe_free(tr);
 }
 
-void tr_destroy(struct tr *tr, void (*done_cb)(void *arg), void *done_arg)
+void st_tr_destroy(struct st_tr *tr, void (*done_cb)(void *arg), void *done_arg)
 {
     ST_ASSERT(!tr->destroying);
     tr->destroying = true;
@@ -221,24 +221,24 @@ void tr_destroy(struct tr *tr, void (*done_cb)(void *arg), void *done_arg)
     tr->done_arg = done_arg;
     tr->live++; /* hold tr while tearing down */
     while (!st_list_empty(&tr->peers))
-        peer_remove(ST_CONTAINER_OF(tr->peers.next, struct tr_peer, link), false);
+        peer_remove(ST_CONTAINER_OF(tr->peers.next, struct st_tr_peer, link), false);
     for (struct st_list *l = tr->conns.next; l != &tr->conns; l = l->next)
-        tr_conn_close(ST_CONTAINER_OF(l, struct tr_conn, link), ST_ECLOSED, false);
+        st_tr_conn_close(ST_CONTAINER_OF(l, struct st_tr_conn, link), ST_ECLOSED, false);
     if (tr->listener_open) uv_close((uv_handle_t *)&tr->listener, on_tr_handle_closed);
     uv_close((uv_handle_t *)&tr->notify_timer, on_tr_handle_closed);
     uv_close((uv_handle_t *)&tr->sweep_timer, on_tr_handle_closed);
     tr->live--;
-    tr_maybe_free(tr);
+    st_tr_maybe_free(tr);
 }
 
-void tr_stats_get(const struct tr *tr, struct tr_stats *out)
+void st_tr_stats_get(const struct st_tr *tr, struct st_tr_stats *out)
 {
     *out = tr->stats;
 }
 
-int tr_peer_fd(const struct tr *tr, raft_id id)
+int st_tr_peer_fd(const struct st_tr *tr, raft_id id)
 {
-    const struct tr_peer *p = peer_find(tr, id);
+    const struct st_tr_peer *p = peer_find(tr, id);
     uv_os_fd_t fd;
     if (p == NULL || p->conn == NULL || p->conn->state != CONN_UP ||
         uv_fileno((const uv_handle_t *)&p->conn->tcp, &fd) != 0)

@@ -20,38 +20,38 @@
 #include "wire/le.h"
 #include "wire/msg.h"
 
-static void conn_up(struct tr_conn *c);
+static void conn_up(struct st_tr_conn *c);
 
 /* ------------------------------------------------------------ connections */
 
 static void on_conn_handle_closed(uv_handle_t *h)
 {
-    struct tr_conn *c = h->data;
+    struct st_tr_conn *c = h->data;
     ST_ASSERT(c->handles_open > 0);
     if (--c->handles_open > 0) return;
-    struct tr *tr = c->tr;
+    struct st_tr *tr = c->tr;
     ST_ASSERT(c->inflight_msgs == 0);
     if (c->rbuf != NULL && c->rbuf != c->scratch) raft_buf_unref(c->rbuf);
     raft_buf_unref(c->scratch);
     st_list_del(&c->link);
     free(c);
     tr->live--;
-    tr_maybe_free(tr);
+    st_tr_maybe_free(tr);
 }
 
 static void on_conn_timer(uv_timer_t *t)
 {
-    struct tr_conn *c = t->data;
+    struct st_tr_conn *c = t->data;
     ST_TRACE_WARN(MOD, "connection %s peer %" PRIu64 ": handshake timed out",
                   c->outbound ? "to" : "from", c->peer ? c->peer->id : 0);
-    tr_conn_close(c, ST_ETIMEDOUT, true);
+    st_tr_conn_close(c, ST_ETIMEDOUT, true);
 }
 
-struct tr_conn *tr_conn_create(struct tr *tr, bool outbound, struct tr_peer *peer)
+struct st_tr_conn *st_tr_conn_create(struct st_tr *tr, bool outbound, struct st_tr_peer *peer)
 {
-    struct tr_conn *c = calloc(1, sizeof(*c));
+    struct st_tr_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) return NULL;
-    c->scratch = raft_buf_create(TR_SCRATCH_BYTES);
+    c->scratch = raft_buf_create(ST_TR_SCRATCH_BYTES);
     if (c->scratch == NULL) {
         free(c);
         return NULL;
@@ -77,18 +77,18 @@ struct tr_conn *tr_conn_create(struct tr *tr, bool outbound, struct tr_peer *pee
 /* Raft traffic is small messages that must not wait for Nagle's algorithm
  * (a heartbeat held back by a delayed ACK costs tens of ms), and a peer that
  * vanished without a FIN must eventually fail the connection. */
-void tr_conn_set_options(struct tr_conn *c)
+void st_tr_conn_set_options(struct st_tr_conn *c)
 {
     uv_tcp_nodelay(&c->tcp, 1);
-    uv_tcp_keepalive(&c->tcp, 1, TR_KEEPALIVE_S);
+    uv_tcp_keepalive(&c->tcp, 1, ST_TR_KEEPALIVE_S);
 }
 
 /* Terminal: stops IO, closes handles, detaches from the peer and fails what
  * depended on this connection (through callbacks when notify). */
-void tr_conn_close(struct tr_conn *c, int status, bool notify)
+void st_tr_conn_close(struct st_tr_conn *c, int status, bool notify)
 {
     if (c->state == CONN_CLOSING) return;
-    struct tr *tr = c->tr;
+    struct st_tr *tr = c->tr;
     bool was_up = c->state == CONN_UP;
     c->state_before_close = c->state;
     c->state = CONN_CLOSING;
@@ -102,46 +102,46 @@ void tr_conn_close(struct tr_conn *c, int status, bool notify)
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
     bool connect_failed = c->state_before_close == CONN_CONNECTING;
-    struct tr_peer *p = c->peer;
+    struct st_tr_peer *p = c->peer;
     c->peer = NULL;
     if (p == NULL || p->conn != c) return;
     p->conn = NULL;
     if (was_up)
         ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection lost: %s", p->id, p->addr,
                       st_strerror(status));
-    if (p->snap_out != NULL) tr_snap_out_finish(p->snap_out, ST_ECONNECTION, c->notify, false);
-    if (p->snap_in != NULL) tr_snap_in_end(p, ST_ECONNECTION, c->notify, false);
-    tr_peer_drop_queue(p, ST_ECONNECTION, c->notify);
+    if (p->snap_out != NULL) st_tr_snap_out_finish(p->snap_out, ST_ECONNECTION, c->notify, false);
+    if (p->snap_in != NULL) st_tr_snap_in_end(p, ST_ECONNECTION, c->notify, false);
+    st_tr_peer_drop_queue(p, ST_ECONNECTION, c->notify);
     /* A callback above may have removed p or destroyed tr. */
     if (was_up && c->notify && !p->removed && !tr->destroying && tr->cbs.peer_state_cb != NULL)
         tr->cbs.peer_state_cb(tr->cbs.ctx, p->id, false);
     if (p->dialer && !p->removed && !tr->destroying) {
         if (connect_failed && p->ai_next != NULL) { /* try the next resolved address */
-            tr_peer_dial_next(p);
+            st_tr_peer_dial_next(p);
         } else {
-            tr_peer_free_addrs(p);
-            tr_peer_schedule_dial(p);
+            st_tr_peer_free_addrs(p);
+            st_tr_peer_schedule_dial(p);
         }
     }
 }
 
-void tr_protocol_error(struct tr_conn *c, const char *what, int rv)
+void st_tr_protocol_error(struct st_tr_conn *c, const char *what, int rv)
 {
-    struct tr *tr = c->tr;
+    struct st_tr *tr = c->tr;
     tr->stats.protocol_errors++;
     ST_TRACE_WARN(MOD, "connection %s peer %" PRIu64 ": %s (%s): closing it",
                   c->outbound ? "to" : "from", c->peer ? c->peer->id : 0, what, st_strerror(rv));
-    tr_conn_close(c, rv, true);
+    st_tr_conn_close(c, rv, true);
 }
 
-static void refuse(struct tr_conn *c, int status, const char *fmt_reason, uint64_t a, uint64_t b)
+static void refuse(struct st_tr_conn *c, int status, const char *fmt_reason, uint64_t a, uint64_t b)
 {
-    struct tr *tr = c->tr;
+    struct st_tr *tr = c->tr;
     tr->stats.handshakes_refused++;
     ST_TRACE_WARN(MOD, "handshake refused (%s): %s (%" PRIu64 " vs %" PRIu64 ")",
                   st_strerror(status), fmt_reason, a, b);
     if (c->outbound) {
-        tr_conn_close(c, status, true);
+        st_tr_conn_close(c, status, true);
         return;
     }
     struct frame_hello_ack ack = {.proto_version = FRAME_PROTO_VERSION,
@@ -152,16 +152,16 @@ static void refuse(struct tr_conn *c, int status, const char *fmt_reason, uint64
     size_t n = frame_hello_ack_encode(&ack, body);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->state = CONN_REFUSING;
-    tr_conn_send_ctrl(c, FRAME_HELLO_ACK, body, (uint32_t)n, true);
+    st_tr_conn_send_ctrl(c, FRAME_HELLO_ACK, body, (uint32_t)n, true);
 }
 
-static void handle_hello(struct tr_conn *c, const uint8_t *body, uint32_t len)
+static void handle_hello(struct st_tr_conn *c, const uint8_t *body, uint32_t len)
 {
-    struct tr *tr = c->tr;
+    struct st_tr *tr = c->tr;
     struct frame_hello h;
     int rv = frame_hello_decode(body, len, &h);
     if (rv != 0) {
-        tr_protocol_error(c, "malformed HELLO", rv);
+        st_tr_protocol_error(c, "malformed HELLO", rv);
         return;
     }
     if (h.proto_version != FRAME_PROTO_VERSION) {
@@ -178,7 +178,7 @@ static void handle_hello(struct tr_conn *c, const uint8_t *body, uint32_t len)
                tr->cfg.self_id);
         return;
     }
-    struct tr_peer *p = peer_find(tr, h.from_id);
+    struct st_tr_peer *p = peer_find(tr, h.from_id);
     if (p == NULL) {
         refuse(c, ST_EMISMATCH, "unknown peer id (dialer, self)", h.from_id, tr->cfg.self_id);
         return;
@@ -190,7 +190,7 @@ static void handle_hello(struct tr_conn *c, const uint8_t *body, uint32_t len)
     }
     ST_TRACE_INFO(MOD, "peer %" PRIu64 " connected from its advertised address %s", p->id, h.addr);
     if (p->conn != NULL) /* the dialer restarted or saw the old connection die first */
-        tr_conn_close(p->conn, ST_ECONNECTION, true);
+        st_tr_conn_close(p->conn, ST_ECONNECTION, true);
     ST_ASSERT(c->counted_inbound);
     c->counted_inbound = false;
     tr->inbound_pending--;
@@ -202,17 +202,17 @@ static void handle_hello(struct tr_conn *c, const uint8_t *body, uint32_t len)
                                   .node_id = tr->cfg.self_id};
     uint8_t abody[FRAME_HELLO_ACK_SIZE];
     size_t n = frame_hello_ack_encode(&ack, abody);
-    tr_conn_send_ctrl(c, FRAME_HELLO_ACK, abody, (uint32_t)n, false);
+    st_tr_conn_send_ctrl(c, FRAME_HELLO_ACK, abody, (uint32_t)n, false);
     conn_up(c);
 }
 
-static void handle_hello_ack(struct tr_conn *c, const uint8_t *body, uint32_t len)
+static void handle_hello_ack(struct st_tr_conn *c, const uint8_t *body, uint32_t len)
 {
-    struct tr *tr = c->tr;
+    struct st_tr *tr = c->tr;
     struct frame_hello_ack a;
     int rv = frame_hello_ack_decode(body, len, &a);
     if (rv != 0) {
-        tr_protocol_error(c, "malformed HELLO_ACK", rv);
+        st_tr_protocol_error(c, "malformed HELLO_ACK", rv);
         return;
     }
     ST_ASSERT(c->peer != NULL); /* an outbound connection always has its peer */
@@ -221,7 +221,7 @@ static void handle_hello_ack(struct tr_conn *c, const uint8_t *body, uint32_t le
         tr->stats.handshakes_refused++;
         ST_TRACE_WARN(MOD, "peer %" PRIu64 " (%s) refused our handshake: %s", expect, c->peer->addr,
                       st_strerror(a.status));
-        tr_conn_close(c, a.status, true);
+        st_tr_conn_close(c, a.status, true);
         return;
     }
     if (a.cluster_id != tr->cfg.cluster_id) {
@@ -237,27 +237,27 @@ static void handle_hello_ack(struct tr_conn *c, const uint8_t *body, uint32_t le
     conn_up(c);
 }
 
-static void conn_up(struct tr_conn *c)
+static void conn_up(struct st_tr_conn *c)
 {
-    struct tr *tr = c->tr;
-    struct tr_peer *p = c->peer;
+    struct st_tr *tr = c->tr;
+    struct st_tr_peer *p = c->peer;
     c->state = CONN_UP;
     uv_timer_stop(&c->timer);
     p->backoff_ms = 0;
     p->down_since_ms = 0;
-    tr_peer_free_addrs(p);
+    st_tr_peer_free_addrs(p);
     tr->stats.connects++;
     ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection up (%s)", p->id, p->addr,
                   c->outbound ? "dialed" : "accepted");
     while (!st_list_empty(&p->queue)) {
-        struct tr_out *o = ST_CONTAINER_OF(p->queue.next, struct tr_out, link);
+        struct st_tr_out *o = ST_CONTAINER_OF(p->queue.next, struct st_tr_out, link);
         st_list_del(&o->link);
         p->queue_msgs--;
         p->queue_bytes -= o->bytes;
-        if (tr_conn_write(c, o) != 0) {
+        if (st_tr_conn_write(c, o) != 0) {
             tr->stats.msgs_dropped++;
-            tr_out_free(o);
-            tr_conn_doom(c, ST_ECONNECTION);
+            st_tr_out_free(o);
+            st_tr_conn_doom(c, ST_ECONNECTION);
         }
     }
     if (tr->cbs.peer_state_cb != NULL) tr->cbs.peer_state_cb(tr->cbs.ctx, p->id, true);
@@ -265,9 +265,10 @@ static void conn_up(struct tr_conn *c)
 
 /* --------------------------------------------------------- inbound frames */
 
-static void handle_msg(struct tr_conn *c, struct raft_buf *frame, const uint8_t *body, uint32_t len)
+static void handle_msg(struct st_tr_conn *c, struct raft_buf *frame, const uint8_t *body,
+                       uint32_t len)
 {
-    struct tr *tr = c->tr;
+    struct st_tr *tr = c->tr;
     struct raft_buf *own = NULL;
     /* A small frame with payloads sits in the scratch buffer: copy it out so
      * the entries the core keeps pin only their own bytes. */
@@ -288,7 +289,7 @@ static void handle_msg(struct tr_conn *c, struct raft_buf *frame, const uint8_t 
             tr->stats.msgs_dropped++;
             return;
         }
-        tr_protocol_error(c, "malformed Raft message", rv);
+        st_tr_protocol_error(c, "malformed Raft message", rv);
         return;
     }
     const struct raft_msg *m = &tr->wm.msg;
@@ -307,14 +308,14 @@ static void handle_msg(struct tr_conn *c, struct raft_buf *frame, const uint8_t 
 }
 
 /* One complete, length-checked frame at `hdr` inside `frame`. */
-static void process_frame(struct tr_conn *c, struct raft_buf *frame, const uint8_t *hdr)
+static void process_frame(struct st_tr_conn *c, struct raft_buf *frame, const uint8_t *hdr)
 {
     struct frame_header h;
     int rv = frame_header_decode(hdr, c->tr->cfg.frame_bytes_max, &h);
     ST_ASSERT(rv == 0); /* checked when the header arrived */
     const uint8_t *body = hdr + FRAME_HEADER_SIZE;
     if (frame_check(hdr, &h, body) != 0) {
-        tr_protocol_error(c, "frame CRC mismatch", ST_EPROTO);
+        st_tr_protocol_error(c, "frame CRC mismatch", ST_EPROTO);
         return;
     }
     switch (c->state) {
@@ -324,7 +325,7 @@ static void process_frame(struct tr_conn *c, struct raft_buf *frame, const uint8
         else if (c->outbound && h.type == FRAME_HELLO_ACK)
             handle_hello_ack(c, body, h.body_len);
         else
-            tr_protocol_error(c, "unexpected frame during the handshake", ST_EPROTO);
+            st_tr_protocol_error(c, "unexpected frame during the handshake", ST_EPROTO);
         return;
     case CONN_UP:
         break;
@@ -336,44 +337,44 @@ static void process_frame(struct tr_conn *c, struct raft_buf *frame, const uint8
         handle_msg(c, frame, body, h.body_len);
         break;
     case FRAME_SNAP_BEGIN:
-        tr_handle_snap_begin(c, body, h.body_len);
+        st_tr_handle_snap_begin(c, body, h.body_len);
         break;
     case FRAME_SNAP_CHUNK:
-        tr_handle_snap_chunk(c, body, h.body_len);
+        st_tr_handle_snap_chunk(c, body, h.body_len);
         break;
     case FRAME_SNAP_END:
-        tr_handle_snap_end(c, body, h.body_len);
+        st_tr_handle_snap_end(c, body, h.body_len);
         break;
     case FRAME_SNAP_ABORT:
-        tr_handle_snap_abort(c, body, h.body_len);
+        st_tr_handle_snap_abort(c, body, h.body_len);
         break;
     case FRAME_SNAP_ACK:
-        tr_handle_snap_ack(c, body, h.body_len);
+        st_tr_handle_snap_ack(c, body, h.body_len);
         break;
     default:
-        tr_protocol_error(c, "unexpected frame type", ST_EPROTO);
+        st_tr_protocol_error(c, "unexpected frame type", ST_EPROTO);
         break;
     }
 }
 
-void tr_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void st_tr_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    struct tr_conn *c = h->data;
+    struct st_tr_conn *c = h->data;
     struct raft_buf *b = c->rbuf;
     ST_ASSERT(c->rlen < b->cap); /* b: scratch or a frame buffer, never NULL */
     *buf = uv_buf_init((char *)b->data + c->rlen, (unsigned)(b->cap - c->rlen));
 }
 
-static void conn_parse(struct tr_conn *c);
+static void conn_parse(struct st_tr_conn *c);
 
-void tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+void st_tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-    struct tr_conn *c = stream->data;
-    struct tr *tr = c->tr;
+    struct st_tr_conn *c = stream->data;
+    struct st_tr *tr = c->tr;
     if (nread == 0) return;
     if (nread < 0) {
         if (nread != UV_EOF) ST_TRACE_DEBUG(MOD, "read: %s", uv_strerror((int)nread));
-        tr_conn_close(c, nread == UV_EOF ? ST_ECLOSED : ST_ECONNECTION, true);
+        st_tr_conn_close(c, nread == UV_EOF ? ST_ECLOSED : ST_ECONNECTION, true);
         return;
     }
     if (c->state == CONN_CLOSING || c->state == CONN_REFUSING) return;
@@ -394,9 +395,9 @@ void tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 /* Processes the complete frames buffered in the scratch buffer, until one
  * pauses the connection or closes it, and keeps the partial frame at the
  * front of the buffer. */
-static void conn_parse(struct tr_conn *c)
+static void conn_parse(struct st_tr_conn *c)
 {
-    struct tr *tr = c->tr;
+    struct st_tr *tr = c->tr;
     struct raft_buf *s = c->scratch;
     while ((c->state == CONN_HANDSHAKE || c->state == CONN_UP) && !c->read_paused) {
         size_t have = c->rlen - c->rpos;
@@ -406,10 +407,10 @@ static void conn_parse(struct tr_conn *c)
         /* Before the handshake only a HELLO/HELLO_ACK may come: an
          * unauthenticated peer cannot make us buffer a big frame. */
         uint32_t body_max =
-            c->state == CONN_HANDSHAKE ? TR_HANDSHAKE_BODY_MAX : tr->cfg.frame_bytes_max;
+            c->state == CONN_HANDSHAKE ? ST_TR_HANDSHAKE_BODY_MAX : tr->cfg.frame_bytes_max;
         int rv = frame_header_decode(hdr, body_max, &h);
         if (rv != 0) {
-            tr_protocol_error(
+            st_tr_protocol_error(
                 c, rv == ST_ETOOBIG ? "frame larger than frame_bytes_max" : "bad frame header", rv);
             return;
         }
@@ -419,11 +420,11 @@ static void conn_parse(struct tr_conn *c)
             process_frame(c, s, hdr);
             continue;
         }
-        if (total > TR_SCRATCH_BYTES / 2) { /* read the rest straight into its own buffer */
+        if (total > ST_TR_SCRATCH_BYTES / 2) { /* read the rest straight into its own buffer */
             struct raft_buf *big = raft_buf_create(total);
             if (total > tr->stats.frame_buffer_bytes_max) tr->stats.frame_buffer_bytes_max = total;
             if (big == NULL) {
-                tr_conn_close(c, ST_ENOMEM, true);
+                st_tr_conn_close(c, ST_ENOMEM, true);
                 return;
             }
             memcpy(big->data, hdr, have);
@@ -445,7 +446,7 @@ static void conn_parse(struct tr_conn *c)
     ST_ASSERT(c->rlen < s->cap);
 }
 
-void tr_conn_pause(struct tr_conn *c)
+void st_tr_conn_pause(struct st_tr_conn *c)
 {
     if (c->read_paused) return;
     c->read_paused = true;
@@ -453,23 +454,23 @@ void tr_conn_pause(struct tr_conn *c)
     uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
-void tr_conn_resume(struct tr_conn *c)
+void st_tr_conn_resume(struct st_tr_conn *c)
 {
     if (!c->read_paused) return;
     c->read_paused = false;
     if (c->state != CONN_UP) return;
     conn_parse(c);
     if (c->state == CONN_UP && !c->read_paused) {
-        int rv = uv_read_start((uv_stream_t *)&c->tcp, tr_on_alloc, tr_on_read);
-        if (rv != 0) tr_conn_close(c, uv_to_st(rv), true);
+        int rv = uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read);
+        if (rv != 0) st_tr_conn_close(c, uv_to_st(rv), true);
     }
 }
 
 /* -------------------------------------------------------------- listening */
 
-void tr_on_connection(uv_stream_t *server, int status)
+void st_tr_on_connection(uv_stream_t *server, int status)
 {
-    struct tr *tr = server->data;
+    struct st_tr *tr = server->data;
     if (status < 0) {
         /* Out of descriptors (libuv calls back only once its own reserve
          * descriptor is gone, see http/server.c): pending peers are refused
@@ -489,7 +490,7 @@ void tr_on_connection(uv_stream_t *server, int status)
         return;
     }
     if (tr->destroying) return;
-    struct tr_conn *c = tr_conn_create(tr, false, NULL);
+    struct st_tr_conn *c = st_tr_conn_create(tr, false, NULL);
     if (c == NULL) {
         ST_TRACE_ERROR(MOD, "accept: out of memory");
         return;
@@ -497,14 +498,14 @@ void tr_on_connection(uv_stream_t *server, int status)
     c->counted_inbound = true;
     tr->inbound_pending++;
     int rv = uv_accept(server, (uv_stream_t *)&c->tcp);
-    if (rv == 0 && tr->inbound_pending > TR_INBOUND_PENDING_MAX) {
+    if (rv == 0 && tr->inbound_pending > ST_TR_INBOUND_PENDING_MAX) {
         ST_TRACE_WARN(MOD, "accept: %u unauthenticated connections: closing the new one",
                       tr->inbound_pending);
         rv = UV_EBUSY;
     }
     if (rv == 0) {
-        tr_conn_set_options(c);
-        rv = uv_read_start((uv_stream_t *)&c->tcp, tr_on_alloc, tr_on_read);
+        st_tr_conn_set_options(c);
+        rv = uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read);
     }
-    if (rv != 0) tr_conn_close(c, uv_to_st(rv), false);
+    if (rv != 0) st_tr_conn_close(c, uv_to_st(rv), false);
 }

@@ -1,5 +1,5 @@
 /* Dialing: resolve a peer's address, try each resolved address in turn,
- * and reconnect with jittered exponential backoff (tr_reconnect_bound_ms). A
+ * and reconnect with jittered exponential backoff (st_tr_reconnect_bound_ms). A
  * peer is dialed by the side with the lower id only. */
 #include "transport/transport_int.h"
 
@@ -24,20 +24,20 @@
 
 static void on_connect(uv_connect_t *req, int status)
 {
-    struct tr_conn *c = req->data;
-    struct tr *tr = c->tr;
+    struct st_tr_conn *c = req->data;
+    struct st_tr *tr = c->tr;
     if (c->state == CONN_CLOSING) return;
     if (status < 0) {
         ST_TRACE_DEBUG(MOD, "connect to peer %" PRIu64 " (%s): %s", c->peer->id, c->peer->addr,
                        uv_strerror(status));
-        tr_conn_close(c, ST_ECONNECTION, true);
+        st_tr_conn_close(c, ST_ECONNECTION, true);
         return;
     }
     c->state = CONN_HANDSHAKE;
-    tr_conn_set_options(c);
-    int rv = uv_read_start((uv_stream_t *)&c->tcp, tr_on_alloc, tr_on_read);
+    st_tr_conn_set_options(c);
+    int rv = uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read);
     if (rv != 0) {
-        tr_conn_close(c, uv_to_st(rv), true);
+        st_tr_conn_close(c, uv_to_st(rv), true);
         return;
     }
     struct frame_hello h = {.proto_version = FRAME_PROTO_VERSION,
@@ -49,82 +49,82 @@ static void on_connect(uv_connect_t *req, int status)
     memcpy(h.addr, adv, h.addr_len);
     uint8_t body[FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX];
     size_t n = frame_hello_encode(&h, body);
-    tr_conn_send_ctrl(c, FRAME_HELLO, body, (uint32_t)n, false);
+    st_tr_conn_send_ctrl(c, FRAME_HELLO, body, (uint32_t)n, false);
 }
 
-void tr_peer_maybe_free(struct tr_peer *p)
+void st_tr_peer_maybe_free(struct st_tr_peer *p)
 {
     if (!p->removed || p->timer_open || p->gai_pending) return;
-    struct tr *tr = p->tr;
-    tr_peer_free_addrs(p);
+    struct st_tr *tr = p->tr;
+    st_tr_peer_free_addrs(p);
     free(p);
     tr->live--;
-    tr_maybe_free(tr);
+    st_tr_maybe_free(tr);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
-    struct tr_peer *p = req->data;
-    struct tr *tr = p->tr;
+    struct st_tr_peer *p = req->data;
+    struct st_tr *tr = p->tr;
     p->gai_pending = false;
     if (p->removed || tr->destroying) {
         if (res != NULL) uv_freeaddrinfo(res);
-        tr_peer_maybe_free(p);
+        st_tr_peer_maybe_free(p);
         return;
     }
     if (status < 0 || res == NULL) {
         ST_TRACE_WARN(MOD, "peer %" PRIu64 ": cannot resolve %s: %s", p->id, p->addr,
                       uv_strerror(status));
         if (res != NULL) uv_freeaddrinfo(res);
-        tr_peer_drop_queue(p, ST_ECONNECTION, true);
-        tr_peer_schedule_dial(p);
+        st_tr_peer_drop_queue(p, ST_ECONNECTION, true);
+        st_tr_peer_schedule_dial(p);
         return;
     }
     p->ai_list = p->ai_next = res;
-    tr_peer_dial_next(p);
+    st_tr_peer_dial_next(p);
 }
 
-void tr_peer_free_addrs(struct tr_peer *p)
+void st_tr_peer_free_addrs(struct st_tr_peer *p)
 {
     if (p->ai_list != NULL) uv_freeaddrinfo(p->ai_list);
     p->ai_list = p->ai_next = NULL;
 }
 
 /* Connects to the next resolved address; after the last, backs off. */
-void tr_peer_dial_next(struct tr_peer *p)
+void st_tr_peer_dial_next(struct st_tr_peer *p)
 {
-    struct tr *tr = p->tr;
+    struct st_tr *tr = p->tr;
     ST_ASSERT(p->conn == NULL);
     struct addrinfo *ai = p->ai_next;
     if (ai == NULL) {
-        tr_peer_free_addrs(p);
-        tr_peer_schedule_dial(p);
+        st_tr_peer_free_addrs(p);
+        st_tr_peer_schedule_dial(p);
         return;
     }
     p->ai_next = ai->ai_next;
-    struct tr_conn *c = tr_conn_create(tr, true, p);
+    struct st_tr_conn *c = st_tr_conn_create(tr, true, p);
     if (c == NULL) {
-        tr_peer_free_addrs(p);
-        tr_peer_drop_queue(p, ST_ENOMEM, true);
-        tr_peer_schedule_dial(p);
+        st_tr_peer_free_addrs(p);
+        st_tr_peer_drop_queue(p, ST_ENOMEM, true);
+        st_tr_peer_schedule_dial(p);
         return;
     }
     p->conn = c;
     int rv = uv_tcp_connect(&c->connect_req, &c->tcp, ai->ai_addr, on_connect);
     if (rv != 0) {
         ST_TRACE_DEBUG(MOD, "connect to peer %" PRIu64 ": %s", p->id, uv_strerror(rv));
-        tr_conn_close(c, uv_to_st(rv), true); /* tries the next address */
+        st_tr_conn_close(c, uv_to_st(rv), true); /* tries the next address */
     }
 }
 
-void tr_on_dial_timer(uv_timer_t *t)
+void st_tr_on_dial_timer(uv_timer_t *t)
 {
-    struct tr_peer *p = t->data;
-    struct tr *tr = p->tr;
+    struct st_tr_peer *p = t->data;
+    struct st_tr *tr = p->tr;
     if (p->removed || tr->destroying || p->conn != NULL || p->gai_pending) return;
     if (p->dialed_once) tr->stats.reconnects++;
     p->dialed_once = true;
-    char host[TR_ADDR_MAX + 1], port[8];
+    char host[ST_TR_ADDR_MAX + 1], port[8];
     uint16_t portnum;
     ST_ASSERT(frame_addr_split(p->addr, host, sizeof(host), &portnum) == 0); /* checked at add */
     snprintf(port, sizeof(port), "%u", (unsigned)portnum);
@@ -133,31 +133,31 @@ void tr_on_dial_timer(uv_timer_t *t)
     int rv = uv_getaddrinfo(tr->loop, &p->gai, on_resolved, host, port, &hints);
     if (rv != 0) {
         ST_TRACE_WARN(MOD, "peer %" PRIu64 ": getaddrinfo: %s", p->id, uv_strerror(rv));
-        tr_peer_schedule_dial(p);
+        st_tr_peer_schedule_dial(p);
         return;
     }
     p->gai_pending = true;
 }
 
-uint32_t tr_reconnect_bound_ms(const struct tr_config *cfg, uint32_t prev_bound_ms,
-                               uint64_t down_for_ms)
+uint32_t st_tr_reconnect_bound_ms(const struct st_tr_config *cfg, uint32_t prev_bound_ms,
+                                  uint64_t down_for_ms)
 {
     if (prev_bound_ms == 0 || down_for_ms < cfg->reconnect_fast_ms) return cfg->reconnect_base_ms;
     return (uint32_t)ST_MIN((uint64_t)prev_bound_ms * 2, (uint64_t)cfg->reconnect_max_ms);
 }
 
-/* Backoff with jitter (tr_reconnect_bound_ms): fast retries for the first
+/* Backoff with jitter (st_tr_reconnect_bound_ms): fast retries for the first
  * reconnect_fast_ms of an outage (a restarting peer is back within a second:
  * a bound that doubled meanwhile added ~0.45 s to a node's restart in the
  * benchmark), then d doubles up to reconnect_max_ms; the delay is uniform in
  * [d/2, d]. */
-void tr_peer_schedule_dial(struct tr_peer *p)
+void st_tr_peer_schedule_dial(struct st_tr_peer *p)
 {
-    struct tr *tr = p->tr;
+    struct st_tr *tr = p->tr;
     uint64_t now = uv_now(tr->loop);
     if (p->down_since_ms == 0) p->down_since_ms = now;
-    uint32_t d = tr_reconnect_bound_ms(&tr->cfg, p->backoff_ms, now - p->down_since_ms);
+    uint32_t d = st_tr_reconnect_bound_ms(&tr->cfg, p->backoff_ms, now - p->down_since_ms);
     p->backoff_ms = d;
     uint64_t delay = d / 2 + st_rng_below(&tr->rng, d / 2 + 1);
-    uv_timer_start(&p->timer, tr_on_dial_timer, delay, 0);
+    uv_timer_start(&p->timer, st_tr_on_dial_timer, delay, 0);
 }

@@ -3,20 +3,20 @@
  * docs/WIRE-FORMAT.md.
  *
  * Files: transport.c (creation, start, peers, destroy), transport_send.c
- * (frames to write: the pooled tr_out, per-peer queues, back-pressure,
- * tr_send), transport_conn.c (connections: accept, handshake, reading and
+ * (frames to write: the pooled st_tr_out, per-peer queues, back-pressure,
+ * st_tr_send), transport_conn.c (connections: accept, handshake, reading and
  * frame dispatch), transport_dial.c (resolving, dialing, reconnect backoff),
  * transport_snap_in.c and transport_snap_out.c (snapshot streaming).
  *
  * Objects and lifetimes (every one counted in tr->live; tr is freed by
- * tr_destroy() once live reaches 0):
- *   struct tr_conn   one TCP connection (two handles: tcp + timer). Freed in
+ * st_tr_destroy() once live reaches 0):
+ *   struct st_tr_conn   one TCP connection (two handles: tcp + timer). Freed in
  *                    the close callback of its last handle; libuv cancels
  *                    its pending writes (callbacks with UV_ECANCELED) first.
- *   struct tr_peer   a configured peer. Owns a dial/backoff timer and a
+ *   struct st_tr_peer   a configured peer. Owns a dial/backoff timer and a
  *                    getaddrinfo request; freed once both are finished after
  *                    removal.
- *   struct tr_snap_out  an outbound snapshot stream; freed once finished and
+ *   struct st_tr_snap_out  an outbound snapshot stream; freed once finished and
  *                    no file read or chunk write is outstanding.
  *   listener         the listening handle.
  *
@@ -25,14 +25,14 @@
  *     outbound: CONNECTING --connect ok, HELLO sent--> HANDSHAKE --HELLO_ACK ok--> UP
  *     inbound:  HANDSHAKE --HELLO ok, ACK sent--> UP
  *               HANDSHAKE --HELLO refused, ACK(err) sent--> REFUSING --ack written--> CLOSING
- *     any --error, EOF, timeout, garbage, tr_conn_close()--> CLOSING (terminal)
+ *     any --error, EOF, timeout, garbage, st_tr_conn_close()--> CLOSING (terminal)
  *
  * Only an UP connection is attached as peer->conn for an inbound peer; an
  * outbound connection is attached from CONNECTING on (so a peer is dialed
  * once at a time).
  *
  * Inbound buffering: frames are parsed from a per-connection scratch buffer
- * (TR_SCRATCH_BYTES). A frame larger than half of it gets a dedicated
+ * (ST_TR_SCRATCH_BYTES). A frame larger than half of it gets a dedicated
  * raft_buf of exactly its size, read into directly (no copy) and handed to
  * the decoder, so its entries reference it zero-copy. A small frame carrying
  * entry payloads is copied once into an exact-size raft_buf before decoding,
@@ -52,32 +52,32 @@
 
 #include "wire/msg.h"
 
-#define TR_SCRATCH_BYTES (64u * 1024u)
-#define TR_INBOUND_PENDING_MAX 64 /* unauthenticated inbound connections */
-#define TR_BACKLOG 128
-#define TR_HANDSHAKE_BODY_MAX (FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX)
-#define TR_KEEPALIVE_S 5 /* idle seconds before TCP keepalive probes (half-open links) */
-/* Frames whose whole tr_out allocation fits in a pool block (heartbeats,
+#define ST_TR_SCRATCH_BYTES (64u * 1024u)
+#define ST_TR_INBOUND_PENDING_MAX 64 /* unauthenticated inbound connections */
+#define ST_TR_BACKLOG 128
+#define ST_TR_HANDSHAKE_BODY_MAX (FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX)
+#define ST_TR_KEEPALIVE_S 5 /* idle seconds before TCP keepalive probes (half-open links) */
+/* Frames whose whole st_tr_out allocation fits in a pool block (heartbeats,
  * votes, responses, appends with a few entries) reuse blocks from a free
  * list instead of calling malloc per message. */
-#define TR_OUT_POOL_BLOCK_BYTES 512
-#define TR_OUT_POOL_MAX 256
+#define ST_TR_OUT_POOL_BLOCK_BYTES 512
+#define ST_TR_OUT_POOL_MAX 256
 #define MOD "transport"
 
 enum conn_state { CONN_CONNECTING, CONN_HANDSHAKE, CONN_UP, CONN_REFUSING, CONN_CLOSING };
 enum out_kind { OUT_MSG, OUT_CTRL, OUT_SNAP_CHUNK };
 
-struct tr_snap_out;
-struct tr_snap_in;
-struct tr_conn;
+struct st_tr_snap_out;
+struct st_tr_snap_in;
+struct st_tr_conn;
 
 /* One frame to write: header bytes inline, payloads referenced. */
-struct tr_out {
+struct st_tr_out {
     struct st_list link; /* in peer->queue while not written; pool free list */
-    struct tr *tr;
-    bool pooled; /* a TR_OUT_POOL_BLOCK_BYTES block */
+    struct st_tr *tr;
+    bool pooled; /* a ST_TR_OUT_POOL_BLOCK_BYTES block */
     uv_write_t req;
-    struct tr_conn *conn;
+    struct st_tr_conn *conn;
     raft_id to;
     uint8_t kind;
     uint8_t msg_type;
@@ -88,14 +88,14 @@ struct tr_out {
     uv_buf_t *bufs;
     uint32_t nrefs;
     struct raft_buf **refs;
-    struct tr_snap_out *snap; /* OUT_SNAP_CHUNK */
-    uint8_t *hdr;             /* frame header (+ header part or control body) */
+    struct st_tr_snap_out *snap; /* OUT_SNAP_CHUNK */
+    uint8_t *hdr;                /* frame header (+ header part or control body) */
 };
 
-struct tr_conn {
+struct st_tr_conn {
     struct st_list link; /* tr->conns */
-    struct tr *tr;
-    struct tr_peer *peer;
+    struct st_tr *tr;
+    struct st_tr_peer *peer;
     bool outbound;
     bool notify;          /* closing: report losses through callbacks */
     bool counted_inbound; /* counted in tr->inbound_pending */
@@ -109,14 +109,14 @@ struct tr_conn {
     struct raft_buf *scratch; /* parse buffer */
     struct raft_buf *rbuf;    /* scratch, or a dedicated buffer for one big frame */
     size_t rpos, rlen;
-    bool read_paused;       /* a snapshot callback returned TR_CB_PENDING: no read, no parse */
+    bool read_paused;       /* a snapshot callback returned ST_TR_CB_PENDING: no read, no parse */
     uint32_t inflight_msgs; /* OUT_MSG frames given to uv_write, not completed */
     uint64_t inflight_bytes;
 };
 
-struct tr_snap_out {
-    struct tr *tr;
-    struct tr_peer *peer; /* NULL once detached */
+struct st_tr_snap_out {
+    struct st_tr *tr;
+    struct st_tr_peer *peer; /* NULL once detached */
     raft_id to;
     uint32_t stream; /* non-zero, unique per transport */
     uv_fs_t fs;
@@ -133,24 +133,25 @@ struct tr_snap_out {
     size_t begin_len;
 };
 
-struct tr_snap_in {
+struct st_tr_snap_in {
     uint32_t stream;
     uint64_t size, received;
     uint32_t crc;
-    bool ending; /* snapshot_end_cb(0) returned TR_CB_PENDING: awaiting tr_snapshot_resume() */
+    bool
+        ending; /* snapshot_end_cb(0) returned ST_TR_CB_PENDING: awaiting st_tr_snapshot_resume() */
     struct wire_msg wm; /* the RAFT_MSG_SNAPSHOT, delivered at the end */
 };
 
-struct tr_peer {
+struct st_tr_peer {
     struct st_list link; /* tr->peers, while not removed */
-    struct tr *tr;
+    struct st_tr *tr;
     raft_id id;
-    char addr[TR_ADDR_MAX + 1];
+    char addr[ST_TR_ADDR_MAX + 1];
     bool dialer; /* we dial it: self < id */
     bool removed;
     bool dialed_once;
-    struct tr_conn *conn;
-    struct st_list queue; /* tr_out waiting for a connection */
+    struct st_tr_conn *conn;
+    struct st_list queue; /* st_tr_out waiting for a connection */
     uint32_t queue_msgs;
     uint64_t queue_bytes;
     uint32_t backoff_ms;
@@ -161,16 +162,16 @@ struct tr_peer {
     bool gai_pending;
     struct addrinfo *ai_list; /* resolved addresses of the current dial round */
     struct addrinfo *ai_next; /* the next one to try if a connect fails */
-    struct tr_snap_out *snap_out;
-    struct tr_snap_in *snap_in;
+    struct st_tr_snap_out *snap_out;
+    struct st_tr_snap_in *snap_in;
     bool busy_notify;      /* back-pressure drops to report (coalesced) */
     uint8_t busy_msg_type; /* the last one dropped */
 };
 
-struct tr {
+struct st_tr {
     uv_loop_t *loop;
-    struct tr_config cfg;
-    struct tr_callbacks cbs;
+    struct st_tr_config cfg;
+    struct st_tr_callbacks cbs;
     struct st_rng rng;
     uv_tcp_t listener;
     bool listener_open;
@@ -181,9 +182,9 @@ struct tr {
     struct st_list conns;
     uint32_t inbound_pending;
     struct wire_msg wm;
-    struct st_list out_pool; /* free pooled tr_out blocks */
+    struct st_list out_pool; /* free pooled st_tr_out blocks */
     uint32_t out_pool_n;
-    struct tr_stats stats;
+    struct st_tr_stats stats;
     uint32_t live;
     uint32_t snap_stream_seq;
     bool destroying;
@@ -198,10 +199,10 @@ static inline int uv_to_st(int uverr)
     return uverr < 0 ? st_errno_to_code(-uverr) : 0;
 }
 
-static inline struct tr_peer *peer_find(const struct tr *tr, raft_id id)
+static inline struct st_tr_peer *peer_find(const struct st_tr *tr, raft_id id)
 {
     for (struct st_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
-        struct tr_peer *p = ST_CONTAINER_OF(l, struct tr_peer, link);
+        struct st_tr_peer *p = ST_CONTAINER_OF(l, struct st_tr_peer, link);
         if (p->id == id) return p;
     }
     return NULL;
@@ -220,86 +221,87 @@ static inline char *uv_base(const uint8_t *p)
 /* transport.c */
 /* Frees tr once it is being destroyed and nothing is live (tr->live == 0),
  * then calls the done callback. Safe to call at any time. */
-void tr_maybe_free(struct tr *tr);
+void st_tr_maybe_free(struct st_tr *tr);
 
 /* transport_send.c */
 /* A frame with room for nbufs buffers, nrefs payload references and
  * hdr_bytes of inline header; NULL without memory. Small ones come from the
- * pool (no malloc per message). Freed by tr_out_free. */
-struct tr_out *tr_out_alloc(struct tr *tr, uint8_t kind, uint32_t nbufs, uint32_t nrefs,
-                            size_t hdr_bytes);
+ * pool (no malloc per message). Freed by st_tr_out_free. */
+struct st_tr_out *st_tr_out_alloc(struct st_tr *tr, uint8_t kind, uint32_t nbufs, uint32_t nrefs,
+                                  size_t hdr_bytes);
 /* Drops o's payload references and returns it to the pool or the heap. */
-void tr_out_free(struct tr_out *o);
+void st_tr_out_free(struct st_tr_out *o);
 /* Frees the pool's free blocks (destroy). */
-void tr_out_pool_drain(struct tr *tr);
+void st_tr_out_pool_drain(struct st_tr *tr);
 /* Hands o to uv_write on c (ownership moves to the write's callback);
  * libuv's error code if the write could not start (o still the caller's). */
-int tr_conn_write(struct tr_conn *c, struct tr_out *o);
+int st_tr_conn_write(struct st_tr_conn *c, struct st_tr_out *o);
 /* Closes c with status from a timer, outside the current API call. */
-void tr_conn_doom(struct tr_conn *c, int status);
+void st_tr_conn_doom(struct st_tr_conn *c, int status);
 /* Writes a control frame (handshake, snapshot control); close_after closes
  * the connection once it is written. Failures close the connection. */
-void tr_conn_send_ctrl(struct tr_conn *c, uint8_t type, const uint8_t *body, uint32_t len,
-                       bool close_after);
+void st_tr_conn_send_ctrl(struct st_tr_conn *c, uint8_t type, const uint8_t *body, uint32_t len,
+                          bool close_after);
 /* Drops what is queued now; a callback that sends again to p queues anew
  * (the queue is detached first, so this always terminates). */
-void tr_peer_drop_queue(struct tr_peer *p, int status, bool notify);
+void st_tr_peer_drop_queue(struct st_tr_peer *p, int status, bool notify);
 
 /* transport_conn.c */
 /* A new connection on tr->conns (tcp + timer handles initialised, counted
  * in tr->live, handshake deadline armed); NULL without memory. */
-struct tr_conn *tr_conn_create(struct tr *tr, bool outbound, struct tr_peer *peer);
+struct st_tr_conn *st_tr_conn_create(struct st_tr *tr, bool outbound, struct st_tr_peer *peer);
 /* TCP_NODELAY and keepalive on an open connection. */
-void tr_conn_set_options(struct tr_conn *c);
+void st_tr_conn_set_options(struct st_tr_conn *c);
 /* Moves c to CLOSING (terminal) and closes its handles; with notify, what
  * it loses is reported through the callbacks. Idempotent. */
-void tr_conn_close(struct tr_conn *c, int status, bool notify);
+void st_tr_conn_close(struct st_tr_conn *c, int status, bool notify);
 /* A peer broke the protocol: traces what and closes the connection. */
-void tr_protocol_error(struct tr_conn *c, const char *what, int rv);
+void st_tr_protocol_error(struct st_tr_conn *c, const char *what, int rv);
 /* libuv read callbacks of every connection. */
-void tr_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-void tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+void st_tr_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void st_tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 /* libuv connection callback of the listener. */
-void tr_on_connection(uv_stream_t *server, int status);
+void st_tr_on_connection(uv_stream_t *server, int status);
 
 /* transport_dial.c */
 /* Frees a removed peer once its timer and resolver request are finished. */
-void tr_peer_maybe_free(struct tr_peer *p);
+void st_tr_peer_maybe_free(struct st_tr_peer *p);
 /* Frees the addresses of the current dial round. */
-void tr_peer_free_addrs(struct tr_peer *p);
+void st_tr_peer_free_addrs(struct st_tr_peer *p);
 /* Connects to the next resolved address, or schedules a new round. */
-void tr_peer_dial_next(struct tr_peer *p);
+void st_tr_peer_dial_next(struct st_tr_peer *p);
 /* Arms the dial timer with the current backoff (jittered). */
-void tr_peer_schedule_dial(struct tr_peer *p);
+void st_tr_peer_schedule_dial(struct st_tr_peer *p);
 /* Timer callback of a peer: starts a dial round. */
-void tr_on_dial_timer(uv_timer_t *t);
+void st_tr_on_dial_timer(uv_timer_t *t);
 
 /* transport_snap_in.c: frame handlers of an inbound stream */
 /* Ends p's inbound stream: status reported to the node when notify, an ACK
  * with status sent when send_ack. */
-void tr_snap_in_end(struct tr_peer *p, int status, bool notify, bool send_ack);
+void st_tr_snap_in_end(struct st_tr_peer *p, int status, bool notify, bool send_ack);
 /* The tail of a stream whose every byte arrived: the snapshot was stored
  * (rv 0: deliver it, acknowledge) or not (rv < 0: acknowledge the failure).
  * Frees si, which is no longer p->snap_in; c may be NULL (link gone). */
-void tr_snap_in_complete(struct tr_conn *c, struct tr_peer *p, struct tr_snap_in *si, int rv);
-/* Reads stop until tr_conn_resume(): a snapshot receiver is writing what it
- * got (TR_CB_PENDING); TCP's window then holds the sender back. */
-void tr_conn_pause(struct tr_conn *c);
-/* Undoes tr_conn_pause(): parses the frames that arrived before the pause,
+void st_tr_snap_in_complete(struct st_tr_conn *c, struct st_tr_peer *p, struct st_tr_snap_in *si,
+                            int rv);
+/* Reads stop until st_tr_conn_resume(): a snapshot receiver is writing what it
+ * got (ST_TR_CB_PENDING); TCP's window then holds the sender back. */
+void st_tr_conn_pause(struct st_tr_conn *c);
+/* Undoes st_tr_conn_pause(): parses the frames that arrived before the pause,
  * then reads again (unless one of them paused or closed it again). */
-void tr_conn_resume(struct tr_conn *c);
-void tr_handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t len);
-void tr_handle_snap_chunk(struct tr_conn *c, const uint8_t *body, uint32_t len);
-void tr_handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len);
-void tr_handle_snap_abort(struct tr_conn *c, const uint8_t *body, uint32_t len);
+void st_tr_conn_resume(struct st_tr_conn *c);
+void st_tr_handle_snap_begin(struct st_tr_conn *c, const uint8_t *body, uint32_t len);
+void st_tr_handle_snap_chunk(struct st_tr_conn *c, const uint8_t *body, uint32_t len);
+void st_tr_handle_snap_end(struct st_tr_conn *c, const uint8_t *body, uint32_t len);
+void st_tr_handle_snap_abort(struct st_tr_conn *c, const uint8_t *body, uint32_t len);
 
 /* transport_snap_out.c */
 /* The receiver's ACK of an outbound stream. */
-void tr_handle_snap_ack(struct tr_conn *c, const uint8_t *body, uint32_t len);
+void st_tr_handle_snap_ack(struct st_tr_conn *c, const uint8_t *body, uint32_t len);
 /* Ends s: status reported to the node when notify, an ABORT sent when
  * send_abort; s is freed once no IO is outstanding. */
-void tr_snap_out_finish(struct tr_snap_out *s, int status, bool notify, bool send_abort);
+void st_tr_snap_out_finish(struct st_tr_snap_out *s, int status, bool notify, bool send_abort);
 /* Write callback of a chunk frame. */
-void tr_snap_out_chunk_written(struct tr_snap_out *s, int status);
+void st_tr_snap_out_chunk_written(struct st_tr_snap_out *s, int status);
 
 #endif

@@ -1,7 +1,7 @@
-/* The send path: frames to write (struct tr_out, pooled for small frames,
+/* The send path: frames to write (struct st_tr_out, pooled for small frames,
  * payloads referenced not copied), the per-peer queue while no connection is
  * up, writes and their completion, back-pressure (drops reported once per
- * peer per loop round), the queue-wait sweep, and tr_send. */
+ * peer per loop round), the queue-wait sweep, and st_tr_send. */
 #include "transport/transport_int.h"
 
 #include <fcntl.h>
@@ -21,12 +21,12 @@
 #include "wire/le.h"
 #include "wire/msg.h"
 
-void tr_out_free(struct tr_out *o)
+void st_tr_out_free(struct st_tr_out *o)
 {
     for (uint32_t i = 0; i < o->nrefs; i++)
         raft_buf_unref(o->refs[i]);
-    struct tr *tr = o->tr;
-    if (o->pooled && tr->out_pool_n < TR_OUT_POOL_MAX && !tr->destroying) {
+    struct st_tr *tr = o->tr;
+    if (o->pooled && tr->out_pool_n < ST_TR_OUT_POOL_MAX && !tr->destroying) {
         st_list_push_back(&tr->out_pool, &o->link);
         tr->out_pool_n++;
         return;
@@ -34,33 +34,33 @@ void tr_out_free(struct tr_out *o)
     free(o);
 }
 
-void tr_out_pool_drain(struct tr *tr)
+void st_tr_out_pool_drain(struct st_tr *tr)
 {
     while (!st_list_empty(&tr->out_pool)) {
         struct st_list *l = tr->out_pool.next;
         // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): st_list_del moved the head past the freed l
         st_list_del(l);
-        free(ST_CONTAINER_OF(l, struct tr_out, link));
+        free(ST_CONTAINER_OF(l, struct st_tr_out, link));
     }
     tr->out_pool_n = 0;
 }
 
 /* One allocation: struct, iovecs, refs, then `hdr_bytes` of header. */
-struct tr_out *tr_out_alloc(struct tr *tr, uint8_t kind, uint32_t nbufs, uint32_t nrefs,
-                            size_t hdr_bytes)
+struct st_tr_out *st_tr_out_alloc(struct st_tr *tr, uint8_t kind, uint32_t nbufs, uint32_t nrefs,
+                                  size_t hdr_bytes)
 {
-    size_t size = sizeof(struct tr_out) + nbufs * sizeof(uv_buf_t) +
+    size_t size = sizeof(struct st_tr_out) + nbufs * sizeof(uv_buf_t) +
                   nrefs * sizeof(struct raft_buf *) + hdr_bytes;
-    struct tr_out *o;
-    bool pooled = size <= TR_OUT_POOL_BLOCK_BYTES;
+    struct st_tr_out *o;
+    bool pooled = size <= ST_TR_OUT_POOL_BLOCK_BYTES;
     if (pooled && !st_list_empty(&tr->out_pool)) {
         struct st_list *l = tr->out_pool.next;
         st_list_del(l);
         tr->out_pool_n--;
-        o = ST_CONTAINER_OF(l, struct tr_out, link);
+        o = ST_CONTAINER_OF(l, struct st_tr_out, link);
         memset(o, 0, sizeof(*o));
     } else {
-        o = calloc(1, pooled ? TR_OUT_POOL_BLOCK_BYTES : size);
+        o = calloc(1, pooled ? ST_TR_OUT_POOL_BLOCK_BYTES : size);
         if (o == NULL) return NULL;
     }
     st_list_init(&o->link);
@@ -75,9 +75,9 @@ struct tr_out *tr_out_alloc(struct tr *tr, uint8_t kind, uint32_t nbufs, uint32_
 }
 
 /* A control frame with a contiguous body. */
-static struct tr_out *out_ctrl(struct tr *tr, uint8_t type, const uint8_t *body, uint32_t len)
+static struct st_tr_out *out_ctrl(struct st_tr *tr, uint8_t type, const uint8_t *body, uint32_t len)
 {
-    struct tr_out *o = tr_out_alloc(tr, OUT_CTRL, 1, 0, FRAME_HEADER_SIZE + len);
+    struct st_tr_out *o = st_tr_out_alloc(tr, OUT_CTRL, 1, 0, FRAME_HEADER_SIZE + len);
     if (o == NULL) return NULL;
     memcpy(o->hdr + FRAME_HEADER_SIZE, body, len);
     frame_header_encode(o->hdr, type, o->hdr + FRAME_HEADER_SIZE, len);
@@ -90,9 +90,9 @@ static struct tr_out *out_ctrl(struct tr *tr, uint8_t type, const uint8_t *body,
 
 static void on_write(uv_write_t *req, int status)
 {
-    struct tr_out *o = ST_CONTAINER_OF(req, struct tr_out, req);
-    struct tr_conn *c = o->conn;
-    struct tr *tr = c->tr;
+    struct st_tr_out *o = ST_CONTAINER_OF(req, struct st_tr_out, req);
+    struct st_tr_conn *c = o->conn;
+    struct st_tr *tr = c->tr;
     if (status == 0) tr->stats.bytes_sent += o->bytes;
     if (o->kind == OUT_MSG) {
         ST_ASSERT(c->inflight_msgs > 0 && c->inflight_bytes >= o->bytes);
@@ -106,31 +106,31 @@ static void on_write(uv_write_t *req, int status)
                 tr->cbs.send_failed_cb(tr->cbs.ctx, o->to, o->msg_type, ST_ECONNECTION);
         }
     }
-    struct tr_snap_out *snap = o->kind == OUT_SNAP_CHUNK ? o->snap : NULL;
+    struct st_tr_snap_out *snap = o->kind == OUT_SNAP_CHUNK ? o->snap : NULL;
     bool close_after = o->close_after;
-    tr_out_free(o);
+    st_tr_out_free(o);
     if (status < 0 && status != UV_ECANCELED)
-        tr_conn_close(c, ST_ECONNECTION, true);
+        st_tr_conn_close(c, ST_ECONNECTION, true);
     else if (close_after)
-        tr_conn_close(c, ST_ECLOSED, true);
-    if (snap != NULL) tr_snap_out_chunk_written(snap, status);
+        st_tr_conn_close(c, ST_ECLOSED, true);
+    if (snap != NULL) st_tr_snap_out_chunk_written(snap, status);
 }
 
 static void on_doom_timer(uv_timer_t *t)
 {
-    struct tr_conn *c = t->data;
-    tr_conn_close(c, c->doom_status, true);
+    struct st_tr_conn *c = t->data;
+    st_tr_conn_close(c, c->doom_status, true);
 }
 
 /* Closes c from the next loop iteration (we are inside an API call). */
-void tr_conn_doom(struct tr_conn *c, int status)
+void st_tr_conn_doom(struct st_tr_conn *c, int status)
 {
     if (c->state == CONN_CLOSING || c->doom_status != 0) return;
     c->doom_status = status;
     uv_timer_start(&c->timer, on_doom_timer, 0, 0);
 }
 
-int tr_conn_write(struct tr_conn *c, struct tr_out *o)
+int st_tr_conn_write(struct st_tr_conn *c, struct st_tr_out *o)
 {
     o->conn = c;
     int rv = uv_write(&o->req, (uv_stream_t *)&c->tcp, o->bufs, o->nbufs, on_write);
@@ -143,27 +143,27 @@ int tr_conn_write(struct tr_conn *c, struct tr_out *o)
 }
 
 /* Writes a control frame; on failure the connection is closed (deferred). */
-void tr_conn_send_ctrl(struct tr_conn *c, uint8_t type, const uint8_t *body, uint32_t len,
-                       bool close_after)
+void st_tr_conn_send_ctrl(struct st_tr_conn *c, uint8_t type, const uint8_t *body, uint32_t len,
+                          bool close_after)
 {
     if (c->state == CONN_CLOSING) return;
-    struct tr_out *o = out_ctrl(c->tr, type, body, len);
+    struct st_tr_out *o = out_ctrl(c->tr, type, body, len);
     if (o == NULL) {
-        tr_conn_doom(c, ST_ENOMEM);
+        st_tr_conn_doom(c, ST_ENOMEM);
         return;
     }
     o->close_after = close_after;
-    if (tr_conn_write(c, o) != 0) {
-        tr_out_free(o);
-        tr_conn_doom(c, ST_ECONNECTION);
+    if (st_tr_conn_write(c, o) != 0) {
+        st_tr_out_free(o);
+        st_tr_conn_doom(c, ST_ECONNECTION);
     }
 }
 
 /* Drops what is queued now; a callback that sends again to p queues anew
  * (the queue is detached first, so this always terminates). */
-void tr_peer_drop_queue(struct tr_peer *p, int status, bool notify)
+void st_tr_peer_drop_queue(struct st_tr_peer *p, int status, bool notify)
 {
-    struct tr *tr = p->tr;
+    struct st_tr *tr = p->tr;
     if (st_list_empty(&p->queue)) return;
     struct st_list dropped;
     st_list_init(&dropped);
@@ -171,12 +171,12 @@ void tr_peer_drop_queue(struct tr_peer *p, int status, bool notify)
     p->queue_msgs = 0;
     p->queue_bytes = 0;
     while (!st_list_empty(&dropped)) {
-        struct tr_out *o = ST_CONTAINER_OF(dropped.next, struct tr_out, link);
+        struct st_tr_out *o = ST_CONTAINER_OF(dropped.next, struct st_tr_out, link);
         st_list_del(&o->link);
         tr->stats.msgs_dropped++;
         raft_id id = p->id;
         uint8_t type = o->msg_type;
-        tr_out_free(o);
+        st_tr_out_free(o);
         if (notify && !tr->destroying && !p->removed && tr->cbs.send_failed_cb != NULL)
             tr->cbs.send_failed_cb(tr->cbs.ctx, id, type, status);
     }
@@ -185,14 +185,14 @@ void tr_peer_drop_queue(struct tr_peer *p, int status, bool notify)
 /* Back-pressure drops are reported from the loop, once per peer per round. */
 static void on_notify_timer(uv_timer_t *t)
 {
-    struct tr *tr = t->data;
+    struct st_tr *tr = t->data;
     /* The callback may remove any peer (or destroy tr): rescan from the head
      * after each one; flags are cleared first, so this terminates. */
     bool again = true;
     while (again && !tr->destroying) {
         again = false;
         for (struct st_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
-            struct tr_peer *p = ST_CONTAINER_OF(l, struct tr_peer, link);
+            struct st_tr_peer *p = ST_CONTAINER_OF(l, struct st_tr_peer, link);
             if (!p->busy_notify) continue;
             p->busy_notify = false;
             if (tr->cbs.send_failed_cb != NULL)
@@ -209,16 +209,16 @@ static void on_notify_timer(uv_timer_t *t)
  * unreachable and a returning peer is not flooded with stale messages. */
 static void on_sweep_timer(uv_timer_t *t)
 {
-    struct tr *tr = t->data;
+    struct st_tr *tr = t->data;
     uint64_t now = uv_now(tr->loop);
     uint64_t next = UINT64_MAX; /* earliest deadline still pending */
     bool again = true;
     while (again && !tr->destroying) { /* callbacks may remove peers: rescan */
         again = false;
         for (struct st_list *l = tr->peers.next; l != &tr->peers; l = l->next) {
-            struct tr_peer *p = ST_CONTAINER_OF(l, struct tr_peer, link);
+            struct st_tr_peer *p = ST_CONTAINER_OF(l, struct st_tr_peer, link);
             if (st_list_empty(&p->queue)) continue;
-            struct tr_out *head = ST_CONTAINER_OF(p->queue.next, struct tr_out, link);
+            struct st_tr_out *head = ST_CONTAINER_OF(p->queue.next, struct st_tr_out, link);
             uint64_t deadline = head->queued_at_ms + tr->cfg.queue_wait_ms;
             if (deadline > now) {
                 next = ST_MIN(next, deadline);
@@ -226,7 +226,7 @@ static void on_sweep_timer(uv_timer_t *t)
             }
             ST_TRACE_DEBUG(MOD, "peer %" PRIu64 ": %u messages waited %u ms for a connection",
                            p->id, p->queue_msgs, tr->cfg.queue_wait_ms);
-            tr_peer_drop_queue(p, ST_ECONNECTION, true);
+            st_tr_peer_drop_queue(p, ST_ECONNECTION, true);
             again = true;
             break;
         }
@@ -235,10 +235,10 @@ static void on_sweep_timer(uv_timer_t *t)
         uv_timer_start(&tr->sweep_timer, on_sweep_timer, next - now, 0);
 }
 
-int tr_send(struct tr *tr, const struct raft_msg *m)
+int st_tr_send(struct st_tr *tr, const struct raft_msg *m)
 {
     if (tr->destroying) return ST_ECLOSED;
-    struct tr_peer *p = peer_find(tr, m->to);
+    struct st_tr_peer *p = peer_find(tr, m->to);
     if (p == NULL) return ST_ENOENT;
     if (m->type == RAFT_MSG_SNAPSHOT) return ST_EINVAL;
     size_t hdr_part;
@@ -255,7 +255,7 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
     }
     if (body > tr->cfg.frame_bytes_max) return ST_ETOOBIG;
     uint64_t bytes = FRAME_HEADER_SIZE + body;
-    struct tr_conn *c = p->conn != NULL && p->conn->state == CONN_UP ? p->conn : NULL;
+    struct st_tr_conn *c = p->conn != NULL && p->conn->state == CONN_UP ? p->conn : NULL;
     uint64_t q_msgs = p->queue_msgs + (c ? c->inflight_msgs : 0);
     uint64_t q_bytes = p->queue_bytes + (c ? c->inflight_bytes : 0);
     /* A single message larger than the byte bound may go through an empty queue. */
@@ -272,7 +272,8 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
             uv_timer_start(&tr->notify_timer, on_notify_timer, 0, 0);
         return ST_EBUSY;
     }
-    struct tr_out *o = tr_out_alloc(tr, OUT_MSG, 1 + npay, npay, FRAME_HEADER_SIZE + hdr_part);
+    struct st_tr_out *o =
+        st_tr_out_alloc(tr, OUT_MSG, 1 + npay, npay, FRAME_HEADER_SIZE + hdr_part);
     if (o == NULL) return ST_ENOMEM;
     o->to = m->to;
     o->msg_type = m->type;
@@ -295,11 +296,11 @@ int tr_send(struct tr *tr, const struct raft_msg *m)
     o->nrefs = k;
     frame_header_set_crc(o->hdr, crc);
     if (c != NULL) {
-        rv = tr_conn_write(c, o);
+        rv = st_tr_conn_write(c, o);
         if (rv != 0) {
             tr->stats.msgs_dropped++;
-            tr_out_free(o);
-            tr_conn_doom(c, ST_ECONNECTION);
+            st_tr_out_free(o);
+            st_tr_conn_doom(c, ST_ECONNECTION);
             return ST_ECONNECTION;
         }
         return 0;

@@ -22,10 +22,10 @@
 
 /* --------------------------------------------------- inbound snapshots */
 
-void tr_snap_in_end(struct tr_peer *p, int status, bool notify, bool send_ack)
+void st_tr_snap_in_end(struct st_tr_peer *p, int status, bool notify, bool send_ack)
 {
-    struct tr *tr = p->tr;
-    struct tr_snap_in *si = p->snap_in;
+    struct st_tr *tr = p->tr;
+    struct st_tr_snap_in *si = p->snap_in;
     ST_ASSERT(si != NULL);
     p->snap_in = NULL;
     if (si->ending) /* the receiver had its snapshot_end_cb(0) already */
@@ -39,31 +39,31 @@ void tr_snap_in_end(struct tr_peer *p, int status, bool notify, bool send_ack)
     if (send_ack && p->conn != NULL && p->conn->state == CONN_UP) {
         uint8_t body[FRAME_SNAP_STATUS_SIZE];
         frame_status_encode(si->stream, status, body);
-        tr_conn_send_ctrl(p->conn, FRAME_SNAP_ACK, body, sizeof(body), false);
+        st_tr_conn_send_ctrl(p->conn, FRAME_SNAP_ACK, body, sizeof(body), false);
     }
     wire_msg_close(&si->wm);
     free(si);
 }
 
-static void snap_send_ack(struct tr_conn *c, uint32_t stream, int status)
+static void snap_send_ack(struct st_tr_conn *c, uint32_t stream, int status)
 {
     uint8_t body[FRAME_SNAP_STATUS_SIZE];
     frame_status_encode(stream, status, body);
-    tr_conn_send_ctrl(c, FRAME_SNAP_ACK, body, sizeof(body), false);
+    st_tr_conn_send_ctrl(c, FRAME_SNAP_ACK, body, sizeof(body), false);
 }
 
-void tr_handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t len)
+void st_tr_handle_snap_begin(struct st_tr_conn *c, const uint8_t *body, uint32_t len)
 {
-    struct tr *tr = c->tr;
-    struct tr_peer *p = c->peer;
+    struct st_tr *tr = c->tr;
+    struct st_tr_peer *p = c->peer;
     if (len < FRAME_SNAP_BEGIN_FIXED_SIZE || le_get32(body) == 0) {
-        tr_protocol_error(c, "bad SNAP_BEGIN", ST_EPROTO);
+        st_tr_protocol_error(c, "bad SNAP_BEGIN", ST_EPROTO);
         return;
     }
     uint32_t stream = le_get32(body);
     if (p->snap_in != NULL) /* a new stream supersedes an unfinished one */
-        tr_snap_in_end(p, ST_ECANCELED, true, false);
-    struct tr_snap_in *si = calloc(1, sizeof(*si));
+        st_tr_snap_in_end(p, ST_ECANCELED, true, false);
+    struct st_tr_snap_in *si = calloc(1, sizeof(*si));
     if (si == NULL) {
         snap_send_ack(c, stream, ST_ENOMEM);
         return;
@@ -79,7 +79,7 @@ void tr_handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t len)
     if (rv != 0) {
         wire_msg_close(&si->wm);
         free(si);
-        tr_protocol_error(c, "malformed SNAP_BEGIN", rv);
+        st_tr_protocol_error(c, "malformed SNAP_BEGIN", rv);
         return;
     }
     rv = tr->cbs.snapshot_begin_cb != NULL
@@ -109,22 +109,22 @@ void tr_handle_snap_begin(struct tr_conn *c, const uint8_t *body, uint32_t len)
     p->snap_in = si;
 }
 
-void tr_handle_snap_chunk(struct tr_conn *c, const uint8_t *body, uint32_t len)
+void st_tr_handle_snap_chunk(struct st_tr_conn *c, const uint8_t *body, uint32_t len)
 {
-    struct tr *tr = c->tr;
-    struct tr_peer *p = c->peer;
+    struct st_tr *tr = c->tr;
+    struct st_tr_peer *p = c->peer;
     if (len < FRAME_SNAP_CHUNK_FIXED_SIZE) {
-        tr_protocol_error(c, "short SNAP_CHUNK", ST_EPROTO);
+        st_tr_protocol_error(c, "short SNAP_CHUNK", ST_EPROTO);
         return;
     }
-    struct tr_snap_in *si = p->snap_in;
+    struct st_tr_snap_in *si = p->snap_in;
     if (si == NULL || si->stream != le_get32(body)) /* a stream we refused or aborted */
         return;
     uint64_t off = le_get64(body + 4);
     size_t n = len - FRAME_SNAP_CHUNK_FIXED_SIZE;
     const uint8_t *data = body + FRAME_SNAP_CHUNK_FIXED_SIZE;
     if (off != si->received || n > si->size - si->received) {
-        tr_snap_in_end(p, ST_EPROTO, true, true);
+        st_tr_snap_in_end(p, ST_EPROTO, true, true);
         return;
     }
     si->crc = st_crc32c(si->crc, data, n);
@@ -133,33 +133,33 @@ void tr_handle_snap_chunk(struct tr_conn *c, const uint8_t *body, uint32_t len)
                  : 0;
     if (p->snap_in != si) /* the callback removed the peer or destroyed us */
         return;
-    if (rv != 0 && rv != TR_CB_PENDING) {
-        tr_snap_in_end(p, rv < 0 ? rv : ST_ECANCELED, true, true);
+    if (rv != 0 && rv != ST_TR_CB_PENDING) {
+        st_tr_snap_in_end(p, rv < 0 ? rv : ST_ECANCELED, true, true);
         return;
     }
     si->received += n;
-    if (rv == TR_CB_PENDING) tr_conn_pause(c);
+    if (rv == ST_TR_CB_PENDING) st_tr_conn_pause(c);
 }
 
-void tr_handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len)
+void st_tr_handle_snap_end(struct st_tr_conn *c, const uint8_t *body, uint32_t len)
 {
-    struct tr *tr = c->tr;
-    struct tr_peer *p = c->peer;
+    struct st_tr *tr = c->tr;
+    struct st_tr_peer *p = c->peer;
     if (len != FRAME_SNAP_END_SIZE) {
-        tr_protocol_error(c, "bad SNAP_END", ST_EPROTO);
+        st_tr_protocol_error(c, "bad SNAP_END", ST_EPROTO);
         return;
     }
-    struct tr_snap_in *si = p->snap_in;
+    struct st_tr_snap_in *si = p->snap_in;
     if (si == NULL || si->stream != le_get32(body)) return;
     if (le_get64(body + 4) != si->size || si->received != si->size ||
         le_get32(body + 12) != si->crc) {
-        tr_snap_in_end(p, ST_ECORRUPT, true, true);
+        st_tr_snap_in_end(p, ST_ECORRUPT, true, true);
         return;
     }
     p->snap_in = NULL;
     int rv =
         tr->cbs.snapshot_end_cb != NULL ? tr->cbs.snapshot_end_cb(tr->cbs.ctx, p->id, 0) : ST_EPERM;
-    if (rv == TR_CB_PENDING) {
+    if (rv == ST_TR_CB_PENDING) {
         if (p->removed || tr->destroying || c->state != CONN_UP || p->snap_in != NULL) {
             /* the callback removed the peer, destroyed us, or the link is gone */
             wire_msg_close(&si->wm);
@@ -168,15 +168,16 @@ void tr_handle_snap_end(struct tr_conn *c, const uint8_t *body, uint32_t len)
         }
         si->ending = true;
         p->snap_in = si;
-        tr_conn_pause(c);
+        st_tr_conn_pause(c);
         return;
     }
-    tr_snap_in_complete(c, p, si, rv);
+    st_tr_snap_in_complete(c, p, si, rv);
 }
 
-void tr_snap_in_complete(struct tr_conn *c, struct tr_peer *p, struct tr_snap_in *si, int rv)
+void st_tr_snap_in_complete(struct st_tr_conn *c, struct st_tr_peer *p, struct st_tr_snap_in *si,
+                            int rv)
 {
-    struct tr *tr = p->tr;
+    struct st_tr *tr = p->tr;
     if (rv == 0) {
         tr->stats.snapshots_received++;
         tr->stats.msgs_received++;
@@ -193,31 +194,31 @@ void tr_snap_in_complete(struct tr_conn *c, struct tr_peer *p, struct tr_snap_in
     free(si);
 }
 
-void tr_handle_snap_abort(struct tr_conn *c, const uint8_t *body, uint32_t len)
+void st_tr_handle_snap_abort(struct st_tr_conn *c, const uint8_t *body, uint32_t len)
 {
     int32_t status;
     uint32_t stream;
     if (frame_status_decode(body, len, &stream, &status) != 0) {
-        tr_protocol_error(c, "bad SNAP_ABORT", ST_EPROTO);
+        st_tr_protocol_error(c, "bad SNAP_ABORT", ST_EPROTO);
         return;
     }
     if (c->peer->snap_in != NULL && c->peer->snap_in->stream == stream)
-        tr_snap_in_end(c->peer, status != 0 ? status : ST_ECANCELED, true, false);
+        st_tr_snap_in_end(c->peer, status != 0 ? status : ST_ECANCELED, true, false);
 }
 
-void tr_snapshot_resume(struct tr *tr, raft_id from, int status)
+void st_tr_snapshot_resume(struct st_tr *tr, raft_id from, int status)
 {
     if (tr->destroying) return;
-    struct tr_peer *p = peer_find(tr, from);
+    struct st_tr_peer *p = peer_find(tr, from);
     if (p == NULL) return;
-    struct tr_conn *c = p->conn;
-    struct tr_snap_in *si = p->snap_in;
+    struct st_tr_conn *c = p->conn;
+    struct st_tr_snap_in *si = p->snap_in;
     if (si != NULL && si->ending) {
         p->snap_in = NULL;
-        tr_snap_in_complete(c, p, si, status > 0 ? ST_EIO : status);
+        st_tr_snap_in_complete(c, p, si, status > 0 ? ST_EIO : status);
     } else if (si != NULL && status != 0) {
-        tr_snap_in_end(p, status > 0 ? ST_EIO : status, true, true);
+        st_tr_snap_in_end(p, status > 0 ? ST_EIO : status, true, true);
     }
     /* A callback above may have removed p or destroyed tr. */
-    if (!tr->destroying && !p->removed && p->conn != NULL) tr_conn_resume(p->conn);
+    if (!tr->destroying && !p->removed && p->conn != NULL) st_tr_conn_resume(p->conn);
 }

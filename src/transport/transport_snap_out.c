@@ -1,4 +1,4 @@
-/* Outbound snapshot streams (tr_send_snapshot): the snapshot file read in
+/* Outbound snapshot streams (st_tr_send_snapshot): the snapshot file read in
  * chunks off the loop (uv_fs) and written as CHUNK frames on the peer's
  * connection, one chunk in flight, until END and the receiver's ACK. */
 #include "transport/transport_int.h"
@@ -22,27 +22,27 @@
 
 /* ------------------------------------------------- outbound snapshots */
 
-void tr_handle_snap_ack(struct tr_conn *c, const uint8_t *body, uint32_t len)
+void st_tr_handle_snap_ack(struct st_tr_conn *c, const uint8_t *body, uint32_t len)
 {
     int32_t status;
     uint32_t stream;
     if (frame_status_decode(body, len, &stream, &status) != 0) {
-        tr_protocol_error(c, "bad SNAP_ACK", ST_EPROTO);
+        st_tr_protocol_error(c, "bad SNAP_ACK", ST_EPROTO);
         return;
     }
-    struct tr_snap_out *s = c->peer->snap_out;
+    struct st_tr_snap_out *s = c->peer->snap_out;
     if (s == NULL || s->stream != stream) /* stale: a stream we abandoned */
         return;
     if (status == 0 && s->offset < s->size) {
-        tr_protocol_error(c, "SNAP_ACK(0) before the stream ended", ST_EPROTO);
+        st_tr_protocol_error(c, "SNAP_ACK(0) before the stream ended", ST_EPROTO);
         return;
     }
-    tr_snap_out_finish(s, status, true, false);
+    st_tr_snap_out_finish(s, status, true, false);
 }
-static void snap_out_maybe_free(struct tr_snap_out *s)
+static void snap_out_maybe_free(struct st_tr_snap_out *s)
 {
     if (!s->finished || s->fs_pending || s->write_pending) return;
-    struct tr *tr = s->tr;
+    struct st_tr *tr = s->tr;
     if (s->fd >= 0) {
         uv_fs_t req;
         uv_fs_close(tr->loop, &req, s->fd, NULL); /* synchronous: a local file */
@@ -53,15 +53,15 @@ static void snap_out_maybe_free(struct tr_snap_out *s)
     free(s->begin_body);
     free(s);
     tr->live--;
-    tr_maybe_free(tr);
+    st_tr_maybe_free(tr);
 }
 
-void tr_snap_out_finish(struct tr_snap_out *s, int status, bool notify, bool send_abort)
+void st_tr_snap_out_finish(struct st_tr_snap_out *s, int status, bool notify, bool send_abort)
 {
     if (s->finished) return;
-    struct tr *tr = s->tr;
+    struct st_tr *tr = s->tr;
     s->finished = true;
-    struct tr_peer *p = s->peer;
+    struct st_tr_peer *p = s->peer;
     s->peer = NULL;
     if (p != NULL) {
         ST_ASSERT(p->snap_out == s);
@@ -69,7 +69,7 @@ void tr_snap_out_finish(struct tr_snap_out *s, int status, bool notify, bool sen
         if (send_abort && p->conn != NULL && p->conn->state == CONN_UP) {
             uint8_t body[FRAME_SNAP_STATUS_SIZE];
             frame_status_encode(s->stream, status, body);
-            tr_conn_send_ctrl(p->conn, FRAME_SNAP_ABORT, body, sizeof(body), false);
+            st_tr_conn_send_ctrl(p->conn, FRAME_SNAP_ABORT, body, sizeof(body), false);
         }
     }
     if (status == 0) {
@@ -86,7 +86,7 @@ void tr_snap_out_finish(struct tr_snap_out *s, int status, bool notify, bool sen
     snap_out_maybe_free(s);
 }
 
-static struct tr_conn *snap_out_conn(struct tr_snap_out *s)
+static struct st_tr_conn *snap_out_conn(struct st_tr_snap_out *s)
 {
     if (s->peer == NULL || s->peer->conn == NULL || s->peer->conn->state != CONN_UP) return NULL;
     return s->peer->conn;
@@ -94,12 +94,12 @@ static struct tr_conn *snap_out_conn(struct tr_snap_out *s)
 
 static void on_snap_read(uv_fs_t *req);
 
-static void snap_out_next(struct tr_snap_out *s)
+static void snap_out_next(struct st_tr_snap_out *s)
 {
-    struct tr *tr = s->tr;
-    struct tr_conn *c = snap_out_conn(s);
+    struct st_tr *tr = s->tr;
+    struct st_tr_conn *c = snap_out_conn(s);
     if (c == NULL) {
-        tr_snap_out_finish(s, ST_ECONNECTION, true, false);
+        st_tr_snap_out_finish(s, ST_ECONNECTION, true, false);
         return;
     }
     if (s->offset == s->size) {
@@ -107,7 +107,7 @@ static void snap_out_next(struct tr_snap_out *s)
         le_put32(body, s->stream);
         le_put64(body + 4, s->size);
         le_put32(body + 12, s->crc);
-        tr_conn_send_ctrl(c, FRAME_SNAP_END, body, sizeof(body), false);
+        st_tr_conn_send_ctrl(c, FRAME_SNAP_END, body, sizeof(body), false);
         return; /* wait for SNAP_ACK */
     }
     size_t n = (size_t)ST_MIN((uint64_t)tr->cfg.snapshot_chunk_bytes, s->size - s->offset);
@@ -116,7 +116,7 @@ static void snap_out_next(struct tr_snap_out *s)
     s->fs.data = s;
     int rv = uv_fs_read(tr->loop, &s->fs, s->fd, &b, 1, (int64_t)s->offset, on_snap_read);
     if (rv != 0) {
-        tr_snap_out_finish(s, uv_to_st(rv), true, true);
+        st_tr_snap_out_finish(s, uv_to_st(rv), true, true);
         return;
     }
     s->fs_pending = true;
@@ -124,7 +124,7 @@ static void snap_out_next(struct tr_snap_out *s)
 
 static void on_snap_read(uv_fs_t *req)
 {
-    struct tr_snap_out *s = req->data;
+    struct st_tr_snap_out *s = req->data;
     ssize_t r = req->result;
     uv_fs_req_cleanup(req);
     s->fs_pending = false;
@@ -135,12 +135,12 @@ static void on_snap_read(uv_fs_t *req)
     if (r <= 0) { /* 0: the file is shorter than announced */
         ST_TRACE_ERROR(MOD, "snapshot %s: read at %" PRIu64 ": %s", s->path, s->offset,
                        r < 0 ? uv_strerror((int)r) : "unexpected end of file");
-        tr_snap_out_finish(s, ST_EIO, true, true);
+        st_tr_snap_out_finish(s, ST_EIO, true, true);
         return;
     }
-    struct tr_conn *c = snap_out_conn(s);
+    struct st_tr_conn *c = snap_out_conn(s);
     if (c == NULL) {
-        tr_snap_out_finish(s, ST_ECONNECTION, true, false);
+        st_tr_snap_out_finish(s, ST_ECONNECTION, true, false);
         return;
     }
     size_t n = (size_t)r;
@@ -150,9 +150,9 @@ static void on_snap_read(uv_fs_t *req)
     s->crc = st_crc32c(s->crc, body + FRAME_SNAP_CHUNK_FIXED_SIZE, n);
     uint32_t body_len = (uint32_t)(FRAME_SNAP_CHUNK_FIXED_SIZE + n);
     frame_header_encode(s->chunk, FRAME_SNAP_CHUNK, body, body_len);
-    struct tr_out *o = tr_out_alloc(s->tr, OUT_SNAP_CHUNK, 1, 0, 0);
+    struct st_tr_out *o = st_tr_out_alloc(s->tr, OUT_SNAP_CHUNK, 1, 0, 0);
     if (o == NULL) {
-        tr_snap_out_finish(s, ST_ENOMEM, true, true);
+        st_tr_snap_out_finish(s, ST_ENOMEM, true, true);
         return;
     }
     o->snap = s;
@@ -160,15 +160,15 @@ static void on_snap_read(uv_fs_t *req)
     o->bytes = FRAME_HEADER_SIZE + body_len;
     o->bufs[0] = uv_buf_init((char *)s->chunk, (unsigned)o->bytes);
     s->chunk_len = n;
-    if (tr_conn_write(c, o) != 0) {
-        tr_out_free(o);
-        tr_conn_close(c, ST_ECONNECTION, true); /* fails the stream too */
+    if (st_tr_conn_write(c, o) != 0) {
+        st_tr_out_free(o);
+        st_tr_conn_close(c, ST_ECONNECTION, true); /* fails the stream too */
         return;
     }
     s->write_pending = true;
 }
 
-void tr_snap_out_chunk_written(struct tr_snap_out *s, int status)
+void st_tr_snap_out_chunk_written(struct st_tr_snap_out *s, int status)
 {
     s->write_pending = false;
     if (s->finished) {
@@ -176,7 +176,7 @@ void tr_snap_out_chunk_written(struct tr_snap_out *s, int status)
         return;
     }
     if (status < 0) {
-        tr_snap_out_finish(s, ST_ECONNECTION, true, false);
+        st_tr_snap_out_finish(s, ST_ECONNECTION, true, false);
         return;
     }
     s->offset += s->chunk_len;
@@ -186,7 +186,7 @@ void tr_snap_out_chunk_written(struct tr_snap_out *s, int status)
 
 static void on_snap_open(uv_fs_t *req)
 {
-    struct tr_snap_out *s = req->data;
+    struct st_tr_snap_out *s = req->data;
     ssize_t r = req->result;
     uv_fs_req_cleanup(req);
     s->fs_pending = false;
@@ -197,30 +197,30 @@ static void on_snap_open(uv_fs_t *req)
     }
     if (r < 0) {
         ST_TRACE_ERROR(MOD, "snapshot %s: open: %s", s->path, uv_strerror((int)r));
-        tr_snap_out_finish(s, uv_to_st((int)r), true, false);
+        st_tr_snap_out_finish(s, uv_to_st((int)r), true, false);
         return;
     }
-    struct tr_conn *c = snap_out_conn(s);
+    struct st_tr_conn *c = snap_out_conn(s);
     if (c == NULL) {
-        tr_snap_out_finish(s, ST_ECONNECTION, true, false);
+        st_tr_snap_out_finish(s, ST_ECONNECTION, true, false);
         return;
     }
-    tr_conn_send_ctrl(c, FRAME_SNAP_BEGIN, s->begin_body, (uint32_t)s->begin_len, false);
+    st_tr_conn_send_ctrl(c, FRAME_SNAP_BEGIN, s->begin_body, (uint32_t)s->begin_len, false);
     snap_out_next(s);
 }
 
-int tr_send_snapshot(struct tr *tr, const struct raft_msg *m, const char *path, uint64_t size)
+int st_tr_send_snapshot(struct st_tr *tr, const struct raft_msg *m, const char *path, uint64_t size)
 {
     if (tr->destroying) return ST_ECLOSED;
     if (m->type != RAFT_MSG_SNAPSHOT || m->snapshot == NULL || path == NULL) return ST_EINVAL;
-    struct tr_peer *p = peer_find(tr, m->to);
+    struct st_tr_peer *p = peer_find(tr, m->to);
     if (p == NULL) return ST_ENOENT;
     if (p->conn == NULL || p->conn->state != CONN_UP) return ST_ECONNECTION;
     if (p->snap_out != NULL) return ST_EBUSY;
     size_t mlen;
     int rv = wire_msg_header_size(m, &mlen);
     if (rv != 0) return rv;
-    struct tr_snap_out *s = calloc(1, sizeof(*s));
+    struct st_tr_snap_out *s = calloc(1, sizeof(*s));
     if (s == NULL) return ST_ENOMEM;
     s->tr = tr;
     s->peer = p;

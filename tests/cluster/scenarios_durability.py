@@ -110,7 +110,7 @@ def metric(node, name):
 class SnapshotBig(Scenario):
     """A follower repaired by a snapshot of many MiB: the receiver collects
     chunks on the loop and writes them on the threadpool, pausing the
-    leader's stream while its writes lag (TR_CB_PENDING); the end waits for
+    leader's stream while its writes lag (ST_TR_CB_PENDING); the end waits for
     the last write and the fsync. Every byte arrives, in order."""
 
     def run(self):

@@ -6,7 +6,7 @@ Usage: check_symbols.py LIBSTCACHE_RAFT_SO INCLUDE_STCACHE_DIR
 Every dynamic symbol the library defines must be a function declared with
 ST_API in include/stcache/*.h, and every such declaration must be exported
 (a declaration without a definition would break embedders at link time).
-Exported names must carry a module prefix (raft_, st_, tr_). Fails listing
+Exported names must carry a module prefix (raft_, st_). Fails listing
 the offenders."""
 import glob
 import os
@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 
-PREFIXES = ("raft_", "st_", "tr_")
+PREFIXES = ("raft_", "st_")
 
 
 def declared(include_dir):

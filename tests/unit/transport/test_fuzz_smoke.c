@@ -211,23 +211,23 @@ static void sink_done(void *arg)
     s->done = true;
 }
 
-static struct tr *sink_start(struct sink *s, raft_id id)
+static struct st_tr *sink_start(struct sink *s, raft_id id)
 {
     memset(s, 0, sizeof(*s));
     s->id = id;
-    struct tr_config cfg;
-    tr_config_default(&cfg, id, CLUSTER, "127.0.0.1:0");
+    struct st_tr_config cfg;
+    st_tr_config_default(&cfg, id, CLUSTER, "127.0.0.1:0");
     cfg.reconnect_base_ms = 5;
     cfg.reconnect_max_ms = 20;
-    struct tr_callbacks cbs = {.ctx = s,
-                               .msg_cb = sink_msg,
-                               .peer_state_cb = sink_state,
-                               .snapshot_begin_cb = sink_snap_begin,
-                               .snapshot_chunk_cb = sink_snap_chunk,
-                               .snapshot_end_cb = sink_snap_end};
-    struct tr *tr;
-    ST_ASSERT(tr_create(&loop, &cfg, &cbs, &tr) == 0);
-    ST_ASSERT(tr_start(tr) == 0);
+    struct st_tr_callbacks cbs = {.ctx = s,
+                                  .msg_cb = sink_msg,
+                                  .peer_state_cb = sink_state,
+                                  .snapshot_begin_cb = sink_snap_begin,
+                                  .snapshot_chunk_cb = sink_snap_chunk,
+                                  .snapshot_end_cb = sink_snap_end};
+    struct st_tr *tr;
+    ST_ASSERT(st_tr_create(&loop, &cfg, &cbs, &tr) == 0);
+    ST_ASSERT(st_tr_start(tr) == 0);
     return tr;
 }
 
@@ -289,18 +289,18 @@ TEST(mutated_streams_against_a_live_transport)
     ST_ASSERT(uv_loop_init(&loop) == 0);
     uv_timer_init(&loop, &watchdog);
     struct sink b, c;
-    struct tr *tb = sink_start(&b, 2);
-    struct tr *tc = sink_start(&c, 3);
+    struct st_tr *tb = sink_start(&b, 2);
+    struct st_tr *tc = sink_start(&c, 3);
     char addr[64];
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", tr_listen_port(tc));
-    ASSERT_EQ(tr_peer_add(tb, 3, addr), 0);
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", tr_listen_port(tb));
-    ASSERT_EQ(tr_peer_add(tc, 2, addr), 0);
-    ASSERT_EQ(tr_peer_add(tb, 1, "127.0.0.1:1"), 0); /* the identity the raw streams claim */
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", st_tr_listen_port(tc));
+    ASSERT_EQ(st_tr_peer_add(tb, 3, addr), 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", st_tr_listen_port(tb));
+    ASSERT_EQ(st_tr_peer_add(tc, 2, addr), 0);
+    ASSERT_EQ(st_tr_peer_add(tb, 1, "127.0.0.1:1"), 0); /* the identity the raw streams claim */
     RUN_UNTIL(b.ups >= 1 && c.ups == 1);
 
     struct sockaddr_in sa;
-    uv_ip4_addr("127.0.0.1", tr_listen_port(tb), &sa);
+    uv_ip4_addr("127.0.0.1", st_tr_listen_port(tb), &sa);
     struct st_rng rng;
     st_rng_init(&rng, 99);
     static uint8_t base[STREAM_MAX];
@@ -321,23 +321,23 @@ TEST(mutated_streams_against_a_live_transport)
     }
     ASSERT_EQ(b.bad, 0);
     ASSERT_EQ(b.snap_open, 0); /* every accepted snapshot begin got exactly one end */
-    struct tr_stats st;
-    tr_stats_get(tb, &st);
+    struct st_tr_stats st;
+    st_tr_stats_get(tb, &st);
     ASSERT_GE(st.protocol_errors, 20);
     /* The real link still works both ways. */
-    RUN_UNTIL(tr_peer_connected(tb, 3) && tr_peer_connected(tc, 2));
+    RUN_UNTIL(st_tr_peer_connected(tb, 3) && st_tr_peer_connected(tc, 2));
     struct raft_msg hb = {.type = RAFT_MSG_HEARTBEAT, .from = 2, .to = 3, .term = 1};
     uint64_t before = c.msgs;
-    ASSERT_EQ(tr_send(tb, &hb), 0);
+    ASSERT_EQ(st_tr_send(tb, &hb), 0);
     RUN_UNTIL(c.msgs == before + 1);
     hb.from = 3;
     hb.to = 2;
     before = b.msgs;
-    ASSERT_EQ(tr_send(tc, &hb), 0);
+    ASSERT_EQ(st_tr_send(tc, &hb), 0);
     RUN_UNTIL(b.msgs == before + 1);
 
-    tr_destroy(tb, sink_done, &b);
-    tr_destroy(tc, sink_done, &c);
+    st_tr_destroy(tb, sink_done, &b);
+    st_tr_destroy(tc, sink_done, &c);
     RUN_UNTIL(b.done && c.done);
     uv_close((uv_handle_t *)&watchdog, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -47,7 +47,7 @@ struct node {
     raft_id id;
     int port;
     char addr[64];
-    struct tr *tr;
+    struct st_tr *tr;
     bool done;
     bool peer_added[N + 1];
     int snap_open; /* accepted begins without their end */
@@ -116,24 +116,24 @@ static void done_cb(void *arg)
 
 static void node_start(struct node *n)
 {
-    struct tr_config cfg;
+    struct st_tr_config cfg;
     char listen[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", n->port);
-    tr_config_default(&cfg, n->id, CLUSTER, listen);
+    st_tr_config_default(&cfg, n->id, CLUSTER, listen);
     cfg.seed = n->id * 7919 + (uint64_t)n->port;
     cfg.reconnect_base_ms = 2;
     cfg.reconnect_max_ms = 20;
     cfg.send_queue_msgs_max = 64;
     cfg.snapshot_chunk_bytes = 16 * 1024;
-    struct tr_callbacks cbs = {.ctx = n,
-                               .msg_cb = msg_cb,
-                               .snapshot_begin_cb = snap_begin,
-                               .snapshot_chunk_cb = snap_chunk,
-                               .snapshot_end_cb = snap_end,
-                               .snapshot_sent_cb = snap_sent};
-    ST_ASSERT(tr_create(&loop, &cfg, &cbs, &n->tr) == 0);
-    ST_ASSERT(tr_start(n->tr) == 0);
-    n->port = tr_listen_port(n->tr);
+    struct st_tr_callbacks cbs = {.ctx = n,
+                                  .msg_cb = msg_cb,
+                                  .snapshot_begin_cb = snap_begin,
+                                  .snapshot_chunk_cb = snap_chunk,
+                                  .snapshot_end_cb = snap_end,
+                                  .snapshot_sent_cb = snap_sent};
+    ST_ASSERT(st_tr_create(&loop, &cfg, &cbs, &n->tr) == 0);
+    ST_ASSERT(st_tr_start(n->tr) == 0);
+    n->port = st_tr_listen_port(n->tr);
     snprintf(n->addr, sizeof(n->addr), "127.0.0.1:%d", n->port);
     memset(n->peer_added, 0, sizeof(n->peer_added));
     n->snap_open = 0;
@@ -143,7 +143,7 @@ static void node_start(struct node *n)
 static void node_stop(struct node *n)
 {
     n->done = false;
-    tr_destroy(n->tr, done_cb, n);
+    st_tr_destroy(n->tr, done_cb, n);
     n->tr = NULL;
     RUN_UNTIL(n->done);
 }
@@ -151,7 +151,7 @@ static void node_stop(struct node *n)
 static void add_peer(struct node *n, raft_id p)
 {
     if (n->peer_added[p]) return;
-    ST_ASSERT(tr_peer_add(n->tr, p, nodes[p].addr) == 0);
+    ST_ASSERT(st_tr_peer_add(n->tr, p, nodes[p].addr) == 0);
     n->peer_added[p] = true;
 }
 
@@ -184,7 +184,7 @@ static void send_one(raft_id from, raft_id to)
                                           .len = len};
         }
     }
-    int rv = tr_send(nodes[from].tr, &m);
+    int rv = st_tr_send(nodes[from].tr, &m);
     ST_ASSERT(rv == 0 || rv == ST_EBUSY || rv == ST_ENOENT);
     for (int i = 0; i < 3; i++)
         raft_buf_unref(bufs[i]); /* the transport holds its own references */
@@ -194,7 +194,7 @@ static bool all_connected(void)
 {
     for (raft_id i = 1; i <= N; i++)
         for (raft_id j = 1; j <= N; j++)
-            if (i != j && !tr_peer_connected(nodes[i].tr, j)) return false;
+            if (i != j && !st_tr_peer_connected(nodes[i].tr, j)) return false;
     return true;
 }
 
@@ -246,7 +246,7 @@ TEST(random_sends_restarts_and_membership_changes_keep_per_pair_order)
             restarts++;
         } else if (dice < 88) { /* a removes b, or adds it back */
             if (nodes[a].peer_added[b]) {
-                ASSERT_EQ(tr_peer_remove(nodes[a].tr, b), 0);
+                ASSERT_EQ(st_tr_peer_remove(nodes[a].tr, b), 0);
                 nodes[a].peer_added[b] = false;
                 removals++;
             } else {
@@ -255,11 +255,11 @@ TEST(random_sends_restarts_and_membership_changes_keep_per_pair_order)
         } else if (dice < 93) { /* a snapshot stream over a (re)connected pair */
             add_peer(&nodes[a], b);
             add_peer(&nodes[b], a);
-            RUN_UNTIL(tr_peer_connected(nodes[a].tr, b));
+            RUN_UNTIL(st_tr_peer_connected(nodes[a].tr, b));
             static struct raft_snapshot_meta meta = {.index = 10, .term = 1};
             struct raft_msg m = {
                 .type = RAFT_MSG_SNAPSHOT, .from = a, .to = b, .term = 1, .snapshot = &meta};
-            int rv = tr_send_snapshot(nodes[a].tr, &m, snapshot_path, snapshot_file_size);
+            int rv = st_tr_send_snapshot(nodes[a].tr, &m, snapshot_path, snapshot_file_size);
             ASSERT_TRUE(rv == 0 || rv == ST_EBUSY); /* EBUSY: one is already running */
             if (rv == 0) {
                 nodes[a].snap_sending++;

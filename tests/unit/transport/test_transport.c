@@ -54,7 +54,7 @@ static void loop_setup(void)
 /* ------------------------------------------------------------- endpoints */
 
 struct ep {
-    struct tr *tr;
+    struct st_tr *tr;
     raft_id id;
     int port;
     bool done;
@@ -82,8 +82,8 @@ struct ep {
     uint64_t snap_fail_chunk; /* chunk_cb fails at this chunk number (1-based), 0 = never */
     int snap_fail_status;
     bool snap_destroy_at_fail; /* instead of failing: destroy this transport */
-    bool snap_defer;           /* chunk and end callbacks answer TR_CB_PENDING */
-    int snap_deferred;         /* calls answered TR_CB_PENDING, not yet resumed */
+    bool snap_defer;           /* chunk and end callbacks answer ST_TR_CB_PENDING */
+    int snap_deferred;         /* calls answered ST_TR_CB_PENDING, not yet resumed */
     int snap_deferred_max;
     bool snap_content_ok;
     size_t chunk_max;
@@ -160,7 +160,7 @@ static void ep_send_failed_cb(void *ctx, raft_id peer, uint8_t type, int status)
     else
         e->send_failed++;
     if (status == ST_EBUSY && e->remove_on_busy != 0) {
-        ST_ASSERT(tr_peer_remove(e->tr, e->remove_on_busy) == 0);
+        ST_ASSERT(st_tr_peer_remove(e->tr, e->remove_on_busy) == 0);
         e->remove_on_busy = 0;
     }
     if (e->resend_on_fail) /* a node that retries at once must not loop us forever */
@@ -172,7 +172,7 @@ static int ep_snap_begin(void *ctx, raft_id from, const struct raft_msg *m, uint
     struct ep *e = ctx;
     ST_ASSERT(m->type == RAFT_MSG_SNAPSHOT && m->snapshot != NULL);
     if (e->snap_refuse != 0) return e->snap_refuse;
-    if (e->remove_peer_in_begin) ST_ASSERT(tr_peer_remove(e->tr, from) == 0);
+    if (e->remove_peer_in_begin) ST_ASSERT(st_tr_peer_remove(e->tr, from) == 0);
     e->snap_begins++;
     e->snap_chunks = e->snap_bytes = 0;
     e->snap_size = size;
@@ -199,11 +199,11 @@ static int ep_snap_chunk(void *ctx, raft_id from, uint64_t off, const uint8_t *d
     if (e->snap_defer) {
         e->snap_deferred++;
         if (e->snap_deferred > e->snap_deferred_max) e->snap_deferred_max = e->snap_deferred;
-        return TR_CB_PENDING;
+        return ST_TR_CB_PENDING;
     }
     if (e->snap_fail_chunk != 0 && e->snap_chunks == e->snap_fail_chunk) {
         if (e->snap_destroy_at_fail) { /* the receiver dies inside its own callback */
-            tr_destroy(e->tr, ep_done, e);
+            st_tr_destroy(e->tr, ep_done, e);
             e->tr = NULL;
             return 0;
         }
@@ -220,10 +220,10 @@ static int ep_snap_end(void *ctx, raft_id from, int status)
     e->snap_in_progress = false;
     if (status == 0 && e->snap_defer) {
         e->snap_deferred++;
-        return TR_CB_PENDING;
+        return ST_TR_CB_PENDING;
     }
     if (status == 0 && e->destroy_in_end) {
-        tr_destroy(e->tr, ep_done, e);
+        st_tr_destroy(e->tr, ep_done, e);
         e->tr = NULL;
     }
     return 0;
@@ -242,19 +242,19 @@ static void ep_done(void *arg)
     e->done = true;
 }
 
-static void ep_config(struct tr_config *cfg, raft_id id, uint64_t cluster, int port)
+static void ep_config(struct st_tr_config *cfg, raft_id id, uint64_t cluster, int port)
 {
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    tr_config_default(cfg, id, cluster, addr);
+    st_tr_config_default(cfg, id, cluster, addr);
     cfg->reconnect_base_ms = 5;
     cfg->reconnect_max_ms = 40;
     cfg->handshake_timeout_ms = 5000;
 }
 
-static void ep_start_cfg(struct ep *e, const struct tr_config *cfg)
+static void ep_start_cfg(struct ep *e, const struct st_tr_config *cfg)
 {
-    struct tr_callbacks cbs = {
+    struct st_tr_callbacks cbs = {
         .ctx = e,
         .msg_cb = ep_msg_cb,
         .peer_state_cb = ep_peer_state_cb,
@@ -267,16 +267,16 @@ static void ep_start_cfg(struct ep *e, const struct tr_config *cfg)
     memset(e, 0, sizeof(*e));
     e->order_ok = true;
     e->id = cfg->self_id;
-    ST_ASSERT(tr_create(&loop, cfg, &cbs, &e->tr) == 0);
-    ST_ASSERT(tr_start(e->tr) == 0);
-    e->port = tr_listen_port(e->tr);
+    ST_ASSERT(st_tr_create(&loop, cfg, &cbs, &e->tr) == 0);
+    ST_ASSERT(st_tr_start(e->tr) == 0);
+    e->port = st_tr_listen_port(e->tr);
     ST_ASSERT(e->port > 0);
     snprintf(e->addr, sizeof(e->addr), "127.0.0.1:%d", e->port);
 }
 
 static void ep_start(struct ep *e, raft_id id, uint64_t cluster, int port)
 {
-    struct tr_config cfg;
+    struct st_tr_config cfg;
     ep_config(&cfg, id, cluster, port);
     ep_start_cfg(e, &cfg);
 }
@@ -298,15 +298,15 @@ static void ep_destroy(struct ep *e)
 {
     ST_ASSERT(ep_release_kept(e));
     e->done = false;
-    tr_destroy(e->tr, ep_done, e);
+    st_tr_destroy(e->tr, ep_done, e);
     e->tr = NULL;
     RUN_UNTIL(e->done);
 }
 
 static void link_peers(struct ep *a, struct ep *b)
 {
-    ST_ASSERT(tr_peer_add(a->tr, b->id, b->addr) == 0);
-    ST_ASSERT(tr_peer_add(b->tr, a->id, a->addr) == 0);
+    ST_ASSERT(st_tr_peer_add(a->tr, b->id, b->addr) == 0);
+    ST_ASSERT(st_tr_peer_add(b->tr, a->id, a->addr) == 0);
 }
 
 static void loop_teardown(void)
@@ -321,7 +321,7 @@ static void send_heartbeat(struct ep *from, raft_id to, uint64_t ctx)
 {
     struct raft_msg m = {
         .type = RAFT_MSG_HEARTBEAT, .from = from->id, .to = to, .term = 1, .context = ctx};
-    tr_send(from->tr, &m);
+    st_tr_send(from->tr, &m);
 }
 
 /* An APPEND whose context is a per-destination sequence number and whose
@@ -351,7 +351,7 @@ static int send_append(struct ep *from, raft_id to, uint64_t seq, uint32_t n_ent
                          .context = seq,
                          .n_entries = n_entries,
                          .entries = ents};
-    int rv = tr_send(from->tr, &m);
+    int rv = st_tr_send(from->tr, &m);
     raft_buf_unref(b); /* the transport holds its own references */
     return rv;
 }
@@ -380,9 +380,9 @@ TEST(messages_are_delivered_in_order_across_three_transports)
     for (int i = 0; i < 3; i++) {
         ASSERT_TRUE(e[i].order_ok);
         ASSERT_EQ(e[i].n_up, 2);
-        ASSERT_TRUE(tr_peer_connected(e[i].tr, (raft_id)((i + 1) % 3 + 1)));
-        struct tr_stats st;
-        tr_stats_get(e[i].tr, &st);
+        ASSERT_TRUE(st_tr_peer_connected(e[i].tr, (raft_id)((i + 1) % 3 + 1)));
+        struct st_tr_stats st;
+        st_tr_stats_get(e[i].tr, &st);
         ASSERT_EQ(st.msgs_sent, 2 * n);
         ASSERT_EQ(st.msgs_received, 2 * n);
         ASSERT_EQ(st.msgs_dropped, 0);
@@ -420,13 +420,13 @@ TEST(connections_use_nodelay_and_keepalive)
     ep_start(&b, 2, CLUSTER, 0);
     link_peers(&a, &b);
     RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
-    int fa = tr_peer_fd(a.tr, 2), fb = tr_peer_fd(b.tr, 1);
+    int fa = st_tr_peer_fd(a.tr, 2), fb = st_tr_peer_fd(b.tr, 1);
     ASSERT_TRUE(fa >= 0 && fb >= 0);
     ASSERT_NE(sockopt(fa, IPPROTO_TCP, TCP_NODELAY), 0); /* dialed */
     ASSERT_NE(sockopt(fb, IPPROTO_TCP, TCP_NODELAY), 0); /* accepted */
     ASSERT_NE(sockopt(fa, SOL_SOCKET, SO_KEEPALIVE), 0);
     ASSERT_NE(sockopt(fb, SOL_SOCKET, SO_KEEPALIVE), 0);
-    ASSERT_EQ(tr_peer_fd(a.tr, 9), -1);
+    ASSERT_EQ(st_tr_peer_fd(a.tr, 9), -1);
     ep_destroy(&a);
     ep_destroy(&b);
     loop_teardown();
@@ -443,13 +443,13 @@ TEST(dialer_reconnects_after_the_peer_restarts)
     int port = b.port;
     ep_destroy(&b);
     RUN_UNTIL(a.n_down == 1);
-    ASSERT_FALSE(tr_peer_connected(a.tr, 2));
+    ASSERT_FALSE(st_tr_peer_connected(a.tr, 2));
     /* Messages sent while the peer is down queue or are reported lost, never stuck. */
     ep_start(&b, 2, CLUSTER, port);
-    ASSERT_EQ(tr_peer_add(b.tr, 1, a.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(b.tr, 1, a.addr), 0);
     RUN_UNTIL(a.n_up == 2 && b.n_up == 1);
-    struct tr_stats st;
-    tr_stats_get(a.tr, &st);
+    struct st_tr_stats st;
+    st_tr_stats_get(a.tr, &st);
     ASSERT_GE(st.reconnects, 1);
     for (uint64_t s = 0; s < 10; s++) {
         ASSERT_EQ(send_append(&a, 2, s, 1, 5), 0);
@@ -473,7 +473,7 @@ TEST(acceptor_takes_the_new_connection_when_the_dialer_restarts)
     ep_destroy(&a); /* the dialer goes away and comes back on another port */
     RUN_UNTIL(b.n_down == 1);
     ep_start(&a, 1, CLUSTER, 0);
-    ASSERT_EQ(tr_peer_add(a.tr, 2, b.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, b.addr), 0);
     RUN_UNTIL(a.n_up == 1 && b.n_up == 2);
     ASSERT_EQ(send_append(&b, 1, 0, 1, 1), 0);
     RUN_UNTIL(a.n_append == 1);
@@ -484,9 +484,9 @@ TEST(acceptor_takes_the_new_connection_when_the_dialer_restarts)
 
 static bool refused_both(struct ep *a, struct ep *b, uint64_t n)
 {
-    struct tr_stats sa, sb;
-    tr_stats_get(a->tr, &sa);
-    tr_stats_get(b->tr, &sb);
+    struct st_tr_stats sa, sb;
+    st_tr_stats_get(a->tr, &sa);
+    st_tr_stats_get(b->tr, &sb);
     return sa.handshakes_refused >= n && sb.handshakes_refused >= n;
 }
 
@@ -498,10 +498,10 @@ TEST(handshake_refuses_a_peer_from_another_cluster)
     ep_start(&b, 2, CLUSTER + 1, 0);
     link_peers(&a, &b);
     RUN_UNTIL(refused_both(&a, &b, 3));
-    struct tr_stats sa;
-    tr_stats_get(a.tr, &sa);
+    struct st_tr_stats sa;
+    st_tr_stats_get(a.tr, &sa);
     ASSERT_EQ(a.n_up + b.n_up, 0);
-    ASSERT_FALSE(tr_peer_connected(a.tr, 2));
+    ASSERT_FALSE(st_tr_peer_connected(a.tr, 2));
     ASSERT_GE(sa.reconnects, 2); /* it keeps retrying with backoff */
     /* Messages for the refused peer are reported lost, not kept forever, even
      * when the failure callback sends again right away. */
@@ -522,18 +522,18 @@ TEST(handshake_refuses_a_wrong_node_id_and_an_unknown_peer)
     ep_start(&b, 2, CLUSTER, 0);
     ep_start(&c, 3, CLUSTER, 0);
     /* a expects node 5 at b's address: b (id 2) refuses. */
-    ASSERT_EQ(tr_peer_add(a.tr, 5, b.addr), 0);
-    ASSERT_EQ(tr_peer_add(b.tr, 1, a.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(a.tr, 5, b.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(b.tr, 1, a.addr), 0);
     /* b dials c, but c does not know b: refused as an unknown peer. */
-    ASSERT_EQ(tr_peer_add(b.tr, 3, c.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(b.tr, 3, c.addr), 0);
     RUN_UNTIL(refused_both(&a, &b, 2));
-    struct tr_stats sc;
-    RUN_UNTIL((tr_stats_get(c.tr, &sc), sc.handshakes_refused >= 2));
+    struct st_tr_stats sc;
+    RUN_UNTIL((st_tr_stats_get(c.tr, &sc), sc.handshakes_refused >= 2));
     ASSERT_EQ(a.n_up + b.n_up + c.n_up, 0);
     /* Once c learns about b, they connect. */
-    ASSERT_EQ(tr_peer_add(c.tr, 2, b.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(c.tr, 2, b.addr), 0);
     RUN_UNTIL(b.n_up == 1 && c.n_up == 1);
-    ASSERT_FALSE(tr_peer_connected(a.tr, 5));
+    ASSERT_FALSE(st_tr_peer_connected(a.tr, 5));
     ep_destroy(&a);
     ep_destroy(&b);
     ep_destroy(&c);
@@ -687,8 +687,8 @@ static size_t hello_frame(uint8_t *out, uint64_t cluster, raft_id from, raft_id 
 
 static uint64_t protocol_errors(struct ep *e)
 {
-    struct tr_stats st;
-    tr_stats_get(e->tr, &st);
+    struct st_tr_stats st;
+    st_tr_stats_get(e->tr, &st);
     return st.protocol_errors;
 }
 
@@ -741,7 +741,7 @@ TEST(garbage_on_the_port_closes_only_that_connection)
     raw_close(&r);
 
     /* The real peer link never noticed. */
-    ASSERT_TRUE(tr_peer_connected(a.tr, 2) && tr_peer_connected(b.tr, 1));
+    ASSERT_TRUE(st_tr_peer_connected(a.tr, 2) && st_tr_peer_connected(b.tr, 1));
     ASSERT_EQ(a.n_down + b.n_down, 0);
     ASSERT_EQ(send_append(&a, 2, 0, 2, 10), 0);
     RUN_UNTIL(b.n_append == 1);
@@ -756,7 +756,7 @@ TEST(bad_crc_after_the_handshake_closes_the_connection)
     loop_setup();
     struct ep b;
     ep_start(&b, 2, CLUSTER, 0);
-    ASSERT_EQ(tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0);
+    ASSERT_EQ(st_tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0);
     struct raw r;
     raw_dial(&r, b.port); /* pretends to be node 1 */
     uint8_t hello[FRAME_HEADER_SIZE + FRAME_HELLO_FIXED_SIZE + 8];
@@ -799,12 +799,12 @@ TEST(bad_frames_after_the_handshake)
 {
     loop_setup();
     struct ep b;
-    struct tr_config cfg;
+    struct st_tr_config cfg;
     ep_config(&cfg, 2, CLUSTER, 0);
     cfg.frame_bytes_max = 1u << 20;
     cfg.snapshot_chunk_bytes = 64u << 10;
     ep_start_cfg(&b, &cfg);
-    ASSERT_EQ(tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0);
+    ASSERT_EQ(st_tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0);
     static struct raw r;
     static uint8_t buf[1 << 16];
     raw_dial(&r, b.port); /* claims to be node 1 */
@@ -827,7 +827,7 @@ TEST(bad_frames_after_the_handshake)
     raw_write(&r, buf, pos);
     RUN_UNTIL(b.n_msgs == 1 && !r.writing);
     ASSERT_EQ(protocol_errors(&b), 3);
-    ASSERT_TRUE(tr_peer_connected(b.tr, 1));
+    ASSERT_TRUE(st_tr_peer_connected(b.tr, 1));
 
     /* A 40 KiB frame (read into its own buffer) with a corrupted payload. */
     struct raft_buf *pay = raft_buf_create(40000);
@@ -873,9 +873,9 @@ TEST(dialer_refuses_an_acceptor_with_an_unexpected_id)
     ep_start(&a, 1, CLUSTER, 0);
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    ASSERT_EQ(tr_peer_add(a.tr, 2, addr), 0);
-    struct tr_stats st;
-    RUN_UNTIL(r.eof && (tr_stats_get(a.tr, &st), st.handshakes_refused == 1));
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, addr), 0);
+    struct st_tr_stats st;
+    RUN_UNTIL(r.eof && (st_tr_stats_get(a.tr, &st), st.handshakes_refused == 1));
     ASSERT_EQ(r.hello.from_id, 1);
     ASSERT_EQ(r.hello.to_id, 2);
     ASSERT_EQ(r.hello.cluster_id, CLUSTER);
@@ -895,14 +895,14 @@ TEST(back_pressure_drops_messages_when_the_peer_does_not_read)
     r.ack_node_id = 2;
     r.stop_reading = true;
     struct ep a;
-    struct tr_config cfg;
+    struct st_tr_config cfg;
     ep_config(&cfg, 1, CLUSTER, 0);
     cfg.send_queue_msgs_max = 64;
     cfg.send_queue_bytes_max = 1u << 20;
     ep_start_cfg(&a, &cfg);
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    ASSERT_EQ(tr_peer_add(a.tr, 2, addr), 0);
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, addr), 0);
     RUN_UNTIL(a.n_up == 1);
     int busy = 0, ok = 0;
     for (int i = 0; i < 20000 && busy < 10; i++) {
@@ -918,8 +918,8 @@ TEST(back_pressure_drops_messages_when_the_peer_does_not_read)
     ASSERT_GE(ok, 16);
     RUN_UNTIL(a.send_busy >= 1); /* reported through the callback too, from the loop */
     ASSERT_LE(a.send_busy, 10);
-    struct tr_stats st;
-    tr_stats_get(a.tr, &st);
+    struct st_tr_stats st;
+    st_tr_stats_get(a.tr, &st);
     ASSERT_EQ(st.msgs_dropped, 10);
     ASSERT_TRUE((uint64_t)ok - st.msgs_sent <= 64); /* in flight stays bounded */
     /* The peer dies: every message still in flight is reported lost. */
@@ -927,7 +927,7 @@ TEST(back_pressure_drops_messages_when_the_peer_does_not_read)
     ASSERT_GE(inflight, 1);
     raw_close(&r);
     RUN_UNTIL(a.n_down == 1);
-    tr_stats_get(a.tr, &st);
+    st_tr_stats_get(a.tr, &st);
     ASSERT_EQ(a.send_failed + st.msgs_sent, (uint64_t)ok);
     ep_destroy(&a);
     loop_teardown();
@@ -998,8 +998,8 @@ TEST(snapshot_streams_a_multi_mib_file_in_bounded_chunks)
     RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
     b.hb_sender = &a; /* ordinary traffic while the stream runs */
     struct raft_msg m = snapshot_msg(1, 2);
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), ST_EBUSY); /* one stream per peer */
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), ST_EBUSY); /* one stream per peer */
     RUN_UNTIL(a.snap_sent_n == 1);
     ASSERT_EQ(a.snap_sent_status, 0);
     ASSERT_EQ(b.snap_begins, 1);
@@ -1019,9 +1019,9 @@ TEST(snapshot_streams_a_multi_mib_file_in_bounded_chunks)
     ASSERT_STREQ(b.delivered_meta.conf.members[2].context, "127.0.0.1:7002");
     /* Heartbeats sent during the stream arrived before it ended. */
     ASSERT_GE(b.hb_during_snap, b.snap_chunks / 2);
-    struct tr_stats sa, sb;
-    tr_stats_get(a.tr, &sa);
-    tr_stats_get(b.tr, &sb);
+    struct st_tr_stats sa, sb;
+    st_tr_stats_get(a.tr, &sa);
+    st_tr_stats_get(b.tr, &sb);
     ASSERT_EQ(sa.snapshots_sent, 1);
     ASSERT_EQ(sa.snapshot_bytes_sent, size);
     ASSERT_EQ(sb.snapshots_received, 1);
@@ -1039,8 +1039,8 @@ TEST(snapshot_streams_a_multi_mib_file_in_bounded_chunks)
  * them. */
 static void run_until_sent(struct ep *from, uint64_t base, uint64_t bytes)
 {
-    struct tr_stats st;
-    RUN_UNTIL((tr_stats_get(from->tr, &st), st.bytes_sent >= base + bytes));
+    struct st_tr_stats st;
+    RUN_UNTIL((st_tr_stats_get(from->tr, &st), st.bytes_sent >= base + bytes));
     for (int i = 0; i < 50; i++)
         uv_run(&loop, UV_RUN_NOWAIT);
 }
@@ -1058,7 +1058,7 @@ TEST(snapshot_receiver_writing_off_the_loop_pauses_the_peer_until_resumed)
     RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
     b.snap_defer = true;
     struct raft_msg m = snapshot_msg(1, 2);
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), 0);
     uint64_t msgs0 = b.n_msgs;
     for (uint64_t k = 1; k <= 4; k++) {
         RUN_UNTIL(b.snap_deferred == 1);
@@ -1066,14 +1066,14 @@ TEST(snapshot_receiver_writing_off_the_loop_pauses_the_peer_until_resumed)
         /* While the chunk is "being written", the peer is not read: a
          * heartbeat sent now waits, and so does the next chunk. */
         uint64_t msgs = b.n_msgs;
-        struct tr_stats st;
-        tr_stats_get(a.tr, &st);
+        struct st_tr_stats st;
+        st_tr_stats_get(a.tr, &st);
         send_heartbeat(&a, 2, 100 + k);
         run_until_sent(&a, st.bytes_sent, 1);
         ASSERT_EQ(b.n_msgs, msgs);
         ASSERT_EQ(b.snap_chunks, k);
         b.snap_deferred = 0;
-        tr_snapshot_resume(b.tr, 1, 0);
+        st_tr_snapshot_resume(b.tr, 1, 0);
     }
     /* The end is deferred too: stored "later", delivered only on resume. */
     RUN_UNTIL(b.snap_ends == 1);
@@ -1083,24 +1083,24 @@ TEST(snapshot_receiver_writing_off_the_loop_pauses_the_peer_until_resumed)
     ASSERT_EQ(b.snapshots_delivered, 0);
     ASSERT_EQ(a.snap_sent_n, 0);
     ASSERT_EQ(b.snap_deferred_max, 1); /* never two chunks taken at once */
-    struct tr_stats sb;
-    tr_stats_get(b.tr, &sb);
+    struct st_tr_stats sb;
+    st_tr_stats_get(b.tr, &sb);
     ASSERT_EQ(sb.read_pauses, 5); /* four chunks and the end */
     b.snap_deferred = 0;
-    tr_snapshot_resume(b.tr, 1, 0);
+    st_tr_snapshot_resume(b.tr, 1, 0);
     ASSERT_EQ(b.snapshots_delivered, 1);
     ASSERT_EQ(b.delivered_meta.index, 12345);
     RUN_UNTIL(b.n_msgs == msgs0 + 4 + 1); /* the held heartbeats all arrive */
     RUN_UNTIL(a.snap_sent_n == 1);
     ASSERT_EQ(a.snap_sent_status, 0);
     ASSERT_EQ(b.snap_ends, 1);
-    tr_snapshot_resume(b.tr, 1, 0); /* nothing paused: harmless */
+    st_tr_snapshot_resume(b.tr, 1, 0); /* nothing paused: harmless */
 
     /* A write that fails ends the stream on both sides with its status. */
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), 0);
     RUN_UNTIL(b.snap_deferred == 1);
     b.snap_deferred = 0;
-    tr_snapshot_resume(b.tr, 1, ST_ENOSPC);
+    st_tr_snapshot_resume(b.tr, 1, ST_ENOSPC);
     ASSERT_EQ(b.snap_ends, 2);
     ASSERT_EQ(b.snap_end_status, ST_ENOSPC);
     RUN_UNTIL(a.snap_sent_n == 2);
@@ -1129,7 +1129,7 @@ TEST(snapshot_aborted_by_the_receiver_is_reported_and_restartable)
     b.snap_fail_chunk = 3;
     b.snap_fail_status = ST_ENOSPC;
     struct raft_msg m = snapshot_msg(1, 2);
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), 0);
     RUN_UNTIL(a.snap_sent_n == 1);
     ASSERT_EQ(a.snap_sent_status, ST_ENOSPC);
     ASSERT_EQ(b.snap_ends, 1);
@@ -1137,14 +1137,14 @@ TEST(snapshot_aborted_by_the_receiver_is_reported_and_restartable)
     ASSERT_EQ(b.snapshots_delivered, 0);
     /* A refusal at begin is reported too. */
     b.snap_refuse = ST_EBUSY;
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), 0);
     RUN_UNTIL(a.snap_sent_n == 2);
     ASSERT_EQ(a.snap_sent_status, ST_EBUSY);
     /* The connection survived; a fresh attempt goes through. */
     b.snap_refuse = 0;
     b.snap_fail_chunk = 0;
-    ASSERT_TRUE(tr_peer_connected(a.tr, 2));
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    ASSERT_TRUE(st_tr_peer_connected(a.tr, 2));
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), 0);
     RUN_UNTIL(a.snap_sent_n == 3);
     ASSERT_EQ(a.snap_sent_status, 0);
     ASSERT_EQ(b.snapshots_delivered, 1);
@@ -1170,23 +1170,23 @@ TEST(snapshot_failed_by_a_dying_connection_is_reported_to_the_sender)
     b.snap_fail_chunk = 2;
     b.snap_destroy_at_fail = true;
     struct raft_msg m = snapshot_msg(1, 2);
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), 0);
     RUN_UNTIL(b.done && a.snap_sent_n == 1);
     ASSERT_EQ(b.snap_chunks, 2);
-    ASSERT_EQ(b.snap_ends, 0); /* tr_destroy calls no callback */
+    ASSERT_EQ(b.snap_ends, 0); /* st_tr_destroy calls no callback */
     ASSERT_EQ(a.snap_sent_status, ST_ECONNECTION);
     ASSERT_EQ(b.snapshots_delivered, 0);
     /* A missing file fails the stream too (on open, asynchronously). */
     struct ep c;
     ep_start(&c, 3, CLUSTER, 0);
     link_peers(&a, &c);
-    RUN_UNTIL(c.n_up == 1 && tr_peer_connected(a.tr, 3));
+    RUN_UNTIL(c.n_up == 1 && st_tr_peer_connected(a.tr, 3));
     m.to = 3;
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, "/nonexistent/stcache/snap", size), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, "/nonexistent/stcache/snap", size), 0);
     RUN_UNTIL(a.snap_sent_n == 2);
     ASSERT_EQ(a.snap_sent_status, ST_ENOENT);
     /* A file shorter than announced: the sender aborts, the receiver is told. */
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size + 1000), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size + 1000), 0);
     RUN_UNTIL(a.snap_sent_n == 3 && c.snap_ends == 1);
     ASSERT_EQ(a.snap_sent_status, ST_EIO);
     ASSERT_EQ(c.snap_end_status, ST_EIO);
@@ -1205,12 +1205,12 @@ TEST(peer_remove_stops_traffic_and_peer_add_restores_it)
     ep_start(&b, 2, CLUSTER, 0);
     link_peers(&a, &b);
     RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
-    ASSERT_EQ(tr_peer_remove(a.tr, 2), 0);
-    ASSERT_EQ(tr_peer_remove(a.tr, 2), ST_ENOENT);
+    ASSERT_EQ(st_tr_peer_remove(a.tr, 2), 0);
+    ASSERT_EQ(st_tr_peer_remove(a.tr, 2), ST_ENOENT);
     ASSERT_EQ(send_append(&a, 2, 0, 1, 1), ST_ENOENT);
     RUN_UNTIL(b.n_down == 1);
     ASSERT_EQ(a.n_down, 0); /* removal is silent */
-    ASSERT_EQ(tr_peer_add(a.tr, 2, b.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, b.addr), 0);
     RUN_UNTIL(a.n_up == 2 && b.n_up == 2);
     ASSERT_EQ(send_append(&a, 2, 0, 1, 1), 0);
     RUN_UNTIL(b.n_append == 1);
@@ -1224,21 +1224,21 @@ TEST(api_rejects_bad_arguments)
     loop_setup();
     struct ep a;
     ep_start(&a, 1, CLUSTER, 0);
-    ASSERT_EQ(tr_peer_add(a.tr, 1, "127.0.0.1:1"), ST_EINVAL); /* self */
-    ASSERT_EQ(tr_peer_add(a.tr, 0, "127.0.0.1:1"), ST_EINVAL); /* none */
-    ASSERT_EQ(tr_peer_add(a.tr, 2, "127.0.0.1"), ST_EINVAL);   /* no port */
-    ASSERT_EQ(tr_peer_add(a.tr, 2, "127.0.0.1:99999"), ST_EINVAL);
-    ASSERT_EQ(tr_peer_add(a.tr, 2, "::1:80"), ST_EINVAL); /* IPv6 needs brackets */
-    ASSERT_EQ(tr_peer_add(a.tr, 2, "[::1]:80"), 0);
-    ASSERT_EQ(tr_peer_add(a.tr, 2, "127.0.0.1:80"), ST_EEXIST);
+    ASSERT_EQ(st_tr_peer_add(a.tr, 1, "127.0.0.1:1"), ST_EINVAL); /* self */
+    ASSERT_EQ(st_tr_peer_add(a.tr, 0, "127.0.0.1:1"), ST_EINVAL); /* none */
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, "127.0.0.1"), ST_EINVAL);   /* no port */
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, "127.0.0.1:99999"), ST_EINVAL);
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, "::1:80"), ST_EINVAL); /* IPv6 needs brackets */
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, "[::1]:80"), 0);
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, "127.0.0.1:80"), ST_EEXIST);
     struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 3, .term = 1};
-    ASSERT_EQ(tr_send(a.tr, &m), ST_ENOENT);
+    ASSERT_EQ(st_tr_send(a.tr, &m), ST_ENOENT);
     m.to = 2;
     m.type = RAFT_MSG_TYPE_MAX;
-    ASSERT_EQ(tr_send(a.tr, &m), ST_EINVAL);
+    ASSERT_EQ(st_tr_send(a.tr, &m), ST_EINVAL);
     m = snapshot_msg(1, 2);
-    ASSERT_EQ(tr_send(a.tr, &m), ST_EINVAL);
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, "/x", 1), ST_ECONNECTION);
+    ASSERT_EQ(st_tr_send(a.tr, &m), ST_EINVAL);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, "/x", 1), ST_ECONNECTION);
     struct raft_buf *big = raft_buf_create(65u << 20);
     struct raft_entry e = {.term = 1,
                            .index = 1,
@@ -1248,19 +1248,19 @@ TEST(api_rejects_bad_arguments)
                            .len = big->cap};
     struct raft_msg app = {
         .type = RAFT_MSG_APPEND, .from = 1, .to = 2, .term = 1, .n_entries = 1, .entries = &e};
-    ASSERT_EQ(tr_send(a.tr, &app), ST_ETOOBIG);
+    ASSERT_EQ(st_tr_send(a.tr, &app), ST_ETOOBIG);
     raft_buf_unref(big);
     ep_destroy(&a);
 
-    struct tr_config cfg;
-    struct tr *tr;
-    tr_config_default(&cfg, 1, CLUSTER, "nonsense");
-    ASSERT_EQ(tr_create(&loop, &cfg, NULL, &tr), ST_EINVAL);
-    tr_config_default(&cfg, 0, CLUSTER, "127.0.0.1:0");
-    ASSERT_EQ(tr_create(&loop, &cfg, NULL, &tr), ST_EINVAL);
-    tr_config_default(&cfg, 1, CLUSTER, "127.0.0.1:0");
+    struct st_tr_config cfg;
+    struct st_tr *tr;
+    st_tr_config_default(&cfg, 1, CLUSTER, "nonsense");
+    ASSERT_EQ(st_tr_create(&loop, &cfg, NULL, &tr), ST_EINVAL);
+    st_tr_config_default(&cfg, 0, CLUSTER, "127.0.0.1:0");
+    ASSERT_EQ(st_tr_create(&loop, &cfg, NULL, &tr), ST_EINVAL);
+    st_tr_config_default(&cfg, 1, CLUSTER, "127.0.0.1:0");
     cfg.snapshot_chunk_bytes = cfg.frame_bytes_max;
-    ASSERT_EQ(tr_create(&loop, &cfg, NULL, &tr), ST_EINVAL);
+    ASSERT_EQ(st_tr_create(&loop, &cfg, NULL, &tr), ST_EINVAL);
     loop_teardown();
 }
 
@@ -1290,25 +1290,26 @@ TEST(ipv6_loopback_addresses_work)
     loop_setup();
     struct ep a, b;
     ep_start(&a, 1, CLUSTER, 0);
-    struct tr_config cfg;
-    tr_config_default(&cfg, 2, CLUSTER, "[::1]:0");
+    struct st_tr_config cfg;
+    st_tr_config_default(&cfg, 2, CLUSTER, "[::1]:0");
     cfg.reconnect_base_ms = 5;
     cfg.reconnect_max_ms = 40;
-    struct tr_callbacks cbs = {.ctx = &b, .msg_cb = ep_msg_cb, .peer_state_cb = ep_peer_state_cb};
+    struct st_tr_callbacks cbs = {
+        .ctx = &b, .msg_cb = ep_msg_cb, .peer_state_cb = ep_peer_state_cb};
     memset(&b, 0, sizeof(b));
     b.id = 2;
     b.order_ok = true;
-    ASSERT_EQ(tr_create(&loop, &cfg, &cbs, &b.tr), 0);
-    if (tr_start(b.tr) != 0) { /* no IPv6 on this machine: skip that half */
+    ASSERT_EQ(st_tr_create(&loop, &cfg, &cbs, &b.tr), 0);
+    if (st_tr_start(b.tr) != 0) { /* no IPv6 on this machine: skip that half */
         fprintf(stderr, "  (no IPv6 loopback: skipped)\n");
         ep_destroy(&b);
         ep_destroy(&a);
         loop_teardown();
         return;
     }
-    snprintf(b.addr, sizeof(b.addr), "[::1]:%d", tr_listen_port(b.tr));
-    ASSERT_EQ(tr_peer_add(a.tr, 2, b.addr), 0);
-    ASSERT_EQ(tr_peer_add(b.tr, 1, a.addr), 0);
+    snprintf(b.addr, sizeof(b.addr), "[::1]:%d", st_tr_listen_port(b.tr));
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, b.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(b.tr, 1, a.addr), 0);
     RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
     ASSERT_EQ(send_append(&a, 2, 0, 1, 4), 0);
     RUN_UNTIL(b.n_append == 1);
@@ -1326,8 +1327,8 @@ TEST(hostnames_resolve_and_every_address_is_tried)
     ep_start(&c, 3, CLUSTER, 0);
     char host_addr[64];
     snprintf(host_addr, sizeof(host_addr), "localhost:%d", c.port);
-    ASSERT_EQ(tr_peer_add(a.tr, 3, host_addr), 0);
-    ASSERT_EQ(tr_peer_add(c.tr, 1, a.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(a.tr, 3, host_addr), 0);
+    ASSERT_EQ(st_tr_peer_add(c.tr, 1, a.addr), 0);
     RUN_UNTIL(a.n_up == 1 && c.n_up == 1);
     ASSERT_EQ(send_append(&a, 3, 0, 1, 4), 0);
     RUN_UNTIL(c.n_append == 1);
@@ -1340,7 +1341,7 @@ TEST(silent_connection_is_closed_by_the_handshake_timeout)
 {
     loop_setup();
     struct ep b;
-    struct tr_config cfg;
+    struct st_tr_config cfg;
     ep_config(&cfg, 2, CLUSTER, 0);
     cfg.handshake_timeout_ms = 30;
     ep_start_cfg(&b, &cfg);
@@ -1358,12 +1359,12 @@ TEST(queue_for_a_peer_not_yet_connected_is_bounded_and_flushed_in_order)
     loop_setup();
     struct ep a, b;
     ep_start(&a, 1, CLUSTER, 0);
-    struct tr_config cfg;
+    struct st_tr_config cfg;
     ep_config(&cfg, 2, CLUSTER, 0);
     cfg.send_queue_msgs_max = 50;
     ep_start_cfg(&b, &cfg);
     /* b is the acceptor: it queues until a dials in. */
-    ASSERT_EQ(tr_peer_add(b.tr, 1, a.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(b.tr, 1, a.addr), 0);
     int ok = 0, busy = 0;
     for (uint64_t s = 0; s < 80; s++) {
         int rv = send_append(&b, 1, (uint64_t)ok, 1, 10);
@@ -1375,7 +1376,7 @@ TEST(queue_for_a_peer_not_yet_connected_is_bounded_and_flushed_in_order)
     ASSERT_EQ(ok, 50);
     ASSERT_EQ(busy, 30);
     RUN_UNTIL(b.send_busy == 1); /* coalesced into one report */
-    ASSERT_EQ(tr_peer_add(a.tr, 2, b.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, b.addr), 0);
     RUN_UNTIL(a.n_append == 50);
     ASSERT_TRUE(a.order_ok);
     ep_destroy(&a);
@@ -1409,10 +1410,10 @@ TEST(snapshot_ack_of_another_stream_is_ignored)
     ep_start(&a, 1, CLUSTER, 0);
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-    ASSERT_EQ(tr_peer_add(a.tr, 2, addr), 0);
+    ASSERT_EQ(st_tr_peer_add(a.tr, 2, addr), 0);
     RUN_UNTIL(a.n_up == 1);
     struct raft_msg m = snapshot_msg(1, 2);
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, 100), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, 100), 0);
     /* HELLO, SNAP_BEGIN, SNAP_CHUNK, SNAP_END have arrived. */
     RUN_UNTIL(frame_offset(r.in, r.in_len, 3) >= 0);
     long begin = frame_offset(r.in, r.in_len, 1), end = frame_offset(r.in, r.in_len, 3);
@@ -1452,9 +1453,9 @@ TEST(peer_removed_during_a_snapshot_stream_ends_it_on_both_sides)
     link_peers(&a, &b);
     RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
     struct raft_msg m = snapshot_msg(1, 2);
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), 0);
     RUN_UNTIL(b.snap_chunks >= 1);
-    ASSERT_EQ(tr_peer_remove(a.tr, 2), 0);
+    ASSERT_EQ(st_tr_peer_remove(a.tr, 2), 0);
     /* The sender hears about it synchronously (documented exception)... */
     ASSERT_EQ(a.snap_sent_n, 1);
     ASSERT_EQ(a.snap_sent_status, ST_ECANCELED);
@@ -1473,12 +1474,12 @@ TEST(callbacks_may_remove_peers_and_destroy_the_transport)
     loop_setup();
     /* 1. A back-pressure report that removes the next peer to report. */
     struct ep b;
-    struct tr_config cfg;
+    struct st_tr_config cfg;
     ep_config(&cfg, 5, CLUSTER, 0);
     cfg.send_queue_msgs_max = 1;
     ep_start_cfg(&b, &cfg);
-    ASSERT_EQ(tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0); /* acceptor side: never dialed */
-    ASSERT_EQ(tr_peer_add(b.tr, 2, "127.0.0.1:1"), 0);
+    ASSERT_EQ(st_tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0); /* acceptor side: never dialed */
+    ASSERT_EQ(st_tr_peer_add(b.tr, 2, "127.0.0.1:1"), 0);
     for (raft_id to = 1; to <= 2; to++) {
         ASSERT_EQ(send_append(&b, to, 0, 0, 0), 0);
         ASSERT_EQ(send_append(&b, to, 1, 0, 0), ST_EBUSY);
@@ -1487,7 +1488,7 @@ TEST(callbacks_may_remove_peers_and_destroy_the_transport)
     RUN_UNTIL(b.send_busy >= 1);
     uv_run(&loop, UV_RUN_NOWAIT);
     ASSERT_EQ(b.send_busy, 1); /* none for the removed peer */
-    ASSERT_EQ(tr_send(b.tr, &(struct raft_msg){.type = RAFT_MSG_HEARTBEAT, .from = 5, .to = 2}),
+    ASSERT_EQ(st_tr_send(b.tr, &(struct raft_msg){.type = RAFT_MSG_HEARTBEAT, .from = 5, .to = 2}),
               ST_ENOENT);
     ep_destroy(&b);
 
@@ -1502,7 +1503,7 @@ TEST(callbacks_may_remove_peers_and_destroy_the_transport)
     RUN_UNTIL(a.n_up == 1 && c.n_up == 1);
     c.remove_peer_in_begin = true;
     struct raft_msg m = snapshot_msg(1, 2);
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), 0);
     RUN_UNTIL(a.snap_sent_n == 1 && c.snap_ends == 1);
     ASSERT_EQ(c.snap_end_status, ST_ECANCELED);
     ASSERT_TRUE(a.snap_sent_status < 0);
@@ -1510,10 +1511,10 @@ TEST(callbacks_may_remove_peers_and_destroy_the_transport)
 
     /* 3. snapshot_end_cb destroys the receiver: the message is not delivered. */
     c.remove_peer_in_begin = false;
-    ASSERT_EQ(tr_peer_add(c.tr, 1, a.addr), 0);
+    ASSERT_EQ(st_tr_peer_add(c.tr, 1, a.addr), 0);
     RUN_UNTIL(a.n_up == 2 && c.n_up == 2);
     c.destroy_in_end = true;
-    ASSERT_EQ(tr_send_snapshot(a.tr, &m, path, size), 0);
+    ASSERT_EQ(st_tr_send_snapshot(a.tr, &m, path, size), 0);
     RUN_UNTIL(c.done && a.snap_sent_n == 2);
     ASSERT_EQ(c.snap_ends, 2);
     ASSERT_EQ(c.snapshots_delivered, 0);
@@ -1527,16 +1528,16 @@ TEST(messages_do_not_wait_forever_for_a_peer_that_never_connects)
 {
     loop_setup();
     struct ep b;
-    struct tr_config cfg;
+    struct st_tr_config cfg;
     ep_config(&cfg, 2, CLUSTER, 0);
     cfg.queue_wait_ms = 20;
     ep_start_cfg(&b, &cfg);
-    ASSERT_EQ(tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0); /* smaller id: it would dial us */
+    ASSERT_EQ(st_tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0); /* smaller id: it would dial us */
     for (uint64_t s = 0; s < 5; s++)
         ASSERT_EQ(send_append(&b, 1, s, 1, 10), 0);
     RUN_UNTIL(b.send_failed == 5);
-    struct tr_stats st;
-    tr_stats_get(b.tr, &st);
+    struct st_tr_stats st;
+    st_tr_stats_get(b.tr, &st);
     ASSERT_EQ(st.msgs_dropped, 5);
     /* The queue is empty again: new messages are accepted and wait anew. */
     ASSERT_EQ(send_append(&b, 1, 5, 1, 10), 0);
@@ -1551,27 +1552,27 @@ TEST(messages_do_not_wait_forever_for_a_peer_that_never_connects)
  * for 0.3 s was found up to ~0.4 s after it came back). */
 TEST(reconnect_bound_stays_fast_early_in_an_outage_then_doubles_to_the_max)
 {
-    struct tr_config cfg;
-    tr_config_default(&cfg, 1, 1, "127.0.0.1:0");
+    struct st_tr_config cfg;
+    st_tr_config_default(&cfg, 1, 1, "127.0.0.1:0");
     ASSERT_EQ(cfg.reconnect_base_ms, 50u);
-    ASSERT_EQ(tr_reconnect_bound_ms(&cfg, 0, 0), 50u);
+    ASSERT_EQ(st_tr_reconnect_bound_ms(&cfg, 0, 0), 50u);
     uint32_t d = 0;
     uint64_t t = 0;
     for (int i = 0; i < 40; i++) { /* dials every 50 ms for 2 s */
-        d = tr_reconnect_bound_ms(&cfg, d, t);
+        d = st_tr_reconnect_bound_ms(&cfg, d, t);
         ASSERT_EQ(d, 50u);
         t += d;
     }
     ASSERT_EQ(t, (uint64_t)cfg.reconnect_fast_ms);
-    d = tr_reconnect_bound_ms(&cfg, d, t);
+    d = st_tr_reconnect_bound_ms(&cfg, d, t);
     ASSERT_EQ(d, 100u);
     for (int i = 0; i < 20; i++)
-        d = tr_reconnect_bound_ms(&cfg, d, t += d);
+        d = st_tr_reconnect_bound_ms(&cfg, d, t += d);
     ASSERT_EQ(d, cfg.reconnect_max_ms);
     /* a new outage (prev 0) starts at the base again */
-    ASSERT_EQ(tr_reconnect_bound_ms(&cfg, 0, 10000), 50u);
+    ASSERT_EQ(st_tr_reconnect_bound_ms(&cfg, 0, 10000), 50u);
     cfg.reconnect_fast_ms = 0; /* plain exponential backoff */
-    ASSERT_EQ(tr_reconnect_bound_ms(&cfg, 50, 0), 100u);
+    ASSERT_EQ(st_tr_reconnect_bound_ms(&cfg, 50, 0), 100u);
 }
 
 TEST_MAIN()
