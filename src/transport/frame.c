@@ -119,35 +119,3 @@ int frame_status_decode(const uint8_t *body, size_t len, uint32_t *stream, int32
     *status = (int32_t)le_get32(body + 4);
     return *stream != 0 && *status <= 0 ? 0 : ST_EPROTO;
 }
-
-int frame_addr_split(const char *addr, char *host, size_t host_cap, uint16_t *port)
-{
-    const char *colon, *h = addr;
-    size_t hlen;
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (close == NULL || close[1] != ':') return ST_EINVAL;
-        h = addr + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (colon == NULL) return ST_EINVAL;
-        hlen = (size_t)(colon - addr);
-        if (memchr(addr, ':', hlen) != NULL) /* bare IPv6 needs brackets */
-            return ST_EINVAL;
-    }
-    if (hlen == 0 || hlen >= host_cap) return ST_EINVAL;
-    const char *p = colon + 1;
-    if (*p == '\0') return ST_EINVAL;
-    uint32_t v = 0;
-    for (; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9') return ST_EINVAL;
-        v = v * 10 + (uint32_t)(*p - '0');
-        if (v > 65535) return ST_EINVAL;
-    }
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    *port = (uint16_t)v;
-    return 0;
-}

@@ -91,8 +91,4 @@ int frame_hello_ack_decode(const uint8_t *body, size_t len, struct frame_hello_a
 size_t frame_status_encode(uint32_t stream, int32_t status, uint8_t *out);
 int frame_status_decode(const uint8_t *body, size_t len, uint32_t *stream, int32_t *status);
 
-/* "host:port", "[v6]:port": splits into host (without brackets) and port.
- * ST_EINVAL for a missing/empty host, a port outside 0..65535, or too long. */
-int frame_addr_split(const char *addr, char *host, size_t host_cap, uint16_t *port);
-
 #endif

@@ -18,6 +18,7 @@
 #include "util/list.h"
 #include "util/rng.h"
 #include "util/trace.h"
+#include "util/url.h"
 #include "wire/le.h"
 #include "wire/msg.h"
 
@@ -67,7 +68,7 @@ int st_tr_create(uv_loop_t *loop, const struct st_tr_config *cfg, const struct s
         cfg->handshake_timeout_ms == 0 || cfg->queue_wait_ms == 0 ||
         memchr(cfg->listen_addr, '\0', sizeof(cfg->listen_addr)) == NULL ||
         memchr(cfg->advertise_addr, '\0', sizeof(cfg->advertise_addr)) == NULL ||
-        frame_addr_split(cfg->listen_addr, host, sizeof(host), &port) != 0)
+        st_url_hostport_split_any(cfg->listen_addr, host, sizeof(host), &port) != 0)
         return ST_EINVAL;
     struct st_tr *tr = calloc(1, sizeof(*tr));
     if (tr == NULL) return ST_ENOMEM;
@@ -96,7 +97,8 @@ int st_tr_start(struct st_tr *tr)
     signal(SIGPIPE, SIG_IGN);
     char host[ST_TR_ADDR_MAX + 1], port[8];
     uint16_t portnum;
-    if (frame_addr_split(tr->cfg.listen_addr, host, sizeof(host), &portnum) != 0) return ST_EINVAL;
+    if (st_url_hostport_split_any(tr->cfg.listen_addr, host, sizeof(host), &portnum) != 0)
+        return ST_EINVAL;
     snprintf(port, sizeof(port), "%u", (unsigned)portnum);
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
@@ -152,7 +154,7 @@ int st_tr_peer_add(struct st_tr *tr, raft_id id, const char *addr)
     uint16_t port;
     if (tr->destroying) return ST_ECLOSED;
     if (id == RAFT_NONE || id == tr->cfg.self_id || addr == NULL || strlen(addr) > ST_TR_ADDR_MAX ||
-        frame_addr_split(addr, host, sizeof(host), &port) != 0)
+        st_url_hostport_split_any(addr, host, sizeof(host), &port) != 0)
         return ST_EINVAL;
     if (peer_find(tr, id) != NULL) return ST_EEXIST;
     struct st_tr_peer *p = calloc(1, sizeof(*p));

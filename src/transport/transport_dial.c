@@ -17,6 +17,7 @@
 #include "util/list.h"
 #include "util/rng.h"
 #include "util/trace.h"
+#include "util/url.h"
 #include "wire/le.h"
 #include "wire/msg.h"
 
@@ -126,7 +127,8 @@ void st_tr_on_dial_timer(uv_timer_t *t)
     p->dialed_once = true;
     char host[ST_TR_ADDR_MAX + 1], port[8];
     uint16_t portnum;
-    ST_ASSERT(frame_addr_split(p->addr, host, sizeof(host), &portnum) == 0); /* checked at add */
+    ST_ASSERT(st_url_hostport_split_any(p->addr, host, sizeof(host), &portnum) ==
+              0); /* checked at add */
     snprintf(port, sizeof(port), "%u", (unsigned)portnum);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     p->gai.data = p;

@@ -76,7 +76,7 @@ int st_url_decode(const char *src, size_t src_len, unsigned flags, void *dst, si
     return 0;
 }
 
-int st_url_hostport_split(const char *addr, char *host, size_t host_cap, uint16_t *port)
+int st_url_hostport_split_any(const char *addr, char *host, size_t host_cap, uint16_t *port)
 {
     const char *colon;
     const char *h = addr;
@@ -103,9 +103,18 @@ int st_url_hostport_split(const char *addr, char *host, size_t host_cap, uint16_
         v = v * 10 + (unsigned long)(*p - '0');
         if (v > 65535) return ST_EINVAL;
     }
-    if (v == 0) return ST_EINVAL;
     memcpy(host, h, hl);
     host[hl] = '\0';
     *port = (uint16_t)v;
+    return 0;
+}
+
+int st_url_hostport_split(const char *addr, char *host, size_t host_cap, uint16_t *port)
+{
+    uint16_t p;
+    int rc = st_url_hostport_split_any(addr, host, host_cap, &p);
+    if (rc != 0) return rc;
+    if (p == 0) return ST_EINVAL;
+    *port = p;
     return 0;
 }

@@ -32,5 +32,8 @@ int st_url_decode(const char *src, size_t src_len, unsigned flags, void *dst, si
  * brackets; host_cap bytes) and a port in 1..65535. A bare IPv6 address
  * without brackets is refused. 0 or ST_EINVAL. */
 int st_url_hostport_split(const char *addr, char *host, size_t host_cap, uint16_t *port);
+/* st_url_hostport_split() that also takes port 0 ("any": a listener binds an
+ * ephemeral port). */
+int st_url_hostport_split_any(const char *addr, char *host, size_t host_cap, uint16_t *port);
 
 #endif

@@ -19,6 +19,7 @@
 #include "stcache/raft.h"
 #include "transport/frame.h"
 #include "util/assert.h"
+#include "util/url.h"
 #include "wire/msg.h"
 
 static inline int fuzz_msg_target(const uint8_t *data, size_t size)
@@ -115,7 +116,7 @@ static inline int fuzz_frame_target(const uint8_t *data, size_t size)
     memcpy(addr, copy, alen);
     addr[alen] = '\0';
     uint16_t port;
-    if (frame_addr_split(addr, host, sizeof(host), &port) == 0)
+    if (st_url_hostport_split_any(addr, host, sizeof(host), &port) == 0)
         ST_ASSERT(host[0] != '\0' && strlen(host) < sizeof(host));
     free(copy);
     return result;

@@ -1264,27 +1264,6 @@ TEST(api_rejects_bad_arguments)
     loop_teardown();
 }
 
-TEST(address_parsing)
-{
-    char host[64];
-    uint16_t port;
-    ASSERT_EQ(frame_addr_split("10.1.2.3:7000", host, sizeof(host), &port), 0);
-    ASSERT_STREQ(host, "10.1.2.3");
-    ASSERT_EQ(port, 7000);
-    ASSERT_EQ(frame_addr_split("[fe80::1]:65535", host, sizeof(host), &port), 0);
-    ASSERT_STREQ(host, "fe80::1");
-    ASSERT_EQ(port, 65535);
-    ASSERT_EQ(frame_addr_split("node-3.example:0", host, sizeof(host), &port), 0);
-    ASSERT_STREQ(host, "node-3.example");
-    ASSERT_EQ(frame_addr_split(":80", host, sizeof(host), &port), ST_EINVAL);
-    ASSERT_EQ(frame_addr_split("h:", host, sizeof(host), &port), ST_EINVAL);
-    ASSERT_EQ(frame_addr_split("h:8x", host, sizeof(host), &port), ST_EINVAL);
-    ASSERT_EQ(frame_addr_split("[::1]80", host, sizeof(host), &port), ST_EINVAL);
-    ASSERT_EQ(frame_addr_split("[::1:80", host, sizeof(host), &port), ST_EINVAL);
-    ASSERT_EQ(frame_addr_split("h:65536", host, sizeof(host), &port), ST_EINVAL);
-    ASSERT_EQ(frame_addr_split("abcdefgh:1", host, 8, &port), ST_EINVAL); /* too long */
-}
-
 TEST(ipv6_loopback_addresses_work)
 {
     loop_setup();

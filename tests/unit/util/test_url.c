@@ -105,4 +105,27 @@ TEST(hostport_split_takes_names_v4_and_bracketed_v6)
         ASSERT_EQ(st_url_hostport_split(bad[i], host, sizeof host, &port), ST_EINVAL);
 }
 
+TEST(hostport_split_any_takes_port_zero_for_listeners)
+{
+    char host[64];
+    uint16_t port;
+    ASSERT_EQ(st_url_hostport_split_any("10.1.2.3:7000", host, sizeof(host), &port), 0);
+    ASSERT_STREQ(host, "10.1.2.3");
+    ASSERT_EQ(port, 7000);
+    ASSERT_EQ(st_url_hostport_split_any("[fe80::1]:65535", host, sizeof(host), &port), 0);
+    ASSERT_STREQ(host, "fe80::1");
+    ASSERT_EQ(port, 65535);
+    ASSERT_EQ(st_url_hostport_split_any("node-3.example:0", host, sizeof(host), &port), 0);
+    ASSERT_STREQ(host, "node-3.example");
+    ASSERT_EQ(port, 0);
+    ASSERT_EQ(st_url_hostport_split("node-3.example:0", host, sizeof(host), &port), ST_EINVAL);
+    ASSERT_EQ(st_url_hostport_split_any(":80", host, sizeof(host), &port), ST_EINVAL);
+    ASSERT_EQ(st_url_hostport_split_any("h:", host, sizeof(host), &port), ST_EINVAL);
+    ASSERT_EQ(st_url_hostport_split_any("h:8x", host, sizeof(host), &port), ST_EINVAL);
+    ASSERT_EQ(st_url_hostport_split_any("[::1]80", host, sizeof(host), &port), ST_EINVAL);
+    ASSERT_EQ(st_url_hostport_split_any("[::1:80", host, sizeof(host), &port), ST_EINVAL);
+    ASSERT_EQ(st_url_hostport_split_any("h:65536", host, sizeof(host), &port), ST_EINVAL);
+    ASSERT_EQ(st_url_hostport_split_any("abcdefgh:1", host, 8, &port), ST_EINVAL); /* too long */
+}
+
 TEST_MAIN()
