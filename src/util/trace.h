@@ -4,7 +4,14 @@
 #ifndef ST_UTIL_TRACE_H
 #define ST_UTIL_TRACE_H
 
-enum st_trace_level { ST_TRACE_DEBUG = 0, ST_TRACE_INFO, ST_TRACE_WARN, ST_TRACE_ERROR };
+/* ST_TRACE_OFF is for st_trace_set_level only (fuzzers): nothing is printed. */
+enum st_trace_level {
+    ST_TRACE_DEBUG = 0,
+    ST_TRACE_INFO,
+    ST_TRACE_WARN,
+    ST_TRACE_ERROR,
+    ST_TRACE_OFF
+};
 
 void st_trace_set_level(enum st_trace_level level);
 /* Parses "debug|info|warn|error"; returns 0 or ST_EINVAL. */

@@ -177,7 +177,60 @@ def snapshot_corpora():
     write("kv_snap", "bad_truncated", good[:-3])
 
 
+def wal_record(rtype, payload, wseq):
+    """A sealed WAL record (src/storage/record.h, docs/DISK-FORMAT.md §3)."""
+    n = len(payload)
+    head = struct.pack("<IBBHI", 0x31525453, rtype, 0, 0, n)
+    tail_head = struct.pack("<Q", wseq)
+    hcrc = crc32c(tail_head, crc32c(head))
+    rec = head + struct.pack("<I", hcrc) + tail_head + payload + b"\0" * ((8 - n % 8) % 8)
+    return rec + struct.pack("<II", crc32c(rec), 0x45525453)
+
+
+def wal_entries(first, entries):
+    out = struct.pack("<QII", first, len(entries), 0)
+    for term, etype, data in entries:
+        out += struct.pack("<QIB3x", term, len(data), etype) + data
+    return out
+
+
+def wal_chunk(rtype, payload):
+    """One chunk of the fuzz target's structured input (tests/fuzz/targets_wal.h)."""
+    return struct.pack("<BH", rtype, len(payload)) + payload
+
+
+def wal_corpora():
+    ents = wal_entries(1, [(1, 1, b"set a 1"), (1, 2, b""), (2, 1, bytes(range(40)))])
+    hs = struct.pack("<QQQ", 2, 1, 3)
+    write("wal", "entries_hard_state", bytes([1]) + wal_chunk(1, ents) + wal_chunk(2, hs))
+    # Two segments, the second starting at index 4 (bits 2-7 of byte 0 hold 3).
+    two = (wal_chunk(1, ents) + wal_chunk(0xFF, b"") +
+           wal_chunk(1, wal_entries(4, [(2, 1, b"x" * 100), (3, 1, b"y")])))
+    write("wal", "two_segments", bytes([1 | 2 | (3 << 2)]) + two)
+    trunc = (wal_chunk(1, wal_entries(1, [(1, 1, b"a")] * 5)) +
+             wal_chunk(3, struct.pack("<Q", 4)) +
+             wal_chunk(1, wal_entries(4, [(2, 1, b"b")] * 3)))
+    write("wal", "truncate", bytes([1]) + trunc)
+    # A snapshot mark at 3: loading from index 0 (no snapshot restored)
+    # finds entries 1..3 missing and refuses.
+    write("wal", "bad_snapshot_mark_without_snapshot",
+          bytes([1]) + trunc + wal_chunk(4, struct.pack("<QQ", 3, 1)))
+    # Raw bodies: a whole record, then a torn one (its tail never written):
+    # recovery cuts the tail and opens.
+    rec1 = wal_record(1, ents, 1)
+    rec2 = wal_record(2, hs, 2)
+    write("wal", "raw_torn_tail", bytes([0]) + rec1 + rec2[:len(rec2) - 8])
+    write("wal", "bad_gap", bytes([1]) + wal_chunk(1, wal_entries(2, [(1, 1, b"a")])))
+    write("wal", "bad_unknown_type", bytes([1]) + wal_chunk(9, b"12345678"))
+    # Two raw segments, the first damaged: not the last, so corruption.
+    bad = bytearray(rec1 + rec2)
+    bad[40] ^= 1
+    write("wal", "bad_damaged_first_segment", bytes([2]) + struct.pack("<H", len(bad)) + bytes(bad) +
+          rec1)
+
+
 if __name__ == "__main__":
     main()
     text_corpora()
     snapshot_corpora()
+    wal_corpora()
