@@ -25,6 +25,10 @@
 #define WAL_SEGMENT_BYTES_DEFAULT (64ull << 20)
 #define WAL_RECORD_BYTES_MAX_DEFAULT (64u << 20)
 #define WAL_SEGMENTS_MAX 100000
+/* The largest index recovery accepts from disk (segment headers, records):
+ * far beyond any real log, and low enough that index + 1 and first + count
+ * never wrap. A larger one is corruption. */
+#define WAL_INDEX_MAX (UINT64_C(1) << 62)
 #define WAL_LOAD_CHUNK_BYTES (64u << 20) /* payload bytes per buffer handed out by load */
 
 struct wal_seg {

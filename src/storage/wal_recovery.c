@@ -83,6 +83,11 @@ static int add_loaded_entries(struct wal *w, struct raft_buf *buf, const struct 
     if (v->len < ST_REC_ENTRIES_HEADER_BYTES) goto bad;
     raft_index first = le_get64(v->payload);
     uint32_t count = le_get32(v->payload + 8);
+    /* Each entry takes at least its header: a count the record cannot hold
+     * is malformed, and must not size the index first (a CRC-valid record
+     * claiming 4 billion entries asked for 190 GB). */
+    if (count > (v->len - ST_REC_ENTRIES_HEADER_BYTES) / ST_REC_ENTRY_HEADER_BYTES) goto bad;
+    if (first > WAL_INDEX_MAX - count) goto bad;
     if (count == 0 || first != w->last_index + 1) {
         st_storage_errf(err,
                         "wal: %s offset %" PRIu64 ": entries start at %" PRIu64
@@ -198,6 +203,7 @@ static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bo
         case ST_REC_TRUNCATE: {
             if (v.len != 8) goto malformed;
             raft_index from = le_get64(v.payload);
+            if (from > WAL_INDEX_MAX) goto malformed;
             if (from < w->first_index && from > w->snap_index) {
                 /* Reaches back into a segment that compaction removed (its
                  * entries all lie at or below a later snapshot mark). */
@@ -217,7 +223,7 @@ static int scan_segment(struct wal *w, struct wal_seg *s, uint64_t file_size, bo
             break;
         }
         case ST_REC_SNAPSHOT:
-            if (v.len != 16) goto malformed;
+            if (v.len != 16 || le_get64(v.payload) > WAL_INDEX_MAX) goto malformed;
             wal_index_mark_snapshot(w, le_get64(v.payload), le_get64(v.payload + 8));
             {
                 size_t k = 0;
@@ -321,6 +327,14 @@ static int open_segment(struct wal *w, uint64_t seq, bool first_seg, bool last_s
         }
         st_storage_errf(err, "wal: %s: %s segment header at offset 0", path,
                         rc == ST_EINVAL ? "unsupported version in" : "bad magic or checksum in");
+        rc = ST_ECORRUPT;
+        goto fail_buf;
+    }
+    if (h.first_index == 0 || h.first_index > WAL_INDEX_MAX || h.snap_index > WAL_INDEX_MAX) {
+        st_storage_errf(err,
+                        "wal: %s: segment header at offset 0 names index %" PRIu64
+                        " (snapshot mark %" PRIu64 "), outside 1..2^62",
+                        path, h.first_index, h.snap_index);
         rc = ST_ECORRUPT;
         goto fail_buf;
     }
