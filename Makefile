@@ -7,7 +7,7 @@ BUILD ?= build
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
 .PHONY: all deps build install run test test-release test-asan test-tsan format lint sim-soak \
-	nemesis clean bench bench-reliability
+	nemesis fuzz clean bench bench-reliability
 
 all: build
 
@@ -77,6 +77,14 @@ RUNS ?= 10
 DURATION ?= 60
 SEED ?= 1
 MIX ?= all
+# Every libFuzzer driver for FUZZ_SECONDS each (clang; build-fuzz/), from
+# copies of the seed corpora under /tmp/stcache-fuzz; prints executions per
+# driver and fails on any finding. CI runs the same targets as smoke tests.
+FUZZ_SECONDS ?= 60
+FUZZ_ONLY ?= .
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS) '$(FUZZ_ONLY)'
+
 nemesis: build
 	python3 tests/nemesis/nemesis.py $(BUILD)/stcache --seed $(SEED) --runs $(RUNS) \
 	    --duration $(DURATION) --mix $(MIX)

@@ -229,8 +229,54 @@ def wal_corpora():
           rec1)
 
 
+def http_request_corpora():
+    """Client connections for fuzz_http_request (tests/fuzz/targets_api.h):
+    bad_* ones answer an error first (or nothing), the others a success."""
+    def req(method, target, headers=(), body=b"", version=b"HTTP/1.1"):
+        head = method + b" " + target + b" " + version + b"\r\nHost: 127.0.0.1\r\n"
+        for h in headers:
+            head += h + b"\r\n"
+        if body:
+            head += b"Content-Type: application/octet-stream\r\n"
+            head += b"Content-Length: %d\r\n" % len(body)
+        return head + b"\r\n" + body
+    seeds = {
+        "put_then_get": req(b"PUT", b"/kv/a", body=b"hello") + req(b"GET", b"/kv/a"),
+        "put_ttl_stale_read": req(b"PUT", b"/kv/t?ttl=5", body=b"v") +
+        req(b"GET", b"/kv/t?consistency=stale") + req(b"GET", b"/kv/t?consistency=lease"),
+        "put_if_none_match_delete": req(b"PUT", b"/kv/c", (b"If-None-Match: *",), b"x") +
+        req(b"DELETE", b"/kv/c"),
+        "put_if_match": req(b"PUT", b"/kv/m", body=b"1") +
+        req(b"PUT", b"/kv/m", (b'If-Match: "1"',), b"2"),
+        "put_chunked": b"PUT /kv/ch HTTP/1.1\r\nContent-Type: application/octet-stream\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n"
+                       b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        "put_expect_continue": req(b"PUT", b"/kv/e", (b"Expect: 100-continue",), b"body"),
+        "put_idempotency_key": req(b"PUT", b"/kv/i", (b"Idempotency-Key: k-1",), b"v") +
+        req(b"PUT", b"/kv/i", (b"Idempotency-Key: k-1",), b"v"),
+        "put_percent_key": req(b"PUT", b"/kv/a%2Fb%20c", body=b"v"),
+        "health": req(b"GET", b"/health") + req(b"GET", b"/readyz") + req(b"GET", b"/livez"),
+        "metrics": req(b"GET", b"/metrics"),
+        "cluster": req(b"GET", b"/cluster"),
+        "snapshot": req(b"POST", b"/snapshot"),
+        "seed_set_get": req(b"GET", b"/set?key=s&value=v+w") + req(b"GET", b"/get?key=s"),
+        "http10_keep_alive": req(b"GET", b"/health", (b"Connection: keep-alive",),
+                                 version=b"HTTP/1.0"),
+        "bad_get_absent": req(b"GET", b"/kv/absent"),
+        "bad_no_route": req(b"GET", b"/nope"),
+        "bad_method": req(b"PATCH", b"/kv/a", body=b"x"),
+        "bad_malformed": b"GARBAGE\r\n\r\n",
+        "bad_empty_key": req(b"PUT", b"/kv/", body=b"x"),
+        "bad_ttl": req(b"PUT", b"/kv/t?ttl=-1", body=b"x"),
+        "bad_incomplete": b"GET /kv/a HTTP/1.1\r\n",
+    }
+    for name, data in seeds.items():
+        write("http_request", name, data)
+
+
 if __name__ == "__main__":
     main()
     text_corpora()
     snapshot_corpora()
     wal_corpora()
+    http_request_corpora()

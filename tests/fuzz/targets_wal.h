@@ -43,7 +43,8 @@ struct fuzz_wal_seg {
 
 static inline void fuzz_wal_append(struct fuzz_wal_seg *s, const uint8_t *p, size_t n)
 {
-    if (s->len + n > s->cap) {
+    if (n == 0) return;
+    if (s->body == NULL || s->len + n > s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 4096;
         while (cap < s->len + n)
             cap *= 2;

@@ -5,6 +5,7 @@
 #ifndef ST_TEST_NODE_HARNESS_H
 #define ST_TEST_NODE_HARNESS_H
 
+#include "free_port.h"
 #include "test.h"
 
 #include "api/api.h"
@@ -45,53 +46,10 @@ static uv_loop_t *h_loop;
 static uv_timer_t h_watchdog;
 static bool h_expired;
 
-/* A free loopback port for a node to bind later. Not "bind to port 0, read
- * it back, close": that port is in the kernel's ephemeral range, and an
- * outgoing connection of any process can take it before the node binds (CI
- * saw "cannot listen on 127.0.0.1:54993: address already in use"). As in
- * tests/cluster/harness.py: a random port below the ephemeral range (32768+
- * on Linux), locked with a file in the same directory so concurrent test
- * processes, C or Python, stay off each other's ports; the lock is held
- * until the process exits. 0 when none can be found. */
-#define H_PORT_LO 20000
-#define H_PORT_HI 32000
-
-static inline bool h_port_bindable(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
-
+/* A free loopback port for a node to bind later (tests/free_port.h). */
 static inline uint16_t h_free_port(void)
 {
-    static uint64_t state;
-    if (state == 0) state = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ 0x9e3779b97f4a7c15u;
-    const char *tmp = getenv("TMPDIR");
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/stcache-cluster-ports", tmp && *tmp ? tmp : "/tmp");
-    mkdir(dir, 0777);
-    for (int attempt = 0; attempt < 20000; attempt++) {
-        state = state * 6364136223846793005u + 1442695040888963407u;
-        uint16_t port = (uint16_t)(H_PORT_LO + (state >> 33) % (H_PORT_HI - H_PORT_LO));
-        char path[600];
-        snprintf(path, sizeof path, "%s/%u.lock", dir, port);
-        int fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0666);
-        if (fd < 0) continue;
-        if (flock(fd, LOCK_EX | LOCK_NB) != 0 || !h_port_bindable(port)) {
-            close(fd);
-            continue;
-        }
-        return port; /* fd stays open: the lock lasts as long as the process */
-    }
-    return 0;
+    return st_test_free_port();
 }
 
 static inline void h_watchdog_cb(uv_timer_t *t)
