@@ -142,6 +142,15 @@ def main():
         print("node 2 longest iteration since its start: %.1f ms" % (mx2 * 1000))
         for i, (raft, h) in enumerate(nodes, 1):
             st, body = request(h, "GET", "/metrics")
+            g = {}
+            for l in body.decode().splitlines():
+                if l.startswith("stcache_loop_iteration_") and "cpu" in l.split()[0]:
+                    g[l.split()[0]] = float(l.split()[1])
+            print("node %d: longest iteration's CPU time %.1f ms; most CPU in one iteration "
+                  "%.1f ms" % (i, g.get("stcache_loop_iteration_max_cpu_seconds", 0) * 1000,
+                               g.get("stcache_loop_iteration_cpu_max_seconds", 0) * 1000))
+        for i, (raft, h) in enumerate(nodes, 1):
+            st, body = request(h, "GET", "/metrics")
             trims = [l for l in body.decode().splitlines()
                      if l.startswith("stcache_memory_trim") and not l.startswith("#")]
             print("node %d heap trims: %s" % (i, ", ".join(trims)))

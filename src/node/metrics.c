@@ -227,11 +227,24 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
              "(callbacks and readies, sleep in the poll excluded).\n"
              "# TYPE stcache_loop_iteration_seconds histogram\n");
     hist_body(&o, "stcache_loop_iteration_seconds", "", &m->loop_busy);
+    /* outf() formats at most 512 bytes: one metric per call. */
     outf(&o,
          "# HELP stcache_loop_iteration_max_seconds Longest loop iteration since start.\n"
          "# TYPE stcache_loop_iteration_max_seconds gauge\n"
          "stcache_loop_iteration_max_seconds %.6f\n",
          (double)m->loop_busy_max_us / 1e6);
+    outf(&o,
+         "# HELP stcache_loop_iteration_max_cpu_seconds The loop thread's CPU time in the "
+         "longest iteration (far below its length: the loop waited, preempted or blocked).\n"
+         "# TYPE stcache_loop_iteration_max_cpu_seconds gauge\n"
+         "stcache_loop_iteration_max_cpu_seconds %.6f\n",
+         (double)m->loop_busy_max_cpu_us / 1e6);
+    outf(&o,
+         "# HELP stcache_loop_iteration_cpu_max_seconds Most CPU time of one loop iteration "
+         "since start.\n"
+         "# TYPE stcache_loop_iteration_cpu_max_seconds gauge\n"
+         "stcache_loop_iteration_cpu_max_seconds %.6f\n",
+         (double)m->loop_cpu_max_us / 1e6);
     outf(&o, "# HELP stcache_http_requests_total HTTP requests by route and status class.\n"
              "# TYPE stcache_http_requests_total counter\n");
     for (int r = 0; r < NODE_ROUTE_COUNT; r++)

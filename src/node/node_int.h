@@ -252,6 +252,11 @@ struct node_metrics {
     struct node_hist fsync;     /* submit -> durable, per batch */
     struct node_hist loop_busy; /* busy time of one loop iteration */
     uint64_t loop_busy_max_us;
+    /* The loop thread's CPU time in that longest iteration: far below
+     * loop_busy_max_us means it waited (preempted, or blocked in a system
+     * call), not computed. And the most CPU time of any one iteration. */
+    uint64_t loop_busy_max_cpu_us;
+    uint64_t loop_cpu_max_us;
     struct node_hist route_latency[NODE_ROUTE_COUNT];
     uint64_t route_status[NODE_ROUTE_COUNT][6]; /* by status class: 1xx..5xx, index = class */
     uint64_t proposals;
@@ -415,6 +420,7 @@ struct node {
     struct node_install *install;
     uint32_t bg_pending;
     uint64_t loop_last_ns, loop_idle_last_ns; /* loop_busy_observe */
+    uint64_t loop_cpu_last_ns;                /* the loop thread's CPU clock, same */
     struct kv_config kv_cfg;                  /* the kv's configuration (for the kvs of installs) */
 
     /* inbound snapshot stream */

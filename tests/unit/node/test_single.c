@@ -202,7 +202,7 @@ TEST(a_value_of_exactly_the_default_limit_is_stored)
 }
 
 struct metrics_buf {
-    char text[16384];
+    char text[65536];
     size_t len;
 };
 
@@ -239,6 +239,39 @@ TEST(ttl_keys_expire_and_the_leader_purges_them)
     ASSERT_EQ(r.status, 404);
     h_http(&single, "GET", "/kv/forever", NULL, NULL, &r);
     ASSERT_EQ(r.status, 200);
+    finish_single();
+}
+
+static double metric_value(const char *text, const char *name)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(text, pat);
+    ASSERT_TRUE(p != NULL);
+    return strtod(p + strlen(pat), NULL);
+}
+
+/* The loop's longest iteration comes with the thread's CPU time in it, which
+ * cannot exceed the iteration's length (tells a preempted or blocked loop
+ * from a computing one), and the most CPU of any iteration is reported. */
+TEST(loop_iteration_metrics_report_cpu_time_beside_wall_time)
+{
+    start_single(0);
+    struct hresp r;
+    for (int i = 0; i < 20; i++) {
+        h_http(&single, "PUT", "/kv/k", NULL, "value", &r);
+        ASSERT_TRUE(r.status == 200 || r.status == 201);
+    }
+    static struct metrics_buf b;
+    b.len = 0;
+    b.text[0] = '\0';
+    node_metrics_write(single.node, metrics_append, &b);
+    double wall = metric_value(b.text, "stcache_loop_iteration_max_seconds");
+    double wall_cpu = metric_value(b.text, "stcache_loop_iteration_max_cpu_seconds");
+    double cpu_max = metric_value(b.text, "stcache_loop_iteration_cpu_max_seconds");
+    ASSERT_TRUE(wall > 0);
+    ASSERT_TRUE(cpu_max > 0);
+    ASSERT_TRUE(wall_cpu <= wall + 0.0005); /* clocks read microseconds apart */
     finish_single();
 }
 
