@@ -18,6 +18,8 @@ usage: nemesis.py STCACHE [--seed N] [--runs N] [--duration S] [--mix LIST]
   member     transfer leadership; remove a follower, wipe it, rejoin it under a
              new id (sometimes killing the joiner while it joins); add a node on a
              spare host (up to 5), or remove one
+  crash      kill -9 every node at once (the whole cluster loses power), restart
+             them; with --power-loss, WAL writes not yet fsynced are lost
 Run k uses seed N+k; the same seed gives the same fault schedule (which
 faults, in which order, on which nodes by rank, for how long). A failing run
 keeps its directory (history.json, schedule.json, node logs) and prints the
@@ -53,7 +55,7 @@ HOSTS = 5  # namespaces: 3 initial nodes, 2 spare hosts for added nodes
 # rolls happen many times per run, and a 96 MiB disk holds the WAL.
 SERVER_ARGS = ("--snapshot-threshold 500 --snapshot-interval 0 --wal-segment-bytes 4194304 "
                "--max-value-bytes 65536")
-KINDS = ["partition", "net", "kill", "stop", "clock", "disk", "member"]
+KINDS = ["partition", "net", "kill", "stop", "clock", "disk", "member", "crash"]
 REQUEST_TIMEOUT_S = 8.0  # above the server's --request-timeout-ms (5 s): it answers first
 
 
@@ -275,12 +277,16 @@ class Run:
         n.http = "%s:%d" % (self.net.ip(host), HTTP_PORT)
         n.wrapper = self.net.exec_prefix(host)
         n.host = host
+        preload = [self.args.power_loss] if self.args.power_loss else []
         if self.clock_ok:
             clock = os.path.join(c.dir, "clock%d" % host)
             with open(clock, "w") as f:
                 f.write("+0\n")
-            n.env = {"LD_PRELOAD": faketime_lib(), "FAKETIME_TIMESTAMP_FILE": clock,
+            preload.append(faketime_lib())
+            n.env = {"FAKETIME_TIMESTAMP_FILE": clock,
                      "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        if preload:
+            n.env["LD_PRELOAD"] = " ".join(preload)
         self.host_of[node_id] = host
         return n
 
@@ -459,6 +465,15 @@ class Run:
             with self.lock:
                 n.kill9()
             self.record(kind, "kill -9 node %d" % n.id)
+        elif kind == "crash":
+            running = [n for n in ms if n.running()]
+            if len(running) < 2:
+                return
+            with self.lock:
+                for n in running:
+                    n.kill9()
+                    n.stopped = False  # SIGKILL ends a stopped process too
+            self.record(kind, "kill -9 nodes %s at once" % [n.id for n in running])
         elif kind == "stop":
             if self.minority_room() < 1:
                 return
@@ -622,8 +637,13 @@ def main():
                     help="arguments for every node (default: %(default)s)")
     ap.add_argument("--disk-mib", type=int, default=96, help="each host's tmpfs (MiB)")
     ap.add_argument("--net-id", type=int, default=None, help="10.99.NET.0/24 (default: from pid)")
+    ap.add_argument("--power-loss", default=None, metavar="SHIM",
+                    help="LD_PRELOAD this build of tests/nemesis/powerloss.c into every node: "
+                    "WAL writes not yet fsynced are lost at kill -9, as at a power failure")
     args = ap.parse_args()
     args.stcache = os.path.abspath(args.stcache)
+    if args.power_loss:
+        args.power_loss = os.path.abspath(args.power_loss)
     why = netns.available()
     if why:
         print("nemesis: SKIPPED: %s" % why, flush=True)
@@ -642,6 +662,8 @@ def main():
                   % (sys.executable, os.path.abspath(__file__), seed, args.duration, args.quiet,
                      args.mix, args.clients, args.keys, args.reads, args.disk_mib, args.retry_s,
                      args.server_args))
+        if args.power_loss:
+            replay += " --power-loss " + args.power_loss
         replay = replay.replace(os.path.abspath(__file__),
                                 os.path.abspath(__file__) + " " + args.stcache, 1)
         try:
