@@ -8,8 +8,9 @@ import json
 import resource
 import select
 import socket
+import threading
 
-from harness import (Scenario, check, log, retry_503, scaled, step, wait_for)
+from harness import (Scenario, check, log, reserve_ports, retry_503, scaled, step, wait_for)
 
 
 def raw_status(addr, data, timeout=None, source=None):
@@ -201,4 +202,83 @@ class ConnFlood(Scenario):
                 s.close()
 
 
-SCENARIOS = {"web_guards": WebGuards, "conn_flood": ConnFlood}
+class FakeUpstream:
+    """Accepts connections and answers each with `answer`, then closes."""
+
+    def __init__(self, port, answer):
+        self.answer = answer
+        self.hits = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.hits += 1
+                conn.sendall(self.answer)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self):
+        self.sock.close()
+
+
+class Proxy1xx(Scenario):
+    """A leader whose advertised HTTP address answers 1xx or garbage."""
+
+    def run(self):
+        c = self.cluster("proxy1xx")
+        fake_port = reserve_ports(1)[0]
+        fake = FakeUpstream(fake_port, b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            n1, n2 = c.new_node(1), c.new_node(2)
+            spec = "1=%s/127.0.0.1:%d,2=%s/%s" % (n1.raft, fake_port, n2.raft, n2.http)
+            with step("2-node cluster; node 1 is advertised at a fake HTTP upstream"):
+                n1.start(["--peers", spec])
+                n2.start(["--peers", spec])
+
+                def n1_leads():
+                    i1, i2 = n1.info(), n2.info()
+                    if not i1 or not i2 or not i2.get("leader"):
+                        return False
+                    if i2["leader"] == 2:
+                        n2.request("POST", "/cluster/transfer?to=1")
+                        return False
+                    return i1.get("leader") == 1 and i2["leader"] == 1
+                wait_for("node 1 leads and node 2 follows it", n1_leads)
+            body = json.dumps({"id": 9, "raft": "127.0.0.1:9"})
+            with step("an admin request to the follower is proxied; the 1xx becomes a 502"):
+                r = n2.request("POST", "/cluster/members", body=body)
+                check(fake.hits >= 1, "the fake upstream was not asked")
+                check(r.status == 502, "proxied POST /cluster/members: %s" % r.error_text())
+                check(n2.running(), "node 2 died")
+            with step("a garbage answer also becomes a 502"):
+                fake.answer = b"HTTP/1.1 abc\r\n\r\n"
+                r = n2.request("POST", "/cluster/members", body=body)
+                check(r.status == 502, "garbage upstream: %s" % r.error_text())
+            with step("node 2 keeps serving"):
+                check(n2.running(), "node 2 died")
+                r = retry_503(lambda: n2.put("after", "1"))
+                check(r.status in (200, 201), "PUT via node 2: %s" % r.error_text())
+        finally:
+            fake.close()
+
+
+SCENARIOS = {"web_guards": WebGuards, "conn_flood": ConnFlood, "proxy_1xx": Proxy1xx}
