@@ -13,6 +13,17 @@ import threading
 from harness import (Scenario, check, log, reserve_ports, retry_503, scaled, step, wait_for)
 
 
+def read_head(s):
+    """Bytes from s until the end of an HTTP head (or EOF)."""
+    out = b""
+    while b"\r\n\r\n" not in out:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 def raw_status(addr, data, timeout=None, source=None):
     """Sends raw request bytes on a fresh connection; returns (status, text)
     of the answer, or (None, b"") when the server closed without one."""
@@ -21,13 +32,7 @@ def raw_status(addr, data, timeout=None, source=None):
                                  source_address=(source, 0) if source else None)
     try:
         s.sendall(data)
-        out = b""
-        while b"\r\n\r\n" not in out:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-        head, _, body = out.partition(b"\r\n\r\n")
+        head, _, body = read_head(s).partition(b"\r\n\r\n")
         parts = head.split(b" ", 2)
         if len(parts) < 2 or not head.startswith(b"HTTP/1."):
             return None, b""
@@ -223,12 +228,7 @@ class FakeUpstream:
                 return
             try:
                 conn.settimeout(5)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                read_head(conn)
                 self.hits += 1
                 conn.sendall(self.answer)
             except OSError:
