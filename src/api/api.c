@@ -710,18 +710,15 @@ static void proxy_done_cb(void *ctx, int status, const char *body, size_t len, c
     (void)head_len;
     struct api_req *ar = ctx;
     ar->proxy = NULL;
-    if (status == ST_EPROTO || status == ST_ETOOBIG) {
+    /* Only a final status 200..599 is passed on: a 1xx, another status or a
+     * malformed or oversized answer is not an answer to give a client. */
+    if (status == ST_EPROTO || status == ST_ETOOBIG || (status >= 0 && status < 200) ||
+        status > 599) {
         respond_error(ar, 502, "bad_gateway", "the leader answered with an invalid response");
         return;
     }
     if (status < 0) {
         respond_error(ar, 503, "no_leader", "the leader could not be reached");
-        return;
-    }
-    /* Only a final status is passed on: a 1xx (or anything else outside
-     * 200..599) from the upstream is not an answer to give a client. */
-    if (status < 200 || status > 599) {
-        respond_error(ar, 502, "bad_gateway", "the leader answered with an invalid response");
         return;
     }
     respond(ar, status, "application/json", NULL, 0, body, len);
