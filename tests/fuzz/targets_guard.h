@@ -1,7 +1,7 @@
 /* Fuzz target body for the request checks of the HTTP API (api/guard.h):
  * Host, Origin and Content-Type header values arrive from any client.
  * Shared by the libFuzzer driver (tests/fuzz/fuzz_guard.c) and the
- * deterministic smoke test (tests/unit/api/test_fuzz_smoke.c).
+ * deterministic smoke test (tests/unit/api/test_guard_fuzz_smoke.c).
  *
  * Input: "ALLOWLIST\nHEADER VALUE" (no newline: an empty list). Returns 0
  * when the value is an allowed Host for the list, 1 otherwise. Beyond "no
