@@ -1,5 +1,6 @@
 /* The stcache HTTP API routes (see api.h and docs/HTTP-API.md). */
 #include "api/api.h"
+#include "api/guard.h"
 
 #include "http/server.h"
 #include "node/config.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MOD "http"
 #define API_PARAM_MAX 256 /* decoded query parameter bytes (ids, ttl, addresses) */
@@ -55,6 +57,10 @@ struct api {
     size_t reqs_live;
     struct st_membuf scratch;        /* JSON bodies; http_response_send copies */
     struct st_outbudget *out_budget; /* borrowed; NULL = none */
+    /* Host allowlist in force: --allowed-hosts, else the loopback names for
+     * a loopback listener, else "*". */
+    char allowed_hosts[NODE_ALLOWED_HOSTS_MAX];
+    bool hosts_explicit; /* allowed_hosts came from --allowed-hosts */
     void (*closed_cb)(struct api *a, void *ctx);
     void *closed_ctx;
 };
@@ -704,6 +710,13 @@ static void proxy_done_cb(void *ctx, int status, const char *body, size_t len, c
     (void)head_len;
     struct api_req *ar = ctx;
     ar->proxy = NULL;
+    /* Only a final status 200..599 is passed on: a 1xx, another status or a
+     * malformed or oversized answer is not an answer to give a client. */
+    if (status == ST_EPROTO || status == ST_ETOOBIG || (status >= 0 && status < 200) ||
+        status > 599) {
+        respond_error(ar, 502, "bad_gateway", "the leader answered with an invalid response");
+        return;
+    }
     if (status < 0) {
         respond_error(ar, 503, "no_leader", "the leader could not be reached");
         return;
@@ -942,6 +955,12 @@ static void metrics_http(struct api *a, struct st_membuf *b)
                 "HTTP connections accepted.", st.connections_accepted);
     metric_line(b, "counter", "stcache_http_connections_rejected_total",
                 "HTTP connections refused over the connection limit.", st.connections_rejected);
+    metric_line(b, "counter", "stcache_http_connections_rejected_per_ip_total",
+                "HTTP connections refused over --max-conns-per-ip.",
+                st.connections_rejected_per_ip);
+    metric_line(b, "counter", "stcache_http_idle_evicted_total",
+                "Idle HTTP connections closed at the connection limit to admit a new one.",
+                st.idle_evicted);
     metric_line(b, "gauge", "stcache_http_output_bytes",
                 "HTTP response bytes generated and not yet written to clients.", st.out_bytes);
     metric_line(b, "counter", "stcache_http_output_paused_total",
@@ -1027,11 +1046,68 @@ static bool is_get(const struct http_request *req)
     return req->verb == HTTP_VERB_GET || req->verb == HTTP_VERB_HEAD;
 }
 
+static bool host_allowed(const struct api *a, const char *host, size_t len)
+{
+    const struct node_config *cfg = node_config_get(a->node);
+    const char *adv = cfg->advertise_http[0] ? cfg->advertise_http : cfg->http_listen;
+    return api_guard_host_listed(a->allowed_hosts, host, len) ||
+           (strlen(adv) == len && strncasecmp(adv, host, len) == 0);
+}
+
+static void refuse(struct api *a, struct http_request *req, int status, const char *code,
+                   const char *text)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_OTHER);
+    if (!ar) {
+        http_response_error(req, status, status, text);
+        return;
+    }
+    respond_error(ar, status, code, text);
+}
+
+/* The checks every request passes before its route (docs/SECURITY.md):
+ * Host in the allowlist (DNS rebinding), an Origin, if sent, naming the
+ * request's own host or a listed one (cross-site requests), and a POST
+ * carrying a JSON or octet-stream Content-Type (HTML forms and no-cors
+ * fetches cannot send those). PUT and DELETE need no Content-Type: a browser
+ * sends them cross-site only after a CORS preflight, which is never
+ * granted. Answers and returns false when a check fails. */
+static bool request_admitted(struct api *a, struct http_request *req)
+{
+    size_t hl = 0, ol = 0, cl = 0;
+    const char *host = http_request_header(req, "Host", &hl);
+    if (host && !host_allowed(a, host, hl)) {
+        refuse(a, req, 403, "forbidden_host", "Host not allowed (see --allowed-hosts)");
+        return false;
+    }
+    const char *origin = http_request_header(req, "Origin", &ol);
+    if (origin) {
+        const char *oh;
+        size_t ohl;
+        bool ok =
+            api_guard_origin_host(origin, ol, &oh, &ohl) &&
+            ((host && ohl == hl && strncasecmp(oh, host, hl) == 0) ||
+             (a->hosts_explicit && strcmp(a->allowed_hosts, "*") != 0 && host_allowed(a, oh, ohl)));
+        if (!ok) {
+            refuse(a, req, 403, "forbidden_origin", "cross-origin request refused");
+            return false;
+        }
+    }
+    const char *ctype = http_request_header(req, "Content-Type", &cl);
+    if (req->verb == HTTP_VERB_POST && !api_guard_content_type_ok(ctype, cl)) {
+        refuse(a, req, 415, "unsupported_media_type",
+               "POST needs Content-Type: application/json or application/octet-stream");
+        return false;
+    }
+    return true;
+}
+
 static void handler(struct http_request *req, void *ctx)
 {
     struct api *a = ctx;
     const char *p = req->path;
     size_t pl = req->path_len;
+    if (!request_admitted(a, req)) return;
     if (pl >= 4 && memcmp(p, "/kv/", 4) == 0) {
         route_kv(a, req, p + 4, pl - 4);
         return;
@@ -1092,6 +1168,11 @@ static void handler(struct http_request *req, void *ctx)
             method_not_allowed(a, req, "GET");
             return;
         }
+        if (p[1] != 'g' && !node_config_get(a->node)->seed_api) {
+            refuse(a, req, 403, "seed_api_disabled",
+                   "GET /set and GET /join change state: served only with --seed-api");
+            return;
+        }
         if (p[1] == 's')
             route_seed_set(a, req);
         else if (p[1] == 'g')
@@ -1131,6 +1212,14 @@ int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr,
     a->loop = loop;
     a->node = n;
     st_membuf_init(&a->scratch);
+    const char *hosts = node_config_get(n)->allowed_hosts;
+    a->hosts_explicit = hosts[0] != '\0';
+    if (!a->hosts_explicit)
+        hosts = (strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+                 strcmp(host, "localhost") == 0)
+                    ? "localhost,127.0.0.1,[::1]"
+                    : "*";
+    snprintf(a->allowed_hosts, sizeof a->allowed_hosts, "%s", hosts);
     struct http_server_config sc;
     http_server_config_default(&sc);
     sc.host = host;
@@ -1139,6 +1228,7 @@ int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr,
      * larger ones are refused by the server before they are buffered. */
     sc.body_bytes_max = (uint64_t)node_config_get(n)->max_value_bytes + 64 * 1024;
     sc.conn_out_bytes_max = node_config_get(n)->conn_output_bytes_max;
+    sc.conns_per_ip_max = node_config_get(n)->conns_per_ip_max;
     sc.out_budget = out_budget;
     a->out_budget = out_budget;
     int rc = http_server_create(loop, &sc, handler, a, &a->srv);

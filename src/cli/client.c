@@ -576,8 +576,12 @@ static int cmd_members(struct cli *c)
 static int admin_simple(struct cli *c, const char *what, const char *method, const char *target,
                         const char *body, const char *done_text)
 {
-    int rc = cluster_request(c, method, target, body ? "Content-Type: application/json\r\n" : NULL,
-                             body, body ? strlen(body) : 0);
+    /* Every POST carries a JSON Content-Type, with or without a body: the
+     * server refuses others (415, docs/HTTP-API.md). */
+    int rc = cluster_request(
+        c, method, target,
+        body || strcmp(method, "POST") == 0 ? "Content-Type: application/json\r\n" : NULL, body,
+        body ? strlen(body) : 0);
     if (rc != 0) return exit_for_local_error(rc);
     const struct http_response *r = &c->resp;
     if (r->status == 404) {

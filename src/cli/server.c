@@ -67,6 +67,14 @@ static const char server_usage[] =
     "  --conn-output-bytes-max N\n"
     "                          queued response bytes at which one connection is\n"
     "                          no longer read until it drains (default 1048576)\n"
+    "  --max-conns-per-ip N    open HTTP connections per client address; more are\n"
+    "                          refused at once (default 256; 0 = no bound)\n"
+    "  --seed-api              serve the state-changing GET /set and GET /join\n"
+    "                          (default off: any web page could trigger them)\n"
+    "  --allowed-hosts LIST    Host header values the HTTP API answers, HOST or\n"
+    "                          HOST:PORT, comma-separated, or * (default: with a\n"
+    "                          loopback --http, localhost, 127.0.0.1 and [::1];\n"
+    "                          else any); requests with another Host or Origin: 403\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
     "  -h, --help              print this text and exit\n"
@@ -113,7 +121,7 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
         }
         memcpy(name, a + 2, nl);
         name[nl] = '\0';
-        bool is_flag = strcmp(name, "bootstrap") == 0;
+        bool is_flag = strcmp(name, "bootstrap") == 0 || strcmp(name, "seed-api") == 0;
         if (eq) {
             value = eq + 1;
         } else if (!is_flag) {

@@ -98,6 +98,17 @@ static void budget_drop_slowest_cb(void *ctx)
 
 /* ---------- accepting ---------- */
 
+#define REFUSE_IP_BODY "{\"error\":\"too many connections from this address\",\"code\":503}"
+static const char refuse_ip_resp[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    "Content-Length: 61\r\nConnection: close\r\n\r\n" REFUSE_IP_BODY;
+_Static_assert(sizeof(REFUSE_IP_BODY) - 1 == 61, "Content-Length of the per-address 503 body");
+#define REFUSE_BODY "{\"error\":\"too many connections\",\"code\":503}"
+static const char refuse_resp[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    "Content-Length: 43\r\nConnection: close\r\n\r\n" REFUSE_BODY;
+_Static_assert(sizeof(REFUSE_BODY) - 1 == 43, "Content-Length of the 503 body");
+
 struct http_reject {
     uv_tcp_t tcp;
 };
@@ -114,17 +125,93 @@ static void reject_connection(struct http_server *srv)
     uv_tcp_init(srv->loop, &r->tcp);
     r->tcp.data = r;
     if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&r->tcp) == 0) {
-#define REJECT_BODY "{\"error\":\"too many connections\",\"code\":503}"
-        static const char resp[] =
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            "Content-Length: 43\r\nConnection: close\r\n\r\n" REJECT_BODY;
-        _Static_assert(sizeof(REJECT_BODY) - 1 == 43, "Content-Length of the 503 body");
-#undef REJECT_BODY
-        uv_buf_t b = uv_buf_init((char *)(uintptr_t)resp, sizeof(resp) - 1);
+        uv_buf_t b = uv_buf_init((char *)(uintptr_t)refuse_resp, sizeof(refuse_resp) - 1);
         (void)uv_try_write((uv_stream_t *)&r->tcp, &b, 1);
     }
     uv_close((uv_handle_t *)&r->tcp, on_reject_closed);
     srv->stats.connections_rejected++;
+}
+
+/* Answers an accepted connection that is not admitted with a 503 and closes
+ * it. Not counted in conns_open: it never held a share of connections_max. */
+static void conn_refuse(struct http_conn *c, const char *resp, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)(uintptr_t)resp, (unsigned int)len);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    http_conn_close(c);
+}
+
+/* The client address as 16 bytes (IPv4 as ::ffff:a.b.c.d); all zero when
+ * unknown (those then share one count). */
+static void conn_peer(struct http_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
+    memset(c->peer, 0, sizeof c->peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        c->peer[10] = 0xff;
+        c->peer[11] = 0xff;
+        memcpy(c->peer + 12, &in->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        memcpy(c->peer, &((const struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    }
+}
+
+/* The connection idle longest that may be closed to admit a new one: no
+ * request with the handler, no queued output (a request still being
+ * received counts as idle since its last byte), or NULL. */
+static struct http_conn *server_longest_idle(struct http_server *srv)
+{
+    struct http_conn *best = NULL;
+    struct st_list *e;
+    ST_LIST_FOREACH(e, &srv->conns)
+    {
+        struct http_conn *c = ST_CONTAINER_OF(e, struct http_conn, link);
+        if (!c->admitted || c->closing || c->lingering || c->out_bytes > 0 ||
+            c->count != (c->cur ? 1u : 0u))
+            continue;
+        if (!best || c->active_ms < best->active_ms) best = c;
+    }
+    return best;
+}
+
+/* Applies conns_per_ip_max, then connections_max (closing the connection
+ * idle longest to make room). Returns 1 if c is admitted, 0 if it was
+ * refused (answered 503, closing). */
+static int conn_admit(struct http_server *srv, struct http_conn *c)
+{
+    uint32_t per_ip = srv->cfg.conns_per_ip_max;
+    if (per_ip > 0) {
+        conn_peer(c);
+        if (http_ipcount_get(&srv->ipcount, c->peer) >= per_ip) {
+            srv->stats.connections_rejected_per_ip++;
+            conn_refuse(c, refuse_ip_resp, sizeof refuse_ip_resp - 1);
+            return 0;
+        }
+    }
+    if (srv->conns_open >= srv->cfg.connections_max) {
+        struct http_conn *victim = server_longest_idle(srv);
+        if (!victim) {
+            srv->stats.connections_rejected++;
+            conn_refuse(c, refuse_resp, sizeof refuse_resp - 1);
+            return 0;
+        }
+        srv->stats.idle_evicted++;
+        http_conn_close(victim);
+    }
+    if (per_ip > 0) {
+        if (http_ipcount_add(&srv->ipcount, c->peer) != 0) {
+            srv->stats.connections_rejected++;
+            conn_refuse(c, refuse_resp, sizeof refuse_resp - 1);
+            return 0;
+        }
+        c->peer_counted = 1;
+    }
+    c->admitted = 1;
+    srv->conns_open++;
+    return 1;
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -152,10 +239,6 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     if (srv->closing) return;
-    if (srv->stats.connections >= srv->cfg.connections_max) {
-        reject_connection(srv);
-        return;
-    }
     size_t sz = sizeof(struct http_conn) + (size_t)srv->cfg.pipeline_max * sizeof(struct http_slot);
     struct http_conn *c = calloc(1, sz);
     if (!c) {
@@ -178,6 +261,7 @@ static void on_connection(uv_stream_t *listener, int status)
         http_conn_close(c);
         return;
     }
+    if (!conn_admit(srv, c)) return;
     srv->stats.connections_accepted++;
     uv_tcp_nodelay(&c->tcp, 1);
     http_conn_touch(c);
@@ -188,7 +272,9 @@ static void on_connection(uv_stream_t *listener, int status)
 
 static void on_failed_listener_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct http_server *srv = h->data;
+    http_ipcount_free(&srv->ipcount);
+    free(srv);
 }
 
 int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
@@ -220,6 +306,11 @@ int http_server_create(uv_loop_t *loop, const struct http_server_config *cfg,
     if (rc != 0) {
         free(srv);
         return ST_EINVAL;
+    }
+    if (srv->cfg.conns_per_ip_max > 0 &&
+        http_ipcount_init(&srv->ipcount, srv->cfg.connections_max) != 0) {
+        free(srv);
+        return ST_ENOMEM;
     }
     uv_tcp_init(loop, &srv->listener);
     srv->listener.data = srv;
@@ -332,5 +423,6 @@ void http_server_destroy(struct http_server *srv)
     if (!srv) return;
     ST_ASSERT(!srv->listener_open && !srv->idle_open && !srv->trim_open && srv->conns_alive == 0);
     st_membuf_free(&srv->err_body);
+    http_ipcount_free(&srv->ipcount);
     free(srv);
 }

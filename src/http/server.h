@@ -117,8 +117,15 @@ struct http_server_config {
      * else 408 and close (default 30000; 0 = none): bounds slow senders that
      * keep a connection just short of idle. */
     uint32_t request_timeout_ms;
-    /* Beyond this, new connections get 503 and are closed (default 1024). */
+    /* At this many open connections, a new one closes the connection idle
+     * longest (no request in progress, no queued output) to take its place,
+     * so idle connections cannot lock clients out; when none is idle, the new
+     * one gets 503 and is closed (default 1024). */
     uint32_t connections_max;
+    /* Open connections per client address (IPv4 and IPv6 alike); one more is
+     * answered 503 and closed at once, before the connections_max check, so
+     * it takes nothing from the global bound (default 0 = no bound). */
+    uint32_t conns_per_ip_max;
     uint32_t pipeline_max;   /* requests in flight per connection (default 16, max 64) */
     uint32_t read_buf_bytes; /* per-connection read buffer (default 16 KiB) */
     /* Queued response bytes at which a connection stops being read (default
@@ -137,12 +144,14 @@ struct http_server_config {
 struct http_server_stats {
     uint64_t connections; /* open now */
     uint64_t connections_accepted;
-    uint64_t connections_rejected;       /* over connections_max */
-    uint64_t accept_failures;            /* accept errors (EMFILE, ENFILE, ...) */
-    uint64_t connections_refused_nofile; /* closed unread: no descriptor was left */
-    uint64_t requests;                   /* handed to the handler */
-    uint64_t requests_bad;               /* answered 4xx by the server itself */
-    uint64_t responses_discarded;        /* completed after the client left */
+    uint64_t connections_rejected;        /* over connections_max, none idle */
+    uint64_t connections_rejected_per_ip; /* over conns_per_ip_max */
+    uint64_t idle_evicted;                /* idle connections closed to admit a new one */
+    uint64_t accept_failures;             /* accept errors (EMFILE, ENFILE, ...) */
+    uint64_t connections_refused_nofile;  /* closed unread: no descriptor was left */
+    uint64_t requests;                    /* handed to the handler */
+    uint64_t requests_bad;                /* answered 4xx by the server itself */
+    uint64_t responses_discarded;         /* completed after the client left */
     uint64_t idle_closed;
     uint64_t request_timeouts; /* 408s for requests received too slowly */
     uint64_t write_batches;    /* write calls carrying responses (pipelined ones share) */

@@ -90,6 +90,9 @@ void http_conn_close(struct http_conn *c)
     if (c->closing) return;
     c->closing = 1;
     c->reading = 0;
+    if (c->admitted) c->srv->conns_open--;
+    if (c->peer_counted) http_ipcount_del(&c->srv->ipcount, c->peer);
+    c->admitted = c->peer_counted = 0;
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);

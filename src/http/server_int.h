@@ -30,6 +30,22 @@ struct hdr_span {
 
 struct http_conn;
 
+/* Open connections per client address (server_ipcount.c). */
+struct http_ipcount_slot {
+    uint8_t addr[16]; /* IPv6, or IPv4 mapped (::ffff:a.b.c.d) */
+    uint32_t count;   /* 0 = empty slot */
+};
+struct http_ipcount {
+    struct http_ipcount_slot *slots; /* cap entries, a power of two */
+    uint32_t cap, used;
+};
+int http_ipcount_init(struct http_ipcount *t, uint32_t entries_max);
+void http_ipcount_free(struct http_ipcount *t);
+uint32_t http_ipcount_get(const struct http_ipcount *t, const uint8_t addr[16]);
+/* ST_ENOMEM when the table already holds entries_max addresses. */
+int http_ipcount_add(struct http_ipcount *t, const uint8_t addr[16]);
+void http_ipcount_del(struct http_ipcount *t, const uint8_t addr[16]);
+
 struct http_slot {
     struct http_request req; /* first: req <-> slot */
     struct http_conn *conn;
@@ -88,6 +104,9 @@ struct http_conn {
     uint64_t out_stamp;
     uint64_t out_progress_ms; /* loop time of the same events (idle_timeout_ms) */
     size_t wq_seen;           /* libuv write queue bytes when last looked at */
+    uint8_t peer[16];         /* client address (IPv4 mapped), for ipcount */
+    int peer_counted;         /* peer is counted in srv->ipcount */
+    int admitted;             /* counted in srv->conns_open */
     struct http_slot slots[];
 };
 
@@ -107,8 +126,13 @@ struct http_server {
     void *handler_ctx;
     http_server_closed_cb closed_cb;
     void *closed_ctx;
-    struct st_list conns;        /* every allocated connection (http_conn.link), newest first */
-    uint64_t conns_alive;        /* allocated connections (open or draining) */
+    struct st_list conns; /* every allocated connection (http_conn.link), newest first */
+    uint64_t conns_alive; /* allocated connections (open or draining) */
+    /* Admitted connections not yet closing: what connections_max bounds (a
+     * connection closed to admit another leaves it at once, while its
+     * handles close later). */
+    uint32_t conns_open;
+    struct http_ipcount ipcount; /* used when cfg.conns_per_ip_max > 0 */
     struct st_outbudget *budget; /* cfg.out_budget, registered while the server lives */
     uv_timer_t trim_timer;
     int trim_open;

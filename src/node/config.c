@@ -43,6 +43,7 @@ void node_config_default(struct node_config *cfg)
     cfg->wal_segment_bytes = 64ull << 20;
     cfg->client_output_bytes_max = 64u << 20;
     cfg->conn_output_bytes_max = 1u << 20;
+    cfg->conns_per_ip_max = 256;
 }
 
 static const char *const eviction_names[] = {
@@ -337,6 +338,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"snapshot-recv-bytes-max", 4096, UINT64_MAX, 64, &cfg->snapshot_recv_bytes_max},
         {"client-output-bytes-max", 1u << 20, UINT64_MAX, 64, &cfg->client_output_bytes_max},
         {"conn-output-bytes-max", 4096, UINT64_MAX, 64, &cfg->conn_output_bytes_max},
+        {"max-conns-per-ip", 0, 1000000, 32, &cfg->conns_per_ip_max},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(nums); i++) {
         if (strcmp(name, nums[i].name) != 0) continue;
@@ -388,6 +390,23 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         }
         if (value && strcmp(value, "false") == 0) return 0;
         return set_mode(cfg, NODE_START_BOOTSTRAP, name, err, errlen);
+    }
+    if (strcmp(name, "seed-api") == 0) {
+        if (value && strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+            set_err(err, errlen, "--seed-api takes no value (config file: true/false)");
+            return ST_EINVAL;
+        }
+        cfg->seed_api = !value || strcmp(value, "true") == 0;
+        return 0;
+    }
+    if (strcmp(name, "allowed-hosts") == 0) {
+        if (!value || !*value || strlen(value) >= NODE_ALLOWED_HOSTS_MAX ||
+            strpbrk(value, " \t\r\n")) {
+            set_err(err, errlen, "--allowed-hosts: want HOST[:PORT],... or * (no spaces)");
+            return ST_EINVAL;
+        }
+        snprintf(cfg->allowed_hosts, sizeof cfg->allowed_hosts, "%s", value);
+        return 0;
     }
     if (strcmp(name, "eviction-policy") == 0) {
         for (size_t i = 0; i < ST_ARRAY_LEN(eviction_names); i++) {

@@ -18,8 +18,9 @@
 
 struct st_fs;
 
-#define NODE_ADDR_MAX 80  /* bytes of a "host:port" string, NUL included */
-#define NODE_PATH_MAX 512 /* bytes of the data directory path, NUL included */
+#define NODE_ADDR_MAX 80            /* bytes of a "host:port" string, NUL included */
+#define NODE_PATH_MAX 512           /* bytes of the data directory path, NUL included */
+#define NODE_ALLOWED_HOSTS_MAX 1024 /* bytes of the --allowed-hosts list, NUL included */
 
 enum node_start_mode {
     NODE_START_RESTART = 0, /* from the data directory (error if it is empty) */
@@ -109,6 +110,15 @@ struct node_config {
     /* Queued response bytes at which one connection stops being read until
      * its output drains. Default 1 MiB; <= client_output_bytes_max. */
     uint64_t conn_output_bytes_max;
+    /* Open HTTP connections per client address; more are refused at once
+     * (503) without taking from the global bound. Default 256; 0 = none. */
+    uint32_t conns_per_ip_max;
+    /* Serve the seed's state-changing GET /set and GET /join (off by
+     * default: any web page could trigger them, docs/SECURITY.md). */
+    bool seed_api;
+    /* Comma-separated Host header values the HTTP API answers ("name" or
+     * "name:port"; "*" = any); "" = the default of api_host_allowed(). */
+    char allowed_hosts[NODE_ALLOWED_HOSTS_MAX];
     const struct st_fs *fs;  /* tests: a simulated file system; NULL = the real one */
     bool bootstrap_if_empty; /* restart mode, but bootstrap an empty data directory
                               * (`stcache server` without any flag) */

@@ -150,7 +150,17 @@ class Response:
         return "<Response %d %r>" % (self.status, self.body[:120])
 
 
+def default_headers(method, headers):
+    """The caller's headers; a POST gets a JSON Content-Type unless it names
+    one (the API answers 415 without: docs/HTTP-API.md)."""
+    headers = dict(headers or {})
+    if method == "POST" and not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = "application/json"
+    return headers
+
+
 def http_request(addr, method, path, body=None, headers=None, timeout=None):
+    headers = default_headers(method, headers)
     host, port = addr.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout or scaled(10))
     try:
@@ -179,7 +189,7 @@ class KeepAlive:
                 host, port = self.addr.rsplit(":", 1)
                 self.conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
             try:
-                self.conn.request(method, path, body=body, headers=headers or {})
+                self.conn.request(method, path, body=body, headers=default_headers(method, headers))
                 r = self.conn.getresponse()
                 data = r.read()
                 resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)

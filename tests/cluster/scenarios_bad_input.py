@@ -113,7 +113,7 @@ class BadInput(Scenario):
             r = leader.put("bad/max", value)
             check(r.status in (200, 201), "value of exactly --max-value-bytes: %s" % r.error_text())
             ledger["bad/max"] = value
-            resp = raw_exchange(follower.http, b"PUT /kv/huge HTTP/1.1\r\nHost: x\r\n"
+            resp = raw_exchange(follower.http, b"PUT /kv/huge HTTP/1.1\r\nHost: %s\r\n" % follower.http.encode() +
                                 b"Content-Length: 1000000000000\r\n\r\nabc")
             check(status_of(resp) == 413, "Content-Length 1e12: %r" % resp[:200])
             resp = raw_exchange(leader.http, b"GET /kv/" + b"%41" * 20000 + b" HTTP/1.1\r\n\r\n")

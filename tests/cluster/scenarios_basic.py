@@ -34,7 +34,7 @@ class Basic(Scenario):
     """bootstrap + two joins; writes through each node; API semantics."""
 
     def run(self):
-        c = self.cluster("basic")
+        c = self.cluster("basic", ["--seed-api"])
         with step("bootstrap node 1, join nodes 2 and 3 through node 1"):
             leader = c.start_bootstrap_and_join(3)
             c.wait_members(voters=[1, 2, 3])

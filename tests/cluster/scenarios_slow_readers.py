@@ -95,7 +95,7 @@ class SlowReaders(Scenario):
             log("baseline VmRSS %.1f MiB" % (baseline / MIB))
 
         host, port = node.http.rsplit(":", 1)
-        req = b"GET /kv/big HTTP/1.1\r\nHost: x\r\n\r\n"
+        req = b"GET /kv/big HTTP/1.1\r\nHost: %s\r\n\r\n" % node.http.encode()
         socks = []
         watch = RssWatch(node, baseline + GLOBAL_MAX + FLOOD_MARGIN)
         try:

@@ -139,6 +139,20 @@ def text_corpora():
     }
     for name, data in url_seeds.items():
         write("url", name, data)
+    guard_seeds = {  # "ALLOWLIST\nHOST": accepted when the Host is allowed
+        "loopback": b"localhost,127.0.0.1,[::1]\n127.0.0.1:8001",
+        "v6": b"localhost,127.0.0.1,[::1]\n[::1]:8001",
+        "name_any_port": b"cache.example\nCACHE.example:443",
+        "exact_port": b"cache.example:8443,10.0.0.5\ncache.example:8443",
+        "star": b"*\nanything.example",
+        "origin_like": b"*\nhttp://evil.example:8080/x",
+        "bad_rebinding": b"localhost,127.0.0.1,[::1]\nevil.example:8001",
+        "bad_other_port": b"cache.example:8443\ncache.example:8001",
+        "bad_suffix": b"localhost\nlocalhost.evil.example",
+        "bad_empty": b"localhost\n",
+    }
+    for name, data in guard_seeds.items():
+        write("guard", name, data)
     err = b'{"error":"no leader","code":"no_leader"}'
     responses = {
         "value": b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
@@ -236,8 +250,11 @@ def http_request_corpora():
         head = method + b" " + target + b" " + version + b"\r\nHost: 127.0.0.1\r\n"
         for h in headers:
             head += h + b"\r\n"
-        if body:
+        if method == b"POST":
+            head += b"Content-Type: application/json\r\n"
+        elif body:
             head += b"Content-Type: application/octet-stream\r\n"
+        if body:
             head += b"Content-Length: %d\r\n" % len(body)
         return head + b"\r\n" + body
     seeds = {

@@ -80,6 +80,7 @@ static inline struct fuzz_api *fuzz_api_get(void)
     cfg.id = 1;
     cfg.fs = fs;
     cfg.mode = NODE_START_BOOTSTRAP;
+    cfg.seed_api = true; /* GET /set and /join are routes to reach too */
     snprintf(cfg.data_dir, sizeof(cfg.data_dir), "/sim/data");
     uint16_t raft_port = st_test_free_port(), http_port = st_test_free_port();
     ST_ASSERT(raft_port != 0 && http_port != 0);

@@ -98,7 +98,10 @@ def request(addr, method, path, body=None, headers=None):
             conn.connect()
         except OSError as e:
             raise ConnectionError(str(e)) from e
-        conn.request(method, path, body=body, headers=headers or {})
+        headers = dict(headers or {})
+        if method == "POST":
+            headers.setdefault("Content-Type", "application/json")  # else 415
+        conn.request(method, path, body=body, headers=headers)
         r = conn.getresponse()
         data = r.read()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data

@@ -430,18 +430,18 @@ TEST(idle_timeout_spares_connections_with_requests_in_the_handler)
     fx_stop(f);
 }
 
-TEST(connections_over_the_limit_get_503)
+TEST(connections_over_the_limit_get_503_when_none_is_idle)
 {
     struct http_server_config cfg;
     http_server_config_default(&cfg);
     cfg.connections_max = 1;
-    struct fx *f = fx_start(&cfg, FX_ECHO);
+    struct fx *f = fx_start(&cfg, FX_HOLD);
     struct client a, b;
     ASSERT_EQ(cl_connect(&a, f->port), 0);
-    ASSERT_EQ(cl_sends(&a, "GET /x HTTP/1.1\r\n\r\n"), 0); /* a is accepted first */
+    ASSERT_EQ(cl_sends(&a, "GET /x HTTP/1.1\r\n\r\n"), 0); /* busy: with the handler */
+    int one = 1;
+    fx_wait(f, fx_held_n, &one);
     struct resp r;
-    ASSERT_EQ(cl_read(&a, &r), 0);
-    free(r.body);
     ASSERT_EQ(cl_connect(&b, f->port), 0);
     ASSERT_EQ(cl_read(&b, &r), 0);
     ASSERT_EQ(r.status, 503);
@@ -449,9 +449,123 @@ TEST(connections_over_the_limit_get_503)
     free(r.body);
     ASSERT_TRUE(cl_wait_eof(&b));
     cl_close(&b);
+    fx_run(f, fx_release_cmd, NULL);
+    ASSERT_EQ(cl_read(&a, &r), 0);
+    ASSERT_EQ(r.status, 200);
+    free(r.body);
     cl_close(&a);
     struct http_server_stats s = fx_stop(f);
     ASSERT_EQ(s.connections_rejected, 1);
+    ASSERT_EQ(s.idle_evicted, 0);
+}
+
+/* Idle connections renewed before the idle timeout used to hold every
+ * place: at the cap, the one idle longest now makes room for a new one. */
+TEST(at_the_cap_the_longest_idle_connection_makes_room)
+{
+    struct http_server_config cfg;
+    http_server_config_default(&cfg);
+    cfg.connections_max = 2;
+    struct fx *f = fx_start(&cfg, FX_ECHO);
+    struct client a, b, c;
+    struct resp r;
+    ASSERT_EQ(cl_connect(&a, f->port), 0);
+    ASSERT_EQ(cl_sends(&a, "GET /a HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_EQ(cl_read(&a, &r), 0);
+    free(r.body);
+    ASSERT_EQ(cl_connect(&b, f->port), 0);
+    ASSERT_EQ(cl_sends(&b, "GET /b HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_EQ(cl_read(&b, &r), 0);
+    free(r.body);
+    /* Make a the more recently active one: b is now idle longest. */
+    ASSERT_EQ(cl_sends(&a, "GET /a2 HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_EQ(cl_read(&a, &r), 0);
+    free(r.body);
+    ASSERT_EQ(cl_connect(&c, f->port), 0);
+    ASSERT_EQ(cl_sends(&c, "GET /c HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_EQ(cl_read(&c, &r), 0);
+    ASSERT_EQ(r.status, 200);
+    free(r.body);
+    ASSERT_TRUE(cl_wait_eof(&b)); /* b made room */
+    ASSERT_EQ(cl_sends(&a, "GET /a3 HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_EQ(cl_read(&a, &r), 0); /* a is still served */
+    ASSERT_EQ(r.status, 200);
+    free(r.body);
+    cl_close(&a);
+    cl_close(&b);
+    cl_close(&c);
+    struct http_server_stats s = fx_stop(f);
+    ASSERT_EQ(s.idle_evicted, 1);
+    ASSERT_EQ(s.connections_rejected, 0);
+}
+
+/* Connects from the loopback source address 127.0.0.<last>. */
+static int cl_connect_from(struct client *c, uint16_t port, uint8_t last)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl(0x7f000000u | last);
+    if (bind(c->fd, (struct sockaddr *)&src, sizeof src) != 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    c->cap = 1u << 20;
+    c->buf = malloc(c->cap);
+    return connect(c->fd, (struct sockaddr *)&a, sizeof(a));
+}
+
+static int fx_connections_n(struct fx *f, void *arg)
+{
+    struct http_server_stats s;
+    http_server_stats(f->srv, &s);
+    return s.connections == *(uint64_t *)arg;
+}
+
+TEST(one_address_cannot_take_more_than_its_share)
+{
+    struct http_server_config cfg;
+    http_server_config_default(&cfg);
+    cfg.connections_max = 8;
+    cfg.conns_per_ip_max = 3;
+    struct fx *f = fx_start(&cfg, FX_ECHO);
+    struct client a[4], other;
+    struct resp r;
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(cl_connect_from(&a[i], f->port, 2), 0);
+        ASSERT_EQ(cl_sends(&a[i], "GET /a HTTP/1.1\r\n\r\n"), 0);
+        ASSERT_EQ(cl_read(&a[i], &r), 0);
+        ASSERT_EQ(r.status, 200);
+        free(r.body);
+    }
+    ASSERT_EQ(cl_connect_from(&a[3], f->port, 2), 0);
+    ASSERT_EQ(cl_read(&a[3], &r), 0);
+    ASSERT_EQ(r.status, 503);
+    ASSERT_STREQ(r.body, "{\"error\":\"too many connections from this address\",\"code\":503}");
+    free(r.body);
+    ASSERT_TRUE(cl_wait_eof(&a[3]));
+    cl_close(&a[3]);
+    ASSERT_EQ(cl_connect_from(&other, f->port, 3), 0);
+    ASSERT_EQ(cl_sends(&other, "GET /b HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_EQ(cl_read(&other, &r), 0);
+    ASSERT_EQ(r.status, 200);
+    free(r.body);
+    /* A closed connection gives its place back to its address. */
+    cl_close(&a[0]);
+    uint64_t three = 3;
+    fx_wait(f, fx_connections_n, &three);
+    ASSERT_EQ(cl_connect_from(&a[0], f->port, 2), 0);
+    ASSERT_EQ(cl_sends(&a[0], "GET /c HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_EQ(cl_read(&a[0], &r), 0);
+    ASSERT_EQ(r.status, 200);
+    free(r.body);
+    for (int i = 0; i < 3; i++)
+        cl_close(&a[i]);
+    cl_close(&other);
+    struct http_server_stats s = fx_stop(f);
+    ASSERT_GE(s.connections_rejected_per_ip, 1);
+    ASSERT_EQ(s.connections_rejected, 0);
 }
 
 TEST(connection_close_and_http10_semantics)

@@ -220,7 +220,9 @@ static inline void h_http(struct hnode *h, const char *method, const char *path,
                           const char *headers, const char *body, struct hresp *r)
 {
     memset(r, 0, sizeof *r);
-    int rc = http_client_request(h_loop, h->cfg.http_listen, method, path, NULL, headers, body,
+    /* POSTs need a JSON content type (the API answers 415 otherwise). */
+    const char *ctype = strcmp(method, "POST") == 0 ? "application/json" : NULL;
+    int rc = http_client_request(h_loop, h->cfg.http_listen, method, path, ctype, headers, body,
                                  body ? strlen(body) : 0, 20000, h_http_cb, r, NULL);
     ASSERT_EQ(rc, 0);
     ASSERT_TRUE(h_run_until(h_cond_resp, r));

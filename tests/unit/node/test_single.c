@@ -7,6 +7,8 @@
 
 static struct hnode single;
 
+static bool single_seed_api = true; /* --seed-api for the next start_single */
+
 static void start_single(uint64_t snapshot_threshold)
 {
     h_init();
@@ -15,6 +17,7 @@ static void start_single(uint64_t snapshot_threshold)
     h_config(&single, 1);
     single.cfg.mode = NODE_START_BOOTSTRAP;
     single.cfg.snapshot_threshold = snapshot_threshold;
+    single.cfg.seed_api = single_seed_api;
     ASSERT_EQ(h_start(&single), 0);
     struct hcond c = {&single, 1, 0, 0};
     ASSERT_TRUE(h_run_until(h_cond_converged, &c));
@@ -499,6 +502,25 @@ TEST(a_snapshot_is_followed_by_returning_free_heap_to_the_os)
     ASSERT_TRUE(strstr(r.body, "stcache_memory_trims_total 1") != NULL);
     h_http(&single, "GET", "/kv/a", NULL, NULL, &r);
     ASSERT_EQ(r.status, 200);
+    finish_single();
+}
+
+TEST(seed_set_and_join_are_refused_without_seed_api)
+{
+    single_seed_api = false;
+    start_single(0);
+    single_seed_api = true;
+    struct hresp r;
+    h_http(&single, "GET", "/set?key=a&value=x", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 403);
+    ASSERT_TRUE(strstr(r.body, "seed_api_disabled") != NULL);
+    h_http(&single, "GET", "/join?peerAddress=127.0.0.1%3A9&id=5", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 403);
+    h_http(&single, "GET", "/kv/a", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 404); /* /set wrote nothing */
+    h_http(&single, "GET", "/get?key=a", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200); /* reads stay served */
+    ASSERT_STREQ(r.body, "");
     finish_single();
 }
 
