@@ -81,7 +81,8 @@ static int pl_matches(const char *path)
 {
     const char *m = getenv("STCACHE_POWERLOSS_MATCH");
     size_t n = strlen(path);
-    return strstr(path, m && *m ? m : "/wal/") != NULL && n > 4 && strcmp(path + n - 4, ".wal") == 0;
+    return strstr(path, m && *m ? m : "/wal/") != NULL && n > 4 &&
+           strcmp(path + n - 4, ".wal") == 0;
 }
 
 static int pl_track(int fd, const char *path)
@@ -189,7 +190,8 @@ ssize_t pread64(int fd, void *buf, size_t len, off_t off)
             if (lo >= hi) continue;
             memcpy((unsigned char *)buf + (lo - off), w->data + (lo - w->off), (size_t)(hi - lo));
             if ((size_t)(hi - off) > got) {
-                if ((size_t)(lo - off) > got) memset((unsigned char *)buf + got, 0, (size_t)(lo - off) - got);
+                if ((size_t)(lo - off) > got)
+                    memset((unsigned char *)buf + got, 0, (size_t)(lo - off) - got);
                 got = (size_t)(hi - off);
             }
         }
