@@ -268,8 +268,11 @@ static void conn_up(struct st_tr_conn *c)
     p->down_since_ms = 0;
     st_tr_peer_free_addrs(p);
     tr->stats.connects++;
-    ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection up (%s)", p->id, p->addr,
-                  c->outbound ? "dialed" : "accepted");
+    ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection up (%s%s)", p->id, p->addr,
+                  c->outbound ? "dialed" : "accepted",
+                  c->tls == NULL                ? ""
+                  : st_tls_conn_resumed(c->tls) ? ", mutual TLS, resumed"
+                                                : ", mutual TLS");
     while (!st_list_empty(&p->queue)) {
         struct st_tr_out *o = ST_CONTAINER_OF(p->queue.next, struct st_tr_out, link);
         st_list_del(&o->link);
