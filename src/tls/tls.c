@@ -207,7 +207,10 @@ int st_tls_conn_create(struct st_tls_ctx *ctx, const char *sni, struct st_tls_co
         SSL_set_accept_state(c->ssl);
     } else {
         SSL_set_connect_state(c->ssl);
-        if (sni != NULL && sni[0] != '\0') SSL_set_tlsext_host_name(c->ssl, sni);
+        if (sni != NULL &&
+            sni[0] != '\0') /* SSL_set_tlsext_host_name() without its const-dropping cast */
+            SSL_ctrl(c->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                     (void *)(uintptr_t)sni);
     }
     *out = c;
     return 0;
