@@ -31,12 +31,14 @@ struct st_tls_conn {
     char reason[ST_TLS_REASON_MAX];
 };
 
-__attribute__((format(printf, 2, 3))) static void set_reason(char *reason, const char *fmt, ...)
+static void set_reason(char *reason, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_reason(char *reason, const char *fmt, ...)
 {
-    if (reason == NULL) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(reason, ST_TLS_REASON_MAX, fmt, ap);
+    /* ap is started above; the analyzer loses track of it here */
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
+    if (reason != NULL) vsnprintf(reason, ST_TLS_REASON_MAX, fmt, ap);
     va_end(ap);
 }
 
