@@ -9,11 +9,12 @@
 #   wire        util
 #   storage     wire util
 #   kv          wire util
-#   transport   wire util
-#   http        util                 (generic HTTP server and client)
-#   node        raft storage transport kv wire http util
+#   tls         util                 (OpenSSL over memory BIOs)
+#   transport   tls wire util
+#   http        tls util             (generic HTTP server and client)
+#   node        raft storage transport kv wire http tls util
 #   api         node http util       (the HTTP API routes)
-#   cli         api http node util   (the stcache executable)
+#   cli         api http node tls util (the stcache executable)
 #
 # Public headers (include/stcache/*.h) include only other public headers.
 # Widening a row is a design decision: change it here and in ARCHITECTURE.md.
@@ -26,11 +27,12 @@ declare -A allowed=(
   [wire]="util"
   [storage]="wire util"
   [kv]="wire util"
-  [transport]="wire util"
-  [http]="util"
-  [node]="raft storage transport kv wire http util"
+  [tls]="util"
+  [transport]="tls wire util"
+  [http]="tls util"
+  [node]="raft storage transport kv wire http tls util"
   [api]="node http util"
-  [cli]="api http node util"
+  [cli]="api http node tls util"
 )
 fail=0
 finding() { echo "layering: $*"; fail=1; }

@@ -504,6 +504,14 @@ class StcacheCluster(Cluster):
         elif not restart:
             argv += ["--peers", self._peers(self.nodes[:3])]
         # restart: no start-mode flag, the node comes back from its data dir
+        if PEER_TLS_DIR:
+            crt = os.path.join(PEER_TLS_DIR, "node-%d.crt" % node.idx)
+            if not os.path.exists(crt):
+                subprocess.run([os.path.join(REPO, "scripts", "gen-certs.sh"), PEER_TLS_DIR,
+                                "node", str(node.idx)], check=True, stdout=subprocess.DEVNULL)
+            argv += ["--peer-cert-file", crt,
+                     "--peer-key-file", os.path.join(PEER_TLS_DIR, "node-%d.key" % node.idx),
+                     "--peer-trusted-ca-file", os.path.join(PEER_TLS_DIR, "ca.crt")]
         node.proc = PROCS.spawn(argv, node.log_path)
 
     def _cluster(self, node):
@@ -890,6 +898,9 @@ def wait_value(cluster, node, key, want, consistency, limit_s, t0=None):
 
 
 LOG_DIR = None  # set by main(): bench/results/logs/<run name>/
+# --peer-tls: the directory of the certificates (scripts/gen-certs.sh) that
+# stcache nodes use for mutual TLS on the peer port (docs/SECURITY.md).
+PEER_TLS_DIR = None
 
 
 def save_logs(cluster, tag):
@@ -1128,6 +1139,8 @@ def run_kind(args):
     committed latest.json; a run cut down by any option is "-partial"."""
     if args.quick:
         return "-quick"
+    if args.peer_tls:
+        return "-peer-tls"
     cut = (args.only or args.skip_big or args.rounds or args.duration or args.warmup is not None
            or args.big_keys or args.systems != "stcache,etcd")
     return "-partial" if cut else ""
@@ -1170,6 +1183,9 @@ def arg_parser():
     ap.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     ap.add_argument("--floor", help="the compiled bench/cluster/floor.c (required to run)")
     ap.add_argument("--render", metavar="JSON", help="print the table of a results file and exit")
+    ap.add_argument("--peer-tls", action="store_true",
+                    help="stcache nodes use mutual TLS between peers (certificates made with "
+                         "scripts/gen-certs.sh); etcd is not changed")
     ap.add_argument("--data-root", default="/var/tmp")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     ap.add_argument("--tmp", help="work directory (default: mkdtemp under --data-root)")
@@ -1208,6 +1224,11 @@ def main():
     tmp = args.tmp or tempfile.mkdtemp(prefix="stbench-", dir=args.data_root)
     os.makedirs(tmp, exist_ok=True)
     PROCS.pidfile = os.path.join(tmp, "pids")
+    if args.peer_tls:
+        global PEER_TLS_DIR
+        PEER_TLS_DIR = os.path.join(tmp, "peer-certs")
+        subprocess.run([os.path.join(REPO, "scripts", "gen-certs.sh"), PEER_TLS_DIR, "ca"],
+                       check=True, stdout=subprocess.DEVNULL)
 
     def on_signal(signum, _frame):
         raise SystemExit("bench: stopped by signal %d" % signum)
@@ -1226,6 +1247,7 @@ def main():
             "etcd": tool_version([args.etcd, "--version"]),
             "wrk": tool_version([args.wrk, "-v"]),
             "stcache_bin": args.stcache if "stcache" in systems else None,
+            "stcache_peer_tls": bool(args.peer_tls),
             "data_root": tmp,
             "data_fs": subprocess.run(["stat", "-f", "-c", "%T", tmp], capture_output=True,
                                       text=True).stdout.strip(),

@@ -12,12 +12,24 @@
  * exponential backoff and jitter (reconnect_base_ms doubling up to
  * reconnect_max_ms, the delay drawn uniformly in [d/2, d] from an rng seeded
  * by cfg.seed). If an accepted connection from a peer arrives while one is
- * established, the new one wins (the dialer restarted or saw the old one die
- * first) and the old one is closed.
+ * established, the new one replaces it (the dialer restarted or saw the old
+ * one die first) only if it authenticates as that peer: with TLS, by its
+ * certificate; without TLS, only if the old connection has received nothing
+ * for ST_TR_REPLACE_IDLE_MS (a live link cannot be kicked by someone who
+ * merely knows a node id). Otherwise the new one is refused.
+ *
+ * Unauthenticated inbound connections (before a successful HELLO) are
+ * bounded: at most ST_TR_INBOUND_PER_ADDR_MAX per source address and
+ * ST_TR_INBOUND_PENDING_MAX in all, the oldest closed for a newer one, and
+ * each must finish its handshake within min(handshake_timeout_ms,
+ * ST_TR_INBOUND_HANDSHAKE_MS). A flood of idle connections therefore cannot
+ * keep a real peer out.
  *
  * Handshake. The dialer sends HELLO(version, cluster id, its id, the id it
  * expects at that address, its advertised address); the acceptor answers
- * HELLO_ACK(status, cluster id, its id). Refused with ST_EMISMATCH and traced:
+ * HELLO_ACK(status, cluster id, its id); a refusal's HELLO_ACK carries only
+ * the status, with zero cluster and node ids (it reveals nothing to a
+ * stranger). Refused with ST_EMISMATCH and traced:
  * a different cluster id, a HELLO addressed to another node id, a dialer id
  * that is not a known peer (st_tr_peer_add) or that should not dial us (larger
  * id than ours), and on the dialer side an acceptor whose id is not the one
@@ -85,6 +97,11 @@ extern "C" {
 #endif
 
 #define ST_TR_ADDR_MAX 255 /* "host:port" strings, bytes without the NUL */
+/* A connection from a known peer replaces its established one only if that
+ * one received nothing for this long (without TLS; see above). */
+#define ST_TR_REPLACE_IDLE_MS 1000
+#define ST_TR_INBOUND_PER_ADDR_MAX 4    /* unauthenticated connections per source address */
+#define ST_TR_INBOUND_HANDSHAKE_MS 2000 /* an inbound connection's handshake deadline, at most */
 
 struct st_tr_config {
     raft_id self_id;
@@ -105,6 +122,17 @@ struct st_tr_config {
     uint32_t reconnect_fast_ms;
     uint32_t handshake_timeout_ms; /* connect + handshake must finish within */
     uint32_t queue_wait_ms;        /* a message waits at most this for a connection */
+    /* Mutual TLS (docs/SECURITY.md). All three set: every connection, both
+     * directions, runs a TLS handshake before the HELLO; each side presents
+     * tls_cert_file and verifies the other's against tls_ca_file, and a
+     * certificate must name the node ("stcache-node-<id>" as CN or DNS SAN):
+     * the acceptor refuses a HELLO whose dialer id is not the certificate's,
+     * the dialer drops an acceptor whose certificate names another id than
+     * the one it dialed. All NULL: plaintext. The strings are read during
+     * st_tr_create() only (the paths are copied for st_tr_tls_reload()). */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_ca_file;
 };
 
 /* Defaults: frame 64 MiB, queue 4096 msgs / 64 MiB, chunks 256 KiB,
@@ -180,6 +208,9 @@ struct st_tr_stats {
     uint64_t frame_buffer_bytes_max; /* largest inbound frame buffer ever allocated */
     uint64_t accept_failures;        /* accept errors (EMFILE, ENFILE, ...) */
     uint64_t read_pauses;            /* reads paused for a snapshot receiver (ST_TR_CB_PENDING) */
+    uint64_t tls_failures;           /* TLS handshakes failed or certificates refused */
+    uint64_t tls_resumed;            /* dialed TLS handshakes that resumed a session */
+    uint64_t inbound_evicted; /* unauthenticated connections closed for a newer one (limits) */
 };
 
 struct st_tr;
@@ -245,6 +276,14 @@ ST_API int st_tr_send_snapshot(struct st_tr *tr, const struct raft_msg *msg, con
  * snapshot_chunk_cb and snapshot_end_cb. Harmless when nothing is paused or
  * the peer is gone. Loop thread only. */
 ST_API void st_tr_snapshot_resume(struct st_tr *tr, raft_id from, int status);
+
+/* Re-reads the TLS files named in the config (certificate rotation). On
+ * success new connections use the new certificate and CA; established ones
+ * keep theirs and nothing is dropped. On failure the old ones stay in use,
+ * and `reason` (cap bytes, may be NULL) says which file failed and why.
+ * Returns 0, ST_EINVAL (a file does not load, or the key does not match the
+ * certificate; also: TLS is not configured), ST_ENOMEM. */
+ST_API int st_tr_tls_reload(struct st_tr *tr, char *reason, size_t cap);
 
 /* Copies the counters (monotonic since st_tr_create) into *out. */
 ST_API void st_tr_stats_get(const struct st_tr *tr, struct st_tr_stats *out);

@@ -75,6 +75,11 @@ static const char server_usage[] =
     "                          HOST:PORT, comma-separated, or * (default: with a\n"
     "                          loopback --http, localhost, 127.0.0.1 and [::1];\n"
     "                          else any); requests with another Host or Origin: 403\n"
+    "  --peer-cert-file FILE   this node's certificate for mutual TLS with its peers\n"
+    "                          (CN stcache-node-<id>: scripts/gen-certs.sh)\n"
+    "  --peer-key-file FILE    its private key (readable by its owner only)\n"
+    "  --peer-trusted-ca-file FILE  the CA that signed every peer's certificate;\n"
+    "                          all three peer flags or none. SIGHUP re-reads them\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
     "  -h, --help              print this text and exit\n"
@@ -148,7 +153,7 @@ struct server {
     struct api *api;
     /* Shared by every client front end (HTTP today). */
     struct st_outbudget out_budget;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     int exit_code;
     bool stopping;
 };
@@ -166,6 +171,7 @@ static void api_closed_cb(struct api *a, void *ctx)
     s->api = NULL;
     uv_close((uv_handle_t *)&s->sigint, signal_closed_cb);
     uv_close((uv_handle_t *)&s->sigterm, signal_closed_cb);
+    uv_close((uv_handle_t *)&s->sighup, signal_closed_cb);
 }
 
 static void server_node_stopped_cb(struct node *n, void *ctx)
@@ -193,6 +199,22 @@ static void signal_cb(uv_signal_t *h, int signum)
     struct server *s = h->data;
     ST_TRACE_INFO("server", "signal %d: stopping", signum);
     server_shutdown(s, 0);
+}
+
+/* SIGHUP: certificate rotation. A bad new file is refused and the old
+ * certificates stay in use; nothing is dropped either way. */
+static void sighup_cb(uv_signal_t *h, int signum)
+{
+    struct server *s = h->data;
+    (void)signum;
+    if (s->stopping) return;
+    char reason[256] = "";
+    int rc = node_tls_reload(s->node, reason, sizeof reason);
+    if (rc == 0)
+        ST_TRACE_INFO("server", "SIGHUP: certificates reloaded");
+    else
+        ST_TRACE_ERROR("server", "SIGHUP: certificates NOT reloaded, the old ones stay in use: %s",
+                       reason);
 }
 
 static void fatal_cb(struct node *n, int code, void *ctx)
@@ -262,6 +284,9 @@ int cli_server_main(int argc, char **argv)
     s.sigterm.data = &s;
     uv_signal_start(&s.sigint, signal_cb, SIGINT);
     uv_signal_start(&s.sigterm, signal_cb, SIGTERM);
+    uv_signal_init(s.loop, &s.sighup);
+    s.sighup.data = &s;
+    uv_signal_start(&s.sighup, sighup_cb, SIGHUP);
     rc = node_start(s.node, started_cb, &s);
     if (rc) {
         fprintf(stderr, "stcache server: node %" PRIu64 " could not start: %s\n", cfg.id,

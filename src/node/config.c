@@ -237,6 +237,14 @@ int node_config_validate(const struct node_config *cfg, char *err, size_t errlen
         set_err(err, errlen, "--advertise-raft and --advertise-http must be HOST:PORT");
         return ST_EINVAL;
     }
+    int peer_tls =
+        !!cfg->peer_cert_file[0] + !!cfg->peer_key_file[0] + !!cfg->peer_trusted_ca_file[0];
+    if (peer_tls != 0 && peer_tls != 3) {
+        set_err(err, errlen,
+                "peer TLS needs all of --peer-cert-file, --peer-key-file and "
+                "--peer-trusted-ca-file");
+        return ST_EINVAL;
+    }
     if (cfg->tick_ms == 0 || cfg->election_ticks < 2 || cfg->heartbeat_ticks == 0 ||
         cfg->heartbeat_ticks >= cfg->election_ticks) {
         set_err(err, errlen,
@@ -351,6 +359,23 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
             *(uint32_t *)nums[i].dst = (uint32_t)v;
         else
             *(uint64_t *)nums[i].dst = v;
+        return 0;
+    }
+    struct {
+        const char *name;
+        char *dst;
+    } paths[] = {
+        {"peer-cert-file", cfg->peer_cert_file},
+        {"peer-key-file", cfg->peer_key_file},
+        {"peer-trusted-ca-file", cfg->peer_trusted_ca_file},
+    };
+    for (size_t i = 0; i < ST_ARRAY_LEN(paths); i++) {
+        if (strcmp(name, paths[i].name) != 0) continue;
+        if (!value || !*value || strlen(value) >= NODE_PATH_MAX) {
+            set_err(err, errlen, "--%s: want a file path", name);
+            return ST_EINVAL;
+        }
+        snprintf(paths[i].dst, NODE_PATH_MAX, "%s", value);
         return 0;
     }
     if (strcmp(name, "data") == 0) {

@@ -50,6 +50,11 @@ const char *node_eviction_policy_name(enum node_eviction_policy p);
 struct node_config {
     raft_id id;
     char data_dir[NODE_PATH_MAX];
+    /* Peer mutual TLS (docs/SECURITY.md): all three or none ("" = none).
+     * Re-read on SIGHUP (node_tls_reload). */
+    char peer_cert_file[NODE_PATH_MAX];
+    char peer_key_file[NODE_PATH_MAX];
+    char peer_trusted_ca_file[NODE_PATH_MAX];
     char raft_listen[NODE_ADDR_MAX];
     char http_listen[NODE_ADDR_MAX];
     char advertise_raft[NODE_ADDR_MAX]; /* "" = raft_listen */

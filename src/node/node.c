@@ -274,6 +274,11 @@ int node_open_and_run(struct node *n, const struct raft_conf *initial_conf)
 
     struct st_tr_config tc;
     st_tr_config_default(&tc, n->cfg.id, n->cluster_id, n->cfg.raft_listen);
+    if (n->cfg.peer_cert_file[0]) {
+        tc.tls_cert_file = n->cfg.peer_cert_file;
+        tc.tls_key_file = n->cfg.peer_key_file;
+        tc.tls_ca_file = n->cfg.peer_trusted_ca_file;
+    }
     snprintf(tc.advertise_addr, sizeof tc.advertise_addr, "%s", n->advertise_raft);
     tc.seed = rcfg.seed ^ 0x5eedull;
     struct st_tr_callbacks cbs = {

@@ -81,6 +81,13 @@ void node_on_fatal(struct node *n, void (*cb)(struct node *n, int code, void *ct
 const struct node_config *node_config_get(const struct node *n);
 uint64_t node_cluster_id(const struct node *n);
 
+/* Re-reads the peer TLS certificate, key and CA files (SIGHUP: rotation).
+ * 0: new peer connections use them, established ones are kept; otherwise
+ * the old ones stay in use and `reason` (cap bytes) says what failed:
+ * ST_EINVAL (bad file, key mismatch, or no peer TLS configured), ST_ENOMEM.
+ * Loop thread, between node_start and node_stop. */
+int node_tls_reload(struct node *n, char *reason, size_t cap);
+
 /* -------------------------------------------------------- client writes */
 
 enum node_cond {

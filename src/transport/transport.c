@@ -27,6 +27,8 @@ void st_tr_maybe_free(struct st_tr *tr)
     if (!tr->destroying || tr->live > 0) return;
     wire_msg_close(&tr->wm);
     st_tr_out_pool_drain(tr);
+    st_tls_ctx_destroy(tr->tls_server);
+    st_tls_ctx_destroy(tr->tls_client);
     void (*cb)(void *) = tr->done_cb;
     void *arg = tr->done_arg;
     free(tr);
@@ -70,10 +72,32 @@ int st_tr_create(uv_loop_t *loop, const struct st_tr_config *cfg, const struct s
         memchr(cfg->advertise_addr, '\0', sizeof(cfg->advertise_addr)) == NULL ||
         st_url_hostport_split_any(cfg->listen_addr, host, sizeof(host), &port) != 0)
         return ST_EINVAL;
+    bool tls = cfg->tls_cert_file != NULL || cfg->tls_key_file != NULL || cfg->tls_ca_file != NULL;
+    if (tls &&
+        (cfg->tls_cert_file == NULL || cfg->tls_key_file == NULL || cfg->tls_ca_file == NULL))
+        return ST_EINVAL; /* mutual TLS needs all three */
     struct st_tr *tr = calloc(1, sizeof(*tr));
     if (tr == NULL) return ST_ENOMEM;
+    if (tls) {
+        struct st_tls_files f = {cfg->tls_cert_file, cfg->tls_key_file, cfg->tls_ca_file};
+        char reason[ST_TLS_REASON_MAX];
+        int rv =
+            st_tls_ctx_create(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, &f, &tr->tls_server, reason);
+        if (rv == 0)
+            rv = st_tls_ctx_create(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, &f, &tr->tls_client,
+                                   reason);
+        if (rv != 0) {
+            ST_TRACE_ERROR(MOD, "peer TLS: %s", reason);
+            st_tls_ctx_destroy(tr->tls_server);
+            free(tr);
+            return rv;
+        }
+        if (st_tls_ctx_key_file_too_open(tr->tls_server, reason))
+            ST_TRACE_WARN(MOD, "peer %s", reason);
+    }
     tr->loop = loop;
     tr->cfg = *cfg;
+    tr->cfg.tls_cert_file = tr->cfg.tls_key_file = tr->cfg.tls_ca_file = NULL; /* not kept */
     if (cbs != NULL) tr->cbs = *cbs;
     st_rng_init(&tr->rng, cfg->seed);
     st_list_init(&tr->peers);
@@ -128,6 +152,25 @@ int st_tr_start(struct st_tr *tr)
     ST_TRACE_INFO(MOD, "node %" PRIu64 " listening on %s (port %d)", tr->cfg.self_id,
                   tr->cfg.listen_addr, st_tr_listen_port(tr));
     return 0;
+}
+
+int st_tr_tls_reload(struct st_tr *tr, char *reason, size_t cap)
+{
+    char why[ST_TLS_REASON_MAX] = "peer TLS is not configured";
+    int rv = ST_EINVAL;
+    if (tr->tls_server != NULL) {
+        /* Both or neither: check the files with the server context first;
+         * the client's reads the same files. */
+        rv = st_tls_ctx_reload(tr->tls_server, why);
+        if (rv == 0) rv = st_tls_ctx_reload(tr->tls_client, why);
+    }
+    if (rv == 0) {
+        ST_TRACE_INFO(MOD, "peer TLS certificates reloaded");
+        if (st_tls_ctx_key_file_too_open(tr->tls_server, why)) ST_TRACE_WARN(MOD, "peer %s", why);
+    } else if (reason != NULL && cap > 0) {
+        snprintf(reason, cap, "%s", why);
+    }
+    return rv;
 }
 
 int st_tr_listen_port(const struct st_tr *tr)

@@ -33,6 +33,8 @@ static void on_conn_handle_closed(uv_handle_t *h)
     ST_ASSERT(c->inflight_msgs == 0);
     if (c->rbuf != NULL && c->rbuf != c->scratch) raft_buf_unref(c->rbuf);
     raft_buf_unref(c->scratch);
+    st_tls_conn_destroy(c->tls);
+    free(c->tls_rbuf);
     st_list_del(&c->link);
     free(c);
     tr->live--;
@@ -70,7 +72,11 @@ struct st_tr_conn *st_tr_conn_create(struct st_tr *tr, bool outbound, struct st_
     c->handles_open = 2;
     st_list_push_back(&tr->conns, &c->link);
     tr->live++;
-    uv_timer_start(&c->timer, on_conn_timer, tr->cfg.handshake_timeout_ms, 0);
+    c->created_ms = c->last_rx_ms = uv_now(tr->loop);
+    uint32_t deadline_ms = tr->cfg.handshake_timeout_ms;
+    if (!outbound && deadline_ms > ST_TR_INBOUND_HANDSHAKE_MS)
+        deadline_ms = ST_TR_INBOUND_HANDSHAKE_MS;
+    uv_timer_start(&c->timer, on_conn_timer, deadline_ms, 0);
     return c;
 }
 
@@ -103,6 +109,7 @@ void st_tr_conn_close(struct st_tr_conn *c, int status, bool notify)
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
     bool connect_failed = c->state_before_close == CONN_CONNECTING;
     struct st_tr_peer *p = c->peer;
+    if (was_up) st_tr_tls_keep_session(c, p);
     c->peer = NULL;
     if (p == NULL || p->conn != c) return;
     p->conn = NULL;
@@ -144,10 +151,10 @@ static void refuse(struct st_tr_conn *c, int status, const char *fmt_reason, uin
         st_tr_conn_close(c, status, true);
         return;
     }
-    struct frame_hello_ack ack = {.proto_version = FRAME_PROTO_VERSION,
-                                  .status = status,
-                                  .cluster_id = tr->cfg.cluster_id,
-                                  .node_id = tr->cfg.self_id};
+    /* A refusal reveals nothing: no cluster id, no node id (the dialer may
+     * be anyone; docs/WIRE-FORMAT.md). */
+    struct frame_hello_ack ack = {
+        .proto_version = FRAME_PROTO_VERSION, .status = status, .cluster_id = 0, .node_id = 0};
     uint8_t body[FRAME_HELLO_ACK_SIZE];
     size_t n = frame_hello_ack_encode(&ack, body);
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -178,6 +185,12 @@ static void handle_hello(struct st_tr_conn *c, const uint8_t *body, uint32_t len
                tr->cfg.self_id);
         return;
     }
+    if (c->tls != NULL && h.from_id != c->cert_id) {
+        refuse(c, ST_EMISMATCH,
+               "dialer claims another node id than its certificate's (claim, cert)", h.from_id,
+               c->cert_id);
+        return;
+    }
     struct st_tr_peer *p = peer_find(tr, h.from_id);
     if (p == NULL) {
         refuse(c, ST_EMISMATCH, "unknown peer id (dialer, self)", h.from_id, tr->cfg.self_id);
@@ -185,6 +198,14 @@ static void handle_hello(struct st_tr_conn *c, const uint8_t *body, uint32_t len
     }
     if (p->dialer) {
         refuse(c, ST_EMISMATCH, "a peer with a larger id must not dial us (dialer, self)",
+               h.from_id, tr->cfg.self_id);
+        return;
+    }
+    if (p->conn != NULL && c->tls == NULL &&
+        uv_now(tr->loop) - p->conn->last_rx_ms < ST_TR_REPLACE_IDLE_MS) {
+        /* Without TLS anyone can claim an id: a live link is not given up
+         * for a stranger's connection (docs/SECURITY.md). */
+        refuse(c, ST_EMISMATCH, "peer already connected and its link is live (peer, self)",
                h.from_id, tr->cfg.self_id);
         return;
     }
@@ -247,8 +268,11 @@ static void conn_up(struct st_tr_conn *c)
     p->down_since_ms = 0;
     st_tr_peer_free_addrs(p);
     tr->stats.connects++;
-    ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection up (%s)", p->id, p->addr,
-                  c->outbound ? "dialed" : "accepted");
+    ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s): connection up (%s%s)", p->id, p->addr,
+                  c->outbound ? "dialed" : "accepted",
+                  c->tls == NULL                ? ""
+                  : st_tls_conn_resumed(c->tls) ? ", mutual TLS, resumed"
+                                                : ", mutual TLS");
     while (!st_list_empty(&p->queue)) {
         struct st_tr_out *o = ST_CONTAINER_OF(p->queue.next, struct st_tr_out, link);
         st_list_del(&o->link);
@@ -360,6 +384,10 @@ static void process_frame(struct st_tr_conn *c, struct raft_buf *frame, const ui
 void st_tr_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct st_tr_conn *c = h->data;
+    if (c->tls != NULL) {
+        *buf = uv_buf_init((char *)c->tls_rbuf, ST_TR_TLS_READ_BYTES);
+        return;
+    }
     struct raft_buf *b = c->rbuf;
     ST_ASSERT(c->rlen < b->cap); /* b: scratch or a frame buffer, never NULL */
     *buf = uv_buf_init((char *)b->data + c->rlen, (unsigned)(b->cap - c->rlen));
@@ -379,7 +407,16 @@ void st_tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->state == CONN_CLOSING || c->state == CONN_REFUSING) return;
     tr->stats.bytes_received += (uint64_t)nread;
-    c->rlen += (size_t)nread;
+    c->last_rx_ms = uv_now(tr->loop);
+    if (c->tls != NULL)
+        st_tr_tls_on_read(c, (size_t)nread);
+    else
+        st_tr_conn_plain(c, (size_t)nread);
+}
+
+void st_tr_conn_plain(struct st_tr_conn *c, size_t n)
+{
+    c->rlen += n;
     if (c->rbuf != c->scratch) { /* a dedicated buffer holding exactly one frame */
         struct raft_buf *big = c->rbuf;
         if (c->rlen < big->cap) return;
@@ -460,6 +497,7 @@ void st_tr_conn_resume(struct st_tr_conn *c)
     c->read_paused = false;
     if (c->state != CONN_UP) return;
     conn_parse(c);
+    if (c->tls != NULL && c->state == CONN_UP && !c->read_paused) st_tr_tls_pump(c);
     if (c->state == CONN_UP && !c->read_paused) {
         int rv = uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read);
         if (rv != 0) st_tr_conn_close(c, uv_to_st(rv), true);
@@ -467,6 +505,59 @@ void st_tr_conn_resume(struct st_tr_conn *c)
 }
 
 /* -------------------------------------------------------------- listening */
+
+/* Same source host (the port differs per connection). */
+static bool same_source(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family) return false;
+    if (a->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)(const void *)a)->sin_addr,
+                      &((const struct sockaddr_in *)(const void *)b)->sin_addr,
+                      sizeof(struct in_addr)) == 0;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return false;
+}
+
+/* Keeps the unauthenticated inbound connections within their bounds after
+ * `c` joined them: over ST_TR_INBOUND_PER_ADDR_MAX from c's source, or over
+ * ST_TR_INBOUND_PENDING_MAX in all, the OLDEST goes. Closing the newest
+ * instead would let a flood that holds its connections idle keep every real
+ * peer out; closing the oldest means a flood must outpace the handshake of
+ * a real peer (milliseconds) and still loses to the per-address bound. */
+static void inbound_limit(struct st_tr *tr, struct st_tr_conn *c)
+{
+    for (;;) {
+        uint32_t same = 0;
+        struct st_tr_conn *oldest_same = NULL, *oldest = NULL;
+        for (struct st_list *l = tr->conns.next; l != &tr->conns; l = l->next) {
+            struct st_tr_conn *o = ST_CONTAINER_OF(l, struct st_tr_conn, link);
+            if (!o->counted_inbound) continue;
+            if (oldest == NULL || o->created_ms < oldest->created_ms) oldest = o;
+            if (!same_source(&o->src, &c->src)) continue;
+            same++;
+            if (oldest_same == NULL || o->created_ms < oldest_same->created_ms) oldest_same = o;
+        }
+        struct st_tr_conn *victim = NULL;
+        if (same > ST_TR_INBOUND_PER_ADDR_MAX)
+            victim = oldest_same;
+        else if (tr->inbound_pending > ST_TR_INBOUND_PENDING_MAX)
+            victim = oldest;
+        if (victim == NULL) return;
+        tr->stats.inbound_evicted++;
+        uint64_t now = uv_now(tr->loop);
+        if (tr->accept_warned_ms == 0 || now - tr->accept_warned_ms >= 1000) {
+            tr->accept_warned_ms = now;
+            ST_TRACE_WARN(MOD,
+                          "accept: %u unauthenticated connections (%u from one address): "
+                          "closing the oldest",
+                          tr->inbound_pending, same);
+        }
+        st_tr_conn_close(victim, ST_EBUSY, false);
+    }
+}
 
 void st_tr_on_connection(uv_stream_t *server, int status)
 {
@@ -498,14 +589,16 @@ void st_tr_on_connection(uv_stream_t *server, int status)
     c->counted_inbound = true;
     tr->inbound_pending++;
     int rv = uv_accept(server, (uv_stream_t *)&c->tcp);
-    if (rv == 0 && tr->inbound_pending > ST_TR_INBOUND_PENDING_MAX) {
-        ST_TRACE_WARN(MOD, "accept: %u unauthenticated connections: closing the new one",
-                      tr->inbound_pending);
-        rv = UV_EBUSY;
+    if (rv != 0) {
+        st_tr_conn_close(c, uv_to_st(rv), false);
+        return;
     }
-    if (rv == 0) {
-        st_tr_conn_set_options(c);
-        rv = uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read);
-    }
-    if (rv != 0) st_tr_conn_close(c, uv_to_st(rv), false);
+    int len = sizeof(c->src);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->src, &len) != 0)
+        memset(&c->src, 0, sizeof(c->src));
+    inbound_limit(tr, c);
+    st_tr_conn_set_options(c);
+    rv = uv_to_st(uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read));
+    if (rv == 0 && tr->tls_server != NULL) rv = st_tr_tls_attach(c);
+    if (rv != 0) st_tr_conn_close(c, rv, false);
 }

@@ -36,11 +36,22 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->state = CONN_HANDSHAKE;
     st_tr_conn_set_options(c);
-    int rv = uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read);
+    int rv = uv_to_st(uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read));
+    if (rv == 0 && tr->tls_client != NULL) rv = st_tr_tls_attach(c);
     if (rv != 0) {
-        st_tr_conn_close(c, uv_to_st(rv), true);
+        st_tr_conn_close(c, rv, true);
         return;
     }
+    if (c->tls != NULL) {
+        st_tr_tls_pump(c); /* ClientHello; the HELLO follows once TLS is up */
+        return;
+    }
+    st_tr_conn_send_hello(c);
+}
+
+void st_tr_conn_send_hello(struct st_tr_conn *c)
+{
+    struct st_tr *tr = c->tr;
     struct frame_hello h = {.proto_version = FRAME_PROTO_VERSION,
                             .cluster_id = tr->cfg.cluster_id,
                             .from_id = tr->cfg.self_id,
@@ -58,6 +69,7 @@ void st_tr_peer_maybe_free(struct st_tr_peer *p)
     if (!p->removed || p->timer_open || p->gai_pending) return;
     struct st_tr *tr = p->tr;
     st_tr_peer_free_addrs(p);
+    st_tls_session_free(p->tls_session);
     free(p);
     tr->live--;
     st_tr_maybe_free(tr);

@@ -27,6 +27,13 @@
  *               HANDSHAKE --HELLO refused, ACK(err) sent--> REFUSING --ack written--> CLOSING
  *     any --error, EOF, timeout, garbage, st_tr_conn_close()--> CLOSING (terminal)
  *
+ * With TLS, HANDSHAKE begins with the TLS handshake (c->tls not yet
+ * established: nothing but TLS records flows); the dialer sends its HELLO
+ * once TLS is up and the acceptor's certificate names the peer it dialed.
+ * Frames are then written and read through c->tls (transport_tls.c): the
+ * plaintext path (frame parsing, batching, back-pressure accounting in
+ * plaintext frame bytes) is the same.
+ *
  * Only an UP connection is attached as peer->conn for an inbound peer; an
  * outbound connection is attached from CONNECTING on (so a peer is dialed
  * once at a time).
@@ -46,14 +53,14 @@
 #include <stdint.h>
 
 #include "stcache/errors.h"
+#include "tls/tls.h"
 #include "util/list.h"
 #include "util/rng.h"
 #include "wire/msg.h"
 
-#include "wire/msg.h"
-
 #define ST_TR_SCRATCH_BYTES (64u * 1024u)
-#define ST_TR_INBOUND_PENDING_MAX 64 /* unauthenticated inbound connections */
+#define ST_TR_TLS_READ_BYTES (64u * 1024u) /* ciphertext read buffer of a TLS connection */
+#define ST_TR_INBOUND_PENDING_MAX 64       /* unauthenticated inbound connections */
 #define ST_TR_BACKLOG 128
 #define ST_TR_HANDSHAKE_BODY_MAX (FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX)
 #define ST_TR_KEEPALIVE_S 5 /* idle seconds before TCP keepalive probes (half-open links) */
@@ -112,6 +119,12 @@ struct st_tr_conn {
     bool read_paused;       /* a snapshot callback returned ST_TR_CB_PENDING: no read, no parse */
     uint32_t inflight_msgs; /* OUT_MSG frames given to uv_write, not completed */
     uint64_t inflight_bytes;
+    uint64_t created_ms;         /* uv_now() at creation (evicting the oldest pending) */
+    uint64_t last_rx_ms;         /* uv_now() of the last bytes read */
+    struct sockaddr_storage src; /* inbound: the source address (per-address limit) */
+    struct st_tls_conn *tls;     /* NULL without TLS */
+    uint8_t *tls_rbuf;           /* ST_TR_TLS_READ_BYTES of ciphertext being read */
+    raft_id cert_id;             /* inbound TLS: the node the certificate names (0: none yet) */
 };
 
 struct st_tr_snap_out {
@@ -166,6 +179,7 @@ struct st_tr_peer {
     struct st_tr_snap_in *snap_in;
     bool busy_notify;      /* back-pressure drops to report (coalesced) */
     uint8_t busy_msg_type; /* the last one dropped */
+    void *tls_session;     /* dialer: the last TLS session with this peer (resumption) */
 };
 
 struct st_tr {
@@ -181,6 +195,8 @@ struct st_tr {
     struct st_list peers;
     struct st_list conns;
     uint32_t inbound_pending;
+    struct st_tls_ctx *tls_server; /* both NULL without TLS */
+    struct st_tls_ctx *tls_client;
     struct wire_msg wm;
     struct st_list out_pool; /* free pooled st_tr_out blocks */
     uint32_t out_pool_n;
@@ -238,6 +254,9 @@ void st_tr_out_pool_drain(struct st_tr *tr);
 int st_tr_conn_write(struct st_tr_conn *c, struct st_tr_out *o);
 /* Closes c with status from a timer, outside the current API call. */
 void st_tr_conn_doom(struct st_tr_conn *c, int status);
+/* A write finished (status from libuv): accounting, callbacks, frees o and
+ * closes c after an error or a refusal. */
+void st_tr_out_written(struct st_tr_out *o, int status);
 /* Writes a control frame (handshake, snapshot control); close_after closes
  * the connection once it is written. Failures close the connection. */
 void st_tr_conn_send_ctrl(struct st_tr_conn *c, uint8_t type, const uint8_t *body, uint32_t len,
@@ -262,6 +281,27 @@ void st_tr_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 void st_tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 /* libuv connection callback of the listener. */
 void st_tr_on_connection(uv_stream_t *server, int status);
+
+/* Sends the dialer's HELLO on c (connected, and with TLS, verified). */
+void st_tr_conn_send_hello(struct st_tr_conn *c);
+/* Plaintext bytes arrived at c->rbuf + c->rlen (n of them): frames are
+ * parsed and dispatched. c may be closed on return. */
+void st_tr_conn_plain(struct st_tr_conn *c, size_t n);
+
+/* transport_tls.c: TLS on a connection (c->tls != NULL) */
+/* Creates c->tls on the server or client context; 0 or ST_ENOMEM. */
+int st_tr_tls_attach(struct st_tr_conn *c);
+/* Ciphertext arrived in c->tls_rbuf (n bytes): advances the handshake and
+ * hands the plaintext to st_tr_conn_plain() until none is left or c pauses
+ * or closes. */
+void st_tr_tls_on_read(struct st_tr_conn *c, size_t n);
+/* Drains plaintext that TLS buffered while c was paused (resume). */
+void st_tr_tls_pump(struct st_tr_conn *c);
+/* Encrypts o's buffers and writes the ciphertext; st_tr_out_written(o)
+ * follows when written. 0 or a negative code (o still the caller's). */
+int st_tr_tls_write(struct st_tr_conn *c, struct st_tr_out *o);
+/* Keeps the session of a closing dialed connection for its peer. */
+void st_tr_tls_keep_session(struct st_tr_conn *c, struct st_tr_peer *p);
 
 /* transport_dial.c */
 /* Frees a removed peer once its timer and resolver request are finished. */

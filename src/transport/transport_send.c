@@ -88,9 +88,8 @@ static struct st_tr_out *out_ctrl(struct st_tr *tr, uint8_t type, const uint8_t 
 
 /* ----------------------------------------------------------------- writes */
 
-static void on_write(uv_write_t *req, int status)
+void st_tr_out_written(struct st_tr_out *o, int status)
 {
-    struct st_tr_out *o = ST_CONTAINER_OF(req, struct st_tr_out, req);
     struct st_tr_conn *c = o->conn;
     struct st_tr *tr = c->tr;
     if (status == 0) tr->stats.bytes_sent += o->bytes;
@@ -116,6 +115,11 @@ static void on_write(uv_write_t *req, int status)
     if (snap != NULL) st_tr_snap_out_chunk_written(snap, status);
 }
 
+static void on_write(uv_write_t *req, int status)
+{
+    st_tr_out_written(ST_CONTAINER_OF(req, struct st_tr_out, req), status);
+}
+
 static void on_doom_timer(uv_timer_t *t)
 {
     struct st_tr_conn *c = t->data;
@@ -133,7 +137,9 @@ void st_tr_conn_doom(struct st_tr_conn *c, int status)
 int st_tr_conn_write(struct st_tr_conn *c, struct st_tr_out *o)
 {
     o->conn = c;
-    int rv = uv_write(&o->req, (uv_stream_t *)&c->tcp, o->bufs, o->nbufs, on_write);
+    int rv = c->tls != NULL
+                 ? st_tr_tls_write(c, o)
+                 : uv_write(&o->req, (uv_stream_t *)&c->tcp, o->bufs, o->nbufs, on_write);
     if (rv != 0) return rv;
     if (o->kind == OUT_MSG) {
         c->inflight_msgs++;

@@ -33,6 +33,17 @@ SANITIZED = os.environ.get("ST_SANITIZED") == "1"
 SLOW = 4 if SANITIZED else 1
 WORK_DIV = 2 if SANITIZED else 1
 KEEP = os.environ.get("ST_KEEP_DIRS") == "1"
+# STCACHE_TEST_TLS=1: every cluster runs with mutual TLS on the peer port,
+# certificates made at test time by scripts/gen-certs.sh (docs/SECURITY.md).
+TLS = os.environ.get("STCACHE_TEST_TLS") == "1"
+GEN_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
+                         "gen-certs.sh")
+
+
+def gen_certs(certdir, *args):
+    """Runs scripts/gen-certs.sh CERTDIR ARGS... (a CA, a node or a client)."""
+    subprocess.run([GEN_CERTS, certdir] + [str(a) for a in args], check=True,
+                   stdout=subprocess.DEVNULL)
 
 # Ports come from below the kernel's ephemeral range (32768+ on Linux) so an
 # outgoing connection can never take one between our check and the server's
@@ -257,6 +268,8 @@ class Node:
         args = list(self.wrapper) + [self.cluster.binary, "server", "--id", str(self.id), "--data", self.data_dir,
                 "--raft", self.raft, "--http", self.http]
         args += list(mode_args) + list(self.cluster.common_args) + list(self.extra_args) + list(extra)
+        if self.cluster.tls:
+            args += self.cluster.peer_tls_args(self.id)
         self.last_args = args
         logf = open(self.log_path, "wb")
         logf.write(("# " + " ".join(args) + "\n").encode())
@@ -445,15 +458,28 @@ def retry_503(fn, timeout=30):
 
 
 class Cluster:
-    def __init__(self, binary, name, common_args=()):
+    def __init__(self, binary, name, common_args=(), tls=None):
         self.binary = binary
         self.name = name
         self.dir = tempfile.mkdtemp(prefix="stcache-%s-" % name)
+        self.tls = TLS if tls is None else tls
+        self.certs = os.path.join(self.dir, "certs")
+        if self.tls:
+            gen_certs(self.certs, "ca")
         self.common_args = list(common_args) or ["--log-level", "info"]
         self.nodes = {}
         self.retired = []  # nodes removed from self.nodes (logs still dumped)
         self.procs = []
         _live_clusters.append(self)
+
+    def peer_tls_args(self, node_id):
+        """The peer TLS flags of node_id (its certificate made on first use)."""
+        crt = os.path.join(self.certs, "node-%d.crt" % node_id)
+        if not os.path.exists(crt):
+            gen_certs(self.certs, "node", node_id)
+        return ["--peer-cert-file", crt,
+                "--peer-key-file", os.path.join(self.certs, "node-%d.key" % node_id),
+                "--peer-trusted-ca-file", os.path.join(self.certs, "ca.crt")]
 
     # -- membership of the harness (not of the raft cluster)
 
@@ -732,8 +758,8 @@ class Scenario:
         self.binary = binary
         self.clusters = []
 
-    def cluster(self, name, common_args=()):
-        c = Cluster(self.binary, name, common_args)
+    def cluster(self, name, common_args=(), tls=None):
+        c = Cluster(self.binary, name, common_args, tls)
         self.clusters.append(c)
         return c
 

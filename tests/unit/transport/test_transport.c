@@ -19,6 +19,17 @@
 #include "wire/le.h"
 #include "wire/msg.h"
 
+/* test_transport_tls.c includes this file with ST_TR_TEST_TLS defined: every
+ * test then runs over mutual TLS, except those whose fake peers speak the
+ * plaintext protocol on a raw socket (PLAIN_TEST). */
+#ifdef ST_TR_TEST_TLS
+#define PLAIN_TEST(name) __attribute__((unused)) static void test_##name(void)
+static char tls_dir[256]; /* certificates of nodes 1..4 (test_transport_tls.c) */
+static char tls_paths[3][320];
+#else
+#define PLAIN_TEST(name) TEST(name)
+#endif
+
 #define WATCHDOG_MS 20000
 #define CLUSTER 0xC1u
 
@@ -242,6 +253,23 @@ static void ep_done(void *arg)
     e->done = true;
 }
 
+/* With ST_TR_TEST_TLS: node id's certificate (the paths stay valid until
+ * the next call; st_tr_create reads them). */
+static void ep_tls(struct st_tr_config *cfg, raft_id id)
+{
+#ifdef ST_TR_TEST_TLS
+    snprintf(tls_paths[0], sizeof tls_paths[0], "%s/node-%" PRIu64 ".crt", tls_dir, id);
+    snprintf(tls_paths[1], sizeof tls_paths[1], "%s/node-%" PRIu64 ".key", tls_dir, id);
+    snprintf(tls_paths[2], sizeof tls_paths[2], "%s/ca.crt", tls_dir);
+    cfg->tls_cert_file = tls_paths[0];
+    cfg->tls_key_file = tls_paths[1];
+    cfg->tls_ca_file = tls_paths[2];
+#else
+    (void)cfg;
+    (void)id;
+#endif
+}
+
 static void ep_config(struct st_tr_config *cfg, raft_id id, uint64_t cluster, int port)
 {
     char addr[64];
@@ -250,6 +278,7 @@ static void ep_config(struct st_tr_config *cfg, raft_id id, uint64_t cluster, in
     cfg->reconnect_base_ms = 5;
     cfg->reconnect_max_ms = 40;
     cfg->handshake_timeout_ms = 5000;
+    ep_tls(cfg, id);
 }
 
 static void ep_start_cfg(struct ep *e, const struct st_tr_config *cfg)
@@ -487,7 +516,10 @@ static bool refused_both(struct ep *a, struct ep *b, uint64_t n)
     struct st_tr_stats sa, sb;
     st_tr_stats_get(a->tr, &sa);
     st_tr_stats_get(b->tr, &sb);
-    return sa.handshakes_refused >= n && sb.handshakes_refused >= n;
+    /* With TLS a dialer drops an acceptor whose certificate names another
+     * node before any HELLO: a TLS failure, not a refused HELLO. */
+    return sa.handshakes_refused + sa.tls_failures >= n &&
+           sb.handshakes_refused + sb.tls_failures >= n;
 }
 
 TEST(handshake_refuses_a_peer_from_another_cluster)
@@ -692,7 +724,7 @@ static uint64_t protocol_errors(struct ep *e)
     return st.protocol_errors;
 }
 
-TEST(garbage_on_the_port_closes_only_that_connection)
+PLAIN_TEST(garbage_on_the_port_closes_only_that_connection)
 {
     loop_setup();
     struct ep a, b;
@@ -751,7 +783,7 @@ TEST(garbage_on_the_port_closes_only_that_connection)
     loop_teardown();
 }
 
-TEST(bad_crc_after_the_handshake_closes_the_connection)
+PLAIN_TEST(bad_crc_after_the_handshake_closes_the_connection)
 {
     loop_setup();
     struct ep b;
@@ -795,7 +827,7 @@ static void put_msg_frame(uint8_t *out, size_t cap, size_t *pos, const struct ra
     *pos += FRAME_HEADER_SIZE + n;
 }
 
-TEST(bad_frames_after_the_handshake)
+PLAIN_TEST(bad_frames_after_the_handshake)
 {
     loop_setup();
     struct ep b;
@@ -862,7 +894,7 @@ TEST(bad_frames_after_the_handshake)
     loop_teardown();
 }
 
-TEST(dialer_refuses_an_acceptor_with_an_unexpected_id)
+PLAIN_TEST(dialer_refuses_an_acceptor_with_an_unexpected_id)
 {
     loop_setup();
     struct raw r;
@@ -886,7 +918,7 @@ TEST(dialer_refuses_an_acceptor_with_an_unexpected_id)
     loop_teardown();
 }
 
-TEST(back_pressure_drops_messages_when_the_peer_does_not_read)
+PLAIN_TEST(back_pressure_drops_messages_when_the_peer_does_not_read)
 {
     loop_setup();
     struct raw r;
@@ -1271,6 +1303,7 @@ TEST(ipv6_loopback_addresses_work)
     ep_start(&a, 1, CLUSTER, 0);
     struct st_tr_config cfg;
     st_tr_config_default(&cfg, 2, CLUSTER, "[::1]:0");
+    ep_tls(&cfg, 2);
     cfg.reconnect_base_ms = 5;
     cfg.reconnect_max_ms = 40;
     struct st_tr_callbacks cbs = {
@@ -1313,6 +1346,136 @@ TEST(hostnames_resolve_and_every_address_is_tried)
     RUN_UNTIL(c.n_append == 1);
     ep_destroy(&a);
     ep_destroy(&c);
+    loop_teardown();
+}
+
+/* ------------------------------------------------ peers (issue 16, item 3) */
+
+PLAIN_TEST(a_refused_hello_reveals_no_cluster_id_and_no_node_id)
+{
+    loop_setup();
+    struct ep b;
+    ep_start(&b, 2, CLUSTER, 0);
+    /* a stranger: wrong cluster; then a right cluster but an unknown id */
+    const uint64_t cases[2][2] = {{CLUSTER + 7, 1}, {CLUSTER, 9}};
+    for (int i = 0; i < 2; i++) {
+        struct raw r;
+        raw_dial(&r, b.port);
+        uint8_t hello[FRAME_HEADER_SIZE + FRAME_HELLO_FIXED_SIZE + 8];
+        size_t n = hello_frame(hello, cases[i][0], cases[i][1], 2);
+        raw_write(&r, hello, n);
+        RUN_UNTIL(r.eof);
+        ASSERT_EQ(r.in_len, FRAME_HEADER_SIZE + FRAME_HELLO_ACK_SIZE);
+        struct frame_hello_ack ack;
+        ASSERT_EQ(frame_hello_ack_decode(r.in + FRAME_HEADER_SIZE, FRAME_HELLO_ACK_SIZE, &ack), 0);
+        ASSERT_TRUE(ack.status < 0);
+        ASSERT_EQ(ack.cluster_id, 0); /* before issue 16: CLUSTER */
+        ASSERT_EQ(ack.node_id, 0);    /* before issue 16: 2 */
+        raw_close(&r);
+    }
+    ep_destroy(&b);
+    loop_teardown();
+}
+
+PLAIN_TEST(a_live_link_is_not_replaced_by_a_stranger_claiming_the_peer_id)
+{
+    loop_setup();
+    struct ep a, b;
+    ep_start(&a, 1, CLUSTER, 0);
+    ep_start(&b, 2, CLUSTER, 0);
+    link_peers(&a, &b);
+    RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
+    ASSERT_EQ(send_append(&a, 2, 0, 1, 1), 0); /* the link is live */
+    RUN_UNTIL(b.n_append == 1);
+    struct raw r;
+    raw_dial(&r, b.port); /* knows the cluster id and claims to be node 1 */
+    uint8_t hello[FRAME_HEADER_SIZE + FRAME_HELLO_FIXED_SIZE + 8];
+    size_t n = hello_frame(hello, CLUSTER, 1, 2);
+    raw_write(&r, hello, n);
+    RUN_UNTIL(r.eof);
+    struct frame_hello_ack ack;
+    ASSERT_EQ(frame_hello_ack_decode(r.in + FRAME_HEADER_SIZE, FRAME_HELLO_ACK_SIZE, &ack), 0);
+    ASSERT_TRUE(ack.status < 0);
+    raw_close(&r);
+    ASSERT_EQ(b.n_down, 0); /* before issue 16: the stranger's connection won */
+    ASSERT_EQ(send_append(&a, 2, 1, 1, 1), 0);
+    RUN_UNTIL(b.n_append == 2);
+    ASSERT_EQ(a.n_down + b.n_down, 0);
+    ep_destroy(&a);
+    ep_destroy(&b);
+    loop_teardown();
+}
+
+/* idle connections from 127.0.0.2 (another source address on loopback) */
+struct flood {
+    uv_tcp_t conn[100];
+    uv_connect_t req[100];
+    int connected, closed, eof;
+    char sink[64];
+};
+
+static void flood_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct flood *f = h->data;
+    *buf = uv_buf_init(f->sink, sizeof f->sink);
+}
+
+static void flood_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct flood *f = s->data;
+    if (n < 0) {
+        f->eof++;
+        uv_read_stop(s);
+    }
+}
+
+static void flood_connected(uv_connect_t *req, int status)
+{
+    struct flood *f = req->data;
+    f->connected++;
+    if (status == 0) uv_read_start(req->handle, flood_alloc, flood_read);
+}
+
+static void flood_closed(uv_handle_t *h)
+{
+    struct flood *f = h->data;
+    f->closed++;
+}
+
+PLAIN_TEST(a_flood_of_idle_connections_from_one_address_does_not_keep_a_peer_out)
+{
+    loop_setup();
+    struct ep a, b;
+    struct st_tr_config cfg;
+    ep_config(&cfg, 2, CLUSTER, 0);
+    cfg.handshake_timeout_ms = 60000; /* the flood is not timed out during the test */
+    ep_start_cfg(&b, &cfg);
+    static struct flood f;
+    memset(&f, 0, sizeof(f));
+    struct sockaddr_in src, dst;
+    uv_ip4_addr("127.0.0.2", 0, &src);
+    uv_ip4_addr("127.0.0.1", b.port, &dst);
+    for (int i = 0; i < 100; i++) {
+        uv_tcp_init(&loop, &f.conn[i]);
+        f.conn[i].data = &f;
+        f.req[i].data = &f;
+        ST_ASSERT(uv_tcp_bind(&f.conn[i], (const struct sockaddr *)&src, 0) == 0);
+        ST_ASSERT(uv_tcp_connect(&f.req[i], &f.conn[i], (const struct sockaddr *)&dst,
+                                 flood_connected) == 0);
+    }
+    RUN_UNTIL(f.connected == 100);
+    /* Until issue 16, b kept the first 64 and closed the 36 others; now it
+     * keeps the newest ST_TR_INBOUND_PER_ADDR_MAX: either way, at least 36
+     * are closed once b has seen them all. */
+    RUN_UNTIL(f.eof >= 36);
+    ep_start(&a, 1, CLUSTER, 0); /* the real peer, from 127.0.0.1 */
+    link_peers(&a, &b);
+    RUN_UNTIL(a.n_up == 1 && b.n_up == 1); /* before issue 16: refused until the flood timed out */
+    for (int i = 0; i < 100; i++)
+        uv_close((uv_handle_t *)&f.conn[i], flood_closed);
+    RUN_UNTIL(f.closed == 100);
+    ep_destroy(&a);
+    ep_destroy(&b);
     loop_teardown();
 }
 
@@ -1376,7 +1539,7 @@ static long frame_offset(const uint8_t *buf, size_t len, int n)
     }
 }
 
-TEST(snapshot_ack_of_another_stream_is_ignored)
+PLAIN_TEST(snapshot_ack_of_another_stream_is_ignored)
 {
     loop_setup();
     char path[128];
@@ -1554,4 +1717,6 @@ TEST(reconnect_bound_stays_fast_early_in_an_outage_then_doubles_to_the_max)
     ASSERT_EQ(st_tr_reconnect_bound_ms(&cfg, 50, 0), 100u);
 }
 
+#ifndef ST_TR_TEST_TLS
 TEST_MAIN()
+#endif
