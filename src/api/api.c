@@ -557,6 +557,35 @@ static void route_seed_get(struct api *a, struct http_request *req)
 
 /* ------------------------------------------------------------- cluster */
 
+/* The "version" object of /cluster: what `stcache version` prints. */
+static void write_version_json(struct st_json *w)
+{
+    const struct node_version *v = node_version_get();
+    st_json_key(w, "version");
+    st_json_object_begin(w);
+    st_json_key(w, "release");
+    st_json_cstr(w, v->release);
+    st_json_key(w, "commit");
+    st_json_cstr(w, v->commit);
+    st_json_key(w, "compiler");
+    st_json_cstr(w, v->compiler);
+    const struct {
+        const char *name;
+        uint32_t v;
+    } f[] = {{"wal_segment", v->wal_segment}, {"snapshot_meta", v->snapshot_meta},
+             {"identity", v->identity},       {"kv_snapshot", v->kv_snapshot},
+             {"kv_command", v->kv_command},   {"frame", v->frame},
+             {"handshake", v->handshake},     {"wire_msg", v->wire_msg}};
+    st_json_key(w, "formats");
+    st_json_object_begin(w);
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        st_json_key(w, f[i].name);
+        st_json_uint(w, f[i].v);
+    }
+    st_json_object_end(w);
+    st_json_object_end(w);
+}
+
 static void write_cluster_json(struct api *a, struct st_json *w, const struct node_info *info,
                                bool full)
 {
@@ -564,6 +593,7 @@ static void write_cluster_json(struct api *a, struct st_json *w, const struct no
     snprintf(cid, sizeof cid, "%016" PRIx64, info->cluster_id);
     st_json_key(w, "cluster_id");
     st_json_cstr(w, cid);
+    write_version_json(w);
     if (full) {
         st_json_key(w, "id");
         st_json_uint(w, info->id);

@@ -186,6 +186,28 @@ struct node_info {
 };
 void node_info_get(const struct node *n, struct node_info *out);
 
+/* The build's versions (`stcache version`, GET /cluster, the
+ * stcache_build_info metric). release is the project VERSION of
+ * CMakeLists.txt; commit is `git describe --always --dirty` at configure time
+ * ("unknown" outside a git tree); the rest are the format versions this build
+ * writes (docs/DISK-FORMAT.md, docs/WIRE-FORMAT.md, docs/KV.md). Static
+ * storage, callable any time from any thread. */
+struct node_version {
+    const char *release;
+    const char *commit;
+    const char *compiler;
+    uint32_t wal_segment;          /* WAL segment header */
+    uint32_t snapshot_meta;        /* snapshot meta file */
+    uint32_t identity;             /* the data directory's identity file */
+    uint32_t kv_snapshot;          /* kv snapshot body, written */
+    uint32_t kv_snapshot_read_min; /* oldest kv snapshot body still read */
+    uint32_t kv_command;           /* kv command encoding in log entries */
+    uint32_t frame;                /* transport frame header */
+    uint32_t handshake;            /* transport HELLO protocol */
+    uint32_t wire_msg;             /* Raft message encoding */
+};
+const struct node_version *node_version_get(void);
+
 /* The order-independent digest of the state machine (kv_digest) and the
  * applied index it describes: replicas with equal applied indexes must have
  * equal digests. O(keys) on the loop: for tests and operators, not for
