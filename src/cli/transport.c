@@ -265,7 +265,7 @@ int cli_http_download(const struct cli_endpoint *ep, const struct cli_buf *head,
         *why = "malformed response";
         goto out_fd;
     }
-    int status = atoi(rbuf->data + 9);
+    int status = (int)strtol(rbuf->data + 9, NULL, 10);
     if (status != 200) {
         /* An error answer: small, parsed whole as usual. */
         for (;;) {

@@ -148,8 +148,12 @@ static inline void fx_answer(struct fx *f, struct http_request *req)
         return;
     }
     if (strcmp(r->path, "/stream") == 0) {
-        unsigned long long total = 0, abort_at = 0;
-        if (r->query) sscanf(r->query, "%llu&%llu", &total, &abort_at);
+        uint64_t total = 0, abort_at = 0;
+        if (r->query) {
+            char *end;
+            total = strtoull(r->query, &end, 10);
+            if (*end == '&') abort_at = strtoull(end + 1, NULL, 10);
+        }
         f->stream_req = req;
         f->stream_total = total;
         f->stream_sent = 0;
