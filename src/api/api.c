@@ -46,6 +46,7 @@ struct api_req {
     uint8_t *key; /* decoded key (cap bytes) */
     size_t key_len, key_cap;
     struct http_client *proxy;
+    struct node_backup *backup; /* GET /snapshot while it streams */
     struct api_req *next;
 };
 
@@ -84,6 +85,7 @@ static struct api_req *req_get(struct api *a, struct http_request *req, enum nod
     ar->member_id = 0;
     ar->key_len = 0;
     ar->proxy = NULL;
+    ar->backup = NULL;
     ar->next = NULL;
     a->reqs_live++;
     return ar;
@@ -563,6 +565,35 @@ static void route_seed_get(struct api *a, struct http_request *req)
 
 /* ------------------------------------------------------------- cluster */
 
+/* The "version" object of /cluster: what `stcache version` prints. */
+static void write_version_json(struct st_json *w)
+{
+    const struct node_version *v = node_version_get();
+    st_json_key(w, "version");
+    st_json_object_begin(w);
+    st_json_key(w, "release");
+    st_json_cstr(w, v->release);
+    st_json_key(w, "commit");
+    st_json_cstr(w, v->commit);
+    st_json_key(w, "compiler");
+    st_json_cstr(w, v->compiler);
+    const struct {
+        const char *name;
+        uint32_t v;
+    } f[] = {{"wal_segment", v->wal_segment}, {"snapshot_meta", v->snapshot_meta},
+             {"identity", v->identity},       {"kv_snapshot", v->kv_snapshot},
+             {"kv_command", v->kv_command},   {"frame", v->frame},
+             {"handshake", v->handshake},     {"wire_msg", v->wire_msg}};
+    st_json_key(w, "formats");
+    st_json_object_begin(w);
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        st_json_key(w, f[i].name);
+        st_json_uint(w, f[i].v);
+    }
+    st_json_object_end(w);
+    st_json_object_end(w);
+}
+
 static void write_cluster_json(struct api *a, struct st_json *w, const struct node_info *info,
                                bool full)
 {
@@ -570,6 +601,7 @@ static void write_cluster_json(struct api *a, struct st_json *w, const struct no
     snprintf(cid, sizeof cid, "%016" PRIx64, info->cluster_id);
     st_json_key(w, "cluster_id");
     st_json_cstr(w, cid);
+    write_version_json(w);
     if (full) {
         st_json_key(w, "id");
         st_json_uint(w, info->id);
@@ -899,6 +931,73 @@ static void route_snapshot(struct api *a, struct http_request *req)
     if (rc) respond_code(ar, rc);
 }
 
+/* GET /snapshot: a backup (node_backup_open), streamed with back-pressure
+ * (http_response_stream_begin): one threadpool read per piece, the next read
+ * only once the previous piece was written to the client. The api_req lives
+ * until the stream ends; the request counters record it when it begins. */
+static void backup_more_cb(struct http_request *req, void *ctx);
+
+static void backup_piece_cb(void *ctx, int status, const void *data, size_t len)
+{
+    struct api_req *ar = ctx;
+    struct node_backup *b = ar->backup;
+    if (status != 0 || len == 0) {
+        ST_TRACE_WARN("api", "backup stream ended early: %s",
+                      status ? st_strerror(status) : "no more data");
+        node_backup_close(b);
+        http_response_stream_abort(ar->req);
+        req_put(ar);
+        return;
+    }
+    int rc = http_response_stream_write(ar->req, data, len);
+    if (rc != 0) { /* complete (1), or the client is gone: req consumed */
+        node_backup_close(b);
+        req_put(ar);
+    }
+}
+
+static void backup_more_cb(struct http_request *req, void *ctx)
+{
+    struct api_req *ar = ctx;
+    int rc = http_request_orphaned(req) ? ST_ECONNECTION
+                                        : node_backup_read(ar->backup, backup_piece_cb, ar);
+    if (rc != 0) {
+        node_backup_close(ar->backup);
+        http_response_stream_abort(req);
+        req_put(ar);
+    }
+}
+
+static void backup_open_cb(void *ctx, int status, struct node_backup *b)
+{
+    struct api_req *ar = ctx;
+    if (status != 0) {
+        respond_code(ar, status);
+        return;
+    }
+    const struct node_backup_meta *m = node_backup_meta_get(b);
+    char index[24], cid[24];
+    snprintf(index, sizeof index, "%" PRIu64, m->snap.meta.index);
+    snprintf(cid, sizeof cid, "%016" PRIx64, m->cluster_id);
+    const struct http_header hdrs[] = {{"X-Stcache-Index", index}, {"X-Stcache-Cluster-Id", cid}};
+    ar->backup = b;
+    node_metrics_request(ar->api->node, ar->route, 200, node_now_us() - ar->start_us);
+    int rc = http_response_stream_begin(ar->req, 200, "application/octet-stream", hdrs, 2,
+                                        m->total_bytes, backup_more_cb, ar);
+    if (rc != 0) {
+        node_backup_close(b);
+        req_put(ar);
+    }
+}
+
+static void route_backup(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = admin_req_get(a, req);
+    if (!ar) return;
+    int rc = node_backup_open(a->node, backup_open_cb, ar);
+    if (rc) respond_code(ar, rc);
+}
+
 /* GET /readyz (and /health, its alias): 200 when node_unready_reason() is
  * NULL, else 503 with the reason. GET /livez: 200 while the loop runs and the
  * store has not failed. */
@@ -1145,8 +1244,10 @@ static void handler(struct http_request *req, void *ctx)
     if (path_is(req, "/snapshot")) {
         if (req->verb == HTTP_VERB_POST)
             route_snapshot(a, req);
+        else if (req->verb == HTTP_VERB_GET)
+            route_backup(a, req);
         else
-            method_not_allowed(a, req, "POST");
+            method_not_allowed(a, req, "GET, POST");
         return;
     }
     if (path_is(req, "/health") || path_is(req, "/readyz") || path_is(req, "/livez")) {

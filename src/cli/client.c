@@ -3,6 +3,7 @@
  * each command.
  * See client.h for the command synopsis, exit codes and failover contract. */
 #include "cli/client.h"
+#include "cli/backup.h"
 #include "cli/transport.h"
 
 #include "http/response.h"
@@ -56,24 +57,30 @@ struct cli {
 
 static void usage(FILE *f)
 {
-    fputs("usage: stcache <command> [args] [--endpoints H:P,H:P,...] [--json] [--timeout S]\n"
-          "  get KEY [--consistency linearizable|lease|stale]   print a value\n"
-          "  put KEY VALUE|- [--ttl S] [--if-match VERSION | --if-absent]\n"
-          "                                    store a value (\"-\" reads it from stdin)\n"
-          "  del KEY                           delete a key\n"
-          "  (put and del send an Idempotency-Key, random unless --idempotency-key K:\n"
-          "   a retry, on any endpoint, applies the write at most once)\n"
-          "  members                           list the cluster members\n"
-          "  add ID RAFT_HOST:PORT HTTP_HOST:PORT  add a node (as a learner)\n"
-          "  remove ID                         remove a member\n"
-          "  transfer ID                       transfer leadership to ID\n"
-          "  snapshot                          snapshot the answering node now\n"
-          "  status                            show every endpoint's view of the cluster\n"
-          "  server ...                        run a node (see `stcache server --help`)\n"
-          "endpoints default to $STCACHE_ENDPOINTS, else " CLI_ENDPOINTS_DEFAULT ".\n"
-          "exit: 0 ok, 1 not found or condition failed, 2 usage, 3 unavailable,\n"
-          "      4 rejected by the server\n",
-          f);
+    fputs(
+        "usage: stcache <command> [args] [--endpoints H:P,H:P,...] [--json] [--timeout S]\n"
+        "  get KEY [--consistency linearizable|lease|stale]   print a value\n"
+        "  put KEY VALUE|- [--ttl S] [--if-match VERSION | --if-absent]\n"
+        "                                    store a value (\"-\" reads it from stdin)\n"
+        "  del KEY                           delete a key\n"
+        "  (put and del send an Idempotency-Key, random unless --idempotency-key K:\n"
+        "   a retry, on any endpoint, applies the write at most once)\n"
+        "  members                           list the cluster members\n"
+        "  add ID RAFT_HOST:PORT HTTP_HOST:PORT  add a node (as a learner)\n"
+        "  remove ID                         remove a member\n"
+        "  transfer ID                       transfer leadership to ID\n"
+        "  compact                           snapshot and compact the answering node's log now\n"
+        "                                    (old name: snapshot)\n"
+        "  snapshot save FILE                back up the cluster's state into FILE\n"
+        "  snapshot inspect FILE             check a backup file offline: meta, keys, checksum\n"
+        "  snapshot restore FILE --data DIR --id N --peers ID=RAFT/HTTP,...\n"
+        "                  [--cluster-id HEX]  build DIR for member N of a new cluster (offline)\n"
+        "  status                            show every endpoint's view of the cluster\n"
+        "  server ...                        run a node (see `stcache server --help`)\n"
+        "endpoints default to $STCACHE_ENDPOINTS, else " CLI_ENDPOINTS_DEFAULT ".\n"
+        "exit: 0 ok, 1 not found or condition failed, 2 usage, 3 unavailable,\n"
+        "      4 rejected by the server\n",
+        f);
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -652,10 +659,20 @@ static int cmd_transfer(struct cli *c)
     return admin_simple(c, "transfer", "POST", target, NULL, done);
 }
 
-static int cmd_snapshot(struct cli *c)
+/* `compact` (and `snapshot` without a sub-verb, its old name): snapshot and
+ * compact the answering node's log now. `snapshot save|inspect FILE`:
+ * backups (cli/backup.h). */
+static int cmd_snapshot(struct cli *c, bool compact)
 {
-    if (c->args_n != 0) return usage_error("snapshot takes no arguments");
-    return admin_simple(c, "snapshot", "POST", "/snapshot", NULL, "snapshot taken");
+    if (compact || c->args_n == 0) {
+        if (c->args_n != 0) return usage_error("compact takes no arguments");
+        return admin_simple(c, "compact", "POST", "/snapshot", NULL, "snapshot taken");
+    }
+    if (c->args_n == 2 && strcmp(c->args[0], "save") == 0)
+        return cli_backup_save(c->endpoints, c->endpoints_n, c->timeout_ms, c->args[1], c->json);
+    if (c->args_n == 2 && strcmp(c->args[0], "inspect") == 0)
+        return cli_backup_inspect(c->args[1], c->json);
+    return usage_error("snapshot takes save FILE or inspect FILE (or nothing: compact)");
 }
 
 /* status: asks every endpoint (no failover) for /cluster and /health. Exit 0
@@ -759,6 +776,8 @@ int cli_client_main(int argc, char **argv)
         usage(stdout);
         return CLI_EXIT_OK;
     }
+    if (strcmp(cmd, "snapshot") == 0 && argc > 1 && strcmp(argv[1], "restore") == 0)
+        return cli_backup_restore_main(argc - 1, argv + 1); /* offline, its own flags */
     const char *endpoints = getenv("STCACHE_ENDPOINTS");
     if (!endpoints || !*endpoints) endpoints = CLI_ENDPOINTS_DEFAULT;
     const char *timeout = NULL;
@@ -838,8 +857,8 @@ int cli_client_main(int argc, char **argv)
         ret = cmd_remove(&c);
     else if (strcmp(cmd, "transfer") == 0)
         ret = cmd_transfer(&c);
-    else if (strcmp(cmd, "snapshot") == 0)
-        ret = cmd_snapshot(&c);
+    else if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "compact") == 0)
+        ret = cmd_snapshot(&c, strcmp(cmd, "compact") == 0);
     else if (strcmp(cmd, "status") == 0)
         ret = cmd_status(&c);
     else

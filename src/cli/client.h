@@ -6,7 +6,7 @@
  *   stcache del KEY
  *   put, del: [--idempotency-key K]
  *   stcache members | add ID RAFT_ADDR HTTP_ADDR | remove ID | transfer ID
- *   stcache snapshot | status
+ *   stcache compact (old name: snapshot) | snapshot save|inspect FILE | status
  *   common: --endpoints h:p,h:p,...  (env STCACHE_ENDPOINTS; default 127.0.0.1:8001)
  *           --json  --timeout SECONDS
  *

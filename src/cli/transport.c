@@ -204,3 +204,135 @@ out_fd:
     close(fd);
     return rc;
 }
+
+/* Case-insensitive search for "\r\nName:" in head[0..len); the value after it. */
+static const char *head_header(const char *head, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i + 2 + nl + 1 <= len; i++) {
+        if (head[i] == '\r' && head[i + 1] == '\n' && strncasecmp(head + i + 2, name, nl) == 0 &&
+            head[i + 2 + nl] == ':') {
+            const char *v = head + i + 2 + nl + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+int cli_http_download(const struct cli_endpoint *ep, const struct cli_buf *head, int idle_ms,
+                      int out_fd, struct cli_buf *rbuf, struct http_response *resp,
+                      uint64_t *body_bytes, const char **why)
+{
+    *body_bytes = 0;
+    rbuf->len = 0;
+    memset(resp, 0, sizeof *resp);
+    int fd = transport_connect(ep, cli_now_ms() + idle_ms, why);
+    if (fd < 0) return fd;
+    int rc = transport_send_all(fd, head->data, head->len, cli_now_ms() + idle_ms);
+    if (rc != 0) {
+        *why = rc == ST_ETIMEDOUT ? "timed out sending the request" : "connection lost";
+        goto out_fd;
+    }
+    /* The head first (into rbuf), bounded. */
+    size_t head_end = 0;
+    while (head_end == 0) {
+        rc = cli_buf_reserve(rbuf, 16 * 1024, 64 * 1024);
+        if (rc != 0) {
+            *why = "response head too large";
+            goto out_fd;
+        }
+        rc = transport_wait_fd(fd, POLLIN, cli_now_ms() + idle_ms);
+        if (rc != 0) {
+            *why = rc == ST_ETIMEDOUT ? "timed out waiting for the response" : st_strerror(rc);
+            goto out_fd;
+        }
+        ssize_t n = recv(fd, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1, 0);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+        if (n <= 0) {
+            rc = ST_ECONNECTION;
+            *why = "connection closed before the response";
+            goto out_fd;
+        }
+        rbuf->len += (size_t)n;
+        rbuf->data[rbuf->len] = '\0';
+        char *e = strstr(rbuf->data, "\r\n\r\n");
+        if (e) head_end = (size_t)(e - rbuf->data) + 4;
+    }
+    if (strncmp(rbuf->data, "HTTP/1.", 7) != 0 || rbuf->len < 12) {
+        rc = ST_EPROTO;
+        *why = "malformed response";
+        goto out_fd;
+    }
+    int status = (int)strtol(rbuf->data + 9, NULL, 10);
+    if (status != 200) {
+        /* An error answer: small, parsed whole as usual. */
+        for (;;) {
+            rc = http_response_parse(rbuf->data, rbuf->len, false, 1024 * 1024, resp);
+            if (rc != 0 || resp->complete) break;
+            rc = cli_buf_reserve(rbuf, 16 * 1024, 1024 * 1024);
+            if (rc == 0) rc = transport_wait_fd(fd, POLLIN, cli_now_ms() + idle_ms);
+            if (rc != 0) break;
+            ssize_t n = recv(fd, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1, 0);
+            if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+            if (n <= 0) {
+                rc = http_response_parse(rbuf->data, rbuf->len, true, 1024 * 1024, resp);
+                break;
+            }
+            rbuf->len += (size_t)n;
+            rbuf->data[rbuf->len] = '\0';
+        }
+        if (rc != 0) *why = "malformed response";
+        goto out_fd;
+    }
+    resp->status = 200;
+    resp->complete = true;
+    const char *cl = head_header(rbuf->data, head_end, "Content-Length");
+    if (!cl) {
+        rc = ST_EPROTO;
+        *why = "no Content-Length in the response";
+        goto out_fd;
+    }
+    uint64_t want = strtoull(cl, NULL, 10);
+    /* Body bytes that came with the head, then the rest, straight to out_fd. */
+    const char *p = rbuf->data + head_end;
+    size_t have = rbuf->len - head_end;
+    for (;;) {
+        if (have > want - *body_bytes) have = (size_t)(want - *body_bytes);
+        while (have > 0) {
+            ssize_t w = write(out_fd, p, have);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+                rc = st_errno_to_code(errno);
+                *why = "writing the file failed";
+                goto out_fd;
+            }
+            p += w;
+            have -= (size_t)w;
+            *body_bytes += (uint64_t)w;
+        }
+        if (*body_bytes == want) break;
+        rc = transport_wait_fd(fd, POLLIN, cli_now_ms() + idle_ms);
+        if (rc != 0) {
+            *why = rc == ST_ETIMEDOUT ? "timed out: no data" : st_strerror(rc);
+            goto out_fd;
+        }
+        ssize_t n = recv(fd, rbuf->data, rbuf->cap - 1, 0);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+            have = 0;
+            continue;
+        }
+        if (n <= 0) {
+            rc = ST_EPROTO;
+            *why = "the server ended the response early";
+            goto out_fd;
+        }
+        p = rbuf->data;
+        have = (size_t)n;
+    }
+    rc = 0;
+out_fd:
+    close(fd);
+    return rc;
+}

@@ -42,4 +42,15 @@ int cli_http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head,
                       size_t body_len, int timeout_ms, struct cli_buf *rbuf,
                       struct http_response *resp, const char **why);
 
+/* A GET whose 200 body goes to out_fd as it arrives (a backup: any size),
+ * each wait bounded by idle_ms rather than a total. On 0 with resp->status
+ * 200, *body_bytes (== the Content-Length) were written to out_fd; on 0 with
+ * another status, resp describes the whole (small, error) answer in rbuf and
+ * nothing was written. Negative: as cli_http_exchange, ST_EPROTO when the
+ * server ended the body early (*body_bytes tells how far it got), or the
+ * write's error. */
+int cli_http_download(const struct cli_endpoint *ep, const struct cli_buf *head, int idle_ms,
+                      int out_fd, struct cli_buf *rbuf, struct http_response *resp,
+                      uint64_t *body_bytes, const char **why);
+
 #endif

@@ -199,6 +199,41 @@ int http_response_send(struct http_request *req, int status, const char *content
                        const struct http_header *extra_headers, size_t n_extra, const void *body,
                        size_t body_len);
 
+/* Streaming responses: a body of known length produced a piece at a time
+ * (a backup file read off the loop), with back-pressure: the next piece is
+ * asked for only once the previous one was written to the socket, so at most
+ * one piece per connection is held in memory.
+ *
+ *   http_response_stream_begin --head written--> more(req, ctx)
+ *   more --> http_response_stream_write(piece) --written--> more ... --> last piece: done
+ *        \-> http_response_stream_abort: the connection closes (short body)
+ *
+ * begin: like http_response_send without a body; Content-Length is
+ * content_length and the connection closes after the response (nothing waits
+ * behind a long stream). req stays with the producer (it counts as with the
+ * handler: http_server_close() waits for it) until the piece that completes
+ * content_length is written by stream_write, or stream_abort; after either
+ * the producer must not use req. more runs on the loop each time a piece
+ * went out, and once when the client goes away (http_request_orphaned(req)
+ * is then 1: call stream_abort); it may call stream_write before returning.
+ * Returns 0, or ST_ENOMEM (connection closed, req consumed: more never runs).
+ * content_length 0 and HEAD requests complete at begin (more never runs).
+ *
+ * write: only after more was called and before the next piece was given;
+ * 0 < len <= the bytes still owed; copies data. Returns 0 while more is to
+ * come, 1 when this piece completes the response (req consumed),
+ * ST_ECONNECTION when the client is gone (req consumed), ST_ENOMEM
+ * (connection closed, req consumed).
+ *
+ * abort: ends the response early (the client sees a short body and a
+ * closed connection); consumes req. */
+typedef void (*http_stream_more_cb)(struct http_request *req, void *ctx);
+int http_response_stream_begin(struct http_request *req, int status, const char *content_type,
+                               const struct http_header *extra_headers, size_t n_extra,
+                               uint64_t content_length, http_stream_more_cb more, void *ctx);
+int http_response_stream_write(struct http_request *req, const void *data, size_t len);
+void http_response_stream_abort(struct http_request *req);
+
 /* Completes a request with {"error":"<message>","code":<code>} (JSON-escaped). */
 int http_response_error(struct http_request *req, int status, int code, const char *message);
 

@@ -81,7 +81,8 @@ static void on_conn_handle_closed(uv_handle_t *h)
     c->srv->stats.connections--;
     /* Requests still with the handler keep the connection memory alive. */
     for (uint32_t i = 0; i < c->srv->cfg.pipeline_max; i++)
-        if (c->slots[i].state != SLOT_HANDLER) c->slots[i].state = SLOT_FREE;
+        if (c->slots[i].state != SLOT_HANDLER && c->slots[i].state != SLOT_STREAM)
+            c->slots[i].state = SLOT_FREE;
     if (c->in_handler == 0) http_conn_free(c);
 }
 
@@ -117,6 +118,7 @@ void http_conn_close(struct http_conn *c)
         http_conn_out_release(c, c->out_bytes);
         server_note_freed(c->srv, freed);
     }
+    http_conn_streams_orphan(c);
 }
 
 static void conn_arm(struct http_conn *c);
@@ -319,8 +321,9 @@ static void on_write_done(uv_write_t *w, int status)
     for (uint32_t i = 0; i < n; i++) {
         struct http_slot *s = &c->slots[c->head];
         ST_ASSERT(s->state == SLOT_WRITING);
-        finish |= s->close_after;
+        finish |= s->close_after && http_slot_done(s);
         http_slot_release_head(c);
+        if (c->closing) return; /* a stream's producer gave up */
     }
     if (finish) {
         http_conn_finish(c);
@@ -362,8 +365,10 @@ int http_conn_flush(struct http_conn *c)
     }
     int finish = 0;
     for (uint32_t i = 0; i < done; i++) {
-        finish |= c->slots[c->head].close_after;
+        struct http_slot *s = &c->slots[c->head];
+        finish |= s->close_after && http_slot_done(s);
         http_slot_release_head(c);
+        if (c->closing) return 0; /* a stream's producer gave up */
     }
     if (done == n) return finish;
     ST_ASSERT(!finish); /* close_after ends a batch */

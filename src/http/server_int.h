@@ -22,6 +22,7 @@ enum slot_state {
     SLOT_HANDLER, /* with the handler */
     SLOT_READY,   /* response in out, waiting for its turn */
     SLOT_WRITING, /* response in a uv_write */
+    SLOT_STREAM,  /* streaming: the last piece went out, the producer makes the next */
 };
 
 struct hdr_span {
@@ -65,6 +66,12 @@ struct http_slot {
     size_t body_len, body_cap;
     char *out; /* serialized response */
     size_t out_len, out_cap;
+    /* A streaming response (http_response_stream_begin) while the producer
+     * holds req: its body bytes still owed, and whom to ask for more. */
+    int streaming;
+    uint64_t stream_left;
+    http_stream_more_cb stream_more;
+    void *stream_ctx;
 };
 
 struct http_conn {
@@ -157,6 +164,8 @@ void http_conn_out_release(struct http_conn *c, size_t bytes);
 void http_conn_out_stamp(struct http_conn *c);
 size_t http_slot_free_buffers(struct http_slot *s);
 void http_slot_release_head(struct http_conn *c);
+int http_slot_done(const struct http_slot *s);
+void http_conn_streams_orphan(struct http_conn *c);
 struct http_slot *http_slot_take(struct http_conn *c);
 
 /* server_conn.c: connection lifecycle, writing and reading */

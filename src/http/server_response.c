@@ -68,6 +68,7 @@ struct http_slot *http_slot_take(struct http_conn *c)
     s->state = SLOT_PARSING;
     s->conn = c;
     s->close_after = 0;
+    s->streaming = 0;
     s->head_len = 0;
     s->head_bytes = 0;
     s->url_len = 0;
@@ -132,6 +133,14 @@ void http_slot_release_head(struct http_conn *c)
     struct http_slot *s = &c->slots[c->head];
     ST_ASSERT(c->count > 0 && s->state != SLOT_HANDLER);
     if (s->state == SLOT_READY || s->state == SLOT_WRITING) http_conn_out_release(c, s->out_len);
+    if (s->streaming) {
+        /* A piece of a stream went out: the slot stays at the head, its
+         * producer is asked for the next one. */
+        s->state = SLOT_STREAM;
+        s->out_len = 0;
+        s->stream_more(&s->req, s->stream_ctx);
+        return;
+    }
     s->state = SLOT_FREE;
     if (s->body_cap > HTTP_BUF_KEEP_BYTES) {
         free(s->body);
@@ -194,9 +203,11 @@ static size_t put_u64(char *p, uint64_t v)
     return n;
 }
 
+/* body NULL with body_len > 0: the head of a streaming response (the body
+ * follows in pieces). */
 static int slot_serialize(struct http_slot *s, int status, const char *content_type,
                           const struct http_header *extra, size_t n_extra, const void *body,
-                          size_t body_len)
+                          uint64_t body_len)
 {
     const struct http_request *req = &s->req;
     int no_body_status = status == 204 || status == 304 || (status >= 100 && status < 200);
@@ -204,8 +215,8 @@ static int slot_serialize(struct http_slot *s, int status, const char *content_t
     for (size_t i = 0; i < n_extra; i++)
         if (extra[i].name && extra[i].value)
             est += strlen(extra[i].name) + strlen(extra[i].value) + 4;
-    int send_body = !no_body_status && req->verb != HTTP_VERB_HEAD;
-    size_t need = est + (send_body ? body_len : 0);
+    int send_body = !no_body_status && req->verb != HTTP_VERB_HEAD && body != NULL;
+    size_t need = est + (send_body ? (size_t)body_len : 0);
     if (need > HTTP_BUF_KEEP_BYTES && need > s->out_cap) {
         /* Exactly what is needed: the buffer is released after use, and a
          * doubled one would hold up to twice the queued bytes. */
@@ -251,8 +262,8 @@ static int slot_serialize(struct http_slot *s, int status, const char *content_t
     ST_ASSERT(len < room);
     if (send_body && body_len) {
         ST_ASSERT(len + body_len <= room);
-        memcpy(p + len, body, body_len);
-        len += body_len;
+        memcpy(p + len, body, (size_t)body_len);
+        len += (size_t)body_len;
     }
     s->out_len = len;
     return 0;
@@ -290,6 +301,119 @@ int http_response_send(struct http_request *req, int status, const char *content
      * responses pile up (possibly this connection: req is consumed anyway). */
     if (c->srv->budget && st_outbudget_over(c->srv->budget)) st_outbudget_enforce(c->srv->budget);
     return 0;
+}
+
+/* 1 when writing s completes its response (the slot is then released): a
+ * stream piece that is not the last keeps the slot and the connection. */
+int http_slot_done(const struct http_slot *s)
+{
+    return !s->streaming;
+}
+
+/* The producer gave its last piece or gave up: the request leaves it. */
+static void stream_consumed(struct http_slot *s)
+{
+    struct http_conn *c = s->conn;
+    ST_ASSERT(s->streaming && c->in_handler > 0);
+    s->streaming = 0;
+    c->in_handler--;
+}
+
+/* The client of c is gone: every producer with a piece queued (now dropped)
+ * is told, so that it stops (called by http_conn_close). */
+void http_conn_streams_orphan(struct http_conn *c)
+{
+    for (uint32_t i = 0; i < c->srv->cfg.pipeline_max; i++) {
+        struct http_slot *s = &c->slots[i];
+        if (!s->streaming || s->state == SLOT_STREAM) continue;
+        s->state = SLOT_STREAM;
+        s->out_len = 0;
+        s->stream_more(&s->req, s->stream_ctx);
+    }
+}
+
+/* Completes a streaming request whose connection is closing. */
+static void stream_discard(struct http_slot *s)
+{
+    struct http_conn *c = s->conn;
+    stream_consumed(s);
+    s->state = SLOT_FREE;
+    c->srv->stats.responses_discarded++;
+    if (c->handles_open == 0 && c->in_handler == 0) http_conn_free(c); /* the last reference */
+}
+
+int http_response_stream_begin(struct http_request *req, int status, const char *content_type,
+                               const struct http_header *extra_headers, size_t n_extra,
+                               uint64_t content_length, http_stream_more_cb more, void *ctx)
+{
+    struct http_slot *s = slot_of(req);
+    struct http_conn *c = s->conn;
+    ST_ASSERT(s->state == SLOT_HANDLER && more != NULL);
+    ST_ASSERT(status >= 200 && status <= 999 && status != 204 && status != 304);
+    if (content_length == 0 || req->verb == HTTP_VERB_HEAD || c->closing)
+        return http_response_send(req, status, content_type, extra_headers, n_extra, NULL,
+                                  content_length);
+    s->close_after = 1;
+    c->no_more = 1;
+    int rc = slot_serialize(s, status, content_type, extra_headers, n_extra, NULL, content_length);
+    ST_ASSERT(c->in_handler > 0);
+    s->state = SLOT_READY;
+    if (rc != 0) {
+        c->in_handler--;
+        s->out_len = 0;
+        http_conn_close(c);
+        return rc;
+    }
+    s->streaming = 1;
+    s->stream_left = content_length;
+    s->stream_more = more;
+    s->stream_ctx = ctx;
+    conn_out_charge(c, s->out_len);
+    http_conn_kick(c);
+    return 0;
+}
+
+int http_response_stream_write(struct http_request *req, const void *data, size_t len)
+{
+    struct http_slot *s = slot_of(req);
+    struct http_conn *c = s->conn;
+    ST_ASSERT(s->streaming && s->state == SLOT_STREAM);
+    ST_ASSERT(len > 0 && len <= s->stream_left);
+    if (c->closing) {
+        stream_discard(s);
+        return ST_ECONNECTION;
+    }
+    if (http_buf_reserve(&s->out, &s->out_cap, len) != 0) {
+        ST_TRACE_WARN("http", "out of memory for a %zu-byte piece of a response: closing", len);
+        stream_consumed(s);
+        s->state = SLOT_READY; /* dropped by the close */
+        http_conn_close(c);
+        return ST_ENOMEM;
+    }
+    memcpy(s->out, data, len);
+    s->out_len = len;
+    s->stream_left -= len;
+    s->state = SLOT_READY;
+    int done = s->stream_left == 0;
+    if (done) stream_consumed(s); /* released as an ordinary response once written */
+    conn_out_charge(c, len);
+    http_conn_kick(c);
+    if (c->srv->budget && st_outbudget_over(c->srv->budget)) st_outbudget_enforce(c->srv->budget);
+    return done;
+}
+
+void http_response_stream_abort(struct http_request *req)
+{
+    struct http_slot *s = slot_of(req);
+    struct http_conn *c = s->conn;
+    ST_ASSERT(s->streaming && s->state == SLOT_STREAM);
+    if (c->closing) {
+        stream_discard(s);
+        return;
+    }
+    stream_consumed(s);
+    s->state = SLOT_READY; /* an empty piece, dropped by the close */
+    http_conn_close(c);
 }
 
 int http_response_error(struct http_request *req, int status, int code, const char *message)

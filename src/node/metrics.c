@@ -96,6 +96,12 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
     struct node_info info;
     node_info_get(n, &info);
 
+    const struct node_version *ver = node_version_get();
+    outf(&o,
+         "# HELP stcache_build_info The release and commit of this binary (value 1).\n"
+         "# TYPE stcache_build_info gauge\n"
+         "stcache_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+         ver->release, ver->commit);
     gauge(&o, "stcache_node_id", "This node's id.", n->cfg.id);
     gauge(&o, "stcache_raft_term", "Current Raft term.", info.term);
     gauge(&o, "stcache_raft_leader", "Known leader id (0: none).", info.leader);

@@ -44,6 +44,7 @@
 
 #include "node/config.h"
 #include "stcache/raft.h"
+#include "stcache/storage.h"
 
 struct node;
 
@@ -193,6 +194,28 @@ struct node_info {
 };
 void node_info_get(const struct node *n, struct node_info *out);
 
+/* The build's versions (`stcache version`, GET /cluster, the
+ * stcache_build_info metric). release is the project VERSION of
+ * CMakeLists.txt; commit is `git describe --always --dirty` at configure time
+ * ("unknown" outside a git tree); the rest are the format versions this build
+ * writes (docs/DISK-FORMAT.md, docs/WIRE-FORMAT.md, docs/KV.md). Static
+ * storage, callable any time from any thread. */
+struct node_version {
+    const char *release;
+    const char *commit;
+    const char *compiler;
+    uint32_t wal_segment;          /* WAL segment header */
+    uint32_t snapshot_meta;        /* snapshot meta file */
+    uint32_t identity;             /* the data directory's identity file */
+    uint32_t kv_snapshot;          /* kv snapshot body, written */
+    uint32_t kv_snapshot_read_min; /* oldest kv snapshot body still read */
+    uint32_t kv_command;           /* kv command encoding in log entries */
+    uint32_t frame;                /* transport frame header */
+    uint32_t handshake;            /* transport HELLO protocol */
+    uint32_t wire_msg;             /* Raft message encoding */
+};
+const struct node_version *node_version_get(void);
+
 /* The order-independent digest of the state machine (kv_digest) and the
  * applied index it describes: replicas with equal applied indexes must have
  * equal digests. O(keys) on the loop: for tests and operators, not for
@@ -244,6 +267,89 @@ int node_transfer(struct node *n, raft_id to, node_admin_cb cb, void *ctx);
 #define NODE_SNAP_WAITERS_MAX 16
 typedef void (*node_snapshot_cb)(void *ctx, int status, raft_index index);
 int node_snapshot_now(struct node *n, node_snapshot_cb cb, void *ctx);
+
+/* ------------------------------------------------------------- backups */
+
+/* A backup file (docs/DISK-FORMAT.md, "Backup file"): a 32-byte header
+ * (magic, version, meta length, cluster id, data bytes), the snapshot meta
+ * (index, term, configuration, data size and CRC), the snapshot's kv body,
+ * and a CRC32C of every byte before it. */
+#define NODE_BACKUP_MAGIC "STCBKUP1"
+#define NODE_BACKUP_VERSION 1u
+#define NODE_BACKUP_HEADER_BYTES 32u
+#define NODE_BACKUP_CHUNK_BYTES (256u * 1024u) /* one threadpool read, one HTTP piece */
+
+struct node_backup_meta {
+    uint64_t cluster_id;
+    struct st_snapshot_info snap; /* index, term, conf, data bytes, data CRC */
+    uint64_t total_bytes;         /* of the whole file */
+};
+
+/* GET /snapshot. node_backup_open waits for a linearizable read barrier
+ * (so the state covers every write acknowledged before the call, on any
+ * node), takes a snapshot (node_snapshot_now: written a slice per loop pass)
+ * and, once it is durable, opens its data
+ * file and calls cb on the loop with a backup (status 0; the caller owns it
+ * and must node_backup_close it) or an error (status < 0, b NULL: the
+ * barrier's: ST_ENOTLEADER, ST_ETIMEDOUT; the snapshot's or the open's).
+ * Returns 0 or node_get's errors, or ST_ENOMEM (cb never runs then). The backup is independent of
+ * the node once open (it may outlive a stop).
+ *
+ * node_backup_read produces the next piece of the file: cb runs once, on the
+ * loop (at once for the header and the trailer, after a threadpool read for
+ * the data) with 0 and up to NODE_BACKUP_CHUNK_BYTES (data valid during cb),
+ * len 0 at the end, or a negative status (ST_EIO, ST_ECORRUPT: the
+ * snapshot's data does not match its checksum). One read at a time. Returns
+ * 0 or the threadpool's error (cb not called). node_backup_close may be
+ * called at any time, also with a read in flight (it then completes
+ * without cb). */
+struct node_backup;
+typedef void (*node_backup_open_cb)(void *ctx, int status, struct node_backup *b);
+typedef void (*node_backup_read_cb)(void *ctx, int status, const void *data, size_t len);
+int node_backup_open(struct node *n, node_backup_open_cb cb, void *ctx);
+const struct node_backup_meta *node_backup_meta_get(const struct node_backup *b);
+int node_backup_read(struct node_backup *b, node_backup_read_cb cb, void *ctx);
+void node_backup_close(struct node_backup *b);
+
+/* Offline check of a backup file (`stcache snapshot inspect`, and save and
+ * restore before they trust one): the header, the meta, the size, the data's
+ * CRC, the trailing CRC, and the kv body restored into a scratch kv (so a
+ * restore from it would succeed). Returns 0 and fills *out, or ST_ECORRUPT
+ * / ST_EINVAL (an unknown version) with *bad_offset (the byte offset where
+ * the damage is found, or the start of the range whose checksum fails) and
+ * why (a sentence), or the fs error (why names it). */
+struct node_backup_report {
+    struct node_backup_meta meta;
+    uint64_t keys;     /* in the kv body */
+    uint64_t kv_index; /* the applied index the kv body records */
+    uint32_t file_crc; /* the trailing CRC32C */
+};
+/* `stcache snapshot restore` (offline): builds data_dir (missing or empty:
+ * ST_EEXIST otherwise) for member `id` of a NEW cluster whose voters are
+ * peers (id must be one), from the backup at path (checked whole first:
+ * nothing is created for a damaged one; errors as node_backup_check). The
+ * directory holds the backup's state as a snapshot at the backup's index
+ * and term with the new configuration, and an identity with cluster_id, or
+ * when 0 node_backup_restore_cluster_id(): the same on every member, so the
+ * restore may run on each machine on its own, and never the backup's own
+ * cluster id, so no node of the old cluster can talk to the new one.
+ * `stcache server` then starts from it like from any data directory.
+ * Returns 0, *cluster_id_out and *out; else why (and *bad_offset). After a
+ * failure or a crash midway (after the directory was created) remove the
+ * directory and restore again: a rerun refuses it (it holds data). */
+uint64_t node_backup_restore_cluster_id(const struct node_backup_report *r,
+                                        const struct node_peer_addr *peers, uint32_t n_peers);
+int node_backup_restore(const char *path, const char *data_dir, raft_id id,
+                        const struct node_peer_addr *peers, uint32_t n_peers, uint64_t cluster_id,
+                        struct node_backup_report *out, uint64_t *cluster_id_out,
+                        uint64_t *bad_offset, char *why, size_t why_cap);
+
+/* The raft and HTTP addresses of member m (HTTP "" when unknown), each into
+ * NODE_ADDR_MAX bytes (node_transport.c). */
+void node_member_addrs(const struct raft_member *m, char *raft_addr, char *http_addr);
+
+int node_backup_check(const char *path, struct node_backup_report *out, uint64_t *bad_offset,
+                      char *why, size_t why_cap);
 
 /* ------------------------------------------------------------- metrics */
 

@@ -622,8 +622,6 @@ bool node_install_begin(struct node *n, raft_id from, const struct raft_msg *msg
 void node_tick_cb(uv_timer_t *t);
 
 /* node_transport.c */
-/* The raft and HTTP addresses of member m (HTTP "" when unknown). */
-void node_member_addrs(const struct raft_member *m, char *raft_addr, char *http_addr);
 /* Makes the transport's peer set equal to the members of the current and
  * the applied configuration (plus join-reply seeds), with their addresses. */
 void node_reconcile_peers(struct node *n);

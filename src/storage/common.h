@@ -8,6 +8,7 @@
 #include "stcache/storage.h"
 
 #define ST_STORAGE_PATH_MAX 1024
+#define IDENT_VERSION 1u /* the identity file's format (docs/DISK-FORMAT.md) */
 
 /* Formats a refusal/failure message: one ST_TRACE_ERROR line (module
  * "storage") and a copy into err->buf when given. */

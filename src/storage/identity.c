@@ -18,7 +18,6 @@
 #include "wire/le.h"
 
 #define IDENT_MAGIC "STCDATA1"
-#define IDENT_VERSION 1u
 #define IDENT_BYTES 64u
 
 int st_identity_read(const struct st_fs *fs, const char *dir, uint64_t *node_id,

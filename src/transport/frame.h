@@ -12,6 +12,7 @@
 #ifndef ST_TRANSPORT_FRAME_H
 #define ST_TRANSPORT_FRAME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,12 @@
 #define FRAME_HELLO_FIXED_SIZE 32
 #define FRAME_HELLO_ADDR_MAX 255
 #define FRAME_HELLO_ACK_SIZE 28
+/* The versions block that follows HELLO's address and HELLO_ACK's fixed part
+ * (docs/WIRE-FORMAT.md §3): u16 block_len, then block_len bytes of which the
+ * first FRAME_VERSIONS_KNOWN_SIZE are known to this release. */
+#define FRAME_VERSIONS_KNOWN_SIZE 8
+#define FRAME_VERSIONS_SIZE (2 + FRAME_VERSIONS_KNOWN_SIZE) /* as this release writes it */
+#define FRAME_VERSIONS_LEN_MAX 64                           /* largest block_len accepted */
 /* Every SNAP_* body starts with the u32 stream id (non-zero) of its stream. */
 #define FRAME_SNAP_BEGIN_FIXED_SIZE 12 /* u32 stream, u64 size, then a Raft message */
 #define FRAME_SNAP_CHUNK_FIXED_SIZE 12 /* u32 stream, u64 offset, then data */
@@ -59,6 +66,23 @@ int frame_header_decode(const uint8_t *hdr, uint32_t body_max, struct frame_head
 /* Checks the CRC of a complete frame: ST_EPROTO on mismatch. */
 int frame_check(const uint8_t *hdr, const struct frame_header *h, const uint8_t *body);
 
+/* Release and wire-format versions a node announces in the handshake. A
+ * block absent (a peer from before versions were exchanged) decodes as
+ * present == false and all zero. */
+struct frame_versions {
+    bool present;
+    uint16_t release_major, release_minor, release_patch;
+    uint16_t wire_msg; /* WIRE_MSG_VERSION */
+};
+
+/* Fills v with this build's versions (STCACHE_RAFT_VERSION_*, the release). */
+void frame_versions_self(struct frame_versions *v);
+/* The compatibility rule (docs/ARCHITECTURE.md, "Versions and upgrades"):
+ * true when a node of this build may talk to a peer announcing v: the same
+ * major release and minor releases at most one apart, or no block (older
+ * peer: its wire format is the one this release still reads). */
+bool frame_versions_compatible(const struct frame_versions *self, const struct frame_versions *v);
+
 struct frame_hello {
     uint16_t proto_version;
     uint64_t cluster_id;
@@ -66,13 +90,22 @@ struct frame_hello {
     uint64_t to_id;   /* the id the dialer expects at this address */
     uint16_t addr_len;
     char addr[FRAME_HELLO_ADDR_MAX + 1]; /* dialer's advertised address, NUL-terminated */
+    struct frame_versions versions;
 };
 
-/* Returns the body size written (FRAME_HELLO_FIXED_SIZE + addr_len); out must
- * hold FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX bytes. */
+/* The largest HELLO body a node accepts before the handshake. */
+#define FRAME_HELLO_BODY_MAX                                                                       \
+    (FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX + 2 + FRAME_VERSIONS_LEN_MAX)
+
+/* Returns the body size written (FRAME_HELLO_FIXED_SIZE + addr_len, plus
+ * FRAME_VERSIONS_SIZE when h->versions.present); out must hold
+ * FRAME_HELLO_BODY_MAX bytes. */
 size_t frame_hello_encode(const struct frame_hello *h, uint8_t *out);
-/* ST_EPROTO on bad magic, length or address. The protocol version is NOT
- * checked here (the acceptor answers a mismatch with a refusal). */
+/* ST_EPROTO on bad magic, length, address or versions block (block_len <
+ * FRAME_VERSIONS_KNOWN_SIZE or > FRAME_VERSIONS_LEN_MAX, or not exactly the
+ * rest of the body; bytes past the known fields are ignored). The protocol
+ * version and the versions are NOT checked here (the acceptor answers a
+ * mismatch with a refusal). */
 int frame_hello_decode(const uint8_t *body, size_t len, struct frame_hello *out);
 
 struct frame_hello_ack {
@@ -80,8 +113,14 @@ struct frame_hello_ack {
     int32_t status; /* 0 accepted, else ST_EMISMATCH / ST_EPROTO */
     uint64_t cluster_id;
     uint64_t node_id; /* the acceptor */
+    struct frame_versions versions;
 };
 
+#define FRAME_HELLO_ACK_BODY_MAX (FRAME_HELLO_ACK_SIZE + 2 + FRAME_VERSIONS_LEN_MAX)
+
+/* encode: FRAME_HELLO_ACK_SIZE bytes, plus FRAME_VERSIONS_SIZE when
+ * a->versions.present; out must hold FRAME_HELLO_ACK_BODY_MAX bytes.
+ * decode: ST_EPROTO as frame_hello_decode, or a positive status. */
 size_t frame_hello_ack_encode(const struct frame_hello_ack *a, uint8_t *out);
 int frame_hello_ack_decode(const uint8_t *body, size_t len, struct frame_hello_ack *out);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stcache/api.h"
 #include "transport/frame.h"
 #include "util/assert.h"
 #include "util/crc32c.h"
@@ -152,14 +153,28 @@ static void refuse(struct st_tr_conn *c, int status, const char *fmt_reason, uin
         return;
     }
     /* A refusal reveals nothing: no cluster id, no node id (the dialer may
-     * be anyone; docs/WIRE-FORMAT.md). */
+     * be anyone; docs/WIRE-FORMAT.md). The versions block stays: it is what
+     * a dialer of another release needs to say why it was refused. */
     struct frame_hello_ack ack = {
         .proto_version = FRAME_PROTO_VERSION, .status = status, .cluster_id = 0, .node_id = 0};
-    uint8_t body[FRAME_HELLO_ACK_SIZE];
+    frame_versions_self(&ack.versions);
+    uint8_t body[FRAME_HELLO_ACK_BODY_MAX];
     size_t n = frame_hello_ack_encode(&ack, body);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->state = CONN_REFUSING;
     st_tr_conn_send_ctrl(c, FRAME_HELLO_ACK, body, (uint32_t)n, true);
+}
+
+/* The release compatibility check of the handshake (frame.h,
+ * frame_versions_compatible); traces the peer's versions. */
+static bool versions_ok(const struct frame_versions *v, const char *who)
+{
+    struct frame_versions self;
+    frame_versions_self(&self);
+    if (v->present)
+        ST_TRACE_DEBUG(MOD, "%s runs release %u.%u.%u, wire format %u", who, v->release_major,
+                       v->release_minor, v->release_patch, v->wire_msg);
+    return frame_versions_compatible(&self, v);
 }
 
 static void handle_hello(struct st_tr_conn *c, const uint8_t *body, uint32_t len)
@@ -173,6 +188,12 @@ static void handle_hello(struct st_tr_conn *c, const uint8_t *body, uint32_t len
     }
     if (h.proto_version != FRAME_PROTO_VERSION) {
         refuse(c, ST_EPROTO, "protocol version", h.proto_version, FRAME_PROTO_VERSION);
+        return;
+    }
+    if (!versions_ok(&h.versions, "dialer")) {
+        refuse(c, ST_EPROTO, "release of the dialer (major * 1000 + minor, ours)",
+               (uint64_t)h.versions.release_major * 1000 + h.versions.release_minor,
+               (uint64_t)STCACHE_RAFT_VERSION_MAJOR * 1000 + STCACHE_RAFT_VERSION_MINOR);
         return;
     }
     if (h.cluster_id != tr->cfg.cluster_id) {
@@ -221,7 +242,8 @@ static void handle_hello(struct st_tr_conn *c, const uint8_t *body, uint32_t len
                                   .status = 0,
                                   .cluster_id = tr->cfg.cluster_id,
                                   .node_id = tr->cfg.self_id};
-    uint8_t abody[FRAME_HELLO_ACK_SIZE];
+    frame_versions_self(&ack.versions);
+    uint8_t abody[FRAME_HELLO_ACK_BODY_MAX];
     size_t n = frame_hello_ack_encode(&ack, abody);
     st_tr_conn_send_ctrl(c, FRAME_HELLO_ACK, abody, (uint32_t)n, false);
     conn_up(c);
@@ -243,6 +265,12 @@ static void handle_hello_ack(struct st_tr_conn *c, const uint8_t *body, uint32_t
         ST_TRACE_WARN(MOD, "peer %" PRIu64 " (%s) refused our handshake: %s", expect, c->peer->addr,
                       st_strerror(a.status));
         st_tr_conn_close(c, a.status, true);
+        return;
+    }
+    if (!versions_ok(&a.versions, "acceptor")) {
+        refuse(c, ST_EPROTO, "release of the acceptor (major * 1000 + minor, ours)",
+               (uint64_t)a.versions.release_major * 1000 + a.versions.release_minor,
+               (uint64_t)STCACHE_RAFT_VERSION_MAJOR * 1000 + STCACHE_RAFT_VERSION_MINOR);
         return;
     }
     if (a.cluster_id != tr->cfg.cluster_id) {

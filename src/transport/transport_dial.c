@@ -56,10 +56,11 @@ void st_tr_conn_send_hello(struct st_tr_conn *c)
                             .cluster_id = tr->cfg.cluster_id,
                             .from_id = tr->cfg.self_id,
                             .to_id = c->peer->id};
+    frame_versions_self(&h.versions);
     const char *adv = tr->cfg.advertise_addr[0] ? tr->cfg.advertise_addr : tr->cfg.listen_addr;
     h.addr_len = (uint16_t)strlen(adv);
     memcpy(h.addr, adv, h.addr_len);
-    uint8_t body[FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX];
+    uint8_t body[FRAME_HELLO_BODY_MAX];
     size_t n = frame_hello_encode(&h, body);
     st_tr_conn_send_ctrl(c, FRAME_HELLO, body, (uint32_t)n, false);
 }

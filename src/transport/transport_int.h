@@ -62,7 +62,7 @@
 #define ST_TR_TLS_READ_BYTES (64u * 1024u) /* ciphertext read buffer of a TLS connection */
 #define ST_TR_INBOUND_PENDING_MAX 64       /* unauthenticated inbound connections */
 #define ST_TR_BACKLOG 128
-#define ST_TR_HANDSHAKE_BODY_MAX (FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX)
+#define ST_TR_HANDSHAKE_BODY_MAX FRAME_HELLO_BODY_MAX
 #define ST_TR_KEEPALIVE_S 5 /* idle seconds before TCP keepalive probes (half-open links) */
 /* Frames whose whole st_tr_out allocation fits in a pool block (heartbeats,
  * votes, responses, appends with a few entries) reuse blocks from a free

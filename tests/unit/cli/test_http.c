@@ -7,6 +7,7 @@
  * compiled into this test directly (their static functions are reachable). */
 #include "test.h"
 
+#include "cli/backup.c"
 #include "cli/client.c"
 #include "cli/endpoints.c"
 #include "cli/transport.c"

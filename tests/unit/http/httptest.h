@@ -62,7 +62,17 @@ struct fx {
     int n_held;
     int handled;
     int send_rc_last;
+    /* "/stream?N&A": a streaming response of N bytes (FX_STREAM_PIECE per
+     * piece, each made on a later loop iteration), aborted after A bytes
+     * when A > 0. Loop thread only. */
+    uv_timer_t stream_timer;
+    struct http_request *stream_req;
+    uint64_t stream_total, stream_sent, stream_abort_at;
+    int stream_pieces, stream_orphaned, stream_finished;
+    uint64_t stream_out_bytes_max; /* largest stats.out_bytes seen when asked for a piece */
 };
+
+#define FX_STREAM_PIECE (64u * 1024u)
 
 /* Waits on f->cv (f->mu held). A hang becomes a failure after 60 s: this
  * bound is a safety net, never the synchronisation itself. */
@@ -77,6 +87,53 @@ static inline void fx_cond_wait(struct fx *f)
     }
 }
 
+static inline uint8_t fx_stream_byte(uint64_t off)
+{
+    return (uint8_t)(off * 131u + off / 7919u);
+}
+
+static inline void fx_stream_piece(uv_timer_t *t)
+{
+    struct fx *f = t->data;
+    struct http_request *req = f->stream_req;
+    if (f->stream_abort_at && f->stream_sent >= f->stream_abort_at) {
+        f->stream_req = NULL;
+        f->stream_finished = 1;
+        http_response_stream_abort(req);
+        return;
+    }
+    static uint8_t piece[FX_STREAM_PIECE];
+    uint64_t left = f->stream_total - f->stream_sent;
+    size_t n = left < FX_STREAM_PIECE ? (size_t)left : FX_STREAM_PIECE;
+    for (size_t i = 0; i < n; i++)
+        piece[i] = fx_stream_byte(f->stream_sent + i);
+    f->stream_sent += n;
+    f->stream_pieces++;
+    int rc = http_response_stream_write(req, piece, n);
+    if (rc != 0) {
+        f->stream_req = NULL;
+        f->stream_finished = 1;
+        f->send_rc_last = rc < 0 ? rc : 0;
+    }
+}
+
+static inline void fx_stream_more(struct http_request *req, void *ctx)
+{
+    struct fx *f = ctx;
+    struct http_server_stats st;
+    http_server_stats(f->srv, &st);
+    if (st.out_bytes > f->stream_out_bytes_max) f->stream_out_bytes_max = st.out_bytes;
+    if (http_request_orphaned(req)) {
+        f->stream_orphaned = 1;
+        f->stream_req = NULL;
+        f->stream_finished = 1;
+        uv_timer_stop(&f->stream_timer);
+        http_response_stream_abort(req);
+        return;
+    }
+    uv_timer_start(&f->stream_timer, fx_stream_piece, 0, 0);
+}
+
 static inline void fx_answer(struct fx *f, struct http_request *req)
 {
     char body[512];
@@ -88,6 +145,23 @@ static inline void fx_answer(struct fx *f, struct http_request *req)
             big[i] = (char)('a' + i % 23);
         f->send_rc_last = http_response_send(req, 200, "application/octet-stream", NULL, 0, big, n);
         free(big);
+        return;
+    }
+    if (strcmp(r->path, "/stream") == 0) {
+        uint64_t total = 0, abort_at = 0;
+        if (r->query) {
+            char *end;
+            total = strtoull(r->query, &end, 10);
+            if (*end == '&') abort_at = strtoull(end + 1, NULL, 10);
+        }
+        f->stream_req = req;
+        f->stream_total = total;
+        f->stream_sent = 0;
+        f->stream_abort_at = abort_at;
+        f->stream_pieces = f->stream_orphaned = f->stream_finished = 0;
+        f->send_rc_last = http_response_stream_begin(req, 200, "application/octet-stream", NULL, 0,
+                                                     total, fx_stream_more, f);
+        if (total == 0) f->stream_finished = 1;
         return;
     }
     if (strcmp(r->path, "/etag") == 0) {
@@ -202,6 +276,7 @@ static inline void fx_server_closed(struct http_server *srv, void *ctx)
     uv_close((uv_handle_t *)&f->async, fx_handle_closed);
     uv_close((uv_handle_t *)&f->prep, fx_handle_closed);
     uv_close((uv_handle_t *)&f->defer_timer, fx_handle_closed);
+    uv_close((uv_handle_t *)&f->stream_timer, fx_handle_closed);
 }
 
 static void *fx_thread(void *arg)
@@ -215,6 +290,8 @@ static void *fx_thread(void *arg)
     uv_prepare_start(&f->prep, fx_on_prepare);
     uv_timer_init(&f->loop, &f->defer_timer);
     f->defer_timer.data = f;
+    uv_timer_init(&f->loop, &f->stream_timer);
+    f->stream_timer.data = f;
     int rc = http_server_create(&f->loop, &f->cfg, fx_handler, f, &f->srv);
     pthread_mutex_lock(&f->mu);
     f->create_rc = rc;

@@ -12,6 +12,8 @@
 
 #include <uv.h>
 
+#include "stcache/api.h"
+#include "stcache/errors.h"
 #include "test.h"
 #include "transport/frame.h"
 #include "transport/transport.h"
@@ -756,7 +758,7 @@ PLAIN_TEST(garbage_on_the_port_closes_only_that_connection)
     /* 3. Before the handshake, anything larger than a HELLO is refused at
      *    once, long before frame_bytes_max: nothing is buffered for it. */
     raw_dial(&r, b.port);
-    frame_header_start(big, FRAME_HELLO, FRAME_HELLO_FIXED_SIZE + FRAME_HELLO_ADDR_MAX + 1);
+    frame_header_start(big, FRAME_HELLO, FRAME_HELLO_BODY_MAX + 1);
     raw_write(&r, big, sizeof(big));
     RUN_UNTIL(r.eof);
     ASSERT_EQ(protocol_errors(&b), 3);
@@ -796,9 +798,12 @@ PLAIN_TEST(bad_crc_after_the_handshake_closes_the_connection)
     raw_write(&r, hello, hello_len);
     RUN_UNTIL(b.n_up == 1 && r.in_len >= FRAME_HEADER_SIZE + FRAME_HELLO_ACK_SIZE);
     struct frame_hello_ack ack;
-    ASSERT_EQ(frame_hello_ack_decode(r.in + FRAME_HEADER_SIZE, FRAME_HELLO_ACK_SIZE, &ack), 0);
+    RUN_UNTIL(r.in_len >= FRAME_HEADER_SIZE + le_get32(r.in));
+    ASSERT_EQ(frame_hello_ack_decode(r.in + FRAME_HEADER_SIZE, le_get32(r.in), &ack), 0);
     ASSERT_EQ(ack.status, 0);
     ASSERT_EQ(ack.node_id, 2);
+    ASSERT_TRUE(ack.versions.present); /* the acceptor announces its release */
+    ASSERT_EQ(ack.versions.wire_msg, WIRE_MSG_VERSION);
     /* A Raft message frame with a corrupted body. */
     struct raft_msg m = {.type = RAFT_MSG_HEARTBEAT, .from = 1, .to = 2, .term = 3};
     uint8_t frame[FRAME_HEADER_SIZE + 128];
@@ -810,6 +815,49 @@ PLAIN_TEST(bad_crc_after_the_handshake_closes_the_connection)
     RUN_UNTIL(r.eof && b.n_down == 1);
     ASSERT_EQ(protocol_errors(&b), 1);
     ASSERT_EQ(b.n_msgs, 0);
+    raw_close(&r);
+    ep_destroy(&b);
+    loop_teardown();
+}
+
+TEST(handshake_refuses_a_release_two_minors_away)
+{
+    loop_setup();
+    struct ep b;
+    ep_start(&b, 2, CLUSTER, 0);
+    ASSERT_EQ(st_tr_peer_add(b.tr, 1, "127.0.0.1:1"), 0);
+    struct raw r;
+    raw_dial(&r, b.port); /* node 1, but from a release two minors ahead */
+    struct frame_hello h = {.proto_version = FRAME_PROTO_VERSION,
+                            .cluster_id = CLUSTER,
+                            .from_id = 1,
+                            .to_id = 2,
+                            .addr_len = 3};
+    memcpy(h.addr, "raw", 3);
+    frame_versions_self(&h.versions);
+    h.versions.release_minor += 2;
+    uint8_t hello[FRAME_HEADER_SIZE + FRAME_HELLO_BODY_MAX];
+    size_t len = frame_hello_encode(&h, hello + FRAME_HEADER_SIZE);
+    frame_header_encode(hello, FRAME_HELLO, hello + FRAME_HEADER_SIZE, (uint32_t)len);
+    raw_write(&r, hello, FRAME_HEADER_SIZE + len);
+    RUN_UNTIL(r.eof);
+    struct frame_hello_ack ack;
+    ASSERT_GE(r.in_len, (size_t)FRAME_HEADER_SIZE + FRAME_HELLO_ACK_SIZE);
+    ASSERT_EQ(frame_hello_ack_decode(r.in + FRAME_HEADER_SIZE, le_get32(r.in), &ack), 0);
+    ASSERT_EQ(ack.status, ST_EPROTO);
+    struct st_tr_stats st;
+    st_tr_stats_get(b.tr, &st);
+    ASSERT_EQ(st.handshakes_refused, 1);
+    ASSERT_EQ(b.n_up, 0);
+    raw_close(&r);
+
+    /* One minor ahead is a rolling upgrade: accepted. */
+    raw_dial(&r, b.port);
+    h.versions.release_minor -= 1;
+    len = frame_hello_encode(&h, hello + FRAME_HEADER_SIZE);
+    frame_header_encode(hello, FRAME_HELLO, hello + FRAME_HEADER_SIZE, (uint32_t)len);
+    raw_write(&r, hello, FRAME_HEADER_SIZE + len);
+    RUN_UNTIL(b.n_up == 1);
     raw_close(&r);
     ep_destroy(&b);
     loop_teardown();
@@ -912,6 +960,9 @@ PLAIN_TEST(dialer_refuses_an_acceptor_with_an_unexpected_id)
     ASSERT_EQ(r.hello.to_id, 2);
     ASSERT_EQ(r.hello.cluster_id, CLUSTER);
     ASSERT_STREQ(r.hello.addr, a.addr);
+    ASSERT_TRUE(r.hello.versions.present); /* the dialer announces its release */
+    ASSERT_EQ(r.hello.versions.release_major, STCACHE_RAFT_VERSION_MAJOR);
+    ASSERT_EQ(r.hello.versions.release_minor, STCACHE_RAFT_VERSION_MINOR);
     ASSERT_EQ(a.n_up, 0);
     ep_destroy(&a);
     raw_close(&r);
