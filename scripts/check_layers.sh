@@ -13,7 +13,8 @@
 #   http        util                 (generic HTTP server and client)
 #   node        raft storage transport kv wire http util
 #   api         node http util       (the HTTP API routes)
-#   cli         api http node util   (the stcache executable)
+#   resp        node util            (the Redis protocol front end)
+#   cli         api resp http node util  (the stcache executable)
 #
 # Public headers (include/stcache/*.h) include only other public headers.
 # Widening a row is a design decision: change it here and in ARCHITECTURE.md.
@@ -30,7 +31,8 @@ declare -A allowed=(
   [http]="util"
   [node]="raft storage transport kv wire http util"
   [api]="node http util"
-  [cli]="api http node util"
+  [resp]="node util"
+  [cli]="api resp http node util"
 )
 fail=0
 finding() { echo "layering: $*"; fail=1; }

@@ -183,6 +183,8 @@ struct node_info {
     uint64_t max_memory;    /* --max-memory (0 = no limit) */
     uint64_t log_clock_ms;  /* the applied state's log clock: expiry is judged by it */
     uint64_t wall_clock_ms; /* this node's CLOCK_REALTIME, for comparison */
+    uint64_t keys;          /* keys in the applied state (expired, not yet purged, included) */
+    uint64_t keys_with_ttl;
 };
 void node_info_get(const struct node *n, struct node_info *out);
 
