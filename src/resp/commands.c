@@ -1059,8 +1059,15 @@ static bool expire_arg(struct resp_slot *s, const struct resp_arg *a, bool secon
         return false;
     }
     long long ms = seconds ? v * 1000 : v;
+    long long now = (long long)wall_ms();
+    if (!absolute && ms > LLONG_MAX - now) {
+        /* Redis refuses a relative time whose absolute one overflows. */
+        struct resp_out o = resp_slot_out(s);
+        resp_reply_errorf(&o, "invalid expire time in '%s' command", cmd);
+        resp_slot_done(s);
+        return false;
+    }
     if (absolute) {
-        long long now = (long long)wall_ms();
         if (ms <= now) {
             *gone = true;
             *ttl_ms = 0;
@@ -1247,6 +1254,17 @@ static void reply_unknown(struct resp_slot *s, const struct resp_arg *argv, uint
     resp_reply_errorf(&o, "unknown command '%.*s', with args beginning with: %s",
                       argv[0].len > 128 ? 128 : (int)argv[0].len, (const char *)argv[0].p, args);
     resp_slot_done(s);
+}
+
+uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, uint32_t argc)
+{
+    (void)argc;
+    const struct resp_cmd *k = cmd_lookup(argv[0].p, argv[0].len);
+    if (!k) return RESP_OP_NONE;
+    if (k->flags & CMD_WRITE) return RESP_OP_WRITE;
+    /* READONLY reads are answered at once, in order by construction. */
+    if ((k->flags & CMD_READONLY) && !c->readonly) return RESP_OP_READ;
+    return RESP_OP_NONE;
 }
 
 void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,

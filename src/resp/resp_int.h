@@ -34,9 +34,10 @@ struct resp_slot {
     uint32_t pending; /* node callbacks outstanding */
     bool busy;
     bool done;
-    uint8_t cmd;     /* resp_cmd_kind of a multi-step command */
-    long long count; /* e.g. keys deleted */
-    int status;      /* the first failure of a multi-key write */
+    uint8_t cmd;      /* resp_cmd_kind of a multi-step command */
+    uint8_t op_class; /* RESP_OP_* while counted in conn->ops_inflight */
+    long long count;  /* e.g. keys deleted */
+    int status;       /* the first failure of a multi-key write */
     uint32_t nkeys;
 };
 
@@ -62,6 +63,14 @@ struct resp_conn {
     uint64_t out_stamp;        /* util/outbudget.h stall stamp */
     uint32_t head, count;      /* the slot ring */
     uint32_t inflight;         /* node callbacks outstanding on all slots */
+    /* Per-connection order (Redis's): reads and writes of one connection
+     * take effect in the order sent. Commands of one class (all reads, or
+     * all writes) run concurrently (one ReadIndex round, one proposal
+     * batch); a command of the other class waits, unparsed, until those
+     * in flight are done (blocked). */
+    uint32_t ops_inflight;
+    uint8_t ops_class;
+    bool blocked;
     uint64_t created_ms;
     uint64_t last_cmd_ms;
     char addr[64];
@@ -121,6 +130,11 @@ bool resp_slot_unhold(struct resp_slot *s);
 /* Closes the connection once the replies before and including this one are
  * written (QUIT). */
 void resp_conn_close_after(struct resp_conn *c);
+
+enum { RESP_OP_NONE = 0, RESP_OP_READ, RESP_OP_WRITE };
+/* The class of a command for per-connection ordering: RESP_OP_READ for
+ * linearizable reads of keys, RESP_OP_WRITE for writes, else NONE. */
+uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, uint32_t argc);
 
 /* Runs one command (argv spans valid during the call only) for slot s. */
 void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,

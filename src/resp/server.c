@@ -105,6 +105,12 @@ void resp_slot_done(struct resp_slot *s)
     struct resp_conn *c = s->conn;
     ST_ASSERT(s->busy && !s->done);
     s->done = true;
+    if (s->op_class != RESP_OP_NONE) {
+        s->op_class = RESP_OP_NONE;
+        ST_ASSERT(c->ops_inflight > 0);
+        c->ops_inflight--;
+        if (c->ops_inflight == 0 && c->blocked && !c->closing && !c->in_input) mark_dirty(c);
+    }
     if (c->closing) return;
     /* A completion inside the read callback is flushed there; later ones
      * (node callbacks) are flushed in the idle phase, so that one apply
@@ -207,7 +213,7 @@ again:
     if (c->out_bytes < srv->cfg.conn_out_bytes_max && c->count < RESP_PIPELINE_MAX - 1) {
         /* Commands buffered while the connection was paused. */
         if (c->rlen > 0 && !c->in_input && input_process(c) > 0) goto again;
-        if (!c->closing && !c->no_more) start_reading(c);
+        if (!c->closing && !c->no_more && !c->blocked) start_reading(c);
     }
 }
 
@@ -294,10 +300,21 @@ static uint32_t input_process(struct resp_conn *c)
                 protocol_error(c, "Protocol error: query buffer limit reached");
             break;
         }
+        uint8_t cls = resp_cmd_class(c, srv->argv, argc);
+        if (cls != RESP_OP_NONE && c->ops_inflight > 0 && c->ops_class != cls) {
+            c->blocked = true; /* parsed again once the other class is done */
+            break;
+        }
+        c->blocked = false;
         struct resp_slot *s = &c->slots[(c->head + c->count) % RESP_PIPELINE_MAX];
         c->count++;
         s->conn = c;
         s->busy = true;
+        if (cls != RESP_OP_NONE) {
+            s->op_class = cls;
+            c->ops_class = cls;
+            c->ops_inflight++;
+        }
         srv->commands_total++;
         c->last_cmd_ms = resp_now_ms(srv);
         resp_cmd_dispatch(c, s, srv->argv, argc);
@@ -325,7 +342,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (c->closing) return;
     struct resp_server *srv = c->srv;
     if (c->count >= RESP_PIPELINE_MAX - 1 || c->out_bytes >= srv->cfg.conn_out_bytes_max ||
-        c->no_more) {
+        c->no_more || c->blocked) {
         uv_read_stop(stream);
         c->reading = false;
     }
