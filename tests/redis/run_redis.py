@@ -13,6 +13,7 @@ uses redis-server and redis-cli from Debian's redis-server/redis-tools:
             the connection after its answer; pipelining through redis-py
   failover  kill -9 the leader while a redis-py client writes: errors only
             until a new leader serves, no acknowledged write lost
+  hiredis   the C client pipelines 2100 commands (hiredis_pipeline.c)
 Exits 77 (ctest: skipped) when redis-py, redis-server or redis-cli is
 missing. Cluster processes come from tests/cluster/harness.py."""
 
@@ -339,7 +340,25 @@ class Failover(Scenario):
             check(not lost, "%d acknowledged writes lost, e.g. %r" % (len(lost), lost[:3]))
 
 
-SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover}
+class Hiredis(Scenario):
+    """The C client hiredis pipelines 2100 commands through a follower
+    (tests/redis/hiredis_pipeline.c, built when libhiredis-dev is there)."""
+
+    def run(self):
+        prog = os.environ.get("ST_HIREDIS_PIPELINE")
+        if not prog or not os.access(prog, os.X_OK):
+            log("SKIP: hiredis_pipeline not built (libhiredis-dev missing)")
+            sys.exit(SKIP)
+        c, ports, leader = start_cluster(self, "redis-hiredis")
+        follower = [n for n in c.nodes.values() if n.id != leader.id][0]
+        with step("hiredis pipelines through a follower"):
+            p = subprocess.run([prog, str(ports[follower.id])], capture_output=True,
+                               timeout=scaled(60))
+            log("  " + (p.stdout + p.stderr).decode().strip())
+            check(p.returncode == 0, "hiredis_pipeline failed")
+
+
+SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover, "hiredis": Hiredis}
 
 if __name__ == "__main__":
     skip_unless_tools()
