@@ -187,6 +187,9 @@ struct node_info {
     uint64_t keys_with_ttl;
 };
 void node_info_get(const struct node *n, struct node_info *out);
+/* The applied state's log clock (node_info.log_clock_ms) alone, O(1): the
+ * time expiry is judged by (docs/KV.md, "Time"); 0 before the first entry. */
+uint64_t node_log_clock_ms(const struct node *n);
 
 /* The order-independent digest of the state machine (kv_digest) and the
  * applied index it describes: replicas with equal applied indexes must have

@@ -22,6 +22,11 @@
 
 /* ---------------------------------------------------------------- info */
 
+uint64_t node_log_clock_ms(const struct node *n)
+{
+    return n->kv ? kv_clock_ms(n->kv) : 0;
+}
+
 void node_info_get(const struct node *n, struct node_info *out)
 {
     memset(out, 0, sizeof *out);

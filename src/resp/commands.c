@@ -814,37 +814,146 @@ static void cmd_info(struct resp_conn *c, struct resp_slot *s, const struct resp
 
 /* --------------------------------------------------------------- reads */
 
+/* What a one-key read replies (s->cmd). */
+enum {
+    READ_GET = 0,
+    READ_TTL,
+    READ_PTTL,
+    READ_EXPIRETIME,
+    READ_PEXPIRETIME,
+    READ_STRLEN,
+    READ_GETRANGE,
+    READ_TYPE
+};
+
+/* GETRANGE's reply over a value of len bytes (Redis 7.0's getrangeCommand). */
+static void reply_range(struct resp_out *o, const uint8_t *v, size_t len, long long start,
+                        long long end)
+{
+    long long n = (long long)len;
+    if (start < 0 && end < 0 && start > end) {
+        resp_reply_bulk(o, "", 0);
+        return;
+    }
+    if (start < 0) start = n + start;
+    if (end < 0) end = n + end;
+    if (start < 0) start = 0;
+    if (end < 0) end = 0;
+    if (end >= n) end = n - 1;
+    if (start > end || n == 0) {
+        resp_reply_bulk(o, "", 0);
+        return;
+    }
+    resp_reply_bulk(o, v + start, (size_t)(end - start + 1));
+}
+
+/* The reply of a one-key read; found == false: no such key. */
+static void read_reply(struct resp_slot *s, struct resp_out *o, bool found, const uint8_t *v,
+                       size_t len, uint64_t expire_at_ms)
+{
+    uint64_t clock = found && expire_at_ms ? node_log_clock_ms(s->conn->srv->node) : 0;
+    long long left_ms = expire_at_ms > clock ? (long long)(expire_at_ms - clock) : 0;
+    switch (s->cmd) {
+    case READ_GET:
+        if (found)
+            resp_reply_bulk(o, v, len);
+        else
+            resp_reply_null(o);
+        break;
+    case READ_TTL:
+    case READ_PTTL:
+        if (!found)
+            resp_reply_integer(o, -2);
+        else if (!expire_at_ms)
+            resp_reply_integer(o, -1);
+        else
+            resp_reply_integer(o, s->cmd == READ_PTTL ? left_ms : (left_ms + 500) / 1000);
+        break;
+    case READ_EXPIRETIME:
+    case READ_PEXPIRETIME:
+        if (!found)
+            resp_reply_integer(o, -2);
+        else if (!expire_at_ms)
+            resp_reply_integer(o, -1);
+        else
+            resp_reply_integer(o, s->cmd == READ_PEXPIRETIME ? (long long)expire_at_ms
+                                                             : (long long)(expire_at_ms / 1000));
+        break;
+    case READ_STRLEN:
+        resp_reply_integer(o, found ? (long long)len : 0);
+        break;
+    case READ_GETRANGE:
+        reply_range(o, v, found ? len : 0, s->a1, s->a2);
+        break;
+    case READ_TYPE:
+        resp_reply_simple(o, found ? "string" : "none");
+        break;
+    default:
+        ST_ASSERT(!"unknown read kind");
+    }
+}
+
 static void get_cb(void *ctx, const struct node_read_result *res)
 {
     struct resp_slot *s = ctx;
     if (resp_slot_unhold(s)) return;
     struct resp_out o = resp_slot_out(s);
-    if (res->status == 0)
-        resp_reply_bulk(&o, res->value, res->value_len);
-    else if (res->status == ST_ENOENT)
-        resp_reply_null(&o);
+    if (res->status == 0 || res->status == ST_ENOENT)
+        read_reply(s, &o, res->status == 0, res->value, res->value_len, res->expire_at_ms);
     else
         reply_node_error(&o, res->status, false);
     resp_slot_done(s);
+}
+
+static void read_one(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *key,
+                     uint8_t kind)
+{
+    s->cmd = kind;
+    if (key->len == 0 || key->len > node_config_get(c->srv->node)->max_key_bytes) {
+        /* No such key can exist. */
+        struct resp_out o = resp_slot_out(s);
+        read_reply(s, &o, false, NULL, 0, 0);
+        resp_slot_done(s);
+        return;
+    }
+    resp_slot_hold(s);
+    int rc = node_get(c->srv->node, key->p, key->len, read_mode(c), get_cb, s);
+    if (rc < 0) {
+        resp_slot_unhold(s);
+        done_node_error(s, rc, false);
+    }
 }
 
 static void cmd_get(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                     uint32_t argc)
 {
     (void)argc;
-    if (argv[1].len == 0 || argv[1].len > node_config_get(c->srv->node)->max_key_bytes) {
-        /* No such key can exist. */
-        struct resp_out o = resp_slot_out(s);
-        resp_reply_null(&o);
-        resp_slot_done(s);
+    read_one(c, s, &argv[1], READ_GET);
+}
+
+static void cmd_ttl(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                    uint32_t argc)
+{
+    (void)argc;
+    uint8_t kind = arg_is(&argv[0], "ttl")           ? READ_TTL
+                   : arg_is(&argv[0], "pttl")        ? READ_PTTL
+                   : arg_is(&argv[0], "expiretime")  ? READ_EXPIRETIME
+                   : arg_is(&argv[0], "pexpiretime") ? READ_PEXPIRETIME
+                   : arg_is(&argv[0], "strlen")      ? READ_STRLEN
+                                                     : READ_TYPE;
+    read_one(c, s, &argv[1], kind);
+}
+
+static void cmd_getrange(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                         uint32_t argc)
+{
+    (void)argc;
+    if (!resp_parse_ll(argv[2].p, argv[2].len, &s->a1) ||
+        !resp_parse_ll(argv[3].p, argv[3].len, &s->a2)) {
+        reply_not_integer(s);
         return;
     }
-    resp_slot_hold(s);
-    int rc = node_get(c->srv->node, argv[1].p, argv[1].len, read_mode(c), get_cb, s);
-    if (rc < 0) {
-        resp_slot_unhold(s);
-        done_node_error(s, rc, false);
-    }
+    read_one(c, s, &argv[1], READ_GETRANGE);
 }
 
 /* Multi-key reads: after the barrier, every key is read locally. */
@@ -1190,13 +1299,17 @@ static const struct resp_cmd resp_cmds[] = {
     {"del", -2, CMD_WRITE, 1, -1, 1, cmd_del},
     {"echo", 2, CMD_FAST, 0, 0, 0, cmd_echo},
     {"exists", -2, CMD_READONLY | CMD_FAST, 1, -1, 1, cmd_exists},
+    {"expiretime", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, cmd_ttl},
     {"get", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, cmd_get},
+    {"getrange", 4, CMD_READONLY, 1, 1, 1, cmd_getrange},
     {"hello", -1, CMD_CONN | CMD_FAST, 0, 0, 0, cmd_hello},
     {"info", -1, CMD_CONN, 0, 0, 0, cmd_info},
     {"mget", -2, CMD_READONLY | CMD_FAST, 1, -1, 1, cmd_mget},
     {"mset", -3, CMD_WRITE, 1, -1, 2, cmd_mset},
+    {"pexpiretime", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, cmd_ttl},
     {"ping", -1, CMD_FAST, 0, 0, 0, cmd_ping},
     {"psetex", 4, CMD_WRITE, 1, 1, 1, cmd_setex},
+    {"pttl", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, cmd_ttl},
     {"quit", -1, CMD_CONN | CMD_FAST, 0, 0, 0, cmd_quit},
     {"readonly", 1, CMD_CONN | CMD_FAST, 0, 0, 0, cmd_readonly},
     {"readwrite", 1, CMD_CONN | CMD_FAST, 0, 0, 0, cmd_readonly},
@@ -1205,7 +1318,11 @@ static const struct resp_cmd resp_cmds[] = {
     {"set", -3, CMD_WRITE, 1, 1, 1, cmd_set},
     {"setex", 4, CMD_WRITE, 1, 1, 1, cmd_setex},
     {"setnx", 3, CMD_WRITE | CMD_FAST, 1, 1, 1, cmd_setnx},
+    {"strlen", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, cmd_ttl},
+    {"substr", 4, CMD_READONLY, 1, 1, 1, cmd_getrange},
     {"time", 1, CMD_FAST, 0, 0, 0, cmd_time},
+    {"ttl", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, cmd_ttl},
+    {"type", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, cmd_ttl},
     {"unlink", -2, CMD_WRITE | CMD_FAST, 1, -1, 1, cmd_del},
     {"wait", 3, 0, 0, 0, 0, cmd_wait},
 };

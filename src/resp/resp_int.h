@@ -39,6 +39,7 @@ struct resp_slot {
     long long count;  /* e.g. keys deleted */
     int status;       /* the first failure of a multi-key write */
     uint32_t nkeys;
+    long long a1, a2; /* integer arguments kept for the reply (GETRANGE) */
 };
 
 struct resp_conn {

@@ -58,6 +58,7 @@ static void slot_reset(struct resp_slot *s)
     s->count = 0;
     s->status = 0;
     s->nkeys = 0;
+    s->a1 = s->a2 = 0;
 }
 
 static void conn_free(struct resp_conn *c)

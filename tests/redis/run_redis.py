@@ -122,6 +122,15 @@ CASES = [
     ("EXISTS", "{k}m1", "{k}m1", "{k}missing", "{k}m2"), ("EXISTS",),
     ("DEL", "{k}m1", "{k}m2", "{k}missing", "{k}m1"), ("DEL",), ("MGET", "{k}m1", "{k}m2"),
     ("UNLINK", "{k}a", "{k}missing"), ("UNLINK",), ("GET", "{k}a"),
+    ("SET", "{k}s", "Hello World"), ("STRLEN", "{k}s"), ("STRLEN", "{k}missing"), ("STRLEN",),
+    ("GETRANGE", "{k}s", "0", "4"), ("GETRANGE", "{k}s", "-5", "-1"), ("GETRANGE", "{k}s", "5", "2"),
+    ("GETRANGE", "{k}s", "-1", "-5"), ("GETRANGE", "{k}s", "0", "100"), ("GETRANGE", "{k}s", "-100", "2"),
+    ("GETRANGE", "{k}missing", "0", "-1"), ("GETRANGE", "{k}s", "x", "1"), ("GETRANGE", "{k}s", "0"),
+    ("GETRANGE", "{k}s", "-9223372036854775808", "9223372036854775807"), ("SUBSTR", "{k}s", "1", "3"),
+    ("TYPE", "{k}s"), ("TYPE", "{k}missing"), ("TYPE",),
+    ("TTL", "{k}s"), ("PTTL", "{k}s"), ("TTL", "{k}missing"), ("PTTL", "{k}missing"),
+    ("EXPIRETIME", "{k}s"), ("PEXPIRETIME", "{k}missing"), ("TTL",), ("TTL", "{k}s", "x"),
+    ("SETEX", "{k}t", "1000", "v"), ("TTL", "{k}t"),
     ("NOSUCHCOMMAND", "a", "b"), ("nosuch",),
     ("CLIENT", "SETNAME", "myname"), ("CLIENT", "GETNAME"), ("CLIENT", "SETNAME", "a b"),
     ("CLIENT", "NOSUCH"), ("CLIENT", "GETNAME", "x"),
@@ -186,6 +195,11 @@ class Compare(Scenario):
                 check(st.client_id() > 0, "CLIENT ID")
                 check(b"id=" in st.execute_command("CLIENT", "LIST"), "CLIENT LIST")
                 check(st.dbsize() > 0, "DBSIZE counts the keys written")
+                st.set("ttl:k", "v", px=100000)
+                pttl = st.pttl("ttl:k")
+                check(90000 < pttl <= 100000, "PTTL after SET PX 100000: %r" % pttl)
+                pexp = st.execute_command("PEXPIRETIME", "ttl:k")
+                check(abs(pexp - (time.time() * 1000 + pttl)) < 5000, "PEXPIRETIME: %r" % pexp)
                 check(st.config_get("maxmemory") == {"maxmemory": "0"}, "CONFIG GET maxmemory")
                 # One database (docs/REDIS.md): SELECT of another is an error.
                 check(outcome(lambda: st.execute_command("SELECT", "1")) ==
