@@ -14,6 +14,8 @@ uses redis-server and redis-cli from Debian's redis-server/redis-tools:
   failover  kill -9 the leader while a redis-py client writes: errors only
             until a new leader serves, no acknowledged write lost
   hiredis   the C client pipelines 2100 commands (hiredis_pipeline.c)
+  slow_reader  a client that sends without reading is disconnected past
+            the output bound; others go on
 Exits 77 (ctest: skipped) when redis-py, redis-server or redis-cli is
 missing. Cluster processes come from tests/cluster/harness.py."""
 
@@ -372,7 +374,52 @@ class Hiredis(Scenario):
             check(p.returncode == 0, "hiredis_pipeline failed")
 
 
-SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover, "hiredis": Hiredis}
+class SlowReader(Scenario):
+    """A client that sends without reading is disconnected once the output
+    queued for clients passes --client-output-bytes-max; others go on."""
+
+    def run(self):
+        import redis
+        c = self.cluster("redis-slow", ["--log-level", "info", "--max-value-bytes", "262144",
+                                        "--client-output-bytes-max", "1048576",
+                                        "--conn-output-bytes-max", "65536"])
+        n = c.new_node(1)
+        (port,) = reserve_ports(1)
+        n.extra_args = ["--redis", "127.0.0.1:%d" % port]
+        n.start(["--bootstrap"])
+        c.wait_leader([n])
+        r = redis.Redis(port=port)
+        r.set("big", b"x" * 200000)
+        with step("a client pipelines 2000 GETs of a 200 kB value and reads nothing"):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.setblocking(False)
+            req = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 2000
+            sent = 0
+            deadline = time.monotonic() + scaled(20)
+            closed = False
+            while time.monotonic() < deadline and not closed:
+                try:
+                    if sent < len(req):
+                        sent += s.send(req[sent:sent + 65536])
+                    else:
+                        time.sleep(0.05)
+                except BlockingIOError:
+                    time.sleep(0.05)
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                info = r.info("stats")
+                if info.get("client_output_buffer_limit_disconnections", 0) >= 1:
+                    closed = True
+            s.close()
+            check(closed, "the slow reader was not disconnected")
+        with step("a normal client is served meanwhile and afterwards"):
+            check(len(r.get("big")) == 200000, "GET after the drop")
+            check(r.info("clients")["connected_clients"] >= 1, "INFO clients")
+
+
+SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover, "hiredis": Hiredis,
+             "slow_reader": SlowReader}
 
 if __name__ == "__main__":
     skip_unless_tools()
