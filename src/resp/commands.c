@@ -1111,6 +1111,7 @@ static void write_cb(void *ctx, const struct node_write_result *res)
 static bool put_one(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *key,
                     const struct resp_arg *val, uint64_t ttl_ms, enum node_cond cond)
 {
+    ST_ASSERT(key != NULL && val != NULL);
     struct node_put_args a;
     memset(&a, 0, sizeof a);
     a.key = key->p;

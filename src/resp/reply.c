@@ -101,7 +101,7 @@ void resp_reply_map(struct resp_out *o, size_t n_pairs)
     if (o->proto >= 3)
         head(o, '%', (long long)n_pairs);
     else
-        head(o, '*', (long long)(2 * n_pairs));
+        head(o, '*', (long long)n_pairs * 2);
 }
 
 /* Redis's formatting of doubles: "inf"/"-inf", else %.17g. */
@@ -138,7 +138,7 @@ void resp_reply_verbatim(struct resp_out *o, const char *fmt, const void *p, siz
         resp_reply_bulk(o, p, len);
         return;
     }
-    head(o, '=', (long long)(len + 4));
+    head(o, '=', (long long)len + 4);
     put(o, fmt, 3);
     put(o, ":", 1);
     put(o, p, len);
