@@ -30,6 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "cluster"))
+sys.path.insert(0, os.path.join(REPO, "tests", "redis"))
 
 CELLS = [("set", 1, 1), ("set", 16, 1), ("set", 128, 1), ("set", 128, 16),
          ("get", 1, 1), ("get", 16, 1), ("get", 128, 1), ("get", 128, 16)]
@@ -80,20 +81,12 @@ def main():
             sys.exit("bench-redis: %s missing (apt-get install redis-server redis-tools)" % tool)
     tempfile.tempdir = a.data_root
     import harness
+    import run_redis
     root = tempfile.mkdtemp(prefix="stcache-bench-redis-")
     procs = []
     try:
         c = harness.Cluster(a.stcache, "bench-redis", ["--log-level", "warn"])
-        ports = {}
-        for i in (1, 2, 3):
-            n = c.new_node(i)
-            (p,) = harness.reserve_ports(1)
-            n.extra_args = ["--redis", "127.0.0.1:%d" % p]
-            ports[i] = p
-        spec = c.peers_spec()
-        for n in c.nodes.values():
-            n.start(["--peers", spec])
-        leader = c.wait_leader()
+        ports, leader = run_redis.start_redis_cluster(c)
         st_pids = [n.proc.pid for n in c.nodes.values()]
         systems = {"stcache": (ports[leader.id], st_pids)}
         for fsync in ("always", "everysec"):

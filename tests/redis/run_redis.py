@@ -69,8 +69,15 @@ def start_redis_server(tmpdir):
 
 def start_cluster(sc, name="redis"):
     """3 static nodes, each with --redis on a reserved port. Returns the
-    cluster and {node id: redis port}."""
+    cluster, {node id: redis port} and the leader."""
     c = sc.cluster(name)
+    ports, leader = start_redis_cluster(c)
+    return c, ports, leader
+
+
+def start_redis_cluster(c):
+    """Starts nodes 1..3 of cluster c (--peers), each with --redis on a
+    reserved port; returns ({node id: redis port}, the leader)."""
     ports = {}
     for i in (1, 2, 3):
         n = c.new_node(i)
@@ -81,7 +88,7 @@ def start_cluster(sc, name="redis"):
     for n in c.nodes.values():
         n.start(["--peers", spec])
     leader = c.wait_leader()
-    return c, ports, leader
+    return ports, leader
 
 
 def outcome(fn):
