@@ -24,7 +24,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: hiredis_pipeline PORT\n");
         return 2;
     }
-    redisContext *c = redisConnect("127.0.0.1", atoi(argv[1]));
+    char *end = NULL;
+    long port = strtol(argv[1], &end, 10);
+    if (!end || *end || port <= 0 || port > 65535) {
+        fprintf(stderr, "hiredis_pipeline: bad port '%s'\n", argv[1]);
+        return 2;
+    }
+    redisContext *c = redisConnect("127.0.0.1", (int)port);
     if (!c || c->err) return fail("connect", NULL);
     char key[32], val[32];
     for (int i = 0; i < N; i++) {
