@@ -323,7 +323,16 @@ static uint32_t input_process(struct resp_conn *c)
         c->rstart += used;
         c->rlen -= used;
     }
-    if (c->rlen == 0) c->rstart = 0;
+    if (c->rlen == 0) {
+        c->rstart = 0;
+        /* A buffer grown for a large command is not kept by an idle
+         * connection. */
+        if (c->rcap > RESP_BUF_KEEP_BYTES) {
+            free(c->rbuf);
+            c->rbuf = NULL;
+            c->rcap = 0;
+        }
+    }
     c->in_input = false;
     return dispatched;
 }
