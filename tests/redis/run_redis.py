@@ -361,6 +361,23 @@ class Failover(Scenario):
                     if v != acked[k]:
                         lost.append((k, v))
             check(not lost, "%d acknowledged writes lost, e.g. %r" % (len(lost), lost[:3]))
+        with step("without a quorum, a node answers -TRYAGAIN once it knows no leader"):
+            other = [n for n in survivors if n.id != new.id][0]
+            new.kill9()
+            r = redis.Redis(port=ports[other.id], socket_timeout=scaled(30))
+            seen = []
+
+            def refused():
+                try:
+                    r.set("noquorum", "x")
+                    seen.append("OK")
+                except redis.exceptions.ResponseError as e:
+                    seen.append(str(e))
+                    return str(e).startswith("TRYAGAIN no leader")
+                return False
+            wait_for("a TRYAGAIN answer", refused, timeout=scaled(30), interval=0.2)
+            check("OK" not in seen, "a write was acknowledged without a quorum: %r" % seen)
+            log("  answers: %r" % sorted(set(seen)))
 
 
 class Hiredis(Scenario):
