@@ -22,6 +22,7 @@
 #include "node/node.h"
 #include "stcache/errors.h"
 #include "util/assert.h"
+#include "util/trace.h"
 
 #define RESP_VERSION "7.0.0"
 
@@ -1388,6 +1389,15 @@ uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, u
 void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                        uint32_t argc)
 {
+    if (arg_is(&argv[0], "post") || arg_is(&argv[0], "host:")) {
+        /* An HTTP request: a web page making the browser talk to this port
+         * (cross-protocol scripting). As Redis does, no answer; the
+         * connection is closed. */
+        ST_TRACE_WARN("resp", "client %s sent an HTTP request: connection closed", c->addr);
+        resp_conn_close_after(c);
+        resp_slot_done(s);
+        return;
+    }
     const struct resp_cmd *k = cmd_lookup(argv[0].p, argv[0].len);
     if (!k) {
         reply_unknown(s, argv, argc);

@@ -281,6 +281,11 @@ class Cli(Scenario):
             got, closed = raw_exchange(port, b"*1\r\n$99999999999\r\n", want_close=True)
             check(got == b"-ERR Protocol error: invalid bulk length\r\n" and closed,
                   "bulk over --max-value-bytes: %r" % got)
+        with step("an HTTP request (a web page aiming at the port) is closed unanswered, as Redis does"):
+            got, closed = raw_exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\n\r\nSET web:k 1\r\n",
+                                       want_close=True)
+            check(got == b"" and closed, "POST: %r closed=%s" % (got, closed))
+            check(redis.Redis(port=port).get("web:k") is None, "the command after the POST ran")
         with step("QUIT answers +OK and closes"):
             got, closed = raw_exchange(port, b"QUIT\r\nPING\r\n", want_close=True)
             check(got == b"+OK\r\n" and closed, "QUIT: %r closed=%s" % (got, closed))
