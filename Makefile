@@ -7,7 +7,7 @@ BUILD ?= build
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
 .PHONY: all deps build install run test test-release test-asan test-tsan format lint sim-soak \
-	nemesis fuzz clean bench bench-reliability
+	nemesis fuzz clean bench bench-reliability bench-redis
 
 all: build
 
@@ -27,8 +27,15 @@ PREFIX ?= /usr/local
 install: build
 	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
+# The single node, with the Redis protocol on 127.0.0.1:6379 unless that
+# port is taken (docs/REDIS.md). --bootstrap is ignored on a restart.
 run: build
-	$(BUILD)/stcache server
+	@if python3 -c 'import socket; socket.socket().bind(("127.0.0.1", 6379))' 2>/dev/null; then \
+	  $(BUILD)/stcache server --bootstrap --redis 127.0.0.1:6379; \
+	else \
+	  echo "make run: 127.0.0.1:6379 is taken: starting without the Redis protocol"; \
+	  $(BUILD)/stcache server; \
+	fi
 
 build-asan/.configured: CMakeLists.txt
 	CC=clang cmake -S . -B build-asan $(GEN) -DCMAKE_BUILD_TYPE=Debug -DSTCACHE_SANITIZE=ON >/dev/null
@@ -92,6 +99,11 @@ nemesis: build
 bench: build
 	scripts/deps.sh --bench
 	bench/run.sh
+
+# stcache's Redis protocol against redis-server (appendfsync always and
+# everysec), both driven by redis-benchmark (docs/BENCHMARKS.md).
+bench-redis: build
+	python3 bench/redis/bench.py --stcache $(BUILD)/stcache --floor $(BUILD)/bench/cluster/floor
 
 # Issue 14's figures (printed, never asserted): loop stalls around a 1 GiB
 # snapshot, restart time against WAL size, throughput with eviction.

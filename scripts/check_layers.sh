@@ -14,7 +14,8 @@
 #   http        tls util             (generic HTTP server and client)
 #   node        raft storage transport kv wire http tls util
 #   api         node http util       (the HTTP API routes)
-#   cli         api http node tls util (the stcache executable)
+#   resp        node util            (the Redis protocol front end)
+#   cli         api resp http node tls util (the stcache executable)
 #
 # Public headers (include/stcache/*.h) include only other public headers.
 # Widening a row is a design decision: change it here and in ARCHITECTURE.md.
@@ -32,7 +33,8 @@ declare -A allowed=(
   [http]="tls util"
   [node]="raft storage transport kv wire http tls util"
   [api]="node http util"
-  [cli]="api http node tls util"
+  [resp]="node util"
+  [cli]="api resp http node tls util"
 )
 fail=0
 finding() { echo "layering: $*"; fail=1; }

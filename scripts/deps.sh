@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang libuv1-dev libhttp-parser-dev
       libclang-rt-14-dev clang-format clang-tidy cppcheck python3 curl iproute2 iptables procps
-      faketime libssl-dev openssl)
+      faketime libssl-dev openssl
+      redis-server redis-tools python3-redis libhiredis-dev)  # tests/redis, bench/redis
 if [ "${1:-}" = "--bench" ]; then pkgs+=(wrk etcd-server etcd-client); fi
 missing=()
 for p in "${pkgs[@]}"; do

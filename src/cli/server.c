@@ -4,6 +4,7 @@
 
 #include "api/api.h"
 #include "node/node.h"
+#include "resp/server.h"
 #include "stcache/errors.h"
 #include "util/fdlimit.h"
 #include "util/outbudget.h"
@@ -24,6 +25,8 @@ static const char server_usage[] =
     "  --data DIR              data directory (default ./data)\n"
     "  --raft HOST:PORT        peer (Raft) listen address (default 127.0.0.1:7001)\n"
     "  --http HOST:PORT        HTTP API listen address (default 127.0.0.1:8001)\n"
+    "  --redis HOST:PORT       also serve the Redis protocol (RESP2/RESP3) there\n"
+    "                          (default: none; docs/REDIS.md)\n"
     "  --bootstrap             start a new single-node cluster in an empty DIR\n"
     "  --join HTTP_ADDR        join the cluster of the member at HTTP_ADDR (as a learner)\n"
     "  --peers LIST            static membership: 1=h:p,2=h:p,... or 1=h:p/httph:p,...\n"
@@ -151,7 +154,8 @@ struct server {
     uv_loop_t *loop;
     struct node *node;
     struct api *api;
-    /* Shared by every client front end (HTTP today). */
+    struct resp_server *resp; /* --redis, NULL without it */
+    /* Shared by every client front end (HTTP, Redis). */
     struct st_outbudget out_budget;
     uv_signal_t sigint, sigterm, sighup;
     int exit_code;
@@ -163,15 +167,27 @@ static void signal_closed_cb(uv_handle_t *h)
     (void)h;
 }
 
+static void resp_closed_cb(struct resp_server *r, void *ctx)
+{
+    struct server *s = ctx;
+    (void)r;
+    resp_server_destroy(s->resp);
+    s->resp = NULL;
+    uv_close((uv_handle_t *)&s->sigint, signal_closed_cb);
+    uv_close((uv_handle_t *)&s->sigterm, signal_closed_cb);
+    uv_close((uv_handle_t *)&s->sighup, signal_closed_cb);
+}
+
 static void api_closed_cb(struct api *a, void *ctx)
 {
     struct server *s = ctx;
     (void)a;
     api_destroy(s->api);
     s->api = NULL;
-    uv_close((uv_handle_t *)&s->sigint, signal_closed_cb);
-    uv_close((uv_handle_t *)&s->sigterm, signal_closed_cb);
-    uv_close((uv_handle_t *)&s->sighup, signal_closed_cb);
+    if (s->resp)
+        resp_server_close(s->resp, resp_closed_cb, s);
+    else
+        resp_closed_cb(NULL, s);
 }
 
 static void server_node_stopped_cb(struct node *n, void *ctx)
@@ -241,6 +257,21 @@ static void started_cb(struct node *n, int status, void *ctx)
                 st_strerror(rc));
         server_shutdown(s, 1);
         return;
+    }
+    if (cfg->redis_listen[0]) {
+        struct resp_server_config rc_cfg;
+        resp_server_config_default(&rc_cfg);
+        rc_cfg.listen = cfg->redis_listen;
+        rc_cfg.conn_out_bytes_max = cfg->conn_output_bytes_max;
+        rc_cfg.out_budget = &s->out_budget;
+        rc = resp_server_create(s->loop, n, &rc_cfg, &s->resp);
+        if (rc) {
+            fprintf(stderr, "stcache server: cannot serve Redis on %s: %s\n", cfg->redis_listen,
+                    st_strerror(rc));
+            server_shutdown(s, 1);
+            return;
+        }
+        printf("stcache: node %" PRIu64 " serving Redis on %s\n", cfg->id, cfg->redis_listen);
     }
     printf("stcache: node %" PRIu64 " of cluster %016" PRIx64 " serving HTTP on %s, raft on %s, "
            "data in %s\n",

@@ -388,6 +388,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
     }
     if (strcmp(name, "raft") == 0) return set_addr(cfg->raft_listen, name, value, err, errlen);
     if (strcmp(name, "http") == 0) return set_addr(cfg->http_listen, name, value, err, errlen);
+    if (strcmp(name, "redis") == 0) return set_addr(cfg->redis_listen, name, value, err, errlen);
     if (strcmp(name, "advertise-raft") == 0)
         return set_addr(cfg->advertise_raft, name, value, err, errlen);
     if (strcmp(name, "advertise-http") == 0)

@@ -59,6 +59,7 @@ struct node_config {
     char http_listen[NODE_ADDR_MAX];
     char advertise_raft[NODE_ADDR_MAX]; /* "" = raft_listen */
     char advertise_http[NODE_ADDR_MAX]; /* "" = http_listen */
+    char redis_listen[NODE_ADDR_MAX];   /* --redis: RESP front end; "" = none */
 
     enum node_start_mode mode;
     char join_http[NODE_ADDR_MAX];                 /* NODE_START_JOIN */

@@ -191,8 +191,13 @@ struct node_info {
     uint64_t max_memory;    /* --max-memory (0 = no limit) */
     uint64_t log_clock_ms;  /* the applied state's log clock: expiry is judged by it */
     uint64_t wall_clock_ms; /* this node's CLOCK_REALTIME, for comparison */
+    uint64_t keys;          /* keys in the applied state (expired, not yet purged, included) */
+    uint64_t keys_with_ttl;
 };
 void node_info_get(const struct node *n, struct node_info *out);
+/* The applied state's log clock (node_info.log_clock_ms) alone, O(1): the
+ * time expiry is judged by (docs/KV.md, "Time"); 0 before the first entry. */
+uint64_t node_log_clock_ms(const struct node *n);
 
 /* The build's versions (`stcache version`, GET /cluster, the
  * stcache_build_info metric). release is the project VERSION of

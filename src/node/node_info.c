@@ -22,6 +22,11 @@
 
 /* ---------------------------------------------------------------- info */
 
+uint64_t node_log_clock_ms(const struct node *n)
+{
+    return n->kv ? kv_clock_ms(n->kv) : 0;
+}
+
 void node_info_get(const struct node *n, struct node_info *out)
 {
     memset(out, 0, sizeof *out);
@@ -45,6 +50,12 @@ void node_info_get(const struct node *n, struct node_info *out)
     out->max_memory = n->cfg.max_memory;
     out->log_clock_ms = n->kv ? kv_clock_ms(n->kv) : 0;
     out->wall_clock_ms = node_wall_ms();
+    if (n->kv) {
+        struct kv_stats ks;
+        kv_stats(n->kv, &ks);
+        out->keys = ks.keys;
+        out->keys_with_ttl = ks.keys_with_ttl;
+    }
     const struct raft_conf *conf = raft_conf_get(n->raft);
     for (uint32_t i = 0; i < conf->n && i < RAFT_MEMBERS_MAX; i++) {
         const struct raft_member *m = &conf->members[i];

@@ -1,0 +1,147 @@
+/* What the files of resp/ share: the connection and reply slot structures
+ * (server.c owns them) and the command dispatch (commands.c). */
+#ifndef ST_RESP_INT_H
+#define ST_RESP_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "resp/parse.h"
+#include "resp/reply.h"
+#include "resp/server.h"
+#include "util/list.h"
+#include "util/membuf.h"
+
+/* Commands in flight per connection (pipelining depth before the
+ * connection stops being read). */
+#define RESP_PIPELINE_MAX 64u
+/* A reply buffer grown past this is released after use. */
+#define RESP_BUF_KEEP_BYTES (64u * 1024u)
+#define RESP_CLIENT_NAME_BYTES_MAX 64u
+#define RESP_LIB_BYTES_MAX 64u
+
+struct resp_conn;
+
+/* One command's reply. The command's handler writes the reply into out
+ * (through resp_slot_out) and calls resp_slot_done() once, at once or from
+ * a node callback later. keys holds copies of the arguments a multi-step
+ * command still needs after its dispatch returned (the read buffer moves). */
+struct resp_slot {
+    struct resp_conn *conn;
+    struct st_membuf out;
+    struct st_membuf keys;
+    uint32_t pending; /* node callbacks outstanding */
+    bool busy;
+    bool done;
+    uint8_t cmd;      /* resp_cmd_kind of a multi-step command */
+    uint8_t op_class; /* RESP_OP_* while counted in conn->ops_inflight */
+    long long count;  /* e.g. keys deleted */
+    int status;       /* the first failure of a multi-key write */
+    uint32_t nkeys;
+    long long a1, a2; /* integer arguments kept for the reply (GETRANGE) */
+};
+
+struct resp_conn {
+    uv_tcp_t tcp; /* first */
+    uv_write_t wreq;
+    struct resp_server *srv;
+    struct st_list link;       /* srv->conns */
+    struct st_list dirty_link; /* srv->dirty while finished replies wait */
+    uint64_t id;
+    int proto;     /* 2 or 3 */
+    bool readonly; /* READONLY: stale local reads */
+    bool closing;  /* uv_close called */
+    bool reading;
+    bool writing;
+    bool no_more;  /* no further command is parsed (QUIT, protocol error) */
+    bool in_input; /* input_process is running (no reentry) */
+    uint8_t *rbuf;
+    size_t rstart, rlen, rcap; /* unparsed bytes: rbuf[rstart, rstart + rlen) */
+    struct st_membuf wpend;    /* finished replies not yet handed to a write */
+    struct st_membuf wfly;     /* the bytes of the write in flight */
+    uint64_t out_bytes;        /* wpend + wfly: charged to the out budget */
+    uint64_t out_stamp;        /* util/outbudget.h stall stamp */
+    uint32_t head, count;      /* the slot ring */
+    uint32_t inflight;         /* node callbacks outstanding on all slots */
+    /* Per-connection order (Redis's): reads and writes of one connection
+     * take effect in the order sent. Commands of one class (all reads, or
+     * all writes) run concurrently (one ReadIndex round, one proposal
+     * batch); a command of the other class waits, unparsed, until those
+     * in flight are done (blocked). */
+    uint32_t ops_inflight;
+    uint8_t ops_class;
+    bool blocked;
+    uint64_t created_ms;
+    uint64_t last_cmd_ms;
+    char addr[64];
+    char laddr[64];
+    char name[RESP_CLIENT_NAME_BYTES_MAX + 1];
+    char lib_name[RESP_LIB_BYTES_MAX + 1];
+    char lib_ver[RESP_LIB_BYTES_MAX + 1];
+    char last_cmd[24];
+    struct resp_slot slots[RESP_PIPELINE_MAX];
+};
+
+struct resp_server {
+    uv_loop_t *loop;
+    struct node *node;
+    struct resp_server_config cfg;
+    char listen[64];
+    uv_tcp_t listener;
+    uv_idle_t idle;
+    int handles_open;
+    bool closing;
+    struct st_list conns;
+    struct st_list dirty;
+    uint32_t n_conns;     /* open (not closing) */
+    uint32_t n_allocated; /* allocated, closing ones included */
+    struct resp_limits lim;
+    struct resp_arg *argv; /* lim.args_max: the command being dispatched */
+    uint64_t next_id;
+    uint64_t start_ms;
+    uint64_t connections_total;
+    uint64_t connections_rejected;
+    uint64_t commands_total;
+    uint64_t protocol_errors;
+    uint64_t slow_dropped;
+    resp_server_closed_cb closed_cb;
+    void *closed_ctx;
+};
+
+/* The reply writer of a slot, in its connection's protocol. */
+static inline struct resp_out resp_slot_out(struct resp_slot *s)
+{
+    struct resp_out o = {&s->out, s->conn->proto};
+    return o;
+}
+
+/* Marks the slot's reply complete; its connection writes it once every
+ * earlier reply is complete. */
+void resp_slot_done(struct resp_slot *s);
+
+/* A node callback for the slot is outstanding (hold, before the node call)
+ * / has run (unhold, first thing in the callback; also when the node call
+ * refused at once). The connection stays allocated while callbacks are
+ * outstanding. unhold returns true when the connection is closing: the
+ * callback must then not touch the slot again (it may be freed). */
+void resp_slot_hold(struct resp_slot *s);
+bool resp_slot_unhold(struct resp_slot *s);
+
+/* Closes the connection once the replies before and including this one are
+ * written (QUIT). */
+void resp_conn_close_after(struct resp_conn *c);
+
+enum { RESP_OP_NONE = 0, RESP_OP_READ, RESP_OP_WRITE };
+/* The class of a command for per-connection ordering: RESP_OP_READ for
+ * linearizable reads of keys, RESP_OP_WRITE for writes, else NONE. */
+uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, uint32_t argc);
+
+/* Runs one command (argv spans valid during the call only) for slot s. */
+void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                       uint32_t argc);
+
+/* Loop milliseconds. */
+uint64_t resp_now_ms(const struct resp_server *srv);
+
+#endif

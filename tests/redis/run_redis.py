@@ -1,0 +1,455 @@
+#!/usr/bin/python3
+"""The Redis protocol front end (docs/REDIS.md) with real Redis clients.
+
+usage: run_redis.py STCACHE_BINARY [SCENARIO...]
+
+Runs with Debian's /usr/bin/python3 and its python3-redis (redis-py), and
+uses redis-server and redis-cli from Debian's redis-server/redis-tools:
+  compare   every supported command with its edge cases, against a real
+            `redis-server` started here and against a 3-node stcache
+            cluster through the leader and through a follower; replies
+            are compared one by one where Redis is deterministic
+  cli       redis-cli and a raw inline command; a protocol error closes
+            the connection after its answer; pipelining through redis-py
+  failover  kill -9 the leader while a redis-py client writes: errors only
+            until a new leader serves, no acknowledged write lost
+  hiredis   the C client pipelines 2100 commands (hiredis_pipeline.c)
+  slow_reader  a client that sends without reading is disconnected past
+            the output bound; others go on
+Exits 77 (ctest: skipped) when redis-py, redis-server or redis-cli is
+missing. Cluster processes come from tests/cluster/harness.py."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
+
+import harness  # noqa: E402
+from harness import Scenario, check, log, reserve_ports, scaled, step, wait_for  # noqa: E402
+
+SKIP = 77
+
+
+def skip_unless_tools():
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        print("SKIP: %s has no redis module (apt-get install python3-redis)" % sys.executable)
+        sys.exit(SKIP)
+    for tool in ("redis-server", "redis-cli"):
+        if shutil.which(tool) is None:
+            print("SKIP: %s not installed (apt-get install redis-server redis-tools)" % tool)
+            sys.exit(SKIP)
+
+
+def start_redis_server(tmpdir):
+    """A reference redis-server on a reserved port, no persistence."""
+    (port,) = reserve_ports(1)
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", tmpdir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    import redis
+    r = redis.Redis(port=port)
+
+    def up():
+        try:
+            return r.ping()
+        except redis.exceptions.ConnectionError:
+            return False
+    wait_for("redis-server on port %d" % port, up, timeout=scaled(10))
+    return proc, port
+
+
+def start_cluster(sc, name="redis"):
+    """3 static nodes, each with --redis on a reserved port. Returns the
+    cluster, {node id: redis port} and the leader."""
+    c = sc.cluster(name)
+    ports, leader = start_redis_cluster(c)
+    return c, ports, leader
+
+
+def start_redis_cluster(c):
+    """Starts nodes 1..3 of cluster c (--peers), each with --redis on a
+    reserved port; returns ({node id: redis port}, the leader)."""
+    ports = {}
+    for i in (1, 2, 3):
+        n = c.new_node(i)
+        (p,) = reserve_ports(1)
+        n.extra_args = ["--redis", "127.0.0.1:%d" % p]
+        ports[i] = p
+    spec = c.peers_spec()
+    for n in c.nodes.values():
+        n.start(["--peers", spec])
+    leader = c.wait_leader()
+    return ports, leader
+
+
+def outcome(fn):
+    """A reply or ('error', text): what a client observes."""
+    import redis
+    try:
+        return fn()
+    except redis.exceptions.ResponseError as e:
+        return ("error", str(e))
+    except (TypeError, IndexError, ValueError) as e:  # redis-py's reply callbacks
+        return ("client-side", type(e).__name__)
+
+
+# Each case: arguments with {k} standing for a key prefix (so that the
+# leader and the follower runs use distinct keys in one cluster).
+BIG = b"v" * 100000
+BINARY = b"a\x00b\r\nc\xff"
+CASES = [
+    ("PING",), ("PING", "hello"), ("PING", "a", "b"), ("ECHO", "x"), ("ECHO", ""), ("ECHO",),
+    ("SELECT", "0"), ("SELECT", "x"),
+    ("GET", "{k}missing"), ("GET",), ("GET", "{k}a", "b"),
+    ("SET", "{k}a", "1"), ("GET", "{k}a"), ("SET", "{k}a", ""), ("GET", "{k}a"),
+    ("SET", "{k}big", BIG), ("GET", "{k}big"), ("SET", "{k}bin", BINARY), ("GET", "{k}bin"),
+    ("SET", "{k}a", "2", "NX"), ("GET", "{k}a"), ("SET", "{k}nx", "3", "nx"), ("GET", "{k}nx"),
+    ("SET", "{k}a", "v", "EX", "0"), ("SET", "{k}a", "v", "EX", "-1"),
+    ("SET", "{k}a", "v", "EX", "abc"), ("SET", "{k}a", "v", "EX", "99999999999999999999"),
+    ("SET", "{k}a", "v", "PX", "9223372036854775807"), ("SET", "{k}a", "v", "EX", "9223372036854775"),
+    ("SET", "{k}a", "v", "EX", "10", "PX", "10"), ("SET", "{k}a", "v", "NX", "XX"),
+    ("SET", "{k}a", "v", "EX"), ("SET", "{k}a", "v", "foo"), ("SET", "{k}a"),
+    ("SET", "{k}a", "v", "KEEPTTL", "EX", "5"),
+    ("SET", "{k}ttl", "v", "PX", "100000"), ("GET", "{k}ttl"),
+    ("SET", "{k}ttl", "v", "ex", "100"), ("SET", "{k}past", "v", "EXAT", "1"), ("GET", "{k}past"),
+    ("SET", "{k}past", "v", "PXAT", "1000"), ("EXISTS", "{k}past"),
+    ("SETNX", "{k}a", "x"), ("SETNX", "{k}snx", "x"), ("GET", "{k}snx"), ("SETNX", "{k}a"),
+    ("SETEX", "{k}se", "0", "v"), ("SETEX", "{k}se", "-5", "v"), ("SETEX", "{k}se", "x", "v"),
+    ("SETEX", "{k}se", "100", "v"), ("GET", "{k}se"),
+    ("PSETEX", "{k}pse", "0", "v"), ("PSETEX", "{k}pse", "100000", "v"), ("GET", "{k}pse"),
+    ("MSET", "{k}m1", "1", "{k}m2", "2"), ("MGET", "{k}m1", "{k}m2", "{k}missing", "{k}m1"),
+    ("MSET", "{k}m1"), ("MSET", "{k}m1", "1", "{k}m2"), ("MGET",),
+    ("EXISTS", "{k}m1", "{k}m1", "{k}missing", "{k}m2"), ("EXISTS",),
+    ("DEL", "{k}m1", "{k}m2", "{k}missing", "{k}m1"), ("DEL",), ("MGET", "{k}m1", "{k}m2"),
+    ("UNLINK", "{k}a", "{k}missing"), ("UNLINK",), ("GET", "{k}a"),
+    ("SET", "{k}s", "Hello World"), ("STRLEN", "{k}s"), ("STRLEN", "{k}missing"), ("STRLEN",),
+    ("GETRANGE", "{k}s", "0", "4"), ("GETRANGE", "{k}s", "-5", "-1"), ("GETRANGE", "{k}s", "5", "2"),
+    ("GETRANGE", "{k}s", "-1", "-5"), ("GETRANGE", "{k}s", "0", "100"), ("GETRANGE", "{k}s", "-100", "2"),
+    ("GETRANGE", "{k}missing", "0", "-1"), ("GETRANGE", "{k}s", "x", "1"), ("GETRANGE", "{k}s", "0"),
+    ("GETRANGE", "{k}s", "-9223372036854775808", "9223372036854775807"), ("SUBSTR", "{k}s", "1", "3"),
+    ("TYPE", "{k}s"), ("TYPE", "{k}missing"), ("TYPE",),
+    ("TTL", "{k}s"), ("PTTL", "{k}s"), ("TTL", "{k}missing"), ("PTTL", "{k}missing"),
+    ("EXPIRETIME", "{k}s"), ("PEXPIRETIME", "{k}missing"), ("TTL",), ("TTL", "{k}s", "x"),
+    ("SETEX", "{k}t", "1000", "v"), ("TTL", "{k}t"),
+    ("NOSUCHCOMMAND", "a", "b"), ("nosuch",),
+    ("CLIENT", "SETNAME", "myname"), ("CLIENT", "GETNAME"), ("CLIENT", "SETNAME", "a b"),
+    ("CLIENT", "NOSUCH"), ("CLIENT", "GETNAME", "x"),
+    ("AUTH", "x"), ("AUTH", "default", "anything"), ("AUTH", "other", "x"), ("AUTH", "a", "b", "c"),
+    ("HELLO", "4"), ("HELLO", "x"), ("HELLO", "2", "FOO"),
+    ("CONFIG", "GET", "maxmemory"), ("CONFIG", "GET", "databasesXX"), ("CONFIG", "NOSUCH"),
+    ("COMMAND", "INFO", "nosuchcommand"), ("COMMAND", "NOSUCH"),
+    ("WAIT", "x", "0"), ("WAIT", "0", "-1"),
+    ("TIME", "x"), ("DBSIZE", "x"), ("QUIT", "x", "y"),
+]
+
+
+def expand(args, prefix):
+    out = []
+    for a in args:
+        if isinstance(a, str):
+            a = a.replace("{k}", prefix)
+        out.append(a)
+    return out
+
+
+def run_cases(client, prefix):
+    return [outcome(lambda a=a: client.execute_command(*expand(a, prefix))) for a in CASES]
+
+
+class Compare(Scenario):
+    """Every case through redis-server and through stcache's leader and a
+    follower: the same replies, one by one."""
+
+    def run(self):
+        import redis
+        tmp = harness.tempfile.mkdtemp(prefix="stcache-redis-ref-")
+        ref, ref_port = start_redis_server(tmp)
+        try:
+            c, ports, leader = start_cluster(self)
+            follower = [n for n in c.nodes.values() if n.id != leader.id][0]
+            ref_client = redis.Redis(port=ref_port)
+            for node, tag in ((leader, "leader"), (follower, "follower")):
+                with step("the cases through the %s (%r) and through redis-server" % (tag, node)):
+                    prefix = "%s:" % tag
+                    st = redis.Redis(port=ports[node.id], socket_timeout=scaled(10))
+                    want = run_cases(ref_client, prefix)
+                    got = run_cases(st, prefix)
+                    bad = [(CASES[i], want[i], got[i]) for i in range(len(CASES)) if want[i] != got[i]]
+                    for case, w, g in bad:
+                        log("  differs: %r\n    redis:   %r\n    stcache: %r" % (case, w, g))
+                    check(not bad, "%d of %d replies differ from redis-server's" % (len(bad), len(CASES)))
+                    log("  %d replies equal to redis-server's" % len(CASES))
+            with step("replies that depend on the server have the right shape"):
+                st = redis.Redis(port=ports[follower.id])
+                t = st.time()
+                check(isinstance(t, tuple) and len(t) == 2 and t[0] > 1600000000, "TIME: %r" % (t,))
+                info = st.info()
+                check(info.get("redis_version") and "connected_clients" in info, "INFO: %r" % info)
+                raft = st.info("raft")
+                check(raft.get("role") == "follower" and raft.get("leader") == leader.id,
+                      "INFO raft on a follower: %r" % raft)
+                check(st.execute_command("WAIT", "1", "0") == 2, "WAIT answers the 2 replicas")
+                check(st.command_count() >= 20, "COMMAND COUNT")
+                cinfo = st.execute_command("COMMAND", "INFO", "get")
+                check(cinfo.get("get", {}).get("arity") == 2, "COMMAND INFO get: %r" % cinfo)
+                check(st.client_id() > 0, "CLIENT ID")
+                check(b"id=" in st.execute_command("CLIENT", "LIST"), "CLIENT LIST")
+                check(st.dbsize() > 0, "DBSIZE counts the keys written")
+                st.set("ttl:k", "v", px=100000)
+                pttl = st.pttl("ttl:k")
+                check(90000 < pttl <= 100000, "PTTL after SET PX 100000: %r" % pttl)
+                pexp = st.execute_command("PEXPIRETIME", "ttl:k")
+                check(abs(pexp - (time.time() * 1000 + pttl)) < 5000, "PEXPIRETIME: %r" % pexp)
+                check(st.config_get("maxmemory") == {"maxmemory": "0"}, "CONFIG GET maxmemory")
+                # One database (docs/REDIS.md): SELECT of another is an error.
+                check(outcome(lambda: st.execute_command("SELECT", "1")) ==
+                      ("error", "DB index is out of range"), "SELECT 1")
+            with step("READONLY reads locally, READWRITE linearizably; both see acknowledged writes"):
+                w = redis.Redis(port=ports[leader.id])
+                r = redis.Redis(port=ports[follower.id], single_connection_client=True)
+                check(r.execute_command("READONLY") in (b"OK", True), "READONLY")
+                w.set("ro:key", "1")
+                wait_for("the follower applies the write", lambda: r.get("ro:key") == b"1",
+                         timeout=scaled(10))
+                check(r.execute_command("READWRITE") in (b"OK", True), "READWRITE")
+                w.set("ro:key", "2")
+                check(r.get("ro:key") == b"2", "a linearizable read sees the acknowledged write")
+        finally:
+            ref.kill()
+            ref.wait()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def raw_exchange(port, data, want_close=False):
+    """Sends bytes, returns what came back until the reply stops (or EOF)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=scaled(5))
+    s.sendall(data)
+    got = b""
+    closed = False
+    s.settimeout(scaled(0.5) if not want_close else scaled(5))
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    return got, closed
+
+
+class Cli(Scenario):
+    """redis-cli against a node; raw inline commands; protocol errors."""
+
+    def run(self):
+        import redis
+        c, ports, leader = start_cluster(self, "redis-cli")
+        port = ports[leader.id]
+        follower = [n for n in c.nodes.values() if n.id != leader.id][0]
+        with step("redis-cli PING, SET, GET (through a follower too)"):
+            def cli(p, *args):
+                return subprocess.run(["redis-cli", "-p", str(p)] + list(args), capture_output=True,
+                                      timeout=scaled(20)).stdout.decode().strip()
+            check(cli(port, "PING") == "PONG", "redis-cli PING")
+            check(cli(ports[follower.id], "SET", "cli:k", "hello world") == "OK", "redis-cli SET")
+            check(cli(port, "GET", "cli:k") == "hello world", "redis-cli GET")
+            check(cli(port, "GET", "cli:missing") == "", "redis-cli GET of a missing key")
+            check("ERR unknown command" in cli(port, "NOSUCH"), "redis-cli unknown command")
+        with step("an inline PING over a raw connection, and pipelined inline commands"):
+            got, _ = raw_exchange(port, b"PING\r\n")
+            check(got == b"+PONG\r\n", "inline PING: %r" % got)
+            got, _ = raw_exchange(port, b"SET raw:k \"a b\"\r\nGET raw:k\r\nECHO 'x y'\n")
+            check(got == b"+OK\r\n$3\r\na b\r\n$3\r\nx y\r\n", "pipelined inline: %r" % got)
+        with step("a protocol error is answered after the replies before it, then the connection closes"):
+            got, closed = raw_exchange(port, b"*1\r\n$4\r\nPING\r\n*1\r\nx\r\nPING\r\n", want_close=True)
+            check(got == b"+PONG\r\n-ERR Protocol error: expected '$', got 'x'\r\n" and closed,
+                  "protocol error: %r closed=%s" % (got, closed))
+            got, closed = raw_exchange(port, b"SET \"abc\r\n", want_close=True)
+            check(got == b"-ERR Protocol error: unbalanced quotes in request\r\n" and closed,
+                  "unbalanced quotes: %r closed=%s" % (got, closed))
+            got, closed = raw_exchange(port, b"*1\r\n$99999999999\r\n", want_close=True)
+            check(got == b"-ERR Protocol error: invalid bulk length\r\n" and closed,
+                  "bulk over --max-value-bytes: %r" % got)
+        with step("an HTTP request (a web page aiming at the port) is closed unanswered, as Redis does"):
+            got, closed = raw_exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\n\r\nSET web:k 1\r\n",
+                                       want_close=True)
+            check(got == b"" and closed, "POST: %r closed=%s" % (got, closed))
+            check(redis.Redis(port=port).get("web:k") is None, "the command after the POST ran")
+        with step("QUIT answers +OK and closes"):
+            got, closed = raw_exchange(port, b"QUIT\r\nPING\r\n", want_close=True)
+            check(got == b"+OK\r\n" and closed, "QUIT: %r closed=%s" % (got, closed))
+        with step("RESP3 after HELLO 3: nulls, maps and verbatim strings"):
+            got, _ = raw_exchange(port, b"HELLO 3\r\nGET raw:missing\r\nCONFIG GET maxclients\r\n")
+            check(got.startswith(b"%7\r\n") and got.endswith(b"_\r\n%1\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n"),
+                  "RESP3 replies: %r" % got)
+        with step("pipelines through redis-py: replies in order, each read sees the writes before it"):
+            r = redis.Redis(port=ports[follower.id])
+            p = r.pipeline(transaction=False)
+            for i in range(1000):
+                p.set("pipe:%d" % i, str(i))
+            for i in range(1000):
+                p.get("pipe:%d" % i)
+            res = p.execute()
+            check(len(res) == 2000 and all(res[i] is True and res[1000 + i] == str(i).encode()
+                                           for i in range(1000)), "pipelined replies out of order")
+            p = r.pipeline(transaction=False)
+            for i in range(100):
+                p.get("alt:k")
+                p.set("alt:k", str(i))
+            res = p.execute()
+            check(res[0] is None and all(res[2 * i] == str(i - 1).encode() for i in range(1, 100)),
+                  "a pipelined GET sees exactly the SETs sent before it: %r" % res[:6])
+
+
+class Failover(Scenario):
+    """kill -9 the leader while a redis-py client writes through a follower."""
+
+    def run(self):
+        import redis
+        c, ports, leader = start_cluster(self, "redis-failover")
+        survivors = [n for n in c.nodes.values() if n.id != leader.id]
+        via = survivors[0]
+        acked = {}
+        errors = []
+        stop = threading.Event()
+
+        def writer():
+            r = redis.Redis(port=ports[via.id], socket_timeout=scaled(10))
+            i = 0
+            while not stop.is_set():
+                key = "fo:%d" % i
+                try:
+                    if r.set(key, str(i)):
+                        acked[key] = str(i).encode()
+                except redis.exceptions.RedisError as e:
+                    errors.append((time.monotonic(), str(e)))
+                i += 1
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            with step("writes flow, then the leader is killed"):
+                wait_for("100 acknowledged writes", lambda: len(acked) >= 100, timeout=scaled(20))
+                before = len(acked)
+                killed_at = time.monotonic()
+                leader.kill9()
+            with step("a new leader is elected and writes flow again"):
+                new = c.wait_leader(nodes=survivors)
+                elected_at = time.monotonic()
+                wait_for("100 more acknowledged writes", lambda: len(acked) >= before + 100 + 0,
+                         timeout=scaled(30))
+        finally:
+            stop.set()
+            t.join()
+        with step("errors only around the election, every acknowledged write readable"):
+            late = [e for e in errors if e[0] > elected_at + scaled(2)]
+            log("  %d acknowledged writes, %d errors (%.2f s kill to leader), e.g. %r" % (
+                len(acked), len(errors), elected_at - killed_at, errors[:2]))
+            check(not late, "errors after the new leader served: %r" % late[:3])
+            check(all(e[0] >= killed_at for e in errors), "errors before the kill: %r" % errors[:3])
+            r = redis.Redis(port=ports[new.id])
+            keys = sorted(acked)
+            lost = []
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                for k, v in zip(chunk, r.mget(chunk)):
+                    if v != acked[k]:
+                        lost.append((k, v))
+            check(not lost, "%d acknowledged writes lost, e.g. %r" % (len(lost), lost[:3]))
+        with step("without a quorum, a node answers -TRYAGAIN once it knows no leader"):
+            other = [n for n in survivors if n.id != new.id][0]
+            new.kill9()
+            r = redis.Redis(port=ports[other.id], socket_timeout=scaled(30))
+            seen = []
+
+            def refused():
+                try:
+                    r.set("noquorum", "x")
+                    seen.append("OK")
+                except redis.exceptions.ResponseError as e:
+                    seen.append(str(e))
+                    return str(e).startswith("TRYAGAIN no leader")
+                return False
+            wait_for("a TRYAGAIN answer", refused, timeout=scaled(30), interval=0.2)
+            check("OK" not in seen, "a write was acknowledged without a quorum: %r" % seen)
+            log("  answers: %r" % sorted(set(seen)))
+
+
+class Hiredis(Scenario):
+    """The C client hiredis pipelines 2100 commands through a follower
+    (tests/redis/hiredis_pipeline.c, built when libhiredis-dev is there)."""
+
+    def run(self):
+        prog = os.environ.get("ST_HIREDIS_PIPELINE")
+        if not prog or not os.access(prog, os.X_OK):
+            log("SKIP: hiredis_pipeline not built (libhiredis-dev missing)")
+            sys.exit(SKIP)
+        c, ports, leader = start_cluster(self, "redis-hiredis")
+        follower = [n for n in c.nodes.values() if n.id != leader.id][0]
+        with step("hiredis pipelines through a follower"):
+            p = subprocess.run([prog, str(ports[follower.id])], capture_output=True,
+                               timeout=scaled(60))
+            log("  " + (p.stdout + p.stderr).decode().strip())
+            check(p.returncode == 0, "hiredis_pipeline failed")
+
+
+class SlowReader(Scenario):
+    """A client that sends without reading is disconnected once the output
+    queued for clients passes --client-output-bytes-max; others go on."""
+
+    def run(self):
+        import redis
+        c = self.cluster("redis-slow", ["--log-level", "info", "--max-value-bytes", "262144",
+                                        "--client-output-bytes-max", "1048576",
+                                        "--conn-output-bytes-max", "65536"])
+        n = c.new_node(1)
+        (port,) = reserve_ports(1)
+        n.extra_args = ["--redis", "127.0.0.1:%d" % port]
+        n.start(["--bootstrap"])
+        c.wait_leader([n])
+        r = redis.Redis(port=port)
+        r.set("big", b"x" * 200000)
+        with step("a client pipelines 2000 GETs of a 200 kB value and reads nothing"):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.setblocking(False)
+            req = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 2000
+            sent = 0
+            deadline = time.monotonic() + scaled(20)
+            closed = False
+            while time.monotonic() < deadline and not closed:
+                try:
+                    if sent < len(req):
+                        sent += s.send(req[sent:sent + 65536])
+                    else:
+                        time.sleep(0.05)
+                except BlockingIOError:
+                    time.sleep(0.05)
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                info = r.info("stats")
+                if info.get("client_output_buffer_limit_disconnections", 0) >= 1:
+                    closed = True
+            s.close()
+            check(closed, "the slow reader was not disconnected")
+        with step("a normal client is served meanwhile and afterwards"):
+            check(len(r.get("big")) == 200000, "GET after the drop")
+            check(r.info("clients")["connected_clients"] >= 1, "INFO clients")
+
+
+SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover, "hiredis": Hiredis,
+             "slow_reader": SlowReader}
+
+if __name__ == "__main__":
+    skip_unless_tools()
+    harness.main(SCENARIOS)
