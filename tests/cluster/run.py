@@ -23,12 +23,13 @@ import scenarios_membership  # noqa: E402
 import scenarios_memory  # noqa: E402
 import scenarios_process  # noqa: E402
 import scenarios_resilience  # noqa: E402
+import scenarios_list  # noqa: E402
 import scenarios_slow_readers  # noqa: E402
 
 SCENARIOS = {}
 for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios_membership,
             scenarios_bad_input, scenarios_memory, scenarios_process, scenarios_resilience,
-            scenarios_slow_readers, scenarios_exactly):
+            scenarios_slow_readers, scenarios_exactly, scenarios_list):
     SCENARIOS.update(mod.SCENARIOS)
 
 if __name__ == "__main__":
