@@ -3,11 +3,13 @@ a listing taken under concurrent writes and deletes holds exactly the keys
 present at the index it returns, and pagination over many keys visits
 every key once, in byte order."""
 
+import json
+import subprocess
 import threading
 import time
 import urllib.parse
 
-from harness import (KeepAlive, Scenario, check, count, log, step, wait_for)
+from harness import (KeepAlive, Scenario, check, count, log, scaled, step, wait_for)
 
 
 def list_path(**query):
@@ -209,6 +211,22 @@ class ListPages(Scenario):
             check(got == bkeys, "binary keys: %r" % got)
             check(all(base64.b64decode(it["value_base64"]) == b"\xfe" for it in body["kvs"]),
                   "non-UTF-8 values come as value_base64: %s" % body)
+        with step("stcache list and get --prefix follow every page"):
+            def cli(*args):
+                p = subprocess.run([self.binary] + list(args) + ["--endpoints", follower.http],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   timeout=scaled(120))
+                check(p.returncode == 0, "stcache %s: exit %d: %s"
+                      % (" ".join(args), p.returncode, p.stderr[:500]))
+                return p.stdout
+            out = cli("list", "lp/").decode().splitlines()
+            check(out == ["%s\tv%s" % (k, k[3:]) for k in keys],
+                  "stcache list lp/: %d lines (first %r)" % (len(out), out[:2]))
+            out = cli("get", "--prefix", "lp/00001", "--keys-only").decode().splitlines()
+            check(out == keys[10:20], "get --prefix --keys-only: %r" % out)
+            doc = json.loads(cli("list", "bin/", "--json"))
+            check(doc["count"] == len(bkeys) and len(doc["kvs"]) == len(bkeys)
+                  and doc["kvs"][0]["key"] == "bin/\x00", "list --json: %s" % doc)
 
 
 SCENARIOS = {"list_concurrent": ListConcurrent, "list_pages": ListPages}
