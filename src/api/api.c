@@ -574,12 +574,22 @@ static int list_params_parse(struct api_req *ar, struct list_params *p)
     struct node_list_args *a = &p->args;
     const uint8_t *next = NULL;
     size_t next_len = 0;
-    if (list_param(ar, "prefix", &used, &a->prefix, &a->prefix_len) < 0 ||
-        list_param(ar, "start", &used, &a->start, &a->start_len) < 0 ||
-        list_param(ar, "end", &used, &a->end, &a->end_len) < 0 ||
-        list_param(ar, "next", &used, &next, &next_len) < 0) {
+    int found[4] = {
+        list_param(ar, "prefix", &used, &a->prefix, &a->prefix_len),
+        list_param(ar, "start", &used, &a->start, &a->start_len),
+        list_param(ar, "end", &used, &a->end, &a->end_len),
+        list_param(ar, "next", &used, &next, &next_len),
+    };
+    if (found[0] < 0 || found[1] < 0 || found[2] < 0 || found[3] < 0) {
         p->err_code = "bad_range";
         p->err_text = "prefix, start, end and next must be percent-encoded";
+        return 0;
+    }
+    if (!found[0] && !found[1] && !found[2] && !found[3]) {
+        /* A bare GET /kv is a mistake more often than a wish to list all
+         * keys: that takes an explicit (possibly empty) start=. */
+        p->err_code = "missing_range";
+        p->err_text = "give prefix, start or end (start= lists every key)";
         return 0;
     }
     if (a->prefix_len > cfg->max_key_bytes || a->start_len > cfg->max_key_bytes ||

@@ -193,6 +193,11 @@ class ListPages(Scenario):
             check([it["key"] for it in r["kvs"]] == keys[10:13], "range: %s" % r)
             r = conn.request("GET", list_path(start="lp0", limit=10)).json()
             check([it["key"] for it in r["kvs"]] == ["lp\x7f", "lq"], "after the prefix: %s" % r)
+            r = conn.request("GET", "/kv")
+            check(r.status == 400 and r.json()["code"] == "missing_range", "bare GET /kv: %s" % r)
+            r = conn.request("GET", "/kv?start=&count_only=1").json()
+            check(r["count"] == min(n + 4, 100000) and r["more"] == (n + 4 > 100000),
+                  "start= counts every key, 100000 per request: %s" % r)
             for bad in ("limit=0", "limit=10001", "keys_only=2", "next=zz", "consistency=x"):
                 r = conn.request("GET", "/kv?prefix=lp/&" + bad)
                 check(r.status == 400, "%s: %d %s" % (bad, r.status, r.error_text()))
