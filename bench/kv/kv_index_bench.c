@@ -38,7 +38,10 @@ static long rss_kib(void)
     char line[256];
     long v = -1;
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &v) == 1) break;
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            v = strtol(line + 6, NULL, 10);
+            break;
+        }
     if (f) fclose(f);
     return v;
 }
