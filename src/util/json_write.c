@@ -193,8 +193,10 @@ void st_json_base64(struct st_json *w, const void *data, size_t len)
         if (i + 2 < len) v |= s[i + 2];
         b[bn++] = tab[(v >> 18) & 63];
         b[bn++] = tab[(v >> 12) & 63];
-        b[bn++] = i + 1 < len ? tab[(v >> 6) & 63] : (char)'=';
-        b[bn++] = i + 2 < len ? tab[v & 63] : (char)'=';
+        b[bn++] = tab[(v >> 6) & 63];
+        b[bn++] = tab[v & 63];
+        if (i + 2 >= len) b[bn - 1] = '=';
+        if (i + 1 >= len) b[bn - 2] = '=';
         if (bn == sizeof(b)) {
             st_membuf_append(w->out, b, bn);
             bn = 0;
