@@ -391,6 +391,25 @@ static void read_done_cb(void *ctx, const struct node_read_result *res)
 
 /* ---------------------------------------------------------- kv routes */
 
+/* The consistency query parameter (absent: linearizable); ST_EINVAL. */
+static int parse_consistency(const struct http_request *req, enum node_consistency *out)
+{
+    char c[32];
+    *out = NODE_READ_LINEARIZABLE;
+    int q = query_param(req, "consistency", c, sizeof c);
+    if (q == 1) {
+        if (strcmp(c, "linearizable") == 0)
+            *out = NODE_READ_LINEARIZABLE;
+        else if (strcmp(c, "lease") == 0)
+            *out = NODE_READ_LEASE;
+        else if (strcmp(c, "stale") == 0)
+            *out = NODE_READ_STALE;
+        else
+            q = ST_EINVAL;
+    }
+    return q < 0 ? ST_EINVAL : 0;
+}
+
 static void route_kv(struct api *a, struct http_request *req, const char *raw_key, size_t raw_len)
 {
     enum node_route route = req->verb == HTTP_VERB_PUT      ? NODE_ROUTE_KV_PUT
@@ -482,20 +501,8 @@ static void route_kv(struct api *a, struct http_request *req, const char *raw_ke
                               (const uint8_t *)idem, idem_len, write_done_cb, ar);
         break;
     default: {
-        char c[32];
-        enum node_consistency cons = NODE_READ_LINEARIZABLE;
-        int q = query_param(req, "consistency", c, sizeof c);
-        if (q == 1) {
-            if (strcmp(c, "linearizable") == 0)
-                cons = NODE_READ_LINEARIZABLE;
-            else if (strcmp(c, "lease") == 0)
-                cons = NODE_READ_LEASE;
-            else if (strcmp(c, "stale") == 0)
-                cons = NODE_READ_STALE;
-            else
-                q = ST_EINVAL;
-        }
-        if (q < 0) {
+        enum node_consistency cons;
+        if (parse_consistency(req, &cons) != 0) {
             respond_error(ar, 400, "bad_consistency",
                           "consistency must be linearizable, lease or stale");
             return;
@@ -505,6 +512,287 @@ static void route_kv(struct api *a, struct http_request *req, const char *raw_ke
         break;
     }
     }
+    if (rc) respond_code(ar, rc);
+}
+
+/* ------------------------------------------------- listing: GET /kv?... */
+
+/* Page bounds (docs/HTTP-API.md): keys visited per request, and the body
+ * size after which a page ends early (more = true). */
+#define API_LIST_LIMIT_DEFAULT 1000u
+#define API_LIST_LIMIT_MAX 10000u
+#define API_LIST_COUNT_LIMIT_MAX 100000u /* count_only: keys visited per request */
+#define API_LIST_BODY_BYTES_MAX (8u * 1024u * 1024u)
+
+struct list_params {
+    struct node_list_args args;
+    enum node_consistency cons;
+    bool keys_only, count_only;
+    const char *err_code, *err_text; /* set when invalid (400) */
+};
+
+/* A decoded parameter into buf at *used (ar->key, sized to the query): 1
+ * found, 0 absent, ST_EINVAL malformed. */
+static int list_param(struct api_req *ar, const char *name, size_t *used, const uint8_t **out,
+                      size_t *out_len)
+{
+    const struct http_request *req = ar->req;
+    const char *v;
+    size_t vl;
+    if (!req->query || !http_query_get(req->query, req->query_len, name, &v, &vl)) return 0;
+    uint8_t *dst = ar->key + *used;
+    if (st_url_decode(v, vl, ST_URL_PLUS_AS_SPACE, dst, ar->key_cap - *used, out_len) != 0)
+        return ST_EINVAL;
+    *out = dst;
+    *used += *out_len;
+    return 1;
+}
+
+static int hex_digit(uint8_t c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int list_flag(const struct http_request *req, const char *name, bool *out)
+{
+    char v[8];
+    int q = query_param(req, name, v, sizeof v);
+    if (q < 0) return q;
+    *out = q == 1 && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
+    if (q == 1 && !*out && strcmp(v, "0") != 0 && strcmp(v, "false") != 0) return ST_EINVAL;
+    return 0;
+}
+
+/* Parses the listing parameters (decoded into ar->key); p->err_code set
+ * when invalid. Called when the request arrives and again when the state
+ * is ready (the request's query lives until the response). ST_ENOMEM. */
+static int list_params_parse(struct api_req *ar, struct list_params *p)
+{
+    const struct http_request *req = ar->req;
+    const struct node_config *cfg = node_config_get(ar->api->node);
+    memset(p, 0, sizeof(*p));
+    size_t need = req->query_len + 1;
+    if (need > ar->key_cap) {
+        uint8_t *k = realloc(ar->key, need);
+        if (!k) return ST_ENOMEM;
+        ar->key = k;
+        ar->key_cap = need;
+    }
+    size_t used = 0;
+    struct node_list_args *a = &p->args;
+    const uint8_t *next = NULL;
+    size_t next_len = 0;
+    int found[4] = {
+        list_param(ar, "prefix", &used, &a->prefix, &a->prefix_len),
+        list_param(ar, "start", &used, &a->start, &a->start_len),
+        list_param(ar, "end", &used, &a->end, &a->end_len),
+        list_param(ar, "next", &used, &next, &next_len),
+    };
+    if (found[0] < 0 || found[1] < 0 || found[2] < 0 || found[3] < 0) {
+        p->err_code = "bad_range";
+        p->err_text = "prefix, start, end and next must be percent-encoded";
+        return 0;
+    }
+    if (!found[0] && !found[1] && !found[2] && !found[3]) {
+        /* A bare GET /kv is a mistake more often than a wish to list all
+         * keys: that takes an explicit (possibly empty) start=. */
+        p->err_code = "missing_range";
+        p->err_text = "give prefix, start or end (start= lists every key)";
+        return 0;
+    }
+    if (a->prefix_len > cfg->max_key_bytes || a->start_len > cfg->max_key_bytes ||
+        a->end_len > cfg->max_key_bytes) {
+        p->err_code = "bad_range";
+        p->err_text = "prefix, start or end longer than --max-key-bytes";
+        return 0;
+    }
+    if (next) {
+        /* The token is the hex of the last key of the previous page. */
+        bool ok = next_len % 2 == 0 && next_len > 0 && next_len / 2 <= cfg->max_key_bytes;
+        uint8_t *k = (uint8_t *)(uintptr_t)next;
+        for (size_t i = 0; ok && i < next_len / 2; i++) {
+            int hi = hex_digit(next[2 * i]), lo = hex_digit(next[2 * i + 1]);
+            ok = hi >= 0 && lo >= 0;
+            k[i] = (uint8_t)(hi * 16 + lo);
+        }
+        if (!ok) {
+            p->err_code = "bad_next";
+            p->err_text = "next must be the token of a previous page";
+            return 0;
+        }
+        a->start = k;
+        a->start_len = next_len / 2;
+        a->start_after = 1;
+    }
+    if (list_flag(req, "keys_only", &p->keys_only) != 0 ||
+        list_flag(req, "count_only", &p->count_only) != 0) {
+        p->err_code = "bad_flag";
+        p->err_text = "keys_only and count_only must be 0, 1, true or false";
+        return 0;
+    }
+    uint64_t max = p->count_only ? API_LIST_COUNT_LIMIT_MAX : API_LIST_LIMIT_MAX;
+    a->limit = p->count_only ? API_LIST_COUNT_LIMIT_MAX : API_LIST_LIMIT_DEFAULT;
+    char lt[24];
+    int q = query_param(req, "limit", lt, sizeof lt);
+    if (q < 0 || (q == 1 && (parse_u64(lt, &a->limit) != 0 || a->limit == 0 || a->limit > max))) {
+        p->err_code = "bad_limit";
+        p->err_text = p->count_only ? "limit must be 1 to 100000 with count_only"
+                                    : "limit must be 1 to 10000";
+        return 0;
+    }
+    if (parse_consistency(req, &p->cons) != 0) {
+        p->err_code = "bad_consistency";
+        p->err_text = "consistency must be linearizable, lease or stale";
+    }
+    return 0;
+}
+
+/* Writes "name" (valid UTF-8) or "name_base64" and the bytes. */
+static void list_json_bytes(struct st_json *w, const char *name, const uint8_t *s, size_t len)
+{
+    if (st_json_utf8_valid(s, len)) {
+        st_json_key(w, name);
+        st_json_string(w, s, len);
+        return;
+    }
+    char k[32];
+    snprintf(k, sizeof k, "%s_base64", name);
+    st_json_key(w, k);
+    st_json_base64(w, s, len);
+}
+
+struct list_write {
+    struct st_json *w;
+    bool keys_only;
+    const uint8_t *last; /* the last key written (points into the kv) */
+    size_t last_len;
+    uint64_t written;
+};
+
+static int list_item_cb(void *ctx, const struct node_list_item *it)
+{
+    struct list_write *lw = ctx;
+    if (lw->written > 0 && lw->w->out->len >= API_LIST_BODY_BYTES_MAX) return 1; /* page full */
+    struct st_json *w = lw->w;
+    st_json_object_begin(w);
+    list_json_bytes(w, "key", it->key, it->key_len);
+    if (!lw->keys_only) list_json_bytes(w, "value", it->value, it->value_len);
+    st_json_key(w, "version");
+    st_json_uint(w, it->version);
+    st_json_key(w, "expire_at_ms");
+    if (it->expire_at_ms)
+        st_json_uint(w, it->expire_at_ms);
+    else
+        st_json_null(w);
+    st_json_object_end(w);
+    lw->last = it->key;
+    lw->last_len = it->key_len;
+    lw->written++;
+    return 0;
+}
+
+static void list_ready_cb(void *ctx, const struct node_read_result *res)
+{
+    struct api_req *ar = ctx;
+    if (res->status != 0) {
+        respond_code(ar, res->status);
+        return;
+    }
+    struct list_params p;
+    if (list_params_parse(ar, &p) != 0) {
+        respond_error(ar, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    struct st_membuf *b = &ar->api->scratch;
+    st_membuf_reset(b);
+    struct st_json w;
+    st_json_init(&w, b);
+    st_json_object_begin(&w);
+    /* The items are written during the walk, the totals after it. */
+    struct list_write lw = {.w = &w, .keys_only = p.keys_only};
+    struct node_list_result r;
+    st_json_key(&w, "kvs");
+    st_json_array_begin(&w);
+    int rc = node_list(ar->api->node, &p.args, p.count_only ? NULL : list_item_cb, &lw, &r);
+    st_json_array_end(&w);
+    if (rc < 0) {
+        respond_code(ar, rc);
+        return;
+    }
+    const uint8_t *next = r.last_key;
+    size_t next_len = r.last_key_len;
+    bool more = r.more != 0;
+    if (rc == 1) { /* the body bound ended the page after lw.last */
+        more = true;
+        next = lw.last;
+        next_len = lw.last_len;
+    }
+    st_json_key(&w, "index");
+    st_json_uint(&w, r.index);
+    st_json_key(&w, "count");
+    st_json_uint(&w, p.count_only ? r.count : lw.written);
+    st_json_key(&w, "more");
+    st_json_bool(&w, more);
+    st_json_key(&w, "next");
+    if (more && next) {
+        /* hex of the last key visited: the next page starts after it */
+        static const char hx[] = "0123456789abcdef";
+        char chunk[128];
+        size_t cn = 0;
+        /* An empty string value, reopened: the hex is appended in chunks
+         * (a key's hex may be 128 KiB) and the quote closed by hand. */
+        st_json_string(&w, "", 0);
+        b->len--;
+        for (size_t i = 0; i < next_len; i++) {
+            chunk[cn++] = hx[next[i] >> 4];
+            chunk[cn++] = hx[next[i] & 15];
+            if (cn == sizeof chunk) {
+                st_membuf_append(b, chunk, cn);
+                cn = 0;
+            }
+        }
+        st_membuf_append(b, chunk, cn);
+        st_membuf_append(b, "\"", 1);
+    } else {
+        st_json_null(&w);
+    }
+    st_json_object_end(&w);
+    st_membuf_append(b, "\n", 1);
+    if (st_json_finish(&w) != 0 || b->oom) {
+        respond_error(ar, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    char idx[24];
+    snprintf(idx, sizeof idx, "%" PRIu64, r.index);
+    struct http_header h = {"X-Stcache-Index", idx};
+    respond(ar, 200, "application/json", &h, 1, b->data, b->len);
+}
+
+/* GET /kv?prefix=P | start=S&end=E, limit, next, keys_only, count_only,
+ * consistency (docs/HTTP-API.md). */
+static void route_kv_list(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_KV_GET);
+    if (!ar) {
+        http_response_error(req, 503, ST_ENOMEM, "out of memory");
+        return;
+    }
+    if (req->verb != HTTP_VERB_GET && req->verb != HTTP_VERB_HEAD) {
+        struct http_header h = {"Allow", "GET, HEAD"};
+        const char *body = "{\"error\":\"method not allowed\",\"code\":\"method_not_allowed\"}\n";
+        respond(ar, 405, "application/json", &h, 1, body, strlen(body));
+        return;
+    }
+    struct list_params p;
+    if (list_params_parse(ar, &p) != 0) {
+        respond_error(ar, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    if (p.err_code) {
+        respond_error(ar, 400, p.err_code, p.err_text);
+        return;
+    }
+    int rc = node_read_barrier(a->node, p.cons, list_ready_cb, ar);
     if (rc) respond_code(ar, rc);
 }
 
@@ -1209,6 +1497,10 @@ static void handler(struct http_request *req, void *ctx)
     if (!request_admitted(a, req)) return;
     if (pl >= 4 && memcmp(p, "/kv/", 4) == 0) {
         route_kv(a, req, p + 4, pl - 4);
+        return;
+    }
+    if (path_is(req, "/kv")) { /* listing */
+        route_kv_list(a, req);
         return;
     }
     if (path_is(req, "/cluster")) {

@@ -46,6 +46,8 @@ struct cli {
     const char *if_match;
     bool if_absent;
     const char *idem_key; /* --idempotency-key, or NULL: a fresh random one per write */
+    const char *prefix;   /* get --prefix P */
+    bool keys_only;       /* list --keys-only */
     const char *args[4];
     size_t args_n;
     /* the last exchange */
@@ -60,6 +62,9 @@ static void usage(FILE *f)
     fputs(
         "usage: stcache <command> [args] [--endpoints H:P,H:P,...] [--json] [--timeout S]\n"
         "  get KEY [--consistency linearizable|lease|stale]   print a value\n"
+        "  list PREFIX [--keys-only] [--consistency C]  print the keys under PREFIX\n"
+        "                                    in byte order, KEY<TAB>VALUE per line (all pages)\n"
+        "  get --prefix PREFIX               the same as list PREFIX\n"
         "  put KEY VALUE|- [--ttl S] [--if-match VERSION | --if-absent]\n"
         "                                    store a value (\"-\" reads it from stdin)\n"
         "  del KEY                           delete a key\n"
@@ -748,6 +753,114 @@ static int cmd_status(struct cli *c)
 
 /* Matches "--name VALUE" or "--name=VALUE" at argv[*i]; advances *i. Returns
  * 1 on a match, 0 on no match, -1 when the value is missing. */
+/* The CLI's page size for list: the server's default. */
+#define CLI_LIST_PAGE_KEYS 1000
+
+/* Prints one listed item: KEY<TAB>VALUE (or KEY) with its strings
+ * unescaped; a non-UTF-8 key or value prints as base64:TEXT. */
+static void list_print_item(struct st_jsonr_span item, bool keys_only, char *tmp, size_t cap)
+{
+    static const char *const names[2][2] = {{"key", "key_base64"}, {"value", "value_base64"}};
+    for (int f = 0; f < (keys_only ? 1 : 2); f++) {
+        struct st_jsonr_span v;
+        if (f) fputc('\t', stdout);
+        if (st_jsonr_get(item, names[f][0], &v) && st_jsonr_copy(v, tmp, cap) == 0) {
+            fputs(tmp, stdout);
+        } else if (st_jsonr_get(item, names[f][1], &v) && st_jsonr_copy(v, tmp, cap) == 0) {
+            fputs("base64:", stdout);
+            fputs(tmp, stdout);
+        }
+    }
+    fputc('\n', stdout);
+}
+
+/* list PREFIX / get --prefix PREFIX: every page of GET /kv?prefix=, in key
+ * order. --json prints one object {"count":N,"index":I,"kvs":[...]} with
+ * the server's items as they are (I: the last page's index; each page is
+ * consistent at its own index). */
+static int cmd_list(struct cli *c, const char *prefix)
+{
+    const char *cons = c->consistency;
+    if (cons && strcmp(cons, "linearizable") != 0 && strcmp(cons, "lease") != 0 &&
+        strcmp(cons, "stale") != 0)
+        return usage_error("--consistency must be linearizable, lease or stale");
+    size_t plen = strlen(prefix);
+    if (plen == 0) return usage_error("list needs a non-empty PREFIX");
+    size_t enc = st_url_encoded_len(prefix, plen);
+    char *target = NULL, *next = NULL, *tmp = NULL;
+    uint64_t total = 0, index = 0;
+    int ret = CLI_EXIT_OK;
+    if (c->json) fputs("{\"kvs\":[", stdout);
+    for (;;) {
+        size_t cap = 64 + enc + (next ? strlen(next) : 0) + 64;
+        if (cap > CLI_TARGET_BYTES_MAX) {
+            ret = usage_error("prefix too long");
+            break;
+        }
+        free(target);
+        target = malloc(cap);
+        if (!target) {
+            ret = exit_for_local_error(ST_ENOMEM);
+            break;
+        }
+        /* next is the server's hex token: no escaping needed */
+        int n = snprintf(target, cap, "/kv?limit=%d%s%s%s%s%s&prefix=", CLI_LIST_PAGE_KEYS,
+                         c->keys_only ? "&keys_only=1" : "", cons ? "&consistency=" : "",
+                         cons ? cons : "", next ? "&next=" : "", next ? next : "");
+        int rc = st_url_encode(prefix, plen, target + n, cap - (size_t)n, NULL);
+        ST_ASSERT(rc == 0);
+        rc = cluster_request(c, "GET", target, NULL, NULL, 0);
+        if (rc != 0) {
+            ret = exit_for_local_error(rc);
+            break;
+        }
+        const struct http_response *r = &c->resp;
+        struct st_jsonr_span root, kvs, item, v;
+        bool more = false;
+        if (r->status != 200 || st_jsonr_validate(r->body, r->body_len) != 0 ||
+            !st_jsonr_get(root = st_jsonr_root(r->body, r->body_len), "kvs", &kvs)) {
+            report_error(c, "list");
+            ret = CLI_EXIT_REJECTED;
+            break;
+        }
+        if (st_jsonr_get(root, "index", &v)) (void)st_jsonr_uint(v, &index);
+        if (st_jsonr_get(root, "more", &v)) (void)st_jsonr_bool(v, &more);
+        free(tmp);
+        tmp = malloc(r->body_len + 1);
+        if (!tmp) {
+            ret = exit_for_local_error(ST_ENOMEM);
+            break;
+        }
+        size_t cur = 0;
+        while (st_jsonr_array_next(kvs, &cur, &item)) {
+            if (c->json) {
+                if (total > 0) fputc(',', stdout);
+                fwrite(item.p, 1, item.len, stdout);
+            } else {
+                list_print_item(item, c->keys_only, tmp, r->body_len + 1);
+            }
+            total++;
+        }
+        free(next);
+        next = NULL;
+        if (!more) break;
+        if (!st_jsonr_get(root, "next", &v) || st_jsonr_copy(v, tmp, r->body_len + 1) != 0 ||
+            !(next = strdup(tmp))) {
+            report_error(c, "list");
+            ret = CLI_EXIT_REJECTED;
+            break;
+        }
+    }
+    if (c->json && ret == CLI_EXIT_OK)
+        printf("],\"count\":%" PRIu64 ",\"index\":%" PRIu64 "}\n", total, index);
+    else if (c->json)
+        fputs("]}\n", stdout);
+    free(target);
+    free(next);
+    free(tmp);
+    return ret;
+}
+
 static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
 {
     size_t nl = strlen(name);
@@ -799,6 +912,10 @@ int cli_client_main(int argc, char **argv)
                 c.if_absent = true;
                 continue;
             }
+            if (strcmp(a, "--keys-only") == 0) {
+                c.keys_only = true;
+                continue;
+            }
             if (strcmp(a, "--help") == 0) {
                 usage(stdout);
                 return CLI_EXIT_OK;
@@ -815,6 +932,8 @@ int cli_client_main(int argc, char **argv)
                 c.if_match = v;
             else if ((m = opt_value(argc, argv, &i, "--idempotency-key", &v)) != 0)
                 c.idem_key = v;
+            else if ((m = opt_value(argc, argv, &i, "--prefix", &v)) != 0)
+                c.prefix = v;
             else
                 return usage_error("unknown option %s", a);
             if (m < 0) return usage_error("option %s needs a value", a);
@@ -835,15 +954,22 @@ int cli_client_main(int argc, char **argv)
     if (rc != 0)
         return usage_error("bad endpoint list \"%s\": %s (want host:port,host:port,...)", endpoints,
                            st_strerror(rc));
-    if (c.consistency && strcmp(cmd, "get") != 0)
-        return usage_error("--consistency applies to get only");
+    if (c.consistency && strcmp(cmd, "get") != 0 && strcmp(cmd, "list") != 0)
+        return usage_error("--consistency applies to get and list only");
+    if ((c.prefix && strcmp(cmd, "get") != 0) ||
+        (c.keys_only && strcmp(cmd, "list") != 0 && !c.prefix))
+        return usage_error("--prefix applies to get, --keys-only to list and get --prefix");
     if ((c.ttl || c.if_match || c.if_absent) && strcmp(cmd, "put") != 0)
         return usage_error("--ttl, --if-match and --if-absent apply to put only");
     if (c.idem_key && strcmp(cmd, "put") != 0 && strcmp(cmd, "set") != 0 &&
         strcmp(cmd, "del") != 0 && strcmp(cmd, "delete") != 0)
         return usage_error("--idempotency-key applies to put and del only");
 
-    if (strcmp(cmd, "get") == 0)
+    if (strcmp(cmd, "get") == 0 && c.prefix)
+        ret = c.args_n ? usage_error("get --prefix takes no KEY") : cmd_list(&c, c.prefix);
+    else if (strcmp(cmd, "list") == 0)
+        ret = c.args_n == 1 ? cmd_list(&c, c.args[0]) : usage_error("list takes one PREFIX");
+    else if (strcmp(cmd, "get") == 0)
         ret = cmd_get(&c);
     else if (strcmp(cmd, "put") == 0 || strcmp(cmd, "set") == 0)
         ret = cmd_put(&c);

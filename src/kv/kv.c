@@ -212,6 +212,7 @@ void kv_state_link(struct kv_state *st, struct kv_entry *e)
     tb->buckets[b] = e;
     tb->used++;
     st->used_bytes += kv_used_bytes_of(e->key_len, e->value_len);
+    kv_index_insert(&st->idx, e); /* kv_index */
 }
 
 void kv_entry_free(struct kv_state *st, struct kv_entry *e)
@@ -240,6 +241,7 @@ void kv_state_remove(struct kv_state *st, struct kv_entry *e, struct kv_entry **
     st->t[t].used--;
     st->used_bytes -= kv_used_bytes_of(e->key_len, e->value_len);
     if (entry_heap_idx(e) != KV_HEAP_NONE) kv_heap_remove(st, e);
+    kv_index_remove(&st->idx, e); /* kv_index: before e may be freed */
     kv_entry_release(st, e, t);
     kv_state_rehash_finish_if_done(st);
 }
@@ -259,6 +261,7 @@ void kv_state_free(struct kv_state *st)
         free(tb->buckets);
     }
     free(st->heap);
+    kv_index_free(&st->idx); /* kv_index */
     memset(st, 0, sizeof(*st));
 }
 
@@ -365,6 +368,12 @@ int kv_check_invariants(const struct kv *kv)
         KV_CHECK(entry_cmp(st->heap[(i - 1) / 2], st->heap[i]) < 0);
     KV_CHECK(bytes == st->entry_bytes);
     KV_CHECK(used_bytes == st->used_bytes);
+    /* kv_index: well formed, and holding exactly the tables' entries. */
+    KV_CHECK(kv_index_check(&st->idx) == 0 && st->idx.count == kv_state_keys(st));
+    for (int t = 0; t <= st->rehashing; t++)
+        for (uint64_t i = 0; i < st->t[t].size; i++)
+            for (const struct kv_entry *e = st->t[t].buckets[i]; e; e = e->next)
+                KV_CHECK(kv_index_find(&st->idx, e->data, e->key_len) == e);
     /* Idempotency records: FIFO in strictly increasing index, each in its
      * bucket once, counts and bytes as accounted. */
     const struct idem_table *it = &kv->idem;
@@ -423,7 +432,7 @@ void kv_stats(const struct kv *kv, struct kv_stats *out)
     out->buckets = st->t[0].size + st->t[1].size;
     out->memory_bytes = st->entry_bytes + out->buckets * sizeof(struct kv_entry *) +
                         (uint64_t)st->heap_cap * sizeof(struct kv_entry *) + sizeof(*kv) +
-                        (st->cow ? st->cow->retained_bytes : 0) + kv->idem.bytes +
+                        (st->cow ? st->cow->retained_bytes : 0) + kv->idem.bytes + st->idx.bytes +
                         kv->idem.size * sizeof(struct idem_rec *);
     out->used_bytes = st->used_bytes;
     out->rehashing = st->rehashing;
@@ -431,6 +440,7 @@ void kv_stats(const struct kv *kv, struct kv_stats *out)
     out->idem_records = kv->idem.count;
     out->idem_bytes = kv->idem.bytes + kv->idem.size * sizeof(struct idem_rec *);
     out->clock_ms = kv->clock_ms;
+    out->index_bytes = st->idx.bytes;
 }
 
 uint64_t kv_used_bytes(const struct kv *kv)

@@ -116,7 +116,8 @@ struct kv_view {
 struct kv_stats {
     uint64_t keys; /* live and not-yet-purged keys */
     uint64_t keys_with_ttl;
-    uint64_t memory_bytes; /* entries (allocator usable size) + bucket tables + expiry heap */
+    uint64_t memory_bytes; /* entries (allocator usable size) + bucket tables + expiry heap
+                            * + ordered index (kv_index.h) */
     uint64_t used_bytes;   /* the deterministic accounting (kv_used_bytes_of per key) */
     uint64_t buckets;      /* total of both tables */
     int rehashing;
@@ -124,6 +125,7 @@ struct kv_stats {
     uint64_t idem_records;  /* idempotency records held */
     uint64_t idem_bytes;    /* their memory (included in memory_bytes) */
     uint64_t clock_ms;      /* the log clock */
+    uint64_t index_bytes;   /* the ordered index (included in memory_bytes) */
 };
 
 /* Fills cfg with defaults (seed 0). */

@@ -65,6 +65,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
         if (n) {
             memcpy(n, e, ENTRY_HDR + e->key_len);
             *link = n;
+            kv_index_replace(&st->idx, e, n); /* kv_index: while e is readable */
             if (idx != KV_HEAP_NONE) {
                 st->heap[idx] = n;
                 entry_set_heap_idx(e, KV_HEAP_NONE);
@@ -87,6 +88,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
         }
     } else {
         if (expire != 0 && kv_heap_reserve(st) != 0) return ST_ENOMEM;
+        if (kv_index_reserve(&st->idx, st->cfg) != 0) return ST_ENOMEM; /* kv_index */
         kv_maybe_resize(kv, 1);
         e = kv_malloc(st->cfg, need);
         if (!e) return ST_ENOMEM;

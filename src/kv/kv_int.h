@@ -6,12 +6,14 @@
  * Files: kv.c (hashing, the table with incremental rehash, lifecycle and
  * reads), kv_expiry.c (the expiry heap), kv_idem.c (idempotency records),
  * kv_apply.c (applying commands), kv_snapshot.c (writing a snapshot, with
- * copy-on-write under an open cursor), kv_restore.c (streaming restore).
+ * copy-on-write under an open cursor), kv_restore.c (streaming restore),
+ * kv_index.c (the ordered index, kv_index.h), kv_list.c (kv_list.h).
  */
 #ifndef ST_KV_INT_H
 #define ST_KV_INT_H
 
 #include "kv/kv.h"
+#include "kv/kv_index.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -112,6 +114,10 @@ struct kv_state {
      * the cursor emitted its bucket is handed to the cursor instead
      * (kv_entry_release, copy-on-write). */
     struct kv_snapshot_cursor *cow;
+    /* kv_index: every entry of the tables, by key (kv_index.h). Inserted by
+     * kv_state_link (after kv_index_reserve), removed by kv_state_remove,
+     * swapped by apply_put when an entry is reallocated. */
+    struct kv_index idx;
 };
 
 struct snap_writer {
@@ -295,7 +301,9 @@ void kv_maybe_resize(struct kv *kv, int allow_shrink);
 struct kv_entry *kv_state_find(const struct kv_state *st, uint32_t h, const void *key, size_t len,
                                struct kv_entry ***link_out, int *table_out);
 /* Links e (not in the table, its key absent) into the bucket of e->hash and
- * counts its bytes; the caller pushes it on the expiry heap if it has one. */
+ * into the ordered index (kv_index_reserve(&st->idx) must have succeeded)
+ * and counts its bytes; the caller pushes it on the expiry heap if it has
+ * one. */
 void kv_state_link(struct kv_state *st, struct kv_entry *e);
 /* Frees e (out of the table and the heap) and uncounts its bytes. */
 void kv_entry_free(struct kv_state *st, struct kv_entry *e);

@@ -235,6 +235,10 @@ static int restore_field_done(struct kv_restore *r)
             kv_entry_free(st, e);
             return ST_ECORRUPT; /* duplicate key */
         }
+        if (kv_index_reserve(&st->idx, st->cfg) != 0) { /* kv_index */
+            kv_entry_free(st, e);
+            return ST_ENOMEM;
+        }
         kv_maybe_resize(&r->state_kv, 0); /* presized: never shrink while filling */
         kv_state_rehash_step(st, r->kv->cfg.rehash_buckets_per_op);
         kv_state_link(st, e);

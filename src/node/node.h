@@ -159,6 +159,49 @@ typedef void (*node_read_cb)(void *ctx, const struct node_read_result *res);
 int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consistency c,
              node_read_cb cb, void *ctx);
 
+/* ---- ordered listing (node_list.c; semantics in src/kv/kv_list.h) ----
+ * A read of many keys: node_read_barrier waits, with the consistency of
+ * node_get (one ReadIndex round shared with the gets of the loop
+ * iteration, a lease, or none), until the applied state may be read, then
+ * calls cb with status 0 (or the error a get would have); from inside cb
+ * (or at any time for a stale read) node_list walks that state in key
+ * order and returns with its applied index. Same errors as node_get, but
+ * no key. */
+int node_read_barrier(struct node *n, enum node_consistency c, node_read_cb cb, void *ctx);
+
+struct node_list_args {
+    const uint8_t *start; /* first key >= start (start_len 0: from the first key) */
+    size_t start_len;
+    int start_after;    /* 1: strictly after start (a continuation) */
+    const uint8_t *end; /* keys < end; end_len 0: no upper bound */
+    size_t end_len;
+    const uint8_t *prefix; /* only keys beginning with prefix (prefix_len 0: any) */
+    size_t prefix_len;
+    uint64_t limit; /* keys visited at most (live or expired-unpurged), >= 1 */
+};
+struct node_list_item {
+    const uint8_t *key; /* valid during the callback only */
+    size_t key_len;
+    const uint8_t *value;
+    size_t value_len;
+    uint64_t version;
+    uint64_t expire_at_ms; /* 0 = never */
+};
+/* Nonzero stops the walk (returned by node_list). Must not call into the
+ * node. */
+typedef int (*node_list_cb)(void *ctx, const struct node_list_item *it);
+struct node_list_result {
+    uint64_t index;          /* the applied index of the state listed */
+    uint64_t count;          /* live keys passed to cb (counted when cb is NULL) */
+    int more;                /* keys in range remain after last_key */
+    const uint8_t *last_key; /* the last key visited, NULL if none; valid until the loop runs */
+    size_t last_key_len;
+};
+/* Synchronous walk of the applied state (expiry by the log clock, as
+ * node_get). Returns 0, ST_EINVAL (limit 0), ST_ECLOSED, or cb's return. */
+int node_list(struct node *n, const struct node_list_args *args, node_list_cb cb, void *ctx,
+              struct node_list_result *out);
+
 /* ------------------------------------------------------------- cluster */
 
 struct node_member_info {

@@ -227,7 +227,7 @@ static void complete_read(struct node *n, struct node_waiter *w, int status)
     memset(&res, 0, sizeof res);
     res.status = status;
     struct kv_view view;
-    if (status == 0) {
+    if (status == 0 && w->key_len > 0) { /* key_len 0: node_read_barrier */
         /* Expiry by the log clock of the state read: the same on every
          * replica at this index, and never earlier at a later index, so
          * reads in real-time order never see a key come back. */
@@ -631,6 +631,22 @@ static void round_free(struct node *n, struct node_read_round *r)
     st_list_push_front(&n->free_rounds, &r->link);
 }
 
+static int read_enqueue(struct node *n, const uint8_t *key, size_t key_len, enum node_consistency c,
+                        node_read_cb cb, void *ctx);
+
+int node_read_barrier(struct node *n, enum node_consistency c, node_read_cb cb, void *ctx)
+{
+    if (!n->running || n->stopping) return ST_ECLOSED;
+    if (n->fatal) return ST_EIO;
+    if (c == NODE_READ_STALE) {
+        n->m.reads_stale++;
+        struct node_read_result res = {.version = n->applied};
+        cb(ctx, &res);
+        return 0;
+    }
+    return read_enqueue(n, NULL, 0, c, cb, ctx);
+}
+
 int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consistency c,
              node_read_cb cb, void *ctx)
 {
@@ -655,6 +671,13 @@ int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consi
         cb(ctx, &res);
         return 0;
     }
+    return read_enqueue(n, key, key_len, c, cb, ctx);
+}
+
+/* Queues a linearizable or lease read of key (key_len 0: a barrier). */
+static int read_enqueue(struct node *n, const uint8_t *key, size_t key_len, enum node_consistency c,
+                        node_read_cb cb, void *ctx)
+{
     uint8_t mode = c == NODE_READ_LEASE ? RAFT_READ_LEASE : RAFT_READ_SAFE;
     if (!n->batch[mode] && !(n->batch[mode] = round_new(n, mode))) return ST_ENOMEM;
     struct node_waiter *w = waiter_get(n, NODE_W_READ, node_now_us());
@@ -665,7 +688,7 @@ int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consi
         waiter_release(n, w);
         return ST_ENOMEM;
     }
-    memcpy(w->key, key, key_len);
+    if (key_len) memcpy(w->key, key, key_len);
     w->key_len = key_len;
     w->mode = mode;
     w->cb.r = cb;

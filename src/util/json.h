@@ -44,6 +44,8 @@ void st_json_array_end(struct st_json *w);
 void st_json_key(struct st_json *w, const char *key); /* NUL-terminated */
 void st_json_string(struct st_json *w, const void *s, size_t len);
 void st_json_cstr(struct st_json *w, const char *s);
+/* data[0..len) as a string value in standard base64 (RFC 4648, padded). */
+void st_json_base64(struct st_json *w, const void *data, size_t len);
 void st_json_uint(struct st_json *w, uint64_t v);
 void st_json_int(struct st_json *w, int64_t v);
 void st_json_bool(struct st_json *w, int v);

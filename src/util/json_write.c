@@ -179,6 +179,33 @@ void st_json_string(struct st_json *w, const void *s, size_t len)
     json_write_string(w, s, len);
 }
 
+void st_json_base64(struct st_json *w, const void *data, size_t len)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const uint8_t *s = data;
+    json_pre_value(w);
+    st_membuf_append(w->out, "\"", 1);
+    char b[64];
+    size_t bn = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        if (i + 1 < len) v |= (uint32_t)s[i + 1] << 8;
+        if (i + 2 < len) v |= s[i + 2];
+        b[bn++] = tab[(v >> 18) & 63];
+        b[bn++] = tab[(v >> 12) & 63];
+        b[bn++] = tab[(v >> 6) & 63];
+        b[bn++] = tab[v & 63];
+        if (i + 2 >= len) b[bn - 1] = '=';
+        if (i + 1 >= len) b[bn - 2] = '=';
+        if (bn == sizeof(b)) {
+            st_membuf_append(w->out, b, bn);
+            bn = 0;
+        }
+    }
+    st_membuf_append(w->out, b, bn);
+    st_membuf_append(w->out, "\"", 1);
+}
+
 void st_json_cstr(struct st_json *w, const char *s)
 {
     st_json_string(w, s, strlen(s));
