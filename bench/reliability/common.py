@@ -26,7 +26,9 @@ def request(addr, method, path, body=None, timeout=600):
     h, p = addr.rsplit(":", 1)
     c = http.client.HTTPConnection(h, int(p), timeout=timeout)
     try:
-        c.request(method, path, body=body)
+        # State-changing requests need a JSON or octet-stream type (api/guard.c).
+        hdrs = {"Content-Type": "application/octet-stream"} if method in ("POST", "PUT") else {}
+        c.request(method, path, body=body, headers=hdrs)
         r = c.getresponse()
         return r.status, r.read()
     except OSError:

@@ -11,6 +11,9 @@
 #include "util/trace.h"
 
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -279,6 +282,26 @@ static void started_cb(struct node *n, int status, void *ctx)
     fflush(stdout);
 }
 
+/* Process-wide heap settings, made by the program and not by the library.
+ * glibc's defaults adapt the mmap threshold and give the top of the heap back
+ * to the kernel as soon as 128 KiB of it is free, so the loop's per-message
+ * buffers (up to msg_bytes_max, 1 MiB by default) were mapped, zero-filled
+ * by page faults and unmapped again for every batch a follower received: a
+ * follower catching up after a 1 GiB snapshot spent 10 ms of CPU in one loop
+ * iteration doing that (bench/reliability/snapshot_stall.py). Fixed bounds
+ * keep such buffers in the heap; the node still gives memory back on purpose
+ * after a snapshot (node/memory.c, malloc_trim). */
+#define SERVER_MALLOC_TRIM_BYTES (32 << 20) /* free heap top kept before trimming */
+#define SERVER_MALLOC_MMAP_BYTES (8 << 20)  /* blocks from mmap at or above this */
+static void server_malloc_tune(void)
+{
+#ifdef __GLIBC__
+    if (!mallopt(M_TRIM_THRESHOLD, SERVER_MALLOC_TRIM_BYTES) ||
+        !mallopt(M_MMAP_THRESHOLD, SERVER_MALLOC_MMAP_BYTES))
+        ST_TRACE_WARN("server", "mallopt refused the heap thresholds: glibc defaults kept");
+#endif
+}
+
 int cli_server_main(int argc, char **argv)
 {
     struct node_config cfg;
@@ -290,6 +313,7 @@ int cli_server_main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    server_malloc_tune();
     /* Idle clients must not starve the store of descriptors: the soft limit
      * (often 1024) goes up to the hard one. */
     uint64_t nofile_before = 0, nofile = 0;
