@@ -304,16 +304,23 @@ int fallocate(int fd, int mode, off_t off, off_t len)
     return fallocate64(fd, mode, off, len);
 }
 
+/* The mode argument of open(2) and its kin, present only with O_CREAT or
+ * O_TMPFILE; must be used in the variadic function itself (va_start). */
+#define PL_OPEN_MODE(mode, flags)                                                                  \
+    do {                                                                                           \
+        if ((flags) & (O_CREAT | O_TMPFILE)) {                                                     \
+            va_list ap;                                                                            \
+            va_start(ap, flags);                                                                   \
+            (mode) = (mode_t)va_arg(ap, int);                                                      \
+            va_end(ap);                                                                            \
+        }                                                                                          \
+    } while (0)
+
 int open(const char *path, int flags, ...)
 {
     pl_init();
     mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
+    PL_OPEN_MODE(mode, flags);
     return pl_track(real_open(path, flags, mode), path);
 }
 
@@ -321,12 +328,7 @@ int open64(const char *path, int flags, ...)
 {
     pl_init();
     mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
+    PL_OPEN_MODE(mode, flags);
     return pl_track(real_open64(path, flags, mode), path);
 }
 
@@ -334,11 +336,6 @@ int openat(int dirfd, const char *path, int flags, ...)
 {
     pl_init();
     mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
+    PL_OPEN_MODE(mode, flags);
     return pl_track(real_openat(dirfd, path, flags, mode), path);
 }
