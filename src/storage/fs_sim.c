@@ -121,6 +121,14 @@ static void pend_add(struct sim_inode *in, int kind, uint64_t off, const void *b
     }
 }
 
+/* Resizes a file's durable content; new bytes are zero. */
+static void dur_resize(struct sim_inode *in, uint64_t size)
+{
+    in->dur = xrealloc(in->dur, size ? size : 1);
+    if (size > in->dur_size) memset(in->dur + in->dur_size, 0, size - in->dur_size);
+    in->dur_size = size;
+}
+
 /* Resizes a file's current content; new bytes are zero. */
 static void file_resize(struct sim_inode *in, uint64_t size)
 {
@@ -429,9 +437,20 @@ static int sim_sync_fd(void *self, int fd)
         rc = ST_EIO;
         goto out;
     }
-    in->dur = xrealloc(in->dur, in->size);
-    if (in->size) memcpy(in->dur, in->data, in->size);
-    in->dur_size = in->size;
+    /* The durable content becomes the current one: replay onto it the
+     * mutations made since the last sync (cheaper than copying the whole
+     * file, which made each sync of a preallocated WAL segment cost its
+     * full size). */
+    for (size_t k = 0; k < in->n_pend; k++) {
+        const struct sim_pend *p = &in->pend[k];
+        if (p->kind == 0) {
+            if (p->off + p->len > in->dur_size) dur_resize(in, p->off + p->len);
+            memcpy(in->dur + p->off, p->bytes, p->len);
+        } else {
+            dur_resize(in, p->off);
+        }
+    }
+    ST_ASSERT(in->dur_size == in->size);
     pend_clear(in);
 out:
     SIM_UNLOCK(s);
