@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all deps build install run test test-release test-asan test-tsan format lint sim-soak \
+.PHONY: all deps build install run test test-release test-asan test-tsan format lint sim-soak wsim-soak \
 	nemesis fuzz clean bench bench-reliability bench-redis
 
 all: build
@@ -77,6 +77,13 @@ format:
 
 sim-soak: build
 	$(BUILD)/tests/sim/raft_sim --seeds 1000000 --steps 3000
+
+# The whole-server simulator's soak (docs/TESTING.md): WSIM_SEEDS seeds from
+# WSIM_SEED, each 20 s of faults and 5 s of quiet in simulated time.
+WSIM_SEEDS ?= 10000
+WSIM_SEED ?= 1000001
+wsim-soak: build
+	$(BUILD)/tests/wsim/wsim --seed $(WSIM_SEED) --seeds $(WSIM_SEEDS)
 
 # The nemesis soak (tests/nemesis/README.md): RUNS seeded runs of DURATION
 # seconds of faults each, from SEED; MIX picks fault kinds. Needs root.

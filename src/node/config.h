@@ -125,7 +125,11 @@ struct node_config {
     /* Comma-separated Host header values the HTTP API answers ("name" or
      * "name:port"; "*" = any); "" = the default of api_host_allowed(). */
     char allowed_hosts[NODE_ALLOWED_HOSTS_MAX];
-    const struct st_fs *fs;  /* tests: a simulated file system; NULL = the real one */
+    const struct st_fs *fs; /* tests: a simulated file system; NULL = the real one */
+    /* Simulation (tests/wsim): every WAL batch is written on the loop thread,
+     * never by the writer's threads, so that a run does not depend on how
+     * fast a thread ran. Not a flag of `stcache server`. */
+    bool wal_inline_always;
     bool bootstrap_if_empty; /* restart mode, but bootstrap an empty data directory
                               * (`stcache server` without any flag) */
 };

@@ -182,8 +182,9 @@ int node_wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq)
      * the policy noticed. */
     bool snapshotting =
         n->snap_active || n->snap_commit || n->snap_in || n->snap_in_commit || n->install;
-    if (!snapshotting && node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries,
-                                            n->waiters_used, n->role == RAFT_LEADER)) {
+    if (n->cfg.wal_inline_always ||
+        (!snapshotting && node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries,
+                                             n->waiters_used, n->role == RAFT_LEADER))) {
         int rc = st_log_writer_write_now(n->writer, b, seq);
         if (rc == 0) {
             n->wal_inline_done = true;

@@ -29,8 +29,8 @@ M = {
    ("src/storage/fs_posix.c", "(off_t)(off + done), RWF_DSYNC);", "(off_t)(off + done), 0);")]),
  "stale-linearizable-reads": ("linearizable reads are served from local state, without ReadIndex",
    "--mix partition,stop", [
-   ("src/node/requests.c", "    if (c == NODE_READ_STALE) {\n        n->m.reads_stale++;",
-                           "    if (true) {\n        n->m.reads_stale++;")]),
+   ("src/node/requests.c", "    if (c == NODE_READ_STALE) {\n        n->m.reads_stale++;\n        struct node_read_result res;",
+                           "    if (true) {\n        n->m.reads_stale++;\n        struct node_read_result res;")]),
 }
 PYEOF
 
