@@ -67,8 +67,12 @@ struct node_waiter {
     uint64_t seq;          /* WRITE: our request id's sequence number */
     raft_index index;      /* WRITE/ADMIN: index given by the core as leader */
     raft_term orphan_term; /* WRITE forwarded to a leader that fell: the new leader's term */
-    raft_id target;        /* ADMIN: member id; TRANSFER: the new leader; WRITE: the leader
-                            * known when proposed */
+    /* WRITE forwarded (index 0) when a leader's snapshot was installed here:
+     * its entry may be inside the snapshot, where its result cannot be seen,
+     * so failing it can only say "outcome unknown", never "not applied". */
+    bool outcome_hidden;
+    raft_id target; /* ADMIN: member id; TRANSFER: the new leader; WRITE: the leader
+                     * known when proposed */
     uint64_t deadline_us;
     union {
         node_write_cb w;
@@ -651,6 +655,10 @@ void node_waiters_expire(struct node *n, uint64_t now_us);
 void node_client_applied_kv(struct node *n, raft_index index, const struct kv_result *res);
 /* After applying any entry at index: settles indexed waiters <= index. */
 void node_client_applied_index(struct node *n, const struct raft_entry *e);
+/* A leader's snapshot up to index was installed: the entries it covers are
+ * never applied one by one here, so a request waiting for one of them can
+ * no longer learn its result (node_client_applied_index). */
+void node_client_snapshot_installed(struct node *n, raft_index index);
 /* A read state from a ready. */
 void node_client_read_state(struct node *n, const struct raft_read_state *rs);
 /* Serves reads whose index <= applied. */

@@ -233,6 +233,7 @@ static void process_one_ready(struct node *n)
             return;
         }
         n->m.snapshots_installed++;
+        node_client_snapshot_installed(n, rd.snapshot->index);
         b.snapshot_index = rd.snapshot->index;
         b.snapshot_term = rd.snapshot->term;
         /* The core discarded its whole log: drop every persisted entry

@@ -587,7 +587,7 @@ void node_client_applied_index(struct node *n, const struct raft_entry *e)
         while (w) {
             struct node_waiter *next = dl_next(&n->deadlines, w);
             if (w->kind == NODE_W_WRITE && w->orphan_term && w->orphan_term <= e->term)
-                fail_write(n, w, ST_ECANCELED);
+                fail_write(n, w, w->outcome_hidden ? ST_ETIMEDOUT : ST_ECANCELED);
             w = next;
         }
     }
@@ -604,6 +604,24 @@ void node_client_applied_index(struct node *n, const struct raft_entry *e)
          * another leader's entry: it will never apply. */
         fail_waiter(n, w, ST_ECANCELED);
     }
+}
+
+void node_client_snapshot_installed(struct node *n, raft_index index)
+{
+    /* A waiter with a known index inside the snapshot: its entry was ours or
+     * another leader's, and the snapshot does not say which (the write may
+     * have applied): "outcome unknown" (ST_ETIMEDOUT), never leadership_lost
+     * (not applied), which invites a retry that would apply it twice. A
+     * forwarded write (no index known here) may be inside it too: it keeps
+     * waiting for its result, but can no longer be declared lost. Found by
+     * the whole-server simulator (tests/wsim, seed 37): a follower cut off
+     * from its leader's answers received the leader's snapshot, was elected,
+     * and failed a forwarded write as leadership_lost that the snapshot held. */
+    struct node_waiter *w;
+    while ((w = ll_first(&n->indexed)) && w->index <= index)
+        fail_waiter(n, w, ST_ETIMEDOUT);
+    for (w = dl_first(&n->deadlines); w; w = dl_next(&n->deadlines, w))
+        if (w->kind == NODE_W_WRITE && w->index == 0) w->outcome_hidden = true;
 }
 
 /* -------------------------------------------------------------- reads */
