@@ -30,6 +30,10 @@ static const char server_usage[] =
     "  --bootstrap             start a new single-node cluster in an empty DIR\n"
     "  --join HTTP_ADDR        join the cluster of the member at HTTP_ADDR (as a learner)\n"
     "  --peers LIST            static membership: 1=h:p,2=h:p,... or 1=h:p/httph:p,...\n"
+    "  --force-new-cluster     recover from a lost quorum: restart from DIR with the\n"
+    "                          membership rewritten to this node alone (durably, in\n"
+    "                          its log); add new members afterwards. Once only:\n"
+    "                          docs/OPERATIONS.md, \"A majority lost\"\n"
     "  --advertise-raft A      Raft address given to peers (default --raft)\n"
     "  --advertise-http A      HTTP address given to peers (default --http)\n"
     "  --tick-ms N             tick length (default 10)\n"
@@ -129,7 +133,8 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
         }
         memcpy(name, a + 2, nl);
         name[nl] = '\0';
-        bool is_flag = strcmp(name, "bootstrap") == 0 || strcmp(name, "seed-api") == 0;
+        bool is_flag = strcmp(name, "bootstrap") == 0 || strcmp(name, "seed-api") == 0 ||
+                       strcmp(name, "force-new-cluster") == 0;
         if (eq) {
             value = eq + 1;
         } else if (!is_flag) {

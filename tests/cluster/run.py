@@ -26,6 +26,7 @@ import scenarios_process  # noqa: E402
 import scenarios_resilience  # noqa: E402
 import scenarios_list  # noqa: E402
 import scenarios_peers  # noqa: E402
+import scenarios_recovery  # noqa: E402
 import scenarios_security  # noqa: E402
 import scenarios_slow_readers  # noqa: E402
 
@@ -33,7 +34,7 @@ SCENARIOS = {}
 for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios_membership,
             scenarios_bad_input, scenarios_memory, scenarios_process, scenarios_resilience,
             scenarios_slow_readers, scenarios_exactly, scenarios_security, scenarios_peers,
-            scenarios_ops, scenarios_list):
+            scenarios_ops, scenarios_list, scenarios_recovery):
     SCENARIOS.update(mod.SCENARIOS)
 
 if __name__ == "__main__":
