@@ -19,6 +19,7 @@ import scenarios_basic  # noqa: E402
 import scenarios_durability  # noqa: E402
 import scenarios_exactly  # noqa: E402
 import scenarios_failover  # noqa: E402
+import scenarios_fixtures  # noqa: E402
 import scenarios_membership  # noqa: E402
 import scenarios_ops  # noqa: E402
 import scenarios_memory  # noqa: E402
@@ -34,7 +35,7 @@ SCENARIOS = {}
 for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios_membership,
             scenarios_bad_input, scenarios_memory, scenarios_process, scenarios_resilience,
             scenarios_slow_readers, scenarios_exactly, scenarios_security, scenarios_peers,
-            scenarios_ops, scenarios_list, scenarios_recovery):
+            scenarios_ops, scenarios_list, scenarios_recovery, scenarios_fixtures):
     SCENARIOS.update(mod.SCENARIOS)
 
 if __name__ == "__main__":
