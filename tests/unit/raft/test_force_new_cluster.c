@@ -3,25 +3,9 @@
  * durably and leads; a later ordinary restart keeps that configuration. */
 #include "fixture.h"
 
-/* fx_start_node() with force_self set; returns raft_create's code. */
 static int start_forced(struct fx *f, raft_id id, const struct raft_member *self)
 {
-    struct fx_node *n = &f->nodes[id];
-    struct raft_bootstrap_state st;
-    memset(&st, 0, sizeof(st));
-    st.hard_state = n->hs;
-    st.snapshot = n->has_snap ? &n->snap : NULL;
-    st.entries = n->n_disk ? n->disk : NULL;
-    st.n_entries = n->n_disk;
-    st.applied = n->has_snap ? n->snap.index : 0;
-    st.force_self = self;
-    n->applied = st.applied;
-    n->sm = n->has_snap ? n->snap_sm : 0;
-    int rc = raft_create(&n->cfg, &st, &n->r);
-    if (rc) return rc;
-    n->up = true;
-    raft_check_invariants(n->r);
-    return 0;
+    return fx_start_node_ex(f, id, NULL, self);
 }
 
 static void crash_all(struct fx *f)
