@@ -2,6 +2,8 @@
  * node and its HTTP API. */
 #include "cli/server.h"
 
+#include "cli/notify.h"
+
 #include "api/api.h"
 #include "node/node.h"
 #include "resp/server.h"
@@ -163,9 +165,15 @@ struct server {
     /* Shared by every client front end (HTTP, Redis). */
     struct st_outbudget out_budget;
     uv_signal_t sigint, sigterm, sighup;
+    /* systemd readiness (cli/notify.h): polled while NOTIFY_SOCKET is set. */
+    uv_timer_t notify_timer;
+    bool notify_ready; /* READY=1 sent */
+    char notify_status[128];
     int exit_code;
     bool stopping;
 };
+
+#define SERVER_NOTIFY_POLL_MS 100
 
 static void signal_closed_cb(uv_handle_t *h)
 {
@@ -181,6 +189,7 @@ static void resp_closed_cb(struct resp_server *r, void *ctx)
     uv_close((uv_handle_t *)&s->sigint, signal_closed_cb);
     uv_close((uv_handle_t *)&s->sigterm, signal_closed_cb);
     uv_close((uv_handle_t *)&s->sighup, signal_closed_cb);
+    uv_close((uv_handle_t *)&s->notify_timer, signal_closed_cb);
 }
 
 static void api_closed_cb(struct api *a, void *ctx)
@@ -210,6 +219,8 @@ static void server_shutdown(struct server *s, int exit_code)
     if (s->stopping) return;
     s->stopping = true;
     s->exit_code = exit_code;
+    uv_timer_stop(&s->notify_timer);
+    cli_notify("STOPPING=1\nSTATUS=stopping");
     /* The node first: it fails its pending requests, whose HTTP responses
      * then leave before the server closes. */
     node_stop(s->node, server_node_stopped_cb, s);
@@ -243,6 +254,43 @@ static void fatal_cb(struct node *n, int code, void *ctx)
     (void)n;
     (void)code;
     server_shutdown(ctx, 1);
+}
+
+/* READY=1 once the node serves: HTTP (and Redis) listening, a leader known,
+ * caught up (node_unready_reason) and its applied index at the commit index
+ * it recovered, so a restarted node is not announced before it serves what
+ * it had acknowledged. STATUS= whenever the description changes. */
+static void notify_timer_cb(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    if (s->stopping) return;
+    struct node_info *info = malloc(sizeof *info);
+    if (!info) return;
+    node_info_get(s->node, info);
+    const char *why = node_unready_reason(s->node);
+    raft_index want = node_recovered_commit(s->node);
+    bool serving = !why && info->applied >= want;
+    char status[sizeof s->notify_status];
+    if (serving && info->role == RAFT_LEADER)
+        snprintf(status, sizeof status, "serving: leader of %u member(s), term %" PRIu64,
+                 info->n_members, info->term);
+    else if (serving)
+        snprintf(status, sizeof status, "serving: leader is node %" PRIu64 ", term %" PRIu64,
+                 info->leader, info->term);
+    else if (!why)
+        snprintf(status, sizeof status, "replaying: applied %" PRIu64 " of %" PRIu64, info->applied,
+                 want);
+    else
+        snprintf(status, sizeof status, "waiting: %s", why);
+    free(info);
+    bool changed = strcmp(status, s->notify_status) != 0;
+    if (serving && !s->notify_ready) {
+        s->notify_ready = true;
+        cli_notify("READY=1\nSTATUS=%s", status);
+    } else if (changed) {
+        cli_notify("STATUS=%s", status);
+    }
+    if (changed) snprintf(s->notify_status, sizeof s->notify_status, "%s", status);
 }
 
 static void started_cb(struct node *n, int status, void *ctx)
@@ -282,6 +330,8 @@ static void started_cb(struct node *n, int status, void *ctx)
            "data in %s\n",
            cfg->id, node_cluster_id(n), cfg->http_listen, cfg->raft_listen, cfg->data_dir);
     fflush(stdout);
+    if (cli_notify_enabled())
+        uv_timer_start(&s->notify_timer, notify_timer_cb, 0, SERVER_NOTIFY_POLL_MS);
 }
 
 int cli_server_main(int argc, char **argv)
@@ -323,6 +373,9 @@ int cli_server_main(int argc, char **argv)
     uv_signal_init(s.loop, &s.sighup);
     s.sighup.data = &s;
     uv_signal_start(&s.sighup, sighup_cb, SIGHUP);
+    uv_timer_init(s.loop, &s.notify_timer);
+    s.notify_timer.data = &s;
+    cli_notify("STATUS=starting: recovering %s", cfg.data_dir);
     rc = node_start(s.node, started_cb, &s);
     if (rc) {
         fprintf(stderr, "stcache server: node %" PRIu64 " could not start: %s\n", cfg.id,

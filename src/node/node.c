@@ -288,6 +288,7 @@ int node_open_and_run(struct node *n, const struct raft_conf *initial_conf)
                   ", log (%" PRIu64 ", %" PRIu64 "], snapshot %" PRIu64,
                   n->cfg.id, n->cluster_id, bs.hard_state.term, bs.hard_state.commit,
                   state.log.first_index - 1, state.log.last_index, bs.applied);
+    n->recovered_commit = raft_commit_index(n->raft);
     if (n->cfg.force_new_cluster)
         ST_TRACE_WARN(MOD,
                       "node %" PRIu64 ": --force-new-cluster: the configuration is now this node "

@@ -366,6 +366,7 @@ struct node {
      * been quiet for NODE_HS_IDLE_TICKS. */
     struct raft_hard_state hs_cur, hs_written;
     uint32_t hs_idle_ticks;
+    raft_index recovered_commit; /* commit index after recovery (node_recovered_commit) */
     /* Free heap pages go back to the OS at this tick (0 = not due): set
      * after a snapshot compacts the log or replaces the kv, see
      * node_memory_trim_maybe. */
