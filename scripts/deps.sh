@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang libuv1-dev libhttp-parser-dev
       libclang-rt-14-dev clang-format clang-tidy cppcheck python3 curl iproute2 iptables procps
       faketime libssl-dev openssl
-      redis-server redis-tools python3-redis libhiredis-dev)  # tests/redis, bench/redis
+      redis-server redis-tools python3-redis libhiredis-dev  # tests/redis, bench/redis
+      libsystemd-dev python3-yaml)  # sd_notify readiness (optional); k8s manifest checks
 if [ "${1:-}" = "--bench" ]; then pkgs+=(wrk etcd-server etcd-client); fi
 missing=()
 for p in "${pkgs[@]}"; do

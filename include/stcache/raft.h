@@ -356,6 +356,21 @@ struct raft_bootstrap_state {
      * the snapshot or the entries are not empty (the log already holds it). */
     const struct raft_conf *initial_conf;
     raft_index applied; /* state machine already contains up to here (snapshot index) */
+    /* Recovery from a lost quorum (etcd's --force-new-cluster); NULL for an
+     * ordinary restart. When set, the node must restart from a snapshot or
+     * entries of its own (ST_EINVAL otherwise, and when force_self->id is not
+     * cfg->id). After those entries the core appends RAFT_ENTRY_CONF entries
+     * that leave this node the only member: ADD_VOTER for itself when it is not
+     * a voter (with force_self's context when it is not a member at all),
+     * then one REMOVE per other member, in the current term, and marks
+     * everything up to the last of them committed. They are handed out in the
+     * first ready to persist (with the hard state carrying the new commit
+     * index) and then to apply, like a bootstrap's entries; the node then
+     * campaigns alone. The whole local log is kept and committed: an entry
+     * beyond the recovered commit index may have been committed, and
+     * acknowledged, by the lost leader. Nothing is appended when the node
+     * already is the only member. */
+    const struct raft_member *force_self;
 };
 
 /* -------------------------------------------------------------------- API */

@@ -2,6 +2,8 @@
  * node and its HTTP API. */
 #include "cli/server.h"
 
+#include "cli/notify.h"
+
 #include "api/api.h"
 #include "node/node.h"
 #include "resp/server.h"
@@ -33,6 +35,10 @@ static const char server_usage[] =
     "  --bootstrap             start a new single-node cluster in an empty DIR\n"
     "  --join HTTP_ADDR        join the cluster of the member at HTTP_ADDR (as a learner)\n"
     "  --peers LIST            static membership: 1=h:p,2=h:p,... or 1=h:p/httph:p,...\n"
+    "  --force-new-cluster     recover from a lost quorum: restart from DIR with the\n"
+    "                          membership rewritten to this node alone (durably, in\n"
+    "                          its log); add new members afterwards. Once only:\n"
+    "                          docs/OPERATIONS.md, \"A majority lost\"\n"
     "  --advertise-raft A      Raft address given to peers (default --raft)\n"
     "  --advertise-http A      HTTP address given to peers (default --http)\n"
     "  --tick-ms N             tick length (default 10)\n"
@@ -132,7 +138,8 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
         }
         memcpy(name, a + 2, nl);
         name[nl] = '\0';
-        bool is_flag = strcmp(name, "bootstrap") == 0 || strcmp(name, "seed-api") == 0;
+        bool is_flag = strcmp(name, "bootstrap") == 0 || strcmp(name, "seed-api") == 0 ||
+                       strcmp(name, "force-new-cluster") == 0;
         if (eq) {
             value = eq + 1;
         } else if (!is_flag) {
@@ -161,9 +168,15 @@ struct server {
     /* Shared by every client front end (HTTP, Redis). */
     struct st_outbudget out_budget;
     uv_signal_t sigint, sigterm, sighup;
+    /* systemd readiness (cli/notify.h): polled while NOTIFY_SOCKET is set. */
+    uv_timer_t notify_timer;
+    bool notify_ready; /* READY=1 sent */
+    char notify_status[128];
     int exit_code;
     bool stopping;
 };
+
+#define SERVER_NOTIFY_POLL_MS 100
 
 static void signal_closed_cb(uv_handle_t *h)
 {
@@ -179,6 +192,7 @@ static void resp_closed_cb(struct resp_server *r, void *ctx)
     uv_close((uv_handle_t *)&s->sigint, signal_closed_cb);
     uv_close((uv_handle_t *)&s->sigterm, signal_closed_cb);
     uv_close((uv_handle_t *)&s->sighup, signal_closed_cb);
+    uv_close((uv_handle_t *)&s->notify_timer, signal_closed_cb);
 }
 
 static void api_closed_cb(struct api *a, void *ctx)
@@ -208,6 +222,8 @@ static void server_shutdown(struct server *s, int exit_code)
     if (s->stopping) return;
     s->stopping = true;
     s->exit_code = exit_code;
+    uv_timer_stop(&s->notify_timer);
+    cli_notify("STOPPING=1\nSTATUS=stopping");
     /* The node first: it fails its pending requests, whose HTTP responses
      * then leave before the server closes. */
     node_stop(s->node, server_node_stopped_cb, s);
@@ -241,6 +257,43 @@ static void fatal_cb(struct node *n, int code, void *ctx)
     (void)n;
     (void)code;
     server_shutdown(ctx, 1);
+}
+
+/* READY=1 once the node serves: HTTP (and Redis) listening, a leader known,
+ * caught up (node_unready_reason) and its applied index at the commit index
+ * it recovered, so a restarted node is not announced before it serves what
+ * it had acknowledged. STATUS= whenever the description changes. */
+static void notify_timer_cb(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    if (s->stopping) return;
+    struct node_info *info = malloc(sizeof *info);
+    if (!info) return;
+    node_info_get(s->node, info);
+    const char *why = node_unready_reason(s->node);
+    raft_index want = node_recovered_commit(s->node);
+    bool serving = !why && info->applied >= want;
+    char status[sizeof s->notify_status];
+    if (serving && info->role == RAFT_LEADER)
+        snprintf(status, sizeof status, "serving: leader of %u member(s), term %" PRIu64,
+                 info->n_members, info->term);
+    else if (serving)
+        snprintf(status, sizeof status, "serving: leader is node %" PRIu64 ", term %" PRIu64,
+                 info->leader, info->term);
+    else if (!why)
+        snprintf(status, sizeof status, "replaying: applied %" PRIu64 " of %" PRIu64, info->applied,
+                 want);
+    else
+        snprintf(status, sizeof status, "waiting: %s", why);
+    free(info);
+    bool changed = strcmp(status, s->notify_status) != 0;
+    if (serving && !s->notify_ready) {
+        s->notify_ready = true;
+        cli_notify("READY=1\nSTATUS=%s", status);
+    } else if (changed) {
+        cli_notify("STATUS=%s", status);
+    }
+    if (changed) snprintf(s->notify_status, sizeof s->notify_status, "%s", status);
 }
 
 static void started_cb(struct node *n, int status, void *ctx)
@@ -280,6 +333,8 @@ static void started_cb(struct node *n, int status, void *ctx)
            "data in %s\n",
            cfg->id, node_cluster_id(n), cfg->http_listen, cfg->raft_listen, cfg->data_dir);
     fflush(stdout);
+    if (cli_notify_enabled())
+        uv_timer_start(&s->notify_timer, notify_timer_cb, 0, SERVER_NOTIFY_POLL_MS);
 }
 
 /* Process-wide heap settings, made by the program and not by the library.
@@ -342,6 +397,9 @@ int cli_server_main(int argc, char **argv)
     uv_signal_init(s.loop, &s.sighup);
     s.sighup.data = &s;
     uv_signal_start(&s.sighup, sighup_cb, SIGHUP);
+    uv_timer_init(s.loop, &s.notify_timer);
+    s.notify_timer.data = &s;
+    cli_notify("STATUS=starting: recovering %s", cfg.data_dir);
     rc = node_start(s.node, started_cb, &s);
     if (rc) {
         fprintf(stderr, "stcache server: node %" PRIu64 " could not start: %s\n", cfg.id,

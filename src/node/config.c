@@ -237,6 +237,12 @@ int node_config_validate(const struct node_config *cfg, char *err, size_t errlen
         set_err(err, errlen, "--advertise-raft and --advertise-http must be HOST:PORT");
         return ST_EINVAL;
     }
+    if (cfg->force_new_cluster && cfg->mode != NODE_START_RESTART) {
+        set_err(err, errlen,
+                "--force-new-cluster restarts a node from its own data directory: it takes "
+                "no --bootstrap, --join or --peers");
+        return ST_EINVAL;
+    }
     int peer_tls =
         !!cfg->peer_cert_file[0] + !!cfg->peer_key_file[0] + !!cfg->peer_trusted_ca_file[0];
     if (peer_tls != 0 && peer_tls != 3) {
@@ -416,6 +422,14 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         }
         if (value && strcmp(value, "false") == 0) return 0;
         return set_mode(cfg, NODE_START_BOOTSTRAP, name, err, errlen);
+    }
+    if (strcmp(name, "force-new-cluster") == 0) {
+        if (value && strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+            set_err(err, errlen, "--force-new-cluster takes no value (config file: true/false)");
+            return ST_EINVAL;
+        }
+        cfg->force_new_cluster = !value || strcmp(value, "true") == 0;
+        return 0;
     }
     if (strcmp(name, "seed-api") == 0) {
         if (value && strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {

@@ -125,6 +125,11 @@ struct node_config {
     /* Comma-separated Host header values the HTTP API answers ("name" or
      * "name:port"; "*" = any); "" = the default of api_host_allowed(). */
     char allowed_hosts[NODE_ALLOWED_HOSTS_MAX];
+    /* Recovery from a lost quorum: restart from DATA with the configuration
+     * rewritten to this node alone, through conf entries in its log
+     * (raft_bootstrap_state.force_self; docs/OPERATIONS.md, runbook). Needs
+     * an existing data directory; no start mode flag. */
+    bool force_new_cluster;
     const struct st_fs *fs; /* tests: a simulated file system; NULL = the real one */
     /* Simulation (tests/wsim): every WAL batch is written on the loop thread,
      * never by the writer's threads, so that a run does not depend on how

@@ -198,6 +198,11 @@ int node_open_and_run(struct node *n, const struct raft_conf *initial_conf)
     /* Before any peer is talked to: a join's members, or those of an earlier
      * join when restarting. */
     rc = n->n_seed_peers ? node_seeds_save(n) : node_seeds_load(n);
+    /* A forced node is alone: the members of its join answer are gone. */
+    if (rc == 0 && n->cfg.force_new_cluster && n->n_seed_peers) {
+        n->n_seed_peers = 0;
+        rc = node_seeds_save(n);
+    }
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": cannot %s the join members in %s: %s", n->cfg.id,
                        n->n_seed_peers ? "store" : "load", n->cfg.data_dir, st_strerror(rc));
@@ -254,6 +259,24 @@ int node_open_and_run(struct node *n, const struct raft_conf *initial_conf)
     bool empty = !state.has_snapshot && state.log.n_entries == 0;
     bs.initial_conf = empty ? initial_conf : NULL;
     bs.applied = state.has_snapshot ? state.snapshot.meta.index : 0;
+    struct raft_member self;
+    if (n->cfg.force_new_cluster) {
+        /* etcd's --force-new-cluster: the core appends the conf entries that
+         * leave this node alone, committed; the first ready writes them to
+         * the WAL like any entry, so a later restart keeps them. */
+        if (empty) {
+            ST_TRACE_ERROR(MOD, "node %" PRIu64 ": --force-new-cluster: %s holds no log to keep",
+                           n->cfg.id, n->cfg.data_dir);
+            rc = ST_EINVAL;
+            goto fail_state;
+        }
+        memset(&self, 0, sizeof self);
+        self.id = n->cfg.id;
+        self.role = RAFT_VOTER;
+        self.context_len =
+            (uint16_t)node_context_format(self.context, n->advertise_raft, n->advertise_http);
+        bs.force_self = &self;
+    }
     rc = raft_create(&rcfg, &bs, &n->raft);
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": the durable state is inconsistent: %s", n->cfg.id,
@@ -265,6 +288,13 @@ int node_open_and_run(struct node *n, const struct raft_conf *initial_conf)
                   ", log (%" PRIu64 ", %" PRIu64 "], snapshot %" PRIu64,
                   n->cfg.id, n->cluster_id, bs.hard_state.term, bs.hard_state.commit,
                   state.log.first_index - 1, state.log.last_index, bs.applied);
+    n->recovered_commit = raft_commit_index(n->raft);
+    if (n->cfg.force_new_cluster)
+        ST_TRACE_WARN(MOD,
+                      "node %" PRIu64 ": --force-new-cluster: the configuration is now this node "
+                      "alone (log up to %" PRIu64 " kept and committed); add new members with "
+                      "--join, and never restart the old ones on their old data",
+                      n->cfg.id, raft_commit_index(n->raft));
     st_storage_state_release(&state);
 
     struct st_log_writer_config wc;
@@ -375,6 +405,15 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
     if (!conf) return ST_ENOMEM;
     switch (mode) {
     case NODE_START_RESTART:
+        if (n->cfg.force_new_cluster) {
+            ST_TRACE_ERROR(MOD,
+                           "data directory %s is empty: --force-new-cluster recovers a node "
+                           "from its own data (restore a backup instead: stcache snapshot "
+                           "restore)",
+                           n->cfg.data_dir);
+            free(conf);
+            return ST_ENOENT;
+        }
         ST_TRACE_ERROR(MOD,
                        "data directory %s is empty: start a new cluster with --bootstrap, "
                        "join one with --join HTTP_ADDR, or use --peers",
@@ -471,8 +510,11 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
     node_client_drop_forwards(n);
     if (n->snap_active) node_snap_job_release(n);
     node_snap_waiters_notify(n, ST_ECLOSED, 0);
-    /* Drain the writer: every queued batch is written and synced (its
-     * callback runs on the writer thread while we join it). */
+    /* The commit index the WAL lacks goes last, so that a restart serves
+     * everything this node had committed (DESIGN 3.9). Then drain the
+     * writer: every queued batch is written and synced (its callback runs
+     * on the writer thread while we join it). */
+    node_hard_state_flush(n);
     if (n->writer) {
         st_log_writer_destroy(n->writer);
         n->writer = NULL;

@@ -280,6 +280,11 @@ uint64_t node_state_digest(const struct node *n, raft_index *applied);
 #define NODE_READY_LAG_ENTRIES_MAX 10000u
 const char *node_unready_reason(const struct node *n);
 bool node_healthy(const struct node *n); /* node_unready_reason(n) == NULL */
+/* The commit index the node recovered from its data directory at start
+ * (its forced configuration included; 0 before storage is open, and for a
+ * node that joined empty). A node whose applied index reached it serves
+ * all it had acknowledged before the restart (systemd readiness). */
+raft_index node_recovered_commit(const struct node *n);
 
 /* Liveness (GET /livez): the process runs its loop and its store has not
  * failed. Independent of leaders, snapshots and alarms that clear by

@@ -100,6 +100,11 @@ bool node_healthy(const struct node *n)
     return node_unready_reason(n) == NULL;
 }
 
+raft_index node_recovered_commit(const struct node *n)
+{
+    return n->recovered_commit;
+}
+
 bool node_live(const struct node *n)
 {
     return !n->fatal;

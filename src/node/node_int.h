@@ -370,6 +370,7 @@ struct node {
      * been quiet for NODE_HS_IDLE_TICKS. */
     struct raft_hard_state hs_cur, hs_written;
     uint32_t hs_idle_ticks;
+    raft_index recovered_commit; /* commit index after recovery (node_recovered_commit) */
     /* Free heap pages go back to the OS at this tick (0 = not due): set
      * after a snapshot compacts the log or replaces the kv, see
      * node_memory_trim_maybe. */
@@ -550,6 +551,11 @@ void node_check_cb(uv_check_t *h);
 void node_prepare_cb(uv_prepare_t *h);
 
 /* node_persist.c: the queue of log-store writes, in order */
+/* Queues a WAL batch holding only the hard state when the WAL lacks the
+ * current one (a commit index that moved without entries). Behind every
+ * batch queued before it; nothing on a full disk, after a fatal error or
+ * without a writer. Failures are those of node_persist_write (fatal). */
+void node_hard_state_flush(struct node *n);
 /* A free persist request; NULL without memory. */
 struct node_persist *node_persist_get(struct node *n);
 /* Returns p (and what it holds) to the free list. */

@@ -74,6 +74,14 @@ static void hard_state_flush_idle(struct node *n)
 {
     if (memcmp(&n->hs_cur, &n->hs_written, sizeof n->hs_cur) == 0) return;
     if (++n->hs_idle_ticks < NODE_HS_IDLE_TICKS || n->persist_inflight || n->nospace) return;
+    node_hard_state_flush(n);
+}
+
+void node_hard_state_flush(struct node *n)
+{
+    if (memcmp(&n->hs_cur, &n->hs_written, sizeof n->hs_cur) == 0 || !n->writer || n->nospace ||
+        n->fatal)
+        return;
     struct node_persist *p = node_persist_get(n);
     if (!p) return; /* out of memory: try again next tick */
     struct st_log_batch b;

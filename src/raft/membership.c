@@ -306,3 +306,53 @@ int membership_bootstrap(struct raft *r, const struct raft_conf *initial)
     r->log.commit = initial->n;
     return 0;
 }
+
+/* etcd's --force-new-cluster does the same in its server: conf changes
+ * appended after the local log in the current term, committed, written to
+ * the WAL before the node runs. Order matters: adding this node as a voter
+ * first means no REMOVE ever takes away the last voter (raft_conf_apply). */
+int membership_force_alone(struct raft *r, const struct raft_member *self)
+{
+    struct raft_conf_change ccs[RAFT_MEMBERS_MAX + 1];
+    size_t n = 0;
+    const struct raft_member *me = raft_conf_find(&r->conf, r->cfg.id);
+    if (!me || me->role != RAFT_VOTER) {
+        struct raft_conf_change *cc = &ccs[n++];
+        memset(cc, 0, sizeof(*cc));
+        cc->op = RAFT_CONF_ADD_VOTER;
+        cc->id = r->cfg.id;
+        if (!me) {
+            ST_ASSERT(self->context_len <= RAFT_MEMBER_CONTEXT_MAX);
+            cc->context_len = self->context_len;
+            memcpy(cc->context, self->context, self->context_len);
+        }
+    }
+    for (uint32_t i = 0; i < r->conf.n; i++) {
+        if (r->conf.members[i].id == r->cfg.id) continue;
+        struct raft_conf_change *cc = &ccs[n++];
+        memset(cc, 0, sizeof(*cc));
+        cc->op = RAFT_CONF_REMOVE;
+        cc->id = r->conf.members[i].id;
+    }
+    if (n == 0) return 0;
+    int rc = log_reserve(&r->log, n);
+    if (rc) return rc;
+    raft_index first = log_last(&r->log) + 1;
+    for (size_t i = 0; i < n; i++) {
+        struct raft_buf *b = raft_buf_create(RAFT_CONF_CHANGE_ENCODED_MAX);
+        if (!b) return ST_ENOMEM; /* raft_create fails: the core is destroyed */
+        struct raft_entry e = {.term = r->term,
+                               .index = first + i,
+                               .type = RAFT_ENTRY_CONF,
+                               .buf = b,
+                               .data = b->data};
+        e.len = (uint32_t)raft_conf_change_encode(&ccs[i], b->data);
+        log_append(&r->log, &e);
+        raft_buf_unref(b);
+    }
+    membership_on_append(r, first, log_last(&r->log));
+    ST_ASSERT(r->conf.n == 1 && r->conf.members[0].id == r->cfg.id &&
+              r->conf.members[0].role == RAFT_VOTER);
+    r->log.commit = log_last(&r->log);
+    return 0;
+}

@@ -192,6 +192,14 @@ int raft_create(const struct raft_config *cfg, const struct raft_bootstrap_state
         r->log.commit = ST_MAX(hs->commit, r->log.prev_index);
         r->log.stable = log_last(&r->log);
         r->log.handed = log_last(&r->log);
+        if (st->force_self) {
+            if (st->force_self->id != cfg->id || (!st->snapshot && st->n_entries == 0) ||
+                r->term == 0)
+                goto fail_r;
+            rc = membership_force_alone(r, st->force_self);
+            if (rc) goto fail_r;
+            rc = ST_EINVAL;
+        }
     }
     raft_index applied = ST_MAX(st->applied, r->log.prev_index);
     if (applied > r->log.commit) goto fail_r;

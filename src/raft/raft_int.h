@@ -378,6 +378,9 @@ void membership_release_departed(struct raft *r);
 void membership_drop_inactive_departed(struct raft *r);
 /* Builds the bootstrap conf entries of initial_conf. */
 int membership_bootstrap(struct raft *r, const struct raft_conf *initial);
+/* Appends the conf entries that leave this node alone in its configuration
+ * (raft_bootstrap_state.force_self) and commits up to them; 0, ST_ENOMEM. */
+int membership_force_alone(struct raft *r, const struct raft_member *self);
 bool membership_conf_valid(const struct raft_conf *c);
 
 /* snapshot.c */

@@ -2,6 +2,7 @@
  * and the small JSON reader the node uses for join requests and replies. */
 #include "test.h"
 
+#include "cli/notify.c"
 #include "cli/server.c"
 #include "node/config.h"
 #include "util/json.h"

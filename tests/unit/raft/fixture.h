@@ -425,7 +425,10 @@ static inline void fx_config(struct raft_config *c, raft_id id)
     c->reads_pending_max = 64;
 }
 
-static inline void fx_start_node(struct fx *f, raft_id id, const struct raft_conf *initial)
+/* Starts node id from its disk; force_self: raft_bootstrap_state's (lost
+ * quorum recovery), NULL normally. Returns raft_create's code. */
+static inline int fx_start_node_ex(struct fx *f, raft_id id, const struct raft_conf *initial,
+                                   const struct raft_member *force_self)
 {
     struct fx_node *n = &f->nodes[id];
     struct raft_bootstrap_state st;
@@ -436,12 +439,19 @@ static inline void fx_start_node(struct fx *f, raft_id id, const struct raft_con
     st.n_entries = n->n_disk;
     st.initial_conf = initial;
     st.applied = n->has_snap ? n->snap.index : 0;
+    st.force_self = force_self;
     n->applied = st.applied;
     n->sm = n->has_snap ? n->snap_sm : 0;
     int rc = raft_create(&n->cfg, &st, &n->r);
-    if (rc != 0) abort();
+    if (rc != 0) return rc;
     n->up = true;
     raft_check_invariants(n->r);
+    return 0;
+}
+
+static inline void fx_start_node(struct fx *f, raft_id id, const struct raft_conf *initial)
+{
+    if (fx_start_node_ex(f, id, initial, NULL) != 0) abort();
 }
 
 static inline void fx_conf_voters(struct raft_conf *c, int voters, int learners)
