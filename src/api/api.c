@@ -1071,9 +1071,12 @@ static void proxy_to_leader(struct api_req *ar, const char *method, const char *
     char target[512];
     snprintf(target, sizeof target, "%s%sproxied=1", path_query,
              strchr(path_query, '?') ? "&" : "?");
-    int rc = http_client_request(
-        a->loop, leader_http, method, target, "application/json", NULL, req->body, req->body_len,
-        node_config_get(a->node)->request_timeout_ms, proxy_done_cb, ar, &ar->proxy);
+    /* With client TLS the leader's port speaks HTTPS too; this node's
+     * certificate authenticates it there (--client-cert-auth). */
+    int rc = http_client_request_tls(node_client_tls_client(a->node), a->loop, leader_http, method,
+                                     target, "application/json", NULL, req->body, req->body_len,
+                                     node_config_get(a->node)->request_timeout_ms, proxy_done_cb,
+                                     ar, &ar->proxy);
     if (rc) respond_error(ar, 503, "no_leader", "the leader could not be reached");
 }
 
@@ -1623,6 +1626,7 @@ int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr,
     sc.conn_out_bytes_max = node_config_get(n)->conn_output_bytes_max;
     sc.conns_per_ip_max = node_config_get(n)->conns_per_ip_max;
     sc.out_budget = out_budget;
+    sc.tls = node_client_tls_server(n); /* NULL: plain HTTP */
     a->out_budget = out_budget;
     int rc = http_server_create(loop, &sc, handler, a, &a->srv);
     if (rc) {

@@ -83,6 +83,12 @@ static const char server_usage[] =
     "  --peer-key-file FILE    its private key (readable by its owner only)\n"
     "  --peer-trusted-ca-file FILE  the CA that signed every peer's certificate;\n"
     "                          all three peer flags or none. SIGHUP re-reads them\n"
+    "  --cert-file FILE        serve HTTPS (and TLS on --redis) with this certificate\n"
+    "  --key-file FILE         its private key (readable by its owner only)\n"
+    "  --trusted-ca-file FILE  the CA of client certificates, and of the other members'\n"
+    "                          client ports this node calls (forwarding, join)\n"
+    "  --client-cert-auth      require a client certificate signed by --trusted-ca-file;\n"
+    "                          its Common Name is the user. SIGHUP re-reads these too\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
     "  -h, --help              print this text and exit\n"
@@ -129,7 +135,8 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
         }
         memcpy(name, a + 2, nl);
         name[nl] = '\0';
-        bool is_flag = strcmp(name, "bootstrap") == 0 || strcmp(name, "seed-api") == 0;
+        bool is_flag = strcmp(name, "bootstrap") == 0 || strcmp(name, "seed-api") == 0 ||
+                       strcmp(name, "client-cert-auth") == 0;
         if (eq) {
             value = eq + 1;
         } else if (!is_flag) {
