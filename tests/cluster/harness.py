@@ -41,6 +41,25 @@ TLS = os.environ.get("STCACHE_TEST_TLS") == "1"
 # HTTP address -> the ssl.SSLContext the harness speaks HTTPS to it with
 # (filled by Node.start for nodes with client TLS).
 CLIENT_TLS = {}
+# HTTP address -> the environment the stcache CLI needs to reach it
+# (STCACHE_CACERT, STCACHE_CERT, STCACHE_KEY).
+CLIENT_TLS_ENV = {}
+
+
+def cli_env(endpoints, env=None):
+    """env (default: os.environ) plus what the stcache CLI needs to talk
+    to endpoints ("h:p,h:p"): the TLS variables when one of them serves
+    client TLS."""
+    env = dict(os.environ if env is None else env)
+    for ep in (endpoints or "").split(","):
+        ep = ep.strip()
+        for prefix in ("https://", "http://"):
+            if ep.startswith(prefix):
+                ep = ep[len(prefix):]
+        if ep in CLIENT_TLS_ENV:
+            env.update(CLIENT_TLS_ENV[ep])
+            break
+    return env
 GEN_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
                          "gen-certs.sh")
 
@@ -286,8 +305,10 @@ class Node:
         if self.cluster.client_tls:
             args += self.cluster.client_tls_args(self.id)
             CLIENT_TLS[self.http] = self.cluster.client_ssl_context()
+            CLIENT_TLS_ENV[self.http] = self.cluster.cli_tls_env()
         else:
             CLIENT_TLS.pop(self.http, None)
+            CLIENT_TLS_ENV.pop(self.http, None)
         self.last_args = args
         logf = open(self.log_path, "wb")
         logf.write(("# " + " ".join(args) + "\n").encode())
