@@ -271,6 +271,7 @@ static void started_cb(struct node *n, int status, void *ctx)
         rc_cfg.listen = cfg->redis_listen;
         rc_cfg.conn_out_bytes_max = cfg->conn_output_bytes_max;
         rc_cfg.out_budget = &s->out_budget;
+        rc_cfg.tls = node_client_tls_server(n); /* NULL: plaintext */
         rc = resp_server_create(s->loop, n, &rc_cfg, &s->resp);
         if (rc) {
             fprintf(stderr, "stcache server: cannot serve Redis on %s: %s\n", cfg->redis_listen,
