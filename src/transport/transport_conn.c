@@ -37,6 +37,7 @@ static void on_conn_handle_closed(uv_handle_t *h)
     st_tls_conn_destroy(c->tls);
     free(c->tls_rbuf);
     st_tr_tls_free_spares(c);
+    free(c->tls_stage);
     st_list_del(&c->link);
     free(c);
     tr->live--;

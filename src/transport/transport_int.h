@@ -61,6 +61,7 @@
 #define ST_TR_SCRATCH_BYTES (64u * 1024u)
 #define ST_TR_TLS_READ_BYTES (64u * 1024u)    /* ciphertext read buffer of a TLS connection */
 #define ST_TR_TLS_SPARE_MAX 8u                /* spare ciphertext write buffers per connection */
+#define ST_TR_TLS_STAGE_BYTES (16u * 1024u)   /* a TLS record's plaintext */
 #define ST_TR_TLS_SPARE_BYTES (1024u * 1024u) /* larger ones are freed after their write */
 struct st_tr_tls_write;
 #define ST_TR_INBOUND_PENDING_MAX 64 /* unauthenticated inbound connections */
@@ -133,7 +134,8 @@ struct st_tr_conn {
      * connection has seen its window of writes. */
     struct st_tr_tls_write *tls_spare;
     uint32_t tls_spare_n;
-    raft_id cert_id; /* inbound TLS: the node the certificate names (0: none yet) */
+    uint8_t *tls_stage; /* ST_TR_TLS_STAGE_BYTES: small buffers of a frame gathered into a record */
+    raft_id cert_id;    /* inbound TLS: the node the certificate names (0: none yet) */
 };
 
 struct st_tr_snap_out {

@@ -220,12 +220,33 @@ void st_tr_tls_on_read(struct st_tr_conn *c, size_t n)
     st_tr_tls_pump(c);
 }
 
+/* A frame's buffers (its header, then one per entry) become TLS records:
+ * one SSL_write per buffer made one record each, with its own header, tag
+ * and AEAD call (an append of 128 small entries was 129 records). Buffers
+ * smaller than a record are gathered into c->tls_stage first, so a frame
+ * takes about (its size / 16 KiB) + 1 records. */
 int st_tr_tls_write(struct st_tr_conn *c, struct st_tr_out *o)
 {
     ST_ASSERT(st_tls_conn_established(c->tls));
-    for (uint32_t i = 0; i < o->nbufs; i++) {
-        int rv = st_tls_conn_write(c->tls, o->bufs[i].base, o->bufs[i].len);
-        if (rv != 0) return rv;
+    if (c->tls_stage == NULL && (c->tls_stage = malloc(ST_TR_TLS_STAGE_BYTES)) == NULL)
+        return ST_ENOMEM;
+    size_t fill = 0;
+    int rv = 0;
+    for (uint32_t i = 0; i < o->nbufs && rv == 0; i++) {
+        const uv_buf_t *b = &o->bufs[i];
+        if (fill > 0 && fill + b->len > ST_TR_TLS_STAGE_BYTES) {
+            rv = st_tls_conn_write(c->tls, c->tls_stage, fill);
+            fill = 0;
+        }
+        if (rv != 0) break;
+        if (b->len >= ST_TR_TLS_STAGE_BYTES) {
+            rv = st_tls_conn_write(c->tls, b->base, b->len);
+        } else {
+            memcpy(c->tls_stage + fill, b->base, b->len);
+            fill += b->len;
+        }
     }
+    if (rv == 0 && fill > 0) rv = st_tls_conn_write(c->tls, c->tls_stage, fill);
+    if (rv != 0) return rv;
     return tls_flush(c, o);
 }
