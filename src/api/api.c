@@ -283,7 +283,21 @@ static int set_key(struct api_req *ar, const char *raw, size_t raw_len, bool plu
 
 /* --------------------------------------------------------- kv callbacks */
 
-static void write_json_member(struct st_json *w, const struct node_member_info *m)
+/* "url": the member's advertised HTTP address as a URL, https:// when this
+ * node serves client TLS (a cluster's nodes share the setting). */
+static void write_json_url(struct st_json *w, const char *key, const char *addr, bool tls)
+{
+    char url[NODE_ADDR_MAX + 16];
+    st_json_key(w, key);
+    if (!addr[0]) {
+        st_json_null(w);
+        return;
+    }
+    snprintf(url, sizeof url, "%s://%s", tls ? "https" : "http", addr);
+    st_json_cstr(w, url);
+}
+
+static void write_json_member(struct st_json *w, const struct node_member_info *m, bool tls)
 {
     st_json_object_begin(w);
     st_json_key(w, "id");
@@ -295,6 +309,7 @@ static void write_json_member(struct st_json *w, const struct node_member_info *
         st_json_cstr(w, m->http);
     else
         st_json_null(w);
+    write_json_url(w, "url", m->http, tls);
     st_json_key(w, "voter");
     st_json_bool(w, m->voter);
     st_json_object_end(w);
@@ -905,6 +920,8 @@ static void write_cluster_json(struct api *a, struct st_json *w, const struct no
             st_json_cstr(w, info->leader_http);
         else
             st_json_null(w);
+        write_json_url(w, "leader_url", info->leader ? info->leader_http : "",
+                       node_client_tls_server(a->node) != NULL);
         st_json_key(w, "term");
         st_json_uint(w, info->term);
         st_json_key(w, "commit");
@@ -936,8 +953,9 @@ static void write_cluster_json(struct api *a, struct st_json *w, const struct no
     }
     st_json_key(w, "members");
     st_json_array_begin(w);
+    bool tls = node_client_tls_server(a->node) != NULL;
     for (uint32_t i = 0; i < info->n_members; i++)
-        write_json_member(w, &info->members[i]);
+        write_json_member(w, &info->members[i], tls);
     st_json_array_end(w);
 }
 

@@ -14,6 +14,16 @@ from harness import (Scenario, check, gen_certs, log, retry_503, scaled, step, w
 from scenarios_membership import wait_transferred
 
 
+def recv_all(sock):
+    """Everything sock receives until the other side closes."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def https_get(node, ctx, path="/kv/ctls/a"):
     """One GET over TLS with ctx (a raw socket: the harness's own context is
     not used). Returns the status line, or raises ssl.SSLError/OSError when
@@ -23,13 +33,7 @@ def https_get(node, ctx, path="/kv/ctls/a"):
         s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
         s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
                    % path).encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        return data.split(b"\r\n", 1)[0].decode("latin-1")
+        return recv_all(s).split(b"\r\n", 1)[0].decode("latin-1")
     finally:
         raw.close()
 
@@ -71,15 +75,16 @@ class ClientTlsRefusals(Scenario):
         r = retry_503(lambda: leader.put("ctls/a", "secret"))
         check(r.status in (200, 201, 204), "put: %s" % r.error_text())
 
+        with step("/cluster shows the addresses as https:// URLs"):
+            info = leader.info()
+            check(info["leader_url"] == "https://" + leader.http, "leader_url: %r" % info)
+            check(all(m["url"] == "https://" + m["http"] for m in info["members"]),
+                  "members' url: %r" % info["members"])
+
         with step("plain HTTP to the TLS port: 400 that says so, no data"):
             s = socket.create_connection(("127.0.0.1", leader.http_port), timeout=scaled(5))
             s.sendall(b"GET /kv/ctls/a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = recv_all(s)
             s.close()
             check(data.startswith(b"HTTP/1.1 400") and b"https://" in data,
                   "plain HTTP answer: %r" % data[:200])
