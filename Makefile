@@ -7,7 +7,7 @@ BUILD ?= build
 GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
 .PHONY: all deps build install run test test-release test-asan test-tsan format lint sim-soak wsim-soak \
-	nemesis fuzz clean bench bench-reliability bench-redis
+	nemesis fuzz clean bench bench-reliability bench-redis bench-tls
 
 all: build
 
@@ -106,6 +106,13 @@ nemesis: build
 bench: build
 	scripts/deps.sh --bench
 	bench/run.sh
+
+# TLS on both ports (issue 16): stcache with and without it, and etcd with
+# it, side by side at 128 connections (docs/BENCHMARKS.md).
+bench-tls: build
+	scripts/deps.sh --bench
+	bench/run.sh --systems stcache,stcache+tls,etcd+tls --only '^write c128 leader$$' \
+	    --skip-big --rounds 2 --duration 8
 
 # stcache's Redis protocol against redis-server (appendfsync always and
 # everysec), both driven by redis-benchmark (docs/BENCHMARKS.md).

@@ -14,7 +14,7 @@
 #   http        tls util             (generic HTTP server and client)
 #   node        raft storage transport kv wire http tls util
 #   api         node http util       (the HTTP API routes)
-#   resp        node util            (the Redis protocol front end)
+#   resp        node tls util        (the Redis protocol front end)
 #   cli         api resp http node tls util (the stcache executable)
 #
 # Public headers (include/stcache/*.h) include only other public headers.
@@ -33,7 +33,7 @@ declare -A allowed=(
   [http]="tls util"
   [node]="raft storage transport kv wire http tls util"
   [api]="node http util"
-  [resp]="node util"
+  [resp]="node tls util"
   [cli]="api resp http node tls util"
 )
 fail=0

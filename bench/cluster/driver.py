@@ -34,6 +34,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -201,10 +202,26 @@ def dir_bytes(path):
 # HTTP
 
 
+# Client addresses served over TLS (a "+tls" system): addr -> ssl.SSLContext
+# that trusts the cluster's CA. Every client of the driver (http_req, the
+# loader, wrk's URL) speaks HTTPS to them.
+TLS_CLIENT = {}
+
+
+def gen_certs(certdir, *args):
+    """scripts/gen-certs.sh CERTDIR ARGS... (a CA or a node certificate)."""
+    subprocess.run([os.path.join(REPO, "scripts", "gen-certs.sh"), certdir] + [str(a) for a in args],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
 def http_req(addr, method, path, body=None, headers=None, timeout_s=2.0):
     """One request on a fresh connection. Returns (status, body bytes); raises OSError."""
     host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+    if addr in TLS_CLIENT:
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout_s,
+                                           context=TLS_CLIENT[addr])
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -303,10 +320,17 @@ class Cluster:
 
     system = "?"
 
-    def __init__(self, root, ports, size=3):
+    def __init__(self, root, ports, size=3, tls=False):
         self.root = root
         self.ports = list(ports)  # pairs (http, peer) taken in order
         self.nodes = []
+        # tls: TLS on both ports, certificates from scripts/gen-certs.sh in
+        # root/certs (node certificates serve both ports; clients present
+        # none: wrk cannot, so neither system requires client certificates)
+        self.tls_dir = os.path.join(root, "certs") if tls else None
+        self._tls_ctx = None
+        if tls:
+            gen_certs(self.tls_dir, "ca")
         for i in range(1, size + 1):
             self.nodes.append(self._new_node(i))
 
@@ -319,6 +343,19 @@ class Cluster:
 
     def pids(self):
         return [n.pid for n in self.nodes if n.alive()]
+
+    def tls_files(self, node):
+        """(cert, key, ca) of node, made on first use; registers node's
+        client address as HTTPS for the driver's clients."""
+        crt = os.path.join(self.tls_dir, "node-%d.crt" % node.idx)
+        if not os.path.exists(crt):
+            gen_certs(self.tls_dir, "node", node.idx)
+        ca = os.path.join(self.tls_dir, "ca.crt")
+        if self._tls_ctx is None:
+            self._tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self._tls_ctx.load_verify_locations(ca)
+        TLS_CLIENT[node.http] = self._tls_ctx
+        return crt, os.path.join(self.tls_dir, "node-%d.key" % node.idx), ca
 
     def start(self, timeout_s=60):
         for n in self.nodes:
@@ -387,22 +424,24 @@ def tail(path, lines=15):
 class EtcdCluster(Cluster):
     system = "etcd"
 
-    def __init__(self, root, ports, binary, size=3):
+    def __init__(self, root, ports, binary, size=3, tls=False):
         self.binary = binary
-        super().__init__(root, ports, size)
+        super().__init__(root, ports, size, tls)
+        self.scheme = "https://" if tls else "http://"
 
     def _initial_cluster(self, nodes):
-        return ",".join("%s=http://%s" % (n.name, n.peer) for n in nodes)
+        return ",".join("%s=%s%s" % (n.name, self.scheme, n.peer) for n in nodes)
 
     def spawn(self, node, joining, restart=False):
         # restart: etcd ignores the --initial-* flags once its data dir exists
+        sch = self.scheme
         argv = [self.binary,
                 "--name", node.name,
                 "--data-dir", node.data_dir,
-                "--listen-client-urls", "http://" + node.http,
-                "--advertise-client-urls", "http://" + node.http,
-                "--listen-peer-urls", "http://" + node.peer,
-                "--initial-advertise-peer-urls", "http://" + node.peer,
+                "--listen-client-urls", sch + node.http,
+                "--advertise-client-urls", sch + node.http,
+                "--listen-peer-urls", sch + node.peer,
+                "--initial-advertise-peer-urls", sch + node.peer,
                 "--initial-cluster", self._initial_cluster(self.nodes),
                 "--initial-cluster-state", "existing" if joining else "new",
                 "--initial-cluster-token", "stbench",
@@ -412,6 +451,11 @@ class EtcdCluster(Cluster):
         # Durability: etcd fsyncs its WAL before acknowledging by default;
         # no --unsafe-* flag is ever passed (checked in run.sh as well).
         assert not any(a.startswith("--unsafe") for a in argv)
+        if self.tls_dir:
+            crt, key, ca = self.tls_files(node)
+            argv += ["--cert-file", crt, "--key-file", key,
+                     "--peer-cert-file", crt, "--peer-key-file", key,
+                     "--peer-trusted-ca-file", ca, "--peer-client-cert-auth"]
         node.proc = PROCS.spawn(argv, node.log_path)
 
     def _status(self, node):
@@ -466,7 +510,7 @@ class EtcdCluster(Cluster):
     def add_node(self):
         node = self._new_node(len(self.nodes) + 1)
         leader = self.leader_node()
-        body = json.dumps({"peerURLs": ["http://" + node.peer]}).encode()
+        body = json.dumps({"peerURLs": [self.scheme + node.peer]}).encode()
         # etcd refuses a member add ("unhealthy cluster", 503) until every member
         # has been connected for a few seconds (strict reconfiguration check),
         # e.g. just after a restart: retry; the clock starts with the attempt
@@ -489,9 +533,9 @@ class EtcdCluster(Cluster):
 class StcacheCluster(Cluster):
     system = "stcache"
 
-    def __init__(self, root, ports, binary, size=3):
+    def __init__(self, root, ports, binary, size=3, tls=False):
         self.binary = binary
-        super().__init__(root, ports, size)
+        super().__init__(root, ports, size, tls)
 
     def _peers(self, nodes):
         return ",".join("%d=%s/%s" % (n.idx, n.peer, n.http) for n in nodes)
@@ -512,6 +556,10 @@ class StcacheCluster(Cluster):
             argv += ["--peer-cert-file", crt,
                      "--peer-key-file", os.path.join(PEER_TLS_DIR, "node-%d.key" % node.idx),
                      "--peer-trusted-ca-file", os.path.join(PEER_TLS_DIR, "ca.crt")]
+        elif self.tls_dir:
+            crt, key, ca = self.tls_files(node)
+            argv += ["--peer-cert-file", crt, "--peer-key-file", key, "--peer-trusted-ca-file", ca,
+                     "--cert-file", crt, "--key-file", key]
         node.proc = PROCS.spawn(argv, node.log_path)
 
     def _cluster(self, node):
@@ -594,7 +642,8 @@ class Wrk:
             "BENCH_SEED": str(self.seed),
         })
         argv = [self.binary, "-t", str(threads), "-c", str(conns), "-d", "%ds" % duration_s,
-                "--timeout", "5s", "-s", self.script, "http://%s/" % addrs[0]]
+                "--timeout", "5s", "-s", self.script,
+                "%s://%s/" % ("https" if addrs[0] in TLS_CLIENT else "http", addrs[0])]
         cpu0 = children_cpu_s()
         out_path = os.path.join(self.tmp, "wrk.out")
         with open(out_path, "wb") as out:
@@ -815,7 +864,8 @@ def load_keys(cluster, base, count, conns=128, depth=8, value_bytes=100, limit_s
                 got = 0
                 try:
                     if writer is None:
-                        reader, writer = await asyncio.open_connection(host, int(port))
+                        reader, writer = await asyncio.open_connection(
+                            host, int(port), ssl=TLS_CLIENT.get(leader.http))
                     writer.write(b"".join(_load_request(cluster.system, leader.http, n, value)
                                           for n in batch))
                     await writer.drain()
@@ -1175,7 +1225,9 @@ def arg_parser():
     ap.add_argument("--duration", type=int, help="seconds per measured run")
     ap.add_argument("--warmup", type=int, help="seconds of discarded warm-up before each run")
     ap.add_argument("--big-keys", type=int, help="keys for the memory/restart/join phase")
-    ap.add_argument("--systems", default="stcache,etcd")
+    ap.add_argument("--systems", default="stcache,etcd",
+                    help="comma-separated: stcache, etcd, and stcache+tls / etcd+tls (TLS on both "
+                         "ports: peers mutual, clients server-authenticated)")
     ap.add_argument("--only", help="regex: run only the matching workloads")
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--stcache", default=os.path.join(REPO, "build", "stcache"))
@@ -1246,7 +1298,7 @@ def main():
             "loadavg_start": loadavg(),
             "etcd": tool_version([args.etcd, "--version"]),
             "wrk": tool_version([args.wrk, "-v"]),
-            "stcache_bin": args.stcache if "stcache" in systems else None,
+            "stcache_bin": args.stcache if any(x.startswith("stcache") for x in systems) else None,
             "stcache_peer_tls": bool(args.peer_tls),
             "data_root": tmp,
             "data_fs": subprocess.run(["stat", "-f", "-c", "%T", tmp], capture_output=True,
@@ -1274,13 +1326,14 @@ def main():
             root = os.path.join(tmp, sub)
             os.makedirs(root, exist_ok=True)
             ports = pick_ports(10)
-            if system == "etcd":
-                return EtcdCluster(root, ports, args.etcd)
-            return StcacheCluster(root, ports, args.stcache)
+            base, tls = system.split("+")[0], system.endswith("+tls")
+            if base == "etcd":
+                return EtcdCluster(root, ports, args.etcd, tls=tls)
+            return StcacheCluster(root, ports, args.stcache, tls=tls)
 
         if wls:
             for s in systems:
-                clusters[s] = make(s, "tp-" + s)
+                clusters[s] = make(s, "tp-" + s.replace("+", "-"))
                 log("starting %s cluster" % s)
                 clusters[s].start()
             for s in systems:

@@ -283,7 +283,21 @@ static int set_key(struct api_req *ar, const char *raw, size_t raw_len, bool plu
 
 /* --------------------------------------------------------- kv callbacks */
 
-static void write_json_member(struct st_json *w, const struct node_member_info *m)
+/* "url": the member's advertised HTTP address as a URL, https:// when this
+ * node serves client TLS (a cluster's nodes share the setting). */
+static void write_json_url(struct st_json *w, const char *key, const char *addr, bool tls)
+{
+    char url[NODE_ADDR_MAX + 16];
+    st_json_key(w, key);
+    if (!addr[0]) {
+        st_json_null(w);
+        return;
+    }
+    snprintf(url, sizeof url, "%s://%s", tls ? "https" : "http", addr);
+    st_json_cstr(w, url);
+}
+
+static void write_json_member(struct st_json *w, const struct node_member_info *m, bool tls)
 {
     st_json_object_begin(w);
     st_json_key(w, "id");
@@ -295,6 +309,7 @@ static void write_json_member(struct st_json *w, const struct node_member_info *
         st_json_cstr(w, m->http);
     else
         st_json_null(w);
+    write_json_url(w, "url", m->http, tls);
     st_json_key(w, "voter");
     st_json_bool(w, m->voter);
     st_json_object_end(w);
@@ -905,6 +920,8 @@ static void write_cluster_json(struct api *a, struct st_json *w, const struct no
             st_json_cstr(w, info->leader_http);
         else
             st_json_null(w);
+        write_json_url(w, "leader_url", info->leader ? info->leader_http : "",
+                       node_client_tls_server(a->node) != NULL);
         st_json_key(w, "term");
         st_json_uint(w, info->term);
         st_json_key(w, "commit");
@@ -936,8 +953,9 @@ static void write_cluster_json(struct api *a, struct st_json *w, const struct no
     }
     st_json_key(w, "members");
     st_json_array_begin(w);
+    bool tls = node_client_tls_server(a->node) != NULL;
     for (uint32_t i = 0; i < info->n_members; i++)
-        write_json_member(w, &info->members[i]);
+        write_json_member(w, &info->members[i], tls);
     st_json_array_end(w);
 }
 
@@ -1071,9 +1089,12 @@ static void proxy_to_leader(struct api_req *ar, const char *method, const char *
     char target[512];
     snprintf(target, sizeof target, "%s%sproxied=1", path_query,
              strchr(path_query, '?') ? "&" : "?");
-    int rc = http_client_request(
-        a->loop, leader_http, method, target, "application/json", NULL, req->body, req->body_len,
-        node_config_get(a->node)->request_timeout_ms, proxy_done_cb, ar, &ar->proxy);
+    /* With client TLS the leader's port speaks HTTPS too; this node's
+     * certificate authenticates it there (--client-cert-auth). */
+    int rc = http_client_request_tls(node_client_tls_client(a->node), a->loop, leader_http, method,
+                                     target, "application/json", NULL, req->body, req->body_len,
+                                     node_config_get(a->node)->request_timeout_ms, proxy_done_cb,
+                                     ar, &ar->proxy);
     if (rc) respond_error(ar, 503, "no_leader", "the leader could not be reached");
 }
 
@@ -1623,6 +1644,7 @@ int api_create(uv_loop_t *loop, struct node *n, const char *listen_addr,
     sc.conn_out_bytes_max = node_config_get(n)->conn_output_bytes_max;
     sc.conns_per_ip_max = node_config_get(n)->conns_per_ip_max;
     sc.out_budget = out_budget;
+    sc.tls = node_client_tls_server(n); /* NULL: plain HTTP */
     a->out_budget = out_budget;
     int rc = http_server_create(loop, &sc, handler, a, &a->srv);
     if (rc) {

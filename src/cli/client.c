@@ -8,6 +8,7 @@
 
 #include "http/response.h"
 #include "stcache/errors.h"
+#include "tls/tls.h"
 #include "util/assert.h"
 #include "util/json.h"
 #include "util/url.h"
@@ -83,6 +84,11 @@ static void usage(FILE *f)
         "  status                            show every endpoint's view of the cluster\n"
         "  server ...                        run a node (see `stcache server --help`)\n"
         "endpoints default to $STCACHE_ENDPOINTS, else " CLI_ENDPOINTS_DEFAULT ".\n"
+        "HTTPS: https://H:P endpoints, or any endpoint once one of these is given:\n"
+        "  --cacert FILE  the CA to verify the servers with ($STCACHE_CACERT;\n"
+        "                 default: the system's CAs)\n"
+        "  --cert FILE --key FILE  a client certificate and its key, for servers\n"
+        "                 with --client-cert-auth ($STCACHE_CERT, $STCACHE_KEY)\n"
         "exit: 0 ok, 1 not found or condition failed, 2 usage, 3 unavailable,\n"
         "      4 rejected by the server\n",
         f);
@@ -876,6 +882,30 @@ static int opt_value(int argc, char **argv, int *i, const char *name, const char
     return 1;
 }
 
+/* HTTPS for every endpoint when one is https:// or a TLS option is set
+ * (empty env values count as unset). Returns CLI_EXIT_OK with *out (NULL:
+ * plain HTTP), or CLI_EXIT_USAGE after saying why. */
+static int cli_tls_setup(struct cli *c, const char *cacert, const char *cert, const char *key,
+                         struct st_tls_ctx **out)
+{
+    *out = NULL;
+    if (cacert && !*cacert) cacert = NULL;
+    if (cert && !*cert) cert = NULL;
+    if (key && !*key) key = NULL;
+    bool tls = cacert || cert || key;
+    for (size_t i = 0; i < c->endpoints_n; i++)
+        tls |= c->endpoints[i].https;
+    if (!tls) return CLI_EXIT_OK;
+    if (!cert != !key) return usage_error("--cert and --key go together");
+    struct st_tls_files f = {cert, key, cacert};
+    char reason[ST_TLS_REASON_MAX] = "";
+    if (st_tls_ctx_create(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, &f, out, reason) != 0)
+        return usage_error("%s", reason[0] ? reason : "TLS: cannot create a context");
+    for (size_t i = 0; i < c->endpoints_n; i++)
+        c->endpoints[i].tls = *out;
+    return CLI_EXIT_OK;
+}
+
 int cli_client_main(int argc, char **argv)
 {
     struct cli c = {.timeout_ms = CLI_TIMEOUT_MS_DEFAULT};
@@ -894,6 +924,8 @@ int cli_client_main(int argc, char **argv)
     const char *endpoints = getenv("STCACHE_ENDPOINTS");
     if (!endpoints || !*endpoints) endpoints = CLI_ENDPOINTS_DEFAULT;
     const char *timeout = NULL;
+    const char *cacert = getenv("STCACHE_CACERT"), *cert = getenv("STCACHE_CERT"),
+               *key = getenv("STCACHE_KEY");
     bool options_done = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -934,6 +966,12 @@ int cli_client_main(int argc, char **argv)
                 c.idem_key = v;
             else if ((m = opt_value(argc, argv, &i, "--prefix", &v)) != 0)
                 c.prefix = v;
+            else if ((m = opt_value(argc, argv, &i, "--cacert", &v)) != 0)
+                cacert = v;
+            else if ((m = opt_value(argc, argv, &i, "--cert", &v)) != 0)
+                cert = v;
+            else if ((m = opt_value(argc, argv, &i, "--key", &v)) != 0)
+                key = v;
             else
                 return usage_error("unknown option %s", a);
             if (m < 0) return usage_error("option %s needs a value", a);
@@ -965,6 +1003,9 @@ int cli_client_main(int argc, char **argv)
         strcmp(cmd, "del") != 0 && strcmp(cmd, "delete") != 0)
         return usage_error("--idempotency-key applies to put and del only");
 
+    struct st_tls_ctx *tls = NULL;
+    rc = cli_tls_setup(&c, cacert, cert, key, &tls);
+    if (rc != CLI_EXIT_OK) return rc;
     if (strcmp(cmd, "get") == 0 && c.prefix)
         ret = c.args_n ? usage_error("get --prefix takes no KEY") : cmd_list(&c, c.prefix);
     else if (strcmp(cmd, "list") == 0)
@@ -995,5 +1036,6 @@ int cli_client_main(int argc, char **argv)
     }
     cli_buf_free(&c.head);
     cli_buf_free(&c.rbuf);
+    st_tls_ctx_destroy(tls);
     return ret;
 }

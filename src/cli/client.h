@@ -45,14 +45,21 @@ int cli_client_main(int argc, char **argv);
 #define CLI_ENDPOINTS_MAX 32
 #define CLI_HOST_BYTES_MAX 256
 
+struct st_tls_ctx;
 struct cli_endpoint {
     char host[CLI_HOST_BYTES_MAX]; /* NUL-terminated, without IPv6 brackets */
     uint16_t port;
+    bool https; /* written "https://host:port" */
+    /* HTTPS when not NULL: the client context (--cacert, --cert, --key;
+     * borrowed), set by cli_client_main for every endpoint when any is
+     * https:// or a TLS option is given. The server's certificate must
+     * name host (DNS or IP subjectAltName). */
+    struct st_tls_ctx *tls;
 };
 
 /* Parses "host:port,host:port,..." (items may be surrounded by spaces, may
- * carry an "http://" prefix and a trailing '/'; IPv6 as "[::1]:8001") into
- * out[0..out_max). Returns 0 and sets *count_out (>= 1); ST_EINVAL on an empty
+ * carry an "http://" or "https://" prefix (the latter sets https) and a trailing '/'; IPv6 as
+ * "[::1]:8001") into out[0..out_max). Returns 0 and sets *count_out (>= 1); ST_EINVAL on an empty
  * list, empty item, missing/invalid port (1..65535) or empty host, naming
  * nothing else; ST_ETOOBIG when there are more than out_max items or a host
  * is longer than CLI_HOST_BYTES_MAX - 1. */

@@ -18,9 +18,15 @@ static int endpoint_parse_one(const char *s, size_t len, struct cli_endpoint *ou
     }
     while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
         len--;
+    out->https = false;
+    out->tls = NULL;
     if (len >= 7 && strncasecmp(s, "http://", 7) == 0) {
         s += 7;
         len -= 7;
+    } else if (len >= 8 && strncasecmp(s, "https://", 8) == 0) {
+        s += 8;
+        len -= 8;
+        out->https = true;
     }
     if (len > 0 && s[len - 1] == '/') len--;
     if (len == 0) return ST_EINVAL;

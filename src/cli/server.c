@@ -92,6 +92,12 @@ static const char server_usage[] =
     "  --peer-key-file FILE    its private key (readable by its owner only)\n"
     "  --peer-trusted-ca-file FILE  the CA that signed every peer's certificate;\n"
     "                          all three peer flags or none. SIGHUP re-reads them\n"
+    "  --cert-file FILE        serve HTTPS (and TLS on --redis) with this certificate\n"
+    "  --key-file FILE         its private key (readable by its owner only)\n"
+    "  --trusted-ca-file FILE  the CA of client certificates, and of the other members'\n"
+    "                          client ports this node calls (forwarding, join)\n"
+    "  --client-cert-auth      require a client certificate signed by --trusted-ca-file;\n"
+    "                          its Common Name is the user. SIGHUP re-reads these too\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
     "  -h, --help              print this text and exit\n"
@@ -139,7 +145,8 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
         memcpy(name, a + 2, nl);
         name[nl] = '\0';
         bool is_flag = strcmp(name, "bootstrap") == 0 || strcmp(name, "seed-api") == 0 ||
-                       strcmp(name, "force-new-cluster") == 0;
+                       strcmp(name, "force-new-cluster") == 0 ||
+                       strcmp(name, "client-cert-auth") == 0;
         if (eq) {
             value = eq + 1;
         } else if (!is_flag) {
@@ -320,6 +327,7 @@ static void started_cb(struct node *n, int status, void *ctx)
         rc_cfg.listen = cfg->redis_listen;
         rc_cfg.conn_out_bytes_max = cfg->conn_output_bytes_max;
         rc_cfg.out_budget = &s->out_budget;
+        rc_cfg.tls = node_client_tls_server(n); /* NULL: plaintext */
         rc = resp_server_create(s->loop, n, &rc_cfg, &s->resp);
         if (rc) {
             fprintf(stderr, "stcache server: cannot serve Redis on %s: %s\n", cfg->redis_listen,

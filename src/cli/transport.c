@@ -4,6 +4,7 @@
 #include "cli/transport.h"
 
 #include "stcache/errors.h"
+#include "tls/tls.h"
 #include "util/assert.h"
 
 #include <errno.h>
@@ -152,16 +153,162 @@ static int transport_send_all(int fd, const char *data, size_t len, int64_t dead
     return 0;
 }
 
+/* A connection: the socket, and TLS over it for an endpoint with a TLS
+ * context (https). */
+struct conn {
+    int fd;
+    struct st_tls_conn *tls;
+};
+
+/* The *why of a TLS failure: outlives the call that returns it (until the
+ * next failure; the CLI is single-threaded). */
+static char tls_why[ST_TLS_REASON_MAX + 64];
+
+static const char *conn_tls_why(const struct conn *c, const char *what)
+{
+    snprintf(tls_why, sizeof tls_why, "%s: %s", what, st_tls_conn_reason(c->tls));
+    return tls_why;
+}
+
+static void conn_close(struct conn *c)
+{
+    st_tls_conn_destroy(c->tls);
+    c->tls = NULL;
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+}
+
+/* Sends what TLS produced. */
+static int conn_tls_flush(struct conn *c, int64_t deadline_ms)
+{
+    char buf[16 * 1024];
+    size_t n;
+    while ((n = st_tls_conn_take_output(c->tls, buf, sizeof buf)) > 0) {
+        int rc = transport_send_all(c->fd, buf, n, deadline_ms);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* Up to cap bytes of ciphertext into the TLS connection: >0 fed, 0 EOF,
+ * negative: the wait failed. */
+static long conn_tls_fill(struct conn *c, int64_t deadline_ms)
+{
+    char buf[16 * 1024];
+    for (;;) {
+        int rc = transport_wait_fd(c->fd, POLLIN, deadline_ms);
+        if (rc != 0) return rc;
+        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+        if (n <= 0) return 0;
+        if (st_tls_conn_feed(c->tls, buf, (size_t)n) != 0) return ST_ENOMEM;
+        return (long)n;
+    }
+}
+
+/* Connects to ep, and for a TLS endpoint completes the handshake (the
+ * server's certificate verified against the CA and ep->host). */
+static int conn_open(struct conn *c, const struct cli_endpoint *ep, int64_t deadline_ms,
+                     const char **why)
+{
+    c->tls = NULL;
+    c->fd = transport_connect(ep, deadline_ms, why);
+    if (c->fd < 0) return c->fd;
+    if (!ep->tls) return 0;
+    int rc = st_tls_conn_create(ep->tls, ep->host, &c->tls);
+    if (rc != 0) {
+        *why = "out of memory";
+        goto fail;
+    }
+    for (;;) {
+        int hs = st_tls_conn_handshake(c->tls);
+        rc = conn_tls_flush(c, deadline_ms);
+        if (rc != 0) {
+            *why = rc == ST_ETIMEDOUT ? "TLS handshake timed out" : "connection lost";
+            goto fail;
+        }
+        if (hs == 0) return 0;
+        if (hs != ST_EBUSY) {
+            *why = conn_tls_why(c, "TLS handshake failed");
+            rc = hs == ST_EPERM ? ST_EPERM : ST_EPROTO;
+            goto fail;
+        }
+        long n = conn_tls_fill(c, deadline_ms);
+        if (n <= 0) {
+            *why = n == ST_ETIMEDOUT ? "TLS handshake timed out"
+                                     : "the server closed the connection during the TLS "
+                                       "handshake (no TLS there, or our certificate was refused)";
+            rc = n == ST_ETIMEDOUT ? ST_ETIMEDOUT : ST_ECONNECTION;
+            goto fail;
+        }
+    }
+fail:
+    conn_close(c);
+    return rc;
+}
+
+static int conn_send_all(struct conn *c, const char *data, size_t len, int64_t deadline_ms)
+{
+    if (!c->tls) return transport_send_all(c->fd, data, len, deadline_ms);
+    while (len > 0) { /* in pieces: the ciphertext of one at a time is held */
+        size_t n = len < 64 * 1024 ? len : 64 * 1024;
+        if (st_tls_conn_write(c->tls, data, n) != 0) return ST_ECONNECTION;
+        int rc = conn_tls_flush(c, deadline_ms);
+        if (rc != 0) return rc;
+        data += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Waits for and reads up to cap bytes: >0 read, 0 EOF (or a broken
+ * connection), negative: the wait failed (ST_ETIMEDOUT ...) or TLS did
+ * (ST_EPERM: the server refused our certificate after the handshake, as
+ * TLS 1.3 servers do; ST_EPROTO; conn_why says more). */
+static long conn_recv(struct conn *c, char *buf, size_t cap, int64_t deadline_ms)
+{
+    if (!c->tls) {
+        for (;;) {
+            int rc = transport_wait_fd(c->fd, POLLIN, deadline_ms);
+            if (rc != 0) return rc;
+            ssize_t n = recv(c->fd, buf, cap, 0);
+            if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+            return n < 0 ? 0 : (long)n;
+        }
+    }
+    for (;;) {
+        long n = st_tls_conn_read(c->tls, buf, cap);
+        if (conn_tls_flush(c, deadline_ms) != 0) return 0;
+        if (n > 0) return n;
+        if (n == ST_ECLOSED) return 0;
+        if (n < 0) return n == ST_EPERM ? ST_EPERM : ST_EPROTO;
+        long f = conn_tls_fill(c, deadline_ms);
+        if (f <= 0) return f;
+    }
+}
+
+/* *why for a negative conn_recv result. */
+static const char *conn_why(const struct conn *c, long rc, const char *timeout_text)
+{
+    if (rc == ST_ETIMEDOUT) return timeout_text;
+    if (c->tls && (rc == ST_EPERM || rc == ST_EPROTO))
+        return conn_tls_why(c, rc == ST_EPERM ? "TLS: the server refused our certificate (it wants "
+                                                "one signed by its trusted CA)"
+                                              : "TLS failed");
+    return st_strerror((int)rc);
+}
+
 int cli_http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head, const void *body,
                       size_t body_len, int timeout_ms, struct cli_buf *rbuf,
                       struct http_response *resp, const char **why)
 {
     int64_t deadline = cli_now_ms() + timeout_ms;
     rbuf->len = 0;
-    int fd = transport_connect(ep, deadline, why);
-    if (fd < 0) return fd;
-    int rc = transport_send_all(fd, head->data, head->len, deadline);
-    if (rc == 0 && body_len > 0) rc = transport_send_all(fd, body, body_len, deadline);
+    struct conn conn;
+    int rc = conn_open(&conn, ep, deadline, why);
+    if (rc < 0) return rc;
+    rc = conn_send_all(&conn, head->data, head->len, deadline);
+    if (rc == 0 && body_len > 0) rc = conn_send_all(&conn, body, body_len, deadline);
     int send_rc = rc;
     if (rc == ST_ETIMEDOUT) {
         *why = "timed out sending the request";
@@ -174,14 +321,13 @@ int cli_http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head,
             *why = "response too large";
             goto out_fd;
         }
-        rc = transport_wait_fd(fd, POLLIN, deadline);
-        if (rc != 0) {
-            *why = rc == ST_ETIMEDOUT ? "timed out waiting for the response" : st_strerror(rc);
+        long n = conn_recv(&conn, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1, deadline);
+        if (n < 0) {
+            rc = (int)n;
+            *why = conn_why(&conn, n, "timed out waiting for the response");
             goto out_fd;
         }
-        ssize_t n = recv(fd, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-        bool eof = n <= 0;
+        bool eof = n == 0;
         if (n > 0) {
             rbuf->len += (size_t)n;
             rbuf->data[rbuf->len] = '\0';
@@ -201,7 +347,7 @@ int cli_http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head,
     }
     rc = 0;
 out_fd:
-    close(fd);
+    conn_close(&conn);
     return rc;
 }
 
@@ -228,9 +374,10 @@ int cli_http_download(const struct cli_endpoint *ep, const struct cli_buf *head,
     *body_bytes = 0;
     rbuf->len = 0;
     memset(resp, 0, sizeof *resp);
-    int fd = transport_connect(ep, cli_now_ms() + idle_ms, why);
-    if (fd < 0) return fd;
-    int rc = transport_send_all(fd, head->data, head->len, cli_now_ms() + idle_ms);
+    struct conn conn;
+    int rc = conn_open(&conn, ep, cli_now_ms() + idle_ms, why);
+    if (rc < 0) return rc;
+    rc = conn_send_all(&conn, head->data, head->len, cli_now_ms() + idle_ms);
     if (rc != 0) {
         *why = rc == ST_ETIMEDOUT ? "timed out sending the request" : "connection lost";
         goto out_fd;
@@ -243,14 +390,14 @@ int cli_http_download(const struct cli_endpoint *ep, const struct cli_buf *head,
             *why = "response head too large";
             goto out_fd;
         }
-        rc = transport_wait_fd(fd, POLLIN, cli_now_ms() + idle_ms);
-        if (rc != 0) {
-            *why = rc == ST_ETIMEDOUT ? "timed out waiting for the response" : st_strerror(rc);
+        long n = conn_recv(&conn, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1,
+                           cli_now_ms() + idle_ms);
+        if (n < 0) {
+            rc = (int)n;
+            *why = conn_why(&conn, n, "timed out waiting for the response");
             goto out_fd;
         }
-        ssize_t n = recv(fd, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-        if (n <= 0) {
+        if (n == 0) {
             rc = ST_ECONNECTION;
             *why = "connection closed before the response";
             goto out_fd;
@@ -272,11 +419,14 @@ int cli_http_download(const struct cli_endpoint *ep, const struct cli_buf *head,
             rc = http_response_parse(rbuf->data, rbuf->len, false, 1024 * 1024, resp);
             if (rc != 0 || resp->complete) break;
             rc = cli_buf_reserve(rbuf, 16 * 1024, 1024 * 1024);
-            if (rc == 0) rc = transport_wait_fd(fd, POLLIN, cli_now_ms() + idle_ms);
             if (rc != 0) break;
-            ssize_t n = recv(fd, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1, 0);
-            if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
-            if (n <= 0) {
+            long n = conn_recv(&conn, rbuf->data + rbuf->len, rbuf->cap - rbuf->len - 1,
+                               cli_now_ms() + idle_ms);
+            if (n < 0) {
+                rc = (int)n;
+                break;
+            }
+            if (n == 0) {
                 rc = http_response_parse(rbuf->data, rbuf->len, true, 1024 * 1024, resp);
                 break;
             }
@@ -313,17 +463,13 @@ int cli_http_download(const struct cli_endpoint *ep, const struct cli_buf *head,
             *body_bytes += (uint64_t)w;
         }
         if (*body_bytes == want) break;
-        rc = transport_wait_fd(fd, POLLIN, cli_now_ms() + idle_ms);
-        if (rc != 0) {
-            *why = rc == ST_ETIMEDOUT ? "timed out: no data" : st_strerror(rc);
+        long n = conn_recv(&conn, rbuf->data, rbuf->cap - 1, cli_now_ms() + idle_ms);
+        if (n < 0) {
+            rc = (int)n;
+            *why = conn_why(&conn, n, "timed out: no data");
             goto out_fd;
         }
-        ssize_t n = recv(fd, rbuf->data, rbuf->cap - 1, 0);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
-            have = 0;
-            continue;
-        }
-        if (n <= 0) {
+        if (n == 0) {
             rc = ST_EPROTO;
             *why = "the server ended the response early";
             goto out_fd;
@@ -333,6 +479,6 @@ int cli_http_download(const struct cli_endpoint *ep, const struct cli_buf *head,
     }
     rc = 0;
 out_fd:
-    close(fd);
+    conn_close(&conn);
     return rc;
 }

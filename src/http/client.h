@@ -38,6 +38,19 @@ int http_client_request(uv_loop_t *loop, const char *addr, const char *method, c
                         size_t body_len, uint32_t timeout_ms, http_client_cb cb, void *ctx,
                         struct http_client **out);
 
+/* The same over HTTPS when tls is not NULL: a client context of tls/tls.h
+ * (borrowed, must outlive the request) that verifies the server's
+ * certificate (chain, and the host name or IP address of addr) and presents
+ * its own certificate if it has one. A handshake that fails (the
+ * certificate does not verify: ST_EPERM; the server speaks no TLS:
+ * ST_EPROTO or ST_ECONNECTION) is the callback's status. */
+struct st_tls_ctx;
+int http_client_request_tls(struct st_tls_ctx *tls, uv_loop_t *loop, const char *addr,
+                            const char *method, const char *path, const char *content_type,
+                            const char *extra_headers, const void *body, size_t body_len,
+                            uint32_t timeout_ms, http_client_cb cb, void *ctx,
+                            struct http_client **out);
+
 /* Cancels a request whose callback has not run yet: the callback will not
  * run; memory is released once libuv has closed the handles. */
 void http_client_abort(struct http_client *c);

@@ -136,6 +136,10 @@ static void reject_connection(struct http_server *srv)
  * it. Not counted in conns_open: it never held a share of connections_max. */
 static void conn_refuse(struct http_conn *c, const char *resp, size_t len)
 {
+    if (c->srv->cfg.tls) { /* a TLS client could not read it */
+        http_conn_close(c);
+        return;
+    }
     uv_buf_t b = uv_buf_init((char *)(uintptr_t)resp, (unsigned int)len);
     (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     http_conn_close(c);
@@ -263,6 +267,10 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     if (!conn_admit(srv, c)) return;
     srv->stats.connections_accepted++;
+    if (srv->cfg.tls && http_conn_tls_start(c) != 0) {
+        http_conn_close(c);
+        return;
+    }
     uv_tcp_nodelay(&c->tcp, 1);
     http_conn_touch(c);
     http_conn_update_reading(c);

@@ -59,6 +59,7 @@
 
 struct http_server;
 struct st_outbudget;
+struct st_tls_ctx;
 
 /* Named http_verb (not http_method) to stay clear of http_parser.h. */
 enum http_verb {
@@ -88,6 +89,10 @@ struct http_request {
     size_t body_len;
     void *user; /* free for the handler */
     struct http_server *server;
+    /* With client TLS: the Common Name of the client certificate verified
+     * against the trusted CA (the user); NULL without TLS or without a
+     * verified certificate. Valid like req. */
+    const char *tls_user;
 };
 
 /* Called once per complete request, on the loop thread. The handler must
@@ -134,6 +139,11 @@ struct http_server_config {
     /* The global bound on queued response bytes, shared with other front
      * ends; borrowed (must outlive the server). NULL = no global bound. */
     struct st_outbudget *out_budget;
+    /* TLS on this port (https): a server context of tls/tls.h, borrowed
+     * (must outlive the server; reloading it serves new connections with
+     * the new files). NULL = plain HTTP. A client that speaks plain HTTP to
+     * a TLS port gets a plain 400 that says so, and the connection closes. */
+    struct st_tls_ctx *tls;
 };
 
 #define HTTP_BUF_KEEP_BYTES (64u * 1024u)
@@ -153,13 +163,15 @@ struct http_server_stats {
     uint64_t requests_bad;                /* answered 4xx by the server itself */
     uint64_t responses_discarded;         /* completed after the client left */
     uint64_t idle_closed;
-    uint64_t request_timeouts; /* 408s for requests received too slowly */
-    uint64_t write_batches;    /* write calls carrying responses (pipelined ones share) */
-    uint64_t out_bytes;        /* response bytes generated, not yet written (now) */
-    uint64_t out_paused;       /* times a connection stopped being read: over conn_out_bytes_max */
-    uint64_t slow_dropped;     /* connections dropped to bring out_budget within its bound */
-    uint64_t stalled_closed;   /* closed: took none of their queued output for idle_timeout_ms */
-    uint64_t memory_trims;     /* free heap returned to the OS after connections closed */
+    uint64_t request_timeouts;  /* 408s for requests received too slowly */
+    uint64_t write_batches;     /* write calls carrying responses (pipelined ones share) */
+    uint64_t out_bytes;         /* response bytes generated, not yet written (now) */
+    uint64_t out_paused;        /* times a connection stopped being read: over conn_out_bytes_max */
+    uint64_t slow_dropped;      /* connections dropped to bring out_budget within its bound */
+    uint64_t stalled_closed;    /* closed: took none of their queued output for idle_timeout_ms */
+    uint64_t memory_trims;      /* free heap returned to the OS after connections closed */
+    uint64_t tls_failures;      /* TLS handshakes or records that failed (connection closed) */
+    uint64_t tls_plain_refused; /* plain HTTP sent to a TLS port (answered 400, closed) */
 };
 
 void http_server_config_default(struct http_server_config *cfg);

@@ -67,6 +67,7 @@ void http_conn_free(struct http_conn *c)
     for (uint32_t i = 0; i < srv->cfg.pipeline_max; i++)
         freed += http_slot_free_buffers(&c->slots[i]);
     free(c->rbuf);
+    http_conn_tls_free(c);
     free(c);
     srv->conns_alive--;
     server_note_freed(srv, freed);
@@ -317,6 +318,11 @@ static void on_write_done(uv_write_t *w, int status)
         return;
     }
     http_conn_out_stamp(c); /* the client took the whole batch */
+    if (c->tls_out_cap > HTTP_BUF_KEEP_BYTES) {
+        free(c->tls_out);
+        c->tls_out = NULL;
+        c->tls_out_cap = 0;
+    }
     int finish = 0;
     for (uint32_t i = 0; i < n; i++) {
         struct http_slot *s = &c->slots[c->head];
@@ -330,6 +336,52 @@ static void on_write_done(uv_write_t *w, int status)
         return;
     }
     http_conn_kick(c);
+}
+
+/* http_conn_flush with TLS: the n responses become one ciphertext buffer
+ * (c->tls_out); what uv_try_write does not take goes in one uv_write, and
+ * all n slots wait for it (a partial write cannot be mapped back to them). */
+static int conn_flush_tls(struct http_conn *c, const uv_buf_t *bufs, uint32_t n)
+{
+    size_t len = 0;
+    if (http_conn_tls_encrypt(c, bufs, n, &len) != 0) {
+        http_conn_close(c);
+        return 0;
+    }
+    uv_buf_t b = uv_buf_init(c->tls_out, (unsigned int)len);
+    int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (w == UV_EAGAIN || w == UV_ENOSYS) w = 0;
+    if (w < 0) {
+        http_conn_close(c);
+        return 0;
+    }
+    if (w > 0) http_conn_out_stamp(c);
+    uint32_t max = c->srv->cfg.pipeline_max;
+    if ((size_t)w == len) {
+        int finish = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            struct http_slot *s = &c->slots[c->head];
+            finish |= s->close_after && http_slot_done(s);
+            http_slot_release_head(c);
+            if (c->closing) return 0; /* a stream's producer gave up */
+        }
+        return finish;
+    }
+    b.base += w;
+    b.len -= (size_t)w;
+    for (uint32_t k = 0; k < n; k++)
+        c->slots[(c->head + k) % max].state = SLOT_WRITING;
+    c->write_slots = n;
+    c->writing = 1;
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) != 0) {
+        c->writing = 0;
+        http_conn_close(c);
+        return 0;
+    }
+    c->wq_seen = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    c->out_progress_ms = uv_now(c->srv->loop);
+    return 0;
 }
 
 /* Sends every consecutive READY response at the head of the ring in one
@@ -350,6 +402,7 @@ int http_conn_flush(struct http_conn *c)
     }
     if (n == 0) return 0;
     c->srv->stats.write_batches++;
+    if (c->tls) return conn_flush_tls(c, bufs, n);
     int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
     if (w == UV_EAGAIN || w == UV_ENOSYS) w = 0;
     if (w < 0) {
@@ -395,6 +448,11 @@ int http_conn_flush(struct http_conn *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct http_conn *c = h->data;
+    (void)suggested;
+    if (c->tls) {
+        *buf = uv_buf_init((char *)c->tls_in, HTTP_TLS_IN_BYTES);
+        return;
+    }
     size_t cap = c->srv->cfg.read_buf_bytes;
     if (!c->rbuf) {
         c->rbuf = malloc(cap);
@@ -411,6 +469,21 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->rbuf + off, (unsigned int)(cap - off));
 }
 
+void http_conn_eof(struct http_conn *c)
+{
+    c->eof = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+    if (c->cur && c->cur->state == SLOT_PARSING) {
+        /* A partial request: it will never complete. It is the ring's tail. */
+        c->cur->state = SLOT_FREE;
+        c->count--;
+        if (c->count == 0) c->head = 0;
+        c->cur = NULL;
+    }
+    if (c->count == 0) http_conn_close(c);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct http_conn *c = stream->data;
@@ -420,21 +493,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;                            /* discard */
     }
     if (nread == UV_EOF) {
-        c->eof = 1;
-        uv_read_stop(stream);
-        c->reading = 0;
-        if (c->cur && c->cur->state == SLOT_PARSING) {
-            /* A partial request: it will never complete. It is the ring's tail. */
-            c->cur->state = SLOT_FREE;
-            c->count--;
-            if (c->count == 0) c->head = 0;
-            c->cur = NULL;
-        }
-        if (c->count == 0) http_conn_close(c);
+        http_conn_eof(c);
         return;
     }
     if (nread < 0) {
         http_conn_close(c);
+        return;
+    }
+    if (c->tls) {
+        http_conn_tls_on_read(c, (size_t)nread);
+        if (!c->closing) http_conn_touch(c);
         return;
     }
     ST_ASSERT(buf->base == c->rbuf + c->rstart + c->rlen);
@@ -451,6 +519,13 @@ void http_conn_update_reading(struct http_conn *c)
     c->out_paused = full;
     int want = !c->no_more && !c->eof && c->count < c->srv->cfg.pipeline_max &&
                c->rlen < c->srv->cfg.read_buf_bytes && !full;
+    /* With TLS, plaintext OpenSSL already holds is taken first. */
+    if (want && c->tls && !c->tls_pumping) {
+        http_conn_tls_pump(c);
+        if (c->closing || c->lingering) return;
+        want = !c->no_more && !c->eof && c->count < c->srv->cfg.pipeline_max &&
+               c->rlen < c->srv->cfg.read_buf_bytes && !http_conn_out_full(c);
+    }
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
             http_conn_close(c);

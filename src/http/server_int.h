@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "http/server.h"
+#include "tls/tls.h"
 #include "util/list.h"
 #include "util/membuf.h"
 
@@ -114,6 +115,17 @@ struct http_conn {
     uint8_t peer[16];         /* client address (IPv4 mapped), for ipcount */
     int peer_counted;         /* peer is counted in srv->ipcount */
     int admitted;             /* counted in srv->conns_open */
+    /* TLS (cfg.tls): the connection, the ciphertext read buffer
+     * (HTTP_TLS_IN_BYTES), the ciphertext of the responses in flight
+     * (reused across writes: no allocation per response; released above
+     * HTTP_BUF_KEEP_BYTES once written), and the verified client's name. */
+    struct st_tls_conn *tls;
+    uint8_t *tls_in;
+    char *tls_out;
+    size_t tls_out_cap;
+    int tls_pumping; /* inside http_conn_tls_pump (no reentry) */
+    int tls_seen;    /* some ciphertext arrived (plain-HTTP detection) */
+    char tls_user[ST_TLS_NAME_MAX];
     struct http_slot slots[];
 };
 
@@ -170,12 +182,33 @@ struct http_slot *http_slot_take(struct http_conn *c);
 
 /* server_conn.c: connection lifecycle, writing and reading */
 void http_conn_close(struct http_conn *c);
+/* The client's EOF (or TLS close_notify): no more input. */
+void http_conn_eof(struct http_conn *c);
 void http_conn_finish(struct http_conn *c);
 int http_conn_flush(struct http_conn *c);
 void http_conn_free(struct http_conn *c);
 void http_conn_kick(struct http_conn *c);
 void http_conn_touch(struct http_conn *c);
 void http_conn_update_reading(struct http_conn *c);
+
+/* server_tls.c: TLS on a connection (cfg.tls). Ciphertext in:
+ * http_conn_tls_on_read() feeds what on_alloc/on_read received into
+ * c->tls_in; plaintext goes to c->rbuf, where the parser takes it as
+ * without TLS. Out: responses are encrypted into c->tls_out by
+ * http_conn_tls_encrypt(); TLS's own records (handshake, tickets, alerts)
+ * leave in writes of their own, in order with the responses (libuv keeps
+ * writes in order). */
+#define HTTP_TLS_IN_BYTES (17u * 1024u) /* a whole TLS record and its header */
+int http_conn_tls_start(struct http_conn *c);
+void http_conn_tls_free(struct http_conn *c);
+void http_conn_tls_on_read(struct http_conn *c, size_t n);
+/* Decrypts buffered input into rbuf while there is room and parses it. */
+void http_conn_tls_pump(struct http_conn *c);
+/* Encrypts bufs[0..n) into c->tls_out; 0 and *len, or ST_ENOMEM/ST_EPROTO. */
+int http_conn_tls_encrypt(struct http_conn *c, const uv_buf_t *bufs, uint32_t n, size_t *len);
+/* Sends len bytes outside the response ring (100 Continue): through TLS
+ * when on. 0, or a negative code (the caller rejects the request). */
+int http_conn_write_raw(struct http_conn *c, const char *data, size_t len);
 
 /* server_parse.c: http_parser callbacks and the request pipeline */
 void http_conn_parse_error(struct http_conn *c, enum http_errno e);

@@ -186,9 +186,8 @@ static int on_headers_complete(http_parser *p)
     if (expect && http_ascii_casecmp_n(expect, elen, "100-continue") == 0 && c->count == 1 &&
         !c->writing) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        uv_buf_t b = uv_buf_init((char *)(uintptr_t)cont, sizeof(cont) - 1);
-        int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (w != (int)(sizeof(cont) - 1)) return reject(c, 503, "cannot send 100 Continue");
+        if (http_conn_write_raw(c, cont, sizeof(cont) - 1) != 0)
+            return reject(c, 503, "cannot send 100 Continue");
     }
     return 0;
 }
@@ -221,6 +220,7 @@ static int on_message_complete(http_parser *p)
         s->close_after = 1;
         c->no_more = 1;
     }
+    req->tls_user = c->tls_user[0] ? c->tls_user : NULL;
     s->state = SLOT_HANDLER;
     c->in_handler++;
     srv->stats.requests++;

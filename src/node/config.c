@@ -251,6 +251,17 @@ int node_config_validate(const struct node_config *cfg, char *err, size_t errlen
                 "--peer-trusted-ca-file");
         return ST_EINVAL;
     }
+    if (!!cfg->cert_file[0] != !!cfg->key_file[0] ||
+        (!cfg->cert_file[0] && (cfg->trusted_ca_file[0] || cfg->client_cert_auth))) {
+        set_err(err, errlen,
+                "client TLS needs --cert-file and --key-file (--trusted-ca-file and "
+                "--client-cert-auth only with them)");
+        return ST_EINVAL;
+    }
+    if (cfg->client_cert_auth && !cfg->trusted_ca_file[0]) {
+        set_err(err, errlen, "--client-cert-auth needs --trusted-ca-file (the clients' CA)");
+        return ST_EINVAL;
+    }
     if (cfg->tick_ms == 0 || cfg->election_ticks < 2 || cfg->heartbeat_ticks == 0 ||
         cfg->heartbeat_ticks >= cfg->election_ticks) {
         set_err(err, errlen,
@@ -374,6 +385,9 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"peer-cert-file", cfg->peer_cert_file},
         {"peer-key-file", cfg->peer_key_file},
         {"peer-trusted-ca-file", cfg->peer_trusted_ca_file},
+        {"cert-file", cfg->cert_file},
+        {"key-file", cfg->key_file},
+        {"trusted-ca-file", cfg->trusted_ca_file},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(paths); i++) {
         if (strcmp(name, paths[i].name) != 0) continue;
@@ -437,6 +451,14 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
             return ST_EINVAL;
         }
         cfg->seed_api = !value || strcmp(value, "true") == 0;
+        return 0;
+    }
+    if (strcmp(name, "client-cert-auth") == 0) {
+        if (value && strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+            set_err(err, errlen, "--client-cert-auth takes no value (config file: true/false)");
+            return ST_EINVAL;
+        }
+        cfg->client_cert_auth = !value || strcmp(value, "true") == 0;
         return 0;
     }
     if (strcmp(name, "allowed-hosts") == 0) {

@@ -55,6 +55,16 @@ struct node_config {
     char peer_cert_file[NODE_PATH_MAX];
     char peer_key_file[NODE_PATH_MAX];
     char peer_trusted_ca_file[NODE_PATH_MAX];
+    /* Client-port TLS (HTTPS and the Redis port; docs/SECURITY.md):
+     * cert_file and key_file together; trusted_ca_file verifies client
+     * certificates (required with client_cert_auth, whose Common Name is
+     * then the user) and the certificates of the other members' client
+     * ports when this node calls them (forwarding, join; "" = the system's
+     * CAs). Re-read on SIGHUP (node_tls_reload). */
+    char cert_file[NODE_PATH_MAX];
+    char key_file[NODE_PATH_MAX];
+    char trusted_ca_file[NODE_PATH_MAX];
+    bool client_cert_auth;
     char raft_listen[NODE_ADDR_MAX];
     char http_listen[NODE_ADDR_MAX];
     char advertise_raft[NODE_ADDR_MAX]; /* "" = raft_listen */

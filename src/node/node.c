@@ -109,6 +109,13 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **ou
         rc = node_memory_init(n);
         if (rc) node_waiters_close(n);
     }
+    if (rc == 0) {
+        rc = node_client_tls_init(n);
+        if (rc) {
+            node_memory_close(n);
+            node_waiters_close(n);
+        }
+    }
     if (rc) {
         uv_mutex_destroy(&n->wmu);
         free(n);
@@ -130,6 +137,7 @@ void node_destroy(struct node *n)
     st_dir_lock_release(&n->dir_lock);
     node_waiters_close(n);
     node_memory_close(n);
+    node_client_tls_close(n);
     struct node_persist *p = n->persist_free;
     while (p) {
         struct node_persist *next = p->next;

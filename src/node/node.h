@@ -89,6 +89,15 @@ uint64_t node_cluster_id(const struct node *n);
  * Loop thread, between node_start and node_stop. */
 int node_tls_reload(struct node *n, char *reason, size_t cap);
 
+struct st_tls_ctx;
+/* Client-port TLS (--cert-file): the server context the HTTP API and the
+ * Redis port serve with, and the client context for this node's own calls
+ * to other members' client ports (presents --cert-file, verifies against
+ * --trusted-ca-file). NULL without client TLS. Borrowed: valid until
+ * node_destroy. */
+struct st_tls_ctx *node_client_tls_server(const struct node *n);
+struct st_tls_ctx *node_client_tls_client(const struct node *n);
+
 /* -------------------------------------------------------- client writes */
 
 enum node_cond {

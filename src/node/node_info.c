@@ -119,12 +119,3 @@ uint64_t node_cluster_id(const struct node *n)
 {
     return n->cluster_id;
 }
-
-int node_tls_reload(struct node *n, char *reason, size_t cap)
-{
-    if (n->tr == NULL || !n->cfg.peer_cert_file[0]) {
-        snprintf(reason, cap, "peer TLS is not configured");
-        return ST_EINVAL;
-    }
-    return st_tr_tls_reload(n->tr, reason, cap);
-}

@@ -311,6 +311,11 @@ struct node {
     struct st_storage *storage;
     struct st_log_writer *writer;
     struct st_tr *tr;
+    /* Client-port TLS (node_tls.c): the HTTPS/Redis server context and the
+     * client context this node calls other members' client ports with;
+     * both NULL without --cert-file. */
+    struct st_tls_ctx *client_tls_server;
+    struct st_tls_ctx *client_tls_client;
     raft_index applied;
     raft_term applied_term;
     raft_index snapshot_index;      /* newest local snapshot */
@@ -683,5 +688,11 @@ void node_client_flush_forwards(struct node *n);
 void node_client_drop_forwards(struct node *n);
 /* Retries conf changes that waited for a pending one (every tick). */
 void node_client_retry_admin(struct node *n);
+
+/* node_tls.c: builds the client-port TLS contexts from the configuration
+ * (nothing without --cert-file); 0, or ST_EINVAL (a file is bad: logged)
+ * / ST_ENOMEM. close frees them. */
+int node_client_tls_init(struct node *n);
+void node_client_tls_close(struct node *n);
 
 #endif

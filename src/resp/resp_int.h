@@ -11,6 +11,7 @@
 #include "resp/reply.h"
 #include "resp/server.h"
 #include "util/list.h"
+#include "tls/tls.h"
 #include "util/membuf.h"
 
 /* Commands in flight per connection (pipelining depth before the
@@ -80,6 +81,13 @@ struct resp_conn {
     char lib_name[RESP_LIB_BYTES_MAX + 1];
     char lib_ver[RESP_LIB_BYTES_MAX + 1];
     char last_cmd[24];
+    /* TLS (cfg.tls, server_tls.c): the connection, the ciphertext read
+     * buffer (RESP_TLS_IN_BYTES), the ciphertext of the write in flight
+     * (wfly encrypted; reused), no reentry into the plaintext pump. */
+    struct st_tls_conn *tls;
+    uint8_t *tls_in;
+    struct st_membuf tls_out;
+    bool tls_pumping;
     struct resp_slot slots[RESP_PIPELINE_MAX];
 };
 
@@ -131,6 +139,27 @@ bool resp_slot_unhold(struct resp_slot *s);
 /* Closes the connection once the replies before and including this one are
  * written (QUIT). */
 void resp_conn_close_after(struct resp_conn *c);
+
+/* server.c, for server_tls.c: closes c now; makes room for at least a
+ * read chunk in rbuf (0 or ST_ENOMEM); true while the pipeline takes more
+ * input; input: nread plaintext bytes were appended to rbuf: parse,
+ * dispatch, pause reading when full, flush. */
+void resp_conn_close(struct resp_conn *c);
+int resp_conn_rbuf_room(struct resp_conn *c);
+bool resp_conn_takes_input(const struct resp_conn *c);
+void resp_conn_input(struct resp_conn *c, size_t nread);
+
+/* server_tls.c: TLS on the Redis port, through tls/ memory BIOs. Plaintext
+ * is pulled from OpenSSL only while resp_conn_takes_input (the rest waits
+ * in OpenSSL, at most a read buffer of ciphertext, and is pulled by
+ * resp_tls_pump when the connection resumes). encrypt: wfly's bytes into
+ * tls_out (0, or a negative code: close). */
+#define RESP_TLS_IN_BYTES (17u * 1024u)
+int resp_tls_start(struct resp_conn *c);
+void resp_tls_free(struct resp_conn *c);
+void resp_tls_on_read(struct resp_conn *c, size_t n);
+void resp_tls_pump(struct resp_conn *c);
+int resp_tls_encrypt(struct resp_conn *c);
 
 enum { RESP_OP_NONE = 0, RESP_OP_READ, RESP_OP_WRITE };
 /* The class of a command for per-connection ordering: RESP_OP_READ for

@@ -70,6 +70,7 @@ static void conn_free(struct resp_conn *c)
     }
     st_membuf_free(&c->wpend);
     st_membuf_free(&c->wfly);
+    resp_tls_free(c);
     free(c->rbuf);
     free(c);
     srv->n_allocated--;
@@ -119,6 +120,11 @@ void resp_slot_done(struct resp_slot *s)
     if (!c->in_input && &c->slots[c->head] == s) mark_dirty(c);
 }
 
+void resp_conn_close(struct resp_conn *c)
+{
+    conn_close(c);
+}
+
 void resp_conn_close_after(struct resp_conn *c)
 {
     c->no_more = true;
@@ -152,6 +158,8 @@ static void write_cb(uv_write_t *req, int status)
     size_t n = c->wfly.len;
     if (c->wfly.cap > RESP_BUF_KEEP_BYTES) st_membuf_free(&c->wfly);
     st_membuf_reset(&c->wfly);
+    if (c->tls_out.cap > RESP_BUF_KEEP_BYTES) st_membuf_free(&c->tls_out);
+    st_membuf_reset(&c->tls_out);
     if (c->closing) return; /* its bytes were released by conn_close */
     budget_release(c, n);
     if (status < 0) {
@@ -194,6 +202,13 @@ again:
         c->wfly = c->wpend;
         c->wpend = t;
         uv_buf_t b = uv_buf_init(c->wfly.data, (unsigned)c->wfly.len);
+        if (c->tls) { /* the ciphertext of wfly; wfly keeps the plaintext count */
+            if (resp_tls_encrypt(c) != 0) {
+                conn_close(c);
+                return;
+            }
+            b = uv_buf_init(c->tls_out.data, (unsigned)c->tls_out.len);
+        }
         c->writing = true;
         c->wreq.data = c;
         int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
@@ -214,6 +229,8 @@ again:
     if (c->out_bytes < srv->cfg.conn_out_bytes_max && c->count < RESP_PIPELINE_MAX - 1) {
         /* Commands buffered while the connection was paused. */
         if (c->rlen > 0 && !c->in_input && input_process(c) > 0) goto again;
+        if (c->tls && !c->closing && !c->no_more && !c->blocked)
+            resp_tls_pump(c); /* plaintext OpenSSL holds first */
         if (!c->closing && !c->no_more && !c->blocked) start_reading(c);
     }
 }
@@ -232,10 +249,8 @@ static void idle_cb(uv_idle_t *h)
 
 /* ------------------------------------------------------------- input */
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+int resp_conn_rbuf_room(struct resp_conn *c)
 {
-    struct resp_conn *c = h->data;
-    (void)suggested;
     /* Keep unparsed bytes at the front. */
     if (c->rstart > 0) {
         memmove(c->rbuf, c->rbuf + c->rstart, c->rlen);
@@ -246,13 +261,26 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         while (want - c->rlen < RESP_READ_CHUNK_BYTES)
             want *= 2;
         uint8_t *nb = realloc(c->rbuf, want);
-        if (!nb) {
-            buf->base = NULL;
-            buf->len = 0;
-            return;
-        }
+        if (!nb) return ST_ENOMEM;
         c->rbuf = nb;
         c->rcap = want;
+    }
+    return 0;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct resp_conn *c = h->data;
+    (void)suggested;
+    if (c->tls) {
+        buf->base = (char *)c->tls_in;
+        buf->len = RESP_TLS_IN_BYTES;
+        return;
+    }
+    if (resp_conn_rbuf_room(c) != 0) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
     }
     buf->base = (char *)c->rbuf + c->rlen;
     buf->len = c->rcap - c->rlen;
@@ -347,7 +375,23 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0) return;
     if (c->no_more) return; /* discarding input after QUIT or an error */
-    c->rlen += (size_t)nread;
+    if (c->tls) {
+        resp_tls_on_read(c, (size_t)nread);
+        return;
+    }
+    resp_conn_input(c, (size_t)nread);
+}
+
+bool resp_conn_takes_input(const struct resp_conn *c)
+{
+    return !c->closing && !c->no_more && !c->blocked && c->count < RESP_PIPELINE_MAX - 1 &&
+           c->out_bytes < c->srv->cfg.conn_out_bytes_max;
+}
+
+void resp_conn_input(struct resp_conn *c, size_t nread)
+{
+    uv_stream_t *stream = (uv_stream_t *)&c->tcp;
+    c->rlen += nread;
     input_process(c);
     if (c->closing) return;
     struct resp_server *srv = c->srv;
@@ -496,6 +540,10 @@ static void on_connection(uv_stream_t *listener, int status)
         s->done = true;
         c->no_more = true;
         conn_flush(c);
+        return;
+    }
+    if (srv->cfg.tls && resp_tls_start(c) != 0) {
+        conn_close(c);
         return;
     }
     start_reading(c);

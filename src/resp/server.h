@@ -37,6 +37,7 @@
 struct node;
 struct resp_server;
 struct st_outbudget;
+struct st_tls_ctx;
 
 struct resp_server_config {
     const char *listen;          /* HOST:PORT (port 0: ephemeral) */
@@ -47,6 +48,9 @@ struct resp_server_config {
     uint64_t query_bytes_max;
     uint32_t args_max;               /* arguments per command (RESP_ARGS_MAX_DEFAULT) */
     struct st_outbudget *out_budget; /* borrowed; NULL = no global bound */
+    /* TLS on this port (redis-cli --tls): a tls/ server context, borrowed
+     * (the node's client context: reloaded on SIGHUP). NULL = plaintext. */
+    struct st_tls_ctx *tls;
 };
 
 void resp_server_config_default(struct resp_server_config *cfg);

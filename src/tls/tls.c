@@ -185,6 +185,21 @@ bool st_tls_ctx_key_file_too_open(const struct st_tls_ctx *ctx, char *reason)
 
 /* ------------------------------------------------------------ connections */
 
+/* A client checks that the server's certificate names `name`: an IP
+ * address among its IP SANs, or a host name among its DNS names (then also
+ * sent as SNI). false only when OpenSSL is out of memory. */
+static bool host_check(struct st_tls_conn *c, const char *name)
+{
+    X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
+    if (X509_VERIFY_PARAM_set1_ip_asc(vp, name) == 1) return true;
+    ERR_clear_error();
+    if (SSL_set1_host(c->ssl, name) != 1) return false;
+    /* SSL_set_tlsext_host_name() without its const-dropping cast */
+    SSL_ctrl(c->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             (void *)(uintptr_t)name);
+    return true;
+}
+
 int st_tls_conn_create(struct st_tls_ctx *ctx, const char *sni, struct st_tls_conn **out)
 {
     *out = NULL;
@@ -209,10 +224,11 @@ int st_tls_conn_create(struct st_tls_ctx *ctx, const char *sni, struct st_tls_co
         SSL_set_accept_state(c->ssl);
     } else {
         SSL_set_connect_state(c->ssl);
-        if (sni != NULL &&
-            sni[0] != '\0') /* SSL_set_tlsext_host_name() without its const-dropping cast */
-            SSL_ctrl(c->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                     (void *)(uintptr_t)sni);
+        if (sni != NULL && sni[0] != '\0' && !host_check(c, sni)) {
+            st_tls_conn_destroy(c);
+            ERR_clear_error();
+            return ST_ENOMEM;
+        }
     }
     *out = c;
     return 0;

@@ -76,7 +76,9 @@ void st_tls_ctx_destroy(struct st_tls_ctx *ctx);
 bool st_tls_ctx_key_file_too_open(const struct st_tls_ctx *ctx, char *reason);
 
 /* A new connection on the current SSL_CTX of ctx (it takes a reference).
- * For a client, sni may name the server (NULL: none). The client starts the
+ * For a client, sni may name the server (NULL: none): a host name (sent as
+ * SNI) or an IP address, which the server's certificate must then carry in
+ * its subjectAltName (checked with the chain unless VERIFY_NONE). The client starts the
  * handshake at the first st_tls_conn_handshake(). ST_ENOMEM. */
 int st_tls_conn_create(struct st_tls_ctx *ctx, const char *sni, struct st_tls_conn **out);
 

@@ -36,6 +36,8 @@ static void on_conn_handle_closed(uv_handle_t *h)
     raft_buf_unref(c->scratch);
     st_tls_conn_destroy(c->tls);
     free(c->tls_rbuf);
+    st_tr_tls_free_spares(c);
+    free(c->tls_stage);
     st_list_del(&c->link);
     free(c);
     tr->live--;

@@ -59,8 +59,12 @@
 #include "wire/msg.h"
 
 #define ST_TR_SCRATCH_BYTES (64u * 1024u)
-#define ST_TR_TLS_READ_BYTES (64u * 1024u) /* ciphertext read buffer of a TLS connection */
-#define ST_TR_INBOUND_PENDING_MAX 64       /* unauthenticated inbound connections */
+#define ST_TR_TLS_READ_BYTES (64u * 1024u)    /* ciphertext read buffer of a TLS connection */
+#define ST_TR_TLS_SPARE_MAX 8u                /* spare ciphertext write buffers per connection */
+#define ST_TR_TLS_STAGE_BYTES (16u * 1024u)   /* a TLS record's plaintext */
+#define ST_TR_TLS_SPARE_BYTES (1024u * 1024u) /* larger ones are freed after their write */
+struct st_tr_tls_write;
+#define ST_TR_INBOUND_PENDING_MAX 64 /* unauthenticated inbound connections */
 #define ST_TR_BACKLOG 128
 #define ST_TR_HANDSHAKE_BODY_MAX FRAME_HELLO_BODY_MAX
 #define ST_TR_KEEPALIVE_S 5 /* idle seconds before TCP keepalive probes (half-open links) */
@@ -124,7 +128,14 @@ struct st_tr_conn {
     struct sockaddr_storage src; /* inbound: the source address (per-address limit) */
     struct st_tls_conn *tls;     /* NULL without TLS */
     uint8_t *tls_rbuf;           /* ST_TR_TLS_READ_BYTES of ciphertext being read */
-    raft_id cert_id;             /* inbound TLS: the node the certificate names (0: none yet) */
+    /* Ciphertext write buffers whose write completed, kept for the next
+     * frames (transport_tls.c): at most ST_TR_TLS_SPARE_MAX, each at most
+     * ST_TR_TLS_SPARE_BYTES, so a frame costs no allocation once the
+     * connection has seen its window of writes. */
+    struct st_tr_tls_write *tls_spare;
+    uint32_t tls_spare_n;
+    uint8_t *tls_stage; /* ST_TR_TLS_STAGE_BYTES: small buffers of a frame gathered into a record */
+    raft_id cert_id;    /* inbound TLS: the node the certificate names (0: none yet) */
 };
 
 struct st_tr_snap_out {
@@ -302,6 +313,8 @@ void st_tr_tls_pump(struct st_tr_conn *c);
 int st_tr_tls_write(struct st_tr_conn *c, struct st_tr_out *o);
 /* Keeps the session of a closing dialed connection for its peer. */
 void st_tr_tls_keep_session(struct st_tr_conn *c, struct st_tr_peer *p);
+/* Frees the spare ciphertext write buffers of c (its handles are closed). */
+void st_tr_tls_free_spares(struct st_tr_conn *c);
 
 /* transport_dial.c */
 /* Frees a removed peer once its timer and resolver request are finished. */

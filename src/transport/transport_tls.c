@@ -15,21 +15,74 @@
 #include "util/trace.h"
 
 /* One ciphertext write: the frame it carries (NULL for TLS's own records:
- * handshake, tickets, alerts) and the bytes. */
-struct tls_write {
+ * handshake, tickets, alerts) and the bytes (cap allocated). Reused through
+ * the connection's spares: libuv completes every write (cancelled ones
+ * too) before the handle's close callback frees the connection. */
+struct st_tr_tls_write {
     uv_write_t req;
     struct st_tr_conn *conn;
     struct st_tr_out *o;
-    size_t len;
+    struct st_tr_tls_write *next; /* on conn->tls_spare */
+    size_t len, cap;
     uint8_t data[];
 };
 
+/* A write buffer of at least len bytes: a spare when one is large enough
+ * (the largest otherwise grown), else a new one. NULL: out of memory. */
+static struct st_tr_tls_write *tls_write_get(struct st_tr_conn *c, size_t len)
+{
+    struct st_tr_tls_write **pp = &c->tls_spare, *w = NULL;
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->cap >= len) break;
+    }
+    if (*pp == NULL && c->tls_spare != NULL) pp = &c->tls_spare; /* grow the first */
+    if (*pp != NULL) {
+        w = *pp;
+        *pp = w->next;
+        c->tls_spare_n--;
+        if (w->cap < len) {
+            struct st_tr_tls_write *g = realloc(w, sizeof(*w) + len);
+            if (g == NULL) {
+                free(w);
+                return NULL;
+            }
+            w = g;
+            w->cap = len;
+        }
+        return w;
+    }
+    w = malloc(sizeof(*w) + len);
+    if (w != NULL) w->cap = len;
+    return w;
+}
+
+static void tls_write_put(struct st_tr_conn *c, struct st_tr_tls_write *w)
+{
+    if (c->tls_spare_n >= ST_TR_TLS_SPARE_MAX || w->cap > ST_TR_TLS_SPARE_BYTES) {
+        free(w);
+        return;
+    }
+    w->next = c->tls_spare;
+    c->tls_spare = w;
+    c->tls_spare_n++;
+}
+
+void st_tr_tls_free_spares(struct st_tr_conn *c)
+{
+    while (c->tls_spare != NULL) {
+        struct st_tr_tls_write *w = c->tls_spare;
+        c->tls_spare = w->next;
+        free(w);
+    }
+    c->tls_spare_n = 0;
+}
+
 static void on_tls_write(uv_write_t *req, int status)
 {
-    struct tls_write *w = ST_CONTAINER_OF(req, struct tls_write, req);
+    struct st_tr_tls_write *w = ST_CONTAINER_OF(req, struct st_tr_tls_write, req);
     struct st_tr_conn *c = w->conn;
     struct st_tr_out *o = w->o;
-    free(w);
+    tls_write_put(c, w);
     if (o != NULL) {
         st_tr_out_written(o, status);
         return;
@@ -42,7 +95,7 @@ static int tls_flush(struct st_tr_conn *c, struct st_tr_out *o)
 {
     size_t len = st_tls_conn_output_len(c->tls);
     if (len == 0 && o == NULL) return 0;
-    struct tls_write *w = malloc(sizeof(*w) + len);
+    struct st_tr_tls_write *w = tls_write_get(c, len);
     if (w == NULL) return ST_ENOMEM;
     w->conn = c;
     w->o = o;
@@ -50,7 +103,7 @@ static int tls_flush(struct st_tr_conn *c, struct st_tr_out *o)
     uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
     int rv = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_tls_write);
     if (rv != 0) {
-        free(w);
+        tls_write_put(c, w);
         return uv_to_st(rv);
     }
     return 0;
@@ -167,12 +220,33 @@ void st_tr_tls_on_read(struct st_tr_conn *c, size_t n)
     st_tr_tls_pump(c);
 }
 
+/* A frame's buffers (its header, then one per entry) become TLS records:
+ * one SSL_write per buffer made one record each, with its own header, tag
+ * and AEAD call (an append of 128 small entries was 129 records). Buffers
+ * smaller than a record are gathered into c->tls_stage first, so a frame
+ * takes about (its size / 16 KiB) + 1 records. */
 int st_tr_tls_write(struct st_tr_conn *c, struct st_tr_out *o)
 {
     ST_ASSERT(st_tls_conn_established(c->tls));
-    for (uint32_t i = 0; i < o->nbufs; i++) {
-        int rv = st_tls_conn_write(c->tls, o->bufs[i].base, o->bufs[i].len);
-        if (rv != 0) return rv;
+    if (c->tls_stage == NULL && (c->tls_stage = malloc(ST_TR_TLS_STAGE_BYTES)) == NULL)
+        return ST_ENOMEM;
+    size_t fill = 0;
+    int rv = 0;
+    for (uint32_t i = 0; i < o->nbufs && rv == 0; i++) {
+        const uv_buf_t *b = &o->bufs[i];
+        if (fill > 0 && fill + b->len > ST_TR_TLS_STAGE_BYTES) {
+            rv = st_tls_conn_write(c->tls, c->tls_stage, fill);
+            fill = 0;
+        }
+        if (rv != 0) break;
+        if (b->len >= ST_TR_TLS_STAGE_BYTES) {
+            rv = st_tls_conn_write(c->tls, b->base, b->len);
+        } else {
+            memcpy(c->tls_stage + fill, b->base, b->len);
+            fill += b->len;
+        }
     }
+    if (rv == 0 && fill > 0) rv = st_tls_conn_write(c->tls, c->tls_stage, fill);
+    if (rv != 0) return rv;
     return tls_flush(c, o);
 }

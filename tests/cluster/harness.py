@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import ssl
 import tempfile
 import threading
 import time
@@ -33,9 +34,32 @@ SANITIZED = os.environ.get("ST_SANITIZED") == "1"
 SLOW = 4 if SANITIZED else 1
 WORK_DIV = 2 if SANITIZED else 1
 KEEP = os.environ.get("ST_KEEP_DIRS") == "1"
-# STCACHE_TEST_TLS=1: every cluster runs with mutual TLS on the peer port,
+# STCACHE_TEST_TLS=1: every cluster runs with mutual TLS on the peer port
+# and HTTPS with client-certificate authentication on the client port,
 # certificates made at test time by scripts/gen-certs.sh (docs/SECURITY.md).
 TLS = os.environ.get("STCACHE_TEST_TLS") == "1"
+# HTTP address -> the ssl.SSLContext the harness speaks HTTPS to it with
+# (filled by Node.start for nodes with client TLS).
+CLIENT_TLS = {}
+# HTTP address -> the environment the stcache CLI needs to reach it
+# (STCACHE_CACERT, STCACHE_CERT, STCACHE_KEY).
+CLIENT_TLS_ENV = {}
+
+
+def cli_env(endpoints, env=None):
+    """env (default: os.environ) plus what the stcache CLI needs to talk
+    to endpoints ("h:p,h:p"): the TLS variables when one of them serves
+    client TLS."""
+    env = dict(os.environ if env is None else env)
+    for ep in (endpoints or "").split(","):
+        ep = ep.strip()
+        for prefix in ("https://", "http://"):
+            if ep.startswith(prefix):
+                ep = ep[len(prefix):]
+        if ep in CLIENT_TLS_ENV:
+            env.update(CLIENT_TLS_ENV[ep])
+            break
+    return env
 GEN_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
                          "gen-certs.sh")
 
@@ -170,10 +194,19 @@ def default_headers(method, headers):
     return headers
 
 
+def http_connection(addr, timeout):
+    """An http.client connection to addr: HTTPS when the node there serves
+    client TLS (CLIENT_TLS), plain HTTP otherwise."""
+    host, port = addr.rsplit(":", 1)
+    ctx = CLIENT_TLS.get(addr)
+    if ctx is not None:
+        return http.client.HTTPSConnection(host, int(port), timeout=timeout, context=ctx)
+    return http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+
 def http_request(addr, method, path, body=None, headers=None, timeout=None):
     headers = default_headers(method, headers)
-    host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout or scaled(10))
+    conn = http_connection(addr, timeout or scaled(10))
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
@@ -197,8 +230,7 @@ class KeepAlive:
     def request(self, method, path, body=None, headers=None):
         for attempt in (0, 1):
             if self.conn is None:
-                host, port = self.addr.rsplit(":", 1)
-                self.conn = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
+                self.conn = http_connection(self.addr, self.timeout)
             try:
                 self.conn.request(method, path, body=body, headers=default_headers(method, headers))
                 r = self.conn.getresponse()
@@ -270,6 +302,13 @@ class Node:
         args += list(mode_args) + list(self.cluster.common_args) + list(self.extra_args) + list(extra)
         if self.cluster.tls:
             args += self.cluster.peer_tls_args(self.id)
+        if self.cluster.client_tls:
+            args += self.cluster.client_tls_args(self.id)
+            CLIENT_TLS[self.http] = self.cluster.client_ssl_context()
+            CLIENT_TLS_ENV[self.http] = self.cluster.cli_tls_env()
+        else:
+            CLIENT_TLS.pop(self.http, None)
+            CLIENT_TLS_ENV.pop(self.http, None)
         self.last_args = args
         logf = open(self.log_path, "wb")
         logf.write(("# " + " ".join(args) + "\n").encode())
@@ -458,13 +497,15 @@ def retry_503(fn, timeout=30):
 
 
 class Cluster:
-    def __init__(self, binary, name, common_args=(), tls=None):
+    def __init__(self, binary, name, common_args=(), tls=None, client_tls=None):
         self.binary = binary
         self.name = name
         self.dir = tempfile.mkdtemp(prefix="stcache-%s-" % name)
         self.tls = TLS if tls is None else tls
+        self.client_tls = TLS if client_tls is None else client_tls
+        self._client_ctx = None
         self.certs = os.path.join(self.dir, "certs")
-        if self.tls:
+        if self.tls or self.client_tls:
             gen_certs(self.certs, "ca")
         self.common_args = list(common_args) or ["--log-level", "info"]
         self.nodes = {}
@@ -480,6 +521,42 @@ class Cluster:
         return ["--peer-cert-file", crt,
                 "--peer-key-file", os.path.join(self.certs, "node-%d.key" % node_id),
                 "--peer-trusted-ca-file", os.path.join(self.certs, "ca.crt")]
+
+    def client_tls_args(self, node_id):
+        """The client-port TLS flags of node_id: HTTPS with its node
+        certificate, client certificates required (signed by the cluster CA)."""
+        crt = os.path.join(self.certs, "node-%d.crt" % node_id)
+        if not os.path.exists(crt):
+            gen_certs(self.certs, "node", node_id)
+        return ["--cert-file", crt,
+                "--key-file", os.path.join(self.certs, "node-%d.key" % node_id),
+                "--trusted-ca-file", os.path.join(self.certs, "ca.crt"), "--client-cert-auth"]
+
+    def client_cert(self, user="tester"):
+        """(cert, key) of a client certificate for user, made on first use."""
+        crt = os.path.join(self.certs, "client-%s.crt" % user)
+        if not os.path.exists(crt):
+            gen_certs(self.certs, "client", user)
+        return crt, os.path.join(self.certs, "client-%s.key" % user)
+
+    def client_ssl_context(self):
+        """The harness's HTTPS context: trusts the cluster CA, presents the
+        client certificate of user "tester"."""
+        if self._client_ctx is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.load_verify_locations(os.path.join(self.certs, "ca.crt"))
+            ctx.load_cert_chain(*self.client_cert())
+            self._client_ctx = ctx
+        return self._client_ctx
+
+    def cli_tls_env(self):
+        """Environment for the stcache CLI to talk to this cluster's client
+        ports (empty without client TLS)."""
+        if not self.client_tls:
+            return {}
+        crt, key = self.client_cert()
+        return {"STCACHE_CACERT": os.path.join(self.certs, "ca.crt"), "STCACHE_CERT": crt,
+                "STCACHE_KEY": key}
 
     # -- membership of the harness (not of the raft cluster)
 
@@ -758,8 +835,8 @@ class Scenario:
         self.binary = binary
         self.clusters = []
 
-    def cluster(self, name, common_args=(), tls=None):
-        c = Cluster(self.binary, name, common_args, tls)
+    def cluster(self, name, common_args=(), tls=None, client_tls=None):
+        c = Cluster(self.binary, name, common_args, tls, client_tls)
         self.clusters.append(c)
         return c
 

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import scenarios_bad_input  # noqa: E402
 import scenarios_deploy  # noqa: E402
+import scenarios_client_tls  # noqa: E402
 import scenarios_basic  # noqa: E402
 import scenarios_durability  # noqa: E402
 import scenarios_exactly  # noqa: E402
@@ -37,7 +38,7 @@ for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios
             scenarios_bad_input, scenarios_memory, scenarios_process, scenarios_resilience,
             scenarios_slow_readers, scenarios_exactly, scenarios_security, scenarios_peers,
             scenarios_ops, scenarios_list, scenarios_recovery, scenarios_fixtures,
-            scenarios_deploy):
+            scenarios_deploy, scenarios_client_tls):
     SCENARIOS.update(mod.SCENARIOS)
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 
+import harness
 from harness import (Scenario, Unreachable, check, count, log, retry_503, scaled, step, wait_for)
 from scenarios_membership import wait_transferred
 
@@ -171,7 +172,7 @@ class Cli(Scenario):
     """The `stcache` client subcommands against a real 3-node cluster."""
 
     def cli(self, *args, endpoints=None, stdin=None, env_endpoints=None):
-        env = dict(os.environ)
+        env = harness.cli_env(endpoints or env_endpoints)
         env.pop("STCACHE_ENDPOINTS", None)
         if env_endpoints:
             env["STCACHE_ENDPOINTS"] = env_endpoints

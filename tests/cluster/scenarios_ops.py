@@ -8,12 +8,14 @@ import subprocess
 import threading
 import time
 
+import harness
 from harness import Scenario, Unreachable, check, count, log, scaled, step, wait_for
 
 
 def run_cli(binary, *args):
+    eps = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--endpoints"), None)
     p = subprocess.run([binary] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=60)
+                       timeout=60, env=harness.cli_env(eps))
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 

@@ -447,8 +447,58 @@ class SlowReader(Scenario):
             check(r.info("clients")["connected_clients"] >= 1, "INFO clients")
 
 
+class Tls(Scenario):
+    """The Redis port with client TLS (--cert-file, --client-cert-auth):
+    redis-cli --tls with a client certificate of the cluster CA is served,
+    pipelined through redis-py over TLS too; without --tls, without a
+    certificate, or with one of another CA it gets nothing."""
+
+    def run(self):
+        import redis
+        c = self.cluster("redis-tls", tls=True, client_tls=True)
+        ports, leader = start_redis_cluster(c)
+        follower = next(n for n in c.running() if n.id != leader.id)
+        ca = os.path.join(c.certs, "ca.crt")
+        crt, key = c.client_cert("alice")
+
+        def cli(p, *args, tls=("--tls", "--cacert", ca, "--cert", crt, "--key", key)):
+            r = subprocess.run(["redis-cli", "-p", str(p)] + list(tls) + list(args),
+                               capture_output=True, timeout=scaled(20))
+            return (r.stdout + r.stderr).decode(errors="replace").strip()
+
+        with step("redis-cli --tls with a client certificate: PING, SET via a follower, GET"):
+            check(cli(ports[leader.id], "PING") == "PONG", "redis-cli --tls PING")
+            check(cli(ports[follower.id], "SET", "tls:k", "over tls") == "OK", "SET via a follower")
+            check(cli(ports[leader.id], "GET", "tls:k") == "over tls", "GET")
+        with step("a pipeline of 2000 commands through redis-py over TLS, replies in order"):
+            r = redis.Redis(port=ports[follower.id], ssl=True, ssl_ca_certs=ca, ssl_certfile=crt,
+                            ssl_keyfile=key)
+            p = r.pipeline(transaction=False)
+            for i in range(1000):
+                p.set("tpipe:%d" % i, "x" * (i % 700))
+            for i in range(1000):
+                p.get("tpipe:%d" % i)
+            res = p.execute()
+            check(len(res) == 2000 and all(res[1000 + i] == b"x" * (i % 700) for i in range(1000)),
+                  "pipelined replies over TLS")
+            check(len(r.get("tpipe:699")) == 699, "GET over TLS")
+        with step("plaintext, no client certificate, another CA's certificate: refused"):
+            out = cli(ports[leader.id], "PING", tls=())
+            check("PONG" not in out, "plaintext PING answered: %r" % out)
+            out = cli(ports[leader.id], "PING", tls=("--tls", "--cacert", ca))
+            check("PONG" not in out, "PING without a client certificate answered: %r" % out)
+            other = os.path.join(c.dir, "other-ca")
+            harness.gen_certs(other, "ca")
+            harness.gen_certs(other, "client", "mallory")
+            out = cli(ports[leader.id], "PING", tls=(
+                "--tls", "--cacert", ca, "--cert", os.path.join(other, "client-mallory.crt"),
+                "--key", os.path.join(other, "client-mallory.key")))
+            check("PONG" not in out, "PING with another CA's certificate answered: %r" % out)
+            log("refused: %s" % out[:200])
+
+
 SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover, "hiredis": Hiredis,
-             "slow_reader": SlowReader}
+             "slow_reader": SlowReader, "tls": Tls}
 
 if __name__ == "__main__":
     skip_unless_tools()

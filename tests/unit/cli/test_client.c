@@ -29,6 +29,23 @@ TEST(endpoints_parse_list_with_spaces_schemes_and_ipv6)
     ASSERT_EQ(eps[0].port, 65535);
 }
 
+TEST(endpoints_parse_marks_https_endpoints)
+{
+    struct cli_endpoint eps[3];
+    size_t n;
+    ASSERT_EQ(cli_endpoints_parse("https://h1:8001,HTTPS://[::1]:8002/,http://h3:8003", eps, 3, &n),
+              0);
+    ASSERT_EQ(n, 3);
+    ASSERT_TRUE(eps[0].https);
+    ASSERT_STREQ(eps[0].host, "h1");
+    ASSERT_TRUE(eps[1].https);
+    ASSERT_STREQ(eps[1].host, "::1");
+    ASSERT_EQ(eps[1].port, 8002);
+    ASSERT_FALSE(eps[2].https);
+    ASSERT_TRUE(eps[0].tls == NULL); /* the context is the CLI's to set */
+    ASSERT_EQ(cli_endpoints_parse("https://:1", eps, 3, &n), ST_EINVAL);
+}
+
 TEST(endpoints_parse_rejects_malformed_items)
 {
     struct cli_endpoint eps[2];

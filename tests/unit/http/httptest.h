@@ -172,6 +172,11 @@ static inline void fx_answer(struct fx *f, struct http_request *req)
         f->send_rc_last = http_response_send(req, 201, "text/plain", hs, 4, "made", 4);
         return;
     }
+    if (strcmp(r->path, "/user") == 0) { /* the verified client certificate's name */
+        const char *u = r->tls_user ? r->tls_user : "-";
+        f->send_rc_last = http_response_send(req, 200, "text/plain", NULL, 0, u, strlen(u));
+        return;
+    }
     if (strcmp(r->path, "/error") == 0) {
         f->send_rc_last = http_response_error(req, 404, -8, "no \"such\" key\n");
         return;
@@ -434,6 +439,11 @@ struct client {
     int fd;
     char *buf;
     size_t len, cap;
+    /* TLS (test_server_tls.c): when set, bytes go through these instead of
+     * the socket (blocking; <0 on error, 0 on EOF). */
+    void *tls;
+    ssize_t (*tls_send)(void *tls, const void *data, size_t len);
+    ssize_t (*tls_recv)(void *tls, void *buf, size_t cap);
 };
 
 struct resp {
@@ -477,7 +487,7 @@ static inline int cl_send(struct client *c, const void *data, size_t len)
 {
     const char *p = data;
     while (len > 0) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = c->tls ? c->tls_send(c->tls, p, len) : send(c->fd, p, len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
             return -1;
@@ -498,7 +508,8 @@ static inline ssize_t cl_fill(struct client *c)
 {
     if (c->len == c->cap) return -1;
     for (;;) {
-        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
+        ssize_t n = c->tls ? c->tls_recv(c->tls, c->buf + c->len, c->cap - c->len)
+                           : recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n > 0) c->len += (size_t)n;
         return n;

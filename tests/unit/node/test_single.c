@@ -535,7 +535,7 @@ TEST(seed_join_adds_a_learner_and_delete_removes_it)
     ASSERT_STREQ(r.body, "ok");
     h_http(&single, "GET", "/cluster", NULL, NULL, &r);
     ASSERT_TRUE(strstr(r.body, "{\"id\":5,\"raft\":\"127.0.0.1:9\",\"http\":\"127.0.0.1:10\","
-                               "\"voter\":false}") != NULL);
+                               "\"url\":\"http://127.0.0.1:10\",\"voter\":false}") != NULL);
     /* The same join again is harmless; other addresses for id 5 conflict. */
     h_http(&single, "POST", "/cluster/members", NULL,
            "{\"id\":5,\"raft\":\"127.0.0.1:9\",\"http\":\"127.0.0.1:10\"}", &r);
