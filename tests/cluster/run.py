@@ -28,12 +28,13 @@ import scenarios_list  # noqa: E402
 import scenarios_peers  # noqa: E402
 import scenarios_security  # noqa: E402
 import scenarios_slow_readers  # noqa: E402
+import scenarios_watch  # noqa: E402
 
 SCENARIOS = {}
 for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios_membership,
             scenarios_bad_input, scenarios_memory, scenarios_process, scenarios_resilience,
             scenarios_slow_readers, scenarios_exactly, scenarios_security, scenarios_peers,
-            scenarios_ops, scenarios_list):
+            scenarios_ops, scenarios_list, scenarios_watch):
     SCENARIOS.update(mod.SCENARIOS)
 
 if __name__ == "__main__":
