@@ -183,7 +183,7 @@ int node_watch_open(struct node *n, const struct node_watch_args *a, node_watch_
     w->from_version = from;
     w->next_seq = watch_history_seek(&n->whist, from);
     w->pos = from;
-    w->last_item_us = node_now_us();
+    w->last_item_us = 0; /* a first progress item once caught up: where the watch starts */
     w->progress_ms = a->progress_ms;
     w->exact = a->exact;
     w->key_len = a->key_len;
