@@ -152,6 +152,26 @@ static int transport_send_all(int fd, const char *data, size_t len, int64_t dead
     return 0;
 }
 
+int cli_http_open(const struct cli_endpoint *ep, const struct cli_buf *head, int timeout_ms,
+                  const char **why)
+{
+    int64_t deadline = cli_now_ms() + timeout_ms;
+    int fd = transport_connect(ep, deadline, why);
+    if (fd < 0) return fd;
+    int rc = transport_send_all(fd, head->data, head->len, deadline);
+    if (rc != 0) {
+        *why = rc == ST_ETIMEDOUT ? "timed out sending the request" : "connection lost";
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int cli_wait_readable(int fd, int64_t deadline_ms)
+{
+    return transport_wait_fd(fd, POLLIN, deadline_ms);
+}
+
 int cli_http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head, const void *body,
                       size_t body_len, int timeout_ms, struct cli_buf *rbuf,
                       struct http_response *resp, const char **why)

@@ -49,6 +49,15 @@ int cli_http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head,
  * nothing was written. Negative: as cli_http_exchange, ST_EPROTO when the
  * server ended the body early (*body_bytes tells how far it got), or the
  * write's error. */
+/* Connects to ep and sends head (a request without a body) within
+ * timeout_ms, for a response read as it comes (a watch): the connected
+ * non-blocking fd (the caller reads and closes it), or a negative code
+ * (ST_ECONNECTION, ST_ETIMEDOUT) with *why. */
+int cli_http_open(const struct cli_endpoint *ep, const struct cli_buf *head, int timeout_ms,
+                  const char **why);
+/* Waits until fd is readable: 0, ST_ETIMEDOUT (deadline passed) or an error. */
+int cli_wait_readable(int fd, int64_t deadline_ms);
+
 int cli_http_download(const struct cli_endpoint *ep, const struct cli_buf *head, int idle_ms,
                       int out_fd, struct cli_buf *rbuf, struct http_response *resp,
                       uint64_t *body_bytes, const char **why);

@@ -7,6 +7,7 @@ stops reading is canceled (slow) while the node's memory stays bounded."""
 import http.client
 import json
 import random
+import subprocess
 import threading
 import urllib.parse
 
@@ -281,5 +282,48 @@ class WatchSlow(Scenario):
             check(r.status == 200, "metrics")
 
 
-SCENARIOS = {"watch_resume": WatchResume, "watch_compacted": WatchCompacted,
+class WatchCli(Scenario):
+    """`stcache watch` connected to the leader first resumes by itself on
+    another endpoint when the leader is killed: it prints every
+    acknowledged write exactly once, in order."""
+
+    def run(self):
+        c = self.cluster("watch_cli")
+        with step("start a 3-node cluster"):
+            c.start_bootstrap_and_join(3)
+            c.wait_members(voters=[1, 2, 3])
+            leader = c.wait_leader()
+        n = count(400, 60)
+        others = [x for x in c.running() if x.id != leader.id]
+        eps = ",".join(x.http for x in [leader] + others)
+        start = leader.info()["applied"] + 1
+        proc = subprocess.Popen([c.binary, "watch", "cw/", "--json", "--from", str(start),
+                                 "--count", str(n), "--endpoints", eps, "--timeout", "30"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        acked = {}
+        try:
+            with step("%d writes; kill -9 the leader (the watch's endpoint) midway" % n):
+                for i in range(n):
+                    if i == n // 2:
+                        log("kill -9 %r" % leader)
+                        leader.kill9()
+                    v = write_idem(c, "PUT", "cw/%d" % (i % 10), ("v%d" % i).encode(), "cw-%d" % i)
+                    acked[v] = ("cw/%d" % (i % 10), "v%d" % i)
+                out, err = proc.communicate(timeout=scaled(60))
+            with step("the watch printed each acknowledged write once, in order"):
+                check(proc.returncode == 0, "exit %d: %s" % (proc.returncode, err[-500:]))
+                lines = [json.loads(x) for x in out.decode().splitlines()]
+                got = [(e["version"], e["key"], e["value"]) for e in lines]
+                want = [(v,) + acked[v] for v in sorted(acked)]
+                check(got == want, "printed %d events, %d acknowledged; first difference at %s"
+                      % (len(got), len(want), next((i for i, (a, b) in enumerate(zip(got, want))
+                                                    if a != b), min(len(got), len(want)))))
+                log("%d events printed; stderr: %s" % (len(got), err.decode().strip()[-200:]))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+SCENARIOS = {"watch_cli": WatchCli, "watch_resume": WatchResume, "watch_compacted": WatchCompacted,
              "watch_slow": WatchSlow}
