@@ -16,8 +16,9 @@
  * connection is given up for another endpoint. */
 #define CLI_WATCH_PROGRESS_MS 1000
 #define CLI_WATCH_QUIET_MS 5000
-#define CLI_WATCH_LINE_BYTES_MAX ((size_t)64 * 1024 * 1024) /* one event (a 16 MiB value, base64)  \
-                                                             */
+#define CLI_WATCH_LINE_BYTES_MAX                                                                   \
+    ((size_t)64 * 1024 * 1024) /* one event (a 16 MiB value, base64)                               \
+                                */
 
 struct cli_watch_opts {
     const struct cli_endpoint *endpoints;
