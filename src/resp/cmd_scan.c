@@ -15,7 +15,6 @@
 #include "resp/resp_int.h"
 #include "resp/cmd_scan.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,22 +356,6 @@ static void scan_start(struct resp_conn *c, struct resp_slot *s)
     }
 }
 
-static bool arg_eq(const struct resp_arg *a, const char *s)
-{
-    size_t n = strlen(s);
-    if (a->len != n) return false;
-    for (size_t i = 0; i < n; i++)
-        if (tolower(a->p[i]) != s[i]) return false;
-    return true;
-}
-
-static void reply_err(struct resp_slot *s, const char *msg)
-{
-    struct resp_out o = resp_slot_out(s);
-    resp_reply_error(&o, msg);
-    resp_slot_done(s);
-}
-
 void resp_cmd_keys(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                    uint32_t argc)
 {
@@ -403,13 +386,13 @@ void resp_cmd_scan(struct resp_conn *c, struct resp_slot *s, const struct resp_a
 {
     uint64_t cur = 0;
     if (argv[1].len == 0 || argv[1].len > 20) {
-        reply_err(s, "ERR invalid cursor");
+        resp_reply_done_error(s, "ERR invalid cursor");
         return;
     }
     for (size_t i = 0; i < argv[1].len; i++) {
         uint8_t ch = argv[1].p[i];
         if (ch < '0' || ch > '9' || cur > (UINT64_MAX - 9) / 10) {
-            reply_err(s, "ERR invalid cursor");
+            resp_reply_done_error(s, "ERR invalid cursor");
             return;
         }
         cur = cur * 10 + (uint64_t)(ch - '0');
@@ -419,15 +402,15 @@ void resp_cmd_scan(struct resp_conn *c, struct resp_slot *s, const struct resp_a
     bool type_ok = true;
     for (uint32_t i = 2; i < argc; i += 2) {
         if (i + 1 >= argc) {
-            reply_err(s, "ERR syntax error");
+            resp_reply_done_error(s, "ERR syntax error");
             return;
         }
-        if (arg_eq(&argv[i], "match")) {
+        if (resp_arg_is(&argv[i], "match")) {
             pat = &argv[i + 1];
-        } else if (arg_eq(&argv[i], "count")) {
+        } else if (resp_arg_is(&argv[i], "count")) {
             char buf[24];
             if (argv[i + 1].len == 0 || argv[i + 1].len >= sizeof buf) {
-                reply_err(s, "ERR value is not an integer or out of range");
+                resp_reply_done_error(s, "ERR value is not an integer or out of range");
                 return;
             }
             memcpy(buf, argv[i + 1].p, argv[i + 1].len);
@@ -435,24 +418,24 @@ void resp_cmd_scan(struct resp_conn *c, struct resp_slot *s, const struct resp_a
             char *end;
             count = strtoll(buf, &end, 10);
             if (*end) {
-                reply_err(s, "ERR value is not an integer or out of range");
+                resp_reply_done_error(s, "ERR value is not an integer or out of range");
                 return;
             }
             if (count < 1) {
-                reply_err(s, "ERR syntax error");
+                resp_reply_done_error(s, "ERR syntax error");
                 return;
             }
             if (count > RESP_SCAN_COUNT_MAX) count = RESP_SCAN_COUNT_MAX;
-        } else if (arg_eq(&argv[i], "type")) {
-            type_ok = arg_eq(&argv[i + 1], "string"); /* every stcache value is a string */
+        } else if (resp_arg_is(&argv[i], "type")) {
+            type_ok = resp_arg_is(&argv[i + 1], "string"); /* every stcache value is a string */
         } else {
-            reply_err(s, "ERR syntax error");
+            resp_reply_done_error(s, "ERR syntax error");
             return;
         }
     }
     const struct scan_cursor *sc = NULL;
     if (cur != 0 && !(sc = cursor_find(cur))) {
-        reply_err(s, "ERR invalid cursor");
+        resp_reply_done_error(s, "ERR invalid cursor");
         return;
     }
     if (!type_ok) { /* nothing of another type: the iteration is over */

@@ -66,6 +66,17 @@ static void reply_done_error(struct resp_slot *s, const char *msg)
     resp_slot_done(s);
 }
 
+/* For the command files besides this one (resp_int.h). */
+bool resp_arg_is(const struct resp_arg *a, const char *s)
+{
+    return arg_is(a, s);
+}
+
+void resp_reply_done_error(struct resp_slot *s, const char *msg)
+{
+    reply_done_error(s, msg);
+}
+
 static void reply_done_ok(struct resp_slot *s)
 {
     struct resp_out o = resp_slot_out(s);
