@@ -1,6 +1,7 @@
 /* The stcache HTTP API routes (see api.h and docs/HTTP-API.md). */
 #include "api/api.h"
 #include "api/guard.h"
+#include "api/watch.h"
 
 #include "http/server.h"
 #include "node/config.h"
@@ -1522,6 +1523,10 @@ static void handler(struct http_request *req, void *ctx)
     }
     if (path_is(req, "/kv")) { /* listing */
         route_kv_list(a, req);
+        return;
+    }
+    if (path_is(req, "/watch")) { /* api/watch.c */
+        api_watch_route(a->node, req);
         return;
     }
     if (path_is(req, "/cluster")) {

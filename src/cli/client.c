@@ -5,6 +5,7 @@
 #include "cli/client.h"
 #include "cli/backup.h"
 #include "cli/transport.h"
+#include "cli/watch.h"
 
 #include "http/response.h"
 #include "stcache/errors.h"
@@ -49,6 +50,8 @@ struct cli {
     const char *idem_key; /* --idempotency-key, or NULL: a fresh random one per write */
     const char *prefix;   /* get --prefix P */
     bool keys_only;       /* list --keys-only */
+    const char *from;     /* watch --from VERSION */
+    const char *count;    /* watch --count N */
     const char *args[4];
     size_t args_n;
     /* the last exchange */
@@ -66,6 +69,9 @@ static void usage(FILE *f)
         "  list PREFIX [--keys-only] [--consistency C]  print the keys under PREFIX\n"
         "                                    in byte order, KEY<TAB>VALUE per line (all pages)\n"
         "  get --prefix PREFIX               the same as list PREFIX\n"
+        "  watch PREFIX [--from VERSION] [--count N]  print changes under PREFIX as they\n"
+        "                                    come: VERSION<TAB>TYPE<TAB>KEY[<TAB>VALUE] (--json:\n"
+        "                                    the server's lines); resumes by itself on failover\n"
         "  put KEY VALUE|- [--ttl S] [--if-match VERSION | --if-absent]\n"
         "                                    store a value (\"-\" reads it from stdin)\n"
         "  del KEY                           delete a key\n"
@@ -867,6 +873,30 @@ static int cmd_list(struct cli *c, const char *prefix)
     return ret;
 }
 
+/* `stcache watch PREFIX` (cli/watch.c). */
+static int cmd_watch(struct cli *c)
+{
+    struct cli_watch_opts o = {.endpoints = c->endpoints,
+                               .endpoints_n = c->endpoints_n,
+                               .prefix = c->args[0],
+                               .json = c->json,
+                               .timeout_ms = c->timeout_ms};
+    char *end = NULL;
+    if (c->from) {
+        errno = 0;
+        o.from = strtoull(c->from, &end, 10);
+        if (errno || !*c->from || *end || o.from == 0)
+            return usage_error("--from takes a version (a positive integer)");
+    }
+    if (c->count) {
+        errno = 0;
+        o.count = strtoull(c->count, &end, 10);
+        if (errno || !*c->count || *end || o.count == 0)
+            return usage_error("--count takes a positive integer");
+    }
+    return cli_watch_run(&o);
+}
+
 static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
 {
     size_t nl = strlen(name);
@@ -972,6 +1002,10 @@ int cli_client_main(int argc, char **argv)
                 cert = v;
             else if ((m = opt_value(argc, argv, &i, "--key", &v)) != 0)
                 key = v;
+            else if ((m = opt_value(argc, argv, &i, "--from", &v)) != 0)
+                c.from = v;
+            else if ((m = opt_value(argc, argv, &i, "--count", &v)) != 0)
+                c.count = v;
             else
                 return usage_error("unknown option %s", a);
             if (m < 0) return usage_error("option %s needs a value", a);
@@ -997,6 +1031,8 @@ int cli_client_main(int argc, char **argv)
     if ((c.prefix && strcmp(cmd, "get") != 0) ||
         (c.keys_only && strcmp(cmd, "list") != 0 && !c.prefix))
         return usage_error("--prefix applies to get, --keys-only to list and get --prefix");
+    if ((c.from || c.count) && strcmp(cmd, "watch") != 0)
+        return usage_error("--from and --count apply to watch only");
     if ((c.ttl || c.if_match || c.if_absent) && strcmp(cmd, "put") != 0)
         return usage_error("--ttl, --if-match and --if-absent apply to put only");
     if (c.idem_key && strcmp(cmd, "put") != 0 && strcmp(cmd, "set") != 0 &&
@@ -1010,6 +1046,8 @@ int cli_client_main(int argc, char **argv)
         ret = c.args_n ? usage_error("get --prefix takes no KEY") : cmd_list(&c, c.prefix);
     else if (strcmp(cmd, "list") == 0)
         ret = c.args_n == 1 ? cmd_list(&c, c.args[0]) : usage_error("list takes one PREFIX");
+    else if (strcmp(cmd, "watch") == 0)
+        ret = c.args_n == 1 ? cmd_watch(&c) : usage_error("watch takes one PREFIX");
     else if (strcmp(cmd, "get") == 0)
         ret = cmd_get(&c);
     else if (strcmp(cmd, "put") == 0 || strcmp(cmd, "set") == 0)

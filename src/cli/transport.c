@@ -298,6 +298,46 @@ static const char *conn_why(const struct conn *c, long rc, const char *timeout_t
     return st_strerror((int)rc);
 }
 
+struct cli_stream {
+    struct conn conn;
+};
+
+int cli_stream_open(const struct cli_endpoint *ep, const struct cli_buf *head, int timeout_ms,
+                    struct cli_stream **out, const char **why)
+{
+    int64_t deadline = cli_now_ms() + timeout_ms;
+    struct cli_stream *s = malloc(sizeof *s);
+    if (!s) {
+        *why = "out of memory";
+        return ST_ENOMEM;
+    }
+    int rc = conn_open(&s->conn, ep, deadline, why);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    rc = conn_send_all(&s->conn, head->data, head->len, deadline);
+    if (rc != 0) {
+        *why = rc == ST_ETIMEDOUT ? "timed out sending the request" : "connection lost";
+        cli_stream_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+long cli_stream_read(struct cli_stream *s, char *buf, size_t cap, int64_t deadline_ms)
+{
+    return conn_recv(&s->conn, buf, cap, deadline_ms);
+}
+
+void cli_stream_close(struct cli_stream *s)
+{
+    if (!s) return;
+    conn_close(&s->conn);
+    free(s);
+}
+
 int cli_http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head, const void *body,
                       size_t body_len, int timeout_ms, struct cli_buf *rbuf,
                       struct http_response *resp, const char **why)

@@ -49,6 +49,19 @@ int cli_http_exchange(const struct cli_endpoint *ep, const struct cli_buf *head,
  * nothing was written. Negative: as cli_http_exchange, ST_EPROTO when the
  * server ended the body early (*body_bytes tells how far it got), or the
  * write's error. */
+/* A response read as it comes (a watch). cli_stream_open connects to ep
+ * (TLS for an https endpoint) and sends head (a request without a body)
+ * within timeout_ms: 0 and *out (close it with cli_stream_close), or a
+ * negative code (ST_ECONNECTION, ST_ETIMEDOUT, TLS refusals) with *why.
+ * cli_stream_read reads up to cap bytes by deadline_ms: > 0 bytes, 0 at the
+ * end of the stream (or a broken connection), ST_ETIMEDOUT when nothing
+ * came by then, or another negative code. */
+struct cli_stream;
+int cli_stream_open(const struct cli_endpoint *ep, const struct cli_buf *head, int timeout_ms,
+                    struct cli_stream **out, const char **why);
+long cli_stream_read(struct cli_stream *s, char *buf, size_t cap, int64_t deadline_ms);
+void cli_stream_close(struct cli_stream *s);
+
 int cli_http_download(const struct cli_endpoint *ep, const struct cli_buf *head, int idle_ms,
                       int out_fd, struct cli_buf *rbuf, struct http_response *resp,
                       uint64_t *body_bytes, const char **why);

@@ -239,12 +239,21 @@ int http_response_send(struct http_request *req, int status, const char *content
  *
  * abort: ends the response early (the client sees a short body and a
  * closed connection); consumes req. */
+/* Chunked streams (content_length HTTP_STREAM_CHUNKED): a body of unknown
+ * length, sent with Transfer-Encoding: chunked (a watch). Each stream_write
+ * is one chunk (any len > 0; the stream never completes by length); the
+ * producer ends it with http_response_stream_end, in the same state as a
+ * write (after more), which sends the last chunk and consumes req. */
+#define HTTP_STREAM_CHUNKED UINT64_MAX
 typedef void (*http_stream_more_cb)(struct http_request *req, void *ctx);
 int http_response_stream_begin(struct http_request *req, int status, const char *content_type,
                                const struct http_header *extra_headers, size_t n_extra,
                                uint64_t content_length, http_stream_more_cb more, void *ctx);
 int http_response_stream_write(struct http_request *req, const void *data, size_t len);
 void http_response_stream_abort(struct http_request *req);
+/* Chunked streams only: the last chunk. Returns 1 (req consumed, like the
+ * last piece of a stream), ST_ECONNECTION or ST_ENOMEM (req consumed). */
+int http_response_stream_end(struct http_request *req);
 
 /* Completes a request with {"error":"<message>","code":<code>} (JSON-escaped). */
 int http_response_error(struct http_request *req, int status, int code, const char *message);

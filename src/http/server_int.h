@@ -70,6 +70,7 @@ struct http_slot {
     /* A streaming response (http_response_stream_begin) while the producer
      * holds req: its body bytes still owed, and whom to ask for more. */
     int streaming;
+    int chunked; /* HTTP_STREAM_CHUNKED: pieces are chunks, stream_end ends it */
     uint64_t stream_left;
     http_stream_more_cb stream_more;
     void *stream_ctx;

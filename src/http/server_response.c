@@ -69,6 +69,7 @@ struct http_slot *http_slot_take(struct http_conn *c)
     s->conn = c;
     s->close_after = 0;
     s->streaming = 0;
+    s->chunked = 0;
     s->head_len = 0;
     s->head_bytes = 0;
     s->url_len = 0;
@@ -235,7 +236,9 @@ static int slot_serialize(struct http_slot *s, int status, const char *content_t
     p[len++] = ' ';
     len += put_str(p + len, http_status_text(status));
     len += put_str(p + len, "\r\n");
-    if (!no_body_status) {
+    if (!no_body_status && s->chunked) {
+        len += put_str(p + len, "Transfer-Encoding: chunked\r\n");
+    } else if (!no_body_status) {
         len += put_str(p + len, "Content-Length: ");
         len += put_u64(p + len, body_len);
         len += put_str(p + len, "\r\n");
@@ -352,9 +355,10 @@ int http_response_stream_begin(struct http_request *req, int status, const char 
     ST_ASSERT(status >= 200 && status <= 999 && status != 204 && status != 304);
     if (content_length == 0 || req->verb == HTTP_VERB_HEAD || c->closing)
         return http_response_send(req, status, content_type, extra_headers, n_extra, NULL,
-                                  content_length);
+                                  content_length == HTTP_STREAM_CHUNKED ? 0 : content_length);
     s->close_after = 1;
     c->no_more = 1;
+    s->chunked = content_length == HTTP_STREAM_CHUNKED;
     int rc = slot_serialize(s, status, content_type, extra_headers, n_extra, NULL, content_length);
     ST_ASSERT(c->in_handler > 0);
     s->state = SLOT_READY;
@@ -373,6 +377,9 @@ int http_response_stream_begin(struct http_request *req, int status, const char 
     return 0;
 }
 
+/* A chunk: its size in hex, CRLF, the bytes, CRLF (RFC 9112 7.1). */
+#define CHUNK_FRAME_BYTES 20u
+
 int http_response_stream_write(struct http_request *req, const void *data, size_t len)
 {
     struct http_slot *s = slot_of(req);
@@ -382,6 +389,25 @@ int http_response_stream_write(struct http_request *req, const void *data, size_
     if (c->closing) {
         stream_discard(s);
         return ST_ECONNECTION;
+    }
+    if (s->chunked) {
+        if (http_buf_reserve(&s->out, &s->out_cap, len + CHUNK_FRAME_BYTES) != 0) {
+            ST_TRACE_WARN("http", "out of memory for a %zu-byte chunk: closing", len);
+            stream_consumed(s);
+            s->state = SLOT_READY; /* dropped by the close */
+            http_conn_close(c);
+            return ST_ENOMEM;
+        }
+        int n = snprintf(s->out, CHUNK_FRAME_BYTES, "%zx\r\n", len);
+        memcpy(s->out + n, data, len);
+        memcpy(s->out + (size_t)n + len, "\r\n", 2);
+        s->out_len = (size_t)n + len + 2;
+        s->state = SLOT_READY;
+        conn_out_charge(c, s->out_len);
+        http_conn_kick(c);
+        if (c->srv->budget && st_outbudget_over(c->srv->budget))
+            st_outbudget_enforce(c->srv->budget);
+        return 0;
     }
     if (http_buf_reserve(&s->out, &s->out_cap, len) != 0) {
         ST_TRACE_WARN("http", "out of memory for a %zu-byte piece of a response: closing", len);
@@ -414,6 +440,30 @@ void http_response_stream_abort(struct http_request *req)
     stream_consumed(s);
     s->state = SLOT_READY; /* an empty piece, dropped by the close */
     http_conn_close(c);
+}
+
+int http_response_stream_end(struct http_request *req)
+{
+    struct http_slot *s = slot_of(req);
+    struct http_conn *c = s->conn;
+    ST_ASSERT(s->streaming && s->chunked && s->state == SLOT_STREAM);
+    if (c->closing) {
+        stream_discard(s);
+        return ST_ECONNECTION;
+    }
+    if (http_buf_reserve(&s->out, &s->out_cap, 8) != 0) {
+        stream_consumed(s);
+        s->state = SLOT_READY;
+        http_conn_close(c);
+        return ST_ENOMEM;
+    }
+    memcpy(s->out, "0\r\n\r\n", 5);
+    s->out_len = 5;
+    s->state = SLOT_READY;
+    stream_consumed(s); /* released as an ordinary response once written */
+    conn_out_charge(c, s->out_len);
+    http_conn_kick(c);
+    return 1;
 }
 
 int http_response_error(struct http_request *req, int status, int code, const char *message)

@@ -233,10 +233,28 @@ void kv_entry_release(struct kv_state *st, struct kv_entry *e, int t)
         kv_entry_free(st, e);
 }
 
+void kv_event_emit(const struct kv_state *st, enum kv_event_type type, const struct kv_entry *e)
+{
+    if (!st->ev_index || !st->cfg->event_cb) return;
+    struct kv_event ev = {
+        .type = type,
+        .key = e->data,
+        .key_len = e->key_len,
+        .version = st->ev_index,
+    };
+    if (type == KV_EVENT_PUT) {
+        ev.value = e->data + e->key_len;
+        ev.value_len = e->value_len;
+        ev.expire_at_ms = entry_expire(e);
+    }
+    st->cfg->event_cb(st->cfg->event_ctx, &ev);
+}
+
 /* Unlinks e (found with link in table t) and releases it. */
 void kv_state_remove(struct kv_state *st, struct kv_entry *e, struct kv_entry **link, int t)
 {
     ST_ASSERT(*link == e);
+    kv_event_emit(st, entry_expired(e, st->ev_clock_ms) ? KV_EVENT_EXPIRE : st->ev_reason, e);
     *link = e->next;
     st->t[t].used--;
     st->used_bytes -= kv_used_bytes_of(e->key_len, e->value_len);

@@ -50,6 +50,37 @@
 
 struct kv;
 
+/* ---- change events (a side output: never part of the replicated state) ----
+ * Every change kv_apply makes to a key is reported, in apply order, to the
+ * configuration's event_cb, on the kv's thread, during kv_apply: a put (key,
+ * new value, version = the entry's index, expiry), a delete, an expiry (a
+ * purge, or a dead key removed or overwritten by a later command) and an
+ * eviction. One command may report several events, all with its index as
+ * version, in the order it made the changes. Nothing is reported by a
+ * restore or for commands that change nothing (a failed condition). The
+ * pointers are valid during the call only. The callback must not call into
+ * the kv. Puts are reported by the code that writes an entry (apply_put;
+ * kv_event_emit in kv_int.h), removals by kv_state_remove itself, so every
+ * command that removes keys through it reports them. */
+enum kv_event_type {
+    KV_EVENT_PUT = 1,
+    KV_EVENT_DELETE = 2,
+    KV_EVENT_EXPIRE = 3,
+    KV_EVENT_EVICT = 4,
+};
+
+struct kv_event {
+    enum kv_event_type type;
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *value; /* PUT only (NULL otherwise) */
+    size_t value_len;
+    uint64_t version;      /* the index of the command that made the change */
+    uint64_t expire_at_ms; /* PUT: the new expiry, 0 = none */
+};
+
+typedef void (*kv_event_cb)(void *ctx, const struct kv_event *ev);
+
 struct kv_config {
     uint64_t hash_seed;             /* must be equal on every replica; 0 is a valid seed */
     uint32_t buckets_initial;       /* power of two >= 4; 0 = default (16) */
@@ -59,6 +90,10 @@ struct kv_config {
      * ST_ENOMEM paths. */
     int (*alloc_fail_cb)(void *ctx);
     void *alloc_fail_ctx;
+    /* Change events (above); NULL = none. Not part of the state: replicas
+     * with and without it stay identical. */
+    kv_event_cb event_cb;
+    void *event_ctx;
 };
 
 enum kv_status {

@@ -57,6 +57,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
             n = kv_malloc(st->cfg, need);
             if (!n) return ST_ENOMEM;
         }
+        if (!live) kv_event_emit(st, KV_EVENT_EXPIRE, e); /* the dead key goes first */
         /* While e's trailer is still where its lengths say. */
         if (old_expire != 0 && expire == 0) {
             kv_heap_remove(st, e);
@@ -103,6 +104,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
         kv_state_link(st, e);
         if (expire != 0) kv_heap_push(st, e);
     }
+    kv_event_emit(st, KV_EVENT_PUT, e);
     r->status = KV_STATUS_OK;
     r->version = index;
     r->created = !live;
@@ -243,6 +245,11 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
      * go backwards, even for a command stamped below an earlier one. */
     c.timestamp_ms = clock;
     kv_state_rehash_step(&kv->st, kv->cfg.rehash_buckets_per_op);
+    kv->st.ev_index = index; /* change events (kv.h) carry the command's index */
+    kv->st.ev_clock_ms = clock;
+    kv->st.ev_reason = c.type == KV_CMD_PURGE_EXPIRED ? KV_EVENT_EXPIRE
+                       : c.type == KV_CMD_EVICT       ? KV_EVENT_EVICT
+                                                      : KV_EVENT_DELETE;
     int rc = 0;
     switch (c.type) {
     case KV_CMD_PUT:
@@ -261,6 +268,7 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
         result->status = KV_STATUS_REFUSED;
         break;
     }
+    kv->st.ev_index = 0;
     if (rc != 0) {
         free(fresh);
         return rc;

@@ -118,6 +118,13 @@ struct kv_state {
      * kv_state_link (after kv_index_reserve), removed by kv_state_remove,
      * swapped by apply_put when an entry is reallocated. */
     struct kv_index idx;
+    /* Change events (kv.h): set by kv_apply for the command it applies
+     * (ev_index 0 outside kv_apply: no events, e.g. while restoring). A
+     * removal reports ev_reason (KV_EVENT_DELETE, EXPIRE or EVICT), or
+     * KV_EVENT_EXPIRE for an entry already expired at ev_clock_ms. */
+    uint64_t ev_index;
+    uint64_t ev_clock_ms;
+    enum kv_event_type ev_reason;
 };
 
 struct snap_writer {
@@ -281,6 +288,10 @@ uint64_t kv_siphash13(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len);
 uint32_t kv_hash(const struct kv *kv, const void *key, size_t len);
 /* Smallest power of two >= v (v >= 1). */
 uint64_t kv_next_pow2(uint64_t v);
+
+/* kv.c: change events. Reports `type` for e (its value with a PUT) to
+ * st->cfg->event_cb, if any, when a command is being applied (ev_index). */
+void kv_event_emit(const struct kv_state *st, enum kv_event_type type, const struct kv_entry *e);
 
 /* kv.c: the table */
 /* Keys in the table (both tables while rehashing). */

@@ -29,6 +29,9 @@ void node_config_default(struct node_config *cfg)
     cfg->snapshot_interval_s = 0;
     cfg->snapshot_log_bytes = UINT64_C(64) << 20;
     cfg->max_key_bytes = 1024;
+    cfg->watch_history_bytes = 16u << 20;
+    cfg->watch_history_entries = 100000;
+    cfg->watch_max = 1024;
     cfg->max_value_bytes = 1u << 20;
     cfg->request_timeout_ms = 5000;
     cfg->purge_interval_ms = 100;
@@ -364,6 +367,9 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"client-output-bytes-max", 1u << 20, UINT64_MAX, 64, &cfg->client_output_bytes_max},
         {"conn-output-bytes-max", 4096, UINT64_MAX, 64, &cfg->conn_output_bytes_max},
         {"max-conns-per-ip", 0, 1000000, 32, &cfg->conns_per_ip_max},
+        {"watch-history-bytes", 4096, UINT64_C(1) << 40, 64, &cfg->watch_history_bytes},
+        {"watch-history-entries", 16, UINT64_C(1) << 32, 64, &cfg->watch_history_entries},
+        {"watch-max", 0, 1000000, 32, &cfg->watch_max},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(nums); i++) {
         if (strcmp(name, nums[i].name) != 0) continue;

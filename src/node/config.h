@@ -94,6 +94,11 @@ struct node_config {
     uint64_t max_memory; /* bytes of kv_used_bytes the leader admits; 0 = no limit */
     enum node_eviction_policy eviction_policy;
     uint32_t max_key_bytes;
+    /* Watches (docs/HTTP-API.md "Watches"): the history's bounds and the
+     * open watches at most. */
+    uint64_t watch_history_bytes;
+    uint64_t watch_history_entries;
+    uint32_t watch_max;
     uint32_t max_value_bytes;
     uint32_t request_timeout_ms;
     uint32_t purge_interval_ms; /* leader proposes PURGE_EXPIRED this often */

@@ -118,6 +118,16 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
           "limits.",
           info.used_memory);
     gauge(&o, "stcache_memory_max_bytes", "--max-memory (0: no limit).", info.max_memory);
+    struct node_watch_stats wst;
+    node_watch_stats_get(n, &wst);
+    gauge(&o, "stcache_watches", "Watches open on this node.", wst.watches);
+    gauge(&o, "stcache_watch_history_events", "Changes held in the watch history.",
+          wst.history_events);
+    gauge(&o, "stcache_watch_history_oldest_version", "Oldest version a watch may start from.",
+          wst.history_first);
+    counter(&o, "stcache_watch_events_sent_total", "Events delivered to watches.", wst.events_sent);
+    counter(&o, "stcache_watch_canceled_slow_total", "Watches canceled for falling behind.",
+            wst.canceled_slow);
     counter(&o, "stcache_evicted_keys_total", "Keys removed by applied EVICT entries.",
             m->evicted_keys);
     counter(&o, "stcache_evictions_proposed_total", "EVICT entries proposed by this node.",

@@ -111,7 +111,9 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **ou
     }
     if (rc == 0) {
         rc = node_client_tls_init(n);
+        if (rc == 0) rc = node_watch_init(n);
         if (rc) {
+            node_client_tls_close(n);
             node_memory_close(n);
             node_waiters_close(n);
         }
@@ -138,6 +140,7 @@ void node_destroy(struct node *n)
     node_waiters_close(n);
     node_memory_close(n);
     node_client_tls_close(n);
+    node_watch_fini(n);
     struct node_persist *p = n->persist_free;
     while (p) {
         struct node_persist *next = p->next;
@@ -223,6 +226,8 @@ int node_open_and_run(struct node *n, const struct raft_conf *initial_conf)
      * (node_open_and_run runs after it); nothing was restored into a kv before. */
     ST_ASSERT(n->cluster_id != 0);
     kc.hash_seed = kv_hash_seed_for_cluster(n->cluster_id);
+    kc.event_cb = node_watch_kv_event; /* the watch history (watch.c) */
+    kc.event_ctx = n;
     n->kv_cfg = kc;
     rc = kv_create(&kc, &n->kv);
     if (rc) goto fail_state;
@@ -515,6 +520,7 @@ void node_stop(struct node *n, node_stopped_cb cb, void *ctx)
         n->join_req = NULL;
     }
     node_waiters_fail_all(n, ST_ECLOSED);
+    node_watch_stop(n);
     node_client_drop_forwards(n);
     if (n->snap_active) node_snap_job_release(n);
     node_snap_waiters_notify(n, ST_ECLOSED, 0);

@@ -413,6 +413,93 @@ void node_member_addrs(const struct raft_member *m, char *raft_addr, char *http_
 int node_backup_check(const char *path, struct node_backup_report *out, uint64_t *bad_offset,
                       char *why, size_t why_cap);
 
+/* ---- watches (watch.c; docs/HTTP-API.md "Watches") ----
+ * A watch reads the node's change events (kv.h) from its watch history
+ * (watch_history.h, bounded by --watch-history-bytes and
+ * --watch-history-entries) in log order, from from_version (inclusive) on,
+ * filtered by key or prefix. The front end pulls items with
+ * node_watch_next; when it returns 0 (nothing now) the node calls notify
+ * once, on the loop, when there is something to pull: new events, a
+ * progress marker due (progress_ms after the last item), or a cancel.
+ * notify may call node_watch_next and node_watch_close (of its own watch).
+ *
+ * Progress: an item {applied N} means every event of a version <= N was
+ * delivered (resuming from N + 1 repeats nothing and misses nothing).
+ *
+ * Cancel: a watch whose next event left the history before it was pulled
+ * (a reader slower than the writes) is canceled with reason "slow"; every
+ * watch is canceled with "compacted" when the node installs a leader's
+ * snapshot (the events before it never passed through this node) and with
+ * "shutting_down" by node_stop. A canceled watch returns its CANCELED item
+ * on every call; version is where to resume (every event of an older
+ * version was delivered). A watch lives, and its memory stays, until
+ * node_watch_close, also after node_stop (before node_destroy). */
+struct node_watch;
+
+struct node_watch_args {
+    const uint8_t *key; /* the prefix (or the key when exact) (copied) */
+    size_t key_len;
+    int exact;             /* 1: only this key; 0: keys beginning with key (len 0: all) */
+    uint64_t from_version; /* the first version to deliver; 0 = the next one applied */
+    uint32_t progress_ms;  /* a progress item after this long without one; 0 = none */
+};
+
+enum node_watch_kind {
+    NODE_WATCH_EVENT = 1,
+    NODE_WATCH_PROGRESS = 2,
+    NODE_WATCH_CANCELED = 3,
+};
+
+/* The kinds of change (equal to kv.h's enum kv_event_type). */
+enum node_event_type {
+    NODE_EVENT_PUT = 1,
+    NODE_EVENT_DELETE = 2,
+    NODE_EVENT_EXPIRE = 3,
+    NODE_EVENT_EVICT = 4,
+};
+/* "put", "delete", "expire", "evict". */
+const char *node_event_type_name(enum node_event_type t);
+
+struct node_watch_event {
+    enum node_event_type type;
+    const uint8_t *key; /* pointers valid until the next apply: use them at once */
+    size_t key_len;
+    const uint8_t *value; /* PUT only */
+    size_t value_len;
+    uint64_t version;
+    uint64_t expire_at_ms; /* PUT: 0 = none */
+};
+
+struct node_watch_item {
+    enum node_watch_kind kind;
+    struct node_watch_event ev; /* EVENT */
+    uint64_t applied;           /* PROGRESS: every event up to this version was delivered */
+    const char *reason;         /* CANCELED: "slow", "compacted", "shutting_down" */
+    uint64_t version;           /* CANCELED: resume from here */
+};
+
+typedef void (*node_watch_notify_cb)(void *ctx);
+
+/* Opens a watch. Returns 0 and *out (the caller closes it), or
+ * ST_ECOMPACTED (from_version is older than the history: *oldest is the
+ * oldest version a watch may start from), ST_EBUSY (--watch-max watches
+ * open), ST_ECLOSED (stopping), ST_ENOMEM. */
+int node_watch_open(struct node *n, const struct node_watch_args *a, node_watch_notify_cb notify,
+                    void *ctx, struct node_watch **out, uint64_t *oldest);
+/* 1 and *it, or 0 (nothing now: notify will run). */
+int node_watch_next(struct node_watch *w, struct node_watch_item *it);
+/* Frees the watch; notify never runs after. */
+void node_watch_close(struct node_watch *w);
+
+struct node_watch_stats {
+    uint64_t watches;        /* open now */
+    uint64_t history_events; /* held */
+    uint64_t history_first;  /* the oldest version a watch may start from */
+    uint64_t events_sent;    /* events pulled by watches */
+    uint64_t canceled_slow;  /* watches canceled for falling behind */
+};
+void node_watch_stats_get(const struct node *n, struct node_watch_stats *out);
+
 /* ------------------------------------------------------------- metrics */
 
 /* Route labels for the request counters (the HTTP layer records). */

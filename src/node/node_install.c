@@ -129,6 +129,7 @@ void node_snapshot_adopt(struct node *n, struct kv *kv, const struct st_snapshot
     if (old) kv_destroy_later(n, old);
     n->applied = info->meta.index;
     n->applied_term = info->meta.term;
+    node_watch_state_replaced(n, info->meta.index);
     n->conf_applied = info->meta.conf;
     n->snapshot_index = info->meta.index;
     n->applied_at_snapshot = info->meta.index;

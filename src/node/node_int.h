@@ -21,6 +21,7 @@
 #include "kv/kv.h"
 #include "node/node.h"
 #include "node/wal_inline.h"
+#include "node/watch_history.h"
 #include "stcache/raft.h"
 #include "stcache/storage.h"
 #include "transport/transport.h"
@@ -480,6 +481,14 @@ struct node {
     void *fatal_ctx;
 
     struct node_memory mem;
+    /* Watches (watch.c): the history of change events and the open watches
+     * (struct node_watch.link); closes during a notify pass are deferred. */
+    struct watch_history whist;
+    struct st_list watches;
+    uint32_t watches_n;
+    bool watch_notifying;
+    uint64_t watch_events_sent;
+    uint64_t watch_canceled_slow;
 
     struct node_metrics m;
 };
@@ -694,5 +703,19 @@ void node_client_retry_admin(struct node *n);
  * / ST_ENOMEM. close frees them. */
 int node_client_tls_init(struct node *n);
 void node_client_tls_close(struct node *n);
+/* watch.c */
+/* The history and list (node_create) and their release (node_destroy). */
+int node_watch_init(struct node *n);
+void node_watch_fini(struct node *n);
+/* kv change events (the kv's event_cb, kv_cfg.event_ctx = n). */
+void node_watch_kv_event(void *ctx, const struct kv_event *ev);
+/* After an apply batch: cancels watches left behind, notifies waiting ones. */
+void node_watch_applied(struct node *n);
+/* Every tick: progress markers due. */
+void node_watch_tick(struct node *n);
+/* A snapshot at index replaced the state: history reset, watches canceled. */
+void node_watch_state_replaced(struct node *n, uint64_t index);
+/* node_stop: every watch canceled ("shutting_down"). */
+void node_watch_stop(struct node *n);
 
 #endif

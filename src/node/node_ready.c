@@ -291,6 +291,7 @@ static void process_one_ready(struct node *n)
     /* 5. Apply what is committed; complete waiting clients. */
     raft_index applied_before = n->applied;
     apply_committed(n, rd.committed, rd.n_committed);
+    if (n->applied > applied_before) node_watch_applied(n);
     /* 6. Read states: serve once applied reaches their index. */
     for (size_t i = 0; i < rd.n_reads; i++)
         node_client_read_state(n, &rd.reads[i]);

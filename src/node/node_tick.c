@@ -111,6 +111,7 @@ void node_tick_cb(uv_timer_t *t)
     if (n->ticks % 64 == 0) node_memory_tick(n);
     uint64_t now = node_now_us();
     node_waiters_expire(n, now);
+    node_watch_tick(n);
     if (!st_list_empty(&n->admin_retry)) node_client_retry_admin(n);
     if (n->role == RAFT_LEADER) {
         promote_learners(n);

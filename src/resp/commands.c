@@ -10,6 +10,7 @@
  * the read index, so reading the other keys locally at that moment is
  * linearizable too, and the keys are read at one point of the history. */
 #include "resp/resp_int.h"
+#include "resp/cmd_scan.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -63,6 +64,17 @@ static void reply_done_error(struct resp_slot *s, const char *msg)
     struct resp_out o = resp_slot_out(s);
     resp_reply_error(&o, msg);
     resp_slot_done(s);
+}
+
+/* For the command files besides this one (resp_int.h). */
+bool resp_arg_is(const struct resp_arg *a, const char *s)
+{
+    return arg_is(a, s);
+}
+
+void resp_reply_done_error(struct resp_slot *s, const char *msg)
+{
+    reply_done_error(s, msg);
 }
 
 static void reply_done_ok(struct resp_slot *s)
@@ -1306,6 +1318,7 @@ static const struct resp_cmd resp_cmds[] = {
     {"getrange", 4, CMD_READONLY, 1, 1, 1, cmd_getrange},
     {"hello", -1, CMD_CONN | CMD_FAST, 0, 0, 0, cmd_hello},
     {"info", -1, CMD_CONN, 0, 0, 0, cmd_info},
+    {"keys", 2, CMD_READONLY, 0, 0, 0, resp_cmd_keys}, /* cmd_scan.c */
     {"mget", -2, CMD_READONLY | CMD_FAST, 1, -1, 1, cmd_mget},
     {"mset", -3, CMD_WRITE, 1, -1, 2, cmd_mset},
     {"pexpiretime", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, cmd_ttl},
@@ -1313,9 +1326,11 @@ static const struct resp_cmd resp_cmds[] = {
     {"psetex", 4, CMD_WRITE, 1, 1, 1, cmd_setex},
     {"pttl", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, cmd_ttl},
     {"quit", -1, CMD_CONN | CMD_FAST, 0, 0, 0, cmd_quit},
+    {"randomkey", 1, CMD_READONLY, 0, 0, 0, resp_cmd_randomkey}, /* cmd_scan.c */
     {"readonly", 1, CMD_CONN | CMD_FAST, 0, 0, 0, cmd_readonly},
     {"readwrite", 1, CMD_CONN | CMD_FAST, 0, 0, 0, cmd_readonly},
     {"reset", 1, CMD_CONN | CMD_FAST, 0, 0, 0, cmd_reset},
+    {"scan", -2, CMD_READONLY, 0, 0, 0, resp_cmd_scan}, /* cmd_scan.c */
     {"select", 2, CMD_CONN | CMD_FAST, 0, 0, 0, cmd_select},
     {"set", -3, CMD_WRITE, 1, 1, 1, cmd_set},
     {"setex", 4, CMD_WRITE, 1, 1, 1, cmd_setex},

@@ -170,6 +170,11 @@ uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, u
 void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                        uint32_t argc);
 
+/* commands.c's helpers for the other command files: 1 if argument a is
+ * s (lower case) case-insensitively; reply the error msg and complete s. */
+bool resp_arg_is(const struct resp_arg *a, const char *s);
+void resp_reply_done_error(struct resp_slot *s, const char *msg);
+
 /* Loop milliseconds. */
 uint64_t resp_now_ms(const struct resp_server *srv);
 

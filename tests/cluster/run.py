@@ -32,13 +32,15 @@ import scenarios_peers  # noqa: E402
 import scenarios_recovery  # noqa: E402
 import scenarios_security  # noqa: E402
 import scenarios_slow_readers  # noqa: E402
+import scenarios_watch  # noqa: E402
 
 SCENARIOS = {}
 for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios_membership,
             scenarios_bad_input, scenarios_memory, scenarios_process, scenarios_resilience,
             scenarios_slow_readers, scenarios_exactly, scenarios_security, scenarios_peers,
             scenarios_ops, scenarios_list, scenarios_recovery, scenarios_fixtures,
-            scenarios_deploy, scenarios_client_tls):
+            scenarios_deploy, scenarios_client_tls,
+            scenarios_watch):
     SCENARIOS.update(mod.SCENARIOS)
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
 
 import harness  # noqa: E402
-from harness import Scenario, check, log, reserve_ports, scaled, step, wait_for  # noqa: E402
+from harness import Scenario, check, count, log, reserve_ports, scaled, step, wait_for  # noqa: E402
 
 SKIP = 77
 
@@ -149,6 +149,9 @@ CASES = [
     ("COMMAND", "INFO", "nosuchcommand"), ("COMMAND", "NOSUCH"),
     ("WAIT", "x", "0"), ("WAIT", "0", "-1"),
     ("TIME", "x"), ("DBSIZE", "x"), ("QUIT", "x", "y"),
+    ("SCAN", "abc"), ("SCAN", "0", "COUNT", "0"), ("SCAN", "0", "COUNT", "x"),
+    ("SCAN", "0", "FOO", "x"), ("SCAN", "0", "MATCH"), ("SCAN",), ("KEYS",), ("KEYS", "a", "b"),
+    ("RANDOMKEY", "x"),
 ]
 
 
@@ -497,8 +500,98 @@ class Tls(Scenario):
             log("refused: %s" % out[:200])
 
 
+KEY_NAMES = (["user:%d" % i for i in range(30)] + ["user:%d:name" % i for i in range(10)]
+             + ["h%sllo" % c for c in "aebx"] + ["a*b", "a\\b", "ab", "x[y]", "-dash", "zz"]
+             + ["num%03d" % i for i in range(50)])
+PATTERNS = ["*", "user:*", "user:?", "user:??", "*[0-9]", "[^u]*", "user:1*", "a\\*b", "a*b",
+            "h[ae]llo", "h[^e]llo", "h[a-c]llo", "h[c-a]llo", "missing*", "*:*:*", "?", "x\\[y]",
+            "x[[]y]", "num0[1-3]?", "*llo", "zz", "-*", "[", "a[", "user:[12]*"]
+
+
+class Scan(Scenario):
+    """KEYS matches redis-server pattern by pattern; SCAN over 10k keys
+    under concurrent writes returns every key present throughout; RANDOMKEY
+    returns a key."""
+
+    def run(self):
+        import redis
+        tmp = harness.tempfile.mkdtemp(prefix="stcache-redis-ref-")
+        ref, ref_port = start_redis_server(tmp)
+        try:
+            c, ports, leader = start_cluster(self, "redis_scan")
+            follower = [n for n in c.nodes.values() if n.id != leader.id][0]
+            ref_client = redis.Redis(port=ref_port)
+            st = redis.Redis(port=ports[follower.id], socket_timeout=scaled(10))
+            with step("KEYS with %d patterns over %d keys: the same keys as redis-server"
+                      % (len(PATTERNS), len(KEY_NAMES))):
+                for k in KEY_NAMES:
+                    ref_client.set(k, "v")
+                    st.set(k, "v")
+                bad = []
+                for p in PATTERNS:
+                    want = sorted(ref_client.keys(p))
+                    got = st.keys(p)
+                    check(got == sorted(got), "KEYS %r not in byte order" % p)
+                    if got != want:
+                        bad.append((p, want, got))
+                for p, w, g in bad:
+                    log("  KEYS %r: redis %r, stcache %r" % (p, w[:8], g[:8]))
+                check(not bad, "%d of %d patterns differ" % (len(bad), len(PATTERNS)))
+                rk = st.randomkey()
+                check(rk is not None and rk.decode() in KEY_NAMES, "RANDOMKEY: %r" % rk)
+            n = count(10000, 2000)
+            with step("SCAN MATCH s:* COUNT 97 over %d keys while other keys churn" % n):
+                pipe = st.pipeline(transaction=False)
+                for i in range(n):
+                    pipe.set("s:%05d" % i, "v")
+                    if i % 500 == 499:
+                        pipe.execute()
+                pipe.execute()
+                stop = threading.Event()
+                errs = []
+
+                def churn():
+                    w = redis.Redis(port=ports[leader.id], socket_timeout=scaled(10))
+                    i = 0
+                    try:
+                        while not stop.is_set():
+                            w.set("s:%05d+%d" % (i % n, i), "x")  # between the fixed keys
+                            if i >= 20:
+                                w.delete("s:%05d+%d" % ((i - 20) % n, i - 20))
+                            i += 1
+                    except Exception as e:  # reported below
+                        errs.append(e)
+                t = threading.Thread(target=churn, daemon=True)
+                t.start()
+                seen, calls, cursor = [], 0, 0
+                while True:
+                    cursor, keys = st.scan(cursor=cursor, match="s:*", count=97)
+                    seen.extend(k.decode() for k in keys)
+                    calls += 1
+                    if cursor == 0:
+                        break
+                stop.set()
+                t.join()
+                check(not errs, "churn failed: %r" % errs[:1])
+                fixed = ["s:%05d" % i for i in range(n)]
+                got = [k for k in seen if "+" not in k]
+                missing = set(fixed) - set(got)
+                check(not missing, "%d keys present throughout not returned (%s)"
+                      % (len(missing), sorted(missing)[:3]))
+                check(len(got) == len(set(got)), "a key returned twice")
+                log("%d calls, %d fixed keys each once, %d churned keys seen"
+                    % (calls, len(got), len(seen) - len(got)))
+                check(outcome(lambda: st.execute_command("SCAN", "12345")) ==
+                      ("error", "invalid cursor"), "an unknown cursor is refused")
+                check(st.scan(0, _type="hash") == (0, []), "TYPE hash: nothing")
+        finally:
+            ref.kill()
+            ref.wait()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover, "hiredis": Hiredis,
-             "slow_reader": SlowReader, "tls": Tls}
+             "slow_reader": SlowReader, "tls": Tls, "scan": Scan}
 
 if __name__ == "__main__":
     skip_unless_tools()

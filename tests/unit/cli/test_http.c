@@ -11,6 +11,7 @@
 #include "cli/client.c"
 #include "cli/endpoints.c"
 #include "cli/transport.c"
+#include "cli/watch.c"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
