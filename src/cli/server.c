@@ -88,6 +88,7 @@ static const char server_usage[] =
     "  --initial-admin-token-file FILE  the first admin's token, USER.SECRET, proposed\n"
     "                          once while the user table is empty (never on the\n"
     "                          command line)\n"
+    "  --join-token-file FILE  an admin's token, sent by --join to a cluster with --auth\n"
     "  --insecure              allow a non-loopback --http, --redis or --raft without\n"
     "                          --auth and peer TLS (refused otherwise)\n"
     "  --log-level L           debug|info|warn|error (default info)\n"

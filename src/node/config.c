@@ -369,6 +369,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"peer-key-file", cfg->peer_key_file},
         {"peer-trusted-ca-file", cfg->peer_trusted_ca_file},
         {"initial-admin-token-file", cfg->initial_admin_token_file},
+        {"join-token-file", cfg->join_token_file},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(paths); i++) {
         if (strcmp(name, paths[i].name) != 0) continue;

@@ -128,6 +128,9 @@ struct node_config {
     /* A file holding the first admin's token "USER.SECRET", proposed by a
      * leader while the user table is empty ("" = none). */
     char initial_admin_token_file[NODE_PATH_MAX];
+    /* A file holding an admin's token that --join sends with its request
+     * to a cluster running --auth ("" = none). */
+    char join_token_file[NODE_PATH_MAX];
     /* Allow listening on non-loopback addresses without auth and TLS
      * (`stcache server` refuses otherwise). */
     bool insecure;

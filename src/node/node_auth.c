@@ -53,6 +53,9 @@ struct node_auth {
     bool init_admin;
     bool init_admin_inflight;
     struct kv_auth_user init_user;
+    /* --join-token-file: "Authorization: Bearer TOKEN\r\n" for the join
+     * request ("" without). */
+    char join_header[NODE_AUTH_TOKEN_BYTES_MAX + 32];
 };
 
 /* ---------------------------------------------------------------- crypto */
@@ -124,41 +127,63 @@ static int credential_new(struct kv_auth_user *u, char *token_out, size_t cap)
 
 /* ------------------------------------------------------------- lifecycle */
 
+/* Reads the token file of --flag at path into buf (cap bytes): 0 and
+ * *len, or ST_EINVAL with a one-line reason. */
+static int token_file_read(const char *flag, const char *path, char *buf, size_t cap, size_t *len,
+                           char *why, size_t why_cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(why, why_cap, "--%s %s: %s", flag, path, strerror(errno));
+        return ST_EINVAL;
+    }
+    size_t l = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    while (l > 0 && (buf[l - 1] == '\n' || buf[l - 1] == '\r' || buf[l - 1] == ' '))
+        l--;
+    buf[l] = '\0';
+    size_t name_len = 0, secret_len = 0;
+    const char *secret = NULL;
+    if (!token_split(buf, l, &name_len, &secret, &secret_len)) {
+        OPENSSL_cleanse(buf, cap);
+        snprintf(why, why_cap,
+                 "--%s %s: want one line USER.SECRET (USER: [A-Za-z0-9_-], SECRET: at least %d "
+                 "base64url characters)",
+                 flag, path, NODE_AUTH_SECRET_CHARS_MIN);
+        return ST_EINVAL;
+    }
+    *len = l;
+    return 0;
+}
+
 int node_auth_init(struct node *n, char *why, size_t why_cap)
 {
-    if (!n->cfg.auth && !n->cfg.initial_admin_token_file[0]) return 0;
+    if (!n->cfg.auth && !n->cfg.initial_admin_token_file[0] && !n->cfg.join_token_file[0]) return 0;
     struct node_auth *a = calloc(1, sizeof *a);
     if (!a) return ST_ENOMEM;
     n->auth = a;
-    if (!n->cfg.initial_admin_token_file[0]) return 0;
-    const char *path = n->cfg.initial_admin_token_file;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(why, why_cap, "--initial-admin-token-file %s: %s", path, strerror(errno));
-        return ST_EINVAL;
-    }
     char buf[NODE_AUTH_TOKEN_BYTES_MAX + 2];
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
-        len--;
-    buf[len] = '\0';
+    size_t len = 0;
+    if (n->cfg.join_token_file[0]) {
+        int rc = token_file_read("join-token-file", n->cfg.join_token_file, buf, sizeof buf, &len,
+                                 why, why_cap);
+        if (rc) return rc;
+        snprintf(a->join_header, sizeof a->join_header, "Authorization: Bearer %s\r\n", buf);
+        OPENSSL_cleanse(buf, sizeof buf);
+    }
+    if (!n->cfg.initial_admin_token_file[0]) return 0;
+    int rc = token_file_read("initial-admin-token-file", n->cfg.initial_admin_token_file, buf,
+                             sizeof buf, &len, why, why_cap);
+    if (rc) return rc;
     size_t name_len = 0, secret_len = 0;
     const char *secret = NULL;
-    if (!token_split(buf, len, &name_len, &secret, &secret_len)) {
-        OPENSSL_cleanse(buf, sizeof buf);
-        snprintf(why, why_cap,
-                 "--initial-admin-token-file %s: want one line USER.SECRET (USER: [A-Za-z0-9_-], "
-                 "SECRET: at least %d base64url characters)",
-                 path, NODE_AUTH_SECRET_CHARS_MIN);
-        return ST_EINVAL;
-    }
+    (void)token_split(buf, len, &name_len, &secret, &secret_len);
     struct kv_auth_user *u = &a->init_user;
     u->name_len = (uint8_t)name_len;
     memcpy(u->name, buf, name_len);
     u->role = KV_AUTH_ADMIN;
     u->kdf_iterations = NODE_AUTH_KDF_ITERATIONS;
-    int rc = RAND_bytes(u->salt, sizeof u->salt) == 1 ? 0 : ST_EIO;
+    rc = RAND_bytes(u->salt, sizeof u->salt) == 1 ? 0 : ST_EIO;
     if (rc == 0) rc = kdf(secret, secret_len, u->salt, u->kdf_iterations, u->hash);
     OPENSSL_cleanse(buf, sizeof buf);
     if (rc) {
@@ -167,6 +192,11 @@ int node_auth_init(struct node *n, char *why, size_t why_cap)
     }
     a->init_admin = true;
     return 0;
+}
+
+const char *node_auth_join_header(const struct node *n)
+{
+    return n->auth && n->auth->join_header[0] ? n->auth->join_header : NULL;
 }
 
 void node_auth_free(struct node *n)

@@ -677,6 +677,8 @@ int node_auth_init(struct node *n, char *why, size_t why_cap);
 void node_auth_free(struct node *n);
 void node_auth_invalidate(struct node *n);
 void node_auth_tick(struct node *n);
+/* The Authorization header line of --join-token-file, or NULL. */
+const char *node_auth_join_header(const struct node *n);
 /* Sends the writes queued on a follower to the leader, batched (once per
  * pass of readies), or proposes them here if this node leads now. */
 void node_client_flush_forwards(struct node *n);

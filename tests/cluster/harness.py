@@ -270,6 +270,8 @@ class Node:
         args += list(mode_args) + list(self.cluster.common_args) + list(self.extra_args) + list(extra)
         if self.cluster.tls:
             args += self.cluster.peer_tls_args(self.id)
+        if not (self.http.startswith("127.") and self.raft.startswith("127.")):
+            args.append("--insecure")  # secure by default refuses other addresses
         self.last_args = args
         logf = open(self.log_path, "wb")
         logf.write(("# " + " ".join(args) + "\n").encode())
@@ -352,6 +354,9 @@ class Node:
     # -- HTTP
 
     def request(self, method, path, body=None, headers=None, timeout=None):
+        token = self.cluster.token
+        if token and not any(k.lower() == "authorization" for k in (headers or {})):
+            headers = dict(headers or {}, Authorization="Bearer " + token)
         return http_request(self.http, method, path, body, headers, timeout)
 
     def info(self, timeout=None):
@@ -467,6 +472,7 @@ class Cluster:
         if self.tls:
             gen_certs(self.certs, "ca")
         self.common_args = list(common_args) or ["--log-level", "info"]
+        self.token = None  # sent as Authorization: Bearer by Node.request (--auth clusters)
         self.nodes = {}
         self.retired = []  # nodes removed from self.nodes (logs still dumped)
         self.procs = []

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 import scenarios_bad_input  # noqa: E402
+import scenarios_auth  # noqa: E402
 import scenarios_basic  # noqa: E402
 import scenarios_durability  # noqa: E402
 import scenarios_exactly  # noqa: E402
@@ -33,7 +34,7 @@ SCENARIOS = {}
 for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios_membership,
             scenarios_bad_input, scenarios_memory, scenarios_process, scenarios_resilience,
             scenarios_slow_readers, scenarios_exactly, scenarios_security, scenarios_peers,
-            scenarios_ops, scenarios_list):
+            scenarios_ops, scenarios_list, scenarios_auth):
     SCENARIOS.update(mod.SCENARIOS)
 
 if __name__ == "__main__":
