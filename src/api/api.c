@@ -1576,7 +1576,8 @@ static void handler(struct http_request *req, void *ctx)
     if (!request_admitted(a, req)) return;
     /* Probes stay open: they tell nothing but whether the node serves. */
     bool open = path_is(req, "/health") || path_is(req, "/readyz") || path_is(req, "/livez");
-    if (!open && (api_request_principal(a, req, &a->who) != 0 || !a->who.authenticated)) {
+    int arc = api_request_principal(a, req, &a->who);
+    if (!open && (arc != 0 || !a->who.authenticated)) {
         refuse_unauthenticated(a, req);
         return;
     }

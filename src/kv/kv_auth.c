@@ -18,8 +18,8 @@ const char *kv_auth_role_name(uint8_t role)
 
 uint8_t kv_auth_role_parse(const char *s, size_t len)
 {
-    for (uint8_t r = KV_AUTH_ADMIN; r <= KV_AUTH_READONLY; r++)
-        if (strlen(role_names[r]) == len && memcmp(role_names[r], s, len) == 0) return r;
+    for (unsigned r = KV_AUTH_ADMIN; r <= KV_AUTH_READONLY; r++)
+        if (strlen(role_names[r]) == len && memcmp(role_names[r], s, len) == 0) return (uint8_t)r;
     return 0;
 }
 

@@ -366,6 +366,7 @@ static void cmd_reset(struct resp_conn *c, struct resp_slot *s, const struct res
     c->proto = 2;
     c->readonly = false;
     c->name[0] = '\0';
+    resp_auth_conn_init(c); /* as Redis: RESET logs the connection out */
     struct resp_out o = resp_slot_out(s);
     resp_reply_simple(&o, "RESET");
     resp_slot_done(s);
