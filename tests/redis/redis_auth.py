@@ -12,24 +12,16 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
 
-from harness import Scenario, check, reserve_ports, scaled, step  # noqa: E402
+from harness import Scenario, check, scaled, step  # noqa: E402
 from scenarios_auth import add_user, auth_cluster, wait_admin  # noqa: E402
 
 
 class RedisAuth(Scenario):
     def run(self):
         import redis
+        import run_redis  # its cluster starter (imported here: it imports this file)
         c = auth_cluster(self, "redis-auth")
-        ports = {}
-        for i in (1, 2, 3):
-            n = c.new_node(i)
-            (p,) = reserve_ports(1)
-            n.extra_args = ["--redis", "127.0.0.1:%d" % p]
-            ports[i] = p
-        spec = c.peers_spec()
-        for n in c.nodes.values():
-            n.start(["--peers", spec])
-        leader = c.wait_leader()
+        ports, leader = run_redis.start_redis_cluster(c)
         wait_admin(c, leader)
         follower = [n for n in c.nodes.values() if n.id != leader.id][0]
         tok = add_user(leader, "app", "readwrite", ["app:"])

@@ -53,30 +53,6 @@ static int user_del(struct kv *kv, uint64_t index, const char *name, struct kv_r
     return kvt_apply_cmd(kv, index, &c, r);
 }
 
-static int snap(const struct kv *kv, struct kvt_sink *s)
-{
-    memset(s, 0, sizeof(*s));
-    return kv_snapshot_write(kv, kv_applied_index(kv), "m", 1, kvt_sink_cb, s);
-}
-
-static int restore(struct kv *kv, const uint8_t *data, size_t len, size_t chunk)
-{
-    struct kv_restore *rs = NULL;
-    int rc = kv_restore_begin(kv, &rs);
-    if (rc) return rc;
-    for (size_t off = 0; off < len; off += chunk) {
-        rc = kv_restore_feed(rs, data + off, ST_MIN(chunk, len - off));
-        if (rc) {
-            kv_restore_abort(rs);
-            return rc;
-        }
-    }
-    struct kv_snapshot_info info;
-    rc = kv_restore_finish(rs, &info);
-    if (rc == 0) free(info.meta);
-    return rc;
-}
-
 static uint32_t snap_version(const struct kvt_sink *s)
 {
     return (uint32_t)s->data[8] | (uint32_t)s->data[9] << 8;
@@ -155,7 +131,7 @@ TEST(snapshot_carries_the_table_in_a_version_3_section_and_restores_it)
     struct kv_result r;
     struct kvt_sink s;
     ASSERT_EQ(kvt_put(a, 1, 100, "k", "v", 0, KV_COND_NONE, 0, &r), 0);
-    ASSERT_EQ(snap(a, &s), 0);
+    ASSERT_EQ(kvt_snap(a, &s), 0);
     ASSERT_EQ(snap_version(&s), 2); /* no users: older releases can read it */
     free(s.data);
     const char *names[] = {"zed", "alice", "mid-1", "b_2"};
@@ -167,9 +143,9 @@ TEST(snapshot_carries_the_table_in_a_version_3_section_and_restores_it)
         ASSERT_EQ(user_put(a, 2 + (uint64_t)i, &u, KV_COND_NONE, 0, &r), 0);
     }
     ASSERT_EQ(kvt_put(a, 6, 200, "k2", "v2", 0, KV_COND_NONE, 0, &r), 0);
-    ASSERT_EQ(snap(a, &s), 0);
+    ASSERT_EQ(kvt_snap(a, &s), 0);
     ASSERT_EQ(snap_version(&s), 3);
-    ASSERT_EQ(restore(b, s.data, s.len, 5), 0);
+    ASSERT_EQ(kvt_restore(b, s.data, s.len, 5), 0);
     ASSERT_EQ(kv_check_invariants(b), 0);
     ASSERT_EQ(kv_digest(b), kv_digest(a));
     ASSERT_EQ(kv_auth_count(b), 4);
@@ -181,7 +157,7 @@ TEST(snapshot_carries_the_table_in_a_version_3_section_and_restores_it)
     ASSERT_TRUE(kv_auth_key_allowed(m, false, (const uint8_t *)"app/1", 5));
     /* The digest covers the table: a replica without one user differs. */
     struct kv *c = new_kv();
-    ASSERT_EQ(restore(c, s.data, s.len, s.len), 0);
+    ASSERT_EQ(kvt_restore(c, s.data, s.len, s.len), 0);
     ASSERT_EQ(user_del(c, 7, "zed", &r), 0);
     ASSERT_EQ(user_del(a, 7, "alice", &r), 0);
     ASSERT_NE(kv_digest(c), kv_digest(a));
@@ -190,13 +166,13 @@ TEST(snapshot_carries_the_table_in_a_version_3_section_and_restores_it)
     size_t from = s.len > 400 ? s.len - 400 : 0;
     for (size_t bit = from * 8; bit < s.len * 8; bit++) {
         s.data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        ASSERT_NE(restore(b, s.data, s.len, s.len), 0);
+        ASSERT_NE(kvt_restore(b, s.data, s.len, s.len), 0);
         s.data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
     ASSERT_EQ(kv_digest(b), db);
     /* A restore replaces the table (and bumps the generation). */
     uint64_t gen = kv_auth_generation(c);
-    ASSERT_EQ(restore(c, s.data, s.len, 64), 0);
+    ASSERT_EQ(kvt_restore(c, s.data, s.len, 64), 0);
     ASSERT_NE(kv_auth_generation(c), gen);
     ASSERT_TRUE(kv_auth_find(c, "zed", 3) != NULL);
     free(s.data);
@@ -222,7 +198,7 @@ TEST(a_snapshot_under_writes_carries_the_table_as_of_begin)
     while (kv_snapshot_next(cur, 16) == 1) {
     }
     kv_snapshot_end(cur);
-    ASSERT_EQ(restore(b, s.data, s.len, 7), 0);
+    ASSERT_EQ(kvt_restore(b, s.data, s.len, 7), 0);
     ASSERT_EQ(kv_auth_count(b), 1);
     ASSERT_TRUE(kv_auth_find(b, "early", 5) != NULL);
     free(s.data);
