@@ -1540,7 +1540,9 @@ int api_request_principal(struct api *a, const struct http_request *req, struct 
         return node_auth_token(a->node, h + 7, len - 7, out);
     }
     /* Client certificates (TLS on the client port) plug in here: with no
-     * token, the verified certificate's name is the user. */
+     * token, the verified certificate's name is the user:
+     *   if (req->tls_user) return node_auth_user_principal(a->node,
+     *                          req->tls_user, strlen(req->tls_user), out); */
     return 0;
 }
 

@@ -64,6 +64,12 @@ void node_auth_anonymous(const struct node *n, struct node_principal *out);
  * for any token. */
 int node_auth_token(struct node *n, const char *token, size_t len, struct node_principal *out);
 
+/* The principal of user name[0, len) (a verified client certificate's
+ * name, TLS on the client port): 0 and *out, or ST_EPERM when no such user
+ * exists. With --auth off: 0 and the implicit admin. */
+int node_auth_user_principal(const struct node *n, const char *name, size_t len,
+                             struct node_principal *out);
+
 /* Whether p may read (write false) or write the key (false for an
  * unauthenticated p; reads the current table: a user removed since p was
  * resolved is refused). */

@@ -282,6 +282,19 @@ int node_auth_token(struct node *n, const char *token, size_t len, struct node_p
     return 0;
 }
 
+int node_auth_user_principal(const struct node *n, const char *name, size_t len,
+                             struct node_principal *out)
+{
+    node_auth_anonymous(n, out);
+    if (!n->cfg.auth) return 0;
+    const struct kv_auth_user *u = n->kv ? kv_auth_find(n->kv, name, len) : NULL;
+    if (!u) return ST_EPERM;
+    out->authenticated = true;
+    out->role = u->role;
+    memcpy(out->name, u->name, sizeof out->name);
+    return 0;
+}
+
 /* The table's record of p, or NULL (unauthenticated, or removed since). */
 static const struct kv_auth_user *principal_user(const struct node *n,
                                                  const struct node_principal *p)
