@@ -119,6 +119,11 @@ bench-tls: build
 bench-redis: build
 	python3 bench/redis/bench.py --stcache $(BUILD)/stcache --floor $(BUILD)/bench/cluster/floor
 
+# The cost of --auth: write c128 leader with auth on and off, alternating
+# (docs/BENCHMARKS.md, "Authentication").
+bench-auth: build
+	python3 bench/cluster/auth_cost.py $(BUILD)/stcache
+
 # Issue 14's figures (printed, never asserted): loop stalls around a 1 GiB
 # snapshot, restart time against WAL size, throughput with eviction.
 bench-reliability: build

@@ -12,6 +12,7 @@
 --   BENCH_ADDRS         "host:port,host:port,..": thread i talks to entry
 --                       i mod n (spreads the load over nodes)
 --   BENCH_SEED          base seed of the per-thread random generators
+--   BENCH_TOKEN         stcache with --auth: sent as Authorization: Bearer
 --
 -- done() prints one line "BENCHJSON {...}" with the request count, duration,
 -- socket errors, HTTP status counts, the first error body seen per status
@@ -66,6 +67,7 @@ end
 local system, op, consistency
 local keys, write_pct, value_raw, value_b64
 local json_headers = { ["Content-Type"] = "application/json" }
+local auth_headers = nil -- BENCH_TOKEN: { Authorization = "Bearer ..." }
 
 statuses = {}
 errsample = {}
@@ -81,7 +83,7 @@ local function write_request(n)
       return wrk.format("POST", "/v3/kv/put", json_headers,
                         '{"key":"' .. base64(k) .. '","value":"' .. value_b64 .. '"}')
    end
-   return wrk.format("PUT", "/kv/" .. k, nil, value_raw)
+   return wrk.format("PUT", "/kv/" .. k, auth_headers, value_raw)
 end
 
 local function read_request(n)
@@ -95,7 +97,7 @@ local function read_request(n)
       end
       return wrk.format("POST", "/v3/kv/range", json_headers, body)
    end
-   return wrk.format("GET", "/kv/" .. k .. "?consistency=" .. consistency, nil, nil)
+   return wrk.format("GET", "/kv/" .. k .. "?consistency=" .. consistency, auth_headers, nil)
 end
 
 -- Requests are built once per key at init (wrk.format, and for etcd the
@@ -122,6 +124,8 @@ function init(args)
    value_raw = string.rep("v", vbytes)
    value_b64 = base64(value_raw)
    math.randomseed(tonumber(env("BENCH_SEED", "1")) * 1000 + (tid or 0))
+   local token = env("BENCH_TOKEN", "")
+   if token ~= "" then auth_headers = { ["Authorization"] = "Bearer " .. token } end
    if op ~= "read" then write_reqs = build_all(write_request) end
    if op ~= "write" then read_reqs = build_all(read_request) end
 end

@@ -1,7 +1,9 @@
 /* The stcache HTTP API routes (see api.h and docs/HTTP-API.md). */
 #include "api/api.h"
+#include "api/api_auth.h"
 #include "api/guard.h"
 #include "api/watch.h"
+#include "node/auth.h"
 
 #include "http/server.h"
 #include "node/config.h"
@@ -63,6 +65,9 @@ struct api {
      * a loopback listener, else "*". */
     char allowed_hosts[NODE_ALLOWED_HOSTS_MAX];
     bool hosts_explicit; /* allowed_hosts came from --allowed-hosts */
+    /* Who sent the request being dispatched (api_request_principal): valid
+     * during the handler call only; routes check it before they start. */
+    struct node_principal who;
     void (*closed_cb)(struct api *a, void *ctx);
     void *closed_ctx;
 };
@@ -284,6 +289,18 @@ static int set_key(struct api_req *ar, const char *raw, size_t raw_len, bool plu
 
 /* --------------------------------------------------------- kv callbacks */
 
+/* Answers 403 when the request's principal may not read (write false) or
+ * write the decoded key ar->key; returns whether it did. Synchronous: the
+ * principal (a->who) is the dispatched request's. */
+static bool key_denied(struct api_req *ar, bool write)
+{
+    struct api *a = ar->api;
+    if (node_auth_key_allowed(a->node, &a->who, write, ar->key, ar->key_len)) return false;
+    respond_error(ar, 403, "forbidden",
+                  write ? "this user may not write this key" : "this user may not read this key");
+    return true;
+}
+
 /* "url": the member's advertised HTTP address as a URL, https:// when this
  * node serves client TLS (a cluster's nodes share the setting). */
 static void write_json_url(struct st_json *w, const char *key, const char *addr, bool tls)
@@ -451,6 +468,7 @@ static void route_kv(struct api *a, struct http_request *req, const char *raw_ke
             respond_error(ar, 400, "bad_key", "missing or malformed key");
         return;
     }
+    if (key_denied(ar, req->verb == HTTP_VERB_PUT || req->verb == HTTP_VERB_DELETE)) return;
     const struct node_config *cfg = node_config_get(a->node);
     enum node_cond cond = NODE_COND_NONE;
     uint64_t cond_version = 0;
@@ -808,6 +826,13 @@ static void route_kv_list(struct api *a, struct http_request *req)
         respond_error(ar, 400, p.err_code, p.err_text);
         return;
     }
+    /* A listing must stay inside what the user may read (docs/SECURITY.md). */
+    const struct node_list_args *la = &p.args;
+    if (!node_auth_range_allowed(a->node, &a->who, la->prefix, la->prefix_len, la->start,
+                                 la->start_len, la->end, la->end_len)) {
+        respond_error(ar, 403, "forbidden", "the range is not inside a prefix this user may read");
+        return;
+    }
     int rc = node_read_barrier(a->node, p.cons, list_ready_cb, ar);
     if (rc) respond_code(ar, rc);
 }
@@ -828,6 +853,7 @@ static void route_seed_set(struct api *a, struct http_request *req)
         respond_error(ar, 400, "bad_key", "missing or malformed key");
         return;
     }
+    if (key_denied(ar, true)) return;
     if (!http_query_get(req->query, req->query_len, "value", &v, &vl)) vl = 0;
     uint8_t *value = malloc(vl ? vl : 1);
     size_t value_len = 0;
@@ -862,6 +888,7 @@ static void route_seed_get(struct api *a, struct http_request *req)
         respond_error(ar, 400, "bad_key", "missing or malformed key");
         return;
     }
+    if (key_denied(ar, false)) return;
     ar->kind = API_SEED_GET;
     int rc = node_get(a->node, ar->key, ar->key_len, NODE_READ_LINEARIZABLE, read_done_cb, ar);
     if (rc) respond_code(ar, rc);
@@ -904,7 +931,11 @@ static void write_cluster_json(struct api *a, struct st_json *w, const struct no
     char cid[24];
     snprintf(cid, sizeof cid, "%016" PRIx64, info->cluster_id);
     st_json_key(w, "cluster_id");
-    st_json_cstr(w, cid);
+    /* Only admins see the cluster id (!full: an admin route's answer). */
+    if (!full || node_auth_is_admin(a->node, &a->who))
+        st_json_cstr(w, cid);
+    else
+        st_json_null(w);
     write_version_json(w);
     if (full) {
         st_json_key(w, "id");
@@ -1090,12 +1121,19 @@ static void proxy_to_leader(struct api_req *ar, const char *method, const char *
     char target[512];
     snprintf(target, sizeof target, "%s%sproxied=1", path_query,
              strchr(path_query, '?') ? "&" : "?");
+    /* The client's credential goes along: the leader checks it again and
+     * trusts nothing else of ours ("proxied=1" only stops loops). */
+    char auth[NODE_AUTH_TOKEN_BYTES_MAX + 32] = "";
+    size_t al = 0;
+    const char *ah = http_request_header(req, "Authorization", &al);
+    if (ah && al < NODE_AUTH_TOKEN_BYTES_MAX + 8 && !memchr(ah, '\r', al) && !memchr(ah, '\n', al))
+        snprintf(auth, sizeof auth, "Authorization: %.*s\r\n", (int)al, ah);
     /* With client TLS the leader's port speaks HTTPS too; this node's
      * certificate authenticates it there (--client-cert-auth). */
     int rc = http_client_request_tls(node_client_tls_client(a->node), a->loop, leader_http, method,
-                                     target, "application/json", NULL, req->body, req->body_len,
-                                     node_config_get(a->node)->request_timeout_ms, proxy_done_cb,
-                                     ar, &ar->proxy);
+                                     target, "application/json", auth[0] ? auth : NULL, req->body,
+                                     req->body_len, node_config_get(a->node)->request_timeout_ms,
+                                     proxy_done_cb, ar, &ar->proxy);
     if (rc) respond_error(ar, 503, "no_leader", "the leader could not be reached");
 }
 
@@ -1511,12 +1549,69 @@ static bool request_admitted(struct api *a, struct http_request *req)
     return true;
 }
 
+/* Who sent req (node/auth.h): a valid "Authorization: Bearer TOKEN", else
+ * the anonymous principal (the implicit admin with --auth off). Returns 0,
+ * or ST_EPERM for a credential that does not check out. */
+int api_request_principal(struct api *a, const struct http_request *req, struct node_principal *out)
+{
+    node_auth_anonymous(a->node, out);
+    size_t len = 0;
+    const char *h = http_request_header(req, "Authorization", &len);
+    if (h) {
+        if (len <= 7 || strncasecmp(h, "Bearer ", 7) != 0) return ST_EPERM;
+        return node_auth_token(a->node, h + 7, len - 7, out);
+    }
+    /* With no token, a verified client certificate's name is the user
+     * (--client-cert-auth; a token wins when both are given). */
+    if (req->tls_user)
+        return node_auth_user_principal(a->node, req->tls_user, strlen(req->tls_user), out);
+    return 0;
+}
+
+/* 401 with WWW-Authenticate (RFC 6750); the same answer for a missing, a
+ * malformed or a wrong credential. */
+static void refuse_unauthenticated(struct api *a, struct http_request *req)
+{
+    struct api_req *ar = req_get(a, req, NODE_ROUTE_OTHER);
+    if (!ar) {
+        http_response_error(req, 401, 401, "authentication required");
+        return;
+    }
+    struct http_header h = {"WWW-Authenticate", "Bearer realm=\"stcache\""};
+    const char *body = "{\"error\":\"authentication required: send Authorization: Bearer "
+                       "TOKEN\",\"code\":\"unauthorized\"}\n";
+    respond(ar, 401, "application/json", &h, 1, body, strlen(body));
+}
+
+/* Admin routes: membership, transfer, snapshots, users. Answers 403 and
+ * returns false for anyone else. */
+static bool admin_only(struct api *a, struct http_request *req)
+{
+    if (node_auth_is_admin(a->node, &a->who)) return true;
+    refuse(a, req, 403, "forbidden", "this needs the admin role");
+    return false;
+}
+
 static void handler(struct http_request *req, void *ctx)
 {
     struct api *a = ctx;
     const char *p = req->path;
     size_t pl = req->path_len;
     if (!request_admitted(a, req)) return;
+    /* Probes stay open: they tell nothing but whether the node serves. */
+    bool open = path_is(req, "/health") || path_is(req, "/readyz") || path_is(req, "/livez");
+    int arc = api_request_principal(a, req, &a->who);
+    if (!open && (arc != 0 || !a->who.authenticated)) {
+        refuse_unauthenticated(a, req);
+        return;
+    }
+    if (pl >= 5 && memcmp(p, "/auth", 5) == 0 && (pl == 5 || p[5] == '/')) {
+        if (!path_is(req, "/auth/whoami") && !admin_only(a, req)) return;
+        api_auth_route(a->node, req, &a->who);
+        return;
+    }
+    /* POST /txn (when it lands): check every key of the transaction with
+     * node_auth_key_allowed before proposing it. */
     if (pl >= 4 && memcmp(p, "/kv/", 4) == 0) {
         route_kv(a, req, p + 4, pl - 4);
         return;
@@ -1537,34 +1632,34 @@ static void handler(struct http_request *req, void *ctx)
         return;
     }
     if (path_is(req, "/cluster/members")) {
-        if (req->verb == HTTP_VERB_POST)
-            route_members_post(a, req);
-        else if (is_get(req))
+        if (req->verb == HTTP_VERB_POST) {
+            if (admin_only(a, req)) route_members_post(a, req);
+        } else if (is_get(req))
             route_cluster(a, req);
         else
             method_not_allowed(a, req, "GET, POST");
         return;
     }
     if (pl > 17 && memcmp(p, "/cluster/members/", 17) == 0) {
-        if (req->verb == HTTP_VERB_DELETE)
-            route_member_delete(a, req, p + 17, pl - 17);
-        else
+        if (req->verb == HTTP_VERB_DELETE) {
+            if (admin_only(a, req)) route_member_delete(a, req, p + 17, pl - 17);
+        } else
             method_not_allowed(a, req, "DELETE");
         return;
     }
     if (path_is(req, "/cluster/transfer")) {
-        if (req->verb == HTTP_VERB_POST)
-            route_transfer(a, req);
-        else
+        if (req->verb == HTTP_VERB_POST) {
+            if (admin_only(a, req)) route_transfer(a, req);
+        } else
             method_not_allowed(a, req, "POST");
         return;
     }
     if (path_is(req, "/snapshot")) {
-        if (req->verb == HTTP_VERB_POST)
-            route_snapshot(a, req);
-        else if (req->verb == HTTP_VERB_GET)
-            route_backup(a, req);
-        else
+        if (req->verb == HTTP_VERB_POST) {
+            if (admin_only(a, req)) route_snapshot(a, req);
+        } else if (req->verb == HTTP_VERB_GET) {
+            if (admin_only(a, req)) route_backup(a, req);
+        } else
             method_not_allowed(a, req, "GET, POST");
         return;
     }
@@ -1596,7 +1691,7 @@ static void handler(struct http_request *req, void *ctx)
             route_seed_set(a, req);
         else if (p[1] == 'g')
             route_seed_get(a, req);
-        else
+        else if (admin_only(a, req))
             route_seed_join(a, req);
         return;
     }

@@ -90,7 +90,7 @@ int cli_backup_inspect(const char *file, bool json)
 }
 
 int cli_backup_save(const struct cli_endpoint *eps, size_t n_eps, int timeout_ms, const char *file,
-                    bool json)
+                    bool json, const char *auth_header)
 {
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", file) >= sizeof tmp) {
@@ -111,9 +111,10 @@ int cli_backup_save(const struct cli_endpoint *eps, size_t n_eps, int timeout_ms
         const struct cli_endpoint *ep = &eps[i];
         head.len = 0;
         bool v6 = strchr(ep->host, ':') != NULL;
-        if (cli_buf_printf(&head,
-                           "GET /snapshot HTTP/1.1\r\nHost: %s%s%s:%u\r\nConnection: close\r\n\r\n",
-                           v6 ? "[" : "", ep->host, v6 ? "]" : "", (unsigned)ep->port) != 0) {
+        if (cli_buf_printf(
+                &head, "GET /snapshot HTTP/1.1\r\nHost: %s%s%s:%u\r\nConnection: close\r\n%s\r\n",
+                v6 ? "[" : "", ep->host, v6 ? "]" : "", (unsigned)ep->port,
+                auth_header ? auth_header : "") != 0) {
             exit_code = CLI_EXIT_FAILED;
             break;
         }

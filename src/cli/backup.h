@@ -15,7 +15,7 @@
  * behind on failure. Returns a cli_exit code: 3 when no endpoint served
  * one, 4 when one answered an error or sent a damaged file. */
 int cli_backup_save(const struct cli_endpoint *eps, size_t n_eps, int timeout_ms, const char *file,
-                    bool json);
+                    bool json, const char *auth_header);
 /* Prints a backup file's meta, key count, sizes and whether its checksums
  * hold, or the offset and reason of the damage (exit 1). No server. */
 int cli_backup_inspect(const char *file, bool json);

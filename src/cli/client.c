@@ -52,8 +52,11 @@ struct cli {
     bool keys_only;       /* list --keys-only */
     const char *from;     /* watch --from VERSION */
     const char *count;    /* watch --count N */
-    const char *args[4];
+    const char *args[8];
     size_t args_n;
+    /* "Authorization: Bearer TOKEN\r\n" from --token, --token-file or
+     * $STCACHE_TOKEN, sent on every request; "" without a token. */
+    char auth[CLI_TOKEN_BYTES_MAX + 32];
     /* the last exchange */
     struct cli_buf head;
     struct cli_buf rbuf;
@@ -88,6 +91,15 @@ static void usage(FILE *f)
         "  snapshot restore FILE --data DIR --id N --peers ID=RAFT/HTTP,...\n"
         "                  [--cluster-id HEX]  build DIR for member N of a new cluster (offline)\n"
         "  status                            show every endpoint's view of the cluster\n"
+        "  user add NAME ROLE [PREFIX...]    a user (admin|readwrite|readonly, optionally\n"
+        "                                    limited to key prefixes); prints its token once\n"
+        "  user remove NAME | user list      remove / list users\n"
+        "  user passwd NAME                  a new token for NAME (the old one stops working)\n"
+        "  role grant USER ROLE [PREFIX]     set USER's role, and add a key prefix\n"
+        "  role revoke USER PREFIX           remove a key prefix from USER\n"
+        "  role list                         the roles\n"
+        "  --token TOKEN | --token-file FILE the credential (env STCACHE_TOKEN), sent as\n"
+        "                                    Authorization: Bearer on every request\n"
         "  server ...                        run a node (see `stcache server --help`)\n"
         "endpoints default to $STCACHE_ENDPOINTS, else " CLI_ENDPOINTS_DEFAULT ".\n"
         "HTTPS: https://H:P endpoints, or any endpoint once one of these is given:\n"
@@ -235,11 +247,12 @@ static int cluster_request_round(struct cli *c, const char *method, const char *
         const struct cli_endpoint *ep = &c->endpoints[i];
         c->head.len = 0;
         bool v6 = strchr(ep->host, ':') != NULL;
-        int rc = cli_buf_printf(&c->head,
-                                "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: stcache-cli\r\n"
-                                "Accept: */*\r\nConnection: close\r\nContent-Length: %zu\r\n%s\r\n",
-                                method, target, v6 ? "[" : "", ep->host, v6 ? "]" : "",
-                                (unsigned)ep->port, body_len, extra_headers ? extra_headers : "");
+        int rc = cli_buf_printf(
+            &c->head,
+            "%s %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: stcache-cli\r\n"
+            "Accept: */*\r\nConnection: close\r\nContent-Length: %zu\r\n%s%s\r\n",
+            method, target, v6 ? "[" : "", ep->host, v6 ? "]" : "", (unsigned)ep->port, body_len,
+            extra_headers ? extra_headers : "", c->auth);
         if (rc != 0) return rc;
         const char *why = "";
         /* --timeout is per endpoint: the first round gives each one all of
@@ -665,6 +678,141 @@ static int cmd_add(struct cli *c)
     return admin_simple(c, "add", "POST", "/cluster/members", body, done);
 }
 
+/* ---- users and roles (docs/CLI.md) ---- */
+
+/* A JSON string of s into a heap buffer appended to *out (open_memstream). */
+static void json_text(FILE *f, const char *s)
+{
+    json_put_string(f, (const uint8_t *)s, strlen(s));
+}
+
+/* Prints the answer of a user change: the token (user add, user passwd)
+ * alone on a line, or the JSON body with --json. */
+static int user_answer(struct cli *c, const char *what, const char *done)
+{
+    const struct http_response *r = &c->resp;
+    if (r->status < 200 || r->status > 299) {
+        report_error(c, what);
+        return r->status == 404 || r->status == 409 ? CLI_EXIT_FAILED : CLI_EXIT_REJECTED;
+    }
+    char token[CLI_TOKEN_BYTES_MAX];
+    if (c->json) {
+        fwrite(r->body, 1, r->body_len, stdout);
+        if (r->body_len == 0 || r->body[r->body_len - 1] != '\n') fputc('\n', stdout);
+    } else if (body_field(r, "token", token, sizeof token) == 0) {
+        printf("%s\n", token);
+    } else if (done) {
+        printf("%s\n", done);
+    } else {
+        fwrite(r->body, 1, r->body_len, stdout);
+    }
+    return CLI_EXIT_OK;
+}
+
+static int user_request(struct cli *c, const char *what, const char *method, const char *target,
+                        char *body, size_t body_len, const char *done)
+{
+    int rc =
+        cluster_request(c, method, target, "Content-Type: application/json\r\n", body, body_len);
+    free(body);
+    if (rc != 0) return exit_for_local_error(rc);
+    return user_answer(c, what, done);
+}
+
+static int cmd_user(struct cli *c)
+{
+    const char *sub = c->args_n ? c->args[0] : "";
+    char *body = NULL, target[256];
+    size_t len = 0;
+    if (strcmp(sub, "list") == 0 && c->args_n == 1)
+        return user_request(c, "user list", "GET", "/auth/users", NULL, 0, NULL);
+    if (c->args_n < 2 || strlen(c->args[1]) > 64)
+        return usage_error("user add NAME ROLE [PREFIX...] | remove NAME | list | passwd NAME");
+    const char *name = c->args[1];
+    /* Names are [A-Za-z0-9_-]: safe in a path as they are (the server checks). */
+    if (strcmp(sub, "add") == 0 && c->args_n >= 3) {
+        FILE *f = open_memstream(&body, &len);
+        if (!f) return exit_for_local_error(ST_ENOMEM);
+        fputs("{\"name\":", f);
+        json_text(f, name);
+        fputs(",\"role\":", f);
+        json_text(f, c->args[2]);
+        fputs(",\"prefixes\":[", f);
+        for (size_t i = 3; i < c->args_n; i++) {
+            if (i > 3) fputc(',', f);
+            json_text(f, c->args[i]);
+        }
+        fputs("]}", f);
+        fclose(f);
+        return user_request(c, "user add", "POST", "/auth/users", body, len, NULL);
+    }
+    snprintf(target, sizeof target, "/auth/users/%s", name);
+    if (strcmp(sub, "remove") == 0 && c->args_n == 2)
+        return user_request(c, "user remove", "DELETE", target, NULL, 0, "removed");
+    if (strcmp(sub, "passwd") == 0 && c->args_n == 2) {
+        snprintf(target, sizeof target, "/auth/users/%s/token", name);
+        return user_request(c, "user passwd", "POST", target, NULL, 0, NULL);
+    }
+    return usage_error("user add NAME ROLE [PREFIX...] | remove NAME | list | passwd NAME");
+}
+
+static int cmd_role(struct cli *c)
+{
+    const char *sub = c->args_n ? c->args[0] : "";
+    if (strcmp(sub, "list") == 0 && c->args_n == 1)
+        return user_request(c, "role list", "GET", "/auth/roles", NULL, 0, NULL);
+    bool grant = strcmp(sub, "grant") == 0 && (c->args_n == 3 || c->args_n == 4);
+    bool revoke = strcmp(sub, "revoke") == 0 && c->args_n == 3;
+    if ((!grant && !revoke) || strlen(c->args[1]) > 64)
+        return usage_error("role grant USER ROLE [PREFIX] | revoke USER PREFIX | list");
+    char *body = NULL, target[256];
+    size_t len = 0;
+    FILE *f = open_memstream(&body, &len);
+    if (!f) return exit_for_local_error(ST_ENOMEM);
+    fputc('{', f);
+    if (grant) {
+        fputs("\"role\":", f);
+        json_text(f, c->args[2]);
+    }
+    if (revoke || c->args_n == 4) {
+        fputs(grant ? ",\"prefix\":" : "\"prefix\":", f);
+        json_text(f, c->args[grant ? 3 : 2]);
+    }
+    fputc('}', f);
+    fclose(f);
+    snprintf(target, sizeof target, "/auth/users/%s/%s", c->args[1], grant ? "grant" : "revoke");
+    return user_request(c, grant ? "role grant" : "role revoke", "POST", target, body, len,
+                        grant ? "granted" : "revoked");
+}
+
+/* The Authorization header of c from --token, --token-file or
+ * $STCACHE_TOKEN (in that order). 0, or a usage error already reported. */
+static int auth_setup(struct cli *c, const char *token, const char *token_file)
+{
+    char buf[CLI_TOKEN_BYTES_MAX + 2];
+    c->auth[0] = '\0';
+    if (!token && token_file) {
+        FILE *f = fopen(token_file, "r");
+        if (!f) {
+            fprintf(stderr, "stcache: --token-file %s: %s\n", token_file, strerror(errno));
+            return CLI_EXIT_USAGE;
+        }
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+            n--;
+        buf[n] = '\0';
+        token = buf;
+    }
+    if (!token) token = getenv("STCACHE_TOKEN");
+    if (!token || !*token) return 0;
+    if (strlen(token) > CLI_TOKEN_BYTES_MAX || strpbrk(token, "\r\n \t"))
+        return usage_error("a token is one word of at most %d characters", CLI_TOKEN_BYTES_MAX);
+    snprintf(c->auth, sizeof c->auth, "Authorization: Bearer %s\r\n", token);
+    memset(buf, 0, sizeof buf);
+    return 0;
+}
+
 static int cmd_transfer(struct cli *c)
 {
     uint64_t id;
@@ -686,7 +834,8 @@ static int cmd_snapshot(struct cli *c, bool compact)
         return admin_simple(c, "compact", "POST", "/snapshot", NULL, "snapshot taken");
     }
     if (c->args_n == 2 && strcmp(c->args[0], "save") == 0)
-        return cli_backup_save(c->endpoints, c->endpoints_n, c->timeout_ms, c->args[1], c->json);
+        return cli_backup_save(c->endpoints, c->endpoints_n, c->timeout_ms, c->args[1], c->json,
+                               c->auth);
     if (c->args_n == 2 && strcmp(c->args[0], "inspect") == 0)
         return cli_backup_inspect(c->args[1], c->json);
     return usage_error("snapshot takes save FILE or inspect FILE (or nothing: compact)");
@@ -953,7 +1102,7 @@ int cli_client_main(int argc, char **argv)
         return cli_backup_restore_main(argc - 1, argv + 1); /* offline, its own flags */
     const char *endpoints = getenv("STCACHE_ENDPOINTS");
     if (!endpoints || !*endpoints) endpoints = CLI_ENDPOINTS_DEFAULT;
-    const char *timeout = NULL;
+    const char *timeout = NULL, *token = NULL, *token_file = NULL;
     const char *cacert = getenv("STCACHE_CACERT"), *cert = getenv("STCACHE_CERT"),
                *key = getenv("STCACHE_KEY");
     bool options_done = false;
@@ -1006,6 +1155,10 @@ int cli_client_main(int argc, char **argv)
                 c.from = v;
             else if ((m = opt_value(argc, argv, &i, "--count", &v)) != 0)
                 c.count = v;
+            else if ((m = opt_value(argc, argv, &i, "--token-file", &v)) != 0)
+                token_file = v;
+            else if ((m = opt_value(argc, argv, &i, "--token", &v)) != 0)
+                token = v;
             else
                 return usage_error("unknown option %s", a);
             if (m < 0) return usage_error("option %s needs a value", a);
@@ -1022,6 +1175,7 @@ int cli_client_main(int argc, char **argv)
         c.timeout_ms = (int)(s * 1000);
         if (c.timeout_ms < 1) c.timeout_ms = 1;
     }
+    if (auth_setup(&c, token, token_file) != 0) return CLI_EXIT_USAGE;
     int rc = cli_endpoints_parse(endpoints, c.endpoints, CLI_ENDPOINTS_MAX, &c.endpoints_n);
     if (rc != 0)
         return usage_error("bad endpoint list \"%s\": %s (want host:port,host:port,...)", endpoints,
@@ -1066,6 +1220,10 @@ int cli_client_main(int argc, char **argv)
         ret = cmd_snapshot(&c, strcmp(cmd, "compact") == 0);
     else if (strcmp(cmd, "status") == 0)
         ret = cmd_status(&c);
+    else if (strcmp(cmd, "user") == 0)
+        ret = cmd_user(&c);
+    else if (strcmp(cmd, "role") == 0)
+        ret = cmd_role(&c);
     else
         ret = usage_error("unknown command \"%s\"", cmd);
     if (fflush(stdout) != 0 && ret == CLI_EXIT_OK) {

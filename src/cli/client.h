@@ -7,7 +7,10 @@
  *   put, del: [--idempotency-key K]
  *   stcache members | add ID RAFT_ADDR HTTP_ADDR | remove ID | transfer ID
  *   stcache compact (old name: snapshot) | snapshot save|inspect FILE | status
+ *   stcache user add NAME ROLE [PREFIX...] | remove NAME | list | passwd NAME
+ *   stcache role grant USER ROLE [PREFIX] | revoke USER PREFIX | list
  *   common: --endpoints h:p,h:p,...  (env STCACHE_ENDPOINTS; default 127.0.0.1:8001)
+ *           --token T | --token-file F  (env STCACHE_TOKEN)
  *           --json  --timeout SECONDS
  *
  * Failover: endpoints are tried in order; the client moves on when a connection
@@ -43,6 +46,7 @@ int cli_client_main(int argc, char **argv);
 /* ---- endpoint lists ---- */
 
 #define CLI_ENDPOINTS_MAX 32
+#define CLI_TOKEN_BYTES_MAX 256 /* --token: == NODE_AUTH_TOKEN_BYTES_MAX */
 #define CLI_HOST_BYTES_MAX 256
 
 struct st_tls_ctx;

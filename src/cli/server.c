@@ -102,6 +102,14 @@ static const char server_usage[] =
     "                          client ports this node calls (forwarding, join)\n"
     "  --client-cert-auth      require a client certificate signed by --trusted-ca-file;\n"
     "                          its Common Name is the user. SIGHUP re-reads these too\n"
+    "  --auth                  require a bearer token on every client request\n"
+    "                          (HTTP and Redis; roles and prefixes: docs/SECURITY.md)\n"
+    "  --initial-admin-token-file FILE  the first admin's token, USER.SECRET, proposed\n"
+    "                          once while the user table is empty (never on the\n"
+    "                          command line)\n"
+    "  --join-token-file FILE  an admin's token, sent by --join to a cluster with --auth\n"
+    "  --insecure              allow a non-loopback --http, --redis or --raft without\n"
+    "                          --auth and peer TLS (refused otherwise)\n"
     "  --log-level L           debug|info|warn|error (default info)\n"
     "  --config FILE           'key = value' lines with the same names\n"
     "  -h, --help              print this text and exit\n"
@@ -150,7 +158,8 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
         name[nl] = '\0';
         bool is_flag = strcmp(name, "bootstrap") == 0 || strcmp(name, "seed-api") == 0 ||
                        strcmp(name, "force-new-cluster") == 0 ||
-                       strcmp(name, "client-cert-auth") == 0;
+                       strcmp(name, "client-cert-auth") == 0 || strcmp(name, "auth") == 0 ||
+                       strcmp(name, "insecure") == 0;
         if (eq) {
             value = eq + 1;
         } else if (!is_flag) {
@@ -166,7 +175,54 @@ int cli_server_parse(int argc, char **argv, struct node_config *cfg, char *err, 
     }
     if (!any) cfg->bootstrap_if_empty = true;
     if (node_config_validate(cfg, err, errlen) != 0) return 2;
+    if (cli_server_insecure_reason(cfg, err, errlen)) return 2;
     return 0;
+}
+
+static bool addr_is_loopback(const char *addr)
+{
+    char host[NODE_ADDR_MAX];
+    uint16_t port;
+    if (node_addr_split(addr, host, sizeof host, &port) != 0) return false;
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+bool cli_server_insecure_reason(const struct node_config *cfg, char *why, size_t cap)
+{
+    if (cfg->insecure) return false;
+    const char *what = NULL, *addr = NULL;
+    if (!addr_is_loopback(cfg->http_listen)) {
+        what = "HTTP";
+        addr = cfg->http_listen;
+    } else if (cfg->redis_listen[0] && !addr_is_loopback(cfg->redis_listen)) {
+        what = "Redis";
+        addr = cfg->redis_listen;
+    }
+    /* A client port off loopback needs both: authentication (tokens, or
+     * client certificates) and TLS (a token sent in clear is anyone's). */
+    if (what && !cfg->auth && !cfg->client_cert_auth) {
+        snprintf(why, cap,
+                 "refusing to serve %s on %s to unauthenticated clients: pass --auth (with "
+                 "--initial-admin-token-file) or --client-cert-auth, or --insecure",
+                 what, addr);
+        return true;
+    }
+    if (what && !cfg->cert_file[0]) {
+        snprintf(why, cap,
+                 "refusing to serve %s on %s without TLS: pass --cert-file and --key-file, "
+                 "or --insecure",
+                 what, addr);
+        return true;
+    }
+    if (!addr_is_loopback(cfg->raft_listen) && !cfg->peer_cert_file[0]) {
+        snprintf(why, cap,
+                 "refusing to listen for peers on %s without TLS: pass --peer-cert-file, "
+                 "--peer-key-file and --peer-trusted-ca-file, or --insecure",
+                 cfg->raft_listen);
+        return true;
+    }
+    return false;
 }
 
 /* ----------------------------------------------------------- running */

@@ -1,6 +1,7 @@
 /* kv command codec: see command.h and docs/KV.md for the byte format. */
 #include "kv/command.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "stcache/errors.h"
@@ -48,7 +49,23 @@ enum {
     EVICT_FIXED_BYTES = 4,
     EVICT_KEY_FIXED_BYTES = 8 + 4,
     REFUSE_FIXED_BYTES = 4,
+    AUTH_FIXED_BYTES = 8 + 4,
 };
+/* The largest auth payload (a user record; a name is shorter). */
+#define AUTH_PAYLOAD_BYTES_MAX 8192u
+
+static int is_auth(enum kv_cmd_type t)
+{
+    return t == KV_CMD_AUTH_USER_PUT || t == KV_CMD_AUTH_USER_DELETE;
+}
+
+/* The format version of cmd: the lowest that holds it. */
+static uint8_t version_of(const struct kv_command *cmd)
+{
+    if (is_auth(cmd->type)) return KV_COMMAND_VERSION_AUTH;
+    if (cmd->idem_key_len) return KV_COMMAND_VERSION_IDEM;
+    return cmd->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT : 1;
+}
 
 static size_t idem_bytes(const struct kv_command *cmd)
 {
@@ -74,6 +91,9 @@ size_t kv_command_encoded_len(const struct kv_command *cmd)
     }
     case KV_CMD_REFUSE:
         return KV_COMMAND_HEADER_BYTES + REFUSE_FIXED_BYTES;
+    case KV_CMD_AUTH_USER_PUT:
+    case KV_CMD_AUTH_USER_DELETE:
+        return KV_COMMAND_HEADER_BYTES + AUTH_FIXED_BYTES + (size_t)cmd->value_len;
     }
     return 0;
 }
@@ -110,6 +130,12 @@ static int command_check(const struct kv_command *cmd)
                    : -1;
     case KV_CMD_REFUSE:
         return cmd->cond == KV_COND_NONE && cmd->reason == KV_REFUSE_MEMORY ? 0 : -1;
+    case KV_CMD_AUTH_USER_PUT:
+    case KV_CMD_AUTH_USER_DELETE:
+        if (cmd->cond == KV_COND_IF_ABSENT && cmd->type == KV_CMD_AUTH_USER_DELETE) return -1;
+        return cmd->value_len >= 1 && cmd->value_len <= AUTH_PAYLOAD_BYTES_MAX && cmd->key_len == 0
+                   ? 0
+                   : -1;
     }
     return -1;
 }
@@ -127,9 +153,7 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
     size_t need = kv_command_encoded_len(cmd);
     if (need > cap) return ST_ETOOBIG;
     uint8_t *p = buf;
-    p[0] = cmd->idem_key_len           ? KV_COMMAND_VERSION_IDEM
-           : cmd->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT
-                                       : 1; /* kv_command_decode checks the same */
+    p[0] = version_of(cmd); /* kv_command_decode checks the same */
     p[1] = (uint8_t)cmd->type;
     p[2] = (uint8_t)cmd->cond;
     p[3] = 0;
@@ -184,6 +208,14 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
         put_u32(p, cmd->reason);
         p += REFUSE_FIXED_BYTES;
         break;
+    case KV_CMD_AUTH_USER_PUT:
+    case KV_CMD_AUTH_USER_DELETE:
+        put_u64(p, cmd->cond == KV_COND_IF_VERSION ? cmd->cond_version : 0);
+        put_u32(p + 8, cmd->value_len);
+        p += AUTH_FIXED_BYTES;
+        memcpy(p, cmd->value, cmd->value_len);
+        p += cmd->value_len;
+        break;
     }
     ST_ASSERT((size_t)(p - buf) == need);
     *out_len = need;
@@ -207,7 +239,10 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
     memset(out, 0, sizeof(*out));
     uint8_t type = data[1], cond = data[2];
     uint8_t type_max = data[0] >= KV_COMMAND_VERSION_EVICT ? KV_CMD_REFUSE : KV_CMD_PURGE_EXPIRED;
-    if (type < KV_CMD_PUT || type > type_max || cond > KV_COND_IF_ABSENT) return ST_EPROTO;
+    bool auth = data[0] == KV_COMMAND_VERSION_AUTH &&
+                (type == KV_CMD_AUTH_USER_PUT || type == KV_CMD_AUTH_USER_DELETE);
+    if ((!auth && (type < KV_CMD_PUT || type > type_max)) || cond > KV_COND_IF_ABSENT)
+        return ST_EPROTO;
     out->type = (enum kv_cmd_type)type;
     out->cond = (enum kv_cond)cond;
     out->req.node_id = get_u64(data + 8);
@@ -278,19 +313,24 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         if (rest != REFUSE_FIXED_BYTES) return ST_EPROTO;
         out->reason = get_u32(p);
         break;
+    case KV_CMD_AUTH_USER_PUT:
+    case KV_CMD_AUTH_USER_DELETE:
+        if (rest < AUTH_FIXED_BYTES) return ST_EPROTO;
+        out->cond_version = get_u64(p);
+        out->value_len = get_u32(p + 8);
+        if (out->value_len != rest - AUTH_FIXED_BYTES) return ST_EPROTO;
+        out->value = p + AUTH_FIXED_BYTES;
+        break;
     }
     if (out->cond != KV_COND_IF_VERSION && out->cond_version != 0)
         return ST_EPROTO; /* one encoding per command: keeps entries canonical */
-    uint8_t version = out->idem_key_len           ? KV_COMMAND_VERSION_IDEM
-                      : out->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT
-                                                  : 1;
-    if (data[0] != version) return ST_EPROTO; /* the lowest version that holds it, only */
+    if (data[0] != version_of(out)) return ST_EPROTO; /* the lowest version that holds it, only */
     if (command_check(out) != 0) {
         if (out->key_len > KV_KEY_BYTES_HARD_MAX || out->value_len > KV_VALUE_BYTES_HARD_MAX)
             return ST_ETOOBIG;
         return ST_EPROTO;
     }
-    if (limits &&
+    if (limits && !is_auth(out->type) &&
         (out->key_len > limits->key_bytes_max || out->value_len > limits->value_bytes_max))
         return ST_ETOOBIG;
     return 0;

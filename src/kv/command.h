@@ -50,9 +50,10 @@
  * REFUSE; 3 = an idempotency block follows the header (a PUT or DELETE with
  * an Idempotency-Key). An encoder writes the lowest version that holds the
  * command, so a cluster that uses neither feature writes version 1. */
-#define KV_COMMAND_VERSION 3       /* the newest format version */
+#define KV_COMMAND_VERSION 5       /* the newest format version */
 #define KV_COMMAND_VERSION_EVICT 2 /* the first version with EVICT and REFUSE */
 #define KV_COMMAND_VERSION_IDEM 3  /* with an idempotency block */
+#define KV_COMMAND_VERSION_AUTH 5  /* the auth commands (KV_CMD_AUTH_*) */
 #define KV_EVICT_KEYS_MAX 1024u    /* keys per EVICT command */
 #define KV_COMMAND_HEADER_BYTES 32
 #define KV_COMMAND_IDEM_FIXED_BYTES 16
@@ -75,6 +76,13 @@ enum kv_cmd_type {
      * request id) with a refusal. A leader puts it in place of a write a
      * follower forwarded and the leader refuses (--max-memory). */
     KV_CMD_REFUSE = 5,
+    /* The auth table (kv/kv_auth.h), format version 5 only. Payload: u64
+     * cond_version, u32 length L, L bytes in value/value_len: a user
+     * record (PUT: creates or replaces; cond NONE, IF_ABSENT or
+     * IF_VERSION of the user's version) or a user name (DELETE; cond NONE
+     * or IF_VERSION). Types 16.. are kept for auth. */
+    KV_CMD_AUTH_USER_PUT = 16,
+    KV_CMD_AUTH_USER_DELETE = 17,
 };
 
 enum kv_refuse_reason {

@@ -328,6 +328,7 @@ void kv_destroy(struct kv *kv)
     ST_ASSERT(!kv->restoring && kv->snapshots_open == 0);
     kv_state_free(&kv->st);
     kv_idem_free(&kv->idem);
+    kv_auth_free(&kv->auth);
     free(kv);
 }
 
@@ -565,5 +566,6 @@ uint64_t kv_digest(const struct kv *kv)
     put_u64(tail + 8, kv->clock_ms);
     put_u64(tail + 16, isum);
     return (sum ^ kv_state_keys(&kv->st)) +
-           kv_siphash13(0x3f84d5b5b5470917ULL, 0x9216d5d98979fb1bULL, tail, sizeof(tail));
+           kv_siphash13(0x3f84d5b5b5470917ULL, 0x9216d5d98979fb1bULL, tail, sizeof(tail)) +
+           kv_auth_digest(kv); /* 0 for an empty auth table: digests of older states hold */
 }

@@ -273,7 +273,10 @@ int kv_rehash_step(struct kv *kv, uint32_t buckets);
  * KV_SNAPSHOT_META_BYTES_MAX; the node stores cluster membership there). The
  * kv must not be mutated during the call. A nonzero return of write_cb stops
  * the write and is returned as is. */
-#define KV_SNAPSHOT_VERSION 2 /* written; version 1 is still read */
+/* The newest version, written when the auth table is not empty (its section
+ * follows the keys); version 2 otherwise, so that a cluster without users
+ * stays readable by older releases. Versions 1 and 2 are still read. */
+#define KV_SNAPSHOT_VERSION 3
 #define KV_SNAPSHOT_CHUNK_BYTES (64u * 1024u)
 #define KV_SNAPSHOT_META_BYTES_MAX (64u * 1024u)
 

@@ -267,6 +267,14 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
     case KV_CMD_REFUSE:
         result->status = KV_STATUS_REFUSED;
         break;
+    case KV_CMD_AUTH_USER_PUT: /* the auth table: kv_auth.c */
+    case KV_CMD_AUTH_USER_DELETE:
+        rc = kv_auth_apply(kv, index, &c, result);
+        if (rc == ST_EPROTO) { /* as a command that does not decode */
+            memset(&result->req, 0, sizeof(result->req));
+            kv->applied_index = index;
+        }
+        break;
     }
     kv->st.ev_index = 0;
     if (rc != 0) {

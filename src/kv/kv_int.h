@@ -165,6 +165,10 @@ struct kv_snapshot_cursor {
     const struct kv_entry *entry; /* CUR_RETAINED: next one to emit */
     uint64_t keys;                /* in S: the live count at begin */
     uint64_t written;
+    /* Version 3: the auth section of S, encoded at begin (the table is
+     * small and bounded), emitted after the keys; NULL for version 2. */
+    uint8_t *auth_sec;
+    size_t auth_len;
 };
 
 /* Idempotency records (kv.h, "Idempotency"): one allocation per record,
@@ -190,10 +194,20 @@ struct idem_table {
     uint64_t bytes; /* malloc_usable_size of the records */
 };
 
+/* The auth table (kv_auth.c): users sorted by name, at most
+ * KV_AUTH_USERS_MAX. generation is local (kv_auth_generation). */
+struct kv_auth_user;
+struct kv_auth_table {
+    struct kv_auth_user **users;
+    uint32_t n, cap;
+    uint64_t generation;
+};
+
 struct kv {
     struct kv_config cfg;
     struct kv_state st;
     struct idem_table idem;
+    struct kv_auth_table auth; /* kv_auth.c */
     /* The log clock: the largest command timestamp applied (or restored).
      * Monotonic, and equal on every replica at an index. */
     uint64_t clock_ms;
@@ -269,12 +283,15 @@ static inline void *kv_realloc(const struct kv_config *cfg, void *p, size_t n)
 /* The first 8 bytes of a snapshot stream (kv_snapshot.c). */
 extern const uint8_t kv_snap_magic[8];
 #define SNAP_VERSION_1 1            /* read only: no log clock, no idempotency records */
+#define SNAP_VERSION_2 2            /* written when the auth table is empty */
+#define SNAP_AUTH_HEADER_BYTES 8    /* version 3: user count, reserved */
+#define SNAP_AUTH_RECORD_BYTES 12   /* version 3: a user's version and record length */
 #define SNAP_FIXED_BYTES 36         /* magic, version, flags, applied index, key count, meta_len */
 #define SNAP_FIXED2_BYTES 16        /* version 2: log clock, idempotency record count */
 #define SNAP_RECORD_HEADER_BYTES 28 /* lengths, version, expiry, CRC of those 24 bytes */
 #define SNAP_IDEM_HEADER_BYTES 44   /* fixed fields, CRC of the first 40 bytes */
 #define SNAP_TRAILER_BYTES 12
-_Static_assert(KV_SNAPSHOT_VERSION == 2, "docs/KV.md describes version 2");
+_Static_assert(KV_SNAPSHOT_VERSION == 3, "docs/KV.md describes version 3");
 
 /* ---------- functions that cross files ----------
  * All run on the owner's thread, like the public API (kv.h); none allocates
@@ -365,6 +382,23 @@ void kv_idem_trim(struct idem_table *tb, uint64_t keys_max, uint64_t clock_ms);
 void kv_idem_free(struct idem_table *tb);
 /* Digest of a record's replicated fields (for kv_digest). */
 uint64_t kv_idem_rec_digest(const struct idem_rec *r);
+
+/* kv_auth.c: the auth table (kv_auth.h) */
+/* Applies KV_CMD_AUTH_USER_PUT or _DELETE (decoded c) at index into *r.
+ * Returns 0, ST_EPROTO (a malformed record: nothing changed) or ST_ENOMEM
+ * (nothing changed). */
+int kv_auth_apply(struct kv *kv, uint64_t index, const struct kv_command *c, struct kv_result *r);
+/* Frees every user; the generation survives (it only grows). */
+void kv_auth_free(struct kv_auth_table *t);
+/* Order-independent digest of the table's replicated fields. */
+uint64_t kv_auth_digest(const struct kv *kv);
+/* The snapshot section of the table (docs/KV.md), malloc'd into *out
+ * (caller frees). 0 or ST_ENOMEM. */
+int kv_auth_section_encode(const struct kv *kv, uint8_t **out, size_t *out_len);
+/* Appends a record read from a snapshot section to t (records come in
+ * strictly increasing name order). 0, ST_ECORRUPT or ST_ENOMEM. */
+int kv_auth_restore_record(const struct kv_config *cfg, struct kv_auth_table *t, uint64_t version,
+                           uint64_t applied_index, const uint8_t *rec, size_t len);
 
 /* kv_snapshot.c: copy-on-write under an open cursor */
 /* 1 if e (in table t) belongs to the snapshot's state and sits in a bucket

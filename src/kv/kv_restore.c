@@ -2,6 +2,7 @@
  * into a shadow state, checked field by field, swapped in only when the
  * whole stream verified. Stream format in docs/KV.md. */
 #include "kv/kv_int.h"
+#include "kv/kv_auth.h"
 
 #include <malloc.h>
 #include <stddef.h>
@@ -15,15 +16,18 @@
 /* ---------- streaming restore ---------- */
 
 enum restore_phase {
-    RS_FIXED,    /* SNAP_FIXED_BYTES into stage */
-    RS_FIXED2,   /* version 2: SNAP_FIXED2_BYTES into stage */
-    RS_META,     /* meta_len bytes into meta */
-    RS_HDR_CRC,  /* 4 bytes */
-    RS_IDEM_HDR, /* SNAP_IDEM_HEADER_BYTES into stage */
-    RS_IDEM_KEY, /* key bytes into the new record */
-    RS_REC_HDR,  /* 24 bytes into stage */
-    RS_REC_DATA, /* key+value bytes into the new entry */
-    RS_TRAILER,  /* 12 bytes */
+    RS_FIXED,        /* SNAP_FIXED_BYTES into stage */
+    RS_FIXED2,       /* version 2: SNAP_FIXED2_BYTES into stage */
+    RS_META,         /* meta_len bytes into meta */
+    RS_HDR_CRC,      /* 4 bytes */
+    RS_IDEM_HDR,     /* SNAP_IDEM_HEADER_BYTES into stage */
+    RS_IDEM_KEY,     /* key bytes into the new record */
+    RS_REC_HDR,      /* 24 bytes into stage */
+    RS_REC_DATA,     /* key+value bytes into the new entry */
+    RS_AUTH_HDR,     /* version 3: SNAP_AUTH_HEADER_BYTES into stage */
+    RS_AUTH_REC_HDR, /* SNAP_AUTH_RECORD_BYTES into stage */
+    RS_AUTH_REC,     /* a user record into auth_rec */
+    RS_TRAILER,      /* 12 bytes */
     RS_DONE,
 };
 
@@ -52,7 +56,19 @@ struct kv_restore {
     uint32_t meta_len;
     struct kv_entry *cur; /* entry being filled in RS_REC_DATA */
     size_t cur_len;       /* key + value bytes expected */
+    /* Version 3: the auth section (kv_auth.c) */
+    uint32_t auth_n, auth_read;
+    uint64_t auth_version;
+    uint32_t auth_len;
+    uint8_t *auth_rec; /* KV_AUTH_RECORD_BYTES_MAX, allocated at the section */
 };
+
+/* The phase after the key records: the auth section (version 3) or the
+ * trailer. */
+static enum restore_phase after_keys(const struct kv_restore *r)
+{
+    return r->version == KV_SNAPSHOT_VERSION ? RS_AUTH_HDR : RS_TRAILER;
+}
 
 int kv_restore_begin(struct kv *kv, struct kv_restore **out)
 {
@@ -86,6 +102,12 @@ static size_t phase_need(const struct kv_restore *r)
         return SNAP_RECORD_HEADER_BYTES;
     case RS_REC_DATA:
         return r->cur_len;
+    case RS_AUTH_HDR:
+        return SNAP_AUTH_HEADER_BYTES;
+    case RS_AUTH_REC_HDR:
+        return SNAP_AUTH_RECORD_BYTES;
+    case RS_AUTH_REC:
+        return r->auth_len;
     case RS_TRAILER:
         return SNAP_TRAILER_BYTES;
     case RS_DONE:
@@ -103,6 +125,8 @@ static uint8_t *phase_dst(struct kv_restore *r)
         return r->cur->data;
     case RS_IDEM_KEY:
         return r->idem_cur->key;
+    case RS_AUTH_REC:
+        return r->auth_rec;
     default:
         return r->stage;
     }
@@ -116,7 +140,8 @@ static int restore_field_done(struct kv_restore *r)
     case RS_FIXED: {
         r->version = get_u32(r->stage + 8);
         if (memcmp(r->stage, kv_snap_magic, 8) != 0 ||
-            (r->version != SNAP_VERSION_1 && r->version != KV_SNAPSHOT_VERSION) ||
+            (r->version != SNAP_VERSION_1 && r->version != SNAP_VERSION_2 &&
+             r->version != KV_SNAPSHOT_VERSION) ||
             get_u32(r->stage + 12) != 0)
             return ST_ECORRUPT;
         r->applied_index = kv_load_le64(r->stage + 16);
@@ -127,7 +152,7 @@ static int restore_field_done(struct kv_restore *r)
             r->meta = kv_malloc(&r->kv->cfg, r->meta_len);
             if (!r->meta) return ST_ENOMEM;
         }
-        if (r->version == KV_SNAPSHOT_VERSION) {
+        if (r->version != SNAP_VERSION_1) {
             r->phase = RS_FIXED2;
             return 0;
         }
@@ -182,7 +207,7 @@ static int restore_field_done(struct kv_restore *r)
         kv_idem_link(it, rec);
         r->idem_read++;
         if (r->idem_read == r->idem_n)
-            r->phase = r->keys ? RS_REC_HDR : RS_TRAILER;
+            r->phase = r->keys ? RS_REC_HDR : after_keys(r);
         else
             r->phase = RS_IDEM_HDR;
         return 0;
@@ -202,7 +227,7 @@ static int restore_field_done(struct kv_restore *r)
         buckets = ST_MIN(buckets, (uint64_t)KV_RESTORE_PRESIZE_BUCKETS_MAX);
         buckets = ST_MAX(buckets, (uint64_t)r->kv->cfg.buckets_initial);
         if (kv_state_init(st, &r->state_kv.cfg, buckets) != 0) return ST_ENOMEM;
-        r->phase = r->idem_n ? RS_IDEM_HDR : r->keys ? RS_REC_HDR : RS_TRAILER;
+        r->phase = r->idem_n ? RS_IDEM_HDR : r->keys ? RS_REC_HDR : after_keys(r);
         return 0;
     }
     case RS_REC_HDR: {
@@ -244,7 +269,31 @@ static int restore_field_done(struct kv_restore *r)
         kv_state_link(st, e);
         if (e->has_ttl) kv_heap_push(st, e);
         r->keys_read++;
-        r->phase = r->keys_read == r->keys ? RS_TRAILER : RS_REC_HDR;
+        r->phase = r->keys_read == r->keys ? after_keys(r) : RS_REC_HDR;
+        return 0;
+    }
+    case RS_AUTH_HDR:
+        r->auth_n = get_u32(r->stage);
+        /* Version 3 is written only for a table with users. */
+        if (r->auth_n == 0 || r->auth_n > KV_AUTH_USERS_MAX || get_u32(r->stage + 4) != 0)
+            return ST_ECORRUPT;
+        r->auth_rec = kv_malloc(&r->kv->cfg, KV_AUTH_RECORD_BYTES_MAX);
+        if (!r->auth_rec) return ST_ENOMEM;
+        r->phase = RS_AUTH_REC_HDR;
+        return 0;
+    case RS_AUTH_REC_HDR:
+        r->auth_version = kv_load_le64(r->stage);
+        r->auth_len = get_u32(r->stage + 8);
+        if (r->auth_len < KV_AUTH_RECORD_FIXED_BYTES || r->auth_len > KV_AUTH_RECORD_BYTES_MAX)
+            return ST_ECORRUPT;
+        r->phase = RS_AUTH_REC;
+        return 0;
+    case RS_AUTH_REC: {
+        int rc = kv_auth_restore_record(&r->kv->cfg, &r->state_kv.auth, r->auth_version,
+                                        r->applied_index, r->auth_rec, r->auth_len);
+        if (rc) return rc;
+        r->auth_read++;
+        r->phase = r->auth_read == r->auth_n ? RS_TRAILER : RS_AUTH_REC_HDR;
         return 0;
     }
     case RS_TRAILER:
@@ -306,6 +355,8 @@ static void restore_release(struct kv_restore *r)
     free(r->idem_cur);
     r->idem_cur = NULL;
     kv_idem_free(&r->state_kv.idem);
+    kv_auth_free(&r->state_kv.auth);
+    free(r->auth_rec);
     kv_state_free(&r->state_kv.st);
     free(r->meta);
     r->kv->restoring = 0;
@@ -328,6 +379,11 @@ int kv_restore_finish(struct kv_restore *r, struct kv_snapshot_info *info)
     kv_idem_free(&kv->idem);
     kv->idem = r->state_kv.idem;
     memset(&r->state_kv.idem, 0, sizeof(r->state_kv.idem));
+    uint64_t auth_gen = kv->auth.generation; /* kv_auth.c: the table, swapped whole */
+    kv_auth_free(&kv->auth);
+    kv->auth = r->state_kv.auth;
+    kv->auth.generation = auth_gen + 1;
+    memset(&r->state_kv.auth, 0, sizeof(r->state_kv.auth));
     /* A version 1 snapshot carries no clock: the log clock restarts from
      * the next entry's timestamp (only replicas upgraded across such a
      * snapshot see this; see docs/KV.md). */

@@ -394,6 +394,8 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"cert-file", cfg->cert_file},
         {"key-file", cfg->key_file},
         {"trusted-ca-file", cfg->trusted_ca_file},
+        {"initial-admin-token-file", cfg->initial_admin_token_file},
+        {"join-token-file", cfg->join_token_file},
     };
     for (size_t i = 0; i < ST_ARRAY_LEN(paths); i++) {
         if (strcmp(name, paths[i].name) != 0) continue;
@@ -465,6 +467,14 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
             return ST_EINVAL;
         }
         cfg->client_cert_auth = !value || strcmp(value, "true") == 0;
+        return 0;
+    }
+    if (strcmp(name, "auth") == 0 || strcmp(name, "insecure") == 0) {
+        if (value && strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+            set_err(err, errlen, "--%s takes no value (config file: true/false)", name);
+            return ST_EINVAL;
+        }
+        *(name[0] == 'a' ? &cfg->auth : &cfg->insecure) = !value || strcmp(value, "true") == 0;
         return 0;
     }
     if (strcmp(name, "allowed-hosts") == 0) {

@@ -137,6 +137,18 @@ struct node_config {
     /* Serve the seed's state-changing GET /set and GET /join (off by
      * default: any web page could trigger them, docs/SECURITY.md). */
     bool seed_api;
+    /* Client authentication (docs/SECURITY.md): every request needs a
+     * token with the right permission (node/auth.h). */
+    bool auth;
+    /* A file holding the first admin's token "USER.SECRET", proposed by a
+     * leader while the user table is empty ("" = none). */
+    char initial_admin_token_file[NODE_PATH_MAX];
+    /* A file holding an admin's token that --join sends with its request
+     * to a cluster running --auth ("" = none). */
+    char join_token_file[NODE_PATH_MAX];
+    /* Allow listening on non-loopback addresses without auth and TLS
+     * (`stcache server` refuses otherwise). */
+    bool insecure;
     /* Comma-separated Host header values the HTTP API answers ("name" or
      * "name:port"; "*" = any); "" = the default of api_host_allowed(). */
     char allowed_hosts[NODE_ALLOWED_HOSTS_MAX];

@@ -1,4 +1,5 @@
 /* Metrics of the node runtime in the Prometheus text exposition format. */
+#include "node/auth.h"
 #include "node/node_int.h"
 
 #include "util/assert.h"
@@ -268,6 +269,18 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
             if (m->route_status[r][c])
                 outf(&o, "stcache_http_requests_total{route=\"%s\",code=\"%dxx\"} %" PRIu64 "\n",
                      route_names[r], c, m->route_status[r][c]);
+    struct node_auth_stats as; /* node/auth.h: tokens checked, cached, refused */
+    node_auth_stats_get(n, &as);
+    outf(&o, "# HELP stcache_auth_tokens_total Client tokens checked: verified (the KDF ran), "
+             "cached (the verified-token cache answered), refused.\n"
+             "# TYPE stcache_auth_tokens_total counter\n");
+    outf(&o,
+         "stcache_auth_tokens_total{outcome=\"verified\"} %" PRIu64 "\n"
+         "stcache_auth_tokens_total{outcome=\"cached\"} %" PRIu64 "\n"
+         "stcache_auth_tokens_total{outcome=\"refused\"} %" PRIu64 "\n",
+         as.verified, as.cache_hits, as.refused);
+    counter(&o, "stcache_auth_cache_resets_total",
+            "Times the token cache was emptied because the user table changed.", as.cache_resets);
     outf(&o, "# HELP stcache_http_request_seconds HTTP request latency by route.\n"
              "# TYPE stcache_http_request_seconds histogram\n");
     for (int r = 0; r < NODE_ROUTE_COUNT; r++) {

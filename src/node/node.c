@@ -372,9 +372,14 @@ int node_start(struct node *n, node_started_cb cb, void *ctx)
     n->started_ctx = ctx;
     /* idle time in the poll, for loop_busy_observe (no effect if set before) */
     (void)uv_loop_configure(n->loop, UV_METRICS_IDLE_TIME);
-    int rc = handles_init(n);
-    if (rc) return rc;
     char errtext[256] = "";
+    int rc = node_auth_init(n, errtext, sizeof errtext); /* node/auth.h */
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": %s", n->cfg.id, errtext);
+        return rc;
+    }
+    rc = handles_init(n);
+    if (rc) return rc;
     struct st_errbuf eb = {errtext, sizeof errtext};
     /* Before anything in DATA is read: two processes on one directory would
      * each believe they own its log (two leaders of different terms, one of
@@ -489,6 +494,7 @@ void node_stop_maybe_finish(struct node *n)
         st_storage_close(n->storage);
         n->storage = NULL;
     }
+    node_auth_free(n);
     st_dir_lock_release(&n->dir_lock); /* last: nothing in DATA is open now */
     ST_TRACE_INFO(MOD, "node %" PRIu64 ": stopped", n->cfg.id);
     if (n->stopped_cb) n->stopped_cb(n, n->stopped_ctx);

@@ -126,6 +126,7 @@ void node_snapshot_adopt(struct node *n, struct kv *kv, const struct st_snapshot
 {
     struct kv *old = n->kv;
     n->kv = kv;
+    node_auth_invalidate(n); /* the auth cache was for the old kv's table */
     if (old) kv_destroy_later(n, old);
     n->applied = info->meta.index;
     n->applied_term = info->meta.term;

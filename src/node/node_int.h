@@ -294,9 +294,12 @@ struct node_metrics {
 
 /* -------------------------------------------------------------- the node */
 
+struct node_auth;
+
 struct node {
     uv_loop_t *loop;
     struct node_config cfg;
+    struct node_auth *auth; /* node_auth.c: NULL without --auth and an admin token file */
     char advertise_raft[NODE_ADDR_MAX];
     char advertise_http[NODE_ADDR_MAX];
 
@@ -690,6 +693,20 @@ void node_client_leader_changed(struct node *n, raft_id leader);
 int node_propose_purge(struct node *n);
 /* Encodes and proposes cmd (leader or forwarded by the core). */
 int node_propose_command(struct node *n, const struct kv_command *cmd, raft_index *index);
+/* Proposes cmd like a client write (forwarded by a follower), cb once it
+ * applied: node_put's contract for any command type (requests.c). */
+int node_submit_command(struct node *n, struct kv_command *cmd, node_write_cb cb, void *ctx);
+
+/* node_auth.c (node/auth.h). init: at start, reads --initial-admin-token-file
+ * (0, or an error with a one-line reason in why); free: at destroy;
+ * invalidate: the kv was replaced (install); tick: every tick, the leader
+ * proposes the initial admin while the table is empty. */
+int node_auth_init(struct node *n, char *why, size_t why_cap);
+void node_auth_free(struct node *n);
+void node_auth_invalidate(struct node *n);
+void node_auth_tick(struct node *n);
+/* The Authorization header line of --join-token-file, or NULL. */
+const char *node_auth_join_header(const struct node *n);
 /* Sends the writes queued on a follower to the leader, batched (once per
  * pass of readies), or proposes them here if this node leads now. */
 void node_client_flush_forwards(struct node *n);

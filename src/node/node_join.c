@@ -180,9 +180,9 @@ void node_join_send(struct node *n)
     int len = snprintf(body, sizeof body, "{\"id\":%" PRIu64 ",\"raft\":\"%s\",\"http\":\"%s\"}",
                        n->cfg.id, n->advertise_raft, n->advertise_http);
     /* With client TLS, the member's client port speaks HTTPS too. */
-    int rc =
-        http_client_request_tls(n->client_tls_client, n->loop, n->cfg.join_http, "POST",
-                                "/cluster/members", "application/json", NULL, body, (size_t)len,
-                                n->cfg.request_timeout_ms, join_reply_cb, n, &n->join_req);
+    int rc = http_client_request_tls(n->client_tls_client, n->loop, n->cfg.join_http, "POST",
+                                     "/cluster/members", "application/json",
+                                     node_auth_join_header(n), body, (size_t)len,
+                                     n->cfg.request_timeout_ms, join_reply_cb, n, &n->join_req);
     if (rc) join_retry(n, st_strerror(rc));
 }

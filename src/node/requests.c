@@ -377,6 +377,11 @@ static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb
     return 0;
 }
 
+int node_submit_command(struct node *n, struct kv_command *cmd, node_write_cb cb, void *ctx)
+{
+    return submit_write(n, cmd, cb, ctx);
+}
+
 void node_client_flush_forwards(struct node *n)
 {
     /* Detach the queue: failing a waiter runs its callback, which may

@@ -269,12 +269,11 @@ static void reply_hello_map(struct resp_conn *c, struct resp_slot *s)
     resp_slot_done(s);
 }
 
-/* AUTH as a server whose default user has no password (until client
- * authentication exists): "default" with any password succeeds. */
-static bool auth_ok(const struct resp_arg *user, const struct resp_arg *pass)
+/* AUTH and HELLO AUTH: auth.c (a token with --auth; without, Redis's
+ * passwordless default user). */
+static bool auth_ok(struct resp_conn *c, const struct resp_arg *user, const struct resp_arg *pass)
 {
-    (void)pass;
-    return user->len == 7 && memcmp(user->p, "default", 7) == 0;
+    return resp_auth_login(c, user, pass) == 0;
 }
 
 static void cmd_hello(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
@@ -299,7 +298,7 @@ static void cmd_hello(struct resp_conn *c, struct resp_slot *s, const struct res
     for (; i < argc; i++) {
         uint32_t left = argc - i - 1;
         if (arg_is(&argv[i], "auth") && left >= 2) {
-            if (!auth_ok(&argv[i + 1], &argv[i + 2])) {
+            if (!auth_ok(c, &argv[i + 1], &argv[i + 2])) {
                 reply_done_error(s, "WRONGPASS invalid username-password pair or user is "
                                     "disabled.");
                 return;
@@ -329,17 +328,16 @@ static void cmd_hello(struct resp_conn *c, struct resp_slot *s, const struct res
 static void cmd_auth(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                      uint32_t argc)
 {
-    (void)c;
     if (argc > 3) {
         reply_syntax(s);
         return;
     }
-    if (argc == 2) {
+    if (argc == 2 && !node_auth_enabled(c->srv->node)) {
         reply_done_error(s, "ERR AUTH <password> called without any password configured for "
                             "the default user. Are you sure your configuration is correct?");
         return;
     }
-    if (!auth_ok(&argv[1], &argv[2])) {
+    if (!auth_ok(c, argc == 3 ? &argv[1] : NULL, &argv[argc - 1])) {
         reply_done_error(s, "WRONGPASS invalid username-password pair or user is disabled.");
         return;
     }
@@ -380,6 +378,7 @@ static void cmd_reset(struct resp_conn *c, struct resp_slot *s, const struct res
     c->proto = 2;
     c->readonly = false;
     c->name[0] = '\0';
+    resp_auth_conn_init(c); /* as Redis: RESET logs the connection out */
     struct resp_out o = resp_slot_out(s);
     resp_reply_simple(&o, "RESET");
     resp_slot_done(s);
@@ -1424,5 +1423,8 @@ void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct re
         reply_arity(s, k->name);
         return;
     }
+    struct resp_auth_cmd ak = {k->first_key, k->last_key, k->step, (k->flags & CMD_WRITE) != 0,
+                               (k->flags & CMD_ADMIN) != 0};
+    if (!resp_auth_admit(c, s, k->name, &ak, argv, argc)) return;
     k->fn(c, s, argv, argc);
 }

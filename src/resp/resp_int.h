@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "node/auth.h"
 #include "resp/parse.h"
 #include "resp/reply.h"
 #include "resp/server.h"
@@ -88,6 +89,7 @@ struct resp_conn {
     uint8_t *tls_in;
     struct st_membuf tls_out;
     bool tls_pumping;
+    struct node_principal who; /* auth.c: set by AUTH / HELLO AUTH */
     struct resp_slot slots[RESP_PIPELINE_MAX];
 };
 
@@ -174,6 +176,27 @@ void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct re
  * s (lower case) case-insensitively; reply the error msg and complete s. */
 bool resp_arg_is(const struct resp_arg *a, const char *s);
 void resp_reply_done_error(struct resp_slot *s, const char *msg);
+/* ---- auth.c (docs/REDIS.md, "Authentication") ---- */
+
+/* What the permission check needs of a command table row. */
+struct resp_auth_cmd {
+    int first_key, last_key, step; /* Redis's key positions (0: no keys) */
+    bool write;                    /* its keys are written */
+    bool admin;                    /* admin only (CONFIG, FLUSHALL, ...) */
+};
+/* A new connection: anonymous (the implicit admin with --auth off). */
+void resp_auth_conn_init(struct resp_conn *c);
+/* AUTH [user] token: 0 (the connection is now that user) or ST_EPERM (the
+ * same for an unknown user and a wrong token: WRONGPASS). user NULL for
+ * the one-argument form. Without --auth: Redis's passwordless default user
+ * (0 for user NULL or "default"). */
+int resp_auth_login(struct resp_conn *c, const struct resp_arg *user, const struct resp_arg *pass);
+/* Before running command `name`: with --auth, NOAUTH until the connection
+ * logged in (AUTH, HELLO with AUTH and QUIT pass), NOPERM for an admin
+ * command or a key the user may not touch. Answers the slot and returns
+ * false when refused. */
+bool resp_auth_admit(struct resp_conn *c, struct resp_slot *s, const char *name,
+                     const struct resp_auth_cmd *k, const struct resp_arg *argv, uint32_t argc);
 
 /* Loop milliseconds. */
 uint64_t resp_now_ms(const struct resp_server *srv);

@@ -517,6 +517,7 @@ static void on_connection(uv_stream_t *listener, int status)
     srv->connections_total++;
     c->id = ++srv->next_id;
     c->proto = 2;
+    resp_auth_conn_init(c);
     c->created_ms = resp_now_ms(srv);
     c->last_cmd_ms = c->created_ms;
     snprintf(c->last_cmd, sizeof c->last_cmd, "NULL");

@@ -309,6 +309,8 @@ class Node:
         else:
             CLIENT_TLS.pop(self.http, None)
             CLIENT_TLS_ENV.pop(self.http, None)
+        if not (self.http.startswith("127.") and self.raft.startswith("127.")):
+            args.append("--insecure")  # secure by default refuses other addresses
         self.last_args = args
         logf = open(self.log_path, "wb")
         logf.write(("# " + " ".join(args) + "\n").encode())
@@ -391,6 +393,9 @@ class Node:
     # -- HTTP
 
     def request(self, method, path, body=None, headers=None, timeout=None):
+        token = self.cluster.token
+        if token and not any(k.lower() == "authorization" for k in (headers or {})):
+            headers = dict(headers or {}, Authorization="Bearer " + token)
         return http_request(self.http, method, path, body, headers, timeout)
 
     def info(self, timeout=None):
@@ -508,6 +513,7 @@ class Cluster:
         if self.tls or self.client_tls:
             gen_certs(self.certs, "ca")
         self.common_args = list(common_args) or ["--log-level", "info"]
+        self.token = None  # sent as Authorization: Bearer by Node.request (--auth clusters)
         self.nodes = {}
         self.retired = []  # nodes removed from self.nodes (logs still dumped)
         self.procs = []

@@ -17,6 +17,7 @@ import harness  # noqa: E402
 import scenarios_bad_input  # noqa: E402
 import scenarios_deploy  # noqa: E402
 import scenarios_client_tls  # noqa: E402
+import scenarios_auth  # noqa: E402
 import scenarios_basic  # noqa: E402
 import scenarios_durability  # noqa: E402
 import scenarios_exactly  # noqa: E402
@@ -40,7 +41,7 @@ for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios
             scenarios_slow_readers, scenarios_exactly, scenarios_security, scenarios_peers,
             scenarios_ops, scenarios_list, scenarios_recovery, scenarios_fixtures,
             scenarios_deploy, scenarios_client_tls,
-            scenarios_watch):
+            scenarios_watch, scenarios_auth):
     SCENARIOS.update(mod.SCENARIOS)
 
 if __name__ == "__main__":

@@ -593,6 +593,10 @@ class Scan(Scenario):
 SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover, "hiredis": Hiredis,
              "slow_reader": SlowReader, "tls": Tls, "scan": Scan}
 
+import redis_auth  # noqa: E402
+
+SCENARIOS.update(redis_auth.SCENARIOS)
+
 if __name__ == "__main__":
     skip_unless_tools()
     harness.main(SCENARIOS)

@@ -107,4 +107,30 @@ static inline int kvt_sink_cb(void *ctx, const void *data, size_t len)
     return 0;
 }
 
+/* The whole state into a fresh sink s (meta "m"). */
+static inline int kvt_snap(const struct kv *kv, struct kvt_sink *s)
+{
+    memset(s, 0, sizeof(*s));
+    return kv_snapshot_write(kv, kv_applied_index(kv), "m", 1, kvt_sink_cb, s);
+}
+
+/* Restores kv from data[0, len) fed in pieces of chunk bytes. */
+static inline int kvt_restore(struct kv *kv, const uint8_t *data, size_t len, size_t chunk)
+{
+    struct kv_restore *rs = NULL;
+    int rc = kv_restore_begin(kv, &rs);
+    if (rc) return rc;
+    for (size_t off = 0; off < len; off += chunk) {
+        rc = kv_restore_feed(rs, data + off, len - off < chunk ? len - off : chunk);
+        if (rc) {
+            kv_restore_abort(rs);
+            return rc;
+        }
+    }
+    struct kv_snapshot_info info;
+    rc = kv_restore_finish(rs, &info);
+    if (rc == 0) free(info.meta);
+    return rc;
+}
+
 #endif

@@ -209,30 +209,6 @@ TEST(retention_by_age_follows_the_log_clock_not_the_retry_timestamp)
     kv_destroy(kv);
 }
 
-static int snap(const struct kv *kv, struct kvt_sink *s)
-{
-    memset(s, 0, sizeof(*s));
-    return kv_snapshot_write(kv, kv_applied_index(kv), "m", 1, kvt_sink_cb, s);
-}
-
-static int restore(struct kv *kv, const uint8_t *data, size_t len, size_t chunk)
-{
-    struct kv_restore *rs = NULL;
-    int rc = kv_restore_begin(kv, &rs);
-    if (rc) return rc;
-    for (size_t off = 0; off < len; off += chunk) {
-        rc = kv_restore_feed(rs, data + off, ST_MIN(chunk, len - off));
-        if (rc) {
-            kv_restore_abort(rs);
-            return rc;
-        }
-    }
-    struct kv_snapshot_info info;
-    rc = kv_restore_finish(rs, &info);
-    if (rc == 0) free(info.meta);
-    return rc;
-}
-
 TEST(snapshot_round_trip_carries_the_records_and_the_log_clock)
 {
     struct kv *a = new_kv(), *b = new_kv();
@@ -247,8 +223,8 @@ TEST(snapshot_round_trip_carries_the_records_and_the_log_clock)
                   0);
     }
     struct kvt_sink s;
-    ASSERT_EQ(snap(a, &s), 0);
-    ASSERT_EQ(restore(b, s.data, s.len, 7), 0);
+    ASSERT_EQ(kvt_snap(a, &s), 0);
+    ASSERT_EQ(kvt_restore(b, s.data, s.len, 7), 0);
     ASSERT_EQ(kv_check_invariants(b), 0);
     ASSERT_EQ(kv_digest(b), kv_digest(a));
     ASSERT_EQ(kv_clock_ms(b), 1299);
@@ -273,15 +249,15 @@ TEST(snapshot_round_trip_carries_the_records_and_the_log_clock)
     struct kvt_sink small;
     struct kv *c = new_kv();
     ASSERT_EQ(put_k(c, 1, 10, "k", "v", KV_COND_NONE, &(struct idem){"i", 5, 50}, &r), 0);
-    ASSERT_EQ(snap(c, &small), 0);
+    ASSERT_EQ(kvt_snap(c, &small), 0);
     uint64_t db = kv_digest(b);
     for (size_t bit = 0; bit < small.len * 8; bit++) {
         small.data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        ASSERT_NE(restore(b, small.data, small.len, small.len), 0);
+        ASSERT_NE(kvt_restore(b, small.data, small.len, small.len), 0);
         small.data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
     ASSERT_EQ(kv_digest(b), db);
-    ASSERT_EQ(restore(b, small.data, small.len, 3), 0);
+    ASSERT_EQ(kvt_restore(b, small.data, small.len, 3), 0);
     ASSERT_EQ(kv_digest(b), kv_digest(c));
     free(small.data);
     free(s.data);
@@ -332,7 +308,7 @@ TEST(a_version_1_snapshot_still_restores)
     struct kv *kv = new_kv();
     struct kv_result r;
     ASSERT_EQ(put_k(kv, 1, 10, "gone", "x", KV_COND_NONE, &(struct idem){"i", 5, 50}, &r), 0);
-    ASSERT_EQ(restore(kv, b, n, 5), 0);
+    ASSERT_EQ(kvt_restore(kv, b, n, 5), 0);
     ASSERT_TRUE(kvt_has(kv, "k", "val", 0));
     ASSERT_EQ(version_of(kv, "gone"), 0);
     struct kv_stats st;
