@@ -74,8 +74,19 @@ size_t kv_command_encoded_len(const struct kv_command *cmd)
     }
     case KV_CMD_REFUSE:
         return KV_COMMAND_HEADER_BYTES + REFUSE_FIXED_BYTES;
+    case KV_CMD_TXN:
+        return KV_COMMAND_HEADER_BYTES + kv_txn_body_len(cmd);
     }
     return 0;
+}
+
+/* The lowest format version that holds cmd: the only one encode writes
+ * and decode accepts. */
+static uint8_t command_version(const struct kv_command *cmd)
+{
+    if (cmd->type == KV_CMD_TXN) return KV_COMMAND_VERSION_TXN;
+    if (cmd->idem_key_len) return KV_COMMAND_VERSION_IDEM;
+    return cmd->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT : 1;
 }
 
 /* The rules shared by encode and decode. */
@@ -110,6 +121,8 @@ static int command_check(const struct kv_command *cmd)
                    : -1;
     case KV_CMD_REFUSE:
         return cmd->cond == KV_COND_NONE && cmd->reason == KV_REFUSE_MEMORY ? 0 : -1;
+    case KV_CMD_TXN:
+        return kv_txn_body_check(cmd);
     }
     return -1;
 }
@@ -124,12 +137,16 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
                 cmd->evict_keys[i].key_len > KV_KEY_BYTES_HARD_MAX)
                 return ST_EINVAL;
     }
+    if (cmd->type == KV_CMD_TXN) {
+        uint32_t n = cmd->txn_guards + cmd->txn_success + cmd->txn_failure;
+        if (n && !cmd->txn_items) return ST_EINVAL;
+        for (uint32_t i = 0; i < n; i++)
+            if (kv_txn_item_check(&cmd->txn_items[i], i < cmd->txn_guards) != 0) return ST_EINVAL;
+    }
     size_t need = kv_command_encoded_len(cmd);
     if (need > cap) return ST_ETOOBIG;
     uint8_t *p = buf;
-    p[0] = cmd->idem_key_len           ? KV_COMMAND_VERSION_IDEM
-           : cmd->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT
-                                       : 1; /* kv_command_decode checks the same */
+    p[0] = command_version(cmd); /* kv_command_decode checks the same */
     p[1] = (uint8_t)cmd->type;
     p[2] = (uint8_t)cmd->cond;
     p[3] = 0;
@@ -184,6 +201,10 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
         put_u32(p, cmd->reason);
         p += REFUSE_FIXED_BYTES;
         break;
+    case KV_CMD_TXN:
+        kv_txn_body_encode(cmd, p);
+        p += kv_txn_body_len(cmd);
+        break;
     }
     ST_ASSERT((size_t)(p - buf) == need);
     *out_len = need;
@@ -206,7 +227,9 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         return ST_EPROTO;
     memset(out, 0, sizeof(*out));
     uint8_t type = data[1], cond = data[2];
-    uint8_t type_max = data[0] >= KV_COMMAND_VERSION_EVICT ? KV_CMD_REFUSE : KV_CMD_PURGE_EXPIRED;
+    uint8_t type_max = data[0] >= KV_COMMAND_VERSION_TXN     ? KV_CMD_TXN
+                       : data[0] >= KV_COMMAND_VERSION_EVICT ? KV_CMD_REFUSE
+                                                             : KV_CMD_PURGE_EXPIRED;
     if (type < KV_CMD_PUT || type > type_max || cond > KV_COND_IF_ABSENT) return ST_EPROTO;
     out->type = (enum kv_cmd_type)type;
     out->cond = (enum kv_cond)cond;
@@ -278,13 +301,16 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         if (rest != REFUSE_FIXED_BYTES) return ST_EPROTO;
         out->reason = get_u32(p);
         break;
+    case KV_CMD_TXN: {
+        int rc = kv_txn_body_decode(p, rest, out);
+        if (rc) return rc;
+        break;
+    }
     }
     if (out->cond != KV_COND_IF_VERSION && out->cond_version != 0)
         return ST_EPROTO; /* one encoding per command: keeps entries canonical */
-    uint8_t version = out->idem_key_len           ? KV_COMMAND_VERSION_IDEM
-                      : out->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT
-                                                  : 1;
-    if (data[0] != version) return ST_EPROTO; /* the lowest version that holds it, only */
+    if (data[0] != command_version(out))
+        return ST_EPROTO; /* the lowest version that holds it, only */
     if (command_check(out) != 0) {
         if (out->key_len > KV_KEY_BYTES_HARD_MAX || out->value_len > KV_VALUE_BYTES_HARD_MAX)
             return ST_ETOOBIG;

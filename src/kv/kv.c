@@ -310,6 +310,7 @@ void kv_destroy(struct kv *kv)
     ST_ASSERT(!kv->restoring && kv->snapshots_open == 0);
     kv_state_free(&kv->st);
     kv_idem_free(&kv->idem);
+    kv_txn_buf_free(&kv->txn);
     free(kv);
 }
 

@@ -183,8 +183,22 @@ struct idem_table {
     uint64_t bytes; /* malloc_usable_size of the records */
 };
 
+/* TXN results (kv_txn.c): reused from apply to apply, so a TXN allocates
+ * only when it needs more than any before it. res[0..res_n) and the
+ * bytes they point into are valid until the next kv_apply. scratch holds
+ * a value being built (APPEND, INCRBY, ...) or moved (RENAME, EXPIRE). */
+struct kv_txn_buf {
+    struct kv_txn_res *res;
+    uint32_t res_n, res_cap;
+    uint8_t *bytes;
+    size_t bytes_len, bytes_cap;
+    uint8_t *scratch;
+    size_t scratch_cap;
+};
+
 struct kv {
     struct kv_config cfg;
+    struct kv_txn_buf txn;
     struct kv_state st;
     struct idem_table idem;
     /* The log clock: the largest command timestamp applied (or restored).
@@ -354,6 +368,19 @@ void kv_idem_trim(struct idem_table *tb, uint64_t keys_max, uint64_t clock_ms);
 void kv_idem_free(struct idem_table *tb);
 /* Digest of a record's replicated fields (for kv_digest). */
 uint64_t kv_idem_rec_digest(const struct idem_rec *r);
+
+/* kv_apply.c: single commands, also the building blocks of a TXN. A PUT's
+ * value must not point into the kv's own entries. */
+int kv_apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, struct kv_result *r);
+void kv_apply_delete(struct kv *kv, uint64_t index, const struct kv_command *c,
+                     struct kv_result *r);
+
+/* kv_txn.c: applies a decoded TXN (c->timestamp_ms is the log clock).
+ * Returns 0, or ST_ENOMEM: before the first op nothing changed; from an op
+ * on, the ops before it stay applied (the node stops on ST_ENOMEM). */
+int kv_apply_txn(struct kv *kv, uint64_t index, const struct kv_command *c, struct kv_result *r);
+/* Frees the TXN buffers. */
+void kv_txn_buf_free(struct kv_txn_buf *tb);
 
 /* kv_snapshot.c: copy-on-write under an open cursor */
 /* 1 if e (in table t) belongs to the snapshot's state and sits in a bucket
