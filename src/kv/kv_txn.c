@@ -520,6 +520,11 @@ static int op_apply(struct txn_ctx *x, const struct kv_txn_item *o)
         return op_persist(x, o);
     case KV_TXN_RENAME:
         return op_rename(x, o);
+    case KV_TXN_EXPIRY: {
+        const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
+        res_int(kv, !e ? -2 : entry_expire(e) ? (int64_t)entry_expire(e) : -1);
+        return 0;
+    }
     }
     ST_UNREACHABLE();
     return ST_EPROTO;

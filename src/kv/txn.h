@@ -36,6 +36,8 @@
  *     PERSIST                key          -              -          -> 1 or 0
  *     RENAME (NX)            key          new key        -          -> ok / 1 / 0, or
  *                                                        the error NO_KEY
+ *     EXPIRY                 key          -              -          -> the absolute expiry
+ *                                                        (ms), -1 without one, -2 absent
  *
  * Writes that change a key give it the TXN's index as its new version (so
  * EXPIRE and PERSIST count as changes for a WATCH, as in Redis). INCRBY,
@@ -76,8 +78,9 @@ enum kv_txn_op {
     KV_TXN_EXPIRE = 9,
     KV_TXN_PERSIST = 10,
     KV_TXN_RENAME = 11,
+    KV_TXN_EXPIRY = 12,
 };
-#define KV_TXN_OP_MAX KV_TXN_RENAME
+#define KV_TXN_OP_MAX KV_TXN_EXPIRY
 
 /* Op flags (which ops take which: txn_codec.c, item_check). */
 enum {
