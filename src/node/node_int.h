@@ -662,6 +662,10 @@ void node_client_leader_changed(struct node *n, raft_id leader);
 int node_propose_purge(struct node *n);
 /* Encodes and proposes cmd (leader or forwarded by the core). */
 int node_propose_command(struct node *n, const struct kv_command *cmd, raft_index *index);
+/* A client write of any command type (requests.c): a waiter with a request
+ * id, proposed here or forwarded to the leader; cb runs once. Errors as
+ * node_put's. node_txn (node_txn.c) uses it. */
+int node_client_submit(struct node *n, struct kv_command *cmd, node_write_cb cb, void *ctx);
 /* Sends the writes queued on a follower to the leader, batched (once per
  * pass of readies), or proposes them here if this node leads now. */
 void node_client_flush_forwards(struct node *n);
