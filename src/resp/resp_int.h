@@ -80,6 +80,15 @@ struct resp_conn {
     char lib_name[RESP_LIB_BYTES_MAX + 1];
     char lib_ver[RESP_LIB_BYTES_MAX + 1];
     char last_cmd[24];
+    /* MULTI/EXEC (cmd_txn.c): queued commands as (u32 argc, then argc x
+     * (u32 len, bytes)), at most --max-txn-ops of them and
+     * --max-txn-bytes; WATCHed keys as (u64 version, u32 len, bytes). */
+    bool in_multi;
+    bool multi_dirty; /* a command was refused while queueing: EXEC aborts */
+    uint32_t multi_n;
+    struct st_membuf multi_q;
+    uint32_t watch_n;
+    struct st_membuf watch;
     struct resp_slot slots[RESP_PIPELINE_MAX];
 };
 
@@ -140,6 +149,9 @@ uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, u
 /* Runs one command (argv spans valid during the call only) for slot s. */
 void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                        uint32_t argc);
+
+/* Frees the MULTI and WATCH buffers (connection close; cmd_txn.c). */
+void resp_multi_free(struct resp_conn *c);
 
 /* Loop milliseconds. */
 uint64_t resp_now_ms(const struct resp_server *srv);
