@@ -16,6 +16,9 @@ uses redis-server and redis-cli from Debian's redis-server/redis-tools:
   hiredis   the C client pipelines 2100 commands (hiredis_pipeline.c)
   slow_reader  a client that sends without reading is disconnected past
             the output bound; others go on
+  txn_failover  HTTP /txn, MULTI/EXEC and WATCH transactions move units
+            between accounts while the leader is killed (kill -9): the sum
+            holds on every node, also on the killed one once restarted
 Exits 77 (ctest: skipped) when redis-py, redis-server or redis-cli is
 missing. Cluster processes come from tests/cluster/harness.py."""
 
@@ -567,8 +570,145 @@ class SlowReader(Scenario):
             check(r.info("clients")["connected_clients"] >= 1, "INFO clients")
 
 
+class TxnFailover(Scenario):
+    """Concurrent transactions move units between accounts (HTTP POST /txn
+    with value compares, Redis MULTI/EXEC with DECRBY/INCRBY, Redis
+    WATCH/MULTI/EXEC read-modify-write) while the leader is killed with
+    kill -9: the total never changes, on any node, after the killed node
+    recovers. A transaction whose outcome a client could not learn applied
+    whole or not at all, so the sum holds whatever the clients saw."""
+
+    ACCOUNTS = 8
+    START = 100
+
+    def run(self):
+        import json
+        import random
+        import redis
+        c, ports, leader = start_cluster(self, "redis-txn")
+        accts = ["acct:%d" % i for i in range(self.ACCOUNTS)]
+        total = self.ACCOUNTS * self.START
+        r0 = redis.Redis(port=ports[leader.id], socket_timeout=scaled(10))
+        r0.mset({a: str(self.START) for a in accts})
+        done = {"http": 0, "multi": 0, "watch": 0}
+        failed = {"http": 0, "multi": 0, "watch": 0}
+        stop = threading.Event()
+        alive = dict(c.nodes)
+        lock = threading.Lock()
+
+        def pick():
+            a, b = random.sample(accts, 2)
+            with lock:
+                n = random.choice(list(alive.values()))
+            return n, a, b
+
+        def http_mover():
+            while not stop.is_set():
+                n, a, b = pick()
+                try:
+                    got = n.request("POST", "/txn", json.dumps(
+                        {"success": [{"get": {"key": a}}, {"get": {"key": b}}]}).encode(),
+                        {"Content-Type": "application/json"})
+                    if got.status != 200:
+                        raise harness.Unreachable(got.status)
+                    va, vb = [int(x["value"]) for x in got.json()["results"]]
+                    body = {"compare": [{"key": a, "target": "value", "value": str(va)},
+                                        {"key": b, "target": "value", "value": str(vb)}],
+                            "success": [{"put": {"key": a, "value": str(va - 1)}},
+                                        {"put": {"key": b, "value": str(vb + 1)}}]}
+                    got = n.request("POST", "/txn", json.dumps(body).encode(),
+                                    {"Content-Type": "application/json"})
+                    if got.status == 200 and got.json()["succeeded"]:
+                        done["http"] += 1
+                    else:
+                        failed["http"] += 1
+                except (harness.Unreachable, ValueError, KeyError, TypeError):
+                    failed["http"] += 1
+
+        def multi_mover():
+            while not stop.is_set():
+                n, a, b = pick()
+                try:
+                    p = redis.Redis(port=ports[n.id], socket_timeout=scaled(10)).pipeline()
+                    p.decrby(a, 1)
+                    p.incrby(b, 1)
+                    p.execute()
+                    done["multi"] += 1
+                except redis.exceptions.RedisError:
+                    failed["multi"] += 1
+
+        def watch_mover():
+            while not stop.is_set():
+                n, a, b = pick()
+                try:
+                    with redis.Redis(port=ports[n.id], socket_timeout=scaled(10)).pipeline() as p:
+                        p.watch(a, b)
+                        va, vb = int(p.get(a)), int(p.get(b))
+                        p.multi()
+                        p.set(a, va - 1)
+                        p.set(b, vb + 1)
+                        p.execute()
+                        done["watch"] += 1
+                except redis.exceptions.RedisError:
+                    failed["watch"] += 1
+
+        def moved():
+            return done["http"] + done["multi"] + done["watch"]
+
+        want = 200 // harness.WORK_DIV
+        threads = [threading.Thread(target=f) for f in (http_mover, http_mover, multi_mover,
+                                                        multi_mover, watch_mover, watch_mover)]
+        for t in threads:
+            t.start()
+        try:
+            with step("transactions move units, then the leader is killed with kill -9"):
+                wait_for("%d transactions" % want, lambda: moved() >= want, timeout=scaled(30))
+                with lock:
+                    del alive[leader.id]
+                leader.kill9()
+                before = moved()
+            with step("a new leader is elected and transactions go on"):
+                new = c.wait_leader(nodes=list(alive.values()))
+                wait_for("%d more transactions" % want, lambda: moved() >= before + want,
+                         timeout=scaled(30))
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        log("  moved: %r, failed or aborted: %r" % (done, failed))
+        check(min(done.values()) > 0, "every kind of transaction applied at least once: %r" % done)
+
+        def values(node, stale):
+            rr = redis.Redis(port=ports[node.id], socket_timeout=scaled(10),
+                             single_connection_client=True)
+            if stale:
+                rr.execute_command("READONLY")
+            return [int(v) for v in rr.mget(accts)]
+
+        with step("the sum is unchanged, read linearizably from the new leader"):
+            vals = values(new, False)
+            check(sum(vals) == total, "sum %d != %d: %r" % (sum(vals), total, vals))
+            log("  balances %r, sum %d" % (vals, sum(vals)))
+        with step("the killed node recovers and holds the same balances"):
+            leader.start([])
+            wait_for("the restarted node's state equals the leader's",
+                     lambda: leader.running() and _safe(lambda: values(leader, True)) == vals,
+                     timeout=scaled(30))
+            for n in c.nodes.values():
+                check(sum(values(n, True)) == total, "sum on %r" % n)
+
+
+def _safe(fn):
+    """fn() or None when the node does not answer yet."""
+    import redis
+    try:
+        return fn()
+    except redis.exceptions.RedisError:
+        return None
+
+
 SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover, "hiredis": Hiredis,
-             "slow_reader": SlowReader}
+             "slow_reader": SlowReader, "txn_failover": TxnFailover}
 
 if __name__ == "__main__":
     skip_unless_tools()
