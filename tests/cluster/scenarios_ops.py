@@ -31,7 +31,7 @@ class Versions(Scenario):
             check(m is not None, "no release/commit in %r" % out)
             release, commit = m.group(1), m.group(2)
             for what in ("disk formats: wal segment 1", "kv snapshot 2", "wire formats: frame 1",
-                         "raft message 1", "kv command 3", "compiler: "):
+                         "raft message 1", "kv command 4", "compiler: "):
                 check(what in out, "%r missing from %r" % (what, out))
             log("binary: %s (%s)" % (release, commit))
         c = self.cluster("versions")
