@@ -16,6 +16,7 @@
 
 #include "stcache/errors.h"
 #include "util/assert.h"
+#include "util/strconv.h"
 
 /* Redis's MAX_LONG_DOUBLE_CHARS: longer texts are not valid floats. */
 #define TXN_LD_CHARS_MAX 5120u
@@ -143,41 +144,6 @@ static int del_key(struct kv *kv, uint64_t index, uint64_t now, const uint8_t *k
     return dr.status == KV_STATUS_OK;
 }
 
-/* Redis's string2ll: an optional '-', no '+', no leading zeros or spaces. */
-static int parse_ll(const uint8_t *p, size_t len, long long *out)
-{
-    if (len == 0 || len > 20) return 0;
-    size_t i = 0;
-    int neg = 0;
-    if (p[0] == '-') {
-        neg = 1;
-        i = 1;
-        if (len == 1) return 0;
-    }
-    if (p[i] == '0') {
-        if (len == 1) {
-            *out = 0;
-            return 1;
-        }
-        return 0;
-    }
-    unsigned long long v = 0;
-    for (; i < len; i++) {
-        if (p[i] < '0' || p[i] > '9') return 0;
-        unsigned d = (unsigned)(p[i] - '0');
-        if (v > (ULLONG_MAX - d) / 10) return 0;
-        v = v * 10 + d;
-    }
-    if (neg) {
-        if (v > (unsigned long long)LLONG_MAX + 1) return 0;
-        *out = v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)v;
-    } else {
-        if (v > (unsigned long long)LLONG_MAX) return 0;
-        *out = (long long)v;
-    }
-    return 1;
-}
-
 /* Redis's string2ld. */
 static int parse_ld(const uint8_t *p, size_t len, long double *out)
 {
@@ -292,7 +258,7 @@ static int op_incrby(struct txn_ctx *x, const struct kv_txn_item *o)
     struct kv *kv = x->kv;
     const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
     long long v = 0;
-    if (e && !parse_ll(e->data + e->key_len, e->value_len, &v)) {
+    if (e && !st_parse_ll(e->data + e->key_len, e->value_len, &v)) {
         res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_NOT_INTEGER);
         return 0;
     }

@@ -10,45 +10,7 @@
 
 #include "stcache/errors.h"
 #include "util/assert.h"
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
+#include "wire/le.h"
 
 const char *kv_txn_err_text(uint8_t err)
 {
@@ -160,20 +122,20 @@ int kv_txn_body_check(const struct kv_command *cmd)
 
 void kv_txn_body_encode(const struct kv_command *cmd, uint8_t *p)
 {
-    put_u32(p, cmd->txn_value_bytes_max);
-    put_u16(p + 4, (uint16_t)cmd->txn_guards);
-    put_u16(p + 6, (uint16_t)cmd->txn_success);
-    put_u16(p + 8, (uint16_t)cmd->txn_failure);
-    put_u16(p + 10, 0);
+    le_put32(p, cmd->txn_value_bytes_max);
+    le_put16(p + 4, (uint16_t)cmd->txn_guards);
+    le_put16(p + 6, (uint16_t)cmd->txn_success);
+    le_put16(p + 8, (uint16_t)cmd->txn_failure);
+    le_put16(p + 10, 0);
     p += KV_TXN_FIXED_BYTES;
     for (uint32_t i = 0; i < items_n(cmd); i++) {
         const struct kv_txn_item *it = &cmd->txn_items[i];
         p[0] = it->kind;
         p[1] = it->flags;
-        put_u16(p + 2, 0);
-        put_u32(p + 4, it->key_len);
-        put_u32(p + 8, it->val_len);
-        put_u64(p + 12, (uint64_t)it->num);
+        le_put16(p + 2, 0);
+        le_put32(p + 4, it->key_len);
+        le_put32(p + 8, it->val_len);
+        le_put64(p + 12, (uint64_t)it->num);
         p += KV_TXN_ITEM_FIXED_BYTES;
         if (it->key_len) memcpy(p, it->key, it->key_len);
         p += it->key_len;
@@ -186,20 +148,20 @@ static void item_read(const uint8_t *p, struct kv_txn_item *out)
 {
     out->kind = p[0];
     out->flags = p[1];
-    out->key_len = get_u32(p + 4);
-    out->val_len = get_u32(p + 8);
-    out->num = (int64_t)get_u64(p + 12);
+    out->key_len = le_get32(p + 4);
+    out->val_len = le_get32(p + 8);
+    out->num = (int64_t)le_get64(p + 12);
     out->key = p + KV_TXN_ITEM_FIXED_BYTES;
     out->val = out->key + out->key_len;
 }
 
 int kv_txn_body_decode(const uint8_t *p, size_t rest, struct kv_command *out)
 {
-    if (rest < KV_TXN_FIXED_BYTES || get_u16(p + 10) != 0) return ST_EPROTO;
-    out->txn_value_bytes_max = get_u32(p);
-    out->txn_guards = get_u16(p + 4);
-    out->txn_success = get_u16(p + 6);
-    out->txn_failure = get_u16(p + 8);
+    if (rest < KV_TXN_FIXED_BYTES || le_get16(p + 10) != 0) return ST_EPROTO;
+    out->txn_value_bytes_max = le_get32(p);
+    out->txn_guards = le_get16(p + 4);
+    out->txn_success = le_get16(p + 6);
+    out->txn_failure = le_get16(p + 8);
     if (out->txn_value_bytes_max == 0) return ST_EPROTO;
     p += KV_TXN_FIXED_BYTES;
     rest -= KV_TXN_FIXED_BYTES;
@@ -207,7 +169,7 @@ int kv_txn_body_decode(const uint8_t *p, size_t rest, struct kv_command *out)
     out->txn_raw_len = rest;
     uint32_t n = items_n(out);
     for (uint32_t i = 0; i < n; i++) {
-        if (rest < KV_TXN_ITEM_FIXED_BYTES || get_u16(p + 2) != 0) return ST_EPROTO;
+        if (rest < KV_TXN_ITEM_FIXED_BYTES || le_get16(p + 2) != 0) return ST_EPROTO;
         struct kv_txn_item it;
         item_read(p, &it);
         rest -= KV_TXN_ITEM_FIXED_BYTES;

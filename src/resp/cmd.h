@@ -62,6 +62,9 @@ uint64_t resp_wall_ms(void);
 bool resp_keys_save(struct resp_slot *s, const struct resp_arg *argv, uint32_t first, uint32_t argc,
                     uint32_t step);
 const uint8_t *resp_keys_next(struct resp_slot *s, size_t *off, size_t *len);
+/* GETRANGE's reply over v[0..len) (Redis 7.0's getrangeCommand; cmd_string.c). */
+void resp_reply_range(struct resp_out *o, const uint8_t *v, size_t len, long long start,
+                      long long end);
 
 /* ---- handlers ---- */
 /* cmd_conn.c */

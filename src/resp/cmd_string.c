@@ -33,8 +33,8 @@ enum {
 };
 
 /* GETRANGE's reply over a value of len bytes (Redis 7.0's getrangeCommand). */
-static void reply_range(struct resp_out *o, const uint8_t *v, size_t len, long long start,
-                        long long end)
+void resp_reply_range(struct resp_out *o, const uint8_t *v, size_t len, long long start,
+                      long long end)
 {
     long long n = (long long)len;
     if (start < 0 && end < 0 && start > end) {
@@ -89,7 +89,7 @@ static void read_reply(struct resp_slot *s, struct resp_out *o, bool found, cons
         resp_reply_integer(o, found ? (long long)len : 0);
         break;
     case READ_GETRANGE:
-        reply_range(o, v, found ? len : 0, s->a1, s->a2);
+        resp_reply_range(o, v, found ? len : 0, s->a1, s->a2);
         break;
     case READ_TYPE:
         resp_reply_simple(o, found ? "string" : "none");

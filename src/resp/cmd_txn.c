@@ -367,27 +367,6 @@ static void reply_res(struct resp_out *o, const struct kv_txn_res *x)
     }
 }
 
-/* GETRANGE over a value (Redis 7.0's getrangeCommand). */
-static void reply_range(struct resp_out *o, const uint8_t *p, size_t len, long long start,
-                        long long end)
-{
-    long long n = (long long)len;
-    if ((start < 0 && end < 0 && start > end) || n == 0) {
-        resp_reply_bulk(o, "", 0);
-        return;
-    }
-    if (start < 0) start = n + start;
-    if (end < 0) end = n + end;
-    if (start < 0) start = 0;
-    if (end < 0) end = 0;
-    if (end >= n) end = n - 1;
-    if (start > end) {
-        resp_reply_bulk(o, "", 0);
-        return;
-    }
-    resp_reply_bulk(o, p + start, (size_t)(end - start + 1));
-}
-
 /* clock: the log clock the TTLs are relative to. */
 static void render(struct resp_out *o, const struct txr *r, const struct kv_txn_res *res,
                    bool succeeded, uint64_t clock)
@@ -451,7 +430,7 @@ static void render(struct resp_out *o, const struct txr *r, const struct kv_txn_
         resp_reply_simple(o, found ? "string" : "none");
         return;
     case TXR_GETRANGE:
-        reply_range(o, found ? x->p : NULL, found ? x->len : 0, r->a1, r->a2);
+        resp_reply_range(o, found ? x->p : NULL, found ? x->len : 0, r->a1, r->a2);
         return;
     }
 }
