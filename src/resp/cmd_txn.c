@@ -185,7 +185,7 @@ static const char *compile_getex(const struct resp_arg *argv, uint32_t argc, str
     bool sec = resp_arg_is(a, "ex") || resp_arg_is(a, "exat");
     bool abs = resp_arg_is(a, "exat") || resp_arg_is(a, "pxat");
     if (!(sec || abs || resp_arg_is(a, "px")) || argc != 4) return E_SYNTAX;
-    int64_t ms;
+    int64_t ms = 0;
     const char *e = expire_time(&argv[3], sec, abs, false, "getex", eb, ecap, &ms);
     if (e) return e;
     op(b, KV_TXN_GET, 0, &argv[1], NULL, 0);
@@ -224,7 +224,7 @@ static const char *compile_expire(const struct resp_arg *argv, uint32_t argc, st
              (const char *)argv[0].p);
     for (char *p = name; *p; p++)
         *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
-    int64_t ms;
+    int64_t ms = 0;
     const char *e = expire_time(&argv[2], sec, abs, true, name, eb, ecap, &ms);
     if (e) return e;
     op(b, KV_TXN_EXPIRE, f, &argv[1], NULL, ms);
@@ -259,7 +259,7 @@ static const char *compile(const struct resp_arg *argv, uint32_t argc, struct tx
         r->kind = TXR_NX_INT;
     } else if (resp_arg_is(a0, "setex") || resp_arg_is(a0, "psetex")) {
         bool sec = resp_arg_is(a0, "setex");
-        int64_t ms;
+        int64_t ms = 0;
         const char *e =
             expire_time(&argv[2], sec, false, false, sec ? "setex" : "psetex", eb, ecap, &ms);
         if (e) return e;
