@@ -213,7 +213,7 @@ static int guard_holds(struct kv *kv, uint64_t now, const struct kv_txn_item *g)
         size_t n = ST_MIN(e->value_len, g->val_len);
         int c = n ? memcmp(e->data + e->key_len, g->val, n) : 0;
         if (c == 0) c = e->value_len < g->val_len ? -1 : e->value_len > g->val_len ? 1 : 0;
-        return cmp_u64((uint64_t)(c + 1), 1, g->flags); /* c in -1..1 against 0 */
+        return cmp_u64(c < 0 ? 0 : c == 0 ? 1 : 2, 1, g->flags); /* c against 0 */
     }
     }
     return 0;
@@ -439,7 +439,8 @@ static void op_del_prefix(struct txn_ctx *x, const struct kv_txn_item *o)
         struct kv_index_iter it;
         kv_index_seek(&st->idx, &it, o->key, o->key_len);
         struct kv_entry *e = kv_index_iter_entry(&it);
-        if (!e || e->key_len < o->key_len || (o->key_len && memcmp(e->data, o->key, o->key_len)))
+        if (!e || e->key_len < o->key_len ||
+            (o->key_len && memcmp(e->data, o->key, o->key_len) != 0))
             break;
         if (!entry_expired(e, x->now)) n++;
         struct kv_entry **link = NULL;

@@ -729,8 +729,9 @@ void resp_cmd_exec(struct resp_conn *c, struct resp_slot *s, const struct resp_a
     if (b.n == 0) {
         struct resp_out o = resp_slot_out(s);
         resp_reply_array(&o, s->nkeys);
+        /* Only commands that failed to compile: each answers its error. */
         for (uint32_t i = 0; i < s->nkeys; i++)
-            render(&o, &((const struct txr *)(const void *)s->keys.data)[i], NULL, true, 0);
+            resp_reply_error(&o, ((const struct txr *)(const void *)s->keys.data)[i].err);
         resp_multi_reset(c);
         resp_slot_done(s);
         txb_free(&b);
