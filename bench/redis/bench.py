@@ -33,7 +33,23 @@ sys.path.insert(0, os.path.join(REPO, "tests", "cluster"))
 sys.path.insert(0, os.path.join(REPO, "tests", "redis"))
 
 CELLS = [("set", 1, 1), ("set", 16, 1), ("set", 128, 1), ("set", 128, 16),
-         ("get", 1, 1), ("get", 16, 1), ("get", 128, 1), ("get", 128, 16)]
+         ("get", 1, 1), ("get", 16, 1), ("get", 128, 1), ("get", 128, 16),
+         ("incr", 128, 1)]
+
+
+def bench_http(addr, seconds, plain, pids, hz):
+    """wrk -c 128 against POST /txn (bench/redis/txn.lua), or PUT /kv with
+    plain: requests/s, p50 and server CPU per request."""
+    env = dict(os.environ, BENCH_TXN_PLAIN="1" if plain else "0")
+    t0 = cpu_ticks(pids)
+    out = subprocess.run(["wrk", "-t", "2", "-c", "128", "-d", "%ds" % max(1, int(seconds)),
+                          "-s", os.path.join(HERE, "txn.lua"), "http://%s" % addr],
+                         capture_output=True, timeout=600, env=env).stdout.decode()
+    line = [x for x in out.splitlines() if x.startswith("BENCHJSON ")][-1]
+    r = json.loads(line[len("BENCHJSON "):])
+    r["rps"] = r["requests"] / r["seconds"]
+    r["cpu_us_per_req"] = (cpu_ticks(pids) - t0) / hz * 1e6 / max(1, r["requests"])
+    return r
 
 
 def cpu_ticks(pids):
@@ -133,6 +149,13 @@ def main():
             print("\nfloor (bench/cluster/floor replicated): p50 %.0f us; stcache SET -c 1 p50 %.0f us "
                   "= %.2fx the floor (target <= 1.25x)" % (floor["p50_us"], s1["p50_ms"] * 1000,
                                                            s1["p50_ms"] * 1000 / floor["p50_us"]))
+        if shutil.which("wrk"):
+            print("\nHTTP at 128 connections (wrk, on the leader):")
+            for plain in (True, False, True, False):
+                r = bench_http(leader.http, a.seconds, plain, st_pids, hz)
+                print("  %-42s %8.0f req/s  p50 %.3f ms  cpu %.1f us/req  errors %d" % (
+                    "PUT /kv (one key)" if plain else "POST /txn (compare + 2 puts, one entry)",
+                    r["rps"], r["p50_us"] / 1000, r["cpu_us_per_req"], r["errors"]), flush=True)
         s = results[("set", 128, 1, "stcache")]
         al = results[("set", 128, 1, "redis-always")]
         print("server CPU per SET -c 128: stcache %.1f us (3 nodes) vs redis always %.1f us = %.2fx "

@@ -1,6 +1,7 @@
 /* The stcache HTTP API routes (see api.h and docs/HTTP-API.md). */
 #include "api/api.h"
 #include "api/api_auth.h"
+#include "api/api_int.h"
 #include "api/guard.h"
 #include "api/watch.h"
 #include "node/auth.h"
@@ -1616,6 +1617,13 @@ static void handler(struct http_request *req, void *ctx)
         route_kv(a, req, p + 4, pl - 4);
         return;
     }
+    if (path_is(req, "/txn")) {
+        if (req->verb == HTTP_VERB_POST)
+            api_route_txn(a, req);
+        else
+            method_not_allowed(a, req, "POST");
+        return;
+    }
     if (path_is(req, "/kv")) { /* listing */
         route_kv_list(a, req);
         return;
@@ -1788,4 +1796,46 @@ void api_destroy(struct api *a)
     }
     st_membuf_free(&a->scratch);
     free(a);
+}
+
+/* ------------------------------------------- for the other route files */
+
+struct api_req *api_req_begin(struct api *a, struct http_request *req, enum node_route r)
+{
+    return req_get(a, req, r);
+}
+
+struct node *api_node(const struct api *a)
+{
+    return a->node;
+}
+
+struct st_membuf *api_scratch(struct api *a)
+{
+    return &a->scratch;
+}
+
+struct api *api_of(const struct api_req *ar)
+{
+    return ar->api;
+}
+
+struct http_request *api_http_request(const struct api_req *ar)
+{
+    return ar->req;
+}
+
+void api_respond_json(struct api_req *ar, int status, struct st_membuf *b)
+{
+    respond_json(ar, status, b);
+}
+
+void api_respond_error(struct api_req *ar, int status, const char *code, const char *text)
+{
+    respond_error(ar, status, code, text);
+}
+
+void api_respond_code(struct api_req *ar, int rc)
+{
+    respond_code(ar, rc);
 }

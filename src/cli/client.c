@@ -78,6 +78,9 @@ static void usage(FILE *f)
         "  put KEY VALUE|- [--ttl S] [--if-match VERSION | --if-absent]\n"
         "                                    store a value (\"-\" reads it from stdin)\n"
         "  del KEY                           delete a key\n"
+        "  txn [FILE|-]                      a transaction (POST /txn): its JSON from FILE\n"
+        "                                    or stdin; prints the answer; exit 1 when the\n"
+        "                                    compares failed (docs/HTTP-API.md)\n"
         "  (put and del send an Idempotency-Key, random unless --idempotency-key K:\n"
         "   a retry, on any endpoint, applies the write at most once)\n"
         "  members                           list the cluster members\n"
@@ -516,6 +519,54 @@ static int cmd_put(struct cli *c)
     else
         printf("OK\n");
     return CLI_EXIT_OK;
+}
+
+/* stcache txn [FILE|-]: the body is sent as is; the server validates it.
+ * Not retried on another endpoint once an answer came (a transaction has
+ * no idempotency key). */
+static int cmd_txn(struct cli *c)
+{
+    if (c->args_n > 1) return usage_error("txn takes one FILE (or - or nothing: stdin)");
+    struct cli_buf body = {0};
+    int rc;
+    if (c->args_n == 0 || strcmp(c->args[0], "-") == 0) {
+        rc = read_stdin(&body);
+    } else {
+        FILE *f = fopen(c->args[0], "rb");
+        if (!f) {
+            fprintf(stderr, "stcache: %s: %s\n", c->args[0], strerror(errno));
+            return CLI_EXIT_USAGE;
+        }
+        FILE *saved = stdin;
+        stdin = f;
+        rc = read_stdin(&body);
+        stdin = saved;
+        fclose(f);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "stcache: reading the transaction: %s\n", st_strerror(rc));
+        cli_buf_free(&body);
+        return CLI_EXIT_USAGE;
+    }
+    rc = cluster_request(c, "POST", "/txn", "Content-Type: application/json\r\n",
+                         body.data ? body.data : "", body.len);
+    cli_buf_free(&body);
+    if (rc != 0) return exit_for_local_error(rc);
+    const struct http_response *r = &c->resp;
+    if (r->status != 200) {
+        report_error(c, "txn");
+        return CLI_EXIT_REJECTED;
+    }
+    if (r->body_len > 0 && fwrite(r->body, 1, r->body_len, stdout) != r->body_len) {
+        fprintf(stderr, "stcache: writing the answer: %s\n", strerror(errno));
+        return CLI_EXIT_UNAVAILABLE;
+    }
+    struct st_jsonr_span v;
+    bool ok = false;
+    if (st_jsonr_validate(r->body, r->body_len) == 0 &&
+        st_jsonr_get(st_jsonr_root(r->body, r->body_len), "succeeded", &v))
+        (void)st_jsonr_bool(v, &ok);
+    return ok ? CLI_EXIT_OK : CLI_EXIT_FAILED;
 }
 
 static int cmd_del(struct cli *c)
@@ -1208,6 +1259,8 @@ int cli_client_main(int argc, char **argv)
         ret = cmd_put(&c);
     else if (strcmp(cmd, "del") == 0 || strcmp(cmd, "delete") == 0)
         ret = cmd_del(&c);
+    else if (strcmp(cmd, "txn") == 0)
+        ret = cmd_txn(&c);
     else if (strcmp(cmd, "members") == 0)
         ret = cmd_members(&c);
     else if (strcmp(cmd, "add") == 0)

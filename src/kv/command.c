@@ -63,6 +63,7 @@ static int is_auth(enum kv_cmd_type t)
 static uint8_t version_of(const struct kv_command *cmd)
 {
     if (is_auth(cmd->type)) return KV_COMMAND_VERSION_AUTH;
+    if (cmd->type == KV_CMD_TXN) return KV_COMMAND_VERSION_TXN;
     if (cmd->idem_key_len) return KV_COMMAND_VERSION_IDEM;
     return cmd->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT : 1;
 }
@@ -94,10 +95,14 @@ size_t kv_command_encoded_len(const struct kv_command *cmd)
     case KV_CMD_AUTH_USER_PUT:
     case KV_CMD_AUTH_USER_DELETE:
         return KV_COMMAND_HEADER_BYTES + AUTH_FIXED_BYTES + (size_t)cmd->value_len;
+    case KV_CMD_TXN:
+        return KV_COMMAND_HEADER_BYTES + kv_txn_body_len(cmd);
     }
     return 0;
 }
 
+/* The lowest format version that holds cmd: the only one encode writes
+ * and decode accepts. */
 /* The rules shared by encode and decode. */
 static int command_check(const struct kv_command *cmd)
 {
@@ -136,6 +141,8 @@ static int command_check(const struct kv_command *cmd)
         return cmd->value_len >= 1 && cmd->value_len <= AUTH_PAYLOAD_BYTES_MAX && cmd->key_len == 0
                    ? 0
                    : -1;
+    case KV_CMD_TXN:
+        return kv_txn_body_check(cmd);
     }
     return -1;
 }
@@ -149,6 +156,12 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
             if (cmd->evict_keys[i].key_len == 0 ||
                 cmd->evict_keys[i].key_len > KV_KEY_BYTES_HARD_MAX)
                 return ST_EINVAL;
+    }
+    if (cmd->type == KV_CMD_TXN) {
+        uint32_t n = cmd->txn_guards + cmd->txn_success + cmd->txn_failure;
+        if (n && !cmd->txn_items) return ST_EINVAL;
+        for (uint32_t i = 0; i < n; i++)
+            if (kv_txn_item_check(&cmd->txn_items[i], i < cmd->txn_guards) != 0) return ST_EINVAL;
     }
     size_t need = kv_command_encoded_len(cmd);
     if (need > cap) return ST_ETOOBIG;
@@ -216,6 +229,10 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
         memcpy(p, cmd->value, cmd->value_len);
         p += cmd->value_len;
         break;
+    case KV_CMD_TXN:
+        kv_txn_body_encode(cmd, p);
+        p += kv_txn_body_len(cmd);
+        break;
     }
     ST_ASSERT((size_t)(p - buf) == need);
     *out_len = need;
@@ -238,7 +255,9 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         return ST_EPROTO;
     memset(out, 0, sizeof(*out));
     uint8_t type = data[1], cond = data[2];
-    uint8_t type_max = data[0] >= KV_COMMAND_VERSION_EVICT ? KV_CMD_REFUSE : KV_CMD_PURGE_EXPIRED;
+    uint8_t type_max = data[0] >= KV_COMMAND_VERSION_TXN     ? KV_CMD_TXN
+                       : data[0] >= KV_COMMAND_VERSION_EVICT ? KV_CMD_REFUSE
+                                                             : KV_CMD_PURGE_EXPIRED;
     bool auth = data[0] == KV_COMMAND_VERSION_AUTH &&
                 (type == KV_CMD_AUTH_USER_PUT || type == KV_CMD_AUTH_USER_DELETE);
     if ((!auth && (type < KV_CMD_PUT || type > type_max)) || cond > KV_COND_IF_ABSENT)
@@ -321,6 +340,11 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         if (out->value_len != rest - AUTH_FIXED_BYTES) return ST_EPROTO;
         out->value = p + AUTH_FIXED_BYTES;
         break;
+    case KV_CMD_TXN: {
+        int rc = kv_txn_body_decode(p, rest, out);
+        if (rc) return rc;
+        break;
+    }
     }
     if (out->cond != KV_COND_IF_VERSION && out->cond_version != 0)
         return ST_EPROTO; /* one encoding per command: keeps entries canonical */

@@ -25,6 +25,8 @@
  *   PURGE_EXPIRED : u32 keys_max (0 = no bound)
  *   EVICT  : u32 n (1..KV_EVICT_KEYS_MAX), then n x (u64 version, u32 key_len, key)
  *   REFUSE : u32 reason (KV_REFUSE_*)
+ *   TXN    : (version 4) u32 value_bytes_max, u16 guards, u16 success ops,
+ *            u16 failure ops, u16 reserved, then the items (kv/txn.h)
  *
  * Format versions: 2 added EVICT and REFUSE. An encoder writes the lowest version that
  * expresses the command (1 for PUT, DELETE and PURGE_EXPIRED, 2 for EVICT),
@@ -46,6 +48,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv/txn.h"
+
 /* Format versions: 1 = PUT, DELETE, PURGE_EXPIRED; 2 = also EVICT and
  * REFUSE; 3 = an idempotency block follows the header (a PUT or DELETE with
  * an Idempotency-Key). An encoder writes the lowest version that holds the
@@ -53,6 +57,7 @@
 #define KV_COMMAND_VERSION 5       /* the newest format version */
 #define KV_COMMAND_VERSION_EVICT 2 /* the first version with EVICT and REFUSE */
 #define KV_COMMAND_VERSION_IDEM 3  /* with an idempotency block */
+#define KV_COMMAND_VERSION_TXN 4   /* TXN (kv/txn.h); never with an idempotency block */
 #define KV_COMMAND_VERSION_AUTH 5  /* the auth commands (KV_CMD_AUTH_*) */
 #define KV_EVICT_KEYS_MAX 1024u    /* keys per EVICT command */
 #define KV_COMMAND_HEADER_BYTES 32
@@ -76,6 +81,9 @@ enum kv_cmd_type {
      * request id) with a refusal. A leader puts it in place of a write a
      * follower forwarded and the leader refuses (--max-memory). */
     KV_CMD_REFUSE = 5,
+    /* Guards, then success or failure ops, applied as one entry
+     * (kv/txn.h). Format version 4 only. */
+    KV_CMD_TXN = 6,
     /* The auth table (kv/kv_auth.h), format version 5 only. Payload: u64
      * cond_version, u32 length L, L bytes in value/value_len: a user
      * record (PUT: creates or replaces; cond NONE, IF_ABSENT or
@@ -137,11 +145,35 @@ struct kv_command {
     uint32_t idem_key_len;  /* 0..KV_IDEM_KEY_BYTES_MAX */
     uint32_t idem_keys_max; /* >= 1 when idem_key_len > 0 */
     uint64_t idem_ttl_ms;   /* >= 1 when idem_key_len > 0 */
+    /* TXN: the counts of guards, success and failure ops; encode reads
+     * txn_items (guards, then success, then failure), decode sets txn_raw
+     * (the validated item bytes, walked with kv_txn_next) instead.
+     * txn_value_bytes_max bounds the values its ops build (APPEND,
+     * SETRANGE): the proposer's limit travels with the command so every
+     * replica decides alike. */
+    uint32_t txn_guards, txn_success, txn_failure;
+    uint32_t txn_value_bytes_max;
+    const struct kv_txn_item *txn_items;
+    const uint8_t *txn_raw;
+    size_t txn_raw_len;
 };
 
 /* Walks a decoded EVICT list: reads the key at *pos of cmd->evict_raw into
  * *out and advances *pos. Returns 1, or 0 past the end. */
 int kv_evict_next(const struct kv_command *cmd, size_t *pos, struct kv_evict_key *out);
+
+/* Walks a decoded TXN's items (guards, success ops, failure ops, in that
+ * order): reads the item at *pos of cmd->txn_raw into *out and advances
+ * *pos. Returns 1, or 0 past the end. */
+int kv_txn_next(const struct kv_command *cmd, size_t *pos, struct kv_txn_item *out);
+
+/* txn_codec.c, for command.c: the TXN body after the common header. */
+size_t kv_txn_body_len(const struct kv_command *cmd);
+int kv_txn_body_check(const struct kv_command *cmd); /* 0 or -1 */
+void kv_txn_body_encode(const struct kv_command *cmd, uint8_t *p);
+/* Validates p[0..rest) and sets the TXN fields of out; 0, ST_EPROTO or
+ * ST_ETOOBIG. */
+int kv_txn_body_decode(const uint8_t *p, size_t rest, struct kv_command *out);
 
 struct kv_limits {
     uint32_t key_bytes_max; /* >= 1 */

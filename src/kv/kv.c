@@ -329,6 +329,7 @@ void kv_destroy(struct kv *kv)
     kv_state_free(&kv->st);
     kv_idem_free(&kv->idem);
     kv_auth_free(&kv->auth);
+    kv_txn_buf_free(&kv->txn);
     free(kv);
 }
 

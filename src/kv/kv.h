@@ -125,6 +125,12 @@ struct kv_result {
      * this result is that entry's (nothing applied now). */
     int replayed;
     uint64_t index; /* the entry whose result this is (the recording one if replayed) */
+    /* TXN: 1 if every guard held (the success ops ran), 0 if the failure
+     * ops ran; txn_res[0..txn_n) are the results of the ops that ran, in
+     * order, valid until the next kv_apply (kv/txn.h). */
+    int txn_succeeded;
+    uint32_t txn_n;
+    const struct kv_txn_res *txn_res;
 };
 
 /* Used memory, the deterministic accounting that --max-memory limits: every

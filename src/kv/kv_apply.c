@@ -25,7 +25,7 @@ static int entry_fits(size_t usable, size_t need)
     return need <= usable && (need >= usable / 2 || usable <= 256);
 }
 
-static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, struct kv_result *r)
+int kv_apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, struct kv_result *r)
 {
     struct kv_state *st = &kv->st;
     uint32_t h = kv_hash(kv, c->key, c->key_len);
@@ -111,8 +111,7 @@ static int apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, 
     return 0;
 }
 
-static void apply_delete(struct kv *kv, uint64_t index, const struct kv_command *c,
-                         struct kv_result *r)
+void kv_apply_delete(struct kv *kv, uint64_t index, const struct kv_command *c, struct kv_result *r)
 {
     struct kv_state *st = &kv->st;
     uint32_t h = kv_hash(kv, c->key, c->key_len);
@@ -253,10 +252,10 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
     int rc = 0;
     switch (c.type) {
     case KV_CMD_PUT:
-        rc = apply_put(kv, index, &c, result);
+        rc = kv_apply_put(kv, index, &c, result);
         break;
     case KV_CMD_DELETE:
-        apply_delete(kv, index, &c, result);
+        kv_apply_delete(kv, index, &c, result);
         break;
     case KV_CMD_PURGE_EXPIRED:
         apply_purge(kv, index, &c, result);
@@ -274,6 +273,9 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
             memset(&result->req, 0, sizeof(result->req));
             kv->applied_index = index;
         }
+        break;
+    case KV_CMD_TXN:
+        rc = kv_apply_txn(kv, index, &c, result);
         break;
     }
     kv->st.ev_index = 0;

@@ -203,8 +203,22 @@ struct kv_auth_table {
     uint64_t generation;
 };
 
+/* TXN results (kv_txn.c): reused from apply to apply, so a TXN allocates
+ * only when it needs more than any before it. res[0..res_n) and the
+ * bytes they point into are valid until the next kv_apply. scratch holds
+ * a value being built (APPEND, INCRBY, ...) or moved (RENAME, EXPIRE). */
+struct kv_txn_buf {
+    struct kv_txn_res *res;
+    uint32_t res_n, res_cap;
+    uint8_t *bytes;
+    size_t bytes_len, bytes_cap;
+    uint8_t *scratch;
+    size_t scratch_cap;
+};
+
 struct kv {
     struct kv_config cfg;
+    struct kv_txn_buf txn;
     struct kv_state st;
     struct idem_table idem;
     struct kv_auth_table auth; /* kv_auth.c */
@@ -399,6 +413,19 @@ int kv_auth_section_encode(const struct kv *kv, uint8_t **out, size_t *out_len);
  * strictly increasing name order). 0, ST_ECORRUPT or ST_ENOMEM. */
 int kv_auth_restore_record(const struct kv_config *cfg, struct kv_auth_table *t, uint64_t version,
                            uint64_t applied_index, const uint8_t *rec, size_t len);
+
+/* kv_apply.c: single commands, also the building blocks of a TXN. A PUT's
+ * value must not point into the kv's own entries. */
+int kv_apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, struct kv_result *r);
+void kv_apply_delete(struct kv *kv, uint64_t index, const struct kv_command *c,
+                     struct kv_result *r);
+
+/* kv_txn.c: applies a decoded TXN (c->timestamp_ms is the log clock).
+ * Returns 0, or ST_ENOMEM: before the first op nothing changed; from an op
+ * on, the ops before it stay applied (the node stops on ST_ENOMEM). */
+int kv_apply_txn(struct kv *kv, uint64_t index, const struct kv_command *c, struct kv_result *r);
+/* Frees the TXN buffers. */
+void kv_txn_buf_free(struct kv_txn_buf *tb);
 
 /* kv_snapshot.c: copy-on-write under an open cursor */
 /* 1 if e (in table t) belongs to the snapshot's state and sits in a bucket

@@ -4,6 +4,7 @@
 #include "util/assert.h"
 #include "util/trace.h"
 #include "util/url.h"
+#include "kv/txn.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -33,6 +34,7 @@ void node_config_default(struct node_config *cfg)
     cfg->watch_history_entries = 100000;
     cfg->watch_max = 1024;
     cfg->max_value_bytes = 1u << 20;
+    cfg->max_txn_ops = 1024;
     cfg->request_timeout_ms = 5000;
     cfg->purge_interval_ms = 100;
     cfg->idempotency_keys_max = 100000;
@@ -285,6 +287,10 @@ int node_config_validate(const struct node_config *cfg, char *err, size_t errlen
                 entry_max);
         return ST_EINVAL;
     }
+    if (cfg->max_txn_bytes > (uint64_t)cfg->max_value_bytes + cfg->max_key_bytes) {
+        set_err(err, errlen, "--max-txn-bytes must not exceed --max-value-bytes + --max-key-bytes");
+        return ST_EINVAL;
+    }
     if (cfg->request_timeout_ms == 0) {
         set_err(err, errlen, "--request-timeout-ms must be positive");
         return ST_EINVAL;
@@ -356,6 +362,8 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"max-memory", 0, UINT64_MAX, 64, &cfg->max_memory},
         {"max-key-bytes", 1, 1u << 16, 32, &cfg->max_key_bytes},
         {"max-value-bytes", 1, 16u << 20, 32, &cfg->max_value_bytes}, /* < frame bound */
+        {"max-txn-ops", 1, KV_TXN_ITEMS_HARD_MAX, 32, &cfg->max_txn_ops},
+        {"max-txn-bytes", 0, 17u << 20, 64, &cfg->max_txn_bytes},
         {"request-timeout-ms", 1, 3600000, 32, &cfg->request_timeout_ms},
         {"purge-interval-ms", 1, 3600000, 32, &cfg->purge_interval_ms},
         {"idempotency-keys-max", 1, 10000000, 32, &cfg->idempotency_keys_max},

@@ -294,13 +294,56 @@ static uint64_t evict_propose(struct node *n, uint64_t need)
     return freed;
 }
 
+/* An upper bound of the used bytes a TXN's ops may add (kv/txn.h): what
+ * they write, as if every key were new; ops that only remove or read add
+ * nothing. Both branches count (which one runs is known at apply only). */
+static uint64_t txn_growth(const struct kv_command *cmd)
+{
+    uint64_t d = 0;
+    uint32_t n = cmd->txn_guards + cmd->txn_success + cmd->txn_failure;
+    size_t pos = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct kv_txn_item it;
+        if (cmd->txn_items)
+            it = cmd->txn_items[i];
+        else if (!kv_txn_next(cmd, &pos, &it))
+            break;
+        if (i < cmd->txn_guards) continue;
+        switch (it.kind) {
+        case KV_TXN_PUT:
+        case KV_TXN_APPEND:
+            d += kv_used_bytes_of(it.key_len, it.val_len);
+            break;
+        case KV_TXN_SETRANGE:
+            d += kv_used_bytes_of(it.key_len, (uint64_t)it.num + it.val_len);
+            break;
+        case KV_TXN_INCRBY:
+        case KV_TXN_INCRBYFLOAT:
+            d += kv_used_bytes_of(it.key_len, 64);
+            break;
+        case KV_TXN_RENAME:
+            d += it.val_len; /* the value moves; the new key may be longer */
+            break;
+        default:
+            break;
+        }
+    }
+    return d;
+}
+
 /* The growth cmd brings (0 if none) if admitted, or ST_EMEMLIMIT. */
 static int admit(struct node *n, const struct kv_command *cmd, uint64_t extra, uint64_t *charge)
 {
     *charge = 0;
-    if (!n->cfg.max_memory || cmd->type != KV_CMD_PUT) return 0;
-    uint64_t add = kv_used_bytes_of(cmd->key_len, cmd->value_len);
-    uint64_t old = kv_entry_used_bytes(n->kv, cmd->key, cmd->key_len);
+    if (!n->cfg.max_memory || (cmd->type != KV_CMD_PUT && cmd->type != KV_CMD_TXN)) return 0;
+    uint64_t add, old;
+    if (cmd->type == KV_CMD_TXN) {
+        add = txn_growth(cmd);
+        old = 0;
+    } else {
+        add = kv_used_bytes_of(cmd->key_len, cmd->value_len);
+        old = kv_entry_used_bytes(n->kv, cmd->key, cmd->key_len);
+    }
     if (add <= old) return 0; /* shrinks or keeps the size: always admitted */
     uint64_t d = add - old;
     uint64_t p = projected(n, d + extra);

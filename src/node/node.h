@@ -106,6 +106,7 @@ enum node_cond {
     NODE_COND_IF_ABSENT,  /* If-None-Match: * */
 };
 
+struct kv_txn_res;
 struct node_write_result {
     int status;       /* 0, ST_EPRECONDITION, ST_ENOENT (delete of absent),
                        * ST_ETIMEDOUT, ST_ENOTLEADER (no leader), ST_ECLOSED,
@@ -114,6 +115,11 @@ struct node_write_result {
     bool created;     /* PUT: the key did not exist before */
     uint64_t index;   /* raft index of the applied entry (the recording one if replayed) */
     bool replayed;    /* an Idempotency-Key retry: the first application's result */
+    /* node_txn (node_txn.h): whether the guards held, and the results of
+     * the ops that ran (kv/txn.h), valid during the callback only. */
+    bool txn_succeeded;
+    uint32_t txn_n;
+    const struct kv_txn_res *txn_res;
 };
 typedef void (*node_write_cb)(void *ctx, const struct node_write_result *res);
 

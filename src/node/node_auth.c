@@ -420,7 +420,7 @@ static int propose(struct node *n, enum kv_cmd_type type, const struct kv_auth_u
     cmd.cond_version = cond == KV_COND_IF_VERSION ? cond_version : 0;
     cmd.value = rec;
     cmd.value_len = (uint32_t)len;
-    rc = node_submit_command(n, &cmd, op_done_cb, op);
+    rc = node_client_submit(n, &cmd, op_done_cb, op);
     if (rc) free(op);
     return rc;
 }

@@ -693,9 +693,10 @@ void node_client_leader_changed(struct node *n, raft_id leader);
 int node_propose_purge(struct node *n);
 /* Encodes and proposes cmd (leader or forwarded by the core). */
 int node_propose_command(struct node *n, const struct kv_command *cmd, raft_index *index);
-/* Proposes cmd like a client write (forwarded by a follower), cb once it
- * applied: node_put's contract for any command type (requests.c). */
-int node_submit_command(struct node *n, struct kv_command *cmd, node_write_cb cb, void *ctx);
+/* A client write of any command type (requests.c): a waiter with a request
+ * id, proposed here or forwarded to the leader; cb runs once. Errors as
+ * node_put's. node_txn (node_txn.c) uses it. */
+int node_client_submit(struct node *n, struct kv_command *cmd, node_write_cb cb, void *ctx);
 
 /* node_auth.c (node/auth.h). init: at start, reads --initial-admin-token-file
  * (0, or an error with a one-line reason in why); free: at destroy;

@@ -377,7 +377,7 @@ static int submit_write(struct node *n, struct kv_command *cmd, node_write_cb cb
     return 0;
 }
 
-int node_submit_command(struct node *n, struct kv_command *cmd, node_write_cb cb, void *ctx)
+int node_client_submit(struct node *n, struct kv_command *cmd, node_write_cb cb, void *ctx)
 {
     return submit_write(n, cmd, cb, ctx);
 }
@@ -568,6 +568,9 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
     case KV_STATUS_OK:
         wr.status = 0;
         wr.created = res->type == KV_CMD_PUT && res->created;
+        wr.txn_succeeded = res->txn_succeeded != 0;
+        wr.txn_n = res->txn_n;
+        wr.txn_res = res->txn_res;
         break;
     case KV_STATUS_PRECONDITION_FAILED:
         wr.status = ST_EPRECONDITION;

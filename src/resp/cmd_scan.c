@@ -12,6 +12,8 @@
  * returned exactly once whatever is written meanwhile (Redis promises at
  * least once). A cursor unknown to the node (another node's, or replaced)
  * is refused with "ERR invalid cursor". */
+#include "node/auth.h"
+#include "resp/cmd.h"
 #include "resp/resp_int.h"
 #include "resp/cmd_scan.h"
 
@@ -356,10 +358,23 @@ static void scan_start(struct resp_conn *c, struct resp_slot *s)
     }
 }
 
+/* KEYS, SCAN and RANDOMKEY name keys of the whole keyspace: with --auth
+ * only a user who may read every key runs them (one limited to prefixes
+ * would learn the other keys' names). */
+static bool keyspace_readable(struct resp_conn *c, struct resp_slot *s)
+{
+    if (node_auth_range_allowed(c->srv->node, &c->who, (const uint8_t *)"", 0, NULL, 0, NULL, 0))
+        return true;
+    resp_reply_done_error(s, "NOPERM this user has no permissions to access one of the keys "
+                             "used as arguments");
+    return false;
+}
+
 void resp_cmd_keys(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                    uint32_t argc)
 {
     (void)argc;
+    if (!keyspace_readable(c, s)) return;
     st_membuf_reset(&s->keys);
     s->cmd = SCAN_KEYS;
     s->a1 = 0;
@@ -373,6 +388,7 @@ void resp_cmd_randomkey(struct resp_conn *c, struct resp_slot *s, const struct r
 {
     (void)argv;
     (void)argc;
+    if (!keyspace_readable(c, s)) return;
     st_membuf_reset(&s->keys);
     s->cmd = SCAN_RANDOMKEY;
     s->a1 = 0;
@@ -385,6 +401,7 @@ void resp_cmd_scan(struct resp_conn *c, struct resp_slot *s, const struct resp_a
                    uint32_t argc)
 {
     uint64_t cur = 0;
+    if (!keyspace_readable(c, s)) return;
     if (argv[1].len == 0 || argv[1].len > 20) {
         resp_reply_done_error(s, "ERR invalid cursor");
         return;

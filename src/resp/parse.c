@@ -8,46 +8,16 @@
 #include <string.h>
 
 #include "util/assert.h"
+#include "util/strconv.h"
 
 static void set_err(char *err, const char *msg)
 {
     snprintf(err, RESP_ERR_BYTES_MAX, "%s", msg);
 }
 
-/* Redis's string2ll: optional '-', digits, no leading zeros (except "0"),
- * no '+', no spaces, fits a long long. */
 int resp_parse_ll(const uint8_t *p, size_t len, long long *out)
 {
-    if (len == 0 || len > 20) return 0;
-    size_t i = 0;
-    int neg = 0;
-    if (p[0] == '-') {
-        neg = 1;
-        i = 1;
-        if (len == 1) return 0;
-    }
-    if (p[i] == '0') {
-        if (len - i == 1 && !neg) {
-            *out = 0;
-            return 1;
-        }
-        return 0;
-    }
-    unsigned long long v = 0;
-    for (; i < len; i++) {
-        if (p[i] < '0' || p[i] > '9') return 0;
-        unsigned d = (unsigned)(p[i] - '0');
-        if (v > (ULLONG_MAX - d) / 10) return 0;
-        v = v * 10 + d;
-    }
-    if (neg) {
-        if (v > (unsigned long long)LLONG_MAX + 1) return 0;
-        *out = v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)v;
-    } else {
-        if (v > (unsigned long long)LLONG_MAX) return 0;
-        *out = (long long)v;
-    }
-    return 1;
+    return st_parse_ll(p, len, out);
 }
 
 /* A header line "<c><digits>\r\n" at buf[pos]. Returns 1 with *value and

@@ -90,6 +90,15 @@ struct resp_conn {
     struct st_membuf tls_out;
     bool tls_pumping;
     struct node_principal who; /* auth.c: set by AUTH / HELLO AUTH */
+    /* MULTI/EXEC (cmd_txn.c): queued commands as (u32 argc, then argc x
+     * (u32 len, bytes)), at most --max-txn-ops of them and
+     * --max-txn-bytes; WATCHed keys as (u64 version, u32 len, bytes). */
+    bool in_multi;
+    bool multi_dirty; /* a command was refused while queueing: EXEC aborts */
+    uint32_t multi_n;
+    struct st_membuf multi_q;
+    uint32_t watch_n;
+    struct st_membuf watch;
     struct resp_slot slots[RESP_PIPELINE_MAX];
 };
 
@@ -172,10 +181,6 @@ uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, u
 void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                        uint32_t argc);
 
-/* commands.c's helpers for the other command files: 1 if argument a is
- * s (lower case) case-insensitively; reply the error msg and complete s. */
-bool resp_arg_is(const struct resp_arg *a, const char *s);
-void resp_reply_done_error(struct resp_slot *s, const char *msg);
 /* ---- auth.c (docs/REDIS.md, "Authentication") ---- */
 
 /* What the permission check needs of a command table row. */
@@ -197,6 +202,8 @@ int resp_auth_login(struct resp_conn *c, const struct resp_arg *user, const stru
  * false when refused. */
 bool resp_auth_admit(struct resp_conn *c, struct resp_slot *s, const char *name,
                      const struct resp_auth_cmd *k, const struct resp_arg *argv, uint32_t argc);
+/* Frees the MULTI and WATCH buffers (connection close; cmd_txn.c). */
+void resp_multi_free(struct resp_conn *c);
 
 /* Loop milliseconds. */
 uint64_t resp_now_ms(const struct resp_server *srv);

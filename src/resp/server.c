@@ -71,6 +71,7 @@ static void conn_free(struct resp_conn *c)
     st_membuf_free(&c->wpend);
     st_membuf_free(&c->wfly);
     resp_tls_free(c);
+    resp_multi_free(c);
     free(c->rbuf);
     free(c);
     srv->n_allocated--;
@@ -528,6 +529,8 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     st_membuf_init(&c->wpend);
     st_membuf_init(&c->wfly);
+    st_membuf_init(&c->multi_q);
+    st_membuf_init(&c->watch);
     uv_tcp_nodelay(&c->tcp, 1);
     peer_name(&c->tcp, 0, c->addr, sizeof c->addr);
     peer_name(&c->tcp, 1, c->laddr, sizeof c->laddr);

@@ -291,9 +291,55 @@ def http_request_corpora():
         write("http_request", name, data)
 
 
+def kv_txn(guards, success, failure, ts=1000, vmax=1024):
+    """A TXN kv command (docs/KV.md, "TXN"): items are (kind, flags, key,
+    val, num)."""
+    out = struct.pack("<BBBBIQQQ", 4, 6, 0, 0, 0, 1, 7, ts)
+    out += struct.pack("<IHHHH", vmax, len(guards), len(success), len(failure), 0)
+    for kind, flags, key, val, num in list(guards) + list(success) + list(failure):
+        out += struct.pack("<BBHIIq", kind, flags, 0, len(key), len(val), num) + key + val
+    return out
+
+
+def txn_corpora():
+    """Seeds of fuzz_txn_json (POST /txn bodies) and fuzz_kv_cmd."""
+    bodies = {
+        "full": b'{"compare":[{"key":"a","target":"version","op":"=","version":3},'
+                b'{"key":"b","target":"value","op":"!=","value":"x"},'
+                b'{"key":"c","target":"exists","exists":false},{"key":"d","target":"ttl","ttl":true}],'
+                b'"success":[{"put":{"key":"a","value":"1","ttl_ms":500}},{"get":{"key":"a"}},'
+                b'{"delete":{"key":"b"}},{"delete_prefix":{"prefix":""}},{"incr":{"key":"n","by":-2}}],'
+                b'"failure":[{"put":{"key":"a","value":"\\u00e9\\n","keep_ttl":true,"if_exists":true}}]}',
+        "empty": b"{}",
+        "only_ops": b'{"success":[{"get":{"key":"k"}}]}',
+        "bad_target": b'{"compare":[{"key":"a","target":"size"}]}',
+        "bad_nul": b'{"success":[{"get":{"key":"a\u0000b"}}]}',
+        "bad_op": b'{"success":[{"frob":{"key":"a"}}]}',
+        "bad_json": b'{"success":[',
+        "bad_empty_key": b'{"success":[{"put":{"key":"","value":"v"}}]}',
+    }
+    for name, data in bodies.items():
+        write("txn_json", name, data)
+    write("kv_cmd", "txn_all_ops", kv_txn(
+        [(1, 0, b"a", b"", 1), (2, 1, b"b", b"12", 0), (3, 0, b"zz", b"", 0), (4, 1, b"k", b"", 1)],
+        [(1, 0, b"a", b"", 0), (2, 1 | 8, b"x", b"v", 5000), (3, 0, b"b", b"", 0),
+         (4, 0, b"", b"", 0), (5, 0, b"n", b"", 7), (6, 0, b"n", b"1.5", 0), (7, 0, b"a", b"yz", 0),
+         (8, 0, b"a", b"Q", 4), (9, 2 | 16, b"k", b"", 100), (10, 0, b"k", b"", 0),
+         (11, 1, b"a", b"c", 0), (12, 0, b"c", b"", 0)],
+        [(2, 4, b"a", b"w", 0)]))
+    write("kv_cmd", "txn_empty", kv_txn([], [], []))
+    write("kv_cmd", "txn_guard_fails", kv_txn([(3, 0, b"a", b"", 0)], [(3, 0, b"a", b"", 0)],
+                                              [(1, 0, b"a", b"", 0)]))
+    write("kv_cmd", "put", struct.pack("<BBBBIQQQ", 1, 1, 0, 0, 0, 1, 2, 1000) +
+          struct.pack("<QQII", 0, 0, 1, 2) + b"k" + b"vv")
+    write("kv_cmd", "bad_txn_v3", b"\x03" + kv_txn([], [], [])[1:])
+    write("kv_cmd", "bad_txn_flags", kv_txn([], [(1, 1, b"a", b"", 0)], []))
+
+
 if __name__ == "__main__":
     main()
     text_corpora()
     snapshot_corpora()
     wal_corpora()
     http_request_corpora()
+    txn_corpora()

@@ -16,6 +16,9 @@ uses redis-server and redis-cli from Debian's redis-server/redis-tools:
   hiredis   the C client pipelines 2100 commands (hiredis_pipeline.c)
   slow_reader  a client that sends without reading is disconnected past
             the output bound; others go on
+  txn_failover  HTTP /txn, MULTI/EXEC and WATCH transactions move units
+            between accounts while the leader is killed (kill -9): the sum
+            holds on every node, also on the killed one once restarted
 Exits 77 (ctest: skipped) when redis-py, redis-server or redis-cli is
 missing. Cluster processes come from tests/cluster/harness.py."""
 
@@ -152,6 +155,88 @@ CASES = [
     ("SCAN", "abc"), ("SCAN", "0", "COUNT", "0"), ("SCAN", "0", "COUNT", "x"),
     ("SCAN", "0", "FOO", "x"), ("SCAN", "0", "MATCH"), ("SCAN",), ("KEYS",), ("KEYS", "a", "b"),
     ("RANDOMKEY", "x"),
+] + [
+    # Read-modify-write commands: kv transactions decided at apply.
+    ("SET", "{k}n", "10"), ("INCR", "{k}n"), ("INCRBY", "{k}n", "5"), ("DECR", "{k}n"),
+    ("DECRBY", "{k}n", "3"), ("INCRBY", "{k}n", "-20"), ("GET", "{k}n"), ("INCR", "{k}new"),
+    ("DECR", "{k}new2"), ("INCRBY", "{k}n", "x"), ("INCRBY", "{k}n", "1.5"), ("INCR",), ("INCR", "a", "b"),
+    ("INCRBY", "{k}n", "99999999999999999999"), ("DECRBY", "{k}n", "-9223372036854775808"),
+    ("SET", "{k}max", "9223372036854775807"), ("INCR", "{k}max"), ("DECRBY", "{k}max", "-1"),
+    ("SET", "{k}min", "-9223372036854775808"), ("DECR", "{k}min"), ("INCRBY", "{k}min", "-1"),
+    ("SET", "{k}s", "abc"), ("INCR", "{k}s"), ("SET", "{k}s", " 1"), ("INCR", "{k}s"),
+    ("SET", "{k}s", "01"), ("INCR", "{k}s"), ("SET", "{k}s", "+1"), ("INCR", "{k}s"),
+    ("SET", "{k}s", ""), ("INCR", "{k}s"), ("GET", "{k}s"),
+    ("SET", "{k}t", "5", "EX", "1000"), ("INCR", "{k}t"), ("TTL", "{k}t"),
+    ("INCRBYFLOAT", "{k}f", "10.5"), ("INCRBYFLOAT", "{k}f", "0.1"), ("INCRBYFLOAT", "{k}f", "-5"),
+    ("INCRBYFLOAT", "{k}f", "5.0e3"), ("INCRBYFLOAT", "{k}f", "abc"), ("INCRBYFLOAT", "{k}f", "inf"),
+    ("INCRBYFLOAT", "{k}f", " 1"), ("INCRBYFLOAT", "{k}f", ""), ("INCRBYFLOAT", "{k}g", "-0.0"),
+    ("INCRBYFLOAT", "{k}h", "1.1"), ("INCRBYFLOAT", "{k}h", "2.2"), ("INCRBYFLOAT", "{k}h", "3e-5"),
+    ("INCRBYFLOAT", "{k}i", "0x10"), ("INCRBYFLOAT", "{k}j", "1e308"), ("INCRBYFLOAT", "{k}j", "1e308"),
+    ("SET", "{k}fs", "abc"), ("INCRBYFLOAT", "{k}fs", "1"), ("INCRBYFLOAT", "{k}f"),
+    ("APPEND", "{k}ap", "Hello"), ("APPEND", "{k}ap", " World"), ("GET", "{k}ap"), ("APPEND", "{k}ap", ""),
+    ("APPEND", "{k}ap"), ("SET", "{k}apt", "x", "EX", "1000"), ("APPEND", "{k}apt", "y"), ("TTL", "{k}apt"),
+    ("SETRANGE", "{k}ap", "6", "Redis"), ("GET", "{k}ap"), ("SETRANGE", "{k}sr", "3", "x"), ("GET", "{k}sr"),
+    ("SETRANGE", "{k}sr2", "3", ""), ("EXISTS", "{k}sr2"), ("SETRANGE", "{k}ap", "-1", "x"),
+    ("SETRANGE", "{k}ap", "x", "y"), ("SETRANGE", "{k}ap", "0", ""), ("SETRANGE", "{k}ap", "1"),
+    ("GETSET", "{k}gs", "1"), ("GETSET", "{k}gs", "2"), ("GET", "{k}gs"), ("GETSET", "{k}gs"),
+    ("GETDEL", "{k}gs"), ("GETDEL", "{k}gs"), ("EXISTS", "{k}gs"), ("GETDEL",),
+    ("SET", "{k}ge", "v"), ("GETEX", "{k}ge"), ("GETEX", "{k}ge", "EX", "100"), ("TTL", "{k}ge"),
+    ("GETEX", "{k}ge", "PERSIST"), ("TTL", "{k}ge"), ("GETEX", "{k}ge", "PX", "0"),
+    ("GETEX", "{k}ge", "EX", "-1"), ("GETEX", "{k}ge", "EX", "x"), ("GETEX", "{k}ge", "FOO"),
+    ("GETEX", "{k}ge", "EX"), ("GETEX", "{k}ge", "EX", "10", "PERSIST"), ("GETEX", "{k}missing", "EX", "10"),
+    ("GETEX", "{k}ge", "EXAT", "1"), ("EXISTS", "{k}ge"), ("GETEX", "{k}ge", "PXAT", "99999999999999"),
+    ("SET", "{k}o", "1"), ("SET", "{k}o", "2", "XX"), ("GET", "{k}o"), ("SET", "{k}ox", "2", "XX"),
+    ("EXISTS", "{k}ox"), ("SET", "{k}o", "3", "GET"), ("SET", "{k}og", "3", "GET"), ("GET", "{k}og"),
+    ("SET", "{k}o", "4", "NX", "GET"), ("SET", "{k}o2", "4", "NX", "GET"), ("GET", "{k}o2"),
+    ("SET", "{k}o", "5", "XX", "GET"), ("SET", "{k}ox2", "5", "XX", "GET"), ("EXISTS", "{k}ox2"),
+    ("SET", "{k}o", "6", "EX", "1000"), ("SET", "{k}o", "7", "KEEPTTL"), ("TTL", "{k}o"),
+    ("SET", "{k}o", "8", "KEEPTTL", "GET", "XX"), ("TTL", "{k}o"), ("SET", "{k}o", "9"), ("TTL", "{k}o"),
+    ("SET", "{k}o", "10", "GET", "EX", "100"), ("TTL", "{k}o"), ("SET", "{k}o", "v", "KEEPTTL", "PX", "5"),
+    ("SET", "{k}o", "v", "XX", "NX"), ("SET", "{k}o", "11", "EXAT", "1", "GET"), ("EXISTS", "{k}o"),
+    ("SET", "{k}onx", "1"), ("SET", "{k}onx", "v", "NX", "PXAT", "1000"), ("GET", "{k}onx"),
+    ("MSETNX", "{k}x1", "1", "{k}x2", "2"), ("MGET", "{k}x1", "{k}x2"),
+    ("MSETNX", "{k}x2", "9", "{k}x3", "3"), ("MGET", "{k}x2", "{k}x3"), ("MSETNX", "{k}x1"),
+    ("MSETNX", "{k}x1", "1", "{k}x2"), ("MSETNX", "{k}x4", "1", "{k}x4", "2"), ("GET", "{k}x4"),
+    ("SET", "{k}e", "v"), ("EXPIRE", "{k}e", "100"), ("TTL", "{k}e"), ("EXPIRE", "{k}e", "50", "NX"),
+    ("EXPIRE", "{k}e", "50", "XX"), ("TTL", "{k}e"), ("EXPIRE", "{k}e", "10", "GT"), ("EXPIRE", "{k}e", "100", "GT"),
+    ("TTL", "{k}e"), ("EXPIRE", "{k}e", "200", "LT"), ("EXPIRE", "{k}e", "20", "LT"), ("TTL", "{k}e"),
+    ("EXPIRE", "{k}e", "10", "NX", "XX"), ("EXPIRE", "{k}e", "10", "GT", "LT"), ("EXPIRE", "{k}e", "10", "FOO"),
+    ("EXPIRE", "{k}e", "x"), ("EXPIRE", "{k}e", "9223372036854775807"), ("EXPIRE", "{k}e"),
+    ("EXPIRE", "{k}missing", "10"), ("PERSIST", "{k}e"), ("PERSIST", "{k}e"), ("TTL", "{k}e"),
+    ("PERSIST", "{k}missing"), ("EXPIRE", "{k}e", "10", "XX"), ("EXPIRE", "{k}e", "10", "GT"),
+    ("EXPIRE", "{k}e", "10", "LT"), ("TTL", "{k}e"), ("PEXPIRE", "{k}e", "100000"), ("TTL", "{k}e"),
+    ("EXPIREAT", "{k}e", "99999999999"), ("EXPIRETIME", "{k}e"), ("PEXPIREAT", "{k}e", "99999999999000"),
+    ("PEXPIRETIME", "{k}e"), ("EXPIRE", "{k}e", "0"), ("EXISTS", "{k}e"), ("SET", "{k}e", "v"),
+    ("EXPIRE", "{k}e", "-5"), ("EXISTS", "{k}e"), ("SET", "{k}e", "v"), ("EXPIREAT", "{k}e", "1"),
+    ("EXISTS", "{k}e"), ("SET", "{k}e", "v"), ("PEXPIREAT", "{k}e", "1", "NX"), ("EXISTS", "{k}e"),
+    ("SET", "{k}r", "1", "EX", "1000"), ("RENAME", "{k}r", "{k}r2"), ("GET", "{k}r2"), ("TTL", "{k}r2"),
+    ("EXISTS", "{k}r"), ("RENAME", "{k}r", "{k}r3"), ("RENAME", "{k}r2", "{k}r2"), ("RENAMENX", "{k}r2", "{k}r2"),
+    ("SET", "{k}r4", "x"), ("RENAMENX", "{k}r2", "{k}r4"), ("RENAMENX", "{k}r2", "{k}r5"), ("GET", "{k}r5"),
+    ("RENAME", "{k}r5", "{k}r4"), ("GET", "{k}r4"), ("RENAMENX", "{k}missing", "{k}r9"), ("RENAME", "{k}r4"),
+    ("FLUSHDB", "FOO"), ("FLUSHALL", "SYNC", "x"), ("FLUSHDB",), ("DBSIZE",), ("FLUSHALL", "ASYNC"),
+    ("SET", "{k}after", "1"),
+]
+
+# MULTI/EXEC sequences, each run on one connection (the replies of every
+# command, QUEUED included, are compared).
+MULTI_CASES = [
+    [("MULTI",), ("SET", "{k}a", "1"), ("INCR", "{k}a"), ("GET", "{k}a"), ("MGET", "{k}a", "{k}none"),
+     ("EXPIRE", "{k}a", "100"), ("TTL", "{k}a"), ("EXISTS", "{k}a", "{k}none"), ("STRLEN", "{k}a"),
+     ("TYPE", "{k}a"), ("GETRANGE", "{k}a", "0", "0"), ("DEL", "{k}a", "{k}none"), ("EXEC",)],
+    [("MULTI",), ("SET", "{k}b", "x"), ("INCR", "{k}b"), ("SET", "{k}b", "v", "BAD"), ("APPEND", "{k}b", "y"),
+     ("GET", "{k}b"), ("EXEC",)],
+    [("MULTI",), ("SET", "{k}c", "1"), ("NOSUCHCMD",), ("EXEC",), ("GET", "{k}c")],
+    [("MULTI",), ("INCR",), ("SET", "{k}c", "1"), ("EXEC",), ("GET", "{k}c")],
+    [("MULTI",), ("EXEC",)], [("EXEC",)], [("DISCARD",)],
+    [("MULTI",), ("MULTI",), ("WATCH", "{k}d"), ("SET", "{k}d", "1"), ("DISCARD",), ("GET", "{k}d")],
+    [("WATCH", "{k}e"), ("MULTI",), ("SET", "{k}e", "1"), ("EXEC",), ("GET", "{k}e")],
+    [("WATCH", "{k}e"), ("SET", "{k}e", "2"), ("MULTI",), ("SET", "{k}e", "3"), ("EXEC",), ("GET", "{k}e")],
+    [("WATCH", "{k}e"), ("UNWATCH",), ("SET", "{k}e", "4"), ("MULTI",), ("GET", "{k}e"), ("EXEC",)],
+    [("WATCH", "{k}e"), ("EXPIRE", "{k}e", "100"), ("MULTI",), ("GET", "{k}e"), ("EXEC",)],
+    [("WATCH", "{k}f"), ("MULTI",), ("SET", "{k}f", "1"), ("DISCARD",), ("SET", "{k}f", "x"), ("MULTI",),
+     ("GET", "{k}f"), ("EXEC",)],
+    [("MULTI",), ("MSET", "{k}g1", "1", "{k}g2", "2"), ("RENAME", "{k}g1", "{k}g3"),
+     ("RENAME", "{k}none", "{k}g4"), ("INCRBYFLOAT", "{k}g2", "1.5"), ("GETDEL", "{k}g3"), ("EXEC",)],
 ]
 
 
@@ -166,6 +251,32 @@ def expand(args, prefix):
 
 def run_cases(client, prefix):
     return [outcome(lambda a=a: client.execute_command(*expand(a, prefix))) for a in CASES]
+
+
+def raw_replies(port, seq, prefix):
+    """Sends one MULTI_CASES sequence on a fresh connection and returns the
+    raw reply of every command (redis-py's own MULTI handling would hide
+    the QUEUED replies)."""
+    import redis
+    conn = redis.Connection(port=port, socket_timeout=scaled(10))
+    out = []
+    try:
+        for a in seq:
+            conn.send_command(*expand(a, prefix))
+            try:
+                out.append(conn.read_response())
+            except redis.exceptions.ResponseError as e:
+                out.append(("error", str(e)))
+    finally:
+        conn.disconnect()
+
+    def norm(v):  # errors inside an EXEC reply arrive as exception objects
+        if isinstance(v, Exception):
+            return ("error", str(v))
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        return v
+    return [norm(v) for v in out]
 
 
 class Compare(Scenario):
@@ -191,6 +302,18 @@ class Compare(Scenario):
                         log("  differs: %r\n    redis:   %r\n    stcache: %r" % (case, w, g))
                     check(not bad, "%d of %d replies differ from redis-server's" % (len(bad), len(CASES)))
                     log("  %d replies equal to redis-server's" % len(CASES))
+            for node, tag in ((leader, "leader"), (follower, "follower")):
+                with step("MULTI/EXEC/WATCH sequences through the %s and through redis-server" % tag):
+                    bad = 0
+                    for i, seq in enumerate(MULTI_CASES):
+                        prefix = "multi%d:%s:" % (i, tag)
+                        want = raw_replies(ref_port, seq, prefix)
+                        got = raw_replies(ports[node.id], seq, prefix)
+                        if want != got:
+                            bad += 1
+                            log("  differs: %r\n    redis:   %r\n    stcache: %r" % (seq, want, got))
+                    check(bad == 0, "%d of %d sequences differ" % (bad, len(MULTI_CASES)))
+                    log("  %d sequences equal to redis-server's" % len(MULTI_CASES))
             with step("replies that depend on the server have the right shape"):
                 st = redis.Redis(port=ports[follower.id])
                 t = st.time()
@@ -590,8 +713,145 @@ class Scan(Scenario):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class TxnFailover(Scenario):
+    """Concurrent transactions move units between accounts (HTTP POST /txn
+    with value compares, Redis MULTI/EXEC with DECRBY/INCRBY, Redis
+    WATCH/MULTI/EXEC read-modify-write) while the leader is killed with
+    kill -9: the total never changes, on any node, after the killed node
+    recovers. A transaction whose outcome a client could not learn applied
+    whole or not at all, so the sum holds whatever the clients saw."""
+
+    ACCOUNTS = 8
+    START = 100
+
+    def run(self):
+        import json
+        import random
+        import redis
+        c, ports, leader = start_cluster(self, "redis-txn")
+        accts = ["acct:%d" % i for i in range(self.ACCOUNTS)]
+        total = self.ACCOUNTS * self.START
+        r0 = redis.Redis(port=ports[leader.id], socket_timeout=scaled(10))
+        r0.mset({a: str(self.START) for a in accts})
+        done = {"http": 0, "multi": 0, "watch": 0}
+        failed = {"http": 0, "multi": 0, "watch": 0}
+        stop = threading.Event()
+        alive = dict(c.nodes)
+        lock = threading.Lock()
+
+        def pick():
+            a, b = random.sample(accts, 2)
+            with lock:
+                n = random.choice(list(alive.values()))
+            return n, a, b
+
+        def http_mover():
+            while not stop.is_set():
+                n, a, b = pick()
+                try:
+                    got = n.request("POST", "/txn", json.dumps(
+                        {"success": [{"get": {"key": a}}, {"get": {"key": b}}]}).encode(),
+                        {"Content-Type": "application/json"})
+                    if got.status != 200:
+                        raise harness.Unreachable(got.status)
+                    va, vb = [int(x["value"]) for x in got.json()["results"]]
+                    body = {"compare": [{"key": a, "target": "value", "value": str(va)},
+                                        {"key": b, "target": "value", "value": str(vb)}],
+                            "success": [{"put": {"key": a, "value": str(va - 1)}},
+                                        {"put": {"key": b, "value": str(vb + 1)}}]}
+                    got = n.request("POST", "/txn", json.dumps(body).encode(),
+                                    {"Content-Type": "application/json"})
+                    if got.status == 200 and got.json()["succeeded"]:
+                        done["http"] += 1
+                    else:
+                        failed["http"] += 1
+                except (harness.Unreachable, ValueError, KeyError, TypeError):
+                    failed["http"] += 1
+
+        def multi_mover():
+            while not stop.is_set():
+                n, a, b = pick()
+                try:
+                    p = redis.Redis(port=ports[n.id], socket_timeout=scaled(10)).pipeline()
+                    p.decrby(a, 1)
+                    p.incrby(b, 1)
+                    p.execute()
+                    done["multi"] += 1
+                except redis.exceptions.RedisError:
+                    failed["multi"] += 1
+
+        def watch_mover():
+            while not stop.is_set():
+                n, a, b = pick()
+                try:
+                    with redis.Redis(port=ports[n.id], socket_timeout=scaled(10)).pipeline() as p:
+                        p.watch(a, b)
+                        va, vb = int(p.get(a)), int(p.get(b))
+                        p.multi()
+                        p.set(a, va - 1)
+                        p.set(b, vb + 1)
+                        p.execute()
+                        done["watch"] += 1
+                except redis.exceptions.RedisError:
+                    failed["watch"] += 1
+
+        def moved():
+            return done["http"] + done["multi"] + done["watch"]
+
+        want = 200 // harness.WORK_DIV
+        threads = [threading.Thread(target=f) for f in (http_mover, http_mover, multi_mover,
+                                                        multi_mover, watch_mover, watch_mover)]
+        for t in threads:
+            t.start()
+        try:
+            with step("transactions move units, then the leader is killed with kill -9"):
+                wait_for("%d transactions" % want, lambda: moved() >= want, timeout=scaled(30))
+                with lock:
+                    del alive[leader.id]
+                leader.kill9()
+                before = moved()
+            with step("a new leader is elected and transactions go on"):
+                new = c.wait_leader(nodes=list(alive.values()))
+                wait_for("%d more transactions" % want, lambda: moved() >= before + want,
+                         timeout=scaled(30))
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        log("  moved: %r, failed or aborted: %r" % (done, failed))
+        check(min(done.values()) > 0, "every kind of transaction applied at least once: %r" % done)
+
+        def values(node, stale):
+            rr = redis.Redis(port=ports[node.id], socket_timeout=scaled(10),
+                             single_connection_client=True)
+            if stale:
+                rr.execute_command("READONLY")
+            return [int(v) for v in rr.mget(accts)]
+
+        with step("the sum is unchanged, read linearizably from the new leader"):
+            vals = values(new, False)
+            check(sum(vals) == total, "sum %d != %d: %r" % (sum(vals), total, vals))
+            log("  balances %r, sum %d" % (vals, sum(vals)))
+        with step("the killed node recovers and holds the same balances"):
+            leader.start([])
+            wait_for("the restarted node's state equals the leader's",
+                     lambda: leader.running() and _safe(lambda: values(leader, True)) == vals,
+                     timeout=scaled(30))
+            for n in c.nodes.values():
+                check(sum(values(n, True)) == total, "sum on %r" % n)
+
+
+def _safe(fn):
+    """fn() or None when the node does not answer yet."""
+    import redis
+    try:
+        return fn()
+    except redis.exceptions.RedisError:
+        return None
+
+
 SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover, "hiredis": Hiredis,
-             "slow_reader": SlowReader, "tls": Tls, "scan": Scan}
+             "slow_reader": SlowReader, "tls": Tls, "scan": Scan, "txn_failover": TxnFailover}
 
 import redis_auth  # noqa: E402
 

@@ -255,8 +255,10 @@ static void node_crash_restart(struct wnode *w)
 
 static bool node_busy(const struct wnode *w)
 {
-    /* A node that stopped on a storage error completes nothing more. */
-    return w->node && !w->fatal && (w->node->persist_inflight > 0 || w->node->bg_pending > 0);
+    /* A node that stopped on a storage error completes nothing more; one
+     * that is stopping is awaited by its stopped callback instead. */
+    return w->node && w->up && !w->fatal &&
+           (w->node->persist_inflight > 0 || w->node->bg_pending > 0);
 }
 
 /* Runs the loop until nothing is left to do at this instant: deferred

@@ -1,0 +1,146 @@
+/* What the command files of resp/ share: the command table's row type
+ * and flags, the reply and argument helpers (commands.c), and every
+ * command handler. The table (one, sorted) and the dispatch live in
+ * commands.c; handlers live in cmd_conn.c (connection, server,
+ * introspection), cmd_string.c (string reads and plain writes), cmd_txn.c
+ * (read-modify-write commands and MULTI/EXEC, as kv transactions); other
+ * groups get their own file and a row in the table. */
+#ifndef ST_RESP_CMD_H
+#define ST_RESP_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node/node.h"
+#include "resp/resp_int.h"
+
+#define RESP_VERSION "7.0.0"
+
+enum {
+    CMD_WRITE = 1u << 0,
+    CMD_READONLY = 1u << 1,
+    CMD_FAST = 1u << 2,
+    CMD_CONN = 1u << 3,  /* connection state, no keys */
+    CMD_ADMIN = 1u << 4, /* administrative (FLUSHDB, CONFIG): gated by authorisation */
+};
+
+typedef void (*resp_cmd_fn)(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                            uint32_t argc);
+
+struct resp_cmd {
+    const char *name; /* lower case */
+    int arity;        /* Redis's: > 0 exactly, < 0 at least -arity */
+    uint32_t flags;
+    int first_key, last_key, step;
+    resp_cmd_fn fn;
+};
+
+/* The table, sorted by name, and its length; a command by name (any case),
+ * or NULL. */
+const struct resp_cmd *resp_cmd_table(size_t *n);
+const struct resp_cmd *resp_cmd_lookup(const uint8_t *p, size_t len);
+
+/* ---- helpers (commands.c) ---- */
+/* a equals the lower-case s, ignoring case. */
+bool resp_arg_is(const struct resp_arg *a, const char *s);
+/* Reply and complete the slot. */
+void resp_reply_done_error(struct resp_slot *s, const char *msg);
+void resp_reply_done_ok(struct resp_slot *s);
+void resp_reply_syntax(struct resp_slot *s);
+void resp_reply_not_integer(struct resp_slot *s);
+void resp_reply_arity(struct resp_slot *s, const char *name);
+/* The Redis error of a node failure. `write`: the command proposed a
+ * write, whose outcome a timeout leaves unknown. */
+void resp_reply_node_error(struct resp_out *o, int rc, bool write);
+void resp_done_node_error(struct resp_slot *s, int rc, bool write);
+/* The read consistency of the connection (READONLY: stale). */
+enum node_consistency resp_read_mode(const struct resp_conn *c);
+uint64_t resp_wall_ms(void);
+/* Copies argv[first], argv[first + step], ... into s->keys; false when out
+ * of memory. resp_keys_next walks them with a cursor (offset). */
+bool resp_keys_save(struct resp_slot *s, const struct resp_arg *argv, uint32_t first, uint32_t argc,
+                    uint32_t step);
+const uint8_t *resp_keys_next(struct resp_slot *s, size_t *off, size_t *len);
+/* GETRANGE's reply over v[0..len) (Redis 7.0's getrangeCommand; cmd_string.c). */
+void resp_reply_range(struct resp_out *o, const uint8_t *v, size_t len, long long start,
+                      long long end);
+
+/* ---- handlers ---- */
+/* cmd_conn.c */
+void resp_cmd_ping(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                   uint32_t argc);
+void resp_cmd_echo(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                   uint32_t argc);
+void resp_cmd_hello(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                    uint32_t argc);
+void resp_cmd_auth(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                   uint32_t argc);
+void resp_cmd_select(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                     uint32_t argc);
+void resp_cmd_quit(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                   uint32_t argc);
+void resp_cmd_reset(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                    uint32_t argc);
+void resp_cmd_readonly(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                       uint32_t argc);
+void resp_cmd_client(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                     uint32_t argc);
+void resp_cmd_command(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                      uint32_t argc);
+void resp_cmd_config(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                     uint32_t argc);
+void resp_cmd_time(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                   uint32_t argc);
+void resp_cmd_wait(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                   uint32_t argc);
+void resp_cmd_info(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                   uint32_t argc);
+/* cmd_string.c */
+void resp_cmd_get(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                  uint32_t argc);
+void resp_cmd_ttl(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                  uint32_t argc);
+void resp_cmd_getrange(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                       uint32_t argc);
+void resp_cmd_mget(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                   uint32_t argc);
+void resp_cmd_exists(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                     uint32_t argc);
+void resp_cmd_dbsize(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                     uint32_t argc);
+void resp_cmd_set(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                  uint32_t argc);
+void resp_cmd_setnx(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                    uint32_t argc);
+void resp_cmd_setex(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                    uint32_t argc);
+void resp_cmd_del(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                  uint32_t argc);
+/* cmd_txn.c */
+/* The read-modify-write commands (one row each, one handler). */
+void resp_cmd_txn(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                  uint32_t argc);
+void resp_cmd_msetnx(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                     uint32_t argc);
+void resp_cmd_multi(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                    uint32_t argc);
+void resp_cmd_exec(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                   uint32_t argc);
+void resp_cmd_discard(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                      uint32_t argc);
+void resp_cmd_watch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                    uint32_t argc);
+void resp_cmd_unwatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                      uint32_t argc);
+/* MULTI state of a connection: true if argv is to be queued (inside MULTI,
+ * not EXEC/DISCARD/MULTI/WATCH/QUIT/RESET); queue it (k: its table row,
+ * NULL for an unknown command, which the caller answers) answering QUEUED
+ * or an error that makes EXEC abort. */
+bool resp_multi_queues(const struct resp_conn *c, const struct resp_arg *argv);
+void resp_multi_queue(struct resp_conn *c, struct resp_slot *s, const struct resp_cmd *k,
+                      const struct resp_arg *argv, uint32_t argc);
+/* Leaves MULTI and forgets WATCHed keys (RESET, DISCARD, EXEC). */
+void resp_multi_reset(struct resp_conn *c);
+
+#endif
