@@ -1611,8 +1611,6 @@ static void handler(struct http_request *req, void *ctx)
         api_auth_route(a->node, req, &a->who);
         return;
     }
-    /* POST /txn (when it lands): check every key of the transaction with
-     * node_auth_key_allowed before proposing it. */
     if (pl >= 4 && memcmp(p, "/kv/", 4) == 0) {
         route_kv(a, req, p + 4, pl - 4);
         return;
@@ -1629,7 +1627,7 @@ static void handler(struct http_request *req, void *ctx)
         return;
     }
     if (path_is(req, "/watch")) { /* api/watch.c */
-        api_watch_route(a->node, req);
+        api_watch_route(a->node, req, &a->who);
         return;
     }
     if (path_is(req, "/cluster")) {
@@ -1803,6 +1801,11 @@ void api_destroy(struct api *a)
 struct api_req *api_req_begin(struct api *a, struct http_request *req, enum node_route r)
 {
     return req_get(a, req, r);
+}
+
+const struct node_principal *api_principal(const struct api *a)
+{
+    return &a->who;
 }
 
 struct node *api_node(const struct api *a)

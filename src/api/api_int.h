@@ -14,6 +14,8 @@ struct api_req;
  * answers 503 itself); every path ends in exactly one api_respond_*. */
 struct api_req *api_req_begin(struct api *a, struct http_request *req, enum node_route r);
 struct node *api_node(const struct api *a);
+/* The principal of the request being dispatched (node/auth.h). */
+const struct node_principal *api_principal(const struct api *a);
 /* The API's scratch buffer for one JSON body (http_response_send copies). */
 struct st_membuf *api_scratch(struct api *a);
 struct api *api_of(const struct api_req *ar);

@@ -7,6 +7,7 @@
  *                {"op": "get", "value": null}, {"op": "delete", "deleted": 1},
  *                {"op": "incr", "value": 7}, {"op": "incr", "error": "..."}]} */
 #include "api/api_int.h"
+#include "node/auth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +110,20 @@ void api_route_txn(struct api *a, struct http_request *req)
         else
             api_respond_code(ar, rc);
         return;
+    }
+    /* Every key it names, with --auth: compared ones read, ops' keys read
+     * (get) or written; a delete_prefix writes every key under its prefix,
+     * which a grant covers exactly when it is a prefix of it. */
+    for (uint32_t i = 0; i < t.guards + t.success + t.failure; i++) {
+        const struct kv_txn_item *it = &t.items[i];
+        bool write = i >= t.guards && it->kind != KV_TXN_GET && it->kind != KV_TXN_EXPIRY;
+        if (!node_auth_key_allowed(n, api_principal(a), write, it->key, it->key_len)) {
+            api_txn_free(&t);
+            api_respond_error(ar, 403, "forbidden",
+                              write ? "this user may not write a key of this transaction"
+                                    : "this user may not read a key of this transaction");
+            return;
+        }
     }
     uint32_t ops = t.success + t.failure;
     struct txn_ctx *tc = malloc(sizeof *tc + (ops ? ops : 1));

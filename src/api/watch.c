@@ -11,6 +11,8 @@
  * history moves past it ("slow"). */
 #include "api/watch.h"
 
+#include "node/auth.h"
+
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -261,7 +263,7 @@ static int param_flag(const struct http_request *req, const char *name, bool *ou
     return 1;
 }
 
-void api_watch_route(struct node *n, struct http_request *req)
+void api_watch_route(struct node *n, struct http_request *req, const struct node_principal *who)
 {
     uint64_t start_us = node_now_us();
     if (req->verb != HTTP_VERB_GET && req->verb != HTTP_VERB_HEAD) {
@@ -328,6 +330,15 @@ void api_watch_route(struct node *n, struct http_request *req)
     }
     if (bad) {
         send_json_error(n, req, start_us, 400, code, bad, 0);
+        free(aw);
+        return;
+    }
+    bool allowed = aw->args.exact
+                       ? node_auth_key_allowed(n, who, false, aw->key, klen)
+                       : node_auth_range_allowed(n, who, aw->key, plen, NULL, 0, NULL, 0);
+    if (!allowed) {
+        send_json_error(n, req, start_us, 403, "forbidden",
+                        "this user may not read every key of this watch", 0);
         free(aw);
         return;
     }

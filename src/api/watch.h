@@ -16,6 +16,9 @@ struct node;
 /* Serves req (GET or HEAD /watch?...): answers an error at once, or begins
  * the stream, which ends when the watch is canceled (its last line says
  * why) or the client goes. Completes req in every case. */
-void api_watch_route(struct node *n, struct http_request *req);
+struct node_principal;
+/* who: the request's principal (node/auth.h); a watch needs read access to
+ * its whole prefix (or its key): 403 otherwise. */
+void api_watch_route(struct node *n, struct http_request *req, const struct node_principal *who);
 
 #endif

@@ -115,6 +115,27 @@ class AuthHttp(Scenario):
             r = n.request("GET", "/kv?start=app/&end=app0", headers=as_user(app))
             check(r.status == 200, "app lists [app/, app0): %s" % r.error_text())
             check(n.get("other").body == b"o", "other changed")
+        with step("prefix-limited: transactions and watches too"):
+            for body in ({"compare": [], "success": [{"put": {"key": "other", "value": "t"}}]},
+                         {"compare": [{"key": "other", "target": "exists", "exists": True}],
+                          "success": [{"put": {"key": "app/3", "value": "t"}}]},
+                         {"success": [{"delete_prefix": {"prefix": "ap"}}]},
+                         {"success": [{"get": {"key": "other"}}]}):
+                r = n.request("POST", "/txn", body=json.dumps(body).encode(),
+                              headers=dict(as_user(app), **{"Content-Type": "application/json"}))
+                check(r.status == 403, "app txn %r: %s" % (body, r.error_text()))
+            r = n.request("POST", "/txn", body=json.dumps(
+                {"success": [{"put": {"key": "app/3", "value": "t"}}]}).encode(),
+                headers=dict(as_user(app), **{"Content-Type": "application/json"}))
+            check(r.status == 200 and r.json()["succeeded"], "app txn on app/3: %s" % r.error_text())
+            r = n.request("POST", "/txn", body=json.dumps(
+                {"success": [{"delete_prefix": {"prefix": "app/3"}}]}).encode(),
+                headers=dict(as_user(app), **{"Content-Type": "application/json"}))
+            check(r.status == 200, "app txn delete_prefix app/3: %s" % r.error_text())
+            for path in ("/watch?prefix=", "/watch?prefix=ap", "/watch?key=other"):
+                r = n.request("GET", path, headers=as_user(app))
+                check(r.status == 403, "app watch %s: %s" % (path, r.error_text()))
+            check(n.get("other").body == b"o", "other changed")
         with step("grant and revoke change the rights at once"):
             r = n.request("POST", "/auth/users/reader/grant", body=json.dumps({"role": "readwrite"}))
             check(r.status == 200, "grant: %s" % r.error_text())

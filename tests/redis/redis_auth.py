@@ -57,6 +57,16 @@ class RedisAuth(Scenario):
             e = error_of(lambda: r.mset({"app:2": "a", "other": "b"}))
             check(e is not None and "no permissions" in e, "MSET with a foreign key: %r" % e)
             check(r.get("app:2") is None, "MSET applied a part")
+            for name, fn in (("KEYS", lambda: r.keys("*")), ("SCAN", lambda: r.scan(0)),
+                             ("RANDOMKEY", r.randomkey)):
+                e = error_of(fn)
+                check(e is not None and "no permissions" in e, "%s by a prefix user: %r" % (name, e))
+            p = r.pipeline(transaction=True)
+            p.set("app:3", "x")
+            p.set("other", "x")
+            e = error_of(p.execute)
+            check(e is not None, "MULTI with a foreign key: executed")
+            check(r.get("app:3") is None, "MULTI with a foreign key applied a part")
             e = error_of(lambda: r.config_get("maxmemory"))
             check(e is not None and "no permissions to run the 'config' command" in e,
                   "CONFIG GET as non-admin: %r" % e)
