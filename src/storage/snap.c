@@ -474,6 +474,8 @@ static void rotate(struct st_snap_store *s)
     free(l);
 }
 
+static int find(struct st_snap_store *s, raft_index index, struct st_snapshot_info *info);
+
 int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_meta *meta,
                          struct st_snapshot_info *info_out)
 {
@@ -498,9 +500,33 @@ int st_snap_write_commit(struct st_snap_writer *w, const struct raft_snapshot_me
     char name[64], final[ST_STORAGE_PATH_MAX];
     snap_name(name, sizeof(name), meta->term, meta->index);
     snprintf(final, sizeof(final), "%s/%s", s->dir, name);
+    bool exists = false;
     if (rc == 0) {
         bool is_dir;
-        if (s->fs.ops->stat(s->fs.self, final, &is_dir) == 0) rc = ST_EEXIST;
+        exists = s->fs.ops->stat(s->fs.self, final, &is_dir) == 0;
+    }
+    if (rc == 0 && exists) {
+        /* The same (term, index) is the same state (Raft's State Machine
+         * Safety), and a final name appears only by the rename of a synced
+         * copy: the one here is complete. Keep it and drop this copy. A
+         * receiver that stored a leader's snapshot and lost power before
+         * installing it is sent the same one again and must take it, not
+         * refuse it forever (found by tests/wsim, seed 1001625). */
+        writer_cleanup(w);
+        rc = find(s, meta->index, &info); /* its own meta: sizes and checksum */
+        if (rc != 0) {
+            ST_TRACE_ERROR("storage", "snapshot: %s exists but cannot be read: %s", final,
+                           st_strerror(rc));
+            return rc;
+        }
+        pthread_mutex_lock(&s->mu);
+        if (!s->has_latest || info.meta.index >= s->latest.meta.index) {
+            s->latest = info;
+            s->has_latest = true;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (info_out) *info_out = info;
+        return 0;
     }
     if (rc == 0) rc = s->fs.ops->rename(s->fs.self, w->tmp, final);
     if (rc != 0) {

@@ -106,6 +106,32 @@ TEST(snapshot_roundtrip_and_rotation_keeps_newest_two)
     st_fs_sim_destroy(sim);
 }
 
+TEST(a_snapshot_stored_again_at_the_same_index_and_term_keeps_the_first)
+{
+    /* A receiver that stored a leader's snapshot and lost power before
+     * installing it is sent the same one again: it must take it (it was
+     * refused with "already exists" forever: tests/wsim seed 1001625). */
+    struct st_fs_sim *sim;
+    ASSERT_EQ(st_fs_sim_create(&sim), 0);
+    const struct st_fs *fs = st_fs_sim_fs(sim);
+    struct st_snap_store *s;
+    ASSERT_EQ(st_snap_store_open(fs, "/snap", 0, &s, NULL), 0);
+    ASSERT_EQ(write_snap(s, 100, 2, 5000), 0);
+    st_snap_store_destroy(s);
+    st_fs_sim_crash(sim, ST_FS_SIM_LOSE_UNSYNCED, 0);
+    ASSERT_EQ(st_snap_store_open(fs, "/snap", 0, &s, NULL), 0);
+    ASSERT_EQ(write_snap(s, 100, 2, 5000), 0);
+    struct st_snapshot_info info;
+    ASSERT_EQ(st_snap_store_latest(s, &info), 0);
+    ASSERT_EQ(info.meta.index, 100);
+    ASSERT_EQ(info.data_bytes, 5000);
+    raft_index got = 0;
+    ASSERT_EQ(read_snap_ok(s, 100, &got), 0);
+    ASSERT_EQ(got, 100);
+    st_snap_store_destroy(s);
+    st_fs_sim_destroy(sim);
+}
+
 TEST(aborted_and_interrupted_snapshots_leave_nothing)
 {
     struct st_fs_sim *sim;
