@@ -415,7 +415,8 @@ TEST(two_replicas_applying_random_txns_agree)
         uint64_t rnd = seed >> 20;
         uint32_t guards = rnd & 1;
         if (guards)
-            items[n++] = G(KV_TXN_T_EXISTS, KV_TXN_EQ, keys[(rnd >> 1) & 7], NULL, (rnd >> 4) & 1);
+            items[n++] = G(KV_TXN_T_EXISTS, KV_TXN_EQ, keys[(rnd >> 1) & 7], NULL,
+                           (int64_t)((rnd >> 4) & 1));
         for (int k = 0; k < 3; k++) {
             uint64_t q = rnd >> (5 + 9 * k);
             const char *key = keys[q & 7], *key2 = keys[(q >> 3) & 7];
