@@ -12,7 +12,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
 
-from harness import Scenario, check, scaled, step  # noqa: E402
+from harness import Scenario, check, scaled, step, wait_for  # noqa: E402
 from scenarios_auth import add_user, auth_cluster, wait_admin  # noqa: E402
 
 
@@ -27,6 +27,14 @@ class RedisAuth(Scenario):
         tok = add_user(leader, "app", "readwrite", ["app:"])
         user, secret = tok.split(".", 1)
         port = ports[follower.id]
+        # The user is created through the leader: wait until the follower
+        # applied it (replication, not a race of the test's own making).
+        def knows_user():
+            try:
+                return redis.Redis(port=port, username=user, password=secret).ping()
+            except redis.exceptions.RedisError:
+                return False
+        wait_for("the follower to know the new user", knows_user)
 
         def error_of(fn):
             try:
