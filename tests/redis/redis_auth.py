@@ -31,7 +31,7 @@ class RedisAuth(Scenario):
         # applied it (replication, not a race of the test's own making).
         def knows_user():
             try:
-                return redis.Redis(port=port, username=user, password=secret).ping()
+                return redis.Redis(host="127.0.0.1", port=port, username=user, password=secret).ping()
             except redis.exceptions.RedisError:
                 return False
         wait_for("the follower to know the new user", knows_user)
@@ -45,18 +45,18 @@ class RedisAuth(Scenario):
                 return "auth:" + str(e)
             return None
         with step("NOAUTH before AUTH (redis-py)"):
-            r = redis.Redis(port=port)
+            r = redis.Redis(host="127.0.0.1", port=port)
             e = error_of(lambda: r.set("app:1", "x"))
             check(e is not None and "Authentication required" in e, "SET before AUTH: %r" % e)
             e = error_of(lambda: r.get("app:1"))
             check(e is not None and "Authentication required" in e, "GET before AUTH: %r" % e)
         with step("WRONGPASS for a wrong secret and for an unknown user alike"):
             for u, p in ((user, "A" * 43), ("nobody", secret)):
-                e = error_of(lambda u=u, p=p: redis.Redis(port=port, username=u, password=p).ping())
+                e = error_of(lambda u=u, p=p: redis.Redis(host="127.0.0.1", port=port, username=u, password=p).ping())
                 check(e is not None and ("WRONGPASS" in e or "invalid username-password" in e),
                       "AUTH %s: %r" % (u, e))
         with step("AUTH user token: keys under the prefix pass, others NOPERM"):
-            r = redis.Redis(port=port, username=user, password=secret)
+            r = redis.Redis(host="127.0.0.1", port=port, username=user, password=secret)
             check(r.set("app:1", "v") is True, "SET app:1")
             check(r.get("app:1") == b"v", "GET app:1")
             e = error_of(lambda: r.set("other", "v"))
@@ -79,7 +79,7 @@ class RedisAuth(Scenario):
             check(e is not None and "no permissions to run the 'config' command" in e,
                   "CONFIG GET as non-admin: %r" % e)
         with step("AUTH with the whole token, and HELLO 3 AUTH"):
-            r = redis.Redis(port=ports[leader.id], password=tok)
+            r = redis.Redis(host="127.0.0.1", port=ports[leader.id], password=tok)
             check(r.get("app:1") == b"v", "AUTH token")
             s = socket.create_connection(("127.0.0.1", ports[leader.id]), timeout=scaled(10))
             s.sendall(("HELLO 3 AUTH %s %s\r\nGET app:1\r\nQUIT\r\n" % (user, secret)).encode())

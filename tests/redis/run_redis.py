@@ -54,12 +54,15 @@ def skip_unless_tools():
 def start_redis_server(tmpdir):
     """A reference redis-server on a reserved port, no persistence."""
     (port,) = reserve_ports(1)
+    logpath = os.path.join(tmpdir, "redis-server.log")
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--dir", tmpdir],
+                             "--save", "", "--appendonly", "no", "--dir", tmpdir,
+                             "--logfile", logpath],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    proc.logpath = logpath
     import redis
-    r = redis.Redis(port=port)
+    r = redis.Redis(host="127.0.0.1", port=port)
 
     def up():
         try:
@@ -68,6 +71,22 @@ def start_redis_server(tmpdir):
             return False
     wait_for("redis-server on port %d" % port, up, timeout=scaled(10))
     return proc, port
+
+
+def stop_redis_server(proc):
+    """Stops the reference server; when it had died on its own, says how and
+    prints the end of its log, so a failure against it explains itself."""
+    died = proc.poll()
+    proc.kill()
+    proc.wait()
+    if died is not None:
+        log("reference redis-server had exited with status %s" % died)
+        try:
+            with open(proc.logpath, errors="replace") as f:
+                for line in f.readlines()[-30:]:
+                    log("  redis-server: " + line.rstrip())
+        except OSError as e:
+            log("  (no redis-server log: %s)" % e)
 
 
 def start_cluster(sc, name="redis"):
@@ -258,7 +277,7 @@ def raw_replies(port, seq, prefix):
     raw reply of every command (redis-py's own MULTI handling would hide
     the QUEUED replies)."""
     import redis
-    conn = redis.Connection(port=port, socket_timeout=scaled(10))
+    conn = redis.Connection(host="127.0.0.1", port=port, socket_timeout=scaled(10))
     out = []
     try:
         for a in seq:
@@ -290,11 +309,11 @@ class Compare(Scenario):
         try:
             c, ports, leader = start_cluster(self)
             follower = [n for n in c.nodes.values() if n.id != leader.id][0]
-            ref_client = redis.Redis(port=ref_port)
+            ref_client = redis.Redis(host="127.0.0.1", port=ref_port)
             for node, tag in ((leader, "leader"), (follower, "follower")):
                 with step("the cases through the %s (%r) and through redis-server" % (tag, node)):
                     prefix = "%s:" % tag
-                    st = redis.Redis(port=ports[node.id], socket_timeout=scaled(10))
+                    st = redis.Redis(host="127.0.0.1", port=ports[node.id], socket_timeout=scaled(10))
                     want = run_cases(ref_client, prefix)
                     got = run_cases(st, prefix)
                     bad = [(CASES[i], want[i], got[i]) for i in range(len(CASES)) if want[i] != got[i]]
@@ -315,7 +334,7 @@ class Compare(Scenario):
                     check(bad == 0, "%d of %d sequences differ" % (bad, len(MULTI_CASES)))
                     log("  %d sequences equal to redis-server's" % len(MULTI_CASES))
             with step("replies that depend on the server have the right shape"):
-                st = redis.Redis(port=ports[follower.id])
+                st = redis.Redis(host="127.0.0.1", port=ports[follower.id])
                 t = st.time()
                 check(isinstance(t, tuple) and len(t) == 2 and t[0] > 1600000000, "TIME: %r" % (t,))
                 info = st.info()
@@ -340,8 +359,8 @@ class Compare(Scenario):
                 check(outcome(lambda: st.execute_command("SELECT", "1")) ==
                       ("error", "DB index is out of range"), "SELECT 1")
             with step("READONLY reads locally, READWRITE linearizably; both see acknowledged writes"):
-                w = redis.Redis(port=ports[leader.id])
-                r = redis.Redis(port=ports[follower.id], single_connection_client=True)
+                w = redis.Redis(host="127.0.0.1", port=ports[leader.id])
+                r = redis.Redis(host="127.0.0.1", port=ports[follower.id], single_connection_client=True)
                 check(r.execute_command("READONLY") in (b"OK", True), "READONLY")
                 w.set("ro:key", "1")
                 wait_for("the follower applies the write", lambda: r.get("ro:key") == b"1",
@@ -350,8 +369,7 @@ class Compare(Scenario):
                 w.set("ro:key", "2")
                 check(r.get("ro:key") == b"2", "a linearizable read sees the acknowledged write")
         finally:
-            ref.kill()
-            ref.wait()
+            stop_redis_server(ref)
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -411,7 +429,7 @@ class Cli(Scenario):
             got, closed = raw_exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\n\r\nSET web:k 1\r\n",
                                        want_close=True)
             check(got == b"" and closed, "POST: %r closed=%s" % (got, closed))
-            check(redis.Redis(port=port).get("web:k") is None, "the command after the POST ran")
+            check(redis.Redis(host="127.0.0.1", port=port).get("web:k") is None, "the command after the POST ran")
         with step("QUIT answers +OK and closes"):
             got, closed = raw_exchange(port, b"QUIT\r\nPING\r\n", want_close=True)
             check(got == b"+OK\r\n" and closed, "QUIT: %r closed=%s" % (got, closed))
@@ -420,7 +438,7 @@ class Cli(Scenario):
             check(got.startswith(b"%7\r\n") and got.endswith(b"_\r\n%1\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n"),
                   "RESP3 replies: %r" % got)
         with step("pipelines through redis-py: replies in order, each read sees the writes before it"):
-            r = redis.Redis(port=ports[follower.id])
+            r = redis.Redis(host="127.0.0.1", port=ports[follower.id])
             p = r.pipeline(transaction=False)
             for i in range(1000):
                 p.set("pipe:%d" % i, str(i))
@@ -451,7 +469,7 @@ class Failover(Scenario):
         stop = threading.Event()
 
         def writer():
-            r = redis.Redis(port=ports[via.id], socket_timeout=scaled(10))
+            r = redis.Redis(host="127.0.0.1", port=ports[via.id], socket_timeout=scaled(10))
             i = 0
             while not stop.is_set():
                 key = "fo:%d" % i
@@ -483,7 +501,7 @@ class Failover(Scenario):
                 len(acked), len(errors), elected_at - killed_at, errors[:2]))
             check(not late, "errors after the new leader served: %r" % late[:3])
             check(all(e[0] >= killed_at for e in errors), "errors before the kill: %r" % errors[:3])
-            r = redis.Redis(port=ports[new.id])
+            r = redis.Redis(host="127.0.0.1", port=ports[new.id])
             keys = sorted(acked)
             lost = []
             for i in range(0, len(keys), 500):
@@ -495,7 +513,7 @@ class Failover(Scenario):
         with step("without a quorum, a node answers -TRYAGAIN once it knows no leader"):
             other = [n for n in survivors if n.id != new.id][0]
             new.kill9()
-            r = redis.Redis(port=ports[other.id], socket_timeout=scaled(30))
+            r = redis.Redis(host="127.0.0.1", port=ports[other.id], socket_timeout=scaled(30))
             seen = []
 
             def refused():
@@ -543,7 +561,7 @@ class SlowReader(Scenario):
         n.extra_args = ["--redis", "127.0.0.1:%d" % port]
         n.start(["--bootstrap"])
         c.wait_leader([n])
-        r = redis.Redis(port=port)
+        r = redis.Redis(host="127.0.0.1", port=port)
         r.set("big", b"x" * 200000)
         with step("a client pipelines 2000 GETs of a 200 kB value and reads nothing"):
             s = socket.create_connection(("127.0.0.1", port))
@@ -597,7 +615,7 @@ class Tls(Scenario):
             check(cli(ports[follower.id], "SET", "tls:k", "over tls") == "OK", "SET via a follower")
             check(cli(ports[leader.id], "GET", "tls:k") == "over tls", "GET")
         with step("a pipeline of 2000 commands through redis-py over TLS, replies in order"):
-            r = redis.Redis(port=ports[follower.id], ssl=True, ssl_ca_certs=ca, ssl_certfile=crt,
+            r = redis.Redis(host="127.0.0.1", port=ports[follower.id], ssl=True, ssl_ca_certs=ca, ssl_certfile=crt,
                             ssl_keyfile=key)
             p = r.pipeline(transaction=False)
             for i in range(1000):
@@ -643,8 +661,8 @@ class Scan(Scenario):
         try:
             c, ports, leader = start_cluster(self, "redis_scan")
             follower = [n for n in c.nodes.values() if n.id != leader.id][0]
-            ref_client = redis.Redis(port=ref_port)
-            st = redis.Redis(port=ports[follower.id], socket_timeout=scaled(10))
+            ref_client = redis.Redis(host="127.0.0.1", port=ref_port)
+            st = redis.Redis(host="127.0.0.1", port=ports[follower.id], socket_timeout=scaled(10))
             with step("KEYS with %d patterns over %d keys: the same keys as redis-server"
                       % (len(PATTERNS), len(KEY_NAMES))):
                 for k in KEY_NAMES:
@@ -674,7 +692,7 @@ class Scan(Scenario):
                 errs = []
 
                 def churn():
-                    w = redis.Redis(port=ports[leader.id], socket_timeout=scaled(10))
+                    w = redis.Redis(host="127.0.0.1", port=ports[leader.id], socket_timeout=scaled(10))
                     i = 0
                     try:
                         while not stop.is_set():
@@ -708,8 +726,7 @@ class Scan(Scenario):
                       ("error", "invalid cursor"), "an unknown cursor is refused")
                 check(st.scan(0, _type="hash") == (0, []), "TYPE hash: nothing")
         finally:
-            ref.kill()
-            ref.wait()
+            stop_redis_server(ref)
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -731,7 +748,7 @@ class TxnFailover(Scenario):
         c, ports, leader = start_cluster(self, "redis-txn")
         accts = ["acct:%d" % i for i in range(self.ACCOUNTS)]
         total = self.ACCOUNTS * self.START
-        r0 = redis.Redis(port=ports[leader.id], socket_timeout=scaled(10))
+        r0 = redis.Redis(host="127.0.0.1", port=ports[leader.id], socket_timeout=scaled(10))
         r0.mset({a: str(self.START) for a in accts})
         done = {"http": 0, "multi": 0, "watch": 0}
         failed = {"http": 0, "multi": 0, "watch": 0}
@@ -772,7 +789,7 @@ class TxnFailover(Scenario):
             while not stop.is_set():
                 n, a, b = pick()
                 try:
-                    p = redis.Redis(port=ports[n.id], socket_timeout=scaled(10)).pipeline()
+                    p = redis.Redis(host="127.0.0.1", port=ports[n.id], socket_timeout=scaled(10)).pipeline()
                     p.decrby(a, 1)
                     p.incrby(b, 1)
                     p.execute()
@@ -784,7 +801,7 @@ class TxnFailover(Scenario):
             while not stop.is_set():
                 n, a, b = pick()
                 try:
-                    with redis.Redis(port=ports[n.id], socket_timeout=scaled(10)).pipeline() as p:
+                    with redis.Redis(host="127.0.0.1", port=ports[n.id], socket_timeout=scaled(10)).pipeline() as p:
                         p.watch(a, b)
                         va, vb = int(p.get(a)), int(p.get(b))
                         p.multi()
@@ -822,7 +839,7 @@ class TxnFailover(Scenario):
         check(min(done.values()) > 0, "every kind of transaction applied at least once: %r" % done)
 
         def values(node, stale):
-            rr = redis.Redis(port=ports[node.id], socket_timeout=scaled(10),
+            rr = redis.Redis(host="127.0.0.1", port=ports[node.id], socket_timeout=scaled(10),
                              single_connection_client=True)
             if stale:
                 rr.execute_command("READONLY")
