@@ -92,9 +92,36 @@ static size_t json_utf8_seq(const uint8_t *s, size_t len)
     return n;
 }
 
+/* Word-at-a-time tests on 8 bytes loaded with json_load8 (SWAR: each holds
+ * as a boolean over the whole word). */
+#define JSON_ONES 0x0101010101010101ULL
+#define JSON_HIGHS 0x8080808080808080ULL
+static inline uint64_t json_load8(const uint8_t *s)
+{
+    uint64_t x;
+    memcpy(&x, s, sizeof(x));
+    return x;
+}
+static inline int json_has_zero(uint64_t x)
+{
+    return ((x - JSON_ONES) & ~x & JSON_HIGHS) != 0;
+}
+/* 1 when none of the 8 bytes needs escaping or UTF-8 decoding: all in
+ * 0x20..0x7e except '"' and '\\'. */
+static inline int json_plain8(uint64_t x)
+{
+    return (x & JSON_HIGHS) == 0 && ((x - JSON_ONES * 0x20) & ~x & JSON_HIGHS) == 0 &&
+           !json_has_zero(x ^ (JSON_ONES * '"')) && !json_has_zero(x ^ (JSON_ONES * '\\')) &&
+           !json_has_zero(x ^ (JSON_ONES * 0x7f));
+}
+
 int st_json_utf8_valid(const uint8_t *s, size_t len)
 {
     for (size_t i = 0; i < len;) {
+        if (i + 8 <= len && (json_load8(s + i) & JSON_HIGHS) == 0) {
+            i += 8; /* ASCII */
+            continue;
+        }
         size_t n = json_utf8_seq(s + i, len - i);
         if (n == 0) return 0;
         i += n;
@@ -109,6 +136,11 @@ static void json_write_string(struct st_json *w, const void *data, size_t len)
     size_t run = 0; /* pending bytes copied verbatim */
     size_t i = 0;
     while (i < len) {
+        if (i + 8 <= len && json_plain8(json_load8(s + i))) {
+            run += 8;
+            i += 8;
+            continue;
+        }
         uint8_t ch = s[i];
         const char *esc = NULL;
         char ubuf[8];

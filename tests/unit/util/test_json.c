@@ -120,4 +120,75 @@ TEST(writer_output_reads_back)
     st_membuf_free(&b);
 }
 
+/* The per-byte escaping rules, written out plainly: what the writer (which
+ * skips 8 plain bytes at a time) must produce byte for byte. */
+static size_t ref_escape(const uint8_t *s, size_t len, char *out)
+{
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < len;) {
+        uint8_t ch = s[i];
+        size_t n = 1;
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch == '\n' || ch == '\r' || ch == '\t' || ch == '\b' || ch == '\f') {
+            out[o++] = '\\';
+            out[o++] = ch == '\n'   ? 'n'
+                       : ch == '\r' ? 'r'
+                       : ch == '\t' ? 't'
+                       : ch == '\b' ? 'b'
+                                    : 'f';
+        } else if (ch < 0x20 || ch == 0x7f) {
+            o += (size_t)sprintf(out + o, "\\u%04x", ch);
+        } else if (ch >= 0x80) {
+            if (i + 1 < len && (ch & 0xe0) == 0xc0 && st_json_utf8_valid(s + i, 2)) {
+                out[o++] = (char)s[i];
+                out[o++] = (char)s[i + 1];
+                n = 2;
+            } else {
+                o += (size_t)sprintf(out + o, "\\u%04x", ch);
+            }
+        } else {
+            out[o++] = (char)ch;
+        }
+        i += n;
+    }
+    out[o++] = '"';
+    return o;
+}
+
+TEST(writer_escapes_every_byte_at_every_offset)
+{
+    /* One special byte (or a 2-byte UTF-8 sequence) at each offset of a
+     * plain string of each length up to 40: the word-at-a-time fast path
+     * must hand every such byte to the per-byte rules. */
+    static const uint8_t specials[] = {'"', '\\', '\n', 0x01, 0x1f, 0x7f, 0x80, 0xff, 0xc3};
+    uint8_t in[48];
+    char want[48 * 6 + 2];
+    for (size_t len = 1; len <= 40; len++) {
+        for (size_t at = 0; at < len; at++) {
+            for (size_t k = 0; k < sizeof specials; k++) {
+                for (size_t i = 0; i < len; i++)
+                    in[i] = (uint8_t)('a' + (i % 26));
+                in[at] = specials[k];
+                if (specials[k] == 0xc3 && at + 1 < len) in[at + 1] = 0xa9; /* é */
+                struct st_membuf b;
+                struct st_json w;
+                st_membuf_init(&b);
+                st_json_init(&w, &b);
+                st_json_string(&w, in, len);
+                ASSERT_EQ(st_json_finish(&w), 0);
+                size_t wn = ref_escape(in, len, want);
+                ASSERT_EQ(b.len, wn);
+                ASSERT_TRUE(memcmp(b.data, want, wn) == 0);
+                int valid = st_json_utf8_valid(in, len);
+                int want_valid = specials[k] < 0x80 || (specials[k] == 0xc3 && at + 1 < len);
+                ASSERT_EQ(valid, want_valid);
+                st_membuf_free(&b);
+            }
+        }
+    }
+}
+
 TEST_MAIN()
