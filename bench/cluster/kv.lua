@@ -13,6 +13,7 @@
 --                       i mod n (spreads the load over nodes)
 --   BENCH_SEED          base seed of the per-thread random generators
 --   BENCH_TOKEN         stcache with --auth: sent as Authorization: Bearer
+--   BENCH_DELAY_MS      wait before each request (ms; default 0: none)
 --
 -- done() prints one line "BENCHJSON {...}" with the request count, duration,
 -- socket errors, HTTP status counts, the first error body seen per status
@@ -167,6 +168,16 @@ end
 
 if want_response then
    response = on_response
+end
+
+-- BENCH_DELAY_MS: each connection waits this long before each request, which
+-- caps the offered rate at about connections x 1000 / (delay + latency) per
+-- second (bench/cluster/watch_fanout.py offers a fixed write rate this way).
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0") or 0
+if delay_ms > 0 then
+   function delay()
+      return delay_ms
+   end
 end
 
 function done(summary, latency, requests)
