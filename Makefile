@@ -80,10 +80,13 @@ sim-soak: build
 
 # The whole-server simulator's soak (docs/TESTING.md): WSIM_SEEDS seeds from
 # WSIM_SEED, each 20 s of faults and 5 s of quiet in simulated time.
+# WSIM_FLAGS=--disk-faults adds a full disk, failing syncs and exhausted
+# descriptors to the fault mix.
 WSIM_SEEDS ?= 10000
 WSIM_SEED ?= 1000001
+WSIM_FLAGS ?=
 wsim-soak: build
-	$(BUILD)/tests/wsim/wsim --seed $(WSIM_SEED) --seeds $(WSIM_SEEDS)
+	$(BUILD)/tests/wsim/wsim --seed $(WSIM_SEED) --seeds $(WSIM_SEEDS) $(WSIM_FLAGS)
 
 # The nemesis soak (tests/nemesis/README.md): RUNS seeded runs of DURATION
 # seconds of faults each, from SEED; MIX picks fault kinds. Needs root.

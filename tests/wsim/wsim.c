@@ -1,14 +1,15 @@
 /* The whole-server simulator: see wsim.h for the seams, docs/TESTING.md for
  * what it checks and how to replay a seed.
  *
- *   wsim [--seeds N] [--seed S] [--ms SIM_MS] [--quiet-ms MS] [--trace]
+ *   wsim [--seeds N] [--seed S] [--ms SIM_MS] [--quiet-ms MS] [--trace] [--disk-faults]
  *
  * One run: 3 nodes started with static peers, each on its own simulated disk;
  * clients that put unique values and read linearizably through the node
  * request API (node.h), each to a node of its choice; a seeded fault schedule
  * (partitions of one node, one-way cuts, loss and delay, a crash that loses
- * every unsynced write, followed by a restart from the disk); then every
- * fault heals and a quiet period follows. Checked:
+ * every unsynced write, followed by a restart from the disk; with
+ * --disk-faults also a full disk, failing syncs and exhausted descriptors on
+ * one node); then every fault heals and a quiet period follows. Checked:
  *   - no acknowledged write is lost: every acknowledged put is visible in the
  *     final state or overwritten by a write with a later version;
  *   - linearizable reads: a read never returns a version older than a put
@@ -390,14 +391,25 @@ static void client_issue(struct client *c)
 /* ------------------------------------------------------------- faults */
 
 static uint64_t g_fault_until;
-#define FAULT_KINDS 6
+/* Kinds 0-5 always; 6-8 (a full disk, failing syncs, no descriptors left)
+ * with --disk-faults only, so that a seed of the default schedule keeps
+ * replaying the run it named when it was recorded (tests/wsim/CMakeLists). */
+#define FAULT_KINDS_BASE 6
+#define FAULT_KINDS 9
+#define SIM_FDS_DEFAULT 256 /* the simulated disk's handle table (fs_sim.c) */
 static uint32_t g_faults[FAULT_KINDS];
+static bool g_disk_faults;
 
 static void heal(void)
 {
     memset(g_link.cut, 0, sizeof g_link.cut);
-    for (int i = 1; i <= NODES; i++)
-        if (g_nodes[i].disk) st_fs_sim_crash_at(g_nodes[i].disk, 0);
+    for (int i = 1; i <= NODES; i++) {
+        if (!g_nodes[i].disk) continue;
+        st_fs_sim_crash_at(g_nodes[i].disk, 0);
+        st_fs_sim_set_quota(g_nodes[i].disk, UINT64_MAX);
+        st_fs_sim_fail_syncs(g_nodes[i].disk, 0);
+        st_fs_sim_set_fds_max(g_nodes[i].disk, SIM_FDS_DEFAULT);
+    }
     g_link.loss_permille = 0;
     g_link.delay_min_ms = 1;
     g_link.delay_max_ms = 3;
@@ -406,7 +418,7 @@ static void heal(void)
 static void fault_pick(void)
 {
     heal();
-    uint64_t kind = rnd_below(FAULT_KINDS);
+    uint64_t kind = rnd_below(g_disk_faults ? FAULT_KINDS : FAULT_KINDS_BASE);
     raft_id x = 1 + rnd_below(NODES), y = 1 + rnd_below(NODES);
     switch (kind) {
     case 0: /* one node alone */
@@ -432,12 +444,25 @@ static void fault_pick(void)
         st_fs_sim_crash_at(g_nodes[x].disk,
                            st_fs_sim_op_count(g_nodes[x].disk) + 1 + rnd_below(64));
         break;
+    case 6: /* a full disk: no file may grow (writes into preallocated WAL
+             * space still land; a new segment or snapshot cannot) */
+        st_fs_sim_set_quota(g_nodes[x].disk, 0);
+        break;
+    case 7: /* the next syncs fail (EIO): the node must stop, never go on
+             * as if the data were durable; it restarts from what was synced */
+        st_fs_sim_fail_syncs(g_nodes[x].disk, 1 + (uint32_t)rnd_below(3));
+        break;
+    case 8: /* no descriptor left: opening a segment, a snapshot or the
+             * directory fails with EMFILE */
+        st_fs_sim_set_fds_max(g_nodes[x].disk, st_fs_sim_fds_open(g_nodes[x].disk));
+        break;
     }
     g_faults[kind]++;
     hash_u64(0xFA000000ull | (kind << 8) | x);
     if (g_trace)
         printf("%" PRIu64 " ms: fault %s, node %" PRIu64 " (and %" PRIu64 ")\n", wsim_now_ms(),
-               (const char *[]){"alone", "one-way", "loss", "delay", "crash", "power-loss"}[kind],
+               (const char *[]){"alone", "one-way", "loss", "delay", "crash", "power-loss",
+                                "disk-full", "sync-fails", "no-fds"}[kind],
                x, y);
     g_fault_until = wsim_now_ms() + 100 + rnd_below(1500);
 }
@@ -705,9 +730,11 @@ static int run(uint64_t seed)
     if (g_trace || g_failures)
         printf("seed %" PRIu64
                ": %zu ops (%zu ok), faults: alone %u, one-way %u, loss %u, delay %u,"
-               " crash %u, power loss %u; restarts %u; trace %016" PRIx64 "%s\n",
+               " crash %u, power loss %u, disk full %u, sync fails %u, no fds %u; restarts %u;"
+               " trace %016" PRIx64 "%s\n",
                seed, g_n_ops, ok, g_faults[0], g_faults[1], g_faults[2], g_faults[3], g_faults[4],
-               g_faults[5], g_nodes[1].crashes + g_nodes[2].crashes + g_nodes[3].crashes, g_hash,
+               g_faults[5], g_faults[6], g_faults[7], g_faults[8],
+               g_nodes[1].crashes + g_nodes[2].crashes + g_nodes[3].crashes, g_hash,
                g_failures ? " FAILED" : "");
     /* Tear down. */
     for (raft_id i = 1; i <= NODES; i++) {
@@ -749,9 +776,11 @@ int main(int argc, char **argv)
             check_determinism = true;
         else if (!strcmp(argv[i], "--stop-at-first"))
             stop_at_first = true;
+        else if (!strcmp(argv[i], "--disk-faults"))
+            g_disk_faults = true;
         else {
             fprintf(stderr, "usage: wsim [--seed S] [--seeds N] [--ms SIM_MS] [--quiet-ms MS] "
-                            "[--trace] [--determinism] [--stop-at-first]\n");
+                            "[--trace] [--determinism] [--stop-at-first] [--disk-faults]\n");
             return 2;
         }
     }
@@ -780,8 +809,8 @@ int main(int argc, char **argv)
             failed++;
             fprintf(stderr,
                     "wsim: replay: %s --seed %" PRIu64 " --ms %" PRIu64 " --quiet-ms %" PRIu64
-                    " --trace\n",
-                    argv[0], s, g_sim_ms, g_quiet_ms);
+                    "%s --trace\n",
+                    argv[0], s, g_sim_ms, g_quiet_ms, g_disk_faults ? " --disk-faults" : "");
             if (stop_at_first) {
                 n = s - first + 1;
                 break;
