@@ -126,17 +126,29 @@ static void respond_json(struct api_req *ar, int status, struct st_membuf *b)
     respond(ar, status, "application/json", NULL, 0, b->data, b->len);
 }
 
+void api_error_body_begin(struct st_json *w, struct st_membuf *b, const char *code,
+                          const char *text)
+{
+    st_membuf_reset(b);
+    st_json_init(w, b);
+    st_json_object_begin(w);
+    st_json_key(w, "error");
+    st_json_cstr(w, text);
+    st_json_key(w, "code");
+    st_json_cstr(w, code);
+}
+
+void api_error_body_end(struct st_json *w)
+{
+    st_json_object_end(w);
+    st_membuf_append(w->out, "\n", 1);
+}
+
 static void respond_error(struct api_req *ar, int status, const char *code, const char *text)
 {
     struct st_membuf *b = &ar->api->scratch;
-    st_membuf_reset(b);
     struct st_json w;
-    st_json_init(&w, b);
-    st_json_object_begin(&w);
-    st_json_key(&w, "error");
-    st_json_cstr(&w, text);
-    st_json_key(&w, "code");
-    st_json_cstr(&w, code);
+    api_error_body_begin(&w, b, code, text);
     if (strcmp(code, "no_leader") == 0 || strcmp(code, "not_leader") == 0) {
         struct node_info *info = malloc(sizeof *info);
         st_json_key(&w, "leader");
@@ -156,8 +168,7 @@ static void respond_error(struct api_req *ar, int status, const char *code, cons
             st_json_null(&w);
         }
     }
-    st_json_object_end(&w);
-    st_membuf_append(b, "\n", 1);
+    api_error_body_end(&w);
     respond_json(ar, status, b);
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_int.h"
 #include "http/server.h"
 #include "node/auth.h"
 #include "node/node.h"
@@ -32,14 +33,8 @@ static void send_error(struct http_request *req, int status, const char *code, c
     struct st_membuf b;
     st_membuf_init(&b);
     struct st_json w;
-    st_json_init(&w, &b);
-    st_json_object_begin(&w);
-    st_json_key(&w, "error");
-    st_json_cstr(&w, text);
-    st_json_key(&w, "code");
-    st_json_cstr(&w, code);
-    st_json_object_end(&w);
-    st_membuf_append(&b, "\n", 1);
+    api_error_body_begin(&w, &b, code, text);
+    api_error_body_end(&w);
     send_json(req, status, &b);
 }
 

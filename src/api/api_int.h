@@ -23,6 +23,13 @@ struct http_request *api_http_request(const struct api_req *ar);
 void api_respond_json(struct api_req *ar, int status, struct st_membuf *b);
 /* {"error": text, "code": code} with status. */
 void api_respond_error(struct api_req *ar, int status, const char *code, const char *text);
+/* The API's error body: starts {"error": text, "code": code in b (which it
+ * resets) so the caller may add fields, and api_error_body_end closes it with
+ * its newline. Every route's error answers are built this way. */
+struct st_json;
+void api_error_body_begin(struct st_json *w, struct st_membuf *b, const char *code,
+                          const char *text);
+void api_error_body_end(struct st_json *w);
 /* The HTTP answer of a node error code (503 no_leader, 413 too_large, ...). */
 void api_respond_code(struct api_req *ar, int rc);
 

@@ -11,6 +11,7 @@
  * history moves past it ("slow"). */
 #include "api/watch.h"
 
+#include "api/api_int.h"
 #include "node/auth.h"
 
 #include <inttypes.h>
@@ -48,18 +49,12 @@ static void send_json_error(struct node *n, struct http_request *req, uint64_t s
     struct st_membuf b;
     st_membuf_init(&b);
     struct st_json w;
-    st_json_init(&w, &b);
-    st_json_object_begin(&w);
-    st_json_key(&w, "error");
-    st_json_cstr(&w, text);
-    st_json_key(&w, "code");
-    st_json_cstr(&w, code);
+    api_error_body_begin(&w, &b, code, text);
     if (oldest) {
         st_json_key(&w, "oldest_version");
         st_json_uint(&w, oldest);
     }
-    st_json_object_end(&w);
-    st_membuf_append(&b, "\n", 1);
+    api_error_body_end(&w);
     node_metrics_request(n, NODE_ROUTE_KV_GET, status, node_now_us() - start_us);
     if (b.oom)
         http_response_error(req, 503, ST_ENOMEM, "out of memory");
