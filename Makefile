@@ -80,8 +80,8 @@ sim-soak: build
 
 # The whole-server simulator's soak (docs/TESTING.md): WSIM_SEEDS seeds from
 # WSIM_SEED, each 20 s of faults and 5 s of quiet in simulated time.
-# WSIM_FLAGS=--disk-faults adds a full disk, failing syncs and exhausted
-# descriptors to the fault mix.
+# WSIM_FLAGS=--more-faults adds a full disk, failing syncs, exhausted
+# descriptors and double crashes to the fault mix.
 WSIM_SEEDS ?= 10000
 WSIM_SEED ?= 1000001
 WSIM_FLAGS ?=

@@ -8,6 +8,7 @@
 #   tests/wsim/mutation_check.sh                 every mutation
 #   tests/wsim/mutation_check.sh NAME...         some of them
 #   SEEDS=500 SEED=1 tests/wsim/mutation_check.sh
+#   WSIM_FLAGS=--more-faults tests/wsim/mutation_check.sh reuse-request-ids
 #
 # Prints one line per mutation: caught (seed, first failure) or NOT caught.
 # Exit status 1 if one was not caught or no longer applies.
@@ -15,6 +16,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 SEEDS="${SEEDS:-500}"
 SEED="${SEED:-1}"
+WSIM_FLAGS="${WSIM_FLAGS:-}"
 
 read -r -d '' MUTATIONS_PY <<'PYEOF' || true
 M = {
@@ -63,7 +65,8 @@ PYEOF
   # shellcheck disable=SC2086
   cmake -S "$scratch" -B "$scratch/build" $gen -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$scratch/build" -j "$(nproc)" --target wsim >/dev/null
-  out=$("$scratch/build/tests/wsim/wsim" --seed "$SEED" --seeds "$SEEDS" --stop-at-first 2>&1 |
+  # shellcheck disable=SC2086
+  out=$("$scratch/build/tests/wsim/wsim" --seed "$SEED" --seeds "$SEEDS" --stop-at-first $WSIM_FLAGS 2>&1 |
         grep -v '^[0-9:.]* [EWID] ' || true)
   if grep -q "failed" <<<"$(tail -1 <<<"$out")" && ! grep -q ", 0 failed" <<<"$out"; then
     echo "$name: caught: $(grep -m1 '^wsim: seed' <<<"$out")"

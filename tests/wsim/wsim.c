@@ -1,15 +1,16 @@
 /* The whole-server simulator: see wsim.h for the seams, docs/TESTING.md for
  * what it checks and how to replay a seed.
  *
- *   wsim [--seeds N] [--seed S] [--ms SIM_MS] [--quiet-ms MS] [--trace] [--disk-faults]
+ *   wsim [--seeds N] [--seed S] [--ms SIM_MS] [--quiet-ms MS] [--trace] [--more-faults]
  *
  * One run: 3 nodes started with static peers, each on its own simulated disk;
  * clients that put unique values and read linearizably through the node
  * request API (node.h), each to a node of its choice; a seeded fault schedule
  * (partitions of one node, one-way cuts, loss and delay, a crash that loses
  * every unsynced write, followed by a restart from the disk; with
- * --disk-faults also a full disk, failing syncs and exhausted descriptors on
- * one node); then every fault heals and a quiet period follows. Checked:
+ * --more-faults also a full disk, failing syncs and exhausted descriptors on
+ * one node, and a second crash soon after a restart); then every fault heals
+ * and a quiet period follows. Checked:
  *   - no acknowledged write is lost: every acknowledged put is visible in the
  *     final state or overwritten by a write with a later version;
  *   - linearizable reads: a read never returns a version older than a put
@@ -391,14 +392,16 @@ static void client_issue(struct client *c)
 /* ------------------------------------------------------------- faults */
 
 static uint64_t g_fault_until;
-/* Kinds 0-5 always; 6-8 (a full disk, failing syncs, no descriptors left)
- * with --disk-faults only, so that a seed of the default schedule keeps
- * replaying the run it named when it was recorded (tests/wsim/CMakeLists). */
+/* Kinds 0-5 always; 6-9 (a full disk, failing syncs, no descriptors left, a
+ * second crash right after a restart) with --more-faults only, so that a
+ * seed of the default schedule keeps replaying the run it named when it was
+ * recorded (tests/wsim/CMakeLists.txt). */
 #define FAULT_KINDS_BASE 6
-#define FAULT_KINDS 9
+#define FAULT_KINDS 10
 #define SIM_FDS_DEFAULT 256 /* the simulated disk's handle table (fs_sim.c) */
 static uint32_t g_faults[FAULT_KINDS];
-static bool g_disk_faults;
+static bool g_more_faults;
+static uint64_t g_crash_again_ms[NODES + 1]; /* kind 9: when, 0 = none */
 
 static void heal(void)
 {
@@ -418,7 +421,7 @@ static void heal(void)
 static void fault_pick(void)
 {
     heal();
-    uint64_t kind = rnd_below(g_disk_faults ? FAULT_KINDS : FAULT_KINDS_BASE);
+    uint64_t kind = rnd_below(g_more_faults ? FAULT_KINDS : FAULT_KINDS_BASE);
     raft_id x = 1 + rnd_below(NODES), y = 1 + rnd_below(NODES);
     switch (kind) {
     case 0: /* one node alone */
@@ -456,13 +459,21 @@ static void fault_pick(void)
              * directory fails with EMFILE */
         st_fs_sim_set_fds_max(g_nodes[x].disk, st_fs_sim_fds_open(g_nodes[x].disk));
         break;
+    case 9: /* crash and restart, then crash again 5-60 ms into the new run:
+             * the short run's writes are still in flight when the node
+             * comes back a second time (request ids must not repeat) */
+        if (g_nodes[x].up) {
+            node_crash_restart(&g_nodes[x]);
+            g_crash_again_ms[x] = wsim_now_ms() + 5 + rnd_below(56);
+        }
+        break;
     }
     g_faults[kind]++;
     hash_u64(0xFA000000ull | (kind << 8) | x);
     if (g_trace)
         printf("%" PRIu64 " ms: fault %s, node %" PRIu64 " (and %" PRIu64 ")\n", wsim_now_ms(),
                (const char *[]){"alone", "one-way", "loss", "delay", "crash", "power-loss",
-                                "disk-full", "sync-fails", "no-fds"}[kind],
+                                "disk-full", "sync-fails", "no-fds", "double-crash"}[kind],
                x, y);
     g_fault_until = wsim_now_ms() + 100 + rnd_below(1500);
 }
@@ -637,8 +648,13 @@ static void step(void)
     g_now_ns += 1000000u;
     sim_net_step();
     quiesce();
-    for (int i = 1; i <= NODES; i++)
+    for (int i = 1; i <= NODES; i++) {
         if (g_nodes[i].fatal && g_nodes[i].up) node_crash_restart(&g_nodes[i]);
+        if (g_crash_again_ms[i] && wsim_now_ms() >= g_crash_again_ms[i]) {
+            g_crash_again_ms[i] = 0;
+            if (g_nodes[i].up) node_crash_restart(&g_nodes[i]);
+        }
+    }
 }
 
 static uint64_t g_sim_ms = 20000, g_quiet_ms = 5000;
@@ -653,6 +669,7 @@ static int run(uint64_t seed)
     g_next_value = 1;
     g_failures = 0;
     memset(g_faults, 0, sizeof g_faults);
+    memset(g_crash_again_ms, 0, sizeof g_crash_again_ms);
     heal();
     ST_ASSERT(uv_loop_init(&g_loop) == 0);
     for (raft_id i = 1; i <= NODES; i++) {
@@ -730,10 +747,11 @@ static int run(uint64_t seed)
     if (g_trace || g_failures)
         printf("seed %" PRIu64
                ": %zu ops (%zu ok), faults: alone %u, one-way %u, loss %u, delay %u,"
-               " crash %u, power loss %u, disk full %u, sync fails %u, no fds %u; restarts %u;"
+               " crash %u, power loss %u, disk full %u, sync fails %u, no fds %u, double crash %u;"
+               " restarts %u;"
                " trace %016" PRIx64 "%s\n",
                seed, g_n_ops, ok, g_faults[0], g_faults[1], g_faults[2], g_faults[3], g_faults[4],
-               g_faults[5], g_faults[6], g_faults[7], g_faults[8],
+               g_faults[5], g_faults[6], g_faults[7], g_faults[8], g_faults[9],
                g_nodes[1].crashes + g_nodes[2].crashes + g_nodes[3].crashes, g_hash,
                g_failures ? " FAILED" : "");
     /* Tear down. */
@@ -776,11 +794,11 @@ int main(int argc, char **argv)
             check_determinism = true;
         else if (!strcmp(argv[i], "--stop-at-first"))
             stop_at_first = true;
-        else if (!strcmp(argv[i], "--disk-faults"))
-            g_disk_faults = true;
+        else if (!strcmp(argv[i], "--more-faults"))
+            g_more_faults = true;
         else {
             fprintf(stderr, "usage: wsim [--seed S] [--seeds N] [--ms SIM_MS] [--quiet-ms MS] "
-                            "[--trace] [--determinism] [--stop-at-first] [--disk-faults]\n");
+                            "[--trace] [--determinism] [--stop-at-first] [--more-faults]\n");
             return 2;
         }
     }
@@ -810,7 +828,7 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "wsim: replay: %s --seed %" PRIu64 " --ms %" PRIu64 " --quiet-ms %" PRIu64
                     "%s --trace\n",
-                    argv[0], s, g_sim_ms, g_quiet_ms, g_disk_faults ? " --disk-faults" : "");
+                    argv[0], s, g_sim_ms, g_quiet_ms, g_more_faults ? " --more-faults" : "");
             if (stop_at_first) {
                 n = s - first + 1;
                 break;
