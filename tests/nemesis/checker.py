@@ -319,6 +319,75 @@ def check(history):
 
 
 # ---------------------------------------------------------------------------
+# watch streams
+
+
+def check_watch(events, history, covered_to, gaps=()):
+    """The events a watcher received (dicts: type, key, version, value),
+    resumed across reconnects, against the history of operations:
+      - in log order, each change once: versions strictly increasing;
+      - each event is a write that may have happened: a put/cas event's
+        value was written by an operation not surely refused, at the version
+        that operation was answered (if it was); a delete event's key had a
+        delete not surely refused;
+      - nothing acknowledged is missing: every write answered 200/201 with
+        a version up to covered_to (the last version the watch vouched for)
+        is an event with that key, version and value, unless it lies in one
+        of gaps ((first, last) version ranges every node had compacted out
+        of its watch history when the watcher asked: it was told, 410).
+    Returns the number of events checked; raises Violation."""
+    last = 0
+    by_value = {}
+    dels = {}
+    for op in history:
+        if op["f"] in ("put", "cas"):
+            by_value[op["value"]] = op
+        elif op["f"] == "del" and not op.get("failed") and op.get("status") != 404:
+            dels.setdefault(op["key"], []).append(op)
+    seen = {}
+    for ev in events:
+        v = ev["version"]
+        if v <= last:
+            raise Violation("watch: event %s after version %d: out of order or seen twice"
+                            % (json.dumps(ev), last))
+        last = v
+        seen[v] = ev
+        if ev["type"] == "put":
+            op = by_value.get(ev.get("value"))
+            if op is None:
+                raise Violation("watch: put of %r at v%d, which no operation wrote"
+                                % (ev.get("value"), v))
+            if op["key"] != ev["key"]:
+                raise Violation("watch: %r written to %s, seen on %s" % (op["value"], op["key"],
+                                                                         ev["key"]))
+            if op.get("failed") or op.get("status") == 412:
+                raise Violation("watch: put of %r at v%d, whose write was refused (%s)"
+                                % (op["value"], v, op.get("failed") or op.get("status")))
+            if op.get("version") is not None and op["version"] != v:
+                raise Violation("watch: %r seen at v%d, its write was answered v%s"
+                                % (op["value"], v, op["version"]))
+        elif ev["type"] == "delete":
+            if ev["key"] not in dels:
+                raise Violation("watch: delete of %s at v%d, which no operation asked for"
+                                % (ev["key"], v))
+        else:
+            raise Violation("watch: unexpected event %s" % json.dumps(ev))
+    for op in history:
+        if op["f"] == "get" or op.get("ret") is None or op.get("status") not in (200, 201):
+            continue
+        v = op.get("version")
+        if v is None or v > covered_to or any(lo <= v <= hi for lo, hi in gaps):
+            continue
+        ev = seen.get(v)
+        want = "delete" if op["f"] == "del" else "put"
+        if ev is None or ev["key"] != op["key"] or ev["type"] != want or \
+                (want == "put" and ev.get("value") != op["value"]):
+            raise Violation("watch: acknowledged %s of %s at v%d is not in the stream (saw %s)"
+                            % (op["f"], op["key"], v, json.dumps(ev)))
+    return len(events)
+
+
+# ---------------------------------------------------------------------------
 # self-test: the checker must accept good histories and reject bad ones
 
 
@@ -403,6 +472,29 @@ def self_test():
         pass
     many = many[:-1]
     check(many)
+    # watch streams
+    hist = [_op(0, 1, "put", 0.0, 1.0, 201, value="a", version=3),
+            _op(1, 2, "put", 0.5, None, value="b"),                # unknown, applied
+            _op(2, 1, "del", 2.0, 2.5, 200, version=9),
+            _op(3, 2, "cas", 3.0, 3.5, 412, value="c", expect=1)]
+    evs = [{"type": "put", "key": "k", "version": 3, "value": "a"},
+           {"type": "put", "key": "k", "version": 5, "value": "b"},
+           {"type": "delete", "key": "k", "version": 9}]
+    assert check_watch(evs, hist, 9) == 3
+    bad_streams = {
+        "seen twice": evs[:2] + [evs[1]] + evs[2:],
+        "out of order": [evs[1], evs[0], evs[2]],
+        "missing": [evs[0], evs[1]],
+        "refused write": evs + [{"type": "put", "key": "k", "version": 11, "value": "c"}],
+        "wrong version": [dict(evs[0], version=4)] + evs[1:],
+        "never written": evs + [{"type": "put", "key": "k", "version": 12, "value": "zz"}],
+    }
+    for what, stream in bad_streams.items():
+        try:
+            check_watch(stream, hist, 9)
+            raise AssertionError("watch stream accepted: " + what)
+        except Violation:
+            pass
     print("checker self-test: ok")
 
 

@@ -48,6 +48,7 @@ sys.path.insert(0, HERE)
 import checker  # noqa: E402
 import harness  # noqa: E402
 import netns  # noqa: E402
+from scenarios_watch import WatchStream  # noqa: E402
 
 RAFT_PORT, HTTP_PORT = 7000, 8000
 HOSTS = 5  # namespaces: 3 initial nodes, 2 spare hosts for added nodes
@@ -238,6 +239,72 @@ class Client(threading.Thread):
             self.run_.liveness_failures.append((op, why))
 
 
+class Watcher(threading.Thread):
+    """One watch on the whole key space (GET /watch?prefix=k), on a random
+    live node, resumed from the last version seen + 1 on any node whenever
+    it breaks (a kill, a pause, a node removed): the events it collects are
+    checked against the history (checker.check_watch)."""
+
+    def __init__(self, run, seed):
+        super().__init__(daemon=True)
+        self.run_ = run
+        self.rng = random.Random(seed)
+        self.events = []
+        self.nxt = 1
+        self.covered = 0  # every change up to here was delivered
+        self.gaps = []
+        self.connects = 0
+        self.compacted = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        refused = 0
+        while not self.stop.is_set():
+            nodes = self.run_.addressable()
+            if not nodes:
+                time.sleep(0.05)
+                continue
+            node = self.rng.choice(nodes)
+            try:
+                ws = WatchStream(node.http, "k", from_version=self.nxt, timeout=REQUEST_TIMEOUT_S,
+                                 progress_ms=200)
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.1)
+                continue
+            try:
+                if ws.status == 410:
+                    # This node's history starts later (it installed a
+                    # snapshot); another may still hold it. Only when every
+                    # node keeps refusing is the range a gap, and said so.
+                    self.compacted += 1
+                    refused += 1
+                    oldest = ws.body_json().get("oldest_version", self.nxt)
+                    if refused > 40 and oldest > self.nxt:
+                        self.gaps.append((self.nxt, oldest - 1))
+                        self.nxt, refused = oldest, 0
+                    time.sleep(0.05)
+                    continue
+                if ws.status != 200:
+                    time.sleep(0.1)
+                    continue
+                refused = 0
+                self.connects += 1
+                while not self.stop.is_set():
+                    ev = ws.next()
+                    if ev is None or "canceled" in ev:
+                        break
+                    if "progress" in ev:
+                        self.covered = max(self.covered, ev["progress"]["applied"])
+                        continue
+                    self.events.append(ev)
+                    self.nxt = ev["version"] + 1
+                    self.covered = max(self.covered, ev["version"])
+            except Exception:  # a cut stream (kill -9 mid-line), a timeout: resume
+                pass
+            finally:
+                ws.close()
+
+
 # ---------------------------------------------------------------------------
 # one run
 
@@ -346,6 +413,8 @@ class Run:
         clients = [Client(self, i, self.seed * 1000 + i) for i in range(self.args.clients)]
         for cl in clients:
             cl.start()
+        watcher = Watcher(self, self.seed * 1000 + 999)
+        watcher.start()
         t_end = time.monotonic() + self.args.duration
         while time.monotonic() < t_end:
             faults = self.pick_faults()
@@ -386,10 +455,25 @@ class Run:
                         op["out"], op["version"] = data.decode(), etag(hdrs)
         with harness.step("replicas identical"):
             c.verify_identical(self.members())
+        acked = [op["version"] for op in self.history.ops
+                 if op["f"] != "get" and op.get("status") in (200, 201) and op.get("version")]
+        with harness.step("the watch catches up to the last acknowledged write"):
+            last = max(acked, default=0)
+            harness.wait_for("the watch to reach version %d" % last,
+                             lambda: watcher.covered >= last, timeout=harness.scaled(30))
+            watcher.stop.set()
+            watcher.join(timeout=REQUEST_TIMEOUT_S * 2)
         with open(os.path.join(self.cluster.dir, "history.json"), "w") as f:
             json.dump(self.history.ops, f, default=str)
         with harness.step("check the history (%d operations)" % len(self.history.ops)):
             summary = checker.check(self.history.ops)
+        with harness.step("check the watch stream (%d events, %d connections)"
+                          % (len(watcher.events), watcher.connects)):
+            summary["watch_events"] = checker.check_watch(watcher.events, self.history.ops,
+                                                          watcher.covered, watcher.gaps)
+            summary["watch_connects"] = watcher.connects
+            if watcher.gaps:
+                summary["watch_gaps"] = watcher.gaps
         summary["faults"] = dict(self.counts)
         log("seed %d passed: %s" % (self.seed, json.dumps(summary, sort_keys=True)))
         return summary
