@@ -5,9 +5,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 
-from harness import Scenario, check, log, step, wait_for
+from harness import Node, Scenario, check, log, step, wait_for
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 UNIT = os.path.join(ROOT, "deploy", "systemd", "stcache.service")
@@ -194,6 +195,73 @@ def load_manifests(path):
     return json.loads(p.stdout)
 
 
+def check_flags(binary, script, env):
+    """Every flag of the entrypoint's `server` command line and of
+    STCACHE_FLAGS is in `stcache server --help`; every flag of its CLI
+    calls (before the server's exec) and of STCACHE_CLI_FLAGS in the CLI's
+    usage (`stcache members --help`)."""
+    import re
+
+    def helptext(*args):
+        p = subprocess.run([binary] + list(args), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        return p.stdout.decode()
+
+    check('"$bin" server' in script, "the entrypoint does not exec `$bin server`")
+    # CLI calls: `"$bin" CMD ...` (CMD not server) with their continuation lines.
+    cli_part, server_part, in_cli = [], [], False
+    for line in script.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", line)  # comments name flags in prose
+        if re.search(r'"\$bin" (?!server)[a-z]', line):
+            in_cli = True
+        (cli_part if in_cli else server_part).append(line)
+        if not line.rstrip().endswith("\\"):
+            in_cli = False
+    cli_part, server_part = "\n".join(cli_part), "\n".join(server_part)
+    for what, text, args in (
+            ("server", server_part + " " + env.get("STCACHE_FLAGS", ""), ("server", "--help")),
+            ("CLI", cli_part + " " + env.get("STCACHE_CLI_FLAGS", ""), ("members", "--help"))):
+        flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", text))
+        known = helptext(*args)
+        missing = sorted(f for f in flags if f not in known)
+        check(not missing, "flags unknown to the %s: %s" % (what, missing))
+        log("%s flags checked: %s" % (what, " ".join(sorted(flags))))
+
+
+def check_entrypoint_argv(script, env, d):
+    """Runs the entrypoint with STCACHE naming a stand-in that prints its
+    arguments (and answers no CLI call, as when no other pod is up), from a
+    directory holding files (a shell glob would expand to them): pod 0
+    bootstraps, pod 2 joins through pod 0's DNS name, STCACHE_FLAGS arrive
+    word for word."""
+    fake = os.path.join(d, "fake-stcache")
+    with open(fake, "w") as f:
+        f.write('#!/bin/sh\n[ "$1" = server ] || exit 3\nprintf "%s\\n" "$@"\n')
+    os.chmod(fake, 0o755)
+    path = os.path.join(d, "entrypoint.sh")
+    with open(path, "w") as f:
+        f.write(script)
+    first = "%s-0.%s:%s" % (env["STS_NAME"], env["PEERS_SERVICE"], env["HTTP_PORT"])
+    for ordinal, mode in ((0, ["--bootstrap"]), (2, ["--join", first])):
+        pod = "%s-%d" % (env["STS_NAME"], ordinal)
+        penv = {k: v for k, v in env.items() if v is not None}
+        penv.update(POD_NAME=pod, HOSTNAME=pod, STCACHE=fake, PATH="/usr/bin:/bin",
+                    DATA_DIR=os.path.join(d, "pv-%d" % ordinal))
+        p = subprocess.run(["/bin/sh", path], env=penv, cwd=d, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        out = p.stdout.decode()
+        check(p.returncode == 0, "entrypoint of %s: exit %d: %s" % (pod, p.returncode, out))
+        argv = [a for a in out.splitlines() if not a.startswith("entrypoint:")]
+        want = ["server", "--id", str(ordinal + 1)]
+        check(argv[:3] == want, "%s: %r" % (pod, argv))
+        self_name = "%s.%s" % (pod, env["PEERS_SERVICE"])
+        check("--advertise-http" in argv and
+              argv[argv.index("--advertise-http") + 1] == self_name + ":" + env["HTTP_PORT"],
+              "%s advertises %r" % (pod, argv))
+        tail = mode + env.get("STCACHE_FLAGS", "").split()
+        check(argv[-len(tail):] == tail, "%s: ends %r, want %r" % (pod, argv[-len(tail):], tail))
+
+
 class K8sManifests(Scenario):
     """deploy/kubernetes/stcache.yaml parses, and its pieces agree: the
     headless Service is the StatefulSet's serviceName, Services, container
@@ -255,16 +323,188 @@ class K8sManifests(Scenario):
                   if v.get("configMap", {}).get("name") == cm["metadata"]["name"]]
             check(ep and c["command"][-1] == mounts[ep[0]] + "/entrypoint.sh", "command %r"
                   % c["command"])
-        with step("every flag passed exists in `stcache server --help`"):
-            p = subprocess.run([self.binary, "server", "--help"], stdout=subprocess.PIPE,
-                               timeout=30)
-            helptext = p.stdout.decode()
+        with step("every flag passed exists in `stcache server --help` (the CLI's in its usage)"):
             script = cm["data"]["entrypoint.sh"]
-            import re
-            flags = set(re.findall(r"(--[a-z][a-z-]+)", script + " " + env["STCACHE_FLAGS"]))
-            missing = sorted(f for f in flags if f not in helptext)
-            check(not missing, "flags unknown to the server: %s" % missing)
-            log("flags checked: %s" % " ".join(sorted(flags)))
+            check_flags(self.binary, script, env)
+        with step("the entrypoint's command line (a stand-in binary prints it)"):
+            check_entrypoint_argv(script, env, self.cluster("k8s-argv").dir)
 
 
 SCENARIOS["k8s_manifests"] = K8sManifests
+
+
+# ---------------------------------------------------------------------------
+# The StatefulSet's start-up logic, run for real: pods in network namespaces
+
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "nemesis"))
+import netns  # noqa: E402  (tests/nemesis/netns.py: namespaces on a bridge)
+
+
+class Pod(Node):
+    """One pod of the StatefulSet: the manifest's entrypoint.sh run by
+    /bin/sh inside network namespace `ns`, with the environment the
+    StatefulSet gives the container (its env list, POD_NAME and HOSTNAME),
+    STCACHE pointing at this build and DATA_DIR under `volume` (the pod's
+    PersistentVolume). Its HTTP address is the namespace's address."""
+
+    def __init__(self, cluster, ordinal, ip, env, script, exec_prefix, volume):
+        http_port, raft_port = int(env["HTTP_PORT"]), int(env["RAFT_PORT"])
+        data = os.path.join(volume, os.path.relpath(env["DATA_DIR"], env["_MOUNT"]))
+        super().__init__(cluster, ordinal + 1, raft_port, http_port, data)
+        self.name = "%s-%d" % (env["STS_NAME"], ordinal)
+        self.http = "%s:%d" % (ip, http_port)
+        self.raft = "%s:%d" % (ip, raft_port)
+        self.pod_env = dict(env, POD_NAME=self.name, HOSTNAME=self.name, DATA_DIR=data,
+                            STCACHE=cluster.binary)
+        del self.pod_env["_MOUNT"]
+        self.script = script
+        self.exec_prefix = exec_prefix
+
+    def __repr__(self):
+        return "%s(%s)" % (self.name, self.http)
+
+    def start(self, mode_args=(), extra=(), expect_exit=False):
+        check(self.proc is None or self.proc.poll() is not None, "%r already running" % self)
+        self.starts += 1
+        self.log_path = os.path.join(self.cluster.dir, "node%d.%d.log" % (self.id, self.starts))
+        os.makedirs(os.path.dirname(self.data_dir), exist_ok=True)  # the mounted volume
+        env = dict(self.pod_env, PATH=os.environ.get("PATH", "/usr/bin:/bin"))
+        args = self.exec_prefix + ["env", "-i"] + ["%s=%s" % kv for kv in sorted(env.items())] \
+            + ["/bin/sh", self.script]
+        with open(self.log_path, "wb") as logf:
+            logf.write(("# " + " ".join(args) + "\n").encode())
+            logf.flush()
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                         start_new_session=True)
+        self.cluster.procs.append(self.proc)
+        self.expected_alive = not expect_exit
+        return self
+
+
+class K8sNetns(Scenario):
+    """deploy/kubernetes/stcache.yaml's start-up logic with real processes:
+    the ConfigMap's entrypoint.sh, extracted from the manifest, runs for
+    stcache-0..2, each in its own network namespace on a bridge
+    (tests/nemesis/netns.py) with the StatefulSet's environment, and a
+    hosts file per namespace (/etc/netns/NS/hosts, which `ip netns exec`
+    mounts over /etc/hosts) naming the pods as the headless Service's DNS
+    does (stcache-N.stcache-peers[.NAMESPACE.svc.cluster.local]). Checks:
+    the pods started together form one cluster; a write through each pod
+    reads back through the others; pod 1 killed and restarted on its
+    volume rejoins without bootstrapping; pod 0 restarted does not
+    bootstrap a second cluster; pods 2 and 0 on a wiped volume (a new
+    PersistentVolume) rejoin the same cluster, their old member removed."""
+
+    def run(self):
+        why = netns.available()
+        if why:
+            log("SKIPPED: %s" % why)
+            return
+        docs = load_manifests(K8S)
+        if docs is None:
+            log("SKIPPED: python3-yaml is not installed (scripts/deps.sh)")
+            return
+        by_kind = {}
+        for d in docs:
+            by_kind.setdefault(d["kind"], []).append(d)
+        sts = by_kind["StatefulSet"][0]
+        container = sts["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        env["_MOUNT"] = mounts[sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]]
+        replicas = sts["spec"]["replicas"]
+        c = self.cluster("k8s")
+        script = os.path.join(c.dir, "entrypoint.sh")
+        with open(script, "w") as f:
+            f.write(by_kind["ConfigMap"][0]["data"]["entrypoint.sh"])
+        net = netns.Net(1 + os.getpid() % 250, replicas)
+        hosts_dirs = []
+        try:
+            with step("%d namespaces on a bridge, hosts files with the pods' DNS names" % replicas):
+                net.setup()
+                names = []
+                for i in range(1, replicas + 1):
+                    short = "%s-%d.%s" % (sts["metadata"]["name"], i - 1, sts["spec"]["serviceName"])
+                    names.append("%s %s %s.default.svc.cluster.local" % (net.ip(i), short, short))
+                for i in range(1, replicas + 1):
+                    d = os.path.join("/etc/netns", net.ns(i))
+                    os.makedirs(d, exist_ok=True)
+                    hosts_dirs.append(d)
+                    with open(os.path.join(d, "hosts"), "w") as f:
+                        f.write("127.0.0.1 localhost\n%s\n" % "\n".join(names))
+                pods = [Pod(c, o, net.ip(o + 1), env, script, net.exec_prefix(o + 1),
+                            os.path.join(c.dir, "pv-%d" % o)) for o in range(replicas)]
+                for p in pods:
+                    c.nodes[p.id] = p
+            ids = [p.id for p in pods]
+            with step("the pods start together (Parallel): one cluster of %d voters" % replicas):
+                for p in pods:
+                    p.start()
+                c.wait_members(voters=ids, timeout=60)
+                c.wait_leader()
+                cids = {p.info()["cluster_id"] for p in pods}
+                check(len(cids) == 1, "cluster ids %r" % cids)
+                cid = cids.pop()
+                for p in pods:
+                    members = {m["id"]: m for m in p.info()["members"]}
+                    check(members[p.id]["http"] == "%s.%s:%s" % (
+                        p.name, env["PEERS_SERVICE"], env["HTTP_PORT"]),
+                        "%r advertises %r" % (p, members[p.id]))
+                check("node 1 as %s.%s: --bootstrap" % (pods[0].name, env["PEERS_SERVICE"])
+                      in pods[0].log_text(), "pod 0 did not bootstrap")
+            written = {}
+
+            def write_read_all(tag):
+                for p in pods:
+                    key = "k8s/%s/%s" % (tag, p.name)
+                    c.put_retry(key, "via " + p.name, via=p)
+                    written[key] = "via " + p.name
+                for key, value in written.items():
+                    for p in pods:
+                        r = c.get_retry(key, via=p)
+                        check(r.body.decode() == value, "%s via %r: %r" % (key, p, r.body))
+
+            with step("a write through each pod reads back through every pod"):
+                write_read_all("start")
+
+            def same_cluster(pod, what):
+                c.wait_members(voters=ids, timeout=60)
+                info = pod.info()
+                check(info["cluster_id"] == cid, "%s: cluster id %r, was %r"
+                      % (what, info["cluster_id"], cid))
+                log_text = pod.log_text()
+                check("holds a node: restarting from it" in log_text,
+                      "%s: did not restart from its volume" % what)
+
+            with step("pod 1 killed and restarted on its volume rejoins (no bootstrap)"):
+                pods[1].kill9()
+                pods[1].start()
+                same_cluster(pods[1], "pod 1")
+                write_read_all("pod1")
+            with step("pod 0 restarted: no second cluster"):
+                check(pods[0].stop() == 0, "pod 0 exit status")
+                pods[0].start()
+                same_cluster(pods[0], "pod 0")
+                write_read_all("pod0")
+            for o in (2, 0):
+                with step("pod %d on a wiped volume (a new PV): removed, joins again" % o):
+                    pods[o].kill9()
+                    pods[o].wipe()
+                    pods[o].start()
+                    c.wait_members(voters=ids, timeout=60)
+                    text = pods[o].log_text()
+                    check("is a member but its volume is empty: removing it" in text and
+                          "joining it" in text, "the entrypoint did not rejoin: %s" % text[-600:])
+                    check(pods[o].info()["cluster_id"] == cid, "pod %d: another cluster" % o)
+                    write_read_all("wiped%d" % o)
+            log("%d keys read back through every pod" % len(written))
+        finally:
+            for p in c.nodes.values():
+                p.kill9()
+            net.teardown()
+            for d in hosts_dirs:
+                shutil.rmtree(d, ignore_errors=True)
+
+
+SCENARIOS["k8s_netns"] = K8sNetns
