@@ -218,9 +218,13 @@ void membership_sync_progress(struct raft *r)
         if (!member && !p->departed) {
             p->departed = true;
             p->removed_at = r->conf_index;
-        } else if (member) {
-            p->departed = false;
-            p->removed_at = 0;
+        } else if (member && p->departed) {
+            /* Removed, then added again under the same id: a new server
+             * (typically one that lost its disk), never the old one's
+             * pipeline, which may wait forever on acknowledgements the old
+             * incarnation will not send. It probes like a new member. */
+            progress_reset(p, p->id, log_last(&r->log) + 1, p->ins.buf, r->cfg.inflight_msgs_max);
+            r->bcast_pending = true;
         }
     }
     membership_release_departed(r);

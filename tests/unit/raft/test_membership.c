@@ -383,6 +383,40 @@ TEST(full_membership_with_departed_members_fits)
     fx_destroy(f);
 }
 
+TEST(removed_member_readded_with_same_id_catches_up)
+{
+    /* A member loses its disk (a StatefulSet pod on a new volume keeps its
+     * id): it is removed while down, then joins again empty under the same
+     * id before the leader forgot its departed progress. The leader must
+     * treat it as a new member (probe from the end of its log), not resume
+     * the old incarnation's progress, whose pipeline never drains: before,
+     * the rejoined node received nothing at all. */
+    struct fx *f = fx_create(3);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    for (int i = 0; i < 5; i++)
+        ASSERT_EQ(fx_propose_str(f, 1, "before", NULL), 0);
+    fx_stabilize(f);
+    fx_crash(f, 3);
+    for (int i = 0; i < 40; i++) /* sent to 3, never acknowledged */
+        ASSERT_EQ(fx_propose_str(f, 1, "down", NULL), 0);
+    fx_stabilize(f);
+    ASSERT_EQ(fx_conf_change(f, 1, RAFT_CONF_REMOVE, 3, NULL), 0);
+    fx_stabilize(f);
+    ASSERT_FALSE(is_member(fx_r(f, 1), 3));
+    /* 3 comes back with an empty disk and joins under the same id. */
+    struct fx_node *n3 = &f->nodes[3];
+    fx_disk_reset(n3);
+    memset(&n3->hs, 0, sizeof(n3->hs));
+    n3->has_snap = false;
+    fx_start_node(f, 3, NULL);
+    ASSERT_EQ(fx_conf_change(f, 1, RAFT_CONF_ADD_LEARNER, 3, NULL), 0);
+    fx_run(f, 5);
+    ASSERT_TRUE(is_member(fx_r(f, 3), 3));
+    ASSERT_EQ(raft_last_index(fx_r(f, 3)), raft_last_index(fx_r(f, 1)));
+    ASSERT_EQ(f->nodes[3].sm, f->nodes[1].sm);
+    fx_destroy(f);
+}
+
 static void plain_raft(struct raft_config *c)
 {
     c->check_quorum = false;
