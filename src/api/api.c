@@ -409,6 +409,10 @@ static void read_done_cb(void *ctx, const struct node_read_result *res)
             respond_code(ar, res->status);
         return;
     }
+    if (res->status == 0 && res->value_type != NODE_VALUE_STRING) { /* a Redis hash */
+        respond_error(ar, 409, "wrong_type", "the key holds a hash (see docs/REDIS.md)");
+        return;
+    }
     if (res->status == 0) {
         char etag[32];
         snprintf(etag, sizeof etag, "\"%" PRIu64 "\"", res->version);
