@@ -567,6 +567,10 @@ static int op_hset(struct txn_ctx *x, const struct kv_txn_item *o)
         res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_NOT_FLOAT);
         return 0;
     }
+    if (isinf(inc)) { /* Redis 7 checks the increment first */
+        res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_INCR_NAN);
+        return 0;
+    }
     if (e && kv_hval_find(hv, hl, f.field, f.field_len, &cur) &&
         !parse_ld(cur.value, cur.value_len, &v)) {
         res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_HASH_NOT_FLOAT);

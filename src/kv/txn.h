@@ -153,6 +153,7 @@ enum kv_txn_err {
     KV_TXN_E_HASH_NOT_INTEGER = 9, /* "hash value is not an integer" */
     KV_TXN_E_HASH_NOT_FLOAT = 10,  /* "hash value is not a float" */
     KV_TXN_E_HASH_TOO_BIG = 11,    /* "hash exceeds maximum allowed size (--max-value-bytes)" */
+    KV_TXN_E_INCR_NAN = 12,        /* "value is NaN or Infinity" (HINCRBYFLOAT's increment) */
 };
 
 /* The result of one op. p points into the kv's result buffer: valid until

@@ -38,6 +38,8 @@ const char *kv_txn_err_text(uint8_t err)
         return "hash value is not a float";
     case KV_TXN_E_HASH_TOO_BIG:
         return "hash exceeds maximum allowed size (--max-value-bytes)";
+    case KV_TXN_E_INCR_NAN:
+        return "value is NaN or Infinity";
     }
     return "unknown error";
 }

@@ -229,7 +229,7 @@ TEST(hincrby_and_hincrbyfloat_parse_format_and_refuse_like_redis)
     const char *f6[] = {"f", "inf"};
     l = list(buf, 1, f6, 0);
     ASSERT_TRUE(
-        is_err(one(kv, 11, 1000, op(KV_TXN_HINCRBYFLOAT, 0, "h", buf, l, 0)), KV_TXN_E_NAN));
+        is_err(one(kv, 11, 1000, op(KV_TXN_HINCRBYFLOAT, 0, "h", buf, l, 0)), KV_TXN_E_INCR_NAN));
     ASSERT_EQ(kv_check_invariants(kv), 0);
     kv_destroy(kv);
 }
