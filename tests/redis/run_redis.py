@@ -422,6 +422,18 @@ class Compare(Scenario):
                 # One database (docs/REDIS.md): SELECT of another is an error.
                 check(outcome(lambda: st.execute_command("SELECT", "1")) ==
                       ("error", "DB index is out of range"), "SELECT 1")
+            with step("a Redis hash over HTTP: GET answers 409 wrong_type, listings mark it, PUT replaces it"):
+                w = redis.Redis(host="127.0.0.1", port=ports[leader.id])
+                check(w.hset("http:h", mapping={"a": "1", "b": "2"}) == 2, "HSET")
+                r = follower.get("http:h")
+                check(r.status == 409 and r.json().get("code") == "wrong_type",
+                      "GET /kv of a hash: %r %r" % (r.status, r.body[:200]))
+                r = follower.request("GET", "/kv?prefix=http:")
+                items = r.json().get("kvs", []) if r.status == 200 else []
+                check(len(items) == 1 and items[0].get("value_type") == "hash" and "value" not in items[0],
+                      "a listing marks the hash: %r" % (items,))
+                check(leader.put("http:h", b"s").status in (200, 201), "PUT over a hash")
+                check(w.type("http:h") == b"string" and w.get("http:h") == b"s", "PUT replaced the hash")
             with step("READONLY reads locally, READWRITE linearizably; both see acknowledged writes"):
                 w = redis.Redis(host="127.0.0.1", port=ports[leader.id])
                 r = redis.Redis(host="127.0.0.1", port=ports[follower.id], single_connection_client=True)
@@ -788,7 +800,14 @@ class Scan(Scenario):
                     % (calls, len(got), len(seen) - len(got)))
                 check(outcome(lambda: st.execute_command("SCAN", "12345")) ==
                       ("error", "invalid cursor"), "an unknown cursor is refused")
-                check(st.scan(0, _type="hash") == (0, []), "TYPE hash: nothing")
+                check(st.scan(0, _type="list") == (0, []), "TYPE list: nothing")
+                for i in range(3):
+                    st.hset("s:hash%d" % i, "f", "v")
+                hashes = set(st.scan_iter(match="s:*", count=1000, _type="hash"))
+                check(hashes == {b"s:hash0", b"s:hash1", b"s:hash2"}, "TYPE hash: %r" % hashes)
+                strings = set(st.scan_iter(match="s:*", count=1000, _type="string"))
+                check({k.encode() for k in fixed} <= strings and not (strings & hashes),
+                      "TYPE string: the strings, no hash")
         finally:
             stop_redis_server(ref)
             shutil.rmtree(tmp, ignore_errors=True)
