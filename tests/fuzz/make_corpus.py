@@ -291,10 +291,10 @@ def http_request_corpora():
         write("http_request", name, data)
 
 
-def kv_txn(guards, success, failure, ts=1000, vmax=1024):
+def kv_txn(guards, success, failure, ts=1000, vmax=1024, version=4):
     """A TXN kv command (docs/KV.md, "TXN"): items are (kind, flags, key,
-    val, num)."""
-    out = struct.pack("<BBBBIQQQ", 4, 6, 0, 0, 0, 1, 7, ts)
+    val, num); version 6 for the hash ops."""
+    out = struct.pack("<BBBBIQQQ", version, 6, 0, 0, 0, 1, 7, ts)
     out += struct.pack("<IHHHH", vmax, len(guards), len(success), len(failure), 0)
     for kind, flags, key, val, num in list(guards) + list(success) + list(failure):
         out += struct.pack("<BBHIIq", kind, flags, 0, len(key), len(val), num) + key + val
@@ -334,6 +334,21 @@ def txn_corpora():
           struct.pack("<QQII", 0, 0, 1, 2) + b"k" + b"vv")
     write("kv_cmd", "bad_txn_v3", b"\x03" + kv_txn([], [], [])[1:])
     write("kv_cmd", "bad_txn_flags", kv_txn([], [(1, 1, b"a", b"", 0)], []))
+
+    def hlist(pairs):  # a hash field list (docs/KV.md, "Value types")
+        out = struct.pack("<I", len(pairs))
+        for f, v in pairs:
+            out += struct.pack("<I", len(f)) + f + struct.pack("<I", len(v)) + v
+        return out
+    hash_ops = [(13, 0, b"h", hlist([(b"f", b"1"), (b"g", b"x"), (b"f", b"2")]), 0),
+                (14, 0, b"h", hlist([(b"g", b"y")]), 0), (16, 0, b"h", b"f", 5),
+                (17, 0, b"h", hlist([(b"e", b"1.5")]), 0), (18, 0, b"h", b"g", 0), (19, 0, b"h", b"", 0),
+                (15, 0, b"h", hlist([(b"g", b""), (b"zz", b"")]), 0), (1, 0, b"h", b"", 0),
+                (13, 0, b"a", hlist([(b"f", b"1")]), 0), (2, 64, b"h", b"v", 0), (3, 64, b"h", b"", 0),
+                (9, 0, b"h", b"", 100), (11, 0, b"h", b"h2", 0), (15, 0, b"h2", hlist([(b"f", b""), (b"e", b"")]), 0)]
+    write("kv_cmd", "txn_hash_ops", kv_txn([], hash_ops, [], version=6))
+    write("kv_cmd", "bad_txn_hash_v4", kv_txn([], hash_ops, [], version=4))
+    write("kv_cmd", "bad_txn_hash_list", kv_txn([], [(13, 0, b"h", b"\x01\x00\x00\x00\x05", 0)], [], version=6))
 
 
 if __name__ == "__main__":
