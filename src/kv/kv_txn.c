@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -710,15 +711,16 @@ static int op_apply(struct txn_ctx *x, const struct kv_txn_item *o)
     case KV_TXN_HREAD: {
         const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
         if (wrong_type(kv, e, KV_TYPE_HASH, 1)) return 0;
-        struct kv_hval_field f;
-        if (!e)
+        struct kv_hval_field f = {0};
+        bool found =
+            e && (o->kind == KV_TXN_HREAD ||
+                  kv_hval_find(e->data + e->key_len, e->value_len, o->val, o->val_len, &f));
+        if (!found)
             res_kind(kv, KV_TXN_R_NIL, 0);
         else if (o->kind == KV_TXN_HREAD)
             res_bulk(kv, e->data + e->key_len, e->value_len);
-        else if (kv_hval_find(e->data + e->key_len, e->value_len, o->val, o->val_len, &f))
-            res_bulk(kv, f.value, f.value_len);
         else
-            res_kind(kv, KV_TXN_R_NIL, 0);
+            res_bulk(kv, f.value, f.value_len);
         return 0;
     }
     }

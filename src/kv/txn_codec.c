@@ -129,9 +129,7 @@ int kv_txn_item_check(const struct kv_txn_item *it, int guard)
         return 0; /* val: the field (any bytes), num: the increment */
     case KV_TXN_HGET:
         return it->num == 0 ? 0 : -1;
-    case KV_TXN_HREAD:
-        return it->val_len == 0 && it->num == 0 ? 0 : -1;
-    default: /* GET, DEL, DEL_PREFIX, PERSIST */
+    default: /* GET, DEL, DEL_PREFIX, PERSIST, HREAD */
         return it->val_len == 0 && it->num == 0 ? 0 : -1;
     }
 }
