@@ -87,17 +87,24 @@ def main():
     write("frame", "addr_v6", b"[fe80::1]:65535")
 
 
-def kv_snapshot(applied, keys, meta=b"", clock=0, idem=()):
-    hdr = b"STKVSNAP" + struct.pack("<IIQQIQQ", 2, 0, applied, len(keys), len(meta), clock,
+def kv_snapshot(applied, keys, meta=b"", clock=0, idem=(), version=2):
+    """Keys are (key, value, version, expire[, type]); version 4 has a type
+    byte per record (1: a hash, whose value is a field list) and an auth
+    section (here without users)."""
+    hdr = b"STKVSNAP" + struct.pack("<IIQQIQQ", version, 0, applied, len(keys), len(meta), clock,
                                      len(idem)) + meta
     out = hdr + struct.pack("<I", crc32c(hdr))
     for key, ctype, status, created, version, digest, expire, index in idem:
         rec = struct.pack("<BBBBIQQQQ", len(key), ctype, status, created, 0, version, digest,
                           expire, index)
         out += rec + struct.pack("<I", crc32c(rec)) + key
-    for key, value, version, expire in keys:
-        rec = struct.pack("<IIQQ", len(key), len(value), version, expire)
+    for k in keys:
+        key, value, kversion, expire = k[:4]
+        vtype = k[4] if len(k) > 4 else 0
+        rec = struct.pack("<HBBIQQ", len(key), vtype, 0, len(value), kversion, expire)
         out += rec + struct.pack("<I", crc32c(rec)) + key + value
+    if version == 4:
+        out += struct.pack("<II", 0, 0)  # the auth section, no users
     out += struct.pack("<Q", len(keys))
     return out + struct.pack("<I", crc32c(out))
 
@@ -187,6 +194,12 @@ def snapshot_corpora():
     write("kv_snap", "idem", kv_snapshot(12, keys[:2], clock=99,
                                          idem=[(b"req-1", 1, 0, 1, 5, 0x1122, 5000, 5),
                                                (b"req-2", 2, 2, 0, 0, 0x3344, 6000, 11)]))
+    hval = struct.pack("<I", 2) + b"".join(struct.pack("<I", len(f)) + f + struct.pack("<I", len(v)) + v
+                                           for f, v in ((b"name", b"ann"), (b"age", b"42")))
+    hkeys = keys[:2] + [(b"user:h", hval, 8, 1700000000000, 1)]
+    write("kv_snap", "hash_v4", kv_snapshot(9, hkeys, clock=5, version=4))
+    write("kv_snap", "bad_hash_in_v2", kv_snapshot(9, hkeys, clock=5, version=2))
+    write("kv_snap", "bad_hash_list", kv_snapshot(9, [(b"h", hval[:-1], 8, 0, 1)], version=4))
     good = kv_snapshot(2, keys[:1])
     write("kv_snap", "bad_truncated", good[:-3])
 
