@@ -808,6 +808,33 @@ class Scan(Scenario):
                 strings = set(st.scan_iter(match="s:*", count=1000, _type="string"))
                 check({k.encode() for k in fixed} <= strings and not (strings & hashes),
                       "TYPE string: the strings, no hash")
+            with step("a hash of 300 fields (hashtable-encoded in Redis): HGETALL, HSCAN, HMGET as redis-server"):
+                fields = {"f%03d" % i: "v%d" % (i * 7) for i in range(300)}
+                for cl in (ref_client, st):
+                    for i in range(0, 300, 100):
+                        part = dict(list(fields.items())[i:i + 100])
+                        cl.hset("big:h", mapping=part)
+                    cl.hdel("big:h", "f007", "f100")
+                    cl.hincrby("big:h", "cnt", 5)
+                want = ref_client.hgetall("big:h")
+                got = st.hgetall("big:h")
+                check(got == want, "HGETALL as a dict: %d vs %d fields" % (len(got), len(want)))
+                check(st.hlen("big:h") == ref_client.hlen("big:h") == 299, "HLEN")
+                check(sorted(st.hkeys("big:h")) == sorted(ref_client.hkeys("big:h")), "HKEYS as a set")
+                names = ["f%03d" % i for i in range(0, 310, 7)]
+                check(st.hmget("big:h", names) == ref_client.hmget("big:h", names), "HMGET")
+                seen, cur, calls = {}, 0, 0
+                while True:
+                    cur, page = st.hscan("big:h", cur, count=50)
+                    calls += 1
+                    for f, v in page.items():
+                        check(f not in seen, "HSCAN returned %r twice" % f)
+                        seen[f] = v
+                    if cur == 0:
+                        break
+                check(seen == want and calls == 6, "HSCAN COUNT 50: %d fields in %d calls" % (len(seen), calls))
+                m = set(st.hscan_iter("big:h", match="f2*", count=1000))
+                check(m == {(f, v) for f, v in want.items() if f.startswith(b"f2")}, "HSCAN MATCH f2*")
         finally:
             stop_redis_server(ref)
             shutil.rmtree(tmp, ignore_errors=True)
