@@ -420,6 +420,10 @@ static void read_done_cb(void *ctx, const struct node_read_result *res)
             respond_code(ar, res->status);
         return;
     }
+    if (res->status == 0 && res->value_type != NODE_VALUE_STRING) { /* a Redis hash */
+        respond_error(ar, 409, "wrong_type", "the key holds a hash (see docs/REDIS.md)");
+        return;
+    }
     if (res->status == 0) {
         char etag[32];
         snprintf(etag, sizeof etag, "\"%" PRIu64 "\"", res->version);
@@ -722,7 +726,12 @@ static int list_item_cb(void *ctx, const struct node_list_item *it)
     struct st_json *w = lw->w;
     st_json_object_begin(w);
     list_json_bytes(w, "key", it->key, it->key_len);
-    if (!lw->keys_only) list_json_bytes(w, "value", it->value, it->value_len);
+    if (it->value_type == NODE_VALUE_HASH) { /* a Redis hash: no value (HTTP-API.md) */
+        st_json_key(w, "value_type");
+        st_json_cstr(w, "hash");
+    } else if (!lw->keys_only) {
+        list_json_bytes(w, "value", it->value, it->value_len);
+    }
     st_json_key(w, "version");
     st_json_uint(w, it->version);
     st_json_key(w, "expire_at_ms");

@@ -94,8 +94,12 @@ static bool item_line(struct api_watch *aw, struct st_membuf *b, const struct no
         st_json_key(&w, "type");
         st_json_cstr(&w, node_event_type_name(it->ev.type));
         json_bytes(&w, "key", it->ev.key, it->ev.key_len);
-        if (it->ev.type == NODE_EVENT_PUT && !aw->keys_only)
+        if (it->ev.type == NODE_EVENT_PUT && it->ev.value_type == NODE_VALUE_HASH) {
+            st_json_key(&w, "value_type"); /* a Redis hash: no value (docs/HTTP-API.md) */
+            st_json_cstr(&w, "hash");
+        } else if (it->ev.type == NODE_EVENT_PUT && !aw->keys_only) {
             json_bytes(&w, "value", it->ev.value, it->ev.value_len);
+        }
         st_json_key(&w, "version");
         st_json_uint(&w, it->ev.version);
         if (it->ev.type == NODE_EVENT_PUT) {

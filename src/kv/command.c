@@ -63,7 +63,8 @@ static int is_auth(enum kv_cmd_type t)
 static uint8_t version_of(const struct kv_command *cmd)
 {
     if (is_auth(cmd->type)) return KV_COMMAND_VERSION_AUTH;
-    if (cmd->type == KV_CMD_TXN) return KV_COMMAND_VERSION_TXN;
+    if (cmd->type == KV_CMD_TXN)
+        return kv_txn_needs_hash_version(cmd) ? KV_COMMAND_VERSION_HASH : KV_COMMAND_VERSION_TXN;
     if (cmd->idem_key_len) return KV_COMMAND_VERSION_IDEM;
     return cmd->type >= KV_CMD_EVICT ? KV_COMMAND_VERSION_EVICT : 1;
 }

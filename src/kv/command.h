@@ -54,12 +54,14 @@
  * REFUSE; 3 = an idempotency block follows the header (a PUT or DELETE with
  * an Idempotency-Key). An encoder writes the lowest version that holds the
  * command, so a cluster that uses neither feature writes version 1. */
-#define KV_COMMAND_VERSION 5       /* the newest format version */
+#define KV_COMMAND_VERSION 6       /* the newest format version */
 #define KV_COMMAND_VERSION_EVICT 2 /* the first version with EVICT and REFUSE */
 #define KV_COMMAND_VERSION_IDEM 3  /* with an idempotency block */
 #define KV_COMMAND_VERSION_TXN 4   /* TXN (kv/txn.h); never with an idempotency block */
 #define KV_COMMAND_VERSION_AUTH 5  /* the auth commands (KV_CMD_AUTH_*) */
-#define KV_EVICT_KEYS_MAX 1024u    /* keys per EVICT command */
+/* A TXN with a hash op or KV_TXN_F_STRING (kv/txn.h); TXN only. */
+#define KV_COMMAND_VERSION_HASH 6
+#define KV_EVICT_KEYS_MAX 1024u /* keys per EVICT command */
 #define KV_COMMAND_HEADER_BYTES 32
 #define KV_COMMAND_IDEM_FIXED_BYTES 16
 #define KV_IDEM_KEY_BYTES_MAX 128u
@@ -132,6 +134,10 @@ struct kv_command {
     uint32_t key_len;
     const uint8_t *value;
     uint32_t value_len;
+    /* PUT: enum kv_value_type of the value. Never encoded (a PUT on the
+     * wire is a string; decode leaves 0): the TXN hash ops set it when
+     * they write through the PUT path. */
+    uint8_t value_type;
     /* EVICT: evict_n keys; encode reads evict_keys, decode sets evict_raw
      * (the validated list bytes, walked with kv_evict_next) instead. */
     uint32_t evict_n;
@@ -174,6 +180,8 @@ void kv_txn_body_encode(const struct kv_command *cmd, uint8_t *p);
 /* Validates p[0..rest) and sets the TXN fields of out; 0, ST_EPROTO or
  * ST_ETOOBIG. */
 int kv_txn_body_decode(const uint8_t *p, size_t rest, struct kv_command *out);
+/* 1 if a TXN needs format version 6 (a hash op or KV_TXN_F_STRING). */
+int kv_txn_needs_hash_version(const struct kv_command *cmd);
 
 struct kv_limits {
     uint32_t key_bytes_max; /* >= 1 */

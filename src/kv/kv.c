@@ -212,6 +212,7 @@ void kv_state_link(struct kv_state *st, struct kv_entry *e)
     tb->buckets[b] = e;
     tb->used++;
     st->used_bytes += kv_used_bytes_of(e->key_len, e->value_len);
+    st->hash_keys += entry_type(e) == KV_TYPE_HASH;
     kv_index_insert(&st->idx, e); /* kv_index */
 }
 
@@ -243,8 +244,11 @@ void kv_event_emit(const struct kv_state *st, enum kv_event_type type, const str
         .version = st->ev_index,
     };
     if (type == KV_EVENT_PUT) {
-        ev.value = e->data + e->key_len;
-        ev.value_len = e->value_len;
+        ev.value_type = entry_type(e);
+        if (ev.value_type == KV_TYPE_STRING) { /* a hash's put carries no value */
+            ev.value = e->data + e->key_len;
+            ev.value_len = e->value_len;
+        }
         ev.expire_at_ms = entry_expire(e);
     }
     st->cfg->event_cb(st->cfg->event_ctx, &ev);
@@ -258,6 +262,7 @@ void kv_state_remove(struct kv_state *st, struct kv_entry *e, struct kv_entry **
     *link = e->next;
     st->t[t].used--;
     st->used_bytes -= kv_used_bytes_of(e->key_len, e->value_len);
+    st->hash_keys -= entry_type(e) == KV_TYPE_HASH;
     if (entry_heap_idx(e) != KV_HEAP_NONE) kv_heap_remove(st, e);
     kv_index_remove(&st->idx, e); /* kv_index: before e may be freed */
     kv_entry_release(st, e, t);
@@ -344,6 +349,7 @@ int kv_get(const struct kv *kv, const void *key, size_t key_len, uint64_t now_ms
     out->value_len = e->value_len;
     out->version = e->version;
     out->expire_at_ms = entry_expire(e);
+    out->type = entry_type(e);
     return 0;
 }
 
@@ -358,7 +364,7 @@ int kv_check_invariants(const struct kv *kv)
     KV_CHECK(st->t[0].size >= 4 && (st->t[0].size & (st->t[0].size - 1)) == 0);
     KV_CHECK(st->rehashing ? st->t[1].size >= 4 : st->t[1].size == 0);
     KV_CHECK(!st->rehashing || st->rehash_idx <= st->t[0].size);
-    uint64_t with_ttl = 0, bytes = 0, used_bytes = 0;
+    uint64_t with_ttl = 0, bytes = 0, used_bytes = 0, hash_keys = 0;
     for (int t = 0; t <= st->rehashing; t++) {
         const struct kv_table *tb = &st->t[t];
         uint64_t used = 0;
@@ -373,8 +379,12 @@ int kv_check_invariants(const struct kv *kv)
                 KV_CHECK(e->hash == kv_hash(kv, e->data, e->key_len));
                 KV_CHECK(e->key_len >= 1 && e->key_len <= KV_KEY_BYTES_HARD_MAX);
                 KV_CHECK(e->version >= 1 && e->version <= kv->applied_index);
-                KV_CHECK(e->has_ttl <= 1 && (e->has_ttl != 0) == (entry_expire(e) != 0));
-                if (e->has_ttl) {
+                KV_CHECK((e->flags & ~(ENTRY_F_TTL | ENTRY_F_HASH)) == 0);
+                KV_CHECK(((e->flags & ENTRY_F_TTL) != 0) == (entry_expire(e) != 0));
+                hash_keys += entry_type(e) == KV_TYPE_HASH;
+                if (entry_type(e) == KV_TYPE_HASH)
+                    KV_CHECK(kv_hval_check(e->data + e->key_len, e->value_len, NULL) == 0);
+                if (e->flags & ENTRY_F_TTL) {
                     with_ttl++;
                     uint32_t hi = entry_heap_idx(e);
                     KV_CHECK(hi < st->heap_len && st->heap[hi] == e);
@@ -388,6 +398,7 @@ int kv_check_invariants(const struct kv *kv)
         KV_CHECK(entry_cmp(st->heap[(i - 1) / 2], st->heap[i]) < 0);
     KV_CHECK(bytes == st->entry_bytes);
     KV_CHECK(used_bytes == st->used_bytes);
+    KV_CHECK(hash_keys == st->hash_keys);
     /* kv_index: well formed, and holding exactly the tables' entries. */
     KV_CHECK(kv_index_check(&st->idx) == 0 && st->idx.count == kv_state_keys(st));
     for (int t = 0; t <= st->rehashing; t++)
@@ -546,6 +557,7 @@ static uint64_t entry_digest(const struct kv_entry *e)
     put_u32(meta + 16, e->key_len);
     put_u32(meta + 20, e->value_len);
     uint64_t h = kv_siphash13(0x0123456789abcdefULL, 0xfedcba9876543210ULL, meta, sizeof(meta));
+    if (entry_type(e) == KV_TYPE_HASH) h = ~h; /* strings digest as before types existed */
     return h ^ kv_siphash13(h, 0x5bd1e9955bd1e995ULL, e->data, (size_t)e->key_len + e->value_len);
 }
 

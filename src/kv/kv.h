@@ -62,6 +62,13 @@ struct kv;
  * the kv. Puts are reported by the code that writes an entry (apply_put;
  * kv_event_emit in kv_int.h), removals by kv_state_remove itself, so every
  * command that removes keys through it reports them. */
+/* The type of a key's value (Redis's TYPE). A hash's value bytes are its
+ * encoded field list (kv/hashval.h, docs/KV.md). */
+enum kv_value_type {
+    KV_TYPE_STRING = 0,
+    KV_TYPE_HASH = 1,
+};
+
 enum kv_event_type {
     KV_EVENT_PUT = 1,
     KV_EVENT_DELETE = 2,
@@ -73,8 +80,9 @@ struct kv_event {
     enum kv_event_type type;
     const uint8_t *key;
     size_t key_len;
-    const uint8_t *value; /* PUT only (NULL otherwise) */
+    const uint8_t *value; /* PUT of a string only (NULL otherwise) */
     size_t value_len;
+    uint8_t value_type;    /* PUT: enum kv_value_type (a hash's put has no value) */
     uint64_t version;      /* the index of the command that made the change */
     uint64_t expire_at_ms; /* PUT: the new expiry, 0 = none */
 };
@@ -152,6 +160,7 @@ struct kv_view {
     size_t value_len;
     uint64_t version;
     uint64_t expire_at_ms; /* 0 = never */
+    uint8_t type;          /* enum kv_value_type */
 };
 
 struct kv_stats {
@@ -282,7 +291,7 @@ int kv_rehash_step(struct kv *kv, uint32_t buckets);
 /* The newest version, written when the auth table is not empty (its section
  * follows the keys); version 2 otherwise, so that a cluster without users
  * stays readable by older releases. Versions 1 and 2 are still read. */
-#define KV_SNAPSHOT_VERSION 3
+#define KV_SNAPSHOT_VERSION 4
 #define KV_SNAPSHOT_CHUNK_BYTES (64u * 1024u)
 #define KV_SNAPSHOT_META_BYTES_MAX (64u * 1024u)
 

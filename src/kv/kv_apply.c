@@ -81,6 +81,9 @@ int kv_apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, stru
         st->used_bytes = st->used_bytes - used_old + kv_used_bytes_of(e->key_len, e->value_len);
         e->version = index;
         entry_set_expiry(e, expire, idx);
+        st->hash_keys -= entry_type(e) == KV_TYPE_HASH;
+        entry_set_type(e, c->value_type);
+        st->hash_keys += entry_type(e) == KV_TYPE_HASH;
         if (old_expire == 0 && expire != 0) {
             kv_heap_push(st, e);
         } else if (old_expire != 0 && expire != 0 && old_expire != expire) {
@@ -100,6 +103,8 @@ int kv_apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, stru
         e->version = index;
         memcpy(e->data, c->key, c->key_len);
         if (c->value_len) memcpy(e->data + c->key_len, c->value, c->value_len);
+        e->flags = 0;
+        entry_set_type(e, c->value_type);
         entry_set_expiry(e, expire, KV_HEAP_NONE);
         kv_state_link(st, e);
         if (expire != 0) kv_heap_push(st, e);

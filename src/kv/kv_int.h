@@ -13,6 +13,7 @@
 #define ST_KV_INT_H
 
 #include "kv/kv.h"
+#include "kv/hashval.h"
 #include "kv/kv_index.h"
 
 #include <stddef.h>
@@ -41,9 +42,11 @@ struct kv_entry {
     uint32_t hash;         /* low 32 bits of the keyed hash */
     uint32_t value_len;
     uint16_t key_len;
-    uint8_t has_ttl; /* 1: the expiry trailer follows the value */
+    uint8_t flags; /* ENTRY_F_*: the expiry trailer follows the value; the value type */
     uint8_t data[];
 };
+#define ENTRY_F_TTL 1u  /* the expiry trailer follows the value */
+#define ENTRY_F_HASH 2u /* the value is an encoded hash (kv/hashval.h), not a string */
 #define ENTRY_HDR offsetof(struct kv_entry, data)
 #define ENTRY_TTL_BYTES 12u
 _Static_assert(offsetof(struct kv_entry, data) == 27, "kv_entry header is 27 bytes");
@@ -63,7 +66,7 @@ static inline uint8_t *entry_trailer(const struct kv_entry *e)
 static inline uint64_t entry_expire(const struct kv_entry *e)
 {
     uint64_t v = 0;
-    if (e->has_ttl) memcpy(&v, entry_trailer(e), sizeof(v));
+    if (e->flags & ENTRY_F_TTL) memcpy(&v, entry_trailer(e), sizeof(v));
     return v;
 }
 
@@ -71,21 +74,34 @@ static inline uint64_t entry_expire(const struct kv_entry *e)
 static inline uint32_t entry_heap_idx(const struct kv_entry *e)
 {
     uint32_t v = KV_HEAP_NONE;
-    if (e->has_ttl) memcpy(&v, entry_trailer(e) + 8, sizeof(v));
+    if (e->flags & ENTRY_F_TTL) memcpy(&v, entry_trailer(e) + 8, sizeof(v));
     return v;
 }
 
 static inline void entry_set_heap_idx(struct kv_entry *e, uint32_t i)
 {
-    ST_ASSERT(e->has_ttl);
+    ST_ASSERT(e->flags & ENTRY_F_TTL);
     memcpy(entry_trailer(e) + 8, &i, sizeof(i));
 }
 
+/* enum kv_value_type of e. */
+static inline uint8_t entry_type(const struct kv_entry *e)
+{
+    return (e->flags & ENTRY_F_HASH) ? KV_TYPE_HASH : KV_TYPE_STRING;
+}
+
+/* Sets e's value type (the other flags stay). */
+static inline void entry_set_type(struct kv_entry *e, uint8_t type)
+{
+    e->flags = (uint8_t)((e->flags & ~ENTRY_F_HASH) | (type == KV_TYPE_HASH ? ENTRY_F_HASH : 0));
+}
+
 /* Sets the expiry (0 = none) once key_len and value_len are final; the
- * allocation must have room for the trailer when expire != 0. */
+ * allocation must have room for the trailer when expire != 0. The type
+ * flag stays as it is. */
 static inline void entry_set_expiry(struct kv_entry *e, uint64_t expire, uint32_t heap_idx)
 {
-    e->has_ttl = expire != 0;
+    e->flags = (uint8_t)((e->flags & ~ENTRY_F_TTL) | (expire != 0 ? ENTRY_F_TTL : 0));
     if (!expire) return;
     memcpy(entry_trailer(e), &expire, sizeof(expire));
     entry_set_heap_idx(e, heap_idx);
@@ -107,6 +123,7 @@ struct kv_state {
     uint32_t heap_cap;
     uint64_t entry_bytes;        /* sum of malloc_usable_size of entries */
     uint64_t used_bytes;         /* sum of kv_used_bytes_of() of entries (deterministic) */
+    uint64_t hash_keys;          /* entries of type hash (a snapshot of any is version 4) */
     const struct kv_config *cfg; /* the owner's configuration (allocation seam) */
     /* The open kv_snapshot_begin cursor, NULL if none (then every path below
      * behaves as without snapshots). While set: no rehash step, no resize,
@@ -165,10 +182,12 @@ struct kv_snapshot_cursor {
     const struct kv_entry *entry; /* CUR_RETAINED: next one to emit */
     uint64_t keys;                /* in S: the live count at begin */
     uint64_t written;
-    /* Version 3: the auth section of S, encoded at begin (the table is
-     * small and bounded), emitted after the keys; NULL for version 2. */
+    /* Version 3, 4: the auth section of S, encoded at begin (the table is
+     * small and bounded), emitted after the keys; NULL for version 2 (and
+     * for 4 without users: then an empty section is emitted). */
     uint8_t *auth_sec;
     size_t auth_len;
+    uint32_t version; /* the stream's format version */
 };
 
 /* Idempotency records (kv.h, "Idempotency"): one allocation per record,
@@ -298,6 +317,7 @@ static inline void *kv_realloc(const struct kv_config *cfg, void *p, size_t n)
 extern const uint8_t kv_snap_magic[8];
 #define SNAP_VERSION_1 1            /* read only: no log clock, no idempotency records */
 #define SNAP_VERSION_2 2            /* written when the auth table is empty */
+#define SNAP_VERSION_3 3            /* written when users exist but no hash does */
 #define SNAP_AUTH_HEADER_BYTES 8    /* version 3: user count, reserved */
 #define SNAP_AUTH_RECORD_BYTES 12   /* version 3: a user's version and record length */
 #define SNAP_FIXED_BYTES 36         /* magic, version, flags, applied index, key count, meta_len */
@@ -305,7 +325,7 @@ extern const uint8_t kv_snap_magic[8];
 #define SNAP_RECORD_HEADER_BYTES 28 /* lengths, version, expiry, CRC of those 24 bytes */
 #define SNAP_IDEM_HEADER_BYTES 44   /* fixed fields, CRC of the first 40 bytes */
 #define SNAP_TRAILER_BYTES 12
-_Static_assert(KV_SNAPSHOT_VERSION == 3, "docs/KV.md describes version 3");
+_Static_assert(KV_SNAPSHOT_VERSION == 4, "docs/KV.md describes version 4");
 
 /* ---------- functions that cross files ----------
  * All run on the owner's thread, like the public API (kv.h); none allocates

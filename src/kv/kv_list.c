@@ -65,6 +65,7 @@ int kv_list(const struct kv *kv, const struct kv_list_args *a, uint64_t now_ms, 
             .value_len = e->value_len,
             .version = e->version,
             .expire_at_ms = entry_expire(e),
+            .type = entry_type(e),
         };
         int rc = cb(ctx, &item);
         if (rc) return rc;

@@ -38,6 +38,7 @@ struct kv_list_item {
     size_t value_len;
     uint64_t version;
     uint64_t expire_at_ms; /* 0 = never */
+    uint8_t type;          /* enum kv_value_type */
 };
 
 /* Called for each live key in order; a nonzero return stops the walk and is

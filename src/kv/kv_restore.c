@@ -67,7 +67,7 @@ struct kv_restore {
  * trailer. */
 static enum restore_phase after_keys(const struct kv_restore *r)
 {
-    return r->version == KV_SNAPSHOT_VERSION ? RS_AUTH_HDR : RS_TRAILER;
+    return r->version >= SNAP_VERSION_3 ? RS_AUTH_HDR : RS_TRAILER;
 }
 
 int kv_restore_begin(struct kv *kv, struct kv_restore **out)
@@ -139,10 +139,8 @@ static int restore_field_done(struct kv_restore *r)
     switch (r->phase) {
     case RS_FIXED: {
         r->version = get_u32(r->stage + 8);
-        if (memcmp(r->stage, kv_snap_magic, 8) != 0 ||
-            (r->version != SNAP_VERSION_1 && r->version != SNAP_VERSION_2 &&
-             r->version != KV_SNAPSHOT_VERSION) ||
-            get_u32(r->stage + 12) != 0)
+        if (memcmp(r->stage, kv_snap_magic, 8) != 0 || r->version < SNAP_VERSION_1 ||
+            r->version > KV_SNAPSHOT_VERSION || get_u32(r->stage + 12) != 0)
             return ST_ECORRUPT;
         r->applied_index = kv_load_le64(r->stage + 16);
         r->keys = kv_load_le64(r->stage + 24);
@@ -232,7 +230,13 @@ static int restore_field_done(struct kv_restore *r)
     }
     case RS_REC_HDR: {
         if (get_u32(r->stage + 24) != st_crc32c(0, r->stage, 24)) return ST_ECORRUPT;
-        uint32_t key_len = get_u32(r->stage), value_len = get_u32(r->stage + 4);
+        /* u16 key length, u8 type (version 4; 0 before), u8 0: before
+         * version 4 a u32 key length, whose high bytes are 0 if valid. */
+        uint32_t key_len = get_u32(r->stage) & 0xffffu, value_len = get_u32(r->stage + 4);
+        uint8_t type = r->stage[2];
+        if (r->stage[3] != 0 || type > KV_TYPE_HASH ||
+            (type != KV_TYPE_STRING && r->version < KV_SNAPSHOT_VERSION))
+            return ST_ECORRUPT;
         uint64_t version = kv_load_le64(r->stage + 8), expire = kv_load_le64(r->stage + 16);
         if (key_len == 0 || key_len > KV_KEY_BYTES_HARD_MAX || value_len > KV_VALUE_BYTES_HARD_MAX)
             return ST_ECORRUPT;
@@ -246,6 +250,8 @@ static int restore_field_done(struct kv_restore *r)
         e->value_len = value_len;
         e->version = version;
         e->hash = 0;
+        e->flags = 0;
+        entry_set_type(e, type);
         entry_set_expiry(e, expire, KV_HEAP_NONE); /* the trailer is after the bytes fed */
         r->cur = e;
         r->cur_len = (size_t)key_len + value_len;
@@ -256,9 +262,11 @@ static int restore_field_done(struct kv_restore *r)
         struct kv_entry *e = r->cur;
         r->cur = NULL;
         e->hash = kv_hash(r->kv, e->data, e->key_len);
-        if (kv_state_find(st, e->hash, e->data, e->key_len, NULL, NULL)) {
+        if (kv_state_find(st, e->hash, e->data, e->key_len, NULL, NULL) ||
+            (entry_type(e) == KV_TYPE_HASH &&
+             kv_hval_check(e->data + e->key_len, e->value_len, NULL) != 0)) {
             kv_entry_free(st, e);
-            return ST_ECORRUPT; /* duplicate key */
+            return ST_ECORRUPT; /* a duplicate key, a malformed hash */
         }
         if (kv_index_reserve(&st->idx, st->cfg) != 0) { /* kv_index */
             kv_entry_free(st, e);
@@ -267,16 +275,21 @@ static int restore_field_done(struct kv_restore *r)
         kv_maybe_resize(&r->state_kv, 0); /* presized: never shrink while filling */
         kv_state_rehash_step(st, r->kv->cfg.rehash_buckets_per_op);
         kv_state_link(st, e);
-        if (e->has_ttl) kv_heap_push(st, e);
+        if (e->flags & ENTRY_F_TTL) kv_heap_push(st, e);
         r->keys_read++;
         r->phase = r->keys_read == r->keys ? after_keys(r) : RS_REC_HDR;
         return 0;
     }
     case RS_AUTH_HDR:
         r->auth_n = get_u32(r->stage);
-        /* Version 3 is written only for a table with users. */
-        if (r->auth_n == 0 || r->auth_n > KV_AUTH_USERS_MAX || get_u32(r->stage + 4) != 0)
+        /* Version 3 is written only for a table with users; 4 may have none. */
+        if ((r->auth_n == 0 && r->version == SNAP_VERSION_3) || r->auth_n > KV_AUTH_USERS_MAX ||
+            get_u32(r->stage + 4) != 0)
             return ST_ECORRUPT;
+        if (r->auth_n == 0) {
+            r->phase = RS_TRAILER;
+            return 0;
+        }
         r->auth_rec = kv_malloc(&r->kv->cfg, KV_AUTH_RECORD_BYTES_MAX);
         if (!r->auth_rec) return ST_ENOMEM;
         r->phase = RS_AUTH_REC_HDR;

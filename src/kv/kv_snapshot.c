@@ -124,7 +124,13 @@ static int cursor_init(struct kv_snapshot_cursor *cur, const struct kv *kv, uint
     }
     uint8_t hdr[SNAP_FIXED_BYTES + SNAP_FIXED2_BYTES];
     memcpy(hdr, kv_snap_magic, 8);
-    put_u32(hdr + 8, cur->auth_sec ? KV_SNAPSHOT_VERSION : SNAP_VERSION_2);
+    /* Version 4 (a type byte per record, the auth section always) only
+     * once a hash exists, so a cluster without hashes stays readable by
+     * older releases. */
+    cur->version = st->hash_keys   ? KV_SNAPSHOT_VERSION
+                   : cur->auth_sec ? SNAP_VERSION_3
+                                   : SNAP_VERSION_2;
+    put_u32(hdr + 8, cur->version);
     put_u32(hdr + 12, 0);
     put_u64(hdr + 16, applied_index);
     put_u64(hdr + 24, cur->keys);
@@ -182,6 +188,7 @@ static int cursor_emit(struct kv_snapshot_cursor *cur, const struct kv_entry *e,
 {
     uint8_t rh[SNAP_RECORD_HEADER_BYTES];
     put_u32(rh, e->key_len);
+    rh[2] = entry_type(e); /* version 4; 0 (a string) is what versions 2, 3 have there */
     put_u32(rh + 4, e->value_len);
     put_u64(rh + 8, e->version);
     put_u64(rh + 16, entry_expire(e));
@@ -243,7 +250,12 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
         rc = cursor_emit(cur, cur->entry, &emitted);
         cur->entry = cur->entry->next;
     }
-    if (rc == 0 && cur->auth_sec) rc = sw_put(&cur->w, cur->auth_sec, cur->auth_len, 0);
+    if (rc == 0 && cur->auth_sec) {
+        rc = sw_put(&cur->w, cur->auth_sec, cur->auth_len, 0);
+    } else if (rc == 0 && cur->version == KV_SNAPSHOT_VERSION) {
+        static const uint8_t no_users[SNAP_AUTH_HEADER_BYTES] = {0};
+        rc = sw_put(&cur->w, no_users, sizeof no_users, 0);
+    }
     if (rc == 0) {
         ST_ASSERT(cur->written == cur->keys);
         uint8_t tr[SNAP_TRAILER_BYTES];

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,14 +110,16 @@ static uint64_t ttl_left(const struct kv_entry *e, uint64_t now)
     return x ? x - now : 0;
 }
 
-/* Writes key = val (val never inside the kv's entries) with ttl_ms (0 =
- * none): the single-command PUT path. */
+/* Writes key = val of type `type` (val never inside the kv's entries)
+ * with ttl_ms (0 = none): the single-command PUT path. */
 static int put_value(struct kv *kv, uint64_t index, uint64_t now, const uint8_t *key,
-                     uint32_t key_len, const uint8_t *val, size_t val_len, uint64_t ttl_ms)
+                     uint32_t key_len, const uint8_t *val, size_t val_len, uint64_t ttl_ms,
+                     uint8_t type)
 {
     struct kv_command pc;
     memset(&pc, 0, sizeof pc);
     pc.type = KV_CMD_PUT;
+    pc.value_type = type;
     pc.timestamp_ms = now;
     pc.ttl_ms = ttl_ms;
     pc.key = key;
@@ -182,6 +185,15 @@ static size_t format_ld(char *buf, size_t cap, long double v)
     return l;
 }
 
+/* 1 (and the WRONGTYPE result given) if `check` and e is live and not of
+ * type `want`. */
+static int wrong_type(struct kv *kv, const struct kv_entry *e, uint8_t want, int check)
+{
+    if (!check || !e || entry_type(e) == want) return 0;
+    res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_WRONGTYPE);
+    return 1;
+}
+
 /* ---------- guards ---------- */
 
 static int cmp_u64(uint64_t a, uint64_t b, uint8_t op)
@@ -232,6 +244,7 @@ static int op_put(struct txn_ctx *x, const struct kv_txn_item *o)
 {
     struct kv *kv = x->kv;
     const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
+    if (wrong_type(kv, e, KV_TYPE_STRING, o->flags & KV_TXN_F_STRING)) return 0;
     if (((o->flags & KV_TXN_F_NX) && e) || ((o->flags & KV_TXN_F_XX) && !e)) {
         res_kind(kv, KV_TXN_R_NIL, 0);
         return 0;
@@ -247,7 +260,8 @@ static int op_put(struct txn_ctx *x, const struct kv_txn_item *o)
         }
         ttl = (uint64_t)o->num - x->now;
     }
-    int rc = put_value(kv, x->index, x->now, o->key, o->key_len, o->val, o->val_len, ttl);
+    int rc = put_value(kv, x->index, x->now, o->key, o->key_len, o->val, o->val_len, ttl,
+                       KV_TYPE_STRING);
     if (rc) return rc;
     res_kind(kv, KV_TXN_R_OK, 0);
     return 0;
@@ -257,6 +271,7 @@ static int op_incrby(struct txn_ctx *x, const struct kv_txn_item *o)
 {
     struct kv *kv = x->kv;
     const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
+    if (wrong_type(kv, e, KV_TYPE_STRING, 1)) return 0;
     long long v = 0;
     if (e && !st_parse_ll(e->data + e->key_len, e->value_len, &v)) {
         res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_NOT_INTEGER);
@@ -271,7 +286,7 @@ static int op_incrby(struct txn_ctx *x, const struct kv_txn_item *o)
     char buf[32];
     int n = snprintf(buf, sizeof buf, "%lld", v);
     int rc = put_value(kv, x->index, x->now, o->key, o->key_len, (const uint8_t *)buf, (size_t)n,
-                       e ? ttl_left(e, x->now) : 0);
+                       e ? ttl_left(e, x->now) : 0, KV_TYPE_STRING);
     if (rc) return rc;
     res_int(kv, v);
     return 0;
@@ -281,6 +296,7 @@ static int op_incrbyfloat(struct txn_ctx *x, const struct kv_txn_item *o)
 {
     struct kv *kv = x->kv;
     const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
+    if (wrong_type(kv, e, KV_TYPE_STRING, 1)) return 0;
     long double v = 0, inc = 0;
     if ((e && !parse_ld(e->data + e->key_len, e->value_len, &v)) ||
         !parse_ld(o->val, o->val_len, &inc)) {
@@ -299,7 +315,7 @@ static int op_incrbyfloat(struct txn_ctx *x, const struct kv_txn_item *o)
         return 0;
     }
     int rc = put_value(kv, x->index, x->now, o->key, o->key_len, (const uint8_t *)buf, n,
-                       e ? ttl_left(e, x->now) : 0);
+                       e ? ttl_left(e, x->now) : 0, KV_TYPE_STRING);
     if (rc) return rc;
     res_bulk(kv, (const uint8_t *)buf, n);
     return 0;
@@ -311,6 +327,7 @@ static int op_splice(struct txn_ctx *x, const struct kv_txn_item *o, int append)
 {
     struct kv *kv = x->kv;
     const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
+    if (wrong_type(kv, e, KV_TYPE_STRING, 1)) return 0;
     uint64_t old = e ? e->value_len : 0;
     uint64_t off = append ? old : (uint64_t)o->num;
     if (!append && o->val_len == 0) { /* Redis: nothing to write, nothing created */
@@ -328,7 +345,8 @@ static int op_splice(struct txn_ctx *x, const struct kv_txn_item *o, int append)
     if (old) memcpy(b, e->data + e->key_len, old);
     if (off > old) memset(b + old, 0, off - old);
     if (o->val_len) memcpy(b + off, o->val, o->val_len);
-    rc = put_value(kv, x->index, x->now, o->key, o->key_len, b, len, e ? ttl_left(e, x->now) : 0);
+    rc = put_value(kv, x->index, x->now, o->key, o->key_len, b, len, e ? ttl_left(e, x->now) : 0,
+                   KV_TYPE_STRING);
     if (rc) return rc;
     res_int(kv, (int64_t)len);
     return 0;
@@ -343,7 +361,7 @@ static int reput(struct txn_ctx *x, const struct kv_entry *e, uint64_t ttl)
     if (rc) return rc;
     uint8_t *b = kv->txn.scratch;
     memcpy(b, e->data, kl + vl);
-    return put_value(kv, x->index, x->now, b, (uint32_t)kl, b + kl, vl, ttl);
+    return put_value(kv, x->index, x->now, b, (uint32_t)kl, b + kl, vl, ttl, entry_type(e));
 }
 
 static int op_expire(struct txn_ctx *x, const struct kv_txn_item *o)
@@ -415,16 +433,202 @@ static int op_rename(struct txn_ctx *x, const struct kv_txn_item *o)
     }
     size_t vl = src->value_len;
     uint64_t ttl = ttl_left(src, x->now);
+    uint8_t type = entry_type(src);
     int rc = scratch_reserve(kv, vl + 1);
     if (rc) return rc;
     memcpy(kv->txn.scratch, src->data + src->key_len, vl);
     del_key(kv, x->index, x->now, o->key, o->key_len);
-    rc = put_value(kv, x->index, x->now, o->val, o->val_len, kv->txn.scratch, vl, ttl);
+    rc = put_value(kv, x->index, x->now, o->val, o->val_len, kv->txn.scratch, vl, ttl, type);
     if (rc) return rc;
     if (nx)
         res_int(kv, 1);
     else
         res_kind(kv, KV_TXN_R_OK, 0);
+    return 0;
+}
+
+/* ---------- hashes (kv/hashval.h) ---------- */
+
+/* Sets field = value in the list b[0..*len) (a count header, or *len 0 for
+ * none yet); b has room for the result. Returns 1 if the field was added,
+ * 0 if its value was replaced (in place: the order stays). */
+static int hv_set(uint8_t *b, size_t *len, const uint8_t *f, uint32_t fl, const uint8_t *v,
+                  uint32_t vl)
+{
+    struct kv_hval_field old;
+    if (*len > 0 && kv_hval_find(b, *len, f, fl, &old)) {
+        size_t off = (size_t)(old.value - b), tail = off + old.value_len;
+        memmove(b + off + vl, b + tail, *len - tail);
+        if (vl) memcpy(b + off, v, vl);
+        put_u32(b + off - 4, vl);
+        *len = *len - old.value_len + vl;
+        return 0;
+    }
+    if (*len == 0) {
+        kv_hval_put_count(b, 0);
+        *len = KV_HVAL_HEADER_BYTES;
+    }
+    *len += kv_hval_put_field(b + *len, f, fl, v, vl);
+    kv_hval_put_count(b, kv_hval_count(b, *len) + 1);
+    return 1;
+}
+
+/* Copies e's list (NULL: none) into scratch with room for `more` bytes;
+ * sets *len. 0 or ST_ENOMEM. */
+static int hv_load(struct kv *kv, const struct kv_entry *e, size_t more, size_t *len)
+{
+    size_t old = e ? e->value_len : 0;
+    int rc = scratch_reserve(kv, old + more + KV_HVAL_HEADER_BYTES);
+    if (rc) return rc;
+    if (old) memcpy(kv->txn.scratch, e->data + e->key_len, old);
+    *len = old;
+    return 0;
+}
+
+/* Stores scratch[0..len) as the hash of o->key (e: the live entry or
+ * NULL, whose TTL stays), or HASH_TOO_BIG. Returns 0 or ST_ENOMEM; *stored
+ * says whether it was. */
+static int hv_store(struct txn_ctx *x, const struct kv_txn_item *o, const struct kv_entry *e,
+                    size_t len, int *stored)
+{
+    *stored = 0;
+    if (len > x->value_bytes_max) {
+        res_kind(x->kv, KV_TXN_R_ERR, KV_TXN_E_HASH_TOO_BIG);
+        return 0;
+    }
+    *stored = 1;
+    return put_value(x->kv, x->index, x->now, o->key, o->key_len, x->kv->txn.scratch, len,
+                     e ? ttl_left(e, x->now) : 0, KV_TYPE_HASH);
+}
+
+/* HSET, HSETNX, HINCRBY, HINCRBYFLOAT: read, change a copy, store. */
+static int op_hset(struct txn_ctx *x, const struct kv_txn_item *o)
+{
+    struct kv *kv = x->kv;
+    const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
+    if (wrong_type(kv, e, KV_TYPE_HASH, 1)) return 0;
+    const uint8_t *hv = e ? e->data + e->key_len : NULL;
+    size_t hl = e ? e->value_len : 0, len = 0;
+    struct kv_hval_field f, cur;
+    size_t pos = 0;
+    int stored = 0, rc;
+    if (o->kind == KV_TXN_HSET) {
+        rc = hv_load(kv, e, o->val_len, &len);
+        if (rc) return rc;
+        int64_t added = 0;
+        while (kv_hval_next(o->val, o->val_len, &pos, &f))
+            added += hv_set(kv->txn.scratch, &len, f.field, f.field_len, f.value, f.value_len);
+        rc = hv_store(x, o, e, len, &stored);
+        if (rc == 0 && stored) res_int(kv, added);
+        return rc;
+    }
+    if (o->kind == KV_TXN_HSETNX) {
+        kv_hval_next(o->val, o->val_len, &pos, &f);
+        if (e && kv_hval_find(hv, hl, f.field, f.field_len, &cur)) {
+            res_int(kv, 0);
+            return 0;
+        }
+        rc = hv_load(kv, e, o->val_len, &len);
+        if (rc) return rc;
+        hv_set(kv->txn.scratch, &len, f.field, f.field_len, f.value, f.value_len);
+        rc = hv_store(x, o, e, len, &stored);
+        if (rc == 0 && stored) res_int(kv, 1);
+        return rc;
+    }
+    char buf[TXN_LD_CHARS_MAX];
+    size_t n;
+    if (o->kind == KV_TXN_HINCRBY) {
+        f.field = o->val;
+        f.field_len = o->val_len;
+        long long v = 0;
+        if (e && kv_hval_find(hv, hl, f.field, f.field_len, &cur) &&
+            !st_parse_ll(cur.value, cur.value_len, &v)) {
+            res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_HASH_NOT_INTEGER);
+            return 0;
+        }
+        long long inc = o->num;
+        if ((inc < 0 && v < 0 && inc < LLONG_MIN - v) ||
+            (inc > 0 && v > 0 && inc > LLONG_MAX - v)) {
+            res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_OVERFLOW);
+            return 0;
+        }
+        v += inc;
+        n = (size_t)snprintf(buf, sizeof buf, "%lld", v);
+        rc = hv_load(kv, e, kv_hval_field_bytes(f.field_len, n), &len);
+        if (rc) return rc;
+        hv_set(kv->txn.scratch, &len, f.field, f.field_len, (const uint8_t *)buf, (uint32_t)n);
+        rc = hv_store(x, o, e, len, &stored);
+        if (rc == 0 && stored) res_int(kv, v);
+        return rc;
+    }
+    /* HINCRBYFLOAT: the list holds the field and the increment text. */
+    kv_hval_next(o->val, o->val_len, &pos, &f);
+    long double v = 0, inc = 0;
+    if (!parse_ld(f.value, f.value_len, &inc)) {
+        res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_NOT_FLOAT);
+        return 0;
+    }
+    if (isinf(inc)) { /* Redis 7 checks the increment first */
+        res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_INCR_NAN);
+        return 0;
+    }
+    if (e && kv_hval_find(hv, hl, f.field, f.field_len, &cur) &&
+        !parse_ld(cur.value, cur.value_len, &v)) {
+        res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_HASH_NOT_FLOAT);
+        return 0;
+    }
+    v += inc;
+    n = isnan(v) || isinf(v) ? 0 : format_ld(buf, sizeof buf, v);
+    if (n == 0) {
+        res_kind(kv, KV_TXN_R_ERR, KV_TXN_E_NAN);
+        return 0;
+    }
+    rc = hv_load(kv, e, kv_hval_field_bytes(f.field_len, n), &len);
+    if (rc) return rc;
+    hv_set(kv->txn.scratch, &len, f.field, f.field_len, (const uint8_t *)buf, (uint32_t)n);
+    rc = hv_store(x, o, e, len, &stored);
+    if (rc == 0 && stored) res_bulk(kv, (const uint8_t *)buf, n);
+    return rc;
+}
+
+/* HDEL: the fields listed go; a hash left empty is deleted. */
+static int op_hdel(struct txn_ctx *x, const struct kv_txn_item *o)
+{
+    struct kv *kv = x->kv;
+    const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
+    if (wrong_type(kv, e, KV_TYPE_HASH, 1)) return 0;
+    if (!e) {
+        res_int(kv, 0);
+        return 0;
+    }
+    size_t len = 0;
+    int rc = hv_load(kv, e, 0, &len);
+    if (rc) return rc;
+    uint8_t *b = kv->txn.scratch;
+    int64_t removed = 0;
+    size_t pos = 0;
+    struct kv_hval_field f, cur;
+    while (kv_hval_next(o->val, o->val_len, &pos, &f)) {
+        if (!kv_hval_find(b, len, f.field, f.field_len, &cur)) continue;
+        size_t off = (size_t)(cur.field - b) - 4;
+        size_t end = (size_t)(cur.value - b) + cur.value_len;
+        memmove(b + off, b + end, len - end);
+        len -= end - off;
+        kv_hval_put_count(b, kv_hval_count(b, len) - 1);
+        removed++;
+    }
+    if (removed == 0) {
+        res_int(kv, 0);
+        return 0;
+    }
+    if (kv_hval_count(b, len) == 0) {
+        del_key(kv, x->index, x->now, o->key, o->key_len);
+    } else {
+        int stored = 0;
+        rc = hv_store(x, o, e, len, &stored); /* smaller than before: always stored */
+        if (rc) return rc;
+    }
+    res_int(kv, removed);
     return 0;
 }
 
@@ -459,6 +663,7 @@ static int op_apply(struct txn_ctx *x, const struct kv_txn_item *o)
     switch (o->kind) {
     case KV_TXN_GET: {
         const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
+        if (wrong_type(kv, e, KV_TYPE_STRING, 1)) return 0;
         if (e)
             res_bulk(kv, e->data + e->key_len, e->value_len);
         else
@@ -468,6 +673,9 @@ static int op_apply(struct txn_ctx *x, const struct kv_txn_item *o)
     case KV_TXN_PUT:
         return op_put(x, o);
     case KV_TXN_DEL:
+        if (wrong_type(kv, live_find(kv, o->key, o->key_len, x->now), KV_TYPE_STRING,
+                       o->flags & KV_TXN_F_STRING))
+            return 0;
         res_int(kv, del_key(kv, x->index, x->now, o->key, o->key_len));
         return 0;
     case KV_TXN_DEL_PREFIX:
@@ -490,6 +698,29 @@ static int op_apply(struct txn_ctx *x, const struct kv_txn_item *o)
     case KV_TXN_EXPIRY: {
         const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
         res_int(kv, !e ? -2 : entry_expire(e) ? (int64_t)entry_expire(e) : -1);
+        return 0;
+    }
+    case KV_TXN_HSET:
+    case KV_TXN_HSETNX:
+    case KV_TXN_HINCRBY:
+    case KV_TXN_HINCRBYFLOAT:
+        return op_hset(x, o);
+    case KV_TXN_HDEL:
+        return op_hdel(x, o);
+    case KV_TXN_HGET:
+    case KV_TXN_HREAD: {
+        const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);
+        if (wrong_type(kv, e, KV_TYPE_HASH, 1)) return 0;
+        struct kv_hval_field f = {0};
+        bool found =
+            e && (o->kind == KV_TXN_HREAD ||
+                  kv_hval_find(e->data + e->key_len, e->value_len, o->val, o->val_len, &f));
+        if (!found)
+            res_kind(kv, KV_TXN_R_NIL, 0);
+        else if (o->kind == KV_TXN_HREAD)
+            res_bulk(kv, e->data + e->key_len, e->value_len);
+        else
+            res_bulk(kv, f.value, f.value_len);
         return 0;
     }
     }

@@ -38,6 +38,23 @@
  *                                                        the error NO_KEY
  *     EXPIRY                 key          -              -          -> the absolute expiry
  *                                                        (ms), -1 without one, -2 absent
+ *   hash ops (format version 6; kv/hashval.h lists; a hash emptied is deleted)
+ *     HSET                   key          field list     -          -> fields added
+ *     HSETNX                 key          list of 1      -          -> 1, or 0 (field existed)
+ *     HDEL                   key          field list (values empty) -> fields removed
+ *     HINCRBY                key          field          increment  -> new integer
+ *     HINCRBYFLOAT           key          list of 1: field, increment text -> new value
+ *     HGET                   key          field          -          -> value or nil
+ *     HREAD                  key          -              -          -> the encoded hash, or nil
+ *
+ * Types: a key holds a string or a hash (kv.h, enum kv_value_type). GET,
+ * INCRBY, INCRBYFLOAT, APPEND and SETRANGE on a hash, and the hash ops on a
+ * string, change nothing and yield the error WRONGTYPE; PUT replaces a hash
+ * with a string (SET), unless it has KV_TXN_F_STRING (version 6): then it,
+ * or a DEL with that flag, yields WRONGTYPE on a hash (SET .. GET, GETSET,
+ * GETDEL). DEL, EXPIRE, PERSIST, RENAME and EXPIRY take either type and
+ * keep it. The hash ops keep the key's TTL and are bounded by the TXN's
+ * value_bytes_max (the whole encoded hash): E_TOO_BIG beyond it.
  *
  * Writes that change a key give it the TXN's index as its new version (so
  * EXPIRE and PERSIST count as changes for a WATCH, as in Redis). INCRBY,
@@ -79,8 +96,16 @@ enum kv_txn_op {
     KV_TXN_PERSIST = 10,
     KV_TXN_RENAME = 11,
     KV_TXN_EXPIRY = 12,
+    KV_TXN_HSET = 13, /* 13.. : format version 6 */
+    KV_TXN_HSETNX = 14,
+    KV_TXN_HDEL = 15,
+    KV_TXN_HINCRBY = 16,
+    KV_TXN_HINCRBYFLOAT = 17,
+    KV_TXN_HGET = 18,
+    KV_TXN_HREAD = 19,
 };
-#define KV_TXN_OP_MAX KV_TXN_EXPIRY
+#define KV_TXN_OP_MAX KV_TXN_HREAD
+#define KV_TXN_OP_HASH_MIN KV_TXN_HSET
 
 /* Op flags (which ops take which: txn_codec.c, item_check). */
 enum {
@@ -90,6 +115,7 @@ enum {
     KV_TXN_F_ABS = 1u << 3,     /* PUT, EXPIRE: num is an absolute time (ms) */
     KV_TXN_F_GT = 1u << 4,      /* EXPIRE */
     KV_TXN_F_LT = 1u << 5,      /* EXPIRE */
+    KV_TXN_F_STRING = 1u << 6,  /* PUT, DEL: WRONGTYPE on a hash (version 6) */
 };
 
 /* One guard or op. key and val point into the caller's buffer (encode) or
@@ -115,13 +141,19 @@ enum kv_txn_res_kind {
 
 /* The errors an op can yield (nothing changed by that op). */
 enum kv_txn_err {
-    KV_TXN_E_NOT_INTEGER = 1, /* "value is not an integer or out of range" */
-    KV_TXN_E_OVERFLOW = 2,    /* "increment or decrement would overflow" */
-    KV_TXN_E_NOT_FLOAT = 3,   /* "value is not a valid float" */
-    KV_TXN_E_NAN = 4,         /* "increment would produce NaN or Infinity" */
-    KV_TXN_E_NO_KEY = 5,      /* "no such key" (RENAME) */
-    KV_TXN_E_TOO_BIG = 6,     /* "string exceeds maximum allowed size" */
-    KV_TXN_E_NO_MEMORY = 7,   /* the result could not be kept (the op applied) */
+    KV_TXN_E_NOT_INTEGER = 1,      /* "value is not an integer or out of range" */
+    KV_TXN_E_OVERFLOW = 2,         /* "increment or decrement would overflow" */
+    KV_TXN_E_NOT_FLOAT = 3,        /* "value is not a valid float" */
+    KV_TXN_E_NAN = 4,              /* "increment would produce NaN or Infinity" */
+    KV_TXN_E_NO_KEY = 5,           /* "no such key" (RENAME) */
+    KV_TXN_E_TOO_BIG = 6,          /* "string exceeds maximum allowed size" */
+    KV_TXN_E_NO_MEMORY = 7,        /* the result could not be kept (the op applied) */
+    KV_TXN_E_WRONGTYPE = 8,        /* "WRONGTYPE Operation against a key holding the wrong kind
+                                    * of value" (the only one without "ERR ") */
+    KV_TXN_E_HASH_NOT_INTEGER = 9, /* "hash value is not an integer" */
+    KV_TXN_E_HASH_NOT_FLOAT = 10,  /* "hash value is not a float" */
+    KV_TXN_E_HASH_TOO_BIG = 11,    /* "hash exceeds maximum allowed size (--max-value-bytes)" */
+    KV_TXN_E_INCR_NAN = 12,        /* "value is NaN or Infinity" (HINCRBYFLOAT's increment) */
 };
 
 /* The result of one op. p points into the kv's result buffer: valid until
@@ -136,6 +168,8 @@ struct kv_txn_res {
 
 /* Redis's error text of err (without the "ERR " prefix). */
 const char *kv_txn_err_text(uint8_t err);
+/* Redis's error prefix of err: "WRONGTYPE" or "ERR". */
+const char *kv_txn_err_prefix(uint8_t err);
 
 /* Checks one item against the format rules (kind, flags, lengths). guard: 1
  * for a guard. Returns 0 or -1. */

@@ -5,6 +5,7 @@
  *   items, each: u8 kind, u8 flags, u16 reserved (0), u32 key_len,
  *                u32 val_len, i64 num, key bytes, val bytes */
 #include "kv/command.h"
+#include "kv/hashval.h"
 
 #include <string.h>
 
@@ -29,8 +30,23 @@ const char *kv_txn_err_text(uint8_t err)
         return "string exceeds maximum allowed size";
     case KV_TXN_E_NO_MEMORY:
         return "out of memory keeping the result (the operation applied)";
+    case KV_TXN_E_WRONGTYPE:
+        return "Operation against a key holding the wrong kind of value";
+    case KV_TXN_E_HASH_NOT_INTEGER:
+        return "hash value is not an integer";
+    case KV_TXN_E_HASH_NOT_FLOAT:
+        return "hash value is not a float";
+    case KV_TXN_E_HASH_TOO_BIG:
+        return "hash exceeds maximum allowed size (--max-value-bytes)";
+    case KV_TXN_E_INCR_NAN:
+        return "value is NaN or Infinity";
     }
     return "unknown error";
+}
+
+const char *kv_txn_err_prefix(uint8_t err)
+{
+    return err == KV_TXN_E_WRONGTYPE ? "WRONGTYPE" : "ERR";
 }
 
 /* Flags each op accepts. */
@@ -38,7 +54,9 @@ static uint8_t op_flags(uint8_t op)
 {
     switch (op) {
     case KV_TXN_PUT:
-        return KV_TXN_F_NX | KV_TXN_F_XX | KV_TXN_F_KEEPTTL | KV_TXN_F_ABS;
+        return KV_TXN_F_NX | KV_TXN_F_XX | KV_TXN_F_KEEPTTL | KV_TXN_F_ABS | KV_TXN_F_STRING;
+    case KV_TXN_DEL:
+        return KV_TXN_F_STRING;
     case KV_TXN_EXPIRE:
         return KV_TXN_F_NX | KV_TXN_F_XX | KV_TXN_F_GT | KV_TXN_F_LT | KV_TXN_F_ABS;
     case KV_TXN_RENAME:
@@ -92,7 +110,26 @@ int kv_txn_item_check(const struct kv_txn_item *it, int guard)
     case KV_TXN_INCRBYFLOAT:
     case KV_TXN_APPEND:
         return it->num == 0 ? 0 : -1;
-    default: /* GET, DEL, DEL_PREFIX, PERSIST */
+    case KV_TXN_HSET:
+    case KV_TXN_HDEL:
+    case KV_TXN_HSETNX:
+    case KV_TXN_HINCRBYFLOAT: {
+        uint32_t n = 0;
+        if (it->num != 0 || kv_hval_check(it->val, it->val_len, &n) != 0) return -1;
+        if ((it->kind == KV_TXN_HSETNX || it->kind == KV_TXN_HINCRBYFLOAT) && n != 1) return -1;
+        if (it->kind == KV_TXN_HDEL) { /* names only */
+            size_t pos = 0;
+            struct kv_hval_field f;
+            while (kv_hval_next(it->val, it->val_len, &pos, &f))
+                if (f.value_len) return -1;
+        }
+        return 0;
+    }
+    case KV_TXN_HINCRBY:
+        return 0; /* val: the field (any bytes), num: the increment */
+    case KV_TXN_HGET:
+        return it->num == 0 ? 0 : -1;
+    default: /* GET, DEL, DEL_PREFIX, PERSIST, HREAD */
         return it->val_len == 0 && it->num == 0 ? 0 : -1;
     }
 }
@@ -100,6 +137,25 @@ int kv_txn_item_check(const struct kv_txn_item *it, int guard)
 static uint32_t items_n(const struct kv_command *cmd)
 {
     return cmd->txn_guards + cmd->txn_success + cmd->txn_failure;
+}
+
+static int item_needs_hash_version(const struct kv_txn_item *it, int guard)
+{
+    return !guard && (it->kind >= KV_TXN_OP_HASH_MIN || (it->flags & KV_TXN_F_STRING));
+}
+
+int kv_txn_needs_hash_version(const struct kv_command *cmd)
+{
+    if (cmd->txn_items) {
+        for (uint32_t i = 0; i < items_n(cmd); i++)
+            if (item_needs_hash_version(&cmd->txn_items[i], i < cmd->txn_guards)) return 1;
+        return 0;
+    }
+    size_t pos = 0;
+    struct kv_txn_item it;
+    for (uint32_t i = 0; kv_txn_next(cmd, &pos, &it); i++)
+        if (item_needs_hash_version(&it, i < cmd->txn_guards)) return 1;
+    return 0;
 }
 
 size_t kv_txn_body_len(const struct kv_command *cmd)

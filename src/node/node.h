@@ -160,12 +160,20 @@ enum node_consistency {
     NODE_READ_STALE,            /* local state, at once */
 };
 
+/* The type of a key's value (kv's enum kv_value_type, for the front ends
+ * that do not see kv/): a hash's value is its kv/hashval.h field list. */
+enum node_value_type {
+    NODE_VALUE_STRING = 0,
+    NODE_VALUE_HASH = 1,
+};
+
 struct node_read_result {
     int status;           /* 0, ST_ENOENT, ST_ENOTLEADER, ST_ETIMEDOUT, ST_ECLOSED */
     const uint8_t *value; /* valid during the callback only */
     size_t value_len;
     uint64_t version;
     uint64_t expire_at_ms; /* 0 = never */
+    uint8_t value_type;    /* enum node_value_type */
 };
 typedef void (*node_read_cb)(void *ctx, const struct node_read_result *res);
 
@@ -201,6 +209,7 @@ struct node_list_item {
     size_t value_len;
     uint64_t version;
     uint64_t expire_at_ms; /* 0 = never */
+    uint8_t value_type;    /* enum node_value_type */
 };
 /* Nonzero stops the walk (returned by node_list). Must not call into the
  * node. */
@@ -470,8 +479,9 @@ struct node_watch_event {
     enum node_event_type type;
     const uint8_t *key; /* pointers valid until the next apply: use them at once */
     size_t key_len;
-    const uint8_t *value; /* PUT only */
+    const uint8_t *value; /* PUT of a string only */
     size_t value_len;
+    uint8_t value_type; /* PUT: enum node_value_type (a hash's put has no value) */
     uint64_t version;
     uint64_t expire_at_ms; /* PUT: 0 = none */
 };

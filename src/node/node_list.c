@@ -21,6 +21,7 @@ static int list_item_cb(void *ctx, const struct kv_list_item *it)
         .value_len = it->value_len,
         .version = it->version,
         .expire_at_ms = it->expire_at_ms,
+        .value_type = it->type,
     };
     return ad->cb(ad->ctx, &item);
 }

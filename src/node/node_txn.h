@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "kv/hashval.h" /* the field lists of the hash ops, for resp/ */
 #include "kv/txn.h"
 #include "node/node.h"
 

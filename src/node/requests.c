@@ -238,6 +238,7 @@ static void complete_read(struct node *n, struct node_waiter *w, int status)
             res.value_len = view.value_len;
             res.version = view.version;
             res.expire_at_ms = view.expire_at_ms;
+            res.value_type = view.type;
         } else {
             res.status = ST_ENOENT;
         }
@@ -476,6 +477,9 @@ void node_client_drop_forwards(struct node *n)
 /* The idempotency key and this node's retention bounds, which the command
  * carries into the log (kv.h: every replica trims by the command's). */
 _Static_assert(NODE_IDEM_KEY_BYTES_MAX == KV_IDEM_KEY_BYTES_MAX, "one idempotency key bound");
+_Static_assert((int)NODE_VALUE_STRING == (int)KV_TYPE_STRING &&
+                   (int)NODE_VALUE_HASH == (int)KV_TYPE_HASH,
+               "node_value_type mirrors kv_value_type");
 
 static int set_idem(const struct node *n, struct kv_command *cmd, const uint8_t *key, size_t len)
 {
@@ -691,6 +695,7 @@ int node_get(struct node *n, const uint8_t *key, size_t key_len, enum node_consi
             res.value_len = view.value_len;
             res.version = view.version;
             res.expire_at_ms = view.expire_at_ms;
+            res.value_type = view.type;
         } else {
             res.status = ST_ENOENT;
         }

@@ -236,6 +236,7 @@ int node_watch_next(struct node_watch *w, struct node_watch_item *it)
         it->ev.key_len = ev.key_len;
         it->ev.value = ev.value;
         it->ev.value_len = ev.value_len;
+        it->ev.value_type = ev.value_type;
         it->ev.version = ev.version;
         it->ev.expire_at_ms = ev.expire_at_ms;
         w->pos = pos_at(w);

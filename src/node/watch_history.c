@@ -73,6 +73,7 @@ void watch_history_append(struct watch_history *h, const struct kv_event *ev)
     s->value_len = (uint32_t)ev->value_len;
     s->key_len = (uint16_t)ev->key_len;
     s->type = (uint8_t)ev->type;
+    s->value_type = ev->value_type;
     uint8_t *p = h->buf + off % h->bytes_max;
     if (ev->key_len) memcpy(p, ev->key, ev->key_len);
     if (ev->value_len) memcpy(p + ev->key_len, ev->value, ev->value_len);
@@ -106,6 +107,7 @@ int watch_history_get(const struct watch_history *h, uint64_t seq, struct kv_eve
     const struct watch_slot *s = slot_at(h, seq);
     const uint8_t *p = h->buf + s->off % h->bytes_max;
     out->type = (enum kv_event_type)s->type;
+    out->value_type = s->value_type;
     out->key = p;
     out->key_len = s->key_len;
     out->value = s->type == KV_EVENT_PUT ? p + s->key_len : NULL;

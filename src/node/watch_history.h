@@ -34,8 +34,8 @@ struct watch_slot {
     uint64_t off; /* monotonic byte offset of the key (the ring offset is off % bytes_max) */
     uint32_t value_len;
     uint16_t key_len;
-    uint8_t type; /* enum kv_event_type */
-    uint8_t pad;
+    uint8_t type;       /* enum kv_event_type */
+    uint8_t value_type; /* PUT: enum kv_value_type */
 };
 
 struct watch_history {

@@ -3,7 +3,8 @@
  * command handler. The table (one, sorted) and the dispatch live in
  * commands.c; handlers live in cmd_conn.c (connection, server,
  * introspection), cmd_string.c (string reads and plain writes), cmd_txn.c
- * (read-modify-write commands and MULTI/EXEC, as kv transactions); other
+ * (read-modify-write commands and MULTI/EXEC, as kv transactions),
+ * cmd_hash.c (hash reads; hash writes compile in cmd_txn.c); other
  * groups get their own file and a row in the table. */
 #ifndef ST_RESP_CMD_H
 #define ST_RESP_CMD_H
@@ -16,6 +17,7 @@
 #include "resp/resp_int.h"
 
 #define RESP_VERSION "7.0.0"
+#define RESP_E_WRONGTYPE "WRONGTYPE Operation against a key holding the wrong kind of value"
 
 enum {
     CMD_WRITE = 1u << 0,
@@ -62,6 +64,11 @@ uint64_t resp_wall_ms(void);
 bool resp_keys_save(struct resp_slot *s, const struct resp_arg *argv, uint32_t first, uint32_t argc,
                     uint32_t step);
 const uint8_t *resp_keys_next(struct resp_slot *s, size_t *off, size_t *len);
+/* cmd_hash.c: HLEN, HGETALL, HKEYS, HVALS over a hash read whole: the
+ * kind of a0 (>= 0), or -1 if a0 is none of them; the reply for a kind
+ * over the encoded hash hv[0..len) (NULL: no such key). */
+int resp_hash_whole_kind(const struct resp_arg *a0);
+void resp_hash_reply_whole(struct resp_out *o, int kind, const uint8_t *hv, size_t len);
 /* GETRANGE's reply over v[0..len) (Redis 7.0's getrangeCommand; cmd_string.c). */
 void resp_reply_range(struct resp_out *o, const uint8_t *v, size_t len, long long start,
                       long long end);
@@ -133,6 +140,11 @@ void resp_cmd_watch(struct resp_conn *c, struct resp_slot *s, const struct resp_
                     uint32_t argc);
 void resp_cmd_unwatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                       uint32_t argc);
+/* cmd_hash.c: the hash reads (one row each, one handler) and HSCAN */
+void resp_cmd_hread(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                    uint32_t argc);
+void resp_cmd_hscan(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                    uint32_t argc);
 /* MULTI state of a connection: true if argv is to be queued (inside MULTI,
  * not EXEC/DISCARD/MULTI/WATCH/QUIT/RESET); queue it (k: its table row,
  * NULL for an unknown command, which the caller answers) answering QUEUED

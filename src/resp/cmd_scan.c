@@ -207,11 +207,13 @@ struct walk {
     size_t pat_len;
     bool match_all;
     uint64_t found;
+    int type_filter; /* SCAN TYPE: 0 any, else 1 + enum node_value_type */
 };
 
 static int walk_cb(void *ctx, const struct node_list_item *it)
 {
     struct walk *w = ctx;
+    if (w->type_filter && it->value_type != w->type_filter - 1) return 0;
     if (!w->match_all && !resp_glob_match(w->pat, w->pat_len, it->key, it->key_len, 0)) return 0;
     put_span(&w->s->keys, it->key, it->key_len);
     w->found++;
@@ -236,7 +238,7 @@ static void scan_finish(struct resp_slot *s)
     memcpy(patc, pat, pat_len);
     memcpy(patc + pat_len, start, start_len);
     size_t keys_at = s->keys.len;
-    struct walk w = {.s = s, .pat = patc, .pat_len = pat_len};
+    struct walk w = {.s = s, .pat = patc, .pat_len = pat_len, .type_filter = (int)(s->a1 >> 1)};
     size_t lit = resp_glob_literal_prefix(patc, pat_len);
     w.match_all = pat_len == 1 && patc[0] == '*';
     struct node_list_args a = {0};
@@ -244,7 +246,7 @@ static void scan_finish(struct resp_slot *s)
     a.prefix_len = lit;
     a.start = patc + pat_len;
     a.start_len = start_len;
-    a.start_after = s->a1 != 0; /* a continuation: strictly after the cursor's key */
+    a.start_after = (s->a1 & 1) != 0; /* a continuation: strictly after the cursor's key */
     struct node_list_result r;
     int rc = 0;
     uint64_t next = 0;
@@ -417,6 +419,7 @@ void resp_cmd_scan(struct resp_conn *c, struct resp_slot *s, const struct resp_a
     const struct resp_arg *pat = NULL;
     long long count = RESP_SCAN_COUNT_DEFAULT;
     bool type_ok = true;
+    long long type_filter = 0; /* walk.type_filter */
     for (uint32_t i = 2; i < argc; i += 2) {
         if (i + 1 >= argc) {
             resp_reply_done_error(s, "ERR syntax error");
@@ -444,7 +447,11 @@ void resp_cmd_scan(struct resp_conn *c, struct resp_slot *s, const struct resp_a
             }
             if (count > RESP_SCAN_COUNT_MAX) count = RESP_SCAN_COUNT_MAX;
         } else if (resp_arg_is(&argv[i], "type")) {
-            type_ok = resp_arg_is(&argv[i + 1], "string"); /* every stcache value is a string */
+            /* strings and hashes exist; any other type: nothing */
+            type_filter = resp_arg_is(&argv[i + 1], "string") ? 1 + NODE_VALUE_STRING
+                          : resp_arg_is(&argv[i + 1], "hash") ? 1 + NODE_VALUE_HASH
+                                                              : 0;
+            type_ok = type_filter != 0;
         } else {
             resp_reply_done_error(s, "ERR syntax error");
             return;
@@ -465,7 +472,7 @@ void resp_cmd_scan(struct resp_conn *c, struct resp_slot *s, const struct resp_a
     }
     st_membuf_reset(&s->keys);
     s->cmd = SCAN_SCAN;
-    s->a1 = sc != NULL;
+    s->a1 = (sc != NULL) | (type_filter << 1);
     s->a2 = count;
     if (pat)
         put_span(&s->keys, pat->p, pat->len);

@@ -53,10 +53,16 @@ void resp_reply_range(struct resp_out *o, const uint8_t *v, size_t len, long lon
     resp_reply_bulk(o, v + start, (size_t)(end - start + 1));
 }
 
-/* The reply of a one-key read; found == false: no such key. */
+/* The reply of a one-key read; found == false: no such key. type: the
+ * value's enum node_value_type. */
 static void read_reply(struct resp_slot *s, struct resp_out *o, bool found, const uint8_t *v,
-                       size_t len, uint64_t expire_at_ms)
+                       size_t len, uint64_t expire_at_ms, uint8_t type)
 {
+    if (found && type != NODE_VALUE_STRING &&
+        (s->cmd == READ_GET || s->cmd == READ_STRLEN || s->cmd == READ_GETRANGE)) {
+        resp_reply_error(o, RESP_E_WRONGTYPE);
+        return;
+    }
     uint64_t clock = found && expire_at_ms ? node_log_clock_ms(s->conn->srv->node) : 0;
     long long left_ms = expire_at_ms > clock ? (long long)(expire_at_ms - clock) : 0;
     switch (s->cmd) {
@@ -92,7 +98,7 @@ static void read_reply(struct resp_slot *s, struct resp_out *o, bool found, cons
         resp_reply_range(o, v, found ? len : 0, s->a1, s->a2);
         break;
     case READ_TYPE:
-        resp_reply_simple(o, found ? "string" : "none");
+        resp_reply_simple(o, !found ? "none" : type == NODE_VALUE_STRING ? "string" : "hash");
         break;
     default:
         ST_ASSERT(!"unknown read kind");
@@ -105,7 +111,8 @@ static void get_cb(void *ctx, const struct node_read_result *res)
     if (resp_slot_unhold(s)) return;
     struct resp_out o = resp_slot_out(s);
     if (res->status == 0 || res->status == ST_ENOENT)
-        read_reply(s, &o, res->status == 0, res->value, res->value_len, res->expire_at_ms);
+        read_reply(s, &o, res->status == 0, res->value, res->value_len, res->expire_at_ms,
+                   res->value_type);
     else
         resp_reply_node_error(&o, res->status, false);
     resp_slot_done(s);
@@ -118,7 +125,7 @@ static void read_one(struct resp_conn *c, struct resp_slot *s, const struct resp
     if (key->len == 0 || key->len > node_config_get(c->srv->node)->max_key_bytes) {
         /* No such key can exist. */
         struct resp_out o = resp_slot_out(s);
-        read_reply(s, &o, false, NULL, 0, 0);
+        read_reply(s, &o, false, NULL, 0, 0, NODE_VALUE_STRING);
         resp_slot_done(s);
         return;
     }
@@ -167,6 +174,7 @@ enum { MULTI_MGET = 1, MULTI_EXISTS, MULTI_DBSIZE };
 
 struct local_read {
     bool found;
+    bool is_string; /* MGET answers nil for a hash, as Redis does */
     const uint8_t *value;
     size_t value_len;
 };
@@ -175,6 +183,7 @@ static void local_cb(void *ctx, const struct node_read_result *res)
 {
     struct local_read *lr = ctx;
     lr->found = res->status == 0;
+    lr->is_string = res->value_type == NODE_VALUE_STRING;
     lr->value = res->value;
     lr->value_len = res->value_len;
 }
@@ -202,11 +211,11 @@ static void multi_finish(struct resp_slot *s)
     for (uint32_t i = 0; i < s->nkeys; i++) {
         size_t len;
         const uint8_t *k = resp_keys_next(s, &off, &len);
-        struct local_read lr = {false, NULL, 0};
+        struct local_read lr = {false, false, NULL, 0};
         /* A stale read is answered at once, inside the call. */
         if (len > 0 && node_get(n, k, len, NODE_READ_STALE, local_cb, &lr) != 0) lr.found = false;
         if (s->cmd == MULTI_MGET) {
-            if (lr.found)
+            if (lr.found && lr.is_string)
                 resp_reply_bulk(&o, lr.value, lr.value_len);
             else
                 resp_reply_null(&o);

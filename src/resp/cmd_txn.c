@@ -42,6 +42,11 @@ enum txr_kind {
     TXR_TTL,        /* from EXPIRY: a1 = 1000 (TTL) or 1 (PTTL), relative */
     TXR_EXPIRETIME, /* from EXPIRY: a1 = 1000 or 1, absolute */
     TXR_ERR,        /* err: an error found when compiling, no ops */
+    TXR_HMGET,      /* array of the HGETs (WRONGTYPE: that error) */
+    TXR_HEXISTS,    /* HGET found -> 1, else 0 */
+    TXR_HSTRLEN,    /* length of the HGET's value */
+    TXR_HREAD,      /* HREAD's hash as HLEN, HGETALL, HKEYS, HVALS (a1: resp_hash_whole) */
+    TXR_HSET_OK,    /* HMSET: +OK unless an error */
 };
 
 struct txr {
@@ -58,7 +63,40 @@ struct txb {
     bool heap;
     bool oom;
     uint32_t limit; /* --max-txn-ops */
+    /* The field lists of hash ops (kv/hashval.h): an op's val is NULL and
+     * its num the list's offset in hv until txb_fix sets the pointers
+     * (hv may move while it grows). */
+    struct st_membuf *hv;
+    uint32_t field_bytes_max; /* --max-key-bytes bounds hash field names too */
 };
+
+static void txb_init(struct txb *b, struct kv_txn_item *stack, struct resp_conn *c)
+{
+    memset(b, 0, sizeof *b);
+    b->items = stack;
+    b->cap = TXN_STACK_ITEMS;
+    b->limit = node_config_get(c->srv->node)->max_txn_ops;
+    b->hv = &c->srv->hv;
+    st_membuf_reset(b->hv);
+    b->field_bytes_max = node_config_get(c->srv->node)->max_key_bytes;
+}
+
+static bool op_has_list(uint8_t kind)
+{
+    return kind == KV_TXN_HSET || kind == KV_TXN_HSETNX || kind == KV_TXN_HDEL ||
+           kind == KV_TXN_HINCRBYFLOAT;
+}
+
+/* Points the hash ops' val at their lists, once hv is complete. */
+static void txb_fix(struct txb *b, uint32_t guards)
+{
+    for (uint32_t i = guards; i < b->n; i++) {
+        struct kv_txn_item *it = &b->items[i];
+        if (!op_has_list(it->kind)) continue;
+        it->val = (const uint8_t *)b->hv->data + it->num;
+        it->num = 0;
+    }
+}
 
 static struct kv_txn_item *txb_add(struct txb *b)
 {
@@ -107,6 +145,93 @@ static void op(struct txb *b, uint8_t kind, uint8_t flags, const struct resp_arg
 
 static const char *const E_SYNTAX = "ERR syntax error";
 static const char *const E_NOT_INT = "ERR value is not an integer or out of range";
+static const char *const E_FIELD_TOO_BIG = "ERR hash field too large (--max-key-bytes)";
+
+/* Adds a hash op whose list holds argv[from, argc) by `step` (2: field
+ * value pairs; 1: field names, empty values). */
+static const char *hash_list_op(struct txb *b, uint8_t kind, const struct resp_arg *argv,
+                                uint32_t from, uint32_t argc, uint32_t step)
+{
+    struct st_membuf *hv = b->hv;
+    size_t at = hv->len;
+    uint8_t hdr[KV_HVAL_HEADER_BYTES];
+    kv_hval_put_count(hdr, (argc - from) / step);
+    st_membuf_append(hv, hdr, sizeof hdr);
+    for (uint32_t i = from; i + step - 1 < argc; i += step) {
+        const struct resp_arg *f = &argv[i];
+        if (f->len > b->field_bytes_max) return E_FIELD_TOO_BIG;
+        uint8_t len[4];
+        kv_hval_put_count(len, (uint32_t)f->len); /* a u32 like the count */
+        st_membuf_append(hv, len, sizeof len);
+        st_membuf_append(hv, f->p, f->len);
+        size_t vl = step == 2 ? argv[i + 1].len : 0;
+        kv_hval_put_count(len, (uint32_t)vl);
+        st_membuf_append(hv, len, sizeof len);
+        if (vl) st_membuf_append(hv, argv[i + 1].p, vl);
+    }
+    if (hv->oom) {
+        b->oom = true;
+        return NULL;
+    }
+    struct kv_txn_item *it = txb_add(b);
+    if (!it) return NULL;
+    it->kind = kind;
+    it->key = argv[1].p;
+    it->key_len = (uint32_t)argv[1].len;
+    it->val_len = (uint32_t)(hv->len - at);
+    it->num = (int64_t)at; /* txb_fix */
+    return NULL;
+}
+
+/* The hash commands (one key; argv[1]); NULL if a0 is not one. *known is
+ * set when it is. */
+static const char *compile_hash(const struct resp_arg *argv, uint32_t argc, struct txb *b,
+                                struct txr *r, bool *known)
+{
+    const struct resp_arg *a0 = &argv[0];
+    *known = true;
+    r->kind = TXR_FIRST;
+    if (resp_arg_is(a0, "hset") || resp_arg_is(a0, "hmset")) {
+        if (argc < 4 || argc % 2 != 0)
+            return resp_arg_is(a0, "hset") ? "ERR wrong number of arguments for 'hset' command"
+                                           : "ERR wrong number of arguments for 'hmset' command";
+        if (resp_arg_is(a0, "hmset")) r->kind = TXR_HSET_OK;
+        return hash_list_op(b, KV_TXN_HSET, argv, 2, argc, 2);
+    }
+    if (resp_arg_is(a0, "hsetnx")) return hash_list_op(b, KV_TXN_HSETNX, argv, 2, argc, 2);
+    if (resp_arg_is(a0, "hdel")) return hash_list_op(b, KV_TXN_HDEL, argv, 2, argc, 1);
+    if (resp_arg_is(a0, "hincrbyfloat"))
+        return hash_list_op(b, KV_TXN_HINCRBYFLOAT, argv, 2, argc, 2);
+    if (resp_arg_is(a0, "hincrby")) {
+        long long v;
+        if (!resp_parse_ll(argv[3].p, argv[3].len, &v)) return E_NOT_INT;
+        if (argv[2].len > b->field_bytes_max) return E_FIELD_TOO_BIG;
+        op(b, KV_TXN_HINCRBY, 0, &argv[1], &argv[2], v);
+        return NULL;
+    }
+    if (resp_arg_is(a0, "hget") || resp_arg_is(a0, "hexists") || resp_arg_is(a0, "hstrlen")) {
+        op(b, KV_TXN_HGET, 0, &argv[1], &argv[2], 0);
+        r->kind = resp_arg_is(a0, "hget")      ? TXR_FIRST
+                  : resp_arg_is(a0, "hexists") ? TXR_HEXISTS
+                                               : TXR_HSTRLEN;
+        return NULL;
+    }
+    if (resp_arg_is(a0, "hmget")) {
+        for (uint32_t i = 2; i < argc; i++)
+            op(b, KV_TXN_HGET, 0, &argv[1], &argv[i], 0);
+        r->kind = TXR_HMGET;
+        return NULL;
+    }
+    int whole = resp_hash_whole_kind(a0);
+    if (whole >= 0) {
+        op(b, KV_TXN_HREAD, 0, &argv[1], NULL, 0);
+        r->kind = TXR_HREAD;
+        r->a1 = whole;
+        return NULL;
+    }
+    *known = false;
+    return NULL;
+}
 
 /* The time argument of an expiry option: *ms relative (abs false) or
  * absolute (abs true) in ms. Returns NULL or the error text. */
@@ -160,8 +285,10 @@ static const char *compile_set(const struct resp_arg *argv, uint32_t argc, struc
         if (e) return e;
     }
     if (get) op(b, KV_TXN_GET, 0, &argv[1], NULL, 0);
+    /* SET .. GET on a hash: WRONGTYPE, nothing set (Redis). */
     uint8_t f = (uint8_t)((nx ? KV_TXN_F_NX : 0) | (xx ? KV_TXN_F_XX : 0) |
-                          (keepttl ? KV_TXN_F_KEEPTTL : 0) | (exp && exp_abs ? KV_TXN_F_ABS : 0));
+                          (keepttl ? KV_TXN_F_KEEPTTL : 0) | (exp && exp_abs ? KV_TXN_F_ABS : 0) |
+                          (get ? KV_TXN_F_STRING : 0));
     op(b, KV_TXN_PUT, f, &argv[1], &argv[2], ms);
     r->kind = get ? TXR_FIRST : TXR_SET;
     return NULL;
@@ -246,14 +373,18 @@ static const char *compile(const struct resp_arg *argv, uint32_t argc, struct tx
     if (resp_arg_is(a0, "expire") || resp_arg_is(a0, "pexpire") || resp_arg_is(a0, "expireat") ||
         resp_arg_is(a0, "pexpireat"))
         return compile_expire(argv, argc, b, r, eb, ecap);
+    bool known;
+    const char *he = compile_hash(argv, argc, b, r, &known);
+    if (known) return he;
+    r->kind = TXR_FIRST;
     if (resp_arg_is(a0, "get")) {
         op(b, KV_TXN_GET, 0, &argv[1], NULL, 0);
-    } else if (resp_arg_is(a0, "getset")) {
+    } else if (resp_arg_is(a0, "getset")) { /* on a hash: WRONGTYPE, nothing set */
         op(b, KV_TXN_GET, 0, &argv[1], NULL, 0);
-        op(b, KV_TXN_PUT, 0, &argv[1], &argv[2], 0);
+        op(b, KV_TXN_PUT, KV_TXN_F_STRING, &argv[1], &argv[2], 0);
     } else if (resp_arg_is(a0, "getdel")) {
         op(b, KV_TXN_GET, 0, &argv[1], NULL, 0);
-        op(b, KV_TXN_DEL, 0, &argv[1], NULL, 0);
+        op(b, KV_TXN_DEL, KV_TXN_F_STRING, &argv[1], NULL, 0);
     } else if (resp_arg_is(a0, "setnx")) {
         op(b, KV_TXN_PUT, KV_TXN_F_NX, &argv[1], &argv[2], 0);
         r->kind = TXR_NX_INT;
@@ -330,12 +461,14 @@ static const char *compile(const struct resp_arg *argv, uint32_t argc, struct tx
 static bool compilable(const struct resp_arg *a0)
 {
     static const char *const names[] = {
-        "append",     "decr",        "decrby",      "del",      "exists", "expire",   "expireat",
-        "flushall",   "flushdb",     "get",         "getdel",   "getex",  "getrange", "getset",
-        "incr",       "incrby",      "incrbyfloat", "mget",     "mset",   "persist",  "pexpire",
-        "pexpireat",  "psetex",      "rename",      "renamenx", "set",    "setex",    "setnx",
-        "setrange",   "strlen",      "substr",      "type",     "unlink", "ttl",      "pttl",
-        "expiretime", "pexpiretime",
+        "append",       "decr",        "decrby",      "del",      "exists", "expire",   "expireat",
+        "flushall",     "flushdb",     "get",         "getdel",   "getex",  "getrange", "getset",
+        "incr",         "incrby",      "incrbyfloat", "mget",     "mset",   "persist",  "pexpire",
+        "pexpireat",    "psetex",      "rename",      "renamenx", "set",    "setex",    "setnx",
+        "setrange",     "strlen",      "substr",      "type",     "unlink", "ttl",      "pttl",
+        "expiretime",   "pexpiretime", "hset",        "hmset",    "hsetnx", "hdel",     "hincrby",
+        "hincrbyfloat", "hget",        "hexists",     "hstrlen",  "hmget",  "hlen",     "hgetall",
+        "hkeys",        "hvals",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (resp_arg_is(a0, names[i])) return true;
@@ -361,7 +494,7 @@ static void reply_res(struct resp_out *o, const struct kv_txn_res *x)
         break;
     default: {
         char msg[160];
-        snprintf(msg, sizeof msg, "ERR %s", kv_txn_err_text(x->err));
+        snprintf(msg, sizeof msg, "%s %s", kv_txn_err_prefix(x->err), kv_txn_err_text(x->err));
         resp_reply_error(o, msg);
     }
     }
@@ -373,6 +506,7 @@ static void render(struct resp_out *o, const struct txr *r, const struct kv_txn_
 {
     const struct kv_txn_res *x = &res[r->first];
     bool found = r->n > 0 && x->kind == KV_TXN_R_BULK;
+    bool wrong = r->n > 0 && x->kind == KV_TXN_R_ERR && x->err == KV_TXN_E_WRONGTYPE;
     switch (r->kind) {
     case TXR_ERR:
         resp_reply_error(o, r->err);
@@ -397,6 +531,7 @@ static void render(struct resp_out *o, const struct txr *r, const struct kv_txn_
     case TXR_OK:
     case TXR_SET:
     case TXR_NX_INT:
+    case TXR_HSET_OK:
         for (uint32_t i = 0; i < r->n; i++)
             if (res[r->first + i].kind == KV_TXN_R_ERR) {
                 reply_res(o, &res[r->first + i]);
@@ -412,24 +547,62 @@ static void render(struct resp_out *o, const struct txr *r, const struct kv_txn_
     case TXR_SUM:
     case TXR_EXISTS: {
         long long sum = 0;
-        for (uint32_t i = 0; i < r->n; i++)
-            sum += r->kind == TXR_SUM ? res[r->first + i].num
-                                      : res[r->first + i].kind == KV_TXN_R_BULK;
+        for (uint32_t i = 0; i < r->n; i++) {
+            const struct kv_txn_res *y = &res[r->first + i];
+            sum += r->kind == TXR_SUM ? y->num
+                                      : y->kind == KV_TXN_R_BULK ||
+                                            (y->kind == KV_TXN_R_ERR &&
+                                             y->err == KV_TXN_E_WRONGTYPE); /* a hash exists */
+        }
         resp_reply_integer(o, sum);
         return;
     }
     case TXR_MGET:
         resp_reply_array(o, r->n);
+        for (uint32_t i = 0; i < r->n; i++) {
+            const struct kv_txn_res *y = &res[r->first + i];
+            if (y->kind == KV_TXN_R_ERR && y->err == KV_TXN_E_WRONGTYPE)
+                resp_reply_null(o); /* MGET: nil for a hash */
+            else
+                reply_res(o, y);
+        }
+        return;
+    case TXR_HMGET:
+        if (wrong) {
+            reply_res(o, x);
+            return;
+        }
+        resp_reply_array(o, r->n);
         for (uint32_t i = 0; i < r->n; i++)
             reply_res(o, &res[r->first + i]);
         return;
     case TXR_STRLEN:
-        resp_reply_integer(o, found ? (long long)x->len : 0);
+    case TXR_HSTRLEN:
+        if (wrong)
+            reply_res(o, x);
+        else
+            resp_reply_integer(o, found ? (long long)x->len : 0);
+        return;
+    case TXR_HEXISTS:
+        if (wrong)
+            reply_res(o, x);
+        else
+            resp_reply_integer(o, found ? 1 : 0);
+        return;
+    case TXR_HREAD:
+        if (wrong)
+            reply_res(o, x);
+        else
+            resp_hash_reply_whole(o, (int)r->a1, found ? x->p : NULL, found ? x->len : 0);
         return;
     case TXR_TYPE:
-        resp_reply_simple(o, found ? "string" : "none");
+        resp_reply_simple(o, found ? "string" : wrong ? "hash" : "none");
         return;
     case TXR_GETRANGE:
+        if (wrong) {
+            reply_res(o, x);
+            return;
+        }
         resp_reply_range(o, found ? x->p : NULL, found ? x->len : 0, r->a1, r->a2);
         return;
     }
@@ -478,6 +651,12 @@ static void txn_submit(struct resp_conn *c, struct resp_slot *s, struct txb *b, 
         resp_slot_done(s);
         return;
     }
+    if (b->hv->oom) {
+        resp_reply_error(&o, "ERR out of memory");
+        resp_slot_done(s);
+        return;
+    }
+    txb_fix(b, guards);
     s->cmd = exec ? TXN_EXEC : TXN_ONE;
     struct node_txn_args a = {b->items, guards, b->n - guards, 0};
     resp_slot_hold(s);
@@ -499,8 +678,8 @@ void resp_cmd_txn(struct resp_conn *c, struct resp_slot *s, const struct resp_ar
                   uint32_t argc)
 {
     struct kv_txn_item stack[TXN_STACK_ITEMS];
-    struct txb b = {stack, 0,     TXN_STACK_ITEMS,
-                    false, false, node_config_get(c->srv->node)->max_txn_ops};
+    struct txb b;
+    txb_init(&b, stack, c);
     struct txr r = {0};
     char eb[128];
     const char *err = compile(argv, argc, &b, &r, eb, sizeof eb);
@@ -527,8 +706,8 @@ void resp_cmd_msetnx(struct resp_conn *c, struct resp_slot *s, const struct resp
         return;
     }
     struct kv_txn_item stack[TXN_STACK_ITEMS];
-    struct txb b = {stack, 0,     TXN_STACK_ITEMS,
-                    false, false, node_config_get(c->srv->node)->max_txn_ops};
+    struct txb b;
+    txb_init(&b, stack, c);
     for (uint32_t i = 1; i + 1 < argc; i += 2)
         op(&b, KV_TXN_T_EXISTS, KV_TXN_EQ, &argv[i], NULL, 0);
     uint32_t guards = b.n;
@@ -681,9 +860,9 @@ void resp_cmd_exec(struct resp_conn *c, struct resp_slot *s, const struct resp_a
         return;
     }
     struct resp_server *srv = c->srv;
-    uint32_t limit = node_config_get(srv->node)->max_txn_ops;
     struct kv_txn_item stack[TXN_STACK_ITEMS];
-    struct txb b = {stack, 0, TXN_STACK_ITEMS, false, false, limit};
+    struct txb b;
+    txb_init(&b, stack, c);
     /* Guards: every watched key still has the version WATCH saw. */
     size_t off = 0;
     for (uint32_t i = 0; i < c->watch_n; i++) {

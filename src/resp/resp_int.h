@@ -117,6 +117,9 @@ struct resp_server {
     uint32_t n_allocated; /* allocated, closing ones included */
     struct resp_limits lim;
     struct resp_arg *argv; /* lim.args_max: the command being dispatched */
+    /* cmd_txn.c: the field lists of the hash ops of the TXN being built
+     * (reset per proposal; node_txn copies them). */
+    struct st_membuf hv;
     uint64_t next_id;
     uint64_t start_ms;
     uint64_t connections_total;

@@ -576,6 +576,7 @@ static void failed_listener_closed_cb(uv_handle_t *h)
 {
     struct resp_server *srv = h->data;
     free(srv->argv);
+    st_membuf_free(&srv->hv);
     free(srv);
 }
 
@@ -670,5 +671,6 @@ void resp_server_destroy(struct resp_server *srv)
 {
     if (!srv) return;
     free(srv->argv);
+    st_membuf_free(&srv->hv);
     free(srv);
 }

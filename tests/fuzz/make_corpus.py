@@ -87,17 +87,24 @@ def main():
     write("frame", "addr_v6", b"[fe80::1]:65535")
 
 
-def kv_snapshot(applied, keys, meta=b"", clock=0, idem=()):
-    hdr = b"STKVSNAP" + struct.pack("<IIQQIQQ", 2, 0, applied, len(keys), len(meta), clock,
+def kv_snapshot(applied, keys, meta=b"", clock=0, idem=(), version=2):
+    """Keys are (key, value, version, expire[, type]); version 4 has a type
+    byte per record (1: a hash, whose value is a field list) and an auth
+    section (here without users)."""
+    hdr = b"STKVSNAP" + struct.pack("<IIQQIQQ", version, 0, applied, len(keys), len(meta), clock,
                                      len(idem)) + meta
     out = hdr + struct.pack("<I", crc32c(hdr))
     for key, ctype, status, created, version, digest, expire, index in idem:
         rec = struct.pack("<BBBBIQQQQ", len(key), ctype, status, created, 0, version, digest,
                           expire, index)
         out += rec + struct.pack("<I", crc32c(rec)) + key
-    for key, value, version, expire in keys:
-        rec = struct.pack("<IIQQ", len(key), len(value), version, expire)
+    for k in keys:
+        key, value, kversion, expire = k[:4]
+        vtype = k[4] if len(k) > 4 else 0
+        rec = struct.pack("<HBBIQQ", len(key), vtype, 0, len(value), kversion, expire)
         out += rec + struct.pack("<I", crc32c(rec)) + key + value
+    if version == 4:
+        out += struct.pack("<II", 0, 0)  # the auth section, no users
     out += struct.pack("<Q", len(keys))
     return out + struct.pack("<I", crc32c(out))
 
@@ -187,6 +194,12 @@ def snapshot_corpora():
     write("kv_snap", "idem", kv_snapshot(12, keys[:2], clock=99,
                                          idem=[(b"req-1", 1, 0, 1, 5, 0x1122, 5000, 5),
                                                (b"req-2", 2, 2, 0, 0, 0x3344, 6000, 11)]))
+    hval = struct.pack("<I", 2) + b"".join(struct.pack("<I", len(f)) + f + struct.pack("<I", len(v)) + v
+                                           for f, v in ((b"name", b"ann"), (b"age", b"42")))
+    hkeys = keys[:2] + [(b"user:h", hval, 8, 1700000000000, 1)]
+    write("kv_snap", "hash_v4", kv_snapshot(9, hkeys, clock=5, version=4))
+    write("kv_snap", "bad_hash_in_v2", kv_snapshot(9, hkeys, clock=5, version=2))
+    write("kv_snap", "bad_hash_list", kv_snapshot(9, [(b"h", hval[:-1], 8, 0, 1)], version=4))
     good = kv_snapshot(2, keys[:1])
     write("kv_snap", "bad_truncated", good[:-3])
 
@@ -291,10 +304,10 @@ def http_request_corpora():
         write("http_request", name, data)
 
 
-def kv_txn(guards, success, failure, ts=1000, vmax=1024):
+def kv_txn(guards, success, failure, ts=1000, vmax=1024, version=4):
     """A TXN kv command (docs/KV.md, "TXN"): items are (kind, flags, key,
-    val, num)."""
-    out = struct.pack("<BBBBIQQQ", 4, 6, 0, 0, 0, 1, 7, ts)
+    val, num); version 6 for the hash ops."""
+    out = struct.pack("<BBBBIQQQ", version, 6, 0, 0, 0, 1, 7, ts)
     out += struct.pack("<IHHHH", vmax, len(guards), len(success), len(failure), 0)
     for kind, flags, key, val, num in list(guards) + list(success) + list(failure):
         out += struct.pack("<BBHIIq", kind, flags, 0, len(key), len(val), num) + key + val
@@ -334,6 +347,21 @@ def txn_corpora():
           struct.pack("<QQII", 0, 0, 1, 2) + b"k" + b"vv")
     write("kv_cmd", "bad_txn_v3", b"\x03" + kv_txn([], [], [])[1:])
     write("kv_cmd", "bad_txn_flags", kv_txn([], [(1, 1, b"a", b"", 0)], []))
+
+    def hlist(pairs):  # a hash field list (docs/KV.md, "Value types")
+        out = struct.pack("<I", len(pairs))
+        for f, v in pairs:
+            out += struct.pack("<I", len(f)) + f + struct.pack("<I", len(v)) + v
+        return out
+    hash_ops = [(13, 0, b"h", hlist([(b"f", b"1"), (b"g", b"x"), (b"f", b"2")]), 0),
+                (14, 0, b"h", hlist([(b"g", b"y")]), 0), (16, 0, b"h", b"f", 5),
+                (17, 0, b"h", hlist([(b"e", b"1.5")]), 0), (18, 0, b"h", b"g", 0), (19, 0, b"h", b"", 0),
+                (15, 0, b"h", hlist([(b"g", b""), (b"zz", b"")]), 0), (1, 0, b"h", b"", 0),
+                (13, 0, b"a", hlist([(b"f", b"1")]), 0), (2, 64, b"h", b"v", 0), (3, 64, b"h", b"", 0),
+                (9, 0, b"h", b"", 100), (11, 0, b"h", b"h2", 0), (15, 0, b"h2", hlist([(b"f", b""), (b"e", b"")]), 0)]
+    write("kv_cmd", "txn_hash_ops", kv_txn([], hash_ops, [], version=6))
+    write("kv_cmd", "bad_txn_hash_v4", kv_txn([], hash_ops, [], version=4))
+    write("kv_cmd", "bad_txn_hash_list", kv_txn([], [(13, 0, b"h", b"\x01\x00\x00\x00\x05", 0)], [], version=6))
 
 
 if __name__ == "__main__":

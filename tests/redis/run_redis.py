@@ -232,6 +232,60 @@ CASES = [
     ("EXISTS", "{k}r"), ("RENAME", "{k}r", "{k}r3"), ("RENAME", "{k}r2", "{k}r2"), ("RENAMENX", "{k}r2", "{k}r2"),
     ("SET", "{k}r4", "x"), ("RENAMENX", "{k}r2", "{k}r4"), ("RENAMENX", "{k}r2", "{k}r5"), ("GET", "{k}r5"),
     ("RENAME", "{k}r5", "{k}r4"), ("GET", "{k}r4"), ("RENAMENX", "{k}missing", "{k}r9"), ("RENAME", "{k}r4"),
+] + [
+    # Hashes (listpack-sized here, so Redis's field order is insertion order, as stcache's).
+    ("HSET", "{k}h", "f1", "v1"), ("HSET", "{k}h", "f2", "v2", "f3", "v3", "f1", "new"),
+    ("HSET", "{k}h", "f2", "x", "f2", "y"), ("HGETALL", "{k}h"), ("HSET", "{k}h", "f4"), ("HSET", "{k}h"),
+    ("HSET", "{k}h", "a", "1", "b"), ("HMSET", "{k}h", "f5", "5"), ("HMSET", "{k}h", "f5"),
+    ("HGET", "{k}h", "f1"), ("HGET", "{k}h", "nofield"), ("HGET", "{k}missing", "f"), ("HGET", "{k}h"),
+    ("HSET", "{k}h", "", "empty field"), ("HGET", "{k}h", ""), ("HSET", "{k}h", "bin", BINARY),
+    ("HGET", "{k}h", "bin"), ("HMGET", "{k}h", "f1", "nofield", "f2"), ("HMGET", "{k}missing", "a", "b"),
+    ("HMGET", "{k}h"), ("HSETNX", "{k}h", "f1", "z"), ("HSETNX", "{k}h", "f6", "6"), ("HSETNX", "{k}h", "f6"),
+    ("HSETNX", "{k}hn", "a", "1"), ("HGET", "{k}hn", "a"),
+    ("HEXISTS", "{k}h", "f1"), ("HEXISTS", "{k}h", "nofield"), ("HEXISTS", "{k}missing", "f"), ("HEXISTS", "{k}h"),
+    ("HLEN", "{k}h"), ("HLEN", "{k}missing"), ("HLEN",), ("HLEN", "{k}h", "x"),
+    ("HSTRLEN", "{k}h", "f1"), ("HSTRLEN", "{k}h", "nofield"), ("HSTRLEN", "{k}missing", "f"), ("HSTRLEN", "{k}h"),
+    ("HKEYS", "{k}h"), ("HVALS", "{k}h"), ("HKEYS", "{k}missing"), ("HVALS", "{k}missing"), ("HKEYS",),
+    ("HGETALL", "{k}missing"), ("HGETALL",),
+    ("HDEL", "{k}h", "f2", "nofield", "f2", "f3"), ("HDEL", "{k}h", "nofield"), ("HDEL", "{k}missing", "f"),
+    ("HDEL", "{k}h"), ("HGETALL", "{k}h"), ("HSET", "{k}h", "f2", "back"), ("HKEYS", "{k}h"),
+    ("HSET", "{k}hd", "only", "1"), ("HDEL", "{k}hd", "only"), ("EXISTS", "{k}hd"), ("TYPE", "{k}hd"),
+    ("HINCRBY", "{k}hi", "n", "5"), ("HINCRBY", "{k}hi", "n", "-7"), ("HINCRBY", "{k}hi", "n", "x"),
+    ("HINCRBY", "{k}hi", "n", "1.5"), ("HINCRBY", "{k}hi", "n", "99999999999999999999"), ("HINCRBY", "{k}hi", "n"),
+    ("HSET", "{k}hi", "s", "abc", "max", "9223372036854775807", "min", "-9223372036854775808", "sp", " 1"),
+    ("HINCRBY", "{k}hi", "s", "1"), ("HINCRBY", "{k}hi", "sp", "1"), ("HINCRBY", "{k}hi", "max", "1"),
+    ("HINCRBY", "{k}hi", "min", "-1"), ("HINCRBY", "{k}hi", "max", "-9223372036854775808"), ("HGET", "{k}hi", "max"),
+    ("HINCRBYFLOAT", "{k}hf", "f", "10.5"), ("HINCRBYFLOAT", "{k}hf", "f", "0.1"), ("HINCRBYFLOAT", "{k}hf", "f", "-5"),
+    ("HINCRBYFLOAT", "{k}hf", "f", "5.0e3"), ("HINCRBYFLOAT", "{k}hf", "f", "abc"), ("HINCRBYFLOAT", "{k}hf", "f", ""),
+    ("HINCRBYFLOAT", "{k}hf", "f", "inf"), ("HINCRBYFLOAT", "{k}hf", "g", "1.1"), ("HINCRBYFLOAT", "{k}hf", "g", "2.2"),
+    ("HINCRBYFLOAT", "{k}hf", "h", "3e-5"), ("HINCRBYFLOAT", "{k}hf", "z", "-0.0"), ("HINCRBYFLOAT", "{k}hf", "j", "1e308"),
+    ("HINCRBYFLOAT", "{k}hf", "j", "1e308"), ("HSET", "{k}hf", "s", "abc"), ("HINCRBYFLOAT", "{k}hf", "s", "1"),
+    ("HINCRBYFLOAT", "{k}hf", "f"), ("HGETALL", "{k}hf"),
+    # Types: WRONGTYPE both ways, TYPE, and the key commands on a hash.
+    ("SET", "{k}str", "v"), ("HSET", "{k}str", "a", "1"), ("HGET", "{k}str", "a"), ("HGETALL", "{k}str"),
+    ("HDEL", "{k}str", "a"), ("HLEN", "{k}str"), ("HINCRBY", "{k}str", "a", "1"), ("HSCAN", "{k}str", "0"),
+    ("HMGET", "{k}str", "a"), ("HEXISTS", "{k}str", "a"), ("HSTRLEN", "{k}str", "a"), ("HSETNX", "{k}str", "a", "1"),
+    ("GET", "{k}h"), ("STRLEN", "{k}h"), ("GETRANGE", "{k}h", "0", "1"), ("APPEND", "{k}h", "x"),
+    ("INCR", "{k}h"), ("INCRBYFLOAT", "{k}h", "1"), ("SETRANGE", "{k}h", "0", "x"), ("GETSET", "{k}h", "x"),
+    ("GETDEL", "{k}h"), ("SET", "{k}h", "x", "GET"), ("GETEX", "{k}h"), ("MGET", "{k}h", "{k}str"),
+    ("TYPE", "{k}h"), ("TYPE", "{k}str"), ("EXISTS", "{k}h", "{k}str"), ("HLEN", "{k}h"),
+    ("EXPIRE", "{k}h", "100"), ("TTL", "{k}h"), ("HSET", "{k}h", "f7", "7"), ("TTL", "{k}h"),
+    ("HINCRBY", "{k}h", "n", "1"), ("TTL", "{k}h"), ("PERSIST", "{k}h"), ("TTL", "{k}h"),
+    ("PEXPIRE", "{k}h", "100000"), ("PTTL", "{k}h"), ("EXPIRETIME", "{k}missing"),
+    ("RENAME", "{k}h", "{k}h2"), ("TYPE", "{k}h2"), ("HGET", "{k}h2", "f1"), ("EXISTS", "{k}h"),
+    ("RENAMENX", "{k}h2", "{k}str"), ("RENAMENX", "{k}h2", "{k}h"), ("HLEN", "{k}h"),
+    ("HSET", "{k}hx", "a", "1"), ("EXPIRE", "{k}hx", "0"), ("EXISTS", "{k}hx"), ("HGET", "{k}hx", "a"),
+    ("HSET", "{k}hx", "a", "1"), ("PEXPIREAT", "{k}hx", "1"), ("HLEN", "{k}hx"),
+    ("HSET", "{k}hs", "a", "1"), ("SET", "{k}hs", "now a string"), ("GET", "{k}hs"), ("TYPE", "{k}hs"),
+    ("HSET", "{k}hdel", "a", "1"), ("DEL", "{k}hdel", "{k}missing"), ("UNLINK", "{k}h", "{k}none"),
+    ("SET", "{k}str2", "x"), ("RENAME", "{k}str2", "{k}hn"), ("TYPE", "{k}hn"),
+    # HSCAN (a small hash: one page, cursor 0, as Redis's listpack answers)
+    ("HSET", "{k}sc", "a1", "1", "a2", "2", "b1", "3", "c", "4"), ("HSCAN", "{k}sc", "0"),
+    ("HSCAN", "{k}sc", "0", "MATCH", "a*"), ("HSCAN", "{k}sc", "0", "COUNT", "100"),
+    ("HSCAN", "{k}sc", "0", "MATCH", "*", "COUNT", "10"), ("HSCAN", "{k}sc", "0", "MATCH", "zz*"),
+    ("HSCAN", "{k}missing", "0"), ("HSCAN", "{k}sc", "x"), ("HSCAN", "{k}sc", "0", "COUNT", "0"),
+    ("HSCAN", "{k}sc", "0", "COUNT", "x"), ("HSCAN", "{k}sc", "0", "FOO"), ("HSCAN", "{k}sc", "0", "MATCH"),
+    ("HSCAN", "{k}sc"),
     ("FLUSHDB", "FOO"), ("FLUSHALL", "SYNC", "x"), ("FLUSHDB",), ("DBSIZE",), ("FLUSHALL", "ASYNC"),
     ("SET", "{k}after", "1"),
 ]
@@ -254,6 +308,16 @@ MULTI_CASES = [
     [("WATCH", "{k}e"), ("EXPIRE", "{k}e", "100"), ("MULTI",), ("GET", "{k}e"), ("EXEC",)],
     [("WATCH", "{k}f"), ("MULTI",), ("SET", "{k}f", "1"), ("DISCARD",), ("SET", "{k}f", "x"), ("MULTI",),
      ("GET", "{k}f"), ("EXEC",)],
+    [("MULTI",), ("HSET", "{k}mh", "a", "1", "b", "2"), ("HINCRBY", "{k}mh", "a", "5"), ("HGET", "{k}mh", "a"),
+     ("HMGET", "{k}mh", "a", "zz", "b"), ("HSETNX", "{k}mh", "b", "9"), ("HINCRBYFLOAT", "{k}mh", "c", "1.5"),
+     ("HDEL", "{k}mh", "b"), ("HLEN", "{k}mh"), ("HKEYS", "{k}mh"), ("HVALS", "{k}mh"), ("HGETALL", "{k}mh"),
+     ("HEXISTS", "{k}mh", "a"), ("HSTRLEN", "{k}mh", "c"), ("TYPE", "{k}mh"), ("GET", "{k}mh"),
+     ("EXISTS", "{k}mh"), ("MGET", "{k}mh"), ("SET", "{k}ms", "x"), ("HGET", "{k}ms", "a"), ("EXEC",),
+     ("HGETALL", "{k}mh")],
+    [("HSET", "{k}wh", "a", "1"), ("WATCH", "{k}wh"), ("HSET", "{k}wh", "a", "2"), ("MULTI",),
+     ("HSET", "{k}wh", "a", "3"), ("EXEC",), ("HGET", "{k}wh", "a")],
+    [("HSET", "{k}wh2", "a", "1"), ("WATCH", "{k}wh2"), ("MULTI",), ("HINCRBY", "{k}wh2", "a", "1"), ("EXEC",),
+     ("HGET", "{k}wh2", "a")],
     [("MULTI",), ("MSET", "{k}g1", "1", "{k}g2", "2"), ("RENAME", "{k}g1", "{k}g3"),
      ("RENAME", "{k}none", "{k}g4"), ("INCRBYFLOAT", "{k}g2", "1.5"), ("GETDEL", "{k}g3"), ("EXEC",)],
 ]
@@ -358,6 +422,18 @@ class Compare(Scenario):
                 # One database (docs/REDIS.md): SELECT of another is an error.
                 check(outcome(lambda: st.execute_command("SELECT", "1")) ==
                       ("error", "DB index is out of range"), "SELECT 1")
+            with step("a Redis hash over HTTP: GET answers 409 wrong_type, listings mark it, PUT replaces it"):
+                w = redis.Redis(host="127.0.0.1", port=ports[leader.id])
+                check(w.hset("http:h", mapping={"a": "1", "b": "2"}) == 2, "HSET")
+                r = follower.get("http:h")
+                check(r.status == 409 and r.json().get("code") == "wrong_type",
+                      "GET /kv of a hash: %r %r" % (r.status, r.body[:200]))
+                r = follower.request("GET", "/kv?prefix=http:")
+                items = r.json().get("kvs", []) if r.status == 200 else []
+                check(len(items) == 1 and items[0].get("value_type") == "hash" and "value" not in items[0],
+                      "a listing marks the hash: %r" % (items,))
+                check(leader.put("http:h", b"s").status in (200, 201), "PUT over a hash")
+                check(w.type("http:h") == b"string" and w.get("http:h") == b"s", "PUT replaced the hash")
             with step("READONLY reads locally, READWRITE linearizably; both see acknowledged writes"):
                 w = redis.Redis(host="127.0.0.1", port=ports[leader.id])
                 r = redis.Redis(host="127.0.0.1", port=ports[follower.id], single_connection_client=True)
@@ -724,7 +800,41 @@ class Scan(Scenario):
                     % (calls, len(got), len(seen) - len(got)))
                 check(outcome(lambda: st.execute_command("SCAN", "12345")) ==
                       ("error", "invalid cursor"), "an unknown cursor is refused")
-                check(st.scan(0, _type="hash") == (0, []), "TYPE hash: nothing")
+                check(st.scan(0, _type="list") == (0, []), "TYPE list: nothing")
+                for i in range(3):
+                    st.hset("s:hash%d" % i, "f", "v")
+                hashes = set(st.scan_iter(match="s:*", count=1000, _type="hash"))
+                check(hashes == {b"s:hash0", b"s:hash1", b"s:hash2"}, "TYPE hash: %r" % hashes)
+                strings = set(st.scan_iter(match="s:*", count=1000, _type="string"))
+                check({k.encode() for k in fixed} <= strings and not (strings & hashes),
+                      "TYPE string: the strings, no hash")
+            with step("a hash of 300 fields (hashtable-encoded in Redis): HGETALL, HSCAN, HMGET as redis-server"):
+                fields = {"f%03d" % i: "v%d" % (i * 7) for i in range(300)}
+                for cl in (ref_client, st):
+                    for i in range(0, 300, 100):
+                        part = dict(list(fields.items())[i:i + 100])
+                        cl.hset("big:h", mapping=part)
+                    cl.hdel("big:h", "f007", "f100")
+                    cl.hincrby("big:h", "cnt", 5)
+                want = ref_client.hgetall("big:h")
+                got = st.hgetall("big:h")
+                check(got == want, "HGETALL as a dict: %d vs %d fields" % (len(got), len(want)))
+                check(st.hlen("big:h") == ref_client.hlen("big:h") == 299, "HLEN")
+                check(sorted(st.hkeys("big:h")) == sorted(ref_client.hkeys("big:h")), "HKEYS as a set")
+                names = ["f%03d" % i for i in range(0, 310, 7)]
+                check(st.hmget("big:h", names) == ref_client.hmget("big:h", names), "HMGET")
+                seen, cur, calls = {}, 0, 0
+                while True:
+                    cur, page = st.hscan("big:h", cur, count=50)
+                    calls += 1
+                    for f, v in page.items():
+                        check(f not in seen, "HSCAN returned %r twice" % f)
+                        seen[f] = v
+                    if cur == 0:
+                        break
+                check(seen == want and calls == 6, "HSCAN COUNT 50: %d fields in %d calls" % (len(seen), calls))
+                m = set(st.hscan_iter("big:h", match="f2*", count=1000))
+                check(m == {(f, v) for f, v in want.items() if f.startswith(b"f2")}, "HSCAN MATCH f2*")
         finally:
             stop_redis_server(ref)
             shutil.rmtree(tmp, ignore_errors=True)

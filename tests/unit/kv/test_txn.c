@@ -431,6 +431,22 @@ TEST(two_replicas_applying_random_txns_agree)
             if (op == KV_TXN_EXPIRE) o.num = (int64_t)(q & 7) * 50 - 50;
             if (op == KV_TXN_RENAME) o.val = (const uint8_t *)key2, o.val_len = 2;
             if (op == KV_TXN_DEL_PREFIX) o.key_len = 1; /* "k": everything */
+            /* hash ops: fields f0..f3 */
+            static const uint8_t hset2[] = {2,   0, 0, 0, 2,   0,   0,   0,  'f', '0',
+                                            1,   0, 0, 0, '1', 2,   0,   0,  0,   'f',
+                                            '1', 3, 0, 0, 0,   '2', '.', '5'};
+            static const uint8_t hset1[] = {1, 0, 0, 0, 2, 0, 0, 0, 'f', '2', 1, 0, 0, 0, '7'};
+            static const uint8_t hfloat[] = {1,   0, 0, 0, 2, 0,   0,   0,  'f',
+                                             '1', 3, 0, 0, 0, '0', '.', '5'};
+            static const uint8_t hdel2[] = {2, 0, 0, 0, 2, 0, 0,   0,   'f', '0', 0, 0,
+                                            0, 0, 2, 0, 0, 0, 'f', '2', 0,   0,   0, 0};
+            if (op == KV_TXN_HSET) o.val = hset2, o.val_len = sizeof hset2;
+            if (op == KV_TXN_HSETNX) o.val = hset1, o.val_len = sizeof hset1;
+            if (op == KV_TXN_HINCRBYFLOAT) o.val = hfloat, o.val_len = sizeof hfloat;
+            if (op == KV_TXN_HDEL) o.val = hdel2, o.val_len = sizeof hdel2;
+            if (op == KV_TXN_HINCRBY || op == KV_TXN_HGET)
+                o.val = (const uint8_t *)((q & 1) ? "f0" : "f2"), o.val_len = 2,
+                o.num = op == KV_TXN_HINCRBY ? (int64_t)(q & 7) : 0;
             items[n++] = o;
         }
         uint64_t ts = 1000 + idx * 10;
