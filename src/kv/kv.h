@@ -77,7 +77,14 @@ struct kv_event {
     size_t value_len;
     uint64_t version;      /* the index of the command that made the change */
     uint64_t expire_at_ms; /* PUT: the new expiry, 0 = none */
+    /* What made the change inside a KV_CMD_TXN: the enum kv_txn_op (txn.h)
+     * of the item being applied, with KV_EVENT_OP_KEEPTTL set for a PUT
+     * item that kept the key's expiry; 0 for the other commands (the type
+     * says it all). Lets front ends name the change (Redis's keyspace
+     * events: incrby, append, expire, rename_from, ...). */
+    uint8_t op;
 };
+#define KV_EVENT_OP_KEEPTTL 0x80u
 
 typedef void (*kv_event_cb)(void *ctx, const struct kv_event *ev);
 

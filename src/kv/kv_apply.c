@@ -246,6 +246,7 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
     kv_state_rehash_step(&kv->st, kv->cfg.rehash_buckets_per_op);
     kv->st.ev_index = index; /* change events (kv.h) carry the command's index */
     kv->st.ev_clock_ms = clock;
+    kv->st.ev_op = 0; /* kv_txn.c sets it per item */
     kv->st.ev_reason = c.type == KV_CMD_PURGE_EXPIRED ? KV_EVENT_EXPIRE
                        : c.type == KV_CMD_EVICT       ? KV_EVENT_EVICT
                                                       : KV_EVENT_DELETE;

@@ -474,7 +474,12 @@ struct node_watch_event {
     size_t value_len;
     uint64_t version;
     uint64_t expire_at_ms; /* PUT: 0 = none */
+    /* kv.h's kv_event.op: the kv_txn_op item (node_txn.h) that made the
+     * change inside a transaction, with NODE_EVENT_OP_KEEPTTL for a PUT
+     * that kept the expiry; 0 outside transactions. */
+    uint8_t op;
 };
+#define NODE_EVENT_OP_KEEPTTL 0x80u
 
 struct node_watch_item {
     enum node_watch_kind kind;

@@ -19,6 +19,7 @@ _Static_assert((int)NODE_EVENT_PUT == (int)KV_EVENT_PUT &&
                    (int)NODE_EVENT_DELETE == (int)KV_EVENT_DELETE &&
                    (int)NODE_EVENT_EXPIRE == (int)KV_EVENT_EXPIRE,
                "node_event_type mirrors kv_event_type");
+_Static_assert(NODE_EVENT_OP_KEEPTTL == KV_EVENT_OP_KEEPTTL, "node event op mirrors kv's");
 
 struct node_watch {
     struct st_list link; /* n->watches */
@@ -238,6 +239,7 @@ int node_watch_next(struct node_watch *w, struct node_watch_item *it)
         it->ev.value_len = ev.value_len;
         it->ev.version = ev.version;
         it->ev.expire_at_ms = ev.expire_at_ms;
+        it->ev.op = ev.op;
         w->pos = pos_at(w);
         w->last_item_us = node_now_us();
         n->watch_events_sent++;

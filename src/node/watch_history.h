@@ -35,7 +35,7 @@ struct watch_slot {
     uint32_t value_len;
     uint16_t key_len;
     uint8_t type; /* enum kv_event_type */
-    uint8_t pad;
+    uint8_t op;   /* kv_event.op */
 };
 
 struct watch_history {
