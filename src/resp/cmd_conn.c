@@ -146,6 +146,7 @@ void resp_cmd_hello(struct resp_conn *c, struct resp_slot *s, const struct resp_
     }
     if (name) set_name(c->name, sizeof c->name, name);
     c->proto = proto;
+    s->proto = (uint8_t)proto; /* HELLO answers in the protocol it selects */
     reply_hello_map(c, s);
 }
 
@@ -200,6 +201,7 @@ void resp_cmd_reset(struct resp_conn *c, struct resp_slot *s, const struct resp_
     (void)argv;
     (void)argc;
     c->proto = 2;
+    s->proto = 2;
     c->readonly = false;
     c->name[0] = '\0';
     resp_auth_conn_init(c); /* as Redis: RESET logs the connection out */

@@ -16,6 +16,7 @@
  * PUBLISH is not offered: a message must go through the log to reach the
  * subscribers of every node as Redis Cluster delivers it, and a node-local
  * imitation would silently lose them; it answers an error naming this. */
+#include "node/node_txn.h" /* the kv_txn_op kinds of node_watch_event.op */
 #include "resp/cmd.h"
 #include "resp/cmd_scan.h"
 
@@ -222,12 +223,13 @@ static void subscribe(struct resp_conn *c, struct resp_slot *s, const struct res
                       uint32_t argc, int kind)
 {
     struct resp_out o = resp_slot_out(s);
-    for (uint32_t i = 1; i < argc; i++) {
+    for (uint32_t i = 1; i < argc; i++) /* all or none, as Redis's ACL */
         if (!sub_allowed(c, kind, argv[i].p, argv[i].len)) {
-            resp_reply_error(&o, "NOPERM this user has no permissions to access one of the "
-                                 "channels used as arguments");
-            break;
+            resp_reply_done_error(s, "NOPERM this user has no permissions to access one of the "
+                                     "channels used as arguments");
+            return;
         }
+    for (uint32_t i = 1; i < argc; i++) {
         if (sub_find(c, kind, argv[i].p, argv[i].len) < 0) {
             if (c->n_chan + c->n_pat >= RESP_SUBS_MAX) {
                 resp_reply_errorf(&o, "too many subscriptions on this connection (at most %u)",
@@ -448,33 +450,57 @@ static long long publish_local(struct resp_server *srv, const uint8_t *ch, size_
 
 /* -------------------------------------------------- keyspace notifications */
 
-/* Redis's event name and class of a node change event. The node's events
- * name the kind of change, not the command: see docs/REDIS.md for how
- * commands map onto these. */
+/* Redis's event name and class of a node change event, from the kind of
+ * change and the transaction item that made it (docs/REDIS.md, "Keyspace
+ * notifications"); NULL for changes Redis does not notify (FLUSHALL's
+ * deletions) and for items this file does not know (e.g. ops added by
+ * other data types: they map to nothing until named here). */
 static const char *event_name(const struct node_watch_event *ev, uint32_t *cls)
 {
-    switch (ev->type) {
-    case NODE_EVENT_PUT:
-        *cls = NOTIFY_STRING;
-        return "set";
-    case NODE_EVENT_DELETE:
-        *cls = NOTIFY_GENERIC;
-        return "del";
-    case NODE_EVENT_EXPIRE:
+    if (ev->type == NODE_EVENT_EXPIRE) {
         *cls = NOTIFY_EXPIRED;
         return "expired";
-    case NODE_EVENT_EVICT:
+    }
+    if (ev->type == NODE_EVENT_EVICT) {
         *cls = NOTIFY_EVICTED;
         return "evicted";
     }
-    return NULL;
+    bool put = ev->type == NODE_EVENT_PUT;
+    *cls = NOTIFY_GENERIC;
+    switch (ev->op & ~NODE_EVENT_OP_KEEPTTL) {
+    case 0: /* single commands: PUT, DELETE */
+    case KV_TXN_PUT:
+    case KV_TXN_DEL:
+        if (!put) return "del";
+        *cls = NOTIFY_STRING;
+        return "set";
+    case KV_TXN_INCRBY:
+        *cls = NOTIFY_STRING;
+        return put ? "incrby" : NULL;
+    case KV_TXN_INCRBYFLOAT:
+        *cls = NOTIFY_STRING;
+        return put ? "incrbyfloat" : NULL;
+    case KV_TXN_APPEND:
+        *cls = NOTIFY_STRING;
+        return put ? "append" : NULL;
+    case KV_TXN_SETRANGE:
+        *cls = NOTIFY_STRING;
+        return put ? "setrange" : NULL;
+    case KV_TXN_EXPIRE: /* a time already past deletes: Redis says "del" */
+        return put ? "expire" : "del";
+    case KV_TXN_PERSIST:
+        return put ? "persist" : NULL;
+    case KV_TXN_RENAME:
+        return put ? "rename_to" : "rename_from";
+    default:
+        return NULL;
+    }
 }
 
-static void notify_event(struct resp_server *srv, const struct node_watch_event *ev)
+static void notify_one(struct resp_server *srv, const struct node_watch_event *ev, const char *name,
+                       uint32_t cls)
 {
-    uint32_t cls = 0;
-    const char *name = event_name(ev, &cls);
-    if (!name || !(srv->notify_flags & cls) || st_list_empty(&srv->subscribers)) return;
+    if (!name || !(srv->notify_flags & cls)) return;
     size_t nlen = strlen(name);
     /* The channel: on the stack for short keys. */
     char chbuf[256];
@@ -499,6 +525,20 @@ static void notify_event(struct resp_server *srv, const struct node_watch_event 
         memcpy(chbuf + KE_LEN, name, nlen);
         publish_local(srv, (const uint8_t *)chbuf, KE_LEN + nlen, ev->key, ev->key_len);
     }
+}
+
+/* One change: its event, and "expire" after a "set" that gave the key an
+ * expiry (SET EX, SETEX: Redis notifies both). */
+static void notify_event(struct resp_server *srv, const struct node_watch_event *ev)
+{
+    if (st_list_empty(&srv->subscribers)) return;
+    uint32_t cls = 0;
+    const char *name = event_name(ev, &cls);
+    notify_one(srv, ev, name, cls);
+    uint8_t op = ev->op & ~NODE_EVENT_OP_KEEPTTL;
+    if (ev->type == NODE_EVENT_PUT && ev->expire_at_ms && (op == 0 || op == KV_TXN_PUT) &&
+        !(ev->op & NODE_EVENT_OP_KEEPTTL))
+        notify_one(srv, ev, "expire", NOTIFY_GENERIC);
 }
 
 static int kwatch_open(struct resp_server *srv);

@@ -39,8 +39,11 @@ struct resp_slot {
     bool done;
     uint8_t cmd;      /* resp_cmd_kind of a multi-step command */
     uint8_t op_class; /* RESP_OP_* while counted in conn->ops_inflight */
-    long long count;  /* e.g. keys deleted */
-    int status;       /* the first failure of a multi-key write */
+    /* The protocol of the reply: the connection's when dispatched (a later
+     * pipelined HELLO or RESET must not change a reply still pending). */
+    uint8_t proto;
+    long long count; /* e.g. keys deleted */
+    int status;      /* the first failure of a multi-key write */
     uint32_t nkeys;
     long long a1, a2; /* integer arguments kept for the reply (GETRANGE) */
 };
@@ -149,7 +152,7 @@ struct resp_server {
 /* The reply writer of a slot, in its connection's protocol. */
 static inline struct resp_out resp_slot_out(struct resp_slot *s)
 {
-    struct resp_out o = {&s->out, s->conn->proto};
+    struct resp_out o = {&s->out, s->proto ? s->proto : s->conn->proto};
     return o;
 }
 

@@ -60,6 +60,7 @@ static void slot_reset(struct resp_slot *s)
     s->status = 0;
     s->nkeys = 0;
     s->a1 = s->a2 = 0;
+    s->proto = 0;
 }
 
 static void conn_free(struct resp_conn *c)
@@ -383,6 +384,7 @@ static uint32_t input_process(struct resp_conn *c)
         c->count++;
         s->conn = c;
         s->busy = true;
+        s->proto = (uint8_t)c->proto;
         if (cls != RESP_OP_NONE) {
             s->op_class = cls;
             c->ops_class = cls;
