@@ -67,13 +67,16 @@ enum kv_event_type {
     KV_EVENT_DELETE = 2,
     KV_EVENT_EXPIRE = 3,
     KV_EVENT_EVICT = 4,
+    /* Not a change: a KV_CMD_PUBLISH applied (channel in key, message in
+     * value). Delivered among the changes, in log order. */
+    KV_EVENT_MESSAGE = 5,
 };
 
 struct kv_event {
     enum kv_event_type type;
     const uint8_t *key;
     size_t key_len;
-    const uint8_t *value; /* PUT only (NULL otherwise) */
+    const uint8_t *value; /* PUT and MESSAGE only (NULL otherwise) */
     size_t value_len;
     uint64_t version;      /* the index of the command that made the change */
     uint64_t expire_at_ms; /* PUT: the new expiry, 0 = none */

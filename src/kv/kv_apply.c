@@ -278,6 +278,18 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
     case KV_CMD_TXN:
         rc = kv_apply_txn(kv, index, &c, result);
         break;
+    case KV_CMD_PUBLISH: /* no state: only the event */
+        if (kv->cfg.event_cb) {
+            struct kv_event ev = {.type = KV_EVENT_MESSAGE,
+                                  .key = c.key,
+                                  .key_len = c.key_len,
+                                  .value = c.value,
+                                  .value_len = c.value_len,
+                                  .version = index};
+            kv->cfg.event_cb(kv->cfg.event_ctx, &ev);
+        }
+        result->status = KV_STATUS_OK;
+        break;
     }
     kv->st.ev_index = 0;
     if (rc != 0) {

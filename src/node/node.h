@@ -448,6 +448,9 @@ struct node_watch_args {
     int exact;             /* 1: only this key; 0: keys beginning with key (len 0: all) */
     uint64_t from_version; /* the first version to deliver; 0 = the next one applied */
     uint32_t progress_ms;  /* a progress item after this long without one; 0 = none */
+    /* 1: also NODE_EVENT_MESSAGE items (pub/sub messages, key = channel,
+     * value = message), whatever the key filter; 0: changes only. */
+    int messages;
 };
 
 enum node_watch_kind {
@@ -462,6 +465,7 @@ enum node_event_type {
     NODE_EVENT_DELETE = 2,
     NODE_EVENT_EXPIRE = 3,
     NODE_EVENT_EVICT = 4,
+    NODE_EVENT_MESSAGE = 5, /* a PUBLISH (node_publish): only watches with `messages` */
 };
 /* "put", "delete", "expire", "evict". */
 const char *node_event_type_name(enum node_event_type t);

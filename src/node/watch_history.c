@@ -109,7 +109,7 @@ int watch_history_get(const struct watch_history *h, uint64_t seq, struct kv_eve
     out->type = (enum kv_event_type)s->type;
     out->key = p;
     out->key_len = s->key_len;
-    out->value = s->type == KV_EVENT_PUT ? p + s->key_len : NULL;
+    out->value = s->type == KV_EVENT_PUT || s->type == KV_EVENT_MESSAGE ? p + s->key_len : NULL;
     out->value_len = s->value_len;
     out->version = s->version;
     out->expire_at_ms = s->expire_at_ms;
