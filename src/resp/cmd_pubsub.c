@@ -13,9 +13,11 @@
  * (resp_conn_push): a subscriber that does not read is closed past the
  * pubsub output limits, never slowing apply or the other clients.
  *
- * PUBLISH is not offered: a message must go through the log to reach the
- * subscribers of every node as Redis Cluster delivers it, and a node-local
- * imitation would silently lose them; it answers an error naming this. */
+ * PUBLISH goes through the log (node_publish: a kv command that changes
+ * nothing), as Redis Cluster delivers a message to the subscribers of every
+ * node: each node delivers it on apply, from the same watch, in log order
+ * with the notifications. The watch is open while there are subscribers or
+ * notify-keyspace-events has K or E. */
 #include "node/node_txn.h" /* the kv_txn_op kinds of node_watch_event.op */
 #include "resp/cmd.h"
 #include "resp/cmd_scan.h"
@@ -108,6 +110,8 @@ static long sub_find(const struct resp_conn *c, int kind, const uint8_t *p, size
     return -1;
 }
 
+static void kwatch_sync(struct resp_server *srv);
+
 static void sub_linked_update(struct resp_conn *c)
 {
     bool any = c->n_chan + c->n_pat > 0;
@@ -115,6 +119,7 @@ static void sub_linked_update(struct resp_conn *c)
         st_list_push_back(&c->srv->subscribers, &c->sub_link);
     else if (!any && st_list_linked(&c->sub_link))
         st_list_del(&c->sub_link);
+    kwatch_sync(c->srv);
 }
 
 static bool sub_add(struct resp_conn *c, int kind, const uint8_t *p, size_t len)
@@ -164,7 +169,9 @@ void resp_pubsub_reset(struct resp_conn *c)
 
 void resp_pubsub_conn_close(struct resp_conn *c)
 {
-    if (st_list_linked(&c->sub_link)) st_list_del(&c->sub_link);
+    if (!st_list_linked(&c->sub_link)) return;
+    st_list_del(&c->sub_link);
+    kwatch_sync(c->srv);
 }
 
 /* --------------------------------------------------------------- auth */
@@ -304,15 +311,68 @@ void resp_cmd_punsubscribe(struct resp_conn *c, struct resp_slot *s, const struc
     unsubscribe(c, s, argv, argc, SUB_PATTERN);
 }
 
+/* This node's receivers of a message on the channel: its subscribers and
+ * the pattern subscriptions that match it. */
+static long long receivers_of(struct resp_server *srv, const uint8_t *ch, size_t chlen)
+{
+    long long n = 0;
+    struct st_list *e;
+    ST_LIST_FOREACH(e, &srv->subscribers)
+    {
+        struct resp_conn *c = ST_CONTAINER_OF(e, struct resp_conn, sub_link);
+        size_t off = 0;
+        while (off < c->subs.len) {
+            const uint8_t *r = (const uint8_t *)c->subs.data + off;
+            uint32_t l;
+            memcpy(&l, r + 1, sizeof l);
+            off += 5 + l;
+            if (r[0] == SUB_CHANNEL ? l == chlen && memcmp(r + 5, ch, chlen) == 0
+                                    : resp_glob_match(r + 5, l, ch, chlen, 0))
+                n++;
+        }
+    }
+    return n;
+}
+
+static void publish_cb(void *ctx, const struct node_write_result *res)
+{
+    struct resp_slot *s = ctx;
+    if (resp_slot_unhold(s)) return;
+    if (res->status != 0) {
+        resp_done_node_error(s, res->status, true);
+        return;
+    }
+    size_t off = 0, len;
+    const uint8_t *ch = resp_keys_next(s, &off, &len);
+    struct resp_out o = resp_slot_out(s);
+    resp_reply_integer(&o, receivers_of(s->conn->srv, ch, len));
+    resp_slot_done(s);
+}
+
 void resp_cmd_publish(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                       uint32_t argc)
 {
-    (void)c;
-    (void)argv;
     (void)argc;
-    resp_reply_done_error(s, "ERR PUBLISH is not supported: a message would reach only this "
-                             "node's subscribers (stcache delivers keyspace notifications "
-                             "on every node; see docs/REDIS.md, \"Pub/sub\")");
+    struct node *n = c->srv->node;
+    bool keyspace = has_prefix(argv[1].p, argv[1].len, "__keyspace@", 11) ||
+                    has_prefix(argv[1].p, argv[1].len, "__keyevent@", 11);
+    if (keyspace && node_auth_enabled(n) && !node_auth_is_admin(n, &c->who)) {
+        /* Whoever may not change keys must not fake their notifications. */
+        resp_reply_done_error(s, "NOPERM this user has no permissions to access one of the "
+                                 "channels used as arguments");
+        return;
+    }
+    if (!resp_keys_save(s, argv, 1, 2, 1)) {
+        resp_reply_done_error(s, "ERR out of memory");
+        return;
+    }
+    resp_slot_hold(s);
+    int rc =
+        node_publish(c->srv->node, argv[1].p, argv[1].len, argv[2].p, argv[2].len, publish_cb, s);
+    if (rc < 0) {
+        resp_slot_unhold(s);
+        resp_done_node_error(s, rc, true);
+    }
 }
 
 /* Whether channel name (p, len) is already in the first i records of the
@@ -548,7 +608,10 @@ static void kwatch_notify(void *ctx)
     struct resp_server *srv = ctx;
     struct node_watch_item it;
     while (srv->kwatch && node_watch_next(srv->kwatch, &it) == 1) {
-        if (it.kind == NODE_WATCH_EVENT) {
+        if (it.kind == NODE_WATCH_EVENT && it.ev.type == NODE_EVENT_MESSAGE) {
+            if (!st_list_empty(&srv->subscribers))
+                publish_local(srv, it.ev.key, it.ev.key_len, it.ev.value, it.ev.value_len);
+        } else if (it.kind == NODE_WATCH_EVENT) {
             notify_event(srv, &it.ev);
         } else if (it.kind == NODE_WATCH_CANCELED) {
             node_watch_close(srv->kwatch);
@@ -568,7 +631,7 @@ static void kwatch_notify(void *ctx)
 static int kwatch_open(struct resp_server *srv)
 {
     if (srv->kwatch) return 0;
-    struct node_watch_args a = {NULL, 0, 0, 0, 0};
+    struct node_watch_args a = {NULL, 0, 0, 0, 0, 1};
     uint64_t oldest;
     int rc = node_watch_open(srv->node, &a, kwatch_notify, srv, &srv->kwatch, &oldest);
     if (rc != 0) {
@@ -581,15 +644,29 @@ static int kwatch_open(struct resp_server *srv)
     return 0;
 }
 
-static int notify_apply(struct resp_server *srv, uint32_t flags)
+/* Opens the watch while someone may receive from it, closes it after. */
+static int kwatch_want(struct resp_server *srv)
 {
-    srv->notify_flags = flags;
-    if (flags & (NOTIFY_KEYSPACE | NOTIFY_KEYEVENT)) return kwatch_open(srv);
+    if (srv->closing) return 0;
+    if ((srv->notify_flags & (NOTIFY_KEYSPACE | NOTIFY_KEYEVENT)) ||
+        !st_list_empty(&srv->subscribers))
+        return kwatch_open(srv);
     if (srv->kwatch) {
         node_watch_close(srv->kwatch);
         srv->kwatch = NULL;
     }
     return 0;
+}
+
+static void kwatch_sync(struct resp_server *srv)
+{
+    (void)kwatch_want(srv); /* a refusal is logged; the next change retries */
+}
+
+static int notify_apply(struct resp_server *srv, uint32_t flags)
+{
+    srv->notify_flags = flags;
+    return kwatch_want(srv);
 }
 
 int resp_notify_set(struct resp_server *srv, const char *s, size_t len)

@@ -209,7 +209,7 @@ static const struct resp_cmd resp_cmds[] = {
     {"psetex", 4, CMD_WRITE, 1, 1, 1, resp_cmd_setex},
     {"psubscribe", -2, CMD_CONN, 0, 0, 0, resp_cmd_psubscribe},
     {"pttl", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, resp_cmd_ttl},
-    {"publish", 3, CMD_CONN | CMD_FAST, 0, 0, 0, resp_cmd_publish},
+    {"publish", 3, CMD_WRITE | CMD_FAST, 0, 0, 0, resp_cmd_publish},
     {"pubsub", -2, CMD_CONN, 0, 0, 0, resp_cmd_pubsub}, /* cmd_pubsub.c */
     {"punsubscribe", -1, CMD_CONN, 0, 0, 0, resp_cmd_punsubscribe},
     {"quit", -1, CMD_CONN | CMD_FAST, 0, 0, 0, resp_cmd_quit},
