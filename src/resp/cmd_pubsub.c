@@ -214,6 +214,11 @@ static bool sub_allowed(const struct resp_conn *c, int kind, const uint8_t *p, s
 
 /* ----------------------------------------------------------- commands */
 
+static long long subs_count(const struct resp_conn *c)
+{
+    return (long long)c->n_chan + (long long)c->n_pat;
+}
+
 static void reply_sub(struct resp_out *o, const char *what, const uint8_t *p, size_t len,
                       long long count)
 {
@@ -249,7 +254,7 @@ static void subscribe(struct resp_conn *c, struct resp_slot *s, const struct res
             }
         }
         reply_sub(&o, kind == SUB_CHANNEL ? "subscribe" : "psubscribe", argv[i].p, argv[i].len,
-                  (long long)(c->n_chan + c->n_pat));
+                  subs_count(c));
     }
     resp_slot_done(s);
 }
@@ -263,14 +268,14 @@ static void unsubscribe(struct resp_conn *c, struct resp_slot *s, const struct r
         for (uint32_t i = 1; i < argc; i++) {
             long off = sub_find(c, kind, argv[i].p, argv[i].len);
             if (off >= 0) sub_remove_at(c, (size_t)off);
-            reply_sub(&o, what, argv[i].p, argv[i].len, (long long)(c->n_chan + c->n_pat));
+            reply_sub(&o, what, argv[i].p, argv[i].len, subs_count(c));
         }
         resp_slot_done(s);
         return;
     }
     /* Every one of the kind, in the order subscribed. */
     uint32_t had = kind == SUB_CHANNEL ? c->n_chan : c->n_pat;
-    if (had == 0) reply_sub(&o, what, NULL, 0, (long long)(c->n_chan + c->n_pat));
+    if (had == 0) reply_sub(&o, what, NULL, 0, subs_count(c));
     size_t off = 0;
     while (off < c->subs.len) {
         const uint8_t *r = (const uint8_t *)c->subs.data + off;
