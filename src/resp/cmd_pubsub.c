@@ -96,16 +96,33 @@ void resp_notify_flags_format(uint32_t flags, char *out, size_t cap)
 
 /* ------------------------------------------------------ subscriptions */
 
+/* One subscription record of c at *off: its kind, name and length; moves
+ * *off past it. false at the end. */
+struct sub_rec {
+    int kind;
+    const uint8_t *name;
+    uint32_t len;
+};
+
+static bool sub_next(const struct resp_conn *c, size_t *off, struct sub_rec *r)
+{
+    if (*off >= c->subs.len) return false;
+    const uint8_t *p = (const uint8_t *)c->subs.data + *off;
+    memcpy(&r->len, p + 1, sizeof r->len);
+    r->kind = p[0];
+    r->name = p + 5;
+    *off += 5 + (size_t)r->len;
+    return true;
+}
+
 /* The record of (kind, name) in c->subs: its offset, or -1. */
 static long sub_find(const struct resp_conn *c, int kind, const uint8_t *p, size_t len)
 {
-    size_t off = 0;
-    while (off < c->subs.len) {
-        const uint8_t *r = (const uint8_t *)c->subs.data + off;
-        uint32_t l;
-        memcpy(&l, r + 1, sizeof l);
-        if (r[0] == kind && l == len && memcmp(r + 5, p, len) == 0) return (long)off;
-        off += 5 + l;
+    size_t off = 0, at = 0;
+    struct sub_rec r;
+    while (sub_next(c, &off, &r)) {
+        if (r.kind == kind && r.len == len && memcmp(r.name, p, len) == 0) return (long)at;
+        at = off;
     }
     return -1;
 }
@@ -276,18 +293,16 @@ static void unsubscribe(struct resp_conn *c, struct resp_slot *s, const struct r
     /* Every one of the kind, in the order subscribed. */
     uint32_t had = kind == SUB_CHANNEL ? c->n_chan : c->n_pat;
     if (had == 0) reply_sub(&o, what, NULL, 0, subs_count(c));
-    size_t off = 0;
-    while (off < c->subs.len) {
-        const uint8_t *r = (const uint8_t *)c->subs.data + off;
-        uint32_t l;
-        memcpy(&l, r + 1, sizeof l);
-        if (r[0] != kind) {
-            off += 5 + l;
+    size_t off = 0, at = 0;
+    struct sub_rec r;
+    while (sub_next(c, &off, &r)) {
+        if (r.kind != kind) {
+            at = off;
             continue;
         }
-        uint32_t left = c->n_chan + c->n_pat - 1;
-        reply_sub(&o, what, r + 5, l, (long long)left);
-        sub_remove_at(c, off);
+        reply_sub(&o, what, r.name, r.len, subs_count(c) - 1); /* before the bytes go */
+        sub_remove_at(c, at);
+        off = at;
     }
     resp_slot_done(s);
 }
@@ -326,15 +341,11 @@ static long long receivers_of(struct resp_server *srv, const uint8_t *ch, size_t
     {
         struct resp_conn *c = ST_CONTAINER_OF(e, struct resp_conn, sub_link);
         size_t off = 0;
-        while (off < c->subs.len) {
-            const uint8_t *r = (const uint8_t *)c->subs.data + off;
-            uint32_t l;
-            memcpy(&l, r + 1, sizeof l);
-            off += 5 + l;
-            if (r[0] == SUB_CHANNEL ? l == chlen && memcmp(r + 5, ch, chlen) == 0
-                                    : resp_glob_match(r + 5, l, ch, chlen, 0))
+        struct sub_rec r;
+        while (sub_next(c, &off, &r))
+            if (r.kind == SUB_CHANNEL ? r.len == chlen && memcmp(r.name, ch, chlen) == 0
+                                      : resp_glob_match(r.name, r.len, ch, chlen, 0))
                 n++;
-        }
     }
     return n;
 }
@@ -405,15 +416,12 @@ static size_t collect(struct resp_server *srv, int kind, const struct resp_arg *
     {
         struct resp_conn *c = ST_CONTAINER_OF(e, struct resp_conn, sub_link);
         size_t off = 0;
-        while (off < c->subs.len) {
-            const uint8_t *r = (const uint8_t *)c->subs.data + off;
-            uint32_t l;
-            memcpy(&l, r + 1, sizeof l);
-            off += 5 + l;
-            if (r[0] != kind || listed(b, r + 5, l)) continue;
-            if (pat && !resp_glob_match(pat->p, pat->len, r + 5, l, 0)) continue;
-            st_membuf_append(b, &l, sizeof l);
-            st_membuf_append(b, r + 5, l);
+        struct sub_rec r;
+        while (sub_next(c, &off, &r)) {
+            if (r.kind != kind || listed(b, r.name, r.len)) continue;
+            if (pat && !resp_glob_match(pat->p, pat->len, r.name, r.len, 0)) continue;
+            st_membuf_append(b, &r.len, sizeof r.len);
+            st_membuf_append(b, r.name, r.len);
             n++;
         }
     }
@@ -470,11 +478,10 @@ void resp_cmd_pubsub(struct resp_conn *c, struct resp_slot *s, const struct resp
 
 /* Delivers (channel, msg) to every subscriber of this node whose channel
  * or pattern matches: "message" then the "pmessage"s of its patterns, in
- * the order subscribed. Returns the receivers. */
-static long long publish_local(struct resp_server *srv, const uint8_t *ch, size_t chlen,
-                               const uint8_t *msg, size_t msglen)
+ * the order subscribed. */
+static void publish_local(struct resp_server *srv, const uint8_t *ch, size_t chlen,
+                          const uint8_t *msg, size_t msglen)
 {
-    long long receivers = 0;
     struct st_membuf *b = &srv->pbuf;
     struct st_list *e, *tmp;
     ST_LIST_FOREACH_SAFE(e, tmp, &srv->subscribers)
@@ -483,24 +490,20 @@ static long long publish_local(struct resp_server *srv, const uint8_t *ch, size_
         struct resp_out o = {b, c->proto};
         st_membuf_reset(b);
         size_t off = 0;
-        while (off < c->subs.len) {
-            const uint8_t *r = (const uint8_t *)c->subs.data + off;
-            uint32_t l;
-            memcpy(&l, r + 1, sizeof l);
-            off += 5 + l;
-            if (r[0] == SUB_CHANNEL) {
-                if (l != chlen || memcmp(r + 5, ch, chlen) != 0) continue;
+        struct sub_rec r;
+        while (sub_next(c, &off, &r)) {
+            if (r.kind == SUB_CHANNEL) {
+                if (r.len != chlen || memcmp(r.name, ch, chlen) != 0) continue;
                 resp_reply_push(&o, 3);
                 resp_reply_bulk_str(&o, "message");
             } else {
-                if (!resp_glob_match(r + 5, l, ch, chlen, 0)) continue;
+                if (!resp_glob_match(r.name, r.len, ch, chlen, 0)) continue;
                 resp_reply_push(&o, 4);
                 resp_reply_bulk_str(&o, "pmessage");
-                resp_reply_bulk(&o, r + 5, l);
+                resp_reply_bulk(&o, r.name, r.len);
             }
             resp_reply_bulk(&o, ch, chlen);
             resp_reply_bulk(&o, msg, msglen);
-            receivers++;
         }
         if (b->len == 0) continue;
         if (b->oom) {
@@ -510,7 +513,6 @@ static long long publish_local(struct resp_server *srv, const uint8_t *ch, size_
         (void)resp_conn_push(c, b); /* may close c (output limits): unlinks it */
     }
     if (b->cap > RESP_BUF_KEEP_BYTES) st_membuf_free(b);
-    return receivers;
 }
 
 /* -------------------------------------------------- keyspace notifications */
