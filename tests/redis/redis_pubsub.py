@@ -158,6 +158,32 @@ class PubSub(Scenario):
                         log("  %s differs on %r\n    redis:   %r\n    stcache: %r" % (name, node, want, got))
                     check(got == want, "%s subscribed session differs from redis-server's" % name)
 
+        with step("a RESP3 subscriber gets keyspace notifications as push messages, as redis-server's"):
+            def resp3_message(port, writer):
+                s = socket.create_connection(("127.0.0.1", port), timeout=scaled(10))
+                try:
+                    got = b""
+                    s.sendall(b"HELLO 3\r\nSUBSCRIBE __keyevent@0__:del\r\n")
+                    while not got.endswith(b"$18\r\n__keyevent@0__:del\r\n:1\r\n"):
+                        chunk = s.recv(65536)
+                        check(chunk, "closed while subscribing")
+                        got += chunk
+                    writer.set("r3:key", "1")
+                    writer.delete("r3:key")
+                    got = b""
+                    while not got.endswith(b"r3:key\r\n"):
+                        chunk = s.recv(65536)
+                        check(chunk, "closed before the message")
+                        got += chunk
+                    return got
+                finally:
+                    s.close()
+            want = resp3_message(ref_port, ref)
+            got = resp3_message(ports[follower.id], lead)
+            check(want == b">3\r\n$7\r\nmessage\r\n$18\r\n__keyevent@0__:del\r\n$6\r\nr3:key\r\n",
+                  "redis-server's RESP3 message: %r" % want)
+            check(got == want, "RESP3 message on a follower: %r" % got)
+
         with step("notifications of a command sequence, on the leader and a follower, as redis-server's"):
             subs = {}
             for tag, r in (("ref", ref), ("leader", lead), ("follower", fol)):
