@@ -254,6 +254,24 @@ class PubSub(Scenario):
             for ps in subs.values():
                 ps.close()
 
+        with step("at most 4096 subscriptions per connection"):
+            conn = redis.Connection(host="127.0.0.1", port=ports[follower.id], socket_timeout=scaled(10))
+            for half in (0, 2048):  # (4096 arguments at most per command)
+                conn.send_command("SUBSCRIBE", *["c%d" % i for i in range(half, half + 2048)])
+            last = None
+            for _ in range(4096):
+                last = conn.read_response()
+            check(last == [b"subscribe", b"c4095", 4096], "the 4096th subscription: %r" % (last,))
+            conn.send_command("PSUBSCRIBE", "one-more*")
+            try:
+                got = conn.read_response()
+            except redis.exceptions.ResponseError as e:
+                got = str(e)
+            check(isinstance(got, str) and "too many subscriptions" in got, "the 4097th: %r" % (got,))
+            conn.send_command("SUBSCRIBE", "c0")  # already held: not a new one
+            check(conn.read_response() == [b"subscribe", b"c0", 4096], "re-subscribing at the bound")
+            conn.disconnect()
+
         with step("CONFIG SET/GET notify-keyspace-events as redis-server"):
             for v in ("Kg$", "KEA", "E"):
                 ref.config_set("notify-keyspace-events", v)
