@@ -32,6 +32,8 @@ static const char server_usage[] =
     "  --http HOST:PORT        HTTP API listen address (default 127.0.0.1:8001)\n"
     "  --redis HOST:PORT       also serve the Redis protocol (RESP2/RESP3) there\n"
     "                          (default: none; docs/REDIS.md)\n"
+    "  --notify-keyspace-events FLAGS  Redis keyspace notifications on --redis, as\n"
+    "                          Redis's letters (e.g. KEA; default empty: off)\n"
     "  --bootstrap             start a new single-node cluster in an empty DIR\n"
     "  --join HTTP_ADDR        join the cluster of the member at HTTP_ADDR (as a learner)\n"
     "  --peers LIST            static membership: 1=h:p,2=h:p,... or 1=h:p/httph:p,...\n"
@@ -392,6 +394,7 @@ static void started_cb(struct node *n, int status, void *ctx)
         rc_cfg.conn_out_bytes_max = cfg->conn_output_bytes_max;
         rc_cfg.out_budget = &s->out_budget;
         rc_cfg.tls = node_client_tls_server(n); /* NULL: plaintext */
+        rc_cfg.notify_keyspace_events = cfg->notify_keyspace_events;
         rc = resp_server_create(s->loop, n, &rc_cfg, &s->resp);
         if (rc) {
             fprintf(stderr, "stcache server: cannot serve Redis on %s: %s\n", cfg->redis_listen,

@@ -45,6 +45,7 @@ void kv_limits_default(struct kv_limits *limits)
 enum {
     PUT_FIXED_BYTES = 8 + 8 + 4 + 4,
     DELETE_FIXED_BYTES = 8 + 4,
+    PUBLISH_FIXED_BYTES = 4 + 4,
     PURGE_FIXED_BYTES = 4,
     EVICT_FIXED_BYTES = 4,
     EVICT_KEY_FIXED_BYTES = 8 + 4,
@@ -63,6 +64,7 @@ static int is_auth(enum kv_cmd_type t)
 static uint8_t version_of(const struct kv_command *cmd)
 {
     if (is_auth(cmd->type)) return KV_COMMAND_VERSION_AUTH;
+    if (cmd->type == KV_CMD_PUBLISH) return KV_COMMAND_VERSION_PUBLISH;
     if (cmd->type == KV_CMD_TXN)
         return kv_txn_needs_hash_version(cmd) ? KV_COMMAND_VERSION_HASH : KV_COMMAND_VERSION_TXN;
     if (cmd->idem_key_len) return KV_COMMAND_VERSION_IDEM;
@@ -98,6 +100,9 @@ size_t kv_command_encoded_len(const struct kv_command *cmd)
         return KV_COMMAND_HEADER_BYTES + AUTH_FIXED_BYTES + (size_t)cmd->value_len;
     case KV_CMD_TXN:
         return KV_COMMAND_HEADER_BYTES + kv_txn_body_len(cmd);
+    case KV_CMD_PUBLISH:
+        return KV_COMMAND_HEADER_BYTES + PUBLISH_FIXED_BYTES + (size_t)cmd->key_len +
+               cmd->value_len;
     }
     return 0;
 }
@@ -144,6 +149,11 @@ static int command_check(const struct kv_command *cmd)
                    : -1;
     case KV_CMD_TXN:
         return kv_txn_body_check(cmd);
+    case KV_CMD_PUBLISH:
+        return cmd->cond == KV_COND_NONE && cmd->key_len <= KV_KEY_BYTES_HARD_MAX &&
+                       cmd->value_len <= KV_VALUE_BYTES_HARD_MAX
+                   ? 0
+                   : -1;
     }
     return -1;
 }
@@ -192,6 +202,15 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
         put_u32(p + 20, cmd->value_len);
         p += PUT_FIXED_BYTES;
         memcpy(p, cmd->key, cmd->key_len);
+        p += cmd->key_len;
+        if (cmd->value_len) memcpy(p, cmd->value, cmd->value_len);
+        p += cmd->value_len;
+        break;
+    case KV_CMD_PUBLISH:
+        put_u32(p, cmd->key_len);
+        put_u32(p + 4, cmd->value_len);
+        p += PUBLISH_FIXED_BYTES;
+        if (cmd->key_len) memcpy(p, cmd->key, cmd->key_len);
         p += cmd->key_len;
         if (cmd->value_len) memcpy(p, cmd->value, cmd->value_len);
         p += cmd->value_len;
@@ -259,9 +278,10 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
     uint8_t type_max = data[0] >= KV_COMMAND_VERSION_TXN     ? KV_CMD_TXN
                        : data[0] >= KV_COMMAND_VERSION_EVICT ? KV_CMD_REFUSE
                                                              : KV_CMD_PURGE_EXPIRED;
-    bool auth = data[0] == KV_COMMAND_VERSION_AUTH &&
-                (type == KV_CMD_AUTH_USER_PUT || type == KV_CMD_AUTH_USER_DELETE);
-    if ((!auth && (type < KV_CMD_PUT || type > type_max)) || cond > KV_COND_IF_ABSENT)
+    bool late = (data[0] == KV_COMMAND_VERSION_AUTH &&
+                 (type == KV_CMD_AUTH_USER_PUT || type == KV_CMD_AUTH_USER_DELETE)) ||
+                (data[0] == KV_COMMAND_VERSION_PUBLISH && type == KV_CMD_PUBLISH);
+    if ((!late && (type < KV_CMD_PUT || type > type_max)) || cond > KV_COND_IF_ABSENT)
         return ST_EPROTO;
     out->type = (enum kv_cmd_type)type;
     out->cond = (enum kv_cond)cond;
@@ -346,6 +366,16 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         if (rc) return rc;
         break;
     }
+    case KV_CMD_PUBLISH:
+        if (rest < PUBLISH_FIXED_BYTES) return ST_EPROTO;
+        out->key_len = get_u32(p);
+        out->value_len = get_u32(p + 4);
+        p += PUBLISH_FIXED_BYTES;
+        rest -= PUBLISH_FIXED_BYTES;
+        if ((uint64_t)out->key_len + out->value_len != rest) return ST_EPROTO;
+        out->key = p;
+        out->value = p + out->key_len;
+        break;
     }
     if (out->cond != KV_COND_IF_VERSION && out->cond_version != 0)
         return ST_EPROTO; /* one encoding per command: keeps entries canonical */

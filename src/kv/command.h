@@ -27,6 +27,7 @@
  *   REFUSE : u32 reason (KV_REFUSE_*)
  *   TXN    : (version 4) u32 value_bytes_max, u16 guards, u16 success ops,
  *            u16 failure ops, u16 reserved, then the items (kv/txn.h)
+ *   PUBLISH: (version 8) u32 channel_len, u32 message_len, channel, message
  *
  * Format versions: 2 added EVICT and REFUSE. An encoder writes the lowest version that
  * expresses the command (1 for PUT, DELETE and PURGE_EXPIRED, 2 for EVICT),
@@ -54,13 +55,15 @@
  * REFUSE; 3 = an idempotency block follows the header (a PUT or DELETE with
  * an Idempotency-Key). An encoder writes the lowest version that holds the
  * command, so a cluster that uses neither feature writes version 1. */
-#define KV_COMMAND_VERSION 6       /* the newest format version */
+#define KV_COMMAND_VERSION 8       /* the newest format version */
 #define KV_COMMAND_VERSION_EVICT 2 /* the first version with EVICT and REFUSE */
 #define KV_COMMAND_VERSION_IDEM 3  /* with an idempotency block */
 #define KV_COMMAND_VERSION_TXN 4   /* TXN (kv/txn.h); never with an idempotency block */
 #define KV_COMMAND_VERSION_AUTH 5  /* the auth commands (KV_CMD_AUTH_*) */
 /* A TXN with a hash op or KV_TXN_F_STRING (kv/txn.h); TXN only. */
 #define KV_COMMAND_VERSION_HASH 6
+/* PUBLISH (7 is the session commands'). */
+#define KV_COMMAND_VERSION_PUBLISH 8
 #define KV_EVICT_KEYS_MAX 1024u /* keys per EVICT command */
 #define KV_COMMAND_HEADER_BYTES 32
 #define KV_COMMAND_IDEM_FIXED_BYTES 16
@@ -93,6 +96,11 @@ enum kv_cmd_type {
      * or IF_VERSION). Types 16.. are kept for auth. */
     KV_CMD_AUTH_USER_PUT = 16,
     KV_CMD_AUTH_USER_DELETE = 17,
+    /* A pub/sub message (Redis PUBLISH), format version 8 only: changes no
+     * state; applying it reports a KV_EVENT_MESSAGE (kv.h) with the channel
+     * in key/key_len and the message in value/value_len, so every replica's
+     * front ends deliver it to their subscribers, in log order. cond NONE. */
+    KV_CMD_PUBLISH = 40,
 };
 
 enum kv_refuse_reason {

@@ -242,6 +242,7 @@ void kv_event_emit(const struct kv_state *st, enum kv_event_type type, const str
         .key = e->data,
         .key_len = e->key_len,
         .version = st->ev_index,
+        .op = st->ev_op,
     };
     if (type == KV_EVENT_PUT) {
         ev.value_type = entry_type(e);

@@ -74,18 +74,28 @@ enum kv_event_type {
     KV_EVENT_DELETE = 2,
     KV_EVENT_EXPIRE = 3,
     KV_EVENT_EVICT = 4,
+    /* Not a change: a KV_CMD_PUBLISH applied (channel in key, message in
+     * value). Delivered among the changes, in log order. */
+    KV_EVENT_MESSAGE = 5,
 };
 
 struct kv_event {
     enum kv_event_type type;
     const uint8_t *key;
     size_t key_len;
-    const uint8_t *value; /* PUT of a string only (NULL otherwise) */
+    const uint8_t *value; /* PUT of a string and MESSAGE only (NULL otherwise) */
     size_t value_len;
     uint8_t value_type;    /* PUT: enum kv_value_type (a hash's put has no value) */
     uint64_t version;      /* the index of the command that made the change */
     uint64_t expire_at_ms; /* PUT: the new expiry, 0 = none */
+    /* What made the change inside a KV_CMD_TXN: the enum kv_txn_op (txn.h)
+     * of the item being applied, with KV_EVENT_OP_KEEPTTL set for a PUT
+     * item that kept the key's expiry; 0 for the other commands (the type
+     * says it all). Lets front ends name the change (Redis's keyspace
+     * events: incrby, append, expire, rename_from, ...). */
+    uint8_t op;
 };
+#define KV_EVENT_OP_KEEPTTL 0x80u
 
 typedef void (*kv_event_cb)(void *ctx, const struct kv_event *ev);
 

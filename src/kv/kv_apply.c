@@ -251,6 +251,7 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
     kv_state_rehash_step(&kv->st, kv->cfg.rehash_buckets_per_op);
     kv->st.ev_index = index; /* change events (kv.h) carry the command's index */
     kv->st.ev_clock_ms = clock;
+    kv->st.ev_op = 0; /* kv_txn.c sets it per item */
     kv->st.ev_reason = c.type == KV_CMD_PURGE_EXPIRED ? KV_EVENT_EXPIRE
                        : c.type == KV_CMD_EVICT       ? KV_EVENT_EVICT
                                                       : KV_EVENT_DELETE;
@@ -281,6 +282,18 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
         break;
     case KV_CMD_TXN:
         rc = kv_apply_txn(kv, index, &c, result);
+        break;
+    case KV_CMD_PUBLISH: /* no state: only the event */
+        if (kv->cfg.event_cb) {
+            struct kv_event ev = {.type = KV_EVENT_MESSAGE,
+                                  .key = c.key,
+                                  .key_len = c.key_len,
+                                  .value = c.value,
+                                  .value_len = c.value_len,
+                                  .version = index};
+            kv->cfg.event_cb(kv->cfg.event_ctx, &ev);
+        }
+        result->status = KV_STATUS_OK;
         break;
     }
     kv->st.ev_index = 0;

@@ -142,6 +142,7 @@ struct kv_state {
     uint64_t ev_index;
     uint64_t ev_clock_ms;
     enum kv_event_type ev_reason;
+    uint8_t ev_op; /* kv_event.op of the changes being made */
 };
 
 struct snap_writer {

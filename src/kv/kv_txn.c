@@ -660,6 +660,9 @@ static void op_del_prefix(struct txn_ctx *x, const struct kv_txn_item *o)
 static int op_apply(struct txn_ctx *x, const struct kv_txn_item *o)
 {
     struct kv *kv = x->kv;
+    kv->st.ev_op = (uint8_t)(o->kind | (o->kind == KV_TXN_PUT && (o->flags & KV_TXN_F_KEEPTTL)
+                                            ? KV_EVENT_OP_KEEPTTL
+                                            : 0u));
     switch (o->kind) {
     case KV_TXN_GET: {
         const struct kv_entry *e = live_find(kv, o->key, o->key_len, x->now);

@@ -425,6 +425,18 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
     if (strcmp(name, "raft") == 0) return set_addr(cfg->raft_listen, name, value, err, errlen);
     if (strcmp(name, "http") == 0) return set_addr(cfg->http_listen, name, value, err, errlen);
     if (strcmp(name, "redis") == 0) return set_addr(cfg->redis_listen, name, value, err, errlen);
+    if (strcmp(name, "notify-keyspace-events") == 0) {
+        /* Redis's letters (resp/cmd_pubsub.c interprets them). */
+        if (!value || strlen(value) >= sizeof cfg->notify_keyspace_events ||
+            value[strspn(value, "Ag$lshzxeKEtmdn")] != '\0') {
+            set_err(err, errlen,
+                    "--notify-keyspace-events: want Redis's letters "
+                    "(Ag$lshzxeKEtmdn), e.g. KEA");
+            return ST_EINVAL;
+        }
+        snprintf(cfg->notify_keyspace_events, sizeof cfg->notify_keyspace_events, "%s", value);
+        return 0;
+    }
     if (strcmp(name, "advertise-raft") == 0)
         return set_addr(cfg->advertise_raft, name, value, err, errlen);
     if (strcmp(name, "advertise-http") == 0)

@@ -70,6 +70,7 @@ struct node_config {
     char advertise_raft[NODE_ADDR_MAX]; /* "" = raft_listen */
     char advertise_http[NODE_ADDR_MAX]; /* "" = http_listen */
     char redis_listen[NODE_ADDR_MAX];   /* --redis: RESP front end; "" = none */
+    char notify_keyspace_events[32];    /* --notify-keyspace-events (Redis's letters); "" = off */
 
     enum node_start_mode mode;
     char join_http[NODE_ADDR_MAX];                 /* NODE_START_JOIN */

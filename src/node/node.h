@@ -457,6 +457,9 @@ struct node_watch_args {
     int exact;             /* 1: only this key; 0: keys beginning with key (len 0: all) */
     uint64_t from_version; /* the first version to deliver; 0 = the next one applied */
     uint32_t progress_ms;  /* a progress item after this long without one; 0 = none */
+    /* 1: also NODE_EVENT_MESSAGE items (pub/sub messages, key = channel,
+     * value = message), whatever the key filter; 0: changes only. */
+    int messages;
 };
 
 enum node_watch_kind {
@@ -471,6 +474,7 @@ enum node_event_type {
     NODE_EVENT_DELETE = 2,
     NODE_EVENT_EXPIRE = 3,
     NODE_EVENT_EVICT = 4,
+    NODE_EVENT_MESSAGE = 5, /* a PUBLISH (node_publish): only watches with `messages` */
 };
 /* "put", "delete", "expire", "evict". */
 const char *node_event_type_name(enum node_event_type t);
@@ -484,7 +488,12 @@ struct node_watch_event {
     uint8_t value_type; /* PUT: enum node_value_type (a hash's put has no value) */
     uint64_t version;
     uint64_t expire_at_ms; /* PUT: 0 = none */
+    /* kv.h's kv_event.op: the kv_txn_op item (node_txn.h) that made the
+     * change inside a transaction, with NODE_EVENT_OP_KEEPTTL for a PUT
+     * that kept the expiry; 0 outside transactions. */
+    uint8_t op;
 };
+#define NODE_EVENT_OP_KEEPTTL 0x80u
 
 struct node_watch_item {
     enum node_watch_kind kind;

@@ -39,3 +39,18 @@ int node_txn(struct node *n, const struct node_txn_args *a, node_write_cb cb, vo
     if (kv_command_encoded_len(&cmd) > node_txn_bytes_max(n)) return ST_ETOOBIG;
     return node_client_submit(n, &cmd, cb, ctx);
 }
+
+int node_publish(struct node *n, const uint8_t *channel, size_t channel_len, const uint8_t *msg,
+                 size_t msg_len, node_write_cb cb, void *ctx)
+{
+    const struct node_config *cfg = &n->cfg;
+    if (channel_len > cfg->max_key_bytes || msg_len > cfg->max_value_bytes) return ST_ETOOBIG;
+    struct kv_command cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = KV_CMD_PUBLISH;
+    cmd.key = channel;
+    cmd.key_len = (uint32_t)channel_len;
+    cmd.value = msg;
+    cmd.value_len = (uint32_t)msg_len;
+    return node_client_submit(n, &cmd, cb, ctx);
+}

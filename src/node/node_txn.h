@@ -33,4 +33,12 @@ int node_txn(struct node *n, const struct node_txn_args *a, node_write_cb cb, vo
  * default). */
 uint64_t node_txn_bytes_max(const struct node *n);
 
+/* Proposes a pub/sub message (kv KV_CMD_PUBLISH: no state changes): once
+ * applied, every node's watches opened with `messages` see it, in log
+ * order. The channel is bounded like a key (--max-key-bytes), the message
+ * like a value (--max-value-bytes): ST_ETOOBIG. cb as node_put's (the
+ * status only). */
+int node_publish(struct node *n, const uint8_t *channel, size_t channel_len, const uint8_t *msg,
+                 size_t msg_len, node_write_cb cb, void *ctx);
+
 #endif

@@ -17,8 +17,10 @@
 _Static_assert((int)NODE_EVENT_PUT == (int)KV_EVENT_PUT &&
                    (int)NODE_EVENT_EVICT == (int)KV_EVENT_EVICT &&
                    (int)NODE_EVENT_DELETE == (int)KV_EVENT_DELETE &&
-                   (int)NODE_EVENT_EXPIRE == (int)KV_EVENT_EXPIRE,
+                   (int)NODE_EVENT_EXPIRE == (int)KV_EVENT_EXPIRE &&
+                   (int)NODE_EVENT_MESSAGE == (int)KV_EVENT_MESSAGE,
                "node_event_type mirrors kv_event_type");
+_Static_assert(NODE_EVENT_OP_KEEPTTL == KV_EVENT_OP_KEEPTTL, "node event op mirrors kv's");
 
 struct node_watch {
     struct st_list link; /* n->watches */
@@ -36,6 +38,7 @@ struct node_watch {
     bool closed;          /* closed during a notify pass: freed after it */
     const char *canceled; /* the reason, NULL while live */
     int exact;
+    int messages;
     size_t key_len;
     uint8_t key[];
 };
@@ -51,6 +54,8 @@ const char *node_event_type_name(enum node_event_type t)
         return "expire";
     case NODE_EVENT_EVICT:
         return "evict";
+    case NODE_EVENT_MESSAGE:
+        return "message";
     }
     return "unknown";
 }
@@ -186,6 +191,7 @@ int node_watch_open(struct node *n, const struct node_watch_args *a, node_watch_
     w->last_item_us = 0; /* a first progress item once caught up: where the watch starts */
     w->progress_ms = a->progress_ms;
     w->exact = a->exact;
+    w->messages = a->messages;
     w->key_len = a->key_len;
     if (a->key_len) memcpy(w->key, a->key, a->key_len);
     st_list_push_back(&n->watches, &w->link);
@@ -196,6 +202,7 @@ int node_watch_open(struct node *n, const struct node_watch_args *a, node_watch_
 
 static bool watch_match(const struct node_watch *w, const struct kv_event *ev)
 {
+    if (ev->type == KV_EVENT_MESSAGE) return w->messages != 0;
     if (w->exact) return ev->key_len == w->key_len && memcmp(ev->key, w->key, w->key_len) == 0;
     return ev->key_len >= w->key_len && memcmp(ev->key, w->key, w->key_len) == 0;
 }
@@ -239,6 +246,7 @@ int node_watch_next(struct node_watch *w, struct node_watch_item *it)
         it->ev.value_type = ev.value_type;
         it->ev.version = ev.version;
         it->ev.expire_at_ms = ev.expire_at_ms;
+        it->ev.op = ev.op;
         w->pos = pos_at(w);
         w->last_item_us = node_now_us();
         n->watch_events_sent++;

@@ -74,6 +74,7 @@ void watch_history_append(struct watch_history *h, const struct kv_event *ev)
     s->key_len = (uint16_t)ev->key_len;
     s->type = (uint8_t)ev->type;
     s->value_type = ev->value_type;
+    s->op = ev->op;
     uint8_t *p = h->buf + off % h->bytes_max;
     if (ev->key_len) memcpy(p, ev->key, ev->key_len);
     if (ev->value_len) memcpy(p + ev->key_len, ev->value, ev->value_len);
@@ -110,9 +111,10 @@ int watch_history_get(const struct watch_history *h, uint64_t seq, struct kv_eve
     out->value_type = s->value_type;
     out->key = p;
     out->key_len = s->key_len;
-    out->value = s->type == KV_EVENT_PUT ? p + s->key_len : NULL;
+    out->value = s->type == KV_EVENT_PUT || s->type == KV_EVENT_MESSAGE ? p + s->key_len : NULL;
     out->value_len = s->value_len;
     out->version = s->version;
     out->expire_at_ms = s->expire_at_ms;
+    out->op = s->op;
     return 0;
 }

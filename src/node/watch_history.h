@@ -34,8 +34,9 @@ struct watch_slot {
     uint64_t off; /* monotonic byte offset of the key (the ring offset is off % bytes_max) */
     uint32_t value_len;
     uint16_t key_len;
-    uint8_t type;       /* enum kv_event_type */
-    uint8_t value_type; /* PUT: enum kv_value_type */
+    uint8_t type : 4;       /* enum kv_event_type */
+    uint8_t value_type : 4; /* PUT: enum kv_value_type */
+    uint8_t op;             /* kv_event.op */
 };
 
 struct watch_history {

@@ -74,6 +74,19 @@ void resp_reply_range(struct resp_out *o, const uint8_t *v, size_t len, long lon
                       long long end);
 
 /* ---- handlers ---- */
+/* cmd_pubsub.c */
+void resp_cmd_subscribe(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                        uint32_t argc);
+void resp_cmd_psubscribe(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                         uint32_t argc);
+void resp_cmd_unsubscribe(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                          uint32_t argc);
+void resp_cmd_punsubscribe(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                           uint32_t argc);
+void resp_cmd_publish(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                      uint32_t argc);
+void resp_cmd_pubsub(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                     uint32_t argc);
 /* cmd_conn.c */
 void resp_cmd_ping(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                    uint32_t argc);

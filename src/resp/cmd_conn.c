@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "stcache/errors.h"
@@ -21,16 +22,21 @@
 void resp_cmd_ping(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                    uint32_t argc)
 {
-    (void)c;
     if (argc > 2) {
         resp_reply_arity(s, "ping");
         return;
     }
     struct resp_out o = resp_slot_out(s);
-    if (argc == 2)
+    if (resp_pubsub_mode(c)) { /* RESP2 subscribed mode: ["pong", arg or ""] */
+        resp_reply_array(&o, 2);
+        resp_reply_bulk_str(&o, "pong");
+        resp_reply_bulk(&o, argc == 2 ? argv[1].p : (const uint8_t *)"",
+                        argc == 2 ? argv[1].len : 0);
+    } else if (argc == 2) {
         resp_reply_bulk(&o, argv[1].p, argv[1].len);
-    else
+    } else {
         resp_reply_simple(&o, "PONG");
+    }
     resp_slot_done(s);
 }
 
@@ -140,6 +146,7 @@ void resp_cmd_hello(struct resp_conn *c, struct resp_slot *s, const struct resp_
     }
     if (name) set_name(c->name, sizeof c->name, name);
     c->proto = proto;
+    s->proto = (uint8_t)proto; /* HELLO answers in the protocol it selects */
     reply_hello_map(c, s);
 }
 
@@ -194,10 +201,12 @@ void resp_cmd_reset(struct resp_conn *c, struct resp_slot *s, const struct resp_
     (void)argv;
     (void)argc;
     c->proto = 2;
+    s->proto = 2;
     c->readonly = false;
     c->name[0] = '\0';
     resp_auth_conn_init(c); /* as Redis: RESET logs the connection out */
     resp_multi_reset(c);
+    resp_pubsub_reset(c); /* leaves subscribed mode */
     struct resp_out o = resp_slot_out(s);
     resp_reply_simple(&o, "RESET");
     resp_slot_done(s);
@@ -438,15 +447,120 @@ static bool glob_match(const char *p, size_t plen, const char *s, size_t slen)
     return slen == 0;
 }
 
+/* Redis's memtoull: a byte count with an optional b, k, kb, m, mb, g, gb
+ * unit; false when malformed. */
+static bool mem_parse(const uint8_t *p, size_t len, uint64_t *out)
+{
+    char tmp[32];
+    if (len == 0 || len >= sizeof tmp) return false;
+    memcpy(tmp, p, len);
+    tmp[len] = '\0';
+    char *end;
+    unsigned long long v = strtoull(tmp, &end, 10);
+    if (end == tmp || tmp[0] == '-') return false;
+    static const struct {
+        const char *u;
+        uint64_t mul;
+    } units[] = {{"", 1},        {"b", 1},         {"k", 1000},          {"kb", 1024},
+                 {"m", 1000000}, {"mb", 1u << 20}, {"g", 1000000000ull}, {"gb", 1ull << 30}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcasecmp(end, units[i].u) == 0) {
+            if (v > UINT64_MAX / units[i].mul) return false;
+            *out = v * units[i].mul;
+            return true;
+        }
+    return false;
+}
+
+/* client-output-buffer-limit "pubsub HARD SOFT SECONDS" (other classes:
+ * false; stcache's normal bound is --conn-output-bytes-max). */
+static bool cobl_parse(struct resp_server *srv, const struct resp_arg *v)
+{
+    const uint8_t *f[4];
+    size_t fl[4];
+    size_t n = 0, i = 0;
+    while (i < v->len && n < 5) {
+        while (i < v->len && v->p[i] == ' ')
+            i++;
+        if (i == v->len) break;
+        size_t b = i;
+        while (i < v->len && v->p[i] != ' ')
+            i++;
+        if (n == 4) return false;
+        f[n] = v->p + b;
+        fl[n] = i - b;
+        n++;
+    }
+    uint64_t hard, soft, secs;
+    if (n != 4 || fl[0] != 6 || strncasecmp((const char *)f[0], "pubsub", 6) != 0 ||
+        !mem_parse(f[1], fl[1], &hard) || !mem_parse(f[2], fl[2], &soft) ||
+        !mem_parse(f[3], fl[3], &secs))
+        return false;
+    srv->pubsub_hard_bytes = hard ? hard : UINT64_MAX;
+    srv->pubsub_soft_bytes = soft ? soft : UINT64_MAX;
+    srv->pubsub_soft_s = secs;
+    return true;
+}
+
+/* CONFIG SET of the node-local pub/sub settings: answers and returns true
+ * when every parameter is one of them. */
+static bool config_set(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
+                       uint32_t argc)
+{
+    if (argc < 4 || argc % 2 != 0) {
+        if (argc < 4) return false;
+        resp_reply_done_error(s, "ERR wrong number of arguments for 'config|set' command");
+        return true;
+    }
+    for (uint32_t i = 2; i < argc; i += 2)
+        if (!resp_arg_is(&argv[i], "notify-keyspace-events") &&
+            !resp_arg_is(&argv[i], "client-output-buffer-limit"))
+            return false;
+    struct resp_server *srv = c->srv;
+    for (uint32_t i = 2; i < argc; i += 2) {
+        const struct resp_arg *v = &argv[i + 1];
+        bool ok;
+        if (resp_arg_is(&argv[i], "notify-keyspace-events")) {
+            uint32_t flags;
+            ok = resp_notify_flags_parse((const char *)v->p, v->len, &flags) == 0;
+            int rc = ok ? resp_notify_set(srv, (const char *)v->p, v->len) : 0;
+            if (rc != 0) {
+                struct resp_out o = resp_slot_out(s);
+                resp_reply_errorf(&o,
+                                  "CONFIG SET failed: keyspace notifications cannot watch "
+                                  "the node's changes: %s",
+                                  st_strerror(rc));
+                resp_slot_done(s);
+                return true;
+            }
+            if (!ok) {
+                resp_reply_done_error(s, "ERR CONFIG SET failed (possibly related to argument "
+                                         "'notify-keyspace-events') - Invalid event class "
+                                         "character. Use 'Ag$lshzxeKEtmdn'.");
+                return true;
+            }
+        } else if (!cobl_parse(srv, v)) {
+            resp_reply_done_error(s, "ERR CONFIG SET failed (possibly related to argument "
+                                     "'client-output-buffer-limit') - stcache sets only the "
+                                     "pubsub class: 'pubsub HARD SOFT SECONDS'");
+            return true;
+        }
+    }
+    resp_reply_done_ok(s);
+    return true;
+}
+
 void resp_cmd_config(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
                      uint32_t argc)
 {
     struct resp_out o = resp_slot_out(s);
+    if (resp_arg_is(&argv[1], "set") && config_set(c, s, argv, argc)) return;
     if (!resp_arg_is(&argv[1], "get")) {
         if (resp_arg_is(&argv[1], "set") || resp_arg_is(&argv[1], "resetstat") ||
             resp_arg_is(&argv[1], "rewrite"))
-            resp_reply_error(&o, "ERR CONFIG SET, RESETSTAT and REWRITE are not supported: "
-                                 "stcache is configured by its flags");
+            resp_reply_error(&o, "ERR CONFIG SET (but for notify-keyspace-events and "
+                                 "client-output-buffer-limit), RESETSTAT and REWRITE are not "
+                                 "supported: stcache is configured by its flags");
         else
             resp_reply_errorf(&o, "unknown subcommand '%.*s'. Try CONFIG HELP.",
                               argv[1].len > 128 ? 128 : (int)argv[1].len, (const char *)argv[1].p);
@@ -459,17 +573,26 @@ void resp_cmd_config(struct resp_conn *c, struct resp_slot *s, const struct resp
         return;
     }
     const struct node_config *nc = node_config_get(c->srv->node);
-    char maxmem[32], maxclients[32], bulk[32], policy[32];
+    char maxmem[32], maxclients[32], bulk[32], policy[32], nke[32], cobl[96];
+    resp_notify_flags_format(c->srv->notify_flags, nke, sizeof nke);
+    snprintf(cobl, sizeof cobl, "pubsub %" PRIu64 " %" PRIu64 " %" PRIu64,
+             c->srv->pubsub_hard_bytes, c->srv->pubsub_soft_bytes, c->srv->pubsub_soft_s);
     snprintf(maxmem, sizeof maxmem, "%" PRIu64, nc->max_memory);
     snprintf(maxclients, sizeof maxclients, "%u", c->srv->cfg.connections_max);
     snprintf(bulk, sizeof bulk, "%" PRIu64, c->srv->lim.bulk_bytes_max);
     snprintf(policy, sizeof policy, "%s", node_eviction_policy_name(nc->eviction_policy));
     const char *params[][2] = {
-        {"maxmemory", maxmem},      {"maxmemory-policy", policy},
-        {"maxclients", maxclients}, {"proto-max-bulk-len", bulk},
-        {"databases", "1"},         {"save", ""},
-        {"appendonly", "no"},       {"timeout", "0"},
+        {"maxmemory", maxmem},
+        {"maxmemory-policy", policy},
+        {"maxclients", maxclients},
+        {"proto-max-bulk-len", bulk},
+        {"databases", "1"},
+        {"save", ""},
+        {"appendonly", "no"},
+        {"timeout", "0"},
         {"cluster-enabled", "no"},
+        {"notify-keyspace-events", nke},
+        {"client-output-buffer-limit", cobl},
     };
     size_t n = sizeof params / sizeof params[0];
     bool hit[sizeof params / sizeof params[0]] = {false};

@@ -222,7 +222,11 @@ static const struct resp_cmd resp_cmds[] = {
     {"pexpiretime", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, resp_cmd_ttl},
     {"ping", -1, CMD_FAST, 0, 0, 0, resp_cmd_ping},
     {"psetex", 4, CMD_WRITE, 1, 1, 1, resp_cmd_setex},
+    {"psubscribe", -2, CMD_CONN, 0, 0, 0, resp_cmd_psubscribe},
     {"pttl", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, resp_cmd_ttl},
+    {"publish", 3, CMD_WRITE | CMD_FAST, 0, 0, 0, resp_cmd_publish},
+    {"pubsub", -2, CMD_CONN, 0, 0, 0, resp_cmd_pubsub}, /* cmd_pubsub.c */
+    {"punsubscribe", -1, CMD_CONN, 0, 0, 0, resp_cmd_punsubscribe},
     {"quit", -1, CMD_CONN | CMD_FAST, 0, 0, 0, resp_cmd_quit},
     {"randomkey", 1, CMD_READONLY, 0, 0, 0, resp_cmd_randomkey}, /* cmd_scan.c */
     {"readonly", 1, CMD_CONN | CMD_FAST, 0, 0, 0, resp_cmd_readonly},
@@ -237,11 +241,13 @@ static const struct resp_cmd resp_cmds[] = {
     {"setnx", 3, CMD_WRITE | CMD_FAST, 1, 1, 1, resp_cmd_setnx},
     {"setrange", 4, CMD_WRITE, 1, 1, 1, resp_cmd_txn},
     {"strlen", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, resp_cmd_ttl},
+    {"subscribe", -2, CMD_CONN, 0, 0, 0, resp_cmd_subscribe},
     {"substr", 4, CMD_READONLY, 1, 1, 1, resp_cmd_getrange},
     {"time", 1, CMD_FAST, 0, 0, 0, resp_cmd_time},
     {"ttl", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, resp_cmd_ttl},
     {"type", 2, CMD_READONLY | CMD_FAST, 1, 1, 1, resp_cmd_ttl},
     {"unlink", -2, CMD_WRITE | CMD_FAST, 1, -1, 1, resp_cmd_del},
+    {"unsubscribe", -1, CMD_CONN, 0, 0, 0, resp_cmd_unsubscribe},
     {"unwatch", 1, CMD_CONN | CMD_FAST, 0, 0, 0, resp_cmd_unwatch},
     {"wait", 3, 0, 0, 0, 0, resp_cmd_wait},
     {"watch", -2, CMD_READONLY | CMD_FAST, 1, -1, 1, resp_cmd_watch},
@@ -293,6 +299,16 @@ static void reply_unknown(struct resp_slot *s, const struct resp_arg *argv, uint
     resp_slot_done(s);
 }
 
+/* The commands RESP2's subscribed mode allows. */
+static bool pubsub_allowed(const struct resp_cmd *k)
+{
+    static const char *const ok[] = {"subscribe", "unsubscribe", "psubscribe", "punsubscribe",
+                                     "ping",      "quit",        "reset"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (strcmp(k->name, ok[i]) == 0) return true;
+    return false;
+}
+
 uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, uint32_t argc)
 {
     (void)argc;
@@ -336,6 +352,26 @@ void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct re
                                (k->flags & CMD_ADMIN) != 0};
     if (!resp_auth_admit(c, s, k->name, &ak, argv, argc)) {
         if (queue) resp_multi_queue(c, s, NULL, argv, argc); /* marks it: EXECABORT */
+        return;
+    }
+    if (resp_pubsub_mode(c) && !pubsub_allowed(k)) {
+        /* RESP2 subscribed mode (Redis 7.0's text). */
+        struct resp_out o = resp_slot_out(s);
+        char full[64];
+        bool container = strcmp(k->name, "pubsub") == 0 || strcmp(k->name, "config") == 0 ||
+                         strcmp(k->name, "client") == 0 || strcmp(k->name, "command") == 0;
+        size_t n = (size_t)snprintf(full, sizeof full, "%s", k->name);
+        if (container && argc >= 2 && argv[1].len < sizeof full - n - 1) {
+            full[n++] = '|';
+            for (size_t i = 0; i < argv[1].len; i++)
+                full[n++] = (char)tolower(argv[1].p[i]);
+            full[n] = '\0';
+        }
+        resp_reply_errorf(&o,
+                          "Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / "
+                          "QUIT / RESET are allowed in this context",
+                          full);
+        resp_slot_done(s);
         return;
     }
     if (queue) {

@@ -96,6 +96,11 @@ void resp_reply_array(struct resp_out *o, size_t n)
     head(o, '*', (long long)n);
 }
 
+void resp_reply_push(struct resp_out *o, size_t n)
+{
+    head(o, o->proto == 3 ? '>' : '*', (long long)n);
+}
+
 void resp_reply_map(struct resp_out *o, size_t n_pairs)
 {
     if (o->proto >= 3)

@@ -36,6 +36,8 @@ void resp_reply_null(struct resp_out *o);       /* a missing bulk string */
 void resp_reply_null_array(struct resp_out *o); /* a missing array */
 void resp_reply_array(struct resp_out *o, size_t n);
 void resp_reply_map(struct resp_out *o, size_t n_pairs);
+/* An out-of-band push (pub/sub messages): '>' in RESP3, an array in RESP2. */
+void resp_reply_push(struct resp_out *o, size_t n);
 void resp_reply_double(struct resp_out *o, double d);
 void resp_reply_bool(struct resp_out *o, int v);
 /* fmt is 3 characters, e.g. "txt". */

@@ -24,6 +24,7 @@
 #define RESP_LIB_BYTES_MAX 64u
 
 struct resp_conn;
+struct node_watch;
 
 /* One command's reply. The command's handler writes the reply into out
  * (through resp_slot_out) and calls resp_slot_done() once, at once or from
@@ -38,8 +39,11 @@ struct resp_slot {
     bool done;
     uint8_t cmd;      /* resp_cmd_kind of a multi-step command */
     uint8_t op_class; /* RESP_OP_* while counted in conn->ops_inflight */
-    long long count;  /* e.g. keys deleted */
-    int status;       /* the first failure of a multi-key write */
+    /* The protocol of the reply: the connection's when dispatched (a later
+     * pipelined HELLO or RESET must not change a reply still pending). */
+    uint8_t proto;
+    long long count; /* e.g. keys deleted */
+    int status;      /* the first failure of a multi-key write */
     uint32_t nkeys;
     long long a1, a2; /* integer arguments kept for the reply (GETRANGE) */
 };
@@ -99,6 +103,14 @@ struct resp_conn {
     struct st_membuf multi_q;
     uint32_t watch_n;
     struct st_membuf watch;
+    /* Pub/sub (cmd_pubsub.c): subscriptions as (u8 kind, u32 len, bytes)
+     * records (kind 0 channel, 1 pattern), at most RESP_SUBS_MAX; linked
+     * on srv->subscribers while there is one. psoft_ms: since when the
+     * output is over the pubsub soft limit (0: not over). */
+    struct st_membuf subs;
+    uint32_t n_chan, n_pat;
+    struct st_list sub_link;
+    uint64_t psoft_ms;
     struct resp_slot slots[RESP_PIPELINE_MAX];
 };
 
@@ -127,6 +139,15 @@ struct resp_server {
     uint64_t commands_total;
     uint64_t protocol_errors;
     uint64_t slow_dropped;
+    /* Pub/sub (cmd_pubsub.c): the subscribed connections; the
+     * notify-keyspace-events flags (RESP_NOTIFY_*) and the node watch that
+     * feeds them (open while flags are set); Redis's client-output-buffer-
+     * limit of the pubsub class; a scratch buffer for one message. */
+    struct st_list subscribers;
+    uint32_t notify_flags;
+    struct node_watch *kwatch;
+    uint64_t pubsub_hard_bytes, pubsub_soft_bytes, pubsub_soft_s;
+    struct st_membuf pbuf;
     resp_server_closed_cb closed_cb;
     void *closed_ctx;
 };
@@ -134,7 +155,7 @@ struct resp_server {
 /* The reply writer of a slot, in its connection's protocol. */
 static inline struct resp_out resp_slot_out(struct resp_slot *s)
 {
-    struct resp_out o = {&s->out, s->conn->proto};
+    struct resp_out o = {&s->out, s->proto ? s->proto : s->conn->proto};
     return o;
 }
 
@@ -207,6 +228,40 @@ bool resp_auth_admit(struct resp_conn *c, struct resp_slot *s, const char *name,
                      const struct resp_auth_cmd *k, const struct resp_arg *argv, uint32_t argc);
 /* Frees the MULTI and WATCH buffers (connection close; cmd_txn.c). */
 void resp_multi_free(struct resp_conn *c);
+
+/* ---- cmd_pubsub.c (docs/REDIS.md, "Pub/sub") ---- */
+
+/* Subscriptions per connection, channels and patterns together. */
+#define RESP_SUBS_MAX 4096u
+/* Redis's client-output-buffer-limit pubsub 32mb 8mb 60. */
+#define RESP_PUBSUB_HARD_BYTES (32u << 20)
+#define RESP_PUBSUB_SOFT_BYTES (8u << 20)
+#define RESP_PUBSUB_SOFT_S 60u
+
+/* The server's pub/sub state at create (flags from --notify-keyspace-
+ * events: 0 or ST_EINVAL) and at close (the keyspace watch is closed). */
+int resp_pubsub_init(struct resp_server *srv, const char *notify_flags);
+void resp_pubsub_fini(struct resp_server *srv);
+/* A closing connection leaves every channel. */
+void resp_pubsub_conn_close(struct resp_conn *c);
+/* RESET: unsubscribes from everything without replies. */
+void resp_pubsub_reset(struct resp_conn *c);
+/* Whether c is in RESP2's subscribed mode (only (P)(UN)SUBSCRIBE, PING,
+ * QUIT and RESET allowed). */
+bool resp_pubsub_mode(const struct resp_conn *c);
+/* notify-keyspace-events: parses Redis's letters into *flags (0 or
+ * ST_EINVAL); formats flags as CONFIG GET shows them (cap >= 32). */
+int resp_notify_flags_parse(const char *s, size_t len, uint32_t *flags);
+void resp_notify_flags_format(uint32_t flags, char *out, size_t cap);
+/* CONFIG SET notify-keyspace-events: sets the flags and opens or closes
+ * the keyspace watch. 0 or ST_EINVAL / the watch's open error. */
+int resp_notify_set(struct resp_server *srv, const char *s, size_t len);
+
+/* server.c: appends a finished push message (msg) to c's output after the
+ * replies already complete, charges it to the output bounds and schedules
+ * the write. Past the pubsub hard limit, or over the soft limit for
+ * pubsub_soft_s, the connection is closed instead (returns false). */
+bool resp_conn_push(struct resp_conn *c, const struct st_membuf *msg);
 
 /* Loop milliseconds. */
 uint64_t resp_now_ms(const struct resp_server *srv);

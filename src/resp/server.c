@@ -38,6 +38,7 @@ uint64_t resp_now_ms(const struct resp_server *srv)
 }
 
 static void conn_flush(struct resp_conn *c);
+static void budget_charge(struct resp_conn *c, size_t n);
 static void conn_close(struct resp_conn *c);
 static uint32_t input_process(struct resp_conn *c);
 static void maybe_closed(struct resp_server *srv);
@@ -59,6 +60,7 @@ static void slot_reset(struct resp_slot *s)
     s->status = 0;
     s->nkeys = 0;
     s->a1 = s->a2 = 0;
+    s->proto = 0;
 }
 
 static void conn_free(struct resp_conn *c)
@@ -70,6 +72,7 @@ static void conn_free(struct resp_conn *c)
     }
     st_membuf_free(&c->wpend);
     st_membuf_free(&c->wfly);
+    st_membuf_free(&c->subs);
     resp_tls_free(c);
     resp_multi_free(c);
     free(c->rbuf);
@@ -124,6 +127,47 @@ void resp_slot_done(struct resp_slot *s)
 void resp_conn_close(struct resp_conn *c)
 {
     conn_close(c);
+}
+
+bool resp_conn_push(struct resp_conn *c, const struct st_membuf *msg)
+{
+    struct resp_server *srv = c->srv;
+    if (c->closing) return false;
+    /* After the last complete reply: the ring's tail when it is done (so a
+     * SUBSCRIBE's confirmation precedes the messages), else the pending
+     * output (RESP3: a push may come between replies). */
+    struct resp_slot *tail =
+        c->count > 0 ? &c->slots[(c->head + c->count - 1) % RESP_PIPELINE_MAX] : NULL;
+    uint64_t queued = c->out_bytes + (tail && tail->done ? tail->out.len : 0) + msg->len;
+    uint64_t now = resp_now_ms(srv);
+    bool drop = queued > srv->pubsub_hard_bytes;
+    if (queued > srv->pubsub_soft_bytes) {
+        if (c->psoft_ms == 0)
+            c->psoft_ms = now ? now : 1;
+        else if (now - c->psoft_ms >= srv->pubsub_soft_s * 1000u)
+            drop = true;
+    } else {
+        c->psoft_ms = 0;
+    }
+    if (drop) {
+        ST_TRACE_WARN("resp", "subscriber %s dropped: pubsub output buffer limit (%llu bytes)",
+                      c->addr, (unsigned long long)queued);
+        srv->slow_dropped++;
+        conn_close(c);
+        return false;
+    }
+    if (tail && tail->done) {
+        st_membuf_append(&tail->out, msg->data, msg->len);
+    } else {
+        st_membuf_append(&c->wpend, msg->data, msg->len);
+        if (c->wpend.oom) {
+            conn_close(c);
+            return false;
+        }
+        budget_charge(c, msg->len);
+    }
+    if (!c->in_input) mark_dirty(c);
+    return true;
 }
 
 void resp_conn_close_after(struct resp_conn *c)
@@ -340,6 +384,7 @@ static uint32_t input_process(struct resp_conn *c)
         c->count++;
         s->conn = c;
         s->busy = true;
+        s->proto = (uint8_t)c->proto;
         if (cls != RESP_OP_NONE) {
             s->op_class = cls;
             c->ops_class = cls;
@@ -426,6 +471,7 @@ static void conn_close(struct resp_conn *c)
     c->closing = true;
     if (st_list_linked(&c->dirty_link)) st_list_del(&c->dirty_link);
     st_list_del(&c->link);
+    resp_pubsub_conn_close(c);
     srv->n_conns--;
     /* Queued bytes leave the budget now; the write in flight (if any)
      * completes with an error or success, and is not released again. */
@@ -513,6 +559,8 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     st_list_init(&c->dirty_link);
+    st_list_init(&c->sub_link);
+    st_membuf_init(&c->subs);
     st_list_push_back(&srv->conns, &c->link);
     srv->n_conns++;
     srv->connections_total++;
@@ -575,6 +623,8 @@ static void handle_closed_cb(uv_handle_t *h)
 static void failed_listener_closed_cb(uv_handle_t *h)
 {
     struct resp_server *srv = h->data;
+    resp_pubsub_fini(srv);
+    st_membuf_free(&srv->pbuf);
     free(srv->argv);
     st_membuf_free(&srv->hv);
     free(srv);
@@ -596,6 +646,7 @@ int resp_server_create(uv_loop_t *loop, struct node *n, const struct resp_server
     snprintf(srv->listen, sizeof srv->listen, "%s", cfg->listen);
     srv->cfg.listen = srv->listen;
     const struct node_config *nc = node_config_get(n);
+    int rc;
     if (srv->cfg.args_max == 0) srv->cfg.args_max = RESP_ARGS_MAX_DEFAULT;
     if (srv->cfg.connections_max == 0) srv->cfg.connections_max = 10000;
     if (srv->cfg.conn_out_bytes_max == 0) srv->cfg.conn_out_bytes_max = nc->conn_output_bytes_max;
@@ -613,10 +664,18 @@ int resp_server_create(uv_loop_t *loop, struct node *n, const struct resp_server
     st_list_init(&srv->conns);
     st_list_init(&srv->dirty);
     srv->start_ms = uv_now(loop);
+    srv->cfg.notify_keyspace_events = NULL; /* not kept: resp_pubsub_init copies the flags */
+    rc = resp_pubsub_init(srv, cfg->notify_keyspace_events);
+    if (rc != 0) {
+        free(srv->argv);
+        free(srv);
+        return rc;
+    }
     struct sockaddr_storage addr;
-    int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
     if (rc != 0) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
     if (rc != 0) {
+        resp_pubsub_fini(srv);
         free(srv->argv);
         free(srv);
         return ST_EINVAL;
@@ -657,6 +716,7 @@ void resp_server_close(struct resp_server *srv, resp_server_closed_cb cb, void *
     srv->closing = true;
     srv->closed_cb = cb;
     srv->closed_ctx = ctx;
+    resp_pubsub_fini(srv);
     while (!st_list_empty(&srv->conns)) {
         struct resp_conn *c = ST_CONTAINER_OF(srv->conns.next, struct resp_conn, link);
         conn_close(c);
@@ -670,6 +730,7 @@ void resp_server_close(struct resp_server *srv, resp_server_closed_cb cb, void *
 void resp_server_destroy(struct resp_server *srv)
 {
     if (!srv) return;
+    st_membuf_free(&srv->pbuf);
     free(srv->argv);
     st_membuf_free(&srv->hv);
     free(srv);

@@ -51,11 +51,15 @@ struct resp_server_config {
     /* TLS on this port (redis-cli --tls): a tls/ server context, borrowed
      * (the node's client context: reloaded on SIGHUP). NULL = plaintext. */
     struct st_tls_ctx *tls;
+    /* Redis's notify-keyspace-events letters (docs/REDIS.md, "Keyspace
+     * notifications"); NULL or "" = off. Changed later by CONFIG SET. */
+    const char *notify_keyspace_events;
 };
 
 void resp_server_config_default(struct resp_server_config *cfg);
 
-/* Binds and listens. cfg is copied. Returns 0, ST_EINVAL (bad address),
+/* Binds and listens. cfg is copied. Returns 0, ST_EINVAL (bad address or
+ * notify_keyspace_events letters),
  * ST_ENOMEM or the translated bind/listen error (e.g. address in use). */
 int resp_server_create(uv_loop_t *loop, struct node *n, const struct resp_server_config *cfg,
                        struct resp_server **out);

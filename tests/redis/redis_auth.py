@@ -92,6 +92,33 @@ class RedisAuth(Scenario):
             s.close()
             check(got.startswith(b"%") and got.endswith(b"$1\r\nv\r\n+OK\r\n"),
                   "HELLO 3 AUTH: %r" % got)
+        with step("SUBSCRIBE: keyspace channels of readable keys only"):
+            conn = redis.Connection(host="127.0.0.1", port=port, username=user, password=secret,
+                                    socket_timeout=scaled(10))
+
+            def reply(*args):
+                conn.send_command(*args)
+                try:
+                    return conn.read_response()
+                except redis.exceptions.ResponseError as e:
+                    return "error:" + str(e)
+            ok = [("SUBSCRIBE", "__keyspace@0__:app:1"), ("PSUBSCRIBE", "__keyspace@0__:app:*"),
+                  ("SUBSCRIBE", "news")]
+            for args in ok:
+                got = reply(*args)
+                check(isinstance(got, list) and got[0] == args[0].lower().encode(),
+                      "%r by a prefix user: %r" % (args, got))
+            for args in (("SUBSCRIBE", "__keyspace@0__:other"), ("SUBSCRIBE", "__keyevent@0__:set"),
+                         ("PSUBSCRIBE", "*"), ("PSUBSCRIBE", "__keyspace@0__:*"),
+                         ("SUBSCRIBE", "news2", "__keyevent@0__:del")):
+                got = reply(*args)
+                check(isinstance(got, str) and "no permissions to access one of the channels" in got,
+                      "%r by a prefix user: %r" % (args, got))
+            got = reply("UNSUBSCRIBE")  # news2 was not subscribed: all or none
+            check(got[1] == b"__keyspace@0__:app:1" and got[2] == 2, "UNSUBSCRIBE: %r" % (got,))
+            got = conn.read_response()
+            check(got[1] == b"news" and got[2] == 1, "UNSUBSCRIBE news: %r" % (got,))
+            conn.disconnect()
         with step("redis-cli: NOAUTH, then --user/--pass"):
             def cli(*args):
                 return subprocess.run(["redis-cli", "-p", str(port)] + list(args),

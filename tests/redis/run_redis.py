@@ -16,6 +16,8 @@ uses redis-server and redis-cli from Debian's redis-server/redis-tools:
   hiredis   the C client pipelines 2100 commands (hiredis_pipeline.c)
   slow_reader  a client that sends without reading is disconnected past
             the output bound; others go on
+  pubsub    SUBSCRIBE/PSUBSCRIBE and keyspace notifications against
+            redis-server (redis_pubsub.py)
   txn_failover  HTTP /txn, MULTI/EXEC and WATCH transactions move units
             between accounts while the leader is killed (kill -9): the sum
             holds on every node, also on the killed one once restarted
@@ -983,6 +985,10 @@ SCENARIOS = {"compare": Compare, "cli": Cli, "failover": Failover, "hiredis": Hi
 import redis_auth  # noqa: E402
 
 SCENARIOS.update(redis_auth.SCENARIOS)
+
+import redis_pubsub  # noqa: E402
+
+SCENARIOS.update(redis_pubsub.SCENARIOS)
 
 if __name__ == "__main__":
     skip_unless_tools()

@@ -222,6 +222,34 @@ TEST(refuse_round_trip_and_apply_changes_nothing)
     ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), ST_EINVAL);
 }
 
+TEST(publish_round_trip_at_its_own_version_only)
+{
+    struct kv_command c = {.type = KV_CMD_PUBLISH,
+                           .req = {1, 7},
+                           .timestamp_ms = 9,
+                           .key = (const uint8_t *)"ch",
+                           .key_len = 2,
+                           .value = (const uint8_t *)"msg",
+                           .value_len = 3};
+    uint8_t buf[64];
+    size_t len = encode(&c, buf, sizeof(buf));
+    ASSERT_EQ(len, KV_COMMAND_HEADER_BYTES + 8 + 5);
+    ASSERT_EQ(buf[0], KV_COMMAND_VERSION_PUBLISH);
+    struct kv_command d;
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), 0);
+    ASSERT_EQ(d.type, KV_CMD_PUBLISH);
+    ASSERT_TRUE(d.key_len == 2 && memcmp(d.key, "ch", 2) == 0);
+    ASSERT_TRUE(d.value_len == 3 && memcmp(d.value, "msg", 3) == 0);
+    ASSERT_EQ(kv_command_decode(buf, len - 1, NULL, &d), ST_EPROTO);
+    buf[0] = KV_COMMAND_VERSION_TXN; /* only its own version */
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), ST_EPROTO);
+    buf[0] = KV_COMMAND_VERSION_PUBLISH;
+    struct kv_limits lim = {1, 1024};
+    ASSERT_EQ(kv_command_decode(buf, len, &lim, &d), ST_ETOOBIG);
+    c.cond = KV_COND_IF_ABSENT;
+    ASSERT_EQ(kv_command_encode(&c, buf, sizeof(buf), &len), ST_EINVAL);
+}
+
 TEST(older_commands_keep_format_version_1)
 {
     struct kv_command c = {.type = KV_CMD_PUT, .key = (const uint8_t *)"k", .key_len = 1};

@@ -16,6 +16,7 @@ struct rec {
         char key[32];
         char value[32];
         uint64_t version, expire;
+        uint8_t op;
     } e[EV_MAX];
 };
 
@@ -29,6 +30,7 @@ static void rec_cb(void *ctx, const struct kv_event *ev)
              ev->value ? (const char *)ev->value : "");
     r->e[r->n].version = ev->version;
     r->e[r->n].expire = ev->expire_at_ms;
+    r->e[r->n].op = ev->op;
     r->n++;
 }
 
@@ -169,6 +171,74 @@ TEST(events_do_not_change_the_state_and_a_restore_reports_none)
     free(snap.p);
     kv_destroy(a);
     kv_destroy(b);
+}
+
+TEST(a_publish_reports_its_message_and_changes_nothing)
+{
+    struct rec r = {0};
+    struct kv *kv = kv_with(&r);
+    struct kv_result res;
+    struct kv_command c = {.type = KV_CMD_PUBLISH,
+                           .timestamp_ms = 100,
+                           .key = (const uint8_t *)"news",
+                           .key_len = 4,
+                           .value = (const uint8_t *)"hi",
+                           .value_len = 2};
+    ASSERT_EQ(kvt_apply_cmd(kv, 1, &c, &res), 0);
+    ASSERT_EQ(res.status, KV_STATUS_OK);
+    ASSERT_EQ(r.n, 1);
+    EXPECT_EV(&r, 0, KV_EVENT_MESSAGE, "news", "hi", 1);
+    struct kv_stats st;
+    kv_stats(kv, &st);
+    ASSERT_EQ(st.keys, 0);
+    ASSERT_EQ(st.applied_index, 1);
+    c.value_len = 0; /* an empty message and channel are messages too */
+    c.key_len = 0;
+    ASSERT_EQ(kvt_apply_cmd(kv, 2, &c, &res), 0);
+    ASSERT_EQ(r.n, 2);
+    EXPECT_EV(&r, 1, KV_EVENT_MESSAGE, "", "", 2);
+    kv_destroy(kv);
+}
+
+TEST(transaction_changes_name_the_item_that_made_them)
+{
+    struct rec r = {0};
+    struct kv *kv = kv_with(&r);
+    struct kv_result res;
+    ASSERT_EQ(kvt_put(kv, 1, 100, "a", "1", 0, KV_COND_NONE, 0, &res), 0);
+    struct kv_txn_item items[] = {
+        {.kind = KV_TXN_INCRBY, .key = (const uint8_t *)"a", .key_len = 1, .num = 2},
+        {.kind = KV_TXN_RENAME,
+         .key = (const uint8_t *)"a",
+         .key_len = 1,
+         .val = (const uint8_t *)"b",
+         .val_len = 1},
+        {.kind = KV_TXN_PUT,
+         .flags = KV_TXN_F_KEEPTTL,
+         .key = (const uint8_t *)"b",
+         .key_len = 1,
+         .val = (const uint8_t *)"x",
+         .val_len = 1},
+    };
+    struct kv_command c = {.type = KV_CMD_TXN,
+                           .timestamp_ms = 100,
+                           .txn_items = items,
+                           .txn_success = 3,
+                           .txn_value_bytes_max = 1024};
+    ASSERT_EQ(kvt_apply_cmd(kv, 2, &c, &res), 0);
+    ASSERT_EQ(r.n, 5);
+    ASSERT_EQ(r.e[0].op, 0); /* a single command */
+    EXPECT_EV(&r, 1, KV_EVENT_PUT, "a", "3", 2);
+    ASSERT_EQ(r.e[1].op, KV_TXN_INCRBY);
+    EXPECT_EV(&r, 2, KV_EVENT_DELETE, "a", "", 2);
+    ASSERT_EQ(r.e[2].op, KV_TXN_RENAME);
+    EXPECT_EV(&r, 3, KV_EVENT_PUT, "b", "3", 2);
+    ASSERT_EQ(r.e[3].op, KV_TXN_RENAME);
+    EXPECT_EV(&r, 4, KV_EVENT_PUT, "b", "x", 2);
+    ASSERT_EQ(r.e[4].op, KV_TXN_PUT | KV_EVENT_OP_KEEPTTL);
+    ASSERT_EQ(kvt_put(kv, 3, 100, "c", "1", 0, KV_COND_NONE, 0, &res), 0);
+    ASSERT_EQ(r.e[5].op, 0); /* reset after the transaction */
+    kv_destroy(kv);
 }
 
 TEST_MAIN()
