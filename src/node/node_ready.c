@@ -4,6 +4,7 @@
  * hooks that run it. */
 #include "node/node.h"
 
+#include "kv/command.h"
 #include "node/node_int.h"
 #include "stcache/errors.h"
 #include "util/assert.h"
@@ -122,6 +123,20 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
         if (i + NODE_PREFETCH_ENTRY < count) apply_prefetch(n, &ents[i + NODE_PREFETCH_ENTRY], 1);
         if (e->index <= n->applied) continue;
         ST_ASSERT(e->index == n->applied + 1);
+        if (e->type == RAFT_ENTRY_NORMAL && e->len > 0 && e->data[0] > KV_COMMAND_VERSION) {
+            /* A command of a newer format (a member of a later release
+             * wrote it, docs/ARCHITECTURE.md "Versions and upgrades"):
+             * skipping it would leave this replica's state different from
+             * the others' for good. Stop before it instead; a build that
+             * reads the format applies it from the log on restart. */
+            ST_TRACE_ERROR(MOD,
+                           "node %" PRIu64 ": entry %" PRIu64 " is kv command format %u; this "
+                           "build reads formats up to %u: upgrade this node (it stops rather "
+                           "than skip the entry and diverge)",
+                           n->cfg.id, e->index, (unsigned)e->data[0], (unsigned)KV_COMMAND_VERSION);
+            node_fatal(n, ST_EPROTO, "an entry of a newer kv command format");
+            return;
+        }
         if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
             struct kv_result res;
             int rc = kv_apply(n->kv, e->index, e->data, e->len, &res);

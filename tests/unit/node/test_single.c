@@ -5,6 +5,9 @@
 
 #include "stcache/storage.h"
 
+#include "kv/command.h"
+#include "node/node_int.h"
+
 static struct hnode single;
 
 static bool single_seed_api = true; /* --seed-api for the next start_single */
@@ -608,6 +611,37 @@ TEST(a_failed_fsync_is_fatal_requests_fail_and_nothing_is_retried)
     h_stop(&single);
     st_fs_sim_destroy(sim);
     h_fini();
+}
+
+TEST(an_entry_of_a_newer_kv_format_stops_the_node_instead_of_being_skipped)
+{
+    /* A member of a later release proposed a command in a format this
+     * build cannot read. Skipping it (what happened before) left this
+     * replica's state different from everyone else's; the node must stop
+     * before it, with its applied index just below, so that the upgraded
+     * build applies it from the log. */
+    start_single(0);
+    node_on_fatal(single.node, on_fatal, NULL);
+    struct hresp r;
+    h_http(&single, "PUT", "/kv/before", NULL, "1", &r);
+    ASSERT_EQ(r.status, 201);
+    struct node *n = single.node;
+    uint8_t cmd[KV_COMMAND_HEADER_BYTES];
+    memset(cmd, 0, sizeof cmd);
+    cmd[0] = KV_COMMAND_VERSION + 1; /* the format a later release writes */
+    cmd[1] = KV_CMD_PUT;
+    struct raft_buf *buf = raft_buf_create(sizeof cmd);
+    ASSERT_TRUE(buf != NULL);
+    memcpy(buf->data, cmd, sizeof cmd);
+    raft_index index = 0;
+    fatal_calls = 0;
+    ASSERT_EQ(raft_propose(n->raft, buf, buf->data, sizeof cmd, &index, NULL), 0);
+    raft_buf_unref(buf);
+    ASSERT_TRUE(h_run_until(cond_fatal, NULL));
+    ASSERT_EQ(fatal_calls, 1);
+    ASSERT_EQ(fatal_code, ST_EPROTO);
+    ASSERT_EQ(n->applied, index - 1);
+    finish_single();
 }
 
 TEST(restart_without_data_and_without_a_mode_is_refused)
