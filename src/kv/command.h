@@ -54,12 +54,15 @@
  * REFUSE; 3 = an idempotency block follows the header (a PUT or DELETE with
  * an Idempotency-Key). An encoder writes the lowest version that holds the
  * command, so a cluster that uses neither feature writes version 1. */
-#define KV_COMMAND_VERSION 5       /* the newest format version */
+#define KV_COMMAND_VERSION 7       /* the newest format version */
 #define KV_COMMAND_VERSION_EVICT 2 /* the first version with EVICT and REFUSE */
 #define KV_COMMAND_VERSION_IDEM 3  /* with an idempotency block */
 #define KV_COMMAND_VERSION_TXN 4   /* TXN (kv/txn.h); never with an idempotency block */
 #define KV_COMMAND_VERSION_AUTH 5  /* the auth commands (KV_CMD_AUTH_*) */
-#define KV_EVICT_KEYS_MAX 1024u    /* keys per EVICT command */
+/* The session commands (KV_CMD_SESSION_*, KV_CMD_PUT_SESSION; kv_session.h).
+ * Version 6 is kept for the typed values of another branch. */
+#define KV_COMMAND_VERSION_SESSION 7
+#define KV_EVICT_KEYS_MAX 1024u /* keys per EVICT command */
 #define KV_COMMAND_HEADER_BYTES 32
 #define KV_COMMAND_IDEM_FIXED_BYTES 16
 #define KV_IDEM_KEY_BYTES_MAX 128u
@@ -91,6 +94,14 @@ enum kv_cmd_type {
      * or IF_VERSION). Types 16.. are kept for auth. */
     KV_CMD_AUTH_USER_PUT = 16,
     KV_CMD_AUTH_USER_DELETE = 17,
+    /* Sessions (kv/kv_session.h), format version 7 only; types 24..31 are
+     * kept for them. Payloads:
+     *   SESSION_CREATE : u64 ttl_ms, u32 sessions_max, u32 name length N, N bytes
+     *   SESSION_DESTROY: u64 session id, u32 reason (enum kv_session_end)
+     *   PUT_SESSION    : u64 session id, then the PUT payload (conditions as PUT) */
+    KV_CMD_SESSION_CREATE = 24,
+    KV_CMD_SESSION_DESTROY = 25,
+    KV_CMD_PUT_SESSION = 26,
 };
 
 enum kv_refuse_reason {
@@ -127,7 +138,10 @@ struct kv_command {
     uint64_t ttl_ms;       /* PUT: 0 = never expires */
     uint64_t cond_version; /* KV_COND_IF_VERSION only */
     uint32_t keys_max;     /* PURGE_EXPIRED: max keys deleted by one entry, 0 = all */
-    uint32_t reason;       /* REFUSE: enum kv_refuse_reason */
+    uint32_t reason;       /* REFUSE: enum kv_refuse_reason; SESSION_DESTROY: kv_session_end */
+    /* SESSION_DESTROY, PUT_SESSION: the session; SESSION_CREATE: ttl_ms is
+     * its TTL, keys_max the table bound (sessions_max), value its name. */
+    uint64_t session_id;
     const uint8_t *key;
     uint32_t key_len;
     const uint8_t *value;

@@ -117,14 +117,26 @@ static int cursor_init(struct kv_snapshot_cursor *cur, const struct kv *kv, uint
     /* The auth table of S, taken now (kv_auth.c); its section makes the
      * stream version 3, which older releases cannot read: written only
      * once users exist. */
-    if (kv->auth.n > 0 && kv_auth_section_encode(kv, &cur->auth_sec, &cur->auth_len) != 0) {
+    /* Sessions make it version 4: the auth section (even of no user),
+     * then theirs. */
+    if ((kv->auth.n > 0 || kv->sess.n > 0) &&
+        kv_auth_section_encode(kv, &cur->auth_sec, &cur->auth_len) != 0) {
+        free(cur->w.buf);
+        cur->w.buf = NULL;
+        return ST_ENOMEM;
+    }
+    if (kv->sess.n > 0 && kv_session_section_encode(kv, &cur->sess_sec, &cur->sess_len) != 0) {
+        free(cur->auth_sec);
+        cur->auth_sec = NULL;
         free(cur->w.buf);
         cur->w.buf = NULL;
         return ST_ENOMEM;
     }
     uint8_t hdr[SNAP_FIXED_BYTES + SNAP_FIXED2_BYTES];
     memcpy(hdr, kv_snap_magic, 8);
-    put_u32(hdr + 8, cur->auth_sec ? KV_SNAPSHOT_VERSION : SNAP_VERSION_2);
+    put_u32(hdr + 8, cur->sess_sec   ? KV_SNAPSHOT_VERSION
+                     : cur->auth_sec ? SNAP_VERSION_AUTH
+                                     : SNAP_VERSION_2);
     put_u32(hdr + 12, 0);
     put_u64(hdr + 16, applied_index);
     put_u64(hdr + 24, cur->keys);
@@ -244,6 +256,7 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
         cur->entry = cur->entry->next;
     }
     if (rc == 0 && cur->auth_sec) rc = sw_put(&cur->w, cur->auth_sec, cur->auth_len, 0);
+    if (rc == 0 && cur->sess_sec) rc = sw_put(&cur->w, cur->sess_sec, cur->sess_len, 0);
     if (rc == 0) {
         ST_ASSERT(cur->written == cur->keys);
         uint8_t tr[SNAP_TRAILER_BYTES];
@@ -270,6 +283,7 @@ void kv_snapshot_end(struct kv_snapshot_cursor *cur)
     cur->registered->snapshots_open--;
     free(cur->w.buf);
     free(cur->auth_sec);
+    free(cur->sess_sec);
     free(cur);
 }
 
@@ -283,5 +297,6 @@ int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *m
     rc = kv_snapshot_next(&cur, 0); /* one call: no mutation can interleave */
     free(cur.w.buf);
     free(cur.auth_sec);
+    free(cur.sess_sec);
     return rc;
 }

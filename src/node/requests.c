@@ -584,6 +584,12 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
     case KV_STATUS_IDEMPOTENCY_MISMATCH:
         wr.status = ST_EIDEMPOTENCY;
         break;
+    case KV_STATUS_NO_SESSION: /* node_session.h */
+        wr.status = ST_ENOENT;
+        break;
+    case KV_STATUS_SESSION_LIMIT:
+        wr.status = ST_ETOOBIG;
+        break;
     }
     complete_write(n, w, &wr);
 }
