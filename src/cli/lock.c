@@ -16,6 +16,7 @@
 #include "cli/transport.h"
 #include "stcache/errors.h"
 #include "util/json.h"
+#include "util/membuf.h"
 #include "util/url.h"
 
 #define LOCK_POLL_MS_MIN 50 /* backoff while another holder has the key */
@@ -258,11 +259,24 @@ static int leader_of(const struct cli_lock_io *io, const char *key, int timeout_
 static void print_change(bool json, const char *value, uint64_t version, bool mine)
 {
     if (json) {
-        if (value)
-            printf("{\"leader\":\"%s\",\"version\":%" PRIu64 ",\"me\":%s}\n", value, version,
-                   mine ? "true" : "false");
-        else
-            printf("{\"leader\":null}\n");
+        struct st_membuf b;
+        st_membuf_init(&b);
+        struct st_json w;
+        st_json_init(&w, &b);
+        st_json_object_begin(&w);
+        st_json_key(&w, "leader");
+        if (value) {
+            st_json_cstr(&w, value);
+            st_json_key(&w, "version");
+            st_json_uint(&w, version);
+            st_json_key(&w, "me");
+            st_json_bool(&w, mine);
+        } else {
+            st_json_null(&w);
+        }
+        st_json_object_end(&w);
+        if (st_json_finish(&w) == 0 && !b.oom) printf("%.*s\n", (int)b.len, (const char *)b.data);
+        st_membuf_free(&b);
     } else if (value) {
         printf("leader %s %" PRIu64 "%s\n", value, version, mine ? " (this process)" : "");
     } else {
