@@ -89,6 +89,26 @@ class LockFencing(Scenario):
                 return [int(x) for x in f.read().split()]
 
         try:
+            with step("through a follower: create, renew (proxied to the leader), destroy"):
+                f = next(n for n in c.running() if n.id != leader.id)
+                r = f.request("POST", "/session", b'{"ttl_ms":5000,"name":"probe"}')
+                check(r.status == 200, "POST /session: %s" % r.error_text())
+                sid = r.json()["id"]
+                r = f.request("PUT", "/kv/probe?session=%d" % sid, b"x")
+                check(r.status == 201, "attach: %s" % r.error_text())
+                r = f.request("PUT", "/session/%d/renew" % sid)
+                check(r.status == 200 and r.json()["ttl_ms"] == 5000, "renew: %s" % r.error_text())
+                r = leader.request("GET", "/session/%d" % sid)
+                check(r.status == 200 and "remaining_ms" in r.json()
+                      and r.json()["keys"][0]["key"] == "probe", "GET: %s" % r.error_text())
+                r = f.request("DELETE", "/session/%d" % sid)
+                check(r.status == 200, "DELETE: %s" % r.error_text())
+                check(f.request("GET", "/kv/probe").status == 404, "the attached key stayed")
+                r = f.request("PUT", "/session/%d/renew" % sid)
+                check(r.status == 404, "renew after the end: %s" % r.error_text())
+                r = f.request("PUT", "/kv/probe?session=%d" % sid, b"x")
+                check(r.status == 404 and r.json()["code"] == "no_session",
+                      "attach to an ended session: %s" % r.error_text())
             rounds = count(3)
             with step("two holders, %d sections each: sections never interleave" % rounds):
                 def holder_loop():

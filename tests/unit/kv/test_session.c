@@ -267,6 +267,50 @@ TEST(a_snapshot_under_writes_carries_the_sessions_as_of_begin)
     kv_destroy(b);
 }
 
+struct ev_rec {
+    int n;
+    enum kv_event_type type[8];
+    uint64_t version[8];
+};
+
+static void ev_cb(void *ctx, const struct kv_event *ev)
+{
+    struct ev_rec *r = ctx;
+    if (r->n < 8) {
+        r->type[r->n] = ev->type;
+        r->version[r->n] = ev->version;
+    }
+    r->n++;
+}
+
+TEST(ending_a_session_reports_its_deletions_as_change_events)
+{
+    struct ev_rec rec;
+    memset(&rec, 0, sizeof rec);
+    struct kv_config cfg;
+    kv_config_default(&cfg);
+    cfg.event_cb = ev_cb;
+    cfg.event_ctx = &rec;
+    struct kv *kv = NULL;
+    ASSERT_EQ(kv_create(&cfg, &kv), 0);
+    struct kv_result r;
+    ASSERT_EQ(sess_create(kv, 1, 1000, "a", 16, &r), 0);
+    ASSERT_EQ(sess_create(kv, 2, 1000, "b", 16, &r), 0);
+    ASSERT_EQ(rec.n, 0); /* sessions themselves are no key events */
+    ASSERT_EQ(sess_put(kv, 3, 1, "x", "1", KV_COND_NONE, &r), 0);
+    ASSERT_EQ(sess_put(kv, 4, 2, "y", "1", KV_COND_NONE, &r), 0);
+    ASSERT_EQ(rec.n, 2);
+    ASSERT_EQ(rec.type[0], KV_EVENT_PUT);
+    ASSERT_EQ(sess_destroy(kv, 5, 1, KV_SESSION_END_DESTROYED, &r), 0);
+    ASSERT_EQ(sess_destroy(kv, 6, 2, KV_SESSION_END_EXPIRED, &r), 0);
+    ASSERT_EQ(rec.n, 4);
+    ASSERT_EQ(rec.type[2], KV_EVENT_DELETE);
+    ASSERT_EQ(rec.version[2], 5);
+    ASSERT_EQ(rec.type[3], KV_EVENT_EXPIRE);
+    ASSERT_EQ(rec.version[3], 6);
+    kv_destroy(kv);
+}
+
 TEST(session_commands_round_trip_through_the_codec)
 {
     uint8_t buf[256];
