@@ -42,6 +42,12 @@ static void install_signals(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* The budget of one request: a third of the TTL, at least 500 ms. */
+static int request_ms(uint64_t ttl_ms)
+{
+    return (int)(ttl_ms / 3 > 500 ? ttl_ms / 3 : 500);
+}
+
 static void pause_ms(int ms)
 {
     poll(NULL, 0, ms); /* a pause between polls of the cluster or the child */
@@ -162,7 +168,7 @@ int cli_lock_run(const struct cli_lock_io *io, const char *name, uint64_t ttl_ms
     install_signals();
     char key[LOCK_NAME_BYTES_MAX + 16];
     snprintf(key, sizeof key, "locks/%s", name);
-    int req_ms = (int)(ttl_ms / 3 > 500 ? ttl_ms / 3 : 500);
+    int req_ms = request_ms(ttl_ms);
     uint64_t id = 0, token = 0;
     int rc = session_create(io, "lock", ttl_ms, &id);
     if (rc) return rc;
@@ -295,7 +301,7 @@ int cli_elect_run(const struct cli_lock_io *io, const char *name, const char *va
     install_signals();
     char key[LOCK_NAME_BYTES_MAX + 16];
     snprintf(key, sizeof key, "elect/%s", name);
-    int req_ms = (int)(ttl_ms / 3 > 500 ? ttl_ms / 3 : 500);
+    int req_ms = request_ms(ttl_ms);
     uint64_t id = 0, mine = 0;
     int64_t renewed_ms = 0;
     if (value) {

@@ -467,6 +467,7 @@ struct node {
     struct node_sess_dl *sess_dl, *sess_tmp;
     uint32_t sess_n, sess_cap;
     uint64_t sess_term;
+    uint64_t sess_walk_ms; /* the last walk of the table */
     uint64_t timeouts_checked_us;
 
     /* command encoding scratch */

@@ -121,8 +121,12 @@ void node_session_tick(struct node *n)
         n->sess_n = 0;
         return;
     }
-    if (dl_reserve(n, count) != 0) return; /* out of memory: the next tick tries again */
     uint64_t now = now_ms();
+    /* The walk is O(sessions): every NODE_SESSION_WALK_MS, not every tick
+     * (expiry is that much less precise; renewals are not delayed). */
+    if (n->sess_n && now - n->sess_walk_ms < NODE_SESSION_WALK_MS) return;
+    n->sess_walk_ms = now;
+    if (dl_reserve(n, count) != 0) return; /* out of memory: the next tick tries again */
     /* Merge the applied table (id order) with the deadlines (id order):
      * sessions ended are dropped, sessions new to this leader get a full
      * TTL from now. O(sessions) per tick, bounded by --max-sessions. */

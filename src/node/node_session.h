@@ -28,6 +28,7 @@
 #define NODE_SESSION_NAME_BYTES_MAX 128u /* == KV_SESSION_NAME_BYTES_MAX */
 #define NODE_SESSION_KEYS_MAX 64u        /* == KV_SESSION_KEYS_MAX */
 #define NODE_SESSION_RETRY_MS 1000u      /* an expiry proposal not applied is made again */
+#define NODE_SESSION_WALK_MS 50u         /* the leader looks at deadlines this often */
 
 /* Proposes a session with this TTL and name (copied). Returns ST_EINVAL
  * (TTL out of NODE_SESSION_TTL_MS_MIN..MAX, name too long) or the errors

@@ -54,11 +54,6 @@ static int sess_put(struct kv *kv, uint64_t index, uint64_t id, const char *key,
     return kvt_apply_cmd(kv, index, &c, r);
 }
 
-static uint32_t snap_version(const struct kvt_sink *s)
-{
-    return (uint32_t)s->data[8] | (uint32_t)s->data[9] << 8;
-}
-
 TEST(a_session_is_created_with_its_index_as_id_and_destroyed_once)
 {
     struct kv *kv = new_kv();
@@ -197,7 +192,7 @@ TEST(the_table_is_in_the_digest_and_a_version_4_snapshot_restores_it)
     struct kvt_sink s;
     ASSERT_EQ(kvt_put(a, 1, 100, "k", "v", 0, KV_COND_NONE, 0, &r), 0);
     ASSERT_EQ(kvt_snap(a, &s), 0);
-    ASSERT_EQ(snap_version(&s), 2); /* no sessions, no users: older releases read it */
+    ASSERT_EQ(kvt_snap_version(&s), 2); /* no sessions, no users: older releases read it */
     free(s.data);
     ASSERT_EQ(sess_create(a, 2, 3000, "alpha", 16, &r), 0);
     ASSERT_EQ(sess_create(a, 3, 4000, "", 16, &r), 0);
@@ -206,7 +201,7 @@ TEST(the_table_is_in_the_digest_and_a_version_4_snapshot_restores_it)
     ASSERT_EQ(sess_put(a, 6, 3, "svc/b", "addr", KV_COND_NONE, &r), 0);
     uint64_t d0 = kv_digest(a);
     ASSERT_EQ(kvt_snap(a, &s), 0);
-    ASSERT_EQ(snap_version(&s), 4);
+    ASSERT_EQ(kvt_snap_version(&s), 4);
     ASSERT_EQ(kvt_restore(b, s.data, s.len, 3), 0);
     ASSERT_EQ(kv_check_invariants(b), 0);
     ASSERT_EQ(kv_digest(b), d0);
