@@ -156,23 +156,22 @@ static int apply_put_session(struct kv *kv, uint64_t index, const struct kv_comm
         if (s->keys[i]->key_len == c->key_len && memcmp(s->keys[i]->key, c->key, c->key_len) == 0)
             slot = i;
     struct kv_session_key *fresh = NULL;
+    int prune = 0;
     if (slot == s->n_keys) {
         if (s->n_keys == KV_SESSION_KEYS_MAX) {
             /* Attachments whose key was rewritten or deleted since can
-             * never delete anything (versions only grow): make room. */
-            uint32_t kept = 0;
-            for (uint32_t i = 0; i < s->n_keys; i++) {
-                if (attachment_live(kv, s->keys[i]))
-                    s->keys[kept++] = s->keys[i];
-                else
-                    free(s->keys[i]);
-            }
-            s->n_keys = kept;
-            slot = kept;
-            if (kept == KV_SESSION_KEYS_MAX) {
+             * never delete anything (versions only grow): their slots are
+             * free, reclaimed once the write is done (an ST_ENOMEM before
+             * then changes nothing). The PUT cannot change their state: its
+             * key is not among them. */
+            uint32_t live = 0;
+            for (uint32_t i = 0; i < s->n_keys; i++)
+                live += (uint32_t)attachment_live(kv, s->keys[i]);
+            if (live == KV_SESSION_KEYS_MAX) {
                 r->status = KV_STATUS_SESSION_LIMIT;
                 return 0;
             }
+            prune = 1;
         }
         fresh = kv_malloc(&kv->cfg, sizeof(*fresh) + c->key_len);
         if (!fresh) return ST_ENOMEM;
@@ -187,7 +186,18 @@ static int apply_put_session(struct kv *kv, uint64_t index, const struct kv_comm
         free(fresh);
         return rc;
     }
+    if (prune) {
+        uint32_t kept = 0;
+        for (uint32_t i = 0; i < s->n_keys; i++) {
+            if (attachment_live(kv, s->keys[i]))
+                s->keys[kept++] = s->keys[i];
+            else
+                free(s->keys[i]);
+        }
+        s->n_keys = kept;
+    }
     if (fresh) {
+        slot = s->n_keys;
         s->keys[slot] = fresh;
         s->n_keys++;
     }

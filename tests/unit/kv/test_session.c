@@ -306,6 +306,45 @@ TEST(ending_a_session_reports_its_deletions_as_change_events)
     kv_destroy(kv);
 }
 
+static int fail_allocs;
+static int fail_cb(void *ctx)
+{
+    (void)ctx;
+    return fail_allocs;
+}
+
+TEST(out_of_memory_changes_nothing)
+{
+    struct kv_config cfg;
+    kv_config_default(&cfg);
+    cfg.alloc_fail_cb = fail_cb;
+    struct kv *kv = NULL;
+    ASSERT_EQ(kv_create(&cfg, &kv), 0);
+    struct kv_result r;
+    ASSERT_EQ(sess_create(kv, 1, 1000, "a", 16, &r), 0);
+    char key[16];
+    uint64_t idx = 2;
+    for (uint32_t i = 0; i < KV_SESSION_KEYS_MAX; i++) {
+        snprintf(key, sizeof key, "k%u", i);
+        ASSERT_EQ(sess_put(kv, idx++, 1, key, "v", KV_COND_NONE, &r), 0);
+    }
+    ASSERT_EQ(kvt_put(kv, idx++, 500, "k3", "plain", 0, KV_COND_NONE, 0, &r), 0);
+    uint64_t d = kv_digest(kv);
+    fail_allocs = 1;
+    ASSERT_EQ(sess_create(kv, idx++, 1000, "b", 16, &r), ST_ENOMEM);
+    /* a full session with one dead attachment: nothing pruned on ENOMEM */
+    ASSERT_EQ(sess_put(kv, idx++, 1, "new", "v", KV_COND_NONE, &r), ST_ENOMEM);
+    fail_allocs = 0;
+    ASSERT_EQ(kv_digest(kv), d);
+    ASSERT_EQ(kv_session_count(kv), 1);
+    ASSERT_EQ(kv_session_find(kv, 1)->n_keys, KV_SESSION_KEYS_MAX);
+    ASSERT_EQ(sess_put(kv, idx++, 1, "new", "v", KV_COND_NONE, &r), 0);
+    ASSERT_EQ(r.status, KV_STATUS_OK);
+    ASSERT_EQ(kv_session_find(kv, 1)->n_keys, KV_SESSION_KEYS_MAX);
+    ASSERT_EQ(kv_check_invariants(kv), 0);
+    kv_destroy(kv);
+}
+
 TEST(session_commands_round_trip_through_the_codec)
 {
     uint8_t buf[256];
