@@ -6,8 +6,11 @@
  *   GET    /session/ID         the session and its attached keys
  *   GET    /sessions           every session
  * Keys are attached with PUT /kv/K?session=ID (api.c). Any authenticated
- * user may use sessions; attaching a key needs write access to it. */
+ * user may create, renew and read sessions; attaching a key needs write
+ * access to it, and ending a session write access to every key attached
+ * to it (ending deletes them). */
 #include "api/api_int.h"
+#include "node/auth.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -288,6 +291,22 @@ void api_route_session(struct api *a, struct http_request *req)
             return;
         }
         if (req->verb == HTTP_VERB_DELETE) {
+            /* Ending a session deletes its keys: with --auth, only a user
+             * who may write every key attached now may end it. */
+            struct node_session_view v;
+            if (node_session_get(n, id, &v) == 0) {
+                for (uint32_t k = 0; k < v.n_keys; k++) {
+                    const uint8_t *key;
+                    size_t key_len;
+                    uint64_t version;
+                    if (node_session_key(n, id, k, &key, &key_len, &version) == 0 &&
+                        !node_auth_key_allowed(n, api_principal(a), true, key, key_len)) {
+                        api_respond_error(ar, 403, "forbidden",
+                                          "this user may not write a key of this session");
+                        return;
+                    }
+                }
+            }
             int rc = node_session_destroy(n, id, destroy_done_cb, ar);
             if (rc) api_respond_code(ar, rc);
             return;
