@@ -99,8 +99,11 @@ class LockFencing(Scenario):
                 r = f.request("PUT", "/session/%d/renew" % sid)
                 check(r.status == 200 and r.json()["ttl_ms"] == 5000, "renew: %s" % r.error_text())
                 r = leader.request("GET", "/session/%d" % sid)
-                check(r.status == 200 and "remaining_ms" in r.json()
-                      and r.json()["keys"][0]["key"] == "probe", "GET: %s" % r.error_text())
+                check(r.status == 200 and r.json()["keys"][0]["key"] == "probe",
+                      "GET: %s" % r.error_text())
+                # The leader's deadline shows once its next walk saw the session.
+                wait_for("the leader's deadline", lambda: "remaining_ms" in leader.request(
+                    "GET", "/session/%d" % sid).json(), timeout=scaled(10))
                 r = f.request("DELETE", "/session/%d" % sid)
                 check(r.status == 200, "DELETE: %s" % r.error_text())
                 check(f.request("GET", "/kv/probe").status == 404, "the attached key stayed")
@@ -203,6 +206,49 @@ class LockFencing(Scenario):
                 out, err = d.communicate(timeout=scaled(60))
                 check(d.returncode == 0, "D exited %d: %s" % (d.returncode, err.decode()[-300:]))
                 check(tokens()[-1] > tc, "D's token %d not above C's %d" % (tokens()[-1], tc))
+            with step("elect: two campaigners and an observer; the leader resigns on SIGTERM"):
+                def elect(*args):
+                    p = subprocess.Popen([c.binary, "elect", "sched"] + list(args)
+                                         + ["--endpoints", alive, "--timeout", "2"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                         start_new_session=True)
+                    procs.append(p)
+                    return p
+                obs = elect("--observe")
+                e1 = elect("alpha", "--ttl", "5000")
+                e2 = None
+                seen = {"obs": b"", "e2": b""}
+                os.set_blocking(obs.stdout.fileno(), False)
+
+                def printed(word):
+                    def f():
+                        for name, p in (("obs", obs), ("e2", e2)):
+                            chunk = p.stdout.read() if p else None
+                            if chunk:
+                                seen[name] += chunk
+                        return (b"leader " + word in seen["obs"]
+                                and (word != b"beta" or b"leader beta" in seen["e2"]))
+                    return f
+                # The observer polls (at most 250 ms apart): a leadership
+                # shorter than that may pass unseen, so alpha resigns only
+                # once the observer has printed it.
+                wait_for("the observer to print alpha", printed(b"alpha"), timeout=scaled(30))
+                e2 = elect("beta", "--ttl", "5000")
+                os.set_blocking(e2.stdout.fileno(), False)
+                e1.send_signal(signal.SIGTERM)
+                out1, err1 = e1.communicate(timeout=scaled(30))
+                check(e1.returncode == 0, "alpha exited %d: %s" % (e1.returncode, err1.decode()))
+                check(out1.decode().startswith("leader alpha ") and "(this process)" in out1.decode(),
+                      "alpha printed %r" % out1.decode())
+                wait_for("the observer and beta to print beta", printed(b"beta"),
+                         timeout=scaled(30))
+                o = seen["obs"].decode().splitlines()
+                ia = next(i for i, x in enumerate(o) if x.startswith("leader alpha "))
+                ib = next(i for i, x in enumerate(o) if x.startswith("leader beta "))
+                check(ia < ib, "observer order: %s" % o)
+                va, vb = int(o[ia].split()[2]), int(o[ib].split()[2])
+                check(vb > va, "beta's version %d not above alpha's %d" % (vb, va))
+                log("observer printed %s" % o)
         finally:
             for p in procs:
                 if p.poll() is None:
