@@ -50,12 +50,19 @@ static int parse_path(const struct http_request *req, uint64_t *id, bool *renew)
     return 0;
 }
 
-static void answer_id(struct api_req *ar, int status, uint64_t id, uint64_t ttl_ms)
+/* Starts the JSON answer of ar in the API's scratch buffer. */
+static struct st_membuf *json_begin(struct api_req *ar, struct st_json *w)
 {
     struct st_membuf *b = api_scratch(api_of(ar));
     st_membuf_reset(b);
+    st_json_init(w, b);
+    return b;
+}
+
+static void answer_id(struct api_req *ar, int status, uint64_t id, uint64_t ttl_ms)
+{
     struct st_json w;
-    st_json_init(&w, b);
+    struct st_membuf *b = json_begin(ar, &w);
     st_json_object_begin(&w);
     st_json_key(&w, "id");
     st_json_uint(&w, id);
@@ -135,10 +142,8 @@ static void destroy_done_cb(void *ctx, const struct node_write_result *res)
         api_respond_code(ar, res->status);
         return;
     }
-    struct st_membuf *b = api_scratch(api_of(ar));
-    st_membuf_reset(b);
     struct st_json w;
-    st_json_init(&w, b);
+    struct st_membuf *b = json_begin(ar, &w);
     st_json_object_begin(&w);
     st_json_key(&w, "destroyed");
     st_json_bool(&w, 1);
@@ -199,10 +204,8 @@ static void read_done_cb(void *ctx, const struct node_read_result *res)
     struct api *a = api_of(ar);
     const struct http_request *req = api_http_request(ar);
     const struct node *n = api_node(a);
-    struct st_membuf *b = api_scratch(a);
-    st_membuf_reset(b);
     struct st_json w;
-    st_json_init(&w, b);
+    struct st_membuf *b = json_begin(ar, &w);
     if (req->path_len == 9 && memcmp(req->path, "/sessions", 9) == 0) {
         st_json_object_begin(&w);
         st_json_key(&w, "sessions");
