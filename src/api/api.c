@@ -395,6 +395,15 @@ static void write_done_cb(void *ctx, const struct node_write_result *res)
         respond(ar, status, "application/json", h, nh, b->data, b->len);
         return;
     }
+    if (ar->kind == API_KV_PUT && (res->status == ST_ENOENT || res->status == ST_ETOOBIG)) {
+        /* Only a PUT ?session= ends so (node.h, node_put_args). */
+        if (res->status == ST_ENOENT)
+            respond_error(ar, 404, "no_session", "no such session (it ended or expired)");
+        else
+            respond_error(ar, 409, "session_key_limit",
+                          "the session holds 64 keys already (delete or rewrite some)");
+        return;
+    }
     if (res->status == ST_ENOENT && ar->kind == API_KV_DELETE) {
         if (res->replayed) {
             struct http_header h = {"Idempotent-Replayed", "true"};
@@ -530,7 +539,32 @@ static void route_kv(struct api *a, struct http_request *req, const char *raw_ke
             respond_error(ar, 400, "bad_ttl", "ttl must be a whole number of seconds");
             return;
         }
+        char sess_text[32];
+        uint64_t session_id = 0;
+        q = query_param(req, "session", sess_text, sizeof sess_text);
+        if (q < 0 || (q == 1 && (parse_u64(sess_text, &session_id) != 0 || session_id == 0))) {
+            respond_error(ar, 400, "bad_session", "session must be a session id");
+            return;
+        }
+        char absent_text[8];
+        q = query_param(req, "if_absent", absent_text, sizeof absent_text);
+        if (q == 1 && (strcmp(absent_text, "true") == 0 || strcmp(absent_text, "1") == 0)) {
+            if (cond == NODE_COND_IF_VERSION) { /* as If-None-Match: * with If-Match */
+                respond_error(ar, 400, "bad_if_none_match", "if_absent excludes If-Match");
+                return;
+            }
+            cond = NODE_COND_IF_ABSENT; /* If-None-Match: * as a parameter */
+        } else if (q != 0 && !(q == 1 && (strcmp(absent_text, "false") == 0 ||
+                                          strcmp(absent_text, "0") == 0))) {
+            respond_error(ar, 400, "bad_request", "if_absent must be true or false");
+            return;
+        }
+        if (session_id && idem) {
+            respond_error(ar, 400, "bad_request", "a PUT with a session takes no Idempotency-Key");
+            return;
+        }
         struct node_put_args args = {
+            .session_id = session_id,
             .key = ar->key,
             .key_len = ar->key_len,
             .value = req->body,
@@ -1642,6 +1676,11 @@ static void handler(struct http_request *req, void *ctx)
             method_not_allowed(a, req, "POST");
         return;
     }
+    if ((pl >= 8 && memcmp(p, "/session", 8) == 0 && (pl == 8 || p[8] == '/')) ||
+        path_is(req, "/sessions")) { /* api/api_session.c */
+        api_route_session(a, req);
+        return;
+    }
     if (path_is(req, "/kv")) { /* listing */
         route_kv_list(a, req);
         return;
@@ -1861,4 +1900,14 @@ void api_respond_error(struct api_req *ar, int status, const char *code, const c
 void api_respond_code(struct api_req *ar, int rc)
 {
     respond_code(ar, rc);
+}
+
+void api_proxy_to_leader(struct api_req *ar, const char *method, const char *path_query)
+{
+    proxy_to_leader(ar, method, path_query);
+}
+
+int api_parse_consistency(const struct http_request *req, enum node_consistency *out)
+{
+    return parse_consistency(req, out);
 }

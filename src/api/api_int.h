@@ -36,4 +36,12 @@ void api_respond_code(struct api_req *ar, int rc);
 /* POST /txn (api_txn.c). */
 void api_route_txn(struct api *a, struct http_request *req);
 
+/* /session, /session/ID[/renew], /sessions (api_session.c). */
+void api_route_session(struct api *a, struct http_request *req);
+/* A follower forwards ar's request (method, path and query) to the
+ * leader's HTTP API and answers with the leader's answer. */
+void api_proxy_to_leader(struct api_req *ar, const char *method, const char *path_query);
+/* The consistency parameter (linearizable when absent): 0 or ST_EINVAL. */
+int api_parse_consistency(const struct http_request *req, enum node_consistency *out);
+
 #endif

@@ -3,6 +3,7 @@
  * each command.
  * See client.h for the command synopsis, exit codes and failover contract. */
 #include "cli/client.h"
+#include "cli/lock.h"
 #include "cli/backup.h"
 #include "cli/transport.h"
 #include "cli/watch.h"
@@ -101,6 +102,13 @@ static void usage(FILE *f)
         "  role grant USER ROLE [PREFIX]     set USER's role, and add a key prefix\n"
         "  role revoke USER PREFIX           remove a key prefix from USER\n"
         "  role list                         the roles\n"
+        "  lock NAME [--ttl MS] -- COMMAND...  run COMMAND holding lock NAME (key\n"
+        "                                    locks/NAME) with STCACHE_LOCK_TOKEN, its fencing\n"
+        "                                    token; exits with COMMAND's status, 5 if the\n"
+        "                                    lock was lost (COMMAND got SIGTERM)\n"
+        "  elect NAME VALUE [--ttl MS]       campaign (key elect/NAME), print every change:\n"
+        "                                    leader VALUE VERSION; resign on SIGINT/SIGTERM\n"
+        "  elect NAME --observe              print the leadership changes only\n"
         "  --token TOKEN | --token-file FILE the credential (env STCACHE_TOKEN), sent as\n"
         "                                    Authorization: Bearer on every request\n"
         "  server ...                        run a node (see `stcache server --help`)\n"
@@ -1136,6 +1144,44 @@ static int cli_tls_setup(struct cli *c, const char *cacert, const char *cert, co
     return CLI_EXIT_OK;
 }
 
+/* cli_lock_io.request (cli/lock.h): a request with failover, within
+ * timeout_ms. */
+static int lock_request(void *ctx, const char *method, const char *target, const void *body,
+                        size_t body_len, int timeout_ms, struct cli_lock_answer *out)
+{
+    struct cli *c = ctx;
+    int saved = c->timeout_ms;
+    c->timeout_ms = timeout_ms;
+    int rc = cluster_request(
+        c, method, target,
+        strcmp(method, "POST") == 0 ? "Content-Type: application/json\r\n" : NULL, body, body_len);
+    c->timeout_ms = saved;
+    if (rc) return rc;
+    out->status = c->resp.status;
+    out->body = c->resp.body;
+    out->body_len = c->resp.body_len;
+    out->etag_version =
+        c->resp.has_etag && all_digits(c->resp.etag) ? strtoull(c->resp.etag, NULL, 10) : 0;
+    return 0;
+}
+
+/* lock NAME [--ttl MS] -- COMMAND..., elect NAME VALUE | elect NAME --observe */
+static int cmd_lock(struct cli *c, const char *cmd, int run_argc, char **run_argv, bool observe)
+{
+    uint64_t ttl_ms = CLI_LOCK_TTL_MS_DEFAULT;
+    if (c->ttl && (parse_id(c->ttl, &ttl_ms) != 0 || ttl_ms < 1000 || ttl_ms > 3600000))
+        return usage_error("--ttl takes milliseconds (1000..3600000) for %s", cmd);
+    struct cli_lock_io io = {c, lock_request};
+    if (strcmp(cmd, "lock") == 0) {
+        if (c->args_n != 1 || run_argc < 1)
+            return usage_error("usage: stcache lock NAME [--ttl MS] -- COMMAND...");
+        return cli_lock_run(&io, c->args[0], ttl_ms, run_argc, run_argv);
+    }
+    if (observe ? c->args_n != 1 : c->args_n != 2)
+        return usage_error("usage: stcache elect NAME VALUE | stcache elect NAME --observe");
+    return cli_elect_run(&io, c->args[0], observe ? NULL : c->args[1], ttl_ms, c->json);
+}
+
 int cli_client_main(int argc, char **argv)
 {
     struct cli c = {.timeout_ms = CLI_TIMEOUT_MS_DEFAULT};
@@ -1153,6 +1199,20 @@ int cli_client_main(int argc, char **argv)
         return cli_backup_restore_main(argc - 1, argv + 1); /* offline, its own flags */
     const char *endpoints = getenv("STCACHE_ENDPOINTS");
     if (!endpoints || !*endpoints) endpoints = CLI_ENDPOINTS_DEFAULT;
+    /* lock: everything after "--" is the COMMAND, run as it is */
+    int run_argc = 0;
+    char **run_argv = NULL;
+    bool observe = false;
+    if (strcmp(cmd, "lock") == 0) {
+        for (int i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "--") == 0) {
+                run_argv = argv + i + 1;
+                run_argc = argc - i - 1;
+                argc = i;
+                break;
+            }
+        }
+    }
     const char *timeout = NULL, *token = NULL, *token_file = NULL;
     const char *cacert = getenv("STCACHE_CACERT"), *cert = getenv("STCACHE_CERT"),
                *key = getenv("STCACHE_KEY");
@@ -1176,6 +1236,10 @@ int cli_client_main(int argc, char **argv)
             }
             if (strcmp(a, "--keys-only") == 0) {
                 c.keys_only = true;
+                continue;
+            }
+            if (strcmp(a, "--observe") == 0 && strcmp(cmd, "elect") == 0) {
+                observe = true;
                 continue;
             }
             if (strcmp(a, "--help") == 0) {
@@ -1238,8 +1302,10 @@ int cli_client_main(int argc, char **argv)
         return usage_error("--prefix applies to get, --keys-only to list and get --prefix");
     if ((c.from || c.count) && strcmp(cmd, "watch") != 0)
         return usage_error("--from and --count apply to watch only");
-    if ((c.ttl || c.if_match || c.if_absent) && strcmp(cmd, "put") != 0)
-        return usage_error("--ttl, --if-match and --if-absent apply to put only");
+    bool locking = strcmp(cmd, "lock") == 0 || strcmp(cmd, "elect") == 0;
+    if (((c.ttl && !locking) || c.if_match || c.if_absent) && strcmp(cmd, "put") != 0)
+        return usage_error("--ttl, --if-match and --if-absent apply to put only "
+                           "(--ttl MS also to lock and elect)");
     if (c.idem_key && strcmp(cmd, "put") != 0 && strcmp(cmd, "set") != 0 &&
         strcmp(cmd, "del") != 0 && strcmp(cmd, "delete") != 0)
         return usage_error("--idempotency-key applies to put and del only");
@@ -1277,6 +1343,8 @@ int cli_client_main(int argc, char **argv)
         ret = cmd_user(&c);
     else if (strcmp(cmd, "role") == 0)
         ret = cmd_role(&c);
+    else if (locking)
+        ret = cmd_lock(&c, cmd, run_argc, run_argv, observe);
     else
         ret = usage_error("unknown command \"%s\"", cmd);
     if (fflush(stdout) != 0 && ret == CLI_EXIT_OK) {

@@ -66,6 +66,8 @@ static const char server_usage[] =
     "                          MULTI/EXEC, MSET...; default 1024, at most 65535)\n"
     "  --max-txn-bytes N       encoded bytes of one transaction (default and\n"
     "                          maximum: --max-value-bytes + --max-key-bytes)\n"
+    "  --max-sessions N        sessions at most (POST /session; default 4096,\n"
+    "                          at most 65536)\n"
     "  --request-timeout-ms N  (default 5000)\n"
     "  --purge-interval-ms N   the leader purges expired keys this often (default 100)\n"
     "  --seed N                election timing seed (tests; default random)\n"

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "stcache/errors.h"
+#include "kv/kv_session.h"
 #include "util/assert.h"
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -51,6 +52,9 @@ enum {
     EVICT_KEY_FIXED_BYTES = 8 + 4,
     REFUSE_FIXED_BYTES = 4,
     AUTH_FIXED_BYTES = 8 + 4,
+    SESS_CREATE_FIXED_BYTES = 8 + 4 + 4,
+    SESS_DESTROY_FIXED_BYTES = 8 + 4,
+    SESS_ID_BYTES = 8,
 };
 /* The largest auth payload (a user record; a name is shorter). */
 #define AUTH_PAYLOAD_BYTES_MAX 8192u
@@ -60,11 +64,17 @@ static int is_auth(enum kv_cmd_type t)
     return t == KV_CMD_AUTH_USER_PUT || t == KV_CMD_AUTH_USER_DELETE;
 }
 
+static int is_session(enum kv_cmd_type t)
+{
+    return t == KV_CMD_SESSION_CREATE || t == KV_CMD_SESSION_DESTROY || t == KV_CMD_PUT_SESSION;
+}
+
 /* The format version of cmd: the lowest that holds it. */
 static uint8_t version_of(const struct kv_command *cmd)
 {
     if (is_auth(cmd->type)) return KV_COMMAND_VERSION_AUTH;
     if (cmd->type == KV_CMD_PUBLISH) return KV_COMMAND_VERSION_PUBLISH;
+    if (is_session(cmd->type)) return KV_COMMAND_VERSION_SESSION;
     if (cmd->type == KV_CMD_TXN)
         return kv_txn_needs_hash_version(cmd) ? KV_COMMAND_VERSION_HASH : KV_COMMAND_VERSION_TXN;
     if (cmd->idem_key_len) return KV_COMMAND_VERSION_IDEM;
@@ -103,6 +113,13 @@ size_t kv_command_encoded_len(const struct kv_command *cmd)
     case KV_CMD_PUBLISH:
         return KV_COMMAND_HEADER_BYTES + PUBLISH_FIXED_BYTES + (size_t)cmd->key_len +
                cmd->value_len;
+    case KV_CMD_SESSION_CREATE:
+        return KV_COMMAND_HEADER_BYTES + SESS_CREATE_FIXED_BYTES + (size_t)cmd->value_len;
+    case KV_CMD_SESSION_DESTROY:
+        return KV_COMMAND_HEADER_BYTES + SESS_DESTROY_FIXED_BYTES;
+    case KV_CMD_PUT_SESSION:
+        return KV_COMMAND_HEADER_BYTES + SESS_ID_BYTES + PUT_FIXED_BYTES + (size_t)cmd->key_len +
+               cmd->value_len;
     }
     return 0;
 }
@@ -120,8 +137,24 @@ static int command_check(const struct kv_command *cmd)
     } else if (cmd->idem_keys_max != 0 || cmd->idem_ttl_ms != 0) {
         return -1;
     }
+    if (!is_session(cmd->type) && cmd->session_id != 0) return -1;
     switch (cmd->type) {
+    case KV_CMD_SESSION_CREATE:
+        return cmd->cond == KV_COND_NONE && cmd->ttl_ms >= KV_SESSION_TTL_MS_MIN &&
+                       cmd->ttl_ms <= KV_SESSION_TTL_MS_MAX && cmd->keys_max >= 1 &&
+                       cmd->keys_max <= KV_SESSIONS_HARD_MAX &&
+                       cmd->value_len <= KV_SESSION_NAME_BYTES_MAX && cmd->key_len == 0
+                   ? 0
+                   : -1;
+    case KV_CMD_SESSION_DESTROY:
+        return cmd->cond == KV_COND_NONE && cmd->session_id != 0 &&
+                       (cmd->reason == KV_SESSION_END_DESTROYED ||
+                        cmd->reason == KV_SESSION_END_EXPIRED)
+                   ? 0
+                   : -1;
+    case KV_CMD_PUT_SESSION:
     case KV_CMD_PUT:
+        if (cmd->type == KV_CMD_PUT_SESSION && cmd->session_id == 0) return -1;
         if (cmd->cond != KV_COND_NONE && cmd->cond != KV_COND_IF_VERSION &&
             cmd->cond != KV_COND_IF_ABSENT)
             return -1;
@@ -195,7 +228,25 @@ int kv_command_encode(const struct kv_command *cmd, uint8_t *buf, size_t cap, si
         p += KV_COMMAND_IDEM_FIXED_BYTES + cmd->idem_key_len;
     }
     switch (cmd->type) {
+    case KV_CMD_SESSION_CREATE:
+        put_u64(p, cmd->ttl_ms);
+        put_u32(p + 8, cmd->keys_max);
+        put_u32(p + 12, cmd->value_len);
+        p += SESS_CREATE_FIXED_BYTES;
+        if (cmd->value_len) memcpy(p, cmd->value, cmd->value_len);
+        p += cmd->value_len;
+        break;
+    case KV_CMD_SESSION_DESTROY:
+        put_u64(p, cmd->session_id);
+        put_u32(p + 8, cmd->reason);
+        p += SESS_DESTROY_FIXED_BYTES;
+        break;
+    case KV_CMD_PUT_SESSION:
     case KV_CMD_PUT:
+        if (cmd->type == KV_CMD_PUT_SESSION) { /* the session id, then the PUT payload */
+            put_u64(p, cmd->session_id);
+            p += SESS_ID_BYTES;
+        }
         put_u64(p, cmd->ttl_ms);
         put_u64(p + 8, cmd->cond == KV_COND_IF_VERSION ? cmd->cond_version : 0);
         put_u32(p + 16, cmd->key_len);
@@ -280,6 +331,9 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
                                                              : KV_CMD_PURGE_EXPIRED;
     bool late = (data[0] == KV_COMMAND_VERSION_AUTH &&
                  (type == KV_CMD_AUTH_USER_PUT || type == KV_CMD_AUTH_USER_DELETE)) ||
+                (data[0] == KV_COMMAND_VERSION_SESSION &&
+                 (type == KV_CMD_SESSION_CREATE || type == KV_CMD_SESSION_DESTROY ||
+                  type == KV_CMD_PUT_SESSION)) ||
                 (data[0] == KV_COMMAND_VERSION_PUBLISH && type == KV_CMD_PUBLISH);
     if ((!late && (type < KV_CMD_PUT || type > type_max)) || cond > KV_COND_IF_ABSENT)
         return ST_EPROTO;
@@ -305,7 +359,27 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
         rest -= out->idem_key_len;
     }
     switch (out->type) {
+    case KV_CMD_SESSION_CREATE:
+        if (rest < SESS_CREATE_FIXED_BYTES) return ST_EPROTO;
+        out->ttl_ms = get_u64(p);
+        out->keys_max = get_u32(p + 8);
+        out->value_len = get_u32(p + 12);
+        if (out->value_len != rest - SESS_CREATE_FIXED_BYTES) return ST_EPROTO;
+        out->value = p + SESS_CREATE_FIXED_BYTES;
+        break;
+    case KV_CMD_SESSION_DESTROY:
+        if (rest != SESS_DESTROY_FIXED_BYTES) return ST_EPROTO;
+        out->session_id = get_u64(p);
+        out->reason = get_u32(p + 8);
+        break;
+    case KV_CMD_PUT_SESSION:
     case KV_CMD_PUT:
+        if (out->type == KV_CMD_PUT_SESSION) { /* the session id, then the PUT payload */
+            if (rest < SESS_ID_BYTES) return ST_EPROTO;
+            out->session_id = get_u64(p);
+            p += SESS_ID_BYTES;
+            rest -= SESS_ID_BYTES;
+        }
         if (rest < PUT_FIXED_BYTES) return ST_EPROTO;
         out->ttl_ms = get_u64(p);
         out->cond_version = get_u64(p + 8);
@@ -385,7 +459,7 @@ int kv_command_decode(const uint8_t *data, size_t len, const struct kv_limits *l
             return ST_ETOOBIG;
         return ST_EPROTO;
     }
-    if (limits && !is_auth(out->type) &&
+    if (limits && !is_auth(out->type) && out->type != KV_CMD_SESSION_CREATE &&
         (out->key_len > limits->key_bytes_max || out->value_len > limits->value_bytes_max))
         return ST_ETOOBIG;
     return 0;

@@ -62,7 +62,9 @@
 #define KV_COMMAND_VERSION_AUTH 5  /* the auth commands (KV_CMD_AUTH_*) */
 /* A TXN with a hash op or KV_TXN_F_STRING (kv/txn.h); TXN only. */
 #define KV_COMMAND_VERSION_HASH 6
-/* PUBLISH (7 is the session commands'). */
+/* The session commands (KV_CMD_SESSION_*, KV_CMD_PUT_SESSION; kv_session.h). */
+#define KV_COMMAND_VERSION_SESSION 7
+/* PUBLISH. */
 #define KV_COMMAND_VERSION_PUBLISH 8
 #define KV_EVICT_KEYS_MAX 1024u /* keys per EVICT command */
 #define KV_COMMAND_HEADER_BYTES 32
@@ -96,6 +98,14 @@ enum kv_cmd_type {
      * or IF_VERSION). Types 16.. are kept for auth. */
     KV_CMD_AUTH_USER_PUT = 16,
     KV_CMD_AUTH_USER_DELETE = 17,
+    /* Sessions (kv/kv_session.h), format version 7 only; types 24..31 are
+     * kept for them. Payloads:
+     *   SESSION_CREATE : u64 ttl_ms, u32 sessions_max, u32 name length N, N bytes
+     *   SESSION_DESTROY: u64 session id, u32 reason (enum kv_session_end)
+     *   PUT_SESSION    : u64 session id, then the PUT payload (conditions as PUT) */
+    KV_CMD_SESSION_CREATE = 24,
+    KV_CMD_SESSION_DESTROY = 25,
+    KV_CMD_PUT_SESSION = 26,
     /* A pub/sub message (Redis PUBLISH), format version 8 only: changes no
      * state; applying it reports a KV_EVENT_MESSAGE (kv.h) with the channel
      * in key/key_len and the message in value/value_len, so every replica's
@@ -137,7 +147,10 @@ struct kv_command {
     uint64_t ttl_ms;       /* PUT: 0 = never expires */
     uint64_t cond_version; /* KV_COND_IF_VERSION only */
     uint32_t keys_max;     /* PURGE_EXPIRED: max keys deleted by one entry, 0 = all */
-    uint32_t reason;       /* REFUSE: enum kv_refuse_reason */
+    uint32_t reason;       /* REFUSE: enum kv_refuse_reason; SESSION_DESTROY: kv_session_end */
+    /* SESSION_DESTROY, PUT_SESSION: the session; SESSION_CREATE: ttl_ms is
+     * its TTL, keys_max the table bound (sessions_max), value its name. */
+    uint64_t session_id;
     const uint8_t *key;
     uint32_t key_len;
     const uint8_t *value;

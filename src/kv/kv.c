@@ -335,6 +335,7 @@ void kv_destroy(struct kv *kv)
     kv_state_free(&kv->st);
     kv_idem_free(&kv->idem);
     kv_auth_free(&kv->auth);
+    kv_session_free(&kv->sess);
     kv_txn_buf_free(&kv->txn);
     free(kv);
 }
@@ -581,5 +582,6 @@ uint64_t kv_digest(const struct kv *kv)
     put_u64(tail + 16, isum);
     return (sum ^ kv_state_keys(&kv->st)) +
            kv_siphash13(0x3f84d5b5b5470917ULL, 0x9216d5d98979fb1bULL, tail, sizeof(tail)) +
-           kv_auth_digest(kv); /* 0 for an empty auth table: digests of older states hold */
+           kv_auth_digest(kv) +   /* 0 for an empty auth table: digests of older states hold */
+           kv_session_digest(kv); /* likewise */
 }

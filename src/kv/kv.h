@@ -122,6 +122,11 @@ enum kv_status {
     /* An idempotency key recorded for a different request; nothing changed.
      * Never recorded itself. */
     KV_STATUS_IDEMPOTENCY_MISMATCH = 4,
+    /* PUT_SESSION, SESSION_DESTROY: no such session; nothing changed. */
+    KV_STATUS_NO_SESSION = 8,
+    /* SESSION_CREATE: sessions_max reached; PUT_SESSION: the session holds
+     * KV_SESSION_KEYS_MAX live attachments. Nothing changed. */
+    KV_STATUS_SESSION_LIMIT = 9,
 };
 
 /* The outcome of one applied command, for the waiting client. */
@@ -129,12 +134,13 @@ struct kv_result {
     enum kv_status status;
     enum kv_cmd_type type;
     struct kv_request_id req;
-    /* OK: the index just applied (the key's new version for PUT).
+    /* OK: the index just applied (the key's new version for PUT, the
+     * session id for SESSION_CREATE).
      * PRECONDITION_FAILED: the key's current version, 0 if absent.
      * NOT_FOUND: 0. */
     uint64_t version;
     int created;            /* PUT OK: 1 if the key was absent or expired before (HTTP 201) */
-    uint64_t purged;        /* PURGE_EXPIRED: keys deleted */
+    uint64_t purged;        /* PURGE_EXPIRED, SESSION_DESTROY: keys deleted */
     int purge_more;         /* PURGE_EXPIRED: 1 if keys_max stopped it with expired keys left */
     uint32_t key_hash;      /* PUT, DELETE: kv_key_hash() of the key */
     uint64_t evicted;       /* EVICT: keys removed (listed keys rewritten or gone are kept) */
@@ -298,10 +304,12 @@ int kv_rehash_step(struct kv *kv, uint32_t buckets);
  * KV_SNAPSHOT_META_BYTES_MAX; the node stores cluster membership there). The
  * kv must not be mutated during the call. A nonzero return of write_cb stops
  * the write and is returned as is. */
-/* The newest version, written when the auth table is not empty (its section
- * follows the keys); version 2 otherwise, so that a cluster without users
- * stays readable by older releases. Versions 1 and 2 are still read. */
-#define KV_SNAPSHOT_VERSION 4
+/* The newest version, 5, is written when the session table is not empty:
+ * a type byte per record, the auth section (possibly of no user), then the
+ * session section; 4 when a hash exists (type bytes and the auth section);
+ * 3 when only users exist; 2 otherwise, so that a cluster that uses none of
+ * them stays readable by older releases. Versions 1 to 4 are still read. */
+#define KV_SNAPSHOT_VERSION 5
 #define KV_SNAPSHOT_CHUNK_BYTES (64u * 1024u)
 #define KV_SNAPSHOT_META_BYTES_MAX (64u * 1024u)
 

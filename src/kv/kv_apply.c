@@ -295,6 +295,11 @@ int kv_apply(struct kv *kv, uint64_t index, const void *data, size_t len, struct
         }
         result->status = KV_STATUS_OK;
         break;
+    case KV_CMD_SESSION_CREATE: /* sessions: kv_session.c */
+    case KV_CMD_SESSION_DESTROY:
+    case KV_CMD_PUT_SESSION:
+        rc = kv_session_apply(kv, index, &c, result);
+        break;
     }
     kv->st.ev_index = 0;
     if (rc != 0) {

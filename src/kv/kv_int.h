@@ -189,6 +189,9 @@ struct kv_snapshot_cursor {
     uint8_t *auth_sec;
     size_t auth_len;
     uint32_t version; /* the stream's format version */
+    /* Version 5: the session section of S, likewise (kv_session.c). */
+    uint8_t *sess_sec;
+    size_t sess_len;
 };
 
 /* Idempotency records (kv.h, "Idempotency"): one allocation per record,
@@ -223,6 +226,13 @@ struct kv_auth_table {
     uint64_t generation;
 };
 
+/* The session table (kv_session.c, kv_session.h): sessions by id. */
+struct kv_session;
+struct kv_session_table {
+    struct kv_session **s;
+    uint32_t n, cap;
+};
+
 /* TXN results (kv_txn.c): reused from apply to apply, so a TXN allocates
  * only when it needs more than any before it. res[0..res_n) and the
  * bytes they point into are valid until the next kv_apply. scratch holds
@@ -241,7 +251,8 @@ struct kv {
     struct kv_txn_buf txn;
     struct kv_state st;
     struct idem_table idem;
-    struct kv_auth_table auth; /* kv_auth.c */
+    struct kv_auth_table auth;    /* kv_auth.c */
+    struct kv_session_table sess; /* kv_session.c */
     /* The log clock: the largest command timestamp applied (or restored).
      * Monotonic, and equal on every replica at an index. */
     uint64_t clock_ms;
@@ -316,9 +327,10 @@ static inline void *kv_realloc(const struct kv_config *cfg, void *p, size_t n)
 
 /* The first 8 bytes of a snapshot stream (kv_snapshot.c). */
 extern const uint8_t kv_snap_magic[8];
-#define SNAP_VERSION_1 1            /* read only: no log clock, no idempotency records */
-#define SNAP_VERSION_2 2            /* written when the auth table is empty */
-#define SNAP_VERSION_3 3            /* written when users exist but no hash does */
+#define SNAP_VERSION_1 1 /* read only: no log clock, no idempotency records */
+#define SNAP_VERSION_2 2 /* written when the auth table is empty */
+#define SNAP_VERSION_3 3 /* written when users exist but no hash or session */
+#define SNAP_VERSION_AUTH SNAP_VERSION_3
 #define SNAP_AUTH_HEADER_BYTES 8    /* version 3: user count, reserved */
 #define SNAP_AUTH_RECORD_BYTES 12   /* version 3: a user's version and record length */
 #define SNAP_FIXED_BYTES 36         /* magic, version, flags, applied index, key count, meta_len */
@@ -326,7 +338,9 @@ extern const uint8_t kv_snap_magic[8];
 #define SNAP_RECORD_HEADER_BYTES 28 /* lengths, version, expiry, CRC of those 24 bytes */
 #define SNAP_IDEM_HEADER_BYTES 44   /* fixed fields, CRC of the first 40 bytes */
 #define SNAP_TRAILER_BYTES 12
-_Static_assert(KV_SNAPSHOT_VERSION == 4, "docs/KV.md describes version 4");
+#define SNAP_VERSION_4 4            /* written when a hash exists but no session */
+#define SNAP_SESSION_HEADER_BYTES 8 /* version 5: session count, reserved */
+_Static_assert(KV_SNAPSHOT_VERSION == 5, "docs/KV.md describes version 5");
 
 /* ---------- functions that cross files ----------
  * All run on the owner's thread, like the public API (kv.h); none allocates
@@ -434,6 +448,30 @@ int kv_auth_section_encode(const struct kv *kv, uint8_t **out, size_t *out_len);
  * strictly increasing name order). 0, ST_ECORRUPT or ST_ENOMEM. */
 int kv_auth_restore_record(const struct kv_config *cfg, struct kv_auth_table *t, uint64_t version,
                            uint64_t applied_index, const uint8_t *rec, size_t len);
+
+/* kv_session.c: the session table (kv_session.h) */
+/* Applies SESSION_CREATE, SESSION_DESTROY or PUT_SESSION (decoded c;
+ * c->timestamp_ms is the log clock) at index into *r. Returns 0 or
+ * ST_ENOMEM (nothing changed). */
+int kv_session_apply(struct kv *kv, uint64_t index, const struct kv_command *c,
+                     struct kv_result *r);
+/* Frees every session; t is empty (all zero) afterwards. */
+void kv_session_free(struct kv_session_table *t);
+/* Order-independent digest of the table, 0 when empty. */
+uint64_t kv_session_digest(const struct kv *kv);
+/* The snapshot section (docs/KV.md), malloc'd into *out (caller frees).
+ * 0 or ST_ENOMEM. */
+int kv_session_section_encode(const struct kv *kv, uint8_t **out, size_t *out_len);
+/* Restore: appends the session of a record's fixed bytes
+ * (KV_SESSION_RECORD_FIXED_BYTES) to t, with room for its attachments,
+ * which kv_session_restore_key fills one by one (i = 0..count); the name
+ * goes into the returned session's name (the last of t). 0,
+ * ST_ECORRUPT or ST_ENOMEM. */
+int kv_session_restore_begin(const struct kv_config *cfg, struct kv_session_table *t,
+                             uint64_t applied_index, const uint8_t fixed[24]);
+int kv_session_restore_key(const struct kv_config *cfg, struct kv_session_table *t, uint32_t i,
+                           uint64_t applied_index, uint64_t version, uint32_t key_len,
+                           uint8_t **key_out);
 
 /* kv_apply.c: single commands, also the building blocks of a TXN. A PUT's
  * value must not point into the kv's own entries. */

@@ -3,6 +3,7 @@
  * whole stream verified. Stream format in docs/KV.md. */
 #include "kv/kv_int.h"
 #include "kv/kv_auth.h"
+#include "kv/kv_session.h"
 
 #include <malloc.h>
 #include <stddef.h>
@@ -27,6 +28,11 @@ enum restore_phase {
     RS_AUTH_HDR,     /* version 3: SNAP_AUTH_HEADER_BYTES into stage */
     RS_AUTH_REC_HDR, /* SNAP_AUTH_RECORD_BYTES into stage */
     RS_AUTH_REC,     /* a user record into auth_rec */
+    RS_SESS_HDR,     /* version 4: SNAP_SESSION_HEADER_BYTES into stage */
+    RS_SESS_REC,     /* KV_SESSION_RECORD_FIXED_BYTES into stage */
+    RS_SESS_NAME,    /* the name into the session */
+    RS_SESS_KEY_HDR, /* KV_SESSION_KEY_FIXED_BYTES into stage */
+    RS_SESS_KEY,     /* the key into the attachment */
     RS_TRAILER,      /* 12 bytes */
     RS_DONE,
 };
@@ -61,13 +67,33 @@ struct kv_restore {
     uint64_t auth_version;
     uint32_t auth_len;
     uint8_t *auth_rec; /* KV_AUTH_RECORD_BYTES_MAX, allocated at the section */
+    /* Version 4: the session section (kv_session.c) */
+    uint32_t sess_n, sess_read;
+    uint32_t sess_key; /* attachment of the last session being read */
+    uint32_t sess_key_len;
+    uint8_t *sess_dst; /* RS_SESS_NAME, RS_SESS_KEY: where the bytes go */
 };
 
 /* The phase after the key records: the auth section (version 3) or the
  * trailer. */
 static enum restore_phase after_keys(const struct kv_restore *r)
 {
-    return r->version >= SNAP_VERSION_3 ? RS_AUTH_HDR : RS_TRAILER;
+    return r->version >= SNAP_VERSION_AUTH ? RS_AUTH_HDR : RS_TRAILER;
+}
+
+/* The phase after the auth section: the session section (version 5) or
+ * the trailer. */
+static enum restore_phase after_auth(const struct kv_restore *r)
+{
+    return r->version >= KV_SNAPSHOT_VERSION ? RS_SESS_HDR : RS_TRAILER;
+}
+
+/* The phase after a session's name or attachment. */
+static enum restore_phase sess_next(const struct kv_restore *r)
+{
+    const struct kv_session_table *t = &r->state_kv.sess;
+    if (r->sess_key < t->s[t->n - 1]->n_keys) return RS_SESS_KEY_HDR;
+    return r->sess_read == r->sess_n ? RS_TRAILER : RS_SESS_REC;
 }
 
 int kv_restore_begin(struct kv *kv, struct kv_restore **out)
@@ -108,6 +134,15 @@ static size_t phase_need(const struct kv_restore *r)
         return SNAP_AUTH_RECORD_BYTES;
     case RS_AUTH_REC:
         return r->auth_len;
+    case RS_SESS_HDR:
+        return SNAP_SESSION_HEADER_BYTES;
+    case RS_SESS_REC:
+        return KV_SESSION_RECORD_FIXED_BYTES;
+    case RS_SESS_KEY_HDR:
+        return KV_SESSION_KEY_FIXED_BYTES;
+    case RS_SESS_NAME:
+    case RS_SESS_KEY:
+        return r->sess_key_len;
     case RS_TRAILER:
         return SNAP_TRAILER_BYTES;
     case RS_DONE:
@@ -127,6 +162,9 @@ static uint8_t *phase_dst(struct kv_restore *r)
         return r->idem_cur->key;
     case RS_AUTH_REC:
         return r->auth_rec;
+    case RS_SESS_NAME:
+    case RS_SESS_KEY:
+        return r->sess_dst;
     default:
         return r->stage;
     }
@@ -235,7 +273,7 @@ static int restore_field_done(struct kv_restore *r)
         uint32_t key_len = get_u32(r->stage) & 0xffffu, value_len = get_u32(r->stage + 4);
         uint8_t type = r->stage[2];
         if (r->stage[3] != 0 || type > KV_TYPE_HASH ||
-            (type != KV_TYPE_STRING && r->version < KV_SNAPSHOT_VERSION))
+            (type != KV_TYPE_STRING && r->version < SNAP_VERSION_4))
             return ST_ECORRUPT;
         uint64_t version = kv_load_le64(r->stage + 8), expire = kv_load_le64(r->stage + 16);
         if (key_len == 0 || key_len > KV_KEY_BYTES_HARD_MAX || value_len > KV_VALUE_BYTES_HARD_MAX)
@@ -282,12 +320,13 @@ static int restore_field_done(struct kv_restore *r)
     }
     case RS_AUTH_HDR:
         r->auth_n = get_u32(r->stage);
-        /* Version 3 is written only for a table with users; 4 may have none. */
+        /* Version 3 is written only for a table with users; 4 (hashes) and
+         * 5 (sessions) with or without users. */
         if ((r->auth_n == 0 && r->version == SNAP_VERSION_3) || r->auth_n > KV_AUTH_USERS_MAX ||
             get_u32(r->stage + 4) != 0)
             return ST_ECORRUPT;
         if (r->auth_n == 0) {
-            r->phase = RS_TRAILER;
+            r->phase = after_auth(r);
             return 0;
         }
         r->auth_rec = kv_malloc(&r->kv->cfg, KV_AUTH_RECORD_BYTES_MAX);
@@ -306,9 +345,49 @@ static int restore_field_done(struct kv_restore *r)
                                         r->applied_index, r->auth_rec, r->auth_len);
         if (rc) return rc;
         r->auth_read++;
-        r->phase = r->auth_read == r->auth_n ? RS_TRAILER : RS_AUTH_REC_HDR;
+        r->phase = r->auth_read == r->auth_n ? after_auth(r) : RS_AUTH_REC_HDR;
         return 0;
     }
+    case RS_SESS_HDR:
+        r->sess_n = get_u32(r->stage);
+        /* Version 4 is written only for a table with sessions. */
+        if (r->sess_n == 0 || r->sess_n > KV_SESSIONS_HARD_MAX || get_u32(r->stage + 4) != 0)
+            return ST_ECORRUPT;
+        r->phase = RS_SESS_REC;
+        return 0;
+    case RS_SESS_REC: {
+        struct kv_session_table *t = &r->state_kv.sess;
+        int rc = kv_session_restore_begin(&r->kv->cfg, t, r->applied_index, r->stage);
+        if (rc) return rc;
+        r->sess_read++;
+        r->sess_key = 0;
+        struct kv_session *s = t->s[t->n - 1];
+        if (s->name_len) {
+            r->sess_dst = (uint8_t *)s->name;
+            r->sess_key_len = s->name_len;
+            r->phase = RS_SESS_NAME;
+            return 0;
+        }
+        r->phase = sess_next(r);
+        return 0;
+    }
+    case RS_SESS_NAME:
+        r->phase = sess_next(r);
+        return 0;
+    case RS_SESS_KEY_HDR: {
+        uint32_t key_len = get_u32(r->stage + 8);
+        int rc =
+            kv_session_restore_key(&r->kv->cfg, &r->state_kv.sess, r->sess_key, r->applied_index,
+                                   kv_load_le64(r->stage), key_len, &r->sess_dst);
+        if (rc) return rc;
+        r->sess_key++;
+        r->sess_key_len = key_len;
+        r->phase = RS_SESS_KEY;
+        return 0;
+    }
+    case RS_SESS_KEY:
+        r->phase = sess_next(r);
+        return 0;
     case RS_TRAILER:
         if (kv_load_le64(r->stage) != r->keys || get_u32(r->stage + 8) != r->crc)
             return ST_ECORRUPT;
@@ -369,6 +448,7 @@ static void restore_release(struct kv_restore *r)
     r->idem_cur = NULL;
     kv_idem_free(&r->state_kv.idem);
     kv_auth_free(&r->state_kv.auth);
+    kv_session_free(&r->state_kv.sess);
     free(r->auth_rec);
     kv_state_free(&r->state_kv.st);
     free(r->meta);
@@ -397,6 +477,9 @@ int kv_restore_finish(struct kv_restore *r, struct kv_snapshot_info *info)
     kv->auth = r->state_kv.auth;
     kv->auth.generation = auth_gen + 1;
     memset(&r->state_kv.auth, 0, sizeof(r->state_kv.auth));
+    kv_session_free(&kv->sess); /* kv_session.c: swapped whole too */
+    kv->sess = r->state_kv.sess;
+    memset(&r->state_kv.sess, 0, sizeof(r->state_kv.sess));
     /* A version 1 snapshot carries no clock: the log clock restarts from
      * the next entry's timestamp (only replicas upgraded across such a
      * snapshot see this; see docs/KV.md). */

@@ -116,18 +116,29 @@ static int cursor_init(struct kv_snapshot_cursor *cur, const struct kv *kv, uint
     cur->bucket = st->rehashing ? st->rehash_idx : 0;
     /* The auth table of S, taken now (kv_auth.c); its section makes the
      * stream version 3, which older releases cannot read: written only
-     * once users exist. */
-    if (kv->auth.n > 0 && kv_auth_section_encode(kv, &cur->auth_sec, &cur->auth_len) != 0) {
+     * once users exist. Sessions make it version 5: the auth section (even
+     * of no user), then theirs. */
+    if ((kv->auth.n > 0 || kv->sess.n > 0) &&
+        kv_auth_section_encode(kv, &cur->auth_sec, &cur->auth_len) != 0) {
+        free(cur->w.buf);
+        cur->w.buf = NULL;
+        return ST_ENOMEM;
+    }
+    if (kv->sess.n > 0 && kv_session_section_encode(kv, &cur->sess_sec, &cur->sess_len) != 0) {
+        free(cur->auth_sec);
+        cur->auth_sec = NULL;
         free(cur->w.buf);
         cur->w.buf = NULL;
         return ST_ENOMEM;
     }
     uint8_t hdr[SNAP_FIXED_BYTES + SNAP_FIXED2_BYTES];
     memcpy(hdr, kv_snap_magic, 8);
-    /* Version 4 (a type byte per record, the auth section always) only
-     * once a hash exists, so a cluster without hashes stays readable by
-     * older releases. */
-    cur->version = st->hash_keys   ? KV_SNAPSHOT_VERSION
+    /* Version 5 (type bytes, the auth section always, then the sessions)
+     * once a session exists, 4 (type bytes, the auth section always) once
+     * a hash exists, 3 (the auth section) once users exist: a cluster that
+     * uses none of them stays readable by older releases. */
+    cur->version = cur->sess_sec   ? KV_SNAPSHOT_VERSION
+                   : st->hash_keys ? SNAP_VERSION_4
                    : cur->auth_sec ? SNAP_VERSION_3
                                    : SNAP_VERSION_2;
     put_u32(hdr + 8, cur->version);
@@ -252,10 +263,11 @@ int kv_snapshot_next(struct kv_snapshot_cursor *cur, size_t bytes_budget)
     }
     if (rc == 0 && cur->auth_sec) {
         rc = sw_put(&cur->w, cur->auth_sec, cur->auth_len, 0);
-    } else if (rc == 0 && cur->version == KV_SNAPSHOT_VERSION) {
+    } else if (rc == 0 && cur->version >= SNAP_VERSION_4) {
         static const uint8_t no_users[SNAP_AUTH_HEADER_BYTES] = {0};
         rc = sw_put(&cur->w, no_users, sizeof no_users, 0);
     }
+    if (rc == 0 && cur->sess_sec) rc = sw_put(&cur->w, cur->sess_sec, cur->sess_len, 0);
     if (rc == 0) {
         ST_ASSERT(cur->written == cur->keys);
         uint8_t tr[SNAP_TRAILER_BYTES];
@@ -282,6 +294,7 @@ void kv_snapshot_end(struct kv_snapshot_cursor *cur)
     cur->registered->snapshots_open--;
     free(cur->w.buf);
     free(cur->auth_sec);
+    free(cur->sess_sec);
     free(cur);
 }
 
@@ -295,5 +308,6 @@ int kv_snapshot_write(const struct kv *kv, uint64_t applied_index, const void *m
     rc = kv_snapshot_next(&cur, 0); /* one call: no mutation can interleave */
     free(cur.w.buf);
     free(cur.auth_sec);
+    free(cur.sess_sec);
     return rc;
 }

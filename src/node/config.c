@@ -35,6 +35,7 @@ void node_config_default(struct node_config *cfg)
     cfg->watch_max = 1024;
     cfg->max_value_bytes = 1u << 20;
     cfg->max_txn_ops = 1024;
+    cfg->max_sessions = 4096;
     cfg->request_timeout_ms = 5000;
     cfg->purge_interval_ms = 100;
     cfg->idempotency_keys_max = 100000;
@@ -363,6 +364,7 @@ int node_config_set(struct node_config *cfg, const char *name, const char *value
         {"max-key-bytes", 1, 1u << 16, 32, &cfg->max_key_bytes},
         {"max-value-bytes", 1, 16u << 20, 32, &cfg->max_value_bytes}, /* < frame bound */
         {"max-txn-ops", 1, KV_TXN_ITEMS_HARD_MAX, 32, &cfg->max_txn_ops},
+        {"max-sessions", 1, 65536, 32, &cfg->max_sessions},
         {"max-txn-bytes", 0, 17u << 20, 64, &cfg->max_txn_bytes},
         {"request-timeout-ms", 1, 3600000, 32, &cfg->request_timeout_ms},
         {"purge-interval-ms", 1, 3600000, 32, &cfg->purge_interval_ms},

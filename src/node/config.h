@@ -102,6 +102,7 @@ struct node_config {
     uint32_t watch_max;
     uint32_t max_value_bytes;
     uint32_t max_txn_ops;   /* guards + ops of one transaction (node_txn.h) */
+    uint32_t max_sessions;  /* sessions in the table (node_session.h) */
     uint64_t max_txn_bytes; /* its encoded bytes; 0 = --max-value-bytes + --max-key-bytes */
     uint32_t request_timeout_ms;
     uint32_t purge_interval_ms; /* leader proposes PURGE_EXPIRED this often */

@@ -168,6 +168,7 @@ void node_memory_applied(struct node *n, const struct kv_result *res)
 {
     switch (res->type) {
     case KV_CMD_PUT:
+    case KV_CMD_PUT_SESSION:
         if (res->status == KV_STATUS_OK) node_memory_touch(n, res->key_hash);
         break;
     case KV_CMD_EVICT:
@@ -335,7 +336,9 @@ static uint64_t txn_growth(const struct kv_command *cmd)
 static int admit(struct node *n, const struct kv_command *cmd, uint64_t extra, uint64_t *charge)
 {
     *charge = 0;
-    if (!n->cfg.max_memory || (cmd->type != KV_CMD_PUT && cmd->type != KV_CMD_TXN)) return 0;
+    if (!n->cfg.max_memory ||
+        (cmd->type != KV_CMD_PUT && cmd->type != KV_CMD_PUT_SESSION && cmd->type != KV_CMD_TXN))
+        return 0;
     uint64_t add, old;
     if (cmd->type == KV_CMD_TXN) {
         add = txn_growth(cmd);

@@ -495,6 +495,7 @@ void node_stop_maybe_finish(struct node *n)
         n->storage = NULL;
     }
     node_auth_free(n);
+    node_session_free(n);
     st_dir_lock_release(&n->dir_lock); /* last: nothing in DATA is open now */
     ST_TRACE_INFO(MOD, "node %" PRIu64 ": stopped", n->cfg.id);
     if (n->stopped_cb) n->stopped_cb(n, n->stopped_ctx);

@@ -139,6 +139,12 @@ struct node_put_args {
      * ST_EIDEMPOTENCY if the key was recorded for a different request. */
     const uint8_t *idem_key;
     size_t idem_key_len;
+    /* Optional session (node_session.h), 0 = none: the key is attached to
+     * it and deleted when it ends, unless rewritten since. The write
+     * completes with ST_ENOENT (nothing written) when the session does not
+     * exist, ST_ETOOBIG when it holds NODE_SESSION_KEYS_MAX keys. Not
+     * with an idempotency key (ST_EINVAL). */
+    uint64_t session_id;
 };
 
 /* Proposes a PUT (copied at once). ST_ETOOBIG for key/value over the limits,

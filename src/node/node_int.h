@@ -462,6 +462,12 @@ struct node {
     uint64_t last_purge_us;
     uint64_t stamp_last_ms; /* leader: the last timestamp stamped (node_stamp_ms) */
     bool purge_more;        /* the last purge stopped at keys_max: propose again soon */
+    /* sessions (node_session.c): the leader's deadlines, in id order, for
+     * term sess_term; swapped with sess_tmp at every walk */
+    struct node_sess_dl *sess_dl, *sess_tmp;
+    uint32_t sess_n, sess_cap;
+    uint64_t sess_term;
+    uint64_t sess_walk_ms; /* the last walk of the table */
     uint64_t timeouts_checked_us;
 
     /* command encoding scratch */
@@ -706,6 +712,10 @@ int node_auth_init(struct node *n, char *why, size_t why_cap);
 void node_auth_free(struct node *n);
 void node_auth_invalidate(struct node *n);
 void node_auth_tick(struct node *n);
+/* node_session.c: the leader's session deadlines, every tick; freed at
+ * node destruction. */
+void node_session_tick(struct node *n);
+void node_session_free(struct node *n);
 /* The Authorization header line of --join-token-file, or NULL. */
 const char *node_auth_join_header(const struct node *n);
 /* Sends the writes queued on a follower to the leader, batched (once per

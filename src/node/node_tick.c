@@ -114,6 +114,7 @@ void node_tick_cb(uv_timer_t *t)
     node_watch_tick(n);
     if (!st_list_empty(&n->admin_retry)) node_client_retry_admin(n);
     node_auth_tick(n);
+    node_session_tick(n);
     if (n->role == RAFT_LEADER) {
         promote_learners(n);
         if (n->purge_more || now - n->last_purge_us >= (uint64_t)n->cfg.purge_interval_ms * 1000u) {

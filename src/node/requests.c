@@ -509,6 +509,11 @@ int node_put(struct node *n, const struct node_put_args *a, node_write_cb cb, vo
     cmd.key_len = (uint32_t)a->key_len;
     cmd.value = a->value;
     cmd.value_len = (uint32_t)a->value_len;
+    if (a->session_id) { /* attached to a session (node_session.h) */
+        if (a->idem_key_len) return ST_EINVAL;
+        cmd.type = KV_CMD_PUT_SESSION;
+        cmd.session_id = a->session_id;
+    }
     int rc = set_idem(n, &cmd, a->idem_key, a->idem_key_len);
     if (rc) return rc;
     return submit_write(n, &cmd, cb, ctx);
@@ -571,7 +576,7 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
     switch (res->status) {
     case KV_STATUS_OK:
         wr.status = 0;
-        wr.created = res->type == KV_CMD_PUT && res->created;
+        wr.created = (res->type == KV_CMD_PUT || res->type == KV_CMD_PUT_SESSION) && res->created;
         wr.txn_succeeded = res->txn_succeeded != 0;
         wr.txn_n = res->txn_n;
         wr.txn_res = res->txn_res;
@@ -587,6 +592,12 @@ void node_client_applied_kv(struct node *n, raft_index index, const struct kv_re
         break;
     case KV_STATUS_IDEMPOTENCY_MISMATCH:
         wr.status = ST_EIDEMPOTENCY;
+        break;
+    case KV_STATUS_NO_SESSION: /* node_session.h */
+        wr.status = ST_ENOENT;
+        break;
+    case KV_STATUS_SESSION_LIMIT:
+        wr.status = ST_ETOOBIG;
         break;
     }
     complete_write(n, w, &wr);

@@ -32,6 +32,7 @@ import scenarios_list  # noqa: E402
 import scenarios_peers  # noqa: E402
 import scenarios_recovery  # noqa: E402
 import scenarios_security  # noqa: E402
+import scenarios_session  # noqa: E402
 import scenarios_slow_readers  # noqa: E402
 import scenarios_watch  # noqa: E402
 
@@ -41,7 +42,7 @@ for mod in (scenarios_basic, scenarios_failover, scenarios_durability, scenarios
             scenarios_slow_readers, scenarios_exactly, scenarios_security, scenarios_peers,
             scenarios_ops, scenarios_list, scenarios_recovery, scenarios_fixtures,
             scenarios_deploy, scenarios_client_tls,
-            scenarios_watch, scenarios_auth):
+            scenarios_watch, scenarios_auth, scenarios_session):
     SCENARIOS.update(mod.SCENARIOS)
 
 if __name__ == "__main__":

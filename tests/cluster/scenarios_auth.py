@@ -136,6 +136,23 @@ class AuthHttp(Scenario):
                 r = n.request("GET", path, headers=as_user(app))
                 check(r.status == 403, "app watch %s: %s" % (path, r.error_text()))
             check(n.get("other").body == b"o", "other changed")
+        with step("sessions: attaching needs write access, ending too (it deletes the keys)"):
+            js = dict(as_user(app), **{"Content-Type": "application/json"})
+            r = n.request("POST", "/session", body=b'{"ttl_ms":60000}', headers=js)
+            check(r.status == 200, "app POST /session: %s" % r.error_text())
+            sid = r.json()["id"]
+            r = n.request("PUT", "/kv/other?session=%d" % sid, body=b"x", headers=as_user(app))
+            check(r.status == 403, "app attaches other: %s" % r.error_text())
+            r = n.request("PUT", "/kv/app/s?session=%d" % sid, body=b"x", headers=as_user(app))
+            check(r.status == 201, "app attaches app/s: %s" % r.error_text())
+            check(n.request("PUT", "/session/%d/renew" % sid, headers=as_user(ro)).status == 200,
+                  "ro renews")
+            r = n.request("DELETE", "/session/%d" % sid, headers=as_user(ro))
+            check(r.status == 403, "ro ends a session holding app/s: %s" % r.error_text())
+            check(n.get("app/s").status == 200, "app/s went")
+            r = n.request("DELETE", "/session/%d" % sid, headers=as_user(app))
+            check(r.status == 200, "app ends its session: %s" % r.error_text())
+            check(n.get("app/s").status == 404, "app/s stayed")
         with step("grant and revoke change the rights at once"):
             r = n.request("POST", "/auth/users/reader/grant", body=json.dumps({"role": "readwrite"}))
             check(r.status == 200, "grant: %s" % r.error_text())

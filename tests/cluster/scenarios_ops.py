@@ -32,8 +32,8 @@ class Versions(Scenario):
             m = re.match(r"stcache (\d+\.\d+\.\d+)\ncommit: (\S+)\n", out)
             check(m is not None, "no release/commit in %r" % out)
             release, commit = m.group(1), m.group(2)
-            for what in ("disk formats: wal segment 1", "kv snapshot 3", "wire formats: frame 1",
-                         "raft message 1", "kv command 5", "compiler: "):
+            for what in ("disk formats: wal segment 1", "kv snapshot 5", "wire formats: frame 1",
+                         "raft message 1", "kv command 8", "compiler: "):
                 check(what in out, "%r missing from %r" % (what, out))
             log("binary: %s (%s)" % (release, commit))
         c = self.cluster("versions")
@@ -46,7 +46,7 @@ class Versions(Scenario):
                 v = n.info()["version"]
                 check(v["release"] == release and v["commit"] == commit,
                       "%r /cluster version %r" % (n, v))
-                check(v["formats"]["wire_msg"] == 1 and v["formats"]["kv_snapshot"] == 3,
+                check(v["formats"]["wire_msg"] == 1 and v["formats"]["kv_snapshot"] == 5,
                       "%r formats %r" % (n, v["formats"]))
                 check(v["compiler"] in out, "%r compiler %r" % (n, v["compiler"]))
                 r = n.request("GET", "/metrics")

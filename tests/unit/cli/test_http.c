@@ -10,6 +10,7 @@
 #include "cli/backup.c"
 #include "cli/client.c"
 #include "cli/endpoints.c"
+#include "cli/lock.c"
 #include "cli/transport.c"
 #include "cli/watch.c"
 

@@ -107,6 +107,12 @@ static inline int kvt_sink_cb(void *ctx, const void *data, size_t len)
     return 0;
 }
 
+/* The format version in a snapshot's header. */
+static inline uint32_t kvt_snap_version(const struct kvt_sink *s)
+{
+    return (uint32_t)s->data[8] | (uint32_t)s->data[9] << 8;
+}
+
 /* The whole state into a fresh sink s (meta "m"). */
 static inline int kvt_snap(const struct kv *kv, struct kvt_sink *s)
 {

@@ -53,11 +53,6 @@ static int user_del(struct kv *kv, uint64_t index, const char *name, struct kv_r
     return kvt_apply_cmd(kv, index, &c, r);
 }
 
-static uint32_t snap_version(const struct kvt_sink *s)
-{
-    return (uint32_t)s->data[8] | (uint32_t)s->data[9] << 8;
-}
-
 TEST(users_are_created_replaced_and_deleted_by_applied_entries_with_conditions)
 {
     struct kv *kv = new_kv();
@@ -132,7 +127,7 @@ TEST(snapshot_carries_the_table_in_a_version_3_section_and_restores_it)
     struct kvt_sink s;
     ASSERT_EQ(kvt_put(a, 1, 100, "k", "v", 0, KV_COND_NONE, 0, &r), 0);
     ASSERT_EQ(kvt_snap(a, &s), 0);
-    ASSERT_EQ(snap_version(&s), 2); /* no users: older releases can read it */
+    ASSERT_EQ(kvt_snap_version(&s), 2); /* no users: older releases can read it */
     free(s.data);
     const char *names[] = {"zed", "alice", "mid-1", "b_2"};
     for (int i = 0; i < 4; i++) {
@@ -144,7 +139,7 @@ TEST(snapshot_carries_the_table_in_a_version_3_section_and_restores_it)
     }
     ASSERT_EQ(kvt_put(a, 6, 200, "k2", "v2", 0, KV_COND_NONE, 0, &r), 0);
     ASSERT_EQ(kvt_snap(a, &s), 0);
-    ASSERT_EQ(snap_version(&s), 3);
+    ASSERT_EQ(kvt_snap_version(&s), 3);
     ASSERT_EQ(kvt_restore(b, s.data, s.len, 5), 0);
     ASSERT_EQ(kv_check_invariants(b), 0);
     ASSERT_EQ(kv_digest(b), kv_digest(a));
