@@ -98,10 +98,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: watchers N PREFIX SECONDS HOST:PORT[,HOST:PORT...]\n");
         return 2;
     }
-    int n = atoi(argv[1]);
+    char *end1 = NULL, *end3 = NULL;
+    long n = strtol(argv[1], &end1, 10);
     const char *prefix = argv[2];
-    double secs = atof(argv[3]);
-    if (n < 1 || n > WATCHERS_MAX || secs <= 0) {
+    double secs = strtod(argv[3], &end3);
+    if (*end1 || *end3 || n < 1 || n > WATCHERS_MAX || secs <= 0) {
         fprintf(stderr, "watchers: N in 1..%d, SECONDS > 0\n", WATCHERS_MAX);
         return 2;
     }
@@ -112,23 +113,38 @@ int main(int argc, char **argv)
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok && n_addrs < ADDRS_MAX;
          tok = strtok_r(NULL, ",", &save)) {
         char *colon = strrchr(tok, ':');
-        if (!colon) return 2;
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        if (!colon || *end || port < 1 || port > 65535) {
+            free(list);
+            return 2;
+        }
         *colon = '\0';
         memset(&addrs[n_addrs], 0, sizeof(addrs[0]));
         addrs[n_addrs].sin_family = AF_INET;
-        addrs[n_addrs].sin_port = htons((uint16_t)atoi(colon + 1));
-        if (inet_pton(AF_INET, tok, &addrs[n_addrs].sin_addr) != 1) return 2;
+        addrs[n_addrs].sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, tok, &addrs[n_addrs].sin_addr) != 1) {
+            free(list);
+            return 2;
+        }
         snprintf(hosts[n_addrs], sizeof(hosts[0]), "%s:%s", tok, colon + 1);
         n_addrs++;
     }
     free(list);
+    if (n_addrs == 0) {
+        fprintf(stderr, "watchers: no address\n");
+        return 2;
+    }
 
     struct watch *w = calloc((size_t)n, sizeof(*w));
     int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (!w || ep < 0) return 1;
+    if (!w || ep < 0) {
+        free(w);
+        return 1;
+    }
     int opened = 0, refused = 0;
     char req[512];
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < (int)n; i++) {
         int a = i % n_addrs;
         int fd = dial(&addrs[a]);
         if (fd < 0) {
@@ -158,9 +174,14 @@ int main(int argc, char **argv)
     uint64_t bytes = 0;
     size_t closed = 0, not_ok = 0;
     double t_end = now_s() + secs;
-    for (double t = now_s(); t < t_end; t = now_s()) {
+    for (;;) {
+        double t = now_s();
+        if (t >= t_end) break;
         int k = epoll_wait(ep, evs, 256, (int)((t_end - t) * 1000) + 1);
-        if (k < 0 && errno != EINTR) return 1;
+        if (k < 0 && errno != EINTR) {
+            free(w);
+            return 1;
+        }
         for (int e = 0; e < k; e++) {
             struct watch *x = &w[evs[e].data.u32];
             ssize_t r = read(x->fd, buf, sizeof(buf));
@@ -191,7 +212,7 @@ int main(int argc, char **argv)
            "\"progress\":%llu,\"bytes\":%llu,\"canceled\":%llu,\"closed\":%zu,\"seconds\":%.3f}\n",
            opened, refused, not_ok, (unsigned long long)c.events, (unsigned long long)c.progress,
            (unsigned long long)bytes, (unsigned long long)c.canceled, closed, secs);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < (int)n; i++)
         if (w[i].fd >= 0) close(w[i].fd);
     free(w);
     return 0;

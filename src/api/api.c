@@ -1859,7 +1859,9 @@ void api_destroy(struct api *a)
 
 struct api_req *api_req_begin(struct api *a, struct http_request *req, enum node_route r)
 {
-    return req_get(a, req, r);
+    struct api_req *ar = req_get(a, req, r);
+    if (!ar) http_response_error(req, 503, ST_ENOMEM, "out of memory");
+    return ar;
 }
 
 const struct node_principal *api_principal(const struct api *a)

@@ -10,8 +10,8 @@
 struct api;
 struct api_req;
 
-/* A request of route r in flight (NULL when out of memory: the caller
- * answers 503 itself); every path ends in exactly one api_respond_*. */
+/* A request of route r in flight; NULL when out of memory, after answering
+ * req with 503. Every path ends in exactly one api_respond_*. */
 struct api_req *api_req_begin(struct api *a, struct http_request *req, enum node_route r);
 struct node *api_node(const struct api *a);
 /* The principal of the request being dispatched (node/auth.h). */

@@ -90,11 +90,7 @@ static void txn_done_cb(void *ctx, const struct node_write_result *res)
 void api_route_txn(struct api *a, struct http_request *req)
 {
     struct api_req *ar = api_req_begin(a, req, NODE_ROUTE_OTHER);
-    if (!ar) {
-        static const char body[] = "{\"error\":\"out of memory\",\"code\":\"unavailable\"}\n";
-        http_response_send(req, 503, "application/json", NULL, 0, body, sizeof body - 1);
-        return;
-    }
+    if (!ar) return; /* answered 503 */
     struct node *n = api_node(a);
     const struct node_config *cfg = node_config_get(n);
     struct api_txn_limits lim = {cfg->max_txn_ops, cfg->max_key_bytes, cfg->max_value_bytes};

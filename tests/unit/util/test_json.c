@@ -134,11 +134,11 @@ static size_t ref_escape(const uint8_t *s, size_t len, char *out)
             out[o++] = (char)ch;
         } else if (ch == '\n' || ch == '\r' || ch == '\t' || ch == '\b' || ch == '\f') {
             out[o++] = '\\';
-            out[o++] = ch == '\n'   ? 'n'
-                       : ch == '\r' ? 'r'
-                       : ch == '\t' ? 't'
-                       : ch == '\b' ? 'b'
-                                    : 'f';
+            out[o++] = (char)(ch == '\n'   ? 'n'
+                              : ch == '\r' ? 'r'
+                              : ch == '\t' ? 't'
+                              : ch == '\b' ? 'b'
+                                           : 'f');
         } else if (ch < 0x20 || ch == 0x7f) {
             o += (size_t)sprintf(out + o, "\\u%04x", ch);
         } else if (ch >= 0x80) {
