@@ -1,6 +1,6 @@
 /* The TXN command body (format version 4): see kv/txn.h and docs/KV.md.
  *
- *   u32 value_bytes_max (>= 1)
+ *   u32 value_bytes_max (1..KV_VALUE_BYTES_HARD_MAX)
  *   u16 guards, u16 success ops, u16 failure ops, u16 reserved (0)
  *   items, each: u8 kind, u8 flags, u16 reserved (0), u32 key_len,
  *                u32 val_len, i64 num, key bytes, val bytes */
@@ -170,7 +170,8 @@ size_t kv_txn_body_len(const struct kv_command *cmd)
 int kv_txn_body_check(const struct kv_command *cmd)
 {
     if (cmd->txn_guards > KV_TXN_ITEMS_HARD_MAX || cmd->txn_success > KV_TXN_ITEMS_HARD_MAX ||
-        cmd->txn_failure > KV_TXN_ITEMS_HARD_MAX || cmd->txn_value_bytes_max == 0)
+        cmd->txn_failure > KV_TXN_ITEMS_HARD_MAX || cmd->txn_value_bytes_max == 0 ||
+        cmd->txn_value_bytes_max > KV_VALUE_BYTES_HARD_MAX)
         return -1;
     if (cmd->cond != 0 || cmd->idem_key_len != 0) return -1;
     return 0;
@@ -218,7 +219,8 @@ int kv_txn_body_decode(const uint8_t *p, size_t rest, struct kv_command *out)
     out->txn_guards = le_get16(p + 4);
     out->txn_success = le_get16(p + 6);
     out->txn_failure = le_get16(p + 8);
-    if (out->txn_value_bytes_max == 0) return ST_EPROTO;
+    if (out->txn_value_bytes_max == 0 || out->txn_value_bytes_max > KV_VALUE_BYTES_HARD_MAX)
+        return ST_EPROTO;
     p += KV_TXN_FIXED_BYTES;
     rest -= KV_TXN_FIXED_BYTES;
     out->txn_raw = p;

@@ -152,6 +152,15 @@ TEST(codec_refuses_malformed_items)
     ASSERT_EQ(kv_command_encode(&c, buf, sizeof buf, &len), 0);
     memset(buf + KV_COMMAND_HEADER_BYTES, 0, 4); /* value_bytes_max 0 */
     ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), ST_EPROTO);
+    /* A value_bytes_max above the hard bound, which no proposer writes: it
+     * let one entry build values of any size (found by fuzz_kv_cmd: a
+     * RENAME of a 512 MiB SETRANGE result), so decode refuses it. */
+    uint32_t over = KV_VALUE_BYTES_HARD_MAX + 1;
+    ASSERT_EQ(kv_command_encode(&c, buf, sizeof buf, &len), 0);
+    memcpy(buf + KV_COMMAND_HEADER_BYTES, &over, 4); /* little-endian host */
+    ASSERT_EQ(kv_command_decode(buf, len, NULL, &d), ST_EPROTO);
+    c.txn_value_bytes_max = over;
+    ASSERT_EQ(kv_command_encode(&c, buf, sizeof buf, &len), ST_EINVAL);
 }
 
 TEST(guards_choose_the_branch_and_results_follow_it)
