@@ -273,7 +273,7 @@ CASES = [
     ("TYPE", "{k}h"), ("TYPE", "{k}str"), ("EXISTS", "{k}h", "{k}str"), ("HLEN", "{k}h"),
     ("EXPIRE", "{k}h", "100"), ("TTL", "{k}h"), ("HSET", "{k}h", "f7", "7"), ("TTL", "{k}h"),
     ("HINCRBY", "{k}h", "n", "1"), ("TTL", "{k}h"), ("PERSIST", "{k}h"), ("TTL", "{k}h"),
-    ("PEXPIRE", "{k}h", "100000"), ("PTTL", "{k}h"), ("EXPIRETIME", "{k}missing"),
+    ("PEXPIRE", "{k}h", "100000"), ("TTL", "{k}h"), ("EXPIRETIME", "{k}missing"),
     ("RENAME", "{k}h", "{k}h2"), ("TYPE", "{k}h2"), ("HGET", "{k}h2", "f1"), ("EXISTS", "{k}h"),
     ("RENAMENX", "{k}h2", "{k}str"), ("RENAMENX", "{k}h2", "{k}h"), ("HLEN", "{k}h"),
     ("HSET", "{k}hx", "a", "1"), ("EXPIRE", "{k}hx", "0"), ("EXISTS", "{k}hx"), ("HGET", "{k}hx", "a"),
