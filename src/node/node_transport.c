@@ -172,6 +172,16 @@ static void snap_in_commit_done(struct node *n, raft_id from, int rc,
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": snapshot from %" PRIu64 " not stored: %s", n->cfg.id,
                        from, st_strerror(rc));
+        /* A disk that fails a write or a sync is not asked again (the WAL's
+         * rule, DESIGN 3.8): going on would refuse every later copy of the
+         * snapshot forever, a member lost without a word. Stopping lets the
+         * process restart from what the disk holds. A full disk is not an
+         * error of the disk: the leader sends the snapshot again later. */
+        if (rc == ST_EIO || rc == ST_EFATAL) {
+            node_fatal(n, rc, "storing a snapshot from the leader failed");
+            if (n->tr && !n->stopping) st_tr_snapshot_resume(n->tr, from, rc);
+            return;
+        }
     } else {
         if (n->snap_in_rd) st_snap_read_close(n->snap_in_rd);
         rc = st_snap_read_open(n->storage->snaps, info->meta.index, &n->snap_in_rd,
