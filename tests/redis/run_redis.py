@@ -172,7 +172,7 @@ CASES = [
     ("CONFIG", "GET", "maxmemory"), ("CONFIG", "GET", "databasesXX"), ("CONFIG", "NOSUCH"),
     ("COMMAND", "INFO", "nosuchcommand"), ("COMMAND", "NOSUCH"),
     ("WAIT", "x", "0"), ("WAIT", "0", "-1"),
-    ("TIME", "x"), ("DBSIZE", "x"), ("QUIT", "x", "y"),
+    ("TIME", "x"), ("DBSIZE", "x"),
     ("SCAN", "abc"), ("SCAN", "0", "COUNT", "0"), ("SCAN", "0", "COUNT", "x"),
     ("SCAN", "0", "FOO", "x"), ("SCAN", "0", "MATCH"), ("SCAN",), ("KEYS",), ("KEYS", "a", "b"),
     ("RANDOMKEY", "x"),
@@ -511,6 +511,11 @@ class Cli(Scenario):
         with step("QUIT answers +OK and closes"):
             got, closed = raw_exchange(port, b"QUIT\r\nPING\r\n", want_close=True)
             check(got == b"+OK\r\n" and closed, "QUIT: %r closed=%s" % (got, closed))
+            # With arguments too, as Redis 7.0 answers (not in the compare
+            # cases: the reference server closes its connection in a race
+            # with the client's next command).
+            got, closed = raw_exchange(port, b"QUIT x y\r\nPING\r\n", want_close=True)
+            check(got == b"+OK\r\n" and closed, "QUIT x y: %r closed=%s" % (got, closed))
         with step("RESP3 after HELLO 3: nulls, maps and verbatim strings"):
             got, _ = raw_exchange(port, b"HELLO 3\r\nGET raw:missing\r\nCONFIG GET maxclients\r\n")
             check(got.startswith(b"%7\r\n") and got.endswith(b"_\r\n%1\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n"),
