@@ -376,6 +376,9 @@ int kv_check_invariants(const struct kv *kv)
             for (const struct kv_entry *e = tb->buckets[i]; e; e = e->next) {
                 used++;
                 bytes += malloc_usable_size((void *)(uintptr_t)e);
+                KV_CHECK(kv_entry_fits(
+                    malloc_usable_size((void *)(uintptr_t)e),
+                    entry_size(e->key_len, e->value_len, (e->flags & ENTRY_F_TTL) != 0)));
                 used_bytes += kv_used_bytes_of(e->key_len, e->value_len);
                 KV_CHECK((e->hash & (tb->size - 1)) == i);
                 KV_CHECK(e->hash == kv_hash(kv, e->data, e->key_len));

@@ -19,12 +19,6 @@ static uint64_t expiry_of(uint64_t ts, uint64_t ttl)
     return ts > UINT64_MAX - ttl ? UINT64_MAX : ts + ttl;
 }
 
-/* Reuse the allocation when the new size fits and wastes at most half. */
-static int entry_fits(size_t usable, size_t need)
-{
-    return need <= usable && (need >= usable / 2 || usable <= 256);
-}
-
 int kv_apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, struct kv_result *r)
 {
     struct kv_state *st = &kv->st;
@@ -53,7 +47,12 @@ int kv_apply_put(struct kv *kv, uint64_t index, const struct kv_command *c, stru
          * the value does not fit, or when an open snapshot cursor still has
          * to emit e as it is (then e goes to the cursor, not free()). */
         struct kv_entry *n = NULL;
-        if (!entry_fits(malloc_usable_size(e), need) || (st->cow && kv_cow_needs(st, e, t))) {
+        /* Every entry fits its allocation (kv_entry_fits, checked by
+         * kv_check), so a value of the same size needs no look at the
+         * allocator's header, which is another cache line. */
+        int fits = need == entry_size(e->key_len, e->value_len, old_expire != 0) ||
+                   kv_entry_fits(malloc_usable_size(e), need);
+        if (!fits || (st->cow && kv_cow_needs(st, e, t))) {
             n = kv_malloc(st->cfg, need);
             if (!n) return ST_ENOMEM;
         }

@@ -57,6 +57,13 @@ static inline size_t entry_size(size_t key_len, size_t value_len, int with_ttl)
     return ENTRY_HDR + key_len + value_len + (with_ttl ? ENTRY_TTL_BYTES : 0);
 }
 
+/* An allocation of `usable` bytes is kept for an entry of `need` bytes when
+ * it fits and wastes at most half. Every live entry satisfies it. */
+static inline int kv_entry_fits(size_t usable, size_t need)
+{
+    return need <= usable && (need >= usable / 2 || usable <= 256);
+}
+
 static inline uint8_t *entry_trailer(const struct kv_entry *e)
 {
     return (uint8_t *)(uintptr_t)(e->data + e->key_len + e->value_len);
