@@ -155,7 +155,8 @@ struct kv_state {
 struct snap_writer {
     uint8_t *buf;
     size_t len;
-    uint32_t crc;
+    uint32_t crc;    /* of the checksummed bytes up to buf[crc_done] */
+    size_t crc_done; /* buf[crc_done, len) is not in crc yet (sw_crc) */
     kv_write_cb cb;
     void *ctx;
 };
