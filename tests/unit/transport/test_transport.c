@@ -425,6 +425,13 @@ TEST(messages_are_delivered_in_order_across_three_transports)
     ASSERT_EQ(send_append(&e[0], 2, n + 1, 1, 1), 0);
     RUN_UNTIL(e[1].n_append == 2 * n + 2);
     ASSERT_TRUE(e[1].order_ok);
+    /* Appends larger than the socket takes at once: the first goes in part
+     * straight to the socket and the rest through uv_write, the others
+     * queue behind it, all intact and in order. */
+    for (uint64_t s = n + 2; s < n + 6; s++)
+        ASSERT_EQ(send_append(&e[0], 2, s, 8, 256u << 10), 0);
+    RUN_UNTIL(e[1].n_append == 2 * n + 6);
+    ASSERT_TRUE(e[1].order_ok);
     for (int i = 0; i < 3; i++) {
         ASSERT_GE(e[i].n_kept, 20);
         ASSERT_TRUE(ep_release_kept(&e[i]));
