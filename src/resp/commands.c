@@ -309,10 +309,12 @@ static bool pubsub_allowed(const struct resp_cmd *k)
     return false;
 }
 
-uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, uint32_t argc)
+uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, uint32_t argc,
+                       const struct resp_cmd **kp)
 {
     (void)argc;
     const struct resp_cmd *k = resp_cmd_lookup(argv[0].p, argv[0].len);
+    *kp = k;
     if (!k || resp_multi_queues(c, argv)) return RESP_OP_NONE; /* queued: not run now */
     if (k->flags & CMD_WRITE) return RESP_OP_WRITE;
     /* READONLY reads are answered at once, in order by construction. */
@@ -320,8 +322,8 @@ uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, u
     return RESP_OP_NONE;
 }
 
-void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
-                       uint32_t argc)
+void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_cmd *k,
+                       const struct resp_arg *argv, uint32_t argc)
 {
     if (resp_arg_is(&argv[0], "post") || resp_arg_is(&argv[0], "host:")) {
         /* An HTTP request: a web page making the browser talk to this port
@@ -332,14 +334,13 @@ void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct re
         resp_slot_done(s);
         return;
     }
-    const struct resp_cmd *k = resp_cmd_lookup(argv[0].p, argv[0].len);
     bool queue = resp_multi_queues(c, argv);
     if (!k) {
         if (queue) resp_multi_queue(c, s, NULL, argv, argc); /* EXEC will abort */
         reply_unknown(s, argv, argc);
         return;
     }
-    snprintf(c->last_cmd, sizeof c->last_cmd, "%s", k->name);
+    c->last_cmd = k->name;
     if ((k->arity > 0 && argc != (uint32_t)k->arity) ||
         (k->arity < 0 && argc < (uint32_t)-k->arity)) {
         if (queue) resp_multi_queue(c, s, NULL, argv, argc);

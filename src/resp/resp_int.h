@@ -85,7 +85,7 @@ struct resp_conn {
     char name[RESP_CLIENT_NAME_BYTES_MAX + 1];
     char lib_name[RESP_LIB_BYTES_MAX + 1];
     char lib_ver[RESP_LIB_BYTES_MAX + 1];
-    char last_cmd[24];
+    const char *last_cmd; /* a command table name (static), "NULL" before any */
     /* TLS (cfg.tls, server_tls.c): the connection, the ciphertext read
      * buffer (RESP_TLS_IN_BYTES), the ciphertext of the write in flight
      * (wfly encrypted; reused), no reentry into the plaintext pump. */
@@ -197,13 +197,17 @@ void resp_tls_pump(struct resp_conn *c);
 int resp_tls_encrypt(struct resp_conn *c);
 
 enum { RESP_OP_NONE = 0, RESP_OP_READ, RESP_OP_WRITE };
+struct resp_cmd;
 /* The class of a command for per-connection ordering: RESP_OP_READ for
- * linearizable reads of keys, RESP_OP_WRITE for writes, else NONE. */
-uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, uint32_t argc);
+ * linearizable reads of keys, RESP_OP_WRITE for writes, else NONE. *k is
+ * its command table row (NULL: unknown), for resp_cmd_dispatch. */
+uint8_t resp_cmd_class(const struct resp_conn *c, const struct resp_arg *argv, uint32_t argc,
+                       const struct resp_cmd **k);
 
-/* Runs one command (argv spans valid during the call only) for slot s. */
-void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,
-                       uint32_t argc);
+/* Runs one command (argv spans valid during the call only) for slot s; k
+ * is what resp_cmd_class found for it. */
+void resp_cmd_dispatch(struct resp_conn *c, struct resp_slot *s, const struct resp_cmd *k,
+                       const struct resp_arg *argv, uint32_t argc);
 
 /* ---- auth.c (docs/REDIS.md, "Authentication") ---- */
 

@@ -396,7 +396,8 @@ static uint32_t input_process(struct resp_conn *c)
                 protocol_error(c, "Protocol error: query buffer limit reached");
             break;
         }
-        uint8_t cls = resp_cmd_class(c, srv->argv, argc);
+        const struct resp_cmd *k = NULL;
+        uint8_t cls = resp_cmd_class(c, srv->argv, argc, &k);
         if (cls != RESP_OP_NONE && c->ops_inflight > 0 && c->ops_class != cls) {
             c->blocked = true; /* parsed again once the other class is done */
             break;
@@ -414,7 +415,7 @@ static uint32_t input_process(struct resp_conn *c)
         }
         srv->commands_total++;
         c->last_cmd_ms = resp_now_ms(srv);
-        resp_cmd_dispatch(c, s, srv->argv, argc);
+        resp_cmd_dispatch(c, s, k, srv->argv, argc);
         dispatched++;
         c->rstart += used;
         c->rlen -= used;
@@ -591,7 +592,7 @@ static void on_connection(uv_stream_t *listener, int status)
     resp_auth_conn_init(c);
     c->created_ms = resp_now_ms(srv);
     c->last_cmd_ms = c->created_ms;
-    snprintf(c->last_cmd, sizeof c->last_cmd, "NULL");
+    c->last_cmd = "NULL";
     for (uint32_t i = 0; i < RESP_PIPELINE_MAX; i++) {
         c->slots[i].conn = c;
         st_membuf_init(&c->slots[i].out);
