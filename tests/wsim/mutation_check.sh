@@ -9,6 +9,8 @@
 #   tests/wsim/mutation_check.sh NAME...         some of them
 #   SEEDS=500 SEED=1 tests/wsim/mutation_check.sh
 #   WSIM_FLAGS=--more-faults tests/wsim/mutation_check.sh reuse-request-ids
+#   WSIM_FLAGS="--membership --clock-faults" tests/wsim/mutation_check.sh \
+#       learners-count-in-quorum reads-expire-by-wall-clock joiner-forgets-members
 #
 # Prints one line per mutation: caught (seed, first failure) or NOT caught.
 # Exit status 1 if one was not caught or no longer applies.
@@ -34,6 +36,23 @@ M = {
                             "applied entry, before the new leader's term applied", [
    ("src/node/requests.c", "w->orphan_term && w->orphan_term <= e->term)",
                            "w->orphan_term)")]),
+ "learners-count-in-quorum": ("a leader counts its learners' logs toward the commit quorum "
+                              "(needs WSIM_FLAGS=--membership: learners exist only then)", [
+   ("src/raft/replication.c",
+    "        if (!raft_is_voter(r, p->id)) continue;\n        /* The leader's own log counts",
+    "        if (false) continue;\n        /* The leader's own log counts")]),
+ "reads-expire-by-wall-clock": ("a linearizable read judges expiry by the node's wall clock, not "
+                                "the log clock (needs WSIM_FLAGS=--clock-faults: TTL keys and "
+                                "skewed clocks exist only then)", [
+   ("src/node/requests.c",
+    "int rc = kv_get(n->kv, w->key, w->key_len, kv_clock_ms(n->kv), &view);",
+    "int rc = kv_get(n->kv, w->key, w->key_len, node_wall_ms(), &view);")]),
+ "joiner-forgets-members": ("a joiner does not keep the members of its join answer "
+                            "(DATA/join-peers): killed before the configuration reached it, it "
+                            "restarts knowing no peer (issue 17's joiner bug; needs "
+                            "WSIM_FLAGS=--membership)", [
+   ("src/node/node_join.c", "NODE_JOIN_PEERS_FILE, buf, off);",
+                            "NODE_JOIN_PEERS_FILE, buf, 0);")]),
  "snapshot-hides-outcome": ("a write whose entry a leader's snapshot covered is declared lost "
                             "(leadership_lost) instead of unknown: the bug the simulator found", [
    ("src/node/requests.c", "fail_write(n, w, w->outcome_hidden ? ST_ETIMEDOUT : ST_ECANCELED);",

@@ -767,6 +767,11 @@ static void node_join_empty(struct wnode *w)
     snprintf(w->cfg.join_http, sizeof w->cfg.join_http, "10.0.0.%" PRIu64 ":8000", seed);
     w->joiner = true;
     node_up(w, NODE_START_JOIN);
+    /* A third of the joiners are killed 1-40 ms after they start: before
+     * their join was answered, or after it and before the leader's first
+     * append or snapshot taught them the configuration (issue 17: such a
+     * joiner refused every peer on restart). */
+    if (rnd_below(3) == 0) g_crash_again_ms[w->id] = wsim_now_ms() + 1 + rnd_below(40);
 }
 
 /* The target is out of the configuration: stop it, wipe its disk, and
