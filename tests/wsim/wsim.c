@@ -527,9 +527,11 @@ static struct http_client g_http[HTTP_REQS_MAX];
 
 static raft_id http_addr_node(const char *addr)
 {
-    unsigned id = 0, port = 0;
-    if (sscanf(addr, "10.0.0.%u:%u", &id, &port) != 2 || id == 0 || id > SLOTS || port != 8000)
-        return RAFT_NONE;
+    static const char prefix[] = "10.0.0.";
+    if (strncmp(addr, prefix, sizeof prefix - 1) != 0) return RAFT_NONE;
+    char *end = NULL;
+    unsigned long id = strtoul(addr + sizeof prefix - 1, &end, 10);
+    if (id == 0 || id > SLOTS || strcmp(end, ":8000") != 0) return RAFT_NONE;
     return id;
 }
 
@@ -841,7 +843,7 @@ static void operator_step(void)
     }
     case MOP_JOIN: {
         struct wnode *w = &g_nodes[g_mop.target];
-        if (w->start_status < 0 && w->start_status != 1) { /* gave up: try again, empty */
+        if (w->start_status < 0) { /* gave up: try again, empty */
             node_down(w);
             node_join_empty(w);
             return;
@@ -866,9 +868,10 @@ static bool mop_start(uint64_t kind)
     if (g_mop.kind != MOP_NONE) return false;
     struct node_info info;
     if (!leader_find(&info)) return false;
-    raft_id voters[SLOTS], nv = 0;
-    for (uint32_t i = 0; i < info.n_members; i++)
+    raft_id voters[RAFT_MEMBERS_MAX] = {0}, nv = 0;
+    for (uint32_t i = 0; i < info.n_members && nv < RAFT_MEMBERS_MAX; i++)
         if (info.members[i].voter) voters[nv++] = info.members[i].id;
+    if (nv == 0) return false;
     memset(&g_mop, 0, sizeof g_mop);
     switch (kind) {
     case 12:
