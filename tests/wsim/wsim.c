@@ -927,7 +927,7 @@ static void fault_pick(void)
     if (!g_clock_faults && !g_membership) {
         kind = rnd_below(g_more_faults ? FAULT_KINDS_MORE : FAULT_KINDS_BASE);
     } else {
-        uint64_t kinds[FAULT_KINDS], n = 0;
+        uint64_t kinds[FAULT_KINDS] = {0}, n = 0;
         for (uint64_t k = 0; k < FAULT_KINDS; k++)
             if (k < FAULT_KINDS_BASE || (k < FAULT_KINDS_MORE && g_more_faults) ||
                 ((k == 10 || k == 11) && g_clock_faults) || (k >= 12 && g_membership))
