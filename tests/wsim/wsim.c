@@ -1330,7 +1330,7 @@ static int run(uint64_t seed)
         snprintf(w->cfg.data_dir, sizeof w->cfg.data_dir, "/data");
         snprintf(w->cfg.raft_listen, sizeof w->cfg.raft_listen, "10.0.0.%" PRIu64 ":7000", i);
         snprintf(w->cfg.http_listen, sizeof w->cfg.http_listen, "10.0.0.%" PRIu64 ":8000", i);
-        w->cfg.fs = st_fs_sim_fs(w->disk);
+        w->cfg.fs = w->disk ? st_fs_sim_fs(w->disk) : NULL; /* 4, 5: node_join_empty */
         w->cfg.wal_inline_always = true;
         /* Small segments: more segment rolls, and a disk that stays small
          * (the simulated disk holds every byte in memory twice). */
