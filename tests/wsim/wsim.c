@@ -937,6 +937,9 @@ static void fault_pick(void)
     raft_id x = 1 + rnd_below(g_slots), y = 1 + rnd_below(g_slots);
     bool applied = true;
     if (kind >= 5 && kind <= 8 && !g_nodes[x].disk) applied = false; /* no node x now */
+    /* (The default schedule counts a crash of a node down as applied: its
+     * trace hashes stay those recorded.) */
+    if ((kind == 4 || kind == 9) && !g_nodes[x].up && g_membership) applied = false;
     switch (applied ? kind : FAULT_KINDS) {
     case 0: /* one node alone */
         for (raft_id o = 1; o <= g_slots; o++)
