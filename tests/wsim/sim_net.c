@@ -33,6 +33,7 @@ struct st_tr {
 struct packet {
     uint64_t at_ms;
     uint64_t seq;
+    uint64_t epoch; /* of the connection it was sent on (sim_net_connections) */
     raft_id from, to;
     uint8_t *bytes;
     size_t len;
@@ -44,6 +45,7 @@ struct stream {
     raft_id from, to;
     uint8_t *msg_bytes; /* the RAFT_MSG_SNAPSHOT, encoded */
     size_t msg_len;
+    uint64_t epoch;
     char path[512];
     uint64_t size, off;
     bool begun, ended, paused, end_pending;
@@ -57,7 +59,28 @@ static struct {
     struct stream streams[WSIM_NODES_MAX + 1][WSIM_NODES_MAX + 1];
     struct wire_msg wm;
     bool wm_init;
+    /* sim_net_connections(true): messages travel on connections, as on
+     * TCP: a message is sent only if the receiver knows the sender, and
+     * is lost if the connection ends before it arrives (either side
+     * removes the other or stops). epoch[a][b] (a < b) counts the ends. */
+    bool connections;
+    uint64_t epoch[WSIM_NODES_MAX + 1][WSIM_NODES_MAX + 1];
 } net;
+
+static uint64_t *conn_epoch(raft_id a, raft_id b)
+{
+    return a < b ? &net.epoch[a][b] : &net.epoch[b][a];
+}
+
+static void conn_end(raft_id a, raft_id b)
+{
+    if (net.connections) ++*conn_epoch(a, b);
+}
+
+void sim_net_connections(bool on)
+{
+    net.connections = on;
+}
 
 /* ------------------------------------------------------------- the API */
 
@@ -101,6 +124,8 @@ static void streams_drop_of(raft_id id);
 void st_tr_destroy(struct st_tr *tr, void (*done_cb)(void *arg), void *done_arg)
 {
     if (tr) {
+        for (raft_id b = 1; b <= WSIM_NODES_MAX; b++)
+            conn_end(tr->id, b);
         if (net.tr[tr->id] == tr) net.tr[tr->id] = NULL;
         streams_drop_of(tr->id);
         free(tr);
@@ -121,6 +146,7 @@ int st_tr_peer_remove(struct st_tr *tr, raft_id id)
     if (id == 0 || id > WSIM_NODES_MAX || !tr->peer[id]) return ST_ENOENT;
     tr->peer[id] = false;
     tr->connected[id] = false;
+    conn_end(tr->id, id);
     return 0;
 }
 
@@ -142,7 +168,8 @@ int st_tr_send(struct st_tr *tr, const struct raft_msg *msg)
     tr->stats.msgs_sent++;
     tr->stats.bytes_sent += len;
     uint64_t delay = 0;
-    if (!wsim_link_send(tr->id, to, &delay)) { /* lost */
+    bool refused = net.connections && (!net.tr[to] || !net.tr[to]->peer[tr->id]);
+    if (refused || !wsim_link_send(tr->id, to, &delay)) { /* lost */
         free(b);
         tr->stats.msgs_dropped++;
         return 0;
@@ -154,6 +181,7 @@ int st_tr_send(struct st_tr *tr, const struct raft_msg *msg)
     }
     net.q[net.n++] = (struct packet){.at_ms = wsim_now_ms() + delay,
                                      .seq = ++net.seq,
+                                     .epoch = *conn_epoch(tr->id, to),
                                      .from = tr->id,
                                      .to = to,
                                      .bytes = b,
@@ -176,6 +204,7 @@ int st_tr_send_snapshot(struct st_tr *tr, const struct raft_msg *msg, const char
     ST_ASSERT(wire_msg_encode(msg, s->msg_bytes, len, &s->msg_len) == 0);
     snprintf(s->path, sizeof s->path, "%s", path);
     s->size = size;
+    s->epoch = *conn_epoch(tr->id, to);
     s->from = tr->id;
     s->to = to;
     s->active = true;
@@ -257,8 +286,11 @@ static void deliver(raft_id from, raft_id to, const uint8_t *bytes, size_t len)
     ST_ASSERT(rc == 0);
     rcv->stats.msgs_received++;
     rcv->stats.bytes_received += len;
-    if (net.wm.msg.from == from && net.wm.msg.to == to && rcv->cbs.msg_cb)
+    if (net.wm.msg.from == from && net.wm.msg.to == to && rcv->cbs.msg_cb) {
+        raft_id prev = wsim_current_set(to);
         rcv->cbs.msg_cb(rcv->cbs.ctx, from, &net.wm.msg);
+        wsim_current_set(prev);
+    }
     wire_msg_release(&net.wm);
     raft_buf_unref(frame);
 }
@@ -274,12 +306,22 @@ static void stream_fail(struct stream *s, int status)
     if (snd && snd->cbs.snapshot_sent_cb) snd->cbs.snapshot_sent_cb(snd->cbs.ctx, s->to, status);
 }
 
-/* One step of a stream: begin, one chunk, or the end. */
+static void stream_step_as_receiver(struct stream *s);
+
+/* One step of a stream: begin, one chunk, or the end, run as the receiver
+ * (the sender's callbacks too: they read no clock). */
 static void stream_step(struct stream *s)
+{
+    raft_id prev = wsim_current_set(s->to);
+    stream_step_as_receiver(s);
+    wsim_current_set(prev);
+}
+
+static void stream_step_as_receiver(struct stream *s)
 {
     struct st_tr *rcv = net.tr[s->to], *snd = net.tr[s->from];
     if (!snd) return; /* dropped by streams_drop_of */
-    if (!rcv || !wsim_link_up(s->from, s->to)) {
+    if (!rcv || !wsim_link_up(s->from, s->to) || s->epoch != *conn_epoch(s->from, s->to)) {
         stream_fail(s, ST_ECONNECTION);
         return;
     }
@@ -346,7 +388,7 @@ static void stream_step(struct stream *s)
         return;
     }
     s->paused = false;
-    stream_step(s); /* deliver now */
+    stream_step_as_receiver(s); /* deliver now */
 }
 
 static int packet_cmp(const void *a, const void *b)
@@ -374,7 +416,8 @@ void sim_net_step(void)
             net.n -= k;
         }
         for (size_t i = 0; i < k; i++) {
-            if (wsim_link_up(due[i].from, due[i].to))
+            if (wsim_link_up(due[i].from, due[i].to) &&
+                due[i].epoch == *conn_epoch(due[i].from, due[i].to))
                 deliver(due[i].from, due[i].to, due[i].bytes, due[i].len);
             free(due[i].bytes);
         }
@@ -392,7 +435,9 @@ void sim_net_step(void)
             if (up == tr->connected[b]) continue;
             tr->connected[b] = up;
             if (up) tr->stats.connects++;
+            raft_id prev = wsim_current_set(a);
             if (tr->cbs.peer_state_cb) tr->cbs.peer_state_cb(tr->cbs.ctx, b, up);
+            wsim_current_set(prev);
         }
     }
 }

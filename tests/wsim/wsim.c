@@ -2,6 +2,7 @@
  * what it checks and how to replay a seed.
  *
  *   wsim [--seeds N] [--seed S] [--ms SIM_MS] [--quiet-ms MS] [--trace] [--more-faults]
+ *        [--membership] [--clock-faults]
  *
  * One run: 3 nodes started with static peers, each on its own simulated disk;
  * clients that put unique values and read linearizably through the node
@@ -9,7 +10,11 @@
  * (partitions of one node, one-way cuts, loss and delay, a crash that loses
  * every unsynced write, followed by a restart from the disk; with
  * --more-faults also a full disk, failing syncs and exhausted descriptors on
- * one node, and a second crash soon after a restart); then every fault heals
+ * one node, and a second crash soon after a restart; with --membership
+ * also membership changes through the admin API: a voter removed, wiped and
+ * joining again, node 4 or 5 added and removed, leadership transfers; with
+ * --clock-faults each node's wall clock skewed or jumping by minutes, and
+ * two more keys whose puts all carry a TTL); then every fault heals
  * and a quiet period follows. Checked:
  *   - no acknowledged write is lost: every acknowledged put is visible in the
  *     final state or overwritten by a write with a later version;
@@ -17,15 +22,23 @@
  *     acknowledged before the read began, and what it returns is a value
  *     some put wrote at that version;
  *   - no write applied twice: a value is seen at one version only;
- *   - replicas are byte-identical at equal applied indexes (state digest);
+ *   - TTL keys (--clock-faults), by the log clock: a value is read with one
+ *     expiry wherever it is read, a read never returns a key expired by the
+ *     log clock it was served at, and a key is absent only if a put on it
+ *     may have expired by then;
+ *   - replicas are byte-identical at equal applied indexes (state digest;
+ *     with --membership, the members of the final configuration);
  *   - liveness: once healed, every node converges and writes succeed.
  * A failure prints the seed and the command that replays it; a run is a pure
  * function of its seed (the determinism check runs one seed twice and
  * compares the trace hashes). */
 #include "wsim.h"
 
+#include "http/client.h"
 #include "node/node.h"
 #include "node/node_int.h"
+#include "util/json.h"
+#include "util/membuf.h"
 #include "stcache/errors.h"
 #include "stcache/storage.h"
 #include "util/assert.h"
@@ -40,8 +53,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define NODES 3
+#define NODES 3              /* the voters a run starts with */
+#define SLOTS WSIM_NODES_MAX /* node ids a run may use (4 and 5: --membership) */
 #define KEYS 6
+#define KEYS_TTL 2 /* with --clock-faults: keys k6 and k7, every put with a TTL */
 #define CLIENTS 6
 #define OPS_MAX 200000
 #define SIM_MONO_BASE_NS 1000000000000ull       /* the monotonic clock at ms 0 */
@@ -50,6 +65,18 @@
 /* ------------------------------------------------------------ the clock */
 
 static volatile uint64_t g_now_ns;
+/* The node whose code runs now on this thread (0: none, or a writer
+ * thread), set around each node's loop turn and each call into a node, and
+ * each node's CLOCK_REALTIME offset (clock faults; 0 without them). */
+static _Thread_local raft_id g_cur;
+static int64_t g_wall_off_ms[WSIM_NODES_MAX + 1];
+
+raft_id wsim_current_set(raft_id id)
+{
+    raft_id prev = g_cur;
+    g_cur = id;
+    return prev;
+}
 
 uint64_t wsim_now_ms(void)
 {
@@ -68,7 +95,7 @@ int clock_gettime(clockid_t clk, struct timespec *ts)
         break;
     case CLOCK_REALTIME:
     case CLOCK_REALTIME_COARSE:
-        ns = SIM_WALL_BASE_NS + g_now_ns;
+        ns = SIM_WALL_BASE_NS + g_now_ns + (uint64_t)(g_wall_off_ms[g_cur] * 1000000);
         break;
     default: /* CPU clocks: the real ones */
         return (int)syscall(SYS_clock_gettime, clk, ts);
@@ -89,6 +116,7 @@ uint64_t uv_hrtime(void)
 static struct {
     uv_work_t *req[WORK_MAX];
     uv_after_work_cb after[WORK_MAX];
+    raft_id node[WORK_MAX]; /* whose work: its completion runs as that node */
     size_t head, n;
 } g_work;
 
@@ -101,6 +129,7 @@ int uv_queue_work(uv_loop_t *loop, uv_work_t *req, uv_work_cb work_cb, uv_after_
     size_t i = (g_work.head + g_work.n++) % WORK_MAX;
     g_work.req[i] = req;
     g_work.after[i] = after_cb;
+    g_work.node[i] = g_cur;
     return 0;
 }
 
@@ -111,9 +140,11 @@ static bool work_drain(void)
     while (g_work.n) {
         uv_work_t *req = g_work.req[g_work.head];
         uv_after_work_cb cb = g_work.after[g_work.head];
+        raft_id prev = wsim_current_set(g_work.node[g_work.head]);
         g_work.head = (g_work.head + 1) % WORK_MAX;
         g_work.n--;
         if (cb) cb(req, 0);
+        wsim_current_set(prev);
         any = true;
     }
     return any;
@@ -150,14 +181,14 @@ static void hash_u64(uint64_t v)
 /* ------------------------------------------------------------ the network */
 
 static struct {
-    bool cut[NODES + 1][NODES + 1]; /* a -> b down */
+    bool cut[SLOTS + 1][SLOTS + 1]; /* a -> b down */
     uint32_t loss_permille;
     uint32_t delay_min_ms, delay_max_ms;
 } g_link;
 
 bool wsim_link_up(raft_id a, raft_id b)
 {
-    return a <= NODES && b <= NODES && !g_link.cut[a][b];
+    return a <= SLOTS && b <= SLOTS && !g_link.cut[a][b];
 }
 
 bool wsim_link_send(raft_id a, raft_id b, uint64_t *delay_ms)
@@ -179,16 +210,30 @@ struct wnode {
     bool stopped; /* the stop finished */
     int start_status;
     uint32_t crashes;
-    bool fatal; /* the node stopped on a storage error (a simulated power loss) */
+    bool fatal;  /* the node stopped on a storage error (a simulated power loss) */
+    bool joiner; /* started with --join (a wiped node, or node 4 or 5) */
 };
 
+/* One loop for every node; with --membership or --clock-faults one loop
+ * per node (g_loops[id]), run in turn with g_cur set, so that each node
+ * reads its own wall clock (a different interleaving from the shared
+ * loop's: the seeds of the default schedule keep their runs). */
 static uv_loop_t g_loop;
-static struct wnode g_nodes[NODES + 1];
+static uv_loop_t g_loops[SLOTS + 1];
+static bool g_own_loops;
+static struct wnode g_nodes[SLOTS + 1];
+/* Node ids clients and faults pick from: NODES, or SLOTS with --membership. */
+static raft_id g_slots = NODES;
+
+static uv_loop_t *loop_of(raft_id id)
+{
+    return g_own_loops ? &g_loops[id] : &g_loop;
+}
 static bool g_trace;
 
 int wsim_read_file(raft_id id, const char *path, uint64_t off, void *buf, size_t len, size_t *got)
 {
-    if (id == 0 || id > NODES || !g_nodes[id].disk) return ST_ENOENT;
+    if (id == 0 || id > SLOTS || !g_nodes[id].disk) return ST_ENOENT;
     const struct st_fs *fs = st_fs_sim_fs(g_nodes[id].disk);
     int fd = -1;
     int rc = fs->ops->open(fs->self, path, ST_FS_READ, &fd);
@@ -217,11 +262,14 @@ static void node_up(struct wnode *w, enum node_start_mode mode)
 {
     w->cfg.mode = mode;
     w->fatal = false;
-    int rc = node_create(&g_loop, &w->cfg, &w->node);
+    w->start_status = 1; /* pending */
+    raft_id prev = wsim_current_set(w->id);
+    int rc = node_create(loop_of(w->id), &w->cfg, &w->node);
     if (rc == 0) {
         node_on_fatal(w->node, fatal_cb, w);
         rc = node_start(w->node, started_cb, w);
     }
+    wsim_current_set(prev);
     if (rc) {
         fprintf(stderr, "wsim: node %" PRIu64 " does not start: %s\n", w->id, st_strerror(rc));
         exit(2);
@@ -241,18 +289,27 @@ static void quiesce(void);
 
 /* Stops the node, then loses what its disk had not synced (a power loss
  * right after the process died), and starts it again from the disk. */
-static void node_crash_restart(struct wnode *w)
+static void node_down(struct wnode *w)
 {
     w->up = false;
+    raft_id prev = wsim_current_set(w->id);
     node_stop(w->node, stopped_cb, w);
+    wsim_current_set(prev);
     while (!w->stopped)
         quiesce();
     node_destroy(w->node);
     w->node = NULL;
+}
+
+static void node_crash_restart(struct wnode *w)
+{
+    node_down(w);
     st_fs_sim_crash(w->disk, ST_FS_SIM_LOSE_UNSYNCED, 0);
     w->crashes++;
     hash_u64(0xC0000000ull | w->id);
-    node_up(w, NODE_START_RESTART);
+    /* A joiner restarts with its flags (--join): an empty directory asks
+     * again, one that holds the node restarts from it. */
+    node_up(w, w->joiner ? NODE_START_JOIN : NODE_START_RESTART);
 }
 
 static bool node_busy(const struct wnode *w)
@@ -269,10 +326,18 @@ static bool node_busy(const struct wnode *w)
 static void quiesce(void)
 {
     for (int idle_passes = 0; idle_passes < 2;) {
-        uv_run(&g_loop, UV_RUN_NOWAIT);
+        if (g_own_loops) {
+            for (raft_id i = 1; i <= SLOTS; i++) {
+                raft_id prev = wsim_current_set(i);
+                uv_run(&g_loops[i], UV_RUN_NOWAIT);
+                wsim_current_set(prev);
+            }
+        } else {
+            uv_run(&g_loop, UV_RUN_NOWAIT);
+        }
         bool did = work_drain();
         bool busy = false;
-        for (int i = 1; i <= NODES; i++)
+        for (int i = 1; i <= SLOTS; i++)
             busy |= node_busy(&g_nodes[i]);
         if (busy) {
             struct timespec ts = {0, 20000};
@@ -299,6 +364,13 @@ struct op {
     uint64_t version;  /* put: new version; get: version read (0 = absent) */
     int status;
     raft_id node;
+    uint64_t ttl_ms;    /* put: its TTL (TTL keys only) */
+    uint64_t expire_ms; /* get: the expiry read (0 = none) */
+    /* The log clock of the node asked: put, at the invocation (a lower
+     * bound of the clock its entry applies at: it goes after every entry
+     * applied anywhere then); get, when it was served (what its expiry
+     * was judged by). */
+    uint64_t log_ms;
 };
 
 static struct op *g_ops;
@@ -311,11 +383,12 @@ struct client {
     uint64_t next_ms;
 };
 static struct client g_clients[CLIENTS];
+static int g_keys = KEYS; /* KEYS + KEYS_TTL with --clock-faults */
 static uint64_t g_next_value = 1;
 
 static void key_name(int k, char *out)
 {
-    snprintf(out, 8, "k%d", k);
+    snprintf(out, 8, "k%u", (unsigned)(uint8_t)k); /* k < KEYS + KEYS_TTL */
 }
 
 static void op_done(struct client *c, int status, uint64_t version, uint64_t value_id)
@@ -340,6 +413,11 @@ static void put_cb(void *ctx, const struct node_write_result *res)
 
 static void get_cb(void *ctx, const struct node_read_result *res)
 {
+    struct client *c = ctx;
+    struct op *o = &g_ops[c->op];
+    const struct wnode *w = &g_nodes[o->node];
+    o->log_ms = w->node ? node_log_clock_ms(w->node) : 0;
+    o->expire_ms = res->status == 0 ? res->expire_at_ms : 0;
     uint64_t v = 0;
     if (res->status == 0) {
         char buf[32];
@@ -354,12 +432,12 @@ static void get_cb(void *ctx, const struct node_read_result *res)
 static void client_issue(struct client *c)
 {
     if (g_n_ops == OPS_MAX) return;
-    raft_id id = 1 + rnd_below(NODES);
+    raft_id id = 1 + rnd_below(g_slots);
     struct wnode *w = &g_nodes[id];
     struct op *o = &g_ops[g_n_ops];
     memset(o, 0, sizeof *o);
     o->kind = rnd_below(100) < 60 ? OP_PUT : OP_GET;
-    o->key = (int)rnd_below(KEYS);
+    o->key = (int)rnd_below(g_keys);
     o->client = c->id;
     o->invoke_ms = wsim_now_ms();
     o->node = id;
@@ -373,6 +451,9 @@ static void client_issue(struct client *c)
     char key[8];
     key_name(o->key, key);
     int rc;
+    raft_id prev = wsim_current_set(id);
+    o->log_ms = node_log_clock_ms(w->node);
+    if (o->kind == OP_PUT && o->key >= KEYS) o->ttl_ms = 50 + rnd_below(5000);
     if (o->kind == OP_PUT) {
         char val[32];
         o->value_id = g_next_value++;
@@ -380,12 +461,14 @@ static void client_issue(struct client *c)
         struct node_put_args a = {.key = (const uint8_t *)key,
                                   .key_len = strlen(key),
                                   .value = (const uint8_t *)val,
-                                  .value_len = (size_t)vn};
+                                  .value_len = (size_t)vn,
+                                  .ttl_ms = o->ttl_ms};
         rc = node_put(w->node, &a, put_cb, c);
     } else {
         rc =
             node_get(w->node, (const uint8_t *)key, strlen(key), NODE_READ_LINEARIZABLE, get_cb, c);
     }
+    wsim_current_set(prev);
     if (rc) op_done(c, rc, 0, 0);
 }
 
@@ -397,16 +480,435 @@ static uint64_t g_fault_until;
  * seed of the default schedule keeps replaying the run it named when it was
  * recorded (tests/wsim/CMakeLists.txt). */
 #define FAULT_KINDS_BASE 6
-#define FAULT_KINDS 10
-#define SIM_FDS_DEFAULT 256 /* the simulated disk's handle table (fs_sim.c) */
+#define FAULT_KINDS_MORE 10
+/* 10-11 (a node's wall clock skewed, or jumping) with --clock-faults; 12-15
+ * (remove a voter, wipe it and let it rejoin; add node 4 or 5; remove it;
+ * transfer the leadership) with --membership. */
+#define FAULT_KINDS 16
+#define WALL_SKEW_MS_MAX 300000          /* +-5 minutes */
+#define WALL_JUMP_MS_MAX 600000          /* +-10 minutes at a time */
+#define WALL_OFFSET_MS_MAX (3600 * 1000) /* never more than an hour off */
+static const char *const g_fault_names[FAULT_KINDS] = {
+    "alone",     "one-way",    "loss",        "delay",        "crash",      "power-loss",
+    "disk-full", "sync-fails", "no-fds",      "double-crash", "clock-skew", "clock-jump",
+    "rejoin",    "add-node",   "remove-node", "transfer"};
+static uint64_t g_faults_total[FAULT_KINDS]; /* over every seed of this invocation */
+#define SIM_FDS_DEFAULT 256                  /* the simulated disk's handle table (fs_sim.c) */
 static uint32_t g_faults[FAULT_KINDS];
 static bool g_more_faults;
-static uint64_t g_crash_again_ms[NODES + 1]; /* kind 9: when, 0 = none */
+static uint64_t g_crash_again_ms[SLOTS + 1]; /* kind 9: when, 0 = none */
+
+/* ------------------------------------------- membership: the client port */
+
+/* A joiner's POST /cluster/members (node_join.c) goes through
+ * http_client_request_tls(), which this file defines (so http/client.c is
+ * not linked in): the request reaches the member at addr after the link's
+ * delay (ST_ECONNECTION if the link or the member is down), which calls
+ * what the API's route calls, node_member_add_learner(), proxied to its
+ * leader as a follower's API proxies it (503 without one), and answers as
+ * the API's admin_done_cb does: the cluster id and the members. */
+#define HTTP_REQS_MAX 8
+
+struct http_client {
+    bool used;
+    bool aborted;     /* the joiner stopped: no callback */
+    bool at_member;   /* waiting for the member's admin callback */
+    bool answered;    /* the answer is on its way back, due at at_ms */
+    raft_id from, to; /* the joiner, the member that answers */
+    uint64_t at_ms;
+    char body[256];
+    size_t body_len;
+    http_client_cb cb;
+    void *ctx;
+    int status; /* HTTP status, or < 0 */
+    struct st_membuf reply;
+};
+static struct http_client g_http[HTTP_REQS_MAX];
+
+static raft_id http_addr_node(const char *addr)
+{
+    static const char prefix[] = "10.0.0.";
+    if (strncmp(addr, prefix, sizeof prefix - 1) != 0) return RAFT_NONE;
+    char *end = NULL;
+    unsigned long id = strtoul(addr + sizeof prefix - 1, &end, 10);
+    if (id == 0 || id > SLOTS || strcmp(end, ":8000") != 0) return RAFT_NONE;
+    return id;
+}
+
+int http_client_request_tls(struct st_tls_ctx *tls, uv_loop_t *loop, const char *addr,
+                            const char *method, const char *path, const char *content_type,
+                            const char *extra_headers, const void *body, size_t body_len,
+                            uint32_t timeout_ms, http_client_cb cb, void *ctx,
+                            struct http_client **out)
+{
+    (void)tls;
+    (void)loop;
+    (void)content_type;
+    (void)extra_headers;
+    (void)timeout_ms;
+    raft_id to = http_addr_node(addr);
+    if (!to || strcmp(method, "POST") != 0 || strcmp(path, "/cluster/members") != 0 ||
+        body_len >= sizeof g_http[0].body)
+        return ST_EINVAL;
+    for (size_t i = 0; i < HTTP_REQS_MAX; i++) {
+        struct http_client *c = &g_http[i];
+        if (c->used) continue;
+        st_membuf_reset(&c->reply);
+        c->used = true;
+        c->aborted = c->at_member = c->answered = false;
+        c->from = g_cur;
+        c->to = to;
+        c->at_ms = wsim_now_ms() + 1 + rnd_below(5);
+        memcpy(c->body, body, body_len);
+        c->body_len = body_len;
+        c->cb = cb;
+        c->ctx = ctx;
+        if (out) *out = c;
+        return 0;
+    }
+    return ST_ENOMEM;
+}
+
+void http_client_abort(struct http_client *c)
+{
+    c->aborted = true;
+    if (!c->at_member) c->used = false;
+}
+
+static void http_answer(struct http_client *c, int status)
+{
+    c->at_member = false;
+    c->answered = true;
+    c->status = status;
+    c->at_ms = wsim_now_ms() + 1 + rnd_below(5);
+    if (c->aborted) c->used = false;
+}
+
+/* ST_E* -> what the API's respond_code answers (>= 500: the joiner retries). */
+static int http_status_of(int rc)
+{
+    switch (rc) {
+    case ST_EINVAL:
+        return 400;
+    case ST_ENOENT:
+        return 404;
+    case ST_EEXIST:
+        return 409;
+    case ST_ENOSPC:
+        return 507;
+    case ST_EIO:
+        return 500;
+    default:
+        return 503;
+    }
+}
+
+static void http_admin_cb(void *ctx, const struct node_admin_result *res)
+{
+    struct http_client *c = ctx;
+    if (res->status != 0 || c->aborted) {
+        http_answer(c, http_status_of(res->status));
+        return;
+    }
+    struct node_info info;
+    node_info_get(g_nodes[c->to].node, &info);
+    struct st_json w;
+    st_json_init(&w, &c->reply);
+    st_json_object_begin(&w);
+    char cid[32];
+    snprintf(cid, sizeof cid, "%016" PRIx64, res->cluster_id);
+    st_json_key(&w, "cluster_id");
+    st_json_cstr(&w, cid);
+    st_json_key(&w, "members");
+    st_json_array_begin(&w);
+    for (uint32_t i = 0; i < info.n_members; i++) {
+        st_json_object_begin(&w);
+        st_json_key(&w, "id");
+        st_json_uint(&w, info.members[i].id);
+        st_json_key(&w, "raft");
+        st_json_cstr(&w, info.members[i].raft);
+        st_json_key(&w, "http");
+        st_json_cstr(&w, info.members[i].http);
+        st_json_object_end(&w);
+    }
+    st_json_array_end(&w);
+    st_json_object_end(&w);
+    http_answer(c, st_json_finish(&w) == 0 ? 200 : 500);
+}
+
+/* The request arrives at the member c->to. */
+static void http_arrive(struct http_client *c)
+{
+    const struct wnode *m = &g_nodes[c->to];
+    if (!m->up || !m->node || !wsim_link_up(c->from, c->to) || !wsim_link_up(c->to, c->from)) {
+        http_answer(c, ST_ECONNECTION);
+        return;
+    }
+    struct st_jsonr_span doc = {c->body, c->body_len}, v;
+    uint64_t id = 0;
+    char raft_addr[NODE_ADDR_MAX] = "", http_addr[NODE_ADDR_MAX] = "";
+    if (st_jsonr_validate(c->body, c->body_len) != 0 || !st_jsonr_get(doc, "id", &v) ||
+        st_jsonr_uint(v, &id) != 0 || !st_jsonr_get(doc, "raft", &v) ||
+        st_jsonr_string(v, raft_addr, sizeof raft_addr) != 0 || !st_jsonr_get(doc, "http", &v) ||
+        st_jsonr_string(v, http_addr, sizeof http_addr) != 0) {
+        http_answer(c, 400);
+        return;
+    }
+    /* A follower proxies to its leader (api.c, proxy_to_leader). */
+    struct node_info info;
+    node_info_get(m->node, &info);
+    if (info.role != RAFT_LEADER) {
+        raft_id l = info.leader;
+        if (l == RAFT_NONE || l > SLOTS || !g_nodes[l].up || !g_nodes[l].node ||
+            !wsim_link_up(c->to, l) || !wsim_link_up(l, c->to)) {
+            http_answer(c, 503);
+            return;
+        }
+        c->to = l;
+    }
+    c->at_member = true;
+    raft_id prev = wsim_current_set(c->to);
+    int rc =
+        node_member_add_learner(g_nodes[c->to].node, id, raft_addr, http_addr, http_admin_cb, c);
+    wsim_current_set(prev);
+    if (rc) http_answer(c, http_status_of(rc));
+}
+
+static void http_step(void)
+{
+    for (size_t i = 0; i < HTTP_REQS_MAX; i++) {
+        struct http_client *c = &g_http[i];
+        if (!c->used || c->at_member || wsim_now_ms() < c->at_ms) continue;
+        if (!c->answered) {
+            http_arrive(c);
+            continue;
+        }
+        c->used = false;
+        if (c->aborted) continue;
+        int status = c->status;
+        if (status > 0 && (!wsim_link_up(c->to, c->from) || !g_nodes[c->from].up))
+            status = ST_ECONNECTION;
+        raft_id prev = wsim_current_set(c->from);
+        c->cb(c->ctx, status, c->reply.data ? c->reply.data : "", c->reply.len, "", 0);
+        wsim_current_set(prev);
+    }
+}
+
+/* ---------------------------------------------- membership: the operator */
+
+/* One membership change at a time, as an operator makes them, through the
+ * node's admin API (what the routes of /cluster/members and
+ * /cluster/transfer call), always sent to the current leader:
+ *   - remove a voter (never below 2 voters), stop it, wipe its disk, and
+ *     start it again empty with --join: it joins as a learner, is caught up
+ *     (appends or a snapshot) and promoted (docs/OPERATIONS.md, "One node
+ *     lost with its disk");
+ *   - add node 4 or 5 (--join, an empty disk), and later remove it;
+ *   - transfer the leadership to a voter.
+ * A change whose outcome is unknown (timed out, leadership lost) is sent
+ * again; a member already gone answers ST_ENOENT, which is success. */
+enum mop_kind { MOP_NONE, MOP_REMOVE, MOP_JOIN, MOP_TRANSFER };
+
+static struct {
+    enum mop_kind kind;
+    raft_id target;
+    bool rejoin;   /* MOP_REMOVE: wipe the node and let it join again */
+    bool inflight; /* an admin call awaits its callback */
+    bool done;
+    int status;
+    uint64_t next_ms; /* when to send (again) */
+} g_mop;
+static bool g_membership, g_clock_faults;
+
+static void mop_cb(void *ctx, const struct node_admin_result *res)
+{
+    (void)ctx;
+    g_mop.inflight = false;
+    g_mop.done = true;
+    g_mop.status = res->status;
+}
+
+/* The up node that leads in the highest term, and its configuration. */
+static struct wnode *leader_find(struct node_info *info)
+{
+    struct wnode *best = NULL;
+    raft_term term = 0;
+    for (raft_id i = 1; i <= SLOTS; i++) {
+        struct wnode *w = &g_nodes[i];
+        if (!w->up || !w->node || w->fatal) continue;
+        struct node_info in;
+        node_info_get(w->node, &in);
+        if (in.started && in.role == RAFT_LEADER && in.term >= term) {
+            best = w;
+            term = in.term;
+            *info = in;
+        }
+    }
+    return best;
+}
+
+static const struct node_member_info *conf_find(const struct node_info *info, raft_id id)
+{
+    for (uint32_t i = 0; i < info->n_members; i++)
+        if (info->members[i].id == id) return &info->members[i];
+    return NULL;
+}
+
+static void node_join_empty(struct wnode *w)
+{
+    if (w->disk) st_fs_sim_destroy(w->disk);
+    ST_ASSERT(st_fs_sim_create(&w->disk) == 0);
+    w->cfg.fs = st_fs_sim_fs(w->disk);
+    w->cfg.n_peers = 0;
+    /* --join names a member: the leader, or else any other node up. */
+    struct node_info info;
+    const struct wnode *l = leader_find(&info);
+    raft_id seed = l ? l->id : RAFT_NONE;
+    for (raft_id i = 1; i <= SLOTS && !seed; i++)
+        if (i != w->id && g_nodes[i].up) seed = i;
+    snprintf(w->cfg.join_http, sizeof w->cfg.join_http, "10.0.0.%" PRIu64 ":8000", seed);
+    w->joiner = true;
+    node_up(w, NODE_START_JOIN);
+    /* A third of the joiners are killed 1-40 ms after they start: before
+     * their join was answered, or after it and before the leader's first
+     * append or snapshot taught them the configuration (issue 17: such a
+     * joiner refused every peer on restart). */
+    if (rnd_below(3) == 0) g_crash_again_ms[w->id] = wsim_now_ms() + 1 + rnd_below(40);
+}
+
+/* The target is out of the configuration: stop it, wipe its disk, and
+ * start it empty with --join (rejoin) or leave its slot free. */
+static void mop_removed(void)
+{
+    struct wnode *w = &g_nodes[g_mop.target];
+    hash_u64(0xDE000000ull | w->id);
+    if (g_trace)
+        printf("%" PRIu64 " ms: node %" PRIu64 " removed; %s\n", wsim_now_ms(), w->id,
+               g_mop.rejoin ? "wiped, joining again" : "stopped, disk dropped");
+    if (w->node) node_down(w);
+    g_crash_again_ms[w->id] = 0;
+    if (g_mop.rejoin) {
+        node_join_empty(w);
+        g_mop.kind = MOP_JOIN;
+    } else {
+        st_fs_sim_destroy(w->disk);
+        w->disk = NULL;
+        w->joiner = false;
+        g_mop.kind = MOP_NONE;
+    }
+}
+
+static void operator_step(void)
+{
+    uint64_t now = wsim_now_ms();
+    struct node_info info;
+    switch (g_mop.kind) {
+    case MOP_NONE:
+        return;
+    case MOP_REMOVE:
+    case MOP_TRANSFER: {
+        if (g_mop.done) {
+            g_mop.done = false;
+            if (g_mop.kind == MOP_TRANSFER) {
+                g_mop.kind = MOP_NONE;
+            } else if (g_mop.status != 0) {
+                g_mop.next_ms = now + 100;
+            } else {
+                mop_removed();
+            }
+            return;
+        }
+        if (g_mop.inflight || now < g_mop.next_ms) return;
+        struct wnode *l = leader_find(&info);
+        if (!l) {
+            if (g_mop.kind == MOP_TRANSFER) g_mop.kind = MOP_NONE;
+            g_mop.next_ms = now + 100;
+            return;
+        }
+        g_mop.inflight = true;
+        raft_id prev = wsim_current_set(l->id);
+        int rc = g_mop.kind == MOP_TRANSFER
+                     ? node_transfer(l->node, g_mop.target, mop_cb, NULL)
+                     : node_member_remove(l->node, g_mop.target, mop_cb, NULL);
+        wsim_current_set(prev);
+        if (rc == 0) return;
+        g_mop.inflight = false;
+        if (g_mop.kind == MOP_TRANSFER)
+            g_mop.kind = MOP_NONE;
+        else if (rc == ST_ENOENT)
+            mop_removed();
+        else
+            g_mop.next_ms = now + 100;
+        return;
+    }
+    case MOP_JOIN: {
+        struct wnode *w = &g_nodes[g_mop.target];
+        if (w->start_status < 0) { /* gave up: try again, empty */
+            node_down(w);
+            node_join_empty(w);
+            return;
+        }
+        if (now % 50 != 0 || w->start_status != 0) return;
+        const struct node_member_info *m = leader_find(&info) ? conf_find(&info, w->id) : NULL;
+        if (m && m->voter) {
+            hash_u64(0xAD000000ull | w->id);
+            if (g_trace)
+                printf("%" PRIu64 " ms: node %" PRIu64 " is a voter\n", wsim_now_ms(), w->id);
+            g_mop.kind = MOP_NONE;
+        }
+        return;
+    }
+    }
+}
+
+/* Starts a membership change of kind (12 remove-rejoin, 13 add, 14
+ * remove-added, 15 transfer); false if none applies now. */
+static bool mop_start(uint64_t kind)
+{
+    if (g_mop.kind != MOP_NONE) return false;
+    struct node_info info;
+    if (!leader_find(&info)) return false;
+    raft_id voters[RAFT_MEMBERS_MAX] = {0}, nv = 0;
+    for (uint32_t i = 0; i < info.n_members && nv < RAFT_MEMBERS_MAX; i++)
+        if (info.members[i].voter) voters[nv++] = info.members[i].id;
+    if (nv == 0) return false;
+    memset(&g_mop, 0, sizeof g_mop);
+    switch (kind) {
+    case 12:
+        if (nv < 3) return false;
+        g_mop.kind = MOP_REMOVE;
+        g_mop.target = voters[rnd_below(nv)];
+        g_mop.rejoin = true;
+        break;
+    case 13:
+        for (raft_id id = NODES + 1; id <= SLOTS && g_mop.kind == MOP_NONE; id++)
+            if (!g_nodes[id].disk && !conf_find(&info, id)) {
+                g_mop.kind = MOP_JOIN;
+                g_mop.target = id;
+                node_join_empty(&g_nodes[id]);
+            }
+        return g_mop.kind != MOP_NONE;
+    case 14:
+        for (raft_id id = NODES + 1; id <= SLOTS && g_mop.kind == MOP_NONE; id++) {
+            const struct node_member_info *m = conf_find(&info, id);
+            if (g_nodes[id].disk && m && (!m->voter || nv >= 3)) {
+                g_mop.kind = MOP_REMOVE;
+                g_mop.target = id;
+            }
+        }
+        return g_mop.kind != MOP_NONE;
+    case 15:
+        g_mop.kind = MOP_TRANSFER;
+        g_mop.target = voters[rnd_below(nv)];
+        break;
+    }
+    return g_mop.kind != MOP_NONE;
+}
 
 static void heal(void)
 {
     memset(g_link.cut, 0, sizeof g_link.cut);
-    for (int i = 1; i <= NODES; i++) {
+    for (int i = 1; i <= SLOTS; i++) {
         if (!g_nodes[i].disk) continue;
         st_fs_sim_crash_at(g_nodes[i].disk, 0);
         st_fs_sim_set_quota(g_nodes[i].disk, UINT64_MAX);
@@ -421,11 +923,26 @@ static void heal(void)
 static void fault_pick(void)
 {
     heal();
-    uint64_t kind = rnd_below(g_more_faults ? FAULT_KINDS : FAULT_KINDS_BASE);
-    raft_id x = 1 + rnd_below(NODES), y = 1 + rnd_below(NODES);
-    switch (kind) {
+    uint64_t kind;
+    if (!g_clock_faults && !g_membership) {
+        kind = rnd_below(g_more_faults ? FAULT_KINDS_MORE : FAULT_KINDS_BASE);
+    } else {
+        uint64_t kinds[FAULT_KINDS] = {0}, n = 0;
+        for (uint64_t k = 0; k < FAULT_KINDS; k++)
+            if (k < FAULT_KINDS_BASE || (k < FAULT_KINDS_MORE && g_more_faults) ||
+                ((k == 10 || k == 11) && g_clock_faults) || (k >= 12 && g_membership))
+                kinds[n++] = k;
+        kind = kinds[rnd_below(n)];
+    }
+    raft_id x = 1 + rnd_below(g_slots), y = 1 + rnd_below(g_slots);
+    bool applied = true;
+    if (kind >= 5 && kind <= 8 && !g_nodes[x].disk) applied = false; /* no node x now */
+    /* (The default schedule counts a crash of a node down as applied: its
+     * trace hashes stay those recorded.) */
+    if ((kind == 4 || kind == 9) && !g_nodes[x].up && g_membership) applied = false;
+    switch (applied ? kind : FAULT_KINDS) {
     case 0: /* one node alone */
-        for (raft_id o = 1; o <= NODES; o++)
+        for (raft_id o = 1; o <= g_slots; o++)
             g_link.cut[x][o] = g_link.cut[o][x] = true;
         break;
     case 1: /* one-way */
@@ -467,14 +984,34 @@ static void fault_pick(void)
             g_crash_again_ms[x] = wsim_now_ms() + 5 + rnd_below(56);
         }
         break;
+    case 10: { /* node x's wall clock set off by up to +-5 minutes */
+        int64_t off = (int64_t)rnd_below(2 * WALL_SKEW_MS_MAX + 1) - WALL_SKEW_MS_MAX;
+        g_wall_off_ms[x] = off;
+        break;
     }
-    g_faults[kind]++;
-    hash_u64(0xFA000000ull | (kind << 8) | x);
-    if (g_trace)
-        printf("%" PRIu64 " ms: fault %s, node %" PRIu64 " (and %" PRIu64 ")\n", wsim_now_ms(),
-               (const char *[]){"alone", "one-way", "loss", "delay", "crash", "power-loss",
-                                "disk-full", "sync-fails", "no-fds", "double-crash"}[kind],
-               x, y);
+    case 11: { /* node x's wall clock jumps forward or back, up to 10 minutes */
+        int64_t d = 1 + (int64_t)rnd_below(WALL_JUMP_MS_MAX);
+        int64_t off = g_wall_off_ms[x] + (rnd_below(2) ? d : -d);
+        g_wall_off_ms[x] = off > WALL_OFFSET_MS_MAX
+                               ? WALL_OFFSET_MS_MAX
+                               : (off < -WALL_OFFSET_MS_MAX ? -WALL_OFFSET_MS_MAX : off);
+        break;
+    }
+    case 12:
+    case 13:
+    case 14:
+    case 15:
+        applied = mop_start(kind);
+        if (applied) x = g_mop.target;
+        break;
+    }
+    if (applied) {
+        g_faults[kind]++;
+        hash_u64(0xFA000000ull | (kind << 8) | x);
+    }
+    if (g_trace && applied)
+        printf("%" PRIu64 " ms: fault %s, node %" PRIu64 " (and %" PRIu64 ")%s\n", wsim_now_ms(),
+               g_fault_names[kind], x, y, kind >= 10 && kind <= 11 ? " (wall clock moved)" : "");
     g_fault_until = wsim_now_ms() + 100 + rnd_below(1500);
 }
 
@@ -502,6 +1039,57 @@ static bool put_surely_failed(const struct op *o)
             o->status == ST_ECONNECTION);
 }
 
+/* Whether key k may have been absent (expired) at log clock t while the
+ * read or final state of op `at` saw it: some put on k that may have
+ * applied before (not surely failed, invoked before `at` completed, not
+ * acknowledged below version `ver_min`) may have expired by t. A put's
+ * expiry is at least the log clock of the node it was sent to at its
+ * invocation plus its TTL (its entry applies after everything applied
+ * then), exactly what a read of its value returned if one did. */
+static bool may_have_expired(int k, uint64_t t, uint64_t before_ms, uint64_t ver_min)
+{
+    for (size_t j = 0; j < g_n_ops; j++) {
+        const struct op *p = &g_ops[j];
+        if (p->key != k || p->kind != OP_PUT || put_surely_failed(p) || p->invoke_ms > before_ms ||
+            (p->state == OP_OK && p->version < ver_min))
+            continue;
+        uint64_t exp = p->log_ms + p->ttl_ms;
+        for (size_t i = 0; i < g_n_ops; i++)
+            if (g_ops[i].kind == OP_GET && g_ops[i].state == OP_OK &&
+                g_ops[i].value_id == p->value_id && g_ops[i].expire_ms) {
+                exp = g_ops[i].expire_ms;
+                break;
+            }
+        if (exp <= t) return true;
+    }
+    return false;
+}
+
+/* Reads of a TTL key: never an older version than a put acknowledged before
+ * the read began; absent only if that put (or a later one) may have expired
+ * by the read's log clock. */
+static void check_ttl_reads(int k)
+{
+    for (size_t i = 0; i < g_n_ops; i++) {
+        const struct op *r = &g_ops[i];
+        if (r->key != k || r->kind != OP_GET || r->state != OP_OK) continue;
+        for (size_t j = 0; j < g_n_ops; j++) {
+            const struct op *w = &g_ops[j];
+            if (w->key != k || w->kind != OP_PUT || w->state != OP_OK) continue;
+            if (w->complete_ms >= r->invoke_ms || w->version <= r->version) continue;
+            if (r->version == 0 && may_have_expired(k, r->log_ms, r->complete_ms, w->version))
+                continue;
+            FAIL("key k%d: read (op %zu, %" PRIu64 "-%" PRIu64 " ms, node %" PRIu64
+                 ", log clock %" PRIu64 ") returned version %" PRIu64
+                 ", but put op %zu (ttl %" PRIu64 " ms, log clock >= %" PRIu64
+                 ") was acknowledged at version %" PRIu64 " at %" PRIu64
+                 " ms and cannot have expired (stale read)",
+                 k, i, r->invoke_ms, r->complete_ms, r->node, r->log_ms, r->version, j, w->ttl_ms,
+                 w->log_ms, w->version, w->complete_ms);
+        }
+    }
+}
+
 static int check_history(void)
 {
     int before = g_failures;
@@ -520,7 +1108,7 @@ static int check_history(void)
                      g_ops[j].node, g_ops[j].invoke_ms, g_ops[j].complete_ms,
                      st_strerror(g_ops[j].status));
     }
-    for (int k = 0; k < KEYS; k++) {
+    for (int k = 0; k < g_keys; k++) {
         /* A value is written by one put; the version it was seen at must
          * be one version (no put applied twice). */
         for (size_t i = 0; i < g_n_ops; i++) {
@@ -535,7 +1123,21 @@ static int check_history(void)
                     FAIL("key k%d: value v%" PRIu64 " seen at versions %" PRIu64 " and %" PRIu64
                          " (applied twice?)",
                          k, vid, ver, o->version);
+                /* Its expiry is the log clock at its index plus its TTL:
+                 * the same on every replica. */
+                if (o->kind == OP_GET && r->kind == OP_GET && o->expire_ms != r->expire_ms)
+                    FAIL("key k%d: value v%" PRIu64 " read with expiry %" PRIu64
+                         " (op %zu, node %" PRIu64 ") and %" PRIu64 " (op %zu, node %" PRIu64 ")",
+                         k, vid, r->expire_ms, i, r->node, o->expire_ms, j, o->node);
             }
+            if (r->kind == OP_GET && r->expire_ms && r->expire_ms <= r->log_ms)
+                FAIL("key k%d: read op %zu (node %" PRIu64 ") returned v%" PRIu64
+                     " expired at %" PRIu64 " by its log clock %" PRIu64,
+                     k, i, r->node, vid, r->expire_ms, r->log_ms);
+        }
+        if (k >= KEYS) {
+            check_ttl_reads(k);
+            continue;
         }
         /* Reads: never older than a put acknowledged before they began. */
         for (size_t i = 0; i < g_n_ops; i++) {
@@ -581,43 +1183,76 @@ static void step(void);
 
 static void check_final(void)
 {
-    /* Every node converges: equal applied index and state digest. */
-    uint64_t dig[NODES + 1];
-    raft_index applied[NODES + 1];
+    /* Every member converges: equal applied index and state digest. The
+     * members are nodes 1-3, or with --membership those of the leader's
+     * configuration once the operator is done (a removed node is not
+     * checked; a wiped one only as the member it became again). */
+    uint64_t dig[SLOTS + 1] = {0};
+    raft_index applied[SLOTS + 1] = {0};
+    bool member[SLOTS + 1] = {false};
+    raft_id ref = 1; /* the lowest member: the others are compared to it */
     bool same = false;
     for (int t = 0; t < 20000 && !same; t++) {
         step();
         same = true;
-        for (int i = 1; i <= NODES; i++) {
+        if (g_membership) {
+            struct node_info info;
+            memset(member, 0, sizeof member);
+            if (g_mop.kind != MOP_NONE || !leader_find(&info)) {
+                same = false;
+                continue;
+            }
+            ref = 0;
+            for (uint32_t m = 0; m < info.n_members; m++)
+                if (info.members[m].id <= SLOTS) member[info.members[m].id] = true;
+            for (raft_id i = SLOTS; i >= 1; i--)
+                if (member[i]) ref = i;
+            for (raft_id i = 1; i <= SLOTS; i++)
+                if (member[i] && (!g_nodes[i].up || !g_nodes[i].node || g_nodes[i].start_status))
+                    same = false;
+            if (!same || !ref) {
+                same = false;
+                continue;
+            }
+        } else {
+            for (raft_id i = 1; i <= NODES; i++)
+                member[i] = true;
+        }
+        for (raft_id i = 1; i <= SLOTS; i++) {
+            if (!member[i]) continue;
             dig[i] = node_state_digest(g_nodes[i].node, &applied[i]);
-            if (applied[i] != applied[1] ||
+            if (applied[i] != applied[ref] ||
                 g_nodes[i].node->applied < raft_commit_index(g_nodes[i].node->raft))
                 same = false;
         }
     }
-    (void)dig;
     if (!same) {
-        FAIL("replicas did not converge after healing: applied %" PRIu64 " %" PRIu64 " %" PRIu64,
-             applied[1], applied[2], applied[3]);
+        FAIL("replicas did not converge after healing: applied %" PRIu64 " %" PRIu64 " %" PRIu64
+             " %" PRIu64 " %" PRIu64 " (0: not a member, or down)%s",
+             applied[1], applied[2], applied[3], applied[4], applied[5],
+             g_mop.kind != MOP_NONE ? "; a membership change is unfinished" : "");
         return;
     }
-    for (int i = 2; i <= NODES; i++)
-        if (dig[i] != dig[1])
-            FAIL("state digests differ at applied index %" PRIu64 ": node 1 %016" PRIx64
-                 ", node %d %016" PRIx64,
-                 applied[1], dig[1], i, dig[i]);
-    hash_u64(applied[1]);
-    hash_u64(dig[1]);
+    for (raft_id i = 1; i <= SLOTS; i++)
+        if (member[i] && dig[i] != dig[ref])
+            FAIL("state digests differ at applied index %" PRIu64 ": node %" PRIu64 " %016" PRIx64
+                 ", node %" PRIu64 " %016" PRIx64,
+                 applied[ref], ref, dig[ref], i, dig[i]);
+    hash_u64(applied[ref]);
+    hash_u64(dig[ref]);
     /* No acknowledged write lost: the final version of each key is at least
      * that of every acknowledged put, and an acknowledged put at exactly the
      * final version wrote the final value. */
-    for (int k = 0; k < KEYS; k++) {
+    for (int k = 0; k < g_keys; k++) {
         struct final_read f = {0};
         char key[8];
         key_name(k, key);
-        if (node_get(g_nodes[1].node, (const uint8_t *)key, strlen(key), NODE_READ_STALE, final_cb,
-                     &f) != 0 ||
-            !f.done) {
+        raft_id prev = wsim_current_set(ref);
+        int rc = node_get(g_nodes[ref].node, (const uint8_t *)key, strlen(key), NODE_READ_STALE,
+                          final_cb, &f);
+        uint64_t final_log_ms = node_log_clock_ms(g_nodes[ref].node);
+        wsim_current_set(prev);
+        if (rc != 0 || !f.done) {
             FAIL("final read of k%d failed", k);
             continue;
         }
@@ -629,6 +1264,9 @@ static void check_final(void)
         for (size_t j = 0; j < g_n_ops; j++) {
             struct op *w = &g_ops[j];
             if (w->key != k || w->kind != OP_PUT || w->state != OP_OK) continue;
+            if (w->version > fv && fv == 0 && k >= KEYS &&
+                may_have_expired(k, final_log_ms, UINT64_MAX, w->version))
+                continue;
             if (w->version > fv)
                 FAIL("key k%d: put op %zu acknowledged at version %" PRIu64
                      " is lost (final version %" PRIu64 ")",
@@ -647,8 +1285,10 @@ static void step(void)
 {
     g_now_ns += 1000000u;
     sim_net_step();
+    if (g_membership) http_step();
     quiesce();
-    for (int i = 1; i <= NODES; i++) {
+    if (g_membership) operator_step();
+    for (int i = 1; i <= SLOTS; i++) {
         if (g_nodes[i].fatal && g_nodes[i].up) node_crash_restart(&g_nodes[i]);
         if (g_crash_again_ms[i] && wsim_now_ms() >= g_crash_again_ms[i]) {
             g_crash_again_ms[i] = 0;
@@ -670,19 +1310,30 @@ static int run(uint64_t seed)
     g_failures = 0;
     memset(g_faults, 0, sizeof g_faults);
     memset(g_crash_again_ms, 0, sizeof g_crash_again_ms);
+    memset(g_wall_off_ms, 0, sizeof g_wall_off_ms);
+    memset(&g_mop, 0, sizeof g_mop);
+    for (size_t i = 0; i < HTTP_REQS_MAX; i++)
+        g_http[i].used = false;
+    g_own_loops = g_membership || g_clock_faults;
+    sim_net_connections(g_membership);
+    g_slots = g_membership ? SLOTS : NODES;
+    g_keys = g_clock_faults ? KEYS + KEYS_TTL : KEYS;
     heal();
     ST_ASSERT(uv_loop_init(&g_loop) == 0);
-    for (raft_id i = 1; i <= NODES; i++) {
+    for (raft_id i = 1; i <= SLOTS && g_own_loops; i++)
+        ST_ASSERT(uv_loop_init(&g_loops[i]) == 0);
+    for (raft_id i = 1; i <= g_slots; i++) {
         struct wnode *w = &g_nodes[i];
         memset(w, 0, sizeof *w);
         w->id = i;
-        ST_ASSERT(st_fs_sim_create(&w->disk) == 0);
+        /* Nodes 4 and 5 get a disk when they are added. */
+        if (i <= NODES) ST_ASSERT(st_fs_sim_create(&w->disk) == 0);
         node_config_default(&w->cfg);
         w->cfg.id = i;
         snprintf(w->cfg.data_dir, sizeof w->cfg.data_dir, "/data");
         snprintf(w->cfg.raft_listen, sizeof w->cfg.raft_listen, "10.0.0.%" PRIu64 ":7000", i);
         snprintf(w->cfg.http_listen, sizeof w->cfg.http_listen, "10.0.0.%" PRIu64 ":8000", i);
-        w->cfg.fs = st_fs_sim_fs(w->disk);
+        w->cfg.fs = w->disk ? st_fs_sim_fs(w->disk) : NULL; /* 4, 5: node_join_empty */
         w->cfg.wal_inline_always = true;
         /* Small segments: more segment rolls, and a disk that stays small
          * (the simulated disk holds every byte in memory twice). */
@@ -694,8 +1345,12 @@ static int run(uint64_t seed)
         w->cfg.request_timeout_ms = 3000;
         w->cfg.snapshot_threshold = 64 + rnd_below(256);
         w->cfg.seed = seed * 7919 + i;
-        w->cfg.n_peers = NODES;
-        for (raft_id p = 1; p <= NODES; p++) {
+        w->cfg.n_peers = i <= NODES ? NODES : 0;
+        if (i > NODES) {
+            w->cfg.mode = NODE_START_JOIN;
+            snprintf(w->cfg.join_http, sizeof w->cfg.join_http, "10.0.0.1:8000");
+        }
+        for (raft_id p = 1; p <= w->cfg.n_peers; p++) {
             w->cfg.peers[p - 1].id = p;
             snprintf(w->cfg.peers[p - 1].raft, sizeof w->cfg.peers[p - 1].raft,
                      "10.0.0.%" PRIu64 ":7000", p);
@@ -744,32 +1399,32 @@ static int run(uint64_t seed)
     size_t ok = 0;
     for (size_t i = 0; i < g_n_ops; i++)
         ok += g_ops[i].state == OP_OK;
-    if (g_trace || g_failures)
-        printf("seed %" PRIu64
-               ": %zu ops (%zu ok), faults: alone %u, one-way %u, loss %u, delay %u,"
-               " crash %u, power loss %u, disk full %u, sync fails %u, no fds %u, double crash %u;"
-               " restarts %u;"
-               " trace %016" PRIx64 "%s\n",
-               seed, g_n_ops, ok, g_faults[0], g_faults[1], g_faults[2], g_faults[3], g_faults[4],
-               g_faults[5], g_faults[6], g_faults[7], g_faults[8], g_faults[9],
-               g_nodes[1].crashes + g_nodes[2].crashes + g_nodes[3].crashes, g_hash,
+    if (g_trace || g_failures) {
+        uint32_t restarts = 0;
+        for (raft_id i = 1; i <= SLOTS; i++)
+            restarts += g_nodes[i].crashes;
+        printf("seed %" PRIu64 ": %zu ops (%zu ok), faults:", seed, g_n_ops, ok);
+        uint64_t kinds = g_membership || g_clock_faults ? FAULT_KINDS : FAULT_KINDS_MORE;
+        for (uint64_t k = 0; k < kinds; k++)
+            printf("%s %s %u", k ? "," : "", g_fault_names[k], g_faults[k]);
+        printf("; restarts %u; trace %016" PRIx64 "%s\n", restarts, g_hash,
                g_failures ? " FAILED" : "");
-    /* Tear down. */
-    for (raft_id i = 1; i <= NODES; i++) {
-        struct wnode *w = &g_nodes[i];
-        w->up = false;
-        node_stop(w->node, stopped_cb, w);
-        while (!w->stopped)
-            quiesce();
-        node_destroy(w->node);
-        w->node = NULL;
     }
+    for (uint64_t k = 0; k < FAULT_KINDS; k++)
+        g_faults_total[k] += g_faults[k];
+    /* Tear down. */
+    for (raft_id i = 1; i <= SLOTS; i++)
+        if (g_nodes[i].node) node_down(&g_nodes[i]);
     quiesce();
     sim_net_close();
     uv_run(&g_loop, UV_RUN_DEFAULT);
     ST_ASSERT(uv_loop_close(&g_loop) == 0);
-    for (raft_id i = 1; i <= NODES; i++) {
-        st_fs_sim_destroy(g_nodes[i].disk);
+    for (raft_id i = 1; i <= SLOTS && g_own_loops; i++) {
+        uv_run(&g_loops[i], UV_RUN_DEFAULT);
+        ST_ASSERT(uv_loop_close(&g_loops[i]) == 0);
+    }
+    for (raft_id i = 1; i <= SLOTS; i++) {
+        if (g_nodes[i].disk) st_fs_sim_destroy(g_nodes[i].disk);
         g_nodes[i].disk = NULL;
     }
     return g_failures;
@@ -796,9 +1451,14 @@ int main(int argc, char **argv)
             stop_at_first = true;
         else if (!strcmp(argv[i], "--more-faults"))
             g_more_faults = true;
+        else if (!strcmp(argv[i], "--membership"))
+            g_membership = true;
+        else if (!strcmp(argv[i], "--clock-faults"))
+            g_clock_faults = true;
         else {
             fprintf(stderr, "usage: wsim [--seed S] [--seeds N] [--ms SIM_MS] [--quiet-ms MS] "
-                            "[--trace] [--determinism] [--stop-at-first] [--more-faults]\n");
+                            "[--trace] [--determinism] [--stop-at-first] [--more-faults] "
+                            "[--membership] [--clock-faults]\n");
             return 2;
         }
     }
@@ -827,15 +1487,24 @@ int main(int argc, char **argv)
             failed++;
             fprintf(stderr,
                     "wsim: replay: %s --seed %" PRIu64 " --ms %" PRIu64 " --quiet-ms %" PRIu64
-                    "%s --trace\n",
-                    argv[0], s, g_sim_ms, g_quiet_ms, g_more_faults ? " --more-faults" : "");
+                    "%s%s%s --trace\n",
+                    argv[0], s, g_sim_ms, g_quiet_ms, g_more_faults ? " --more-faults" : "",
+                    g_membership ? " --membership" : "", g_clock_faults ? " --clock-faults" : "");
             if (stop_at_first) {
                 n = s - first + 1;
                 break;
             }
         }
     }
+    if (g_membership || g_clock_faults) {
+        printf("wsim: faults applied:");
+        for (uint64_t k = 0; k < FAULT_KINDS; k++)
+            printf("%s %s %" PRIu64, k ? "," : "", g_fault_names[k], g_faults_total[k]);
+        printf("\n");
+    }
     printf("wsim: %" PRIu64 " seeds from %" PRIu64 ", %d failed\n", n, first, failed);
+    for (size_t i = 0; i < HTTP_REQS_MAX; i++)
+        st_membuf_free(&g_http[i].reply);
     free(g_ops);
     return failed ? 1 : 0;
 }

@@ -11,7 +11,11 @@
  *     timers, the node's log clock and every trace read simulated time;
  *   - the threadpool: wsim.c defines uv_queue_work(), which runs the work at
  *     once and defers its completion to the scheduler, in order;
- *   - the disk: each node's config points at its own st_fs_sim. */
+ *   - the disk: each node's config points at its own st_fs_sim;
+ *   - a joiner's HTTP call (POST /cluster/members, node_join.c): wsim.c
+ *     defines http_client_request_tls() and http_client_abort(), which
+ *     hand the request to the member's node_member_add_learner(), the
+ *     function the API's route calls. */
 #ifndef ST_WSIM_H
 #define ST_WSIM_H
 
@@ -31,6 +35,9 @@ uint64_t wsim_now_ms(void);
 bool wsim_link_send(raft_id a, raft_id b, uint64_t *delay_ms);
 /* Whether the link a -> b is up now (partitions). */
 bool wsim_link_up(raft_id a, raft_id b);
+/* Makes id the node whose code runs now (its wall clock is read: clock
+ * faults); returns the previous one, to restore after the call. */
+raft_id wsim_current_set(raft_id id);
 /* Reads len bytes at off of node id's file path (its simulated disk). */
 int wsim_read_file(raft_id id, const char *path, uint64_t off, void *buf, size_t len, size_t *got);
 
@@ -38,5 +45,10 @@ int wsim_read_file(raft_id id, const char *path, uint64_t off, void *buf, size_t
 void sim_net_step(void);
 bool sim_net_busy(void);
 void sim_net_close(void);
+/* Messages travel on connections that end when either side removes the
+ * other or stops (the real transport's), instead of surviving a restart;
+ * off by default, so that the seeds of the default schedule keep their
+ * runs. */
+void sim_net_connections(bool on);
 
 #endif
