@@ -66,3 +66,18 @@ mutation_build() {
     cmake -S "$1" -B "$1/build" ${gen[@]+"${gen[@]}"} -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
         cmake --build "$1/build" -j "$(nproc)" --target "$2" >/dev/null
 }
+
+# mutation_prepare ROOT NAME PREFIX: a scratch tree of ROOT (as
+# mutation_scratch_tree) with NAME applied; prints its path. Returns 1, says
+# which file on stderr and removes the copy when the mutation no longer
+# applies.
+mutation_prepare() {
+    local dir file
+    dir=$(mutation_scratch_tree "$1" "$3")
+    if ! file=$(mutation_apply "$dir" "$2"); then
+        echo "mutation $2 no longer applies to $file" >&2
+        rm -rf "$dir"
+        return 1
+    fi
+    echo "$dir"
+}

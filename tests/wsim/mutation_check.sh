@@ -52,12 +52,9 @@ if [ ${#names[@]} -eq 0 ]; then
 fi
 status=0
 for name in "${names[@]}"; do
-  scratch=$(mutation_scratch_tree "$ROOT" "wsim-mut-$name")
-  if ! file=$(mutation_apply "$scratch" "$name"); then
-    echo "mutation $name no longer applies to $file" >&2
+  if ! scratch=$(mutation_prepare "$ROOT" "$name" "wsim-mut-$name"); then
     echo "$name: does not apply"
     status=1
-    rm -rf "$scratch"
     continue
   fi
   mutation_build "$scratch" wsim
