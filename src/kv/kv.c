@@ -272,18 +272,18 @@ void kv_state_remove(struct kv_state *st, struct kv_entry *e, struct kv_entry **
 
 void kv_state_free(struct kv_state *st)
 {
-    for (int t = 0; t < 2; t++) {
-        struct kv_table *tb = &st->t[t];
-        for (uint64_t i = 0; i < tb->size; i++) {
-            struct kv_entry *e = tb->buckets[i];
-            while (e) {
-                struct kv_entry *next = e->next;
-                free(e);
-                e = next;
-            }
-        }
-        free(tb->buckets);
-    }
+    /* Every entry is in the index: the entries are freed through it, not by
+     * walking the buckets, whose number may be far above the keys' (a
+     * restore presizes its table from the snapshot header, up to
+     * KV_RESTORE_PRESIZE_BUCKETS_MAX, and may fail after a few records). The
+     * iterator reads only the index's nodes, never the entries it passed. */
+    ST_ASSERT(st->idx.count == kv_state_keys(st));
+    struct kv_index_iter it;
+    kv_index_seek(&st->idx, &it, "", 0); /* the first entry */
+    for (struct kv_entry *e; (e = kv_index_iter_entry(&it)) != NULL; kv_index_iter_next(&it))
+        free(e);
+    for (int t = 0; t < 2; t++)
+        free(st->t[t].buckets);
     free(st->heap);
     kv_index_free(&st->idx); /* kv_index */
     memset(st, 0, sizeof(*st));
@@ -304,6 +304,7 @@ void kv_config_default(struct kv_config *cfg)
     cfg->hash_seed = 0;
     cfg->buckets_initial = KV_BUCKETS_DEFAULT;
     cfg->rehash_buckets_per_op = KV_REHASH_PER_OP_DEFAULT;
+    cfg->restore_presize_buckets_max = KV_RESTORE_PRESIZE_BUCKETS_MAX;
 }
 
 int kv_create(const struct kv_config *cfg, struct kv **out)
@@ -314,8 +315,14 @@ int kv_create(const struct kv_config *cfg, struct kv **out)
         c = *cfg;
         if (c.buckets_initial == 0) c.buckets_initial = KV_BUCKETS_DEFAULT;
         if (c.rehash_buckets_per_op == 0) c.rehash_buckets_per_op = KV_REHASH_PER_OP_DEFAULT;
+        if (c.restore_presize_buckets_max == 0)
+            c.restore_presize_buckets_max = KV_RESTORE_PRESIZE_BUCKETS_MAX;
     }
     if (c.buckets_initial < 4 || (c.buckets_initial & (c.buckets_initial - 1)) != 0)
+        return ST_EINVAL;
+    if (c.restore_presize_buckets_max < 4 ||
+        (c.restore_presize_buckets_max & (c.restore_presize_buckets_max - 1)) != 0 ||
+        c.restore_presize_buckets_max > KV_RESTORE_PRESIZE_BUCKETS_MAX)
         return ST_EINVAL;
     struct kv *kv = alloc_denied(&c) ? NULL : calloc(1, sizeof(*kv));
     if (!kv) return ST_ENOMEM;

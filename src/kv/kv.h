@@ -103,6 +103,12 @@ struct kv_config {
     uint64_t hash_seed;             /* must be equal on every replica; 0 is a valid seed */
     uint32_t buckets_initial;       /* power of two >= 4; 0 = default (16) */
     uint32_t rehash_buckets_per_op; /* buckets migrated per mutation; 0 = default (4) */
+    /* A restore presizes its table to the snapshot header's key count, to
+     * at most this many buckets (a power of two, 4 to 2^24; 0 = default,
+     * 2^24) and at least buckets_initial. Changes memory and speed only,
+     * not the state restored. The fuzz drivers lower it: a fuzzed count
+     * would otherwise allocate (and ASan poison) 128 MiB per input. */
+    uint32_t restore_presize_buckets_max;
     /* Test seam (NULL in production): called before every allocation the kv
      * makes; a nonzero return makes that allocation fail, to reach the
      * ST_ENOMEM paths. */

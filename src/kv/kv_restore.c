@@ -257,10 +257,10 @@ static int restore_field_done(struct kv_restore *r)
         r->crc = st_crc32c(r->crc, r->stage, 4); /* the body CRC covers the header CRC */
         /* Bounded before rounding: the key count is read from the file, and
          * next_pow2 of a count above 2^63 would never return. */
+        uint64_t max = r->kv->cfg.restore_presize_buckets_max;
         uint64_t buckets =
-            kv_next_pow2(ST_MIN(ST_MAX(r->keys, (uint64_t)r->kv->cfg.buckets_initial),
-                                (uint64_t)KV_RESTORE_PRESIZE_BUCKETS_MAX));
-        buckets = ST_MIN(buckets, (uint64_t)KV_RESTORE_PRESIZE_BUCKETS_MAX);
+            kv_next_pow2(ST_MIN(ST_MAX(r->keys, (uint64_t)r->kv->cfg.buckets_initial), max));
+        buckets = ST_MIN(buckets, max);
         buckets = ST_MAX(buckets, (uint64_t)r->kv->cfg.buckets_initial);
         if (kv_state_init(st, &r->state_kv.cfg, buckets) != 0) return ST_ENOMEM;
         r->phase = r->idem_n ? RS_IDEM_HDR : r->keys ? RS_REC_HDR : after_keys(r);

@@ -56,6 +56,12 @@ void resp_reply_arity(struct resp_slot *s, const char *name);
  * write, whose outcome a timeout leaves unknown. */
 void resp_reply_node_error(struct resp_out *o, int rc, bool write);
 void resp_done_node_error(struct resp_slot *s, int rc, bool write);
+/* The first step of a linearizable read barrier's node callback (a read
+ * whose value is not used, on a slot held with resp_slot_hold): unholds s
+ * and, when the read failed (ST_ENOENT is no failure), answers the node's
+ * error. Returns true when the caller goes on to finish s; false when s is
+ * answered or its connection is closing (then s must not be touched). */
+bool resp_barrier_passed(struct resp_slot *s, const struct node_read_result *res);
 /* The read consistency of the connection (READONLY: stale). */
 enum node_consistency resp_read_mode(const struct resp_conn *c);
 uint64_t resp_wall_ms(void);

@@ -230,12 +230,7 @@ static void multi_finish(struct resp_slot *s)
 static void barrier_cb(void *ctx, const struct node_read_result *res)
 {
     struct resp_slot *s = ctx;
-    if (resp_slot_unhold(s)) return;
-    if (res->status != 0 && res->status != ST_ENOENT) {
-        resp_done_node_error(s, res->status, false);
-        return;
-    }
-    multi_finish(s);
+    if (resp_barrier_passed(s, res)) multi_finish(s);
 }
 
 /* A linearizable barrier: a ReadIndex read of a key nothing writes

@@ -968,12 +968,7 @@ static void watch_finish(struct resp_slot *s)
 static void watch_cb(void *ctx, const struct node_read_result *res)
 {
     struct resp_slot *s = ctx;
-    if (resp_slot_unhold(s)) return;
-    if (res->status != 0 && res->status != ST_ENOENT) {
-        resp_done_node_error(s, res->status, false);
-        return;
-    }
-    watch_finish(s);
+    if (resp_barrier_passed(s, res)) watch_finish(s);
 }
 
 void resp_cmd_watch(struct resp_conn *c, struct resp_slot *s, const struct resp_arg *argv,

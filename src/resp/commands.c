@@ -125,6 +125,16 @@ void resp_done_node_error(struct resp_slot *s, int rc, bool write)
     resp_slot_done(s);
 }
 
+bool resp_barrier_passed(struct resp_slot *s, const struct node_read_result *res)
+{
+    if (resp_slot_unhold(s)) return false;
+    if (res->status != 0 && res->status != ST_ENOENT) {
+        resp_done_node_error(s, res->status, false);
+        return false;
+    }
+    return true;
+}
+
 enum node_consistency resp_read_mode(const struct resp_conn *c)
 {
     return c->readonly ? NODE_READ_STALE : NODE_READ_LINEARIZABLE;

@@ -34,31 +34,25 @@ M = {
 }
 PYEOF
 
+# Reading the table and applying a row to a scratch copy of the tree
+# (shared with the other mutation checks).
+# shellcheck source=tests/mutation_lib.sh
+. "$ROOT/tests/mutation_lib.sh"
+
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
-  mapfile -t names < <(python3 -c "$MUTATIONS_PY"$'\nfor k in M: print(k)')
+  mapfile -t names < <(mutation_names)
 fi
 status=0
 for name in "${names[@]}"; do
-  scratch=$(mktemp -d "/tmp/nem-mut-$name-XXXXXX")
-  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
-     tar --null -T - -cf - | tar -xf - -C "$scratch")
-  opts=$(python3 - "$scratch" "$name" "$SHIM" <<PYEOF
-import sys
-$MUTATIONS_PY
-root, name, shim = sys.argv[1:4]
-what, opts, edits = M[name]
-for f, old, new in edits:
-    p = root + "/" + f
-    t = open(p).read()
-    if t.count(old) != 1:
-        sys.exit("mutation %s no longer applies to %s" % (name, f))
-    open(p, "w").write(t.replace(old, new))
-print(opts.format(shim=shim))
-PYEOF
-  ) || { echo "$name: does not apply"; status=1; continue; }
-  cmake -S "$scratch" -B "$scratch/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$scratch/build" -j "$(nproc)" --target stcache >/dev/null
+  if ! scratch=$(mutation_prepare "$ROOT" "$name" "nem-mut-$name"); then
+    echo "$name: does not apply"
+    status=1
+    continue
+  fi
+  opts=$(mutation_field "$name" 1)
+  opts=${opts//\{shim\}/$SHIM}
+  mutation_build "$scratch" stcache
   caught=""
   for r in $(seq 0 $((RUNS - 1))); do
     s=$((SEED + r))

@@ -72,29 +72,10 @@ M = {
 }
 PYEOF
 
-# mutation_py list | mutation_py apply NAME DIR (prints what it breaks; exit 1
-# and the file name when an old text is not found exactly once)
-mutation_py() {
-    python3 -c "$MUTATIONS_PY
-import sys
-if sys.argv[1] == 'list':
-    print(' '.join(M))
-    sys.exit(0)
-import re
-what, edits = M[sys.argv[2]]
-for f, old, new in edits:
-    path = sys.argv[3] + '/raft/' + f
-    src = open(path).read()
-    # Whitespace-insensitive, so reformatting the core does not break it.
-    pat = r'\s*'.join(re.escape(tok) for tok in old.split())
-    if len(re.findall(pat, src)) != 1:
-        print(f)
-        sys.exit(1)
-    src = re.sub(pat, lambda m: new, src)
-    open(path, 'w').write(src)
-print(what)
-" "$@"
-}
+# Reading the table and applying a row to a scratch copy (shared with the
+# other mutation checks).
+# shellcheck source=tests/mutation_lib.sh
+. "$ROOT/tests/mutation_lib.sh"
 
 want=("$@")
 selected() {
@@ -105,17 +86,18 @@ selected() {
 
 status=0
 results=()
-for name in $(mutation_py list); do
+for name in $(mutation_names); do
     selected "$name" || continue
     dir="/tmp/mut-$name-$$"
     rm -rf "$dir"
     mkdir -p "$dir/raft"
     cp "$ROOT"/src/raft/*.c "$ROOT"/src/raft/*.h "$dir/raft/"
-    if ! what=$(mutation_py apply "$name" "$dir"); then
+    if ! what=$(mutation_apply "$dir/raft" "$name" loose); then
         results+=("$name: DOES NOT APPLY to src/raft/$what any more (update $0)")
         status=1
         continue
     fi
+    what=$(mutation_field "$name" 0)
     if [ "${DRY:-0}" = 1 ]; then
         echo "== $name: $what"
         diff -r "$ROOT/src/raft" "$dir/raft" | sed 's/^/   /' || true

@@ -63,35 +63,29 @@ M = {
                            "fail_write(n, w, ST_ECANCELED);")]),
 }
 # The wsim flags a mutation needs to be reachable at all.
-FLAGS = {"learners-count-in-quorum": "--membership",
+FLAGS = {"reuse-request-ids": "--more-faults",
+         "learners-count-in-quorum": "--membership",
          "reads-expire-by-wall-clock": "--membership --clock-faults",
          "joiner-forgets-members": "--membership"}
 PYEOF
 
+# Reading the table and applying a row to a scratch copy of the tree
+# (shared with the other mutation checks).
+# shellcheck source=tests/mutation_lib.sh
+. "$ROOT/tests/mutation_lib.sh"
+
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
-  mapfile -t names < <(python3 -c "$MUTATIONS_PY"$'\nfor k in M: print(k)')
+  mapfile -t names < <(mutation_names)
 fi
 status=0
 for name in "${names[@]}"; do
-  scratch=$(mktemp -d "/tmp/wsim-mut-$name-XXXXXX")
-  (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
-     tar --null -T - -cf - | tar -xf - -C "$scratch")
-  python3 - "$scratch" "$name" <<PYEOF || { echo "$name: does not apply"; status=1; continue; }
-import sys
-$MUTATIONS_PY
-root, name = sys.argv[1:3]
-for f, old, new in M[name][1]:
-    p = root + "/" + f
-    t = open(p).read()
-    if t.count(old) != 1:
-        sys.exit("mutation %s no longer applies to %s" % (name, f))
-    open(p, "w").write(t.replace(old, new))
-PYEOF
-  gen=$(command -v ninja >/dev/null && echo "-G Ninja" || true)
-  # shellcheck disable=SC2086
-  cmake -S "$scratch" -B "$scratch/build" $gen -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$scratch/build" -j "$(nproc)" --target wsim >/dev/null
+  if ! scratch=$(mutation_prepare "$ROOT" "$name" "wsim-mut-$name"); then
+    echo "$name: does not apply"
+    status=1
+    continue
+  fi
+  mutation_build "$scratch" wsim
   flags="$WSIM_FLAGS"
   [ -n "$WSIM_FLAGS_SET" ] ||
     flags=$(python3 -c "$MUTATIONS_PY"$'\nimport sys\nprint(FLAGS.get(sys.argv[1], ""))' "$name")

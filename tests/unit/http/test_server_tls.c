@@ -7,53 +7,21 @@
  * socket. */
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <stdarg.h>
 
 #include "test.h"
 
 #include "httptest.h"
 #include "tls/tls.h"
-
-static char dir[256];
-
-__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    /* test setup: runs scripts/gen-certs.sh and rm on paths we made */
-    if (system(cmd) != 0) { // NOLINT(cert-env33-c)
-        fprintf(stderr, "command failed: %s\n", cmd);
-        exit(1);
-    }
-}
-
-static const char *path(const char *name)
-{
-    static char bufs[8][320];
-    static int next;
-    char *p = bufs[next++ % 8];
-    snprintf(p, 320, "%s/%s", dir, name);
-    return p;
-}
+#include "tls_certs.h"
 
 __attribute__((constructor(200))) static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/st-http-tls-test-XXXXXX");
-    if (mkdtemp(dir) == NULL) exit(1);
-    const char *gen = ST_SOURCE_DIR "/scripts/gen-certs.sh";
-    sh("%s %s ca >/dev/null", gen, dir);
-    sh("%s %s node 1 >/dev/null", gen, dir);
-    sh("%s %s client alice >/dev/null", gen, dir);
-    sh("%s %s/other ca >/dev/null", gen, dir);
-    sh("%s %s/other client mallory >/dev/null", gen, dir);
-}
-
-__attribute__((destructor)) static void teardown(void)
-{
-    sh("rm -rf %s", dir);
+    st_test_certs_setup("st-http-tls-test");
+    st_test_certs_gen("", "ca");
+    st_test_certs_gen("", "node 1");
+    st_test_certs_gen("", "client alice");
+    st_test_certs_gen("other", "ca");
+    st_test_certs_gen("other", "client mallory");
 }
 
 static ssize_t tls_send(void *tls, const void *data, size_t len)
@@ -73,7 +41,8 @@ static ssize_t tls_recv(void *tls, void *buf, size_t cap)
  * (verify: OPTIONAL or REQUIRE). */
 static struct fx *tls_server(enum st_tls_verify verify, struct st_tls_ctx **ctx)
 {
-    struct st_tls_files files = {path("node-1.crt"), path("node-1.key"), path("ca.crt")};
+    struct st_tls_files files = {st_test_certs_path("node-1.crt"), st_test_certs_path("node-1.key"),
+                                 st_test_certs_path("ca.crt")};
     char reason[ST_TLS_REASON_MAX];
     if (st_tls_ctx_create(ST_TLS_SERVER, verify, &files, ctx, reason) != 0) {
         fprintf(stderr, "%s\n", reason);
@@ -135,8 +104,9 @@ TEST(tls_user_is_the_verified_client_certificate_common_name)
     ASSERT_EQ(f->create_rc, 0);
     struct client c;
     SSL_CTX *sctx;
-    ASSERT_TRUE(tls_connect(&c, f->port, &sctx, path("ca.crt"), path("client-alice.crt"),
-                            path("client-alice.key")));
+    ASSERT_TRUE(tls_connect(&c, f->port, &sctx, st_test_certs_path("ca.crt"),
+                            st_test_certs_path("client-alice.crt"),
+                            st_test_certs_path("client-alice.key")));
     int status = 0;
     char *body = get_body(&c, "/user", &status);
     ASSERT_TRUE(body != NULL);
@@ -145,7 +115,7 @@ TEST(tls_user_is_the_verified_client_certificate_common_name)
     free(body);
     tls_close(&c, sctx);
     /* without a certificate: served (OPTIONAL), no user */
-    ASSERT_TRUE(tls_connect(&c, f->port, &sctx, path("ca.crt"), NULL, NULL));
+    ASSERT_TRUE(tls_connect(&c, f->port, &sctx, st_test_certs_path("ca.crt"), NULL, NULL));
     body = get_body(&c, "/user", &status);
     ASSERT_TRUE(body != NULL);
     ASSERT_STREQ(body, "-");
@@ -162,7 +132,7 @@ TEST(pipelined_requests_and_a_large_response_over_tls)
     ASSERT_TRUE(f != NULL);
     struct client c;
     SSL_CTX *sctx;
-    ASSERT_TRUE(tls_connect(&c, f->port, &sctx, path("ca.crt"), NULL, NULL));
+    ASSERT_TRUE(tls_connect(&c, f->port, &sctx, st_test_certs_path("ca.crt"), NULL, NULL));
     /* 12 requests in one TLS write: answered in order, in batches */
     char reqs[12 * 64];
     size_t off = 0;
@@ -220,13 +190,15 @@ TEST(client_certificate_required_refuses_none_and_another_ca)
     struct st_tls_ctx *ctx;
     struct fx *f = tls_server(ST_TLS_VERIFY_REQUIRE, &ctx);
     ASSERT_TRUE(f != NULL);
-    const char *certs[2][2] = {
-        {NULL, NULL}, {path("other/client-mallory.crt"), path("other/client-mallory.key")}};
+    const char *certs[2][2] = {{NULL, NULL},
+                               {st_test_certs_path("other/client-mallory.crt"),
+                                st_test_certs_path("other/client-mallory.key")}};
     for (int i = 0; i < 2; i++) {
         struct client c;
         SSL_CTX *sctx;
         /* TLS 1.3: the client may finish its side before the server refuses */
-        int ok = tls_connect(&c, f->port, &sctx, path("ca.crt"), certs[i][0], certs[i][1]);
+        int ok =
+            tls_connect(&c, f->port, &sctx, st_test_certs_path("ca.crt"), certs[i][0], certs[i][1]);
         int status = 0;
         char *body = ok ? get_body(&c, "/user", &status) : NULL;
         ASSERT_TRUE(body == NULL);

@@ -5,8 +5,6 @@
  * into a temporary directory (the expired one from OpenSSL's API). */
 #include "test.h"
 
-#include <stdarg.h>
-
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -15,31 +13,7 @@
 
 #include "stcache/errors.h"
 #include "tls/tls.h"
-
-static char dir[256];
-
-__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    /* test setup: runs scripts/gen-certs.sh and rm on paths we made */
-    if (system(cmd) != 0) { // NOLINT(cert-env33-c)
-        fprintf(stderr, "command failed: %s\n", cmd);
-        exit(1);
-    }
-}
-
-static const char *path(const char *name)
-{
-    static char bufs[8][320];
-    static int next;
-    char *p = bufs[next++ % 8];
-    snprintf(p, 320, "%s/%s", dir, name);
-    return p;
-}
+#include "tls_certs.h"
 
 /* An expired certificate for CN, signed by the CA in `cadir`. */
 static void make_expired(const char *cadir, const char *cn, const char *crt, const char *key)
@@ -77,23 +51,15 @@ static void make_expired(const char *cadir, const char *cn, const char *crt, con
 
 __attribute__((constructor(200))) static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/st-tls-test-XXXXXX");
-    if (mkdtemp(dir) == NULL) exit(1);
-    const char *gen = ST_SOURCE_DIR "/scripts/gen-certs.sh";
-    sh("%s %s ca >/dev/null", gen, dir);
-    sh("%s %s node 1 >/dev/null", gen, dir);
-    sh("%s %s node 2 >/dev/null", gen, dir);
-    sh("%s %s client alice >/dev/null", gen, dir);
-    char other[300];
-    snprintf(other, sizeof other, "%s/other", dir);
-    sh("%s %s ca >/dev/null", gen, other);
-    sh("%s %s node 2 >/dev/null", gen, other);
-    make_expired(dir, "stcache-node-2", path("expired.crt"), path("expired.key"));
-}
-
-__attribute__((destructor)) static void teardown(void)
-{
-    sh("rm -rf %s", dir);
+    st_test_certs_setup("st-tls-test");
+    st_test_certs_gen("", "ca");
+    st_test_certs_gen("", "node 1");
+    st_test_certs_gen("", "node 2");
+    st_test_certs_gen("", "client alice");
+    st_test_certs_gen("other", "ca");
+    st_test_certs_gen("other", "node 2");
+    make_expired(st_test_certs_dir, "stcache-node-2", st_test_certs_path("expired.crt"),
+                 st_test_certs_path("expired.key"));
 }
 
 static struct st_tls_ctx *ctx_of(enum st_tls_side side, enum st_tls_verify v, const char *crt,
@@ -151,10 +117,10 @@ static void pair_close(struct pair *p)
 TEST(mutual_handshake_exchanges_data_and_names_both_nodes)
 {
     struct pair p = {0};
-    p.sctx = ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, path("node-2.crt"), path("node-2.key"),
-                    path("ca.crt"));
-    p.cctx = ctx_of(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, path("node-1.crt"), path("node-1.key"),
-                    path("ca.crt"));
+    p.sctx = ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, st_test_certs_path("node-2.crt"),
+                    st_test_certs_path("node-2.key"), st_test_certs_path("ca.crt"));
+    p.cctx = ctx_of(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, st_test_certs_path("node-1.crt"),
+                    st_test_certs_path("node-1.key"), st_test_certs_path("ca.crt"));
     ASSERT_TRUE(p.sctx != NULL && p.cctx != NULL);
     ASSERT_EQ(st_tls_conn_create(p.sctx, NULL, &p.s), 0);
     ASSERT_EQ(st_tls_conn_create(p.cctx, "localhost", &p.c), 0);
@@ -192,10 +158,10 @@ TEST(mutual_handshake_exchanges_data_and_names_both_nodes)
 TEST(a_client_certificate_names_its_user)
 {
     struct pair p = {0};
-    p.sctx = ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_OPTIONAL, path("node-2.crt"), path("node-2.key"),
-                    path("ca.crt"));
-    p.cctx = ctx_of(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, path("client-alice.crt"),
-                    path("client-alice.key"), path("ca.crt"));
+    p.sctx = ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_OPTIONAL, st_test_certs_path("node-2.crt"),
+                    st_test_certs_path("node-2.key"), st_test_certs_path("ca.crt"));
+    p.cctx = ctx_of(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, st_test_certs_path("client-alice.crt"),
+                    st_test_certs_path("client-alice.key"), st_test_certs_path("ca.crt"));
     ASSERT_EQ(st_tls_conn_create(p.sctx, NULL, &p.s), 0);
     ASSERT_EQ(st_tls_conn_create(p.cctx, NULL, &p.c), 0);
     int crv, srv;
@@ -214,7 +180,7 @@ static void expect_refused(const char *ccrt, const char *ckey, const char *cca, 
                            const char *skey)
 {
     struct pair p = {0};
-    p.sctx = ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, scrt, skey, path("ca.crt"));
+    p.sctx = ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, scrt, skey, st_test_certs_path("ca.crt"));
     p.cctx = ctx_of(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, ccrt, ckey, cca);
     ASSERT_TRUE(p.sctx != NULL && p.cctx != NULL);
     ASSERT_EQ(st_tls_conn_create(p.sctx, NULL, &p.s), 0);
@@ -237,34 +203,39 @@ static void expect_refused(const char *ccrt, const char *ckey, const char *cca, 
 TEST(a_certificate_from_another_ca_is_refused)
 {
     char crt[320], key[320];
-    snprintf(crt, sizeof crt, "%s/other/node-2.crt", dir);
-    snprintf(key, sizeof key, "%s/other/node-2.key", dir);
+    snprintf(crt, sizeof crt, "%s/other/node-2.crt", st_test_certs_dir);
+    snprintf(key, sizeof key, "%s/other/node-2.key", st_test_certs_dir);
     /* client presents a certificate of another CA */
-    expect_refused(crt, key, path("ca.crt"), path("node-1.crt"), path("node-1.key"));
+    expect_refused(crt, key, st_test_certs_path("ca.crt"), st_test_certs_path("node-1.crt"),
+                   st_test_certs_path("node-1.key"));
     /* client trusts another CA than the one that signed the server */
     char oca[320];
-    snprintf(oca, sizeof oca, "%s/other/ca.crt", dir);
-    expect_refused(path("node-2.crt"), path("node-2.key"), oca, path("node-1.crt"),
-                   path("node-1.key"));
+    snprintf(oca, sizeof oca, "%s/other/ca.crt", st_test_certs_dir);
+    expect_refused(st_test_certs_path("node-2.crt"), st_test_certs_path("node-2.key"), oca,
+                   st_test_certs_path("node-1.crt"), st_test_certs_path("node-1.key"));
 }
 
 TEST(no_client_certificate_is_refused_when_required)
 {
-    expect_refused(NULL, NULL, path("ca.crt"), path("node-1.crt"), path("node-1.key"));
+    expect_refused(NULL, NULL, st_test_certs_path("ca.crt"), st_test_certs_path("node-1.crt"),
+                   st_test_certs_path("node-1.key"));
 }
 
 TEST(an_expired_certificate_is_refused)
 {
-    expect_refused(path("expired.crt"), path("expired.key"), path("ca.crt"), path("node-1.crt"),
-                   path("node-1.key"));
+    expect_refused(st_test_certs_path("expired.crt"), st_test_certs_path("expired.key"),
+                   st_test_certs_path("ca.crt"), st_test_certs_path("node-1.crt"),
+                   st_test_certs_path("node-1.key"));
 }
 
 TEST(sessions_resume_with_tickets)
 {
-    struct st_tls_ctx *s = ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, path("node-2.crt"),
-                                  path("node-2.key"), path("ca.crt"));
-    struct st_tls_ctx *c = ctx_of(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, path("node-1.crt"),
-                                  path("node-1.key"), path("ca.crt"));
+    struct st_tls_ctx *s =
+        ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, st_test_certs_path("node-2.crt"),
+               st_test_certs_path("node-2.key"), st_test_certs_path("ca.crt"));
+    struct st_tls_ctx *c =
+        ctx_of(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, st_test_certs_path("node-1.crt"),
+               st_test_certs_path("node-1.key"), st_test_certs_path("ca.crt"));
     void *session = NULL;
     for (int round = 0; round < 2; round++) {
         struct st_tls_conn *sc, *cc;
@@ -295,25 +266,27 @@ TEST(sessions_resume_with_tickets)
 
 static void copy_file(const char *from, const char *to)
 {
-    sh("cp %s %s", from, to);
+    st_test_sh("cp %s %s", from, to);
 }
 
 TEST(reload_with_a_bad_file_keeps_the_old_context)
 {
-    copy_file(path("node-2.crt"), path("live.crt"));
-    copy_file(path("node-2.key"), path("live.key"));
-    struct st_tls_ctx *s = ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, path("live.crt"),
-                                  path("live.key"), path("ca.crt"));
-    struct st_tls_ctx *c = ctx_of(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, path("node-1.crt"),
-                                  path("node-1.key"), path("ca.crt"));
+    copy_file(st_test_certs_path("node-2.crt"), st_test_certs_path("live.crt"));
+    copy_file(st_test_certs_path("node-2.key"), st_test_certs_path("live.key"));
+    struct st_tls_ctx *s =
+        ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, st_test_certs_path("live.crt"),
+               st_test_certs_path("live.key"), st_test_certs_path("ca.crt"));
+    struct st_tls_ctx *c =
+        ctx_of(ST_TLS_CLIENT, ST_TLS_VERIFY_REQUIRE, st_test_certs_path("node-1.crt"),
+               st_test_certs_path("node-1.key"), st_test_certs_path("ca.crt"));
     ASSERT_TRUE(s != NULL && c != NULL);
     char reason[ST_TLS_REASON_MAX];
     /* a key that does not match the certificate */
-    copy_file(path("node-1.key"), path("live.key"));
+    copy_file(st_test_certs_path("node-1.key"), st_test_certs_path("live.key"));
     ASSERT_EQ(st_tls_ctx_reload(s, reason), ST_EINVAL);
     ASSERT_TRUE(strstr(reason, "does not match") != NULL);
     /* garbage */
-    sh("echo garbage > %s", path("live.crt"));
+    st_test_sh("echo garbage > %s", st_test_certs_path("live.crt"));
     ASSERT_EQ(st_tls_ctx_reload(s, reason), ST_EINVAL);
     ASSERT_TRUE(strstr(reason, "live.crt") != NULL);
     /* the old context still serves node 2's certificate */
@@ -328,8 +301,8 @@ TEST(reload_with_a_bad_file_keeps_the_old_context)
     ASSERT_EQ(st_tls_conn_peer_node_id(cc, &id), 0);
     ASSERT_EQ(id, 2);
     /* a good pair (node 1's) is taken; the live connection keeps working */
-    copy_file(path("node-1.crt"), path("live.crt"));
-    copy_file(path("node-1.key"), path("live.key"));
+    copy_file(st_test_certs_path("node-1.crt"), st_test_certs_path("live.crt"));
+    copy_file(st_test_certs_path("node-1.key"), st_test_certs_path("live.key"));
     ASSERT_EQ(st_tls_ctx_reload(s, reason), 0);
     ASSERT_EQ(st_tls_conn_write(cc, "x", 1), 0);
     pipe_out(cc, sc);
@@ -351,20 +324,22 @@ TEST(reload_with_a_bad_file_keeps_the_old_context)
 
 TEST(an_open_key_file_is_reported)
 {
-    struct st_tls_ctx *s = ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, path("node-2.crt"),
-                                  path("node-2.key"), path("ca.crt"));
+    struct st_tls_ctx *s =
+        ctx_of(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, st_test_certs_path("node-2.crt"),
+               st_test_certs_path("node-2.key"), st_test_certs_path("ca.crt"));
     char reason[ST_TLS_REASON_MAX];
     ASSERT_FALSE(st_tls_ctx_key_file_too_open(s, reason)); /* gen-certs.sh writes 600 */
-    chmod(path("node-2.key"), 0644);
+    chmod(st_test_certs_path("node-2.key"), 0644);
     ASSERT_TRUE(st_tls_ctx_key_file_too_open(s, reason));
     ASSERT_TRUE(strstr(reason, "node-2.key") != NULL);
-    chmod(path("node-2.key"), 0600);
+    chmod(st_test_certs_path("node-2.key"), 0600);
     st_tls_ctx_destroy(s);
 }
 
 TEST(missing_files_are_clear_errors)
 {
-    struct st_tls_files f = {path("nope.crt"), path("nope.key"), path("ca.crt")};
+    struct st_tls_files f = {st_test_certs_path("nope.crt"), st_test_certs_path("nope.key"),
+                             st_test_certs_path("ca.crt")};
     struct st_tls_ctx *ctx;
     char reason[ST_TLS_REASON_MAX];
     ASSERT_EQ(st_tls_ctx_create(ST_TLS_SERVER, ST_TLS_VERIFY_REQUIRE, &f, &ctx, reason), ST_EINVAL);

@@ -26,7 +26,7 @@
  * plaintext protocol on a raw socket (PLAIN_TEST). */
 #ifdef ST_TR_TEST_TLS
 #define PLAIN_TEST(name) __attribute__((unused)) static void test_##name(void)
-static char tls_dir[256]; /* certificates of nodes 1..4 (test_transport_tls.c) */
+static const char *tls_dir = ""; /* certificates of nodes 1..5 (test_transport_tls.c) */
 static char tls_paths[3][320];
 #else
 #define PLAIN_TEST(name) TEST(name)

@@ -6,36 +6,16 @@
 #define ST_TR_TEST_TLS 1
 #include "test_transport.c"
 
-#include <stdarg.h>
-
-__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    /* test setup: runs scripts/gen-certs.sh and rm on paths we made */
-    if (system(cmd) != 0) { // NOLINT(cert-env33-c)
-        fprintf(stderr, "command failed: %s\n", cmd);
-        exit(1);
-    }
-}
+#include "tls_certs.h"
 
 __attribute__((constructor(200))) static void tls_setup(void)
 {
-    snprintf(tls_dir, sizeof tls_dir, "/tmp/st-tr-tls-XXXXXX");
-    if (mkdtemp(tls_dir) == NULL) exit(1);
-    const char *gen = ST_SOURCE_DIR "/scripts/gen-certs.sh";
-    sh("%s %s ca >/dev/null", gen, tls_dir);
+    tls_dir = st_test_certs_setup("st-tr-tls");
+    st_test_certs_gen("", "ca");
     for (int i = 1; i <= 5; i++)
-        sh("%s %s node %d localhost 127.0.0.1 ::1 >/dev/null", gen, tls_dir, i);
-    sh("%s %s/other ca >/dev/null && %s %s/other node 2 >/dev/null", gen, tls_dir, gen, tls_dir);
-}
-
-__attribute__((destructor)) static void tls_teardown(void)
-{
-    sh("rm -rf %s", tls_dir);
+        st_test_certs_gen("", "node %d localhost 127.0.0.1 ::1", i);
+    st_test_certs_gen("other", "ca");
+    st_test_certs_gen("other", "node 2");
 }
 
 static char alt_paths[3][320];
@@ -134,15 +114,15 @@ TEST(tls_a_reconnecting_dialer_resumes_its_session)
 TEST(tls_reload_refuses_a_bad_file_and_takes_a_good_one)
 {
     loop_setup();
-    sh("mkdir -p %s/live && cp %s/node-2.crt %s/node-2.key %s/live/", tls_dir, tls_dir, tls_dir,
-       tls_dir);
+    st_test_sh("mkdir -p %s/live && cp %s/node-2.crt %s/node-2.key %s/live/", tls_dir, tls_dir,
+               tls_dir, tls_dir);
     struct ep a, b;
     ep_start(&a, 1, CLUSTER, 0);
     ep_start_with(&b, 2, "live/node-2.crt", "live/node-2.key", "ca.crt");
     link_peers(&a, &b);
     RUN_UNTIL(a.n_up == 1 && b.n_up == 1);
     char reason[256];
-    sh("echo garbage > %s/live/node-2.crt", tls_dir);
+    st_test_sh("echo garbage > %s/live/node-2.crt", tls_dir);
     ASSERT_EQ(st_tr_tls_reload(b.tr, reason, sizeof reason), ST_EINVAL);
     ASSERT_TRUE(strstr(reason, "live/node-2.crt") != NULL);
     /* the old certificate still serves a new connection */
@@ -151,8 +131,9 @@ TEST(tls_reload_refuses_a_bad_file_and_takes_a_good_one)
     ASSERT_EQ(st_tr_peer_add(b.tr, 1, a.addr), 0);
     RUN_UNTIL(a.n_up == 2);
     /* a new pair (a re-issued certificate) is taken; the link stays up */
-    sh("%s/scripts/gen-certs.sh %s node 2 >/dev/null && cp %s/node-2.crt %s/node-2.key %s/live/",
-       ST_SOURCE_DIR, tls_dir, tls_dir, tls_dir, tls_dir);
+    st_test_sh(
+        "%s/scripts/gen-certs.sh %s node 2 >/dev/null && cp %s/node-2.crt %s/node-2.key %s/live/",
+        ST_SOURCE_DIR, tls_dir, tls_dir, tls_dir, tls_dir);
     ASSERT_EQ(st_tr_tls_reload(b.tr, reason, sizeof reason), 0);
     ASSERT_TRUE(st_tr_peer_connected(a.tr, 2));
     ASSERT_EQ(send_append(&a, 2, 0, 1, 1), 0);
