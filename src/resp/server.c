@@ -265,11 +265,7 @@ again:
          * still costs a pass through the loop's pending queue and, when
          * its queue drains, an epoll_ctl (libuv 1.44) per batch. */
         int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (w == UV_EAGAIN || w == UV_ENOSYS) w = 0;
-        if (w < 0) {
-            conn_close(c);
-            return;
-        }
+        if (w < 0) w = 0; /* EAGAIN, or an error that uv_write reports its way */
         if ((size_t)w == b.len) {
             if (!write_finished(c, 0)) return;
             goto again;

@@ -135,15 +135,15 @@ void st_tr_conn_doom(struct st_tr_conn *c, int status)
 }
 
 /* A message straight to the socket: 1 when all of it went (o is freed),
- * 0 when the rest must go through uv_write (o->bufs advanced past what
- * went), a negative code on a socket error. A uv_write that completes at
+ * else 0 and the rest goes through uv_write (o->bufs advanced past what
+ * went). A socket error is left to uv_write too, so that it is reported as
+ * before (its callback, or its own return). A uv_write that completes at
  * once still costs a pass through the loop's pending queue and, when its
  * queue drains, an epoll_ctl (libuv 1.44): one per append on each side. */
 static int try_write_msg(struct st_tr_conn *c, struct st_tr_out *o)
 {
     int w = uv_try_write((uv_stream_t *)&c->tcp, o->bufs, o->nbufs);
-    if (w == UV_EAGAIN || w == UV_ENOSYS) return 0;
-    if (w < 0) return ST_ECONNECTION;
+    if (w < 0) return 0;
     size_t left = (size_t)w;
     uint32_t i = 0;
     while (i < o->nbufs && left >= o->bufs[i].len)
@@ -164,10 +164,7 @@ static int try_write_msg(struct st_tr_conn *c, struct st_tr_out *o)
 int st_tr_conn_write(struct st_tr_conn *c, struct st_tr_out *o)
 {
     o->conn = c;
-    if (c->tls == NULL && o->kind == OUT_MSG && !o->close_after) {
-        int done = try_write_msg(c, o);
-        if (done != 0) return done < 0 ? done : 0;
-    }
+    if (c->tls == NULL && o->kind == OUT_MSG && !o->close_after && try_write_msg(c, o)) return 0;
     int rv = c->tls != NULL
                  ? st_tr_tls_write(c, o)
                  : uv_write(&o->req, (uv_stream_t *)&c->tcp, o->bufs, o->nbufs, on_write);
