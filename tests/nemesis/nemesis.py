@@ -616,6 +616,7 @@ class Run:
             self.next_id += 1
             with self.lock:
                 n = self.make_node(nid, host)
+                n.joiner = True
                 n.start(["--join", seed_node.http])
             self.record("member", "node %d joins on host %d via node %d" % (nid, host,
                                                                             seed_node.id))
@@ -647,6 +648,7 @@ class Run:
         seed_node = self.pick([n for n in self.members() if n.running()])
         with self.lock:
             n = self.make_node(nid, host)
+            n.joiner = True
             n.start(["--join", seed_node.http])
         self.record("member", "node %d removed, wiped, rejoins as node %d" % (victim.id, nid))
         if action == "replace_crash":  # the joiner dies while it joins (restarted at the heal)
@@ -654,6 +656,17 @@ class Run:
             with self.lock:
                 n.kill9()
             self.record("member", "joiner %d killed -9 while joining" % nid)
+
+    def restart_args(self, n):
+        """A joiner restarts with --join, as an operator's unchanged command
+        line (a systemd unit, a StatefulSet) would: a node whose directory
+        holds its state ignores the flag, and one killed before its join
+        was answered has nothing else to start from. Via the first running
+        member by id (no draw from the schedule's generator)."""
+        if not getattr(n, "joiner", False):
+            return []
+        via = [m for m in sorted(self.members(), key=lambda m: m.id) if m is not n and m.running()]
+        return ["--join", via[0].http] if via else []
 
     def heal_all(self):
         self.net.heal()
@@ -670,7 +683,7 @@ class Run:
                 os.unlink(ballast)
             if not n.running():
                 with self.lock:
-                    n.start()
+                    n.start(self.restart_args(n))
 
     def converge(self):
         c = self.cluster
