@@ -26,8 +26,21 @@ never. Per key (P-compositionality), so the search stays small.
 Applied twice: a value must never be seen with two versions, and a version
 never with two values or keys. A value seen that no operation wrote is
 reported too.
+
+Transactions (f "txn", POST /txn: one log entry) are two keys: kind "w"
+compares the first key's version with expect (when not None) and puts
+values[0] and values[1] on keys[0] and keys[1], or else reads both; kind
+"r" reads both. The answer gives succeeded, version (the entry's index) and
+results. For the per-key check a transaction is split into the single-key
+operations it amounts to (project()): a compare-and-put or a blind put
+("wput": any prior state) per key, or reads. What that split cannot see,
+that the two keys changed together and that the reads saw one state, the
+watch check does (check_watch): a transaction's writes are events of one
+version, all or none, and its reads equal the stream's state just before
+its version.
 """
 
+import bisect
 import json
 import math
 import sys
@@ -44,6 +57,8 @@ def _step(op, state, vmap):
     """(legal, new_state) of applying op to state."""
     f, st = op["f"], op.get("status")
     known = op.get("ret") is not None and not op.get("unknown")
+    if f == "wput":  # a transaction's put: no answer about the prior state
+        return True, op["value"]
     if f == "get":
         if st == 200:
             return state == op["out"], state
@@ -61,7 +76,7 @@ def _step(op, state, vmap):
             return state is None, None
         return state is not None, None  # 200
     if f == "cas":
-        expected = vmap.get(op["expect"], ("<unseen version %s>" % op["expect"],))
+        expected = vmap.get((op["key"], op["expect"]), ("<unseen version %s>" % op["expect"],))
         holds = state == expected
         if not known:
             return True, op["value"] if holds else state
@@ -186,33 +201,81 @@ def linearizable(ops, vmap, init=None):
     return True
 
 
+def _txn_part(op, i, **kw):
+    return dict({"id": "%s.%d" % (op["id"], i), "client": op["client"], "call": op["call"],
+                 "ret": op["ret"], "txn": op["id"], "key": op["keys"][i], "status": None,
+                 "version": None}, **kw)
+
+
+def txn_parts(op):
+    """The single-key operations a transaction amounts to, for the per-key
+    check (its cross-key promises are check_watch's)."""
+    if op.get("failed"):
+        return []  # surely not applied
+    known = op["ret"] is not None and op.get("status") == 200
+    reads = []
+    if known and (op["kind"] == "r" or not op["succeeded"]):
+        for i, r in enumerate(op["results"][:2]):
+            v = r.get("value")
+            reads.append(_txn_part(op, i, f="get", status=404 if v is None else 200, out=v))
+    if op["kind"] == "r":
+        return reads  # an unanswered read constrains nothing
+    expect, V = op.get("expect"), op.get("version")
+    first = "cas" if expect is not None else "put"
+    if not known:  # either both writes happened (when the compare held) or neither
+        return [_txn_part(op, 0, f=first, value=op["values"][0], expect=expect, ret=None),
+                _txn_part(op, 1, f="put", value=op["values"][1], ret=None)]
+    if op["succeeded"]:
+        return [_txn_part(op, 0, f="cas" if expect is not None else "wput",
+                          value=op["values"][0], expect=expect, status=200, version=V),
+                _txn_part(op, 1, f="wput", value=op["values"][1], status=200, version=V)]
+    return [_txn_part(op, 0, f="cas", value=op["values"][0], expect=expect, status=412)] + reads
+
+
+def project(history):
+    """The history with each transaction replaced by txn_parts()."""
+    out = []
+    for op in history:
+        out.extend(txn_parts(op) if op["f"] == "txn" else [op])
+    return out
+
+
 def version_map(history):
-    """version -> value from every answer that names both; raises Violation
-    when a value has two versions or a version two values (applied twice)."""
-    vmap, vkey, by_value = {}, {}, {}
+    """(key, version) -> value from every answer that names both; raises
+    Violation when a value has two versions or a (key, version) two values
+    (applied twice), or when two writes were answered one version (only
+    the keys of one transaction share a version)."""
+    vmap, by_value, owner = {}, {}, {}
     for op in history:
         if op.get("ret") is None or op.get("status") not in (200, 201):
             continue
         if op["f"] == "get":
             value, version = op["out"], op.get("version")
-        elif op["f"] in ("put", "cas"):
+        elif op["f"] in ("put", "cas", "wput"):
             value, version = op["value"], op.get("version")
         else:
             continue
         if version is None:
             continue
-        if vmap.get(version, value) != value or vkey.get(version, op["key"]) != op["key"]:
-            raise Violation("version %s names two writes: %r (%s) and %r (%s)"
-                            % (version, vmap[version], vkey[version], value, op["key"]))
-        if by_value.get(value, version) != version:
-            raise Violation("value %r of key %s seen at versions %s and %s: applied twice"
-                            % (value, op["key"], by_value[value], version))
-        vmap[version], vkey[version], by_value[value] = value, op["key"], version
+        kv = (op["key"], version)
+        if vmap.get(kv, value) != value:
+            raise Violation("version %s of key %s names two writes: %r and %r"
+                            % (version, op["key"], vmap[kv], value))
+        if by_value.get(value, kv) != kv:
+            raise Violation("value %r seen as version %s of %s and version %s of %s: applied twice"
+                            % (value, by_value[value][1], by_value[value][0], version, op["key"]))
+        if op["f"] != "get":
+            who = op.get("txn", op["id"])
+            if owner.get(version, who) != who:
+                raise Violation("version %s answered to two writes (operations %s and %s)"
+                                % (version, owner[version], who))
+            owner[version] = who
+        vmap[kv], by_value[value] = value, kv
     return vmap
 
 
 def check_unwritten(history):
-    written = {op["value"] for op in history if op["f"] in ("put", "cas")}
+    written = {op["value"] for op in history if op["f"] in ("put", "cas", "wput")}
     for op in history:
         if op["f"] == "get" and op.get("status") == 200 and op["out"] not in written:
             raise Violation("key %s read %r, which no operation wrote" % (op["key"], op["out"]))
@@ -259,24 +322,36 @@ def smallest_failing_window(ops, vmap, context=12):
 
 def describe(op, t0=0.0):
     ret = "  ?    " if op["ret"] is None else "%7.3f" % (op["ret"] - t0)
-    what = {"get": "get", "put": "put %r" % op.get("value"), "del": "del",
-            "cas": "cas if v%s -> %r" % (op.get("expect"), op.get("value"))}[op["f"]]
+    if op["f"] == "txn":
+        what = ("txn if v%s: put %r, %r" % (op.get("expect"), op["values"][0], op["values"][1])
+                if op["kind"] == "w" else "txn get, get")
+    else:
+        what = {"get": "get", "put": "put %r" % op.get("value"), "del": "del",
+                "wput": "txn put %r" % op.get("value"),
+                "cas": "cas if v%s -> %r" % (op.get("expect"), op.get("value"))}[op["f"]]
+    if op.get("txn") is not None:
+        what += " (txn %s)" % op["txn"]
     res = "unknown" if op["ret"] is None or op.get("unknown") else "%s" % op.get("status")
     if op["f"] == "get" and op.get("status") == 200:
         res += " %r v%s" % (op["out"], op.get("version"))
     elif op.get("version") is not None:
         res += " v%s" % op["version"]
+    key = op["key"] if "key" in op else "+".join(op["keys"])
     return "  [%7.3f .. %s] c%-2d %-6s %-40s -> %s" % (op["call"] - t0, ret, op["client"],
-                                                      op["key"], what, res)
+                                                      key, what, res)
 
 
 def check(history):
     """Returns a summary dict; raises Violation with a readable report."""
+    txns = sum(1 for op in history if op["f"] == "txn")
+    original = history
+    history = project(history)
     vmap = version_map(history)
     check_unwritten(history)
     # The values something observed: read back, or named by a CAS's version.
     observed = {op["out"] for op in history if op["f"] == "get" and op.get("status") == 200}
-    observed |= {vmap[op["expect"]] for op in history if op["f"] == "cas" and op["expect"] in vmap}
+    observed |= {vmap[(op["key"], op["expect"])] for op in history
+                 if op["f"] == "cas" and (op["key"], op["expect"]) in vmap}
     # An unknown write whose value was read took effect, before the first
     # return of an operation that saw it: that return bounds it like a
     # completed operation's (without the status it never got). Left with an
@@ -287,11 +362,22 @@ def check(history):
             continue
         if op["f"] == "get" and op.get("status") == 200:
             v = op["out"]
-        elif op["f"] == "cas" and op["expect"] in vmap:
-            v = vmap[op["expect"]]
+        elif op["f"] == "cas" and (op["key"], op["expect"]) in vmap:
+            v = vmap[(op["key"], op["expect"])]
         else:
             continue
         seen_by[v] = min(seen_by.get(v, INF), op["ret"])
+    # A transaction is atomic (check_watch holds it to that): one of its
+    # values seen means every one of its writes had taken effect by then.
+    parts = {}
+    for op in history:
+        if op.get("txn") is not None and op["f"] in ("put", "cas", "wput"):
+            parts.setdefault(op["txn"], []).append(op["value"])
+    for values in parts.values():
+        bound = min(seen_by.get(v, INF) for v in values)
+        if bound < INF:
+            for v in values:
+                seen_by[v] = bound
     keys = {}
     for op in history:
         if op["f"] == "get" and op["ret"] is None:
@@ -313,9 +399,9 @@ def check(history):
             raise Violation("key %s: not linearizable (%d operations); the last answers "
                             "before it breaks (the last one cannot be explained):\n%s" % (key, len(ops),
                                                        "\n".join(describe(o, t0) for o in window)))
-    unknown = sum(1 for op in history if op["ret"] is None)
-    return {"operations": len(history), "keys": len(keys), "unknown": unknown,
-            "ok": sum(1 for op in history if op["ret"] is not None and not op.get("failed"))}
+    unknown = sum(1 for op in original if op["ret"] is None)
+    return {"operations": len(original), "keys": len(keys), "unknown": unknown, "txns": txns,
+            "ok": sum(1 for op in original if op["ret"] is not None and not op.get("failed"))}
 
 
 # ---------------------------------------------------------------------------
@@ -325,35 +411,53 @@ def check(history):
 def check_watch(events, history, covered_to, gaps=()):
     """The events a watcher received (dicts: type, key, version, value),
     resumed across reconnects, against the history of operations:
-      - in log order, each change once: versions strictly increasing;
+      - in log order, each change once: versions never decreasing, and a
+        version repeated only for another key (a transaction's events);
       - each event is a write that may have happened: a put/cas event's
         value was written by an operation not surely refused, at the version
         that operation was answered (if it was); a delete event's key had a
         delete not surely refused;
+      - a version with several events is one transaction's, and holds every
+        write of it (up to covered_to): all or nothing;
+      - a transaction's reads (a read transaction, or the failure branch of a
+        write transaction) equal the stream's state just before its version;
       - nothing acknowledged is missing: every write answered 200/201 with
         a version up to covered_to (the last version the watch vouched for)
         is an event with that key, version and value, unless it lies in one
         of gaps ((first, last) version ranges every node had compacted out
         of its watch history when the watcher asked: it was told, 410).
     Returns the number of events checked; raises Violation."""
-    last = 0
-    by_value = {}
+    txns = [op for op in history if op["f"] == "txn"]
+    writes = {}  # value -> the operation (or transaction part) that wrote it
     dels = {}
     for op in history:
         if op["f"] in ("put", "cas"):
-            by_value[op["value"]] = op
+            writes[op["value"]] = op
         elif op["f"] == "del" and not op.get("failed") and op.get("status") != 404:
             dels.setdefault(op["key"], []).append(op)
-    seen = {}
+        elif op["f"] == "txn" and op["kind"] == "w":
+            known = op["ret"] is not None and op.get("status") == 200
+            refused = known and not op["succeeded"]
+            for i in (0, 1):
+                writes[op["values"][i]] = {
+                    "key": op["keys"][i], "value": op["values"][i], "txn": op["id"],
+                    "failed": op.get("failed"), "status": 412 if refused else op.get("status"),
+                    "version": op.get("version") if known and not refused else None}
+    last, keys_at_last = 0, set()
+    seen = {}  # (version, key) -> event
+    by_version = {}
     for ev in events:
         v = ev["version"]
-        if v <= last:
+        if v < last or (v == last and ev["key"] in keys_at_last):
             raise Violation("watch: event %s after version %d: out of order or seen twice"
                             % (json.dumps(ev), last))
-        last = v
-        seen[v] = ev
+        if v > last:
+            last, keys_at_last = v, set()
+        keys_at_last.add(ev["key"])
+        seen[(v, ev["key"])] = ev
+        by_version.setdefault(v, []).append(ev)
         if ev["type"] == "put":
-            op = by_value.get(ev.get("value"))
+            op = writes.get(ev.get("value"))
             if op is None:
                 raise Violation("watch: put of %r at v%d, which no operation wrote"
                                 % (ev.get("value"), v))
@@ -372,16 +476,54 @@ def check_watch(events, history, covered_to, gaps=()):
                                 % (ev["key"], v))
         else:
             raise Violation("watch: unexpected event %s" % json.dumps(ev))
-    for op in history:
+    for v, evs in by_version.items():
+        owners = {writes[e["value"]].get("txn", "single") if e["type"] == "put" else "del"
+                  for e in evs}
+        if len(evs) > 1 and (len(owners) > 1 or None in owners or "single" in owners
+                             or "del" in owners):
+            raise Violation("watch: version %d changed %s, which is not one transaction"
+                            % (v, json.dumps(evs)))
+    in_gap = (lambda v: any(lo <= v <= hi for lo, hi in gaps))
+    by_id = {op["id"]: op for op in txns}
+    for v, evs in by_version.items():
+        t = writes[evs[0]["value"]].get("txn") if evs[0]["type"] == "put" else None
+        if t is None or v > covered_to or in_gap(v):
+            continue
+        op = by_id[t]
+        want = {(op["keys"][i], op["values"][i]) for i in (0, 1)}
+        got = {(e["key"], e.get("value")) for e in evs}
+        if got != want:
+            raise Violation("watch: transaction %s applied in part at v%d: %s of %s"
+                            % (t, v, sorted(got), sorted(want)))
+    # the state just before each version, per key: (version, value or None) in order
+    changes = {}
+    for ev in events:
+        changes.setdefault(ev["key"], []).append((ev["version"],
+                                                  ev.get("value") if ev["type"] == "put" else None))
+    for op in txns:
+        if op["ret"] is None or op.get("status") != 200 or (op["kind"] == "w" and op["succeeded"]):
+            continue
+        V = op["version"]
+        if V > covered_to or any(lo < V for lo, hi in gaps):
+            continue
+        want = []
+        for k in op["keys"]:
+            cs = changes.get(k, [])
+            j = bisect.bisect_left(cs, (V,)) - 1
+            want.append(cs[j][1] if j >= 0 else None)
+        got = [r.get("value") for r in op["results"][:2]]
+        if got != want:
+            raise Violation("watch: transaction %s read %s = %s at v%d; the stream's state there "
+                            "is %s" % (op["id"], "+".join(op["keys"]), got, V, want))
+    for op in project(history):
         if op["f"] == "get" or op.get("ret") is None or op.get("status") not in (200, 201):
             continue
         v = op.get("version")
-        if v is None or v > covered_to or any(lo <= v <= hi for lo, hi in gaps):
+        if v is None or v > covered_to or in_gap(v):
             continue
-        ev = seen.get(v)
+        ev = seen.get((v, op["key"]))
         want = "delete" if op["f"] == "del" else "put"
-        if ev is None or ev["key"] != op["key"] or ev["type"] != want or \
-                (want == "put" and ev.get("value") != op["value"]):
+        if ev is None or ev["type"] != want or (want == "put" and ev.get("value") != op["value"]):
             raise Violation("watch: acknowledged %s of %s at v%d is not in the stream (saw %s)"
                             % (op["f"], op["key"], v, json.dumps(ev)))
     return len(events)
@@ -492,6 +634,67 @@ def self_test():
     for what, stream in bad_streams.items():
         try:
             check_watch(stream, hist, 9)
+            raise AssertionError("watch stream accepted: " + what)
+        except Violation:
+            pass
+    # transactions: write k1+k2 together, read them together
+    def _txn(i, c, kind, call, ret, status=None, keys=("k1", "k2"), values=None, expect=None,
+             succeeded=None, version=None, results=None):
+        return {"id": i, "client": c, "f": "txn", "kind": kind, "keys": list(keys),
+                "values": values, "expect": expect, "call": call, "ret": ret, "status": status,
+                "succeeded": succeeded, "version": version, "results": results}
+    rd = (lambda a, b: [{"op": "get", "value": a}, {"op": "get", "value": b}])
+    th = [_op(0, 1, "put", 0.0, 1.0, 201, value="a1", version=2, key="k1"),
+          _op(1, 1, "put", 1.0, 2.0, 201, value="b1", version=3, key="k2"),
+          _txn(2, 2, "w", 2.0, 3.0, 200, values=["a2", "b2"], expect=2, succeeded=True,
+               version=5, results=[{"op": "put", "written": True}] * 2),
+          _txn(3, 3, "r", 3.5, 4.0, 200, succeeded=True, version=6, results=rd("a2", "b2")),
+          _txn(4, 2, "w", 4.0, 5.0, 200, values=["a3", "b3"], expect=2, succeeded=False,
+               version=7, results=rd("a2", "b2")),                  # compare failed: reads
+          _txn(5, 3, "w", 5.0, None, values=["a4", "b4"]),          # unknown, applied
+          _op(6, 1, "get", 6.0, 6.5, 200, out="b4", version=8, key="k2"),
+          _op(7, 1, "cas", 7.0, 7.5, 200, value="a5", expect=5, key="k1")]  # a2 is gone
+    tev = [{"type": "put", "key": "k1", "version": 2, "value": "a1"},
+           {"type": "put", "key": "k2", "version": 3, "value": "b1"},
+           {"type": "put", "key": "k1", "version": 5, "value": "a2"},
+           {"type": "put", "key": "k2", "version": 5, "value": "b2"},
+           {"type": "put", "key": "k1", "version": 8, "value": "a4"},
+           {"type": "put", "key": "k2", "version": 8, "value": "b4"}]
+    try:
+        check(th)
+        raise AssertionError("a cas on a version a transaction overwrote accepted")
+    except Violation:
+        pass
+    th[7] = _op(7, 1, "cas", 7.0, 7.5, 412, value="a5", expect=5, key="k1")
+    assert check(th)["txns"] == 4
+    assert check_watch(tev, th, 8) == 6
+    # a stale transaction read (per key)
+    stale = th + [_txn(8, 4, "r", 9.0, 9.5, 200, succeeded=True, version=9,
+                       results=rd("a2", "b4"))]
+    try:
+        check(stale)
+        raise AssertionError("a stale transaction read accepted")
+    except Violation as e:
+        assert "key k1: not linearizable" in str(e), e
+    # a torn read: each value was current at some point, but never together
+    torn = [o for o in th if o["id"] != 3] + [
+        _txn(3, 3, "r", 2.0, 4.0, 200, succeeded=True, version=6, results=rd("a2", "b1"))]
+    check(torn)  # the per-key check cannot see it
+    try:
+        check_watch(tev, torn, 8)
+        raise AssertionError("a torn transaction read accepted")
+    except Violation as e:
+        assert "the stream's state there" in str(e), e
+    bad_tstreams = {
+        "a transaction in part": tev[:3] + tev[4:],
+        "a refused transaction's write": tev + [
+            {"type": "put", "key": "k2", "version": 9, "value": "b3"}],
+        "two writes at one version": tev[:2] + [dict(tev[1], key="k3", value="a1")] + tev[2:],
+        "a transaction's event twice": tev[:4] + [tev[3]] + tev[4:],
+    }
+    for what, stream in bad_tstreams.items():
+        try:
+            check_watch(stream, th, 8)
             raise AssertionError("watch stream accepted: " + what)
         except Violation:
             pass

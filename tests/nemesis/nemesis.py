@@ -28,6 +28,7 @@ Exit status: 0 all runs passed, 1 a run failed, 77 the machine cannot run it.
 """
 
 import argparse
+import collections
 import glob
 import http.client
 import json
@@ -36,7 +37,6 @@ import random
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -118,8 +118,11 @@ def etag(headers):
 
 
 class Client(threading.Thread):
-    """Random single-key operations against random live nodes; every one is
-    recorded with its call and return times and outcome."""
+    """Random operations against random live nodes: single-key reads, writes,
+    compare-and-sets and deletes, and two-key transactions (POST /txn) that
+    write both keys (under a compare of the first key's version, or not) or
+    read both; every one is recorded with its call and return times and
+    outcome."""
 
     def __init__(self, run, cid, seed):
         super().__init__(daemon=True)
@@ -146,17 +149,20 @@ class Client(threading.Thread):
         key = "k%d" % self.rng.randrange(r.keys)
         path = "/kv/" + key
         x = self.rng.random()
-        if x < 0.45:
+        if x >= 0.92 and r.keys > 1:
+            self.txn(node, key, "w" if x < 0.965 else "r", strict)
+            return
+        if x < 0.42:
             op = r.history.begin(client=self.cid, key=key, f="get", node=node.id)
             method, body, headers = "GET", None, {}
             if r.args.reads != "linearizable":  # the checker must catch these
                 path += "?consistency=" + r.args.reads
-        elif x < 0.75 or key not in self.seen:
+        elif x < 0.70 or key not in self.seen:
             self.seq += 1
             value = "c%d-%d" % (self.cid, self.seq)
             op = r.history.begin(client=self.cid, key=key, f="put", value=value, node=node.id)
             method, body, headers = "PUT", value.encode(), {}
-        elif x < 0.92:
+        elif x < 0.86:
             self.seq += 1
             value = "c%d-%d" % (self.cid, self.seq)
             op = r.history.begin(client=self.cid, key=key, f="cas", value=value,
@@ -234,6 +240,57 @@ class Client(threading.Thread):
             return "done"
         return "retry"
 
+    def txn(self, node, key, kind, strict):
+        """One transaction on key and another key; no retry (a transaction
+        has no Idempotency-Key): no answer leaves its outcome unknown."""
+        r = self.run_
+        other = "k%d" % ((int(key[1:]) + 1 + self.rng.randrange(r.keys - 1)) % r.keys)
+        keys = [key, other]
+        if kind == "w":
+            vals = []
+            for _ in keys:
+                self.seq += 1
+                vals.append("c%d-%d" % (self.cid, self.seq))
+            expect = self.seen.get(key) if self.rng.random() < 0.7 else None
+            op = r.history.begin(client=self.cid, f="txn", kind="w", keys=keys, values=vals,
+                                 expect=expect, node=node.id)
+            body = {"compare": [] if expect is None else
+                    [{"key": key, "target": "version", "op": "=", "version": expect}],
+                    "success": [{"put": {"key": k, "value": v}} for k, v in zip(keys, vals)],
+                    "failure": [{"get": {"key": k}} for k in keys]}
+        else:
+            op = r.history.begin(client=self.cid, f="txn", kind="r", keys=keys, node=node.id)
+            body = {"success": [{"get": {"key": k}} for k in keys]}
+        if strict:
+            op["strict"] = True
+        try:
+            status, _, data = request(node.http, "POST", "/txn", json.dumps(body).encode())
+        except ConnectionError:
+            op["ret"], op["failed"] = time.monotonic(), "connect"
+            self.liveness(op, "cannot connect")
+            return
+        except (TimeoutError, OSError) as e:
+            op["error"] = "node %d: %s" % (node.id, str(e)[:100])
+            self.liveness(op, op["error"])
+            return
+        now = time.monotonic()
+        if status == 200:
+            a = json.loads(data)
+            op["ret"], op["status"] = now, 200
+            op["succeeded"], op["version"], op["results"] = a["succeeded"], a["version"], a["results"]
+            if len(a["results"]) != 2:
+                op["failed"] = "results"
+                r.bad_requests.append(op)
+            return
+        op["error"] = "node %d: %d %s" % (node.id, status, data[:80].decode("utf-8", "replace"))
+        if status == 507:  # documented: nothing was written
+            op["ret"], op["failed"] = now, "507"
+        elif status in (400, 413, 415, 422):
+            op["ret"], op["failed"] = now, str(status)
+            r.bad_requests.append(op)
+            return
+        self.liveness(op, op["error"])  # 503: unknown (a timeout) or not applied
+
     def liveness(self, op, why):
         if op.get("strict"):
             self.run_.liveness_failures.append((op, why))
@@ -241,9 +298,12 @@ class Client(threading.Thread):
 
 class Watcher(threading.Thread):
     """One watch on the whole key space (GET /watch?prefix=k), on a random
-    live node, resumed from the last version seen + 1 on any node whenever
-    it breaks (a kill, a pause, a node removed): the events it collects are
-    checked against the history (checker.check_watch)."""
+    live node, resumed on any node whenever it breaks (a kill, a pause, a
+    node removed): from the last version seen, skipping the events of it
+    already received (a transaction's events share a version, and a break
+    can fall between them; they must come again, the same), or from the
+    last progress + 1. The events it collects are checked against the
+    history (checker.check_watch)."""
 
     def __init__(self, run, seed):
         super().__init__(daemon=True)
@@ -251,6 +311,10 @@ class Watcher(threading.Thread):
         self.rng = random.Random(seed)
         self.events = []
         self.nxt = 1
+        self.skip = 0  # events of version nxt already received
+        self.mismatch = None  # a resumed stream that did not repeat what it sent
+        self.last_error = None
+        self.trace = collections.deque(maxlen=40)  # the last connections and lines: for a report
         self.covered = 0  # every change up to here was delivered
         self.gaps = []
         self.connects = 0
@@ -281,7 +345,7 @@ class Watcher(threading.Thread):
                     oldest = ws.body_json().get("oldest_version", self.nxt)
                     if refused > 40 and oldest > self.nxt:
                         self.gaps.append((self.nxt, oldest - 1))
-                        self.nxt, refused = oldest, 0
+                        self.nxt, self.skip, refused = oldest, 0, 0
                     time.sleep(0.05)
                     continue
                 if ws.status != 200:
@@ -289,18 +353,36 @@ class Watcher(threading.Thread):
                     continue
                 refused = 0
                 self.connects += 1
+                self.trace.append("connect node %d from v%d skip %d" % (node.id, self.nxt, self.skip))
+                again = self.events[len(self.events) - self.skip:] if self.skip else []
                 while not self.stop.is_set():
                     ev = ws.next()
+                    self.trace.append(json.dumps(ev))
                     if ev is None or "canceled" in ev:
+                        self.last_error = "node %d: %s" % (node.id, json.dumps(ev))
                         break
                     if "progress" in ev:
                         self.covered = max(self.covered, ev["progress"]["applied"])
+                        if self.covered >= self.nxt:
+                            self.nxt, self.skip = self.covered + 1, 0
+                        continue
+                    if again:
+                        if ev != again[0]:
+                            self.mismatch = self.mismatch or (
+                                "watch: resumed at v%d, %s came again as %s"
+                                % (self.nxt, json.dumps(again[0]), json.dumps(ev)))
+                            break
+                        again.pop(0)
                         continue
                     self.events.append(ev)
-                    self.nxt = ev["version"] + 1
-                    self.covered = max(self.covered, ev["version"])
-            except Exception:  # a cut stream (kill -9 mid-line), a timeout: resume
-                pass
+                    if ev["version"] == self.nxt:
+                        self.skip += 1
+                    else:
+                        self.nxt, self.skip = ev["version"], 1
+                    # more events of this version may follow (a transaction's)
+                    self.covered = max(self.covered, ev["version"] - 1)
+            except Exception as e:  # a cut stream (kill -9 mid-line), a timeout: resume
+                self.last_error = "%s: %s" % (type(e).__name__, str(e)[:200])
             finally:
                 ws.close()
 
@@ -459,8 +541,15 @@ class Run:
                  if op["f"] != "get" and op.get("status") in (200, 201) and op.get("version")]
         with harness.step("the watch catches up to the last acknowledged write"):
             last = max(acked, default=0)
-            harness.wait_for("the watch to reach version %d" % last,
-                             lambda: watcher.covered >= last, timeout=harness.scaled(30))
+            try:
+                harness.wait_for("the watch to reach version %d" % last,
+                                 lambda: watcher.covered >= last, timeout=harness.scaled(30))
+            except harness.TestFailure as e:
+                raise RunFailure("%s; the watcher: resuming at v%d (%d events of it seen), "
+                                 "covered v%d, %d connections, %s, last error %s" % (
+                                     e, watcher.nxt, watcher.skip, watcher.covered,
+                                     watcher.connects, watcher.mismatch or "no mismatch",
+                                     watcher.last_error) + "\n  " + "\n  ".join(watcher.trace))
             watcher.stop.set()
             watcher.join(timeout=REQUEST_TIMEOUT_S * 2)
         with open(os.path.join(self.cluster.dir, "history.json"), "w") as f:
@@ -469,6 +558,8 @@ class Run:
             summary = checker.check(self.history.ops)
         with harness.step("check the watch stream (%d events, %d connections)"
                           % (len(watcher.events), watcher.connects)):
+            if watcher.mismatch:
+                raise checker.Violation(watcher.mismatch)
             summary["watch_events"] = checker.check_watch(watcher.events, self.history.ops,
                                                           watcher.covered, watcher.gaps)
             summary["watch_connects"] = watcher.connects
@@ -778,6 +869,7 @@ def main():
         totals["runs"] += 1
         totals["operations"] += summary["operations"]
         totals["unknown"] += summary["unknown"]
+        totals["txns"] = totals.get("txns", 0) + summary.get("txns", 0)
         for k, v in summary["faults"].items():
             totals["faults"][k] = totals["faults"].get(k, 0) + v
     print("nemesis: %s" % json.dumps(totals, sort_keys=True), flush=True)
