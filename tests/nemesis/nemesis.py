@@ -498,13 +498,23 @@ class Run:
         watcher = Watcher(self, self.seed * 1000 + 999)
         watcher.start()
         t_end = time.monotonic() + self.args.duration
+        rnd = 0
         while time.monotonic() < t_end:
+            # Each round draws from its own generator, and each of its
+            # faults from its own: a fault skipped or shaped by the
+            # cluster's state (no leader yet, no room for another kill)
+            # shifts no later draw, so a seed replays the same faults at the
+            # same times, on the same nodes by rank.
+            self.rng = random.Random("%d/%d" % (self.seed, rnd))
             faults = self.pick_faults()
-            for f in faults:
+            hold, wait = f_hold(self.rng), self.rng.uniform(0.5, 2.0)
+            for i, f in enumerate(faults):
+                self.rng = random.Random("%d/%d/%d" % (self.seed, rnd, i))
                 self.apply(f)
-            time.sleep(f_hold(self.rng))
+            rnd += 1
+            time.sleep(hold)
             self.heal_all()
-            time.sleep(self.rng.uniform(0.5, 2.0))
+            time.sleep(wait)
         self.heal_all()
         with harness.step("healed: wait for a leader, every member, every node ready"):
             self.converge()
