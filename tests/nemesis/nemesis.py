@@ -407,6 +407,7 @@ class Run:
         self.next_id = 4
         self.host_of = {}  # node id -> host index
         self.mounts = []
+        self.removing = set()  # ids whose removal's answer was lost
         self.cluster = None
         self.lock = threading.Lock()
 
@@ -498,13 +499,23 @@ class Run:
         watcher = Watcher(self, self.seed * 1000 + 999)
         watcher.start()
         t_end = time.monotonic() + self.args.duration
+        rnd = 0
         while time.monotonic() < t_end:
+            # Each round draws from its own generator, and each of its
+            # faults from its own: a fault skipped or shaped by the
+            # cluster's state (no leader yet, no room for another kill)
+            # shifts no later draw, so a seed replays the same faults at the
+            # same times, on the same nodes by rank.
+            self.rng = random.Random("%d/%d" % (self.seed, rnd))
             faults = self.pick_faults()
-            for f in faults:
+            hold, wait = f_hold(self.rng), self.rng.uniform(0.5, 2.0)
+            for i, f in enumerate(faults):
+                self.rng = random.Random("%d/%d/%d" % (self.seed, rnd, i))
                 self.apply(f)
-            time.sleep(f_hold(self.rng))
+            rnd += 1
+            time.sleep(hold)
             self.heal_all()
-            time.sleep(self.rng.uniform(0.5, 2.0))
+            time.sleep(wait)
         self.heal_all()
         with harness.step("healed: wait for a leader, every member, every node ready"):
             self.converge()
@@ -719,24 +730,36 @@ class Run:
         victim = self.pick([n for n in ms if ld is None or n.id != ld.id])
         if victim is None or ld is None:
             return
+        host = self.host_of[victim.id]
         try:
             status, _, data = request(ld.http, "DELETE", "/cluster/members/%d" % victim.id)
         except (OSError, ConnectionError, TimeoutError) as e:
-            self.record("member", "remove node %d: no answer (%s)" % (victim.id, e))
-            return
-        if status not in (200, 202, 204):
+            status, data = None, str(e).encode()
+        if status in (200, 202, 204):
+            with self.lock:
+                self.cluster.retire(victim)  # kill -9
+            shutil.rmtree(victim.data_dir, ignore_errors=True)
+        elif status is None or status == 503:
+            # No answer, or a 503 (a timeout, a lost leadership): the removal
+            # may be applied yet. Ask the cluster, as an operator would.
+            self.removing.add(victim.id)
+            if victim.id not in (self.reconcile(harness.scaled(15)) or []):
+                self.record("member", "remove node %d: %s (%s); still a member"
+                            % (victim.id, status or "no answer", data[:60]))
+                return
+        else:
             self.record("member", "remove node %d refused: %d %s" % (victim.id, status, data[:60]))
             return
-        host = self.host_of[victim.id]
-        with self.lock:
-            self.cluster.retire(victim)  # kill -9
-        shutil.rmtree(victim.data_dir, ignore_errors=True)
         if action == "grow_or_shrink":
             self.record("member", "node %d removed and wiped (shrink)" % victim.id)
             return
         nid = self.next_id
         self.next_id += 1
         seed_node = self.pick([n for n in self.members() if n.running()])
+        if seed_node is None:
+            self.record("member", "node %d removed and wiped; no member running to rejoin via"
+                        % victim.id)
+            return
         with self.lock:
             n = self.make_node(nid, host)
             n.joiner = True
@@ -747,6 +770,32 @@ class Run:
             with self.lock:
                 n.kill9()
             self.record("member", "joiner %d killed -9 while joining" % nid)
+
+    def reconcile(self, timeout):
+        """Retires (kill -9) and wipes each node whose removal's answer was
+        lost (no answer, a 503 timeout) and that the leader's /cluster no
+        longer lists: the removal was applied after all, and a node the
+        cluster removed is no member to wait for. Returns the ids retired, or None
+        when no leader answered within timeout (seconds)."""
+        deadline = time.monotonic() + timeout
+        ids = None
+        while ids is None and time.monotonic() < deadline:
+            ld = self.leader()
+            i = ld.info(timeout=2) if ld is not None else None
+            if i and i.get("role") == "leader":
+                ids = {m["id"] for m in i.get("members", [])}
+            else:
+                time.sleep(0.2)
+        if ids is None:
+            return None
+        gone = [n for n in self.members() if n.id in self.removing and n.id not in ids]
+        for n in gone:
+            with self.lock:
+                self.cluster.retire(n)
+            shutil.rmtree(n.data_dir, ignore_errors=True)
+            self.record("removed-late", "node %d was removed after all (the answer was lost): "
+                        "retired and wiped" % n.id)
+        return [n.id for n in gone]
 
     def restart_args(self, n):
         """A joiner restarts with --join, as an operator's unchanged command
@@ -777,9 +826,21 @@ class Run:
                     n.start(self.restart_args(n))
 
     def converge(self):
+        """Waits for the membership the nemesis expects, every member a
+        voter, and a leader. A removal whose answer was lost may commit
+        late (under a later leader): the members the cluster no longer
+        lists are retired first, and again while the wait goes on."""
         c = self.cluster
-        ids = sorted(n.id for n in self.members())
-        c.wait_members(voters=ids, nodes=self.members(), timeout=harness.scaled(60))
+        deadline = time.monotonic() + harness.scaled(60)
+        while True:
+            self.reconcile(harness.scaled(10))
+            ids = sorted(n.id for n in self.members())
+            try:
+                c.wait_members(voters=ids, nodes=self.members(), timeout=harness.scaled(10))
+                break
+            except harness.TestFailure:
+                if time.monotonic() >= deadline:
+                    raise
         c.wait_leader(self.members(), timeout=harness.scaled(30))
 
     def teardown(self):
