@@ -66,6 +66,10 @@ M = {
    ("replication.c", ".commit = ST_MIN(p->match, r->log.commit),", ".commit = r->log.commit,")]),
  "read-no-round": ("ReadIndex answered without a quorum confirming leadership", [
    ("read_index.c", "if (rd->index != 0 && rd->round != 0 && rd->round <= q)", "if (rd->index != 0)")]),
+ "learners-count-in-quorum": ("a leader counts its learners' logs toward the commit quorum", [
+   ("replication.c",
+    "        if (!raft_is_voter(r, p->id)) continue;\n        /* The leader's own log counts",
+    "        if (false) continue;\n        /* The leader's own log counts")]),
  "read-before-term-commit": ("ReadIndex used before the new leader committed an entry of its term", [
    ("read_index.c", "    if (!replication_committed_in_term(r)) {\n        read_push(r, &rd);",
                     "    if (0) {\n        read_push(r, &rd);")]),
