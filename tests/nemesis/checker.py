@@ -43,6 +43,7 @@ its version.
 import bisect
 import json
 import math
+import os
 import sys
 
 INF = math.inf
@@ -341,10 +342,37 @@ def describe(op, t0=0.0):
                                                       key, what, res)
 
 
-def check(history):
-    """Returns a summary dict; raises Violation with a readable report."""
+def watch_settled(history, watch):
+    """What the watch stream tells of writes whose answer was lost:
+    (applied_by, complete). applied_by maps each value the stream saw put
+    to the time by which its write had surely taken effect: the first
+    answer of an operation at a later log index (writes, deletes and
+    transactions answer their own entry's index, and entries apply in
+    order), INF when none came. complete: the stream holds every write up
+    to the last answered index (caught up, no gap), so a value it never
+    delivered was never written. (None, False) without a watch."""
+    if not watch:
+        return None, False
+    at = {ev["value"]: ev["version"] for ev in watch["events"] if ev["type"] == "put"}
+    answers = sorted((op["version"], op["ret"]) for op in history
+                     if op["ret"] is not None and op["f"] != "get"
+                     and op.get("status") in (200, 201) and op.get("version") is not None)
+    versions = [v for v, _ in answers]
+    suffix = [INF] * (len(answers) + 1)
+    for i in range(len(answers) - 1, -1, -1):
+        suffix[i] = min(suffix[i + 1], answers[i][1])
+    applied_by = {val: suffix[bisect.bisect_right(versions, v)] for val, v in at.items()}
+    complete = not watch.get("gaps") and watch["covered"] >= (versions[-1] if versions else 0)
+    return applied_by, complete
+
+
+def check(history, watch=None):
+    """Returns a summary dict; raises Violation with a readable report.
+    watch: {"events", "covered", "gaps"} as check_watch takes them, to
+    settle writes whose answer was lost (watch_settled)."""
     txns = sum(1 for op in history if op["f"] == "txn")
     original = history
+    applied_by, complete = watch_settled(history, watch)
     history = project(history)
     vmap = version_map(history)
     check_unwritten(history)
@@ -379,9 +407,25 @@ def check(history):
             for v in values:
                 seen_by[v] = bound
     keys = {}
+    settled = dropped = 0
     for op in history:
         if op["f"] == "get" and op["ret"] is None:
             continue  # an unanswered read constrains nothing
+        if op["ret"] is None and op["f"] in ("put", "cas") and applied_by is not None:
+            # The watch stream saw the write at its log index: it took effect
+            # before any later index was answered. Or, caught up and whole,
+            # the stream never saw it: it was never written (a compare that
+            # failed, a request lost), unless a read saw it (then the stream
+            # is wrong, and the read's bound below stands).
+            v = op["value"]
+            if v in applied_by:
+                bound = min(applied_by[v], seen_by.get(v, INF))
+                if bound < INF:
+                    op = dict(op, ret=max(op["call"], bound), unknown=True)
+                    settled += 1
+            elif complete and v not in seen_by:
+                dropped += 1
+                continue
         if op["ret"] is None and op["f"] in ("put", "cas") and op["value"] in seen_by:
             op = dict(op, ret=max(op["call"], seen_by[op["value"]]), unknown=True)
         if op["ret"] is None and op["f"] in ("put", "cas") and op["value"] not in observed:
@@ -401,6 +445,7 @@ def check(history):
                                                        "\n".join(describe(o, t0) for o in window)))
     unknown = sum(1 for op in original if op["ret"] is None)
     return {"operations": len(original), "keys": len(keys), "unknown": unknown, "txns": txns,
+            "settled_by_watch": settled, "never_written": dropped,
             "ok": sum(1 for op in original if op["ret"] is not None and not op.get("failed"))}
 
 
@@ -698,6 +743,31 @@ def self_test():
             raise AssertionError("watch stream accepted: " + what)
         except Violation:
             pass
+    # writes whose answer was lost, settled by the watch stream: a lost
+    # transaction's k1=x at v5, before y's v6, which answered 201 (created):
+    # only the stream's order shows that 201 to be wrong
+    lost = [_txn(0, 1, "w", 1.0, None, values=["x", "x2"]),
+            _op(1, 2, "put", 1.9, 2.0, 201, value="y", version=6, key="k1"),
+            _op(2, 3, "get", 2.5, 2.6, 200, out="y", version=6, key="k1")]
+    wev = [{"type": "put", "key": "k1", "version": 5, "value": "x"},
+           {"type": "put", "key": "k2", "version": 5, "value": "x2"},
+           {"type": "put", "key": "k1", "version": 6, "value": "y"}]
+    check(lost)
+    try:
+        check(lost, {"events": wev, "covered": 6, "gaps": []})
+        raise AssertionError("a 201 after a write the stream orders first accepted")
+    except Violation:
+        pass
+    # ...and lost writes the whole stream never saw were never written: they
+    # leave the search
+    nowrite = [_txn(i, i, "w", 0.01 * i, None, values=["n%d" % i, "m%d" % i], expect=i)
+               for i in range(60)]
+    nowrite += [_op(60 + i, 99, "put", 1.0 + i, 1.5 + i, 200 if i else 201, value="w%d" % i,
+                    version=100 + i, key="k1") for i in range(3)]
+    nowrite += [_op(70, 98, "get", 9.0, 9.1, 200, out="w2", version=102, key="k1")]
+    wst = [{"type": "put", "key": "k1", "version": 100 + i, "value": "w%d" % i} for i in range(3)]
+    r = check(nowrite, {"events": wst, "covered": 102, "gaps": []})
+    assert r["never_written"] == 120, r
     print("checker self-test: ok")
 
 
@@ -707,8 +777,18 @@ if __name__ == "__main__":
     elif len(sys.argv) == 2:
         with open(sys.argv[1]) as f:
             hist = json.load(f)
+        # the watcher's stream, kept beside the history by nemesis.py
+        wpath = os.path.join(os.path.dirname(sys.argv[1]), "watch.json")
+        w = None
+        if os.path.exists(wpath):
+            with open(wpath) as f:
+                w = json.load(f)
         try:
-            print(json.dumps(check(hist)))
+            summary = check(hist, w)
+            if w is not None:
+                summary["watch_events"] = check_watch(w["events"], hist, w["covered"],
+                                                      [tuple(g) for g in w["gaps"]])
+            print(json.dumps(summary))
         except Violation as e:
             print("VIOLATION: %s" % e)
             sys.exit(1)

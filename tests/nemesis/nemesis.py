@@ -565,8 +565,11 @@ class Run:
             watcher.join(timeout=REQUEST_TIMEOUT_S * 2)
         with open(os.path.join(self.cluster.dir, "history.json"), "w") as f:
             json.dump(self.history.ops, f, default=str)
+        watch = {"events": watcher.events, "covered": watcher.covered, "gaps": watcher.gaps}
+        with open(os.path.join(self.cluster.dir, "watch.json"), "w") as f:
+            json.dump(watch, f)
         with harness.step("check the history (%d operations)" % len(self.history.ops)):
-            summary = checker.check(self.history.ops)
+            summary = checker.check(self.history.ops, watch)
         with harness.step("check the watch stream (%d events, %d connections)"
                           % (len(watcher.events), watcher.connects)):
             if watcher.mismatch:
@@ -685,7 +688,9 @@ class Run:
             ballast = os.path.join(mnt, "ballast")
             st = os.statvfs(mnt)
             free = st.f_bavail * st.f_frsize
-            with open(ballast, "wb") as f:
+            # Unbuffered: a write the filling disk cuts short leaves nothing
+            # for close() to flush (and fail on with ENOSPC, as seed 8046 did).
+            with open(ballast, "wb", buffering=0) as f:
                 try:
                     f.write(b"\0" * max(0, free - (64 << 10)))
                 except OSError:
@@ -922,7 +927,8 @@ def main():
             summary = run.execute()
         except BaseException as e:
             d = run.cluster.dir if run.cluster else "?"
-            print("nemesis: seed %d FAILED: %s\n  kept: %s (history.json, schedule.json, logs)"
+            print("nemesis: seed %d FAILED: %s\n  kept: %s (history.json, watch.json, "
+                  "schedule.json, logs)"
                   "\n  replay: %s\n  check again: %s %s %s/history.json"
                   % (seed, e, d, replay, sys.executable, os.path.join(HERE, "checker.py"), d),
                   flush=True)
