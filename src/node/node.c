@@ -199,16 +199,27 @@ int node_open_and_run(struct node *n, const struct raft_conf *initial_conf)
     sc.segment_bytes = n->cfg.wal_segment_bytes;
     struct st_storage_state state;
     memset(&state, 0, sizeof state);
-    int rc = st_storage_open(&sc, &n->storage, &state, &eb);
+    /* A join's members are stored before storage creates DATA/meta, which
+     * makes the directory a node's: killed in between, the joiner restarted
+     * as a node that knew no member and refused every peer. (Killed before
+     * meta, it starts over: its --join asks again.) */
+    bool joined = n->n_seed_peers > 0;
+    int rc = joined ? node_seeds_save(n) : 0;
+    if (rc) {
+        ST_TRACE_ERROR(MOD, "node %" PRIu64 ": cannot store the join members in %s: %s", n->cfg.id,
+                       n->cfg.data_dir, st_strerror(rc));
+        return rc;
+    }
+    rc = st_storage_open(&sc, &n->storage, &state, &eb);
     if (rc) {
         ST_TRACE_ERROR(MOD, "node %" PRIu64 ": cannot open data directory %s: %s%s%s", n->cfg.id,
                        n->cfg.data_dir, st_strerror(rc), errtext[0] ? ": " : "", errtext);
         n->storage = NULL;
         return rc;
     }
-    /* Before any peer is talked to: a join's members, or those of an earlier
-     * join when restarting. */
-    rc = n->n_seed_peers ? node_seeds_save(n) : node_seeds_load(n);
+    /* Before any peer is talked to: the members of an earlier join when
+     * restarting. */
+    if (!joined) rc = node_seeds_load(n);
     /* A forced node is alone: the members of its join answer are gone. */
     if (rc == 0 && n->cfg.force_new_cluster && n->n_seed_peers) {
         n->n_seed_peers = 0;

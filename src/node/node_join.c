@@ -29,7 +29,8 @@
  * until its log or a snapshot teaches it the configuration. Killed in
  * between, it restarted with no member to accept or dial and refused its
  * leader forever ("unknown peer id"). The answer's members are therefore
- * kept in DATA/join-peers (written before the node first talks to a peer)
+ * kept in DATA/join-peers (written before DATA/meta, which makes the
+ * directory a node's, and so before the node first talks to a peer)
  * and loaded again on every restart; the configuration, once known, takes
  * precedence over them (want_peer). Format: one line per member,
  * "ID RAFT_ADDR HTTP_ADDR" ("-" for an unknown HTTP address). */

@@ -71,6 +71,9 @@ static int any_cb(void *ctx, const char *name)
     struct any_ctx *a = ctx;
     if (strcmp(name, "meta.tmp") == 0) return 0;       /* our own interrupted initialisation */
     if (strcmp(name, ST_DIR_LOCK_NAME) == 0) return 0; /* st_dir_lock_acquire's */
+    /* A joining node's members, stored before meta so that a crash between
+     * the two cannot leave a node that knows no peer (node/node_join.c). */
+    if (strcmp(name, "join-peers") == 0 || strcmp(name, "join-peers.tmp") == 0) return 0;
     snprintf(a->name, sizeof(a->name), "%s", name);
     a->found = true;
     return 1;

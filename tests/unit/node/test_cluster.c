@@ -366,6 +366,52 @@ TEST(a_refused_join_fails_the_start_with_a_reason)
     cluster_fini();
 }
 
+/* A joiner that loses power at any file operation of its start, then starts
+ * again with its unchanged command line (--join), becomes a voter. Its data
+ * directory must never hold a node (DATA/meta) without the members of its
+ * join answer (DATA/join-peers): a nemesis run killed a joiner in that
+ * window, and restarted, it refused every peer ("unknown peer id"). The
+ * first round counts the operations of a clean start; each later round
+ * crashes at one of them. */
+TEST(a_joiner_crashed_at_any_step_of_its_start_restarts_and_joins)
+{
+    uint64_t ops = 0;
+    for (uint64_t k = 0; k == 0 || k <= ops; k++) {
+        cluster_init(2);
+        nodes[0].cfg.mode = NODE_START_BOOTSTRAP;
+        ASSERT_EQ(h_start(&nodes[0]), 0);
+        converge(1);
+        struct st_fs_sim *sim = NULL;
+        ASSERT_EQ(st_fs_sim_create(&sim), 0);
+        nodes[1].cfg.fs = st_fs_sim_fs(sim);
+        nodes[1].cfg.mode = NODE_START_JOIN;
+        snprintf(nodes[1].cfg.join_http, sizeof nodes[1].cfg.join_http, "%s",
+                 nodes[0].cfg.http_listen);
+        st_fs_sim_crash_at(sim, k);
+        /* A crash at the directory's creation fails node_start itself. */
+        int rc = h_start(&nodes[1]);
+        if (rc == 0) ASSERT_TRUE(h_run_until(cond_started, &nodes[1]));
+        if (k == 0) {
+            ASSERT_EQ(rc, 0);
+            ASSERT_EQ(nodes[1].start_status, 0);
+            ops = st_fs_sim_op_count(sim);
+            ASSERT_TRUE(ops > 0);
+        } else {
+            h_stop(&nodes[1]);
+            (void)st_fs_sim_crash(sim, ST_FS_SIM_LOSE_UNSYNCED, 0);
+            ASSERT_EQ(h_start(&nodes[1]), 0);
+        }
+        struct member_cond mc = {&nodes[0], 2, true, 2};
+        if (!h_run_until(cond_member, &mc)) {
+            fprintf(stderr, "crash at operation %llu of %llu: node 2 never became a voter\n",
+                    (unsigned long long)k, (unsigned long long)ops);
+            ASSERT_TRUE(false);
+        }
+        cluster_fini();
+        st_fs_sim_destroy(sim);
+    }
+}
+
 TEST(a_new_member_behind_a_compacted_log_gets_a_snapshot)
 {
     cluster_init(2);
