@@ -89,7 +89,10 @@ wsim-soak: build
 	$(BUILD)/tests/wsim/wsim --seed $(WSIM_SEED) --seeds $(WSIM_SEEDS) $(WSIM_FLAGS)
 
 # The nemesis soak (tests/nemesis/README.md): RUNS seeded runs of DURATION
-# seconds of faults each, from SEED; MIX picks fault kinds. Needs root.
+# seconds of faults each, from SEED; MIX picks fault kinds; NEMESIS_JOBS runs
+# at once (each in its own network; a failure does not stop the others).
+# Needs root.
+NEMESIS_JOBS ?= 1
 RUNS ?= 10
 DURATION ?= 60
 SEED ?= 1
@@ -104,7 +107,7 @@ fuzz: deps
 
 nemesis: build
 	python3 tests/nemesis/nemesis.py $(BUILD)/stcache --seed $(SEED) --runs $(RUNS) \
-	    --duration $(DURATION) --mix $(MIX)
+	    --duration $(DURATION) --mix $(MIX) --jobs $(NEMESIS_JOBS)
 
 bench: build
 	scripts/deps.sh --bench

@@ -5,7 +5,7 @@ checker (linearizability per key, no write lost or applied twice, liveness
 after the faults heal, identical replicas).
 
 usage: nemesis.py STCACHE [--seed N] [--runs N] [--duration S] [--mix LIST]
-                  [--clients N] [--keys N] [--quiet S] [--keep]
+                  [--clients N] [--keys N] [--quiet S] [--jobs N [--log-dir DIR]]
 
 --mix is a comma list of fault kinds (default: all of them):
   partition  halves, the leader alone, one way, a bridge node seeing both sides
@@ -24,6 +24,9 @@ Run k uses seed N+k; the same seed gives the same fault schedule (which
 faults, in which order, on which nodes by rank, for how long). A failing run
 keeps its directory (history.json, schedule.json, node logs) and prints the
 command that replays it. Needs root (namespaces, iptables, tmpfs mounts).
+A soak (--jobs N) runs N at a time, each in its own process and network, and
+goes on past a failure: it prints each run's verdict, the totals, and every
+failed seed with its log (which holds the replay command).
 Exit status: 0 all runs passed, 1 a run failed, 77 the machine cannot run it.
 """
 
@@ -37,7 +40,9 @@ import random
 import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -897,6 +902,11 @@ def main():
     ap.add_argument("--power-loss", default=None, metavar="SHIM",
                     help="LD_PRELOAD this build of tests/nemesis/powerloss.c into every node: "
                     "WAL writes not yet fsynced are lost at kill -9, as at a power failure")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="a soak: this many runs at once, each in its own process and "
+                    "network; a failed run does not stop the others (their output in "
+                    "--log-dir, the totals and every failure at the end)")
+    ap.add_argument("--log-dir", default=None, help="with --jobs: where each run's output goes")
     args = ap.parse_args()
     args.stcache = os.path.abspath(args.stcache)
     if args.power_loss:
@@ -909,6 +919,8 @@ def main():
         if k not in KINDS:
             ap.error("unknown fault kind %r" % k)
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit("killed by signal %d" % s))
+    if args.jobs > 1:
+        sys.exit(soak(args))
     net_id = args.net_id if args.net_id is not None else 1 + os.getpid() % 250
     totals = {"runs": 0, "operations": 0, "unknown": 0, "faults": {}}
     for r in range(args.runs):
@@ -940,6 +952,70 @@ def main():
         for k, v in summary["faults"].items():
             totals["faults"][k] = totals["faults"].get(k, 0) + v
     print("nemesis: %s" % json.dumps(totals, sort_keys=True), flush=True)
+
+
+def soak(args):
+    """--jobs N: the runs of seeds seed..seed+runs-1, N at a time, each a
+    child `nemesis.py --runs 1` on network 10.99.(100+slot); every run goes
+    to its end. Returns the exit status (1 if a run failed)."""
+    if not 1 < args.jobs <= 100:
+        sys.exit("--jobs: 2..100")
+    logdir = args.log_dir or tempfile.mkdtemp(prefix="stcache-nemesis-soak-")
+    os.makedirs(logdir, exist_ok=True)
+    common = ["--runs", "1", "--duration", "%g" % args.duration, "--quiet", "%g" % args.quiet,
+              "--mix", args.mix, "--clients", str(args.clients), "--keys", str(args.keys),
+              "--reads", args.reads, "--retry-s", "%g" % args.retry_s,
+              "--server-args", args.server_args, "--disk-mib", str(args.disk_mib)]
+    if args.power_loss:
+        common += ["--power-loss", args.power_loss]
+    seeds = list(range(args.seed, args.seed + args.runs))
+    lock = threading.Lock()
+    totals = {"runs": 0, "operations": 0, "unknown": 0, "txns": 0, "faults": {}}
+    failed = []
+    print("nemesis: %d runs of seeds %d..%d, %d at a time; output in %s"
+          % (len(seeds), seeds[0], seeds[-1], args.jobs, logdir), flush=True)
+
+    def worker(slot):
+        while True:
+            with lock:
+                if not seeds:
+                    return
+                seed = seeds.pop(0)
+            path = os.path.join(logdir, "seed-%d.log" % seed)
+            with open(path, "w") as out:
+                rc = subprocess.call([sys.executable, os.path.abspath(__file__), args.stcache,
+                                      "--seed", str(seed), "--net-id", str(100 + slot)] + common,
+                                     stdout=out, stderr=subprocess.STDOUT)
+            with open(path, errors="replace") as f:
+                text = f.read()
+            summary = None
+            for line in text.splitlines():
+                if line.startswith("nemesis: {"):
+                    summary = json.loads(line[len("nemesis: "):])
+            with lock:
+                if rc == 0 and summary is not None:
+                    totals["runs"] += 1
+                    for k in ("operations", "unknown", "txns"):
+                        totals[k] += summary.get(k, 0)
+                    for k, v in summary["faults"].items():
+                        totals["faults"][k] = totals["faults"].get(k, 0) + v
+                    print("nemesis: seed %d passed (%d operations)" % (seed, summary["operations"]),
+                          flush=True)
+                else:
+                    why = next((ln for ln in text.splitlines() if " FAILED: " in ln),
+                               "exit status %d" % rc)
+                    failed.append((seed, why, path))
+                    print("nemesis: seed %d FAILED (%s): %s" % (seed, path, why[:200]), flush=True)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(args.jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("nemesis: %s" % json.dumps(totals, sort_keys=True), flush=True)
+    for seed, why, path in failed:
+        print("nemesis: FAILED seed %d: %s (%s)" % (seed, why[:300], path), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
