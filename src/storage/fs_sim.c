@@ -32,6 +32,7 @@ struct sim_pend {
 
 struct sim_inode {
     bool is_dir;
+    bool gone; /* a file no name, durable name or handle reaches: its bytes are freed */
     /* file */
     uint8_t *data;
     uint64_t size;
@@ -60,6 +61,8 @@ struct st_fs_sim {
     struct st_fs fs;
     struct sim_inode **inodes;
     size_t n_inodes, cap_inodes;
+    uint32_t *free_inos; /* gone files' numbers, reused by inode_new */
+    size_t n_free, cap_free;
     struct sim_fd fds[SIM_FDS_MAX];
     uint64_t ops;
     uint64_t crash_op;
@@ -86,6 +89,12 @@ static void *xrealloc(void *p, size_t n)
 
 static uint32_t inode_new(struct st_fs_sim *s, bool is_dir)
 {
+    if (s->n_free) {
+        uint32_t ino = s->free_inos[--s->n_free];
+        memset(s->inodes[ino], 0, sizeof(*s->inodes[ino])); /* its buffers were freed */
+        s->inodes[ino]->is_dir = is_dir;
+        return ino;
+    }
     if (s->n_inodes == s->cap_inodes) {
         s->cap_inodes = s->cap_inodes ? s->cap_inodes * 2 : 16;
         s->inodes = xrealloc(s->inodes, s->cap_inodes * sizeof(*s->inodes));
@@ -182,6 +191,57 @@ static void dir_remove(struct sim_inode *d, struct sim_dirent *e)
     size_t i = (size_t)(e - d->cur);
     d->cur[i] = d->cur[d->n_cur - 1];
     d->n_cur--;
+}
+
+/* Frees a file's bytes once nothing can reach it again: no name, no durable
+ * name (a crash would bring that back), no open handle, not the write a crash
+ * interrupted. Without this, every deleted file's bytes stayed until the sim
+ * was destroyed (a long-running node grew by each deleted WAL segment and
+ * snapshot) and counted against the quota. Its number is reused. Call after a name, a durable name
+ * or a handle of ino went away; a cheap no-op when ino is still reachable. */
+static void inode_reclaim(struct st_fs_sim *s, uint32_t ino)
+{
+    struct sim_inode *in = s->inodes[ino];
+    if (in->is_dir || in->gone || ino == 0) return;
+    if (s->torn_valid && s->torn_ino == ino) return;
+    for (int fd = 0; fd < SIM_FDS_MAX; fd++)
+        if (s->fds[fd].used && s->fds[fd].ino == ino) return;
+    for (size_t i = 0; i < s->n_inodes; i++) {
+        const struct sim_inode *d = s->inodes[i];
+        if (!d->is_dir) continue;
+        for (size_t k = 0; k < d->n_cur; k++)
+            if (d->cur[k].ino == ino) return;
+        for (size_t k = 0; k < d->n_ddur; k++)
+            if (d->ddur[k].ino == ino) return;
+    }
+    pend_clear(in);
+    free(in->pend);
+    free(in->data);
+    free(in->dur);
+    in->pend = NULL;
+    in->cap_pend = 0;
+    in->data = in->dur = NULL;
+    in->size = in->cap = in->dur_size = 0;
+    in->gone = true;
+    if (s->n_free == s->cap_free) {
+        s->cap_free = s->cap_free ? s->cap_free * 2 : 16;
+        s->free_inos = xrealloc(s->free_inos, s->cap_free * sizeof(*s->free_inos));
+    }
+    s->free_inos[s->n_free++] = ino; /* nothing refers to it any more */
+}
+
+/* Makes a directory's current names its durable ones (sync_dir), then frees
+ * the files only the old durable names kept. */
+static void dir_make_durable(struct st_fs_sim *s, struct sim_inode *d)
+{
+    struct sim_dirent *old = d->ddur;
+    size_t n_old = d->n_ddur;
+    d->ddur = xrealloc(NULL, (d->n_cur ? d->n_cur : 1) * sizeof(*d->ddur));
+    if (d->n_cur) memcpy(d->ddur, d->cur, d->n_cur * sizeof(*d->cur));
+    d->n_ddur = d->n_cur;
+    for (size_t i = 0; i < n_old; i++)
+        inode_reclaim(s, old[i].ino);
+    free(old);
 }
 
 /* Splits path into (parent inode, last component). Returns 0, ST_ENOENT when a
@@ -350,7 +410,10 @@ static int sim_close(void *self, int fd)
 {
     struct st_fs_sim *s = self;
     SIM_LOCK(s);
-    if (fd >= 0 && fd < SIM_FDS_MAX) s->fds[fd].used = false;
+    if (fd >= 0 && fd < SIM_FDS_MAX && s->fds[fd].used) {
+        s->fds[fd].used = false;
+        inode_reclaim(s, s->fds[fd].ino);
+    }
     SIM_UNLOCK(s);
     return 0;
 }
@@ -532,6 +595,7 @@ static int sim_rename(void *self, const char *from, const char *to)
     }
     dir_remove(s->inodes[fp], dir_find(s->inodes[fp], flast));
     dir_add(s->inodes[tp], tlast, fino);
+    if (tino != UINT32_MAX && tino != fino) inode_reclaim(s, tino);
 out:
     SIM_UNLOCK(s);
     return rc > 0 ? ST_EINVAL : rc;
@@ -559,6 +623,7 @@ static int sim_unlink_common(struct st_fs_sim *s, const char *path, bool want_di
         goto out;
     }
     dir_remove(s->inodes[p], dir_find(s->inodes[p], last));
+    inode_reclaim(s, ino);
 out:
     SIM_UNLOCK(s);
     return rc > 0 ? ST_EINVAL : rc;
@@ -622,9 +687,7 @@ static int sim_sync_dir(void *self, const char *path)
     int rc = sim_lookup_dir(s, path, &d);
     if (rc == 0 && sim_tick(s)) rc = ST_EIO;
     if (rc == 0) {
-        d->ddur = xrealloc(d->ddur, (d->n_cur ? d->n_cur : 1) * sizeof(*d->ddur));
-        if (d->n_cur) memcpy(d->ddur, d->cur, d->n_cur * sizeof(*d->cur));
-        d->n_ddur = d->n_cur;
+        dir_make_durable(s, d);
     }
     SIM_UNLOCK(s);
     return rc;
@@ -712,9 +775,7 @@ static int sim_sync_dir_fd(void *self, int fd)
         rc = ST_EIO;
     if (rc == 0) {
         struct sim_inode *d = s->inodes[s->fds[fd].ino];
-        d->ddur = xrealloc(d->ddur, (d->n_cur ? d->n_cur : 1) * sizeof(*d->ddur));
-        if (d->n_cur) memcpy(d->ddur, d->cur, d->n_cur * sizeof(*d->cur));
-        d->n_ddur = d->n_cur;
+        dir_make_durable(s, d);
     }
     SIM_UNLOCK(s);
     return rc;
@@ -821,6 +882,7 @@ void st_fs_sim_destroy(struct st_fs_sim *s)
         free(in);
     }
     free(s->inodes);
+    free(s->free_inos);
     free(s->torn_bytes);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -862,6 +924,7 @@ size_t st_fs_sim_crash(struct st_fs_sim *s, enum st_fs_sim_crash_mode mode, size
             if (in->cap_cur == 0) in->cap_cur = 1;
             continue;
         }
+        if (in->gone) continue;
         in->size = 0;
         file_resize(in, in->dur_size);
         if (in->dur_size) memcpy(in->data, in->dur, in->dur_size);
@@ -887,6 +950,9 @@ size_t st_fs_sim_crash(struct st_fs_sim *s, enum st_fs_sim_crash_mode mode, size
     s->crashed = false;
     s->crash_op = 0;
     s->torn_valid = false;
+    /* Files created but never named durably are gone with the power. */
+    for (size_t i = 0; i < s->n_inodes; i++)
+        inode_reclaim(s, (uint32_t)i);
     SIM_UNLOCK(s);
     return torn_len;
 }
