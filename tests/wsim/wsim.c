@@ -296,8 +296,19 @@ static void quiesce(void);
 
 /* Stops the node, then loses what its disk had not synced (a power loss
  * right after the process died), and starts it again from the disk. */
+/* What every node did, summed over its runs (node_down): with the ops'
+ * timing, the history digest that --trace prints. */
+static uint64_t g_node_work[5];
+
 static void node_down(struct wnode *w)
 {
+    struct st_tr_stats ts = {0};
+    if (w->node->tr) st_tr_stats_get(w->node->tr, &ts);
+    g_node_work[0] += w->node->m.readies;
+    g_node_work[1] += w->node->m.write_batches;
+    g_node_work[2] += w->node->m.entries_applied;
+    g_node_work[3] += ts.msgs_sent;
+    g_node_work[4] += ts.msgs_received;
     w->up = false;
     raft_id prev = wsim_current_set(w->id);
     node_stop(w->node, stopped_cb, w);
@@ -1365,6 +1376,29 @@ static void step(void)
 
 static uint64_t g_sim_ms = 20000, g_quiet_ms = 5000;
 
+/* A digest of the whole history, timing included, and of the work the
+ * nodes did (readies, write batches, entries applied, messages): what
+ * --trace prints after a run so that two builds of the simulator can be
+ * compared seed by seed (a change meant to make it faster must not change
+ * what a seed runs). Not part of the trace hash. */
+static uint64_t history_digest(void)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < g_n_ops; i++) {
+        const struct op *o = &g_ops[i];
+        const uint64_t v[] = {(uint64_t)o->kind, (uint64_t)o->state, (uint64_t)o->key,
+                              o->client,         o->invoke_ms,       o->complete_ms,
+                              o->value_id,       o->version,         (uint64_t)o->status,
+                              o->node,           o->ttl_ms,          o->expire_ms,
+                              o->log_ms};
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
+            h = (h ^ v[k]) * 0x100000001B3ull;
+    }
+    for (size_t k = 0; k < sizeof g_node_work / sizeof g_node_work[0]; k++)
+        h = (h ^ g_node_work[k]) * 0x100000001B3ull;
+    return h;
+}
+
 static int run(uint64_t seed)
 {
     g_seed = seed;
@@ -1374,6 +1408,7 @@ static int run(uint64_t seed)
     g_n_ops = 0;
     g_next_value = 1;
     g_failures = 0;
+    memset(g_node_work, 0, sizeof g_node_work);
     memset(g_faults, 0, sizeof g_faults);
     memset(g_crash_again_ms, 0, sizeof g_crash_again_ms);
     memset(g_wall_off_ms, 0, sizeof g_wall_off_ms);
@@ -1481,6 +1516,7 @@ static int run(uint64_t seed)
     /* Tear down. */
     for (raft_id i = 1; i <= SLOTS; i++)
         if (g_nodes[i].node) node_down(&g_nodes[i]);
+    if (g_trace) printf("seed %" PRIu64 ": history %016" PRIx64 "\n", seed, history_digest());
     quiesce();
     sim_net_close();
     uv_run(&g_loop, UV_RUN_DEFAULT);
