@@ -48,7 +48,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -373,24 +372,6 @@ static bool loop_turn(uv_loop_t *loop, raft_id first, raft_id last)
     }
     uv_run(loop, UV_RUN_NOWAIT);
     return true;
-}
-
-/* libuv polls for I/O once per loop iteration, with a zero timeout under
- * UV_RUN_NOWAIT. The only descriptor that can become ready is a node's
- * wake-up from its WAL writer threads (the network, the disk and the
- * threadpool are simulated), so a poll while no node waits for a writer
- * finds nothing and is answered here without the system call (a third of
- * a seed's CPU time went to it). Exported, as clock_gettime is, so that
- * libuv's call resolves to it. */
-int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
-{
-    if (timeout == 0) {
-        bool busy = false;
-        for (int i = 1; i <= SLOTS; i++)
-            busy |= node_busy(&g_nodes[i]);
-        if (!busy) return 0;
-    }
-    return (int)syscall(SYS_epoll_pwait, epfd, events, maxevents, timeout, NULL, (size_t)8);
 }
 
 /* Runs the loop until nothing is left to do at this instant: deferred
