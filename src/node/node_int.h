@@ -563,6 +563,12 @@ void node_stop_maybe_finish(struct node *n);
 
 /* node_ready.c */
 void node_process_readies(struct node *n);
+/* Whether node_process_readies(n) would do anything now. False means that
+ * a loop iteration with no timer due, no I/O, no idle handle and no pending
+ * callback changes nothing but the loop metrics node_prepare_cb records
+ * (the whole-server simulator skips such iterations). Callable at any
+ * time on the loop thread; reads only. */
+bool node_has_work(const struct node *n);
 /* Sends one message of a ready through the transport (or drops it). */
 void node_send_msg(struct node *n, const struct raft_msg *m);
 /* Hands a batch to the WAL, written inline when the policy allows

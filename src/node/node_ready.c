@@ -385,6 +385,19 @@ void node_process_readies(struct node *n)
         uv_idle_stop(&n->idle);
 }
 
+/* Kept in step with node_process_readies above: each thing it would do. */
+bool node_has_work(const struct node *n)
+{
+    if (!n->running || n->stopping || n->processing || n->fatal) return false;
+    if (n->n_fwd) return true;
+    for (int mode = 0; mode < 2; mode++)
+        if (n->batch[mode] && !st_list_empty(&n->batch[mode]->waiters)) return true;
+    if (n->persist_inflight < NODE_PERSIST_INFLIGHT_MAX && raft_has_ready(n->raft)) return true;
+    if (n->conf_dirty) return true;
+    if (n->install && n->install->loaded && n->applied >= n->install->meta.index) return true;
+    return n->snap_active && (!n->snap_steps_limited || n->snap_steps_left > 0);
+}
+
 void node_check_cb(uv_check_t *h)
 {
     node_process_readies(h->data);

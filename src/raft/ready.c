@@ -174,8 +174,13 @@ static raft_index apply_limit(const struct raft *r)
 static raft_index handout_limit(const struct raft *r)
 {
     raft_index last = log_last(&r->log);
-    if (r->role != RAFT_LEADER || (raft_is_voter(r, r->cfg.id) && raft_quorum(r) == 1)) return last;
-    return ST_MIN(last, ST_MAX(r->append_sent_max, r->log.handed));
+    if (r->role != RAFT_LEADER) return last;
+    /* The limit, unless it is last anyway: then the quorum (counted over
+     * the configuration) need not be, and this runs every loop iteration
+     * (raft_has_ready). */
+    raft_index lim = ST_MIN(last, ST_MAX(r->append_sent_max, r->log.handed));
+    if (lim == last || (raft_is_voter(r, r->cfg.id) && raft_quorum(r) == 1)) return last;
+    return lim;
 }
 
 bool raft_has_ready(const struct raft *r)

@@ -925,20 +925,28 @@ size_t st_fs_sim_crash(struct st_fs_sim *s, enum st_fs_sim_crash_mode mode, size
             continue;
         }
         if (in->gone) continue;
-        in->size = 0;
-        file_resize(in, in->dur_size);
-        if (in->dur_size) memcpy(in->data, in->dur, in->dur_size);
-        if (mode == ST_FS_SIM_KEEP_TORN) {
-            for (size_t k = 0; k < in->n_pend; k++) {
-                struct sim_pend *p = &in->pend[k];
-                if (p->kind == 0)
-                    file_write(in, p->off, p->bytes, p->len);
-                else
-                    file_resize(in, p->off);
-            }
-            if (s->torn_valid && s->torn_ino == i && torn_bytes)
-                file_write(in, s->torn_off, s->torn_bytes, ST_MIN(torn_bytes, s->torn_len));
+        /* The durable content, copied over the current one (no zeroing
+         * first: every byte up to dur_size is overwritten). */
+        if (in->dur_size > in->cap) {
+            in->size = 0;
+            file_resize(in, in->dur_size);
         }
+        in->size = in->dur_size;
+        if (in->dur_size) memcpy(in->data, in->dur, in->dur_size);
+        if (mode != ST_FS_SIM_KEEP_TORN) {
+            /* Nothing replayed: the durable copy stays what it is. */
+            pend_clear(in);
+            continue;
+        }
+        for (size_t k = 0; k < in->n_pend; k++) {
+            struct sim_pend *p = &in->pend[k];
+            if (p->kind == 0)
+                file_write(in, p->off, p->bytes, p->len);
+            else
+                file_resize(in, p->off);
+        }
+        if (s->torn_valid && s->torn_ino == i && torn_bytes)
+            file_write(in, s->torn_off, s->torn_bytes, ST_MIN(torn_bytes, s->torn_len));
         pend_clear(in);
         in->dur = xrealloc(in->dur, in->size ? in->size : 1);
         if (in->size) memcpy(in->dur, in->data, in->size);

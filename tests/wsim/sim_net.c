@@ -35,7 +35,7 @@ struct packet {
     uint64_t seq;
     uint64_t epoch; /* of the connection it was sent on (sim_net_connections) */
     raft_id from, to;
-    uint8_t *bytes;
+    struct raft_buf *frame; /* the encoded message; decoded in place at delivery */
     size_t len;
 };
 
@@ -53,8 +53,11 @@ struct stream {
 
 static struct {
     struct st_tr *tr[WSIM_NODES_MAX + 1]; /* by node id; NULL when down */
+    /* In flight: a binary min-heap by (at_ms, seq), the delivery order. */
     struct packet *q;
     size_t n, cap;
+    struct packet *due; /* sim_net_step's scratch: the packets due now */
+    size_t due_cap;
     uint64_t seq;
     struct stream streams[WSIM_NODES_MAX + 1][WSIM_NODES_MAX + 1];
     struct wire_msg wm;
@@ -80,6 +83,46 @@ static void conn_end(raft_id a, raft_id b)
 void sim_net_connections(bool on)
 {
     net.connections = on;
+}
+
+/* ------------------------------------------------- the in-flight heap */
+
+static bool packet_before(const struct packet *x, const struct packet *y)
+{
+    return x->at_ms != y->at_ms ? x->at_ms < y->at_ms : x->seq < y->seq;
+}
+
+static void heap_push(const struct packet *p)
+{
+    if (net.n == net.cap) {
+        net.cap = net.cap ? 2 * net.cap : 256;
+        net.q = realloc(net.q, net.cap * sizeof *net.q);
+        ST_ASSERT(net.q != NULL);
+    }
+    size_t i = net.n++;
+    while (i > 0 && packet_before(p, &net.q[(i - 1) / 2])) {
+        net.q[i] = net.q[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    net.q[i] = *p;
+}
+
+/* Removes the first packet in delivery order into *out. */
+static void heap_pop(struct packet *out)
+{
+    ST_ASSERT(net.n > 0);
+    *out = net.q[0];
+    struct packet last = net.q[--net.n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= net.n) break;
+        if (c + 1 < net.n && packet_before(&net.q[c + 1], &net.q[c])) c++;
+        if (!packet_before(&net.q[c], &last)) break;
+        net.q[i] = net.q[c];
+        i = c;
+    }
+    if (net.n) net.q[i] = last;
 }
 
 /* ------------------------------------------------------------- the API */
@@ -161,31 +204,26 @@ int st_tr_send(struct st_tr *tr, const struct raft_msg *msg)
     if (to == 0 || to > WSIM_NODES_MAX || !tr->peer[to]) return ST_ENOENT;
     uint64_t len = wire_msg_size(msg);
     ST_ASSERT(len > 0);
-    uint8_t *b = malloc(len);
+    struct raft_buf *b = raft_buf_create(len);
     ST_ASSERT(b != NULL);
     size_t w = 0;
-    ST_ASSERT(wire_msg_encode(msg, b, len, &w) == 0 && w == len);
+    ST_ASSERT(wire_msg_encode(msg, b->data, len, &w) == 0 && w == len);
     tr->stats.msgs_sent++;
     tr->stats.bytes_sent += len;
     uint64_t delay = 0;
     bool refused = net.connections && (!net.tr[to] || !net.tr[to]->peer[tr->id]);
     if (refused || !wsim_link_send(tr->id, to, &delay)) { /* lost */
-        free(b);
+        raft_buf_unref(b);
         tr->stats.msgs_dropped++;
         return 0;
     }
-    if (net.n == net.cap) {
-        net.cap = net.cap ? 2 * net.cap : 256;
-        net.q = realloc(net.q, net.cap * sizeof *net.q);
-        ST_ASSERT(net.q != NULL);
-    }
-    net.q[net.n++] = (struct packet){.at_ms = wsim_now_ms() + delay,
-                                     .seq = ++net.seq,
-                                     .epoch = *conn_epoch(tr->id, to),
-                                     .from = tr->id,
-                                     .to = to,
-                                     .bytes = b,
-                                     .len = len};
+    heap_push(&(struct packet){.at_ms = wsim_now_ms() + delay,
+                               .seq = ++net.seq,
+                               .epoch = *conn_epoch(tr->id, to),
+                               .from = tr->id,
+                               .to = to,
+                               .frame = b,
+                               .len = len});
     return 0;
 }
 
@@ -271,7 +309,9 @@ static void streams_drop_of(raft_id id)
         }
 }
 
-static void deliver(raft_id from, raft_id to, const uint8_t *bytes, size_t len)
+/* Delivers an encoded message; the caller keeps its reference to frame (a
+ * decoded message's entries take their own). */
+static void deliver(raft_id from, raft_id to, struct raft_buf *frame, size_t len)
 {
     struct st_tr *rcv = net.tr[to];
     if (!rcv || !rcv->peer[from]) return;
@@ -279,9 +319,6 @@ static void deliver(raft_id from, raft_id to, const uint8_t *bytes, size_t len)
         wire_msg_init(&net.wm);
         net.wm_init = true;
     }
-    struct raft_buf *frame = raft_buf_create(len);
-    ST_ASSERT(frame != NULL);
-    memcpy(frame->data, bytes, len);
     int rc = wire_msg_decode(&net.wm, frame, frame->data, len);
     ST_ASSERT(rc == 0);
     rcv->stats.msgs_received++;
@@ -292,7 +329,6 @@ static void deliver(raft_id from, raft_id to, const uint8_t *bytes, size_t len)
         wsim_current_set(prev);
     }
     wire_msg_release(&net.wm);
-    raft_buf_unref(frame);
 }
 
 static void stream_fail(struct stream *s, int status)
@@ -327,7 +363,11 @@ static void stream_step_as_receiver(struct stream *s)
     }
     if (s->paused) return;
     if (s->ended) { /* the end was pending and resumed with 0: deliver */
-        deliver(s->from, s->to, s->msg_bytes, s->msg_len);
+        struct raft_buf *frame = raft_buf_create(s->msg_len);
+        ST_ASSERT(frame != NULL);
+        memcpy(frame->data, s->msg_bytes, s->msg_len);
+        deliver(s->from, s->to, frame, s->msg_len);
+        raft_buf_unref(frame);
         s->active = false;
         free(s->msg_bytes);
         s->msg_bytes = NULL;
@@ -391,37 +431,24 @@ static void stream_step_as_receiver(struct stream *s)
     stream_step_as_receiver(s); /* deliver now */
 }
 
-static int packet_cmp(const void *a, const void *b)
-{
-    const struct packet *x = a, *y = b;
-    if (x->at_ms != y->at_ms) return x->at_ms < y->at_ms ? -1 : 1;
-    return x->seq < y->seq ? -1 : (x->seq > y->seq);
-}
-
 void sim_net_step(void)
 {
     uint64_t now = wsim_now_ms();
-    if (net.n) {
-        qsort(net.q, net.n, sizeof *net.q, packet_cmp);
-        size_t k = 0;
-        while (k < net.n && net.q[k].at_ms <= now)
-            k++;
-        /* Delivery may send more: take the due ones out first. */
-        struct packet *due = NULL;
-        if (k) {
-            due = malloc(k * sizeof *due);
-            ST_ASSERT(due != NULL);
-            memcpy(due, net.q, k * sizeof *due);
-            memmove(net.q, net.q + k, (net.n - k) * sizeof *net.q);
-            net.n -= k;
+    /* Delivery may send more: take the due ones out first, in order. */
+    size_t k = 0;
+    while (net.n && net.q[0].at_ms <= now) {
+        if (k == net.due_cap) {
+            net.due_cap = net.due_cap ? 2 * net.due_cap : 64;
+            net.due = realloc(net.due, net.due_cap * sizeof *net.due);
+            ST_ASSERT(net.due != NULL);
         }
-        for (size_t i = 0; i < k; i++) {
-            if (wsim_link_up(due[i].from, due[i].to) &&
-                due[i].epoch == *conn_epoch(due[i].from, due[i].to))
-                deliver(due[i].from, due[i].to, due[i].bytes, due[i].len);
-            free(due[i].bytes);
-        }
-        free(due);
+        heap_pop(&net.due[k++]);
+    }
+    for (size_t i = 0; i < k; i++) {
+        const struct packet *p = &net.due[i];
+        if (wsim_link_up(p->from, p->to) && p->epoch == *conn_epoch(p->from, p->to))
+            deliver(p->from, p->to, p->frame, p->len);
+        raft_buf_unref(p->frame);
     }
     for (raft_id a = 1; a <= WSIM_NODES_MAX; a++)
         for (raft_id b = 1; b <= WSIM_NODES_MAX; b++)
@@ -453,10 +480,13 @@ bool sim_net_busy(void)
 void sim_net_close(void)
 {
     for (size_t i = 0; i < net.n; i++)
-        free(net.q[i].bytes);
+        raft_buf_unref(net.q[i].frame);
     free(net.q);
     net.q = NULL;
     net.n = net.cap = 0;
+    free(net.due);
+    net.due = NULL;
+    net.due_cap = 0;
     for (raft_id a = 1; a <= WSIM_NODES_MAX; a++)
         for (raft_id b = 1; b <= WSIM_NODES_MAX; b++) {
             free(net.streams[a][b].msg_bytes);
