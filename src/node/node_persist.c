@@ -202,7 +202,8 @@ static void nospace_retry(struct node *n)
     st_log_writer_resume(n->writer);
     for (struct node_persist *p = n->persist_head; p; p = p->next) {
         if (!p->held) continue;
-        int rc = st_log_writer_submit(n->writer, &p->batch, &p->seq);
+        int rc = n->cfg.wal_inline_always ? node_wal_write(n, &p->batch, &p->seq)
+                                          : st_log_writer_submit(n->writer, &p->batch, &p->seq);
         if (rc == ST_EBUSY) {
             p->seq = 0; /* the rest waits for the next retry, still in order */
             break;
@@ -213,6 +214,7 @@ static void nospace_retry(struct node *n)
         }
         n->persist_last_seq = p->seq;
         p->held = false;
+        if (n->cfg.wal_inline_always) uv_async_send(&n->persist_async);
         p->submit_us = node_now_us();
         n->persist_inflight++;
     }
@@ -247,9 +249,15 @@ int node_persist_write(struct node *n, struct node_persist *p, const struct st_l
         p->seq = 0;
         return 0;
     }
-    int rc = inline_ok ? node_wal_write(n, &p->batch, &p->seq)
-                       : st_log_writer_submit(n->writer, &p->batch, &p->seq);
+    /* The simulator's nodes write everything on the loop thread (hard-state
+     * flushes and compactions too): a thread's speed must not shape a run.
+     * Outside a ready nothing drains such a write: the loop's next turn
+     * does, woken as the writer's thread would wake it. */
+    int rc = inline_ok || n->cfg.wal_inline_always
+                 ? node_wal_write(n, &p->batch, &p->seq)
+                 : st_log_writer_submit(n->writer, &p->batch, &p->seq);
     if (rc == 0) n->persist_last_seq = p->seq;
+    if (rc == 0 && !inline_ok && n->cfg.wal_inline_always) uv_async_send(&n->persist_async);
     return rc;
 }
 

@@ -46,7 +46,7 @@
 #include "util/assert.h"
 
 #define FUZZ_API_DEADLINE_MS 10000u
-#define FUZZ_API_STREAM_MS 300u /* after a chunked answer began: see the target */
+#define FUZZ_API_STREAM_MS 300u             /* after a chunked answer began: see the target */
 #define FUZZ_API_REPLY_BYTES_MAX (4u << 20) /* what one input's answers may total */
 
 struct fuzz_api {

@@ -30,8 +30,8 @@
  *     with --membership, the members of the final configuration);
  *   - liveness: once healed, every node converges and writes succeed.
  * A failure prints the seed and the command that replays it; a run is a pure
- * function of its seed (the determinism check runs one seed twice and
- * compares the trace hashes). */
+ * function of its seed (the determinism check runs one seed twice, or
+ * --repeat N times, and compares the trace hashes and history digests). */
 #include "wsim.h"
 
 #include "http/client.h"
@@ -1574,6 +1574,7 @@ int main(int argc, char **argv)
 {
     uint64_t first = 1, n = 1;
     bool check_determinism = false, stop_at_first = false;
+    unsigned repeats = 2; /* --determinism: runs of each seed compared */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             first = strtoull(argv[++i], NULL, 10);
@@ -1587,6 +1588,8 @@ int main(int argc, char **argv)
             g_trace = true;
         else if (!strcmp(argv[i], "--determinism"))
             check_determinism = true;
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeats = (unsigned)strtoul(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--stop-at-first"))
             stop_at_first = true;
         else if (!strcmp(argv[i], "--more-faults"))
@@ -1596,9 +1599,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--clock-faults"))
             g_clock_faults = true;
         else {
-            fprintf(stderr, "usage: wsim [--seed S] [--seeds N] [--ms SIM_MS] [--quiet-ms MS] "
-                            "[--trace] [--determinism] [--stop-at-first] [--more-faults] "
-                            "[--membership] [--clock-faults]\n");
+            fprintf(stderr,
+                    "usage: wsim [--seed S] [--seeds N] [--ms SIM_MS] [--quiet-ms MS] "
+                    "[--trace] [--determinism [--repeat N]] [--stop-at-first] [--more-faults] "
+                    "[--membership] [--clock-faults]\n");
             return 2;
         }
     }
@@ -1612,14 +1616,16 @@ int main(int argc, char **argv)
     int failed = 0;
     for (uint64_t s = first; s < first + n; s++) {
         int f = run(s);
-        if (check_determinism && !f) {
-            uint64_t h1 = g_hash;
+        /* The trace hash and the history digest (timing included) of the
+         * first run, against each later one. */
+        uint64_t h1 = g_hash, d1 = history_digest();
+        for (unsigned r = 1; check_determinism && !f && r < repeats; r++) {
             f = run(s);
-            if (!f && g_hash != h1) {
+            if (!f && (g_hash != h1 || history_digest() != d1)) {
                 fprintf(stderr,
-                        "wsim: seed %" PRIu64 ": not deterministic (%016" PRIx64 " then %016" PRIx64
-                        ")\n",
-                        s, h1, g_hash);
+                        "wsim: seed %" PRIu64 ": not deterministic (run %u: trace %016" PRIx64
+                        ", history %016" PRIx64 "; run 1: %016" PRIx64 ", %016" PRIx64 ")\n",
+                        s, r + 1, g_hash, history_digest(), h1, d1);
                 f = 1;
             }
         }
