@@ -156,6 +156,9 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
     outf(&o, "stcache_reads_total{consistency=\"stale\"} %" PRIu64 "\n", m->reads_stale);
     counter(&o, "stcache_read_index_rounds_total", "ReadIndex rounds (batches of reads).",
             m->read_rounds);
+    counter(&o, "stcache_read_index_retries_total",
+            "Reads passed on to a later ReadIndex round (a lost answer, a leader change).",
+            m->read_retries);
     counter(&o, "stcache_requests_timed_out_total", "Requests failed by the request timeout.",
             m->requests_timed_out);
     counter(&o, "stcache_entries_applied_total", "Log entries applied.", m->entries_applied);

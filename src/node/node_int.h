@@ -88,6 +88,7 @@ struct node_waiter {
     struct raft_conf_change *cc;   /* ADMIN waiting to be proposed (heap), else NULL */
     uint64_t mem_charge;           /* WRITE: bytes counted in mem.writes_pending_bytes */
     bool in_retry;                 /* ADMIN: on the admin_retry list */
+    uint8_t read_attempts;         /* READ: ReadIndex rounds it was in, past the first */
     uint8_t *key;                  /* READ: key_inline or malloc'd */
     size_t key_len;
     uint8_t key_inline[NODE_KEY_INLINE];
@@ -105,6 +106,13 @@ struct node_fwd {
  * Reached only when the disk stalls, e.g. while a segment roll waits for a
  * file descriptor; raft then holds the entries and bounds proposals. */
 #define NODE_PERSIST_INFLIGHT_MAX 1024
+
+/* ReadIndex rounds one read may be in: a round the core gave up on (its
+ * request or answer was lost on the way, or the leader changed) passes its
+ * reads to the next round, as etcd retries ReadIndex, until their deadline
+ * or this many rounds. A round lasts at most 2 election timeouts (the core's
+ * bound), so the default 5 s request timeout ends first. */
+#define NODE_READ_ROUNDS_MAX 32
 
 /* One ReadIndex round: every linearizable read of a loop iteration. */
 struct node_read_round {
@@ -272,6 +280,7 @@ struct node_metrics {
     uint64_t reads_lease;
     uint64_t reads_stale;
     uint64_t read_rounds;
+    uint64_t read_retries; /* reads passed on to a later round */
     uint64_t requests_timed_out;
     uint64_t entries_applied;
     uint64_t snapshots_taken;

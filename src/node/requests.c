@@ -778,6 +778,36 @@ static void serve_round(struct node *n, struct node_read_round *r, int status)
     round_free(n, r);
 }
 
+/* The core gave up on round r: its request or answer was lost (a dropped
+ * connection, a queue past its wait), the leader did not hear a quorum in
+ * time, or the leader changed (status ST_ETIMEDOUT or ST_ENOTLEADER). Its
+ * reads join the next round, issued at the next pass under a new context,
+ * to the leader known then; a stale answer to the old context finds no
+ * round. Each read keeps its deadline, and fails with status after
+ * NODE_READ_ROUNDS_MAX rounds. Found by the nemesis soak (seed 8244): a
+ * follower's read sent as a partition healed failed after 200 ms with
+ * "request timed out" on a healthy cluster. */
+static void retry_round(struct node *n, struct node_read_round *r, int status)
+{
+    struct node_read_round *next = n->batch[r->mode];
+    if (!next && (next = round_new(n, r->mode))) n->batch[r->mode] = next;
+    while (!st_list_empty(&r->waiters)) {
+        struct node_waiter *w = ll_first(&r->waiters);
+        if (!next || w->read_attempts + 1 >= NODE_READ_ROUNDS_MAX) {
+            bool last = w->llink.next == &r->waiters;
+            complete_read(n, w, status);
+            if (last) return; /* the round was freed with its last waiter */
+            continue;
+        }
+        wlist_remove(w, false);
+        w->read_attempts++;
+        w->round = next;
+        wlist_push(&next->waiters, w, false);
+        n->m.read_retries++;
+    }
+    round_free(n, r);
+}
+
 void node_client_read_state(struct node *n, const struct raft_read_state *rs)
 {
     struct st_list *e;
@@ -785,6 +815,10 @@ void node_client_read_state(struct node *n, const struct raft_read_state *rs)
     {
         struct node_read_round *r = ST_CONTAINER_OF(e, struct node_read_round, link);
         if (r->ctx != rs->context) continue;
+        if (rs->status == ST_ETIMEDOUT || rs->status == ST_ENOTLEADER) {
+            retry_round(n, r, rs->status);
+            return;
+        }
         if (rs->status != 0) {
             serve_round(n, r, rs->status);
             return;

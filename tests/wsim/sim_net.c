@@ -212,7 +212,9 @@ int st_tr_send(struct st_tr *tr, const struct raft_msg *msg)
     tr->stats.bytes_sent += len;
     uint64_t delay = 0;
     bool refused = net.connections && (!net.tr[to] || !net.tr[to]->peer[tr->id]);
-    if (refused || !wsim_link_send(tr->id, to, &delay)) { /* lost */
+    bool read_msg = msg->type == RAFT_MSG_READ_INDEX || msg->type == RAFT_MSG_READ_INDEX_RESP;
+    if (refused || !wsim_link_send(tr->id, to, &delay) ||
+        (read_msg && wsim_lose_read_msg())) { /* lost */
         raft_buf_unref(b);
         tr->stats.msgs_dropped++;
         return 0;

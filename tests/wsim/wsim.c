@@ -2,7 +2,7 @@
  * what it checks and how to replay a seed.
  *
  *   wsim [--seeds N] [--seed S] [--ms SIM_MS] [--quiet-ms MS] [--trace] [--more-faults]
- *        [--membership] [--clock-faults]
+ *        [--membership] [--clock-faults] [--lose-reads PERMILLE]
  *
  * One run: 3 nodes started with static peers, each on its own simulated disk;
  * clients that put unique values and read linearizably through the node
@@ -28,7 +28,9 @@
  *     may have expired by then;
  *   - replicas are byte-identical at equal applied indexes (state digest;
  *     with --membership, the members of the final configuration);
- *   - liveness: once healed, every node converges and writes succeed.
+ *   - liveness: once healed, every node converges and writes succeed; with
+ *     --lose-reads (ReadIndex requests and answers lost throughout), every
+ *     read in the second half of the quiet period succeeds.
  * A failure prints the seed and the command that replays it; a run is a pure
  * function of its seed (the determinism check runs one seed twice, or
  * --repeat N times, and compares the trace hashes and history digests). */
@@ -204,6 +206,17 @@ bool wsim_link_send(raft_id a, raft_id b, uint64_t *delay_ms)
     if (g_link.loss_permille && rnd_below(1000) < g_link.loss_permille) return false;
     *delay_ms = g_link.delay_min_ms + rnd_below(g_link.delay_max_ms - g_link.delay_min_ms + 1);
     return true;
+}
+
+/* --lose-reads PERMILLE: ReadIndex requests and answers lost at this rate
+ * throughout the run, quiet period included, where every read must still
+ * succeed (a read whose round was lost is retried in a new one). Off by
+ * default: no draw from the generator, so the other seeds keep their runs. */
+static uint32_t g_lose_reads_permille;
+
+bool wsim_lose_read_msg(void)
+{
+    return g_lose_reads_permille && rnd_below(1000) < g_lose_reads_permille;
 }
 
 /* -------------------------------------------------------------- the nodes */
@@ -1533,6 +1546,18 @@ static int run(uint64_t seed)
         if (!pending) break;
         step();
     }
+    /* Once healed, every read succeeds: a lost ReadIndex message (or, with
+     * --lose-reads, many) costs a read a retry, never its success. */
+    for (size_t i = 0; i < g_n_ops; i++) {
+        const struct op *o = &g_ops[i];
+        if (o->kind == OP_GET && o->invoke_ms >= g_sim_ms + g_quiet_ms / 2 && o->state != OP_OK &&
+            o->status != ST_ECONNECTION /* sent to a node slot that is down */) {
+            FAIL("a read at node %" PRIu64 " invoked at %" PRIu64
+                 " ms in the quiet period failed: %s",
+                 (uint64_t)o->node, o->invoke_ms, st_strerror(o->status));
+            break;
+        }
+    }
     check_final();
     check_history();
     size_t ok = 0;
@@ -1598,11 +1623,13 @@ int main(int argc, char **argv)
             g_membership = true;
         else if (!strcmp(argv[i], "--clock-faults"))
             g_clock_faults = true;
+        else if (!strcmp(argv[i], "--lose-reads") && i + 1 < argc)
+            g_lose_reads_permille = (uint32_t)strtoul(argv[++i], NULL, 10);
         else {
             fprintf(stderr,
                     "usage: wsim [--seed S] [--seeds N] [--ms SIM_MS] [--quiet-ms MS] "
                     "[--trace] [--determinism [--repeat N]] [--stop-at-first] [--more-faults] "
-                    "[--membership] [--clock-faults]\n");
+                    "[--membership] [--clock-faults] [--lose-reads PERMILLE]\n");
             return 2;
         }
     }
@@ -1611,6 +1638,9 @@ int main(int argc, char **argv)
         n = n / 5 < 25 ? n / 5 : 25;
         printf("wsim: sanitizer build: %" PRIu64 " seeds\n", n);
     }
+    char lose_reads_arg[16] = "";
+    if (g_lose_reads_permille)
+        snprintf(lose_reads_arg, sizeof lose_reads_arg, "%" PRIu32, g_lose_reads_permille);
     g_ops = calloc(OPS_MAX, sizeof *g_ops);
     if (!g_ops) return 2;
     int failed = 0;
@@ -1633,9 +1663,10 @@ int main(int argc, char **argv)
             failed++;
             fprintf(stderr,
                     "wsim: replay: %s --seed %" PRIu64 " --ms %" PRIu64 " --quiet-ms %" PRIu64
-                    "%s%s%s --trace\n",
+                    "%s%s%s%s%s --trace\n",
                     argv[0], s, g_sim_ms, g_quiet_ms, g_more_faults ? " --more-faults" : "",
-                    g_membership ? " --membership" : "", g_clock_faults ? " --clock-faults" : "");
+                    g_membership ? " --membership" : "", g_clock_faults ? " --clock-faults" : "",
+                    lose_reads_arg[0] ? " --lose-reads " : "", lose_reads_arg);
             if (stop_at_first) {
                 n = s - first + 1;
                 break;

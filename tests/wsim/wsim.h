@@ -33,6 +33,9 @@ uint64_t wsim_now_ms(void);
 /* Whether a message sent now from a to b is delivered, and after how many
  * ms (seeded; decided at send time). */
 bool wsim_link_send(raft_id a, raft_id b, uint64_t *delay_ms);
+/* Whether a ReadIndex request or answer sent now is lost on top of the
+ * link's faults (--lose-reads; seeded, decided at send time). */
+bool wsim_lose_read_msg(void);
 /* Whether the link a -> b is up now (partitions). */
 bool wsim_link_up(raft_id a, raft_id b);
 /* Makes id the node whose code runs now (its wall clock is read: clock
