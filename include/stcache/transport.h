@@ -7,8 +7,14 @@
  * byte by byte in docs/WIRE-FORMAT.md.
  *
  * Connections. One long-lived TCP connection per peer pair, carrying traffic
- * both ways. Who dials is deterministic: the node with the SMALLER id dials
- * the larger one; the larger only accepts. The dialer reconnects with
+ * both ways. The node with the SMALLER id dials the larger one at once; the
+ * larger dials too, but only once no connection came up for
+ * ST_TR_REVERSE_DIAL_MS, and again ST_TR_REVERSE_DIAL_MS later than its
+ * backoff each time (a smaller-id node that does not know the larger one
+ * yet, being behind the membership change that added it, never dials it).
+ * When both dials meet, the smaller id's wins: an inbound connection
+ * replaces the larger node's own dial in progress, and the smaller node
+ * refuses the larger one's while its own is under way. Both reconnect with
  * exponential backoff and jitter (reconnect_base_ms doubling up to
  * reconnect_max_ms, the delay drawn uniformly in [d/2, d] from an rng seeded
  * by cfg.seed). If an accepted connection from a peer arrives while one is
@@ -30,16 +36,23 @@
  * HELLO_ACK(status, cluster id, its id); a refusal's HELLO_ACK carries only
  * the status, with zero cluster and node ids (it reveals nothing to a
  * stranger). Refused with ST_EMISMATCH and traced:
- * a different cluster id, a HELLO addressed to another node id, a dialer id
- * that is not a known peer (st_tr_peer_add) or that should not dial us (larger
- * id than ours), and on the dialer side an acceptor whose id is not the one
- * expected for the address. Garbage (bad magic, bad CRC, unknown frame type,
+ * a different cluster id, a HELLO addressed to another node id, a dialer
+ * whose own dial we are making (see above), more than ST_TR_LEARNED_MAX
+ * dialers not known as peers, and on the dialer side an acceptor whose id is
+ * not the one expected for the address. Garbage (bad magic, bad CRC, unknown frame type,
  * oversized frame, malformed message) closes that connection only, counted in
  * stats.protocol_errors.
  *
- * Peers must be added (st_tr_peer_add) on both sides before they can talk: an
- * unknown dialer is refused. The node adds every member of its configuration
- * and adds/removes peers as membership changes are applied.
+ * The node adds every member of its configuration as a peer (st_tr_peer_add)
+ * and adds/removes peers as membership changes are applied. A dialer that is
+ * not a peer (with TLS: whose certificate names the id it claims) is
+ * accepted as a learned peer: a member added while this node was behind,
+ * perhaps the leader it must hear from to learn of it (the core takes
+ * messages from any id; etcd's transport likewise answers members it does
+ * not know yet). A learned peer lives with its connection: messages can be
+ * sent to it while it is up, it is never dialed, st_tr_peer_add() makes it
+ * a peer (keeping the connection), and it is forgotten when the connection
+ * ends.
  *
  * Sending. st_tr_send() encodes the message at once (the caller's msg may be
  * released on return); entry payloads are not copied: the transport takes a
@@ -102,6 +115,9 @@ extern "C" {
 #define ST_TR_REPLACE_IDLE_MS 1000
 #define ST_TR_INBOUND_PER_ADDR_MAX 4    /* unauthenticated connections per source address */
 #define ST_TR_INBOUND_HANDSHAKE_MS 2000 /* an inbound connection's handshake deadline, at most */
+/* The larger id of a pair dials only after this long without a connection. */
+#define ST_TR_REVERSE_DIAL_MS 1000
+#define ST_TR_LEARNED_MAX 8 /* connected dialers that are not peers (see above) */
 
 struct st_tr_config {
     raft_id self_id;

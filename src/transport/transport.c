@@ -191,17 +191,11 @@ static void on_peer_timer_closed(uv_handle_t *h)
     st_tr_peer_maybe_free(p);
 }
 
-int st_tr_peer_add(struct st_tr *tr, raft_id id, const char *addr)
+/* A new peer entry; the caller starts its dialing. */
+struct st_tr_peer *st_tr_peer_new(struct st_tr *tr, raft_id id, const char *addr)
 {
-    char host[ST_TR_ADDR_MAX + 1];
-    uint16_t port;
-    if (tr->destroying) return ST_ECLOSED;
-    if (id == RAFT_NONE || id == tr->cfg.self_id || addr == NULL || strlen(addr) > ST_TR_ADDR_MAX ||
-        st_url_hostport_split_any(addr, host, sizeof(host), &port) != 0)
-        return ST_EINVAL;
-    if (peer_find(tr, id) != NULL) return ST_EEXIST;
     struct st_tr_peer *p = calloc(1, sizeof(*p));
-    if (p == NULL) return ST_ENOMEM;
+    if (p == NULL) return NULL;
     p->tr = tr;
     p->id = id;
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
@@ -212,7 +206,38 @@ int st_tr_peer_add(struct st_tr *tr, raft_id id, const char *addr)
     p->timer_open = true;
     st_list_push_back(&tr->peers, &p->link);
     tr->live++;
-    if (p->dialer) uv_timer_start(&p->timer, st_tr_on_dial_timer, 0, 0);
+    return p;
+}
+
+/* The first dial: at once by the dialer; by the other side only if no
+ * connection came up after ST_TR_REVERSE_DIAL_MS (see transport.h). */
+static void peer_start(struct st_tr_peer *p)
+{
+    uv_timer_start(&p->timer, st_tr_on_dial_timer, p->dialer ? 0 : ST_TR_REVERSE_DIAL_MS, 0);
+}
+
+int st_tr_peer_add(struct st_tr *tr, raft_id id, const char *addr)
+{
+    char host[ST_TR_ADDR_MAX + 1];
+    uint16_t port;
+    if (tr->destroying) return ST_ECLOSED;
+    if (id == RAFT_NONE || id == tr->cfg.self_id || addr == NULL || strlen(addr) > ST_TR_ADDR_MAX ||
+        st_url_hostport_split_any(addr, host, sizeof(host), &port) != 0)
+        return ST_EINVAL;
+    struct st_tr_peer *p = peer_find(tr, id);
+    if (p != NULL && !p->learned) return ST_EEXIST;
+    if (p != NULL) {
+        /* A peer that dialed us before we knew it is one now: it keeps its
+         * connection, and is dialed again if that one ends. */
+        p->learned = false;
+        tr->learned--;
+        p->dialer = tr->cfg.self_id < id;
+        snprintf(p->addr, sizeof(p->addr), "%s", addr);
+        if (p->conn == NULL) peer_start(p);
+        return 0;
+    }
+    if ((p = st_tr_peer_new(tr, id, addr)) == NULL) return ST_ENOMEM;
+    peer_start(p);
     return 0;
 }
 
@@ -238,9 +263,17 @@ static void peer_remove(struct st_tr_peer *p, bool notify_snap)
 int st_tr_peer_remove(struct st_tr *tr, raft_id id)
 {
     struct st_tr_peer *p = peer_find(tr, id);
-    if (p == NULL) return ST_ENOENT;
+    if (p == NULL || p->learned) return ST_ENOENT;
     peer_remove(p, true);
     return 0;
+}
+
+void st_tr_peer_forget(struct st_tr_peer *p)
+{
+    ST_ASSERT(p->learned);
+    p->learned = false;
+    p->tr->learned--;
+    peer_remove(p, true);
 }
 
 bool st_tr_peer_connected(const struct st_tr *tr, raft_id id)

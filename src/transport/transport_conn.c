@@ -125,13 +125,14 @@ void st_tr_conn_close(struct st_tr_conn *c, int status, bool notify)
     /* A callback above may have removed p or destroyed tr. */
     if (was_up && c->notify && !p->removed && !tr->destroying && tr->cbs.peer_state_cb != NULL)
         tr->cbs.peer_state_cb(tr->cbs.ctx, p->id, false);
-    if (p->dialer && !p->removed && !tr->destroying) {
-        if (connect_failed && p->ai_next != NULL) { /* try the next resolved address */
-            st_tr_peer_dial_next(p);
-        } else {
-            st_tr_peer_free_addrs(p);
-            st_tr_peer_schedule_dial(p);
-        }
+    if (p->removed || tr->destroying) return;
+    if (p->learned) {
+        st_tr_peer_forget(p);                          /* known only through this connection */
+    } else if (connect_failed && p->ai_next != NULL) { /* try the next resolved address */
+        st_tr_peer_dial_next(p);
+    } else {
+        st_tr_peer_free_addrs(p);
+        st_tr_peer_schedule_dial(p);
     }
 }
 
@@ -216,16 +217,42 @@ static void handle_hello(struct st_tr_conn *c, const uint8_t *body, uint32_t len
     }
     struct st_tr_peer *p = peer_find(tr, h.from_id);
     if (p == NULL) {
-        refuse(c, ST_EMISMATCH, "unknown peer id (dialer, self)", h.from_id, tr->cfg.self_id);
-        return;
-    }
-    if (p->dialer) {
-        refuse(c, ST_EMISMATCH, "a peer with a larger id must not dial us (dialer, self)",
-               h.from_id, tr->cfg.self_id);
-        return;
-    }
-    if (p->conn != NULL && c->tls == NULL &&
-        uv_now(tr->loop) - p->conn->last_rx_ms < ST_TR_REPLACE_IDLE_MS) {
+        /* A member we do not know yet: one added while we were behind, now
+         * perhaps the leader we must follow to learn of it (nemesis seed
+         * 8369). It lives with this connection only, and never is dialed;
+         * st_tr_peer_add() makes it a peer. With TLS its certificate names
+         * the id (above). */
+        if (h.from_id == RAFT_NONE || h.from_id == tr->cfg.self_id) {
+            refuse(c, ST_EMISMATCH, "dialer id not valid (dialer, self)", h.from_id,
+                   tr->cfg.self_id);
+            return;
+        }
+        if (tr->learned >= ST_TR_LEARNED_MAX) {
+            refuse(c, ST_EMISMATCH, "too many peers not known yet (dialer, limit)", h.from_id,
+                   ST_TR_LEARNED_MAX);
+            return;
+        }
+        if ((p = st_tr_peer_new(tr, h.from_id, h.addr)) == NULL) {
+            refuse(c, ST_ENOMEM, "no memory for a peer (dialer, self)", h.from_id, tr->cfg.self_id);
+            return;
+        }
+        p->learned = true;
+        p->dialer = false;
+        tr->learned++;
+        ST_TRACE_INFO(MOD, "peer %" PRIu64 " (%s), not a member we know of yet, dialed us", p->id,
+                      p->addr);
+    } else if (p->conn != NULL && p->conn->state != CONN_UP) {
+        /* Both sides are dialing: the dial of the smaller id wins. */
+        if (p->dialer) {
+            refuse(c, ST_EMISMATCH, "our own dial to this peer is under way (dialer, self)",
+                   h.from_id, tr->cfg.self_id);
+            return;
+        }
+        struct st_tr_conn *ours = p->conn;
+        p->conn = NULL; /* detached first: what is queued waits for this connection */
+        st_tr_conn_close(ours, ST_ECANCELED, false);
+    } else if (p->conn != NULL && c->tls == NULL &&
+               uv_now(tr->loop) - p->conn->last_rx_ms < ST_TR_REPLACE_IDLE_MS) {
         /* Without TLS anyone can claim an id: a live link is not given up
          * for a stranger's connection (docs/SECURITY.md). */
         refuse(c, ST_EMISMATCH, "peer already connected and its link is live (peer, self)",

@@ -1,6 +1,7 @@
 /* Dialing: resolve a peer's address, try each resolved address in turn,
  * and reconnect with jittered exponential backoff (st_tr_reconnect_bound_ms). A
- * peer is dialed by the side with the lower id only. */
+ * peer is dialed by the side with the lower id, and by the other side too
+ * when no connection came up for ST_TR_REVERSE_DIAL_MS (transport.h). */
 #include "transport/transport_int.h"
 
 #include <fcntl.h>
@@ -84,6 +85,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (p->removed || tr->destroying) {
         if (res != NULL) uv_freeaddrinfo(res);
         st_tr_peer_maybe_free(p);
+        return;
+    }
+    if (p->conn != NULL) { /* the peer dialed us meanwhile */
+        if (res != NULL) uv_freeaddrinfo(res);
         return;
     }
     if (status < 0 || res == NULL) {
@@ -174,5 +179,6 @@ void st_tr_peer_schedule_dial(struct st_tr_peer *p)
     uint32_t d = st_tr_reconnect_bound_ms(&tr->cfg, p->backoff_ms, now - p->down_since_ms);
     p->backoff_ms = d;
     uint64_t delay = d / 2 + st_rng_below(&tr->rng, d / 2 + 1);
+    if (!p->dialer) delay += ST_TR_REVERSE_DIAL_MS; /* the peer's own dial comes first */
     uv_timer_start(&p->timer, st_tr_on_dial_timer, delay, 0);
 }

@@ -171,7 +171,9 @@ struct st_tr_peer {
     struct st_tr *tr;
     raft_id id;
     char addr[ST_TR_ADDR_MAX + 1];
-    bool dialer; /* we dial it: self < id */
+    bool dialer;  /* self < id: we dial it at once; else only after ST_TR_REVERSE_DIAL_MS */
+    bool learned; /* not added: it dialed us (a member we do not know yet); lives with its
+                   * connection and never dials */
     bool removed;
     bool dialed_once;
     struct st_tr_conn *conn;
@@ -206,6 +208,7 @@ struct st_tr {
     struct st_list peers;
     struct st_list conns;
     uint32_t inbound_pending;
+    uint32_t learned;              /* peers learned from their HELLO (at most ST_TR_LEARNED_MAX) */
     struct st_tls_ctx *tls_server; /* both NULL without TLS */
     struct st_tls_ctx *tls_client;
     struct wire_msg wm;
@@ -316,6 +319,12 @@ void st_tr_tls_keep_session(struct st_tr_conn *c, struct st_tr_peer *p);
 /* Frees the spare ciphertext write buffers of c (its handles are closed). */
 void st_tr_tls_free_spares(struct st_tr_conn *c);
 
+/* transport.c */
+/* A new peer entry (its dialing not started). NULL without memory. */
+struct st_tr_peer *st_tr_peer_new(struct st_tr *tr, raft_id id, const char *addr);
+/* Removes a learned peer (its connection ended). */
+void st_tr_peer_forget(struct st_tr_peer *p);
+
 /* transport_dial.c */
 /* Frees a removed peer once its timer and resolver request are finished. */
 void st_tr_peer_maybe_free(struct st_tr_peer *p);
@@ -323,7 +332,8 @@ void st_tr_peer_maybe_free(struct st_tr_peer *p);
 void st_tr_peer_free_addrs(struct st_tr_peer *p);
 /* Connects to the next resolved address, or schedules a new round. */
 void st_tr_peer_dial_next(struct st_tr_peer *p);
-/* Arms the dial timer with the current backoff (jittered). */
+/* Arms the dial timer with the current backoff (jittered), plus
+ * ST_TR_REVERSE_DIAL_MS for a peer with a smaller id than ours. */
 void st_tr_peer_schedule_dial(struct st_tr_peer *p);
 /* Timer callback of a peer: starts a dial round. */
 void st_tr_on_dial_timer(uv_timer_t *t);

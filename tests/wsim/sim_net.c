@@ -25,6 +25,10 @@ struct st_tr {
     raft_id id;
     struct st_tr_callbacks cbs;
     bool peer[WSIM_NODES_MAX + 1];
+    /* A sender that is not a peer, learned from its message: as the real
+     * transport's learned peer, it may be answered until the connection
+     * ends (conn_end), and st_tr_peer_add() makes it a peer. */
+    bool learned[WSIM_NODES_MAX + 1];
     bool connected[WSIM_NODES_MAX + 1];
     struct st_tr_stats stats;
     bool started;
@@ -63,9 +67,10 @@ static struct {
     struct wire_msg wm;
     bool wm_init;
     /* sim_net_connections(true): messages travel on connections, as on
-     * TCP: a message is sent only if the receiver knows the sender, and
-     * is lost if the connection ends before it arrives (either side
-     * removes the other or stops). epoch[a][b] (a < b) counts the ends. */
+     * TCP: a message is sent only if the receiver is up (it accepts a
+     * sender it does not know as a learned peer), and is lost if the
+     * connection ends before it arrives (either side removes the other or
+     * stops). epoch[a][b] (a < b) counts the ends. */
     bool connections;
     uint64_t epoch[WSIM_NODES_MAX + 1][WSIM_NODES_MAX + 1];
 } net;
@@ -78,6 +83,8 @@ static uint64_t *conn_epoch(raft_id a, raft_id b)
 static void conn_end(raft_id a, raft_id b)
 {
     if (net.connections) ++*conn_epoch(a, b);
+    if (net.tr[a]) net.tr[a]->learned[b] = false;
+    if (net.tr[b]) net.tr[b]->learned[a] = false;
 }
 
 void sim_net_connections(bool on)
@@ -181,6 +188,7 @@ int st_tr_peer_add(struct st_tr *tr, raft_id id, const char *addr)
     (void)addr;
     if (id == 0 || id > WSIM_NODES_MAX) return ST_EINVAL;
     tr->peer[id] = true;
+    tr->learned[id] = false;
     return 0;
 }
 
@@ -201,7 +209,7 @@ bool st_tr_peer_connected(const struct st_tr *tr, raft_id id)
 int st_tr_send(struct st_tr *tr, const struct raft_msg *msg)
 {
     raft_id to = msg->to;
-    if (to == 0 || to > WSIM_NODES_MAX || !tr->peer[to]) return ST_ENOENT;
+    if (to == 0 || to > WSIM_NODES_MAX || (!tr->peer[to] && !tr->learned[to])) return ST_ENOENT;
     uint64_t len = wire_msg_size(msg);
     ST_ASSERT(len > 0);
     struct raft_buf *b = raft_buf_create(len);
@@ -211,7 +219,9 @@ int st_tr_send(struct st_tr *tr, const struct raft_msg *msg)
     tr->stats.msgs_sent++;
     tr->stats.bytes_sent += len;
     uint64_t delay = 0;
-    bool refused = net.connections && (!net.tr[to] || !net.tr[to]->peer[tr->id]);
+    /* The real transport accepts a dialer it does not know (a learned peer):
+     * a message is refused only when the receiver is down. */
+    bool refused = net.connections && !net.tr[to];
     bool read_msg = msg->type == RAFT_MSG_READ_INDEX || msg->type == RAFT_MSG_READ_INDEX_RESP;
     if (refused || !wsim_link_send(tr->id, to, &delay) ||
         (read_msg && wsim_lose_read_msg())) { /* lost */
@@ -316,7 +326,8 @@ static void streams_drop_of(raft_id id)
 static void deliver(raft_id from, raft_id to, struct raft_buf *frame, size_t len)
 {
     struct st_tr *rcv = net.tr[to];
-    if (!rcv || !rcv->peer[from]) return;
+    if (!rcv) return;
+    if (!rcv->peer[from]) rcv->learned[from] = true;
     if (!net.wm_init) {
         wire_msg_init(&net.wm);
         net.wm_init = true;
