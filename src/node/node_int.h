@@ -108,15 +108,16 @@ struct node_fwd {
 #define NODE_PERSIST_INFLIGHT_MAX 1024
 
 /* ReadIndex rounds one read may be in: a round the core gave up on (its
- * request or answer was lost on the way, or the leader changed) passes its
- * reads to the next round, as etcd retries ReadIndex, until their deadline
- * or this many rounds. A round lasts at most 2 election timeouts (the core's
- * bound), so the default 5 s request timeout ends first. */
+ * request or answer was lost on the way, or no quorum was heard in time:
+ * ST_ETIMEDOUT, after 2 election timeouts) or lost to a leader change (a
+ * new leader is known) passes its reads to the next round, as etcd retries
+ * ReadIndex, until their deadline or this many rounds. */
 #define NODE_READ_ROUNDS_MAX 32
 
 /* One ReadIndex round: every linearizable read of a loop iteration. */
 struct node_read_round {
     uint64_t ctx;
+    raft_id leader; /* the leader known when it was issued (this node if leader) */
     uint8_t mode;
     bool issued;
     bool resolved;

@@ -751,6 +751,7 @@ void node_client_issue_reads(struct node *n)
         if (!r || st_list_empty(&r->waiters)) continue;
         n->batch[mode] = NULL;
         r->ctx = ++n->read_ctx;
+        r->leader = n->role == RAFT_LEADER ? n->cfg.id : n->leader;
         int rc = raft_read_index(n->raft, r->ctx, (enum raft_read_mode)mode);
         r->issued = true;
         st_list_push_front(&n->rounds, &r->link);
@@ -779,12 +780,13 @@ static void serve_round(struct node *n, struct node_read_round *r, int status)
 }
 
 /* The core gave up on round r: its request or answer was lost (a dropped
- * connection, a queue past its wait), the leader did not hear a quorum in
- * time, or the leader changed (status ST_ETIMEDOUT or ST_ENOTLEADER). Its
+ * connection, a queue past its wait) or the leader did not hear a quorum
+ * in time (ST_ETIMEDOUT), or a new leader took over (ST_ENOTLEADER). Its
  * reads join the next round, issued at the next pass under a new context,
  * to the leader known then; a stale answer to the old context finds no
  * round. Each read keeps its deadline, and fails with status after
- * NODE_READ_ROUNDS_MAX rounds. Found by the nemesis soak (seed 8244): a
+ * NODE_READ_ROUNDS_MAX rounds; with no leader known at the next pass it
+ * fails "not leader" at once, as a new read would. Found by the nemesis soak (seed 8244): a
  * follower's read sent as a partition healed failed after 200 ms with
  * "request timed out" on a healthy cluster. */
 static void retry_round(struct node *n, struct node_read_round *r, int status)
@@ -815,7 +817,12 @@ void node_client_read_state(struct node *n, const struct raft_read_state *rs)
     {
         struct node_read_round *r = ST_CONTAINER_OF(e, struct node_read_round, link);
         if (r->ctx != rs->context) continue;
-        if (rs->status == ST_ETIMEDOUT || rs->status == ST_ENOTLEADER) {
+        /* A refusal from the same leader (it is busy, or stepped down
+         * without a successor known here) is not retried: asking it again
+         * at once would only add to its load. */
+        bool new_leader =
+            rs->status == ST_ENOTLEADER && n->leader != RAFT_NONE && n->leader != r->leader;
+        if (rs->status == ST_ETIMEDOUT || new_leader) {
             retry_round(n, r, rs->status);
             return;
         }

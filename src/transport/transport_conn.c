@@ -127,7 +127,7 @@ void st_tr_conn_close(struct st_tr_conn *c, int status, bool notify)
         tr->cbs.peer_state_cb(tr->cbs.ctx, p->id, false);
     if (p->removed || tr->destroying) return;
     if (p->learned) {
-        st_tr_peer_forget(p);                          /* known only through this connection */
+        if (!p->replacing) st_tr_peer_forget(p);       /* known only through this connection */
     } else if (connect_failed && p->ai_next != NULL) { /* try the next resolved address */
         st_tr_peer_dial_next(p);
     } else {
@@ -260,8 +260,16 @@ static void handle_hello(struct st_tr_conn *c, const uint8_t *body, uint32_t len
         return;
     }
     ST_TRACE_INFO(MOD, "peer %" PRIu64 " connected from its advertised address %s", p->id, h.addr);
-    if (p->conn != NULL) /* the dialer restarted or saw the old connection die first */
+    if (p->conn != NULL) {   /* the dialer restarted or saw the old connection die first */
+        p->replacing = true; /* a learned peer is not forgotten with its old connection */
         st_tr_conn_close(p->conn, ST_ECONNECTION, true);
+        p->replacing = false;
+        if (p->removed || tr->destroying || c->state == CONN_CLOSING) {
+            /* peer_state_cb removed the peer or destroyed the transport */
+            st_tr_conn_close(c, ST_ECLOSED, false);
+            return;
+        }
+    }
     ST_ASSERT(c->counted_inbound);
     c->counted_inbound = false;
     tr->inbound_pending--;

@@ -175,6 +175,7 @@ struct st_tr_peer {
     bool learned; /* not added: it dialed us (a member we do not know yet); lives with its
                    * connection and never dials */
     bool removed;
+    bool replacing; /* handle_hello closes its connection for a newer one */
     bool dialed_once;
     struct st_tr_conn *conn;
     struct st_list queue; /* st_tr_out waiting for a connection */

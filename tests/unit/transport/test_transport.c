@@ -604,6 +604,35 @@ TEST(a_larger_id_dials_a_smaller_one_that_does_not_know_it)
     loop_teardown();
 }
 
+/* A learned peer whose link a newer connection replaces (its process
+ * restarted) stays a peer: the replaced link's end used to forget it while
+ * the new connection was attached to it, freed a moment later. */
+TEST(a_learned_peer_whose_link_is_replaced_stays_a_peer)
+{
+    loop_setup();
+    struct ep a, b1, b2;
+    ep_start(&a, 1, CLUSTER, 0);
+    ep_start(&b1, 2, CLUSTER, 0);
+    ASSERT_EQ(st_tr_peer_add(b1.tr, 1, a.addr), 0);
+    RUN_UNTIL(a.n_up == 1 && b1.n_up == 1);
+    /* node 2 again, from another port, while the first link is still open
+     * (and idle: it may be replaced without TLS too) */
+    ep_start(&b2, 2, CLUSTER, 0);
+    ASSERT_EQ(st_tr_peer_add(b2.tr, 1, a.addr), 0);
+    RUN_UNTIL(b2.n_up == 1 && b1.n_down == 1);
+    ep_destroy(&b1);
+    ASSERT_TRUE(st_tr_peer_connected(a.tr, 2));
+    ASSERT_EQ(send_append(&a, 2, 0, 1, 3), 0);
+    RUN_UNTIL(b2.n_append == 1);
+    ASSERT_EQ(send_append(&b2, 1, 0, 1, 3), 0);
+    RUN_UNTIL(a.n_append == 1);
+    ep_destroy(&b2);
+    RUN_UNTIL(a.n_down == 2);
+    ASSERT_EQ(send_append(&a, 2, 1, 1, 3), ST_ENOENT);
+    ep_destroy(&a);
+    loop_teardown();
+}
+
 TEST(an_unknown_dialer_becomes_a_peer_when_added_and_keeps_its_connection)
 {
     loop_setup();
