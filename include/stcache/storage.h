@@ -561,7 +561,10 @@ struct st_storage_state {
 /* Checks identity, opens the snapshot store and the WAL, loads. If the newest
  * snapshot is damaged, falls back to the previous one with a warning when the
  * WAL still holds every entry after it; otherwise refuses (ST_ECORRUPT with a
- * message). On success the caller owns *out (st_storage_close) and state
+ * message). A newest snapshot that the WAL neither marks nor holds entries
+ * after (stored, and the process stopped before the WAL batch that marks
+ * it) is marked in the WAL, durably, so that the log goes on after it. On
+ * success the caller owns *out (st_storage_close) and state
  * (st_storage_state_release). */
 ST_API int st_storage_open(const struct st_storage_config *cfg, struct st_storage **out,
                            struct st_storage_state *state, struct st_errbuf *err);
