@@ -721,7 +721,7 @@ class Run:
         if action == "grow_or_shrink" and len(ms) < 5:
             used = set(self.host_of[n.id] for n in ms)
             host = min(h for h in range(1, HOSTS + 1) if h not in used)
-            seed_node = self.pick([n for n in ms if n.running()])
+            seed_node = self.pick(self.join_seeds())
             if seed_node is None:
                 return
             nid = self.next_id
@@ -765,7 +765,7 @@ class Run:
             return
         nid = self.next_id
         self.next_id += 1
-        seed_node = self.pick([n for n in self.members() if n.running()])
+        seed_node = self.pick(self.join_seeds())
         if seed_node is None:
             self.record("member", "node %d removed and wiped; no member running to rejoin via"
                         % victim.id)
@@ -815,8 +815,15 @@ class Run:
         member by id (no draw from the schedule's generator)."""
         if not getattr(n, "joiner", False):
             return []
-        via = [m for m in sorted(self.members(), key=lambda m: m.id) if m is not n and m.running()]
+        via = [m for m in self.join_seeds() if m is not n]
         return ["--join", via[0].http] if via else []
+
+    def join_seeds(self):
+        """The running members a joiner may be sent to, by id: not a node
+        whose removal's answer was lost (it may be out of the cluster, and
+        answer "no leader" to every join until the heal settles it: soak
+        seed 10196)."""
+        return [m for m in self.members() if m.running() and m.id not in self.removing]
 
     def heal_all(self):
         self.net.heal()
