@@ -60,7 +60,8 @@ int node_create(uv_loop_t *loop, const struct node_config *cfg, struct node **ou
 /* Opens (or creates, per cfg->mode) the data directory, restores the kv
  * from the newest snapshot, replays the WAL tail into the core, starts the
  * transport and the timers. Returns a negative code on a synchronous failure
- * (the node is then stopped: just destroy it; a one-line reason is traced).
+ * (a one-line reason is traced): node_stop() it, then destroy it once
+ * stopped_cb ran (its handles are closed on the loop).
  * Otherwise started_cb(status) follows once the node runs (in --join mode
  * after a member accepted us; status < 0 if joining failed). */
 int node_start(struct node *n, node_started_cb started_cb, void *ctx);

@@ -232,6 +232,11 @@ struct wnode {
     uint32_t crashes;
     bool fatal;  /* the node stopped on a storage error (a simulated power loss) */
     bool joiner; /* started with --join (a wiped node, or node 4 or 5) */
+    /* The start failed on its disk (a full disk, failing syncs, no
+     * descriptors: opening may write, see st_storage_open): started again
+     * at this time, as a supervisor restarts a process that exited. */
+    uint64_t start_again_ms;
+    enum node_start_mode start_mode;
 };
 
 /* One loop for every node; with --membership or --clock-faults one loop
@@ -278,6 +283,8 @@ static void fatal_cb(struct node *n, int code, void *ctx)
     w->fatal = true;
 }
 
+static void node_down(struct wnode *w);
+
 static void node_up(struct wnode *w, enum node_start_mode mode)
 {
     w->cfg.mode = mode;
@@ -290,10 +297,18 @@ static void node_up(struct wnode *w, enum node_start_mode mode)
         rc = node_start(w->node, started_cb, w);
     }
     wsim_current_set(prev);
+    if (rc == ST_EFATAL || rc == ST_EIO || rc == ST_ENOSPC || rc == ST_ENFILE) {
+        node_down(w); /* stopped (its handles closed), then destroyed */
+        w->start_again_ms = wsim_now_ms() + 100;
+        w->start_mode = mode;
+        hash_u64(0xD0000000ull | w->id);
+        return;
+    }
     if (rc) {
         fprintf(stderr, "wsim: node %" PRIu64 " does not start: %s\n", w->id, st_strerror(rc));
         exit(2);
     }
+    w->start_again_ms = 0;
     w->up = true;
     w->stopped = false;
 }
@@ -315,6 +330,8 @@ static uint64_t g_node_work[5];
 
 static void node_down(struct wnode *w)
 {
+    w->up = false;
+    if (!w->node) return;
     struct st_tr_stats ts = {0};
     if (w->node->tr) st_tr_stats_get(w->node->tr, &ts);
     g_node_work[0] += w->node->m.readies;
@@ -1418,6 +1435,8 @@ static void step(void)
     if (g_membership) operator_step();
     for (int i = 1; i <= SLOTS; i++) {
         if (g_nodes[i].fatal && g_nodes[i].up) node_crash_restart(&g_nodes[i]);
+        if (g_nodes[i].start_again_ms && wsim_now_ms() >= g_nodes[i].start_again_ms)
+            node_up(&g_nodes[i], g_nodes[i].start_mode);
         if (g_crash_again_ms[i] && wsim_now_ms() >= g_crash_again_ms[i]) {
             g_crash_again_ms[i] = 0;
             if (g_nodes[i].up) node_crash_restart(&g_nodes[i]);

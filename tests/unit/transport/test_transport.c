@@ -667,7 +667,7 @@ PLAIN_TEST(dialers_that_are_not_peers_are_bounded)
     struct ep a, d[ST_TR_LEARNED_MAX + 1];
     ep_start(&a, 1, CLUSTER, 0);
     for (int i = 0; i < ST_TR_LEARNED_MAX + 1; i++) {
-        ep_start(&d[i], (raft_id)(2 + i), CLUSTER, 0);
+        ep_start(&d[i], (raft_id)i + 2, CLUSTER, 0);
         ASSERT_EQ(st_tr_peer_add(d[i].tr, 1, a.addr), 0);
     }
     struct st_tr_stats sa;
