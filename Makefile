@@ -81,12 +81,15 @@ sim-soak: build
 # The whole-server simulator's soak (docs/TESTING.md): WSIM_SEEDS seeds from
 # WSIM_SEED, each 20 s of faults and 5 s of quiet in simulated time.
 # WSIM_FLAGS=--more-faults adds a full disk, failing syncs, exhausted
-# descriptors and double crashes to the fault mix.
+# descriptors and double crashes to the fault mix. WSIM_JOBS processes take
+# chunks of 1000 seeds in turn (scripts/wsim_soak.sh; logs in
+# /tmp/stcache-wsim).
 WSIM_SEEDS ?= 10000
 WSIM_SEED ?= 1000001
 WSIM_FLAGS ?=
+WSIM_JOBS ?= $(JOBS)
 wsim-soak: build
-	$(BUILD)/tests/wsim/wsim --seed $(WSIM_SEED) --seeds $(WSIM_SEEDS) $(WSIM_FLAGS)
+	scripts/wsim_soak.sh $(BUILD)/tests/wsim/wsim $(WSIM_JOBS) $(WSIM_SEED) $(WSIM_SEEDS) $(WSIM_FLAGS)
 
 # The nemesis soak (tests/nemesis/README.md): RUNS seeded runs of DURATION
 # seconds of faults each, from SEED; MIX picks fault kinds; NEMESIS_JOBS runs
