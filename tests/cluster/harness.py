@@ -64,9 +64,12 @@ GEN_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                          "gen-certs.sh")
 
 
-def gen_certs(certdir, *args):
-    """Runs scripts/gen-certs.sh CERTDIR ARGS... (a CA, a node or a client)."""
-    subprocess.run([GEN_CERTS, certdir] + [str(a) for a in args], check=True,
+def gen_certs(certdir, *args, backdate=False):
+    """Runs scripts/gen-certs.sh CERTDIR ARGS... (a CA, a node or a client).
+    backdate: valid from a day ago (faketime), so that a node whose clock a
+    test moves back still finds every certificate valid."""
+    prefix = ["faketime", "-f", "-1d"] if backdate else []
+    subprocess.run(prefix + [GEN_CERTS, certdir] + [str(a) for a in args], check=True,
                    stdout=subprocess.DEVNULL)
 
 # Ports come from below the kernel's ephemeral range (32768+ on Linux) so an
@@ -309,7 +312,8 @@ class Node:
         else:
             CLIENT_TLS.pop(self.http, None)
             CLIENT_TLS_ENV.pop(self.http, None)
-        if not (self.http.startswith("127.") and self.raft.startswith("127.")):
+        secured = self.cluster.tls and self.cluster.client_tls  # as docs/SECURITY.md asks
+        if not (self.http.startswith("127.") and self.raft.startswith("127.")) and not secured:
             args.append("--insecure")  # secure by default refuses other addresses
         self.last_args = args
         logf = open(self.log_path, "wb")
@@ -502,7 +506,8 @@ def retry_503(fn, timeout=30):
 
 
 class Cluster:
-    def __init__(self, binary, name, common_args=(), tls=None, client_tls=None):
+    def __init__(self, binary, name, common_args=(), tls=None, client_tls=None,
+                 backdate_certs=False):
         self.binary = binary
         self.name = name
         self.dir = tempfile.mkdtemp(prefix="stcache-%s-" % name)
@@ -510,8 +515,9 @@ class Cluster:
         self.client_tls = TLS if client_tls is None else client_tls
         self._client_ctx = None
         self.certs = os.path.join(self.dir, "certs")
+        self.backdate_certs = backdate_certs  # see gen_certs
         if self.tls or self.client_tls:
-            gen_certs(self.certs, "ca")
+            gen_certs(self.certs, "ca", backdate=backdate_certs)
         self.common_args = list(common_args) or ["--log-level", "info"]
         self.token = None  # sent as Authorization: Bearer by Node.request (--auth clusters)
         self.nodes = {}
@@ -519,11 +525,17 @@ class Cluster:
         self.procs = []
         _live_clusters.append(self)
 
-    def peer_tls_args(self, node_id):
-        """The peer TLS flags of node_id (its certificate made on first use)."""
+    def node_cert(self, node_id, *names):
+        """The certificate of node_id (made on first use, naming names as
+        subjectAltNames: gen-certs.sh's default is localhost 127.0.0.1)."""
         crt = os.path.join(self.certs, "node-%d.crt" % node_id)
         if not os.path.exists(crt):
-            gen_certs(self.certs, "node", node_id)
+            gen_certs(self.certs, "node", node_id, *names, backdate=self.backdate_certs)
+        return crt
+
+    def peer_tls_args(self, node_id):
+        """The peer TLS flags of node_id (its certificate made on first use)."""
+        crt = self.node_cert(node_id)
         return ["--peer-cert-file", crt,
                 "--peer-key-file", os.path.join(self.certs, "node-%d.key" % node_id),
                 "--peer-trusted-ca-file", os.path.join(self.certs, "ca.crt")]
@@ -531,9 +543,7 @@ class Cluster:
     def client_tls_args(self, node_id):
         """The client-port TLS flags of node_id: HTTPS with its node
         certificate, client certificates required (signed by the cluster CA)."""
-        crt = os.path.join(self.certs, "node-%d.crt" % node_id)
-        if not os.path.exists(crt):
-            gen_certs(self.certs, "node", node_id)
+        crt = self.node_cert(node_id)
         return ["--cert-file", crt,
                 "--key-file", os.path.join(self.certs, "node-%d.key" % node_id),
                 "--trusted-ca-file", os.path.join(self.certs, "ca.crt"), "--client-cert-auth"]
@@ -542,7 +552,7 @@ class Cluster:
         """(cert, key) of a client certificate for user, made on first use."""
         crt = os.path.join(self.certs, "client-%s.crt" % user)
         if not os.path.exists(crt):
-            gen_certs(self.certs, "client", user)
+            gen_certs(self.certs, "client", user, backdate=self.backdate_certs)
         return crt, os.path.join(self.certs, "client-%s.key" % user)
 
     def client_ssl_context(self):

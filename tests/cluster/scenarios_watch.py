@@ -11,8 +11,8 @@ import subprocess
 import threading
 import urllib.parse
 
-from harness import (SANITIZED, Scenario, Unreachable, check, count, log, scaled, step,
-                     wait_for)
+from harness import (SANITIZED, Scenario, Unreachable, check, count, http_connection, log, scaled,
+                     step, wait_for)
 from scenarios_memory import vm_rss_bytes
 
 MIB = 1 << 20
@@ -26,8 +26,7 @@ class WatchStream:
         if from_version is not None:
             q["from_version"] = from_version
         q.update(extra)
-        host, port = addr.rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        self.conn = http_connection(addr, timeout)  # HTTPS to a node with client TLS
         self.conn.request("GET", "/watch?" + urllib.parse.urlencode(q))
         self.resp = self.conn.getresponse()
         self.status = self.resp.status
