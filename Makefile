@@ -93,13 +93,15 @@ wsim-soak: build
 
 # The nemesis soak (tests/nemesis/README.md): RUNS seeded runs of DURATION
 # seconds of faults each, from SEED; MIX picks fault kinds; NEMESIS_JOBS runs
-# at once (each in its own network; a failure does not stop the others).
-# Needs root.
+# at once (each in its own network; a failure does not stop the others);
+# NEMESIS_ARGS adds flags (--tls: the cluster secured with TLS). Needs root.
 NEMESIS_JOBS ?= 1
 RUNS ?= 10
 DURATION ?= 60
 SEED ?= 1
 MIX ?= all
+# More nemesis.py flags: --tls, --power-loss SHIM, --reads lease...
+NEMESIS_ARGS ?=
 # Every libFuzzer driver for FUZZ_SECONDS each (clang; build-fuzz/), from
 # copies of the seed corpora under /tmp/stcache-fuzz; prints executions per
 # driver and fails on any finding. CI runs the same targets as smoke tests.
@@ -110,7 +112,7 @@ fuzz: deps
 
 nemesis: build
 	python3 tests/nemesis/nemesis.py $(BUILD)/stcache --seed $(SEED) --runs $(RUNS) \
-	    --duration $(DURATION) --mix $(MIX) --jobs $(NEMESIS_JOBS)
+	    --duration $(DURATION) --mix $(MIX) --jobs $(NEMESIS_JOBS) $(NEMESIS_ARGS)
 
 bench: build
 	scripts/deps.sh --bench

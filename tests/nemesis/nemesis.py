@@ -5,7 +5,8 @@ checker (linearizability per key, no write lost or applied twice, liveness
 after the faults heal, identical replicas).
 
 usage: nemesis.py STCACHE [--seed N] [--runs N] [--duration S] [--mix LIST]
-                  [--clients N] [--keys N] [--quiet S] [--jobs N [--log-dir DIR]]
+                  [--clients N] [--keys N] [--quiet S] [--tls]
+                  [--jobs N [--log-dir DIR]]
 
 --mix is a comma list of fault kinds (default: all of them):
   partition  halves, the leader alone, one way, a bridge node seeing both sides
@@ -20,6 +21,8 @@ usage: nemesis.py STCACHE [--seed N] [--runs N] [--duration S] [--mix LIST]
              spare host (up to 5), or remove one
   crash      kill -9 every node at once (the whole cluster loses power), restart
              them; with --power-loss, WAL writes not yet fsynced are lost
+--tls runs the cluster with mutual TLS between its nodes and HTTPS with client
+certificates on their client ports, the clients and the watch speaking HTTPS.
 Run k uses seed N+k; the same seed gives the same fault schedule (which
 faults, in which order, on which nodes by rank, for how long). A failing run
 keeps its directory (history.json, schedule.json, node logs) and prints the
@@ -37,6 +40,7 @@ import http.client
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -97,8 +101,7 @@ def request(addr, method, path, body=None, headers=None):
     """(status, headers, body); raises ConnectionError when nothing was sent
     (the operation surely did not happen), TimeoutError/OSError when the
     outcome is unknown."""
-    host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=REQUEST_TIMEOUT_S)
+    conn = harness.http_connection(addr, REQUEST_TIMEOUT_S)  # HTTPS with --tls
     try:
         try:
             conn.connect()
@@ -429,6 +432,8 @@ class Run:
             os.makedirs(mnt, exist_ok=True)
             netns.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % self.args.disk_mib, "tmpfs", mnt])
             self.mounts.append(mnt)
+        if self.args.tls:  # peers and clients check the address it is reached at
+            c.node_cert(node_id, self.net.ip(host))
         n = c.new_node(node_id, ports=(RAFT_PORT, HTTP_PORT),
                        data_dir=os.path.join(mnt, "node%d" % node_id))
         n.raft = "%s:%d" % (self.net.ip(host), RAFT_PORT)
@@ -466,8 +471,11 @@ class Run:
     # -- the run
 
     def execute(self):
+        backdate = shutil.which("faketime") is not None  # clock faults move clocks back
         c = self.cluster = harness.Cluster(self.args.stcache, "nemesis-%d" % self.seed,
-                                           ["--log-level", "info"] + self.args.server_args.split())
+                                           ["--log-level", "info"] + self.args.server_args.split(),
+                                           tls=self.args.tls, client_tls=self.args.tls,
+                                           backdate_certs=backdate)
         self.net.setup()
         try:
             return self.body()
@@ -909,6 +917,10 @@ def main():
     ap.add_argument("--power-loss", default=None, metavar="SHIM",
                     help="LD_PRELOAD this build of tests/nemesis/powerloss.c into every node: "
                     "WAL writes not yet fsynced are lost at kill -9, as at a power failure")
+    ap.add_argument("--tls", action="store_true",
+                    help="mutual TLS between the nodes, HTTPS with client certificates on "
+                    "their client ports (scripts/gen-certs.sh, certificates dated a day back "
+                    "so that the clock faults leave them valid)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="a soak: this many runs at once, each in its own process and "
                     "network; a failed run does not stop the others (their output in "
@@ -933,15 +945,8 @@ def main():
     for r in range(args.runs):
         seed = args.seed + r
         run = Run(args, seed, net_id)
-        replay = ("%s %s --seed %d --runs 1 --duration %g --quiet %g --mix %s --clients %d "
-                  "--keys %d --reads %s --disk-mib %d --retry-s %g --server-args '%s'"
-                  % (sys.executable, os.path.abspath(__file__), seed, args.duration, args.quiet,
-                     args.mix, args.clients, args.keys, args.reads, args.disk_mib, args.retry_s,
-                     args.server_args))
-        if args.power_loss:
-            replay += " --power-loss " + args.power_loss
-        replay = replay.replace(os.path.abspath(__file__),
-                                os.path.abspath(__file__) + " " + args.stcache, 1)
+        replay = shlex.join([sys.executable, os.path.abspath(__file__), args.stcache,
+                             "--seed", str(seed)] + run_args(args))
         try:
             summary = run.execute()
         except BaseException as e:
@@ -961,6 +966,20 @@ def main():
     print("nemesis: %s" % json.dumps(totals, sort_keys=True), flush=True)
 
 
+def run_args(args):
+    """The arguments (after STCACHE and --seed) of one run like args's: what
+    a soak gives each child and what a failed run's replay command says."""
+    a = ["--runs", "1", "--duration", "%g" % args.duration, "--quiet", "%g" % args.quiet,
+         "--mix", args.mix, "--clients", str(args.clients), "--keys", str(args.keys),
+         "--reads", args.reads, "--retry-s", "%g" % args.retry_s,
+         "--server-args", args.server_args, "--disk-mib", str(args.disk_mib)]
+    if args.power_loss:
+        a += ["--power-loss", args.power_loss]
+    if args.tls:
+        a.append("--tls")
+    return a
+
+
 def soak(args):
     """--jobs N: the runs of seeds seed..seed+runs-1, N at a time, each a
     child `nemesis.py --runs 1` on network 10.99.(100+slot); every run goes
@@ -969,12 +988,7 @@ def soak(args):
         sys.exit("--jobs: 2..100")
     logdir = args.log_dir or tempfile.mkdtemp(prefix="stcache-nemesis-soak-")
     os.makedirs(logdir, exist_ok=True)
-    common = ["--runs", "1", "--duration", "%g" % args.duration, "--quiet", "%g" % args.quiet,
-              "--mix", args.mix, "--clients", str(args.clients), "--keys", str(args.keys),
-              "--reads", args.reads, "--retry-s", "%g" % args.retry_s,
-              "--server-args", args.server_args, "--disk-mib", str(args.disk_mib)]
-    if args.power_loss:
-        common += ["--power-loss", args.power_loss]
+    common = run_args(args)
     seeds = list(range(args.seed, args.seed + args.runs))
     lock = threading.Lock()
     totals = {"runs": 0, "operations": 0, "unknown": 0, "txns": 0, "faults": {}}
