@@ -13,6 +13,7 @@ sanitizers (ST_SANITIZED=1), they never assert timing.
 
 import contextlib
 import fcntl
+import glob
 import http.client
 import json
 import os
@@ -64,13 +65,49 @@ GEN_CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                          "gen-certs.sh")
 
 
+def faketime_lib():
+    """The path of Debian's libfaketime (package faketime), or None."""
+    libs = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") +
+                  glob.glob("/usr/lib/faketime/libfaketime.so.1"))
+    return libs[0] if libs else None
+
+
+def faketime_sweep():
+    """Removes what libfaketime left in /dev/shm for processes that are gone:
+    each process it is preloaded into makes a semaphore and a segment named
+    after its pid, and only a clean exit removes them (not SIGKILL, not some
+    of a shell script's processes). Left there, thousands gathered in a
+    nemesis soak, and the `faketime` wrapper refuses to start in a process
+    whose pid one of them names. A live process's are kept."""
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return
+    for name in names:
+        for prefix in ("faketime_shm_", "sem.faketime_sem_"):
+            pid = name[len(prefix):]
+            if name.startswith(prefix) and pid.isdigit() and not os.path.exists("/proc/" + pid):
+                try:
+                    os.unlink(os.path.join("/dev/shm", name))
+                except OSError:
+                    pass
+
+
 def gen_certs(certdir, *args, backdate=False):
     """Runs scripts/gen-certs.sh CERTDIR ARGS... (a CA, a node or a client).
-    backdate: valid from a day ago (faketime), so that a node whose clock a
-    test moves back still finds every certificate valid."""
-    prefix = ["faketime", "-f", "-1d"] if backdate else []
-    subprocess.run(prefix + [GEN_CERTS, certdir] + [str(a) for a in args], check=True,
-                   stdout=subprocess.DEVNULL)
+    backdate: valid from a day ago (libfaketime), so that a node whose clock
+    a test moves back still finds every certificate valid."""
+    env = None
+    if backdate:
+        lib = faketime_lib()
+        if lib is None:
+            raise TestFailure("libfaketime not found: install the Debian package faketime "
+                              "(scripts/deps.sh)")
+        env = dict(os.environ, LD_PRELOAD=lib, FAKETIME="-1d")
+    subprocess.run([GEN_CERTS, certdir] + [str(a) for a in args], check=True,
+                   stdout=subprocess.DEVNULL, env=env)
+    if backdate:
+        faketime_sweep()
 
 # Ports come from below the kernel's ephemeral range (32768+ on Linux) so an
 # outgoing connection can never take one between our check and the server's
@@ -341,6 +378,8 @@ class Node:
         if self.proc is not None and self.proc.poll() is None:
             _killpg(self.proc, signal.SIGKILL)
             self.proc.wait()
+            if self.env.get("LD_PRELOAD"):
+                faketime_sweep()
 
     def pause(self):
         """SIGSTOP: the process keeps its sockets but does nothing (a long GC
@@ -811,6 +850,7 @@ class Cluster:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        faketime_sweep()
         if KEEP:
             log("keeping %s (ST_KEEP_DIRS=1)" % self.dir)
         else:

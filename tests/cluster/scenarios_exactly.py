@@ -10,14 +10,13 @@ linearizable reads of a TTL key on nodes with skewed clocks never disagree
 in real-time order; a node whose clock stepped back an hour resurrects no
 expired key."""
 
-import glob
 import os
 import subprocess
 import time
 import uuid
 
-from harness import (SANITIZED, Fatal, Scenario, TestFailure, Unreachable, check, log,
-                     retry_503, scaled, step, wait_for)
+from harness import (SANITIZED, Fatal, Scenario, TestFailure, Unreachable, check, faketime_lib,
+                     log, retry_503, scaled, step, wait_for)
 
 IDEM_ARGS = ["--log-level", "info", "--idempotency-keys-max", "1000",
              "--idempotency-ttl-s", "3600"]
@@ -163,12 +162,11 @@ def faketime_env(offset):
     """Environment that runs a node with its CLOCK_REALTIME shifted by offset
     (libfaketime syntax: "+1h", "-1h"). Monotonic clocks stay real, so libuv
     timers (ticks, elections) keep working."""
-    libs = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") +
-                  glob.glob("/usr/lib/faketime/libfaketime.so.1"))
-    if not libs:
+    lib = faketime_lib()
+    if lib is None:
         raise TestFailure("libfaketime not found: install the Debian package faketime "
                           "(scripts/deps.sh)")
-    return {"LD_PRELOAD": libs[0], "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    return {"LD_PRELOAD": lib, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
 
 
 def wall_offset_s(node):
