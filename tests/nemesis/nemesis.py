@@ -35,7 +35,6 @@ Exit status: 0 all runs passed, 1 a run failed, 77 the machine cannot run it.
 
 import argparse
 import collections
-import glob
 import http.client
 import json
 import os
@@ -97,11 +96,55 @@ class History:
         return op
 
 
+class TLSStats:
+    """Client handshakes of this process's run, and how many resumed."""
+    lock = threading.Lock()
+    handshakes = 0
+    resumed = 0
+
+
+class ResumingHTTPS(http.client.HTTPSConnection):
+    """HTTPS (--tls) that offers the session of this thread's last connection
+    to the same node: every operation still gets a connection of its own, as
+    without TLS, but not a full handshake (a certificate signed and checked
+    each way) each time. A node that restarted has new ticket keys and
+    answers with a full handshake."""
+
+    sessions = threading.local()  # .by_addr: (context, addr) -> ssl.SSLSession
+
+    def __init__(self, addr, context):
+        host, port = addr.rsplit(":", 1)
+        super().__init__(host, int(port), timeout=REQUEST_TIMEOUT_S, context=context)
+        self.key = (context, addr)
+
+    @classmethod
+    def _cache(cls):
+        if not hasattr(cls.sessions, "by_addr"):
+            cls.sessions.by_addr = {}
+        return cls.sessions.by_addr
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.host,
+                                              session=self._cache().get(self.key))
+        with TLSStats.lock:
+            TLSStats.handshakes += 1
+            TLSStats.resumed += bool(self.sock.session_reused)
+
+    def keep_session(self):
+        """After a response was read (TLS 1.3 tickets come after the
+        handshake, with the first data)."""
+        s = getattr(self.sock, "session", None)
+        if s is not None:
+            self._cache()[self.key] = s
+
+
 def request(addr, method, path, body=None, headers=None):
     """(status, headers, body); raises ConnectionError when nothing was sent
     (the operation surely did not happen), TimeoutError/OSError when the
     outcome is unknown."""
-    conn = harness.http_connection(addr, REQUEST_TIMEOUT_S)  # HTTPS with --tls
+    ctx = harness.CLIENT_TLS.get(addr)  # --tls
+    conn = ResumingHTTPS(addr, ctx) if ctx else harness.http_connection(addr, REQUEST_TIMEOUT_S)
     try:
         try:
             conn.connect()
@@ -113,6 +156,8 @@ def request(addr, method, path, body=None, headers=None):
         conn.request(method, path, body=body, headers=headers)
         r = conn.getresponse()
         data = r.read()
+        if ctx:
+            conn.keep_session()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, data
     except (http.client.HTTPException, socket.timeout) as e:
         raise TimeoutError(str(e)) from e
@@ -411,7 +456,7 @@ class Run:
         self.liveness_failures = []
         self.bad_requests = []
         self.counts = {}
-        self.clock_ok = not harness.SANITIZED and bool(faketime_lib())
+        self.clock_ok = not harness.SANITIZED and bool(harness.faketime_lib())
         self.next_id = 4
         self.host_of = {}  # node id -> host index
         self.mounts = []
@@ -445,7 +490,7 @@ class Run:
             clock = os.path.join(c.dir, "clock%d" % host)
             with open(clock, "w") as f:
                 f.write("+0\n")
-            preload.append(faketime_lib())
+            preload.append(harness.faketime_lib())
             n.env = {"FAKETIME_TIMESTAMP_FILE": clock,
                      "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
         if preload:
@@ -471,7 +516,9 @@ class Run:
     # -- the run
 
     def execute(self):
-        backdate = shutil.which("faketime") is not None  # clock faults move clocks back
+        with TLSStats.lock:
+            TLSStats.handshakes = TLSStats.resumed = 0
+        backdate = harness.faketime_lib() is not None  # clock faults move clocks back
         c = self.cluster = harness.Cluster(self.args.stcache, "nemesis-%d" % self.seed,
                                            ["--log-level", "info"] + self.args.server_args.split(),
                                            tls=self.args.tls, client_tls=self.args.tls,
@@ -593,6 +640,10 @@ class Run:
             if watcher.gaps:
                 summary["watch_gaps"] = watcher.gaps
         summary["faults"] = dict(self.counts)
+        if self.args.tls:
+            with TLSStats.lock:
+                summary["tls_handshakes"], summary["tls_resumed"] = (TLSStats.handshakes,
+                                                                     TLSStats.resumed)
         log("seed %d passed: %s" % (self.seed, json.dumps(summary, sort_keys=True)))
         return summary
 
@@ -886,12 +937,6 @@ class Run:
 
 def f_hold(rng):
     return rng.uniform(1.5, 5.0)
-
-
-def faketime_lib():
-    libs = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") +
-                  glob.glob("/usr/lib/faketime/libfaketime.so.1"))
-    return libs[0] if libs else None
 
 
 def main():
