@@ -120,9 +120,10 @@ int kv_auth_record_decode(const uint8_t *p, size_t len, struct kv_auth_user *out
     out->role = p[1];
     uint8_t n_prefixes = p[2];
     out->kdf_iterations = get_u32(p + 4);
+    /* The name's length before it is copied: the byte can claim up to 255. */
     if (p[3] != 0 || !kv_auth_role_name(out->role) || n_prefixes > KV_AUTH_PREFIXES_MAX ||
         out->kdf_iterations == 0 || out->kdf_iterations > KV_AUTH_KDF_ITERATIONS_MAX ||
-        len - KV_AUTH_RECORD_FIXED_BYTES < out->name_len)
+        out->name_len > KV_AUTH_NAME_BYTES_MAX || len - KV_AUTH_RECORD_FIXED_BYTES < out->name_len)
         return ST_EPROTO;
     memcpy(out->salt, p + 8, KV_AUTH_SALT_BYTES);
     memcpy(out->hash, p + 24, KV_AUTH_HASH_BYTES);

@@ -120,6 +120,27 @@ TEST(malformed_records_are_refused_by_decode_and_apply_alike)
     kv_destroy(kv);
 }
 
+/* Found by fuzz_kv_snap: a record whose name length byte said more than
+ * KV_AUTH_NAME_BYTES_MAX had its name copied past the name field (UBSan:
+ * index 255 out of bounds for type 'char[65]') before the name was judged. */
+TEST(a_record_whose_name_is_too_long_is_refused_before_it_is_copied)
+{
+    struct kv_auth_user u;
+    user_init(&u, "ok", KV_AUTH_ADMIN, 1);
+    uint8_t rec[KV_AUTH_RECORD_FIXED_BYTES + 255];
+    size_t len;
+    ASSERT_EQ(kv_auth_record_encode(&u, rec, sizeof rec, &len), 0);
+    rec[0] = 255; /* the name's length */
+    memset(rec + KV_AUTH_RECORD_FIXED_BYTES, 'a', 255);
+    static struct kv_auth_user out;
+    memset(&out, 0xEE, sizeof out);
+    ASSERT_EQ(kv_auth_record_decode(rec, sizeof rec, &out), ST_EPROTO);
+    for (size_t i = 0; i < sizeof out.prefix_bytes; i++)
+        ASSERT_EQ(out.prefix_bytes[i], 0xEE); /* nothing written past the name */
+    rec[0] = KV_AUTH_NAME_BYTES_MAX + 1;
+    ASSERT_EQ(kv_auth_record_decode(rec, KV_AUTH_RECORD_FIXED_BYTES + rec[0], &out), ST_EPROTO);
+}
+
 TEST(snapshot_carries_the_table_in_a_version_3_section_and_restores_it)
 {
     struct kv *a = new_kv(), *b = new_kv();
