@@ -319,6 +319,12 @@ struct raft_config {
     uint32_t msg_bytes_max;     /* payload bytes per append */
     uint64_t
         uncommitted_bytes_max; /* leader refuses proposals past this (ST_EBUSY); 0 = no bound */
+    /* Payload bytes of the committed entries one ready hands out at most
+     * (one entry at least, however large; 0 = no bound): the rest comes in
+     * the next readies, so an
+     * application that applies each ready before taking the next bounds the
+     * work of one step, e.g. a follower catching up on a long log. */
+    uint64_t committed_bytes_max;
     uint64_t trailing_entries; /* entries kept behind a snapshot for lagging followers */
     /* Payload bytes of those trailing entries at most (0 = bounded by count
      * only): with large entries a count alone kept up to trailing_entries

@@ -281,8 +281,16 @@ void raft_ready_get(struct raft *r, struct raft_ready *rd)
         r->hs_handed = hs;
     }
 
-    /* Committed entries, never beyond what is durable locally. */
+    /* Committed entries, never beyond what is durable locally, and at most
+     * committed_bytes_max bytes of payload (one entry at least). */
     raft_index lim = apply_limit(r);
+    if (r->log.applying < lim && r->cfg.committed_bytes_max) {
+        raft_index i = r->log.applying + 1;
+        uint64_t bytes = log_get(&r->log, i)->len;
+        while (i < lim && bytes + log_get(&r->log, i + 1)->len <= r->cfg.committed_bytes_max)
+            bytes += log_get(&r->log, ++i)->len;
+        lim = i;
+    }
     if (r->log.applying < lim) {
         size_t n = (size_t)(lim - r->log.applying);
         if (entries_grow(&r->cfg, &o->committed, &o->cap_committed, n) == 0) {

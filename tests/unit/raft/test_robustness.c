@@ -290,6 +290,80 @@ TEST(ready_hard_state_commit_never_ahead_of_persisted)
     fx_destroy(f);
 }
 
+static void tweak_committed_10_bytes(struct raft_config *c)
+{
+    c->committed_bytes_max = 10;
+}
+
+TEST(ready_hands_committed_entries_within_committed_bytes_max)
+{
+    /* A follower catching up on five entries of 4 bytes and one of 16,
+     * with at most 10 bytes of committed entries per ready: 2, 2, then 1
+     * (the next would pass the bound), then the large entry alone. Each
+     * ready's entries follow the last one's. */
+    struct fx *f = fx_create_ex(3, 3, 0, tweak_committed_10_bytes);
+    struct raft *r = fx_r(f, 2);
+    struct raft_buf *b = raft_buf_create(40);
+    memset(b->data, 'x', 40);
+    struct raft_entry e[6];
+    for (int i = 0; i < 6; i++)
+        e[i] = (struct raft_entry){.term = 2,
+                                   .index = (raft_index)(4 + i),
+                                   .type = RAFT_ENTRY_NORMAL,
+                                   .buf = b,
+                                   .data = b->data + 4 * i,
+                                   .len = i < 5 ? 4 : 16};
+    struct raft_msg m = {.type = RAFT_MSG_APPEND,
+                         .from = 1,
+                         .to = 2,
+                         .term = 2,
+                         .index = 3,
+                         .log_term = 1,
+                         .commit = 9,
+                         .n_entries = 6,
+                         .entries = e};
+    ASSERT_EQ(raft_step(r, &m), 0);
+    raft_buf_unref(b);
+    struct raft_ready rd;
+    raft_ready_get(r, &rd);
+    ASSERT_EQ(rd.n_entries, 6);
+    ASSERT_EQ(rd.n_committed, 0);
+    raft_ready_ack(r, &rd);
+    raft_persisted(r, 9, 2);
+    static const size_t want[] = {2, 2, 1, 1};
+    raft_index next = 4;
+    for (size_t k = 0; k < 4; k++) {
+        ASSERT_TRUE(raft_has_ready(r));
+        raft_ready_get(r, &rd);
+        ASSERT_EQ(rd.n_committed, want[k]);
+        ASSERT_EQ(rd.committed[0].index, next);
+        next += rd.n_committed;
+        raft_ready_ack(r, &rd);
+        raft_applied(r, next - 1);
+        raft_check_invariants(r);
+    }
+    ASSERT_EQ(raft_applied_index(r), 9);
+    ASSERT_FALSE(raft_has_ready(r));
+    fx_destroy(f);
+
+    /* A cluster under the bound applies everything, alike. */
+    f = fx_create_ex(3, 3, 0, tweak_committed_10_bytes);
+    ASSERT_EQ(fx_elect(f, 1), 1);
+    for (int i = 0; i < 20; i++) {
+        struct raft_buf *p = raft_buf_create(7);
+        memcpy(p->data, "payload", 7);
+        ASSERT_EQ(raft_propose(fx_r(f, 1), p, p->data, 7, NULL, NULL), 0);
+        raft_buf_unref(p);
+    }
+    fx_stabilize(f);
+    for (int i = 2; i <= 3; i++) {
+        ASSERT_EQ(f->nodes[i].applied, f->nodes[1].applied);
+        ASSERT_EQ(f->nodes[i].sm, f->nodes[1].sm);
+    }
+    ASSERT_TRUE(f->nodes[1].n_applied_normal >= 20);
+    fx_destroy(f);
+}
+
 TEST(ready_payload_outlives_core_until_ack)
 {
     /* Entries handed out stay valid until ack even if the log moves on. */
