@@ -226,7 +226,8 @@ struct st_tr_stats {
     uint64_t read_pauses;            /* reads paused for a snapshot receiver (ST_TR_CB_PENDING) */
     uint64_t tls_failures;           /* TLS handshakes failed or certificates refused */
     uint64_t tls_resumed;            /* dialed TLS handshakes that resumed a session */
-    uint64_t inbound_evicted; /* unauthenticated connections closed for a newer one (limits) */
+    uint64_t inbound_evicted;  /* unauthenticated connections closed for a newer one (limits) */
+    uint64_t read_turn_pauses; /* a connection read ST_TR_READ_TURN_BYTES in one loop turn */
 };
 
 struct st_tr;

@@ -239,6 +239,9 @@ void node_metrics_write(const struct node *n, void (*append)(void *actx, const v
         counter(&o, "stcache_transport_read_pauses_total",
                 "Times reading from a peer paused while a received snapshot was written.",
                 ts.read_pauses);
+        counter(&o, "stcache_transport_read_turn_pauses_total",
+                "Times reading from a peer waited for the next loop turn (a turn's bytes read).",
+                ts.read_turn_pauses);
     }
     outf(&o, "# HELP stcache_wal_fsync_seconds WAL batch latency: submit to durable (group "
              "commit, fdatasync).\n# TYPE stcache_wal_fsync_seconds histogram\n");

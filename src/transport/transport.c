@@ -108,7 +108,9 @@ int st_tr_create(uv_loop_t *loop, const struct st_tr_config *cfg, const struct s
     tr->notify_timer.data = tr;
     ST_ASSERT(uv_timer_init(loop, &tr->sweep_timer) == 0);
     tr->sweep_timer.data = tr;
-    tr->live += 2; /* the two timers */
+    ST_ASSERT(uv_timer_init(loop, &tr->turn_timer) == 0);
+    tr->turn_timer.data = tr;
+    tr->live += 3; /* the three timers */
     *out = tr;
     return 0;
 }
@@ -305,6 +307,7 @@ void st_tr_destroy(struct st_tr *tr, void (*done_cb)(void *arg), void *done_arg)
     if (tr->listener_open) uv_close((uv_handle_t *)&tr->listener, on_tr_handle_closed);
     uv_close((uv_handle_t *)&tr->notify_timer, on_tr_handle_closed);
     uv_close((uv_handle_t *)&tr->sweep_timer, on_tr_handle_closed);
+    uv_close((uv_handle_t *)&tr->turn_timer, on_tr_handle_closed);
     tr->live--;
     st_tr_maybe_free(tr);
 }

@@ -455,10 +455,13 @@ void st_tr_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     }
     struct raft_buf *b = c->rbuf;
     ST_ASSERT(c->rlen < b->cap); /* b: scratch or a frame buffer, never NULL */
-    *buf = uv_buf_init((char *)b->data + c->rlen, (unsigned)(b->cap - c->rlen));
+    /* A big frame's buffer is read a turn's budget at a time at most. */
+    size_t room = ST_MIN(b->cap - c->rlen, (size_t)ST_TR_READ_TURN_BYTES);
+    *buf = uv_buf_init((char *)b->data + c->rlen, (unsigned)room);
 }
 
 static void conn_parse(struct st_tr_conn *c);
+static void turn_account(struct st_tr_conn *c, size_t n);
 
 void st_tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
@@ -477,6 +480,42 @@ void st_tr_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         st_tr_tls_on_read(c, (size_t)nread);
     else
         st_tr_conn_plain(c, (size_t)nread);
+    turn_account(c, (size_t)nread);
+}
+
+/* The turn timer: reads resume on the connections that used their turn. */
+static void on_turn_timer(uv_timer_t *t)
+{
+    struct st_tr *tr = t->data;
+    for (struct st_list *l = tr->conns.next; l != &tr->conns; l = l->next) {
+        struct st_tr_conn *c = ST_CONTAINER_OF(l, struct st_tr_conn, link);
+        if (!c->turn_paused) continue;
+        c->turn_paused = false;
+        if (c->state != CONN_UP || c->read_paused) continue; /* st_tr_conn_resume reads */
+        int rv = uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read);
+        if (rv != 0) st_tr_conn_close(c, uv_to_st(rv), true);
+    }
+}
+
+/* Counts n bytes read into this loop turn's budget (ST_TR_READ_TURN_BYTES);
+ * past it, reads stop until the next turn. */
+static void turn_account(struct st_tr_conn *c, size_t n)
+{
+    struct st_tr *tr = c->tr;
+    uint64_t now = uv_now(tr->loop);
+    if (c->turn_ms != now) {
+        c->turn_ms = now;
+        c->turn_bytes = 0;
+    }
+    c->turn_bytes += n;
+    if (c->turn_bytes < ST_TR_READ_TURN_BYTES || c->state != CONN_UP || c->read_paused ||
+        c->turn_paused)
+        return;
+    c->turn_paused = true;
+    tr->stats.read_turn_pauses++;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (!uv_is_active((uv_handle_t *)&tr->turn_timer))
+        uv_timer_start(&tr->turn_timer, on_turn_timer, 0, 0);
 }
 
 void st_tr_conn_plain(struct st_tr_conn *c, size_t n)
@@ -563,7 +602,7 @@ void st_tr_conn_resume(struct st_tr_conn *c)
     if (c->state != CONN_UP) return;
     conn_parse(c);
     if (c->tls != NULL && c->state == CONN_UP && !c->read_paused) st_tr_tls_pump(c);
-    if (c->state == CONN_UP && !c->read_paused) {
+    if (c->state == CONN_UP && !c->read_paused && !c->turn_paused) {
         int rv = uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read);
         if (rv != 0) st_tr_conn_close(c, uv_to_st(rv), true);
     }

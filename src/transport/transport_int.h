@@ -59,7 +59,14 @@
 #include "wire/msg.h"
 
 #define ST_TR_SCRATCH_BYTES (64u * 1024u)
-#define ST_TR_TLS_READ_BYTES (64u * 1024u)    /* ciphertext read buffer of a TLS connection */
+#define ST_TR_TLS_READ_BYTES (64u * 1024u) /* ciphertext read buffer of a TLS connection */
+/* Bytes one connection reads in one loop turn (uv_now() millisecond) at
+ * most, before its reads wait for the next turn: libuv reads a readable
+ * socket up to 32 times per turn, and a follower catching up took 2-4 MiB
+ * of appends in one turn, each byte a fresh page to fault in and then to
+ * persist and apply, 20-40 ms of loop (bench/reliability/snapshot_stall.py).
+ * Frames are processed as before; only the next read waits. */
+#define ST_TR_READ_TURN_BYTES (512u * 1024u)
 #define ST_TR_TLS_SPARE_MAX 8u                /* spare ciphertext write buffers per connection */
 #define ST_TR_TLS_STAGE_BYTES (16u * 1024u)   /* a TLS record's plaintext */
 #define ST_TR_TLS_SPARE_BYTES (1024u * 1024u) /* larger ones are freed after their write */
@@ -120,7 +127,10 @@ struct st_tr_conn {
     struct raft_buf *scratch; /* parse buffer */
     struct raft_buf *rbuf;    /* scratch, or a dedicated buffer for one big frame */
     size_t rpos, rlen;
-    bool read_paused;       /* a snapshot callback returned ST_TR_CB_PENDING: no read, no parse */
+    bool read_paused; /* a snapshot callback returned ST_TR_CB_PENDING: no read, no parse */
+    bool turn_paused; /* read ST_TR_READ_TURN_BYTES this turn: reads resume at the next */
+    uint64_t turn_ms; /* uv_now() of the turn turn_bytes counts */
+    uint64_t turn_bytes;
     uint32_t inflight_msgs; /* OUT_MSG frames given to uv_write, not completed */
     uint64_t inflight_bytes;
     uint64_t created_ms;         /* uv_now() at creation (evicting the oldest pending) */
@@ -206,6 +216,7 @@ struct st_tr {
     uint64_t accept_warned_ms; /* last "accept failed" trace line (one a second at most) */
     uv_timer_t notify_timer;   /* reports back-pressure drops outside API calls */
     uv_timer_t sweep_timer;    /* drops messages that waited queue_wait_ms for a connection */
+    uv_timer_t turn_timer;     /* resumes the reads of turn-paused connections (due at once) */
     struct st_list peers;
     struct st_list conns;
     uint32_t inbound_pending;

@@ -17,6 +17,7 @@
 #include "test.h"
 #include "transport/frame.h"
 #include "transport/transport.h"
+#include "transport/transport_int.h"
 #include "util/assert.h"
 #include "wire/le.h"
 #include "wire/msg.h"
@@ -437,6 +438,45 @@ TEST(messages_are_delivered_in_order_across_three_transports)
         ASSERT_TRUE(ep_release_kept(&e[i]));
     }
     for (int i = 0; i < 3; i++)
+        ep_destroy(&e[i]);
+    loop_teardown();
+}
+
+TEST(a_connection_reads_at_most_a_turns_budget_per_loop_turn)
+{
+    /* A burst of appends (8 of 1 MiB) over one connection: libuv reads a
+     * readable socket up to 32 times per loop turn, and a follower catching
+     * up took 2-4 MiB of appends in one turn (each byte then persisted and
+     * applied in the same turn: 20-40 ms of loop). A turn now reads at most
+     * ST_TR_READ_TURN_BYTES (plus the read that crosses it); the rest waits
+     * for the next turn, and every append arrives intact and in order. */
+    loop_setup();
+    struct ep e[2];
+    ep_start(&e[0], 1, CLUSTER, 0);
+    ep_start(&e[1], 2, CLUSTER, 0);
+    link_peers(&e[0], &e[1]);
+    ASSERT_EQ(send_append(&e[0], 2, 0, 1, 1), 0);
+    RUN_UNTIL(e[1].n_append == 1);
+    const uint64_t n = 8;
+    for (uint64_t s = 1; s <= n; s++)
+        ASSERT_EQ(send_append(&e[0], 2, s, 8, 128u << 10), 0);
+    struct st_tr_stats st;
+    st_tr_stats_get(e[1].tr, &st);
+    uint64_t before = st.bytes_received, most = 0;
+    for (int turn = 0; e[1].n_append < n + 1 && turn < 1000000; turn++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        st_tr_stats_get(e[1].tr, &st);
+        if (st.bytes_received - before > most) most = st.bytes_received - before;
+        before = st.bytes_received;
+    }
+    ASSERT_EQ(e[1].n_append, n + 1);
+    ASSERT_TRUE(e[1].order_ok);
+    ASSERT_LE(most, 2 * (uint64_t)ST_TR_READ_TURN_BYTES);
+    ASSERT_GE(st.read_turn_pauses, 1);
+    ASSERT_EQ(st.protocol_errors, 0);
+    for (int i = 0; i < 2; i++)
+        ASSERT_TRUE(ep_release_kept(&e[i]));
+    for (int i = 0; i < 2; i++)
         ep_destroy(&e[i]);
     loop_teardown();
 }
