@@ -252,6 +252,7 @@ int node_open_and_run(struct node *n, const struct raft_conf *initial_conf)
     rcfg.election_ticks = n->cfg.election_ticks;
     rcfg.heartbeat_ticks = n->cfg.heartbeat_ticks;
     rcfg.inflight_msgs_max = n->cfg.raft_inflight ? n->cfg.raft_inflight : 1;
+    rcfg.committed_bytes_max = NODE_APPLY_BYTES_PER_READY;
     rcfg.pre_vote = true;
     rcfg.check_quorum = true;
     rcfg.lease_reads = true;

@@ -362,6 +362,7 @@ struct node {
     int fatal_code;
     int handles_open;
     bool processing;
+    uint64_t pass_applied_bytes; /* committed payload applied in this pass */
 
     /* writer completions (written by the writer thread under wmu) */
     uv_mutex_t wmu;
@@ -544,6 +545,19 @@ void node_memory_check_leader(struct node *n);
 
 #define NODE_SCRATCH_BYTES (64u * 1024u)
 #define NODE_READIES_PER_PASS 64
+/* Bytes of committed payload one ready hands out (raft committed_bytes_max)
+ * and one pass of the readies applies, at most: a follower catching up on a
+ * long log applies it a slice per loop iteration (two passes), not all of
+ * what arrived at once. Applying grows the state, and on a VM whose fresh
+ * pages cost the host a fault each (~15 us per 4 KiB here) 1 MiB of 4 KiB
+ * values applied in one go was 30-60 ms of loop
+ * (bench/reliability/snapshot_stall.py). */
+#define NODE_APPLY_BYTES_PER_READY (128u * 1024u)
+#define NODE_APPLY_BYTES_PER_PASS (64u * 1024u)
+/* A WAL batch larger than this is written by the writer threads, never
+ * inline on the loop (node/wal_inline.h): copying and writing it would hold
+ * the loop for milliseconds per MiB. */
+#define NODE_WAL_INLINE_BYTES_MAX (256u * 1024u)
 #define NODE_HS_IDLE_TICKS 10     /* quiet ticks before a commit-only hard state is written */
 #define NODE_TRIM_DELAY_TICKS 100 /* from a snapshot to malloc_trim (compaction released) */
 #define NODE_TRIM_QUIET_TICKS 50  /* ...and no entry applied for this long */

@@ -123,6 +123,7 @@ static void apply_committed(struct node *n, const struct raft_entry *ents, size_
         if (i + NODE_PREFETCH_ENTRY < count) apply_prefetch(n, &ents[i + NODE_PREFETCH_ENTRY], 1);
         if (e->index <= n->applied) continue;
         ST_ASSERT(e->index == n->applied + 1);
+        n->pass_applied_bytes += e->len;
         if (e->type == RAFT_ENTRY_NORMAL && e->len > 0 && e->data[0] > KV_COMMAND_VERSION) {
             /* A command of a newer format (a member of a later release
              * wrote it, docs/ARCHITECTURE.md "Versions and upgrades"):
@@ -197,9 +198,12 @@ int node_wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq)
      * the policy noticed. */
     bool snapshotting =
         n->snap_active || n->snap_commit || n->snap_in || n->snap_in_commit || n->install;
-    if (n->cfg.wal_inline_always ||
-        (!snapshotting && node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries,
-                                             n->waiters_used, n->role == RAFT_LEADER))) {
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < b->n_entries; i++)
+        bytes += b->entries[i].len;
+    if (n->cfg.wal_inline_always || (!snapshotting && bytes <= NODE_WAL_INLINE_BYTES_MAX &&
+                                     node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries,
+                                                        n->waiters_used, n->role == RAFT_LEADER))) {
         int rc = st_log_writer_write_now(n->writer, b, seq);
         if (rc == 0) {
             n->wal_inline_done = true;
@@ -354,8 +358,10 @@ void node_process_readies(struct node *n)
     n->processing = true;
     if (n->n_fwd) node_client_flush_forwards(n);
     node_client_issue_reads(n);
+    n->pass_applied_bytes = 0;
     for (int i = 0; i < NODE_READIES_PER_PASS && raft_has_ready(n->raft) && !n->fatal &&
-                    n->persist_inflight < NODE_PERSIST_INFLIGHT_MAX;
+                    n->persist_inflight < NODE_PERSIST_INFLIGHT_MAX &&
+                    n->pass_applied_bytes < NODE_APPLY_BYTES_PER_PASS;
          i++)
         process_one_ready(n);
     if (n->conf_dirty) node_reconcile_peers(n);
