@@ -552,8 +552,8 @@ void node_memory_check_leader(struct node *n);
  * pages cost the host a fault each (~15 us per 4 KiB here) 1 MiB of 4 KiB
  * values applied in one go was 30-60 ms of loop
  * (bench/reliability/snapshot_stall.py). */
-#define NODE_APPLY_BYTES_PER_READY (128u * 1024u)
-#define NODE_APPLY_BYTES_PER_PASS (64u * 1024u)
+#define NODE_APPLY_BYTES_PER_READY (64u * 1024u)
+#define NODE_APPLY_BYTES_PER_PASS (32u * 1024u)
 /* A WAL batch larger than this is written by the writer threads, never
  * inline on the loop (node/wal_inline.h): copying and writing it would hold
  * the loop for milliseconds per MiB. */

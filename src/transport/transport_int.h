@@ -66,7 +66,7 @@
  * of appends in one turn, each byte a fresh page to fault in and then to
  * persist and apply, 20-40 ms of loop (bench/reliability/snapshot_stall.py).
  * Frames are processed as before; only the next read waits. */
-#define ST_TR_READ_TURN_BYTES (512u * 1024u)
+#define ST_TR_READ_TURN_BYTES (256u * 1024u)
 #define ST_TR_TLS_SPARE_MAX 8u                /* spare ciphertext write buffers per connection */
 #define ST_TR_TLS_STAGE_BYTES (16u * 1024u)   /* a TLS record's plaintext */
 #define ST_TR_TLS_SPARE_BYTES (1024u * 1024u) /* larger ones are freed after their write */
