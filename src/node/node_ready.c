@@ -185,6 +185,15 @@ static void soft_state(struct node *n, const struct raft_ready *rd)
     if (leader_changed) node_client_leader_changed(n, rd->leader);
 }
 
+/* The payload bytes of a batch. */
+static uint64_t batch_bytes(const struct st_log_batch *b)
+{
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < b->n_entries; i++)
+        bytes += b->entries[i].len;
+    return bytes;
+}
+
 /* Hands a batch to the WAL: a lone entry is written and synced right here
  * when the writer is idle and the disk has been quick
  * (st_log_writer_write_now: no thread hand-offs, which at low load cost
@@ -198,10 +207,7 @@ int node_wal_write(struct node *n, const struct st_log_batch *b, uint64_t *seq)
      * the policy noticed. */
     bool snapshotting =
         n->snap_active || n->snap_commit || n->snap_in || n->snap_in_commit || n->install;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < b->n_entries; i++)
-        bytes += b->entries[i].len;
-    if (n->cfg.wal_inline_always || (!snapshotting && bytes <= NODE_WAL_INLINE_BYTES_MAX &&
+    if (n->cfg.wal_inline_always || (!snapshotting && batch_bytes(b) <= NODE_WAL_INLINE_BYTES_MAX &&
                                      node_wal_inline_ok(&n->wal_inline, node_now_us(), b->n_entries,
                                                         n->waiters_used, n->role == RAFT_LEADER))) {
         int rc = st_log_writer_write_now(n->writer, b, seq);
