@@ -731,11 +731,14 @@ def run_one(cluster, wrk, wl, duration_s, warmup_s, keys):
     res = wrk.run(cluster.system, op, addrs, threads, conns, duration_s, consistency, keys)
     busy = machine_busy_s() - busy0
     cpu = 0.0
+    node_cpu = {}
     for pid in pids:
         c1 = proc_cpu_s(pid)
         if c1 is None:
             raise BenchError("%s node %d died during %s" % (cluster.system, pid, name))
         cpu += c1 - cpu0[pid]
+        node_cpu[pid] = c1 - cpu0[pid]
+    leader = cluster.leader_node()
     cluster.check_alive()
     peaks = [proc_status_kb(pid, "VmHWM") for pid in pids]
     dur = res["duration_us"] / 1e6
@@ -761,6 +764,12 @@ def run_one(cluster, wrk, wl, duration_s, warmup_s, keys):
         "error_bodies": res.get("error_bodies", {}),
         "server_cpu_s": round(cpu, 3),
         "cpu_us_per_op": (cpu * 1e6 / reqs) if reqs else None,
+        # each node's share, the leader's first (where the cost of a
+        # workload sits: the leader's client and peer work, or the followers')
+        "node_cpu_us_per_op": [round(node_cpu[p] * 1e6 / reqs, 2) if reqs else None
+                               for p in sorted(node_cpu, key=lambda p: leader is None
+                                               or p != leader.pid)],
+        "wrk_cpu_us_per_op": (res["wrk_cpu_s"] * 1e6 / reqs) if reqs else None,
         "peak_rss_mb_per_node": [round(p / 1024.0, 1) if p else None for p in peaks],
         "peak_rss_mb_max": max((p for p in peaks if p), default=0) / 1024.0,
         "wrk_cpu_s": res["wrk_cpu_s"],
