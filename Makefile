@@ -105,6 +105,7 @@ NEMESIS_ARGS ?=
 # Every libFuzzer driver for FUZZ_SECONDS each (clang; build-fuzz/), from
 # copies of the seed corpora under /tmp/stcache-fuzz; prints executions per
 # driver and fails on any finding. CI runs the same targets as smoke tests.
+# FUZZ_FLAGS (environment) adds libFuzzer flags; default -entropic=0.
 FUZZ_SECONDS ?= 60
 FUZZ_ONLY ?= .
 fuzz: deps
