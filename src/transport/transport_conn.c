@@ -491,6 +491,10 @@ static void on_turn_timer(uv_timer_t *t)
         struct st_tr_conn *c = ST_CONTAINER_OF(l, struct st_tr_conn, link);
         if (!c->turn_paused) continue;
         c->turn_paused = false;
+        /* A new loop turn, though perhaps the same millisecond: a whole
+         * budget again (else the first read would pause it once more). */
+        c->turn_ms = uv_now(tr->loop);
+        c->turn_bytes = 0;
         if (c->state != CONN_UP || c->read_paused) continue; /* st_tr_conn_resume reads */
         int rv = uv_read_start((uv_stream_t *)&c->tcp, st_tr_on_alloc, st_tr_on_read);
         if (rv != 0) st_tr_conn_close(c, uv_to_st(rv), true);

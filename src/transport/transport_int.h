@@ -60,8 +60,9 @@
 
 #define ST_TR_SCRATCH_BYTES (64u * 1024u)
 #define ST_TR_TLS_READ_BYTES (64u * 1024u) /* ciphertext read buffer of a TLS connection */
-/* Bytes one connection reads in one loop turn (uv_now() millisecond) at
- * most, before its reads wait for the next turn: libuv reads a readable
+/* Bytes one connection reads in one loop turn at most (counted per uv_now()
+ * millisecond, and afresh when the turn timer resumes it), before its reads
+ * wait for the next turn: libuv reads a readable
  * socket up to 32 times per turn, and a follower catching up took 2-4 MiB
  * of appends in one turn, each byte a fresh page to fault in and then to
  * persist and apply, 20-40 ms of loop (bench/reliability/snapshot_stall.py).
