@@ -198,12 +198,16 @@ static void dir_remove(struct sim_inode *d, struct sim_dirent *e)
  * interrupted. Without this, every deleted file's bytes stayed until the sim
  * was destroyed (a long-running node grew by each deleted WAL segment and
  * snapshot) and counted against the quota. Its number is reused. Call after a name, a durable name
- * or a handle of ino went away; a cheap no-op when ino is still reachable. */
+ * or a handle of ino went away; a cheap no-op when ino is still reachable.
+ * A directory is freed alike, and then the files only its names reached:
+ * a removed snapshot directory still listed its files among its durable
+ * names (it is never synced once emptied), which kept every removed
+ * snapshot's bytes (fuzz_http_request grew to 4 GiB in 270,000 inputs). */
 static void inode_reclaim(struct st_fs_sim *s, uint32_t ino)
 {
     struct sim_inode *in = s->inodes[ino];
-    if (in->is_dir || in->gone || ino == 0) return;
-    if (s->torn_valid && s->torn_ino == ino) return;
+    if (in->gone || ino == 0) return;
+    if (!in->is_dir && s->torn_valid && s->torn_ino == ino) return;
     for (int fd = 0; fd < SIM_FDS_MAX; fd++)
         if (s->fds[fd].used && s->fds[fd].ino == ino) return;
     for (size_t i = 0; i < s->n_inodes; i++) {
@@ -213,6 +217,25 @@ static void inode_reclaim(struct st_fs_sim *s, uint32_t ino)
             if (d->cur[k].ino == ino) return;
         for (size_t k = 0; k < d->n_ddur; k++)
             if (d->ddur[k].ino == ino) return;
+    }
+    if (in->is_dir) {
+        struct sim_dirent *cur = in->cur, *ddur = in->ddur;
+        size_t n_cur = in->n_cur, n_ddur = in->n_ddur;
+        in->cur = in->ddur = NULL; /* no longer a name of its children */
+        in->n_cur = in->cap_cur = in->n_ddur = 0;
+        in->gone = true;
+        if (s->n_free == s->cap_free) {
+            s->cap_free = s->cap_free ? s->cap_free * 2 : 16;
+            s->free_inos = xrealloc(s->free_inos, s->cap_free * sizeof(*s->free_inos));
+        }
+        s->free_inos[s->n_free++] = ino;
+        for (size_t k = 0; k < n_cur; k++)
+            inode_reclaim(s, cur[k].ino);
+        for (size_t k = 0; k < n_ddur; k++)
+            inode_reclaim(s, ddur[k].ino);
+        free(cur);
+        free(ddur);
+        return;
     }
     pend_clear(in);
     free(in->pend);
@@ -916,6 +939,7 @@ size_t st_fs_sim_crash(struct st_fs_sim *s, enum st_fs_sim_crash_mode mode, size
     size_t torn_len = s->torn_valid ? s->torn_len : 0;
     for (size_t i = 0; i < s->n_inodes; i++) {
         struct sim_inode *in = s->inodes[i];
+        if (in->gone) continue;
         if (in->is_dir) {
             if (i == 0) continue; /* the root's names are durable by definition */
             in->cur = xrealloc(in->cur, (in->n_ddur ? in->n_ddur : 1) * sizeof(*in->cur));
@@ -924,7 +948,6 @@ size_t st_fs_sim_crash(struct st_fs_sim *s, enum st_fs_sim_crash_mode mode, size
             if (in->cap_cur == 0) in->cap_cur = 1;
             continue;
         }
-        if (in->gone) continue;
         /* The durable content, copied over the current one (no zeroing
          * first: every byte up to dur_size is overwritten). */
         if (in->dur_size > in->cap) {
